@@ -1,0 +1,89 @@
+"""Typed settings, read once from ``BANKHUB_*`` environment variables.
+
+Outside ``dev`` the settings fail closed: a missing secret key stops start-up with a message that
+names the variable, instead of silently generating one that would differ per process.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEV = "dev"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or unsafe; the message names the variable to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BANKHUB_", extra="ignore")
+
+    env: Environment = Environment.DEV
+    data_dir: Path = Path("bankhub-data")
+    database_url: str | None = None
+    secret_key: str | None = Field(default=None, repr=False)
+    public_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    token_ttl_seconds: int = 30 * 60
+    connect_idle_seconds: int = 5 * 60
+    connect_max_attempts: int = 5
+    refresh_cooldown_seconds: int = 5 * 60
+    connector_timeout_seconds: float = 30.0
+    sandbox_decoupled_delay_seconds: float = 3.0
+    sandbox_slow_seconds: float = 60.0
+    maintenance: bool = False
+    create_demo_app: bool = True
+    max_page_size: int = 1000
+
+    @property
+    def token_ttl(self) -> timedelta:
+        return timedelta(seconds=self.token_ttl_seconds)
+
+    @property
+    def connect_idle(self) -> timedelta:
+        return timedelta(seconds=self.connect_idle_seconds)
+
+    @property
+    def refresh_cooldown(self) -> timedelta:
+        return timedelta(seconds=self.refresh_cooldown_seconds)
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env in (Environment.DEV, Environment.TEST)
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'bankhub.sqlite3').resolve()}"
+
+    def resolved_secret_key(self) -> bytes:
+        """The server pepper for keyed hashes. In dev it is kept in the data dir; never regenerated."""
+        if self.secret_key:
+            if len(self.secret_key) < 32:
+                raise ConfigError("BANKHUB_SECRET_KEY must be at least 32 characters")
+            return self.secret_key.encode()
+        if not self.is_dev:
+            raise ConfigError(
+                "BANKHUB_SECRET_KEY is not set; it is required when BANKHUB_ENV=production"
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key_file = self.data_dir / "secret.key"
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        return key_file.read_text().strip().encode()

@@ -1,0 +1,343 @@
+"""The connector interface: declarations, typed interactions and failures, records, capabilities.
+
+A connector is built for one institution (its parameters come from the service catalogue) with an
+injected :class:`ConnectorContext`. It authenticates with credentials that live only in memory,
+raising an :class:`Interaction` whenever the bank needs something more from the user, and a
+:class:`ConnectorFailure` when the bank refuses. Capabilities are small protocols; the sync layer
+asks ``isinstance(connector, TransactionsCapability)`` instead of calling unimplemented methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+import httpx
+
+from bankhub.clock import Clock
+
+# --- declarations -------------------------------------------------------------------------------
+
+
+class FieldKind(StrEnum):
+    TEXT = "text"
+    SECRET = "secret"  # noqa: S105 - a field kind, not a password
+    ONE_TIME = "one_time"
+    FILE = "file"
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialField:
+    """One input on the connect page's credential form."""
+
+    name: str
+    label: str
+    kind: FieldKind = FieldKind.TEXT
+    help: str | None = None
+    optional: bool = False
+
+
+class AuthFlow(StrEnum):
+    CREDENTIALS = "credentials"
+    REDIRECT = "redirect"
+    DECOUPLED = "decoupled"
+    EMBEDDED = "embedded"
+    FILE = "file"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorInfo:
+    """What a connector declares; the connect page and the scheduler read this, not the code."""
+
+    id: str
+    version: str
+    credential_fields: tuple[CredentialField, ...]
+    auth_flows: tuple[AuthFlow, ...]
+    unattended_refreshes_per_day: int = 4
+    history_days: int = 730
+    consent_days: int = 90
+    description: str = ""
+
+
+# --- interactions: the bank needs more from the user ---------------------------------------------
+
+
+class Interaction(Exception):  # noqa: N818 - an interaction is a control-flow signal, not an error
+    """Raised by ``authenticate`` or ``resume`` when the user must do something more."""
+
+
+class NeedsCode(Interaction):
+    """A one-time code (SMS, app, card reader) or the answer to a security question."""
+
+    def __init__(self, prompt: str, *, secret: bool = True, field_label: str = "Code") -> None:
+        super().__init__(prompt)
+        self.prompt = prompt
+        self.secret = secret
+        self.field_label = field_label
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    id: str
+    label: str
+
+
+class NeedsChoice(Interaction):
+    """Pick one option, for example the device that should receive the code."""
+
+    def __init__(self, prompt: str, options: list[Choice]) -> None:
+        super().__init__(prompt)
+        self.prompt = prompt
+        self.options = options
+
+
+class NeedsRedirect(Interaction):
+    """Send the user to the bank's own page; the bank sends them back to the context's return URL."""
+
+    def __init__(self, url: str, prompt: str = "Continue at your bank") -> None:
+        super().__init__(prompt)
+        self.url = url
+        self.prompt = prompt
+
+
+class NeedsDecoupledApproval(Interaction):
+    """The user approves in the bank's own app; poll with ``resume(Answer.poll())`` until done."""
+
+    def __init__(self, prompt: str, poll_after_seconds: float = 2.0) -> None:
+        super().__init__(prompt)
+        self.prompt = prompt
+        self.poll_after_seconds = poll_after_seconds
+
+
+AnswerKind = Literal["code", "choice", "redirect", "poll"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The user's reply to an :class:`Interaction`."""
+
+    kind: AnswerKind
+    value: str = ""
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def poll(cls) -> Answer:
+        return cls("poll")
+
+
+# --- failures: the bank refused ------------------------------------------------------------------
+
+
+class ConnectorFailure(Exception):
+    """Base of every typed failure; the sync layer maps each to a login status and error code."""
+
+    status: ClassVar[str] = "provider_unavailable"
+    #: whether the user must come back to the connect page (reconnect) to fix it
+    needs_user: ClassVar[bool] = False
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.__class__.__name__)
+        self.message = message or (self.__class__.__doc__ or "").strip()
+        self.retry_after = retry_after
+
+
+class InvalidCredentials(ConnectorFailure):
+    """The bank rejected the username or password."""
+
+    status = "wrong_credentials"
+    needs_user = True
+
+
+class AccountLocked(ConnectorFailure):
+    """The bank has locked this login; the user must contact the bank."""
+
+    status = "account_locked"
+    needs_user = True
+
+
+class PasswordExpired(ConnectorFailure):
+    """The password has expired; the user must change it at the bank first."""
+
+    status = "password_expired"
+    needs_user = True
+
+
+class ConsentExpired(ConnectorFailure):
+    """The consent given to the bank has expired; the user must reconnect."""
+
+    status = "consent_expired"
+    needs_user = True
+
+
+class ProviderUnavailable(ConnectorFailure):
+    """The bank cannot be reached right now."""
+
+    status = "provider_unavailable"
+
+
+class RateLimited(ConnectorFailure):
+    """The bank refuses more requests for now."""
+
+    status = "rate_limited"
+
+
+class InteractionRejected(ConnectorFailure):
+    """The user's answer (code, choice, approval) was refused by the bank."""
+
+    status = "wrong_credentials"
+    needs_user = True
+
+
+# --- records -------------------------------------------------------------------------------------
+
+
+class AccountType(StrEnum):
+    CURRENT = "current"
+    SAVINGS = "savings"
+    CREDIT_CARD = "credit_card"
+    LOAN = "loan"
+    INVESTMENT = "investment"
+    OTHER = "other"
+
+
+class TransactionStatus(StrEnum):
+    BOOKED = "booked"
+    PENDING = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    """An account as the bank reports it. ``bank_id`` may change when a bank re-mints ids."""
+
+    bank_id: str | None
+    name: str
+    type: AccountType
+    currency: str
+    balance: Decimal
+    available_balance: Decimal | None = None
+    number: str | None = None
+    iban: str | None = None
+    holder_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    """A transaction as the bank reports it; negative amounts are debits."""
+
+    bank_id: str | None
+    booking_date: date
+    amount: Decimal
+    currency: str
+    description: str
+    value_date: date | None = None
+    merchant: str | None = None
+    category: str | None = None
+    status: TransactionStatus = TransactionStatus.BOOKED
+    meta: Mapping[str, Any] | None = None
+
+
+# --- the context a connector is built with ------------------------------------------------------
+
+
+class StateStore(Protocol):
+    """Opaque per-login state (session tokens, consent ids). Encryption is the platform's job."""
+
+    def load(self) -> dict[str, Any]: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+
+class MemoryStateStore:
+    """A state store kept in memory; the platform copies it to the login row after each run."""
+
+    def __init__(self, initial: dict[str, Any] | None = None) -> None:
+        self._state: dict[str, Any] = dict(initial or {})
+
+    def load(self) -> dict[str, Any]:
+        return dict(self._state)
+
+    def save(self, state: dict[str, Any]) -> None:
+        self._state = dict(state)
+
+
+@dataclass(slots=True)
+class ConnectorContext:
+    """Everything a connector may use; nothing else (no database, no settings object)."""
+
+    institution: Mapping[str, Any]
+    http: httpx.AsyncClient
+    state: StateStore
+    clock: Clock
+    #: where a redirect-SCA bank sends the user back to (the connect page's return endpoint)
+    return_url: str = ""
+    #: the base URL bankhub is reached at, for connectors whose bank pages bankhub itself serves
+    public_url: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- the connector and its capabilities ----------------------------------------------------------
+
+
+class Connector(Protocol):
+    """Every connector: declare, authenticate interactively, and reopen a session unattended."""
+
+    info: ClassVar[ConnectorInfo]
+
+    async def authenticate(self, credentials: Mapping[str, str]) -> None:
+        """Log in with the user's credentials (held in memory only).
+
+        Returns when the session is established; raises an :class:`Interaction` when the user must
+        do more (answer with :meth:`resume`) or a :class:`ConnectorFailure` when the bank refuses.
+        """
+        ...
+
+    async def resume(self, answer: Answer) -> None:
+        """Continue after an interaction; same outcomes as :meth:`authenticate`."""
+        ...
+
+    async def open_session(self) -> None:
+        """Reopen a session from saved state without the user (unattended refresh).
+
+        Raises a :class:`ConnectorFailure` (``ConsentExpired``, ``InvalidCredentials``...) when
+        the user must reconnect.
+        """
+        ...
+
+
+@runtime_checkable
+class AccountsCapability(Protocol):
+    async def fetch_accounts(self) -> list[AccountRecord]:
+        """Every account the session can see."""
+        ...
+
+
+@runtime_checkable
+class TransactionsCapability(Protocol):
+    async def fetch_transactions(
+        self, account: AccountRecord, since: date | None, until: date | None
+    ) -> list[TransactionRecord]:
+        """Booked and pending transactions of ``account`` between ``since`` and ``until``."""
+        ...
+
+
+@runtime_checkable
+class RevokeCapability(Protocol):
+    async def revoke(self) -> None:
+        """Withdraw the consent at the bank."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentInfo:
+    expires_at: datetime | None
+
+
+@runtime_checkable
+class ConsentCapability(Protocol):
+    def consent(self) -> ConsentInfo:
+        """The consent the bank granted in the current session."""
+        ...

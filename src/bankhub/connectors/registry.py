@@ -1,0 +1,49 @@
+"""Find connectors: the built-ins plus anything installed under the ``bankhub.connectors`` group."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from bankhub.connectors.base import Connector, ConnectorContext
+
+ConnectorFactory = Callable[[ConnectorContext], Connector]
+
+ENTRY_POINT_GROUP = "bankhub.connectors"
+
+
+class UnknownConnector(LookupError):
+    pass
+
+
+class ConnectorRegistry:
+    def __init__(self) -> None:
+        self._factories: dict[str, ConnectorFactory] = {}
+
+    def register(self, connector_id: str, factory: ConnectorFactory) -> None:
+        self._factories[connector_id] = factory
+
+    def ids(self) -> list[str]:
+        return sorted(self._factories)
+
+    def factory(self, connector_id: str) -> ConnectorFactory:
+        try:
+            return self._factories[connector_id]
+        except KeyError:
+            raise UnknownConnector(connector_id) from None
+
+    def create(self, connector_id: str, context: ConnectorContext) -> Connector:
+        return self.factory(connector_id)(context)
+
+    def load_entry_points(self) -> None:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            self.register(ep.name, ep.load())
+
+
+def default_registry() -> ConnectorRegistry:
+    from bankhub.connectors.sandbox import SandboxConnector
+
+    registry = ConnectorRegistry()
+    registry.register(SandboxConnector.info.id, SandboxConnector)
+    registry.load_entry_points()
+    return registry
