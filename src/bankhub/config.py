@@ -72,7 +72,7 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'bankhub.sqlite3').resolve()}"
 
     def resolved_secret_key(self) -> bytes:
-        """The server pepper for keyed hashes. In dev it is kept in the data dir; never regenerated."""
+        """The server pepper for keyed hashes; in dev it is kept in the data dir for good."""
         if self.secret_key:
             if len(self.secret_key) < 32:
                 raise ConfigError("BANKHUB_SECRET_KEY must be at least 32 characters")

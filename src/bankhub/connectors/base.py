@@ -66,7 +66,7 @@ class ConnectorInfo:
 # --- interactions: the bank needs more from the user ---------------------------------------------
 
 
-class Interaction(Exception):  # noqa: N818 - an interaction is a control-flow signal, not an error
+class Interaction(Exception):
     """Raised by ``authenticate`` or ``resume`` when the user must do something more."""
 
 
@@ -96,7 +96,7 @@ class NeedsChoice(Interaction):
 
 
 class NeedsRedirect(Interaction):
-    """Send the user to the bank's own page; the bank sends them back to the context's return URL."""
+    """Send the user to the bank's own page; the bank sends them back to the return URL."""
 
     def __init__(self, url: str, prompt: str = "Continue at your bank") -> None:
         super().__init__(prompt)
@@ -105,7 +105,7 @@ class NeedsRedirect(Interaction):
 
 
 class NeedsDecoupledApproval(Interaction):
-    """The user approves in the bank's own app; poll with ``resume(Answer.poll())`` until done."""
+    """The user approves in the bank's own app; poll with ``resume(Answer.poll())``."""
 
     def __init__(self, prompt: str, poll_after_seconds: float = 2.0) -> None:
         super().__init__(prompt)

@@ -1,0 +1,3 @@
+from bankhub.cli import main
+
+main()

@@ -1,0 +1,361 @@
+"""The ``/v2`` routes and the public catalogue: HTTP in, service calls, the seed's shapes out."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request, Response, get, post, put
+from litestar.response import File
+
+from bankhub.accounts import services as accounts
+from bankhub.accounts.models import Account, Transaction
+from bankhub.api import schemas as s
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.catalogue import Service
+from bankhub.clock import as_utc
+from bankhub.customers import services as customers
+from bankhub.hub import Hub, hub_of
+from bankhub.logins import services as logins
+from bankhub.logins.models import Login
+from bankhub.money import format_amount
+from bankhub.sync.refresh import next_possible, refresh_login
+
+AnyRequest = Request[Any, Any, Any]
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MEDIA_PREFIX = "/media/services"
+
+
+# --- catalogue -------------------------------------------------------------------------------
+
+
+def _service_out(service: Service, media_path: str) -> s.ServiceOut:
+    cta = service.call_to_action
+    return s.ServiceOut(
+        id=service.id,
+        name=service.name,
+        provider=service.provider,
+        media_path=media_path,
+        cover_file_name=service.cover_file_name,
+        logo_file_name=service.logo_file_name,
+        color=s.Color(primary=service.color_primary, secondary=service.color_secondary),
+        type=service.type,
+        country_code=service.country_code,
+        has_balance=service.has_balance,
+        call_to_action=s.CallToActionOut(cta.prompt, cta.text, cta.url) if cta else None,
+    )
+
+
+def _services(hub: Hub, request: AnyRequest) -> list[s.ServiceOut]:
+    media_path = f"{hub.public_url(request)}{MEDIA_PREFIX}/"
+    return [_service_out(service, media_path) for service in hub.catalogue.services]
+
+
+@get("/service.json", tags=["service"], summary="The service catalogue (public)", cache=300)
+async def service_json(request: AnyRequest) -> list[s.ServiceOut]:
+    return _services(hub_of(request), request)
+
+
+@get("/v2/service", tags=["service"], summary="The service catalogue")
+async def service_list(request: AnyRequest) -> s.ServiceListEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        await hub.authenticate(session, request)
+    return s.ServiceListEnvelope(data=_services(hub, request))
+
+
+@get(f"{MEDIA_PREFIX}/{{name:str}}", tags=["service"], summary="A service's logo or cover")
+async def service_media(request: AnyRequest, name: str) -> File:
+    path = hub_of(request).catalogue.media_file(name)
+    if path is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"No media file named {name!r}", {"name": name[:100]})
+    return File(
+        path=path,
+        media_type="image/png",
+        content_disposition_type="inline",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
+
+
+@get("/healthz", tags=["operations"], summary="Liveness", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+# --- customers and tokens --------------------------------------------------------------------
+
+
+@post("/v2/customer", status_code=200, tags=["customer"], summary="Create a customer")
+async def create_customer(request: AnyRequest, data: s.CustomerIn) -> s.CustomerEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        customer = await customers.create_customer(session, hub.clock, app, data.identifier)
+    return s.CustomerEnvelope(s.CustomerOut(customer.id, customer.identifier))
+
+
+def _connect_url(hub: Hub, request: AnyRequest, token_id: str) -> str:
+    return f"{hub.public_url(request)}/v2/connect/term/{token_id}"
+
+
+@post("/v2/token", status_code=200, tags=["token"], summary="Create a connect token")
+async def create_token(request: AnyRequest, data: s.TokenIn) -> s.TokenEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        callback = logins.validate_callback_url(
+            data.callback_url, allow_plain_http=hub.settings.is_dev
+        )
+        customer = await customers.get_customer(session, app, data.customer_id)
+        service = logins.require_service(hub.catalogue, data.service_id)
+        token = await logins.create_token(
+            session, hub.clock, hub.settings.token_ttl_seconds, app, customer, service, callback
+        )
+    return s.TokenEnvelope(s.TokenOut(token.id, _connect_url(hub, request, token.id)))
+
+
+@post("/v2/token/reconnect", status_code=200, tags=["token"], summary="A connect token to re-login")
+async def reconnect_token(request: AnyRequest, data: s.ReconnectIn) -> s.TokenEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app, login = await hub.authenticate_login(session, request)
+        callback = logins.validate_callback_url(
+            data.callback_url, allow_plain_http=hub.settings.is_dev
+        )
+        customer = await customers.get_customer(session, app, login.customer_id)
+        service = logins.require_service(hub.catalogue, login.service_id)
+        token = await logins.create_token(
+            session,
+            hub.clock,
+            hub.settings.token_ttl_seconds,
+            app,
+            customer,
+            service,
+            callback,
+            login,
+        )
+    return s.TokenEnvelope(s.TokenOut(token.id, _connect_url(hub, request, token.id)))
+
+
+# --- logins ----------------------------------------------------------------------------------
+
+
+def _login_out(login: Login, hub: Hub) -> s.LoginOut:
+    return s.LoginOut(
+        id=login.id,
+        customer_id=login.customer_id,
+        service_id=login.service_id,
+        status=f"login_{login.status}",
+        active=login.active,
+        consent_expires_at=s.wire_time(as_utc(login.consent_expires_at))
+        if login.consent_expires_at
+        else None,
+        last_refresh_at=s.wire_time(as_utc(login.last_refresh_at))
+        if login.last_refresh_at
+        else None,
+        next_refresh_possible_at=s.wire_time(next_possible(login, hub.settings.refresh_cooldown)),
+        created_at=s.wire_time(as_utc(login.created_at)) or "",
+    )
+
+
+@get("/v2/login", tags=["login"], summary="Read the login named by login-secret")
+async def read_login(request: AnyRequest) -> s.LoginEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        _, login = await hub.authenticate_login(session, request)
+        return s.LoginEnvelope(_login_out(login, hub))
+
+
+@put("/v2/login/activate", tags=["login"], summary="Activate a login")
+async def activate_login(request: AnyRequest) -> s.ActivateEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        _, login = await hub.authenticate_login(session, request)
+        login.active = True
+        login.updated_at = hub.clock()
+        return s.ActivateEnvelope(s.ActivateOut(login.id, True))
+
+
+@put("/v2/login/deactivate", tags=["login"], summary="Deactivate a login")
+async def deactivate_login(request: AnyRequest) -> s.DeactivateEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        _, login = await hub.authenticate_login(session, request)
+        login.active = False
+        login.updated_at = hub.clock()
+        return s.DeactivateEnvelope(s.DeactivateOut(login.id, True))
+
+
+@put("/v2/login/refresh", tags=["login"], summary="Fetch new data from the bank now")
+async def refresh(request: AnyRequest) -> s.RefreshEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app, login = await hub.authenticate_login(session, request)
+    outcome = await refresh_login(
+        hub.engine, hub.db, app.id, login.id, hub.settings.refresh_cooldown
+    )
+    failure = outcome.failure
+    if failure is not None and not failure.needs_user:
+        headers = {}
+        if failure.retry_after is not None:
+            headers["Retry-After"] = str(int(failure.retry_after))
+        raise ApiError(
+            ErrorCode.CONNECT_ERROR,
+            failure.message,
+            {
+                "login_id": login.id,
+                "status": f"login_{outcome.status}",
+                "next_refresh_possible_at": s.wire_time(outcome.next_refresh_possible_at),
+            },
+            headers=headers,
+        )
+    return s.RefreshEnvelope(
+        s.RefreshOut(
+            id=outcome.login_id,
+            refreshed=outcome.refreshed,
+            last_refresh_at=s.wire_time(outcome.last_refresh_at),
+            next_refresh_possible_at=s.wire_time(outcome.next_refresh_possible_at) or "",
+            status=f"login_{outcome.status}",
+        )
+    )
+
+
+# --- accounts and transactions ---------------------------------------------------------------
+
+
+def _account_out(account: Account) -> s.AccountOut:
+    return s.AccountOut(
+        id=account.id,
+        original_id=account.bank_id or f"acc-{account.id}",
+        login_id=account.login_id,
+        name=account.name,
+        balance=format_amount(account.balance, account.currency),
+        currency=account.currency,
+        type=account.type,
+    )
+
+
+def _transaction_out(row: Transaction) -> s.TransactionOut:
+    return s.TransactionOut(
+        id=row.id,
+        original_id=row.original_id,
+        date=row.date.isoformat(),
+        amount=format_amount(row.amount, row.currency),
+        currency=row.currency,
+        description=row.description,
+        category=row.category,
+        meta=row.meta,
+    )
+
+
+@get("/v2/account", tags=["account"], summary="Accounts of the login named by login-secret")
+async def list_accounts(request: AnyRequest) -> s.AccountListEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        _, login = await hub.authenticate_login(session, request)
+        logins.require_active(login)
+        rows = await accounts.accounts_of(session, login)
+        return s.AccountListEnvelope([_account_out(a) for a in rows])
+
+
+def _date_param(name: str, value: str | None) -> date | None:
+    if value is None or value == "":
+        return None
+    if not _DATE.match(value):
+        raise ApiError(
+            ErrorCode.BAD_REQUEST, f"{name} must be a date as YYYY-MM-DD", {name: value[:40]}
+        )
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST, f"{name} is not a valid date", {name: value}
+        ) from None
+
+
+def _int_param(name: str, value: str | None, default: int, low: int, high: int) -> int:
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST,
+            f"{name} must be a whole number from {low} to {high}",
+            {name: value[:40]},
+        )
+    return int(value)
+
+
+@get(
+    "/v2/transaction",
+    tags=["transaction"],
+    summary="Transactions of an account (newest first, paginated)",
+    description=(
+        "`end_date` is accepted as a synonym of `to_date`. Pages: `page` (from 1) and `per_page` "
+        '(default and maximum 1000); a `Link: <...>; rel="next"` header names the next page.'
+    ),
+)
+async def list_transactions(
+    request: AnyRequest,
+    account_id: str | None = None,
+    from_date: str | None = None,
+    to_date: str | None = None,
+    end_date: str | None = None,
+    page: str | None = None,
+    per_page: str | None = None,
+) -> Response[s.TransactionListEnvelope]:
+    hub = hub_of(request)
+    start = _date_param("from_date", from_date)
+    if to_date and end_date and to_date != end_date:
+        raise ApiError(ErrorCode.BAD_REQUEST, "to_date and end_date disagree")
+    end = _date_param("to_date" if to_date else "end_date", to_date or end_date)
+    if start and end and start > end:
+        raise ApiError(ErrorCode.BAD_REQUEST, "from_date is after to_date")
+    limit = _int_param(
+        "per_page", per_page, hub.settings.max_page_size, 1, hub.settings.max_page_size
+    )
+    page_no = _int_param("page", page, 1, 1, 10_000_000)
+    async with hub.db.transaction() as session:
+        _, login = await hub.authenticate_login(session, request)
+        logins.require_active(login)
+        if account_id is not None:
+            if not account_id.isdigit():
+                raise ApiError(
+                    ErrorCode.ACCOUNT_NOT_FOUND,
+                    f"Cannot find account with id: {account_id[:40]}.",
+                    {"account_id": account_id[:40]},
+                )
+            ids = [(await accounts.account_of(session, login, int(account_id))).id]
+        else:
+            ids = [a.id for a in await accounts.accounts_of(session, login)]
+        rows = await accounts.transactions_of(
+            session, login, ids, start, end, (page_no - 1) * limit, limit + 1
+        )
+    headers = {}
+    if len(rows) > limit:
+        params = dict(request.query_params)
+        params["page"] = str(page_no + 1)
+        params["per_page"] = str(limit)
+        query = urlencode(params)
+        headers["Link"] = f'<{hub.public_url(request)}/v2/transaction?{query}>; rel="next"'
+    body = s.TransactionListEnvelope([_transaction_out(row) for row in rows[:limit]])
+    return Response(body, headers=headers)
+
+
+ROUTES = [
+    service_json,
+    service_list,
+    service_media,
+    healthz,
+    create_customer,
+    create_token,
+    reconnect_token,
+    read_login,
+    activate_login,
+    deactivate_login,
+    refresh,
+    list_accounts,
+    list_transactions,
+]

@@ -1,0 +1,185 @@
+"""The ASGI application: routes, the error envelope, request checks, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from litestar import Litestar, MediaType, Request, Response, get
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.template import TemplateConfig
+
+from bankhub import __version__
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.routes import ROUTES
+from bankhub.config import Settings
+from bankhub.connect.flow import ConnectFlow
+from bankhub.connect.pages import error_page, is_page_path
+from bankhub.connect.routes import CONNECT_ROUTES
+from bankhub.connect.templates import template_engine
+from bankhub.connectors.sandbox.pages import router as sandbox_bank_router
+from bankhub.hub import Hub, hub_of
+
+log = logging.getLogger("bankhub")
+
+AnyRequest = Request[Any, Any, Any]
+
+JSON_CONTENT_TYPES = ("application/json",)
+#: paths whose POST bodies are HTML forms, not the API's JSON
+FORM_PREFIXES = ("/v2/connect/", "/sandbox-bank/")
+
+
+def _error_response(request: AnyRequest, error: ApiError) -> Response[Any]:
+    headers = {"Cache-Control": "no-store", **error.headers}
+    if is_page_path(request.url.path):
+        return error_page(request, error, headers)
+    return Response(
+        content=error.body(), status_code=error.status, headers=headers, media_type=MediaType.JSON
+    )
+
+
+def handle_api_error(request: AnyRequest, exc: ApiError) -> Response[Any]:
+    return _error_response(request, exc)
+
+
+def handle_validation(request: AnyRequest, exc: ValidationException) -> Response[Any]:
+    # Litestar raises this for bodies that are JSON but do not fit the request model.
+    detail = exc.extra if isinstance(exc.extra, list) else []
+    problems = [str(item.get("message", "")) for item in detail if isinstance(item, dict)]
+    message = "; ".join(p for p in problems if p) or "Data is invalid"
+    return _error_response(
+        request, ApiError(ErrorCode.DATA_INVALID, message, {"problems": problems})
+    )
+
+
+def handle_not_found(request: AnyRequest, exc: NotFoundException) -> Response[Any]:
+    return _error_response(
+        request, ApiError(ErrorCode.NOT_FOUND, f"No resource at {request.url.path[:200]}")
+    )
+
+
+def handle_method(request: AnyRequest, exc: MethodNotAllowedException) -> Response[Any]:
+    error = ApiError(
+        ErrorCode.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.url.path[:200]}"
+    )
+    if exc.headers and "allow" in {k.lower() for k in exc.headers}:
+        error.headers.update(exc.headers)
+    return _error_response(request, error)
+
+
+def handle_http(request: AnyRequest, exc: HTTPException) -> Response[Any]:
+    code = ErrorCode.BAD_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL_ERROR
+    error = ApiError(code, exc.detail if exc.status_code < 500 else None)
+    response = _error_response(request, error)
+    response.status_code = exc.status_code
+    return response
+
+
+def handle_internal(request: AnyRequest, exc: Exception) -> Response[Any]:
+    # Generic body, never a traceback (S32); the details go to the operator's log only.
+    log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return _error_response(request, ApiError(ErrorCode.INTERNAL_ERROR))
+
+
+async def check_request(request: AnyRequest) -> None:
+    """Before every handler: the maintenance switch, then the JSON body rules of the seed."""
+    hub = hub_of(request)
+    path = request.url.path
+    if path != "/healthz" and await hub.maintenance_on():
+        raise ApiError(ErrorCode.SERVER_MAINTENANCE, headers={"Retry-After": "300"})
+    if request.method not in ("POST", "PUT", "PATCH") or path.startswith(FORM_PREFIXES):
+        return
+    body = await request.body()
+    if not body:
+        return
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in JSON_CONTENT_TYPES:
+        raise ApiError(
+            ErrorCode.CONTENT_INPUT_INVALID,
+            extra={"content_type": request.headers.get("content-type", "")[:100]},
+        )
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ApiError(
+            ErrorCode.CONTENT_INPUT_INVALID, f"The body is not valid JSON: {exc}"
+        ) from None
+
+
+async def add_headers(response: Response[Any]) -> Response[Any]:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
+@get("/openapi.json", include_in_schema=False)
+async def openapi_json(request: AnyRequest) -> dict[str, Any]:
+    schema: dict[str, Any] = request.app.openapi_schema.to_schema()
+    return schema
+
+
+def create_app(hub: Hub) -> Litestar:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await hub.close()
+
+    openapi = OpenAPIConfig(
+        title="bankhub — Finsify Hub API v2",
+        version=__version__,
+        path="/docs",
+        components=Components(
+            security_schemes={
+                "client-id": SecurityScheme(
+                    type="apiKey", name="client-id", security_scheme_in="header"
+                ),
+                "service-secret": SecurityScheme(
+                    type="apiKey", name="service-secret", security_scheme_in="header"
+                ),
+                "app-secret": SecurityScheme(
+                    type="apiKey", name="app-secret", security_scheme_in="header"
+                ),
+                "login-secret": SecurityScheme(
+                    type="apiKey", name="login-secret", security_scheme_in="header"
+                ),
+            }
+        ),
+        security=[{"client-id": [], "service-secret": []}, {"client-id": [], "app-secret": []}],
+    )
+    app = Litestar(
+        route_handlers=[*ROUTES, *CONNECT_ROUTES, sandbox_bank_router, openapi_json],
+        exception_handlers={
+            ApiError: handle_api_error,
+            ValidationException: handle_validation,
+            NotFoundException: handle_not_found,
+            MethodNotAllowedException: handle_method,
+            HTTPException: handle_http,
+            Exception: handle_internal,
+        },
+        before_request=check_request,
+        after_request=add_headers,
+        openapi_config=openapi,
+        template_config=TemplateConfig(instance=template_engine()),
+        lifespan=[lifespan],
+        request_max_body_size=1024 * 1024,
+        debug=False,
+    )
+    app.state.hub = hub
+    app.state.connect = ConnectFlow(hub)
+    return app
+
+
+def create_app_from_env() -> Litestar:
+    """The granian target: settings from ``BANKHUB_*``; the schema must already be migrated."""
+    return create_app(Hub.build(Settings()))

@@ -1,0 +1,208 @@
+"""The operator's command line: serve, migrate, demo, apps, maintenance."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bankhub.clock import utcnow
+from bankhub.config import ConfigError, Settings
+from bankhub.db import migrate as migrations
+from bankhub.db.engine import Database
+from bankhub.events import flags
+from bankhub.partners import services as partners
+from bankhub.security.secrets import SecretHasher
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, help="bankhub: a bank-data hub.")
+apps_cli = typer.Typer(no_args_is_help=True, help="Partner apps.")
+cli.add_typer(apps_cli, name="apps")
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings()
+        settings.resolved_secret_key()
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    return settings
+
+
+def _migrate(settings: Settings) -> None:
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrations.upgrade(settings.resolved_database_url())
+
+
+async def _demo_app(settings: Settings, *, reissue: bool) -> partners.IssuedApp | None:
+    """The demo app: created on first start; ``reissue`` gives it new secrets (shown once)."""
+    db = Database(settings.resolved_database_url())
+    hasher = SecretHasher(settings.resolved_secret_key())
+    try:
+        async with db.transaction() as session:
+            demo = await partners.find_demo_app(session)
+            if demo is None:
+                if not reissue and await partners.count_apps(session) > 0:
+                    return None
+                return await partners.create_app(session, hasher, utcnow, "Demo app", is_demo=True)
+            if reissue:
+                return await partners.reissue_secrets(session, hasher, demo)
+            return None
+    finally:
+        await db.dispose()
+
+
+def _print_credentials(issued: partners.IssuedApp, base: str) -> None:
+    creds = issued.as_dict()
+    out.print(f"client-id: {creds['client_id']}", highlight=False)
+    out.print(f"service-secret: {creds['service_secret']}", highlight=False)
+    out.print(f"app-secret: {creds['app_secret']}", highlight=False)
+    out.print(
+        "Try it:\n"
+        f"  curl -X POST {base}/v2/customer -H 'content-type: application/json' "
+        f"-H 'client-id: {creds['client_id']}' -H 'service-secret: {creds['service_secret']}' "
+        '-d \'{"identifier": "sample-identifier-user"}\'',
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+) -> None:
+    """Start bankhub: API, connect page and sandbox bank in one process."""
+    settings = _settings()
+    host = host or settings.host
+    port = port or settings.port
+    if settings.database_url is None:
+        out.print(f"data dir: {settings.data_dir.resolve()} (SQLite)", highlight=False)
+        _migrate(settings)
+    elif migrations.current_heads() and not _schema_current(settings):
+        err.print("[red]the database schema is behind: run `bankhub migrate` first[/red]")
+        raise typer.Exit(2)
+    base = settings.public_url or f"http://{host}:{port}"
+    if settings.is_dev:
+        out.print(f"environment: {settings.env} (plain http and loopback URLs allowed)")
+    if settings.create_demo_app and settings.is_dev:
+        issued = asyncio.run(_demo_app(settings, reissue=False))
+        if issued is not None:
+            out.print("Created the demo app; its secrets are shown this once:")
+            _print_credentials(issued, base)
+        else:
+            out.print("Demo app exists; run `bankhub demo` for new demo credentials.")
+    out.print(f"bankhub listening on {base}", highlight=False)
+    sys.stdout.flush()
+    os.environ.setdefault("BANKHUB_PUBLIC_URL", base)
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian(
+        "bankhub.app:create_app_from_env",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        factory=True,
+        workers=1,
+        log_access=False,
+    ).serve()
+
+
+def _schema_current(settings: Settings) -> bool:
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import Connection
+
+    def read(connection: Connection) -> tuple[str, ...]:
+        return tuple(MigrationContext.configure(connection).get_current_heads())
+
+    async def current() -> tuple[str, ...]:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.engine.connect() as conn:
+                return await conn.run_sync(read)
+        finally:
+            await db.dispose()
+
+    return set(asyncio.run(current())) == set(migrations.current_heads())
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest version."""
+    settings = _settings()
+    _migrate(settings)
+    out.print("schema is up to date")
+
+
+@cli.command()
+def demo() -> None:
+    """Print a ready-made demo app (with new secrets) and the next commands to try."""
+    settings = _settings()
+    _migrate(settings)
+    issued = asyncio.run(_demo_app(settings, reissue=True))
+    assert issued is not None  # noqa: S101 - reissue always returns the app
+    _print_credentials(issued, settings.public_url or f"http://{settings.host}:{settings.port}")
+
+
+@apps_cli.command("create")
+def apps_create(
+    name: str,
+    webhook_url: Annotated[str | None, typer.Option(help="endpoint for webhooks")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """Create an app; its secrets are printed once."""
+    settings = _settings()
+    _migrate(settings)
+    if webhook_url is not None:
+        err.print("[red]webhook endpoints are not available in this version[/red]")
+        raise typer.Exit(2)
+
+    async def create() -> partners.IssuedApp:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.transaction() as session:
+                return await partners.create_app(
+                    session, SecretHasher(settings.resolved_secret_key()), utcnow, name
+                )
+        finally:
+            await db.dispose()
+
+    issued = asyncio.run(create())
+    if as_json:
+        print(json.dumps(issued.as_dict()))
+    else:
+        _print_credentials(issued, settings.public_url or f"http://{settings.host}:{settings.port}")
+
+
+@cli.command()
+def maintenance(state: Annotated[str, typer.Argument(help="on or off")]) -> None:
+    """Switch maintenance mode: the API answers ServerMaintenance (503) while it is on."""
+    if state not in ("on", "off"):
+        err.print("state must be on or off")
+        raise typer.Exit(2)
+    settings = _settings()
+    _migrate(settings)
+
+    async def switch() -> None:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.transaction() as session:
+                await flags.set_flag(session, utcnow, flags.MAINTENANCE, state)
+        finally:
+            await db.dispose()
+
+    asyncio.run(switch())
+    out.print(f"maintenance {state}")
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,283 @@
+"""The connect flow: consent → credentials → the bank's interactive steps → first fetch → callback.
+
+State lives in process memory, keyed by a random id held in the user's cookie: the connector
+instance (which may hold credentials while it logs in) must never be written anywhere, so a
+connect session is served by the process that started it (scale-out deployments keep connect
+traffic sticky). Sessions end after 5 idle minutes or 5 wrong answers (PSD2 RTS art. 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from bankhub.api.errors import ErrorCode
+from bankhub.catalogue import Service
+from bankhub.clock import as_utc
+from bankhub.connectors.base import (
+    Answer,
+    ConnectorFailure,
+    ConnectorInfo,
+    Interaction,
+    InteractionRejected,
+    InvalidCredentials,
+    NeedsDecoupledApproval,
+)
+from bankhub.hub import Hub
+from bankhub.logins import services as logins
+from bankhub.logins.models import Login
+from bankhub.partners.models import App
+from bankhub.security.secrets import new_uuid_shaped_secret
+from bankhub.sync.engine import ConnectorRun
+
+log = logging.getLogger("bankhub.connect")
+
+
+class Step(StrEnum):
+    CONSENT = "consent"
+    CREDENTIALS = "credentials"
+    INTERACTION = "interaction"
+    PROGRESS = "progress"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def callback_location(callback_url: str, payload: dict[str, Any]) -> str:
+    """The seed's callback: the URL-encoded JSON appended to the callback URL's path."""
+    encoded = quote(json.dumps(payload, separators=(",", ":")), safe="")
+    parts = urlsplit(callback_url)
+    path = parts.path.rstrip("/") + "/" + encoded
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+@dataclass(eq=False)
+class ConnectSession:
+    id: str
+    token_id: str
+    app_id: int
+    app_name: str
+    customer_id: str
+    service: Service
+    info: ConnectorInfo
+    callback_url: str
+    reconnect_login_id: int | None
+    csrf: str
+    last_seen: datetime
+    step: Step = Step.CONSENT
+    attempts: int = 0
+    notice: str | None = None
+    run: ConnectorRun | None = None
+    interaction: Interaction | None = None
+    redirect_request: str | None = None
+    task: asyncio.Task[None] | None = None
+    #: the payload sent to the callback when the flow ends (success, error or cancelled)
+    outcome: dict[str, Any] | None = None
+    failure_message: str | None = None
+    base_state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.step in (Step.DONE, Step.FAILED)
+
+    def callback(self) -> str:
+        return callback_location(self.callback_url, self.outcome or {"status": "error"})
+
+
+class SessionGone(Exception):
+    """The connect session is unknown or idle too long (shown as ``TokenExpire``)."""
+
+
+class ConnectFlow:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._sessions: dict[str, ConnectSession] = {}
+
+    # --- session lifecycle ----------------------------------------------------------------
+
+    def _sweep(self, now: datetime) -> None:
+        idle = self.hub.settings.connect_idle
+        for sid in [sid for sid, s in self._sessions.items() if now - s.last_seen > idle]:
+            self._drop(sid)
+
+    def _drop(self, sid: str) -> None:
+        session = self._sessions.pop(sid, None)
+        if session is not None and session.task is not None and not session.task.done():
+            session.task.cancel()
+
+    def get(self, sid: str | None) -> ConnectSession:
+        now = self.hub.clock()
+        self._sweep(now)
+        session = self._sessions.get(sid or "")
+        if session is None:
+            raise SessionGone(sid)
+        session.last_seen = now
+        return session
+
+    def end(self, session: ConnectSession) -> None:
+        self._drop(session.id)
+
+    async def open(self, token_id: str) -> ConnectSession:
+        """Claim the single-use token and start a session (raises ``TokenUnusable``)."""
+        hub = self.hub
+        async with hub.db.transaction() as db:
+            token = await logins.claim_token(db, hub.clock, token_id)
+            app = await db.get(App, token.app_id)
+            base_state: dict[str, Any] = {}
+            if token.login_id is not None:
+                login = await db.get(Login, token.login_id)
+                base_state = dict(login.connector_state or {}) if login else {}
+        service = hub.catalogue.get(token.service_id)
+        if service is None or app is None:
+            raise logins.TokenUnusable(token_id)
+        info: ConnectorInfo = hub.registry.factory(service.connector).info  # type: ignore[attr-defined]
+        session = ConnectSession(
+            id=secrets.token_urlsafe(32),
+            token_id=token.id,
+            app_id=app.id,
+            app_name=app.name,
+            customer_id=token.customer_id,
+            service=service,
+            info=info,
+            callback_url=token.callback_url,
+            reconnect_login_id=token.login_id,
+            csrf=secrets.token_urlsafe(32),
+            last_seen=hub.clock(),
+            base_state=base_state,
+        )
+        self._sessions[session.id] = session
+        return session
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def agree(self, session: ConnectSession) -> None:
+        if session.step == Step.CONSENT:
+            session.step = Step.CREDENTIALS
+
+    def cancel(self, session: ConnectSession) -> None:
+        if not session.finished:
+            session.outcome = {"status": "cancelled"}
+            session.step = Step.DONE
+
+    async def submit_credentials(
+        self, session: ConnectSession, credentials: dict[str, str], public_url: str
+    ) -> None:
+        if session.step != Step.CREDENTIALS:
+            return
+        run = self.hub.engine.build(
+            session.service,
+            session.base_state,
+            return_url=f"{public_url}/v2/connect/return",
+            public_url=public_url,
+        )
+        session.run = run
+        await self._drive(session, run.connector.authenticate(credentials))
+
+    async def answer(self, session: ConnectSession, answer: Answer) -> None:
+        if session.step != Step.INTERACTION or session.run is None:
+            return
+        await self._drive(session, session.run.connector.resume(answer))
+
+    async def poll(self, session: ConnectSession) -> None:
+        if isinstance(session.interaction, NeedsDecoupledApproval):
+            await self.answer(session, Answer.poll())
+
+    async def _drive(self, session: ConnectSession, call: Any) -> None:
+        """Run one connector call and move the session to wherever its outcome leads."""
+        session.notice = None
+        try:
+            await self.hub.engine.guarded(call)
+        except Interaction as interaction:
+            session.interaction = interaction
+            session.step = Step.INTERACTION
+            return
+        except (InvalidCredentials, InteractionRejected) as failure:
+            session.attempts += 1
+            if session.attempts >= self.hub.settings.connect_max_attempts:
+                await self._fail(session, failure, ErrorCode.CREDENTIAL_INVALID)
+            else:
+                left = self.hub.settings.connect_max_attempts - session.attempts
+                session.notice = (
+                    f"{failure.message} You have {left} attempt{'s' if left != 1 else ''} left."
+                )
+            return
+        except ConnectorFailure as failure:
+            await self._fail(session, failure, None)
+            return
+        session.interaction = None
+        session.step = Step.PROGRESS
+        session.task = asyncio.create_task(self._first_fetch(session))
+
+    async def _fail(
+        self, session: ConnectSession, failure: ConnectorFailure, code: ErrorCode | None
+    ) -> None:
+        unavailable = failure.status in ("provider_unavailable", "rate_limited")
+        error = (
+            str(code)
+            if code
+            else (str(ErrorCode.CONNECT_ERROR) if unavailable else f"login_{failure.status}")
+        )
+        session.outcome = {"status": "error", "error": error, "message": failure.message}
+        session.failure_message = failure.message
+        session.step = Step.FAILED
+        session.run = None
+        if session.reconnect_login_id is not None:
+            hub = self.hub
+            async with hub.db.transaction() as db:
+                login = await db.get(Login, session.reconnect_login_id)
+                if login is not None:
+                    hub.engine.record_failure(db, login, failure)
+
+    async def _first_fetch(self, session: ConnectSession) -> None:
+        hub = self.hub
+        run = session.run
+        assert run is not None  # noqa: S101 - set before the task starts
+        try:
+            result = await hub.engine.fetch(run, hub.engine.history_start(session.service))
+        except ConnectorFailure as failure:
+            await self._fail(session, failure, None)
+            return
+        except Exception:  # a broken connector must not leave the user on a spinner forever
+            log.exception("first fetch failed for service %s", session.service.id)
+            await self._fail(
+                session,
+                ConnectorFailure("The bank answered in a way bankhub did not expect"),
+                ErrorCode.INTERNAL_ERROR,
+            )
+            return
+        secret = new_uuid_shaped_secret()
+        secret_hash = hub.hasher.hash(secret, purpose=logins.LOGIN_SECRET)
+        now = hub.clock()
+        async with hub.db.transaction() as db:
+            login: Login | None = None
+            if session.reconnect_login_id is not None:
+                login = await db.get(Login, session.reconnect_login_id)
+            if login is None:
+                login = Login(
+                    app_id=session.app_id,
+                    customer_id=session.customer_id,
+                    service_id=session.service.id,
+                    status=logins.ACTIVE,
+                    active=True,
+                    connector_state={},
+                    created_at=now,
+                    updated_at=now,
+                )
+                db.add(login)
+            # A (re)connect issues a fresh login-secret; the previous one stops working.
+            login.secret_hash = secret_hash
+            await db.flush()
+            await hub.engine.apply(db, login, result)
+            login_id = login.id
+        session.run = None
+        session.outcome = {"status": "success", "login_id": login_id, "secret": secret}
+        session.step = Step.DONE
+
+    def idle_deadline(self, session: ConnectSession) -> datetime:
+        return as_utc(session.last_seen) + self.hub.settings.connect_idle

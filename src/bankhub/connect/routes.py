@@ -1,0 +1,259 @@
+"""Routes of the hosted connect page. Every state change is a POST with a CSRF token (PRG)."""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.response import File, Redirect, Template
+
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.connect.flow import ConnectFlow, ConnectSession, SessionGone, Step
+from bankhub.connect.pages import page_headers
+from bankhub.connectors.base import (
+    Answer,
+    FieldKind,
+    NeedsChoice,
+    NeedsCode,
+    NeedsDecoupledApproval,
+    NeedsRedirect,
+)
+from bankhub.hub import hub_of
+from bankhub.logins.services import TokenUnusable
+
+AnyRequest = Request[Any, Any, Any]
+Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+COOKIE = "bankhub_connect"
+SECURE_COOKIE = "__Host-bankhub_connect"
+SESSION_PAGE = "/v2/connect/session"
+STATIC = Path(__file__).parent / "static"
+MAX_FIELD = 256
+
+
+def flow_of(request: AnyRequest) -> ConnectFlow:
+    flow: ConnectFlow = request.app.state.connect
+    return flow
+
+
+def _cookie_value(request: AnyRequest) -> str | None:
+    return request.cookies.get(SECURE_COOKIE) or request.cookies.get(COOKIE)
+
+
+def _session(request: AnyRequest) -> ConnectSession:
+    try:
+        return flow_of(request).get(_cookie_value(request))
+    except SessionGone:
+        raise ApiError(ErrorCode.TOKEN_EXPIRE) from None
+
+
+def _check_form(request: AnyRequest, session: ConnectSession, form: dict[str, str]) -> None:
+    """CSRF: the session's token must come back, and a browser's Origin must be our own."""
+    given = form.get("csrf", "")
+    if not hmac.compare_digest(given.encode(), session.csrf.encode()):
+        raise ApiError(ErrorCode.BAD_REQUEST, "This form has expired. Please start again.")
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        own = hub_of(request).public_url(request)
+        if urlsplit(origin)[:2] != urlsplit(own)[:2]:
+            raise ApiError(ErrorCode.BAD_REQUEST, "Cross-site form submission refused")
+
+
+def _back() -> Redirect:
+    return Redirect(SESSION_PAGE, status_code=303, headers=page_headers())
+
+
+@get("/v2/connect/term/{token_id:str}", include_in_schema=False)
+async def open_connect(request: AnyRequest, token_id: str) -> Response[Any]:
+    flow = flow_of(request)
+    try:
+        current = flow.get(_cookie_value(request))
+        if current.token_id == token_id:
+            return _back()
+    except SessionGone:
+        pass
+    try:
+        session = await flow.open(token_id)
+    except TokenUnusable:
+        raise ApiError(ErrorCode.TOKEN_EXPIRE, extra={"token": token_id[:64]}) from None
+    secure = request.url.scheme == "https"
+    cookie = Cookie(
+        key=SECURE_COOKIE if secure else COOKIE,
+        value=session.id,
+        path="/",
+        httponly=True,
+        secure=secure,
+        samesite="lax",
+        max_age=hub_of(request).settings.token_ttl_seconds,
+    )
+    response = _back()
+    response.cookies.append(cookie)
+    return response
+
+
+def _logo(request: AnyRequest, session: ConnectSession) -> str:
+    return f"{hub_of(request).public_url(request)}/media/services/{session.service.logo_file_name}"
+
+
+def _render(request: AnyRequest, session: ConnectSession, name: str, **context: Any) -> Template:
+    hub = hub_of(request)
+    base = {
+        "session": session,
+        "service": session.service,
+        "app_name": session.app_name,
+        "logo_url": _logo(request, session),
+        "csrf": session.csrf,
+        "notice": session.notice,
+        "idle_minutes": hub.settings.connect_idle_seconds // 60,
+        "refresh": None,
+    }
+    base.update(context)
+    return Template(template_name=name, context=base, headers=page_headers())
+
+
+@get(SESSION_PAGE, include_in_schema=False)
+async def show_session(request: AnyRequest) -> Response[Any]:
+    flow = flow_of(request)
+    session = _session(request)
+    if session.step == Step.INTERACTION and isinstance(session.interaction, NeedsDecoupledApproval):
+        await flow.poll(session)
+    if session.step == Step.PROGRESS and session.task is not None and session.task.done():
+        session.task = None
+    if session.step == Step.DONE:
+        flow.end(session)
+        return Redirect(session.callback(), status_code=303, headers=page_headers())
+    if session.step == Step.FAILED:
+        flow.end(session)
+        return _render(
+            request,
+            session,
+            "failed.html",
+            return_url=session.callback(),
+            message=session.failure_message,
+        )
+    if session.step == Step.PROGRESS:
+        return _render(request, session, "progress.html", refresh=1)
+    if session.step == Step.CONSENT:
+        info = session.info
+        return _render(
+            request,
+            session,
+            "consent.html",
+            consent_days=info.consent_days,
+            history_days=info.history_days,
+        )
+    if session.step == Step.CREDENTIALS:
+        fields = [f for f in session.info.credential_fields if f.kind != FieldKind.FILE]
+        return _render(request, session, "credentials.html", fields=fields)
+    interaction = session.interaction
+    if isinstance(interaction, NeedsCode):
+        return _render(request, session, "code.html", interaction=interaction)
+    if isinstance(interaction, NeedsChoice):
+        return _render(request, session, "choice.html", interaction=interaction)
+    if isinstance(interaction, NeedsRedirect):
+        return _render(request, session, "redirect.html", interaction=interaction)
+    if isinstance(interaction, NeedsDecoupledApproval):
+        wait = max(1, round(interaction.poll_after_seconds))
+        return _render(request, session, "decoupled.html", interaction=interaction, refresh=wait)
+    raise ApiError(ErrorCode.INTERNAL_ERROR)
+
+
+@post("/v2/connect/consent", include_in_schema=False)
+async def post_consent(request: AnyRequest, data: Form) -> Redirect:
+    session = _session(request)
+    _check_form(request, session, data)
+    flow_of(request).agree(session)
+    return _back()
+
+
+@post("/v2/connect/credentials", include_in_schema=False)
+async def post_credentials(request: AnyRequest, data: Form) -> Redirect:
+    session = _session(request)
+    _check_form(request, session, data)
+    credentials: dict[str, str] = {}
+    for declared in session.info.credential_fields:
+        value = data.get(declared.name, "")
+        if len(value) > MAX_FIELD:
+            session.notice = f"{declared.label} is too long."
+            return _back()
+        if not value and not declared.optional:
+            session.notice = f"Please fill in {declared.label}."
+            return _back()
+        credentials[declared.name] = value
+    try:
+        await flow_of(request).submit_credentials(
+            session, credentials, hub_of(request).public_url(request)
+        )
+    finally:
+        credentials.clear()
+        data.clear()
+    return _back()
+
+
+@post("/v2/connect/answer", include_in_schema=False)
+async def post_answer(request: AnyRequest, data: Form) -> Redirect:
+    session = _session(request)
+    _check_form(request, session, data)
+    interaction = session.interaction
+    flow = flow_of(request)
+    if isinstance(interaction, NeedsCode):
+        code = data.get("code", "").strip()
+        if not code or len(code) > MAX_FIELD:
+            session.notice = f"Please enter the {interaction.field_label.lower()}."
+            return _back()
+        await flow.answer(session, Answer("code", code))
+    elif isinstance(interaction, NeedsChoice):
+        choice = data.get("choice", "")
+        if choice not in {option.id for option in interaction.options}:
+            session.notice = "Please pick one of the options."
+            return _back()
+        await flow.answer(session, Answer("choice", choice))
+    elif isinstance(interaction, NeedsDecoupledApproval):
+        await flow.poll(session)
+    return _back()
+
+
+@get("/v2/connect/return", include_in_schema=False)
+async def bank_return(request: AnyRequest) -> Redirect:
+    """Where a redirect-SCA bank sends the user back; its query is handed to the connector."""
+    session = _session(request)
+    if isinstance(session.interaction, NeedsRedirect):
+        params = {k: v[:MAX_FIELD] for k, v in request.query_params.items()}
+        await flow_of(request).answer(session, Answer("redirect", params=params))
+    return _back()
+
+
+@post("/v2/connect/cancel", include_in_schema=False)
+async def post_cancel(request: AnyRequest, data: Form) -> Redirect:
+    session = _session(request)
+    _check_form(request, session, data)
+    flow_of(request).cancel(session)
+    return _back()
+
+
+@get("/v2/connect/static/connect.css", include_in_schema=False)
+async def stylesheet() -> File:
+    return File(
+        path=STATIC / "connect.css",
+        media_type="text/css",
+        content_disposition_type="inline",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
+CONNECT_ROUTES = [
+    open_connect,
+    show_session,
+    post_consent,
+    post_credentials,
+    post_answer,
+    bank_return,
+    post_cancel,
+    stylesheet,
+]

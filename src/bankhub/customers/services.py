@@ -1,0 +1,68 @@
+"""Customers of an app."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.clock import Clock
+from bankhub.customers.models import Customer
+from bankhub.partners.models import App
+
+
+async def find_by_identifier(session: AsyncSession, app: App, identifier: str) -> Customer | None:
+    query = select(Customer).where(Customer.app_id == app.id, Customer.identifier == identifier)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def _exists(customer: Customer) -> ApiError:
+    return ApiError(
+        ErrorCode.CUSTOMER_EXISTS,
+        f'Customer "{customer.identifier}" is exists',
+        {"identifier": customer.identifier, "customer_id": customer.id},
+    )
+
+
+async def create_customer(
+    session: AsyncSession, clock: Clock, app: App, identifier: str
+) -> Customer:
+    existing = await find_by_identifier(session, app, identifier)
+    if existing is not None:
+        raise _exists(existing)
+    customer = Customer(
+        id=str(uuid.uuid4()), app_id=app.id, identifier=identifier, created_at=clock()
+    )
+    session.add(customer)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        # A concurrent request created the same identifier between our read and our write.
+        raced = await find_by_identifier(session, app, identifier)
+        if raced is not None:
+            raise _exists(raced) from None
+        raise ApiError(ErrorCode.CUSTOMER_CREATE_ERROR) from None
+    except SQLAlchemyError:
+        raise ApiError(ErrorCode.CUSTOMER_CREATE_ERROR) from None
+    return customer
+
+
+async def get_customer(session: AsyncSession, app: App, customer_id: str) -> Customer:
+    try:
+        uuid.UUID(customer_id)
+    except ValueError:
+        customer = None
+    else:
+        query = select(Customer).where(Customer.app_id == app.id, Customer.id == customer_id)
+        customer = (await session.execute(query)).scalar_one_or_none()
+    if customer is None:
+        raise ApiError(
+            ErrorCode.CUSTOMER_NOT_FOUND,
+            f"Cannot find customer with id: '{customer_id}'.",
+            {"customer_id": customer_id},
+        )
+    return customer

@@ -1,0 +1,20 @@
+"""Imports every model so that ``Base.metadata`` is complete (for Alembic and tests)."""
+
+from bankhub.accounts.models import Account, Transaction
+from bankhub.customers.models import Customer
+from bankhub.db.base import Base
+from bankhub.events.models import Event, SystemFlag
+from bankhub.logins.models import ConnectToken, Login
+from bankhub.partners.models import App
+
+__all__ = [
+    "Account",
+    "App",
+    "Base",
+    "ConnectToken",
+    "Customer",
+    "Event",
+    "Login",
+    "SystemFlag",
+    "Transaction",
+]

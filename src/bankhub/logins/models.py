@@ -1,0 +1,52 @@
+"""Logins (one bank login of a customer), and the single-use connect tokens that create them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bankhub.db.base import Base
+from bankhub.db.types import UTCDateTime
+
+
+class ConnectToken(Base):
+    __tablename__ = "connect_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    service_id: Mapped[int] = mapped_column(Integer)
+    callback_url: Mapped[str] = mapped_column(Text)
+    #: set for reconnect tokens: the login the connect renews in place
+    login_id: Mapped[int | None] = mapped_column(
+        ForeignKey("logins.id", ondelete="CASCADE"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Login(Base):
+    __tablename__ = "logins"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[str] = mapped_column(
+        ForeignKey("customers.id", ondelete="CASCADE"), index=True
+    )
+    service_id: Mapped[int] = mapped_column(Integer)
+    #: keyed hash of the login-secret, which is shown once in the callback
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(40))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: the connector's opaque state (session and consent references; never credentials)
+    connector_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    consent_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_refresh_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,169 @@
+"""Connect tokens and logins: creation, lookup by login-secret, activation, statuses."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.catalogue import Catalogue, Service
+from bankhub.clock import Clock, as_utc
+from bankhub.customers.models import Customer
+from bankhub.logins.models import ConnectToken, Login
+from bankhub.partners.models import App
+from bankhub.security.secrets import SecretHasher
+
+LOGIN_SECRET = "login-secret"  # noqa: S105 - the purpose label of a keyed hash
+
+#: Login statuses. The webhook's ``status`` is ``"login_" + status`` (the seed's three included).
+ACTIVE = "active"
+STATUSES = (
+    ACTIVE,
+    "wrong_credentials",
+    "password_expired",
+    "account_locked",
+    "consent_expired",
+    "provider_unavailable",
+    "rate_limited",
+)
+
+_FORBIDDEN_SCHEMES = {"javascript", "data", "vbscript", "file", "blob", "about"}
+
+
+def validate_callback_url(url: str, *, allow_plain_http: bool) -> str:
+    """A callback must be a real URL of an allowed scheme with no header-splitting characters."""
+    if not url or len(url) > 2000:
+        raise ApiError(ErrorCode.DATA_INVALID, "callback_url is required (at most 2000 characters)")
+    if any(ch in url for ch in ("\r", "\n", "\x00", " ", "\t")):
+        raise ApiError(
+            ErrorCode.DATA_INVALID, "callback_url must not contain whitespace or control characters"
+        )
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if not scheme or scheme in _FORBIDDEN_SCHEMES:
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            "callback_url must be an https URL or an app scheme such as yourapp://",
+            {"callback_url": url},
+        )
+    if scheme in ("http", "https") and not parts.hostname:
+        raise ApiError(ErrorCode.DATA_INVALID, "callback_url has no host", {"callback_url": url})
+    if scheme == "http" and not allow_plain_http:
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            "callback_url must use https outside dev",
+            {"callback_url": url},
+        )
+    return url
+
+
+async def create_token(
+    session: AsyncSession,
+    clock: Clock,
+    ttl_seconds: int,
+    app: App,
+    customer: Customer,
+    service: Service,
+    callback_url: str,
+    login: Login | None = None,
+) -> ConnectToken:
+    now = clock()
+    token = ConnectToken(
+        id=str(uuid.uuid4()),
+        app_id=app.id,
+        customer_id=customer.id,
+        service_id=service.id,
+        callback_url=callback_url,
+        login_id=login.id if login else None,
+        created_at=now,
+        expires_at=now + timedelta(seconds=ttl_seconds),
+    )
+    session.add(token)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except SQLAlchemyError:
+        raise ApiError(ErrorCode.TOKEN_CREATE_ERROR) from None
+    return token
+
+
+def require_service(catalogue: Catalogue, service_id: int) -> Service:
+    service = catalogue.get(service_id)
+    if service is None:
+        raise ApiError(
+            ErrorCode.SERVICE_NOT_FOUND,
+            f"Cannot find service with id: {service_id}.",
+            {"service_id": service_id},
+        )
+    return service
+
+
+class TokenUnusable(Exception):
+    """The connect token is unknown, used or expired (shown as ``TokenExpire``)."""
+
+
+async def claim_token(session: AsyncSession, clock: Clock, token_id: str) -> ConnectToken:
+    """Mark a connect token used, exactly once, or raise :class:`TokenUnusable`."""
+    try:
+        uuid.UUID(token_id)
+    except ValueError:
+        raise TokenUnusable(token_id) from None
+    now = clock()
+    token = await session.get(ConnectToken, token_id)
+    if token is None or token.used_at is not None or as_utc(token.expires_at) <= now:
+        raise TokenUnusable(token_id)
+    # The conditional update makes a concurrent second claim lose even between read and write.
+    result = await session.execute(
+        update(ConnectToken)
+        .where(ConnectToken.id == token_id, ConnectToken.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise TokenUnusable(token_id)
+    token.used_at = now
+    return token
+
+
+async def login_by_secret(
+    session: AsyncSession, hasher: SecretHasher, app: App, secret: str | None
+) -> Login:
+    if not secret:
+        raise ApiError(ErrorCode.BAD_REQUEST, "The login-secret header is required")
+    query = select(Login).where(
+        Login.app_id == app.id,
+        Login.secret_hash == hasher.hash(secret, purpose=LOGIN_SECRET),
+    )
+    login = (await session.execute(query)).scalar_one_or_none()
+    if login is None:
+        raise ApiError(
+            ErrorCode.LOGIN_NOT_FOUND,
+            f"Cannot find Login with login secret: '{secret[:64]}'.",
+            {"loginSecret": secret[:64]},
+        )
+    return login
+
+
+def require_active(login: Login) -> None:
+    if not login.active:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST,
+            f"Login {login.id} is deactivated; PUT /v2/login/activate before reading its data",
+            {"login_id": login.id, "active": False},
+        )
+
+
+def set_status(login: Login, status: str, now: datetime, error: str | None = None) -> bool:
+    """Change the status; True when it actually changed (callers then emit an event)."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown login status {status!r}")
+    changed = login.status != status
+    login.status = status
+    login.last_error = error
+    login.updated_at = now
+    return changed

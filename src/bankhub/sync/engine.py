@@ -1,0 +1,422 @@
+"""Sync: run a connector (outside any database transaction), then apply what it fetched.
+
+Fetching and applying are separate on purpose: a slow bank never holds a database write lock,
+and a failed fetch changes nothing but the login's status. Applying is idempotent: transactions
+are unique per account on the bank's id, or on a content fingerprint when the bank gives none,
+and the fingerprint also finds rows again when a bank re-mints its ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import unicodedata
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import httpx
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.accounts.models import Account, Transaction
+from bankhub.catalogue import Catalogue, Service
+from bankhub.categories import categorize
+from bankhub.clock import Clock, as_utc
+from bankhub.config import Settings
+from bankhub.connectors.base import (
+    AccountRecord,
+    AccountsCapability,
+    Connector,
+    ConnectorContext,
+    ConnectorFailure,
+    ConsentCapability,
+    MemoryStateStore,
+    ProviderUnavailable,
+    TransactionRecord,
+    TransactionsCapability,
+    TransactionStatus,
+)
+from bankhub.connectors.registry import ConnectorRegistry
+from bankhub.events import services as events
+from bankhub.logins import services as logins
+from bankhub.logins.models import Login
+from bankhub.security.secrets import SecretHasher
+
+T = TypeVar("T")
+
+ACCOUNT_MATCH = "account-match"
+#: how far back a refresh re-reads, so that pending items that booked late are seen
+REFRESH_OVERLAP = timedelta(days=30)
+
+
+@dataclass(slots=True)
+class FetchedAccount:
+    record: AccountRecord
+    transactions: list[TransactionRecord]
+
+
+@dataclass(slots=True)
+class FetchResult:
+    accounts: list[FetchedAccount]
+    since: date | None
+    state: dict[str, Any]
+    consent_expires_at: datetime | None
+
+
+@dataclass(slots=True)
+class ApplySummary:
+    account_ids: list[int] = field(default_factory=list)
+    new_account_ids: list[int] = field(default_factory=list)
+    inserted: int = 0
+    updated: int = 0
+    removed: int = 0
+
+
+@dataclass(slots=True)
+class ConnectorRun:
+    """A connector with its in-memory state store, built for one run."""
+
+    connector: Connector
+    state: MemoryStateStore
+    service: Service
+
+
+def _normal_text(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(folded.split())
+
+
+def fingerprint(record: TransactionRecord, occurrence: int) -> str:
+    """Content identity of a transaction: same day, amount, currency, text and occurrence."""
+    amount = format(record.amount.normalize(), "f")
+    text = _normal_text(record.description)
+    raw = f"{record.booking_date.isoformat()}|{amount}|{record.currency}|{text}|{occurrence}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+def mask_number(value: str | None) -> str | None:
+    if not value:
+        return None
+    compact = "".join(value.split())
+    return "•••• " + compact[-4:] if len(compact) > 4 else "••••"
+
+
+class SyncEngine:
+    """Builds connectors for services and runs fetch/apply for the connect page and refreshes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ConnectorRegistry,
+        catalogue: Catalogue,
+        clock: Clock,
+        hasher: SecretHasher,
+        http: httpx.AsyncClient,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.catalogue = catalogue
+        self.clock = clock
+        self.hasher = hasher
+        self.http = http
+
+    # --- connectors ---------------------------------------------------------------------------
+
+    def build(
+        self,
+        service: Service,
+        state: Mapping[str, Any] | None = None,
+        *,
+        return_url: str = "",
+        public_url: str = "",
+    ) -> ConnectorRun:
+        store = MemoryStateStore(dict(state or {}))
+        context = ConnectorContext(
+            institution={**service.params, "slug": service.slug, "name": service.name},
+            http=self.http,
+            state=store,
+            clock=self.clock,
+            return_url=return_url,
+            public_url=public_url,
+            options={
+                "decoupled_delay_seconds": self.settings.sandbox_decoupled_delay_seconds,
+                "slow_seconds": self.settings.sandbox_slow_seconds,
+            },
+        )
+        connector = self.registry.create(service.connector, context)
+        return ConnectorRun(connector, store, service)
+
+    async def guarded(self, call: Awaitable[T]) -> T:
+        """Every connector call runs under the outbound timeout (S35)."""
+        try:
+            async with asyncio.timeout(self.settings.connector_timeout_seconds):
+                return await call
+        except TimeoutError:
+            raise ProviderUnavailable("The bank did not answer in time") from None
+        except (httpx.TransportError, OSError) as exc:
+            raise ProviderUnavailable(
+                f"The bank cannot be reached ({type(exc).__name__})"
+            ) from None
+
+    async def fetch(self, run: ConnectorRun, since: date | None) -> FetchResult:
+        connector = run.connector
+        if not isinstance(connector, AccountsCapability):
+            raise ProviderUnavailable(f"connector {run.service.connector} cannot list accounts")
+        records = await self.guarded(connector.fetch_accounts())
+        fetched: list[FetchedAccount] = []
+        for record in records:
+            transactions: list[TransactionRecord] = []
+            if isinstance(connector, TransactionsCapability):
+                transactions = await self.guarded(connector.fetch_transactions(record, since, None))
+            fetched.append(FetchedAccount(record, transactions))
+        consent = (
+            connector.consent().expires_at if isinstance(connector, ConsentCapability) else None
+        )
+        return FetchResult(fetched, since, run.state.load(), consent)
+
+    def history_start(self, service: Service) -> date:
+        info = self.registry.factory(service.connector)
+        days = getattr(getattr(info, "info", None), "history_days", 730)
+        return self.clock().date() - timedelta(days=int(days))
+
+    def refresh_since(self, login: Login, service: Service) -> date:
+        if login.last_refresh_at is None:
+            return self.history_start(service)
+        since = as_utc(login.last_refresh_at).date() - REFRESH_OVERLAP
+        return max(since, self.history_start(service))
+
+    # --- applying -----------------------------------------------------------------------------
+
+    def _match_key(self, record: AccountRecord) -> str | None:
+        number = record.iban or record.number
+        if not number:
+            return None
+        compact = "".join(number.split()).upper()
+        return self.hasher.hash(f"{compact}|{record.currency}", purpose=ACCOUNT_MATCH)
+
+    async def _apply_account(
+        self,
+        session: AsyncSession,
+        login: Login,
+        existing: list[Account],
+        record: AccountRecord,
+        claimed: set[int],
+        now: datetime,
+    ) -> tuple[Account, bool]:
+        match_key = self._match_key(record)
+        candidates = [a for a in existing if a.id not in claimed]
+        found = next(
+            (a for a in candidates if record.bank_id and a.bank_id == record.bank_id), None
+        )
+        if found is None and match_key:
+            found = next((a for a in candidates if a.match_key == match_key), None)
+        if found is None:
+            same = [
+                a
+                for a in candidates
+                if a.name == record.name and a.currency == record.currency and a.type == record.type
+            ]
+            found = same[0] if len(same) == 1 else None
+        created = found is None
+        if found is None:
+            found = Account(app_id=login.app_id, login_id=login.id, created_at=now)
+            session.add(found)
+        found.bank_id = record.bank_id
+        found.match_key = match_key
+        found.name = record.name
+        found.type = str(record.type)
+        found.currency = record.currency
+        found.balance = record.balance
+        found.available_balance = record.available_balance
+        found.number_masked = mask_number(record.iban or record.number)
+        found.updated_at = now
+        await session.flush()
+        claimed.add(found.id)
+        return found, created
+
+    async def _apply_transactions(
+        self,
+        session: AsyncSession,
+        account: Account,
+        records: list[TransactionRecord],
+        since: date | None,
+        now: datetime,
+    ) -> tuple[int, int, int]:
+        if not records and since is None:
+            return 0, 0, 0
+        dates = [r.booking_date for r in records]
+        low = min([*dates, since] if since else dates)
+        rows = (
+            await session.execute(
+                select(
+                    Transaction.id,
+                    Transaction.dedupe_key,
+                    Transaction.fingerprint,
+                    Transaction.status,
+                    Transaction.amount,
+                    Transaction.description,
+                    Transaction.original_id,
+                ).where(Transaction.account_id == account.id, Transaction.date >= low)
+            )
+        ).all()
+        by_key: dict[str, Any] = {row.dedupe_key: row for row in rows}
+        by_fp: dict[str, Any] = {}
+        for existing_row in rows:
+            by_fp.setdefault(existing_row.fingerprint, existing_row)
+
+        occurrences: dict[tuple[date, Decimal, str, str], int] = {}
+        incoming_keys: set[str] = set()
+        prepared: list[tuple[TransactionRecord, str, str]] = []
+        for record in records:
+            ident = (
+                record.booking_date,
+                record.amount.normalize(),
+                record.currency,
+                _normal_text(record.description),
+            )
+            n = occurrences.get(ident, 0)
+            occurrences[ident] = n + 1
+            fp = fingerprint(record, n)
+            key = f"b:{record.bank_id}" if record.bank_id else f"f:{fp}"
+            if key in incoming_keys:
+                continue  # the bank listed the same item twice in one answer
+            incoming_keys.add(key)
+            prepared.append((record, fp, key))
+
+        claimed: set[int] = set()
+        new_rows: list[dict[str, Any]] = []
+        updated = 0
+        for record, fp, key in prepared:
+            row = by_key.get(key)
+            if row is None:
+                candidate = by_fp.get(fp)
+                # A re-minted id: same content, and the old key is no longer in the bank's answer.
+                if (
+                    candidate is not None
+                    and candidate.id not in claimed
+                    and candidate.dedupe_key not in incoming_keys
+                ):
+                    row = candidate
+            original_id = record.bank_id or f"fp-{fp}"
+            if row is not None:
+                claimed.add(row.id)
+                changes: dict[str, Any] = {}
+                if row.dedupe_key != key:
+                    changes.update(dedupe_key=key, original_id=original_id)
+                if row.status != str(record.status):
+                    changes["status"] = str(record.status)
+                if row.amount != record.amount:
+                    changes["amount"] = record.amount
+                if row.description != record.description:
+                    changes["description"] = record.description
+                if changes:
+                    changes.update(fingerprint=fp, fetched_at=now)
+                    await session.execute(
+                        update(Transaction).where(Transaction.id == row.id).values(**changes)
+                    )
+                    updated += 1
+                continue
+            new_rows.append(
+                {
+                    "app_id": account.app_id,
+                    "account_id": account.id,
+                    "dedupe_key": key,
+                    "fingerprint": fp,
+                    "original_id": original_id,
+                    "date": record.booking_date,
+                    "value_date": record.value_date,
+                    "amount": record.amount,
+                    "currency": record.currency,
+                    "description": record.description,
+                    "merchant": record.merchant,
+                    "category": categorize(
+                        record.description, record.merchant, record.amount, record.category
+                    ),
+                    "status": str(record.status),
+                    "meta": dict(record.meta) if record.meta else None,
+                    "fetched_at": now,
+                    "created_at": now,
+                }
+            )
+        if new_rows:
+            await session.execute(insert(Transaction), new_rows)
+        # Pending items the bank no longer lists within the window were dropped or booked anew.
+        vanished = [
+            row.id
+            for row in rows
+            if row.status == TransactionStatus.PENDING and row.id not in claimed
+        ]
+        if vanished:
+            await session.execute(delete(Transaction).where(Transaction.id.in_(vanished)))
+        return len(new_rows), updated, len(vanished)
+
+    async def apply(self, session: AsyncSession, login: Login, result: FetchResult) -> ApplySummary:
+        """Store a fetch for ``login``: accounts matched to their stable ids, rows deduplicated."""
+        now = self.clock()
+        existing = list(
+            (await session.execute(select(Account).where(Account.login_id == login.id))).scalars()
+        )
+        summary = ApplySummary()
+        claimed: set[int] = set()
+        for fetched in result.accounts:
+            account, created = await self._apply_account(
+                session, login, existing, fetched.record, claimed, now
+            )
+            summary.account_ids.append(account.id)
+            if created:
+                summary.new_account_ids.append(account.id)
+            inserted, updated, removed = await self._apply_transactions(
+                session, account, fetched.transactions, result.since, now
+            )
+            summary.inserted += inserted
+            summary.updated += updated
+            summary.removed += removed
+        login.connector_state = result.state
+        login.consent_expires_at = result.consent_expires_at
+        login.last_refresh_at = now
+        login.updated_at = now
+        if logins.set_status(login, logins.ACTIVE, now):
+            events.record(
+                session,
+                app_id=login.app_id,
+                login_id=login.id,
+                type=events.LOGIN_STATUS,
+                payload=events.login_status_payload(login.id, logins.ACTIVE),
+                now=now,
+            )
+        if summary.inserted:
+            events.record(
+                session,
+                app_id=login.app_id,
+                login_id=login.id,
+                type=events.NEW_TRANSACTIONS,
+                payload=events.new_transactions_payload(
+                    login.id, now, summary.account_ids, summary.inserted
+                ),
+                now=now,
+            )
+        return summary
+
+    def record_failure(
+        self,
+        session: AsyncSession,
+        login: Login,
+        failure: ConnectorFailure,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        """Move the login to the failure's status and tell the partner when it changed."""
+        now = self.clock()
+        if state is not None:
+            login.connector_state = state
+        if logins.set_status(login, failure.status, now, failure.message):
+            events.record(
+                session,
+                app_id=login.app_id,
+                login_id=login.id,
+                type=events.LOGIN_STATUS,
+                payload=events.login_status_payload(login.id, failure.status),
+                now=now,
+            )

@@ -1,0 +1,123 @@
+"""Driving the connect page over plain HTTP, as a browser without JavaScript would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from tests.conftest import BASE_URL, Harness
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+CALLBACK = "http://localhost:2000/v2"
+
+
+@dataclass
+class Callback:
+    payload: dict[str, Any]
+    location: str
+
+
+def parse_callback(location: str) -> dict[str, Any]:
+    last = urlsplit(location).path.rsplit("/", 1)[-1]
+    result: dict[str, Any] = json.loads(unquote(last))
+    return result
+
+
+async def create_customer(h: Harness, identifier: str = "sample-identifier-user") -> str:
+    response = await h.client.post(
+        "/v2/customer", json={"identifier": identifier}, headers=h.headers()
+    )
+    assert response.status_code == 200, response.text
+    customer_id: str = response.json()["data"]["customer_id"]
+    return customer_id
+
+
+async def create_token(h: Harness, customer_id: str, service_id: int = 1) -> str:
+    response = await h.client.post(
+        "/v2/token",
+        json={"customer_id": customer_id, "service_id": service_id, "callback_url": CALLBACK},
+        headers=h.headers(),
+    )
+    assert response.status_code == 200, response.text
+    url: str = response.json()["data"]["connect_url"]
+    return url
+
+
+class ConnectDriver:
+    """One user on the connect page; each method posts a form and follows to the next page."""
+
+    def __init__(self, h: Harness) -> None:
+        self.h = h
+        self.page = ""
+        self.status = 0
+
+    async def open(self, connect_url: str) -> str:
+        path = connect_url.removeprefix(BASE_URL)
+        response = await self.h.client.get(path, follow_redirects=False)
+        self.status = response.status_code
+        if response.status_code == 303:
+            return await self.show()
+        self.page = response.text
+        return self.page
+
+    async def show(self) -> str:
+        response = await self.h.client.get("/v2/connect/session", follow_redirects=False)
+        self.status = response.status_code
+        self.page = response.text if response.status_code != 303 else ""
+        self.location = response.headers.get("location", "")
+        return self.page
+
+    def csrf(self) -> str:
+        match = CSRF.search(self.page)
+        assert match, self.page
+        return match.group(1)
+
+    async def post(self, path: str, form: dict[str, str]) -> str:
+        form = {"csrf": self.csrf(), **form}
+        response = await self.h.client.post(path, data=form, follow_redirects=False)
+        assert response.status_code == 303, (response.status_code, response.text)
+        return await self.show()
+
+    async def agree(self) -> str:
+        return await self.post("/v2/connect/consent", {"action": "agree"})
+
+    async def login(self, username: str, password: str = "pass_good") -> str:
+        return await self.post(
+            "/v2/connect/credentials", {"username": username, "password": password}
+        )
+
+    async def answer(self, **form: str) -> str:
+        return await self.post("/v2/connect/answer", form)
+
+    async def cancel(self) -> Callback:
+        await self.post("/v2/connect/cancel", {})
+        return Callback(parse_callback(self.location), self.location)
+
+    async def finish(self, rounds: int = 400) -> Callback:
+        """Wait on the progress page until the flow redirects to the callback."""
+        for _ in range(rounds):
+            if self.status == 303 and self.location.startswith(CALLBACK):
+                return Callback(parse_callback(self.location), self.location)
+            if "Fetching your accounts" not in self.page:
+                raise AssertionError(f"not on the progress page: {self.page[:2000]}")
+            await asyncio.sleep(0.02)
+            await self.show()
+        raise AssertionError("the first fetch did not finish")
+
+
+async def connect(
+    h: Harness, username: str = "user_good", service_id: int = 1, customer_id: str | None = None
+) -> dict[str, Any]:
+    """A whole successful connect with the sandbox; returns the callback payload."""
+    customer_id = customer_id or await create_customer(h, f"customer-{username}")
+    driver = ConnectDriver(h)
+    await driver.open(await create_token(h, customer_id, service_id))
+    await driver.agree()
+    await driver.login(username)
+    callback = await driver.finish()
+    assert callback.payload["status"] == "success", callback.payload
+    return callback.payload

@@ -1,0 +1,112 @@
+"""Shared fixtures: every API test runs on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from bankhub.app import create_app
+from bankhub.config import Environment, Settings
+from bankhub.db import migrate
+from bankhub.hub import Hub
+from bankhub.partners import services as partners
+
+pytest_plugins = [
+    "tests.support.pg_plugin",
+    "tests.support.browser_plugin",
+    "tests.support.server_plugin",
+]
+
+BASE_URL = "http://testserver.local"
+
+
+class FakeClock:
+    """An injected clock: tests move time instead of sleeping."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'bankhub.sqlite3'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": Environment.TEST,
+        "data_dir": tmp_path,
+        "database_url": database_url,
+        "secret_key": "test-pepper-" + "x" * 40,
+        "public_url": BASE_URL,
+        "connector_timeout_seconds": 5.0,
+        "sandbox_slow_seconds": 30.0,
+        "sandbox_decoupled_delay_seconds": 3.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Harness:
+    """An app under test with one partner app's credentials."""
+
+    def __init__(self, hub: Hub, client: AsyncTestClient[Any], creds: dict[str, str]) -> None:
+        self.hub = hub
+        self.client = client
+        self.creds = creds
+
+    @property
+    def clock(self) -> FakeClock:
+        clock = self.hub.clock
+        assert isinstance(clock, FakeClock)
+        return clock
+
+    def headers(self, *, login_secret: str | None = None, mobile: bool = False) -> dict[str, str]:
+        headers = {"client-id": self.creds["client_id"], "content-type": "application/json"}
+        if mobile:
+            headers["app-secret"] = self.creds["app_secret"]
+        else:
+            headers["service-secret"] = self.creds["service_secret"]
+        if login_secret is not None:
+            headers["login-secret"] = login_secret
+        return headers
+
+    async def new_app(self, name: str = "second") -> dict[str, str]:
+        async with self.hub.db.transaction() as session:
+            issued = await partners.create_app(session, self.hub.hasher, self.hub.clock, name)
+        return issued.as_dict()
+
+
+@pytest.fixture
+async def harness(
+    tmp_path: Path, database_url: str, clock: FakeClock, request: pytest.FixtureRequest
+) -> AsyncIterator[Harness]:
+    overrides = getattr(request, "param", None) or {}
+    settings = make_settings(tmp_path, database_url, **overrides)
+    await asyncio.to_thread(migrate.upgrade, settings.resolved_database_url())
+    hub = Hub.build(settings, clock=clock)
+    async with hub.db.transaction() as session:
+        issued = await partners.create_app(session, hub.hasher, clock, "Test app")
+    app = create_app(hub)
+    async with AsyncTestClient(app=app, base_url=BASE_URL) as client:
+        yield Harness(hub, client, issued.as_dict())
