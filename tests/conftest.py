@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
+import httpx
 
 from bankhub.app import create_app
 from bankhub.config import Environment, Settings
@@ -70,7 +70,7 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
 class Harness:
     """An app under test with one partner app's credentials."""
 
-    def __init__(self, hub: Hub, client: AsyncTestClient[Any], creds: dict[str, str]) -> None:
+    def __init__(self, hub: Hub, client: httpx.AsyncClient, creds: dict[str, str]) -> None:
         self.hub = hub
         self.client = client
         self.creds = creds
@@ -108,5 +108,10 @@ async def harness(
     async with hub.db.transaction() as session:
         issued = await partners.create_app(session, hub.hasher, clock, "Test app")
     app = create_app(hub)
-    async with AsyncTestClient(app=app, base_url=BASE_URL) as client:
-        yield Harness(hub, client, issued.as_dict())
+    # The app runs on the test's own event loop, so database connections never cross loops.
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            yield Harness(hub, client, issued.as_dict())
+    finally:
+        await hub.close()

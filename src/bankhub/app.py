@@ -87,7 +87,13 @@ def handle_http(request: AnyRequest, exc: HTTPException) -> Response[Any]:
 
 def handle_internal(request: AnyRequest, exc: Exception) -> Response[Any]:
     # Generic body, never a traceback (S32); the details go to the operator's log only.
-    log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    log.error(
+        "unhandled error on %s %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        exc_info=exc,
+    )
     return _error_response(request, ApiError(ErrorCode.INTERNAL_ERROR))
 
 

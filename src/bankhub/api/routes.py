@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post, put
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import File
 
 from bankhub.accounts import services as accounts
@@ -68,7 +69,7 @@ async def service_list(request: AnyRequest) -> s.ServiceListEnvelope:
 
 
 @get(f"{MEDIA_PREFIX}/{{name:str}}", tags=["service"], summary="A service's logo or cover")
-async def service_media(request: AnyRequest, name: str) -> File:
+async def service_media(request: AnyRequest, name: FromPath[str]) -> File:
     path = hub_of(request).catalogue.media_file(name)
     if path is None:
         raise ApiError(ErrorCode.NOT_FOUND, f"No media file named {name!r}", {"name": name[:100]})
@@ -89,7 +90,7 @@ async def healthz() -> dict[str, str]:
 
 
 @post("/v2/customer", status_code=200, tags=["customer"], summary="Create a customer")
-async def create_customer(request: AnyRequest, data: s.CustomerIn) -> s.CustomerEnvelope:
+async def create_customer(request: AnyRequest, data: JSONBody[s.CustomerIn]) -> s.CustomerEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         app = await hub.authenticate(session, request)
@@ -102,7 +103,7 @@ def _connect_url(hub: Hub, request: AnyRequest, token_id: str) -> str:
 
 
 @post("/v2/token", status_code=200, tags=["token"], summary="Create a connect token")
-async def create_token(request: AnyRequest, data: s.TokenIn) -> s.TokenEnvelope:
+async def create_token(request: AnyRequest, data: JSONBody[s.TokenIn]) -> s.TokenEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         app = await hub.authenticate(session, request)
@@ -118,7 +119,7 @@ async def create_token(request: AnyRequest, data: s.TokenIn) -> s.TokenEnvelope:
 
 
 @post("/v2/token/reconnect", status_code=200, tags=["token"], summary="A connect token to re-login")
-async def reconnect_token(request: AnyRequest, data: s.ReconnectIn) -> s.TokenEnvelope:
+async def reconnect_token(request: AnyRequest, data: JSONBody[s.ReconnectIn]) -> s.TokenEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         app, login = await hub.authenticate_login(session, request)
@@ -299,12 +300,12 @@ def _int_param(name: str, value: str | None, default: int, low: int, high: int) 
 )
 async def list_transactions(
     request: AnyRequest,
-    account_id: str | None = None,
-    from_date: str | None = None,
-    to_date: str | None = None,
-    end_date: str | None = None,
-    page: str | None = None,
-    per_page: str | None = None,
+    account_id: FromQuery[str | None] = None,
+    from_date: FromQuery[str | None] = None,
+    to_date: FromQuery[str | None] = None,
+    end_date: FromQuery[str | None] = None,
+    page: FromQuery[str | None] = None,
+    per_page: FromQuery[str | None] = None,
 ) -> Response[s.TransactionListEnvelope]:
     hub = hub_of(request)
     start = _date_param("from_date", from_date)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hmac
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import FromPath, URLEncodedBody
 from litestar.response import File, Redirect, Template
 
 from bankhub.api.errors import ApiError, ErrorCode
@@ -28,7 +27,7 @@ from bankhub.hub import hub_of
 from bankhub.logins.services import TokenUnusable
 
 AnyRequest = Request[Any, Any, Any]
-Form = Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)]
+Form = URLEncodedBody[dict[str, str]]
 
 COOKIE = "bankhub_connect"
 SECURE_COOKIE = "__Host-bankhub_connect"
@@ -70,7 +69,7 @@ def _back() -> Redirect:
 
 
 @get("/v2/connect/term/{token_id:str}", include_in_schema=False)
-async def open_connect(request: AnyRequest, token_id: str) -> Response[Any]:
+async def open_connect(request: AnyRequest, token_id: FromPath[str]) -> Response[Any]:
     flow = flow_of(request)
     try:
         current = flow.get(_cookie_value(request))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.plugins.jinja import JinjaTemplateEngine
 
 
 def environment() -> Environment:

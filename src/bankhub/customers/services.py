@@ -14,8 +14,10 @@ from bankhub.customers.models import Customer
 from bankhub.partners.models import App
 
 
-async def find_by_identifier(session: AsyncSession, app: App, identifier: str) -> Customer | None:
-    query = select(Customer).where(Customer.app_id == app.id, Customer.identifier == identifier)
+async def find_by_identifier(
+    session: AsyncSession, app_id: int, identifier: str
+) -> Customer | None:
+    query = select(Customer).where(Customer.app_id == app_id, Customer.identifier == identifier)
     return (await session.execute(query)).scalar_one_or_none()
 
 
@@ -30,19 +32,21 @@ def _exists(customer: Customer) -> ApiError:
 async def create_customer(
     session: AsyncSession, clock: Clock, app: App, identifier: str
 ) -> Customer:
-    existing = await find_by_identifier(session, app, identifier)
+    app_id = app.id
+    existing = await find_by_identifier(session, app_id, identifier)
     if existing is not None:
         raise _exists(existing)
     customer = Customer(
-        id=str(uuid.uuid4()), app_id=app.id, identifier=identifier, created_at=clock()
+        id=str(uuid.uuid4()), app_id=app_id, identifier=identifier, created_at=clock()
     )
     session.add(customer)
     try:
-        async with session.begin_nested():
-            await session.flush()
+        await session.flush()
     except IntegrityError:
-        # A concurrent request created the same identifier between our read and our write.
-        raced = await find_by_identifier(session, app, identifier)
+        # A concurrent request created the same identifier between our read and our write:
+        # this unit of work is spoilt, so start afresh to read the winner.
+        await session.rollback()
+        raced = await find_by_identifier(session, app_id, identifier)
         if raced is not None:
             raise _exists(raced) from None
         raise ApiError(ErrorCode.CUSTOMER_CREATE_ERROR) from None

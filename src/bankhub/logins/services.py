@@ -85,8 +85,7 @@ async def create_token(
     )
     session.add(token)
     try:
-        async with session.begin_nested():
-            await session.flush()
+        await session.flush()
     except SQLAlchemyError:
         raise ApiError(ErrorCode.TOKEN_CREATE_ERROR) from None
     return token

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.schemas import wire_time
 from bankhub.clock import as_utc
 from bankhub.connectors.base import ConnectorFailure
 from bankhub.db.engine import Database
@@ -49,12 +50,12 @@ async def refresh_login(
             last = login.last_refresh_at
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
-                f"Login {login.id} can be refreshed again at {possible.isoformat()}",
+                f"Login {login.id} can be refreshed again at {wire_time(possible)}",
                 {
                     "id": login.id,
                     "refreshed": False,
-                    "last_refresh_at": as_utc(last).isoformat() if last else None,
-                    "next_refresh_possible_at": possible.isoformat(),
+                    "last_refresh_at": wire_time(as_utc(last)) if last else None,
+                    "next_refresh_possible_at": wire_time(possible),
                 },
             )
         login.last_attempt_at = now

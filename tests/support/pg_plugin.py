@@ -1,0 +1,73 @@
+"""pytest fixtures for the throwaway PostgreSQL server.
+
+* ``postgres_server`` (session): one ``PostgresServer`` for the whole run.
+* ``postgres_url`` (function): a fresh, empty, uniquely named database; yields its
+  ``postgresql+asyncpg://`` URL and drops it (with FORCE) afterwards.
+* ``postgres_module_url`` (module): the same, shared by the tests of one module.
+
+Without PostgreSQL binaries the fixtures skip locally but fail when ``CI=true``.
+Tests that use these fixtures get the ``postgres`` marker automatically, so
+``-m "not postgres"`` deselects them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.postgres import PostgresServer, find_bindir
+
+POSTGRES_FIXTURES = frozenset({"postgres_server", "postgres_url", "postgres_module_url"})
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    bindir = find_bindir()
+    if bindir is None:
+        reason = (
+            "PostgreSQL binaries not found (pg_config --bindir, /usr/lib/postgresql/*/bin); "
+            "install Debian's postgresql package"
+        )
+        if in_ci():
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    server = PostgresServer(bindir=bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _db_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    url = postgres_server.create_database()
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(_db_name(url))
+
+
+@pytest.fixture(scope="module")
+def postgres_module_url(postgres_server: PostgresServer) -> Iterator[str]:
+    url = postgres_server.create_database()
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(_db_name(url))
