@@ -29,6 +29,7 @@ from bankhub.connectors.base import (
     InteractionRejected,
     InvalidCredentials,
     NeedsDecoupledApproval,
+    NeedsRedirect,
 )
 from bankhub.hub import Hub
 from bankhub.logins import services as logins
@@ -198,6 +199,10 @@ class ConnectFlow:
             session.step = Step.INTERACTION
             return
         except (InvalidCredentials, InteractionRejected) as failure:
+            if isinstance(session.interaction, NeedsRedirect):
+                # The user refused the consent on the bank's own page: they chose not to connect.
+                await self._fail(session, failure, None, cancelled=True)
+                return
             session.attempts += 1
             if session.attempts >= self.hub.settings.connect_max_attempts:
                 await self._fail(session, failure, ErrorCode.CREDENTIAL_INVALID)
@@ -215,7 +220,12 @@ class ConnectFlow:
         session.task = asyncio.create_task(self._first_fetch(session))
 
     async def _fail(
-        self, session: ConnectSession, failure: ConnectorFailure, code: ErrorCode | None
+        self,
+        session: ConnectSession,
+        failure: ConnectorFailure,
+        code: ErrorCode | None,
+        *,
+        cancelled: bool = False,
     ) -> None:
         unavailable = failure.status in ("provider_unavailable", "rate_limited")
         error = (
@@ -223,11 +233,14 @@ class ConnectFlow:
             if code
             else (str(ErrorCode.CONNECT_ERROR) if unavailable else f"login_{failure.status}")
         )
-        session.outcome = {"status": "error", "error": error, "message": failure.message}
+        if cancelled:
+            session.outcome = {"status": "cancelled", "message": failure.message}
+        else:
+            session.outcome = {"status": "error", "error": error, "message": failure.message}
         session.failure_message = failure.message
         session.step = Step.FAILED
         session.run = None
-        if session.reconnect_login_id is not None:
+        if session.reconnect_login_id is not None and not cancelled:
             hub = self.hub
             async with hub.db.transaction() as db:
                 login = await db.get(Login, session.reconnect_login_id)
