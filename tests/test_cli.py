@@ -1,0 +1,107 @@
+"""The operator's command line, run in-process against a data dir of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.cli import cli
+from bankhub.config import Settings
+from bankhub.db.engine import Database
+from bankhub.events import flags
+from bankhub.partners import services as partners
+from bankhub.security.secrets import SecretHasher
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("BANKHUB_DATABASE_URL", "BANKHUB_SECRET_KEY", "BANKHUB_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BANKHUB_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _authenticates(creds: dict[str, str]) -> bool:
+    settings = Settings()
+
+    async def check() -> bool:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.transaction() as session:
+                app = await partners.authenticate(
+                    session,
+                    SecretHasher(settings.resolved_secret_key()),
+                    creds["client_id"],
+                    creds["service_secret"],
+                    None,
+                )
+                return app.client_id == creds["client_id"]
+        finally:
+            await db.dispose()
+
+    return asyncio.run(check())
+
+
+def test_apps_create_json_prints_working_secrets_once(data_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["apps", "create", "Budget app", "--json"])
+    assert result.exit_code == 0, result.output
+    creds = json.loads(result.stdout)
+    assert set(creds) == {"client_id", "service_secret", "app_secret"}
+    assert _authenticates(creds)
+    database = (data_dir / "bankhub.sqlite3").read_bytes()
+    assert creds["service_secret"].encode() not in database
+    assert creds["app_secret"].encode() not in database
+
+
+def test_demo_reissues_the_demo_apps_secrets(data_dir: Path) -> None:
+    first = CliRunner().invoke(cli, ["demo"])
+    assert first.exit_code == 0, first.output
+    second = CliRunner().invoke(cli, ["demo"])
+
+    def creds(output: str) -> dict[str, str]:
+        pairs = dict(
+            line.split(": ", 1)
+            for line in output.splitlines()
+            if line.startswith(("client-id", "service-secret"))
+        )
+        return {"client_id": pairs["client-id"], "service_secret": pairs["service-secret"]}
+
+    old, new = creds(first.stdout), creds(second.stdout)
+    assert old["client_id"] == new["client_id"]
+    assert old["service_secret"] != new["service_secret"]
+    assert _authenticates(new)
+    with pytest.raises(ApiError) as refused:
+        _authenticates(old)
+    assert refused.value.code == ErrorCode.CREDENTIAL_INVALID
+
+
+def test_maintenance_switch(data_dir: Path) -> None:
+    assert CliRunner().invoke(cli, ["maintenance", "on"]).exit_code == 0
+    settings = Settings()
+
+    async def read() -> str | None:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.transaction() as session:
+                return await flags.get_flag(session, flags.MAINTENANCE)
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(read()) == "on"
+    assert CliRunner().invoke(cli, ["maintenance", "off"]).exit_code == 0
+    assert asyncio.run(read()) == "off"
+    assert CliRunner().invoke(cli, ["maintenance", "sideways"]).exit_code == 2
+
+
+def test_production_refuses_to_start_without_a_secret_key(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANKHUB_ENV", "production")
+    result = CliRunner().invoke(cli, ["migrate"])
+    assert result.exit_code == 2
+    assert "BANKHUB_SECRET_KEY" in result.output
