@@ -76,9 +76,7 @@ class Hub:
             return self.settings.public_url.rstrip("/")
         return str(request.base_url).rstrip("/")
 
-    async def authenticate(
-        self, session: AsyncSession, request: Request[Any, Any, Any]
-    ) -> App:
+    async def authenticate(self, session: AsyncSession, request: Request[Any, Any, Any]) -> App:
         headers = request.headers
         return await partners.authenticate(
             session,

@@ -137,7 +137,7 @@ class ConnectFlow:
         service = hub.catalogue.get(token.service_id)
         if service is None or app is None:
             raise logins.TokenUnusable(token_id)
-        info: ConnectorInfo = hub.registry.factory(service.connector).info  # type: ignore[attr-defined]
+        info = hub.registry.info(service.connector)
         session = ConnectSession(
             id=secrets.token_urlsafe(32),
             token_id=token.id,

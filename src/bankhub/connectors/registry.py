@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
-from bankhub.connectors.base import Connector, ConnectorContext
+from bankhub.connectors.base import Connector, ConnectorContext, ConnectorInfo
 
 ConnectorFactory = Callable[[ConnectorContext], Connector]
 
@@ -31,6 +31,13 @@ class ConnectorRegistry:
             return self._factories[connector_id]
         except KeyError:
             raise UnknownConnector(connector_id) from None
+
+    def info(self, connector_id: str) -> ConnectorInfo:
+        """The connector's declaration, read without building it."""
+        info = getattr(self.factory(connector_id), "info", None)
+        if not isinstance(info, ConnectorInfo):
+            raise UnknownConnector(f"{connector_id} declares no ConnectorInfo")
+        return info
 
     def create(self, connector_id: str, context: ConnectorContext) -> Connector:
         return self.factory(connector_id)(context)

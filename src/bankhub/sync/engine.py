@@ -178,14 +178,13 @@ class SyncEngine:
         return FetchResult(fetched, since, run.state.load(), consent)
 
     def history_start(self, service: Service) -> date:
-        info = self.registry.factory(service.connector)
-        days = getattr(getattr(info, "info", None), "history_days", 730)
-        return self.clock().date() - timedelta(days=int(days))
+        days = self.registry.info(service.connector).history_days
+        return self.clock().date() - timedelta(days=days)
 
-    def refresh_since(self, login: Login, service: Service) -> date:
-        if login.last_refresh_at is None:
+    def refresh_since(self, last_refresh_at: datetime | None, service: Service) -> date:
+        if last_refresh_at is None:
             return self.history_start(service)
-        since = as_utc(login.last_refresh_at).date() - REFRESH_OVERLAP
+        since = as_utc(last_refresh_at).date() - REFRESH_OVERLAP
         return max(since, self.history_start(service))
 
     # --- applying -----------------------------------------------------------------------------

@@ -61,7 +61,7 @@ async def refresh_login(
         login.last_attempt_at = now
         service = engine.catalogue.get(login.service_id)
         state = dict(login.connector_state or {})
-        since_login = Login(last_refresh_at=login.last_refresh_at)
+        last_refresh_at = login.last_refresh_at
     if service is None:
         raise ApiError(ErrorCode.SERVICE_NOT_FOUND, extra={"service_id": login.service_id})
 
@@ -69,7 +69,7 @@ async def refresh_login(
     failure: ConnectorFailure | None = None
     try:
         await engine.guarded(run.connector.open_session())
-        result = await engine.fetch(run, engine.refresh_since(since_login, service))
+        result = await engine.fetch(run, engine.refresh_since(last_refresh_at, service))
     except ConnectorFailure as exc:
         failure = exc
 
