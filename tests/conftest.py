@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 import httpx
+import pytest
 
 from bankhub.app import create_app
 from bankhub.config import Environment, Settings

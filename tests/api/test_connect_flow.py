@@ -116,7 +116,7 @@ async def test_five_wrong_passwords_end_the_session(harness: Harness) -> None:
     driver = await _driver(harness, "wrong")
     for left in (4, 3, 2, 1):
         await driver.login("user_good", "not-the-password")
-        assert f"{left} attempt" in driver.page
+        assert f". You have {left} attempt" in driver.page
     await driver.login("user_good", "not-the-password")
     assert (await _final_payload(driver))["error"] == "CredentialInvalid"
     assert await _logins(harness) == 0

@@ -50,6 +50,12 @@ class Step(StrEnum):
     FAILED = "failed"
 
 
+def sentence(text: str) -> str:
+    """Bank messages come with or without a final stop; ours follow them as a new sentence."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
 def callback_location(callback_url: str, payload: dict[str, Any]) -> str:
     """The seed's callback: the URL-encoded JSON appended to the callback URL's path."""
     encoded = quote(json.dumps(payload, separators=(",", ":")), safe="")
@@ -76,7 +82,8 @@ class ConnectSession:
     notice: str | None = None
     run: ConnectorRun | None = None
     interaction: Interaction | None = None
-    redirect_request: str | None = None
+    #: the decoupled prompt has been shown once; later visits of the page poll the bank
+    prompt_shown: bool = False
     task: asyncio.Task[None] | None = None
     #: the payload sent to the callback when the flow ends (success, error or cancelled)
     outcome: dict[str, Any] | None = None
@@ -186,8 +193,13 @@ class ConnectFlow:
         await self._drive(session, session.run.connector.resume(answer))
 
     async def poll(self, session: ConnectSession) -> None:
-        if isinstance(session.interaction, NeedsDecoupledApproval):
-            await self.answer(session, Answer.poll())
+        """Ask the bank whether the user approved; the first visit only shows the bank's prompt."""
+        if not isinstance(session.interaction, NeedsDecoupledApproval):
+            return
+        if not session.prompt_shown:
+            session.prompt_shown = True
+            return
+        await self.answer(session, Answer.poll())
 
     async def _drive(self, session: ConnectSession, call: Any) -> None:
         """Run one connector call and move the session to wherever its outcome leads."""
@@ -195,6 +207,8 @@ class ConnectFlow:
         try:
             await self.hub.engine.guarded(call)
         except Interaction as interaction:
+            if type(interaction) is not type(session.interaction):
+                session.prompt_shown = False
             session.interaction = interaction
             session.step = Step.INTERACTION
             return
@@ -209,7 +223,8 @@ class ConnectFlow:
             else:
                 left = self.hub.settings.connect_max_attempts - session.attempts
                 session.notice = (
-                    f"{failure.message} You have {left} attempt{'s' if left != 1 else ''} left."
+                    f"{sentence(failure.message)} "
+                    f"You have {left} attempt{'s' if left != 1 else ''} left."
                 )
             return
         except ConnectorFailure as failure:

@@ -1,0 +1,468 @@
+"""The hosted connect page in headless Chromium, against the real ``bankhub serve`` process.
+
+Each test starts its own server (``live_server`` is function-scoped; a start takes about a
+second) with the demo app, creates a customer and a token over HTTP, and walks the connect page
+like an end user. The callback URL points at a tiny loopback HTTP server run by this module, so
+the browser's last redirect lands on a real page whose URL carries the result.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.support.browser import assert_no_page_errors, page_errors
+from tests.support.browser_plugin import MakePage
+from tests.support.live_server import LiveServer
+from tests.support.server_plugin import LiveServerFactory
+
+SERVER_ENV = {"BANKHUB_SANDBOX_DECOUPLED_DELAY_SECONDS": "1"}
+APP_NAME = "Demo app"
+SERVICE_ID = 1
+BANK_NAME = "Sandbox Bank Việt Nam"
+PHONE_WIDTH = 360
+CALLBACK_TIMEOUT_MS = 20_000
+
+
+# --- the partner's callback endpoint -------------------------------------------------------------
+
+
+class _CallbackHandler(BaseHTTPRequestHandler):
+    server: _CallbackHTTPServer
+
+    def do_GET(self) -> None:
+        self.server.seen.append(self.path)
+        body = b"<!doctype html><html lang=en><title>Partner app</title><p>Back in the app.</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: no request log on stderr."""
+
+
+class _CallbackHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _CallbackHandler)
+        self.seen: list[str] = []
+
+
+@dataclass
+class CallbackServer:
+    """The partner app's loopback callback: ``url`` is what tokens are created with."""
+
+    httpd: _CallbackHTTPServer
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host!s}:{port}/v2"
+
+    def is_callback(self, url: str) -> bool:
+        return url.startswith(self.url + "/")
+
+    def payload(self, url: str) -> dict[str, Any]:
+        """The JSON result the connect page appended, URL-encoded, as the last path segment."""
+        assert self.is_callback(url), url
+        last = urlsplit(url).path.rsplit("/", 1)[-1]
+        result: dict[str, Any] = json.loads(unquote(last))
+        # The browser really fetched that URL from the partner's server.
+        assert urlsplit(url).path in self.httpd.seen, (url, self.httpd.seen)
+        return result
+
+
+@pytest.fixture(scope="module")
+def callback_server() -> Iterator[CallbackServer]:
+    httpd = _CallbackHTTPServer()
+    thread = threading.Thread(target=httpd.serve_forever, name="callback-server", daemon=True)
+    thread.start()
+    try:
+        yield CallbackServer(httpd)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+# --- the partner's API calls ---------------------------------------------------------------------
+
+
+@dataclass
+class Partner:
+    """The demo app talking to the live server's API with ``httpx``."""
+
+    server: LiveServer
+    callback: CallbackServer
+    client: httpx.Client
+
+    def connect_url(self, service_id: int = SERVICE_ID) -> str:
+        customer = self.client.post("/v2/customer", json={"identifier": f"e2e-{uuid.uuid4()}"})
+        assert customer.status_code == 200, customer.text
+        customer_id = customer.json()["data"]["customer_id"]
+        token = self.client.post(
+            "/v2/token",
+            json={
+                "customer_id": customer_id,
+                "service_id": service_id,
+                "callback_url": self.callback.url,
+            },
+        )
+        assert token.status_code == 200, token.text
+        data = token.json()["data"]
+        url: str = data["connect_url"]
+        assert url == f"{self.server.url}/v2/connect/term/{data['id']}"
+        return url
+
+    def get(self, path: str, secret: str, **params: str | int) -> list[dict[str, Any]]:
+        response = self.client.get(path, params=params, headers={"login-secret": secret})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["version"] == "v2"
+        rows: list[dict[str, Any]] = body["data"]
+        return rows
+
+
+@pytest.fixture
+def partner(live_server: LiveServerFactory, callback_server: CallbackServer) -> Iterator[Partner]:
+    server = live_server(env=SERVER_ENV)
+    creds = server.demo_credentials()
+    headers = {"client-id": creds["client_id"], "service-secret": creds["service_secret"]}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=10.0) as client:
+        yield Partner(server, callback_server, client)
+
+
+# --- driving the page ----------------------------------------------------------------------------
+
+
+def assert_clean(page: Page) -> None:
+    """No console error and no uncaught exception on the page so far."""
+    errors = page_errors(page)
+    assert not errors.console, "the page logged console errors:\n" + "\n".join(errors.console)
+    assert not errors.page, "the page threw:\n" + "\n".join(errors.page)
+
+
+def on_page(page: Page, heading: str | re.Pattern[str]) -> None:
+    """The page shows ``heading`` and logged no console or page error so far."""
+    expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    assert_clean(page)
+
+
+def fits_phone(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert isinstance(width, int)
+    assert width <= PHONE_WIDTH, f"{page.url} scrolls sideways: {width}px > {PHONE_WIDTH}px"
+
+
+def agree(page: Page, connect_url: str) -> None:
+    response = page.goto(connect_url)
+    assert response is not None
+    assert response.status == 200
+    assert urlsplit(page.url).path == "/v2/connect/session"
+    on_page(page, f"{APP_NAME} asks to read your bank data")
+    page.get_by_role("button", name="I agree, continue").click()
+    on_page(page, f"Log in to {BANK_NAME}")
+
+
+def log_in(page: Page, username: str, password: str = "pass_good") -> None:
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+
+
+def notice(page: Page) -> str:
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_visible()
+    return alert.inner_text()
+
+
+def wait_for_callback(page: Page, callback: CallbackServer) -> dict[str, Any]:
+    page.wait_for_url(callback.is_callback, timeout=CALLBACK_TIMEOUT_MS)
+    return callback.payload(page.url)
+
+
+def assert_success(payload: dict[str, Any]) -> tuple[int, str]:
+    assert set(payload) == {"status", "login_id", "secret"}, payload
+    assert payload["status"] == "success"
+    login_id, secret = payload["login_id"], payload["secret"]
+    assert isinstance(login_id, int)
+    assert not isinstance(login_id, bool)
+    assert isinstance(secret, str)
+    assert secret
+    return login_id, secret
+
+
+def assert_data_readable(partner: Partner, login_id: int, secret: str) -> None:
+    accounts = partner.get("/v2/account", secret)
+    assert len(accounts) == 3, accounts
+    assert {a["login_id"] for a in accounts} == {login_id}
+    assert {a["type"] for a in accounts} == {"current", "savings", "credit_card"}
+    for account in accounts:
+        assert set(account) == {
+            "id",
+            "original_id",
+            "login_id",
+            "name",
+            "balance",
+            "currency",
+            "type",
+        }
+        assert isinstance(account["balance"], str)
+    first = accounts[0]
+    rows = partner.get("/v2/transaction", secret, account_id=first["id"])
+    assert rows, "the first fetch stored no transactions"
+    for row in rows[:20]:
+        assert set(row) == {
+            "id",
+            "original_id",
+            "date",
+            "amount",
+            "currency",
+            "description",
+            "category",
+            "meta",
+        }
+        assert isinstance(row["amount"], str)
+        assert row["currency"] == first["currency"]
+
+
+# --- the tests -----------------------------------------------------------------------------------
+
+
+def test_happy_path_with_one_time_code_on_a_phone(
+    phone_page: Page, partner: Partner, callback_server: CallbackServer
+) -> None:
+    page = phone_page
+    assert page.viewport_size == {"width": PHONE_WIDTH, "height": 740}
+
+    page.goto(partner.connect_url())
+    on_page(page, f"{APP_NAME} asks to read your bank data")
+    fits_phone(page)
+
+    page.get_by_role("button", name="I agree, continue").click()
+    on_page(page, f"Log in to {BANK_NAME}")
+    fits_phone(page)
+
+    log_in(page, "user_otp")
+    on_page(page, re.compile(r"Enter the code we sent to your phone"))
+    fits_phone(page)
+
+    page.get_by_label("Code").fill("000000")
+    page.get_by_role("button", name="Continue").click()
+    on_page(page, re.compile(r"Enter the code we sent to your phone"))
+    message = notice(page)
+    assert "code is not valid" in message
+    assert "4 attempts left" in message
+    fits_phone(page)
+
+    page.get_by_label("Code").fill("123456")
+    page.get_by_role("button", name="Continue").click()
+    # The first fetch runs in the background; the progress page refreshes itself until done.
+    on_page(page, "Fetching your accounts…")
+    fits_phone(page)
+
+    login_id, secret = assert_success(wait_for_callback(page, callback_server))
+    assert_clean(page)
+    assert_data_readable(partner, login_id, secret)
+
+
+def test_wrong_password_counts_down_then_fails(
+    page: Page, partner: Partner, callback_server: CallbackServer
+) -> None:
+    agree(page, partner.connect_url())
+    for left in (4, 3, 2, 1):
+        log_in(page, "user_good", "pass_wrong")
+        on_page(page, f"Log in to {BANK_NAME}")
+        message = notice(page)
+        assert "rejected the username or password" in message
+        plural = "s" if left != 1 else ""
+        assert f"You have {left} attempt{plural} left." in message
+
+    log_in(page, "user_good", "pass_wrong")
+    on_page(page, f"We could not connect to {BANK_NAME}")
+    assert "rejected the username or password" in notice(page)
+    page.get_by_role("link", name=f"Return to {APP_NAME}").click()
+
+    payload = wait_for_callback(page, callback_server)
+    assert payload["status"] == "error"
+    assert payload["error"] == "CredentialInvalid"
+    assert isinstance(payload["message"], str)
+    assert "secret" not in payload
+    assert_clean(page)
+
+
+@pytest.mark.parametrize(
+    ("username", "problem", "error"),
+    [
+        ("user_locked", "locked", "login_account_locked"),
+        ("user_expired", "password has expired", "login_password_expired"),
+    ],
+)
+def test_bank_refusal_shows_failure_page(
+    page: Page,
+    partner: Partner,
+    callback_server: CallbackServer,
+    username: str,
+    problem: str,
+    error: str,
+) -> None:
+    agree(page, partner.connect_url())
+    log_in(page, username)
+    on_page(page, f"We could not connect to {BANK_NAME}")
+    assert problem in notice(page)
+    # No way to retry or cancel on this page: only back to the app.
+    expect(page.get_by_role("button", name=re.compile("Cancel"))).to_have_count(0)
+    page.get_by_role("link", name=f"Return to {APP_NAME}").click()
+
+    payload = wait_for_callback(page, callback_server)
+    assert payload["status"] == "error"
+    assert payload["error"] == error
+    assert problem in payload["message"]
+    assert_clean(page)
+
+
+def go_to_bank(page: Page, partner: Partner) -> None:
+    agree(page, partner.connect_url())
+    log_in(page, "user_redirect")
+    on_page(page, f"Continue at {BANK_NAME}")
+    page.get_by_role("link", name=f"Continue to {BANK_NAME}").click()
+    page.wait_for_url(re.compile(r"/sandbox-bank/authorize\?"))
+    assert page.url.startswith(f"{partner.server.url}/sandbox-bank/authorize?")
+    on_page(page, "Share your account data?")
+    expect(page.get_by_role("heading", name=BANK_NAME)).to_be_visible()
+
+
+def test_redirect_to_bank_and_approve(
+    page: Page, partner: Partner, callback_server: CallbackServer
+) -> None:
+    go_to_bank(page, partner)
+    page.get_by_role("button", name="Approve").click()
+    # Back on the connect page (through /v2/connect/return) while the first fetch runs.
+    on_page(page, "Fetching your accounts…")
+    assert urlsplit(page.url).path == "/v2/connect/session"
+
+    login_id, secret = assert_success(wait_for_callback(page, callback_server))
+    assert_clean(page)
+    assert_data_readable(partner, login_id, secret)
+
+
+def test_redirect_to_bank_and_deny(
+    page: Page, partner: Partner, callback_server: CallbackServer
+) -> None:
+    go_to_bank(page, partner)
+    page.get_by_role("button", name="Deny").click()
+    # Refusing at the bank is the user's choice not to connect: no retry, no attempts counted,
+    # the flow ends and the app is told the user cancelled.
+    on_page(page, f"We could not connect to {BANK_NAME}")
+    assert urlsplit(page.url).path == "/v2/connect/session"
+    message = notice(page)
+    assert "declined the consent" in message
+    assert "attempt" not in message
+    page.get_by_role("link", name=f"Return to {APP_NAME}").click()
+
+    payload = wait_for_callback(page, callback_server)
+    assert payload == {"status": "cancelled", "message": "The bank declined the consent"}
+    assert_clean(page)
+
+
+def test_decoupled_approval_refreshes_by_itself(
+    page: Page, partner: Partner, callback_server: CallbackServer
+) -> None:
+    agree(page, partner.connect_url())
+    log_in(page, "user_decoupled")
+    on_page(page, "Approve in your banking app")
+    expect(page.get_by_text("this page checks again by itself")).to_be_visible()
+    expect(page.locator('meta[http-equiv="refresh"]')).to_have_count(1)
+
+    # No clicks: the page's meta refresh polls the bank until the approval arrives.
+    login_id, secret = assert_success(wait_for_callback(page, callback_server))
+    assert_clean(page)
+    assert_data_readable(partner, login_id, secret)
+
+
+def test_security_question_then_device_choice(
+    page: Page, partner: Partner, callback_server: CallbackServer
+) -> None:
+    agree(page, partner.connect_url())
+    log_in(page, "user_question")
+    on_page(page, re.compile("what is your favourite colour"))
+    answer = page.get_by_label("Answer")
+    expect(answer).to_have_attribute("type", "text")
+    answer.fill("blue")
+    page.get_by_role("button", name="Continue").click()
+
+    on_page(page, "Where should we send login notifications?")
+    page.get_by_label("Phone ending in 42").check()
+    page.get_by_role("button", name="Continue").click()
+
+    login_id, secret = assert_success(wait_for_callback(page, callback_server))
+    assert_clean(page)
+    assert_data_readable(partner, login_id, secret)
+
+
+def test_used_connect_url_shows_token_expire(make_page: MakePage, partner: Partner) -> None:
+    connect_url = partner.connect_url()
+    first = make_page()
+    first.goto(connect_url)
+    on_page(first, f"{APP_NAME} asks to read your bank data")
+
+    # The link is single-use: another browser (no session cookie) is refused.
+    other = make_page()
+    response = other.goto(connect_url)
+    assert response is not None
+    assert response.status == 400
+    expect(other.get_by_role("heading", name="Connection unavailable")).to_be_visible()
+    alert = other.get_by_role("alert")
+    expect(alert).to_have_attribute("data-code", "TokenExpire")
+    expect(alert).to_contain_text("expired or was already used")
+    expect(other.get_by_text("Error code: TokenExpire")).to_be_visible()
+
+    # The browser that opened it first still has its session.
+    first.goto(connect_url)
+    on_page(first, f"{APP_NAME} asks to read your bank data")
+
+
+def test_cancel_on_consent_page(
+    page: Page, partner: Partner, callback_server: CallbackServer
+) -> None:
+    page.goto(partner.connect_url())
+    on_page(page, f"{APP_NAME} asks to read your bank data")
+    page.get_by_role("button", name=f"Cancel and return to {APP_NAME}").click()
+
+    assert wait_for_callback(page, callback_server) == {"status": "cancelled"}
+    assert_clean(page)
+
+
+def test_works_without_javascript(
+    make_page: MakePage, partner: Partner, callback_server: CallbackServer
+) -> None:
+    page = make_page(java_script_enabled=False)
+    agree(page, partner.connect_url())
+    log_in(page, "user_good")
+    on_page(page, "Fetching your accounts…")
+    login_id, secret = assert_success(wait_for_callback(page, callback_server))
+    assert_data_readable(partner, login_id, secret)
+
+
+def test_pages_log_no_console_errors(page: Page, partner: Partner) -> None:
+    """Strict: the consent page, as any end user's browser loads it, logs no console error."""
+    page.goto(partner.connect_url())
+    expect(
+        page.get_by_role("heading", name=f"{APP_NAME} asks to read your bank data")
+    ).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    assert_no_page_errors(page)
