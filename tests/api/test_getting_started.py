@@ -14,20 +14,7 @@ from tests.api.connect_client import (
     create_token,
 )
 from tests.conftest import BASE_URL, Harness
-
-SEED_SERVICE_KEYS = {
-    "id",
-    "name",
-    "provider",
-    "media_path",
-    "cover_file_name",
-    "logo_file_name",
-    "color",
-    "type",
-    "country_code",
-    "has_balance",
-    "call_to_action",
-}
+from tests.seed_shapes import ACCOUNT_KEYS, SERVICE_KEYS, TRANSACTION_KEYS
 
 
 async def test_service_catalogue_and_media(harness: Harness) -> None:
@@ -37,7 +24,7 @@ async def test_service_catalogue_and_media(harness: Harness) -> None:
     services = public.json()
     assert len({s["country_code"] for s in services}) >= 4
     for service in services:
-        assert set(service) == SEED_SERVICE_KEYS
+        assert set(service) == SERVICE_KEYS
         assert service["type"] in ("bank", "statement", "other")
         assert set(service["color"]) == {"primary", "secondary"}
         logo = await h.client.get(
@@ -109,15 +96,7 @@ async def test_customer_token_connect_accounts_transactions(harness: Harness) ->
     assert listed["version"] == "v2"
     assert len(listed["data"]) == 3
     for account in listed["data"]:
-        assert set(account) == {
-            "id",
-            "original_id",
-            "login_id",
-            "name",
-            "balance",
-            "currency",
-            "type",
-        }
+        assert set(account) == ACCOUNT_KEYS
         assert account["login_id"] == payload["login_id"]
         Decimal(account["balance"])
     assert {a["type"] for a in listed["data"]} == {"current", "savings", "credit_card"}
@@ -131,16 +110,7 @@ async def test_customer_token_connect_accounts_transactions(harness: Harness) ->
     rows = txs.json()["data"]
     assert rows
     for row in rows:
-        assert set(row) == {
-            "id",
-            "original_id",
-            "date",
-            "amount",
-            "currency",
-            "description",
-            "category",
-            "meta",
-        }
+        assert set(row) == TRANSACTION_KEYS
         assert "2025-01-01" <= row["date"] <= "2026-12-31"
         assert re.fullmatch(r"-?\d+\.\d{2,3}", row["amount"])
         assert row["category"]

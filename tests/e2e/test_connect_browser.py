@@ -22,6 +22,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.seed_shapes import TRANSACTION_KEYS
 from tests.support.browser import assert_no_page_errors, page_errors
 from tests.support.browser_plugin import MakePage
 from tests.support.live_server import LiveServer
@@ -226,16 +227,7 @@ def assert_data_readable(partner: Partner, login_id: int, secret: str) -> None:
     rows = partner.get("/v2/transaction", secret, account_id=first["id"])
     assert rows, "the first fetch stored no transactions"
     for row in rows[:20]:
-        assert set(row) == {
-            "id",
-            "original_id",
-            "date",
-            "amount",
-            "currency",
-            "description",
-            "category",
-            "meta",
-        }
+        assert set(row) == TRANSACTION_KEYS
         assert isinstance(row["amount"], str)
         assert row["currency"] == first["currency"]
 

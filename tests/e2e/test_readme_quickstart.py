@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import pytest
 
+from tests.seed_shapes import ACCOUNT_KEYS, SERVICE_KEYS, TRANSACTION_KEYS
 from tests.support.live_server import LiveServer
 from tests.support.server_plugin import LiveServerFactory
 
@@ -88,31 +89,6 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 AMOUNT = re.compile(r"^-?\d+\.\d{2,3}$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-ACCOUNT_KEYS = {"id", "original_id", "login_id", "name", "balance", "currency", "type"}
-TRANSACTION_KEYS = {
-    "id",
-    "original_id",
-    "date",
-    "amount",
-    "currency",
-    "description",
-    "category",
-    "meta",
-}
-SERVICE_KEYS = {
-    "id",
-    "name",
-    "provider",
-    "media_path",
-    "cover_file_name",
-    "logo_file_name",
-    "color",
-    "type",
-    "country_code",
-    "has_balance",
-    "call_to_action",
-}
 
 
 def substitute(command: str, replacements: dict[str, str]) -> str:

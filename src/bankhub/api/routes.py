@@ -170,24 +170,23 @@ async def read_login(request: AnyRequest) -> s.LoginEnvelope:
         return s.LoginEnvelope(_login_out(login, hub))
 
 
-@put("/v2/login/activate", tags=["login"], summary="Activate a login")
-async def activate_login(request: AnyRequest) -> s.ActivateEnvelope:
+async def _set_active(request: AnyRequest, active: bool) -> int:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         _, login = await hub.authenticate_login(session, request)
-        login.active = True
+        login.active = active
         login.updated_at = hub.clock()
-        return s.ActivateEnvelope(s.ActivateOut(login.id, True))
+        return login.id
+
+
+@put("/v2/login/activate", tags=["login"], summary="Activate a login")
+async def activate_login(request: AnyRequest) -> s.ActivateEnvelope:
+    return s.ActivateEnvelope(s.ActivateOut(await _set_active(request, True), True))
 
 
 @put("/v2/login/deactivate", tags=["login"], summary="Deactivate a login")
 async def deactivate_login(request: AnyRequest) -> s.DeactivateEnvelope:
-    hub = hub_of(request)
-    async with hub.db.transaction() as session:
-        _, login = await hub.authenticate_login(session, request)
-        login.active = False
-        login.updated_at = hub.clock()
-        return s.DeactivateEnvelope(s.DeactivateOut(login.id, True))
+    return s.DeactivateEnvelope(s.DeactivateOut(await _set_active(request, False), True))
 
 
 @put("/v2/login/refresh", tags=["login"], summary="Fetch new data from the bank now")
