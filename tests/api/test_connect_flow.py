@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from bankhub.logins.models import Login
@@ -179,3 +181,18 @@ async def test_pages_carry_a_strict_csp_and_escape_partner_strings(harness: Harn
     assert "script-src 'none'" in csp
     assert "unsafe-inline" not in csp
     assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "harness",
+    [{"connector_timeout_seconds": 0.3, "sandbox_slow_seconds": 10.0}],
+    indirect=True,
+)
+async def test_a_bank_that_hangs_times_out_as_connect_error(harness: Harness) -> None:
+    driver = await _driver(harness, "slow")
+    started = time.monotonic()
+    await driver.login("user_slow")
+    assert time.monotonic() - started < 5
+    payload = await _final_payload(driver)
+    assert payload["error"] == "ConnectError"
+    assert "did not answer in time" in payload["message"]
