@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,7 +29,9 @@ from bankhub.connect.pages import error_page, is_page_path
 from bankhub.connect.routes import CONNECT_ROUTES
 from bankhub.connect.templates import template_engine
 from bankhub.connectors.sandbox.pages import router as sandbox_bank_router
+from bankhub.events.routes import EVENT_ROUTES
 from bankhub.hub import Hub, hub_of
+from bankhub.jobs.runner import Runner
 
 log = logging.getLogger("bankhub")
 
@@ -136,9 +139,18 @@ async def openapi_json(request: AnyRequest) -> dict[str, Any]:
 def create_app(hub: Hub) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        worker: asyncio.Task[None] | None = None
+        if hub.settings.embedded_worker:
+            runner = Runner(hub)
+            hub.db.outbox_listeners.append(runner.wake)
+            worker = asyncio.create_task(runner.run_forever(stop))
         try:
             yield
         finally:
+            stop.set()
+            if worker is not None:
+                await worker
             await hub.close()
 
     openapi = OpenAPIConfig(
@@ -164,7 +176,7 @@ def create_app(hub: Hub) -> Litestar:
         security=[{"client-id": [], "service-secret": []}, {"client-id": [], "app-secret": []}],
     )
     app = Litestar(
-        route_handlers=[*ROUTES, *CONNECT_ROUTES, sandbox_bank_router, openapi_json],
+        route_handlers=[*ROUTES, *EVENT_ROUTES, *CONNECT_ROUTES, sandbox_bank_router, openapi_json],
         exception_handlers={
             ApiError: handle_api_error,
             ValidationException: handle_validation,

@@ -5,23 +5,31 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
+from datetime import timedelta
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.clock import utcnow
 from bankhub.config import ConfigError, Settings
 from bankhub.db import migrate as migrations
 from bankhub.db.engine import Database
 from bankhub.events import flags
 from bankhub.partners import services as partners
+from bankhub.security.crypto import Box
 from bankhub.security.secrets import SecretHasher
+from bankhub.webhooks import services as webhooks
+from bankhub.webhooks.models import WebhookEndpoint
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="bankhub: a bank-data hub.")
 apps_cli = typer.Typer(no_args_is_help=True, help="Partner apps.")
 cli.add_typer(apps_cli, name="apps")
+webhooks_cli = typer.Typer(no_args_is_help=True, help="Webhook endpoints.")
+cli.add_typer(webhooks_cli, name="webhooks")
 out = Console()
 err = Console(stderr=True)
 
@@ -157,30 +165,117 @@ def demo() -> None:
 def apps_create(
     name: str,
     webhook_url: Annotated[str | None, typer.Option(help="endpoint for webhooks")] = None,
+    event: Annotated[
+        list[str] | None, typer.Option(help="event type the endpoint receives (repeatable)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
-    """Create an app; its secrets are printed once."""
+    """Create an app (and a webhook endpoint); its secrets are printed once."""
     settings = _settings()
     _migrate(settings)
-    if webhook_url is not None:
-        err.print("[red]webhook endpoints are not available in this version[/red]")
-        raise typer.Exit(2)
 
-    async def create() -> partners.IssuedApp:
+    async def create() -> dict[str, str]:
         db = Database(settings.resolved_database_url())
         try:
             async with db.transaction() as session:
-                return await partners.create_app(
+                issued = await partners.create_app(
                     session, SecretHasher(settings.resolved_secret_key()), utcnow, name
+                )
+                result = issued.as_dict()
+                if webhook_url is not None:
+                    hook = await webhooks.create_endpoint(
+                        session,
+                        Box.from_secret(settings.resolved_secret_key()),
+                        utcnow(),
+                        issued.app.id,
+                        webhook_url,
+                        event or None,
+                        allow_http=settings.is_dev,
+                    )
+                    result["webhook_endpoint_id"] = hook.endpoint.id
+                    result["webhook_secret"] = hook.secret
+                return result
+        finally:
+            await db.dispose()
+
+    try:
+        created = asyncio.run(create())
+    except ApiError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(created))
+    else:
+        for key, value in created.items():
+            out.print(f"{key.replace('_', '-')}: {value}", highlight=False)
+
+
+@webhooks_cli.command("rotate")
+def webhooks_rotate(
+    endpoint_id: str,
+    overlap_hours: Annotated[float, typer.Option(help="how long the old secret also signs")] = 24.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """Give a webhook endpoint a new signing secret; both sign during the overlap."""
+    settings = _settings()
+    _migrate(settings)
+
+    async def rotate() -> str:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.transaction() as session:
+                endpoint = await session.get(WebhookEndpoint, endpoint_id)
+                if endpoint is None:
+                    raise ApiError(ErrorCode.NOT_FOUND, f"no webhook endpoint {endpoint_id}")
+                return await webhooks.rotate_secret(
+                    session,
+                    Box.from_secret(settings.resolved_secret_key()),
+                    utcnow(),
+                    endpoint,
+                    timedelta(hours=overlap_hours),
                 )
         finally:
             await db.dispose()
 
-    issued = asyncio.run(create())
+    try:
+        secret = asyncio.run(rotate())
+    except ApiError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from None
     if as_json:
-        print(json.dumps(issued.as_dict()))
+        print(json.dumps({"webhook_endpoint_id": endpoint_id, "webhook_secret": secret}))
     else:
-        _print_credentials(issued, settings.public_url or f"http://{settings.host}:{settings.port}")
+        out.print(f"webhook-secret: {secret}", highlight=False)
+
+
+@cli.command()
+def worker() -> None:
+    """Run scheduled syncs and webhook deliveries (scale-out: several of these, on PostgreSQL)."""
+    settings = _settings()
+    if settings.database_url is None:
+        _migrate(settings)
+    elif not _schema_current(settings):
+        err.print("[red]the database schema is behind: run `bankhub migrate` first[/red]")
+        raise typer.Exit(2)
+
+    async def run() -> None:
+        from bankhub.hub import Hub
+        from bankhub.jobs.runner import Runner
+
+        hub = Hub.build(settings)
+        runner = Runner(hub)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        out.print(f"bankhub worker {runner.owner} running", highlight=False)
+        sys.stdout.flush()
+        try:
+            await runner.run_forever(stop)
+        finally:
+            await hub.close()
+
+    asyncio.run(run())
 
 
 @cli.command()

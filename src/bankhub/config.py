@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     create_demo_app: bool = True
     max_page_size: int = 1000
 
+    #: run scheduled syncs and webhook deliveries inside ``serve`` (off for API-only processes)
+    embedded_worker: bool = True
+    sync_concurrency: int = 8
+    delivery_concurrency: int = 32
+    webhook_timeout_seconds: float = 10.0
+    lease_seconds: int = 300
+    worker_poll_seconds: float = 1.0
+
     @property
     def token_ttl(self) -> timedelta:
         return timedelta(seconds=self.token_ttl_seconds)

@@ -19,6 +19,7 @@ from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners import services as partners
 from bankhub.partners.models import App
+from bankhub.security.crypto import Box
 from bankhub.security.secrets import SecretHasher
 from bankhub.sync.engine import SyncEngine
 
@@ -33,6 +34,7 @@ class Hub:
     clock: Clock
     http: httpx.AsyncClient
     engine: SyncEngine
+    box: Box
     maintenance: flags.CachedFlag = field(
         default_factory=lambda: flags.CachedFlag(flags.MAINTENANCE)
     )
@@ -55,9 +57,12 @@ class Hub:
             timeout=httpx.Timeout(settings.connector_timeout_seconds),
             follow_redirects=False,
             limits=httpx.Limits(max_connections=100),
+            # Never an ambient proxy: webhooks must reach the address the SSRF guard checked.
+            trust_env=False,
         )
         engine = SyncEngine(settings, registry, catalogue, clock, hasher, http)
-        return cls(settings, db, catalogue, registry, hasher, clock, http, engine)
+        box = Box.from_secret(settings.resolved_secret_key())
+        return cls(settings, db, catalogue, registry, hasher, clock, http, engine, box)
 
     async def close(self) -> None:
         await self.http.aclose()

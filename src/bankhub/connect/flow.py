@@ -37,6 +37,7 @@ from bankhub.logins.models import Login
 from bankhub.partners.models import App
 from bankhub.security.secrets import new_uuid_shaped_secret
 from bankhub.sync.engine import ConnectorRun
+from bankhub.sync.refresh import schedule_next
 
 log = logging.getLogger("bankhub.connect")
 
@@ -260,7 +261,7 @@ class ConnectFlow:
             async with hub.db.transaction() as db:
                 login = await db.get(Login, session.reconnect_login_id)
                 if login is not None:
-                    hub.engine.record_failure(db, login, failure)
+                    await hub.engine.record_failure(db, login, failure)
 
     async def _first_fetch(self, session: ConnectSession) -> None:
         hub = self.hub
@@ -302,6 +303,7 @@ class ConnectFlow:
             login.secret_hash = secret_hash
             await db.flush()
             await hub.engine.apply(db, login, result)
+            schedule_next(hub.engine, login, session.service, now)
             login_id = login.id
         session.run = None
         session.outcome = {"status": "success", "login_id": login_id, "secret": secret}

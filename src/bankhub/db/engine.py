@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -39,6 +39,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: called after a commit that queued background work (see ``events.mark_outbox``)
+        self.outbox_listeners: list[Callable[[], None]] = []
 
     @property
     def dialect(self) -> str:
@@ -54,6 +56,9 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+            if session.info.pop("outbox", False):
+                for listener in self.outbox_listeners:
+                    listener()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -6,6 +6,8 @@ from bankhub.db.base import Base
 from bankhub.events.models import Event, SystemFlag
 from bankhub.logins.models import ConnectToken, Login
 from bankhub.partners.models import App
+from bankhub.sync.models import SyncRun
+from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Account",
@@ -15,6 +17,10 @@ __all__ = [
     "Customer",
     "Event",
     "Login",
+    "SyncRun",
     "SystemFlag",
     "Transaction",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -6,12 +6,16 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.events.models import Event
+from bankhub.webhooks.models import WebhookDelivery, WebhookEndpoint
 
 NEW_TRANSACTIONS = "transactions.new"
 LOGIN_STATUS = "login.status"
+SYNC_FAILED = "sync.failed"
+EVENT_TYPES = (NEW_TRANSACTIONS, LOGIN_STATUS, SYNC_FAILED)
 
 
 def reference_id() -> str:
@@ -19,7 +23,7 @@ def reference_id() -> str:
     return secrets.token_urlsafe(7)[:9]
 
 
-def record(
+async def record(
     session: AsyncSession,
     *,
     app_id: int,
@@ -28,9 +32,44 @@ def record(
     now: datetime,
     login_id: int | None = None,
 ) -> Event:
+    """Store an event and one pending delivery per endpoint that wants it, in the caller's work."""
     event = Event(app_id=app_id, login_id=login_id, type=type, payload=payload, created_at=now)
     session.add(event)
+    await session.flush()
+    await fan_out(session, event, now)
     return event
+
+
+async def fan_out(session: AsyncSession, event: Event, now: datetime) -> int:
+    """Queue ``event`` for every enabled endpoint of its app that subscribes to its type."""
+    endpoints = await session.execute(
+        select(WebhookEndpoint.id, WebhookEndpoint.events).where(
+            WebhookEndpoint.app_id == event.app_id, WebhookEndpoint.disabled_at.is_(None)
+        )
+    )
+    queued = 0
+    for endpoint_id, types in endpoints:
+        if types is None or event.type in types:
+            session.add(
+                WebhookDelivery(
+                    app_id=event.app_id,
+                    event_id=event.id,
+                    endpoint_id=endpoint_id,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            queued += 1
+    if queued:
+        mark_outbox(session)
+    return queued
+
+
+def mark_outbox(session: AsyncSession) -> None:
+    """Tell the unit of work that it queued background work (the runner is woken on commit)."""
+    session.info["outbox"] = True
 
 
 def new_transactions_payload(
@@ -47,3 +86,7 @@ def new_transactions_payload(
 
 def login_status_payload(login_id: int, status: str) -> dict[str, Any]:
     return {"status": f"login_{status}", "login_id": login_id}
+
+
+def sync_failed_payload(login_id: int, status: str, message: str) -> dict[str, Any]:
+    return {"login_id": login_id, "status": f"login_{status}", "message": message}

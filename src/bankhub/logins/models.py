@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bankhub.db.base import Base
@@ -48,5 +48,13 @@ class Login(Base):
     last_refresh_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: when the scheduler should refresh this login next (``None``: never unattended)
+    next_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+    #: a sync holds the login until ``sync_lease_until``; no second sync starts meanwhile
+    sync_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sync_lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: unattended refreshes done on ``unattended_day`` (UTC), against the connector's quota
+    unattended_day: Mapped[date | None] = mapped_column(Date, nullable=True)
+    unattended_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

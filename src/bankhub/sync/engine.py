@@ -378,7 +378,7 @@ class SyncEngine:
         login.last_refresh_at = now
         login.updated_at = now
         if logins.set_status(login, logins.ACTIVE, now):
-            events.record(
+            await events.record(
                 session,
                 app_id=login.app_id,
                 login_id=login.id,
@@ -387,7 +387,7 @@ class SyncEngine:
                 now=now,
             )
         if summary.inserted:
-            events.record(
+            await events.record(
                 session,
                 app_id=login.app_id,
                 login_id=login.id,
@@ -399,7 +399,7 @@ class SyncEngine:
             )
         return summary
 
-    def record_failure(
+    async def record_failure(
         self,
         session: AsyncSession,
         login: Login,
@@ -411,7 +411,7 @@ class SyncEngine:
         if state is not None:
             login.connector_state = state
         if logins.set_status(login, failure.status, now, failure.message):
-            events.record(
+            await events.record(
                 session,
                 app_id=login.app_id,
                 login_id=login.id,
@@ -419,3 +419,11 @@ class SyncEngine:
                 payload=events.login_status_payload(login.id, failure.status),
                 now=now,
             )
+        await events.record(
+            session,
+            app_id=login.app_id,
+            login_id=login.id,
+            type=events.SYNC_FAILED,
+            payload=events.sync_failed_payload(login.id, failure.status, failure.message),
+            now=now,
+        )

@@ -1,18 +1,38 @@
-"""A refresh of one login: cool-down, unattended session, fetch, apply, statuses."""
+"""A refresh of one login, manual or scheduled, under a lease so that no two run at once.
+
+Three short units of work: claim the login (an atomic conditional update, so two workers can
+never both win), fetch from the bank with no transaction open while a heartbeat extends the
+lease, then apply, but only if this worker still holds the lease (fencing: a worker that stalled
+past its lease must not write over the one that took over).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import or_, update
+
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.schemas import wire_time
+from bankhub.catalogue import Service
 from bankhub.clock import as_utc
 from bankhub.connectors.base import ConnectorFailure
 from bankhub.db.engine import Database
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
-from bankhub.sync.engine import ApplySummary, SyncEngine
+from bankhub.sync.engine import ApplySummary, FetchResult, SyncEngine
+from bankhub.sync.models import SyncRun
+
+log = logging.getLogger("bankhub.sync")
+
+#: statuses the scheduler keeps refreshing; the others wait for the user to reconnect
+RETRYABLE = (logins.ACTIVE, "provider_unavailable", "rate_limited")
+_jitter = random.Random()  # noqa: S311 - spreads schedules, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +44,12 @@ class RefreshOutcome:
     next_refresh_possible_at: datetime
     summary: ApplySummary | None = None
     failure: ConnectorFailure | None = None
+    #: False when another worker took the login over before this one could apply
+    applied: bool = True
+
+
+class LoginBusy(Exception):
+    """Another sync of the login holds its lease."""
 
 
 def next_possible(login: Login, cooldown: timedelta) -> datetime | None:
@@ -32,13 +58,71 @@ def next_possible(login: Login, cooldown: timedelta) -> datetime | None:
     return as_utc(login.last_attempt_at) + cooldown
 
 
-async def refresh_login(
-    engine: SyncEngine, db: Database, app_id: int, login_id: int, cooldown: timedelta
-) -> RefreshOutcome:
-    """Refresh now, unless the cool-down since the last attempt has not passed.
+def sync_interval(engine: SyncEngine, service: Service) -> timedelta:
+    per_day = max(1, engine.registry.info(service.connector).unattended_refreshes_per_day)
+    return timedelta(days=1) / per_day
 
-    Three short units of work: claim the attempt, fetch with no transaction open, then apply.
-    """
+
+def schedule_next(engine: SyncEngine, login: Login, service: Service, now: datetime) -> None:
+    """Spread unattended refreshes over the day, within the connector's daily quota."""
+    info = engine.registry.info(service.connector)
+    if info.unattended_refreshes_per_day <= 0 or login.status not in RETRYABLE:
+        login.next_sync_at = None
+        return
+    interval = sync_interval(engine, service)
+    at = now + interval * _jitter.uniform(0.9, 1.1)
+    used = login.unattended_count if login.unattended_day == at.date() else 0
+    if used >= info.unattended_refreshes_per_day:
+        tomorrow = datetime.combine(at.date() + timedelta(days=1), datetime.min.time(), at.tzinfo)
+        at = tomorrow + interval * _jitter.uniform(0.0, 0.2)
+    login.next_sync_at = at
+
+
+async def claim(db: Database, login_id: int, owner: str, now: datetime, lease: timedelta) -> bool:
+    """Take the login's lease if nobody holds it (or it lapsed). Atomic on both databases."""
+    async with db.transaction() as session:
+        result = await session.execute(
+            update(Login)
+            .where(
+                Login.id == login_id,
+                or_(
+                    Login.sync_lease_until.is_(None),
+                    Login.sync_lease_until < now,
+                    Login.sync_lease_owner == owner,
+                ),
+            )
+            .values(sync_lease_owner=owner, sync_lease_until=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+        return getattr(result, "rowcount", 0) == 1
+
+
+async def _heartbeat(
+    engine: SyncEngine, db: Database, login_id: int, owner: str, lease: timedelta
+) -> None:
+    while True:
+        await asyncio.sleep(lease.total_seconds() / 3)
+        async with db.transaction() as session:
+            await session.execute(
+                update(Login)
+                .where(Login.id == login_id, Login.sync_lease_owner == owner)
+                .values(sync_lease_until=engine.clock() + lease)
+                .execution_options(synchronize_session=False)
+            )
+
+
+async def refresh_login(
+    engine: SyncEngine,
+    db: Database,
+    app_id: int,
+    login_id: int,
+    cooldown: timedelta,
+    *,
+    owner: str = "api",
+    scheduled: bool = False,
+    lease: timedelta = timedelta(minutes=5),
+) -> RefreshOutcome:
+    """Refresh now. Manual refreshes respect the cool-down; scheduled ones count the quota."""
     now = engine.clock()
     async with db.transaction() as session:
         login = await session.get(Login, login_id)
@@ -46,7 +130,7 @@ async def refresh_login(
             raise ApiError(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
         logins.require_active(login)
         possible = next_possible(login, cooldown)
-        if possible is not None and now < possible:
+        if not scheduled and possible is not None and now < possible:
             last = login.last_refresh_at
             raise ApiError(
                 ErrorCode.BAD_REQUEST,
@@ -58,30 +142,71 @@ async def refresh_login(
                     "next_refresh_possible_at": wire_time(possible),
                 },
             )
-        login.last_attempt_at = now
         service = engine.catalogue.get(login.service_id)
         state = dict(login.connector_state or {})
         last_refresh_at = login.last_refresh_at
     if service is None:
-        raise ApiError(ErrorCode.SERVICE_NOT_FOUND, extra={"service_id": login.service_id})
+        raise ApiError(ErrorCode.SERVICE_NOT_FOUND, extra={"service_id": login_id})
+    if not await claim(db, login_id, owner, now, lease):
+        if scheduled:
+            raise LoginBusy(login_id)
+        raise ApiError(
+            ErrorCode.BAD_REQUEST,
+            f"Login {login_id} is being refreshed right now; try again in a moment",
+            {"id": login_id, "refreshed": False, "refreshing": True},
+        )
 
     run = engine.build(service, state)
     failure: ConnectorFailure | None = None
+    result: FetchResult | None = None
+    heartbeat = asyncio.create_task(_heartbeat(engine, db, login_id, owner, lease))
     try:
         await engine.guarded(run.connector.open_session())
         result = await engine.fetch(run, engine.refresh_since(last_refresh_at, service))
     except ConnectorFailure as exc:
         failure = exc
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
 
     async with db.transaction() as session:
-        login = await session.get(Login, login_id)
+        login = await session.get(Login, login_id, with_for_update=True)
         if login is None:
             raise ApiError(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
+        finished = engine.clock()
+        if login.sync_lease_owner != owner:
+            log.warning("sync of login %s lost its lease to %s", login_id, login.sync_lease_owner)
+            return RefreshOutcome(
+                login_id, False, login.status, login.last_refresh_at, now + cooldown, applied=False
+            )
         summary = None
         if failure is not None:
-            engine.record_failure(session, login, failure, run.state.load())
+            await engine.record_failure(session, login, failure, run.state.load())
         else:
+            assert result is not None  # noqa: S101 - set when there was no failure
             summary = await engine.apply(session, login, result)
+        login.last_attempt_at = now
+        if scheduled:
+            if login.unattended_day != now.date():
+                login.unattended_day, login.unattended_count = now.date(), 0
+            login.unattended_count += 1
+        schedule_next(engine, login, service, finished)
+        login.sync_lease_owner = None
+        login.sync_lease_until = None
+        session.add(
+            SyncRun(
+                app_id=login.app_id,
+                login_id=login.id,
+                kind="scheduled" if scheduled else "manual",
+                worker=owner,
+                started_at=now,
+                finished_at=finished,
+                outcome="ok" if failure is None else f"login_{failure.status}",
+                inserted=summary.inserted if summary else 0,
+                error=failure.message if failure else None,
+            )
+        )
         last = login.last_refresh_at
         return RefreshOutcome(
             login_id=login.id,

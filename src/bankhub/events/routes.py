@@ -1,0 +1,107 @@
+"""Reading events in order, and replaying one to the app's webhook endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, get, post
+from litestar.params import FromPath, FromQuery
+from sqlalchemy import select
+
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.schemas import VERSION, wire_time
+from bankhub.clock import as_utc
+from bankhub.events import services as events
+from bankhub.events.models import Event
+from bankhub.hub import hub_of
+
+AnyRequest = Request[Any, Any, Any]
+MAX_EVENTS = 500
+
+
+class EventOut(msgspec.Struct):
+    id: int
+    type: str
+    login_id: int | None
+    created_at: str
+    #: exactly the body the webhook carries
+    payload: dict[str, Any]
+
+
+class EventListEnvelope(msgspec.Struct):
+    data: list[EventOut]
+    next_cursor: str | None
+    has_more: bool
+    version: str = VERSION
+
+
+class ReplayOut(msgspec.Struct):
+    id: int
+    replayed: bool
+    deliveries: int
+
+
+class ReplayEnvelope(msgspec.Struct):
+    data: ReplayOut
+    version: str = VERSION
+
+
+def _number(name: str, value: str | None, default: int, high: int) -> int:
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or int(value) > high:
+        raise ApiError(
+            ErrorCode.BAD_REQUEST, f"{name} must be a whole number up to {high}", {name: value[:40]}
+        )
+    return int(value)
+
+
+@get(
+    "/v2/event",
+    tags=["event"],
+    summary="Events of the app in order, from a cursor",
+    description="Pass the `next_cursor` of one page as `cursor` to read on; `limit` ≤ 500.",
+)
+async def list_events(
+    request: AnyRequest, cursor: FromQuery[str | None] = None, limit: FromQuery[str | None] = None
+) -> EventListEnvelope:
+    hub = hub_of(request)
+    after = _number("cursor", cursor, 0, 2**62)
+    size = max(1, _number("limit", limit, 100, MAX_EVENTS))
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        rows = (
+            (
+                await session.execute(
+                    select(Event)
+                    .where(Event.app_id == app.id, Event.id > after)
+                    .order_by(Event.id)
+                    .limit(size + 1)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    page = rows[:size]
+    data = [
+        EventOut(e.id, e.type, e.login_id, wire_time(as_utc(e.created_at)) or "", e.payload)
+        for e in page
+    ]
+    next_cursor = str(page[-1].id) if page else (str(after) if after else None)
+    return EventListEnvelope(data, next_cursor, len(rows) > size)
+
+
+@post("/v2/event/{event_id:int}/replay", status_code=200, tags=["event"], summary="Send again")
+async def replay_event(request: AnyRequest, event_id: FromPath[int]) -> ReplayEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        event = await session.get(Event, event_id)
+        if event is None or event.app_id != app.id:
+            raise ApiError(ErrorCode.NOT_FOUND, f"No event {event_id}", {"event_id": event_id})
+        queued = await events.fan_out(session, event, hub.clock())
+    return ReplayEnvelope(ReplayOut(event_id, True, queued))
+
+
+EVENT_ROUTES = [list_events, replay_event]

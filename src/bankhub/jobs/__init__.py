@@ -1,0 +1,1 @@
+"""Background work: claiming due syncs and deliveries, embedded or in worker processes."""

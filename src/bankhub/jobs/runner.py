@@ -1,0 +1,308 @@
+"""The background runner: scheduled syncs and webhook deliveries, embedded or in workers.
+
+Work lives in the database, written in the same transaction as the change that causes it (a
+delivery per event and endpoint; a login's ``next_sync_at``). Any number of runners share it:
+each claims due rows with an atomic conditional update that sets a lease, so a row is worked by
+one runner at a time, and a runner that dies (even by SIGKILL) only delays its rows until the
+lease lapses. The same code runs inside ``bankhub serve`` on SQLite and in ``bankhub worker``
+processes on PostgreSQL, so the two modes cannot drift apart.
+
+Syncs and deliveries have separate loops with their own bounded concurrency: a slow bank holds
+one sync slot, never a delivery, and never another login's sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.api.errors import ApiError
+from bankhub.clock import utcnow
+from bankhub.events.models import Event
+from bankhub.hub import Hub
+from bankhub.logins.models import Login
+from bankhub.sync.refresh import RETRYABLE, LoginBusy, refresh_login
+from bankhub.webhooks import sender, signing
+from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from bankhub.webhooks.services import signing_secrets
+
+log = logging.getLogger("bankhub.jobs")
+
+#: how far a login whose sync crashed unexpectedly is pushed back, so it cannot spin
+CRASH_BACKOFF = timedelta(minutes=15)
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+
+
+@dataclass
+class Tally:
+    syncs: int = 0
+    deliveries: int = 0
+
+
+class Runner:
+    def __init__(self, hub: Hub, *, owner: str | None = None) -> None:
+        settings = hub.settings
+        self.hub = hub
+        self.owner = owner or default_owner()
+        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.sync_slots = max(1, settings.sync_concurrency)
+        self.delivery_slots = max(1, settings.delivery_concurrency)
+        self.poll = settings.worker_poll_seconds
+        self._wake_syncs = asyncio.Event()
+        self._wake_deliveries = asyncio.Event()
+        self._rng = random.Random()  # noqa: S311 - retry jitter
+
+    def wake(self) -> None:
+        """Something was queued: look for work now instead of at the next poll."""
+        self._wake_syncs.set()
+        self._wake_deliveries.set()
+
+    # --- claiming -----------------------------------------------------------------------------
+
+    async def claim_deliveries(self, limit: int) -> list[int]:
+        now = self.hub.clock()
+        free = or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now)
+        async with self.hub.db.transaction() as session:
+            due = (
+                (
+                    await session.execute(
+                        select(WebhookDelivery.id)
+                        .where(
+                            WebhookDelivery.status == "pending",
+                            WebhookDelivery.next_attempt_at <= now,
+                            free,
+                        )
+                        .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not due:
+                return []
+            # Re-checked per row under the row's lock: of two runners, only one wins each row.
+            claimed = await session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(due), WebhookDelivery.status == "pending", free)
+                .values(lease_owner=self.owner, lease_until=now + self.lease)
+                .returning(WebhookDelivery.id)
+                .execution_options(synchronize_session=False)
+            )
+            return list(claimed.scalars().all())
+
+    async def due_logins(self, limit: int) -> Sequence[tuple[int, int]]:
+        now = self.hub.clock()
+        async with self.hub.db.transaction() as session:
+            rows = await session.execute(
+                select(Login.id, Login.app_id)
+                .where(
+                    Login.active.is_(True),
+                    Login.status.in_(RETRYABLE),
+                    Login.next_sync_at <= now,
+                    or_(Login.sync_lease_until.is_(None), Login.sync_lease_until < now),
+                )
+                .order_by(Login.next_sync_at, Login.id)
+                .limit(limit)
+            )
+            return [(int(r[0]), int(r[1])) for r in rows]
+
+    # --- working ------------------------------------------------------------------------------
+
+    async def sync(self, app_id: int, login_id: int) -> bool:
+        """One scheduled refresh; False when another runner had it or it could not start."""
+        hub = self.hub
+        try:
+            await refresh_login(
+                hub.engine,
+                hub.db,
+                app_id,
+                login_id,
+                hub.settings.refresh_cooldown,
+                owner=self.owner,
+                scheduled=True,
+                lease=self.lease,
+            )
+        except LoginBusy:
+            return False
+        except ApiError as exc:
+            log.info("scheduled sync of login %s skipped: %s", login_id, exc.code)
+            await self._push_back(login_id)
+            return False
+        except Exception:
+            log.exception("scheduled sync of login %s failed", login_id)
+            await self._push_back(login_id)
+            return False
+        return True
+
+    async def _push_back(self, login_id: int) -> None:
+        async with self.hub.db.transaction() as session:
+            await session.execute(
+                update(Login)
+                .where(Login.id == login_id)
+                .values(
+                    next_sync_at=self.hub.clock() + CRASH_BACKOFF,
+                    sync_lease_owner=None,
+                    sync_lease_until=None,
+                )
+                .execution_options(synchronize_session=False)
+            )
+
+    async def deliver(self, delivery_id: int) -> bool:
+        """One attempt of one delivery; True when it was delivered."""
+        hub = self.hub
+        now = hub.clock()
+        async with hub.db.transaction() as session:
+            delivery = await session.get(WebhookDelivery, delivery_id)
+            if delivery is None or delivery.lease_owner != self.owner:
+                return False
+            endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
+            event = await session.get(Event, delivery.event_id)
+            if endpoint is None or event is None or endpoint.disabled_at is not None:
+                delivery.status = "abandoned"
+                delivery.lease_owner = delivery.lease_until = None
+                return False
+            secrets = signing_secrets(hub.box, endpoint, now)
+            url, event_type = endpoint.url, event.type
+            body = json.dumps(event.payload, separators=(",", ":")).encode()
+            msg_id = f"evt_{event.id}"
+        # The signature's timestamp is wall-clock time: receivers check it against their own.
+        headers = signing.webhook_headers(msg_id, int(utcnow().timestamp()), body, secrets)
+        headers["bankhub-event"] = event_type
+        result = await sender.deliver(
+            hub.http,
+            url,
+            body,
+            headers,
+            allow_private=hub.settings.is_dev,
+            allow_http=hub.settings.is_dev,
+            timeout=hub.settings.webhook_timeout_seconds,
+        )
+        return await self._record_attempt(delivery_id, result)
+
+    async def _record_attempt(self, delivery_id: int, result: sender.AttemptResult) -> bool:
+        hub = self.hub
+        now = hub.clock()
+        async with hub.db.transaction() as session:
+            delivery = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
+            if delivery is None or delivery.lease_owner != self.owner:
+                return False  # the lease lapsed and another runner took over
+            session.add(
+                WebhookAttempt(
+                    app_id=delivery.app_id,
+                    delivery_id=delivery.id,
+                    attempted_at=now,
+                    duration_ms=result.duration_ms,
+                    outcome=result.outcome,
+                    status_code=result.status_code,
+                    error=result.error,
+                    response_excerpt=result.response_excerpt,
+                )
+            )
+            delivery.attempts += 1
+            delivery.last_status_code = result.status_code
+            delivery.last_error = result.error
+            delivery.lease_owner = delivery.lease_until = None
+            if result.outcome == "delivered":
+                delivery.status, delivery.delivered_at = "delivered", now
+                return True
+            if result.outcome == "gone":
+                await self._disable_endpoint(session, delivery.endpoint_id, now)
+                delivery.status = "abandoned"
+            elif result.outcome == "rejected":
+                delivery.status = "failed"
+            else:
+                delay = sender.next_delay(
+                    delivery.attempts, retry_after=result.retry_after, rng=self._rng
+                )
+                if delay is None:
+                    delivery.status = "failed"
+                else:
+                    delivery.next_attempt_at = now + timedelta(seconds=delay)
+            return False
+
+    async def _disable_endpoint(
+        self, session: AsyncSession, endpoint_id: str, now: datetime
+    ) -> None:
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == endpoint_id)
+            .values(disabled_at=now, disabled_reason="the endpoint answered 410 Gone")
+            .execution_options(synchronize_session=False)
+        )
+        await session.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status == "pending")
+            .values(status="abandoned")
+            .execution_options(synchronize_session=False)
+        )
+
+    # --- loops --------------------------------------------------------------------------------
+
+    async def run_once(self) -> Tally:
+        """Claim what is due now and work it to the end (tests and one-shot runs)."""
+        logins = await self.due_logins(self.sync_slots)
+        deliveries = await self.claim_deliveries(self.delivery_slots)
+        synced = await asyncio.gather(*(self.sync(a, i) for a, i in logins))
+        delivered = await asyncio.gather(*(self.deliver(d) for d in deliveries))
+        return Tally(syncs=sum(synced), deliveries=sum(delivered))
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        await asyncio.gather(
+            self._loop(stop, self.sync_slots, self._next_syncs, self._wake_syncs),
+            self._loop(stop, self.delivery_slots, self._next_deliveries, self._wake_deliveries),
+        )
+
+    async def _next_syncs(self, free: int) -> list[Awaitable[object]]:
+        return [self.sync(app_id, login_id) for app_id, login_id in await self.due_logins(free)]
+
+    async def _next_deliveries(self, free: int) -> list[Awaitable[object]]:
+        return [self.deliver(d) for d in await self.claim_deliveries(free)]
+
+    async def _loop(
+        self,
+        stop: asyncio.Event,
+        slots: int,
+        next_batch: Callable[[int], Awaitable[list[Awaitable[object]]]],
+        woken: asyncio.Event,
+    ) -> None:
+        running: set[asyncio.Task[object]] = set()
+        try:
+            while not stop.is_set():
+                free = slots - len(running)
+                if free > 0:
+                    try:
+                        for work in await next_batch(free):
+                            running.add(asyncio.ensure_future(work))
+                    except Exception:
+                        log.exception("claiming background work failed")
+                wake: asyncio.Task[object] = asyncio.ensure_future(woken.wait())
+                halt: asyncio.Task[object] = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait(
+                    {*running, wake, halt}, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED
+                )
+                for helper in (wake, halt):
+                    helper.cancel()
+                if wake in done:
+                    woken.clear()
+                running -= {t for t in running if t.done()}
+        finally:
+            for task in running:
+                task.cancel()
+            for task in running:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task

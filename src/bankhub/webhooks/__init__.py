@@ -1,0 +1,1 @@
+"""Webhook delivery: Standard Webhooks signing, SSRF guard and the HTTP sender."""

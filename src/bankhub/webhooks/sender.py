@@ -1,0 +1,221 @@
+"""One webhook delivery attempt over HTTP, and the retry schedule (S38, S39).
+
+The outbox and its transaction belong to the caller; this module only sends one attempt and
+classifies the answer, and never raises for a network problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Literal
+
+import httpx
+
+from bankhub.webhooks.ssrf import Resolver, Target, UnsafeUrl, resolve_target
+
+EXCERPT_BYTES = 1024
+MAX_RETRY_AFTER = 86_400.0
+JITTER = 0.2
+
+# Delay after failed attempt n is RETRY_SCHEDULE[n - 1]: about 3 days in total.
+RETRY_SCHEDULE: tuple[float, ...] = (
+    5,
+    60,
+    5 * 60,
+    30 * 60,
+    2 * 3600,
+    5 * 3600,
+    10 * 3600,
+    14 * 3600,
+    20 * 3600,
+    20 * 3600,
+)
+
+Outcome = Literal["delivered", "retry", "gone", "rejected"]
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one delivery attempt came to.
+
+    ``outcome``: ``delivered`` (2xx), ``gone`` (410: disable the endpoint), ``rejected`` (the
+    SSRF guard refused the URL: do not retry), or ``retry``. ``retry_after`` is the receiver's
+    ``Retry-After`` in seconds (429/503 only), ``error`` says why a non-delivered attempt failed.
+    """
+
+    outcome: Outcome
+    status_code: int | None
+    retry_after: float | None
+    error: str | None
+    duration_ms: int
+    response_excerpt: str
+
+
+def parse_retry_after(value: str, *, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delay-seconds or HTTP-date), capped at a day.
+
+    Returns None for a value that is neither; a date in the past gives 0.
+    """
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            # RFC 5322 "-0000" dates come back naive; HTTP dates are always GMT.
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def next_delay(attempt: int, *, retry_after: float | None, rng: random.Random) -> float | None:
+    """Seconds to wait after failed attempt ``attempt`` (1-based), or None when retries are over.
+
+    The scheduled delay with ±20 % jitter, and never less than ``retry_after`` (capped at a day).
+    """
+    if attempt < 1:
+        raise ValueError("attempt numbers start at 1")
+    if attempt > len(RETRY_SCHEDULE):
+        return None
+    delay = RETRY_SCHEDULE[attempt - 1] * rng.uniform(1 - JITTER, 1 + JITTER)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+    return delay
+
+
+def _request(
+    http: httpx.AsyncClient, target: Target, body: bytes, headers: Mapping[str, str], timeout: float
+) -> httpx.Request:
+    sent = {
+        k: v
+        for k, v in headers.items()
+        if k.lower() not in {"host", "connection", "accept-encoding"}
+    }
+    sent["Host"] = target.host_header
+    # Raw bytes are read for the excerpt; a compressed body would be unreadable (or a bomb).
+    sent["Accept-Encoding"] = "identity"
+    # The pool is keyed by address, not name: a kept connection could carry the next request for
+    # another name on the same address over TLS verified for this one.
+    sent["Connection"] = "close"
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    url = httpx.URL(
+        scheme=target.scheme,
+        host=target.address,
+        port=target.port,
+        raw_path=target.path_and_query.encode("ascii"),
+    )
+    return http.build_request(
+        "POST", url, content=body, headers=sent, timeout=timeout, extensions=extensions
+    )
+
+
+async def _excerpt(response: httpx.Response, deadline: float) -> str:
+    data = bytearray()
+    if response.is_stream_consumed:
+        # A transport may hand back a body it has already read (httpx.MockTransport does).
+        with contextlib.suppress(httpx.ResponseNotRead):
+            data += response.content
+        return bytes(data[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+    try:
+        async with asyncio.timeout_at(deadline):
+            async for chunk in response.aiter_raw():
+                data += chunk
+                if len(data) >= EXCERPT_BYTES:
+                    break
+    except (TimeoutError, httpx.HTTPError, httpx.StreamError):
+        pass  # the status code already decides; the excerpt is only for the delivery log
+    return bytes(data[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+
+
+def _classify(response: httpx.Response, now: datetime) -> tuple[Outcome, float | None, str | None]:
+    status = response.status_code
+    if 200 <= status < 300:
+        return "delivered", None, None
+    if status == 410:
+        return "gone", None, "endpoint gone (status 410)"
+    if 300 <= status < 400:
+        return "retry", None, f"redirect not followed (status {status})"
+    retry_after = None
+    header = response.headers.get("retry-after")
+    if status in (429, 503) and header is not None:
+        retry_after = parse_retry_after(header, now=now)
+    return "retry", retry_after, f"status {status}"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+async def deliver(
+    http: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    allow_private: bool,
+    allow_http: bool,
+    timeout: float,  # noqa: ASYNC109 - one budget for DNS, connect and answer
+    resolver: Resolver | None = None,
+) -> AttemptResult:
+    """POST ``body`` with ``headers`` to ``url`` once, within ``timeout`` seconds in all.
+
+    The URL goes through the SSRF guard, and the request goes to the checked address (so DNS
+    cannot be asked again and answer differently) with the original ``Host`` and, for https,
+    the original name as SNI, so TLS still verifies the real name. Redirects are not followed.
+    Network problems, timeouts included, come back as ``retry``; nothing is raised for them.
+    ``http`` should speak HTTP/1.1 (httpx's default): every request asks for its connection to
+    be closed, which an HTTP/2 connection would ignore.
+    """
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    deadline = loop.time() + timeout
+
+    def result(
+        outcome: Outcome,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        error: str | None = None,
+        excerpt: str = "",
+    ) -> AttemptResult:
+        elapsed = int((time.monotonic() - started) * 1000)
+        return AttemptResult(outcome, status, retry_after, error, elapsed, excerpt)
+
+    try:
+        async with asyncio.timeout_at(deadline):
+            try:
+                target = await resolve_target(
+                    url, allow_private=allow_private, allow_http=allow_http, resolver=resolver
+                )
+            except UnsafeUrl as exc:
+                return result("rejected", error=str(exc))
+            request = _request(http, target, body, headers, timeout)
+            response = await http.send(request, stream=True, follow_redirects=False)
+    except TimeoutError:
+        return result("retry", error=f"TimeoutError: no answer within {timeout:g} s")
+    except (httpx.HTTPError, OSError) as exc:
+        return result("retry", error=_describe(exc))
+
+    try:
+        excerpt = await _excerpt(response, deadline)
+    finally:
+        await response.aclose()
+    outcome, retry_after, error = _classify(response, datetime.now(UTC))
+    return result(
+        outcome,
+        status=response.status_code,
+        retry_after=retry_after,
+        error=error,
+        excerpt=excerpt,
+    )

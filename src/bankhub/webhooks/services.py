@@ -1,0 +1,108 @@
+"""Webhook endpoints: creation with a signing secret shown once, rotation with an overlap."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.clock import as_utc
+from bankhub.events.services import EVENT_TYPES
+from bankhub.security.crypto import Box, associated_data
+from bankhub.webhooks import signing
+from bankhub.webhooks.models import WebhookEndpoint
+from bankhub.webhooks.ssrf import UnsafeUrl, check_url_syntax
+
+TABLE = "webhook_endpoints"
+
+
+def _aad(endpoint: WebhookEndpoint, column: str) -> bytes:
+    return associated_data(endpoint.app_id, TABLE, column, endpoint.id)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedEndpoint:
+    endpoint: WebhookEndpoint
+    secret: str
+
+
+async def create_endpoint(
+    session: AsyncSession,
+    box: Box,
+    now: datetime,
+    app_id: int,
+    url: str,
+    events: Sequence[str] | None = None,
+    *,
+    allow_http: bool,
+) -> IssuedEndpoint:
+    try:
+        check_url_syntax(url, allow_http=allow_http)
+    except UnsafeUrl as exc:
+        raise ApiError(
+            ErrorCode.DATA_INVALID, f"webhook url refused: {exc}", {"url": url}
+        ) from None
+    unknown = sorted(set(events or ()) - set(EVENT_TYPES))
+    if unknown:
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            "unknown event types",
+            {"unknown": unknown, "known": EVENT_TYPES},
+        )
+    secret = signing.new_secret()
+    endpoint = WebhookEndpoint(
+        id=str(uuid.uuid4()),
+        app_id=app_id,
+        url=url,
+        events=list(events) if events else None,
+        secret_enc="",
+        created_at=now,
+        updated_at=now,
+    )
+    endpoint.secret_enc = box.encrypt_text(secret, _aad(endpoint, "secret"))
+    session.add(endpoint)
+    await session.flush()
+    return IssuedEndpoint(endpoint, secret)
+
+
+async def rotate_secret(
+    session: AsyncSession, box: Box, now: datetime, endpoint: WebhookEndpoint, overlap: timedelta
+) -> str:
+    """A new secret signs from now on; the old one also signs until ``now + overlap``."""
+    current = box.decrypt_text(endpoint.secret_enc, _aad(endpoint, "secret"))
+    secret = signing.new_secret()
+    endpoint.previous_secret_enc = box.encrypt_text(current, _aad(endpoint, "previous_secret"))
+    endpoint.previous_expires_at = now + overlap
+    endpoint.secret_enc = box.encrypt_text(secret, _aad(endpoint, "secret"))
+    endpoint.updated_at = now
+    await session.flush()
+    return secret
+
+
+def signing_secrets(box: Box, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
+    """The secrets to sign with: the current one, and the previous one during its overlap."""
+    secrets = [box.decrypt_text(endpoint.secret_enc, _aad(endpoint, "secret"))]
+    if (
+        endpoint.previous_secret_enc
+        and endpoint.previous_expires_at
+        and as_utc(endpoint.previous_expires_at) > now
+    ):
+        secrets.append(
+            box.decrypt_text(endpoint.previous_secret_enc, _aad(endpoint, "previous_secret"))
+        )
+    return secrets
+
+
+async def endpoint_of(session: AsyncSession, app_id: int, endpoint_id: str) -> WebhookEndpoint:
+    query = select(WebhookEndpoint).where(
+        WebhookEndpoint.app_id == app_id, WebhookEndpoint.id == endpoint_id
+    )
+    endpoint = (await session.execute(query)).scalar_one_or_none()
+    if endpoint is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"No webhook endpoint {endpoint_id[:64]}")
+    return endpoint
