@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     maintenance: bool = False
     create_demo_app: bool = True
     max_page_size: int = 1000
+    #: a service catalogue of the operator's own instead of the built-in one
+    catalogue_file: Path | None = None
 
     #: run scheduled syncs and webhook deliveries inside ``serve`` (off for API-only processes)
     embedded_worker: bool = True

@@ -9,7 +9,7 @@ import httpx
 from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.catalogue import Catalogue, default_catalogue
+from bankhub.catalogue import Catalogue, default_catalogue, load_catalogue
 from bankhub.clock import Clock, utcnow
 from bankhub.config import Settings
 from bankhub.connectors.registry import ConnectorRegistry, default_registry
@@ -52,7 +52,12 @@ class Hub:
         db = Database(settings.resolved_database_url())
         hasher = SecretHasher(settings.resolved_secret_key())
         registry = registry or default_registry()
-        catalogue = catalogue or default_catalogue()
+        if catalogue is None:
+            catalogue = (
+                load_catalogue(settings.catalogue_file)
+                if settings.catalogue_file
+                else default_catalogue()
+            )
         http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(settings.connector_timeout_seconds),
             follow_redirects=False,

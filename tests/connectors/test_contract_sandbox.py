@@ -133,3 +133,20 @@ def test_registry_has_the_builtins_and_reads_entry_points(monkeypatch: pytest.Mo
     extended = ConnectorRegistry()
     extended.load_entry_points()
     assert extended.ids() == ["acme"]
+
+
+async def test_a_bank_may_keep_less_history() -> None:
+    async with httpx.AsyncClient() as http:
+        case = _case("user_good", 1, http)
+        inner = case.build
+
+        def short(store: MemoryStateStore) -> SandboxConnector:
+            connector: SandboxConnector = inner(store)
+            connector.context.institution = {**connector.context.institution, "history_days": 30}
+            return connector
+
+        case.build = short
+        report = await check_contract(case)
+    newest = max(r.booking_date for rows in report.transactions.values() for r in rows)
+    oldest = min(r.booking_date for rows in report.transactions.values() for r in rows)
+    assert (newest - oldest).days <= 31

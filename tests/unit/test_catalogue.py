@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import struct
 from importlib.resources import files
+from pathlib import Path
 
 from bankhub.catalogue import COVER_SIZES, default_catalogue, load_catalogue
 from bankhub.catalogue.make_media import COVER_SIZES as DRAWN_SIZES
@@ -72,3 +73,20 @@ def test_initials_skip_the_sandbox_prefix() -> None:
     assert initials("Sandbox Bank Việt Nam") == "BV"
     assert initials("Sandbox Crédit Parisien") == "CP"
     assert initials("Sandbox") == "SB"
+
+
+def test_an_operator_catalogue_file_replaces_the_built_in_one(tmp_path: Path) -> None:
+    from bankhub.config import Environment, Settings
+    from bankhub.hub import Hub
+
+    entry = json.loads(
+        (Path(str(files("bankhub.catalogue").joinpath("services.json")))).read_text()
+    )[0]
+    entry = {**entry, "id": 500, "name": "Operator Bank"}
+    custom = tmp_path / "services.json"
+    custom.write_text(json.dumps([entry]))
+    settings = Settings(
+        env=Environment.TEST, data_dir=tmp_path, catalogue_file=custom, secret_key="k" * 40
+    )
+    hub = Hub.build(settings)
+    assert [s.name for s in hub.catalogue.services] == ["Operator Bank"]

@@ -298,6 +298,11 @@ class SandboxConnector:
         ):
             raise InteractionRejected("The bank's answer could not be verified")
 
+    def _history_days(self) -> int:
+        """A bank may keep less history than the default (``history_days`` in the catalogue)."""
+        days = int(self.context.institution.get("history_days", self.info.history_days))
+        return max(1, min(days, self.info.history_days))
+
     def _profile(self, state: Mapping[str, Any]) -> Profile:
         username = str(state["username"])
         big = username == "user_big"
@@ -308,7 +313,7 @@ class SandboxConnector:
             country=self.country,
             username=username,
             today=self.context.clock().date(),
-            history_days=BIG_HISTORY_DAYS if big else self.info.history_days,
+            history_days=BIG_HISTORY_DAYS if big else self._history_days(),
             epoch=int(state.get("epoch", 0)) if username == "user_remint" else 0,
             exact_total=BIG_TOTAL if big else None,
             pending=username in {"user_good", "user_dynamic"},
