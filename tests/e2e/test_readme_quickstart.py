@@ -14,15 +14,14 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import httpx
 import pytest
 
 from tests.seed_shapes import ACCOUNT_KEYS, SERVICE_KEYS, TRANSACTION_KEYS
+from tests.support.http_connect import connect_over_http
 from tests.support.live_server import LiveServer
 from tests.support.server_plugin import LiveServerFactory
 
@@ -85,7 +84,6 @@ CRED_LINES = {
     "service_secret": re.compile(r"^service-secret: (\S+)$", re.MULTILINE),
     "app_secret": re.compile(r"^app-secret: (\S+)$", re.MULTILINE),
 }
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 AMOUNT = re.compile(r"^-?\d+\.\d{2,3}$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -112,42 +110,6 @@ def run_curl(command: str) -> Any:
 
 
 # --- the one login the examples need ---------------------------------------------------------
-
-
-def connect_over_http(connect_url: str, base_url: str) -> dict[str, Any]:
-    """Consent and log in as ``user_good`` with plain HTTP; the callback's JSON result."""
-    with httpx.Client(base_url=base_url, timeout=10.0) as client:
-        opened = client.get(connect_url, follow_redirects=False)
-        assert opened.status_code == 303, opened.text
-        assert opened.headers["location"] == "/v2/connect/session"
-
-        def show() -> httpx.Response:
-            return client.get("/v2/connect/session", follow_redirects=False)
-
-        def post(path: str, page: httpx.Response, form: dict[str, str]) -> httpx.Response:
-            match = CSRF.search(page.text)
-            assert match, page.text
-            sent = client.post(path, data={"csrf": match.group(1), **form})
-            assert sent.status_code == 303, (sent.status_code, sent.text)
-            return show()
-
-        page = show()
-        assert "asks to read your bank data" in page.text
-        page = post("/v2/connect/consent", page, {"action": "agree"})
-        assert "Log in to" in page.text
-        page = post(
-            "/v2/connect/credentials", page, {"username": "user_good", "password": "pass_good"}
-        )
-        deadline = time.monotonic() + 20
-        while page.status_code == 200 and "Fetching your accounts" in page.text:
-            assert time.monotonic() < deadline, "the first fetch did not finish"
-            time.sleep(0.1)
-            page = show()
-        assert page.status_code == 303, page.text
-        location = page.headers["location"]
-        assert location.startswith(SEED_CALLBACK + "/"), location
-        result: dict[str, Any] = json.loads(unquote(urlsplit(location).path.rsplit("/", 1)[-1]))
-        return result
 
 
 # --- the test --------------------------------------------------------------------------------
@@ -218,7 +180,7 @@ def test_readme_quick_start_with_the_seeds_curl_examples(live_server: LiveServer
     assert body["data"]["connect_url"] == f"{url}/v2/connect/term/{token_id}"
 
     # The user connects; the browser would land on http://localhost:2000/v2/{...}.
-    result = connect_over_http(body["data"]["connect_url"], url)
+    result = connect_over_http(body["data"]["connect_url"], url, SEED_CALLBACK)
     assert set(result) == {"status", "login_id", "secret"}, result
     assert result["status"] == "success"
     assert isinstance(result["login_id"], int)
