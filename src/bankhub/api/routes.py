@@ -7,9 +7,10 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
-from litestar import Request, Response, get, post, put
+from litestar import Request, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import File
+from sqlalchemy import delete as sa_delete
 
 from bankhub.accounts import services as accounts
 from bankhub.accounts.models import Account, Transaction
@@ -18,6 +19,8 @@ from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.catalogue import Service
 from bankhub.clock import as_utc
 from bankhub.customers import services as customers
+from bankhub.events import services as events
+from bankhub.events.models import Event
 from bankhub.hub import Hub, hub_of
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
@@ -168,6 +171,42 @@ async def read_login(request: AnyRequest) -> s.LoginEnvelope:
     async with hub.db.transaction() as session:
         _, login = await hub.authenticate_login(session, request)
         return s.LoginEnvelope(_login_out(login, hub))
+
+
+@delete(
+    "/v2/login",
+    status_code=200,
+    tags=["login"],
+    summary="Delete the login and everything fetched through it",
+    description=(
+        "Withdraws the consent at the bank where the connector can, then removes the login, "
+        "its accounts, transactions, events and pending webhook deliveries. A `login.deleted` "
+        "event tells the app's webhook endpoints."
+    ),
+)
+async def delete_login(request: AnyRequest) -> s.DeletedEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        _, login = await hub.authenticate_login(session, request)
+        login_id, app_id = login.id, login.app_id
+        service = hub.catalogue.get(login.service_id)
+        state = dict(login.connector_state or {})
+    if service is not None:
+        await hub.engine.revoke(service, state)
+    async with hub.db.transaction() as session:
+        await session.execute(
+            sa_delete(Event).where(Event.app_id == app_id, Event.login_id == login_id)
+        )
+        await session.execute(sa_delete(Login).where(Login.app_id == app_id, Login.id == login_id))
+        await events.record(
+            session,
+            app_id=app_id,
+            login_id=None,
+            type=events.LOGIN_DELETED,
+            payload=events.login_deleted_payload(login_id),
+            now=hub.clock(),
+        )
+    return s.DeletedEnvelope(s.DeletedOut(login_id, True))
 
 
 async def _set_active(request: AnyRequest, active: bool) -> int:
@@ -355,6 +394,7 @@ ROUTES = [
     read_login,
     activate_login,
     deactivate_login,
+    delete_login,
     refresh,
     list_accounts,
     list_transactions,

@@ -149,6 +149,16 @@ class RefreshEnvelope(msgspec.Struct):
     version: str = VERSION
 
 
+class DeletedOut(msgspec.Struct):
+    id: int
+    deleted: bool
+
+
+class DeletedEnvelope(msgspec.Struct):
+    data: DeletedOut
+    version: str = VERSION
+
+
 class LoginOut(msgspec.Struct):
     id: int
     customer_id: str

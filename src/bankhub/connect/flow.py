@@ -301,6 +301,7 @@ class ConnectFlow:
                 db.add(login)
             # A (re)connect issues a fresh login-secret; the previous one stops working.
             login.secret_hash = secret_hash
+            login.consent_notice_days = 0  # a renewed consent is announced afresh
             await db.flush()
             await hub.engine.apply(db, login, result)
             schedule_next(hub.engine, login, session.service, now)

@@ -15,7 +15,9 @@ from bankhub.webhooks.models import WebhookDelivery, WebhookEndpoint
 NEW_TRANSACTIONS = "transactions.new"
 LOGIN_STATUS = "login.status"
 SYNC_FAILED = "sync.failed"
-EVENT_TYPES = (NEW_TRANSACTIONS, LOGIN_STATUS, SYNC_FAILED)
+CONSENT_EXPIRING = "consent.expiring"
+LOGIN_DELETED = "login.deleted"
+EVENT_TYPES = (NEW_TRANSACTIONS, LOGIN_STATUS, SYNC_FAILED, CONSENT_EXPIRING, LOGIN_DELETED)
 
 
 def reference_id() -> str:
@@ -86,6 +88,18 @@ def new_transactions_payload(
 
 def login_status_payload(login_id: int, status: str) -> dict[str, Any]:
     return {"status": f"login_{status}", "login_id": login_id}
+
+
+def consent_expiring_payload(login_id: int, expires_at: datetime, days_left: int) -> dict[str, Any]:
+    return {
+        "login_id": login_id,
+        "consent_expires_at": expires_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "days_left": days_left,
+    }
+
+
+def login_deleted_payload(login_id: int) -> dict[str, Any]:
+    return {"login_id": login_id, "deleted": True}
 
 
 def sync_failed_payload(login_id: int, status: str, message: str) -> dict[str, Any]:

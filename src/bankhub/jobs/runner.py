@@ -17,9 +17,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,7 +30,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError
-from bankhub.clock import utcnow
+from bankhub.clock import as_utc, utcnow
+from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.hub import Hub
 from bankhub.logins.models import Login
@@ -41,6 +44,10 @@ log = logging.getLogger("bankhub.jobs")
 
 #: how far a login whose sync crashed unexpectedly is pushed back, so it cannot spin
 CRASH_BACKOFF = timedelta(minutes=15)
+#: partners hear of an expiring consent this long before it ends (largest first)
+CONSENT_NOTICES = (timedelta(days=7), timedelta(days=1))
+CONSENT_EXPIRED = "consent_expired"
+SWEEP_SECONDS = 60.0
 
 
 def default_owner() -> str:
@@ -65,6 +72,7 @@ class Runner:
         self._wake_syncs = asyncio.Event()
         self._wake_deliveries = asyncio.Event()
         self._rng = random.Random()  # noqa: S311 - retry jitter
+        self._next_sweep = 0.0
 
     def wake(self) -> None:
         """Something was queued: look for work now instead of at the next poll."""
@@ -120,6 +128,69 @@ class Runner:
                 .limit(limit)
             )
             return [(int(r[0]), int(r[1])) for r in rows]
+
+    async def consent_sweep(self) -> int:
+        """Tell partners before consents expire (7 days, then 1 day) and mark expired ones.
+
+        Each notice is claimed with a conditional update, so two runners never send it twice.
+        """
+        hub = self.hub
+        now = hub.clock()
+        sent = 0
+        async with hub.db.transaction() as session:
+            logins = (
+                await session.execute(
+                    select(Login.id, Login.app_id, Login.consent_expires_at, Login.status).where(
+                        Login.consent_expires_at.is_not(None),
+                        Login.consent_expires_at <= now + CONSENT_NOTICES[0],
+                        Login.status != CONSENT_EXPIRED,
+                    )
+                )
+            ).all()
+            for login_id, app_id, expires_at, status in logins:
+                expires = as_utc(expires_at)
+                if expires <= now:
+                    claimed = await session.execute(
+                        update(Login)
+                        .where(Login.id == login_id, Login.status == status)
+                        .values(status=CONSENT_EXPIRED, next_sync_at=None, updated_at=now)
+                        .execution_options(synchronize_session=False)
+                    )
+                    if getattr(claimed, "rowcount", 0) == 1:
+                        await events.record(
+                            session,
+                            app_id=app_id,
+                            login_id=login_id,
+                            type=events.LOGIN_STATUS,
+                            payload=events.login_status_payload(login_id, CONSENT_EXPIRED),
+                            now=now,
+                        )
+                        sent += 1
+                    continue
+                level = min(
+                    int(notice.days) for notice in CONSENT_NOTICES if expires - now <= notice
+                )
+                claimed = await session.execute(
+                    update(Login)
+                    .where(
+                        Login.id == login_id,
+                        or_(Login.consent_notice_days == 0, Login.consent_notice_days > level),
+                    )
+                    .values(consent_notice_days=level)
+                    .execution_options(synchronize_session=False)
+                )
+                if getattr(claimed, "rowcount", 0) == 1:
+                    days_left = max(1, math.ceil((expires - now) / timedelta(days=1)))
+                    await events.record(
+                        session,
+                        app_id=app_id,
+                        login_id=login_id,
+                        type=events.CONSENT_EXPIRING,
+                        payload=events.consent_expiring_payload(login_id, expires, days_left),
+                        now=now,
+                    )
+                    sent += 1
+        return sent
 
     # --- working ------------------------------------------------------------------------------
 
@@ -255,6 +326,7 @@ class Runner:
 
     async def run_once(self) -> Tally:
         """Claim what is due now and work it to the end (tests and one-shot runs)."""
+        await self.consent_sweep()
         logins = await self.due_logins(self.sync_slots)
         deliveries = await self.claim_deliveries(self.delivery_slots)
         synced = await asyncio.gather(*(self.sync(a, i) for a, i in logins))
@@ -268,6 +340,9 @@ class Runner:
         )
 
     async def _next_syncs(self, free: int) -> list[Awaitable[object]]:
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + SWEEP_SECONDS
+            await self.consent_sweep()
         return [self.sync(app_id, login_id) for app_id, login_id in await self.due_logins(free)]
 
     async def _next_deliveries(self, free: int) -> list[Awaitable[object]]:

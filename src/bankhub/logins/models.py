@@ -56,5 +56,7 @@ class Login(Base):
     #: unattended refreshes done on ``unattended_day`` (UTC), against the connector's quota
     unattended_day: Mapped[date | None] = mapped_column(Date, nullable=True)
     unattended_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: the nearest consent-expiry notice already sent, in days (7, then 1); 0 when none yet
+    consent_notice_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

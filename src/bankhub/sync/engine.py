@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import unicodedata
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from bankhub.connectors.base import (
     ConsentCapability,
     MemoryStateStore,
     ProviderUnavailable,
+    RevokeCapability,
     TransactionRecord,
     TransactionsCapability,
     TransactionStatus,
@@ -46,6 +48,7 @@ from bankhub.logins.models import Login
 from bankhub.security.secrets import SecretHasher
 
 T = TypeVar("T")
+log = logging.getLogger("bankhub.sync")
 
 ACCOUNT_MATCH = "account-match"
 #: how far back a refresh re-reads, so that pending items that booked late are seen
@@ -148,6 +151,18 @@ class SyncEngine:
         )
         connector = self.registry.create(service.connector, context)
         return ConnectorRun(connector, store, service)
+
+    async def revoke(self, service: Service, state: Mapping[str, Any]) -> bool:
+        """Withdraw the consent at the bank, where the connector can; never blocks a deletion."""
+        run = self.build(service, state)
+        if not isinstance(run.connector, RevokeCapability):
+            return False
+        try:
+            await self.guarded(run.connector.revoke())
+        except ConnectorFailure as failure:
+            log.warning("revoking at %s failed: %s", service.slug, failure.message)
+            return False
+        return True
 
     async def guarded(self, call: Awaitable[T]) -> T:
         """Every connector call runs under the outbound timeout (S35)."""
