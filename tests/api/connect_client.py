@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -113,7 +114,9 @@ async def connect(
     h: Harness, username: str = "user_good", service_id: int = 1, customer_id: str | None = None
 ) -> dict[str, Any]:
     """A whole successful connect with the sandbox; returns the callback payload."""
-    customer_id = customer_id or await create_customer(h, f"customer-{username}")
+    customer_id = customer_id or await create_customer(
+        h, f"customer-{username}-{secrets.token_hex(4)}"
+    )
     driver = ConnectDriver(h)
     await driver.open(await create_token(h, customer_id, service_id))
     await driver.agree()

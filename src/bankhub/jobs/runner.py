@@ -114,10 +114,11 @@ class Runner:
             return list(claimed.scalars().all())
 
     async def due_logins(self, limit: int) -> Sequence[tuple[int, int]]:
+        """``(app_id, login_id)`` of logins whose scheduled sync is due and not leased."""
         now = self.hub.clock()
         async with self.hub.db.transaction() as session:
             rows = await session.execute(
-                select(Login.id, Login.app_id)
+                select(Login.app_id, Login.id)
                 .where(
                     Login.active.is_(True),
                     Login.status.in_(RETRYABLE),
