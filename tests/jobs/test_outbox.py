@@ -157,6 +157,12 @@ async def test_failures_are_retried_with_the_same_id_until_the_receiver_recovers
         )
     assert [a.status_code for a in attempts] == [500, 429, 302, None, 200]
     assert "redirect not followed" in (attempts[2].error or "")
+    event_id = int(receiver.received[-1].headers["webhook-id"].removeprefix("evt_"))
+    detail = (await h.client.get(f"/v2/event/{event_id}", headers=h.headers())).json()["data"]
+    [delivery] = detail["deliveries"]
+    assert delivery["status"] == "delivered"
+    assert [a["outcome"] for a in delivery["log"]] == ["retry"] * 4 + ["delivered"]
+    assert [a["status_code"] for a in delivery["log"]] == [500, 429, 302, None, 200]
     await elsewhere.stop()
 
 

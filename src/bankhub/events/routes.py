@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -15,6 +16,7 @@ from bankhub.clock import as_utc
 from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.hub import hub_of
+from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery
 
 AnyRequest = Request[Any, Any, Any]
 MAX_EVENTS = 500
@@ -33,6 +35,38 @@ class EventListEnvelope(msgspec.Struct):
     data: list[EventOut]
     next_cursor: str | None
     has_more: bool
+    version: str = VERSION
+
+
+class AttemptOut(msgspec.Struct):
+    attempted_at: str
+    outcome: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryOut(msgspec.Struct):
+    id: int
+    endpoint_id: str
+    status: str
+    attempts: int
+    next_attempt_at: str | None
+    delivered_at: str | None
+    log: list[AttemptOut]
+
+
+class EventDetailOut(msgspec.Struct):
+    id: int
+    type: str
+    login_id: int | None
+    created_at: str
+    payload: dict[str, Any]
+    deliveries: list[DeliveryOut]
+
+
+class EventDetailEnvelope(msgspec.Struct):
+    data: EventDetailOut
     version: str = VERSION
 
 
@@ -92,6 +126,78 @@ async def list_events(
     return EventListEnvelope(data, next_cursor, len(rows) > size)
 
 
+def _when(value: datetime | None) -> str | None:
+    return wire_time(as_utc(value)) if value else None
+
+
+@get(
+    "/v2/event/{event_id:int}",
+    tags=["event"],
+    summary="One event with its deliveries and every attempt of each",
+)
+async def read_event(request: AnyRequest, event_id: FromPath[int]) -> EventDetailEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        event = await session.get(Event, event_id)
+        if event is None or event.app_id != app.id:
+            raise ApiError(ErrorCode.NOT_FOUND, f"No event {event_id}", {"event_id": event_id})
+        deliveries = (
+            (
+                await session.execute(
+                    select(WebhookDelivery)
+                    .where(WebhookDelivery.event_id == event.id)
+                    .order_by(WebhookDelivery.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        attempts = (
+            (
+                await session.execute(
+                    select(WebhookAttempt)
+                    .where(WebhookAttempt.delivery_id.in_([d.id for d in deliveries]))
+                    .order_by(WebhookAttempt.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    by_delivery: dict[int, list[AttemptOut]] = {}
+    for attempt in attempts:
+        by_delivery.setdefault(attempt.delivery_id, []).append(
+            AttemptOut(
+                _when(attempt.attempted_at) or "",
+                attempt.outcome,
+                attempt.status_code,
+                attempt.error,
+                attempt.duration_ms,
+            )
+        )
+    return EventDetailEnvelope(
+        EventDetailOut(
+            id=event.id,
+            type=event.type,
+            login_id=event.login_id,
+            created_at=_when(event.created_at) or "",
+            payload=event.payload,
+            deliveries=[
+                DeliveryOut(
+                    id=d.id,
+                    endpoint_id=d.endpoint_id,
+                    status=d.status,
+                    attempts=d.attempts,
+                    next_attempt_at=_when(d.next_attempt_at) if d.status == "pending" else None,
+                    delivered_at=_when(d.delivered_at),
+                    log=by_delivery.get(d.id, []),
+                )
+                for d in deliveries
+            ],
+        )
+    )
+
+
 @post("/v2/event/{event_id:int}/replay", status_code=200, tags=["event"], summary="Send again")
 async def replay_event(request: AnyRequest, event_id: FromPath[int]) -> ReplayEnvelope:
     hub = hub_of(request)
@@ -104,4 +210,4 @@ async def replay_event(request: AnyRequest, event_id: FromPath[int]) -> ReplayEn
     return ReplayEnvelope(ReplayOut(event_id, True, queued))
 
 
-EVENT_ROUTES = [list_events, replay_event]
+EVENT_ROUTES = [list_events, read_event, replay_event]
