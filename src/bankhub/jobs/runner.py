@@ -73,6 +73,8 @@ class Runner:
         self._wake_deliveries = asyncio.Event()
         self._rng = random.Random()  # noqa: S311 - retry jitter
         self._next_sweep = 0.0
+        #: logins this runner is syncing now; never started twice side by side
+        self._syncing: set[int] = set()
 
     def wake(self) -> None:
         """Something was queued: look for work now instead of at the next poll."""
@@ -197,6 +199,15 @@ class Runner:
 
     async def sync(self, app_id: int, login_id: int) -> bool:
         """One scheduled refresh; False when another runner had it or it could not start."""
+        if login_id in self._syncing:
+            return False
+        self._syncing.add(login_id)
+        try:
+            return await self._sync(app_id, login_id)
+        finally:
+            self._syncing.discard(login_id)
+
+    async def _sync(self, app_id: int, login_id: int) -> bool:
         hub = self.hub
         try:
             await refresh_login(
@@ -344,7 +355,9 @@ class Runner:
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_SECONDS
             await self.consent_sweep()
-        return [self.sync(app_id, login_id) for app_id, login_id in await self.due_logins(free)]
+        due = await self.due_logins(free + len(self._syncing))
+        fresh = [(a, i) for a, i in due if i not in self._syncing][:free]
+        return [self.sync(app_id, login_id) for app_id, login_id in fresh]
 
     async def _next_deliveries(self, free: int) -> list[Awaitable[object]]:
         return [self.deliver(d) for d in await self.claim_deliveries(free)]

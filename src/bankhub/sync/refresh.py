@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -85,11 +86,7 @@ async def claim(db: Database, login_id: int, owner: str, now: datetime, lease: t
             update(Login)
             .where(
                 Login.id == login_id,
-                or_(
-                    Login.sync_lease_until.is_(None),
-                    Login.sync_lease_until < now,
-                    Login.sync_lease_owner == owner,
-                ),
+                or_(Login.sync_lease_until.is_(None), Login.sync_lease_until < now),
             )
             .values(sync_lease_owner=owner, sync_lease_until=now + lease)
             .execution_options(synchronize_session=False)
@@ -143,11 +140,12 @@ async def refresh_login(
                 },
             )
         service = engine.catalogue.get(login.service_id)
-        state = dict(login.connector_state or {})
-        last_refresh_at = login.last_refresh_at
     if service is None:
         raise ApiError(ErrorCode.SERVICE_NOT_FOUND, extra={"service_id": login_id})
-    if not await claim(db, login_id, owner, now, lease):
+    # The lease belongs to this run, not to the worker: a worker's second run of the same login
+    # can neither slip past the claim nor pass the fencing check at the end.
+    token = f"{owner}/{secrets.token_hex(6)}"
+    if not await claim(db, login_id, token, now, lease):
         if scheduled:
             raise LoginBusy(login_id)
         raise ApiError(
@@ -155,11 +153,26 @@ async def refresh_login(
             f"Login {login_id} is being refreshed right now; try again in a moment",
             {"id": login_id, "refreshed": False, "refreshing": True},
         )
+    # Read the state only now that no other run can change it: reading before the claim could
+    # sync again from what a run that just finished had already replaced.
+    async with db.transaction() as session:
+        login = await session.get(Login, login_id)
+        if login is None:
+            raise ApiError(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
+        due = login.next_sync_at is not None and as_utc(login.next_sync_at) <= now
+        stale = scheduled and not due
+        if stale:
+            # Another run did this sync between our look and our claim: step back (committed).
+            login.sync_lease_owner = login.sync_lease_until = None
+        state = dict(login.connector_state or {})
+        last_refresh_at = login.last_refresh_at
+    if stale:
+        raise LoginBusy(login_id)
 
     run = engine.build(service, state)
     failure: ConnectorFailure | None = None
     result: FetchResult | None = None
-    heartbeat = asyncio.create_task(_heartbeat(engine, db, login_id, owner, lease))
+    heartbeat = asyncio.create_task(_heartbeat(engine, db, login_id, token, lease))
     try:
         await engine.guarded(run.connector.open_session())
         result = await engine.fetch(run, engine.refresh_since(last_refresh_at, service))
@@ -175,7 +188,7 @@ async def refresh_login(
         if login is None:
             raise ApiError(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
         finished = engine.clock()
-        if login.sync_lease_owner != owner:
+        if login.sync_lease_owner != token:
             log.warning("sync of login %s lost its lease to %s", login_id, login.sync_lease_owner)
             return RefreshOutcome(
                 login_id, False, login.status, login.last_refresh_at, now + cooldown, applied=False

@@ -1,0 +1,339 @@
+"""Helpers for the scale tests: real ``bankhub`` processes, a loopback webhook receiver, a
+connect page driven over plain HTTP, and synchronous reads of the shared database.
+
+Everything listens on 127.0.0.1 only, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from pathlib import Path
+from typing import IO, Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
+
+SECRET_KEY = "scale-test-pepper-" + "k" * 40
+CALLBACK = "http://localhost:2000/v2"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+T = TypeVar("T")
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+# --- the catalogue ---------------------------------------------------------------------------
+
+
+def write_catalogue(directory: Path, history_days: int) -> Path:
+    """The built-in catalogue with short sandbox histories, its media linked beside it."""
+    builtin = Path(str(files("bankhub.catalogue").joinpath("services.json")))
+    entries: list[dict[str, Any]] = json.loads(builtin.read_text(encoding="utf-8"))
+    for entry in entries:
+        entry.setdefault("params", {})["history_days"] = history_days
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "services.json"
+    target.write_text(json.dumps(entries, ensure_ascii=False), encoding="utf-8")
+    media = directory / "media"
+    if not media.exists():
+        media.symlink_to(builtin.parent / "media", target_is_directory=True)
+    return target
+
+
+def service_ids() -> list[int]:
+    builtin = Path(str(files("bankhub.catalogue").joinpath("services.json")))
+    return [int(e["id"]) for e in json.loads(builtin.read_text(encoding="utf-8"))]
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+def child_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """A clean environment: no inherited ``BANKHUB_*``; test mode, a shared key, no colours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANKHUB_")}
+    env.update(
+        {
+            "BANKHUB_ENV": "test",
+            "BANKHUB_SECRET_KEY": SECRET_KEY,
+            "BANKHUB_CREATE_DEMO_APP": "false",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "NO_COLOR": "1",
+            "TERM": "dumb",
+            "COLUMNS": "300",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def bankhub_cli(args: Sequence[str], env: Mapping[str, str], cwd: Path) -> str:
+    """Run ``python -m bankhub ARGS`` to completion and return its stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bankhub", *args],
+        env=child_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, f"bankhub {' '.join(args)}: {proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def create_app(env: Mapping[str, str], cwd: Path, webhook_url: str) -> dict[str, str]:
+    out = bankhub_cli(
+        ["apps", "create", "Scale app", "--webhook-url", webhook_url, "--json"], env, cwd
+    )
+    created: dict[str, str] = json.loads(out.strip().splitlines()[-1])
+    return created
+
+
+class Worker:
+    """One ``python -m bankhub worker`` process, its output in a log file."""
+
+    def __init__(self, env: Mapping[str, str], cwd: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log: IO[bytes] = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bankhub", "worker"],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=child_env(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+        self.owner = ""
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_running(self, timeout: float = 30.0) -> str:
+        """Wait for the banner ``bankhub worker <owner> running``; returns the owner."""
+        pattern = re.compile(r"bankhub worker (\S+) running")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = pattern.findall(self.output())
+            if found:
+                self.owner = str(found[-1])
+                return self.owner
+            assert self.proc.poll() is None, f"the worker exited early:\n{self.output()}"
+            time.sleep(0.02)
+        raise AssertionError(f"the worker did not start within {timeout}s:\n{self.output()}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code (SIGKILL as a last resort)."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def close(self) -> None:
+        self.kill()
+        self._log.close()
+
+
+# --- the webhook receiver ------------------------------------------------------------------------
+
+
+@dataclass
+class Hit:
+    path: str
+    webhook_id: str
+    event_type: str
+
+
+@dataclass
+class HookReceiver:
+    """A threaded HTTP server on 127.0.0.1 recording every POST and answering 200.
+
+    It runs in this (the test's) process, so it outlives every worker that is killed.
+    """
+
+    hits: list[Hit] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> HookReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                self.rfile.read(length)
+                hit = Hit(
+                    self.path,
+                    self.headers.get("webhook-id", ""),
+                    self.headers.get("bankhub-event", ""),
+                )
+                with receiver._lock:
+                    receiver.hits.append(hit)
+                body = b"ok"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [h.webhook_id for h in self.hits]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+# --- the connect page over HTTP ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Connected:
+    login_id: int
+    secret: str
+    service_id: int
+    username: str
+
+
+def _csrf(page: str) -> str:
+    match = CSRF.search(page)
+    assert match, page[:2000]
+    return match.group(1)
+
+
+def connect(
+    base_url: str, creds: Mapping[str, str], service_id: int, username: str, customer: str
+) -> Connected:
+    """One whole connect, every request to ``base_url`` (a connect session is per process)."""
+    headers = {"client-id": creds["client_id"], "service-secret": creds["service_secret"]}
+    with httpx.Client(base_url=base_url, timeout=30.0, trust_env=False) as client:
+        made = client.post("/v2/customer", json={"identifier": customer}, headers=headers)
+        assert made.status_code == 200, made.text
+        customer_id = made.json()["data"]["customer_id"]
+        token = client.post(
+            "/v2/token",
+            json={"customer_id": customer_id, "service_id": service_id, "callback_url": CALLBACK},
+            headers=headers,
+        )
+        assert token.status_code == 200, token.text
+        connect_url: str = token.json()["data"]["connect_url"]
+        assert connect_url.startswith(base_url), (connect_url, base_url)
+        opened = client.get(connect_url.removeprefix(base_url))
+        assert opened.status_code == 303, opened.text
+        page = client.get("/v2/connect/session").text
+        client.post("/v2/connect/consent", data={"csrf": _csrf(page), "action": "agree"})
+        page = client.get("/v2/connect/session").text
+        form = {"csrf": _csrf(page), "username": username, "password": "pass_good"}
+        client.post("/v2/connect/credentials", data=form)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            shown = client.get("/v2/connect/session")
+            location = shown.headers.get("location", "")
+            if shown.status_code == 303 and location.startswith(CALLBACK):
+                payload: dict[str, Any] = json.loads(
+                    unquote(urlsplit(location).path.split("/")[-1])
+                )
+                assert payload["status"] == "success", payload
+                return Connected(int(payload["login_id"]), payload["secret"], service_id, username)
+            assert "Fetching your accounts" in shown.text, shown.text[:2000]
+            time.sleep(0.02)
+    raise AssertionError("the connect flow did not finish within 60 s")
+
+
+# --- the database, read synchronously ------------------------------------------------------------
+
+
+def database(url: str) -> Callable[[Callable[[AsyncSession], Any]], Any]:
+    """``db(fn)`` runs ``await fn(session)`` in one committed unit of work, on a fresh loop."""
+
+    def run(work: Callable[[AsyncSession], Any]) -> Any:
+        async def go() -> Any:
+            engine = create_async_engine(url, poolclass=NullPool)
+            try:
+                async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+                    result = await work(session)
+                    await session.commit()
+                    return result
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(go())
+
+    return run
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{(data_dir / 'bankhub.sqlite3').resolve()}"
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.25) -> float:
+    """Poll ``check`` until it holds; returns the seconds it took. Fails after ``timeout``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(step)
+    raise AssertionError(f"{what}: not reached within {timeout:.0f} s")
+
+
+def overlapping(intervals: Iterable[tuple[datetime, datetime, str]]) -> list[str]:
+    """Intervals (``start, end, who``) that start before an earlier-starting one has ended."""
+    problems: list[str] = []
+    latest: tuple[datetime, datetime, str] | None = None
+    for start, end, who in sorted(intervals):
+        if latest is not None and start < latest[1]:
+            problems.append(f"[{start}, {end}] by {who} overlaps {latest[:2]} by {latest[2]}")
+        if latest is None or end > latest[1]:
+            latest = (start, end, who)
+    return problems
