@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 SECRET_KEY = "scale-test-pepper-" + "k" * 40
 CALLBACK = "http://localhost:2000/v2"
@@ -171,6 +172,8 @@ class Hit:
     path: str
     webhook_id: str
     event_type: str
+    #: the signature checked out with the ``standardwebhooks`` package
+    verified: bool
 
 
 @dataclass
@@ -181,6 +184,8 @@ class HookReceiver:
     """
 
     hits: list[Hit] = field(default_factory=list)
+    #: the endpoint's signing secret; every request is verified against it once it is known
+    secret: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -193,11 +198,19 @@ class HookReceiver:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
-                self.rfile.read(length)
+                payload = self.rfile.read(length)
+                verified = False
+                if receiver.secret is not None:
+                    try:
+                        Webhook(receiver.secret).verify(payload, dict(self.headers.items()))
+                        verified = True
+                    except WebhookVerificationError:
+                        verified = False
                 hit = Hit(
                     self.path,
                     self.headers.get("webhook-id", ""),
                     self.headers.get("bankhub-event", ""),
+                    verified,
                 )
                 with receiver._lock:
                     receiver.hits.append(hit)

@@ -305,6 +305,7 @@ def test_killed_workers_lose_and_duplicate_nothing(
     }
     db = database(store.url)
     creds = create_app(env, tmp_path, receiver.url + "/hook")
+    receiver.secret = creds["webhook_secret"]
 
     server = live_server(
         {**env, "BANKHUB_SECRET_KEY": SECRET_KEY, "BANKHUB_CREATE_DEMO_APP": "false"},
@@ -398,6 +399,8 @@ def test_killed_workers_lose_and_duplicate_nothing(
     seen = Counter(receiver.ids())
     expected = {f"evt_{e[0]}" for e in snap.events}
     assert set(seen) == expected
+    unverified = [h.webhook_id for h in receiver.hits if not h.verified]
+    assert not unverified, f"signatures that standardwebhooks refused: {unverified}"
 
     with capsys.disabled():
         print(
