@@ -148,7 +148,8 @@ async def test_failures_are_retried_with_the_same_id_until_the_receiver_recovers
     assert done.attempts == 5
     ids = {r.headers["webhook-id"] for r in receiver.received}
     assert len(ids) == 1
-    verified(secret, receiver.received[-1])
+    for request in receiver.received:  # every attempt is signed, not only the one that landed
+        verified(secret, request)
     async with h.hub.db.transaction() as session:
         attempts = (
             (await session.execute(select(WebhookAttempt).order_by(WebhookAttempt.id)))
@@ -168,10 +169,12 @@ async def test_failures_are_retried_with_the_same_id_until_the_receiver_recovers
 
 async def test_gone_disables_the_endpoint(harness: Harness, receiver: Receiver) -> None:
     h = harness
-    endpoint_id, _ = await add_endpoint(h, receiver.url)
+    endpoint_id, secret = await add_endpoint(h, receiver.url)
     payload = await connect(h, "user_good")
     receiver.status = 410
     await Runner(h.hub).run_once()
+    [request] = receiver.received
+    verified(secret, request)
     async with h.hub.db.transaction() as session:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
         assert endpoint is not None
