@@ -105,3 +105,45 @@ def test_production_refuses_to_start_without_a_secret_key(
     result = CliRunner().invoke(cli, ["migrate"])
     assert result.exit_code == 2
     assert "BANKHUB_SECRET_KEY" in result.output
+
+
+def test_apps_create_with_a_webhook_and_rotate_its_secret(data_dir: Path) -> None:
+    made = CliRunner().invoke(
+        cli,
+        [
+            "apps",
+            "create",
+            "Hooked",
+            "--json",
+            "--webhook-url",
+            "http://127.0.0.1:9/hooks",
+            "--event",
+            "transactions.new",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    created = json.loads(made.stdout)
+    assert created["webhook_secret"].startswith("whsec_")
+    rotated = CliRunner().invoke(
+        cli, ["webhooks", "rotate", created["webhook_endpoint_id"], "--json"]
+    )
+    assert rotated.exit_code == 0, rotated.output
+    fresh = json.loads(rotated.stdout)
+    assert fresh["webhook_endpoint_id"] == created["webhook_endpoint_id"]
+    assert fresh["webhook_secret"].startswith("whsec_")
+    assert fresh["webhook_secret"] != created["webhook_secret"]
+    database = (data_dir / "bankhub.sqlite3").read_bytes()
+    assert fresh["webhook_secret"].encode() not in database  # stored encrypted only
+    assert CliRunner().invoke(cli, ["webhooks", "rotate", "no-such-endpoint"]).exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "events"),
+    [("ftp://example.com/hooks", []), ("http://127.0.0.1/hooks", ["no.such.event"])],
+)
+def test_apps_create_refuses_a_bad_webhook(data_dir: Path, url: str, events: list[str]) -> None:
+    arguments = ["apps", "create", "Bad", "--json", "--webhook-url", url]
+    for event in events:
+        arguments += ["--event", event]
+    result = CliRunner().invoke(cli, arguments)
+    assert result.exit_code == 2

@@ -7,11 +7,13 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.clock import utcnow
@@ -24,6 +26,8 @@ from bankhub.security.crypto import Box
 from bankhub.security.secrets import SecretHasher
 from bankhub.webhooks import services as webhooks
 from bankhub.webhooks.models import WebhookEndpoint
+
+T = TypeVar("T")
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="bankhub: a bank-data hub.")
 apps_cli = typer.Typer(no_args_is_help=True, help="Partner apps.")
@@ -50,22 +54,39 @@ def _migrate(settings: Settings) -> None:
     migrations.upgrade(settings.resolved_database_url())
 
 
-async def _demo_app(settings: Settings, *, reissue: bool) -> partners.IssuedApp | None:
-    """The demo app: created on first start; ``reissue`` gives it new secrets (shown once)."""
-    db = Database(settings.resolved_database_url())
-    hasher = SecretHasher(settings.resolved_secret_key())
+def _in_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run ``work`` in one unit of work on the configured database; API errors end the command."""
+
+    async def run() -> T:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.transaction() as session:
+                return await work(session)
+        finally:
+            await db.dispose()
+
     try:
-        async with db.transaction() as session:
-            demo = await partners.find_demo_app(session)
-            if demo is None:
-                if not reissue and await partners.count_apps(session) > 0:
-                    return None
-                return await partners.create_app(session, hasher, utcnow, "Demo app", is_demo=True)
-            if reissue:
-                return await partners.reissue_secrets(session, hasher, demo)
-            return None
-    finally:
-        await db.dispose()
+        return asyncio.run(run())
+    except ApiError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _demo_app(settings: Settings, *, reissue: bool) -> partners.IssuedApp | None:
+    """The demo app: created on first start; ``reissue`` gives it new secrets (shown once)."""
+    hasher = SecretHasher(settings.resolved_secret_key())
+
+    async def work(session: AsyncSession) -> partners.IssuedApp | None:
+        demo = await partners.find_demo_app(session)
+        if demo is None:
+            if not reissue and await partners.count_apps(session) > 0:
+                return None
+            return await partners.create_app(session, hasher, utcnow, "Demo app", is_demo=True)
+        if reissue:
+            return await partners.reissue_secrets(session, hasher, demo)
+        return None
+
+    return _in_db(settings, work)
 
 
 def _print_credentials(issued: partners.IssuedApp, base: str) -> None:
@@ -102,7 +123,7 @@ def serve(
     if settings.is_dev:
         out.print(f"environment: {settings.env} (plain http and loopback URLs allowed)")
     if settings.create_demo_app and settings.is_dev:
-        issued = asyncio.run(_demo_app(settings, reissue=False))
+        issued = _demo_app(settings, reissue=False)
         if issued is not None:
             out.print("Created the demo app; its secrets are shown this once:")
             _print_credentials(issued, base)
@@ -156,7 +177,7 @@ def demo() -> None:
     """Print a ready-made demo app (with new secrets) and the next commands to try."""
     settings = _settings()
     _migrate(settings)
-    issued = asyncio.run(_demo_app(settings, reissue=True))
+    issued = _demo_app(settings, reissue=True)
     assert issued is not None  # noqa: S101 - reissue always returns the app
     _print_credentials(issued, settings.public_url or f"http://{settings.host}:{settings.port}")
 
@@ -174,35 +195,26 @@ def apps_create(
     settings = _settings()
     _migrate(settings)
 
-    async def create() -> dict[str, str]:
-        db = Database(settings.resolved_database_url())
-        try:
-            async with db.transaction() as session:
-                issued = await partners.create_app(
-                    session, SecretHasher(settings.resolved_secret_key()), utcnow, name
-                )
-                result = issued.as_dict()
-                if webhook_url is not None:
-                    hook = await webhooks.create_endpoint(
-                        session,
-                        Box.from_secret(settings.resolved_secret_key()),
-                        utcnow(),
-                        issued.app.id,
-                        webhook_url,
-                        event or None,
-                        allow_http=settings.is_dev,
-                    )
-                    result["webhook_endpoint_id"] = hook.endpoint.id
-                    result["webhook_secret"] = hook.secret
-                return result
-        finally:
-            await db.dispose()
+    async def create(session: AsyncSession) -> dict[str, str]:
+        issued = await partners.create_app(
+            session, SecretHasher(settings.resolved_secret_key()), utcnow, name
+        )
+        result = issued.as_dict()
+        if webhook_url is not None:
+            hook = await webhooks.create_endpoint(
+                session,
+                Box.from_secret(settings.resolved_secret_key()),
+                utcnow(),
+                issued.app.id,
+                webhook_url,
+                event or None,
+                allow_http=settings.is_dev,
+            )
+            result["webhook_endpoint_id"] = hook.endpoint.id
+            result["webhook_secret"] = hook.secret
+        return result
 
-    try:
-        created = asyncio.run(create())
-    except ApiError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(2) from None
+    created = _in_db(settings, create)
     if as_json:
         print(json.dumps(created))
     else:
@@ -220,28 +232,19 @@ def webhooks_rotate(
     settings = _settings()
     _migrate(settings)
 
-    async def rotate() -> str:
-        db = Database(settings.resolved_database_url())
-        try:
-            async with db.transaction() as session:
-                endpoint = await session.get(WebhookEndpoint, endpoint_id)
-                if endpoint is None:
-                    raise ApiError(ErrorCode.NOT_FOUND, f"no webhook endpoint {endpoint_id}")
-                return await webhooks.rotate_secret(
-                    session,
-                    Box.from_secret(settings.resolved_secret_key()),
-                    utcnow(),
-                    endpoint,
-                    timedelta(hours=overlap_hours),
-                )
-        finally:
-            await db.dispose()
+    async def rotate(session: AsyncSession) -> str:
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        if endpoint is None:
+            raise ApiError(ErrorCode.NOT_FOUND, f"no webhook endpoint {endpoint_id}")
+        return await webhooks.rotate_secret(
+            session,
+            Box.from_secret(settings.resolved_secret_key()),
+            utcnow(),
+            endpoint,
+            timedelta(hours=overlap_hours),
+        )
 
-    try:
-        secret = asyncio.run(rotate())
-    except ApiError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(2) from None
+    secret = _in_db(settings, rotate)
     if as_json:
         print(json.dumps({"webhook_endpoint_id": endpoint_id, "webhook_secret": secret}))
     else:
@@ -287,15 +290,10 @@ def maintenance(state: Annotated[str, typer.Argument(help="on or off")]) -> None
     settings = _settings()
     _migrate(settings)
 
-    async def switch() -> None:
-        db = Database(settings.resolved_database_url())
-        try:
-            async with db.transaction() as session:
-                await flags.set_flag(session, utcnow, flags.MAINTENANCE, state)
-        finally:
-            await db.dispose()
+    async def switch(session: AsyncSession) -> None:
+        await flags.set_flag(session, utcnow, flags.MAINTENANCE, state)
 
-    asyncio.run(switch())
+    _in_db(settings, switch)
     out.print(f"maintenance {state}")
 
 

@@ -9,6 +9,7 @@ import msgspec
 from litestar import Request, get, post
 from litestar.params import FromPath, FromQuery
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.schemas import VERSION, wire_time
@@ -126,6 +127,13 @@ async def list_events(
     return EventListEnvelope(data, next_cursor, len(rows) > size)
 
 
+async def _event_of(session: AsyncSession, app_id: int, event_id: int) -> Event:
+    event = await session.get(Event, event_id)
+    if event is None or event.app_id != app_id:
+        raise ApiError(ErrorCode.NOT_FOUND, f"No event {event_id}", {"event_id": event_id})
+    return event
+
+
 def _when(value: datetime | None) -> str | None:
     return wire_time(as_utc(value)) if value else None
 
@@ -139,9 +147,7 @@ async def read_event(request: AnyRequest, event_id: FromPath[int]) -> EventDetai
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         app = await hub.authenticate(session, request)
-        event = await session.get(Event, event_id)
-        if event is None or event.app_id != app.id:
-            raise ApiError(ErrorCode.NOT_FOUND, f"No event {event_id}", {"event_id": event_id})
+        event = await _event_of(session, app.id, event_id)
         deliveries = (
             (
                 await session.execute(
@@ -203,9 +209,7 @@ async def replay_event(request: AnyRequest, event_id: FromPath[int]) -> ReplayEn
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         app = await hub.authenticate(session, request)
-        event = await session.get(Event, event_id)
-        if event is None or event.app_id != app.id:
-            raise ApiError(ErrorCode.NOT_FOUND, f"No event {event_id}", {"event_id": event_id})
+        event = await _event_of(session, app.id, event_id)
         queued = await events.fan_out(session, event, hub.clock())
     return ReplayEnvelope(ReplayOut(event_id, True, queued))
 
