@@ -57,5 +57,7 @@ class Transaction(Base):
     category: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(10))
     meta: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: for a booked item: the pending item it replaced (that one was removed when it booked)
+    pending_transaction_id: Mapped[int | None] = mapped_column(nullable=True)
     fetched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

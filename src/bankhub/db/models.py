@@ -1,6 +1,8 @@
 """Imports every model so that ``Base.metadata`` is complete (for Alembic and tests)."""
 
+from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Account, Transaction
+from bankhub.audit.models import AuditEntry
 from bankhub.customers.models import Customer
 from bankhub.db.base import Base
 from bankhub.events.models import Event, SystemFlag
@@ -12,6 +14,7 @@ from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndp
 __all__ = [
     "Account",
     "App",
+    "AuditEntry",
     "Base",
     "ConnectToken",
     "Customer",
@@ -20,6 +23,7 @@ __all__ = [
     "SyncRun",
     "SystemFlag",
     "Transaction",
+    "TransactionChange",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

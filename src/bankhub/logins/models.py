@@ -45,6 +45,12 @@ class Login(Base):
     #: the connector's opaque state (session and consent references; never credentials)
     connector_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     consent_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    consent_granted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: what the user agreed to share: accounts, balances, transactions, holder_info
+    consent_scopes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    consent_history_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: AES-GCM envelope of the credentials, only when the app opted in to the vault
+    vault_credentials_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_refresh_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, String
+from sqlalchemy import Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bankhub.db.base import Base
@@ -21,4 +21,12 @@ class App(Base):
     service_secret_hash: Mapped[str] = mapped_column(String(64))
     app_secret_hash: Mapped[str] = mapped_column(String(64))
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: financial data is purged this long after it was fetched (seed 004: 24 hours by default)
+    retention_hours: Mapped[int] = mapped_column(Integer, default=24, server_default="24")
+    retention_set_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    retention_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: opt-in: keep bank credentials encrypted so logins that need them refresh unattended
+    credential_vault: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    credential_vault_set_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    credential_vault_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
