@@ -29,9 +29,11 @@ from bankhub.connect.pages import error_page, is_page_path
 from bankhub.connect.routes import CONNECT_ROUTES
 from bankhub.connect.templates import template_engine
 from bankhub.connectors.sandbox.pages import router as sandbox_bank_router
+from bankhub.customers.routes import CUSTOMER_ROUTES
 from bankhub.events.routes import EVENT_ROUTES
 from bankhub.hub import Hub, hub_of
 from bankhub.jobs.runner import Runner
+from bankhub.partners.routes import APP_ROUTES
 
 log = logging.getLogger("bankhub")
 
@@ -176,7 +178,15 @@ def create_app(hub: Hub) -> Litestar:
         security=[{"client-id": [], "service-secret": []}, {"client-id": [], "app-secret": []}],
     )
     app = Litestar(
-        route_handlers=[*ROUTES, *EVENT_ROUTES, *CONNECT_ROUTES, sandbox_bank_router, openapi_json],
+        route_handlers=[
+            *ROUTES,
+            *CUSTOMER_ROUTES,
+            *APP_ROUTES,
+            *EVENT_ROUTES,
+            *CONNECT_ROUTES,
+            sandbox_bank_router,
+            openapi_json,
+        ],
         exception_handlers={
             ApiError: handle_api_error,
             ValidationException: handle_validation,
