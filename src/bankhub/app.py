@@ -21,6 +21,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.template import TemplateConfig
 
 from bankhub import __version__
+from bankhub.accounts.routes import ACCOUNT_ROUTES
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.routes import ROUTES
 from bankhub.config import Settings
@@ -179,6 +180,7 @@ def create_app(hub: Hub) -> Litestar:
     )
     app = Litestar(
         route_handlers=[
+            *ACCOUNT_ROUTES,
             *ROUTES,
             *CUSTOMER_ROUTES,
             *APP_ROUTES,

@@ -9,6 +9,7 @@ and the fingerprint also finds rows again when a bank re-mints its ids.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import hashlib
 import logging
 import unicodedata
@@ -22,6 +23,8 @@ import httpx
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.accounts import changes as changes_log
+from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Account, Transaction
 from bankhub.catalogue import Catalogue, Service
 from bankhub.categories import categorize
@@ -105,6 +108,57 @@ def mask_number(value: str | None) -> str | None:
         return None
     compact = "".join(value.split())
     return "•••• " + compact[-4:] if len(compact) > 4 else "••••"
+
+
+TOUCH_BATCH = 500
+#: how far a booked item's amount may differ from its pending one (tips, currency conversion)
+PENDING_AMOUNT_TOLERANCE = Decimal("0.30")
+PENDING_DAYS_BEFORE = 2
+PENDING_DAYS_AFTER = 10
+PENDING_MIN_SIMILARITY = 0.6
+
+
+def _similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, _normal_text(a), _normal_text(b)).ratio()
+
+
+def link_pending(new_rows: list[dict[str, Any]], vanished: list[Any]) -> None:
+    """Set ``pending_transaction_id`` on new booked rows that replace a vanished pending item.
+
+    A booked item matches a pending one when it is booked from 2 days before to 10 days after
+    it, its amount is within 30 % (same sign), and its text (or merchant) is alike. Each pending
+    item links to its best match only, best first.
+    """
+    candidates: list[tuple[float, int, int]] = []
+    for index, row in enumerate(new_rows):
+        if row["status"] != TransactionStatus.BOOKED:
+            continue
+        for pending in vanished:
+            days = (row["date"] - pending.date).days
+            if not -PENDING_DAYS_BEFORE <= days <= PENDING_DAYS_AFTER:
+                continue
+            amount, was = row["amount"], pending.amount
+            if was == 0 or (amount < 0) != (was < 0):
+                continue
+            drift = abs(amount - was) / abs(was)
+            if drift > PENDING_AMOUNT_TOLERANCE:
+                continue
+            same_merchant = bool(row["merchant"]) and row["merchant"] == pending.merchant
+            alike = _similarity(row["description"], pending.description)
+            if not same_merchant and alike < PENDING_MIN_SIMILARITY:
+                continue
+            score = alike + (0.5 if same_merchant else 0.0) - float(drift) - abs(days) / 30
+            candidates.append((score, index, pending.id))
+    taken_rows: set[int] = set()
+    taken_pending: set[int] = set()
+    for _, index, pending_id in sorted(candidates, reverse=True):
+        if index in taken_rows or pending_id in taken_pending:
+            continue
+        new_rows[index]["pending_transaction_id"] = pending_id
+        taken_rows.add(index)
+        taken_pending.add(pending_id)
+    for row in new_rows:
+        row.setdefault("pending_transaction_id", None)
 
 
 class SyncEngine:
@@ -273,6 +327,8 @@ class SyncEngine:
                     Transaction.amount,
                     Transaction.description,
                     Transaction.original_id,
+                    Transaction.date,
+                    Transaction.merchant,
                 ).where(Transaction.account_id == account.id, Transaction.date >= low)
             )
         ).all()
@@ -302,7 +358,7 @@ class SyncEngine:
 
         claimed: set[int] = set()
         new_rows: list[dict[str, Any]] = []
-        updated = 0
+        modified: list[int] = []
         for record, fp, key in prepared:
             row = by_key.get(key)
             if row is None:
@@ -331,7 +387,7 @@ class SyncEngine:
                     await session.execute(
                         update(Transaction).where(Transaction.id == row.id).values(**changes)
                     )
-                    updated += 1
+                    modified.append(row.id)
                 continue
             new_rows.append(
                 {
@@ -355,17 +411,49 @@ class SyncEngine:
                     "created_at": now,
                 }
             )
-        if new_rows:
-            await session.execute(insert(Transaction), new_rows)
-        # Pending items the bank no longer lists within the window were dropped or booked anew.
+        # Pending items the bank no longer lists within the window were dropped or booked anew;
+        # a new booked item that looks like one of them is linked to it.
         vanished = [
-            row.id
-            for row in rows
-            if row.status == TransactionStatus.PENDING and row.id not in claimed
+            row for row in rows if row.status == TransactionStatus.PENDING and row.id not in claimed
         ]
-        if vanished:
-            await session.execute(delete(Transaction).where(Transaction.id.in_(vanished)))
-        return len(new_rows), updated, len(vanished)
+        link_pending(new_rows, vanished)
+        added: list[int] = []
+        if new_rows:
+            inserted = await session.execute(
+                insert(Transaction).returning(Transaction.id, sort_by_parameter_order=True),
+                new_rows,
+            )
+            added = list(inserted.scalars())
+        removed = [row.id for row in vanished]
+        if removed:
+            await session.execute(delete(Transaction).where(Transaction.id.in_(removed)))
+        # Rows seen again count as fetched now: retention purges only what was not fetched again.
+        seen = sorted(claimed - set(modified))
+        for start in range(0, len(seen), TOUCH_BATCH):
+            await session.execute(
+                update(Transaction)
+                .where(Transaction.id.in_(seen[start : start + TOUCH_BATCH]))
+                .values(fetched_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        log_changes = [
+            {
+                "app_id": account.app_id,
+                "account_id": account.id,
+                "transaction_id": tid,
+                "kind": kind,
+                "changed_at": now,
+            }
+            for kind, ids in (
+                (changes_log.ADDED, added),
+                (changes_log.MODIFIED, modified),
+                (changes_log.REMOVED, removed),
+            )
+            for tid in ids
+        ]
+        if log_changes:
+            await session.execute(insert(TransactionChange), log_changes)
+        return len(added), len(modified), len(removed)
 
     async def apply(self, session: AsyncSession, login: Login, result: FetchResult) -> ApplySummary:
         """Store a fetch for ``login``: accounts matched to their stable ids, rows deduplicated."""
