@@ -65,8 +65,8 @@ class Hub:
             # Never an ambient proxy: webhooks must reach the address the SSRF guard checked.
             trust_env=False,
         )
-        engine = SyncEngine(settings, registry, catalogue, clock, hasher, http)
         box = Box.from_secret(settings.resolved_secret_key())
+        engine = SyncEngine(settings, registry, catalogue, clock, hasher, http, box)
         return cls(settings, db, catalogue, registry, hasher, clock, http, engine, box)
 
     async def close(self) -> None:

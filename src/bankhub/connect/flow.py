@@ -90,6 +90,9 @@ class ConnectSession:
     outcome: dict[str, Any] | None = None
     failure_message: str | None = None
     base_state: dict[str, Any] = field(default_factory=dict)
+    #: the app opted in to the credential vault: keep the credentials until the login exists
+    vault: bool = False
+    vault_credentials: dict[str, str] | None = None
 
     @property
     def finished(self) -> bool:
@@ -117,7 +120,10 @@ class ConnectFlow:
 
     def _drop(self, sid: str) -> None:
         session = self._sessions.pop(sid, None)
-        if session is not None and session.task is not None and not session.task.done():
+        if session is None:
+            return
+        session.vault_credentials = None
+        if session.task is not None and not session.task.done():
             session.task.cancel()
 
     def get(self, sid: str | None) -> ConnectSession:
@@ -159,6 +165,7 @@ class ConnectFlow:
             csrf=secrets.token_urlsafe(32),
             last_seen=hub.clock(),
             base_state=base_state,
+            vault=app.credential_vault,
         )
         self._sessions[session.id] = session
         return session
@@ -170,6 +177,7 @@ class ConnectFlow:
             session.step = Step.CREDENTIALS
 
     def cancel(self, session: ConnectSession) -> None:
+        session.vault_credentials = None
         if not session.finished:
             session.outcome = {"status": "cancelled"}
             session.step = Step.DONE
@@ -186,6 +194,8 @@ class ConnectFlow:
             public_url=public_url,
         )
         session.run = run
+        if session.vault:
+            session.vault_credentials = dict(credentials)
         await self._drive(session, run.connector.authenticate(credentials))
 
     async def answer(self, session: ConnectSession, answer: Answer) -> None:
@@ -254,6 +264,7 @@ class ConnectFlow:
         else:
             session.outcome = {"status": "error", "error": error, "message": failure.message}
         session.failure_message = failure.message
+        session.vault_credentials = None
         session.step = Step.FAILED
         session.run = None
         if session.reconnect_login_id is not None and not cancelled:
@@ -303,6 +314,11 @@ class ConnectFlow:
             login.secret_hash = secret_hash
             login.consent_notice_days = 0  # a renewed consent is announced afresh
             await db.flush()
+            if session.vault_credentials is not None:
+                login.vault_credentials_enc = hub.engine.seal_credentials(
+                    login, session.vault_credentials
+                )
+            session.vault_credentials = None
             await hub.engine.apply(db, login, result)
             schedule_next(hub.engine, login, session.service, now)
             login_id = login.id

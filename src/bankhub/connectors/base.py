@@ -173,6 +173,13 @@ class ConsentExpired(ConnectorFailure):
     needs_user = True
 
 
+class SessionExpired(ConnectorFailure):
+    """The bank asks for the password again: the user reconnects (or the vault logs in)."""
+
+    status = "session_expired"
+    needs_user = True
+
+
 class ProviderUnavailable(ConnectorFailure):
     """The bank cannot be reached right now."""
 

@@ -28,6 +28,7 @@ STATUSES = (
     "password_expired",
     "account_locked",
     "consent_expired",
+    "session_expired",
     "provider_unavailable",
     "rate_limited",
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import hashlib
+import json
 import logging
 import unicodedata
 from collections.abc import Awaitable, Mapping
@@ -48,6 +49,7 @@ from bankhub.connectors.registry import ConnectorRegistry
 from bankhub.events import services as events
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
+from bankhub.security.crypto import Box, associated_data
 from bankhub.security.secrets import SecretHasher
 
 T = TypeVar("T")
@@ -172,7 +174,9 @@ class SyncEngine:
         clock: Clock,
         hasher: SecretHasher,
         http: httpx.AsyncClient,
+        box: Box,
     ) -> None:
+        self.box = box
         self.settings = settings
         self.registry = registry
         self.catalogue = catalogue
@@ -205,6 +209,20 @@ class SyncEngine:
         )
         connector = self.registry.create(service.connector, context)
         return ConnectorRun(connector, store, service)
+
+    # --- the credential vault (an app's opt-in) --------------------------------------------------
+
+    def seal_credentials(self, login: Login, credentials: Mapping[str, str]) -> str:
+        """Encrypt credentials bound to this login's row: a copy elsewhere does not decrypt."""
+        aad = associated_data(login.app_id, "logins", "vault_credentials", login.id)
+        return self.box.encrypt(json.dumps(dict(credentials)).encode(), aad)
+
+    def open_credentials(self, login: Login) -> dict[str, str] | None:
+        if not login.vault_credentials_enc:
+            return None
+        aad = associated_data(login.app_id, "logins", "vault_credentials", login.id)
+        opened: dict[str, str] = json.loads(self.box.decrypt(login.vault_credentials_enc, aad))
+        return opened
 
     async def revoke(self, service: Service, state: Mapping[str, Any]) -> bool:
         """Withdraw the consent at the bank, where the connector can; never blocks a deletion."""

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,11 +23,18 @@ from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.schemas import wire_time
 from bankhub.catalogue import Service
 from bankhub.clock import as_utc
-from bankhub.connectors.base import ConnectorFailure
+from bankhub.connectors.base import (
+    ConnectorFailure,
+    Interaction,
+    InvalidCredentials,
+    SessionExpired,
+)
 from bankhub.db.engine import Database
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
-from bankhub.sync.engine import ApplySummary, FetchResult, SyncEngine
+from bankhub.partners.models import App
+from bankhub.security.crypto import DecryptionError
+from bankhub.sync.engine import ApplySummary, ConnectorRun, FetchResult, SyncEngine
 from bankhub.sync.models import SyncRun
 
 log = logging.getLogger("bankhub.sync")
@@ -108,6 +116,24 @@ async def _heartbeat(
             )
 
 
+async def reopen(
+    engine: SyncEngine, run: ConnectorRun, credentials: Mapping[str, str] | None
+) -> None:
+    """Reopen the bank session unattended; with the app's vault, log in again if asked to."""
+    try:
+        await engine.guarded(run.connector.open_session())
+    except SessionExpired:
+        if credentials is None:
+            raise
+        try:
+            await engine.guarded(run.connector.authenticate(credentials))
+        except Interaction:
+            # A code or an approval needs the user: the vault cannot stand in for them.
+            raise SessionExpired(
+                "The bank asks for more than the password; the user must reconnect"
+            ) from None
+
+
 async def refresh_login(
     engine: SyncEngine,
     db: Database,
@@ -166,6 +192,17 @@ async def refresh_login(
             login.sync_lease_owner = login.sync_lease_until = None
         state = dict(login.connector_state or {})
         last_refresh_at = login.last_refresh_at
+        credentials: dict[str, str] | None = None
+        app = await session.get(App, login.app_id)
+        if app is not None and app.credential_vault:
+            try:
+                credentials = engine.open_credentials(login)
+            except DecryptionError:
+                # Not this row's ciphertext (copied or altered): a security event, never used.
+                log.warning("vault credentials of login %s do not decrypt; dropped", login_id)
+                login.vault_credentials_enc = None
+        elif login.vault_credentials_enc:
+            login.vault_credentials_enc = None  # the app opted out: forget what it had kept
     if stale:
         raise LoginBusy(login_id)
 
@@ -174,7 +211,7 @@ async def refresh_login(
     result: FetchResult | None = None
     heartbeat = asyncio.create_task(_heartbeat(engine, db, login_id, token, lease))
     try:
-        await engine.guarded(run.connector.open_session())
+        await reopen(engine, run, credentials)
         result = await engine.fetch(run, engine.refresh_since(last_refresh_at, service))
     except ConnectorFailure as exc:
         failure = exc
@@ -194,6 +231,8 @@ async def refresh_login(
                 login_id, False, login.status, login.last_refresh_at, now + cooldown, applied=False
             )
         summary = None
+        if isinstance(failure, InvalidCredentials) and credentials is not None:
+            login.vault_credentials_enc = None  # the kept password no longer works
         if failure is not None:
             await engine.record_failure(session, login, failure, run.state.load())
         else:

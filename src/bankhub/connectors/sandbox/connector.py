@@ -43,6 +43,7 @@ from bankhub.connectors.base import (
     PasswordExpired,
     ProviderUnavailable,
     RateLimited,
+    SessionExpired,
     TransactionRecord,
 )
 from bankhub.connectors.sandbox import bank
@@ -68,8 +69,11 @@ SCENARIOS = frozenset(
         "user_dynamic",
         "user_remint",
         "user_consent_short",
+        "user_session",
     }
 )
+#: how long a ``user_session`` bank session lasts before the bank wants the password again
+SESSION_LIFETIME = timedelta(hours=1)
 
 DEVICES = (Choice("phone", "Phone ending in 42"), Choice("tablet", "Tablet (Sandbox Bank app)"))
 BIG_HISTORY_DAYS = 5 * 365 + 1
@@ -261,6 +265,7 @@ class SandboxConnector:
         state.pop("pending", None)
         state["consent_expires_at"] = (now + lifetime).isoformat()
         state["session"] = secrets.token_urlsafe(16)
+        state["session_started_at"] = now.isoformat()
         self.context.state.save(state)
 
     def _require_session(self, state: Mapping[str, Any]) -> None:
@@ -269,6 +274,13 @@ class SandboxConnector:
         expires = state.get("consent_expires_at")
         if expires and self.context.clock() >= datetime.fromisoformat(expires):
             raise ConsentExpired("The consent given to the bank has expired")
+        started = state.get("session_started_at")
+        if (
+            state.get("username") == "user_session"
+            and started
+            and self.context.clock() >= datetime.fromisoformat(started) + SESSION_LIFETIME
+        ):
+            raise SessionExpired("The bank asks for the password again")
 
     async def _session(self) -> dict[str, Any]:
         state = self.context.state.load()
