@@ -13,7 +13,7 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -49,6 +49,22 @@ class Step(StrEnum):
     PROGRESS = "progress"
     DONE = "done"
     FAILED = "failed"
+
+
+#: what the consent page asks the user to share
+CONSENT_SCOPES = ("accounts", "balances", "transactions")
+#: the longest consent bankhub records, whatever a bank offers (PSD2 RTS art. 10: 180 days)
+MAX_CONSENT = timedelta(days=180)
+
+
+def grant_consent(login: Login, info: ConnectorInfo, now: datetime) -> None:
+    """Record what the user agreed to on the connect page, and until when."""
+    login.consent_granted_at = now
+    login.consent_scopes = list(CONSENT_SCOPES)
+    login.consent_history_days = info.history_days
+    offered = min(timedelta(days=info.consent_days), MAX_CONSENT)
+    bank = as_utc(login.consent_expires_at) if login.consent_expires_at else now + offered
+    login.consent_expires_at = min(bank, now + offered)
 
 
 def sentence(text: str) -> str:
@@ -320,6 +336,7 @@ class ConnectFlow:
                 )
             session.vault_credentials = None
             await hub.engine.apply(db, login, result)
+            grant_consent(login, session.info, now)
             schedule_next(hub.engine, login, session.service, now)
             login_id = login.id
         session.run = None
