@@ -266,4 +266,4 @@ async def test_connect_session_idles_out_after_five_minutes(harness: Harness) ->
 
 async def test_unknown_route_and_method(harness: Harness) -> None:
     assert_error(await harness.client.get("/v2/nothing"), 404, "NotFound")
-    assert_error(await harness.client.delete("/v2/customer"), 405, "MethodNotAllowed")
+    assert_error(await harness.client.patch("/v2/customer"), 405, "MethodNotAllowed")

@@ -10,18 +10,17 @@ from urllib.parse import urlencode
 from litestar import Request, Response, delete, get, post, put
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import File
-from sqlalchemy import delete as sa_delete
 
 from bankhub.accounts import services as accounts
 from bankhub.accounts.models import Account, Transaction
 from bankhub.api import schemas as s
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.audit import services as audit
 from bankhub.catalogue import Service
 from bankhub.clock import as_utc
 from bankhub.customers import services as customers
-from bankhub.events import services as events
-from bankhub.events.models import Event
 from bankhub.hub import Hub, hub_of
+from bankhub.lifecycle import erasure
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.money import format_amount
@@ -147,7 +146,7 @@ async def reconnect_token(request: AnyRequest, data: JSONBody[s.ReconnectIn]) ->
 # --- logins ----------------------------------------------------------------------------------
 
 
-def _login_out(login: Login, hub: Hub) -> s.LoginOut:
+def login_out(login: Login, hub: Hub) -> s.LoginOut:
     return s.LoginOut(
         id=login.id,
         customer_id=login.customer_id,
@@ -170,7 +169,7 @@ async def read_login(request: AnyRequest) -> s.LoginEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         _, login = await hub.authenticate_login(session, request)
-        return s.LoginEnvelope(_login_out(login, hub))
+        return s.LoginEnvelope(login_out(login, hub))
 
 
 @delete(
@@ -187,26 +186,29 @@ async def read_login(request: AnyRequest) -> s.LoginEnvelope:
 async def delete_login(request: AnyRequest) -> s.DeletedEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
-        _, login = await hub.authenticate_login(session, request)
-        login_id, app_id = login.id, login.app_id
-        service = hub.catalogue.get(login.service_id)
-        state = dict(login.connector_state or {})
-    if service is not None:
-        await hub.engine.revoke(service, state)
+        app, login = await hub.authenticate_login(session, request)
+        app_id, actor, upstream = app.id, audit.app_actor(app), erasure.upstream_of(login)
+    withdrawn = await erasure.withdraw_consents(hub.engine, hub.catalogue, [upstream])
     async with hub.db.transaction() as session:
-        await session.execute(
-            sa_delete(Event).where(Event.app_id == app_id, Event.login_id == login_id)
-        )
-        await session.execute(sa_delete(Login).where(Login.app_id == app_id, Login.id == login_id))
-        await events.record(
+        erased = await erasure.erase_logins(
             session,
             app_id=app_id,
-            login_id=None,
-            type=events.LOGIN_DELETED,
-            payload=events.login_deleted_payload(login_id),
+            login_ids=[upstream.login_id],
             now=hub.clock(),
+            withdrawn=[upstream.login_id],
         )
-    return s.DeletedEnvelope(s.DeletedOut(login_id, True))
+        audit.record(
+            session,
+            now=hub.clock(),
+            actor=actor,
+            action="login.erased",
+            target_type="login",
+            target_id=upstream.login_id,
+            app_id=app_id,
+            detail=erased.detail(consents_withdrawn=withdrawn),
+            request_id=audit.request_id(request),
+        )
+    return s.DeletedEnvelope(s.DeletedOut(upstream.login_id, True))
 
 
 async def _set_active(request: AnyRequest, active: bool) -> int:
@@ -265,7 +267,7 @@ async def refresh(request: AnyRequest) -> s.RefreshEnvelope:
 # --- accounts and transactions ---------------------------------------------------------------
 
 
-def _account_out(account: Account) -> s.AccountOut:
+def account_out(account: Account) -> s.AccountOut:
     return s.AccountOut(
         id=account.id,
         original_id=account.bank_id or f"acc-{account.id}",
@@ -277,7 +279,7 @@ def _account_out(account: Account) -> s.AccountOut:
     )
 
 
-def _transaction_out(row: Transaction) -> s.TransactionOut:
+def transaction_out(row: Transaction) -> s.TransactionOut:
     return s.TransactionOut(
         id=row.id,
         original_id=row.original_id,
@@ -297,7 +299,7 @@ async def list_accounts(request: AnyRequest) -> s.AccountListEnvelope:
         _, login = await hub.authenticate_login(session, request)
         logins.require_active(login)
         rows = await accounts.accounts_of(session, login)
-        return s.AccountListEnvelope([_account_out(a) for a in rows])
+        return s.AccountListEnvelope([account_out(a) for a in rows])
 
 
 def _date_param(name: str, value: str | None) -> date | None:
@@ -379,7 +381,7 @@ async def list_transactions(
         params["per_page"] = str(limit)
         query = urlencode(params)
         headers["Link"] = f'<{hub.public_url(request)}/v2/transaction?{query}>; rel="next"'
-    body = s.TransactionListEnvelope([_transaction_out(row) for row in rows[:limit]])
+    body = s.TransactionListEnvelope([transaction_out(row) for row in rows[:limit]])
     return Response(body, headers=headers)
 
 

@@ -2,6 +2,226 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, delete, get
+from litestar.params import FromQuery
 from litestar.types import ControllerRouterHandler
 
-CUSTOMER_ROUTES: list[ControllerRouterHandler] = []
+from bankhub.api import schemas as s
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.routes import account_out, login_out, transaction_out
+from bankhub.audit import services as audit
+from bankhub.clock import as_utc
+from bankhub.customers import services as customers
+from bankhub.events.routes import EventOut
+from bankhub.hub import hub_of
+from bankhub.lifecycle import erasure
+
+AnyRequest = Request[Any, Any, Any]
+
+CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+JSON_CONTENT_TYPES = ("application/json",)
+
+
+class CustomerRefIn(msgspec.Struct, forbid_unknown_fields=True):
+    customer_id: CustomerId | msgspec.UnsetType = msgspec.UNSET
+
+
+class ErasedOut(msgspec.Struct):
+    customer_id: str
+    deleted: bool
+    logins: int
+
+
+class ErasedEnvelope(msgspec.Struct):
+    data: ErasedOut
+    version: str = s.VERSION
+
+
+class ExportedCustomer(msgspec.Struct):
+    customer_id: str
+    identifier: str
+    created_at: str
+
+
+class ExportedLogin(s.LoginOut):
+    """The ``GET /v2/login`` object with the login's accounts, transactions and events."""
+
+    accounts: list[s.AccountOut]
+    transactions: list[s.TransactionOut]
+    events: list[EventOut]
+
+
+class ExportOut(msgspec.Struct):
+    customer: ExportedCustomer
+    logins: list[ExportedLogin]
+
+
+class ExportEnvelope(msgspec.Struct):
+    data: ExportOut
+    exported_at: str
+    version: str = s.VERSION
+
+
+_ref_decoder = msgspec.json.Decoder(CustomerRefIn)
+
+
+async def _customer_ref(request: AnyRequest, query: str | None) -> str:
+    """``customer_id`` from the JSON body, else from the query; the body's rules are the ones
+    every POST and PUT body follows (the app's request check leaves DELETE bodies alone)."""
+    body = await request.body()
+    from_body: str | msgspec.UnsetType = msgspec.UNSET
+    if body.strip():
+        media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type not in JSON_CONTENT_TYPES:
+            raise ApiError(
+                ErrorCode.CONTENT_INPUT_INVALID,
+                extra={"content_type": request.headers.get("content-type", "")[:100]},
+            )
+        try:
+            msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise ApiError(
+                ErrorCode.CONTENT_INPUT_INVALID, f"The body is not valid JSON: {exc}"
+            ) from None
+        try:
+            from_body = _ref_decoder.decode(body).customer_id
+        except msgspec.ValidationError as exc:
+            raise ApiError(ErrorCode.DATA_INVALID, str(exc), {"problems": [str(exc)]}) from None
+    if isinstance(from_body, str):
+        return from_body
+    return _query_ref(query, ErrorCode.DATA_INVALID)
+
+
+def _query_ref(value: str | None, code: ErrorCode) -> str:
+    if not value:
+        problem = "Object missing required field `customer_id`"
+        raise ApiError(code, problem, {"problems": [problem]})
+    if len(value) > 64:
+        problem = "Expected `str` of length <= 64 - at `$.customer_id`"
+        raise ApiError(code, problem, {"problems": [problem]})
+    return value
+
+
+@delete(
+    "/v2/customer",
+    status_code=200,
+    tags=["customer"],
+    summary="Erase a customer and everything held about them",
+    description=(
+        'The customer is named by a JSON body `{"customer_id": "..."}` or by the `customer_id` '
+        "query parameter (the body wins). Withdraws each login's consent at the bank where the "
+        "connector can, then removes the customer, their logins, accounts, transactions, events "
+        "and webhook deliveries. A `login.deleted` event is sent for each login."
+    ),
+)
+async def erase_customer(
+    request: AnyRequest, customer_id: FromQuery[str | None] = None
+) -> ErasedEnvelope:
+    hub = hub_of(request)
+    wanted = await _customer_ref(request, customer_id)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        customer = await customers.get_customer(session, app, wanted)
+        app_id, actor, customer_uuid = app.id, audit.app_actor(app), customer.id
+        upstreams = [
+            erasure.upstream_of(login)
+            for login in await erasure.customer_logins(session, app_id, customer_uuid)
+        ]
+    withdrawn = await erasure.withdraw_consents(hub.engine, hub.catalogue, upstreams)
+    async with hub.db.transaction() as session:
+        erased = await erasure.erase_customer(
+            session,
+            app_id=app_id,
+            customer_id=customer_uuid,
+            now=hub.clock(),
+            withdrawn=[u.login_id for u in upstreams],
+        )
+        if erased is None:  # erased meanwhile by another request
+            raise ApiError(
+                ErrorCode.CUSTOMER_NOT_FOUND,
+                f"Cannot find customer with id: '{customer_uuid}'.",
+                {"customer_id": customer_uuid},
+            )
+        audit.record(
+            session,
+            now=hub.clock(),
+            actor=actor,
+            action="customer.erased",
+            target_type="customer",
+            target_id=customer_uuid,
+            app_id=app_id,
+            detail=erased.detail(consents_withdrawn=withdrawn),
+            request_id=audit.request_id(request),
+        )
+    if erased.late:  # logins connected while the others' consents were being withdrawn
+        await erasure.withdraw_consents(hub.engine, hub.catalogue, erased.late)
+    return ErasedEnvelope(ErasedOut(customer_uuid, True, erased.logins))
+
+
+@get(
+    "/v2/customer/export",
+    tags=["customer"],
+    summary="Everything held about a customer, as one JSON document",
+    description=(
+        "Each login is the `GET /v2/login` object with its `accounts` (as `GET /v2/account`), "
+        "all its `transactions` (as `GET /v2/transaction`, every account, newest first) and its "
+        "`events` (as `GET /v2/event`, oldest first), whether the login is active or not."
+    ),
+)
+async def export_customer(
+    request: AnyRequest, customer_id: FromQuery[str | None] = None
+) -> Response[ExportEnvelope]:
+    hub = hub_of(request)
+    wanted = _query_ref(customer_id, ErrorCode.BAD_REQUEST)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        customer = await customers.get_customer(session, app, wanted)
+        held = await customers.holdings_of(session, customer)
+        now = hub.clock()
+        exported = [
+            ExportedLogin(
+                **msgspec.structs.asdict(login_out(h.login, hub)),
+                accounts=[account_out(a) for a in h.accounts],
+                transactions=[transaction_out(t) for t in h.transactions],
+                events=[
+                    EventOut(
+                        e.id, e.type, e.login_id, s.wire_time(as_utc(e.created_at)) or "", e.payload
+                    )
+                    for e in h.events
+                ],
+            )
+            for h in held
+        ]
+        audit.record(
+            session,
+            now=now,
+            actor=audit.app_actor(app),
+            action="customer.exported",
+            target_type="customer",
+            target_id=customer.id,
+            app_id=app.id,
+            detail={
+                "login_ids": [h.login.id for h in held],
+                "logins": len(held),
+                "accounts": sum(len(h.accounts) for h in held),
+                "transactions": sum(len(h.transactions) for h in held),
+                "events": sum(len(h.events) for h in held),
+            },
+            request_id=audit.request_id(request),
+        )
+        body = ExportEnvelope(
+            ExportOut(
+                ExportedCustomer(
+                    customer.id, customer.identifier, s.wire_time(as_utc(customer.created_at)) or ""
+                ),
+                exported,
+            ),
+            exported_at=s.wire_time(now) or "",
+        )
+    return Response(body, headers={"Cache-Control": "no-store"})
+
+
+CUSTOMER_ROUTES: list[ControllerRouterHandler] = [erase_customer, export_customer]

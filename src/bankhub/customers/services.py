@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.accounts.models import Account, Transaction
+from bankhub.accounts.services import accounts_of
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.clock import Clock
 from bankhub.customers.models import Customer
+from bankhub.events.models import Event
+from bankhub.logins.models import Login
 from bankhub.partners.models import App
 
 
@@ -70,3 +76,60 @@ async def get_customer(session: AsyncSession, app: App, customer_id: str) -> Cus
             {"customer_id": customer_id},
         )
     return customer
+
+
+@dataclass(frozen=True, slots=True)
+class LoginHoldings:
+    """One login of a customer with everything stored through it, in the API's orders."""
+
+    login: Login
+    accounts: Sequence[Account]
+    #: every transaction of every account, newest first (as ``GET /v2/transaction``)
+    transactions: Sequence[Transaction]
+    #: the login's events, oldest first (as ``GET /v2/event``)
+    events: Sequence[Event]
+
+
+async def holdings_of(session: AsyncSession, customer: Customer) -> list[LoginHoldings]:
+    """Everything bankhub holds about ``customer``, login by login (for an export)."""
+    logins = (
+        (
+            await session.execute(
+                select(Login)
+                .where(Login.app_id == customer.app_id, Login.customer_id == customer.id)
+                .order_by(Login.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    held: list[LoginHoldings] = []
+    for login in logins:
+        accounts = await accounts_of(session, login)
+        transactions = (
+            (
+                await session.execute(
+                    select(Transaction)
+                    .where(
+                        Transaction.app_id == login.app_id,
+                        Transaction.account_id.in_([a.id for a in accounts]),
+                    )
+                    .order_by(Transaction.date.desc(), Transaction.id.desc())
+                )
+            )
+            .scalars()
+            .all()
+        )
+        events = (
+            (
+                await session.execute(
+                    select(Event)
+                    .where(Event.app_id == login.app_id, Event.login_id == login.id)
+                    .order_by(Event.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        held.append(LoginHoldings(login, accounts, transactions, events))
+    return held

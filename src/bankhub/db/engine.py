@@ -21,6 +21,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
+    # Erased and purged data must not linger in free pages of the file (not every build's default).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

@@ -1,0 +1,183 @@
+"""Erasing a login or a whole customer, with everything fetched through them.
+
+An erasure is two steps around the caller's units of work: the consent is withdrawn at the bank
+first, outside any transaction and best effort (a bank that cannot be reached never blocks an
+erasure), then the rows go in one unit of work. Deleting a login cascades (foreign keys) to its
+accounts, transactions, change log, sync runs and connect tokens; its events are deleted here,
+which cascades to their webhook deliveries and attempts. Each erased login leaves one
+``login.deleted`` event, whose payload carries the login id only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.accounts.models import Account, Transaction
+from bankhub.catalogue import Catalogue
+from bankhub.customers.models import Customer
+from bankhub.events import services as events
+from bankhub.events.models import Event
+from bankhub.logins.models import Login
+from bankhub.sync.engine import SyncEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """What withdrawing a login's consent at the bank needs, read before the login is gone."""
+
+    login_id: int
+    service_id: int
+    state: dict[str, Any]
+
+
+def upstream_of(login: Login) -> Upstream:
+    return Upstream(login.id, login.service_id, dict(login.connector_state or {}))
+
+
+async def withdraw_consents(
+    engine: SyncEngine, catalogue: Catalogue, upstreams: Iterable[Upstream]
+) -> int:
+    """Withdraw each login's consent where its connector can; how many banks confirmed.
+
+    Call it outside any unit of work: banks are slow. Never raises.
+    """
+    withdrawn = 0
+    for upstream in upstreams:
+        service = catalogue.get(upstream.service_id)
+        if service is None:
+            continue
+        try:
+            if await engine.revoke(service, upstream.state):
+                withdrawn += 1
+        except Exception as exc:  # noqa: BLE001 - a failing bank never blocks an erasure
+            log.warning(
+                "withdrawing the consent of login %s failed: %s",
+                upstream.login_id,
+                type(exc).__name__,
+            )
+    return withdrawn
+
+
+@dataclass(slots=True)
+class Erased:
+    """What an erasure removed, in counts only: safe to keep in the audit log."""
+
+    logins: int = 0
+    accounts: int = 0
+    transactions: int = 0
+    events: int = 0
+    #: logins that were not known when the consents were withdrawn (created meanwhile)
+    late: list[Upstream] = field(default_factory=list)
+
+    def detail(self, **more: int) -> dict[str, int]:
+        return {
+            "logins": self.logins,
+            "accounts": self.accounts,
+            "transactions": self.transactions,
+            "events": self.events,
+            **more,
+        }
+
+
+async def erase_logins(
+    session: AsyncSession,
+    *,
+    app_id: int,
+    login_ids: Sequence[int],
+    now: datetime,
+    withdrawn: Iterable[int] = (),
+) -> Erased:
+    """Delete the app's logins among ``login_ids`` and all their data, in the caller's unit of
+    work, and record a ``login.deleted`` event for each. ``withdrawn``: the logins whose consent
+    was already withdrawn; any other is returned in ``late`` for the caller to withdraw."""
+    erased = Erased()
+    if not login_ids:
+        return erased
+    rows = (
+        (
+            await session.execute(
+                select(Login)
+                .where(Login.app_id == app_id, Login.id.in_(login_ids))
+                .order_by(Login.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    ids = [login.id for login in rows]
+    if not ids:
+        return erased
+    known = set(withdrawn)
+    erased.late = [upstream_of(login) for login in rows if login.id not in known]
+    erased.logins = len(ids)
+    erased.accounts = await _count(
+        session, select(func.count(Account.id)).where(Account.login_id.in_(ids))
+    )
+    erased.transactions = await _count(
+        session,
+        select(func.count(Transaction.id))
+        .join(Account, Account.id == Transaction.account_id)
+        .where(Account.login_id.in_(ids)),
+    )
+    erased.events = await _count(
+        session,
+        select(func.count(Event.id)).where(Event.app_id == app_id, Event.login_id.in_(ids)),
+    )
+    await session.execute(delete(Event).where(Event.app_id == app_id, Event.login_id.in_(ids)))
+    await session.execute(delete(Login).where(Login.app_id == app_id, Login.id.in_(ids)))
+    for login_id in ids:
+        await events.record(
+            session,
+            app_id=app_id,
+            login_id=None,
+            type=events.LOGIN_DELETED,
+            payload=events.login_deleted_payload(login_id),
+            now=now,
+        )
+    return erased
+
+
+async def customer_logins(session: AsyncSession, app_id: int, customer_id: str) -> list[Login]:
+    query = (
+        select(Login)
+        .where(Login.app_id == app_id, Login.customer_id == customer_id)
+        .order_by(Login.id)
+    )
+    return list((await session.execute(query)).scalars().all())
+
+
+async def erase_customer(
+    session: AsyncSession,
+    *,
+    app_id: int,
+    customer_id: str,
+    now: datetime,
+    withdrawn: Iterable[int] = (),
+) -> Erased | None:
+    """Delete the app's customer, every login of theirs with all its data, and their connect
+    tokens, in the caller's unit of work; ``None`` when there is no such customer (any more)."""
+    login_ids = [login.id for login in await customer_logins(session, app_id, customer_id)]
+    erased = await erase_logins(
+        session, app_id=app_id, login_ids=login_ids, now=now, withdrawn=withdrawn
+    )
+    gone = await session.execute(
+        delete(Customer)
+        .where(Customer.app_id == app_id, Customer.id == customer_id)
+        .returning(Customer.id)
+    )
+    if gone.scalar_one_or_none() is None:
+        return None
+    return erased
+
+
+async def _count(session: AsyncSession, query: Any) -> int:
+    return int((await session.execute(query)).scalar_one())

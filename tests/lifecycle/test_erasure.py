@@ -1,0 +1,511 @@
+"""Erasing a customer leaves nothing of theirs anywhere; an export is exactly what the API says."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from bankhub.audit.models import AuditEntry
+from bankhub.connectors.base import AccountRecord, ProviderUnavailable
+from bankhub.connectors.sandbox import SandboxConnector
+from bankhub.db.models import Base
+from bankhub.events.models import Event
+from bankhub.logins.models import Login
+from bankhub.partners.models import App
+from bankhub.webhooks import services as webhooks
+from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery
+from tests.api.connect_client import connect, create_customer
+from tests.conftest import BASE_URL, Harness
+
+NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+#: at least this many of A's transaction texts must be A's alone for the search to mean something
+MIN_DISTINCT_DESCRIPTIONS = 20
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["error"] == code, body
+    return body
+
+
+async def erase(
+    h: Harness, customer_id: str, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return await h.client.request(
+        "DELETE", "/v2/customer", json={"customer_id": customer_id}, headers=headers or h.headers()
+    )
+
+
+async def export(
+    h: Harness, customer_id: str, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return await h.client.get(
+        "/v2/customer/export", params={"customer_id": customer_id}, headers=headers or h.headers()
+    )
+
+
+async def all_transactions(h: Harness, secret: str, per_page: int = 1000) -> list[dict[str, Any]]:
+    """Every page of ``GET /v2/transaction`` of the login, following ``Link: rel=next``."""
+    rows: list[dict[str, Any]] = []
+    url: str | None = f"/v2/transaction?per_page={per_page}"
+    while url is not None:
+        response = await h.client.get(url, headers=h.headers(login_secret=secret))
+        assert response.status_code == 200, response.text
+        rows.extend(response.json()["data"])
+        found = NEXT.search(response.headers.get("link", ""))
+        url = found.group(1).removeprefix(BASE_URL) if found else None
+    return rows
+
+
+async def all_events(h: Harness) -> list[dict[str, Any]]:
+    """Every page of ``GET /v2/event``."""
+    rows: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        response = await h.client.get(
+            "/v2/event", params={"cursor": cursor, "limit": "7"}, headers=h.headers()
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        rows.extend(body["data"])
+        if not body["has_more"]:
+            return rows
+        cursor = body["next_cursor"]
+
+
+async def accounts_of(h: Harness, secret: str) -> list[dict[str, Any]]:
+    response = await h.client.get("/v2/account", headers=h.headers(login_secret=secret))
+    assert response.status_code == 200, response.text
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
+
+
+async def database_text(h: Harness) -> str:
+    """Every row of every table, as text: ``repr`` of the row and each text value as stored."""
+    parts: list[str] = []
+    async with h.hub.db.transaction() as session:
+        for table in Base.metadata.sorted_tables:
+            for row in (await session.execute(select(table))).all():
+                parts.append(repr(row))
+                for value in row:
+                    if isinstance(value, str):
+                        parts.append(value)
+                    elif isinstance(value, dict | list):
+                        parts.append(json.dumps(value, ensure_ascii=False, default=str))
+    return "\n".join(parts)
+
+
+def _read_files(path: Path) -> bytes:
+    data = path.read_bytes()
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists():
+        data += wal.read_bytes()
+    return data
+
+
+async def database_files(h: Harness) -> bytes:
+    """On SQLite, the raw bytes of the database file and its write-ahead log (if any)."""
+    if h.hub.db.dialect != "sqlite":
+        return b""
+    await h.hub.db.dispose()  # closes every connection: nothing is held in a cache
+    path = Path(str(make_url(h.hub.db.url).database))
+    data = await asyncio.to_thread(_read_files, path)
+    assert len(data) > 0
+    return data
+
+
+def spaced_forms(value: str) -> set[str]:
+    return {value, "".join(value.split())}
+
+
+class FetchSpy:
+    """Keeps every account the sandbox reports, as it reports them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.records: list[AccountRecord] = []
+        original = SandboxConnector.fetch_accounts
+
+        async def spy(connector: SandboxConnector) -> list[AccountRecord]:
+            records = await original(connector)
+            self.records.extend(records)
+            return records
+
+        monkeypatch.setattr(SandboxConnector, "fetch_accounts", spy)
+
+    def take(self) -> list[AccountRecord]:
+        taken, self.records = self.records, []
+        return taken
+
+
+async def add_webhook_endpoint(h: Harness) -> None:
+    async with h.hub.db.transaction() as session:
+        app = (
+            await session.execute(select(App).where(App.client_id == h.creds["client_id"]))
+        ).scalar_one()
+        await webhooks.create_endpoint(
+            session, h.hub.box, h.clock(), app.id, "http://127.0.0.1:9/hook", None, allow_http=True
+        )
+
+
+# --- erasure ---------------------------------------------------------------------------------
+
+
+async def test_erasing_a_customer_leaves_nothing_of_theirs_anywhere(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = harness
+    fetched = FetchSpy(monkeypatch)
+    await add_webhook_endpoint(h)  # so that events have stored deliveries to erase too
+
+    # B first: what the database holds about B (and the app) before A exists
+    customer_b = await create_customer(h, f"keep-me-{secrets.token_hex(6)}")
+    b_login = await connect(h, "user_good", 2, customer_id=customer_b)
+    b_records = fetched.take()
+    b_accounts = await accounts_of(h, b_login["secret"])
+    b_transactions = await all_transactions(h, b_login["secret"])
+    before_a = await database_text(h)
+
+    identifier = f"erase-me-{secrets.token_hex(8)}@example.org"
+    customer_a = await create_customer(h, identifier)
+    a_logins = [
+        await connect(h, "user_good", 1, customer_id=customer_a),
+        await connect(h, "user_dynamic", 3, customer_id=customer_a),
+    ]
+    a_records = fetched.take()
+    assert len(a_records) == 6  # three accounts per login
+    a_descriptions: set[str] = set()
+    for login in a_logins:
+        a_descriptions.update(t["description"] for t in await all_transactions(h, login["secret"]))
+
+    # a webhook receiver that echoed A's identifier back, stored with the attempt
+    async with h.hub.db.transaction() as session:
+        delivery = (
+            await session.execute(
+                select(WebhookDelivery)
+                .join(Event, Event.id == WebhookDelivery.event_id)
+                .where(Event.login_id == a_logins[0]["login_id"])
+                .limit(1)
+            )
+        ).scalar_one()
+        session.add(
+            WebhookAttempt(
+                app_id=delivery.app_id,
+                delivery_id=delivery.id,
+                attempted_at=h.clock(),
+                duration_ms=12,
+                outcome="failed",
+                status_code=500,
+                error="HTTP 500",
+                response_excerpt=f"unknown user {identifier}",
+            )
+        )
+
+    numbers: set[str] = set()
+    for record in a_records:
+        for value in (record.number, record.iban):
+            if value:
+                numbers |= spaced_forms(value)
+    b_numbers = {v for r in b_records for v in (r.number, r.iban) if v}
+    assert numbers
+    assert not numbers & b_numbers
+    b_descriptions = {t["description"] for t in b_transactions}
+    descriptions = {
+        d for d in a_descriptions if len(d) >= 6 and d not in b_descriptions and d not in before_a
+    }
+    assert len(descriptions) >= MIN_DISTINCT_DESCRIPTIONS, sorted(descriptions)
+    wanted = {identifier, *numbers, *descriptions}
+    held = await database_text(h)
+    assert identifier in held  # the search finds what is there
+    assert all(d in held for d in descriptions)
+    raw = await database_files(h)
+    if raw:
+        assert identifier.encode() in raw
+        assert all(d.encode() in raw for d in descriptions)
+
+    response = await erase(h, customer_a)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "data": {"customer_id": customer_a, "deleted": True, "logins": 2},
+        "version": "v2",
+    }
+
+    text = await database_text(h)
+    assert sorted(v for v in wanted if v in text) == []
+    raw = await database_files(h)
+    assert sorted(v for v in wanted if v.encode() in raw) == []
+
+    # A is gone from the API; B is exactly as before
+    for login in a_logins:
+        gone = await h.client.get("/v2/login", headers=h.headers(login_secret=login["secret"]))
+        assert_error(gone, 404, "LoginNotFound")
+    assert_error(await export(h, customer_a), 404, "CustomerNotFound")
+    assert_error(await erase(h, customer_a), 404, "CustomerNotFound")
+    assert await accounts_of(h, b_login["secret"]) == b_accounts
+    assert [t["id"] for t in await all_transactions(h, b_login["secret"])] == [
+        t["id"] for t in b_transactions
+    ]
+    async with h.hub.db.transaction() as session:
+        a_ids = [login["login_id"] for login in a_logins]
+        for table, column in ((Login, Login.id), (Event, Event.login_id)):
+            count = await session.execute(
+                select(func.count()).select_from(table).where(column.in_(a_ids))
+            )
+            assert count.scalar_one() == 0
+        orphans = await session.execute(
+            select(func.count(WebhookDelivery.id)).where(
+                WebhookDelivery.event_id.not_in(select(Event.id))
+            )
+        )
+        assert orphans.scalar_one() == 0
+        assert (await session.execute(select(func.count(WebhookAttempt.id)))).scalar_one() == 0
+    deleted = [e["payload"] for e in await all_events(h) if e["type"] == "login.deleted"]
+    assert deleted == [{"login_id": i, "deleted": True} for i in a_ids]
+
+
+async def test_erasure_withdraws_each_consent_and_survives_a_bank_that_fails(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = harness
+    revoked: list[tuple[str, str]] = []
+
+    async def failing(connector: SandboxConnector) -> None:
+        state = connector.context.state.load()
+        revoked.append((str(connector.context.institution["slug"]), str(state["username"])))
+        raise ProviderUnavailable("the bank is down")
+
+    customer = await create_customer(h, f"revoke-{secrets.token_hex(6)}")
+    first = await connect(h, "user_good", 1, customer_id=customer)
+    second = await connect(h, "user_dynamic", 3, customer_id=customer)
+    monkeypatch.setattr(SandboxConnector, "revoke", failing)
+
+    # named in the query this time
+    response = await h.client.delete(
+        "/v2/customer", params={"customer_id": customer}, headers=h.headers()
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == {"customer_id": customer, "deleted": True, "logins": 2}
+    slugs = [h.hub.catalogue.get(i).slug for i in (1, 3)]  # type: ignore[union-attr]
+    assert revoked == [(slugs[0], "user_good"), (slugs[1], "user_dynamic")]
+    async with h.hub.db.transaction() as session:
+        left = await session.execute(
+            select(func.count(Login.id)).where(
+                Login.id.in_([first["login_id"], second["login_id"]])
+            )
+        )
+        assert left.scalar_one() == 0
+        entry = (
+            await session.execute(select(AuditEntry).where(AuditEntry.action == "customer.erased"))
+        ).scalar_one()
+    assert entry.detail["consents_withdrawn"] == 0
+
+
+async def test_erasure_withdraws_consent_upstream_when_the_bank_answers(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = harness
+    revoked: list[str] = []
+    original = SandboxConnector.revoke
+
+    async def spy(connector: SandboxConnector) -> None:
+        revoked.append(str(connector.context.state.load()["username"]))
+        await original(connector)
+
+    monkeypatch.setattr(SandboxConnector, "revoke", spy)
+    customer = await create_customer(h, f"revoke-{secrets.token_hex(6)}")
+    await connect(h, "user_good", 1, customer_id=customer)
+    await connect(h, "user_dynamic", 3, customer_id=customer)
+    assert (await erase(h, customer)).status_code == 200
+    assert revoked == ["user_good", "user_dynamic"]
+    async with h.hub.db.transaction() as session:
+        entry = (
+            await session.execute(select(AuditEntry).where(AuditEntry.action == "customer.erased"))
+        ).scalar_one()
+    assert entry.detail["consents_withdrawn"] == 2
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+async def test_export_holds_exactly_what_the_api_returns(harness: Harness) -> None:
+    h = harness
+    identifier = f"export-{secrets.token_hex(6)}"
+    customer = await create_customer(h, identifier)
+    logins = [
+        await connect(h, "user_good", 1, customer_id=customer),
+        await connect(h, "user_dynamic", 3, customer_id=customer),
+    ]
+    other = await connect(h, "user_good", 2)  # another customer of the same app
+
+    response = await export(h, customer)
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert set(body) == {"data", "exported_at", "version"}
+    assert body["version"] == "v2"
+    assert body["exported_at"] == "2026-11-20T09:00:00.000Z"
+    data = body["data"]
+    assert data["customer"] == {
+        "customer_id": customer,
+        "identifier": identifier,
+        "created_at": "2026-11-20T09:00:00.000Z",
+    }
+    assert [item["id"] for item in data["logins"]] == [login["login_id"] for login in logins]
+    events = await all_events(h)
+    for item, login in zip(data["logins"], logins, strict=True):
+        secret = login["secret"]
+        read = await h.client.get("/v2/login", headers=h.headers(login_secret=secret))
+        as_login = {
+            k: v for k, v in item.items() if k not in {"accounts", "transactions", "events"}
+        }
+        assert as_login == read.json()["data"]
+        assert item["accounts"] == await accounts_of(h, secret)
+        transactions = await all_transactions(h, secret, per_page=40)
+        assert len(transactions) > 40  # several pages were compared
+        assert item["transactions"] == transactions
+        mine = [e for e in events if e["login_id"] == login["login_id"]]
+        assert mine
+        assert item["events"] == mine
+    everything = json.dumps(data)
+    assert str(other["login_id"]) not in {str(i["id"]) for i in data["logins"]}
+    assert other["secret"] not in everything
+
+    # a deactivated login is still exported in full
+    off = await h.client.put(
+        "/v2/login/deactivate", headers=h.headers(login_secret=logins[0]["secret"])
+    )
+    assert off.status_code == 200
+    again = (await export(h, customer)).json()["data"]["logins"][0]
+    assert again["active"] is False
+    assert again["transactions"] == data["logins"][0]["transactions"]
+
+
+async def test_another_app_cannot_export_or_erase(harness: Harness) -> None:
+    h = harness
+    customer = await create_customer(h, "theirs")
+    login = await connect(h, "user_good", 1, customer_id=customer)
+    creds = await h.new_app()
+    intruder = {
+        "client-id": creds["client_id"],
+        "service-secret": creds["service_secret"],
+        "content-type": "application/json",
+    }
+    missing = str(uuid.uuid4())
+    for customer_id in (customer, missing, "not-a-uuid"):
+        for response in (
+            await export(h, customer_id, intruder),
+            await erase(h, customer_id, intruder),
+        ):
+            body = assert_error(response, 404, "CustomerNotFound")
+            assert body["extra"] == {"customer_id": customer_id}
+    for response in (await export(h, missing), await erase(h, missing)):
+        assert_error(response, 404, "CustomerNotFound")
+    assert len(await accounts_of(h, login["secret"])) == 3
+    unauthenticated = await h.client.request(
+        "DELETE", "/v2/customer", json={"customer_id": customer}
+    )
+    assert unauthenticated.status_code >= 400
+    assert (await export(h, customer)).status_code == 200
+
+
+async def test_malformed_requests_are_refused_by_the_usual_rules(harness: Harness) -> None:
+    h = harness
+    customer = await create_customer(h, "malformed")
+    url = "/v2/customer"
+    headers = h.headers()
+    plain = {**headers, "content-type": "text/plain"}
+    cases: list[tuple[dict[str, str], bytes, str]] = [
+        (plain, json.dumps({"customer_id": customer}).encode(), "ContentInputInvalid"),
+        (headers, b'{"customer_id": ', "ContentInputInvalid"),
+        (headers, json.dumps({"customer_id": customer, "x": 1}).encode(), "DataInvalid"),
+        (headers, json.dumps({"customer_id": 7}).encode(), "DataInvalid"),
+        (headers, json.dumps({"customer_id": None}).encode(), "DataInvalid"),
+        (headers, json.dumps({"customer_id": "x" * 65}).encode(), "DataInvalid"),
+        (headers, json.dumps(["customer_id"]).encode(), "DataInvalid"),
+        (headers, b"{}", "DataInvalid"),
+        (headers, b"", "DataInvalid"),
+    ]
+    for case_headers, content, code in cases:
+        response = await h.client.request("DELETE", url, content=content, headers=case_headers)
+        body = assert_error(response, 400, code)
+        if code == "DataInvalid":
+            assert body["extra"]["problems"]
+    assert_error(await h.client.get("/v2/customer/export", headers=headers), 400, "BadRequest")
+    assert (await export(h, customer)).status_code == 200  # nothing was erased
+
+    # the body wins over the query
+    response = await h.client.request(
+        "DELETE",
+        url,
+        params={"customer_id": str(uuid.uuid4())},
+        json={"customer_id": customer},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["customer_id"] == customer
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
+async def test_erasure_and_export_are_audited_without_personal_data(harness: Harness) -> None:
+    h = harness
+    identifier = f"audited-{secrets.token_hex(6)}"
+    customer = await create_customer(h, identifier)
+    first = await connect(h, "user_good", 1, customer_id=customer)
+    second = await connect(h, "user_dynamic", 3, customer_id=customer)
+    descriptions = {t["description"] for t in await all_transactions(h, first["secret"])}
+    descriptions |= {t["description"] for t in await all_transactions(h, second["secret"])}
+    exported = (await export(h, customer)).json()["data"]
+    deleted = await h.client.delete(
+        "/v2/login", headers={**h.headers(login_secret=second["secret"]), "x-request-id": "r-1"}
+    )
+    assert deleted.json() == {"data": {"id": second["login_id"], "deleted": True}, "version": "v2"}
+    assert (await erase(h, customer)).status_code == 200
+
+    async with h.hub.db.transaction() as session:
+        entries = (
+            (await session.execute(select(AuditEntry).order_by(AuditEntry.id))).scalars().all()
+        )
+    by_action = {e.action: e for e in entries}
+    assert {"customer.exported", "login.erased", "customer.erased"} <= set(by_action)
+    actor = f"app:{h.creds['client_id']}"
+    first_export = exported["logins"][0]
+    assert by_action["customer.exported"].target_id == customer
+    assert by_action["customer.exported"].detail == {
+        "login_ids": [first["login_id"], second["login_id"]],
+        "logins": 2,
+        "accounts": 6,
+        "transactions": len(first_export["transactions"])
+        + len(exported["logins"][1]["transactions"]),
+        "events": len(first_export["events"]) + len(exported["logins"][1]["events"]),
+    }
+    login_erased = by_action["login.erased"]
+    assert (login_erased.target_type, login_erased.target_id) == ("login", str(second["login_id"]))
+    assert login_erased.request_id == "r-1"
+    assert login_erased.detail["logins"] == 1
+    assert login_erased.detail["accounts"] == 3
+    erased = by_action["customer.erased"]
+    assert (erased.target_type, erased.target_id) == ("customer", customer)
+    assert erased.detail["logins"] == 1
+    assert erased.detail["accounts"] == 3
+    assert erased.detail["transactions"] == len(first_export["transactions"])
+    for entry in (by_action["customer.exported"], login_erased, erased):
+        assert entry.actor == actor
+        assert entry.app_id is not None
+        text = repr((entry.detail, entry.target_id, entry.actor, entry.request_id))
+        assert identifier not in text
+        assert not [d for d in descriptions if d in text]
