@@ -161,6 +161,16 @@ def login_out(login: Login, hub: Hub) -> s.LoginOut:
         else None,
         next_refresh_possible_at=s.wire_time(next_possible(login, hub.settings.refresh_cooldown)),
         created_at=s.wire_time(as_utc(login.created_at)) or "",
+        consent=s.ConsentOut(
+            scopes=list(login.consent_scopes or []),
+            granted_at=s.wire_time(as_utc(login.consent_granted_at))
+            if login.consent_granted_at
+            else None,
+            expires_at=s.wire_time(as_utc(login.consent_expires_at))
+            if login.consent_expires_at
+            else None,
+            history_days=login.consent_history_days,
+        ),
     )
 
 

@@ -159,6 +159,15 @@ class DeletedEnvelope(msgspec.Struct):
     version: str = VERSION
 
 
+class ConsentOut(msgspec.Struct):
+    """What the user agreed to share on the connect page, and until when."""
+
+    scopes: list[str]
+    granted_at: str | None
+    expires_at: str | None
+    history_days: int | None
+
+
 class LoginOut(msgspec.Struct):
     id: int
     customer_id: str
@@ -169,6 +178,7 @@ class LoginOut(msgspec.Struct):
     last_refresh_at: str | None
     next_refresh_possible_at: str | None
     created_at: str
+    consent: ConsentOut
 
 
 class LoginEnvelope(msgspec.Struct):
