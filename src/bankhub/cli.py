@@ -1,4 +1,4 @@
-"""The operator's command line: serve, migrate, demo, apps, maintenance."""
+"""The operator's command line: serve, migrate, demo, apps, purge, maintenance."""
 
 from __future__ import annotations
 
@@ -279,6 +279,44 @@ def worker() -> None:
             await hub.close()
 
     asyncio.run(run())
+
+
+@cli.command()
+def purge(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """Purge now what is older than each app's retention window, and print the counts."""
+    settings = _settings()
+    _migrate(settings)
+    from bankhub.lifecycle import retention
+
+    async def run() -> retention.PurgeReport:
+        db = Database(settings.resolved_database_url())
+        try:
+            return await retention.purge(db, utcnow)
+        finally:
+            await db.dispose()
+
+    report = asyncio.run(run())
+    if as_json:
+        print(json.dumps(report.as_dict()))
+    else:
+        out.print(
+            f"purged {report.transactions} transactions, {report.changes} change-log rows, "
+            f"{report.webhook_excerpts} webhook excerpts ({report.apps_checked} apps checked)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for app in report.apps:
+            out.print(
+                f"  {app.client_id}: {app.transactions} transactions, {app.changes} change-log "
+                f"rows, {app.webhook_excerpts} webhook excerpts (window {app.retention_hours} h)",
+                highlight=False,
+                soft_wrap=True,
+            )
+    if report.failed:
+        err.print(f"[red]the purge of {len(report.failed)} app(s) failed; see the log[/red]")
+        raise typer.Exit(1)
 
 
 @cli.command()

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 10.0
     lease_seconds: int = 300
     worker_poll_seconds: float = 1.0
+    #: how often a runner purges financial data older than each app's retention window
+    retention_sweep_seconds: float = 300.0
 
     @property
     def token_ttl(self) -> timedelta:

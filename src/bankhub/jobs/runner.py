@@ -8,7 +8,8 @@ lease lapses. The same code runs inside ``bankhub serve`` on SQLite and in ``ban
 processes on PostgreSQL, so the two modes cannot drift apart.
 
 Syncs and deliveries have separate loops with their own bounded concurrency: a slow bank holds
-one sync slot, never a delivery, and never another login's sync.
+one sync slot, never a delivery, and never another login's sync. A third, small loop purges data
+older than each app's retention window (``bankhub.lifecycle.retention``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bankhub.clock import as_utc, utcnow
 from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.hub import Hub
+from bankhub.lifecycle import retention
 from bankhub.logins.models import Login
 from bankhub.sync.refresh import RETRYABLE, LoginBusy, refresh_login
 from bankhub.webhooks import sender, signing
@@ -73,6 +75,7 @@ class Runner:
         self._wake_deliveries = asyncio.Event()
         self._rng = random.Random()  # noqa: S311 - retry jitter
         self._next_sweep = 0.0
+        self.retention_every = max(1.0, settings.retention_sweep_seconds)
         #: logins this runner is syncing now; never started twice side by side
         self._syncing: set[int] = set()
 
@@ -194,6 +197,11 @@ class Runner:
                     )
                     sent += 1
         return sent
+
+    async def retention_sweep(self) -> retention.PurgeReport:
+        """Purge financial data older than each app's retention window (safe in any number of
+        runners at once: each row is deleted, and counted, once)."""
+        return await retention.purge(self.hub.db, self.hub.clock)
 
     # --- working ------------------------------------------------------------------------------
 
@@ -343,13 +351,35 @@ class Runner:
         deliveries = await self.claim_deliveries(self.delivery_slots)
         synced = await asyncio.gather(*(self.sync(a, i) for a, i in logins))
         delivered = await asyncio.gather(*(self.deliver(d) for d in deliveries))
+        await self.retention_sweep()
         return Tally(syncs=sum(synced), deliveries=sum(delivered))
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         await asyncio.gather(
             self._loop(stop, self.sync_slots, self._next_syncs, self._wake_syncs),
             self._loop(stop, self.delivery_slots, self._next_deliveries, self._wake_deliveries),
+            self._retention_loop(stop),
         )
+
+    async def _retention_loop(self, stop: asyncio.Event) -> None:
+        """A purge now, then every ``BANKHUB_RETENTION_SWEEP_SECONDS``, until ``stop``.
+
+        Stopping mid-purge cancels it: the open batch rolls back, and the next sweep redoes it.
+        """
+        halt: asyncio.Task[object] = asyncio.ensure_future(stop.wait())
+        try:
+            while not halt.done():
+                sweep: asyncio.Task[object] = asyncio.ensure_future(self.retention_sweep())
+                try:
+                    await asyncio.wait({sweep, halt}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    sweep.cancel()  # a no-op unless stopping while it runs
+                    await asyncio.wait({sweep})
+                if not sweep.cancelled() and (failure := sweep.exception()) is not None:
+                    log.error("retention purge failed", exc_info=failure)
+                await asyncio.wait({halt}, timeout=self.retention_every)
+        finally:
+            halt.cancel()
 
     async def _next_syncs(self, free: int) -> list[Awaitable[object]]:
         if time.monotonic() >= self._next_sweep:

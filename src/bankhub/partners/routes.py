@@ -2,6 +2,142 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from litestar import Request, get, put
+from litestar.params import JSONBody
 from litestar.types import ControllerRouterHandler
 
-APP_ROUTES: list[ControllerRouterHandler] = []
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.schemas import VERSION, wire_time
+from bankhub.audit import services as audit
+from bankhub.clock import as_utc
+from bankhub.hub import hub_of
+from bankhub.partners import services as partners
+from bankhub.partners.models import App
+
+AnyRequest = Request[Any, Any, Any]
+T = TypeVar("T")
+
+ChosenBy = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+RetentionHours = Annotated[
+    int, msgspec.Meta(ge=partners.MIN_RETENTION_HOURS, le=partners.MAX_RETENTION_HOURS)
+]
+
+
+class RetentionIn(msgspec.Struct, forbid_unknown_fields=True):
+    hours: RetentionHours
+    chosen_by: ChosenBy
+
+
+class CredentialVaultIn(msgspec.Struct, forbid_unknown_fields=True):
+    enabled: bool
+    chosen_by: ChosenBy
+
+
+class AppOut(msgspec.Struct):
+    client_id: str
+    name: str
+    retention_hours: int
+    retention_set_by: str | None
+    retention_set_at: str | None
+    credential_vault: bool
+    credential_vault_set_by: str | None
+    credential_vault_set_at: str | None
+
+
+class AppEnvelope(msgspec.Struct):
+    data: AppOut
+    version: str = VERSION
+
+
+async def _strict(request: AnyRequest, model: type[T]) -> T:
+    """The body again, without the lax coercions (``"48"`` → 48, ``1`` → true) of the framework:
+    a setting that is audited is taken only as the exact type."""
+    try:
+        return msgspec.json.decode(await request.body(), type=model, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ApiError(ErrorCode.DATA_INVALID, str(exc), {"problems": [str(exc)]}) from None
+
+
+def _app_out(app: App) -> AppEnvelope:
+    return AppEnvelope(
+        AppOut(
+            client_id=app.client_id,
+            name=app.name,
+            retention_hours=app.retention_hours,
+            retention_set_by=app.retention_set_by,
+            retention_set_at=wire_time(as_utc(app.retention_set_at))
+            if app.retention_set_at
+            else None,
+            credential_vault=bool(app.credential_vault),
+            credential_vault_set_by=app.credential_vault_set_by,
+            credential_vault_set_at=wire_time(as_utc(app.credential_vault_set_at))
+            if app.credential_vault_set_at
+            else None,
+        )
+    )
+
+
+@get("/v2/app", tags=["app"], summary="The app's own settings")
+async def read_app(request: AnyRequest) -> AppEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        return _app_out(app)
+
+
+@put(
+    "/v2/app/retention",
+    tags=["app"],
+    summary="Choose how long fetched financial data is kept",
+    description=(
+        "Transactions not fetched again within `hours` (1 to 8760; 24 by default) are purged, "
+        "with a `removed` entry in the change log. `chosen_by` names the person or system that "
+        "chose; it is recorded with the time and audited."
+    ),
+)
+async def set_retention(request: AnyRequest, data: JSONBody[RetentionIn]) -> AppEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        data = await _strict(request, RetentionIn)
+        await partners.set_retention(
+            session,
+            app,
+            data.hours,
+            data.chosen_by,
+            now=hub.clock(),
+            actor=audit.app_actor(app),
+            request_id=audit.request_id(request),
+        )
+        return _app_out(app)
+
+
+@put(
+    "/v2/app/credential-vault",
+    tags=["app"],
+    summary="Opt in or out of keeping bank credentials for unattended refreshes",
+    description="Records the choice, who made it (`chosen_by`) and when; audited.",
+)
+async def set_credential_vault(
+    request: AnyRequest, data: JSONBody[CredentialVaultIn]
+) -> AppEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        data = await _strict(request, CredentialVaultIn)
+        await partners.set_credential_vault(
+            session,
+            app,
+            data.enabled,
+            data.chosen_by,
+            now=hub.clock(),
+            actor=audit.app_actor(app),
+            request_id=audit.request_id(request),
+        )
+        return _app_out(app)
+
+
+APP_ROUTES: list[ControllerRouterHandler] = [read_app, set_retention, set_credential_vault]

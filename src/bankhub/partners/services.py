@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.audit import services as audit
 from bankhub.clock import Clock
 from bankhub.partners.models import App
 from bankhub.security.secrets import (
@@ -104,4 +106,88 @@ async def authenticate(
         ok = hasher.matches(app_secret, app.app_secret_hash, purpose=APP_SECRET)
     if not ok:
         raise ApiError(ErrorCode.CREDENTIAL_INVALID)
+    return app
+
+
+#: the longest retention an app may choose: a year (seed 004 keeps 24 hours by default)
+MAX_RETENTION_HOURS = 24 * 365
+MIN_RETENTION_HOURS = 1
+
+
+def _chooser(chosen_by: str) -> str:
+    name = chosen_by.strip()
+    if not name or len(name) > 200 or not name.isprintable():
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            "chosen_by must name the person or system that chose, in 1 to 200 printable characters",
+            {"problems": ["chosen_by"]},
+        )
+    return name
+
+
+async def set_retention(
+    session: AsyncSession,
+    app: App,
+    hours: int,
+    chosen_by: str,
+    *,
+    now: datetime,
+    actor: str,
+    request_id: str | None = None,
+) -> App:
+    """Record the app's retention window, who chose it and when; audited."""
+    if isinstance(hours, bool) or not MIN_RETENTION_HOURS <= hours <= MAX_RETENTION_HOURS:
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            f"hours must be a whole number from {MIN_RETENTION_HOURS} to {MAX_RETENTION_HOURS}",
+            {"problems": ["hours"]},
+        )
+    name = _chooser(chosen_by)
+    old = app.retention_hours
+    app.retention_hours = hours
+    app.retention_set_by = name
+    app.retention_set_at = now
+    audit.record(
+        session,
+        now=now,
+        actor=actor,
+        action="app.retention_changed",
+        target_type="app",
+        target_id=app.id,
+        app_id=app.id,
+        detail={"old_hours": old, "new_hours": hours, "chosen_by": name},
+        request_id=request_id,
+    )
+    await session.flush()
+    return app
+
+
+async def set_credential_vault(
+    session: AsyncSession,
+    app: App,
+    enabled: bool,
+    chosen_by: str,
+    *,
+    now: datetime,
+    actor: str,
+    request_id: str | None = None,
+) -> App:
+    """Record the app's credential-vault opt-in, who chose it and when; audited."""
+    name = _chooser(chosen_by)
+    old = bool(app.credential_vault)
+    app.credential_vault = enabled
+    app.credential_vault_set_by = name
+    app.credential_vault_set_at = now
+    audit.record(
+        session,
+        now=now,
+        actor=actor,
+        action="app.credential_vault_changed",
+        target_type="app",
+        target_id=app.id,
+        app_id=app.id,
+        detail={"old_enabled": old, "new_enabled": enabled, "chosen_by": name},
+        request_id=request_id,
+    )
+    await session.flush()
     return app
