@@ -43,3 +43,38 @@ async def test_upgrading_twice_is_harmless(database_url: str) -> None:
     finally:
         await db.dispose()
     assert len(migrate.current_heads()) == 1  # one line of history, no forks
+
+
+async def test_cursor_ids_are_never_reused(database_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import delete, select
+
+    from bankhub.events.models import Event
+    from bankhub.partners.models import App
+
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    db = Database(database_url)
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    try:
+        async with db.transaction() as session:
+            app = App(
+                name="a",
+                client_id="c",
+                service_secret_hash="s",
+                app_secret_hash="a",
+                created_at=now,
+            )
+            session.add(app)
+            await session.flush()
+            for n in range(2):
+                session.add(Event(app_id=app.id, type="t", payload={"n": n}, created_at=now))
+        async with db.transaction() as session:
+            newest = max((await session.execute(select(Event.id))).scalars())
+            await session.execute(delete(Event).where(Event.id == newest))
+            session.add(Event(app_id=app.id, type="t", payload={"n": 2}, created_at=now))
+        async with db.transaction() as session:
+            after = max((await session.execute(select(Event.id))).scalars())
+        assert after > newest  # a cursor at the deleted id still sees the new event
+    finally:
+        await db.dispose()

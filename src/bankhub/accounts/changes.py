@@ -17,7 +17,11 @@ REMOVED = "removed"
 
 class TransactionChange(Base):
     __tablename__ = "transaction_changes"
-    __table_args__ = (Index("ix_transaction_changes_account_seq", "account_id", "id"),)
+    # Ids are cursors: SQLite must never hand out the id of a deleted newest row again.
+    __table_args__ = (
+        Index("ix_transaction_changes_account_seq", "account_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
     #: the sequence a cursor points into
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)

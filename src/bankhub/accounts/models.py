@@ -38,6 +38,7 @@ class Transaction(Base):
     __table_args__ = (
         UniqueConstraint("account_id", "dedupe_key"),
         Index("ix_transactions_account_date", "account_id", "date", "id"),
+        Index("ix_transactions_app_fetched", "app_id", "fetched_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)

@@ -14,6 +14,8 @@ from bankhub.db.types import UTCDateTime
 
 class Event(Base):
     __tablename__ = "events"
+    # Ids are cursors: SQLite must never hand out the id of a deleted newest row again.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
