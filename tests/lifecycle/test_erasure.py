@@ -509,3 +509,27 @@ async def test_erasure_and_export_are_audited_without_personal_data(harness: Har
         text = repr((entry.detail, entry.target_id, entry.actor, entry.request_id))
         assert identifier not in text
         assert not [d for d in descriptions if d in text]
+
+
+async def test_the_runner_empties_the_write_ahead_log_after_an_erasure(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """A running server keeps its connections: erased pages must not linger in the WAL."""
+    from bankhub.jobs.runner import Runner
+
+    h = harness
+    if h.hub.db.dialect != "sqlite":
+        pytest.skip("PostgreSQL has no write-ahead log file of bankhub's to clean")
+    marker = f"wal-canary-{secrets.token_hex(6)}"
+    created = await h.client.post("/v2/customer", json={"identifier": marker}, headers=h.headers())
+    customer_id = created.json()["data"]["customer_id"]
+    erased = await h.client.request(
+        "DELETE", "/v2/customer", json={"customer_id": customer_id}, headers=h.headers()
+    )
+    assert erased.status_code == 200
+    wal = tmp_path / "bankhub.sqlite3-wal"
+    before = await asyncio.to_thread(wal.read_bytes)
+    assert marker.encode() in before  # the erased row's page is still in the log
+    await Runner(h.hub).retention_sweep()
+    after = await asyncio.to_thread(wal.read_bytes)
+    assert marker.encode() not in after

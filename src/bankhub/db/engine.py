@@ -62,5 +62,16 @@ class Database:
                 for listener in self.outbox_listeners:
                     listener()
 
+    async def checkpoint(self) -> None:
+        """On SQLite, fold the write-ahead log into the file and empty it.
+
+        Erased and purged pages otherwise linger in the WAL until overwritten. Waits for readers
+        up to the busy timeout, so the runner calls it from its periodic sweep, never a request.
+        """
+        if self.dialect != "sqlite":
+            return
+        async with self.engine.connect() as connection:
+            await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     async def dispose(self) -> None:
         await self.engine.dispose()

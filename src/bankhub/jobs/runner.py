@@ -201,7 +201,9 @@ class Runner:
     async def retention_sweep(self) -> retention.PurgeReport:
         """Purge financial data older than each app's retention window (safe in any number of
         runners at once: each row is deleted, and counted, once)."""
-        return await retention.purge(self.hub.db, self.hub.clock)
+        report = await retention.purge(self.hub.db, self.hub.clock)
+        await self.hub.db.checkpoint()
+        return report
 
     # --- working ------------------------------------------------------------------------------
 
