@@ -1,0 +1,1 @@
+"""bankhub's benchmarks: each one measures bankhub and a baseline side by side, in one run."""

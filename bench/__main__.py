@@ -1,0 +1,57 @@
+"""Run every benchmark and write bench/results/latest.json and latest.md.
+
+python -m bench [--tiny] [--only NAME ...] [--repeats N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.harness import Context, Result, find_wrk, write_report
+
+BENCHMARKS = ("read", "ingest", "concurrency", "webhooks", "connect")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--tiny", action="store_true", help="small sizes: checks the suite runs")
+    parser.add_argument("--only", nargs="*", choices=BENCHMARKS, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args()
+    started = time.monotonic()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bankhub-bench-") as work:
+        ctx = Context(
+            work=Path(work), tiny=args.tiny, repeats=args.repeats or (1 if args.tiny else 3)
+        )
+        ctx.wrk = find_wrk()
+        from tests.support.postgres import PostgresServer
+
+        pg = PostgresServer()
+        pg.start()
+        try:
+            ctx.postgres_url = pg.url
+            for name in args.only or BENCHMARKS:
+                print(f"== {name}", flush=True)
+                module = importlib.import_module(f"bench.{name}")
+                for result in module.run(ctx):
+                    print(
+                        f"   {result.name}: {result.value:g} {result.unit} "
+                        f"(ratio {result.ratio}) target {result.target} "
+                        f"{'met' if result.met else 'MISSED'}",
+                        flush=True,
+                    )
+                    results.append(result)
+        finally:
+            pg.stop()
+    print(write_report(results, ctx.notes, time.monotonic() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

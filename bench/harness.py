@@ -1,0 +1,196 @@
+"""What every benchmark shares: results as ratios against a baseline, medians, the report.
+
+A benchmark is a module with ``run(ctx: Context) -> list[Result]``. It measures bankhub and a
+baseline that shows what this machine can do (a bare app, a raw insert, the ideal wall time) on
+the same data in the same run, repeats each measurement ``ctx.repeats`` times and reports
+medians. Targets are ratios, never absolute timings, so the figures travel between machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    value: float
+    unit: str
+    baseline: float | None
+    ratio: float | None
+    target: str
+    met: bool
+    note: str = ""
+
+
+def at_least(
+    name: str, value: float, baseline: float, unit: str, share: float, note: str = ""
+) -> Result:
+    """``value`` should be at least ``share`` × ``baseline`` (throughputs)."""
+    ratio = value / baseline if baseline else 0.0
+    return Result(
+        name,
+        round(value, 3),
+        unit,
+        round(baseline, 3),
+        round(ratio, 3),
+        f"≥ {share:g} × baseline",
+        ratio >= share,
+        note,
+    )
+
+
+def at_most(
+    name: str, value: float, baseline: float, unit: str, factor: float, note: str = ""
+) -> Result:
+    """``value`` should be at most ``factor`` × ``baseline`` (latencies, wall times)."""
+    ratio = value / baseline if baseline else float("inf")
+    return Result(
+        name,
+        round(value, 3),
+        unit,
+        round(baseline, 3),
+        round(ratio, 3),
+        f"≤ {factor:g} × baseline",
+        ratio <= factor,
+        note,
+    )
+
+
+def absolute(
+    name: str, value: float, unit: str, limit: float, *, lower_is_better: bool, note: str = ""
+) -> Result:
+    """A bound of the issue's own (memory, deliveries per second) with no baseline."""
+    met = value <= limit if lower_is_better else value >= limit
+    sign = "≤" if lower_is_better else "≥"
+    return Result(name, round(value, 3), unit, None, None, f"{sign} {limit:g} {unit}", met, note)
+
+
+def median_of(repeats: int, measure: Callable[[], float]) -> float:
+    return statistics.median(measure() for _ in range(repeats))
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Context:
+    """What a benchmark may use: sizes, repeats, a work dir, a PostgreSQL server, wrk."""
+
+    work: Path
+    tiny: bool = False
+    repeats: int = 3
+    postgres_url: str | None = None
+    wrk: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def size(self, full: int, tiny: int) -> int:
+        return tiny if self.tiny else full
+
+    def python(self) -> str:
+        return sys.executable
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BANKHUB_")}
+        env.update({"BANKHUB_ENV": "test", "BANKHUB_SECRET_KEY": "bench-pepper-" + "b" * 40})
+        env.update(extra)
+        return env
+
+
+@contextmanager
+def server(
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    *,
+    path: str = "/healthz",
+    timeout: float = 60.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start an HTTP server process on 127.0.0.1:``port`` and wait until ``path`` answers."""
+    import httpx
+
+    log = open(os.devnull, "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=ROOT)  # noqa: S603
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}{path}", timeout=1.0).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command!r} did not start")
+            time.sleep(0.1)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def find_wrk() -> str | None:
+    return shutil.which("wrk")
+
+
+def write_report(results: list[Result], notes: list[str], elapsed: float) -> str:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(
+        json.dumps([{k: v for k, v in asdict(r).items() if k != "note"} for r in results], indent=2)
+        + "\n"
+    )
+    lines = [
+        "| benchmark | value | baseline | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        baseline = "" if r.baseline is None else f"{r.baseline:g} {r.unit}"
+        ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
+        lines.append(
+            f"| {r.name} | {r.value:g} {r.unit} | {baseline} | {ratio} | {r.target} | "
+            f"{'yes' if r.met else 'NO'} |"
+        )
+    extra = [f"- {r.name}: {r.note}" for r in results if r.note] + [f"- {n}" for n in notes]
+    table = "\n".join(lines)
+    body = (
+        table
+        + ("\n\nNotes:\n" + "\n".join(extra) if extra else "")
+        + f"\n\nRun took {elapsed:.0f} s.\n"
+    )
+    (RESULTS / "latest.md").write_text(body)
+    return body
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text())
