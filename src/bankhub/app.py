@@ -109,7 +109,7 @@ async def check_request(request: AnyRequest) -> None:
     path = request.url.path
     if path != "/healthz" and await hub.maintenance_on():
         raise ApiError(ErrorCode.SERVER_MAINTENANCE, headers={"Retry-After": "300"})
-    if request.method not in ("POST", "PUT", "PATCH") or path.startswith(FORM_PREFIXES):
+    if request.method not in ("POST", "PUT", "PATCH", "DELETE") or path.startswith(FORM_PREFIXES):
         return
     body = await request.body()
     if not body:
