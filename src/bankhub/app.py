@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
 from litestar.exceptions import (
     HTTPException,
     MethodNotAllowedException,
@@ -19,6 +21,7 @@ from litestar.exceptions import (
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.template import TemplateConfig
+from litestar.types import Message, Scope
 
 from bankhub import __version__
 from bankhub.accounts.routes import ACCOUNT_ROUTES
@@ -41,6 +44,13 @@ log = logging.getLogger("bankhub")
 AnyRequest = Request[Any, Any, Any]
 
 JSON_CONTENT_TYPES = ("application/json",)
+CREDENTIAL_HEADERS = (
+    "client-id",
+    "service-secret",
+    "app-secret",
+    "login-secret",
+    "authorization",
+)
 #: paths whose POST bodies are HTML forms, not the API's JSON
 FORM_PREFIXES = ("/v2/connect/", "/sandbox-bank/")
 
@@ -133,6 +143,15 @@ async def add_headers(response: Response[Any]) -> Response[Any]:
     return response
 
 
+async def no_store_for_credentials(message: Message, scope: Scope) -> None:
+    """S24: nothing answered under /v2, or to a caller who sent credentials, may be cached."""
+    if message["type"] != "http.response.start" or scope["type"] != ScopeType.HTTP:
+        return
+    sent = {name.decode("latin-1").lower() for name, _ in scope.get("headers", [])}
+    if scope["path"].startswith("/v2/") or sent & set(CREDENTIAL_HEADERS):
+        MutableScopeHeaders.from_message(message)["Cache-Control"] = "no-store"
+
+
 @get("/openapi.json", include_in_schema=False)
 async def openapi_json(request: AnyRequest) -> dict[str, Any]:
     schema: dict[str, Any] = request.app.openapi_schema.to_schema()
@@ -199,6 +218,7 @@ def create_app(hub: Hub) -> Litestar:
         },
         before_request=check_request,
         after_request=add_headers,
+        before_send=[no_store_for_credentials],
         openapi_config=openapi,
         template_config=TemplateConfig(instance=template_engine()),
         lifespan=[lifespan],
