@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import File
 
 from bankhub.accounts import services as accounts
-from bankhub.accounts.models import Account, Transaction
+from bankhub.accounts.models import Account
 from bankhub.api import schemas as s
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit import services as audit
@@ -289,7 +289,7 @@ def account_out(account: Account) -> s.AccountOut:
     )
 
 
-def transaction_out(row: Transaction) -> s.TransactionOut:
+def transaction_out(row: accounts.TransactionFields) -> s.TransactionOut:
     return s.TransactionOut(
         id=row.id,
         original_id=row.original_id,

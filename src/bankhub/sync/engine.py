@@ -113,6 +113,9 @@ def mask_number(value: str | None) -> str | None:
 
 
 TOUCH_BATCH = 500
+#: rows per insert statement, and records between two turns given to other requests
+INSERT_BATCH = 1000
+YIELD_EVERY = 500
 #: how far a booked item's amount may differ from its pending one (tips, currency conversion)
 PENDING_AMOUNT_TOLERANCE = Decimal("0.30")
 PENDING_DAYS_BEFORE = 2
@@ -377,7 +380,10 @@ class SyncEngine:
         claimed: set[int] = set()
         new_rows: list[dict[str, Any]] = []
         modified: list[int] = []
-        for record, fp, key in prepared:
+        for position, (record, fp, key) in enumerate(prepared):
+            if position % YIELD_EVERY == YIELD_EVERY - 1:
+                # Big histories are CPU work on the event loop: let requests in between.
+                await asyncio.sleep(0)
             row = by_key.get(key)
             if row is None:
                 candidate = by_fp.get(fp)
@@ -436,12 +442,13 @@ class SyncEngine:
         ]
         link_pending(new_rows, vanished)
         added: list[int] = []
-        if new_rows:
+        for start in range(0, len(new_rows), INSERT_BATCH):
             inserted = await session.execute(
                 insert(Transaction).returning(Transaction.id, sort_by_parameter_order=True),
-                new_rows,
+                new_rows[start : start + INSERT_BATCH],
             )
-            added = list(inserted.scalars())
+            added.extend(inserted.scalars())
+            await asyncio.sleep(0)
         removed = [row.id for row in vanished]
         if removed:
             await session.execute(delete(Transaction).where(Transaction.id.in_(removed)))
