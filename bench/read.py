@@ -1,0 +1,903 @@
+"""Read: ``GET /v2/transaction``, a 100-row page, against a bare app on the same data.
+
+The issue's benchmark: a database of 1,000,000 transactions over 10,000 accounts (1,000 logins
+of 10 accounts, 100 transactions each), on SQLite and on PostgreSQL, built through the real
+migrations and filled with bulk inserts (SQLite ``executemany`` in one transaction, PostgreSQL
+``COPY``). bankhub runs as ``python -m bankhub serve`` (API only: no embedded worker) and
+answers with real authentication (client-id + service-secret, login-secret through the keyed
+hashes), tenant scoping (the account must belong to the login of the app) and its ORM unit of
+work. The baseline (``bench/read_baseline.py``) is Litestar + msgspec on the same granian
+server, started the same way, running the same SQL through the same driver and returning the
+same JSON, with none of that. One request of each is checked by hand (100 rows, same body).
+
+Load: ``wrk`` on loopback, a Lua script rotating over up to 1,000 (account, login-secret)
+pairs, a warm-up first; the two servers are measured alternately, ``ctx.repeats`` times each,
+and the medians of requests/s and p99 are compared: throughput ≥ 70 % of the baseline's, p99 ≤
+2 × the baseline's. When bankhub misses a target, ``py-spy`` records it under the same load and
+a summary goes to ``bench/results/read-<db>-profile.txt``.
+
+Tiny mode: 1,000 transactions over 10 accounts (still 100-row pages), 2-second runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from bench import harness
+from bench.harness import Context, Result, at_least, at_most
+
+PAGE = 100  # rows per page, and transactions per account
+ACCOUNTS_PER_LOGIN = 10  # full size; tiny: 2 logins of 5
+MAX_PAIRS = 1_000  # (account, login-secret) pairs the load rotates over
+CONNECTIONS = 32
+THREADS = 2
+CHUNK = 50_000  # rows per executemany / COPY call
+PROFILE_SECONDS = 10
+
+# --- the data -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """What the load needs to know about the data it reads."""
+
+    app_id: int
+    client_id: str
+    service_secret: str
+    #: (account id, login-secret of the login owning it)
+    pairs: list[tuple[int, str]]
+    transactions: int
+    accounts: int
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Every row of the fixture, in plain Python values; each database writes them its way."""
+
+    now: datetime
+    app: dict[str, Any]
+    customers: list[dict[str, Any]]
+    logins: list[dict[str, Any]]
+    accounts: list[dict[str, Any]]
+    dataset: Dataset
+
+
+TRANSACTION_COLUMNS = (
+    "id",
+    "app_id",
+    "account_id",
+    "dedupe_key",
+    "fingerprint",
+    "original_id",
+    "date",
+    "value_date",
+    "amount",
+    "currency",
+    "description",
+    "merchant",
+    "category",
+    "status",
+    "meta",
+    "fetched_at",
+    "created_at",
+)
+
+_MERCHANTS = (
+    "LIDL",
+    "ALDI SUED",
+    "REWE",
+    "CARREFOUR",
+    "TESCO STORES",
+    "SHELL",
+    "ARAL",
+    "AMAZON EU SARL",
+    "NETFLIX.COM",
+    "SPOTIFY AB",
+    "UBER *TRIP",
+    "DB VERTRIEB GMBH",
+    "STARBUCKS",
+    "IKEA",
+    "DECATHLON",
+    "APPLE.COM/BILL",
+    "VINMART",
+    "HIGHLANDS COFFEE",
+    "GRAB*FOOD",
+    "ZARA",
+)
+_CITIES = ("BERLIN", "MUENCHEN", "PARIS", "LONDON", "HANOI", "HO CHI MINH", "WIEN", "MADRID")
+_CATEGORIES = (
+    "groceries",
+    "transport",
+    "shopping",
+    "entertainment",
+    "restaurants",
+    "utilities",
+    "income",
+    "transfer",
+    "other",
+)
+_CURRENCIES = ("EUR", "EUR", "EUR", "USD", "GBP", "VND")
+_ACCOUNT_TYPES = ("current", "savings", "credit_card")
+
+
+def _secret_key(ctx: Context) -> bytes:
+    return ctx.env()["BANKHUB_SECRET_KEY"].encode()
+
+
+def _make_rows(ctx: Context) -> Rows:
+    from bankhub.catalogue import default_catalogue
+    from bankhub.logins.services import LOGIN_SECRET
+    from bankhub.partners.services import APP_SECRET, SERVICE_SECRET
+    from bankhub.security.secrets import (
+        SecretHasher,
+        new_api_secret,
+        new_client_id,
+        new_uuid_shaped_secret,
+    )
+
+    hasher = SecretHasher(_secret_key(ctx))
+    now = datetime.now(UTC)
+    service_secret, app_secret = new_api_secret(), new_api_secret()
+    client_id = new_client_id()
+    app: dict[str, Any] = {
+        "id": 1,
+        "name": "bench read",
+        "client_id": client_id,
+        "service_secret_hash": hasher.hash(service_secret, purpose=SERVICE_SECRET),
+        "app_secret_hash": hasher.hash(app_secret, purpose=APP_SECRET),
+        "is_demo": False,
+        # A year: nothing of the fixture is ever due for purging while the benchmark runs.
+        "retention_hours": 24 * 365,
+        "credential_vault": False,
+        "created_at": now,
+    }
+    n_accounts = ctx.size(10_000, 10)
+    n_logins = ctx.size(n_accounts // ACCOUNTS_PER_LOGIN, 2)
+    service_id = default_catalogue().services[0].id
+    customers: list[dict[str, Any]] = []
+    logins: list[dict[str, Any]] = []
+    accounts: list[dict[str, Any]] = []
+    secrets: list[str] = []
+    rng = random.Random(20_240_601)  # noqa: S311 - fixture data, not security
+    for n in range(1, n_logins + 1):
+        customer_id = str(uuid.uuid4())
+        customers.append(
+            {"id": customer_id, "app_id": 1, "identifier": f"user-{n:06d}", "created_at": now}
+        )
+        secret = new_uuid_shaped_secret()
+        secrets.append(secret)
+        logins.append(
+            {
+                "id": n,
+                "app_id": 1,
+                "customer_id": customer_id,
+                "service_id": service_id,
+                "secret_hash": hasher.hash(secret, purpose=LOGIN_SECRET),
+                "status": "active",
+                "active": True,
+                "connector_state": "{}",
+                "unattended_count": 0,
+                "consent_notice_days": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    per_login = max(1, n_accounts // n_logins)
+    for n in range(1, n_accounts + 1):
+        login_id = min(n_logins, (n - 1) // per_login + 1)
+        currency = rng.choice(_CURRENCIES)
+        accounts.append(
+            {
+                "id": n,
+                "app_id": 1,
+                "login_id": login_id,
+                "bank_id": f"acc-{uuid.UUID(int=rng.getrandbits(128))}",
+                "name": f"{rng.choice(('Girokonto', 'Savings', 'Visa Card'))} {n}",
+                "type": rng.choice(_ACCOUNT_TYPES),
+                "currency": currency,
+                "balance": Decimal(rng.randint(-50_000, 5_000_000)) / 100,
+                "number_masked": f"•••• {n % 10_000:04d}",
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    # One account of each login (a different position in each), up to MAX_PAIRS of them.
+    step = max(1, n_logins // MAX_PAIRS)
+    pairs = [
+        (accounts[(login - 1) * per_login + login % per_login]["id"], secrets[login - 1])
+        for login in range(1, n_logins + 1, step)
+    ][:MAX_PAIRS]
+    dataset = Dataset(
+        app_id=1,
+        client_id=client_id,
+        service_secret=service_secret,
+        pairs=pairs,
+        transactions=n_accounts * PAGE,
+        accounts=n_accounts,
+    )
+    return Rows(now, app, customers, logins, accounts, dataset)
+
+
+def _transactions(rows: Rows, *, sqlite: bool) -> Iterator[tuple[Any, ...]]:
+    """100 transactions per account over the last year, in the order of TRANSACTION_COLUMNS.
+
+    Rows are written account by account, as a first connect's back-fill writes them. Values are
+    what the database's driver takes: for SQLite what bankhub's column types store (ISO dates,
+    amounts as canonical decimal text, naive UTC timestamps), for PostgreSQL Python objects.
+    The fingerprint is random hex of the real length (a content hash is as random to an index).
+    """
+    rng = random.Random(7)  # noqa: S311 - fixture data, not security
+    rand, bits = rng.random, rng.getrandbits
+    today = rows.now.date()
+    days = [today - timedelta(days=368 - k) for k in range(369)]
+    day_value: list[Any] = [d.isoformat() for d in days] if sqlite else days
+    day_label = [f"{d.day:02d}.{d.month:02d}" for d in days]
+    now: Any = _sqlite_value(rows.now) if sqlite else rows.now
+    metas = [json.dumps({"mcc": str(rng.randrange(1000, 9999))}) for _ in range(97)]
+    n_merchants, n_cities, n_categories = len(_MERCHANTS), len(_CITIES), len(_CATEGORIES)
+    tx_id = 0
+    for account in rows.accounts:
+        account_id, currency = account["id"], account["currency"]
+        whole = currency == "VND"
+        offsets = sorted(int(rand() * 365) for _ in range(PAGE))
+        for seq, offset in enumerate(offsets):
+            tx_id += 1
+            merchant = _MERCHANTS[int(rand() * n_merchants)]
+            income = rand() < 0.08
+            if income:
+                cents = 10_000 + int(rand() * 390_000)
+                description = f"SEPA CREDIT SALARY {merchant} REF {int(rand() * 1e8):08d}"
+                category = "income"
+            else:
+                cents = -50 - int(rand() * 24_950)
+                description = (
+                    f"CARD PAYMENT {merchant} {_CITIES[int(rand() * n_cities)]} "
+                    f"{day_label[offset]} {int(rand() * 1e6):06d}"
+                )
+                category = _CATEGORIES[int(rand() * n_categories)]
+            if whole:
+                text = f"{cents * 250}"
+            else:
+                sign, cents = ("-", -cents) if cents < 0 else ("", cents)
+                text = f"{sign}{cents // 100}.{cents % 100:02d}"
+            bank_id = f"tx-{account_id}-{seq}"
+            yield (
+                tx_id,
+                1,
+                account_id,
+                "b:" + bank_id,
+                f"{bits(160):040x}",
+                bank_id,
+                day_value[offset],
+                day_value[offset + int(rand() * 3)],
+                text if sqlite else Decimal(text),
+                currency,
+                description,
+                merchant,
+                category,
+                "booked",
+                metas[tx_id % 97] if seq % 3 == 0 else None,
+                now,
+                now,
+            )
+
+
+def _chunks(items: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    chunk: list[tuple[Any, ...]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# --- SQLite -------------------------------------------------------------------------------------
+
+
+def _sqlite_value(value: Any) -> Any:
+    """What SQLAlchemy's SQLite dialect and bankhub's column types store."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def _sqlite_insert(db: sqlite3.Connection, table: str, rows: Sequence[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"  # noqa: S608
+    db.executemany(sql, [tuple(_sqlite_value(row[c]) for c in columns) for row in rows])
+
+
+def load_sqlite(ctx: Context, path: Path, rows: Rows) -> str:
+    from bankhub.db.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{path}"
+    upgrade(url)
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        # Bulk-load settings for this connection only (the file stays in WAL mode, as bankhub
+        # leaves it): no fsync, and a page cache large enough for the random-key indexes.
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("PRAGMA cache_size=-1000000")
+        db.execute("BEGIN")
+        _sqlite_insert(db, "apps", [rows.app])
+        _sqlite_insert(db, "customers", rows.customers)
+        _sqlite_insert(db, "logins", rows.logins)
+        _sqlite_insert(db, "accounts", rows.accounts)
+        sql = (
+            f"INSERT INTO transactions ({', '.join(TRANSACTION_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' * len(TRANSACTION_COLUMNS))})"
+        )
+        # The secondary indexes are built after the rows, from the migrations' own definitions.
+        indexes = db.execute(
+            "SELECT name, sql FROM sqlite_master "
+            "WHERE type = 'index' AND tbl_name = 'transactions' AND sql IS NOT NULL"
+        ).fetchall()
+        for name, _ in indexes:
+            db.execute(f'DROP INDEX "{name}"')
+        for chunk in _chunks(_transactions(rows, sqlite=True), CHUNK):
+            db.executemany(sql, chunk)
+        for _, create in indexes:
+            db.execute(create)
+        db.execute("COMMIT")
+        db.execute("ANALYZE")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()
+    return url
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+
+async def _create_pg_database(admin_dsn: str, name: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def _fill_pg(dsn: str, rows: Rows) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        async with connection.transaction():
+            # Bulk load: no per-row foreign-key triggers (the rows are consistent by
+            # construction), and the secondary indexes built after the rows from their own
+            # definitions (those backing constraints stay).
+            await connection.execute("SET LOCAL session_replication_role = replica")
+            indexes = await connection.fetch(
+                "SELECT i.indexrelid::regclass::text AS name, "
+                "pg_get_indexdef(i.indexrelid) AS create FROM pg_index i "
+                "WHERE i.indrelid = 'transactions'::regclass AND NOT EXISTS "
+                "(SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)"
+            )
+            for index in indexes:
+                await connection.execute(f'DROP INDEX "{index["name"]}"')
+            for table, items in (
+                ("apps", [rows.app]),
+                ("customers", rows.customers),
+                ("logins", rows.logins),
+                ("accounts", rows.accounts),
+            ):
+                columns = list(items[0])
+                await connection.copy_records_to_table(
+                    table, records=[tuple(r[c] for c in columns) for r in items], columns=columns
+                )
+            for chunk in _chunks(_transactions(rows, sqlite=False), CHUNK):
+                await connection.copy_records_to_table(
+                    "transactions", records=chunk, columns=list(TRANSACTION_COLUMNS)
+                )
+            for index in indexes:
+                await connection.execute(index["create"])
+            for table in ("apps", "logins", "accounts", "transactions"):
+                await connection.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                    f"(SELECT max(id) FROM {table}))"
+                )
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
+
+
+def load_postgres(ctx: Context, rows: Rows) -> str:
+    from bankhub.db.migrate import upgrade
+
+    if ctx.postgres_url is None:
+        raise RuntimeError("no PostgreSQL server")
+    base = make_url(ctx.postgres_url)
+    name = f"bench_read_{uuid.uuid4().hex[:8]}"
+    admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    asyncio.run(_create_pg_database(admin_dsn, name))
+    url = base.set(database=name)
+    upgrade(url.render_as_string(hide_password=False))
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    asyncio.run(_fill_pg(dsn, rows))
+    return url.render_as_string(hide_password=False)
+
+
+# --- load ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Load:
+    rps: float
+    p99_ms: float
+    requests: int
+
+
+def _path(account_id: int) -> str:
+    return f"/v2/transaction?account_id={account_id}&per_page={PAGE}"
+
+
+def _lua(dataset: Dataset, *, authenticated: bool) -> str:
+    """A wrk script: pre-built requests, each thread starting at a different pair."""
+    lines = []
+    for account_id, secret in dataset.pairs:
+        headers = (
+            f'["client-id"]="{dataset.client_id}", '
+            f'["service-secret"]="{dataset.service_secret}", '
+            f'["login-secret"]="{secret}"'
+            if authenticated
+            else ""
+        )
+        lines.append(f'  {{"{_path(account_id)}", {{{headers}}}}},')
+    return (
+        "local pairs = {\n" + "\n".join(lines) + "\n}\n"
+        "local threads = 0\n"
+        "function setup(thread)\n"
+        "  thread:set('start', threads * 97)\n"
+        "  threads = threads + 1\n"
+        "end\n"
+        "local requests = {}\n"
+        "local i = 0\n"
+        "function init(args)\n"
+        "  for n, pair in ipairs(pairs) do\n"
+        "    requests[n] = wrk.format('GET', pair[1], pair[2])\n"
+        "  end\n"
+        "  i = (start or 0) % #requests\n"
+        "end\n"
+        "function request()\n"
+        "  i = i % #requests + 1\n"
+        "  return requests[i]\n"
+        "end\n"
+    )
+
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match[1]) * _UNITS_MS[match[2]]
+
+
+def parse_wrk(output: str) -> Load:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
+    total = re.search(r"(\d+) requests in", output)
+    if rps is None or p99 is None or total is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{output}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if bad is not None:
+        raise RuntimeError(f"{bad[1]} requests failed under load:\n{output}")
+    return Load(float(rps[1]), _ms(p99[1]), int(total[1]))
+
+
+def wrk(ctx: Context, port: int, script: Path, seconds: float) -> Load:
+    if ctx.wrk is None:
+        raise RuntimeError("no wrk")
+    command = [
+        ctx.wrk,
+        f"-t{THREADS}",
+        f"-c{CONNECTIONS}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "30s",
+        "--latency",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}",
+    ]
+    done = subprocess.run(  # noqa: S603 - our own arguments
+        command, capture_output=True, text=True, timeout=seconds + 60, check=True
+    )
+    return parse_wrk(done.stdout)
+
+
+async def _python_load(port: int, dataset: Dataset, *, authenticated: bool, seconds: float) -> Load:
+    """wrk's stand-in when it is missing: keep-alive connections, closed loop, the same requests."""
+    latencies: list[float] = []
+    stop = time.monotonic() + seconds
+    base = {"client-id": dataset.client_id, "service-secret": dataset.service_secret}
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+
+    async def user(client: httpx.AsyncClient, start: int) -> None:
+        n = start
+        while time.monotonic() < stop:
+            account_id, secret = dataset.pairs[n % len(dataset.pairs)]
+            n += 1
+            headers = {**base, "login-secret": secret} if authenticated else {}
+            began = time.perf_counter()
+            response = await client.get(_path(account_id), headers=headers)
+            latencies.append(time.perf_counter() - began)
+            if response.status_code != 200:
+                raise RuntimeError(f"{response.status_code} under load: {response.text[:300]}")
+
+    started = time.monotonic()
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30
+    ) as client:
+        await asyncio.gather(*(user(client, 97 * k) for k in range(CONNECTIONS)))
+    elapsed = time.monotonic() - started
+    return Load(len(latencies) / elapsed, harness.percentile(latencies, 99) * 1000, len(latencies))
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    port: int
+    script: Path
+    authenticated: bool
+    process: subprocess.Popen[bytes]
+
+
+def measure(ctx: Context, target: Target, dataset: Dataset, seconds: float) -> Load:
+    if ctx.wrk is not None:
+        return wrk(ctx, target.port, target.script, seconds)
+    return asyncio.run(
+        _python_load(target.port, dataset, authenticated=target.authenticated, seconds=seconds)
+    )
+
+
+def check_by_hand(bankhub: Target, baseline: Target, dataset: Dataset) -> None:
+    """One request to each: 200, a full page, and the very same body."""
+    account_id, secret = dataset.pairs[len(dataset.pairs) // 2]
+    headers = {
+        "client-id": dataset.client_id,
+        "service-secret": dataset.service_secret,
+        "login-secret": secret,
+    }
+    ours = httpx.get(f"http://127.0.0.1:{bankhub.port}{_path(account_id)}", headers=headers)
+    bare = httpx.get(f"http://127.0.0.1:{baseline.port}{_path(account_id)}")
+    for name, response in (("bankhub", ours), ("baseline", bare)):
+        if response.status_code != 200 or len(response.json()["data"]) != PAGE:
+            raise RuntimeError(f"{name}: {response.status_code} {response.text[:500]}")
+    if ours.json() != bare.json():
+        raise RuntimeError("bankhub and the baseline answer differently")
+    # The scoping is real: another login's secret does not read this account.
+    other = {**headers, "login-secret": dataset.pairs[0][1]}
+    if account_id != dataset.pairs[0][0]:
+        refused = httpx.get(f"http://127.0.0.1:{bankhub.port}{_path(account_id)}", headers=other)
+        if refused.status_code == 200:
+            raise RuntimeError("bankhub served an account to a login that does not own it")
+
+
+# --- profile ------------------------------------------------------------------------------------
+
+PROFILE_RATE = 200  # samples per second and thread
+
+#: where a sample's time goes: the innermost frame of a known package names it
+_AREAS = (
+    ("aiosqlite/", "aiosqlite + SQLite (driver thread)"),
+    ("asyncpg/", "asyncpg"),
+    ("sqlalchemy/orm/", "SQLAlchemy ORM"),
+    ("sqlalchemy/ext/asyncio/", "SQLAlchemy asyncio session/engine"),
+    ("sqlalchemy/", "SQLAlchemy Core (compile, execute, result, pool)"),
+    ("litestar/", "Litestar"),
+    ("msgspec/", "msgspec"),
+    ("granian/", "granian (Python side)"),
+    ("bench/", "baseline app code"),
+)
+_STDLIB_AREAS = (
+    (("asyncio/", "selectors.py"), "asyncio event loop"),
+    (("threading.py", "queue.py", "logging/"), "other threads (logging, waits)"),
+    (("multiprocessing/",), "granian supervisor"),
+)
+
+
+def _area(frames: Sequence[str]) -> str:
+    for frame in reversed(frames):
+        path = frame[frame.rfind("(") + 1 : -1]
+        if path.startswith("bankhub/"):
+            return path.removesuffix(".py")
+        for prefix, area in _AREAS:
+            if path.startswith(prefix):
+                return area
+    leaf = frames[-1]
+    for prefixes, area in _STDLIB_AREAS:
+        if any(p in leaf for p in prefixes):
+            return area
+    return "other (stdlib)"
+
+
+@dataclass
+class Profile:
+    """py-spy's folded stacks of one server under load, with the requests served meanwhile."""
+
+    folded: str
+    requests: float
+    samples: int = field(default=0, init=False)
+    stacks: list[tuple[list[str], int]] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        for line in self.folded.splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+            if frames and count_text.isdigit():
+                self.stacks.append((frames, int(count_text)))
+                self.samples += int(count_text)
+
+    def ms_per_request(self, samples: int) -> float:
+        return samples / PROFILE_RATE * 1000 / max(1.0, self.requests)
+
+    def areas(self) -> Counter[str]:
+        areas: Counter[str] = Counter()
+        for frames, count in self.stacks:
+            areas[_area(frames)] += count
+        return areas
+
+    def own(self) -> Counter[str]:
+        own: Counter[str] = Counter()
+        for frames, count in self.stacks:
+            own[frames[-1]] += count
+        return own
+
+    def inclusive(self, only: str = "") -> Counter[str]:
+        inclusive: Counter[str] = Counter()
+        for frames, count in self.stacks:
+            for frame in set(frames):
+                if only in frame:
+                    inclusive[frame] += count
+        return inclusive
+
+    def tails(self, depth: int = 4) -> Counter[str]:
+        tails: Counter[str] = Counter()
+        for frames, count in self.stacks:
+            tails[" ← ".join(reversed(frames[-depth:]))] += count
+        return tails
+
+
+def summarize(ours: Profile, bare: Profile, top: int = 25) -> str:
+    """Thread time per request by area, bankhub against the baseline, then bankhub's hot spots."""
+
+    def rows(profile: Profile, counter: Counter[str]) -> list[str]:
+        return [
+            f"{100 * n / max(1, profile.samples):6.1f}%  {profile.ms_per_request(n):7.3f} ms  "
+            f"{frame}"
+            for frame, n in counter.most_common(top)
+        ]
+
+    our_areas, bare_areas = ours.areas(), bare.areas()
+    names = sorted(set(our_areas) | set(bare_areas), key=lambda a: -our_areas[a])
+    comparison = [f"{'bankhub':>9} {'baseline':>9} {'extra':>9}  (ms of thread time per request)"]
+    for name in [*names, "TOTAL"]:
+        a = ours.ms_per_request(ours.samples if name == "TOTAL" else our_areas[name])
+        b = bare.ms_per_request(bare.samples if name == "TOTAL" else bare_areas[name])
+        comparison.append(f"{a:9.3f} {b:9.3f} {a - b:+9.3f}  {name}")
+    return "\n".join(
+        [
+            f"bankhub: {ours.samples} samples over {ours.requests:.0f} requests; "
+            f"baseline: {bare.samples} samples over {bare.requests:.0f} requests",
+            "(all threads of each server; busy time only, idle waits excluded; an area is the "
+            "innermost frame's package, bankhub modules by name)",
+            "",
+            "-- where the time goes, per request --",
+            *comparison,
+            "",
+            "-- bankhub: its own functions, inclusive (event-loop time under them) --",
+            *rows(ours, ours.inclusive("(bankhub/")),
+            "",
+            "-- bankhub: self time (the frame itself was running) --",
+            *rows(ours, ours.own()),
+            "",
+            "-- bankhub: hottest stack tails (innermost first) --",
+            *rows(ours, ours.tails()),
+            "",
+            "-- baseline: self time --",
+            *rows(bare, bare.own()),
+            "",
+        ]
+    )
+
+
+def _py_spy() -> str | None:
+    found = Path(sys.executable).parent / "py-spy"
+    if found.exists():
+        return str(found)
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "py-spy"],
+        capture_output=True,
+        check=False,
+        timeout=300,
+    )
+    if installed.returncode == 0 and found.exists():
+        return str(found)
+    return shutil.which("py-spy")
+
+
+def record(ctx: Context, spy: str, target: Target, dataset: Dataset, out: Path) -> Profile:
+    """py-spy on a server (granian's supervisor and worker) during one load run."""
+    seconds = 2 if ctx.tiny else PROFILE_SECONDS
+    recorder = subprocess.Popen(  # noqa: S603 - our own arguments
+        [
+            spy,
+            "record",
+            "--pid",
+            str(target.process.pid),
+            "--subprocesses",
+            "--nolineno",
+            "--rate",
+            str(PROFILE_RATE),
+            "--duration",
+            str(seconds),
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    time.sleep(0.5)
+    load = measure(ctx, target, dataset, seconds + 1)
+    log, _ = recorder.communicate(timeout=seconds + 60)
+    if recorder.returncode != 0 or not out.exists():
+        raise RuntimeError(f"py-spy failed ({recorder.returncode}): {log.decode()[-1000:]}")
+    return Profile(out.read_text(), load.rps * seconds)
+
+
+def profile(ctx: Context, bankhub: Target, baseline: Target, dataset: Dataset, db: str) -> str:
+    """Profiles of bankhub and the baseline under load; a pointer to the summary."""
+    spy = _py_spy()
+    if spy is None:
+        return "py-spy unavailable: no profile"
+    harness.RESULTS.mkdir(parents=True, exist_ok=True)
+    summary = harness.RESULTS / f"read-{db}-profile.txt"
+    try:
+        ours = record(ctx, spy, bankhub, dataset, harness.RESULTS / f"read-{db}-bankhub.folded")
+        bare = record(ctx, spy, baseline, dataset, harness.RESULTS / f"read-{db}-baseline.folded")
+    except (RuntimeError, subprocess.SubprocessError) as exc:
+        summary.write_text(f"{exc}\n")
+        return f"profiling failed, see {summary.relative_to(harness.ROOT)}"
+    summary.write_text(
+        f"GET /v2/transaction on {db}: py-spy at {PROFILE_RATE} Hz under the same wrk load "
+        f"(raw stacks: read-{db}-bankhub.folded, read-{db}-baseline.folded)\n\n"
+        + summarize(ours, bare)
+    )
+    return f"profile: {summary.relative_to(harness.ROOT)}"
+
+
+# --- the benchmark ------------------------------------------------------------------------------
+
+
+def bench_database(ctx: Context, db: str, url: str, dataset: Dataset) -> list[Result]:
+    seconds = 2.0 if ctx.tiny else 10.0
+    warmup = 1.0 if ctx.tiny else 2.0
+    data_dir = ctx.work / f"read-{db}-data"
+    data_dir.mkdir(exist_ok=True)
+    env = ctx.env(
+        BANKHUB_DATA_DIR=str(data_dir),
+        BANKHUB_DATABASE_URL=url,
+        BANKHUB_EMBEDDED_WORKER="false",
+        BANKHUB_CREATE_DEMO_APP="false",
+    )
+    ours_port, bare_port = harness.free_port(), harness.free_port()
+    ours_script = ctx.work / f"read-{db}-bankhub.lua"
+    bare_script = ctx.work / f"read-{db}-baseline.lua"
+    ours_script.write_text(_lua(dataset, authenticated=True))
+    bare_script.write_text(_lua(dataset, authenticated=False))
+    bare_env = {
+        **env,
+        "READ_BASELINE_DATABASE_URL": url,
+        "READ_BASELINE_APP_ID": str(dataset.app_id),
+    }
+    serve = [ctx.python(), "-m", "bankhub", "serve", "--host", "127.0.0.1", "--port"]
+    bare = [ctx.python(), "-m", "bench.read_baseline", "--host", "127.0.0.1", "--port"]
+    with (
+        harness.server([*serve, str(ours_port)], env, ours_port) as ours_process,
+        harness.server([*bare, str(bare_port)], bare_env, bare_port) as bare_process,
+    ):
+        bankhub = Target("bankhub", ours_port, ours_script, True, ours_process)
+        baseline = Target("baseline", bare_port, bare_script, False, bare_process)
+        check_by_hand(bankhub, baseline, dataset)
+        for target in (baseline, bankhub):
+            measure(ctx, target, dataset, warmup)
+        ours: list[Load] = []
+        theirs: list[Load] = []
+        for _ in range(ctx.repeats):  # alternate, so drift hits both alike
+            theirs.append(measure(ctx, baseline, dataset, seconds))
+            ours.append(measure(ctx, bankhub, dataset, seconds))
+        ours_rps = statistics.median(x.rps for x in ours)
+        bare_rps = statistics.median(x.rps for x in theirs)
+        ours_p99 = statistics.median(x.p99_ms for x in ours)
+        bare_p99 = statistics.median(x.p99_ms for x in theirs)
+        note = (
+            f"{dataset.transactions:,} transactions / {dataset.accounts:,} accounts, "
+            f"{len(dataset.pairs)} (account, login) pairs, {CONNECTIONS} connections, "
+            f"{seconds:g} s × {ctx.repeats}; runs bankhub "
+            + ", ".join(f"{x.rps:.0f}" for x in ours)
+            + " / baseline "
+            + ", ".join(f"{x.rps:.0f}" for x in theirs)
+            + " req/s"
+        )
+        results = [
+            at_least(f"read {db} throughput", ours_rps, bare_rps, "req/s", 0.70, note),
+            at_most(f"read {db} p99", ours_p99, bare_p99, "ms", 2.0),
+        ]
+        if not all(r.met for r in results):
+            pointer = profile(ctx, bankhub, baseline, dataset, db)
+            results = [
+                at_least(
+                    f"read {db} throughput", ours_rps, bare_rps, "req/s", 0.70, f"{note}; {pointer}"
+                ),
+                at_most(f"read {db} p99", ours_p99, bare_p99, "ms", 2.0, pointer),
+            ]
+    return results
+
+
+def run(ctx: Context) -> list[Result]:
+    if ctx.wrk is None:
+        ctx.notes.append(
+            "read: wrk not found; the load came from a Python (httpx) load generator instead, "
+            "which is slower than the servers it loads: the ratios understate the gap"
+        )
+    started = time.monotonic()
+    load_before = os.getloadavg()[0]
+    rows = _make_rows(ctx)
+    results: list[Result] = []
+
+    began = time.monotonic()
+    sqlite_url = load_sqlite(ctx, ctx.work / "read.sqlite3", rows)
+    loaded = [f"SQLite {time.monotonic() - began:.1f} s"]
+    results += bench_database(ctx, "sqlite", sqlite_url, rows.dataset)
+
+    if ctx.postgres_url is None:
+        ctx.notes.append("read: no PostgreSQL server; the PostgreSQL read benchmark did not run")
+    else:
+        began = time.monotonic()
+        pg_url = load_postgres(ctx, rows)
+        loaded.append(f"PostgreSQL {time.monotonic() - began:.1f} s")
+        results += bench_database(ctx, "postgresql", pg_url, rows.dataset)
+    ctx.notes.append(
+        f"read: data load ({rows.dataset.transactions:,} transactions, "
+        f"{rows.dataset.accounts:,} accounts, migrations included): {', '.join(loaded)}; "
+        f"whole read benchmark {time.monotonic() - started:.0f} s; 1-minute load average "
+        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs "
+        "(anything else running shares the CPUs with the servers, wrk and the database)"
+    )
+    return results
