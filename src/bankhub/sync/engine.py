@@ -18,10 +18,10 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts import changes as changes_log
@@ -442,12 +442,15 @@ class SyncEngine:
         ]
         link_pending(new_rows, vanished)
         added: list[int] = []
+        table = cast(Table, Transaction.__table__)
+        # A Core insert of rows with the same keys goes out in multi-row batches on both
+        # databases; asking for ids in parameter order instead makes SQLAlchemy fall back to one
+        # statement per row on SQLite. dedupe_key is unique per account, so it maps ids back.
+        statement = insert(table).returning(table.c.id, table.c.dedupe_key)
         for start in range(0, len(new_rows), INSERT_BATCH):
-            inserted = await session.execute(
-                insert(Transaction).returning(Transaction.id, sort_by_parameter_order=True),
-                new_rows[start : start + INSERT_BATCH],
-            )
-            added.extend(inserted.scalars())
+            chunk = new_rows[start : start + INSERT_BATCH]
+            ids = {key: tid for tid, key in await session.execute(statement, chunk)}
+            added.extend(ids[row["dedupe_key"]] for row in chunk)
             await asyncio.sleep(0)
         removed = [row.id for row in vanished]
         if removed:
