@@ -124,3 +124,22 @@ async def connect(
     callback = await driver.finish()
     assert callback.payload["status"] == "success", callback.payload
     return callback.payload
+
+
+async def reconnect(h: Harness, secret: str, username: str) -> dict[str, Any]:
+    """A whole successful reconnect of the login named by ``secret``; the callback payload."""
+    response = await h.client.post(
+        "/v2/token/reconnect",
+        json={"callback_url": CALLBACK},
+        headers=h.headers(login_secret=secret),
+    )
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert data["connect_url"].endswith(data["id"])
+    driver = ConnectDriver(h)
+    await driver.open(data["connect_url"])
+    await driver.agree()
+    await driver.login(username)
+    callback = await driver.finish()
+    assert callback.payload["status"] == "success", callback.payload
+    return callback.payload

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from bankhub.accounts.models import Transaction
 from bankhub.events.models import Event
-from tests.api.connect_client import ConnectDriver, connect
+from tests.api.connect_client import connect, reconnect
 from tests.conftest import Harness
 
 
@@ -88,24 +88,6 @@ async def test_dynamic_bank_adds_new_rows_and_books_pendings_without_duplicates(
     assert "transactions.new" in kinds
 
 
-async def _reconnect(h: Harness, secret: str, username: str) -> dict[str, Any]:
-    response = await h.client.post(
-        "/v2/token/reconnect",
-        json={"callback_url": "http://localhost:2000/v2"},
-        headers=h.headers(login_secret=secret),
-    )
-    assert response.status_code == 200, response.text
-    data = response.json()["data"]
-    assert data["connect_url"].endswith(data["id"])
-    driver = ConnectDriver(h)
-    await driver.open(data["connect_url"])
-    await driver.agree()
-    await driver.login(username)
-    callback = await driver.finish()
-    assert callback.payload["status"] == "success"
-    return callback.payload
-
-
 async def test_reconnect_keeps_login_and_account_ids(harness: Harness) -> None:
     h = harness
     first = await connect(h, "user_good")
@@ -114,7 +96,7 @@ async def test_reconnect_keeps_login_and_account_ids(harness: Harness) -> None:
     ).json()["data"]
     rows = await _all_transactions(h, first["secret"])
     h.clock.advance(minutes=1)
-    second = await _reconnect(h, first["secret"], "user_good")
+    second = await reconnect(h, first["secret"], "user_good")
     assert second["login_id"] == first["login_id"]
     assert second["secret"] != first["secret"]
     stale = await h.client.get("/v2/account", headers=h.headers(login_secret=first["secret"]))
@@ -135,7 +117,7 @@ async def test_reconnect_keeps_ids_when_the_bank_remints(harness: Harness) -> No
     accounts = (await h.client.get("/v2/account", headers=headers)).json()["data"]
     rows = await _all_transactions(h, first["secret"])
     h.clock.advance(minutes=1)
-    second = await _reconnect(h, first["secret"], "user_remint")
+    second = await reconnect(h, first["secret"], "user_remint")
     assert second["login_id"] == first["login_id"]
     again = (
         await h.client.get("/v2/account", headers=h.headers(login_secret=second["secret"]))

@@ -9,7 +9,7 @@ from typing import Any
 from bankhub.connect.flow import grant_consent
 from bankhub.connectors.sandbox import SandboxConnector
 from bankhub.logins.models import Login
-from tests.api.connect_client import ConnectDriver, connect
+from tests.api.connect_client import connect, reconnect
 from tests.conftest import Harness
 
 
@@ -46,16 +46,7 @@ async def test_reconnect_renews_the_consent_in_place(harness: Harness) -> None:
     h = harness
     first = await connect(h, "user_good")
     h.clock.advance(days=80)
-    token = await h.client.post(
-        "/v2/token/reconnect",
-        json={"callback_url": "http://localhost:2000/v2"},
-        headers=h.headers(login_secret=first["secret"]),
-    )
-    driver = ConnectDriver(h)
-    await driver.open(token.json()["data"]["connect_url"])
-    await driver.agree()
-    await driver.login("user_good")
-    second = (await driver.finish()).payload
+    second = await reconnect(h, first["secret"], "user_good")
     assert second["login_id"] == first["login_id"]
     renewed = await read(h, second["secret"])
     assert renewed["consent"]["granted_at"] == wire(h.clock())

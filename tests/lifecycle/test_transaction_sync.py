@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api.connect_client import ConnectDriver, connect
+from tests.api.connect_client import connect, reconnect
 from tests.conftest import Harness
 
 Rows = dict[int, dict[str, Any]]
@@ -124,16 +124,7 @@ async def test_remint_keeps_every_id_and_reports_the_new_bank_ids_as_modified(
         before[account_id] = {r["id"]: public(r) for r in added}
 
     h.clock.advance(minutes=1)
-    token = await h.client.post(
-        "/v2/token/reconnect",
-        json={"callback_url": "http://localhost:2000/v2"},
-        headers=h.headers(login_secret=first["secret"]),
-    )
-    driver = ConnectDriver(h)
-    await driver.open(token.json()["data"]["connect_url"])
-    await driver.agree()
-    await driver.login("user_remint")
-    second = (await driver.finish()).payload
+    second = await reconnect(h, first["secret"], "user_remint")
     assert second["login_id"] == first["login_id"]
     assert await accounts_of(h, second["secret"]) == accounts
     for account_id in accounts:
