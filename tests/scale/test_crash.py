@@ -406,7 +406,8 @@ def test_killed_workers_lose_and_duplicate_nothing(
         print(
             f"\n[{store.kind}] {LOGINS} logins, {KILLS} kills ({interrupted} with leases held), "
             f"{len(snap.runs)} sync runs, {snap.rows} rows, {len(snap.events)} events, "
-            f"{sum(seen.values())} webhook requests ({sum(seen.values()) - len(seen)} repeats); "
+            f"{sum(seen.values())} webhook requests ({sum(seen.values()) - len(seen)} repeats, "
+            f"{receiver.cut} cut short by kills); "
             f"connect {connected_at - started:.1f} s, kills {crashed_at - connected_at:.1f} s, "
             f"settle {settle:.1f} s, total {time.monotonic() - started:.1f} s"
         )
