@@ -16,11 +16,14 @@ two runners is counted once and never fails the second.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from bankhub.accounts.changes import REMOVED, TransactionChange
 from bankhub.accounts.models import Transaction
@@ -169,58 +172,67 @@ async def _purge_app(db: Database, now: datetime, result: AppPurge, batch: int) 
     )
 
 
-async def _purge_transactions(db: Database, now: datetime, result: AppPurge, batch: int) -> None:
-    cutoff, after = result.older_than, 0
+async def _in_batches(
+    db: Database,
+    id_column: InstrumentedAttribute[int],
+    where: Sequence[ColumnElement[bool]],
+    batch: int,
+    act: Callable[[AsyncSession, list[int]], Awaitable[int]],
+) -> int:
+    """Walk the ids matching ``where`` in batches, each in a short transaction of its own;
+    ``act`` works on one batch and returns how many rows it really touched."""
+    after, done = 0, 0
     while True:
         async with db.transaction() as session:
-            ids = list(
-                (
-                    await session.execute(
-                        select(Transaction.id)
-                        .where(
-                            Transaction.app_id == result.app_id,
-                            Transaction.fetched_at < cutoff,
-                            Transaction.id > after,
-                        )
-                        .order_by(Transaction.id)
-                        .limit(batch)
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            query = select(id_column).where(*where, id_column > after).order_by(id_column)
+            ids = list((await session.execute(query.limit(batch))).scalars())
             if not ids:
-                return
+                return done
             after = ids[-1]
-            # Re-checked under each row's lock: a row another runner deleted, or a sync fetched
-            # again meanwhile, is not returned, so it is neither counted nor logged as removed.
-            deleted = sorted(
-                (
-                    await session.execute(
-                        delete(Transaction)
-                        .where(Transaction.id.in_(ids), Transaction.fetched_at < cutoff)
-                        .returning(Transaction.id, Transaction.account_id)
-                        .execution_options(synchronize_session=False)
-                    )
-                ).tuples()
-            )
-            if deleted:
-                await session.execute(
-                    insert(TransactionChange),
-                    [
-                        {
-                            "app_id": result.app_id,
-                            "account_id": account_id,
-                            "transaction_id": transaction_id,
-                            "kind": REMOVED,
-                            "changed_at": now,
-                        }
-                        for transaction_id, account_id in deleted
-                    ],
-                )
-            result.transactions += len(deleted)
+            done += await act(session, ids)
         if len(ids) < batch:
-            return
+            return done
+
+
+async def _purge_transactions(db: Database, now: datetime, result: AppPurge, batch: int) -> None:
+    cutoff = result.older_than
+
+    async def delete_batch(session: AsyncSession, ids: list[int]) -> int:
+        # Re-checked under each row's lock: a row another runner deleted, or a sync fetched
+        # again meanwhile, is not returned, so it is neither counted nor logged as removed.
+        deleted = sorted(
+            (
+                await session.execute(
+                    delete(Transaction)
+                    .where(Transaction.id.in_(ids), Transaction.fetched_at < cutoff)
+                    .returning(Transaction.id, Transaction.account_id)
+                    .execution_options(synchronize_session=False)
+                )
+            ).tuples()
+        )
+        if deleted:
+            await session.execute(
+                insert(TransactionChange),
+                [
+                    {
+                        "app_id": result.app_id,
+                        "account_id": account_id,
+                        "transaction_id": transaction_id,
+                        "kind": REMOVED,
+                        "changed_at": now,
+                    }
+                    for transaction_id, account_id in deleted
+                ],
+            )
+        return len(deleted)
+
+    result.transactions += await _in_batches(
+        db,
+        Transaction.id,
+        [Transaction.app_id == result.app_id, Transaction.fetched_at < cutoff],
+        batch,
+        delete_batch,
+    )
 
 
 async def _purge_changes(db: Database, result: AppPurge, batch: int) -> None:
@@ -228,10 +240,9 @@ async def _purge_changes(db: Database, result: AppPurge, batch: int) -> None:
     entries, and entries of transactions no longer stored. Entries of transactions still stored
     stay (a partner starting the feed without a cursor learns of those rows from them).
 
-    The newest row of the whole log always stays: on SQLite (no AUTOINCREMENT) deleting it would
-    let the next change reuse its id, and partners whose cursor is past it would never see it.
+    The newest row of the whole log always stays, so that no id behind a partner's cursor can
+    be handed out again (a second guard beside AUTOINCREMENT on SQLite).
     """
-    cutoff, after = result.older_than, 0
     async with db.transaction() as session:
         newest = (await session.execute(select(func.max(TransactionChange.id)))).scalar_one()
     if newest is None:
@@ -240,75 +251,49 @@ async def _purge_changes(db: Database, result: AppPurge, batch: int) -> None:
         TransactionChange.kind == REMOVED,
         ~exists().where(Transaction.id == TransactionChange.transaction_id),
     )
-    while True:
-        async with db.transaction() as session:
-            ids = list(
-                (
-                    await session.execute(
-                        select(TransactionChange.id)
-                        .where(
-                            TransactionChange.app_id == result.app_id,
-                            TransactionChange.changed_at < cutoff,
-                            TransactionChange.id > after,
-                            TransactionChange.id < newest,
-                            gone,
-                        )
-                        .order_by(TransactionChange.id)
-                        .limit(batch)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            if not ids:
-                return
-            after = ids[-1]
-            deleted = (
-                await session.execute(
-                    delete(TransactionChange)
-                    .where(TransactionChange.id.in_(ids))
-                    .returning(TransactionChange.id)
-                    .execution_options(synchronize_session=False)
-                )
-            ).all()
-            result.changes += len(deleted)
-        if len(ids) < batch:
-            return
+
+    async def delete_batch(session: AsyncSession, ids: list[int]) -> int:
+        deleted = await session.execute(
+            delete(TransactionChange)
+            .where(TransactionChange.id.in_(ids))
+            .returning(TransactionChange.id)
+            .execution_options(synchronize_session=False)
+        )
+        return len(deleted.all())
+
+    result.changes += await _in_batches(
+        db,
+        TransactionChange.id,
+        [
+            TransactionChange.app_id == result.app_id,
+            TransactionChange.changed_at < result.older_than,
+            TransactionChange.id < newest,
+            gone,
+        ],
+        batch,
+        delete_batch,
+    )
 
 
 async def _clear_excerpts(db: Database, result: AppPurge, batch: int) -> None:
-    cutoff, after = result.older_than, 0
-    while True:
-        async with db.transaction() as session:
-            ids = list(
-                (
-                    await session.execute(
-                        select(WebhookAttempt.id)
-                        .where(
-                            WebhookAttempt.app_id == result.app_id,
-                            WebhookAttempt.attempted_at < cutoff,
-                            WebhookAttempt.response_excerpt != "",
-                            WebhookAttempt.id > after,
-                        )
-                        .order_by(WebhookAttempt.id)
-                        .limit(batch)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            if not ids:
-                return
-            after = ids[-1]
-            cleared = (
-                await session.execute(
-                    update(WebhookAttempt)
-                    .where(WebhookAttempt.id.in_(ids), WebhookAttempt.response_excerpt != "")
-                    .values(response_excerpt="")
-                    .returning(WebhookAttempt.id)
-                    .execution_options(synchronize_session=False)
-                )
-            ).all()
-            result.webhook_excerpts += len(cleared)
-        if len(ids) < batch:
-            return
+    async def clear_batch(session: AsyncSession, ids: list[int]) -> int:
+        cleared = await session.execute(
+            update(WebhookAttempt)
+            .where(WebhookAttempt.id.in_(ids), WebhookAttempt.response_excerpt != "")
+            .values(response_excerpt="")
+            .returning(WebhookAttempt.id)
+            .execution_options(synchronize_session=False)
+        )
+        return len(cleared.all())
+
+    result.webhook_excerpts += await _in_batches(
+        db,
+        WebhookAttempt.id,
+        [
+            WebhookAttempt.app_id == result.app_id,
+            WebhookAttempt.attempted_at < result.older_than,
+            WebhookAttempt.response_excerpt != "",
+        ],
+        batch,
+        clear_batch,
+    )
