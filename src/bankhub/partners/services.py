@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -125,6 +126,31 @@ def _chooser(chosen_by: str) -> str:
     return name
 
 
+async def _recorded(
+    session: AsyncSession,
+    app: App,
+    action: str,
+    detail: dict[str, Any],
+    now: datetime,
+    actor: str,
+    request_id: str | None,
+) -> App:
+    """Audit a setting the app chose, and write it."""
+    audit.record(
+        session,
+        now=now,
+        actor=actor,
+        action=action,
+        target_type="app",
+        target_id=app.id,
+        app_id=app.id,
+        detail=detail,
+        request_id=request_id,
+    )
+    await session.flush()
+    return app
+
+
 async def set_retention(
     session: AsyncSession,
     app: App,
@@ -147,19 +173,15 @@ async def set_retention(
     app.retention_hours = hours
     app.retention_set_by = name
     app.retention_set_at = now
-    audit.record(
+    return await _recorded(
         session,
-        now=now,
-        actor=actor,
-        action="app.retention_changed",
-        target_type="app",
-        target_id=app.id,
-        app_id=app.id,
-        detail={"old_hours": old, "new_hours": hours, "chosen_by": name},
-        request_id=request_id,
+        app,
+        "app.retention_changed",
+        {"old_hours": old, "new_hours": hours, "chosen_by": name},
+        now,
+        actor,
+        request_id,
     )
-    await session.flush()
-    return app
 
 
 async def set_credential_vault(
@@ -178,16 +200,12 @@ async def set_credential_vault(
     app.credential_vault = enabled
     app.credential_vault_set_by = name
     app.credential_vault_set_at = now
-    audit.record(
+    return await _recorded(
         session,
-        now=now,
-        actor=actor,
-        action="app.credential_vault_changed",
-        target_type="app",
-        target_id=app.id,
-        app_id=app.id,
-        detail={"old_enabled": old, "new_enabled": enabled, "chosen_by": name},
-        request_id=request_id,
+        app,
+        "app.credential_vault_changed",
+        {"old_enabled": old, "new_enabled": enabled, "chosen_by": name},
+        now,
+        actor,
+        request_id,
     )
-    await session.flush()
-    return app
