@@ -1,0 +1,24 @@
+"""Find a statement file's format from its first bytes and hand it to that format's parser."""
+
+from __future__ import annotations
+
+from bankhub.statements.model import ParsedStatement, StatementError
+
+#: the largest statement file accepted (a year of a busy business account is a few MB)
+MAX_FILE_BYTES = 20 * 1024 * 1024
+
+
+def parse(data: bytes, filename: str | None = None) -> ParsedStatement:
+    if not data.strip():
+        raise StatementError("the file is empty")
+    if len(data) > MAX_FILE_BYTES:
+        raise StatementError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    from bankhub.statements import camt, csvfiles, mt940, ofx
+
+    for module in (ofx, camt, mt940, csvfiles):
+        if module.sniff(data):
+            return module.parse(data)
+    hint = f" ({filename})" if filename else ""
+    raise StatementError(
+        f"the file{hint} is not OFX/QFX, camt.052/053/054, MT940/MT942 or a known CSV export"
+    )
