@@ -105,6 +105,7 @@ async def harness(
     settings = make_settings(tmp_path, database_url, **overrides)
     await asyncio.to_thread(migrate.upgrade, settings.resolved_database_url())
     hub = Hub.build(settings, clock=clock)
+    await hub.ready()
     async with hub.db.transaction() as session:
         issued = await partners.create_app(session, hub.hasher, clock, "Test app")
     app = create_app(hub)

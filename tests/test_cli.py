@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -33,12 +34,13 @@ def _authenticates(creds: dict[str, str]) -> bool:
         db = Database(settings.resolved_database_url())
         try:
             async with db.transaction() as session:
-                app = await partners.authenticate(
+                app, _ = await partners.authenticate(
                     session,
                     SecretHasher(settings.resolved_secret_key()),
                     creds["client_id"],
                     creds["service_secret"],
                     None,
+                    now=datetime.now(UTC),
                 )
                 return app.client_id == creds["client_id"]
         finally:
@@ -77,7 +79,7 @@ def test_demo_reissues_the_demo_apps_secrets(data_dir: Path) -> None:
     assert _authenticates(new)
     with pytest.raises(ApiError) as refused:
         _authenticates(old)
-    assert refused.value.code == ErrorCode.CREDENTIAL_INVALID
+    assert refused.value.code == ErrorCode.KEY_REVOKED
 
 
 def test_maintenance_switch(data_dir: Path) -> None:

@@ -61,8 +61,6 @@ async def test_cursor_ids_are_never_reused(database_url: str) -> None:
             app = App(
                 name="a",
                 client_id="c",
-                service_secret_hash="s",
-                app_secret_hash="a",
                 created_at=now,
             )
             session.add(app)

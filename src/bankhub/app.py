@@ -37,6 +37,8 @@ from bankhub.customers.routes import CUSTOMER_ROUTES
 from bankhub.events.routes import EVENT_ROUTES
 from bankhub.hub import Hub, hub_of
 from bankhub.jobs.runner import Runner
+from bankhub.oauth.routes import OAUTH_ROUTES
+from bankhub.partners.key_routes import KEY_ROUTES
 from bankhub.partners.routes import APP_ROUTES
 
 log = logging.getLogger("bankhub")
@@ -52,7 +54,7 @@ CREDENTIAL_HEADERS = (
     "authorization",
 )
 #: paths whose POST bodies are HTML forms, not the API's JSON
-FORM_PREFIXES = ("/v2/connect/", "/sandbox-bank/")
+FORM_PREFIXES = ("/v2/connect/", "/sandbox-bank/", "/oauth/")
 
 
 def _error_response(request: AnyRequest, error: ApiError) -> Response[Any]:
@@ -116,6 +118,7 @@ def handle_internal(request: AnyRequest, exc: Exception) -> Response[Any]:
 async def check_request(request: AnyRequest) -> None:
     """Before every handler: the maintenance switch, then the JSON body rules of the seed."""
     hub = hub_of(request)
+    await hub.ready()
     path = request.url.path
     if path != "/healthz" and await hub.maintenance_on():
         raise ApiError(ErrorCode.SERVER_MAINTENANCE, headers={"Retry-After": "300"})
@@ -152,7 +155,7 @@ async def no_store_for_credentials(message: Message, scope: Scope) -> None:
         MutableScopeHeaders.from_message(message)["Cache-Control"] = "no-store"
 
 
-@get("/openapi.json", include_in_schema=False)
+@get("/openapi.json", include_in_schema=False, opt={"scope": "public"})
 async def openapi_json(request: AnyRequest) -> dict[str, Any]:
     schema: dict[str, Any] = request.app.openapi_schema.to_schema()
     return schema
@@ -162,6 +165,7 @@ def create_app(hub: Hub) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         stop = asyncio.Event()
+        await hub.ready()
         worker: asyncio.Task[None] | None = None
         if hub.settings.embedded_worker:
             runner = Runner(hub)
@@ -193,9 +197,19 @@ def create_app(hub: Hub) -> Litestar:
                 "login-secret": SecurityScheme(
                     type="apiKey", name="login-secret", security_scheme_in="header"
                 ),
+                "bearer": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    bearer_format="JWT",
+                    description="An access token from POST /oauth/token",
+                ),
             }
         ),
-        security=[{"client-id": [], "service-secret": []}, {"client-id": [], "app-secret": []}],
+        security=[
+            {"client-id": [], "service-secret": []},
+            {"client-id": [], "app-secret": []},
+            {"bearer": []},
+        ],
     )
     app = Litestar(
         route_handlers=[
@@ -203,6 +217,8 @@ def create_app(hub: Hub) -> Litestar:
             *ROUTES,
             *CUSTOMER_ROUTES,
             *APP_ROUTES,
+            *KEY_ROUTES,
+            *OAUTH_ROUTES,
             *EVENT_ROUTES,
             *CONNECT_ROUTES,
             sandbox_bank_router,

@@ -22,7 +22,7 @@ from bankhub.db import migrate as migrations
 from bankhub.db.engine import Database
 from bankhub.events import flags
 from bankhub.partners import services as partners
-from bankhub.security.crypto import Box
+from bankhub.security.keyring import open_keyring
 from bankhub.security.secrets import SecretHasher
 from bankhub.webhooks import services as webhooks
 from bankhub.webhooks.models import WebhookEndpoint
@@ -83,7 +83,7 @@ def _demo_app(settings: Settings, *, reissue: bool) -> partners.IssuedApp | None
                 return None
             return await partners.create_app(session, hasher, utcnow, "Demo app", is_demo=True)
         if reissue:
-            return await partners.reissue_secrets(session, hasher, demo)
+            return await partners.reissue_secrets(session, hasher, demo, utcnow())
         return None
 
     return _in_db(settings, work)
@@ -203,7 +203,7 @@ def apps_create(
         if webhook_url is not None:
             hook = await webhooks.create_endpoint(
                 session,
-                Box.from_secret(settings.resolved_secret_key()),
+                await open_keyring(settings, session),
                 utcnow(),
                 issued.app.id,
                 webhook_url,
@@ -238,7 +238,7 @@ def webhooks_rotate(
             raise ApiError(ErrorCode.NOT_FOUND, f"no webhook endpoint {endpoint_id}")
         return await webhooks.rotate_secret(
             session,
-            Box.from_secret(settings.resolved_secret_key()),
+            await open_keyring(settings, session),
             utcnow(),
             endpoint,
             timedelta(hours=overlap_hours),

@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     data_dir: Path = Path("bankhub-data")
     database_url: str | None = None
     secret_key: str | None = Field(default=None, repr=False)
+    #: the key-encryption key (base64url of 32 bytes), or a file holding it; dev keeps one in
+    #: the data dir. ``previous_kek`` is still accepted for unwrapping after a KEK change.
+    kek: str | None = Field(default=None, repr=False)
+    kek_file: Path | None = None
+    previous_kek: str | None = Field(default=None, repr=False)
+    #: a KMS plug-in (entry point in the ``bankhub.kms`` group) instead of a local KEK
+    kms: str | None = None
+    keyring_refresh_seconds: float = 30.0
     public_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000

@@ -9,6 +9,7 @@ import httpx
 from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.catalogue import Catalogue, default_catalogue, load_catalogue
 from bankhub.clock import Clock, utcnow
 from bankhub.config import Settings
@@ -17,11 +18,44 @@ from bankhub.db.engine import Database
 from bankhub.events import flags
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
+from bankhub.oauth.service import TokenService
 from bankhub.partners import services as partners
 from bankhub.partners.models import App
-from bankhub.security.crypto import Box
+from bankhub.security import scopes
+from bankhub.security.keyring import Keyring, load_keks
+from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher
 from bankhub.sync.engine import SyncEngine
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: the app, the scope granted, and which key or token it used."""
+
+    app: App
+    scope: Scope
+    key_id: str | None
+    #: the access token's id when the caller presented a bearer token
+    token_id: str | None
+
+
+def require_scope(principal: Principal, needed: str | None) -> None:
+    wanted = Scope.parse(needed or "")
+    if wanted is None:
+        # Deny by default: an API route must declare the scope it needs.
+        raise ApiError(ErrorCode.INSUFFICIENT_SCOPE, "This route declares no scope")
+    if not principal.scope.allows(wanted):
+        headers = {}
+        if principal.token_id is not None:
+            headers["WWW-Authenticate"] = (
+                f'Bearer error="insufficient_scope", scope="{wanted.value}"'
+            )
+        raise ApiError(
+            ErrorCode.INSUFFICIENT_SCOPE,
+            f"This call needs the {wanted.value} scope; the credential has {principal.scope.value}",
+            {"required": wanted.value, "granted": principal.scope.value},
+            headers=headers,
+        )
 
 
 @dataclass
@@ -34,7 +68,8 @@ class Hub:
     clock: Clock
     http: httpx.AsyncClient
     engine: SyncEngine
-    box: Box
+    keyring: Keyring
+    tokens: TokenService
     maintenance: flags.CachedFlag = field(
         default_factory=lambda: flags.CachedFlag(flags.MAINTENANCE)
     )
@@ -65,9 +100,18 @@ class Hub:
             # Never an ambient proxy: webhooks must reach the address the SSRF guard checked.
             trust_env=False,
         )
-        box = Box.from_secret(settings.resolved_secret_key())
-        engine = SyncEngine(settings, registry, catalogue, clock, hasher, http, box)
-        return cls(settings, db, catalogue, registry, hasher, clock, http, engine, box)
+        keyring = Keyring(
+            load_keks(settings),
+            settings.resolved_secret_key(),
+            refresh_seconds=settings.keyring_refresh_seconds,
+        )
+        engine = SyncEngine(settings, registry, catalogue, clock, hasher, http, keyring)
+        tokens = TokenService(db, keyring, hasher, clock, settings.public_url or "bankhub")
+        return cls(settings, db, catalogue, registry, hasher, clock, http, engine, keyring, tokens)
+
+    async def ready(self) -> None:
+        """Load what must come from the database before serving (the data keyring)."""
+        await self.keyring.ensure(self.db)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -87,14 +131,32 @@ class Hub:
         return str(request.base_url).rstrip("/")
 
     async def authenticate(self, session: AsyncSession, request: Request[Any, Any, Any]) -> App:
-        headers = request.headers
-        return await partners.authenticate(
-            session,
-            self.hasher,
-            headers.get("client-id"),
-            headers.get("service-secret"),
-            headers.get("app-secret"),
-        )
+        return (await self.principal(session, request)).app
+
+    async def principal(self, session: AsyncSession, request: Request[Any, Any, Any]) -> Principal:
+        """Who is calling, checked against the scope the route declares (S2, S10, S15).
+
+        ``Authorization: Bearer`` (an OAuth2 access token) or the seed's ``client-id`` with
+        ``service-secret`` / ``app-secret``. A route that declares no scope refuses everyone.
+        """
+        needed = scopes.declared(request.route_handler.opt)
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            principal = await self.tokens.verify_bearer(session, authorization, self.clock())
+        else:
+            headers = request.headers
+            app, key = await partners.authenticate(
+                session,
+                self.hasher,
+                headers.get("client-id"),
+                headers.get("service-secret"),
+                headers.get("app-secret"),
+                now=self.clock(),
+            )
+            principal = Principal(app, Scope(key.scope), key.key_id, None)
+        require_scope(principal, needed)
+        request.state["principal"] = principal
+        return principal
 
     async def authenticate_login(
         self, session: AsyncSession, request: Request[Any, Any, Any]

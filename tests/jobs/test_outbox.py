@@ -38,7 +38,7 @@ async def add_endpoint(h: Harness, url: str, events: list[str] | None = None) ->
             await session.execute(select(App).where(App.client_id == h.creds["client_id"]))
         ).scalar_one()
         issued = await webhooks.create_endpoint(
-            session, h.hub.box, h.clock(), app.id, url, events, allow_http=True
+            session, h.hub.keyring, h.clock(), app.id, url, events, allow_http=True
         )
     return issued.endpoint.id, issued.secret
 
@@ -193,7 +193,7 @@ async def test_rotation_signs_with_both_secrets_during_the_overlap(
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
         assert endpoint is not None
         new = await webhooks.rotate_secret(
-            session, h.hub.box, h.clock(), endpoint, timedelta(hours=24)
+            session, h.hub.keyring, h.clock(), endpoint, timedelta(hours=24)
         )
     await connect(h, "user_good")
     await Runner(h.hub).run_once()

@@ -157,7 +157,13 @@ async def add_webhook_endpoint(h: Harness) -> None:
             await session.execute(select(App).where(App.client_id == h.creds["client_id"]))
         ).scalar_one()
         await webhooks.create_endpoint(
-            session, h.hub.box, h.clock(), app.id, "http://127.0.0.1:9/hook", None, allow_http=True
+            session,
+            h.hub.keyring,
+            h.clock(),
+            app.id,
+            "http://127.0.0.1:9/hook",
+            None,
+            allow_http=True,
         )
 
 

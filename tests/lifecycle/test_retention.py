@@ -172,7 +172,7 @@ async def test_old_change_log_rows_and_webhook_excerpts_are_purged(harness: Harn
     app_id = await app_id_of(h)
     async with h.hub.db.transaction() as session:
         issued = await webhooks.create_endpoint(
-            session, h.hub.box, h.clock(), app_id, "http://127.0.0.1:9/hook", allow_http=True
+            session, h.hub.keyring, h.clock(), app_id, "http://127.0.0.1:9/hook", allow_http=True
         )
         event_id = (
             await session.execute(select(Event.id).where(Event.app_id == app_id).limit(1))

@@ -358,3 +358,19 @@ def overlapping(intervals: Iterable[tuple[datetime, datetime, str]]) -> list[str
         if latest is None or end > latest[1]:
             latest = (start, end, who)
     return problems
+
+
+async def login_states(session: AsyncSession) -> dict[int, tuple[int, dict[str, Any]]]:
+    """Each login's service and connector state, decrypted as the bankhub processes do."""
+    from sqlalchemy import select
+
+    from bankhub.logins.models import Login
+    from bankhub.security.crypto import derive_key
+    from bankhub.security.keyring import Keyring, LocalKek
+    from bankhub.sync.engine import login_state
+
+    secret = SECRET_KEY.encode()
+    keyring = Keyring([LocalKek(derive_key(secret, "kek"))], secret)
+    await keyring.load(session)
+    logins = (await session.execute(select(Login))).scalars()
+    return {login.id: (login.service_id, login_state(keyring, login)) for login in logins}

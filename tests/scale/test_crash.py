@@ -69,6 +69,7 @@ from tests.scale.support import (
     connect,
     create_app,
     database,
+    login_states,
     overlapping,
     service_ids,
     sqlite_url,
@@ -226,12 +227,7 @@ class Snapshot:
 
 def snapshot(db: Any) -> Snapshot:
     async def work(session: AsyncSession) -> Snapshot:
-        logins = {
-            int(r.id): (int(r.service_id), dict(r.connector_state or {}))
-            for r in await session.execute(
-                select(Login.id, Login.service_id, Login.connector_state)
-            )
-        }
+        logins = await login_states(session)
         stored: dict[int, set[TxKey]] = defaultdict(set)
         rows = 0
         query = select(

@@ -51,6 +51,7 @@ from tests.scale.support import (
     connect,
     create_app,
     database,
+    login_states,
     overlapping,
     service_ids,
     sqlite_url,
@@ -148,10 +149,8 @@ def results(db: Any) -> dict[int, tuple[tuple[int, str], Any, Counter[Any]]]:
 
     async def work(session: AsyncSession) -> dict[int, tuple[tuple[int, str], Any, Counter[Any]]]:
         who = {
-            int(r[0]): (int(r[1]), str((r[2] or {}).get("username")))
-            for r in await session.execute(
-                select(Login.id, Login.service_id, Login.connector_state)
-            )
+            login_id: (service_id, str(state.get("username")))
+            for login_id, (service_id, state) in (await login_states(session)).items()
         }
         accounts: dict[int, set[tuple[str, str, Decimal]]] = defaultdict(set)
         for r in await session.execute(

@@ -29,6 +29,10 @@ class Account(Base):
     balance: Mapped[Decimal] = mapped_column(Money())
     available_balance: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     number_masked: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: what identifies a person, encrypted under the keyring (S19): IBAN, number, holder
+    iban_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    number_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    holder_name_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 

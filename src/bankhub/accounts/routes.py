@@ -18,6 +18,7 @@ from bankhub.api.schemas import VERSION
 from bankhub.hub import hub_of
 from bankhub.logins import services as logins
 from bankhub.money import format_amount
+from bankhub.security import scopes
 
 AnyRequest = Request[Any, Any, Any]
 MAX_COUNT = 500
@@ -95,6 +96,7 @@ def net_effect(changes: list[tuple[int, str]]) -> tuple[list[int], list[int], li
 
 @get(
     "/v2/transaction/sync",
+    opt=scopes.read(),
     tags=["transaction"],
     summary="What changed in an account's transactions since a cursor",
     description=(

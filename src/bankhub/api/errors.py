@@ -31,6 +31,13 @@ class ErrorCode(StrEnum):
     # beyond the seed's table: plain HTTP conditions that have no seed code
     NOT_FOUND = "NotFound"
     METHOD_NOT_ALLOWED = "MethodNotAllowed"
+    # beyond the seed: keys with scopes and bearer tokens (S2, S10)
+    KEY_REVOKED = "KeyRevoked"
+    INSUFFICIENT_SCOPE = "InsufficientScope"
+    INVALID_TOKEN = "InvalidToken"  # noqa: S105 - an error code
+    # beyond the seed: Idempotency-Key (S40)
+    IDEMPOTENCY_MISMATCH = "IdempotencyKeyReused"
+    IDEMPOTENCY_IN_PROGRESS = "IdempotencyKeyInProgress"
 
 
 #: The seed's table (code → HTTP status), plus the two HTTP-level codes above.
@@ -53,6 +60,11 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.TOKEN_EXPIRE: 400,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.KEY_REVOKED: 401,
+    ErrorCode.INSUFFICIENT_SCOPE: 403,
+    ErrorCode.INVALID_TOKEN: 401,
+    ErrorCode.IDEMPOTENCY_MISMATCH: 422,
+    ErrorCode.IDEMPOTENCY_IN_PROGRESS: 409,
 }
 
 #: The seed's wording for each code, used when a more specific message is not needed.
@@ -75,6 +87,11 @@ DEFAULT_MESSAGE: dict[ErrorCode, str] = {
     ErrorCode.TOKEN_EXPIRE: "Your token is expired. Please create new token.",
     ErrorCode.NOT_FOUND: "No such resource",
     ErrorCode.METHOD_NOT_ALLOWED: "Method not allowed on this resource",
+    ErrorCode.KEY_REVOKED: "This key has been revoked or has expired",
+    ErrorCode.INSUFFICIENT_SCOPE: "This credential's scope does not allow this call",
+    ErrorCode.INVALID_TOKEN: "The access token is invalid or has expired",
+    ErrorCode.IDEMPOTENCY_MISMATCH: "This Idempotency-Key was used with a different request",
+    ErrorCode.IDEMPOTENCY_IN_PROGRESS: "A request with this Idempotency-Key is still running",
 }
 
 

@@ -24,6 +24,7 @@ from bankhub.lifecycle import erasure
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.money import format_amount
+from bankhub.security import scopes
 from bankhub.sync.refresh import next_possible, refresh_login
 
 AnyRequest = Request[Any, Any, Any]
@@ -57,12 +58,18 @@ def _services(hub: Hub, request: AnyRequest) -> list[s.ServiceOut]:
     return [_service_out(service, media_path) for service in hub.catalogue.services]
 
 
-@get("/service.json", tags=["service"], summary="The service catalogue (public)", cache=300)
+@get(
+    "/service.json",
+    opt=scopes.public(),
+    tags=["service"],
+    summary="The service catalogue (public)",
+    cache=300,
+)
 async def service_json(request: AnyRequest) -> list[s.ServiceOut]:
     return _services(hub_of(request), request)
 
 
-@get("/v2/service", tags=["service"], summary="The service catalogue")
+@get("/v2/service", opt=scopes.read(), tags=["service"], summary="The service catalogue")
 async def service_list(request: AnyRequest) -> s.ServiceListEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
@@ -70,7 +77,12 @@ async def service_list(request: AnyRequest) -> s.ServiceListEnvelope:
     return s.ServiceListEnvelope(data=_services(hub, request))
 
 
-@get(f"{MEDIA_PREFIX}/{{name:str}}", tags=["service"], summary="A service's logo or cover")
+@get(
+    f"{MEDIA_PREFIX}/{{name:str}}",
+    opt=scopes.public(),
+    tags=["service"],
+    summary="A service's logo or cover",
+)
 async def service_media(request: AnyRequest, name: FromPath[str]) -> File:
     path = hub_of(request).catalogue.media_file(name)
     if path is None:
@@ -83,7 +95,13 @@ async def service_media(request: AnyRequest, name: FromPath[str]) -> File:
     )
 
 
-@get("/healthz", tags=["operations"], summary="Liveness", include_in_schema=False)
+@get(
+    "/healthz",
+    opt=scopes.public(),
+    tags=["operations"],
+    summary="Liveness",
+    include_in_schema=False,
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -91,7 +109,13 @@ async def healthz() -> dict[str, str]:
 # --- customers and tokens --------------------------------------------------------------------
 
 
-@post("/v2/customer", status_code=200, tags=["customer"], summary="Create a customer")
+@post(
+    "/v2/customer",
+    opt=scopes.write(),
+    status_code=200,
+    tags=["customer"],
+    summary="Create a customer",
+)
 async def create_customer(request: AnyRequest, data: JSONBody[s.CustomerIn]) -> s.CustomerEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
@@ -104,7 +128,13 @@ def _connect_url(hub: Hub, request: AnyRequest, token_id: str) -> str:
     return f"{hub.public_url(request)}/v2/connect/term/{token_id}"
 
 
-@post("/v2/token", status_code=200, tags=["token"], summary="Create a connect token")
+@post(
+    "/v2/token",
+    opt=scopes.write(),
+    status_code=200,
+    tags=["token"],
+    summary="Create a connect token",
+)
 async def create_token(request: AnyRequest, data: JSONBody[s.TokenIn]) -> s.TokenEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
@@ -120,7 +150,13 @@ async def create_token(request: AnyRequest, data: JSONBody[s.TokenIn]) -> s.Toke
     return s.TokenEnvelope(s.TokenOut(token.id, _connect_url(hub, request, token.id)))
 
 
-@post("/v2/token/reconnect", status_code=200, tags=["token"], summary="A connect token to re-login")
+@post(
+    "/v2/token/reconnect",
+    opt=scopes.write(),
+    status_code=200,
+    tags=["token"],
+    summary="A connect token to re-login",
+)
 async def reconnect_token(request: AnyRequest, data: JSONBody[s.ReconnectIn]) -> s.TokenEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
@@ -174,7 +210,7 @@ def login_out(login: Login, hub: Hub) -> s.LoginOut:
     )
 
 
-@get("/v2/login", tags=["login"], summary="Read the login named by login-secret")
+@get("/v2/login", opt=scopes.read(), tags=["login"], summary="Read the login named by login-secret")
 async def read_login(request: AnyRequest) -> s.LoginEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
@@ -184,6 +220,7 @@ async def read_login(request: AnyRequest) -> s.LoginEnvelope:
 
 @delete(
     "/v2/login",
+    opt=scopes.write(),
     status_code=200,
     tags=["login"],
     summary="Delete the login and everything fetched through it",
@@ -230,17 +267,22 @@ async def _set_active(request: AnyRequest, active: bool) -> int:
         return login.id
 
 
-@put("/v2/login/activate", tags=["login"], summary="Activate a login")
+@put("/v2/login/activate", opt=scopes.write(), tags=["login"], summary="Activate a login")
 async def activate_login(request: AnyRequest) -> s.ActivateEnvelope:
     return s.ActivateEnvelope(s.ActivateOut(await _set_active(request, True), True))
 
 
-@put("/v2/login/deactivate", tags=["login"], summary="Deactivate a login")
+@put("/v2/login/deactivate", opt=scopes.write(), tags=["login"], summary="Deactivate a login")
 async def deactivate_login(request: AnyRequest) -> s.DeactivateEnvelope:
     return s.DeactivateEnvelope(s.DeactivateOut(await _set_active(request, False), True))
 
 
-@put("/v2/login/refresh", tags=["login"], summary="Fetch new data from the bank now")
+@put(
+    "/v2/login/refresh",
+    opt=scopes.write(),
+    tags=["login"],
+    summary="Fetch new data from the bank now",
+)
 async def refresh(request: AnyRequest) -> s.RefreshEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
@@ -302,7 +344,12 @@ def transaction_out(row: accounts.TransactionFields) -> s.TransactionOut:
     )
 
 
-@get("/v2/account", tags=["account"], summary="Accounts of the login named by login-secret")
+@get(
+    "/v2/account",
+    opt=scopes.read(),
+    tags=["account"],
+    summary="Accounts of the login named by login-secret",
+)
 async def list_accounts(request: AnyRequest) -> s.AccountListEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
@@ -341,6 +388,7 @@ def _int_param(name: str, value: str | None, default: int, low: int, high: int) 
 
 @get(
     "/v2/transaction",
+    opt=scopes.read(),
     tags=["transaction"],
     summary="Transactions of an account (newest first, paginated)",
     description=(

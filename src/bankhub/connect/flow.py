@@ -163,7 +163,7 @@ class ConnectFlow:
             base_state: dict[str, Any] = {}
             if token.login_id is not None:
                 login = await db.get(Login, token.login_id)
-                base_state = dict(login.connector_state or {}) if login else {}
+                base_state = hub.engine.state_of(login) if login else {}
         service = hub.catalogue.get(token.service_id)
         if service is None or app is None:
             raise logins.TokenUnusable(token_id)

@@ -25,6 +25,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.hub import hub_of
 from bankhub.logins.services import TokenUnusable
+from bankhub.security import scopes
 
 AnyRequest = Request[Any, Any, Any]
 Form = URLEncodedBody[dict[str, str]]
@@ -68,7 +69,7 @@ def _back() -> Redirect:
     return Redirect(SESSION_PAGE, status_code=303, headers=page_headers())
 
 
-@get("/v2/connect/term/{token_id:str}", include_in_schema=False)
+@get("/v2/connect/term/{token_id:str}", opt=scopes.connect(), include_in_schema=False)
 async def open_connect(request: AnyRequest, token_id: FromPath[str]) -> Response[Any]:
     flow = flow_of(request)
     try:
@@ -116,7 +117,7 @@ def _render(request: AnyRequest, session: ConnectSession, name: str, **context: 
     return Template(template_name=name, context=base, headers=page_headers())
 
 
-@get(SESSION_PAGE, include_in_schema=False)
+@get(SESSION_PAGE, opt=scopes.connect(), include_in_schema=False)
 async def show_session(request: AnyRequest) -> Response[Any]:
     flow = flow_of(request)
     session = _session(request)
@@ -163,7 +164,7 @@ async def show_session(request: AnyRequest) -> Response[Any]:
     raise ApiError(ErrorCode.INTERNAL_ERROR)
 
 
-@post("/v2/connect/consent", include_in_schema=False)
+@post("/v2/connect/consent", opt=scopes.connect(), include_in_schema=False)
 async def post_consent(request: AnyRequest, data: Form) -> Redirect:
     session = _session(request)
     _check_form(request, session, data)
@@ -171,7 +172,7 @@ async def post_consent(request: AnyRequest, data: Form) -> Redirect:
     return _back()
 
 
-@post("/v2/connect/credentials", include_in_schema=False)
+@post("/v2/connect/credentials", opt=scopes.connect(), include_in_schema=False)
 async def post_credentials(request: AnyRequest, data: Form) -> Redirect:
     session = _session(request)
     _check_form(request, session, data)
@@ -195,7 +196,7 @@ async def post_credentials(request: AnyRequest, data: Form) -> Redirect:
     return _back()
 
 
-@post("/v2/connect/answer", include_in_schema=False)
+@post("/v2/connect/answer", opt=scopes.connect(), include_in_schema=False)
 async def post_answer(request: AnyRequest, data: Form) -> Redirect:
     session = _session(request)
     _check_form(request, session, data)
@@ -218,7 +219,7 @@ async def post_answer(request: AnyRequest, data: Form) -> Redirect:
     return _back()
 
 
-@get("/v2/connect/return", include_in_schema=False)
+@get("/v2/connect/return", opt=scopes.connect(), include_in_schema=False)
 async def bank_return(request: AnyRequest) -> Redirect:
     """Where a redirect-SCA bank sends the user back; its query is handed to the connector."""
     session = _session(request)
@@ -228,7 +229,7 @@ async def bank_return(request: AnyRequest) -> Redirect:
     return _back()
 
 
-@post("/v2/connect/cancel", include_in_schema=False)
+@post("/v2/connect/cancel", opt=scopes.connect(), include_in_schema=False)
 async def post_cancel(request: AnyRequest, data: Form) -> Redirect:
     session = _session(request)
     _check_form(request, session, data)
@@ -236,7 +237,7 @@ async def post_cancel(request: AnyRequest, data: Form) -> Redirect:
     return _back()
 
 
-@get("/v2/connect/static/connect.css", include_in_schema=False)
+@get("/v2/connect/static/connect.css", opt=scopes.connect(), include_in_schema=False)
 async def stylesheet() -> File:
     return File(
         path=STATIC / "connect.css",

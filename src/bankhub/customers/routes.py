@@ -18,6 +18,7 @@ from bankhub.customers import services as customers
 from bankhub.events.routes import EventOut
 from bankhub.hub import hub_of
 from bankhub.lifecycle import erasure
+from bankhub.security import scopes
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -95,6 +96,7 @@ def _query_ref(value: str | None, code: ErrorCode) -> str:
 
 @delete(
     "/v2/customer",
+    opt=scopes.write(),
     status_code=200,
     tags=["customer"],
     summary="Erase a customer and everything held about them",
@@ -151,6 +153,7 @@ async def erase_customer(
 
 @get(
     "/v2/customer/export",
+    opt=scopes.read(),
     tags=["customer"],
     summary="Everything held about a customer, as one JSON document",
     description=(

@@ -7,21 +7,28 @@ from bankhub.customers.models import Customer
 from bankhub.db.base import Base
 from bankhub.events.models import Event, SystemFlag
 from bankhub.logins.models import ConnectToken, Login
-from bankhub.partners.models import App
+from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
+from bankhub.partners.models import ApiKey, App
+from bankhub.security.models import DataKey
 from bankhub.sync.models import SyncRun
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Account",
+    "ApiKey",
     "App",
     "AuditEntry",
     "Base",
     "ConnectToken",
     "Customer",
+    "DataKey",
     "Event",
     "Login",
+    "RefreshToken",
+    "SigningKey",
     "SyncRun",
     "SystemFlag",
+    "TokenFamily",
     "Transaction",
     "TransactionChange",
     "WebhookAttempt",

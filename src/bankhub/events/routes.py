@@ -17,6 +17,7 @@ from bankhub.clock import as_utc
 from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.hub import hub_of
+from bankhub.security import scopes
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery
 
 AnyRequest = Request[Any, Any, Any]
@@ -94,6 +95,7 @@ def _number(name: str, value: str | None, default: int, high: int) -> int:
 
 @get(
     "/v2/event",
+    opt=scopes.read(),
     tags=["event"],
     summary="Events of the app in order, from a cursor",
     description="Pass the `next_cursor` of one page as `cursor` to read on; `limit` ≤ 500.",
@@ -140,6 +142,7 @@ def _when(value: datetime | None) -> str | None:
 
 @get(
     "/v2/event/{event_id:int}",
+    opt=scopes.read(),
     tags=["event"],
     summary="One event with its deliveries and every attempt of each",
 )
@@ -204,7 +207,13 @@ async def read_event(request: AnyRequest, event_id: FromPath[int]) -> EventDetai
     )
 
 
-@post("/v2/event/{event_id:int}/replay", status_code=200, tags=["event"], summary="Send again")
+@post(
+    "/v2/event/{event_id:int}/replay",
+    opt=scopes.write(),
+    status_code=200,
+    tags=["event"],
+    summary="Send again",
+)
 async def replay_event(request: AnyRequest, event_id: FromPath[int]) -> ReplayEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:

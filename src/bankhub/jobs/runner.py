@@ -269,7 +269,7 @@ class Runner:
                 delivery.status = "abandoned"
                 delivery.lease_owner = delivery.lease_until = None
                 return False
-            secrets = signing_secrets(hub.box, endpoint, now)
+            secrets = signing_secrets(hub.keyring, endpoint, now)
             url, event_type = endpoint.url, event.type
             body = json.dumps(event.payload, separators=(",", ":")).encode()
             msg_id = f"evt_{event.id}"
@@ -348,6 +348,7 @@ class Runner:
 
     async def run_once(self) -> Tally:
         """Claim what is due now and work it to the end (tests and one-shot runs)."""
+        await self.hub.ready()
         await self.consent_sweep()
         logins = await self.due_logins(self.sync_slots)
         deliveries = await self.claim_deliveries(self.delivery_slots)
@@ -407,6 +408,7 @@ class Runner:
                 free = slots - len(running)
                 if free > 0:
                     try:
+                        await self.hub.ready()
                         for work in await next_batch(free):
                             running.add(asyncio.ensure_future(work))
                     except Exception:

@@ -36,11 +36,19 @@ class Upstream:
 
     login_id: int
     service_id: int
-    state: dict[str, Any]
+    #: a detached copy of the login, enough to open its (encrypted) connector state later
+    login: Login
 
 
 def upstream_of(login: Login) -> Upstream:
-    return Upstream(login.id, login.service_id, dict(login.connector_state or {}))
+    copy = Login(
+        id=login.id,
+        app_id=login.app_id,
+        service_id=login.service_id,
+        connector_state=dict(login.connector_state or {}),
+        connector_state_enc=login.connector_state_enc,
+    )
+    return Upstream(login.id, login.service_id, copy)
 
 
 async def withdraw_consents(
@@ -56,7 +64,7 @@ async def withdraw_consents(
         if service is None:
             continue
         try:
-            if await engine.revoke(service, upstream.state):
+            if await engine.revoke(service, engine.state_of(upstream.login)):
                 withdrawn += 1
         except Exception as exc:  # noqa: BLE001 - a failing bank never blocks an erasure
             log.warning(

@@ -43,7 +43,10 @@ class Login(Base):
     status: Mapped[str] = mapped_column(String(40))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     #: the connector's opaque state (session and consent references; never credentials)
+    #: before encryption at rest; kept empty now, read only for rows not yet rewrapped
     connector_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the connector's state (consent ids, session tokens), AES-256-GCM under the keyring
+    connector_state_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     consent_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     consent_granted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: what the user agreed to share: accounts, balances, transactions, holder_info

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bankhub.db.base import Base
@@ -17,9 +17,6 @@ class App(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
     client_id: Mapped[str] = mapped_column(String(64), unique=True)
-    #: keyed hashes (HMAC-SHA-256 with the server pepper); the secrets are shown once only
-    service_secret_hash: Mapped[str] = mapped_column(String(64))
-    app_secret_hash: Mapped[str] = mapped_column(String(64))
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     #: financial data is purged this long after it was fetched (seed 004: 24 hours by default)
     retention_hours: Mapped[int] = mapped_column(Integer, default=24, server_default="24")
@@ -30,3 +27,32 @@ class App(Base):
     credential_vault_set_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     credential_vault_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ApiKey(Base):
+    """A secret an app authenticates with: several per app, each with a scope (S1, S2).
+
+    The secret is shown once and stored only as a keyed hash, looked up by that hash. ``kind``
+    says which header carries it: ``service`` keys go in ``service-secret`` (servers), ``app``
+    keys in ``app-secret`` (mobile and browser apps, optionally limited to some referers).
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    #: the public name of the key (``key_…``), used to manage it; never a credential
+    key_id: Mapped[str] = mapped_column(String(40), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    scope: Mapped[str] = mapped_column(String(10))
+    name: Mapped[str] = mapped_column(String(200))
+    #: for ``app`` keys: the page origins allowed to use it (a second line, S17); null = any
+    allowed_referers: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: set when the key was rolled: it keeps working until then (the overlap window)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: the key this one replaced, when it was created by rolling another
+    replaces: Mapped[str | None] = mapped_column(String(40), nullable=True)

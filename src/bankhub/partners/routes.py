@@ -16,6 +16,7 @@ from bankhub.clock import as_utc
 from bankhub.hub import hub_of
 from bankhub.partners import services as partners
 from bankhub.partners.models import App
+from bankhub.security import scopes
 
 AnyRequest = Request[Any, Any, Any]
 T = TypeVar("T")
@@ -80,7 +81,7 @@ def _app_out(app: App) -> AppEnvelope:
     )
 
 
-@get("/v2/app", tags=["app"], summary="The app's own settings")
+@get("/v2/app", opt=scopes.read(), tags=["app"], summary="The app's own settings")
 async def read_app(request: AnyRequest) -> AppEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
@@ -90,6 +91,7 @@ async def read_app(request: AnyRequest) -> AppEnvelope:
 
 @put(
     "/v2/app/retention",
+    opt=scopes.master(),
     tags=["app"],
     summary="Choose how long fetched financial data is kept",
     description=(
@@ -117,6 +119,7 @@ async def set_retention(request: AnyRequest, data: JSONBody[RetentionIn]) -> App
 
 @put(
     "/v2/app/credential-vault",
+    opt=scopes.master(),
     tags=["app"],
     summary="Opt in or out of keeping bank credentials for unattended refreshes",
     description="Records the choice, who made it (`chosen_by`) and when; audited.",

@@ -12,15 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit import services as audit
 from bankhub.clock import Clock
-from bankhub.partners.models import App
-from bankhub.security.secrets import (
-    SecretHasher,
-    new_api_secret,
-    new_client_id,
-)
-
-SERVICE_SECRET = "service-secret"  # noqa: S105 - the purpose label of a keyed hash
-APP_SECRET = "app-secret"  # noqa: S105 - the purpose label of a keyed hash
+from bankhub.partners import keys
+from bankhub.partners.keys import KeyKind
+from bankhub.partners.models import ApiKey, App
+from bankhub.security.scopes import Scope
+from bankhub.security.secrets import SecretHasher, new_client_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,30 +35,42 @@ class IssuedApp:
         }
 
 
+async def _issue_seed_keys(
+    session: AsyncSession, hasher: SecretHasher, now: datetime, app: App
+) -> IssuedApp:
+    """The seed's two secrets: a master ``service-secret`` and a write ``app-secret``."""
+    service = keys.issue(
+        session,
+        hasher,
+        now,
+        app.id,
+        scope=Scope.MASTER,
+        kind=KeyKind.SERVICE,
+        name="service-secret",
+    )
+    mobile = keys.issue(
+        session, hasher, now, app.id, scope=Scope.WRITE, kind=KeyKind.APP, name="app-secret"
+    )
+    await session.flush()
+    return IssuedApp(app, service.secret, mobile.secret)
+
+
 async def create_app(
     session: AsyncSession, hasher: SecretHasher, clock: Clock, name: str, *, is_demo: bool = False
 ) -> IssuedApp:
-    service_secret, app_secret = new_api_secret(), new_api_secret()
-    app = App(
-        name=name,
-        client_id=new_client_id(),
-        service_secret_hash=hasher.hash(service_secret, purpose=SERVICE_SECRET),
-        app_secret_hash=hasher.hash(app_secret, purpose=APP_SECRET),
-        is_demo=is_demo,
-        created_at=clock(),
-    )
+    app = App(name=name, client_id=new_client_id(), is_demo=is_demo, created_at=clock())
     session.add(app)
     await session.flush()
-    return IssuedApp(app, service_secret, app_secret)
+    return await _issue_seed_keys(session, hasher, clock(), app)
 
 
-async def reissue_secrets(session: AsyncSession, hasher: SecretHasher, app: App) -> IssuedApp:
-    """New secrets for an existing app; the old ones stop working when the unit of work commits."""
-    service_secret, app_secret = new_api_secret(), new_api_secret()
-    app.service_secret_hash = hasher.hash(service_secret, purpose=SERVICE_SECRET)
-    app.app_secret_hash = hasher.hash(app_secret, purpose=APP_SECRET)
-    await session.flush()
-    return IssuedApp(app, service_secret, app_secret)
+async def reissue_secrets(
+    session: AsyncSession, hasher: SecretHasher, app: App, now: datetime
+) -> IssuedApp:
+    """New seed secrets; every other key of the app is revoked when the unit of work commits."""
+    for key in await keys.list_keys(session, app):
+        await keys.revoke(session, now, key)
+    return await _issue_seed_keys(session, hasher, now, app)
 
 
 async def count_apps(session: AsyncSession) -> int:
@@ -74,40 +82,53 @@ async def find_demo_app(session: AsyncSession) -> App | None:
     return result.scalars().first()
 
 
+async def _refusal(session: AsyncSession, client_id: str, message: str | None = None) -> ApiError:
+    """ClientNotFound for an unknown client-id, else the seed's CredentialInvalid."""
+    exists = (
+        await session.execute(select(App.id).where(App.client_id == client_id))
+    ).scalar_one_or_none()
+    if exists is None:
+        return ApiError(
+            ErrorCode.CLIENT_NOT_FOUND,
+            f"Cannot find client with id: '{client_id}'.",
+            {"clientId": client_id},
+        )
+    return ApiError(ErrorCode.CREDENTIAL_INVALID, message)
+
+
 async def authenticate(
     session: AsyncSession,
     hasher: SecretHasher,
     client_id: str | None,
     service_secret: str | None,
     app_secret: str | None,
-) -> App:
-    """The app named by ``client-id`` if ``service-secret`` or ``app-secret`` matches its hash."""
+    *,
+    now: datetime,
+) -> tuple[App, ApiKey]:
+    """The app named by ``client-id`` and the live key a ``service-secret`` or ``app-secret`` is.
+
+    A wrong secret is the seed's ``CredentialInvalid``; a key that was revoked, or whose overlap
+    window after a roll has ended, is ``KeyRevoked`` (401).
+    """
     if not client_id:
         raise ApiError(ErrorCode.CLIENT_NOT_FOUND, "The client-id header is missing")
     if len(client_id) > 64:
         raise ApiError(ErrorCode.CLIENT_NOT_FOUND, extra={"clientId": client_id[:64]})
-    app = (
-        await session.execute(select(App).where(App.client_id == client_id))
-    ).scalar_one_or_none()
-    if app is None:
-        raise ApiError(
-            ErrorCode.CLIENT_NOT_FOUND,
-            f"Cannot find client with id: '{client_id}'.",
-            {"clientId": client_id},
-        )
     if service_secret is None and app_secret is None:
-        raise ApiError(
-            ErrorCode.CREDENTIAL_INVALID, "A service-secret or app-secret header is required"
+        raise await _refusal(
+            session, client_id, "A service-secret or app-secret header is required"
         )
-    ok = False
-    # Each given secret is checked; both are compared in constant time against their own hash.
+    found = None
     if service_secret is not None:
-        ok = hasher.matches(service_secret, app.service_secret_hash, purpose=SERVICE_SECRET)
-    if not ok and app_secret is not None:
-        ok = hasher.matches(app_secret, app.app_secret_hash, purpose=APP_SECRET)
-    if not ok:
-        raise ApiError(ErrorCode.CREDENTIAL_INVALID)
-    return app
+        found = await keys.find(session, hasher, client_id, service_secret, KeyKind.SERVICE)
+    if found is None and app_secret is not None:
+        found = await keys.find(session, hasher, client_id, app_secret, KeyKind.APP)
+    if found is None:
+        raise await _refusal(session, client_id)
+    app, key = found
+    if not keys.is_live(key, now):
+        raise ApiError(ErrorCode.KEY_REVOKED, extra={"key_id": key.key_id})
+    return app, key
 
 
 #: the longest retention an app may choose: a year (seed 004 keeps 24 hours by default)

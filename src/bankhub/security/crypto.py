@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -33,6 +34,18 @@ def derive_key(secret: bytes, kid: str) -> bytes:
     ).derive(secret)
 
 
+class Cipher(Protocol):
+    """What code that encrypts fields needs: a :class:`Box`, or the database-backed keyring."""
+
+    def encrypt(self, plaintext: bytes, aad: bytes) -> str: ...
+
+    def decrypt(self, ciphertext: str, aad: bytes) -> bytes: ...
+
+    def encrypt_text(self, text: str, aad: bytes) -> str: ...
+
+    def decrypt_text(self, ciphertext: str, aad: bytes) -> str: ...
+
+
 class Box:
     """Encrypts with the current key; decrypts with any key it knows by id."""
 
@@ -43,6 +56,10 @@ class Box:
             raise ValueError("AES-256 keys are 32 bytes")
         self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
         self.current = current
+
+    @property
+    def kids(self) -> frozenset[str]:
+        return frozenset(self._keys)
 
     @classmethod
     def from_secret(cls, secret: bytes) -> Box:

@@ -49,7 +49,7 @@ from bankhub.connectors.registry import ConnectorRegistry
 from bankhub.events import services as events
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
-from bankhub.security.crypto import Box, associated_data
+from bankhub.security.crypto import Cipher, associated_data
 from bankhub.security.secrets import SecretHasher
 
 T = TypeVar("T")
@@ -103,6 +103,15 @@ def fingerprint(record: TransactionRecord, occurrence: int) -> str:
     text = _normal_text(record.description)
     raw = f"{record.booking_date.isoformat()}|{amount}|{record.currency}|{text}|{occurrence}"
     return hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+def login_state(cipher: Cipher, login: Login) -> dict[str, Any]:
+    """A login's connector state (encrypted at rest; plain only in rows not yet rewrapped)."""
+    if login.connector_state_enc:
+        aad = associated_data(login.app_id, "logins", "connector_state", login.id)
+        state: dict[str, Any] = json.loads(cipher.decrypt(login.connector_state_enc, aad))
+        return state
+    return dict(login.connector_state or {})
 
 
 def mask_number(value: str | None) -> str | None:
@@ -177,7 +186,7 @@ class SyncEngine:
         clock: Clock,
         hasher: SecretHasher,
         http: httpx.AsyncClient,
-        box: Box,
+        box: Cipher,
     ) -> None:
         self.box = box
         self.settings = settings
@@ -219,6 +228,35 @@ class SyncEngine:
         """Encrypt credentials bound to this login's row: a copy elsewhere does not decrypt."""
         aad = associated_data(login.app_id, "logins", "vault_credentials", login.id)
         return self.box.encrypt(json.dumps(dict(credentials)).encode(), aad)
+
+    # --- fields encrypted at rest ----------------------------------------------------------------
+
+    def state_of(self, login: Login) -> dict[str, Any]:
+        return login_state(self.box, login)
+
+    def keep_state(self, login: Login, state: Mapping[str, Any]) -> None:
+        aad = associated_data(login.app_id, "logins", "connector_state", login.id)
+        login.connector_state_enc = self.box.encrypt(json.dumps(dict(state)).encode(), aad)
+        login.connector_state = {}
+
+    def _seal_account(self, account: Account, record: AccountRecord) -> None:
+        for column, value in (
+            ("iban", record.iban),
+            ("number", record.number),
+            ("holder_name", record.holder_name),
+        ):
+            aad = associated_data(account.app_id, "accounts", column, account.id)
+            sealed = self.box.encrypt_text(value, aad) if value else None
+            setattr(account, f"{column}_enc", sealed)
+
+    def account_details(self, account: Account) -> dict[str, str | None]:
+        """The account's IBAN, number and holder name, decrypted."""
+        opened: dict[str, str | None] = {}
+        for column in ("iban", "number", "holder_name"):
+            sealed = getattr(account, f"{column}_enc")
+            aad = associated_data(account.app_id, "accounts", column, account.id)
+            opened[column] = self.box.decrypt_text(sealed, aad) if sealed else None
+        return opened
 
     def open_credentials(self, login: Login) -> dict[str, str] | None:
         if not login.vault_credentials_enc:
@@ -323,6 +361,7 @@ class SyncEngine:
         found.number_masked = mask_number(record.iban or record.number)
         found.updated_at = now
         await session.flush()
+        self._seal_account(found, record)
         claimed.add(found.id)
         return found, created
 
@@ -504,7 +543,7 @@ class SyncEngine:
             summary.inserted += inserted
             summary.updated += updated
             summary.removed += removed
-        login.connector_state = result.state
+        self.keep_state(login, result.state)
         login.consent_expires_at = result.consent_expires_at
         login.last_refresh_at = now
         login.updated_at = now
@@ -540,7 +579,7 @@ class SyncEngine:
         """Move the login to the failure's status and tell the partner when it changed."""
         now = self.clock()
         if state is not None:
-            login.connector_state = state
+            self.keep_state(login, state)
         if logins.set_status(login, failure.status, now, failure.message):
             await events.record(
                 session,

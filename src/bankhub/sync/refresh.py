@@ -190,7 +190,7 @@ async def refresh_login(
         if stale:
             # Another run did this sync between our look and our claim: step back (committed).
             login.sync_lease_owner = login.sync_lease_until = None
-        state = dict(login.connector_state or {})
+        state = engine.state_of(login)
         last_refresh_at = login.last_refresh_at
         credentials: dict[str, str] | None = None
         app = await session.get(App, login.app_id)

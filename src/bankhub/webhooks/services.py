@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.clock import as_utc
 from bankhub.events.services import EVENT_TYPES
-from bankhub.security.crypto import Box, associated_data
+from bankhub.security.crypto import Cipher, associated_data
 from bankhub.webhooks import signing
 from bankhub.webhooks.models import WebhookEndpoint
 from bankhub.webhooks.ssrf import UnsafeUrl, check_url_syntax
@@ -33,7 +33,7 @@ class IssuedEndpoint:
 
 async def create_endpoint(
     session: AsyncSession,
-    box: Box,
+    box: Cipher,
     now: datetime,
     app_id: int,
     url: str,
@@ -71,7 +71,7 @@ async def create_endpoint(
 
 
 async def rotate_secret(
-    session: AsyncSession, box: Box, now: datetime, endpoint: WebhookEndpoint, overlap: timedelta
+    session: AsyncSession, box: Cipher, now: datetime, endpoint: WebhookEndpoint, overlap: timedelta
 ) -> str:
     """A new secret signs from now on; the old one also signs until ``now + overlap``."""
     current = box.decrypt_text(endpoint.secret_enc, _aad(endpoint, "secret"))
@@ -84,7 +84,7 @@ async def rotate_secret(
     return secret
 
 
-def signing_secrets(box: Box, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
+def signing_secrets(box: Cipher, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
     """The secrets to sign with: the current one, and the previous one during its overlap."""
     secrets = [box.decrypt_text(endpoint.secret_enc, _aad(endpoint, "secret"))]
     if (

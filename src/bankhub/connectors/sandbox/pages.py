@@ -91,5 +91,7 @@ def stylesheet() -> Response[str]:
 
 
 router = Router(
-    path="/sandbox-bank", route_handlers=[authorize_page, authorize_decision, stylesheet]
+    opt={"scope": "public"},
+    path="/sandbox-bank",
+    route_handlers=[authorize_page, authorize_decision, stylesheet],
 )

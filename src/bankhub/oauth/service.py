@@ -1,0 +1,530 @@
+"""Issuing, refreshing, revoking, introspecting and verifying tokens (S8–S12).
+
+Access tokens are ES256 JWTs (RFC 9068 shape) of at most an hour, with ``kid``; verification
+accepts ES256 only and checks ``exp``, ``nbf``, ``iss`` and ``aud``, then that the token's
+family and the API key it was granted with are still live — so revoking either ends the
+token at once. Refresh tokens are opaque, stored as keyed hashes, bound to the client and
+scope, with an idle and an absolute expiry, and rotated on every use: presenting a rotated one
+again revokes the whole family and is audited as a security event.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.audit import services as audit
+from bankhub.clock import Clock, as_utc
+from bankhub.db.engine import Database
+from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
+from bankhub.partners import keys as api_keys
+from bankhub.partners.models import ApiKey, App
+from bankhub.security.crypto import associated_data
+from bankhub.security.scopes import Scope
+from bankhub.security.secrets import SecretHasher
+
+if TYPE_CHECKING:
+    from bankhub.hub import Principal
+    from bankhub.security.keyring import Keyring
+
+ALGORITHM = "ES256"
+ACCESS_TTL = timedelta(hours=1)
+REFRESH_IDLE = timedelta(days=14)
+FAMILY_LIFETIME = timedelta(days=90)
+#: how long a signing key signs before a new one takes over; it stays published one token life
+SIGNING_KEY_LIFETIME = timedelta(days=30)
+REFRESH_PURPOSE = "oauth-refresh-token"
+_CACHE_SECONDS = 30.0
+
+
+class OAuthError(Exception):
+    """An RFC 6749 error answer: ``{"error": code, "error_description": text}``."""
+
+    def __init__(self, error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    scope: str
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+            "refresh_token": self.refresh_token,
+            "scope": self.scope,
+        }
+
+
+def _b64(value: int) -> str:
+    raw = value.to_bytes(32, "big")
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _public_jwk(kid: str, key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
+    numbers = key.public_key().public_numbers()
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": _b64(numbers.x),
+        "y": _b64(numbers.y),
+        "kid": kid,
+        "use": "sig",
+        "alg": ALGORITHM,
+    }
+
+
+class TokenService:
+    def __init__(
+        self,
+        db: Database,
+        keyring: Keyring,
+        hasher: SecretHasher,
+        clock: Clock,
+        issuer: str,
+    ) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.hasher = hasher
+        self.clock = clock
+        self.issuer = issuer.rstrip("/")
+        self.audience = f"{self.issuer}/v2"
+        self._public: dict[str, ec.EllipticCurvePublicKey] = {}
+        self._jwks: list[dict[str, Any]] = []
+        self._signer: tuple[str, ec.EllipticCurvePrivateKey] | None = None
+        self._loaded_at = 0.0
+
+    # --- signing keys ----------------------------------------------------------------------------
+
+    def _aad(self, kid: str) -> bytes:
+        return associated_data("-", "signing_keys", "private_key", kid)
+
+    async def _load(self, session: AsyncSession, *, force: bool = False) -> None:
+        if not force and time.monotonic() - self._loaded_at < _CACHE_SECONDS and self._signer:
+            return
+        rows = list(
+            (
+                await session.execute(
+                    select(SigningKey)
+                    .where(SigningKey.retired_at.is_(None))
+                    .order_by(SigningKey.activated_at)
+                )
+            ).scalars()
+        )
+        now = self.clock()
+        if not rows or as_utc(rows[-1].activated_at) + SIGNING_KEY_LIFETIME <= now:
+            rows.append(await self._new_signing_key(session, now))
+        public: dict[str, ec.EllipticCurvePublicKey] = {}
+        for row in rows:
+            jwk = jwt.PyJWK(row.public_jwk, algorithm=ALGORITHM)
+            key = jwk.key
+            assert isinstance(key, ec.EllipticCurvePublicKey)  # noqa: S101 - ES256 keys only
+            public[row.kid] = key
+        newest = rows[-1]
+        pem = self.keyring.decrypt(newest.private_key_enc, self._aad(newest.kid))
+        private = serialization.load_pem_private_key(pem, password=None)
+        assert isinstance(private, ec.EllipticCurvePrivateKey)  # noqa: S101 - ES256 keys only
+        self._public = public
+        self._jwks = [row.public_jwk for row in rows]
+        self._signer = (newest.kid, private)
+        self._loaded_at = time.monotonic()
+
+    async def _new_signing_key(self, session: AsyncSession, now: datetime) -> SigningKey:
+        kid = f"sig-{now:%Y%m%d}-{secrets.token_hex(4)}"
+        private = ec.generate_private_key(ec.SECP256R1())
+        pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        row = SigningKey(
+            kid=kid,
+            private_key_enc=self.keyring.encrypt(pem, self._aad(kid)),
+            public_jwk=_public_jwk(kid, private),
+            created_at=now,
+            activated_at=now,
+        )
+        session.add(row)
+        await session.flush()
+        return row
+
+    async def rotate_signing_key(self, session: AsyncSession) -> str:
+        """A new signing key takes over now; older ones stay published for one token life,
+        then are retired."""
+        now = self.clock()
+        row = await self._new_signing_key(session, now)
+        await session.execute(
+            update(SigningKey)
+            .where(
+                SigningKey.kid != row.kid,
+                SigningKey.retired_at.is_(None),
+                SigningKey.activated_at < now - SIGNING_KEY_LIFETIME - ACCESS_TTL,
+            )
+            .values(retired_at=now)
+        )
+        self._loaded_at = 0.0
+        return row.kid
+
+    async def jwks(self) -> dict[str, Any]:
+        async with self.db.transaction() as session:
+            await self._load(session)
+        return {"keys": list(self._jwks)}
+
+    # --- client authentication -----------------------------------------------------------------
+
+    async def client(
+        self, session: AsyncSession, client_id: str | None, client_secret: str | None
+    ) -> tuple[App, ApiKey]:
+        """The app and API key a client authenticates with (a ``service`` key's secret)."""
+        if not client_id or not client_secret:
+            raise OAuthError("invalid_client", "Client authentication is required", 401)
+        found = await api_keys.find(
+            session, self.hasher, client_id, client_secret, api_keys.KeyKind.SERVICE
+        )
+        if found is None or not api_keys.is_live(found[1], self.clock()):
+            raise OAuthError("invalid_client", "Client authentication failed", 401)
+        return found
+
+    # --- grants ----------------------------------------------------------------------------------
+
+    def _requested_scope(self, requested: str | None, allowed: Scope) -> Scope:
+        if not requested:
+            return allowed
+        wanted = [Scope.parse(part) for part in requested.split()]
+        if not wanted or any(w is None for w in wanted):
+            raise OAuthError("invalid_scope", "scope must be one of read, write, master")
+        chosen = max((w for w in wanted if w is not None), key=lambda s: s.rank)
+        if not allowed.allows(chosen):
+            raise OAuthError("invalid_scope", f"this client may ask for {allowed.value} at most")
+        return chosen
+
+    async def client_credentials(
+        self,
+        session: AsyncSession,
+        client_id: str | None,
+        client_secret: str | None,
+        requested_scope: str | None,
+    ) -> TokenGrant:
+        app, key = await self.client(session, client_id, client_secret)
+        scope = self._requested_scope(requested_scope, Scope(key.scope))
+        now = self.clock()
+        family = TokenFamily(
+            id="fam_" + secrets.token_hex(12),
+            app_id=app.id,
+            key_id=key.key_id,
+            scope=scope.value,
+            created_at=now,
+            expires_at=now + FAMILY_LIFETIME,
+        )
+        session.add(family)
+        await session.flush()
+        return await self._grant(session, app, family, now)
+
+    async def _grant(
+        self, session: AsyncSession, app: App, family: TokenFamily, now: datetime
+    ) -> TokenGrant:
+        refresh = secrets.token_urlsafe(32)
+        session.add(
+            RefreshToken(
+                family_id=family.id,
+                token_hash=self.hasher.hash(refresh, purpose=REFRESH_PURPOSE),
+                created_at=now,
+                expires_at=min(now + REFRESH_IDLE, as_utc(family.expires_at)),
+            )
+        )
+        await self._load(session)
+        assert self._signer is not None  # noqa: S101 - _load always sets a signer
+        kid, private = self._signer
+        expires = now + ACCESS_TTL
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": app.client_id,
+            "client_id": app.client_id,
+            "scope": family.scope,
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+            "jti": secrets.token_hex(16),
+            "fam": family.id,
+        }
+        token = jwt.encode(
+            claims, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": "at+jwt"}
+        )
+        await session.flush()
+        return TokenGrant(token, int(ACCESS_TTL.total_seconds()), refresh, family.scope)
+
+    async def refresh(
+        self,
+        session: AsyncSession,
+        client_id: str | None,
+        client_secret: str | None,
+        refresh_token: str | None,
+        requested_scope: str | None,
+    ) -> TokenGrant:
+        app, _ = await self.client(session, client_id, client_secret)
+        if not refresh_token or len(refresh_token) > 200:
+            raise OAuthError("invalid_request", "refresh_token is required")
+        digest = self.hasher.hash(refresh_token, purpose=REFRESH_PURPOSE)
+        row = (
+            await session.execute(
+                select(RefreshToken, TokenFamily)
+                .join(TokenFamily, TokenFamily.id == RefreshToken.family_id)
+                .where(RefreshToken.token_hash == digest)
+            )
+        ).one_or_none()
+        if row is None or row[1].app_id != app.id:
+            raise OAuthError("invalid_grant", "The refresh token is not valid")
+        token, family = row
+        now = self.clock()
+        if token.used_at is not None:
+            # A rotated token came back: someone holds a copy. End the whole family, in a unit
+            # of work of its own so that the refusal below does not roll the revocation back.
+            await self._end_family_on_reuse(family.id, app, now)
+            raise OAuthError("invalid_grant", "The refresh token was already used")
+        if (
+            family.revoked_at is not None
+            or as_utc(token.expires_at) <= now
+            or as_utc(family.expires_at) <= now
+        ):
+            raise OAuthError("invalid_grant", "The refresh token has expired or was revoked")
+        key = (
+            await session.execute(select(ApiKey).where(ApiKey.key_id == family.key_id))
+        ).scalar_one_or_none()
+        if key is None or not api_keys.is_live(key, now):
+            raise OAuthError("invalid_grant", "The key this grant was made with is revoked")
+        if requested_scope:
+            self._requested_scope(requested_scope, Scope(family.scope))  # never wider
+        claimed = await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == token.id, RefreshToken.used_at.is_(None))
+            .values(used_at=now)
+        )
+        if getattr(claimed, "rowcount", 1) != 1:
+            raise OAuthError("invalid_grant", "The refresh token was already used")
+        return await self._grant(session, app, family, now)
+
+    async def _end_family_on_reuse(self, family_id: str, app: App, now: datetime) -> None:
+        async with self.db.transaction() as session:
+            family = await session.get(TokenFamily, family_id)
+            if family is None or family.revoked_at is not None:
+                return
+            family.revoked_at = now
+            family.revoked_reason = "refresh_token_reuse"
+            audit.record(
+                session,
+                now=now,
+                actor=f"app:{app.client_id}",
+                action="security.refresh_token_reuse",
+                target_type="oauth_token_family",
+                target_id=family.id,
+                app_id=app.id,
+                detail={"key_id": family.key_id},
+            )
+
+    # --- revocation and introspection ------------------------------------------------------------
+
+    async def _family_of(self, session: AsyncSession, app: App, token: str) -> TokenFamily | None:
+        family_id: str | None = None
+        if token.count(".") == 2:
+            claims = await self._verified_claims(session, token)
+            family_id = claims.get("fam") if claims else None
+        else:
+            digest = self.hasher.hash(token, purpose=REFRESH_PURPOSE)
+            family_id = (
+                await session.execute(
+                    select(RefreshToken.family_id).where(RefreshToken.token_hash == digest)
+                )
+            ).scalar_one_or_none()
+        if not isinstance(family_id, str):
+            return None
+        family = await session.get(TokenFamily, family_id)
+        if family is None or family.app_id != app.id:
+            return None
+        return family
+
+    async def revoke(
+        self, session: AsyncSession, client_id: str | None, client_secret: str | None, token: str
+    ) -> None:
+        """RFC 7009: always succeeds for an authenticated client; revoking either kind of token
+        ends its family (the refresh token and every access token from it)."""
+        app, _ = await self.client(session, client_id, client_secret)
+        if not token or len(token) > 4096:
+            return
+        family = await self._family_of(session, app, token)
+        if family is not None and family.revoked_at is None:
+            family.revoked_at = self.clock()
+            family.revoked_reason = "revoked"
+            await session.flush()
+
+    async def introspect(
+        self, session: AsyncSession, client_id: str | None, client_secret: str | None, token: str
+    ) -> dict[str, Any]:
+        """RFC 7662: anything not active, or another app's token, is ``{"active": false}``."""
+        app, _ = await self.client(session, client_id, client_secret)
+        inactive: dict[str, Any] = {"active": False}
+        if not token or len(token) > 4096:
+            return inactive
+        now = self.clock()
+        if token.count(".") == 2:
+            claims = await self._verified_claims(session, token)
+            if claims is None or claims.get("client_id") != app.client_id:
+                return inactive
+            family = await self._live_family(session, str(claims.get("fam")), now)
+            if family is None or family.app_id != app.id:
+                return inactive
+            return {
+                "active": True,
+                "token_type": "Bearer",
+                "scope": claims["scope"],
+                "client_id": claims["client_id"],
+                "sub": claims["sub"],
+                "iss": claims["iss"],
+                "aud": claims["aud"],
+                "exp": claims["exp"],
+                "iat": claims["iat"],
+                "nbf": claims["nbf"],
+                "jti": claims["jti"],
+            }
+        digest = self.hasher.hash(token, purpose=REFRESH_PURPOSE)
+        row = (
+            await session.execute(
+                select(RefreshToken, TokenFamily)
+                .join(TokenFamily, TokenFamily.id == RefreshToken.family_id)
+                .where(RefreshToken.token_hash == digest)
+            )
+        ).one_or_none()
+        if row is None:
+            return inactive
+        refresh, family = row
+        if (
+            family.app_id != app.id
+            or family.revoked_at is not None
+            or refresh.used_at is not None
+            or as_utc(refresh.expires_at) <= now
+            or as_utc(family.expires_at) <= now
+        ):
+            return inactive
+        return {
+            "active": True,
+            "token_type": "refresh_token",
+            "scope": family.scope,
+            "client_id": app.client_id,
+            "exp": int(as_utc(refresh.expires_at).timestamp()),
+        }
+
+    async def _live_family(
+        self, session: AsyncSession, family_id: str, now: datetime
+    ) -> TokenFamily | None:
+        row = (
+            await session.execute(
+                select(TokenFamily, ApiKey)
+                .join(ApiKey, ApiKey.key_id == TokenFamily.key_id)
+                .where(TokenFamily.id == family_id)
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        family: TokenFamily = row[0]
+        if family.revoked_at is not None or not api_keys.is_live(row[1], now):
+            return None
+        return family
+
+    # --- verification ----------------------------------------------------------------------------
+
+    async def _verified_claims(self, session: AsyncSession, token: str) -> dict[str, Any] | None:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None
+        kid = header.get("kid")
+        if header.get("alg") != ALGORITHM or not isinstance(kid, str):
+            return None
+        await self._load(session)
+        key = self._public.get(kid)
+        if key is None:
+            await self._load(session, force=True)  # another process may have rotated
+            key = self._public.get(kid)
+            if key is None:
+                return None
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                # The times are checked below against bankhub's clock (injectable in tests).
+                options={
+                    "require": ["exp", "nbf", "iat", "iss", "aud", "jti"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
+            )
+        except jwt.PyJWTError:
+            return None
+        now = int(self.clock().timestamp())
+        if not (int(claims["nbf"]) <= now < int(claims["exp"])):
+            return None
+        return claims
+
+    async def verify_bearer(
+        self, session: AsyncSession, authorization: str, now: datetime
+    ) -> Principal:
+        from bankhub.hub import Principal
+
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _invalid_token("Authorization must be 'Bearer <access token>'")
+        claims = await self._verified_claims(session, token.strip())
+        if claims is None:
+            raise _invalid_token()
+        row = (
+            await session.execute(
+                select(App, TokenFamily, ApiKey)
+                .join(TokenFamily, TokenFamily.app_id == App.id)
+                .join(ApiKey, ApiKey.key_id == TokenFamily.key_id)
+                .where(TokenFamily.id == str(claims.get("fam")))
+            )
+        ).one_or_none()
+        if row is None:
+            raise _invalid_token()
+        app, family, key = row
+        if (
+            app.client_id != claims.get("client_id")
+            or family.revoked_at is not None
+            or not api_keys.is_live(key, now)
+        ):
+            raise _invalid_token("The access token was revoked")
+        scope = Scope.parse(str(claims.get("scope")))
+        if scope is None:
+            raise _invalid_token()
+        return Principal(app, scope, key.key_id, str(claims["jti"]))
+
+
+def _invalid_token(message: str | None = None) -> ApiError:
+    return ApiError(
+        ErrorCode.INVALID_TOKEN,
+        message,
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )

@@ -1,0 +1,180 @@
+"""API keys: several per app, each scoped, rolled with an overlap, revoked at once (S1, S2).
+
+A key's secret is 256 random bits shown once; only its keyed hash is stored, and a presented
+secret is found by that hash (an equality lookup on an HMAC output reveals nothing through
+timing). The seed's ``service-secret`` and ``app-secret`` are simply the first two keys an app
+gets: a ``master`` service key and a ``write`` app key.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.partners.models import ApiKey, App
+from bankhub.security.scopes import Scope
+from bankhub.security.secrets import SecretHasher, new_api_secret
+
+
+class KeyKind(StrEnum):
+    SERVICE = "service"
+    APP = "app"
+
+    @property
+    def header(self) -> str:
+        return f"{self.value}-secret"
+
+    @property
+    def purpose(self) -> str:
+        """The keyed hash's purpose label (the header name, as before keys had scopes)."""
+        return self.header
+
+
+#: the longest overlap a rolled key keeps working for
+MAX_OVERLAP = timedelta(days=30)
+DEFAULT_OVERLAP = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A key with its secret in clear: the only time the secret exists outside the caller."""
+
+    key: ApiKey
+    secret: str
+
+
+def new_key_id() -> str:
+    return "key_" + secrets.token_hex(8)
+
+
+def issue(
+    session: AsyncSession,
+    hasher: SecretHasher,
+    now: datetime,
+    app_id: int,
+    *,
+    scope: Scope,
+    kind: KeyKind = KeyKind.SERVICE,
+    name: str = "",
+    allowed_referers: list[str] | None = None,
+    replaces: str | None = None,
+) -> IssuedKey:
+    secret = new_api_secret()
+    key = ApiKey(
+        app_id=app_id,
+        key_id=new_key_id(),
+        secret_hash=hasher.hash(secret, purpose=kind.purpose),
+        kind=kind.value,
+        scope=scope.value,
+        name=(name or f"{scope.value} {kind.value} key")[:200],
+        allowed_referers=allowed_referers if kind is KeyKind.APP else None,
+        created_at=now,
+        replaces=replaces,
+    )
+    session.add(key)
+    return IssuedKey(key, secret)
+
+
+def is_live(key: ApiKey, now: datetime) -> bool:
+    if key.revoked_at is not None:
+        return False
+    return key.expires_at is None or key.expires_at > now
+
+
+async def list_keys(session: AsyncSession, app: App) -> list[ApiKey]:
+    result = await session.execute(
+        select(ApiKey).where(ApiKey.app_id == app.id).order_by(ApiKey.id)
+    )
+    return list(result.scalars())
+
+
+async def get_key(session: AsyncSession, app: App, key_id: str) -> ApiKey:
+    """The app's key named ``key_id``; another app's key answers exactly like a missing one."""
+    key = (
+        await session.execute(
+            select(ApiKey).where(ApiKey.app_id == app.id, ApiKey.key_id == key_id[:40])
+        )
+    ).scalar_one_or_none()
+    if key is None:
+        raise ApiError(ErrorCode.NOT_FOUND, "No such key", {"key_id": key_id[:40]})
+    return key
+
+
+async def roll(
+    session: AsyncSession,
+    hasher: SecretHasher,
+    now: datetime,
+    key: ApiKey,
+    overlap: timedelta = DEFAULT_OVERLAP,
+) -> IssuedKey:
+    """A new key of the same kind and scope; the old one keeps working for ``overlap``."""
+    if not is_live(key, now):
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            "Only a live key can be rolled",
+            {"problems": ["key_id"], "key_id": key.key_id},
+        )
+    if overlap < timedelta(0) or overlap > MAX_OVERLAP:
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            f"overlap must be between 0 seconds and {MAX_OVERLAP.days} days",
+            {"problems": ["overlap_seconds"]},
+        )
+    issued = issue(
+        session,
+        hasher,
+        now,
+        key.app_id,
+        scope=Scope(key.scope),
+        kind=KeyKind(key.kind),
+        name=key.name,
+        allowed_referers=key.allowed_referers,
+        replaces=key.key_id,
+    )
+    ends = now + overlap
+    key.expires_at = ends if key.expires_at is None else min(key.expires_at, ends)
+    await session.flush()
+    return issued
+
+
+async def revoke(session: AsyncSession, now: datetime, key: ApiKey) -> None:
+    """Effective at once: the next request with this key is refused."""
+    if key.revoked_at is None:
+        key.revoked_at = now
+    await session.flush()
+
+
+async def live_masters(session: AsyncSession, app: App, now: datetime) -> list[ApiKey]:
+    keys = await list_keys(session, app)
+    return [k for k in keys if k.scope == Scope.MASTER.value and is_live(k, now)]
+
+
+async def find(
+    session: AsyncSession,
+    hasher: SecretHasher,
+    client_id: str,
+    secret: str,
+    kind: KeyKind,
+) -> tuple[App, ApiKey] | None:
+    """The app and key a presented secret belongs to, in one query; None when nothing matches."""
+    if not secret or len(secret) > 200:
+        return None
+    digest = hasher.hash(secret, purpose=kind.purpose)
+    row = (
+        await session.execute(
+            select(App, ApiKey)
+            .join(ApiKey, ApiKey.app_id == App.id)
+            .where(
+                App.client_id == client_id,
+                ApiKey.secret_hash == digest,
+                ApiKey.kind == kind.value,
+            )
+        )
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])
