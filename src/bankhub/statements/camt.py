@@ -354,10 +354,10 @@ class _Statement:
         interim = [(v, d) for c, v, d in usable if c in _INTERIM]
         available = [(v, d) for c, v, d in usable if c in _AVAILABLE]
         part.opening = opening[0] if opening else None
-        part.closing = (
-            closing[-1] if closing else (max(interim, key=lambda b: b[1]) if interim else None)
-        )
-        part.available = max(available, key=lambda b: b[1])[0] if available else None
+        if interim and not closing:
+            closing = sorted(interim, key=lambda b: b[1])  # the latest; file order on ties
+        part.closing = closing[-1] if closing else None
+        part.available = sorted(available, key=lambda b: b[1])[-1][0] if available else None
 
     def entries(self) -> Iterator[tuple[TransactionRecord, str]]:
         fallback = self.xml.text(self.xml.child(self.el, "Acct"), "Ccy")
