@@ -349,7 +349,7 @@ class _Statement:
     ) -> None:
         """Balances in the account's currency only; a balance without a date is not placed."""
         usable = [(c, v, d) for c, v, ccy, d in balances if ccy == part.currency and d]
-        opening = [(v, d) for c, v, d in usable if c in _OPENING]
+        opening = [(v, d) for code in _OPENING for c, v, d in usable if c == code]
         closing = [(v, d) for c, v, d in usable if c in _CLOSING]
         interim = [(v, d) for c, v, d in usable if c in _INTERIM]
         available = [(v, d) for c, v, d in usable if c in _AVAILABLE]
