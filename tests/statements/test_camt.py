@@ -388,3 +388,31 @@ def test_sniff_claims_camt_only() -> None:
         for path in sorted((CORPUS / folder).rglob("*")):
             if path.is_file():
                 assert not camt.sniff(path.read_bytes()), path.name
+
+
+def test_opening_prefers_opbd_over_prcd() -> None:
+    prcd = b"""<Bal><Tp><CdOrPrtry><Cd>PRCD</Cd></CdOrPrtry></Tp>
+        <Amt Ccy="EUR">1.00</Amt><CdtDbtInd>DBIT</CdtDbtInd><Dt><Dt>2014-01-04</Dt></Dt></Bal>
+        <Bal>"""
+    data = read("test-camt053").replace(b"<Bal>", prcd, 1)
+    account = camt.parse(data).accounts[0]
+    assert (account.opening_balance, account.opening_date) == (D("15568.27"), date(2014, 1, 5))
+    only_prcd = data.replace(b"<Cd>OPBD</Cd>", b"<Cd>XXXX</Cd>")
+    account = camt.parse(only_prcd).accounts[0]
+    assert (account.opening_balance, account.opening_date) == (D("-1.00"), date(2014, 1, 4))
+
+
+def test_entries_in_another_currency_form_their_own_account() -> None:
+    # no Acct/Ccy: the account's currency is the first entry's, a USD entry is a USD account
+    data = read("camt053.v8.xml").replace(b"</Ntry>", b"</Ntry>" + USD_ENTRY)
+    eur, usd = camt.parse(data).accounts
+    assert (eur.currency, [t.amount for t in eur.transactions]) == ("EUR", [D("8.85")])
+    assert (usd.currency, [t.amount for t in usd.transactions]) == ("USD", [D("-12.5")])
+    assert eur.opening_balance == D("18.15")
+    assert usd.opening_balance is None
+    assert usd.number == eur.number == "NL26VAYB8060476890"
+
+
+USD_ENTRY = b"""<Ntry><Amt Ccy="USD">12.5</Amt><CdtDbtInd>DBIT</CdtDbtInd>
+    <Sts><Cd>BOOK</Cd></Sts><BookgDt><Dt>2014-12-31</Dt></BookgDt>
+    <AddtlNtryInf>Card fee</AddtlNtryInf></Ntry>"""
