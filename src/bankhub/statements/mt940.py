@@ -1,0 +1,375 @@
+"""SWIFT MT940 account statements and MT942 interim reports, as banks export them.
+
+Readings (see docs/statements-camt-mt940.md): the booking date is the :61: entry date (else the
+value date); ``RC``/``RD`` reverse a credit/debit, so they book as a debit/credit; ``bank_id`` is
+the bank reference after ``//`` unless it is missing, ``NONREF`` or only zeros, and is dropped when
+the file gives it to two different bookings. :86: is read as German structured (GVC ``?NN``
+subfields with SEPA keys) when it starts with three digits and ``?``, else as free text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from bankhub.connectors.base import TransactionRecord
+from bankhub.statements.camt import StatementPart, merge_parts
+from bankhub.statements.model import ParsedStatement, StatementError
+
+_TAG = re.compile(r"^:(\d{2}[A-Z]?|NS):(.*)$")
+_END = re.compile(r"^-(\}.*|XXX)?\s*$")
+_BLOCK = re.compile(r"\{[1235]:(?:\{[^{}]*\}|[^{}])*\}")
+_BALANCE = re.compile(r"^([CD])(\d{6})([A-Z]{3})(\d+,\d*)$")
+_FLOOR = re.compile(r"^([A-Z]{3})[CD]?(\d+,?\d*)$")
+_LINE61 = re.compile(r"^(\d{6})(\d{4}|\s{4})?(RC|RD|C|D)([A-Z])?(.*)$")
+_AMOUNT = re.compile(r"^(\d+),(\d*)")
+_TYPE = re.compile(r"^[NSF][A-Z0-9 ]{3}")
+_IBAN = re.compile(r"^[A-Z]{2}\d{2}[A-Z0-9]{10,30}$")
+_STRUCTURED = re.compile(r"^(\d{3})\?\d{2}")
+_SUBFIELD = re.compile(r"\?(\d{2})")
+_SEPA_KEYS = re.compile(r"(EREF|KREF|MREF|CRED|DEBT|SVWZ|ABWA|ABWE|PURP|COAM|OAMT|IBAN|BIC)\+")
+_SEPA_META = {"EREF": "end_to_end_id", "MREF": "mandate_id", "CRED": "creditor_id"}
+_SNIFF_FIELDS = re.compile(r"(?m)^:(?:60[FM]|61|62[FM]|34F|28C?):")
+#: SWIFT lines are at most 65 characters; a full line continues on the next without a space
+_LINE_WIDTH = 65
+
+
+def sniff(data: bytes) -> bool:
+    """True when the file's fields look like an MT940/MT942 message (:20:, :25:, balances...)."""
+    text = "\n".join(line for _, line in _lines(data[:65536]))
+    return (
+        re.search(r"(?m)^:20:", text) is not None
+        and re.search(r"(?m)^:25:", text) is not None
+        and _SNIFF_FIELDS.search(text) is not None
+    )
+
+
+def parse(data: bytes) -> ParsedStatement:
+    """Every statement of the file, merged per account+currency in date order."""
+    messages = _messages(data)
+    if not messages:
+        raise StatementError(
+            "no MT940/MT942 statement found (no :20: or :25: field)", format="mt940"
+        )
+    interim = [_is_mt942(m) for m in messages]
+    fmt = "mt942" if all(interim) else "mt940"
+    parts = [_Message(m, fmt).part() for m in messages]
+    return ParsedStatement(format=fmt, accounts=merge_parts(parts))
+
+
+# --- text and fields -----------------------------------------------------------------------------
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 (replacement characters kept as they are), else Windows-1252, else ISO-8859-1."""
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        text = data.decode("latin-1")
+    for junk in ("\u00ad", "\x01", "\x03"):
+        text = text.replace(junk, "")
+    return text.replace("\t", " ")
+
+
+def _lines(data: bytes) -> list[tuple[int, str]]:
+    """Numbered lines with the SWIFT block wrapping ({1:..}{2:..}{4: ... -}{5:..}) removed."""
+    out = []
+    for number, raw in enumerate(_decode(data).splitlines(), start=1):
+        line = _BLOCK.sub("", raw)
+        if "{4:" in line:
+            line = line.split("{4:", 1)[1]
+            if not line.strip():
+                continue
+        out.append((number, line.rstrip("\r")))
+    return out
+
+
+@dataclass(slots=True)
+class _Field:
+    tag: str
+    line: int
+    lines: list[str]
+
+    @property
+    def value(self) -> str:
+        return self.lines[0].strip()
+
+    def joined(self) -> str:
+        """Lines joined: directly after a full 65-character line (a hard wrap), else by a space."""
+        text, full = "", False
+        for index, line in enumerate(self.lines):
+            width = len(line.rstrip()) + (len(self.tag) + 2 if index == 0 else 0)
+            if not line.strip():
+                full = False
+                continue
+            if not text:
+                text = line.strip()
+            elif full:
+                text += line.rstrip()
+            else:
+                text += " " + line.strip()
+            full = width >= _LINE_WIDTH
+        return text
+
+
+@dataclass(slots=True)
+class _Raw:
+    line: int
+    fields: list[_Field] = field(default_factory=list)
+
+
+def _messages(data: bytes) -> list[_Raw]:
+    messages: list[_Raw] = []
+    current: _Raw | None = None
+    for number, line in _lines(data):
+        tag = _TAG.match(line)
+        if tag is not None:
+            if current is None or tag.group(1) == "20":
+                current = _Raw(number)
+                messages.append(current)
+            current.fields.append(_Field(tag.group(1), number, [tag.group(2)]))
+        elif _END.match(line):
+            current = None
+        elif current is not None and current.fields:
+            current.fields[-1].lines.append(line)
+    return messages
+
+
+def _is_mt942(message: _Raw) -> bool:
+    tags = {f.tag for f in message.fields}
+    return not tags & {"60F", "60M"} and bool(tags & {"34F", "13D", "13", "90D", "90C"})
+
+
+# --- one message ---------------------------------------------------------------------------------
+
+
+class _Message:
+    def __init__(self, raw: _Raw, fmt: str) -> None:
+        self.raw, self.fmt = raw, fmt
+        ref = next((f.value for f in raw.fields if f.tag == "20"), None)
+        self.where = f"statement at line {raw.line}" + (f" (:20:{ref})" if ref else "")
+
+    def error(self, line: int, message: str) -> StatementError:
+        return StatementError(f"line {line}: {message}", format=self.fmt)
+
+    def part(self) -> StatementPart:
+        account = next((f for f in self.raw.fields if f.tag == "25"), None)
+        if account is None or not account.value:
+            raise StatementError(
+                f"the {self.where} has no :25: account identification", format=self.fmt
+            )
+        iban, number, bank_code = _account(account.value)
+        part = StatementPart(currency="", iban=iban, number=number, bank_code=bank_code)
+        closing: tuple[Decimal, date] | None = None
+        currency: str | None = None
+        transactions: list[tuple[_Field, list[_Field]]] = []
+        after_61 = False
+        for fld in self.raw.fields:
+            if fld.tag in ("60F", "60M", "62F", "62M", "64"):
+                amount, day, ccy = self.balance(fld)
+                currency = currency or ccy
+                if fld.tag.startswith("60") and part.opening is None:
+                    part.opening = (amount, day)
+                elif fld.tag.startswith("62"):
+                    closing = (amount, day)
+                elif fld.tag == "64":
+                    part.available = amount
+            elif fld.tag == "34F" and currency is None:
+                floor = _FLOOR.match(fld.value)
+                if floor is None:
+                    raise self.error(fld.line, f":34F: floor limit {fld.value!r} is not CCY+amount")
+                currency = floor.group(1)
+            if fld.tag == "61":
+                transactions.append((fld, []))
+                after_61 = True
+            elif fld.tag in ("86", "NS") and after_61:
+                transactions[-1][1].append(fld)
+                after_61 = fld.tag == "NS"
+            else:
+                after_61 = False
+        if currency is None:
+            raise StatementError(
+                f"the {self.where} states no currency (no :60F:/:62F: balance or :34F:)",
+                format=self.fmt,
+            )
+        part.currency, part.closing = currency, closing
+        part.transactions = [self.transaction(f, info, currency) for f, info in transactions]
+        return part
+
+    def balance(self, fld: _Field) -> tuple[Decimal, date, str]:
+        found = _BALANCE.match(fld.value)
+        if found is None:
+            raise self.error(
+                fld.line,
+                f":{fld.tag}: balance {fld.value!r} is not C/D + YYMMDD + currency + amount",
+            )
+        mark, day, ccy, amount = found.groups()
+        value = _decimal(amount)
+        return (-value if mark == "D" else value), self.date(day, fld), ccy
+
+    def date(self, text: str, fld: _Field) -> date:
+        try:
+            year = int(text[:2])
+            return date(2000 + year if year < 80 else 1900 + year, int(text[2:4]), int(text[4:6]))
+        except ValueError as exc:
+            raise self.error(fld.line, f":{fld.tag}: {text!r} is not a valid YYMMDD date") from exc
+
+    def transaction(self, fld: _Field, info: list[_Field], currency: str) -> TransactionRecord:
+        found = _LINE61.match(fld.value)
+        if found is None:
+            raise self.error(
+                fld.line, f":61: {fld.value!r} does not start with YYMMDD[MMDD] and C/D/RC/RD"
+            )
+        value_text, entry_text, mark, funds, rest = found.groups()
+        amount_match = _AMOUNT.match(rest)
+        if amount_match is None:
+            raise self.error(
+                fld.line, f":61: amount {rest[:15]!r} is not a number with a decimal comma"
+            )
+        amount = _decimal(amount_match.group(0))
+        rest = rest[amount_match.end() :]
+        kind = _TYPE.match(rest)
+        if kind is None:
+            raise self.error(fld.line, f":61: {rest[:8]!r} is not a transaction type like NTRF")
+        rest = rest[4:]
+        customer, _, bank = rest.partition("//")
+        value_day = self.date(value_text, fld)
+        booking = _entry_date(
+            value_day,
+            entry_text,
+            lambda: self.error(fld.line, (f":61: entry date {entry_text!r} is not a valid MMDD")),
+        )
+        debit = mark in ("D", "RC")
+        meta: dict[str, Any] = {"transaction_type": kind.group(0).strip()}
+        if funds:
+            meta["funds_code"] = funds
+        if mark.startswith("R"):
+            meta["reversal"] = True
+        if customer.strip() and customer.strip().upper() != "NONREF":
+            meta["customer_reference"] = customer.strip()
+        bank_id = _bank_reference(bank)
+        if bank.strip():
+            meta["bank_reference"] = bank.strip()
+        supplementary = " ".join(line.strip() for line in fld.lines[1:] if line.strip())
+        if supplementary:
+            meta["supplementary_details"] = supplementary
+        description, merchant = "", None
+        for extra in info:
+            if extra.tag == "NS":
+                meta["ns"] = [line.strip() for line in extra.lines if line.strip()]
+            else:
+                description, merchant = _information(extra, meta)
+        description = (
+            description or supplementary or " ".join(meta.get("ns", [])) or meta["transaction_type"]
+        )
+        return TransactionRecord(
+            bank_id=bank_id,
+            booking_date=booking,
+            amount=-amount if debit else amount,
+            currency=currency,
+            description=description,
+            value_date=value_day,
+            merchant=merchant,
+            meta=meta,
+        )
+
+
+def _decimal(text: str) -> Decimal:
+    whole, _, fraction = text.partition(",")
+    return Decimal(f"{whole}.{fraction}" if fraction else whole)
+
+
+def _entry_date(value_day: date, text: str | None, error: Any) -> date:
+    """The MMDD entry date in the year that puts it nearest the value date (December/January)."""
+    if text is None or not text.strip():
+        return value_day
+    candidates = []
+    for year in (value_day.year - 1, value_day.year, value_day.year + 1):
+        try:
+            candidates.append(date(year, int(text[:2]), int(text[2:])))
+        except ValueError:
+            continue
+    if not candidates:
+        raise error()
+    return min(candidates, key=lambda d: abs(d - value_day))
+
+
+def _bank_reference(text: str) -> str | None:
+    ref = text.strip()
+    if not ref or ref.upper() == "NONREF" or not ref.strip("0"):
+        return None
+    return ref
+
+
+def _account(value: str) -> tuple[str | None, str | None, str | None]:
+    """:25: as IBAN, BLZ/account (bank code + number), BIC/account or a plain number."""
+    tokens = value.split()
+    if len(tokens) > 1 and re.fullmatch(r"[A-Z]{3}", tokens[-1]):
+        tokens = tokens[:-1]  # a trailing currency code
+    text = "".join(tokens)
+    bank_code = None
+    if "/" in text:
+        left, right = text.split("/", 1)
+        if left and right:
+            bank_code, text = left, right
+    compact = text.upper()
+    if _IBAN.match(compact):
+        return compact, None, bank_code
+    return None, text, bank_code
+
+
+def _information(fld: _Field, meta: dict[str, Any]) -> tuple[str, str | None]:
+    """Description and counterparty name from :86:, filling ``meta`` with what it finds."""
+    raw = "".join(fld.lines)
+    structured = _STRUCTURED.match(raw.strip())
+    if structured is None:
+        return fld.joined(), None
+    meta["gvc"] = structured.group(1)
+    pieces = _SUBFIELD.split(raw.strip()[3:])
+    subfields: dict[int, str] = {}
+    for code, text in zip(pieces[1::2], pieces[2::2], strict=True):
+        subfields[int(code)] = subfields.get(int(code), "") + text
+    named = {0: "posting_text", 10: "prima_nota", 30: "counterparty_bank_code", 34: "text_key_ext"}
+    for code, key in named.items():
+        if subfields.get(code, "").strip():
+            meta[key] = subfields[code].strip()
+    account = subfields.get(31, "").strip()
+    if account:
+        meta["counterparty_iban" if _IBAN.match(account) else "counterparty_account"] = account
+    purpose = "".join(subfields.get(c, "") for c in (*range(20, 30), *range(60, 64)))
+    sepa = _sepa(purpose)
+    if sepa:
+        meta["sepa"] = sepa
+        meta.update({_SEPA_META[k]: v for k, v in sepa.items() if k in _SEPA_META})
+    others = {
+        str(c): t.strip()
+        for c, t in subfields.items()
+        if c not in named
+        and c not in (31, 32, 33)
+        and not 20 <= c <= 29
+        and not 60 <= c <= 63
+        and t.strip()
+    }
+    if others:
+        meta["subfields"] = others
+    name = " ".join((subfields.get(32, "") + subfields.get(33, "")).split()) or None
+    description = sepa.get("SVWZ") or " ".join(purpose.split()) or meta.get("posting_text", "")
+    return description, name
+
+
+def _sepa(purpose: str) -> dict[str, str]:
+    """SEPA keys (EREF+, MREF+, CRED+, SVWZ+, ABWA+...) of the joined purpose text."""
+    pieces = _SEPA_KEYS.split(purpose)
+    found: dict[str, str] = {}
+    for key, text in zip(pieces[1::2], pieces[2::2], strict=True):
+        value = " ".join(text.split())
+        if value and key not in found:
+            found[key] = value
+    return found
