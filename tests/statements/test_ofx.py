@@ -267,3 +267,32 @@ def test_account_without_acctid_is_refused() -> None:
     data = read("ofx/suncorp.ofx").replace(b"<ACCTID>123456789</ACCTID>", b"<ACCTID></ACCTID>")
     with pytest.raises(StatementError, match="has no ACCTID"):
         ofx.parse(data)
+
+
+@pytest.mark.parametrize(
+    ("written", "posted_at"),
+    [
+        (b"20240323000000[+10:EST]", "2024-03-22T14:00:00+00:00"),
+        (b"20240323093000[+5.5:IST]", "2024-03-23T04:00:00+00:00"),
+        (b"20240323120000.123[0:GMT]", "2024-03-23T12:00:00+00:00"),
+        (b"20240323120000", "2024-03-23T12:00:00+00:00"),
+    ],
+)
+def test_utc_offsets_are_applied_to_the_instant_only(written: bytes, posted_at: str) -> None:
+    data = read("ofx/br_nubank_cc.ofx").replace(
+        b"<DTPOSTED>20240323000000[-3:GMT]", b"<DTPOSTED>" + written, 1
+    )
+    tx = ofx.parse(data).accounts[0].transactions[0]
+    assert tx.booking_date == date(2024, 3, 23)
+    assert tx.meta is not None
+    assert tx.meta["posted_at"] == posted_at
+
+
+def test_amounts_with_grouping_are_read_exactly() -> None:
+    data = read("ofx/checking.ofx").replace(b"<TRNAMT>-34.51", b"<TRNAMT>-1,234.51")
+    assert ofx.parse(data).accounts[0].transactions[1].amount == Decimal("-1234.51")
+    data = read("ofx/stmtrs_euro.ofx").replace(b"-200,00", b"-1.200,05")
+    assert ofx.parse(data).accounts[0].transactions[0].amount == Decimal("-1200.05")
+    bad = read("ofx/checking.ofx").replace(b"<TRNAMT>-34.51", b"<TRNAMT>-12,34.51")
+    with pytest.raises(StatementError, match=r"'-12,34\.51', which is not an amount"):
+        ofx.parse(bad)

@@ -351,7 +351,7 @@ def _read(text: str, profile: Profile, header_index: int | None, fmt: str) -> Pa
             continue
         cells = index.fit(row, line)
         record, balance, iban = _record(cells, index, profile, line, fmt)
-        ident = iban or preamble.get("iban") or profile.iban
+        ident = iban or preamble.iban or profile.iban
         account = accounts.get((ident, record.currency))
         if account is None:
             account = accounts[(ident, record.currency)] = _Account(record.currency, ident)
@@ -473,12 +473,11 @@ def _record(
     return record, running, iban.replace(" ", "") or None
 
 
-def _statement(acc: _Account, p: Profile, preamble: dict[str, str], count: int) -> StatementAccount:
+def _statement(acc: _Account, p: Profile, preamble: _Preamble, count: int) -> StatementAccount:
     opening: tuple[Decimal, date] | None = None
     closing: tuple[Decimal, date] | None = None
-    if "balance" in preamble and count == 1:
-        amount, _, when = preamble["balance"].partition("@")
-        closing = Decimal(amount), date.fromisoformat(when)
+    if preamble.balance is not None and count == 1:
+        closing = preamble.balance
     with_balance: list[tuple[TransactionRecord, Decimal]] = [
         (r, b) for r, b in acc.rows if b is not None
     ]
@@ -498,8 +497,8 @@ def _statement(acc: _Account, p: Profile, preamble: dict[str, str], count: int) 
         currency=acc.currency,
         iban=acc.iban,
         number=p.number,
-        name=preamble.get("name") or p.name,
-        holder_name=preamble.get("holder"),
+        name=preamble.name or p.name,
+        holder_name=preamble.holder,
         type=p.account_type,
         opening_balance=opening[0] if opening else None,
         opening_date=opening[1] if opening else None,
@@ -509,8 +508,18 @@ def _statement(acc: _Account, p: Profile, preamble: dict[str, str], count: int) 
     )
 
 
-def _preamble(rows: Sequence[tuple[int, list[str]]], p: Profile, fmt: str) -> dict[str, str]:
-    found: dict[str, str] = {}
+@dataclass(slots=True)
+class _Preamble:
+    """What the rows above the header say about the account."""
+
+    iban: str | None = None
+    name: str | None = None
+    holder: str | None = None
+    balance: tuple[Decimal, date] | None = None
+
+
+def _preamble(rows: Sequence[tuple[int, list[str]]], p: Profile, fmt: str) -> _Preamble:
+    found = _Preamble()
     for line, row in rows:
         cells = [c for c in row if c]
         if len(cells) < 2:
@@ -522,16 +531,18 @@ def _preamble(rows: Sequence[tuple[int, list[str]]], p: Profile, fmt: str) -> di
                 continue
             if what == "balance":
                 amount = _amount(_strip_currency(value), p, line, label, fmt)
-                when = _date(m.group(1), "%d.%m.%Y", line, label, fmt)
-                found["balance"] = f"{amount}@{when.isoformat()}"
+                found.balance = amount, _date(m.group(1), "%d.%m.%Y", line, label, fmt)
             elif what == "account":
+                # a row naming the account and giving its IBAN: "Girokonto";"DE42..."
                 iban = value.replace(" ", "")
-                if _IBAN.fullmatch(iban) and "iban" not in found:
-                    found["iban"], found["name"] = iban, label
+                if _IBAN.fullmatch(iban) and found.iban is None:
+                    found.iban, found.name = iban, label
             elif what == "iban":
-                found["iban"] = value.replace(" ", "")
-            else:
-                found[what] = value
+                found.iban = value.replace(" ", "")
+            elif what == "name":
+                found.name = value
+            elif what == "holder":
+                found.holder = value
             break
     return found
 
