@@ -271,6 +271,7 @@ def test_mapping_with_debit_credit_columns_and_no_header() -> None:
         b"2026-01-02,Coffee,,3.50,,tx-1\n"
         b'2026-01-03,Salary,"1,234.56",,,tx-2\n'
         b"2026-01-04,Refund,0.99,,,tx-3\n"
+        b"2026-01-05,Fee,0.00,-2.00,,tx-4\n"
     )
     mapping = CsvMapping(
         date_column=0,
@@ -293,7 +294,14 @@ def test_mapping_with_debit_credit_columns_and_no_header() -> None:
         (date(2026, 1, 2), Decimal("-3.50"), "tx-1", "Coffee"),
         (date(2026, 1, 3), Decimal("1234.56"), "tx-2", "Salary"),
         (date(2026, 1, 4), Decimal("0.99"), "tx-3", "Refund"),
+        (date(2026, 1, 5), Decimal("-2.00"), "tx-4", "Fee"),
     ]
+    both = data.replace(b"Fee,0.00,", b"Fee,1.00,")
+    with pytest.raises(StatementError, match="line 5 has both a debit and a credit amount"):
+        csvfiles.parse_with_mapping(both, mapping)
+    neither = data.replace(b"Fee,0.00,-2.00,", b"Fee,,,")
+    with pytest.raises(StatementError, match="line 5 has no amount"):
+        csvfiles.parse_with_mapping(neither, mapping)
 
 
 def test_mapping_row_without_the_optional_column_is_an_error() -> None:

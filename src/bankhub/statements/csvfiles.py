@@ -419,7 +419,7 @@ def _record(
     else:
         debit = amount(p.debit) if p.debit is not None and get(p.debit) else None
         credit = amount(p.credit) if p.credit is not None and get(p.credit) else None
-        if (debit is None) == (credit is None) and (debit or credit):
+        if debit and credit:
             raise StatementError(f"line {line} has both a debit and a credit amount", format=fmt)
         if debit is None and credit is None:
             raise StatementError(f"line {line} has no amount", format=fmt)
