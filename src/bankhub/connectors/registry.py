@@ -48,9 +48,11 @@ class ConnectorRegistry:
 
 
 def default_registry() -> ConnectorRegistry:
+    from bankhub.connectors.fints import FinTSConnector
     from bankhub.connectors.sandbox import SandboxConnector
 
     registry = ConnectorRegistry()
     registry.register(SandboxConnector.info.id, SandboxConnector)
+    registry.register(FinTSConnector.info.id, FinTSConnector)
     registry.load_entry_points()
     return registry

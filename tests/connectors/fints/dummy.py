@@ -1,0 +1,173 @@
+"""python-fints' own dummy FinTS server, loaded from its PyPI sdist (fetched, never copied here).
+
+The sdist lands in ``.cache/fints-sdist`` (gitignored). Its ``tests/conftest.py`` defines the
+server as a pytest fixture; :func:`dummy_server` runs that fixture's generator by hand, so the
+server's code and data are exactly what python-fints ships. Optional wrappers extend its handler
+for bank behaviour it lacks (a TAN on dialog initialisation, several TAN mechanisms).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import importlib.util
+import inspect
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import fints.parser
+
+REPO = Path(__file__).resolve().parents[3]
+CACHE = REPO / ".cache" / "fints-sdist"
+#: the longest a dummy server lives, whatever the test does
+LIFETIME_SECONDS = 120.0
+
+#: the PINs the dummy server knows: a good one and one whose access is locked
+GOOD_PIN = "1234"
+LOCKED_PIN = "3938"
+BLZ = "12345678"
+USER = "test1"
+
+Wrapper = Callable[[type, dict[str, Any]], type]
+
+
+def sdist_root() -> Path:
+    """The unpacked sdist of the installed python-fints version, fetched on first use."""
+    version = importlib.metadata.version("fints")
+    root = CACHE / f"fints-{version}"
+    if (root / "tests" / "conftest.py").exists():
+        return root
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        fetched = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                f"fints=={version}",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                "-d",
+                tmp,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if fetched.returncode != 0:
+            raise RuntimeError(f"pip could not fetch the fints {version} sdist:\n{fetched.stderr}")
+        archive = next(Path(tmp).glob("fints-*.tar.gz"))
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(f"fints-{version}/tests/")]
+            tar.extractall(tmp, members=members, filter="data")
+        Path(tmp, f"fints-{version}").replace(root)
+    return root
+
+
+@functools.cache
+def _conftest() -> ModuleType:
+    path = sdist_root() / "tests" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("fints_sdist_conftest", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    robust = fints.parser.robust_mode
+    try:
+        with warnings.catch_warnings():
+            # Its source has an invalid escape ("\\u00e4" in a bytes literal): not ours to fix.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", SyntaxWarning)
+            spec.loader.exec_module(module)
+    finally:
+        # The sdist's conftest switches the parser to strict mode for the whole process;
+        # bankhub runs python-fints with its default, so put that back.
+        fints.parser.robust_mode = robust
+    return module
+
+
+@dataclass
+class DummyServer:
+    url: str
+    dialogs: dict[str, Any]
+    server: Any
+
+
+@contextmanager
+def dummy_server(wrapper: Wrapper | None = None) -> Iterator[DummyServer]:
+    """Start the sdist's server on 127.0.0.1 (a free port); it stops on exit or after a while."""
+    factory = inspect.unwrap(_conftest().fints_server)
+    fixture = factory()
+    url = next(fixture)
+    frame = fixture.gi_frame.f_locals
+    server, dialogs = frame["server"], frame["dialogs"]
+    if wrapper is not None:
+        server.RequestHandlerClass = wrapper(server.RequestHandlerClass, dialogs)
+    server.RequestHandlerClass.log_message = lambda *args: None
+    watchdog = threading.Timer(LIFETIME_SECONDS, server.shutdown)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield DummyServer(url=url, dialogs=dialogs, server=server)
+    finally:
+        watchdog.cancel()
+        next(fixture, None)
+
+
+_INIT_TAN = re.compile(rb"'HKTAN:(\d+):(\d+)\+4")
+_ALLOWED = b"3920::Zugelassene TAN-Verfahren fur den Benutzer:942"
+
+
+def login_tan(
+    tan: str = "123456", challenge: str = "Geben Sie TAN {tan} an", mechanisms: str | None = None
+) -> Wrapper:
+    """Ask for a TAN on every dialog initialisation that offers one (PSD2 strong login).
+
+    The challenge is issued here; the TAN is then checked by the dummy server's own HKTAN
+    process-2 code (its ``pending`` task table), as for its transfers. ``mechanisms`` (like
+    ``"942:962"``) widens the TAN methods the server allows for the user.
+    """
+
+    def wrap(handler: type, dialogs: dict[str, Any]) -> type:
+        class LoginTanHandler(handler):
+            def make_answer(self, dialog_id: str, message: bytes) -> bytes:
+                answer: bytes = super().make_answer(dialog_id, message)
+                if mechanisms is not None:
+                    answer = answer.replace(_ALLOWED, _ALLOWED[:-3] + mechanisms.encode())
+                found = _INIT_TAN.search(message)
+                if found and b"'HKIDN:" in message and b"0020::" in answer:
+                    segment, version = found.group(1).decode(), found.group(2).decode()
+                    reference = uuid.uuid4().hex
+                    dialogs[dialog_id].setdefault("pending", {})[reference] = {
+                        "seg": segment,
+                        "pain": "",
+                        "memo": "login",
+                        "recv": USER,
+                        "amount": "0",
+                        "tan": tan,
+                    }
+                    text = challenge.format(tan=tan)
+                    answer += (
+                        f"HIRMS::2:{segment}+0030::Auftragsfreigabe erforderlich'"
+                        f"HITAN::{version}:{segment}+4++{reference}+{text}'"
+                    ).encode("iso-8859-1")
+                    dialogs[dialog_id].setdefault("tan_inits", []).append(message)
+                return answer
+
+        return LoginTanHandler
+
+    return wrap

@@ -1,0 +1,227 @@
+"""The connector against python-fints' own dummy FinTS server (fetched from the PyPI sdist).
+
+What the dummy serves (tests/conftest.py of the sdist): BLZ 12345678, user test1, PIN 1234
+(3938 is a locked access, anything else a wrong PIN); one SEPA account DE111234567800000001 /
+GENODE23X42 / account 00001, described in the UPD as "Girokonto" held by "Fullname"; HKKAZ
+answers with two MT940 statements (paged with a touchdown) holding +182.34 EUR on 2015-01-01,
++100.03 and +100.00 EUR on 2015-03-01, the last statement closing at 1423.60 EUR. It answers no
+HKSAL, so the balance comes from that closing balance. It asks for no TAN on login; the
+``login_tan`` wrapper adds that challenge, and the dummy's own HKTAN code checks the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import zlib
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from bankhub.connectors.base import (
+    AccountLocked,
+    AccountType,
+    Answer,
+    InteractionRejected,
+    InvalidCredentials,
+    MemoryStateStore,
+    NeedsChoice,
+    SessionExpired,
+    TransactionStatus,
+)
+from bankhub.connectors.fints import FinTSConnector, TanChallenge
+from bankhub.connectors.registry import default_registry
+
+from .conftest import Build
+from .dummy import GOOD_PIN, LOCKED_PIN, USER, DummyServer, login_tan
+
+IBAN = "DE111234567800000001"
+HHD = "CHLGUC  00312908{tan}1012345678900523,42CHLGTEXT0034Geben Sie den Startcode als TAN an"
+
+
+async def _read(connector: FinTSConnector) -> None:
+    accounts = await connector.fetch_accounts()
+    assert [(a.bank_id, a.iban, a.number, a.name) for a in accounts] == [
+        (IBAN, IBAN, "00001", "Girokonto")
+    ]
+    account = accounts[0]
+    assert account.holder_name == "Fullname"
+    assert account.type == AccountType.CURRENT
+    assert (account.balance, account.currency) == (Decimal("1423.60"), "EUR")
+    assert isinstance(account.balance, Decimal)
+
+    rows = await connector.fetch_transactions(account, None, None)
+    assert [(r.booking_date, r.value_date, r.amount, r.currency) for r in rows] == [
+        (date(2015, 1, 1), date(2015, 1, 1), Decimal("182.34"), "EUR"),
+        (date(2015, 3, 1), date(2015, 3, 1), Decimal("100.03"), "EUR"),
+        (date(2015, 3, 1), date(2015, 3, 1), Decimal("100.00"), "EUR"),
+    ]
+    assert [r.description.split("/")[1][:22] for r in rows] == [
+        "Test Ueberweisung 1n W",
+        "Test Ueberweisung 2n W",
+        "Test Ueberweisung 3n W",
+    ]
+    assert all(r.description.startswith("Ihre Kontonummer 0000001234/") for r in rows)
+    assert {r.merchant for r in rows} == {"Bank"}
+    # Every :61: line says NONREF and has no bank reference: no bank id, bankhub fingerprints.
+    assert {r.bank_id for r in rows} == {None}
+    assert {r.status for r in rows} == {TransactionStatus.BOOKED}
+    assert rows[0].meta == {"posting_text": "UEBERWEISG", "transaction_code": "051"}
+
+
+async def test_logs_in_with_the_pin_and_reads_what_the_dummy_bank_serves(build: Build) -> None:
+    store = MemoryStateStore()
+    connector = build(store)
+    await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    await _read(connector)
+    saved = store.load()["fints"]
+    assert saved["system_id"].endswith(";00001")  # the dummy mints "<prefix>;00001"
+    # The dummy allows one TAN method (942, mobileTAN): chosen without asking.
+    assert saved["tan_mechanism"] == "942"
+    await connector.close()
+
+
+@pytest.mark.parametrize("server", [login_tan()], indirect=True)
+async def test_the_bank_asks_for_a_tan_on_login(build: Build, server: DummyServer) -> None:
+    connector = build(MemoryStateStore())
+    with pytest.raises(TanChallenge) as asked:
+        await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    assert asked.value.prompt == "Geben Sie TAN 123456 an"
+    assert asked.value.field_label == "TAN"
+    assert asked.value.hhduc is None
+    with pytest.raises(SessionExpired):
+        await connector.fetch_accounts()
+    await connector.resume(Answer("code", "123456"))
+    await _read(connector)
+    await connector.close()
+
+
+@pytest.mark.parametrize("server", [login_tan(tan="88112345", challenge=HHD)], indirect=True)
+async def test_a_chiptan_challenge_carries_its_flicker_data(build: Build) -> None:
+    connector = build(MemoryStateStore())
+    with pytest.raises(TanChallenge) as asked:
+        await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    assert asked.value.prompt == "Geben Sie den Startcode als TAN an"
+    assert asked.value.hhduc == "2908881123451012345678900523,42"
+    await connector.resume(Answer("code", "88112345"))
+    assert await connector.fetch_accounts()
+
+
+@pytest.mark.parametrize("server", [login_tan()], indirect=True)
+async def test_a_wrong_tan_brings_a_new_challenge_then_gives_up(build: Build) -> None:
+    connector = build(MemoryStateStore())
+    with pytest.raises(TanChallenge):
+        await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    with pytest.raises(TanChallenge) as again:
+        await connector.resume(Answer("code", "999999"))
+    assert again.value.prompt.startswith("The bank refused the TAN (9941 TAN ungültig)")
+    assert again.value.prompt.endswith("Geben Sie TAN 123456 an")
+    await connector.resume(Answer("code", "123456"))
+    assert await connector.fetch_accounts()
+
+    fresh = build(MemoryStateStore())
+    with pytest.raises(TanChallenge):
+        await fresh.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    for _ in range(2):
+        with pytest.raises(TanChallenge):
+            await fresh.resume(Answer("code", "999999"))
+    with pytest.raises(InteractionRejected, match="refused the TAN"):
+        await fresh.resume(Answer("code", "999999"))
+    with pytest.raises(InteractionRejected, match="log in again"):
+        await fresh.resume(Answer("code", "123456"))
+
+
+@pytest.mark.parametrize("server", [login_tan(mechanisms="942:962")], indirect=True)
+async def test_several_tan_methods_are_a_choice_remembered_for_the_next_login(
+    build: Build, server: DummyServer
+) -> None:
+    store = MemoryStateStore()
+    connector = build(store)
+    with pytest.raises(NeedsChoice) as choice:
+        await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    assert [(o.id, o.label) for o in choice.value.options] == [
+        ("942", "mobile TAN"),
+        ("962", "Smart-TAN plus manuell"),
+    ]
+    with pytest.raises(InteractionRejected, match="TAN methods"):
+        await connector.resume(Answer("choice", "972"))
+    with pytest.raises(TanChallenge):
+        await connector.resume(Answer("choice", "962"))
+    await connector.resume(Answer("code", "123456"))
+    assert store.load()["fints"]["tan_mechanism"] == "962"
+    system_id = store.load()["fints"]["system_id"]
+    inits = [m for d in server.dialogs.values() for m in d.get("tan_inits", [])]
+    assert len(inits) == 1
+    signed_with = re.search(rb"HNSHK:\d+:\d+\+PIN:\d\+(\d+)\+", inits[0])
+    assert signed_with is not None
+    assert signed_with.group(1) == b"962"
+    await connector.close()
+
+    # The next login (for example by the credential vault) goes straight to the TAN.
+    again = build(MemoryStateStore(store.load()))
+    with pytest.raises(TanChallenge):
+        await again.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    await again.resume(Answer("code", "123456"))
+    assert store.load()["fints"]["system_id"] == system_id
+    await again.close()
+
+
+async def test_a_wrong_pin_is_invalid_credentials(build: Build) -> None:
+    with pytest.raises(InvalidCredentials, match="user id or the PIN"):
+        await build(MemoryStateStore()).authenticate({"user_id": USER, "pin": "99999"})
+    with pytest.raises(InvalidCredentials, match="login name and the PIN"):
+        await build(MemoryStateStore()).authenticate({"user_id": USER, "pin": ""})
+
+
+async def test_a_locked_access_is_account_locked(build: Build) -> None:
+    with pytest.raises(AccountLocked, match="locked"):
+        await build(MemoryStateStore()).authenticate({"user_id": USER, "pin": LOCKED_PIN})
+
+
+async def test_open_session_needs_the_pin_again(build: Build) -> None:
+    store = MemoryStateStore()
+    await build(store).authenticate({"user_id": USER, "pin": GOOD_PIN})
+    again = build(MemoryStateStore(store.load()))
+    with pytest.raises(SessionExpired, match="PIN"):
+        await again.open_session()
+    with pytest.raises(SessionExpired):
+        await again.fetch_accounts()
+
+
+async def test_the_state_holds_the_public_client_data_only(build: Build) -> None:
+    store = MemoryStateStore()
+    connector = build(store)
+    await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    await connector.fetch_accounts()
+    saved = store.load()["fints"]
+    assert set(saved) == {"version", "client", "system_id", "tan_mechanism"}
+    magic, encoding, version, packed = base64.b64decode(saved["client"]).split(b";", 3)
+    assert (magic, encoding, version) == (b"python-fints_DATABLOB", b"1", b"1")
+    data = json.loads(zlib.decompress(packed))
+    # deconstruct(including_private=False): system id, bank parameters, TAN method; no UPD.
+    assert set(data) == {
+        "system_id",
+        "bpd_bin",
+        "bpa_bin",
+        "bpd_version",
+        "selected_security_function",
+        "selected_tan_medium",
+    }
+    assert data["system_id"] == saved["system_id"]
+    assert data["selected_security_function"] == "942"
+    readable = json.dumps(data) + base64.b64decode(data["bpd_bin"]).decode("latin-1")
+    assert IBAN not in readable
+    assert "Fullname" not in readable
+    assert GOOD_PIN not in json.dumps(store.load())
+
+
+def test_the_registry_knows_the_connector() -> None:
+    registry = default_registry()
+    assert "fints" in registry.ids()
+    info = registry.info("fints")
+    assert [(f.name, f.kind) for f in info.credential_fields] == [
+        ("user_id", "text"),
+        ("pin", "secret"),
+    ]
