@@ -49,8 +49,10 @@ class ConnectorRegistry:
 
 def default_registry() -> ConnectorRegistry:
     from bankhub.connectors.sandbox import SandboxConnector
+    from bankhub.connectors.simplefin import SimplefinConnector
 
     registry = ConnectorRegistry()
     registry.register(SandboxConnector.info.id, SandboxConnector)
+    registry.register(SimplefinConnector.info.id, SimplefinConnector)
     registry.load_entry_points()
     return registry
