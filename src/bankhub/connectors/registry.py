@@ -48,11 +48,13 @@ class ConnectorRegistry:
 
 
 def default_registry() -> ConnectorRegistry:
+    from bankhub.connectors.ofxdirect import OfxDirectConnector
     from bankhub.connectors.sandbox import SandboxConnector
     from bankhub.connectors.simplefin import SimplefinConnector
 
     registry = ConnectorRegistry()
     registry.register(SandboxConnector.info.id, SandboxConnector)
     registry.register(SimplefinConnector.info.id, SimplefinConnector)
+    registry.register(OfxDirectConnector.info.id, OfxDirectConnector)
     registry.load_entry_points()
     return registry
