@@ -79,7 +79,7 @@ class SimplefinConnector:
         """Claim the setup token and keep the access URL it yields."""
         url = protocol.claim_url(credentials.get("setup_token", ""), allow_http=self._allow_http)
         try:
-            response = await self.context.http.post(url, headers={"Content-Length": "0"})
+            response = await self.context.http.post(url)
         except httpx.TimeoutException:
             raise ProviderUnavailable(f"{BRIDGE} did not answer the claim in time") from None
         except httpx.HTTPError:
