@@ -348,3 +348,10 @@ class ConsentCapability(Protocol):
     def consent(self) -> ConsentInfo:
         """The consent the bank granted in the current session."""
         ...
+
+
+@runtime_checkable
+class NoticesCapability(Protocol):
+    def notices(self) -> list[str]:
+        """Messages the provider attached to the last read, meant for the user (plain text)."""
+        ...

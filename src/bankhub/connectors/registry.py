@@ -49,10 +49,14 @@ class ConnectorRegistry:
 
 def default_registry() -> ConnectorRegistry:
     from bankhub.connectors.fints import FinTSConnector
+    from bankhub.connectors.ofxdirect import OfxDirectConnector
     from bankhub.connectors.sandbox import SandboxConnector
+    from bankhub.connectors.simplefin import SimplefinConnector
 
     registry = ConnectorRegistry()
     registry.register(SandboxConnector.info.id, SandboxConnector)
     registry.register(FinTSConnector.info.id, FinTSConnector)
+    registry.register(SimplefinConnector.info.id, SimplefinConnector)
+    registry.register(OfxDirectConnector.info.id, OfxDirectConnector)
     registry.load_entry_points()
     return registry
