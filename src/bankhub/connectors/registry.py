@@ -49,8 +49,10 @@ class ConnectorRegistry:
 
 def default_registry() -> ConnectorRegistry:
     from bankhub.connectors.sandbox import SandboxConnector
+    from bankhub.connectors.xs2a import Xs2aConnector
 
     registry = ConnectorRegistry()
     registry.register(SandboxConnector.info.id, SandboxConnector)
+    registry.register(Xs2aConnector.info.id, Xs2aConnector)
     registry.load_entry_points()
     return registry
