@@ -265,8 +265,8 @@ class PeerBank:
                 if consent.polls >= self.decoupled_polls and consent.authorisations:
                     approved = self.decoupled_outcome == "approve"
                     consent.status = "valid" if approved else "rejected"
-                    for auth in consent.authorisations.values():
-                        auth.sca_status = "finalised" if approved else "failed"
+                    for started in consent.authorisations.values():
+                        started.sca_status = "finalised" if approved else "failed"
             return 200, {}, {"consentStatus": consent.status}
         if parts[1] == "authorisations" and len(parts) == 2 and method == "POST":
             return self._start_authorisation(consent, headers, body or {}, here)
