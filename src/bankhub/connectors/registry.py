@@ -52,11 +52,16 @@ def default_registry() -> ConnectorRegistry:
     from bankhub.connectors.ofxdirect import OfxDirectConnector
     from bankhub.connectors.sandbox import SandboxConnector
     from bankhub.connectors.simplefin import SimplefinConnector
+    from bankhub.connectors.xs2a import Xs2aConnector
 
     registry = ConnectorRegistry()
-    registry.register(SandboxConnector.info.id, SandboxConnector)
-    registry.register(FinTSConnector.info.id, FinTSConnector)
-    registry.register(SimplefinConnector.info.id, SimplefinConnector)
-    registry.register(OfxDirectConnector.info.id, OfxDirectConnector)
+    for connector in (
+        SandboxConnector,
+        Xs2aConnector,
+        FinTSConnector,
+        SimplefinConnector,
+        OfxDirectConnector,
+    ):
+        registry.register(connector.info.id, connector)
     registry.load_entry_points()
     return registry

@@ -1,0 +1,190 @@
+"""The XS2A connector against Prism serving the Berlin Group NextGenPSD2 1.3.12 spec.
+
+Prism answers with the spec's static examples, so these tests are about the requests (every one
+must be valid against the spec: no ``sl-violations`` about the request) and about parsing the
+spec's own examples, not about state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from bankhub.connectors.base import (
+    Answer,
+    ConnectorContext,
+    MemoryStateStore,
+    NeedsDecoupledApproval,
+    NeedsRedirect,
+    ProviderUnavailable,
+    TransactionStatus,
+)
+from bankhub.connectors.xs2a import Xs2aConnector
+from tests.conftest import FakeClock
+from tests.connectors.xs2a.conftest import PSU_ID, PSU_IP, RETURN_URL
+from tests.support.prism import request_violations
+
+#: the spec's examples are dated October 2017
+EXAMPLE_DAY = datetime(2017, 10, 30, 9, 0, tzinfo=UTC)
+CONSENT_EXAMPLES = {
+    "DECOUPLED": "Response in case of the decoupled approach",
+    "EMBEDDED": "Response in case of the embedded approach",
+}
+
+
+class Recorder:
+    """Every exchange with Prism and what Prism found wrong with each request."""
+
+    def __init__(self, consent_example: str | None) -> None:
+        self.consent_example = consent_example
+        self.exchanges: list[tuple[str, str, int, list[dict[str, Any]]]] = []
+
+    async def on_request(self, request: httpx.Request) -> None:
+        if self.consent_example and request.method == "POST" and request.url.path == "/v1/consents":
+            request.headers["Prefer"] = f"example={self.consent_example}"
+
+    async def on_response(self, response: httpx.Response) -> None:
+        request = response.request
+        self.exchanges.append(
+            (request.method, request.url.path, response.status_code, request_violations(response))
+        )
+
+    def violations(self) -> list[tuple[str, str, list[dict[str, Any]]]]:
+        return [(m, p, v) for m, p, _, v in self.exchanges if v]
+
+    def calls(self) -> list[tuple[str, str, int]]:
+        return [(m, p, s) for m, p, s, _ in self.exchanges]
+
+
+async def _client(recorder: Recorder) -> AsyncIterator[httpx.AsyncClient]:
+    hooks = {"request": [recorder.on_request], "response": [recorder.on_response]}
+    async with httpx.AsyncClient(event_hooks=hooks) as client:  # type: ignore[arg-type]
+        yield client
+
+
+def _connector(
+    prism_url: str, http: httpx.AsyncClient, store: MemoryStateStore, approach: str, **extra: Any
+) -> Xs2aConnector:
+    return Xs2aConnector(
+        ConnectorContext(
+            institution={
+                "slug": "prism-testbank",
+                "name": "Prism Testbank",
+                "base_url": prism_url,
+                "sca_approaches": ["REDIRECT", "DECOUPLED", "EMBEDDED"],
+                "preferred_sca_approach": approach,
+                "decoupled_poll_seconds": 0,
+                **extra,
+            },
+            http=http,
+            state=store,
+            clock=FakeClock(EXAMPLE_DAY),
+            return_url=RETURN_URL,
+            options={"psu_ip_address": PSU_IP},
+        )
+    )
+
+
+async def test_redirect_consent_and_every_read_are_valid_requests(prism_url: str) -> None:
+    recorder = Recorder(None)
+    async for http in _client(recorder):
+        store = MemoryStateStore()
+        connector = _connector(prism_url, http, store, "REDIRECT")
+        with pytest.raises(NeedsRedirect) as redirect:
+            await connector.authenticate({})
+        assert redirect.value.url == "https://www.testbank.com/authentication/1234-wertiq-983"
+        await connector.resume(Answer("redirect", params={}))
+        assert store.load() == {"consent_id": "1234-wertiq-983", "valid_until": "2017-11-01"}
+        assert connector.consent().expires_at == datetime(2017, 11, 2, tzinfo=UTC)
+
+        accounts = await connector.fetch_accounts()
+        assert [a.bank_id for a in accounts] == [
+            "3dc3d5b3-7023-4848-9853-f5400a64e80f",
+            "3dc3d5b3-7023-4848-9853-f5400a64e81e",
+        ]
+        main = accounts[0]
+        assert (main.name, main.iban, main.currency) == (
+            "Main Account",
+            "DE2310010010123456789",
+            "EUR",
+        )
+        assert (main.balance, main.available_balance) == (Decimal("500.00"), Decimal("900.00"))
+
+        rows = await connector.fetch_transactions(main, None, None)
+        assert [(r.bank_id, r.amount, r.status) for r in rows] == [
+            ("1234567", Decimal("256.67"), TransactionStatus.BOOKED),
+            ("1234568", Decimal("343.01"), TransactionStatus.BOOKED),
+            ("1234569", Decimal("-100.03"), TransactionStatus.PENDING),
+        ]
+        assert rows[2].booking_date.isoformat() == "2017-10-26"  # pending: the value date
+        assert rows[0].meta == {"creditorAccount": "DE67100100101306118605"}
+
+        unattended = _connector(prism_url, http, MemoryStateStore(store.load()), "REDIRECT")
+        await unattended.open_session()
+        assert len(await unattended.fetch_accounts()) == 2
+        await unattended.revoke()
+
+    calls = [(m, p) for m, p, _ in recorder.calls()]
+    assert calls[:3] == [
+        ("POST", "/v1/consents"),
+        ("GET", "/v1/consents/1234-wertiq-983/status"),
+        ("GET", "/v1/consents/1234-wertiq-983"),
+    ]
+    assert ("GET", "/v1/accounts/3dc3d5b3-7023-4848-9853-f5400a64e80f/balances") in calls
+    assert ("GET", "/v1/accounts/3dc3d5b3-7023-4848-9853-f5400a64e80f/transactions") in calls
+    assert calls[-1] == ("DELETE", "/v1/consents/1234-wertiq-983")
+    assert all(status < 300 for _, _, status in recorder.calls())
+    assert recorder.violations() == []
+
+
+async def test_account_list_with_balances_is_a_valid_request(prism_url: str) -> None:
+    recorder = Recorder(None)
+    async for http in _client(recorder):
+        store = MemoryStateStore({"consent_id": "1234-wertiq-983", "valid_until": "2017-11-01"})
+        connector = _connector(prism_url, http, store, "REDIRECT", with_balance=True)
+        await connector.open_session()
+        await connector.fetch_accounts()
+    assert ("GET", "/v1/accounts", 200) in recorder.calls()
+    assert recorder.violations() == []
+
+
+async def test_decoupled_consent_and_authorisation_are_valid_requests(prism_url: str) -> None:
+    recorder = Recorder(CONSENT_EXAMPLES["DECOUPLED"])
+    async for http in _client(recorder):
+        connector = _connector(prism_url, http, MemoryStateStore(), "DECOUPLED")
+        with pytest.raises(NeedsDecoupledApproval, match="BankApp"):
+            await connector.authenticate({"psu_id": PSU_ID})
+        await connector.resume(Answer.poll())
+        assert len(await connector.fetch_accounts()) == 2
+    assert [(m, p) for m, p, _ in recorder.calls()][:2] == [
+        ("POST", "/v1/consents"),
+        ("POST", "/v1/consents/1234-wertiq-983/authorisations"),
+    ]
+    assert recorder.violations() == []
+
+
+async def test_embedded_password_body_trips_only_the_specs_own_oneof(prism_url: str) -> None:
+    """The spec lists ``{}`` among the ``oneOf`` alternatives of an authorisation body, so any
+    body with content (``{"psuData": …}``) matches two alternatives and Prism must flag it.
+    Everything else about the embedded requests must be valid."""
+    recorder = Recorder(CONSENT_EXAMPLES["EMBEDDED"])
+    async for http in _client(recorder):
+        connector = _connector(prism_url, http, MemoryStateStore(), "EMBEDDED")
+        with pytest.raises(ProviderUnavailable, match="HTTP 4"):
+            await connector.authenticate({"psu_id": PSU_ID, "password": "start12"})
+    ((method, path, found),) = recorder.violations()
+    assert (method, path) == ("POST", "/v1/consents/1234-wertiq-983/authorisations")
+    # nothing else: no missing header, no "must have required property 'psuData'"
+    assert found == [
+        {
+            "location": ["request", "body"],
+            "severity": "Error",
+            "code": "oneOf",
+            "message": "Request body must match exactly one schema in oneOf",
+        }
+    ]
