@@ -15,9 +15,14 @@ def parse(data: bytes, filename: str | None = None) -> ParsedStatement:
         raise StatementError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
     from bankhub.statements import camt, csvfiles, mt940, ofx
 
-    for module in (ofx, camt, mt940, csvfiles):
-        if module.sniff(data):
-            return module.parse(data)
+    for sniff, read in (
+        (ofx.sniff, ofx.parse),
+        (camt.sniff, camt.parse),
+        (mt940.sniff, mt940.parse),
+        (csvfiles.sniff, csvfiles.parse),
+    ):
+        if sniff(data):
+            return read(data)
     hint = f" ({filename})" if filename else ""
     raise StatementError(
         f"the file{hint} is not OFX/QFX, camt.052/053/054, MT940/MT942 or a known CSV export"
