@@ -336,4 +336,7 @@ def maintenance(state: Annotated[str, typer.Argument(help="on or off")]) -> None
 
 
 def main() -> None:
+    from bankhub.keys_cli import keys_cli
+
+    cli.add_typer(keys_cli, name="keys")
     cli()
