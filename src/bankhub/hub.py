@@ -19,6 +19,7 @@ from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners import services as partners
 from bankhub.partners.models import App
+from bankhub.security import network, tls
 from bankhub.security.crypto import Box
 from bankhub.security.secrets import SecretHasher
 from bankhub.sync.engine import SyncEngine
@@ -64,6 +65,8 @@ class Hub:
             limits=httpx.Limits(max_connections=100),
             # Never an ambient proxy: webhooks must reach the address the SSRF guard checked.
             trust_env=False,
+            # S31: certificates always checked, against BANKHUB_CA_BUNDLE or the system store
+            verify=tls.outbound_ssl_context(settings.ca_bundle),
         )
         box = Box.from_secret(settings.resolved_secret_key())
         engine = SyncEngine(settings, registry, catalogue, clock, hasher, http, box)
@@ -88,13 +91,15 @@ class Hub:
 
     async def authenticate(self, session: AsyncSession, request: Request[Any, Any, Any]) -> App:
         headers = request.headers
-        return await partners.authenticate(
+        app = await partners.authenticate(
             session,
             self.hasher,
             headers.get("client-id"),
             headers.get("service-secret"),
             headers.get("app-secret"),
         )
+        network.enforce(request, app, self.settings)
+        return app
 
     async def authenticate_login(
         self, session: AsyncSession, request: Request[Any, Any, Any]

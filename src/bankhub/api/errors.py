@@ -31,9 +31,14 @@ class ErrorCode(StrEnum):
     # beyond the seed's table: plain HTTP conditions that have no seed code
     NOT_FOUND = "NotFound"
     METHOD_NOT_ALLOWED = "MethodNotAllowed"
+    # beyond the seed's table: edge protections (S17, S18, S26, S33)
+    ADDRESS_NOT_ALLOWED = "AddressNotAllowed"
+    ADDRESS_BLOCKED = "AddressBlocked"
+    RATE_LIMITED = "RateLimited"
+    HTTPS_REQUIRED = "HttpsRequired"
 
 
-#: The seed's table (code → HTTP status), plus the two HTTP-level codes above.
+#: The seed's table (code → HTTP status), plus the codes added beyond it above.
 STATUS: dict[ErrorCode, int] = {
     ErrorCode.BAD_REQUEST: 400,
     ErrorCode.ACCOUNT_NOT_FOUND: 404,
@@ -53,6 +58,10 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.TOKEN_EXPIRE: 400,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.ADDRESS_NOT_ALLOWED: 403,
+    ErrorCode.ADDRESS_BLOCKED: 429,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.HTTPS_REQUIRED: 403,
 }
 
 #: The seed's wording for each code, used when a more specific message is not needed.
@@ -75,6 +84,10 @@ DEFAULT_MESSAGE: dict[ErrorCode, str] = {
     ErrorCode.TOKEN_EXPIRE: "Your token is expired. Please create new token.",
     ErrorCode.NOT_FOUND: "No such resource",
     ErrorCode.METHOD_NOT_ALLOWED: "Method not allowed on this resource",
+    ErrorCode.ADDRESS_NOT_ALLOWED: "Requests from this address are not allowed for this app",
+    ErrorCode.ADDRESS_BLOCKED: "This address is blocked after too many failed authentications",
+    ErrorCode.RATE_LIMITED: "Too many requests. Please slow down and retry later.",
+    ErrorCode.HTTPS_REQUIRED: "This API is only served over HTTPS",
 }
 
 
