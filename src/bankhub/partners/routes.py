@@ -1,4 +1,4 @@
-"""The app's own settings: retention window and credential vault."""
+"""The app's own settings: retention window, credential vault, IP allow-list, frame origins."""
 
 from __future__ import annotations
 
@@ -36,6 +36,20 @@ class CredentialVaultIn(msgspec.Struct, forbid_unknown_fields=True):
     chosen_by: ChosenBy
 
 
+Cidr = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+Origin = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+
+
+class IpAllowlistIn(msgspec.Struct, forbid_unknown_fields=True):
+    cidrs: Annotated[list[Cidr], msgspec.Meta(max_length=100)] | None
+    chosen_by: ChosenBy
+
+
+class FrameOriginsIn(msgspec.Struct, forbid_unknown_fields=True):
+    origins: Annotated[list[Origin], msgspec.Meta(max_length=20)] | None
+    chosen_by: ChosenBy
+
+
 class AppOut(msgspec.Struct):
     client_id: str
     name: str
@@ -45,6 +59,8 @@ class AppOut(msgspec.Struct):
     credential_vault: bool
     credential_vault_set_by: str | None
     credential_vault_set_at: str | None
+    ip_allowlist: list[str] | None
+    frame_origins: list[str] | None
 
 
 class AppEnvelope(msgspec.Struct):
@@ -76,6 +92,8 @@ def _app_out(app: App) -> AppEnvelope:
             credential_vault_set_at=wire_time(as_utc(app.credential_vault_set_at))
             if app.credential_vault_set_at
             else None,
+            ip_allowlist=app.ip_allowlist,
+            frame_origins=app.frame_origins,
         )
     )
 
@@ -140,4 +158,64 @@ async def set_credential_vault(
         return _app_out(app)
 
 
-APP_ROUTES: list[ControllerRouterHandler] = [read_app, set_retention, set_credential_vault]
+@put(
+    "/v2/app/ip-allowlist",
+    tags=["app"],
+    summary="Limit the addresses the app's API calls may come from",
+    description=(
+        "`cidrs` lists IPv4/IPv6 addresses or CIDR ranges (at most 100); `null` allows any "
+        "address. Calls from elsewhere get 403 `AddressNotAllowed`; the connect page is not "
+        "affected. `chosen_by` names who chose; audited."
+    ),
+)
+async def set_ip_allowlist(request: AnyRequest, data: JSONBody[IpAllowlistIn]) -> AppEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        data = await _strict(request, IpAllowlistIn)
+        await partners.set_ip_allowlist(
+            session,
+            app,
+            data.cidrs,
+            data.chosen_by,
+            now=hub.clock(),
+            actor=audit.app_actor(app),
+            request_id=audit.request_id(request),
+        )
+        return _app_out(app)
+
+
+@put(
+    "/v2/app/frame-origins",
+    tags=["app"],
+    summary="Choose the sites that may embed the connect page in a frame",
+    description=(
+        "`origins` lists `https://host[:port]` or `https://*.host` (at most 20); `null` or `[]` "
+        "lets no site frame it (the default). `chosen_by` names who chose; audited."
+    ),
+)
+async def set_frame_origins(request: AnyRequest, data: JSONBody[FrameOriginsIn]) -> AppEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        data = await _strict(request, FrameOriginsIn)
+        await partners.set_frame_origins(
+            session,
+            app,
+            data.origins,
+            data.chosen_by,
+            allow_http=hub.settings.is_dev,
+            now=hub.clock(),
+            actor=audit.app_actor(app),
+            request_id=audit.request_id(request),
+        )
+        return _app_out(app)
+
+
+APP_ROUTES: list[ControllerRouterHandler] = [
+    read_app,
+    set_retention,
+    set_credential_vault,
+    set_ip_allowlist,
+    set_frame_origins,
+]
