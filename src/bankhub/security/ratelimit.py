@@ -131,13 +131,18 @@ class RateLimits:
     async def check(self, scope: Scope) -> Verdict:
         """Count the request against every applicable policy; refused if any is exhausted."""
         limiter = self.limiter()
-        refused: list[float] = []
+        counted = self.applicable(scope)
+        # A refused request consumes nothing: first test every policy, then count in all of them.
+        exhausted = [not await limiter.test(p.item, p.name, key) for p, key in counted]
+        if not any(exhausted):
+            for policy, key in counted:
+                await limiter.hit(policy.item, policy.name, key)
+        refused: list[int] = []
         status: dict[str, tuple[Policy, int, int]] = {}
-        for policy, key in self.applicable(scope):
-            ok = await limiter.hit(policy.item, policy.name, key)
+        for (policy, key), over in zip(counted, exhausted, strict=True):
             reset, remaining = await limiter.get_window_stats(policy.item, policy.name, key)
             wait = max(0, math.ceil(reset - self.now()))
-            if not ok:
+            if over:
                 refused.append(max(1, wait))
             seen = status.get(policy.name)
             # the same policy counted under two keys (token per address and per credential):
