@@ -90,7 +90,8 @@ async def test_allowlist_refuses_other_addresses(harness: Harness) -> None:
         )
         assert bad.status_code == 400
         assert envelope(bad)["error"] == "DataInvalid"
-        assert "300.1.1.1" in bad.json()["message"] and "10.0.0.0/33" in bad.json()["message"]
+        assert "300.1.1.1" in bad.json()["message"]
+        assert "10.0.0.0/33" in bad.json()["message"]
 
         made = await office.put(
             "/v2/app/ip-allowlist",

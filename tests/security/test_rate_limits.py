@@ -36,7 +36,8 @@ async def test_credential_limit_answers_429_with_fields(harness: Harness) -> Non
             ok = await client.get("/v2/app", headers=h.headers())
             assert ok.status_code == 200, ok.text
             policy = ok.headers["ratelimit-policy"]
-            assert '"ip";q=6;w=60' in policy and '"credential";q=4;w=60' in policy
+            assert '"ip";q=6;w=60' in policy
+            assert '"credential";q=4;w=60' in policy
             assert '"app";q=5;w=60' in policy
             assert _remaining(ok.headers["ratelimit"])["credential"] == 3 - n
         refused = await client.get("/v2/app", headers=h.headers())
@@ -85,4 +86,5 @@ async def test_token_and_connect_limits_are_stricter(harness: Harness) -> None:
         codes = [
             (await browser.post("/v2/connect/consent", data=form)).status_code for _ in range(4)
         ]
-        assert 429 not in codes[:3] and codes[3] == 429
+        assert 429 not in codes[:3]
+        assert codes[3] == 429
