@@ -99,7 +99,7 @@ async def test_allowlist_refuses_other_addresses(harness: Harness) -> None:
             headers=h.headers(),
         )
         assert made.status_code == 200, made.text
-        assert made.json()["data"]["ip_allowlist"] == [OFFICE, "2001:db8::/32"]
+        assert made.json()["data"]["cidrs"] == [OFFICE, "2001:db8::/32"]
         [entry] = await audit_entries(h.hub, "app.ip_allowlist_changed")
         assert entry.detail["new_cidrs"] == [OFFICE, "2001:db8::/32"]
         assert entry.detail["chosen_by"] == "ops team"
@@ -127,7 +127,7 @@ async def test_allowlist_refuses_other_addresses(harness: Harness) -> None:
         cleared = await office.put(
             "/v2/app/ip-allowlist", json={"cidrs": None, "chosen_by": "ops"}, headers=h.headers()
         )
-        assert cleared.json()["data"]["ip_allowlist"] is None
+        assert cleared.json()["data"]["cidrs"] is None
         assert (await elsewhere.get("/v2/app", headers=h.headers())).status_code == 200
         empty = await office.put(
             "/v2/app/ip-allowlist", json={"cidrs": [], "chosen_by": "ops"}, headers=h.headers()

@@ -42,7 +42,7 @@ async def test_connect_page_frame_ancestors_follow_the_app(harness: Harness) -> 
     )
     assert chosen.status_code == 200, chosen.text
     origins = ["https://app.example.com", "https://*.example.org"]
-    assert chosen.json()["data"]["frame_origins"] == origins
+    assert chosen.json()["data"]["origins"] == origins
     [entry] = await audit_entries(h.hub, "app.frame_origins_changed")
     assert entry.detail["new_origins"] == origins
 

@@ -59,8 +59,6 @@ class AppOut(msgspec.Struct):
     credential_vault: bool
     credential_vault_set_by: str | None
     credential_vault_set_at: str | None
-    ip_allowlist: list[str] | None
-    frame_origins: list[str] | None
 
 
 class AppEnvelope(msgspec.Struct):
@@ -75,6 +73,26 @@ async def _strict(request: AnyRequest, model: type[T]) -> T:
         return msgspec.json.decode(await request.body(), type=model, strict=True)
     except msgspec.ValidationError as exc:
         raise ApiError(ErrorCode.DATA_INVALID, str(exc), {"problems": [str(exc)]}) from None
+
+
+class IpAllowlistOut(msgspec.Struct):
+    client_id: str
+    cidrs: list[str] | None
+
+
+class IpAllowlistEnvelope(msgspec.Struct):
+    data: IpAllowlistOut
+    version: str = VERSION
+
+
+class FrameOriginsOut(msgspec.Struct):
+    client_id: str
+    origins: list[str] | None
+
+
+class FrameOriginsEnvelope(msgspec.Struct):
+    data: FrameOriginsOut
+    version: str = VERSION
 
 
 def _app_out(app: App) -> AppEnvelope:
@@ -92,8 +110,6 @@ def _app_out(app: App) -> AppEnvelope:
             credential_vault_set_at=wire_time(as_utc(app.credential_vault_set_at))
             if app.credential_vault_set_at
             else None,
-            ip_allowlist=app.ip_allowlist,
-            frame_origins=app.frame_origins,
         )
     )
 
@@ -168,7 +184,9 @@ async def set_credential_vault(
         "affected. `chosen_by` names who chose; audited."
     ),
 )
-async def set_ip_allowlist(request: AnyRequest, data: JSONBody[IpAllowlistIn]) -> AppEnvelope:
+async def set_ip_allowlist(
+    request: AnyRequest, data: JSONBody[IpAllowlistIn]
+) -> IpAllowlistEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         app = await hub.authenticate(session, request)
@@ -182,7 +200,7 @@ async def set_ip_allowlist(request: AnyRequest, data: JSONBody[IpAllowlistIn]) -
             actor=audit.app_actor(app),
             request_id=audit.request_id(request),
         )
-        return _app_out(app)
+        return IpAllowlistEnvelope(IpAllowlistOut(app.client_id, app.ip_allowlist))
 
 
 @put(
@@ -194,7 +212,9 @@ async def set_ip_allowlist(request: AnyRequest, data: JSONBody[IpAllowlistIn]) -
         "lets no site frame it (the default). `chosen_by` names who chose; audited."
     ),
 )
-async def set_frame_origins(request: AnyRequest, data: JSONBody[FrameOriginsIn]) -> AppEnvelope:
+async def set_frame_origins(
+    request: AnyRequest, data: JSONBody[FrameOriginsIn]
+) -> FrameOriginsEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         app = await hub.authenticate(session, request)
@@ -209,7 +229,7 @@ async def set_frame_origins(request: AnyRequest, data: JSONBody[FrameOriginsIn])
             actor=audit.app_actor(app),
             request_id=audit.request_id(request),
         )
-        return _app_out(app)
+        return FrameOriginsEnvelope(FrameOriginsOut(app.client_id, app.frame_origins))
 
 
 APP_ROUTES: list[ControllerRouterHandler] = [
