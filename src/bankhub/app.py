@@ -21,7 +21,7 @@ from litestar.exceptions import (
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.template import TemplateConfig
-from litestar.types import Message, Scope
+from litestar.types import ASGIApp, Message, Middleware, Scope
 
 from bankhub import __version__
 from bankhub.accounts.routes import ACCOUNT_ROUTES
@@ -29,7 +29,7 @@ from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.routes import ROUTES
 from bankhub.config import Settings
 from bankhub.connect.flow import ConnectFlow
-from bankhub.connect.pages import error_page, is_page_path
+from bankhub.connect.pages import error_page, is_page_path, page_security_headers
 from bankhub.connect.routes import CONNECT_ROUTES
 from bankhub.connect.templates import template_engine
 from bankhub.connectors.sandbox.pages import router as sandbox_bank_router
@@ -40,6 +40,9 @@ from bankhub.jobs.runner import Runner
 from bankhub.oauth.routes import OAUTH_ROUTES
 from bankhub.partners.key_routes import KEY_ROUTES
 from bankhub.partners.routes import APP_ROUTES
+from bankhub.security import network, redact
+from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
+from bankhub.security.tls import TransportMiddleware
 
 log = logging.getLogger("bankhub")
 
@@ -67,6 +70,10 @@ def _error_response(request: AnyRequest, error: ApiError) -> Response[Any]:
 
 
 def handle_api_error(request: AnyRequest, exc: ApiError) -> Response[Any]:
+    guard: network.AbuseGuard | None = request.app.state.get("guard")
+    if guard is not None and network.is_auth_failure(exc, request.headers):
+        # S18: counted here, by error code, wherever the credential was refused
+        guard.note_failure(str(network.client_ip(request.scope, guard.settings.trusted_networks)))
     return _error_response(request, exc)
 
 
@@ -161,6 +168,30 @@ async def openapi_json(request: AnyRequest) -> dict[str, Any]:
     return schema
 
 
+def edge_middleware(hub: Hub, guard: network.AbuseGuard | None) -> list[Middleware]:
+    """Outermost first: HTTPS (S26), address blocks (S18), rate limits (S33)."""
+    settings = hub.settings
+
+    def transport(app: ASGIApp) -> ASGIApp:
+        return TransportMiddleware(app, settings)
+
+    stack: list[Middleware] = [transport]
+    if guard is not None:
+
+        def blocks(app: ASGIApp) -> ASGIApp:
+            return network.BlockMiddleware(app, guard, settings)
+
+        stack.append(blocks)
+    if settings.rate_limits_on:
+        limits = RateLimits(settings, hub.hasher)
+
+        def rate_limits(app: ASGIApp) -> ASGIApp:
+            return RateLimitMiddleware(app, limits)
+
+        stack.append(rate_limits)
+    return stack
+
+
 def create_app(hub: Hub) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -179,6 +210,10 @@ def create_app(hub: Hub) -> Litestar:
                 await worker
             await hub.close()
 
+    guard = (
+        network.AbuseGuard(hub.settings, hub.db, hub.clock) if hub.settings.blocking_on else None
+    )
+    docs = hub.settings.docs_public  # S32
     openapi = OpenAPIConfig(
         title="bankhub — Finsify Hub API v2",
         version=__version__,
@@ -222,7 +257,7 @@ def create_app(hub: Hub) -> Litestar:
             *EVENT_ROUTES,
             *CONNECT_ROUTES,
             sandbox_bank_router,
-            openapi_json,
+            *([openapi_json] if docs else []),
         ],
         exception_handlers={
             ApiError: handle_api_error,
@@ -234,8 +269,9 @@ def create_app(hub: Hub) -> Litestar:
         },
         before_request=check_request,
         after_request=add_headers,
-        before_send=[no_store_for_credentials],
-        openapi_config=openapi,
+        before_send=[no_store_for_credentials, page_security_headers],
+        middleware=edge_middleware(hub, guard),
+        openapi_config=openapi if docs else None,
         template_config=TemplateConfig(instance=template_engine()),
         lifespan=[lifespan],
         request_max_body_size=1024 * 1024,
@@ -243,9 +279,11 @@ def create_app(hub: Hub) -> Litestar:
     )
     app.state.hub = hub
     app.state.connect = ConnectFlow(hub)
+    app.state.guard = guard
     return app
 
 
 def create_app_from_env() -> Litestar:
     """The granian target: settings from ``BANKHUB_*``; the schema must already be migrated."""
+    redact.install()
     return create_app(Hub.build(Settings()))

@@ -1,4 +1,4 @@
-"""The operator's command line: serve, migrate, demo, apps, purge, maintenance."""
+"""The operator's command line: serve, migrate, demo, apps, purge, maintenance, unblock."""
 
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ from bankhub.config import ConfigError, Settings
 from bankhub.db import migrate as migrations
 from bankhub.db.engine import Database
 from bankhub.events import flags
+from bankhub.keys_cli import keys_cli
 from bankhub.partners import services as partners
+from bankhub.partners.models import App
+from bankhub.security import network, redact
 from bankhub.security.keyring import open_keyring
 from bankhub.security.secrets import SecretHasher
 from bankhub.webhooks import services as webhooks
@@ -34,6 +37,7 @@ apps_cli = typer.Typer(no_args_is_help=True, help="Partner apps.")
 cli.add_typer(apps_cli, name="apps")
 webhooks_cli = typer.Typer(no_args_is_help=True, help="Webhook endpoints.")
 cli.add_typer(webhooks_cli, name="webhooks")
+cli.add_typer(keys_cli, name="keys")
 out = Console()
 err = Console(stderr=True)
 
@@ -119,7 +123,8 @@ def serve(
     elif migrations.current_heads() and not _schema_current(settings):
         err.print("[red]the database schema is behind: run `bankhub migrate` first[/red]")
         raise typer.Exit(2)
-    base = settings.public_url or f"http://{host}:{port}"
+    scheme = "https" if settings.tls_on else "http"
+    base = settings.public_url or f"{scheme}://{host}:{port}"
     if settings.is_dev:
         out.print(f"environment: {settings.env} (plain http and loopback URLs allowed)")
     if settings.create_demo_app and settings.is_dev:
@@ -133,7 +138,7 @@ def serve(
     sys.stdout.flush()
     os.environ.setdefault("BANKHUB_PUBLIC_URL", base)
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, SSLProtocols
 
     Granian(
         "bankhub.app:create_app_from_env",
@@ -143,6 +148,10 @@ def serve(
         factory=True,
         workers=1,
         log_access=False,
+        # S26: TLS served directly when a certificate and key are configured
+        ssl_cert=settings.tls_cert,
+        ssl_key=settings.tls_key,
+        ssl_protocol_min=SSLProtocols.tls12,
     ).serve()
 
 
@@ -220,6 +229,63 @@ def apps_create(
     else:
         for key, value in created.items():
             out.print(f"{key.replace('_', '-')}: {value}", highlight=False)
+
+
+@apps_cli.command("allow-ip")
+def apps_allow_ip(
+    client_id: str,
+    cidrs: Annotated[
+        list[str] | None, typer.Argument(help="IPv4/IPv6 addresses or CIDR ranges")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="allow any address again")] = False,
+    chosen_by: Annotated[str, typer.Option(help="who chose, for the audit log")] = "operator",
+) -> None:
+    """Limit the addresses an app's API calls may come from (S17), or --clear the limit."""
+    if clear == bool(cidrs):
+        err.print("give one or more CIDR ranges, or --clear (not both)")
+        raise typer.Exit(2)
+    settings = _settings()
+    _migrate(settings)
+
+    async def allow(session: AsyncSession) -> list[str] | None:
+        from sqlalchemy import select
+
+        app = (
+            await session.execute(select(App).where(App.client_id == client_id))
+        ).scalar_one_or_none()
+        if app is None:
+            raise ApiError(ErrorCode.CLIENT_NOT_FOUND, f"no app with client-id {client_id}")
+        await partners.set_ip_allowlist(
+            session, app, None if clear else cidrs, chosen_by, now=utcnow(), actor="operator"
+        )
+        return app.ip_allowlist
+
+    allowed = _in_db(settings, allow)
+    if allowed is None:
+        out.print(f"{client_id}: any address allowed", highlight=False)
+    else:
+        out.print(f"{client_id}: allowed from {', '.join(allowed)}", highlight=False)
+
+
+@cli.command()
+def unblock(
+    address: str,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """Lift the automatic block of an address (S18); audited."""
+    settings = _settings()
+    _migrate(settings)
+
+    async def lift(session: AsyncSession) -> bool:
+        return await network.unblock(session, address, now=utcnow(), actor="operator")
+
+    removed = _in_db(settings, lift)
+    if as_json:
+        print(json.dumps({"address": address, "unblocked": removed}))
+    elif removed:
+        out.print(f"{address} unblocked", highlight=False)
+    else:
+        out.print(f"{address} was not blocked", highlight=False)
 
 
 @webhooks_cli.command("rotate")
@@ -336,7 +402,5 @@ def maintenance(state: Annotated[str, typer.Argument(help="on or off")]) -> None
 
 
 def main() -> None:
-    from bankhub.keys_cli import keys_cli
-
-    cli.add_typer(keys_cli, name="keys")
+    redact.install()  # S23: every bankhub process logs through the redaction
     cli()

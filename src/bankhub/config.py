@@ -9,9 +9,11 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -23,6 +25,20 @@ class Environment(StrEnum):
 
 class ConfigError(RuntimeError):
     """A setting is missing or unsafe; the message names the variable to set."""
+
+
+IPNetwork = IPv4Network | IPv6Network
+
+
+def parse_networks(text: str, variable: str) -> tuple[IPNetwork, ...]:
+    """A comma- or space-separated CIDR list; a bare address is a /32 (or /128)."""
+    networks: list[IPNetwork] = []
+    for item in text.replace(",", " ").split():
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{variable}: {item!r} is not an IP address or CIDR range") from None
+    return tuple(networks)
 
 
 class Settings(BaseSettings):
@@ -66,6 +82,70 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 1.0
     #: how often a runner purges financial data older than each app's retention window
     retention_sweep_seconds: float = 300.0
+
+    # --- edge protections (docs/operations.md) --------------------------------------------------
+    #: S17: proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (CIDR list)
+    trusted_proxies: str = ""
+    #: S18: block an address after this many authentication failures within the window
+    block_enabled: bool | None = None
+    block_failures: int = Field(default=20, ge=1)
+    block_window_seconds: int = Field(default=300, ge=1)
+    block_seconds: int = Field(default=900, ge=1)
+    #: how long a process trusts its memory of the ``blocked_addresses`` table
+    block_cache_seconds: float = Field(default=5.0, ge=0)
+    #: S33: limits in the ``limits`` notation ("600/minute", "10/second;100/hour")
+    rate_limits_enabled: bool | None = None
+    rate_limit_storage: str = "memory://"
+    rate_limit_per_ip: str = "1200/minute"
+    rate_limit_per_credential: str = "600/minute"
+    rate_limit_per_app: str = "3000/minute"
+    #: POST /oauth/token and POST /v2/token(/reconnect), per address and per credential
+    rate_limit_token: str = "60/minute"  # noqa: S105 - a rate, not a secret
+    #: form submissions under /v2/connect/, per address
+    rate_limit_connect: str = "120/minute"
+    #: S26: serve TLS directly with this certificate chain and key (PEM files)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: S31: outbound TLS trusts only this CA bundle (PEM) instead of the system store
+    ca_bundle: Path | None = None
+    #: S32: the API docs (/docs, /openapi.json); public in dev, off in production unless set
+    docs: Literal["public", "off"] | None = None
+
+    @model_validator(mode="after")
+    def _check_edge(self) -> Settings:
+        parse_networks(self.trusted_proxies, "BANKHUB_TRUSTED_PROXIES")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("BANKHUB_TLS_CERT and BANKHUB_TLS_KEY must be set together")
+        for variable, path in (
+            ("BANKHUB_TLS_CERT", self.tls_cert),
+            ("BANKHUB_TLS_KEY", self.tls_key),
+            ("BANKHUB_CA_BUNDLE", self.ca_bundle),
+        ):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{variable}: {path} is not a readable file")
+        return self
+
+    @property
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_proxies, "BANKHUB_TRUSTED_PROXIES")
+
+    @property
+    def blocking_on(self) -> bool:
+        """S18 is on outside dev/test unless switched off; tests switch it on explicitly."""
+        return (not self.is_dev) if self.block_enabled is None else self.block_enabled
+
+    @property
+    def rate_limits_on(self) -> bool:
+        """S33 is on outside dev/test unless switched off; tests switch it on explicitly."""
+        return (not self.is_dev) if self.rate_limits_enabled is None else self.rate_limits_enabled
+
+    @property
+    def docs_public(self) -> bool:
+        return self.is_dev if self.docs is None else self.docs == "public"
+
+    @property
+    def tls_on(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
 
     @property
     def token_ttl(self) -> timedelta:

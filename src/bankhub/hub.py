@@ -21,7 +21,7 @@ from bankhub.logins.models import Login
 from bankhub.oauth.service import TokenService
 from bankhub.partners import services as partners
 from bankhub.partners.models import App
-from bankhub.security import scopes
+from bankhub.security import network, scopes, tls
 from bankhub.security.keyring import Keyring, load_keks
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher
@@ -99,6 +99,8 @@ class Hub:
             limits=httpx.Limits(max_connections=100),
             # Never an ambient proxy: webhooks must reach the address the SSRF guard checked.
             trust_env=False,
+            # S31: certificates always checked, against BANKHUB_CA_BUNDLE or the system store
+            verify=tls.outbound_ssl_context(settings.ca_bundle),
         )
         keyring = Keyring(
             load_keks(settings),
@@ -155,6 +157,7 @@ class Hub:
             )
             principal = Principal(app, Scope(key.scope), key.key_id, None)
         require_scope(principal, needed)
+        network.enforce(request, principal.app, self.settings)
         request.state["principal"] = principal
         return principal
 

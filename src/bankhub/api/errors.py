@@ -38,9 +38,14 @@ class ErrorCode(StrEnum):
     # beyond the seed: Idempotency-Key (S40)
     IDEMPOTENCY_MISMATCH = "IdempotencyKeyReused"
     IDEMPOTENCY_IN_PROGRESS = "IdempotencyKeyInProgress"
+    # beyond the seed's table: edge protections (S17, S18, S26, S33)
+    ADDRESS_NOT_ALLOWED = "AddressNotAllowed"
+    ADDRESS_BLOCKED = "AddressBlocked"
+    RATE_LIMITED = "RateLimited"
+    HTTPS_REQUIRED = "HttpsRequired"
 
 
-#: The seed's table (code → HTTP status), plus the two HTTP-level codes above.
+#: The seed's table (code → HTTP status), plus the codes added beyond it above.
 STATUS: dict[ErrorCode, int] = {
     ErrorCode.BAD_REQUEST: 400,
     ErrorCode.ACCOUNT_NOT_FOUND: 404,
@@ -65,6 +70,10 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_TOKEN: 401,
     ErrorCode.IDEMPOTENCY_MISMATCH: 422,
     ErrorCode.IDEMPOTENCY_IN_PROGRESS: 409,
+    ErrorCode.ADDRESS_NOT_ALLOWED: 403,
+    ErrorCode.ADDRESS_BLOCKED: 429,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.HTTPS_REQUIRED: 403,
 }
 
 #: The seed's wording for each code, used when a more specific message is not needed.
@@ -92,6 +101,10 @@ DEFAULT_MESSAGE: dict[ErrorCode, str] = {
     ErrorCode.INVALID_TOKEN: "The access token is invalid or has expired",
     ErrorCode.IDEMPOTENCY_MISMATCH: "This Idempotency-Key was used with a different request",
     ErrorCode.IDEMPOTENCY_IN_PROGRESS: "A request with this Idempotency-Key is still running",
+    ErrorCode.ADDRESS_NOT_ALLOWED: "Requests from this address are not allowed for this app",
+    ErrorCode.ADDRESS_BLOCKED: "This address is blocked after too many failed authentications",
+    ErrorCode.RATE_LIMITED: "Too many requests. Please slow down and retry later.",
+    ErrorCode.HTTPS_REQUIRED: "This API is only served over HTTPS",
 }
 
 

@@ -1,21 +1,131 @@
-"""What every hosted page shares: security headers and the error page."""
+"""What every hosted page shares: security headers and the error page (S27).
+
+The connect page may be framed only by the origins its app chose (``frame_origins``); every other
+page, and a connect page whose app chose none, says ``frame-ancestors 'none'``.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Request, Response
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
 from litestar.response import Template
+from litestar.types import Message, Scope
 
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.connect.flow import SessionGone
+from bankhub.partners.models import App
 
 PAGE_PREFIXES = ("/v2/connect/", "/sandbox-bank/")
+CONNECT_PREFIX = "/v2/connect/"
+CONNECT_COOKIES = ("__Host-bankhub_connect", "bankhub_connect")
+MAX_FRAME_ORIGINS = 20
 
 #: No inline script or style anywhere: the pages work without JavaScript at all.
-CSP = (
+CSP_BASE = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    "object-src 'none'; base-uri 'none'"
 )
+CSP = f"{CSP_BASE}; frame-ancestors 'none'"
+
+#: an origin, with an optional leading ``*.`` label: nothing a CSP directive could be broken with
+_ORIGIN = re.compile(
+    r"^(?P<scheme>https?)://(?P<host>(?:\*\.)?[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+    r"(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*)(?::(?P<port>[0-9]{1,5}))?$"
+)
+
+
+def csp(frame_origins: Sequence[str] | None = None) -> str:
+    """The pages' policy; ``frame_origins`` are the only ancestors allowed (none: ``'none'``)."""
+    if not frame_origins:
+        return CSP
+    return f"{CSP_BASE}; frame-ancestors {' '.join(frame_origins)}"
+
+
+def parse_frame_origins(values: Iterable[str], *, allow_http: bool) -> list[str]:
+    """Each entry as a lower-case origin (``https://host[:port]``, ``https://*.host``).
+
+    Raises DataInvalid naming every entry that is not one: no paths, quotes, spaces or
+    semicolons can reach the CSP header. Plain ``http`` only when ``allow_http`` (dev).
+    """
+    origins: list[str] = []
+    bad: list[str] = []
+    for value in values:
+        text = value.strip().lower().rstrip("/")
+        match = _ORIGIN.match(text)
+        ok = match is not None and (match["scheme"] == "https" or allow_http)
+        if ok and match is not None and match["port"] is not None:
+            ok = 0 < int(match["port"]) < 65536
+        if not ok:
+            bad.append(value[:100])
+        elif text not in origins:
+            origins.append(text)
+    if bad:
+        need = "https://host[:port] or https://*.host"
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            f"Not an origin ({need}): " + ", ".join(repr(b) for b in bad),
+            {"problems": [f"origins: {b!r}" for b in bad]},
+        )
+    if len(origins) > MAX_FRAME_ORIGINS:
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            f"At most {MAX_FRAME_ORIGINS} origins are allowed",
+            {"problems": ["origins"]},
+        )
+    return origins
+
+
+def same_origin(url: str, own: str) -> bool:
+    return urlsplit(url)[:2] == urlsplit(own)[:2]
+
+
+#: what every HTML answer carries, whichever handler made it
+PAGE_DEFAULTS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+#: the docs UI loads its scripts from a CDN; every other page gets the strict CSP
+OWN_CSP_PREFIXES = ("/docs",)
+
+
+async def page_security_headers(message: Message, scope: Scope) -> None:
+    """before_send hook: the page headers on every HTML answer; the connect page's framers."""
+    if message["type"] != "http.response.start" or scope["type"] != ScopeType.HTTP:
+        return
+    headers = MutableScopeHeaders.from_message(message)
+    if headers.get("content-type", "").startswith("text/html"):
+        for name, value in PAGE_DEFAULTS.items():
+            if name not in headers:
+                headers[name] = value
+        if "content-security-policy" not in headers and not scope["path"].startswith(
+            OWN_CSP_PREFIXES
+        ):
+            headers["Content-Security-Policy"] = CSP
+    if scope["path"].startswith(CONNECT_PREFIX) and "content-security-policy" in headers:
+        await _connect_frame_ancestors(headers, scope)
+
+
+async def _connect_frame_ancestors(headers: MutableScopeHeaders, scope: Scope) -> None:
+    litestar_app = scope["litestar_app"]
+    cookies = Request[Any, Any, Any](scope).cookies
+    sid = next((cookies[name] for name in CONNECT_COOKIES if cookies.get(name)), None)
+    if sid is None:
+        return
+    try:
+        session = litestar_app.state.connect.get(sid)
+    except SessionGone:
+        return
+    async with litestar_app.state.hub.db.transaction() as db:
+        app = await db.get(App, session.app_id)
+        origins = app.frame_origins if app is not None else None
+    headers["Content-Security-Policy"] = csp(origins)
 
 
 def is_page_path(path: str) -> bool:

@@ -26,6 +26,21 @@ class App(Base):
     credential_vault: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     credential_vault_set_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     credential_vault_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: S17: CIDRs the app's API calls may come from; null allows any address
+    ip_allowlist: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    #: S27: origins that may frame the connect page; null lets no one frame it
+    frame_origins: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BlockedAddress(Base):
+    """S18: an address refused everywhere until ``blocked_until``; shared by every process."""
+
+    __tablename__ = "blocked_addresses"
+
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200))
+    blocked_until: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -1,4 +1,4 @@
-"""The app's own settings: retention window and credential vault."""
+"""The app's own settings: retention window, credential vault, IP allow-list, frame origins."""
 
 from __future__ import annotations
 
@@ -37,6 +37,20 @@ class CredentialVaultIn(msgspec.Struct, forbid_unknown_fields=True):
     chosen_by: ChosenBy
 
 
+Cidr = Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+Origin = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+
+
+class IpAllowlistIn(msgspec.Struct, forbid_unknown_fields=True):
+    cidrs: Annotated[list[Cidr], msgspec.Meta(max_length=100)] | None
+    chosen_by: ChosenBy
+
+
+class FrameOriginsIn(msgspec.Struct, forbid_unknown_fields=True):
+    origins: Annotated[list[Origin], msgspec.Meta(max_length=20)] | None
+    chosen_by: ChosenBy
+
+
 class AppOut(msgspec.Struct):
     client_id: str
     name: str
@@ -60,6 +74,26 @@ async def _strict(request: AnyRequest, model: type[T]) -> T:
         return msgspec.json.decode(await request.body(), type=model, strict=True)
     except msgspec.ValidationError as exc:
         raise ApiError(ErrorCode.DATA_INVALID, str(exc), {"problems": [str(exc)]}) from None
+
+
+class IpAllowlistOut(msgspec.Struct):
+    client_id: str
+    cidrs: list[str] | None
+
+
+class IpAllowlistEnvelope(msgspec.Struct):
+    data: IpAllowlistOut
+    version: str = VERSION
+
+
+class FrameOriginsOut(msgspec.Struct):
+    client_id: str
+    origins: list[str] | None
+
+
+class FrameOriginsEnvelope(msgspec.Struct):
+    data: FrameOriginsOut
+    version: str = VERSION
 
 
 def _app_out(app: App) -> AppEnvelope:
@@ -143,4 +177,68 @@ async def set_credential_vault(
         return _app_out(app)
 
 
-APP_ROUTES: list[ControllerRouterHandler] = [read_app, set_retention, set_credential_vault]
+@put(
+    "/v2/app/ip-allowlist",
+    tags=["app"],
+    summary="Limit the addresses the app's API calls may come from",
+    description=(
+        "`cidrs` lists IPv4/IPv6 addresses or CIDR ranges (at most 100); `null` allows any "
+        "address. Calls from elsewhere get 403 `AddressNotAllowed`; the connect page is not "
+        "affected. `chosen_by` names who chose; audited."
+    ),
+)
+async def set_ip_allowlist(
+    request: AnyRequest, data: JSONBody[IpAllowlistIn]
+) -> IpAllowlistEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        data = await _strict(request, IpAllowlistIn)
+        await partners.set_ip_allowlist(
+            session,
+            app,
+            data.cidrs,
+            data.chosen_by,
+            now=hub.clock(),
+            actor=audit.app_actor(app),
+            request_id=audit.request_id(request),
+        )
+        return IpAllowlistEnvelope(IpAllowlistOut(app.client_id, app.ip_allowlist))
+
+
+@put(
+    "/v2/app/frame-origins",
+    tags=["app"],
+    summary="Choose the sites that may embed the connect page in a frame",
+    description=(
+        "`origins` lists `https://host[:port]` or `https://*.host` (at most 20); `null` or `[]` "
+        "lets no site frame it (the default). `chosen_by` names who chose; audited."
+    ),
+)
+async def set_frame_origins(
+    request: AnyRequest, data: JSONBody[FrameOriginsIn]
+) -> FrameOriginsEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        data = await _strict(request, FrameOriginsIn)
+        await partners.set_frame_origins(
+            session,
+            app,
+            data.origins,
+            data.chosen_by,
+            allow_http=hub.settings.is_dev,
+            now=hub.clock(),
+            actor=audit.app_actor(app),
+            request_id=audit.request_id(request),
+        )
+        return FrameOriginsEnvelope(FrameOriginsOut(app.client_id, app.frame_origins))
+
+
+APP_ROUTES: list[ControllerRouterHandler] = [
+    read_app,
+    set_retention,
+    set_credential_vault,
+    set_ip_allowlist,
+    set_frame_origins,
+]

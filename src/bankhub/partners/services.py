@@ -15,6 +15,7 @@ from bankhub.clock import Clock
 from bankhub.partners import keys
 from bankhub.partners.keys import KeyKind
 from bankhub.partners.models import ApiKey, App
+from bankhub.security.network import parse_cidrs
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher, new_client_id
 
@@ -226,6 +227,67 @@ async def set_credential_vault(
         app,
         "app.credential_vault_changed",
         {"old_enabled": old, "new_enabled": enabled, "chosen_by": name},
+        now,
+        actor,
+        request_id,
+    )
+
+
+async def set_ip_allowlist(
+    session: AsyncSession,
+    app: App,
+    cidrs: list[str] | None,
+    chosen_by: str,
+    *,
+    now: datetime,
+    actor: str,
+    request_id: str | None = None,
+) -> App:
+    """S17: the CIDRs the app's API calls may come from (None: any address); audited."""
+    name = _chooser(chosen_by)
+    new = None if cidrs is None else parse_cidrs(cidrs)
+    if new == []:
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            "An empty allow-list would refuse every address; send null to allow any address",
+            {"problems": ["cidrs"]},
+        )
+    old = app.ip_allowlist
+    app.ip_allowlist = new
+    return await _recorded(
+        session,
+        app,
+        "app.ip_allowlist_changed",
+        {"old_cidrs": old, "new_cidrs": new, "chosen_by": name},
+        now,
+        actor,
+        request_id,
+    )
+
+
+async def set_frame_origins(
+    session: AsyncSession,
+    app: App,
+    origins: list[str] | None,
+    chosen_by: str,
+    *,
+    allow_http: bool,
+    now: datetime,
+    actor: str,
+    request_id: str | None = None,
+) -> App:
+    """S27: the origins that may frame the app's connect page (None or []: none); audited."""
+    from bankhub.connect.pages import parse_frame_origins  # the pages import the hub, and it us
+
+    name = _chooser(chosen_by)
+    new = parse_frame_origins(origins, allow_http=allow_http) if origins else None
+    old = app.frame_origins
+    app.frame_origins = new
+    return await _recorded(
+        session,
+        app,
+        "app.frame_origins_changed",
+        {"old_origins": old, "new_origins": new, "chosen_by": name},
         now,
         actor,
         request_id,

@@ -1,0 +1,353 @@
+"""Client addresses and what they may do: allow-lists (S17), referers, automatic blocks (S18).
+
+The client address is the socket peer, unless the peer is a trusted proxy: then X-Forwarded-For
+is walked from the right while each hop is trusted, and the first untrusted hop is the client.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from typing import Any
+from urllib.parse import urlsplit
+
+from litestar import Request
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.audit import services as audit
+from bankhub.clock import Clock
+from bankhub.config import IPNetwork, Settings
+from bankhub.db.engine import Database
+from bankhub.partners.models import App, BlockedAddress
+
+log = logging.getLogger("bankhub.security")
+
+IPAddress = IPv4Address | IPv6Address
+
+#: the API surface end users reach from their browsers; never subject to an app's allow-list
+CONNECT_PREFIX = "/v2/connect/"
+#: never refused for an address block: the load balancer's health check
+UNGUARDED_PATHS = frozenset({"/healthz"})
+MAX_CIDRS = 100
+UNKNOWN = ip_address("0.0.0.0")  # noqa: S104 - a placeholder value, never bound
+
+
+# --- the client address --------------------------------------------------------------------------
+
+
+def _header_values(scope: Scope, name: bytes) -> list[str]:
+    return [v.decode("latin-1") for k, v in scope.get("headers", []) if k.lower() == name]
+
+
+def _parse(text: str) -> IPAddress | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # "[2001:db8::1]:443"
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # "192.0.2.1:443"
+        text = text.split(":", 1)[0]
+    try:
+        return ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def _trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
+    return any(address in network for network in trusted)
+
+
+def peer_address(scope: Scope) -> IPAddress:
+    client = scope.get("client")
+    peer = _parse(str(client[0])) if client else None
+    return peer or UNKNOWN
+
+
+def from_trusted_proxy(scope: Scope, trusted: Sequence[IPNetwork]) -> bool:
+    return bool(trusted) and _trusted(peer_address(scope), trusted)
+
+
+def client_ip(scope: Scope, trusted: Sequence[IPNetwork]) -> IPAddress:
+    """The client's address: the socket peer, or the nearest untrusted X-Forwarded-For hop."""
+    address = peer_address(scope)
+    if not from_trusted_proxy(scope, trusted):
+        return address
+    hops = [h for value in _header_values(scope, b"x-forwarded-for") for h in value.split(",")]
+    for hop in reversed(hops):
+        parsed = _parse(hop)
+        if parsed is None:
+            # A hop we cannot read ends the walk; the trusted proxy that passed it is the client.
+            return address
+        address = parsed
+        if not _trusted(address, trusted):
+            return address
+    return address
+
+
+# --- S17: the app's allow-list -------------------------------------------------------------------
+
+
+def parse_cidrs(values: Iterable[str]) -> list[str]:
+    """Each entry as a normalised CIDR; a DataInvalid error names every entry that is not one."""
+    cidrs: list[str] = []
+    bad: list[str] = []
+    for value in values:
+        try:
+            network = ip_network(value.strip(), strict=False) if value.strip() else None
+        except ValueError:
+            network = None
+        if network is None:
+            bad.append(value[:100])
+        elif str(network) not in cidrs:
+            cidrs.append(str(network))
+    if bad:
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            "Not an IPv4/IPv6 address or CIDR range: " + ", ".join(repr(b) for b in bad),
+            {"problems": [f"cidrs: {b!r}" for b in bad]},
+        )
+    if len(cidrs) > MAX_CIDRS:
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            f"At most {MAX_CIDRS} CIDR ranges are allowed",
+            {"problems": ["cidrs"]},
+        )
+    return cidrs
+
+
+def check_ip_allowed(app: App, ip: IPAddress) -> None:
+    """Raise ``AddressNotAllowed`` unless the app allows any address or ``ip`` is in its list."""
+    if app.ip_allowlist is None:
+        return
+    if any(ip in ip_network(cidr, strict=False) for cidr in app.ip_allowlist):
+        return
+    raise ApiError(
+        ErrorCode.ADDRESS_NOT_ALLOWED,
+        f"Requests from {ip} are not allowed for this app; add it to the app's IP allow-list",
+        {"address": str(ip)},
+    )
+
+
+def enforce(request: Request[Any, Any, Any], app: App, settings: Settings) -> None:
+    """The allow-list check after authentication; connect pages belong to end users, not apps."""
+    if request.url.path.startswith(CONNECT_PREFIX):
+        return
+    check_ip_allowed(app, client_ip(request.scope, settings.trusted_networks))
+
+
+# --- S17: referer restriction (browser-exposed keys) --------------------------------------------
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_parts(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower().rstrip(".")
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    return scheme, host, port or _DEFAULT_PORTS[scheme]
+
+
+def _matches(pattern: str, origin: tuple[str, str, int]) -> bool:
+    wildcard = "://*." in pattern
+    parsed = _origin_parts(pattern.replace("://*.", "://", 1) if wildcard else pattern)
+    if parsed is None:
+        return False
+    scheme, host, port = parsed
+    if (scheme, port) != (origin[0], origin[2]):
+        return False
+    if wildcard:
+        return origin[1].endswith("." + host)
+    return origin[1] == host
+
+
+def referer_allowed(referer: str | None, origin: str | None, patterns: Sequence[str]) -> bool:
+    """Whether a browser request's Origin (else its Referer) matches one of ``patterns``.
+
+    Patterns are origins such as ``https://app.example.com`` or ``https://*.example.com`` (any
+    subdomain, not the bare domain). No patterns means no restriction; with patterns, a request
+    that names neither header is refused.
+    """
+    if not patterns:
+        return True
+    source = origin if origin and origin != "null" else referer
+    if not source:
+        return False
+    parts = _origin_parts(source)
+    if parts is None:
+        return False
+    return any(_matches(pattern, parts) for pattern in patterns)
+
+
+# --- S18: automatic blocks -----------------------------------------------------------------------
+
+#: error codes that mean a wrong or unknown credential
+FAILURE_CODES = frozenset(
+    {ErrorCode.CREDENTIAL_INVALID, ErrorCode.CLIENT_NOT_FOUND, ErrorCode.LOGIN_NOT_FOUND}
+)
+
+
+def is_auth_failure(error: ApiError, headers: dict[str, str] | Any) -> bool:
+    """A failed authentication: a wrong client-id/secret, a guessed login-secret, a bad token."""
+    challenge = next((v for k, v in error.headers.items() if k.lower() == "www-authenticate"), "")
+    if "invalid_token" in challenge:
+        return True
+    if error.code == ErrorCode.LOGIN_NOT_FOUND:
+        # LoginNotFound also answers an unknown login id; only a presented secret is a guess.
+        return "login-secret" in headers
+    return error.code in FAILURE_CODES
+
+
+@dataclass(slots=True)
+class _Cached:
+    until: datetime | None
+    read_at: float
+
+
+class AbuseGuard:
+    """Counts authentication failures per address and blocks past the configured rate."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        clock: Clock,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.monotonic = monotonic
+        self.window = timedelta(seconds=settings.block_window_seconds)
+        self._failures: dict[str, deque[datetime]] = {}
+        self._cache: dict[str, _Cached] = {}
+        self._pending: dict[str, tuple[datetime, int]] = {}
+
+    async def blocked_until(self, address: str) -> datetime | None:
+        """The end of the address's block, from memory if read within the cache TTL."""
+        now = self.clock()
+        cached = self._cache.get(address)
+        fresh = cached is not None and (
+            self.monotonic() - cached.read_at < self.settings.block_cache_seconds
+        )
+        if not fresh:
+            async with self.db.transaction() as session:
+                row = await session.get(BlockedAddress, address)
+                until = row.blocked_until if row is not None else None
+            cached = _Cached(until, self.monotonic())
+            self._cache[address] = cached
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+        assert cached is not None  # noqa: S101 - set just above when missing
+        return cached.until if cached.until is not None and cached.until > now else None
+
+    def note_failure(self, address: str) -> bool:
+        """Count one failure; True when this one crosses the limit (the block is pending)."""
+        now = self.clock()
+        seen = self._failures.setdefault(address, deque())
+        seen.append(now)
+        while seen and seen[0] <= now - self.window:
+            seen.popleft()
+        if len(seen) < self.settings.block_failures:
+            return False
+        count = len(seen)
+        del self._failures[address]
+        until = now + timedelta(seconds=self.settings.block_seconds)
+        self._pending[address] = (until, count)
+        self._cache[address] = _Cached(until, self.monotonic())
+        return True
+
+    async def flush(self) -> None:
+        """Store pending blocks (and audit them) so that every process honours them."""
+        while self._pending:
+            address, (until, count) = self._pending.popitem()
+            now = self.clock()
+            reason = (
+                f"{count} authentication failures within {self.settings.block_window_seconds} s"
+            )
+            async with self.db.transaction() as session:
+                await session.execute(
+                    delete(BlockedAddress).where(BlockedAddress.address == address)
+                )
+                session.add(
+                    BlockedAddress(
+                        address=address, reason=reason, blocked_until=until, created_at=now
+                    )
+                )
+                audit.record(
+                    session,
+                    now=now,
+                    actor="system:abuse-guard",
+                    action="address.blocked",
+                    target_type="address",
+                    target_id=address,
+                    detail={"reason": reason, "blocked_until": until.isoformat()},
+                )
+            log.warning("blocked %s until %s: %s", address, until.isoformat(), reason)
+
+
+async def unblock(session: AsyncSession, address: str, *, now: datetime, actor: str) -> bool:
+    """Remove a block (audited); False when the address was not blocked."""
+    parsed = _parse(address)
+    if parsed is None:
+        raise ApiError(ErrorCode.DATA_INVALID, f"{address[:100]!r} is not an IP address")
+    key = str(parsed)
+    row = await session.get(BlockedAddress, key)
+    if row is None:
+        return False
+    await session.execute(delete(BlockedAddress).where(BlockedAddress.address == key))
+    audit.record(
+        session,
+        now=now,
+        actor=actor,
+        action="address.unblocked",
+        target_type="address",
+        target_id=key,
+        detail={"reason": row.reason, "blocked_until": row.blocked_until.isoformat()},
+    )
+    return True
+
+
+async def list_blocks(session: AsyncSession) -> list[BlockedAddress]:
+    rows = await session.execute(select(BlockedAddress).order_by(BlockedAddress.address))
+    return list(rows.scalars())
+
+
+class BlockMiddleware:
+    """Refuses blocked addresses before anything else runs; stores new blocks afterwards."""
+
+    def __init__(self, app: ASGIApp, guard: AbuseGuard, settings: Settings) -> None:
+        self.app = app
+        self.guard = guard
+        self.trusted = settings.trusted_networks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["path"] in UNGUARDED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        address = str(client_ip(scope, self.trusted))
+        until = await self.guard.blocked_until(address)
+        if until is not None:
+            seconds = max(1, int((until - self.guard.clock()).total_seconds() + 0.999))
+            raise ApiError(
+                ErrorCode.ADDRESS_BLOCKED,
+                f"Requests from {address} are blocked after too many failed authentications; "
+                f"retry in {seconds} seconds",
+                {"address": address},
+                headers={"Retry-After": str(seconds)},
+            )
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            await self.guard.flush()

@@ -1,0 +1,179 @@
+"""S23: log redaction for every bankhub process.
+
+Secrets and tokens are removed, IBANs, card numbers and long account numbers are cut to their
+last four characters, and CR/LF in logged values are escaped so that a value cannot forge a line.
+``install()`` applies it to every ``logging`` record (through the record factory, so handlers
+added later by granian or a library are covered too) and to structlog's processor chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import structlog
+
+REDACTED = "[REDACTED]"
+
+#: names of secret-carrying keys and headers (a pattern, not a secret)
+KEY_NAMES = (
+    r"client[-_ ]?id|service[-_ ]?secret|app[-_ ]?secret|login[-_ ]?secret|authorization"
+    r"|pass(?:word|wd|phrase)?|pwd|pin|secret|client[-_]?secret|webhook[-_]?secret"
+    r"|(?:access|refresh|id|bearer|api|auth)?[-_]?token|api[-_]?key|credentials?"
+)
+#: ``key: value``, ``key=value``, ``"key": "value"``, ``'key': 'value'`` for secret-like keys
+_KEY_VALUE = re.compile(
+    rf"""(?ix)
+    (?P<key>["']?\b(?:{KEY_NAMES})\b["']?\s*[:=]\s*)
+    (?:
+        (?P<q>["'])(?P<quoted>(?:\\.|(?!(?P=q)).)*)(?P=q)
+      | (?P<scheme>(?:bearer|basic|digest)\s+)?(?P<bare>[^\s,;&}}\]\)"']+)
+    )
+    """
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
+_WHSEC = re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
+_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+_ACCOUNT_NEAR_KEY = re.compile(
+    r"(?i)(\b(?:account|acct|acc)(?:[-_ ]?(?:number|no|num|id))?\b[\"']?\s*[:=#]?\s*[\"']?)(\d{5,})"
+)
+_LONG_NUMBER = re.compile(r"(?<![\w.,])\d{10,}(?![\w])(?![.,]\d)")
+
+
+def _last4(value: str) -> str:
+    compact = re.sub(r"[ -]", "", value)
+    return "*" * 4 + compact[-4:]
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        number = int(char)
+        if index % 2:
+            number = number * 2 - 9 if number > 4 else number * 2
+        total += number
+    return total % 10 == 0
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = re.sub(r"[ -]", "", match.group(0))
+    return _last4(digits) if _luhn(digits) else match.group(0)
+
+
+def _key_value(match: re.Match[str]) -> str:
+    if match.group("q"):
+        return f"{match.group('key')}{match.group('q')}{REDACTED}{match.group('q')}"
+    return f"{match.group('key')}{match.group('scheme') or ''}{REDACTED}"
+
+
+def redact(text: str) -> str:
+    """The text with secrets removed and account identifiers masked (CR/LF untouched)."""
+    text = _KEY_VALUE.sub(_key_value, text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _JWT.sub(REDACTED, text)
+    text = _WHSEC.sub("whsec_" + REDACTED, text)
+    text = _IBAN.sub(lambda m: _last4(m.group(0)), text)
+    text = _CARD.sub(_card, text)
+    text = _ACCOUNT_NEAR_KEY.sub(lambda m: m.group(1) + _last4(m.group(2)), text)
+    return _LONG_NUMBER.sub(lambda m: _last4(m.group(0)), text)
+
+
+def escape_lines(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def clean(text: str) -> str:
+    """What a logged value becomes: redacted, then on one line."""
+    return escape_lines(redact(text))
+
+
+_SECRET_KEY_NAME = re.compile(rf"(?i)^(?:{KEY_NAMES})$")
+_STANDARD_ATTRS = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
+)
+
+
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Rewrite a record in place: the message formatted and cleaned, extras and traceback too."""
+    try:
+        message = record.getMessage()
+    except (TypeError, ValueError):
+        message = f"{record.msg!s} {record.args!r}"
+    record.msg = clean(message)
+    record.args = None
+    if record.exc_info and not record.exc_text:
+        # a traceback keeps its lines, but not the secrets in them
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+    elif record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    for key, value in list(record.__dict__.items()):
+        if key in _STANDARD_ATTRS:
+            continue
+        if _SECRET_KEY_NAME.match(key):
+            record.__dict__[key] = REDACTED
+        elif isinstance(value, str):
+            record.__dict__[key] = clean(value)
+    return record
+
+
+class RedactingFilter(logging.Filter):
+    """The same redaction as a filter, for handlers configured by hand."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact_record(record)
+        return True
+
+
+def structlog_processor(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: secret-like keys dropped to ``[REDACTED]``, every string cleaned."""
+    for key, value in list(event_dict.items()):
+        if _SECRET_KEY_NAME.match(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, str):
+            event_dict[key] = clean(value)
+        elif isinstance(value, (dict, list, tuple)):
+            event_dict[key] = clean(repr(value))
+    return event_dict
+
+
+_installed: list[Callable[..., logging.LogRecord]] = []
+
+
+def install() -> None:
+    """Redact every log record this process makes (idempotent)."""
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        return redact_record(previous(*args, **kwargs))
+
+    logging.setLogRecordFactory(factory)
+    _installed.append(previous)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog_processor,
+            structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"]),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+
+
+def uninstall() -> None:
+    """Restore the record factory ``install`` replaced (for tests)."""
+    if _installed:
+        logging.setLogRecordFactory(_installed.pop())
+        structlog.reset_defaults()

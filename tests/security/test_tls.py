@@ -1,0 +1,189 @@
+"""S26: TLS served directly with HSTS, plain HTTP refused outside dev. S31: outbound TLS is
+verified against the system store or the configured CA bundle."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bankhub.config import Environment
+from bankhub.hub import Hub
+from bankhub.security.tls import HSTS, InstitutionClients
+from tests.conftest import Harness, make_settings
+from tests.security.edge import envelope
+from tests.security.tlsfiles import Pki, make_pki
+from tests.support.live_server import LiveServer, LiveServerError
+from tests.support.postgres import free_port
+
+
+class TlsServer(LiveServer):
+    """The live server reached over https, trusting only the test CA."""
+
+    ca: Path
+
+    def wait_healthy(self, *, timeout: float = 30.0, path: str = "/healthz") -> None:
+        self.url = self.url.replace("http://", "https://", 1)
+        context = ssl.create_default_context(cafile=str(self.ca))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise LiveServerError(f"bankhub exited\n{self.stdout_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}{path}", timeout=2, context=context):  # noqa: S310
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise LiveServerError(f"no https answer within {timeout}s\n{self.stdout_text()}")
+
+
+def test_serve_with_tls_sends_hsts(tmp_path: Path) -> None:
+    """test_serve_with_tls_sends_hsts — S26: `bankhub serve` with BANKHUB_TLS_CERT/KEY serves
+    https that verifies against the CA, with HSTS on every response."""
+    pki = make_pki(tmp_path / "pki")
+    server_class = type("Server", (TlsServer,), {"ca": pki.ca})
+    server = server_class.start(
+        data_dir=tmp_path / "data",
+        env={"BANKHUB_TLS_CERT": str(pki.cert), "BANKHUB_TLS_KEY": str(pki.key)},
+    )
+    try:
+        assert server.url.startswith("https://")
+        with httpx.Client(
+            base_url=server.url,
+            verify=ssl.create_default_context(cafile=str(pki.ca)),
+            trust_env=False,
+        ) as client:
+            creds = server.demo_credentials()
+            for path, headers in (
+                ("/healthz", {}),
+                ("/v2/app", {"client-id": creds["client_id"], "service-secret": "wrong"}),
+                ("/v2/service", {"client-id": creds["client_id"], **_secret(creds)}),
+            ):
+                response = client.get(path, headers=headers)
+                assert response.status_code < 500
+                assert response.headers["strict-transport-security"] == HSTS, path
+        # the certificate is checked: a client that does not trust the test CA is refused
+        with (
+            pytest.raises(httpx.ConnectError),
+            httpx.Client(base_url=server.url, trust_env=False) as untrusting,
+        ):
+            untrusting.get("/healthz")
+    finally:
+        server.stop()
+
+
+def _secret(creds: dict[str, str]) -> dict[str, str]:
+    return {"service-secret": creds["service_secret"]}
+
+
+@pytest.mark.parametrize(
+    "harness",
+    [{"env": Environment.PRODUCTION, "trusted_proxies": "10.0.0.0/8"}],
+    indirect=True,
+)
+async def test_plain_http_is_refused_in_production(harness: Harness) -> None:
+    """test_plain_http_is_refused_in_production — S26: outside dev a plain-HTTP API request is
+    refused (403 HttpsRequired, no redirect); a trusted proxy saying https is served with HSTS;
+    the same claim from anyone else is not believed."""
+    from tests.security.edge import client_from, new_process
+
+    h = harness
+    plain = await h.client.get("/v2/service", headers=h.headers())
+    assert plain.status_code == 403
+    assert envelope(plain)["error"] == "HttpsRequired"
+    assert "location" not in plain.headers
+    assert "HTTPS" in plain.json()["message"]
+    assert "strict-transport-security" not in plain.headers
+    assert (await h.client.get("/healthz")).status_code == 200  # the load balancer's check
+    claimed = await h.client.get(
+        "/v2/service", headers={**h.headers(), "x-forwarded-proto": "https"}
+    )
+    assert claimed.status_code == 403  # 127.0.0.1 is not a trusted proxy here
+    app = new_process(h.hub)
+    async with client_from(app, "10.0.0.2") as proxy:
+        served = await proxy.get(
+            "/v2/service", headers={**h.headers(), "x-forwarded-proto": "https"}
+        )
+        assert served.status_code == 200, served.text
+        assert served.headers["strict-transport-security"] == HSTS
+        plain_via_proxy = await proxy.get(
+            "/v2/service", headers={**h.headers(), "x-forwarded-proto": "http"}
+        )
+        assert plain_via_proxy.status_code == 403
+
+
+async def test_plain_http_is_served_in_dev(harness: Harness) -> None:
+    """test_plain_http_is_served_in_dev — S26: dev and test keep plain http, without HSTS."""
+    response = await harness.client.get("/v2/service", headers=harness.headers())
+    assert response.status_code == 200
+    assert "strict-transport-security" not in response.headers
+
+
+@asynccontextmanager
+async def tls_site(pki: Pki) -> AsyncIterator[str]:
+    """A loopback HTTPS server answering every request with 200 "ok"; closed on exit."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.cert, pki.key)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+    port = free_port("127.0.0.1")
+    server = await asyncio.start_server(answer, "127.0.0.1", port, ssl=context)
+    try:
+        yield f"https://127.0.0.1:{port}/"
+    finally:
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 5)
+
+
+async def test_outbound_tls_uses_the_configured_trust_store(tmp_path: Path) -> None:
+    """test_outbound_tls_uses_the_configured_trust_store — S31: the shared client refuses a
+    server signed by an unknown CA, and accepts it once BANKHUB_CA_BUNDLE names that CA; an
+    institution's own ca_bundle param does the same for its connector's client."""
+    pki = make_pki(tmp_path / "pki")
+    url_db = f"sqlite+aiosqlite:///{tmp_path / 'hub.sqlite3'}"
+    default = Hub.build(make_settings(tmp_path, url_db))
+    bundled = Hub.build(make_settings(tmp_path, url_db, ca_bundle=pki.ca))
+    try:
+        async with tls_site(pki) as url:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await default.http.get(url)
+            assert (await bundled.http.get(url)).text == "ok"
+
+            clients = InstitutionClients(default.http, timeout=5.0)
+            try:
+                assert clients.client_for({}) is default.http
+                per_bank = clients.client_for({"ca_bundle": str(pki.ca)})
+                assert (await per_bank.get(url)).text == "ok"
+            finally:
+                await clients.aclose()
+    finally:
+        await default.close()
+        await bundled.close()
+
+
+def test_missing_bundle_is_a_clear_configuration_error(tmp_path: Path) -> None:
+    """test_missing_bundle_is_a_clear_configuration_error — S26/S31: a TLS or CA file that does
+    not exist stops start-up with the variable named."""
+    from bankhub.config import ConfigError
+
+    url_db = f"sqlite+aiosqlite:///{tmp_path / 'hub.sqlite3'}"
+    with pytest.raises(ConfigError, match="BANKHUB_CA_BUNDLE"):
+        make_settings(tmp_path, url_db, ca_bundle=tmp_path / "missing.pem")
+    with pytest.raises(ConfigError, match="BANKHUB_TLS_KEY"):
+        make_settings(tmp_path, url_db, tls_cert=tmp_path / "missing.pem")
