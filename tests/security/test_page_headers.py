@@ -12,6 +12,9 @@ from tests.api.connect_client import create_customer, create_token
 from tests.conftest import BASE_URL, Harness
 from tests.security.edge import audit_entries, envelope
 
+#: a fixed key-encryption key: production settings require one
+TEST_KEK = "q" * 43
+
 
 async def _open_connect_page(h: Harness) -> str:
     customer = f"frame-check-{secrets.token_hex(4)}"
@@ -85,7 +88,10 @@ async def test_every_page_has_the_page_headers(harness: Harness) -> None:
 
 @pytest.mark.parametrize(
     "harness",
-    [{"docs": "off"}, {"env": Environment.PRODUCTION, "trusted_proxies": "127.0.0.1"}],
+    [
+        {"docs": "off"},
+        {"env": Environment.PRODUCTION, "kek": TEST_KEK, "trusted_proxies": "127.0.0.1"},
+    ],
     indirect=True,
 )
 async def test_docs_can_be_switched_off(harness: Harness) -> None:
@@ -102,7 +108,15 @@ async def test_docs_can_be_switched_off(harness: Harness) -> None:
 
 @pytest.mark.parametrize(
     "harness",
-    [{}, {"env": Environment.PRODUCTION, "docs": "public", "trusted_proxies": "127.0.0.1"}],
+    [
+        {},
+        {
+            "env": Environment.PRODUCTION,
+            "kek": TEST_KEK,
+            "docs": "public",
+            "trusted_proxies": "127.0.0.1",
+        },
+    ],
     indirect=True,
 )
 async def test_docs_are_public_when_chosen(harness: Harness) -> None:

@@ -23,6 +23,9 @@ from tests.security.tlsfiles import Pki, make_pki
 from tests.support.live_server import LiveServer, LiveServerError
 from tests.support.postgres import free_port
 
+#: a fixed key-encryption key: production settings require one
+TEST_KEK = "q" * 43
+
 
 class TlsServer(LiveServer):
     """The live server reached over https, trusting only the test CA."""
@@ -85,7 +88,7 @@ def _secret(creds: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "harness",
-    [{"env": Environment.PRODUCTION, "trusted_proxies": "10.0.0.0/8"}],
+    [{"env": Environment.PRODUCTION, "kek": TEST_KEK, "trusted_proxies": "10.0.0.0/8"}],
     indirect=True,
 )
 async def test_plain_http_is_refused_in_production(harness: Harness) -> None:

@@ -179,6 +179,7 @@ async def set_credential_vault(
 
 @put(
     "/v2/app/ip-allowlist",
+    opt=scopes.master(),
     tags=["app"],
     summary="Limit the addresses the app's API calls may come from",
     description=(
@@ -208,6 +209,7 @@ async def set_ip_allowlist(
 
 @put(
     "/v2/app/frame-origins",
+    opt=scopes.master(),
     tags=["app"],
     summary="Choose the sites that may embed the connect page in a frame",
     description=(
