@@ -26,6 +26,7 @@ from litestar.types import Message, Scope
 from bankhub import __version__
 from bankhub.accounts.routes import ACCOUNT_ROUTES
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.openapi import finish
 from bankhub.api.routes import ROUTES
 from bankhub.config import Settings
 from bankhub.connect.flow import ConnectFlow
@@ -154,7 +155,7 @@ async def no_store_for_credentials(message: Message, scope: Scope) -> None:
 
 @get("/openapi.json", include_in_schema=False)
 async def openapi_json(request: AnyRequest) -> dict[str, Any]:
-    schema: dict[str, Any] = request.app.openapi_schema.to_schema()
+    schema: dict[str, Any] = finish(request.app.openapi_schema).to_schema()
     return schema
 
 

@@ -90,6 +90,9 @@ def stylesheet() -> Response[str]:
     )
 
 
+#: the stand-in bank's own pages, not part of bankhub's API description
 router = Router(
-    path="/sandbox-bank", route_handlers=[authorize_page, authorize_decision, stylesheet]
+    path="/sandbox-bank",
+    route_handlers=[authorize_page, authorize_decision, stylesheet],
+    include_in_schema=False,
 )
