@@ -69,10 +69,19 @@ def handle_api_error(request: AnyRequest, exc: ApiError) -> Response[Any]:
     return _error_response(request, exc)
 
 
+def _problem(item: dict[str, Any]) -> str:
+    """Litestar's message plus the field it is about, as msgspec writes it (``at `$.name```)."""
+    message, key = str(item.get("message", "")), str(item.get("key", ""))
+    if not message or not key or key == "data":
+        return message
+    where = f"$.{key}" if item.get("source") == "body" else key
+    return f"{message} - at `{where[:100]}`"
+
+
 def handle_validation(request: AnyRequest, exc: ValidationException) -> Response[Any]:
     # Litestar raises this for bodies that are JSON but do not fit the request model.
     detail = exc.extra if isinstance(exc.extra, list) else []
-    problems = [str(item.get("message", "")) for item in detail if isinstance(item, dict)]
+    problems = [_problem(item) for item in detail if isinstance(item, dict)]
     message = "; ".join(p for p in problems if p) or "Data is invalid"
     return _error_response(
         request, ApiError(ErrorCode.DATA_INVALID, message, {"problems": problems})
