@@ -57,7 +57,9 @@ async def test_a_body_that_is_not_json_is_content_input_invalid(
     h = harness
     for route in await body_routes(h):
         headers = {**h.headers(login_secret=route.login_secret), "content-type": content_type}
-        response = await h.client.request(route.method, route.path, content=content, headers=headers)
+        response = await h.client.request(
+            route.method, route.path, content=content, headers=headers
+        )
         body = assert_envelope(response, 400, "ContentInputInvalid")
         assert body["message"] == "Only allow data type application/json"
 
@@ -74,14 +76,12 @@ async def test_a_page_size_above_the_cap_is_refused_naming_the_cap(harness: Harn
     """Refused (BadRequest), not capped: a partner asking for more must not silently get less."""
     h = harness
     login = await connect(h, "user_good")
-    accounts = (await h.client.get("/v2/account", headers=h.headers(login_secret=login["secret"])))
+    accounts = await h.client.get("/v2/account", headers=h.headers(login_secret=login["secret"]))
     account_id = str(accounts.json()["data"][0]["id"])
     spec = (await h.client.get("/openapi.json")).json()
     for path, name, cap, others in PAGE_SIZES:
         params = {**others, "account_id": account_id} if others else {}
-        documented = next(
-            p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == name
-        )
+        documented = next(p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == name)
         assert cap in [s.get("maximum") for s in documented["schema"].get("oneOf", [])], documented
         headers = h.headers(login_secret=login["secret"])
         at_cap = await h.client.get(path, params={**params, name: str(cap)}, headers=headers)
@@ -89,7 +89,8 @@ async def test_a_page_size_above_the_cap_is_refused_naming_the_cap(harness: Harn
         for too_many in (str(cap + 1), "1000000", "99999999999999999999999"):
             response = await h.client.get(path, params={**params, name: too_many}, headers=headers)
             body = assert_envelope(response, 400, "BadRequest")
-            assert name in body["message"] and str(cap) in body["message"], body
+            assert name in body["message"], body
+            assert str(cap) in body["message"], body
 
 
 def _long_bodies(valid: dict[str, Any], schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
