@@ -26,6 +26,7 @@ from litestar.types import ASGIApp, Message, Middleware, Scope
 from bankhub import __version__
 from bankhub.accounts.routes import ACCOUNT_ROUTES
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.openapi import finish
 from bankhub.api.routes import ROUTES
 from bankhub.config import Settings
 from bankhub.connect.flow import ConnectFlow
@@ -77,10 +78,19 @@ def handle_api_error(request: AnyRequest, exc: ApiError) -> Response[Any]:
     return _error_response(request, exc)
 
 
+def _problem(item: dict[str, Any]) -> str:
+    """Litestar's message plus the field it is about, as msgspec writes it (``at `$.name```)."""
+    message, key = str(item.get("message", "")), str(item.get("key", ""))
+    if not message or not key or key == "data":
+        return message
+    where = f"$.{key}" if item.get("source") == "body" else key
+    return f"{message} - at `{where[:100]}`"
+
+
 def handle_validation(request: AnyRequest, exc: ValidationException) -> Response[Any]:
     # Litestar raises this for bodies that are JSON but do not fit the request model.
     detail = exc.extra if isinstance(exc.extra, list) else []
-    problems = [str(item.get("message", "")) for item in detail if isinstance(item, dict)]
+    problems = [_problem(item) for item in detail if isinstance(item, dict)]
     message = "; ".join(p for p in problems if p) or "Data is invalid"
     return _error_response(
         request, ApiError(ErrorCode.DATA_INVALID, message, {"problems": problems})
@@ -164,7 +174,7 @@ async def no_store_for_credentials(message: Message, scope: Scope) -> None:
 
 @get("/openapi.json", include_in_schema=False, opt={"scope": "public"})
 async def openapi_json(request: AnyRequest) -> dict[str, Any]:
-    schema: dict[str, Any] = request.app.openapi_schema.to_schema()
+    schema: dict[str, Any] = finish(request.app.openapi_schema).to_schema()
     return schema
 
 

@@ -187,7 +187,7 @@ def demo() -> None:
     settings = _settings()
     _migrate(settings)
     issued = _demo_app(settings, reissue=True)
-    assert issued is not None  # noqa: S101 - reissue always returns the app
+    assert issued is not None  # noqa: S101 - reissue always returns the app  # nosec B101
     _print_credentials(issued, settings.public_url or f"http://{settings.host}:{settings.port}")
 
 

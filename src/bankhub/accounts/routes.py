@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get
-from litestar.params import FromQuery
 from sqlalchemy import select
 
 from bankhub.accounts import changes as kinds
@@ -14,6 +13,7 @@ from bankhub.accounts import services as accounts
 from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Transaction
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.openapi import LOGIN_AUTH, LOGIN_SECURITY, MAX_ID, E, errors, query, whole_number
 from bankhub.api.schemas import VERSION
 from bankhub.hub import hub_of
 from bankhub.logins import services as logins
@@ -105,34 +105,48 @@ def net_effect(changes: list[tuple[int, str]]) -> tuple[list[int], list[int], li
         "gone (a pending item that booked is removed, and the booked one names it in "
         "`pending_transaction_id`). `count` ≤ 500 changes per page; follow `has_more`."
     ),
+    security=LOGIN_SECURITY,
+    responses=errors(*LOGIN_AUTH, E.ACCOUNT_NOT_FOUND),
 )
 async def sync_transactions(
     request: AnyRequest,
-    account_id: FromQuery[str | None] = None,
-    cursor: FromQuery[str | None] = None,
-    count: FromQuery[str | None] = None,
+    account_id: Annotated[
+        str | None, query("The account (required)", integer=(0, MAX_ID), empty_ok=False)
+    ] = None,
+    cursor: Annotated[
+        str | None, query("`next_cursor` of the previous page", integer=(0, MAX_ID))
+    ] = None,
+    count: Annotated[
+        str | None, query("Changes per page, 100 by default", integer=(1, MAX_COUNT))
+    ] = None,
 ) -> SyncEnvelope:
     hub = hub_of(request)
-    if not account_id or not account_id.isdigit():
-        raise ApiError(
-            ErrorCode.BAD_REQUEST, "account_id is required", {"account_id": (account_id or "")[:40]}
-        )
+    wanted = whole_number(account_id or "")
+    if wanted is None:
+        problem = "account_id is required" if not account_id else "account_id is not an id"
+        raise ApiError(ErrorCode.BAD_REQUEST, problem, {"account_id": (account_id or "")[:40]})
     after = 0
     if cursor:
-        if not cursor.isdigit():
+        given = whole_number(cursor)
+        if given is None:
             raise ApiError(
                 ErrorCode.BAD_REQUEST, "cursor is not one bankhub gave", {"cursor": cursor[:64]}
             )
-        after = int(cursor)
+        after = given
     size = 100
     if count:
-        if not count.isdigit() or not 1 <= int(count) <= MAX_COUNT:
-            raise ApiError(ErrorCode.BAD_REQUEST, f"count must be from 1 to {MAX_COUNT}")
-        size = int(count)
+        chosen = whole_number(count, MAX_COUNT)
+        if chosen is None or chosen < 1:
+            raise ApiError(
+                ErrorCode.BAD_REQUEST,
+                f"count must be from 1 to {MAX_COUNT}",
+                {"count": count[:40]},
+            )
+        size = chosen
     async with hub.db.transaction() as session:
         _, login = await hub.authenticate_login(session, request)
         logins.require_active(login)
-        account = await accounts.account_of(session, login, int(account_id))
+        account = await accounts.account_of(session, login, wanted)
         page = (
             await session.execute(
                 select(

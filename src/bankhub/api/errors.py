@@ -26,8 +26,8 @@ class ErrorCode(StrEnum):
     LOGIN_NOT_FOUND = "LoginNotFound"
     SERVER_MAINTENANCE = "ServerMaintenance"
     SERVICE_NOT_FOUND = "ServiceNotFound"
-    TOKEN_CREATE_ERROR = "TokenCreateError"  # noqa: S105 - an error code
-    TOKEN_EXPIRE = "TokenExpire"  # noqa: S105 - an error code
+    TOKEN_CREATE_ERROR = "TokenCreateError"  # noqa: S105 - an error code  # nosec B105
+    TOKEN_EXPIRE = "TokenExpire"  # noqa: S105 - an error code  # nosec B105
     # beyond the seed's table: plain HTTP conditions that have no seed code
     NOT_FOUND = "NotFound"
     METHOD_NOT_ALLOWED = "MethodNotAllowed"

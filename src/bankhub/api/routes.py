@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from litestar import Request, Response, delete, get, post, put
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.datastructures import ResponseHeader
+from litestar.params import FromPath, JSONBody
 from litestar.response import File
 
 from bankhub.accounts import services as accounts
 from bankhub.accounts.models import Account
 from bankhub.api import schemas as s
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.openapi import (
+    APP_AUTH,
+    APP_SECURITY,
+    LOGIN_AUTH,
+    LOGIN_SECURITY,
+    MAX_ID,
+    E,
+    PublicOperation,
+    errors,
+    query,
+    whole_number,
+)
 from bankhub.audit import services as audit
 from bankhub.catalogue import Service
 from bankhub.clock import as_utc
@@ -29,8 +42,13 @@ from bankhub.sync.refresh import next_possible, refresh_login
 
 AnyRequest = Request[Any, Any, Any]
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE = r"^\d{4}-\d{2}-\d{2}$"
+_DATE = re.compile(DATE)
 MEDIA_PREFIX = "/media/services"
+MAX_PAGE = 10_000_000
+#: the default cap of ``per_page`` (``BANKHUB_MAX_PAGE_SIZE``)
+MAX_PER_PAGE = 1000
+ACCOUNT_ID = query("An account of the login; all of them when left out", integer=(0, MAX_ID))
 
 
 # --- catalogue -------------------------------------------------------------------------------
@@ -64,12 +82,21 @@ def _services(hub: Hub, request: AnyRequest) -> list[s.ServiceOut]:
     tags=["service"],
     summary="The service catalogue (public)",
     cache=300,
+    operation_class=PublicOperation,
+    responses=errors(),
 )
 async def service_json(request: AnyRequest) -> list[s.ServiceOut]:
     return _services(hub_of(request), request)
 
 
-@get("/v2/service", opt=scopes.read(), tags=["service"], summary="The service catalogue")
+@get(
+    "/v2/service",
+    opt=scopes.read(),
+    tags=["service"],
+    summary="The service catalogue",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH),
+)
 async def service_list(request: AnyRequest) -> s.ServiceListEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
@@ -81,7 +108,10 @@ async def service_list(request: AnyRequest) -> s.ServiceListEnvelope:
     f"{MEDIA_PREFIX}/{{name:str}}",
     opt=scopes.public(),
     tags=["service"],
-    summary="A service's logo or cover",
+    summary="A service's logo or cover (public)",
+    media_type="image/png",
+    operation_class=PublicOperation,
+    responses=errors(E.NOT_FOUND),
 )
 async def service_media(request: AnyRequest, name: FromPath[str]) -> File:
     path = hub_of(request).catalogue.media_file(name)
@@ -115,6 +145,8 @@ async def healthz() -> dict[str, str]:
     status_code=200,
     tags=["customer"],
     summary="Create a customer",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, E.CUSTOMER_EXISTS, E.CUSTOMER_CREATE_ERROR, body=True),
 )
 async def create_customer(request: AnyRequest, data: JSONBody[s.CustomerIn]) -> s.CustomerEnvelope:
     hub = hub_of(request)
@@ -134,6 +166,10 @@ def _connect_url(hub: Hub, request: AnyRequest, token_id: str) -> str:
     status_code=200,
     tags=["token"],
     summary="Create a connect token",
+    security=APP_SECURITY,
+    responses=errors(
+        *APP_AUTH, E.CUSTOMER_NOT_FOUND, E.SERVICE_NOT_FOUND, E.TOKEN_CREATE_ERROR, body=True
+    ),
 )
 async def create_token(request: AnyRequest, data: JSONBody[s.TokenIn]) -> s.TokenEnvelope:
     hub = hub_of(request)
@@ -156,6 +192,10 @@ async def create_token(request: AnyRequest, data: JSONBody[s.TokenIn]) -> s.Toke
     status_code=200,
     tags=["token"],
     summary="A connect token to re-login",
+    security=LOGIN_SECURITY,
+    responses=errors(
+        *LOGIN_AUTH, E.CUSTOMER_NOT_FOUND, E.SERVICE_NOT_FOUND, E.TOKEN_CREATE_ERROR, body=True
+    ),
 )
 async def reconnect_token(request: AnyRequest, data: JSONBody[s.ReconnectIn]) -> s.TokenEnvelope:
     hub = hub_of(request)
@@ -210,7 +250,14 @@ def login_out(login: Login, hub: Hub) -> s.LoginOut:
     )
 
 
-@get("/v2/login", opt=scopes.read(), tags=["login"], summary="Read the login named by login-secret")
+@get(
+    "/v2/login",
+    opt=scopes.read(),
+    tags=["login"],
+    summary="Read the login named by login-secret",
+    security=LOGIN_SECURITY,
+    responses=errors(*LOGIN_AUTH),
+)
 async def read_login(request: AnyRequest) -> s.LoginEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
@@ -224,6 +271,8 @@ async def read_login(request: AnyRequest) -> s.LoginEnvelope:
     status_code=200,
     tags=["login"],
     summary="Delete the login and everything fetched through it",
+    security=LOGIN_SECURITY,
+    responses=errors(*LOGIN_AUTH, write=True),
     description=(
         "Withdraws the consent at the bank where the connector can, then removes the login, "
         "its accounts, transactions, events and pending webhook deliveries. A `login.deleted` "
@@ -267,12 +316,26 @@ async def _set_active(request: AnyRequest, active: bool) -> int:
         return login.id
 
 
-@put("/v2/login/activate", opt=scopes.write(), tags=["login"], summary="Activate a login")
+@put(
+    "/v2/login/activate",
+    opt=scopes.write(),
+    tags=["login"],
+    summary="Activate a login",
+    security=LOGIN_SECURITY,
+    responses=errors(*LOGIN_AUTH, write=True),
+)
 async def activate_login(request: AnyRequest) -> s.ActivateEnvelope:
     return s.ActivateEnvelope(s.ActivateOut(await _set_active(request, True), True))
 
 
-@put("/v2/login/deactivate", opt=scopes.write(), tags=["login"], summary="Deactivate a login")
+@put(
+    "/v2/login/deactivate",
+    opt=scopes.write(),
+    tags=["login"],
+    summary="Deactivate a login",
+    security=LOGIN_SECURITY,
+    responses=errors(*LOGIN_AUTH, write=True),
+)
 async def deactivate_login(request: AnyRequest) -> s.DeactivateEnvelope:
     return s.DeactivateEnvelope(s.DeactivateOut(await _set_active(request, False), True))
 
@@ -282,6 +345,13 @@ async def deactivate_login(request: AnyRequest) -> s.DeactivateEnvelope:
     opt=scopes.write(),
     tags=["login"],
     summary="Fetch new data from the bank now",
+    description=(
+        "`BadRequest` within the cool-down, while another refresh runs, or for a deactivated "
+        "login; `ConnectError` (503, with `Retry-After` when the bank gave one) when the bank "
+        "cannot be reached or refuses for now."
+    ),
+    security=LOGIN_SECURITY,
+    responses=errors(*LOGIN_AUTH, E.SERVICE_NOT_FOUND, E.CONNECT_ERROR, write=True),
 )
 async def refresh(request: AnyRequest) -> s.RefreshEnvelope:
     hub = hub_of(request)
@@ -349,6 +419,8 @@ def transaction_out(row: accounts.TransactionFields) -> s.TransactionOut:
     opt=scopes.read(),
     tags=["account"],
     summary="Accounts of the login named by login-secret",
+    security=LOGIN_SECURITY,
+    responses=errors(*LOGIN_AUTH),
 )
 async def list_accounts(request: AnyRequest) -> s.AccountListEnvelope:
     hub = hub_of(request)
@@ -377,13 +449,14 @@ def _date_param(name: str, value: str | None) -> date | None:
 def _int_param(name: str, value: str | None, default: int, low: int, high: int) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    number = whole_number(value, high)
+    if number is None or number < low:
         raise ApiError(
             ErrorCode.BAD_REQUEST,
             f"{name} must be a whole number from {low} to {high}",
             {name: value[:40]},
         )
-    return int(value)
+    return number
 
 
 @get(
@@ -395,15 +468,27 @@ def _int_param(name: str, value: str | None, default: int, low: int, high: int) 
         "`end_date` is accepted as a synonym of `to_date`. Pages: `page` (from 1) and `per_page` "
         '(default and maximum 1000); a `Link: <...>; rel="next"` header names the next page.'
     ),
+    security=LOGIN_SECURITY,
+    responses=errors(*LOGIN_AUTH, E.ACCOUNT_NOT_FOUND),
+    response_headers=[
+        ResponseHeader(
+            name="Link",
+            description='`<url>; rel="next"` when more rows follow',
+            required=False,
+            documentation_only=True,
+        )
+    ],
 )
 async def list_transactions(
     request: AnyRequest,
-    account_id: FromQuery[str | None] = None,
-    from_date: FromQuery[str | None] = None,
-    to_date: FromQuery[str | None] = None,
-    end_date: FromQuery[str | None] = None,
-    page: FromQuery[str | None] = None,
-    per_page: FromQuery[str | None] = None,
+    account_id: Annotated[str | None, ACCOUNT_ID] = None,
+    from_date: Annotated[str | None, query("First day, `YYYY-MM-DD`", pattern=DATE)] = None,
+    to_date: Annotated[str | None, query("Last day, `YYYY-MM-DD`", pattern=DATE)] = None,
+    end_date: Annotated[str | None, query("Synonym of `to_date`", pattern=DATE)] = None,
+    page: Annotated[str | None, query("Page, from 1", integer=(1, MAX_PAGE))] = None,
+    per_page: Annotated[
+        str | None, query("Rows per page (at most 1000)", integer=(1, MAX_PER_PAGE))
+    ] = None,
 ) -> Response[s.TransactionListEnvelope]:
     hub = hub_of(request)
     start = _date_param("from_date", from_date)
@@ -415,18 +500,19 @@ async def list_transactions(
     limit = _int_param(
         "per_page", per_page, hub.settings.max_page_size, 1, hub.settings.max_page_size
     )
-    page_no = _int_param("page", page, 1, 1, 10_000_000)
+    page_no = _int_param("page", page, 1, 1, MAX_PAGE)
     async with hub.db.transaction() as session:
         _, login = await hub.authenticate_login(session, request)
         logins.require_active(login)
         if account_id is not None:
-            if not account_id.isdigit():
+            wanted = whole_number(account_id)
+            if wanted is None:
                 raise ApiError(
                     ErrorCode.ACCOUNT_NOT_FOUND,
                     f"Cannot find account with id: {account_id[:40]}.",
                     {"account_id": account_id[:40]},
                 )
-            ids = [(await accounts.account_of(session, login, int(account_id))).id]
+            ids = [(await accounts.account_of(session, login, wanted)).id]
         else:
             ids = [a.id for a in await accounts.accounts_of(session, login)]
         rows = await accounts.transactions_of(

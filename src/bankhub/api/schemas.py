@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import msgspec
 
+from bankhub.api.errors import ErrorCode
+
 VERSION = "v2"
 
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
@@ -187,6 +189,8 @@ class LoginEnvelope(msgspec.Struct):
 
 
 class ErrorBody(msgspec.Struct):
-    error: str
+    """The seed's error envelope; ``extra`` carries what the code names (ids, problems...)."""
+
+    error: ErrorCode
     message: str
     extra: dict[str, Any]

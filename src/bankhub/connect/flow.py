@@ -293,7 +293,7 @@ class ConnectFlow:
     async def _first_fetch(self, session: ConnectSession) -> None:
         hub = self.hub
         run = session.run
-        assert run is not None  # noqa: S101 - set before the task starts
+        assert run is not None  # noqa: S101 - set before the task starts  # nosec B101
         try:
             result = await hub.engine.fetch(run, hub.engine.history_start(session.service))
         except ConnectorFailure as failure:

@@ -25,7 +25,7 @@ from bankhub.clock import Clock
 
 class FieldKind(StrEnum):
     TEXT = "text"
-    SECRET = "secret"  # noqa: S105 - a field kind, not a password
+    SECRET = "secret"  # noqa: S105 - a field kind, not a password  # nosec B105
     ONE_TIME = "one_time"
     FILE = "file"
 

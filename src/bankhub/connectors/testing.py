@@ -118,7 +118,7 @@ async def _login(case: ContractCase, connector: Any) -> int:
             steps += 1
             _check(case.respond is not None, f"unexpected interaction {interaction!r}")
             _check(steps <= case.max_steps, "too many interactions for one login")
-            assert case.respond is not None  # noqa: S101 - narrowed for the type checker
+            assert case.respond is not None  # noqa: S101 - narrowed for the type checker  # nosec B101
             call = connector.resume(await case.respond(interaction))
 
 

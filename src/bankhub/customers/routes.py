@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, get
-from litestar.params import FromQuery
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.types import ControllerRouterHandler
 
 from bankhub.api import schemas as s
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, errors, query
 from bankhub.api.routes import account_out, login_out, transaction_out
 from bankhub.audit import services as audit
 from bankhub.clock import as_utc
@@ -24,6 +26,7 @@ AnyRequest = Request[Any, Any, Any]
 
 CustomerId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 JSON_CONTENT_TYPES = ("application/json",)
+CUSTOMER_QUERY = query("The customer's id", length=(1, 64))
 
 
 class CustomerRefIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -84,6 +87,30 @@ async def _customer_ref(request: AnyRequest, query: str | None) -> str:
     return _query_ref(query, ErrorCode.DATA_INVALID)
 
 
+@dataclass
+class EraseOperation(Operation):
+    """``DELETE /v2/customer`` reads its optional body itself; this describes it."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=Schema(
+                        type=OpenAPIType.OBJECT,
+                        properties={
+                            "customer_id": Schema(
+                                type=OpenAPIType.STRING, min_length=1, max_length=64
+                            )
+                        },
+                        additional_properties=False,
+                    )
+                )
+            },
+            required=False,
+            description="Names the customer; wins over the `customer_id` query parameter",
+        )
+
+
 def _query_ref(value: str | None, code: ErrorCode) -> str:
     if not value:
         problem = "Object missing required field `customer_id`"
@@ -106,9 +133,12 @@ def _query_ref(value: str | None, code: ErrorCode) -> str:
         "connector can, then removes the customer, their logins, accounts, transactions, events "
         "and webhook deliveries. A `login.deleted` event is sent for each login."
     ),
+    security=APP_SECURITY,
+    operation_class=EraseOperation,
+    responses=errors(*APP_AUTH, E.CUSTOMER_NOT_FOUND, body=True),
 )
 async def erase_customer(
-    request: AnyRequest, customer_id: FromQuery[str | None] = None
+    request: AnyRequest, customer_id: Annotated[str | None, CUSTOMER_QUERY] = None
 ) -> ErasedEnvelope:
     hub = hub_of(request)
     wanted = await _customer_ref(request, customer_id)
@@ -161,9 +191,11 @@ async def erase_customer(
         "all its `transactions` (as `GET /v2/transaction`, every account, newest first) and its "
         "`events` (as `GET /v2/event`, oldest first), whether the login is active or not."
     ),
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, E.BAD_REQUEST, E.CUSTOMER_NOT_FOUND),
 )
 async def export_customer(
-    request: AnyRequest, customer_id: FromQuery[str | None] = None
+    request: AnyRequest, customer_id: Annotated[str | None, CUSTOMER_QUERY] = None
 ) -> Response[ExportEnvelope]:
     hub = hub_of(request)
     wanted = _query_ref(customer_id, ErrorCode.BAD_REQUEST)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, get, post
-from litestar.params import FromPath, FromQuery
+from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.openapi import APP_AUTH, APP_SECURITY, MAX_ID, E, errors, query, whole_number
 from bankhub.api.schemas import VERSION, wire_time
 from bankhub.clock import as_utc
 from bankhub.events import services as events
@@ -22,6 +23,8 @@ from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery
 
 AnyRequest = Request[Any, Any, Any]
 MAX_EVENTS = 500
+#: documented as an id; any other integer in the path is simply no event (404)
+EventId = Annotated[int, Parameter(description="An event of the app", schema_extra={"minimum": 1})]
 
 
 class EventOut(msgspec.Struct):
@@ -86,11 +89,12 @@ class ReplayEnvelope(msgspec.Struct):
 def _number(name: str, value: str | None, default: int, high: int) -> int:
     if value is None or value == "":
         return default
-    if not value.isdigit() or int(value) > high:
+    number = whole_number(value, high)
+    if number is None:
         raise ApiError(
             ErrorCode.BAD_REQUEST, f"{name} must be a whole number up to {high}", {name: value[:40]}
         )
-    return int(value)
+    return number
 
 
 @get(
@@ -99,9 +103,17 @@ def _number(name: str, value: str | None, default: int, high: int) -> int:
     tags=["event"],
     summary="Events of the app in order, from a cursor",
     description="Pass the `next_cursor` of one page as `cursor` to read on; `limit` ≤ 500.",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, E.BAD_REQUEST),
 )
 async def list_events(
-    request: AnyRequest, cursor: FromQuery[str | None] = None, limit: FromQuery[str | None] = None
+    request: AnyRequest,
+    cursor: Annotated[
+        str | None, query("`next_cursor` of the previous page", integer=(0, 2**62))
+    ] = None,
+    limit: Annotated[
+        str | None, query("Events per page, 100 by default", integer=(0, MAX_EVENTS))
+    ] = None,
 ) -> EventListEnvelope:
     hub = hub_of(request)
     after = _number("cursor", cursor, 0, 2**62)
@@ -130,7 +142,7 @@ async def list_events(
 
 
 async def _event_of(session: AsyncSession, app_id: int, event_id: int) -> Event:
-    event = await session.get(Event, event_id)
+    event = await session.get(Event, event_id) if 0 <= event_id <= MAX_ID else None
     if event is None or event.app_id != app_id:
         raise ApiError(ErrorCode.NOT_FOUND, f"No event {event_id}", {"event_id": event_id})
     return event
@@ -145,8 +157,10 @@ def _when(value: datetime | None) -> str | None:
     opt=scopes.read(),
     tags=["event"],
     summary="One event with its deliveries and every attempt of each",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, E.NOT_FOUND),
 )
-async def read_event(request: AnyRequest, event_id: FromPath[int]) -> EventDetailEnvelope:
+async def read_event(request: AnyRequest, event_id: EventId) -> EventDetailEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         app = await hub.authenticate(session, request)
@@ -213,8 +227,10 @@ async def read_event(request: AnyRequest, event_id: FromPath[int]) -> EventDetai
     status_code=200,
     tags=["event"],
     summary="Send again",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, E.NOT_FOUND, write=True),
 )
-async def replay_event(request: AnyRequest, event_id: FromPath[int]) -> ReplayEnvelope:
+async def replay_event(request: AnyRequest, event_id: EventId) -> ReplayEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         app = await hub.authenticate(session, request)

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import random
+import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,7 +54,7 @@ SWEEP_SECONDS = 60.0
 
 
 def default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Runner:
         self.poll = settings.worker_poll_seconds
         self._wake_syncs = asyncio.Event()
         self._wake_deliveries = asyncio.Event()
-        self._rng = random.Random()  # noqa: S311 - retry jitter
+        self._rng = random.Random()  # noqa: S311 - retry jitter  # nosec B311
         self._next_sweep = 0.0
         self.retention_every = max(1.0, settings.retention_sweep_seconds)
         #: logins this runner is syncing now; never started twice side by side

@@ -18,7 +18,7 @@ from bankhub.logins.models import ConnectToken, Login
 from bankhub.partners.models import App
 from bankhub.security.secrets import SecretHasher
 
-LOGIN_SECRET = "login-secret"  # noqa: S105 - the purpose label of a keyed hash
+LOGIN_SECRET = "login-secret"  # noqa: S105 - the purpose label of a keyed hash  # nosec B105
 
 #: Login statuses. The webhook's ``status`` is ``"login_" + status`` (the seed's three included).
 ACTIVE = "active"

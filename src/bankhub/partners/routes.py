@@ -10,6 +10,7 @@ from litestar.params import JSONBody
 from litestar.types import ControllerRouterHandler
 
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.openapi import APP_AUTH, APP_SECURITY, errors
 from bankhub.api.schemas import VERSION, wire_time
 from bankhub.audit import services as audit
 from bankhub.clock import as_utc
@@ -115,7 +116,14 @@ def _app_out(app: App) -> AppEnvelope:
     )
 
 
-@get("/v2/app", opt=scopes.read(), tags=["app"], summary="The app's own settings")
+@get(
+    "/v2/app",
+    opt=scopes.read(),
+    tags=["app"],
+    summary="The app's own settings",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH),
+)
 async def read_app(request: AnyRequest) -> AppEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
@@ -133,6 +141,8 @@ async def read_app(request: AnyRequest) -> AppEnvelope:
         "with a `removed` entry in the change log. `chosen_by` names the person or system that "
         "chose; it is recorded with the time and audited."
     ),
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, body=True),
 )
 async def set_retention(request: AnyRequest, data: JSONBody[RetentionIn]) -> AppEnvelope:
     hub = hub_of(request)
@@ -157,6 +167,8 @@ async def set_retention(request: AnyRequest, data: JSONBody[RetentionIn]) -> App
     tags=["app"],
     summary="Opt in or out of keeping bank credentials for unattended refreshes",
     description="Records the choice, who made it (`chosen_by`) and when; audited.",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, body=True),
 )
 async def set_credential_vault(
     request: AnyRequest, data: JSONBody[CredentialVaultIn]

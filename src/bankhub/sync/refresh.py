@@ -41,7 +41,7 @@ log = logging.getLogger("bankhub.sync")
 
 #: statuses the scheduler keeps refreshing; the others wait for the user to reconnect
 RETRYABLE = (logins.ACTIVE, "provider_unavailable", "rate_limited")
-_jitter = random.Random()  # noqa: S311 - spreads schedules, not a secret
+_jitter = random.Random()  # noqa: S311 - spreads schedules, not a secret  # nosec B311
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +236,7 @@ async def refresh_login(
         if failure is not None:
             await engine.record_failure(session, login, failure, run.state.load())
         else:
-            assert result is not None  # noqa: S101 - set when there was no failure
+            assert result is not None  # noqa: S101 - set when there was no failure  # nosec B101
             summary = await engine.apply(session, login, result)
         login.last_attempt_at = now
         if scheduled:

@@ -60,7 +60,7 @@ async def create_endpoint(
         app_id=app_id,
         url=url,
         events=list(events) if events else None,
-        secret_enc="",
+        secret_enc="",  # encrypted below, once the row has its id  # nosec B106
         created_at=now,
         updated_at=now,
     )

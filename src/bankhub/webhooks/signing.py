@@ -9,7 +9,7 @@ import hmac
 import secrets as _secrets
 from collections.abc import Sequence
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
+SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret  # nosec B105
 USER_AGENT = "bankhub-webhooks/1"
 
 

@@ -49,7 +49,7 @@ from bankhub.connectors.base import (
 from bankhub.connectors.sandbox import bank
 from bankhub.connectors.sandbox.history import Profile, ledger
 
-PASSWORD = "pass_good"  # noqa: S105 - the sandbox's published test password
+PASSWORD = "pass_good"  # noqa: S105 - the sandbox's published test password  # nosec B105
 ONE_TIME_CODE = "123456"
 SECURITY_ANSWER = "blue"
 

@@ -106,7 +106,7 @@ class _Generator:
         # VND prices are quoted in thousands; nobody pays 43,517 dong for a coffee
         self.round_to = 1000 if profile.currency == "VND" else 1
         self.base = f"{profile.seed}|{profile.username}"
-        user = random.Random(self.base)  # noqa: S311 - synthetic data, not cryptography
+        user = random.Random(self.base)  # noqa: S311 - synthetic data, not cryptography  # nosec B311
         self.holder = user.choice(self.locale.holders)
         self.last4 = {
             CURRENT: f"{user.randrange(10_000):04d}",
@@ -250,7 +250,7 @@ class _Generator:
         self.credit_range = (1300, 8000) if p.exact_total is not None else (2000, 30000)
         one_day = timedelta(days=1)
         while day <= p.today:
-            rng = random.Random(f"{self.base}|{day.toordinal()}")  # noqa: S311 - synthetic data
+            rng = random.Random(f"{self.base}|{day.toordinal()}")  # noqa: S311 - synthetic data  # nosec B311
             items = self._recurring(day, rng, card_spend)
             count = self._daily_count(day, rng) - (len(items) if p.exact_total else 0)
             shown = day.strftime(self.locale.card_date)
@@ -301,7 +301,7 @@ class _Generator:
     def _hold(self, rows: dict[str, list[TransactionRecord]]) -> None:
         """Today's card authorisation: pending until the merchant settles or releases it."""
         today = self.p.today
-        rng = random.Random(f"{self.base}|hold|{today.toordinal()}")  # noqa: S311 - synthetic data
+        rng = random.Random(f"{self.base}|hold|{today.toordinal()}")  # noqa: S311 - synthetic data  # nosec B311
         account, amount, text, merchant, _, _, _, _ = self._purchase(
             today, rng, 0.0, today.strftime(self.locale.card_date)
         )
@@ -320,7 +320,7 @@ class _Generator:
     def _refresh(self, number: int, day: date, rows: dict[str, list[TransactionRecord]]) -> None:
         """What became visible at unattended refresh ``number``: a few new card payments, and
         one pending payment that books (with a new id, sometimes a new amount) at the next one."""
-        rng = random.Random(f"{self.base}|refresh|{number}")  # noqa: S311 - synthetic data
+        rng = random.Random(f"{self.base}|refresh|{number}")  # noqa: S311 - synthetic data  # nosec B311
         count = 2 + int(rng.random() * 3)
         shown = day.strftime(self.locale.card_date)
         items = [self._purchase(day, rng, 0.0, shown) for _ in range(count + 1)]

@@ -90,8 +90,10 @@ def stylesheet() -> Response[str]:
     )
 
 
+#: the stand-in bank's own pages, not part of bankhub's API description
 router = Router(
     opt={"scope": "public"},
     path="/sandbox-bank",
     route_handlers=[authorize_page, authorize_decision, stylesheet],
+    include_in_schema=False,
 )

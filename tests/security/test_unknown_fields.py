@@ -1,0 +1,105 @@
+"""S16: a JSON body with a field the route does not know is refused with DataInvalid (400).
+
+The routes come from ``/openapi.json``: every operation with a request body must have a valid
+body below, so a new body route fails here until it is covered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.api.connect_client import connect, create_customer
+from tests.conftest import Harness
+
+CALLBACK = "https://partner.example/callback"
+
+
+@dataclass
+class BodyRoute:
+    method: str
+    path: str
+    body: dict[str, Any]
+    login_secret: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+async def body_routes(h: Harness) -> list[BodyRoute]:
+    """A valid body for every route that reads one, with the login it needs."""
+    customer_id = await create_customer(h, "fields-check")
+    login = await connect(h, "user_good")
+    return [
+        BodyRoute("POST", "/v2/customer", {"identifier": "another-customer"}),
+        BodyRoute(
+            "POST",
+            "/v2/token",
+            {"customer_id": customer_id, "service_id": 1, "callback_url": CALLBACK},
+        ),
+        BodyRoute("POST", "/v2/token/reconnect", {"callback_url": CALLBACK}, login["secret"]),
+        BodyRoute("DELETE", "/v2/customer", {"customer_id": customer_id}),
+        BodyRoute("PUT", "/v2/app/retention", {"hours": 48, "chosen_by": "ops@partner"}),
+        BodyRoute("PUT", "/v2/app/credential-vault", {"enabled": False, "chosen_by": "ops"}),
+    ]
+
+
+async def documented_body_routes(h: Harness) -> dict[str, dict[str, Any]]:
+    """``METHOD path`` → the JSON schema of its body, from the served description."""
+    spec = (await h.client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    found: dict[str, dict[str, Any]] = {}
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "requestBody" not in operation:
+                continue
+            schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            if "$ref" in schema:
+                schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
+            found[f"{method.upper()} {path}"] = schema
+    return found
+
+
+async def test_every_body_route_is_covered_and_says_it_refuses_unknown_fields(
+    harness: Harness,
+) -> None:
+    documented = await documented_body_routes(harness)
+    covered = {route.label for route in await body_routes(harness)}
+    assert set(documented) == covered
+    for label, schema in documented.items():
+        assert schema.get("additionalProperties") is False, label
+
+
+@pytest.mark.parametrize("extra", [{"admin": True}, {"identifier ": "x"}, {"": None}])
+async def test_an_unknown_field_is_data_invalid(harness: Harness, extra: dict[str, Any]) -> None:
+    h = harness
+    for route in await body_routes(h):
+        body = {**route.body, **extra}
+        response = await h.client.request(
+            route.method,
+            route.path,
+            json=body,
+            headers=h.headers(login_secret=route.login_secret),
+        )
+        assert response.status_code == 400, (route.label, response.text)
+        answer = response.json()
+        assert answer["error"] == "DataInvalid", (route.label, answer)
+        assert set(answer) == {"error", "message", "extra"}
+        unknown = next(iter(extra))
+        assert f"`{unknown}`" in answer["message"] or unknown in str(answer["extra"]), answer
+
+
+async def test_the_same_bodies_without_the_unknown_field_pass(harness: Harness) -> None:
+    """The control: the bodies above are valid, so DataInvalid really came from the field."""
+    h = harness
+    for route in await body_routes(h):
+        response = await h.client.request(
+            route.method,
+            route.path,
+            json=route.body,
+            headers=h.headers(login_secret=route.login_secret),
+        )
+        assert response.status_code == 200, (route.label, response.text)
