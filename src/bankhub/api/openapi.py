@@ -32,14 +32,27 @@ E = ErrorCode
 APP_SECURITY: list[dict[str, list[str]]] = [
     {"client-id": [], "service-secret": []},
     {"client-id": [], "app-secret": []},
+    {"bearer": []},
 ]
 #: the app's credentials plus the ``login-secret`` of one of its logins
 LOGIN_SECURITY: list[dict[str, list[str]]] = [
     {**requirement, "login-secret": []} for requirement in APP_SECURITY
 ]
+#: key management and app settings: a master credential only
+MASTER_SECURITY = APP_SECURITY
 
 #: what authenticating the app can answer
-APP_AUTH = (E.CLIENT_NOT_FOUND, E.CREDENTIAL_INVALID)
+APP_AUTH = (
+    E.CLIENT_NOT_FOUND,
+    E.CREDENTIAL_INVALID,
+    E.KEY_REVOKED,
+    E.INVALID_TOKEN,
+    E.INSUFFICIENT_SCOPE,
+    E.ADDRESS_NOT_ALLOWED,
+    E.ADDRESS_BLOCKED,
+    E.RATE_LIMITED,
+    E.HTTPS_REQUIRED,
+)
 #: what authenticating the app and its login can answer (a missing login-secret is BadRequest)
 LOGIN_AUTH = (*APP_AUTH, E.BAD_REQUEST, E.LOGIN_NOT_FOUND)
 #: what reading a JSON body can answer, besides 413

@@ -70,7 +70,14 @@ def _client(request: AnyRequest, form: dict[str, str]) -> tuple[str | None, str 
     return form.get("client_id"), form.get("client_secret")
 
 
-@post("/oauth/token", tags=["oauth"], summary="Obtain an access token", opt=scopes.public())
+@post(
+    "/oauth/token",
+    status_code=200,
+    tags=["oauth"],
+    summary="Obtain an access token",
+    opt=scopes.public(),
+    include_in_schema=False,
+)
 async def token(request: AnyRequest) -> Response[Any]:
     hub = hub_of(request)
     try:
@@ -98,7 +105,14 @@ async def token(request: AnyRequest) -> Response[Any]:
     return Response(issued.body(), headers=NO_STORE, media_type=MediaType.JSON)
 
 
-@post("/oauth/revoke", tags=["oauth"], summary="Revoke a token (RFC 7009)", opt=scopes.public())
+@post(
+    "/oauth/revoke",
+    status_code=200,
+    tags=["oauth"],
+    summary="Revoke a token (RFC 7009)",
+    opt=scopes.public(),
+    include_in_schema=False,
+)
 async def revoke(request: AnyRequest) -> Response[Any]:
     hub = hub_of(request)
     try:
@@ -113,9 +127,11 @@ async def revoke(request: AnyRequest) -> Response[Any]:
 
 @post(
     "/oauth/introspect",
+    status_code=200,
     tags=["oauth"],
     summary="Is this token active? (RFC 7662)",
     opt=scopes.public(),
+    include_in_schema=False,
 )
 async def introspect(request: AnyRequest) -> Response[Any]:
     hub = hub_of(request)
@@ -134,6 +150,7 @@ async def introspect(request: AnyRequest) -> Response[Any]:
     tags=["oauth"],
     summary="The public keys access tokens are signed with",
     opt=scopes.public(),
+    include_in_schema=False,
 )
 async def jwks(request: AnyRequest) -> Response[Any]:
     keys = await hub_of(request).tokens.jwks()
@@ -147,6 +164,7 @@ async def jwks(request: AnyRequest) -> Response[Any]:
     tags=["oauth"],
     summary="Authorization server metadata (RFC 8414)",
     opt=scopes.public(),
+    include_in_schema=False,
 )
 async def metadata(request: AnyRequest) -> dict[str, Any]:
     hub = hub_of(request)

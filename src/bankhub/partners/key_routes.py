@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.types import ControllerRouterHandler
 
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, errors
 from bankhub.api.schemas import VERSION, wire_time
 from bankhub.audit import services as audit
 from bankhub.hub import hub_of
@@ -80,7 +81,14 @@ def _out(key: ApiKey, now: Any, secret: str | None = None) -> KeyOut:
     )
 
 
-@get("/v2/keys", tags=["keys"], summary="The app's API keys", opt=scopes.master())
+@get(
+    "/v2/keys",
+    tags=["keys"],
+    summary="The app's API keys",
+    opt=scopes.master(),
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH),
+)
 async def list_keys(request: AnyRequest) -> KeyListEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
@@ -95,6 +103,8 @@ async def list_keys(request: AnyRequest) -> KeyListEnvelope:
     tags=["keys"],
     summary="Create an API key (its secret is shown once)",
     opt=scopes.master(),
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, body=True),
 )
 async def create_key(request: AnyRequest, data: JSONBody[KeyIn]) -> KeyEnvelope:
     hub = hub_of(request)
@@ -128,6 +138,8 @@ async def create_key(request: AnyRequest, data: JSONBody[KeyIn]) -> KeyEnvelope:
     tags=["keys"],
     summary="Replace a key; the old one keeps working for the overlap",
     opt=scopes.master(),
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, E.NOT_FOUND, body=True),
 )
 async def roll_key(
     request: AnyRequest, key_id: FromPath[KeyId], data: JSONBody[RollIn]
@@ -150,6 +162,8 @@ async def roll_key(
     tags=["keys"],
     summary="Revoke a key at once",
     opt=scopes.master(),
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, E.NOT_FOUND, write=True),
 )
 async def revoke_key(request: AnyRequest, key_id: FromPath[KeyId]) -> KeyEnvelope:
     hub = hub_of(request)
