@@ -51,8 +51,8 @@ def default_registry() -> ConnectorRegistry:
     from bankhub.connectors.fints import FinTSConnector
     from bankhub.connectors.ofxdirect import OfxDirectConnector
     from bankhub.connectors.sandbox import SandboxConnector
-    from bankhub.connectors.statement import StatementConnector
     from bankhub.connectors.simplefin import SimplefinConnector
+    from bankhub.connectors.statement import StatementConnector
     from bankhub.connectors.xs2a import Xs2aConnector
 
     registry = ConnectorRegistry()

@@ -140,19 +140,16 @@ async def import_statement(
     summary = await engine.apply(session, login, result)
     grant_consent(login, info, now)
     login.next_sync_at = None
-    added = dict(
-        (
-            await session.execute(
-                select(TransactionChange.account_id, func.count())
-                .where(
-                    TransactionChange.id > before,
-                    TransactionChange.account_id.in_(summary.account_ids),
-                    TransactionChange.kind == changes_log.ADDED,
-                )
-                .group_by(TransactionChange.account_id)
-            )
-        ).all()
+    counted = await session.execute(
+        select(TransactionChange.account_id, func.count())
+        .where(
+            TransactionChange.id > before,
+            TransactionChange.account_id.in_(summary.account_ids),
+            TransactionChange.kind == changes_log.ADDED,
+        )
+        .group_by(TransactionChange.account_id)
     )
+    added: dict[int, int] = {account_id: count for account_id, count in counted.all()}
     accounts: list[ImportedAccount] = []
     for account_id, source in zip(summary.account_ids, parsed.accounts, strict=True):
         row = await session.get(Account, account_id)
@@ -161,8 +158,7 @@ async def import_statement(
         accounts.append(
             ImportedAccount(
                 id=account_id,
-                number_masked=row.number_masked
-                or mask_number(source.iban or source.number),
+                number_masked=row.number_masked or mask_number(source.iban or source.number),
                 currency=row.currency,
                 imported=int(added.get(account_id, 0)),
                 closing_balance=source.closing_balance,
