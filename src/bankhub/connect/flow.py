@@ -23,6 +23,7 @@ from bankhub.catalogue import Service
 from bankhub.clock import as_utc
 from bankhub.connectors.base import (
     Answer,
+    AuthFlow,
     ConnectorFailure,
     ConnectorInfo,
     Interaction,
@@ -199,7 +200,11 @@ class ConnectFlow:
             session.step = Step.DONE
 
     async def submit_credentials(
-        self, session: ConnectSession, credentials: dict[str, str], public_url: str
+        self,
+        session: ConnectSession,
+        credentials: dict[str, str],
+        public_url: str,
+        client_ip: str | None = None,
     ) -> None:
         if session.step != Step.CREDENTIALS:
             return
@@ -208,6 +213,7 @@ class ConnectFlow:
             session.base_state,
             return_url=f"{public_url}/v2/connect/return",
             public_url=public_url,
+            psu_ip_address=client_ip,
         )
         session.run = run
         if session.vault:
@@ -295,7 +301,13 @@ class ConnectFlow:
         run = session.run
         assert run is not None  # noqa: S101 - set before the task starts
         try:
-            result = await hub.engine.fetch(run, hub.engine.history_start(session.service))
+            # A file holds what it holds: no fixed history window for a statement upload.
+            since = (
+                None
+                if AuthFlow.FILE in session.info.auth_flows
+                else hub.engine.history_start(session.service)
+            )
+            result = await hub.engine.fetch(run, since)
         except ConnectorFailure as failure:
             await self._fail(session, failure, None)
             return

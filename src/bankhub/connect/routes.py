@@ -65,6 +65,11 @@ def _check_form(request: AnyRequest, session: ConnectSession, form: dict[str, st
             raise ApiError(ErrorCode.BAD_REQUEST, "Cross-site form submission refused")
 
 
+def _client_ip(request: AnyRequest) -> str | None:
+    """The end user's address as the server sees it (proxies set it via the ASGI server)."""
+    return request.client.host if request.client else None
+
+
 def _back() -> Redirect:
     return Redirect(SESSION_PAGE, status_code=303, headers=page_headers())
 
@@ -188,7 +193,7 @@ async def post_credentials(request: AnyRequest, data: Form) -> Redirect:
         credentials[declared.name] = value
     try:
         await flow_of(request).submit_credentials(
-            session, credentials, hub_of(request).public_url(request)
+            session, credentials, hub_of(request).public_url(request), _client_ip(request)
         )
     finally:
         credentials.clear()
