@@ -32,11 +32,13 @@ from bankhub.connectors.base import (
     NeedsDecoupledApproval,
     NeedsRedirect,
 )
+from bankhub.connectors.statement import StatementConnector
 from bankhub.hub import Hub
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
 from bankhub.security.secrets import new_uuid_shaped_secret
+from bankhub.statements import ParsedStatement
 from bankhub.sync.engine import ConnectorRun
 from bankhub.sync.refresh import schedule_next
 
@@ -219,6 +221,19 @@ class ConnectFlow:
         if session.vault:
             session.vault_credentials = dict(credentials)
         await self._drive(session, run.connector.authenticate(credentials))
+
+    async def submit_statement(
+        self, session: ConnectSession, parsed: ParsedStatement, public_url: str
+    ) -> None:
+        """A statement upload, parsed by the page: the file is the login, then the first fetch."""
+        if session.step != Step.CREDENTIALS:
+            return
+        run = self.hub.engine.build(session.service, session.base_state, public_url=public_url)
+        if not isinstance(run.connector, StatementConnector):
+            return
+        run.connector.load(parsed)
+        session.run = run
+        await self._drive(session, run.connector.open_file())
 
     async def answer(self, session: ConnectSession, answer: Answer) -> None:
         if session.step != Step.INTERACTION or session.run is None:

@@ -89,6 +89,10 @@ class StatementConnector:
             raise StatementUnreadable("The upload is not a file.") from None
         self.parsed = parse_upload(data, credentials.get(NAME_FIELD) or None)
 
+    async def open_file(self) -> None:
+        """The login step of an upload that was parsed already; fails if nothing was loaded."""
+        self._statement()
+
     async def resume(self, answer: Answer) -> None:
         raise StatementUnreadable("A statement import asks no questions.")
 
