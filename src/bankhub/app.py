@@ -44,6 +44,7 @@ from bankhub.partners.routes import APP_ROUTES
 from bankhub.security import network, redact
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
 from bankhub.security.tls import TransportMiddleware
+from bankhub.statements.routes import STATEMENT_PATH, STATEMENT_ROUTES
 
 log = logging.getLogger("bankhub")
 
@@ -59,6 +60,8 @@ CREDENTIAL_HEADERS = (
 )
 #: paths whose POST bodies are HTML forms, not the API's JSON
 FORM_PREFIXES = ("/v2/connect/", "/sandbox-bank/", "/oauth/")
+#: API routes that take a multipart upload instead of JSON (exact paths)
+MULTIPART_PATHS = frozenset({STATEMENT_PATH})
 
 
 def _error_response(request: AnyRequest, error: ApiError) -> Response[Any]:
@@ -141,6 +144,8 @@ async def check_request(request: AnyRequest) -> None:
         raise ApiError(ErrorCode.SERVER_MAINTENANCE, headers={"Retry-After": "300"})
     if request.method not in ("POST", "PUT", "PATCH", "DELETE") or path.startswith(FORM_PREFIXES):
         return
+    if request.method == "POST" and path in MULTIPART_PATHS:
+        return  # the route reads (and size-limits) its own multipart body
     body = await request.body()
     if not body:
         return
@@ -265,6 +270,7 @@ def create_app(hub: Hub) -> Litestar:
             *KEY_ROUTES,
             *OAUTH_ROUTES,
             *EVENT_ROUTES,
+            *STATEMENT_ROUTES,
             *CONNECT_ROUTES,
             sandbox_bank_router,
             *([openapi_json] if docs else []),

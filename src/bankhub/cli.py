@@ -1,4 +1,5 @@
-"""The operator's command line: serve, migrate, demo, apps, purge, maintenance, unblock."""
+"""The operator's command line: serve, migrate, demo, apps, keys, purge, maintenance, unblock,
+import."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, TypeVar
 
+import msgspec
 import typer
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -399,6 +402,65 @@ def maintenance(state: Annotated[str, typer.Argument(help="on or off")]) -> None
 
     _in_db(settings, switch)
     out.print(f"maintenance {state}")
+
+
+@cli.command("import")
+def import_file(
+    file: Annotated[Path, typer.Argument(help="statement file (OFX, camt, MT940, CSV)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+    customer: Annotated[
+        str | None, typer.Option("--customer", help="import for this customer id")
+    ] = None,
+    app: Annotated[str | None, typer.Option("--app", help="the customer's app (client id)")] = None,
+) -> None:
+    """Read a statement file and show its accounts; with --customer and --app, import it."""
+    from bankhub.connectors.statement import StatementUnreadable
+    from bankhub.connectors.statement import cli as statement_cli
+    from bankhub.statements.routes import import_out
+
+    if (customer is None) != (app is None):
+        err.print("[red]--customer and --app go together[/red]")
+        raise typer.Exit(2)
+    if not file.is_file():
+        err.print(f"[red]no such file: {file}[/red]", highlight=False)
+        raise typer.Exit(2)
+    data = statement_cli.read_file(file, None if as_json else err)
+    try:
+        parsed = statement_cli.parse(data, file.name)
+    except StatementUnreadable as failure:
+        err.print(f"{file.name}: {failure.message}", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    found = statement_cli.summary(parsed)
+    if customer is not None and app is not None:
+        settings = _settings()
+        _migrate(settings)
+        try:
+            outcome = statement_cli.store(settings, app, customer, parsed)
+        except ApiError as exc:
+            err.print(f"[red]{exc.message}[/red]", highlight=False)
+            raise typer.Exit(2) from None
+        found["import"] = msgspec.to_builtins(import_out(outcome))
+    if as_json:
+        print(json.dumps(found))
+        return
+    out.print(f"{file.name}: {parsed.format}", highlight=False)
+    for account in found["accounts"]:
+        out.print(
+            f"  {account['account']}  {account['currency']}  "
+            f"{account['transactions']} transactions  "
+            f"closing balance {account['closing_balance'] or 'not stated'}",
+            highlight=False,
+        )
+    if "import" in found:
+        done = found["import"]
+        out.print(f"imported into login {done['login_id']}", highlight=False)
+        if done["secret"]:
+            out.print(f"login-secret: {done['secret']}", highlight=False)
+        for account in done["accounts"]:
+            out.print(
+                f"  account {account['id']}: {account['imported']} new transactions",
+                highlight=False,
+            )
 
 
 def main() -> None:

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     connector_timeout_seconds: float = 30.0
     sandbox_decoupled_delay_seconds: float = 3.0
     sandbox_slow_seconds: float = 60.0
+    #: the FinTS product registration id (Deutsche Kreditwirtschaft), passed to the connector
+    fints_product_id: str | None = None
     maintenance: bool = False
     create_demo_app: bool = True
     max_page_size: int = 1000

@@ -60,7 +60,8 @@ def write_catalogue(directory: Path, history_days: int) -> Path:
 
 def service_ids() -> list[int]:
     builtin = Path(str(files("bankhub.catalogue").joinpath("services.json")))
-    return [int(e["id"]) for e in json.loads(builtin.read_text(encoding="utf-8"))]
+    entries = json.loads(builtin.read_text(encoding="utf-8"))
+    return [int(e["id"]) for e in entries if e["connector"] == "sandbox"]
 
 
 # --- processes ---------------------------------------------------------------------------------

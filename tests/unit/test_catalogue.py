@@ -28,10 +28,19 @@ def test_catalogue_loads_with_banks_in_several_countries() -> None:
     assert len({s.country_code for s in services}) >= 5
     assert [s.id for s in services] == list(range(1, len(services) + 1))
     assert len({s.slug for s in services}) == len(services)
-    currencies = {s.params["currency"] for s in services}
+    sandboxes = [s for s in services if s.connector == "sandbox"]
+    assert [s.id for s in sandboxes] == list(range(1, 11))  # ids the seed's apps rely on
+    currencies = {s.params["currency"] for s in sandboxes}
     assert {"VND", "EUR", "USD", "GBP"} <= currencies
-    for service in services:
-        assert service.connector == "sandbox"
+    statement = [s for s in services if s.type == "statement"]
+    assert [s.connector for s in statement] == ["statement"]
+    examples = [s for s in services if s.connector not in ("sandbox", "statement")]
+    assert {s.connector for s in examples} == {"xs2a", "fints", "simplefin", "ofx"}
+    for service in examples:
+        assert "(example)" in service.name
+        hosts = [v for k, v in service.params.items() if k in ("base_url", "fints_url", "url")]
+        assert all(".example/" in h for h in hosts), service.slug
+    for service in sandboxes:
         assert service.type == "bank"
         assert service.provider == "bankhub"
         assert service.params["slug"] == service.slug

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from datetime import date
 from typing import Annotated, Any
@@ -222,6 +223,14 @@ async def reconnect_token(request: AnyRequest, data: JSONBody[s.ReconnectIn]) ->
 # --- logins ----------------------------------------------------------------------------------
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def plain_notices(notices: list[str] | None) -> list[str]:
+    """Provider text as escaped plain text: no control characters, no markup, bounded."""
+    return [html.escape(_CONTROL.sub("", str(n)))[:1000] for n in (notices or [])][:20]
+
+
 def login_out(login: Login, hub: Hub) -> s.LoginOut:
     return s.LoginOut(
         id=login.id,
@@ -247,6 +256,7 @@ def login_out(login: Login, hub: Hub) -> s.LoginOut:
             else None,
             history_days=login.consent_history_days,
         ),
+        notices=plain_notices(login.notices),
     )
 
 

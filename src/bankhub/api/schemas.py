@@ -181,6 +181,8 @@ class LoginOut(msgspec.Struct):
     next_refresh_possible_at: str | None
     created_at: str
     consent: ConsentOut
+    #: messages the provider attached to the last read, HTML-escaped plain text
+    notices: list[str]
 
 
 class LoginEnvelope(msgspec.Struct):

@@ -23,6 +23,7 @@ from bankhub.catalogue import Service
 from bankhub.clock import as_utc
 from bankhub.connectors.base import (
     Answer,
+    AuthFlow,
     ConnectorFailure,
     ConnectorInfo,
     Interaction,
@@ -31,11 +32,13 @@ from bankhub.connectors.base import (
     NeedsDecoupledApproval,
     NeedsRedirect,
 )
+from bankhub.connectors.statement import StatementConnector
 from bankhub.hub import Hub
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
 from bankhub.security.secrets import new_uuid_shaped_secret
+from bankhub.statements import ParsedStatement
 from bankhub.sync.engine import ConnectorRun
 from bankhub.sync.refresh import schedule_next
 
@@ -199,7 +202,11 @@ class ConnectFlow:
             session.step = Step.DONE
 
     async def submit_credentials(
-        self, session: ConnectSession, credentials: dict[str, str], public_url: str
+        self,
+        session: ConnectSession,
+        credentials: dict[str, str],
+        public_url: str,
+        client_ip: str | None = None,
     ) -> None:
         if session.step != Step.CREDENTIALS:
             return
@@ -208,11 +215,25 @@ class ConnectFlow:
             session.base_state,
             return_url=f"{public_url}/v2/connect/return",
             public_url=public_url,
+            psu_ip_address=client_ip,
         )
         session.run = run
         if session.vault:
             session.vault_credentials = dict(credentials)
         await self._drive(session, run.connector.authenticate(credentials))
+
+    async def submit_statement(
+        self, session: ConnectSession, parsed: ParsedStatement, public_url: str
+    ) -> None:
+        """A statement upload, parsed by the page: the file is the login, then the first fetch."""
+        if session.step != Step.CREDENTIALS:
+            return
+        run = self.hub.engine.build(session.service, session.base_state, public_url=public_url)
+        if not isinstance(run.connector, StatementConnector):
+            return
+        run.connector.load(parsed)
+        session.run = run
+        await self._drive(session, run.connector.open_file())
 
     async def answer(self, session: ConnectSession, answer: Answer) -> None:
         if session.step != Step.INTERACTION or session.run is None:
@@ -295,7 +316,13 @@ class ConnectFlow:
         run = session.run
         assert run is not None  # noqa: S101 - set before the task starts  # nosec B101
         try:
-            result = await hub.engine.fetch(run, hub.engine.history_start(session.service))
+            # A file holds what it holds: no fixed history window for a statement upload.
+            since = (
+                None
+                if AuthFlow.FILE in session.info.auth_flows
+                else hub.engine.history_start(session.service)
+            )
+            result = await hub.engine.fetch(run, since)
         except ConnectorFailure as failure:
             await self._fail(session, failure, None)
             return

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import Cookie
-from litestar.params import FromPath, URLEncodedBody
+from litestar.datastructures import Cookie, UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, URLEncodedBody
 from litestar.response import File, Redirect, Template
 
 from bankhub.api.errors import ApiError, ErrorCode
@@ -17,12 +19,14 @@ from bankhub.connect.flow import ConnectFlow, ConnectSession, SessionGone, Step
 from bankhub.connect.pages import page_headers
 from bankhub.connectors.base import (
     Answer,
+    AuthFlow,
     FieldKind,
     NeedsChoice,
     NeedsCode,
     NeedsDecoupledApproval,
     NeedsRedirect,
 )
+from bankhub.connectors.statement.connector import StatementUnreadable, parse_upload
 from bankhub.hub import hub_of
 from bankhub.logins.services import TokenUnusable
 from bankhub.security import scopes
@@ -35,6 +39,8 @@ SECURE_COOKIE = "__Host-bankhub_connect"
 SESSION_PAGE = "/v2/connect/session"
 STATIC = Path(__file__).parent / "static"
 MAX_FIELD = 256
+#: the largest statement file the upload step takes (the rest of the app keeps 1 MB)
+MAX_STATEMENT_BYTES = 20 * 1024 * 1024
 
 
 def flow_of(request: AnyRequest) -> ConnectFlow:
@@ -63,6 +69,11 @@ def _check_form(request: AnyRequest, session: ConnectSession, form: dict[str, st
         own = hub_of(request).public_url(request)
         if urlsplit(origin)[:2] != urlsplit(own)[:2]:
             raise ApiError(ErrorCode.BAD_REQUEST, "Cross-site form submission refused")
+
+
+def _client_ip(request: AnyRequest) -> str | None:
+    """The end user's address as the server sees it (proxies set it via the ASGI server)."""
+    return request.client.host if request.client else None
 
 
 def _back() -> Redirect:
@@ -148,6 +159,8 @@ async def show_session(request: AnyRequest) -> Response[Any]:
             consent_days=info.consent_days,
             history_days=info.history_days,
         )
+    if session.step == Step.CREDENTIALS and AuthFlow.FILE in session.info.auth_flows:
+        return _render(request, session, "upload.html", max_mb=MAX_STATEMENT_BYTES // 2**20)
     if session.step == Step.CREDENTIALS:
         fields = [f for f in session.info.credential_fields if f.kind != FieldKind.FILE]
         return _render(request, session, "credentials.html", fields=fields)
@@ -188,11 +201,41 @@ async def post_credentials(request: AnyRequest, data: Form) -> Redirect:
         credentials[declared.name] = value
     try:
         await flow_of(request).submit_credentials(
-            session, credentials, hub_of(request).public_url(request)
+            session, credentials, hub_of(request).public_url(request), _client_ip(request)
         )
     finally:
         credentials.clear()
         data.clear()
+    return _back()
+
+
+@post(
+    "/v2/connect/upload",
+    opt=scopes.connect(),
+    include_in_schema=False,
+    request_max_body_size=MAX_STATEMENT_BYTES,
+)
+async def post_upload(
+    request: AnyRequest,
+    data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
+) -> Redirect:
+    """A statement file for a service of type statement; a parse error is shown on the page."""
+    session = _session(request)
+    csrf = data.get("csrf")
+    _check_form(request, session, {"csrf": csrf if isinstance(csrf, str) else ""})
+    if session.step != Step.CREDENTIALS or AuthFlow.FILE not in session.info.auth_flows:
+        return _back()
+    upload = data.get("file")
+    if not isinstance(upload, UploadFile):
+        session.notice = "Please choose a statement file."
+        return _back()
+    content = await upload.read()
+    try:
+        parsed = await asyncio.to_thread(parse_upload, content, upload.filename or None)
+    except StatementUnreadable as failure:
+        session.notice = f"{upload.filename or 'The file'}: {failure.message}"
+        return _back()
+    await flow_of(request).submit_statement(session, parsed, hub_of(request).public_url(request))
     return _back()
 
 
@@ -252,6 +295,7 @@ CONNECT_ROUTES = [
     show_session,
     post_consent,
     post_credentials,
+    post_upload,
     post_answer,
     bank_return,
     post_cancel,

@@ -52,6 +52,7 @@ def default_registry() -> ConnectorRegistry:
     from bankhub.connectors.ofxdirect import OfxDirectConnector
     from bankhub.connectors.sandbox import SandboxConnector
     from bankhub.connectors.simplefin import SimplefinConnector
+    from bankhub.connectors.statement import StatementConnector
     from bankhub.connectors.xs2a import Xs2aConnector
 
     registry = ConnectorRegistry()
@@ -61,6 +62,7 @@ def default_registry() -> ConnectorRegistry:
         FinTSConnector,
         SimplefinConnector,
         OfxDirectConnector,
+        StatementConnector,
     ):
         registry.register(connector.info.id, connector)
     registry.load_entry_points()

@@ -67,5 +67,7 @@ class Login(Base):
     unattended_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: the nearest consent-expiry notice already sent, in days (7, then 1); 0 when none yet
     consent_notice_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: messages the provider attached to the last read, for the user (plain text)
+    notices: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -39,6 +39,7 @@ from bankhub.connectors.base import (
     ConnectorFailure,
     ConsentCapability,
     MemoryStateStore,
+    NoticesCapability,
     ProviderUnavailable,
     RevokeCapability,
     TransactionRecord,
@@ -72,6 +73,8 @@ class FetchResult:
     since: date | None
     state: dict[str, Any]
     consent_expires_at: datetime | None
+    #: what a NoticesCapability connector attached to this read; None when it has no notices
+    notices: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -205,8 +208,18 @@ class SyncEngine:
         *,
         return_url: str = "",
         public_url: str = "",
+        psu_ip_address: str | None = None,
     ) -> ConnectorRun:
+        """A connector for one run; ``psu_ip_address`` only while the user is on the page."""
         store = MemoryStateStore(dict(state or {}))
+        options: dict[str, Any] = {
+            "decoupled_delay_seconds": self.settings.sandbox_decoupled_delay_seconds,
+            "slow_seconds": self.settings.sandbox_slow_seconds,
+        }
+        if psu_ip_address:
+            options["psu_ip_address"] = psu_ip_address
+        if self.settings.fints_product_id:
+            options["fints_product_id"] = self.settings.fints_product_id
         context = ConnectorContext(
             institution={**service.params, "slug": service.slug, "name": service.name},
             http=self.http,
@@ -214,10 +227,7 @@ class SyncEngine:
             clock=self.clock,
             return_url=return_url,
             public_url=public_url,
-            options={
-                "decoupled_delay_seconds": self.settings.sandbox_decoupled_delay_seconds,
-                "slow_seconds": self.settings.sandbox_slow_seconds,
-            },
+            options=options,
         )
         connector = self.registry.create(service.connector, context)
         return ConnectorRun(connector, store, service)
@@ -303,7 +313,12 @@ class SyncEngine:
         consent = (
             connector.consent().expires_at if isinstance(connector, ConsentCapability) else None
         )
-        return FetchResult(fetched, since, run.state.load(), consent)
+        notices = (
+            [str(n) for n in connector.notices()]
+            if isinstance(connector, NoticesCapability)
+            else None
+        )
+        return FetchResult(fetched, since, run.state.load(), consent, notices)
 
     def history_start(self, service: Service) -> date:
         days = self.registry.info(service.connector).history_days
@@ -545,6 +560,8 @@ class SyncEngine:
             summary.removed += removed
         self.keep_state(login, result.state)
         login.consent_expires_at = result.consent_expires_at
+        if result.notices is not None:
+            login.notices = list(result.notices)
         login.last_refresh_at = now
         login.updated_at = now
         if logins.set_status(login, logins.ACTIVE, now):

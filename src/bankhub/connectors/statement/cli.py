@@ -1,0 +1,80 @@
+"""``bankhub import FILE``: parse a statement file, print what it holds, optionally import it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+from sqlalchemy import select
+
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.config import Settings
+from bankhub.connectors.statement.connector import parse_upload
+from bankhub.connectors.statement.importer import ImportOutcome, import_statement
+from bankhub.hub import Hub
+from bankhub.partners.models import App
+from bankhub.statements import ParsedStatement
+
+CHUNK = 1024 * 1024
+
+
+def read_file(path: Path, console: Console | None) -> bytes:
+    """Read the file, with a progress bar on ``console`` (None: quietly)."""
+    total = path.stat().st_size
+    if console is None:
+        return path.read_bytes()
+    parts: list[bytes] = []
+    columns = (TextColumn("reading {task.description}"), BarColumn(), DownloadColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(path.name, total=total)
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                parts.append(chunk)
+                progress.advance(task, len(chunk))
+    return b"".join(parts)
+
+
+def summary(parsed: ParsedStatement) -> dict[str, Any]:
+    """What the file holds, per account: number or IBAN, currency, count, closing balance."""
+    return {
+        "format": parsed.format,
+        "accounts": [
+            {
+                "account": a.iban or a.number or a.name,
+                "currency": a.currency,
+                "transactions": len(a.transactions),
+                "closing_balance": format(a.closing_balance, "f")
+                if a.closing_balance is not None
+                else None,
+                "closing_date": a.closing_date.isoformat() if a.closing_date else None,
+            }
+            for a in parsed.accounts
+        ],
+    }
+
+
+def parse(data: bytes, filename: str) -> ParsedStatement:
+    """Parse or raise :class:`StatementUnreadable` with the parser's message."""
+    return parse_upload(data, filename)
+
+
+def store(settings: Settings, client_id: str, customer_id: str, parsed: ParsedStatement) -> Any:
+    """Import for the app's customer, exactly like ``POST /v2/statement``."""
+
+    async def run() -> ImportOutcome:
+        hub = Hub.build(settings)
+        try:
+            await hub.ready()
+            async with hub.db.transaction() as session:
+                query = select(App).where(App.client_id == client_id)
+                app = (await session.execute(query)).scalar_one_or_none()
+                if app is None:
+                    raise ApiError(ErrorCode.BAD_REQUEST, f"No app with client id {client_id!r}")
+                return await import_statement(session, hub.engine, app, customer_id, parsed)
+        finally:
+            await hub.close()
+
+    return asyncio.run(run())

@@ -1,0 +1,136 @@
+"""``POST /v2/statement``: import a statement file for a customer (multipart, up to 20 MB)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, post
+from litestar.datastructures import UploadFile
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.connectors.statement.connector import StatementUnreadable, parse_upload
+from bankhub.connectors.statement.importer import ImportOutcome, import_statement
+from bankhub.hub import hub_of
+from bankhub.security import scopes
+from bankhub.statements import ParsedStatement
+
+AnyRequest = Request[Any, Any, Any]
+
+STATEMENT_PATH = "/v2/statement"
+#: statements may be large; every other route keeps the app-wide 1 MB limit
+MAX_STATEMENT_BYTES = 20 * 1024 * 1024
+
+
+@dataclass
+class StatementUpload:
+    """The multipart form: ``customer_id``, ``file`` and, to add to a login, ``login_id``."""
+
+    customer_id: str
+    file: UploadFile
+    login_id: str | None = None
+
+
+class ImportedAccountOut(msgspec.Struct):
+    id: int
+    #: the IBAN or account number with all but the last four characters hidden
+    number_masked: str | None
+    currency: str
+    #: transactions this import added (those already stored are not counted)
+    imported: int
+    #: the closing balance the file states, exactly as written (None when it states none)
+    closing_balance: str | None
+    closing_date: str | None
+
+
+class StatementImportOut(msgspec.Struct):
+    login_id: int
+    #: the login-secret, only when this import created the login; it is shown this once
+    secret: str | None
+    format: str
+    accounts: list[ImportedAccountOut]
+
+
+class StatementImportEnvelope(msgspec.Struct):
+    data: StatementImportOut
+    version: str = "v2"
+
+
+def import_out(outcome: ImportOutcome) -> StatementImportOut:
+    return StatementImportOut(
+        login_id=outcome.login_id,
+        secret=outcome.secret,
+        format=outcome.format,
+        accounts=[
+            ImportedAccountOut(
+                id=a.id,
+                number_masked=a.number_masked,
+                currency=a.currency,
+                imported=a.imported,
+                closing_balance=format(a.closing_balance, "f")
+                if a.closing_balance is not None
+                else None,
+                closing_date=a.closing_date.isoformat() if a.closing_date else None,
+            )
+            for a in outcome.accounts
+        ],
+    )
+
+
+def _login_id(value: str | None) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    if not value.strip().isdigit():
+        extra = {"login_id": value[:40]}
+        raise ApiError(ErrorCode.DATA_INVALID, "login_id must be a login's numeric id", extra)
+    return int(value)
+
+
+async def parse_in_thread(data: bytes, filename: str | None) -> ParsedStatement:
+    """Parse off the event loop; a file bankhub cannot read is a DataInvalid error."""
+    try:
+        return await asyncio.to_thread(parse_upload, data, filename)
+    except StatementUnreadable as failure:
+        extra = {"filename": (filename or "")[:200]}
+        raise ApiError(ErrorCode.DATA_INVALID, failure.message, extra) from None
+
+
+@post(
+    STATEMENT_PATH,
+    opt=scopes.write(),
+    status_code=200,
+    tags=["statement"],
+    summary="Import a statement file (OFX, camt, MT940, CSV)",
+    description=(
+        "A `multipart/form-data` upload with the fields `customer_id`, `file` (up to 20 MB) and "
+        "optionally `login_id`. Without `login_id` a new login of the statement-file service is "
+        "created for the customer and its `secret` (the login-secret) is returned this once; with "
+        "it, the file is added to that statement login of the customer. Transactions already "
+        "stored (same file again, or an overlapping one) are not added twice. A file that cannot "
+        "be read stores nothing and fails with `DataInvalid` and the parser's message."
+    ),
+    request_max_body_size=MAX_STATEMENT_BYTES,
+)
+async def post_statement(
+    request: AnyRequest,
+    data: Annotated[StatementUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
+) -> StatementImportEnvelope:
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        await hub.authenticate(session, request)
+    login_id = _login_id(data.login_id)
+    filename = data.file.filename or None
+    parsed = await parse_in_thread(await data.file.read(), filename)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        outcome = await import_statement(
+            session, hub.engine, app, data.customer_id, parsed, login_id
+        )
+    return StatementImportEnvelope(import_out(outcome))
+
+
+STATEMENT_ROUTES = [post_statement]
