@@ -34,7 +34,7 @@ class ErrorCode(StrEnum):
     # beyond the seed: keys with scopes and bearer tokens (S2, S10)
     KEY_REVOKED = "KeyRevoked"
     INSUFFICIENT_SCOPE = "InsufficientScope"
-    INVALID_TOKEN = "InvalidToken"  # noqa: S105 - an error code
+    INVALID_TOKEN = "InvalidToken"  # noqa: S105 - an error code  # nosec B105
     # beyond the seed: Idempotency-Key (S40)
     IDEMPOTENCY_MISMATCH = "IdempotencyKeyReused"
     IDEMPOTENCY_IN_PROGRESS = "IdempotencyKeyInProgress"

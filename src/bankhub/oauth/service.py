@@ -68,7 +68,7 @@ class TokenGrant:
     def body(self) -> dict[str, Any]:
         return {
             "access_token": self.access_token,
-            "token_type": "Bearer",
+            "token_type": "Bearer",  # nosec B105
             "expires_in": self.expires_in,
             "refresh_token": self.refresh_token,
             "scope": self.scope,
@@ -137,12 +137,14 @@ class TokenService:
         for row in rows:
             jwk = jwt.PyJWK(row.public_jwk, algorithm=ALGORITHM)
             key = jwk.key
-            assert isinstance(key, ec.EllipticCurvePublicKey)  # noqa: S101 - ES256 keys only
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                raise TypeError(f"signing key {row.kid} is not an ES256 key")
             public[row.kid] = key
         newest = rows[-1]
         pem = self.keyring.decrypt(newest.private_key_enc, self._aad(newest.kid))
         private = serialization.load_pem_private_key(pem, password=None)
-        assert isinstance(private, ec.EllipticCurvePrivateKey)  # noqa: S101 - ES256 keys only
+        if not isinstance(private, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"signing key {newest.kid} is not an ES256 key")
         self._public = public
         self._jwks = [row.public_jwk for row in rows]
         self._signer = (newest.kid, private)
@@ -252,7 +254,8 @@ class TokenService:
             )
         )
         await self._load(session)
-        assert self._signer is not None  # noqa: S101 - _load always sets a signer
+        if self._signer is None:
+            raise RuntimeError("no signing key is loaded")
         kid, private = self._signer
         expires = now + ACCESS_TTL
         claims = {
@@ -394,7 +397,7 @@ class TokenService:
                 return inactive
             return {
                 "active": True,
-                "token_type": "Bearer",
+                "token_type": "Bearer",  # nosec B105
                 "scope": claims["scope"],
                 "client_id": claims["client_id"],
                 "sub": claims["sub"],
@@ -426,7 +429,7 @@ class TokenService:
             return inactive
         return {
             "active": True,
-            "token_type": "refresh_token",
+            "token_type": "refresh_token",  # nosec B105
             "scope": family.scope,
             "client_id": app.client_id,
             "exp": int(as_utc(refresh.expires_at).timestamp()),

@@ -38,7 +38,7 @@ CONNECT_PREFIX = "/v2/connect/"
 #: never refused for an address block: the load balancer's health check
 UNGUARDED_PATHS = frozenset({"/healthz"})
 MAX_CIDRS = 100
-UNKNOWN = ip_address("0.0.0.0")  # noqa: S104 - a placeholder value, never bound
+UNKNOWN = ip_address("0.0.0.0")  # noqa: S104 - a placeholder value, never bound  # nosec B104
 
 
 # --- the client address --------------------------------------------------------------------------
@@ -249,7 +249,8 @@ class AbuseGuard:
             self._cache[address] = cached
             if len(self._cache) > 100_000:
                 self._cache.clear()
-        assert cached is not None  # noqa: S101 - set just above when missing
+        if cached is None:  # set just above when missing
+            return None
         return cached.until if cached.until is not None and cached.until > now else None
 
     def note_failure(self, address: str) -> bool:

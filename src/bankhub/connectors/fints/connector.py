@@ -158,7 +158,8 @@ class FinTSConnector:
             )
 
     async def _open(self, mechanism: str | None) -> None:
-        assert self._session is not None  # noqa: S101 - set by authenticate
+        if self._session is None:
+            raise RuntimeError("the FinTS session is opened by authenticate")
         challenge = await self._run(self._session.open, mechanism)
         self._save()
         self._settle(challenge)
