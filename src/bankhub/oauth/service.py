@@ -287,14 +287,7 @@ class TokenService:
         app, _ = await self.client(session, client_id, client_secret)
         if not refresh_token or len(refresh_token) > 200:
             raise OAuthError("invalid_request", "refresh_token is required")
-        digest = self.hasher.hash(refresh_token, purpose=REFRESH_PURPOSE)
-        row = (
-            await session.execute(
-                select(RefreshToken, TokenFamily)
-                .join(TokenFamily, TokenFamily.id == RefreshToken.family_id)
-                .where(RefreshToken.token_hash == digest)
-            )
-        ).one_or_none()
+        row = await self._refresh_row(session, refresh_token)
         if row is None or row[1].app_id != app.id:
             raise OAuthError("invalid_grant", "The refresh token is not valid")
         token, family = row
@@ -408,14 +401,7 @@ class TokenService:
                 "nbf": claims["nbf"],
                 "jti": claims["jti"],
             }
-        digest = self.hasher.hash(token, purpose=REFRESH_PURPOSE)
-        row = (
-            await session.execute(
-                select(RefreshToken, TokenFamily)
-                .join(TokenFamily, TokenFamily.id == RefreshToken.family_id)
-                .where(RefreshToken.token_hash == digest)
-            )
-        ).one_or_none()
+        row = await self._refresh_row(session, token)
         if row is None:
             return inactive
         refresh, family = row
@@ -434,6 +420,19 @@ class TokenService:
             "client_id": app.client_id,
             "exp": int(as_utc(refresh.expires_at).timestamp()),
         }
+
+    async def _refresh_row(
+        self, session: AsyncSession, token: str
+    ) -> tuple[RefreshToken, TokenFamily] | None:
+        digest = self.hasher.hash(token, purpose=REFRESH_PURPOSE)
+        row = (
+            await session.execute(
+                select(RefreshToken, TokenFamily)
+                .join(TokenFamily, TokenFamily.id == RefreshToken.family_id)
+                .where(RefreshToken.token_hash == digest)
+            )
+        ).one_or_none()
+        return None if row is None else (row[0], row[1])
 
     async def _live_family(
         self, session: AsyncSession, family_id: str, now: datetime

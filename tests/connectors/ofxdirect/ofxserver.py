@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import html
 import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from tests.support.loopback import serving
 
 CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpus" / "ofx"
 LIFETIME_SECONDS = 60.0
@@ -209,29 +210,10 @@ def _handler(server: OfxServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (the timeout test) is not an error of the server."""
-
-
 @contextmanager
 def running_ofx_server() -> Iterator[OfxServer]:
     """Serve on a free loopback port for the duration of the block (at most a minute)."""
     state = OfxServer()
-    server = _Server(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/ofx"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    stopper = threading.Timer(LIFETIME_SECONDS, server.shutdown)
-    stopper.daemon = True
-    stopper.start()
-    try:
+    with serving(_handler(state), LIFETIME_SECONDS) as origin:
+        state.url = f"{origin}/ofx"
         yield state
-    finally:
-        stopper.cancel()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

@@ -16,9 +16,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.loopback import serving
 
 #: the longest a test server lives, whatever the test does
 LIFETIME_SECONDS = 60.0
@@ -180,29 +182,10 @@ def _handler(bridge: Bridge) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that gave up (the timeout test) is not an error of the server."""
-
-
 @contextmanager
 def running_bridge() -> Iterator[Bridge]:
     """Serve a fresh bridge on a free loopback port for the duration of the block."""
     bridge = Bridge()
-    server = _Server(("127.0.0.1", 0), _handler(bridge))
-    bridge.root = f"http://127.0.0.1:{server.server_address[1]}/simplefin"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    stopper = threading.Timer(LIFETIME_SECONDS, server.shutdown)
-    stopper.daemon = True
-    stopper.start()
-    try:
+    with serving(_handler(bridge), LIFETIME_SECONDS) as origin:
+        bridge.root = f"{origin}/simplefin"
         yield bridge
-    finally:
-        stopper.cancel()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

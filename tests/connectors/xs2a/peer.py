@@ -17,9 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.support.loopback import serving
 
 PREFIX = "/psd2"
 
@@ -543,19 +545,6 @@ class _Handler(BaseHTTPRequestHandler):
 def running(bank: PeerBank, lifetime: float = 120.0) -> Iterator[PeerBank]:
     """Serve ``bank`` on a free 127.0.0.1 port until the block ends (or ``lifetime`` passes)."""
     handler = type("Handler", (_Handler,), {"bank": bank})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    bank.origin = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    watchdog = threading.Timer(lifetime, server.shutdown)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
+    with serving(handler, lifetime) as origin:
+        bank.origin = origin
         yield bank
-    finally:
-        watchdog.cancel()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
