@@ -23,16 +23,20 @@ class BodyRoute:
     path: str
     body: dict[str, Any]
     login_secret: str | None = None
+    #: the path as the description writes it, when the route has path parameters
+    template: str | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.method} {self.path}"
+        return f"{self.method} {self.template or self.path}"
 
 
 async def body_routes(h: Harness) -> list[BodyRoute]:
     """A valid body for every route that reads one, with the login it needs."""
     customer_id = await create_customer(h, "fields-check")
     login = await connect(h, "user_good")
+    made = await h.client.post("/v2/keys", headers=h.headers(), json={"scope": "read"})
+    key_id = made.json()["data"]["key_id"]
     return [
         BodyRoute("POST", "/v2/customer", {"identifier": "another-customer"}),
         BodyRoute(
@@ -44,6 +48,15 @@ async def body_routes(h: Harness) -> list[BodyRoute]:
         BodyRoute("DELETE", "/v2/customer", {"customer_id": customer_id}),
         BodyRoute("PUT", "/v2/app/retention", {"hours": 48, "chosen_by": "ops@partner"}),
         BodyRoute("PUT", "/v2/app/credential-vault", {"enabled": False, "chosen_by": "ops"}),
+        BodyRoute("PUT", "/v2/app/ip-allowlist", {"cidrs": None, "chosen_by": "ops"}),
+        BodyRoute("PUT", "/v2/app/frame-origins", {"origins": None, "chosen_by": "ops"}),
+        BodyRoute("POST", "/v2/keys", {"scope": "read", "name": "checked"}),
+        BodyRoute(
+            "POST",
+            f"/v2/keys/{key_id}/roll",
+            {"overlap_seconds": 60},
+            template="/v2/keys/{key_id}/roll",
+        ),
     ]
 
 
@@ -56,7 +69,10 @@ async def documented_body_routes(h: Harness) -> dict[str, dict[str, Any]]:
         for method, operation in item.items():
             if not isinstance(operation, dict) or "requestBody" not in operation:
                 continue
-            schema = operation["requestBody"]["content"]["application/json"]["schema"]
+            content = operation["requestBody"]["content"]
+            if "application/json" not in content:
+                continue  # the multipart statement upload: a file, not fields
+            schema = content["application/json"]["schema"]
             if "$ref" in schema:
                 schema = schemas[schema["$ref"].rsplit("/", 1)[-1]]
             found[f"{method.upper()} {path}"] = schema

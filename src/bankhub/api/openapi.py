@@ -15,6 +15,7 @@ import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPI,
+    OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
     Operation,
@@ -112,6 +113,26 @@ class PublicOperation(Operation):
             for status, response in (self.responses or {}).items()
             if not _is_framework_error(response)
         }
+
+
+@dataclass
+class EnvelopeOperation(Operation):
+    """An operation whose framework-made error answers are described as the seed's envelope
+    (Litestar puts its own 400 shape on routes with a multipart body)."""
+
+    def __post_init__(self) -> None:
+        responses = dict(self.responses or {})
+        for status, response in responses.items():
+            if _is_framework_error(response):
+                responses[status] = OpenAPIResponse(
+                    description="The seed's error envelope",
+                    content={
+                        "application/json": OpenAPIMediaType(
+                            schema=Reference(ref="#/components/schemas/ErrorBody")
+                        )
+                    },
+                )
+        self.responses = responses
 
 
 def _is_framework_error(response: OpenAPIResponse | Reference) -> bool:

@@ -199,6 +199,8 @@ async def set_credential_vault(
         "address. Calls from elsewhere get 403 `AddressNotAllowed`; the connect page is not "
         "affected. `chosen_by` names who chose; audited."
     ),
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, body=True),
 )
 async def set_ip_allowlist(
     request: AnyRequest, data: JSONBody[IpAllowlistIn]
@@ -228,6 +230,8 @@ async def set_ip_allowlist(
         "`origins` lists `https://host[:port]` or `https://*.host` (at most 20); `null` or `[]` "
         "lets no site frame it (the default). `chosen_by` names who chose; audited."
     ),
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, body=True),
 )
 async def set_frame_origins(
     request: AnyRequest, data: JSONBody[FrameOriginsIn]

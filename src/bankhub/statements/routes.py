@@ -13,6 +13,7 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, EnvelopeOperation, errors
 from bankhub.connectors.statement.connector import StatementUnreadable, parse_upload
 from bankhub.connectors.statement.importer import ImportOutcome, import_statement
 from bankhub.hub import hub_of
@@ -114,6 +115,17 @@ async def parse_in_thread(data: bytes, filename: str | None) -> ParsedStatement:
         "be read stores nothing and fails with `DataInvalid` and the parser's message."
     ),
     request_max_body_size=MAX_STATEMENT_BYTES,
+    security=APP_SECURITY,
+    operation_class=EnvelopeOperation,
+    responses=errors(
+        *APP_AUTH,
+        E.BAD_REQUEST,
+        E.DATA_INVALID,
+        E.CUSTOMER_NOT_FOUND,
+        E.LOGIN_NOT_FOUND,
+        E.SERVICE_NOT_FOUND,
+        write=True,
+    ),
 )
 async def post_statement(
     request: AnyRequest,
