@@ -15,12 +15,13 @@ from typing import Annotated, TypeVar
 
 import msgspec
 import typer
-from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.cli_common import err, out, settings_or_exit
+from bankhub.cli_common import migrate as migrate_schema
 from bankhub.clock import utcnow
-from bankhub.config import ConfigError, Settings
+from bankhub.config import Settings
 from bankhub.db import migrate as migrations
 from bankhub.db.engine import Database
 from bankhub.events import flags
@@ -41,24 +42,6 @@ cli.add_typer(apps_cli, name="apps")
 webhooks_cli = typer.Typer(no_args_is_help=True, help="Webhook endpoints.")
 cli.add_typer(webhooks_cli, name="webhooks")
 cli.add_typer(keys_cli, name="keys")
-out = Console()
-err = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    try:
-        settings = Settings()
-        settings.resolved_secret_key()
-    except ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    return settings
-
-
-def _migrate(settings: Settings) -> None:
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrations.upgrade(settings.resolved_database_url())
 
 
 def _in_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -117,12 +100,12 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
 ) -> None:
     """Start bankhub: API, connect page and sandbox bank in one process."""
-    settings = _settings()
+    settings = settings_or_exit()
     host = host or settings.host
     port = port or settings.port
     if settings.database_url is None:
         out.print(f"data dir: {settings.data_dir.resolve()} (SQLite)", highlight=False)
-        _migrate(settings)
+        migrate_schema(settings)
     elif migrations.current_heads() and not _schema_current(settings):
         err.print("[red]the database schema is behind: run `bankhub migrate` first[/red]")
         raise typer.Exit(2)
@@ -179,16 +162,16 @@ def _schema_current(settings: Settings) -> bool:
 @cli.command()
 def migrate() -> None:
     """Upgrade the database schema to the newest version."""
-    settings = _settings()
-    _migrate(settings)
+    settings = settings_or_exit()
+    migrate_schema(settings)
     out.print("schema is up to date")
 
 
 @cli.command()
 def demo() -> None:
     """Print a ready-made demo app (with new secrets) and the next commands to try."""
-    settings = _settings()
-    _migrate(settings)
+    settings = settings_or_exit()
+    migrate_schema(settings)
     issued = _demo_app(settings, reissue=True)
     assert issued is not None  # noqa: S101 - reissue always returns the app  # nosec B101
     _print_credentials(issued, settings.public_url or f"http://{settings.host}:{settings.port}")
@@ -204,8 +187,8 @@ def apps_create(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
     """Create an app (and a webhook endpoint); its secrets are printed once."""
-    settings = _settings()
-    _migrate(settings)
+    settings = settings_or_exit()
+    migrate_schema(settings)
 
     async def create(session: AsyncSession) -> dict[str, str]:
         issued = await partners.create_app(
@@ -247,8 +230,8 @@ def apps_allow_ip(
     if clear == bool(cidrs):
         err.print("give one or more CIDR ranges, or --clear (not both)")
         raise typer.Exit(2)
-    settings = _settings()
-    _migrate(settings)
+    settings = settings_or_exit()
+    migrate_schema(settings)
 
     async def allow(session: AsyncSession) -> list[str] | None:
         from sqlalchemy import select
@@ -276,8 +259,8 @@ def unblock(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
     """Lift the automatic block of an address (S18); audited."""
-    settings = _settings()
-    _migrate(settings)
+    settings = settings_or_exit()
+    migrate_schema(settings)
 
     async def lift(session: AsyncSession) -> bool:
         return await network.unblock(session, address, now=utcnow(), actor="operator")
@@ -298,8 +281,8 @@ def webhooks_rotate(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
     """Give a webhook endpoint a new signing secret; both sign during the overlap."""
-    settings = _settings()
-    _migrate(settings)
+    settings = settings_or_exit()
+    migrate_schema(settings)
 
     async def rotate(session: AsyncSession) -> str:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
@@ -323,9 +306,9 @@ def webhooks_rotate(
 @cli.command()
 def worker() -> None:
     """Run scheduled syncs and webhook deliveries (scale-out: several of these, on PostgreSQL)."""
-    settings = _settings()
+    settings = settings_or_exit()
     if settings.database_url is None:
-        _migrate(settings)
+        migrate_schema(settings)
     elif not _schema_current(settings):
         err.print("[red]the database schema is behind: run `bankhub migrate` first[/red]")
         raise typer.Exit(2)
@@ -355,8 +338,8 @@ def purge(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
     """Purge now what is older than each app's retention window, and print the counts."""
-    settings = _settings()
-    _migrate(settings)
+    settings = settings_or_exit()
+    migrate_schema(settings)
     from bankhub.lifecycle import retention
 
     async def run() -> retention.PurgeReport:
@@ -394,8 +377,8 @@ def maintenance(state: Annotated[str, typer.Argument(help="on or off")]) -> None
     if state not in ("on", "off"):
         err.print("state must be on or off")
         raise typer.Exit(2)
-    settings = _settings()
-    _migrate(settings)
+    settings = settings_or_exit()
+    migrate_schema(settings)
 
     async def switch(session: AsyncSession) -> None:
         await flags.set_flag(session, utcnow, flags.MAINTENANCE, state)
@@ -432,8 +415,8 @@ def import_file(
         raise typer.Exit(2) from None
     found = statement_cli.summary(parsed)
     if customer is not None and app is not None:
-        settings = _settings()
-        _migrate(settings)
+        settings = settings_or_exit()
+        migrate_schema(settings)
         try:
             outcome = statement_cli.store(settings, app, customer, parsed)
         except ApiError as exc:

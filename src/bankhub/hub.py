@@ -158,7 +158,6 @@ class Hub:
             principal = Principal(app, Scope(key.scope), key.key_id, None)
         require_scope(principal, needed)
         network.enforce(request, principal.app, self.settings)
-        request.state["principal"] = principal
         return principal
 
     async def authenticate_login(

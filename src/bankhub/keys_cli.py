@@ -10,16 +10,15 @@ from datetime import timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError
 from bankhub.audit import services as audit
+from bankhub.cli_common import err, migrate, out, settings_or_exit
 from bankhub.clock import utcnow
-from bankhub.config import ConfigError, Settings
-from bankhub.db import migrate as migrations
+from bankhub.config import Settings
 from bankhub.db.engine import Database
 from bankhub.hub import Hub
 from bankhub.partners import keys as api_keys
@@ -34,23 +33,11 @@ keys_cli = typer.Typer(
     no_args_is_help=True,
     help="Encryption keys (status, rotate, rewrap, retire) and partner API keys.",
 )
-out = Console()
-err = Console(stderr=True)
 OPERATOR = "operator:cli"
 
 
-def _settings() -> Settings:
-    try:
-        settings = Settings()
-        settings.resolved_secret_key()
-        return settings
-    except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-
-
 def _run(settings: Settings, work: Callable[[Database, kr.Keyring], Awaitable[T]]) -> T:
-    migrations.upgrade(settings.resolved_database_url())
+    migrate(settings)
 
     async def go() -> T:
         db = Database(settings.resolved_database_url())
@@ -100,7 +87,7 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             for k in infos
         ]
 
-    rows = _run(_settings(), work)
+    rows = _run(settings_or_exit(), work)
     if as_json:
         print(json.dumps(rows))
         return
@@ -116,7 +103,7 @@ def rotate(
     ] = None,
 ) -> None:
     """Add a data key, let every process load it, then make it the key new writes use."""
-    settings = _settings()
+    settings = settings_or_exit()
     pause = settings.keyring_refresh_seconds * 2 if wait is None else wait
 
     def waiting(label: str) -> None:
@@ -179,7 +166,7 @@ def rewrap(batch: Annotated[int, typer.Option(min=1, max=5000)] = 200) -> None:
             )
         return report
 
-    report = _run(_settings(), work)
+    report = _run(settings_or_exit(), work)
     out.print(
         f"rewrapped {report.rewrapped} values"
         + (
@@ -201,7 +188,7 @@ def retire(kid: str) -> None:
             await kr.retire(session, kid, utcnow(), using)
             _audit(session, "keyring.key_retired", kid)
 
-    _run(_settings(), work)
+    _run(settings_or_exit(), work)
     out.print(f"{kid} retired")
 
 
@@ -216,13 +203,13 @@ def rewrap_kek() -> None:
             _audit(session, "keyring.kek_rewrapped", keyring.kek.id, data_keys=changed)
             return changed
 
-    out.print(f"{_run(_settings(), work)} data keys now wrapped by the current KEK")
+    out.print(f"{_run(settings_or_exit(), work)} data keys now wrapped by the current KEK")
 
 
 @keys_cli.command("rotate-signing")
 def rotate_signing() -> None:
     """A new ES256 key signs access tokens from now on; older ones stay in the JWKS a while."""
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def work(db: Database, keyring: kr.Keyring) -> str:
         hub = Hub.build(settings)
@@ -284,7 +271,7 @@ def create(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Create an API key; its secret is printed once."""
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def work(db: Database, keyring: kr.Keyring) -> dict[str, Any]:
         async with db.transaction() as session:
@@ -318,7 +305,7 @@ def list_(
                 _key_row(k) for k in await api_keys.list_keys(session, await _app(session, app))
             ]
 
-    _print_rows(_run(_settings(), work), as_json)
+    _print_rows(_run(settings_or_exit(), work), as_json)
 
 
 async def _key(session: AsyncSession, key_id: str) -> ApiKey:
@@ -337,7 +324,7 @@ def roll(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Replace an API key; the new secret is printed once, the old key ends after the overlap."""
-    settings = _settings()
+    settings = settings_or_exit()
 
     async def work(db: Database, keyring: kr.Keyring) -> dict[str, Any]:
         async with db.transaction() as session:
@@ -365,5 +352,5 @@ def revoke(key_id: str) -> None:
             await api_keys.revoke(session, utcnow(), key)
             _audit(session, "key.revoked", key.key_id)
 
-    _run(_settings(), work)
+    _run(settings_or_exit(), work)
     out.print(f"{key_id} revoked")

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 
-import httpx
 import jwt as pyjwt
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from joserfc import jwt as jose_jwt
@@ -278,7 +276,6 @@ async def test_signing_key_rotation_keeps_old_tokens_valid(harness: Harness) -> 
     assert {kid, pyjwt.get_unverified_header(old)["kid"]} <= keys
     for token in (old, new):
         assert (await harness.client.get("/v2/service", headers=_bearer(token))).status_code == 200
-    assert time.time() > 0  # tokens above were checked against bankhub's clock, not the wall
 
 
 async def test_wrong_client_secret_is_invalid_client(harness: Harness) -> None:
@@ -289,4 +286,4 @@ async def test_wrong_client_secret_is_invalid_client(harness: Harness) -> None:
     )
     assert answer.status_code == 401
     assert answer.json()["error"] == "invalid_client"
-    assert isinstance(answer, httpx.Response)
+    assert answer.headers["www-authenticate"].startswith("Basic")

@@ -340,23 +340,14 @@ class TokenService:
     # --- revocation and introspection ------------------------------------------------------------
 
     async def _family_of(self, session: AsyncSession, app: App, token: str) -> TokenFamily | None:
-        family_id: str | None = None
+        family: TokenFamily | None = None
         if token.count(".") == 2:
             claims = await self._verified_claims(session, token)
-            family_id = claims.get("fam") if claims else None
-        else:
-            digest = self.hasher.hash(token, purpose=REFRESH_PURPOSE)
-            family_id = (
-                await session.execute(
-                    select(RefreshToken.family_id).where(RefreshToken.token_hash == digest)
-                )
-            ).scalar_one_or_none()
-        if not isinstance(family_id, str):
-            return None
-        family = await session.get(TokenFamily, family_id)
-        if family is None or family.app_id != app.id:
-            return None
-        return family
+            if claims is not None:
+                family = await session.get(TokenFamily, str(claims.get("fam")))
+        elif (row := await self._refresh_row(session, token)) is not None:
+            family = row[1]
+        return family if family is not None and family.app_id == app.id else None
 
     async def revoke(
         self, session: AsyncSession, client_id: str | None, client_secret: str | None, token: str
@@ -385,8 +376,8 @@ class TokenService:
             claims = await self._verified_claims(session, token)
             if claims is None or claims.get("client_id") != app.client_id:
                 return inactive
-            family = await self._live_family(session, str(claims.get("fam")), now)
-            if family is None or family.app_id != app.id:
+            grant = await self._live_grant(session, claims, now)
+            if grant is None or grant[0].id != app.id:
                 return inactive
             return {
                 "active": True,
@@ -434,22 +425,28 @@ class TokenService:
         ).one_or_none()
         return None if row is None else (row[0], row[1])
 
-    async def _live_family(
-        self, session: AsyncSession, family_id: str, now: datetime
-    ) -> TokenFamily | None:
+    async def _live_grant(
+        self, session: AsyncSession, claims: dict[str, Any], now: datetime
+    ) -> tuple[App, TokenFamily, ApiKey] | None:
+        """The app, grant and key an access token's claims name, if all are still live."""
         row = (
             await session.execute(
-                select(TokenFamily, ApiKey)
+                select(App, TokenFamily, ApiKey)
+                .join(TokenFamily, TokenFamily.app_id == App.id)
                 .join(ApiKey, ApiKey.key_id == TokenFamily.key_id)
-                .where(TokenFamily.id == family_id)
+                .where(TokenFamily.id == str(claims.get("fam")))
             )
         ).one_or_none()
         if row is None:
             return None
-        family: TokenFamily = row[0]
-        if family.revoked_at is not None or not api_keys.is_live(row[1], now):
+        app, family, key = row
+        if (
+            app.client_id != claims.get("client_id")
+            or family.revoked_at is not None
+            or not api_keys.is_live(key, now)
+        ):
             return None
-        return family
+        return app, family, key
 
     # --- verification ----------------------------------------------------------------------------
 
@@ -501,23 +498,10 @@ class TokenService:
         claims = await self._verified_claims(session, token.strip())
         if claims is None:
             raise _invalid_token()
-        row = (
-            await session.execute(
-                select(App, TokenFamily, ApiKey)
-                .join(TokenFamily, TokenFamily.app_id == App.id)
-                .join(ApiKey, ApiKey.key_id == TokenFamily.key_id)
-                .where(TokenFamily.id == str(claims.get("fam")))
-            )
-        ).one_or_none()
-        if row is None:
-            raise _invalid_token()
-        app, family, key = row
-        if (
-            app.client_id != claims.get("client_id")
-            or family.revoked_at is not None
-            or not api_keys.is_live(key, now)
-        ):
+        grant = await self._live_grant(session, claims, now)
+        if grant is None:
             raise _invalid_token("The access token was revoked")
+        app, _, key = grant
         scope = Scope.parse(str(claims.get("scope")))
         if scope is None:
             raise _invalid_token()

@@ -68,6 +68,5 @@ class ApiKey(Base):
     #: set when the key was rolled: it keeps working until then (the overlap window)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: the key this one replaced, when it was created by rolling another
     replaces: Mapped[str | None] = mapped_column(String(40), nullable=True)

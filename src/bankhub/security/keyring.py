@@ -31,7 +31,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.security.crypto import Box, DecryptionError, derive_key
+from bankhub.clock import utcnow
+from bankhub.security.crypto import Box, derive_key
 from bankhub.security.models import DataKey
 
 if TYPE_CHECKING:
@@ -140,7 +141,8 @@ class Keyring:
     """Encrypts with the primary data key and decrypts with any live one.
 
     The keys are read from the database by :meth:`load` (at start, then every
-    ``refresh_seconds``, and at once when a ciphertext names a key not seen yet).
+    ``refresh_seconds``). ``keys rotate`` waits two refreshes after adding a key and after
+    promoting it, so every process can decrypt with a key before any process writes with it.
     """
 
     def __init__(
@@ -196,8 +198,6 @@ class Keyring:
     async def _bootstrap(self, session: AsyncSession) -> DataKey:
         """The first key is the one derived from the server secret, so that data encrypted
         before the keyring existed stays readable; ``keys rotate`` replaces it."""
-        from bankhub.clock import utcnow
-
         row = DataKey(
             kid=LEGACY_KID,
             wrapped_key=self.kek.wrap(self._legacy, _wrap_aad(LEGACY_KID)),
@@ -233,10 +233,6 @@ class Keyring:
         parts = ciphertext.split(".", 2)
         return len(parts) == 3 and parts[1] in self._require().kids
 
-    def kid_of(self, ciphertext: str) -> str | None:
-        parts = ciphertext.split(".", 2)
-        return parts[1] if len(parts) == 3 else None
-
     def encrypt(self, plaintext: bytes, aad: bytes) -> str:
         return self._require().encrypt(plaintext, aad)
 
@@ -248,12 +244,6 @@ class Keyring:
 
     def decrypt_text(self, ciphertext: str, aad: bytes) -> str:
         return self._require().decrypt_text(ciphertext, aad)
-
-    async def open_text(self, db: Database, ciphertext: str, aad: bytes) -> str:
-        """Decrypt, first reloading the keys when the ciphertext names one not loaded yet."""
-        if self._box is None or not self.knows(ciphertext):
-            await self.refresh(db)
-        return self.decrypt_text(ciphertext, aad)
 
 
 # --- operator actions ---------------------------------------------------------------------------
@@ -322,9 +312,6 @@ async def rewrap_data_keys(session: AsyncSession, keyring: Keyring) -> int:
         changed += 1
     await session.flush()
     return changed
-
-
-__all__ = ["DecryptionError", "Keyring", "KeyringError"]
 
 
 async def open_keyring(settings: Settings, session: AsyncSession) -> Keyring:

@@ -64,7 +64,3 @@ def connect() -> dict[str, Any]:
 def declared(opt: dict[str, Any]) -> str | None:
     value = opt.get("scope")
     return value if isinstance(value, str) and value in DECLARATIONS else None
-
-
-def narrowest(scopes: list[Scope]) -> Scope:
-    return min(scopes, key=lambda s: s.rank)

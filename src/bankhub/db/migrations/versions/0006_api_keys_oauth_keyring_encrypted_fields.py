@@ -55,7 +55,6 @@ def upgrade() -> None:
         sa.Column("created_at", bankhub.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("expires_at", bankhub.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("revoked_at", bankhub.db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("last_used_at", bankhub.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("replaces", sa.String(length=40), nullable=True),
         sa.ForeignKeyConstraint(
             ["app_id"], ["apps.id"], name=op.f("fk_api_keys_app_id_apps"), ondelete="CASCADE"
