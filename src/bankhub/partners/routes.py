@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Request, get, put
 from litestar.params import JSONBody
 from litestar.types import ControllerRouterHandler
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, errors
@@ -97,6 +99,29 @@ class FrameOriginsEnvelope(msgspec.Struct):
     version: str = VERSION
 
 
+Who = dict[str, Any]
+
+
+async def _apply_setting(
+    request: AnyRequest,
+    model: type[T],
+    write: Callable[[AsyncSession, App, T, Who], Awaitable[object]],
+) -> App:
+    """Authenticate, read the body strictly as ``model``, and let ``write`` record the setting
+    with who chose it and when (``now``, ``actor``, ``request_id``), in one unit of work."""
+    hub = hub_of(request)
+    async with hub.db.transaction() as session:
+        app = await hub.authenticate(session, request)
+        data = await _strict(request, model)
+        who: Who = {
+            "now": hub.clock(),
+            "actor": audit.app_actor(app),
+            "request_id": audit.request_id(request),
+        }
+        await write(session, app, data, who)
+    return app
+
+
 def _app_out(app: App) -> AppEnvelope:
     return AppEnvelope(
         AppOut(
@@ -145,20 +170,14 @@ async def read_app(request: AnyRequest) -> AppEnvelope:
     responses=errors(*APP_AUTH, body=True),
 )
 async def set_retention(request: AnyRequest, data: JSONBody[RetentionIn]) -> AppEnvelope:
-    hub = hub_of(request)
-    async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
-        data = await _strict(request, RetentionIn)
-        await partners.set_retention(
-            session,
-            app,
-            data.hours,
-            data.chosen_by,
-            now=hub.clock(),
-            actor=audit.app_actor(app),
-            request_id=audit.request_id(request),
-        )
-        return _app_out(app)
+    app = await _apply_setting(
+        request,
+        RetentionIn,
+        lambda session, app, data, who: partners.set_retention(
+            session, app, data.hours, data.chosen_by, **who
+        ),
+    )
+    return _app_out(app)
 
 
 @put(
@@ -173,20 +192,14 @@ async def set_retention(request: AnyRequest, data: JSONBody[RetentionIn]) -> App
 async def set_credential_vault(
     request: AnyRequest, data: JSONBody[CredentialVaultIn]
 ) -> AppEnvelope:
-    hub = hub_of(request)
-    async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
-        data = await _strict(request, CredentialVaultIn)
-        await partners.set_credential_vault(
-            session,
-            app,
-            data.enabled,
-            data.chosen_by,
-            now=hub.clock(),
-            actor=audit.app_actor(app),
-            request_id=audit.request_id(request),
-        )
-        return _app_out(app)
+    app = await _apply_setting(
+        request,
+        CredentialVaultIn,
+        lambda session, app, data, who: partners.set_credential_vault(
+            session, app, data.enabled, data.chosen_by, **who
+        ),
+    )
+    return _app_out(app)
 
 
 @put(
@@ -205,20 +218,14 @@ async def set_credential_vault(
 async def set_ip_allowlist(
     request: AnyRequest, data: JSONBody[IpAllowlistIn]
 ) -> IpAllowlistEnvelope:
-    hub = hub_of(request)
-    async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
-        data = await _strict(request, IpAllowlistIn)
-        await partners.set_ip_allowlist(
-            session,
-            app,
-            data.cidrs,
-            data.chosen_by,
-            now=hub.clock(),
-            actor=audit.app_actor(app),
-            request_id=audit.request_id(request),
-        )
-        return IpAllowlistEnvelope(IpAllowlistOut(app.client_id, app.ip_allowlist))
+    app = await _apply_setting(
+        request,
+        IpAllowlistIn,
+        lambda session, app, data, who: partners.set_ip_allowlist(
+            session, app, data.cidrs, data.chosen_by, **who
+        ),
+    )
+    return IpAllowlistEnvelope(IpAllowlistOut(app.client_id, app.ip_allowlist))
 
 
 @put(
@@ -236,21 +243,15 @@ async def set_ip_allowlist(
 async def set_frame_origins(
     request: AnyRequest, data: JSONBody[FrameOriginsIn]
 ) -> FrameOriginsEnvelope:
-    hub = hub_of(request)
-    async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
-        data = await _strict(request, FrameOriginsIn)
-        await partners.set_frame_origins(
-            session,
-            app,
-            data.origins,
-            data.chosen_by,
-            allow_http=hub.settings.is_dev,
-            now=hub.clock(),
-            actor=audit.app_actor(app),
-            request_id=audit.request_id(request),
-        )
-        return FrameOriginsEnvelope(FrameOriginsOut(app.client_id, app.frame_origins))
+    allow_http = hub_of(request).settings.is_dev
+    app = await _apply_setting(
+        request,
+        FrameOriginsIn,
+        lambda session, app, data, who: partners.set_frame_origins(
+            session, app, data.origins, data.chosen_by, allow_http=allow_http, **who
+        ),
+    )
+    return FrameOriginsEnvelope(FrameOriginsOut(app.client_id, app.frame_origins))
 
 
 APP_ROUTES: list[ControllerRouterHandler] = [
