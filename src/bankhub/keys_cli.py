@@ -55,14 +55,23 @@ def _run(settings: Settings, work: Callable[[Database, kr.Keyring], Awaitable[T]
         raise typer.Exit(2) from None
 
 
-def _audit(session: AsyncSession, action: str, target: str, **detail: Any) -> None:
+def _audit(
+    session: AsyncSession,
+    action: str,
+    target_type: str,
+    target: str,
+    *,
+    app_id: int | None = None,
+    **detail: Any,
+) -> None:
     audit.record(
         session,
         now=utcnow(),
         actor=OPERATOR,
         action=action,
-        target_type="data_key" if action.startswith("keyring") else "api_key",
+        target_type=target_type,
         target_id=target,
+        app_id=app_id,
         detail=detail,
     )
 
@@ -119,7 +128,7 @@ def rotate(
     async def add(db: Database, keyring: kr.Keyring) -> str:
         async with db.transaction() as session:
             kid = await kr.add_key(session, keyring, utcnow())
-            _audit(session, "keyring.key_added", kid)
+            _audit(session, "keyring.key_added", "data_key", kid)
             return kid
 
     kid = _run(settings, add)
@@ -128,7 +137,7 @@ def rotate(
     async def promote(db: Database, keyring: kr.Keyring) -> None:
         async with db.transaction() as session:
             await kr.promote(session, kid, utcnow())
-            _audit(session, "keyring.key_promoted", kid)
+            _audit(session, "keyring.key_promoted", "data_key", kid)
 
     _run(settings, promote)
     waiting(f"{kid} promoted; letting every process switch to it")
@@ -160,6 +169,7 @@ def rewrap(batch: Annotated[int, typer.Option(min=1, max=5000)] = 200) -> None:
             _audit(
                 session,
                 "keyring.rewrapped",
+                "data_key",
                 keyring.primary,
                 rewrapped=report.rewrapped,
                 sealed_plain=report.sealed_plain,
@@ -186,7 +196,7 @@ def retire(kid: str) -> None:
         using = await rw.count_using(db, kid)
         async with db.transaction() as session:
             await kr.retire(session, kid, utcnow(), using)
-            _audit(session, "keyring.key_retired", kid)
+            _audit(session, "keyring.key_retired", "data_key", kid)
 
     _run(settings_or_exit(), work)
     out.print(f"{kid} retired")
@@ -200,7 +210,7 @@ def rewrap_kek() -> None:
     async def work(db: Database, keyring: kr.Keyring) -> int:
         async with db.transaction() as session:
             changed = await kr.rewrap_data_keys(session, keyring)
-            _audit(session, "keyring.kek_rewrapped", keyring.kek.id, data_keys=changed)
+            _audit(session, "keyring.kek_rewrapped", "kek", keyring.kek.id, data_keys=changed)
             return changed
 
     out.print(f"{_run(settings_or_exit(), work)} data keys now wrapped by the current KEK")
@@ -217,7 +227,7 @@ def rotate_signing() -> None:
             await hub.ready()
             async with hub.db.transaction() as session:
                 kid = await hub.tokens.rotate_signing_key(session)
-                _audit(session, "oauth.signing_key_rotated", kid)
+                _audit(session, "oauth.signing_key_rotated", "signing_key", kid)
                 return kid
         finally:
             await hub.close()
@@ -286,7 +296,15 @@ def create(
                 name=name,
             )
             await session.flush()
-            _audit(session, "key.created", issued.key.key_id, scope=scope.value, kind=kind.value)
+            _audit(
+                session,
+                "key.created",
+                "api_key",
+                issued.key.key_id,
+                app_id=owner.id,
+                scope=scope.value,
+                kind=kind.value,
+            )
             return _key_row(issued.key, issued.secret)
 
     _print_rows([_run(settings, work)], as_json)
@@ -336,7 +354,14 @@ def roll(
                 old,
                 timedelta(hours=overlap_hours),
             )
-            _audit(session, "key.rolled", old.key_id, replacement=issued.key.key_id)
+            _audit(
+                session,
+                "key.rolled",
+                "api_key",
+                old.key_id,
+                app_id=old.app_id,
+                replacement=issued.key.key_id,
+            )
             return _key_row(issued.key, issued.secret)
 
     _print_rows([_run(settings, work)], as_json)
@@ -350,7 +375,7 @@ def revoke(key_id: str) -> None:
         async with db.transaction() as session:
             key = await _key(session, key_id)
             await api_keys.revoke(session, utcnow(), key)
-            _audit(session, "key.revoked", key.key_id)
+            _audit(session, "key.revoked", "api_key", key.key_id, app_id=key.app_id)
 
     _run(settings_or_exit(), work)
     out.print(f"{key_id} revoked")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, delete, get, post
 from litestar.params import FromPath, JSONBody
 from litestar.types import ControllerRouterHandler
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, errors
@@ -65,7 +66,7 @@ class KeyListEnvelope(msgspec.Struct):
     version: str = VERSION
 
 
-def _out(key: ApiKey, now: Any, secret: str | None = None) -> KeyOut:
+def _out(key: ApiKey, now: datetime, secret: str | None = None) -> KeyOut:
     return KeyOut(
         key_id=key.key_id,
         name=key.name,
@@ -185,13 +186,13 @@ async def revoke_key(request: AnyRequest, key_id: FromPath[KeyId]) -> KeyEnvelop
 
 
 def _audit(
-    session: Any,
+    session: AsyncSession,
     request: AnyRequest,
     app_id: int,
     client_id: str,
     action: str,
     key: ApiKey,
-    now: Any,
+    now: datetime,
 ) -> None:
     audit.record(
         session,
