@@ -96,7 +96,7 @@ class Hub:
         http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(settings.connector_timeout_seconds),
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=100),
+            limits=tls.OUTBOUND_LIMITS,
             # Never an ambient proxy: webhooks must reach the address the SSRF guard checked.
             trust_env=False,
             # S31: certificates always checked, against BANKHUB_CA_BUNDLE or the system store
@@ -116,6 +116,7 @@ class Hub:
         await self.keyring.ensure(self.db)
 
     async def close(self) -> None:
+        await self.engine.clients.aclose()
         await self.http.aclose()
         await self.db.dispose()
 
@@ -156,6 +157,11 @@ class Hub:
                 now=self.clock(),
             )
             principal = Principal(app, Scope(key.scope), key.key_id, None)
+            # S17: an app key used from a browser may be limited to the partner's own pages
+            if key.allowed_referers and not network.referer_allowed(
+                headers.get("referer"), headers.get("origin"), key.allowed_referers
+            ):
+                raise ApiError(ErrorCode.REFERER_NOT_ALLOWED, extra={"key_id": key.key_id})
         require_scope(principal, needed)
         network.enforce(request, principal.app, self.settings)
         return principal

@@ -199,3 +199,53 @@ def test_cli_allow_ip_sets_and_clears(tmp_path: Path, monkeypatch: pytest.Monkey
     assert allowlist() is None
     unknown = runner.invoke(cli, ["apps", "allow-ip", "no-such-client", "192.0.2.1"])
     assert unknown.exit_code == 2
+
+
+async def test_an_app_key_is_refused_from_pages_not_on_its_referer_list(harness: Harness) -> None:
+    """test_an_app_key_is_refused_from_pages_not_on_its_referer_list — S17: an app key with
+    allowed referers works from a matching Origin or Referer and is refused (403
+    RefererNotAllowed) from any other page or with neither header; keys without a list and
+    service keys are not limited."""
+    created = await harness.client.post(
+        "/v2/keys",
+        headers=harness.headers(),
+        json={"scope": "read", "kind": "app", "allowed_referers": ["https://*.example.com"]},
+    )
+    assert created.status_code == 200, created.text
+    key = created.json()["data"]
+    assert key["allowed_referers"] == ["https://*.example.com"]
+    base = {"client-id": harness.creds["client_id"], "app-secret": key["secret"]}
+
+    async def call(**extra: str) -> tuple[int, str | None]:
+        answer = await harness.client.get("/v2/service", headers={**base, **extra})
+        return answer.status_code, answer.json().get("error")
+
+    assert await call(origin="https://shop.example.com") == (200, None)
+    assert await call(referer="https://shop.example.com/checkout?step=2") == (200, None)
+    refused = (403, "RefererNotAllowed")
+    assert await call() == refused
+    assert await call(origin="https://example.com.evil.net") == refused
+    assert await call(origin="https://evil.net", referer="https://shop.example.com/") == refused
+    # the seed's app-secret (no list) and service keys are not limited by it
+    mobile = harness.headers(mobile=True) | {"origin": "https://evil.net"}
+    assert (await harness.client.get("/v2/service", headers=mobile)).status_code == 200
+    service = harness.headers() | {"origin": "https://evil.net"}
+    assert (await harness.client.get("/v2/service", headers=service)).status_code == 200
+
+
+async def test_referer_patterns_must_be_origins(harness: Harness) -> None:
+    """test_referer_patterns_must_be_origins — S17: an app key's referer list takes origins
+    only; a path, a script URL or plain http outside dev is DataInvalid naming the entry, and
+    no key is created."""
+    before = (await harness.client.get("/v2/keys", headers=harness.headers())).json()["data"]
+    for bad in ("https://shop.example.com/path", "javascript:alert(1)", "https://a b.com"):
+        answer = await harness.client.post(
+            "/v2/keys",
+            headers=harness.headers(),
+            json={"scope": "read", "kind": "app", "allowed_referers": [bad]},
+        )
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"] == "DataInvalid"
+        assert answer.json()["extra"]["problems"] == [f"allowed_referers: {bad!r}"]
+    after = (await harness.client.get("/v2/keys", headers=harness.headers())).json()["data"]
+    assert len(after) == len(before)

@@ -4,17 +4,22 @@ verified against the system store or the configured CA bundle."""
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 import time
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
 
+from bankhub.catalogue import Catalogue, CatalogueError, Service, load_catalogue
 from bankhub.config import Environment
+from bankhub.connectors.base import AuthFlow, ConnectorContext, ConnectorInfo
+from bankhub.connectors.registry import ConnectorRegistry
 from bankhub.hub import Hub
 from bankhub.security.tls import HSTS, InstitutionClients
 from tests.conftest import Harness, make_settings
@@ -178,6 +183,76 @@ async def test_outbound_tls_uses_the_configured_trust_store(tmp_path: Path) -> N
     finally:
         await default.close()
         await bundled.close()
+
+
+class _Probe:
+    """A connector that only keeps the context the engine built it with."""
+
+    info: ClassVar[ConnectorInfo] = ConnectorInfo("probe", "1", (), (AuthFlow.CREDENTIALS,))
+
+    def __init__(self, context: ConnectorContext) -> None:
+        self.context = context
+
+
+def _service(service_id: int, params: dict[str, str]) -> Service:
+    return Service(
+        id=service_id,
+        slug=f"probe-{service_id}",
+        name=f"Probe {service_id}",
+        provider="test",
+        type="bank",
+        country_code="DE",
+        has_balance=True,
+        color_primary="#000000",
+        color_secondary="#ffffff",
+        connector="probe",
+        params=params,
+    )
+
+
+async def test_connectors_get_their_institutions_trust_store(tmp_path: Path) -> None:
+    """test_connectors_get_their_institutions_trust_store — S31: the engine hands a connector
+    whose catalogue entry names a ``ca_bundle`` a client trusting that CA, and every other
+    connector the shared client, which does not."""
+    pki = make_pki(tmp_path / "pki")
+    registry = ConnectorRegistry()
+    registry.register("probe", _Probe)  # type: ignore[arg-type]
+    catalogue = Catalogue(
+        [_service(1, {}), _service(2, {"ca_bundle": str(pki.ca)})], tmp_path / "media"
+    )
+    url_db = f"sqlite+aiosqlite:///{tmp_path / 'hub.sqlite3'}"
+    hub = Hub.build(make_settings(tmp_path, url_db), registry=registry, catalogue=catalogue)
+    try:
+        plain, own = (hub.engine.build(catalogue.services[i]).connector for i in (0, 1))
+        assert isinstance(plain, _Probe)
+        assert isinstance(own, _Probe)
+        assert plain.context.http is hub.http
+        async with tls_site(pki) as url:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await plain.context.http.get(url)
+            assert (await own.context.http.get(url)).text == "ok"
+    finally:
+        await hub.close()
+
+
+def test_a_missing_institution_bundle_stops_the_catalogue(tmp_path: Path) -> None:
+    """test_a_missing_institution_bundle_stops_the_catalogue — S31: a catalogue entry whose
+    ca_bundle does not exist is refused when the catalogue loads, naming the service."""
+    entry = {
+        "id": 7,
+        "slug": "x",
+        "name": "X",
+        "type": "bank",
+        "country_code": "DE",
+        "has_balance": True,
+        "color": {"primary": "#000000", "secondary": "#ffffff"},
+        "connector": "sandbox",
+        "params": {"ca_bundle": str(tmp_path / "gone.pem")},
+    }
+    path = tmp_path / "services.json"
+    path.write_text(json.dumps([entry]), encoding="utf-8")
+    with pytest.raises(CatalogueError, match=r"service 7: ca_bundle .*gone\.pem"):
+        load_catalogue(path)
 
 
 def test_missing_bundle_is_a_clear_configuration_error(tmp_path: Path) -> None:

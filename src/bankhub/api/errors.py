@@ -40,6 +40,7 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_IN_PROGRESS = "IdempotencyKeyInProgress"
     # beyond the seed's table: edge protections (S17, S18, S26, S33)
     ADDRESS_NOT_ALLOWED = "AddressNotAllowed"
+    REFERER_NOT_ALLOWED = "RefererNotAllowed"
     ADDRESS_BLOCKED = "AddressBlocked"
     RATE_LIMITED = "RateLimited"
     HTTPS_REQUIRED = "HttpsRequired"
@@ -71,6 +72,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.IDEMPOTENCY_MISMATCH: 422,
     ErrorCode.IDEMPOTENCY_IN_PROGRESS: 409,
     ErrorCode.ADDRESS_NOT_ALLOWED: 403,
+    ErrorCode.REFERER_NOT_ALLOWED: 403,
     ErrorCode.ADDRESS_BLOCKED: 429,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.HTTPS_REQUIRED: 403,
@@ -102,6 +104,7 @@ DEFAULT_MESSAGE: dict[ErrorCode, str] = {
     ErrorCode.IDEMPOTENCY_MISMATCH: "This Idempotency-Key was used with a different request",
     ErrorCode.IDEMPOTENCY_IN_PROGRESS: "A request with this Idempotency-Key is still running",
     ErrorCode.ADDRESS_NOT_ALLOWED: "Requests from this address are not allowed for this app",
+    ErrorCode.REFERER_NOT_ALLOWED: "Requests from this page are not allowed for this key",
     ErrorCode.ADDRESS_BLOCKED: "This address is blocked after too many failed authentications",
     ErrorCode.RATE_LIMITED: "Too many requests. Please slow down and retry later.",
     ErrorCode.HTTPS_REQUIRED: "This API is only served over HTTPS",

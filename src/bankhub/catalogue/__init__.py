@@ -98,6 +98,10 @@ def _parse(entry: dict[str, Any]) -> Service:
         raise CatalogueError(f"bad catalogue entry {entry.get('id')!r}: {exc}") from exc
     if service.type not in SERVICE_TYPES:
         raise CatalogueError(f"service {service.id}: type must be one of {SERVICE_TYPES}")
+    bundle = service.params.get("ca_bundle")
+    if bundle is not None and not (isinstance(bundle, str) and Path(bundle).is_file()):
+        # S31: a bank's own trust store must exist, or its connector would fail at first use
+        raise CatalogueError(f"service {service.id}: ca_bundle {bundle!r} is not a readable file")
     return service
 
 

@@ -47,11 +47,14 @@ def csp(frame_origins: Sequence[str] | None = None) -> str:
     return f"{CSP_BASE}; frame-ancestors {' '.join(frame_origins)}"
 
 
-def parse_frame_origins(values: Iterable[str], *, allow_http: bool) -> list[str]:
+def parse_frame_origins(
+    values: Iterable[str], *, allow_http: bool, field: str = "origins"
+) -> list[str]:
     """Each entry as a lower-case origin (``https://host[:port]``, ``https://*.host``).
 
-    Raises DataInvalid naming every entry that is not one: no paths, quotes, spaces or
-    semicolons can reach the CSP header. Plain ``http`` only when ``allow_http`` (dev).
+    Raises DataInvalid naming every entry that is not one (in ``field``): no paths, quotes,
+    spaces or semicolons can reach the CSP header. Plain ``http`` only when ``allow_http`` (dev).
+    The same shapes serve as an app key's referer patterns.
     """
     origins: list[str] = []
     bad: list[str] = []
@@ -70,13 +73,13 @@ def parse_frame_origins(values: Iterable[str], *, allow_http: bool) -> list[str]
         raise ApiError(
             ErrorCode.DATA_INVALID,
             f"Not an origin ({need}): " + ", ".join(repr(b) for b in bad),
-            {"problems": [f"origins: {b!r}" for b in bad]},
+            {"problems": [f"{field}: {b!r}" for b in bad]},
         )
     if len(origins) > MAX_FRAME_ORIGINS:
         raise ApiError(
             ErrorCode.DATA_INVALID,
             f"At most {MAX_FRAME_ORIGINS} origins are allowed",
-            {"problems": ["origins"]},
+            {"problems": [field]},
         )
     return origins
 

@@ -15,6 +15,7 @@ from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, errors
 from bankhub.api.schemas import VERSION, wire_time
 from bankhub.audit import services as audit
+from bankhub.connect.pages import MAX_FRAME_ORIGINS, parse_frame_origins
 from bankhub.hub import hub_of
 from bankhub.partners import keys
 from bankhub.partners.models import ApiKey
@@ -25,6 +26,7 @@ AnyRequest = Request[Any, Any, Any]
 
 KeyName = Annotated[str, msgspec.Meta(max_length=200)]
 Referer = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+Referers = Annotated[list[Referer], msgspec.Meta(max_length=MAX_FRAME_ORIGINS)]
 KeyId = Annotated[str, msgspec.Meta(max_length=40)]
 
 
@@ -32,7 +34,8 @@ class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
     scope: Scope
     kind: keys.KeyKind = keys.KeyKind.SERVICE
     name: KeyName = ""
-    allowed_referers: Annotated[list[Referer], msgspec.Meta(max_length=50)] | None = None
+    #: origins (``https://host[:port]``, ``https://*.host``) an app key may be used from
+    allowed_referers: Referers | None = None
 
 
 class RollIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -126,7 +129,11 @@ async def create_key(request: AnyRequest, data: JSONBody[KeyIn]) -> KeyEnvelope:
             scope=data.scope,
             kind=data.kind,
             name=data.name,
-            allowed_referers=data.allowed_referers,
+            allowed_referers=parse_frame_origins(
+                data.allowed_referers, allow_http=hub.settings.is_dev, field="allowed_referers"
+            )
+            if data.allowed_referers
+            else None,
         )
         await session.flush()
         _audit(session, request, app.id, app.client_id, "key.created", issued.key, now)

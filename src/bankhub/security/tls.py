@@ -83,6 +83,10 @@ class TransportMiddleware:
 # --- outbound: S31 -------------------------------------------------------------------------------
 
 
+#: connections per outbound client (the shared one and each institution's own)
+OUTBOUND_LIMITS = httpx.Limits(max_connections=100)
+
+
 def outbound_ssl_context(ca_bundle: Path | str | None = None) -> ssl.SSLContext:
     """Certificate and host name checks always on; trust the given bundle, else the system."""
     if ca_bundle is not None:
@@ -116,6 +120,7 @@ class InstitutionClients:
                 timeout=httpx.Timeout(self.timeout),
                 follow_redirects=False,
                 trust_env=False,
+                limits=OUTBOUND_LIMITS,
                 verify=outbound_ssl_context(key),
             )
             self._clients[key] = client

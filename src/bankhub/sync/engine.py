@@ -52,6 +52,7 @@ from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.security.crypto import Cipher, associated_data
 from bankhub.security.secrets import SecretHasher
+from bankhub.security.tls import InstitutionClients
 
 T = TypeVar("T")
 log = logging.getLogger("bankhub.sync")
@@ -198,6 +199,8 @@ class SyncEngine:
         self.clock = clock
         self.hasher = hasher
         self.http = http
+        #: S31: an institution whose catalogue entry names a ``ca_bundle`` gets a client trusting it
+        self.clients = InstitutionClients(http, settings.connector_timeout_seconds)
 
     # --- connectors ---------------------------------------------------------------------------
 
@@ -222,7 +225,7 @@ class SyncEngine:
             options["fints_product_id"] = self.settings.fints_product_id
         context = ConnectorContext(
             institution={**service.params, "slug": service.slug, "name": service.name},
-            http=self.http,
+            http=self.clients.client_for(service.params),
             state=store,
             clock=self.clock,
             return_url=return_url,
