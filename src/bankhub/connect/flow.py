@@ -163,6 +163,8 @@ class ConnectFlow:
     async def open(self, token_id: str) -> ConnectSession:
         """Claim the single-use token and start a session (raises ``TokenUnusable``)."""
         hub = self.hub
+        # The token names the app (claim_token chooses it), whatever session the browser had.
+        tenancy.choose(None)
         async with hub.db.transaction() as db:
             token = await logins.claim_token(db, hub.clock, token_id)
             app = await db.get(App, token.app_id)
