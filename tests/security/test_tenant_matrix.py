@@ -12,21 +12,29 @@ service-secret and an OAuth bearer token) twice: once naming B's object, once na
 that does not exist. The two answers must be the same: status, error code and whole body, with
 the id itself masked. Under L1's login-secret, L2's objects must answer like missing ones too.
 Finally B's rows (every table that holds tenant data) must be exactly as before the run.
+
+It runs on SQLite, on PostgreSQL, and on PostgreSQL as deployed with row-level security (S14):
+bankhub connected as a runtime role that the policies bind, so the second wall changes no
+answer either.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from litestar.handlers import HTTPRouteHandler
 from sqlalchemy import Table, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts.models import Account, Transaction
+from bankhub.db import tenancy
+from bankhub.db.engine import Database
 from bankhub.db.models import Base
 from bankhub.events.models import Event
 from bankhub.partners.models import App
@@ -411,6 +419,14 @@ def test_every_route_is_in_the_matrix() -> None:
 # --- set-up --------------------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def _everything(db: Database) -> AsyncIterator[AsyncSession]:
+    """The test's own look at the database: every app's rows (S14's operator scope)."""
+    with tenancy.everything():
+        async with db.transaction() as session:
+            yield session
+
+
 async def _oauth_grant(h: Harness) -> tuple[str, str]:
     answer = await h.client.post(
         "/oauth/token",
@@ -437,7 +453,7 @@ async def _statement_login(h: Harness, customer_id: str) -> int:
 
 async def _tenant(h: Harness, name: str) -> Tenant:
     hub = h.hub
-    async with hub.db.transaction() as session:
+    async with _everything(hub.db) as session:
         app_id = (
             await session.execute(select(App.id).where(App.client_id == h.creds["client_id"]))
         ).scalar_one()
@@ -456,7 +472,7 @@ async def _tenant(h: Harness, name: str) -> Tenant:
     key = await h.client.post("/v2/keys", headers=h.headers(), json={"scope": "read"})
     assert key.status_code == 200, key.text
     access, refresh = await _oauth_grant(h)
-    async with hub.db.transaction() as session:
+    async with _everything(hub.db) as session:
         account_id = (
             (
                 await session.execute(
@@ -508,7 +524,7 @@ async def _world(harness: Harness) -> World:
     # L2: another customer of A with its own login, accounts and statement login
     customer2 = await create_customer(harness, "a-customer-2")
     login2 = await connect(harness, "user_good", customer_id=customer2)
-    async with harness.hub.db.transaction() as session:
+    async with _everything(harness.hub.db) as session:
         account2 = (
             (
                 await session.execute(
@@ -595,7 +611,7 @@ async def _rows_of(harness: Harness, app_id: int) -> dict[str, list[tuple[Any, .
     them through foreign keys (e.g. refresh tokens through their grant)."""
     owned: dict[str, set[Any]] = {}
     rows: dict[str, list[tuple[Any, ...]]] = {}
-    async with harness.hub.db.transaction() as session:
+    async with _everything(harness.hub.db) as session:
         for table in _owned_tables():
             pk = next(iter(table.primary_key.columns))
             query = None
@@ -621,6 +637,17 @@ async def _rows_of(harness: Harness, app_id: int) -> dict[str, list[tuple[Any, .
 
 
 async def test_foreign_ids_answer_like_missing_ones(harness: Harness) -> None:
+    await _matrix(harness)
+
+
+async def test_foreign_ids_answer_like_missing_ones_under_row_level_security(
+    app_role_harness: Harness,
+) -> None:
+    """The same on PostgreSQL as deployed: bankhub as a runtime role bound by S14's policies."""
+    await _matrix(app_role_harness)
+
+
+async def _matrix(harness: Harness) -> None:
     world = await _world(harness)
     client = harness.client
     before = await _rows_of(harness, world.b.app_id)
