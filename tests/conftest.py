@@ -13,9 +13,10 @@ import pytest
 
 from bankhub.app import create_app
 from bankhub.config import Environment, Settings
-from bankhub.db import migrate
+from bankhub.db import migrate, roles, tenancy
 from bankhub.hub import Hub
 from bankhub.partners import services as partners
+from tests.support.postgres import PostgresRoles
 
 pytest_plugins = [
     "tests.support.pg_plugin",
@@ -92,8 +93,9 @@ class Harness:
         return headers
 
     async def new_app(self, name: str = "second") -> dict[str, str]:
-        async with self.hub.db.transaction() as session:
-            issued = await partners.create_app(session, self.hub.hasher, self.hub.clock, name)
+        with tenancy.everything():  # the operator's act (S14)
+            async with self.hub.db.transaction() as session:
+                issued = await partners.create_app(session, self.hub.hasher, self.hub.clock, name)
         return issued.as_dict()
 
 
@@ -103,11 +105,38 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     overrides = getattr(request, "param", None) or {}
     settings = make_settings(tmp_path, database_url, **overrides)
-    await asyncio.to_thread(migrate.upgrade, settings.resolved_database_url())
+    async for running in run_harness(settings, clock):
+        yield running
+
+
+@pytest.fixture
+async def app_role_harness(
+    tmp_path: Path, postgres_roles: PostgresRoles, clock: FakeClock
+) -> AsyncIterator[Harness]:
+    """The harness on PostgreSQL as deployed (S14): migrations as the tables' owner, bankhub
+    itself as a runtime role that owns nothing and is bound by row-level security."""
+    settings = make_settings(
+        tmp_path,
+        postgres_roles.app_url,
+        migration_database_url=postgres_roles.owner_url,
+    )
+    async for running in run_harness(settings, clock, app_role=postgres_roles.app):
+        yield running
+
+
+async def run_harness(
+    settings: Settings, clock: FakeClock, *, app_role: str | None = None
+) -> AsyncIterator[Harness]:
+    """Migrate (as the owner), grant the runtime role if one is named, start the hub, create
+    the first app, and serve the application to an in-process client."""
+    await asyncio.to_thread(migrate.upgrade, settings.resolved_migration_url())
+    if app_role is not None:
+        await roles.grant_app_role(settings.resolved_migration_url(), app_role)
     hub = Hub.build(settings, clock=clock)
     await hub.ready()
-    async with hub.db.transaction() as session:
-        issued = await partners.create_app(session, hub.hasher, clock, "Test app")
+    with tenancy.everything():
+        async with hub.db.transaction() as session:
+            issued = await partners.create_app(session, hub.hasher, clock, "Test app")
     app = create_app(hub)
     # The app runs on the test's own event loop, so database connections never cross loops.
     transport = httpx.ASGITransport(app=app)

@@ -35,6 +35,7 @@ from bankhub.connect.routes import CONNECT_ROUTES
 from bankhub.connect.templates import template_engine
 from bankhub.connectors.sandbox.pages import router as sandbox_bank_router
 from bankhub.customers.routes import CUSTOMER_ROUTES
+from bankhub.db.tenancy import TenantReset
 from bankhub.events.routes import EVENT_ROUTES
 from bankhub.hub import Hub, hub_of
 from bankhub.jobs.runner import Runner
@@ -286,7 +287,8 @@ def create_app(hub: Hub) -> Litestar:
         before_request=check_request,
         after_request=add_headers,
         before_send=[no_store_for_credentials, page_security_headers],
-        middleware=edge_middleware(hub, guard),
+        # S14: no request inherits another's tenant; TenantReset wraps everything else
+        middleware=[TenantReset, *edge_middleware(hub, guard)],
         openapi_config=openapi if docs else None,
         template_config=TemplateConfig(instance=template_engine()),
         lifespan=[lifespan],

@@ -23,6 +23,7 @@ from bankhub.cli_common import migrate as migrate_schema
 from bankhub.clock import utcnow
 from bankhub.config import Settings
 from bankhub.db import migrate as migrations
+from bankhub.db import roles, tenancy
 from bankhub.db.engine import Database
 from bankhub.events import flags
 from bankhub.keys_cli import keys_cli
@@ -41,7 +42,16 @@ apps_cli = typer.Typer(no_args_is_help=True, help="Partner apps.")
 cli.add_typer(apps_cli, name="apps")
 webhooks_cli = typer.Typer(no_args_is_help=True, help="Webhook endpoints.")
 cli.add_typer(webhooks_cli, name="webhooks")
+db_cli = typer.Typer(no_args_is_help=True, help="Database roles (PostgreSQL).")
+cli.add_typer(db_cli, name="db")
 cli.add_typer(keys_cli, name="keys")
+
+
+@cli.callback()
+def _operator(ctx: typer.Context) -> None:
+    # S14: the operator's commands act on every app's rows (``bankhub.scope = 'all'`` on
+    # PostgreSQL); undone when the command ends, so nothing else inherits it.
+    ctx.with_resource(tenancy.everything())
 
 
 def _in_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -301,6 +311,37 @@ def webhooks_rotate(
         print(json.dumps({"webhook_endpoint_id": endpoint_id, "webhook_secret": secret}))
     else:
         out.print(f"webhook-secret: {secret}", highlight=False)
+
+
+@db_cli.command("create-app-role")
+def db_create_app_role(
+    role: Annotated[str, typer.Argument(help="the runtime role")] = roles.DEFAULT_ROLE,
+    password_env: Annotated[
+        str, typer.Option(help="environment variable holding the new role's password")
+    ] = "BANKHUB_APP_ROLE_PASSWORD",  # noqa: S107 - the variable's name  # nosec B107
+) -> None:
+    """Upgrade the schema as the owner, then create (if missing) and grant the runtime role.
+
+    Connects with BANKHUB_MIGRATION_DATABASE_URL (the tables' owner). The role gets row access
+    to every table, now and for later migrations, and must not own tables or bypass row-level
+    security (S14). Serve with BANKHUB_DATABASE_URL naming this role.
+    """
+    settings = settings_or_exit()
+    url = settings.resolved_migration_url()
+    if not url.startswith("postgresql"):
+        out.print("SQLite has no roles or row-level security; nothing to do")
+        return
+    migrate_schema(settings)
+    try:
+        report = asyncio.run(roles.grant_app_role(url, role, os.environ.get(password_env) or None))
+    except roles.RoleError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    verb = "created and granted" if report.created else "granted"
+    out.print(
+        f"role {report.role} {verb}: rows of {report.tables} tables owned by {report.owner}",
+        highlight=False,
+    )
 
 
 @cli.command()

@@ -26,4 +26,4 @@ def settings_or_exit() -> Settings:
 def migrate(settings: Settings) -> None:
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    migrations.upgrade(settings.resolved_database_url())
+    migrations.upgrade(settings.resolved_migration_url())

@@ -46,7 +46,11 @@ class Settings(BaseSettings):
 
     env: Environment = Environment.DEV
     data_dir: Path = Path("bankhub-data")
+    #: the runtime connection; on PostgreSQL a role that does not own the tables (S14)
     database_url: str | None = None
+    #: the role that owns the tables, for ``bankhub migrate`` and ``bankhub db create-app-role``
+    #: (docs/operations.md); the runtime URL when not set
+    migration_database_url: str | None = None
     secret_key: str | None = Field(default=None, repr=False)
     #: the key-encryption key (base64url of 32 bytes), or a file holding it; dev keeps one in
     #: the data dir. ``previous_kek`` is still accepted for unwrapping after a KEK change.
@@ -167,11 +171,14 @@ class Settings(BaseSettings):
 
     def resolved_database_url(self) -> str:
         if self.database_url:
-            url = self.database_url
-            if url.startswith("postgresql://") or url.startswith("postgres://"):
-                url = "postgresql+asyncpg://" + url.split("://", 1)[1]
-            return url
+            return _async_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'bankhub.sqlite3').resolve()}"
+
+    def resolved_migration_url(self) -> str:
+        """Where schema changes run: the owner role's URL, else the runtime one."""
+        if self.migration_database_url:
+            return _async_url(self.migration_database_url)
+        return self.resolved_database_url()
 
     def resolved_secret_key(self) -> bytes:
         """The server pepper for keyed hashes; in dev it is kept in the data dir for good."""
@@ -189,3 +196,9 @@ class Settings(BaseSettings):
             key_file.write_text(secrets.token_urlsafe(48))
             key_file.chmod(0o600)
         return key_file.read_text().strip().encode()
+
+
+def _async_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    return url

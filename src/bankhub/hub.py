@@ -14,6 +14,7 @@ from bankhub.catalogue import Catalogue, default_catalogue, load_catalogue
 from bankhub.clock import Clock, utcnow
 from bankhub.config import Settings
 from bankhub.connectors.registry import ConnectorRegistry, default_registry
+from bankhub.db import tenancy
 from bankhub.db.engine import Database
 from bankhub.events import flags
 from bankhub.logins import services as logins
@@ -164,6 +165,9 @@ class Hub:
                 raise ApiError(ErrorCode.REFERER_NOT_ALLOWED, extra={"key_id": key.key_id})
         require_scope(principal, needed)
         network.enforce(request, principal.app, self.settings)
+        # S14: from here on, this transaction and the request's later ones see only this app's
+        # rows on PostgreSQL (one statement, in this transaction).
+        await tenancy.enter(session, principal.app.id)
         return principal
 
     async def authenticate_login(

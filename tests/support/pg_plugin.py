@@ -4,6 +4,9 @@
 * ``postgres_url`` (function): a fresh, empty, uniquely named database; yields its
   ``postgresql+asyncpg://`` URL and drops it (with FORCE) afterwards.
 * ``postgres_module_url`` (module): the same, shared by the tests of one module.
+* ``postgres_roles`` (function): a fresh database owned by a non-superuser owner role, and the
+  name of a runtime role (created by ``bankhub.db.roles`` as the owner, after the migrations)
+  that bankhub serves with under row-level security (S14).
 
 Without PostgreSQL binaries the fixtures skip locally but fail when ``CI=true``.
 Tests that use these fixtures get the ``postgres`` marker automatically, so
@@ -13,13 +16,16 @@ Tests that use these fixtures get the ``postgres`` marker automatically, so
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.support.postgres import PostgresServer, find_bindir
+from tests.support.postgres import PostgresRoles, PostgresServer, find_bindir
 
-POSTGRES_FIXTURES = frozenset({"postgres_server", "postgres_url", "postgres_module_url"})
+POSTGRES_FIXTURES = frozenset(
+    {"postgres_server", "postgres_url", "postgres_module_url", "postgres_roles"}
+)
 
 
 def in_ci() -> bool:
@@ -71,3 +77,26 @@ def postgres_module_url(postgres_server: PostgresServer) -> Iterator[str]:
         yield url
     finally:
         postgres_server.drop_database(_db_name(url))
+
+
+@pytest.fixture
+def postgres_roles(postgres_server: PostgresServer) -> Iterator[PostgresRoles]:
+    suffix = uuid.uuid4().hex[:12]
+    database, owner, app = f"t_{suffix}", f"owner_{suffix}", f"app_{suffix}"
+    # The owner may create the runtime role (CREATEROLE) but is no superuser: row-level
+    # security binds it like anyone else (FORCE).
+    postgres_server.run_sql(f"CREATE ROLE {owner} LOGIN NOSUPERUSER CREATEROLE")
+    postgres_server.run_sql(f"CREATE DATABASE {database} OWNER {owner}")
+    try:
+        yield PostgresRoles(
+            database=database,
+            owner=owner,
+            app=app,
+            owner_url=postgres_server.url_for(database, owner),
+            app_url=postgres_server.url_for(database, app),
+            superuser_url=postgres_server.url_for(database),
+        )
+    finally:
+        postgres_server.drop_database(database)
+        postgres_server.run_sql(f"DROP ROLE IF EXISTS {app}")
+        postgres_server.run_sql(f"DROP ROLE IF EXISTS {owner}")

@@ -28,6 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -127,9 +128,11 @@ class PostgresServer:
         """libpq / asyncpg DSN of the default database."""
         return self.dsn_for(self.database)
 
-    def url_for(self, database: str) -> str:
+    def url_for(self, database: str, user: str | None = None) -> str:
+        """The URL of ``database`` as ``user`` (the superuser unless given)."""
         self._require_started()
-        return f"postgresql+asyncpg://{self.user}@{self.host}:{self.port}/{database}"
+        who = _check_ident(user) if user else self.user
+        return f"postgresql+asyncpg://{who}@{self.host}:{self.port}/{database}"
 
     def dsn_for(self, database: str) -> str:
         self._require_started()
@@ -202,6 +205,11 @@ class PostgresServer:
         name = _check_ident(name or f"t_{uuid.uuid4().hex[:16]}")
         self._psql("postgres", f'CREATE DATABASE "{name}"')
         return self.url_for(name)
+
+    def run_sql(self, sql: str, database: str = "postgres") -> None:
+        """Run ``sql`` as the superuser (roles, grants: what a database administrator does)."""
+        self._require_started()
+        self._psql(database, sql)
 
     def drop_database(self, name: str) -> None:
         """Drop a database, disconnecting whoever is still connected to it."""
@@ -399,3 +407,15 @@ class PostgresServer:
             timeout=60,
             as_server=False,
         )
+
+
+@dataclass(frozen=True)
+class PostgresRoles:
+    """One database, its owner role and the runtime role's name (see ``bankhub.db.roles``)."""
+
+    database: str
+    owner: str
+    app: str
+    owner_url: str
+    app_url: str
+    superuser_url: str

@@ -33,6 +33,7 @@ from bankhub.connectors.base import (
     NeedsRedirect,
 )
 from bankhub.connectors.statement import StatementConnector
+from bankhub.db import tenancy
 from bankhub.hub import Hub
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
@@ -152,6 +153,8 @@ class ConnectFlow:
         if session is None:
             raise SessionGone(sid)
         session.last_seen = now
+        # S14: the page's work (and the first fetch it starts) touches this app's rows only
+        tenancy.choose(session.app_id)
         return session
 
     def end(self, session: ConnectSession) -> None:
@@ -160,6 +163,8 @@ class ConnectFlow:
     async def open(self, token_id: str) -> ConnectSession:
         """Claim the single-use token and start a session (raises ``TokenUnusable``)."""
         hub = self.hub
+        # The token names the app (claim_token chooses it), whatever session the browser had.
+        tenancy.choose(None)
         async with hub.db.transaction() as db:
             token = await logins.claim_token(db, hub.clock, token_id)
             app = await db.get(App, token.app_id)

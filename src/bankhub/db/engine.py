@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
+
+from bankhub.db.tenancy import TenantSession
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -40,7 +43,11 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # On PostgreSQL each transaction names the app whose rows it may touch (S14, tenancy).
+        sync_session: type[Session] = TenantSession if self.dialect == "postgresql" else Session
+        self._sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=sync_session
+        )
         #: called after a commit that queued background work (see ``events.mark_outbox``)
         self.outbox_listeners: list[Callable[[], None]] = []
 

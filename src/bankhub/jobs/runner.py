@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError
 from bankhub.clock import as_utc, utcnow
+from bankhub.db import tenancy
 from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.hub import Hub
@@ -214,7 +215,9 @@ class Runner:
             return False
         self._syncing.add(login_id)
         try:
-            return await self._sync(app_id, login_id)
+            # S14: a login's sync touches its own app's rows only
+            with tenancy.acting_for(app_id):
+                return await self._sync(app_id, login_id)
         finally:
             self._syncing.discard(login_id)
 
@@ -349,21 +352,23 @@ class Runner:
 
     async def run_once(self) -> Tally:
         """Claim what is due now and work it to the end (tests and one-shot runs)."""
-        await self.hub.ready()
-        await self.consent_sweep()
-        logins = await self.due_logins(self.sync_slots)
-        deliveries = await self.claim_deliveries(self.delivery_slots)
-        synced = await asyncio.gather(*(self.sync(a, i) for a, i in logins))
-        delivered = await asyncio.gather(*(self.deliver(d) for d in deliveries))
-        await self.retention_sweep()
+        with tenancy.everything():  # S14: the runner's work spans apps
+            await self.hub.ready()
+            await self.consent_sweep()
+            logins = await self.due_logins(self.sync_slots)
+            deliveries = await self.claim_deliveries(self.delivery_slots)
+            synced = await asyncio.gather(*(self.sync(a, i) for a, i in logins))
+            delivered = await asyncio.gather(*(self.deliver(d) for d in deliveries))
+            await self.retention_sweep()
         return Tally(syncs=sum(synced), deliveries=sum(delivered))
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        await asyncio.gather(
-            self._loop(stop, self.sync_slots, self._next_syncs, self._wake_syncs),
-            self._loop(stop, self.delivery_slots, self._next_deliveries, self._wake_deliveries),
-            self._retention_loop(stop),
-        )
+        with tenancy.everything():  # S14: the runner's work spans apps; each sync narrows it
+            await asyncio.gather(
+                self._loop(stop, self.sync_slots, self._next_syncs, self._wake_syncs),
+                self._loop(stop, self.delivery_slots, self._next_deliveries, self._wake_deliveries),
+                self._retention_loop(stop),
+            )
 
     async def _retention_loop(self, stop: asyncio.Event) -> None:
         """A purge now, then every ``BANKHUB_RETENTION_SWEEP_SECONDS``, until ``stop``.

@@ -14,6 +14,7 @@ from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.catalogue import Catalogue, Service
 from bankhub.clock import Clock, as_utc
 from bankhub.customers.models import Customer
+from bankhub.db import tenancy
 from bankhub.logins.models import ConnectToken, Login
 from bankhub.partners.models import App
 from bankhub.security.secrets import SecretHasher
@@ -117,6 +118,8 @@ async def claim_token(session: AsyncSession, clock: Clock, token_id: str) -> Con
     token = await session.get(ConnectToken, token_id)
     if token is None or token.used_at is not None or as_utc(token.expires_at) <= now:
         raise TokenUnusable(token_id)
+    # S14: the token names the app; the connect page acts for it from here on
+    await tenancy.enter(session, token.app_id)
     # The conditional update makes a concurrent second claim lose even between read and write.
     result = await session.execute(
         update(ConnectToken)

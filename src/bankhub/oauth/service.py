@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit import services as audit
 from bankhub.clock import Clock, as_utc
+from bankhub.db import tenancy
 from bankhub.db.engine import Database
 from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
 from bankhub.partners import keys as api_keys
@@ -204,6 +205,7 @@ class TokenService:
         )
         if found is None or not api_keys.is_live(found[1], self.clock()):
             raise OAuthError("invalid_client", "Client authentication failed", 401)
+        await tenancy.enter(session, found[0].id)  # S14: the grant tables of this app only
         return found
 
     # --- grants ----------------------------------------------------------------------------------

@@ -1,0 +1,126 @@
+"""Whose data a unit of work touches, told to PostgreSQL for row-level security (S14).
+
+Every query already filters by the authenticated app (S13). On PostgreSQL the database checks it
+a second time: the tenant tables carry policies (migration ``rls1``) that show and accept only
+the rows of the app named by the transaction-local setting ``bankhub.app_id``, or every row
+when ``bankhub.scope`` is ``all``. This module decides those two settings.
+
+The choice lives in a context variable, so it follows the work wherever it goes (tasks started
+from a request inherit it) without being passed through every call:
+
+* nothing chosen: a request before authentication. Only the credential lookups may read (the
+  ``apps``, ``api_keys``, OAuth grant and connect-token tables; see ``docs/security.md``);
+  every tenant table shows no row and accepts none.
+* an app id: chosen by :func:`enter` once ``Hub.principal`` (or the connect page, or the OAuth
+  client check) knows the app. Every later transaction of the same request starts with it.
+* :data:`ALL`: the operator's and the runner's work that spans apps (CLI, claiming due syncs and
+  deliveries, retention), chosen with :func:`everything`.
+
+The settings are sent once per transaction, by a session event when the transaction begins
+(``after_begin``), or by :func:`enter` in the transaction that authenticated. SQLite has no
+row-level security; there nothing is sent and the choice only documents the intent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Final
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
+
+#: the scope of operator and runner work that spans every app
+ALL: Final = "all"
+
+Tenant = int | str | None
+
+_current: ContextVar[Tenant] = ContextVar("bankhub_tenant", default=None)
+
+#: what the transaction of a session was last told (``session.info`` key)
+_SENT = "bankhub.tenant"
+_SET = text(
+    "select set_config('bankhub.app_id', :app_id, true), set_config('bankhub.scope', :scope, true)"
+)
+
+
+def current() -> Tenant:
+    return _current.get()
+
+
+def _values(tenant: Tenant) -> dict[str, str]:
+    if tenant == ALL:
+        return {"app_id": "", "scope": ALL}
+    return {"app_id": "" if tenant is None else str(int(tenant)), "scope": ""}
+
+
+def choose(tenant: Tenant) -> None:
+    """From now on, in this task and the tasks it starts, transactions act for ``tenant``.
+
+    Requests choose without undoing: :class:`TenantReset` gives each request a fresh start.
+    """
+    _current.set(tenant)
+
+
+@contextmanager
+def acting_for(tenant: Tenant) -> Iterator[None]:
+    """Transactions begun inside the block act for ``tenant``; the previous choice returns
+    after it."""
+    token = _current.set(tenant)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def everything() -> Any:
+    """The operator's or the runner's view: every app's rows (``bankhub.scope = 'all'``)."""
+    return acting_for(ALL)
+
+
+async def enter(session: AsyncSession, app_id: int) -> None:
+    """The app is known: this transaction and the rest of the request act for it.
+
+    At most one statement, and none when the transaction already began for this app.
+    """
+    choose(app_id)
+    if session.bind.dialect.name != "postgresql" or not session.in_transaction():
+        return  # the transaction, when it begins, is told by ``after_begin``
+    if session.info.get(_SENT) == app_id:
+        return
+    await session.execute(_SET, _values(app_id))
+    session.info[_SENT] = app_id
+
+
+def _after_begin(
+    session: Session, _transaction: SessionTransaction, connection: Connection
+) -> None:
+    tenant = _current.get()
+    session.info[_SENT] = tenant
+    if tenant is not None:
+        connection.execute(_SET, _values(tenant))
+
+
+class TenantSession(Session):
+    """Sessions of a PostgreSQL database: each transaction says whose rows it may touch."""
+
+
+event.listen(TenantSession, "after_begin", _after_begin)
+
+
+class TenantReset:
+    """ASGI middleware: each request starts with no tenant, whatever ran before it in the same
+    context, and leaves no choice behind."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        token = _current.set(None)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _current.reset(token)
