@@ -511,7 +511,7 @@ async def test_every_write_route_of_the_api_honours_the_key(harness: Harness) ->
             path = path.replace("{" + name + "}", "999999")
         label = f"{method} {template}"
         key = f"walk-{n}"
-        # no body, so nothing is changed: whatever the route answers is stored and replayed
+        # no body: whatever the route answers, a success or a refusal, is stored and replayed
         headers = _with_key(h, key, login_secret=login["secret"])
         first = await send(method, path, headers=headers)
         assert first.status_code < 500, (label, first.text)
