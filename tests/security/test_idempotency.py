@@ -16,17 +16,16 @@ import httpx
 import pytest
 from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.app import create_app
 from bankhub.customers import services as customer_services
 from bankhub.customers.models import Customer
 from bankhub.jobs.runner import Runner
-from bankhub.partners.models import ApiKey
-from bankhub.security import idempotency, scopes
+from bankhub.partners.models import ApiKey, App
+from bankhub.security import idempotency, keyring, rewrap, scopes
 from bankhub.security.models import IdempotencyRecord
-from bankhub.security.rewrap import ENCRYPTED
 from tests.api.connect_client import connect
 from tests.conftest import Harness
 from tests.statements.corpus import read
@@ -205,7 +204,14 @@ async def test_a_concurrent_request_with_the_key_is_409_and_runs_nothing(
     first = asyncio.create_task(h.client.post("/v2/customer", json=body, headers=headers))
     await asyncio.wait_for(entered.wait(), timeout=10)
     entered.clear()
-    second = await h.client.post("/v2/customer", json=body, headers=headers)
+    try:
+        # bounded: a second request that reached the handler would wait at the gate
+        second = await asyncio.wait_for(
+            h.client.post("/v2/customer", json=body, headers=headers), timeout=10
+        )
+    except TimeoutError:
+        opened.set()
+        raise
     _is_error(second, ErrorCode.IDEMPOTENCY_IN_PROGRESS, 409)
     assert second.headers["retry-after"] == "1"
     assert not entered.is_set()  # the second request never reached the handler
@@ -441,7 +447,50 @@ async def test_stored_answers_are_sealed_and_bound_to_their_row(harness: Harness
     )
     _is_error(moved, ErrorCode.INTERNAL_ERROR, 500)
     # listed for ``bankhub keys rewrap``, so a data key in use here is never retired
-    assert ("idempotency_keys", "response_enc") in {(c.table, c.column) for c in ENCRYPTED}
+    assert ("idempotency_keys", "response_enc") in {(c.table, c.column) for c in rewrap.ENCRYPTED}
+
+
+async def test_stored_answers_survive_key_rotation_rewrap_and_retirement(
+    harness: Harness,
+) -> None:
+    h = harness
+    headers = _with_key(h, "rotate")
+    made = await h.client.post("/v2/keys", json={"scope": "read"}, headers=headers)
+    assert made.status_code == 200
+    hub = h.hub
+    old = hub.keyring.primary
+    async with hub.db.transaction() as session:
+        kid = await keyring.add_key(session, hub.keyring, hub.clock())
+        await keyring.promote(session, kid, hub.clock())
+    await hub.keyring.refresh(hub.db)
+    report = await rewrap.rewrap(hub.db, hub.keyring)
+    assert report.per_column["idempotency_keys.response_enc"] == 1
+    async with hub.db.transaction() as session:
+        await keyring.retire(session, old, hub.clock(), await rewrap.count_using(hub.db, old))
+    await hub.keyring.refresh(hub.db)
+    sealed = [r.response_enc for r in await _records(h)]
+    assert [value.split(".")[1] if value else None for value in sealed] == [kid]
+    assert old not in hub.keyring._require().kids
+    replay = await h.client.post("/v2/keys", json={"scope": "read"}, headers=headers)
+    assert replay.headers[REPLAYED] == "true"
+    assert replay.content == made.content
+
+
+async def test_deleting_an_app_deletes_its_keys(harness: Harness) -> None:
+    h = harness
+    other = await h.new_app("Leaving app")
+    headers = {
+        "client-id": other["client_id"],
+        "service-secret": other["service_secret"],
+        "content-type": "application/json",
+        KEY: "last",
+    }
+    made = await h.client.post("/v2/customer", json={"identifier": "z"}, headers=headers)
+    assert made.status_code == 200
+    assert len(await _records(h)) == 1
+    async with h.hub.db.transaction() as session:
+        await session.execute(delete(App).where(App.client_id == other["client_id"]))
+    assert await _records(h) == []
 
 
 async def test_erasure_erases_the_stored_answers(harness: Harness) -> None:
