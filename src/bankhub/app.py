@@ -42,7 +42,7 @@ from bankhub.jobs.runner import Runner
 from bankhub.oauth.routes import OAUTH_ROUTES
 from bankhub.partners.key_routes import KEY_ROUTES
 from bankhub.partners.routes import APP_ROUTES
-from bankhub.security import network, redact
+from bankhub.security import idempotency, network, redact
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
 from bankhub.security.tls import TransportMiddleware
 from bankhub.statements.routes import STATEMENT_PATH, STATEMENT_ROUTES
@@ -180,7 +180,8 @@ async def no_store_for_credentials(message: Message, scope: Scope) -> None:
 
 @get("/openapi.json", include_in_schema=False, opt={"scope": "public"})
 async def openapi_json(request: AnyRequest) -> dict[str, Any]:
-    schema: dict[str, Any] = finish(request.app.openapi_schema).to_schema()
+    spec = idempotency.describe(finish(request.app.openapi_schema), request.app.routes)
+    schema: dict[str, Any] = spec.to_schema()
     return schema
 
 
@@ -287,8 +288,9 @@ def create_app(hub: Hub) -> Litestar:
         before_request=check_request,
         after_request=add_headers,
         before_send=[no_store_for_credentials, page_security_headers],
-        # S14: no request inherits another's tenant; TenantReset wraps everything else
-        middleware=[TenantReset, *edge_middleware(hub, guard)],
+        # S14: no request inherits another's tenant; TenantReset wraps everything else.
+        # Innermost: Idempotency-Key (S40) sees the route's own answer, errors included.
+        middleware=[TenantReset, *edge_middleware(hub, guard), idempotency.middleware(hub)],
         openapi_config=openapi if docs else None,
         template_config=TemplateConfig(instance=template_engine()),
         lifespan=[lifespan],

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 1.0
     #: how often a runner purges financial data older than each app's retention window
     retention_sweep_seconds: float = 300.0
+    #: S40: how long the first request with an Idempotency-Key holds it before another process
+    #: may take over (a crashed process never blocks the key for longer)
+    idempotency_lease_seconds: int = Field(default=600, ge=1)
 
     # --- edge protections (docs/operations.md) --------------------------------------------------
     #: S17: proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (CIDR list)

@@ -3,7 +3,8 @@
 The routes name the seed's error codes they can answer; :func:`errors` groups them by HTTP status
 into responses whose body is the seed's envelope. Every route can also answer ``InternalError``
 (500) and ``ServerMaintenance`` (503), and every route that reads a body ``ContentInputInvalid``,
-``DataInvalid`` (400) and 413 past the size limit.
+``DataInvalid`` (400) and 413 past the size limit. Every write that honours ``Idempotency-Key``
+gets the header and its 409 and 422 answers from :func:`bankhub.security.idempotency.describe`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from bankhub.events.models import Event, SystemFlag
 from bankhub.logins.models import ConnectToken, Login
 from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
 from bankhub.partners.models import ApiKey, App
-from bankhub.security.models import DataKey
+from bankhub.security.models import DataKey, IdempotencyRecord
 from bankhub.sync.models import SyncRun
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -23,6 +23,7 @@ __all__ = [
     "Customer",
     "DataKey",
     "Event",
+    "IdempotencyRecord",
     "Login",
     "RefreshToken",
     "SigningKey",

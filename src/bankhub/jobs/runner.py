@@ -39,6 +39,7 @@ from bankhub.events.models import Event
 from bankhub.hub import Hub
 from bankhub.lifecycle import retention
 from bankhub.logins.models import Login
+from bankhub.security import idempotency
 from bankhub.sync.refresh import RETRYABLE, LoginBusy, refresh_login
 from bankhub.webhooks import sender, signing
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -204,6 +205,8 @@ class Runner:
         """Purge financial data older than each app's retention window (safe in any number of
         runners at once: each row is deleted, and counted, once)."""
         report = await retention.purge(self.hub.db, self.hub.clock)
+        # S40: expired Idempotency-Keys, and answers older than a shorter retention window
+        await idempotency.purge(self.hub.db, self.hub.clock())
         await self.hub.db.checkpoint()
         return report
 

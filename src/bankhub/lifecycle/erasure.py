@@ -25,6 +25,7 @@ from bankhub.customers.models import Customer
 from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.logins.models import Login
+from bankhub.security import idempotency
 from bankhub.sync.engine import SyncEngine
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,8 @@ async def erase_logins(
     )
     await session.execute(delete(Event).where(Event.app_id == app_id, Event.login_id.in_(ids)))
     await session.execute(delete(Login).where(Login.app_id == app_id, Login.id.in_(ids)))
+    # Stored answers to Idempotency-Keys may describe them (S40): erased with them.
+    await idempotency.erase_stored(session, app_id)
     for login_id in ids:
         await events.record(
             session,
@@ -184,6 +187,7 @@ async def erase_customer(
     )
     if gone.scalar_one_or_none() is None:
         return None
+    await idempotency.erase_stored(session, app_id)
     return erased
 
 

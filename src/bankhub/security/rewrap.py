@@ -50,6 +50,7 @@ ENCRYPTED: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("webhook_endpoints", "secret_enc", "secret"),
     EncryptedColumn("webhook_endpoints", "previous_secret_enc", "previous_secret"),
     EncryptedColumn("signing_keys", "private_key_enc", "private_key", key="kid", tenant=None),
+    EncryptedColumn("idempotency_keys", "response_enc", "response"),
 )
 
 Progress = Callable[[str, int], None]

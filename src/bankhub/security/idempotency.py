@@ -1,0 +1,625 @@
+"""S40: ``Idempotency-Key`` on every write of the API.
+
+A partner that sends ``Idempotency-Key: <1 to 255 visible ASCII characters>`` with a POST (or a
+PUT or DELETE) of the API can send the same request again, after a timeout or a lost answer,
+without doing the work twice:
+
+* the first request claims the key for its app, in a short transaction of its own (a unique
+  constraint on ``(app_id, key)`` lets exactly one of several concurrent requests in);
+* its answer is stored (2xx and 4xx, sealed under the keyring) and replayed, with
+  ``Idempotent-Replayed: true``, to any later request with the same key and the same request
+  (method, path, query, login-secret and body) for 24 hours;
+* the same key with a different request is ``IdempotencyKeyReused`` (422); the same key while
+  the first request still runs is ``IdempotencyKeyInProgress`` (409, ``Retry-After``);
+* a 5xx, a crash or an answer that describes the moment rather than the request (401, 403,
+  408, 409, 425, 429) releases the key, so the partner can retry with it; a claim left behind by a
+  process that died is taken over once its lease (``BANKHUB_IDEMPOTENCY_LEASE_SECONDS``) ends.
+
+Keys belong to the app the credential names: the app is identified with the route's own
+authentication (:meth:`bankhub.hub.Hub.principal`) before the key is looked at, so app A's key
+never replays app B's answer, and a request whose credential is refused is just answered.
+
+The routes of the hosted connect page and the sandbox bank (browser forms) and OAuth's
+``/oauth/*`` endpoints do not take part; ``docs/api.md`` says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import Request
+from litestar.enums import ScopeType
+from litestar.openapi.spec import (
+    OpenAPI,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Parameter,
+    PathItem,
+    Reference,
+    Schema,
+)
+from litestar.routes import HTTPRoute
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.db.engine import Database
+from bankhub.partners.models import App
+from bankhub.security import scopes
+from bankhub.security.crypto import associated_data
+from bankhub.security.keyring import Keyring
+from bankhub.security.models import IdempotencyRecord
+
+if TYPE_CHECKING:
+    from litestar.handlers import BaseRouteHandler
+    from litestar.routes import BaseRoute
+
+    from bankhub.hub import Hub
+
+log = logging.getLogger("bankhub.idempotency")
+
+KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+#: how long an answer is replayed (S40)
+TTL = timedelta(hours=24)
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: 1 to 255 visible ASCII characters, spaces allowed inside
+KEY_PATTERN = r"^[!-~]([ -~]{0,253}[!-~])?$"
+_KEY = re.compile(rb"[!-~](?:[ -~]{0,253}[!-~])?")
+#: answers larger than this are sent but not stored (the key is released)
+MAX_STORED_BODY = 1024 * 1024
+#: answers about the moment rather than the request: never stored, the key is released
+TRANSIENT = frozenset({401, 403, 408, 409, 425, 429})
+#: the answer's headers that are stored and replayed; the edge adds the others again
+STORED_HEADERS = frozenset(
+    {
+        "allow",
+        "content-type",
+        "link",
+        "location",
+        "retry-after",
+        "www-authenticate",
+        "x-content-type-options",
+    }
+)
+IN_PROGRESS, DONE, ERASED = "in_progress", "done", "erased"
+TABLE, COLUMN = "idempotency_keys", "response"
+#: the keyed hash's purpose label for request fingerprints
+FINGERPRINT = "idempotency-request"
+#: how long a partner should wait before asking again while the first request runs
+RETRY_AFTER_SECONDS = 1
+
+
+# --- which routes, which keys -------------------------------------------------------------------
+
+
+def covers(handler: BaseRouteHandler | None, method: str) -> bool:
+    """Whether a ``method`` request to ``handler`` honours the header: every write of a route
+    that an app credential calls (``read``, ``write`` or ``master``); not the public OAuth
+    endpoints, the connect page's or the sandbox bank's forms."""
+    if method not in WRITE_METHODS or handler is None:
+        return False
+    declared = scopes.declared(handler.opt)
+    return declared is not None and scopes.Scope.parse(declared) is not None
+
+
+def covered_operations(routes: Iterable[BaseRoute]) -> list[tuple[str, str]]:
+    """``(METHOD, path template)`` of every route and method that honours the header."""
+    found: list[tuple[str, str]] = []
+    for route in routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            for method in sorted(handler.http_methods):
+                if covers(handler, method):
+                    found.append((method, route.path_format))
+    return found
+
+
+def _invalid_key(problem: str) -> ApiError:
+    return ApiError(
+        ErrorCode.DATA_INVALID,
+        f"{KEY_HEADER} {problem}",
+        {"problems": [f"{KEY_HEADER}: {problem}"], "header": KEY_HEADER},
+    )
+
+
+def parse_key(values: list[bytes]) -> str:
+    """The one ``Idempotency-Key`` value sent, checked: else ``DataInvalid``."""
+    if len(values) != 1:
+        raise _invalid_key("must be sent once")
+    if not _KEY.fullmatch(values[0]):
+        raise _invalid_key("must be 1 to 255 visible ASCII characters (spaces only between them)")
+    return values[0].decode("ascii")
+
+
+def _piece(data: bytes) -> bytes:
+    return len(data).to_bytes(8, "big") + data
+
+
+def canonical_body(body: bytes, content_type: str) -> tuple[str, bytes]:
+    """The media type and the body as it is compared: JSON with sorted keys and no spacing; a
+    multipart upload without its boundary (a client library picks a new one on each retry)."""
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if media == "application/json":
+        try:
+            return media, msgspec.json.encode(msgspec.json.decode(body), order="sorted")
+        except (msgspec.DecodeError, msgspec.EncodeError):
+            return media, body
+    if media == "multipart/form-data":
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.lower() == "boundary" and value.strip('"'):
+                return media, body.replace(b"--" + value.strip('"').encode("latin-1"), b"--")
+    return media, body
+
+
+# --- the stored answers -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def seal(self) -> bytes:
+        return msgspec.msgpack.encode([self.status, self.headers, self.body])
+
+    @classmethod
+    def unseal(cls, raw: bytes) -> StoredResponse:
+        status, headers, body = msgspec.msgpack.decode(
+            raw, type=tuple[int, list[tuple[str, str]], bytes]
+        )
+        return cls(status, headers, body)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedRequest:
+    app_id: int
+    key: str
+    method: str
+    path: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The key is ours until the lease ends: run the request, then store or release."""
+
+    row_id: int
+    token: str
+
+
+def _aad(app_id: int, row_id: int) -> bytes:
+    return associated_data(app_id, TABLE, COLUMN, row_id)
+
+
+def _mismatch() -> ApiError:
+    return ApiError(ErrorCode.IDEMPOTENCY_MISMATCH, extra={"reason": "different_request"})
+
+
+def _in_progress() -> ApiError:
+    return ApiError(
+        ErrorCode.IDEMPOTENCY_IN_PROGRESS,
+        extra={"retry_after": RETRY_AFTER_SECONDS},
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _erased(status: int | None) -> ApiError:
+    return ApiError(
+        ErrorCode.IDEMPOTENCY_MISMATCH,
+        "This Idempotency-Key was used; the request was carried out and is not run again, but "
+        "its stored answer was erased with the data it described",
+        {"reason": "erased", "status": status},
+    )
+
+
+async def claim(
+    db: Database, keyring: Keyring, request: KeyedRequest, now: datetime, lease: timedelta
+) -> Claim | StoredResponse:
+    """Claim ``request.key`` for ``request.app_id``, or the answer stored for it.
+
+    Raises ``IdempotencyKeyReused`` for the key used with another request (or whose answer was
+    erased), ``IdempotencyKeyInProgress`` while another request holds it.
+    """
+    for _ in range(5):
+        token = secrets.token_hex(16)
+        try:
+            async with db.transaction() as session:
+                row = IdempotencyRecord(
+                    app_id=request.app_id,
+                    key=request.key,
+                    method=request.method,
+                    path=request.path[:4000],
+                    fingerprint=request.fingerprint,
+                    state=IN_PROGRESS,
+                    claim=token,
+                    lease_until=now + lease,
+                    created_at=now,
+                    expires_at=now + TTL,
+                )
+                session.add(row)
+                await session.flush()
+                return Claim(row.id, token)
+        except IntegrityError:
+            pass  # the key is taken: see by whom
+        async with db.transaction() as session:
+            found = (
+                await session.execute(
+                    select(IdempotencyRecord).where(
+                        IdempotencyRecord.app_id == request.app_id,
+                        IdempotencyRecord.key == request.key,
+                    )
+                )
+            ).scalar_one_or_none()
+            if found is None:
+                continue  # expired and purged meanwhile
+            if found.expires_at <= now:
+                await session.execute(
+                    delete(IdempotencyRecord).where(
+                        IdempotencyRecord.id == found.id, IdempotencyRecord.expires_at <= now
+                    )
+                )
+                continue
+            if found.fingerprint != request.fingerprint:
+                raise _mismatch()
+            if found.state == DONE and found.response_enc is not None:
+                sealed = keyring.decrypt(found.response_enc, _aad(found.app_id, found.id))
+                return StoredResponse.unseal(sealed)
+            if found.state != IN_PROGRESS:
+                raise _erased(found.status_code)
+            if found.lease_until is not None and found.lease_until > now:
+                raise _in_progress()
+            # Left behind by a process that died: take it over, unless another request did.
+            taken = await session.execute(
+                update(IdempotencyRecord)
+                .where(
+                    IdempotencyRecord.id == found.id,
+                    IdempotencyRecord.state == IN_PROGRESS,
+                    IdempotencyRecord.claim == found.claim,
+                )
+                .values(claim=token, lease_until=now + lease)
+                .execution_options(synchronize_session=False)
+            )
+            if getattr(taken, "rowcount", 0) == 1:
+                log.warning(
+                    "idempotency key of app %s taken over after its lease ended",
+                    request.app_id,
+                )
+                return Claim(found.id, token)
+    raise _in_progress()
+
+
+async def complete(
+    db: Database, keyring: Keyring, app_id: int, held: Claim, response: StoredResponse
+) -> bool:
+    """Store the answer under the claim; False when the claim was lost meanwhile."""
+    sealed = keyring.encrypt(response.seal(), _aad(app_id, held.row_id))
+    async with db.transaction() as session:
+        result = await session.execute(
+            update(IdempotencyRecord)
+            .where(
+                IdempotencyRecord.id == held.row_id,
+                IdempotencyRecord.claim == held.token,
+                IdempotencyRecord.state == IN_PROGRESS,
+            )
+            .values(
+                state=DONE,
+                claim=None,
+                lease_until=None,
+                status_code=response.status,
+                response_enc=sealed,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return getattr(result, "rowcount", 0) == 1
+
+
+async def release(db: Database, held: Claim) -> None:
+    """Give the key back: the next request with it runs."""
+    async with db.transaction() as session:
+        await session.execute(
+            delete(IdempotencyRecord).where(
+                IdempotencyRecord.id == held.row_id, IdempotencyRecord.claim == held.token
+            )
+        )
+
+
+async def erase_stored(
+    session: AsyncSession, app_id: int, *, created_before: datetime | None = None
+) -> int:
+    """Erase the app's stored answers (in the caller's unit of work); how many.
+
+    The keys stay until they expire, so a retry learns that its request was carried out
+    (``IdempotencyKeyReused``, ``reason: erased``) instead of running it again.
+    """
+    query = update(IdempotencyRecord).where(
+        IdempotencyRecord.app_id == app_id, IdempotencyRecord.state == DONE
+    )
+    if created_before is not None:
+        query = query.where(IdempotencyRecord.created_at < created_before)
+    result = await session.execute(
+        query.values(state=ERASED, response_enc=None)
+        .returning(IdempotencyRecord.id)
+        .execution_options(synchronize_session=False)
+    )
+    return len(result.all())
+
+
+@dataclass(slots=True)
+class PurgeCount:
+    expired: int = 0
+    #: answers older than a retention window shorter than 24 hours
+    erased: int = 0
+
+
+async def purge(db: Database, now: datetime, *, batch: int = 5000) -> PurgeCount:
+    """Delete expired keys; erase answers older than an app's shorter retention window."""
+    count = PurgeCount()
+    while True:
+        async with db.transaction() as session:
+            ids = list(
+                (
+                    await session.execute(
+                        select(IdempotencyRecord.id)
+                        .where(IdempotencyRecord.expires_at <= now)
+                        .limit(batch)
+                    )
+                ).scalars()
+            )
+            if ids:
+                gone = await session.execute(
+                    delete(IdempotencyRecord)
+                    .where(IdempotencyRecord.id.in_(ids), IdempotencyRecord.expires_at <= now)
+                    .returning(IdempotencyRecord.id)
+                    .execution_options(synchronize_session=False)
+                )
+                count.expired += len(gone.all())
+        if len(ids) < batch:
+            break
+    hours_in_ttl = int(TTL.total_seconds() // 3600)
+    async with db.transaction() as session:
+        short = (
+            await session.execute(
+                select(App.id, App.retention_hours).where(App.retention_hours < hours_in_ttl)
+            )
+        ).all()
+        for app_id, hours in short:
+            count.erased += await erase_stored(
+                session, app_id, created_before=now - timedelta(hours=hours)
+            )
+    return count
+
+
+# --- the middleware -----------------------------------------------------------------------------
+
+
+def _storable(status: int) -> bool:
+    return status < 500 and status not in TRANSIENT
+
+
+@dataclass
+class _Buffered:
+    """The handler's answer, held back until it is stored."""
+
+    messages: list[Message] = field(default_factory=list)
+    status: int | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytearray = field(default_factory=bytearray)
+    #: something beyond a plain status line and body was sent (never stored)
+    unusual: bool = False
+
+    async def send(self, message: Message) -> None:
+        self.messages.append(message)
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+            for name, value in message.get("headers", []):
+                text = bytes(name).decode("latin-1").lower()
+                if text in STORED_HEADERS:
+                    self.headers.append((text, bytes(value).decode("latin-1")))
+        elif message["type"] == "http.response.body":
+            if len(self.body) <= MAX_STORED_BODY:
+                self.body.extend(message.get("body", b""))
+        else:
+            self.unusual = True
+
+    def response(self) -> StoredResponse | None:
+        if self.status is None or self.unusual or len(self.body) > MAX_STORED_BODY:
+            return None
+        return StoredResponse(self.status, self.headers, bytes(self.body))
+
+
+async def replay(stored: StoredResponse, send: Send) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in stored.headers]
+    headers.append((b"content-length", str(len(stored.body)).encode()))
+    headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
+    await send({"type": "http.response.start", "status": stored.status, "headers": headers})
+    await send({"type": "http.response.body", "body": stored.body, "more_body": False})
+
+
+class IdempotencyMiddleware:
+    """Honours ``Idempotency-Key`` on the routes :func:`covers` names (innermost middleware)."""
+
+    def __init__(self, app: ASGIApp, hub: Hub) -> None:
+        self.app = app
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or not covers(
+            scope.get("route_handler"), str(scope.get("method", ""))
+        ):
+            await self.app(scope, receive, send)
+            return
+        name = KEY_HEADER.lower().encode()
+        values = [bytes(v) for k, v in scope.get("headers", []) if bytes(k).lower() == name]
+        if not values:
+            await self.app(scope, receive, send)
+            return
+        key = parse_key(values)
+        hub = self.hub
+        await hub.ready()
+        # The body is read (and size-limited) here and kept in the scope for the handler.
+        request: Request[Any, Any, Any] = Request(scope, receive, send)
+        app_id = await self._caller(request)
+        if app_id is None:  # refused credentials: the route answers, nothing is stored
+            await self.app(scope, receive, send)
+            return
+        keyed = KeyedRequest(
+            app_id, key, request.method, scope["path"], await self._fingerprint(request)
+        )
+        lease = timedelta(seconds=hub.settings.idempotency_lease_seconds)
+        outcome = await claim(hub.db, hub.keyring, keyed, hub.clock(), lease)
+        if isinstance(outcome, StoredResponse):
+            await replay(outcome, send)
+            return
+        await self._run(scope, receive, send, app_id, outcome)
+
+    async def _caller(self, request: Request[Any, Any, Any]) -> int | None:
+        async with self.hub.db.transaction() as session:
+            try:
+                principal = await self.hub.principal(session, request)
+            except ApiError:
+                return None
+            return principal.app.id
+
+    async def _fingerprint(self, request: Request[Any, Any, Any]) -> str:
+        body = await request.body()
+        media, canonical = canonical_body(body, request.headers.get("content-type", ""))
+        login_secret = request.headers.get("login-secret")
+        digest = hashlib.sha256()
+        for part in (
+            request.method.encode(),
+            request.scope["path"].encode("utf-8", "surrogateescape"),
+            bytes(request.scope.get("query_string", b"")),
+            media.encode("latin-1", "replace"),
+            b"-" if login_secret is None else b"+" + login_secret.encode("latin-1", "replace"),
+            canonical,
+        ):
+            digest.update(_piece(part))
+        return self.hub.hasher.hash(digest.hexdigest(), purpose=FINGERPRINT)
+
+    async def _run(
+        self, scope: Scope, receive: Receive, send: Send, app_id: int, held: Claim
+    ) -> None:
+        buffered = _Buffered()
+        try:
+            await self.app(scope, receive, buffered.send)
+        except BaseException:
+            await self._release(held)
+            raise
+        response = buffered.response()
+        if response is not None and _storable(response.status):
+            try:
+                if not await complete(self.hub.db, self.hub.keyring, app_id, held, response):
+                    log.warning("idempotency claim of app %s was lost before storing", app_id)
+            except Exception:
+                log.exception("storing the answer of an idempotent request failed")
+                await self._release(held)
+        else:
+            await self._release(held)
+        for message in buffered.messages:
+            await send(message)
+
+    async def _release(self, held: Claim) -> None:
+        try:
+            await release(self.hub.db, held)
+        except Exception:  # the lease ends anyway; the key is free then
+            log.exception("releasing an idempotency key failed")
+
+
+def middleware(hub: Hub) -> Any:
+    def wrap(app: ASGIApp) -> ASGIApp:
+        return IdempotencyMiddleware(app, hub)
+
+    return wrap
+
+
+# --- the description ----------------------------------------------------------------------------
+
+_ERROR_BODY = Reference(ref="#/components/schemas/ErrorBody")
+_PARAMETER = Parameter(
+    name=KEY_HEADER,
+    param_in="header",
+    required=False,
+    description=(
+        "Makes the request safe to send again: the first answer (2xx or 4xx) is stored for "
+        "24 hours and replayed, with `Idempotent-Replayed: true`, to the same request with the "
+        "same key; the key with a different request is `IdempotencyKeyReused` (422), while the "
+        "first request runs `IdempotencyKeyInProgress` (409). Keys belong to the app."
+    ),
+    schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=255, pattern=KEY_PATTERN),
+)
+_REPLAYED = OpenAPIHeader(
+    schema=Schema(type=OpenAPIType.STRING, enum=["true"]),
+    required=False,
+    description="Sent when this answer is the stored answer to an earlier request with the "
+    "same Idempotency-Key",
+)
+
+
+def _error(
+    description: str, headers: dict[str, OpenAPIHeader | Reference] | None = None
+) -> OpenAPIResponse:
+    return OpenAPIResponse(
+        description=description,
+        content={"application/json": OpenAPIMediaType(schema=_ERROR_BODY)},
+        headers=headers,
+    )
+
+
+def describe(spec: OpenAPI, routes: Iterable[BaseRoute]) -> OpenAPI:
+    """Adds the header, the replay marker and the 409 and 422 answers to every operation that
+    honours ``Idempotency-Key``. Idempotent, like :func:`bankhub.api.openapi.finish`."""
+    paths = spec.paths or {}
+    for method, path in covered_operations(routes):
+        item = paths.get(path)
+        operation = getattr(item, method.lower(), None) if isinstance(item, PathItem) else None
+        if operation is None:
+            continue  # not in the description
+        parameters = list(operation.parameters or [])
+        if not any(isinstance(p, Parameter) and p.name == KEY_HEADER for p in parameters):
+            parameters.append(_PARAMETER)
+        operation.parameters = parameters
+        responses = dict(operation.responses or {})
+        for status, response in responses.items():
+            if isinstance(response, OpenAPIResponse) and int(status) < 500:
+                response.headers = {**(response.headers or {}), REPLAYED_HEADER: _REPLAYED}
+        responses.setdefault(
+            "409",
+            _error(
+                "The seed's error envelope; `error` is `IdempotencyKeyInProgress`: a request "
+                "with this Idempotency-Key is still running",
+                {
+                    "Retry-After": OpenAPIHeader(
+                        schema=Schema(type=OpenAPIType.STRING),
+                        required=True,
+                        description="Seconds to wait before sending the request again",
+                    )
+                },
+            ),
+        )
+        responses.setdefault(
+            "422",
+            _error(
+                "The seed's error envelope; `error` is `IdempotencyKeyReused`: this "
+                "Idempotency-Key was used with a different request, or its stored answer was "
+                "erased"
+            ),
+        )
+        operation.responses = dict(sorted(responses.items()))
+    return spec
