@@ -141,8 +141,12 @@ async def _populate(h: Harness, receiver: Receiver, name: str) -> dict[str, Any]
     login = await connect(h, "user_good")
     customer = await create_customer(h, f"{name}-waiting")
     await create_token(h, customer)  # a connect token nobody opened yet
-    key = await h.client.post("/v2/keys", headers=h.headers(), json={"scope": "read"})
-    assert key.status_code == 200, key.text  # an api key and an audit entry
+    key = await h.client.post(
+        "/v2/keys",
+        headers=h.headers() | {"idempotency-key": f"{name}-key-1"},
+        json={"scope": "read"},
+    )
+    assert key.status_code == 200, key.text  # an api key, an audit entry, a stored answer
     grant = await h.client.post(
         "/oauth/token",
         data={"grant_type": "client_credentials"},
