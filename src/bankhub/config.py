@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     #: how often a runner purges financial data older than each app's retention window
     retention_sweep_seconds: float = 300.0
 
+    # --- the team dashboard (docs/dashboard.md; S5-S7) ------------------------------------------
+    dashboard_idle_seconds: int = Field(default=15 * 60, ge=60, le=15 * 60)
+    dashboard_absolute_seconds: int = Field(default=8 * 3600, ge=300, le=8 * 3600)
+    #: how long after giving password and code a member may change keys and network settings
+    dashboard_reauth_seconds: int = Field(default=5 * 60, ge=30, le=3600)
+    #: consecutive failed sign-in steps before the member is blocked, and for how long
+    dashboard_max_failures: int = Field(default=5, ge=1, le=5)
+    dashboard_lock_seconds: int = Field(default=15 * 60, ge=60)
+    dashboard_invite_days: int = Field(default=7, ge=1, le=30)
+
     # --- edge protections (docs/operations.md) --------------------------------------------------
     #: S17: proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (CIDR list)
     trusted_proxies: str = ""

@@ -50,6 +50,8 @@ ENCRYPTED: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("webhook_endpoints", "secret_enc", "secret"),
     EncryptedColumn("webhook_endpoints", "previous_secret_enc", "previous_secret"),
     EncryptedColumn("signing_keys", "private_key_enc", "private_key", key="kid", tenant=None),
+    EncryptedColumn("members", "totp_seed_enc", "totp_seed", tenant=None),
+    EncryptedColumn("smtp_settings", "password_enc", "password", tenant=None),
 )
 
 Progress = Callable[[str, int], None]
