@@ -251,6 +251,7 @@ def page(
     visit = visit_of(request)
     values = {
         "member": visit.member,
+        "signed_in": visit.session is not None and visit.session.stage == services.ACTIVE,
         "csrf": visit.csrf,
         "can": visit.can,
         "notice": None,

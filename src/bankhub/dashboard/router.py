@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from litestar import Router
+from litestar.types import ControllerRouterHandler
 
 from bankhub.api.errors import ApiError
 from bankhub.dashboard.app_routes import APP_ROUTES
@@ -17,10 +20,13 @@ from bankhub.dashboard.pages import (
 from bankhub.dashboard.routes import DASHBOARD_ROUTES
 
 
-def dashboard_router() -> Router:
+def dashboard_router(route_handlers: Sequence[ControllerRouterHandler] | None = None) -> Router:
+    """Every dashboard route (or the ``route_handlers`` given, in tests) behind the guard."""
     return Router(
         path="/",
-        route_handlers=[*DASHBOARD_ROUTES, *APP_ROUTES],
+        route_handlers=[*DASHBOARD_ROUTES, *APP_ROUTES]
+        if route_handlers is None
+        else list(route_handlers),
         guards=[guard],
         exception_handlers={
             Redirected: on_redirected,
