@@ -190,17 +190,33 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
                 visit.bound_to = token
         if found is None:
             visit.cookies.append(clear_session_cookie(visit))
-    if not visit.bound_to:
-        pre = _read_cookie(request, PRE_COOKIE, visit.secure)
-        if pre is None:
-            pre = secrets.token_urlsafe(32)
-            visit.cookies.append(_cookie(PRE_COOKIE, pre, visit.secure))
-        visit.bound_to = pre
-    visit.csrf = services.csrf_token(hub.hasher, visit.bound_to)
+    if visit.bound_to:
+        visit.csrf = services.csrf_token(hub.hasher, visit.bound_to)
+    else:
+        _bind_to_pre_cookie(request, visit)
     if request.method not in ("GET", "HEAD"):
         check_origin(request)
         await check_csrf(request, visit)
     _authorise(request, visit, now)
+
+
+def _bind_to_pre_cookie(request: AnyRequest, visit: Visit) -> None:
+    """Forms of a browser without a session are bound to its pre-session cookie."""
+    pre = _read_cookie(request, PRE_COOKIE, visit.secure)
+    if pre is None:
+        pre = secrets.token_urlsafe(32)
+        visit.cookies.append(_cookie(PRE_COOKIE, pre, visit.secure))
+    visit.bound_to = pre
+    visit.csrf = services.csrf_token(hub_of(request).hasher, pre)
+
+
+def forget_session(request: AnyRequest) -> None:
+    """The session just ended: the page drops its cookie and binds its forms anew."""
+    visit = visit_of(request)
+    visit.session = None
+    visit.member = None
+    visit.cookies.append(clear_session_cookie(visit))
+    _bind_to_pre_cookie(request, visit)
 
 
 def _authorise(request: AnyRequest, visit: Visit, now: Any) -> None:

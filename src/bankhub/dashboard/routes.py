@@ -24,6 +24,7 @@ from bankhub.dashboard.pages import (
     Refused,
     clear_session_cookie,
     field_of,
+    forget_session,
     go,
     page,
     safe_next,
@@ -182,14 +183,8 @@ async def sign_in_code(request: AnyRequest, data: Form) -> Response[Any]:
                 db, hub.hasher, member, services.ACTIVE, now, replacing=row
             )
     if refused and services.is_locked(member, now):
-        return page(
-            request,
-            "sign_in.html",
-            first=False,
-            email=member.email,
-            notice=refused,
-            cookies=[clear_session_cookie(visit)],
-        )
+        forget_session(request)
+        return page(request, "sign_in.html", first=False, email=member.email, notice=refused)
     if refused:
         return page(request, "sign_in_code.html", notice=refused)
     return _enter(request, hub, fresh.token, HOME)
