@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     rate_limit_per_app: str = "3000/minute"
     #: POST /oauth/token and POST /v2/token(/reconnect), per address and per credential
     rate_limit_token: str = "60/minute"  # noqa: S105 - a rate, not a secret
-    #: form submissions under /v2/connect/, per address
+    #: form submissions under /v2/connect/ and dashboard sign-in steps, per address
     rate_limit_connect: str = "120/minute"
     #: S26: serve TLS directly with this certificate chain and key (PEM files)
     tls_cert: Path | None = None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pyotp
 from sqlalchemy import select
@@ -12,7 +14,9 @@ from bankhub.audit.models import AuditEntry
 from bankhub.dashboard import passwords, services, totp
 from bankhub.dashboard.models import Member, MemberSession
 from bankhub.dashboard.roles import Role
-from tests.conftest import Harness
+from bankhub.security.ratelimit import RateLimits
+from bankhub.security.secrets import SecretHasher
+from tests.conftest import Harness, make_settings
 from tests.dashboard.support import PASSWORD, Visitor, csrf_of, make_member, member_row
 
 Visitors = Callable[..., Visitor]
@@ -525,3 +529,27 @@ async def test_seeds_are_bound_to_their_row(harness: Harness) -> None:
     else:
         raise AssertionError("a seed decrypted on another member's row")
     assert a.seed
+
+
+def test_sign_in_steps_count_against_the_stricter_form_limit(tmp_path: Path) -> None:
+    """S33: sign-in, code and re-authentication posts share the per-address form limit."""
+    settings = make_settings(tmp_path, "sqlite+aiosqlite://", rate_limit_connect="3/minute")
+    limits = RateLimits(settings, SecretHasher(b"p" * 32))
+    for path in ("/dashboard/sign-in", "/dashboard/sign-in/code", "/dashboard/reauth"):
+        scope: Any = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "headers": [],
+            "client": ("192.0.2.1", 1000),
+        }
+        names = {policy.name for policy, _ in limits.applicable(scope)}
+        assert "connect" in names, path
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/dashboard/sign-in",
+        "headers": [],
+        "client": ("192.0.2.1", 1000),
+    }
+    assert "connect" not in {policy.name for policy, _ in limits.applicable(scope)}
