@@ -307,6 +307,8 @@ def test_every_page_fits_360px_without_console_errors(make_page: MakePage, team:
         f"/dashboard/apps/{client_id}",
         "/dashboard/team",
         "/dashboard/smtp",
+        "/dashboard/audit",
+        "/dashboard/api",
         f"/dashboard/reauth?next=/dashboard/apps/{client_id}",
     ):
         response = page.goto(team.url(path))

@@ -17,6 +17,7 @@ from bankhub.dashboard.pages import (
     on_redirected,
     on_refused,
 )
+from bankhub.dashboard.read_routes import READ_ROUTES
 from bankhub.dashboard.routes import DASHBOARD_ROUTES
 
 
@@ -24,7 +25,7 @@ def dashboard_router(route_handlers: Sequence[ControllerRouterHandler] | None = 
     """Every dashboard route (or the ``route_handlers`` given, in tests) behind the guard."""
     return Router(
         path="/",
-        route_handlers=[*DASHBOARD_ROUTES, *APP_ROUTES]
+        route_handlers=[*DASHBOARD_ROUTES, *APP_ROUTES, *READ_ROUTES]
         if route_handlers is None
         else list(route_handlers),
         guards=[guard],

@@ -357,10 +357,8 @@ async def team(request: AnyRequest) -> Response[Any]:
     return await _team_page(request)
 
 
-def invite_link(hub: Hub, base: str, token: str) -> str:
-    return f"{hub.settings.public_url.rstrip('/') if hub.settings.public_url else base}" + (
-        f"{PREFIX}/invite/{token}"
-    )
+def invite_link(base: str, token: str) -> str:
+    return f"{base}{PREFIX}/invite/{token}"
 
 
 @post(f"{PREFIX}/team/invite", opt=roles.route(Action.TEAM_INVITE), include_in_schema=False)
@@ -389,7 +387,7 @@ async def invite(request: AnyRequest, data: Form) -> Response[Any]:
             config = await mail.load(db, hub.keyring)
     except FormError as exc:
         return await _team_page(request, notice=str(exc))
-    link = invite_link(hub, hub.public_url(request), issued.token)
+    link = invite_link(hub.public_url(request), issued.token)
     if config is None:
         note = "Outgoing mail is not set up: send this link to them yourself."
     else:
