@@ -103,7 +103,13 @@ async def test_forged_posts_are_refused_by_role_on_every_route(
     await owner.sign_in(people[Role.OWNER])
     page = await owner.get(f"/dashboard/apps/{client_id}")
     key_id = page.text.split('<tr data-key="', 1)[1].split('"', 1)[0]
-    values = {"client_id": client_id, "key_id": key_id, "member_id": str(target_row.id)}
+    values = {
+        "client_id": client_id,
+        "key_id": key_id,
+        "member_id": str(target_row.id),
+        "endpoint_id": "no-such-endpoint",
+        "event_id": "1",
+    }
 
     posts = [
         (path, roles.declared(h.opt))

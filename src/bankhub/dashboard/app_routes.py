@@ -48,7 +48,7 @@ def _me(request: AnyRequest) -> Member:
     return member
 
 
-async def _app(db: AsyncSession, client_id: str) -> App:
+async def app_of(db: AsyncSession, client_id: str) -> App:
     query = select(App).where(App.client_id == client_id[:64])
     found = (await db.execute(query)).scalar_one_or_none()
     if found is None:
@@ -133,7 +133,7 @@ async def _app_page(
     hub = hub_of(request)
     now = hub.clock()
     async with hub.db.transaction() as db:
-        app = await _app(db, client_id)
+        app = await app_of(db, client_id)
         rows = await keys.list_keys(db, app)
     return page(
         request,
@@ -172,7 +172,7 @@ async def create_key(request: AnyRequest, client_id: FromPath[str], data: Form) 
         return await _app_page(request, client_id, notice="Choose a scope and a kind.")
     name = field_of(data, "name").strip()[:200]
     async with hub.db.transaction() as db:
-        app = await _app(db, client_id)
+        app = await app_of(db, client_id)
         issued = keys.issue(db, hub.hasher, now, app.id, scope=scope, kind=kind, name=name)
         await db.flush()
         _audit_key(db, request, "key.created", issued.key, now)
@@ -186,7 +186,7 @@ async def create_key(request: AnyRequest, client_id: FromPath[str], data: Form) 
 
 
 async def _key(db: AsyncSession, client_id: str, key_id: str) -> tuple[App, ApiKey]:
-    app = await _app(db, client_id)
+    app = await app_of(db, client_id)
     try:
         return app, await keys.get_key(db, app, key_id)
     except ApiError:
@@ -286,7 +286,7 @@ async def _setting(request: AnyRequest, client_id: str, done: str, change: Any) 
     who = {"now": hub.clock(), "actor": services.member_actor(me)}
     try:
         async with hub.db.transaction() as db:
-            app = await _app(db, client_id)
+            app = await app_of(db, client_id)
             await change(db, app, me.email, who)
     except ApiError as exc:
         return await _app_page(request, client_id, notice=exc.message)

@@ -37,6 +37,10 @@ class Action(StrEnum):
     KEYS_MANAGE = "keys.manage"
     #: IP allow-list, referers of app keys, frame origins, retention window
     APP_SETTINGS = "app.settings"
+    #: add webhook endpoints, rotate their signing secrets
+    WEBHOOKS_MANAGE = "webhooks.manage"
+    #: send one event again to the app's endpoints
+    EVENTS_REPLAY = "events.replay"
     TEAM_INVITE = "team.invite"
     TEAM_REMOVE = "team.remove"
     SMTP_MANAGE = "smtp.manage"
@@ -57,6 +61,8 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.APP_CREATE: _BUILDERS,
     Action.KEYS_MANAGE: _BUILDERS,
     Action.APP_SETTINGS: _STAFF,
+    Action.WEBHOOKS_MANAGE: _BUILDERS,
+    Action.EVENTS_REPLAY: _BUILDERS,
     Action.TEAM_INVITE: _STAFF,
     Action.TEAM_REMOVE: _STAFF,
     Action.SMTP_MANAGE: _STAFF,
@@ -64,7 +70,9 @@ MATRIX: dict[Action, frozenset[Role]] = {
 }
 
 #: S7: actions that need the password and a code given within the re-authentication window
-REAUTH: frozenset[Action] = frozenset({Action.KEYS_MANAGE, Action.APP_SETTINGS})
+REAUTH: frozenset[Action] = frozenset(
+    {Action.KEYS_MANAGE, Action.APP_SETTINGS, Action.WEBHOOKS_MANAGE}
+)
 
 #: actions taken without a full session
 SESSIONLESS = frozenset({Action.PUBLIC})
