@@ -109,6 +109,8 @@ async def test_forged_posts_are_refused_by_role_on_every_route(
         "member_id": str(target_row.id),
         "endpoint_id": "no-such-endpoint",
         "event_id": "1",
+        "login_id": "1",
+        "customer_id": "no-such-customer",
     }
 
     posts = [

@@ -41,6 +41,8 @@ class Action(StrEnum):
     WEBHOOKS_MANAGE = "webhooks.manage"
     #: send one event again to the app's endpoints
     EVENTS_REPLAY = "events.replay"
+    #: revoke a login, erase a customer (Consent Control)
+    CONSENT_MANAGE = "consent.manage"
     TEAM_INVITE = "team.invite"
     TEAM_REMOVE = "team.remove"
     SMTP_MANAGE = "smtp.manage"
@@ -63,6 +65,7 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.APP_SETTINGS: _STAFF,
     Action.WEBHOOKS_MANAGE: _BUILDERS,
     Action.EVENTS_REPLAY: _BUILDERS,
+    Action.CONSENT_MANAGE: _STAFF,
     Action.TEAM_INVITE: _STAFF,
     Action.TEAM_REMOVE: _STAFF,
     Action.SMTP_MANAGE: _STAFF,
