@@ -90,6 +90,7 @@ async def sign_up(request: AnyRequest, data: Form) -> Response[Any]:
     now = hub.clock()
     try:
         async with hub.db.transaction() as db:
+            await services.lock_first_owner(db)
             if await services.count_members(db):
                 raise Refused(403, "The team has an owner; ask them for an invitation.")
             member = await services.create_member(db, hub.keyring, now, email, password, Role.OWNER)

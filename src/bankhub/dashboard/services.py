@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.audit import services as audit
@@ -77,6 +77,17 @@ def _context(email: str) -> tuple[str, ...]:
 
 
 # --- members ------------------------------------------------------------------------------------
+
+
+#: the PostgreSQL advisory lock that serialises first-owner sign-ups (an arbitrary constant)
+FIRST_OWNER_LOCK = 0x6261_6E6B_6875_6231
+
+
+async def lock_first_owner(session: AsyncSession) -> None:
+    """Two first-owner sign-ups at once must not both see an empty team. On PostgreSQL a
+    transaction-scoped advisory lock makes the second wait; SQLite refuses the second writer."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FIRST_OWNER_LOCK})
 
 
 async def count_members(session: AsyncSession) -> int:
