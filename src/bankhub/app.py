@@ -35,6 +35,9 @@ from bankhub.connect.routes import CONNECT_ROUTES
 from bankhub.connect.templates import template_engine
 from bankhub.connectors.sandbox.pages import router as sandbox_bank_router
 from bankhub.customers.routes import CUSTOMER_ROUTES
+from bankhub.dashboard.pages import PREFIX as DASHBOARD_PREFIX
+from bankhub.dashboard.pages import dashboard_error_page
+from bankhub.dashboard.router import dashboard_router
 from bankhub.db.tenancy import TenantReset
 from bankhub.events.routes import EVENT_ROUTES
 from bankhub.hub import Hub, hub_of
@@ -60,13 +63,15 @@ CREDENTIAL_HEADERS = (
     "authorization",
 )
 #: paths whose POST bodies are HTML forms, not the API's JSON
-FORM_PREFIXES = ("/v2/connect/", "/sandbox-bank/", "/oauth/")
+FORM_PREFIXES = ("/v2/connect/", "/sandbox-bank/", "/oauth/", f"{DASHBOARD_PREFIX}/")
 #: API routes that take a multipart upload instead of JSON (exact paths)
 MULTIPART_PATHS = frozenset({STATEMENT_PATH})
 
 
 def _error_response(request: AnyRequest, error: ApiError) -> Response[Any]:
     headers = {"Cache-Control": "no-store", **error.headers}
+    if request.url.path == DASHBOARD_PREFIX or request.url.path.startswith(f"{DASHBOARD_PREFIX}/"):
+        return dashboard_error_page(request, error)
     if is_page_path(request.url.path):
         return error_page(request, error, headers)
     return Response(
@@ -275,6 +280,7 @@ def create_app(hub: Hub) -> Litestar:
             *STATEMENT_ROUTES,
             *CONNECT_ROUTES,
             sandbox_bank_router,
+            dashboard_router(),
             *([openapi_json] if docs else []),
         ],
         exception_handlers={

@@ -1,5 +1,5 @@
-"""The operator's command line: serve, migrate, demo, apps, keys, purge, maintenance, unblock,
-import."""
+"""The operator's command line: serve, migrate, demo, apps, keys, team, purge, maintenance,
+unblock, import."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from bankhub.cli_common import err, out, settings_or_exit
 from bankhub.cli_common import migrate as migrate_schema
 from bankhub.clock import utcnow
 from bankhub.config import Settings
+from bankhub.dashboard.cli import team_cli
 from bankhub.db import migrate as migrations
 from bankhub.db import roles, tenancy
 from bankhub.db.engine import Database
@@ -45,6 +46,7 @@ cli.add_typer(webhooks_cli, name="webhooks")
 db_cli = typer.Typer(no_args_is_help=True, help="Database roles (PostgreSQL).")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(keys_cli, name="keys")
+cli.add_typer(team_cli, name="team")
 
 
 @cli.callback()

@@ -92,6 +92,16 @@ class Settings(BaseSettings):
     #: may take over (a crashed process never blocks the key for longer)
     idempotency_lease_seconds: int = Field(default=600, ge=1)
 
+    # --- the team dashboard (docs/dashboard.md; S5-S7) ------------------------------------------
+    dashboard_idle_seconds: int = Field(default=15 * 60, ge=60, le=15 * 60)
+    dashboard_absolute_seconds: int = Field(default=8 * 3600, ge=300, le=8 * 3600)
+    #: how long after giving password and code a member may change keys and network settings
+    dashboard_reauth_seconds: int = Field(default=5 * 60, ge=30, le=3600)
+    #: consecutive failed sign-in steps before the member is blocked, and for how long
+    dashboard_max_failures: int = Field(default=5, ge=1, le=5)
+    dashboard_lock_seconds: int = Field(default=15 * 60, ge=60)
+    dashboard_invite_days: int = Field(default=7, ge=1, le=30)
+
     # --- edge protections (docs/operations.md) --------------------------------------------------
     #: S17: proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (CIDR list)
     trusted_proxies: str = ""
@@ -110,7 +120,7 @@ class Settings(BaseSettings):
     rate_limit_per_app: str = "3000/minute"
     #: POST /oauth/token and POST /v2/token(/reconnect), per address and per credential
     rate_limit_token: str = "60/minute"  # noqa: S105 - a rate, not a secret
-    #: form submissions under /v2/connect/, per address
+    #: form submissions under /v2/connect/ and dashboard sign-in steps, per address
     rate_limit_connect: str = "120/minute"
     #: S26: serve TLS directly with this certificate chain and key (PEM files)
     tls_cert: Path | None = None

@@ -41,6 +41,10 @@ GLOBAL_TABLES = {
     "data_keys": "the keyring's wrapped data keys (S20)",
     "system_flags": "switches of the whole installation (maintenance)",
     "blocked_addresses": "addresses blocked before anyone authenticated (S18)",
+    "members": "the installation's dashboard team, who run every app",
+    "member_sessions": "dashboard sign-ins of team members (only id hashes)",
+    "member_invites": "invitations to the team (only token hashes)",
+    "smtp_settings": "the installation's outgoing mail server (password encrypted)",
 }
 #: tables an unauthenticated request reads to learn who is calling (policy ``credential_lookup``)
 LOOKUP_TABLES = {"apps", "api_keys", "oauth_token_families", "connect_tokens"}

@@ -4,6 +4,7 @@ from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Account, Transaction
 from bankhub.audit.models import AuditEntry
 from bankhub.customers.models import Customer
+from bankhub.dashboard.models import Invite, Member, MemberSession, SmtpSettings
 from bankhub.db.base import Base
 from bankhub.events.models import Event, SystemFlag
 from bankhub.logins.models import ConnectToken, Login
@@ -24,9 +25,13 @@ __all__ = [
     "DataKey",
     "Event",
     "IdempotencyRecord",
+    "Invite",
     "Login",
+    "Member",
+    "MemberSession",
     "RefreshToken",
     "SigningKey",
+    "SmtpSettings",
     "SyncRun",
     "SystemFlag",
     "TokenFamily",

@@ -30,6 +30,9 @@ from bankhub.security.secrets import SecretHasher
 
 TOKEN_PATHS = frozenset({"/oauth/token", "/v2/token", "/v2/token/reconnect"})
 CONNECT_PREFIX = "/v2/connect/"
+#: form posts counted per address under the stricter ``connect`` limit: the connect page's, and
+#: the dashboard's sign-in, code and re-authentication steps
+FORM_LIMITED = (CONNECT_PREFIX, "/dashboard/sign-in", "/dashboard/reauth")
 UNLIMITED_PATHS = frozenset({"/healthz"})
 CREDENTIAL_HEADERS = (b"client-id", b"service-secret", b"app-secret", b"authorization")
 SECRET_HEADERS = frozenset(CREDENTIAL_HEADERS[1:])
@@ -124,7 +127,7 @@ class RateLimits:
             keys.append(("token", f"ip:{address}"))
             if credential is not None:
                 keys.append(("token", f"credential:{credential}"))
-        if method == "POST" and path.startswith(CONNECT_PREFIX):
+        if method == "POST" and path.startswith(FORM_LIMITED):
             keys.append(("connect", address))
         return [(policy, key) for name, key in keys for policy in self.policies[name]]
 

@@ -3,7 +3,9 @@
 ``read`` reads, ``write`` also changes data, ``master`` also manages the app's keys and settings.
 Every route declares the scope it needs in its ``opt`` (``opt={"scope": "read"}``); routes that
 need no app credential say ``public`` (the catalogue, media, health, OAuth endpoints) or
-``connect`` (the hosted pages, authorised by their single-use token). A route with no
+``connect`` (the hosted pages, authorised by their single-use token), or ``dashboard`` (the
+team's pages, authorised by a member's session and the action the route declares, see
+``bankhub.dashboard.roles``). A route with no
 declaration is refused: deny by default.
 """
 
@@ -38,7 +40,8 @@ _RANK = {Scope.READ: 1, Scope.WRITE: 2, Scope.MASTER: 3}
 #: route declarations that need no app credential
 PUBLIC = "public"
 CONNECT = "connect"
-DECLARATIONS = frozenset({PUBLIC, CONNECT, *(s.value for s in Scope)})
+DASHBOARD = "dashboard"
+DECLARATIONS = frozenset({PUBLIC, CONNECT, DASHBOARD, *(s.value for s in Scope)})
 
 
 def read() -> dict[str, Any]:

@@ -1,0 +1,159 @@
+"""Consent Control: an app's customers and their logins with status and consent expiry; revoke a
+login (its consent is withdrawn at the bank, then it and its data are erased) or erase a whole
+customer. The same erasure as ``DELETE /v2/login`` and ``DELETE /v2/customer``; audited with
+the member's name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+from sqlalchemy import select
+
+from bankhub.audit import services as audit
+from bankhub.customers.models import Customer
+from bankhub.dashboard import roles, services
+from bankhub.dashboard.app_routes import APPS, app_of
+from bankhub.dashboard.models import Member
+from bankhub.dashboard.pages import Refused, go, page, visit_of
+from bankhub.dashboard.roles import Action
+from bankhub.hub import hub_of
+from bankhub.lifecycle import erasure
+from bankhub.logins.models import Login
+
+AnyRequest = Request[Any, Any, Any]
+MAX_CUSTOMERS = 200
+DONE = {
+    "login-revoked": "The login was revoked: consent withdrawn and its data erased.",
+    "customer-erased": "The customer and everything fetched for them were erased.",
+}
+
+
+def _me(request: AnyRequest) -> Member:
+    member = visit_of(request).member
+    if member is None:
+        raise Refused(401, "Please sign in.")
+    return member
+
+
+@get(f"{APPS}/{{client_id:str}}/customers", opt=roles.route(Action.VIEW), include_in_schema=False)
+async def customers_page(request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
+    """Customers (newest first, filtered by identifier) with their logins."""
+    hub = hub_of(request)
+    wanted = (request.query_params.get("q") or "")[:255].strip()
+    async with hub.db.transaction() as db:
+        app = await app_of(db, client_id)
+        query = (
+            select(Customer)
+            .where(Customer.app_id == app.id)
+            .order_by(Customer.created_at.desc())
+            .limit(MAX_CUSTOMERS)
+        )
+        if wanted:
+            query = query.where(Customer.identifier.contains(wanted, autoescape=True))
+        customers = list((await db.execute(query)).scalars())
+        logins = list(
+            (
+                await db.execute(
+                    select(Login)
+                    .where(
+                        Login.app_id == app.id,
+                        Login.customer_id.in_([c.id for c in customers]),
+                    )
+                    .order_by(Login.id)
+                )
+            ).scalars()
+        )
+    by_customer: dict[str, list[Login]] = {}
+    for login in logins:
+        by_customer.setdefault(login.customer_id, []).append(login)
+    names = {s.id: s.name for s in hub.catalogue.services}
+    return page(
+        request,
+        "customers.html",
+        app=app,
+        customers=[(c, by_customer.get(c.id, [])) for c in customers],
+        services=names,
+        q=wanted,
+        now=hub.clock(),
+        done=DONE.get(request.query_params.get("done", "")),
+    )
+
+
+@post(
+    f"{APPS}/{{client_id:str}}/logins/{{login_id:int}}/revoke",
+    opt=roles.route(Action.CONSENT_MANAGE),
+    include_in_schema=False,
+)
+async def revoke_login(
+    request: AnyRequest, client_id: FromPath[str], login_id: FromPath[int]
+) -> Response[Any]:
+    hub = hub_of(request)
+    async with hub.db.transaction() as db:
+        app = await app_of(db, client_id)
+        login = await db.get(Login, login_id)
+        if login is None or login.app_id != app.id:
+            raise Refused(404, "No such login.")
+        app_id, upstream = app.id, erasure.upstream_of(login)
+    withdrawn = await erasure.withdraw_consents(hub.engine, hub.catalogue, [upstream])
+    async with hub.db.transaction() as db:
+        erased = await erasure.erase_logins(
+            db, app_id=app_id, login_ids=[login_id], now=hub.clock(), withdrawn=[login_id]
+        )
+        audit.record(
+            db,
+            now=hub.clock(),
+            actor=services.member_actor(_me(request)),
+            action="login.erased",
+            target_type="login",
+            target_id=login_id,
+            app_id=app_id,
+            detail=erased.detail(consents_withdrawn=withdrawn),
+        )
+    return go(request, f"{APPS}/{client_id}/customers?done=login-revoked")
+
+
+@post(
+    f"{APPS}/{{client_id:str}}/customers/{{customer_id:str}}/erase",
+    opt=roles.route(Action.CONSENT_MANAGE),
+    include_in_schema=False,
+)
+async def erase_customer(
+    request: AnyRequest, client_id: FromPath[str], customer_id: FromPath[str]
+) -> Response[Any]:
+    hub = hub_of(request)
+    async with hub.db.transaction() as db:
+        app = await app_of(db, client_id)
+        app_id = app.id
+        upstreams = [
+            erasure.upstream_of(login)
+            for login in await erasure.customer_logins(db, app_id, customer_id[:36])
+        ]
+    withdrawn = await erasure.withdraw_consents(hub.engine, hub.catalogue, upstreams)
+    async with hub.db.transaction() as db:
+        erased = await erasure.erase_customer(
+            db,
+            app_id=app_id,
+            customer_id=customer_id[:36],
+            now=hub.clock(),
+            withdrawn=[u.login_id for u in upstreams],
+        )
+        if erased is None:
+            raise Refused(404, "No such customer.")
+        audit.record(
+            db,
+            now=hub.clock(),
+            actor=services.member_actor(_me(request)),
+            action="customer.erased",
+            target_type="customer",
+            target_id=customer_id[:36],
+            app_id=app_id,
+            detail=erased.detail(consents_withdrawn=withdrawn),
+        )
+    if erased.late:
+        await erasure.withdraw_consents(hub.engine, hub.catalogue, erased.late)
+    return go(request, f"{APPS}/{client_id}/customers?done=customer-erased")
+
+
+CONSENT_ROUTES = [customers_page, revoke_login, erase_customer]

@@ -1,0 +1,87 @@
+"""Team members, their dashboard sessions, invitations, and the outgoing-mail settings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bankhub.db.base import Base
+from bankhub.db.types import UTCDateTime
+
+
+class Member(Base):
+    """A person on the team. Global to the hub: members manage every app."""
+
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    #: lower-cased; the sign-in name
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    #: argon2id, in the PHC string format (parameters included)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    #: owner | admin | developer | viewer (``bankhub.dashboard.roles.Role``)
+    role: Mapped[str] = mapped_column(String(12))
+    #: the TOTP seed, AES-256-GCM under the keyring (S4, S19); set before enrolment is confirmed
+    totp_seed_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    totp_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: the newest 30-second step a code was accepted for: no code is accepted twice
+    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: keyed hashes of the unused recovery codes; a used one is removed
+    recovery_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: consecutive failed sign-in steps (password or code); reset by a full sign-in (S5)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class MemberSession(Base):
+    """A signed-in browser. The cookie holds a random id; only its keyed hash is stored (S6)."""
+
+    __tablename__ = "member_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    #: code (password accepted, TOTP pending) | enrol (TOTP not set up yet) | active
+    stage: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: when the member last gave password and code (sign-in or re-authentication, S7)
+    reauth_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Invite(Base):
+    """An invitation by email; the link's token is shown once and stored as a keyed hash."""
+
+    __tablename__ = "member_invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254), index=True)
+    role: Mapped[str] = mapped_column(String(12))
+    #: who invited: ``member:<email>`` or ``operator`` (the CLI)
+    invited_by: Mapped[str] = mapped_column(String(260))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SmtpSettings(Base):
+    """The one server outgoing mail goes through (invites, notices); row id 1."""
+
+    __tablename__ = "smtp_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    host: Mapped[str] = mapped_column(String(253))
+    port: Mapped[int] = mapped_column(Integer)
+    #: none | starttls | tls
+    security: Mapped[str] = mapped_column(String(10))
+    username: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: AES-256-GCM under the keyring
+    password_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sender: Mapped[str] = mapped_column(String(254))
+    updated_by: Mapped[str] = mapped_column(String(260))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,115 @@
+"""Who may do what: the one role × action table of the dashboard.
+
+Every dashboard route declares the action it performs (``opt={"scope": "dashboard",
+"action": ...}``); the router's guard refuses a route that declares none, and refuses a member
+whose role the table below does not allow (403). Templates ask the same table whether to show a
+button, so what a page offers and what the server accepts cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from bankhub.security import scopes
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    DEVELOPER = "developer"
+    VIEWER = "viewer"
+
+
+class Action(StrEnum):
+    #: no session needed: sign-in, first-owner sign-up, accepting an invitation, the stylesheet
+    PUBLIC = "public"
+    #: password accepted, the TOTP code still to come
+    SIGN_IN_CODE = "sign-in-code"
+    #: signed in but TOTP not yet set up
+    ENROL = "enrol"
+    #: the member's own session: sign out, re-authenticate
+    ACCOUNT = "account"
+    #: read-only pages: overview, apps and their keys (never secrets), team list, API reference
+    VIEW = "view"
+    APP_CREATE = "app.create"
+    #: create, roll and revoke API keys
+    KEYS_MANAGE = "keys.manage"
+    #: IP allow-list, referers of app keys, frame origins, retention window
+    APP_SETTINGS = "app.settings"
+    #: add webhook endpoints, rotate their signing secrets
+    WEBHOOKS_MANAGE = "webhooks.manage"
+    #: send one event again to the app's endpoints
+    EVENTS_REPLAY = "events.replay"
+    #: revoke a login, erase a customer (Consent Control)
+    CONSENT_MANAGE = "consent.manage"
+    TEAM_INVITE = "team.invite"
+    TEAM_REMOVE = "team.remove"
+    SMTP_MANAGE = "smtp.manage"
+    AUDIT_VIEW = "audit.view"
+
+
+_ALL = frozenset(Role)
+_STAFF = frozenset({Role.OWNER, Role.ADMIN})
+_BUILDERS = frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER})
+
+#: the matrix: action → the roles that may perform it
+MATRIX: dict[Action, frozenset[Role]] = {
+    Action.PUBLIC: _ALL,
+    Action.SIGN_IN_CODE: _ALL,
+    Action.ENROL: _ALL,
+    Action.ACCOUNT: _ALL,
+    Action.VIEW: _ALL,
+    Action.APP_CREATE: _BUILDERS,
+    Action.KEYS_MANAGE: _BUILDERS,
+    Action.APP_SETTINGS: _STAFF,
+    Action.WEBHOOKS_MANAGE: _BUILDERS,
+    Action.EVENTS_REPLAY: _BUILDERS,
+    Action.CONSENT_MANAGE: _STAFF,
+    Action.TEAM_INVITE: _STAFF,
+    Action.TEAM_REMOVE: _STAFF,
+    Action.SMTP_MANAGE: _STAFF,
+    Action.AUDIT_VIEW: _BUILDERS,
+}
+
+#: S7: actions that need the password and a code given within the re-authentication window
+REAUTH: frozenset[Action] = frozenset(
+    {Action.KEYS_MANAGE, Action.APP_SETTINGS, Action.WEBHOOKS_MANAGE}
+)
+
+#: actions taken without a full session
+SESSIONLESS = frozenset({Action.PUBLIC})
+PARTIAL = {Action.SIGN_IN_CODE: "code", Action.ENROL: "enrol"}
+
+
+def allows(role: str | Role, action: Action) -> bool:
+    try:
+        return Role(role) in MATRIX[action]
+    except ValueError:
+        return False
+
+
+def may_manage(actor: str | Role, target: str | Role) -> bool:
+    """Whom a member may invite or remove: an owner anyone, an admin anyone but an owner."""
+    try:
+        actor_role, target_role = Role(actor), Role(target)
+    except ValueError:
+        return False
+    if actor_role is Role.OWNER:
+        return True
+    return actor_role is Role.ADMIN and target_role is not Role.OWNER
+
+
+def declared(opt: dict[str, Any]) -> Action | None:
+    value = opt.get("action")
+    if opt.get("scope") != scopes.DASHBOARD or not isinstance(value, str):
+        return None
+    try:
+        return Action(value)
+    except ValueError:
+        return None
+
+
+def route(action: Action) -> dict[str, Any]:
+    """A dashboard route's ``opt``: the ``dashboard`` scope and the action it performs."""
+    return {"scope": scopes.DASHBOARD, "action": action.value}

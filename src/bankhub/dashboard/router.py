@@ -1,0 +1,48 @@
+"""The dashboard's router: every route behind the guard, errors as pages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from litestar import Router
+from litestar.types import ControllerRouterHandler
+
+from bankhub.api.errors import ApiError
+from bankhub.dashboard.app_routes import APP_ROUTES
+from bankhub.dashboard.consent_routes import CONSENT_ROUTES
+from bankhub.dashboard.pages import (
+    Redirected,
+    Refused,
+    guard,
+    on_api_error,
+    on_redirected,
+    on_refused,
+)
+from bankhub.dashboard.read_routes import READ_ROUTES
+from bankhub.dashboard.routes import DASHBOARD_ROUTES
+from bankhub.dashboard.webhook_routes import WEBHOOK_ROUTES
+
+ALL_ROUTES = [*DASHBOARD_ROUTES, *APP_ROUTES, *WEBHOOK_ROUTES, *CONSENT_ROUTES, *READ_ROUTES]
+
+
+def dashboard_router(route_handlers: Sequence[ControllerRouterHandler] | None = None) -> Router:
+    """Every dashboard route (or the ``route_handlers`` given, in tests) behind the guard."""
+    return Router(
+        path="/",
+        route_handlers=[
+            *DASHBOARD_ROUTES,
+            *APP_ROUTES,
+            *WEBHOOK_ROUTES,
+            *CONSENT_ROUTES,
+            *READ_ROUTES,
+        ]
+        if route_handlers is None
+        else list(route_handlers),
+        guards=[guard],
+        exception_handlers={
+            Redirected: on_redirected,
+            Refused: on_refused,
+            ApiError: on_api_error,
+        },
+        include_in_schema=False,
+    )

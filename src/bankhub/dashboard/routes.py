@@ -1,0 +1,583 @@
+"""Signing up, in and out, enrolment, re-authentication, the team and the mail settings.
+
+Every handler declares its action (``roles.route``); the router's guard enforces it. Forms are
+posted, checked and answered with a redirect (post/redirect/get), except where a secret is shown
+once (recovery codes, invitation links), which is rendered in the answer itself and never stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath, URLEncodedBody
+from litestar.response import File
+
+from bankhub.audit import services as audit
+from bankhub.dashboard import mail, roles, services, totp
+from bankhub.dashboard.models import Member
+from bankhub.dashboard.pages import (
+    HOME,
+    PREFIX,
+    SIGN_IN,
+    Refused,
+    clear_session_cookie,
+    field_of,
+    forget_session,
+    go,
+    page,
+    safe_next,
+    session_cookie,
+    visit_of,
+)
+from bankhub.dashboard.roles import Action, Role
+from bankhub.dashboard.services import FormError, SignInRefused
+from bankhub.hub import Hub, hub_of
+from bankhub.security import tls
+
+AnyRequest = Request[Any, Any, Any]
+Form = URLEncodedBody[dict[str, str]]
+STATIC = Path(__file__).parent / "static"
+
+DONE = {
+    "removed": "The member was removed and their sessions ended.",
+    "smtp-saved": "The mail settings were saved.",
+    "reauth": "Thank you. You can make the change now.",
+}
+
+
+def _done(request: AnyRequest) -> str | None:
+    return DONE.get(request.query_params.get("done", ""))
+
+
+def _me(request: AnyRequest) -> Member:
+    member = visit_of(request).member
+    if member is None:  # the guard lets no such request through
+        raise Refused(401, "Please sign in.")
+    return member
+
+
+@get(f"{PREFIX}/static/dashboard.css", opt=roles.route(Action.PUBLIC), include_in_schema=False)
+async def stylesheet() -> File:
+    return File(
+        path=STATIC / "dashboard.css",
+        media_type="text/css",
+        content_disposition_type="inline",
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+# --- first owner --------------------------------------------------------------------------------
+
+
+@get(f"{PREFIX}/sign-up", opt=roles.route(Action.PUBLIC), include_in_schema=False)
+async def sign_up_page(request: AnyRequest) -> Response[Any]:
+    hub = hub_of(request)
+    async with hub.db.transaction() as db:
+        if await services.count_members(db):
+            return go(request, SIGN_IN)
+    return page(request, "sign_up.html", email="")
+
+
+@post(f"{PREFIX}/sign-up", opt=roles.route(Action.PUBLIC), include_in_schema=False)
+async def sign_up(request: AnyRequest, data: Form) -> Response[Any]:
+    """Only while the team has no member: the first person becomes its owner."""
+    hub = hub_of(request)
+    email, password = field_of(data, "email"), field_of(data, "password")
+    if password != field_of(data, "password2"):
+        return page(request, "sign_up.html", email=email, notice="The passwords differ.")
+    now = hub.clock()
+    try:
+        async with hub.db.transaction() as db:
+            await services.lock_first_owner(db)
+            if await services.count_members(db):
+                raise Refused(403, "The team has an owner; ask them for an invitation.")
+            member = await services.create_member(db, hub.keyring, now, email, password, Role.OWNER)
+            audit.record(
+                db,
+                now=now,
+                actor=services.member_actor(member),
+                action="member.first_owner",
+                target_type="member",
+                target_id=member.id,
+            )
+            started = await services.start_session(db, hub.hasher, member, services.ENROL, now)
+    except FormError as exc:
+        return page(request, "sign_up.html", email=email, notice=str(exc))
+    return _enter(request, hub, started.token, f"{PREFIX}/enrol")
+
+
+def _enter(request: AnyRequest, hub: Hub, token: str, location: str) -> Response[Any]:
+    visit = visit_of(request)
+    return go(request, location, cookies=[session_cookie(hub, visit, token)])
+
+
+# --- sign-in ------------------------------------------------------------------------------------
+
+
+@get(SIGN_IN, opt=roles.route(Action.PUBLIC), include_in_schema=False)
+async def sign_in_page(request: AnyRequest) -> Response[Any]:
+    visit = visit_of(request)
+    if visit.session is not None and visit.session.stage == services.ACTIVE:
+        return go(request, HOME)
+    hub = hub_of(request)
+    async with hub.db.transaction() as db:
+        first = await services.count_members(db) == 0
+    return page(request, "sign_in.html", first=first, email="")
+
+
+@post(SIGN_IN, opt=roles.route(Action.PUBLIC), include_in_schema=False)
+async def sign_in(request: AnyRequest, data: Form) -> Response[Any]:
+    """Step one: the password. A new session id either way it goes on (S6)."""
+    hub = hub_of(request)
+    email = field_of(data, "email")
+    now = hub.clock()
+    async with hub.db.transaction() as db:
+        try:
+            member = await services.check_password(
+                db, email, field_of(data, "password"), now, hub.settings
+            )
+        except SignInRefused as exc:
+            refused = str(exc)
+        else:
+            refused = ""
+            stage = services.CODE if services.enrolled(member) else services.ENROL
+            old = visit_of(request).session
+            started = await services.start_session(db, hub.hasher, member, stage, now)
+            if old is not None:
+                await services.end_session(db, old)
+    if refused:
+        return page(request, "sign_in.html", first=False, email=email[:254], notice=refused)
+    target = f"{SIGN_IN}/code" if stage == services.CODE else f"{PREFIX}/enrol"
+    return _enter(request, hub, started.token, target)
+
+
+@get(f"{SIGN_IN}/code", opt=roles.route(Action.SIGN_IN_CODE), include_in_schema=False)
+async def code_page(request: AnyRequest) -> Response[Any]:
+    return page(request, "sign_in_code.html")
+
+
+@post(f"{SIGN_IN}/code", opt=roles.route(Action.SIGN_IN_CODE), include_in_schema=False)
+async def sign_in_code(request: AnyRequest, data: Form) -> Response[Any]:
+    """Step two: a TOTP code or a recovery code. Failures count towards the block (S5)."""
+    hub = hub_of(request)
+    visit = visit_of(request)
+    now = hub.clock()
+    row = visit.session
+    async with hub.db.transaction() as db:
+        member = await db.get(Member, _me(request).id)
+        if member is None or row is None:
+            raise Refused(401, "Please sign in again.")
+        try:
+            how = services.check_code(
+                db, hub.keyring, hub.hasher, member, field_of(data, "code"), now, hub.settings
+            )
+        except SignInRefused as exc:
+            refused = str(exc)
+            if services.is_locked(member, now):
+                await services.end_sessions_of(db, member.id)
+        else:
+            refused = ""
+            services.signed_in(db, member, now, how)
+            fresh = await services.start_session(
+                db, hub.hasher, member, services.ACTIVE, now, replacing=row
+            )
+    if refused and services.is_locked(member, now):
+        forget_session(request)
+        return page(request, "sign_in.html", first=False, email=member.email, notice=refused)
+    if refused:
+        return page(request, "sign_in_code.html", notice=refused)
+    return _enter(request, hub, fresh.token, HOME)
+
+
+@post(f"{PREFIX}/sign-out", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
+async def sign_out(request: AnyRequest) -> Response[Any]:
+    """Ends the session on the server, not only in the browser (S6)."""
+    hub = hub_of(request)
+    visit = visit_of(request)
+    if visit.session is not None:
+        async with hub.db.transaction() as db:
+            await services.end_session(db, visit.session)
+    return go(request, SIGN_IN, cookies=[clear_session_cookie(visit)])
+
+
+# --- enrolment ----------------------------------------------------------------------------------
+
+
+@get(f"{PREFIX}/enrol", opt=roles.route(Action.ENROL), include_in_schema=False)
+async def enrol_page(request: AnyRequest) -> Response[Any]:
+    return _enrol_form(request, None)
+
+
+def _enrol_form(request: AnyRequest, notice: str | None) -> Response[Any]:
+    hub = hub_of(request)
+    member = _me(request)
+    seed = services.seed_of(hub.keyring, member)
+    uri = totp.provisioning_uri(seed, member.email)
+    return page(
+        request,
+        "enrol.html",
+        qr=totp.qr_data_uri(uri),
+        manual_key=totp.seed_text(seed),
+        notice=notice,
+    )
+
+
+@post(f"{PREFIX}/enrol", opt=roles.route(Action.ENROL), include_in_schema=False)
+async def enrol(request: AnyRequest, data: Form) -> Response[Any]:
+    """The first code proves the app has the seed; the recovery codes are shown this once."""
+    hub = hub_of(request)
+    visit = visit_of(request)
+    now = hub.clock()
+    try:
+        async with hub.db.transaction() as db:
+            member = await db.get(Member, _me(request).id)
+            if member is None or visit.session is None:
+                raise Refused(401, "Please sign in again.")
+            codes = services.confirm_enrolment(
+                hub.keyring, hub.hasher, member, field_of(data, "code"), now
+            )
+            services.signed_in(db, member, now, "enrolment")
+            audit.record(
+                db,
+                now=now,
+                actor=services.member_actor(member),
+                action="member.mfa_enrolled",
+                target_type="member",
+                target_id=member.id,
+            )
+            fresh = await services.start_session(
+                db,
+                hub.hasher,
+                member,
+                services.ACTIVE,
+                now,
+                replacing=visit.session,
+            )
+    except FormError as exc:
+        return _enrol_form(request, str(exc))
+    visit.member = member
+    visit.csrf = services.csrf_token(hub.hasher, fresh.token)
+    return page(
+        request,
+        "recovery_codes.html",
+        codes=codes,
+        cookies=[session_cookie(hub, visit, fresh.token)],
+    )
+
+
+# --- re-authentication (S7) ---------------------------------------------------------------------
+
+
+@get(f"{PREFIX}/reauth", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
+async def reauth_page(request: AnyRequest) -> Response[Any]:
+    nxt = safe_next(request.query_params.get("next"))
+    return page(request, "reauth.html", next=nxt)
+
+
+@post(f"{PREFIX}/reauth", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
+async def reauth(request: AnyRequest, data: Form) -> Response[Any]:
+    """Password and code again; sensitive changes are allowed for a few minutes after."""
+    hub = hub_of(request)
+    visit = visit_of(request)
+    nxt = safe_next(field_of(data, "next"))
+    now = hub.clock()
+    me = _me(request)
+    async with hub.db.transaction() as db:
+        refused = ""
+        try:
+            member = await services.check_password(
+                db, me.email, field_of(data, "password"), now, hub.settings
+            )
+            services.check_code(
+                db, hub.keyring, hub.hasher, member, field_of(data, "code"), now, hub.settings
+            )
+        except SignInRefused as exc:
+            refused = str(exc)
+        else:
+            if visit.session is not None:
+                row = await db.merge(visit.session)
+                row.reauth_at = now
+            audit.record(
+                db,
+                now=now,
+                actor=services.member_actor(member),
+                action="member.reauthenticated",
+                target_type="member",
+                target_id=member.id,
+            )
+    if refused:
+        return page(request, "reauth.html", next=nxt, notice=refused)
+    separator = "&" if "?" in nxt else "?"
+    return go(request, f"{nxt}{separator}done=reauth")
+
+
+# --- overview -----------------------------------------------------------------------------------
+
+
+@get(PREFIX, opt=roles.route(Action.VIEW), include_in_schema=False)
+async def overview(request: AnyRequest) -> Response[Any]:
+    from bankhub.partners import services as partners
+
+    hub = hub_of(request)
+    async with hub.db.transaction() as db:
+        apps = await partners.count_apps(db)
+        members = await services.count_members(db)
+    return page(request, "overview.html", apps=apps, members=members, done=_done(request))
+
+
+# --- team ---------------------------------------------------------------------------------------
+
+
+async def _team_page(
+    request: AnyRequest, *, notice: str | None = None, link: str | None = None, status: int = 200
+) -> Response[Any]:
+    hub = hub_of(request)
+    me = _me(request)
+    async with hub.db.transaction() as db:
+        members = await services.list_members(db)
+        invites = await services.open_invites(db, hub.clock())
+    assignable = [r.value for r in Role if roles.may_manage(me.role, r)]
+    return page(
+        request,
+        "team.html",
+        members=members,
+        invites=invites,
+        roles=assignable,
+        may_remove=lambda m: m.id != me.id and roles.may_manage(me.role, m.role),
+        link=link,
+        notice=notice,
+        done=_done(request),
+        status=status,
+    )
+
+
+@get(f"{PREFIX}/team", opt=roles.route(Action.VIEW), include_in_schema=False)
+async def team(request: AnyRequest) -> Response[Any]:
+    return await _team_page(request)
+
+
+def invite_link(base: str, token: str) -> str:
+    return f"{base}{PREFIX}/invite/{token}"
+
+
+@post(f"{PREFIX}/team/invite", opt=roles.route(Action.TEAM_INVITE), include_in_schema=False)
+async def invite(request: AnyRequest, data: Form) -> Response[Any]:
+    """An invitation link, shown once here and mailed when outgoing mail is set up."""
+    hub = hub_of(request)
+    me = _me(request)
+    try:
+        role = Role(field_of(data, "role"))
+    except ValueError:
+        return await _team_page(request, notice="Choose a role.")
+    if not roles.may_manage(me.role, role):
+        raise Refused(403, "Your role cannot invite a member with this role.")
+    now = hub.clock()
+    try:
+        async with hub.db.transaction() as db:
+            issued = await services.invite(
+                db,
+                hub.hasher,
+                now,
+                field_of(data, "email"),
+                role,
+                services.member_actor(me),
+                hub.settings,
+            )
+            config = await mail.load(db, hub.keyring)
+    except FormError as exc:
+        return await _team_page(request, notice=str(exc))
+    link = invite_link(hub.public_url(request), issued.token)
+    if config is None:
+        note = "Outgoing mail is not set up: send this link to them yourself."
+    else:
+        try:
+            message = mail.invite_mail(config, issued.invite.email, link, role.value, me.email)
+            await mail.send(config, message, tls.outbound_ssl_context(hub.settings.ca_bundle))
+            note = f"The invitation was mailed to {issued.invite.email}."
+        except mail.MailError as exc:
+            note = f"The invitation could not be mailed ({exc}); send this link yourself."
+    return await _team_page(request, notice=note, link=link)
+
+
+@post(
+    f"{PREFIX}/team/{{member_id:int}}/remove",
+    opt=roles.route(Action.TEAM_REMOVE),
+    include_in_schema=False,
+)
+async def remove(request: AnyRequest, member_id: FromPath[int]) -> Response[Any]:
+    """Removes a member and ends every session they have (S6). The last owner stays."""
+    hub = hub_of(request)
+    me = _me(request)
+    now = hub.clock()
+    async with hub.db.transaction() as db:
+        target = await db.get(Member, member_id)
+        if target is None:
+            raise Refused(404, "No such member.")
+        if target.id == me.id:
+            raise Refused(403, "You cannot remove yourself; ask another owner or admin.")
+        if not roles.may_manage(me.role, target.role):
+            raise Refused(403, "Your role cannot remove this member.")
+        if target.role == Role.OWNER and await services.owners(db) <= 1:
+            raise Refused(403, "The team needs an owner.")
+        audit.record(
+            db,
+            now=now,
+            actor=services.member_actor(me),
+            action="member.removed",
+            target_type="member",
+            target_id=target.id,
+            detail={"email": target.email, "role": target.role},
+        )
+        await services.remove_member(db, target)
+    return go(request, f"{PREFIX}/team?done=removed")
+
+
+@get(f"{PREFIX}/invite/{{token:str}}", opt=roles.route(Action.PUBLIC), include_in_schema=False)
+async def invite_page(request: AnyRequest, token: FromPath[str]) -> Response[Any]:
+    hub = hub_of(request)
+    async with hub.db.transaction() as db:
+        found = await services.open_invite(db, hub.hasher, token, hub.clock())
+    if found is None:
+        raise Refused(404, "This invitation is not valid: it was used, replaced or expired.")
+    return page(request, "invite.html", invite=found, token=token)
+
+
+@post(f"{PREFIX}/invite/{{token:str}}", opt=roles.route(Action.PUBLIC), include_in_schema=False)
+async def accept_invite(request: AnyRequest, token: FromPath[str], data: Form) -> Response[Any]:
+    """Choose a password; two-factor enrolment follows at once."""
+    hub = hub_of(request)
+    now = hub.clock()
+    password = field_of(data, "password")
+    try:
+        async with hub.db.transaction() as db:
+            found = await services.open_invite(db, hub.hasher, token, now)
+            if found is None:
+                raise Refused(
+                    404, "This invitation is not valid: it was used, replaced or expired."
+                )
+            if password != field_of(data, "password2"):
+                raise FormError("The passwords differ.")
+            member = await services.create_member(
+                db, hub.keyring, now, found.email, password, Role(found.role)
+            )
+            found.accepted_at = now
+            audit.record(
+                db,
+                now=now,
+                actor=services.member_actor(member),
+                action="member.joined",
+                target_type="member",
+                target_id=member.id,
+                detail={"role": member.role, "invited_by": found.invited_by},
+            )
+            started = await services.start_session(db, hub.hasher, member, services.ENROL, now)
+    except FormError as exc:
+        async with hub.db.transaction() as db:
+            again = await services.open_invite(db, hub.hasher, token, now)
+        if again is None:
+            raise Refused(404, "This invitation is not valid any more.") from None
+        return page(request, "invite.html", invite=again, token=token, notice=str(exc))
+    return _enter(request, hub, started.token, f"{PREFIX}/enrol")
+
+
+# --- outgoing mail ------------------------------------------------------------------------------
+
+
+async def _smtp_page(request: AnyRequest, notice: str | None = None) -> Response[Any]:
+    hub = hub_of(request)
+    async with hub.db.transaction() as db:
+        current = await mail.stored(db)
+    return page(
+        request,
+        "smtp.html",
+        smtp=current,
+        securities=[s.value for s in mail.Security],
+        notice=notice,
+        done=_done(request),
+    )
+
+
+@get(f"{PREFIX}/smtp", opt=roles.route(Action.SMTP_MANAGE), include_in_schema=False)
+async def smtp_page(request: AnyRequest) -> Response[Any]:
+    return await _smtp_page(request)
+
+
+@post(f"{PREFIX}/smtp", opt=roles.route(Action.SMTP_MANAGE), include_in_schema=False)
+async def smtp_save(request: AnyRequest, data: Form) -> Response[Any]:
+    hub = hub_of(request)
+    me = _me(request)
+    now = hub.clock()
+    try:
+        async with hub.db.transaction() as db:
+            row = await mail.save(
+                db,
+                hub.keyring,
+                host=field_of(data, "host"),
+                port=field_of(data, "port"),
+                security=field_of(data, "security"),
+                username=field_of(data, "username"),
+                password=field_of(data, "password"),
+                sender=field_of(data, "sender"),
+                actor=services.member_actor(me),
+                now=now,
+            )
+            audit.record(
+                db,
+                now=now,
+                actor=services.member_actor(me),
+                action="smtp.changed",
+                target_type="smtp_settings",
+                target_id=row.id,
+                detail={"host": row.host, "port": row.port, "security": row.security},
+            )
+    except FormError as exc:
+        return await _smtp_page(request, str(exc))
+    return go(request, f"{PREFIX}/smtp?done=smtp-saved")
+
+
+@post(f"{PREFIX}/smtp/test", opt=roles.route(Action.SMTP_MANAGE), include_in_schema=False)
+async def smtp_test(request: AnyRequest, data: Form) -> Response[Any]:
+    """Send a test message to the given address (or the member's own) and say how it went."""
+    hub = hub_of(request)
+    me = _me(request)
+    try:
+        to = services.normalise_email(field_of(data, "to") or me.email)
+    except FormError as exc:
+        return await _smtp_page(request, str(exc))
+    async with hub.db.transaction() as db:
+        config = await mail.load(db, hub.keyring)
+    if config is None:
+        return await _smtp_page(request, "Save the mail settings first.")
+    try:
+        context = tls.outbound_ssl_context(hub.settings.ca_bundle)
+        await mail.send(config, mail.test_mail(config, to), context)
+    except mail.MailError as exc:
+        return await _smtp_page(request, f"The test message was not accepted: {exc}")
+    return await _smtp_page(request, f"A test message was sent to {to}.")
+
+
+DASHBOARD_ROUTES = [
+    stylesheet,
+    sign_up_page,
+    sign_up,
+    sign_in_page,
+    sign_in,
+    code_page,
+    sign_in_code,
+    sign_out,
+    enrol_page,
+    enrol,
+    reauth_page,
+    reauth,
+    overview,
+    team,
+    invite,
+    remove,
+    invite_page,
+    accept_invite,
+    smtp_page,
+    smtp_save,
+    smtp_test,
+]

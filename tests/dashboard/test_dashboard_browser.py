@@ -1,0 +1,327 @@
+"""The dashboard in headless Chromium against one real ``bankhub serve`` process for the module.
+
+The tests run in file order and build on each other, like a team's first day: the owner signs
+up and enrols (TOTP codes from pyotp), signs in again, sets up mail and invites a viewer (the
+mail is caught by aiosmtpd on loopback), the viewer finds no key buttons and a forged roll is
+refused, the owner rolls and revokes keys and the API refuses the old ones, a cross-site form
+is refused, five wrong codes block the viewer, and every page fits a 360 px screen without
+console errors. Timeouts are proven with the injected clock in ``test_sign_in.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+from playwright.sync_api import Page, expect
+
+from bankhub.dashboard import services, totp
+from tests.dashboard.conftest import MailSink, SmtpServer
+from tests.support.browser import assert_no_page_errors
+from tests.support.browser_plugin import MakePage
+from tests.support.live_server import LiveServer
+from tests.support.postgres import free_port
+
+PHONE_WIDTH = 360
+OWNER = "owner@example.com"
+OWNER_PASSWORD = "lighthouse keepers count the waves"
+VIEWER = "viewer@example.com"
+VIEWER_PASSWORD = "a viewer reads quietly at noon"
+LINK = re.compile(r"https?://\S+/dashboard/invite/[A-Za-z0-9_-]+")
+
+
+@dataclass
+class Team:
+    """What the tests learn along the way, shared in file order."""
+
+    server: LiveServer
+    smtp: SmtpServer
+    creds: dict[str, str]
+    seeds: dict[str, str] = field(default_factory=dict)
+    last_step: dict[str, int] = field(default_factory=dict)
+    states: dict[str, Any] = field(default_factory=dict)
+
+    def code(self, email: str) -> str:
+        """A code for a step this member has not used yet (waits for the next step if needed)."""
+        step = max(int(time.time()) // totp.STEP_SECONDS, self.last_step.get(email, -1) + 1)
+        while step > int(time.time()) // totp.STEP_SECONDS + 1:
+            time.sleep(0.5)  # a real server's clock: the only way to a fresh step
+        self.last_step[email] = step
+        return pyotp.TOTP(self.seeds[email]).at(step * totp.STEP_SECONDS)
+
+    def url(self, path: str) -> str:
+        return f"{self.server.url}{path}"
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    from aiosmtpd.controller import Controller
+
+    sink = MailSink()
+    port = free_port("127.0.0.1")
+    controller = Controller(sink, hostname="127.0.0.1", port=port, ready_timeout=10)
+    controller.start()
+    data = tmp_path_factory.mktemp("dashboard") / "data"
+    # a re-authentication window longer than the module: the gate has its own tests
+    server = LiveServer.start(data_dir=data, env={"BANKHUB_DASHBOARD_REAUTH_SECONDS": "3600"})
+    try:
+        yield Team(server, SmtpServer("127.0.0.1", port, sink), server.demo_credentials())
+    finally:
+        server.stop()
+        controller.stop()
+
+
+def _as(make_page: MakePage, team: Team, who: str, **options: Any) -> Page:
+    return make_page(storage_state=team.states[who], **options)
+
+
+def _api(team: Team, secret: str) -> tuple[int, str]:
+    answer = httpx.get(
+        team.url("/v2/app"),
+        headers={"client-id": team.creds["client_id"], "service-secret": secret},
+        timeout=10,
+    )
+    return answer.status_code, (answer.json().get("error", "") if answer.status_code >= 400 else "")
+
+
+def _heading(page: Page, text: str | re.Pattern[str]) -> None:
+    expect(page.get_by_role("heading", name=text, exact=False)).to_be_visible()
+
+
+def _notice(page: Page) -> str:
+    return page.locator(".notice").inner_text()
+
+
+# --- the tests, in order -------------------------------------------------------------------------
+
+
+def test_first_owner_signs_up_and_enrols(make_page: MakePage, team: Team) -> None:
+    page = make_page()
+    page.goto(team.url("/dashboard"))
+    assert page.url.endswith("/dashboard/sign-in")
+    page.get_by_role("link", name="Create the team's owner").click()
+    _heading(page, "Create the team's owner")
+    page.get_by_label("Email").fill(OWNER)
+    page.get_by_label("Password", exact=True).fill(OWNER_PASSWORD)
+    page.get_by_label("Password again").fill(OWNER_PASSWORD)
+    page.get_by_role("button", name="Create owner").click()
+    _heading(page, "Set up two-factor sign-in")
+    expect(page.get_by_role("img", name="QR code for your authenticator app")).to_be_visible()
+    team.seeds[OWNER] = page.locator("#manual-key").inner_text().strip()
+    page.get_by_label("The 6-digit code the app shows now").fill(team.code(OWNER))
+    page.get_by_role("button", name="Confirm").click()
+    _heading(page, "Your recovery codes")
+    expect(page.locator("#recovery-codes li")).to_have_count(10)
+    page.get_by_role("link", name="I have saved them: continue").click()
+    _heading(page, "Overview")
+    expect(page.get_by_text(f"{OWNER} · owner")).to_be_visible()
+    team.states[OWNER] = page.context.storage_state()
+    assert_no_page_errors(page)
+    # sign-up is closed now
+    page.goto(team.url("/dashboard/sign-up"))
+    assert page.url.endswith("/dashboard")
+
+
+def test_sign_in_with_password_and_code_then_sign_out(make_page: MakePage, team: Team) -> None:
+    page = make_page()
+    page.goto(team.url("/dashboard/sign-in"))
+    page.get_by_label("Email").fill(OWNER)
+    page.get_by_label("Password").fill(OWNER_PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    _heading(page, "Your code")
+    page.get_by_label(re.compile("6-digit code")).fill(team.code(OWNER))
+    page.get_by_role("button", name="Sign in").click()
+    _heading(page, "Overview")
+    page.get_by_role("button", name="Sign out").click()
+    _heading(page, "Sign in")
+    page.goto(team.url("/dashboard/apps"))
+    assert page.url.endswith("/dashboard/sign-in")
+    assert_no_page_errors(page)
+
+
+def test_invite_by_mail_and_a_viewer_cannot_roll_a_key(make_page: MakePage, team: Team) -> None:
+    owner = _as(make_page, team, OWNER)
+    owner.goto(team.url("/dashboard/smtp"))
+    owner.get_by_label("Server").fill(team.smtp.host)
+    owner.get_by_label("Port").fill(str(team.smtp.port))
+    owner.get_by_label("Security").select_option("none")
+    owner.get_by_label("Sender address").fill("hub@example.com")
+    owner.get_by_role("button", name="Save").click()
+    expect(owner.get_by_text("The mail settings were saved.")).to_be_visible()
+    owner.get_by_role("button", name="Send test message").click()
+    expect(owner.get_by_text(f"A test message was sent to {OWNER}")).to_be_visible()
+    owner.goto(team.url("/dashboard/team"))
+    owner.get_by_label("Email").fill(VIEWER)
+    owner.get_by_label("Role").select_option("viewer")
+    owner.get_by_role("button", name="Invite").click()
+    expect(owner.get_by_text(f"The invitation was mailed to {VIEWER}.")).to_be_visible()
+    assert_no_page_errors(owner)
+
+    mailed = team.smtp.messages[-1]
+    assert mailed["To"] == VIEWER
+    body = mailed.get_body(("plain",))
+    assert body is not None
+    link = LINK.search(body.get_content())
+    assert link is not None
+
+    viewer = make_page()
+    viewer.goto(link.group(0))
+    _heading(viewer, "Join the team")
+    viewer.get_by_label("Choose a password").fill(VIEWER_PASSWORD)
+    viewer.get_by_label("Password again").fill(VIEWER_PASSWORD)
+    viewer.get_by_role("button", name="Continue").click()
+    _heading(viewer, "Set up two-factor sign-in")
+    team.seeds[VIEWER] = viewer.locator("#manual-key").inner_text().strip()
+    viewer.get_by_label("The 6-digit code the app shows now").fill(team.code(VIEWER))
+    viewer.get_by_role("button", name="Confirm").click()
+    _heading(viewer, "Your recovery codes")
+    viewer.get_by_role("link", name="I have saved them: continue").click()
+    expect(viewer.get_by_text(f"{VIEWER} · viewer")).to_be_visible()
+    team.states[VIEWER] = viewer.context.storage_state()
+
+    viewer.goto(team.url(f"/dashboard/apps/{team.creds['client_id']}"))
+    _heading(viewer, "Demo app")
+    expect(viewer.get_by_role("button", name="Roll")).to_have_count(0)
+    expect(viewer.get_by_role("button", name="Revoke")).to_have_count(0)
+    assert_no_page_errors(viewer)
+    key_id = viewer.locator("tr[data-key]").first.get_attribute("data-key")
+    csrf = viewer.locator("input[name=csrf]").first.get_attribute("value")
+    assert key_id
+    assert csrf
+    forged = viewer.request.post(
+        team.url(f"/dashboard/apps/{team.creds['client_id']}/keys/{key_id}/roll"),
+        form={"csrf": csrf, "overlap": "0"},
+        headers={"origin": team.server.url},
+    )
+    assert forged.status == 403
+    assert _api(team, team.creds["service_secret"]) == (200, "")
+
+
+def test_roll_and_revoke_then_the_api_refuses_the_old_keys(make_page: MakePage, team: Team) -> None:
+    page = _as(make_page, team, OWNER)
+    page.goto(team.url(f"/dashboard/apps/{team.creds['client_id']}"))
+    first = page.locator("tr[data-key]").first
+    first.get_by_label("Old key keeps working for").select_option("0")
+    first.get_by_role("button", name="Roll").click()
+    _heading(page, re.compile("rolled"))
+    new_secret = page.locator("code.secret").first.inner_text().strip()
+    new_key = page.locator(".secrets dt").first.inner_text().split(" ", 1)[0]
+    assert _api(team, team.creds["service_secret"]) == (401, "KeyRevoked")
+    assert _api(team, new_secret) == (200, "")
+    page.get_by_role("link", name="Back to Demo app").click()
+    page.locator(f'tr[data-key="{new_key}"]').get_by_role("button", name="Revoke").click()
+    expect(page.get_by_text("The key was revoked")).to_be_visible()
+    assert _api(team, new_secret) == (401, "KeyRevoked")
+    assert_no_page_errors(page)
+
+
+class _AttackerHandler(BaseHTTPRequestHandler):
+    target = ""
+
+    def do_GET(self) -> None:
+        body = (
+            "<!doctype html><html lang=en><title>Win a prize</title>"
+            f'<form method="post" action="{self.target}">'
+            '<input type="hidden" name="csrf" value="guess">'
+            '<input type="hidden" name="overlap" value="0">'
+            "<button>Claim</button></form>"
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+def test_a_cross_site_form_post_is_refused(make_page: MakePage, team: Team) -> None:
+    owner = _as(make_page, team, OWNER)
+    owner.goto(team.url(f"/dashboard/apps/{team.creds['client_id']}"))
+    key_id = owner.locator("tr[data-key]", has=owner.get_by_role("button", name="Roll")).first
+    target_key = key_id.get_attribute("data-key")
+    assert target_key
+    _AttackerHandler.target = team.url(
+        f"/dashboard/apps/{team.creds['client_id']}/keys/{target_key}/roll"
+    )
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _AttackerHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        # another origin (localhost, another port) in the owner's own browser
+        owner.goto(f"http://localhost:{httpd.server_address[1]}/")
+        with owner.expect_navigation() as navigation:
+            owner.get_by_role("button", name="Claim").click()
+        response = navigation.value
+        assert response is not None
+        assert response.status == 403
+        expect(owner.get_by_text("Cross-site form submission refused.")).to_be_visible()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+    page = _as(make_page, team, OWNER)
+    page.goto(team.url(f"/dashboard/apps/{team.creds['client_id']}"))
+    row = page.locator(f'tr[data-key="{target_key}"]')
+    expect(row.get_by_role("button", name="Roll")).to_have_count(1)  # still live, not rolled
+
+
+def test_five_wrong_codes_block_sign_in(make_page: MakePage, team: Team) -> None:
+    page = make_page()
+    page.goto(team.url("/dashboard/sign-in"))
+    page.get_by_label("Email").fill(VIEWER)
+    page.get_by_label("Password").fill(VIEWER_PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    for _ in range(5):
+        _heading(page, re.compile("Your code|Sign in"))
+        page.get_by_label(re.compile("6-digit code")).fill("000000")
+        page.get_by_role("button", name="Sign in").click()
+        assert _notice(page) == services.REFUSED
+    _heading(page, "Sign in")  # the half-done session was ended
+    page.get_by_label("Password").fill(VIEWER_PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    assert _notice(page) == services.REFUSED  # blocked, with the very same message
+    assert page.url.endswith("/dashboard/sign-in")
+    assert_no_page_errors(page)
+
+
+def test_every_page_fits_360px_without_console_errors(make_page: MakePage, team: Team) -> None:
+    anonymous = make_page(phone=True)
+    for path in ("/dashboard/sign-in",):
+        anonymous.goto(team.url(path))
+        _fits(anonymous)
+    page = _as(make_page, team, OWNER, phone=True)
+    client_id = team.creds["client_id"]
+    for path in (
+        "/dashboard",
+        "/dashboard/apps",
+        f"/dashboard/apps/{client_id}",
+        f"/dashboard/apps/{client_id}/webhooks",
+        f"/dashboard/apps/{client_id}/customers",
+        "/dashboard/team",
+        "/dashboard/smtp",
+        "/dashboard/audit",
+        "/dashboard/api",
+        f"/dashboard/reauth?next=/dashboard/apps/{client_id}",
+    ):
+        response = page.goto(team.url(path))
+        assert response is not None
+        assert response.status == 200, path
+        _fits(page)
+    assert_no_page_errors(anonymous)
+    assert_no_page_errors(page)
+
+
+def _fits(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert isinstance(width, int)
+    assert width <= PHONE_WIDTH, f"{page.url} scrolls sideways: {width}px > {PHONE_WIDTH}px"

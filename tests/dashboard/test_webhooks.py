@@ -1,0 +1,128 @@
+"""Webhooks and signatures in the dashboard: endpoints, secrets shown once and rotated, the
+delivery log with every attempt, and replaying one event."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+
+from bankhub.audit.models import AuditEntry
+from bankhub.dashboard.roles import Role
+from bankhub.events import services as events
+from bankhub.partners.models import App
+from bankhub.webhooks import services as webhooks
+from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from tests.conftest import Harness
+from tests.dashboard.support import Visitor, make_member
+
+Visitors = Callable[..., Visitor]
+SECRET = re.compile(r'id="signing-secret">([^<]+)<')
+
+
+async def _event(h: Harness) -> int:
+    async with h.hub.db.transaction() as db:
+        app = (
+            await db.execute(select(App).where(App.client_id == h.creds["client_id"]))
+        ).scalar_one()
+        event = await events.record(
+            db,
+            app_id=app.id,
+            type=events.LOGIN_STATUS,
+            payload=events.login_status_payload(7, "success"),
+            now=h.clock(),
+        )
+        return event.id
+
+
+async def test_add_endpoint_log_every_attempt_replay_and_rotate(
+    harness: Harness, visitors: Visitors
+) -> None:
+    v = visitors()
+    await v.sign_in(await make_member(harness, Role.DEVELOPER))
+    base = f"/dashboard/apps/{harness.creds['client_id']}/webhooks"
+    await v.get(base)
+    refused = await v.post(base, {"url": "javascript:alert(1)"})
+    assert "webhook url refused" in refused.text
+    form = {"csrf": v.csrf, "url": "https://hooks.example.com/in", "event": "login.status"}
+    added = await v.client.post(base, data=form, headers={"origin": "http://testserver.local"})
+    assert added.status_code == 200, added.text
+    found = SECRET.search(added.text)
+    assert found is not None
+    secret = found.group(1)
+    assert secret.startswith("whsec_")
+    async with harness.hub.db.transaction() as db:
+        endpoint = (await db.execute(select(WebhookEndpoint))).scalar_one()
+        assert secret not in endpoint.secret_enc
+        assert webhooks.signing_secrets(harness.hub.keyring, endpoint, harness.clock()) == [secret]
+        assert endpoint.events == ["login.status"]
+
+    event_id = await _event(harness)
+    async with harness.hub.db.transaction() as db:
+        delivery = (await db.execute(select(WebhookDelivery))).scalar_one()
+        delivery.attempts = 2
+        for status in (500, 503):
+            db.add(
+                WebhookAttempt(
+                    app_id=delivery.app_id,
+                    delivery_id=delivery.id,
+                    attempted_at=harness.clock(),
+                    duration_ms=12,
+                    outcome="retry",
+                    status_code=status,
+                    error=None,
+                    response_excerpt="",
+                )
+            )
+    log = await v.get(base)
+    assert f'data-event="{event_id}"' in log.text
+    assert "HTTP 500" in log.text
+    assert "HTTP 503" in log.text
+    assert "2 attempts" in log.text
+
+    replayed = await v.post(
+        f"/dashboard/apps/{harness.creds['client_id']}/events/{event_id}/replay"
+    )
+    assert replayed.status_code == 303
+    async with harness.hub.db.transaction() as db:
+        count = (await db.execute(select(func.count(WebhookDelivery.id)))).scalar_one()
+        assert count == 2
+    await v.get(base)
+    page = await v.get(base)
+    endpoint_id = re.findall(r'data-endpoint="([^"]+)"', page.text)[0]
+    rotated = await v.post(f"{base}/{endpoint_id}/rotate", {"overlap": "3600"})
+    found = SECRET.search(rotated.text)
+    assert found is not None
+    new = found.group(1)
+    assert new != secret
+    async with harness.hub.db.transaction() as db:
+        endpoint = (await db.execute(select(WebhookEndpoint))).scalar_one()
+        both = webhooks.signing_secrets(harness.hub.keyring, endpoint, harness.clock())
+        actions = {(e.action, e.actor) for e in (await db.execute(select(AuditEntry))).scalars()}
+    assert both == [new, secret]
+    who = "member:developer@example.com"
+    for action in ("webhook.endpoint_created", "event.replayed", "webhook.secret_rotated"):
+        assert (action, who) in actions
+    # the secrets are not on the page any more
+    again = await v.get(base)
+    assert secret not in again.text
+    assert new not in again.text
+
+
+async def test_a_viewer_reads_the_log_but_changes_nothing(
+    harness: Harness, visitors: Visitors
+) -> None:
+    event_id = await _event(harness)
+    v = visitors()
+    await v.sign_in(await make_member(harness, Role.VIEWER))
+    base = f"/dashboard/apps/{harness.creds['client_id']}/webhooks"
+    page = await v.get(base)
+    assert f'data-event="{event_id}"' in page.text
+    assert "Replay" not in page.text
+    assert "Add an endpoint" not in page.text
+    forged = await v.post(f"/dashboard/apps/{harness.creds['client_id']}/events/{event_id}/replay")
+    assert forged.status_code == 403
+    other = await harness.new_app()
+    foreign = await v.get(f"/dashboard/apps/{other['client_id']}/webhooks")
+    assert f'data-event="{event_id}"' not in foreign.text
