@@ -64,7 +64,7 @@ async def grant_on(connection: AsyncConnection, role: str, password: str | None)
         )
     ).one_or_none()
     created = found is None
-    if created:
+    if found is None:
         may_create = (
             await connection.execute(
                 text("select rolcreaterole or rolsuper from pg_roles where rolname = current_user")
