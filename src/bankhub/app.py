@@ -45,6 +45,8 @@ from bankhub.security import network, redact
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
 from bankhub.security.tls import TransportMiddleware
 from bankhub.statements.routes import STATEMENT_PATH, STATEMENT_ROUTES
+from bankhub.usage import counters as usage_counters
+from bankhub.usage import store as usage_store
 
 log = logging.getLogger("bankhub")
 
@@ -286,10 +288,10 @@ def create_app(hub: Hub) -> Litestar:
         before_request=check_request,
         after_request=add_headers,
         before_send=[no_store_for_credentials, page_security_headers],
-        middleware=edge_middleware(hub, guard),
+        middleware=[usage_counters.middleware(hub.usage, hub.clock), *edge_middleware(hub, guard)],
         openapi_config=openapi if docs else None,
         template_config=TemplateConfig(instance=template_engine()),
-        lifespan=[lifespan],
+        lifespan=[lifespan, usage_store.flusher(hub)],
         request_max_body_size=1024 * 1024,
         debug=False,
     )
