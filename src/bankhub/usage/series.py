@@ -254,6 +254,9 @@ async def _usage(
         key.label("k"),
         UsageCount.total.label("v"),
     ).where(
+        # app_id is the tenant: it never matches the unattributed rows (null), whatever the
+        # ids; app_key lets the (app_key, metric, hour, ...) index find the rows
+        UsageCount.app_id.in_(apps),
         UsageCount.app_key.in_(apps),
         UsageCount.metric == metric,
         UsageCount.hour >= window.start,

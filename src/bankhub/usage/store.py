@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -186,8 +186,3 @@ def flusher(hub: Hub) -> Callable[[Litestar], AbstractAsyncContextManager[None]]
             await task
 
     return lifespan
-
-
-def rows_for(app_ids: Sequence[int]) -> ColumnElement[bool]:
-    """The usage rows of ``app_ids`` (never the rows without an app)."""
-    return UsageCount.app_key.in_(sorted(set(app_ids)))
