@@ -215,11 +215,12 @@ async def test_counting_never_fails_a_request(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("counter broke")
 
-    monkeypatch.setattr(counters.Counters, "api", broken)
+    monkeypatch.setattr(counters, "route_group", broken)
     response = await h.client.get("/v2/app", headers=h.headers())
     assert response.status_code == 200
+    assert response.json()["data"]
     monkeypatch.undo()
-    assert counters._current.get() is None  # the request's cell did not leak
+    assert len(h.hub.usage) == 0
 
 
 async def test_a_failed_flush_keeps_its_counts_for_the_next(
@@ -345,33 +346,37 @@ def test_route_groups_and_outcome_classes() -> None:
     assert set(counters._V2_GROUPS.values()) | {"oauth", "other"} == set(counters.ROUTE_GROUPS)
 
 
-async def test_errors_raised_past_the_counter_are_counted_by_their_status() -> None:
-    from bankhub.api.errors import ApiError, ErrorCode
+@pytest.mark.parametrize(
+    "harness",
+    [{"rate_limits_enabled": True, "rate_limit_per_credential": "3/minute"}],
+    indirect=True,
+)
+async def test_answers_of_the_edges_and_unknown_routes_are_counted(harness: Harness) -> None:
+    h = harness
+    first = await app_id(h, h.creds["client_id"])
+    statuses = [(await h.client.get("/v2/app", headers=h.headers())).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    assert (await h.client.get("/v2/nowhere", headers=h.headers())).status_code == 404
+    await store.flush(h.hub.db, h.hub.usage)
+    # refused by the rate limit before any handler ran: no app to count them for
+    assert await stored(h.hub.db) == Counter(
+        {(first, "2xx", "app"): 3, (None, "4xx", "app"): 2, (None, "4xx", "other"): 1}
+    )
 
+
+async def test_each_request_starts_without_an_app() -> None:
+    """A task serving several requests (keep-alive) never carries one's app into the next."""
     counted = counters.Counters()
     now = datetime(2026, 11, 20, 9, tzinfo=UTC)
-
-    def raising(exc: BaseException) -> counters.UsageMiddleware:
-        async def app(scope: object, receive: object, send: object) -> None:
-            counters.attribute(7)
-            raise exc
-
-        return counters.UsageMiddleware(app, counted, lambda: now)  # type: ignore[arg-type]
-
-    async def nothing() -> dict[str, object]:
-        return {}
-
-    async def ignore(message: object) -> None:
-        return None
-
-    scope = {"type": "http", "path": "/v2/app"}
-    for exc in (ApiError(ErrorCode.RATE_LIMITED), RuntimeError("boom")):
-        with pytest.raises(type(exc)):
-            await raising(exc)(scope, nothing, ignore)  # type: ignore[arg-type]
-    with pytest.raises(asyncio.CancelledError):  # a client that went away: not a call
-        await raising(asyncio.CancelledError())(scope, nothing, ignore)  # type: ignore[arg-type]
+    hook = counters.hook(counted, lambda: now)
+    start = {"type": "http.response.start", "status": 200, "headers": []}
+    counters.attribute(7)
+    await hook(start, {"path": "/v2/app"})
+    await hook({"type": "http.response.body", "body": b""}, {"path": "/v2/app"})
+    await hook({**start, "status": 401}, {"path": "/v2/app"})
+    await hook(start, {"path": "/healthz"})
     hour = counters.hour_of(now)
     assert counted.take() == {
-        (hour, 7, "api", "4xx", "app"): 1,
-        (hour, 7, "api", "5xx", "app"): 1,
+        (hour, 7, "api", "2xx", "app"): 1,
+        (hour, None, "api", "4xx", "app"): 1,
     }

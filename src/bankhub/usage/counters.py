@@ -6,12 +6,15 @@ outcome, ``new``/``reconnect``). Nothing here touches the database: ``bankhub.us
 takes the counts every few seconds and adds them to the ``usage_counts`` table. Counting never
 fails or delays a request: an error while counting is swallowed (and logged once).
 
-The app a call belongs to becomes known only once it is authenticated, deep inside the route
-handler. The middleware puts a small mutable cell in a context variable for the duration of the
-request; ``attribute(app_id)``, called where a caller is authenticated (``Hub.principal``, the
-OAuth client check, the connect page's session), writes the app id into it, and the middleware
-reads it when the response has been sent. Calls no app was authenticated for (bad credentials,
-public routes) are counted without an app.
+A call is counted by a ``before_send`` hook of the app when its response starts: that is the
+outermost layer, so it sees every response, including the ones an edge protection or an
+exception handler produced, for one function call per message (an ASGI middleware wrapping
+``send`` cost about three times as much). The app a call belongs to becomes known only once it
+is authenticated, deep inside the route handler: ``attribute(app_id)``, called where a caller is
+authenticated (``Hub.principal``, the OAuth client check, the connect page's session), puts the
+app id in a context variable of the request's task, and the hook takes it from there (and clears
+it). Calls no app was authenticated for (refused credentials, bodies refused before the handler
+ran, public routes) are counted without an app.
 """
 
 from __future__ import annotations
@@ -22,8 +25,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Final
 
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Message, Scope
 
 log = logging.getLogger("bankhub.usage")
 
@@ -72,15 +74,13 @@ ROUTE_GROUPS: Final = (
 #: (hour since the epoch, app id or None, metric, outcome, detail)
 Key = tuple[int, int | None, str, str, str]
 
-#: the cell of the request being served: [app id or None]
-_current: ContextVar[list[int | None] | None] = ContextVar("bankhub_usage_cell", default=None)
+#: the app the request being served belongs to, once it is known
+_current: ContextVar[int | None] = ContextVar("bankhub_usage_app", default=None)
 
 
 def attribute(app_id: int) -> None:
-    """Count the current request (if it is being counted) as a call of ``app_id``."""
-    cell = _current.get()
-    if cell is not None:
-        cell[0] = app_id
+    """Count the current request as a call of ``app_id``."""
+    _current.set(app_id)
 
 
 def route_group(path: str) -> str | None:
@@ -153,59 +153,37 @@ class Counters:
             log.exception("counting usage failed; the request was served regardless")
 
 
-class UsageMiddleware:
-    """Counts every API call once its response has started (or its handler raised)."""
+class UsageHook:
+    """A Litestar ``before_send`` hook: counts each API call when its response starts."""
 
-    def __init__(self, app: ASGIApp, counters: Counters, clock: Callable[[], datetime]) -> None:
-        self.app = app
+    def __init__(self, counters: Counters, clock: Callable[[], datetime]) -> None:
         self.counters = counters
         self.clock = clock
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await self.app(scope, receive, send)
+    async def __call__(self, message: Message, scope: Scope) -> None:
+        if message["type"] != "http.response.start":
             return
-        group = route_group(scope["path"])
-        if group is None:
-            await self.app(scope, receive, send)
-            return
-        cell: list[int | None] = [None]
-        status = 0
-
-        async def counted_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        token = _current.set(cell)
         try:
-            await self.app(scope, receive, counted_send)
-        except Exception as exc:
-            if not status:
-                # An error an outer layer turns into a response (ApiError and friends).
-                status = _status_of(exc)
-            raise
-        finally:
-            _current.reset(token)
-            try:
-                self.counters.api(self.clock(), cell[0], status, group)
-            except Exception:  # noqa: BLE001 - counting must never fail a request
-                self.counters._note_failure()
+            app_id = _current.get()
+            if app_id is not None:
+                _current.set(None)  # the task may serve another request next (keep-alive)
+            group = route_group(scope["path"])
+            status = message["status"]
+            if group is not None and 200 <= status < 600:
+                # Counters.api, inlined: this runs on every response
+                key = (
+                    hour_of(self.clock()),
+                    app_id,
+                    API,
+                    OUTCOME_CLASSES[status // 100 - 2],
+                    group,
+                )
+                counts = self.counters._counts
+                counts[key] = counts.get(key, 0) + 1
+        except Exception:  # noqa: BLE001 - counting must never fail a request
+            self.counters._note_failure()
 
 
-def _status_of(exc: BaseException) -> int:
-    for name in ("status", "status_code"):
-        value = getattr(exc, name, None)
-        if isinstance(value, int):
-            return value
-    return 500
-
-
-def middleware(counters: Counters, clock: Callable[[], datetime]) -> Callable[[ASGIApp], ASGIApp]:
-    """The middleware factory ``Litestar(middleware=[...])`` takes; put it first (outermost)."""
-
-    def wrap(app: ASGIApp) -> ASGIApp:
-        return UsageMiddleware(app, counters, clock)
-
-    return wrap
+def hook(counters: Counters, clock: Callable[[], datetime]) -> UsageHook:
+    """The hook to list in ``Litestar(before_send=[...])``."""
+    return UsageHook(counters, clock)
