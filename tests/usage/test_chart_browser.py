@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -54,11 +54,12 @@ def chart_page() -> bytes:
     )
 
 
-PAGES = {
-    "/": chart_page,
-    # the control: an inline style attribute, which this CSP must refuse (and Chromium report)
-    "/control": lambda: page_with('<svg viewBox="0 0 10 10"><rect style="fill:red"/></svg>'),
-}
+def control_page() -> bytes:
+    """An inline style attribute, which this CSP must refuse (and Chromium report)."""
+    return page_with('<svg viewBox="0 0 10 10"><rect style="fill:red"/></svg>')
+
+
+PAGES: dict[str, Callable[[], bytes]] = {"/": chart_page, "/control": control_page}
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -288,7 +289,7 @@ async def test_counts_are_flushed_at_shutdown(
     app = create_app(hub)
     async with app.lifespan():
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=BASE_URL
+            transport=httpx.ASGITransport(app=cast(Any, app)), base_url=BASE_URL
         ) as client:
             for _ in range(3):
                 assert (
@@ -311,7 +312,7 @@ async def test_counts_are_flushed_while_serving(served: tuple[Hub, dict[str, str
     app = create_app(hub)
     async with app.lifespan():
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url=BASE_URL
+            transport=httpx.ASGITransport(app=cast(Any, app)), base_url=BASE_URL
         ) as client:
             assert (await client.get("/v2/app", headers=creds_headers(creds))).status_code == 200
         async with asyncio.timeout(10):  # bounded; the flusher runs every 50 ms
@@ -369,12 +370,16 @@ async def test_each_request_starts_without_an_app() -> None:
     counted = counters.Counters()
     now = datetime(2026, 11, 20, 9, tzinfo=UTC)
     hook = counters.hook(counted, lambda: now)
-    start = {"type": "http.response.start", "status": 200, "headers": []}
+    start: Any = {"type": "http.response.start", "status": 200, "headers": []}
+    body: Any = {"type": "http.response.body", "body": b""}
+    api: Any = {"path": "/v2/app"}
+    health: Any = {"path": "/healthz"}
     counters.attribute(7)
-    await hook(start, {"path": "/v2/app"})
-    await hook({"type": "http.response.body", "body": b""}, {"path": "/v2/app"})
-    await hook({**start, "status": 401}, {"path": "/v2/app"})
-    await hook(start, {"path": "/healthz"})
+    await hook(start, api)
+    await hook(body, api)
+    refused: Any = {**start, "status": 401}
+    await hook(refused, api)
+    await hook(start, health)
     hour = counters.hour_of(now)
     assert counted.take() == {
         (hour, 7, "api", "2xx", "app"): 1,
