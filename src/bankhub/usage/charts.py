@@ -381,11 +381,13 @@ def _x_labels(series: Series, box: _Box) -> list[str]:
     slot = box.width / len(series.buckets)
     step = _label_step(series, box.width)
     seconds = 3600 if series.bucket == "hour" else 86400
+    # weekly labels fall on Mondays (the epoch, 1970-01-01, was a Thursday)
+    monday = (4 * 86400 // seconds) if (step * seconds) % (7 * 86400) == 0 else 0
     out = ['<g class="axis-labels x" fill="#444444" text-anchor="middle">']
     last_day: tuple[int, int, int] | None = None
     for i, bucket in enumerate(series.buckets):
         number = int(bucket.start.timestamp()) // seconds
-        if number % step:
+        if (number - monday) % step:
             continue
         x = box.left + i * slot + (slot / 2 if step == 1 else 0)
         start = bucket.start
