@@ -30,6 +30,7 @@ from bankhub.connectors.statement.connector import StatementUnreadable, parse_up
 from bankhub.hub import hub_of
 from bankhub.logins.services import TokenUnusable
 from bankhub.security import scopes
+from bankhub.usage import counters as usage
 
 AnyRequest = Request[Any, Any, Any]
 Form = URLEncodedBody[dict[str, str]]
@@ -54,9 +55,11 @@ def _cookie_value(request: AnyRequest) -> str | None:
 
 def _session(request: AnyRequest) -> ConnectSession:
     try:
-        return flow_of(request).get(_cookie_value(request))
+        session = flow_of(request).get(_cookie_value(request))
     except SessionGone:
         raise ApiError(ErrorCode.TOKEN_EXPIRE) from None
+    usage.attribute(session.app_id)
+    return session
 
 
 def _check_form(request: AnyRequest, session: ConnectSession, form: dict[str, str]) -> None:
@@ -93,6 +96,7 @@ async def open_connect(request: AnyRequest, token_id: FromPath[str]) -> Response
         session = await flow.open(token_id)
     except TokenUnusable:
         raise ApiError(ErrorCode.TOKEN_EXPIRE, extra={"token": token_id[:64]}) from None
+    usage.attribute(session.app_id)
     secure = request.url.scheme == "https"
     cookie = Cookie(
         key=SECURE_COOKIE if secure else COOKIE,
