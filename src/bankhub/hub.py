@@ -9,7 +9,9 @@ import httpx
 from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.api import request_context
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.audit.writer import AuditWriter
 from bankhub.catalogue import Catalogue, default_catalogue, load_catalogue
 from bankhub.clock import Clock, utcnow
 from bankhub.config import Settings
@@ -73,6 +75,12 @@ class Hub:
     maintenance: flags.CachedFlag = field(
         default_factory=lambda: flags.CachedFlag(flags.MAINTENANCE)
     )
+    #: the group-commit writer of audit entries (S42)
+    audit: AuditWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.audit = AuditWriter(self.db, self.clock)
+        self.tokens.audit = self.audit
 
     @classmethod
     def build(
@@ -116,6 +124,7 @@ class Hub:
         await self.keyring.ensure(self.db)
 
     async def close(self) -> None:
+        await self.audit.close()
         await self.http.aclose()
         await self.db.dispose()
 
@@ -156,6 +165,7 @@ class Hub:
                 now=self.clock(),
             )
             principal = Principal(app, Scope(key.scope), key.key_id, None)
+        request_context.of(request).caller = request_context.Caller.of(principal)  # for audits
         require_scope(principal, needed)
         network.enforce(request, principal.app, self.settings)
         return principal

@@ -202,7 +202,11 @@ class Runner:
     async def retention_sweep(self) -> retention.PurgeReport:
         """Purge financial data older than each app's retention window (safe in any number of
         runners at once: each row is deleted, and counted, once)."""
-        report = await retention.purge(self.hub.db, self.hub.clock)
+        report = await retention.purge(
+            self.hub.db,
+            self.hub.clock,
+            audit_retention_days=self.hub.settings.audit_retention_days,
+        )
         await self.hub.db.checkpoint()
         return report
 

@@ -7,6 +7,9 @@ it also deletes change-log rows older than the window that describe data that is
 empties the response excerpts of webhook attempts older than the window. One audit entry
 (``system:retention`` / ``data.purged``) records each app's purge.
 
+The same sweep purges the audit log: entries older than ``BANKHUB_AUDIT_RETENTION_DAYS`` (400 by
+default) go, and one ``audit.purged`` entry records how many.
+
 Work goes in bounded batches, one short transaction each, so a large purge never holds one huge
 transaction or a long lock. Several runners may purge at once: rows are deleted by id lists with
 ``RETURNING`` and only what a runner really deleted is counted and logged, so a row deleted by
@@ -40,6 +43,8 @@ log = logging.getLogger("bankhub.retention")
 BATCH = 5000
 ACTOR = "system:retention"
 ACTION = "data.purged"
+AUDIT_ACTION = "audit.purged"
+AUDIT_RETENTION_DAYS = 400
 
 
 @dataclass(slots=True)
@@ -80,6 +85,10 @@ class PurgeReport:
     apps: list[AppPurge] = field(default_factory=list)
     #: ids of apps whose purge failed part-way (logged; the next sweep carries on)
     failed: list[int] = field(default_factory=list)
+    #: audit entries older than the audit retention that this purge removed
+    audit_entries: int = 0
+    #: the purge of old audit entries failed part-way (logged; the next sweep carries on)
+    audit_failed: bool = False
 
     @property
     def transactions(self) -> int:
@@ -102,11 +111,20 @@ class PurgeReport:
             "webhook_excerpts": self.webhook_excerpts,
             "apps": [a.as_dict() for a in self.apps],
             "failed": list(self.failed),
+            "audit_entries": self.audit_entries,
+            "audit_failed": self.audit_failed,
         }
 
 
-async def purge(db: Database, clock: Clock, *, batch: int = BATCH) -> PurgeReport:
-    """Purge every app's data older than its own retention window, as of ``clock()``."""
+async def purge(
+    db: Database,
+    clock: Clock,
+    *,
+    batch: int = BATCH,
+    audit_retention_days: int = AUDIT_RETENTION_DAYS,
+) -> PurgeReport:
+    """Purge every app's data older than its own retention window, and audit entries older than
+    ``audit_retention_days``, as of ``clock()``."""
     now = clock()
     report = PurgeReport(at=now)
     async with db.transaction() as session:
@@ -134,7 +152,40 @@ async def purge(db: Database, clock: Clock, *, batch: int = BATCH) -> PurgeRepor
             report.failed.append(app_id)
         if result.purged:
             report.apps.append(result)
+    try:
+        await _purge_audit(db, now, now - timedelta(days=audit_retention_days), report, batch)
+    except Exception:
+        log.exception("purge of old audit entries failed part-way; the next sweep carries on")
+        report.audit_failed = True
     return report
+
+
+async def _purge_audit(
+    db: Database, now: datetime, older_than: datetime, report: PurgeReport, batch: int
+) -> None:
+    while True:
+        async with db.transaction() as session:
+            gone = await audit.purge_batch(session, older_than, batch)
+        report.audit_entries += gone
+        if gone < batch:
+            break
+    if not report.audit_entries:
+        return
+    async with db.transaction() as session:
+        audit.record(
+            session,
+            now=now,
+            actor=ACTOR,
+            action=AUDIT_ACTION,
+            target_type="audit_log",
+            detail={"entries": report.audit_entries, "older_than": wire_time(older_than)},
+        )
+    log.info(
+        "purged %d audit entries older than %s",
+        report.audit_entries,
+        wire_time(older_than),
+        extra={"audit_entries": report.audit_entries},
+    )
 
 
 async def _purge_app(db: Database, now: datetime, result: AppPurge, batch: int) -> None:
