@@ -142,11 +142,13 @@ def account_data_read(
     rows: int | None = None,
     counts: dict[str, int] | None = None,
     action: str = READ,
+    target: tuple[str, str | int] | None = None,
     session: AsyncSession | None = None,
 ) -> None:
     """Record that this request answers with account data of these logins (one call a request).
 
-    ``resource`` names what was read; ``rows`` how many rows the answer carries. Without
+    ``resource`` names what was read; ``rows`` how many rows the answer carries; the entry's
+    target is the login when there is one, else the customer, unless ``target`` says. Without
     ``session`` the entry waits in the request's context and the app writes it through the audit
     writer before the answer is sent; with one, it joins that unit of work (for a route that
     writes anyway). The request's caller (set by ``Hub.principal``) names app and credential.
@@ -172,13 +174,15 @@ def account_data_read(
     if rows is not None:
         detail["rows"] = rows
     detail.update(counts or {})
-    single = len(set(login_ids)) == 1
+    if target is None:
+        single = len(set(login_ids)) == 1
+        target = ("login", login_ids[0]) if single else ("customer", customer_id or "")
     row = entry_row(
         now=hub.clock(),
         actor=f"app:{caller.client_id}",
         action=action,
-        target_type="login" if single else "customer",
-        target_id=login_ids[0] if single else customer_id,
+        target_type=target[0],
+        target_id=target[1],
         app_id=caller.app_id,
         detail=detail,
         request_id=context.request_id,

@@ -222,6 +222,7 @@ async def export_customer(
             request,
             resource="customer_export",
             action=audit.EXPORTED,
+            target=("customer", customer.id),
             login_ids=[h.login.id for h in held],
             customer_id=customer.id,
             account_ids=[a.id for h in held for a in h.accounts],
