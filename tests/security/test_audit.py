@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from litestar import Request, get
 from litestar.handlers import HTTPRouteHandler
 from sqlalchemy import event, select
@@ -311,6 +312,24 @@ async def test_request_ids_on_every_answer_and_only_sane_ones_kept(harness: Harn
     # ids are fresh per request
     ids = {(await h.client.get("/healthz")).headers["x-request-id"] for _ in range(5)}
     assert len(ids) == 5
+
+
+async def test_the_request_id_is_in_the_log_context(harness: Harness) -> None:
+    """structlog's context carries the id while the request runs, and only then."""
+
+    @get("/v2/log-context", opt=scopes.public())
+    async def log_context() -> dict[str, Any]:
+        return dict(structlog.contextvars.get_contextvars())
+
+    app = create_app(harness.hub)
+    app.register(log_context)
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        given = await client.get("/v2/log-context", headers={"X-Request-Id": "logged-1"})
+        fresh = await client.get("/v2/log-context")
+    assert given.json() == {"request_id": "logged-1"}
+    assert fresh.json() == {"request_id": fresh.headers["x-request-id"]}
+    assert "request_id" not in structlog.contextvars.get_contextvars()
 
 
 async def test_other_audit_entries_carry_the_request_id(harness: Harness) -> None:

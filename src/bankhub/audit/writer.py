@@ -4,7 +4,9 @@ Requests that read account data must not answer before their audit entry is dura
 a transaction per read would double the cost of the hottest path. So a handler hands its entry
 to the writer and awaits it; the writer's single task inserts everything queued in one
 transaction (one multi-row insert) as soon as it is free, then releases every waiting request
-at once. One read alone is written at once; many concurrent reads share a commit.
+at once. One read alone is written at once (after one turn of the event loop, so that reads
+finishing together share it); many concurrent reads share a commit. The writer keeps a
+connection of its own, so it never queues behind requests for one from the pool.
 
 * Back-pressure: at most ``max_pending`` entries wait; a request beyond that waits for room.
 * Failure: when the insert fails, every request waiting on that batch gets
@@ -30,7 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bankhub.audit.models import AuditEntry
 from bankhub.clock import Clock
@@ -45,6 +48,7 @@ MAX_COALESCED = 10_000
 #: how many distinct values a coalesced entry lists (e.g. client ids presented)
 MAX_SAMPLES = 5
 BUCKET = timedelta(minutes=1)
+AUDIT_LOG: Table = AuditEntry.__table__  # type: ignore[assignment]
 
 
 class AuditUnavailable(RuntimeError):
@@ -97,11 +101,14 @@ class AuditWriter:
         #: coalesced entries whose write failed, tried again with the next batch
         self._retry: list[_Pending] = []
         self._counted: dict[Hashable, _Counted] = {}
+        #: the minute of the last look for coalesced entries whose minute is over
+        self._looked: datetime | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._closing = False
+        self._connection: AsyncConnection | None = None
 
     # --- handing entries over ---------------------------------------------------------------------
 
@@ -147,7 +154,9 @@ class AuditWriter:
             seen = counted.samples.setdefault(name, [])
             if value not in seen and len(seen) < MAX_SAMPLES:
                 seen.append(value)
-        self._release()
+        if bucket != self._looked:  # once a minute here, not once a failure
+            self._looked = bucket
+            self._release()
         with contextlib.suppress(RuntimeError):  # no running loop: the next write or flush
             self._start()
 
@@ -173,6 +182,9 @@ class AuditWriter:
             await task
         self._task = None
         self._closing = False
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
 
     # --- the writer task --------------------------------------------------------------------------
 
@@ -212,6 +224,8 @@ class AuditWriter:
                     except TimeoutError:
                         if not self._retry:
                             continue
+            # One turn of the loop first: handlers whose reads just finished join this batch.
+            await asyncio.sleep(0)
             batch, self._queue, self._retry = self._retry + self._queue, [], []
             self._room.set()
             await self._write(batch)
@@ -244,21 +258,35 @@ class AuditWriter:
             log.error("audit entry dropped after a failed write: %s", pending.row)
 
     async def _insert(self, batch: list[_Pending]) -> None:
-        """One transaction, one multi-row insert."""
-        async with self.db.transaction() as session:
-            wanted = {p.client_id for p in batch if p.client_id and p.row and not p.row["app_id"]}
-            apps: dict[str, int] = {}
-            if wanted:
-                found = await session.execute(
-                    select(App.client_id, App.id).where(App.client_id.in_(wanted))
-                )
-                apps = {client_id: app_id for client_id, app_id in found.tuples()}
-            rows = []
-            for pending in batch:
-                row = pending.row
-                if row is None:
-                    continue
-                if not row["app_id"] and pending.client_id in apps:
-                    row = {**row, "app_id": apps[pending.client_id]}
-                rows.append(row)
-            await session.execute(insert(AuditEntry), rows)
+        """One transaction, one multi-row insert, on the writer's own connection (never
+        waiting behind requests for one from the pool)."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            connection = self._connection = await self.db.engine.connect()
+        try:
+            async with connection.begin():
+                await connection.execute(insert(AUDIT_LOG), await self._rows(connection, batch))
+        except BaseException:
+            self._connection = None  # possibly broken: the next batch opens another
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+
+    async def _rows(self, connection: AsyncConnection, batch: list[_Pending]) -> list[Any]:
+        """The batch's rows, with the app of coalesced entries resolved from its client id."""
+        wanted = {p.client_id for p in batch if p.client_id and p.row and not p.row["app_id"]}
+        apps: dict[str, int] = {}
+        if wanted:
+            found = await connection.execute(
+                select(App.client_id, App.id).where(App.client_id.in_(wanted))
+            )
+            apps = {client_id: app_id for client_id, app_id in found.tuples()}
+        rows = []
+        for pending in batch:
+            row = pending.row
+            if row is None:
+                continue
+            if not row["app_id"] and pending.client_id in apps:
+                row = {**row, "app_id": apps[pending.client_id]}
+            rows.append(row)
+        return rows
