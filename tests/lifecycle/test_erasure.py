@@ -121,7 +121,9 @@ async def database_files(h: Harness) -> bytes:
     """On SQLite, the raw bytes of the database file and its write-ahead log (if any)."""
     if h.hub.db.dialect != "sqlite":
         return b""
-    await h.hub.db.dispose()  # closes every connection: nothing is held in a cache
+    # Close every connection, the audit writer's own too: nothing is held in a cache.
+    await h.hub.audit.close()
+    await h.hub.db.dispose()
     path = Path(str(make_url(h.hub.db.url).database))
     data = await asyncio.to_thread(_read_files, path)
     assert len(data) > 0
