@@ -25,9 +25,11 @@ from litestar.types import ASGIApp, Message, Middleware, Scope
 
 from bankhub import __version__
 from bankhub.accounts.routes import ACCOUNT_ROUTES
+from bankhub.api import request_context
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.openapi import finish
 from bankhub.api.routes import ROUTES
+from bankhub.audit import services as audit
 from bankhub.config import Settings
 from bankhub.connect.flow import ConnectFlow
 from bankhub.connect.pages import error_page, is_page_path, page_security_headers
@@ -86,6 +88,7 @@ def handle_api_error(request: AnyRequest, exc: ApiError) -> Response[Any]:
     if guard is not None and network.is_auth_failure(exc, request.headers):
         # S18: counted here, by error code, wherever the credential was refused
         guard.note_failure(str(network.client_ip(request.scope, guard.settings.trusted_networks)))
+    audit.api_auth_failure(request, exc)  # S42: failed authentications, coalesced
     return _error_response(request, exc)
 
 
@@ -134,9 +137,10 @@ def handle_http(request: AnyRequest, exc: HTTPException) -> Response[Any]:
 def handle_internal(request: AnyRequest, exc: Exception) -> Response[Any]:
     # Generic body, never a traceback (S32); the details go to the operator's log only.
     log.error(
-        "unhandled error on %s %s: %s",
+        "unhandled error on %s %s (request %s): %s",
         request.method,
         request.url.path,
+        request_context.of(request).request_id,
         type(exc).__name__,
         exc_info=exc,
     )
@@ -171,7 +175,10 @@ async def check_request(request: AnyRequest) -> None:
         ) from None
 
 
-async def add_headers(response: Response[Any]) -> Response[Any]:
+async def after_handler(response: Response[Any]) -> Response[Any]:
+    """After every handler, before anything is sent: the audit entry of an answer carrying
+    account data is committed first (S42; a failure answers 500 instead), then headers."""
+    await audit.before_answer(response.status_code or 200)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
 
@@ -294,7 +301,7 @@ def create_app(hub: Hub) -> Litestar:
             Exception: handle_internal,
         },
         before_request=check_request,
-        after_request=add_headers,
+        after_request=after_handler,
         before_send=[
             no_store_for_credentials,
             page_security_headers,
@@ -312,6 +319,8 @@ def create_app(hub: Hub) -> Litestar:
     app.state.hub = hub
     app.state.connect = ConnectFlow(hub)
     app.state.guard = guard
+    # Outside the router, so that every answer carries the request id, the router's own too.
+    app.asgi_handler = request_context.RequestIdMiddleware(app.asgi_handler)
     return app
 
 

@@ -1,5 +1,5 @@
 """The operator's command line: serve, migrate, demo, apps, keys, team, purge, maintenance,
-unblock, import."""
+unblock, import, audit."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.audit_cli import audit_log
 from bankhub.cli_common import err, out, settings_or_exit
 from bankhub.cli_common import migrate as migrate_schema
 from bankhub.clock import utcnow
@@ -54,6 +55,9 @@ def _operator(ctx: typer.Context) -> None:
     # S14: the operator's commands act on every app's rows (``bankhub.scope = 'all'`` on
     # PostgreSQL); undone when the command ends, so nothing else inherits it.
     ctx.with_resource(tenancy.everything())
+
+
+cli.command("audit")(audit_log)
 
 
 def _in_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -388,7 +392,12 @@ def purge(
     async def run() -> retention.PurgeReport:
         db = Database(settings.resolved_database_url())
         try:
-            return await retention.purge(db, utcnow, usage_days=settings.usage_retention_days)
+            return await retention.purge(
+                db,
+                utcnow,
+                usage_days=settings.usage_retention_days,
+                audit_retention_days=settings.audit_retention_days,
+            )
         finally:
             await db.dispose()
 
@@ -410,8 +419,13 @@ def purge(
                 highlight=False,
                 soft_wrap=True,
             )
+        if report.audit_entries:
+            out.print(f"purged {report.audit_entries} audit entries", highlight=False)
     if report.failed:
         err.print(f"[red]the purge of {len(report.failed)} app(s) failed; see the log[/red]")
+        raise typer.Exit(1)
+    if report.audit_failed:
+        err.print("[red]the purge of old audit entries failed; see the log[/red]")
         raise typer.Exit(1)
 
 

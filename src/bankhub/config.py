@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 1.0
     #: how often a runner purges financial data older than each app's retention window
     retention_sweep_seconds: float = 300.0
+    #: audit entries are kept this long, then purged by the same sweep (S42)
+    audit_retention_days: int = Field(default=400, ge=1, le=36500)
+
     #: usage counts (docs/usage.md): written every this many seconds, kept this many days
     usage_flush_seconds: float = Field(default=5.0, gt=0)
     usage_retention_days: int = Field(default=400, ge=1)

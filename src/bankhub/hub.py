@@ -9,7 +9,9 @@ import httpx
 from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.api import request_context
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.audit.writer import AuditWriter
 from bankhub.catalogue import Catalogue, default_catalogue, load_catalogue
 from bankhub.clock import Clock, utcnow
 from bankhub.config import Settings
@@ -77,6 +79,12 @@ class Hub:
     )
     #: API calls and connect outcomes counted in this process, not yet written (docs/usage.md)
     usage: usage_counters.Counters = field(default_factory=usage_counters.Counters)
+    #: the group-commit writer of audit entries (S42)
+    audit: AuditWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.audit = AuditWriter(self.db, self.clock)
+        self.tokens.audit = self.audit
 
     @classmethod
     def build(
@@ -120,6 +128,7 @@ class Hub:
         await self.keyring.ensure(self.db)
 
     async def close(self) -> None:
+        await self.audit.close()
         await self.engine.clients.aclose()
         await self.http.aclose()
         await self.db.dispose()
@@ -167,6 +176,7 @@ class Hub:
             ):
                 raise ApiError(ErrorCode.REFERER_NOT_ALLOWED, extra={"key_id": key.key_id})
         usage_counters.attribute(principal.app.id)
+        request_context.of(request).caller = request_context.Caller.of(principal)  # for audits
         require_scope(principal, needed)
         network.enforce(request, principal.app, self.settings)
         # S14: from here on, this transaction and the request's later ones see only this app's

@@ -15,6 +15,7 @@ from bankhub.accounts.models import Transaction
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.openapi import LOGIN_AUTH, LOGIN_SECURITY, MAX_ID, E, errors, query, whole_number
 from bankhub.api.schemas import VERSION
+from bankhub.audit import services as audit
 from bankhub.hub import hub_of
 from bankhub.logins import services as logins
 from bankhub.money import format_amount
@@ -96,7 +97,7 @@ def net_effect(changes: list[tuple[int, str]]) -> tuple[list[int], list[int], li
 
 @get(
     "/v2/transaction/sync",
-    opt=scopes.read(),
+    opt=audit.account_data(scopes.read()),
     tags=["transaction"],
     summary="What changed in an account's transactions since a cursor",
     description=(
@@ -171,6 +172,14 @@ async def sync_transactions(
                 )
             ).scalars()
         }
+    audit.account_data_read(
+        request,
+        resource="transaction_changes",
+        login_ids=[login.id],
+        customer_id=login.customer_id,
+        account_ids=[account.id],
+        rows=len(added) + len(modified) + len(removed),
+    )
     # A row changed and then purged later in the log shows up as removed on a later page.
     return SyncEnvelope(
         SyncOut(

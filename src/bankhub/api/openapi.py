@@ -16,6 +16,7 @@ import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPI,
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -156,14 +157,31 @@ def _strict_structs(base: type[msgspec.Struct] = msgspec.Struct) -> dict[str, ty
     return found
 
 
+REQUEST_ID = OpenAPIHeader(
+    schema=Schema(type=OpenAPIType.STRING, min_length=1, max_length=64),
+    description=(
+        "The request's id: the caller's `X-Request-Id` when it is 1 to 64 letters, digits, "
+        "`-`, `_`, `.` or `:`, else a fresh one. Named in the request's audit entries."
+    ),
+    required=True,
+)
+_METHODS = ("get", "put", "post", "delete", "patch")
+
+
 def finish(spec: OpenAPI) -> OpenAPI:
     """What Litestar leaves out: request models that refuse unknown fields say so
-    (``additionalProperties: false``). Idempotent."""
+    (``additionalProperties: false``); every answer names its ``X-Request-Id``. Idempotent."""
     strict = _strict_structs()
     schemas = spec.components.schemas if spec.components else None
     for name, schema in (schemas or {}).items():
         if name in strict and schema.type == OpenAPIType.OBJECT:
             schema.additional_properties = False
+    for path in (spec.paths or {}).values():
+        for method in _METHODS:
+            operation: Operation | None = getattr(path, method, None)
+            for response in (operation.responses or {}).values() if operation else ():
+                if isinstance(response, OpenAPIResponse):
+                    response.headers = {**(response.headers or {}), "X-Request-Id": REQUEST_ID}
     return spec
 
 

@@ -262,7 +262,7 @@ def login_out(login: Login, hub: Hub) -> s.LoginOut:
 
 @get(
     "/v2/login",
-    opt=scopes.read(),
+    opt=audit.account_data(scopes.read()),
     tags=["login"],
     summary="Read the login named by login-secret",
     security=LOGIN_SECURITY,
@@ -272,6 +272,9 @@ async def read_login(request: AnyRequest) -> s.LoginEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         _, login = await hub.authenticate_login(session, request)
+        audit.account_data_read(
+            request, resource="login", login_ids=[login.id], customer_id=login.customer_id
+        )
         return s.LoginEnvelope(login_out(login, hub))
 
 
@@ -426,7 +429,7 @@ def transaction_out(row: accounts.TransactionFields) -> s.TransactionOut:
 
 @get(
     "/v2/account",
-    opt=scopes.read(),
+    opt=audit.account_data(scopes.read()),
     tags=["account"],
     summary="Accounts of the login named by login-secret",
     security=LOGIN_SECURITY,
@@ -438,6 +441,14 @@ async def list_accounts(request: AnyRequest) -> s.AccountListEnvelope:
         _, login = await hub.authenticate_login(session, request)
         logins.require_active(login)
         rows = await accounts.accounts_of(session, login)
+        audit.account_data_read(
+            request,
+            resource="accounts",
+            login_ids=[login.id],
+            customer_id=login.customer_id,
+            account_ids=[a.id for a in rows],
+            rows=len(rows),
+        )
         return s.AccountListEnvelope([account_out(a) for a in rows])
 
 
@@ -471,7 +482,7 @@ def _int_param(name: str, value: str | None, default: int, low: int, high: int) 
 
 @get(
     "/v2/transaction",
-    opt=scopes.read(),
+    opt=audit.account_data(scopes.read()),
     tags=["transaction"],
     summary="Transactions of an account (newest first, paginated)",
     description=(
@@ -528,6 +539,14 @@ async def list_transactions(
         rows = await accounts.transactions_of(
             session, login, ids, start, end, (page_no - 1) * limit, limit + 1
         )
+    audit.account_data_read(
+        request,
+        resource="transactions",
+        login_ids=[login.id],
+        customer_id=login.customer_id,
+        account_ids=ids,
+        rows=min(len(rows), limit),
+    )
     headers = {}
     if len(rows) > limit:
         params = dict(request.query_params)

@@ -183,7 +183,7 @@ async def erase_customer(
 
 @get(
     "/v2/customer/export",
-    opt=scopes.read(),
+    opt=audit.account_data(scopes.read()),
     tags=["customer"],
     summary="Everything held about a customer, as one JSON document",
     description=(
@@ -218,22 +218,20 @@ async def export_customer(
             )
             for h in held
         ]
-        audit.record(
-            session,
-            now=now,
-            actor=audit.app_actor(app),
-            action="customer.exported",
-            target_type="customer",
-            target_id=customer.id,
-            app_id=app.id,
-            detail={
-                "login_ids": [h.login.id for h in held],
+        audit.account_data_read(
+            request,
+            resource="customer_export",
+            action=audit.EXPORTED,
+            target=("customer", customer.id),
+            login_ids=[h.login.id for h in held],
+            customer_id=customer.id,
+            account_ids=[a.id for h in held for a in h.accounts],
+            counts={
                 "logins": len(held),
                 "accounts": sum(len(h.accounts) for h in held),
                 "transactions": sum(len(h.transactions) for h in held),
                 "events": sum(len(h.events) for h in held),
             },
-            request_id=audit.request_id(request),
         )
         body = ExportEnvelope(
             ExportOut(

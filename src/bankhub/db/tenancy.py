@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
 #: the scope of operator and runner work that spans every app
@@ -93,6 +93,13 @@ async def enter(session: AsyncSession, app_id: int) -> None:
         return
     await session.execute(_SET, _values(app_id))
     session.info[_SENT] = app_id
+
+
+async def span_every_app(connection: AsyncConnection) -> None:
+    """The transaction just begun on a Core ``connection`` (not a session) acts for every app:
+    the audit writer's batches hold entries of many apps."""
+    if connection.dialect.name == "postgresql":
+        await connection.execute(_SET, _values(ALL))
 
 
 def _after_begin(

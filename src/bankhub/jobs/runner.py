@@ -205,7 +205,10 @@ class Runner:
         """Purge financial data older than each app's retention window (safe in any number of
         runners at once: each row is deleted, and counted, once)."""
         report = await retention.purge(
-            self.hub.db, self.hub.clock, usage_days=self.hub.settings.usage_retention_days
+            self.hub.db,
+            self.hub.clock,
+            usage_days=self.hub.settings.usage_retention_days,
+            audit_retention_days=self.hub.settings.audit_retention_days,
         )
         # S40: expired Idempotency-Keys, and answers older than a shorter retention window
         await idempotency.purge(self.hub.db, self.hub.clock())

@@ -9,6 +9,9 @@ empties the response excerpts of webhook attempts older than the window. One aud
 connect outcomes per hour, docs/usage.md) are kept for ``usage_days`` (400 by default) and purged
 in the same sweep.
 
+The same sweep purges the audit log: entries older than ``BANKHUB_AUDIT_RETENTION_DAYS`` (400 by
+default) go, and one ``audit.purged`` entry records how many.
+
 Work goes in bounded batches, one short transaction each, so a large purge never holds one huge
 transaction or a long lock. Several runners may purge at once: rows are deleted by id lists with
 ``RETURNING`` and only what a runner really deleted is counted and logged, so a row deleted by
@@ -43,6 +46,8 @@ log = logging.getLogger("bankhub.retention")
 BATCH = 5000
 ACTOR = "system:retention"
 ACTION = "data.purged"
+AUDIT_ACTION = "audit.purged"
+AUDIT_RETENTION_DAYS = 400
 
 
 @dataclass(slots=True)
@@ -85,6 +90,10 @@ class PurgeReport:
     failed: list[int] = field(default_factory=list)
     #: hourly usage-count rows older than the usage retention (every app's, and unattributed)
     usage_rows: int = 0
+    #: audit entries older than the audit retention that this purge removed
+    audit_entries: int = 0
+    #: the purge of old audit entries failed part-way (logged; the next sweep carries on)
+    audit_failed: bool = False
 
     @property
     def transactions(self) -> int:
@@ -108,14 +117,21 @@ class PurgeReport:
             "usage_rows": self.usage_rows,
             "apps": [a.as_dict() for a in self.apps],
             "failed": list(self.failed),
+            "audit_entries": self.audit_entries,
+            "audit_failed": self.audit_failed,
         }
 
 
 async def purge(
-    db: Database, clock: Clock, *, batch: int = BATCH, usage_days: int = usage.RETENTION_DAYS
+    db: Database,
+    clock: Clock,
+    *,
+    batch: int = BATCH,
+    usage_days: int = usage.RETENTION_DAYS,
+    audit_retention_days: int = AUDIT_RETENTION_DAYS,
 ) -> PurgeReport:
-    """Purge every app's data older than its own retention window, as of ``clock()``, and
-    usage counts older than ``usage_days``."""
+    """Purge every app's data older than its own retention window, usage counts older than
+    ``usage_days`` and audit entries older than ``audit_retention_days``, as of ``clock()``."""
     now = clock()
     report = PurgeReport(at=now)
     async with db.transaction() as session:
@@ -147,7 +163,40 @@ async def purge(
         report.usage_rows = await usage.purge(db, now, days=usage_days, batch=batch)
     except Exception:
         log.exception("purging old usage counts failed; the next sweep carries on")
+    try:
+        await _purge_audit(db, now, now - timedelta(days=audit_retention_days), report, batch)
+    except Exception:
+        log.exception("purge of old audit entries failed part-way; the next sweep carries on")
+        report.audit_failed = True
     return report
+
+
+async def _purge_audit(
+    db: Database, now: datetime, older_than: datetime, report: PurgeReport, batch: int
+) -> None:
+    while True:
+        async with db.transaction() as session:
+            gone = await audit.purge_batch(session, older_than, batch)
+        report.audit_entries += gone
+        if gone < batch:
+            break
+    if not report.audit_entries:
+        return
+    async with db.transaction() as session:
+        audit.record(
+            session,
+            now=now,
+            actor=ACTOR,
+            action=AUDIT_ACTION,
+            target_type="audit_log",
+            detail={"entries": report.audit_entries, "older_than": wire_time(older_than)},
+        )
+    log.info(
+        "purged %d audit entries older than %s",
+        report.audit_entries,
+        wire_time(older_than),
+        extra={"audit_entries": report.audit_entries},
+    )
 
 
 async def _purge_app(db: Database, now: datetime, result: AppPurge, batch: int) -> None:

@@ -14,9 +14,10 @@ from urllib.parse import unquote_plus
 from litestar import MediaType, Request, Response, get, post
 from litestar.types import ControllerRouterHandler
 
+from bankhub.audit import services as audit
 from bankhub.hub import hub_of
 from bankhub.oauth.service import OAuthError
-from bankhub.security import scopes
+from bankhub.security import network, scopes
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -24,7 +25,24 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _FIELD_LIMIT = 4096
 
 
-def _error(exc: OAuthError) -> Response[Any]:
+#: refusals that are a failed authentication (audited, coalesced)
+_FAILED_AUTH = frozenset({"invalid_client", "invalid_grant"})
+
+
+def _error(
+    exc: OAuthError, request: AnyRequest | None = None, client_id: str | None = None
+) -> Response[Any]:
+    if request is not None and exc.error in _FAILED_AUTH:
+        hub = hub_of(request)
+        audit.auth_failure(
+            hub.audit,
+            address=str(network.client_ip(request.scope, hub.settings.trusted_networks)),
+            reason=f"oauth:{exc.error}",
+            path=request.url.path,
+            client_id=client_id,
+            # invalid_grant comes after the client authenticated; invalid_client names no app
+            known_app=exc.error == "invalid_grant",
+        )
     headers = dict(NO_STORE)
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="bankhub"'
@@ -80,6 +98,7 @@ def _client(request: AnyRequest, form: dict[str, str]) -> tuple[str | None, str 
 )
 async def token(request: AnyRequest) -> Response[Any]:
     hub = hub_of(request)
+    client_id: str | None = None
     try:
         form = await _form(request)
         client_id, secret = _client(request, form)
@@ -101,7 +120,7 @@ async def token(request: AnyRequest) -> Response[Any]:
                     "Only client_credentials and refresh_token are supported",
                 )
     except OAuthError as exc:
-        return _error(exc)
+        return _error(exc, request, client_id)
     return Response(issued.body(), headers=NO_STORE, media_type=MediaType.JSON)
 
 
@@ -115,13 +134,14 @@ async def token(request: AnyRequest) -> Response[Any]:
 )
 async def revoke(request: AnyRequest) -> Response[Any]:
     hub = hub_of(request)
+    client_id: str | None = None
     try:
         form = await _form(request)
         client_id, secret = _client(request, form)
         async with hub.db.transaction() as session:
             await hub.tokens.revoke(session, client_id, secret, form.get("token", ""))
     except OAuthError as exc:
-        return _error(exc)
+        return _error(exc, request, client_id)
     return Response(b"", status_code=200, headers=NO_STORE)
 
 
@@ -135,13 +155,14 @@ async def revoke(request: AnyRequest) -> Response[Any]:
 )
 async def introspect(request: AnyRequest) -> Response[Any]:
     hub = hub_of(request)
+    client_id: str | None = None
     try:
         form = await _form(request)
         client_id, secret = _client(request, form)
         async with hub.db.transaction() as session:
             answer = await hub.tokens.introspect(session, client_id, secret, form.get("token", ""))
     except OAuthError as exc:
-        return _error(exc)
+        return _error(exc, request, client_id)
     return Response(answer, headers=NO_STORE, media_type=MediaType.JSON)
 
 

@@ -37,6 +37,7 @@ from bankhub.security.secrets import SecretHasher
 from bankhub.usage import counters as usage
 
 if TYPE_CHECKING:
+    from bankhub.audit.writer import AuditWriter
     from bankhub.hub import Principal
     from bankhub.security.keyring import Keyring
 
@@ -47,6 +48,10 @@ FAMILY_LIFETIME = timedelta(days=90)
 #: how long a signing key signs before a new one takes over; it stays published one token life
 SIGNING_KEY_LIFETIME = timedelta(days=30)
 REFRESH_PURPOSE = "oauth-refresh-token"
+#: audit actions (S42)
+GRANTED = "oauth.token_granted"
+REFRESHED = "oauth.refreshed"
+REVOKED = "oauth.revoked"
 _CACHE_SECONDS = 30.0
 
 
@@ -114,6 +119,8 @@ class TokenService:
         self._jwks: list[dict[str, Any]] = []
         self._signer: tuple[str, ec.EllipticCurvePrivateKey] | None = None
         self._loaded_at = 0.0
+        #: where introspection calls are counted (set by the hub)
+        self.audit: AuditWriter | None = None
 
     # --- signing keys ----------------------------------------------------------------------------
 
@@ -243,10 +250,10 @@ class TokenService:
         )
         session.add(family)
         await session.flush()
-        return await self._grant(session, app, family, now)
+        return await self._grant(session, app, family, now, "client_credentials")
 
     async def _grant(
-        self, session: AsyncSession, app: App, family: TokenFamily, now: datetime
+        self, session: AsyncSession, app: App, family: TokenFamily, now: datetime, grant_type: str
     ) -> TokenGrant:
         refresh = secrets.token_urlsafe(32)
         session.add(
@@ -276,6 +283,21 @@ class TokenService:
         }
         token = jwt.encode(
             claims, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": "at+jwt"}
+        )
+        audit.record(
+            session,
+            now=now,
+            actor=audit.app_actor(app),
+            action=GRANTED if grant_type == "client_credentials" else REFRESHED,
+            target_type="oauth_token_family",
+            target_id=family.id,
+            app_id=app.id,
+            detail={
+                "grant_type": grant_type,
+                "key_id": family.key_id,
+                "scope": family.scope,
+                "token_id": claims["jti"],
+            },
         )
         await session.flush()
         return TokenGrant(token, int(ACCESS_TTL.total_seconds()), refresh, family.scope)
@@ -321,7 +343,7 @@ class TokenService:
         )
         if getattr(claimed, "rowcount", 1) != 1:
             raise OAuthError("invalid_grant", "The refresh token was already used")
-        return await self._grant(session, app, family, now)
+        return await self._grant(session, app, family, now, "refresh_token")
 
     async def _end_family_on_reuse(self, family_id: str, app: App, now: datetime) -> None:
         async with self.db.transaction() as session:
@@ -358,20 +380,38 @@ class TokenService:
     ) -> None:
         """RFC 7009: always succeeds for an authenticated client; revoking either kind of token
         ends its family (the refresh token and every access token from it)."""
-        app, _ = await self.client(session, client_id, client_secret)
-        if not token or len(token) > 4096:
-            return
-        family = await self._family_of(session, app, token)
-        if family is not None and family.revoked_at is None:
+        app, key = await self.client(session, client_id, client_secret)
+        family = None
+        if token and len(token) <= 4096:
+            family = await self._family_of(session, app, token)
+        ended = family is not None and family.revoked_at is None
+        if family is not None and ended:
             family.revoked_at = self.clock()
             family.revoked_reason = "revoked"
-            await session.flush()
+        audit.record(
+            session,
+            now=self.clock(),
+            actor=audit.app_actor(app),
+            action=REVOKED,
+            target_type="oauth_token_family",
+            target_id=family.id if family is not None else None,
+            app_id=app.id,
+            detail={"key_id": key.key_id, "ended": ended},
+        )
+        await session.flush()
 
     async def introspect(
         self, session: AsyncSession, client_id: str | None, client_secret: str | None, token: str
     ) -> dict[str, Any]:
-        """RFC 7662: anything not active, or another app's token, is ``{"active": false}``."""
-        app, _ = await self.client(session, client_id, client_secret)
+        """RFC 7662: anything not active, or another app's token, is ``{"active": false}``.
+        Each caller's calls are counted in the audit log, one entry per key a minute."""
+        app, key = await self.client(session, client_id, client_secret)
+        answer = await self._introspect(session, app, token)
+        if self.audit is not None:
+            audit.introspection(self.audit, app, key.key_id, bool(answer["active"]))
+        return answer
+
+    async def _introspect(self, session: AsyncSession, app: App, token: str) -> dict[str, Any]:
         inactive: dict[str, Any] = {"active": False}
         if not token or len(token) > 4096:
             return inactive

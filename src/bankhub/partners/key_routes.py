@@ -11,6 +11,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.api import request_context
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, errors
 from bankhub.api.schemas import VERSION, wire_time
@@ -209,7 +210,12 @@ def _audit(
         target_type="api_key",
         target_id=key.key_id,
         app_id=app_id,
-        detail={"scope": key.scope, "kind": key.kind},
+        # the master credential that did it (never a secret)
+        detail={
+            "scope": key.scope,
+            "kind": key.kind,
+            "by": audit.credential(request_context.of(request).caller),
+        },
         request_id=audit.request_id(request),
     )
 

@@ -14,6 +14,7 @@ from litestar.params import Body
 
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, EnvelopeOperation, errors
+from bankhub.audit import services as audit
 from bankhub.connectors.statement.connector import StatementUnreadable, parse_upload
 from bankhub.connectors.statement.importer import ImportOutcome, import_statement
 from bankhub.hub import hub_of
@@ -102,7 +103,7 @@ async def parse_in_thread(data: bytes, filename: str | None) -> ParsedStatement:
 
 @post(
     STATEMENT_PATH,
-    opt=scopes.write(),
+    opt=audit.account_data(scopes.write()),
     status_code=200,
     tags=["statement"],
     summary="Import a statement file (OFX, camt, MT940, CSV)",
@@ -141,6 +142,16 @@ async def post_statement(
         app = await hub.authenticate(session, request)
         outcome = await import_statement(
             session, hub.engine, app, data.customer_id, parsed, login_id
+        )
+        audit.account_data_read(
+            request,
+            resource="statement_import",
+            action=audit.IMPORTED,
+            login_ids=[outcome.login_id],
+            customer_id=data.customer_id,
+            account_ids=[a.id for a in outcome.accounts],
+            rows=sum(a.imported for a in outcome.accounts),
+            session=session,
         )
     return StatementImportEnvelope(import_out(outcome))
 
