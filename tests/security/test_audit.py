@@ -104,6 +104,11 @@ def route_table(tmp_path: Path) -> tuple[set[tuple[str, str]], set[tuple[str, st
     for route in app.routes:
         if route.path.startswith(("/docs", "/schema", "/sandbox-bank")):
             continue  # the API docs, and the sandbox bank (a stand-in for a bank's own site)
+        if route.path.startswith("/dashboard"):
+            # the team's pages show apps, keys, customers and logins, never bank accounts or
+            # transactions (test_the_dashboard_reads_no_account_data); their changes are
+            # audited with the member
+            continue
         for handler in getattr(route, "route_handlers", []):
             if not isinstance(handler, HTTPRouteHandler):
                 continue
@@ -123,6 +128,18 @@ def test_every_route_is_marked_or_listed_as_holding_no_account_data(tmp_path: Pa
     assert marked == ACCOUNT_DATA
     assert unmarked - set(NO_ACCOUNT_DATA) == set()
     assert set(NO_ACCOUNT_DATA) - unmarked == set()  # the list keeps up with the routes
+
+
+def test_the_dashboard_reads_no_account_data() -> None:
+    """The dashboard is left out of the route table above because none of its code reads
+    accounts or transactions; a page that starts to must be marked and audited like the API."""
+    package = Path(__file__).resolve().parents[2] / "src" / "bankhub" / "dashboard"
+    readers = [
+        path.name
+        for path in sorted(package.glob("*.py"))
+        if re.search(r"\b(Account|Transaction)\b|accounts\.(models|services)", path.read_text())
+    ]
+    assert readers == [], f"dashboard modules that read account data: {readers}"
 
 
 # --- helpers -------------------------------------------------------------------------------------
