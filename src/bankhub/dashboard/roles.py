@@ -37,6 +37,8 @@ class Action(StrEnum):
     KEYS_MANAGE = "keys.manage"
     #: IP allow-list, referers of app keys, frame origins, retention window
     APP_SETTINGS = "app.settings"
+    #: the connect page's branding (App Templates): name, logo, colours, texts
+    APP_TEMPLATE = "app.template"
     #: add webhook endpoints, rotate their signing secrets
     WEBHOOKS_MANAGE = "webhooks.manage"
     #: send one event again to the app's endpoints
@@ -63,6 +65,7 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.APP_CREATE: _BUILDERS,
     Action.KEYS_MANAGE: _BUILDERS,
     Action.APP_SETTINGS: _STAFF,
+    Action.APP_TEMPLATE: _BUILDERS,
     Action.WEBHOOKS_MANAGE: _BUILDERS,
     Action.EVENTS_REPLAY: _BUILDERS,
     Action.CONSENT_MANAGE: _STAFF,

@@ -20,24 +20,24 @@ from bankhub.dashboard.pages import (
 )
 from bankhub.dashboard.read_routes import READ_ROUTES
 from bankhub.dashboard.routes import DASHBOARD_ROUTES
+from bankhub.dashboard.template_routes import TEMPLATE_ROUTES
 from bankhub.dashboard.webhook_routes import WEBHOOK_ROUTES
 
-ALL_ROUTES = [*DASHBOARD_ROUTES, *APP_ROUTES, *WEBHOOK_ROUTES, *CONSENT_ROUTES, *READ_ROUTES]
+ALL_ROUTES = [
+    *DASHBOARD_ROUTES,
+    *APP_ROUTES,
+    *WEBHOOK_ROUTES,
+    *CONSENT_ROUTES,
+    *READ_ROUTES,
+    *TEMPLATE_ROUTES,
+]
 
 
 def dashboard_router(route_handlers: Sequence[ControllerRouterHandler] | None = None) -> Router:
     """Every dashboard route (or the ``route_handlers`` given, in tests) behind the guard."""
     return Router(
         path="/",
-        route_handlers=[
-            *DASHBOARD_ROUTES,
-            *APP_ROUTES,
-            *WEBHOOK_ROUTES,
-            *CONSENT_ROUTES,
-            *READ_ROUTES,
-        ]
-        if route_handlers is None
-        else list(route_handlers),
+        route_handlers=ALL_ROUTES if route_handlers is None else list(route_handlers),
         guards=[guard],
         exception_handlers={
             Redirected: on_redirected,
