@@ -10,6 +10,7 @@ from litestar.types import ControllerRouterHandler
 from bankhub.api.errors import ApiError
 from bankhub.dashboard.app_routes import APP_ROUTES
 from bankhub.dashboard.consent_routes import CONSENT_ROUTES
+from bankhub.dashboard.oauth_routes import OAUTH_ROUTES
 from bankhub.dashboard.pages import (
     Redirected,
     Refused,
@@ -30,6 +31,7 @@ ALL_ROUTES = [
     *CONSENT_ROUTES,
     *READ_ROUTES,
     *TEMPLATE_ROUTES,
+    *OAUTH_ROUTES,
 ]
 
 
