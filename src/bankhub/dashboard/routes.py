@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.params import FromPath, URLEncodedBody
 from litestar.response import File
 
 from bankhub.audit import services as audit
-from bankhub.dashboard import mail, roles, services, totp
+from bankhub.dashboard import alerts, mail, roles, services, totp
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import (
     HOME,
@@ -183,12 +184,30 @@ async def sign_in_code(request: AnyRequest, data: Form) -> Response[Any]:
             fresh = await services.start_session(
                 db, hub.hasher, member, services.ACTIVE, now, replacing=row
             )
+            device = alerts.device_token(request, visit.secure)
+            alert = None
+            if alerts.remember(hub.hasher, member, device):
+                alert = alerts.new_browser(request, member, now)
+                audit.record(
+                    db,
+                    now=now,
+                    actor=services.member_actor(member),
+                    action="member.new_browser",
+                    target_type="member",
+                    target_id=member.id,
+                    detail={"address": alert.address, "browser": alert.agent},
+                )
     if refused and services.is_locked(member, now):
         forget_session(request)
         return page(request, "sign_in.html", first=False, email=member.email, notice=refused)
     if refused:
         return page(request, "sign_in_code.html", notice=refused)
-    return _enter(request, hub, fresh.token, HOME)
+    response = _enter(request, hub, fresh.token, HOME)
+    response.cookies.append(alerts.device_cookie(device, visit.secure))
+    if alert is not None:
+        # after the answer: a slow or failing mail server never holds up signing in
+        response.background = BackgroundTask(alerts.send_alert, hub, alert)
+    return response
 
 
 @post(f"{PREFIX}/sign-out", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
@@ -255,6 +274,9 @@ async def enrol(request: AnyRequest, data: Form) -> Response[Any]:
                 now,
                 replacing=visit.session,
             )
+            # the first sign-in: this browser is the member's own, no alert
+            device = alerts.device_token(request, visit.secure)
+            alerts.remember(hub.hasher, member, device)
     except FormError as exc:
         return _enrol_form(request, str(exc))
     visit.member = member
@@ -263,7 +285,10 @@ async def enrol(request: AnyRequest, data: Form) -> Response[Any]:
         request,
         "recovery_codes.html",
         codes=codes,
-        cookies=[session_cookie(hub, visit, fresh.token)],
+        cookies=[
+            session_cookie(hub, visit, fresh.token),
+            alerts.device_cookie(device, visit.secure),
+        ],
     )
 
 
