@@ -49,6 +49,8 @@ from bankhub.security import idempotency, network, redact
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
 from bankhub.security.tls import TransportMiddleware
 from bankhub.statements.routes import STATEMENT_PATH, STATEMENT_ROUTES
+from bankhub.usage import counters as usage_counters
+from bankhub.usage import store as usage_store
 
 log = logging.getLogger("bankhub")
 
@@ -293,13 +295,17 @@ def create_app(hub: Hub) -> Litestar:
         },
         before_request=check_request,
         after_request=add_headers,
-        before_send=[no_store_for_credentials, page_security_headers],
+        before_send=[
+            no_store_for_credentials,
+            page_security_headers,
+            usage_counters.hook(hub.usage, hub.clock),
+        ],
         # S14: no request inherits another's tenant; TenantReset wraps everything else.
         # Innermost: Idempotency-Key (S40) sees the route's own answer, errors included.
         middleware=[TenantReset, *edge_middleware(hub, guard), idempotency.middleware(hub)],
         openapi_config=openapi if docs else None,
         template_config=TemplateConfig(instance=template_engine()),
-        lifespan=[lifespan],
+        lifespan=[lifespan, usage_store.flusher(hub)],
         request_max_body_size=1024 * 1024,
         debug=False,
     )

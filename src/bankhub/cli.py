@@ -388,7 +388,7 @@ def purge(
     async def run() -> retention.PurgeReport:
         db = Database(settings.resolved_database_url())
         try:
-            return await retention.purge(db, utcnow)
+            return await retention.purge(db, utcnow, usage_days=settings.usage_retention_days)
         finally:
             await db.dispose()
 
@@ -398,7 +398,8 @@ def purge(
     else:
         out.print(
             f"purged {report.transactions} transactions, {report.changes} change-log rows, "
-            f"{report.webhook_excerpts} webhook excerpts ({report.apps_checked} apps checked)",
+            f"{report.webhook_excerpts} webhook excerpts ({report.apps_checked} apps checked), "
+            f"{report.usage_rows} usage-count rows",
             highlight=False,
             soft_wrap=True,
         )

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = 1.0
     #: how often a runner purges financial data older than each app's retention window
     retention_sweep_seconds: float = 300.0
+    #: usage counts (docs/usage.md): written every this many seconds, kept this many days
+    usage_flush_seconds: float = Field(default=5.0, gt=0)
+    usage_retention_days: int = Field(default=400, ge=1)
+
     #: S40: how long the first request with an Idempotency-Key holds it before another process
     #: may take over (a crashed process never blocks the key for longer)
     idempotency_lease_seconds: int = Field(default=600, ge=1)

@@ -27,6 +27,7 @@ from bankhub.security.keyring import Keyring, load_keks
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher
 from bankhub.sync.engine import SyncEngine
+from bankhub.usage import counters as usage_counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,8 @@ class Hub:
     maintenance: flags.CachedFlag = field(
         default_factory=lambda: flags.CachedFlag(flags.MAINTENANCE)
     )
+    #: API calls and connect outcomes counted in this process, not yet written (docs/usage.md)
+    usage: usage_counters.Counters = field(default_factory=usage_counters.Counters)
 
     @classmethod
     def build(
@@ -163,6 +166,7 @@ class Hub:
                 headers.get("referer"), headers.get("origin"), key.allowed_referers
             ):
                 raise ApiError(ErrorCode.REFERER_NOT_ALLOWED, extra={"key_id": key.key_id})
+        usage_counters.attribute(principal.app.id)
         require_scope(principal, needed)
         network.enforce(request, principal.app, self.settings)
         # S14: from here on, this transaction and the request's later ones see only this app's

@@ -30,6 +30,7 @@ from bankhub.db.models import Base
 from bankhub.jobs.runner import Runner
 from bankhub.partners import branding
 from bankhub.partners.models import App
+from bankhub.usage import store as usage_store
 from bankhub.webhooks import services as webhooks
 from tests.api.connect_client import connect, create_customer, create_token
 from tests.conftest import BASE_URL, Harness
@@ -182,6 +183,7 @@ async def _populate(h: Harness, receiver: Receiver, name: str) -> dict[str, Any]
         "/v2/login/refresh", headers=h.headers(login_secret=login["secret"])
     )
     assert refreshed.status_code == 200, refreshed.text  # a sync run
+    await usage_store.flush(h.hub.db, h.hub.usage)  # usage counts of these calls
     return {"app_id": app_id, "login": login, "bearer": grant.json()["access_token"]}
 
 

@@ -43,6 +43,7 @@ from bankhub.security.secrets import new_uuid_shaped_secret
 from bankhub.statements import ParsedStatement
 from bankhub.sync.engine import ConnectorRun
 from bankhub.sync.refresh import schedule_next
+from bankhub.usage import counters as usage
 
 log = logging.getLogger("bankhub.connect")
 
@@ -145,6 +146,8 @@ class ConnectFlow:
         session = self._sessions.pop(sid, None)
         if session is None:
             return
+        if not session.finished:
+            self._count(session, usage.CONNECT_ABANDONED)
         session.vault_credentials = None
         if session.task is not None and not session.task.done():
             session.task.cancel()
@@ -162,6 +165,15 @@ class ConnectFlow:
 
     def end(self, session: ConnectSession) -> None:
         self._drop(session.id)
+
+    def _count(self, session: ConnectSession, outcome: str) -> None:
+        """Usage counts (docs/usage.md): how each connect session ended, once."""
+        self.hub.usage.connect(
+            self.hub.clock(),
+            session.app_id,
+            outcome,
+            reconnect=session.reconnect_login_id is not None,
+        )
 
     async def open(self, token_id: str) -> ConnectSession:
         """Claim the single-use token and start a session (raises ``TokenUnusable``)."""
@@ -212,6 +224,7 @@ class ConnectFlow:
         if not session.finished:
             session.outcome = {"status": "cancelled"}
             session.step = Step.DONE
+            self._count(session, usage.CONNECT_CANCELLED)
 
     async def submit_credentials(
         self,
@@ -315,6 +328,7 @@ class ConnectFlow:
         session.failure_message = failure.message
         session.vault_credentials = None
         session.step = Step.FAILED
+        self._count(session, usage.CONNECT_CANCELLED if cancelled else usage.CONNECT_FAILED)
         session.run = None
         if session.reconnect_login_id is not None and not cancelled:
             hub = self.hub
@@ -381,6 +395,7 @@ class ConnectFlow:
         session.run = None
         session.outcome = {"status": "success", "login_id": login_id, "secret": secret}
         session.step = Step.DONE
+        self._count(session, usage.CONNECT_SUCCESS)
 
     def idle_deadline(self, session: ConnectSession) -> datetime:
         return as_utc(session.last_seen) + self.hub.settings.connect_idle

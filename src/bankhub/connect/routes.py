@@ -35,6 +35,7 @@ from bankhub.logins.services import TokenUnusable
 from bankhub.partners import branding
 from bankhub.partners.models import App
 from bankhub.security import scopes
+from bankhub.usage import counters as usage
 
 AnyRequest = Request[Any, Any, Any]
 Form = URLEncodedBody[dict[str, str]]
@@ -59,9 +60,11 @@ def _cookie_value(request: AnyRequest) -> str | None:
 
 def _session(request: AnyRequest) -> ConnectSession:
     try:
-        return flow_of(request).get(_cookie_value(request))
+        session = flow_of(request).get(_cookie_value(request))
     except SessionGone:
         raise ApiError(ErrorCode.TOKEN_EXPIRE) from None
+    usage.attribute(session.app_id)
+    return session
 
 
 def _check_form(request: AnyRequest, session: ConnectSession, form: dict[str, str]) -> None:
@@ -98,6 +101,7 @@ async def open_connect(request: AnyRequest, token_id: FromPath[str]) -> Response
         session = await flow.open(token_id)
     except TokenUnusable:
         raise ApiError(ErrorCode.TOKEN_EXPIRE, extra={"token": token_id[:64]}) from None
+    usage.attribute(session.app_id)
     secure = request.url.scheme == "https"
     cookie = Cookie(
         key=SECURE_COOKIE if secure else COOKIE,

@@ -12,6 +12,7 @@ from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
 from bankhub.partners.models import ApiKey, App, AppTemplate
 from bankhub.security.models import DataKey, IdempotencyRecord
 from bankhub.sync.models import SyncRun
+from bankhub.usage.models import UsageCount
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "TokenFamily",
     "Transaction",
     "TransactionChange",
+    "UsageCount",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

@@ -124,3 +124,18 @@ class TenantReset:
             await self.app(scope, receive, send)
         finally:
             _current.reset(token)
+
+
+def tenant_table_sql(table: str) -> list[str]:
+    """What a migration runs on PostgreSQL to put a new table with ``app_id`` behind the wall of
+    migration ``rls1``: forced row-level security and its ``tenant_rows`` policy."""
+    rule = (
+        "app_id = nullif(current_setting('bankhub.app_id', true), '')::bigint"
+        " OR coalesce(current_setting('bankhub.scope', true), '') = 'all'"
+    )
+    return [
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
+        f"CREATE POLICY tenant_rows ON {table} AS PERMISSIVE FOR ALL"
+        f" USING ({rule}) WITH CHECK ({rule})",
+    ]

@@ -211,7 +211,9 @@ class Runner:
     async def retention_sweep(self) -> retention.PurgeReport:
         """Purge financial data older than each app's retention window (safe in any number of
         runners at once: each row is deleted, and counted, once)."""
-        report = await retention.purge(self.hub.db, self.hub.clock)
+        report = await retention.purge(
+            self.hub.db, self.hub.clock, usage_days=self.hub.settings.usage_retention_days
+        )
         # S40: expired Idempotency-Keys, and answers older than a shorter retention window
         await idempotency.purge(self.hub.db, self.hub.clock())
         await self.hub.db.checkpoint()

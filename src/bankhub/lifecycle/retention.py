@@ -5,7 +5,9 @@ app opts in). A purge deletes, per app, the transactions whose ``fetched_at`` is
 window and writes a ``removed`` change for each, so ``/v2/transaction/sync`` tells the partner;
 it also deletes change-log rows older than the window that describe data that is gone, and
 empties the response excerpts of webhook attempts older than the window. One audit entry
-(``system:retention`` / ``data.purged``) records each app's purge.
+(``system:retention`` / ``data.purged``) records each app's purge. Usage counts (API calls and
+connect outcomes per hour, docs/usage.md) are kept for ``usage_days`` (400 by default) and purged
+in the same sweep.
 
 Work goes in bounded batches, one short transaction each, so a large purge never holds one huge
 transaction or a long lock. Several runners may purge at once: rows are deleted by id lists with
@@ -32,6 +34,7 @@ from bankhub.audit import services as audit
 from bankhub.clock import Clock
 from bankhub.db.engine import Database
 from bankhub.partners.models import App
+from bankhub.usage import store as usage
 from bankhub.webhooks.models import WebhookAttempt
 
 log = logging.getLogger("bankhub.retention")
@@ -80,6 +83,8 @@ class PurgeReport:
     apps: list[AppPurge] = field(default_factory=list)
     #: ids of apps whose purge failed part-way (logged; the next sweep carries on)
     failed: list[int] = field(default_factory=list)
+    #: hourly usage-count rows older than the usage retention (every app's, and unattributed)
+    usage_rows: int = 0
 
     @property
     def transactions(self) -> int:
@@ -100,13 +105,17 @@ class PurgeReport:
             "transactions": self.transactions,
             "changes": self.changes,
             "webhook_excerpts": self.webhook_excerpts,
+            "usage_rows": self.usage_rows,
             "apps": [a.as_dict() for a in self.apps],
             "failed": list(self.failed),
         }
 
 
-async def purge(db: Database, clock: Clock, *, batch: int = BATCH) -> PurgeReport:
-    """Purge every app's data older than its own retention window, as of ``clock()``."""
+async def purge(
+    db: Database, clock: Clock, *, batch: int = BATCH, usage_days: int = usage.RETENTION_DAYS
+) -> PurgeReport:
+    """Purge every app's data older than its own retention window, as of ``clock()``, and
+    usage counts older than ``usage_days``."""
     now = clock()
     report = PurgeReport(at=now)
     async with db.transaction() as session:
@@ -134,6 +143,10 @@ async def purge(db: Database, clock: Clock, *, batch: int = BATCH) -> PurgeRepor
             report.failed.append(app_id)
         if result.purged:
             report.apps.append(result)
+    try:
+        report.usage_rows = await usage.purge(db, now, days=usage_days, batch=batch)
+    except Exception:
+        log.exception("purging old usage counts failed; the next sweep carries on")
     return report
 
 

@@ -34,6 +34,7 @@ from bankhub.partners.models import ApiKey, App
 from bankhub.security.crypto import associated_data
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher
+from bankhub.usage import counters as usage
 
 if TYPE_CHECKING:
     from bankhub.hub import Principal
@@ -206,6 +207,7 @@ class TokenService:
         if found is None or not api_keys.is_live(found[1], self.clock()):
             raise OAuthError("invalid_client", "Client authentication failed", 401)
         await tenancy.enter(session, found[0].id)  # S14: the grant tables of this app only
+        usage.attribute(found[0].id)
         return found
 
     # --- grants ----------------------------------------------------------------------------------

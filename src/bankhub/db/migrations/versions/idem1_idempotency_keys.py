@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import bankhub.db.types
+from bankhub.db import tenancy
 
 revision: str = "idem1"
 down_revision: str | None = "rls1"
@@ -49,16 +50,8 @@ def upgrade() -> None:
             batch_op.f("ix_idempotency_keys_expires_at"), ["expires_at"], unique=False
         )
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("ALTER TABLE idempotency_keys ENABLE ROW LEVEL SECURITY")
-        op.execute("ALTER TABLE idempotency_keys FORCE ROW LEVEL SECURITY")
-        rule = (
-            "app_id = nullif(current_setting('bankhub.app_id', true), '')::bigint"
-            " OR coalesce(current_setting('bankhub.scope', true), '') = 'all'"
-        )
-        op.execute(
-            f"CREATE POLICY tenant_rows ON idempotency_keys AS PERMISSIVE FOR ALL"
-            f" USING ({rule}) WITH CHECK ({rule})"
-        )
+        for statement in tenancy.tenant_table_sql("idempotency_keys"):
+            op.execute(statement)
 
 
 def downgrade() -> None:
