@@ -1,7 +1,7 @@
 """dashboard part 2: connect-page branding per app, sandbox/live mode, members' known browsers
 
 Revision ID: dash2
-Revises: dash1
+Revises: use1
 
 ``app_templates`` holds an app's data, so on PostgreSQL it joins the tenant tables of ``rls1``
 (S14): an app's rows only, or every row in the operator's scope.
@@ -13,17 +13,14 @@ import sqlalchemy as sa
 from alembic import op
 
 import bankhub.db.types
+from bankhub.db import tenancy
 
 revision: str = "dash2"
-down_revision: str | None = "dash1"
+down_revision: str | None = "use1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 UTC = bankhub.db.types.UTCDateTime
-RULE = (
-    "app_id = nullif(current_setting('bankhub.app_id', true), '')::bigint"
-    " OR coalesce(current_setting('bankhub.scope', true), '') = 'all'"
-)
 
 
 def upgrade() -> None:
@@ -57,13 +54,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("known_devices", sa.JSON(), server_default=sa.text("'[]'"), nullable=False)
         )
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("ALTER TABLE app_templates ENABLE ROW LEVEL SECURITY")
-        op.execute("ALTER TABLE app_templates FORCE ROW LEVEL SECURITY")
-        op.execute(
-            "CREATE POLICY tenant_rows ON app_templates AS PERMISSIVE FOR ALL"
-            f" USING ({RULE}) WITH CHECK ({RULE})"
-        )
+    if op.get_bind().dialect.name == "postgresql":  # S14: an app's rows only
+        for statement in tenancy.tenant_table_sql("app_templates"):
+            op.execute(statement)
 
 
 def downgrade() -> None:
