@@ -14,9 +14,10 @@ from litestar import Request, Response, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.params import FromPath, URLEncodedBody
 from litestar.response import File
+from sqlalchemy import select
 
 from bankhub.audit import services as audit
-from bankhub.dashboard import alerts, mail, roles, services, totp
+from bankhub.dashboard import alerts, glance, mail, roles, services, totp
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import (
     HOME,
@@ -35,7 +36,9 @@ from bankhub.dashboard.pages import (
 from bankhub.dashboard.roles import Action, Role
 from bankhub.dashboard.services import FormError, SignInRefused
 from bankhub.hub import Hub, hub_of
+from bankhub.partners.models import App
 from bankhub.security import tls
+from bankhub.usage import charts
 
 AnyRequest = Request[Any, Any, Any]
 Form = URLEncodedBody[dict[str, str]]
@@ -63,6 +66,17 @@ def _me(request: AnyRequest) -> Member:
 async def stylesheet() -> File:
     return File(
         path=STATIC / "dashboard.css",
+        media_type="text/css",
+        content_disposition_type="inline",
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@get(f"{PREFIX}/static/charts.css", opt=roles.route(Action.PUBLIC), include_in_schema=False)
+async def chart_stylesheet() -> File:
+    """The usage charts' own stylesheet (``bankhub.usage.charts.STYLESHEET``)."""
+    return File(
+        path=charts.STYLESHEET,
         media_type="text/css",
         content_disposition_type="inline",
         headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
@@ -343,13 +357,27 @@ async def reauth(request: AnyRequest, data: Form) -> Response[Any]:
 
 @get(PREFIX, opt=roles.route(Action.VIEW), include_in_schema=False)
 async def overview(request: AnyRequest) -> Response[Any]:
-    from bankhub.partners import services as partners
-
+    """At a glance: charts of the chosen period (``period``) for one app (``app``) or all."""
     hub = hub_of(request)
+    period = glance.period_of(request.query_params.get("period"))
+    wanted = (request.query_params.get("app") or "")[:64]
     async with hub.db.transaction() as db:
-        apps = await partners.count_apps(db)
+        apps = list((await db.execute(select(App).order_by(App.id))).scalars())
+        chosen = next((a for a in apps if a.client_id == wanted), None)
+        ids = [chosen.id] if chosen is not None else [a.id for a in apps]
         members = await services.count_members(db)
-    return page(request, "overview.html", apps=apps, members=members, done=_done(request))
+        shown = await glance.build(db, ids, period, hub.clock())
+    return page(
+        request,
+        "overview.html",
+        apps=apps,
+        app_count=len(apps),
+        members=members,
+        chosen=chosen,
+        glance=shown,
+        periods=list(glance.PERIODS.values()),
+        done=_done(request),
+    )
 
 
 # --- team ---------------------------------------------------------------------------------------
@@ -585,6 +613,7 @@ async def smtp_test(request: AnyRequest, data: Form) -> Response[Any]:
 
 DASHBOARD_ROUTES = [
     stylesheet,
+    chart_stylesheet,
     sign_up_page,
     sign_up,
     sign_in_page,
