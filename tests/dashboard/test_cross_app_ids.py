@@ -18,6 +18,7 @@ from litestar.handlers import HTTPRouteHandler
 from sqlalchemy import select
 
 from bankhub.dashboard.roles import Role
+from bankhub.oauth.models import TokenFamily
 from bankhub.webhooks.models import WebhookEndpoint
 from tests.conftest import Harness
 from tests.dashboard.support import Visitor, make_member
@@ -41,6 +42,7 @@ MISSING: dict[str, str] = {
     "event_id": "999999999",
     "key_id": "key_0000000000000000",
     "endpoint_id": "we_missing",
+    "family_id": "fam_000000000000000000000000",
 }
 
 
@@ -76,13 +78,22 @@ async def _endpoint_id(h: Harness, app_id: int) -> str:
         return str(found.scalar_one())
 
 
+async def _family_id(h: Harness, app_id: int) -> str:
+    async with _everything(h.hub.db) as db:
+        found = await db.execute(
+            select(TokenFamily.id).where(TokenFamily.app_id == app_id).limit(1)
+        )
+        return str(found.scalar_one())
+
+
 def _path(template: str, client_id: str, ids: dict[str, str]) -> str:
     values = {"client_id": client_id, **ids}
     return PARAM.sub(lambda m: values[m.group(1)], template)
 
 
-def _ids_of(b: Tenant, endpoint_id: str) -> dict[str, str]:
+def _ids_of(b: Tenant, endpoint_id: str, family_id: str) -> dict[str, str]:
     return {
+        "family_id": family_id,
         "customer_id": b.customer_id,
         "login_id": str(b.login_id),
         "event_id": str(b.event_id),
@@ -104,7 +115,7 @@ async def test_another_apps_ids_on_an_apps_pages_answer_like_missing_ones(
     world = await _world(harness)
     b = world.b
     client_a = harness.creds["client_id"]
-    foreign = _ids_of(b, await _endpoint_id(harness, b.app_id))
+    foreign = _ids_of(b, await _endpoint_id(harness, b.app_id), await _family_id(harness, b.app_id))
     v = visitors()
     await v.sign_in(await make_member(harness, Role.OWNER))
     before = await _rows_of(harness, b.app_id)

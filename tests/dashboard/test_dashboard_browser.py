@@ -4,12 +4,18 @@ The tests run in file order and build on each other, like a team's first day: th
 up and enrols (TOTP codes from pyotp), signs in again, sets up mail and invites a viewer (the
 mail is caught by aiosmtpd on loopback), the viewer finds no key buttons and a forged roll is
 refused, the owner rolls and revokes keys and the API refuses the old ones, a cross-site form
-is refused, five wrong codes block the viewer, and every page fits a 360 px screen without
-console errors. Timeouts are proven with the injected clock in ``test_sign_in.py``.
+is refused, five wrong codes block the viewer. Then the owner creates an app, adds a webhook
+endpoint on a loopback partner site, a real sandbox connect through the connect page makes
+events that arrive there and show in the delivery log, one is replayed; the overview's charts
+show that activity; the login is revoked in Consent Control and the API refuses its
+login-secret; the app's branding shows on the connect page (name, texts, logo, colours by
+computed style); and every page fits a 360 px screen without console errors. Timeouts are
+proven with the injected clock in ``test_sign_in.py``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -17,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import pyotp
@@ -25,6 +32,7 @@ from playwright.sync_api import Page, expect
 
 from bankhub.dashboard import services, totp
 from tests.dashboard.conftest import MailSink, SmtpServer
+from tests.dashboard.images import png
 from tests.support.browser import assert_no_page_errors
 from tests.support.browser_plugin import MakePage
 from tests.support.live_server import LiveServer
@@ -48,6 +56,10 @@ class Team:
     seeds: dict[str, str] = field(default_factory=dict)
     last_step: dict[str, int] = field(default_factory=dict)
     states: dict[str, Any] = field(default_factory=dict)
+    #: the app the owner created in the browser: client_id, service_secret
+    app: dict[str, str] = field(default_factory=dict)
+    #: the sandbox login connected through the connect page (its callback payload)
+    login: dict[str, Any] = field(default_factory=dict)
 
     def code(self, email: str) -> str:
         """A code for a step this member has not used yet (waits for the next step if needed)."""
@@ -294,6 +306,257 @@ def test_five_wrong_codes_block_sign_in(make_page: MakePage, team: Team) -> None
     assert_no_page_errors(page)
 
 
+# --- a partner's site on loopback: the connect callback and the webhook receiver -----------------
+
+
+class _PartnerHandler(BaseHTTPRequestHandler):
+    server: _PartnerSite
+
+    def do_GET(self) -> None:
+        self.server.visits.append(self.path)
+        self._answer(b"<!doctype html><html lang=en><title>Partner</title><p>Back in the app.")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", "0"))
+        body = self.rfile.read(length)
+        self.server.hooks.append((self.headers.get("webhook-id", ""), json.loads(body or b"{}")))
+        self._answer(b"")
+
+    def _answer(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+class _PartnerSite(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _PartnerHandler)
+        self.visits: list[str] = []
+        #: (webhook-id, payload) of every webhook received
+        self.hooks: list[tuple[str, dict[str, Any]]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def partner() -> Iterator[_PartnerSite]:
+    site = _PartnerSite()
+    thread = threading.Thread(target=site.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield site
+    finally:
+        site.shutdown()
+        site.server_close()
+        thread.join(timeout=5)
+
+
+def _until(check: Any, what: str, *, seconds: float = 20.0) -> None:
+    """Poll a condition of the live server's background work, bounded in time."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds:.0f} s: {what}")
+        time.sleep(0.2)
+
+
+def _partner_api(team: Team, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    headers = {
+        "client-id": team.app["client_id"],
+        "service-secret": team.app["service_secret"],
+        **kwargs.pop("headers", {}),
+    }
+    return httpx.request(method, team.url(path), headers=headers, timeout=10, **kwargs)
+
+
+def _connect_link(team: Team, partner: _PartnerSite, identifier: str) -> str:
+    customer = _partner_api(team, "POST", "/v2/customer", json={"identifier": identifier})
+    assert customer.status_code == 200, customer.text
+    token = _partner_api(
+        team,
+        "POST",
+        "/v2/token",
+        json={
+            "customer_id": customer.json()["data"]["customer_id"],
+            "service_id": 1,
+            "callback_url": f"{partner.url}/v2",
+        },
+    )
+    assert token.status_code == 200, token.text
+    link: str = token.json()["data"]["connect_url"]
+    return link
+
+
+def test_webhook_endpoint_gets_real_deliveries_shown_in_the_log_and_a_replay(
+    make_page: MakePage, team: Team, partner: _PartnerSite
+) -> None:
+    owner = _as(make_page, team, OWNER)
+    owner.goto(team.url("/dashboard/apps"))
+    owner.get_by_label("Name").fill("Browser app")
+    owner.get_by_role("button", name="Create").click()
+    _heading(owner, "App created")
+    shown = owner.locator("code.secret").all_inner_texts()
+    team.app = {"client_id": shown[0].strip(), "service_secret": shown[1].strip()}
+    client_id = team.app["client_id"]
+
+    owner.goto(team.url(f"/dashboard/apps/{client_id}/webhooks"))
+    owner.get_by_label("URL").fill(f"{partner.url}/hooks")
+    owner.get_by_role("button", name="Add endpoint").click()
+    expect(owner.locator("#signing-secret")).to_be_visible()
+    expect(owner.locator("tr[data-endpoint]")).to_have_count(1)
+
+    # a real sandbox connect, through the connect page in the browser
+    user = make_page()
+    user.goto(_connect_link(team, partner, "browser-customer"))
+    user.get_by_role("button", name="I agree, continue").click()
+    user.get_by_label("Username").fill("user_good")
+    user.get_by_label("Password").fill("pass_good")
+    user.get_by_role("button", name="Log in").click()
+    user.wait_for_url(re.compile(re.escape(partner.url) + "/v2/"), timeout=30_000)
+    team.login = json.loads(unquote(urlsplit(user.url).path.rsplit("/", 1)[-1]))
+    assert team.login["status"] == "success", team.login
+    assert_no_page_errors(user)
+
+    _until(lambda: partner.hooks, "a webhook at the partner's endpoint")
+    first_id, _ = partner.hooks[0]
+    assert first_id.startswith("evt_")
+
+    def logged() -> bool:
+        owner.reload()
+        return owner.locator(".status-delivered").count() > 0
+
+    _until(logged, "a delivered event in the delivery log")
+    event = owner.locator(f'section.event[data-event="{first_id.removeprefix("evt_")}"]')
+    expect(event.locator(".status-delivered")).to_be_visible()
+    expect(event.locator(".attempts li").first).to_contain_text("HTTP 200")
+    event.get_by_role("button", name="Replay").click()
+    _until(
+        lambda: [i for i, _ in partner.hooks].count(first_id) >= 2,
+        "the replayed event at the partner's endpoint",
+    )
+    assert_no_page_errors(owner)
+
+
+def test_charts_render_the_apps_activity(make_page: MakePage, team: Team) -> None:
+    page = _as(make_page, team, OWNER)
+    path = f"/dashboard?period=24h&app={team.app['client_id']}"
+
+    def counted() -> bool:  # the server writes its usage counts every few seconds
+        page.goto(team.url(path))
+        return _column_total(page, "connects", "connected") >= 1
+
+    _until(counted, "the connect in the overview's chart")
+    expect(page.locator("svg.bankhub-chart")).to_have_count(5)
+    for chart in ("calls", "connects", "logins", "transactions", "webhooks"):
+        svg = page.locator(f"#{chart} svg")
+        box = svg.bounding_box()
+        assert box is not None
+        assert box["width"] > 200, chart
+        assert page.locator(f"#{chart} table tbody tr").count() == 24, chart
+    # the table's rows are the data: one connect (the one still open is not counted yet)
+    assert _column_total(page, "connects", "connected") == 1
+    assert _column_total(page, "connects", "total") == 1
+    assert _column_total(page, "webhooks", "delivered") >= 2  # a delivery and its replay
+    assert _column_total(page, "transactions", "total") > 0
+    # ... and the chart draws them: one bar for the one connect, in the hour of the table's row
+    marks = page.locator("#connects svg rect title").all_text_contents()
+    assert len(marks) == 1, marks
+    hour = page.locator("#connects table tbody tr").evaluate_all(
+        "rows => rows.filter(r => r.lastElementChild.textContent.trim() === '1')"
+        ".map(r => r.firstElementChild.textContent)"
+    )
+    assert marks[0] == f"Connected, {hour[0]} UTC: 1", (marks, hour)
+    page.locator("#connects summary").click()
+    expect(page.locator("#connects table")).to_be_visible()
+    assert_no_page_errors(page)
+
+
+def _column_total(page: Page, chart: str, column: str) -> int:
+    """The sum of one column (by its header, any case) of a chart's data table; 0 if none."""
+    headers = [
+        h.strip().lower() for h in page.locator(f"#{chart} table thead th").all_text_contents()
+    ]
+    if column not in headers:
+        return 0
+    index = headers.index(column)
+    cells = page.locator(f"#{chart} table tbody tr").evaluate_all(
+        f"rows => rows.map(r => r.children[{index}].textContent)"
+    )
+    return sum(int(str(c).replace(",", "").strip() or 0) for c in cells)
+
+
+def test_a_login_revoked_in_consent_control_is_refused_by_the_api(
+    make_page: MakePage, team: Team
+) -> None:
+    secret = team.login["secret"]
+    assert (
+        _partner_api(team, "GET", "/v2/login", headers={"login-secret": secret}).status_code == 200
+    )
+    owner = _as(make_page, team, OWNER)
+    owner.goto(team.url(f"/dashboard/apps/{team.app['client_id']}/customers"))
+    row = owner.locator(f'tr[data-login="{team.login["login_id"]}"]')
+    expect(row).to_contain_text("active")
+    row.get_by_role("button", name="Revoke login").click()
+    expect(owner.get_by_text("The login was revoked")).to_be_visible()
+    expect(owner.locator(f'tr[data-login="{team.login["login_id"]}"]')).to_have_count(0)
+    refused = _partner_api(team, "GET", "/v2/login", headers={"login-secret": secret})
+    assert refused.status_code in (401, 404), refused.text
+    assert refused.json()["error"] in ("LoginNotFound", "CredentialInvalid")
+    assert_no_page_errors(owner)
+
+
+def test_branding_change_is_visible_on_the_connect_page(
+    make_page: MakePage, team: Team, partner: _PartnerSite
+) -> None:
+    client_id = team.app["client_id"]
+    owner = _as(make_page, team, OWNER)
+    owner.goto(team.url(f"/dashboard/apps/{client_id}/template"))
+    owner.get_by_label(re.compile("Name shown to end users")).fill("Acme Budget")
+    owner.get_by_label(re.compile("^Logo")).set_input_files(
+        {"name": "logo.png", "mimeType": "image/png", "buffer": png(120, 40)}
+    )
+    owner.get_by_label(re.compile("Primary colour")).fill("#c0392b")
+    owner.get_by_label(re.compile("Secondary colour")).fill("#102030")
+    owner.get_by_label(re.compile("Welcome text")).fill("Welcome to Acme <b>Budget</b>!")
+    owner.get_by_label(re.compile("Footer text")).fill("Acme Ltd, 1 Main Street")
+    owner.get_by_role("button", name="Save branding").click()
+    expect(owner.get_by_text("The connect page's branding was saved.")).to_be_visible()
+    preview = owner.locator("#preview")
+    expect(preview.locator(".app-name")).to_have_text("Acme Budget")
+    assert owner.locator("#preview-logo").evaluate("img => img.naturalWidth") == 120
+    button = preview.locator(".preview-button")
+    assert button.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(192, 57, 43)"
+    assert_no_page_errors(owner)
+
+    user = make_page(phone=True)
+    user.goto(_connect_link(team, partner, "branded-customer"))
+    expect(user.locator(".app-bar .app-name")).to_have_text("Acme Budget")
+    expect(
+        user.get_by_role("heading", name="Acme Budget asks to read your bank data")
+    ).to_be_visible()
+    expect(user.locator(".welcome")).to_have_text("Welcome to Acme <b>Budget</b>!")
+    expect(user.locator(".app-footer")).to_have_text("Acme Ltd, 1 Main Street")
+    logo = user.locator(".app-logo")
+    assert logo.evaluate("img => img.complete && img.naturalWidth") == 120
+    agree = user.get_by_role("button", name="I agree, continue")
+    assert agree.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(192, 57, 43)"
+    assert agree.evaluate("b => getComputedStyle(b).color") == "rgb(255, 255, 255)"
+    bar = user.locator(".app-bar")
+    assert bar.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(16, 32, 48)"
+    assert user.locator("[style]").count() == 0
+    _fits(user)
+    assert_no_page_errors(user)  # a CSP refusal would be a console error
+
+
 def test_every_page_fits_360px_without_console_errors(make_page: MakePage, team: Team) -> None:
     anonymous = make_page(phone=True)
     for path in ("/dashboard/sign-in",):
@@ -312,6 +575,11 @@ def test_every_page_fits_360px_without_console_errors(make_page: MakePage, team:
         "/dashboard/audit",
         "/dashboard/api",
         f"/dashboard/reauth?next=/dashboard/apps/{client_id}",
+        f"/dashboard/apps/{client_id}/template",
+        f"/dashboard/apps/{client_id}/oauth",
+        "/dashboard?period=7d",
+        "/dashboard?period=30d",
+        f"/dashboard/apps/{team.app.get('client_id', client_id)}/template",
     ):
         response = page.goto(team.url(path))
         assert response is not None

@@ -28,6 +28,7 @@ from bankhub.cli import cli
 from bankhub.db import migrate, tenancy
 from bankhub.db.models import Base
 from bankhub.jobs.runner import Runner
+from bankhub.partners import branding
 from bankhub.partners.models import App
 from bankhub.usage import store as usage_store
 from bankhub.webhooks import services as webhooks
@@ -138,11 +139,30 @@ async def _endpoint(h: Harness, app_id: int, url: str) -> None:
             )
 
 
+async def _template(h: Harness, app_id: int, name: str) -> None:
+    """The app's connect-page branding, as the dashboard saves it."""
+    change = branding.check_change(
+        display_name=name,
+        welcome_text="",
+        footer_text="",
+        color_primary="#112233",
+        color_secondary="",
+        logo=None,
+        remove_logo=False,
+    )
+    with tenancy.acting_for(app_id):
+        async with h.hub.db.transaction() as session:
+            app = await session.get(App, app_id)
+            assert app is not None
+            await branding.save(session, app, change, actor="operator", now=h.clock())
+
+
 async def _populate(h: Harness, receiver: Receiver, name: str) -> dict[str, Any]:
     """Rows of this app in every tenant table, made by the API, the runner and the CLI's
     services, all running as the runtime role."""
     app_id = await _app_id(h)
     await _endpoint(h, app_id, f"{receiver.url}/{name}")
+    await _template(h, app_id, name)
     login = await connect(h, "user_good")
     customer = await create_customer(h, f"{name}-waiting")
     await create_token(h, customer)  # a connect token nobody opened yet

@@ -38,6 +38,7 @@ from bankhub.lifecycle import erasure
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.money import format_amount
+from bankhub.partners import modes
 from bankhub.security import scopes
 from bankhub.sync.refresh import next_possible, refresh_login
 
@@ -97,12 +98,20 @@ async def service_json(request: AnyRequest) -> list[s.ServiceOut]:
     summary="The service catalogue",
     security=APP_SECURITY,
     responses=errors(*APP_AUTH),
+    description=(
+        "The services the calling app may connect: an app in `sandbox` mode sees only the "
+        "sandbox banks, one in `live` mode only real institutions and statement files, one in "
+        "`both` mode (the default) every service. `/service.json` lists the whole catalogue."
+    ),
 )
 async def service_list(request: AnyRequest) -> s.ServiceListEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
-        await hub.authenticate(session, request)
-    return s.ServiceListEnvelope(data=_services(hub, request))
+        app = await hub.authenticate(session, request)
+    media_path = f"{hub.public_url(request)}{MEDIA_PREFIX}/"
+    return s.ServiceListEnvelope(
+        data=[_service_out(sv, media_path) for sv in modes.visible(app, hub.catalogue.services)]
+    )
 
 
 @get(
@@ -171,6 +180,10 @@ def _connect_url(hub: Hub, request: AnyRequest, token_id: str) -> str:
     responses=errors(
         *APP_AUTH, E.CUSTOMER_NOT_FOUND, E.SERVICE_NOT_FOUND, E.TOKEN_CREATE_ERROR, body=True
     ),
+    description=(
+        "`service_id` must be a service the app's mode allows (see `GET /v2/service`); "
+        "another is refused with `ServiceNotFound`, naming the mode."
+    ),
 )
 async def create_token(request: AnyRequest, data: JSONBody[s.TokenIn]) -> s.TokenEnvelope:
     hub = hub_of(request)
@@ -180,7 +193,7 @@ async def create_token(request: AnyRequest, data: JSONBody[s.TokenIn]) -> s.Toke
             data.callback_url, allow_plain_http=hub.settings.is_dev
         )
         customer = await customers.get_customer(session, app, data.customer_id)
-        service = logins.require_service(hub.catalogue, data.service_id)
+        service = modes.require_allowed(app, logins.require_service(hub.catalogue, data.service_id))
         token = await logins.create_token(
             session, hub.clock, hub.settings.token_ttl_seconds, app, customer, service, callback
         )
@@ -197,6 +210,10 @@ async def create_token(request: AnyRequest, data: JSONBody[s.TokenIn]) -> s.Toke
     responses=errors(
         *LOGIN_AUTH, E.CUSTOMER_NOT_FOUND, E.SERVICE_NOT_FOUND, E.TOKEN_CREATE_ERROR, body=True
     ),
+    description=(
+        "Refused with `ServiceNotFound` when the login's service is one the app's mode no "
+        "longer allows (a sandbox bank's login after the switch to `live`, or the reverse)."
+    ),
 )
 async def reconnect_token(request: AnyRequest, data: JSONBody[s.ReconnectIn]) -> s.TokenEnvelope:
     hub = hub_of(request)
@@ -206,7 +223,9 @@ async def reconnect_token(request: AnyRequest, data: JSONBody[s.ReconnectIn]) ->
             data.callback_url, allow_plain_http=hub.settings.is_dev
         )
         customer = await customers.get_customer(session, app, login.customer_id)
-        service = logins.require_service(hub.catalogue, login.service_id)
+        service = modes.require_allowed(
+            app, logins.require_service(hub.catalogue, login.service_id)
+        )
         token = await logins.create_token(
             session,
             hub.clock,

@@ -37,6 +37,7 @@ from bankhub.db import tenancy
 from bankhub.hub import Hub
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
+from bankhub.partners import branding, modes
 from bankhub.partners.models import App
 from bankhub.security.secrets import new_uuid_shaped_secret
 from bankhub.statements import ParsedStatement
@@ -114,6 +115,8 @@ class ConnectSession:
     #: the app opted in to the credential vault: keep the credentials until the login exists
     vault: bool = False
     vault_credentials: dict[str, str] | None = None
+    #: the app's connect-page branding (App Templates), read when the session opened
+    brand: branding.Brand | None = None
 
     @property
     def finished(self) -> bool:
@@ -180,13 +183,16 @@ class ConnectFlow:
         async with hub.db.transaction() as db:
             token = await logins.claim_token(db, hub.clock, token_id)
             app = await db.get(App, token.app_id)
+            service = hub.catalogue.get(token.service_id)
+            if service is None or app is None:
+                raise logins.TokenUnusable(token_id)
+            # a token made before the app's mode changed: refused, and the token stays unused
+            modes.require_allowed(app, service)
             base_state: dict[str, Any] = {}
             if token.login_id is not None:
                 login = await db.get(Login, token.login_id)
                 base_state = hub.engine.state_of(login) if login else {}
-        service = hub.catalogue.get(token.service_id)
-        if service is None or app is None:
-            raise logins.TokenUnusable(token_id)
+            brand = branding.brand_of(app, await branding.template_of(db, app.id))
         info = hub.registry.info(service.connector)
         session = ConnectSession(
             id=secrets.token_urlsafe(32),
@@ -202,6 +208,7 @@ class ConnectFlow:
             last_seen=hub.clock(),
             base_state=base_state,
             vault=app.credential_vault,
+            brand=brand,
         )
         self._sessions[session.id] = session
         return session

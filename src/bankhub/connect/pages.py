@@ -103,7 +103,8 @@ async def page_security_headers(message: Message, scope: Scope) -> None:
     if message["type"] != "http.response.start" or scope["type"] != ScopeType.HTTP:
         return
     headers = MutableScopeHeaders.from_message(message)
-    if headers.get("content-type", "").startswith("text/html"):
+    is_html = headers.get("content-type", "").startswith("text/html")
+    if is_html:
         for name, value in PAGE_DEFAULTS.items():
             if name not in headers:
                 headers[name] = value
@@ -111,7 +112,12 @@ async def page_security_headers(message: Message, scope: Scope) -> None:
             OWN_CSP_PREFIXES
         ):
             headers["Content-Security-Policy"] = CSP
-    if scope["path"].startswith(CONNECT_PREFIX) and "content-security-policy" in headers:
+    # pages only: a brand logo keeps its own sandboxing policy
+    if (
+        is_html
+        and scope["path"].startswith(CONNECT_PREFIX)
+        and "content-security-policy" in headers
+    ):
         await _connect_frame_ancestors(headers, scope)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from litestar.datastructures import Cookie, UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, URLEncodedBody
 from litestar.response import File, Redirect, Template
+from sqlalchemy import select
 
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.connect.flow import ConnectFlow, ConnectSession, SessionGone, Step
@@ -27,8 +29,11 @@ from bankhub.connectors.base import (
     NeedsRedirect,
 )
 from bankhub.connectors.statement.connector import StatementUnreadable, parse_upload
+from bankhub.db import tenancy
 from bankhub.hub import hub_of
 from bankhub.logins.services import TokenUnusable
+from bankhub.partners import branding
+from bankhub.partners.models import App
 from bankhub.security import scopes
 from bankhub.usage import counters as usage
 
@@ -121,12 +126,14 @@ def _render(request: AnyRequest, session: ConnectSession, name: str, **context: 
     base = {
         "session": session,
         "service": session.service,
-        "app_name": session.app_name,
+        # App Templates: the name the app chose for its end users, else its own
+        "app_name": (session.brand.display_name if session.brand else None) or session.app_name,
         "logo_url": _logo(request, session),
         "csrf": session.csrf,
         "notice": session.notice,
         "idle_minutes": hub.settings.connect_idle_seconds // 60,
         "refresh": None,
+        "brand": session.brand,
     }
     base.update(context)
     return Template(template_name=name, context=base, headers=page_headers())
@@ -294,6 +301,72 @@ async def stylesheet() -> File:
     )
 
 
+# --- App Templates: the app's stylesheet and logo ------------------------------------------------
+
+#: a client-id as ``partners.services`` makes them, and the hashes in the URLs
+_BRAND_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_BRAND_HASH = re.compile(r"^[0-9a-f]{32}$")
+#: an image opened on its own is inert: no script, no plugins, no navigation
+IMAGE_CSP = "default-src 'none'; img-src 'self'; style-src 'none'; sandbox"
+
+
+async def _branded_app(request: AnyRequest, client_id: str) -> App:
+    """The app the URL names; its template is read acting for that app only (S14)."""
+    if not _BRAND_ID.match(client_id):
+        raise ApiError(ErrorCode.NOT_FOUND)
+    hub = hub_of(request)
+    async with hub.db.transaction() as db:
+        app = (await db.execute(select(App).where(App.client_id == client_id))).scalar_one_or_none()
+    if app is None:
+        raise ApiError(ErrorCode.NOT_FOUND)
+    tenancy.choose(app.id)
+    return app
+
+
+@get(
+    "/v2/connect/brand/{client_id:str}/{name:str}",
+    opt=scopes.connect(),
+    include_in_schema=False,
+)
+async def brand_file(
+    request: AnyRequest, client_id: FromPath[str], name: FromPath[str]
+) -> Response[Any]:
+    """``<hash>.css``: the app's colours; ``logo-<hash>``: its logo. Public, like the page
+    that shows them; anything but the current content's hash is not found, so a page never
+    gets another version than the one it names (and, under ``/v2``, nothing is cached: S24)."""
+    app = await _branded_app(request, client_id)
+    hub = hub_of(request)
+    if name.endswith(".css") and _BRAND_HASH.match(name[:-4]):
+        async with hub.db.transaction() as db:
+            row = await branding.template_of(db, app.id)
+        primary = row.color_primary if row else None
+        secondary = row.color_secondary if row else None
+        if branding.stylesheet_hash(primary, secondary) != name[:-4]:
+            raise ApiError(ErrorCode.NOT_FOUND)
+        return Response(
+            content=branding.stylesheet(primary, secondary),
+            media_type="text/css; charset=utf-8",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
+    if name.startswith("logo-") and _BRAND_HASH.match(name[5:]):
+        async with hub.db.transaction() as db:
+            found = await branding.logo_bytes(db, app.id, name[5:])
+        if found is None:
+            raise ApiError(ErrorCode.NOT_FOUND)
+        content, media_type = found
+        return Response(
+            content=content,
+            media_type=media_type,
+            headers={
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": IMAGE_CSP,
+                "Content-Disposition": "inline",
+                "Cross-Origin-Resource-Policy": "same-origin",
+            },
+        )
+    raise ApiError(ErrorCode.NOT_FOUND)
+
+
 CONNECT_ROUTES = [
     open_connect,
     show_session,
@@ -304,4 +377,5 @@ CONNECT_ROUTES = [
     bank_return,
     post_cancel,
     stylesheet,
+    brand_file,
 ]

@@ -20,7 +20,7 @@ from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import PREFIX, Refused, field_of, go, page, visit_of
 from bankhub.dashboard.roles import Action
 from bankhub.hub import hub_of
-from bankhub.partners import keys
+from bankhub.partners import keys, modes
 from bankhub.partners import services as partners
 from bankhub.partners.models import ApiKey, App
 from bankhub.security.scopes import Scope
@@ -38,6 +38,7 @@ DONE = {
     "retention": "The retention window was saved.",
     "referers": "The key's allowed referers were saved.",
     "reauth": "Thank you. You can make the change now.",
+    "mode": "The app's mode was saved.",
 }
 
 
@@ -143,6 +144,8 @@ async def _app_page(
         scopes=[s.value for s in Scope],
         kinds=[k.value for k in keys.KeyKind],
         overlaps=OVERLAPS,
+        mode=modes.mode_of(app).value,
+        modes=[(m.value, modes.DESCRIPTIONS[m]) for m in modes.Mode],
         notice=notice,
         done=DONE.get(request.query_params.get("done", "")),
         status=status,
@@ -342,6 +345,24 @@ async def retention(request: AnyRequest, client_id: FromPath[str], data: Form) -
     )
 
 
+@post(
+    f"{APPS}/{{client_id:str}}/mode",
+    opt=roles.route(Action.APP_MODE),
+    include_in_schema=False,
+)
+async def app_mode(request: AnyRequest, client_id: FromPath[str], data: Form) -> Response[Any]:
+    """Sandbox, live or both (``bankhub.partners.modes``); owner and admin, re-authenticated."""
+    value = field_of(data, "mode")
+    if value not in {m.value for m in modes.Mode}:
+        return await _app_page(request, client_id, notice="Choose sandbox, live or both.")
+    hub = hub_of(request)
+    now = hub.clock()
+    async with hub.db.transaction() as db:
+        app = await app_of(db, client_id)
+        await modes.set_mode(db, app, value, actor=services.member_actor(_me(request)), now=now)
+    return go(request, f"{APPS}/{client_id}?done=mode")
+
+
 APP_ROUTES = [
     apps_page,
     create_app,
@@ -353,4 +374,5 @@ APP_ROUTES = [
     ip_allowlist,
     frame_origins,
     retention,
+    app_mode,
 ]

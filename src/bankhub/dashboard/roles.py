@@ -37,6 +37,12 @@ class Action(StrEnum):
     KEYS_MANAGE = "keys.manage"
     #: IP allow-list, referers of app keys, frame origins, retention window
     APP_SETTINGS = "app.settings"
+    #: sandbox, live or both: which services of the catalogue the app may connect
+    APP_MODE = "app.mode"
+    #: the connect page's branding (App Templates): name, logo, colours, texts
+    APP_TEMPLATE = "app.template"
+    #: end an OAuth grant (a token family: its refresh token and every access token from it)
+    OAUTH_REVOKE = "oauth.revoke"
     #: add webhook endpoints, rotate their signing secrets
     WEBHOOKS_MANAGE = "webhooks.manage"
     #: send one event again to the app's endpoints
@@ -63,6 +69,9 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.APP_CREATE: _BUILDERS,
     Action.KEYS_MANAGE: _BUILDERS,
     Action.APP_SETTINGS: _STAFF,
+    Action.APP_MODE: _STAFF,
+    Action.APP_TEMPLATE: _BUILDERS,
+    Action.OAUTH_REVOKE: _BUILDERS,
     Action.WEBHOOKS_MANAGE: _BUILDERS,
     Action.EVENTS_REPLAY: _BUILDERS,
     Action.CONSENT_MANAGE: _STAFF,
@@ -74,7 +83,13 @@ MATRIX: dict[Action, frozenset[Role]] = {
 
 #: S7: actions that need the password and a code given within the re-authentication window
 REAUTH: frozenset[Action] = frozenset(
-    {Action.KEYS_MANAGE, Action.APP_SETTINGS, Action.WEBHOOKS_MANAGE}
+    {
+        Action.KEYS_MANAGE,
+        Action.APP_SETTINGS,
+        Action.APP_MODE,
+        Action.WEBHOOKS_MANAGE,
+        Action.OAUTH_REVOKE,
+    }
 )
 
 #: actions taken without a full session

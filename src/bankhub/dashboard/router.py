@@ -10,6 +10,7 @@ from litestar.types import ControllerRouterHandler
 from bankhub.api.errors import ApiError
 from bankhub.dashboard.app_routes import APP_ROUTES
 from bankhub.dashboard.consent_routes import CONSENT_ROUTES
+from bankhub.dashboard.oauth_routes import OAUTH_ROUTES
 from bankhub.dashboard.pages import (
     Redirected,
     Refused,
@@ -20,24 +21,25 @@ from bankhub.dashboard.pages import (
 )
 from bankhub.dashboard.read_routes import READ_ROUTES
 from bankhub.dashboard.routes import DASHBOARD_ROUTES
+from bankhub.dashboard.template_routes import TEMPLATE_ROUTES
 from bankhub.dashboard.webhook_routes import WEBHOOK_ROUTES
 
-ALL_ROUTES = [*DASHBOARD_ROUTES, *APP_ROUTES, *WEBHOOK_ROUTES, *CONSENT_ROUTES, *READ_ROUTES]
+ALL_ROUTES = [
+    *DASHBOARD_ROUTES,
+    *APP_ROUTES,
+    *WEBHOOK_ROUTES,
+    *CONSENT_ROUTES,
+    *READ_ROUTES,
+    *TEMPLATE_ROUTES,
+    *OAUTH_ROUTES,
+]
 
 
 def dashboard_router(route_handlers: Sequence[ControllerRouterHandler] | None = None) -> Router:
     """Every dashboard route (or the ``route_handlers`` given, in tests) behind the guard."""
     return Router(
         path="/",
-        route_handlers=[
-            *DASHBOARD_ROUTES,
-            *APP_ROUTES,
-            *WEBHOOK_ROUTES,
-            *CONSENT_ROUTES,
-            *READ_ROUTES,
-        ]
-        if route_handlers is None
-        else list(route_handlers),
+        route_handlers=ALL_ROUTES if route_handlers is None else list(route_handlers),
         guards=[guard],
         exception_handlers={
             Redirected: on_redirected,

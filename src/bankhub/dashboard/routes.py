@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.background_tasks import BackgroundTask
 from litestar.params import FromPath, URLEncodedBody
 from litestar.response import File
+from sqlalchemy import select
 
 from bankhub.audit import services as audit
-from bankhub.dashboard import mail, roles, services, totp
+from bankhub.dashboard import alerts, glance, mail, roles, services, totp
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import (
     HOME,
@@ -34,7 +36,9 @@ from bankhub.dashboard.pages import (
 from bankhub.dashboard.roles import Action, Role
 from bankhub.dashboard.services import FormError, SignInRefused
 from bankhub.hub import Hub, hub_of
+from bankhub.partners.models import App
 from bankhub.security import tls
+from bankhub.usage import charts
 
 AnyRequest = Request[Any, Any, Any]
 Form = URLEncodedBody[dict[str, str]]
@@ -62,6 +66,17 @@ def _me(request: AnyRequest) -> Member:
 async def stylesheet() -> File:
     return File(
         path=STATIC / "dashboard.css",
+        media_type="text/css",
+        content_disposition_type="inline",
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@get(f"{PREFIX}/static/charts.css", opt=roles.route(Action.PUBLIC), include_in_schema=False)
+async def chart_stylesheet() -> File:
+    """The usage charts' own stylesheet (``bankhub.usage.charts.STYLESHEET``)."""
+    return File(
+        path=charts.STYLESHEET,
         media_type="text/css",
         content_disposition_type="inline",
         headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
@@ -183,12 +198,30 @@ async def sign_in_code(request: AnyRequest, data: Form) -> Response[Any]:
             fresh = await services.start_session(
                 db, hub.hasher, member, services.ACTIVE, now, replacing=row
             )
+            device = alerts.device_token(request, visit.secure)
+            alert = None
+            if alerts.remember(hub.hasher, member, device):
+                alert = alerts.new_browser(request, member, now)
+                audit.record(
+                    db,
+                    now=now,
+                    actor=services.member_actor(member),
+                    action="member.new_browser",
+                    target_type="member",
+                    target_id=member.id,
+                    detail={"address": alert.address, "browser": alert.agent},
+                )
     if refused and services.is_locked(member, now):
         forget_session(request)
         return page(request, "sign_in.html", first=False, email=member.email, notice=refused)
     if refused:
         return page(request, "sign_in_code.html", notice=refused)
-    return _enter(request, hub, fresh.token, HOME)
+    response = _enter(request, hub, fresh.token, HOME)
+    response.cookies.append(alerts.device_cookie(device, visit.secure))
+    if alert is not None:
+        # after the answer: a slow or failing mail server never holds up signing in
+        response.background = BackgroundTask(alerts.send_alert, hub, alert)
+    return response
 
 
 @post(f"{PREFIX}/sign-out", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
@@ -255,6 +288,9 @@ async def enrol(request: AnyRequest, data: Form) -> Response[Any]:
                 now,
                 replacing=visit.session,
             )
+            # the first sign-in: this browser is the member's own, no alert
+            device = alerts.device_token(request, visit.secure)
+            alerts.remember(hub.hasher, member, device)
     except FormError as exc:
         return _enrol_form(request, str(exc))
     visit.member = member
@@ -263,7 +299,10 @@ async def enrol(request: AnyRequest, data: Form) -> Response[Any]:
         request,
         "recovery_codes.html",
         codes=codes,
-        cookies=[session_cookie(hub, visit, fresh.token)],
+        cookies=[
+            session_cookie(hub, visit, fresh.token),
+            alerts.device_cookie(device, visit.secure),
+        ],
     )
 
 
@@ -318,13 +357,27 @@ async def reauth(request: AnyRequest, data: Form) -> Response[Any]:
 
 @get(PREFIX, opt=roles.route(Action.VIEW), include_in_schema=False)
 async def overview(request: AnyRequest) -> Response[Any]:
-    from bankhub.partners import services as partners
-
+    """At a glance: charts of the chosen period (``period``) for one app (``app``) or all."""
     hub = hub_of(request)
+    period = glance.period_of(request.query_params.get("period"))
+    wanted = (request.query_params.get("app") or "")[:64]
     async with hub.db.transaction() as db:
-        apps = await partners.count_apps(db)
+        apps = list((await db.execute(select(App).order_by(App.id))).scalars())
+        chosen = next((a for a in apps if a.client_id == wanted), None)
+        ids = [chosen.id] if chosen is not None else [a.id for a in apps]
         members = await services.count_members(db)
-    return page(request, "overview.html", apps=apps, members=members, done=_done(request))
+        shown = await glance.build(db, ids, period, hub.clock())
+    return page(
+        request,
+        "overview.html",
+        apps=apps,
+        app_count=len(apps),
+        members=members,
+        chosen=chosen,
+        glance=shown,
+        periods=list(glance.PERIODS.values()),
+        done=_done(request),
+    )
 
 
 # --- team ---------------------------------------------------------------------------------------
@@ -560,6 +613,7 @@ async def smtp_test(request: AnyRequest, data: Form) -> Response[Any]:
 
 DASHBOARD_ROUTES = [
     stylesheet,
+    chart_stylesheet,
     sign_up_page,
     sign_up,
     sign_in_page,

@@ -9,7 +9,7 @@ from bankhub.db.base import Base
 from bankhub.events.models import Event, SystemFlag
 from bankhub.logins.models import ConnectToken, Login
 from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
-from bankhub.partners.models import ApiKey, App
+from bankhub.partners.models import ApiKey, App, AppTemplate
 from bankhub.security.models import DataKey, IdempotencyRecord
 from bankhub.sync.models import SyncRun
 from bankhub.usage.models import UsageCount
@@ -19,6 +19,7 @@ __all__ = [
     "Account",
     "ApiKey",
     "App",
+    "AppTemplate",
     "AuditEntry",
     "Base",
     "ConnectToken",

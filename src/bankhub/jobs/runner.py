@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError
 from bankhub.clock import as_utc, utcnow
+from bankhub.dashboard import alerts
 from bankhub.db import tenancy
 from bankhub.events import services as events
 from bankhub.events.models import Event
@@ -139,13 +140,15 @@ class Runner:
             return [(int(r[0]), int(r[1])) for r in rows]
 
     async def consent_sweep(self) -> int:
-        """Tell partners before consents expire (7 days, then 1 day) and mark expired ones.
+        """Tell partners before consents expire (7 days, then 1 day) and mark expired ones;
+        the team gets the same notices by mail (``bankhub.dashboard.alerts``).
 
         Each notice is claimed with a conditional update, so two runners never send it twice.
         """
         hub = self.hub
         now = hub.clock()
         sent = 0
+        notices: list[alerts.ConsentNotice] = []
         async with hub.db.transaction() as session:
             logins = (
                 await session.execute(
@@ -175,6 +178,7 @@ class Runner:
                             now=now,
                         )
                         sent += 1
+                        notices.append(alerts.ConsentNotice(app_id, login_id, expires, 0))
                     continue
                 level = min(
                     int(notice.days) for notice in CONSENT_NOTICES if expires - now <= notice
@@ -199,6 +203,9 @@ class Runner:
                         now=now,
                     )
                     sent += 1
+                    notices.append(alerts.ConsentNotice(app_id, login_id, expires, days_left))
+        # the team hears of the same notices by mail (once: each was claimed above)
+        await alerts.mail_consent_notices(hub, notices)
         return sent
 
     async def retention_sweep(self) -> retention.PurgeReport:

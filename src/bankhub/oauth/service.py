@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
@@ -558,3 +558,48 @@ def _invalid_token(message: str | None = None) -> ApiError:
         message,
         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
     )
+
+
+# --- the dashboard's view of an app's grants ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRow:
+    family: TokenFamily
+    #: when its newest refresh token was issued (the last token endpoint use)
+    last_used_at: datetime | None
+
+    def live(self, now: datetime) -> bool:
+        return self.family.revoked_at is None and as_utc(self.family.expires_at) > now
+
+
+async def grants_of(session: AsyncSession, app_id: int, *, limit: int = 100) -> list[GrantRow]:
+    """The app's token families, newest first, each with the time it last got tokens."""
+    newest = (
+        select(RefreshToken.family_id, func.max(RefreshToken.created_at).label("last"))
+        .group_by(RefreshToken.family_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(TokenFamily, newest.c.last)
+        .outerjoin(newest, newest.c.family_id == TokenFamily.id)
+        .where(TokenFamily.app_id == app_id)
+        .order_by(TokenFamily.created_at.desc(), TokenFamily.id)
+        .limit(limit)
+    )
+    return [GrantRow(family, as_utc(last) if last else None) for family, last in rows.all()]
+
+
+async def revoke_family(
+    session: AsyncSession, app_id: int, family_id: str, now: datetime, reason: str
+) -> TokenFamily | None:
+    """End one grant of the app: its refresh token and every access token from it, at once
+    (access tokens are checked against their family on every call). None when no such grant."""
+    family = await session.get(TokenFamily, family_id[:40])
+    if family is None or family.app_id != app_id:
+        return None
+    if family.revoked_at is None:
+        family.revoked_at = now
+        family.revoked_reason = reason[:40]
+        await session.flush()
+    return family

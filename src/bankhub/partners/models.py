@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bankhub.db.base import Base
@@ -30,6 +30,11 @@ class App(Base):
     ip_allowlist: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     #: S27: origins that may frame the connect page; null lets no one frame it
     frame_origins: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    #: which services of the catalogue the app may connect (``bankhub.partners.modes``):
+    #: ``sandbox`` (the simulated banks only), ``live`` (real institutions only) or ``both``
+    mode: Mapped[str] = mapped_column(String(8), default="both", server_default="both")
+    mode_set_by: Mapped[str | None] = mapped_column(String(260), nullable=True)
+    mode_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -70,3 +75,33 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: the key this one replaced, when it was created by rolling another
     replaces: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class AppTemplate(Base):
+    """The connect page's branding of one app (App Templates): shown to the app's end users.
+
+    Every text is plain text (autoescaped where shown); colours are ``#rrggbb``; the logo is a
+    PNG or JPEG whose bytes were checked (``bankhub.partners.branding``) and are served from our
+    own origin under a content hash, never inline.
+    """
+
+    __tablename__ = "app_templates"
+
+    app_id: Mapped[int] = mapped_column(
+        ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    display_name: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    welcome_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    footer_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    color_primary: Mapped[str | None] = mapped_column(String(7), nullable=True)
+    color_secondary: Mapped[str | None] = mapped_column(String(7), nullable=True)
+    #: loaded only by the route that serves it
+    logo: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
+    #: image/png | image/jpeg, from the bytes themselves
+    logo_type: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    #: SHA-256 of the logo's bytes: its URL, so a new logo is a new address
+    logo_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    logo_width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    logo_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_by: Mapped[str] = mapped_column(String(260))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
