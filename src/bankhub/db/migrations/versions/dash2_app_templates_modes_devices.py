@@ -1,7 +1,7 @@
 """dashboard part 2: connect-page branding per app, sandbox/live mode, members' known browsers
 
 Revision ID: dash2
-Revises: use1
+Revises: aud1
 
 ``app_templates`` holds an app's data, so on PostgreSQL it joins the tenant tables of ``rls1``
 (S14): an app's rows only, or every row in the operator's scope.
@@ -16,7 +16,7 @@ import bankhub.db.types
 from bankhub.db import tenancy
 
 revision: str = "dash2"
-down_revision: str | None = "use1"
+down_revision: str | None = "aud1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
