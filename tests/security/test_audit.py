@@ -46,6 +46,10 @@ NO_ACCOUNT_DATA: dict[tuple[str, str], str] = {
     ("GET", "/v2/service"): "the catalogue",
     ("GET", "/media/services/{name:str}"): "catalogue images",
     ("GET", "/healthz"): "liveness",
+    (
+        "GET",
+        "/v2/connect/brand/{client_id:str}/{name:str}",
+    ): "an app's connect-page colours and logo",
     ("GET", "/openapi.json"): "the API description",
     ("POST", "/v2/customer"): "answers the customer's id and identifier the app sent",
     ("DELETE", "/v2/customer"): "erasure, audited as customer.erased (counts only)",
