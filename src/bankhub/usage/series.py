@@ -72,7 +72,7 @@ CONNECT_LABELS: Final = {
 STATUS_LABELS: Final = {
     "active": "Active",
     "wrong_credentials": "Wrong credentials",
-    "password_expired": "Password expired",
+    "password_expired": "Password expired",  # a status label  # nosec B105
     "account_locked": "Account locked",
     "consent_expired": "Consent expired",
     "session_expired": "Session expired",

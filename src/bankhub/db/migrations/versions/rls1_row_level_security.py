@@ -82,7 +82,7 @@ def upgrade() -> None:
     _protect("oauth_refresh_tokens")
     # constants of this module only; nothing from outside reaches the SQL
     rule = (
-        "EXISTS (SELECT 1 FROM oauth_token_families f WHERE f.id = family_id "  # noqa: S608
+        "EXISTS (SELECT 1 FROM oauth_token_families f WHERE f.id = family_id "  # noqa: S608  # nosec B608
         f"AND (f.app_id = {APP} OR {EVERY_APP}))"
     )
     _policy("tenant_rows", "oauth_refresh_tokens", rule, rule)
