@@ -152,22 +152,27 @@ async def _seed(ctx: Context, url: str, hook_url: str, n: int) -> None:
     Rows as ``events.record`` writes them (one delivery per event and endpoint), in batches.
     """
     from bankhub.clock import utcnow
-    from bankhub.db.engine import Database
+    from bankhub.config import Environment, Settings
     from bankhub.events import services as events
     from bankhub.events.models import Event
-    from bankhub.partners import services as partners
-    from bankhub.security.crypto import Box
-    from bankhub.security.secrets import SecretHasher
+    from bankhub.hub import Hub
     from bankhub.webhooks import services as webhooks
     from bankhub.webhooks.models import WebhookDelivery
+    from bench._fixture import new_app
 
-    key = _secret_key(ctx).encode()
-    db = Database(url)
+    data_dir = Path(tempfile.mkdtemp(prefix="webhooks-seed-", dir=ctx.work))
+    settings = Settings(
+        env=Environment.TEST, data_dir=data_dir, database_url=url, secret_key=_secret_key(ctx)
+    )
+    hub = Hub.build(settings)
+    db = hub.db
     try:
+        await hub.ready()
         async with db.transaction() as session:
-            app = (await partners.create_app(session, SecretHasher(key), utcnow, "bench")).app
+            app, _ = await new_app(session, hub.hasher, utcnow, "bench")
+            # the endpoint's signing secret is sealed under the data keyring, as the API does
             hook = await webhooks.create_endpoint(
-                session, Box.from_secret(key), utcnow(), app.id, hook_url, allow_http=True
+                session, hub.keyring, utcnow(), app.id, hook_url, allow_http=True
             )
             app_id, endpoint_id = app.id, hook.endpoint.id
         # the product's own path for one of them
@@ -211,7 +216,7 @@ async def _seed(ctx: Context, url: str, hook_url: str, n: int) -> None:
                     for event in batch
                 )
     finally:
-        await db.dispose()
+        await hub.close()
 
 
 @dataclass
