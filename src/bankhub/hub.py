@@ -26,6 +26,7 @@ from bankhub.security.keyring import Keyring, load_keks
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher
 from bankhub.sync.engine import SyncEngine
+from bankhub.webhooks.transport import KeyedTransport
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,8 @@ class Hub:
     engine: SyncEngine
     keyring: Keyring
     tokens: TokenService
+    #: webhook deliveries: kept connections, pooled per checked address and TLS name
+    webhook_http: httpx.AsyncClient
     maintenance: flags.CachedFlag = field(
         default_factory=lambda: flags.CachedFlag(flags.MAINTENANCE)
     )
@@ -109,7 +112,26 @@ class Hub:
         )
         engine = SyncEngine(settings, registry, catalogue, clock, hasher, http, keyring)
         tokens = TokenService(db, keyring, hasher, clock, settings.public_url or "bankhub")
-        return cls(settings, db, catalogue, registry, hasher, clock, http, engine, keyring, tokens)
+        webhook_http = httpx.AsyncClient(
+            transport=KeyedTransport(tls.outbound_ssl_context(settings.ca_bundle)),
+            timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+            follow_redirects=False,
+            # Never an ambient proxy: webhooks must reach the address the SSRF guard checked.
+            trust_env=False,
+        )
+        return cls(
+            settings,
+            db,
+            catalogue,
+            registry,
+            hasher,
+            clock,
+            http,
+            engine,
+            keyring,
+            tokens,
+            webhook_http,
+        )
 
     async def ready(self) -> None:
         """Load what must come from the database before serving (the data keyring)."""
@@ -117,6 +139,7 @@ class Hub:
 
     async def close(self) -> None:
         await self.http.aclose()
+        await self.webhook_http.aclose()
         await self.db.dispose()
 
     async def maintenance_on(self) -> bool:

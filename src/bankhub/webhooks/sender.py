@@ -94,7 +94,13 @@ def next_delay(attempt: int, *, retry_after: float | None, rng: random.Random) -
 
 
 def _request(
-    http: httpx.AsyncClient, target: Target, body: bytes, headers: Mapping[str, str], timeout: float
+    http: httpx.AsyncClient,
+    target: Target,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    *,
+    keep_alive: bool,
 ) -> httpx.Request:
     sent = {
         k: v
@@ -104,9 +110,11 @@ def _request(
     sent["Host"] = target.host_header
     # Raw bytes are read for the excerpt; a compressed body would be unreadable (or a bomb).
     sent["Accept-Encoding"] = "identity"
-    # The pool is keyed by address, not name: a kept connection could carry the next request for
-    # another name on the same address over TLS verified for this one.
-    sent["Connection"] = "close"
+    if not keep_alive:
+        # An ordinary pool is keyed by address, not name: a kept connection could carry the
+        # next request for another name on the same address over TLS verified for this one.
+        # (The runner's KeyedTransport keys by name too, and keeps its connections.)
+        sent["Connection"] = "close"
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     url = httpx.URL(
         scheme=target.scheme,
@@ -167,6 +175,7 @@ async def deliver(
     allow_http: bool,
     timeout: float,  # noqa: ASYNC109 - one budget for DNS, connect and answer
     resolver: Resolver | None = None,
+    keep_alive: bool = False,
 ) -> AttemptResult:
     """POST ``body`` with ``headers`` to ``url`` once, within ``timeout`` seconds in all.
 
@@ -175,7 +184,9 @@ async def deliver(
     the original name as SNI, so TLS still verifies the real name. Redirects are not followed.
     Network problems, timeouts included, come back as ``retry``; nothing is raised for them.
     ``http`` should speak HTTP/1.1 (httpx's default): every request asks for its connection to
-    be closed, which an HTTP/2 connection would ignore.
+    be closed, which an HTTP/2 connection would ignore; with ``keep_alive`` it does not, which
+    is only safe when ``http``'s pool keys connections by the TLS name as well as the address
+    (``bankhub.webhooks.transport.KeyedTransport``).
     """
     loop = asyncio.get_running_loop()
     started = time.monotonic()
@@ -200,7 +211,7 @@ async def deliver(
                 )
             except UnsafeUrl as exc:
                 return result("rejected", error=str(exc))
-            request = _request(http, target, body, headers, timeout)
+            request = _request(http, target, body, headers, timeout, keep_alive=keep_alive)
             response = await http.send(request, stream=True, follow_redirects=False)
     except TimeoutError:
         return result("retry", error=f"TimeoutError: no answer within {timeout:g} s")
