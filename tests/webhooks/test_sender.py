@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from bankhub.webhooks.sender import AttemptResult, deliver, parse_retry_after
 from bankhub.webhooks.signing import new_secret, webhook_headers
+from bankhub.webhooks.transport import KeyedTransport
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.tls_material import make_tls
 
@@ -27,9 +28,21 @@ SECRET = new_secret()
 MakeReceiver = Callable[..., Awaitable[Receiver]]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(trust_env=False) as client:
+class KeyedClient(httpx.AsyncClient):
+    """The runner's kind of client: KeyedTransport, connections kept (``keep_alive``)."""
+
+
+def keyed_client(context: ssl.SSLContext | None = None) -> KeyedClient:
+    transport = KeyedTransport(context or ssl.create_default_context())
+    return KeyedClient(transport=transport, trust_env=False, follow_redirects=False)
+
+
+@pytest.fixture(params=["httpx", "keyed"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """Every sender test runs with httpx's own pool (connections closed after each request) and
+    with the runner's KeyedTransport (connections kept)."""
+    client = keyed_client() if request.param == "keyed" else httpx.AsyncClient(trust_env=False)
+    async with client:
         yield client
 
 
@@ -56,7 +69,14 @@ async def send(
     http: httpx.AsyncClient, url: str, *, limit: float = 5.0, allow_private: bool = True
 ) -> AttemptResult:
     return await deliver(
-        http, url, BODY, headers(), allow_private=allow_private, allow_http=True, timeout=limit
+        http,
+        url,
+        BODY,
+        headers(),
+        allow_private=allow_private,
+        allow_http=True,
+        timeout=limit,
+        keep_alive=isinstance(http, KeyedClient),
     )
 
 
@@ -74,7 +94,9 @@ async def test_200_is_delivered_signed_and_sent_to_the_checked_address(
     assert request.headers["host"] == f"127.0.0.1:{peer.port}"
     assert request.headers["user-agent"] == "bankhub-webhooks/1"
     assert request.headers["content-type"] == "application/json"
-    assert request.headers["connection"] == "close"
+    # httpx's pool is keyed by address only: its connections must not be kept
+    keyed = isinstance(http, KeyedClient)
+    assert request.headers["connection"] == ("keep-alive" if keyed else "close")
     assert request.headers["accept-encoding"] == "identity"
     Webhook(SECRET).verify(request.body, request.headers)
 
@@ -312,11 +334,12 @@ def test_parse_retry_after(value: str, expected: float | None) -> None:
     assert parse_retry_after(value, now=now) == expected
 
 
+@pytest.mark.parametrize("keyed", [False, True])
 @pytest.mark.parametrize(
     ("cert_name", "outcome"), [("hooks.test", "delivered"), ("other.test", "retry")]
 )
 async def test_tls_is_verified_against_the_url_name_not_the_address(
-    tmp_path: Path, receiver: MakeReceiver, cert_name: str, outcome: str
+    tmp_path: Path, receiver: MakeReceiver, cert_name: str, outcome: str, keyed: bool
 ) -> None:
     tls = make_tls(tmp_path, cert_name)
     server_names: list[str | None] = []
@@ -326,7 +349,10 @@ async def test_tls_is_verified_against_the_url_name_not_the_address(
 
     tls.server.sni_callback = note_sni
     peer = await receiver(tls=tls.server)
-    async with httpx.AsyncClient(verify=tls.client, trust_env=False) as client:
+    client = (
+        keyed_client(tls.client) if keyed else httpx.AsyncClient(verify=tls.client, trust_env=False)
+    )
+    async with client:
         result = await deliver(
             client,
             f"https://hooks.test:{peer.port}/in",
@@ -336,6 +362,7 @@ async def test_tls_is_verified_against_the_url_name_not_the_address(
             allow_http=False,
             timeout=5,
             resolver=lambda host, port: _answer(["127.0.0.1"]),
+            keep_alive=keyed,
         )
     assert server_names == ["hooks.test"]
     assert result.outcome == outcome
