@@ -507,7 +507,13 @@ class Runner:
         try:
             await asyncio.gather(
                 self._loop(stop, self.sync_slots, self._next_syncs, self._wake_syncs),
-                self._loop(stop, self.delivery_slots, self._next_deliveries, self._wake_deliveries),
+                self._loop(
+                    stop,
+                    self.delivery_slots,
+                    self._next_deliveries,
+                    self._wake_deliveries,
+                    refill=self.delivery_slots // 2,
+                ),
                 self._retention_loop(stop),
             )
         finally:
@@ -550,31 +556,55 @@ class Runner:
         slots: int,
         next_batch: Callable[[int], Awaitable[list[Awaitable[object]]]],
         woken: asyncio.Event,
+        *,
+        refill: int = 1,
     ) -> None:
+        """Keep up to ``slots`` pieces of work running; claim more when ``refill`` slots are
+        free (or all are), when woken, or every poll interval.
+
+        Claiming in batches of ``refill`` instead of one per finished piece keeps the claims
+        (a unit of work each) few when work is short and plenty.
+        """
+        refill = max(1, min(refill, slots))
         running: set[asyncio.Task[object]] = set()
+        freed = asyncio.Event()
+
+        def finished(task: asyncio.Task[object]) -> None:
+            running.discard(task)
+            if not task.cancelled() and (failure := task.exception()) is not None:
+                log.error("background work failed", exc_info=failure)
+            if slots - len(running) >= refill:
+                freed.set()
+
         try:
             while not stop.is_set():
+                freed.clear()
                 free = slots - len(running)
-                if free > 0:
+                if free >= refill or (free > 0 and not running):
                     try:
                         await self.hub.ready()
                         for work in await next_batch(free):
-                            running.add(asyncio.ensure_future(work))
+                            task = asyncio.ensure_future(work)
+                            running.add(task)
+                            task.add_done_callback(finished)
                     except Exception:
                         log.exception("claiming background work failed")
-                wake: asyncio.Task[object] = asyncio.ensure_future(woken.wait())
-                halt: asyncio.Task[object] = asyncio.ensure_future(stop.wait())
+                waits: list[asyncio.Task[object]] = [
+                    asyncio.ensure_future(woken.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(freed.wait()),
+                ]
                 done, _ = await asyncio.wait(
-                    {*running, wake, halt}, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED
+                    waits, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED
                 )
-                for helper in (wake, halt):
+                for helper in waits:
                     helper.cancel()
-                if wake in done:
+                if waits[0] in done:
                     woken.clear()
-                running -= {t for t in running if t.done()}
         finally:
-            for task in running:
+            left = list(running)
+            for task in left:
                 task.cancel()
-            for task in running:
+            for task in left:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
