@@ -52,10 +52,14 @@ async def an_account(h: Harness) -> Account:
         return (await session.execute(select(Account).order_by(Account.id))).scalars().first()  # type: ignore[return-value]
 
 
-async def test_rows_come_back_as_the_orm_reads_them_with_their_ids(harness: Harness) -> None:
+@pytest.mark.parametrize("count", [7, bulk.SMALL + 70])
+async def test_rows_come_back_as_the_orm_reads_them_with_their_ids(
+    harness: Harness, count: int
+) -> None:
+    """A few rows go by INSERT ... RETURNING, more by executemany or COPY: the same rows."""
     h = harness
     account = await an_account(h)
-    rows = [row(account, n) for n in range(7)]
+    rows = [row(account, n) for n in range(count)]
     async with h.hub.db.transaction() as session:
         ids = await bulk.insert_many_with_ids(
             session,
@@ -129,12 +133,13 @@ async def test_a_duplicate_key_rolls_back_the_whole_insert(harness: Harness) -> 
     account = await an_account(h)
     async with h.hub.db.transaction() as session:
         before = (await session.execute(select(func.count(Transaction.id)))).scalar_one()
+    rows = [row(account, n) for n in range(bulk.SMALL + 10)] + [row(account, 1)]
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         async with h.hub.db.transaction() as session:
             await bulk.insert_many_with_ids(
                 session,
                 TRANSACTIONS,
-                [row(account, 1), row(account, 1)],
+                rows,
                 TRANSACTION_COLUMNS,
                 key="dedupe_key",
                 scope=("account_id", account.id),

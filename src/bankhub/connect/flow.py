@@ -335,7 +335,7 @@ class ConnectFlow:
             )
             return
         now = hub.clock()
-        async with hub.db.transaction() as db:
+        async with hub.db.transaction(write=True) as db:
             login: Login | None = None
             if session.reconnect_login_id is not None:
                 login = await db.get(Login, session.reconnect_login_id)

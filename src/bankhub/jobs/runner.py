@@ -155,7 +155,7 @@ class Runner:
         hub = self.hub
         now = hub.clock()
         free = or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now)
-        async with hub.db.transaction() as session:
+        async with hub.db.transaction(write=True) as session:
             due = (
                 (
                     await session.execute(
@@ -358,7 +358,7 @@ class Runner:
         return True
 
     async def _push_back(self, login_id: int) -> None:
-        async with self.hub.db.transaction() as session:
+        async with self.hub.db.transaction(write=True) as session:
             await session.execute(
                 update(Login)
                 .where(Login.id == login_id)
@@ -402,7 +402,7 @@ class Runner:
         hub = self.hub
         now = hub.clock()
         ids = [delivery_id for delivery_id, _ in outcomes]
-        async with hub.db.transaction() as session:
+        async with hub.db.transaction(write=True) as session:
             rows = await session.execute(
                 select(
                     WebhookDelivery.id,
@@ -506,7 +506,13 @@ class Runner:
     async def run_forever(self, stop: asyncio.Event) -> None:
         try:
             await asyncio.gather(
-                self._loop(stop, self.sync_slots, self._next_syncs, self._wake_syncs),
+                self._loop(
+                    stop,
+                    self.sync_slots,
+                    self._next_syncs,
+                    self._wake_syncs,
+                    refill=self.sync_slots // 10,
+                ),
                 self._loop(
                     stop,
                     self.delivery_slots,

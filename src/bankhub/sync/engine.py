@@ -148,7 +148,7 @@ TRANSACTION_COLUMNS = (
 CHANGE_COLUMNS = ("app_id", "account_id", "transaction_id", "kind", "changed_at")
 TOUCH_BATCH = 500
 #: rows per insert statement, and records between two turns given to other requests
-INSERT_BATCH = 5000
+INSERT_BATCH = 2000
 YIELD_EVERY = 500
 #: how far a booked item's amount may differ from its pending one (tips, currency conversion)
 PENDING_AMOUNT_TOLERANCE = Decimal("0.30")
@@ -397,8 +397,10 @@ class SyncEngine:
         found.available_balance = record.available_balance
         found.number_masked = mask_number(record.iban or record.number)
         found.updated_at = now
-        await session.flush()
+        if created:
+            await session.flush()  # the sealed values are bound to the row's id
         self._seal_account(found, record)
+        await session.flush()
         claimed.add(found.id)
         return found, created
 
