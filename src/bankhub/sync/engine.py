@@ -149,7 +149,7 @@ CHANGE_COLUMNS = ("app_id", "account_id", "transaction_id", "kind", "changed_at"
 TOUCH_BATCH = 500
 #: rows per insert statement, and records between two turns given to other requests
 INSERT_BATCH = 2000
-YIELD_EVERY = 500
+YIELD_EVERY = 100
 #: how far a booked item's amount may differ from its pending one (tips, currency conversion)
 PENDING_AMOUNT_TOLERANCE = Decimal("0.30")
 PENDING_DAYS_BEFORE = 2
