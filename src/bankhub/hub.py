@@ -71,7 +71,9 @@ class Hub:
     engine: SyncEngine
     keyring: Keyring
     tokens: TokenService
-    #: webhook deliveries: kept connections, pooled per checked address and TLS name
+    #: webhook deliveries: kept connections, pooled per checked address and TLS name (the
+    #: runner posts through the transport itself; the client wraps it for anything else)
+    webhook_transport: KeyedTransport
     webhook_http: httpx.AsyncClient
     maintenance: flags.CachedFlag = field(
         default_factory=lambda: flags.CachedFlag(flags.MAINTENANCE)
@@ -112,8 +114,9 @@ class Hub:
         )
         engine = SyncEngine(settings, registry, catalogue, clock, hasher, http, keyring)
         tokens = TokenService(db, keyring, hasher, clock, settings.public_url or "bankhub")
+        webhook_transport = KeyedTransport(tls.outbound_ssl_context(settings.ca_bundle))
         webhook_http = httpx.AsyncClient(
-            transport=KeyedTransport(tls.outbound_ssl_context(settings.ca_bundle)),
+            transport=webhook_transport,
             timeout=httpx.Timeout(settings.webhook_timeout_seconds),
             follow_redirects=False,
             # Never an ambient proxy: webhooks must reach the address the SSRF guard checked.
@@ -130,6 +133,7 @@ class Hub:
             engine,
             keyring,
             tokens,
+            webhook_transport,
             webhook_http,
         )
 

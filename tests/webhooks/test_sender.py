@@ -28,21 +28,19 @@ SECRET = new_secret()
 MakeReceiver = Callable[..., Awaitable[Receiver]]
 
 
-class KeyedClient(httpx.AsyncClient):
-    """The runner's kind of client: KeyedTransport, connections kept (``keep_alive``)."""
-
-
-def keyed_client(context: ssl.SSLContext | None = None) -> KeyedClient:
-    transport = KeyedTransport(context or ssl.create_default_context())
-    return KeyedClient(transport=transport, trust_env=False, follow_redirects=False)
+Http = httpx.AsyncClient | KeyedTransport
 
 
 @pytest.fixture(params=["httpx", "keyed"])
-async def http(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[Http]:
     """Every sender test runs with httpx's own pool (connections closed after each request) and
-    with the runner's KeyedTransport (connections kept)."""
-    client = keyed_client() if request.param == "keyed" else httpx.AsyncClient(trust_env=False)
-    async with client:
+    with the runner's KeyedTransport (posted to directly, connections kept)."""
+    if request.param == "keyed":
+        transport = KeyedTransport(ssl.create_default_context())
+        yield transport
+        await transport.aclose()
+        return
+    async with httpx.AsyncClient(trust_env=False) as client:
         yield client
 
 
@@ -66,7 +64,7 @@ def headers() -> dict[str, str]:
 
 
 async def send(
-    http: httpx.AsyncClient, url: str, *, limit: float = 5.0, allow_private: bool = True
+    http: Http, url: str, *, limit: float = 5.0, allow_private: bool = True
 ) -> AttemptResult:
     return await deliver(
         http,
@@ -76,12 +74,12 @@ async def send(
         allow_private=allow_private,
         allow_http=True,
         timeout=limit,
-        keep_alive=isinstance(http, KeyedClient),
+        keep_alive=isinstance(http, KeyedTransport),
     )
 
 
 async def test_200_is_delivered_signed_and_sent_to_the_checked_address(
-    http: httpx.AsyncClient, receiver: MakeReceiver
+    http: Http, receiver: MakeReceiver
 ) -> None:
     peer = await receiver(body=b'{"ok": true}')
     result = await send(http, peer.url + "/in/hook?tenant=1")
@@ -95,15 +93,13 @@ async def test_200_is_delivered_signed_and_sent_to_the_checked_address(
     assert request.headers["user-agent"] == "bankhub-webhooks/1"
     assert request.headers["content-type"] == "application/json"
     # httpx's pool is keyed by address only: its connections must not be kept
-    keyed = isinstance(http, KeyedClient)
+    keyed = isinstance(http, KeyedTransport)
     assert request.headers["connection"] == ("keep-alive" if keyed else "close")
     assert request.headers["accept-encoding"] == "identity"
     Webhook(SECRET).verify(request.body, request.headers)
 
 
-async def test_localhost_name_keeps_its_host_header(
-    http: httpx.AsyncClient, receiver: MakeReceiver
-) -> None:
+async def test_localhost_name_keeps_its_host_header(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver()
     result = await deliver(
         http,
@@ -123,20 +119,20 @@ async def _answer(addresses: list[str]) -> list[str]:
     return addresses
 
 
-async def test_500_is_retried(http: httpx.AsyncClient, receiver: MakeReceiver) -> None:
+async def test_500_is_retried(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver(status=500, reason="Internal Server Error", body=b"boom")
     result = await send(http, peer.url)
     assert (result.outcome, result.status_code, result.error) == ("retry", 500, "status 500")
     assert result.response_excerpt == "boom"
 
 
-async def test_429_retry_after_seconds(http: httpx.AsyncClient, receiver: MakeReceiver) -> None:
+async def test_429_retry_after_seconds(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver(status=429, reason="Too Many Requests", headers={"Retry-After": "7"})
     result = await send(http, peer.url)
     assert (result.outcome, result.status_code, result.retry_after) == ("retry", 429, 7.0)
 
 
-async def test_503_retry_after_http_date(http: httpx.AsyncClient, receiver: MakeReceiver) -> None:
+async def test_503_retry_after_http_date(http: Http, receiver: MakeReceiver) -> None:
     when = datetime.now(UTC) + timedelta(seconds=120)
     peer = await receiver(
         status=503,
@@ -149,20 +145,18 @@ async def test_503_retry_after_http_date(http: httpx.AsyncClient, receiver: Make
     assert 110 <= result.retry_after <= 121
 
 
-async def test_retry_after_ignored_on_other_statuses(
-    http: httpx.AsyncClient, receiver: MakeReceiver
-) -> None:
+async def test_retry_after_ignored_on_other_statuses(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver(status=500, reason="Oops", headers={"Retry-After": "7"})
     assert (await send(http, peer.url)).retry_after is None
 
 
-async def test_410_is_gone(http: httpx.AsyncClient, receiver: MakeReceiver) -> None:
+async def test_410_is_gone(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver(status=410, reason="Gone")
     result = await send(http, peer.url)
     assert (result.outcome, result.status_code) == ("gone", 410)
 
 
-async def test_redirect_is_not_followed(http: httpx.AsyncClient, receiver: MakeReceiver) -> None:
+async def test_redirect_is_not_followed(http: Http, receiver: MakeReceiver) -> None:
     elsewhere = await receiver()
     peer = await receiver(status=302, reason="Found", headers={"Location": elsewhere.url + "/x"})
     result = await send(http, peer.url)
@@ -173,7 +167,7 @@ async def test_redirect_is_not_followed(http: httpx.AsyncClient, receiver: MakeR
     assert elsewhere.received == []
 
 
-async def test_silent_receiver_times_out(http: httpx.AsyncClient, receiver: MakeReceiver) -> None:
+async def test_silent_receiver_times_out(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver(hang=True)
     started = time.monotonic()
     result = await send(http, peer.url, limit=0.5)
@@ -186,7 +180,7 @@ async def test_silent_receiver_times_out(http: httpx.AsyncClient, receiver: Make
     assert len(peer.received) == 1
 
 
-async def test_connection_refused_is_retried(http: httpx.AsyncClient) -> None:
+async def test_connection_refused_is_retried(http: Http) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -197,7 +191,7 @@ async def test_connection_refused_is_retried(http: httpx.AsyncClient) -> None:
 
 
 async def test_huge_response_is_cut_to_an_excerpt_quickly(
-    http: httpx.AsyncClient, receiver: MakeReceiver
+    http: Http, receiver: MakeReceiver
 ) -> None:
     peer = await receiver(body=b"x" * (10 * 1024 * 1024))
     started = time.monotonic()
@@ -207,16 +201,14 @@ async def test_huge_response_is_cut_to_an_excerpt_quickly(
     assert time.monotonic() - started < 2.0
 
 
-async def test_non_utf8_excerpt_is_replaced_not_raised(
-    http: httpx.AsyncClient, receiver: MakeReceiver
-) -> None:
+async def test_non_utf8_excerpt_is_replaced_not_raised(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver(body=b"\xff\xfe ok")
     result = await send(http, peer.url)
     assert result.response_excerpt == "\ufffd\ufffd ok"
 
 
 async def test_private_target_is_rejected_without_connecting(
-    http: httpx.AsyncClient, receiver: MakeReceiver
+    http: Http, receiver: MakeReceiver
 ) -> None:
     peer = await receiver()
     result = await send(http, peer.url, allow_private=False)
@@ -349,10 +341,12 @@ async def test_tls_is_verified_against_the_url_name_not_the_address(
 
     tls.server.sni_callback = note_sni
     peer = await receiver(tls=tls.server)
-    client = (
-        keyed_client(tls.client) if keyed else httpx.AsyncClient(verify=tls.client, trust_env=False)
+    client: Http = (
+        KeyedTransport(tls.client)
+        if keyed
+        else httpx.AsyncClient(verify=tls.client, trust_env=False)
     )
-    async with client:
+    try:
         result = await deliver(
             client,
             f"https://hooks.test:{peer.port}/in",
@@ -364,6 +358,8 @@ async def test_tls_is_verified_against_the_url_name_not_the_address(
             resolver=lambda host, port: _answer(["127.0.0.1"]),
             keep_alive=keyed,
         )
+    finally:
+        await client.aclose()
     assert server_names == ["hooks.test"]
     assert result.outcome == outcome
     if outcome == "delivered":

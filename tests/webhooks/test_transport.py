@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import time
@@ -36,12 +37,31 @@ async def peer() -> AsyncIterator[Receiver]:
         await receiver.stop()
 
 
-def client(transport: KeyedTransport) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False)
+@pytest.fixture(params=["direct", "httpx"])
+def via(request: pytest.FixtureRequest) -> str:
+    """Each test posts to the transport directly (the runner's way) and through an httpx
+    client wrapping it (the hub's ``webhook_http``)."""
+    return str(request.param)
+
+
+@contextlib.asynccontextmanager
+async def using(
+    transport: KeyedTransport, via: str
+) -> AsyncIterator[httpx.AsyncClient | KeyedTransport]:
+    if via == "direct":
+        try:
+            yield transport
+        finally:
+            await transport.aclose()
+        return
+    async with httpx.AsyncClient(
+        transport=transport, trust_env=False, follow_redirects=False
+    ) as http:
+        yield http
 
 
 async def send(
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient | KeyedTransport,
     url: str,
     *,
     keep_alive: bool = True,
@@ -62,9 +82,9 @@ async def send(
     )
 
 
-async def test_one_connection_carries_many_deliveries(peer: Receiver) -> None:
+async def test_one_connection_carries_many_deliveries(peer: Receiver, via: str) -> None:
     transport = KeyedTransport(ssl.create_default_context())
-    async with client(transport) as http:
+    async with using(transport, via) as http:
         for _ in range(5):
             result = await send(http, peer.url + "/hook")
             assert (result.outcome, result.response_excerpt) == ("delivered", '{"ok":true}')
@@ -74,11 +94,11 @@ async def test_one_connection_carries_many_deliveries(peer: Receiver) -> None:
     assert {r.headers.get("connection") for r in peer.received} == {"keep-alive"}
 
 
-async def test_chunked_answers_are_read_and_the_connection_kept(peer: Receiver) -> None:
+async def test_chunked_answers_are_read_and_the_connection_kept(peer: Receiver, via: str) -> None:
     peer.chunked = True
     peer.body = b"accepted, thank you very much"
     transport = KeyedTransport(ssl.create_default_context())
-    async with client(transport) as http:
+    async with using(transport, via) as http:
         first = await send(http, peer.url)
         second = await send(http, peer.url)
     assert first.response_excerpt == second.response_excerpt == "accepted, thank you very much"
@@ -86,10 +106,10 @@ async def test_chunked_answers_are_read_and_the_connection_kept(peer: Receiver) 
 
 
 async def test_concurrent_deliveries_open_no_more_connections_than_in_flight(
-    peer: Receiver,
+    peer: Receiver, via: str
 ) -> None:
     transport = KeyedTransport(ssl.create_default_context())
-    async with client(transport) as http:
+    async with using(transport, via) as http:
         for _ in range(3):
             results = await asyncio.gather(*(send(http, peer.url) for _ in range(4)))
             assert {r.outcome for r in results} == {"delivered"}
@@ -97,12 +117,12 @@ async def test_concurrent_deliveries_open_no_more_connections_than_in_flight(
     assert transport.opened == peer.connections <= 4
 
 
-async def test_a_connection_asked_to_close_is_not_kept() -> None:
+async def test_a_connection_asked_to_close_is_not_kept(via: str) -> None:
     closing = Receiver()  # answers with Connection: close
     await closing.start()
     transport = KeyedTransport(ssl.create_default_context())
     try:
-        async with client(transport) as http:
+        async with using(transport, via) as http:
             assert (await send(http, closing.url)).outcome == "delivered"
             assert (await send(http, closing.url)).outcome == "delivered"
     finally:
@@ -111,19 +131,19 @@ async def test_a_connection_asked_to_close_is_not_kept() -> None:
 
 
 async def test_a_request_that_asks_to_close_does_not_keep_its_connection(
-    peer: Receiver,
+    peer: Receiver, via: str
 ) -> None:
     transport = KeyedTransport(ssl.create_default_context())
-    async with client(transport) as http:
+    async with using(transport, via) as http:
         await send(http, peer.url, keep_alive=False)
         await send(http, peer.url, keep_alive=False)
     assert [r.headers["connection"] for r in peer.received] == ["close", "close"]
     assert transport.opened == 2
 
 
-async def test_a_kept_connection_the_receiver_dropped_is_replaced(peer: Receiver) -> None:
+async def test_a_kept_connection_the_receiver_dropped_is_replaced(peer: Receiver, via: str) -> None:
     transport = KeyedTransport(ssl.create_default_context())
-    async with client(transport) as http:
+    async with using(transport, via) as http:
         assert (await send(http, peer.url)).outcome == "delivered"
         # the receiver drops its idle connection (as servers do after a keep-alive timeout)
         for task in list(peer._tasks):
@@ -135,17 +155,19 @@ async def test_a_kept_connection_the_receiver_dropped_is_replaced(peer: Receiver
     assert len(peer.received) == 2
 
 
-async def test_a_body_longer_than_the_drain_limit_closes_the_connection(peer: Receiver) -> None:
+async def test_a_body_longer_than_the_drain_limit_closes_the_connection(
+    peer: Receiver, via: str
+) -> None:
     peer.body = b"x" * (1024 * 1024)
     transport = KeyedTransport(ssl.create_default_context())
-    async with client(transport) as http:
+    async with using(transport, via) as http:
         first = await send(http, peer.url)
         second = await send(http, peer.url)
     assert len(first.response_excerpt) == len(second.response_excerpt) == 1024
     assert transport.opened == 2
 
 
-async def test_a_tls_connection_is_never_reused_for_another_name(tmp_path: Path) -> None:
+async def test_a_tls_connection_is_never_reused_for_another_name(tmp_path: Path, via: str) -> None:
     """Two names on one checked address: the connection verified for the first name is not
     handed to the second; a new handshake presents the second name (whose certificate this
     server does not have, so the second delivery fails verification instead of riding along)."""
@@ -160,7 +182,7 @@ async def test_a_tls_connection_is_never_reused_for_another_name(tmp_path: Path)
     await peer.start()
     transport = KeyedTransport(tls.client)
     try:
-        async with client(transport) as http:
+        async with using(transport, via) as http:
             first = await send(
                 http, f"https://hooks.test:{peer.port}/", resolver_answer="127.0.0.1"
             )
@@ -181,19 +203,21 @@ async def test_a_tls_connection_is_never_reused_for_another_name(tmp_path: Path)
 
 
 async def test_no_proxy_from_the_environment_is_used(
-    peer: Receiver, monkeypatch: pytest.MonkeyPatch
+    peer: Receiver, monkeypatch: pytest.MonkeyPatch, via: str
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
     transport = KeyedTransport(ssl.create_default_context())
-    async with client(transport) as http:
+    async with using(transport, via) as http:
         assert (await send(http, peer.url)).outcome == "delivered"
     assert len(peer.received) == 1
 
 
-async def test_a_closed_transport_refuses_and_drops_its_connections(peer: Receiver) -> None:
+async def test_a_closed_transport_refuses_and_drops_its_connections(
+    peer: Receiver, via: str
+) -> None:
     transport = KeyedTransport(ssl.create_default_context())
-    async with client(transport) as http:
+    async with using(transport, via) as http:
         assert (await send(http, peer.url)).outcome == "delivered"
         await transport.aclose()
         result = await send(http, peer.url)

@@ -383,7 +383,7 @@ class Runner:
         )
         headers["bankhub-event"] = job.event_type
         result = await sender.deliver(
-            hub.webhook_http,
+            hub.webhook_transport,
             job.url,
             job.body,
             headers,

@@ -53,6 +53,19 @@ class _Connection:
             self.writer.close()
 
 
+@dataclass(frozen=True, slots=True)
+class RawAnswer:
+    """What :meth:`KeyedTransport.post` hands back: the status, the headers, the body stream
+    (to be closed by the caller)."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: httpx.AsyncByteStream
+
+    def header(self, name: bytes) -> bytes | None:
+        return _header_value(self.headers, name.lower())
+
+
 class _Stale(Exception):
     """A kept connection was closed by the peer before it answered."""
 
@@ -82,6 +95,8 @@ class _Body(httpx.AsyncByteStream):
         self._chunked = chunked
         self._reusable = reusable and (length is not None or chunked)
         self._done = length == 0
+        self.version = b"HTTP/1.1"
+        self.reason = b""
 
     async def _read_chunked(self) -> AsyncIterator[bytes]:
         reader = self._conn_or_raise().reader
@@ -295,14 +310,16 @@ class KeyedTransport(httpx.AsyncBaseTransport):
         except OSError as exc:
             raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._closed:
-            raise httpx.ConnectError("the transport is closed")
-        key = self._key(request)
-        timeouts = request.extensions.get("timeout", {})
-        connect_timeout = timeouts.get("connect") if isinstance(timeouts, dict) else None
-        body = await request.aread()
-        head = self._head(request)
+    async def _send(
+        self,
+        key: Key,
+        head: bytes,
+        body: bytes,
+        *,
+        method: str,
+        asked_close: bool,
+        connect_timeout: float | None,
+    ) -> tuple[int, list[tuple[bytes, bytes]], _Body]:
         conn = self._take(key)
         reused = conn is not None
         if conn is None:
@@ -317,14 +334,13 @@ class KeyedTransport(httpx.AsyncBaseTransport):
         except BaseException:
             conn.close()
             raise
-        status, version, headers, reason = answer
+        status, version, headers, _reason = answer
         connection = (_header_value(headers, b"connection") or b"").lower()
-        asked_close = (_header_value(request.headers.raw, b"connection") or b"").lower()
-        reusable = version == b"HTTP/1.1" and b"close" not in connection and asked_close != b"close"
+        reusable = version == b"HTTP/1.1" and b"close" not in connection and not asked_close
         encoding = (_header_value(headers, b"transfer-encoding") or b"").lower()
         chunked = encoding.endswith(b"chunked")
         length: int | None = None
-        if status in (204, 304) or request.method == "HEAD":
+        if status in (204, 304) or method == "HEAD":
             length = 0
         elif not chunked:
             declared = _header_value(headers, b"content-length")
@@ -334,14 +350,55 @@ class KeyedTransport(httpx.AsyncBaseTransport):
                     raise httpx.RemoteProtocolError("a malformed Content-Length")
                 length = int(declared)
         stream = _Body(self, conn, length=length, chunked=chunked, reusable=reusable)
+        stream.version, stream.reason = version, _reason
         if length == 0:
             await stream.aclose()
+        return status, headers, stream
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._closed:
+            raise httpx.ConnectError("the transport is closed")
+        key = self._key(request)
+        timeouts = request.extensions.get("timeout", {})
+        connect_timeout = timeouts.get("connect") if isinstance(timeouts, dict) else None
+        body = await request.aread()
+        asked = (_header_value(request.headers.raw, b"connection") or b"").lower()
+        status, headers, stream = await self._send(
+            key,
+            self._head(request),
+            body,
+            method=request.method,
+            asked_close=asked == b"close",
+            connect_timeout=connect_timeout,
+        )
         return httpx.Response(
             status,
             headers=headers,
             stream=stream,
-            extensions={"http_version": version, "reason_phrase": reason},
+            extensions={"http_version": stream.version, "reason_phrase": stream.reason},
         )
+
+    async def post(
+        self, key: Key, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> RawAnswer:
+        """One POST without building httpx objects: the webhook sender's hot path.
+
+        ``key`` is (scheme, checked address, port, TLS name); ``headers`` are sent as given
+        (``Host`` among them), with ``Content-Length`` added. The answer's body is the caller's
+        to read (or not) and to close: a body not read to its end closes the connection
+        instead of keeping it. Raises httpx's errors, like :meth:`handle_async_request`.
+        """
+        if self._closed:
+            raise httpx.ConnectError("the transport is closed")
+        lines = [b"POST " + target + b" HTTP/1.1"]
+        lines += [name + b": " + value for name, value in headers]
+        lines.append(b"Content-Length: " + str(len(body)).encode("ascii"))
+        head = b"\r\n".join(lines) + b"\r\n\r\n"
+        asked = (_header_value(headers, b"connection") or b"").lower()
+        status, answer_headers, stream = await self._send(
+            key, head, body, method="POST", asked_close=asked == b"close", connect_timeout=None
+        )
+        return RawAnswer(status, answer_headers, stream)
 
     async def aclose(self) -> None:
         self._closed = True
