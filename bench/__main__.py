@@ -1,6 +1,6 @@
 """Run every benchmark and write bench/results/latest.json and latest.md.
 
-python -m bench [--tiny] [--only NAME ...] [--repeats N]
+python -m bench [--tiny] [--only NAME ...] [--repeats N] [--results DIR]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import Context, Result, find_wrk, write_report
+from bench.harness import RESULTS, Context, Result, find_wrk, write_report
 
 BENCHMARKS = ("read", "ingest", "concurrency", "webhooks", "connect")
 
@@ -22,6 +22,12 @@ def main() -> int:
     parser.add_argument("--tiny", action="store_true", help="small sizes: checks the suite runs")
     parser.add_argument("--only", nargs="*", choices=BENCHMARKS, default=None)
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="where latest.json and latest.md go (default bench/results)",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     results: list[Result] = []
@@ -49,7 +55,7 @@ def main() -> int:
                     results.append(result)
         finally:
             pg.stop()
-    print(write_report(results, ctx.notes, time.monotonic() - started))
+    print(write_report(results, ctx.notes, time.monotonic() - started, args.results))
     return 0
 
 

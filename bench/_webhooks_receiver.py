@@ -3,7 +3,7 @@
 python -m bench._webhooks_receiver PORT
 
 Answers every request with ``204 No Content`` as soon as its body is read (keep-alive when the
-client asks for it, as wrk does; bankhub's sender asks for ``Connection: close``) and notes the
+client asks for it, as wrk and bankhub's worker do; ``Connection: close`` when asked) and notes the
 wall-clock arrival time (``time.time()``), the ``webhook-id``, the ``bankhub-event`` header and
 the body. Control requests, never counted:
 

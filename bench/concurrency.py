@@ -3,10 +3,11 @@ every call after 200 ms; wall time against the ideal (calls × latency ÷ concur
 runner process's peak memory.
 
 The logins (each with one account and five transactions already stored, so a refresh matches
-rows, touches them and adds one) are seeded straight into a fresh migrated SQLite database, due
-now. A separate process (``bench._concurrency_worker``) builds the hub with the slow bench bank
-and runs ``Runner.run_forever`` with ``BANKHUB_SYNC_CONCURRENCY`` = 200 until no login is due
-and none is leased; it reports wall time, bank calls, outcomes and ``ru_maxrss``.
+rows, touches them and adds one) are made in a fresh migrated SQLite database by bankhub's own
+services and sync engine (as a connect six hours earlier leaves them), then made due now. A
+separate process (``bench._concurrency_worker``) builds the hub with the slow bench bank and runs
+``Runner.run_forever`` with ``BANKHUB_SYNC_CONCURRENCY`` = 200 until no login is due and none is
+leased; it reports wall time, bank calls, outcomes and ``ru_maxrss``.
 """
 
 from __future__ import annotations
@@ -15,29 +16,25 @@ import asyncio
 import json
 import subprocess
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
-
-from bankhub.accounts.models import Account, Transaction
-from bankhub.categories import categorize
 from bankhub.clock import utcnow
-from bankhub.customers.models import Customer
+from bankhub.config import Environment, Settings
 from bankhub.db import migrate
-from bankhub.db.engine import Database
-from bankhub.logins.models import Login
-from bankhub.partners.models import App
-from bankhub.sync.engine import fingerprint
+from bankhub.hub import Hub
+from bankhub.sync.engine import FetchedAccount, FetchResult
 from bench._concurrency_bank import (
     LATENCY_SECONDS,
     SEEDED,
     SERVICE_ID,
     account_record,
+    catalogue,
+    registry,
     transaction_records,
 )
+from bench._fixture import new_app, new_logins
 from bench._ingest_profile import start_py_spy, stop_py_spy, summarize
 from bench.harness import RESULTS, ROOT, Context, Result, absolute, at_most
 
@@ -48,101 +45,47 @@ CONCURRENCY = 200
 GIVE_UP_SECONDS = 900.0
 RSS_LIMIT_MB = 300.0
 PROFILE_SECONDS = 20
-BATCH = 5_000
+BATCH = 1_000
 
 
-async def seed(url: str, logins: int) -> None:
-    """An app, and ``logins`` customers with one due login, one account, five transactions."""
+async def seed(ctx: Context, url: str, data_dir: Path, logins: int) -> None:
+    """An app, and ``logins`` customers each with one login due now, its account and five
+    transactions, all made by bankhub's own code: the app, keys, customers and logins by their
+    services, the account, transactions and the (encrypted) connector state by the sync
+    engine's ``apply`` of a first fetch six hours ago, exactly as a connect leaves them."""
     now = utcnow()
-    today = now.date()
-    db = Database(url)
+    earlier = now - timedelta(hours=6)
+    settings = Settings(
+        env=Environment.TEST,
+        data_dir=data_dir,
+        database_url=url,
+        secret_key=ctx.env()["BANKHUB_SECRET_KEY"],
+    )
+    hub = Hub.build(
+        settings, clock=lambda: earlier, registry=registry(), catalogue=catalogue(data_dir)
+    )
     try:
-        async with db.transaction() as session:
-            app = App(
-                name="Concurrency bench",
-                client_id=uuid.uuid4().hex,
-                service_secret_hash=uuid.uuid4().hex,
-                app_secret_hash=uuid.uuid4().hex,
-                created_at=now,
-            )
-            session.add(app)
-            await session.flush()
-            app_id = app.id
+        await hub.ready()
+        async with hub.db.transaction() as session:
+            app, _ = await new_app(session, hub.hasher, hub.clock, "Concurrency bench")
         for start in range(1, logins + 1, BATCH):
             numbers = range(start, min(logins, start + BATCH - 1) + 1)
-            customers: list[dict[str, Any]] = []
-            login_rows: list[dict[str, Any]] = []
-            account_rows: list[dict[str, Any]] = []
-            transaction_rows: list[dict[str, Any]] = []
-            for n in numbers:
-                customer_id = str(uuid.UUID(int=n))
-                customers.append(
-                    {"id": customer_id, "app_id": app_id, "identifier": f"c{n}", "created_at": now}
+            async with hub.db.transaction() as session:
+                app = await session.merge(app)
+                made = await new_logins(
+                    session, hub.hasher, hub.clock, app, SERVICE_ID, [f"c{n}" for n in numbers]
                 )
-                login_rows.append(
-                    {
-                        "id": n,
-                        "app_id": app_id,
-                        "customer_id": customer_id,
-                        "service_id": SERVICE_ID,
-                        "secret_hash": uuid.uuid4().hex,
-                        "status": "active",
-                        "active": True,
-                        "connector_state": {"n": n},
-                        "last_refresh_at": now - timedelta(hours=6),
-                        "last_attempt_at": now - timedelta(hours=6),
-                        "next_sync_at": now - timedelta(minutes=1),
-                        "unattended_count": 0,
-                        "consent_notice_days": 0,
-                        "created_at": now - timedelta(days=1),
-                        "updated_at": now - timedelta(hours=6),
-                    }
-                )
-                account = account_record(n)
-                account_rows.append(
-                    {
-                        "id": n,
-                        "app_id": app_id,
-                        "login_id": n,
-                        "bank_id": account.bank_id,
-                        "name": account.name,
-                        "type": str(account.type),
-                        "currency": account.currency,
-                        "balance": account.balance,
-                        "available_balance": account.available_balance,
-                        "created_at": now - timedelta(days=1),
-                        "updated_at": now - timedelta(hours=6),
-                    }
-                )
-                for record in transaction_records(n, today)[:SEEDED]:
-                    transaction_rows.append(
-                        {
-                            "app_id": app_id,
-                            "account_id": n,
-                            "dedupe_key": f"b:{record.bank_id}",
-                            "fingerprint": fingerprint(record, 0),
-                            "original_id": record.bank_id,
-                            "date": record.booking_date,
-                            "value_date": record.value_date,
-                            "amount": record.amount,
-                            "currency": record.currency,
-                            "description": record.description,
-                            "merchant": record.merchant,
-                            "category": categorize(
-                                record.description, record.merchant, record.amount
-                            ),
-                            "status": str(record.status),
-                            "fetched_at": now - timedelta(hours=6),
-                            "created_at": now - timedelta(days=1),
-                        }
+                for n, (login, _) in zip(numbers, made, strict=True):
+                    fetched = FetchedAccount(
+                        account_record(n), transaction_records(n, earlier.date())[:SEEDED]
                     )
-            async with db.transaction() as session:
-                await session.execute(insert(Customer), customers)
-                await session.execute(insert(Login), login_rows)
-                await session.execute(insert(Account), account_rows)
-                await session.execute(insert(Transaction), transaction_rows)
+                    await hub.engine.apply(
+                        session, login, FetchResult([fetched], None, {"n": n}, None)
+                    )
+                    login.last_attempt_at = earlier
+                    login.next_sync_at = now - timedelta(minutes=1)
     finally:
-        await db.dispose()
+        await hub.close()
 
 
 def run_worker(ctx: Context, url: str, data_dir: Path, profile: Path | None) -> dict[str, Any]:
@@ -186,7 +129,7 @@ def run(ctx: Context) -> list[Result]:
     data_dir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite+aiosqlite:///{data_dir / 'bankhub.sqlite3'}"
     migrate.upgrade(url)
-    asyncio.run(seed(url, logins))
+    asyncio.run(seed(ctx, url, data_dir, logins))
     seeded = time.monotonic() - started
     profile = None if ctx.tiny else RESULTS / "concurrency-profile.txt"
     if profile is not None:

@@ -164,9 +164,11 @@ def find_wrk() -> str | None:
     return shutil.which("wrk")
 
 
-def write_report(results: list[Result], notes: list[str], elapsed: float) -> str:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(
+def write_report(
+    results: list[Result], notes: list[str], elapsed: float, out: Path = RESULTS
+) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(
         json.dumps([{k: v for k, v in asdict(r).items() if k != "note"} for r in results], indent=2)
         + "\n"
     )
@@ -188,7 +190,7 @@ def write_report(results: list[Result], notes: list[str], elapsed: float) -> str
         + ("\n\nNotes:\n" + "\n".join(extra) if extra else "")
         + f"\n\nRun took {elapsed:.0f} s.\n"
     )
-    (RESULTS / "latest.md").write_text(body)
+    (out / "latest.md").write_text(body)
     return body
 
 

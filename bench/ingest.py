@@ -36,12 +36,12 @@ from sqlalchemy import event, func, select
 from bankhub.accounts.models import Account, Transaction
 from bankhub.clock import utcnow
 from bankhub.config import Environment, Settings
-from bankhub.customers.models import Customer
 from bankhub.db import migrate
 from bankhub.db.engine import Database
 from bankhub.hub import Hub
 from bankhub.logins.models import Login
-from bankhub.partners.models import App
+from bankhub.security.secrets import SecretHasher
+from bench._fixture import new_app, new_logins
 from bench._ingest_data import (
     COLUMNS,
     SERVICE_ID,
@@ -150,33 +150,12 @@ async def migrated(dbs: Databases, kind: str) -> str:
 
 
 async def add_parents(db: Database, now: datetime) -> tuple[int, int]:
-    """An app, a customer and an active login: ``(app_id, login_id)``."""
+    """An app, a customer and an active login, made by bankhub's services: ``(app_id,
+    login_id)``."""
+    hasher = SecretHasher(SECRET.encode())
     async with db.transaction() as session:
-        app = App(
-            name="Ingest bench",
-            client_id=uuid.uuid4().hex,
-            service_secret_hash=uuid.uuid4().hex,
-            app_secret_hash=uuid.uuid4().hex,
-            created_at=now,
-        )
-        session.add(app)
-        await session.flush()
-        customer = Customer(id=str(uuid.uuid4()), app_id=app.id, identifier="c1", created_at=now)
-        session.add(customer)
-        await session.flush()
-        login = Login(
-            app_id=app.id,
-            customer_id=customer.id,
-            service_id=SERVICE_ID,
-            secret_hash=uuid.uuid4().hex,
-            status="active",
-            active=True,
-            connector_state={},
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(login)
-        await session.flush()
+        app, _ = await new_app(session, hasher, lambda: now, "Ingest bench")
+        ((login, _),) = await new_logins(session, hasher, lambda: now, app, SERVICE_ID, ["c1"])
         return app.id, login.id
 
 
@@ -215,6 +194,7 @@ async def bankhub_once(
 
         event.listen(hub.db.engine.sync_engine, "before_cursor_execute", count)
     try:
+        await hub.ready()  # the data keyring: account details are sealed under it
         _, login_id = await add_parents(hub.db, utcnow())
         svc = service()
         gc.collect()
@@ -370,8 +350,8 @@ def run(ctx: Context) -> list[Result]:
                 f"({'executemany, sqlite3' if kind == 'sqlite' else 'COPY, asyncpg'}); "
                 f"process RSS during bankhub's ingest: peak {max(m.rss_peak_mb):.0f} MB "
                 f"(of which {min(m.rss_before_mb):.0f} MB before it started: the prepared "
-                f"records), ru_maxrss {maxrss:.0f} MB; transaction rows are not encrypted yet "
-                "(no encrypt step exists to time)"
+                f"records), ru_maxrss {maxrss:.0f} MB; the encrypt step seals each account's IBAN "
+                "(transaction rows are stored in clear)"
             )
             result = at_least(
                 f"ingest {kind}",

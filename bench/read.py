@@ -2,8 +2,9 @@
 
 The issue's benchmark: a database of 1,000,000 transactions over 10,000 accounts (1,000 logins
 of 10 accounts, 100 transactions each), on SQLite and on PostgreSQL, built through the real
-migrations and filled with bulk inserts (SQLite ``executemany`` in one transaction, PostgreSQL
-``COPY``). bankhub runs as ``python -m bankhub serve`` (API only: no embedded worker) and
+migrations; the app, its keys, the customers and the logins are made by bankhub's own services,
+the accounts and transactions by bulk inserts (SQLite ``executemany`` in one transaction,
+PostgreSQL ``COPY``). bankhub runs as ``python -m bankhub serve`` (API only: no embedded worker) and
 answers with real authentication (client-id + service-secret, login-secret through the keyed
 hashes), tenant scoping (the account must belong to the login of the app) and its ORM unit of
 work. The baseline (``bench/read_baseline.py``) is Litestar + msgspec on the same granian
@@ -45,6 +46,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from bench import harness
+from bench._fixture import BenchApp, new_app, new_logins
 from bench.harness import Context, Result, at_least, at_most
 
 PAGE = 100  # rows per page, and transactions per account
@@ -73,14 +75,46 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Rows:
-    """Every row of the fixture, in plain Python values; each database writes them its way."""
+    """The bulk of the fixture in plain Python values; each database writes them its way.
+
+    Accounts name their login by number (1..``logins``) and their app as ``APP``: the loaders
+    put in the ids bankhub's services gave the app and the logins in that database.
+    """
 
     now: datetime
-    app: dict[str, Any]
-    customers: list[dict[str, Any]]
-    logins: list[dict[str, Any]]
+    logins: int
     accounts: list[dict[str, Any]]
-    dataset: Dataset
+    #: (account id, login number) of the accounts the load reads, one per login
+    pairs: list[tuple[int, int]]
+
+
+#: placeholder for the app id in the rows, replaced by the real one when loading
+APP = 0
+
+
+@dataclass(frozen=True)
+class Parties:
+    """What bankhub's services made in one database: the app, its keys, the logins."""
+
+    app: BenchApp
+    #: login number → (login id, login-secret)
+    logins: dict[int, tuple[int, str]]
+
+    def dataset(self, rows: Rows) -> Dataset:
+        return Dataset(
+            app_id=self.app.app_id,
+            client_id=self.app.client_id,
+            service_secret=self.app.service_secret,
+            pairs=[(account, self.logins[n][1]) for account, n in rows.pairs],
+            transactions=len(rows.accounts) * PAGE,
+            accounts=len(rows.accounts),
+        )
+
+    def account_rows(self, rows: Rows) -> list[dict[str, Any]]:
+        return [
+            {**a, "app_id": self.app.app_id, "login_id": self.logins[a["login_id"]][0]}
+            for a in rows.accounts
+        ]
 
 
 TRANSACTION_COLUMNS = (
@@ -145,73 +179,27 @@ def _secret_key(ctx: Context) -> bytes:
     return ctx.env()["BANKHUB_SECRET_KEY"].encode()
 
 
-def _make_rows(ctx: Context) -> Rows:
+def _service_id() -> int:
     from bankhub.catalogue import default_catalogue
-    from bankhub.logins.services import LOGIN_SECRET
-    from bankhub.partners.services import APP_SECRET, SERVICE_SECRET
-    from bankhub.security.secrets import (
-        SecretHasher,
-        new_api_secret,
-        new_client_id,
-        new_uuid_shaped_secret,
-    )
 
-    hasher = SecretHasher(_secret_key(ctx))
+    return default_catalogue().services[0].id
+
+
+def _make_rows(ctx: Context) -> Rows:
     now = datetime.now(UTC)
-    service_secret, app_secret = new_api_secret(), new_api_secret()
-    client_id = new_client_id()
-    app: dict[str, Any] = {
-        "id": 1,
-        "name": "bench read",
-        "client_id": client_id,
-        "service_secret_hash": hasher.hash(service_secret, purpose=SERVICE_SECRET),
-        "app_secret_hash": hasher.hash(app_secret, purpose=APP_SECRET),
-        "is_demo": False,
-        # A year: nothing of the fixture is ever due for purging while the benchmark runs.
-        "retention_hours": 24 * 365,
-        "credential_vault": False,
-        "created_at": now,
-    }
     n_accounts = ctx.size(10_000, 10)
     n_logins = ctx.size(n_accounts // ACCOUNTS_PER_LOGIN, 2)
-    service_id = default_catalogue().services[0].id
-    customers: list[dict[str, Any]] = []
-    logins: list[dict[str, Any]] = []
     accounts: list[dict[str, Any]] = []
-    secrets: list[str] = []
     rng = random.Random(20_240_601)  # noqa: S311 - fixture data, not security
-    for n in range(1, n_logins + 1):
-        customer_id = str(uuid.uuid4())
-        customers.append(
-            {"id": customer_id, "app_id": 1, "identifier": f"user-{n:06d}", "created_at": now}
-        )
-        secret = new_uuid_shaped_secret()
-        secrets.append(secret)
-        logins.append(
-            {
-                "id": n,
-                "app_id": 1,
-                "customer_id": customer_id,
-                "service_id": service_id,
-                "secret_hash": hasher.hash(secret, purpose=LOGIN_SECRET),
-                "status": "active",
-                "active": True,
-                "connector_state": "{}",
-                "unattended_count": 0,
-                "consent_notice_days": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
     per_login = max(1, n_accounts // n_logins)
     for n in range(1, n_accounts + 1):
-        login_id = min(n_logins, (n - 1) // per_login + 1)
+        login = min(n_logins, (n - 1) // per_login + 1)
         currency = rng.choice(_CURRENCIES)
         accounts.append(
             {
                 "id": n,
-                "app_id": 1,
-                "login_id": login_id,
+                "app_id": APP,
+                "login_id": login,
                 "bank_id": f"acc-{uuid.UUID(int=rng.getrandbits(128))}",
                 "name": f"{rng.choice(('Girokonto', 'Savings', 'Visa Card'))} {n}",
                 "type": rng.choice(_ACCOUNT_TYPES),
@@ -225,21 +213,45 @@ def _make_rows(ctx: Context) -> Rows:
     # One account of each login (a different position in each), up to MAX_PAIRS of them.
     step = max(1, n_logins // MAX_PAIRS)
     pairs = [
-        (accounts[(login - 1) * per_login + login % per_login]["id"], secrets[login - 1])
+        (accounts[(login - 1) * per_login + login % per_login]["id"], login)
         for login in range(1, n_logins + 1, step)
     ][:MAX_PAIRS]
-    dataset = Dataset(
-        app_id=1,
-        client_id=client_id,
-        service_secret=service_secret,
-        pairs=pairs,
-        transactions=n_accounts * PAGE,
-        accounts=n_accounts,
-    )
-    return Rows(now, app, customers, logins, accounts, dataset)
+    return Rows(now, n_logins, accounts, pairs)
 
 
-def _transactions(rows: Rows, *, sqlite: bool) -> Iterator[tuple[Any, ...]]:
+async def _make_parties(ctx: Context, url: str, rows: Rows) -> Parties:
+    """The app with its keys and the customers with their logins, by bankhub's own services
+    (the database is migrated and empty)."""
+    from bankhub.db.engine import Database
+    from bankhub.security.secrets import SecretHasher
+
+    hasher = SecretHasher(_secret_key(ctx))
+
+    def clock() -> datetime:
+        return rows.now
+
+    db = Database(url)
+    try:
+        async with db.transaction() as session:
+            # A year: nothing of the fixture is ever due for purging while the benchmark runs.
+            app, bench_app = await new_app(
+                session, hasher, clock, "bench read", retention_hours=24 * 365
+            )
+            made = await new_logins(
+                session,
+                hasher,
+                clock,
+                app,
+                _service_id(),
+                [f"user-{n:06d}" for n in range(1, rows.logins + 1)],
+            )
+            logins = {n: (login.id, secret) for n, (login, secret) in enumerate(made, start=1)}
+        return Parties(bench_app, logins)
+    finally:
+        await db.dispose()
+
+
+def _transactions(rows: Rows, app_id: int, *, sqlite: bool) -> Iterator[tuple[Any, ...]]:
     """100 transactions per account over the last year, in the order of TRANSACTION_COLUMNS.
 
     Rows are written account by account, as a first connect's back-fill writes them. Values are
@@ -284,7 +296,7 @@ def _transactions(rows: Rows, *, sqlite: bool) -> Iterator[tuple[Any, ...]]:
             bank_id = f"tx-{account_id}-{seq}"
             yield (
                 tx_id,
-                1,
+                app_id,
                 account_id,
                 "b:" + bank_id,
                 f"{bits(160):040x}",
@@ -336,11 +348,12 @@ def _sqlite_insert(db: sqlite3.Connection, table: str, rows: Sequence[dict[str, 
     db.executemany(sql, [tuple(_sqlite_value(row[c]) for c in columns) for row in rows])
 
 
-def load_sqlite(ctx: Context, path: Path, rows: Rows) -> str:
+def load_sqlite(ctx: Context, path: Path, rows: Rows) -> tuple[str, Dataset]:
     from bankhub.db.migrate import upgrade
 
     url = f"sqlite+aiosqlite:///{path}"
     upgrade(url)
+    parties = asyncio.run(_make_parties(ctx, url, rows))
     db = sqlite3.connect(path, isolation_level=None)
     try:
         # Bulk-load settings for this connection only (the file stays in WAL mode, as bankhub
@@ -348,10 +361,7 @@ def load_sqlite(ctx: Context, path: Path, rows: Rows) -> str:
         db.execute("PRAGMA synchronous=OFF")
         db.execute("PRAGMA cache_size=-1000000")
         db.execute("BEGIN")
-        _sqlite_insert(db, "apps", [rows.app])
-        _sqlite_insert(db, "customers", rows.customers)
-        _sqlite_insert(db, "logins", rows.logins)
-        _sqlite_insert(db, "accounts", rows.accounts)
+        _sqlite_insert(db, "accounts", parties.account_rows(rows))
         sql = (
             f"INSERT INTO transactions ({', '.join(TRANSACTION_COLUMNS)}) "  # noqa: S608
             f"VALUES ({', '.join('?' * len(TRANSACTION_COLUMNS))})"
@@ -363,7 +373,7 @@ def load_sqlite(ctx: Context, path: Path, rows: Rows) -> str:
         ).fetchall()
         for name, _ in indexes:
             db.execute(f'DROP INDEX "{name}"')
-        for chunk in _chunks(_transactions(rows, sqlite=True), CHUNK):
+        for chunk in _chunks(_transactions(rows, parties.app.app_id, sqlite=True), CHUNK):
             db.executemany(sql, chunk)
         for _, create in indexes:
             db.execute(create)
@@ -372,7 +382,7 @@ def load_sqlite(ctx: Context, path: Path, rows: Rows) -> str:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         db.close()
-    return url
+    return url, parties.dataset(rows)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
@@ -388,7 +398,7 @@ async def _create_pg_database(admin_dsn: str, name: str) -> None:
         await connection.close()
 
 
-async def _fill_pg(dsn: str, rows: Rows) -> None:
+async def _fill_pg(dsn: str, rows: Rows, parties: Parties) -> None:
     import asyncpg
 
     connection = await asyncpg.connect(dsn)
@@ -406,23 +416,20 @@ async def _fill_pg(dsn: str, rows: Rows) -> None:
             )
             for index in indexes:
                 await connection.execute(f'DROP INDEX "{index["name"]}"')
-            for table, items in (
-                ("apps", [rows.app]),
-                ("customers", rows.customers),
-                ("logins", rows.logins),
-                ("accounts", rows.accounts),
-            ):
-                columns = list(items[0])
-                await connection.copy_records_to_table(
-                    table, records=[tuple(r[c] for c in columns) for r in items], columns=columns
-                )
-            for chunk in _chunks(_transactions(rows, sqlite=False), CHUNK):
+            accounts = parties.account_rows(rows)
+            columns = list(accounts[0])
+            await connection.copy_records_to_table(
+                "accounts",
+                records=[tuple(r[c] for c in columns) for r in accounts],
+                columns=columns,
+            )
+            for chunk in _chunks(_transactions(rows, parties.app.app_id, sqlite=False), CHUNK):
                 await connection.copy_records_to_table(
                     "transactions", records=chunk, columns=list(TRANSACTION_COLUMNS)
                 )
             for index in indexes:
                 await connection.execute(index["create"])
-            for table in ("apps", "logins", "accounts", "transactions"):
+            for table in ("accounts", "transactions"):
                 await connection.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
                     f"(SELECT max(id) FROM {table}))"
@@ -432,7 +439,7 @@ async def _fill_pg(dsn: str, rows: Rows) -> None:
         await connection.close()
 
 
-def load_postgres(ctx: Context, rows: Rows) -> str:
+def load_postgres(ctx: Context, rows: Rows) -> tuple[str, Dataset]:
     from bankhub.db.migrate import upgrade
 
     if ctx.postgres_url is None:
@@ -442,10 +449,12 @@ def load_postgres(ctx: Context, rows: Rows) -> str:
     admin_dsn = base.set(drivername="postgresql").render_as_string(hide_password=False)
     asyncio.run(_create_pg_database(admin_dsn, name))
     url = base.set(database=name)
-    upgrade(url.render_as_string(hide_password=False))
+    rendered = url.render_as_string(hide_password=False)
+    upgrade(rendered)
+    parties = asyncio.run(_make_parties(ctx, rendered, rows))
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    asyncio.run(_fill_pg(dsn, rows))
-    return url.render_as_string(hide_password=False)
+    asyncio.run(_fill_pg(dsn, rows, parties))
+    return rendered, parties.dataset(rows)
 
 
 # --- load ---------------------------------------------------------------------------------------
@@ -882,20 +891,21 @@ def run(ctx: Context) -> list[Result]:
     results: list[Result] = []
 
     began = time.monotonic()
-    sqlite_url = load_sqlite(ctx, ctx.work / "read.sqlite3", rows)
+    sqlite_url, dataset = load_sqlite(ctx, ctx.work / "read.sqlite3", rows)
     loaded = [f"SQLite {time.monotonic() - began:.1f} s"]
-    results += bench_database(ctx, "sqlite", sqlite_url, rows.dataset)
+    results += bench_database(ctx, "sqlite", sqlite_url, dataset)
 
     if ctx.postgres_url is None:
         ctx.notes.append("read: no PostgreSQL server; the PostgreSQL read benchmark did not run")
     else:
         began = time.monotonic()
-        pg_url = load_postgres(ctx, rows)
+        pg_url, dataset = load_postgres(ctx, rows)
         loaded.append(f"PostgreSQL {time.monotonic() - began:.1f} s")
-        results += bench_database(ctx, "postgresql", pg_url, rows.dataset)
+        results += bench_database(ctx, "postgresql", pg_url, dataset)
     ctx.notes.append(
-        f"read: data load ({rows.dataset.transactions:,} transactions, "
-        f"{rows.dataset.accounts:,} accounts, migrations included): {', '.join(loaded)}; "
+        f"read: data load ({dataset.transactions:,} transactions, "
+        f"{dataset.accounts:,} accounts, migrations and bankhub's services for the app, "
+        f"keys, customers and logins included): {', '.join(loaded)}; "
         f"whole read benchmark {time.monotonic() - started:.0f} s; 1-minute load average "
         f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs "
         "(anything else running shares the CPUs with the servers, wrk and the database)"

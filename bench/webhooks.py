@@ -1,8 +1,8 @@
 """Webhooks: deliveries/s per worker to a loopback receiver, and commit-to-delivery latency.
 
 The receiver (``bench/_webhooks_receiver.py``) is a raw asyncio HTTP server in a process of its
-own that answers 204 at once and notes wall-clock arrival times. Its own capacity (wrk, one
-connection per request like bankhub's sender) is measured first as context.
+own that answers 204 at once and notes wall-clock arrival times. Its own capacity (wrk over kept
+connections, as bankhub's worker sends) is measured first as context.
 
 - Throughput: a fresh database (SQLite, then PostgreSQL) with one app, one endpoint at the
   receiver and N events with their pending deliveries queued up front; then one
@@ -87,14 +87,13 @@ WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = '{"login_id":1,"timestamp":1700000000000,"accounts":[{"id":1}],"new":3}'
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Connection"] = "close"
 wrk.headers["webhook-id"] = "evt_1"
 wrk.headers["bankhub-event"] = "transactions.new"
 """
 
 
 def receiver_capacity(ctx: Context, peer: Receiver, seconds: float) -> tuple[float, str]:
-    """Requests/s the receiver takes, one connection per request (as bankhub sends them)."""
+    """Requests/s the receiver takes over kept connections (as bankhub's worker sends them)."""
     if ctx.wrk:
         script = ctx.work / "webhook.lua"
         script.write_text(WRK_SCRIPT)
@@ -119,7 +118,7 @@ async def _raw_capacity(url: str, seconds: float) -> float:
     port = int(url.rsplit(":", 1)[1])
     body = b'{"login_id":1}'
     request = (
-        b"POST /hook HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"POST /hook HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"webhook-id: evt_1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     )
     done = 0
@@ -127,12 +126,12 @@ async def _raw_capacity(url: str, seconds: float) -> float:
 
     async def one() -> None:
         nonlocal done
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         while time.monotonic() < deadline:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(request)
-            await reader.read()
-            writer.close()
+            await reader.readuntil(b"\r\n\r\n")
             done += 1
+        writer.close()
 
     started = time.monotonic()
     await asyncio.gather(*(one() for _ in range(DELIVERY_CONCURRENCY)))
@@ -152,22 +151,27 @@ async def _seed(ctx: Context, url: str, hook_url: str, n: int) -> None:
     Rows as ``events.record`` writes them (one delivery per event and endpoint), in batches.
     """
     from bankhub.clock import utcnow
-    from bankhub.db.engine import Database
+    from bankhub.config import Environment, Settings
     from bankhub.events import services as events
     from bankhub.events.models import Event
-    from bankhub.partners import services as partners
-    from bankhub.security.crypto import Box
-    from bankhub.security.secrets import SecretHasher
+    from bankhub.hub import Hub
     from bankhub.webhooks import services as webhooks
     from bankhub.webhooks.models import WebhookDelivery
+    from bench._fixture import new_app
 
-    key = _secret_key(ctx).encode()
-    db = Database(url)
+    data_dir = Path(tempfile.mkdtemp(prefix="webhooks-seed-", dir=ctx.work))
+    settings = Settings(
+        env=Environment.TEST, data_dir=data_dir, database_url=url, secret_key=_secret_key(ctx)
+    )
+    hub = Hub.build(settings)
+    db = hub.db
     try:
+        await hub.ready()
         async with db.transaction() as session:
-            app = (await partners.create_app(session, SecretHasher(key), utcnow, "bench")).app
+            app, _ = await new_app(session, hub.hasher, utcnow, "bench")
+            # the endpoint's signing secret is sealed under the data keyring, as the API does
             hook = await webhooks.create_endpoint(
-                session, Box.from_secret(key), utcnow(), app.id, hook_url, allow_http=True
+                session, hub.keyring, utcnow(), app.id, hook_url, allow_http=True
             )
             app_id, endpoint_id = app.id, hook.endpoint.id
         # the product's own path for one of them
@@ -211,7 +215,7 @@ async def _seed(ctx: Context, url: str, hook_url: str, n: int) -> None:
                     for event in batch
                 )
     finally:
-        await db.dispose()
+        await hub.close()
 
 
 @dataclass
@@ -511,7 +515,7 @@ def run(ctx: Context) -> list[Result]:
         capacity, tool = receiver_capacity(ctx, peer, ctx.size(5, 1))
         ctx.notes.append(
             f"webhooks: the loopback receiver alone takes {capacity:.0f} requests/s "
-            f"({tool}, {DELIVERY_CONCURRENCY} connections, one connection per request)"
+            f"({tool}, {DELIVERY_CONCURRENCY} kept connections)"
         )
         results.append(throughput(ctx, peer, "SQLite", sqlite_url(ctx), n))
         if ctx.postgres_url:

@@ -30,6 +30,7 @@ from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher
 from bankhub.sync.engine import SyncEngine
 from bankhub.usage import counters as usage_counters
+from bankhub.webhooks.transport import KeyedTransport
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,10 @@ class Hub:
     engine: SyncEngine
     keyring: Keyring
     tokens: TokenService
+    #: webhook deliveries: kept connections, pooled per checked address and TLS name (the
+    #: runner posts through the transport itself; the client wraps it for anything else)
+    webhook_transport: KeyedTransport
+    webhook_http: httpx.AsyncClient
     maintenance: flags.CachedFlag = field(
         default_factory=lambda: flags.CachedFlag(flags.MAINTENANCE)
     )
@@ -121,7 +126,28 @@ class Hub:
         )
         engine = SyncEngine(settings, registry, catalogue, clock, hasher, http, keyring)
         tokens = TokenService(db, keyring, hasher, clock, settings.public_url or "bankhub")
-        return cls(settings, db, catalogue, registry, hasher, clock, http, engine, keyring, tokens)
+        webhook_transport = KeyedTransport(tls.outbound_ssl_context(settings.ca_bundle))
+        webhook_http = httpx.AsyncClient(
+            transport=webhook_transport,
+            timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+            follow_redirects=False,
+            # Never an ambient proxy: webhooks must reach the address the SSRF guard checked.
+            trust_env=False,
+        )
+        return cls(
+            settings,
+            db,
+            catalogue,
+            registry,
+            hasher,
+            clock,
+            http,
+            engine,
+            keyring,
+            tokens,
+            webhook_transport,
+            webhook_http,
+        )
 
     async def ready(self) -> None:
         """Load what must come from the database before serving (the data keyring)."""
@@ -131,6 +157,7 @@ class Hub:
         await self.audit.close()
         await self.engine.clients.aclose()
         await self.http.aclose()
+        await self.webhook_http.aclose()
         await self.db.dispose()
 
     async def maintenance_on(self) -> bool:

@@ -290,3 +290,45 @@ async def test_a_leased_login_is_not_synced_twice(harness: Harness) -> None:
     assert busy.json()["extra"]["refreshing"] is True
     h.clock.advance(minutes=6)  # the other worker died: its lease lapses
     assert (await Runner(h.hub).run_once()).syncs == 1
+
+
+async def test_one_runner_signs_with_the_new_secret_right_after_a_rotation(
+    harness: Harness, receiver: Receiver
+) -> None:
+    """The runner keeps decrypted secrets; a rotation changes the row, so it is seen at once."""
+    h = harness
+    endpoint_id, old = await add_endpoint(h, receiver.url)
+    runner = Runner(h.hub)
+    await connect(h, "user_good")
+    assert (await runner.run_once()).deliveries == 1
+    verified(old, receiver.received[-1])
+    async with h.hub.db.transaction() as session:
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        new = await webhooks.rotate_secret(
+            session, h.hub.keyring, h.clock(), endpoint, timedelta(0)
+        )
+    events = (await h.client.get("/v2/event", headers=h.headers())).json()["data"]
+    await h.client.post(f"/v2/event/{events[0]['id']}/replay", headers=h.headers())
+    assert (await runner.run_once()).deliveries == 1
+    request = receiver.received[-1]
+    assert len(request.headers["webhook-signature"].split(" ")) == 1
+    verified(new, request)
+    with pytest.raises(WebhookVerificationError):
+        verified(old, request)
+
+
+async def test_a_batch_of_deliveries_is_recorded_with_one_attempt_each(
+    harness: Harness, receiver: Receiver
+) -> None:
+    h = harness
+    await add_endpoint(h, receiver.url)
+    for user in ("user_good", "user_good", "user_good"):
+        await connect(h, user)
+    assert (await Runner(h.hub).run_once()).deliveries == 3
+    rows = await deliveries(h)
+    assert [(d.status, d.attempts, d.lease_owner) for d in rows] == [("delivered", 1, None)] * 3
+    async with h.hub.db.transaction() as session:
+        attempts = (await session.execute(select(WebhookAttempt))).scalars().all()
+    assert sorted(a.delivery_id for a in attempts) == sorted(d.id for d in rows)
+    assert {a.outcome for a in attempts} == {"delivered"}

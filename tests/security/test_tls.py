@@ -161,8 +161,9 @@ async def tls_site(pki: Pki) -> AsyncIterator[str]:
 
 async def test_outbound_tls_uses_the_configured_trust_store(tmp_path: Path) -> None:
     """test_outbound_tls_uses_the_configured_trust_store — S31: the shared client refuses a
-    server signed by an unknown CA, and accepts it once BANKHUB_CA_BUNDLE names that CA; an
-    institution's own ca_bundle param does the same for its connector's client."""
+    server signed by an unknown CA, and accepts it once BANKHUB_CA_BUNDLE names that CA (the
+    webhook sender's client too); an institution's own ca_bundle param does the same for its
+    connector's client."""
     pki = make_pki(tmp_path / "pki")
     url_db = f"sqlite+aiosqlite:///{tmp_path / 'hub.sqlite3'}"
     default = Hub.build(make_settings(tmp_path, url_db))
@@ -172,6 +173,10 @@ async def test_outbound_tls_uses_the_configured_trust_store(tmp_path: Path) -> N
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 await default.http.get(url)
             assert (await bundled.http.get(url)).text == "ok"
+            # the webhook sender's own client (KeyedTransport) checks against the same store
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await default.webhook_http.get(url)
+            assert (await bundled.webhook_http.get(url)).text == "ok"
 
             clients = InstitutionClients(default.http, timeout=5.0)
             try:

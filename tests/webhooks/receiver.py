@@ -18,7 +18,11 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers every request with ``status``/``headers``/``body``, or never when ``hang``."""
+    """Answers every request with ``status``/``headers``/``body``, or never when ``hang``.
+
+    With ``keep_alive`` it answers several requests on one connection (without
+    ``Connection: close``); ``chunked`` sends the body in chunks instead of with a length.
+    """
 
     status: int = 200
     reason: str = "OK"
@@ -26,6 +30,8 @@ class Receiver:
     body: bytes = b""
     hang: bool = False
     tls: ssl.SSLContext | None = None
+    keep_alive: bool = False
+    chunked: bool = False
     received: list[Received] = field(default_factory=list)
     connections: int = 0
     port: int = 0
@@ -56,27 +62,44 @@ class Receiver:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            request_line, *lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = request_line.split(" ", 2)
-            headers = {}
-            for line in lines:
-                if line:
-                    name, value = line.split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.received.append(Received(method, target, headers, body))
-            if self.hang:
-                await asyncio.Event().wait()
-            head_out = [f"HTTP/1.1 {self.status} {self.reason}"]
-            head_out += [f"{k}: {v}" for k, v in self.headers.items()]
-            head_out += [f"Content-Length: {len(self.body)}", "Connection: close", "", ""]
-            writer.write("\r\n".join(head_out).encode("latin-1"))
-            writer.write(self.body)
-            await writer.drain()
+            while True:
+                await self._answer_one(reader, writer)
+                if not self.keep_alive:
+                    break
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             pass  # the client hung up early, as it may
         finally:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+    async def _answer_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        request_line, *lines = head.decode("latin-1").split("\r\n")
+        method, target, _ = request_line.split(" ", 2)
+        headers = {}
+        for line in lines:
+            if line:
+                name, value = line.split(":", 1)
+                headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        self.received.append(Received(method, target, headers, body))
+        if self.hang:
+            await asyncio.Event().wait()
+        head_out = [f"HTTP/1.1 {self.status} {self.reason}"]
+        head_out += [f"{k}: {v}" for k, v in self.headers.items()]
+        if self.chunked:
+            head_out.append("Transfer-Encoding: chunked")
+        else:
+            head_out.append(f"Content-Length: {len(self.body)}")
+        if not self.keep_alive:
+            head_out.append("Connection: close")
+        writer.write("\r\n".join([*head_out, "", ""]).encode("latin-1"))
+        if self.chunked:
+            for start in range(0, len(self.body), 7):
+                piece = self.body[start : start + 7]
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            writer.write(b"0\r\n\r\n")
+        else:
+            writer.write(self.body)
+        await writer.drain()

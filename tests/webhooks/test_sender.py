@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from bankhub.webhooks.sender import AttemptResult, deliver, parse_retry_after
 from bankhub.webhooks.signing import new_secret, webhook_headers
+from bankhub.webhooks.transport import KeyedTransport
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.tls_material import make_tls
 
@@ -27,8 +28,18 @@ SECRET = new_secret()
 MakeReceiver = Callable[..., Awaitable[Receiver]]
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
+Http = httpx.AsyncClient | KeyedTransport
+
+
+@pytest.fixture(params=["httpx", "keyed"])
+async def http(request: pytest.FixtureRequest) -> AsyncIterator[Http]:
+    """Every sender test runs with httpx's own pool (connections closed after each request) and
+    with the runner's KeyedTransport (posted to directly, connections kept)."""
+    if request.param == "keyed":
+        transport = KeyedTransport(ssl.create_default_context())
+        yield transport
+        await transport.aclose()
+        return
     async with httpx.AsyncClient(trust_env=False) as client:
         yield client
 
@@ -53,15 +64,22 @@ def headers() -> dict[str, str]:
 
 
 async def send(
-    http: httpx.AsyncClient, url: str, *, limit: float = 5.0, allow_private: bool = True
+    http: Http, url: str, *, limit: float = 5.0, allow_private: bool = True
 ) -> AttemptResult:
     return await deliver(
-        http, url, BODY, headers(), allow_private=allow_private, allow_http=True, timeout=limit
+        http,
+        url,
+        BODY,
+        headers(),
+        allow_private=allow_private,
+        allow_http=True,
+        timeout=limit,
+        keep_alive=isinstance(http, KeyedTransport),
     )
 
 
 async def test_200_is_delivered_signed_and_sent_to_the_checked_address(
-    http: httpx.AsyncClient, receiver: MakeReceiver
+    http: Http, receiver: MakeReceiver
 ) -> None:
     peer = await receiver(body=b'{"ok": true}')
     result = await send(http, peer.url + "/in/hook?tenant=1")
@@ -74,14 +92,14 @@ async def test_200_is_delivered_signed_and_sent_to_the_checked_address(
     assert request.headers["host"] == f"127.0.0.1:{peer.port}"
     assert request.headers["user-agent"] == "bankhub-webhooks/1"
     assert request.headers["content-type"] == "application/json"
-    assert request.headers["connection"] == "close"
+    # httpx's pool is keyed by address only: its connections must not be kept
+    keyed = isinstance(http, KeyedTransport)
+    assert request.headers["connection"] == ("keep-alive" if keyed else "close")
     assert request.headers["accept-encoding"] == "identity"
     Webhook(SECRET).verify(request.body, request.headers)
 
 
-async def test_localhost_name_keeps_its_host_header(
-    http: httpx.AsyncClient, receiver: MakeReceiver
-) -> None:
+async def test_localhost_name_keeps_its_host_header(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver()
     result = await deliver(
         http,
@@ -101,20 +119,20 @@ async def _answer(addresses: list[str]) -> list[str]:
     return addresses
 
 
-async def test_500_is_retried(http: httpx.AsyncClient, receiver: MakeReceiver) -> None:
+async def test_500_is_retried(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver(status=500, reason="Internal Server Error", body=b"boom")
     result = await send(http, peer.url)
     assert (result.outcome, result.status_code, result.error) == ("retry", 500, "status 500")
     assert result.response_excerpt == "boom"
 
 
-async def test_429_retry_after_seconds(http: httpx.AsyncClient, receiver: MakeReceiver) -> None:
+async def test_429_retry_after_seconds(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver(status=429, reason="Too Many Requests", headers={"Retry-After": "7"})
     result = await send(http, peer.url)
     assert (result.outcome, result.status_code, result.retry_after) == ("retry", 429, 7.0)
 
 
-async def test_503_retry_after_http_date(http: httpx.AsyncClient, receiver: MakeReceiver) -> None:
+async def test_503_retry_after_http_date(http: Http, receiver: MakeReceiver) -> None:
     when = datetime.now(UTC) + timedelta(seconds=120)
     peer = await receiver(
         status=503,
@@ -127,20 +145,18 @@ async def test_503_retry_after_http_date(http: httpx.AsyncClient, receiver: Make
     assert 110 <= result.retry_after <= 121
 
 
-async def test_retry_after_ignored_on_other_statuses(
-    http: httpx.AsyncClient, receiver: MakeReceiver
-) -> None:
+async def test_retry_after_ignored_on_other_statuses(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver(status=500, reason="Oops", headers={"Retry-After": "7"})
     assert (await send(http, peer.url)).retry_after is None
 
 
-async def test_410_is_gone(http: httpx.AsyncClient, receiver: MakeReceiver) -> None:
+async def test_410_is_gone(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver(status=410, reason="Gone")
     result = await send(http, peer.url)
     assert (result.outcome, result.status_code) == ("gone", 410)
 
 
-async def test_redirect_is_not_followed(http: httpx.AsyncClient, receiver: MakeReceiver) -> None:
+async def test_redirect_is_not_followed(http: Http, receiver: MakeReceiver) -> None:
     elsewhere = await receiver()
     peer = await receiver(status=302, reason="Found", headers={"Location": elsewhere.url + "/x"})
     result = await send(http, peer.url)
@@ -151,7 +167,7 @@ async def test_redirect_is_not_followed(http: httpx.AsyncClient, receiver: MakeR
     assert elsewhere.received == []
 
 
-async def test_silent_receiver_times_out(http: httpx.AsyncClient, receiver: MakeReceiver) -> None:
+async def test_silent_receiver_times_out(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver(hang=True)
     started = time.monotonic()
     result = await send(http, peer.url, limit=0.5)
@@ -164,7 +180,7 @@ async def test_silent_receiver_times_out(http: httpx.AsyncClient, receiver: Make
     assert len(peer.received) == 1
 
 
-async def test_connection_refused_is_retried(http: httpx.AsyncClient) -> None:
+async def test_connection_refused_is_retried(http: Http) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -175,7 +191,7 @@ async def test_connection_refused_is_retried(http: httpx.AsyncClient) -> None:
 
 
 async def test_huge_response_is_cut_to_an_excerpt_quickly(
-    http: httpx.AsyncClient, receiver: MakeReceiver
+    http: Http, receiver: MakeReceiver
 ) -> None:
     peer = await receiver(body=b"x" * (10 * 1024 * 1024))
     started = time.monotonic()
@@ -185,16 +201,14 @@ async def test_huge_response_is_cut_to_an_excerpt_quickly(
     assert time.monotonic() - started < 2.0
 
 
-async def test_non_utf8_excerpt_is_replaced_not_raised(
-    http: httpx.AsyncClient, receiver: MakeReceiver
-) -> None:
+async def test_non_utf8_excerpt_is_replaced_not_raised(http: Http, receiver: MakeReceiver) -> None:
     peer = await receiver(body=b"\xff\xfe ok")
     result = await send(http, peer.url)
     assert result.response_excerpt == "\ufffd\ufffd ok"
 
 
 async def test_private_target_is_rejected_without_connecting(
-    http: httpx.AsyncClient, receiver: MakeReceiver
+    http: Http, receiver: MakeReceiver
 ) -> None:
     peer = await receiver()
     result = await send(http, peer.url, allow_private=False)
@@ -312,11 +326,12 @@ def test_parse_retry_after(value: str, expected: float | None) -> None:
     assert parse_retry_after(value, now=now) == expected
 
 
+@pytest.mark.parametrize("keyed", [False, True])
 @pytest.mark.parametrize(
     ("cert_name", "outcome"), [("hooks.test", "delivered"), ("other.test", "retry")]
 )
 async def test_tls_is_verified_against_the_url_name_not_the_address(
-    tmp_path: Path, receiver: MakeReceiver, cert_name: str, outcome: str
+    tmp_path: Path, receiver: MakeReceiver, cert_name: str, outcome: str, keyed: bool
 ) -> None:
     tls = make_tls(tmp_path, cert_name)
     server_names: list[str | None] = []
@@ -326,7 +341,12 @@ async def test_tls_is_verified_against_the_url_name_not_the_address(
 
     tls.server.sni_callback = note_sni
     peer = await receiver(tls=tls.server)
-    async with httpx.AsyncClient(verify=tls.client, trust_env=False) as client:
+    client: Http = (
+        KeyedTransport(tls.client)
+        if keyed
+        else httpx.AsyncClient(verify=tls.client, trust_env=False)
+    )
+    try:
         result = await deliver(
             client,
             f"https://hooks.test:{peer.port}/in",
@@ -336,7 +356,10 @@ async def test_tls_is_verified_against_the_url_name_not_the_address(
             allow_http=False,
             timeout=5,
             resolver=lambda host, port: _answer(["127.0.0.1"]),
+            keep_alive=keyed,
         )
+    finally:
+        await client.aclose()
     assert server_names == ["hooks.test"]
     assert result.outcome == outcome
     if outcome == "delivered":

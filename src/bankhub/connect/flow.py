@@ -360,27 +360,24 @@ class ConnectFlow:
                 ErrorCode.INTERNAL_ERROR,
             )
             return
-        secret = new_uuid_shaped_secret()
-        secret_hash = hub.hasher.hash(secret, purpose=logins.LOGIN_SECRET)
         now = hub.clock()
-        async with hub.db.transaction() as db:
+        async with hub.db.transaction(write=True) as db:
             login: Login | None = None
             if session.reconnect_login_id is not None:
                 login = await db.get(Login, session.reconnect_login_id)
             if login is None:
-                login = Login(
+                login, secret = logins.add_login(
+                    db,
+                    hub.hasher,
+                    now,
                     app_id=session.app_id,
                     customer_id=session.customer_id,
                     service_id=session.service.id,
-                    status=logins.ACTIVE,
-                    active=True,
-                    connector_state={},
-                    created_at=now,
-                    updated_at=now,
                 )
-                db.add(login)
-            # A (re)connect issues a fresh login-secret; the previous one stops working.
-            login.secret_hash = secret_hash
+            else:
+                # A reconnect issues a fresh login-secret; the previous one stops working.
+                secret = new_uuid_shaped_secret()
+                login.secret_hash = hub.hasher.hash(secret, purpose=logins.LOGIN_SECRET)
             login.consent_notice_days = 0  # a renewed consent is announced afresh
             await db.flush()
             if session.vault_credentials is not None:

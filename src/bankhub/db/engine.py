@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -50,14 +51,38 @@ class Database:
         )
         #: called after a commit that queued background work (see ``events.mark_outbox``)
         self.outbox_listeners: list[Callable[[], None]] = []
+        #: SQLite: the lock writing units of work take turns on (per event loop)
+        self._writers: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    def _writer_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._writers is None or self._writers[0] is not loop:
+            self._writers = (loop, asyncio.Lock())
+        return self._writers[1]
+
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One unit of work: commits when the block ends normally, rolls back otherwise."""
+    async def transaction(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits when the block ends normally, rolls back otherwise.
+
+        ``write``: the unit of work is known to write (background jobs' claims and syncs'
+        applies). On SQLite, which has one writer at a time, such units of work in this
+        process take turns on an in-process lock first: waiting there costs nothing, while
+        waiting in SQLite's busy handler sleeps in growing steps and starves throughput when
+        many syncs finish at once. Other processes still meet SQLite's own lock as before.
+        """
+        if write and self.dialect == "sqlite":
+            async with self._writer_lock(), self._unit() as session:
+                yield session
+            return
+        async with self._unit() as session:
+            yield session
+
+    @asynccontextmanager
+    async def _unit(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session:
             try:
                 yield session

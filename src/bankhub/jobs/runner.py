@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError
@@ -44,7 +44,7 @@ from bankhub.security import idempotency
 from bankhub.sync.refresh import RETRYABLE, LoginBusy, refresh_login
 from bankhub.webhooks import sender, signing
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from bankhub.webhooks.services import signing_secrets
+from bankhub.webhooks.services import SecretCache
 
 log = logging.getLogger("bankhub.jobs")
 
@@ -66,6 +66,62 @@ class Tally:
     deliveries: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed delivery with what sending it needs (loaded with the claim)."""
+
+    delivery_id: int
+    endpoint_id: str
+    url: str
+    secrets: list[str]
+    event_id: int
+    event_type: str
+    body: bytes
+
+
+Outcome = tuple[int, sender.AttemptResult]
+
+
+class OutcomeWriter:
+    """Group commit of delivery outcomes: sends that finish while a batch is being written wait
+    for the next one, so one unit of work records as many outcomes as finished meanwhile.
+
+    ``record`` returns when the outcome is committed (or raises what writing it raised).
+    """
+
+    def __init__(self, write: Callable[[Sequence[Outcome]], Awaitable[list[bool]]]) -> None:
+        self._write = write
+        self._queue: list[tuple[Outcome, asyncio.Future[bool]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, delivery_id: int, result: sender.AttemptResult) -> bool:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(((delivery_id, result), done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                written = await self._write([outcome for outcome, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - each waiting send hears of it
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (_, done), delivered in zip(batch, written, strict=True):
+                if not done.done():
+                    done.set_result(delivered)
+
+    async def finish(self) -> None:
+        """Wait for outcomes already handed over to be written (at shutdown)."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+
+
 class Runner:
     def __init__(self, hub: Hub, *, owner: str | None = None) -> None:
         settings = hub.settings
@@ -82,6 +138,8 @@ class Runner:
         self.retention_every = max(1.0, settings.retention_sweep_seconds)
         #: logins this runner is syncing now; never started twice side by side
         self._syncing: set[int] = set()
+        self._secrets = SecretCache()
+        self._outcomes = OutcomeWriter(self._record_attempts)
 
     def wake(self) -> None:
         """Something was queued: look for work now instead of at the next poll."""
@@ -90,10 +148,17 @@ class Runner:
 
     # --- claiming -----------------------------------------------------------------------------
 
-    async def claim_deliveries(self, limit: int) -> list[int]:
-        now = self.hub.clock()
+    async def claim_deliveries(self, limit: int) -> list[Job]:
+        """Lease up to ``limit`` due deliveries and load what sending them needs, in one unit
+        of work: the claim, then one query for the deliveries with their endpoints and events.
+
+        A delivery whose endpoint is gone or disabled, or whose event is gone, is abandoned
+        there and then instead of being returned.
+        """
+        hub = self.hub
+        now = hub.clock()
         free = or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now)
-        async with self.hub.db.transaction() as session:
+        async with hub.db.transaction(write=True) as session:
             due = (
                 (
                     await session.execute(
@@ -120,7 +185,56 @@ class Runner:
                 .returning(WebhookDelivery.id)
                 .execution_options(synchronize_session=False)
             )
-            return list(claimed.scalars().all())
+            ids = list(claimed.scalars().all())
+            if not ids:
+                return []
+            rows = await session.execute(
+                select(
+                    WebhookDelivery.id,
+                    WebhookEndpoint.id,
+                    WebhookEndpoint.app_id,
+                    WebhookEndpoint.url,
+                    WebhookEndpoint.secret_enc,
+                    WebhookEndpoint.previous_secret_enc,
+                    WebhookEndpoint.previous_expires_at,
+                    WebhookEndpoint.disabled_at,
+                    Event.id,
+                    Event.type,
+                    Event.payload,
+                )
+                .select_from(WebhookDelivery)
+                .outerjoin(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+                .outerjoin(Event, Event.id == WebhookDelivery.event_id)
+                .where(WebhookDelivery.id.in_(ids))
+                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            )
+            jobs: list[Job] = []
+            dead: list[int] = []
+            for row in rows.tuples():
+                (delivery_id, endpoint_id, app_id, url, secret_enc, previous_enc, previous_until,
+                 disabled_at, event_id, event_type, payload) = row  # fmt: skip
+                if endpoint_id is None or event_id is None or disabled_at is not None:
+                    dead.append(delivery_id)
+                    continue
+                secrets = self._secrets.signing_secrets(
+                    hub.keyring,
+                    endpoint_id=endpoint_id,
+                    app_id=app_id,
+                    secret_enc=secret_enc,
+                    previous_secret_enc=previous_enc,
+                    previous_expires_at=previous_until,
+                    now=now,
+                )
+                body = json.dumps(payload, separators=(",", ":")).encode()
+                jobs.append(Job(delivery_id, endpoint_id, url, secrets, event_id, event_type, body))
+            if dead:
+                await session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id.in_(dead), WebhookDelivery.lease_owner == self.owner)
+                    .values(status="abandoned", lease_owner=None, lease_until=None)
+                    .execution_options(synchronize_session=False)
+                )
+            return jobs
 
     async def due_logins(self, limit: int) -> Sequence[tuple[int, int]]:
         """``(app_id, login_id)`` of logins whose scheduled sync is due and not leased."""
@@ -262,7 +376,7 @@ class Runner:
         return True
 
     async def _push_back(self, login_id: int) -> None:
-        async with self.hub.db.transaction() as session:
+        async with self.hub.db.transaction(write=True) as session:
             await session.execute(
                 update(Login)
                 .where(Login.id == login_id)
@@ -274,78 +388,109 @@ class Runner:
                 .execution_options(synchronize_session=False)
             )
 
-    async def deliver(self, delivery_id: int) -> bool:
-        """One attempt of one delivery; True when it was delivered."""
+    async def deliver(self, job: Job) -> bool:
+        """One attempt of one claimed delivery; True when it was delivered.
+
+        The outcome is written by the outcome writer, together with the outcomes of the other
+        sends that finished meanwhile, in one unit of work.
+        """
         hub = self.hub
-        now = hub.clock()
-        async with hub.db.transaction() as session:
-            delivery = await session.get(WebhookDelivery, delivery_id)
-            if delivery is None or delivery.lease_owner != self.owner:
-                return False
-            endpoint = await session.get(WebhookEndpoint, delivery.endpoint_id)
-            event = await session.get(Event, delivery.event_id)
-            if endpoint is None or event is None or endpoint.disabled_at is not None:
-                delivery.status = "abandoned"
-                delivery.lease_owner = delivery.lease_until = None
-                return False
-            secrets = signing_secrets(hub.keyring, endpoint, now)
-            url, event_type = endpoint.url, event.type
-            body = json.dumps(event.payload, separators=(",", ":")).encode()
-            msg_id = f"evt_{event.id}"
         # The signature's timestamp is wall-clock time: receivers check it against their own.
-        headers = signing.webhook_headers(msg_id, int(utcnow().timestamp()), body, secrets)
-        headers["bankhub-event"] = event_type
+        headers = signing.webhook_headers(
+            f"evt_{job.event_id}", int(utcnow().timestamp()), job.body, job.secrets
+        )
+        headers["bankhub-event"] = job.event_type
         result = await sender.deliver(
-            hub.http,
-            url,
-            body,
+            hub.webhook_transport,
+            job.url,
+            job.body,
             headers,
             allow_private=hub.settings.is_dev,
             allow_http=hub.settings.is_dev,
             timeout=hub.settings.webhook_timeout_seconds,
+            keep_alive=True,
         )
-        return await self._record_attempt(delivery_id, result)
+        return await self._outcomes.record(job.delivery_id, result)
 
-    async def _record_attempt(self, delivery_id: int, result: sender.AttemptResult) -> bool:
+    async def _record_attempts(
+        self, outcomes: Sequence[tuple[int, sender.AttemptResult]]
+    ) -> list[bool]:
+        """Write a batch of attempts and their deliveries' new states in one unit of work;
+        for each, whether it was delivered (False too when this runner lost the lease)."""
         hub = self.hub
         now = hub.clock()
-        async with hub.db.transaction() as session:
-            delivery = await session.get(WebhookDelivery, delivery_id, with_for_update=True)
-            if delivery is None or delivery.lease_owner != self.owner:
-                return False  # the lease lapsed and another runner took over
-            session.add(
-                WebhookAttempt(
-                    app_id=delivery.app_id,
-                    delivery_id=delivery.id,
-                    attempted_at=now,
-                    duration_ms=result.duration_ms,
-                    outcome=result.outcome,
-                    status_code=result.status_code,
-                    error=result.error,
-                    response_excerpt=result.response_excerpt,
+        ids = [delivery_id for delivery_id, _ in outcomes]
+        async with hub.db.transaction(write=True) as session:
+            rows = await session.execute(
+                select(
+                    WebhookDelivery.id,
+                    WebhookDelivery.app_id,
+                    WebhookDelivery.endpoint_id,
+                    WebhookDelivery.attempts,
+                    WebhookDelivery.next_attempt_at,
+                    WebhookDelivery.lease_owner,
                 )
+                .where(WebhookDelivery.id.in_(ids))
+                .with_for_update()
             )
-            delivery.attempts += 1
-            delivery.last_status_code = result.status_code
-            delivery.last_error = result.error
-            delivery.lease_owner = delivery.lease_until = None
-            if result.outcome == "delivered":
-                delivery.status, delivery.delivered_at = "delivered", now
-                return True
-            if result.outcome == "gone":
-                await self._disable_endpoint(session, delivery.endpoint_id, now)
-                delivery.status = "abandoned"
-            elif result.outcome == "rejected":
-                delivery.status = "failed"
-            else:
-                delay = sender.next_delay(
-                    delivery.attempts, retry_after=result.retry_after, rng=self._rng
+            held = {r[0]: r for r in rows.tuples() if r[5] == self.owner}
+            attempts: list[dict[str, object]] = []
+            changes: list[dict[str, object]] = []
+            gone: set[str] = set()
+            delivered: list[bool] = []
+            for delivery_id, result in outcomes:
+                row = held.pop(delivery_id, None)
+                if row is None:
+                    delivered.append(False)  # the lease lapsed and another runner took over
+                    continue
+                _, app_id, endpoint_id, tries, next_attempt_at, _ = row
+                tries += 1
+                attempts.append(
+                    {
+                        "app_id": app_id,
+                        "delivery_id": delivery_id,
+                        "attempted_at": now,
+                        "duration_ms": result.duration_ms,
+                        "outcome": result.outcome,
+                        "status_code": result.status_code,
+                        "error": result.error,
+                        "response_excerpt": result.response_excerpt,
+                    }
                 )
-                if delay is None:
-                    delivery.status = "failed"
+                status, delivered_at = "pending", None
+                if result.outcome == "delivered":
+                    status, delivered_at = "delivered", now
+                elif result.outcome == "gone":
+                    status = "abandoned"
+                    gone.add(endpoint_id)
+                elif result.outcome == "rejected":
+                    status = "failed"
                 else:
-                    delivery.next_attempt_at = now + timedelta(seconds=delay)
-            return False
+                    delay = sender.next_delay(tries, retry_after=result.retry_after, rng=self._rng)
+                    if delay is None:
+                        status = "failed"
+                    else:
+                        next_attempt_at = now + timedelta(seconds=delay)
+                changes.append(
+                    {
+                        "id": delivery_id,
+                        "status": status,
+                        "attempts": tries,
+                        "last_status_code": result.status_code,
+                        "last_error": result.error,
+                        "lease_owner": None,
+                        "lease_until": None,
+                        "delivered_at": delivered_at,
+                        "next_attempt_at": next_attempt_at,
+                    }
+                )
+                delivered.append(status == "delivered")
+            if attempts:
+                await session.execute(insert(WebhookAttempt), attempts)
+                await session.execute(update(WebhookDelivery), changes)
+            for endpoint_id in sorted(gone):
+                await self._disable_endpoint(session, endpoint_id, now)
+        return delivered
 
     async def _disable_endpoint(
         self, session: AsyncSession, endpoint_id: str, now: datetime
@@ -373,17 +518,32 @@ class Runner:
             logins = await self.due_logins(self.sync_slots)
             deliveries = await self.claim_deliveries(self.delivery_slots)
             synced = await asyncio.gather(*(self.sync(a, i) for a, i in logins))
-            delivered = await asyncio.gather(*(self.deliver(d) for d in deliveries))
+            delivered = await asyncio.gather(*(self.deliver(job) for job in deliveries))
             await self.retention_sweep()
         return Tally(syncs=sum(synced), deliveries=sum(delivered))
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         with tenancy.everything():  # S14: the runner's work spans apps; each sync narrows it
-            await asyncio.gather(
-                self._loop(stop, self.sync_slots, self._next_syncs, self._wake_syncs),
-                self._loop(stop, self.delivery_slots, self._next_deliveries, self._wake_deliveries),
-                self._retention_loop(stop),
-            )
+            try:
+                await asyncio.gather(
+                    self._loop(
+                        stop,
+                        self.sync_slots,
+                        self._next_syncs,
+                        self._wake_syncs,
+                        refill=self.sync_slots // 10,
+                    ),
+                    self._loop(
+                        stop,
+                        self.delivery_slots,
+                        self._next_deliveries,
+                        self._wake_deliveries,
+                        refill=self.delivery_slots // 2,
+                    ),
+                    self._retention_loop(stop),
+                )
+            finally:
+                await self._outcomes.finish()
 
     async def _retention_loop(self, stop: asyncio.Event) -> None:
         """A purge now, then every ``BANKHUB_RETENTION_SWEEP_SECONDS``, until ``stop``.
@@ -414,7 +574,7 @@ class Runner:
         return [self.sync(app_id, login_id) for app_id, login_id in fresh]
 
     async def _next_deliveries(self, free: int) -> list[Awaitable[object]]:
-        return [self.deliver(d) for d in await self.claim_deliveries(free)]
+        return [self.deliver(job) for job in await self.claim_deliveries(free)]
 
     async def _loop(
         self,
@@ -422,31 +582,55 @@ class Runner:
         slots: int,
         next_batch: Callable[[int], Awaitable[list[Awaitable[object]]]],
         woken: asyncio.Event,
+        *,
+        refill: int = 1,
     ) -> None:
+        """Keep up to ``slots`` pieces of work running; claim more when ``refill`` slots are
+        free (or all are), when woken, or every poll interval.
+
+        Claiming in batches of ``refill`` instead of one per finished piece keeps the claims
+        (a unit of work each) few when work is short and plenty.
+        """
+        refill = max(1, min(refill, slots))
         running: set[asyncio.Task[object]] = set()
+        freed = asyncio.Event()
+
+        def finished(task: asyncio.Task[object]) -> None:
+            running.discard(task)
+            if not task.cancelled() and (failure := task.exception()) is not None:
+                log.error("background work failed", exc_info=failure)
+            if slots - len(running) >= refill:
+                freed.set()
+
         try:
             while not stop.is_set():
+                freed.clear()
                 free = slots - len(running)
-                if free > 0:
+                if free >= refill or (free > 0 and not running):
                     try:
                         await self.hub.ready()
                         for work in await next_batch(free):
-                            running.add(asyncio.ensure_future(work))
+                            task = asyncio.ensure_future(work)
+                            running.add(task)
+                            task.add_done_callback(finished)
                     except Exception:
                         log.exception("claiming background work failed")
-                wake: asyncio.Task[object] = asyncio.ensure_future(woken.wait())
-                halt: asyncio.Task[object] = asyncio.ensure_future(stop.wait())
+                waits: list[asyncio.Task[object]] = [
+                    asyncio.ensure_future(woken.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(freed.wait()),
+                ]
                 done, _ = await asyncio.wait(
-                    {*running, wake, halt}, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED
+                    waits, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED
                 )
-                for helper in (wake, halt):
+                for helper in waits:
                     helper.cancel()
-                if wake in done:
+                if waits[0] in done:
                     woken.clear()
-                running -= {t for t in running if t.done()}
         finally:
-            for task in running:
+            left = list(running)
+            for task in left:
                 task.cancel()
-            for task in running:
+            for task in left:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task

@@ -17,7 +17,7 @@ from bankhub.customers.models import Customer
 from bankhub.db import tenancy
 from bankhub.logins.models import ConnectToken, Login
 from bankhub.partners.models import App
-from bankhub.security.secrets import SecretHasher
+from bankhub.security.secrets import SecretHasher, new_uuid_shaped_secret
 
 LOGIN_SECRET = "login-secret"  # noqa: S105 - the purpose label of a keyed hash  # nosec B105
 
@@ -131,6 +131,35 @@ async def claim_token(session: AsyncSession, clock: Clock, token_id: str) -> Con
         raise TokenUnusable(token_id)
     token.used_at = now
     return token
+
+
+def add_login(
+    session: AsyncSession,
+    hasher: SecretHasher,
+    now: datetime,
+    *,
+    app_id: int,
+    customer_id: str,
+    service_id: int,
+) -> tuple[Login, str]:
+    """A new active login in the unit of work, and its login-secret in clear (shown once).
+
+    Only the secret's keyed hash is stored. The caller flushes (the row has no id before).
+    """
+    secret = new_uuid_shaped_secret()
+    login = Login(
+        app_id=app_id,
+        customer_id=customer_id,
+        service_id=service_id,
+        secret_hash=hasher.hash(secret, purpose=LOGIN_SECRET),
+        status=ACTIVE,
+        active=True,
+        connector_state={},
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(login)
+    return login, secret
 
 
 async def login_by_secret(

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 import httpx
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts import changes as changes_log
@@ -47,6 +47,7 @@ from bankhub.connectors.base import (
     TransactionStatus,
 )
 from bankhub.connectors.registry import ConnectorRegistry
+from bankhub.db import bulk
 from bankhub.events import services as events
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
@@ -125,10 +126,31 @@ def mask_number(value: str | None) -> str | None:
     return "•••• " + compact[-4:] if len(compact) > 4 else "••••"
 
 
+#: what a new transaction row is made of (``id`` comes from the database)
+TRANSACTION_COLUMNS = (
+    "app_id",
+    "account_id",
+    "dedupe_key",
+    "fingerprint",
+    "original_id",
+    "date",
+    "value_date",
+    "amount",
+    "currency",
+    "description",
+    "merchant",
+    "category",
+    "status",
+    "meta",
+    "pending_transaction_id",
+    "fetched_at",
+    "created_at",
+)
+CHANGE_COLUMNS = ("app_id", "account_id", "transaction_id", "kind", "changed_at")
 TOUCH_BATCH = 500
 #: rows per insert statement, and records between two turns given to other requests
-INSERT_BATCH = 1000
-YIELD_EVERY = 500
+INSERT_BATCH = 2000
+YIELD_EVERY = 100
 #: how far a booked item's amount may differ from its pending one (tips, currency conversion)
 PENDING_AMOUNT_TOLERANCE = Decimal("0.30")
 PENDING_DAYS_BEFORE = 2
@@ -378,8 +400,10 @@ class SyncEngine:
         found.available_balance = record.available_balance
         found.number_masked = mask_number(record.iban or record.number)
         found.updated_at = now
-        await session.flush()
+        if created:
+            await session.flush()  # the sealed values are bound to the row's id
         self._seal_account(found, record)
+        await session.flush()
         claimed.add(found.id)
         return found, created
 
@@ -393,6 +417,7 @@ class SyncEngine:
     ) -> tuple[int, int, int]:
         if not records and since is None:
             return 0, 0, 0
+        app_id, account_id = account.app_id, account.id
         dates = [r.booking_date for r in records]
         low = min([*dates, since] if since else dates)
         rows = (
@@ -407,7 +432,7 @@ class SyncEngine:
                     Transaction.original_id,
                     Transaction.date,
                     Transaction.merchant,
-                ).where(Transaction.account_id == account.id, Transaction.date >= low)
+                ).where(Transaction.account_id == account_id, Transaction.date >= low)
             )
         ).all()
         by_key: dict[str, Any] = {row.dedupe_key: row for row in rows}
@@ -472,8 +497,8 @@ class SyncEngine:
                 continue
             new_rows.append(
                 {
-                    "app_id": account.app_id,
-                    "account_id": account.id,
+                    "app_id": app_id,
+                    "account_id": account_id,
                     "dedupe_key": key,
                     "fingerprint": fp,
                     "original_id": original_id,
@@ -500,13 +525,18 @@ class SyncEngine:
         link_pending(new_rows, vanished)
         added: list[int] = []
         table = cast(Table, Transaction.__table__)
-        # A Core insert of rows with the same keys goes out in multi-row batches on both
-        # databases; asking for ids in parameter order instead makes SQLAlchemy fall back to one
-        # statement per row on SQLite. dedupe_key is unique per account, so it maps ids back.
-        statement = insert(table).returning(table.c.id, table.c.dedupe_key)
+        # Straight to the driver (executemany on SQLite, COPY on PostgreSQL), in chunks that
+        # give other requests a turn; dedupe_key is unique per account, so it maps ids back.
         for start in range(0, len(new_rows), INSERT_BATCH):
             chunk = new_rows[start : start + INSERT_BATCH]
-            ids = {key: tid for tid, key in await session.execute(statement, chunk)}
+            ids = await bulk.insert_many_with_ids(
+                session,
+                table,
+                chunk,
+                TRANSACTION_COLUMNS,
+                key="dedupe_key",
+                scope=("account_id", account_id),
+            )
             added.extend(ids[row["dedupe_key"]] for row in chunk)
             await asyncio.sleep(0)
         removed = [row.id for row in vanished]
@@ -523,8 +553,8 @@ class SyncEngine:
             )
         log_changes = [
             {
-                "app_id": account.app_id,
-                "account_id": account.id,
+                "app_id": app_id,
+                "account_id": account_id,
                 "transaction_id": tid,
                 "kind": kind,
                 "changed_at": now,
@@ -536,8 +566,9 @@ class SyncEngine:
             )
             for tid in ids
         ]
-        if log_changes:
-            await session.execute(insert(TransactionChange), log_changes)
+        await bulk.insert_many(
+            session, cast(Table, TransactionChange.__table__), log_changes, CHANGE_COLUMNS
+        )
         return len(added), len(modified), len(removed)
 
     async def apply(self, session: AsyncSession, login: Login, result: FetchResult) -> ApplySummary:

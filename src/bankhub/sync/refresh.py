@@ -1,9 +1,10 @@
 """A refresh of one login, manual or scheduled, under a lease so that no two run at once.
 
-Three short units of work: claim the login (an atomic conditional update, so two workers can
-never both win), fetch from the bank with no transaction open while a heartbeat extends the
-lease, then apply, but only if this worker still holds the lease (fencing: a worker that stalled
-past its lease must not write over the one that took over).
+Two short units of work around the bank's time: claim the login (an atomic conditional update,
+so two workers can never both win) and read its state, then fetch from the bank with no
+transaction open while a heartbeat extends the lease, then apply, but only if this worker still
+holds the lease (fencing: a worker that stalled past its lease must not write over the one that
+took over).
 """
 
 from __future__ import annotations
@@ -87,27 +88,12 @@ def schedule_next(engine: SyncEngine, login: Login, service: Service, now: datet
     login.next_sync_at = at
 
 
-async def claim(db: Database, login_id: int, owner: str, now: datetime, lease: timedelta) -> bool:
-    """Take the login's lease if nobody holds it (or it lapsed). Atomic on both databases."""
-    async with db.transaction() as session:
-        result = await session.execute(
-            update(Login)
-            .where(
-                Login.id == login_id,
-                or_(Login.sync_lease_until.is_(None), Login.sync_lease_until < now),
-            )
-            .values(sync_lease_owner=owner, sync_lease_until=now + lease)
-            .execution_options(synchronize_session=False)
-        )
-        return getattr(result, "rowcount", 0) == 1
-
-
 async def _heartbeat(
     engine: SyncEngine, db: Database, login_id: int, owner: str, lease: timedelta
 ) -> None:
     while True:
         await asyncio.sleep(lease.total_seconds() / 3)
-        async with db.transaction() as session:
+        async with db.transaction(write=True) as session:
             await session.execute(
                 update(Login)
                 .where(Login.id == login_id, Login.sync_lease_owner == owner)
@@ -145,9 +131,28 @@ async def refresh_login(
     scheduled: bool = False,
     lease: timedelta = timedelta(minutes=5),
 ) -> RefreshOutcome:
-    """Refresh now. Manual refreshes respect the cool-down; scheduled ones count the quota."""
+    """Refresh now. Manual refreshes respect the cool-down; scheduled ones count the quota.
+
+    The claim, the checks and reading the login's state are one unit of work: the conditional
+    update that takes the lease goes first (so on SQLite the unit of work is a writer from its
+    first statement), and a check that fails rolls the claim back with everything else.
+    """
     now = engine.clock()
-    async with db.transaction() as session:
+    # The lease belongs to this run, not to the worker: a worker's second run of the same login
+    # can neither slip past the claim nor pass the fencing check at the end.
+    token = f"{owner}/{secrets.token_hex(6)}"
+    async with db.transaction(write=True) as session:
+        claimed = await session.execute(
+            update(Login)
+            .where(
+                Login.id == login_id,
+                Login.app_id == app_id,
+                or_(Login.sync_lease_until.is_(None), Login.sync_lease_until < now),
+            )
+            .values(sync_lease_owner=token, sync_lease_until=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+        won = getattr(claimed, "rowcount", 0) == 1
         login = await session.get(Login, login_id)
         if login is None or login.app_id != app_id:
             raise ApiError(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
@@ -166,34 +171,28 @@ async def refresh_login(
                 },
             )
         service = engine.catalogue.get(login.service_id)
-    if service is None:
-        raise ApiError(ErrorCode.SERVICE_NOT_FOUND, extra={"service_id": login_id})
-    # The lease belongs to this run, not to the worker: a worker's second run of the same login
-    # can neither slip past the claim nor pass the fencing check at the end.
-    token = f"{owner}/{secrets.token_hex(6)}"
-    if not await claim(db, login_id, token, now, lease):
-        if scheduled:
-            raise LoginBusy(login_id)
-        raise ApiError(
-            ErrorCode.BAD_REQUEST,
-            f"Login {login_id} is being refreshed right now; try again in a moment",
-            {"id": login_id, "refreshed": False, "refreshing": True},
-        )
-    # Read the state only now that no other run can change it: reading before the claim could
-    # sync again from what a run that just finished had already replaced.
-    async with db.transaction() as session:
-        login = await session.get(Login, login_id)
-        if login is None:
-            raise ApiError(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
+        if service is None:
+            raise ApiError(ErrorCode.SERVICE_NOT_FOUND, extra={"service_id": login_id})
+        if not won:
+            if scheduled:
+                raise LoginBusy(login_id)
+            raise ApiError(
+                ErrorCode.BAD_REQUEST,
+                f"Login {login_id} is being refreshed right now; try again in a moment",
+                {"id": login_id, "refreshed": False, "refreshing": True},
+            )
+        # The state is read only now that no other run can change it: reading before the claim
+        # could sync again from what a run that just finished had already replaced.
         due = login.next_sync_at is not None and as_utc(login.next_sync_at) <= now
-        stale = scheduled and not due
-        if stale:
-            # Another run did this sync between our look and our claim: step back (committed).
-            login.sync_lease_owner = login.sync_lease_until = None
+        if scheduled and not due:
+            # Another run did this sync between the runner's look and this claim: step back
+            # (the rollback releases the claim).
+            raise LoginBusy(login_id)
         state = engine.state_of(login)
         last_refresh_at = login.last_refresh_at
         credentials: dict[str, str] | None = None
-        app = await session.get(App, login.app_id)
+        # Only a login with kept credentials needs its app's vault choice (one query less).
+        app = await session.get(App, login.app_id) if login.vault_credentials_enc else None
         if app is not None and app.credential_vault:
             try:
                 credentials = engine.open_credentials(login)
@@ -203,8 +202,6 @@ async def refresh_login(
                 login.vault_credentials_enc = None
         elif login.vault_credentials_enc:
             login.vault_credentials_enc = None  # the app opted out: forget what it had kept
-    if stale:
-        raise LoginBusy(login_id)
 
     run = engine.build(service, state)
     failure: ConnectorFailure | None = None
@@ -220,7 +217,7 @@ async def refresh_login(
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
 
-    async with db.transaction() as session:
+    async with db.transaction(write=True) as session:
         login = await session.get(Login, login_id, with_for_update=True)
         if login is None:
             raise ApiError(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -19,6 +19,7 @@ from typing import Literal
 import httpx
 
 from bankhub.webhooks.ssrf import Resolver, Target, UnsafeUrl, resolve_target
+from bankhub.webhooks.transport import KeyedTransport
 
 EXCERPT_BYTES = 1024
 MAX_RETRY_AFTER = 86_400.0
@@ -94,7 +95,13 @@ def next_delay(attempt: int, *, retry_after: float | None, rng: random.Random) -
 
 
 def _request(
-    http: httpx.AsyncClient, target: Target, body: bytes, headers: Mapping[str, str], timeout: float
+    http: httpx.AsyncClient,
+    target: Target,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    *,
+    keep_alive: bool,
 ) -> httpx.Request:
     sent = {
         k: v
@@ -104,9 +111,11 @@ def _request(
     sent["Host"] = target.host_header
     # Raw bytes are read for the excerpt; a compressed body would be unreadable (or a bomb).
     sent["Accept-Encoding"] = "identity"
-    # The pool is keyed by address, not name: a kept connection could carry the next request for
-    # another name on the same address over TLS verified for this one.
-    sent["Connection"] = "close"
+    if not keep_alive:
+        # An ordinary pool is keyed by address, not name: a kept connection could carry the
+        # next request for another name on the same address over TLS verified for this one.
+        # (The runner's KeyedTransport keys by name too, and keeps its connections.)
+        sent["Connection"] = "close"
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     url = httpx.URL(
         scheme=target.scheme,
@@ -117,6 +126,35 @@ def _request(
     return http.build_request(
         "POST", url, content=body, headers=sent, timeout=timeout, extensions=extensions
     )
+
+
+def _raw_headers(
+    target: Target, headers: Mapping[str, str], *, keep_alive: bool
+) -> list[tuple[bytes, bytes]]:
+    """The request's headers for KeyedTransport.post, as ``_request`` sets them for httpx."""
+    skip = {"host", "connection", "accept-encoding", "content-length"}
+    raw = [(b"Host", target.host_header.encode("ascii"))]
+    raw += [
+        (k.encode("latin-1"), v.encode("latin-1"))
+        for k, v in headers.items()
+        if k.lower() not in skip
+    ]
+    raw.append((b"Accept-Encoding", b"identity"))
+    raw.append((b"Connection", b"keep-alive" if keep_alive else b"close"))
+    return raw
+
+
+async def _read_excerpt(body: AsyncIterator[bytes], deadline: float) -> str:
+    data = bytearray()
+    try:
+        async with asyncio.timeout_at(deadline):
+            async for chunk in body:
+                data += chunk
+                if len(data) >= EXCERPT_BYTES:
+                    break
+    except (TimeoutError, httpx.HTTPError, httpx.StreamError):
+        pass  # the status code already decides; the excerpt is only for the delivery log
+    return bytes(data[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
 
 
 async def _excerpt(response: httpx.Response, deadline: float) -> str:
@@ -137,8 +175,9 @@ async def _excerpt(response: httpx.Response, deadline: float) -> str:
     return bytes(data[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
 
 
-def _classify(response: httpx.Response, now: datetime) -> tuple[Outcome, float | None, str | None]:
-    status = response.status_code
+def _classify(
+    status: int, retry_after_header: str | None, now: datetime
+) -> tuple[Outcome, float | None, str | None]:
     if 200 <= status < 300:
         return "delivered", None, None
     if status == 410:
@@ -146,9 +185,8 @@ def _classify(response: httpx.Response, now: datetime) -> tuple[Outcome, float |
     if 300 <= status < 400:
         return "retry", None, f"redirect not followed (status {status})"
     retry_after = None
-    header = response.headers.get("retry-after")
-    if status in (429, 503) and header is not None:
-        retry_after = parse_retry_after(header, now=now)
+    if status in (429, 503) and retry_after_header is not None:
+        retry_after = parse_retry_after(retry_after_header, now=now)
     return "retry", retry_after, f"status {status}"
 
 
@@ -158,7 +196,7 @@ def _describe(exc: BaseException) -> str:
 
 
 async def deliver(
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient | KeyedTransport,
     url: str,
     body: bytes,
     headers: Mapping[str, str],
@@ -167,6 +205,7 @@ async def deliver(
     allow_http: bool,
     timeout: float,  # noqa: ASYNC109 - one budget for DNS, connect and answer
     resolver: Resolver | None = None,
+    keep_alive: bool = False,
 ) -> AttemptResult:
     """POST ``body`` with ``headers`` to ``url`` once, within ``timeout`` seconds in all.
 
@@ -175,7 +214,9 @@ async def deliver(
     the original name as SNI, so TLS still verifies the real name. Redirects are not followed.
     Network problems, timeouts included, come back as ``retry``; nothing is raised for them.
     ``http`` should speak HTTP/1.1 (httpx's default): every request asks for its connection to
-    be closed, which an HTTP/2 connection would ignore.
+    be closed, which an HTTP/2 connection would ignore; with ``keep_alive`` it does not, which
+    is only safe when ``http``'s pool keys connections by the TLS name as well as the address
+    (``bankhub.webhooks.transport.KeyedTransport``).
     """
     loop = asyncio.get_running_loop()
     started = time.monotonic()
@@ -200,21 +241,46 @@ async def deliver(
                 )
             except UnsafeUrl as exc:
                 return result("rejected", error=str(exc))
-            request = _request(http, target, body, headers, timeout)
-            response = await http.send(request, stream=True, follow_redirects=False)
+            if isinstance(http, KeyedTransport):
+                key = (
+                    target.scheme,
+                    target.address,
+                    target.port,
+                    target.host if target.scheme == "https" else None,
+                )
+                raw = await http.post(
+                    key,
+                    target.path_and_query.encode("ascii"),
+                    _raw_headers(target, headers, keep_alive=keep_alive),
+                    body,
+                )
+            else:
+                request = _request(http, target, body, headers, timeout, keep_alive=keep_alive)
+                response = await http.send(request, stream=True, follow_redirects=False)
     except TimeoutError:
         return result("retry", error=f"TimeoutError: no answer within {timeout:g} s")
     except (httpx.HTTPError, OSError) as exc:
         return result("retry", error=_describe(exc))
 
-    try:
-        excerpt = await _excerpt(response, deadline)
-    finally:
-        await response.aclose()
-    outcome, retry_after, error = _classify(response, datetime.now(UTC))
+    if isinstance(http, KeyedTransport):
+        try:
+            excerpt = await _read_excerpt(aiter(raw.body), deadline)
+        finally:
+            await raw.body.aclose()
+        status = raw.status
+        header = raw.header(b"retry-after")
+        retry_after_header = None if header is None else header.decode("latin-1")
+    else:
+        try:
+            excerpt = await _excerpt(response, deadline)
+        finally:
+            await response.aclose()
+        status = response.status_code
+        retry_after_header = response.headers.get("retry-after")
+    outcome, retry_after, error = _classify(status, retry_after_header, datetime.now(UTC))
     return result(
         outcome,
-        status=response.status_code,
+        status=status,
         retry_after=retry_after,
         error=error,
         excerpt=excerpt,

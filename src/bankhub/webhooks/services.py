@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -96,6 +97,54 @@ def signing_secrets(box: Cipher, endpoint: WebhookEndpoint, now: datetime) -> li
             box.decrypt_text(endpoint.previous_secret_enc, _aad(endpoint, "previous_secret"))
         )
     return secrets
+
+
+class SecretCache:
+    """Decrypted signing secrets kept per process, so a busy endpoint is not decrypted per send.
+
+    Entries are keyed by the endpoint and its ciphertexts: a rotation (or a rewrap under a new
+    data key) writes new ciphertexts, so the next read of the row misses the cache and decrypts
+    afresh; nothing has to be told. Whether the previous secret still signs is decided at each
+    use from the row's ``previous_expires_at``, never cached.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[str, str, str | None], tuple[str, str | None]] = (
+            OrderedDict()
+        )
+
+    def signing_secrets(
+        self,
+        box: Cipher,
+        *,
+        endpoint_id: str,
+        app_id: int,
+        secret_enc: str,
+        previous_secret_enc: str | None,
+        previous_expires_at: datetime | None,
+        now: datetime,
+    ) -> list[str]:
+        """As :func:`signing_secrets`, from the endpoint's columns."""
+        key = (endpoint_id, secret_enc, previous_secret_enc)
+        opened = self._entries.get(key)
+        if opened is None:
+            aad = associated_data(app_id, TABLE, "secret", endpoint_id)
+            current = box.decrypt_text(secret_enc, aad)
+            previous = None
+            if previous_secret_enc:
+                aad = associated_data(app_id, TABLE, "previous_secret", endpoint_id)
+                previous = box.decrypt_text(previous_secret_enc, aad)
+            opened = (current, previous)
+            self._entries[key] = opened
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
+        current, previous = opened
+        if previous is not None and previous_expires_at and as_utc(previous_expires_at) > now:
+            return [current, previous]
+        return [current]
 
 
 async def endpoint_of(session: AsyncSession, app_id: int, endpoint_id: str) -> WebhookEndpoint:

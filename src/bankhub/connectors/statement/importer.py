@@ -25,7 +25,6 @@ from bankhub.customers import services as customers
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
-from bankhub.security.secrets import new_uuid_shaped_secret
 from bankhub.statements import ParsedStatement
 from bankhub.sync.engine import FetchedAccount, FetchResult, SyncEngine, mask_number
 
@@ -121,19 +120,14 @@ async def import_statement(
     if login_id is not None:
         login = await _target_login(session, app, customer.id, service, login_id)
     else:
-        secret = new_uuid_shaped_secret()
-        login = Login(
+        login, secret = logins.add_login(
+            session,
+            engine.hasher,
+            now,
             app_id=app.id,
             customer_id=customer.id,
             service_id=service.id,
-            secret_hash=engine.hasher.hash(secret, purpose=logins.LOGIN_SECRET),
-            status=logins.ACTIVE,
-            active=True,
-            connector_state={},
-            created_at=now,
-            updated_at=now,
         )
-        session.add(login)
         await session.flush()
     before = (await session.execute(select(func.max(TransactionChange.id)))).scalar() or 0
     result = to_fetch_result(parsed, engine.state_of(login))

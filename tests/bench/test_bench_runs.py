@@ -1,0 +1,57 @@
+"""The benchmark suite still runs on the current schema (it is not part of CI otherwise).
+
+Runs ``python -m bench --tiny --only ingest concurrency``: the two that seed databases through
+bankhub's services and sync engine and finish in seconds. Nothing here looks at timings; a
+benchmark that breaks (a column gone, a service renamed) exits non-zero or reports its failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIELDS = {"name", "value", "unit", "baseline", "ratio", "target", "met"}
+
+
+@pytest.mark.postgres
+def test_tiny_ingest_and_concurrency_run_and_report(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BANKHUB_")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "src"), str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+    )
+    command = [sys.executable, "-m", "bench", "--tiny", "--only", "ingest", "concurrency"]
+    done = subprocess.run(
+        [*command, "--results", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    results = json.loads((out / "latest.json").read_text())
+    by_name = {r["name"]: r for r in results}
+    assert set(by_name) == {
+        "ingest sqlite",
+        "ingest postgresql",
+        "concurrency wall time",
+        "concurrency peak RSS",
+    }
+    for result in results:
+        assert set(result) == FIELDS
+        assert result["value"] > 0
+    # Each comparison had its same-run baseline (a failed runner reports a baseline of 0).
+    for name in ("ingest sqlite", "ingest postgresql", "concurrency wall time"):
+        assert by_name[name]["baseline"] > 0
+        assert by_name[name]["ratio"] > 0
+    # every login was refreshed, none failed
+    assert "only " not in (out / "latest.md").read_text()
+    assert "{'ok': 200}" in (out / "latest.md").read_text()

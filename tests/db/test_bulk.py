@@ -1,0 +1,160 @@
+"""Bulk inserts (executemany on SQLite, COPY on PostgreSQL) store exactly what the ORM would."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Table, func, select
+
+from bankhub.accounts.changes import TransactionChange
+from bankhub.accounts.models import Account, Transaction
+from bankhub.db import bulk
+from bankhub.sync.engine import CHANGE_COLUMNS, TRANSACTION_COLUMNS
+from tests.api.connect_client import connect
+from tests.conftest import Harness
+
+TRANSACTIONS = cast(Table, Transaction.__table__)
+CHANGES = cast(Table, TransactionChange.__table__)
+BERLIN = timezone(timedelta(hours=1))
+
+
+def row(account: Account, n: int, **overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "app_id": account.app_id,
+        "account_id": account.id,
+        "dedupe_key": f"b:bulk-{n}",
+        "fingerprint": f"{n:040x}",
+        "original_id": f"bulk-{n}",
+        "date": date(2026, 1, 1) + timedelta(days=n % 30),
+        "value_date": None if n % 2 else date(2026, 2, 1),
+        "amount": Decimal("-12345678901234.12345678") if n == 0 else Decimal(f"{n}.10"),
+        "currency": "EUR",
+        "description": f"Zahlung «{n}» — Café 'ü' \\ % _",
+        "merchant": None if n % 3 else "Café",
+        "category": "shopping",
+        "status": "booked",
+        "meta": {"mcc": "5411", "n": n, "nested": [1, "ü"]} if n % 2 else None,
+        "pending_transaction_id": None,
+        # one sync's timestamp, given in another zone: stored as the same instant in UTC
+        "fetched_at": datetime(2026, 3, 1, 10, 0, tzinfo=BERLIN),
+        "created_at": datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
+    }
+    values.update(overrides)
+    return values
+
+
+async def an_account(h: Harness) -> Account:
+    await connect(h, "user_good")
+    async with h.hub.db.transaction() as session:
+        return (await session.execute(select(Account).order_by(Account.id))).scalars().first()  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("count", [7, bulk.SMALL + 70])
+async def test_rows_come_back_as_the_orm_reads_them_with_their_ids(
+    harness: Harness, count: int
+) -> None:
+    """A few rows go by INSERT ... RETURNING, more by executemany or COPY: the same rows."""
+    h = harness
+    account = await an_account(h)
+    rows = [row(account, n) for n in range(count)]
+    async with h.hub.db.transaction() as session:
+        ids = await bulk.insert_many_with_ids(
+            session,
+            TRANSACTIONS,
+            rows,
+            TRANSACTION_COLUMNS,
+            key="dedupe_key",
+            scope=("account_id", account.id),
+        )
+        await bulk.insert_many(
+            session,
+            CHANGES,
+            [
+                {
+                    "app_id": account.app_id,
+                    "account_id": account.id,
+                    "transaction_id": ids[r["dedupe_key"]],
+                    "kind": "added",
+                    "changed_at": r["created_at"],
+                }
+                for r in rows
+            ],
+            CHANGE_COLUMNS,
+        )
+    assert sorted(ids) == sorted(r["dedupe_key"] for r in rows)
+    async with h.hub.db.transaction() as session:
+        stored = {
+            t.id: t
+            for t in (
+                await session.execute(select(Transaction).where(Transaction.id.in_(ids.values())))
+            ).scalars()
+        }
+        logged = (
+            await session.execute(
+                select(TransactionChange.transaction_id).where(
+                    TransactionChange.transaction_id.in_(ids.values())
+                )
+            )
+        ).scalars()
+        assert sorted(logged) == sorted(ids.values())
+    for original in rows:
+        got = stored[ids[original["dedupe_key"]]]
+        for column in TRANSACTION_COLUMNS:
+            want = original[column]
+            if isinstance(want, datetime):
+                want = want.astimezone(UTC)
+            assert getattr(got, column) == want, column
+    assert stored[ids["b:bulk-0"]].amount == Decimal("-12345678901234.12345678")
+
+
+async def test_a_naive_timestamp_is_refused_and_nothing_is_stored(harness: Harness) -> None:
+    h = harness
+    account = await an_account(h)
+    async with h.hub.db.transaction() as session:
+        before = (await session.execute(select(func.count(Transaction.id)))).scalar_one()
+    with pytest.raises(ValueError, match="naive"):
+        async with h.hub.db.transaction() as session:
+            await bulk.insert_many(
+                session,
+                TRANSACTIONS,
+                [row(account, 1), row(account, 2, fetched_at=datetime(2026, 3, 1))],  # noqa: DTZ001 - the bad input under test
+                TRANSACTION_COLUMNS,
+            )
+    async with h.hub.db.transaction() as session:
+        after = (await session.execute(select(func.count(Transaction.id)))).scalar_one()
+    assert after == before
+
+
+async def test_a_duplicate_key_rolls_back_the_whole_insert(harness: Harness) -> None:
+    h = harness
+    account = await an_account(h)
+    async with h.hub.db.transaction() as session:
+        before = (await session.execute(select(func.count(Transaction.id)))).scalar_one()
+    rows = [row(account, n) for n in range(bulk.SMALL + 10)] + [row(account, 1)]
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        async with h.hub.db.transaction() as session:
+            await bulk.insert_many_with_ids(
+                session,
+                TRANSACTIONS,
+                rows,
+                TRANSACTION_COLUMNS,
+                key="dedupe_key",
+                scope=("account_id", account.id),
+            )
+    async with h.hub.db.transaction() as session:
+        after = (await session.execute(select(func.count(Transaction.id)))).scalar_one()
+    assert after == before
+
+
+async def test_nothing_to_insert_sends_nothing(harness: Harness) -> None:
+    async with harness.hub.db.transaction() as session:
+        assert (
+            await bulk.insert_many_with_ids(
+                session, TRANSACTIONS, [], TRANSACTION_COLUMNS, key="dedupe_key", scope=("id", 0)
+            )
+            == {}
+        )
+        await bulk.insert_many(session, CHANGES, [], CHANGE_COLUMNS)
