@@ -27,7 +27,7 @@ from bankhub.connectors.base import (
     TransactionStatus,
 )
 from bankhub.connectors.registry import ConnectorRegistry
-from bankhub.sync.engine import _normal_text, fingerprint
+from bankhub.sync.engine import TRANSACTION_COLUMNS, _normal_text, fingerprint
 
 CONNECTOR_ID = "bench-ingest"
 SERVICE_ID = 90_001
@@ -187,25 +187,8 @@ def catalogue(media_dir: Path) -> Catalogue:
 
 # --- the rows bankhub stores (the baseline inserts exactly these) -------------------------------
 
-COLUMNS = (
-    "app_id",
-    "account_id",
-    "dedupe_key",
-    "fingerprint",
-    "original_id",
-    "date",
-    "value_date",
-    "amount",
-    "currency",
-    "description",
-    "merchant",
-    "category",
-    "status",
-    "meta",
-    "pending_transaction_id",
-    "fetched_at",
-    "created_at",
-)
+#: exactly the columns the sync engine writes for a new transaction
+COLUMNS = TRANSACTION_COLUMNS
 
 
 def stored_rows(
