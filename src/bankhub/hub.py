@@ -195,6 +195,7 @@ class Hub:
                 headers.get("service-secret"),
                 headers.get("app-secret"),
                 now=self.clock(),
+                enter=True,  # tenancy.enter below then sends nothing
             )
             principal = Principal(app, Scope(key.scope), key.key_id, None)
             # S17: an app key used from a browser may be limited to the partner's own pages

@@ -541,18 +541,28 @@ async def list_transactions(
         "per_page", per_page, hub.settings.max_page_size, 1, hub.settings.max_page_size
     )
     page_no = _int_param("page", page, 1, 1, MAX_PAGE)
+    wanted = None if account_id is None else whole_number(account_id)
     async with hub.db.transaction() as session:
-        _, login = await hub.authenticate_login(session, request)
+        app = await hub.authenticate(session, request)
+        secret = request.headers.get("login-secret")
+        account: Account | None = None
+        if wanted is None:
+            login = await logins.login_by_secret(session, hub.hasher, app, secret)
+        else:  # the login and the account in one round trip
+            login, account = await accounts.login_with_account(
+                session, hub.hasher, app, secret, wanted
+            )
         logins.require_active(login)
         if account_id is not None:
-            wanted = whole_number(account_id)
             if wanted is None:
                 raise ApiError(
                     ErrorCode.ACCOUNT_NOT_FOUND,
                     f"Cannot find account with id: {account_id[:40]}.",
                     {"account_id": account_id[:40]},
                 )
-            ids = [(await accounts.account_of(session, login, wanted)).id]
+            if account is None:
+                raise accounts.account_not_found(wanted)
+            ids = [account.id]
         else:
             ids = [a.id for a in await accounts.accounts_of(session, login)]
         rows = await accounts.transactions_of(

@@ -28,10 +28,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Final
 
-from sqlalchemy import event, text
+from sqlalchemy import ColumnElement, String, cast, event, func, literal, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import InstrumentedAttribute, Session, SessionTransaction
 
 #: the scope of operator and runner work that spans every app
 ALL: Final = "all"
@@ -92,6 +92,25 @@ async def enter(session: AsyncSession, app_id: int) -> None:
     if session.info.get(_SENT) == app_id:
         return
     await session.execute(_SET, _values(app_id))
+    session.info[_SENT] = app_id
+
+
+def chosen_by(
+    app_id: ColumnElement[int] | InstrumentedAttribute[int],
+) -> tuple[ColumnElement[str], ColumnElement[str]]:
+    """Columns that tell the transaction, in the very statement that finds the app, to act
+    for it from the next statement on (PostgreSQL): the credential lookup saves the round trip
+    of :func:`enter`. Only for a statement that finds at most one app; the statement's caller
+    then calls :func:`entered` with the app found."""
+    return (
+        func.set_config(literal("bankhub.app_id"), cast(app_id, String), True),
+        func.set_config(literal("bankhub.scope"), literal(""), True),
+    )
+
+
+def entered(session: AsyncSession, app_id: int) -> None:
+    """A statement with :func:`chosen_by`'s columns found ``app_id``: the transaction acts for
+    it already, so :func:`enter` sends nothing more."""
     session.info[_SENT] = app_id
 
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -162,22 +162,40 @@ def add_login(
     return login, secret
 
 
+#: the login a login-secret names, built once (this runs on every data read)
+_BY_SECRET = select(Login).where(
+    Login.app_id == bindparam("app_id"), Login.secret_hash == bindparam("digest")
+)
+
+
+def required_secret(secret: str | None) -> str:
+    if not secret:
+        raise ApiError(ErrorCode.BAD_REQUEST, "The login-secret header is required")
+    return secret
+
+
+def secret_digest(hasher: SecretHasher, secret: str) -> str:
+    """What a login-secret is stored and looked up as."""
+    return hasher.hash(secret, purpose=LOGIN_SECRET)
+
+
+def login_not_found(secret: str) -> ApiError:
+    return ApiError(
+        ErrorCode.LOGIN_NOT_FOUND,
+        f"Cannot find Login with login secret: '{secret[:64]}'.",
+        {"loginSecret": secret[:64]},
+    )
+
+
 async def login_by_secret(
     session: AsyncSession, hasher: SecretHasher, app: App, secret: str | None
 ) -> Login:
-    if not secret:
-        raise ApiError(ErrorCode.BAD_REQUEST, "The login-secret header is required")
-    query = select(Login).where(
-        Login.app_id == app.id,
-        Login.secret_hash == hasher.hash(secret, purpose=LOGIN_SECRET),
-    )
-    login = (await session.execute(query)).scalar_one_or_none()
+    secret = required_secret(secret)
+    digest = secret_digest(hasher, secret)
+    found = await session.execute(_BY_SECRET, {"app_id": app.id, "digest": digest})
+    login = found.scalar_one_or_none()
     if login is None:
-        raise ApiError(
-            ErrorCode.LOGIN_NOT_FOUND,
-            f"Cannot find Login with login secret: '{secret[:64]}'.",
-            {"loginSecret": secret[:64]},
-        )
+        raise login_not_found(secret)
     return login
 
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.db import tenancy
 from bankhub.partners.models import ApiKey, App
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher, new_api_secret
@@ -155,26 +156,46 @@ async def live_masters(session: AsyncSession, app: App, now: datetime) -> list[A
     return [k for k in keys if k.scope == Scope.MASTER.value and is_live(k, now)]
 
 
+#: the app and key a presented secret belongs to, built once (this runs on every request)
+_FIND = (
+    select(App, ApiKey)
+    .join(ApiKey, ApiKey.app_id == App.id)
+    .where(
+        App.client_id == bindparam("client_id"),
+        ApiKey.secret_hash == bindparam("digest"),
+        ApiKey.kind == bindparam("kind"),
+    )
+)
+#: the same, choosing the app found as the transaction's tenant in the same statement (S14)
+_FIND_AND_ENTER = _FIND.add_columns(*tenancy.chosen_by(App.id))
+
+
 async def find(
     session: AsyncSession,
     hasher: SecretHasher,
     client_id: str,
     secret: str,
     kind: KeyKind,
+    *,
+    enter: bool = False,
 ) -> tuple[App, ApiKey] | None:
-    """The app and key a presented secret belongs to, in one query; None when nothing matches."""
+    """The app and key a presented secret belongs to, in one query; None when nothing matches.
+
+    ``enter``: the app found becomes the transaction's tenant on PostgreSQL within the same
+    statement (what :func:`bankhub.db.tenancy.enter` would send next).
+    """
     if not secret or len(secret) > 200:
         return None
     digest = hasher.hash(secret, purpose=kind.purpose)
+    enter = enter and session.bind.dialect.name == "postgresql"
     row = (
         await session.execute(
-            select(App, ApiKey)
-            .join(ApiKey, ApiKey.app_id == App.id)
-            .where(
-                App.client_id == client_id,
-                ApiKey.secret_hash == digest,
-                ApiKey.kind == kind.value,
-            )
+            _FIND_AND_ENTER if enter else _FIND,
+            {"client_id": client_id, "digest": digest, "kind": kind.value},
         )
     ).one_or_none()
-    return None if row is None else (row[0], row[1])
+    if row is None:
+        return None
+    if enter:
+        tenancy.entered(session, row[0].id)
+    return (row[0], row[1])

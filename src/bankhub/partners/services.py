@@ -105,11 +105,13 @@ async def authenticate(
     app_secret: str | None,
     *,
     now: datetime,
+    enter: bool = False,
 ) -> tuple[App, ApiKey]:
     """The app named by ``client-id`` and the live key a ``service-secret`` or ``app-secret`` is.
 
     A wrong secret is the seed's ``CredentialInvalid``; a key that was revoked, or whose overlap
-    window after a roll has ended, is ``KeyRevoked`` (401).
+    window after a roll has ended, is ``KeyRevoked`` (401). ``enter``: see :func:`keys.find`
+    (the caller raising on a refusal ends the transaction, so nothing reads as that app).
     """
     if not client_id:
         raise ApiError(ErrorCode.CLIENT_NOT_FOUND, "The client-id header is missing")
@@ -121,9 +123,11 @@ async def authenticate(
         )
     found = None
     if service_secret is not None:
-        found = await keys.find(session, hasher, client_id, service_secret, KeyKind.SERVICE)
+        found = await keys.find(
+            session, hasher, client_id, service_secret, KeyKind.SERVICE, enter=enter
+        )
     if found is None and app_secret is not None:
-        found = await keys.find(session, hasher, client_id, app_secret, KeyKind.APP)
+        found = await keys.find(session, hasher, client_id, app_secret, KeyKind.APP, enter=enter)
     if found is None:
         raise await _refusal(session, client_id)
     app, key = found
