@@ -8,7 +8,7 @@ the background, and the final redirect to the callback. Each request is timed at
 bank answers instantly, so there is no bank time to take out (the first fetch is not inside any
 step request, though it shares the server's event loop with the polls that overlap it).
 
-Target (the issue's, absolute): p99 over all step requests ≤ 20 ms.
+Target (absolute): p99 over all step requests ≤ 20 ms.
 """
 
 from __future__ import annotations

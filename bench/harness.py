@@ -75,7 +75,7 @@ def at_most(
 def absolute(
     name: str, value: float, unit: str, limit: float, *, lower_is_better: bool, note: str = ""
 ) -> Result:
-    """A bound of the issue's own (memory, deliveries per second) with no baseline."""
+    """An absolute bound of the targets (memory, deliveries per second) with no baseline."""
     met = value <= limit if lower_is_better else value >= limit
     sign = "≤" if lower_is_better else "≥"
     return Result(name, round(value, 3), unit, None, None, f"{sign} {limit:g} {unit}", met, note)

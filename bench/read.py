@@ -1,6 +1,6 @@
 """Read: ``GET /v2/transaction``, a 100-row page, against a bare app on the same data.
 
-The issue's benchmark: a database of 1,000,000 transactions over 10,000 accounts (1,000 logins
+The benchmark: a database of 1,000,000 transactions over 10,000 accounts (1,000 logins
 of 10 accounts, 100 transactions each), on SQLite and on PostgreSQL, built through the real
 migrations; the app, its keys, the customers and the logins are made by bankhub's own services,
 the accounts and transactions by bulk inserts (SQLite ``executemany`` in one transaction,

@@ -14,7 +14,7 @@ connections, as bankhub's worker sends) is measured first as context.
   receiver − the moment the PUT's answer reached the client (the commit happened before that,
   so this is a lower bound; the note gives the upper bound from the event's own timestamp).
 
-Targets (the issue's, absolute): ≥ 1,000 deliveries/s per worker, median ≤ 100 ms.
+Targets (absolute): ≥ 1,000 deliveries/s per worker, median ≤ 100 ms.
 """
 
 from __future__ import annotations
