@@ -174,8 +174,8 @@ TRANSACTION_COLUMNS = (
 )
 CHANGE_COLUMNS = ("app_id", "account_id", "transaction_id", "kind", "changed_at")
 TOUCH_BATCH = 500
-#: rows per bulk insert (executemany or COPY)
-INSERT_BATCH = 10_000
+#: rows per bulk insert (executemany on SQLite, COPY on PostgreSQL)
+INSERT_BATCH = 2_000
 #: records handled between two looks at the clock, and the longest turn a sync takes on the
 #: event loop before it lets other requests in
 SLICE = 32
@@ -604,31 +604,53 @@ class SyncEngine:
             )
             return [by_key[row["dedupe_key"]] for row in new_rows]
         # Straight to the driver (executemany on SQLite, COPY on PostgreSQL): the rows are
-        # categorized and encoded a slice at a time, then written in a few big statements.
-        encode = bulk.encoder(table, TRANSACTION_COLUMNS, (await session.connection()).dialect)
+        # categorized and encoded a slice at a time. On PostgreSQL each batch is prepared while
+        # the server writes the previous one; SQLite's executemany takes this process's GIL
+        # back after every row, so there it runs alone.
+        dialect = (await session.connection()).dialect
+        encode = bulk.encoder(table, TRANSACTION_COLUMNS, dialect)
+        overlap = dialect.name == "postgresql"
         added: list[int] = []
-        for start in range(0, len(new_rows), INSERT_BATCH):
-            values: list[tuple[Any, ...]] = []
-            stop = min(start + INSERT_BATCH, len(new_rows))
-            for first in range(start, stop, SLICE):
-                part = new_rows[first : min(first + SLICE, stop)]
-                for row, record in zip(part, records[first : first + len(part)], strict=True):
-                    row["category"] = categorize(
-                        record.description, record.merchant, record.amount, record.category
+        writing: asyncio.Future[list[int]] | None = None
+        try:
+            for start in range(0, len(new_rows), INSERT_BATCH):
+                values: list[tuple[Any, ...]] = []
+                stop = min(start + INSERT_BATCH, len(new_rows))
+                for first in range(start, stop, SLICE):
+                    part = new_rows[first : min(first + SLICE, stop)]
+                    for row, record in zip(part, records[first : first + len(part)], strict=True):
+                        row["category"] = categorize(
+                            record.description, record.merchant, record.amount, record.category
+                        )
+                    values += encode(part)
+                    if turns.due():
+                        await turns.give()
+                if writing is not None:
+                    added += await writing
+                writing = asyncio.ensure_future(
+                    bulk.insert_encoded_with_ids(
+                        session,
+                        table,
+                        TRANSACTION_COLUMNS,
+                        values,
+                        [row["dedupe_key"] for row in new_rows[start:stop]],
+                        key="dedupe_key",
+                        scope=scope,
                     )
-                values += encode(part)
-                if turns.due():
-                    await turns.give()
-            added += await bulk.insert_encoded_with_ids(
-                session,
-                table,
-                TRANSACTION_COLUMNS,
-                values,
-                [row["dedupe_key"] for row in new_rows[start:stop]],
-                key="dedupe_key",
-                scope=scope,
-            )
-            turns.started = time.perf_counter()
+                )
+                if not overlap:
+                    added += await writing
+                    writing = None
+            if writing is not None:
+                added += await writing
+                writing = None
+        finally:
+            if writing is not None and not writing.done():
+                # Preparing failed while a batch was being written: let the write finish
+                # before the unit of work rolls back (its own error, if any, is superseded).
+                await asyncio.wait([writing])
+            if writing is not None and not writing.cancelled():
+                writing.exception()  # retrieved: the error that matters is the one raised
         return added
 
     async def apply(self, session: AsyncSession, login: Login, result: FetchResult) -> ApplySummary:
