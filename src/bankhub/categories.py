@@ -702,12 +702,13 @@ def categorize(
     apply to the amount's sign (income only for credits; rent, bills, fees, loans only for
     debits). Nothing matching gives ``uncategorized``.
     """
-    key = (description, merchant, amount > 0, connector_category)
+    credit = amount > 0
+    key = (description, merchant, credit, connector_category)
     found = _memo.get(key)
     if found is None:
         if len(_memo) >= MEMO_SIZE:
             _memo.clear()
-        found = _memo[key] = _categorize(description, merchant, amount > 0, connector_category)
+        found = _memo[key] = _categorize(description, merchant, credit, connector_category)
     return found
 
 

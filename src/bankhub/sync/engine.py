@@ -179,7 +179,7 @@ INSERT_BATCH = 2_000
 #: records handled between two looks at the clock, and the longest turn a sync takes on the
 #: event loop before it lets other requests in
 SLICE = 32
-TURN_SECONDS = 0.002
+TURN_SECONDS = 0.001
 #: how far a booked item's amount may differ from its pending one (tips, currency conversion)
 PENDING_AMOUNT_TOLERANCE = Decimal("0.30")
 PENDING_DAYS_BEFORE = 2
@@ -198,6 +198,10 @@ def link_pending(new_rows: list[dict[str, Any]], vanished: list[Any]) -> None:
     it, its amount is within 30 % (same sign), and its text (or merchant) is alike. Each pending
     item links to its best match only, best first.
     """
+    if not vanished:
+        for row in new_rows:
+            row.setdefault("pending_transaction_id", None)
+        return
     candidates: list[tuple[float, int, int]] = []
     for index, row in enumerate(new_rows):
         if row["status"] != TransactionStatus.BOOKED:
@@ -543,6 +547,7 @@ class SyncEngine:
                     "merchant": record.merchant,
                     "status": str(record.status),
                     "meta": dict(record.meta) if record.meta else None,
+                    "pending_transaction_id": None,
                     "fetched_at": now,
                     "created_at": now,
                 }
