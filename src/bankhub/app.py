@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -223,11 +224,28 @@ def edge_middleware(hub: Hub, guard: network.AbuseGuard | None) -> list[Middlewa
     return stack
 
 
+_frozen = False
+
+
+def freeze_start_up() -> None:
+    """Once per process: what start-up built (modules, the ORM's metadata, templates, the
+    catalogue) lives as long as the process, so it leaves the garbage collector's view. A full
+    collection would otherwise walk all of it, holding the event loop for tens of milliseconds
+    in the middle of whatever request (or sync) allocated the object that set it off."""
+    global _frozen
+    if _frozen:
+        return
+    _frozen = True
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(hub: Hub) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         stop = asyncio.Event()
         await hub.ready()
+        freeze_start_up()
         worker: asyncio.Task[None] | None = None
         if hub.settings.embedded_worker:
             runner = Runner(hub)

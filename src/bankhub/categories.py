@@ -668,6 +668,27 @@ def normalize(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
 
+_SINGLE = frozenset(key for key in _PHRASES if " " not in key)
+#: the phrases of several words, by their first word
+_MULTI: dict[str, tuple[tuple[str, int], ...]] = {
+    starter: tuple(
+        (f" {key} ", index) for key, index in _PHRASES.items() if key.startswith(starter + " ")
+    )
+    for starter in _STARTERS
+}
+#: a text without any of these in it has no token that starts or ends with a prefix or suffix
+#: key (a cheap screen before testing each token)
+_AFFIX_SCREEN = tuple(
+    key
+    for key in sorted({*_PREFIX_KEYS, *_SUFFIX_KEYS})
+    if not any(other != key and other in key for other in (*_PREFIX_KEYS, *_SUFFIX_KEYS))
+)
+#: an exact memo of :func:`categorize` by everything it reads (descriptions repeat heavily:
+#: the same shop, the same standing order); cleared when it holds this many answers
+MEMO_SIZE = 65_536
+_memo: dict[tuple[str, str | None, bool, str | None], str] = {}
+
+
 def categorize(
     description: str,
     merchant: str | None,
@@ -681,27 +702,44 @@ def categorize(
     apply to the amount's sign (income only for credits; rent, bills, fees, loans only for
     debits). Nothing matching gives ``uncategorized``.
     """
+    credit = amount > 0
+    key = (description, merchant, credit, connector_category)
+    found = _memo.get(key)
+    if found is None:
+        if len(_memo) >= MEMO_SIZE:
+            _memo.clear()
+        found = _memo[key] = _categorize(description, merchant, credit, connector_category)
+    return found
+
+
+def _categorize(
+    description: str, merchant: str | None, credit: bool, connector_category: str | None
+) -> str:
     if connector_category:
         known = connector_category.strip().lower()
         if known in _VALID:
             return known
     text = normalize(f"{merchant} {description}" if merchant else description)
-    sign = "credit" if amount > 0 else "debit"
     tokens = _TOKEN.findall(text)
-    phrases, starters, signs = _PHRASES, _STARTERS, _SIGNS
-    candidates: list[int] = []
-    for position, token in enumerate(tokens):
-        index = phrases.get(token)
-        if index is not None:
-            candidates.append(index)
-        if token in starters:
-            for length in range(2, _LONGEST + 1):
-                index = phrases.get(" ".join(tokens[position : position + length]))
-                if index is not None:
-                    candidates.append(index)
-        if token.startswith(_PREFIX_KEYS):
-            candidates.extend(i for key, i in _PREFIXES.items() if token.startswith(key))
-        if token.endswith(_SUFFIX_KEYS):
-            candidates.extend(i for key, i in _SUFFIXES.items() if token.endswith(key))
+    words = set(tokens)
+    # Which rules fire does not depend on where or how often a keyword occurs: the candidates
+    # are a set, and the best is the lowest index among those that apply to the sign.
+    phrases = _PHRASES
+    candidates = [phrases[word] for word in words.intersection(_SINGLE)]
+    starters = words.intersection(_STARTERS)
+    if starters:
+        # tokens hold no spaces: " a b " is in the spaced sequence exactly when a, b follow
+        spaced = f" {' '.join(tokens)} "
+        for starter in starters:
+            candidates.extend(index for phrase, index in _MULTI[starter] if phrase in spaced)
+    for screen in _AFFIX_SCREEN:
+        if screen in text:
+            for token in words:
+                if token.startswith(_PREFIX_KEYS):
+                    candidates.extend(i for key, i in _PREFIXES.items() if token.startswith(key))
+                if token.endswith(_SUFFIX_KEYS):
+                    candidates.extend(i for key, i in _SUFFIXES.items() if token.endswith(key))
+            break
+    signs, sign = _SIGNS, "credit" if credit else "debit"
     best = min((i for i in candidates if signs[i] in ("any", sign)), default=len(_RULES))
     return _CATEGORIES[best].value if best < len(_RULES) else Category.UNCATEGORIZED.value

@@ -158,3 +158,36 @@ async def test_nothing_to_insert_sends_nothing(harness: Harness) -> None:
             == {}
         )
         await bulk.insert_many(session, CHANGES, [], CHANGE_COLUMNS)
+
+
+async def test_the_change_log_is_made_by_the_database_in_the_ids_order(harness: Harness) -> None:
+    """``insert_per_id``: one row per id, in the given order, constants converted by type."""
+    h = harness
+    account = await an_account(h)
+    ids = [90_003, 90_001, 90_002, *range(91_000, 91_000 + bulk.SMALL + 5)]
+    at = datetime(2026, 3, 1, 10, 0, tzinfo=BERLIN)
+    async with h.hub.db.transaction() as session:
+        newest = (await session.execute(select(func.max(TransactionChange.id)))).scalar() or 0
+        constants = {
+            "app_id": account.app_id,
+            "account_id": account.id,
+            "kind": "added",
+            "changed_at": at,
+        }
+        await bulk.insert_per_id(session, CHANGES, "transaction_id", ids, constants)
+        await bulk.insert_per_id(session, CHANGES, "transaction_id", [], constants)
+    async with h.hub.db.transaction() as session:
+        logged = (
+            await session.execute(
+                select(TransactionChange)
+                .where(TransactionChange.id > newest)
+                .order_by(TransactionChange.id)
+            )
+        ).scalars()
+        rows = list(logged)
+    assert [r.transaction_id for r in rows] == ids
+    assert {(r.app_id, r.account_id, r.kind) for r in rows} == {
+        (account.app_id, account.id, "added")
+    }
+    assert {r.changed_at for r in rows} == {at.astimezone(UTC)}
+    assert all(r.changed_at.tzinfo is not None for r in rows)

@@ -11,10 +11,11 @@ write.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 _MISSING = object()
@@ -45,29 +46,37 @@ def _convert(values: list[Any], process: Callable[[Any], Any] | None) -> list[An
     return out
 
 
+Encoder = Callable[[Sequence[Mapping[str, Any]]], list[tuple[Any, ...]]]
+
+
+def encoder(table: Table, columns: Sequence[str], dialect: Any) -> Encoder:
+    """A function turning rows into tuples in ``columns`` order, each value converted by its
+    column's type, column by column (a list comprehension per column beats a call per value).
+    Callers that prepare many rows encode them a slice at a time, between other work."""
+    processors = [
+        (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in columns
+    ]
+
+    def encode(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        converted = [_convert([row[name] for row in rows], process) for name, process in processors]
+        return list(zip(*converted, strict=True))
+
+    return encode
+
+
 def _encode(
     table: Table, rows: Sequence[Mapping[str, Any]], columns: Sequence[str], dialect: Any
 ) -> list[tuple[Any, ...]]:
-    """The rows as tuples in ``columns`` order, each value converted by its column's type,
-    column by column (a list comprehension per column beats a call per value)."""
-    converted = []
-    for name in columns:
-        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        converted.append(_convert([row[name] for row in rows], process))
-    return list(zip(*converted, strict=True))
+    return encoder(table, columns, dialect)(rows)
 
 
-async def insert_many(
-    session: AsyncSession,
-    table: Table,
-    rows: Sequence[Mapping[str, Any]],
-    columns: Sequence[str],
+async def insert_encoded(
+    session: AsyncSession, table: Table, columns: Sequence[str], values: list[tuple[Any, ...]]
 ) -> None:
-    """Insert ``rows`` (each with every name in ``columns``) in the session's transaction."""
-    if not rows:
+    """Insert rows already encoded by :func:`encoder` for the session's dialect."""
+    if not values:
         return
     connection = await session.connection()
-    values = _encode(table, rows, columns, connection.dialect)
     quote = connection.dialect.identifier_preparer.quote
     names = ", ".join(quote(c) for c in columns)
     if connection.dialect.name == "postgresql":
@@ -85,6 +94,19 @@ async def insert_many(
     marks = ", ".join("?" for _ in columns)
     sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608 - names from the table's own metadata  # nosec B608
     await connection.exec_driver_sql(sql, values)
+
+
+async def insert_many(
+    session: AsyncSession,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+) -> None:
+    """Insert ``rows`` (each with every name in ``columns``) in the session's transaction."""
+    if not rows:
+        return
+    connection = await session.connection()
+    await insert_encoded(session, table, columns, _encode(table, rows, columns, connection.dialect))
 
 
 async def insert_many_with_ids(
@@ -141,3 +163,87 @@ async def insert_many_with_ids(
     if len(ids) != len(wanted):
         raise RuntimeError(f"{len(wanted) - len(ids)} inserted rows of {table.name} not found")
     return ids
+
+
+async def insert_encoded_with_ids(
+    session: AsyncSession,
+    table: Table,
+    columns: Sequence[str],
+    values: list[tuple[Any, ...]],
+    keys: Sequence[Any],
+    *,
+    key: str,
+    scope: tuple[str, Any],
+) -> list[int]:
+    """Insert rows encoded by :func:`encoder` (``keys``: each row's value of ``key``, a column
+    unique within ``scope``); their new ids, in the rows' order. Ids are found as in
+    :func:`insert_many_with_ids`."""
+    if not values:
+        return []
+    connection = await session.connection()
+    id_column = table.c.id
+    if connection.dialect.name == "postgresql":
+        allocated = (
+            await connection.execute(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+                    "FROM generate_series(1, :n)"
+                ),
+                {"table": table.name, "n": len(values)},
+            )
+        ).scalars()
+        ids = [int(new_id) for new_id in allocated]
+        with_ids = [(new_id, *row) for new_id, row in zip(ids, values, strict=True)]
+        await insert_encoded(session, table, ["id", *columns], with_ids)
+        return ids
+    before = await connection.execute(select(id_column).order_by(id_column.desc()).limit(1))
+    newest = before.scalar() or 0
+    await insert_encoded(session, table, columns, values)
+    scope_column, scope_value = scope
+    found = await connection.execute(
+        select(table.c[key], id_column).where(
+            table.c[scope_column] == scope_value, id_column > newest
+        )
+    )
+    by_key = dict(found.tuples().all())
+    try:
+        return [int(by_key[k]) for k in keys]
+    except KeyError:
+        missing = sum(k not in by_key for k in keys)
+        raise RuntimeError(f"{missing} inserted rows of {table.name} not found") from None
+
+
+async def insert_per_id(
+    session: AsyncSession,
+    table: Table,
+    column: str,
+    ids: Sequence[int],
+    constants: Mapping[str, Any],
+) -> None:
+    """One row per id, in the ids' order: ``column`` takes the id, every other column the same
+    value from ``constants`` (converted by its column's type). The ids travel as one parameter
+    (a JSON array on SQLite, an array on PostgreSQL) and the database makes the rows: one
+    statement, however many ids."""
+    if not ids:
+        return
+    connection = await session.connection()
+    quote = connection.dialect.identifier_preparer.quote
+    names = ", ".join(quote(c) for c in (*constants, column))
+    params = [bindparam(name, value, type_=table.c[name].type) for name, value in constants.items()]
+    if connection.dialect.name == "postgresql":
+        # without a cast, parameters in a SELECT list are text to PostgreSQL
+        casts = ", ".join(
+            f"CAST(:{name} AS {table.c[name].type.compile(connection.dialect)})"
+            for name in constants
+        )
+        source = (
+            "unnest(CAST(:ids AS BIGINT[])) WITH ORDINALITY AS given(value, position)"
+            " ORDER BY given.position"
+        )
+        params.append(bindparam("ids", [int(i) for i in ids]))
+    else:
+        casts = ", ".join(f":{name}" for name in constants)
+        source = "json_each(:ids) AS given ORDER BY given.key"
+        params.append(bindparam("ids", json.dumps([int(i) for i in ids])))
+    sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT {casts}, given.value FROM {source}"  # noqa: S608 - names from the table's own metadata  # nosec B608
+    await connection.execute(text(sql).bindparams(*params))

@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import json
 import logging
+import time
 import unicodedata
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
@@ -98,16 +99,41 @@ class ConnectorRun:
 
 
 def _normal_text(text: str) -> str:
-    folded = unicodedata.normalize("NFKC", text).casefold()
+    # NFKC leaves ASCII as it is, and casefold() of ASCII is lower()
+    folded = text.lower() if text.isascii() else unicodedata.normalize("NFKC", text).casefold()
     return " ".join(folded.split())
 
 
 def fingerprint(record: TransactionRecord, occurrence: int) -> str:
     """Content identity of a transaction: same day, amount, currency, text and occurrence."""
-    amount = format(record.amount.normalize(), "f")
-    text = _normal_text(record.description)
-    raw = f"{record.booking_date.isoformat()}|{amount}|{record.currency}|{text}|{occurrence}"
+    return _fingerprint(
+        record, record.amount.normalize(), _normal_text(record.description), occurrence
+    )
+
+
+def _fingerprint(record: TransactionRecord, amount: Decimal, text: str, occurrence: int) -> str:
+    """:func:`fingerprint` with the normalized amount and text already at hand."""
+    raw = f"{record.booking_date.isoformat()}|{amount:f}|{record.currency}|{text}|{occurrence}"
     return hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+class Turns:
+    """Keeps each turn of a long piece of CPU work on the event loop short: ``due()`` says when
+    the work has had the loop for ``TURN_SECONDS``, and the caller then awaits ``give()``, so
+    that the requests served beside a big sync (the connect page's progress polls) wait for at
+    most one short turn at each of their own steps."""
+
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def due(self) -> bool:
+        return time.perf_counter() - self.started >= TURN_SECONDS
+
+    async def give(self) -> None:
+        await asyncio.sleep(0)
+        self.started = time.perf_counter()
 
 
 def login_state(cipher: Cipher, login: Login) -> dict[str, Any]:
@@ -148,9 +174,12 @@ TRANSACTION_COLUMNS = (
 )
 CHANGE_COLUMNS = ("app_id", "account_id", "transaction_id", "kind", "changed_at")
 TOUCH_BATCH = 500
-#: rows per insert statement, and records between two turns given to other requests
-INSERT_BATCH = 2000
-YIELD_EVERY = 100
+#: rows per bulk insert (executemany on SQLite, COPY on PostgreSQL)
+INSERT_BATCH = 2_000
+#: records handled between two looks at the clock, and the longest turn a sync takes on the
+#: event loop before it lets other requests in
+SLICE = 32
+TURN_SECONDS = 0.001
 #: how far a booked item's amount may differ from its pending one (tips, currency conversion)
 PENDING_AMOUNT_TOLERANCE = Decimal("0.30")
 PENDING_DAYS_BEFORE = 2
@@ -169,6 +198,10 @@ def link_pending(new_rows: list[dict[str, Any]], vanished: list[Any]) -> None:
     it, its amount is within 30 % (same sign), and its text (or merchant) is alike. Each pending
     item links to its best match only, best first.
     """
+    if not vanished:
+        for row in new_rows:
+            row.setdefault("pending_transaction_id", None)
+        return
     candidates: list[tuple[float, int, int]] = []
     for index, row in enumerate(new_rows):
         if row["status"] != TransactionStatus.BOOKED:
@@ -440,34 +473,37 @@ class SyncEngine:
         for existing_row in rows:
             by_fp.setdefault(existing_row.fingerprint, existing_row)
 
+        # Big histories are CPU work on the event loop: it is done a slice at a time, and other
+        # requests get a turn whenever one has lasted long enough.
+        turns = Turns()
         occurrences: dict[tuple[date, Decimal, str, str], int] = {}
         incoming_keys: set[str] = set()
         prepared: list[tuple[TransactionRecord, str, str]] = []
-        for record in records:
-            ident = (
-                record.booking_date,
-                record.amount.normalize(),
-                record.currency,
-                _normal_text(record.description),
-            )
-            n = occurrences.get(ident, 0)
-            occurrences[ident] = n + 1
-            fp = fingerprint(record, n)
-            key = f"b:{record.bank_id}" if record.bank_id else f"f:{fp}"
-            if key in incoming_keys:
-                continue  # the bank listed the same item twice in one answer
-            incoming_keys.add(key)
-            prepared.append((record, fp, key))
+        for start in range(0, len(records), SLICE):
+            for record in records[start : start + SLICE]:
+                amount = record.amount.normalize()
+                text = _normal_text(record.description)
+                ident = (record.booking_date, amount, record.currency, text)
+                n = occurrences.get(ident, 0)
+                occurrences[ident] = n + 1
+                fp = _fingerprint(record, amount, text, n)
+                key = f"b:{record.bank_id}" if record.bank_id else f"f:{fp}"
+                if key in incoming_keys:
+                    continue  # the bank listed the same item twice in one answer
+                incoming_keys.add(key)
+                prepared.append((record, fp, key))
+            if turns.due():
+                await turns.give()
 
         claimed: set[int] = set()
         new_rows: list[dict[str, Any]] = []
+        new_records: list[TransactionRecord] = []
         modified: list[int] = []
         for position, (record, fp, key) in enumerate(prepared):
-            if position % YIELD_EVERY == YIELD_EVERY - 1:
-                # Big histories are CPU work on the event loop: let requests in between.
-                await asyncio.sleep(0)
+            if position % SLICE == SLICE - 1 and turns.due():
+                await turns.give()
             row = by_key.get(key)
-            if row is None:
+            if row is None and by_fp:
                 candidate = by_fp.get(fp)
                 # A re-minted id: same content, and the old key is no longer in the bank's answer.
                 if (
@@ -495,6 +531,7 @@ class SyncEngine:
                     )
                     modified.append(row.id)
                 continue
+            new_records.append(record)
             new_rows.append(
                 {
                     "app_id": app_id,
@@ -508,11 +545,9 @@ class SyncEngine:
                     "currency": record.currency,
                     "description": record.description,
                     "merchant": record.merchant,
-                    "category": categorize(
-                        record.description, record.merchant, record.amount, record.category
-                    ),
                     "status": str(record.status),
                     "meta": dict(record.meta) if record.meta else None,
+                    "pending_transaction_id": None,
                     "fetched_at": now,
                     "created_at": now,
                 }
@@ -523,22 +558,7 @@ class SyncEngine:
             row for row in rows if row.status == TransactionStatus.PENDING and row.id not in claimed
         ]
         link_pending(new_rows, vanished)
-        added: list[int] = []
-        table = cast(Table, Transaction.__table__)
-        # Straight to the driver (executemany on SQLite, COPY on PostgreSQL), in chunks that
-        # give other requests a turn; dedupe_key is unique per account, so it maps ids back.
-        for start in range(0, len(new_rows), INSERT_BATCH):
-            chunk = new_rows[start : start + INSERT_BATCH]
-            ids = await bulk.insert_many_with_ids(
-                session,
-                table,
-                chunk,
-                TRANSACTION_COLUMNS,
-                key="dedupe_key",
-                scope=("account_id", account_id),
-            )
-            added.extend(ids[row["dedupe_key"]] for row in chunk)
-            await asyncio.sleep(0)
+        added = await self._insert_new(session, account, new_rows, new_records, turns)
         removed = [row.id for row in vanished]
         if removed:
             await session.execute(delete(Transaction).where(Transaction.id.in_(removed)))
@@ -551,25 +571,92 @@ class SyncEngine:
                 .values(fetched_at=now)
                 .execution_options(synchronize_session=False)
             )
-        log_changes = [
-            {
-                "app_id": app_id,
-                "account_id": account_id,
-                "transaction_id": tid,
-                "kind": kind,
-                "changed_at": now,
-            }
-            for kind, ids in (
-                (changes_log.ADDED, added),
-                (changes_log.MODIFIED, modified),
-                (changes_log.REMOVED, removed),
+        # The change log, in this order; the database makes its rows from the ids.
+        changes_table = cast(Table, TransactionChange.__table__)
+        for kind, ids in (
+            (changes_log.ADDED, added),
+            (changes_log.MODIFIED, modified),
+            (changes_log.REMOVED, removed),
+        ):
+            await bulk.insert_per_id(
+                session,
+                changes_table,
+                "transaction_id",
+                ids,
+                {"app_id": app_id, "account_id": account_id, "kind": kind, "changed_at": now},
             )
-            for tid in ids
-        ]
-        await bulk.insert_many(
-            session, cast(Table, TransactionChange.__table__), log_changes, CHANGE_COLUMNS
-        )
         return len(added), len(modified), len(removed)
+
+    async def _insert_new(
+        self,
+        session: AsyncSession,
+        account: Account,
+        new_rows: list[dict[str, Any]],
+        records: list[TransactionRecord],
+        turns: Turns,
+    ) -> list[int]:
+        """Store the new rows (categorized here); their ids, in order."""
+        table = cast(Table, Transaction.__table__)
+        scope = ("account_id", account.id)
+        if len(new_rows) <= bulk.SMALL:
+            # A refresh's few new rows: one INSERT ... RETURNING.
+            for row, record in zip(new_rows, records, strict=True):
+                row["category"] = categorize(
+                    record.description, record.merchant, record.amount, record.category
+                )
+            by_key = await bulk.insert_many_with_ids(
+                session, table, new_rows, TRANSACTION_COLUMNS, key="dedupe_key", scope=scope
+            )
+            return [by_key[row["dedupe_key"]] for row in new_rows]
+        # Straight to the driver (executemany on SQLite, COPY on PostgreSQL): the rows are
+        # categorized and encoded a slice at a time. On PostgreSQL each batch is prepared while
+        # the server writes the previous one; SQLite's executemany takes this process's GIL
+        # back after every row, so there it runs alone.
+        dialect = (await session.connection()).dialect
+        encode = bulk.encoder(table, TRANSACTION_COLUMNS, dialect)
+        overlap = dialect.name == "postgresql"
+        added: list[int] = []
+        writing: asyncio.Future[list[int]] | None = None
+        try:
+            for start in range(0, len(new_rows), INSERT_BATCH):
+                values: list[tuple[Any, ...]] = []
+                stop = min(start + INSERT_BATCH, len(new_rows))
+                for first in range(start, stop, SLICE):
+                    part = new_rows[first : min(first + SLICE, stop)]
+                    for row, record in zip(part, records[first : first + len(part)], strict=True):
+                        row["category"] = categorize(
+                            record.description, record.merchant, record.amount, record.category
+                        )
+                    values += encode(part)
+                    if turns.due():
+                        await turns.give()
+                if writing is not None:
+                    added += await writing
+                writing = asyncio.ensure_future(
+                    bulk.insert_encoded_with_ids(
+                        session,
+                        table,
+                        TRANSACTION_COLUMNS,
+                        values,
+                        [row["dedupe_key"] for row in new_rows[start:stop]],
+                        key="dedupe_key",
+                        scope=scope,
+                    )
+                )
+                if not overlap:
+                    added += await writing
+                    writing = None
+            if writing is not None:
+                added += await writing
+                writing = None
+        finally:
+            if writing is not None and not writing.done():
+                # Preparing failed while a batch was being written: let the write finish
+                # before the unit of work rolls back (its own error, if any, is superseded).
+                await asyncio.wait([writing])
+            if writing is not None and not writing.cancelled():
+                writing.exception()  # retrieved: the error that matters is the one raised
+        return added
 
     async def apply(self, session: AsyncSession, login: Login, result: FetchResult) -> ApplySummary:
         """Store a fetch for ``login``: accounts matched to their stable ids, rows deduplicated."""
