@@ -124,16 +124,16 @@ def run_worker(ctx: Context, url: str, data_dir: Path, profile: Path | None) -> 
 
 def run(ctx: Context) -> list[Result]:
     started = time.monotonic()
-    logins = ctx.size(10_000, 200)
+    logins = ctx.logins or ctx.size(10_000, 200)
     data_dir = ctx.work / "concurrency"
     data_dir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite+aiosqlite:///{data_dir / 'bankhub.sqlite3'}"
     migrate.upgrade(url)
     asyncio.run(seed(ctx, url, data_dir, logins))
     seeded = time.monotonic() - started
-    profile = None if ctx.tiny else RESULTS / "concurrency-profile.txt"
+    profile = None if ctx.tiny else ctx.results / "concurrency-profile.txt"
     if profile is not None:
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        ctx.results.mkdir(parents=True, exist_ok=True)
         profile.unlink(missing_ok=True)
     report = run_worker(ctx, url, data_dir, profile)
     if "error" in report:
