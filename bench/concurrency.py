@@ -36,7 +36,7 @@ from bench._concurrency_bank import (
 )
 from bench._fixture import new_app, new_logins
 from bench._ingest_profile import start_py_spy, stop_py_spy, summarize
-from bench.harness import RESULTS, ROOT, Context, Result, absolute, at_most
+from bench.harness import ROOT, Context, Result, absolute, at_most
 
 #: 200 bank sessions in flight: the ideal (30,000 calls × 0.2 s ÷ 200 = 30 s) is then dominated
 #: by waiting on the bank, and it is a plausible load for one process on one SQLite file; the

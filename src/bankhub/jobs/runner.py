@@ -270,13 +270,18 @@ class Runner:
             )
             .order_by(Login.next_sync_at, Login.id)
             .limit(limit)
+            # PostgreSQL: rows another runner is claiming right now are passed over, not
+            # waited for (SQLite has one writer at a time and no such clause); a CTE, so that
+            # the LIMIT holds (a subquery in the WHERE may be evaluated again per row)
+            .with_for_update(skip_locked=True)
+            .cte("due")
         )
         async with self.hub.db.transaction(write=True) as session:
             won = await session.execute(
                 update(Login)
                 # re-checked per row under its lock: another runner may have synced it meanwhile
                 .where(
-                    Login.id.in_(due.scalar_subquery()),
+                    Login.id == due.c.id,
                     Login.active.is_(True),
                     Login.status.in_(RETRYABLE),
                     Login.next_sync_at <= now,
