@@ -1,6 +1,6 @@
 """Run every benchmark and write bench/results/latest.json and latest.md.
 
-python -m bench [--tiny] [--only NAME ...] [--repeats N] [--results DIR]
+python -m bench [--tiny] [--only NAME ...] [--repeats N] [--results DIR] [--logins N]
 """
 
 from __future__ import annotations
@@ -28,12 +28,22 @@ def main() -> int:
         default=RESULTS,
         help="where latest.json and latest.md go (default bench/results)",
     )
+    parser.add_argument(
+        "--logins",
+        type=int,
+        default=None,
+        help="logins the concurrency benchmark refreshes (default 10,000; 200 with --tiny)",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bankhub-bench-") as work:
         ctx = Context(
-            work=Path(work), tiny=args.tiny, repeats=args.repeats or (1 if args.tiny else 3)
+            work=Path(work),
+            tiny=args.tiny,
+            repeats=args.repeats or (1 if args.tiny else 3),
+            logins=args.logins,
+            results=args.results,
         )
         ctx.wrk = find_wrk()
         from tests.support.postgres import PostgresServer

@@ -36,7 +36,7 @@ from bench._concurrency_bank import (
 )
 from bench._fixture import new_app, new_logins
 from bench._ingest_profile import start_py_spy, stop_py_spy, summarize
-from bench.harness import RESULTS, ROOT, Context, Result, absolute, at_most
+from bench.harness import ROOT, Context, Result, absolute, at_most
 
 #: 200 bank sessions in flight: the ideal (30,000 calls × 0.2 s ÷ 200 = 30 s) is then dominated
 #: by waiting on the bank, and it is a plausible load for one process on one SQLite file; the
@@ -124,16 +124,16 @@ def run_worker(ctx: Context, url: str, data_dir: Path, profile: Path | None) -> 
 
 def run(ctx: Context) -> list[Result]:
     started = time.monotonic()
-    logins = ctx.size(10_000, 200)
+    logins = ctx.logins or ctx.size(10_000, 200)
     data_dir = ctx.work / "concurrency"
     data_dir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite+aiosqlite:///{data_dir / 'bankhub.sqlite3'}"
     migrate.upgrade(url)
     asyncio.run(seed(ctx, url, data_dir, logins))
     seeded = time.monotonic() - started
-    profile = None if ctx.tiny else RESULTS / "concurrency-profile.txt"
+    profile = None if ctx.tiny else ctx.results / "concurrency-profile.txt"
     if profile is not None:
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        ctx.results.mkdir(parents=True, exist_ok=True)
         profile.unlink(missing_ok=True)
     report = run_worker(ctx, url, data_dir, profile)
     if "error" in report:

@@ -110,6 +110,10 @@ class Context:
     postgres_url: str | None = None
     wrk: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: the concurrency benchmark's number of logins, when not its full or tiny size
+    logins: int | None = None
+    #: where reports and profiles go (``--results``)
+    results: Path = RESULTS
 
     def size(self, full: int, tiny: int) -> int:
         return tiny if self.tiny else full

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 from bankhub.jobs.runner import Runner
 from bankhub.logins.models import Login
 from bankhub.sync.models import SyncRun
+from bankhub.sync.refresh import Claimed
 from tests.api.connect_client import connect
 from tests.conftest import Harness
 
@@ -33,12 +34,12 @@ async def test_a_hanging_bank_does_not_stall_other_logins(harness: Harness) -> N
     in_flight = peak = 0
     original = runner.sync
 
-    async def counted(app_id: int, login_id: int) -> bool:
+    async def counted(app_id: int, login_id: int, claimed: Claimed | None = None) -> bool:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
         try:
-            return await original(app_id, login_id)
+            return await original(app_id, login_id, claimed)
         finally:
             in_flight -= 1
 

@@ -35,13 +35,21 @@ from bankhub.api.errors import ApiError
 from bankhub.clock import as_utc, utcnow
 from bankhub.dashboard import alerts
 from bankhub.db import tenancy
+from bankhub.db.group import GroupCommit
 from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.hub import Hub
 from bankhub.lifecycle import retention
 from bankhub.logins.models import Login
 from bankhub.security import idempotency
-from bankhub.sync.refresh import RETRYABLE, LoginBusy, refresh_login
+from bankhub.sync.refresh import (
+    RETRYABLE,
+    Claimed,
+    LoginBusy,
+    read_claimed,
+    refresh_login,
+    run_token,
+)
 from bankhub.webhooks import sender, signing
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from bankhub.webhooks.services import SecretCache
@@ -126,6 +134,7 @@ class Runner:
     def __init__(self, hub: Hub, *, owner: str | None = None) -> None:
         settings = hub.settings
         self.hub = hub
+        self.engine = hub.engine
         self.owner = owner or default_owner()
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.sync_slots = max(1, settings.sync_concurrency)
@@ -140,6 +149,8 @@ class Runner:
         self._syncing: set[int] = set()
         self._secrets = SecretCache()
         self._outcomes = OutcomeWriter(self._record_attempts)
+        #: the claims and applies of syncs ready at the same moment share a unit of work
+        self._syncs_group = GroupCommit(hub.db)
 
     def wake(self) -> None:
         """Something was queued: look for work now instead of at the next poll."""
@@ -236,22 +247,67 @@ class Runner:
                 )
             return jobs
 
-    async def due_logins(self, limit: int) -> Sequence[tuple[int, int]]:
-        """``(app_id, login_id)`` of logins whose scheduled sync is due and not leased."""
+    async def claim_syncs(self, limit: int) -> list[Claimed]:
+        """Lease up to ``limit`` logins whose scheduled sync is due, in one unit of work: one
+        conditional update claims them all (re-checked per row, so of two runners only one
+        wins each login), one query reads them, and each gets what its fetch needs.
+
+        A login whose service left the catalogue is pushed back (``CRASH_BACKOFF``) there and
+        then instead of being returned, as a refresh that could not start would be.
+        """
+        engine = self.engine
         now = self.hub.clock()
-        async with self.hub.db.transaction() as session:
-            rows = await session.execute(
-                select(Login.app_id, Login.id)
+        token = run_token(self.owner)
+        free = or_(Login.sync_lease_until.is_(None), Login.sync_lease_until < now)
+        due = (
+            select(Login.id)
+            .where(
+                Login.active.is_(True),
+                Login.status.in_(RETRYABLE),
+                Login.next_sync_at <= now,
+                free,
+                Login.id.not_in(sorted(self._syncing)),
+            )
+            .order_by(Login.next_sync_at, Login.id)
+            .limit(limit)
+            # PostgreSQL: rows another runner is claiming right now are passed over, not
+            # waited for (SQLite has one writer at a time and no such clause); a CTE, so that
+            # the LIMIT holds (a subquery in the WHERE may be evaluated again per row)
+            .with_for_update(skip_locked=True)
+            .cte("due")
+        )
+        async with self.hub.db.transaction(write=True) as session:
+            won = await session.execute(
+                update(Login)
+                # re-checked per row under its lock: another runner may have synced it meanwhile
                 .where(
+                    Login.id == due.c.id,
                     Login.active.is_(True),
                     Login.status.in_(RETRYABLE),
                     Login.next_sync_at <= now,
-                    or_(Login.sync_lease_until.is_(None), Login.sync_lease_until < now),
+                    free,
                 )
-                .order_by(Login.next_sync_at, Login.id)
-                .limit(limit)
+                .values(sync_lease_owner=token, sync_lease_until=now + self.lease)
+                .returning(Login.id)
+                .execution_options(synchronize_session=False)
             )
-            return [(int(r[0]), int(r[1])) for r in rows]
+            ids = list(won.scalars().all())
+            if not ids:
+                return []
+            rows = await session.execute(
+                select(Login).where(Login.id.in_(ids)).order_by(Login.next_sync_at, Login.id)
+            )
+            claimed: list[Claimed] = []
+            for login in rows.scalars():
+                service = engine.catalogue.get(login.service_id)
+                if service is None:
+                    log.info("scheduled sync of login %s skipped: service_not_found", login.id)
+                    login.next_sync_at = now + CRASH_BACKOFF
+                    login.sync_lease_owner = None
+                    login.sync_lease_until = None
+                    continue
+                claimed.append(await read_claimed(engine, session, login, service, token))
+            return claimed
 
     async def consent_sweep(self) -> int:
         """Tell partners before consents expire (7 days, then 1 day) and mark expired ones;
@@ -338,19 +394,22 @@ class Runner:
 
     # --- working ------------------------------------------------------------------------------
 
-    async def sync(self, app_id: int, login_id: int) -> bool:
-        """One scheduled refresh; False when another runner had it or it could not start."""
+    async def sync(self, app_id: int, login_id: int, claimed: Claimed | None = None) -> bool:
+        """One scheduled refresh; False when another runner had it or it could not start.
+
+        ``claimed``: already leased for this run by ``claim_syncs``.
+        """
         if login_id in self._syncing:
             return False
         self._syncing.add(login_id)
         try:
             # S14: a login's sync touches its own app's rows only
             with tenancy.acting_for(app_id):
-                return await self._sync(app_id, login_id)
+                return await self._sync(app_id, login_id, claimed)
         finally:
             self._syncing.discard(login_id)
 
-    async def _sync(self, app_id: int, login_id: int) -> bool:
+    async def _sync(self, app_id: int, login_id: int, claimed: Claimed | None) -> bool:
         hub = self.hub
         try:
             await refresh_login(
@@ -362,6 +421,8 @@ class Runner:
                 owner=self.owner,
                 scheduled=True,
                 lease=self.lease,
+                group=self._syncs_group,
+                claimed=claimed,
             )
         except LoginBusy:
             return False
@@ -515,9 +576,9 @@ class Runner:
         with tenancy.everything():  # S14: the runner's work spans apps
             await self.hub.ready()
             await self.consent_sweep()
-            logins = await self.due_logins(self.sync_slots)
+            logins = await self.claim_syncs(self.sync_slots)
             deliveries = await self.claim_deliveries(self.delivery_slots)
-            synced = await asyncio.gather(*(self.sync(a, i) for a, i in logins))
+            synced = await asyncio.gather(*(self.sync(c.app_id, c.login_id, c) for c in logins))
             delivered = await asyncio.gather(*(self.deliver(job) for job in deliveries))
             await self.retention_sweep()
         return Tally(syncs=sum(synced), deliveries=sum(delivered))
@@ -544,6 +605,7 @@ class Runner:
                 )
             finally:
                 await self._outcomes.finish()
+                await self._syncs_group.finish()
 
     async def _retention_loop(self, stop: asyncio.Event) -> None:
         """A purge now, then every ``BANKHUB_RETENTION_SWEEP_SECONDS``, until ``stop``.
@@ -569,9 +631,7 @@ class Runner:
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_SECONDS
             await self.consent_sweep()
-        due = await self.due_logins(free + len(self._syncing))
-        fresh = [(a, i) for a, i in due if i not in self._syncing][:free]
-        return [self.sync(app_id, login_id) for app_id, login_id in fresh]
+        return [self.sync(c.app_id, c.login_id, c) for c in await self.claim_syncs(free)]
 
     async def _next_deliveries(self, free: int) -> list[Awaitable[object]]:
         return [self.deliver(job) for job in await self.claim_deliveries(free)]

@@ -17,8 +17,10 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import or_, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.schemas import wire_time
@@ -31,6 +33,7 @@ from bankhub.connectors.base import (
     SessionExpired,
 )
 from bankhub.db.engine import Database
+from bankhub.db.group import GroupCommit, Work
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
@@ -38,6 +41,7 @@ from bankhub.security.crypto import DecryptionError
 from bankhub.sync.engine import ApplySummary, ConnectorRun, FetchResult, SyncEngine
 from bankhub.sync.models import SyncRun
 
+T = TypeVar("T")
 log = logging.getLogger("bankhub.sync")
 
 #: statuses the scheduler keeps refreshing; the others wait for the user to reconnect
@@ -120,6 +124,57 @@ async def reopen(
             ) from None
 
 
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A login claimed for a refresh under ``token``, with what its fetch needs (read only
+    once the claim was won: reading before could sync again from what a run that just finished
+    had already replaced)."""
+
+    app_id: int
+    login_id: int
+    token: str
+    service: Service
+    state: dict[str, Any]
+    last_refresh_at: datetime | None
+    credentials: dict[str, str] | None
+
+
+def run_token(owner: str) -> str:
+    """The lease belongs to a run, not to the worker: a worker's second run of the same login
+    can neither slip past the claim nor pass the fencing check at the end."""
+    return f"{owner}/{secrets.token_hex(6)}"
+
+
+async def read_claimed(
+    engine: SyncEngine, session: AsyncSession, login: Login, service: Service, token: str
+) -> Claimed:
+    """The connector state and, with the app's vault, the kept credentials of a claimed login."""
+    state = engine.state_of(login)
+    credentials: dict[str, str] | None = None
+    # Only a login with kept credentials needs its app's vault choice (one query less).
+    app = await session.get(App, login.app_id) if login.vault_credentials_enc else None
+    if app is not None and app.credential_vault:
+        try:
+            credentials = engine.open_credentials(login)
+        except DecryptionError:
+            # Not this row's ciphertext (copied or altered): a security event, never used.
+            log.warning("vault credentials of login %s do not decrypt; dropped", login.id)
+            login.vault_credentials_enc = None
+    elif login.vault_credentials_enc:
+        login.vault_credentials_enc = None  # the app opted out: forget what it had kept
+    return Claimed(
+        login.app_id, login.id, token, service, state, login.last_refresh_at, credentials
+    )
+
+
+async def _unit(db: Database, group: GroupCommit | None, work: Work[T]) -> T:
+    """A writing unit of work of its own, or a savepoint in ``group``'s next batch."""
+    if group is not None:
+        return await group.run(work)
+    async with db.transaction(write=True) as session:
+        return await work(session)
+
+
 async def refresh_login(
     engine: SyncEngine,
     db: Database,
@@ -130,18 +185,26 @@ async def refresh_login(
     owner: str = "api",
     scheduled: bool = False,
     lease: timedelta = timedelta(minutes=5),
+    group: GroupCommit | None = None,
+    claimed: Claimed | None = None,
 ) -> RefreshOutcome:
     """Refresh now. Manual refreshes respect the cool-down; scheduled ones count the quota.
 
     The claim, the checks and reading the login's state are one unit of work: the conditional
     update that takes the lease goes first (so on SQLite the unit of work is a writer from its
     first statement), and a check that fails rolls the claim back with everything else.
+
+    ``group``: the claim and the apply are each written with the other refreshes' that are
+    ready at the same moment (the runner's group commit; a savepoint each, so a check that
+    fails still rolls back only this refresh's claim).
+
+    ``claimed``: the login was already claimed for this run, with others due at the same time
+    (the runner's ``claim_syncs``); the refresh starts with the fetch.
     """
     now = engine.clock()
-    # The lease belongs to this run, not to the worker: a worker's second run of the same login
-    # can neither slip past the claim nor pass the fencing check at the end.
-    token = f"{owner}/{secrets.token_hex(6)}"
-    async with db.transaction(write=True) as session:
+    token = run_token(owner)
+
+    async def claim(session: AsyncSession) -> Claimed:
         claimed = await session.execute(
             update(Login)
             .where(
@@ -188,28 +251,17 @@ async def refresh_login(
             # Another run did this sync between the runner's look and this claim: step back
             # (the rollback releases the claim).
             raise LoginBusy(login_id)
-        state = engine.state_of(login)
-        last_refresh_at = login.last_refresh_at
-        credentials: dict[str, str] | None = None
-        # Only a login with kept credentials needs its app's vault choice (one query less).
-        app = await session.get(App, login.app_id) if login.vault_credentials_enc else None
-        if app is not None and app.credential_vault:
-            try:
-                credentials = engine.open_credentials(login)
-            except DecryptionError:
-                # Not this row's ciphertext (copied or altered): a security event, never used.
-                log.warning("vault credentials of login %s do not decrypt; dropped", login_id)
-                login.vault_credentials_enc = None
-        elif login.vault_credentials_enc:
-            login.vault_credentials_enc = None  # the app opted out: forget what it had kept
+        return await read_claimed(engine, session, login, service, token)
 
-    run = engine.build(service, state)
+    got = claimed if claimed is not None else await _unit(db, group, claim)
+    token, service, credentials = got.token, got.service, got.credentials
+    run = engine.build(service, got.state)
     failure: ConnectorFailure | None = None
     result: FetchResult | None = None
     heartbeat = asyncio.create_task(_heartbeat(engine, db, login_id, token, lease))
     try:
         await reopen(engine, run, credentials)
-        result = await engine.fetch(run, engine.refresh_since(last_refresh_at, service))
+        result = await engine.fetch(run, engine.refresh_since(got.last_refresh_at, service))
     except ConnectorFailure as exc:
         failure = exc
     finally:
@@ -217,7 +269,7 @@ async def refresh_login(
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
 
-    async with db.transaction(write=True) as session:
+    async def apply(session: AsyncSession) -> RefreshOutcome:
         login = await session.get(Login, login_id, with_for_update=True)
         if login is None:
             raise ApiError(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
@@ -266,3 +318,5 @@ async def refresh_login(
             summary=summary,
             failure=failure,
         )
+
+    return await _unit(db, group, apply)
