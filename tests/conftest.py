@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,7 @@ from bankhub.config import Environment, Settings
 from bankhub.db import migrate, roles, tenancy
 from bankhub.hub import Hub
 from bankhub.partners import services as partners
-from tests.support.postgres import PostgresRoles
+from tests.support.postgres import PostgresRoles, PostgresServer
 
 pytest_plugins = [
     "tests.support.pg_plugin",
@@ -51,6 +55,41 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite+aiosqlite:///{tmp_path / 'bankhub.sqlite3'}"
     else:
         yield request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to head once per session (per xdist worker); see
+    ``migrated_database_url``."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "bankhub.sqlite3"
+    upgrade_now(f"sqlite+aiosqlite:///{path}")
+    # Fold the write-ahead log into the file, so copying the file copies everything.
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
+@pytest.fixture
+def migrated_database_url(request: pytest.FixtureRequest, database_url: str) -> str:
+    """``database_url``'s database, at the head revision: a copy of a template migrated once
+    per session, which is much cheaper than running every migration again for each test.
+    The migrations themselves are proven on empty databases by tests/test_migrations.py."""
+    if database_url.startswith("sqlite"):
+        target = Path(database_url.split(":///", 1)[1])
+        assert not target.exists(), f"{target} is not the fresh database it should be"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
+        return database_url
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    template: str = request.getfixturevalue("postgres_template")
+    return server.replace_database(database_url.rsplit("/", 1)[1], template)
+
+
+def upgrade_now(url: str) -> None:
+    """Migrate ``url`` to head from synchronous code that may sit under a test's event loop
+    (Alembic runs a loop of its own, so it gets a thread of its own)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(migrate.upgrade, url).result()
 
 
 def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
@@ -101,11 +140,11 @@ class Harness:
 
 @pytest.fixture
 async def harness(
-    tmp_path: Path, database_url: str, clock: FakeClock, request: pytest.FixtureRequest
+    tmp_path: Path, migrated_database_url: str, clock: FakeClock, request: pytest.FixtureRequest
 ) -> AsyncIterator[Harness]:
     overrides = getattr(request, "param", None) or {}
-    settings = make_settings(tmp_path, database_url, **overrides)
-    async for running in run_harness(settings, clock):
+    settings = make_settings(tmp_path, migrated_database_url, **overrides)
+    async for running in run_harness(settings, clock, migrated=True):
         yield running
 
 
@@ -125,11 +164,17 @@ async def app_role_harness(
 
 
 async def run_harness(
-    settings: Settings, clock: FakeClock, *, app_role: str | None = None
+    settings: Settings,
+    clock: FakeClock,
+    *,
+    app_role: str | None = None,
+    migrated: bool = False,
 ) -> AsyncIterator[Harness]:
-    """Migrate (as the owner), grant the runtime role if one is named, start the hub, create
-    the first app, and serve the application to an in-process client."""
-    await asyncio.to_thread(migrate.upgrade, settings.resolved_migration_url())
+    """Migrate (as the owner) unless the database is ``migrated`` already, grant the runtime
+    role if one is named, start the hub, create the first app, and serve the application to an
+    in-process client."""
+    if not migrated:
+        await asyncio.to_thread(migrate.upgrade, settings.resolved_migration_url())
     if app_role is not None:
         await roles.grant_app_role(settings.resolved_migration_url(), app_role)
     hub = Hub.build(settings, clock=clock)

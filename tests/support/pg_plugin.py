@@ -4,6 +4,7 @@
 * ``postgres_url`` (function): a fresh, empty, uniquely named database; yields its
   ``postgresql+asyncpg://`` URL and drops it (with FORCE) afterwards.
 * ``postgres_module_url`` (module): the same, shared by the tests of one module.
+* ``postgres_template`` (session): the name of a database migrated to head once, to copy from.
 * ``postgres_roles`` (function): a fresh database owned by a non-superuser owner role, and the
   name of a runtime role (created by ``bankhub.db.roles`` as the owner, after the migrations)
   that bankhub serves with under row-level security (S14).
@@ -18,13 +19,20 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.support.postgres import PostgresRoles, PostgresServer, find_bindir
 
 POSTGRES_FIXTURES = frozenset(
-    {"postgres_server", "postgres_url", "postgres_module_url", "postgres_roles"}
+    {
+        "postgres_server",
+        "postgres_url",
+        "postgres_module_url",
+        "postgres_roles",
+        "postgres_template",
+    }
 )
 
 
@@ -55,6 +63,20 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: PostgresServer) -> str:
+    """The name of a database migrated to head once per session (per xdist worker), for
+    ``CREATE DATABASE ... TEMPLATE`` copies (see ``migrated_database_url`` in tests/conftest.py).
+    Nobody stays connected to it: PostgreSQL copies only an idle template."""
+    from bankhub.db import migrate
+
+    name = "bankhub_template"
+    url = postgres_server.create_database(name)
+    with ThreadPoolExecutor(1) as pool:  # Alembic runs an event loop of its own
+        pool.submit(migrate.upgrade, url).result()
+    return name
 
 
 def _db_name(url: str) -> str:

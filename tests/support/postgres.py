@@ -200,10 +200,22 @@ class PostgresServer:
                 self._kill_postmaster(datadir)
         shutil.rmtree(tmpdir, ignore_errors=True)
 
-    def create_database(self, name: str | None = None) -> str:
-        """Create an empty database and return its SQLAlchemy async URL."""
+    def create_database(self, name: str | None = None, *, template: str | None = None) -> str:
+        """Create a database and return its SQLAlchemy async URL: empty, or a copy of
+        ``template`` (which nobody may be connected to)."""
         name = _check_ident(name or f"t_{uuid.uuid4().hex[:16]}")
-        self._psql("postgres", f'CREATE DATABASE "{name}"')
+        copy = f' TEMPLATE "{_check_ident(template)}"' if template else ""
+        self._psql("postgres", f'CREATE DATABASE "{name}"{copy}')
+        return self.url_for(name)
+
+    def replace_database(self, name: str, template: str) -> str:
+        """Drop ``name`` and create it again as a copy of ``template``; returns its URL."""
+        name, template = _check_ident(name), _check_ident(template)
+        self._psql(
+            "postgres",
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+            f'CREATE DATABASE "{name}" TEMPLATE "{template}"',
+        )
         return self.url_for(name)
 
     def run_sql(self, sql: str, database: str = "postgres") -> None:
@@ -377,7 +389,8 @@ class PostgresServer:
                 return
             time.sleep(0.05)
 
-    def _psql(self, database: str, sql: str) -> None:
+    def _psql(self, database: str, *statements: str) -> None:
+        """Run each statement in turn (each its own transaction), stopping at the first error."""
         assert self.tmpdir is not None
         psql = self.bindir / "psql" if self.bindir else None
         if psql is None or not psql.is_file():
@@ -400,8 +413,7 @@ class PostgresServer:
                 self.user,
                 "-d",
                 database,
-                "-c",
-                sql,
+                *(arg for sql in statements for arg in ("-c", sql)),
             ],
             cwd=self.tmpdir,
             timeout=60,

@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.locks import file_lock
+
 PRISM_VERSION = "5.16.0"
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "prism"
@@ -45,6 +47,13 @@ def ensure_prism() -> Path:
     """The Prism executable, installed with npm on first use; skips the test without npm."""
     if PRISM.exists() and _installed_version() == PRISM_VERSION:
         return PRISM
+    with file_lock(CACHE.with_name(CACHE.name + ".lock")):  # parallel workers install it once
+        if PRISM.exists() and _installed_version() == PRISM_VERSION:
+            return PRISM
+        return _install()
+
+
+def _install() -> Path:
     npm = shutil.which("npm")
     if npm is None:
         pytest.skip("npm is not installed, so the Prism mock server cannot be installed")

@@ -501,14 +501,16 @@ async def test_user_big_has_100000_transactions_quickly(make: Build) -> None:
     ledger.cache_clear()
     connector = make()
     await connector.authenticate(creds("user_big"))
-    started = time.perf_counter()
+    # CPU time of this process, not wall time: what the connector costs, whatever else runs on
+    # the machine (parallel test workers, other jobs) meanwhile.
+    started = time.process_time()
     rows = await everything(connector)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert len(rows) == 100_000
     assert len({t.bank_id for t in rows}) == 100_000
     oldest = min(t.booking_date for t in rows)
     assert oldest == connector.context.clock().date() - timedelta(days=5 * 365)
-    assert elapsed < 2.0, f"user_big took {elapsed:.2f}s"
+    assert elapsed < 2.0, f"user_big took {elapsed:.2f}s of CPU"
 
 
 # --- data ---------------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ from typing import Any
 
 import fints.parser
 
+from tests.support.locks import file_lock
+
 REPO = Path(__file__).resolve().parents[3]
 CACHE = REPO / ".cache" / "fints-sdist"
 #: the longest a dummy server lives, whatever the test does
@@ -49,6 +51,13 @@ def sdist_root() -> Path:
     root = CACHE / f"fints-{version}"
     if (root / "tests" / "conftest.py").exists():
         return root
+    with file_lock(CACHE.with_name(CACHE.name + ".lock")):  # parallel workers fetch it once
+        if not (root / "tests" / "conftest.py").exists():
+            _fetch(version, root)
+    return root
+
+
+def _fetch(version: str, root: Path) -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         fetched = subprocess.run(
@@ -76,7 +85,6 @@ def sdist_root() -> Path:
             members = [m for m in tar.getmembers() if m.name.startswith(f"fints-{version}/tests/")]
             tar.extractall(tmp, members=members, filter="data")
         Path(tmp, f"fints-{version}").replace(root)
-    return root
 
 
 @functools.cache
