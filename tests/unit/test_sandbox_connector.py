@@ -493,24 +493,19 @@ async def test_user_dynamic_adds_transactions_and_books_pending(make: Build) -> 
     assert len(state.load()["refresh_dates"]) == 6
 
 
-async def test_user_big_has_100000_transactions_quickly(make: Build) -> None:
-    import time
-
+async def test_user_big_has_100000_transactions_over_five_years(make: Build) -> None:
+    """What user_big is for (load and paging): 100,000 distinct transactions over five years.
+    How fast that is made is the benchmarks' business (bench/), not a timed assertion here."""
     from bankhub.connectors.sandbox.history import ledger
 
     ledger.cache_clear()
     connector = make()
     await connector.authenticate(creds("user_big"))
-    # CPU time of this process, not wall time: what the connector costs, whatever else runs on
-    # the machine (parallel test workers, other jobs) meanwhile.
-    started = time.process_time()
     rows = await everything(connector)
-    elapsed = time.process_time() - started
     assert len(rows) == 100_000
     assert len({t.bank_id for t in rows}) == 100_000
     oldest = min(t.booking_date for t in rows)
     assert oldest == connector.context.clock().date() - timedelta(days=5 * 365)
-    assert elapsed < 2.0, f"user_big took {elapsed:.2f}s of CPU"
 
 
 # --- data ---------------------------------------------------------------------------------------
