@@ -7,7 +7,7 @@ rows, touches them and adds one) are made in a fresh migrated SQLite database by
 services and sync engine (as a connect six hours earlier leaves them), then made due now. A
 separate process (``bench._concurrency_worker``) builds the hub with the slow bench bank and runs
 ``Runner.run_forever`` with ``BANKHUB_SYNC_CONCURRENCY`` = 200 until no login is due and none is
-leased; it reports wall time, bank calls, outcomes and ``ru_maxrss``.
+leased; it reports wall time, bank calls, outcomes and its peak RSS (``VmHWM``).
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def run(ctx: Context) -> list[Result]:
             "MB",
             RSS_LIMIT_MB,
             lower_is_better=True,
-            note="ru_maxrss of the runner process over the whole run (Python, bankhub, "
+            note="peak RSS (VmHWM) of the runner process over the whole run (Python, bankhub, "
             f"{CONCURRENCY} syncs in flight)",
         ),
     ]
