@@ -52,6 +52,7 @@ def main() -> int:
         pg.start()
         try:
             ctx.postgres_url = pg.url
+            ctx.postgres_pid = int((pg.datadir / "postmaster.pid").read_text().split()[0])
             for name in args.only or BENCHMARKS:
                 print(f"== {name}", flush=True)
                 module = importlib.import_module(f"bench.{name}")

@@ -100,6 +100,32 @@ def free_port() -> int:
         return port
 
 
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """CPU time (user + system) of process ``pid`` and every live descendant, from /proc;
+    ``reaped``: also what its children that ended and were waited for used (a server whose
+    workers come and go, such as PostgreSQL's postmaster)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending, seen = [pid], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            with open(f"/proc/{current}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            if reaped and current == pid:
+                total += (int(fields[13]) + int(fields[14])) / tick
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    pending += [int(child) for child in children.read().split()]
+        except (OSError, ValueError):
+            continue  # ended meanwhile
+    return total
+
+
 @dataclass
 class Context:
     """What a benchmark may use: sizes, repeats, a work dir, a PostgreSQL server, wrk."""
@@ -108,6 +134,8 @@ class Context:
     tiny: bool = False
     repeats: int = 3
     postgres_url: str | None = None
+    #: the PostgreSQL server's postmaster, whose CPU time a benchmark may read
+    postgres_pid: int | None = None
     wrk: str | None = None
     notes: list[str] = field(default_factory=list)
     #: the concurrency benchmark's number of logins, when not its full or tiny size

@@ -23,6 +23,7 @@ Tiny mode: 1,000 transactions over 10 accounts (still 100-row pages), 2-second r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -465,6 +466,10 @@ class Load:
     rps: float
     p99_ms: float
     requests: int
+    #: CPU time per request of the server's processes, and of the database server
+    #: (PostgreSQL's processes; SQLite runs inside the server), in ms
+    server_cpu_ms: float = 0.0
+    database_cpu_ms: float = 0.0
 
 
 def _path(account_id: int) -> str:
@@ -583,14 +588,35 @@ class Target:
     script: Path
     authenticated: bool
     process: subprocess.Popen[bytes]
+    #: "sqlite" or "postgresql"
+    database: str
 
 
 def measure(ctx: Context, target: Target, dataset: Dataset, seconds: float) -> Load:
+    """One load of ``seconds``, with the CPU time it cost the server and the database."""
+    database = ctx.postgres_pid if target.database == "postgresql" else None
+    server_before = harness.cpu_seconds(target.process.pid)
+    database_before = harness.cpu_seconds(database, reaped=True) if database else 0.0
     if ctx.wrk is not None:
-        return wrk(ctx, target.port, target.script, seconds)
-    return asyncio.run(
-        _python_load(target.port, dataset, authenticated=target.authenticated, seconds=seconds)
+        load = wrk(ctx, target.port, target.script, seconds)
+    else:
+        load = asyncio.run(
+            _python_load(target.port, dataset, authenticated=target.authenticated, seconds=seconds)
+        )
+    requests = max(1, load.requests)
+    server = harness.cpu_seconds(target.process.pid) - server_before
+    used = harness.cpu_seconds(database, reaped=True) - database_before if database else 0.0
+    return dataclasses.replace(
+        load, server_cpu_ms=1000 * server / requests, database_cpu_ms=1000 * used / requests
     )
+
+
+def _cpu(loads: list[Load], db: str) -> str:
+    server = statistics.median(x.server_cpu_ms for x in loads)
+    if db != "postgresql":
+        return f"{server:.2f} ms (server and SQLite)"
+    database = statistics.median(x.database_cpu_ms for x in loads)
+    return f"{server:.2f} ms server + {database:.2f} ms PostgreSQL"
 
 
 def check_by_hand(bankhub: Target, baseline: Target, dataset: Dataset) -> None:
@@ -841,8 +867,8 @@ def bench_database(ctx: Context, db: str, url: str, dataset: Dataset) -> list[Re
         harness.server([*serve, str(ours_port)], env, ours_port) as ours_process,
         harness.server([*bare, str(bare_port)], bare_env, bare_port) as bare_process,
     ):
-        bankhub = Target("bankhub", ours_port, ours_script, True, ours_process)
-        baseline = Target("baseline", bare_port, bare_script, False, bare_process)
+        bankhub = Target("bankhub", ours_port, ours_script, True, ours_process, db)
+        baseline = Target("baseline", bare_port, bare_script, False, bare_process, db)
         check_by_hand(bankhub, baseline, dataset)
         for target in (baseline, bankhub):
             measure(ctx, target, dataset, warmup)
@@ -864,6 +890,8 @@ def bench_database(ctx: Context, db: str, url: str, dataset: Dataset) -> list[Re
             + ", ".join(f"{x.rps:.0f}" for x in theirs)
             + " req/s"
         )
+        cpu = f"; CPU per request (medians) bankhub {_cpu(ours, db)}, baseline {_cpu(theirs, db)}"
+        note += cpu
         results = [
             at_least(f"read {db} throughput", ours_rps, bare_rps, "req/s", 0.70, note),
             at_most(f"read {db} p99", ours_p99, bare_p99, "ms", 2.0),

@@ -467,6 +467,7 @@ async def list_accounts(request: AnyRequest) -> s.AccountListEnvelope:
             customer_id=login.customer_id,
             account_ids=[a.id for a in rows],
             rows=len(rows),
+            session=audit.read_unit(session),
         )
         return s.AccountListEnvelope([account_out(a) for a in rows])
 
@@ -568,14 +569,15 @@ async def list_transactions(
         rows = await accounts.transactions_of(
             session, login, ids, start, end, (page_no - 1) * limit, limit + 1
         )
-    audit.account_data_read(
-        request,
-        resource="transactions",
-        login_ids=[login.id],
-        customer_id=login.customer_id,
-        account_ids=ids,
-        rows=min(len(rows), limit),
-    )
+        audit.account_data_read(
+            request,
+            resource="transactions",
+            login_ids=[login.id],
+            customer_id=login.customer_id,
+            account_ids=ids,
+            rows=min(len(rows), limit),
+            session=audit.read_unit(session),
+        )
     headers = {}
     if len(rows) > limit:
         params = dict(request.query_params)

@@ -196,6 +196,18 @@ def account_data_read(
         context.pending_read = row
 
 
+def read_unit(session: AsyncSession) -> AsyncSession | None:
+    """The unit of work a read's entry should join (``account_data_read(session=...)``).
+
+    On PostgreSQL the read's own transaction: the entry is one INSERT more in it, committed with
+    it before the answer leaves, where the writer's own transaction per batch costs four
+    statements (BEGIN, the tenant scope, the INSERT, COMMIT); per statement the server's work,
+    not the row, is what a read pays for. On SQLite None (the audit writer): an INSERT would make
+    every read a writer, and SQLite has one writer at a time.
+    """
+    return session if session.bind.dialect.name == "postgresql" else None
+
+
 class AuditMissing(RuntimeError):
     """A route marked as answering account data answered without recording the read."""
 
