@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 _MISSING = object()
 #: up to this many rows, an ordinary INSERT ... RETURNING (one round trip) is quicker
@@ -109,6 +109,21 @@ async def insert_many(
     await insert_encoded(session, table, columns, _encode(table, rows, columns, connection.dialect))
 
 
+_ALLOCATE = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
+
+
+async def _allocated_ids(connection: AsyncConnection, table: Table, n: int) -> list[int]:
+    """PostgreSQL: ``n`` new ids taken from the table's sequence."""
+    found = await connection.execute(_ALLOCATE, {"table": table.name, "n": n})
+    return [int(new_id) for new_id in found.scalars()]
+
+
+async def _newest_id(connection: AsyncConnection, table: Table) -> int:
+    """SQLite: the largest id so far (rows inserted next have larger ones)."""
+    found = await connection.execute(select(table.c.id).order_by(table.c.id.desc()).limit(1))
+    return int(found.scalar() or 0)
+
+
 async def insert_many_with_ids(
     session: AsyncSession,
     table: Table,
@@ -137,20 +152,11 @@ async def insert_many_with_ids(
         )
         return {k: int(i) for i, k in returned.tuples()}
     if connection.dialect.name == "postgresql":
-        allocated = (
-            await connection.execute(
-                text(
-                    "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
-                    "FROM generate_series(1, :n)"
-                ),
-                {"table": table.name, "n": len(rows)},
-            )
-        ).scalars()
-        with_ids = [{**row, "id": int(new_id)} for row, new_id in zip(rows, allocated, strict=True)]
+        allocated = await _allocated_ids(connection, table, len(rows))
+        with_ids = [{**row, "id": new_id} for row, new_id in zip(rows, allocated, strict=True)]
         await insert_many(session, table, with_ids, ["id", *columns])
         return {row[key]: row["id"] for row in with_ids}
-    before = await connection.execute(select(id_column).order_by(id_column.desc()).limit(1))
-    newest = before.scalar() or 0
+    newest = await _newest_id(connection, table)
     await insert_many(session, table, rows, columns)
     scope_column, scope_value = scope
     wanted = {row[key] for row in rows}
@@ -183,21 +189,11 @@ async def insert_encoded_with_ids(
     connection = await session.connection()
     id_column = table.c.id
     if connection.dialect.name == "postgresql":
-        allocated = (
-            await connection.execute(
-                text(
-                    "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
-                    "FROM generate_series(1, :n)"
-                ),
-                {"table": table.name, "n": len(values)},
-            )
-        ).scalars()
-        ids = [int(new_id) for new_id in allocated]
+        ids = await _allocated_ids(connection, table, len(values))
         with_ids = [(new_id, *row) for new_id, row in zip(ids, values, strict=True)]
         await insert_encoded(session, table, ["id", *columns], with_ids)
         return ids
-    before = await connection.execute(select(id_column).order_by(id_column.desc()).limit(1))
-    newest = before.scalar() or 0
+    newest = await _newest_id(connection, table)
     await insert_encoded(session, table, columns, values)
     scope_column, scope_value = scope
     found = await connection.execute(
