@@ -44,7 +44,8 @@ def _installed_version() -> str | None:
 
 
 def ensure_prism() -> Path:
-    """The Prism executable, installed with npm on first use; skips the test without npm."""
+    """The Prism executable, installed with npm on first use; skips the test without npm, except
+    in CI (``CI=true``), where ``scripts/bootstrap --prism`` must have installed npm."""
     if PRISM.exists() and _installed_version() == PRISM_VERSION:
         return PRISM
     with file_lock(CACHE.with_name(CACHE.name + ".lock")):  # parallel workers install it once
@@ -56,7 +57,10 @@ def ensure_prism() -> Path:
 def _install() -> Path:
     npm = shutil.which("npm")
     if npm is None:
-        pytest.skip("npm is not installed, so the Prism mock server cannot be installed")
+        why = "npm is not installed, so the Prism mock server cannot be installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why} (scripts/bootstrap --prism installs it)")
+        pytest.skip(why)
     CACHE.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
