@@ -164,15 +164,7 @@ async def _excerpt(response: httpx.Response, deadline: float) -> str:
         with contextlib.suppress(httpx.ResponseNotRead):
             data += response.content
         return bytes(data[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
-    try:
-        async with asyncio.timeout_at(deadline):
-            async for chunk in response.aiter_raw():
-                data += chunk
-                if len(data) >= EXCERPT_BYTES:
-                    break
-    except (TimeoutError, httpx.HTTPError, httpx.StreamError):
-        pass  # the status code already decides; the excerpt is only for the delivery log
-    return bytes(data[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+    return await _read_excerpt(response.aiter_raw(), deadline)
 
 
 def _classify(
