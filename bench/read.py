@@ -46,6 +46,7 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import make_url
 
+from bankhub.sync import engine
 from bench import harness
 from bench._fixture import BenchApp, new_app, new_logins
 from bench.harness import Context, Result, at_least, at_most
@@ -118,25 +119,9 @@ class Parties:
         ]
 
 
-TRANSACTION_COLUMNS = (
-    "id",
-    "app_id",
-    "account_id",
-    "dedupe_key",
-    "fingerprint",
-    "original_id",
-    "date",
-    "value_date",
-    "amount",
-    "currency",
-    "description",
-    "merchant",
-    "category",
-    "status",
-    "meta",
-    "fetched_at",
-    "created_at",
-)
+#: the columns the fixture writes: the sync engine's own for a new row, with the id a bulk load
+#: sets itself
+TRANSACTION_COLUMNS = ("id", *engine.TRANSACTION_COLUMNS)
 
 _MERCHANTS = (
     "LIDL",
@@ -311,6 +296,7 @@ def _transactions(rows: Rows, app_id: int, *, sqlite: bool) -> Iterator[tuple[An
                 category,
                 "booked",
                 metas[tx_id % 97] if seq % 3 == 0 else None,
+                None,  # pending_transaction_id
                 now,
                 now,
             )
