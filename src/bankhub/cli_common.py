@@ -25,5 +25,5 @@ def settings_or_exit() -> Settings:
 
 def migrate(settings: Settings) -> None:
     if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.make_data_dir()
     migrations.upgrade(settings.resolved_migration_url())

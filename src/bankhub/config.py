@@ -6,6 +6,7 @@ names the variable, instead of silently generating one that would differ per pro
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import timedelta
 from enum import StrEnum
@@ -210,12 +211,23 @@ class Settings(BaseSettings):
             raise ConfigError(
                 "BANKHUB_SECRET_KEY is not set; it is required when BANKHUB_ENV=production"
             )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.make_data_dir()
         key_file = self.data_dir / "secret.key"
-        if not key_file.exists():
-            key_file.write_text(secrets.token_urlsafe(48))
-            key_file.chmod(0o600)
+        try:
+            # created 0600 in one step: never readable by others, not even for a moment
+            descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            if key_file.stat().st_mode & 0o777 != 0o600:
+                key_file.chmod(0o600)
+        else:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
         return key_file.read_text().strip().encode()
+
+    def make_data_dir(self) -> None:
+        """The data dir, for its owner only (0700): the database and dev keys live in it."""
+        if not self.data_dir.exists():
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def _async_url(url: str) -> str:

@@ -96,12 +96,19 @@ def status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
             for k in infos
         ]
 
-    rows = _run(settings_or_exit(), work)
+    async def plain(db: Database, keyring: kr.Keyring) -> int:
+        return await rw.count_plain(db)
+
+    settings = settings_or_exit()
+    rows = _run(settings, work)
+    unsealed = _run(settings, plain)
     if as_json:
         print(json.dumps(rows))
         return
     for row in rows:
         out.print(f"{row['kid']:>4}  {row['state']:<8} {row['values']:>8} values  {row['kek']}")
+    if unsealed:
+        out.print(f"{unsealed} values stored before encryption at rest; `bankhub keys rewrap`")
 
 
 @keys_cli.command("rotate")
@@ -146,7 +153,10 @@ def rotate(
 
 @keys_cli.command("rewrap")
 def rewrap(batch: Annotated[int, typer.Option(min=1, max=5000)] = 200) -> None:
-    """Re-encrypt every stored value under the primary key (safe to stop and run again)."""
+    """Encrypt what is still plain, then re-encrypt every stored value under the primary key
+    (safe to stop and run again)."""
+    settings = settings_or_exit()
+    hasher = SecretHasher(settings.resolved_secret_key())
 
     async def work(db: Database, keyring: kr.Keyring) -> rw.RewrapReport:
         await keyring.refresh(db)
@@ -164,7 +174,7 @@ def rewrap(batch: Annotated[int, typer.Option(min=1, max=5000)] = 200) -> None:
                 done[column] = count
                 bar.update(task, completed=sum(done.values()))
 
-            report = await rw.rewrap(db, keyring, batch=batch, progress=step)
+            report = await rw.rewrap(db, keyring, batch=batch, progress=step, hasher=hasher)
         async with db.transaction() as session:
             _audit(
                 session,
@@ -176,11 +186,11 @@ def rewrap(batch: Annotated[int, typer.Option(min=1, max=5000)] = 200) -> None:
             )
         return report
 
-    report = _run(settings_or_exit(), work)
+    report = _run(settings, work)
     out.print(
         f"rewrapped {report.rewrapped} values"
         + (
-            f", encrypted {report.sealed_plain} plain connector states"
+            f", encrypted {report.sealed_plain} values stored in clear before"
             if report.sealed_plain
             else ""
         )

@@ -49,10 +49,9 @@ async def _everything_decrypts(h: Harness) -> int:
         await fresh.load(session)
         for spec in rw.ENCRYPTED:
             t = spec.sql()
-            tenant = t.c[spec.tenant] if spec.tenant else None
-            columns = [t.c[spec.key], t.c[spec.column]] + ([tenant] if tenant is not None else [])
-            for row in await session.execute(select(*columns).where(t.c[spec.column].is_not(None))):
-                fresh.decrypt(row[1], spec.aad(row[2] if tenant is not None else "-", row[0]))
+            found = await session.execute(select(t).where(t.c[spec.column].is_not(None)))
+            for values in found.mappings():
+                fresh.decrypt(values[spec.column], spec.aad_of(values))
                 opened += 1
     return opened
 

@@ -19,8 +19,11 @@ class Account(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
     login_id: Mapped[int] = mapped_column(ForeignKey("logins.id", ondelete="CASCADE"), index=True)
-    #: the bank's current id for the account (``original_id`` in the API); banks may re-mint it
+    #: the bank's current id for the account (``original_id`` in the API); banks may re-mint it.
+    #: Sealed in ``bank_id_enc`` (statement files make it from the IBAN); this plain column only
+    #: holds it in rows stored before that, until ``bankhub keys rewrap`` seals them.
     bank_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    bank_id_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: keyed hash of IBAN/number + currency: finds the account again when the bank re-mints ids
     match_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -48,16 +51,20 @@ class Transaction(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    #: ``b:<bank id>`` when the bank gives one, ``f:<fingerprint>`` otherwise
+    #: ``b:<keyed hash of the bank id>`` when the bank gives one, ``f:<fingerprint>`` otherwise
     dedupe_key: Mapped[str] = mapped_column(String(220))
-    #: content fingerprint (date, amount, currency, description, occurrence): survives re-minting
+    #: keyed hash of the content (date, amount, currency, description, occurrence): survives
+    #: re-minting
     fingerprint: Mapped[str] = mapped_column(String(64), index=True)
-    original_id: Mapped[str] = mapped_column(String(200))
+    #: original_id, description, merchant and meta, sealed together (``accounts.details``); the
+    #: plain columns below hold them only in rows stored before, until they are sealed
+    details_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    original_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     date: Mapped[dt.date] = mapped_column(Date)
     value_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     amount: Mapped[Decimal] = mapped_column(Money())
     currency: Mapped[str] = mapped_column(String(3))
-    description: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
     merchant: Mapped[str | None] = mapped_column(String(200), nullable=True)
     category: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(10))

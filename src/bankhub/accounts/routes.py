@@ -13,12 +13,12 @@ from bankhub.accounts import services as accounts
 from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Transaction
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.routes import transaction_out
 from bankhub.api.openapi import LOGIN_AUTH, LOGIN_SECURITY, MAX_ID, E, errors, query, whole_number
 from bankhub.api.schemas import VERSION
 from bankhub.audit import services as audit
 from bankhub.hub import hub_of
 from bankhub.logins import services as logins
-from bankhub.money import format_amount
 from bankhub.security import scopes
 
 AnyRequest = Request[Any, Any, Any]
@@ -57,16 +57,17 @@ class SyncEnvelope(msgspec.Struct):
     version: str = VERSION
 
 
-def _synced(row: Transaction) -> SyncedTransaction:
+def _synced(row: accounts.TransactionView) -> SyncedTransaction:
+    out = transaction_out(row)
     return SyncedTransaction(
-        id=row.id,
-        original_id=row.original_id,
-        date=row.date.isoformat(),
-        amount=format_amount(row.amount, row.currency),
-        currency=row.currency,
-        description=row.description,
-        category=row.category,
-        meta=row.meta,
+        id=out.id,
+        original_id=out.original_id,
+        date=out.date,
+        amount=out.amount,
+        currency=out.currency,
+        description=out.description,
+        category=out.category,
+        meta=out.meta,
         status=row.status,
         pending_transaction_id=row.pending_transaction_id,
     )
@@ -161,16 +162,17 @@ async def sync_transactions(
         has_more = len(page) > size
         page = page[:size]
         added, modified, removed = net_effect([(row.transaction_id, row.kind) for row in page])
-        current = {
-            row.id: row
-            for row in (
-                await session.execute(
-                    select(Transaction).where(
-                        Transaction.account_id == account.id,
-                        Transaction.id.in_(added + modified),
-                    )
+        found = (
+            await session.execute(
+                select(*accounts.API_COLUMNS).where(
+                    Transaction.account_id == account.id,
+                    Transaction.id.in_(added + modified),
                 )
-            ).scalars()
+            )
+        ).all()
+        current = {
+            view.id: view
+            for view in await accounts.opened_rows(session, hub.keyring, login.app_id, found)
         }
     audit.account_data_read(
         request,

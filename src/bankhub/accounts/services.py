@@ -2,36 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, select
+import msgspec
+from sqlalchemy import Row, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.accounts import details
 from bankhub.accounts.models import Account, Transaction
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.connectors.base import TransactionStatus
+from bankhub.db import tenancy
+from bankhub.db.engine import Database
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
+from bankhub.security.crypto import Cipher
 from bankhub.security.secrets import SecretHasher
 
-#: the fields ``/v2/transaction`` shows
+PENDING = TransactionStatus.PENDING.value
+
+#: what ``/v2/transaction`` reads of a row: the plain columns it shows or needs, and the sealed
+#: details (opened by :func:`opened_rows`)
 API_COLUMNS = (
     Transaction.id,
-    Transaction.original_id,
+    Transaction.account_id,
+    Transaction.dedupe_key,
     Transaction.date,
     Transaction.amount,
     Transaction.currency,
-    Transaction.description,
     Transaction.category,
-    Transaction.meta,
+    Transaction.status,
+    Transaction.pending_transaction_id,
+    Transaction.details_enc,
 )
 
 
-class TransactionFields(Protocol):
-    """What ``/v2/transaction`` shows of a transaction: an ORM object or a plain row."""
+class TransactionView(msgspec.Struct, frozen=True):
+    """A transaction as the API shows it, its details opened."""
 
     id: int
     original_id: str
@@ -41,6 +52,49 @@ class TransactionFields(Protocol):
     description: str
     category: str
     meta: dict[str, Any] | None
+    status: str
+    pending_transaction_id: int | None
+
+
+async def opened_rows(
+    session: AsyncSession, cipher: Cipher, app_id: int, rows: Sequence[Any]
+) -> list[TransactionView]:
+    """Rows of :data:`API_COLUMNS` (or whole ORM objects) with their details opened. A row
+    stored before details were sealed is read from its plain columns (one more query for all
+    such rows of the page) and masked on the way out."""
+    plain: dict[int, Any] = {}
+    missing = [row.id for row in rows if row.details_enc is None]
+    if missing:
+        found = await session.execute(
+            select(*details.PLAIN_COLUMNS).where(Transaction.id.in_(missing))
+        )
+        plain = {row.id: row for row in found}
+    aad_prefix = f"{app_id}|{details.TABLE}|{details.COLUMN}|"
+    decrypt, decode = cipher.decrypt, details.decode
+    views: list[TransactionView] = []
+    append = views.append
+    for row in rows:
+        sealed = row.details_enc
+        if sealed is not None:
+            aad = f"{aad_prefix}{row.account_id}:{row.dedupe_key}".encode()
+            fields = decode(decrypt(sealed, aad))
+        else:
+            fields = details.opened(cipher, plain[row.id])
+        append(
+            TransactionView(
+                row.id,
+                fields.original_id,
+                row.date,
+                row.amount,
+                row.currency,
+                fields.description,
+                row.category,
+                fields.meta,
+                row.status,
+                row.pending_transaction_id,
+            )
+        )
+    return views
 
 
 async def accounts_of(session: AsyncSession, login: Login) -> Sequence[Account]:
@@ -105,7 +159,7 @@ async def login_with_account(
     return row[0], row[1]
 
 
-def _transactions_query(since: bool, until: bool) -> Any:
+def _transactions_query(since: bool, until: bool, after: bool = False) -> Any:
     query = select(*API_COLUMNS).where(
         Transaction.app_id == bindparam("app_id"),
         Transaction.account_id.in_(bindparam("account_ids", expanding=True)),
@@ -114,11 +168,19 @@ def _transactions_query(since: bool, until: bool) -> Any:
         query = query.where(Transaction.date >= bindparam("from_date"))
     if until:
         query = query.where(Transaction.date <= bindparam("to_date"))
-    return (
-        query.order_by(Transaction.date.desc(), Transaction.id.desc())
-        .offset(bindparam("offset"))
-        .limit(bindparam("limit"))
-    )
+    if after:
+        # keyset: the rows after the last one given, in the order below
+        query = query.where(
+            Transaction.date <= bindparam("after_date"),
+            or_(
+                Transaction.date < bindparam("after_date"),
+                Transaction.id < bindparam("after_id"),
+            ),
+        )
+    query = query.order_by(Transaction.date.desc(), Transaction.id.desc())
+    if not after:
+        query = query.offset(bindparam("offset"))
+    return query.limit(bindparam("limit"))
 
 
 #: ``transactions_of``'s statements, built once, by (from_date given, to_date given)
@@ -127,6 +189,23 @@ _TRANSACTIONS = {
     for since in (False, True)
     for until in (False, True)
 }
+#: the same, each slice after the previous one's last row (``transaction_slices``)
+_AFTER = {
+    (since, until): _transactions_query(since, until, after=True)
+    for since in (False, True)
+    for until in (False, True)
+}
+
+
+def _values(
+    login: Login, account_ids: Sequence[int], from_date: date | None, to_date: date | None
+) -> dict[str, Any]:
+    values: dict[str, Any] = {"app_id": login.app_id, "account_ids": list(account_ids)}
+    if from_date is not None:
+        values["from_date"] = from_date
+    if to_date is not None:
+        values["to_date"] = to_date
+    return values
 
 
 async def transactions_of(
@@ -138,20 +217,60 @@ async def transactions_of(
     offset: int,
     limit: int,
 ) -> Sequence[Row[Any]]:
-    """Newest first; ``limit`` rows from ``offset``, as plain rows of the API's fields.
+    """Newest first; ``limit`` rows from ``offset``, as plain rows of :data:`API_COLUMNS`.
 
     Plain rows, not ORM objects, and statements built once: this is the hottest read, and
     building an ORM object per row cost more than the query itself (bench/read.py).
     """
     query = _TRANSACTIONS[from_date is not None, to_date is not None]
-    values: dict[str, Any] = {
-        "app_id": login.app_id,
-        "account_ids": list(account_ids),
-        "offset": offset,
-        "limit": limit,
-    }
-    if from_date is not None:
-        values["from_date"] = from_date
-    if to_date is not None:
-        values["to_date"] = to_date
+    values = _values(login, account_ids, from_date, to_date)
+    values.update(offset=offset, limit=limit)
     return (await session.execute(query, values)).all()
+
+
+async def count_transactions(
+    session: AsyncSession,
+    login: Login,
+    account_ids: Sequence[int],
+    from_date: date | None,
+    to_date: date | None,
+) -> int:
+    query = select(func.count()).where(
+        Transaction.app_id == login.app_id, Transaction.account_id.in_(list(account_ids))
+    )
+    if from_date is not None:
+        query = query.where(Transaction.date >= from_date)
+    if to_date is not None:
+        query = query.where(Transaction.date <= to_date)
+    return int((await session.execute(query)).scalar_one())
+
+
+async def transaction_slices(
+    db: Database,
+    cipher: Cipher,
+    login: Login,
+    account_ids: Sequence[int],
+    from_date: date | None,
+    to_date: date | None,
+    after: Any,
+    size: int,
+) -> AsyncIterator[list[TransactionView]]:
+    """The rows after ``after`` (a row of :data:`API_COLUMNS`), newest first, ``size`` at a
+    time, each slice read in a unit of work of its own: a slow reader of a long answer holds no
+    database connection while it reads. A row is never given twice; rows a sync adds or removes
+    meanwhile may or may not be given."""
+    query = _AFTER[from_date is not None, to_date is not None]
+    values = _values(login, account_ids, from_date, to_date)
+    values["limit"] = size
+    with tenancy.acting_for(login.app_id):
+        while True:
+            values.update(after_date=after.date, after_id=after.id)
+            async with db.transaction() as session:
+                rows = (await session.execute(query, values)).all()
+                if not rows:
+                    return
+                views = await opened_rows(session, cipher, login.app_id, rows)
+            yield views
+            if len(rows) < size:
+                return
+            after = rows[-1]

@@ -5,15 +5,18 @@ from __future__ import annotations
 import html
 import re
 from datetime import date
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, cast
 from urllib.parse import urlencode
 
-from litestar import Request, Response, delete, get, post, put
+import msgspec
+from litestar import MediaType, Request, Response, delete, get, post, put
 from litestar.datastructures import ResponseHeader
 from litestar.params import FromPath, JSONBody
-from litestar.response import File
+from litestar.response import File, Stream
 
 from bankhub.accounts import services as accounts
+from bankhub.accounts.details import account_bank_id
 from bankhub.accounts.models import Account
 from bankhub.api import schemas as s
 from bankhub.api.errors import ApiError, ErrorCode
@@ -40,6 +43,8 @@ from bankhub.logins.models import Login
 from bankhub.money import format_amount
 from bankhub.partners import modes
 from bankhub.security import scopes
+from bankhub.security.crypto import Cipher
+from bankhub.security.pan import mask_pans
 from bankhub.sync.refresh import next_possible, refresh_login
 
 AnyRequest = Request[Any, Any, Any]
@@ -421,19 +426,31 @@ async def refresh(request: AnyRequest) -> s.RefreshEnvelope:
 # --- accounts and transactions ---------------------------------------------------------------
 
 
-def account_out(account: Account) -> s.AccountOut:
+def account_out(account: Account, cipher: Cipher) -> s.AccountOut:
     return s.AccountOut(
         id=account.id,
-        original_id=account.bank_id or f"acc-{account.id}",
+        original_id=account_bank_id(cipher, account) or f"acc-{account.id}",
         login_id=account.login_id,
-        name=account.name,
+        name=mask_pans(account.name),
         balance=format_amount(account.balance, account.currency),
         currency=account.currency,
         type=account.type,
     )
 
 
-def transaction_out(row: accounts.TransactionFields) -> s.TransactionOut:
+def wire_meta(row: accounts.TransactionView) -> dict[str, Any] | None:
+    """``meta`` as the API shows it: what the bank or file gave, plus bankhub's marks (added
+    keys only): ``status: "pending"`` on an item not booked yet, and on a booked item that
+    replaced one, ``pending_transaction_id``, the id the pending item had (it is gone)."""
+    meta = row.meta
+    if row.status == accounts.PENDING:
+        meta = {**(meta or {}), "status": accounts.PENDING}
+    if row.pending_transaction_id is not None:
+        meta = {**(meta or {}), "pending_transaction_id": row.pending_transaction_id}
+    return meta
+
+
+def transaction_out(row: accounts.TransactionView) -> s.TransactionOut:
     return s.TransactionOut(
         id=row.id,
         original_id=row.original_id,
@@ -442,7 +459,7 @@ def transaction_out(row: accounts.TransactionFields) -> s.TransactionOut:
         currency=row.currency,
         description=row.description,
         category=row.category,
-        meta=row.meta,
+        meta=wire_meta(row),
     )
 
 
@@ -469,7 +486,7 @@ async def list_accounts(request: AnyRequest) -> s.AccountListEnvelope:
             rows=len(rows),
             session=audit.read_unit(session),
         )
-        return s.AccountListEnvelope([account_out(a) for a in rows])
+        return s.AccountListEnvelope([account_out(a, hub.keyring) for a in rows])
 
 
 def _date_param(name: str, value: str | None) -> date | None:
@@ -500,21 +517,31 @@ def _int_param(name: str, value: str | None, default: int, low: int, high: int) 
     return number
 
 
+#: rows per slice of an answer streamed without ``page``/``per_page``
+STREAM_SLICE = 1000
+_LIST_ENCODER = msgspec.json.Encoder()
+
+
 @get(
     "/v2/transaction",
     opt=audit.account_data(scopes.read()),
     tags=["transaction"],
-    summary="Transactions of an account (newest first, paginated)",
+    summary="Transactions of an account (newest first)",
     description=(
-        "`end_date` is accepted as a synonym of `to_date`. Pages: `page` (from 1) and `per_page` "
-        '(default and maximum 1000); a `Link: <...>; rel="next"` header names the next page.'
+        "`end_date` is accepted as a synonym of `to_date`. Without `page` and `per_page` the "
+        "answer holds every transaction of the range (streamed as it is read, for answers "
+        "longer than 1000 rows). Pages are opt-in: `page` (from 1) and `per_page` (default "
+        'and maximum 1000); a `Link: <...>; rel="next"` header names the next page. '
+        '`meta.status` is `"pending"` on an item the bank has not booked yet; a booked item '
+        "that replaced a pending one names it in `meta.pending_transaction_id` (that id is "
+        "gone from then on)."
     ),
     security=LOGIN_SECURITY,
     responses=errors(*LOGIN_AUTH, E.ACCOUNT_NOT_FOUND),
     response_headers=[
         ResponseHeader(
             name="Link",
-            description='`<url>; rel="next"` when more rows follow',
+            description='`<url>; rel="next"` when pages were asked for and more rows follow',
             required=False,
             documentation_only=True,
         )
@@ -538,10 +565,13 @@ async def list_transactions(
     end = _date_param("to_date" if to_date else "end_date", to_date or end_date)
     if start and end and start > end:
         raise ApiError(ErrorCode.BAD_REQUEST, "from_date is after to_date")
+    paged = bool(page) or bool(per_page)
     limit = _int_param(
         "per_page", per_page, hub.settings.max_page_size, 1, hub.settings.max_page_size
     )
     page_no = _int_param("page", page, 1, 1, MAX_PAGE)
+    if not paged:
+        limit, page_no = STREAM_SLICE, 1
     wanted = None if account_id is None else whole_number(account_id)
     async with hub.db.transaction() as session:
         app = await hub.authenticate(session, request)
@@ -569,24 +599,48 @@ async def list_transactions(
         rows = await accounts.transactions_of(
             session, login, ids, start, end, (page_no - 1) * limit, limit + 1
         )
+        more = len(rows) > limit
+        views = await accounts.opened_rows(session, hub.keyring, login.app_id, rows[:limit])
+        answered = len(views)
+        if more and not paged:
+            answered = await accounts.count_transactions(session, login, ids, start, end)
         audit.account_data_read(
             request,
             resource="transactions",
             login_ids=[login.id],
             customer_id=login.customer_id,
             account_ids=ids,
-            rows=min(len(rows), limit),
+            rows=answered,
             session=audit.read_unit(session),
         )
+    if more and not paged:
+        rest = accounts.transaction_slices(
+            hub.db, hub.keyring, login, ids, start, end, rows[limit - 1], STREAM_SLICE
+        )
+        # the same document as below, written a slice at a time (the schema is the envelope's)
+        streamed = Stream(_streamed(views, rest), media_type=MediaType.JSON)
+        return cast(Response[s.TransactionListEnvelope], streamed)
     headers = {}
-    if len(rows) > limit:
+    if more:
         params = dict(request.query_params)
         params["page"] = str(page_no + 1)
         params["per_page"] = str(limit)
         query = urlencode(params)
         headers["Link"] = f'<{hub.public_url(request)}/v2/transaction?{query}>; rel="next"'
-    body = s.TransactionListEnvelope([transaction_out(row) for row in rows[:limit]])
+    body = s.TransactionListEnvelope([transaction_out(row) for row in views])
     return Response(body, headers=headers)
+
+
+async def _streamed(
+    first: list[accounts.TransactionView], rest: AsyncIterator[list[accounts.TransactionView]]
+) -> AsyncIterator[bytes]:
+    """The seed's ``{"data": [...], "version": "v2"}``, a slice of rows at a time: only one
+    slice is ever in memory. A failure after the first bytes ends the answer short (invalid
+    JSON), never as a well-formed document missing rows."""
+    yield b'{"data":[' + _LIST_ENCODER.encode([transaction_out(r) for r in first])[1:-1]
+    async for views in rest:
+        yield b"," + _LIST_ENCODER.encode([transaction_out(r) for r in views])[1:-1]
+    yield b'],"version":"' + s.VERSION.encode() + b'"}'
 
 
 ROUTES = [

@@ -202,12 +202,12 @@ async def export_customer(
     async with hub.db.transaction() as session:
         app = await hub.authenticate(session, request)
         customer = await customers.get_customer(session, app, wanted)
-        held = await customers.holdings_of(session, customer)
+        held = await customers.holdings_of(session, hub.keyring, customer)
         now = hub.clock()
         exported = [
             ExportedLogin(
                 **msgspec.structs.asdict(login_out(h.login, hub)),
-                accounts=[account_out(a) for a in h.accounts],
+                accounts=[account_out(a, hub.keyring) for a in h.accounts],
                 transactions=[transaction_out(t) for t in h.transactions],
                 events=[
                     EventOut(

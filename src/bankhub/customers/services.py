@@ -11,13 +11,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts.models import Account, Transaction
-from bankhub.accounts.services import accounts_of
+from bankhub.accounts.services import API_COLUMNS, TransactionView, accounts_of, opened_rows
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.clock import Clock
 from bankhub.customers.models import Customer
 from bankhub.events.models import Event
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
+from bankhub.security.crypto import Cipher
 
 
 async def find_by_identifier(
@@ -85,12 +86,14 @@ class LoginHoldings:
     login: Login
     accounts: Sequence[Account]
     #: every transaction of every account, newest first (as ``GET /v2/transaction``)
-    transactions: Sequence[Transaction]
+    transactions: Sequence[TransactionView]
     #: the login's events, oldest first (as ``GET /v2/event``)
     events: Sequence[Event]
 
 
-async def holdings_of(session: AsyncSession, customer: Customer) -> list[LoginHoldings]:
+async def holdings_of(
+    session: AsyncSession, cipher: Cipher, customer: Customer
+) -> list[LoginHoldings]:
     """Everything bankhub holds about ``customer``, login by login (for an export)."""
     logins = (
         (
@@ -106,20 +109,17 @@ async def holdings_of(session: AsyncSession, customer: Customer) -> list[LoginHo
     held: list[LoginHoldings] = []
     for login in logins:
         accounts = await accounts_of(session, login)
-        transactions = (
-            (
-                await session.execute(
-                    select(Transaction)
-                    .where(
-                        Transaction.app_id == login.app_id,
-                        Transaction.account_id.in_([a.id for a in accounts]),
-                    )
-                    .order_by(Transaction.date.desc(), Transaction.id.desc())
+        rows = (
+            await session.execute(
+                select(*API_COLUMNS)
+                .where(
+                    Transaction.app_id == login.app_id,
+                    Transaction.account_id.in_([a.id for a in accounts]),
                 )
+                .order_by(Transaction.date.desc(), Transaction.id.desc())
             )
-            .scalars()
-            .all()
-        )
+        ).all()
+        transactions = await opened_rows(session, cipher, login.app_id, rows)
         events = (
             (
                 await session.execute(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -30,8 +32,29 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: the files of a SQLite database: SQLite makes the others with the main file's mode
+SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def private_sqlite_files(url: str) -> None:
+    """The database file is created readable and writable by its owner only (0600), before
+    SQLite opens it (SQLite would create it with the process's umask, world-readable by
+    default); files of an older installation are narrowed to 0600 too."""
+    name = make_url(url).database
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if path.parent.is_dir():
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for suffix in SQLITE_SUFFIXES:
+        part = path.with_name(path.name + suffix)
+        if part.exists() and part.stat().st_mode & 0o777 != 0o600:
+            part.chmod(0o600)
+
+
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
+        private_sqlite_files(url)
         engine = create_async_engine(url, connect_args={"timeout": 10})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

@@ -41,7 +41,7 @@ from bankhub.events.models import Event
 from bankhub.hub import Hub
 from bankhub.lifecycle import retention
 from bankhub.logins.models import Login
-from bankhub.security import idempotency
+from bankhub.security import idempotency, rewrap
 from bankhub.sync.refresh import (
     RETRYABLE,
     Claimed,
@@ -62,6 +62,8 @@ CRASH_BACKOFF = timedelta(minutes=15)
 CONSENT_NOTICES = (timedelta(days=7), timedelta(days=1))
 CONSENT_EXPIRED = "consent_expired"
 SWEEP_SECONDS = 60.0
+#: rows stored in clear by an older version that one retention sweep seals (S19)
+SEAL_PER_SWEEP = 10_000
 
 
 def default_owner() -> str:
@@ -389,6 +391,11 @@ class Runner:
         )
         # S40: expired Idempotency-Keys, and answers older than a shorter retention window
         await idempotency.purge(self.hub.db, self.hub.clock())
+        # S19: what an older version stored in clear is sealed a batch at a time, so that an
+        # upgraded installation holds none after a while even if nobody runs `keys rewrap`
+        await rewrap.seal_plain(
+            self.hub.db, self.hub.keyring, self.hub.hasher, batch=500, limit=SEAL_PER_SWEEP
+        )
         await self.hub.db.checkpoint()
         return report
 

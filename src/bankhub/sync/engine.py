@@ -22,10 +22,12 @@ from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 import httpx
+import msgspec
 from sqlalchemy import Table, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts import changes as changes_log
+from bankhub.accounts import details
 from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Account, Transaction
 from bankhub.catalogue import Catalogue, Service
@@ -53,6 +55,7 @@ from bankhub.events import services as events
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.security.crypto import Cipher, associated_data
+from bankhub.security.pan import mask_optional, mask_pans
 from bankhub.security.secrets import SecretHasher
 from bankhub.security.tls import InstitutionClients
 
@@ -105,7 +108,12 @@ def _normal_text(text: str) -> str:
 
 
 def fingerprint(record: TransactionRecord, occurrence: int) -> str:
-    """Content identity of a transaction: same day, amount, currency, text and occurrence."""
+    """Content digest of a transaction: same day, amount, currency, text and occurrence.
+
+    Not stored as it is: a plain digest of a guessable text is a reversible form of it. What is
+    stored is ``accounts.details.RowKeys``' keyed hash of this digest (the digest first, so that rows stored
+    before the keyed hash existed can be given theirs from their stored digest alone).
+    """
     return _fingerprint(
         record, record.amount.normalize(), _normal_text(record.description), occurrence
     )
@@ -158,16 +166,13 @@ TRANSACTION_COLUMNS = (
     "account_id",
     "dedupe_key",
     "fingerprint",
-    "original_id",
+    "details_enc",
     "date",
     "value_date",
     "amount",
     "currency",
-    "description",
-    "merchant",
     "category",
     "status",
-    "meta",
     "pending_transaction_id",
     "fetched_at",
     "created_at",
@@ -191,21 +196,34 @@ def _similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, _normal_text(a), _normal_text(b)).ratio()
 
 
-def link_pending(new_rows: list[dict[str, Any]], vanished: list[Any]) -> None:
+@dataclass(frozen=True, slots=True)
+class Vanished:
+    """A stored pending item the bank no longer lists, with its details opened."""
+
+    id: int
+    date: date
+    amount: Decimal
+    details: details.Details
+
+
+def link_pending(
+    new_rows: list[dict[str, Any]], records: list[TransactionRecord], vanished: list[Vanished]
+) -> None:
     """Set ``pending_transaction_id`` on new booked rows that replace a vanished pending item.
 
     A booked item matches a pending one when it is booked from 2 days before to 10 days after
-    it, its amount is within 30 % (same sign), and its text (or merchant) is alike. Each pending
-    item links to its best match only, best first.
+    it, its amount is within 30 % (same sign), and its text (or merchant) is alike (compared as
+    stored: card numbers masked). Each pending item links to its best match only, best first.
     """
     if not vanished:
         for row in new_rows:
             row.setdefault("pending_transaction_id", None)
         return
     candidates: list[tuple[float, int, int]] = []
-    for index, row in enumerate(new_rows):
+    for index, (row, record) in enumerate(zip(new_rows, records, strict=True)):
         if row["status"] != TransactionStatus.BOOKED:
             continue
+        description, merchant = mask_pans(record.description), mask_optional(record.merchant)
         for pending in vanished:
             days = (row["date"] - pending.date).days
             if not -PENDING_DAYS_BEFORE <= days <= PENDING_DAYS_AFTER:
@@ -216,8 +234,8 @@ def link_pending(new_rows: list[dict[str, Any]], vanished: list[Any]) -> None:
             drift = abs(amount - was) / abs(was)
             if drift > PENDING_AMOUNT_TOLERANCE:
                 continue
-            same_merchant = bool(row["merchant"]) and row["merchant"] == pending.merchant
-            alike = _similarity(row["description"], pending.description)
+            same_merchant = bool(merchant) and merchant == pending.details.merchant
+            alike = _similarity(description, pending.details.description)
             if not same_merchant and alike < PENDING_MIN_SIMILARITY:
                 continue
             score = alike + (0.5 if same_merchant else 0.0) - float(drift) - abs(days) / 30
@@ -248,6 +266,8 @@ class SyncEngine:
         box: Cipher,
     ) -> None:
         self.box = box
+        #: keyed hashes of transactions' bank ids and contents (their dedupe keys)
+        self.keys = details.RowKeys(hasher)
         self.settings = settings
         self.registry = registry
         self.catalogue = catalogue
@@ -308,14 +328,17 @@ class SyncEngine:
         login.connector_state = {}
 
     def _seal_account(self, account: Account, record: AccountRecord) -> None:
+        # An IBAN is kept whole (it is not a card number); a card account's number is not.
         for column, value in (
             ("iban", record.iban),
-            ("number", record.number),
-            ("holder_name", record.holder_name),
+            ("number", mask_optional(record.number)),
+            ("holder_name", mask_optional(record.holder_name)),
+            ("bank_id", mask_optional(record.bank_id)),
         ):
             aad = associated_data(account.app_id, "accounts", column, account.id)
             sealed = self.box.encrypt_text(value, aad) if value else None
             setattr(account, f"{column}_enc", sealed)
+        account.bank_id = None
 
     def account_details(self, account: Account) -> dict[str, str | None]:
         """The account's IBAN, number and holder name, decrypted."""
@@ -325,6 +348,9 @@ class SyncEngine:
             aad = associated_data(account.app_id, "accounts", column, account.id)
             opened[column] = self.box.decrypt_text(sealed, aad) if sealed else None
         return opened
+
+    def account_bank_id(self, account: Account) -> str | None:
+        return details.account_bank_id(self.box, account)
 
     def open_credentials(self, login: Login) -> dict[str, str] | None:
         if not login.vault_credentials_enc:
@@ -408,8 +434,10 @@ class SyncEngine:
     ) -> tuple[Account, bool]:
         match_key = self._match_key(record)
         candidates = [a for a in existing if a.id not in claimed]
+        # Stored bank ids are masked (a card account's id may be its number): compare masked.
+        wanted = mask_optional(record.bank_id)
         found = next(
-            (a for a in candidates if record.bank_id and a.bank_id == record.bank_id), None
+            (a for a in candidates if wanted and self.account_bank_id(a) == wanted), None
         )
         if found is None and match_key:
             found = next((a for a in candidates if a.match_key == match_key), None)
@@ -417,16 +445,17 @@ class SyncEngine:
             same = [
                 a
                 for a in candidates
-                if a.name == record.name and a.currency == record.currency and a.type == record.type
+                if a.name == mask_pans(record.name)
+                and a.currency == record.currency
+                and a.type == record.type
             ]
             found = same[0] if len(same) == 1 else None
         created = found is None
         if found is None:
             found = Account(app_id=login.app_id, login_id=login.id, created_at=now)
             session.add(found)
-        found.bank_id = record.bank_id
         found.match_key = match_key
-        found.name = record.name
+        found.name = mask_pans(record.name)
         found.type = str(record.type)
         found.currency = record.currency
         found.balance = record.balance
@@ -439,6 +468,37 @@ class SyncEngine:
         await session.flush()
         claimed.add(found.id)
         return found, created
+
+    async def _window(self, session: AsyncSession, account_id: int, low: date) -> list[Any]:
+        """The stored rows of the account from ``low`` on, with keyed keys: rows stored before
+        keys were keyed and details sealed are sealed first, so that the records of this sync
+        find them (the rewrap command does the same for the rest)."""
+        query = select(
+            Transaction.id,
+            Transaction.dedupe_key,
+            Transaction.fingerprint,
+            Transaction.status,
+            Transaction.amount,
+            Transaction.date,
+            Transaction.details_enc,
+        ).where(Transaction.account_id == account_id, Transaction.date >= low)
+        rows = list((await session.execute(query)).all())
+        if any(row.details_enc is None for row in rows):
+            plain = (
+                await session.execute(
+                    select(*details.PLAIN_COLUMNS).where(
+                        Transaction.account_id == account_id,
+                        Transaction.date >= low,
+                        Transaction.details_enc.is_(None),
+                    )
+                )
+            ).all()
+            await details.seal_plain_rows(session, self.box, self.keys, plain)
+            rows = list((await session.execute(query)).all())
+        return rows
+
+    def _stored(self, app_id: int, account_id: int, row: Any) -> details.Details:
+        return details.open_sealed(self.box, app_id, account_id, row.dedupe_key, row.details_enc)
 
     async def _apply_transactions(
         self,
@@ -453,21 +513,7 @@ class SyncEngine:
         app_id, account_id = account.app_id, account.id
         dates = [r.booking_date for r in records]
         low = min([*dates, since] if since else dates)
-        rows = (
-            await session.execute(
-                select(
-                    Transaction.id,
-                    Transaction.dedupe_key,
-                    Transaction.fingerprint,
-                    Transaction.status,
-                    Transaction.amount,
-                    Transaction.description,
-                    Transaction.original_id,
-                    Transaction.date,
-                    Transaction.merchant,
-                ).where(Transaction.account_id == account_id, Transaction.date >= low)
-            )
-        ).all()
+        rows = await self._window(session, account_id, low)
         by_key: dict[str, Any] = {row.dedupe_key: row for row in rows}
         by_fp: dict[str, Any] = {}
         for existing_row in rows:
@@ -476,6 +522,7 @@ class SyncEngine:
         # Big histories are CPU work on the event loop: it is done a slice at a time, and other
         # requests get a turn whenever one has lasted long enough.
         turns = Turns()
+        keys = self.keys
         occurrences: dict[tuple[date, Decimal, str, str], int] = {}
         incoming_keys: set[str] = set()
         prepared: list[tuple[TransactionRecord, str, str]] = []
@@ -486,8 +533,8 @@ class SyncEngine:
                 ident = (record.booking_date, amount, record.currency, text)
                 n = occurrences.get(ident, 0)
                 occurrences[ident] = n + 1
-                fp = _fingerprint(record, amount, text, n)
-                key = f"b:{record.bank_id}" if record.bank_id else f"f:{fp}"
+                fp = keys.fingerprint(_fingerprint(record, amount, text, n))
+                key = keys.bank_key(record.bank_id) if record.bank_id else keys.content_key(fp)
                 if key in incoming_keys:
                     continue  # the bank listed the same item twice in one answer
                 incoming_keys.add(key)
@@ -516,14 +563,21 @@ class SyncEngine:
             if row is not None:
                 claimed.add(row.id)
                 changes: dict[str, Any] = {}
-                if row.dedupe_key != key:
-                    changes.update(dedupe_key=key, original_id=original_id)
                 if row.status != str(record.status):
                     changes["status"] = str(record.status)
                 if row.amount != record.amount:
                     changes["amount"] = record.amount
-                if row.description != record.description:
-                    changes["description"] = record.description
+                stored = self._stored(app_id, account_id, row)
+                description = mask_pans(record.description)
+                if row.dedupe_key != key or stored.description != description:
+                    fresh = msgspec.structs.replace(stored, description=description)
+                    if row.dedupe_key != key:
+                        fresh = msgspec.structs.replace(fresh, original_id=mask_pans(original_id))
+                    # sealed again under the row's (new) key, which the envelope is bound to
+                    changes.update(
+                        dedupe_key=key,
+                        details_enc=details.seal(self.box, app_id, account_id, key, fresh),
+                    )
                 if changes:
                     changes.update(fingerprint=fp, fetched_at=now)
                     await session.execute(
@@ -543,10 +597,7 @@ class SyncEngine:
                     "value_date": record.value_date,
                     "amount": record.amount,
                     "currency": record.currency,
-                    "description": record.description,
-                    "merchant": record.merchant,
                     "status": str(record.status),
-                    "meta": dict(record.meta) if record.meta else None,
                     "pending_transaction_id": None,
                     "fetched_at": now,
                     "created_at": now,
@@ -555,9 +606,11 @@ class SyncEngine:
         # Pending items the bank no longer lists within the window were dropped or booked anew;
         # a new booked item that looks like one of them is linked to it.
         vanished = [
-            row for row in rows if row.status == TransactionStatus.PENDING and row.id not in claimed
+            Vanished(row.id, row.date, row.amount, self._stored(app_id, account_id, row))
+            for row in rows
+            if row.status == TransactionStatus.PENDING and row.id not in claimed
         ]
-        link_pending(new_rows, vanished)
+        link_pending(new_rows, new_records, vanished)
         added = await self._insert_new(session, account, new_rows, new_records, turns)
         removed = [row.id for row in vanished]
         if removed:
@@ -587,6 +640,23 @@ class SyncEngine:
             )
         return len(added), len(modified), len(removed)
 
+    def _finish_rows(
+        self, account: Account, rows: list[dict[str, Any]], records: list[TransactionRecord]
+    ) -> None:
+        """Categorize new rows and seal their details (card numbers masked first)."""
+        app_id, account_id, box = account.app_id, account.id, self.box
+        for row, record in zip(rows, records, strict=True):
+            row["category"] = categorize(
+                record.description, record.merchant, record.amount, record.category
+            )
+            fields = details.masked(
+                row["original_id"],
+                record.description,
+                record.merchant,
+                dict(record.meta) if record.meta else None,
+            )
+            row["details_enc"] = details.seal(box, app_id, account_id, row["dedupe_key"], fields)
+
     async def _insert_new(
         self,
         session: AsyncSession,
@@ -595,15 +665,12 @@ class SyncEngine:
         records: list[TransactionRecord],
         turns: Turns,
     ) -> list[int]:
-        """Store the new rows (categorized here); their ids, in order."""
+        """Store the new rows (categorized and sealed here); their ids, in order."""
         table = cast(Table, Transaction.__table__)
         scope = ("account_id", account.id)
         if len(new_rows) <= bulk.SMALL:
             # A refresh's few new rows: one INSERT ... RETURNING.
-            for row, record in zip(new_rows, records, strict=True):
-                row["category"] = categorize(
-                    record.description, record.merchant, record.amount, record.category
-                )
+            self._finish_rows(account, new_rows, records)
             by_key = await bulk.insert_many_with_ids(
                 session, table, new_rows, TRANSACTION_COLUMNS, key="dedupe_key", scope=scope
             )
@@ -623,10 +690,7 @@ class SyncEngine:
                 stop = min(start + INSERT_BATCH, len(new_rows))
                 for first in range(start, stop, SLICE):
                     part = new_rows[first : min(first + SLICE, stop)]
-                    for row, record in zip(part, records[first : first + len(part)], strict=True):
-                        row["category"] = categorize(
-                            record.description, record.merchant, record.amount, record.category
-                        )
+                    self._finish_rows(account, part, records[first : first + len(part)])
                     values += encode(part)
                     if turns.due():
                         await turns.give()
