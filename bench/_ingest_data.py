@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bankhub.accounts.details import RowKeys, masked, seal
 from bankhub.catalogue import Catalogue, Service
 from bankhub.categories import categorize
 from bankhub.connectors.base import (
@@ -27,6 +28,7 @@ from bankhub.connectors.base import (
     TransactionStatus,
 )
 from bankhub.connectors.registry import ConnectorRegistry
+from bankhub.security.crypto import Cipher
 from bankhub.sync.engine import TRANSACTION_COLUMNS, _normal_text, fingerprint
 
 CONNECTOR_ID = "bench-ingest"
@@ -192,10 +194,17 @@ COLUMNS = TRANSACTION_COLUMNS
 
 
 def stored_rows(
-    dataset: Dataset, app_id: int, account_ids: Mapping[str, int], now: datetime, dialect: str
+    dataset: Dataset,
+    app_id: int,
+    account_ids: Mapping[str, int],
+    now: datetime,
+    dialect: str,
+    box: Cipher,
+    keys: RowKeys,
 ) -> list[tuple[Any, ...]]:
     """The ``transactions`` rows bankhub writes for the data set on its first fetch, computed
-    with bankhub's own fingerprint and categorizer, encoded as the dialect stores them."""
+    with bankhub's own fingerprint, keyed hashes, categorizer and sealing (the details in an
+    envelope of the same size as bankhub's), encoded as the dialect stores them."""
     sqlite = dialect == "sqlite"
     stamp: Any = now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else now
     rows: list[tuple[Any, ...]] = []
@@ -211,27 +220,31 @@ def stored_rows(
             )
             n = occurrences.get(ident, 0)
             occurrences[ident] = n + 1
-            fp = fingerprint(record, n)
+            fp = keys.fingerprint(fingerprint(record, n))
             category = categorize(
                 record.description, record.merchant, record.amount, record.category
+            )
+            dedupe_key = keys.bank_key(record.bank_id or "")
+            fields = masked(
+                record.bank_id or "",
+                record.description,
+                record.merchant,
+                dict(record.meta) if record.meta else None,
             )
             booked, valued = record.booking_date, record.value_date
             rows.append(
                 (
                     app_id,
                     account_id,
-                    f"b:{record.bank_id}",
+                    dedupe_key,
                     fp,
-                    record.bank_id,
+                    seal(box, app_id, account_id, dedupe_key, fields),
                     booked.isoformat() if sqlite else booked,
                     (valued.isoformat() if sqlite else valued) if valued else None,
                     format(record.amount, "f") if sqlite else record.amount,
                     record.currency,
-                    record.description,
-                    record.merchant,
                     category,
                     str(record.status),
-                    None,
                     None,
                     stamp,
                     stamp,

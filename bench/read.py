@@ -46,6 +46,10 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import make_url
 
+from bankhub.accounts.details import Details, RowKeys, seal
+from bankhub.config import Environment, Settings
+from bankhub.security.crypto import Cipher
+from bankhub.security.keyring import open_keyring
 from bankhub.sync import engine
 from bench import harness
 from bench._fixture import BenchApp, new_app, new_logins
@@ -101,6 +105,9 @@ class Parties:
     app: BenchApp
     #: login number → (login id, login-secret)
     logins: dict[int, tuple[int, str]]
+    #: the data keyring of that database, loaded, and the server pepper's keyed hashes
+    box: Cipher
+    keys: RowKeys
 
     def dataset(self, rows: Rows) -> Dataset:
         return Dataset(
@@ -119,9 +126,18 @@ class Parties:
         ]
 
 
-#: the columns the fixture writes: the sync engine's own for a new row, with the id a bulk load
-#: sets itself
-TRANSACTION_COLUMNS = ("id", *engine.TRANSACTION_COLUMNS)
+#: the columns the fixture writes: the sync engine's own for a new row (the details sealed, as
+#: bankhub stores and reads them), with the id a bulk load sets itself, and the same details in
+#: the plain columns of rows from before sealing, which the baseline (it holds no keys) reads:
+#: the baseline is what the same data costs stored in clear
+TRANSACTION_COLUMNS = (
+    "id",
+    *engine.TRANSACTION_COLUMNS,
+    "original_id",
+    "description",
+    "merchant",
+    "meta",
+)
 
 _MERCHANTS = (
     "LIDL",
@@ -232,12 +248,16 @@ async def _make_parties(ctx: Context, url: str, rows: Rows) -> Parties:
                 [f"user-{n:06d}" for n in range(1, rows.logins + 1)],
             )
             logins = {n: (login.id, secret) for n, (login, secret) in enumerate(made, start=1)}
-        return Parties(bench_app, logins)
+        # the keyring bankhub serve will load (BANKHUB_ENV=test: the KEK from the pepper)
+        settings = Settings(env=Environment.TEST, secret_key=_secret_key(ctx).decode())
+        async with db.transaction() as session:
+            box = await open_keyring(settings, session)
+        return Parties(bench_app, logins, box, RowKeys(hasher))
     finally:
         await db.dispose()
 
 
-def _transactions(rows: Rows, app_id: int, *, sqlite: bool) -> Iterator[tuple[Any, ...]]:
+def _transactions(rows: Rows, parties: Parties, *, sqlite: bool) -> Iterator[tuple[Any, ...]]:
     """100 transactions per account over the last year, in the order of TRANSACTION_COLUMNS.
 
     Rows are written account by account, as a first connect's back-fill writes them. Values are
@@ -252,7 +272,9 @@ def _transactions(rows: Rows, app_id: int, *, sqlite: bool) -> Iterator[tuple[An
     day_value: list[Any] = [d.isoformat() for d in days] if sqlite else days
     day_label = [f"{d.day:02d}.{d.month:02d}" for d in days]
     now: Any = _sqlite_value(rows.now) if sqlite else rows.now
-    metas = [json.dumps({"mcc": str(rng.randrange(1000, 9999))}) for _ in range(97)]
+    metas = [{"mcc": str(rng.randrange(1000, 9999))} for _ in range(97)]
+    meta_texts = [json.dumps(meta) for meta in metas]
+    app_id, box, keys = parties.app.app_id, parties.box, parties.keys
     n_merchants, n_cities, n_categories = len(_MERCHANTS), len(_CITIES), len(_CATEGORIES)
     tx_id = 0
     for account in rows.accounts:
@@ -280,25 +302,29 @@ def _transactions(rows: Rows, app_id: int, *, sqlite: bool) -> Iterator[tuple[An
                 sign, cents = ("-", -cents) if cents < 0 else ("", cents)
                 text = f"{sign}{cents // 100}.{cents % 100:02d}"
             bank_id = f"tx-{account_id}-{seq}"
+            dedupe_key = keys.bank_key(bank_id)
+            meta = tx_id % 97 if seq % 3 == 0 else None
+            fields = Details(bank_id, description, merchant, None if meta is None else metas[meta])
             yield (
                 tx_id,
                 app_id,
                 account_id,
-                "b:" + bank_id,
+                dedupe_key,
                 f"{bits(160):040x}",
-                bank_id,
+                seal(box, app_id, account_id, dedupe_key, fields),
                 day_value[offset],
                 day_value[offset + int(rand() * 3)],
                 text if sqlite else Decimal(text),
                 currency,
-                description,
-                merchant,
                 category,
                 "booked",
-                metas[tx_id % 97] if seq % 3 == 0 else None,
                 None,  # pending_transaction_id
                 now,
                 now,
+                bank_id,
+                description,
+                merchant,
+                None if meta is None else meta_texts[meta],
             )
 
 
@@ -360,7 +386,7 @@ def load_sqlite(ctx: Context, path: Path, rows: Rows) -> tuple[str, Dataset]:
         ).fetchall()
         for name, _ in indexes:
             db.execute(f'DROP INDEX "{name}"')
-        for chunk in _chunks(_transactions(rows, parties.app.app_id, sqlite=True), CHUNK):
+        for chunk in _chunks(_transactions(rows, parties, sqlite=True), CHUNK):
             db.executemany(sql, chunk)
         for _, create in indexes:
             db.execute(create)
@@ -410,7 +436,7 @@ async def _fill_pg(dsn: str, rows: Rows, parties: Parties) -> None:
                 records=[tuple(r[c] for c in columns) for r in accounts],
                 columns=columns,
             )
-            for chunk in _chunks(_transactions(rows, parties.app.app_id, sqlite=False), CHUNK):
+            for chunk in _chunks(_transactions(rows, parties, sqlite=False), CHUNK):
                 await connection.copy_records_to_table(
                     "transactions", records=chunk, columns=list(TRANSACTION_COLUMNS)
                 )

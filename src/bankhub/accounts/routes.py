@@ -13,8 +13,8 @@ from bankhub.accounts import services as accounts
 from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Transaction
 from bankhub.api.errors import ApiError, ErrorCode
-from bankhub.api.routes import transaction_out
 from bankhub.api.openapi import LOGIN_AUTH, LOGIN_SECURITY, MAX_ID, E, errors, query, whole_number
+from bankhub.api.routes import transaction_out
 from bankhub.api.schemas import VERSION
 from bankhub.audit import services as audit
 from bankhub.hub import hub_of

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import date
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Annotated, Any, cast
 from urllib.parse import urlencode
 

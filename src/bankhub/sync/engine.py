@@ -110,9 +110,9 @@ def _normal_text(text: str) -> str:
 def fingerprint(record: TransactionRecord, occurrence: int) -> str:
     """Content digest of a transaction: same day, amount, currency, text and occurrence.
 
-    Not stored as it is: a plain digest of a guessable text is a reversible form of it. What is
-    stored is ``accounts.details.RowKeys``' keyed hash of this digest (the digest first, so that rows stored
-    before the keyed hash existed can be given theirs from their stored digest alone).
+    Not stored as it is: a plain digest of a guessable text is a reversible form of it. What
+    is stored is ``accounts.details.RowKeys``' keyed hash of this digest (the digest first, so
+    that rows stored before the keyed hash existed get theirs from their stored digest alone).
     """
     return _fingerprint(
         record, record.amount.normalize(), _normal_text(record.description), occurrence
@@ -436,9 +436,7 @@ class SyncEngine:
         candidates = [a for a in existing if a.id not in claimed]
         # Stored bank ids are masked (a card account's id may be its number): compare masked.
         wanted = mask_optional(record.bank_id)
-        found = next(
-            (a for a in candidates if wanted and self.account_bank_id(a) == wanted), None
-        )
+        found = next((a for a in candidates if wanted and self.account_bank_id(a) == wanted), None)
         if found is None and match_key:
             found = next((a for a in candidates if a.match_key == match_key), None)
         if found is None:
