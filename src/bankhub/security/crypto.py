@@ -9,6 +9,7 @@ keyring with key-encryption keys, rotation and rewrap builds on this format.
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 from typing import Protocol
 
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 FORMAT = "v1"
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 class DecryptionError(ValueError):
@@ -78,7 +80,12 @@ class Box:
             raise DecryptionError("not a bankhub ciphertext") from None
         if version != FORMAT or kid not in self._keys:
             raise DecryptionError(f"unknown format or key id {kid!r}")
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        # base64url by hand: urlsafe_b64decode's layers cost as much as the AES-GCM opening,
+        # and the read path opens a hundred values per page (surplus padding is ignored)
+        try:
+            raw = binascii.a2b_base64(token.encode().translate(_FROM_URLSAFE) + b"==")
+        except binascii.Error:
+            raise DecryptionError("not a bankhub ciphertext") from None
         try:
             return self._keys[kid].decrypt(raw[:12], raw[12:], aad)
         except InvalidTag:
