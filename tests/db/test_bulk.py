@@ -28,6 +28,8 @@ def row(account: Account, n: int, **overrides: Any) -> dict[str, Any]:
         "dedupe_key": f"b:bulk-{n}",
         "fingerprint": f"{n:040x}",
         "original_id": f"bulk-{n}",
+        # the sealed details: bulk inserts store whatever text the engine made
+        "details_enc": f"v1.k1.sealed-{n}-«ü»",
         "date": date(2026, 1, 1) + timedelta(days=n % 30),
         "value_date": None if n % 2 else date(2026, 2, 1),
         "amount": Decimal("-12345678901234.12345678") if n == 0 else Decimal(f"{n}.10"),
