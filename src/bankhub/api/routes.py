@@ -427,7 +427,9 @@ def account_out(account: Account) -> s.AccountOut:
         original_id=account.bank_id or f"acc-{account.id}",
         login_id=account.login_id,
         name=account.name,
-        balance=format_amount(account.balance, account.currency),
+        balance=None
+        if account.balance is None
+        else format_amount(account.balance, account.currency),
         currency=account.currency,
         type=account.type,
     )

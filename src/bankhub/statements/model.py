@@ -48,22 +48,21 @@ class StatementAccount:
         return f"{self.iban or self.number or self.name or '?'} {self.currency}"
 
     def to_account_record(self) -> AccountRecord:
+        """The account as a sync stores it. Its balance is the closing balance the file states,
+        for the file's closing date, and None when the file states none: an opening balance plus
+        the file's rows is not a balance (the file may not hold every booking)."""
         ident = self.iban or self.number
-        balance = self.closing_balance
-        if balance is None:
-            balance = (self.opening_balance or Decimal(0)) + sum(
-                (t.amount for t in self.transactions if t.status == "booked"), Decimal(0)
-            )
         return AccountRecord(
             bank_id=f"{ident}:{self.currency}" if ident else None,
             name=self.name or (f"Account {ident[-4:]}" if ident else "Imported account"),
             type=self.type,
             currency=self.currency,
-            balance=balance,
+            balance=self.closing_balance,
             available_balance=self.available_balance,
             number=self.number,
             iban=self.iban,
             holder_name=self.holder_name,
+            balance_date=self.closing_date,
         )
 
 

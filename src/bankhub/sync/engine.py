@@ -234,6 +234,20 @@ def link_pending(new_rows: list[dict[str, Any]], vanished: list[Any]) -> None:
         row.setdefault("pending_transaction_id", None)
 
 
+def _take_balance(account: Account, record: AccountRecord) -> None:
+    """Store the record's balance unless it states none, or states it for an older day than
+    the stored one (an older statement file imported after a newer one). The available
+    balance travels with the balance it was stated with."""
+    if record.balance is None:
+        return
+    stored = account.balance_date
+    if stored is not None and record.balance_date is not None and record.balance_date < stored:
+        return
+    account.balance = record.balance
+    account.available_balance = record.available_balance
+    account.balance_date = record.balance_date
+
+
 class SyncEngine:
     """Builds connectors for services and runs fetch/apply for the connect page and refreshes."""
 
@@ -429,8 +443,7 @@ class SyncEngine:
         found.name = record.name
         found.type = str(record.type)
         found.currency = record.currency
-        found.balance = record.balance
-        found.available_balance = record.available_balance
+        _take_balance(found, record)
         found.number_masked = mask_number(record.iban or record.number)
         found.updated_at = now
         if created:

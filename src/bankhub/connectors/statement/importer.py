@@ -7,7 +7,7 @@ fingerprints: importing the same file twice, or an overlapping one, adds nothing
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -20,7 +20,7 @@ from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Account
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.catalogue import Catalogue, Service
-from bankhub.connectors.base import AccountRecord, ConnectorInfo
+from bankhub.connectors.base import ConnectorInfo
 from bankhub.customers import services as customers
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
@@ -29,8 +29,8 @@ from bankhub.statements import ParsedStatement
 from bankhub.sync.engine import FetchedAccount, FetchResult, SyncEngine, mask_number
 
 CONNECTOR_ID = "statement"
-#: connector state: per account (bank id), the date and amount of the newest closing balance
-BALANCES = "closing_balances"
+#: what older versions kept in the connector state (the newest closing balance per account)
+LEGACY_BALANCES = "closing_balances"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,26 +61,36 @@ def statement_service(catalogue: Catalogue) -> Service:
 
 
 def to_fetch_result(parsed: ParsedStatement, state: dict[str, Any]) -> FetchResult:
-    """The file as a fetch. An older file does not move a balance a newer file already set."""
-    known: dict[str, Any] = dict(state.get(BALANCES, {}))
-    fetched: list[FetchedAccount] = []
-    for account in parsed.accounts:
-        record = account.to_account_record()
-        key = record.bank_id
-        stamp = account.closing_date.isoformat() if account.closing_date else None
-        if key is not None and stamp is not None:
-            newest = known.get(key)
-            if newest is not None and newest[0] > stamp:
-                record = _with_balance(record, Decimal(newest[1]))
-            else:
-                known[key] = [stamp, str(record.balance)]
-        fetched.append(FetchedAccount(record, list(account.transactions)))
+    """The file as a fetch. Balances are the file's own, with their dates: the sync engine keeps
+    a stated balance when the file states none or states an older one."""
+    fetched = [
+        FetchedAccount(account.to_account_record(), list(account.transactions))
+        for account in parsed.accounts
+    ]
+    # Dates and balances of earlier files lived in the connector state before the accounts
+    # kept their balance date; the state no longer carries them.
+    kept = {key: value for key, value in state.items() if key != LEGACY_BALANCES}
     # since=None: the window is what the file covers, never a fixed history start.
-    return FetchResult(fetched, None, {**state, BALANCES: known}, None)
+    return FetchResult(fetched, None, kept, None)
 
 
-def _with_balance(record: AccountRecord, balance: Decimal) -> AccountRecord:
-    return replace(record, balance=balance, available_balance=None)
+async def _adopt_legacy_dates(session: AsyncSession, login: Login, state: dict[str, Any]) -> None:
+    """Older versions kept each account's newest closing date in the connector state. An account
+    stored then has no balance date yet; it takes that one, so that an older file still cannot
+    move its balance back."""
+    legacy = state.get(LEGACY_BALANCES)
+    if not isinstance(legacy, dict) or not legacy:
+        return
+    undated = await session.execute(
+        select(Account).where(Account.login_id == login.id, Account.balance_date.is_(None))
+    )
+    for account in undated.scalars():
+        stamp = legacy.get(account.bank_id or "")
+        if isinstance(stamp, list) and stamp and isinstance(stamp[0], str):
+            try:
+                account.balance_date = date.fromisoformat(stamp[0])
+            except ValueError:
+                continue
 
 
 async def _target_login(
@@ -130,7 +140,9 @@ async def import_statement(
         )
         await session.flush()
     before = (await session.execute(select(func.max(TransactionChange.id)))).scalar() or 0
-    result = to_fetch_result(parsed, engine.state_of(login))
+    state = engine.state_of(login)
+    await _adopt_legacy_dates(session, login, state)
+    result = to_fetch_result(parsed, state)
     summary = await engine.apply(session, login, result)
     grant_consent(login, info, now)
     login.next_sync_at = None
