@@ -35,6 +35,8 @@ _SEPA_META = {"EREF": "end_to_end_id", "MREF": "mandate_id", "CRED": "creditor_i
 _SNIFF_FIELDS = re.compile(r"(?m)^:(?:60[FM]|61|62[FM]|34F|28C?):")
 #: SWIFT lines are at most 65 characters; a full line continues on the next without a space
 _LINE_WIDTH = 65
+#: the first and last day a statement covers
+Period = tuple[date, date]
 
 
 def sniff(data: bytes) -> bool:
@@ -200,8 +202,22 @@ class _Message:
                 format=self.fmt,
             )
         part.currency, part.closing = currency, closing
-        part.transactions = [self.transaction(f, info, currency) for f, info in transactions]
+        period = self.period(part.opening, closing)
+        part.transactions = [
+            self.transaction(f, info, currency, period) for f, info in transactions
+        ]
         return part
+
+    def period(
+        self, opening: tuple[Decimal, date] | None, closing: tuple[Decimal, date] | None
+    ) -> Period | None:
+        """The days the statement covers, from its own dates: the opening and closing balances'
+        (:60F:/:62F:) and an interim report's :13D: date-time. None when it states none."""
+        days = [b[1] for b in (opening, closing) if b is not None]
+        for fld in self.raw.fields:
+            if fld.tag in ("13D", "13"):
+                days.append(self.date(fld.value[:6], fld))
+        return (min(days), max(days)) if days else None
 
     def balance(self, fld: _Field) -> tuple[Decimal, date, str]:
         found = _BALANCE.match(fld.value)
@@ -221,7 +237,9 @@ class _Message:
         except ValueError as exc:
             raise self.error(fld.line, f":{fld.tag}: {text!r} is not a valid YYMMDD date") from exc
 
-    def transaction(self, fld: _Field, info: list[_Field], currency: str) -> TransactionRecord:
+    def transaction(
+        self, fld: _Field, info: list[_Field], currency: str, period: Period | None
+    ) -> TransactionRecord:
         found = _LINE61.match(fld.value)
         if found is None:
             raise self.error(
@@ -244,6 +262,7 @@ class _Message:
         booking = _entry_date(
             value_day,
             entry_text,
+            period,
             lambda: self.error(fld.line, (f":61: entry date {entry_text!r} is not a valid MMDD")),
         )
         debit = mark in ("D", "RC")
@@ -286,19 +305,31 @@ def _decimal(text: str) -> Decimal:
     return Decimal(f"{whole}.{fraction}" if fraction else whole)
 
 
-def _entry_date(value_day: date, text: str | None, error: Any) -> date:
-    """The MMDD entry date in the year that puts it nearest the value date (December/January)."""
+def _entry_date(value_day: date, text: str | None, period: Period | None, error: Any) -> date:
+    """The year of an MMDD entry date, which the field leaves out.
+
+    A statement's bookings fall within its own period (:60F: to :62F:, or an interim report's
+    :13D:), give or take the days a bank takes to post; the value date may lie months away (a
+    back-valued correction, a forward-valued deposit), so it only breaks ties. The entry date
+    takes the year that puts it inside the period, else nearest to it; a statement that states
+    no date at all leaves the value date to decide.
+    """
     if text is None or not text.strip():
         return value_day
+    start, end = period or (value_day, value_day)
     candidates = []
-    for year in (value_day.year - 1, value_day.year, value_day.year + 1):
+    for year in range(min(start.year, value_day.year) - 1, max(end.year, value_day.year) + 2):
         try:
             candidates.append(date(year, int(text[:2]), int(text[2:])))
         except ValueError:
             continue
     if not candidates:
         raise error()
-    return min(candidates, key=lambda d: abs(d - value_day))
+
+    def outside(day: date) -> int:
+        return max((start - day).days, (day - end).days, 0)
+
+    return min(candidates, key=lambda day: (outside(day), abs((day - value_day).days)))
 
 
 def _bank_reference(text: str) -> str | None:
