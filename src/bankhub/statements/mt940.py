@@ -279,12 +279,13 @@ class _Message:
         supplementary = " ".join(line.strip() for line in fld.lines[1:] if line.strip())
         if supplementary:
             meta["supplementary_details"] = supplementary
-        description, merchant = "", None
+        description, merchant, party = "", None, _Party()
         for extra in info:
             if extra.tag == "NS":
                 meta["ns"] = [line.strip() for line in extra.lines if line.strip()]
             else:
                 description, merchant = _information(extra, meta)
+                party = _structured_party(extra) or _free_text_party(extra)
         description = (
             description or supplementary or " ".join(meta.get("ns", [])) or meta["transaction_type"]
         )
@@ -297,6 +298,8 @@ class _Message:
             value_date=value_day,
             merchant=merchant,
             meta=meta,
+            counterparty_name=party.name,
+            counterparty_account=party.account,
         )
 
 
@@ -372,8 +375,8 @@ def _information(fld: _Field, meta: dict[str, Any]) -> tuple[str, str | None]:
         if subfields.get(code, "").strip():
             meta[key] = subfields[code].strip()
     account = subfields.get(31, "").strip()
-    if account:
-        meta["counterparty_iban" if _IBAN.match(account) else "counterparty_account"] = account
+    if _IBAN.match(account):
+        meta["counterparty_iban"] = account
     purpose = "".join(subfields.get(c, "") for c in (*range(20, 30), *range(60, 64)))
     sepa = _sepa(purpose)
     if sepa:
@@ -393,6 +396,106 @@ def _information(fld: _Field, meta: dict[str, Any]) -> tuple[str, str | None]:
     name = " ".join((subfields.get(32, "") + subfields.get(33, "")).split()) or None
     description = sepa.get("SVWZ") or " ".join(purpose.split()) or meta.get("posting_text", "")
     return description, name
+
+
+@dataclass(frozen=True, slots=True)
+class _Party:
+    """The other party of a booking as its :86: names it."""
+
+    name: str | None = None
+    account: str | None = None
+
+
+def _subfields(fld: _Field) -> dict[int, str] | None:
+    """The ``?NN`` subfields of a German structured :86: (None when it is free text)."""
+    raw = "".join(fld.lines).strip()
+    if _STRUCTURED.match(raw) is None:
+        return None
+    pieces = _SUBFIELD.split(raw[3:])
+    subfields: dict[int, str] = {}
+    for code, text in zip(pieces[1::2], pieces[2::2], strict=True):
+        subfields[int(code)] = subfields.get(int(code), "") + text
+    return subfields
+
+
+def _structured_party(fld: _Field) -> _Party | None:
+    """``?32``+``?33`` name, ``?31`` account (IBAN or account number) of a structured :86:."""
+    subfields = _subfields(fld)
+    if subfields is None:
+        return None
+    name = " ".join((subfields.get(32, "") + subfields.get(33, "")).split())
+    account = "".join(subfields.get(31, "").split())
+    return _Party(name or None, account or None)
+
+
+# Free-text :86: forms banks use to name the other party, in the order they are tried.
+#: the Dutch banks' keyed form: /NAME/, /IBAN/, ING's /CNTP/account/BIC/name/city/
+_KEYED_NAME = re.compile(r"/NAME/([^/]+)")
+_KEYED_IBAN = re.compile(r"/IBAN/([^/]+)")
+_KEYED_CNTP = re.compile(r"/CNTP/([^/]*)/([^/]*)/([^/]*)")
+#: Polish banks (mBank): "Z RACH.:"/"NA RACH.:" the account, "OD:"/"DO:" the name on its line
+_POLISH_ACCOUNT = re.compile(r"\b(?:Z|NA) RACH\.:\s*([A-Z]{0,2}[\d ]{10,40})")
+_POLISH_NAME = re.compile(r"(?:^|;)\s*(?:OD|DO):\s*([^;]+)")
+#: German and Swiss banks (PostFinance): "AUFTRAGGEBER:" (payer), "BEGÜNSTIGTER:" (payee) and
+#: the like, followed by name and address up to the next label
+_GERMAN_LABEL = re.compile(
+    r"\b(?:AUFTRAGGEBER|BEGUENSTIGTER|BEGÜNSTIGTER|ZAHLUNGSEMPFAENGER|ZAHLUNGSEMPFÄNGER"
+    r"|EMPFAENGER|EMPFÄNGER)\s*:\s*(.*?)(?=\s[A-ZÄÖÜ]{4,}\s*:|$)",
+    re.IGNORECASE,
+)
+_STREET = re.compile(r"(?i)(?:strasse|straße|str\.?|weg|gasse|platz|allee|ring)$")
+#: Dutch banks without keys (ASN, old ING): the account, then the name, on the first line
+_LEADING_ACCOUNT = re.compile(r"^([A-Z]{2}\d{2}[A-Z0-9]{10,30}|\d{9,10})(?:\s+(\S.*))?$")
+
+
+def _free_text_party(fld: _Field) -> _Party:
+    text = fld.joined()
+    if text.startswith("/"):
+        cntp = _KEYED_CNTP.search(text)
+        keyed_name = _KEYED_NAME.search(text)
+        keyed_iban = _KEYED_IBAN.search(text)
+        return _Party(
+            _clean(keyed_name.group(1) if keyed_name else cntp.group(3) if cntp else None),
+            _clean(
+                keyed_iban.group(1) if keyed_iban else cntp.group(1) if cntp else None,
+                compact=True,
+            ),
+        )
+    polish = _POLISH_ACCOUNT.search(text)
+    if polish is not None:
+        # A name line ends where the bank wrapped it; the address follows on the next line.
+        named = (_POLISH_NAME.search(line) for line in fld.lines)
+        polish_name = next((m.group(1) for m in named if m is not None), None)
+        return _Party(_clean(polish_name), _clean(polish.group(1), compact=True))
+    german = _GERMAN_LABEL.search(text)
+    if german is not None:
+        return _Party(_name_before_address(german.group(1)))
+    lines = [line.strip() for line in fld.lines if line.strip()]
+    leading = _LEADING_ACCOUNT.match(lines[0]) if lines else None
+    if leading is not None:
+        # On a line of its own, the rest of the first line is the name; on a single line it
+        # cannot be told from the purpose.
+        return _Party(_clean(leading.group(2) if len(lines) > 1 else None), leading.group(1))
+    return _Party()
+
+
+def _name_before_address(text: str) -> str | None:
+    """ "JANE DOE EXAMPLESTRASSE 10 1234 CITY": the words before the street and its number."""
+    words: list[str] = []
+    for word in text.split():
+        if any(ch.isdigit() for ch in word):
+            if len(words) > 1 and _STREET.search(words[-1]):
+                words.pop()
+            break
+        words.append(word)
+    return _clean(" ".join(words))
+
+
+def _clean(text: str | None, *, compact: bool = False) -> str | None:
+    if text is None:
+        return None
+    cleaned = "".join(text.split()) if compact else " ".join(text.split())
+    return cleaned or None
 
 
 def _sepa(purpose: str) -> dict[str, str]:

@@ -55,6 +55,7 @@ from bankhub.logins.models import Login
 from bankhub.security.crypto import Cipher, associated_data
 from bankhub.security.secrets import SecretHasher
 from bankhub.security.tls import InstitutionClients
+from bankhub.sync import counterparty
 
 T = TypeVar("T")
 log = logging.getLogger("bankhub.sync")
@@ -405,11 +406,15 @@ class SyncEngine:
     # --- applying -----------------------------------------------------------------------------
 
     def _match_key(self, record: AccountRecord) -> str | None:
-        number = record.iban or record.number
+        return self.match_key(record.iban or record.number, record.currency)
+
+    def match_key(self, number: str | None, currency: str) -> str | None:
+        """Keyed hash of an IBAN or account number and currency (``Account.match_key``): finds
+        an account again whoever names it, without storing the number in clear."""
         if not number:
             return None
         compact = "".join(number.split()).upper()
-        return self.hasher.hash(f"{compact}|{record.currency}", purpose=ACCOUNT_MATCH)
+        return self.hasher.hash(f"{compact}|{currency}", purpose=ACCOUNT_MATCH)
 
     async def _apply_account(
         self,
@@ -559,7 +564,7 @@ class SyncEngine:
                     "description": record.description,
                     "merchant": record.merchant,
                     "status": str(record.status),
-                    "meta": dict(record.meta) if record.meta else None,
+                    "meta": counterparty.stored_meta(record),
                     "pending_transaction_id": None,
                     "fetched_at": now,
                     "created_at": now,
@@ -615,7 +620,11 @@ class SyncEngine:
             # A refresh's few new rows: one INSERT ... RETURNING.
             for row, record in zip(new_rows, records, strict=True):
                 row["category"] = categorize(
-                    record.description, record.merchant, record.amount, record.category
+                    record.description,
+                    record.merchant,
+                    record.amount,
+                    record.category,
+                    record.counterparty_name,
                 )
             by_key = await bulk.insert_many_with_ids(
                 session, table, new_rows, TRANSACTION_COLUMNS, key="dedupe_key", scope=scope
@@ -638,7 +647,11 @@ class SyncEngine:
                     part = new_rows[first : min(first + SLICE, stop)]
                     for row, record in zip(part, records[first : first + len(part)], strict=True):
                         row["category"] = categorize(
-                            record.description, record.merchant, record.amount, record.category
+                            record.description,
+                            record.merchant,
+                            record.amount,
+                            record.category,
+                            record.counterparty_name,
                         )
                     values += encode(part)
                     if turns.due():
