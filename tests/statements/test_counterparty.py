@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -32,6 +33,7 @@ from tests.statements.uploads import new_customer, upload
 
 #: a Visa test number (Luhn-valid), as a card statement or a transfer to a card writes it
 PAN = "4111111111111111"
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def parties(name: str, data: bytes | None = None) -> list[tuple[str | None, str | None]]:
@@ -201,6 +203,28 @@ async def test_camt_and_mt940_counterparties_reach_the_api(harness: Harness) -> 
         metas = [t["meta"] for t in listed.json()["data"]]
         assert all(m["counterparty_name"] and m["counterparty_account"] for m in metas), name
     assert {"counterparty_name": "JAN NOWAK"}.items() <= metas[0].items()
+
+
+async def test_a_transfer_to_an_own_account_is_categorized_as_one(harness: Harness) -> None:
+    h = harness
+    year_end = (DATA / "year-end.sta").read_bytes()
+
+    async def categories(customer: str) -> dict[str, str]:
+        done = (await upload(h, customer, "year-end.sta", year_end)).json()["data"]
+        listed = await h.client.get(
+            "/v2/transaction", headers=h.headers(login_secret=done["secret"])
+        )
+        return {t["description"][:14]: t["category"] for t in listed.json()["data"]}
+
+    # The statement's 500.00 goes to DE89370400440532013000, "Eigene Festgeldanlage".
+    stranger = await categories(await new_customer(h, "without-that-account"))
+    assert stranger["Festgeld 6 Mon"] == "uncategorized"
+    owner = await new_customer(h, "with-that-account")
+    ing = (await upload(h, owner, "ing.csv", read("csv/ing.csv"))).json()["data"]
+    assert ing["accounts"][0]["number_masked"] == "•••• 3000"  # DE89370400440532013000
+    mine = await categories(owner)
+    assert mine["Festgeld 6 Mon"] == "transfer"
+    assert mine["Abschlag Strom"] == stranger["Abschlag Strom"]  # other bookings unchanged
 
 
 class NamingConnector:
