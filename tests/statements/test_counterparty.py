@@ -280,5 +280,5 @@ async def test_every_sync_stores_and_categorizes_the_counterparty(harness: Harne
     assert row.category == "entertainment"  # from the name alone: the text says nothing
     assert row.meta == {
         "counterparty_name": "Netflix International B.V.",
-        "counterparty_account": "NL22 INGB 0123 4567 89",  # not a valid IBAN: kept as written
+        "counterparty_account": "NL22INGB0123456789",
     }

@@ -284,8 +284,7 @@ class _Message:
             if extra.tag == "NS":
                 meta["ns"] = [line.strip() for line in extra.lines if line.strip()]
             else:
-                description, merchant = _information(extra, meta)
-                party = _structured_party(extra) or _free_text_party(extra)
+                description, merchant, party = _information(extra, meta)
         description = (
             description or supplementary or " ".join(meta.get("ns", [])) or meta["transaction_type"]
         )
@@ -320,6 +319,15 @@ def _entry_date(value_day: date, text: str | None, period: Period | None, error:
     if text is None or not text.strip():
         return value_day
     start, end = period or (value_day, value_day)
+    if (end - start).days < 365:
+        # A period shorter than a year holds at most one such date: when it does, that is it.
+        for year in {start.year, end.year}:
+            try:
+                day = date(year, int(text[:2]), int(text[2:]))
+            except ValueError:
+                continue
+            if start <= day <= end:
+                return day
     candidates = []
     for year in range(min(start.year, value_day.year) - 1, max(end.year, value_day.year) + 2):
         try:
@@ -359,17 +367,18 @@ def _account(value: str) -> tuple[str | None, str | None, str | None]:
     return None, text, bank_code
 
 
-def _information(fld: _Field, meta: dict[str, Any]) -> tuple[str, str | None]:
-    """Description and counterparty name from :86:, filling ``meta`` with what it finds."""
-    raw = "".join(fld.lines)
-    structured = _STRUCTURED.match(raw.strip())
+def _information(fld: _Field, meta: dict[str, Any]) -> tuple[str, str | None, _Party]:
+    """Description, merchant and counterparty from :86:, filling ``meta`` with what it finds."""
+    raw = "".join(fld.lines).strip()
+    structured = _STRUCTURED.match(raw)
     if structured is None:
-        return fld.joined(), None
+        text = fld.joined()
+        return text, None, _free_text_party(text, fld.lines)
     meta["gvc"] = structured.group(1)
-    pieces = _SUBFIELD.split(raw.strip()[3:])
+    pieces = _SUBFIELD.split(raw[3:])
     subfields: dict[int, str] = {}
-    for code, text in zip(pieces[1::2], pieces[2::2], strict=True):
-        subfields[int(code)] = subfields.get(int(code), "") + text
+    for code, piece in zip(pieces[1::2], pieces[2::2], strict=True):
+        subfields[int(code)] = subfields.get(int(code), "") + piece
     named = {0: "posting_text", 10: "prima_nota", 30: "counterparty_bank_code", 34: "text_key_ext"}
     for code, key in named.items():
         if subfields.get(code, "").strip():
@@ -395,7 +404,8 @@ def _information(fld: _Field, meta: dict[str, Any]) -> tuple[str, str | None]:
         meta["subfields"] = others
     name = " ".join((subfields.get(32, "") + subfields.get(33, "")).split()) or None
     description = sepa.get("SVWZ") or " ".join(purpose.split()) or meta.get("posting_text", "")
-    return description, name
+    # ?32+?33 the name, ?31 the account (IBAN or account number)
+    return description, name, _Party(name, "".join(account.split()) or None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,28 +414,6 @@ class _Party:
 
     name: str | None = None
     account: str | None = None
-
-
-def _subfields(fld: _Field) -> dict[int, str] | None:
-    """The ``?NN`` subfields of a German structured :86: (None when it is free text)."""
-    raw = "".join(fld.lines).strip()
-    if _STRUCTURED.match(raw) is None:
-        return None
-    pieces = _SUBFIELD.split(raw[3:])
-    subfields: dict[int, str] = {}
-    for code, text in zip(pieces[1::2], pieces[2::2], strict=True):
-        subfields[int(code)] = subfields.get(int(code), "") + text
-    return subfields
-
-
-def _structured_party(fld: _Field) -> _Party | None:
-    """``?32``+``?33`` name, ``?31`` account (IBAN or account number) of a structured :86:."""
-    subfields = _subfields(fld)
-    if subfields is None:
-        return None
-    name = " ".join((subfields.get(32, "") + subfields.get(33, "")).split())
-    account = "".join(subfields.get(31, "").split())
-    return _Party(name or None, account or None)
 
 
 # Free-text :86: forms banks use to name the other party, in the order they are tried.
@@ -448,8 +436,9 @@ _STREET = re.compile(r"(?i)(?:strasse|straße|str\.?|weg|gasse|platz|allee|ring)
 _LEADING_ACCOUNT = re.compile(r"^([A-Z]{2}\d{2}[A-Z0-9]{10,30}|\d{9,10})(?:\s+(\S.*))?$")
 
 
-def _free_text_party(fld: _Field) -> _Party:
-    text = fld.joined()
+def _free_text_party(text: str, lines: list[str]) -> _Party:
+    """The other party of a free-text :86: (``text`` its joined lines), in the forms above;
+    cheap substring tests come first, because most texts are in none of them."""
     if text.startswith("/"):
         cntp = _KEYED_CNTP.search(text)
         keyed_name = _KEYED_NAME.search(text)
@@ -461,21 +450,22 @@ def _free_text_party(fld: _Field) -> _Party:
                 compact=True,
             ),
         )
-    polish = _POLISH_ACCOUNT.search(text)
+    polish = _POLISH_ACCOUNT.search(text) if "RACH." in text else None
     if polish is not None:
         # A name line ends where the bank wrapped it; the address follows on the next line.
-        named = (_POLISH_NAME.search(line) for line in fld.lines)
+        named = (_POLISH_NAME.search(line) for line in lines if ":" in line)
         polish_name = next((m.group(1) for m in named if m is not None), None)
         return _Party(_clean(polish_name), _clean(polish.group(1), compact=True))
-    german = _GERMAN_LABEL.search(text)
+    german = _GERMAN_LABEL.search(text) if ":" in text else None
     if german is not None:
         return _Party(_name_before_address(german.group(1)))
-    lines = [line.strip() for line in fld.lines if line.strip()]
-    leading = _LEADING_ACCOUNT.match(lines[0]) if lines else None
+    first = next((line.strip() for line in lines if line.strip()), "")
+    leading = _LEADING_ACCOUNT.match(first) if first[:1].isalnum() else None
     if leading is not None:
         # On a line of its own, the rest of the first line is the name; on a single line it
         # cannot be told from the purpose.
-        return _Party(_clean(leading.group(2) if len(lines) > 1 else None), leading.group(1))
+        more = sum(1 for line in lines if line.strip()) > 1
+        return _Party(_clean(leading.group(2) if more else None), leading.group(1))
     return _Party()
 
 
