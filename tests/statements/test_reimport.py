@@ -119,3 +119,21 @@ async def test_two_imports_of_one_new_file_at_once_open_one_login(harness: Harne
     assert sorted(b["login_created"] for b in bodies) == [False, False, True]
     assert sorted(b["accounts"][0]["imported"] for b in bodies) == [0, 0, 5]
     assert await stored(h) == (1, 1, 5)
+
+
+async def test_imports_as_the_runtime_role_under_row_level_security(
+    app_role_harness: Harness,
+) -> None:
+    # As deployed on PostgreSQL: the customer's row is locked and the logins are looked up by a
+    # role that owns no table and sees one app's rows only.
+    h = app_role_harness
+    customer = await new_customer(h)
+    data = read("camt/test-camt053")
+    first = (await upload(h, customer, "a.xml", data)).json()["data"]
+    again = await upload(h, customer, "a.xml", data)
+    assert again.status_code == 200, again.text
+    assert (again.json()["data"]["login_id"], again.json()["data"]["login_created"]) == (
+        first["login_id"],
+        False,
+    )
+    assert again.json()["data"]["accounts"][0]["imported"] == 0

@@ -119,7 +119,7 @@ async def _target_login(
     return login
 
 
-async def _customer_logins_held(session: AsyncSession, customer: Customer) -> None:
+async def _one_import_at_a_time(session: AsyncSession, customer: Customer) -> None:
     """Imports of one customer take turns: two at once must not both open a login for the same
     accounts. PostgreSQL locks the customer's row; SQLite has one writer at a time."""
     await session.execute(select(Customer.id).where(Customer.id == customer.id).with_for_update())
@@ -243,7 +243,7 @@ async def import_statement(
     service = statement_service(engine.catalogue)
     info: ConnectorInfo = engine.registry.info(service.connector)
     customer = await customers.get_customer(session, app, customer_id)
-    await _customer_logins_held(session, customer)
+    await _one_import_at_a_time(session, customer)
     now = engine.clock()
     secret: str | None = None
     if login_id is not None:
