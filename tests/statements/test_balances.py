@@ -35,6 +35,11 @@ def statements_of(name: str) -> list[bytes]:
         ("mt940/mBank/mt940.sta", Decimal("0.43"), date(2017, 1, 19)),
         ("csv/dkb.csv", Decimal("4093.32"), date(2025, 12, 9)),  # "Kontostand vom"
         ("ofx/checking.ofx", Decimal("100.99"), date(2013, 5, 25)),  # LEDGERBAL
+        ("ofx/ofx-v102-empty-tags.ofx", None, None),  # an empty LEDGERBAL
+        ("camt/camt053.v4.xml", None, None),  # its CLBD is in SEK on an EUR account
+        ("camt/camt052.v8.xml", None, None),  # a report without balances
+        # only an opening balance, and no booking after it: that is the newest balance stated
+        ("camt/camt53.only-Dt-with-DtTm.xml", Decimal("5442.09000"), date(2025, 7, 23)),
     ],
 )
 def test_a_balance_is_the_one_the_file_states_or_none(
