@@ -686,7 +686,7 @@ _AFFIX_SCREEN = tuple(
 #: an exact memo of :func:`categorize` by everything it reads (descriptions repeat heavily:
 #: the same shop, the same standing order); cleared when it holds this many answers
 MEMO_SIZE = 65_536
-_memo: dict[tuple[str, str | None, bool, str | None], str] = {}
+_memo: dict[tuple[str, str | None, bool, str | None, str | None], str] = {}
 
 
 def categorize(
@@ -694,22 +694,36 @@ def categorize(
     merchant: str | None,
     amount: Decimal,
     connector_category: str | None = None,
+    counterparty: str | None = None,
 ) -> str:
     """The category of one transaction: always a :class:`Category` value.
 
     A ``connector_category`` that is a member of the taxonomy is kept. Otherwise the first rule
-    (in priority order) with a keyword in the merchant or description wins, among the rules that
-    apply to the amount's sign (income only for credits; rent, bills, fees, loans only for
-    debits). Nothing matching gives ``uncategorized``.
+    (in priority order) with a keyword in the merchant, the counterparty's name (the payer of a
+    credit, the payee of a debit, which statement files name apart from the purpose text) or
+    the description wins, among the rules that apply to the amount's sign (income only for
+    credits; rent, bills, fees, loans only for debits). Nothing matching gives
+    ``uncategorized``.
     """
     credit = amount > 0
-    key = (description, merchant, credit, connector_category)
+    key = (description, merchant, credit, connector_category, counterparty)
     found = _memo.get(key)
     if found is None:
         if len(_memo) >= MEMO_SIZE:
             _memo.clear()
-        found = _memo[key] = _categorize(description, merchant, credit, connector_category)
+        found = _memo[key] = _categorize(
+            description, _named(merchant, counterparty), credit, connector_category
+        )
     return found
+
+
+def _named(merchant: str | None, counterparty: str | None) -> str | None:
+    """Merchant and counterparty as one text, each once (statement files often give both)."""
+    if not counterparty or (merchant and counterparty.casefold() in merchant.casefold()):
+        return merchant
+    if not merchant or merchant.casefold() in counterparty.casefold():
+        return counterparty
+    return f"{merchant} {counterparty}"
 
 
 def _categorize(

@@ -453,6 +453,15 @@ def import_file(
         str | None, typer.Option("--customer", help="import for this customer id")
     ] = None,
     app: Annotated[str | None, typer.Option("--app", help="the customer's app (client id)")] = None,
+    login: Annotated[
+        int | None,
+        typer.Option(
+            "--login",
+            help="add to this statement login of the customer (default: the one holding the "
+            "file's accounts, else a new one)",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Read a statement file and show its accounts; with --customer and --app, import it."""
     from bankhub.connectors.statement import StatementUnreadable
@@ -461,6 +470,9 @@ def import_file(
 
     if (customer is None) != (app is None):
         err.print("[red]--customer and --app go together[/red]")
+        raise typer.Exit(2)
+    if login is not None and customer is None:
+        err.print("[red]--login needs --customer and --app[/red]")
         raise typer.Exit(2)
     if not file.is_file():
         err.print(f"[red]no such file: {file}[/red]", highlight=False)
@@ -476,7 +488,7 @@ def import_file(
         settings = settings_or_exit()
         migrate_schema(settings)
         try:
-            outcome = statement_cli.store(settings, app, customer, parsed)
+            outcome = statement_cli.store(settings, app, customer, parsed, login)
         except ApiError as exc:
             err.print(f"[red]{exc.message}[/red]", highlight=False)
             raise typer.Exit(2) from None
@@ -494,7 +506,8 @@ def import_file(
         )
     if "import" in found:
         done = found["import"]
-        out.print(f"imported into login {done['login_id']}", highlight=False)
+        made = "new login" if done["login_created"] else "login"
+        out.print(f"imported into {made} {done['login_id']}", highlight=False)
         if done["secret"]:
             out.print(f"login-secret: {done['secret']}", highlight=False)
         for account in done["accounts"]:

@@ -15,6 +15,7 @@ from bankhub.accounts.models import Transaction
 from bankhub.cli import cli
 from bankhub.config import Settings
 from bankhub.db.engine import Database
+from bankhub.logins.models import Login
 from tests.statements.corpus import CORPUS
 
 
@@ -131,6 +132,70 @@ def test_import_for_a_customer_stores_once(data_dir: Path) -> None:
     assert "No app with client id" in unknown.stderr
     half = runner.invoke(cli, [*args, "--customer", customer_id])
     assert half.exit_code == 2
+
+
+def _app_and_customer(runner: CliRunner) -> tuple[str, str]:
+    made = runner.invoke(cli, ["apps", "create", "Importer", "--json"])
+    assert made.exit_code == 0, made.output
+    client_id: str = json.loads(made.stdout)["client_id"]
+    return client_id, asyncio.run(_new_customer(client_id))
+
+
+def test_a_second_import_finds_the_login_and_adds_nothing(data_dir: Path) -> None:
+    runner = CliRunner()
+    client_id, customer_id = _app_and_customer(runner)
+    names = ("camt/test-camt053", "mt940/vr-teilhaberbank.mta", "ofx/bank_medium.ofx")
+    names += ("csv/dkb.csv",)
+    owner = ["--customer", customer_id, "--app", client_id]
+    for name in names:
+        args = ["import", str(CORPUS / name), "--json", *owner]
+        first = runner.invoke(cli, args)
+        assert first.exit_code == 0, first.output
+        made = json.loads(first.stdout)["import"]
+        assert made["login_created"] is True
+        second = runner.invoke(cli, args)
+        assert second.exit_code == 0, second.output
+        again = json.loads(second.stdout)["import"]
+        assert (again["login_id"], again["login_created"], again["secret"]) == (
+            made["login_id"],
+            False,
+            None,
+        ), name
+        assert [a["imported"] for a in again["accounts"]] == [0] * len(made["accounts"]), name
+    assert asyncio.run(_count(Login)) == len(names)
+    assert asyncio.run(_transactions()) == 3 + 5 + 3 + 8
+
+
+def test_login_option_adds_to_the_named_login(data_dir: Path) -> None:
+    runner = CliRunner()
+    client_id, customer_id = _app_and_customer(runner)
+    owner = ["--customer", customer_id, "--app", client_id]
+    asn = runner.invoke(cli, ["import", str(CORPUS / "mt940/ASNB/mt940.txt"), "--json", *owner])
+    login_id = json.loads(asn.stdout)["import"]["login_id"]
+    citi = str(CORPUS / "mt940/citi/mt940.txt")
+    named = runner.invoke(cli, ["import", citi, *owner, "--login", str(login_id)])
+    assert named.exit_code == 0, named.output
+    assert f"imported into login {login_id}" in named.stdout
+    assert "login-secret" not in named.stdout
+    # The login holds the Citi account now: an import without --login finds it there.
+    found = runner.invoke(cli, ["import", citi, "--json", *owner])
+    assert json.loads(found.stdout)["import"]["login_id"] == login_id
+    assert asyncio.run(_count(Login)) == 1
+    unknown = runner.invoke(cli, ["import", citi, *owner, "--login", "999999"])
+    assert unknown.exit_code == 2
+    assert "Cannot find a statement login with id 999999" in unknown.stderr
+    alone = runner.invoke(cli, ["import", citi, "--login", str(login_id)])
+    assert alone.exit_code == 2
+    assert "--login needs --customer and --app" in alone.stderr
+
+
+async def _count(model: type[Login]) -> int:
+    db = Database(Settings().resolved_database_url())
+    try:
+        async with db.transaction() as session:
+            return (await session.execute(select(func.count()).select_from(model))).scalar_one()
+    finally:
+        await db.dispose()
 
 
 async def _new_customer(client_id: str) -> str:

@@ -452,6 +452,48 @@ def test_entry_date_across_the_year_boundary() -> None:
     assert (txn.booking_date, txn.value_date) == (date(2020, 1, 2), date(2019, 12, 31))
 
 
+# Files written for bankhub (tests/statements/data): a German bank's statements and an interim
+# report around the turn of 2019/2020, with bookings on 30 and 31 December and 2 January.
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_bookings_across_a_year_end_take_the_statements_year() -> None:
+    account = mt940.parse((DATA / "year-end.sta").read_bytes()).accounts[0]
+    dates = [(t.booking_date, t.value_date) for t in account.transactions]
+    assert dates == [
+        (date(2019, 12, 30), date(2019, 12, 30)),
+        (date(2019, 12, 31), date(2020, 1, 2)),  # 1231, value date in the new year
+        (date(2019, 12, 31), date(2019, 6, 28)),  # 1231, back-valued half a year
+        (date(2020, 1, 2), date(2019, 12, 31)),  # 0102, value date in the old year
+        (date(2020, 1, 2), date(2020, 7, 5)),  # 0102, forward-valued half a year
+    ]
+    # Nothing falls outside the statements' own period, 30 December to 2 January.
+    assert (account.opening_date, account.closing_date) == (date(2019, 12, 30), date(2020, 1, 2))
+    assert all(
+        account.opening_date <= t.booking_date <= account.closing_date for t in account.transactions
+    )
+    total = sum((t.amount for t in account.transactions), account.opening_balance or D(0))
+    assert total == account.closing_balance == D("2186.00")
+
+
+def test_an_interim_report_across_a_year_end_takes_the_year_of_its_13d() -> None:
+    parsed = mt940.parse((DATA / "year-end-interim.sta").read_bytes())
+    assert parsed.format == "mt942"
+    dates = [(t.booking_date, t.value_date) for t in parsed.accounts[0].transactions]
+    # :13D:2001021030+0100 dates the report 2 January 2020
+    assert dates == [
+        (date(2019, 12, 31), date(2019, 7, 1)),  # not 31 December 2018
+        (date(2020, 1, 2), date(2020, 1, 2)),
+    ]
+
+
+def test_a_garbled_13d_names_the_line() -> None:
+    data = (
+        (DATA / "year-end-interim.sta").read_bytes().replace(b":13D:2001021030", b":13D:2013321030")
+    )
+    expect_error(data, "line 6: :13D: '201332' is not a valid YYMMDD date")
+
+
 @pytest.mark.parametrize(
     ("mark", "amount"), [("C", D("79.7")), ("D", D("-79.7")), ("RC", D("-79.7")), ("RD", D("79.7"))]
 )

@@ -111,6 +111,22 @@ def test_connector_category_wins_when_valid() -> None:
     assert categorize("nothing", None, Decimal("-1"), None) == "uncategorized"
 
 
+def test_the_counterparty_name_is_read_with_the_merchant_and_text() -> None:
+    # A statement names the payee apart from the purpose, which often says nothing useful.
+    netflix = "Netflix International B.V."
+    assert categorize("Rechnung 4711", None, Decimal("-12.99"), None, netflix) == "entertainment"
+    assert categorize("Rechnung 4711", None, Decimal("-12.99")) == "uncategorized"
+    assert categorize("Rechnung 4711", "NETFLIX", Decimal("-12.99"), None, netflix) == (
+        "entertainment"
+    )
+    assert categorize("Nachzahlung 2024", None, Decimal("-80"), None, "Finanzamt") == "taxes"
+    # the sign rules hold for it too: salary words name income only on a credit
+    assert categorize("Gutschrift", None, Decimal("1200"), None, "ACME Lohn und Gehalt") == "income"
+    assert categorize("Lohn", None, Decimal("-1200"), None, "ACME Lohn und Gehalt") != "income"
+    # the bank's own category still wins
+    assert categorize("Rechnung", None, Decimal("-1"), "shopping", netflix) == "shopping"
+
+
 def test_normalize_folds_case_and_accents() -> None:
     assert normalize("ĐÀ NẴNG Überweisung Straße") == "da nang uberweisung strasse"
 

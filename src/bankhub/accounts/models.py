@@ -29,8 +29,11 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(30))
     currency: Mapped[str] = mapped_column(String(3))
-    balance: Mapped[Decimal] = mapped_column(Money())
+    #: None when no source ever stated a balance (a statement file without one)
+    balance: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
     available_balance: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    #: the day the stored balance is stated for (a statement's closing date), when known
+    balance_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     number_masked: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: what identifies a person, encrypted under the keyring (S19): IBAN, number, holder
     iban_enc: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -432,7 +432,9 @@ def account_out(account: Account, cipher: Cipher) -> s.AccountOut:
         original_id=account_bank_id(cipher, account) or f"acc-{account.id}",
         login_id=account.login_id,
         name=mask_pans(account.name),
-        balance=format_amount(account.balance, account.currency),
+        balance=None
+        if account.balance is None
+        else format_amount(account.balance, account.currency),
         currency=account.currency,
         type=account.type,
     )

@@ -91,7 +91,8 @@ class AccountOut(msgspec.Struct):
     original_id: str
     login_id: int
     name: str
-    balance: str
+    #: null when no source ever stated the account's balance (a statement file without one)
+    balance: str | None
     currency: str
     type: str
 

@@ -218,17 +218,24 @@ class TransactionStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AccountRecord:
-    """An account as the bank reports it. ``bank_id`` may change when a bank re-mints ids."""
+    """An account as the bank reports it. ``bank_id`` may change when a bank re-mints ids.
+
+    ``balance`` is None when the source states none (a statement file without a closing
+    balance): bankhub never makes one up, and keeps the one stated before. ``balance_date`` is
+    the day the source states the balance for (a statement's closing date); a record whose
+    date is older than the stored balance's does not move it back.
+    """
 
     bank_id: str | None
     name: str
     type: AccountType
     currency: str
-    balance: Decimal
+    balance: Decimal | None
     available_balance: Decimal | None = None
     number: str | None = None
     iban: str | None = None
     holder_name: str | None = None
+    balance_date: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +252,10 @@ class TransactionRecord:
     category: str | None = None
     status: TransactionStatus = TransactionStatus.BOOKED
     meta: Mapping[str, Any] | None = None
+    #: the other party: payer of a credit, payee of a debit, as the source names them; stored
+    #: in ``meta`` (``counterparty_name``, ``counterparty_account``, card numbers masked)
+    counterparty_name: str | None = None
+    counterparty_account: str | None = None
 
 
 # --- the context a connector is built with ------------------------------------------------------

@@ -88,7 +88,10 @@ def _check_state(store: MemoryStateStore, secrets: tuple[str, ...]) -> None:
 
 
 def _check_account(record: AccountRecord) -> None:
-    _check(isinstance(record.balance, Decimal), f"{record.name}: balance must be a Decimal")
+    _check(
+        record.balance is None or isinstance(record.balance, Decimal),
+        f"{record.name}: balance must be a Decimal (or None when the source states none)",
+    )
     _check(
         record.available_balance is None or isinstance(record.available_balance, Decimal),
         f"{record.name}: available_balance must be a Decimal",

@@ -400,6 +400,8 @@ class _Entry:
             raise self.stmt.error(f"{where} has neither BookgDt nor ValDt")
         reversal = (xml.text(el, "RvslInd") or "").lower() in ("true", "1")
         meta = self.meta(status_code, reversal)
+        credit = (amount > 0) != reversal
+        name = self.counterparty(credit=credit, what="Nm")
         txn = TransactionRecord(
             bank_id=xml.text(el, "AcctSvcrRef") or self.single("Refs/AcctSvcrRef"),
             booking_date=booking,
@@ -407,9 +409,11 @@ class _Entry:
             currency=currency,
             description=self.description(),
             value_date=value,
-            merchant=self.counterparty(credit=(amount > 0) != reversal, what="Nm"),
+            merchant=name,
             status=_STATUS[status_code],
             meta=meta,
+            counterparty_name=name,
+            counterparty_account=self.counterparty(credit=credit, what="Acct"),
         )
         return txn, currency
 
@@ -425,11 +429,16 @@ class _Entry:
         return out
 
     def counterparty(self, *, credit: bool, what: str) -> str | None:
-        """The debtor of a credit, the creditor of a debit; the other one if only it is named."""
+        """The debtor of a credit, the creditor of a debit; the other one if only it is named.
+
+        ``what``: ``Nm`` the name, ``IBAN`` the account's IBAN, ``Acct`` its IBAN or other id.
+        """
         roles = ("Dbtr", "Cdtr") if credit else ("Cdtr", "Dbtr")
         for role in roles:
             if what == "Nm":
-                paths = (f"RltdPties/{role}/Nm", f"RltdPties/{role}/Pty/Nm")
+                paths: tuple[str, ...] = (f"RltdPties/{role}/Nm", f"RltdPties/{role}/Pty/Nm")
+            elif what == "IBAN":
+                paths = (f"RltdPties/{role}Acct/Id/IBAN",)
             else:
                 paths = (f"RltdPties/{role}Acct/Id/IBAN", f"RltdPties/{role}Acct/Id/Othr/Id")
             for path in paths:
@@ -461,7 +470,7 @@ class _Entry:
             "additional_info": xml.text(el, "AddtlNtryInf"),
             "batch_message_id": xml.text(el, "NtryDtls/Btch/MsgId"),
             "batch_payment_info_id": xml.text(el, "NtryDtls/Btch/PmtInfId"),
-            "counterparty_iban": self.counterparty(credit=self.credit_side(), what="Acct"),
+            "counterparty_iban": self.counterparty(credit=self.credit_side(), what="IBAN"),
             "bank_transaction_code": self.domain_code(),
             "proprietary_code": xml.text(el, "BkTxCd/Prtry/Cd"),
         }

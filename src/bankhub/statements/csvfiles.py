@@ -53,6 +53,8 @@ class Profile:
     merchant: Column | None = None
     #: the counterparty column for outflows, when it differs from ``merchant`` (inflows)
     merchant_debit: Column | None = None
+    #: the counterparty's IBAN or account number
+    counterparty_account: Column | None = None
     bank_id: Column | None = None
     account: Column | None = None  # a column naming the account's IBAN, when there is one
     status: Column | None = None
@@ -92,6 +94,7 @@ PROFILES: tuple[Profile, ...] = (
         description=("Verwendungszweck",),
         merchant="Zahlungspflichtige*r",
         merchant_debit="Zahlungsempfänger*in",
+        counterparty_account="IBAN",
         status="Status",
         statuses=(("Gebucht", _BOOKED), ("Vorgemerkt", _PENDING)),
         meta=(("Umsatztyp", "kind"), ("IBAN", "counterparty_iban"),
@@ -125,6 +128,7 @@ PROFILES: tuple[Profile, ...] = (
         currency="Waehrung",
         description=("Verwendungszweck",),
         merchant="Beguenstigter/Zahlungspflichtiger",
+        counterparty_account="Kontonummer/IBAN",
         account="Auftragskonto",
         status="Info",
         statuses=(("Umsatz gebucht", _BOOKED), ("Umsatz vorgemerkt", _PENDING)),
@@ -177,6 +181,7 @@ class CsvMapping:
     id_column: Column | None = None
     value_date_column: Column | None = None
     merchant_column: Column | None = None
+    counterparty_account_column: Column | None = None
     account_number: str | None = None
     iban: str | None = None
     account_name: str | None = None
@@ -215,6 +220,7 @@ class CsvMapping:
             fixed_currency=self.currency.upper() if self.currency else None,
             value_date=self.value_date_column,
             merchant=self.merchant_column,
+            counterparty_account=self.counterparty_account_column,
             bank_id=self.id_column,
             name=self.account_name,
             iban=self.iban,
@@ -425,6 +431,8 @@ def _record(
             raise StatementError(f"line {line} has no amount", format=fmt)
         value = -abs(debit) if debit else abs(credit or Decimal(0))
     meta = {key: get(column) for column, key in p.meta if get(column)}
+    if not _IBAN.fullmatch(meta.get("counterparty_iban", "").replace(" ", "")):
+        meta.pop("counterparty_iban", None)  # an IBAN column may hold a card or account number
     if p.sum_of is not None:
         gross, fee = (amount(c) for c in p.sum_of)
         meta["gross"], meta["fee"] = str(gross), str(fee)
@@ -468,6 +476,8 @@ def _record(
         merchant=merchant or None,
         status=status,
         meta=meta or None,
+        counterparty_name=merchant or None,
+        counterparty_account=get(p.counterparty_account) or None,
     )
     running = _amount(balance, p, line, _label(p.running_balance), fmt) if balance else None
     return record, running, iban.replace(" ", "") or None

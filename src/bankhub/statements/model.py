@@ -48,12 +48,14 @@ class StatementAccount:
         return f"{self.iban or self.number or self.name or '?'} {self.currency}"
 
     def to_account_record(self) -> AccountRecord:
+        """The account as a sync stores it. Its balance is the newest balance the file states,
+        with its date: the closing balance, or the opening balance of a file that holds no
+        bookings after it. Otherwise None: an opening balance (or 0) plus the file's rows is not
+        a balance, because the file need not hold every booking."""
         ident = self.iban or self.number
-        balance = self.closing_balance
-        if balance is None:
-            balance = (self.opening_balance or Decimal(0)) + sum(
-                (t.amount for t in self.transactions if t.status == "booked"), Decimal(0)
-            )
+        balance, day = self.closing_balance, self.closing_date
+        if balance is None and not self.transactions:
+            balance, day = self.opening_balance, self.opening_date
         return AccountRecord(
             bank_id=f"{ident}:{self.currency}" if ident else None,
             name=self.name or (f"Account {ident[-4:]}" if ident else "Imported account"),
@@ -64,6 +66,7 @@ class StatementAccount:
             number=self.number,
             iban=self.iban,
             holder_name=self.holder_name,
+            balance_date=day,
         )
 
 

@@ -35,6 +35,8 @@ _SEPA_META = {"EREF": "end_to_end_id", "MREF": "mandate_id", "CRED": "creditor_i
 _SNIFF_FIELDS = re.compile(r"(?m)^:(?:60[FM]|61|62[FM]|34F|28C?):")
 #: SWIFT lines are at most 65 characters; a full line continues on the next without a space
 _LINE_WIDTH = 65
+#: the first and last day a statement covers
+Period = tuple[date, date]
 
 
 def sniff(data: bytes) -> bool:
@@ -200,8 +202,22 @@ class _Message:
                 format=self.fmt,
             )
         part.currency, part.closing = currency, closing
-        part.transactions = [self.transaction(f, info, currency) for f, info in transactions]
+        period = self.period(part.opening, closing)
+        part.transactions = [
+            self.transaction(f, info, currency, period) for f, info in transactions
+        ]
         return part
+
+    def period(
+        self, opening: tuple[Decimal, date] | None, closing: tuple[Decimal, date] | None
+    ) -> Period | None:
+        """The days the statement covers, from its own dates: the opening and closing balances'
+        (:60F:/:62F:) and an interim report's :13D: date-time. None when it states none."""
+        days = [b[1] for b in (opening, closing) if b is not None]
+        for fld in self.raw.fields:
+            if fld.tag in ("13D", "13"):
+                days.append(self.date(fld.value[:6], fld))
+        return (min(days), max(days)) if days else None
 
     def balance(self, fld: _Field) -> tuple[Decimal, date, str]:
         found = _BALANCE.match(fld.value)
@@ -221,7 +237,9 @@ class _Message:
         except ValueError as exc:
             raise self.error(fld.line, f":{fld.tag}: {text!r} is not a valid YYMMDD date") from exc
 
-    def transaction(self, fld: _Field, info: list[_Field], currency: str) -> TransactionRecord:
+    def transaction(
+        self, fld: _Field, info: list[_Field], currency: str, period: Period | None
+    ) -> TransactionRecord:
         found = _LINE61.match(fld.value)
         if found is None:
             raise self.error(
@@ -244,6 +262,7 @@ class _Message:
         booking = _entry_date(
             value_day,
             entry_text,
+            period,
             lambda: self.error(fld.line, (f":61: entry date {entry_text!r} is not a valid MMDD")),
         )
         debit = mark in ("D", "RC")
@@ -260,12 +279,12 @@ class _Message:
         supplementary = " ".join(line.strip() for line in fld.lines[1:] if line.strip())
         if supplementary:
             meta["supplementary_details"] = supplementary
-        description, merchant = "", None
+        description, merchant, party = "", None, _Party()
         for extra in info:
             if extra.tag == "NS":
                 meta["ns"] = [line.strip() for line in extra.lines if line.strip()]
             else:
-                description, merchant = _information(extra, meta)
+                description, merchant, party = _information(extra, meta)
         description = (
             description or supplementary or " ".join(meta.get("ns", [])) or meta["transaction_type"]
         )
@@ -278,6 +297,8 @@ class _Message:
             value_date=value_day,
             merchant=merchant,
             meta=meta,
+            counterparty_name=party.name,
+            counterparty_account=party.account,
         )
 
 
@@ -286,19 +307,40 @@ def _decimal(text: str) -> Decimal:
     return Decimal(f"{whole}.{fraction}" if fraction else whole)
 
 
-def _entry_date(value_day: date, text: str | None, error: Any) -> date:
-    """The MMDD entry date in the year that puts it nearest the value date (December/January)."""
+def _entry_date(value_day: date, text: str | None, period: Period | None, error: Any) -> date:
+    """The year of an MMDD entry date, which the field leaves out.
+
+    A statement's bookings fall within its own period (:60F: to :62F:, or an interim report's
+    :13D:), give or take the days a bank takes to post; the value date may lie months away (a
+    back-valued correction, a forward-valued deposit), so it only breaks ties. The entry date
+    takes the year that puts it inside the period, else nearest to it; a statement that states
+    no date at all leaves the value date to decide.
+    """
     if text is None or not text.strip():
         return value_day
+    start, end = period or (value_day, value_day)
+    if (end - start).days < 365:
+        # A period shorter than a year holds at most one such date: when it does, that is it.
+        for year in {start.year, end.year}:
+            try:
+                day = date(year, int(text[:2]), int(text[2:]))
+            except ValueError:
+                continue
+            if start <= day <= end:
+                return day
     candidates = []
-    for year in (value_day.year - 1, value_day.year, value_day.year + 1):
+    for year in range(min(start.year, value_day.year) - 1, max(end.year, value_day.year) + 2):
         try:
             candidates.append(date(year, int(text[:2]), int(text[2:])))
         except ValueError:
             continue
     if not candidates:
         raise error()
-    return min(candidates, key=lambda d: abs(d - value_day))
+
+    def outside(day: date) -> int:
+        return max((start - day).days, (day - end).days, 0)
+
+    return min(candidates, key=lambda day: (outside(day), abs((day - value_day).days)))
 
 
 def _bank_reference(text: str) -> str | None:
@@ -325,24 +367,25 @@ def _account(value: str) -> tuple[str | None, str | None, str | None]:
     return None, text, bank_code
 
 
-def _information(fld: _Field, meta: dict[str, Any]) -> tuple[str, str | None]:
-    """Description and counterparty name from :86:, filling ``meta`` with what it finds."""
-    raw = "".join(fld.lines)
-    structured = _STRUCTURED.match(raw.strip())
+def _information(fld: _Field, meta: dict[str, Any]) -> tuple[str, str | None, _Party]:
+    """Description, merchant and counterparty from :86:, filling ``meta`` with what it finds."""
+    raw = "".join(fld.lines).strip()
+    structured = _STRUCTURED.match(raw)
     if structured is None:
-        return fld.joined(), None
+        text = fld.joined()
+        return text, None, _free_text_party(text, fld.lines)
     meta["gvc"] = structured.group(1)
-    pieces = _SUBFIELD.split(raw.strip()[3:])
+    pieces = _SUBFIELD.split(raw[3:])
     subfields: dict[int, str] = {}
-    for code, text in zip(pieces[1::2], pieces[2::2], strict=True):
-        subfields[int(code)] = subfields.get(int(code), "") + text
+    for code, piece in zip(pieces[1::2], pieces[2::2], strict=True):
+        subfields[int(code)] = subfields.get(int(code), "") + piece
     named = {0: "posting_text", 10: "prima_nota", 30: "counterparty_bank_code", 34: "text_key_ext"}
     for code, key in named.items():
         if subfields.get(code, "").strip():
             meta[key] = subfields[code].strip()
     account = subfields.get(31, "").strip()
-    if account:
-        meta["counterparty_iban" if _IBAN.match(account) else "counterparty_account"] = account
+    if _IBAN.match(account):
+        meta["counterparty_iban"] = account
     purpose = "".join(subfields.get(c, "") for c in (*range(20, 30), *range(60, 64)))
     sepa = _sepa(purpose)
     if sepa:
@@ -361,7 +404,88 @@ def _information(fld: _Field, meta: dict[str, Any]) -> tuple[str, str | None]:
         meta["subfields"] = others
     name = " ".join((subfields.get(32, "") + subfields.get(33, "")).split()) or None
     description = sepa.get("SVWZ") or " ".join(purpose.split()) or meta.get("posting_text", "")
-    return description, name
+    # ?32+?33 the name, ?31 the account (IBAN or account number)
+    return description, name, _Party(name, "".join(account.split()) or None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Party:
+    """The other party of a booking as its :86: names it."""
+
+    name: str | None = None
+    account: str | None = None
+
+
+# Free-text :86: forms banks use to name the other party, in the order they are tried.
+#: the Dutch banks' keyed form: /NAME/, /IBAN/, ING's /CNTP/account/BIC/name/city/
+_KEYED_NAME = re.compile(r"/NAME/([^/]+)")
+_KEYED_IBAN = re.compile(r"/IBAN/([^/]+)")
+_KEYED_CNTP = re.compile(r"/CNTP/([^/]*)/([^/]*)/([^/]*)")
+#: Polish banks (mBank): "Z RACH.:"/"NA RACH.:" the account, "OD:"/"DO:" the name on its line
+_POLISH_ACCOUNT = re.compile(r"\b(?:Z|NA) RACH\.:\s*([A-Z]{0,2}[\d ]{10,40})")
+_POLISH_NAME = re.compile(r"(?:^|;)\s*(?:OD|DO):\s*([^;]+)")
+#: German and Swiss banks (PostFinance): "AUFTRAGGEBER:" (payer), "BEGÜNSTIGTER:" (payee) and
+#: the like, followed by name and address up to the next label
+_GERMAN_LABEL = re.compile(
+    r"\b(?:AUFTRAGGEBER|BEGUENSTIGTER|BEGÜNSTIGTER|ZAHLUNGSEMPFAENGER|ZAHLUNGSEMPFÄNGER"
+    r"|EMPFAENGER|EMPFÄNGER)\s*:\s*(.*?)(?=\s[A-ZÄÖÜ]{4,}\s*:|$)",
+    re.IGNORECASE,
+)
+_STREET = re.compile(r"(?i)(?:strasse|straße|str\.?|weg|gasse|platz|allee|ring)$")
+#: Dutch banks without keys (ASN, old ING): the account, then the name, on the first line
+_LEADING_ACCOUNT = re.compile(r"^([A-Z]{2}\d{2}[A-Z0-9]{10,30}|\d{9,10})(?:\s+(\S.*))?$")
+
+
+def _free_text_party(text: str, lines: list[str]) -> _Party:
+    """The other party of a free-text :86: (``text`` its joined lines), in the forms above;
+    cheap substring tests come first, because most texts are in none of them."""
+    if text.startswith("/"):
+        cntp = _KEYED_CNTP.search(text)
+        keyed_name = _KEYED_NAME.search(text)
+        keyed_iban = _KEYED_IBAN.search(text)
+        return _Party(
+            _clean(keyed_name.group(1) if keyed_name else cntp.group(3) if cntp else None),
+            _clean(
+                keyed_iban.group(1) if keyed_iban else cntp.group(1) if cntp else None,
+                compact=True,
+            ),
+        )
+    polish = _POLISH_ACCOUNT.search(text) if "RACH." in text else None
+    if polish is not None:
+        # A name line ends where the bank wrapped it; the address follows on the next line.
+        named = (_POLISH_NAME.search(line) for line in lines if ":" in line)
+        polish_name = next((m.group(1) for m in named if m is not None), None)
+        return _Party(_clean(polish_name), _clean(polish.group(1), compact=True))
+    german = _GERMAN_LABEL.search(text) if ":" in text else None
+    if german is not None:
+        return _Party(_name_before_address(german.group(1)))
+    first = next((line.strip() for line in lines if line.strip()), "")
+    leading = _LEADING_ACCOUNT.match(first) if first[:1].isalnum() else None
+    if leading is not None:
+        # On a line of its own, the rest of the first line is the name; on a single line it
+        # cannot be told from the purpose.
+        more = sum(1 for line in lines if line.strip()) > 1
+        return _Party(_clean(leading.group(2) if more else None), leading.group(1))
+    return _Party()
+
+
+def _name_before_address(text: str) -> str | None:
+    """ "JANE DOE EXAMPLESTRASSE 10 1234 CITY": the words before the street and its number."""
+    words: list[str] = []
+    for word in text.split():
+        if any(ch.isdigit() for ch in word):
+            if len(words) > 1 and _STREET.search(words[-1]):
+                words.pop()
+            break
+        words.append(word)
+    return _clean(" ".join(words))
+
+
+def _clean(text: str | None, *, compact: bool = False) -> str | None:
+    if text is None:
+        return None
+    cleaned = "".join(text.split()) if compact else " ".join(text.split())
+    return cleaned or None
 
 
 def _sepa(purpose: str) -> dict[str, str]:

@@ -423,6 +423,8 @@ def _transaction(row: Node, currency: str) -> TransactionRecord:
                 if kind == "CURRENCY":
                     tx_currency = sym
     value_date = _date(row, "VALUEDATE")[0] if row.value("VALUEDATE") else None
+    # The account the money went to or came from, when the bank names it (a transfer).
+    other = row.child("BANKACCTTO") or row.child("CCACCTTO")
     return TransactionRecord(
         bank_id=row.value("FITID") or None,
         booking_date=booking,
@@ -433,6 +435,8 @@ def _transaction(row: Node, currency: str) -> TransactionRecord:
         merchant=name or None,
         status=TransactionStatus.BOOKED,
         meta=meta or None,
+        counterparty_name=name or None,
+        counterparty_account=(other.value("ACCTID") or None) if other is not None else None,
     )
 
 

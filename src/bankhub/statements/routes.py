@@ -50,11 +50,15 @@ class ImportedAccountOut(msgspec.Struct):
 
 
 class StatementImportOut(msgspec.Struct):
+    #: the login the file went to: the one named, else the customer's statement login that
+    #: holds the file's accounts, else a new one
     login_id: int
     #: the login-secret, only when this import created the login; it is shown this once
     secret: str | None
     format: str
     accounts: list[ImportedAccountOut]
+    #: whether this import created the login
+    login_created: bool
 
 
 class StatementImportEnvelope(msgspec.Struct):
@@ -66,6 +70,7 @@ def import_out(outcome: ImportOutcome) -> StatementImportOut:
     return StatementImportOut(
         login_id=outcome.login_id,
         secret=outcome.secret,
+        login_created=outcome.login_created,
         format=outcome.format,
         accounts=[
             ImportedAccountOut(
@@ -109,11 +114,13 @@ async def parse_in_thread(data: bytes, filename: str | None) -> ParsedStatement:
     summary="Import a statement file (OFX, camt, MT940, CSV)",
     description=(
         "A `multipart/form-data` upload with the fields `customer_id`, `file` (up to 20 MB) and "
-        "optionally `login_id`. Without `login_id` a new login of the statement-file service is "
-        "created for the customer and its `secret` (the login-secret) is returned this once; with "
-        "it, the file is added to that statement login of the customer. Transactions already "
-        "stored (same file again, or an overlapping one) are not added twice. A file that cannot "
-        "be read stores nothing and fails with `DataInvalid` and the parser's message."
+        "optionally `login_id`. With `login_id` the file is added to that statement login of the "
+        "customer. Without it, the file goes to the customer's statement login that already "
+        "holds its accounts (by IBAN or account number and currency); only a file of accounts "
+        "not seen before creates a new login of the statement-file service, whose `secret` (the "
+        "login-secret) is returned this once. Transactions already stored (same file again, or "
+        "an overlapping one) are not added twice. A file that cannot be read stores nothing and "
+        "fails with `DataInvalid` and the parser's message."
     ),
     request_max_body_size=MAX_STATEMENT_BYTES,
     security=APP_SECURITY,
@@ -138,7 +145,9 @@ async def post_statement(
     login_id = _login_id(data.login_id)
     filename = data.file.filename or None
     parsed = await parse_in_thread(await data.file.read(), filename)
-    async with hub.db.transaction() as session:
+    # write: on SQLite, imports in this process take turns (one customer's two imports at once
+    # must not both open a login for the same accounts; PostgreSQL locks the customer's row)
+    async with hub.db.transaction(write=True) as session:
         app = await hub.authenticate(session, request)
         outcome = await import_statement(
             session, hub.engine, app, data.customer_id, parsed, login_id

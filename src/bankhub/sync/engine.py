@@ -58,6 +58,7 @@ from bankhub.security.crypto import Cipher, associated_data
 from bankhub.security.pan import mask_optional, mask_pans
 from bankhub.security.secrets import SecretHasher
 from bankhub.security.tls import InstitutionClients
+from bankhub.sync import counterparty
 
 T = TypeVar("T")
 log = logging.getLogger("bankhub.sync")
@@ -252,6 +253,20 @@ def link_pending(
         row.setdefault("pending_transaction_id", None)
 
 
+def _take_balance(account: Account, record: AccountRecord) -> None:
+    """Store the record's balance unless it states none, or states it for an older day than
+    the stored one (an older statement file imported after a newer one). The available
+    balance travels with the balance it was stated with."""
+    if record.balance is None:
+        return
+    stored = account.balance_date
+    if stored is not None and record.balance_date is not None and record.balance_date < stored:
+        return
+    account.balance = record.balance
+    account.available_balance = record.available_balance
+    account.balance_date = record.balance_date
+
+
 class SyncEngine:
     """Builds connectors for services and runs fetch/apply for the connect page and refreshes."""
 
@@ -417,11 +432,15 @@ class SyncEngine:
     # --- applying -----------------------------------------------------------------------------
 
     def _match_key(self, record: AccountRecord) -> str | None:
-        number = record.iban or record.number
+        return self.match_key(record.iban or record.number, record.currency)
+
+    def match_key(self, number: str | None, currency: str) -> str | None:
+        """Keyed hash of an IBAN or account number and currency (``Account.match_key``): finds
+        an account again whoever names it, without storing the number in clear."""
         if not number:
             return None
         compact = "".join(number.split()).upper()
-        return self.hasher.hash(f"{compact}|{record.currency}", purpose=ACCOUNT_MATCH)
+        return self.hasher.hash(f"{compact}|{currency}", purpose=ACCOUNT_MATCH)
 
     async def _apply_account(
         self,
@@ -456,8 +475,7 @@ class SyncEngine:
         found.name = mask_pans(record.name)
         found.type = str(record.type)
         found.currency = record.currency
-        found.balance = record.balance
-        found.available_balance = record.available_balance
+        _take_balance(found, record)
         found.number_masked = mask_number(record.iban or record.number)
         found.updated_at = now
         if created:
@@ -645,13 +663,17 @@ class SyncEngine:
         app_id, account_id, box = account.app_id, account.id, self.box
         for row, record in zip(rows, records, strict=True):
             row["category"] = categorize(
-                record.description, record.merchant, record.amount, record.category
+                record.description,
+                record.merchant,
+                record.amount,
+                record.category,
+                record.counterparty_name,
             )
             fields = details.masked(
                 row["original_id"],
                 record.description,
                 record.merchant,
-                dict(record.meta) if record.meta else None,
+                counterparty.stored_meta(record),
             )
             row["details_enc"] = details.seal(box, app_id, account_id, row["dedupe_key"], fields)
 

@@ -61,19 +61,28 @@ def parse(data: bytes, filename: str) -> ParsedStatement:
     return parse_upload(data, filename)
 
 
-def store(settings: Settings, client_id: str, customer_id: str, parsed: ParsedStatement) -> Any:
-    """Import for the app's customer, exactly like ``POST /v2/statement``."""
+def store(
+    settings: Settings,
+    client_id: str,
+    customer_id: str,
+    parsed: ParsedStatement,
+    login_id: int | None = None,
+) -> Any:
+    """Import for the app's customer, exactly like ``POST /v2/statement``: into ``login_id``,
+    else the customer's statement login holding the file's accounts, else a new login."""
 
     async def run() -> ImportOutcome:
         hub = Hub.build(settings)
         try:
             await hub.ready()
-            async with hub.db.transaction() as session:
+            async with hub.db.transaction(write=True) as session:
                 query = select(App).where(App.client_id == client_id)
                 app = (await session.execute(query)).scalar_one_or_none()
                 if app is None:
                     raise ApiError(ErrorCode.BAD_REQUEST, f"No app with client id {client_id!r}")
-                return await import_statement(session, hub.engine, app, customer_id, parsed)
+                return await import_statement(
+                    session, hub.engine, app, customer_id, parsed, login_id
+                )
         finally:
             await hub.close()
 

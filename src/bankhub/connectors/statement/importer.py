@@ -1,12 +1,16 @@
 """Import a parsed statement for a customer: the same apply() as a bank sync.
 
-The file is parsed before anything is written, so a broken file stores nothing. Applying goes
-through :meth:`SyncEngine.apply`, which dedupes on the file's transaction ids or on content
+The file is parsed before anything is written, so a broken file stores nothing. A file goes to
+the customer's statement login that already holds its accounts (found by IBAN or number and
+currency through the accounts' keyed ``match_key``), or to the login the caller names; only a
+file of accounts bankhub does not know yet opens a new login. Applying goes through
+:meth:`SyncEngine.apply`, which dedupes on the file's transaction ids or on content
 fingerprints: importing the same file twice, or an overlapping one, adds nothing twice.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
@@ -20,8 +24,10 @@ from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Account
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.catalogue import Catalogue, Service
-from bankhub.connectors.base import AccountRecord, ConnectorInfo
+from bankhub.categories import Category
+from bankhub.connectors.base import ConnectorInfo, TransactionRecord
 from bankhub.customers import services as customers
+from bankhub.customers.models import Customer
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
@@ -29,8 +35,8 @@ from bankhub.statements import ParsedStatement
 from bankhub.sync.engine import FetchedAccount, FetchResult, SyncEngine, mask_number
 
 CONNECTOR_ID = "statement"
-#: connector state: per account (bank id), the date and amount of the newest closing balance
-BALANCES = "closing_balances"
+#: what older versions kept in the connector state (the newest closing balance per account)
+LEGACY_BALANCES = "closing_balances"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,8 @@ class ImportOutcome:
     secret: str | None
     format: str
     accounts: list[ImportedAccount]
+    #: whether this import created the login (else it is the one named or holding the accounts)
+    login_created: bool = False
 
 
 def statement_service(catalogue: Catalogue) -> Service:
@@ -61,26 +69,36 @@ def statement_service(catalogue: Catalogue) -> Service:
 
 
 def to_fetch_result(parsed: ParsedStatement, state: dict[str, Any]) -> FetchResult:
-    """The file as a fetch. An older file does not move a balance a newer file already set."""
-    known: dict[str, Any] = dict(state.get(BALANCES, {}))
-    fetched: list[FetchedAccount] = []
-    for account in parsed.accounts:
-        record = account.to_account_record()
-        key = record.bank_id
-        stamp = account.closing_date.isoformat() if account.closing_date else None
-        if key is not None and stamp is not None:
-            newest = known.get(key)
-            if newest is not None and newest[0] > stamp:
-                record = _with_balance(record, Decimal(newest[1]))
-            else:
-                known[key] = [stamp, str(record.balance)]
-        fetched.append(FetchedAccount(record, list(account.transactions)))
+    """The file as a fetch. Balances are the file's own, with their dates: the sync engine keeps
+    a stated balance when the file states none or states an older one."""
+    fetched = [
+        FetchedAccount(account.to_account_record(), list(account.transactions))
+        for account in parsed.accounts
+    ]
+    # Dates and balances of earlier files lived in the connector state before the accounts
+    # kept their balance date; the state no longer carries them.
+    kept = {key: value for key, value in state.items() if key != LEGACY_BALANCES}
     # since=None: the window is what the file covers, never a fixed history start.
-    return FetchResult(fetched, None, {**state, BALANCES: known}, None)
+    return FetchResult(fetched, None, kept, None)
 
 
-def _with_balance(record: AccountRecord, balance: Decimal) -> AccountRecord:
-    return replace(record, balance=balance, available_balance=None)
+async def _adopt_legacy_dates(session: AsyncSession, login: Login, state: dict[str, Any]) -> None:
+    """Older versions kept each account's newest closing date in the connector state. An account
+    stored then has no balance date yet; it takes that one, so that an older file still cannot
+    move its balance back."""
+    legacy = state.get(LEGACY_BALANCES)
+    if not isinstance(legacy, dict) or not legacy:
+        return
+    undated = await session.execute(
+        select(Account).where(Account.login_id == login.id, Account.balance_date.is_(None))
+    )
+    for account in undated.scalars():
+        stamp = legacy.get(account.bank_id or "")
+        if isinstance(stamp, list) and stamp and isinstance(stamp[0], str):
+            try:
+                account.balance_date = date.fromisoformat(stamp[0])
+            except ValueError:
+                continue
 
 
 async def _target_login(
@@ -101,6 +119,115 @@ async def _target_login(
     return login
 
 
+async def _one_import_at_a_time(session: AsyncSession, customer: Customer) -> None:
+    """Imports of one customer take turns: two at once must not both open a login for the same
+    accounts. PostgreSQL locks the customer's row; SQLite has one writer at a time."""
+    await session.execute(select(Customer.id).where(Customer.id == customer.id).with_for_update())
+
+
+async def _login_holding(
+    session: AsyncSession,
+    engine: SyncEngine,
+    app: App,
+    customer: Customer,
+    service: Service,
+    parsed: ParsedStatement,
+) -> Login | None:
+    """The customer's statement login that holds the file's accounts, or None.
+
+    Accounts are recognised as a sync recognises them: by IBAN or number and currency (their
+    keyed ``match_key``). A file that names no account number (a PayPal report) is recognised
+    by the account name it states, with currency and type. When the accounts are spread over
+    several logins, the login holding most of them wins, then the oldest.
+    """
+    held = (
+        await session.execute(
+            select(
+                Account.login_id, Account.match_key, Account.name, Account.currency, Account.type
+            )
+            .join(Login, Login.id == Account.login_id)
+            .where(
+                Login.app_id == app.id,
+                Login.customer_id == customer.id,
+                Login.service_id == service.id,
+            )
+        )
+    ).all()
+    keys = {
+        key
+        for account in parsed.accounts
+        if (key := engine.match_key(account.iban or account.number, account.currency))
+    }
+    votes: Counter[int] = Counter(row.login_id for row in held if row.match_key in keys)
+    if not votes:
+        named = {
+            (account.name, account.currency, str(account.type))
+            for account in parsed.accounts
+            if account.name and not (account.iban or account.number)
+        }
+        votes.update(
+            row.login_id
+            for row in held
+            if row.match_key is None and (row.name, row.currency, row.type) in named
+        )
+    if not votes:
+        return None
+    login_id = min(votes, key=lambda found: (-votes[found], found))
+    return await session.get(Login, login_id)
+
+
+async def _own_account_keys(
+    session: AsyncSession, engine: SyncEngine, app: App, customer: Customer, parsed: ParsedStatement
+) -> set[str]:
+    """The match keys of every account the customer has (through any login) or the file holds."""
+    stored = await session.execute(
+        select(Account.match_key)
+        .join(Login, Login.id == Account.login_id)
+        .where(
+            Login.app_id == app.id,
+            Login.customer_id == customer.id,
+            Account.match_key.is_not(None),
+        )
+    )
+    keys = {key for key in stored.scalars() if key}
+    for account in parsed.accounts:
+        key = engine.match_key(account.iban or account.number, account.currency)
+        if key:
+            keys.add(key)
+    return keys
+
+
+def own_transfers(engine: SyncEngine, parsed: ParsedStatement, own: set[str]) -> ParsedStatement:
+    """A booking whose counterparty account is one of the customer's own accounts is a transfer,
+    whatever its text says (a savings plan, a card repayment): the file knows this category the
+    way a bank that classifies its bookings does."""
+    if not own:
+        return parsed
+    seen: dict[tuple[str, str], bool] = {}  # counterparties repeat: one keyed hash each
+
+    def is_own(row: TransactionRecord) -> bool:
+        if row.category is not None or not row.counterparty_account:
+            return False
+        ident = (row.counterparty_account, row.currency)
+        if ident not in seen:
+            seen[ident] = engine.match_key(*ident) in own
+        return seen[ident]
+
+    return replace(
+        parsed,
+        accounts=tuple(
+            replace(
+                account,
+                transactions=tuple(
+                    replace(row, category=Category.TRANSFER.value) if is_own(row) else row
+                    for row in account.transactions
+                ),
+            )
+            for account in parsed.accounts
+        ),
+    )
+
+
 async def import_statement(
     session: AsyncSession,
     engine: SyncEngine,
@@ -109,17 +236,21 @@ async def import_statement(
     parsed: ParsedStatement,
     login_id: int | None = None,
 ) -> ImportOutcome:
-    """Create (or reuse) the customer's statement login and apply the file to it."""
+    """Apply the file to the customer's statement login: the one named by ``login_id``, else
+    the one holding the file's accounts, else a new one."""
     from bankhub.connect.flow import grant_consent
 
     service = statement_service(engine.catalogue)
     info: ConnectorInfo = engine.registry.info(service.connector)
     customer = await customers.get_customer(session, app, customer_id)
+    await _one_import_at_a_time(session, customer)
     now = engine.clock()
     secret: str | None = None
     if login_id is not None:
-        login = await _target_login(session, app, customer.id, service, login_id)
+        login: Login | None = await _target_login(session, app, customer.id, service, login_id)
     else:
+        login = await _login_holding(session, engine, app, customer, service, parsed)
+    if login is None:
         login, secret = logins.add_login(
             session,
             engine.hasher,
@@ -129,8 +260,13 @@ async def import_statement(
             service_id=service.id,
         )
         await session.flush()
+    parsed = own_transfers(
+        engine, parsed, await _own_account_keys(session, engine, app, customer, parsed)
+    )
     before = (await session.execute(select(func.max(TransactionChange.id)))).scalar() or 0
-    result = to_fetch_result(parsed, engine.state_of(login))
+    state = engine.state_of(login)
+    await _adopt_legacy_dates(session, login, state)
+    result = to_fetch_result(parsed, state)
     summary = await engine.apply(session, login, result)
     grant_consent(login, info, now)
     login.next_sync_at = None
@@ -159,4 +295,6 @@ async def import_statement(
                 closing_date=source.closing_date,
             )
         )
-    return ImportOutcome(login.id, secret, parsed.format, accounts)
+    return ImportOutcome(
+        login.id, secret, parsed.format, accounts, login_created=secret is not None
+    )
