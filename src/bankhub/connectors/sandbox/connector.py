@@ -224,6 +224,11 @@ class SandboxConnector:
             and (until is None or t.booking_date <= until)
         ]
 
+    def identity(self) -> str | None:
+        """The bank's user: the username picks the person, whatever the scenario does."""
+        username = self.context.state.load().get("username")
+        return f"user:{username}" if username else None
+
     def consent(self) -> ConsentInfo:
         """When the consent given at the last connect expires."""
         expires = self.context.state.load().get("consent_expires_at")
