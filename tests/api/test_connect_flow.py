@@ -490,3 +490,16 @@ async def test_the_way_back_of_a_used_link_under_row_level_security(
     assert other.status == 400
     assert "used already" in _token_expire(way_back(page))
     assert "Test app" in page
+
+
+async def test_the_consent_page_says_how_far_back_bankhub_reads(harness: Harness) -> None:
+    h = harness
+    customer_id = await create_customer(h, "consent-depth")
+    bank = ConnectDriver(h)
+    page = await bank.open(await create_token(h, customer_id))
+    assert "your transactions of the last 5 years" in page  # the sandbox banks keep five
+    h.client.cookies.clear()
+    upload = ConnectDriver(h)
+    page = await upload.open(await create_token(h, customer_id, service_id=11))
+    assert "the transactions in the statement files you upload" in page
+    assert "years" not in page

@@ -183,7 +183,10 @@ async def show_session(request: AnyRequest) -> Response[Any]:
             session,
             "consent.html",
             consent_days=session.info.consent_days,
-            history=history_phrase(
+            # a file holds what it holds: no history depth to promise for an upload
+            history=None
+            if AuthFlow.FILE in session.info.auth_flows
+            else history_phrase(
                 session.history_days or hub_of(request).engine.history_days(session.service)
             ),
         )
