@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = 30 * 60
     connect_idle_seconds: int = 5 * 60
     connect_max_attempts: int = 5
+    #: how long a connect-page step waits for the bank before answering with the progress page
+    connect_step_wait_seconds: float = 0.3
     refresh_cooldown_seconds: int = 5 * 60
     connector_timeout_seconds: float = 30.0
     sandbox_decoupled_delay_seconds: float = 3.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 import secrets
@@ -13,6 +14,10 @@ from urllib.parse import unquote, urlsplit
 from tests.conftest import BASE_URL, Harness
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+FORM_STEP = re.compile(r'name="step" value="([^"]+)"')
+WAY_BACK = re.compile(r'id="return" href="([^"]+)"')
+#: the page shown while the bank has not answered a login step yet
+WAITING = "is taking a moment to answer"
 CALLBACK = "http://localhost:2000/v2"
 
 
@@ -26,6 +31,15 @@ def parse_callback(location: str) -> dict[str, Any]:
     last = urlsplit(location).path.rsplit("/", 1)[-1]
     result: dict[str, Any] = json.loads(unquote(last))
     return result
+
+
+def way_back(page: str) -> Callback:
+    """The "Return to the app" link of a page that ends the flow, and the payload it carries."""
+    match = WAY_BACK.search(page)
+    assert match, page
+    location = html.unescape(match.group(1))
+    assert location.startswith(CALLBACK + "/"), location
+    return Callback(parse_callback(location), location)
 
 
 async def create_customer(h: Harness, identifier: str = "sample-identifier-user") -> str:
@@ -77,11 +91,26 @@ class ConnectDriver:
         assert match, self.page
         return match.group(1)
 
+    def form_step(self) -> dict[str, str]:
+        """The bank step the page's form was shown for, as a browser sends it back."""
+        match = FORM_STEP.search(self.page)
+        return {"step": match.group(1)} if match else {}
+
     async def post(self, path: str, form: dict[str, str]) -> str:
-        form = {"csrf": self.csrf(), **form}
+        form = {"csrf": self.csrf(), **self.form_step(), **form}
         response = await self.h.client.post(path, data=form, follow_redirects=False)
         assert response.status_code == 303, (response.status_code, response.text)
-        return await self.show()
+        await self.show()
+        return await self.settle()
+
+    async def settle(self, rounds: int = 400) -> str:
+        """Past the waiting page, as its refresh would: the page after the bank's answer."""
+        for _ in range(rounds):
+            if WAITING not in self.page:
+                return self.page
+            await asyncio.sleep(0.02)
+            await self.show()
+        raise AssertionError("the bank never answered the login step")
 
     async def agree(self) -> str:
         return await self.post("/v2/connect/consent", {"action": "agree"})
@@ -103,11 +132,22 @@ class ConnectDriver:
         for _ in range(rounds):
             if self.status == 303 and self.location.startswith(CALLBACK):
                 return Callback(parse_callback(self.location), self.location)
-            if "Fetching your accounts" not in self.page:
+            if "Fetching your accounts" not in self.page and WAITING not in self.page:
                 raise AssertionError(f"not on the progress page: {self.page[:2000]}")
             await asyncio.sleep(0.02)
             await self.show()
         raise AssertionError("the first fetch did not finish")
+
+    async def end(self, rounds: int = 400) -> Callback:
+        """Wait until the flow ends: the callback it redirects to, or the page's way back."""
+        for _ in range(rounds):
+            if self.status == 303 and self.location.startswith(CALLBACK):
+                return Callback(parse_callback(self.location), self.location)
+            if "Fetching your accounts" not in self.page and WAITING not in self.page:
+                return way_back(self.page)
+            await asyncio.sleep(0.02)
+            await self.show()
+        raise AssertionError("the flow did not end")
 
 
 async def connect(

@@ -92,6 +92,7 @@ async def test_sandbox_keeps_the_contract(username: str, service_id: int) -> Non
     async with httpx.AsyncClient() as http:
         report = await check_contract(_case(username, service_id, http))
     assert report.accounts
+    assert report.identity == f"user:{username}"
     assert report.steps == {"user_otp": 1, "user_question": 2, "user_redirect": 1}.get(
         username, report.steps
     )

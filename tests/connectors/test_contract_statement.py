@@ -48,3 +48,4 @@ async def test_statement_connector_keeps_the_contract(name: str) -> None:
         )
     assert report.accounts
     assert sum(len(rows) for rows in report.transactions.values()) > 0
+    assert report.identity is None  # a file names no bank user: its accounts decide

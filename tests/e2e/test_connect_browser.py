@@ -138,29 +138,55 @@ class Partner:
         return rows
 
 
-@pytest.fixture
-def partner(live_server: LiveServerFactory, callback_server: CallbackServer) -> Iterator[Partner]:
-    server = live_server(env=SERVER_ENV)
+def _partner(
+    live_server: LiveServerFactory, callback_server: CallbackServer, env: dict[str, str]
+) -> Iterator[Partner]:
+    server = live_server(env=env)
     creds = server.demo_credentials()
     headers = {"client-id": creds["client_id"], "service-secret": creds["service_secret"]}
     with httpx.Client(base_url=server.url, headers=headers, timeout=10.0) as client:
         yield Partner(server, callback_server, client)
 
 
+@pytest.fixture
+def partner(live_server: LiveServerFactory, callback_server: CallbackServer) -> Iterator[Partner]:
+    yield from _partner(live_server, callback_server, SERVER_ENV)
+
+
+@pytest.fixture
+def slow_partner(
+    live_server: LiveServerFactory, callback_server: CallbackServer
+) -> Iterator[Partner]:
+    """A server whose sandbox bank takes half a second for every call of ``user_slow``."""
+    yield from _partner(
+        live_server, callback_server, {**SERVER_ENV, "BANKHUB_SANDBOX_SLOW_SECONDS": "0.5"}
+    )
+
+
 # --- driving the page ----------------------------------------------------------------------------
 
 
-def assert_clean(page: Page) -> None:
-    """No console error and no uncaught exception on the page so far."""
+#: a page that ends the flow answers with TokenExpire's status, 400, and Chromium logs that
+#: status of the document it loads as a console error
+TOKEN_EXPIRE_LOAD = re.compile(
+    r"^Failed to load resource: the server responded with a status of 400 \(Bad Request\) "
+    r"\(https?://[^/]+/v2/connect/"
+)
+
+
+def assert_clean(page: Page, *, ended: bool = False) -> None:
+    """No console error and no uncaught exception on the page so far (``ended``: except the
+    400 status of pages that end the flow)."""
     errors = page_errors(page)
-    assert not errors.console, "the page logged console errors:\n" + "\n".join(errors.console)
+    console = [m for m in errors.console if not (ended and TOKEN_EXPIRE_LOAD.match(m))]
+    assert not console, "the page logged console errors:\n" + "\n".join(console)
     assert not errors.page, "the page threw:\n" + "\n".join(errors.page)
 
 
-def on_page(page: Page, heading: str | re.Pattern[str]) -> None:
+def on_page(page: Page, heading: str | re.Pattern[str], *, ended: bool = False) -> None:
     """The page shows ``heading`` and logged no console or page error so far."""
     expect(page.get_by_role("heading", name=heading)).to_be_visible()
-    assert_clean(page)
+    assert_clean(page, ended=ended)
 
 
 def fits_phone(page: Page) -> None:
@@ -243,6 +269,8 @@ def test_happy_path_with_one_time_code_on_a_phone(
 
     page.goto(partner.connect_url())
     on_page(page, f"{APP_NAME} asks to read your bank data")
+    # as far back as the bank keeps: the sandbox banks keep five years
+    expect(page.get_by_text("your transactions of the last 5 years")).to_be_visible()
     fits_phone(page)
 
     page.get_by_role("button", name="I agree, continue").click()
@@ -406,26 +434,49 @@ def test_security_question_then_device_choice(
     assert_data_readable(partner, login_id, secret)
 
 
-def test_used_connect_url_shows_token_expire(make_page: MakePage, partner: Partner) -> None:
+def assert_token_expire(payload: dict[str, Any], says: str) -> None:
+    assert set(payload) == {"status", "error", "message"}, payload
+    assert payload["status"] == "error"
+    assert payload["error"] == "TokenExpire"
+    assert says in payload["message"]
+
+
+def test_used_connect_url_shows_token_expire(
+    make_page: MakePage, partner: Partner, callback_server: CallbackServer
+) -> None:
     connect_url = partner.connect_url()
     first = make_page()
     first.goto(connect_url)
     on_page(first, f"{APP_NAME} asks to read your bank data")
 
-    # The link is single-use: another browser (no session cookie) is refused.
+    # The link is single-use: another browser (no session cookie) is refused, with the way
+    # back to the app.
     other = make_page()
     response = other.goto(connect_url)
     assert response is not None
     assert response.status == 400
-    expect(other.get_by_role("heading", name="Connection unavailable")).to_be_visible()
+    on_page(other, "This link can no longer be used", ended=True)
     alert = other.get_by_role("alert")
     expect(alert).to_have_attribute("data-code", "TokenExpire")
-    expect(alert).to_contain_text("expired or was already used")
-    expect(other.get_by_text("Error code: TokenExpire")).to_be_visible()
+    expect(alert).to_contain_text("was used already")
 
     # The browser that opened it first still has its session.
     first.goto(connect_url)
     on_page(first, f"{APP_NAME} asks to read your bank data")
+
+    other.get_by_role("link", name=f"Return to {APP_NAME}").click()
+    assert_token_expire(wait_for_callback(other, callback_server), "used already")
+
+
+def test_a_link_that_names_no_token_says_so(page: Page, partner: Partner) -> None:
+    """Nothing names an app to go back to: the plain error page, no way back to offer."""
+    response = page.goto(f"{partner.server.url}/v2/connect/term/{uuid.uuid4()}")
+    assert response is not None
+    assert response.status == 400
+    on_page(page, "Connection unavailable", ended=True)
+    expect(page.get_by_role("alert")).to_have_attribute("data-code", "TokenExpire")
+    expect(page.get_by_text("Error code: TokenExpire")).to_be_visible()
+    expect(page.get_by_role("link")).to_have_count(0)
 
 
 def test_cancel_on_consent_page(
@@ -458,3 +509,77 @@ def test_pages_log_no_console_errors(page: Page, partner: Partner) -> None:
     ).to_be_visible()
     page.wait_for_load_state("networkidle")
     assert_no_page_errors(page)
+
+
+# --- no dead ends -------------------------------------------------------------------------------
+
+
+def test_back_after_success_offers_the_way_back(
+    page: Page, partner: Partner, callback_server: CallbackServer
+) -> None:
+    agree(page, partner.connect_url())
+    log_in(page, "user_good")
+    _, secret = assert_success(wait_for_callback(page, callback_server))
+
+    page.go_back()  # from the app's page, back to the connect page
+    assert urlsplit(page.url).path == "/v2/connect/session"
+    on_page(page, f"{BANK_NAME} is connected", ended=True)
+    assert "completed already" in notice(page)
+    assert secret not in page.content()
+    page.get_by_role("link", name=f"Return to {APP_NAME}").click()
+    assert_token_expire(wait_for_callback(page, callback_server), "used already")
+    assert_clean(page, ended=True)
+
+
+def test_reloading_the_failure_page_shows_it_again(
+    page: Page, partner: Partner, callback_server: CallbackServer
+) -> None:
+    agree(page, partner.connect_url())
+    log_in(page, "user_locked")
+    on_page(page, f"We could not connect to {BANK_NAME}")
+    page.reload()
+    on_page(page, f"We could not connect to {BANK_NAME}")
+    assert "locked" in notice(page)
+    page.get_by_role("link", name=f"Return to {APP_NAME}").click()
+    payload = wait_for_callback(page, callback_server)
+    assert payload["error"] == "login_account_locked"
+    assert_clean(page)
+
+
+def test_the_bank_sending_the_user_back_to_another_browser(
+    make_page: MakePage, partner: Partner, callback_server: CallbackServer
+) -> None:
+    """A banking app opens the redirect back in the phone's other browser: that browser has no
+    connect session. It ends there with the way back, and so does the first browser."""
+    first = make_page()
+    go_to_bank(first, partner)
+    other = make_page()
+    other.goto(first.url)  # the bank's page, now in the browser the bank's app chose
+    on_page(other, "Share your account data?")
+    other.get_by_role("button", name="Approve").click()
+    on_page(other, f"We could not connect to {BANK_NAME}", ended=True)
+    assert urlsplit(other.url).path == "/v2/connect/return"
+    assert "another browser" in notice(other)
+    other.get_by_role("link", name=f"Return to {APP_NAME}").click()
+    assert_token_expire(wait_for_callback(other, callback_server), "another browser")
+
+    first.goto(f"{partner.server.url}/v2/connect/session")
+    on_page(first, f"We could not connect to {BANK_NAME}", ended=True)
+    first.get_by_role("link", name=f"Return to {APP_NAME}").click()
+    assert_token_expire(wait_for_callback(first, callback_server), "another browser")
+    assert_clean(first, ended=True)
+    assert_clean(other, ended=True)
+
+
+def test_a_slow_bank_shows_the_progress_page_without_javascript(
+    make_page: MakePage, slow_partner: Partner, callback_server: CallbackServer
+) -> None:
+    page = make_page(java_script_enabled=False)
+    agree(page, slow_partner.connect_url())
+    log_in(page, "user_slow")
+    # Answered at once: the bank is still thinking, and the page asks again by itself.
+    on_page(page, f"Waiting for {BANK_NAME}…")
+    expect(page.locator('meta[http-equiv="refresh"]')).to_have_count(1)
+    expect(page.get_by_text("no need to send the form again")).to_be_visible()
+    login_id, secret = assert_success(wait_for_callback(page, callback_server))
+    assert_data_readable(slow_partner, login_id, secret)

@@ -31,7 +31,7 @@ async def test_the_login_shows_its_consent(harness: Harness) -> None:
         "scopes": ["accounts", "balances", "transactions"],
         "granted_at": wire(h.clock()),
         "expires_at": wire(h.clock() + timedelta(days=90)),
-        "history_days": 730,
+        "history_days": 5 * 365 + 1,  # the sandbox banks keep five years
     }
     assert login["consent_expires_at"] == login["consent"]["expires_at"]
 

@@ -308,7 +308,9 @@ def connect(
                 )
                 assert payload["status"] == "success", payload
                 return Connected(int(payload["login_id"]), payload["secret"], service_id, username)
-            assert "Fetching your accounts" in shown.text, shown.text[:2000]
+            # the progress pages: the bank still answering the login, then the first fetch
+            progress = ("Fetching your accounts", "is taking a moment")
+            assert any(text in shown.text for text in progress), shown.text[:2000]
             time.sleep(0.02)
     raise AssertionError("the connect flow did not finish within 60 s")
 

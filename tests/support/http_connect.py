@@ -40,7 +40,10 @@ def connect_over_http(
             "/v2/connect/credentials", page, {"username": username, "password": "pass_good"}
         )
         deadline = time.monotonic() + 30
-        while page.status_code == 200 and "Fetching your accounts" in page.text:
+        # the progress pages: the bank still answering the login, then the first fetch
+        while page.status_code == 200 and (
+            "Fetching your accounts" in page.text or "is taking a moment" in page.text
+        ):
             assert time.monotonic() < deadline, "the first fetch did not finish"
             time.sleep(0.05)
             page = show()

@@ -383,8 +383,9 @@ async def deactivate_login(request: AnyRequest) -> s.DeactivateEnvelope:
     tags=["login"],
     summary="Fetch new data from the bank now",
     description=(
-        "`BadRequest` within the cool-down, while another refresh runs, or for a deactivated "
-        "login; `ConnectError` (503, with `Retry-After` when the bank gave one) when the bank "
+        "`BadRequest` within the cool-down, while another refresh runs, for a deactivated "
+        "login, or for a statement login (nothing to refresh: import a newer file); "
+        "`ConnectError` (503, with `Retry-After` when the bank gave one) when the bank "
         "cannot be reached or refuses for now."
     ),
     security=LOGIN_SECURITY,

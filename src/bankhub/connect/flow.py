@@ -4,14 +4,29 @@ State lives in process memory, keyed by a random id held in the user's cookie: t
 instance (which may hold credentials while it logs in) must never be written anywhere, so a
 connect session is served by the process that started it (scale-out deployments keep connect
 traffic sticky). Sessions end after 5 idle minutes or 5 wrong answers (PSD2 RTS art. 4).
+
+Every call to the bank runs in a task the session owns, one at a time: the form that started
+it is answered as soon as the bank has answered, or after ``connect_step_wait_seconds`` with a
+progress page that reloads itself (no JavaScript) until the bank has. A second submit while a
+call runs starts nothing; the idle timeout cancels the call (and with it the credentials the
+call held).
+
+A session that ended leaves a small record (:class:`EndedSession`: never credentials, never a
+login-secret) for as long as its link lives, so that whatever the browser shows next (back
+after success, a reload, the idle timeout, the bank's redirect arriving in another browser)
+still offers the way back to the app, with a callback the app can act on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
 import json
 import logging
 import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -41,6 +56,7 @@ from bankhub.partners import branding, modes
 from bankhub.partners.models import App
 from bankhub.security.secrets import new_uuid_shaped_secret
 from bankhub.statements import ParsedStatement
+from bankhub.sync import identity
 from bankhub.sync.engine import ConnectorRun
 from bankhub.sync.refresh import schedule_next
 from bankhub.usage import counters as usage
@@ -61,13 +77,24 @@ class Step(StrEnum):
 CONSENT_SCOPES = ("accounts", "balances", "transactions")
 #: the longest consent bankhub records, whatever a bank offers (PSD2 RTS art. 10: 180 days)
 MAX_CONSENT = timedelta(days=180)
+#: a login step: made into a coroutine only once its task runs, so that a call cancelled before
+#: it started leaves nothing behind
+BankCall = Callable[[], Awaitable[None]]
+#: ended sessions remembered at most (the oldest go first); each is a few hundred bytes
+MAX_ENDED = 10_000
 
 
-def grant_consent(login: Login, info: ConnectorInfo, now: datetime) -> None:
-    """Record what the user agreed to on the connect page, and until when."""
+def grant_consent(
+    login: Login, info: ConnectorInfo, now: datetime, history_days: int | None = None
+) -> None:
+    """Record what the user agreed to on the connect page, and until when.
+
+    ``history_days``: the history depth the consent page showed (the bank's); the connector's
+    default when not given.
+    """
     login.consent_granted_at = now
     login.consent_scopes = list(CONSENT_SCOPES)
-    login.consent_history_days = info.history_days
+    login.consent_history_days = history_days if history_days is not None else info.history_days
     offered = min(timedelta(days=info.consent_days), MAX_CONSENT)
     bank = as_utc(login.consent_expires_at) if login.consent_expires_at else now + offered
     login.consent_expires_at = min(bank, now + offered)
@@ -87,6 +114,42 @@ def callback_location(callback_url: str, payload: dict[str, Any]) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
+def token_expire(message: str) -> dict[str, Any]:
+    """The callback of a connect that can go no further (docs/api.md: ``TokenExpire``)."""
+    return {"status": "error", "error": str(ErrorCode.TOKEN_EXPIRE), "message": message}
+
+
+@dataclass(frozen=True, slots=True)
+class EndedSession:
+    """What is left of a connect session once it ended: the way back to the app, and why."""
+
+    token_id: str
+    app_id: int
+    app_name: str
+    service: Service
+    brand: branding.Brand | None
+    callback_url: str
+    #: the origins the app lets frame its connect page (S27), so the way back shows there too
+    frame_origins: tuple[str, ...]
+    #: the payload the way back carries (never a login-secret)
+    outcome: dict[str, Any]
+    heading: str
+    message: str
+    ended_at: datetime
+
+    @property
+    def code(self) -> str:
+        return str(self.outcome.get("error") or self.outcome.get("status", ""))
+
+    @property
+    def status_code(self) -> int:
+        """The page's HTTP status: ``TokenExpire``'s 400, or 200 for an outcome shown again."""
+        return 400 if self.code == ErrorCode.TOKEN_EXPIRE else 200
+
+    def callback(self) -> str:
+        return callback_location(self.callback_url, self.outcome)
+
+
 @dataclass(eq=False)
 class ConnectSession:
     id: str
@@ -100,6 +163,9 @@ class ConnectSession:
     reconnect_login_id: int | None
     csrf: str
     last_seen: datetime
+    #: the history depth the consent page shows (as far back as the bank keeps); ``None``: the
+    #: bank's depth when the first fetch starts
+    history_days: int | None = None
     step: Step = Step.CONSENT
     attempts: int = 0
     notice: str | None = None
@@ -107,7 +173,16 @@ class ConnectSession:
     interaction: Interaction | None = None
     #: the decoupled prompt has been shown once; later visits of the page poll the bank
     prompt_shown: bool = False
+    #: the call to the bank under way (a login step, then the first fetch); one at a time
     task: asyncio.Task[None] | None = None
+    #: set when the running login step has its answer from the bank (the first fetch may follow)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+    #: counts the bank calls started; a form carries the number it was shown with, so a form
+    #: sent twice (a double click, the back button) starts nothing the second time
+    form_step: int = 0
+    #: the ``state`` the bank's redirect must bring back to the return step: it is part of the
+    #: return URL the bank is given, so a cross-site navigation cannot know it (S28)
+    return_state: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     #: the payload sent to the callback when the flow ends (success, error or cancelled)
     outcome: dict[str, Any] | None = None
     failure_message: str | None = None
@@ -117,23 +192,49 @@ class ConnectSession:
     vault_credentials: dict[str, str] | None = None
     #: the app's connect-page branding (App Templates), read when the session opened
     brand: branding.Brand | None = None
+    #: the origins the app allowed to frame the connect page when the session opened
+    frame_origins: tuple[str, ...] = ()
 
     @property
     def finished(self) -> bool:
         return self.step in (Step.DONE, Step.FAILED)
+
+    @property
+    def busy(self) -> bool:
+        """A call to the bank is under way."""
+        return self.task is not None and not self.task.done()
+
+    @property
+    def display_name(self) -> str:
+        """The name the app chose for its end users (App Templates), else its own."""
+        return (self.brand.display_name if self.brand else None) or self.app_name
 
     def callback(self) -> str:
         return callback_location(self.callback_url, self.outcome or {"status": "error"})
 
 
 class SessionGone(Exception):
-    """The connect session is unknown or idle too long (shown as ``TokenExpire``)."""
+    """The connect session is unknown or idle too long (shown as ``TokenExpire``).
+
+    ``ended``: what is left of it when it ended in this process, for the way back.
+    """
+
+    def __init__(self, sid: str | None, ended: EndedSession | None = None) -> None:
+        super().__init__(sid)
+        self.ended = ended
+
+
+class _NotTheSameIdentity(Exception):
+    """A reconnect logged in as another bank user: its unit of work must store nothing."""
 
 
 class ConnectFlow:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
         self._sessions: dict[str, ConnectSession] = {}
+        self._ended: OrderedDict[str, EndedSession] = OrderedDict()
+        #: a redirect's ``state`` → the id of the session it belongs to (live or ended)
+        self._states: dict[str, str] = {}
 
     # --- session lifecycle ----------------------------------------------------------------
 
@@ -141,6 +242,16 @@ class ConnectFlow:
         idle = self.hub.settings.connect_idle
         for sid in [sid for sid, s in self._sessions.items() if now - s.last_seen > idle]:
             self._drop(sid)
+        # An ended session is remembered as long as its link (and cookie) could be used.
+        keep = self.hub.settings.token_ttl
+        while self._ended:
+            sid, ended = next(iter(self._ended.items()))
+            if now - as_utc(ended.ended_at) <= keep and len(self._ended) <= MAX_ENDED:
+                break
+            self._ended.pop(sid)
+        live = self._sessions.keys() | self._ended.keys()
+        for state in [state for state, sid in self._states.items() if sid not in live]:
+            del self._states[state]
 
     def _drop(self, sid: str) -> None:
         session = self._sessions.pop(sid, None)
@@ -151,13 +262,53 @@ class ConnectFlow:
         session.vault_credentials = None
         if session.task is not None and not session.task.done():
             session.task.cancel()
+        self._ended[sid] = self._ended_record(session)
+
+    def _ended_record(self, session: ConnectSession) -> EndedSession:
+        """How the page answers once ``session`` is over (see :class:`EndedSession`)."""
+        outcome = session.outcome or {}
+        bank = session.service.name
+        if session.step == Step.FAILED:
+            heading, message = f"We could not connect to {bank}", session.failure_message or ""
+        elif outcome.get("status") == "cancelled":
+            heading = "This connection was cancelled"
+            message = f"Nothing was shared with {session.display_name}."
+        elif session.step == Step.DONE:
+            # The success callback carried the login-secret once; it is never shown again.
+            heading = f"{bank} is connected"
+            message = (
+                f"This connection was completed already. Return to {session.display_name} to "
+                "see it; to connect again, start from there."
+            )
+            outcome = token_expire("This connect link was used already; its connection stands.")
+        else:
+            minutes = self.hub.settings.connect_idle_seconds // 60
+            heading = "This connection has timed out"
+            message = (
+                f"Nothing happened here for {minutes} minutes, so the connection to {bank} "
+                f"was stopped. Return to {session.display_name} to start again."
+            )
+            outcome = token_expire(f"The connect session ended after {minutes} idle minutes.")
+        return EndedSession(
+            token_id=session.token_id,
+            app_id=session.app_id,
+            app_name=session.display_name,
+            service=session.service,
+            brand=session.brand,
+            callback_url=session.callback_url,
+            frame_origins=session.frame_origins,
+            outcome=outcome,
+            heading=heading,
+            message=message,
+            ended_at=self.hub.clock(),
+        )
 
     def get(self, sid: str | None) -> ConnectSession:
         now = self.hub.clock()
         self._sweep(now)
         session = self._sessions.get(sid or "")
         if session is None:
-            raise SessionGone(sid)
+            raise SessionGone(sid, self._ended.get(sid or ""))
         session.last_seen = now
         # S14: the page's work (and the first fetch it starts) touches this app's rows only
         tenancy.choose(session.app_id)
@@ -206,12 +357,81 @@ class ConnectFlow:
             reconnect_login_id=token.login_id,
             csrf=secrets.token_urlsafe(32),
             last_seen=hub.clock(),
+            history_days=hub.engine.history_days(service),
             base_state=base_state,
             vault=app.credential_vault,
             brand=brand,
+            frame_origins=tuple(app.frame_origins or ()),
         )
         self._sessions[session.id] = session
+        self._states[session.return_state] = session.id
         return session
+
+    async def unusable_link(self, token_id: str) -> EndedSession | None:
+        """The way back for a link that is used or expired: its token still names the app and
+        its callback. ``None`` when the link names no token at all."""
+        tenancy.choose(None)
+        async with self.hub.db.transaction() as db:
+            token = await logins.find_token(db, token_id)
+            if token is None:
+                return None
+            await tenancy.enter(db, token.app_id)
+            app = await db.get(App, token.app_id)
+            service = self.hub.catalogue.get(token.service_id)
+            if app is None or service is None:
+                return None
+            brand = branding.brand_of(app, await branding.template_of(db, app.id))
+        used = token.used_at is not None
+        name = (brand.display_name if brand else None) or app.name
+        why = "was used already" if used else "has expired"
+        return EndedSession(
+            token_id=token.id,
+            app_id=app.id,
+            app_name=name,
+            service=service,
+            brand=brand,
+            callback_url=token.callback_url,
+            frame_origins=tuple(app.frame_origins or ()),
+            outcome=token_expire(f"The connect link {why}."),
+            heading="This link can no longer be used",
+            message=f"This connect link {why}. Return to {name} to start again.",
+            ended_at=self.hub.clock(),
+        )
+
+    # --- the bank's redirect ----------------------------------------------------------------
+
+    def return_url(self, session: ConnectSession, public_url: str) -> str:
+        """Where the bank sends the user back: the return step, with the session's ``state``."""
+        return f"{public_url}/v2/connect/return?state={quote(session.return_state)}"
+
+    def returns_here(self, session: ConnectSession, state: str) -> bool:
+        """Whether ``state`` is the one this session gave its bank (constant-time)."""
+        return hmac.compare_digest(state.encode(), session.return_state.encode())
+
+    def by_state(self, state: str) -> ConnectSession | EndedSession | None:
+        """The session, live or ended, whose bank redirect carries ``state``."""
+        sid = self._states.get(state)
+        if sid is None:
+            return None
+        return self._sessions.get(sid) or self._ended.get(sid)
+
+    def returned_elsewhere(self, session: ConnectSession) -> EndedSession:
+        """The bank sent the user back to a browser without this session (a banking app opened
+        the link in another browser): the flow cannot go on there, and the bank's answer is not
+        used. Both browsers offer the way back to the app with ``TokenExpire``."""
+        if not session.finished:
+            if session.task is not None and not session.task.done():
+                session.task.cancel()
+            bank = session.service.name
+            self._finish_failed(
+                session,
+                token_expire(f"The user came back from {bank} in another browser."),
+                f"You came back from {bank} in another browser than the one you started "
+                f"in, so this connection cannot go on. Return to {session.display_name} "
+                "and start again in one browser.",
+                usage.CONNECT_FAILED,
+            )
+        return self._ended_record(session)
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -220,11 +440,20 @@ class ConnectFlow:
             session.step = Step.CREDENTIALS
 
     def cancel(self, session: ConnectSession) -> None:
+        if session.step == Step.PROGRESS:
+            return  # logged in and reading: the first fetch finishes, as the page says
         session.vault_credentials = None
+        if session.task is not None and not session.task.done():
+            session.task.cancel()
         if not session.finished:
             session.outcome = {"status": "cancelled"}
             session.step = Step.DONE
             self._count(session, usage.CONNECT_CANCELLED)
+
+    def is_current(self, session: ConnectSession, form_step: str | None) -> bool:
+        """Whether a form was shown for the step the session is at now (a form without the
+        number, from a client that does not send it, counts as current)."""
+        return form_step is None or form_step == str(session.form_step)
 
     async def submit_credentials(
         self,
@@ -233,63 +462,99 @@ class ConnectFlow:
         public_url: str,
         client_ip: str | None = None,
     ) -> None:
-        if session.step != Step.CREDENTIALS:
+        if session.step != Step.CREDENTIALS or session.busy:
             return
         run = self.hub.engine.build(
             session.service,
             session.base_state,
-            return_url=f"{public_url}/v2/connect/return",
+            return_url=self.return_url(session, public_url),
             public_url=public_url,
             psu_ip_address=client_ip,
         )
         session.run = run
         if session.vault:
             session.vault_credentials = dict(credentials)
-        await self._drive(session, run.connector.authenticate(credentials))
+        # The call's own copy: the page clears its copy when the request ends, the call
+        # clears this one when the bank has answered (or the call is cancelled).
+        held = dict(credentials)
+
+        async def authenticate() -> None:
+            try:
+                await run.connector.authenticate(held)
+            finally:
+                held.clear()
+
+        await self._start(session, authenticate)
 
     async def submit_statement(
         self, session: ConnectSession, parsed: ParsedStatement, public_url: str
     ) -> None:
         """A statement upload, parsed by the page: the file is the login, then the first fetch."""
-        if session.step != Step.CREDENTIALS:
+        if session.step != Step.CREDENTIALS or session.busy:
             return
         run = self.hub.engine.build(session.service, session.base_state, public_url=public_url)
         if not isinstance(run.connector, StatementConnector):
             return
         run.connector.load(parsed)
         session.run = run
-        await self._drive(session, run.connector.open_file())
+        await self._start(session, run.connector.open_file)
 
     async def answer(self, session: ConnectSession, answer: Answer) -> None:
-        if session.step != Step.INTERACTION or session.run is None:
+        if session.step != Step.INTERACTION or session.run is None or session.busy:
             return
-        await self._drive(session, session.run.connector.resume(answer))
+        connector = session.run.connector
+        await self._start(session, lambda: connector.resume(answer))
 
     async def poll(self, session: ConnectSession) -> None:
         """Ask the bank whether the user approved; the first visit only shows the bank's prompt."""
-        if not isinstance(session.interaction, NeedsDecoupledApproval):
+        if not isinstance(session.interaction, NeedsDecoupledApproval) or session.busy:
             return
         if not session.prompt_shown:
             session.prompt_shown = True
             return
         await self.answer(session, Answer.poll())
 
-    async def _drive(self, session: ConnectSession, call: Any) -> None:
-        """Run one connector call and move the session to wherever its outcome leads."""
+    async def _start(self, session: ConnectSession, call: BankCall) -> None:
+        """Run ``call`` (a login step) in the session's task, then wait a moment for it: a
+        bank that answers at once leads straight to the next page, a slow one to the
+        progress page. Callers check ``busy`` first, with no await in between."""
+        session.form_step += 1
         session.notice = None
+        answered = session.answered = asyncio.Event()
+        session.task = asyncio.create_task(self._drive(session, call, answered))
+        wait = self.hub.settings.connect_step_wait_seconds
+        if wait > 0:
+            # Past the wait, the progress page takes over; the call goes on in its task.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(answered.wait(), wait)
+
+    async def _drive(
+        self, session: ConnectSession, call: BankCall, answered: asyncio.Event
+    ) -> None:
+        """The session's task: one login step, then the first fetch once the bank let us in."""
         try:
-            await self.hub.engine.guarded(call)
+            logged_in = await self._login_step(session, call)
+        finally:
+            answered.set()
+        if logged_in:
+            await self._first_fetch(session)
+
+    async def _login_step(self, session: ConnectSession, call: BankCall) -> bool:
+        """Run one connector call and move the session to wherever its outcome leads; True
+        when the user is logged in and the first fetch may start."""
+        try:
+            await self.hub.engine.guarded(call())
         except Interaction as interaction:
             if type(interaction) is not type(session.interaction):
                 session.prompt_shown = False
             session.interaction = interaction
             session.step = Step.INTERACTION
-            return
+            return False
         except (InvalidCredentials, InteractionRejected) as failure:
             if isinstance(session.interaction, NeedsRedirect):
                 # The user refused the consent on the bank's own page: they chose not to connect.
                 await self._fail(session, failure, None, cancelled=True)
-                return
+                return False
             session.attempts += 1
             if session.attempts >= self.hub.settings.connect_max_attempts:
                 await self._fail(session, failure, ErrorCode.CREDENTIAL_INVALID)
@@ -299,13 +564,34 @@ class ConnectFlow:
                     f"{sentence(failure.message)} "
                     f"You have {left} attempt{'s' if left != 1 else ''} left."
                 )
-            return
+            return False
         except ConnectorFailure as failure:
             await self._fail(session, failure, None)
-            return
+            return False
+        except Exception as exc:  # noqa: BLE001 - a broken connector must not leave a spinner
+            # Its type only: a connector's own message could quote what the user typed.
+            log.error(
+                "login step failed for service %s: %s", session.service.id, type(exc).__name__
+            )
+            await self._fail(
+                session,
+                ConnectorFailure("The bank answered in a way bankhub did not expect"),
+                ErrorCode.INTERNAL_ERROR,
+            )
+            return False
         session.interaction = None
         session.step = Step.PROGRESS
-        session.task = asyncio.create_task(self._first_fetch(session))
+        return True
+
+    def _finish_failed(
+        self, session: ConnectSession, outcome: dict[str, Any], message: str, counted: str
+    ) -> None:
+        session.outcome = outcome
+        session.failure_message = message
+        session.vault_credentials = None
+        session.step = Step.FAILED
+        session.run = None
+        self._count(session, counted)
 
     async def _fail(
         self,
@@ -314,7 +600,10 @@ class ConnectFlow:
         code: ErrorCode | None,
         *,
         cancelled: bool = False,
+        record: bool = True,
     ) -> None:
+        """End the flow on ``failure``; a reconnect's login records it (unless ``record`` is
+        False: the failure says nothing of the login's own bank access)."""
         unavailable = failure.status in ("provider_unavailable", "rate_limited")
         error = (
             str(code)
@@ -322,15 +611,16 @@ class ConnectFlow:
             else (str(ErrorCode.CONNECT_ERROR) if unavailable else f"login_{failure.status}")
         )
         if cancelled:
-            session.outcome = {"status": "cancelled", "message": failure.message}
+            outcome = {"status": "cancelled", "message": failure.message}
         else:
-            session.outcome = {"status": "error", "error": error, "message": failure.message}
-        session.failure_message = failure.message
-        session.vault_credentials = None
-        session.step = Step.FAILED
-        self._count(session, usage.CONNECT_CANCELLED if cancelled else usage.CONNECT_FAILED)
-        session.run = None
-        if session.reconnect_login_id is not None and not cancelled:
+            outcome = {"status": "error", "error": error, "message": failure.message}
+        self._finish_failed(
+            session,
+            outcome,
+            failure.message,
+            usage.CONNECT_CANCELLED if cancelled else usage.CONNECT_FAILED,
+        )
+        if session.reconnect_login_id is not None and not cancelled and record:
             hub = self.hub
             async with hub.db.transaction() as db:
                 login = await db.get(Login, session.reconnect_login_id)
@@ -346,7 +636,7 @@ class ConnectFlow:
             since = (
                 None
                 if AuthFlow.FILE in session.info.auth_flows
-                else hub.engine.history_start(session.service)
+                else hub.engine.history_start(session.service, session.history_days)
             )
             result = await hub.engine.fetch(run, since)
         except ConnectorFailure as failure:
@@ -360,39 +650,64 @@ class ConnectFlow:
                 ErrorCode.INTERNAL_ERROR,
             )
             return
+        shown = identity.evidence(hub.engine, session.service.connector, run.connector, result)
         now = hub.clock()
-        async with hub.db.transaction(write=True) as db:
-            login: Login | None = None
-            if session.reconnect_login_id is not None:
-                login = await db.get(Login, session.reconnect_login_id)
-            if login is None:
-                login, secret = logins.add_login(
-                    db,
-                    hub.hasher,
-                    now,
-                    app_id=session.app_id,
-                    customer_id=session.customer_id,
-                    service_id=session.service.id,
-                )
-            else:
-                # A reconnect issues a fresh login-secret; the previous one stops working.
-                secret = new_uuid_shaped_secret()
-                login.secret_hash = hub.hasher.hash(secret, purpose=logins.LOGIN_SECRET)
-            login.consent_notice_days = 0  # a renewed consent is announced afresh
-            await db.flush()
-            if session.vault_credentials is not None:
-                login.vault_credentials_enc = hub.engine.seal_credentials(
-                    login, session.vault_credentials
-                )
-            session.vault_credentials = None
-            await hub.engine.apply(db, login, result)
-            grant_consent(login, session.info, now)
-            schedule_next(hub.engine, login, session.service, now)
-            login_id = login.id
+        try:
+            async with hub.db.transaction(write=True) as db:
+                login: Login | None = None
+                if session.reconnect_login_id is not None:
+                    login = await db.get(Login, session.reconnect_login_id)
+                    if login is not None and not await identity.is_same(
+                        db, hub.engine, login, shown
+                    ):
+                        raise _NotTheSameIdentity
+                if login is None:
+                    login, secret = logins.add_login(
+                        db,
+                        hub.hasher,
+                        now,
+                        app_id=session.app_id,
+                        customer_id=session.customer_id,
+                        service_id=session.service.id,
+                    )
+                else:
+                    # A reconnect issues a fresh login-secret; the previous one stops working.
+                    secret = new_uuid_shaped_secret()
+                    login.secret_hash = hub.hasher.hash(secret, purpose=logins.LOGIN_SECRET)
+                login.consent_notice_days = 0  # a renewed consent is announced afresh
+                identity.remember(login, shown)
+                await db.flush()
+                if session.vault_credentials is not None:
+                    login.vault_credentials_enc = hub.engine.seal_credentials(
+                        login, session.vault_credentials
+                    )
+                session.vault_credentials = None
+                await hub.engine.apply(db, login, result)
+                grant_consent(login, session.info, now, session.history_days)
+                schedule_next(hub.engine, login, session.service, now)
+                login_id = login.id
+        except _NotTheSameIdentity:
+            await self._refuse_other_identity(session, result.state)
+            return
         session.run = None
         session.outcome = {"status": "success", "login_id": login_id, "secret": secret}
         session.step = Step.DONE
         self._count(session, usage.CONNECT_SUCCESS)
+
+    async def _refuse_other_identity(self, session: ConnectSession, state: dict[str, Any]) -> None:
+        """A reconnect as another bank user: nothing of it is stored, the login keeps its
+        status, and the consent just given to the bank for it is withdrawn (best effort)."""
+        await self.hub.engine.revoke(session.service, state)
+        await self._fail(
+            session,
+            InvalidCredentials(
+                f"You logged in to {session.service.name} as a different user than the one "
+                f"this connection belongs to. Nothing was changed. To connect that user's "
+                f"accounts, start a new connection in {session.display_name}."
+            ),
+            ErrorCode.CREDENTIAL_INVALID,
+            record=False,
+        )
 
     def idle_deadline(self, session: ConnectSession) -> datetime:
         return as_utc(session.last_seen) + self.hub.settings.connect_idle

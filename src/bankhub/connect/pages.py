@@ -1,4 +1,4 @@
-"""What every hosted page shares: security headers and the error page (S27).
+"""What every hosted page shares: security headers, the error page and the way back (S27).
 
 The connect page may be framed only by the origins its app chose (``frame_origins``); every other
 page, and a connect page whose app chose none, says ``frame-ancestors 'none'``.
@@ -18,7 +18,9 @@ from litestar.response import Template
 from litestar.types import Message, Scope
 
 from bankhub.api.errors import ApiError, ErrorCode
-from bankhub.connect.flow import SessionGone
+from bankhub.catalogue import Service
+from bankhub.connect.flow import EndedSession, SessionGone
+from bankhub.hub import hub_of
 from bankhub.partners.models import App
 
 PAGE_PREFIXES = ("/v2/connect/", "/sandbox-bank/")
@@ -137,6 +139,15 @@ async def _connect_frame_ancestors(headers: MutableScopeHeaders, scope: Scope) -
     headers["Content-Security-Policy"] = csp(origins)
 
 
+def history_phrase(days: int) -> str:
+    """A history depth as the consent page says it: in years from a year on (a leap day
+    more or less is still whole years), else in days."""
+    years, rest = divmod(days, 365)
+    if years >= 1 and rest <= years:
+        return f"{years} year{'s' if years != 1 else ''}"
+    return f"{days} day{'s' if days != 1 else ''}"
+
+
 def is_page_path(path: str) -> bool:
     return path.startswith(PAGE_PREFIXES)
 
@@ -152,9 +163,49 @@ def page_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
     }
 
 
+class ConnectEnded(ApiError):
+    """``TokenExpire`` on a connect page, with what is known of the connect that ended there:
+    the page then offers the way back to the app (``ended``; ``None`` when nothing is known)."""
+
+    def __init__(self, ended: EndedSession | None, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(ErrorCode.TOKEN_EXPIRE, extra=extra)
+        self.ended = ended
+
+
+def logo_url(request: Request[Any, Any, Any], service: Service) -> str:
+    return f"{hub_of(request).public_url(request)}/media/services/{service.logo_file_name}"
+
+
+def ended_page(
+    request: Request[Any, Any, Any], ended: EndedSession, headers: dict[str, str] | None = None
+) -> Template:
+    """The page of a connect that can go no further: why, and the way back to the app."""
+    return Template(
+        template_name="ended.html",
+        context={
+            "service": ended.service,
+            "app_name": ended.app_name,
+            "brand": ended.brand,
+            "logo_url": logo_url(request, ended.service),
+            "notice": None,
+            "refresh": None,
+            "heading": ended.heading,
+            "message": ended.message,
+            "code": ended.code,
+            "return_url": ended.callback(),
+        },
+        status_code=ended.status_code,
+        headers=page_headers(
+            {**(headers or {}), "Content-Security-Policy": csp(ended.frame_origins)}
+        ),
+    )
+
+
 def error_page(
     request: Request[Any, Any, Any], error: ApiError, headers: dict[str, str]
 ) -> Response[Any]:
+    if isinstance(error, ConnectEnded) and error.ended is not None:
+        return ended_page(request, error.ended, headers)
     friendly = {
         ErrorCode.TOKEN_EXPIRE: "This link has expired or was already used. "
         "Go back to the app and start again.",

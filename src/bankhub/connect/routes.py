@@ -1,8 +1,11 @@
-"""Routes of the hosted connect page. Every state change is a POST with a CSRF token (PRG)."""
+"""Routes of the hosted connect page. Every state change is a POST with a CSRF token (PRG),
+except the bank's redirect back (``/v2/connect/return``), which acts only with the ``state``
+the session gave its bank."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import re
 from pathlib import Path
@@ -17,8 +20,14 @@ from litestar.response import File, Redirect, Template
 from sqlalchemy import select
 
 from bankhub.api.errors import ApiError, ErrorCode
-from bankhub.connect.flow import ConnectFlow, ConnectSession, SessionGone, Step
-from bankhub.connect.pages import page_headers
+from bankhub.connect.flow import ConnectFlow, ConnectSession, EndedSession, SessionGone, Step
+from bankhub.connect.pages import (
+    ConnectEnded,
+    ended_page,
+    history_phrase,
+    logo_url,
+    page_headers,
+)
 from bankhub.connectors.base import (
     Answer,
     AuthFlow,
@@ -59,10 +68,11 @@ def _cookie_value(request: AnyRequest) -> str | None:
 
 
 def _session(request: AnyRequest) -> ConnectSession:
+    """The browser's connect session; once it ended, ``TokenExpire`` with the way back."""
     try:
         session = flow_of(request).get(_cookie_value(request))
-    except SessionGone:
-        raise ApiError(ErrorCode.TOKEN_EXPIRE) from None
+    except SessionGone as gone:
+        raise ConnectEnded(gone.ended) from None
     usage.attribute(session.app_id)
     return session
 
@@ -77,6 +87,11 @@ def _check_form(request: AnyRequest, session: ConnectSession, form: dict[str, st
         own = hub_of(request).public_url(request)
         if urlsplit(origin)[:2] != urlsplit(own)[:2]:
             raise ApiError(ErrorCode.BAD_REQUEST, "Cross-site form submission refused")
+
+
+def _form_step(data: dict[str, str]) -> str | None:
+    """The bank step a form was shown for (see ``ConnectSession.form_step``)."""
+    return data.get("step")
 
 
 def _client_ip(request: AnyRequest) -> str | None:
@@ -100,7 +115,9 @@ async def open_connect(request: AnyRequest, token_id: FromPath[str]) -> Response
     try:
         session = await flow.open(token_id)
     except TokenUnusable:
-        raise ApiError(ErrorCode.TOKEN_EXPIRE, extra={"token": token_id[:64]}) from None
+        # Used or expired: the token still names its app, so the page shows the way back.
+        ended = await flow.unusable_link(token_id)
+        raise ConnectEnded(ended, extra={"token": token_id[:64]}) from None
     usage.attribute(session.app_id)
     secure = request.url.scheme == "https"
     cookie = Cookie(
@@ -117,19 +134,16 @@ async def open_connect(request: AnyRequest, token_id: FromPath[str]) -> Response
     return response
 
 
-def _logo(request: AnyRequest, session: ConnectSession) -> str:
-    return f"{hub_of(request).public_url(request)}/media/services/{session.service.logo_file_name}"
-
-
 def _render(request: AnyRequest, session: ConnectSession, name: str, **context: Any) -> Template:
     hub = hub_of(request)
     base = {
         "session": session,
         "service": session.service,
         # App Templates: the name the app chose for its end users, else its own
-        "app_name": (session.brand.display_name if session.brand else None) or session.app_name,
-        "logo_url": _logo(request, session),
+        "app_name": session.display_name,
+        "logo_url": logo_url(request, session.service),
         "csrf": session.csrf,
+        "form_step": session.form_step,
         "notice": session.notice,
         "idle_minutes": hub.settings.connect_idle_seconds // 60,
         "refresh": None,
@@ -145,8 +159,6 @@ async def show_session(request: AnyRequest) -> Response[Any]:
     session = _session(request)
     if session.step == Step.INTERACTION and isinstance(session.interaction, NeedsDecoupledApproval):
         await flow.poll(session)
-    if session.step == Step.PROGRESS and session.task is not None and session.task.done():
-        session.task = None
     if session.step == Step.DONE:
         flow.end(session)
         return Redirect(session.callback(), status_code=303, headers=page_headers())
@@ -161,21 +173,28 @@ async def show_session(request: AnyRequest) -> Response[Any]:
         )
     if session.step == Step.PROGRESS:
         return _render(request, session, "progress.html", refresh=1)
+    interaction = session.interaction
+    if session.busy and not isinstance(interaction, NeedsDecoupledApproval):
+        # The bank has not answered the last step yet: this page asks again every second.
+        return _render(request, session, "waiting.html", refresh=1)
     if session.step == Step.CONSENT:
-        info = session.info
         return _render(
             request,
             session,
             "consent.html",
-            consent_days=info.consent_days,
-            history_days=info.history_days,
+            consent_days=session.info.consent_days,
+            # a file holds what it holds: no history depth to promise for an upload
+            history=None
+            if AuthFlow.FILE in session.info.auth_flows
+            else history_phrase(
+                session.history_days or hub_of(request).engine.history_days(session.service)
+            ),
         )
     if session.step == Step.CREDENTIALS and AuthFlow.FILE in session.info.auth_flows:
         return _render(request, session, "upload.html", max_mb=MAX_STATEMENT_BYTES // 2**20)
     if session.step == Step.CREDENTIALS:
         fields = [f for f in session.info.credential_fields if f.kind != FieldKind.FILE]
         return _render(request, session, "credentials.html", fields=fields)
-    interaction = session.interaction
     if isinstance(interaction, NeedsCode):
         return _render(request, session, "code.html", interaction=interaction)
     if isinstance(interaction, NeedsChoice):
@@ -200,6 +219,10 @@ async def post_consent(request: AnyRequest, data: Form) -> Redirect:
 async def post_credentials(request: AnyRequest, data: Form) -> Redirect:
     session = _session(request)
     _check_form(request, session, data)
+    flow = flow_of(request)
+    if not flow.is_current(session, _form_step(data)):
+        data.clear()
+        return _back()  # the same form again (a double click, a resent page): nothing new
     credentials: dict[str, str] = {}
     for declared in session.info.credential_fields:
         value = data.get(declared.name, "")
@@ -211,7 +234,7 @@ async def post_credentials(request: AnyRequest, data: Form) -> Redirect:
             return _back()
         credentials[declared.name] = value
     try:
-        await flow_of(request).submit_credentials(
+        await flow.submit_credentials(
             session, credentials, hub_of(request).public_url(request), _client_ip(request)
         )
     finally:
@@ -232,9 +255,11 @@ async def post_upload(
 ) -> Redirect:
     """A statement file for a service of type statement; a parse error is shown on the page."""
     session = _session(request)
-    csrf = data.get("csrf")
+    csrf, step = data.get("csrf"), data.get("step")
     _check_form(request, session, {"csrf": csrf if isinstance(csrf, str) else ""})
     if session.step != Step.CREDENTIALS or AuthFlow.FILE not in session.info.auth_flows:
+        return _back()
+    if not flow_of(request).is_current(session, step if isinstance(step, str) else None):
         return _back()
     upload = data.get("file")
     if not isinstance(upload, UploadFile):
@@ -256,6 +281,8 @@ async def post_answer(request: AnyRequest, data: Form) -> Redirect:
     _check_form(request, session, data)
     interaction = session.interaction
     flow = flow_of(request)
+    if session.busy or not flow.is_current(session, _form_step(data)):
+        return _back()  # the same form again while (or after) the bank answered it
     if isinstance(interaction, NeedsCode):
         code = data.get("code", "").strip()
         if not code or len(code) > MAX_FIELD:
@@ -274,13 +301,35 @@ async def post_answer(request: AnyRequest, data: Form) -> Redirect:
 
 
 @get("/v2/connect/return", opt=scopes.connect(), include_in_schema=False)
-async def bank_return(request: AnyRequest) -> Redirect:
-    """Where a redirect-SCA bank sends the user back; its query is handed to the connector."""
-    session = _session(request)
-    if isinstance(session.interaction, NeedsRedirect):
-        params = {k: v[:MAX_FIELD] for k, v in request.query_params.items()}
-        await flow_of(request).answer(session, Answer("redirect", params=params))
-    return _back()
+async def bank_return(request: AnyRequest) -> Response[Any]:
+    """Where a redirect-SCA bank sends the user back; its query is handed to the connector.
+
+    It acts only when it carries the ``state`` this browser's session gave its bank: a GET is
+    what any site can make a browser send (the session cookie is ``SameSite=Lax``), so without
+    the ``state`` it changes nothing (S28). With the ``state`` of a session this browser does
+    not hold, the bank sent the user back to another browser: that connect ends there with
+    the way back to the app.
+    """
+    flow = flow_of(request)
+    state = request.query_params.get("state", "")[:MAX_FIELD]
+    session: ConnectSession | None = None
+    with contextlib.suppress(SessionGone):
+        session = flow.get(_cookie_value(request))
+    if session is not None and state and flow.returns_here(session, state):
+        usage.attribute(session.app_id)
+        if isinstance(session.interaction, NeedsRedirect):
+            params = {k: v[:MAX_FIELD] for k, v in request.query_params.items() if k != "state"}
+            await flow.answer(session, Answer("redirect", params=params))
+        return _back()
+    found = flow.by_state(state) if state else None
+    if isinstance(found, ConnectSession):
+        return ended_page(request, flow.returned_elsewhere(found))
+    if isinstance(found, EndedSession):
+        return ended_page(request, found)
+    if session is not None:
+        usage.attribute(session.app_id)
+        return _back()  # not this session's redirect (a cross-site link): nothing happens
+    raise ConnectEnded(None)
 
 
 @post("/v2/connect/cancel", opt=scopes.connect(), include_in_schema=False)

@@ -362,6 +362,20 @@ class ConsentCapability(Protocol):
 
 
 @runtime_checkable
+class IdentityCapability(Protocol):
+    def identity(self) -> str | None:
+        """Who the bank says the user of this session is, as a stable key.
+
+        The same on every connect of the same person at this institution, and never the same
+        for two people: the bank's own user id, or the login name the bank knows the user by.
+        Asked after a successful login; ``None`` when the connector cannot tell, and the
+        platform then compares the account sets instead. bankhub keeps only a keyed hash of it,
+        so it may be plain text, but it must never be a secret (no password, no token).
+        """
+        ...
+
+
+@runtime_checkable
 class NoticesCapability(Protocol):
     def notices(self) -> list[str]:
         """Messages the provider attached to the last read, meant for the user (plain text)."""

@@ -4,7 +4,8 @@ A connector's tests describe how to log in successfully (credentials, and how to
 interaction the bank raises) in a :class:`ContractCase`; :func:`check_contract` then logs in,
 reads everything, reopens the session unattended and reads again, checking at each step what the
 platform relies on: declared fields, typed outcomes, Decimal amounts, ISO currencies, stable ids,
-JSON-only state without credentials, and date filters that hold.
+JSON-only state without credentials, date filters that hold, and an identity key (where the
+connector has one) that carries no secret and does not change when the session is reopened.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from bankhub.connectors.base import (
     AccountsCapability,
     Answer,
     ConnectorInfo,
+    FieldKind,
+    IdentityCapability,
     Interaction,
     MemoryStateStore,
     TransactionRecord,
@@ -58,6 +61,8 @@ class ContractReport:
     accounts: list[AccountRecord]
     transactions: dict[str, list[TransactionRecord]]
     steps: int
+    #: what ``identity()`` said after the login (``None`` too when the connector has none)
+    identity: str | None = None
 
 
 def _check(condition: bool, message: str) -> None:
@@ -85,6 +90,20 @@ def _check_state(store: MemoryStateStore, secrets: tuple[str, ...]) -> None:
         raise ContractViolation(f"connector state must be plain JSON: {exc}") from None
     for secret in secrets:
         _check(secret not in dumped, "a credential was written to the connector state")
+
+
+def _identity(case: ContractCase, connector: Any, info: ConnectorInfo) -> str | None:
+    """The connector's identity key, checked: a non-empty key or ``None``, and never the
+    value of a secret credential field (it is kept, hashed, as long as the login)."""
+    if not isinstance(connector, IdentityCapability):
+        return None
+    key = connector.identity()
+    _check(key is None or (isinstance(key, str) and bool(key.strip())), "identity() is empty")
+    for declared in info.credential_fields:
+        value = case.credentials.get(declared.name, "")
+        if declared.kind == FieldKind.SECRET and value and key:
+            _check(value not in key, "identity() carries a secret credential")
+    return key
 
 
 def _check_account(record: AccountRecord) -> None:
@@ -148,6 +167,7 @@ async def check_contract(case: ContractCase) -> ContractReport:
     check_info(type(connector).info)
     steps = await _login(case, connector)
     _check_state(store, case.secrets)
+    identity = _identity(case, connector, type(connector).info)
     accounts, transactions = await _read(connector, None)
     _check(bool(accounts), "a successful login sees at least one account")
 
@@ -175,6 +195,11 @@ async def check_contract(case: ContractCase) -> ContractReport:
         await again.open_session()
         _check_state(store, case.secrets)
         accounts_again, transactions_again = await _read(again, None)
+        reopened = _identity(case, again, type(again).info)
+        _check(
+            reopened is None or reopened == identity,
+            "a reopened session names another identity than the login did",
+        )
         _check(
             {a.bank_id for a in accounts_again} == {a.bank_id for a in accounts},
             "account ids changed between two reads of the same session",
@@ -183,4 +208,4 @@ async def check_contract(case: ContractCase) -> ContractReport:
             booked = {r.bank_id for r in rows if r.bank_id and r.status == "booked"}
             again_ids = {r.bank_id for r in transactions_again.get(key, []) if r.bank_id}
             _check(booked <= again_ids, "booked transaction ids changed between two reads")
-    return ContractReport(accounts, transactions, steps)
+    return ContractReport(accounts, transactions, steps, identity)

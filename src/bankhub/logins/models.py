@@ -52,6 +52,9 @@ class Login(Base):
     #: what the user agreed to share: accounts, balances, transactions, holder_info
     consent_scopes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     consent_history_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: keyed hash of who the bank says the user is (the connector's identity key); a reconnect
+    #: must show the same one, so that another person's bank login never renews this one
+    bank_identity: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: AES-GCM envelope of the credentials, only when the app opted in to the vault
     vault_credentials_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_refresh_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -133,6 +133,16 @@ async def claim_token(session: AsyncSession, clock: Clock, token_id: str) -> Con
     return token
 
 
+async def find_token(session: AsyncSession, token_id: str) -> ConnectToken | None:
+    """A connect token by its id, used or expired ones too (a link that can no longer be used
+    still shows the way back to its app); ``None`` for anything that names no token."""
+    try:
+        uuid.UUID(token_id)
+    except ValueError:
+        return None
+    return await session.get(ConnectToken, token_id)
+
+
 def add_login(
     session: AsyncSession,
     hasher: SecretHasher,

@@ -37,6 +37,7 @@ from bankhub.config import Settings
 from bankhub.connectors.base import (
     AccountRecord,
     AccountsCapability,
+    AuthFlow,
     Connector,
     ConnectorContext,
     ConnectorFailure,
@@ -419,19 +420,43 @@ class SyncEngine:
         )
         return FetchResult(fetched, since, run.state.load(), consent, notices)
 
-    def history_start(self, service: Service) -> date:
-        days = self.registry.info(service.connector).history_days
-        return self.clock().date() - timedelta(days=days)
+    def refreshable(self, service: Service) -> bool:
+        """Whether a login of ``service`` has a bank to refresh from (a statement file's has
+        none: its data is the files it was given)."""
+        return AuthFlow.FILE not in self.registry.info(service.connector).auth_flows
 
-    def refresh_since(self, last_refresh_at: datetime | None, service: Service) -> date:
+    def history_days(self, service: Service, consented: int | None = None) -> int:
+        """How many days back a sync may read: as far as the bank keeps (the institution's
+        ``history_days`` in the catalogue, else its connector's default), and never further
+        than the user consented to (``consented``, the consent's depth, when there is one)."""
+        declared = self.registry.info(service.connector).history_days
+        try:
+            days = int(service.params.get("history_days", declared))
+        except (TypeError, ValueError):
+            days = declared
+        if consented is not None:
+            days = min(days, consented)
+        return max(1, days)
+
+    def history_start(self, service: Service, consented: int | None = None) -> date:
+        """The first day a first sync reads (see :meth:`history_days`)."""
+        return self.clock().date() - timedelta(days=self.history_days(service, consented))
+
+    def refresh_since(
+        self, last_refresh_at: datetime | None, service: Service, consented: int | None = None
+    ) -> date:
+        """A later sync reads what is new, with an overlap for late bookings, within the same
+        bounds as the first."""
+        start = self.history_start(service, consented)
         if last_refresh_at is None:
-            return self.history_start(service)
-        since = as_utc(last_refresh_at).date() - REFRESH_OVERLAP
-        return max(since, self.history_start(service))
+            return start
+        return max(as_utc(last_refresh_at).date() - REFRESH_OVERLAP, start)
 
     # --- applying -----------------------------------------------------------------------------
 
-    def _match_key(self, record: AccountRecord) -> str | None:
+    def record_match_key(self, record: AccountRecord) -> str | None:
+        """The account's match key (see :meth:`match_key`): tells a reconnect's accounts apart
+        (``sync.identity``) and finds an account again when the bank re-mints its id."""
         return self.match_key(record.iban or record.number, record.currency)
 
     def match_key(self, number: str | None, currency: str) -> str | None:
@@ -451,7 +476,7 @@ class SyncEngine:
         claimed: set[int],
         now: datetime,
     ) -> tuple[Account, bool]:
-        match_key = self._match_key(record)
+        match_key = self.record_match_key(record)
         candidates = [a for a in existing if a.id not in claimed]
         # Stored bank ids are masked (a card account's id may be its number): compare masked.
         wanted = mask_optional(record.bank_id)

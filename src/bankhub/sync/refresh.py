@@ -137,6 +137,8 @@ class Claimed:
     state: dict[str, Any]
     last_refresh_at: datetime | None
     credentials: dict[str, str] | None
+    #: the consent's history depth: no sync reads further back than the user agreed to
+    history_days: int | None = None
 
 
 def run_token(owner: str) -> str:
@@ -163,7 +165,14 @@ async def read_claimed(
     elif login.vault_credentials_enc:
         login.vault_credentials_enc = None  # the app opted out: forget what it had kept
     return Claimed(
-        login.app_id, login.id, token, service, state, login.last_refresh_at, credentials
+        login.app_id,
+        login.id,
+        token,
+        service,
+        state,
+        login.last_refresh_at,
+        credentials,
+        login.consent_history_days,
     )
 
 
@@ -219,6 +228,16 @@ async def refresh_login(
         login = await session.get(Login, login_id)
         if login is None or login.app_id != app_id:
             raise ApiError(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
+        service = engine.catalogue.get(login.service_id)
+        if service is not None and not engine.refreshable(service):
+            # A statement login's data is its files: there is no bank to ask, so nothing may
+            # change (no claim, no attempt, no status, no event).
+            raise ApiError(
+                ErrorCode.BAD_REQUEST,
+                f"Login {login.id} is a statement login: there is no bank to refresh it from. "
+                "Import a newer statement file with POST /v2/statement instead.",
+                {"id": login.id, "refreshed": False, "service_id": login.service_id},
+            )
         logins.require_active(login)
         possible = next_possible(login, cooldown)
         if not scheduled and possible is not None and now < possible:
@@ -233,9 +252,8 @@ async def refresh_login(
                     "next_refresh_possible_at": wire_time(possible),
                 },
             )
-        service = engine.catalogue.get(login.service_id)
         if service is None:
-            raise ApiError(ErrorCode.SERVICE_NOT_FOUND, extra={"service_id": login_id})
+            raise ApiError(ErrorCode.SERVICE_NOT_FOUND, extra={"service_id": login.service_id})
         if not won:
             if scheduled:
                 raise LoginBusy(login_id)
@@ -261,7 +279,8 @@ async def refresh_login(
     heartbeat = asyncio.create_task(_heartbeat(engine, db, login_id, token, lease))
     try:
         await reopen(engine, run, credentials)
-        result = await engine.fetch(run, engine.refresh_since(got.last_refresh_at, service))
+        since = engine.refresh_since(got.last_refresh_at, service, got.history_days)
+        result = await engine.fetch(run, since)
     except ConnectorFailure as exc:
         failure = exc
     finally:

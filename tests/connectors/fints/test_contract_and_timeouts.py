@@ -55,6 +55,7 @@ async def test_the_connector_keeps_the_contract(
     )
     report = await check_contract(case)
     assert report.steps == steps
+    assert report.identity == f"user:{USER}"
     assert [a.balance for a in report.accounts] == [Decimal("1423.60")]
     assert [len(rows) for rows in report.transactions.values()] == [3]
 

@@ -342,6 +342,7 @@ async def test_ofx_keeps_the_contract_within_one_run(server: OfxServer) -> None:
         )
     assert [a.bank_id for a in report.accounts] == [CHECKING, EURO, CARD]
     assert {k: len(v) for k, v in report.transactions.items()} == {CHECKING: 3, EURO: 2, CARD: 1}
+    assert report.identity == f"user:{USER}"
 
 
 def test_ofx_is_registered() -> None:

@@ -411,6 +411,7 @@ async def test_simplefin_keeps_the_contract(bridge: Bridge) -> None:
         )
     assert [a.bank_id for a in report.accounts] == ["ACT-1", "ACT-2"]
     assert report.steps == 0
+    assert report.identity is None  # an access URL names no user: the accounts decide
     assert {k: len(v) for k, v in report.transactions.items()} == {"ACT-1": 4, "ACT-2": 2}
 
 

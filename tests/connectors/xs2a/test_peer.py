@@ -60,6 +60,8 @@ async def test_each_sca_approach_keeps_the_contract(
         )
     )
     assert report.steps == steps
+    # the PSU-ID names the user; a redirect bank that asked for none leaves it to the accounts
+    assert report.identity == (None if approach == "REDIRECT" else f"psu:{PSU_ID}")
     assert {a.bank_id for a in report.accounts} == {"acc-giro", "acc-save", "acc-usd"}
     # every row of the bank's history (730 days back by default) arrived, across pages
     assert len(report.transactions["acc-giro"]) == len(bank.ledger("acc-giro"))

@@ -112,6 +112,8 @@ class FinTSConnector:
         self._step = Step.NONE
         self._mechanisms: dict[str, str] = {}
         self._refused = 0
+        #: the login name the bank accepted with the PIN (the identity, not a secret)
+        self._user_id: str | None = None
 
     # --- running blocking calls -----------------------------------------------------------
 
@@ -144,7 +146,7 @@ class FinTSConnector:
         saved = state.load(self.context.state)
         session = bank.BankSession(self._params, user_id, pin, saved)
         self._mechanisms = await self._run(session.mechanisms)
-        self._session, self._refused = session, 0
+        self._session, self._refused, self._user_id = session, 0, user_id
         self._save()
         if saved.tan_mechanism in self._mechanisms:
             await self._open(saved.tan_mechanism)
@@ -198,6 +200,12 @@ class FinTSConnector:
             self._settle(challenge, f"{refused.message}. A new challenge follows.\n")
             return
         self._settle(further)
+
+    def identity(self) -> str | None:
+        """The login name the bank accepted (the bank's key for the user at this BLZ), compared
+        ignoring case so that a reconnect typed in other capitals is not taken for another
+        person."""
+        return f"user:{self._user_id.casefold()}" if self._user_id else None
 
     async def open_session(self) -> None:
         """FinTS needs the PIN for every dialog, so an unattended refresh cannot reopen one."""

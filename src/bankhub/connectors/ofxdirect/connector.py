@@ -117,6 +117,11 @@ class OfxDirectConnector:
             and (until is None or r.booking_date <= until)
         ]
 
+    def identity(self) -> str | None:
+        """The online banking user id the bank signed on, compared ignoring case so that a
+        reconnect typed in other capitals is not taken for another person."""
+        return f"user:{self._credentials[0].casefold()}" if self._credentials else None
+
     def notices(self) -> list[str]:
         """Accounts of the last account list that are not read (investment, bill pay)."""
         return list(self._notices)

@@ -77,6 +77,8 @@ SESSION_LIFETIME = timedelta(hours=1)
 
 DEVICES = (Choice("phone", "Phone ending in 42"), Choice("tablet", "Tablet (Sandbox Bank app)"))
 BIG_HISTORY_DAYS = 5 * 365 + 1
+#: how old an ordinary scenario user's accounts are (about two years of history)
+USER_HISTORY_DAYS = 730
 BIG_TOTAL = 100_000
 RETRY_AFTER_SECONDS = 60.0
 
@@ -98,7 +100,8 @@ class SandboxConnector:
         ),
         auth_flows=(AuthFlow.CREDENTIALS, AuthFlow.REDIRECT, AuthFlow.DECOUPLED),
         unattended_refreshes_per_day=4,
-        history_days=730,
+        # the banks keep five years (user_big has them all); an institution may keep less
+        history_days=BIG_HISTORY_DAYS,
         consent_days=90,
         description="Simulated banks whose username picks the scenario; for demos and tests.",
     )
@@ -224,6 +227,11 @@ class SandboxConnector:
             and (until is None or t.booking_date <= until)
         ]
 
+    def identity(self) -> str | None:
+        """The bank's user: the username picks the person, whatever the scenario does."""
+        username = self.context.state.load().get("username")
+        return f"user:{username}" if username else None
+
     def consent(self) -> ConsentInfo:
         """When the consent given at the last connect expires."""
         expires = self.context.state.load().get("consent_expires_at")
@@ -311,9 +319,10 @@ class SandboxConnector:
             raise InteractionRejected("The bank's answer could not be verified")
 
     def _history_days(self) -> int:
-        """A bank may keep less history than the default (``history_days`` in the catalogue)."""
+        """An ordinary user's history: about two years, or less where the bank keeps less
+        (``history_days`` in the catalogue)."""
         days = int(self.context.institution.get("history_days", self.info.history_days))
-        return max(1, min(days, self.info.history_days))
+        return max(1, min(days, USER_HISTORY_DAYS))
 
     def _profile(self, state: Mapping[str, Any]) -> Profile:
         username = str(state["username"])

@@ -148,6 +148,11 @@ class SimplefinConnector:
             and (until is None or r.booking_date <= until)
         ]
 
+    def identity(self) -> str | None:
+        """An access URL is minted afresh by every claim and names no user, so ``None``: the
+        accounts decide, by the bridge's account ids (stable for an account at a bridge)."""
+        return None
+
     def notices(self) -> list[str]:
         """The bridge's messages from the last read (sanitized), plus skipped accounts."""
         return list(self._notices)

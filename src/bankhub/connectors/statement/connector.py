@@ -101,6 +101,11 @@ class StatementConnector:
             "A statement login is not refreshed from a bank; import a newer file instead"
         )
 
+    def identity(self) -> str | None:
+        """A file names no bank user, so ``None``: its accounts decide, by their numbers (or
+        IBANs) and the statement's account ids."""
+        return None
+
     def _statement(self) -> ParsedStatement:
         if self.parsed is None:
             raise ProviderUnavailable("No statement file was given")

@@ -285,6 +285,14 @@ class Xs2aConnector:
             and (until is None or row.booking_date <= until)
         ]
 
+    def identity(self) -> str | None:
+        """The PSU-ID the user logged in with, where the bank asks for one. Banks that identify
+        the user only on their own pages (redirect, decoupled without a PSU-ID) tell bankhub
+        nothing of who approved, so ``None``: the consent's accounts (IBANs) decide. Compared
+        ignoring case, so that a reconnect typed in other capitals is not taken for another
+        person."""
+        return f"psu:{self._psu_id.casefold()}" if self._psu_id else None
+
     def consent(self) -> ConsentInfo:
         """The consent lasts through its ``validUntil`` day (inclusive, read as UTC)."""
         valid_until = self.context.state.load().get("valid_until")
