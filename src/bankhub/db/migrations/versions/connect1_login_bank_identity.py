@@ -1,7 +1,7 @@
 """the bank identity a login belongs to
 
 Revision ID: connect1
-Revises: dash2
+Revises: stmts1
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "connect1"
-down_revision: str | None = "dash2"
+down_revision: str | None = "stmts1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """balances only where a source states one, with the day they are stated for
 
 Revision ID: stmts1
-Revises: dash2
+Revises: data1
 
 A statement file without a closing balance leaves the account's balance empty (NULL) instead of
 a made-up figure, and ``balance_date`` keeps the closing date of the statement that stated the
@@ -16,7 +16,7 @@ from alembic import op
 import bankhub.db.types
 
 revision: str = "stmts1"
-down_revision: str | None = "dash2"
+down_revision: str | None = "data1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
