@@ -115,7 +115,8 @@ async def test_dates_kept_by_an_older_version_still_guard_the_balance(harness: H
             account = (await session.execute(select(Account))).scalar_one()
             account.balance_date = None
             engine.keep_state(
-                login, {"closing_balances": {account.bank_id: ["2025-12-01", "14846.94"]}}
+                login,
+                {"closing_balances": {engine.account_bank_id(account): ["2025-12-01", "14846.94"]}},
             )
     await upload(h, customer, "nov.sta", first, done["login_id"])
     listed = await h.client.get("/v2/account", headers=h.headers(login_secret=done["secret"]))

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import select
 
+from bankhub.accounts import details
 from bankhub.accounts.models import Transaction
 from bankhub.catalogue import Service
 from bankhub.connectors.base import (
@@ -278,7 +279,7 @@ async def test_every_sync_stores_and_categorizes_the_counterparty(harness: Harne
         await engine.apply(session, login, await engine.fetch(engine.build(service), None))
         row = (await session.execute(select(Transaction))).scalar_one()
     assert row.category == "entertainment"  # from the name alone: the text says nothing
-    assert row.meta == {
+    assert details.opened(engine.box, row).meta == {
         "counterparty_name": "Netflix International B.V.",
         "counterparty_account": "NL22INGB0123456789",
     }

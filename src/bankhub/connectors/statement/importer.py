@@ -31,6 +31,7 @@ from bankhub.customers.models import Customer
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
+from bankhub.security.pan import mask_pans
 from bankhub.statements import ParsedStatement
 from bankhub.sync.engine import FetchedAccount, FetchResult, SyncEngine, mask_number
 
@@ -82,18 +83,23 @@ def to_fetch_result(parsed: ParsedStatement, state: dict[str, Any]) -> FetchResu
     return FetchResult(fetched, None, kept, None)
 
 
-async def _adopt_legacy_dates(session: AsyncSession, login: Login, state: dict[str, Any]) -> None:
+async def _adopt_legacy_dates(
+    session: AsyncSession, engine: SyncEngine, login: Login, state: dict[str, Any]
+) -> None:
     """Older versions kept each account's newest closing date in the connector state. An account
     stored then has no balance date yet; it takes that one, so that an older file still cannot
     move its balance back."""
     legacy = state.get(LEGACY_BALANCES)
     if not isinstance(legacy, dict) or not legacy:
         return
+    # The state names accounts by their bank id as it was stored then (in clear); bank ids are
+    # now sealed and card numbers masked, so both sides are compared masked.
+    by_id = {mask_pans(key): stamp for key, stamp in legacy.items() if isinstance(key, str)}
     undated = await session.execute(
         select(Account).where(Account.login_id == login.id, Account.balance_date.is_(None))
     )
     for account in undated.scalars():
-        stamp = legacy.get(account.bank_id or "")
+        stamp = by_id.get(engine.account_bank_id(account) or "")
         if isinstance(stamp, list) and stamp and isinstance(stamp[0], str):
             try:
                 account.balance_date = date.fromisoformat(stamp[0])
@@ -265,7 +271,7 @@ async def import_statement(
     )
     before = (await session.execute(select(func.max(TransactionChange.id)))).scalar() or 0
     state = engine.state_of(login)
-    await _adopt_legacy_dates(session, login, state)
+    await _adopt_legacy_dates(session, engine, login, state)
     result = to_fetch_result(parsed, state)
     summary = await engine.apply(session, login, result)
     grant_consent(login, info, now)
