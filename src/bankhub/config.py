@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
-from functools import lru_cache
 from enum import StrEnum
+from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
