@@ -239,6 +239,12 @@ async def _vacuumable(connection: AsyncConnection, tables: Sequence[str]) -> lis
 async def _may_checkpoint(connection: AsyncConnection) -> bool:
     """A superuser, or (PostgreSQL 15+) a member of ``pg_checkpoint``, may run CHECKPOINT."""
     version = int((await connection.exec_driver_sql("SHOW server_version_num")).scalar_one() or 0)
-    member = "OR pg_has_role(current_user, 'pg_checkpoint', 'MEMBER')" if version >= 150000 else ""
-    query = f"SELECT rolsuper {member} FROM pg_roles WHERE rolname = current_user"  # noqa: S608 - constant
+    query = _MAY_CHECKPOINT if version >= 150000 else _IS_SUPERUSER
     return bool((await connection.exec_driver_sql(query)).scalar_one())
+
+
+_IS_SUPERUSER = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+_MAY_CHECKPOINT = (
+    "SELECT rolsuper OR pg_has_role(current_user, 'pg_checkpoint', 'MEMBER') "
+    "FROM pg_roles WHERE rolname = current_user"
+)
