@@ -695,8 +695,9 @@ def describe(spec: OpenAPI, routes: Iterable[BaseRoute]) -> OpenAPI:
             "422",
             _error(
                 "The seed's error envelope; `error` is `IdempotencyKeyReused`: this "
-                "Idempotency-Key was used with a different request, or its stored answer was "
-                "erased"
+                "Idempotency-Key was used with a different request, its stored answer was "
+                "erased, or its answer issued a secret, which is shown once "
+                "(`extra.reason`: `different_request`, `erased`, `secret_shown_once`)"
             ),
         )
         operation.responses = dict(sorted(responses.items()))
