@@ -97,7 +97,8 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "env": Environment.TEST,
         "data_dir": tmp_path,
         "database_url": database_url,
-        "secret_key": "test-pepper-" + "x" * 40,
+        # random, so that production settings (which refuse a guessable key) take it too
+        "secret_key": "Gq7tWm2Zr9vXc4Lp8Hs1Yd6Kf3Nb5Jw0Ue",
         "public_url": BASE_URL,
         "connector_timeout_seconds": 5.0,
         "sandbox_slow_seconds": 30.0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.cli import cli
-from bankhub.config import Settings
+from bankhub.config import ConfigError, Environment, Settings
 from bankhub.db.engine import Database
 from bankhub.events import flags
 from bankhub.partners import services as partners
@@ -107,6 +108,35 @@ def test_production_refuses_to_start_without_a_secret_key(
     result = CliRunner().invoke(cli, ["migrate"])
     assert result.exit_code == 2
     assert "BANKHUB_SECRET_KEY" in result.output
+
+
+def test_production_refuses_a_weak_secret_key(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_production_refuses_a_weak_secret_key — S1: outside dev a guessable server pepper
+    (repeated characters, a sequence, a word repeated, a keyboard run) stops start-up with a
+    message naming the variable, while random keys of 32 characters pass; dev keeps any key."""
+    weak = (
+        "test-pepper-" + "x" * 40,
+        "a" * 64,
+        "abcdefghijklmnopqrstuvwxyz0123456789",
+        "changeme-changeme-changeme-changeme",
+        "qwertyuiopasdfghjklzxcvbnm1234567890",
+        "0123456789" * 4,
+    )
+    for key in weak:
+        with pytest.raises(ConfigError, match="BANKHUB_SECRET_KEY is too easy to guess"):
+            Settings(env=Environment.PRODUCTION, secret_key=key).resolved_secret_key()
+        assert Settings(env=Environment.DEV, secret_key=key).resolved_secret_key() == key.encode()
+    for _ in range(20):
+        for key in (secrets.token_urlsafe(24), secrets.token_hex(16), secrets.token_urlsafe(48)):
+            assert Settings(env=Environment.PRODUCTION, secret_key=key).resolved_secret_key()
+
+    monkeypatch.setenv("BANKHUB_ENV", "production")
+    monkeypatch.setenv("BANKHUB_SECRET_KEY", "production-" + "k" * 40)
+    result = CliRunner().invoke(cli, ["migrate"])
+    assert result.exit_code == 2
+    assert "BANKHUB_SECRET_KEY is too easy to guess" in result.output
 
 
 def test_apps_create_with_a_webhook_and_rotate_its_secret(data_dir: Path) -> None:

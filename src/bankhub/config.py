@@ -1,7 +1,8 @@
 """Typed settings, read once from ``BANKHUB_*`` environment variables.
 
 Outside ``dev`` the settings fail closed: a missing secret key stops start-up with a message that
-names the variable, instead of silently generating one that would differ per process.
+names the variable, instead of silently generating one that would differ per process, and so
+does a guessable one (``weak_secret_key``).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import os
 import secrets
 from datetime import timedelta
 from enum import StrEnum
+from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from zxcvbn import zxcvbn  # type: ignore[import-untyped]  # ships no type hints
 
 
 class Environment(StrEnum):
@@ -29,6 +32,35 @@ class ConfigError(RuntimeError):
 
 
 IPNetwork = IPv4Network | IPv6Network
+
+#: the fewest guesses (log10) zxcvbn may estimate for a production secret key: about 83 bits in
+#: its deliberately pessimistic model (10 symbols per random character), where any random key of
+#: 32 characters scores near 10^31, while repeats, sequences, keyboard runs and words score far
+#: less ("test-pepper-" + "x" * 40: 10^12)
+MIN_KEY_GUESSES_LOG10 = 25
+#: zxcvbn's work grows with the square of the length; a longer key is judged by its start
+_KEY_JUDGED_CHARACTERS = 128
+
+
+@lru_cache(maxsize=8)
+def weak_secret_key(key: str) -> str | None:
+    """Why ``key`` is too guessable to be the server pepper, or None when it is not.
+
+    The pepper keys every stored hash of an issued secret (S1); one that can be guessed makes a
+    leaked database as good as the secrets. zxcvbn (Dropbox's estimator) rather than a rule of our
+    own: it knows repeats, sequences, keyboard patterns, dates and common words.
+    """
+    if len(key) < 32:
+        return "must be at least 32 characters"
+    judged = key[:_KEY_JUDGED_CHARACTERS]
+    guesses = float(zxcvbn(judged, max_length=_KEY_JUDGED_CHARACTERS)["guesses_log10"])
+    if guesses < MIN_KEY_GUESSES_LOG10:
+        return (
+            f"is too easy to guess (about 10^{guesses:.0f} guesses; repeated characters, "
+            "sequences or words); use a random key, e.g. the output of "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+        )
+    return None
 
 
 def parse_networks(text: str, variable: str) -> tuple[IPNetwork, ...]:
@@ -208,6 +240,9 @@ class Settings(BaseSettings):
         if self.secret_key:
             if len(self.secret_key) < 32:
                 raise ConfigError("BANKHUB_SECRET_KEY must be at least 32 characters")
+            problem = None if self.is_dev else weak_secret_key(self.secret_key)
+            if problem is not None:
+                raise ConfigError(f"BANKHUB_SECRET_KEY {problem}")
             return self.secret_key.encode()
         if not self.is_dev:
             raise ConfigError(

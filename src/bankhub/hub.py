@@ -101,7 +101,13 @@ class Hub:
         catalogue: Catalogue | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> Hub:
-        db = Database(settings.resolved_database_url())
+        db = Database(
+            settings.resolved_database_url(),
+            # PostgreSQL: the tables' owner may VACUUM after an erasure; the runtime role not
+            maintenance_url=settings.resolved_migration_url()
+            if settings.migration_database_url
+            else None,
+        )
         hasher = SecretHasher(settings.resolved_secret_key())
         registry = registry or default_registry()
         if catalogue is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +16,11 @@ from typer.testing import CliRunner
 
 from bankhub.app import create_app
 from bankhub.audit.models import AuditEntry
-from bankhub.dashboard import roles
+from bankhub.config import Environment
+from bankhub.dashboard import cli as team_cli
+from bankhub.dashboard import roles, services
 from bankhub.dashboard.models import MemberSession, SmtpSettings
-from bankhub.dashboard.pages import guard
+from bankhub.dashboard.pages import PRE_COOKIE, cookie_name, guard
 from bankhub.dashboard.roles import Action, Role
 from bankhub.dashboard.router import dashboard_router
 from bankhub.hub import Hub
@@ -387,3 +390,135 @@ def test_cli_team_invite_prints_the_link_and_mails_it(
     assert bad.exit_code == 2
     listed = runner.invoke(cli, ["team", "list"])
     assert listed.exit_code == 0
+
+
+# --- the first owner outside dev ------------------------------------------------------------------
+
+HTTPS = "https://testserver.local"
+#: production settings need a key-encryption key of their own
+PRODUCTION = {
+    "env": Environment.PRODUCTION,
+    "kek": "q" * 43,
+    "trusted_proxies": "127.0.0.1",
+    "public_url": HTTPS,
+}
+
+
+async def _members(h: Harness) -> int:
+    async with h.hub.db.transaction() as db:
+        return await services.count_members(db)
+
+
+@pytest.mark.parametrize("harness", [PRODUCTION], indirect=True)
+async def test_production_refuses_sign_up_and_the_bootstrap_link_works_once(
+    harness: Harness, visitors: Visitors, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """test_production_refuses_sign_up_and_the_bootstrap_link_works_once — a production server
+    with an app and no member refuses an anonymous sign-up (page and post); the first owner comes
+    from `bankhub team bootstrap`'s link, which works once, only while it is the newest, within
+    its lifetime and while the team is empty; issuing and using it are audited."""
+    h = harness
+    assert not h.hub.settings.is_dev
+    origin = {"origin": HTTPS}
+    stranger = visitors(base_url=HTTPS)
+    sign_in = await stranger.get("/dashboard/sign-in")
+    assert sign_in.status_code == 200
+    assert "bankhub team bootstrap" in sign_in.text
+    assert "/dashboard/sign-up" not in sign_in.text
+    assert (await stranger.get("/dashboard/sign-up")).status_code == 403
+    form = {"email": "eve@example.com", "password": "a takeover phrase", "password2": ""}
+    form["password2"] = form["password"]
+    # a well-formed post (this browser's form token, our origin) is refused for what it asks
+    pre = stranger.client.cookies.get(cookie_name(PRE_COOKIE, True))
+    assert pre is not None
+    csrf = services.csrf_token(h.hub.hasher, pre)
+    taken = await stranger.post("/dashboard/sign-up", form, csrf=csrf, headers=origin)
+    assert taken.status_code == 403
+    assert "bankhub team bootstrap" in taken.text
+    assert await _members(h) == 0
+
+    settings = h.hub.settings
+    assert settings.secret_key is not None
+    assert settings.database_url is not None
+    for name, value in {
+        "BANKHUB_ENV": "production",
+        "BANKHUB_DATA_DIR": str(tmp_path),
+        "BANKHUB_DATABASE_URL": settings.database_url,
+        "BANKHUB_SECRET_KEY": settings.secret_key,
+        "BANKHUB_KEK": "q" * 43,
+        "BANKHUB_PUBLIC_URL": HTTPS,
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("BANKHUB_MIGRATION_DATABASE_URL", raising=False)
+    monkeypatch.setattr(team_cli, "utcnow", h.clock)
+    from bankhub.cli import cli
+
+    async def bootstrap(*extra: str) -> str:
+        result = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["team", "bootstrap", "boss@example.com", *extra]
+        )
+        assert result.exit_code == 0, result.output
+        found = LINK.search(result.stdout)
+        assert found is not None, result.stdout
+        assert found.group(0).startswith(f"{HTTPS}/dashboard/invite/")
+        return found.group(0).removeprefix(HTTPS)
+
+    replaced = await bootstrap()
+    expired = await bootstrap("--minutes", "30")
+    assert (await stranger.get(replaced)).status_code == 404  # only the newest link works
+    assert (await stranger.get(expired)).status_code == 200
+    h.clock.advance(minutes=30)
+    assert (await stranger.get(expired)).status_code == 404
+    link = await bootstrap()
+
+    owner = visitors(base_url=HTTPS)
+    page = await owner.get(link)
+    assert page.status_code == 200
+    assert "boss@example.com" in page.text
+    accepted = await owner.post(link, {"password": PASSWORD, "password2": PASSWORD}, headers=origin)
+    assert accepted.status_code == 303, accepted.text
+    assert accepted.headers["location"] == "/dashboard/enrol"
+    row = await member_row(h, "boss@example.com")
+    assert row is not None
+    assert row.role == "owner"
+    again = visitors(base_url=HTTPS)
+    await again.get("/dashboard/sign-in")
+    reused = await again.post(link, {"password": PASSWORD, "password2": PASSWORD}, headers=origin)
+    assert reused.status_code == 404
+    assert await _members(h) == 1
+    async with h.hub.db.transaction() as db:
+        actions = [
+            (e.actor, e.action)
+            for e in (await db.execute(select(AuditEntry).order_by(AuditEntry.id))).scalars()
+            if e.action.startswith("member.")
+        ]
+    assert actions == [
+        *[("operator:bootstrap", "member.bootstrap_link")] * 3,
+        ("member:boss@example.com", "member.first_owner"),
+    ]
+    # once the team has a member, no bootstrap link is issued
+    refused = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["team", "bootstrap", "other@example.com"]
+    )
+    assert refused.exit_code == 2
+    assert "bankhub team invite" in refused.output
+
+
+async def test_a_bootstrap_link_dies_when_the_team_gets_its_owner_otherwise(
+    harness: Harness, visitors: Visitors
+) -> None:
+    """A bootstrap link left open is void once the team has a member (here through the dev
+    sign-up): it creates no second owner."""
+    h = harness
+    async with h.hub.db.transaction() as db:
+        issued = await services.bootstrap(
+            db, h.hub.hasher, h.clock(), "late@example.com", h.hub.settings
+        )
+    await make_member(h, Role.OWNER)
+    link = f"/dashboard/invite/{issued.token}"
+    v = visitors()
+    assert (await v.get(link)).status_code == 404
+    await v.get("/dashboard/sign-in")
+    late = await v.post(link, {"password": PASSWORD, "password2": PASSWORD})
+    assert late.status_code == 404
+    assert await member_row(h, "late@example.com") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import secrets
 import uuid
@@ -12,14 +13,17 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.engine import make_url
 
 from bankhub.audit.models import AuditEntry
 from bankhub.connectors.base import AccountRecord, ProviderUnavailable
 from bankhub.connectors.sandbox import SandboxConnector
+from bankhub.customers.models import Customer
+from bankhub.db.engine import Database, Scrubbed
 from bankhub.db.models import Base
 from bankhub.events.models import Event
+from bankhub.lifecycle import erasure
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
 from bankhub.webhooks import services as webhooks
@@ -109,25 +113,74 @@ async def database_text(h: Harness) -> str:
     return "\n".join(parts)
 
 
-def _read_files(path: Path) -> bytes:
-    data = path.read_bytes()
-    wal = path.with_name(path.name + "-wal")
-    if wal.exists():
-        data += wal.read_bytes()
-    return data
+def _read_dir(path: Path) -> bytes:
+    return b"\x00".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())
 
 
 async def database_files(h: Harness) -> bytes:
-    """On SQLite, the raw bytes of the database file and its write-ahead log (if any)."""
+    """On SQLite, the raw bytes of every file in the database's directory (the database, its
+    ``-wal`` and ``-shm``, any journal), read as an outsider would while bankhub runs: its
+    connections stay open, so nothing is folded into the file by closing them."""
     if h.hub.db.dialect != "sqlite":
         return b""
-    # Close every connection, the audit writer's own too: nothing is held in a cache.
-    await h.hub.audit.close()
-    await h.hub.db.dispose()
     path = Path(str(make_url(h.hub.db.url).database))
-    data = await asyncio.to_thread(_read_files, path)
+    data = await asyncio.to_thread(_read_dir, path.parent)
     assert len(data) > 0
     return data
+
+
+_TOAST = (
+    "SELECT reltoastrelid::regclass::text FROM pg_class "
+    "WHERE oid = CAST(:t AS regclass) AND reltoastrelid <> 0"
+)
+_INDEXES = "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = CAST(:t AS regclass)"
+#: every line pointer's tuple data, dead tuples' too (NULL once VACUUM removed the tuple)
+_HEAP_TUPLES = (
+    "SELECT i.t_data FROM generate_series(0, "
+    "pg_relation_size(CAST(:r AS regclass)) / current_setting('block_size')::int - 1) AS b, "
+    "LATERAL heap_page_items(get_raw_page(CAST(:n AS text), b::int)) AS i "
+    "WHERE i.t_data IS NOT NULL"
+)
+#: every entry of every page of a B-tree but its meta page (block 0)
+_INDEX_TUPLES = (
+    "SELECT i.data FROM generate_series(1, "
+    "pg_relation_size(CAST(:r AS regclass)) / current_setting('block_size')::int - 1) AS b, "
+    "LATERAL bt_page_items(get_raw_page(CAST(:n AS text), b::int)) AS i"
+)
+
+
+def _hex_bytes(value: str | None) -> bytes:
+    return bytes.fromhex(value.replace(" ", "")) if value else b""
+
+
+async def database_pages(h: Harness) -> bytes:
+    """On PostgreSQL, after a CHECKPOINT (the pages in the files are the server's), the data of
+    every tuple, live or dead, in every page of the erased tables, their TOAST tables and their
+    indexes, read with pageinspect as a tool reading the files page by page finds them."""
+    if h.hub.db.dialect != "postgresql":
+        return b""
+    found: list[bytes] = []
+    async with h.hub.db.engine.connect() as connection:
+        conn = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        await conn.exec_driver_sql("CHECKPOINT")
+        for table in erasure.ERASED_TABLES:
+            toast = (await conn.execute(text(_TOAST), {"t": table})).scalar_one_or_none()
+            for heap in [table] if toast is None else [table, toast]:
+                rows = await conn.execute(text(_HEAP_TUPLES), {"r": heap, "n": heap})
+                found.extend(bytes(value) for value in rows.scalars())
+            indexes = list((await conn.execute(text(_INDEXES), {"t": table})).scalars())
+            for index in indexes:
+                rows = await conn.execute(text(_INDEX_TUPLES), {"r": index, "n": index})
+                found.extend(_hex_bytes(value) for value in rows.scalars())
+    assert found
+    return b"\x00".join(found)
+
+
+async def stored_bytes(h: Harness) -> bytes:
+    """What the database's files hold: every file's bytes on SQLite, every page's tuples on
+    PostgreSQL (docs/security.md, "Erasure", says why these differ)."""
+    return await database_files(h) + await database_pages(h)
 
 
 def spaced_forms(value: str) -> set[str]:
@@ -240,10 +293,13 @@ async def test_erasing_a_customer_leaves_nothing_of_theirs_anywhere(
     assert identifier in held  # the search finds what is there
     # descriptions are sealed at rest (S19): not in clear even before the erasure
     assert [d for d in descriptions if d in held] == []
-    raw = await database_files(h)
-    if raw:
-        assert identifier.encode() in raw
-        assert [d for d in descriptions if d.encode() in raw] == []
+    # The raw search finds what is stored in clear (the identifier at least; account numbers
+    # too unless they are encrypted at rest), so finding nothing afterwards means something
+    # whether or not a field is encrypted.
+    raw = await stored_bytes(h)
+    readable = {v for v in wanted if v.encode() in raw}
+    assert identifier in readable
+    assert [d for d in descriptions if d.encode() in raw] == []
 
     response = await erase(h, customer_a)
     assert response.status_code == 200, response.text
@@ -252,9 +308,10 @@ async def test_erasing_a_customer_leaves_nothing_of_theirs_anywhere(
         "version": "v2",
     }
 
-    text = await database_text(h)
-    assert sorted(v for v in wanted if v in text) == []
-    raw = await database_files(h)
+    # the moment the answer is there: no row, no file, no page holds any of it
+    text_after = await database_text(h)
+    assert sorted(v for v in wanted if v in text_after) == []
+    raw = await stored_bytes(h)
     assert sorted(v for v in wanted if v.encode() in raw) == []
 
     # A is gone from the API; B is exactly as before
@@ -521,15 +578,16 @@ async def test_erasure_and_export_are_audited_without_personal_data(harness: Har
     for entry in (by_action["customer.exported"], login_erased, erased):
         assert entry.actor == actor
         assert entry.app_id is not None
-        text = repr((entry.detail, entry.target_id, entry.actor, entry.request_id))
-        assert identifier not in text
-        assert not [d for d in descriptions if d in text]
+        shown = repr((entry.detail, entry.target_id, entry.actor, entry.request_id))
+        assert identifier not in shown
+        assert not [d for d in descriptions if d in shown]
 
 
-async def test_the_runner_empties_the_write_ahead_log_after_an_erasure(
+async def test_the_runner_empties_the_write_ahead_log_after_a_purge(
     harness: Harness, tmp_path: Path
 ) -> None:
-    """A running server keeps its connections: erased pages must not linger in the WAL."""
+    """A running server keeps its connections: rows deleted by a purge (not an erasure, which
+    cleans up before it answers) must not linger in the WAL past the runner's sweep."""
     from bankhub.jobs.runner import Runner
 
     h = harness
@@ -538,13 +596,67 @@ async def test_the_runner_empties_the_write_ahead_log_after_an_erasure(
     marker = f"wal-canary-{secrets.token_hex(6)}"
     created = await h.client.post("/v2/customer", json={"identifier": marker}, headers=h.headers())
     customer_id = created.json()["data"]["customer_id"]
-    erased = await h.client.request(
-        "DELETE", "/v2/customer", json={"customer_id": customer_id}, headers=h.headers()
-    )
-    assert erased.status_code == 200
+    async with h.hub.db.transaction() as session:
+        await session.execute(delete(Customer).where(Customer.id == customer_id))
     wal = tmp_path / "bankhub.sqlite3-wal"
     before = await asyncio.to_thread(wal.read_bytes)
-    assert marker.encode() in before  # the erased row's page is still in the log
+    assert marker.encode() in before  # the deleted row's page is still in the log
     await Runner(h.hub).retention_sweep()
     after = await asyncio.to_thread(wal.read_bytes)
     assert marker.encode() not in after
+
+
+async def test_deleting_a_login_leaves_nothing_of_it_in_the_files(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DELETE /v2/login cleans up like a customer's erasure: the moment it answers, none of the
+    login's account numbers or transaction texts is in any file (SQLite) or page (PostgreSQL)."""
+    h = harness
+    fetched = FetchSpy(monkeypatch)
+    keep = await connect(h, "user_good", 2)
+    kept = {t["description"] for t in await all_transactions(h, keep["secret"])}
+    fetched.take()
+    login = await connect(h, "user_dynamic", 3)
+    numbers = {
+        form
+        for record in fetched.take()
+        for value in (record.number, record.iban)
+        if value
+        for form in spaced_forms(value)
+    }
+    texts = {
+        t["description"]
+        for t in await all_transactions(h, login["secret"])
+        if len(t["description"]) >= 6 and t["description"] not in kept
+    }
+    wanted = numbers | texts
+    assert numbers
+    assert texts
+    raw = await stored_bytes(h)
+    assert {v for v in wanted if v.encode() in raw}  # the search finds them
+    gone = await h.client.request(
+        "DELETE", "/v2/login", headers=h.headers(login_secret=login["secret"])
+    )
+    assert gone.status_code == 200, gone.text
+    raw = await stored_bytes(h)
+    assert sorted(v for v in wanted if v.encode() in raw) == []
+
+
+@pytest.mark.postgres
+async def test_vacuum_runs_as_a_role_that_may_and_names_the_tables_it_may_not(
+    app_role_harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On PostgreSQL as deployed (S14) the runtime role owns no table and may not VACUUM: the
+    clean-up after an erasure runs as the owner (BANKHUB_MIGRATION_DATABASE_URL); without it,
+    every table is skipped, named and said to wait for autovacuum."""
+    h = app_role_harness
+    assert h.hub.db.maintenance_url is not None
+    assert await erasure.scrub(h.hub.db) == Scrubbed(complete=True)
+    runtime_only = Database(h.hub.db.url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="bankhub.db.engine"):
+            skipped = await erasure.scrub(runtime_only)
+    finally:
+        await runtime_only.dispose()
+    assert skipped == Scrubbed(complete=False, skipped=erasure.ERASED_TABLES)
+    assert "BANKHUB_MIGRATION_DATABASE_URL" in caplog.text

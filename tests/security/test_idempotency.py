@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 import httpx
+import msgspec
 import pytest
 from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
@@ -176,11 +177,12 @@ async def test_a_retried_upload_with_a_new_boundary_is_replayed(harness: Harness
         )
         for _ in range(2)
     ]
-    assert [a.status_code for a in answers] == [200, 200], answers[0].text
-    assert answers[1].headers[REPLAYED] == "true"
-    assert answers[1].json() == answers[0].json()
+    assert answers[0].status_code == 200, answers[0].text
     secret = answers[0].json()["data"]["secret"]  # the login-secret, shown this once
     assert secret
+    # recognised as the same request: its answer held a secret, so it is not replayed (S1)
+    body = _is_error(answers[1], ErrorCode.IDEMPOTENCY_MISMATCH, 422)
+    assert body["extra"]["reason"] == "secret_shown_once"
     await _assert_sealed(h, secret)
     other = await h.client.post(
         "/v2/statement",
@@ -415,7 +417,7 @@ async def _assert_sealed(h: Harness, *plain: str) -> None:
         for value in plain:
             assert value not in dumped
     for record in await _records(h):
-        if record.state == idempotency.DONE:
+        if record.state in (idempotency.DONE, idempotency.SHOWN_ONCE):
             assert record.response_enc is not None
             assert record.response_enc.startswith("v1.")
         else:
@@ -433,8 +435,6 @@ async def test_stored_answers_are_sealed_and_bound_to_their_row(harness: Harness
     )
     assert person.status_code == 200
     await _assert_sealed(h, secret, "lena@example.org", made.json()["data"]["key_id"])
-    replay = await h.client.post("/v2/keys", json={"scope": "read", "name": "n"}, headers=headers)
-    assert replay.json()["data"]["secret"] == secret
     # a ciphertext moved to another row does not open (associated data binds it to its row)
     records = sorted(await _records(h), key=lambda r: r.id)
     async with h.hub.db.transaction() as session:
@@ -455,7 +455,7 @@ async def test_stored_answers_survive_key_rotation_rewrap_and_retirement(
 ) -> None:
     h = harness
     headers = _with_key(h, "rotate")
-    made = await h.client.post("/v2/keys", json={"scope": "read"}, headers=headers)
+    made = await h.client.post("/v2/customer", json={"identifier": "rota"}, headers=headers)
     assert made.status_code == 200
     hub = h.hub
     old = hub.keyring.primary
@@ -471,7 +471,7 @@ async def test_stored_answers_survive_key_rotation_rewrap_and_retirement(
     sealed = [r.response_enc for r in await _records(h)]
     assert [value.split(".")[1] if value else None for value in sealed] == [kid]
     assert old not in hub.keyring._require().kids
-    replay = await h.client.post("/v2/keys", json={"scope": "read"}, headers=headers)
+    replay = await h.client.post("/v2/customer", json={"identifier": "rota"}, headers=headers)
     assert replay.headers[REPLAYED] == "true"
     assert replay.content == made.content
 
@@ -524,6 +524,138 @@ async def test_erasure_erases_the_stored_answers(harness: Harness) -> None:
     assert body["extra"] == {"reason": "erased", "status": 200}
     assert await _customers(h) == customers  # mia was not created again
     await _assert_sealed(h, "mia@example.org", customer_id)
+
+
+# --- newly issued secrets (S1) -------------------------------------------------------------------
+
+
+async def _stored_plaintexts(h: Harness) -> str:
+    """Every stored answer opened with the keyring, and every column as stored, as text."""
+    parts: list[str] = []
+    async with h.hub.db.transaction() as session:
+        parts.extend(
+            repr(tuple(row))
+            for row in (await session.execute(text("SELECT * FROM idempotency_keys"))).all()
+        )
+    for record in await _records(h):
+        if record.response_enc is not None:
+            sealed = h.hub.keyring.decrypt(
+                record.response_enc, idempotency._aad(record.app_id, record.id)
+            )
+            parts.append(idempotency.StoredResponse.unseal(sealed).body.decode())
+    return "\n".join(parts)
+
+
+async def test_a_newly_issued_secret_is_never_stored_and_a_replay_says_so(
+    harness: Harness,
+) -> None:
+    """A created or rolled API key's secret and a statement login's login-secret are shown
+    once: the stored answer, even opened with the keyring, holds no secret; the same request
+    again runs nothing and is IdempotencyKeyReused (reason secret_shown_once) with the answer
+    less its secret, so the partner knows what was created."""
+    h = harness
+    made = await h.client.post(
+        "/v2/customer", json={"identifier": "shown-once"}, headers=h.headers()
+    )
+    customer_id = made.json()["data"]["customer_id"]
+    upload = _with_key(h, "upload")
+    del upload["content-type"]
+    statement = read("csv/ing.csv")
+
+    async def send_statement() -> httpx.Response:
+        return await h.client.post(
+            "/v2/statement",
+            data={"customer_id": customer_id},
+            files={"file": ("s.csv", statement, "text/csv")},
+            headers=upload,
+        )
+
+    async def create() -> httpx.Response:
+        return await h.client.post(
+            "/v2/keys", json={"scope": "read", "name": "once"}, headers=_with_key(h, "create")
+        )
+
+    first_key = await create()
+    assert first_key.status_code == 200, first_key.text
+    key_id = first_key.json()["data"]["key_id"]
+
+    async def roll() -> httpx.Response:
+        return await h.client.post(
+            f"/v2/keys/{key_id}/roll", json={"overlap_seconds": 60}, headers=_with_key(h, "roll")
+        )
+
+    sends = {"create": create, "roll": roll, "statement": send_statement}
+    firsts = {"create": first_key, "roll": await roll(), "statement": await send_statement()}
+    for name, first in firsts.items():
+        assert first.status_code == 200, (name, first.text)
+        assert first.json()["data"]["secret"], name
+    async with h.hub.db.transaction() as session:
+        keys_before = (await session.execute(select(func.count(ApiKey.id)))).scalar_one()
+    secrets_issued = [first.json()["data"]["secret"] for first in firsts.values()]
+    stored = await _stored_plaintexts(h)
+    assert [secret for secret in secrets_issued if secret in stored] == []
+    assert {r.key: r.state for r in await _records(h)} == {
+        "create": idempotency.SHOWN_ONCE,
+        "roll": idempotency.SHOWN_ONCE,
+        "upload": idempotency.SHOWN_ONCE,
+    }
+    for name, send in sends.items():
+        again = await send()
+        body = _is_error(again, ErrorCode.IDEMPOTENCY_MISMATCH, 422)
+        assert REPLAYED not in again.headers
+        assert "shown once" in body["message"]
+        expected = firsts[name].json()
+        expected["data"]["secret"] = None
+        assert body["extra"] == {"reason": "secret_shown_once", "status": 200, "answer": expected}
+    async with h.hub.db.transaction() as session:
+        assert (await session.execute(select(func.count(ApiKey.id)))).scalar_one() == keys_before
+    # the stored answer, less its secret, is erased with the data like any other
+    erased = await h.client.request(
+        "DELETE", "/v2/customer", json={"customer_id": customer_id}, headers=h.headers()
+    )
+    assert erased.status_code == 200
+    assert {r.key: r.state for r in await _records(h)}["upload"] == idempotency.ERASED
+
+
+def _names_a_secret(annotation: Any, seen: set[Any]) -> bool:
+    """Whether a response model has a field named ``secret`` or ``*_secret`` at any depth."""
+    if annotation in seen:
+        return False
+    seen.add(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        for field in msgspec.structs.fields(annotation):
+            if field.name == "secret" or field.name.endswith("_secret"):
+                return True
+            if _names_a_secret(field.type, seen):
+                return True
+        return False
+    return any(_names_a_secret(arg, seen) for arg in get_args(annotation))
+
+
+#: API writes whose answer has a secret field that they never fill
+NEVER_ISSUE_A_SECRET = {("DELETE", "/v2/keys/{key_id}")}
+
+
+async def test_every_write_whose_answer_can_carry_a_secret_declares_it(harness: Harness) -> None:
+    """Walks the route table: an API write whose answer model has a secret field says where
+    (``idempotency.shows_secret``), or is listed as never filling it."""
+    declared, undeclared = set(), set()
+    for method, path, handler in _writes(harness):
+        if not _api_route(handler):
+            continue
+        answer = handler.parsed_fn_signature.return_type.annotation
+        if not _names_a_secret(answer, set()):
+            continue
+        if idempotency.secret_path(handler) == ("data", "secret"):
+            declared.add((method, path))
+        else:
+            undeclared.add((method, path))
+    assert undeclared == NEVER_ISSUE_A_SECRET
+    assert declared == {
+        ("POST", "/v2/keys"),
+        ("POST", "/v2/keys/{key_id}/roll"),
+        ("POST", "/v2/statement"),
+    }
 
 
 # --- every write route ----------------------------------------------------------------------------

@@ -3,14 +3,18 @@ escaped, whatever logger or handler they pass through."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import secrets
+import uuid
 from collections.abc import Iterator
 
 import pytest
 import structlog
 
 from bankhub.security import redact
+from bankhub.security.secrets import new_api_secret, new_uuid_shaped_secret
 
 IBAN = "DE89 3704 0044 0532 0130 00"
 CARD = "4111 1111 1111 1111"
@@ -124,3 +128,96 @@ def test_structlog_events_are_redacted(logged: tuple[logging.Logger, io.StringIO
     assert text.count("\n") == 1  # one record, one line
     assert "webhook" in text
     assert "https://x.test/?a=1" in text
+
+
+def test_bare_issued_secrets_are_removed(logged: tuple[logging.Logger, io.StringIO]) -> None:
+    """test_bare_issued_secrets_are_removed — S23: bankhub's own secrets logged with no key
+    before them (service-secrets, app-secrets, API keys, refresh and session tokens: 43
+    characters of base64url; login-secrets: UUID-shaped) are removed, every one of many drawn;
+    customer and request ids, hex digests and identifiers stay readable."""
+    logger, stream = logged
+    drawn = [new_api_secret() for _ in range(300)] + [secrets.token_urlsafe(32)]
+    uuids = [new_uuid_shaped_secret() for _ in range(300)]
+    for secret in drawn + uuids:
+        logger.info("retrying with %s for the app", secret)
+        logger.info("values (%s,%s)", secret, secret)
+    customer = str(uuid.uuid4())
+    request_id = str(uuid.uuid4())
+    digest = hashlib.sha256(b"x").hexdigest()
+    logger.info("erased customer_id=%s in request %s", customer, request_id)
+    logger.info('body {"customer_id": "%s"}', customer)
+    logger.info("digest %s of key key_0a1b2c3d4e5f6a7b", digest)
+    logger.info("in test_bare_issued_secrets_are_removed_from_every_record_please")
+    text = stream.getvalue()
+    assert [s for s in drawn + uuids if s in text] == []
+    assert text.count(customer) == 2
+    assert request_id in text
+    assert digest in text
+    assert "key_0a1b2c3d4e5f6a7b" in text
+    assert "test_bare_issued_secrets_are_removed_from_every_record_please" in text
+
+
+def test_lower_case_ibans_are_masked(logged: tuple[logging.Logger, io.StringIO]) -> None:
+    """test_lower_case_ibans_are_masked — S23: an IBAN in lower or mixed case, compact or in
+    groups, followed by words or not, keeps its last four characters; a look-alike whose check
+    digits do not hold stays as it is."""
+    logger, stream = logged
+    logger.info("from %s to", IBAN.lower())
+    logger.info("to %s is mine", "gb82 west 1234 5698 7654 32")
+    logger.info("iban=%s.", "De89370400440532013000")
+    logger.info("ref %s", "de12abcdefghijklmnop")
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "INFO from ****3000 to"
+    assert lines[1] == "INFO to ****5432 is mine"
+    assert lines[2] == "INFO iban=****3000."
+    assert lines[3] == "INFO ref de12abcdefghijklmnop"
+
+
+def test_url_userinfo_is_removed(logged: tuple[logging.Logger, io.StringIO]) -> None:
+    """test_url_userinfo_is_removed — S23: the user and password of a URL (a SimpleFIN access
+    URL, a database URL) are removed; the rest of the URL and email addresses stay."""
+    logger, stream = logged
+    logger.info("GET %s failed", "https://demo:s3cr3t-access@bridge.example.com/simplefin/accounts")
+    logger.info("database postgresql://bankhub_app:db-pass-123@db.internal:5432/bankhub")
+    logger.info("mailed ops@example.com about https://hub.example.com/dashboard")
+    text = stream.getvalue()
+    for secret in ("demo", "s3cr3t-access", "bankhub_app", "db-pass-123"):
+        assert secret not in text, secret
+    assert "https://[REDACTED]@bridge.example.com/simplefin/accounts" in text
+    assert "postgresql://[REDACTED]@db.internal:5432/bankhub" in text
+    assert "mailed ops@example.com about https://hub.example.com/dashboard" in text
+
+
+def test_pw_otp_and_code_keys_are_removed(logged: tuple[logging.Logger, io.StringIO]) -> None:
+    """test_pw_otp_and_code_keys_are_removed — S23: values named pw, otp, totp, tan, code,
+    authorization_code or recovery_codes are removed, in text, extras and structlog events;
+    status, error and exit codes stay."""
+    logger, stream = logged
+    logger.info("form pw=hunter2x otp=493817 totp: 551203 tan=778899")
+    logger.info('answer {"code": "318215", "Code": "ABCD-EFGH"}')
+    logger.info("oauth authorization_code=ac_9f8e7d6c recovery_codes=['rc-one', 'rc-two']")
+    logger.info("sent", extra={"code": "664422", "otp": "112233"})
+    logger.info("HTTP status code: 503, error code=LoginNotFound, exit code 3")
+    structlog.get_logger("bankhub.test-redaction").info("confirmed", code="909090", pw="pa55")
+    text = stream.getvalue()
+    for secret in (
+        "hunter2x",
+        "493817",
+        "551203",
+        "778899",
+        "318215",
+        "ABCD-EFGH",
+        "ac_9f8e7d6c",
+        "rc-one",
+        "rc-two",
+        "664422",
+        "112233",
+    ):
+        assert secret not in text, secret
+    assert "HTTP status code: 503, error code=LoginNotFound, exit code 3" in text
+    event = {"code": "909090", "pw": "pa55", "note": "kept"}
+    assert redact.structlog_processor(None, "info", event) == {
+        "code": "[REDACTED]",
+        "pw": "[REDACTED]",
+        "note": "kept",
+    }

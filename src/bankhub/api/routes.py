@@ -341,6 +341,7 @@ async def delete_login(request: AnyRequest) -> s.DeletedEnvelope:
             detail=erased.detail(consents_withdrawn=withdrawn),
             request_id=audit.request_id(request),
         )
+    await erasure.scrub(hub.db)  # nothing of the login's readable in the files once we answer
     return s.DeletedEnvelope(s.DeletedOut(upstream.login_id, True))
 
 

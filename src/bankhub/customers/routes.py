@@ -176,6 +176,7 @@ async def erase_customer(
             detail=erased.detail(consents_withdrawn=withdrawn),
             request_id=audit.request_id(request),
         )
+    await erasure.scrub(hub.db)  # nothing of theirs readable in the files once we answer
     if erased.late:  # logins connected while the others' consents were being withdrawn
         await erasure.withdraw_consents(hub.engine, hub.catalogue, erased.late)
     return ErasedEnvelope(ErasedOut(customer_uuid, True, erased.logins))

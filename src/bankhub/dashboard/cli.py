@@ -1,8 +1,9 @@
-"""``bankhub team``: invite members from the command line (the first owner, or anyone)."""
+"""``bankhub team``: the first owner's bootstrap link, invitations and the member list."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -75,6 +76,50 @@ def invite(
         err.print(f"[yellow]the invitation could not be mailed: {exc}[/yellow]")
         raise typer.Exit(1) from None
     out.print(f"Mailed to {address}.", highlight=False)
+
+
+@team_cli.command("bootstrap")
+def bootstrap(
+    email: Annotated[str, typer.Argument(help="the first owner's email address")],
+    minutes: Annotated[int, typer.Option(help="how long the link works (1 to 1440 minutes)")] = int(
+        services.BOOTSTRAP_LIFETIME.total_seconds() // 60
+    ),
+) -> None:
+    """Print the single-use link that creates the team's first owner (while it has none).
+
+    Outside dev this is the only way to the first owner. The link works once, for an hour
+    unless --minutes says otherwise; a newer one replaces it. Audited.
+    """
+    settings = settings_or_exit()
+    migrate(settings)
+
+    async def work() -> services.IssuedInvite:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.transaction() as session:
+                return await services.bootstrap(
+                    session,
+                    SecretHasher(settings.resolved_secret_key()),
+                    utcnow(),
+                    email,
+                    settings,
+                    timedelta(minutes=minutes),
+                )
+        finally:
+            await db.dispose()
+
+    try:
+        issued = asyncio.run(work())
+    except services.FormError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    link = f"{base_url(settings)}{PREFIX}/invite/{issued.token}"
+    until = issued.invite.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    out.print(
+        f"The first owner's link for {issued.invite.email} (works once, until {until}):",
+        highlight=False,
+    )
+    out.print(link, highlight=False, soft_wrap=True)
 
 
 @team_cli.command("list")

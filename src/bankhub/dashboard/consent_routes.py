@@ -111,6 +111,7 @@ async def revoke_login(
             app_id=app_id,
             detail=erased.detail(consents_withdrawn=withdrawn),
         )
+    await erasure.scrub(hub.db)
     return go(request, f"{APPS}/{client_id}/customers?done=login-revoked")
 
 
@@ -151,6 +152,7 @@ async def erase_customer(
             app_id=app_id,
             detail=erased.detail(consents_withdrawn=withdrawn),
         )
+    await erasure.scrub(hub.db)
     if erased.late:
         await erasure.withdraw_consents(hub.engine, hub.catalogue, erased.late)
     return go(request, f"{APPS}/{client_id}/customers?done=customer-erased")

@@ -67,7 +67,8 @@ class Invite(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str] = mapped_column(String(254), index=True)
     role: Mapped[str] = mapped_column(String(12))
-    #: who invited: ``member:<email>`` or ``operator`` (the CLI)
+    #: who invited: ``member:<email>``, ``operator:cli`` (``bankhub team invite``) or
+    #: ``operator:bootstrap`` (the first owner's link, ``bankhub team bootstrap``)
     invited_by: Mapped[str] = mapped_column(String(260))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

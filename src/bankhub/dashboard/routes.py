@@ -86,9 +86,24 @@ async def chart_stylesheet() -> File:
 # --- first owner --------------------------------------------------------------------------------
 
 
+#: outside dev, why there is no sign-up page
+BOOTSTRAP_ONLY = (
+    "The team's first owner is created with a single-use link: on the server, run "
+    "`bankhub team bootstrap EMAIL` and open the link it prints."
+)
+
+
+def _open_sign_up(hub: Hub) -> None:
+    """Outside dev nobody signs up: whoever reached a fresh server first would own it, with
+    every app's keys and data one click away. The operator's bootstrap link replaces it."""
+    if not hub.settings.is_dev:
+        raise Refused(403, BOOTSTRAP_ONLY)
+
+
 @get(f"{PREFIX}/sign-up", opt=roles.route(Action.PUBLIC), include_in_schema=False)
 async def sign_up_page(request: AnyRequest) -> Response[Any]:
     hub = hub_of(request)
+    _open_sign_up(hub)
     async with hub.db.transaction() as db:
         if await services.count_members(db):
             return go(request, SIGN_IN)
@@ -97,8 +112,9 @@ async def sign_up_page(request: AnyRequest) -> Response[Any]:
 
 @post(f"{PREFIX}/sign-up", opt=roles.route(Action.PUBLIC), include_in_schema=False)
 async def sign_up(request: AnyRequest, data: Form) -> Response[Any]:
-    """Only while the team has no member: the first person becomes its owner."""
+    """Only in dev, while the team has no member: the first person becomes its owner."""
     hub = hub_of(request)
+    _open_sign_up(hub)
     email, password = field_of(data, "email"), field_of(data, "password")
     if password != field_of(data, "password2"):
         return page(request, "sign_up.html", email=email, notice="The passwords differ.")
@@ -139,7 +155,7 @@ async def sign_in_page(request: AnyRequest) -> Response[Any]:
     hub = hub_of(request)
     async with hub.db.transaction() as db:
         first = await services.count_members(db) == 0
-    return page(request, "sign_in.html", first=first, email="")
+    return page(request, "sign_in.html", first=first, open_sign_up=hub.settings.is_dev, email="")
 
 
 @post(SIGN_IN, opt=roles.route(Action.PUBLIC), include_in_schema=False)
@@ -492,6 +508,8 @@ async def invite_page(request: AnyRequest, token: FromPath[str]) -> Response[Any
     hub = hub_of(request)
     async with hub.db.transaction() as db:
         found = await services.open_invite(db, hub.hasher, token, hub.clock())
+        if found is not None and services.is_bootstrap(found) and await services.count_members(db):
+            found = None  # the team got its owner meanwhile
     if found is None:
         raise Refused(404, "This invitation is not valid: it was used, replaced or expired.")
     return page(request, "invite.html", invite=found, token=token)
@@ -512,6 +530,11 @@ async def accept_invite(request: AnyRequest, token: FromPath[str], data: Form) -
                 )
             if password != field_of(data, "password2"):
                 raise FormError("The passwords differ.")
+            first_owner = services.is_bootstrap(found)
+            if first_owner:
+                await services.lock_first_owner(db)
+                if await services.count_members(db):
+                    raise Refused(404, "This link is not valid any more: the team has an owner.")
             member = await services.create_member(
                 db, hub.keyring, now, found.email, password, Role(found.role)
             )
@@ -520,7 +543,7 @@ async def accept_invite(request: AnyRequest, token: FromPath[str], data: Form) -
                 db,
                 now=now,
                 actor=services.member_actor(member),
-                action="member.joined",
+                action="member.first_owner" if first_owner else "member.joined",
                 target_type="member",
                 target_id=member.id,
                 detail={"role": member.role, "invited_by": found.invited_by},

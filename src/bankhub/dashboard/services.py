@@ -347,6 +347,18 @@ class IssuedInvite:
     token: str
 
 
+#: ``Invite.invited_by`` of the first owner's link (``bankhub team bootstrap``)
+BOOTSTRAP_ACTOR = "operator:bootstrap"
+#: how long a bootstrap link works unless the operator says otherwise
+BOOTSTRAP_LIFETIME = timedelta(hours=1)
+#: the longest a bootstrap link may work
+BOOTSTRAP_MAX_LIFETIME = timedelta(hours=24)
+
+
+def is_bootstrap(row: Invite) -> bool:
+    return row.invited_by == BOOTSTRAP_ACTOR
+
+
 async def invite(
     session: AsyncSession,
     hasher: SecretHasher,
@@ -355,8 +367,12 @@ async def invite(
     role: Role,
     invited_by: str,
     settings: Settings,
+    *,
+    lifetime: timedelta | None = None,
+    action: str = "member.invited",
 ) -> IssuedInvite:
-    """A single-use invitation link for ``email``; earlier open invitations for it are dropped."""
+    """A single-use invitation link for ``email``; earlier open invitations for it are dropped.
+    ``lifetime``: how long it works (``BANKHUB_DASHBOARD_INVITE_DAYS`` unless given)."""
     address = normalise_email(email)
     if await member_by_email(session, address) is not None:
         raise FormError("There is already a member with this email.")
@@ -370,7 +386,7 @@ async def invite(
         role=role.value,
         invited_by=invited_by[:260],
         created_at=now,
-        expires_at=now + timedelta(days=settings.dashboard_invite_days),
+        expires_at=now + (lifetime or timedelta(days=settings.dashboard_invite_days)),
     )
     session.add(row)
     await session.flush()
@@ -378,12 +394,49 @@ async def invite(
         session,
         now=now,
         actor=invited_by,
-        action="member.invited",
+        action=action,
         target_type="invite",
         target_id=row.id,
-        detail={"email": address, "role": role.value},
+        detail={"email": address, "role": role.value, "expires_at": row.expires_at.isoformat()},
     )
     return IssuedInvite(row, token)
+
+
+async def bootstrap(
+    session: AsyncSession,
+    hasher: SecretHasher,
+    now: datetime,
+    email: str,
+    settings: Settings,
+    lifetime: timedelta = BOOTSTRAP_LIFETIME,
+) -> IssuedInvite:
+    """The single-use link that makes ``email`` the first owner, while the team has no member.
+
+    Outside dev it is the only way to the first owner: the open sign-up page would make whoever
+    reaches a fresh server first its owner. Only the newest link works; accepting one checks
+    again, under the first-owner lock, that the team is still empty.
+    """
+    if not timedelta(minutes=1) <= lifetime <= BOOTSTRAP_MAX_LIFETIME:
+        raise FormError("A bootstrap link works for 1 minute to 24 hours.")
+    await lock_first_owner(session)
+    if await count_members(session):
+        raise FormError(
+            "The team has members already: invite with `bankhub team invite EMAIL --role owner`."
+        )
+    await session.execute(
+        delete(Invite).where(Invite.invited_by == BOOTSTRAP_ACTOR, Invite.accepted_at.is_(None))
+    )
+    return await invite(
+        session,
+        hasher,
+        now,
+        email,
+        Role.OWNER,
+        BOOTSTRAP_ACTOR,
+        settings,
+        lifetime=lifetime,
+        action="member.bootstrap_link",
+    )
 
 
 async def open_invite(

@@ -3,22 +3,58 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, make_url
+from sqlalchemy import event, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from bankhub.db.tenancy import TenantSession
+
+log = logging.getLogger(__name__)
+
+#: SQLite: how many times a scrub's checkpoint waits out the busy timeout for readers
+SCRUB_CHECKPOINT_TRIES = 3
+#: PostgreSQL: how long a scrub's VACUUM waits for a table another VACUUM (or a schema change)
+#: holds, before it gives up and says so
+SCRUB_LOCK_TIMEOUT = "30s"
+#: PostgreSQL: the tables among ``names`` (in the current schema) this role may VACUUM: their
+#: owner, the database's owner or a superuser (and, from PostgreSQL 17, the MAINTAIN privilege)
+_VACUUMABLE = """
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = current_schema() AND c.relname = ANY(:names) AND (
+    pg_has_role(current_user, c.relowner, 'USAGE')
+    OR pg_has_role(current_user, (SELECT datdba FROM pg_database
+                                  WHERE datname = current_database()), 'USAGE')
+    OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+    {maintain}
+)
+ORDER BY c.relname
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Scrubbed:
+    """What :meth:`Database.scrub` achieved."""
+
+    #: SQLite: the write-ahead log was emptied into the file; PostgreSQL: every table vacuumed
+    complete: bool
+    #: PostgreSQL: the tables this role may not vacuum (left to autovacuum)
+    skipped: tuple[str, ...] = ()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -27,7 +63,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
-    # Erased and purged data must not linger in free pages of the file (not every build's default).
+    # Erased and purged data must not linger in the free space of pages or in free pages (not
+    # every build's default): deleted cells and freed pages are overwritten with zeros as they
+    # are freed. FAST would leave freed pages as they were; ON costs ingest nothing measurable
+    # (docs/security.md, "Erasure").
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
@@ -62,10 +101,15 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 class Database:
-    """Owns the engine; hands out one session per unit of work."""
+    """Owns the engine; hands out one session per unit of work.
 
-    def __init__(self, url: str) -> None:
+    ``maintenance_url``: PostgreSQL, a role that may VACUUM the tables (their owner, the
+    migration URL) where the runtime role may not; used by :meth:`scrub` only.
+    """
+
+    def __init__(self, url: str, *, maintenance_url: str | None = None) -> None:
         self.url = url
+        self.maintenance_url = maintenance_url if maintenance_url != url else None
         self.engine = make_engine(url)
         # On PostgreSQL each transaction names the app whose rows it may touch (S14, tenancy).
         sync_session: type[Session] = TenantSession if self.dialect == "postgresql" else Session
@@ -128,5 +172,102 @@ class Database:
         async with self.engine.connect() as connection:
             await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    async def scrub(self, tables: Sequence[str]) -> Scrubbed:
+        """After an erasure has committed: leave nothing of the deleted rows readable in the
+        database's files. Call it between the commit and the answer.
+
+        SQLite: ``secure_delete`` (set on every connection) zeroed the freed space as the rows
+        were deleted, but in page images written to the write-ahead log; the file still holds
+        the old pages, and the log older frames. A TRUNCATE checkpoint copies the zeroed pages
+        into the file and empties the log. It waits (the busy timeout) for readers of an older
+        snapshot; after ``SCRUB_CHECKPOINT_TRIES`` waits it gives up and says so (the runner's
+        periodic checkpoint finishes the work). ``tables`` does not matter here.
+
+        PostgreSQL: a DELETE leaves each row as a dead tuple in its page, and every index
+        entry, until VACUUM. ``VACUUM (INDEX_CLEANUP ON)`` of ``tables`` removes them (the
+        option, because PostgreSQL skips index cleanup when few pages changed, leaving the
+        index entries). It needs a role that may vacuum (``maintenance_url`` or the runtime
+        role); tables it may not vacuum are skipped, named and left to autovacuum. Where the
+        role may (``pg_checkpoint``), a CHECKPOINT then writes the cleaned pages to the files at
+        once. What remains afterwards (free space of pages, WAL segments, backups) is in
+        docs/security.md.
+        """
+        if self.dialect == "sqlite":
+            return await self._checkpoint_now()
+        return await self._vacuum(tables)
+
+    async def _checkpoint_now(self) -> Scrubbed:
+        async with self._writer_lock():
+            for _ in range(SCRUB_CHECKPOINT_TRIES):
+                async with self.engine.connect() as connection:
+                    busy = (
+                        await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                    ).scalar_one()
+                if busy == 0:
+                    return Scrubbed(complete=True)
+        log.warning(
+            "the write-ahead log could not be emptied after an erasure (readers kept it busy); "
+            "the runner's next checkpoint empties it"
+        )
+        return Scrubbed(complete=False)
+
+    async def _vacuum(self, tables: Sequence[str]) -> Scrubbed:
+        # a connection of its own, never pooled: its session settings (lock_timeout) and role
+        # stay with it
+        maintenance = create_async_engine(self.maintenance_url or self.url, poolclass=NullPool)
+        try:
+            async with maintenance.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                allowed = await _vacuumable(autocommit, tables)
+                if allowed:
+                    await autocommit.exec_driver_sql(f"SET lock_timeout = '{SCRUB_LOCK_TIMEOUT}'")
+                    # the names are the schema's own, found in pg_class above
+                    quoted = ", ".join(f'"{name}"' for name in allowed)
+                    await autocommit.exec_driver_sql(f"VACUUM (INDEX_CLEANUP ON) {quoted}")
+                    if await _may_checkpoint(autocommit):
+                        # the cleaned pages reach the table files now, not at the server's
+                        # next checkpoint (docs/security.md)
+                        await autocommit.exec_driver_sql("CHECKPOINT")
+        except DBAPIError as exc:
+            if "lock timeout" not in str(exc.orig):
+                raise
+            log.warning(
+                "the VACUUM after an erasure waited too long for a table; autovacuum "
+                "finishes the work"
+            )
+            return Scrubbed(complete=False)
+        finally:
+            await maintenance.dispose()
+        skipped = tuple(sorted(set(tables) - set(allowed)))
+        if skipped:
+            log.warning(
+                "this role may not VACUUM %s: erased rows stay in their pages until autovacuum "
+                "runs; give bankhub BANKHUB_MIGRATION_DATABASE_URL (docs/operations.md)",
+                ", ".join(skipped),
+            )
+        return Scrubbed(complete=not skipped, skipped=skipped)
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def _vacuumable(connection: AsyncConnection, tables: Sequence[str]) -> list[str]:
+    version = int((await connection.exec_driver_sql("SHOW server_version_num")).scalar_one() or 0)
+    maintain = "OR has_table_privilege(c.oid, 'MAINTAIN')" if version >= 170000 else ""
+    query = text(_VACUUMABLE.format(maintain=maintain))
+    rows = await connection.execute(query, {"names": list(tables)})
+    return [str(name) for name in rows.scalars()]
+
+
+async def _may_checkpoint(connection: AsyncConnection) -> bool:
+    """A superuser, or (PostgreSQL 15+) a member of ``pg_checkpoint``, may run CHECKPOINT."""
+    version = int((await connection.exec_driver_sql("SHOW server_version_num")).scalar_one() or 0)
+    query = _MAY_CHECKPOINT if version >= 150000 else _IS_SUPERUSER
+    return bool((await connection.exec_driver_sql(query)).scalar_one())
+
+
+_IS_SUPERUSER = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+_MAY_CHECKPOINT = (
+    "SELECT rolsuper OR pg_has_role(current_user, 'pg_checkpoint', 'MEMBER') "
+    "FROM pg_roles WHERE rolname = current_user"
+)

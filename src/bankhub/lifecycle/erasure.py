@@ -6,6 +6,10 @@ erasure), then the rows go in one unit of work. Deleting a login cascades (forei
 accounts, transactions, change log, sync runs and connect tokens; its events are deleted here,
 which cascades to their webhook deliveries and attempts. Each erased login leaves one
 ``login.deleted`` event, whose payload carries the login id only.
+
+Deleted is not yet gone from the files: the caller runs :func:`scrub` after the commit and
+before answering, so that nothing of the erased rows is readable in the database's files when
+the answer leaves (docs/security.md, "Erasure", says what that means on each database).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bankhub.accounts.models import Account, Transaction
 from bankhub.catalogue import Catalogue
 from bankhub.customers.models import Customer
+from bankhub.db.engine import Database, Scrubbed
+from bankhub.db.models import Base
 from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.logins.models import Login
@@ -29,6 +35,33 @@ from bankhub.security import idempotency
 from bankhub.sync.engine import SyncEngine
 
 log = logging.getLogger(__name__)
+
+
+def _erased_tables() -> tuple[str, ...]:
+    """Every table an erasure deletes from or rewrites: customers, logins, events and the
+    idempotency store, and every table that hangs off them by a foreign key (found from the
+    schema, so a new one is covered without a change here)."""
+    tables = Base.metadata.tables
+    found = {"customers", "logins", "events", "idempotency_keys"}
+    while True:
+        more = {
+            name
+            for name, table in tables.items()
+            for key in table.foreign_keys
+            if key.column.table.name in found
+        }
+        if more <= found:
+            return tuple(sorted(found))
+        found |= more
+
+
+#: the tables :func:`scrub` cleans after an erasure
+ERASED_TABLES = _erased_tables()
+
+
+async def scrub(db: Database) -> Scrubbed:
+    """After the erasure's commit: nothing of the erased rows left readable in the files."""
+    return await db.scrub(ERASED_TABLES)
 
 
 @dataclass(frozen=True, slots=True)

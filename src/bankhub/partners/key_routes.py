@@ -20,7 +20,7 @@ from bankhub.connect.pages import MAX_FRAME_ORIGINS, parse_frame_origins
 from bankhub.hub import hub_of
 from bankhub.partners import keys
 from bankhub.partners.models import ApiKey
-from bankhub.security import scopes
+from bankhub.security import idempotency, scopes
 from bankhub.security.scopes import Scope
 
 AnyRequest = Request[Any, Any, Any]
@@ -107,7 +107,7 @@ async def list_keys(request: AnyRequest) -> KeyListEnvelope:
     status_code=200,
     tags=["keys"],
     summary="Create an API key (its secret is shown once)",
-    opt=scopes.master(),
+    opt=idempotency.shows_secret(scopes.master(), "data", "secret"),
     security=APP_SECURITY,
     responses=errors(*APP_AUTH, body=True),
 )
@@ -146,7 +146,7 @@ async def create_key(request: AnyRequest, data: JSONBody[KeyIn]) -> KeyEnvelope:
     status_code=200,
     tags=["keys"],
     summary="Replace a key; the old one keeps working for the overlap",
-    opt=scopes.master(),
+    opt=idempotency.shows_secret(scopes.master(), "data", "secret"),
     security=APP_SECURITY,
     responses=errors(*APP_AUTH, E.NOT_FOUND, body=True),
 )

@@ -15,6 +15,15 @@ without doing the work twice:
   408, 409, 425, 429) releases the key, so the partner can retry with it; a claim left behind by a
   process that died is taken over once its lease (``BANKHUB_IDEMPOTENCY_LEASE_SECONDS``) ends.
 
+An answer that carries a newly issued secret (an API key's, a new login's login-secret) is not
+kept decryptable for a day: secrets are shown once and stored only as keyed hashes (S1). The
+route names where the secret stands (:func:`shows_secret`); such an answer is stored without
+it (state ``shown_once``), and the same request again is answered ``IdempotencyKeyReused``
+(422, ``reason: secret_shown_once``) with that answer in ``extra.answer``: the partner learns
+what was created (to revoke or delete it) and that the secret cannot be had again. Keeping it
+for a few minutes instead would still write it to the database file, its log and its backups,
+where the key's own row holds only a hash.
+
 Keys belong to the app the credential names: the app is identified with the route's own
 authentication (:meth:`bankhub.hub.Hub.principal`) before the key is looked at, so app A's key
 never replays app B's answer, and a request whose credential is refused is just answered.
@@ -95,6 +104,10 @@ STORED_HEADERS = frozenset(
     }
 )
 IN_PROGRESS, DONE, ERASED = "in_progress", "done", "erased"
+#: done, and the answer is stored without the newly issued secret it carried
+SHOWN_ONCE = "shown_once"
+#: a route's ``opt``: the path in its JSON answer of a secret it issues (:func:`shows_secret`)
+SECRET_OPT = "idempotency_secret"  # noqa: S105 - an opt key, not a secret  # nosec B105
 TABLE, COLUMN = "idempotency_keys", "response"
 #: the keyed hash's purpose label for request fingerprints
 FINGERPRINT = "idempotency-request"
@@ -113,6 +126,32 @@ def covers(handler: BaseRouteHandler | None, method: str) -> bool:
         return False
     declared = scopes.declared(handler.opt)
     return declared is not None and scopes.Scope.parse(declared) is not None
+
+
+def shows_secret(opt: dict[str, Any], *path: str) -> dict[str, Any]:
+    """A route's ``opt`` with the path (``"data", "secret"``) of the newly issued secret its
+    JSON answer may carry: such an answer is never stored with the secret in it."""
+    return {**opt, SECRET_OPT: path}
+
+
+def secret_path(handler: BaseRouteHandler | None) -> tuple[str, ...] | None:
+    path = None if handler is None else handler.opt.get(SECRET_OPT)
+    return tuple(path) if path else None
+
+
+def without_secret(response: StoredResponse, path: tuple[str, ...]) -> StoredResponse | None:
+    """The answer with the secret at ``path`` set to null; None when it carries none there."""
+    try:
+        body = msgspec.json.decode(response.body)
+    except msgspec.DecodeError:
+        return None
+    parent = body
+    for name in path[:-1]:
+        parent = parent.get(name) if isinstance(parent, dict) else None
+    if not isinstance(parent, dict) or not parent.get(path[-1]):
+        return None
+    parent[path[-1]] = None
+    return StoredResponse(response.status, response.headers, msgspec.json.encode(body))
 
 
 def covered_operations(routes: Iterable[BaseRoute]) -> list[tuple[str, str]]:
@@ -220,6 +259,20 @@ def _in_progress() -> ApiError:
     )
 
 
+def _shown_once(stored: StoredResponse) -> ApiError:
+    try:
+        answer: Any = msgspec.json.decode(stored.body)
+    except msgspec.DecodeError:
+        answer = None
+    return ApiError(
+        ErrorCode.IDEMPOTENCY_MISMATCH,
+        "This Idempotency-Key was used; the request was carried out and is not run again. Its "
+        "answer held a newly issued secret, which is shown once and never stored: extra.answer "
+        "is that answer without it (revoke or delete what it created if the secret was lost)",
+        {"reason": "secret_shown_once", "status": stored.status, "answer": answer},
+    )
+
+
 def _erased(status: int | None) -> ApiError:
     return ApiError(
         ErrorCode.IDEMPOTENCY_MISMATCH,
@@ -278,8 +331,10 @@ async def claim(
                 continue
             if found.fingerprint != request.fingerprint:
                 raise _mismatch()
-            if found.state == DONE and found.response_enc is not None:
+            if found.state in (DONE, SHOWN_ONCE) and found.response_enc is not None:
                 sealed = keyring.decrypt(found.response_enc, _aad(found.app_id, found.id))
+                if found.state == SHOWN_ONCE:
+                    raise _shown_once(StoredResponse.unseal(sealed))
                 return StoredResponse.unseal(sealed)
             if found.state != IN_PROGRESS:
                 raise _erased(found.status_code)
@@ -306,9 +361,16 @@ async def claim(
 
 
 async def complete(
-    db: Database, keyring: Keyring, app_id: int, held: Claim, response: StoredResponse
+    db: Database,
+    keyring: Keyring,
+    app_id: int,
+    held: Claim,
+    response: StoredResponse,
+    *,
+    state: str = DONE,
 ) -> bool:
-    """Store the answer under the claim; False when the claim was lost meanwhile."""
+    """Store the answer under the claim (``state``: DONE, or SHOWN_ONCE for an answer whose
+    secret was taken out); False when the claim was lost meanwhile."""
     sealed = keyring.encrypt(response.seal(), _aad(app_id, held.row_id))
     async with db.transaction() as session:
         result = await session.execute(
@@ -319,7 +381,7 @@ async def complete(
                 IdempotencyRecord.state == IN_PROGRESS,
             )
             .values(
-                state=DONE,
+                state=state,
                 claim=None,
                 lease_until=None,
                 status_code=response.status,
@@ -349,7 +411,7 @@ async def erase_stored(
     (``IdempotencyKeyReused``, ``reason: erased``) instead of running it again.
     """
     query = update(IdempotencyRecord).where(
-        IdempotencyRecord.app_id == app_id, IdempotencyRecord.state == DONE
+        IdempotencyRecord.app_id == app_id, IdempotencyRecord.state.in_((DONE, SHOWN_ONCE))
     )
     if created_before is not None:
         query = query.where(IdempotencyRecord.created_at < created_before)
@@ -487,7 +549,9 @@ class IdempotencyMiddleware:
         if isinstance(outcome, StoredResponse):
             await replay(outcome, send)
             return
-        await self._run(scope, receive, send, app_id, outcome)
+        await self._run(
+            scope, receive, send, app_id, outcome, secret_path(scope.get("route_handler"))
+        )
 
     async def _caller(self, request: Request[Any, Any, Any]) -> int | None:
         async with self.hub.db.transaction() as session:
@@ -514,7 +578,13 @@ class IdempotencyMiddleware:
         return self.hub.hasher.hash(digest.hexdigest(), purpose=FINGERPRINT)
 
     async def _run(
-        self, scope: Scope, receive: Receive, send: Send, app_id: int, held: Claim
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        app_id: int,
+        held: Claim,
+        secret_at: tuple[str, ...] | None,
     ) -> None:
         buffered = _Buffered()
         try:
@@ -523,9 +593,17 @@ class IdempotencyMiddleware:
             await self._release(held)
             raise
         response = buffered.response()
+        state = DONE
+        if response is not None and secret_at is not None:
+            stripped = without_secret(response, secret_at)
+            if stripped is not None:
+                response, state = stripped, SHOWN_ONCE
         if response is not None and _storable(response.status):
             try:
-                if not await complete(self.hub.db, self.hub.keyring, app_id, held, response):
+                stored = await complete(
+                    self.hub.db, self.hub.keyring, app_id, held, response, state=state
+                )
+                if not stored:
                     log.warning("idempotency claim of app %s was lost before storing", app_id)
             except Exception:
                 log.exception("storing the answer of an idempotent request failed")
@@ -617,8 +695,9 @@ def describe(spec: OpenAPI, routes: Iterable[BaseRoute]) -> OpenAPI:
             "422",
             _error(
                 "The seed's error envelope; `error` is `IdempotencyKeyReused`: this "
-                "Idempotency-Key was used with a different request, or its stored answer was "
-                "erased"
+                "Idempotency-Key was used with a different request, its stored answer was "
+                "erased, or its answer issued a secret, which is shown once "
+                "(`extra.reason`: `different_request`, `erased`, `secret_shown_once`)"
             ),
         )
         operation.responses = dict(sorted(responses.items()))

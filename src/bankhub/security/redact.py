@@ -2,6 +2,15 @@
 
 Secrets and tokens are removed, IBANs, card numbers and long account numbers are cut to their
 last four characters, and CR/LF in logged values are escaped so that a value cannot forge a line.
+
+Secrets are found by the key that names them (``service-secret: ...``, ``pw=...``, ``otp=...``),
+by their scheme (``Bearer``, JWTs, ``whsec_``, the userinfo of a URL) and by their shape alone:
+bankhub's login-secrets are 128 random bits written like a UUID, and its other secrets 43
+characters of URL-safe base64, so a UUID-shaped value is removed unless a customer, request or
+endpoint id is named before it, and a run of 32 or more base64url characters mixing upper case,
+lower case and digits (or ``-``/``_``) is removed wherever it stands. Hex digests, request ids and
+identifiers (no mix of cases) stay readable. No library does this for free text; the patterns are
+ours, and the tests name what each one catches and leaves.
 ``install()`` applies it to every ``logging`` record (through the record factory, so handlers
 added later by granian or a library are covered too) and to structlog's processor chain.
 """
@@ -20,8 +29,11 @@ REDACTED = "[REDACTED]"
 #: names of secret-carrying keys and headers (a pattern, not a secret)
 KEY_NAMES = (
     r"client[-_ ]?id|service[-_ ]?secret|app[-_ ]?secret|login[-_ ]?secret|authorization"
-    r"|pass(?:word|wd|phrase)?|pwd|pin|secret|client[-_]?secret|webhook[-_]?secret"
+    r"|pass(?:word|wd|phrase|code)?|pwd|pw|pin|secret|client[-_]?secret|webhook[-_]?secret"
     r"|(?:access|refresh|id|bearer|api|auth)?[-_]?token|api[-_]?key|credentials?"
+    r"|t?otp|tan|(?:auth(?:orization)?|otp|sms|verification|recovery|one[-_]?time)[-_ ]?codes?"
+    # a bare "code" is a one-time code or an OAuth code; "status code" and "error code" are not
+    r"|(?<!status\s)(?<!error\s)(?<!exit\s)(?<!http\s)(?<!response\s)codes?"
 )
 #: ``key: value``, ``key=value``, ``"key": "value"``, ``'key': 'value'`` for secret-like keys
 _KEY_VALUE = re.compile(
@@ -29,6 +41,7 @@ _KEY_VALUE = re.compile(
     (?P<key>["']?\b(?:{KEY_NAMES})\b["']?\s*[:=]\s*)
     (?:
         (?P<q>["'])(?P<quoted>(?:\\.|(?!(?P=q)).)*)(?P=q)
+      | (?P<list>\[[^\]]*\])
       | (?P<scheme>(?:bearer|basic|digest)\s+)?(?P<bare>[^\s,;&}}\]\)"']+)
     )
     """
@@ -37,6 +50,15 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
 _WHSEC = re.compile(r"\bwhsec_[A-Za-z0-9+/=_-]+")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
+#: any case; masked only when the ISO 13616 check digits hold (``_lenient_iban``)
+_ANY_CASE_IBAN = re.compile(r"(?i)\b[a-z]{2}\d{2}(?:[ ]?[a-z0-9]){11,30}\b")
+#: ``scheme://user:password@host``: the whole userinfo (an access URL's user is a secret too)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@\[\]]+@")
+_UUID = re.compile(
+    r"(?i)(?P<named>\b(?:customer|request|endpoint)(?:[-_ ]?id)?[\"']?\s*[:=]?\s*[\"']?)?"
+    r"\b(?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b"
+)
+_BASE64URL_RUN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{32,}(?![A-Za-z0-9_-])")
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _ACCOUNT_NEAR_KEY = re.compile(
     r"(?i)(\b(?:account|acct|acc)(?:[-_ ]?(?:number|no|num|id))?\b[\"']?\s*[:=#]?\s*[\"']?)(\d{5,})"
@@ -64,19 +86,63 @@ def _card(match: re.Match[str]) -> str:
     return _last4(digits) if _luhn(digits) else match.group(0)
 
 
+def _iban_checks(text: str) -> bool:
+    """ISO 13616: the country and check digits moved to the end, read as a number, mod 97 is 1."""
+    compact = text.replace(" ", "").upper()
+    if not compact.isalnum() or not compact[:2].isalpha():
+        return False
+    digits = "".join(str(int(c, 36)) for c in compact[4:] + compact[:4])
+    return int(digits) % 97 == 1
+
+
+def _lenient_iban(match: re.Match[str]) -> str:
+    """An IBAN in lower or mixed case: the longest run of its words whose check digits hold
+    (the pattern may have taken words that follow it, as in ``de89 3704 ... 00 is mine``)."""
+    text = match.group(0)
+    words = text.split(" ")
+    for end in range(len(words), 0, -1):
+        candidate = " ".join(words[:end])
+        if len(candidate.replace(" ", "")) >= 15 and _iban_checks(candidate):
+            rest = text[len(candidate) :]
+            return _last4(candidate) + rest
+    return text
+
+
+def _uuid(match: re.Match[str]) -> str:
+    if match.group("named"):
+        return match.group(0)
+    return REDACTED
+
+
+def _base64url_run(match: re.Match[str]) -> str:
+    run = match.group(0)
+    mixed = (
+        any(c.isupper() for c in run)
+        and any(c.islower() for c in run)
+        and any(c.isdigit() or c in "-_" for c in run)
+    )
+    return REDACTED if mixed else run
+
+
 def _key_value(match: re.Match[str]) -> str:
     if match.group("q"):
         return f"{match.group('key')}{match.group('q')}{REDACTED}{match.group('q')}"
+    if match.group("list"):
+        return f"{match.group('key')}[{REDACTED}]"
     return f"{match.group('key')}{match.group('scheme') or ''}{REDACTED}"
 
 
 def redact(text: str) -> str:
     """The text with secrets removed and account identifiers masked (CR/LF untouched)."""
+    text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     text = _KEY_VALUE.sub(_key_value, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
     text = _JWT.sub(REDACTED, text)
     text = _WHSEC.sub("whsec_" + REDACTED, text)
+    text = _UUID.sub(_uuid, text)
+    text = _BASE64URL_RUN.sub(_base64url_run, text)
     text = _IBAN.sub(lambda m: _last4(m.group(0)), text)
+    text = _ANY_CASE_IBAN.sub(_lenient_iban, text)
     text = _CARD.sub(_card, text)
     text = _ACCOUNT_NEAR_KEY.sub(lambda m: m.group(1) + _last4(m.group(2)), text)
     return _LONG_NUMBER.sub(lambda m: _last4(m.group(0)), text)

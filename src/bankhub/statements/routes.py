@@ -18,7 +18,7 @@ from bankhub.audit import services as audit
 from bankhub.connectors.statement.connector import StatementUnreadable, parse_upload
 from bankhub.connectors.statement.importer import ImportOutcome, import_statement
 from bankhub.hub import hub_of
-from bankhub.security import scopes
+from bankhub.security import idempotency, scopes
 from bankhub.statements import ParsedStatement
 
 AnyRequest = Request[Any, Any, Any]
@@ -108,7 +108,7 @@ async def parse_in_thread(data: bytes, filename: str | None) -> ParsedStatement:
 
 @post(
     STATEMENT_PATH,
-    opt=audit.account_data(scopes.write()),
+    opt=idempotency.shows_secret(audit.account_data(scopes.write()), "data", "secret"),
     status_code=200,
     tags=["statement"],
     summary="Import a statement file (OFX, camt, MT940, CSV)",
