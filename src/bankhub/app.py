@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
@@ -26,7 +25,7 @@ from litestar.types import ASGIApp, Message, Middleware, Scope
 
 from bankhub import __version__
 from bankhub.accounts.routes import ACCOUNT_ROUTES
-from bankhub.api import request_context
+from bankhub.api import json_bodies, request_context
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.openapi import finish
 from bankhub.api.routes import ROUTES
@@ -149,7 +148,8 @@ def handle_internal(request: AnyRequest, exc: Exception) -> Response[Any]:
 
 
 async def check_request(request: AnyRequest) -> None:
-    """Before every handler: the maintenance switch, then the JSON body rules of the seed."""
+    """Before every handler: the maintenance switch, then the JSON body rules of the seed (and
+    bankhub's nesting limit, before anything decodes the body)."""
     hub = hub_of(request)
     await hub.ready()
     path = request.url.path
@@ -168,12 +168,7 @@ async def check_request(request: AnyRequest) -> None:
             ErrorCode.CONTENT_INPUT_INVALID,
             extra={"content_type": request.headers.get("content-type", "")[:100]},
         )
-    try:
-        msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ApiError(
-            ErrorCode.CONTENT_INPUT_INVALID, f"The body is not valid JSON: {exc}"
-        ) from None
+    json_bodies.decode(body)  # ContentInputInvalid, or DataInvalid when nested too deep
 
 
 async def after_handler(response: Response[Any]) -> Response[Any]:
