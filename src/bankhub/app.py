@@ -47,7 +47,7 @@ from bankhub.jobs.runner import Runner
 from bankhub.oauth.routes import OAUTH_ROUTES
 from bankhub.partners.key_routes import KEY_ROUTES
 from bankhub.partners.routes import APP_ROUTES
-from bankhub.security import idempotency, network, redact
+from bankhub.security import idempotency, network, ratelimit, redact
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
 from bankhub.security.tls import TransportMiddleware
 from bankhub.statements.routes import STATEMENT_PATH, STATEMENT_ROUTES
@@ -73,6 +73,11 @@ MULTIPART_PATHS = frozenset({STATEMENT_PATH})
 
 
 def _error_response(request: AnyRequest, error: ApiError) -> Response[Any]:
+    # S33: a request whose app credential was not verified is its address's anonymous traffic,
+    # refused whatever its own error once the address is over its limit
+    refused = ratelimit.refusal(request.scope)
+    if refused is not None and error.status != 429:
+        error = refused
     headers = {"Cache-Control": "no-store", **error.headers}
     if request.url.path == DASHBOARD_PREFIX or request.url.path.startswith(f"{DASHBOARD_PREFIX}/"):
         return dashboard_error_page(request, error)
@@ -84,10 +89,10 @@ def _error_response(request: AnyRequest, error: ApiError) -> Response[Any]:
 
 
 def handle_api_error(request: AnyRequest, exc: ApiError) -> Response[Any]:
-    guard: network.AbuseGuard | None = request.app.state.get("guard")
-    if guard is not None and network.is_auth_failure(exc, request.headers):
-        # S18: counted here, by error code, wherever the credential was refused
-        guard.note_failure(str(network.client_ip(request.scope, guard.settings.trusted_networks)))
+    if network.is_auth_failure(exc, request.headers):
+        # S18: noted here, by error code, wherever the credential was refused; counted for the
+        # address once the answer is sent (network.OutcomeMiddleware)
+        network.note_failure(request.scope)
     audit.api_auth_failure(request, exc)  # S42: failed authentications, coalesced
     return _error_response(request, exc)
 
@@ -196,7 +201,9 @@ async def openapi_json(request: AnyRequest) -> dict[str, Any]:
 
 
 def edge_middleware(hub: Hub, guard: network.AbuseGuard | None) -> list[Middleware]:
-    """Outermost first: HTTPS (S26), address blocks (S18), rate limits (S33)."""
+    """Outermost first: HTTPS (S26), address blocks (S18), rate limits (S33). The address's
+    authentication outcome must be counted after every answer, so it wraps the whole
+    application instead, in :func:`create_app`."""
     settings = hub.settings
 
     def transport(app: ASGIApp) -> ASGIApp:
@@ -210,7 +217,7 @@ def edge_middleware(hub: Hub, guard: network.AbuseGuard | None) -> list[Middlewa
 
         stack.append(blocks)
     if settings.rate_limits_on:
-        limits = RateLimits(settings, hub.hasher)
+        limits = RateLimits(settings)
 
         def rate_limits(app: ASGIApp) -> ASGIApp:
             return RateLimitMiddleware(app, limits)
@@ -332,8 +339,12 @@ def create_app(hub: Hub) -> Litestar:
     app.state.hub = hub
     app.state.connect = ConnectFlow(hub)
     app.state.guard = guard
-    # Outside the router, so that every answer carries the request id, the router's own too.
-    app.asgi_handler = request_context.RequestIdMiddleware(app.asgi_handler)
+    # Outside the router, so that every answer carries the request id, the router's own too;
+    # the outcome of each authentication counts once its answer is sent (S18).
+    handler = app.asgi_handler
+    if guard is not None:
+        handler = network.OutcomeMiddleware(handler, guard, hub.settings)
+    app.asgi_handler = request_context.RequestIdMiddleware(handler)
     return app
 
 
