@@ -49,7 +49,7 @@ from bankhub.partners.key_routes import KEY_ROUTES
 from bankhub.partners.routes import APP_ROUTES
 from bankhub.security import idempotency, network, ratelimit, redact
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
-from bankhub.security.tls import TransportMiddleware
+from bankhub.security.tls import HstsMiddleware, TransportMiddleware
 from bankhub.statements.routes import STATEMENT_PATH, STATEMENT_ROUTES
 from bankhub.usage import counters as usage_counters
 from bankhub.usage import store as usage_store
@@ -201,9 +201,9 @@ async def openapi_json(request: AnyRequest) -> dict[str, Any]:
 
 
 def edge_middleware(hub: Hub, guard: network.AbuseGuard | None) -> list[Middleware]:
-    """Outermost first: HTTPS (S26), address blocks (S18), rate limits (S33). The address's
-    authentication outcome must be counted after every answer, so it wraps the whole
-    application instead, in :func:`create_app`."""
+    """Outermost first: HTTPS (S26), address blocks (S18), rate limits (S33). What must reach
+    every answer (HSTS, the address's authentication outcome) wraps the whole application
+    instead, in :func:`create_app`."""
     settings = hub.settings
 
     def transport(app: ASGIApp) -> ASGIApp:
@@ -339,11 +339,12 @@ def create_app(hub: Hub) -> Litestar:
     app.state.hub = hub
     app.state.connect = ConnectFlow(hub)
     app.state.guard = guard
-    # Outside the router, so that every answer carries the request id, the router's own too;
-    # the outcome of each authentication counts once its answer is sent (S18).
+    # Outside the router, so that every answer carries the request id, the router's own too,
+    # and HSTS (S26); the outcome of each authentication counts once its answer is sent (S18).
     handler = app.asgi_handler
     if guard is not None:
         handler = network.OutcomeMiddleware(handler, guard, hub.settings)
+    handler = HstsMiddleware(handler, hub.settings)
     app.asgi_handler = request_context.RequestIdMiddleware(handler)
     return app
 
