@@ -7,9 +7,10 @@ first, on its bytes: a body nested deeper than :data:`MAX_DEPTH` is ``DataInvali
 never handed to a decoder. No request body of the API comes near the limit (the deepest nests
 three levels).
 
-The measurement stays in C for almost every body: a body with at most :data:`MAX_DEPTH` opening
-brackets cannot be deeper, and only larger ones are measured, over their brackets alone (strings
-removed, since a ``[`` inside a string nests nothing): about 0.1 s for a 1 MiB body made of
+A body with at most :data:`MAX_DEPTH` opening brackets cannot be deeper, which settles every
+body of the API in two byte counts; larger ones are measured over their brackets alone (strings
+removed, since a ``[`` inside a string nests nothing). Measured on the 2-core machine: 1 µs for
+a seed body, 18 ms for 1 MiB of small objects (msgspec decodes it in 13 ms), 40 ms for 1 MiB of
 nothing but brackets, the worst case the body limit allows.
 """
 
