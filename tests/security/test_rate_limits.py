@@ -236,6 +236,36 @@ async def test_a_bearer_token_counts_for_the_key_it_was_granted_with(harness: Ha
         assert_limited(await client.get("/v2/app", headers=h.headers()), "credential")
 
 
+@pytest.mark.parametrize("harness", [SMALL], indirect=True)
+async def test_calls_from_outside_the_allowlist_consume_nothing_of_the_apps_limits(
+    harness: Harness,
+) -> None:
+    """test_calls_from_outside_the_allowlist_consume_nothing_of_the_apps_limits — S17, S33:
+    the allow-list is checked before anything counts against the app, so a stolen secret used
+    from elsewhere cannot use up the partner's limits; such calls count for their address."""
+    h = harness
+    app = new_process(h.hub)
+    async with (
+        client_from(app, "203.0.113.60") as office,
+        client_from(app, "198.51.100.60") as elsewhere,
+    ):
+        put = await office.put(
+            "/v2/app/ip-allowlist",
+            json={"cidrs": ["203.0.113.0/24"], "chosen_by": "ops"},
+            headers=h.headers(),
+        )
+        assert put.status_code == 200, put.text
+        for _ in range(6):
+            refused = await elsewhere.get("/v2/app", headers=h.headers())
+            assert envelope(refused)["error"] == "AddressNotAllowed"
+            assert '"ip";q=6' in refused.headers["ratelimit-policy"]
+        assert_limited(await elsewhere.get("/v2/app", headers=h.headers()), "ip")
+        for n in range(3):
+            ok = await office.get("/v2/app", headers=h.headers())
+            assert ok.status_code == 200, ok.text
+            assert _remaining(ok.headers["ratelimit"]) == {"credential": 2 - n, "app": 3 - n}
+
+
 RATE_AND_BLOCK = {
     **SMALL,
     "block_enabled": True,
