@@ -76,3 +76,70 @@ async def test_cursor_ids_are_never_reused(database_url: str) -> None:
         assert after > newest  # a cursor at the deleted id still sees the new event
     finally:
         await db.dispose()
+
+
+async def test_master_app_keys_are_narrowed_to_write(database_url: str) -> None:
+    """edge2: an app key created with master scope before the rule is narrowed to write, with
+    an audit entry; service keys keep theirs, and the database refuses a master app key."""
+    from datetime import UTC, datetime
+
+    import pytest
+    from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
+
+    from bankhub.audit.models import AuditEntry
+    from bankhub.db import tenancy
+    from bankhub.partners.models import ApiKey, App
+
+    await asyncio.to_thread(migrate.upgrade, database_url, "dash2")
+    db = Database(database_url)
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+
+    def key(app_id: int, key_id: str, kind: str, scope: str) -> ApiKey:
+        return ApiKey(
+            app_id=app_id,
+            key_id=key_id,
+            secret_hash=key_id.ljust(64, "0"),
+            kind=kind,
+            scope=scope,
+            name=key_id,
+            created_at=now,
+        )
+
+    try:
+        with tenancy.everything():
+            async with db.transaction() as session:
+                app = App(name="a", client_id="c", created_at=now)
+                session.add(app)
+                await session.flush()
+                session.add_all(
+                    [
+                        key(app.id, "key_app_master", "app", "master"),
+                        key(app.id, "key_app_write", "app", "write"),
+                        key(app.id, "key_service_master", "service", "master"),
+                    ]
+                )
+        await asyncio.to_thread(migrate.upgrade, database_url)
+        with tenancy.everything():
+            async with db.transaction() as session:
+                scopes = dict((await session.execute(select(ApiKey.key_id, ApiKey.scope))).all())
+                entries = (
+                    await session.execute(
+                        select(AuditEntry.target_id, AuditEntry.app_id, AuditEntry.detail).where(
+                            AuditEntry.action == "key.scope_narrowed"
+                        )
+                    )
+                ).all()
+            assert scopes == {
+                "key_app_master": "write",
+                "key_app_write": "write",
+                "key_service_master": "master",
+            }
+            assert [(e[0], e[1], e[2]["old_scope"]) for e in entries] == [
+                ("key_app_master", app.id, "master")
+            ]
+            with pytest.raises(IntegrityError):
+                async with db.transaction() as session:
+                    session.add(key(app.id, "key_again", "app", "master"))
+    finally:
+        await db.dispose()

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import msgspec
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
@@ -26,7 +25,7 @@ from litestar.types import ASGIApp, Message, Middleware, Scope
 
 from bankhub import __version__
 from bankhub.accounts.routes import ACCOUNT_ROUTES
-from bankhub.api import request_context
+from bankhub.api import json_bodies, request_context
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.openapi import finish
 from bankhub.api.routes import ROUTES
@@ -48,9 +47,9 @@ from bankhub.jobs.runner import Runner
 from bankhub.oauth.routes import OAUTH_ROUTES
 from bankhub.partners.key_routes import KEY_ROUTES
 from bankhub.partners.routes import APP_ROUTES
-from bankhub.security import idempotency, network, redact
+from bankhub.security import idempotency, network, ratelimit, redact
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
-from bankhub.security.tls import TransportMiddleware
+from bankhub.security.tls import HstsMiddleware, TransportMiddleware
 from bankhub.statements.routes import STATEMENT_PATH, STATEMENT_ROUTES
 from bankhub.usage import counters as usage_counters
 from bankhub.usage import store as usage_store
@@ -74,6 +73,11 @@ MULTIPART_PATHS = frozenset({STATEMENT_PATH})
 
 
 def _error_response(request: AnyRequest, error: ApiError) -> Response[Any]:
+    # S33: a request whose app credential was not verified is its address's anonymous traffic,
+    # refused whatever its own error once the address is over its limit
+    refused = ratelimit.refusal(request.scope)
+    if refused is not None and error.status != 429:
+        error = refused
     headers = {"Cache-Control": "no-store", **error.headers}
     if request.url.path == DASHBOARD_PREFIX or request.url.path.startswith(f"{DASHBOARD_PREFIX}/"):
         return dashboard_error_page(request, error)
@@ -85,10 +89,10 @@ def _error_response(request: AnyRequest, error: ApiError) -> Response[Any]:
 
 
 def handle_api_error(request: AnyRequest, exc: ApiError) -> Response[Any]:
-    guard: network.AbuseGuard | None = request.app.state.get("guard")
-    if guard is not None and network.is_auth_failure(exc, request.headers):
-        # S18: counted here, by error code, wherever the credential was refused
-        guard.note_failure(str(network.client_ip(request.scope, guard.settings.trusted_networks)))
+    if network.is_auth_failure(exc, request.headers):
+        # S18: noted here, by error code, wherever the credential was refused; counted for the
+        # address once the answer is sent (network.OutcomeMiddleware)
+        network.note_failure(request.scope)
     audit.api_auth_failure(request, exc)  # S42: failed authentications, coalesced
     return _error_response(request, exc)
 
@@ -149,7 +153,8 @@ def handle_internal(request: AnyRequest, exc: Exception) -> Response[Any]:
 
 
 async def check_request(request: AnyRequest) -> None:
-    """Before every handler: the maintenance switch, then the JSON body rules of the seed."""
+    """Before every handler: the maintenance switch, then the JSON body rules of the seed (and
+    bankhub's nesting limit, before anything decodes the body)."""
     hub = hub_of(request)
     await hub.ready()
     path = request.url.path
@@ -168,12 +173,7 @@ async def check_request(request: AnyRequest) -> None:
             ErrorCode.CONTENT_INPUT_INVALID,
             extra={"content_type": request.headers.get("content-type", "")[:100]},
         )
-    try:
-        msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ApiError(
-            ErrorCode.CONTENT_INPUT_INVALID, f"The body is not valid JSON: {exc}"
-        ) from None
+    json_bodies.decode(body)  # ContentInputInvalid, or DataInvalid when nested too deep
 
 
 async def after_handler(response: Response[Any]) -> Response[Any]:
@@ -201,7 +201,9 @@ async def openapi_json(request: AnyRequest) -> dict[str, Any]:
 
 
 def edge_middleware(hub: Hub, guard: network.AbuseGuard | None) -> list[Middleware]:
-    """Outermost first: HTTPS (S26), address blocks (S18), rate limits (S33)."""
+    """Outermost first: HTTPS (S26), address blocks (S18), rate limits (S33). What must reach
+    every answer (HSTS, the address's authentication outcome) wraps the whole application
+    instead, in :func:`create_app`."""
     settings = hub.settings
 
     def transport(app: ASGIApp) -> ASGIApp:
@@ -215,7 +217,7 @@ def edge_middleware(hub: Hub, guard: network.AbuseGuard | None) -> list[Middlewa
 
         stack.append(blocks)
     if settings.rate_limits_on:
-        limits = RateLimits(settings, hub.hasher)
+        limits = RateLimits(settings)
 
         def rate_limits(app: ASGIApp) -> ASGIApp:
             return RateLimitMiddleware(app, limits)
@@ -337,8 +339,13 @@ def create_app(hub: Hub) -> Litestar:
     app.state.hub = hub
     app.state.connect = ConnectFlow(hub)
     app.state.guard = guard
-    # Outside the router, so that every answer carries the request id, the router's own too.
-    app.asgi_handler = request_context.RequestIdMiddleware(app.asgi_handler)
+    # Outside the router, so that every answer carries the request id, the router's own too,
+    # and HSTS (S26); the outcome of each authentication counts once its answer is sent (S18).
+    handler = app.asgi_handler
+    if guard is not None:
+        handler = network.OutcomeMiddleware(handler, guard, hub.settings)
+    handler = HstsMiddleware(handler, hub.settings)
+    app.asgi_handler = request_context.RequestIdMiddleware(handler)
     return app
 
 

@@ -147,9 +147,10 @@ class Settings(BaseSettings):
     # --- edge protections (docs/operations.md) --------------------------------------------------
     #: S17: proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (CIDR list)
     trusted_proxies: str = ""
-    #: S18: block an address after this many authentication failures within the window
+    #: S5, S18: block an address after this many consecutive authentication failures (a
+    #: success from the address starts the count again; so does a pause of the window)
     block_enabled: bool | None = None
-    block_failures: int = Field(default=20, ge=1)
+    block_failures: int = Field(default=5, ge=1, le=5)
     block_window_seconds: int = Field(default=300, ge=1)
     block_seconds: int = Field(default=900, ge=1)
     #: how long a process trusts its memory of the ``blocked_addresses`` table

@@ -23,8 +23,8 @@ from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.oauth.service import TokenService
 from bankhub.partners import services as partners
-from bankhub.partners.models import App
-from bankhub.security import network, scopes, tls
+from bankhub.partners.models import ApiKey, App
+from bankhub.security import network, ratelimit, scopes, tls
 from bankhub.security.keyring import Keyring, load_keks
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher
@@ -187,8 +187,47 @@ class Hub:
 
         ``Authorization: Bearer`` (an OAuth2 access token) or the seed's ``client-id`` with
         ``service-secret`` / ``app-secret``. A route that declares no scope refuses everyone.
+        Once the credential is verified, the app's allow-list (S17) comes before anything
+        counts against the app (:meth:`admit`).
         """
         needed = scopes.declared(request.route_handler.opt)
+        principal = await self._credential(session, request)
+        usage_counters.attribute(principal.app.id)
+        request_context.of(request).caller = request_context.Caller.of(principal)  # for audits
+        # S17 first: a call from outside the allow-list consumes nothing of the app's limits
+        network.enforce(request, principal.app, self.settings)
+        await self.admit(request, principal.app, principal.key_id)
+        require_scope(principal, needed)
+        # S14: from here on, this transaction and the request's later ones see only this app's
+        # rows on PostgreSQL (one statement, in this transaction).
+        await tenancy.enter(session, principal.app.id)
+        return principal
+
+    async def oauth_client(
+        self,
+        session: AsyncSession,
+        request: Request[Any, Any, Any],
+        client_id: str | None,
+        client_secret: str | None,
+    ) -> tuple[App, ApiKey]:
+        """The client of an OAuth token, revocation or introspection request (an app's service
+        key), held to the API's walls: the app's allow-list (S17), then :meth:`admit`."""
+        app, key = await self.tokens.client(session, client_id, client_secret)
+        network.enforce(request, app, self.settings)
+        await self.admit(request, app, key.key_id)
+        return app, key
+
+    async def admit(self, request: Request[Any, Any, Any], app: App, key_id: str | None) -> None:
+        """A credential of ``app`` is verified and the address allowed: the address's run of
+        authentication failures ends (S18), and the request counts against the key's and the
+        app's rate limits, 429 when one is exhausted (S33). Never before this point, so that
+        nobody without the app's credential can use up its limits."""
+        network.note_success(request.scope)
+        await ratelimit.admit(request.scope, app.id, key_id)
+
+    async def _credential(
+        self, session: AsyncSession, request: Request[Any, Any, Any]
+    ) -> Principal:
         authorization = request.headers.get("authorization")
         if authorization is not None:
             principal = await self.tokens.verify_bearer(session, authorization, self.clock())
@@ -201,7 +240,7 @@ class Hub:
                 headers.get("service-secret"),
                 headers.get("app-secret"),
                 now=self.clock(),
-                enter=True,  # tenancy.enter below then sends nothing
+                enter=True,  # tenancy.enter in principal then sends nothing
             )
             principal = Principal(app, Scope(key.scope), key.key_id, None)
             # S17: an app key used from a browser may be limited to the partner's own pages
@@ -209,13 +248,6 @@ class Hub:
                 headers.get("referer"), headers.get("origin"), key.allowed_referers
             ):
                 raise ApiError(ErrorCode.REFERER_NOT_ALLOWED, extra={"key_id": key.key_id})
-        usage_counters.attribute(principal.app.id)
-        request_context.of(request).caller = request_context.Caller.of(principal)  # for audits
-        require_scope(principal, needed)
-        network.enforce(request, principal.app, self.settings)
-        # S14: from here on, this transaction and the request's later ones see only this app's
-        # rows on PostgreSQL (one statement, in this transaction).
-        await tenancy.enter(session, principal.app.id)
         return principal
 
     async def authenticate_login(

@@ -74,6 +74,13 @@ async def test_roll_then_revoke_the_old_key_is_refused_by_the_api(
     (new_secret,) = SECRET.findall(rolled.text)
     assert await _api_status(harness, client_id, new_secret) == (200, "")
     assert await _api_status(harness, client_id, old_secret) == (401, "KeyRevoked")
+    # an app key is at most write: a master one is refused, nothing is created
+    page = await v.get(f"/dashboard/apps/{client_id}")
+    keys_before = _key_ids(page.text)
+    refused = await v.post(f"/dashboard/apps/{client_id}/keys", {"scope": "master", "kind": "app"})
+    assert "at most" in refused.text
+    assert SECRET.findall(refused.text) == []
+    assert _key_ids((await v.get(f"/dashboard/apps/{client_id}")).text) == keys_before
     # create a read key, then revoke it
     page = await v.get(f"/dashboard/apps/{client_id}")
     created = await v.post(

@@ -15,7 +15,6 @@ from bankhub.dashboard import passwords, services, totp
 from bankhub.dashboard.models import Member, MemberSession
 from bankhub.dashboard.roles import Role
 from bankhub.security.ratelimit import RateLimits
-from bankhub.security.secrets import SecretHasher
 from tests.conftest import Harness, make_settings
 from tests.dashboard.support import PASSWORD, Visitor, csrf_of, make_member, member_row
 
@@ -534,7 +533,7 @@ async def test_seeds_are_bound_to_their_row(harness: Harness) -> None:
 def test_sign_in_steps_count_against_the_stricter_form_limit(tmp_path: Path) -> None:
     """S33: sign-in, code and re-authentication posts share the per-address form limit."""
     settings = make_settings(tmp_path, "sqlite+aiosqlite://", rate_limit_connect="3/minute")
-    limits = RateLimits(settings, SecretHasher(b"p" * 32))
+    limits = RateLimits(settings)
     for path in ("/dashboard/sign-in", "/dashboard/sign-in/code", "/dashboard/reauth"):
         scope: Any = {
             "type": "http",

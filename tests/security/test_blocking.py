@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -16,6 +17,7 @@ from bankhub.config import Settings
 from bankhub.db import migrate
 from bankhub.db.engine import Database
 from bankhub.partners.models import BlockedAddress
+from bankhub.security.network import MemoryFailureCounts
 from tests.conftest import Harness
 from tests.security.edge import audit_entries, client_from, envelope, new_process
 
@@ -56,7 +58,7 @@ async def test_failing_address_is_blocked_everywhere(harness: Harness) -> None:
 
     [entry] = await audit_entries(h.hub, "address.blocked")
     assert entry.target_id == ATTACKER
-    assert "3 authentication failures" in entry.detail["reason"]
+    assert "3 consecutive authentication failures" in entry.detail["reason"]
     async with h.hub.db.transaction() as session:
         row = await session.get(BlockedAddress, ATTACKER)
         assert row is not None
@@ -71,8 +73,8 @@ async def test_failing_address_is_blocked_everywhere(harness: Harness) -> None:
 
 @pytest.mark.parametrize("harness", [BLOCKING], indirect=True)
 async def test_failures_outside_the_window_do_not_block(harness: Harness) -> None:
-    """test_failures_outside_the_window_do_not_block — S18: the count is a sliding window, and
-    failures that are not authentication failures do not count."""
+    """test_failures_outside_the_window_do_not_block — S18: failures further apart than the
+    window make no run, and failures that are not authentication failures do not count."""
     h = harness
     app = new_process(h.hub)
     wrong = {**h.headers(), "service-secret": "not-the-secret"}
@@ -142,3 +144,142 @@ def test_unblock_command_lifts_a_block(tmp_path: Path, monkeypatch: pytest.Monke
     assert again.exit_code == 0
     assert "was not blocked" in again.output
     assert runner.invoke(cli, ["unblock", "not-an-address"]).exit_code == 2
+
+
+#: the bar's numbers (S5): the defaults, only switched on (tests run with blocks off)
+DEFAULTS = {"block_enabled": True, "block_cache_seconds": 0}
+GUESSER = "198.51.100.67"
+
+
+@pytest.mark.parametrize("harness", [DEFAULTS], indirect=True)
+async def test_five_consecutive_failures_block_and_a_success_starts_the_count_again(
+    harness: Harness,
+) -> None:
+    """test_five_consecutive_failures_block_and_a_success_starts_the_count_again — S5, S18:
+    by default an address is blocked at its fifth consecutive authentication failure (wrong
+    service-secret, wrong app-secret, unknown client, bad token); a verified credential from
+    the address in between starts the count again."""
+    h = harness
+    assert h.hub.settings.block_failures == 5
+    app = new_process(h.hub)
+    failures = [
+        {**h.headers(), "service-secret": "not-the-secret"},
+        {**h.headers(mobile=True), "app-secret": "not-the-secret"},
+        {"client-id": "guessed-client", "service-secret": "x"},
+        {"authorization": "Bearer not.a.token"},
+    ]
+    async with client_from(app, GUESSER) as client:
+        for headers in failures:
+            assert (await client.get("/v2/app", headers=headers)).status_code in (400, 401, 404)
+        assert (await client.get("/v2/app", headers=h.headers())).status_code == 200
+        for headers in failures:
+            assert (await client.get("/v2/app", headers=headers)).status_code in (400, 401, 404)
+        assert (await client.get("/v2/app", headers=h.headers())).status_code == 200
+        for headers in [*failures, failures[0]]:
+            answer = await client.get("/v2/app", headers=headers)
+            assert answer.status_code in (400, 401, 404), answer.text
+        blocked = await client.get("/v2/app", headers=h.headers())
+        assert blocked.status_code == 429
+        assert envelope(blocked)["error"] == "AddressBlocked"
+        assert 890 <= int(blocked.headers["retry-after"]) <= 900
+    [entry] = await audit_entries(h.hub, "address.blocked")
+    assert entry.detail["reason"] == "5 consecutive authentication failures"
+
+
+@pytest.mark.parametrize("harness", [DEFAULTS], indirect=True)
+async def test_login_secret_guesses_beside_a_valid_key_are_blocked(harness: Harness) -> None:
+    """test_login_secret_guesses_beside_a_valid_key_are_blocked — S5: five guessed
+    login-secrets block the address although each came with a valid service-secret: a request
+    with a refused credential is a failure, whatever else in it was right."""
+    h = harness
+    app = new_process(h.hub)
+    async with client_from(app, GUESSER) as client:
+        for n in range(5):
+            guess = h.headers(login_secret=f"00000000-0000-4000-8000-00000000000{n}")
+            answer = await client.get("/v2/account", headers=guess)
+            assert envelope(answer)["error"] == "LoginNotFound"
+        assert envelope(await client.get("/v2/app", headers=h.headers()))["error"] == (
+            "AddressBlocked"
+        )
+
+
+@pytest.mark.parametrize("harness", [DEFAULTS], indirect=True)
+async def test_oauth_client_failures_count_towards_the_block(harness: Harness) -> None:
+    """test_oauth_client_failures_count_towards_the_block — S18: wrong client secrets at
+    /oauth/token, /oauth/introspect and /oauth/revoke count like the API's failures, and a
+    blocked address is refused there too."""
+    h = harness
+    app = new_process(h.hub)
+    client_id = h.creds["client_id"]
+    async with client_from(app, GUESSER) as client:
+        for path, form in (
+            ("/oauth/token", {"grant_type": "client_credentials"}),
+            ("/oauth/introspect", {"token": "x"}),
+            ("/oauth/revoke", {"token": "x"}),
+            ("/oauth/token", {"grant_type": "client_credentials"}),
+            ("/oauth/token", {"grant_type": "refresh_token", "refresh_token": "x"}),
+        ):
+            answer = await client.post(path, data=form, auth=(client_id, "not-the-secret"))
+            assert answer.status_code == 401
+            assert answer.json()["error"] == "invalid_client"
+        refused = await client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, h.creds["service_secret"]),
+        )
+        assert refused.status_code == 429
+        assert envelope(refused)["error"] == "AddressBlocked"
+    [entry] = await audit_entries(h.hub, "address.blocked")
+    assert entry.target_id == GUESSER
+
+
+@pytest.mark.parametrize("harness", [DEFAULTS], indirect=True)
+async def test_a_right_secret_beside_a_wrong_one_is_a_failure(harness: Harness) -> None:
+    """test_a_right_secret_beside_a_wrong_one_is_a_failure — S5: a wrong service-secret sent
+    beside a valid app-secret is refused and counted; five of them block the address."""
+    h = harness
+    app = new_process(h.hub)
+    both = {**h.headers(mobile=True), "service-secret": "not-the-secret"}
+    async with client_from(app, GUESSER) as client:
+        for _ in range(5):
+            answer = await client.get("/v2/app", headers=both)
+            assert envelope(answer)["error"] == "CredentialInvalid"
+        assert envelope(await client.get("/v2/app", headers=h.headers()))["error"] == (
+            "AddressBlocked"
+        )
+
+
+def test_the_failure_threshold_cannot_exceed_the_bar(tmp_path: Path) -> None:
+    """test_the_failure_threshold_cannot_exceed_the_bar — S5: BANKHUB_BLOCK_FAILURES is at
+    most 5; a looser setting stops start-up."""
+    assert Settings(data_dir=tmp_path).block_failures == 5
+    with pytest.raises(ValidationError):
+        Settings(data_dir=tmp_path, block_failures=6)
+
+
+async def test_runs_of_failures_in_memory_end_and_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """test_runs_of_failures_in_memory_end_and_stay_bounded — S18: the in-process store counts
+    a run per address, starts it again after a pause or a clear, and forgets runs that ended
+    (then the oldest) rather than grow without bound under a flood of addresses."""
+    counts = MemoryFailureCounts()
+    now = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+    idle = timedelta(seconds=60)
+    assert [await counts.add("a", now, idle) for _ in range(3)] == [1, 2, 3]
+    assert await counts.add("a", now + timedelta(seconds=59), idle) == 4
+    assert await counts.add("a", now + timedelta(seconds=120), idle) == 1
+    await counts.clear("a")
+    await counts.clear("never-seen")
+    assert await counts.add("a", now + timedelta(seconds=121), idle) == 1
+    monkeypatch.setattr(MemoryFailureCounts, "MAX_ADDRESSES", 10)
+    for n in range(10):
+        await counts.add(f"old-{n}", now, idle)
+    later = now + timedelta(seconds=130)
+    await counts.add("fresh", later, idle)  # the eleventh: the ended runs are dropped
+    assert await counts.add("a", later, idle) == 2
+    assert await counts.add("old-0", later, idle) == 1
+    for n in range(20):
+        await counts.add(f"flood-{n}", later, idle)
+    assert len(counts._runs) <= 10
+    assert await counts.add("flood-19", later, idle) == 2  # the newest are kept

@@ -249,3 +249,59 @@ async def test_referer_patterns_must_be_origins(harness: Harness) -> None:
         assert answer.json()["extra"]["problems"] == [f"allowed_referers: {bad!r}"]
     after = (await harness.client.get("/v2/keys", headers=harness.headers())).json()["data"]
     assert len(after) == len(before)
+
+
+async def test_oauth_endpoints_are_behind_the_allowlist(harness: Harness) -> None:
+    """test_oauth_endpoints_are_behind_the_allowlist — S17: /oauth/token, /oauth/introspect and
+    /oauth/revoke refuse a client calling from outside its app's allow-list (403
+    AddressNotAllowed) and grant, reveal and revoke nothing; from inside they work."""
+    h = harness
+    app = new_process(h.hub)
+    auth = (h.creds["client_id"], h.creds["service_secret"])
+    grant = {"grant_type": "client_credentials"}
+    async with (
+        client_from(app, "203.0.113.9") as office,
+        client_from(app, "198.51.100.1") as elsewhere,
+    ):
+        issued = await office.post("/oauth/token", data=grant, auth=auth)
+        assert issued.status_code == 200, issued.text
+        tokens = issued.json()
+        put = await office.put(
+            "/v2/app/ip-allowlist",
+            json={"cidrs": [OFFICE], "chosen_by": "ops"},
+            headers=h.headers(),
+        )
+        assert put.status_code == 200, put.text
+
+        async def grants() -> int:
+            return len(await audit_entries(h.hub, "oauth.token_granted"))
+
+        before = await grants()
+        for path, form in (
+            ("/oauth/token", grant),
+            (
+                "/oauth/token",
+                {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+            ),
+            ("/oauth/introspect", {"token": tokens["access_token"]}),
+            ("/oauth/revoke", {"token": tokens["refresh_token"]}),
+        ):
+            refused = await elsewhere.post(path, data=form, auth=auth)
+            assert refused.status_code == 403, (path, refused.text)
+            assert envelope(refused)["error"] == "AddressNotAllowed"
+            assert "198.51.100.1" in refused.json()["message"]
+            assert "access_token" not in refused.text
+            assert "active" not in refused.json()
+        assert await grants() == before
+        assert await audit_entries(h.hub, "oauth.revoked") == []
+        # nothing was revoked or rotated: the tokens still work from the office
+        introspected = await office.post(
+            "/oauth/introspect", data={"token": tokens["access_token"]}, auth=auth
+        )
+        assert introspected.json()["active"] is True
+        refreshed = await office.post(
+            "/oauth/token",
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+            auth=auth,
+        )
+        assert refreshed.status_code == 200, refreshed.text

@@ -182,3 +182,63 @@ async def test_the_last_master_key_cannot_revoke_itself(harness: Harness) -> Non
     answer = await harness.client.delete(f"/v2/keys/{master['key_id']}", headers=harness.headers())
     assert answer.status_code == 400
     assert (await harness.client.get("/v2/keys", headers=harness.headers())).status_code == 200
+
+
+async def test_every_secret_presented_must_be_right(harness: Harness) -> None:
+    """S1, S5: a wrong service-secret beside a valid app-secret (or the other way round) is
+    refused with CredentialInvalid, never ignored; with both right the service key is used."""
+    h = harness
+    service, mobile = h.creds["service_secret"], h.creds["app_secret"]
+    client_id = h.creds["client_id"]
+    for headers in (
+        {"service-secret": "not-the-secret", "app-secret": mobile},
+        {"service-secret": service, "app-secret": "not-the-secret"},
+        {"service-secret": "", "app-secret": mobile},
+        {"service-secret": mobile, "app-secret": service},  # each in the other's header
+    ):
+        answer = await h.client.get("/v2/keys", headers={"client-id": client_id, **headers})
+        assert answer.status_code == 400, (headers, answer.text)
+        assert answer.json()["error"] == "CredentialInvalid"
+    both = {"client-id": client_id, "service-secret": service, "app-secret": mobile}
+    listed = await h.client.get("/v2/keys", headers=both)  # master scope: the service key's
+    assert listed.status_code == 200, listed.text
+
+
+async def test_the_api_key_401_carries_a_challenge(harness: Harness) -> None:
+    """RFC 9110 §15.5.2: a revoked or expired key's 401 KeyRevoked carries WWW-Authenticate,
+    naming the headers the credential goes in."""
+    old = await _new_key(harness, "read")
+    await harness.client.post(
+        f"/v2/keys/{old['key_id']}/roll", headers=harness.headers(), json={"overlap_seconds": 0}
+    )
+    refused = await harness.client.get("/v2/service", headers=_key_headers(harness, old["secret"]))
+    assert refused.status_code == 401
+    assert refused.json()["error"] == "KeyRevoked"
+    challenge = refused.headers["www-authenticate"]
+    assert challenge.startswith("ApiKey ")
+    assert 'realm="bankhub"' in challenge
+    assert "service-secret" in challenge
+
+
+async def test_an_app_key_cannot_hold_master_scope(harness: Harness) -> None:
+    """S2: an app key (meant for mobile and browser apps, where anyone can read it) is at most
+    write: asking for a master one is DataInvalid and creates nothing; write and read work."""
+    before = (await harness.client.get("/v2/keys", headers=harness.headers())).json()["data"]
+    refused = await harness.client.post(
+        "/v2/keys", headers=harness.headers(), json={"scope": "master", "kind": "app"}
+    )
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "DataInvalid"
+    assert refused.json()["extra"]["problems"] == ["scope"]
+    assert "write" in refused.json()["message"]
+    after = (await harness.client.get("/v2/keys", headers=harness.headers())).json()["data"]
+    assert len(after) == len(before)
+    for scope in ("write", "read"):
+        made = await harness.client.post(
+            "/v2/keys", headers=harness.headers(), json={"scope": scope, "kind": "app"}
+        )
+        assert made.status_code == 200, made.text
+    master = await harness.client.post(
+        "/v2/keys", headers=harness.headers(), json={"scope": "master", "kind": "service"}
+    )
+    assert master.status_code == 200, master.text

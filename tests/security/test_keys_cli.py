@@ -66,3 +66,16 @@ def test_rotate_rewrap_retire(data_dir: Path) -> None:
     assert status["k2"]["values"] == before["k1"]["values"]
     assert CliRunner().invoke(cli, ["keys", "retire", "k1"]).exit_code == 0
     assert {k["kid"]: k["state"] for k in _json(["keys", "status", "--json"])}["k1"] == "retired"
+
+
+def test_an_app_key_cannot_hold_master_scope(data_dir: Path) -> None:
+    """S2: `bankhub keys create --kind app --scope master` is refused and creates nothing."""
+    app = _json(["apps", "create", "Ops app", "--json"])
+    before = _json(["keys", "list", "--app", app["client_id"], "--json"])
+    result = CliRunner().invoke(
+        cli,
+        ["keys", "create", "--app", app["client_id"], "--scope", "master", "--kind", "app"],
+    )
+    assert result.exit_code == 2, result.output
+    assert "write" in result.output
+    assert _json(["keys", "list", "--app", app["client_id"], "--json"]) == before

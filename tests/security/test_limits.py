@@ -128,3 +128,34 @@ async def test_a_string_over_its_documented_length_is_data_invalid(harness: Harn
         "PUT /v2/app/retention chosen_by",
         "PUT /v2/app/credential-vault chosen_by",
     } <= checked
+
+
+def _nested(depth: int, inner: bytes = b"1") -> bytes:
+    return b"[" * depth + inner + b"]" * depth
+
+
+@pytest.mark.parametrize("idempotent", [False, True])
+async def test_deeply_nested_json_is_data_invalid(harness: Harness, idempotent: bool) -> None:
+    """S34: a body nesting arrays and objects deeper than 32 levels is DataInvalid (400) on
+    every route that reads JSON, never a 500 from the decoder's recursion, with or without an
+    Idempotency-Key; 32 levels pass the limit (and meet the route's own rules)."""
+    h = harness
+    too_deep = {
+        "100000 arrays": _nested(100_000),
+        "33 mixed": b'{"identifier": ' + b'[{"a": ' * 16 + b"[1]" + b"}]" * 16 + b"}",
+        "33 in a field": b'{"identifier": ' + _nested(32) + b"}",
+    }
+    within = b'{"identifier": ' + _nested(31) + b"}"
+    for route in await body_routes(h):
+        plain = h.headers(login_secret=route.login_secret)
+        for label, body in too_deep.items():
+            key = {"idempotency-key": f"{route.label} {label}"} if idempotent else {}
+            response = await h.client.request(
+                route.method, route.path, content=body, headers={**plain, **key}
+            )
+            answer = assert_envelope(response, 400, "DataInvalid")
+            assert "32 levels" in answer["message"], (route.label, label, answer)
+            assert answer["extra"]["max_depth"] == 32
+        response = await h.client.request(route.method, route.path, content=within, headers=plain)
+        assert response.status_code == 400, (route.label, response.text)
+        assert "32 levels" not in response.json()["message"], route.label

@@ -127,6 +127,64 @@ async def test_plain_http_is_refused_in_production(harness: Harness) -> None:
         assert plain_via_proxy.status_code == 403
 
 
+EDGE_IN_PRODUCTION = {
+    "env": Environment.PRODUCTION,
+    "kek": TEST_KEK,
+    "rate_limit_per_ip": "3/minute",
+    "rate_limit_per_credential": "2/minute",
+    "rate_limit_connect": "2/minute",
+    "block_cache_seconds": 0,
+}
+
+
+@pytest.mark.parametrize("harness", [EDGE_IN_PRODUCTION], indirect=True)
+async def test_hsts_on_every_answer_including_404_and_429(harness: Harness) -> None:
+    """test_hsts_on_every_answer_including_404_and_429 — S26: over https every answer carries
+    HSTS, also those the router makes itself (404, 405) and the edge's refusals (429 for a
+    rate limit or an address block, in the envelope or as a dashboard page)."""
+    from tests.security.edge import client_from, new_process
+
+    h = harness
+    app = new_process(h.hub)
+    https = "https://testserver.local"
+    wrong = {**h.headers(), "service-secret": "not-the-secret"}
+    answers: list[httpx.Response] = []
+    async with (
+        client_from(app, "203.0.113.1", base_url=https) as partner,
+        client_from(app, "203.0.113.2", base_url=https) as anonymous,
+    ):
+        answers += [await partner.get("/v2/service", headers=h.headers()) for _ in range(3)]
+        answers += [
+            await anonymous.get("/v2/nothing-here"),
+            await anonymous.get("/nothing-here"),
+            await anonymous.delete("/service.json"),
+        ]
+        answers += [await anonymous.get("/service.json") for _ in range(4)]
+    async with client_from(app, "203.0.113.4", base_url=https) as browser:
+        answers += [await browser.post("/dashboard/sign-in", data={}) for _ in range(3)]
+    async with client_from(app, "203.0.113.3", base_url=https) as guesser:
+        answers += [await guesser.get("/v2/app", headers=wrong) for _ in range(5)]
+        answers.append(await guesser.get("/v2/app", headers=h.headers()))
+    statuses = [a.status_code for a in answers]
+    assert statuses == [
+        *(200, 200, 429),  # a partner past its key's limit
+        *(404, 404, 405),  # the router's own answers
+        *(200, 200, 200, 429),  # anonymous traffic past its address's limit
+        *(403, 403, 429),  # the dashboard's sign-in form past its limit (a page)
+        *(400, 400, 400, 429, 429),  # wrong secrets, past the address's limit refused as such
+        429,  # blocked after five of them
+    ]
+    assert answers[2].json()["error"] == "RateLimited"
+    assert answers[9].json()["error"] == "RateLimited"
+    assert answers[12].headers["content-type"].startswith("text/html")
+    assert answers[-1].json()["error"] == "AddressBlocked"
+    for answer in answers:
+        assert answer.headers.get("strict-transport-security") == HSTS, (
+            answer.request.url,
+            answer.status_code,
+        )
+
+
 async def test_plain_http_is_served_in_dev(harness: Harness) -> None:
     """test_plain_http_is_served_in_dev — S26: dev and test keep plain http, without HSTS."""
     response = await harness.client.get("/v2/service", headers=harness.headers())

@@ -349,7 +349,13 @@ def test_route_groups_and_outcome_classes() -> None:
 
 @pytest.mark.parametrize(
     "harness",
-    [{"rate_limits_enabled": True, "rate_limit_per_credential": "3/minute"}],
+    [
+        {
+            "rate_limits_enabled": True,
+            "rate_limit_per_credential": "3/minute",
+            "rate_limit_per_ip": "2/minute",
+        }
+    ],
     indirect=True,
 )
 async def test_answers_of_the_edges_and_unknown_routes_are_counted(harness: Harness) -> None:
@@ -357,11 +363,20 @@ async def test_answers_of_the_edges_and_unknown_routes_are_counted(harness: Harn
     first = await app_id(h, h.creds["client_id"])
     statuses = [(await h.client.get("/v2/app", headers=h.headers())).status_code for _ in range(5)]
     assert statuses == [200, 200, 200, 429, 429]
+    wrong = {**h.headers(), "service-secret": "not-the-secret"}
+    statuses = [(await h.client.get("/v2/app", headers=wrong)).status_code for _ in range(3)]
+    assert statuses == [400, 400, 429]
     assert (await h.client.get("/v2/nowhere", headers=h.headers())).status_code == 404
     await store.flush(h.hub.db, h.hub.usage)
-    # refused by the rate limit before any handler ran: no app to count them for
+    # the key's limit counts once the app is known, so its 429s are the app's; refused
+    # credentials and the address's 429 are nobody's
     assert await stored(h.hub.db) == Counter(
-        {(first, "2xx", "app"): 3, (None, "4xx", "app"): 2, (None, "4xx", "other"): 1}
+        {
+            (first, "2xx", "app"): 3,
+            (first, "4xx", "app"): 2,
+            (None, "4xx", "app"): 3,
+            (None, "4xx", "other"): 1,
+        }
     )
 
 

@@ -174,11 +174,14 @@ async def create_key(request: AnyRequest, client_id: FromPath[str], data: Form) 
     if scope is None or kind is None:
         return await _app_page(request, client_id, notice="Choose a scope and a kind.")
     name = field_of(data, "name").strip()[:200]
-    async with hub.db.transaction() as db:
-        app = await app_of(db, client_id)
-        issued = keys.issue(db, hub.hasher, now, app.id, scope=scope, kind=kind, name=name)
-        await db.flush()
-        _audit_key(db, request, "key.created", issued.key, now)
+    try:
+        async with hub.db.transaction() as db:
+            app = await app_of(db, client_id)
+            issued = keys.issue(db, hub.hasher, now, app.id, scope=scope, kind=kind, name=name)
+            await db.flush()
+            _audit_key(db, request, "key.created", issued.key, now)
+    except ApiError as exc:  # a scope the kind cannot hold
+        return await _app_page(request, client_id, notice=exc.message)
     return page(
         request,
         "secret.html",

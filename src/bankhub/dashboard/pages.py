@@ -313,14 +313,17 @@ def on_refused(request: AnyRequest, exc: Refused) -> Response[Any]:
 
 
 def on_api_error(request: AnyRequest, exc: ApiError) -> Response[Any]:
-    return on_refused(request, Refused(exc.status, exc.message))
+    """The error page, with the error's own headers: ``Allow`` on a 405, ``Retry-After`` and
+    the RateLimit fields on a 429 (a browser or a script retrying needs them as much)."""
+    response = on_refused(request, Refused(exc.status, exc.message))
+    response.headers.update(exc.headers)
+    return response
 
 
 def dashboard_error_page(request: AnyRequest, error: ApiError) -> Response[Any]:
-    """The app's error handlers use this for dashboard paths (unknown page, wrong method)."""
-    response = on_api_error(request, error)
-    response.headers.update({k: v for k, v in error.headers.items() if k.lower() == "allow"})
-    return response
+    """The app's error handlers use this for dashboard paths (unknown page, wrong method, the
+    edge's refusals)."""
+    return on_api_error(request, error)
 
 
 def field_of(form: dict[str, str], name: str) -> str:

@@ -2,6 +2,10 @@
 
 These endpoints speak OAuth's own wire format (form bodies in, ``{"error": ...}`` out) so that
 any OAuth2 client library works with them; everything under ``/v2`` keeps the seed's envelope.
+The edge's refusals (``AddressNotAllowed``, ``RateLimited``, ``AddressBlocked``) are the same
+here as on the API, in the envelope, whose ``error`` member such libraries read as well. The
+client authenticates first (:meth:`bankhub.hub.Hub.oauth_client`), behind the app's allow-list
+and rate limits; its failures count towards the address block like the API's.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from litestar.types import ControllerRouterHandler
 from bankhub.audit import services as audit
 from bankhub.hub import hub_of
 from bankhub.oauth.service import OAuthError
-from bankhub.security import network, scopes
+from bankhub.security import network, ratelimit, scopes
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -29,10 +33,8 @@ _FIELD_LIMIT = 4096
 _FAILED_AUTH = frozenset({"invalid_client", "invalid_grant"})
 
 
-def _error(
-    exc: OAuthError, request: AnyRequest | None = None, client_id: str | None = None
-) -> Response[Any]:
-    if request is not None and exc.error in _FAILED_AUTH:
+def _error(exc: OAuthError, request: AnyRequest, client_id: str | None = None) -> Response[Any]:
+    if exc.error in _FAILED_AUTH:
         hub = hub_of(request)
         audit.auth_failure(
             hub.audit,
@@ -43,6 +45,10 @@ def _error(
             # invalid_grant comes after the client authenticated; invalid_client names no app
             known_app=exc.error == "invalid_grant",
         )
+        network.note_failure(request.scope)  # S18: towards the address block
+    refused = ratelimit.refusal(request.scope)
+    if refused is not None:  # S33: the client is not verified and its address is over its limit
+        raise refused
     headers = dict(NO_STORE)
     if exc.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="bankhub"'
@@ -103,21 +109,20 @@ async def token(request: AnyRequest) -> Response[Any]:
         form = await _form(request)
         client_id, secret = _client(request, form)
         grant = form.get("grant_type")
+        if grant is None:
+            raise OAuthError("invalid_request", "grant_type is required")
+        if grant not in ("client_credentials", "refresh_token"):
+            raise OAuthError(
+                "unsupported_grant_type",
+                "Only client_credentials and refresh_token are supported",
+            )
         async with hub.db.transaction() as session:
+            app, key = await hub.oauth_client(session, request, client_id, secret)
             if grant == "client_credentials":
-                issued = await hub.tokens.client_credentials(
-                    session, client_id, secret, form.get("scope")
-                )
-            elif grant == "refresh_token":
-                issued = await hub.tokens.refresh(
-                    session, client_id, secret, form.get("refresh_token"), form.get("scope")
-                )
-            elif grant is None:
-                raise OAuthError("invalid_request", "grant_type is required")
+                issued = await hub.tokens.client_credentials(session, app, key, form.get("scope"))
             else:
-                raise OAuthError(
-                    "unsupported_grant_type",
-                    "Only client_credentials and refresh_token are supported",
+                issued = await hub.tokens.refresh(
+                    session, app, form.get("refresh_token"), form.get("scope")
                 )
     except OAuthError as exc:
         return _error(exc, request, client_id)
@@ -139,7 +144,8 @@ async def revoke(request: AnyRequest) -> Response[Any]:
         form = await _form(request)
         client_id, secret = _client(request, form)
         async with hub.db.transaction() as session:
-            await hub.tokens.revoke(session, client_id, secret, form.get("token", ""))
+            app, key = await hub.oauth_client(session, request, client_id, secret)
+            await hub.tokens.revoke(session, app, key, form.get("token", ""))
     except OAuthError as exc:
         return _error(exc, request, client_id)
     return Response(b"", status_code=200, headers=NO_STORE)
@@ -160,7 +166,8 @@ async def introspect(request: AnyRequest) -> Response[Any]:
         form = await _form(request)
         client_id, secret = _client(request, form)
         async with hub.db.transaction() as session:
-            answer = await hub.tokens.introspect(session, client_id, secret, form.get("token", ""))
+            app, key = await hub.oauth_client(session, request, client_id, secret)
+            answer = await hub.tokens.introspect(session, app, key, form.get("token", ""))
     except OAuthError as exc:
         return _error(exc, request, client_id)
     return Response(answer, headers=NO_STORE, media_type=MediaType.JSON)

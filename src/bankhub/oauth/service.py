@@ -205,7 +205,9 @@ class TokenService:
     async def client(
         self, session: AsyncSession, client_id: str | None, client_secret: str | None
     ) -> tuple[App, ApiKey]:
-        """The app and API key a client authenticates with (a ``service`` key's secret)."""
+        """The app and API key a client authenticates with (a ``service`` key's secret). The
+        endpoints call it first, through :meth:`bankhub.hub.Hub.oauth_client`, which adds the
+        app's allow-list and rate limits."""
         if not client_id or not client_secret:
             raise OAuthError("invalid_client", "Client authentication is required", 401)
         found = await api_keys.find(
@@ -231,13 +233,9 @@ class TokenService:
         return chosen
 
     async def client_credentials(
-        self,
-        session: AsyncSession,
-        client_id: str | None,
-        client_secret: str | None,
-        requested_scope: str | None,
+        self, session: AsyncSession, app: App, key: ApiKey, requested_scope: str | None
     ) -> TokenGrant:
-        app, key = await self.client(session, client_id, client_secret)
+        """A new grant for the client ``key`` (see :meth:`client`) of ``app``."""
         scope = self._requested_scope(requested_scope, Scope(key.scope))
         now = self.clock()
         family = TokenFamily(
@@ -305,12 +303,11 @@ class TokenService:
     async def refresh(
         self,
         session: AsyncSession,
-        client_id: str | None,
-        client_secret: str | None,
+        app: App,
         refresh_token: str | None,
         requested_scope: str | None,
     ) -> TokenGrant:
-        app, _ = await self.client(session, client_id, client_secret)
+        """New tokens for one of the authenticated client's grants (see :meth:`client`)."""
         if not refresh_token or len(refresh_token) > 200:
             raise OAuthError("invalid_request", "refresh_token is required")
         row = await self._refresh_row(session, refresh_token)
@@ -375,12 +372,10 @@ class TokenService:
             family = row[1]
         return family if family is not None and family.app_id == app.id else None
 
-    async def revoke(
-        self, session: AsyncSession, client_id: str | None, client_secret: str | None, token: str
-    ) -> None:
-        """RFC 7009: always succeeds for an authenticated client; revoking either kind of token
-        ends its family (the refresh token and every access token from it)."""
-        app, key = await self.client(session, client_id, client_secret)
+    async def revoke(self, session: AsyncSession, app: App, key: ApiKey, token: str) -> None:
+        """RFC 7009: always succeeds for an authenticated client (see :meth:`client`);
+        revoking either kind of token ends its family (the refresh token and every access
+        token from it)."""
         family = None
         if token and len(token) <= 4096:
             family = await self._family_of(session, app, token)
@@ -401,11 +396,11 @@ class TokenService:
         await session.flush()
 
     async def introspect(
-        self, session: AsyncSession, client_id: str | None, client_secret: str | None, token: str
+        self, session: AsyncSession, app: App, key: ApiKey, token: str
     ) -> dict[str, Any]:
-        """RFC 7662: anything not active, or another app's token, is ``{"active": false}``.
-        Each caller's calls are counted in the audit log, one entry per key a minute."""
-        app, key = await self.client(session, client_id, client_secret)
+        """RFC 7662, for an authenticated client (see :meth:`client`): anything not active, or
+        another app's token, is ``{"active": false}``. Each caller's calls are counted in the
+        audit log, one entry per key a minute."""
         answer = await self._introspect(session, app, token)
         if self.audit is not None:
             audit.introspection(self.audit, app, key.key_id, bool(answer["active"]))

@@ -37,6 +37,10 @@ class KeyKind(StrEnum):
         return self.header
 
 
+#: the widest scope each kind may hold: an app key lives in a mobile app or a browser, where
+#: anyone can read it, so it never manages keys or the app's settings
+WIDEST_SCOPE = {KeyKind.SERVICE: Scope.MASTER, KeyKind.APP: Scope.WRITE}
+
 #: the longest overlap a rolled key keeps working for
 MAX_OVERLAP = timedelta(days=30)
 DEFAULT_OVERLAP = timedelta(hours=24)
@@ -66,6 +70,14 @@ def issue(
     allowed_referers: list[str] | None = None,
     replaces: str | None = None,
 ) -> IssuedKey:
+    """A new key of ``kind`` with ``scope``; ``DataInvalid`` when the kind cannot hold it."""
+    if not WIDEST_SCOPE[kind].allows(scope):
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            f"An {kind.value} key can hold {WIDEST_SCOPE[kind].value} scope at most; "
+            f"use a {KeyKind.SERVICE.value} key for {scope.value}",
+            {"problems": ["scope"], "kind": kind.value, "scope": scope.value},
+        )
     secret = new_api_secret()
     key = ApiKey(
         app_id=app_id,

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bankhub.db.base import Base
@@ -58,6 +67,10 @@ class ApiKey(Base):
     """
 
     __tablename__ = "api_keys"
+    __table_args__ = (
+        # an app key is readable by anyone holding the app: never master (migration edge2)
+        CheckConstraint("kind <> 'app' OR scope <> 'master'", name="app_key_scope"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)

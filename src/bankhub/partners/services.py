@@ -83,6 +83,11 @@ async def find_demo_app(session: AsyncSession) -> App | None:
     return result.scalars().first()
 
 
+#: the challenge of a 401 to an API-key credential (RFC 9110 requires one on every 401): the
+#: seed's headers carry the key, so the scheme names them rather than ``Authorization``
+API_KEY_CHALLENGE = 'ApiKey realm="bankhub", headers="client-id service-secret app-secret"'
+
+
 async def _refusal(session: AsyncSession, client_id: str, message: str | None = None) -> ApiError:
     """ClientNotFound for an unknown client-id, else the seed's CredentialInvalid."""
     exists = (
@@ -109,9 +114,12 @@ async def authenticate(
 ) -> tuple[App, ApiKey]:
     """The app named by ``client-id`` and the live key a ``service-secret`` or ``app-secret`` is.
 
-    A wrong secret is the seed's ``CredentialInvalid``; a key that was revoked, or whose overlap
-    window after a roll has ended, is ``KeyRevoked`` (401). ``enter``: see :func:`keys.find`
-    (the caller raising on a refusal ends the transaction, so nothing reads as that app).
+    Every secret presented must be right: a wrong one is the seed's ``CredentialInvalid`` even
+    beside a right one (else the right one would let wrong guesses of the other pass
+    unnoticed); with both right, the service key is the one used. A key that was revoked, or
+    whose overlap window after a roll has ended, is ``KeyRevoked`` (401, with the
+    ``WWW-Authenticate`` challenge every 401 carries). ``enter``: see :func:`keys.find` (the
+    caller raising on a refusal ends the transaction, so nothing reads as that app).
     """
     if not client_id:
         raise ApiError(ErrorCode.CLIENT_NOT_FOUND, "The client-id header is missing")
@@ -121,19 +129,21 @@ async def authenticate(
         raise await _refusal(
             session, client_id, "A service-secret or app-secret header is required"
         )
-    found = None
-    if service_secret is not None:
-        found = await keys.find(
-            session, hasher, client_id, service_secret, KeyKind.SERVICE, enter=enter
-        )
-    if found is None and app_secret is not None:
-        found = await keys.find(session, hasher, client_id, app_secret, KeyKind.APP, enter=enter)
-    if found is None:
-        raise await _refusal(session, client_id)
-    app, key = found
-    if not keys.is_live(key, now):
-        raise ApiError(ErrorCode.KEY_REVOKED, extra={"key_id": key.key_id})
-    return app, key
+    verified: list[tuple[App, ApiKey]] = []
+    for secret, kind in ((service_secret, KeyKind.SERVICE), (app_secret, KeyKind.APP)):
+        if secret is None:
+            continue
+        found = await keys.find(session, hasher, client_id, secret, kind, enter=enter)
+        if found is None:
+            raise await _refusal(session, client_id)
+        if not keys.is_live(found[1], now):
+            raise ApiError(
+                ErrorCode.KEY_REVOKED,
+                extra={"key_id": found[1].key_id},
+                headers={"WWW-Authenticate": API_KEY_CHALLENGE},
+            )
+        verified.append(found)
+    return verified[0]
 
 
 #: the longest retention an app may choose: a year (seed 004 keeps 24 hours by default)

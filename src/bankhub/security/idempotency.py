@@ -63,6 +63,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.api import json_bodies
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.db.engine import Database
 from bankhub.partners.models import App
@@ -189,11 +190,12 @@ def _piece(data: bytes) -> bytes:
 
 
 def canonical_body(body: bytes, content_type: str) -> tuple[str, bytes]:
-    """The media type and the body as it is compared: JSON with sorted keys and no spacing; a
-    multipart upload without its boundary (a client library picks a new one on each retry)."""
+    """The media type and the body as it is compared: JSON with sorted keys and no spacing (as
+    sent when it is not JSON or nested too deep, which the route refuses); a multipart upload
+    without its boundary (a client library picks a new one on each retry)."""
     media, _, params = content_type.partition(";")
     media = media.strip().lower()
-    if media == "application/json":
+    if media == "application/json" and not json_bodies.depth_exceeds(body):
         try:
             return media, msgspec.json.encode(msgspec.json.decode(body), order="sorted")
         except (msgspec.DecodeError, msgspec.EncodeError):

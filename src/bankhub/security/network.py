@@ -2,18 +2,24 @@
 
 The client address is the socket peer, unless the peer is a trusted proxy: then X-Forwarded-For
 is walked from the right while each hop is trusted, and the first untrusted hop is the client.
+
+Automatic blocks count *consecutive* authentication failures per address (S5): wherever a
+credential is refused or verified, the request's :class:`AuthOutcome` is marked
+(:func:`note_failure`, :func:`note_success`), and once the answer is sent
+:class:`OutcomeMiddleware` hands the outcome to the :class:`AbuseGuard`, which keeps the counts
+in one :class:`FailureCounts` store: a failure adds one to the address's run, a success from
+the address ends the run, and the run reaching ``BANKHUB_BLOCK_FAILURES`` blocks the address.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from litestar import Request
@@ -38,6 +44,8 @@ CONNECT_PREFIX = "/v2/connect/"
 #: never refused for an address block: the load balancer's health check
 UNGUARDED_PATHS = frozenset({"/healthz"})
 MAX_CIDRS = 100
+#: where a request's authentication outcome lives in the ASGI scope's state
+OUTCOME_KEY = "bankhub.auth-outcome"
 UNKNOWN = ip_address("0.0.0.0")  # noqa: S104 - a placeholder value, never bound  # nosec B104
 
 
@@ -210,13 +218,89 @@ def is_auth_failure(error: ApiError, headers: dict[str, str] | Any) -> bool:
 
 
 @dataclass(slots=True)
+class AuthOutcome:
+    """What the credentials a request presented came to.
+
+    A request can have both: a verified API key with a guessed login-secret. Then the failure
+    counts, else a guesser holding one right credential would end its own run of failures.
+    """
+
+    failed: bool = False
+    succeeded: bool = False
+
+
+def outcome_of(scope: Scope) -> AuthOutcome:
+    state = scope.setdefault("state", {})
+    outcome = state.get(OUTCOME_KEY)
+    if not isinstance(outcome, AuthOutcome):
+        outcome = state[OUTCOME_KEY] = AuthOutcome()
+    return outcome
+
+
+def note_failure(scope: Scope) -> None:
+    """A credential this request presented was refused (S18 counts it for the address)."""
+    outcome_of(scope).failed = True
+
+
+def note_success(scope: Scope) -> None:
+    """This request's app credential was verified (it ends the address's run of failures)."""
+    outcome_of(scope).succeeded = True
+
+
+class FailureCounts(Protocol):
+    """The runs of consecutive authentication failures, per address: the one place S18 counts.
+
+    :class:`MemoryFailureCounts` keeps them in the process. Several processes serving one
+    installation need one shared store in its place (Redis, beside the rate limits' storage),
+    so that an address's run is the same whichever process answers.
+    """
+
+    async def add(self, address: str, now: datetime, idle: timedelta) -> int:
+        """Count one failure of ``address``; the length of its run, this one included. A run
+        with no failure for ``idle`` has ended: the failure starts a new one."""
+        ...
+
+    async def clear(self, address: str) -> None:
+        """End the address's run: it authenticated, or it is blocked now."""
+        ...
+
+
+class MemoryFailureCounts:
+    """:class:`FailureCounts` in this process's memory."""
+
+    #: addresses remembered at most; past it, runs that have ended are dropped first
+    MAX_ADDRESSES = 100_000
+
+    def __init__(self) -> None:
+        self._runs: dict[str, tuple[int, datetime]] = {}
+
+    async def add(self, address: str, now: datetime, idle: timedelta) -> int:
+        count, last = self._runs.get(address, (0, now))
+        count = count + 1 if now - last < idle else 1
+        self._runs[address] = (count, now)
+        if len(self._runs) > self.MAX_ADDRESSES:
+            self._prune(now, idle)
+        return count
+
+    async def clear(self, address: str) -> None:
+        self._runs.pop(address, None)
+
+    def _prune(self, now: datetime, idle: timedelta) -> None:
+        self._runs = {a: run for a, run in self._runs.items() if now - run[1] < idle}
+        if len(self._runs) > self.MAX_ADDRESSES:
+            # a flood from more addresses than that: forget the oldest half rather than grow
+            newest = sorted(self._runs.items(), key=lambda item: item[1][1])
+            self._runs = dict(newest[len(newest) // 2 :])
+
+
+@dataclass(slots=True)
 class _Cached:
     until: datetime | None
     read_at: float
 
 
 class AbuseGuard:
-    """Counts authentication failures per address and blocks past the configured rate."""
+    """Blocks an address after a run of consecutive authentication failures (S5, S18)."""
 
     def __init__(
         self,
@@ -224,13 +308,15 @@ class AbuseGuard:
         db: Database,
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
+        counts: FailureCounts | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.clock = clock
         self.monotonic = monotonic
+        #: failures further apart than this do not make one run
         self.window = timedelta(seconds=settings.block_window_seconds)
-        self._failures: dict[str, deque[datetime]] = {}
+        self.counts: FailureCounts = counts if counts is not None else MemoryFailureCounts()
         self._cache: dict[str, _Cached] = {}
         self._pending: dict[str, tuple[datetime, int]] = {}
 
@@ -253,17 +339,21 @@ class AbuseGuard:
             return None
         return cached.until if cached.until is not None and cached.until > now else None
 
-    def note_failure(self, address: str) -> bool:
-        """Count one failure; True when this one crosses the limit (the block is pending)."""
+    async def settle(self, address: str, outcome: AuthOutcome) -> None:
+        """Count the request's outcome for its address, then store any block it caused."""
+        if outcome.failed:
+            await self.note_failure(address)
+        elif outcome.succeeded:
+            await self.counts.clear(address)
+        await self.flush()
+
+    async def note_failure(self, address: str) -> bool:
+        """Count one failure; True when this one completes the run (the block is pending)."""
         now = self.clock()
-        seen = self._failures.setdefault(address, deque())
-        seen.append(now)
-        while seen and seen[0] <= now - self.window:
-            seen.popleft()
-        if len(seen) < self.settings.block_failures:
+        count = await self.counts.add(address, now, self.window)
+        if count < self.settings.block_failures:
             return False
-        count = len(seen)
-        del self._failures[address]
+        await self.counts.clear(address)
         until = now + timedelta(seconds=self.settings.block_seconds)
         self._pending[address] = (until, count)
         self._cache[address] = _Cached(until, self.monotonic())
@@ -274,9 +364,7 @@ class AbuseGuard:
         while self._pending:
             address, (until, count) = self._pending.popitem()
             now = self.clock()
-            reason = (
-                f"{count} authentication failures within {self.settings.block_window_seconds} s"
-            )
+            reason = f"{count} consecutive authentication failures"
             async with self.db.transaction() as session:
                 await session.execute(
                     delete(BlockedAddress).where(BlockedAddress.address == address)
@@ -296,6 +384,24 @@ class AbuseGuard:
                     detail={"reason": reason, "blocked_until": until.isoformat()},
                 )
             log.warning("blocked %s until %s: %s", address, until.isoformat(), reason)
+
+    def refusal(self, address: str, until: datetime) -> ApiError:
+        """429 ``AddressBlocked`` with ``Retry-After`` and the RateLimit fields of every 429:
+        the block is a policy of ``BANKHUB_BLOCK_FAILURES`` failures with nothing left until
+        the block ends."""
+        seconds = max(1, int((until - self.clock()).total_seconds() + 0.999))
+        policy = f'"block";q={self.settings.block_failures};w={self.settings.block_window_seconds}'
+        return ApiError(
+            ErrorCode.ADDRESS_BLOCKED,
+            f"Requests from {address} are blocked after too many failed authentications; "
+            f"retry in {seconds} seconds",
+            {"address": address},
+            headers={
+                "Retry-After": str(seconds),
+                "RateLimit-Policy": policy,
+                "RateLimit": f'"block";r=0;t={seconds}',
+            },
+        )
 
 
 async def unblock(session: AsyncSession, address: str, *, now: datetime, actor: str) -> bool:
@@ -326,7 +432,7 @@ async def list_blocks(session: AsyncSession) -> list[BlockedAddress]:
 
 
 class BlockMiddleware:
-    """Refuses blocked addresses before anything else runs; stores new blocks afterwards."""
+    """Refuses blocked addresses before anything else of the route runs."""
 
     def __init__(self, app: ASGIApp, guard: AbuseGuard, settings: Settings) -> None:
         self.app = app
@@ -340,15 +446,26 @@ class BlockMiddleware:
         address = str(client_ip(scope, self.trusted))
         until = await self.guard.blocked_until(address)
         if until is not None:
-            seconds = max(1, int((until - self.guard.clock()).total_seconds() + 0.999))
-            raise ApiError(
-                ErrorCode.ADDRESS_BLOCKED,
-                f"Requests from {address} are blocked after too many failed authentications; "
-                f"retry in {seconds} seconds",
-                {"address": address},
-                headers={"Retry-After": str(seconds)},
-            )
+            raise self.guard.refusal(address, until)
+        await self.app(scope, receive, send)
+
+
+class OutcomeMiddleware:
+    """Outside everything (the error handlers too): once the answer is sent, the request's
+    authentication outcome is counted for its address and any block it caused is stored."""
+
+    def __init__(self, app: ASGIApp, guard: AbuseGuard, settings: Settings) -> None:
+        self.app = app
+        self.guard = guard
+        self.trusted = settings.trusted_networks
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        outcome = outcome_of(scope)
         try:
             await self.app(scope, receive, send)
         finally:
-            await self.guard.flush()
+            if outcome.failed or outcome.succeeded:
+                await self.guard.settle(str(client_ip(scope, self.trusted)), outcome)

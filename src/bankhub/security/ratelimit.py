@@ -1,10 +1,28 @@
-"""S33: request rate limits per client address, per credential and per app (ASGI middleware).
+"""S33: request rate limits per client address, per API key and per app.
+
+A limit for an app or a key is only ever counted once the credential is verified: a client-id
+alone, or a wrong secret beside it, consumes nothing of the app's limits, so nobody can use
+them up for its owner. What each request counts against:
+
+* Routes that take no app credential (the catalogue, the connect page, the dashboard, health
+  and media): per client address (``ip``) before the route runs, form submissions also under
+  the stricter ``connect``.
+* Routes that take an app credential (the API's ``read``/``write``/``master`` routes, OAuth's
+  token, revocation and introspection endpoints): nothing before the route runs. Once the
+  credential is verified (:func:`admit`, from :meth:`bankhub.hub.Hub.principal` and the OAuth
+  endpoints), per key (``credential``; a bearer token counts for the key it was granted with)
+  and per app (``app``); the token endpoints also per key under the stricter ``token``. When
+  no credential is verified (missing, wrong, revoked, refused by the allow-list), the request
+  is anonymous traffic of its address: it counts under ``ip`` (and the token endpoints'
+  ``token`` per address), and once the address is over one of those, such requests are
+  answered 429 instead of their error (:func:`refusal`). Partners sharing an address (NAT) are
+  therefore never refused for the address's anonymous traffic nor for each other.
 
 Counts live in a ``limits`` storage: in memory by default (one process), or a shared one named by
 ``BANKHUB_RATE_LIMIT_STORAGE`` (``redis://...``) when several processes serve the API. Every
 answer carries the ``RateLimit-Policy`` and ``RateLimit`` fields of
-draft-ietf-httpapi-ratelimit-headers; a refused request gets 429 ``RateLimited`` and
-``Retry-After``.
+draft-ietf-httpapi-ratelimit-headers for the policies the request counted against; a refused
+request gets 429 ``RateLimited``, ``Retry-After`` and the same fields, and consumes nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MovingWindowSupport, Storage
@@ -25,17 +43,21 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.config import ConfigError, Settings
+from bankhub.security import scopes
 from bankhub.security.network import client_ip
-from bankhub.security.secrets import SecretHasher
 
 TOKEN_PATHS = frozenset({"/oauth/token", "/v2/token", "/v2/token/reconnect"})
+#: OAuth endpoints that authenticate the client from the form (their routes are ``public``)
+CLIENT_AUTH_PATHS = frozenset({"/oauth/token", "/oauth/revoke", "/oauth/introspect"})
+#: route declarations whose routes authenticate with an app credential
+CREDENTIAL_SCOPES = frozenset(s.value for s in scopes.Scope)
 CONNECT_PREFIX = "/v2/connect/"
 #: form posts counted per address under the stricter ``connect`` limit: the connect page's, and
 #: the dashboard's sign-in, code and re-authentication steps
 FORM_LIMITED = (CONNECT_PREFIX, "/dashboard/sign-in", "/dashboard/reauth")
 UNLIMITED_PATHS = frozenset({"/healthz"})
-CREDENTIAL_HEADERS = (b"client-id", b"service-secret", b"app-secret", b"authorization")
-SECRET_HEADERS = frozenset(CREDENTIAL_HEADERS[1:])
+#: where the request's :class:`Meter` lives in the ASGI scope's state
+STATE_KEY = "bankhub.rate-limits"
 
 
 def _limits(text: str, variable: str) -> list[RateLimitItem]:
@@ -50,7 +72,7 @@ def _limits(text: str, variable: str) -> list[RateLimitItem]:
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """One named limit; ``key`` is what it counts (an address, a credential hash, an app)."""
+    """One named limit; ``key`` is what it counts (an address, an API key, an app)."""
 
     name: str
     item: RateLimitItem
@@ -60,20 +82,25 @@ class Policy:
         return f'"{self.name}";q={self.item.amount};w={self.item.get_expiry()}'
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    allowed: bool
-    headers: dict[str, str]
+Counted = list[tuple[Policy, str]]
+#: per policy name: the policy, what is left of it, the seconds until its window frees up
+Status = dict[str, tuple[Policy, int, int]]
+
+
+def takes_credential(scope: Scope) -> bool:
+    """Whether the route authenticates with an app credential (counted once it is verified)."""
+    if scope["path"] in CLIENT_AUTH_PATHS:
+        return True
+    handler = scope.get("route_handler")
+    declared = scopes.declared(handler.opt or {}) if handler is not None else None
+    return declared in CREDENTIAL_SCOPES
 
 
 class RateLimits:
     """The configured policies and their storage."""
 
-    def __init__(
-        self, settings: Settings, hasher: SecretHasher, now: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, settings: Settings, now: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.hasher = hasher
         self.now = now
         self.trusted = settings.trusted_networks
         url = settings.rate_limit_storage
@@ -106,65 +133,151 @@ class RateLimits:
             self._limiter = MovingWindowRateLimiter(storage)
         return self._limiter
 
-    def _credential(self, headers: dict[bytes, str]) -> str | None:
-        if not SECRET_HEADERS & headers.keys():
-            return None
-        joined = "\0".join(headers.get(name, "") for name in CREDENTIAL_HEADERS)
-        return self.hasher.hash(joined, purpose="rate-limit")
-
-    def applicable(self, scope: Scope) -> list[tuple[Policy, str]]:
-        """The policies this request counts against, each with the key it is counted under."""
-        headers = {k.lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        path, method = scope["path"], scope.get("method", "GET")
-        address = str(client_ip(scope, self.trusted))
-        credential = self._credential(headers)
-        keys: list[tuple[str, str]] = [("ip", address)]
-        if credential is not None:
-            keys.append(("credential", credential))
-        if headers.get(b"client-id"):
-            keys.append(("app", headers[b"client-id"][:64]))
-        if method == "POST" and path in TOKEN_PATHS:
-            keys.append(("token", f"ip:{address}"))
-            if credential is not None:
-                keys.append(("token", f"credential:{credential}"))
-        if method == "POST" and path.startswith(FORM_LIMITED):
-            keys.append(("connect", address))
+    def _each(self, keys: list[tuple[str, str]]) -> Counted:
         return [(policy, key) for name, key in keys for policy in self.policies[name]]
 
-    async def check(self, scope: Scope) -> Verdict:
-        """Count the request against every applicable policy; refused if any is exhausted."""
+    def applicable(self, scope: Scope) -> Counted:
+        """The policies counted before the route runs, each with the key it is counted under."""
+        path, method = scope["path"], scope.get("method", "GET")
+        address = str(client_ip(scope, self.trusted))
+        keys: list[tuple[str, str]] = []
+        if not takes_credential(scope):
+            keys.append(("ip", address))
+        if method == "POST" and path.startswith(FORM_LIMITED):
+            keys.append(("connect", address))
+        return self._each(keys)
+
+    def anonymous(self, scope: Scope) -> Counted:
+        """The policies a route taking an app credential counts when none is verified."""
+        if not takes_credential(scope):
+            return []
+        address = str(client_ip(scope, self.trusted))
+        keys = [("ip", address)]
+        if scope.get("method", "GET") == "POST" and scope["path"] in TOKEN_PATHS:
+            keys.append(("token", f"ip:{address}"))
+        return self._each(keys)
+
+    def verified(self, scope: Scope, app_id: int, key_id: str | None) -> Counted:
+        """The policies a verified credential counts against: its key's, its app's."""
+        key = f"key:{key_id}" if key_id is not None else f"app:{app_id}"
+        keys = [("credential", key), ("app", f"app:{app_id}")]
+        if scope.get("method", "GET") == "POST" and scope["path"] in TOKEN_PATHS:
+            keys.append(("token", key))
+        return self._each(keys)
+
+    async def _state(self, policy: Policy, key: str) -> tuple[int, int]:
+        """What is left of the policy under ``key``, and the seconds until its window frees up."""
+        reset, remaining = await self.limiter().get_window_stats(policy.item, policy.name, key)
+        return max(0, remaining), max(0, math.ceil(reset - self.now()))
+
+    async def exhausted(self, counted: Counted) -> Status:
+        """The policies with nothing left, with their state; counts nothing."""
         limiter = self.limiter()
-        counted = self.applicable(scope)
-        # A refused request consumes nothing: first test every policy, then count in all of them.
+        found: Status = {}
+        for policy, key in counted:
+            if not await limiter.test(policy.item, policy.name, key):
+                found[policy.name] = (policy, *await self._state(policy, key))
+        return found
+
+    async def count(self, counted: Counted, status: Status) -> int | None:
+        """Count the request against every policy, unless one is exhausted: then it counts
+        nowhere and the answer is the seconds to wait. Each policy's state goes to ``status``."""
+        limiter = self.limiter()
         exhausted = [not await limiter.test(p.item, p.name, key) for p, key in counted]
         if not any(exhausted):
             for policy, key in counted:
                 await limiter.hit(policy.item, policy.name, key)
         refused: list[int] = []
-        status: dict[str, tuple[Policy, int, int]] = {}
         for (policy, key), over in zip(counted, exhausted, strict=True):
-            reset, remaining = await limiter.get_window_stats(policy.item, policy.name, key)
-            wait = max(0, math.ceil(reset - self.now()))
+            remaining, wait = await self._state(policy, key)
             if over:
                 refused.append(max(1, wait))
             seen = status.get(policy.name)
-            # the same policy counted under two keys (token per address and per credential):
-            # report the tighter of the two
+            # the same policy counted under two keys: report the tighter of the two
             if seen is None or remaining < seen[1]:
-                status[policy.name] = (policy, max(0, remaining), wait)
-        headers: dict[str, str] = {}
-        if status:
-            headers["RateLimit-Policy"] = ", ".join(p.field for p, _, _ in status.values())
-            headers["RateLimit"] = ", ".join(
-                f'"{p.name}";r={remaining};t={wait}' for p, remaining, wait in status.values()
-            )
-        if refused:
-            headers["Retry-After"] = str(max(refused))
-        return Verdict(not refused, headers)
+                status[policy.name] = (policy, remaining, wait)
+        return max(refused) if refused else None
+
+
+def fields(status: Status) -> dict[str, str]:
+    """The RateLimit-Policy and RateLimit fields of the policies in ``status``."""
+    if not status:
+        return {}
+    return {
+        "RateLimit-Policy": ", ".join(p.field for p, _, _ in status.values()),
+        "RateLimit": ", ".join(
+            f'"{p.name}";r={remaining};t={wait}' for p, remaining, wait in status.values()
+        ),
+    }
+
+
+def too_many(seconds: int, status: Status) -> ApiError:
+    return ApiError(
+        ErrorCode.RATE_LIMITED,
+        f"Too many requests; retry after {seconds} seconds",
+        headers={**fields(status), "Retry-After": str(seconds)},
+    )
+
+
+@dataclass(slots=True)
+class Meter:
+    """One request's counting: what it counted, and whether an app credential was verified."""
+
+    limits: RateLimits
+    #: counted when no app credential is verified (routes taking one)
+    anonymous: Counted
+    #: the policies of ``anonymous`` the address had exhausted before the route ran: when not
+    #: empty, a request whose credential is not verified is refused
+    address_over: Status = field(default_factory=dict)
+    #: a credential was verified and counted; ``wait`` is set when that count was refused (a
+    #: request may be authenticated twice: the Idempotency-Key layer looks up the app first)
+    verified: bool = False
+    wait: int | None = None
+    settled: bool = False
+    #: per policy name: the policy, what is left, the seconds until its window frees up
+    status: Status = field(default_factory=dict)
+
+    async def settle(self) -> None:
+        """Once: a request whose credential was never verified counts as its address's."""
+        if self.settled:
+            return
+        self.settled = True
+        if not self.verified and self.anonymous:
+            await self.limits.count(self.anonymous, self.status)
+
+
+def meter_of(scope: Scope) -> Meter | None:
+    meter = scope.get("state", {}).get(STATE_KEY)
+    return meter if isinstance(meter, Meter) else None
+
+
+async def admit(scope: Scope, app_id: int, key_id: str | None) -> None:
+    """A credential of ``app_id`` is verified: count the request against its key's and its
+    app's limits, and refuse it (429) when one is exhausted."""
+    meter = meter_of(scope)
+    if meter is None:
+        return
+    if not meter.verified:
+        meter.verified = True
+        counted = meter.limits.verified(scope, app_id, key_id)
+        meter.wait = await meter.limits.count(counted, meter.status)
+    if meter.wait is not None:
+        raise too_many(meter.wait, meter.status)
+
+
+def refusal(scope: Scope) -> ApiError | None:
+    """The 429 that replaces the answer to a request whose app credential was not verified,
+    when its address is over its limit for such requests; None otherwise."""
+    meter = meter_of(scope)
+    if meter is None or meter.verified or not meter.address_over:
+        return None
+    wait = max(max(1, wait) for _, _, wait in meter.address_over.values())
+    return too_many(wait, meter.address_over)
 
 
 class RateLimitMiddleware:
-    """Refuses requests over a limit with 429 and adds the RateLimit fields to every answer."""
+    """Counts and refuses what is known before the route runs, holds the request's
+    :class:`Meter` for what is known later, and adds the RateLimit fields to the answer."""
 
     def __init__(self, app: ASGIApp, limits: RateLimits) -> None:
         self.app = app
@@ -174,19 +287,24 @@ class RateLimitMiddleware:
         if scope["type"] != ScopeType.HTTP or scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
-        verdict = await self.limits.check(scope)
-        if not verdict.allowed:
-            raise ApiError(
-                ErrorCode.RATE_LIMITED,
-                f"Too many requests; retry after {verdict.headers['Retry-After']} seconds",
-                headers=verdict.headers,
-            )
+        limits = self.limits
+        meter = Meter(limits, limits.anonymous(scope))
+        wait = await limits.count(limits.applicable(scope), meter.status)
+        if wait is not None:
+            raise too_many(wait, meter.status)
+        if meter.anonymous:
+            meter.address_over = await limits.exhausted(meter.anonymous)
+        scope.setdefault("state", {})[STATE_KEY] = meter
 
         async def send_with_fields(message: Message) -> None:
             if message["type"] == "http.response.start":
-                fields = MutableScopeHeaders.from_message(message)
-                for name, value in verdict.headers.items():
-                    fields[name] = value
+                await meter.settle()
+                headers = MutableScopeHeaders.from_message(message)
+                for name, value in fields(meter.status).items():
+                    headers[name] = value
             await send(message)
 
-        await self.app(scope, receive, send_with_fields)
+        try:
+            await self.app(scope, receive, send_with_fields)
+        finally:
+            await meter.settle()

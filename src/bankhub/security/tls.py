@@ -50,25 +50,40 @@ def is_secure(scope: Scope, settings: Settings) -> bool:
 
 
 class TransportMiddleware:
-    """HSTS on every answer served over TLS; outside dev, plain HTTP is refused, not redirected."""
+    """Outside dev, plain HTTP is refused, not redirected. A route middleware, so that the
+    refusal is answered by the application's error handlers (envelope or page)."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await self.app(scope, receive, send)
-            return
-        secure = is_secure(scope, self.settings)
-        if not secure and not self.settings.is_dev and scope["path"] not in PLAIN_HTTP_PATHS:
+        if (
+            scope["type"] == ScopeType.HTTP
+            and not self.settings.is_dev
+            and scope["path"] not in PLAIN_HTTP_PATHS
+            and not is_secure(scope, self.settings)
+        ):
             raise ApiError(
                 ErrorCode.HTTPS_REQUIRED,
                 "Plain HTTP is refused: send this request over HTTPS. Behind a TLS-terminating "
                 "proxy, list the proxy in BANKHUB_TRUSTED_PROXIES and have it send "
                 "X-Forwarded-Proto: https.",
             )
-        if not secure:
+        await self.app(scope, receive, send)
+
+
+class HstsMiddleware:
+    """HSTS on every answer served over TLS. It wraps the whole application, outside
+    Litestar's routing and error handlers: answers the router makes itself (404, 405) and
+    refusals raised by the edge middleware (429 and the like) carry it too."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or not is_secure(scope, self.settings):
             await self.app(scope, receive, send)
             return
 
