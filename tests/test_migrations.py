@@ -91,7 +91,7 @@ async def test_master_app_keys_are_narrowed_to_write(database_url: str) -> None:
     from bankhub.db import tenancy
     from bankhub.partners.models import ApiKey, App
 
-    await asyncio.to_thread(migrate.upgrade, database_url, "dash2")
+    await asyncio.to_thread(migrate.upgrade, database_url, "connect1")
     db = Database(database_url)
     now = datetime(2026, 11, 20, tzinfo=UTC)
 
