@@ -25,47 +25,60 @@ from tests.api.connect_client import connect
 from tests.conftest import Harness
 from tests.webhooks.hostile import BEHAVIOURS, HostileReceiver
 
-TIMEOUT = 0.3
+TIMEOUT = 0.5
+#: the runner's attempts share the loop with its database work: a little more room
+RUNNER_TIMEOUT = 1.0
 #: what one attempt may grow the process by (the reader this replaced grew it by hundreds of MB)
 MEMORY_BOUND = 2 * 1024 * 1024
 BODY = b'{"type": "login.status", "data": {"login_id": 1}}'
 
-#: behaviour -> (the status bankhub records, how the recorded error starts)
-EXPECTED: dict[str, tuple[int | None, str]] = {
-    "negative-chunk-size": (
-        200,
-        "RemoteProtocolError: the answer is not HTTP/1.1: illegal chunk header",
-    ),
-    "huge-chunk-size": (200, "the answer's body goes on past the 1024 KiB bankhub reads"),
-    "endless-chunks": (200, "the answer's body goes on past the 1024 KiB bankhub reads"),
-    "endless-headers": (
-        None,
-        "RemoteProtocolError: the answer's head goes on past 16 KiB without ending",
-    ),
-    "tiny-chunks": (200, "RemoteProtocolError: the answer's body comes in more than 1024 pieces"),
-    "endless-interim-answers": (None, "RemoteProtocolError: more than 10 interim (1xx) answers"),
-    "huge-content-length": (
-        200,
-        "the answer announces a body of 99999999999999999999 bytes, "
-        "more than the 1024 KiB bankhub reads",
-    ),
-    "absurd-content-length": (
-        None,
-        "RemoteProtocolError: the answer is not HTTP/1.1: bad Content-Length",
-    ),
-    "slowloris-body": (200, f"TimeoutError: the answer did not end within {TIMEOUT:g} s"),
-    "no-answer": (None, f"TimeoutError: no answer within {TIMEOUT:g} s"),
-    "never-ending-answer": (200, f"TimeoutError: the answer did not end within {TIMEOUT:g} s"),
-}
+
+def expected(timeout: float) -> dict[str, tuple[int | None, str]]:
+    """behaviour -> (the status bankhub records, how the recorded error starts)"""
+    return {
+        "negative-chunk-size": (
+            200,
+            "RemoteProtocolError: the answer is not HTTP/1.1: illegal chunk header",
+        ),
+        "huge-chunk-size": (200, "the answer's body goes on past the 1024 KiB bankhub reads"),
+        "endless-chunks": (200, "the answer's body goes on past the 1024 KiB bankhub reads"),
+        "tiny-chunks": (
+            200,
+            "RemoteProtocolError: the answer's body comes in more than 1024 pieces",
+        ),
+        "endless-headers": (
+            None,
+            "RemoteProtocolError: the answer's head goes on past 16 KiB without ending",
+        ),
+        "endless-interim-answers": (
+            None,
+            "RemoteProtocolError: more than 10 interim (1xx) answers",
+        ),
+        "huge-content-length": (
+            200,
+            "the answer announces a body of 99999999999999999999 bytes, "
+            "more than the 1024 KiB bankhub reads",
+        ),
+        "absurd-content-length": (
+            None,
+            "RemoteProtocolError: the answer is not HTTP/1.1: bad Content-Length",
+        ),
+        "slowloris-body": (200, f"TimeoutError: the answer did not end within {timeout:g} s"),
+        "no-answer": (None, f"TimeoutError: no answer within {timeout:g} s"),
+        "never-ending-answer": (
+            200,
+            f"TimeoutError: the answer did not end within {timeout:g} s",
+        ),
+    }
 
 
 def test_every_behaviour_has_an_expectation() -> None:
-    assert set(EXPECTED) == set(BEHAVIOURS)
+    assert set(expected(TIMEOUT)) == set(BEHAVIOURS)
 
 
 @pytest.fixture
 async def hostile() -> AsyncIterator[HostileReceiver]:
-    receiver = HostileReceiver(tick=TIMEOUT / 15)
+    receiver = HostileReceiver(tick=TIMEOUT / 20)
     await receiver.start()
     try:
         yield receiver
@@ -104,9 +117,10 @@ async def test_a_hostile_answer_costs_one_timeout_and_bounded_memory(
     finally:
         tracemalloc.stop()
         await http.aclose()
-    status, reason = EXPECTED[behaviour]
+    status, reason = expected(TIMEOUT)[behaviour]
     print(f"{behaviour} via {via}: {elapsed * 1000:.0f} ms, {grown / 1024:.0f} KiB")
-    assert elapsed < TIMEOUT + 0.2, result
+    # the slow ones would go on for ever if the timeout were per read
+    assert elapsed < 2 * TIMEOUT, result
     assert grown < MEMORY_BOUND, f"{grown} bytes"
     assert (result.outcome, result.status_code) == ("retry", status), result
     assert result.error is not None
@@ -119,7 +133,7 @@ async def test_a_hostile_answer_costs_one_timeout_and_bounded_memory(
     assert hostile.paths == [behaviour]
 
 
-@pytest.mark.parametrize("harness", [{"webhook_timeout_seconds": TIMEOUT}], indirect=True)
+@pytest.mark.parametrize("harness", [{"webhook_timeout_seconds": RUNNER_TIMEOUT}], indirect=True)
 async def test_the_runner_records_each_hostile_answer_and_retries_on_schedule(
     harness: Harness, hostile: HostileReceiver
 ) -> None:
@@ -143,7 +157,8 @@ async def test_the_runner_records_each_hostile_answer_and_retries_on_schedule(
     runner = Runner(h.hub)
     started = time.monotonic()
     assert (await runner.run_once()).deliveries == 0
-    assert time.monotonic() - started < 5 * TIMEOUT + 2.0  # side by side, not one after another
+    # side by side, not one after another
+    assert time.monotonic() - started < 3 * RUNNER_TIMEOUT
     async with h.hub.db.transaction() as session:
         deliveries = list((await session.execute(select(WebhookDelivery))).scalars())
         attempts = {
@@ -153,7 +168,7 @@ async def test_the_runner_records_each_hostile_answer_and_retries_on_schedule(
     first_delay = RETRY_SCHEDULE[0]
     for delivery in deliveries:
         behaviour = endpoints[delivery.endpoint_id]
-        status, reason = EXPECTED[behaviour]
+        status, reason = expected(RUNNER_TIMEOUT)[behaviour]
         attempt = attempts[delivery.id]
         assert (attempt.outcome, attempt.status_code) == ("retry", status), behaviour
         assert attempt.error is not None
@@ -169,7 +184,10 @@ async def test_the_runner_records_each_hostile_answer_and_retries_on_schedule(
     h.clock.advance(seconds=first_delay * (1 - JITTER) - 0.5)
     assert (await runner.run_once()).deliveries == 0  # not due yet
     h.clock.advance(seconds=first_delay * 2 * JITTER + 1)
-    assert (await runner.run_once()).deliveries == len(BEHAVIOURS)
+    delivered = (await runner.run_once()).deliveries
+    async with h.hub.db.transaction() as session:
+        errors = [d.last_error for d in (await session.execute(select(WebhookDelivery))).scalars()]
+    assert delivered == len(BEHAVIOURS), errors
     first_ids = hostile.webhook_ids[: len(BEHAVIOURS)]
     assert sorted(hostile.webhook_ids[len(BEHAVIOURS) :]) == sorted(first_ids)
     assert len(set(first_ids)) == 1  # one event, one webhook-id for every endpoint
