@@ -156,13 +156,14 @@ def _declared_length(value: str | bytes | None) -> int | None:
 
 
 async def _read_answer(
-    body: AsyncIterator[bytes], declared: int | None, deadline: float, budget: float
+    body: AsyncIterator[bytes], declared: int | None, deadline: float | None, budget: float
 ) -> tuple[str, str | None]:
     """Read an answer's body to its end before ``deadline``, keeping its first KiB.
 
     Returns the excerpt and, when the body could not be read to its end, why: it broke the
-    protocol, announced or sent more than ``MAX_ANSWER_BODY``, or did not end in time. Nothing
-    past the excerpt is kept, so a receiver costs the worker a bounded amount of memory.
+    protocol, announced or sent more than ``MAX_ANSWER_BODY``, or did not end in time (in
+    ``budget`` seconds). Nothing past the excerpt is kept, so a receiver costs the worker a
+    bounded amount of memory. ``deadline`` None: the body's reads keep a deadline of their own.
     """
     data = bytearray()
     if declared is not None and declared > MAX_ANSWER_BODY:
@@ -172,8 +173,9 @@ async def _read_answer(
         )
     read = 0
     why: str | None = None
+    limit = contextlib.nullcontext() if deadline is None else asyncio.timeout_at(deadline)
     try:
-        async with asyncio.timeout_at(deadline):
+        async with limit:
             async for chunk in body:
                 if len(data) < EXCERPT_BYTES:
                     data += chunk[: EXCERPT_BYTES - len(data)]
@@ -298,8 +300,12 @@ async def deliver(
 
     if isinstance(http, KeyedTransport):
         try:
-            declared = _declared_length(raw.header(b"content-length"))
-            excerpt, broken = await _read_answer(aiter(raw.body), declared, deadline, timeout)
+            if raw.body.complete:  # no body (204, Content-Length: 0): nothing to read
+                excerpt, broken = "", None
+            else:
+                declared = _declared_length(raw.header(b"content-length"))
+                # the transport holds each read of the body to the deadline it was given
+                excerpt, broken = await _read_answer(aiter(raw.body), declared, None, timeout)
         finally:
             await raw.body.aclose()
         status = raw.status

@@ -205,7 +205,7 @@ class RawAnswer:
 
     status: int
     headers: list[tuple[bytes, bytes]]
-    body: httpx.AsyncByteStream
+    body: AnswerBody
 
     def header(self, name: bytes) -> bytes | None:
         return _header_value(self.headers, name.lower())
@@ -248,7 +248,7 @@ async def _within(deadline: float | None, link: _Link) -> bytes:
         return await link.receive()
 
 
-class _Body(httpx.AsyncByteStream):
+class AnswerBody(httpx.AsyncByteStream):
     """A response body parsed by h11 as it arrives; gives the connection back when done."""
 
     def __init__(self, pool: KeyedTransport, conn: _Connection, deadline: float | None) -> None:
@@ -256,6 +256,11 @@ class _Body(httpx.AsyncByteStream):
         self._conn: _Connection | None = conn
         self._deadline = deadline
         self._ended = False
+
+    @property
+    def complete(self) -> bool:
+        """Read to its end (at once, for an answer without a body)."""
+        return self._ended
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._ended:
@@ -445,7 +450,7 @@ class KeyedTransport(httpx.AsyncBaseTransport):
         *,
         connect_timeout: float | None,
         deadline: float | None,
-    ) -> tuple[h11.Response, _Body]:
+    ) -> tuple[h11.Response, AnswerBody]:
         """Send ``request`` and read the answer's head, all before ``deadline`` (loop time)."""
         conn = self._take(key)
         reused = conn is not None
@@ -467,7 +472,7 @@ class KeyedTransport(httpx.AsyncBaseTransport):
             if conn is not None:
                 conn.abort()
             raise
-        stream = _Body(self, conn, deadline)
+        stream = AnswerBody(self, conn, deadline)
         if conn.http.their_state is h11.DONE:
             # no body at all (204, 304, Content-Length: 0): the connection is free already
             stream._ended = True
