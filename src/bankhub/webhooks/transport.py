@@ -12,10 +12,12 @@ headers, chunked and length framing, interim answers, keep-alive), and refuses w
 HTTP (a chunk size of ``-1``, a head or a chunk line longer than 16 KiB). What is ours is the
 I/O around it, kept small on purpose:
 
-- a receiver is never trusted with the worker's memory or time: at most ``READ_AHEAD`` bytes
-  wait unread per connection (reading pauses beyond that), h11 holds at most one incomplete
-  line or head, and the caller's deadline bounds the whole exchange (connecting, sending, the
-  head and every byte of the body), not each read;
+- a receiver is never trusted with the worker's memory or time: the socket is no longer read
+  once ``READ_AHEAD`` bytes wait unread (so at most that and one read's worth wait), h11 holds
+  at most one incomplete line or head, at most ``MAX_INTERIM`` interim answers and
+  ``MAX_PIECES`` pieces of a body are parsed (each costs the event loop some microseconds), and
+  the caller's deadline bounds the whole exchange (connecting, sending, the head and every
+  byte of the body), not each read;
 - a connection goes back to the pool only when h11 saw both the request and the answer end,
   nothing was left unread and neither side asked to close. An answer that was not read to its
   end, or broke off, or ran out of time, closes its connection. Bytes a receiver sends on an
