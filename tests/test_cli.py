@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -179,3 +181,26 @@ def test_apps_create_refuses_a_bad_webhook(data_dir: Path, url: str, events: lis
         arguments += ["--event", event]
     result = CliRunner().invoke(cli, arguments)
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://localhost/hooks", "localhost resolves to"),
+        ("https://[::ffff:127.0.0.1]/hooks", "embeds 127.0.0.1, which is loopback"),
+        ("http://93.184.216.34/hooks", "URL scheme must be https"),
+    ],
+)
+def test_apps_create_outside_dev_refuses_a_private_webhook_and_creates_nothing(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, url: str, reason: str
+) -> None:
+    monkeypatch.setenv("BANKHUB_ENV", "production")
+    monkeypatch.setenv("BANKHUB_SECRET_KEY", "cli-pepper-" + "x" * 40)
+    monkeypatch.setenv("BANKHUB_KEK", "q" * 43)
+    result = CliRunner().invoke(cli, ["apps", "create", "Hooked", "--json", "--webhook-url", url])
+    assert result.exit_code == 2, result.output
+    assert "webhook url refused" in result.output
+    assert reason in " ".join(result.output.split())  # rich wraps long lines
+    with contextlib.closing(sqlite3.connect(data_dir / "bankhub.sqlite3")) as database:
+        apps = database.execute("SELECT count(*) FROM apps WHERE name = 'Hooked'").fetchone()
+    assert apps == (0,)  # the app was not created either

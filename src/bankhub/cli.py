@@ -220,6 +220,7 @@ def apps_create(
                 webhook_url,
                 event or None,
                 allow_http=settings.is_dev,
+                allow_private=settings.is_dev,
             )
             result["webhook_endpoint_id"] = hook.endpoint.id
             result["webhook_secret"] = hook.secret

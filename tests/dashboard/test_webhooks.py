@@ -3,12 +3,15 @@ delivery log with every attempt, and replaying one event."""
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy import func, select
 
 from bankhub.audit.models import AuditEntry
+from bankhub.config import Environment
 from bankhub.dashboard.roles import Role
 from bankhub.events import services as events
 from bankhub.partners.models import App
@@ -126,3 +129,53 @@ async def test_a_viewer_reads_the_log_but_changes_nothing(
     other = await harness.new_app()
     foreign = await v.get(f"/dashboard/apps/{other['client_id']}/webhooks")
     assert f'data-event="{event_id}"' not in foreign.text
+
+
+HTTPS_BASE = "https://testserver.local"
+
+
+@pytest.mark.parametrize(
+    "harness",
+    [{"env": Environment.PRODUCTION, "kek": "q" * 43, "public_url": HTTPS_BASE}],
+    indirect=True,
+)
+async def test_outside_dev_urls_resolving_to_private_addresses_are_refused(
+    harness: Harness, visitors: Visitors
+) -> None:
+    """S39 at creation: the host is resolved when the endpoint is added (the system resolver
+    here: ``localhost`` comes from the hosts file) and a private, loopback, link-local or
+    mapped answer is refused with the reason; nothing is stored."""
+    person = await make_member(harness, Role.DEVELOPER)
+    v = visitors(base_url=HTTPS_BASE)
+    ours = {"origin": HTTPS_BASE}
+    await v.get("/dashboard/sign-in")
+    await v.post(
+        "/dashboard/sign-in", {"email": person.email, "password": person.password}, headers=ours
+    )
+    await v.get("/dashboard/sign-in/code")
+    signed_in = await v.post(
+        "/dashboard/sign-in/code", {"code": person.code(harness)}, headers=ours
+    )
+    assert signed_in.headers.get("location") == "/dashboard", signed_in.text
+    base = f"/dashboard/apps/{harness.creds['client_id']}/webhooks"
+    await v.get(base)
+    for url, reason in [
+        ("https://localhost/in", "localhost resolves to"),
+        ("https://127.0.0.1/in", "127.0.0.1 resolves to 127.0.0.1, which is loopback"),
+        ("https://10.0.0.5/in", "10.0.0.5 resolves to 10.0.0.5, which is private"),
+        ("https://169.254.169.254/latest", "which is link-local"),
+        ("https://[::ffff:192.168.1.1]/in", "embeds 192.168.1.1, which is private"),
+        ("http://93.184.216.34/in", "URL scheme must be https"),
+    ]:
+        refused = await v.post(base, {"url": url}, headers=ours)
+        assert refused.status_code == 200, refused.text
+        assert "webhook url refused" in refused.text, url
+        assert reason in html.unescape(refused.text), url
+    async with harness.hub.db.transaction() as db:
+        assert (await db.execute(select(func.count(WebhookEndpoint.id)))).scalar_one() == 0
+    added = await v.post(base, {"url": "https://93.184.216.34/in"}, headers=ours)
+    assert SECRET.search(added.text) is not None, added.text
+    async with harness.hub.db.transaction() as db:
+        assert (await db.execute(select(WebhookEndpoint.url))).scalars().all() == [
+            "https://93.184.216.34/in"
+        ]

@@ -21,7 +21,10 @@ class Receiver:
     """Answers every request with ``status``/``headers``/``body``, or never when ``hang``.
 
     With ``keep_alive`` it answers several requests on one connection (without
-    ``Connection: close``); ``chunked`` sends the body in chunks instead of with a length.
+    ``Connection: close``); ``chunked`` sends the body in chunks of ``chunk_size`` bytes instead
+    of with a length, ``until_close`` with neither (the body ends when the connection closes).
+    ``interim`` is written before each answer (1xx answers), ``unsolicited`` after it, once the
+    answer is out: bytes no request asked for.
     """
 
     status: int = 200
@@ -32,6 +35,10 @@ class Receiver:
     tls: ssl.SSLContext | None = None
     keep_alive: bool = False
     chunked: bool = False
+    chunk_size: int = 7
+    until_close: bool = False
+    interim: bytes = b""
+    unsolicited: bytes = b""
     received: list[Received] = field(default_factory=list)
     connections: int = 0
     port: int = 0
@@ -90,16 +97,20 @@ class Receiver:
         head_out += [f"{k}: {v}" for k, v in self.headers.items()]
         if self.chunked:
             head_out.append("Transfer-Encoding: chunked")
-        else:
+        elif not self.until_close:
             head_out.append(f"Content-Length: {len(self.body)}")
         if not self.keep_alive:
             head_out.append("Connection: close")
-        writer.write("\r\n".join([*head_out, "", ""]).encode("latin-1"))
+        writer.write(self.interim + "\r\n".join([*head_out, "", ""]).encode("latin-1"))
         if self.chunked:
-            for start in range(0, len(self.body), 7):
-                piece = self.body[start : start + 7]
+            for start in range(0, len(self.body), self.chunk_size):
+                piece = self.body[start : start + self.chunk_size]
                 writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
             writer.write(b"0\r\n\r\n")
         else:
             writer.write(self.body)
         await writer.drain()
+        if self.unsolicited:
+            writer.write(self.unsolicited)
+            await writer.drain()

@@ -16,7 +16,13 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from bankhub.webhooks.sender import AttemptResult, deliver, parse_retry_after
+from bankhub.webhooks.sender import (
+    EXCERPT_BYTES,
+    MAX_ANSWER_BODY,
+    AttemptResult,
+    deliver,
+    parse_retry_after,
+)
 from bankhub.webhooks.signing import new_secret, webhook_headers
 from bankhub.webhooks.transport import KeyedTransport
 from tests.webhooks.receiver import Receiver
@@ -190,15 +196,37 @@ async def test_connection_refused_is_retried(http: Http) -> None:
     assert result.error.startswith("ConnectError")
 
 
-async def test_huge_response_is_cut_to_an_excerpt_quickly(
+async def test_a_body_up_to_the_read_limit_is_read_to_its_end(
     http: Http, receiver: MakeReceiver
 ) -> None:
-    peer = await receiver(body=b"x" * (10 * 1024 * 1024))
+    peer = await receiver(body=b"x" * MAX_ANSWER_BODY)
+    result = await send(http, peer.url)
+    assert (result.outcome, result.error) == ("delivered", None)
+    assert result.response_excerpt == "x" * EXCERPT_BYTES
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_body_over_the_read_limit_fails_the_attempt_quickly(
+    http: Http, receiver: MakeReceiver, chunked: bool
+) -> None:
+    """Announced (Content-Length) or not (chunks), a body past the limit is not read on."""
+    peer = await receiver(body=b"x" * (10 * 1024 * 1024), chunked=chunked, chunk_size=64 * 1024)
     started = time.monotonic()
     result = await send(http, peer.url)
-    assert result.outcome == "delivered"
-    assert len(result.response_excerpt) == 1024
     assert time.monotonic() - started < 2.0
+    assert (result.outcome, result.status_code) == ("retry", 200)
+    assert result.error is not None
+    if chunked:
+        assert result.error == (
+            "the answer's body goes on past the 1024 KiB bankhub reads (status 200)"
+        )
+        assert result.response_excerpt == "x" * EXCERPT_BYTES
+    else:
+        assert result.error == (
+            f"the answer announces a body of {10 * 1024 * 1024} bytes, "
+            "more than the 1024 KiB bankhub reads (status 200)"
+        )
+        assert result.response_excerpt == ""
 
 
 async def test_non_utf8_excerpt_is_replaced_not_raised(http: Http, receiver: MakeReceiver) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bankhub.webhooks.sender import AttemptResult, deliver
+from bankhub.webhooks.sender import MAX_ANSWER_BODY, AttemptResult, deliver
 from bankhub.webhooks.signing import new_secret, webhook_headers
 from bankhub.webhooks.transport import KeyedTransport
 from tests.webhooks.receiver import Receiver
@@ -155,16 +155,62 @@ async def test_a_kept_connection_the_receiver_dropped_is_replaced(peer: Receiver
     assert len(peer.received) == 2
 
 
-async def test_a_body_longer_than_the_drain_limit_closes_the_connection(
+async def test_a_body_read_to_its_end_keeps_the_connection_one_cut_short_closes_it(
     peer: Receiver, via: str
 ) -> None:
-    peer.body = b"x" * (1024 * 1024)
+    peer.chunked, peer.chunk_size = True, 64 * 1024
+    peer.body = b"x" * MAX_ANSWER_BODY
+    transport = KeyedTransport(ssl.create_default_context())
+    async with using(transport, via) as http:
+        kept = [await send(http, peer.url) for _ in range(2)]
+        assert transport.opened == 1
+        peer.body += b"x"
+        cut = [await send(http, peer.url) for _ in range(2)]
+    assert [r.outcome for r in kept] == ["delivered"] * 2
+    assert [r.outcome for r in cut] == ["retry"] * 2
+    # the first cut answer was on the kept connection; neither was put back afterwards
+    assert transport.opened == peer.connections == 2
+
+
+async def test_interim_answers_are_skipped_and_the_connection_kept(
+    peer: Receiver, via: str
+) -> None:
+    peer.interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    transport = KeyedTransport(ssl.create_default_context())
+    async with using(transport, via) as http:
+        results = [await send(http, peer.url) for _ in range(2)]
+    assert [(r.outcome, r.response_excerpt) for r in results] == [("delivered", '{"ok":true}')] * 2
+    assert transport.opened == 1
+
+
+async def test_a_body_that_ends_with_the_connection_is_read_and_not_kept(via: str) -> None:
+    closing = Receiver(until_close=True, body=b"thanks, bye")
+    await closing.start()
+    transport = KeyedTransport(ssl.create_default_context())
+    try:
+        async with using(transport, via) as http:
+            results = [await send(http, closing.url) for _ in range(2)]
+    finally:
+        await closing.stop()
+    assert [(r.outcome, r.response_excerpt) for r in results] == [("delivered", "thanks, bye")] * 2
+    assert transport.opened == closing.connections == 2
+
+
+async def test_bytes_nobody_asked_for_retire_a_kept_connection(peer: Receiver, via: str) -> None:
+    """A receiver that says more after its answer (at once, or later on the idle connection)
+    must not have that taken for the answer to the next request."""
+    peer.unsolicited = b"HTTP/1.1 500 Not Yours\r\nContent-Length: 0\r\n\r\n"
     transport = KeyedTransport(ssl.create_default_context())
     async with using(transport, via) as http:
         first = await send(http, peer.url)
+        async with asyncio.timeout(2):
+            # until the extra bytes reached the kept connection (no event tells that)
+            while transport.idle:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+        peer.unsolicited = b""
         second = await send(http, peer.url)
-    assert len(first.response_excerpt) == len(second.response_excerpt) == 1024
-    assert transport.opened == 2
+    assert [(r.outcome, r.status_code) for r in (first, second)] == [("delivered", 200)] * 2
+    assert transport.opened == peer.connections == 2
 
 
 async def test_a_tls_connection_is_never_reused_for_another_name(tmp_path: Path, via: str) -> None:

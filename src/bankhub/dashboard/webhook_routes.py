@@ -149,6 +149,7 @@ async def add_endpoint(request: AnyRequest, client_id: FromPath[str]) -> Respons
                 url,
                 chosen or None,
                 allow_http=hub.settings.is_dev,
+                allow_private=hub.settings.is_dev,
             )
             audit.record(
                 db,

@@ -22,6 +22,9 @@ from bankhub.webhooks.ssrf import Resolver, Target, UnsafeUrl, resolve_target
 from bankhub.webhooks.transport import KeyedTransport
 
 EXCERPT_BYTES = 1024
+#: the most of an answer's body that is read (and thrown away past the excerpt); an answer
+#: with a longer body fails the attempt, as one that breaks off or does not end in time does
+MAX_ANSWER_BODY = 1024 * 1024
 MAX_RETRY_AFTER = 86_400.0
 JITTER = 0.2
 
@@ -144,27 +147,63 @@ def _raw_headers(
     return raw
 
 
-async def _read_excerpt(body: AsyncIterator[bytes], deadline: float) -> str:
+def _declared_length(value: str | bytes | None) -> int | None:
+    if value is None:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    first = text.split(",", 1)[0].strip()
+    return int(first) if first.isdigit() and len(first) <= 20 else None
+
+
+async def _read_answer(
+    body: AsyncIterator[bytes], declared: int | None, deadline: float | None, budget: float
+) -> tuple[str, str | None]:
+    """Read an answer's body to its end before ``deadline``, keeping its first KiB.
+
+    Returns the excerpt and, when the body could not be read to its end, why: it broke the
+    protocol, announced or sent more than ``MAX_ANSWER_BODY``, or did not end in time (in
+    ``budget`` seconds). Nothing past the excerpt is kept, so a receiver costs the worker a
+    bounded amount of memory. ``deadline`` None: the body's reads keep a deadline of their own.
+    """
     data = bytearray()
+    if declared is not None and declared > MAX_ANSWER_BODY:
+        return "", (
+            f"the answer announces a body of {declared} bytes, "
+            f"more than the {MAX_ANSWER_BODY // 1024} KiB bankhub reads"
+        )
+    read = 0
+    why: str | None = None
+    limit = contextlib.nullcontext() if deadline is None else asyncio.timeout_at(deadline)
     try:
-        async with asyncio.timeout_at(deadline):
+        async with limit:
             async for chunk in body:
-                data += chunk
-                if len(data) >= EXCERPT_BYTES:
+                if len(data) < EXCERPT_BYTES:
+                    data += chunk[: EXCERPT_BYTES - len(data)]
+                read += len(chunk)
+                if read > MAX_ANSWER_BODY:
+                    why = (
+                        f"the answer's body goes on past the {MAX_ANSWER_BODY // 1024} KiB "
+                        "bankhub reads"
+                    )
                     break
-    except (TimeoutError, httpx.HTTPError, httpx.StreamError):
-        pass  # the status code already decides; the excerpt is only for the delivery log
-    return bytes(data[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
+    except (TimeoutError, httpx.TimeoutException):
+        why = f"TimeoutError: the answer did not end within {budget:g} s"
+    except (httpx.HTTPError, httpx.StreamError) as exc:
+        why = _describe(exc)
+    return bytes(data).decode("utf-8", errors="replace"), why
 
 
-async def _excerpt(response: httpx.Response, deadline: float) -> str:
-    data = bytearray()
+async def _answer_of(
+    response: httpx.Response, deadline: float, budget: float
+) -> tuple[str, str | None]:
     if response.is_stream_consumed:
         # A transport may hand back a body it has already read (httpx.MockTransport does).
+        data = b""
         with contextlib.suppress(httpx.ResponseNotRead):
-            data += response.content
-        return bytes(data[:EXCERPT_BYTES]).decode("utf-8", errors="replace")
-    return await _read_excerpt(response.aiter_raw(), deadline)
+            data = response.content
+        return data[:EXCERPT_BYTES].decode("utf-8", errors="replace"), None
+    declared = _declared_length(response.headers.get("content-length"))
+    return await _read_answer(response.aiter_raw(), declared, deadline, budget)
 
 
 def _classify(
@@ -204,7 +243,11 @@ async def deliver(
     The URL goes through the SSRF guard, and the request goes to the checked address (so DNS
     cannot be asked again and answer differently) with the original ``Host`` and, for https,
     the original name as SNI, so TLS still verifies the real name. Redirects are not followed.
-    Network problems, timeouts included, come back as ``retry``; nothing is raised for them.
+    The ``timeout`` covers the whole exchange: resolving, connecting, sending, and the answer
+    read to its end (its body at most ``MAX_ANSWER_BODY``, of which the first KiB is kept). An
+    answer that breaks off, runs on past that or does not end in time is a failed attempt,
+    whatever its status. Network problems, timeouts included, come back as ``retry``; nothing
+    is raised for them.
     ``http`` should speak HTTP/1.1 (httpx's default): every request asks for its connection to
     be closed, which an HTTP/2 connection would ignore; with ``keep_alive`` it does not, which
     is only safe when ``http``'s pool keys connections by the TLS name as well as the address
@@ -245,18 +288,24 @@ async def deliver(
                     target.path_and_query.encode("ascii"),
                     _raw_headers(target, headers, keep_alive=keep_alive),
                     body,
+                    deadline=deadline,
                 )
             else:
                 request = _request(http, target, body, headers, timeout, keep_alive=keep_alive)
                 response = await http.send(request, stream=True, follow_redirects=False)
-    except TimeoutError:
+    except (TimeoutError, httpx.ReadTimeout, httpx.WriteTimeout):
         return result("retry", error=f"TimeoutError: no answer within {timeout:g} s")
     except (httpx.HTTPError, OSError) as exc:
         return result("retry", error=_describe(exc))
 
     if isinstance(http, KeyedTransport):
         try:
-            excerpt = await _read_excerpt(aiter(raw.body), deadline)
+            if raw.body.complete:  # no body (204, Content-Length: 0): nothing to read
+                excerpt, broken = "", None
+            else:
+                declared = _declared_length(raw.header(b"content-length"))
+                # the transport holds each read of the body to the deadline it was given
+                excerpt, broken = await _read_answer(aiter(raw.body), declared, None, timeout)
         finally:
             await raw.body.aclose()
         status = raw.status
@@ -264,12 +313,16 @@ async def deliver(
         retry_after_header = None if header is None else header.decode("latin-1")
     else:
         try:
-            excerpt = await _excerpt(response, deadline)
+            excerpt, broken = await _answer_of(response, deadline, timeout)
         finally:
             await response.aclose()
         status = response.status_code
         retry_after_header = response.headers.get("retry-after")
     outcome, retry_after, error = _classify(status, retry_after_header, datetime.now(UTC))
+    if broken is not None:
+        # The head alone is no answer: a receiver whose body breaks off, runs on or stalls
+        # has not answered, whatever its status said, and hears from us again.
+        outcome, error = "retry", f"{broken} (status {status})"[:300]
     return result(
         outcome,
         status=status,

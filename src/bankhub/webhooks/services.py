@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -17,9 +18,11 @@ from bankhub.events.services import EVENT_TYPES
 from bankhub.security.crypto import Cipher, associated_data
 from bankhub.webhooks import signing
 from bankhub.webhooks.models import WebhookEndpoint
-from bankhub.webhooks.ssrf import UnsafeUrl, check_url_syntax
+from bankhub.webhooks.ssrf import Resolver, UnsafeUrl, check_url_syntax, resolve_target
 
 TABLE = "webhook_endpoints"
+#: how long creating an endpoint waits for its host to resolve
+RESOLVE_SECONDS = 5.0
 
 
 def _aad(endpoint: WebhookEndpoint, column: str) -> bytes:
@@ -32,6 +35,43 @@ class IssuedEndpoint:
     secret: str
 
 
+def _refused(url: str, reason: str) -> ApiError:
+    return ApiError(
+        ErrorCode.DATA_INVALID,
+        f"webhook url refused: {reason}",
+        {"url": url, "problems": [f"url: {reason}"]},
+    )
+
+
+async def check_endpoint_url(
+    url: str,
+    *,
+    allow_http: bool,
+    allow_private: bool,
+    resolver: Resolver | None = None,
+    resolve_seconds: float = RESOLVE_SECONDS,
+) -> None:
+    """Raise DataInvalid unless ``url`` may receive webhooks (S39).
+
+    Unless ``allow_private`` (dev), the host is resolved now and every address it resolves to
+    must be public, as before each delivery (where it is checked again: DNS can change). A
+    host that does not resolve, or not within ``resolve_seconds``, is refused too: nothing
+    could be checked.
+    """
+    try:
+        if allow_private:
+            check_url_syntax(url, allow_http=allow_http)
+            return
+        async with asyncio.timeout(resolve_seconds):
+            await resolve_target(url, allow_private=False, allow_http=allow_http, resolver=resolver)
+    except UnsafeUrl as exc:
+        raise _refused(url, str(exc)) from None
+    except TimeoutError:
+        raise _refused(url, f"its host did not resolve within {resolve_seconds:g} s") from None
+    except OSError as exc:
+        raise _refused(url, f"its host could not be resolved ({exc})") from None
+
+
 async def create_endpoint(
     session: AsyncSession,
     box: Cipher,
@@ -41,13 +81,22 @@ async def create_endpoint(
     events: Sequence[str] | None = None,
     *,
     allow_http: bool,
+    allow_private: bool | None = None,
+    resolver: Resolver | None = None,
 ) -> IssuedEndpoint:
-    try:
-        check_url_syntax(url, allow_http=allow_http)
-    except UnsafeUrl as exc:
-        raise ApiError(
-            ErrorCode.DATA_INVALID, f"webhook url refused: {exc}", {"url": url}
-        ) from None
+    """A new endpoint with its signing secret (to be shown once).
+
+    ``allow_http`` and ``allow_private`` are dev's leniencies (plain http, loopback and
+    private receivers); ``allow_private`` follows ``allow_http`` unless given, as both follow
+    the environment. Outside dev the URL's host is resolved and checked before anything is
+    stored: see :func:`check_endpoint_url`.
+    """
+    await check_endpoint_url(
+        url,
+        allow_http=allow_http,
+        allow_private=allow_http if allow_private is None else allow_private,
+        resolver=resolver,
+    )
     unknown = sorted(set(events or ()) - set(EVENT_TYPES))
     if unknown:
         raise ApiError(

@@ -47,7 +47,8 @@ def _split(url: str, *, allow_http: bool) -> SplitResult:
         raise UnsafeUrl(f"URL is longer than {MAX_URL_LENGTH} characters")
     if not url.isascii():
         raise UnsafeUrl("URL must be ASCII (use punycode and percent-encoding)")
-    if any(c.isspace() or not c.isprintable() for c in url):
+    # ASCII by now: the only whitespace isprintable() lets through is the space
+    if " " in url or not url.isprintable():
         raise UnsafeUrl("URL contains whitespace or control characters")
     if "\\" in url:
         raise UnsafeUrl("URL contains a backslash")

@@ -7,50 +7,197 @@ request for another name on the same address. This transport keys its idle conne
 (scheme, address, port, TLS name) instead, so a connection is only ever reused for the very
 address it was opened to and, over TLS, the very name its certificate was verified for.
 
-What it does not do, on purpose: no proxies (it never looks at the environment), no redirects
-(the caller never follows them), no HTTP/2, no compression. It is small and fast: a delivery
-spends its time in the database and the receiver, not in the client.
+The HTTP/1.1 itself is h11's: it writes the requests and parses the answers (status line,
+headers, chunked and length framing, interim answers, keep-alive), and refuses what is not
+HTTP (a chunk size of ``-1``, a head or a chunk line longer than 16 KiB). What is ours is the
+I/O around it, kept small on purpose:
 
-A connection goes back to the pool only when its response was read to the end, both sides
-spoke HTTP/1.1 without ``Connection: close``, and the body was framed (a length or chunks). A
-request on a kept connection that the peer had meanwhile closed is sent once more on a new one
-(before any byte of an answer arrived, as HTTP clients do; a receiver sees the same webhook-id).
+- a receiver is never trusted with the worker's memory or time: the socket is no longer read
+  once ``READ_AHEAD`` bytes wait unread (so at most that and one read's worth wait), h11 holds
+  at most one incomplete line or head, at most ``MAX_INTERIM`` interim answers and
+  ``MAX_PIECES`` pieces of a body are parsed (each costs the event loop some microseconds), and
+  the caller's deadline bounds the whole exchange (connecting, sending, the head and every
+  byte of the body), not each read;
+- a connection goes back to the pool only when h11 saw both the request and the answer end,
+  nothing was left unread and neither side asked to close. An answer that was not read to its
+  end, or broke off, or ran out of time, closes its connection. Bytes a receiver sends on an
+  idle kept connection (answers nobody asked for) retire that connection too;
+- a request on a kept connection that the peer had meanwhile closed is sent once more on a new
+  one (before any byte of an answer arrived, as HTTP clients do; a receiver sees the same
+  webhook-id).
+
+The connection is an ``asyncio.Protocol`` rather than asyncio's streams because h11 does the
+buffering and the pool must see bytes that arrive while a connection sits idle, which a
+``StreamReader`` keeps to itself. No proxies (the environment is never read), no redirects
+(the caller never follows them), no HTTP/2, no compression.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import ssl
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import h11
 import httpx
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
-MAX_HEAD = 64 * 1024
-#: what is read past the excerpt to keep a connection (a longer body closes it instead)
-MAX_DRAIN = 64 * 1024
-CHUNK = 16 * 1024
+#: bytes received but not yet read that a connection holds before it stops reading the socket
+READ_AHEAD = 64 * 1024
+#: h11's bound on an incomplete event: the answer's head, a chunk line, the trailers
+MAX_HEAD = 16 * 1024
+#: interim (1xx) answers taken before the real one, and pieces (chunks, or what arrived at once)
+#: of one body: each costs h11 some microseconds of the event loop, so a receiver sending tiny
+#: ones as fast as it can must not hold the loop until the deadline
+MAX_INTERIM = 10
+MAX_PIECES = 1024
 
 Key = tuple[str, str, int, str | None]
+
+
+class _Link(asyncio.Protocol):
+    """One TCP (or TLS) connection's bytes, with flow control both ways."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self._inbox: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._reading_paused = False
+        self._writing_paused = False
+        self._ended = False
+        self._lost: Exception | None = None
+        self._readable: asyncio.Future[None] | None = None
+        self._writable: asyncio.Future[None] | None = None
+
+    # --- asyncio's side -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # noqa: S101  # nosec B101
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._inbox.append(data)
+        self._buffered += len(data)
+        if self._buffered > READ_AHEAD and not self._reading_paused and self.transport:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._ended = True
+        self._wake_reader()
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended = True
+        self._lost = exc
+        self._wake_reader()
+        self._writing_paused = False
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_writer()
+
+    def _wake_reader(self) -> None:
+        if self._readable is not None and not self._readable.done():
+            self._readable.set_result(None)
+
+    def _wake_writer(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    # --- ours -----------------------------------------------------------------------------------
+
+    @property
+    def open(self) -> bool:
+        return not self._ended and self.transport is not None and not self.transport.is_closing()
+
+    @property
+    def idle_and_quiet(self) -> bool:
+        """Open, with nothing received that nobody read."""
+        return self.open and not self._inbox
+
+    async def send(self, data: bytes) -> None:
+        if not self.open or self.transport is None:
+            raise ConnectionResetError("the connection is closed")
+        self.transport.write(data)
+        while self._writing_paused:
+            self._writable = self._loop.create_future()
+            try:
+                await self._writable
+            finally:
+                self._writable = None
+        if self._lost is not None:
+            raise self._lost
+
+    async def receive(self) -> bytes:
+        """The next bytes received, or ``b""`` once the peer closed."""
+        while not self._inbox:
+            if self._ended:
+                if self._lost is not None:
+                    raise self._lost
+                return b""
+            self._readable = self._loop.create_future()
+            try:
+                await self._readable
+            finally:
+                self._readable = None
+        data = self._inbox.popleft()
+        self._buffered -= len(data)
+        if self._reading_paused and not self._inbox and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        return data
+
+    def close(self) -> None:
+        """Close after what was written is sent (an exchange that ended well)."""
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop at once, whatever is buffered: a peer that stopped reading cannot hold it."""
+        if self.transport is not None:
+            self.transport.abort()
 
 
 @dataclass(eq=False)
 class _Connection:
     key: Key
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    link: _Link
+    http: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT, MAX_HEAD))
     idle_since: float = 0.0
 
+    def reusable(self) -> bool:
+        """Both sides of the last exchange ended, nothing more was said, nobody asked to close."""
+        http = self.http
+        return (
+            http.our_state is h11.DONE
+            and http.their_state is h11.DONE
+            and not http.trailing_data[0]
+            and self.link.idle_and_quiet
+        )
+
     def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
+        return (
+            self.http.our_state is h11.IDLE
+            and self.http.their_state is h11.IDLE
+            and self.link.idle_and_quiet
+        )
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
+        self.link.close()
+
+    def abort(self) -> None:
+        self.link.abort()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +207,7 @@ class RawAnswer:
 
     status: int
     headers: list[tuple[bytes, bytes]]
-    body: httpx.AsyncByteStream
+    body: AnswerBody
 
     def header(self, name: bytes) -> bytes | None:
         return _header_value(self.headers, name.lower())
@@ -77,113 +224,90 @@ def _header_value(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | No
     return None
 
 
-class _Body(httpx.AsyncByteStream):
-    """A response body read from the connection; gives the connection back when done."""
+def _not_http(exc: h11.RemoteProtocolError, *, in_head: bool) -> httpx.RemoteProtocolError:
+    if exc.error_status_hint == 431:
+        where = "head" if in_head else "chunk framing"
+        return httpx.RemoteProtocolError(
+            f"the answer's {where} goes on past {MAX_HEAD // 1024} KiB without ending"
+        )
+    return httpx.RemoteProtocolError(f"the answer is not HTTP/1.1: {exc}")
 
-    def __init__(
-        self,
-        pool: KeyedTransport,
-        conn: _Connection,
-        *,
-        length: int | None,
-        chunked: bool,
-        reusable: bool,
-    ) -> None:
+
+def _request(method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> h11.Request:
+    try:
+        return h11.Request(method=method, target=target, headers=headers)
+    except h11.LocalProtocolError as exc:
+        raise httpx.LocalProtocolError(f"the request is not valid HTTP/1.1: {exc}") from None
+
+
+async def _within(deadline: float | None, link: _Link) -> bytes:
+    if deadline is None:
+        return await link.receive()
+    # receive() need not wait (bytes may be buffered), so the deadline is also checked here
+    if asyncio.get_running_loop().time() >= deadline:
+        raise TimeoutError
+    async with asyncio.timeout_at(deadline):
+        return await link.receive()
+
+
+class AnswerBody(httpx.AsyncByteStream):
+    """A response body parsed by h11 as it arrives; gives the connection back when done."""
+
+    def __init__(self, pool: KeyedTransport, conn: _Connection, deadline: float | None) -> None:
         self._pool = pool
         self._conn: _Connection | None = conn
-        self._left = length
-        self._chunked = chunked
-        self._reusable = reusable and (length is not None or chunked)
-        self._done = length == 0
-        self.version = b"HTTP/1.1"
-        self.reason = b""
+        self._deadline = deadline
+        self._ended = False
 
-    async def _read_chunked(self) -> AsyncIterator[bytes]:
-        reader = self._conn_or_raise().reader
-        while True:
-            line = await reader.readuntil(b"\r\n")
-            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                # trailers, then the empty line
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass
-                self._done = True
-                return
-            while size:
-                data = await reader.read(min(size, CHUNK))
-                if not data:
-                    raise httpx.RemoteProtocolError("the peer closed in the middle of a chunk")
-                size -= len(data)
-                yield data
-            await reader.readexactly(2)
-
-    def _conn_or_raise(self) -> _Connection:
-        if self._conn is None:
-            raise httpx.StreamClosed()
-        return self._conn
+    @property
+    def complete(self) -> bool:
+        """Read to its end (at once, for an answer without a body)."""
+        return self._ended
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._done:
+        if self._ended:
             return
-        conn = self._conn_or_raise()
+        conn = self._conn
+        if conn is None:
+            raise httpx.StreamClosed()
+        http = conn.http
+        pieces = 0
         try:
-            if self._chunked:
-                async for data in self._read_chunked():
-                    yield data
-                return
-            while self._left is None or self._left > 0:
-                want = CHUNK if self._left is None else min(CHUNK, self._left)
-                data = await conn.reader.read(want)
-                if not data:
-                    if self._left is not None:
-                        raise httpx.RemoteProtocolError("the peer closed before the body ended")
-                    break
-                if self._left is not None:
-                    self._left -= len(data)
-                yield data
-            self._done = True
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            self._reusable = False
+            while True:
+                event = http.next_event()
+                if event is h11.NEED_DATA:
+                    http.receive_data(await _within(self._deadline, conn.link))
+                elif isinstance(event, h11.Data):
+                    pieces += 1
+                    if pieces > MAX_PIECES:
+                        raise httpx.RemoteProtocolError(
+                            f"the answer's body comes in more than {MAX_PIECES} pieces"
+                        )
+                    if pieces % 256 == 0:
+                        await asyncio.sleep(0)  # the other deliveries' turn
+                    yield bytes(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    self._ended = True
+                    return
+                else:
+                    raise httpx.RemoteProtocolError(f"unexpected in the answer's body: {event}")
+        except h11.RemoteProtocolError as exc:
+            raise _not_http(exc, in_head=False) from None
+        except TimeoutError:
+            raise httpx.ReadTimeout("the answer did not end in time") from None
+        except OSError as exc:
             raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
-
-    async def _drain(self) -> None:
-        """Read what is left of a short body, so the connection can be kept."""
-        if self._done or not self._reusable:
-            return
-        if not self._chunked and (self._left is None or self._left > MAX_DRAIN):
-            self._reusable = False
-            return
-        read = 0
-        try:
-            async with asyncio.timeout(1.0):
-                async for data in self:
-                    read += len(data)
-                    if read > MAX_DRAIN:
-                        self._reusable = False
-                        return
-        except (TimeoutError, httpx.HTTPError):
-            self._reusable = False
 
     async def aclose(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        try:
-            await self._drain_with(conn)
-        except BaseException:
-            conn.close()
-            raise
-        if self._done and self._reusable:
+        if self._ended and conn.reusable():
             self._pool._release(conn)
-        else:
+        elif self._ended:
             conn.close()
-
-    async def _drain_with(self, conn: _Connection) -> None:
-        self._conn = conn
-        try:
-            await self._drain()
-        finally:
-            self._conn = None
+        else:
+            conn.abort()  # not read to its end: never reused, never waited for
 
 
 class KeyedTransport(httpx.AsyncBaseTransport):
@@ -208,6 +332,11 @@ class KeyedTransport(httpx.AsyncBaseTransport):
 
     # --- the pool -------------------------------------------------------------------------------
 
+    @property
+    def idle(self) -> int:
+        """Kept connections that the next request to their key could use now."""
+        return sum(conn.usable() for kept in self._idle.values() for conn in kept)
+
     def _take(self, key: Key) -> _Connection | None:
         kept = self._idle.get(key)
         now = time.monotonic()
@@ -215,13 +344,14 @@ class KeyedTransport(httpx.AsyncBaseTransport):
             conn = kept.pop()
             if conn.usable() and now - conn.idle_since < self._idle_seconds:
                 return conn
-            conn.close()
+            conn.abort()
         return None
 
     def _release(self, conn: _Connection) -> None:
-        if self._closed or not conn.usable():
+        if self._closed:
             conn.close()
             return
+        conn.http.start_next_cycle()
         kept = self._idle.setdefault(conn.key, [])
         self._idle.move_to_end(conn.key)
         if len(kept) >= self._max_idle:
@@ -234,22 +364,25 @@ class KeyedTransport(httpx.AsyncBaseTransport):
             for old in dropped:
                 old.close()
 
-    async def _open(self, key: Key, limit: float | None) -> _Connection:
+    async def _open(self, key: Key, connect_timeout: float | None) -> _Connection:
         scheme, address, port, name = key
+        link = _Link()
+        loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout(connect_timeout):
                 if scheme == "https":
-                    reader, writer = await asyncio.open_connection(
-                        address, port, ssl=self._ssl, server_hostname=name or address
+                    await loop.create_connection(
+                        lambda: link, address, port, ssl=self._ssl, server_hostname=name or address
                     )
                 else:
-                    reader, writer = await asyncio.open_connection(address, port)
+                    await loop.create_connection(lambda: link, address, port)
         except TimeoutError:
+            link.abort()
             raise httpx.ConnectTimeout("connecting timed out") from None
         except OSError as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
         self.opened += 1
-        return _Connection(key, reader, writer)
+        return _Connection(key, link)
 
     # --- one exchange ---------------------------------------------------------------------------
 
@@ -266,45 +399,46 @@ class KeyedTransport(httpx.AsyncBaseTransport):
         return (scheme, url.host, url.port or DEFAULT_PORTS[scheme], name)
 
     @staticmethod
-    def _head(request: httpx.Request) -> bytes:
-        target = request.url.raw_path or b"/"
-        lines = [request.method.encode("ascii") + b" " + target + b" HTTP/1.1"]
-        lines += [name + b": " + value for name, value in request.headers.raw]
-        return b"\r\n".join(lines) + b"\r\n\r\n"
-
     async def _exchange(
-        self, conn: _Connection, head: bytes, body: bytes, *, reused: bool
-    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+        conn: _Connection, request: h11.Request, body: bytes, *, reused: bool
+    ) -> h11.Response:
+        http = conn.http
         try:
-            conn.writer.write(head + body)
-            await conn.writer.drain()
+            wire = (
+                http.send(request) + http.send(h11.Data(data=body)) + http.send(h11.EndOfMessage())
+            )
+        except h11.LocalProtocolError as exc:
+            raise httpx.LocalProtocolError(f"the request is not valid HTTP/1.1: {exc}") from None
+        heard = False
+        interim = 0
+        try:
+            await conn.link.send(wire)
             while True:
-                try:
-                    raw = await conn.reader.readuntil(b"\r\n\r\n")
-                except asyncio.IncompleteReadError as exc:
-                    if reused and not exc.partial:
-                        raise _Stale() from None
-                    raise httpx.RemoteProtocolError(
-                        "the peer closed the connection without an answer"
-                    ) from None
-                except asyncio.LimitOverrunError:
-                    raise httpx.RemoteProtocolError("the answer's head is too long") from None
-                status_line, _, rest = raw[:-4].partition(b"\r\n")
-                parts = status_line.split(b" ", 2)
-                if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-                    raise httpx.RemoteProtocolError("the answer is not HTTP/1.x")
-                status = int(parts[1])
-                headers: list[tuple[bytes, bytes]] = []
-                for line in rest.split(b"\r\n") if rest else ():
-                    name, sep, value = line.partition(b":")
-                    if not sep:
-                        raise httpx.RemoteProtocolError("a malformed header line")
-                    headers.append((name.strip(), value.strip()))
-                if 100 <= status < 200:
-                    continue  # an interim answer: the real one follows
-                return status, parts[0], headers, parts[2] if len(parts) > 2 else b""
-        except (ConnectionError, BrokenPipeError) as exc:
-            if reused:
+                event = http.next_event()
+                if event is h11.NEED_DATA:
+                    data = await conn.link.receive()
+                    if not data and not heard:
+                        if reused:
+                            raise _Stale()
+                        raise httpx.RemoteProtocolError(
+                            "the peer closed the connection without an answer"
+                        )
+                    heard = True
+                    http.receive_data(data)
+                elif isinstance(event, h11.Response):
+                    return event
+                elif isinstance(event, h11.InformationalResponse):
+                    interim += 1  # the real answer follows, unless it never does
+                    if interim > MAX_INTERIM:
+                        raise httpx.RemoteProtocolError(
+                            f"more than {MAX_INTERIM} interim (1xx) answers"
+                        )
+                else:
+                    raise httpx.RemoteProtocolError(f"unexpected instead of an answer: {event}")
+        except h11.RemoteProtocolError as exc:
+            raise _not_http(exc, in_head=True) from None
+        except ConnectionError as exc:
+            if reused and not heard:
                 raise _Stale() from None
             raise httpx.ReadError(str(exc) or type(exc).__name__) from exc
         except OSError as exc:
@@ -313,92 +447,97 @@ class KeyedTransport(httpx.AsyncBaseTransport):
     async def _send(
         self,
         key: Key,
-        head: bytes,
+        request: h11.Request,
         body: bytes,
         *,
-        method: str,
-        asked_close: bool,
         connect_timeout: float | None,
-    ) -> tuple[int, list[tuple[bytes, bytes]], _Body]:
+        deadline: float | None,
+    ) -> tuple[h11.Response, AnswerBody]:
+        """Send ``request`` and read the answer's head, all before ``deadline`` (loop time)."""
         conn = self._take(key)
         reused = conn is not None
-        if conn is None:
-            conn = await self._open(key, connect_timeout)
         try:
-            try:
-                answer = await self._exchange(conn, head, body, reused=reused)
-            except _Stale:
-                conn.close()
-                conn = await self._open(key, connect_timeout)
-                answer = await self._exchange(conn, head, body, reused=False)
+            async with asyncio.timeout_at(deadline):
+                if conn is None:
+                    conn = await self._open(key, connect_timeout)
+                try:
+                    head = await self._exchange(conn, request, body, reused=reused)
+                except _Stale:
+                    conn.abort()
+                    conn = await self._open(key, connect_timeout)
+                    head = await self._exchange(conn, request, body, reused=False)
+        except TimeoutError:
+            if conn is not None:
+                conn.abort()
+            raise httpx.ReadTimeout("no answer in time") from None
         except BaseException:
-            conn.close()
+            if conn is not None:
+                conn.abort()
             raise
-        status, version, headers, _reason = answer
-        connection = (_header_value(headers, b"connection") or b"").lower()
-        reusable = version == b"HTTP/1.1" and b"close" not in connection and not asked_close
-        encoding = (_header_value(headers, b"transfer-encoding") or b"").lower()
-        chunked = encoding.endswith(b"chunked")
-        length: int | None = None
-        if status in (204, 304) or method == "HEAD":
-            length = 0
-        elif not chunked:
-            declared = _header_value(headers, b"content-length")
-            if declared is not None:
-                if not declared.isdigit():
-                    conn.close()
-                    raise httpx.RemoteProtocolError("a malformed Content-Length")
-                length = int(declared)
-        stream = _Body(self, conn, length=length, chunked=chunked, reusable=reusable)
-        stream.version, stream.reason = version, _reason
-        if length == 0:
+        stream = AnswerBody(self, conn, deadline)
+        if conn.http.their_state is h11.DONE:
+            # no body at all (204, 304, Content-Length: 0): the connection is free already
+            stream._ended = True
             await stream.aclose()
-        return status, headers, stream
+        return head, stream
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """As any httpx transport, except that the read timeout bounds the whole answer, from
+        sending the request to the last byte of the body, not each read."""
         if self._closed:
             raise httpx.ConnectError("the transport is closed")
         key = self._key(request)
         timeouts = request.extensions.get("timeout", {})
         connect_timeout = timeouts.get("connect") if isinstance(timeouts, dict) else None
+        read_timeout = timeouts.get("read") if isinstance(timeouts, dict) else None
+        deadline = None
+        if read_timeout is not None:
+            deadline = asyncio.get_running_loop().time() + read_timeout
         body = await request.aread()
-        asked = (_header_value(request.headers.raw, b"connection") or b"").lower()
-        status, headers, stream = await self._send(
+        target = request.url.raw_path or b"/"
+        head, stream = await self._send(
             key,
-            self._head(request),
+            _request(request.method.encode("ascii"), target, request.headers.raw),
             body,
-            method=request.method,
-            asked_close=asked == b"close",
             connect_timeout=connect_timeout,
+            deadline=deadline,
         )
         return httpx.Response(
-            status,
-            headers=headers,
+            head.status_code,
+            headers=head.headers.raw_items(),
             stream=stream,
-            extensions={"http_version": stream.version, "reason_phrase": stream.reason},
+            extensions={"http_version": b"HTTP/" + head.http_version, "reason_phrase": head.reason},
         )
 
     async def post(
-        self, key: Key, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+        self,
+        key: Key,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        *,
+        deadline: float | None = None,
     ) -> RawAnswer:
         """One POST without building httpx objects: the webhook sender's hot path.
 
         ``key`` is (scheme, checked address, port, TLS name); ``headers`` are sent as given
-        (``Host`` among them), with ``Content-Length`` added. The answer's body is the caller's
-        to read (or not) and to close: a body not read to its end closes the connection
-        instead of keeping it. Raises httpx's errors, like :meth:`handle_async_request`.
+        (``Host`` among them), with ``Content-Length`` added. ``deadline`` (the event loop's
+        time) bounds everything: connecting, sending, the answer's head and each read of its
+        body. The body is the caller's to read (or not) and to close: a body not read to its
+        end closes the connection instead of keeping it. Raises httpx's errors, like
+        :meth:`handle_async_request`.
         """
         if self._closed:
             raise httpx.ConnectError("the transport is closed")
-        lines = [b"POST " + target + b" HTTP/1.1"]
-        lines += [name + b": " + value for name, value in headers]
-        lines.append(b"Content-Length: " + str(len(body)).encode("ascii"))
-        head = b"\r\n".join(lines) + b"\r\n\r\n"
-        asked = (_header_value(headers, b"connection") or b"").lower()
-        status, answer_headers, stream = await self._send(
-            key, head, body, method="POST", asked_close=asked == b"close", connect_timeout=None
+        sent = [*headers, (b"Content-Length", str(len(body)).encode("ascii"))]
+        head, stream = await self._send(
+            key,
+            _request(b"POST", target, sent),
+            body,
+            connect_timeout=None,
+            deadline=deadline,
         )
-        return RawAnswer(status, answer_headers, stream)
+        return RawAnswer(head.status_code, head.headers.raw_items(), stream)
 
     async def aclose(self) -> None:
         self._closed = True
