@@ -195,7 +195,7 @@ def test_apps_create_outside_dev_refuses_a_private_webhook_and_creates_nothing(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, url: str, reason: str
 ) -> None:
     monkeypatch.setenv("BANKHUB_ENV", "production")
-    monkeypatch.setenv("BANKHUB_SECRET_KEY", "cli-pepper-" + "x" * 40)
+    monkeypatch.setenv("BANKHUB_SECRET_KEY", secrets.token_urlsafe(48))
     monkeypatch.setenv("BANKHUB_KEK", "q" * 43)
     result = CliRunner().invoke(cli, ["apps", "create", "Hooked", "--json", "--webhook-url", url])
     assert result.exit_code == 2, result.output

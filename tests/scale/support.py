@@ -30,6 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from sqlalchemy.pool import NullPool
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from bankhub.config import Environment, Settings
+from bankhub.security.keyring import Keyring, open_keyring
+
 SECRET_KEY = "scale-test-pepper-" + "k" * 40
 CALLBACK = "http://localhost:2000/v2"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -335,6 +338,13 @@ def database(url: str) -> Callable[[Callable[[AsyncSession], Any]], Any]:
         return asyncio.run(go())
 
     return run
+
+
+async def keyring_of(session: AsyncSession, data_dir: Path) -> Keyring:
+    """The data keyring of the processes under test, to open what they sealed (transactions'
+    details, accounts' bank ids): in test mode the KEK derives from the shared secret key."""
+    settings = Settings(env=Environment.TEST, secret_key=SECRET_KEY, data_dir=data_dir)
+    return await open_keyring(settings, session)
 
 
 def sqlite_url(data_dir: Path) -> str:

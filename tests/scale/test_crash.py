@@ -47,6 +47,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.accounts import details
 from bankhub.accounts.models import Account, Transaction
 from bankhub.catalogue import Catalogue, load_catalogue
 from bankhub.connectors.base import (
@@ -69,6 +70,7 @@ from tests.scale.support import (
     connect,
     create_app,
     database,
+    keyring_of,
     login_states,
     overlapping,
     service_ids,
@@ -225,31 +227,44 @@ class Snapshot:
     deliveries: list[tuple[int, str]]
 
 
-def snapshot(db: Any) -> Snapshot:
+def snapshot(db: Any, data_dir: Path) -> Snapshot:
     async def work(session: AsyncSession) -> Snapshot:
         logins = await login_states(session)
+        keyring = await keyring_of(session, data_dir)
         stored: dict[int, set[TxKey]] = defaultdict(set)
         rows = 0
+        accounts = {a.id: a for a in (await session.execute(select(Account))).scalars()}
+        seen: Counter[tuple[int, str]] = Counter()
         query = select(
-            Account.login_id,
-            Account.bank_id,
+            Transaction.app_id,
+            Transaction.account_id,
+            Transaction.dedupe_key,
+            Transaction.details_enc,
             Transaction.original_id,
+            Transaction.description,
+            Transaction.merchant,
+            Transaction.meta,
             Transaction.date,
             Transaction.amount,
-            Transaction.description,
             Transaction.status,
-        ).join(Account, Transaction.account_id == Account.id)
+        )
         for r in await session.execute(query):
             rows += 1
-            stored[int(r[0])].add((r[1] or "", r[2], r[3].isoformat(), r[4], r[5], r[6]))
-        duplicates = [
-            (int(r[0]), str(r[1]), int(r[2]))
-            for r in await session.execute(
-                select(Transaction.account_id, Transaction.original_id, func.count())
-                .group_by(Transaction.account_id, Transaction.original_id)
-                .having(func.count() > 1)
+            account = accounts[r.account_id]
+            opened = details.opened(keyring, r)
+            bank_id = details.account_bank_id(keyring, account) or ""
+            seen[(r.account_id, opened.original_id)] += 1
+            stored[account.login_id].add(
+                (
+                    bank_id,
+                    opened.original_id,
+                    r.date.isoformat(),
+                    r.amount,
+                    opened.description,
+                    r.status,
+                )
             )
-        ]
+        duplicates = [(a, o, n) for (a, o), n in seen.items() if n > 1]
         runs = [
             (int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), r[6])
             for r in await session.execute(
@@ -348,7 +363,7 @@ def test_killed_workers_lose_and_duplicate_nothing(
         pytest.skip("the run straddled midnight UTC; the sandbox's data moved with the date")
 
     assert interrupted > 0, "no kill caught a worker holding a lease"
-    snap = snapshot(db)
+    snap = snapshot(db, store.data_dir)
     assert snap.duplicates == []
 
     # nothing lost, nothing extra: the stored rows are exactly the bank's view of the stored state

@@ -39,6 +39,7 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.accounts import details
 from bankhub.accounts.models import Account, Transaction
 from bankhub.logins.models import Login
 from bankhub.sync.models import SyncRun
@@ -51,6 +52,7 @@ from tests.scale.support import (
     connect,
     create_app,
     database,
+    keyring_of,
     login_states,
     overlapping,
     service_ids,
@@ -144,7 +146,7 @@ def sync_runs(db: Any) -> list[Run]:
     return result
 
 
-def results(db: Any) -> dict[int, tuple[tuple[int, str], Any, Counter[Any]]]:
+def results(db: Any, data_dir: Path) -> dict[int, tuple[tuple[int, str], Any, Counter[Any]]]:
     """Per login: its (service, username), its accounts and its transactions."""
 
     async def work(session: AsyncSession) -> dict[int, tuple[tuple[int, str], Any, Counter[Any]]]:
@@ -158,12 +160,26 @@ def results(db: Any) -> dict[int, tuple[tuple[int, str], Any, Counter[Any]]]:
         ):
             accounts[int(r[0])].add((r[1], r[2], r[3].normalize()))
         transactions: dict[int, Counter[Any]] = defaultdict(Counter)
+        keyring = await keyring_of(session, data_dir)
         for t in await session.execute(
             select(
-                Account.login_id, Transaction.date, Transaction.amount, Transaction.description
+                Account.login_id,
+                Transaction.app_id,
+                Transaction.account_id,
+                Transaction.dedupe_key,
+                Transaction.details_enc,
+                Transaction.original_id,
+                Transaction.description,
+                Transaction.merchant,
+                Transaction.meta,
+                Transaction.date,
+                Transaction.amount,
             ).join(Account, Transaction.account_id == Account.id)
         ):
-            transactions[int(t[0])][(t[1].isoformat(), t[2].normalize(), t[3])] += 1
+            description = details.opened(keyring, t).description
+            transactions[int(t.login_id)][
+                (t.date.isoformat(), t.amount.normalize(), description)
+            ] += 1
         return {
             login_id: (pair, frozenset(accounts[login_id]), transactions[login_id])
             for login_id, pair in who.items()
@@ -200,7 +216,7 @@ def embedded_results(
     wait_until(synced, SETTLE_SECONDS, "the embedded worker syncing every login")
     server.stop()
     out: Results = {}
-    for pair, accounts, transactions in results(db).values():
+    for pair, accounts, transactions in results(db, data_dir).values():
         out[pair] = (accounts, transactions)
     return out
 
@@ -270,7 +286,7 @@ def test_two_workers_and_two_api_processes_on_one_postgres(
     per_worker = Counter(r.worker for r in runs if r.kind == "scheduled")
     assert set(per_worker) == owners, per_worker
 
-    scaled = results(db)
+    scaled = results(db, tmp_path / "data")
     embedded = embedded_results(live_server, tmp_path, catalogue, set(pairs))
     if today_utc() != day:
         pytest.skip("the run straddled midnight UTC; the sandbox's data moved with the date")

@@ -205,6 +205,10 @@ def test_pan_masking_rules() -> None:
     assert mask_pans("4111-1111-1111-1111") == "4111-11**-****-1111"
     assert mask_pans("REF 4111111111111112") == "REF 4111111111111112"  # not Luhn-valid
     assert mask_pans("12345678901234567890123") == "12345678901234567890123"  # too long
+    # digits that run on from letters belong to a word (a hexadecimal id), not a card number
+    assert mask_pans("tx-414d89e7c11713385495002") == "tx-414d89e7c11713385495002"
+    assert mask_pans(f"card{PAN}") == f"card{PAN}"
+    assert mask_pans(f"card:{PAN}") == "card:411111******1111"
     assert mask_pans(f"IBAN {COUNTERPARTY_IBAN} ok") == f"IBAN {COUNTERPARTY_IBAN} ok"
     assert luhn_valid("79927398713")
     assert not luhn_valid("79927398710")

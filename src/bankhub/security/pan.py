@@ -3,8 +3,12 @@
 A PAN here is what payment card numbers look like: 13 to 19 digits, optionally grouped by single
 spaces or dashes, passing the Luhn check. The first six and the last four digits stay (the most
 PCI DSS allows to be shown; the bank and the card are still recognisable), the others become
-``*``; separators are kept. Digits inside an IBAN are left alone: an IBAN's digits often pass the
-Luhn check by chance, and a counterparty's IBAN must survive intact.
+``*``; separators are kept. A PAN stands on its own: digits that run on from letters or other
+digits are part of a word, such as a bank's hexadecimal transaction id
+(``...-414d89e7c11713385495002``, whose 14-digit tail passes the Luhn check by chance), and
+masking them would change the id a partner reconciles by. Digits inside an IBAN are left alone
+for the same reason: an IBAN's digits often pass the Luhn check by chance, and a counterparty's
+IBAN must survive intact.
 
 Our own code rather than a library: the check is a dozen lines, and the libraries that find card
 numbers in text (scrubbers, DLP tool kits) mask differently or pull in much more.
@@ -16,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-_CANDIDATE = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])")
+_CANDIDATE = re.compile(r"(?<![0-9A-Za-z])[0-9](?:[ -]?[0-9]){12,18}(?![0-9A-Za-z])")
 _IBAN = re.compile(r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]){11,30}\b")
 KEEP_FIRST = 6
 KEEP_LAST = 4
