@@ -233,24 +233,10 @@ def snapshot(db: Any, data_dir: Path) -> Snapshot:
         keyring = await keyring_of(session, data_dir)
         stored: dict[int, set[TxKey]] = defaultdict(set)
         rows = 0
-        accounts = {a.id: a for a in (await session.execute(select(Account))).scalars()}
         seen: Counter[tuple[int, str]] = Counter()
-        query = select(
-            Transaction.app_id,
-            Transaction.account_id,
-            Transaction.dedupe_key,
-            Transaction.details_enc,
-            Transaction.original_id,
-            Transaction.description,
-            Transaction.merchant,
-            Transaction.meta,
-            Transaction.date,
-            Transaction.amount,
-            Transaction.status,
-        )
-        for r in await session.execute(query):
+        query = select(Transaction, Account).join(Account, Transaction.account_id == Account.id)
+        for r, account in (await session.execute(query)).tuples():
             rows += 1
-            account = accounts[r.account_id]
             opened = details.opened(keyring, r)
             bank_id = details.account_bank_id(keyring, account) or ""
             seen[(r.account_id, opened.original_id)] += 1

@@ -161,25 +161,12 @@ def results(db: Any, data_dir: Path) -> dict[int, tuple[tuple[int, str], Any, Co
             accounts[int(r[0])].add((r[1], r[2], r[3].normalize()))
         transactions: dict[int, Counter[Any]] = defaultdict(Counter)
         keyring = await keyring_of(session, data_dir)
-        for t in await session.execute(
-            select(
-                Account.login_id,
-                Transaction.app_id,
-                Transaction.account_id,
-                Transaction.dedupe_key,
-                Transaction.details_enc,
-                Transaction.original_id,
-                Transaction.description,
-                Transaction.merchant,
-                Transaction.meta,
-                Transaction.date,
-                Transaction.amount,
-            ).join(Account, Transaction.account_id == Account.id)
-        ):
+        query = select(Account.login_id, Transaction).join(
+            Account, Transaction.account_id == Account.id
+        )
+        for login_id, t in (await session.execute(query)).tuples():
             description = details.opened(keyring, t).description
-            transactions[int(t.login_id)][
-                (t.date.isoformat(), t.amount.normalize(), description)
-            ] += 1
+            transactions[login_id][(t.date.isoformat(), t.amount.normalize(), description)] += 1
         return {
             login_id: (pair, frozenset(accounts[login_id]), transactions[login_id])
             for login_id, pair in who.items()
