@@ -24,6 +24,7 @@ from tests.support.postgres import PostgresRoles, PostgresServer
 
 pytest_plugins = [
     "tests.support.pg_plugin",
+    "tests.support.redis_plugin",
     "tests.support.browser_plugin",
     "tests.support.server_plugin",
 ]
@@ -151,14 +152,20 @@ async def harness(
 
 @pytest.fixture
 async def app_role_harness(
-    tmp_path: Path, postgres_roles: PostgresRoles, clock: FakeClock
+    tmp_path: Path,
+    postgres_roles: PostgresRoles,
+    clock: FakeClock,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Harness]:
     """The harness on PostgreSQL as deployed (S14): migrations as the tables' owner, bankhub
-    itself as a runtime role that owns nothing and is bound by row-level security."""
+    itself as a runtime role that owns nothing and is bound by row-level security. Settings
+    overrides come as the fixture's parameter, as with ``harness``."""
+    overrides = getattr(request, "param", None) or {}
     settings = make_settings(
         tmp_path,
         postgres_roles.app_url,
         migration_database_url=postgres_roles.owner_url,
+        **overrides,
     )
     async for running in run_harness(settings, clock, app_role=postgres_roles.app):
         yield running

@@ -47,7 +47,7 @@ from bankhub.jobs.runner import Runner
 from bankhub.oauth.routes import OAUTH_ROUTES
 from bankhub.partners.key_routes import KEY_ROUTES
 from bankhub.partners.routes import APP_ROUTES
-from bankhub.security import idempotency, network, ratelimit, redact
+from bankhub.security import idempotency, network, ratelimit, redact, shared
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
 from bankhub.security.tls import HstsMiddleware, TransportMiddleware
 from bankhub.statements.routes import STATEMENT_PATH, STATEMENT_ROUTES
@@ -200,10 +200,12 @@ async def openapi_json(request: AnyRequest) -> dict[str, Any]:
     return schema
 
 
-def edge_middleware(hub: Hub, guard: network.AbuseGuard | None) -> list[Middleware]:
-    """Outermost first: HTTPS (S26), address blocks (S18), rate limits (S33). What must reach
-    every answer (HSTS, the address's authentication outcome) wraps the whole application
-    instead, in :func:`create_app`."""
+def edge_middleware(
+    hub: Hub, guard: network.AbuseGuard | None, store: shared.SharedStore
+) -> list[Middleware]:
+    """Outermost first: HTTPS (S26), address blocks (S18), rate limits (S33, counted in
+    ``store``, the one every process shares). What must reach every answer (HSTS, the address's
+    authentication outcome) wraps the whole application instead, in :func:`create_app`."""
     settings = hub.settings
 
     def transport(app: ASGIApp) -> ASGIApp:
@@ -217,7 +219,7 @@ def edge_middleware(hub: Hub, guard: network.AbuseGuard | None) -> list[Middlewa
 
         stack.append(blocks)
     if settings.rate_limits_on:
-        limits = RateLimits(settings)
+        limits = RateLimits(settings, store)
 
         def rate_limits(app: ASGIApp) -> ASGIApp:
             return RateLimitMiddleware(app, limits)
@@ -259,10 +261,15 @@ def create_app(hub: Hub) -> Litestar:
             stop.set()
             if worker is not None:
                 await worker
+            await store.close()
             await hub.close()
 
+    # S18, S33: rate limits, failure runs and blocks in the store every process shares
+    store = shared.SharedStore(hub.settings)
     guard = (
-        network.AbuseGuard(hub.settings, hub.db, hub.clock) if hub.settings.blocking_on else None
+        network.AbuseGuard(hub.settings, hub.db, hub.clock, store=store)
+        if hub.settings.blocking_on
+        else None
     )
     docs = hub.settings.docs_public  # S32
     openapi = OpenAPIConfig(
@@ -329,7 +336,7 @@ def create_app(hub: Hub) -> Litestar:
         ],
         # S14: no request inherits another's tenant; TenantReset wraps everything else.
         # Innermost: Idempotency-Key (S40) sees the route's own answer, errors included.
-        middleware=[TenantReset, *edge_middleware(hub, guard), idempotency.middleware(hub)],
+        middleware=[TenantReset, *edge_middleware(hub, guard, store), idempotency.middleware(hub)],
         openapi_config=openapi if docs else None,
         template_config=TemplateConfig(instance=template_engine()),
         lifespan=[lifespan, usage_store.flusher(hub)],
@@ -339,6 +346,8 @@ def create_app(hub: Hub) -> Litestar:
     app.state.hub = hub
     app.state.connect = ConnectFlow(hub)
     app.state.guard = guard
+    #: ``app.state.shared_store.unavailable``: operations that went without the shared store
+    app.state.shared_store = store
     # Outside the router, so that every answer carries the request id, the router's own too,
     # and HSTS (S26); the outcome of each authentication counts once its answer is sent (S18).
     handler = app.asgi_handler
@@ -350,6 +359,9 @@ def create_app(hub: Hub) -> Litestar:
 
 
 def create_app_from_env() -> Litestar:
-    """The granian target: settings from ``BANKHUB_*``; the schema must already be migrated."""
+    """The granian target: settings from ``BANKHUB_*``; the schema must already be migrated.
+    A shared store that cannot be used stops the worker here, never a request later."""
     redact.install()
-    return create_app(Hub.build(Settings()))
+    settings = Settings()
+    shared.check(settings)
+    return create_app(Hub.build(settings))

@@ -15,6 +15,7 @@ from typing import Annotated, TypeVar
 
 import msgspec
 import typer
+from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
@@ -22,7 +23,7 @@ from bankhub.audit_cli import audit_log
 from bankhub.cli_common import err, out, settings_or_exit
 from bankhub.cli_common import migrate as migrate_schema
 from bankhub.clock import utcnow
-from bankhub.config import Settings
+from bankhub.config import ConfigError, Settings
 from bankhub.dashboard.cli import team_cli
 from bankhub.db import migrate as migrations
 from bankhub.db import roles, tenancy
@@ -31,7 +32,7 @@ from bankhub.events import flags
 from bankhub.keys_cli import keys_cli
 from bankhub.partners import services as partners
 from bankhub.partners.models import App
-from bankhub.security import network, redact
+from bankhub.security import network, redact, shared
 from bankhub.security.keyring import open_keyring
 from bankhub.security.secrets import SecretHasher
 from bankhub.webhooks import services as webhooks
@@ -95,6 +96,17 @@ def _demo_app(settings: Settings, *, reissue: bool) -> partners.IssuedApp | None
     return _in_db(settings, work)
 
 
+def _shared_store_or_exit(settings: Settings) -> None:
+    """S18, S33: the store every process shares (``BANKHUB_RATE_LIMIT_STORAGE``) can be used,
+    or the command stops here with one line that names the variable and what is wrong, before
+    anything serves (never a 500 on every request later)."""
+    try:
+        shared.check(settings)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 def _print_credentials(issued: partners.IssuedApp, base: str) -> None:
     creds = issued.as_dict()
     out.print(f"client-id: {creds['client_id']}", highlight=False)
@@ -117,6 +129,7 @@ def serve(
 ) -> None:
     """Start bankhub: API, connect page and sandbox bank in one process."""
     settings = settings_or_exit()
+    _shared_store_or_exit(settings)
     host = host or settings.host
     port = port or settings.port
     if settings.database_url is None:
@@ -283,6 +296,17 @@ def unblock(
         return await network.unblock(session, address, now=utcnow(), actor="operator")
 
     removed = _in_db(settings, lift)
+    # every process reads blocks from the shared store first: lift it there too
+    try:
+        removed = shared.lift_block(settings, network.address_key(address)) or removed
+    except (shared.StoreUnavailable, ConfigError) as exc:
+        err.print(
+            f"[red]{escape(address)}: the block is lifted in the database but not in "
+            f"{shared.VARIABLE} ({escape(str(exc.__cause__ or exc))}); the processes refuse the "
+            "address until it ends there. Run the command again once the store answers.[/red]",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
     if as_json:
         print(json.dumps({"address": address, "unblocked": removed}))
     elif removed:
@@ -355,6 +379,7 @@ def db_create_app_role(
 def worker() -> None:
     """Run scheduled syncs and webhook deliveries (scale-out: several of these, on PostgreSQL)."""
     settings = settings_or_exit()
+    _shared_store_or_exit(settings)
     if settings.database_url is None:
         migrate_schema(settings)
     elif not _schema_current(settings):

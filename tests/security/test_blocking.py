@@ -4,22 +4,30 @@ the block ends or an operator lifts it."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from typer.testing import CliRunner
 
 from bankhub.cli import cli
 from bankhub.config import Settings
-from bankhub.db import migrate
+from bankhub.db import migrate, tenancy
 from bankhub.db.engine import Database
 from bankhub.partners.models import BlockedAddress
+from bankhub.security import shared
 from bankhub.security.network import MemoryFailureCounts
+from bankhub.security.shared import SharedStore
 from tests.conftest import Harness
 from tests.security.edge import audit_entries, client_from, envelope, new_process
+from tests.support.postgres import PostgresRoles, free_port
+from tests.support.redis import RedisServer
 
 BLOCKING = {
     "block_enabled": True,
@@ -283,3 +291,212 @@ async def test_runs_of_failures_in_memory_end_and_stay_bounded(
         await counts.add(f"flood-{n}", later, idle)
     assert len(counts._runs) <= 10
     assert await counts.add("flood-19", later, idle) == 2  # the newest are kept
+
+
+@pytest.fixture
+def bankhub_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """``caplog`` for bankhub's loggers, still capturing after an app set up logging (Litestar
+    replaces the root logger's handlers, and with them pytest's)."""
+    logger = logging.getLogger("bankhub")
+    logger.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
+
+
+def messages(log: pytest.LogCaptureFixture, level: int = logging.WARNING) -> list[str]:
+    """What was logged at ``level`` or above, each record once."""
+    seen = {id(r): r for r in log.records if r.levelno >= level}
+    return [r.getMessage() for r in seen.values()]
+
+
+@asynccontextmanager
+async def superuser(roles: PostgresRoles) -> AsyncIterator[AsyncConnection]:
+    engine = create_async_engine(roles.superuser_url)
+    try:
+        async with engine.begin() as connection:
+            yield connection
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("app_role_harness", [DEFAULTS], indirect=True)
+async def test_a_block_is_stored_and_audited_under_row_level_security(
+    app_role_harness: Harness, postgres_roles: PostgresRoles, bankhub_log: pytest.LogCaptureFixture
+) -> None:
+    """test_a_block_is_stored_and_audited_under_row_level_security — S14, S18: as the runtime
+    role, with row-level security on, a block and its address.blocked entry are stored, whether
+    the guesser acted for no app (wrong secrets) or for one (login-secret guesses beside a valid
+    key); every other process refuses the address for the whole configured block, and nothing
+    failed on the way."""
+    h = app_role_harness
+    app = new_process(h.hub)
+    wrong = {**h.headers(), "service-secret": "not-the-secret"}
+    tenant_guesser = "198.51.100.68"
+    async with client_from(app, GUESSER) as nobody, client_from(app, tenant_guesser) as tenant:
+        for n in range(5):
+            answer = await nobody.get("/v2/app", headers=wrong)
+            assert envelope(answer)["error"] == "CredentialInvalid"
+            guess = h.headers(login_secret=f"00000000-0000-4000-8000-00000000000{n}")
+            answer = await tenant.get("/v2/account", headers=guess)
+            assert envelope(answer)["error"] == "LoginNotFound"
+    h.clock.advance(seconds=899)
+    for address in (GUESSER, tenant_guesser):
+        async with client_from(new_process(h.hub), address) as elsewhere:
+            refused = await elsewhere.get("/v2/app", headers=h.headers())
+            assert envelope(refused)["error"] == "AddressBlocked"
+            assert refused.headers["retry-after"] == "1"
+            h.clock.advance(seconds=2)
+            assert (await elsewhere.get("/v2/app", headers=h.headers())).status_code == 200
+            h.clock.advance(seconds=-2)
+    async with superuser(postgres_roles) as su:
+        blocks = await su.execute(
+            text("select address, blocked_until - created_at from blocked_addresses")
+        )
+        assert sorted(blocks.tuples()) == [
+            (GUESSER, timedelta(seconds=900)),
+            (tenant_guesser, timedelta(seconds=900)),
+        ]
+        entries = await su.execute(
+            text("select target_id, app_id from audit_log where action = 'address.blocked'")
+        )
+        assert sorted(entries.tuples()) == [(GUESSER, None), (tenant_guesser, None)]
+    assert messages(bankhub_log, logging.ERROR) == []
+
+
+@pytest.mark.parametrize("app_role_harness", [DEFAULTS], indirect=True)
+async def test_a_block_the_database_refuses_is_logged_and_stored_with_the_next_outcome(
+    app_role_harness: Harness, postgres_roles: PostgresRoles, bankhub_log: pytest.LogCaptureFixture
+) -> None:
+    """test_a_block_the_database_refuses_is_logged_and_stored_with_the_next_outcome — S18: when
+    the block cannot be stored, the answer that completed the run still leaves as it should (no
+    500), the failure is logged naming the address, the process refuses the address meanwhile,
+    and the block is stored with the next authentication outcome it counts."""
+    h = app_role_harness
+    app = new_process(h.hub)
+    wrong = {**h.headers(), "service-secret": "not-the-secret"}
+    async with superuser(postgres_roles) as su:
+        await su.execute(text(f"REVOKE INSERT ON blocked_addresses FROM {postgres_roles.app}"))
+    async with client_from(app, GUESSER) as guesser, client_from(app, "203.0.113.8") as partner:
+        for _ in range(5):
+            answer = await guesser.get("/v2/app", headers=wrong)
+            assert envelope(answer)["error"] == "CredentialInvalid"
+        [logged] = messages(bankhub_log, logging.ERROR)
+        assert logged.startswith(f"could not store the block of {GUESSER} until")
+        assert envelope(await guesser.get("/v2/app", headers=h.headers()))["error"] == (
+            "AddressBlocked"
+        )
+        async with superuser(postgres_roles) as su:
+            await su.execute(text(f"GRANT INSERT ON blocked_addresses TO {postgres_roles.app}"))
+        assert (await partner.get("/v2/app", headers=h.headers())).status_code == 200
+    async with client_from(new_process(h.hub), GUESSER) as elsewhere:
+        assert envelope(await elsewhere.get("/v2/app", headers=h.headers()))["error"] == (
+            "AddressBlocked"
+        )
+    with tenancy.everything():
+        [entry] = await audit_entries(h.hub, "address.blocked")
+    assert entry.target_id == GUESSER
+
+
+#: rate limits and blocks on, with a store that goes away
+OUTAGE = {
+    "rate_limits_enabled": True,
+    "rate_limit_per_ip": "6/minute",
+    "block_enabled": True,
+    "block_failures": 3,
+    "block_window_seconds": 60,
+    "block_seconds": 600,
+    "block_cache_seconds": 0,
+}
+
+
+@pytest.mark.parametrize("harness", [OUTAGE], indirect=True)
+async def test_without_the_shared_store_requests_are_served_and_blocks_still_hold(
+    harness: Harness, bankhub_log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_without_the_shared_store_requests_are_served_and_blocks_still_hold — S18, S33: when
+    Redis goes away while serving, no request fails for it: rate limits fail open (served,
+    counted as unavailable, the outage logged once per process), failures are counted in the
+    process so a guesser is still blocked, the block is stored in the database and refused by
+    every process; once Redis is back, limits count again."""
+    h = harness
+    monkeypatch.setattr(shared, "RETRY_SECONDS", 0.0)  # try the store on every call
+    with RedisServer() as server:
+        h.hub.settings.rate_limit_storage = server.socket_url
+        app, elsewhere = new_process(h.hub), new_process(h.hub)
+        try:
+            async with client_from(app, "192.0.2.20") as visitor:
+                counted = await visitor.get("/service.json")
+                assert counted.status_code == 200
+                assert counted.headers["ratelimit"] == '"ip";r=5;t=60'
+                server.halt()
+                served = [await visitor.get("/service.json") for _ in range(10)]
+                assert [r.status_code for r in served] == [200] * 10
+                assert "ratelimit" not in served[-1].headers
+            assert app.state.shared_store.unavailable >= 10
+            wrong = {**h.headers(), "service-secret": "not-the-secret"}
+            async with client_from(app, GUESSER) as guesser:
+                for _ in range(3):
+                    answer = await guesser.get("/v2/app", headers=wrong)
+                    assert envelope(answer)["error"] == "CredentialInvalid"
+                assert envelope(await guesser.get("/v2/app", headers=h.headers()))["error"] == (
+                    "AddressBlocked"
+                )
+            async with client_from(elsewhere, GUESSER) as other:
+                assert envelope(await other.get("/v2/app", headers=h.headers()))["error"] == (
+                    "AddressBlocked"
+                )
+            outages = [m for m in messages(bankhub_log) if "is unavailable" in m]
+            assert len(outages) == 2  # once per process
+            expected = f"BANKHUB_RATE_LIMIT_STORAGE {server.socket_url} is unavailable"
+            assert outages[0].startswith(expected)
+            server.start()
+            async with client_from(app, "192.0.2.21") as later:
+                again = await later.get("/service.json")
+                assert again.headers["ratelimit"] == '"ip";r=5;t=60'
+            assert messages(bankhub_log, logging.ERROR) == []
+        finally:
+            for each in (app, elsewhere):
+                await each.state.shared_store.close()
+
+
+def test_unblock_lifts_the_block_in_the_shared_store_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """test_unblock_lifts_the_block_in_the_shared_store_too — S18: `bankhub unblock` removes the
+    block from Redis as well, where every process looks first; when Redis does not answer it
+    lifts what it can and fails naming BANKHUB_RATE_LIMIT_STORAGE, so the operator knows the
+    processes still refuse the address."""
+    for name in ("BANKHUB_DATABASE_URL", "BANKHUB_SECRET_KEY", "BANKHUB_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BANKHUB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BANKHUB_RATE_LIMIT_STORAGE", redis_url)
+    settings = Settings()
+    settings.resolved_secret_key()
+    migrate.upgrade(settings.resolved_database_url())
+    now = datetime.now(UTC)
+
+    async def put_in_store(store: SharedStore) -> None:
+        try:
+            await store.block("2001:db8::67", now + timedelta(minutes=15), now)
+        finally:
+            await store.close()
+
+    async def in_store(store: SharedStore) -> datetime | None:
+        try:
+            return await store.blocked_until("2001:db8::67")
+        finally:
+            await store.close()
+
+    asyncio.run(put_in_store(SharedStore(settings)))
+    runner = CliRunner()
+    lifted = runner.invoke(cli, ["unblock", "2001:DB8::0:67", "--json"])
+    assert lifted.exit_code == 0, lifted.output
+    assert '"unblocked": true' in lifted.stdout
+    assert asyncio.run(in_store(SharedStore(settings))) is None
+
+    monkeypatch.setenv("BANKHUB_RATE_LIMIT_STORAGE", f"redis://127.0.0.1:{free_port()}/0")
+    failed = runner.invoke(cli, ["unblock", "2001:db8::67"])
+    assert failed.exit_code == 1
+    assert "not in BANKHUB_RATE_LIMIT_STORAGE" in failed.output

@@ -9,10 +9,20 @@ credential is refused or verified, the request's :class:`AuthOutcome` is marked
 :class:`OutcomeMiddleware` hands the outcome to the :class:`AbuseGuard`, which keeps the counts
 in one :class:`FailureCounts` store: a failure adds one to the address's run, a success from
 the address ends the run, and the run reaching ``BANKHUB_BLOCK_FAILURES`` blocks the address.
+
+Several processes serving one installation share the runs and the blocks through the store of
+``BANKHUB_RATE_LIMIT_STORAGE`` (:mod:`bankhub.security.shared`): :class:`SharedFailureCounts`
+counts there, and a block is put there before the answer that caused it leaves, so every
+process refuses the address from its next request on. The ``blocked_addresses`` table stays
+the durable record (with its ``address.blocked`` audit entry): it outlives the store, and while
+the store does not answer, blocks are read from it (each process trusting what it read for
+``BANKHUB_BLOCK_CACHE_SECONDS``) and failures are counted in the process. Blocks never fail
+open: a block that was stored is refused by every process, at most that cache time late.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -24,16 +34,19 @@ from urllib.parse import urlsplit
 
 from litestar import Request
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit import services as audit
 from bankhub.clock import Clock
 from bankhub.config import IPNetwork, Settings
+from bankhub.db import tenancy
 from bankhub.db.engine import Database
 from bankhub.partners.models import App, BlockedAddress
+from bankhub.security.shared import SharedStore, StoreUnavailable
 
 log = logging.getLogger("bankhub.security")
 
@@ -250,9 +263,9 @@ def note_success(scope: Scope) -> None:
 class FailureCounts(Protocol):
     """The runs of consecutive authentication failures, per address: the one place S18 counts.
 
-    :class:`MemoryFailureCounts` keeps them in the process. Several processes serving one
-    installation need one shared store in its place (Redis, beside the rate limits' storage),
-    so that an address's run is the same whichever process answers.
+    :class:`MemoryFailureCounts` keeps them in the process (one process serves);
+    :class:`SharedFailureCounts` in the store every process shares (Redis), so that an
+    address's run is the same whichever process answers.
     """
 
     async def add(self, address: str, now: datetime, idle: timedelta) -> int:
@@ -293,6 +306,29 @@ class MemoryFailureCounts:
             self._runs = dict(newest[len(newest) // 2 :])
 
 
+class SharedFailureCounts:
+    """:class:`FailureCounts` in the shared store: one atomic script per failure there, so
+    failures counted by several processes at once all count. While the store does not answer,
+    the runs are counted in this process instead (as with one process): protection degrades
+    to what one process sees, never to none."""
+
+    def __init__(self, store: SharedStore) -> None:
+        self.store = store
+        self.fallback = MemoryFailureCounts()
+
+    async def add(self, address: str, now: datetime, idle: timedelta) -> int:
+        try:
+            return await self.store.add_failure(address, now, idle)
+        except StoreUnavailable:
+            return await self.fallback.add(address, now, idle)
+
+    async def clear(self, address: str) -> None:
+        await self.fallback.clear(address)
+        # while the store does not answer, the run there lapses by itself within the window
+        with contextlib.suppress(StoreUnavailable):
+            await self.store.clear_failures(address)
+
+
 @dataclass(slots=True)
 class _Cached:
     until: datetime | None
@@ -309,6 +345,7 @@ class AbuseGuard:
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
         counts: FailureCounts | None = None,
+        store: SharedStore | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -316,17 +353,35 @@ class AbuseGuard:
         self.monotonic = monotonic
         #: failures further apart than this do not make one run
         self.window = timedelta(seconds=settings.block_window_seconds)
-        self.counts: FailureCounts = counts if counts is not None else MemoryFailureCounts()
+        self.store = store if store is not None else SharedStore(settings)
+        if counts is None:
+            counts = SharedFailureCounts(self.store) if self.store.shared else MemoryFailureCounts()
+        self.counts: FailureCounts = counts
         self._cache: dict[str, _Cached] = {}
         self._pending: dict[str, tuple[datetime, int]] = {}
 
     async def blocked_until(self, address: str) -> datetime | None:
-        """The end of the address's block, from memory if read within the cache TTL."""
+        """The end of the address's block: a block this process made and could not store
+        yet, or one it knows of, else the shared store's (at once, whichever process made it),
+        else the ``blocked_addresses`` table (read at most once per cache TTL)."""
         now = self.clock()
+        pending = self._pending.get(address)
+        if pending is not None and pending[0] > now:
+            return pending[0]
         cached = self._cache.get(address)
         fresh = cached is not None and (
             self.monotonic() - cached.read_at < self.settings.block_cache_seconds
         )
+        if fresh and cached is not None and cached.until is not None and cached.until > now:
+            return cached.until
+        if self.store.shared:
+            try:
+                shared_until = await self.store.blocked_until(address)
+            except StoreUnavailable:
+                shared_until = None  # the table below still holds every stored block
+            if shared_until is not None and shared_until > now:
+                self._cache[address] = _Cached(shared_until, self.monotonic())
+                return shared_until
         if not fresh:
             async with self.db.transaction() as session:
                 row = await session.get(BlockedAddress, address)
@@ -348,7 +403,8 @@ class AbuseGuard:
         await self.flush()
 
     async def note_failure(self, address: str) -> bool:
-        """Count one failure; True when this one completes the run (the block is pending)."""
+        """Count one failure; True when this one completes the run: the block is then in
+        this process's memory and the shared store, and pending for the database."""
         now = self.clock()
         count = await self.counts.add(address, now, self.window)
         if count < self.settings.block_failures:
@@ -357,32 +413,53 @@ class AbuseGuard:
         until = now + timedelta(seconds=self.settings.block_seconds)
         self._pending[address] = (until, count)
         self._cache[address] = _Cached(until, self.monotonic())
+        if self.store.shared:
+            # while the store does not answer, other processes read the block from the table
+            # (flushed before the answer leaves), within their cache time
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.block(address, until, now)
         return True
 
     async def flush(self) -> None:
-        """Store pending blocks (and audit them) so that every process honours them."""
+        """Store pending blocks with their audit entries, so that every process honours them
+        and the block outlives the shared store. A block that cannot be stored now is logged
+        and kept pending: the next outcome this process settles tries again."""
         while self._pending:
             address, (until, count) = self._pending.popitem()
             now = self.clock()
             reason = f"{count} consecutive authentication failures"
-            async with self.db.transaction() as session:
-                await session.execute(
-                    delete(BlockedAddress).where(BlockedAddress.address == address)
+            try:
+                # S14: a block belongs to no app, and neither does its audit entry; the request
+                # that caused it may act for an app (a guessed login-secret beside a valid key)
+                with tenancy.everything():
+                    async with self.db.transaction() as session:
+                        await session.execute(
+                            delete(BlockedAddress).where(BlockedAddress.address == address)
+                        )
+                        session.add(
+                            BlockedAddress(
+                                address=address, reason=reason, blocked_until=until, created_at=now
+                            )
+                        )
+                        audit.record(
+                            session,
+                            now=now,
+                            actor="system:abuse-guard",
+                            action="address.blocked",
+                            target_type="address",
+                            target_id=address,
+                            detail={"reason": reason, "blocked_until": until.isoformat()},
+                        )
+            except (SQLAlchemyError, OSError):
+                self._pending.setdefault(address, (until, count))
+                log.exception(
+                    "could not store the block of %s until %s (%s); this process refuses it "
+                    "and tries again with its next authentication outcome",
+                    address,
+                    until.isoformat(),
+                    reason,
                 )
-                session.add(
-                    BlockedAddress(
-                        address=address, reason=reason, blocked_until=until, created_at=now
-                    )
-                )
-                audit.record(
-                    session,
-                    now=now,
-                    actor="system:abuse-guard",
-                    action="address.blocked",
-                    target_type="address",
-                    target_id=address,
-                    detail={"reason": reason, "blocked_until": until.isoformat()},
-                )
+                return
             log.warning("blocked %s until %s: %s", address, until.isoformat(), reason)
 
     def refusal(self, address: str, until: datetime) -> ApiError:
@@ -404,12 +481,18 @@ class AbuseGuard:
         )
 
 
-async def unblock(session: AsyncSession, address: str, *, now: datetime, actor: str) -> bool:
-    """Remove a block (audited); False when the address was not blocked."""
+def address_key(address: str) -> str:
+    """An address as blocks are kept under it (``2001:DB8:0::66`` is ``2001:db8::66``)."""
     parsed = _parse(address)
     if parsed is None:
         raise ApiError(ErrorCode.DATA_INVALID, f"{address[:100]!r} is not an IP address")
-    key = str(parsed)
+    return str(parsed)
+
+
+async def unblock(session: AsyncSession, address: str, *, now: datetime, actor: str) -> bool:
+    """Remove a block (audited); False when the address was not blocked. The shared store's
+    copy is lifted by the caller (:func:`bankhub.security.shared.lift_block`)."""
+    key = address_key(address)
     row = await session.get(BlockedAddress, key)
     if row is None:
         return False
@@ -451,8 +534,11 @@ class BlockMiddleware:
 
 
 class OutcomeMiddleware:
-    """Outside everything (the error handlers too): once the answer is sent, the request's
-    authentication outcome is counted for its address and any block it caused is stored."""
+    """Outside everything (the error handlers too): the request's authentication outcome is
+    counted for its address, and any block it caused stored, before its answer leaves. So the
+    failure that completes a run is answered only once every process refuses the address, and
+    nothing is left to fail after the answer started (where no error handler could report it).
+    A request that sends no answer is settled when it ends."""
 
     def __init__(self, app: ASGIApp, guard: AbuseGuard, settings: Settings) -> None:
         self.app = app
@@ -464,8 +550,26 @@ class OutcomeMiddleware:
             await self.app(scope, receive, send)
             return
         outcome = outcome_of(scope)
+        settled = False
+
+        async def settle() -> None:
+            nonlocal settled
+            if settled or not (outcome.failed or outcome.succeeded):
+                return
+            settled = True
+            address = str(client_ip(scope, self.trusted))
+            try:
+                await self.guard.settle(address, outcome)
+            except Exception:
+                # the answer is decided and must leave; what went wrong goes to the log
+                log.exception("could not count the authentication outcome of %s", address)
+
+        async def settle_then_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                await settle()
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, settle_then_send)
         finally:
-            if outcome.failed or outcome.succeeded:
-                await self.guard.settle(str(client_ip(scope, self.trusted)), outcome)
+            await settle()

@@ -18,11 +18,17 @@ them up for its owner. What each request counts against:
   answered 429 instead of their error (:func:`refusal`). Partners sharing an address (NAT) are
   therefore never refused for the address's anonymous traffic nor for each other.
 
-Counts live in a ``limits`` storage: in memory by default (one process), or a shared one named by
-``BANKHUB_RATE_LIMIT_STORAGE`` (``redis://...``) when several processes serve the API. Every
-answer carries the ``RateLimit-Policy`` and ``RateLimit`` fields of
-draft-ietf-httpapi-ratelimit-headers for the policies the request counted against; a refused
-request gets 429 ``RateLimited``, ``Retry-After`` and the same fields, and consumes nothing.
+Counts live in the ``limits`` storage of the :class:`~bankhub.security.shared.SharedStore`: in
+memory by default (one process), or the Redis named by ``BANKHUB_RATE_LIMIT_STORAGE`` when several
+processes serve the API, so that a limit of N allows N requests across all of them. A request
+counts only when every policy has room; each count is the storage's own atomic check-and-add,
+so two processes racing for the last unit cannot both have it. While the store does not answer,
+the limits fail open: requests are served uncounted (a logged warning, and
+``SharedStore.unavailable`` counts them), because refusing everything would turn an outage of
+the store into an outage of the API. Every answer carries the ``RateLimit-Policy`` and
+``RateLimit`` fields of draft-ietf-httpapi-ratelimit-headers for the policies the request
+counted against; a refused request gets 429 ``RateLimited``, ``Retry-After`` and the same
+fields, and consumes nothing.
 """
 
 from __future__ import annotations
@@ -33,10 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import MovingWindowSupport, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import ConfigurationError
-from limits.storage import storage_from_string
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,6 +48,7 @@ from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.config import ConfigError, Settings
 from bankhub.security import scopes
 from bankhub.security.network import client_ip
+from bankhub.security.shared import SharedStore, StoreUnavailable
 
 TOKEN_PATHS = frozenset({"/oauth/token", "/v2/token", "/v2/token/reconnect"})
 #: OAuth endpoints that authenticate the client from the form (their routes are ``public``)
@@ -99,12 +103,16 @@ def takes_credential(scope: Scope) -> bool:
 class RateLimits:
     """The configured policies and their storage."""
 
-    def __init__(self, settings: Settings, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SharedStore | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
+        self.store = store if store is not None else SharedStore(settings)
         self.now = now
         self.trusted = settings.trusted_networks
-        url = settings.rate_limit_storage
-        self.storage_url = url if url.startswith("async+") else f"async+{url}"
         self._limiter: MovingWindowRateLimiter | None = None
         self.policies: dict[str, list[Policy]] = {}
         for name, text, variable in (
@@ -122,15 +130,7 @@ class RateLimits:
     def limiter(self) -> MovingWindowRateLimiter:
         # Made on first use: the in-memory storage needs the running event loop.
         if self._limiter is None:
-            try:
-                storage = storage_from_string(self.storage_url)
-            except ConfigurationError as exc:
-                raise ConfigError(f"BANKHUB_RATE_LIMIT_STORAGE: {exc}") from None
-            if not isinstance(storage, Storage) or not isinstance(storage, MovingWindowSupport):
-                raise ConfigError(
-                    f"BANKHUB_RATE_LIMIT_STORAGE: {self.storage_url} has no moving-window support"
-                )
-            self._limiter = MovingWindowRateLimiter(storage)
+            self._limiter = MovingWindowRateLimiter(self.store.storage())
         return self._limiter
 
     def _each(self, keys: list[tuple[str, str]]) -> Counted:
@@ -171,32 +171,65 @@ class RateLimits:
         return max(0, remaining), max(0, math.ceil(reset - self.now()))
 
     async def exhausted(self, counted: Counted) -> Status:
-        """The policies with nothing left, with their state; counts nothing."""
+        """The policies with nothing left, with their state; counts nothing. Nothing is
+        exhausted while the store does not answer (the limits fail open)."""
+        if not counted:
+            return {}
         limiter = self.limiter()
-        found: Status = {}
-        for policy, key in counted:
-            if not await limiter.test(policy.item, policy.name, key):
-                found[policy.name] = (policy, *await self._state(policy, key))
-        return found
+
+        async def find() -> Status:
+            found: Status = {}
+            for policy, key in counted:
+                if not await limiter.test(policy.item, policy.name, key):
+                    found[policy.name] = (policy, *await self._state(policy, key))
+            return found
+
+        try:
+            return await self.store.run("reading rate limits", find)
+        except StoreUnavailable:
+            return {}
 
     async def count(self, counted: Counted, status: Status) -> int | None:
         """Count the request against every policy, unless one is exhausted: then it counts
-        nowhere and the answer is the seconds to wait. Each policy's state goes to ``status``."""
+        nowhere and the answer is the seconds to wait. Each policy's state goes to ``status``.
+        While the store does not answer the request is served uncounted (fail open)."""
+        if not counted:
+            return None
         limiter = self.limiter()
-        exhausted = [not await limiter.test(p.item, p.name, key) for p, key in counted]
-        if not any(exhausted):
-            for policy, key in counted:
-                await limiter.hit(policy.item, policy.name, key)
-        refused: list[int] = []
-        for (policy, key), over in zip(counted, exhausted, strict=True):
-            remaining, wait = await self._state(policy, key)
-            if over:
-                refused.append(max(1, wait))
-            seen = status.get(policy.name)
-            # the same policy counted under two keys: report the tighter of the two
-            if seen is None or remaining < seen[1]:
-                status[policy.name] = (policy, remaining, wait)
-        return max(refused) if refused else None
+
+        async def counting() -> tuple[int | None, Status]:
+            exhausted = [not await limiter.test(p.item, p.name, key) for p, key in counted]
+            if not any(exhausted):
+                for n, (policy, key) in enumerate(counted):
+                    # the storage's own check-and-add: another process may have taken the last
+                    # unit since the test above, and then this request is over the limit too
+                    if not await limiter.hit(policy.item, policy.name, key):
+                        exhausted[n] = True
+            refused: list[int] = []
+            states: Status = {}
+            for (policy, key), over in zip(counted, exhausted, strict=True):
+                remaining, wait = await self._state(policy, key)
+                if over:
+                    refused.append(max(1, wait))
+                seen = states.get(policy.name)
+                # the same policy counted under two keys: report the tighter of the two
+                if seen is None or remaining < seen[1]:
+                    states[policy.name] = (policy, remaining, wait)
+            return (max(refused) if refused else None), states
+
+        try:
+            wait, states = await self.store.run("counting rate limits", counting)
+        except StoreUnavailable:
+            return None
+        for name, state in states.items():
+            seen = status.get(name)
+            if seen is None or state[1] < seen[1]:
+                status[name] = state
+        return wait
+
+
+#: the draft's header fields, as :func:`fields` names them
+FIELD_NAMES = ("RateLimit-Policy", "RateLimit")
 
 
 def fields(status: Status) -> dict[str, str]:
@@ -300,8 +333,14 @@ class RateLimitMiddleware:
             if message["type"] == "http.response.start":
                 await meter.settle()
                 headers = MutableScopeHeaders.from_message(message)
-                for name, value in fields(meter.status).items():
-                    headers[name] = value
+                counted = fields(meter.status)
+                for name in FIELD_NAMES:
+                    # a cached answer carries the fields of the request it was made for: this
+                    # request's numbers, or none when it was not counted (the store is down)
+                    if name in counted:
+                        headers[name] = counted[name]
+                    elif name in headers:
+                        del headers[name]
             await send(message)
 
         try:
