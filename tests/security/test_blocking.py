@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -500,3 +501,49 @@ def test_unblock_lifts_the_block_in_the_shared_store_too(
     failed = runner.invoke(cli, ["unblock", "2001:db8::67"])
     assert failed.exit_code == 1
     assert "not in BANKHUB_RATE_LIMIT_STORAGE" in failed.output
+
+
+@pytest.mark.parametrize("harness", [DEFAULTS], indirect=True)
+async def test_the_block_is_stored_before_the_answer_that_completed_the_run_leaves(
+    harness: Harness,
+) -> None:
+    """test_the_block_is_stored_before_the_answer_that_completed_the_run_leaves — S18: when the
+    fifth failure's answer starts, the block is already in the database (and audited), so no
+    process can serve the address once the guesser reads that answer, and nothing is left to
+    fail after the answer started."""
+    h = harness
+    app = new_process(h.hub)
+    wrong = {**h.headers(), "service-secret": "not-the-secret"}
+    async with client_from(app, GUESSER) as client:
+        for _ in range(4):
+            assert (await client.get("/v2/app", headers=wrong)).status_code == 400
+
+    at_start: dict[str, object] = {}
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            at_start["status"] = message["status"]
+            with tenancy.everything():
+                async with h.hub.db.transaction() as session:
+                    at_start["block"] = await session.get(BlockedAddress, GUESSER) is not None
+                at_start["entries"] = len(await audit_entries(h.hub, "address.blocked"))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/v2/app",
+        "raw_path": b"/v2/app",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.encode(), v.encode()) for k, v in wrong.items()],
+        "client": (GUESSER, 40000),
+        "server": ("testserver.local", 80),
+    }
+    await app(scope, receive, send)  # the fifth failure, its answer watched as it leaves
+    assert at_start == {"status": 400, "block": True, "entries": 1}

@@ -358,7 +358,8 @@ class AbuseGuard:
             counts = SharedFailureCounts(self.store) if self.store.shared else MemoryFailureCounts()
         self.counts: FailureCounts = counts
         self._cache: dict[str, _Cached] = {}
-        self._pending: dict[str, tuple[datetime, int]] = {}
+        #: blocks not stored yet: their end, the run's length and when the run completed
+        self._pending: dict[str, tuple[datetime, int, datetime]] = {}
 
     async def blocked_until(self, address: str) -> datetime | None:
         """The end of the address's block: a block this process made and could not store
@@ -411,7 +412,7 @@ class AbuseGuard:
             return False
         await self.counts.clear(address)
         until = now + timedelta(seconds=self.settings.block_seconds)
-        self._pending[address] = (until, count)
+        self._pending[address] = (until, count, now)
         self._cache[address] = _Cached(until, self.monotonic())
         if self.store.shared:
             # while the store does not answer, other processes read the block from the table
@@ -425,8 +426,7 @@ class AbuseGuard:
         and the block outlives the shared store. A block that cannot be stored now is logged
         and kept pending: the next outcome this process settles tries again."""
         while self._pending:
-            address, (until, count) = self._pending.popitem()
-            now = self.clock()
+            address, (until, count, now) = self._pending.popitem()
             reason = f"{count} consecutive authentication failures"
             try:
                 # S14: a block belongs to no app, and neither does its audit entry; the request
@@ -451,7 +451,7 @@ class AbuseGuard:
                             detail={"reason": reason, "blocked_until": until.isoformat()},
                         )
             except (SQLAlchemyError, OSError):
-                self._pending.setdefault(address, (until, count))
+                self._pending.setdefault(address, (until, count, now))
                 log.exception(
                     "could not store the block of %s until %s (%s); this process refuses it "
                     "and tries again with its next authentication outcome",
