@@ -11,9 +11,12 @@ process from the moment it is made.
 Redis through the ``limits`` library's own storage: its moving windows are kept atomically
 (Lua scripts) by its ``async+redis`` storage, which talks to Redis through the ``coredis``
 client (installed by ``bankhub[redis]``). The failure runs and the block keys go through the
-same client and connection pool. Each failure is one Lua script (:data:`FAILURE_RUN`) that
-reads, advances and re-arms the run inside Redis, so two processes counting the same address
-at once never lose a failure; nothing is read, changed in Python and written back.
+same client and connection pool. Each failure is one Lua script of our own
+(:data:`FAILURE_RUN`) that reads, advances and re-arms the run inside Redis, so two processes
+counting the same address at once never lose a failure; nothing is read, changed in Python and
+written back. Our own because the storage's ``incr`` arms the expiry once, at the first
+increment: a fixed window from the first failure, where a run of consecutive failures (S5) ends
+only after a pause of the window since the *last* one, measured on bankhub's clock.
 
 A store that stops answering while serving never turns a request into an error. Each operation
 is bounded (:data:`OPERATION_TIMEOUT`); after a failure the store is left alone for
