@@ -169,7 +169,8 @@ def test_failures_spread_over_two_processes_block_the_address_in_both(
         assert refused.status_code == 429
         assert refused.json()["error"] == "AddressBlocked"
         assert BLOCK_SECONDS - 10 <= int(refused.headers["retry-after"]) <= BLOCK_SECONDS
-        assert call(server, "/v2/app", partner, keys(app)).status_code == 200
+    # other addresses are served (the third of the key's 4 calls a minute)
+    assert call(b, "/v2/app", partner, keys(app)).status_code == 200
 
     async def stored(session: AsyncSession) -> tuple[list[object], list[object]]:
         blocks = await session.execute(
