@@ -10,6 +10,7 @@ import pytest
 from fints.client import FinTS3PinTanClient
 
 from bankhub.connectors.base import MemoryStateStore
+from bankhub.statements import mt940
 from tests.statements import golden
 
 from .conftest import Build
@@ -40,3 +41,6 @@ async def test_the_dummy_banks_statements_read_as_their_golden(
     assert b":61:" in booked
     assert not any(a.statement_pending for a in answers)
     golden.check("fints-dummy/statement-file", golden.read_file(booked, "hikaz.sta"))
+    # one MT940 reader: the connector's rows are the statement-file reading of the same text
+    (account,) = mt940.parse(booked).accounts
+    assert rows == list(account.transactions)
