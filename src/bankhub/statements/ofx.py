@@ -47,6 +47,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from xml.etree.ElementTree import Element
 
+from ofxtools import models
+from ofxtools.models.base import Aggregate
 from ofxtools.Parser import ParseError, TreeBuilder
 
 from bankhub.connectors.base import AccountType, TransactionRecord, TransactionStatus
@@ -54,57 +56,10 @@ from bankhub.statements.model import ParsedStatement, StatementAccount, Statemen
 
 FORMAT = "ofx"
 
-#: elements that never hold other elements, so an empty one is not mistaken for an aggregate
-_LEAVES = frozenset(
-    {
-        "ACCTBAL",
-        "ACCTID",
-        "ACCTKEY",
-        "ACCTTYPE",
-        "BALAMT",
-        "BANKID",
-        "BRANCHID",
-        "CATEGORY",
-        "CHECKNUM",
-        "CODE",
-        "CORRECTACTION",
-        "CORRECTFITID",
-        "CURDEF",
-        "CURRATE",
-        "CURSYM",
-        "DTACCTUP",
-        "DTASOF",
-        "DTAVAIL",
-        "DTEND",
-        "DTPOSTED",
-        "DTPROFUP",
-        "DTSERVER",
-        "DTSTART",
-        "DTUSER",
-        "FID",
-        "FITID",
-        "INTU.BID",
-        "INTU.USERID",
-        "LANGUAGE",
-        "MEMO",
-        "MESSAGE",
-        "NAME",
-        "ORG",
-        "PAYEEID",
-        "REFNUM",
-        "SEVERITY",
-        "SIC",
-        "SRVRTID",
-        "TRANSACTIONSPLIT",
-        "TRNAMT",
-        "TRNTYPE",
-        "TRNUID",
-        "VALUEDATE",
-    }
-)
 
-#: an aggregate that opens while another is still open ends it (SGML files that forget
-#: ``</BANKTRANLIST>`` before the balances, or ``</STMTTRN>`` before the next transaction)
+#: an aggregate that opens while another is still open ends it: SGML files that forget
+#: ``</BANKTRANLIST>`` before the balances (``br_nubank_cc.ofx``, which ofxtools' tree builder
+#: reads with LEDGERBAL inside the transaction list), or ``</STMTTRN>`` before the next one
 _IMPLIED_END = {
     "STMTTRN": frozenset({"STMTTRN"}),
     "LEDGERBAL": frozenset({"BANKTRANLIST", "STMTTRN"}),
@@ -313,15 +268,22 @@ def _unescape(text: str) -> str:
     return _ENTITY.sub(one, text)
 
 
+def _is_leaf(tag: str) -> bool:
+    """Whether an element is a value, not an aggregate: ofxtools models every aggregate of the
+    specification; anything else (a value, a bank's private tag) holds no other elements."""
+    model = getattr(models, tag, None)
+    return not (isinstance(model, type) and issubclass(model, Aggregate))
+
+
 class _Builder(TreeBuilder):
     """ofxtools' tokenizer, with the end tags SGML leaves out put back.
 
     The library calls ``start`` for every start tag and ``end`` for every end tag (and right
     after the text of a leaf); it decides that an element with no text is an aggregate, and its
     base tree builder pops whatever is open on any end tag. Here an open element that is a
-    known leaf ends when the next tag comes, an aggregate that cannot hold the one starting
-    ends before it (:data:`_IMPLIED_END`), an end tag ends the elements still open inside its
-    own, and an end tag for an element that is not open is refused.
+    leaf (an SGML value left empty) ends when the next tag comes, an aggregate that cannot
+    hold the one starting ends before it (:data:`_IMPLIED_END`), an end tag ends the elements
+    still open inside its own, and an end tag for an element that is not open is refused.
     """
 
     def __init__(self) -> None:
@@ -330,7 +292,7 @@ class _Builder(TreeBuilder):
 
     def start(self, tag: str, attrs: dict[str, str], /) -> Element:
         implied = _IMPLIED_END.get(tag, frozenset())
-        while self.open and (self.open[-1] in _LEAVES or self.open[-1] in implied):
+        while self.open and (_is_leaf(self.open[-1]) or self.open[-1] in implied):
             self._pop()
         self.open.append(tag)
         return super().start(tag, attrs)
@@ -349,7 +311,7 @@ class _Builder(TreeBuilder):
         return super().end(self.open.pop())
 
     def finish(self) -> Element:
-        while self.open and self.open[-1] in _LEAVES:
+        while self.open and _is_leaf(self.open[-1]):
             self._pop()
         if self.open:
             missing = ", ".join(f"</{name}>" for name in reversed(self.open))
