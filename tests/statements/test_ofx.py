@@ -273,6 +273,12 @@ def test_a_closing_tag_that_was_never_opened_is_refused() -> None:
         ofx.parse(data)
 
 
+def test_stray_text_after_an_end_tag_names_its_line() -> None:
+    data = read("ofx/suncorp.ofx").replace(b"</STMTTRN>", b"</STMTTRN>oops", 1)
+    with pytest.raises(StatementError, match=r"stray text on line 43"):
+        ofx.parse(data)
+
+
 def test_a_file_without_statements_is_refused() -> None:
     text = read("ofx/suncorp.ofx").decode()
     only_signon = text[: text.index("<BANKMSGSRSV1>")] + "</OFX>\r\n"
