@@ -168,19 +168,20 @@ def sniff(data: bytes) -> bool:
 def read(data: bytes) -> OfxDocument:
     """The file's element tree and statuses; a file that cannot be read raises StatementError."""
     root = _tree(_decode(data))
-    statuses = [
-        Status(
-            response=str(parent.tag),
-            code=status.value("CODE"),
-            severity=status.value("SEVERITY"),
-            message=status.value("MESSAGE"),
-            line=status.line,
-        )
-        for parent in root.element.iter()
-        for child in parent
-        if child.tag == "STATUS"
-        for status in (Node(child, root.lines),)
-    ]
+    statuses = []
+    for parent in root.element.iter():
+        for child in parent:
+            if child.tag == "STATUS":
+                status = Node(child, root.lines)
+                statuses.append(
+                    Status(
+                        response=str(parent.tag),
+                        code=status.value("CODE"),
+                        severity=status.value("SEVERITY"),
+                        message=status.value("MESSAGE"),
+                        line=status.line,
+                    )
+                )
     statuses.sort(key=lambda s: s.line)
     return OfxDocument(root, tuple(statuses))
 
