@@ -158,6 +158,23 @@ def test_empty_curdef_takes_the_transactions_currency() -> None:
     assert tx.value_date == date(2018, 5, 7)
 
 
+def test_an_empty_sgml_value_holds_nothing_after_it() -> None:
+    # <NAME> with no text and no end tag is an empty value, not an aggregate around the MEMO
+    data = read("ofx/bank_medium.ofx").replace(b"<NAME>MCDONALD'S #112", b"<NAME>", 1)
+    first = ofx.parse(data).accounts[0].transactions[0]
+    assert (first.merchant, first.description) == (None, "POS MERCHANDISE;MCDONALD'S #112")
+
+
+def test_a_statement_that_forgets_to_close_its_transaction_list() -> None:
+    account = _only("br_nubank_cc.ofx")
+    assert b"</BANKTRANLIST>" not in read("ofx/br_nubank_cc.ofx")
+    assert len(account.transactions) == 6
+    assert (account.closing_balance, account.closing_date) == (
+        Decimal("-1280.91"),
+        date(2024, 3, 25),
+    )
+
+
 def test_empty_curdef_without_any_currency_is_refused() -> None:
     data = read("ofx/ofx-v102-empty-tags.ofx").replace(b"<CURSYM>AUD</CURSYM>", b"")
     with pytest.raises(StatementError, match=r"account 12345678.*empty CURDEF.*currency"):
@@ -253,6 +270,12 @@ def test_charset_1252_file_reads_8_bit_names() -> None:
 def test_a_closing_tag_that_was_never_opened_is_refused() -> None:
     data = read("ofx/suncorp.ofx").replace(b"</BANKTRANLIST>", b"</BANKTRANLIST></STMTTRN>")
     with pytest.raises(StatementError, match=r"closes <STMTTRN> on line 44 but it is not open"):
+        ofx.parse(data)
+
+
+def test_stray_text_after_an_end_tag_names_its_line() -> None:
+    data = read("ofx/suncorp.ofx").replace(b"</STMTTRN>", b"</STMTTRN>oops", 1)
+    with pytest.raises(StatementError, match=r"stray text on line 43"):
         ofx.parse(data)
 
 

@@ -1,4 +1,27 @@
-"""OFX/QFX statements: OFX 1.x SGML (unclosed tags) and OFX 2.x XML, read by one tolerant tokenizer.
+"""OFX/QFX statements (OFX 1.x SGML and OFX 2.x XML): files, and OFX Direct Connect answers.
+
+This is bankhub's one OFX reader: the statement importer and the OFX Direct Connect connector
+both read statements with it. The markup is tokenized by ofxtools' parser
+(``ofxtools.Parser.TreeBuilder``, SGML and XML alike) into an element tree; bankhub reads the
+tree. Around the library:
+
+* **Before it** (decoding): the text is decoded as the header declares it (``CHARSET``/
+  ``ENCODING``, or the XML declaration), tolerating what banks write: blank lines before the
+  header (``ofx-v102-empty-tags.ofx``, which ofxtools' header reader refuses), an XML header
+  over an SGML body (``anzcc.ofx``), stray 8-bit bytes in a 1252 file. A file that declares
+  UTF-8 and is not is refused, naming the byte and line.
+* **Inside it** (:class:`_Builder`, the library's tokenizer with start and end hooked): the end
+  tags SGML files leave out are put back (an empty ``<NAME>`` with no text is a leaf, not an
+  aggregate; ``</STMTTRN>`` missing before the next ``<STMTTRN>``, ``</BANKTRANLIST>`` before
+  the balances), an end tag that closes nothing open is refused, and a truncated file is named
+  as such. ofxtools' own tree builder pops whatever element is open on any end tag.
+* **After it**: bankhub reads the tree, not ofxtools' models (``OFXTree.convert``), because the
+  models refuse readable statements: ``checking.ofx`` (a BANKID of 10 digits: "exceeds max
+  length=9"), ``br_nubank_cc.ofx`` (no LEDGERBAL: "Value is required") and
+  ``ofx-v102-empty-tags.ofx`` (empty elements), and they turn dates into UTC instants, which
+  moves a booking date written with an offset to another day. Measured with
+  ``python -c 'from ofxtools.Parser import OFXTree; t = OFXTree(); t.parse(FILE); t.convert()'``
+  (ofxtools 1.1.1).
 
 Readings of the points the specification leaves open or banks get wrong:
 
@@ -8,7 +31,8 @@ Readings of the points the specification leaves open or banks get wrong:
 * An empty CURDEF takes the one currency the statement's transactions name (CURRENCY or
   ORIGCURRENCY CURSYM); with none or several, the statement is refused.
 * Amounts accept a comma as the decimal separator (``-200,00``).
-* Any STATUS with a non-zero CODE refuses the file, quoting the bank's code and message.
+* Any STATUS with a non-zero CODE refuses a statement file, quoting the bank's code and message;
+  the connector maps the same statuses (:attr:`OfxDocument.statuses`) to its failures.
 """
 
 from __future__ import annotations
@@ -16,67 +40,26 @@ from __future__ import annotations
 import bisect
 import codecs
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from xml.etree.ElementTree import Element
+
+from ofxtools import models
+from ofxtools.models.base import Aggregate
+from ofxtools.Parser import ParseError, TreeBuilder
 
 from bankhub.connectors.base import AccountType, TransactionRecord, TransactionStatus
 from bankhub.statements.model import ParsedStatement, StatementAccount, StatementError
 
 FORMAT = "ofx"
 
-#: elements that never hold other elements, so an empty one is not mistaken for an aggregate
-_LEAVES = frozenset(
-    {
-        "ACCTBAL",
-        "ACCTID",
-        "ACCTKEY",
-        "ACCTTYPE",
-        "BALAMT",
-        "BANKID",
-        "BRANCHID",
-        "CATEGORY",
-        "CHECKNUM",
-        "CODE",
-        "CORRECTACTION",
-        "CORRECTFITID",
-        "CURDEF",
-        "CURRATE",
-        "CURSYM",
-        "DTACCTUP",
-        "DTASOF",
-        "DTAVAIL",
-        "DTEND",
-        "DTPOSTED",
-        "DTPROFUP",
-        "DTSERVER",
-        "DTSTART",
-        "DTUSER",
-        "FID",
-        "FITID",
-        "INTU.BID",
-        "INTU.USERID",
-        "LANGUAGE",
-        "MEMO",
-        "MESSAGE",
-        "NAME",
-        "ORG",
-        "PAYEEID",
-        "REFNUM",
-        "SEVERITY",
-        "SIC",
-        "SRVRTID",
-        "TRANSACTIONSPLIT",
-        "TRNAMT",
-        "TRNTYPE",
-        "TRNUID",
-        "VALUEDATE",
-    }
-)
 
-#: an aggregate that opens while another is still open ends it (SGML files that forget
-#: ``</BANKTRANLIST>`` before the balances, or ``</STMTTRN>`` before the next transaction)
+#: an aggregate that opens while another is still open ends it: SGML files that forget
+#: ``</BANKTRANLIST>`` before the balances (``br_nubank_cc.ofx``, which ofxtools' tree builder
+#: reads with LEDGERBAL inside the transaction list), or ``</STMTTRN>`` before the next one
 _IMPLIED_END = {
     "STMTTRN": frozenset({"STMTTRN"}),
     "LEDGERBAL": frozenset({"BANKTRANLIST", "STMTTRN"}),
@@ -92,15 +75,6 @@ _ACCOUNT_TYPES = {
     "CREDITLINE": AccountType.LOAN,
 }
 
-_TOKEN = re.compile(
-    r"<!\[CDATA\[(?P<cdata>.*?)\]\]>"
-    r"|<!--.*?-->"
-    r"|<\?.*?\?>"
-    r"|<(?P<close>/?)(?P<tag>[A-Za-z][A-Za-z0-9_.]*)\s*>"
-    r"|(?P<text>[^<]+)"
-    r"|(?P<bad><)",
-    re.DOTALL,
-)
 _ENTITY = re.compile(r"&(amp|lt|gt|quot|apos|#\d+|#x[0-9A-Fa-f]+);")
 _ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 _DATE = re.compile(
@@ -111,32 +85,77 @@ _DATE = re.compile(
 )
 _AMOUNT = re.compile(r"[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)")
 _XML_ENCODING = re.compile(rb"<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']", re.I)
+#: a tag as ofxtools' tokenizer matches it; the start tags among them make the elements, in order
+_TAG = re.compile(r"<([A-Z0-9./_ ]+?)>")
+#: where ofxtools' tokenizer says an error is
+_POSITION = re.compile(r" - position=\[(\d+):\d+\]$")
+#: stands for the line number in a message raised inside the tokenizer, which knows no lines
+_AT_LINE = "\x00"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Node:
-    """One OFX element: a leaf with ``text`` or an aggregate with ``children``."""
+    """One element of the library's tree, with the line it starts on."""
 
-    name: str
-    line: int
-    text: str | None = None
-    children: list[Node] = field(default_factory=list)
+    element: Element
+    lines: Mapping[int, int]
+
+    @property
+    def name(self) -> str:
+        return str(self.element.tag)
+
+    @property
+    def line(self) -> int:
+        return self.lines.get(id(self.element), 0)
 
     def child(self, name: str) -> Node | None:
-        return next((c for c in self.children if c.name == name), None)
+        found = next((c for c in self.element if c.tag == name), None)
+        return Node(found, self.lines) if found is not None else None
 
     def value(self, name: str) -> str:
         """The stripped text of a direct child leaf; empty when absent or empty."""
-        node = self.child(name)
-        return (node.text or "").strip() if node is not None else ""
+        found = next((c for c in self.element if c.tag == name), None)
+        return (found.text or "").strip() if found is not None else ""
 
     def walk(self, name: str) -> list[Node]:
-        found: list[Node] = []
-        for c in self.children:
-            if c.name == name:
-                found.append(c)
-            found.extend(c.walk(name))
-        return found
+        """Every element of that name below this one, in document order."""
+        return [Node(e, self.lines) for e in self.element.iter(name) if e is not self.element]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """One STATUS aggregate of the file, and the response it belongs to (``SONRS``,
+    ``STMTTRNRS``, ``CCSTMTTRNRS``...)."""
+
+    response: str
+    code: str
+    severity: str
+    message: str
+    line: int
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.code) and self.code.strip("0") == ""
+
+
+@dataclass(frozen=True, slots=True)
+class OfxDocument:
+    """A read OFX file or answer: its statuses in document order, and its statements."""
+
+    root: Node
+    statuses: tuple[Status, ...]
+
+    def statements(self) -> tuple[StatementAccount, ...]:
+        """Every bank (STMTRS) and credit-card (CCSTMTRS) statement, in file order."""
+        found = self.root.walk("STMTRS") + self.root.walk("CCSTMTRS")
+        if not found:
+            if self.root.walk("INVSTMTRS"):
+                raise StatementError("the OFX file holds only investment statements", format=FORMAT)
+            raise StatementError(
+                "the OFX file holds no bank or credit-card statement", format=FORMAT
+            )
+        found.sort(key=lambda n: n.line)
+        return tuple(_account(s) for s in found)
 
 
 def sniff(data: bytes) -> bool:
@@ -146,17 +165,37 @@ def sniff(data: bytes) -> bool:
     return head.startswith(b"<?XML") and (b"<?OFX" in head or b"<OFX>" in head)
 
 
+def read(data: bytes) -> OfxDocument:
+    """The file's element tree and statuses; a file that cannot be read raises StatementError."""
+    root = _tree(_decode(data))
+    statuses = []
+    for parent in root.element.iter():
+        for child in parent:
+            if child.tag == "STATUS":
+                status = Node(child, root.lines)
+                statuses.append(
+                    Status(
+                        response=str(parent.tag),
+                        code=status.value("CODE"),
+                        severity=status.value("SEVERITY"),
+                        message=status.value("MESSAGE"),
+                        line=status.line,
+                    )
+                )
+    statuses.sort(key=lambda s: s.line)
+    return OfxDocument(root, tuple(statuses))
+
+
 def parse(data: bytes) -> ParsedStatement:
-    text = _decode(data)
-    root = _tree(text)
-    _check_status(root)
-    statements = root.walk("STMTRS") + root.walk("CCSTMTRS")
-    if not statements:
-        if root.walk("INVSTMTRS"):
-            raise StatementError("the OFX file holds only investment statements", format=FORMAT)
-        raise StatementError("the OFX file holds no bank or credit-card statement", format=FORMAT)
-    statements.sort(key=lambda n: n.line)
-    return ParsedStatement(format=FORMAT, accounts=tuple(_account(s) for s in statements))
+    document = read(data)
+    for status in document.statuses:
+        if not status.ok:
+            raise StatementError(
+                f"the bank reported an error in the OFX file: code {status.code or '(none)'} "
+                f"({status.severity or '?'}): {status.message or 'no message'}",
+                format=FORMAT,
+            )
+    return ParsedStatement(format=FORMAT, accounts=document.statements())
 
 
 # --- decoding ------------------------------------------------------------------------------------
@@ -230,95 +269,96 @@ def _unescape(text: str) -> str:
     return _ENTITY.sub(one, text)
 
 
+def _is_leaf(tag: str) -> bool:
+    """Whether an element is a value, not an aggregate: ofxtools models every aggregate of the
+    specification; anything else (a value, a bank's private tag) holds no other elements."""
+    model = getattr(models, tag, None)
+    return not (isinstance(model, type) and issubclass(model, Aggregate))
+
+
+class _Builder(TreeBuilder):
+    """ofxtools' tokenizer, with the end tags SGML leaves out put back.
+
+    The library calls ``start`` for every start tag and ``end`` for every end tag (and right
+    after the text of a leaf); it decides that an element with no text is an aggregate, and its
+    base tree builder pops whatever is open on any end tag. Here an open element that is a
+    leaf (an SGML value left empty) ends when the next tag comes, an aggregate that cannot
+    hold the one starting ends before it (:data:`_IMPLIED_END`), an end tag ends the elements
+    still open inside its own, and an end tag for an element that is not open is refused.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+
+    def start(self, tag: str, attrs: dict[str, str], /) -> Element:
+        implied = _IMPLIED_END.get(tag, frozenset())
+        while self.open and (_is_leaf(self.open[-1]) or self.open[-1] in implied):
+            self._pop()
+        self.open.append(tag)
+        return super().start(tag, attrs)
+
+    def data(self, data: str, /) -> None:
+        super().data(_unescape(data))
+
+    def end(self, tag: str, /) -> Element:
+        if tag not in self.open:
+            raise ParseError(f"the OFX file closes <{tag}> on line {_AT_LINE} but it is not open")
+        while self.open[-1] != tag:
+            self._pop()
+        return self._pop()
+
+    def _pop(self) -> Element:
+        return super().end(self.open.pop())
+
+    def finish(self) -> Element:
+        while self.open and _is_leaf(self.open[-1]):
+            self._pop()
+        if self.open:
+            missing = ", ".join(f"</{name}>" for name in reversed(self.open))
+            raise StatementError(
+                f"the OFX file is truncated: it ends before {missing}", format=FORMAT
+            )
+        return super().close()
+
+
 def _tree(text: str) -> Node:
     start = text.upper().find("<OFX>")
     if start < 0:
         raise StatementError("the file has an OFX header but no <OFX> element", format=FORMAT)
     newlines = [i for i, ch in enumerate(text) if ch == "\n"]
-    root = Node("#root", 0)
-    stack = [root]
-    for m in _TOKEN.finditer(text, start):
-        line = bisect.bisect_right(newlines, m.start()) + 1
-        if m.group("bad") is not None:
-            if ">" not in text[m.start() :]:
-                raise StatementError(
-                    f"the OFX file is truncated: it ends inside a tag on line {line}",
-                    format=FORMAT,
-                )
-            raise StatementError(f"the OFX file has a broken tag on line {line}", format=FORMAT)
-        if m.group("text") is not None or m.group("cdata") is not None:
-            cdata = m.group("cdata")
-            chunk = cdata if cdata is not None else _unescape(m.group("text"))
-            top = stack[-1]
-            if top.children or top is root:
-                if chunk.strip():
-                    raise StatementError(
-                        f"the OFX file has stray text {chunk.strip()[:30]!r} on line {line}",
-                        format=FORMAT,
-                    )
-                continue
-            if chunk.strip() or top.text is not None:
-                top.text = (top.text or "") + chunk
-            continue
-        name = m.group("tag").upper()
-        if not m.group("close"):
-            _close_leaf(stack)
-            while len(stack) > 1 and stack[-1].name in _IMPLIED_END.get(name, ()):
-                stack.pop()
-            node = Node(name, line)
-            stack[-1].children.append(node)
-            stack.append(node)
-            continue
-        leaf = _close_leaf(stack)
-        if leaf is not None and leaf.name == name:
-            continue
-        if stack[-1].name == name and not stack[-1].children:
-            stack.pop()  # an empty element written <X></X>
-            stack[-1].children[-1].text = stack[-1].children[-1].text or ""
-            continue
-        names = [n.name for n in stack]
-        if name not in names:
-            raise StatementError(
-                f"the OFX file closes <{name}> on line {line} but it is not open", format=FORMAT
-            )
-        while stack[-1].name != name:
-            stack.pop()
-        stack.pop()
-    _close_leaf(stack)
-    if len(stack) > 1:
-        missing = ", ".join(f"</{n.name}>" for n in reversed(stack[1:]))
-        raise StatementError(f"the OFX file is truncated: it ends before {missing}", format=FORMAT)
-    ofx = root.child("OFX")
-    if ofx is None:
+
+    def line_at(position: int) -> int:
+        return bisect.bisect_right(newlines, start + position) + 1
+
+    body = text[start:]
+    cut = body.rfind("<")
+    if ">" not in body[cut:]:
+        raise StatementError(
+            f"the OFX file is truncated: it ends inside a tag on line {line_at(cut)}",
+            format=FORMAT,
+        )
+    builder = _Builder()
+    try:
+        builder.feed(body)
+    except ParseError as exc:
+        message = str(exc)
+        where = _POSITION.search(message)
+        line = line_at(int(where.group(1))) if where else 0
+        if message.startswith("Tail text"):
+            message = f"the OFX file has stray text on line {line}"
+        else:
+            message = _POSITION.sub("", message).replace(_AT_LINE, str(line))
+        raise StatementError(message, format=FORMAT) from None
+    root = builder.finish()
+    if root.tag != "OFX":
         raise StatementError("the OFX file has no <OFX> element", format=FORMAT)
-    return ofx
-
-
-def _close_leaf(stack: list[Node]) -> Node | None:
-    """Pop the open element if it is a leaf (it has text, or its name is a known leaf)."""
-    top = stack[-1]
-    if len(stack) > 1 and not top.children and (top.text is not None or top.name in _LEAVES):
-        stack.pop()
-        top.text = top.text or ""
-        return top
-    return None
+    starts = (m.start() for m in _TAG.finditer(body) if not m.group(1).startswith("/"))
+    lines = {id(element): line_at(at) for element, at in zip(root.iter(), starts, strict=False)}
+    return Node(root, lines)
 
 
 # --- reading the tree ----------------------------------------------------------------------------
-
-
-def _check_status(root: Node) -> None:
-    for status in root.walk("STATUS"):
-        code = status.value("CODE")
-        if code and code.strip("0") == "":
-            continue
-        message = status.value("MESSAGE") or "no message"
-        severity = status.value("SEVERITY") or "?"
-        raise StatementError(
-            f"the bank reported an error in the OFX file: code {code or '(none)'} "
-            f"({severity}): {message}",
-            format=FORMAT,
-        )
 
 
 def _account(stmt: Node) -> StatementAccount:

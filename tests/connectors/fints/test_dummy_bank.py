@@ -68,7 +68,15 @@ async def _read(connector: FinTSConnector) -> None:
     # Every :61: line says NONREF and has no bank reference: no bank id, bankhub fingerprints.
     assert {r.bank_id for r in rows} == {None}
     assert {r.status for r in rows} == {TransactionStatus.BOOKED}
-    assert rows[0].meta == {"posting_text": "UEBERWEISG", "transaction_code": "051"}
+    # read as an MT940 file is (bankhub.statements.mt940): the dummy's ?24 holds "?1011010100",
+    # a second ?10 subfield, so the prima nota runs on
+    assert rows[0].meta == {
+        "transaction_type": "NMSC",
+        "gvc": "051",
+        "posting_text": "UEBERWEISG",
+        "prima_nota": "93111010100",
+    }
+    assert {r.counterparty_name for r in rows} == {"Bank"}
 
 
 async def test_logs_in_with_the_pin_and_reads_what_the_dummy_bank_serves(build: Build) -> None:

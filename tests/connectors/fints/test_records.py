@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 
@@ -10,6 +11,7 @@ import pytest
 from bankhub.connectors.base import MemoryStateStore, ProviderUnavailable, TransactionStatus
 from bankhub.connectors.fints import records, state
 from bankhub.connectors.fints.params import bank_params
+from bankhub.statements import mt940
 
 BOOKED = "\r\n".join(
     [
@@ -64,15 +66,41 @@ def test_mt940_becomes_records_with_exact_amounts_dates_and_parties() -> None:
     assert first.description == "Strom November"
     assert first.merchant == "Stadtwerke Musterstadt"
     assert first.meta is not None
-    assert first.meta["applicant_iban"] == "DE02120300000000202051"
-    assert first.meta["applicant_bic"] == "GENODEF1XXX"
-    assert first.meta["end_to_end_reference"] == "E2E-77"
-    assert rows[1].merchant == "ACME GmbH"
+    assert first.counterparty_account == "DE02120300000000202051"
+    assert first.meta["counterparty_iban"] == "DE02120300000000202051"
+    assert first.meta["counterparty_bank_code"] == "GENODEF1XXX"
+    assert first.meta["end_to_end_id"] == "E2E-77"
+    assert rows[1].merchant == rows[1].counterparty_name == "ACME GmbH"
+    assert rows[2].meta is not None
+    assert rows[2].meta["reversal"] is True
     # A bank reference is the id when it is unique in the answer; NONREF and repeats are not.
     assert [r.bank_id for r in rows] == ["BANKREF-1", None, "BANKREF-2", None, None, None]
     assert parsed.closing_balance == Decimal("3479.66")
     assert parsed.closing_currency == "EUR"
     assert parsed.closing_date == date(2026, 11, 5)
+
+
+def test_a_booking_reads_as_the_same_mt940_file_does() -> None:
+    # One MT940 reader: the bank's answer gives the records a statement file of the same text
+    # imports to, pending ones marked pending.
+    rows = records.statement(BOOKED, PENDING, "EUR").rows
+    (booked,) = mt940.parse(BOOKED.encode("iso-8859-1")).accounts
+    (pending,) = mt940.parse(PENDING.encode("iso-8859-1")).accounts
+    assert rows == [
+        *booked.transactions,
+        *(replace(t, status=TransactionStatus.PENDING) for t in pending.transactions),
+    ]
+
+
+def test_a_statement_without_currency_takes_the_accounts() -> None:
+    text = PENDING.replace(":34F:EURD0,\r\n", "")
+    (row,) = records.statement("", text, "CHF").rows
+    assert (row.currency, row.amount) == ("CHF", Decimal("-19.99"))
+
+
+def test_an_unreadable_statement_is_the_banks_fault_named() -> None:
+    with pytest.raises(ProviderUnavailable, match=r"MT940 statement could not be read: line 5"):
+        records.statement(BOOKED.replace("DR12,34", "DR12.34"), "", "EUR")
 
 
 def test_a_window_keeps_only_rows_booked_inside_it() -> None:

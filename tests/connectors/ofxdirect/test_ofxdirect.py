@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -28,11 +29,13 @@ from bankhub.connectors.base import (
 from bankhub.connectors.ofxdirect import OfxDirectConnector
 from bankhub.connectors.registry import default_registry
 from bankhub.connectors.testing import ContractCase, check_contract
+from bankhub.statements import parse_statement
 from tests.connectors.ofxdirect.ofxserver import (
     OFX_MIME,
     OfxServer,
     Served,
     User,
+    corpus,
     running_ofx_server,
 )
 
@@ -102,6 +105,7 @@ async def test_login_lists_accounts_with_corpus_balances(server: OfxServer) -> N
             balance=Decimal("382.34"),
             available_balance=Decimal("682.34"),
             number=CHECKING,
+            balance_date=date(2009, 5, 23),  # LEDGERBAL DTASOF
         ),
         AccountRecord(
             bank_id=EURO,
@@ -111,6 +115,7 @@ async def test_login_lists_accounts_with_corpus_balances(server: OfxServer) -> N
             balance=Decimal("200.29"),
             available_balance=Decimal("200.29"),
             number=EURO,
+            balance_date=date(2005, 10, 29),
         ),
         AccountRecord(
             bank_id=CARD,
@@ -120,6 +125,7 @@ async def test_login_lists_accounts_with_corpus_balances(server: OfxServer) -> N
             balance=Decimal("-123.45"),
             available_balance=Decimal("123.45"),
             number=CARD,
+            balance_date=date(2017, 5, 10),
         ),
     ]
     first, *statements = server.seen
@@ -145,34 +151,39 @@ async def test_transactions_carry_the_corpus_values(server: OfxServer) -> None:
         euro_rows = await ofx.fetch_transactions(euro, None, None)
         card_rows = await ofx.fetch_transactions(card, None, None)
 
+    # The statement answers are read as statement files are (bankhub.statements.ofx): the
+    # description joins NAME and MEMO, NAME is the merchant and counterparty, the booking date
+    # is the date written in DTPOSTED and its instant is kept, DTUSER is information.
     assert rows == [
         TransactionRecord(
             bank_id="0000123456782009040100001",
             booking_date=date(2009, 4, 1),
             amount=Decimal("-6.60"),
             currency="CAD",
-            description="MCDONALD'S #112",
-            meta={"trntype": "POS", "memo": "POS MERCHANDISE;MCDONALD'S #112"},
+            description="POS MERCHANDISE;MCDONALD'S #112",
+            merchant="MCDONALD'S #112",
+            meta={"trntype": "POS", "posted_at": "2009-04-01T17:20:17+00:00"},
+            counterparty_name="MCDONALD'S #112",
         ),
         TransactionRecord(
             bank_id="0000123456782009040200004",
             booking_date=date(2009, 4, 2),
             amount=Decimal("-316.67"),
             currency="CAD",
-            description="Joe's Bald Hairstyles",
-            meta={
-                "trntype": "CHECK",
-                "memo": "MISCELLANEOUS PAYMENTS;Joe's Bald Hairstyles",
-                "checknum": "0",
-            },
+            description="MISCELLANEOUS PAYMENTS;Joe's Bald Hairstyles",
+            merchant="Joe's Bald Hairstyles",
+            meta={"trntype": "CHECK", "checknum": "0", "posted_at": "2009-04-02T17:20:17+00:00"},
+            counterparty_name="Joe's Bald Hairstyles",
         ),
         TransactionRecord(
             bank_id="0000123456782009040300005",
             booking_date=date(2009, 4, 3),
             amount=Decimal("-22.00"),
             currency="CAD",
-            description="CONNIE'S HAIR D",
-            meta={"trntype": "POS", "memo": "POS MERCHANDISE;CONNIE'S HAIR D"},
+            description="POS MERCHANDISE;CONNIE'S HAIR D",
+            merchant="CONNIE'S HAIR D",
+            meta={"trntype": "POS", "posted_at": "2009-04-03T17:20:17+00:00"},
+            counterparty_name="CONNIE'S HAIR D",
         ),
     ]
     # comma decimal separators in the file still give exact Decimals
@@ -182,7 +193,7 @@ async def test_transactions_carry_the_corpus_values(server: OfxServer) -> None:
             date(2005, 10, 4),
             Decimal("-200.00"),
             "USD",
-            "CHECK",
+            "check",
             meta={"trntype": "CHECK", "checknum": "1000"},
         ),
         TransactionRecord(
@@ -190,9 +201,8 @@ async def test_transactions_carry_the_corpus_values(server: OfxServer) -> None:
             date(2005, 10, 20),
             Decimal("-300.00"),
             "USD",
-            "ATM",
-            value_date=date(2005, 10, 20),
-            meta={"trntype": "ATM"},
+            "atm",
+            meta={"trntype": "ATM", "dtuser": "2005-10-20"},
         ),
     ]
     assert card_rows == [
@@ -202,8 +212,11 @@ async def test_transactions_carry_the_corpus_values(server: OfxServer) -> None:
             Decimal("-5.50"),
             "AUD",
             "SOME MEMO",
-            value_date=date(2017, 5, 8),
-            meta={"trntype": "DEBIT", "memo": "SOME MEMO"},
+            meta={
+                "trntype": "DEBIT",
+                "dtuser": "2017-05-08",
+                "posted_at": "2017-05-08T00:00:00+00:00",
+            },
         )
     ]
     assert [s.include for s in server.seen[-3:]] == ["Y", "Y", "Y"]
@@ -359,3 +372,24 @@ async def test_the_password_never_reaches_the_logs(
         await ofx.fetch_transactions(accounts[0], date(2009, 4, 1), None)
     assert "127.0.0.1" in caplog.text
     assert PASSWORD not in caplog.text
+
+
+@pytest.mark.parametrize("name", ["bank_medium.ofx", "ofx-v102-empty-tags.ofx", "suncorp.ofx"])
+async def test_a_statement_answer_reads_as_the_same_statement_file(
+    server: OfxServer, name: str
+) -> None:
+    # One OFX reader: what the bank answers is read exactly as the file would be imported,
+    # including the SGML quirks ofxtools' models refuse (empty elements, blank lines first).
+    served = Served.from_corpus(name)
+    server.users[USER] = User(PASSWORD, [replace(served, accttype=served.accttype or "CHECKING")])
+    async with httpx.AsyncClient() as http:
+        ofx = await logged_in(http, server)
+        (account,) = await ofx.fetch_accounts()
+        rows = await ofx.fetch_transactions(account, None, None)
+    (imported,) = parse_statement(corpus(name), name).accounts
+    assert rows == list(imported.transactions)
+    assert (account.currency, account.balance, account.available_balance) == (
+        imported.currency,
+        imported.closing_balance,
+        imported.available_balance,
+    )

@@ -40,6 +40,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.connectors.ofxdirect import messages
 from bankhub.connectors.ofxdirect.messages import AccountRef, Requests, Settings
+from bankhub.statements.model import StatementAccount
 
 
 class OfxDirectConnector:
@@ -109,10 +110,9 @@ class OfxDirectConnector:
         if ref is None:
             raise ProviderUnavailable(f"The bank no longer lists the account {account.name}")
         stmt = await self._statement(ref, since, until, transactions=True)
-        rows = [messages.transaction_record(row, stmt.currency) for row in stmt.transactions]
         return [
             r
-            for r in rows
+            for r in stmt.transactions
             if (since is None or r.booking_date >= since)
             and (until is None or r.booking_date <= until)
         ]
@@ -142,7 +142,7 @@ class OfxDirectConnector:
     async def _account_refs(self) -> list[AccountRef]:
         requests, password = self._requests()
         answer = await self._post(requests, requests.account_info(password))
-        refs, self._notices = messages.account_refs(answer)
+        refs, self._notices = messages.account_refs(messages.parse(answer))
         state = self.context.state.load()
         state["accounts"] = [ref.to_state() for ref in refs]
         self.context.state.save(state)
@@ -154,12 +154,12 @@ class OfxDirectConnector:
 
     async def _statement(
         self, ref: AccountRef, since: date | None, until: date | None, *, transactions: bool
-    ) -> messages.Statement:
+    ) -> StatementAccount:
         requests, password = self._requests()
         body = requests.statement(password, ref, since, until, transactions=transactions)
         return messages.statement(await self._post(requests, body), ref)
 
-    async def _post(self, requests: Requests, body: bytes) -> object:
+    async def _post(self, requests: Requests, body: bytes) -> bytes:
         try:
             response = await self.context.http.post(
                 requests.settings.url, content=body, headers=requests.headers
@@ -172,4 +172,4 @@ class OfxDirectConnector:
             raise RateLimited("The bank's OFX server refuses more requests for now")
         if response.status_code != httpx.codes.OK:
             raise ProviderUnavailable(f"The bank's OFX server answered HTTP {response.status_code}")
-        return messages.parse(response.content)
+        return response.content

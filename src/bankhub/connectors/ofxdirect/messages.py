@@ -1,8 +1,10 @@
 """OFX requests built with ofxtools, and the answers read back into bankhub records.
 
 Requests are only serialised here (``OFXClient.serialize``); the connector posts them through
-bankhub's own HTTP client. Answers are parsed with ofxtools' parser. Nothing here keeps the
-password: it goes into the one request body being built and nowhere else.
+bankhub's own HTTP client. The account list (ACCTINFO) is read with ofxtools' models; a
+statement answer is read by bankhub's OFX reader (:mod:`bankhub.statements.ofx`), the same that
+reads statement files, so that a statement reads alike however it reached bankhub. Nothing here
+keeps the password: it goes into the one request body being built and nowhere else.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from bankhub.connectors.base import (
     InvalidCredentials,
     PasswordExpired,
     ProviderUnavailable,
-    TransactionRecord,
 )
+from bankhub.statements import ofx as reader
+from bankhub.statements.model import StatementAccount, StatementError
 
 #: ACCTINFORQ asks for every account changed since this date: all of them
 EPOCH = datetime(1990, 1, 1, tzinfo=UTC)
@@ -122,14 +125,6 @@ class AccountRef:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Statement:
-    currency: str
-    ledger: Any
-    available: Any
-    transactions: list[Any]
-
-
 class Requests:
     """Serialised OFX requests for one login; a new TRNUID and file UID every time."""
 
@@ -205,7 +200,7 @@ def _midnight(day: date) -> datetime:
 
 
 def parse(body: bytes) -> Any:
-    """The answer as ofxtools' model; a body that is not OFX is the bank's fault."""
+    """An account-list answer as ofxtools' model; a body that is not OFX is the bank's fault."""
     tree = OFXTree()
     try:
         with warnings.catch_warnings():
@@ -218,10 +213,9 @@ def parse(body: bytes) -> Any:
         raise ProviderUnavailable(f"The bank's OFX answer could not be read: {reason}") from None
 
 
-def check_status(status: Any, what: str) -> None:
+def check_status(code: int, severity: str, message: str | None, what: str) -> None:
     """Raise the failure an OFX STATUS stands for (OFX 2.2 §2.7 and §3.1.5)."""
-    code, severity = int(status.code), str(status.severity)
-    said = f": {status.message}" if status.message else ""
+    said = f": {message}" if message else ""
     failure: ConnectorFailure | None = None
     if code == 15500:
         failure = InvalidCredentials("The bank rejected the user id or password")
@@ -247,10 +241,24 @@ def check_status(status: Any, what: str) -> None:
         raise failure
 
 
+def _check_model(status: Any, what: str) -> None:
+    check_status(int(status.code), str(status.severity), status.message, what)
+
+
+def _check_read(status: reader.Status, what: str) -> None:
+    try:
+        code = int(status.code)
+    except ValueError:
+        raise ProviderUnavailable(
+            f"The bank's OFX answer has a {what} status without a numeric code"
+        ) from None
+    check_status(code, status.severity.upper(), status.message or None, what)
+
+
 def signon(ofx: Any) -> None:
     if ofx.signonmsgsrsv1 is None:
         raise ProviderUnavailable("The bank's OFX answer has no sign-on response")
-    check_status(ofx.signonmsgsrsv1.sonrs.status, "sign-on")
+    _check_model(ofx.signonmsgsrsv1.sonrs.status, "sign-on")
 
 
 def account_refs(ofx: Any) -> tuple[list[AccountRef], list[str]]:
@@ -261,7 +269,7 @@ def account_refs(ofx: Any) -> tuple[list[AccountRef], list[str]]:
     refs: list[AccountRef] = []
     notices: list[str] = []
     for trnrs in ofx.signupmsgsrsv1:
-        check_status(trnrs.status, "account list request")
+        _check_model(trnrs.status, "account list request")
         for info in trnrs.acctinfors or []:
             desc = info.desc or None
             for item in info:
@@ -280,60 +288,49 @@ def account_refs(ofx: Any) -> tuple[list[AccountRef], list[str]]:
     return refs, notices
 
 
-def statement(ofx: Any, account: AccountRef) -> Statement:
-    """The one statement that answers the request for ``account``."""
-    signon(ofx)
-    messages = ofx.creditcardmsgsrsv1 if account.kind == CREDIT_CARD else ofx.bankmsgsrsv1
-    if not messages:
+def statement(body: bytes, account: AccountRef) -> StatementAccount:
+    """The one statement of a statement answer that answers the request for ``account``,
+    read as a statement file would be."""
+    try:
+        document = reader.read(body)
+    except StatementError as exc:
+        raise _unreadable(exc) from None
+    sonrs = next((s for s in document.statuses if s.response == "SONRS"), None)
+    if sonrs is None:
+        raise ProviderUnavailable("The bank's OFX answer has no sign-on response")
+    _check_read(sonrs, "sign-on")
+    response = "CCSTMTTRNRS" if account.kind == CREDIT_CARD else "STMTTRNRS"
+    for status in document.statuses:
+        if status.response == response:
+            _check_read(status, "statement request")
+    if not document.root.walk("STMTRS") and not document.root.walk("CCSTMTRS"):
         raise ProviderUnavailable("The bank's OFX answer holds no statement")
-    for trnrs in messages:
-        check_status(trnrs.status, "statement request")
-        stmt = trnrs.ccstmtrs if account.kind == CREDIT_CARD else trnrs.stmtrs
-        if stmt is None or stmt.account.acctid != account.acctid:
-            continue
-        banktranlist = stmt.banktranlist
-        return Statement(
-            currency=str(stmt.curdef).upper(),
-            ledger=stmt.ledgerbal,
-            available=stmt.availbal,
-            transactions=list(banktranlist) if banktranlist is not None else [],
-        )
+    try:
+        statements = document.statements()
+    except StatementError as exc:
+        raise _unreadable(exc) from None
+    credit_card = account.kind == CREDIT_CARD
+    for stmt in statements:
+        if stmt.number == account.acctid and (stmt.type == AccountType.CREDIT_CARD) == credit_card:
+            return stmt
     raise ProviderUnavailable(f"The bank's OFX answer holds no statement for {_masked(account)}")
 
 
-def account_record(account: AccountRef, stmt: Statement) -> AccountRecord:
+def _unreadable(exc: StatementError) -> ProviderUnavailable:
+    return ProviderUnavailable(f"The bank's OFX answer could not be read: {exc.message}")
+
+
+def account_record(account: AccountRef, stmt: StatementAccount) -> AccountRecord:
     kind = AccountType.CREDIT_CARD if account.kind == CREDIT_CARD else None
     return AccountRecord(
         bank_id=account.acctid,
         name=account.desc or f"{_type_label(account)} {_masked(account)}",
         type=kind or _ACCOUNT_TYPES.get(account.accttype or "", AccountType.OTHER),
         currency=stmt.currency,
-        balance=stmt.ledger.balamt,
-        available_balance=stmt.available.balamt if stmt.available is not None else None,
+        balance=stmt.closing_balance,
+        available_balance=stmt.available_balance,
         number=account.acctid,
-    )
-
-
-def transaction_record(row: Any, currency: str) -> TransactionRecord:
-    meta = {
-        key: str(value)
-        for key, value in (
-            ("trntype", row.trntype),
-            ("memo", row.memo),
-            ("checknum", row.checknum),
-        )
-        if value
-    }
-    name = row.name or (row.payee.name if row.payee is not None else None)
-    posted: datetime = row.dtposted
-    return TransactionRecord(
-        bank_id=str(row.fitid),
-        booking_date=posted.astimezone(UTC).date(),
-        amount=row.trnamt,
-        currency=str(row.currency.cursym).upper() if row.currency is not None else currency,
-        description=name or row.memo or str(row.trntype),
-        value_date=row.dtuser.astimezone(UTC).date() if row.dtuser else None,
-        meta=meta,
+        balance_date=stmt.closing_date,
     )
 
 
