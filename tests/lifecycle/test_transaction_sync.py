@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from decimal import Decimal
+from typing import Any, ClassVar
 
-from tests.api.connect_client import connect, reconnect
+from sqlalchemy import select
+
+from bankhub.accounts import details
+from bankhub.accounts.models import Transaction
+from bankhub.catalogue import Service
+from bankhub.connectors.base import (
+    AccountRecord,
+    AccountType,
+    Answer,
+    AuthFlow,
+    ConnectorContext,
+    ConnectorInfo,
+    TransactionRecord,
+)
+from bankhub.db import tenancy
+from bankhub.logins.models import Login
+from bankhub.logins.services import add_login
+from bankhub.partners.models import App
+from tests.api.connect_client import connect, create_customer, reconnect
 from tests.conftest import Harness
 
 Rows = dict[int, dict[str, Any]]
@@ -159,3 +179,92 @@ async def test_sync_needs_an_account_of_the_login(harness: Harness) -> None:
         f"/v2/transaction/sync?account_id={foreign}&cursor=abc", headers=headers
     )
     assert bad.json()["error"] == "BadRequest"
+
+
+class RewordingBank:
+    """A bank without transaction ids whose texts change between two answers."""
+
+    info: ClassVar[ConnectorInfo] = ConnectorInfo("rewording", "1", (), (AuthFlow.CREDENTIALS,))
+    #: what the bank lists: (day, amount, text)
+    listed: ClassVar[list[tuple[date, str, str]]] = []
+
+    def __init__(self, context: ConnectorContext) -> None:
+        self.context = context
+
+    async def authenticate(self, credentials: Any) -> None:
+        return None
+
+    async def resume(self, answer: Answer) -> None:
+        return None
+
+    async def open_session(self) -> None:
+        return None
+
+    async def fetch_accounts(self) -> list[AccountRecord]:
+        return [AccountRecord("giro", "Giro", AccountType.CURRENT, "EUR", Decimal("10.00"))]
+
+    async def fetch_transactions(self, *args: Any) -> list[TransactionRecord]:
+        return [
+            TransactionRecord(None, day, Decimal(amount), "EUR", text)
+            for day, amount, text in self.listed
+        ]
+
+
+async def test_a_booking_reworded_by_a_bank_without_ids_is_modified_not_stored_twice(
+    harness: Harness,
+) -> None:
+    """Without a bank id a booking is known by its content, text included: when the text of a
+    booking changes (a bank completing it, a reader keeping words it dropped before), the row
+    keeps its id and is reported modified; a new booking of the same day and amount next to
+    an unchanged one is still a new row."""
+    h = harness
+    h.hub.registry.register("rewording", RewordingBank)
+    engine = h.hub.engine
+    service = Service(1, "x", "X", "bankhub", "bank", "DE", True, "0", "F", "rewording")
+    day = date(2026, 11, 2)
+    customer = await create_customer(h, "reworded")
+
+    async def sync(listed: list[tuple[date, str, str]]) -> tuple[Any, dict[int, str]]:
+        RewordingBank.listed = listed
+        with tenancy.everything():
+            async with h.hub.db.transaction() as session:
+                login = (await session.execute(select(Login))).scalars().first()
+                if login is None:
+                    app = (
+                        await session.execute(
+                            select(App).where(App.client_id == h.creds["client_id"])
+                        )
+                    ).scalar_one()
+                    login, _ = add_login(
+                        session,
+                        engine.hasher,
+                        h.hub.clock(),
+                        app_id=app.id,
+                        customer_id=customer,
+                        service_id=1,
+                    )
+                    await session.flush()
+                run = engine.build(service)
+                summary = await engine.apply(session, login, await engine.fetch(run, None))
+                rows = (await session.execute(select(Transaction))).scalars().all()
+                texts = {row.id: details.opened(engine.box, row).description for row in rows}
+        return summary, texts
+
+    first, before = await sync([(day, "-42.00", "Strom November"), (day, "-9.99", "Abo")])
+    assert first.inserted == 2
+    second, after = await sync(
+        [(day, "-42.00", "Strom November BIC GENODEF1"), (day, "-9.99", "Abo")]
+    )
+    assert (second.inserted, second.updated) == (0, 1)
+    assert set(after) == set(before)  # the same rows, the same ids
+    reworded = next(i for i, text in before.items() if text == "Strom November")
+    assert after[reworded] == "Strom November BIC GENODEF1"
+    third, latest = await sync(
+        [
+            (day, "-42.00", "Strom November BIC GENODEF1"),
+            (day, "-42.00", "Strom Dezember"),  # a second booking of that day and amount
+            (day, "-9.99", "Abo"),
+        ]
+    )
+    assert (third.inserted, third.updated) == (1, 0)
+    assert sorted(latest.values()) == ["Abo", "Strom Dezember", "Strom November BIC GENODEF1"]

@@ -208,6 +208,54 @@ class Vanished:
     details: details.Details
 
 
+def _reworded(
+    rows: list[Any],
+    claimed: set[int],
+    incoming_keys: set[str],
+    new_rows: list[dict[str, Any]],
+    new_records: list[TransactionRecord],
+) -> list[tuple[Any, TransactionRecord, str, str]]:
+    """Booked items a bank without ids gave again in other words, paired with their rows.
+
+    Such an item is known only by its content fingerprint, which includes its text: when the
+    text changes (the bank completes it later, or a new version of bankhub's reader keeps words
+    the old one dropped) the item would be stored a second time. A booked row keyed by content
+    that the answer no longer lists is the same booking as a new booked record without a bank
+    id of the same day, amount and currency; they are paired in the order the bank lists them
+    and the order they were stored. The pairs are taken out of ``new_rows``/``new_records``
+    (in place); pending items are left to :func:`link_pending`.
+    """
+    Group = tuple[date, Decimal, str]
+    gone: dict[Group, list[Any]] = {}
+    for row in rows:
+        if (
+            row.id not in claimed
+            and row.status == TransactionStatus.BOOKED
+            and row.dedupe_key.startswith(details.FINGERPRINT_KEY)
+            and row.dedupe_key not in incoming_keys
+        ):
+            gone.setdefault((row.date, row.amount.normalize(), row.currency), []).append(row)
+    if not gone:
+        return []
+    for rows_of_group in gone.values():
+        rows_of_group.sort(key=lambda row: row.id)
+    pairs: list[tuple[Any, TransactionRecord, str, str]] = []
+    kept = 0
+    for new_row, record in zip(list(new_rows), list(new_records), strict=True):
+        waiting: list[Any] | None = (
+            gone.get((record.booking_date, record.amount.normalize(), record.currency))
+            if record.bank_id is None and record.status == TransactionStatus.BOOKED
+            else None
+        )
+        if waiting:
+            pairs.append((waiting.pop(0), record, new_row["fingerprint"], new_row["dedupe_key"]))
+            continue
+        new_rows[kept], new_records[kept] = new_row, record
+        kept += 1
+    del new_rows[kept:], new_records[kept:]
+    return pairs
+
+
 def link_pending(
     new_rows: list[dict[str, Any]], records: list[TransactionRecord], vanished: list[Vanished]
 ) -> None:
@@ -520,6 +568,7 @@ class SyncEngine:
             Transaction.fingerprint,
             Transaction.status,
             Transaction.amount,
+            Transaction.currency,
             Transaction.date,
             Transaction.details_enc,
         ).where(Transaction.account_id == account_id, Transaction.date >= low)
@@ -644,6 +693,26 @@ class SyncEngine:
                     "created_at": now,
                 }
             )
+        for row, record, fp, key in _reworded(rows, claimed, incoming_keys, new_rows, new_records):
+            claimed.add(row.id)
+            stored = self._stored(app_id, account_id, row)
+            fresh = details.masked(
+                stored.original_id,  # the id a partner knows the row by stays
+                record.description,
+                record.merchant,
+                counterparty.stored_meta(record),
+            )
+            await session.execute(
+                update(Transaction)
+                .where(Transaction.id == row.id)
+                .values(
+                    dedupe_key=key,
+                    fingerprint=fp,
+                    details_enc=details.seal(self.box, app_id, account_id, key, fresh),
+                    fetched_at=now,
+                )
+            )
+            modified.append(row.id)
         # Pending items the bank no longer lists within the window were dropped or booked anew;
         # a new booked item that looks like one of them is linked to it.
         vanished = [
