@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from bankhub.connectors.base import AccountRecord, AccountType, TransactionRecord
@@ -93,8 +93,7 @@ class Holds:
     """The test's hand on PostgreSQL writers: a superuser connection of its own that holds the
     advisory locks the trigger waits for, and sees who waits for a lock."""
 
-    def __init__(self, engine: AsyncEngine, connection: AsyncConnection) -> None:
-        self.engine = engine
+    def __init__(self, connection: AsyncConnection) -> None:
         self.connection = connection
 
     async def take(self, key: int) -> None:
@@ -150,7 +149,7 @@ async def feeds(
                 autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
                 for statement in TRIGGER:
                     await autocommit.exec_driver_sql(statement)
-                yield Feeds(h, Holds(admin, autocommit))
+                yield Feeds(h, Holds(autocommit))
         finally:
             await admin.dispose()
 

@@ -9,8 +9,8 @@ error, while the others commit together. A caller hears of its result only once 
 committed; when the commit itself fails, every unit of work of the batch hears of that error.
 
 Each unit of work starts with an empty identity map, as it would in a session of its own: what an
-earlier unit of work loaded is never handed to a later one. The events and change-log rows a
-unit of work queued (``db.commit_order``) are written before its savepoint ends; a unit of work
+earlier unit of work loaded is never handed to a later one. The events a unit of work recorded
+(inserted at commit, ``db.commit_order``) are written before its savepoint ends; a unit of work
 that fails leaves none of them behind.
 
 On PostgreSQL (any number of writers, and row-level security that names one app per
@@ -78,7 +78,7 @@ class GroupCommit:
                     try:
                         async with session.begin_nested():
                             value = await work(session)
-                            # its events and change-log rows are written within its savepoint
+                            # its events are written within its own savepoint
                             await commit_order.write_appends(session)
                     except Exception as exc:  # noqa: BLE001 - its caller hears of it
                         commit_order.drop_appends(session)
