@@ -36,7 +36,7 @@ async def _event(h: Harness) -> int:
             payload=events.login_status_payload(7, "success"),
             now=h.clock(),
         )
-        return event.id
+    return event.id  # given at commit
 
 
 async def test_add_endpoint_log_every_attempt_replay_and_rotate(

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from bankhub.db import commit_order
 from bankhub.db.tenancy import TenantSession
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,11 @@ class Database:
         async with self._sessions() as session:
             try:
                 yield session
+                # the feeds' rows go in last, under their apps' feed locks (db.commit_order)
+                await commit_order.write_appends(session)
                 await session.commit()
             except BaseException:
+                commit_order.drop_appends(session)
                 await session.rollback()
                 raise
             if session.info.pop("outbox", False):

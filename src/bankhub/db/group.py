@@ -9,7 +9,9 @@ error, while the others commit together. A caller hears of its result only once 
 committed; when the commit itself fails, every unit of work of the batch hears of that error.
 
 Each unit of work starts with an empty identity map, as it would in a session of its own: what an
-earlier unit of work loaded is never handed to a later one.
+earlier unit of work loaded is never handed to a later one. The events a unit of work recorded
+(inserted at commit, ``db.commit_order``) are written before its savepoint ends; a unit of work
+that fails leaves none of them behind.
 
 On PostgreSQL (any number of writers, and row-level security that names one app per
 transaction, S14) a unit of work keeps a transaction of its own.
@@ -25,6 +27,7 @@ from typing import Any, TypeVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.db import commit_order
 from bankhub.db.engine import Database
 
 T = TypeVar("T")
@@ -75,7 +78,10 @@ class GroupCommit:
                     try:
                         async with session.begin_nested():
                             value = await work(session)
+                            # its events are written within its own savepoint
+                            await commit_order.write_appends(session)
                     except Exception as exc:  # noqa: BLE001 - its caller hears of it
+                        commit_order.drop_appends(session)
                         settled.append((done, exc, None))
                     else:
                         settled.append((done, None, value))

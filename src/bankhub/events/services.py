@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.db import commit_order
 from bankhub.events.models import Event
 from bankhub.webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -34,39 +35,56 @@ async def record(
     now: datetime,
     login_id: int | None = None,
 ) -> Event:
-    """Store an event and one pending delivery per endpoint that wants it, in the caller's work."""
+    """Store an event and one pending delivery per endpoint that wants it, in the caller's work.
+
+    The rows are inserted when the unit of work commits, under the app's feed lock, so that the
+    event's id, the feed's cursor, is in commit order (``db.commit_order``); the returned event
+    has its id from then on. The endpoints are looked up now, outside the lock.
+    """
     event = Event(app_id=app_id, login_id=login_id, type=type, payload=payload, created_at=now)
-    session.add(event)
-    await session.flush()
-    await fan_out(session, event, now)
+    endpoints = await _subscribers(session, app_id, type)
+
+    async def write(session: AsyncSession) -> None:
+        session.add(event)
+        await session.flush()
+        _queue(session, event, endpoints, now)
+
+    commit_order.append(session, app_id, write)
     return event
 
 
 async def fan_out(session: AsyncSession, event: Event, now: datetime) -> int:
     """Queue ``event`` for every enabled endpoint of its app that subscribes to its type."""
-    endpoints = await session.execute(
+    endpoints = await _subscribers(session, event.app_id, event.type)
+    _queue(session, event, endpoints, now)
+    return len(endpoints)
+
+
+async def _subscribers(session: AsyncSession, app_id: int, type: str) -> list[str]:
+    """The app's enabled endpoints that subscribe to events of ``type``."""
+    found = await session.execute(
         select(WebhookEndpoint.id, WebhookEndpoint.events).where(
-            WebhookEndpoint.app_id == event.app_id, WebhookEndpoint.disabled_at.is_(None)
+            WebhookEndpoint.app_id == app_id, WebhookEndpoint.disabled_at.is_(None)
         )
     )
-    queued = 0
-    for endpoint_id, types in endpoints:
-        if types is None or event.type in types:
-            session.add(
-                WebhookDelivery(
-                    app_id=event.app_id,
-                    event_id=event.id,
-                    endpoint_id=endpoint_id,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
+    return [endpoint_id for endpoint_id, types in found if types is None or type in types]
+
+
+def _queue(session: AsyncSession, event: Event, endpoints: list[str], now: datetime) -> None:
+    for endpoint_id in endpoints:
+        session.add(
+            WebhookDelivery(
+                app_id=event.app_id,
+                event_id=event.id,
+                endpoint_id=endpoint_id,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
             )
-            queued += 1
-    if queued:
+        )
+    if endpoints:
         mark_outbox(session)
-    return queued
 
 
 def mark_outbox(session: AsyncSession) -> None:

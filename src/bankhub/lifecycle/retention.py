@@ -15,7 +15,10 @@ default) go, and one ``audit.purged`` entry records how many.
 Work goes in bounded batches, one short transaction each, so a large purge never holds one huge
 transaction or a long lock. Several runners may purge at once: rows are deleted by id lists with
 ``RETURNING`` and only what a runner really deleted is counted and logged, so a row deleted by
-two runners is counted once and never fails the second.
+two runners is counted once and never fails the second. A batch locks the rows of the accounts
+it purges first, as every writer of an account's change log does (``accounts.changes``); an
+account a sync (or another runner) holds at that moment is purged after the others, once it is
+free.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from bankhub.accounts import changes
 from bankhub.accounts.changes import REMOVED, TransactionChange
-from bankhub.accounts.models import Transaction
+from bankhub.accounts.models import Account, Transaction
 from bankhub.api.schemas import wire_time
 from bankhub.audit import services as audit
 from bankhub.clock import Clock
@@ -257,44 +261,79 @@ async def _in_batches(
 
 
 async def _purge_transactions(db: Database, now: datetime, result: AppPurge, batch: int) -> None:
+    """Delete the app's transactions not fetched since the window began, logging each as
+    removed. Every writer of an account's change log holds the account's row (accounts.changes):
+    a batch locks the rows of its accounts first. It skips those held right now (by a sync,
+    or another runner) rather than wait while it holds others, which could wait in a cycle with
+    a sync taking its login's accounts in another order; each skipped account is purged
+    afterwards on its own, in transactions that wait for it while holding nothing else."""
     cutoff = result.older_than
+    busy: set[int] = set()
 
-    async def delete_batch(session: AsyncSession, ids: list[int]) -> int:
-        # Re-checked under each row's lock: a row another runner deleted, or a sync fetched
-        # again meanwhile, is not returned, so it is neither counted nor logged as removed.
-        deleted = sorted(
-            (
-                await session.execute(
-                    delete(Transaction)
-                    .where(Transaction.id.in_(ids), Transaction.fetched_at < cutoff)
-                    .returning(Transaction.id, Transaction.account_id)
-                    .execution_options(synchronize_session=False)
-                )
-            ).tuples()
-        )
-        if deleted:
-            await session.execute(
-                insert(TransactionChange),
-                [
-                    {
-                        "app_id": result.app_id,
-                        "account_id": account_id,
-                        "transaction_id": transaction_id,
-                        "kind": REMOVED,
-                        "changed_at": now,
-                    }
-                    for transaction_id, account_id in deleted
-                ],
+    def delete_batch(*, wait: bool) -> Callable[[AsyncSession, list[int]], Awaitable[int]]:
+        async def act(session: AsyncSession, ids: list[int]) -> int:
+            wanted = set(
+                (
+                    await session.execute(
+                        select(Transaction.account_id).where(Transaction.id.in_(ids)).distinct()
+                    )
+                ).scalars()
             )
-        return len(deleted)
+            locked = set(
+                (
+                    await session.execute(
+                        select(Account.id)
+                        .where(Account.id.in_(sorted(wanted)))
+                        .order_by(Account.id)
+                        .with_for_update(key_share=True, skip_locked=not wait)
+                    )
+                ).scalars()
+            )
+            if not wait:
+                busy.update(wanted - locked)
+            if not locked:
+                return 0
+            # Re-checked under each row's lock: a row another runner deleted, or a sync fetched
+            # again meanwhile, is not returned, so it is neither counted nor logged as removed.
+            deleted = sorted(
+                (
+                    await session.execute(
+                        delete(Transaction)
+                        .where(
+                            Transaction.id.in_(ids),
+                            Transaction.account_id.in_(sorted(locked)),
+                            Transaction.fetched_at < cutoff,
+                        )
+                        .returning(Transaction.account_id, Transaction.id)
+                        .execution_options(synchronize_session=False)
+                    )
+                ).tuples()
+            )
+            by_account: dict[int, list[int]] = {}
+            for account_id, transaction_id in deleted:
+                by_account.setdefault(account_id, []).append(transaction_id)
+            await changes.log(
+                session,
+                app_id=result.app_id,
+                entries=[(account, REMOVED, removed) for account, removed in by_account.items()],
+                now=now,
+            )
+            return len(deleted)
 
+        return act
+
+    due = [Transaction.app_id == result.app_id, Transaction.fetched_at < cutoff]
     result.transactions += await _in_batches(
-        db,
-        Transaction.id,
-        [Transaction.app_id == result.app_id, Transaction.fetched_at < cutoff],
-        batch,
-        delete_batch,
+        db, Transaction.id, due, batch, delete_batch(wait=False)
     )
+    for account_id in sorted(busy):
+        result.transactions += await _in_batches(
+            db,
+            Transaction.id,
+            [*due, Transaction.account_id == account_id],
+            batch,
+            delete_batch(wait=True),
+        )
 
 
 async def _purge_changes(db: Database, result: AppPurge, batch: int) -> None:

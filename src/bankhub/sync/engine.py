@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts import changes as changes_log
 from bankhub.accounts import details
-from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Account, Transaction
 from bankhub.catalogue import Catalogue, Service
 from bankhub.categories import categorize
@@ -735,19 +734,16 @@ class SyncEngine:
                 .execution_options(synchronize_session=False)
             )
         # The change log, in this order; the database makes its rows from the ids.
-        changes_table = cast(Table, TransactionChange.__table__)
-        for kind, ids in (
-            (changes_log.ADDED, added),
-            (changes_log.MODIFIED, modified),
-            (changes_log.REMOVED, removed),
-        ):
-            await bulk.insert_per_id(
-                session,
-                changes_table,
-                "transaction_id",
-                ids,
-                {"app_id": app_id, "account_id": account_id, "kind": kind, "changed_at": now},
-            )
+        await changes_log.log(
+            session,
+            app_id=app_id,
+            entries=[
+                (account_id, changes_log.ADDED, added),
+                (account_id, changes_log.MODIFIED, modified),
+                (account_id, changes_log.REMOVED, removed),
+            ],
+            now=now,
+        )
         return len(added), len(modified), len(removed)
 
     def _finish_rows(
