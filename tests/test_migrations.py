@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import sqlite3
+from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
@@ -143,3 +148,107 @@ async def test_master_app_keys_are_narrowed_to_write(database_url: str) -> None:
                     session.add(key(app.id, "key_again", "app", "master"))
     finally:
         await db.dispose()
+
+
+_made = itertools.count()
+
+
+def _fill(connection: sqlite3.Connection, table: str, given: dict[str, object]) -> None:
+    """Insert one row, ``given`` plus a plain (unique) value for every other required column.
+    Table and column names come from the schema itself, never from input."""
+    values = dict(given)
+    serial = next(_made)
+    for _cid, name, kind, notnull, default, pk in connection.execute(f"PRAGMA table_info({table})"):
+        if name in values or not notnull or default is not None or pk:
+            continue
+        kind = kind.upper()
+        if "INT" in kind or "BOOL" in kind:
+            values[name] = 0
+        elif "DATE" in kind or "TIME" in kind:
+            values[name] = "2026-11-20 09:00:00"
+        elif "JSON" in kind:
+            values[name] = "{}"
+        else:
+            values[name] = f"{table}-{name}-{serial}"
+    names = ", ".join(values)
+    marks = ", ".join("?" for _ in values)
+    insert = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608 - schema names
+    connection.execute(insert, list(values.values()))
+
+
+def _counts(path: Path) -> dict[str, int]:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        tables = [
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                " AND name != 'alembic_version'"
+            )
+        ]
+        count = "SELECT count(*) FROM {}"  # schema names only
+        return {t: connection.execute(count.format(t)).fetchone()[0] for t in tables}
+
+
+@pytest.mark.parametrize("start", ["0006", "dash2"])
+def test_upgrading_an_existing_sqlite_database_keeps_every_row(tmp_path: Path, start: str) -> None:
+    """A migration that rebuilds a table (SQLite's batch mode: copy, drop, rename) must not
+    cascade the drop into the rows that reference it: rebuilding ``accounts`` once emptied
+    ``transactions``. Rows in every kind of table, from an older revision up to the newest."""
+    path = tmp_path / "bankhub.sqlite3"
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}", start)
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA foreign_keys=ON")
+        _fill(connection, "apps", {"id": 1, "client_id": "client"})
+        _fill(connection, "customers", {"id": "customer", "app_id": 1})
+        _fill(connection, "logins", {"id": 1, "app_id": 1, "customer_id": "customer"})
+        _fill(connection, "accounts", {"id": 1, "app_id": 1, "login_id": 1, "balance": "1.00"})
+        for n in range(3):
+            _fill(
+                connection,
+                "transactions",
+                {"id": n + 1, "app_id": 1, "account_id": 1, "dedupe_key": f"k{n}", "amount": "1"},
+            )
+            _fill(
+                connection,
+                "transaction_changes",
+                {"app_id": 1, "account_id": 1, "transaction_id": n + 1, "kind": "added"},
+            )
+        _fill(connection, "events", {"id": 1, "app_id": 1, "login_id": 1})
+        _fill(connection, "webhook_endpoints", {"id": "endpoint", "app_id": 1})
+        _fill(
+            connection,
+            "webhook_deliveries",
+            {"id": 1, "app_id": 1, "event_id": 1, "endpoint_id": "endpoint"},
+        )
+        _fill(connection, "api_keys", {"app_id": 1, "key_id": "key", "kind": "service"})
+        connection.commit()
+    before = _counts(path)
+    assert all(before[t] for t in ("transactions", "webhook_deliveries", "api_keys"))
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    after = _counts(path)
+    assert {t: after[t] for t in before} == before
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_ids_partners_keep_are_never_reused_on_sqlite(tmp_path: Path) -> None:
+    """A login, account or transaction id names one thing for good: after the newest row is
+    deleted (a purge, an erasure), the next row gets a new id, not the deleted one's."""
+    path = tmp_path / "bankhub.sqlite3"
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        _fill(connection, "apps", {"id": 1, "client_id": "client"})
+        _fill(connection, "customers", {"id": "customer", "app_id": 1})
+        rows = {
+            "logins": {"app_id": 1, "customer_id": "customer"},
+            "accounts": {"app_id": 1, "login_id": 1, "balance": "1.00"},
+            "transactions": {"app_id": 1, "account_id": 1, "amount": "1"},
+        }
+        newest_of, delete = "SELECT max(id) FROM {}", "DELETE FROM {} WHERE id = ?"  # schema names
+        for table, given in rows.items():
+            for _ in range(2):
+                _fill(connection, table, given)
+            newest = connection.execute(newest_of.format(table)).fetchone()[0]
+            connection.execute(delete.format(table), (newest,))
+            _fill(connection, table, given)
+            assert connection.execute(newest_of.format(table)).fetchone()[0] > newest, table

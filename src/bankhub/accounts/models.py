@@ -15,6 +15,8 @@ from bankhub.db.types import Money, UTCDateTime
 
 class Account(Base):
     __tablename__ = "accounts"
+    # Partners keep these ids: SQLite must never hand a deleted newest row's id to another.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
@@ -49,6 +51,8 @@ class Transaction(Base):
         UniqueConstraint("account_id", "dedupe_key"),
         Index("ix_transactions_account_date", "account_id", "date", "id"),
         Index("ix_transactions_app_fetched", "app_id", "fetched_at"),
+        # Partners keep these ids: SQLite must never hand a deleted newest row's id to another.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)

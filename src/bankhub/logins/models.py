@@ -31,6 +31,8 @@ class ConnectToken(Base):
 
 class Login(Base):
     __tablename__ = "logins"
+    # Partners keep these ids: SQLite must never hand a deleted newest row's id to another.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)

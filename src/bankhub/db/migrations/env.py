@@ -15,18 +15,31 @@ target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
     if connection.dialect.name == "postgresql":
         # S14: the row-level security policies bind the tables' owner too (FORCE); a migration
         # works on every app's rows.
         connection.exec_driver_sql("select set_config('bankhub.scope', 'all', false)")
+    if sqlite:
+        # A batch migration rebuilds a table: copy, DROP, rename. With foreign keys enforced,
+        # SQLite's DROP deletes the rows that reference the table first (ON DELETE CASCADE):
+        # rebuilding ``accounts`` would empty ``transactions``. Off while migrating (the pragma
+        # is a no-op inside a transaction, so before it begins), checked and back on after.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=sqlite,
         compare_type=True,
     )
     with context.begin_transaction():
         context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migration left rows that reference nothing: {broken[:5]}")
+    if sqlite:
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 async def _run_async() -> None:
