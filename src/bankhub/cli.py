@@ -17,6 +17,7 @@ import msgspec
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub import supervision
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit_cli import audit_log
 from bankhub.cli_common import err, out, settings_or_exit
@@ -119,7 +120,17 @@ def serve(
     settings = settings_or_exit()
     host = host or settings.host
     port = port or settings.port
+    held: supervision.HeldLock | None = None
     if settings.database_url is None:
+        # One serving process per SQLite file: a second one (or one started beside a worker
+        # left over by a crash) would meet the first at every write. Held until this process
+        # ends; the kernel releases it however that happens.
+        settings.make_data_dir()
+        try:
+            held = supervision.lock_data_dir(settings.data_dir)
+        except supervision.DataDirBusy as busy:
+            err.print(f"[red]{busy}[/red]", highlight=False)
+            raise typer.Exit(2) from None
         out.print(f"data dir: {settings.data_dir.resolve()} (SQLite)", highlight=False)
         migrate_schema(settings)
     elif migrations.current_heads() and not _schema_current(settings):
@@ -142,8 +153,10 @@ def serve(
     from granian import Granian
     from granian.constants import Interfaces, SSLProtocols
 
+    # the worker is a child of this process and dies with it, even by SIGKILL (supervision)
+    supervision.mark_parent()
     Granian(
-        "bankhub.app:create_app_from_env",
+        "bankhub.supervision:worker_app",
         address=host,
         port=port,
         interface=Interfaces.ASGI,
@@ -155,6 +168,8 @@ def serve(
         ssl_key=settings.tls_key,
         ssl_protocol_min=SSLProtocols.tls12,
     ).serve()
+    if held is not None:
+        held.release()
 
 
 def _schema_current(settings: Settings) -> bool:
