@@ -376,12 +376,22 @@ def worker() -> None:
         err.print("[red]the database schema is behind: run `bankhub migrate` first[/red]")
         raise typer.Exit(2)
 
+    from bankhub.jobs import identity
+
+    try:
+        # stable across restarts, so that a restarted worker releases what it held at once
+        me = identity.claim(settings, "worker")
+    except identity.IdentityTaken as taken:
+        err.print(f"[red]{taken}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+
     async def run() -> None:
         from bankhub.hub import Hub
         from bankhub.jobs.runner import Runner
 
         hub = Hub.build(settings)
-        runner = Runner(hub)
+        hub.lease_owner = me.owner
+        runner = Runner(hub, identity=me)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
