@@ -162,6 +162,8 @@ class Runner:
         self._syncing: set[int] = set()
         #: deliveries this runner is sending now, whose leases the heartbeat renews
         self._sending: set[int] = set()
+        #: PostgreSQL: how many times the LISTEN for other processes' commits was put in place
+        self.listens = 0
         self._secrets = SecretCache()
         self._outcomes = OutcomeWriter(self._record_attempts)
         #: the claims and applies of syncs ready at the same moment share a unit of work
@@ -662,7 +664,7 @@ class Runner:
             if self.hub.db.dialect == "postgresql":
                 helpers.append(
                     asyncio.ensure_future(
-                        wakeup.listen(self.hub.db.engine, self.wake, stop, retry_seconds=self.poll)
+                        wakeup.listen(self.hub.db.engine, self.wake, stop, listening=self._listened)
                     )
                 )
             try:
@@ -690,6 +692,9 @@ class Runner:
                 await self._outcomes.finish()
                 await self._syncs_group.finish()
                 await self._release_unfinished()
+
+    def _listened(self) -> None:
+        self.listens += 1
 
     async def _release_unfinished(self) -> None:
         """What this runner was doing when told to stop was cancelled: its leases go back now,

@@ -31,6 +31,8 @@ log = logging.getLogger("bankhub.jobs")
 PING_SECONDS = 30.0
 #: the most a ping, a connect or a close may take
 TIMEOUT_SECONDS = 10.0
+#: the first pause before connecting again, doubled after each failure up to the last
+RETRY_SECONDS = (0.5, 30.0)
 #: options of SQLAlchemy's own in the URL, which asyncpg does not take
 _NOT_ASYNCPG = ("prepared_statement_cache_size", "prepared_statement_name_func")
 
@@ -49,28 +51,32 @@ async def listen(
     wake: Callable[[], None],
     stop: asyncio.Event,
     *,
-    retry_seconds: float = 1.0,
     listening: Callable[[], None] | None = None,
 ) -> None:
     """LISTEN on the work channel until ``stop``, calling ``wake`` for every notification (and
-    once whenever listening starts); reconnect after ``retry_seconds`` when the connection
-    fails. ``listening`` is told each time the LISTEN is in place."""
+    once whenever listening starts); when the connection fails, connect again after a pause
+    that doubles with each failure (``RETRY_SECONDS``). ``listening`` is told each time the
+    LISTEN is in place."""
     args = connect_args(engine)
+    first, most = RETRY_SECONDS
+    pause = first
     while not stop.is_set():
         try:
             connection = await asyncio.wait_for(asyncpg.connect(**args), TIMEOUT_SECONDS)
         except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
             log.warning("cannot listen for queued work (polling meanwhile): %s", exc)
-            await _pause(stop, retry_seconds)
+            await _pause(stop, pause)
+            pause = min(most, pause * 2)
             continue
         try:
             await _listen_on(connection, wake, stop, listening)
+            pause = first
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("listening for queued work failed (polling meanwhile): %s", exc)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), TIMEOUT_SECONDS)
-        await _pause(stop, retry_seconds)
+        await _pause(stop, pause)
 
 
 async def _listen_on(
