@@ -94,3 +94,10 @@ def test_an_ephemeral_identity_proves_nothing(tmp_path: Path) -> None:
     once = identity.Identity.ephemeral()
     assert not once.held
     assert once.name.endswith(f":{os.getpid()}")
+
+
+def test_a_data_dir_it_cannot_make_leaves_the_process_ephemeral(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    me = identity.claim(settings(blocked / "data"), "worker")
+    assert not me.held  # it runs, and takes back nothing it could not prove dead

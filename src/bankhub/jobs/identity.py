@@ -17,13 +17,14 @@ when the process dies, however it dies):
   every start: the unit's or pod's stable name). Another live process on this host under the
   same name stops the start; across hosts the operator keeps the names apart.
 
-A process that holds no such lock (tests, one-off runs) gets an ephemeral identity and never
-reclaims anything.
+A process that holds no such lock (tests, one-off runs, a data dir it cannot write) gets an
+ephemeral identity and never reclaims anything: its predecessor's leases lapse instead.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -41,6 +42,7 @@ MAX_SLOTS = 64
 #: separates the identity from the incarnation in a lease's holder
 INCARNATION = "#"
 _HOST_LETTERS = re.compile(r"[^A-Za-z0-9-]")
+log = logging.getLogger("bankhub.jobs")
 
 
 class IdentityTaken(Exception):
@@ -80,6 +82,19 @@ def host_name() -> str:
 
 def claim(settings: Settings, role: str) -> Identity:
     """This process's identity for the rest of its life (see the module's text)."""
+    try:
+        return _claim(settings, role)
+    except OSError as exc:
+        log.warning(
+            "no identity lock in %s (%s): this process cannot take back its predecessor's "
+            "leases at start, they lapse after BANKHUB_LEASE_SECONDS instead",
+            settings.data_dir,
+            exc,
+        )
+        return Identity.ephemeral()
+
+
+def _claim(settings: Settings, role: str) -> Identity:
     settings.make_data_dir()
     folder = settings.data_dir / LOCKS
     folder.mkdir(mode=0o700, exist_ok=True)
