@@ -268,9 +268,8 @@ class Runner:
             jobs: list[Job] = []
             if ready:
                 started = await session.execute(
-                    insert(WebhookAttempt).returning(
-                        WebhookAttempt.id, WebhookAttempt.delivery_id, sort_by_parameter_order=True
-                    ),
+                    # one statement; the rows come back in any order, matched by delivery
+                    insert(WebhookAttempt).returning(WebhookAttempt.id, WebhookAttempt.delivery_id),
                     [
                         {
                             "app_id": delivery_app_id,
