@@ -657,8 +657,7 @@ class Runner:
         commits) or every poll interval; on the way out, release what was left unfinished."""
         with tenancy.everything():  # S14: the runner's work spans apps; each sync narrows it
             if self.identity is not None:
-                await self.hub.ready()
-                await leases.reclaim(self.hub.db, self.identity)
+                await self._reclaim(self.identity)
             helpers = [asyncio.ensure_future(self._heartbeat(stop))]
             if self.hub.db.dialect == "postgresql":
                 helpers.append(
@@ -691,6 +690,13 @@ class Runner:
                 await self._outcomes.finish()
                 await self._syncs_group.finish()
                 await self._release_unfinished()
+
+    async def _reclaim(self, identity: Identity) -> None:
+        try:
+            await self.hub.ready()
+            await leases.reclaim(self.hub.db, identity)
+        except Exception:
+            log.exception("taking back a previous run's leases failed; they lapse instead")
 
     def _listened(self) -> None:
         self.listens += 1

@@ -9,6 +9,7 @@ API-only process on PostgreSQL, ``BANKHUB_EMBEDDED_WORKER=false``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +17,8 @@ from bankhub.db import tenancy
 from bankhub.hub import Hub
 from bankhub.jobs import identity, leases
 from bankhub.jobs.runner import Runner
+
+log = logging.getLogger("bankhub.jobs")
 
 
 @asynccontextmanager
@@ -25,8 +28,11 @@ async def background(hub: Hub) -> AsyncIterator[Runner | None]:
     hub.lease_owner = me.owner
     try:
         if not hub.settings.embedded_worker:
-            with tenancy.everything():  # S14: leases of any app
-                await leases.reclaim(hub.db, me)
+            try:
+                with tenancy.everything():  # S14: leases of any app
+                    await leases.reclaim(hub.db, me)
+            except Exception:
+                log.exception("taking back a previous run's leases failed; they lapse instead")
             yield None
             return
         runner = Runner(hub, identity=me)
