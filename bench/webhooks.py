@@ -13,6 +13,9 @@ connections, as bankhub's worker sends) is measured first as context.
   each commits one ``transactions.new`` event in the server process. Latency = arrival at the
   receiver − the moment the PUT's answer reached the client (the commit happened before that,
   so this is a lower bound; the note gives the upper bound from the event's own timestamp).
+  Then the same scaled out on PostgreSQL: an API-only ``bankhub serve``
+  (``BANKHUB_EMBEDDED_WORKER=false``) commits, a separate ``bankhub worker`` (default 1 s poll)
+  delivers, woken by the commit's NOTIFY.
 
 Targets (absolute): ≥ 1,000 deliveries/s per worker, median ≤ 100 ms.
 """
@@ -20,6 +23,7 @@ Targets (absolute): ≥ 1,000 deliveries/s per worker, median ≤ 100 ms.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -455,14 +459,56 @@ class Latencies:
     put_ms: list[float]
 
 
-def latency(ctx: Context, peer: Receiver, count: int, profile: Path | None) -> Latencies:
+@contextmanager
+def separate_worker(
+    ctx: Context, data_dir: Path, settings: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A ``bankhub worker`` process beside the API process, once it runs."""
+    log_path = ctx.work / "latency-worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(  # noqa: S603
+            [ctx.python(), "-m", "bankhub", "worker"],
+            env=ctx.env(BANKHUB_DATA_DIR=str(data_dir), **settings),
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while b"running" not in log_path.read_bytes():
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the worker did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.05)
+            yield worker
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+
+def latency(
+    ctx: Context,
+    peer: Receiver,
+    count: int,
+    profile: Path | None,
+    *,
+    database_url: str | None = None,
+) -> Latencies:
+    """Embedded on SQLite, or with ``database_url`` scaled out: an API-only serve commits and
+    a separate worker delivers."""
     data_dir = Path(tempfile.mkdtemp(prefix="webhooks-serve-", dir=ctx.work))
-    with serve(
-        ctx,
-        data_dir,
-        webhook_url=f"{peer.url}/hook",
-        BANKHUB_REFRESH_COOLDOWN_SECONDS="0",
-    ) as served:
+    settings = {"BANKHUB_REFRESH_COOLDOWN_SECONDS": "0"}
+    if database_url is not None:
+        settings |= {"BANKHUB_DATABASE_URL": database_url, "BANKHUB_EMBEDDED_WORKER": "false"}
+    with contextlib.ExitStack() as stack:
+        served = stack.enter_context(
+            serve(ctx, data_dir, webhook_url=f"{peer.url}/hook", **settings)
+        )
+        delivering = served.process
+        if database_url is not None:
+            delivering = stack.enter_context(separate_worker(ctx, data_dir, settings))
         api = httpx.Client(base_url=served.base, timeout=30)
         user = ConnectUser(served.base)
         try:
@@ -473,11 +519,11 @@ def latency(ctx: Context, peer: Receiver, count: int, profile: Path | None) -> L
             user.close()
         secret = str(callback["secret"])
         # the connect's own events (login.status, transactions.new) are delivered first
-        peer.wait_for(1, timeout=10, alive=served.process)
+        peer.wait_for(1, timeout=10, alive=delivering)
         time.sleep(0.5)
         peer.reset()
         windows: list[tuple[float, float]] = []
-        with _maybe_profiled(served.process.pid, profile, children=True):
+        with _maybe_profiled(delivering.pid, profile, children=True):
             for _ in range(count):
                 sent = time.time()
                 response = api.put("/v2/login/refresh", headers=served.headers(secret))
@@ -485,7 +531,7 @@ def latency(ctx: Context, peer: Receiver, count: int, profile: Path | None) -> L
                 response.raise_for_status()
                 windows.append((sent, answered))
                 time.sleep(0.05)
-            peer.wait_for(count, timeout=10, alive=served.process)
+            peer.wait_for(count, timeout=10, alive=delivering)
         api.close()
     lower: list[float] = []
     upper: list[float] = []
@@ -549,4 +595,30 @@ def run(ctx: Context) -> list[Result]:
                 raw, RESULTS / "webhooks-latency-profile.txt", "bankhub serve (latency)"
             )
             ctx.notes.append(f"webhooks latency profile, top own frames: {'; '.join(own[:6])}")
+        if ctx.postgres_url:
+            results.append(scaled_out_latency(ctx, peer, events))
     return results
+
+
+def scaled_out_latency(ctx: Context, peer: Receiver, events: int) -> Result:
+    load = os.getloadavg()[0]
+    url = postgres_url(ctx, ctx.postgres_url or "")
+    measured = latency(ctx, peer, events, None, database_url=url)
+    median_ms = statistics.median(measured.lower)
+    return absolute(
+        "webhook commit-to-delivery median (scale-out, PostgreSQL)",
+        median_ms,
+        "ms",
+        TARGET_MEDIAN_MS,
+        lower_is_better=True,
+        note=(
+            f"an API-only `bankhub serve` and a separate `bankhub worker` (poll 1 s, woken by "
+            f"LISTEN/NOTIFY) on PostgreSQL, {events} `PUT /v2/login/refresh` 50 ms apart, each "
+            f"committing one transactions.new event in the API process; arrival − the PUT's "
+            f"answer: median {median_ms:.1f} ms, p99 {percentile(measured.lower, 99):.1f} ms "
+            f"(lower bound); arrival − the event's timestamp: median "
+            f"{statistics.median(measured.upper):.1f} ms, p99 "
+            f"{percentile(measured.upper, 99):.1f} ms (upper bound); the PUT took median "
+            f"{statistics.median(measured.put_ms):.1f} ms; load average {load:.1f}"
+        ),
+    )

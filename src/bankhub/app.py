@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -43,7 +42,7 @@ from bankhub.dashboard.router import dashboard_router
 from bankhub.db.tenancy import TenantReset
 from bankhub.events.routes import EVENT_ROUTES
 from bankhub.hub import Hub, hub_of
-from bankhub.jobs.runner import Runner
+from bankhub.jobs import serving
 from bankhub.oauth.routes import OAUTH_ROUTES
 from bankhub.partners.key_routes import KEY_ROUTES
 from bankhub.partners.routes import APP_ROUTES
@@ -247,20 +246,12 @@ def freeze_start_up() -> None:
 def create_app(hub: Hub) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        stop = asyncio.Event()
         await hub.ready()
         freeze_start_up()
-        worker: asyncio.Task[None] | None = None
-        if hub.settings.embedded_worker:
-            runner = Runner(hub)
-            hub.db.outbox_listeners.append(runner.wake)
-            worker = asyncio.create_task(runner.run_forever(stop))
         try:
-            yield
+            async with serving.background(hub):
+                yield
         finally:
-            stop.set()
-            if worker is not None:
-                await worker
             await store.close()
             await hub.close()
 

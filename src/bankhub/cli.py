@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub import supervision
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit_cli import audit_log
 from bankhub.cli_common import err, out, settings_or_exit
@@ -132,7 +133,17 @@ def serve(
     _shared_store_or_exit(settings)
     host = host or settings.host
     port = port or settings.port
+    held: supervision.HeldLock | None = None
     if settings.database_url is None:
+        # One serving process per SQLite file: a second one (or one started beside a worker
+        # left over by a crash) would meet the first at every write. Held until this process
+        # ends; the kernel releases it however that happens.
+        settings.make_data_dir()
+        try:
+            held = supervision.lock_data_dir(settings.data_dir)
+        except supervision.DataDirBusy as busy:
+            err.print(f"[red]{busy}[/red]", highlight=False)
+            raise typer.Exit(2) from None
         out.print(f"data dir: {settings.data_dir.resolve()} (SQLite)", highlight=False)
         migrate_schema(settings)
     elif migrations.current_heads() and not _schema_current(settings):
@@ -155,8 +166,10 @@ def serve(
     from granian import Granian
     from granian.constants import Interfaces, SSLProtocols
 
+    # the worker is a child of this process and dies with it, even by SIGKILL (supervision)
+    supervision.mark_parent()
     Granian(
-        "bankhub.app:create_app_from_env",
+        "bankhub.supervision:worker_app",
         address=host,
         port=port,
         interface=Interfaces.ASGI,
@@ -168,6 +181,8 @@ def serve(
         ssl_key=settings.tls_key,
         ssl_protocol_min=SSLProtocols.tls12,
     ).serve()
+    if held is not None:
+        held.release()
 
 
 def _schema_current(settings: Settings) -> bool:
@@ -386,12 +401,22 @@ def worker() -> None:
         err.print("[red]the database schema is behind: run `bankhub migrate` first[/red]")
         raise typer.Exit(2)
 
+    from bankhub.jobs import identity
+
+    try:
+        # stable across restarts, so that a restarted worker releases what it held at once
+        me = identity.claim(settings, "worker")
+    except identity.IdentityTaken as taken:
+        err.print(f"[red]{taken}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+
     async def run() -> None:
         from bankhub.hub import Hub
         from bankhub.jobs.runner import Runner
 
         hub = Hub.build(settings)
-        runner = Runner(hub)
+        hub.lease_owner = me.owner
+        runner = Runner(hub, identity=me)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -119,8 +119,13 @@ class Settings(BaseSettings):
     sync_concurrency: int = 8
     delivery_concurrency: int = 32
     webhook_timeout_seconds: float = 10.0
-    lease_seconds: int = 300
+    #: how long a claimed sync or delivery stays with its process without a heartbeat; the
+    #: holder renews it every third of this while it works (docs/operations.md, "Leases")
+    lease_seconds: int = Field(default=30, ge=1)
     worker_poll_seconds: float = 1.0
+    #: the stable name of this process in the leases it holds (jobs.identity); by default one
+    #: per host, role and data dir
+    worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:-]{1,40}$")
     #: how often a runner purges financial data older than each app's retention window
     retention_sweep_seconds: float = 300.0
     #: audit entries are kept this long, then purged by the same sweep (S42)
@@ -216,6 +221,10 @@ class Settings(BaseSettings):
     @property
     def connect_idle(self) -> timedelta:
         return timedelta(seconds=self.connect_idle_seconds)
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_seconds)
 
     @property
     def refresh_cooldown(self) -> timedelta:

@@ -19,6 +19,7 @@ from bankhub.connectors.registry import ConnectorRegistry, default_registry
 from bankhub.db import tenancy
 from bankhub.db.engine import Database
 from bankhub.events import flags
+from bankhub.jobs.identity import Identity
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.oauth.service import TokenService
@@ -86,6 +87,9 @@ class Hub:
     usage: usage_counters.Counters = field(default_factory=usage_counters.Counters)
     #: the group-commit writer of audit entries (S42)
     audit: AuditWriter = field(init=False)
+    #: the holder this process writes into the leases it takes (manual refreshes; the runner
+    #: has its own): the process's identity once claimed (``jobs.identity``)
+    lease_owner: str = field(default_factory=lambda: Identity.ephemeral().owner)
 
     def __post_init__(self) -> None:
         self.audit = AuditWriter(self.db, self.clock)

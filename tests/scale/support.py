@@ -192,6 +192,11 @@ class HookReceiver:
     secret: str | None = None
     #: requests whose sender died before the whole body arrived
     cut: int = 0
+    #: the first ``hold`` requests are answered only once ``released`` is set (a delivery in
+    #: flight for as long as a test needs one); ``arrivals`` are their wall-clock times
+    hold: int = 0
+    released: threading.Event = field(default_factory=threading.Event)
+    arrivals: list[float] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -226,12 +231,19 @@ class HookReceiver:
                 )
                 with receiver._lock:
                     receiver.hits.append(hit)
+                    receiver.arrivals.append(time.time())
+                    held = len(receiver.hits) <= receiver.hold
+                if held and not receiver.released.wait(timeout=120):
+                    return
                 body = b"ok"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Connection", "close")
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # a held request's sender was killed meanwhile
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -253,6 +265,7 @@ class HookReceiver:
             return [h.webhook_id for h in self.hits]
 
     def stop(self) -> None:
+        self.released.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

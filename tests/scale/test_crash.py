@@ -5,7 +5,8 @@ every worker), ``LOGINS`` sandbox logins of ``user_dynamic`` (whose bank shows n
 and books the previous refresh's pending item under a new id, on every refresh) made through the
 connect page of an API-only ``bankhub serve``. Then, ``KILLS`` times: mark some logins due, start
 ``bankhub worker`` (lease 2 s, poll 0.1 s), let it run 0.2–1.5 s after its banner (seeded) and
-SIGKILL it, so syncs and deliveries are cut at random points. Finally one worker runs until no
+SIGKILL it, so syncs and deliveries are cut at random points (each worker runs under the same
+identity, so it releases what the killed one held as it starts). Finally one worker runs until no
 login is due, no lease is held and no delivery is pending, and is stopped with SIGTERM.
 
 Invariants checked afterwards, on SQLite and on PostgreSQL:
@@ -163,7 +164,9 @@ def leases_of(db: Any, owner: str) -> int:
 
     async def work(session: AsyncSession) -> int:
         logins = await session.scalar(
-            select(func.count()).select_from(Login).where(Login.sync_lease_owner == owner)
+            select(func.count())
+            .select_from(Login)
+            .where(Login.sync_lease_owner.startswith(owner + "/", autoescape=True))
         )
         deliveries = await session.scalar(
             select(func.count())

@@ -397,7 +397,13 @@ async def refresh(request: AnyRequest) -> s.RefreshEnvelope:
     async with hub.db.transaction() as session:
         app, login = await hub.authenticate_login(session, request)
     outcome = await refresh_login(
-        hub.engine, hub.db, app.id, login.id, hub.settings.refresh_cooldown
+        hub.engine,
+        hub.db,
+        app.id,
+        login.id,
+        hub.settings.refresh_cooldown,
+        lease=hub.settings.lease,
+        owner=hub.lease_owner,
     )
     failure = outcome.failure
     if failure is not None and not failure.needs_user:

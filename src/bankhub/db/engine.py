@@ -28,6 +28,11 @@ from bankhub.db.tenancy import TenantSession
 
 log = logging.getLogger(__name__)
 
+#: PostgreSQL: the channel a unit of work that queued background work notifies on commit, and
+#: runners listen on (``bankhub.jobs.wakeup``)
+WORK_CHANNEL = "bankhub_work"
+_NOTIFY_WORK = text(f"SELECT pg_notify('{WORK_CHANNEL}', '')")
+
 #: SQLite: how many times a scrub's checkpoint waits out the busy timeout for readers
 SCRUB_CHECKPOINT_TRIES = 3
 #: PostgreSQL: how long a scrub's VACUUM waits for a table another VACUUM (or a schema change)
@@ -117,7 +122,9 @@ class Database:
         self._sessions = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=sync_session
         )
-        #: called after a commit that queued background work (see ``events.mark_outbox``)
+        #: called after a commit that queued background work (see ``events.mark_outbox``): the
+        #: runner in this process; on PostgreSQL the commit also notifies the runners of every
+        #: process (``WORK_CHANNEL``)
         self.outbox_listeners: list[Callable[[], None]] = []
         #: SQLite: the lock writing units of work take turns on (per event loop)
         self._writers: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
@@ -156,6 +163,9 @@ class Database:
                 yield session
                 # the feeds' rows go in last, under their apps' feed locks (db.commit_order)
                 await commit_order.write_appends(session)
+                if session.info.get("outbox") and self.dialect == "postgresql":
+                    # inside the transaction: PostgreSQL delivers it only if the commit succeeds
+                    await session.execute(_NOTIFY_WORK)
                 await session.commit()
             except BaseException:
                 commit_order.drop_appends(session)

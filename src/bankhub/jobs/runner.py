@@ -3,9 +3,16 @@
 Work lives in the database, written in the same transaction as the change that causes it (a
 delivery per event and endpoint; a login's ``next_sync_at``). Any number of runners share it:
 each claims due rows with an atomic conditional update that sets a lease, so a row is worked by
-one runner at a time, and a runner that dies (even by SIGKILL) only delays its rows until the
-lease lapses. The same code runs inside ``bankhub serve`` on SQLite and in ``bankhub worker``
-processes on PostgreSQL, so the two modes cannot drift apart.
+one runner at a time. A runner renews the leases of the work it is doing (a heartbeat every third
+of ``BANKHUB_LEASE_SECONDS``), so a short lease holds a long sync; a runner that dies (even by
+SIGKILL) delays its rows until the lease lapses, or less: restarted under the same identity
+(``jobs.identity``) it releases them at once (``jobs.leases``). The same code runs inside
+``bankhub serve`` on SQLite and in ``bankhub worker`` processes on PostgreSQL, so the two modes
+cannot drift apart.
+
+A commit that queued work wakes the runner of its own process directly, and on PostgreSQL the
+runners of every process through LISTEN/NOTIFY (``jobs.wakeup``); polling every
+``BANKHUB_WORKER_POLL_SECONDS`` is the safety net under both.
 
 Syncs and deliveries have separate loops with their own bounded concurrency: a slow bank holds
 one sync slot, never a delivery, and never another login's sync. A third, small loop purges data
@@ -19,10 +26,7 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
-import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +43,8 @@ from bankhub.db.group import GroupCommit
 from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.hub import Hub
+from bankhub.jobs import leases, wakeup
+from bankhub.jobs.identity import Identity
 from bankhub.lifecycle import retention
 from bankhub.logins.models import Login
 from bankhub.security import idempotency, rewrap
@@ -66,10 +72,6 @@ SWEEP_SECONDS = 60.0
 SEAL_PER_SWEEP = 10_000
 
 
-def default_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
 @dataclass
 class Tally:
     syncs: int = 0
@@ -78,9 +80,11 @@ class Tally:
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """A claimed delivery with what sending it needs (loaded with the claim)."""
+    """A claimed delivery with what sending it needs (loaded with the claim), and its attempt,
+    written as started in the same unit of work."""
 
     delivery_id: int
+    attempt_id: int
     endpoint_id: str
     url: str
     secrets: list[str]
@@ -89,7 +93,7 @@ class Job:
     body: bytes
 
 
-Outcome = tuple[int, sender.AttemptResult]
+Outcome = tuple[Job, datetime, sender.AttemptResult]
 
 
 class OutcomeWriter:
@@ -104,9 +108,9 @@ class OutcomeWriter:
         self._queue: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def record(self, delivery_id: int, result: sender.AttemptResult) -> bool:
+    async def record(self, job: Job, started: datetime, result: sender.AttemptResult) -> bool:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append(((delivery_id, result), done))
+        self._queue.append(((job, started, result), done))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain())
         return await done
@@ -133,12 +137,19 @@ class OutcomeWriter:
 
 
 class Runner:
-    def __init__(self, hub: Hub, *, owner: str | None = None) -> None:
+    """``identity``: the process's (``jobs.identity``); its dead predecessors' leases are
+    released when ``run_forever`` starts. ``owner`` names the holder of the leases directly
+    (tests); without either the runner is ephemeral."""
+
+    def __init__(
+        self, hub: Hub, *, owner: str | None = None, identity: Identity | None = None
+    ) -> None:
         settings = hub.settings
         self.hub = hub
         self.engine = hub.engine
-        self.owner = owner or default_owner()
-        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.identity = identity
+        self.owner = identity.owner if identity else owner or Identity.ephemeral().owner
+        self.lease = settings.lease
         self.sync_slots = max(1, settings.sync_concurrency)
         self.delivery_slots = max(1, settings.delivery_concurrency)
         self.poll = settings.worker_poll_seconds
@@ -149,6 +160,10 @@ class Runner:
         self.retention_every = max(1.0, settings.retention_sweep_seconds)
         #: logins this runner is syncing now; never started twice side by side
         self._syncing: set[int] = set()
+        #: deliveries this runner is sending now, whose leases the heartbeat renews
+        self._sending: set[int] = set()
+        #: PostgreSQL: how many times the LISTEN for other processes' commits was put in place
+        self.listens = 0
         self._secrets = SecretCache()
         self._outcomes = OutcomeWriter(self._record_attempts)
         #: the claims and applies of syncs ready at the same moment share a unit of work
@@ -166,26 +181,30 @@ class Runner:
         of work: the claim, then one query for the deliveries with their endpoints and events.
 
         A delivery whose endpoint is gone or disabled, or whose event is gone, is abandoned
-        there and then instead of being returned.
+        there and then instead of being returned. Each one returned has its attempt written as
+        started (``sending``), before any request goes out; one whose previous lease lapsed
+        mid-attempt has that attempt marked interrupted first (``jobs.leases``).
         """
         hub = self.hub
         now = hub.clock()
         free = or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until < now)
         async with hub.db.transaction(write=True) as session:
-            due = (
+            due = dict(
                 (
                     await session.execute(
-                        select(WebhookDelivery.id)
+                        select(WebhookDelivery.id, WebhookDelivery.lease_owner)
                         .where(
                             WebhookDelivery.status == "pending",
                             WebhookDelivery.next_attempt_at <= now,
                             free,
+                            # never its own attempt under way, whatever its lease says
+                            WebhookDelivery.id.not_in(sorted(self._sending)),
                         )
                         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
                         .limit(limit)
                     )
                 )
-                .scalars()
+                .tuples()
                 .all()
             )
             if not due:
@@ -193,7 +212,7 @@ class Runner:
             # Re-checked per row under the row's lock: of two runners, only one wins each row.
             claimed = await session.execute(
                 update(WebhookDelivery)
-                .where(WebhookDelivery.id.in_(due), WebhookDelivery.status == "pending", free)
+                .where(WebhookDelivery.id.in_(list(due)), WebhookDelivery.status == "pending", free)
                 .values(lease_owner=self.owner, lease_until=now + self.lease)
                 .returning(WebhookDelivery.id)
                 .execution_options(synchronize_session=False)
@@ -201,9 +220,12 @@ class Runner:
             ids = list(claimed.scalars().all())
             if not ids:
                 return []
+            # held before and not released: the holder died or stalled mid-attempt
+            await leases.interrupt(session, [i for i in ids if due.get(i) is not None])
             rows = await session.execute(
                 select(
                     WebhookDelivery.id,
+                    WebhookDelivery.app_id,
                     WebhookEndpoint.id,
                     WebhookEndpoint.app_id,
                     WebhookEndpoint.url,
@@ -221,11 +243,11 @@ class Runner:
                 .where(WebhookDelivery.id.in_(ids))
                 .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
             )
-            jobs: list[Job] = []
+            ready: list[tuple[int, int, str, str, list[str], int, str, bytes]] = []
             dead: list[int] = []
             for row in rows.tuples():
-                (delivery_id, endpoint_id, app_id, url, secret_enc, previous_enc, previous_until,
-                 disabled_at, event_id, event_type, payload) = row  # fmt: skip
+                (delivery_id, delivery_app_id, endpoint_id, app_id, url, secret_enc, previous_enc,
+                 previous_until, disabled_at, event_id, event_type, payload) = row  # fmt: skip
                 if endpoint_id is None or event_id is None or disabled_at is not None:
                     dead.append(delivery_id)
                     continue
@@ -239,7 +261,43 @@ class Runner:
                     now=now,
                 )
                 body = json.dumps(payload, separators=(",", ":")).encode()
-                jobs.append(Job(delivery_id, endpoint_id, url, secrets, event_id, event_type, body))
+                ready.append(
+                    (delivery_id, delivery_app_id, endpoint_id, url, secrets, event_id, event_type,
+                     body)
+                )  # fmt: skip
+            jobs: list[Job] = []
+            if ready:
+                started = await session.execute(
+                    # one statement; the rows come back in any order, matched by delivery
+                    insert(WebhookAttempt).returning(WebhookAttempt.id, WebhookAttempt.delivery_id),
+                    [
+                        {
+                            "app_id": delivery_app_id,
+                            "delivery_id": delivery_id,
+                            "attempted_at": now,
+                            "duration_ms": 0,
+                            "outcome": leases.SENDING,
+                            "status_code": None,
+                            "error": None,
+                            "response_excerpt": "",
+                        }
+                        for delivery_id, delivery_app_id, *_ in ready
+                    ],
+                )
+                attempt_ids = dict((d, a) for a, d in started.tuples())
+                for delivery_id, _, endpoint_id, url, secrets, event_id, event_type, body in ready:
+                    jobs.append(
+                        Job(
+                            delivery_id,
+                            attempt_ids[delivery_id],
+                            endpoint_id,
+                            url,
+                            secrets,
+                            event_id,
+                            event_type,
+                            body,
+                        )
+                    )
             if dead:
                 await session.execute(
                     update(WebhookDelivery)
@@ -463,36 +521,39 @@ class Runner:
         sends that finished meanwhile, in one unit of work.
         """
         hub = self.hub
-        # The signature's timestamp is wall-clock time: receivers check it against their own.
-        headers = signing.webhook_headers(
-            f"evt_{job.event_id}", int(utcnow().timestamp()), job.body, job.secrets
-        )
-        headers["bankhub-event"] = job.event_type
-        result = await sender.deliver(
-            hub.webhook_transport,
-            job.url,
-            job.body,
-            headers,
-            allow_private=hub.settings.is_dev,
-            allow_http=hub.settings.is_dev,
-            timeout=hub.settings.webhook_timeout_seconds,
-            keep_alive=True,
-        )
-        return await self._outcomes.record(job.delivery_id, result)
+        self._sending.add(job.delivery_id)
+        try:
+            started = hub.clock()
+            # The signature's timestamp is wall-clock time: receivers check it against their own.
+            headers = signing.webhook_headers(
+                f"evt_{job.event_id}", int(utcnow().timestamp()), job.body, job.secrets
+            )
+            headers["bankhub-event"] = job.event_type
+            result = await sender.deliver(
+                hub.webhook_transport,
+                job.url,
+                job.body,
+                headers,
+                allow_private=hub.settings.is_dev,
+                allow_http=hub.settings.is_dev,
+                timeout=hub.settings.webhook_timeout_seconds,
+                keep_alive=True,
+            )
+            return await self._outcomes.record(job, started, result)
+        finally:
+            self._sending.discard(job.delivery_id)
 
-    async def _record_attempts(
-        self, outcomes: Sequence[tuple[int, sender.AttemptResult]]
-    ) -> list[bool]:
-        """Write a batch of attempts and their deliveries' new states in one unit of work;
-        for each, whether it was delivered (False too when this runner lost the lease)."""
+    async def _record_attempts(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Complete a batch of attempts with their outcomes, and their deliveries' new states,
+        in one unit of work; for each, whether it was delivered (False too when this runner
+        lost the lease: whoever took the delivery over marked the attempt interrupted)."""
         hub = self.hub
         now = hub.clock()
-        ids = [delivery_id for delivery_id, _ in outcomes]
+        ids = [job.delivery_id for job, _, _ in outcomes]
         async with hub.db.transaction(write=True) as session:
             rows = await session.execute(
                 select(
                     WebhookDelivery.id,
-                    WebhookDelivery.app_id,
                     WebhookDelivery.endpoint_id,
                     WebhookDelivery.attempts,
                     WebhookDelivery.next_attempt_at,
@@ -501,23 +562,23 @@ class Runner:
                 .where(WebhookDelivery.id.in_(ids))
                 .with_for_update()
             )
-            held = {r[0]: r for r in rows.tuples() if r[5] == self.owner}
+            held = {r[0]: r for r in rows.tuples() if r[4] == self.owner}
             attempts: list[dict[str, object]] = []
             changes: list[dict[str, object]] = []
             gone: set[str] = set()
             delivered: list[bool] = []
-            for delivery_id, result in outcomes:
+            for job, started, result in outcomes:
+                delivery_id = job.delivery_id
                 row = held.pop(delivery_id, None)
                 if row is None:
                     delivered.append(False)  # the lease lapsed and another runner took over
                     continue
-                _, app_id, endpoint_id, tries, next_attempt_at, _ = row
+                _, endpoint_id, tries, next_attempt_at, _ = row
                 tries += 1
                 attempts.append(
                     {
-                        "app_id": app_id,
-                        "delivery_id": delivery_id,
-                        "attempted_at": now,
+                        "id": job.attempt_id,
+                        "attempted_at": started,
                         "duration_ms": result.duration_ms,
                         "outcome": result.outcome,
                         "status_code": result.status_code,
@@ -554,7 +615,7 @@ class Runner:
                 )
                 delivered.append(status == "delivered")
             if attempts:
-                await session.execute(insert(WebhookAttempt), attempts)
+                await session.execute(update(WebhookAttempt), attempts)
                 await session.execute(update(WebhookDelivery), changes)
             for endpoint_id in sorted(gone):
                 await self._disable_endpoint(session, endpoint_id, now)
@@ -591,7 +652,19 @@ class Runner:
         return Tally(syncs=sum(synced), deliveries=sum(delivered))
 
     async def run_forever(self, stop: asyncio.Event) -> None:
+        """Work until ``stop``: first release what a dead predecessor of this identity held,
+        then claim and work due rows, woken by commits (and, on PostgreSQL, by other processes'
+        commits) or every poll interval; on the way out, release what was left unfinished."""
         with tenancy.everything():  # S14: the runner's work spans apps; each sync narrows it
+            if self.identity is not None:
+                await self._reclaim(self.identity)
+            helpers = [asyncio.ensure_future(self._heartbeat(stop))]
+            if self.hub.db.dialect == "postgresql":
+                helpers.append(
+                    asyncio.ensure_future(
+                        wakeup.listen(self.hub.db.engine, self.wake, stop, listening=self._listened)
+                    )
+                )
             try:
                 await asyncio.gather(
                     self._loop(
@@ -611,8 +684,55 @@ class Runner:
                     self._retention_loop(stop),
                 )
             finally:
+                for helper in helpers:
+                    helper.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
                 await self._outcomes.finish()
                 await self._syncs_group.finish()
+                await self._release_unfinished()
+
+    async def _reclaim(self, identity: Identity) -> None:
+        try:
+            await self.hub.ready()
+            await leases.reclaim(self.hub.db, identity)
+        except Exception:
+            log.exception("taking back a previous run's leases failed; they lapse instead")
+
+    def _listened(self) -> None:
+        self.listens += 1
+
+    async def _release_unfinished(self) -> None:
+        """What this runner was doing when told to stop was cancelled: its leases go back now,
+        its attempts show as interrupted."""
+        try:
+            await leases.release_own(self.hub.db, self.owner)
+        except Exception:
+            log.exception("releasing the leases of unfinished work failed; they lapse instead")
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Renew the leases of the deliveries being sent, every third of the lease (a sync
+        renews its own, ``sync.refresh``). A renewal that fails is retried at the next beat;
+        a lease lost meanwhile is caught when the outcome is written."""
+        every = self.lease.total_seconds() / 3
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+            sending = sorted(self._sending)
+            if stop.is_set() or not sending:
+                continue
+            try:
+                async with self.hub.db.transaction(write=True) as session:
+                    await session.execute(
+                        update(WebhookDelivery)
+                        .where(
+                            WebhookDelivery.id.in_(sending),
+                            WebhookDelivery.lease_owner == self.owner,
+                        )
+                        .values(lease_until=self.hub.clock() + self.lease)
+                        .execution_options(synchronize_session=False)
+                    )
+            except Exception:
+                log.exception("renewing the leases of deliveries under way failed")
 
     async def _retention_loop(self, stop: asyncio.Event) -> None:
         """A purge now, then every ``BANKHUB_RETENTION_SWEEP_SECONDS``, until ``stop``.

@@ -2,9 +2,13 @@
 
 Two short units of work around the bank's time: claim the login (an atomic conditional update,
 so two workers can never both win) and read its state, then fetch from the bank with no
-transaction open while a heartbeat extends the lease, then apply, but only if this worker still
-holds the lease (fencing: a worker that stalled past its lease must not write over the one that
-took over).
+transaction open while a heartbeat renews the lease every third of its length, then apply, but
+only if this worker still holds the lease (fencing: a worker that stalled past its lease must not
+write over the one that took over). A heartbeat that finds the lease taken stops the fetch there:
+nothing this run could still learn from the bank would be applied.
+
+Manual and scheduled refreshes take the same lease (``BANKHUB_LEASE_SECONDS``), so a short lease
+is safe for a sync that runs for minutes, and work a dead process held is free soon.
 """
 
 from __future__ import annotations
@@ -93,17 +97,27 @@ def schedule_next(engine: SyncEngine, login: Login, service: Service, now: datet
 
 
 async def _heartbeat(
-    engine: SyncEngine, db: Database, login_id: int, owner: str, lease: timedelta
+    engine: SyncEngine, db: Database, login_id: int, token: str, lease: timedelta
 ) -> None:
+    """Renew the run's lease every third of its length; return once it is no longer the run's
+    (taken over after it lapsed, or released). A renewal that fails is tried again at the next
+    beat: the lease may lapse meanwhile, and the apply's fencing check has the last word."""
     while True:
         await asyncio.sleep(lease.total_seconds() / 3)
-        async with db.transaction(write=True) as session:
-            await session.execute(
-                update(Login)
-                .where(Login.id == login_id, Login.sync_lease_owner == owner)
-                .values(sync_lease_until=engine.clock() + lease)
-                .execution_options(synchronize_session=False)
-            )
+        try:
+            async with db.transaction(write=True) as session:
+                renewed = await session.execute(
+                    update(Login)
+                    .where(Login.id == login_id, Login.sync_lease_owner == token)
+                    .values(sync_lease_until=engine.clock() + lease)
+                    .execution_options(synchronize_session=False)
+                )
+        except Exception:
+            log.exception("renewing the lease of the sync of login %s failed", login_id)
+            continue
+        if getattr(renewed, "rowcount", 0) != 1:
+            log.warning("the sync of login %s lost its lease; stopping it", login_id)
+            return
 
 
 async def reopen(
@@ -191,13 +205,16 @@ async def refresh_login(
     login_id: int,
     cooldown: timedelta,
     *,
-    owner: str = "api",
+    lease: timedelta,
+    owner: str,
     scheduled: bool = False,
-    lease: timedelta = timedelta(minutes=5),
     group: GroupCommit | None = None,
     claimed: Claimed | None = None,
 ) -> RefreshOutcome:
     """Refresh now. Manual refreshes respect the cool-down; scheduled ones count the quota.
+
+    ``lease``: ``BANKHUB_LEASE_SECONDS``, renewed while the bank answers; ``owner``: the process
+    taking it (``jobs.identity``), so that a restart of the process can release it.
 
     The claim, the checks and reading the login's state are one unit of work: the conditional
     update that takes the lease goes first (so on SQLite the unit of work is a writer from its
@@ -276,25 +293,38 @@ async def refresh_login(
     run = engine.build(service, got.state)
     failure: ConnectorFailure | None = None
     result: FetchResult | None = None
-    heartbeat = asyncio.create_task(_heartbeat(engine, db, login_id, token, lease))
-    try:
+
+    async def fetch() -> FetchResult:
         await reopen(engine, run, credentials)
         since = engine.refresh_since(got.last_refresh_at, service, got.history_days)
-        result = await engine.fetch(run, since)
-    except ConnectorFailure as exc:
-        failure = exc
+        return await engine.fetch(run, since)
+
+    fetching = asyncio.ensure_future(fetch())
+    heartbeat = asyncio.ensure_future(_heartbeat(engine, db, login_id, token, lease))
+    try:
+        await asyncio.wait({fetching, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+        for task in (heartbeat, fetching):
+            task.cancel()
+        for task in (heartbeat, fetching):
+            with contextlib.suppress(asyncio.CancelledError, ConnectorFailure):
+                await task
+    if not fetching.cancelled():
+        try:
+            result = fetching.result()
+        except ConnectorFailure as exc:
+            failure = exc
 
     async def apply(session: AsyncSession) -> RefreshOutcome:
         login = await session.get(Login, login_id, with_for_update=True)
         if login is None:
             raise ApiError(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
         finished = engine.clock()
-        if login.sync_lease_owner != token:
+        if login.sync_lease_owner != token or (failure is None and result is None):
             log.warning("sync of login %s lost its lease to %s", login_id, login.sync_lease_owner)
+            if login.sync_lease_owner == token:  # stopped without an answer: free the login
+                login.sync_lease_owner = None
+                login.sync_lease_until = None
             return RefreshOutcome(
                 login_id, False, login.status, login.last_refresh_at, now + cooldown, applied=False
             )

@@ -427,7 +427,8 @@ async def webhook_attempts(
     bucket: BucketSize = "hour",
 ) -> Series:
     """Delivery attempts by when they were made: ``delivered`` (a 2xx answer) or ``failed``
-    (anything else: an error status, a timeout, a refused address, 410 Gone)."""
+    (anything else: an error status, a timeout, a refused address, 410 Gone, an attempt cut
+    short by a crash). An attempt still under way (``sending``) is not counted yet."""
     window, apps = span(start, end, bucket), _app_list(app_ids)
     counts: dict[tuple[int, str], int] = {}
     if apps:
@@ -439,6 +440,7 @@ async def webhook_attempts(
             WebhookAttempt.app_id.in_(apps),
             WebhookAttempt.attempted_at >= window.start,
             WebhookAttempt.attempted_at < window.end,
+            WebhookAttempt.outcome != "sending",
         )
         for (b, outcome), n in (await _counted(session, inner)).items():
             key = (b, "delivered" if outcome == "delivered" else "failed")

@@ -1,0 +1,170 @@
+"""PostgreSQL: a commit that queued work wakes the runners of every process (LISTEN/NOTIFY), only
+once it is committed, and a runner whose listening connection dies listens again.
+
+"Another process" is a second ``Database`` over the same database: its own engine and pool, and
+no outbox listener, so the runner under test hears of its commits through PostgreSQL only. The
+runner polls every 30 s: anything faster than that is the notification's doing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from sqlalchemy import select, text
+
+from bankhub.db import tenancy
+from bankhub.db.engine import WORK_CHANNEL, Database
+from bankhub.events import services as events
+from bankhub.jobs import wakeup
+from bankhub.jobs.runner import Runner
+from bankhub.partners.models import App
+from bankhub.webhooks.models import WebhookDelivery
+from tests.conftest import Harness
+from tests.jobs.gate import Gate
+from tests.jobs.test_outbox import add_endpoint
+
+SLOW_POLL = {"worker_poll_seconds": 30.0}
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """PostgreSQL only: SQLite runs in one process, whose runner is woken in-process."""
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def gate() -> AsyncIterator[Gate]:
+    peer = await Gate(held=0).start()
+    try:
+        yield peer
+    finally:
+        await peer.stop()
+
+
+@pytest.fixture
+async def elsewhere(harness: Harness) -> AsyncIterator[Database]:
+    other = Database(harness.hub.db.url)
+    try:
+        yield other
+    finally:
+        await other.dispose()
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], seconds: float = 5.0) -> float:
+    started = time.monotonic()
+    while True:
+        done = check()
+        if not isinstance(done, bool):
+            done = await done
+        if done:
+            return time.monotonic() - started
+        assert time.monotonic() - started < seconds, f"not within {seconds} s"
+        await asyncio.sleep(0.005)
+
+
+async def queue_event(h: Harness, db: Database, *, then_fail: bool = False) -> None:
+    """An event with its delivery, committed as any process's unit of work commits it (or,
+    ``then_fail``, rolled back by a failure after it was queued)."""
+    with tenancy.everything():
+        async with db.transaction() as session:
+            app = (
+                await session.execute(select(App).where(App.client_id == h.creds["client_id"]))
+            ).scalar_one()
+            await events.record(
+                session,
+                app_id=app.id,
+                type=events.NEW_TRANSACTIONS,
+                payload=events.new_transactions_payload(1, h.clock(), [1], 1),
+                now=h.clock(),
+            )
+            if then_fail:
+                raise RuntimeError("rolled back")
+
+
+async def delivered(h: Harness) -> int:
+    async with h.hub.db.transaction() as session:
+        rows = await session.execute(
+            select(WebhookDelivery.id).where(WebhookDelivery.status == "delivered")
+        )
+        return len(rows.all())
+
+
+@pytest.mark.parametrize("harness", [SLOW_POLL], indirect=True)
+async def test_a_commit_in_another_process_wakes_the_runner_at_once(
+    harness: Harness, gate: Gate, elsewhere: Database
+) -> None:
+    h = harness
+    await add_endpoint(h, gate.url)
+    runner = Runner(h.hub)
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run_forever(stop))
+    try:
+        await eventually(lambda: runner.listens == 1)
+        waits = []
+        for sent in range(1, 4):
+            await queue_event(h, elsewhere)
+            waits.append(await eventually(lambda: gate.count == sent, 5.0))  # noqa: B023
+
+        async def all_delivered() -> bool:
+            return await delivered(h) == 3
+
+        await eventually(all_delivered)
+    finally:
+        stop.set()
+        await running
+    assert max(waits) < 1.0, waits  # against a 30 s poll
+
+
+@pytest.mark.parametrize("harness", [SLOW_POLL], indirect=True)
+async def test_work_is_announced_only_once_committed(harness: Harness, elsewhere: Database) -> None:
+    h = harness
+    heard: list[str] = []
+    listener = await asyncpg.connect(**wakeup.connect_args(h.hub.db.engine))
+    try:
+        await listener.add_listener(WORK_CHANNEL, lambda *args: heard.append(args[2]))
+        await add_endpoint(h, "http://127.0.0.1:9/hooks")
+        with pytest.raises(RuntimeError):
+            await queue_event(h, elsewhere, then_fail=True)
+        # a unit of work that queued nothing announces nothing
+        async with elsewhere.transaction() as session:
+            await session.execute(text("SELECT 1"))
+        await asyncio.sleep(0.3)
+        assert heard == []
+        await queue_event(h, elsewhere)
+        await eventually(lambda: heard == [WORK_CHANNEL], 2.0)
+    finally:
+        await listener.close()
+
+
+@pytest.mark.parametrize("harness", [SLOW_POLL], indirect=True)
+async def test_a_runner_listens_again_after_its_connection_is_killed(
+    harness: Harness, gate: Gate, elsewhere: Database
+) -> None:
+    h = harness
+    await add_endpoint(h, gate.url)
+    runner = Runner(h.hub)
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run_forever(stop))
+    try:
+        await eventually(lambda: runner.listens == 1)
+        async with elsewhere.engine.connect() as connection:
+            killed = await connection.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN%' AND datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                )
+            )
+        assert killed == 1
+        await eventually(lambda: runner.listens == 2, 5.0)
+        await queue_event(h, elsewhere)
+        woken = await eventually(lambda: gate.count == 1, 5.0)
+    finally:
+        stop.set()
+        await running
+    assert woken < 1.0
