@@ -198,7 +198,11 @@ def apps_create(
     name: str,
     webhook_url: Annotated[str | None, typer.Option(help="endpoint for webhooks")] = None,
     event: Annotated[
-        list[str] | None, typer.Option(help="event type the endpoint receives (repeatable)")
+        list[str] | None,
+        typer.Option(
+            help="event type the endpoint receives (repeatable; default: transactions.new "
+            "and login.status)"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:

@@ -132,7 +132,8 @@ async def webhooks_page(request: AnyRequest, client_id: FromPath[str]) -> Respon
     include_in_schema=False,
 )
 async def add_endpoint(request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
-    """A new endpoint for the chosen event types (none ticked: every type); secret shown once."""
+    """A new endpoint for the chosen event types (none ticked: the seed's two); secret shown
+    once."""
     hub = hub_of(request)
     form = await request.form()
     url = str(form.get("url", ""))[: MAX_URL_LENGTH + 1].strip()
@@ -159,7 +160,7 @@ async def add_endpoint(request: AnyRequest, client_id: FromPath[str]) -> Respons
                 target_type="webhook_endpoint",
                 target_id=issued.endpoint.id,
                 app_id=app.id,
-                detail={"url": url[:300], "events": chosen or None},
+                detail={"url": url[:300], "events": issued.endpoint.events},
             )
     except ApiError as exc:
         return await _webhooks_page(request, client_id, notice=exc.message)

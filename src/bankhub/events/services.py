@@ -1,4 +1,12 @@
-"""Recording events in the caller's unit of work, in the seed's webhook payload shapes."""
+"""Recording events in the caller's unit of work, in the seed's webhook payload shapes.
+
+Every body carries its type beside the seed's keys, in :data:`TYPE_FIELD` (``event_type``):
+the seed's own payloads use ``status``, ``login_id``, ``timestamp``, ``accounts``, ``new`` and
+``referenceId``, and its objects elsewhere use ``type`` (of an account, of a service), so a
+receiver that reads ``event_type`` can never mistake a seed field for it. The field is stored
+with the payload, so the webhook, its signature, a replay and the event feed all carry the very
+same body.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +26,10 @@ SYNC_FAILED = "sync.failed"
 CONSENT_EXPIRING = "consent.expiring"
 LOGIN_DELETED = "login.deleted"
 EVENT_TYPES = (NEW_TRANSACTIONS, LOGIN_STATUS, SYNC_FAILED, CONSENT_EXPIRING, LOGIN_DELETED)
+#: what an endpoint created without a list of types receives: the seed's two webhook events
+DEFAULT_EVENT_TYPES = (NEW_TRANSACTIONS, LOGIN_STATUS)
+#: the body's own name for its type, added beside the seed's keys
+TYPE_FIELD = "event_type"
 
 
 def reference_id() -> str:
@@ -34,24 +46,52 @@ async def record(
     now: datetime,
     login_id: int | None = None,
 ) -> Event:
-    """Store an event and one pending delivery per endpoint that wants it, in the caller's work."""
-    event = Event(app_id=app_id, login_id=login_id, type=type, payload=payload, created_at=now)
+    """Store an event and one pending delivery per endpoint that wants it, in the caller's work.
+
+    ``payload`` is the seed's shape; the stored body adds :data:`TYPE_FIELD` after its keys.
+    """
+    event = Event(
+        app_id=app_id, login_id=login_id, type=type, payload=body(type, payload), created_at=now
+    )
     session.add(event)
     await session.flush()
     await fan_out(session, event, now)
     return event
 
 
+def body(type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What is stored and sent for an event: the seed's payload, then its type."""
+    return {**payload, TYPE_FIELD: type}
+
+
+def subscribes(types: list[str] | None, event_type: str) -> bool:
+    """Whether an endpoint's list of types takes ``event_type``.
+
+    ``None`` is how endpoints said "every type" before migration ``hooks2a`` wrote the list out;
+    no endpoint is stored that way since, but a row written so still means what it meant.
+    """
+    return types is None or event_type in types
+
+
 async def fan_out(session: AsyncSession, event: Event, now: datetime) -> int:
-    """Queue ``event`` for every enabled endpoint of its app that subscribes to its type."""
+    """Queue ``event`` for every enabled endpoint of its app that subscribes to its type.
+
+    On PostgreSQL the app's endpoint rows are read with ``FOR KEY SHARE``, disabled ones too:
+    re-enabling an endpoint (:func:`bankhub.webhooks.services.enable_endpoint`) locks its row
+    ``FOR UPDATE`` before it looks for what the endpoint missed, so an event recorded meanwhile
+    either waits for the re-enable and is queued here, or is committed before the re-enable
+    looks and is found there; it is never left out by both. ``KEY SHARE`` does not conflict
+    with plain updates, so disabling an endpoint or rotating its secret never waits for it.
+    """
     endpoints = await session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.events).where(
-            WebhookEndpoint.app_id == event.app_id, WebhookEndpoint.disabled_at.is_(None)
-        )
+        select(WebhookEndpoint.id, WebhookEndpoint.events, WebhookEndpoint.disabled_at)
+        .where(WebhookEndpoint.app_id == event.app_id)
+        .order_by(WebhookEndpoint.id)
+        .with_for_update(read=True, key_share=True)
     )
     queued = 0
-    for endpoint_id, types in endpoints:
-        if types is None or event.type in types:
+    for endpoint_id, types, disabled_at in endpoints:
+        if disabled_at is None and subscribes(types, event.type):
             session.add(
                 WebhookDelivery(
                     app_id=event.app_id,
