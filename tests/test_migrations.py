@@ -153,8 +153,8 @@ async def test_endpoints_keep_every_type_and_stored_bodies_name_their_type(
     Every stored event body gains ``event_type`` after the seed's keys, in their order."""
     from datetime import UTC, datetime
 
-    from sqlalchemy import insert, select, table
     from sqlalchemy import column as col
+    from sqlalchemy import insert, select, table
 
     from bankhub.events.models import Event
     from bankhub.partners.models import App

@@ -53,6 +53,7 @@ from bankhub.security.tls import HstsMiddleware, TransportMiddleware
 from bankhub.statements.routes import STATEMENT_PATH, STATEMENT_ROUTES
 from bankhub.usage import counters as usage_counters
 from bankhub.usage import store as usage_store
+from bankhub.webhooks.routes import WEBHOOK_ROUTES
 
 log = logging.getLogger("bankhub")
 
@@ -306,6 +307,7 @@ def create_app(hub: Hub) -> Litestar:
             *KEY_ROUTES,
             *OAUTH_ROUTES,
             *EVENT_ROUTES,
+            *WEBHOOK_ROUTES,
             *STATEMENT_ROUTES,
             *CONNECT_ROUTES,
             sandbox_bank_router,

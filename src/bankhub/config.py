@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     sync_concurrency: int = 8
     delivery_concurrency: int = 32
     webhook_timeout_seconds: float = 10.0
+    #: the most missed events re-enabling a webhook endpoint queues again (past it: the feed)
+    webhook_catch_up_limit: int = Field(default=1000, ge=0, le=100_000)
     lease_seconds: int = 300
     worker_poll_seconds: float = 1.0
     #: how often a runner purges financial data older than each app's retention window

@@ -29,6 +29,8 @@ RESOLVE_SECONDS = 5.0
 #: the most missed events re-enabling an endpoint queues again; past it, the event feed
 #: (``GET /v2/event``) is the way to catch up (``BANKHUB_WEBHOOK_CATCH_UP_LIMIT``)
 CATCH_UP_LIMIT = 1000
+#: the audit action of re-enabling an endpoint (API, CLI and dashboard alike)
+ENABLED_ACTION = "webhook.endpoint_enabled"
 
 
 def _aad(endpoint: WebhookEndpoint, column: str) -> bytes:
@@ -247,6 +249,9 @@ class CatchUp:
     first_event_id: int | None = None
     feed_cursor: str | None = None
     was_enabled: bool = False
+    #: when and why it had been disabled
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
 
     @property
     def message(self) -> str:
@@ -255,10 +260,10 @@ class CatchUp:
         if not self.missed:
             return "The endpoint is enabled again; it missed no event."
         if self.queued:
-            many = "event was" if self.queued == 1 else "events were"
+            noun, were = ("event", "was") if self.queued == 1 else ("events", "were")
             return (
-                f"The endpoint is enabled again; the {self.queued} {many} it missed "
-                f"(from event {self.first_event_id} on) queued for it in order."
+                f"The endpoint is enabled again; the {self.queued} {noun} it missed "
+                f"(from event {self.first_event_id} on) {were} queued for it in order."
             )
         return (
             f"The endpoint is enabled again, but it missed {self.missed} events, more than the "
@@ -267,14 +272,15 @@ class CatchUp:
             "on), and from there on as usual."
         )
 
-    def as_dict(self) -> dict[str, object]:
+    def audit_detail(self) -> dict[str, object]:
+        """What the audit entry of the re-enabling keeps (no URL, no secret)."""
         return {
+            "disabled_at": self.disabled_at.isoformat() if self.disabled_at else None,
+            "disabled_reason": self.disabled_reason,
             "missed": self.missed,
             "queued": self.queued,
-            "limit": self.limit,
             "first_event_id": self.first_event_id,
             "feed_cursor": self.feed_cursor,
-            "message": self.message,
         }
 
 
@@ -337,6 +343,7 @@ async def enable_endpoint(
     endpoint = locked.scalar_one()
     if endpoint.disabled_at is None:
         return CatchUp(missed=0, queued=0, limit=limit, was_enabled=True)
+    disabled_at, reason = as_utc(endpoint.disabled_at), endpoint.disabled_reason
     after = endpoint.resumed_after_event_id or 0
     first = await _first_missed(session, endpoint, after)
     newest = await session.scalar(select(func.max(Event.id)).where(Event.app_id == endpoint.app_id))
@@ -372,35 +379,36 @@ async def enable_endpoint(
     endpoint.disabled_reason = None
     endpoint.resumed_after_event_id = max(int(newest or 0), after)
     endpoint.updated_at = now
-    if not missed_ids:
-        await session.flush()
-        return CatchUp(missed=0, queued=0, limit=limit)
-    if total > limit:
-        await session.flush()
-        return CatchUp(
-            missed=total,
-            queued=0,
-            limit=limit,
-            first_event_id=missed_ids[0],
-            feed_cursor=feed_cursor_before(missed_ids[0]),
+    queued, cursor = 0, None
+    if missed_ids and total > limit:
+        cursor = feed_cursor_before(missed_ids[0])
+    elif missed_ids:
+        # In event order: the runner sends due deliveries in the order of their ids (at equal
+        # times), and one multi-row insert numbers its rows in the order given.
+        await session.execute(
+            insert(WebhookDelivery),
+            [
+                {
+                    "app_id": endpoint.app_id,
+                    "event_id": event_id,
+                    "endpoint_id": endpoint.id,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for event_id in missed_ids
+            ],
         )
-    # In event order: the runner sends due deliveries in the order of their ids (at equal
-    # times), and one multi-row insert numbers its rows in the order given.
-    await session.execute(
-        insert(WebhookDelivery),
-        [
-            {
-                "app_id": endpoint.app_id,
-                "event_id": event_id,
-                "endpoint_id": endpoint.id,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            }
-            for event_id in missed_ids
-        ],
-    )
+        queued = total
+        events.mark_outbox(session)
     await session.flush()
-    events.mark_outbox(session)
-    return CatchUp(missed=total, queued=total, limit=limit, first_event_id=missed_ids[0])
+    return CatchUp(
+        missed=total,
+        queued=queued,
+        limit=limit,
+        first_event_id=missed_ids[0] if missed_ids else None,
+        feed_cursor=cursor,
+        disabled_at=disabled_at,
+        disabled_reason=reason,
+    )
