@@ -31,6 +31,7 @@ from bankhub.api.openapi import finish
 from bankhub.api.routes import ROUTES
 from bankhub.audit import services as audit
 from bankhub.config import Settings
+from bankhub.connect import hop
 from bankhub.connect.flow import ConnectFlow
 from bankhub.connect.pages import error_page, is_page_path, page_security_headers
 from bankhub.connect.routes import CONNECT_ROUTES
@@ -260,6 +261,7 @@ def create_app(hub: Hub) -> Litestar:
             stop.set()
             if worker is not None:
                 await worker
+            await app.state.connect.close()
             await hub.close()
 
     guard = (
@@ -330,8 +332,15 @@ def create_app(hub: Hub) -> Litestar:
             usage_counters.hook(hub.usage, hub.clock),
         ],
         # S14: no request inherits another's tenant; TenantReset wraps everything else.
-        # Innermost: Idempotency-Key (S40) sees the route's own answer, errors included.
-        middleware=[TenantReset, *edge_middleware(hub, guard), idempotency.middleware(hub)],
+        # A connect step for a session another process holds goes there before anything here
+        # counts it (the owner does). Innermost: Idempotency-Key (S40) sees the route's own
+        # answer, errors included.
+        middleware=[
+            TenantReset,
+            hop.forwarder,
+            *edge_middleware(hub, guard),
+            idempotency.middleware(hub),
+        ],
         openapi_config=openapi if docs else None,
         template_config=TemplateConfig(instance=template_engine()),
         lifespan=[lifespan, usage_store.flusher(hub)],
@@ -347,7 +356,10 @@ def create_app(hub: Hub) -> Litestar:
     if guard is not None:
         handler = network.OutcomeMiddleware(handler, guard, hub.settings)
     handler = HstsMiddleware(handler, hub.settings)
-    app.asgi_handler = request_context.RequestIdMiddleware(handler)
+    # Outermost: a peer's hop becomes the user's own request before anything looks at it.
+    app.asgi_handler = hop.HopReceiver(
+        request_context.RequestIdMiddleware(handler), app.state.connect
+    )
     return app
 
 

@@ -140,6 +140,9 @@ def serve(
     out.print(f"bankhub listening on {base}", highlight=False)
     sys.stdout.flush()
     os.environ.setdefault("BANKHUB_PUBLIC_URL", base)
+    if not settings.internal_url and not settings.tls_on and host not in ("0.0.0.0", "::"):  # noqa: S104
+        # where the other processes pass on requests for this one's connect sessions
+        os.environ.setdefault("BANKHUB_INTERNAL_URL", f"http://{_url_host(host)}:{port}")
     from granian import Granian
     from granian.constants import Interfaces, SSLProtocols
 
@@ -156,6 +159,10 @@ def serve(
         ssl_key=settings.tls_key,
         ssl_protocol_min=SSLProtocols.tls12,
     ).serve()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _schema_current(settings: Settings) -> bool:

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     kms: str | None = None
     keyring_refresh_seconds: float = 30.0
     public_url: str | None = None
+    #: where the other bankhub processes reach this one, to pass on requests for the connect
+    #: sessions it holds (docs/operations.md); ``serve`` defaults it to its own address
+    internal_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -178,6 +181,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_edge(self) -> Settings:
         parse_networks(self.trusted_proxies, "BANKHUB_TRUSTED_PROXIES")
+        if self.internal_url is not None and not self.internal_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError("BANKHUB_INTERNAL_URL must be an http:// or https:// URL")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("BANKHUB_TLS_CERT and BANKHUB_TLS_KEY must be set together")
         for variable, path in (

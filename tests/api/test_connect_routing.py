@@ -1,0 +1,272 @@
+"""A connect step that reaches another API process than the one holding its session.
+
+Two (or three) bankhub applications on one hub and database, each with its own connect sessions
+in memory, as two processes behind a load balancer; the hop between them goes through httpx to
+the peer application in process (``tests/scale/test_connect_routing.py`` does the same with two
+real ``bankhub serve`` processes on PostgreSQL). On SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from litestar import Litestar
+from sqlalchemy import func, select
+
+from bankhub.app import create_app
+from bankhub.connect.flow import ConnectFlow
+from bankhub.connect.models import ConnectRoute
+from bankhub.connect.routing import HOP_ANSWER, HOP_PATH, HOP_PURPOSE, HOP_SIGNATURE, pack
+from bankhub.logins.models import Login
+from tests.api.connect_client import (
+    WAITING,
+    ConnectDriver,
+    create_customer,
+    create_token,
+    way_back,
+)
+from tests.conftest import BASE_URL, Harness
+
+A_URL = "http://a.internal:8001"
+
+
+class Balancer(httpx.AsyncBaseTransport):
+    """A load balancer without sticky sessions: each request goes to the next process in turn,
+    or to the one ``pin`` names."""
+
+    def __init__(self, *apps: Litestar) -> None:
+        self.transports = [httpx.ASGITransport(app=app) for app in apps]
+        self._turns = itertools.cycle(range(len(apps)))
+        self.pin: int | None = None
+        self.served: list[int] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        n = self.pin if self.pin is not None else next(self._turns)
+        self.served.append(n)
+        return await self.transports[n].handle_async_request(request)
+
+
+@dataclass
+class Cluster:
+    h: Harness
+    a: Litestar
+    b: Litestar
+    balancer: Balancer
+    user: Harness
+
+    def flow(self, app: Litestar) -> ConnectFlow:
+        flow: ConnectFlow = app.state.connect
+        return flow
+
+
+@pytest.fixture
+async def cluster(harness: Harness) -> AsyncIterator[Cluster]:
+    """Processes A and B; A is reachable at ``A_URL`` (B's hop goes to A in process)."""
+    a, b = create_app(harness.hub), create_app(harness.hub)
+    a.state.connect.routing.url = A_URL
+    b.state.connect.routing.url = "http://b.internal:8002"
+    b.state.connect.routing.transport = httpx.ASGITransport(app=a)
+    balancer = Balancer(a, b)
+    async with httpx.AsyncClient(transport=balancer, base_url=BASE_URL) as browser:
+        user = Harness(harness.hub, browser, harness.creds)
+        try:
+            yield Cluster(harness, a, b, balancer, user)
+        finally:
+            await b.state.connect.routing.stop()
+
+
+async def _opened_on_a(c: Cluster, name: str) -> ConnectDriver:
+    """A connect opened on A (the link), then the user's next request goes to B."""
+    token = await create_token(c.h, await create_customer(c.h, name))
+    driver = ConnectDriver(c.user)
+    c.balancer.pin = 0
+    await driver.open(token)
+    assert "asks to read your bank data" in driver.page
+    c.balancer.pin = 1
+    return driver
+
+
+async def _logins(h: Harness) -> int:
+    async with h.hub.db.transaction() as session:
+        return int((await session.execute(select(func.count(Login.id)))).scalar_one())
+
+
+async def test_a_connect_spread_over_two_processes_completes(cluster: Cluster) -> None:
+    """Every other request reaches the process without the session; each is passed on."""
+    c = cluster
+    token = await create_token(c.h, await create_customer(c.h, "round-robin"))
+    driver = ConnectDriver(c.user)
+    await driver.open(token)  # A opens, B shows the consent page
+    assert "asks to read your bank data" in driver.page
+    await driver.agree()
+    page = await driver.login("user_otp")
+    assert "code" in page.lower(), page
+    await driver.answer(code="123456")
+    callback = await driver.finish()
+    assert callback.payload["status"] == "success"
+    assert await _logins(c.h) == 1
+    assert set(c.balancer.served) == {0, 1}
+    # the session was A's all along: B holds nothing, and the route names A
+    assert c.flow(c.b).holds(None) is False
+    async with c.h.hub.db.transaction() as session:
+        [route] = (await session.execute(select(ConnectRoute))).scalars().all()
+    assert (route.owner, route.owner_url) == (c.flow(c.a).routing.owner, A_URL)
+
+
+async def test_the_owner_counts_a_passed_on_step_once_for_the_users_address(
+    harness: Harness,
+) -> None:
+    """The connect form limit is counted by the process holding the session, with the user's
+    address, whichever process the step reached; the other counts nothing for it."""
+    h = harness
+    h.hub.settings.rate_limits_enabled = True
+    h.hub.settings.rate_limit_connect = "3/minute"
+    a, b = create_app(h.hub), create_app(h.hub)
+    a.state.connect.routing.url = A_URL
+    b.state.connect.routing.transport = httpx.ASGITransport(app=a, client=("203.0.113.7", 4711))
+    balancer = Balancer(a, b)
+    async with httpx.AsyncClient(transport=balancer, base_url=BASE_URL) as browser:
+        c = Cluster(h, a, b, balancer, Harness(h.hub, browser, h.creds))
+        driver = await _opened_on_a(c, "limits")
+        csrf = driver.csrf()
+        statuses = []
+        for _ in range(4):
+            sent = await browser.post(
+                "/v2/connect/cancel", data={"csrf": csrf}, follow_redirects=False
+            )
+            statuses.append(sent.status_code)
+        assert statuses == [303, 303, 303, 429]
+        assert sent.headers["retry-after"]
+        assert "ratelimit" in {k.lower() for k in sent.headers}
+        # A counted them for the user's address (not B's), and B counted none of them: from
+        # the same address, a form without a session is refused on A and taken on B
+        async with httpx.AsyncClient(transport=balancer, base_url=BASE_URL) as fresh:
+            balancer.pin = 0
+            on_a = await fresh.post("/v2/connect/consent", data={}, follow_redirects=False)
+            balancer.pin = 1
+            on_b = await fresh.post("/v2/connect/consent", data={}, follow_redirects=False)
+        assert on_a.status_code == 429
+        assert on_b.status_code == 400, on_b.text
+        await b.state.connect.routing.stop()
+
+
+async def test_the_process_that_held_the_session_stopped(cluster: Cluster) -> None:
+    """A shut down: B says the connection was interrupted, with the way back; never that the
+    link expired."""
+    c = cluster
+    driver = await _opened_on_a(c, "stopped")
+    await c.flow(c.a).close()
+    page = await driver.show()
+    assert driver.status == 400
+    assert "This connection was interrupted" in page
+    assert "expired" not in page
+    back = way_back(page)
+    assert back.payload["error"] == "TokenExpire"
+    assert "server that held it stopped" in back.payload["message"]
+
+
+async def test_a_restarted_process_at_the_owners_address_says_the_session_is_gone(
+    cluster: Cluster,
+) -> None:
+    c = cluster
+    driver = await _opened_on_a(c, "restarted")
+    again = create_app(c.h.hub)  # a new process listening where A did
+    c.flow(c.b).routing.transport = httpx.ASGITransport(app=again)
+    page = await driver.show()
+    assert driver.status == 400
+    assert "This connection was interrupted" in page
+    assert way_back(page).payload["error"] == "TokenExpire"
+
+
+@pytest.mark.parametrize("owner_url", [None, "http://127.0.0.1:9"])
+async def test_an_owner_out_of_reach_is_said_plainly_with_a_retry_and_the_way_back(
+    cluster: Cluster, owner_url: str | None
+) -> None:
+    """No internal URL, or nobody answering there: the page says the connection is open on
+    another server, offers to try again (the next attempt may reach it) and the way back."""
+    c = cluster
+    c.flow(c.a).routing.url = owner_url
+    c.flow(c.b).routing.transport = None  # the real network
+    driver = await _opened_on_a(c, f"unreachable-{owner_url is None}")
+    page = await driver.show()
+    assert driver.status == 503
+    assert "Your connection is open on another server" in page
+    assert 'id="retry" href="/v2/connect/session"' in page
+    assert "expired" not in page
+    assert "could not be reached" in way_back(page).payload["message"]
+    # trying again through the balancer reaches A, where the flow goes on
+    c.balancer.pin = 0
+    assert "asks to read your bank data" in await driver.show()
+
+
+async def test_a_page_of_an_ended_session_is_shown_by_its_owner(cluster: Cluster) -> None:
+    """A session that ended on A (here: cancelled) shows its end page through B too."""
+    c = cluster
+    driver = await _opened_on_a(c, "ended")
+    callback = await driver.cancel()
+    assert callback.payload == {"status": "cancelled"}
+    c.balancer.pin = 1
+    page = await driver.show()
+    assert driver.status == 200
+    assert "This connection was cancelled" in page
+    assert WAITING not in page
+
+
+# --- the hop itself ---------------------------------------------------------------------------
+
+
+def _signed(c: Cluster, envelope: bytes) -> str:
+    return c.h.hub.hasher.hash(hashlib.sha256(envelope).hexdigest(), purpose=HOP_PURPOSE)
+
+
+def _scope(path: str) -> dict[str, object]:
+    return {
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"testserver.local")],
+        "client": ("198.51.100.1", 1234),
+        "server": ("testserver.local", 80),
+        "scheme": "http",
+    }
+
+
+async def test_a_hop_not_signed_by_a_bankhub_process_is_refused(cluster: Cluster) -> None:
+    c = cluster
+    owner = c.flow(c.a).routing.owner
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=c.a), base_url=BASE_URL) as peer:
+
+        async def hop(envelope: bytes, signature: str) -> httpx.Response:
+            return await peer.post(HOP_PATH, content=envelope, headers={HOP_SIGNATURE: signature})
+
+        fresh = pack(_scope("/v2/connect/session"), b"", owner=owner, at=c.h.clock())
+        forged = await hop(fresh, "0" * 64)
+        assert (forged.status_code, forged.headers[HOP_ANSWER]) == (403, "refused")
+        old = pack(_scope("/v2/connect/session"), b"", owner=owner, at=c.h.clock() - _minute())
+        late = await hop(old, _signed(c, old))
+        assert (late.status_code, late.headers[HOP_ANSWER]) == (403, "refused")
+        api = pack(_scope("/v2/account"), b"", owner=owner, at=c.h.clock())
+        elsewhere = await hop(api, _signed(c, api))
+        assert (elsewhere.status_code, elsewhere.headers[HOP_ANSWER]) == (403, "refused")
+        # a well-signed hop for a session of this process: served as the user's own request
+        served = await hop(fresh, _signed(c, fresh))
+        assert HOP_ANSWER not in served.headers
+        assert served.status_code == 400  # no such session: the page says so itself
+        assert 'data-code="TokenExpire"' in served.text
+        other = pack(_scope("/v2/connect/session"), b"", owner="0" * 32, at=c.h.clock())
+        gone = await hop(other, _signed(c, other))
+        assert (gone.status_code, gone.headers[HOP_ANSWER]) == (421, "not-here")
+        assert json.dumps("not-here") not in served.text
+
+
+def _minute() -> object:
+    from datetime import timedelta
+
+    return timedelta(minutes=1)
