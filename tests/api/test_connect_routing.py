@@ -9,6 +9,7 @@ real ``bankhub serve`` processes on PostgreSQL). On SQLite and PostgreSQL.
 from __future__ import annotations
 
 import hashlib
+import html
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from tests.api.connect_client import (
     create_token,
     way_back,
 )
+from tests.api.test_connect_flow import BANK_LINK, REQUEST_FIELD, RETURN_FIELD
 from tests.conftest import BASE_URL, Harness
 
 A_URL = "http://a.internal:8001"
@@ -117,6 +119,56 @@ async def test_a_connect_spread_over_two_processes_completes(cluster: Cluster) -
     async with c.h.hub.db.transaction() as session:
         [route] = (await session.execute(select(ConnectRoute))).scalars().all()
     assert (route.owner, route.owner_url) == (c.flow(c.a).routing.owner, A_URL)
+
+
+async def _back_from_the_bank(c: Cluster, driver: ConnectDriver) -> str:
+    """The user approves on the sandbox bank's page; where the bank sends them back."""
+    link = BANK_LINK.search(driver.page)
+    assert link, driver.page
+    bank_page = await c.user.client.get(html.unescape(link.group(1)).removeprefix(BASE_URL))
+    request_id = REQUEST_FIELD.search(bank_page.text)
+    return_url = RETURN_FIELD.search(bank_page.text)
+    assert request_id
+    assert return_url
+    back = await c.user.client.post(
+        "/sandbox-bank/authorize",
+        data={
+            "request": html.unescape(request_id.group(1)),
+            "return_url": html.unescape(return_url.group(1)),
+            "decision": "approve",
+        },
+        follow_redirects=False,
+    )
+    location: str = back.headers["location"]
+    assert location.startswith(f"{BASE_URL}/v2/connect/return?state=")
+    return location.removeprefix(BASE_URL)
+
+
+async def test_the_banks_redirect_reaching_the_other_process_finds_its_session(
+    cluster: Cluster,
+) -> None:
+    """The redirect back from the bank is routed by its ``state``: in the same browser the flow
+    goes on; in another browser (no cookie) the owner ends it as it does for one process."""
+    c = cluster
+    for browser in ("same", "other"):
+        driver = await _opened_on_a(c, f"redirect-{browser}")
+        c.balancer.pin = 0
+        await driver.agree()
+        await driver.login("user_redirect")
+        location = await _back_from_the_bank(c, driver)
+        c.balancer.pin = 1  # the bank's redirect reaches B
+        if browser == "same":
+            returned = await c.user.client.get(location, follow_redirects=False)
+            assert returned.status_code == 303, returned.text
+            await driver.show()
+            assert (await driver.finish()).payload["status"] == "success"
+        else:
+            async with httpx.AsyncClient(transport=c.balancer, base_url=BASE_URL) as other:
+                elsewhere = await other.get(location, follow_redirects=False)
+            assert elsewhere.status_code == 400
+            assert "another browser" in way_back(elsewhere.text).payload["message"]
+            assert "another browser" in await driver.show()
+    assert await _logins(c.h) == 1
 
 
 async def test_the_owner_counts_a_passed_on_step_once_for_the_users_address(

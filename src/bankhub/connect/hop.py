@@ -26,6 +26,7 @@ from litestar.types import (
     Send,
 )
 
+from bankhub.api import request_context
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.connect.flow import ConnectFlow
 from bankhub.connect.pages import CONNECT_COOKIES, CONNECT_PREFIX, ConnectEnded
@@ -115,19 +116,31 @@ class ConnectForwarder:
             return
         flow: ConnectFlow = scope["litestar_app"].state.connect
         sid, state = _cookie(scope), _return_state(scope)
-        sid = sid if _token_shaped(sid) else None
-        state = state if _token_shaped(state) else None
-        if flow.holds(sid, state) or not (sid or state):
-            await self.app(scope, receive, send)
-            return
-        route = await flow.routing.find(sid, state)
+        route = None
+        # The bank's redirect names its session by ``state``, whichever browser it reached;
+        # anything else by the browser's cookie. Held here: served here, no lookup.
+        if _token_shaped(state):
+            if flow.holds(None, state):
+                await self.app(scope, receive, send)
+                return
+            route = await flow.routing.find(state=state)
+        if route is None and _token_shaped(sid) and not flow.holds(sid):
+            route = await flow.routing.find(sid=sid)
         if route is None or route.owner == flow.routing.owner:
             await self.app(scope, receive, send)
             return
         body = await _body(receive, MAX_BODY)
         if body is None:
             raise HTTPException(status_code=413, detail="The request is too large.")
-        outcome = await flow.routing.relay(route, dict(scope), body)
+        passed = dict(scope)
+        request_id = request_context.current_id()
+        if request_id is not None:
+            # the owner logs the request under this process's id for it (the user's own, when sane)
+            passed["headers"] = [
+                *((k, v) for k, v in scope["headers"] if k.lower() != b"x-request-id"),
+                (b"x-request-id", request_id.encode("latin-1")),
+            ]
+        outcome = await flow.routing.relay(route, passed, body)
         if isinstance(outcome, Relayed):
             scope["state"][FORWARDED] = True
             await _answer(send, outcome.status, outcome.headers, outcome.body)

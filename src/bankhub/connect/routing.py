@@ -41,7 +41,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.clock import as_utc
@@ -220,28 +221,28 @@ class Routing:
             )
         )
 
-    async def find(self, sid: str | None, state: str | None) -> ConnectRoute | None:
-        """The row of the session the cookie (or else the redirect's ``state``) names, while
-        it can still be used."""
-        wanted = []
+    async def find(
+        self, *, sid: str | None = None, state: str | None = None
+    ) -> ConnectRoute | None:
+        """The row of the session the cookie ``sid`` (or the bank redirect's ``state``) names,
+        while a request can still name it."""
         if sid:
-            wanted.append(ConnectRoute.session_hash == self._session_key(sid))
-        if state:
-            wanted.append(ConnectRoute.state_hash == self._state_key(state))
-        if not wanted:
+            wanted = ConnectRoute.session_hash == self._session_key(sid)
+        elif state:
+            wanted = ConnectRoute.state_hash == self._state_key(state)
+        else:
             return None
         async with self.hub.db.transaction() as db:
-            rows = (await db.execute(select(ConnectRoute).where(or_(*wanted)))).scalars().all()
-        now = self.hub.clock()
-        live = [r for r in rows if as_utc(r.expires_at) > now]
-        if sid:
-            # the browser's own session first: the redirect's state may be another browser's
-            own = [r for r in live if r.session_hash == self._session_key(sid)]
-            live = own or live
-        return live[0] if live else None
+            route = (await db.execute(select(ConnectRoute).where(wanted))).scalar_one_or_none()
+        if route is None or as_utc(route.expires_at) <= self.hub.clock():
+            return None
+        return route
 
     async def stop(self) -> None:
-        """This process is shutting down and its sessions end with it: say so to the others."""
+        """This process is shutting down and its sessions end with it: say so to the others.
+
+        Best effort: without it (a crash, the database gone first) the others find out when
+        the hop to this address fails, and tell the user it could not be reached."""
         try:
             async with self.hub.db.transaction() as db:
                 await db.execute(
@@ -250,6 +251,8 @@ class Routing:
                     .values(stopped_at=self.hub.clock())
                     .execution_options(synchronize_session=False)
                 )
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("could not mark this process's connect sessions ended: %s", exc)
         finally:
             if self._client is not None:
                 await self._client.aclose()
