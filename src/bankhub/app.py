@@ -332,13 +332,13 @@ def create_app(hub: Hub) -> Litestar:
             usage_counters.hook(hub.usage, hub.clock),
         ],
         # S14: no request inherits another's tenant; TenantReset wraps everything else.
-        # A connect step for a session another process holds goes there before anything here
-        # counts it (the owner does). Innermost: Idempotency-Key (S40) sees the route's own
+        # Once the edge has checked and counted it, a connect step for a session another
+        # process holds goes there. Innermost: Idempotency-Key (S40) sees the route's own
         # answer, errors included.
         middleware=[
             TenantReset,
-            hop.forwarder,
             *edge_middleware(hub, guard),
+            hop.forwarder,
             idempotency.middleware(hub),
         ],
         openapi_config=openapi if docs else None,

@@ -14,17 +14,20 @@ import itertools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import pytest
 from litestar import Litestar
 from sqlalchemy import func, select
 
+from bankhub.api.errors import STATUS, ErrorCode
 from bankhub.app import create_app
 from bankhub.connect.flow import ConnectFlow
 from bankhub.connect.models import ConnectRoute
 from bankhub.connect.routing import HOP_ANSWER, HOP_PATH, HOP_PURPOSE, HOP_SIGNATURE, pack
 from bankhub.logins.models import Login
+from bankhub.partners.models import BlockedAddress
 from tests.api.connect_client import (
     WAITING,
     ConnectDriver,
@@ -171,11 +174,11 @@ async def test_the_banks_redirect_reaching_the_other_process_finds_its_session(
     assert await _logins(c.h) == 1
 
 
-async def test_the_owner_counts_a_passed_on_step_once_for_the_users_address(
+async def test_a_passed_on_step_is_counted_once_by_the_process_that_received_it(
     harness: Harness,
 ) -> None:
-    """The connect form limit is counted by the process holding the session, with the user's
-    address, whichever process the step reached; the other counts nothing for it."""
+    """The connect form limit is counted where the load balancer sent the step, before any
+    lookup; the owner does not count it again."""
     h = harness
     h.hub.settings.rate_limits_enabled = True
     h.hub.settings.rate_limit_connect = "3/minute"
@@ -193,19 +196,50 @@ async def test_the_owner_counts_a_passed_on_step_once_for_the_users_address(
                 "/v2/connect/cancel", data={"csrf": csrf}, follow_redirects=False
             )
             statuses.append(sent.status_code)
-        assert statuses == [303, 303, 303, 429]
+        assert statuses == [303, 303, 303, 429]  # the fourth is refused by B itself
         assert sent.headers["retry-after"]
-        assert "ratelimit" in {k.lower() for k in sent.headers}
-        # A counted them for the user's address (not B's), and B counted none of them: from
-        # the same address, a form without a session is refused on A and taken on B
+        # A counted none of the three B passed on: from the same address, a form is taken
+        # there (and refused on B)
         async with httpx.AsyncClient(transport=balancer, base_url=BASE_URL) as fresh:
             balancer.pin = 0
             on_a = await fresh.post("/v2/connect/consent", data={}, follow_redirects=False)
             balancer.pin = 1
             on_b = await fresh.post("/v2/connect/consent", data={}, follow_redirects=False)
-        assert on_a.status_code == 429
-        assert on_b.status_code == 400, on_b.text
+        assert on_a.status_code == 400, on_a.text
+        assert on_b.status_code == 429
         await b.state.connect.routing.stop()
+
+
+async def test_the_owner_serves_a_passed_on_step_as_the_users_own_request(
+    harness: Harness,
+) -> None:
+    """The owner sees the user's address (not the passing process's): an address blocked
+    there is refused there, whichever process passed its request on."""
+    h = harness
+    h.hub.settings.block_enabled = True
+    a = create_app(h.hub)
+    now = h.clock()
+    async with h.hub.db.transaction() as session:
+        session.add(
+            BlockedAddress(
+                address="198.51.100.66",
+                reason="20 authentication failures within 300 s",
+                blocked_until=now + timedelta(minutes=15),
+                created_at=now,
+            )
+        )
+    owner = a.state.connect.routing.owner
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=a, client=("203.0.113.7", 4711)), base_url=BASE_URL
+    ) as peer:
+        for user, blocked in (("198.51.100.66", True), ("198.51.100.67", False)):
+            scope = _scope("/v2/connect/session") | {"client": (user, 5000)}
+            envelope = pack(scope, b"", owner=owner, at=now)
+            served = await peer.post(
+                HOP_PATH, content=envelope, headers={HOP_SIGNATURE: _signed_by(h, envelope)}
+            )
+            assert ('data-code="AddressBlocked"' in served.text) is blocked, (user, served.text)
+            assert served.status_code == (STATUS[ErrorCode.ADDRESS_BLOCKED] if blocked else 400)
 
 
 async def test_the_process_that_held_the_session_stopped(cluster: Cluster) -> None:
@@ -274,7 +308,11 @@ async def test_a_page_of_an_ended_session_is_shown_by_its_owner(cluster: Cluster
 
 
 def _signed(c: Cluster, envelope: bytes) -> str:
-    return c.h.hub.hasher.hash(hashlib.sha256(envelope).hexdigest(), purpose=HOP_PURPOSE)
+    return _signed_by(c.h, envelope)
+
+
+def _signed_by(h: Harness, envelope: bytes) -> str:
+    return h.hub.hasher.hash(hashlib.sha256(envelope).hexdigest(), purpose=HOP_PURPOSE)
 
 
 def _scope(path: str) -> dict[str, object]:
@@ -318,7 +356,5 @@ async def test_a_hop_not_signed_by_a_bankhub_process_is_refused(cluster: Cluster
         assert json.dumps("not-here") not in served.text
 
 
-def _minute() -> object:
-    from datetime import timedelta
-
+def _minute() -> timedelta:
     return timedelta(minutes=1)

@@ -1,9 +1,11 @@
 """The two ASGI ends of the connect hop (:mod:`bankhub.connect.routing`).
 
-* :class:`ConnectForwarder`, a route middleware placed before the edge protections: a connect
+* :class:`ConnectForwarder`, a route middleware placed after the edge protections: a connect
   request whose session this process does not hold, and another process does, is passed there
-  and its answer sent back as it is. The owner's edge protections count it, once, for the user's
-  address; so this process counts nothing for it (neither its rate limits nor its usage).
+  and its answer sent back as it is. This process, which the load balancer chose, checked and
+  counted it as any other request (address blocks, rate limits), before any database lookup;
+  the owner does not count it again. Its usage (per app) is counted by the owner, which knows
+  the app.
 * :class:`HopReceiver`, around the whole application: takes a peer's hop at
   :data:`~bankhub.connect.routing.HOP_PATH`, checks it, and serves the request it carries as if
   the user had sent it here (their address, scheme, headers and body).
@@ -42,12 +44,13 @@ from bankhub.connect.routing import (
     Relayed,
     header,
 )
+from bankhub.security.ratelimit import PASSED_ON
 from bankhub.usage.counters import FORWARDED
 
 log = logging.getLogger("bankhub.connect")
 
-#: a request the hop brought (never passed on again)
-HOPPED = "bankhub.hopped"
+#: a request the hop brought (never passed on again, nor counted again)
+HOPPED = PASSED_ON
 #: paths every process serves alike: no session behind them
 SHARED_PREFIXES = ("/v2/connect/static/", "/v2/connect/brand/")
 RETURN_PATH = "/v2/connect/return"

@@ -11,9 +11,10 @@ its bank redirect's ``state``, written when the session opened) and hands the re
   packed into one envelope, signed with an HMAC under the server pepper
   (``BANKHUB_SECRET_KEY``, the same in every process), and POSTed to the owner's
   ``BANKHUB_INTERNAL_URL`` at :data:`HOP_PATH`. The owner checks the signature, its age and that
-  it is the process the envelope names, restores the request as the user sent it, and serves it
-  through its whole stack (address blocks and rate limits count it there, once, for the user's
-  address); its answer goes back to the browser as it is.
+  it is the process the envelope names, restores the request as the user sent it (their
+  address: what its address blocks and the bank see), and serves it; the rate limits counted it
+  already where it arrived, and do not count it again. Its answer goes back to the browser as
+  it is.
 * **Why not LISTEN/NOTIFY.** A form step carries the user's credentials, and PostgreSQL's
   notification queue is spooled to disk (``pg_notify/``); the hop keeps them where they already
   are, in transit between bankhub's own processes, like the load balancer's hop before it.
