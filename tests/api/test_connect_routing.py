@@ -358,3 +358,28 @@ async def test_a_hop_not_signed_by_a_bankhub_process_is_refused(cluster: Cluster
 
 def _minute() -> timedelta:
     return timedelta(minutes=1)
+
+
+async def test_rows_nobody_can_name_any_more_are_cleared_and_hold_no_secret(
+    cluster: Cluster,
+) -> None:
+    """A session's row keeps only keyed hashes; once its link and cookie are past their life,
+    nothing routes by it and the next connect opened clears it away."""
+    c = cluster
+    driver = await _opened_on_a(c, "old")
+    sid = c.user.client.cookies.get("bankhub_connect")
+    assert sid
+    async with c.h.hub.db.transaction() as session:
+        [old] = (await session.execute(select(ConnectRoute))).scalars().all()
+    assert sid not in (old.session_hash, old.state_hash)
+    assert old.session_hash == c.h.hub.hasher.hash(sid, purpose="connect-session")
+    c.h.clock.advance(seconds=c.h.hub.settings.token_ttl_seconds + 1)
+    assert await c.flow(c.b).routing.find(sid=sid) is None
+    page = await driver.show()  # B no longer finds where the session was: it says so itself
+    assert driver.status == 400
+    assert 'data-code="TokenExpire"' in page
+    await _opened_on_a(c, "new")
+    async with c.h.hub.db.transaction() as session:
+        left = (await session.execute(select(ConnectRoute.session_hash))).scalars().all()
+    assert old.session_hash not in left
+    assert len(left) == 1
