@@ -15,6 +15,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from sqlalchemy import func, select
 
 from bankhub.api.errors import STATUS, ErrorCode
 from bankhub.app import create_app
+from bankhub.config import ConfigError
 from bankhub.connect.flow import ConnectFlow
 from bankhub.connect.models import ConnectRoute
 from bankhub.connect.routing import HOP_ANSWER, HOP_PATH, HOP_PURPOSE, HOP_SIGNATURE, pack
@@ -36,7 +38,7 @@ from tests.api.connect_client import (
     way_back,
 )
 from tests.api.test_connect_flow import BANK_LINK, REQUEST_FIELD, RETURN_FIELD
-from tests.conftest import BASE_URL, Harness
+from tests.conftest import BASE_URL, Harness, make_settings
 
 A_URL = "http://a.internal:8001"
 
@@ -383,3 +385,12 @@ async def test_rows_nobody_can_name_any_more_are_cleared_and_hold_no_secret(
         left = (await session.execute(select(ConnectRoute.session_hash))).scalars().all()
     assert old.session_hash not in left
     assert len(left) == 1
+
+
+def test_the_internal_url_must_be_an_http_url(tmp_path: Path) -> None:
+    """A bare address would make every hop fail at run time: refused at start-up instead.
+    (``serve``'s default, its own address, is what tests/scale/test_connect_routing.py uses.)"""
+    with pytest.raises(ConfigError, match="BANKHUB_INTERNAL_URL"):
+        make_settings(tmp_path, "sqlite+aiosqlite://", internal_url="10.0.0.5:8001")
+    settings = make_settings(tmp_path, "sqlite+aiosqlite://", internal_url="https://10.0.0.5:8001")
+    assert settings.internal_url == "https://10.0.0.5:8001"
