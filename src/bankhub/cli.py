@@ -140,8 +140,9 @@ def serve(
     out.print(f"bankhub listening on {base}", highlight=False)
     sys.stdout.flush()
     os.environ.setdefault("BANKHUB_PUBLIC_URL", base)
-    if not settings.internal_url and not settings.tls_on and host not in ("0.0.0.0", "::"):  # noqa: S104
-        # where the other processes pass on requests for this one's connect sessions
+    every_interface = host in ("0.0.0.0", "::")  # noqa: S104 - compared, not bound here
+    if not settings.internal_url and not settings.tls_on and not every_interface:
+        # where the other API processes pass on steps of this one's connect sessions
         os.environ.setdefault("BANKHUB_INTERNAL_URL", f"http://{_url_host(host)}:{port}")
     from granian import Granian
     from granian.constants import Interfaces, SSLProtocols
