@@ -140,7 +140,7 @@ def serve(
     out.print(f"bankhub listening on {base}", highlight=False)
     sys.stdout.flush()
     os.environ.setdefault("BANKHUB_PUBLIC_URL", base)
-    every_interface = host in ("0.0.0.0", "::")  # noqa: S104 - compared, not bound here
+    every_interface = host in ("0.0.0.0", "::")  # noqa: S104  # nosec B104 - compared, not bound
     if not settings.internal_url and not settings.tls_on and not every_interface:
         # where the other API processes pass on steps of this one's connect sessions
         os.environ.setdefault("BANKHUB_INTERNAL_URL", f"http://{_url_host(host)}:{port}")
