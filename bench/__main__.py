@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.harness import RESULTS, Context, Result, find_wrk, write_report
 
-BENCHMARKS = ("read", "ingest", "concurrency", "webhooks", "connect")
+BENCHMARKS = ("read", "ingest", "concurrency", "webhooks", "connect", "connect_hop")
 
 
 def main() -> int:

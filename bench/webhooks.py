@@ -199,7 +199,10 @@ async def _seed(ctx: Context, url: str, hook_url: str, n: int) -> None:
                         app_id=app_id,
                         login_id=1 + i % 50,
                         type=events.NEW_TRANSACTIONS,
-                        payload=events.new_transactions_payload(1 + i % 50, now, [1, 2, 3], 5),
+                        payload=events.body(
+                            events.NEW_TRANSACTIONS,
+                            events.new_transactions_payload(1 + i % 50, now, [1, 2, 3], 5),
+                        ),
                         created_at=now,
                     )
                     for i in range(size)

@@ -171,6 +171,98 @@ def test_apps_create_with_a_webhook_and_rotate_its_secret(data_dir: Path) -> Non
     assert CliRunner().invoke(cli, ["webhooks", "rotate", "no-such-endpoint"]).exit_code == 2
 
 
+def test_webhooks_list_shows_a_disabled_endpoint_and_enable_queues_what_it_missed(
+    data_dir: Path,
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from bankhub.audit.models import AuditEntry
+    from bankhub.db import tenancy
+    from bankhub.events import services as events
+    from bankhub.webhooks.models import WebhookDelivery, WebhookEndpoint
+
+    made = CliRunner().invoke(
+        cli, ["apps", "create", "Hooked", "--json", "--webhook-url", "http://127.0.0.1:9/in"]
+    )
+    assert made.exit_code == 0, made.output
+    endpoint_id = json.loads(made.stdout)["webhook_endpoint_id"]
+    now = datetime.now(UTC)
+
+    async def disable_then_record() -> list[int]:
+        db = Database(Settings().resolved_database_url())
+        try:
+            with tenancy.everything():
+                async with db.transaction() as session:
+                    endpoint = await session.get(WebhookEndpoint, endpoint_id)
+                    assert endpoint is not None
+                    assert endpoint.events == ["transactions.new", "login.status"]
+                    endpoint.disabled_at = now - timedelta(minutes=1)
+                    endpoint.disabled_reason = "the endpoint answered 410 Gone"
+                    ids = []
+                    for kind, payload in (
+                        (events.LOGIN_STATUS, events.login_status_payload(1, "success")),
+                        (events.SYNC_FAILED, events.sync_failed_payload(1, "x", "m")),
+                        (events.NEW_TRANSACTIONS, events.new_transactions_payload(1, now, [2], 3)),
+                    ):
+                        event = await events.record(
+                            session, app_id=endpoint.app_id, type=kind, payload=payload, now=now
+                        )
+                        ids.append(event.id)
+                    return [ids[0], ids[2]]
+        finally:
+            await db.dispose()
+
+    missed = asyncio.run(disable_then_record())
+    listed = CliRunner().invoke(cli, ["webhooks", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [hook] = json.loads(listed.stdout)
+    assert (hook["id"], hook["enabled"]) == (endpoint_id, False)
+    assert hook["disabled_reason"] == "the endpoint answered 410 Gone"
+    text = CliRunner().invoke(cli, ["webhooks", "list"])
+    assert "disabled since" in text.output
+    assert "410 Gone" in text.output
+
+    enabled = CliRunner().invoke(cli, ["webhooks", "enable", endpoint_id, "--json"])
+    assert enabled.exit_code == 0, enabled.output
+    catch_up = json.loads(enabled.stdout)["catch_up"]
+    assert (catch_up["missed"], catch_up["queued"]) == (2, 2)
+    assert catch_up["first_event_id"] == missed[0]
+
+    async def read() -> tuple[list[int], list[str]]:
+        db = Database(Settings().resolved_database_url())
+        try:
+            with tenancy.everything():
+                async with db.transaction() as session:
+                    queued = list(
+                        (
+                            await session.execute(
+                                select(WebhookDelivery.event_id).order_by(WebhookDelivery.id)
+                            )
+                        ).scalars()
+                    )
+                    actors = list(
+                        (
+                            await session.execute(
+                                select(AuditEntry.actor).where(
+                                    AuditEntry.action == "webhook.endpoint_enabled"
+                                )
+                            )
+                        ).scalars()
+                    )
+                    return queued, actors
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(read()) == (missed, ["operator:cli"])
+    again = CliRunner().invoke(cli, ["webhooks", "enable", endpoint_id])
+    assert again.exit_code == 0
+    assert "enabled already" in again.output
+    assert json.loads(CliRunner().invoke(cli, ["webhooks", "list", "--json"]).stdout)[0]["enabled"]
+    assert CliRunner().invoke(cli, ["webhooks", "enable", "no-such-endpoint"]).exit_code == 2
+
+
 @pytest.mark.parametrize(
     ("url", "events"),
     [("ftp://example.com/hooks", []), ("http://127.0.0.1/hooks", ["no.such.event"])],

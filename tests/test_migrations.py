@@ -252,3 +252,77 @@ def test_ids_partners_keep_are_never_reused_on_sqlite(tmp_path: Path) -> None:
             connection.execute(delete.format(table), (newest,))
             _fill(connection, table, given)
             assert connection.execute(newest_of.format(table)).fetchone()[0] > newest, table
+
+
+async def test_endpoints_keep_every_type_and_stored_bodies_name_their_type(
+    database_url: str,
+) -> None:
+    """hooks2a: an endpoint that received every type (no list, stored as JSON null or SQL NULL)
+    gets the five types written out, so nothing changes for it; one with its own list keeps it.
+    Every stored event body gains ``event_type`` after the seed's keys, in their order."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import column as col
+    from sqlalchemy import insert, select, table
+
+    from bankhub.events.models import Event
+    from bankhub.partners.models import App
+    from bankhub.webhooks.models import WebhookEndpoint
+
+    await asyncio.to_thread(migrate.upgrade, database_url, "ids1")
+    db = Database(database_url)
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    seed = {"login_id": 21000, "timestamp": 1467331200000, "accounts": [{"id": 19316}]}
+    seed |= {"new": 1, "referenceId": "hsSU83HnX"}
+    names = ("id", "app_id", "url", "events", "secret_enc", "created_at", "updated_at")
+    old_endpoints = table("webhook_endpoints", *(col(name) for name in names))
+    try:
+        async with db.transaction() as session:
+            app = App(name="a", client_id="c", created_at=now)
+            session.add(app)
+            await session.flush()
+            rows: list[dict[str, Any]] = [
+                {"id": "json-null", "events": "null"},
+                {"id": "sql-null", "events": None},
+                {"id": "chosen", "events": '["login.status"]'},
+            ]
+            for row in rows:
+                await session.execute(
+                    insert(old_endpoints).values(
+                        app_id=app.id,
+                        url="https://h.example/",
+                        secret_enc="x",
+                        created_at=now,
+                        updated_at=now,
+                        **row,
+                    )
+                )
+            session.add(Event(app_id=app.id, type="transactions.new", payload=seed, created_at=now))
+            session.add(
+                Event(
+                    app_id=app.id,
+                    type="login.status",
+                    payload={"status": "login_success", "login_id": 21000},
+                    created_at=now,
+                )
+            )
+        await asyncio.to_thread(migrate.upgrade, database_url)
+        async with db.transaction() as session:
+            kinds = dict(
+                (await session.execute(select(WebhookEndpoint.id, WebhookEndpoint.events))).all()
+            )
+            bodies = list(
+                (await session.execute(select(Event.payload).order_by(Event.id))).scalars()
+            )
+        every = ["transactions.new", "login.status", "sync.failed"]
+        every += ["consent.expiring", "login.deleted"]
+        assert kinds == {"json-null": every, "sql-null": every, "chosen": ["login.status"]}
+        assert list(bodies[0]) == [*seed, "event_type"]
+        assert bodies[0] == {**seed, "event_type": "transactions.new"}
+        assert bodies[1] == {
+            "status": "login_success",
+            "login_id": 21000,
+            "event_type": "login.status",
+        }
+    finally:
+        await db.dispose()

@@ -30,6 +30,7 @@ from bankhub.api.openapi import finish
 from bankhub.api.routes import ROUTES
 from bankhub.audit import services as audit
 from bankhub.config import Settings
+from bankhub.connect import hop
 from bankhub.connect.flow import ConnectFlow
 from bankhub.connect.pages import error_page, is_page_path, page_security_headers
 from bankhub.connect.routes import CONNECT_ROUTES
@@ -52,6 +53,7 @@ from bankhub.security.tls import HstsMiddleware, TransportMiddleware
 from bankhub.statements.routes import STATEMENT_PATH, STATEMENT_ROUTES
 from bankhub.usage import counters as usage_counters
 from bankhub.usage import store as usage_store
+from bankhub.webhooks.routes import WEBHOOK_ROUTES
 
 log = logging.getLogger("bankhub")
 
@@ -252,6 +254,7 @@ def create_app(hub: Hub) -> Litestar:
             async with serving.background(hub):
                 yield
         finally:
+            await app.state.connect.close()
             await store.close()
             await hub.close()
 
@@ -304,6 +307,7 @@ def create_app(hub: Hub) -> Litestar:
             *KEY_ROUTES,
             *OAUTH_ROUTES,
             *EVENT_ROUTES,
+            *WEBHOOK_ROUTES,
             *STATEMENT_ROUTES,
             *CONNECT_ROUTES,
             sandbox_bank_router,
@@ -326,8 +330,15 @@ def create_app(hub: Hub) -> Litestar:
             usage_counters.hook(hub.usage, hub.clock),
         ],
         # S14: no request inherits another's tenant; TenantReset wraps everything else.
-        # Innermost: Idempotency-Key (S40) sees the route's own answer, errors included.
-        middleware=[TenantReset, *edge_middleware(hub, guard, store), idempotency.middleware(hub)],
+        # Once the edge has checked and counted it, a connect step for a session another
+        # process holds goes there. Innermost: Idempotency-Key (S40) sees the route's own
+        # answer, errors included.
+        middleware=[
+            TenantReset,
+            *edge_middleware(hub, guard, store),
+            hop.forwarder,
+            idempotency.middleware(hub),
+        ],
         openapi_config=openapi if docs else None,
         template_config=TemplateConfig(instance=template_engine()),
         lifespan=[lifespan, usage_store.flusher(hub)],
@@ -345,7 +356,10 @@ def create_app(hub: Hub) -> Litestar:
     if guard is not None:
         handler = network.OutcomeMiddleware(handler, guard, hub.settings)
     handler = HstsMiddleware(handler, hub.settings)
-    app.asgi_handler = request_context.RequestIdMiddleware(handler)
+    # Outermost: a peer's hop becomes the user's own request before anything looks at it.
+    app.asgi_handler = hop.HopReceiver(
+        request_context.RequestIdMiddleware(handler), app.state.connect
+    )
     return app
 
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import typer
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub import supervision
 from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.audit import services as audit
 from bankhub.audit_cli import audit_log
 from bankhub.cli_common import err, out, settings_or_exit
 from bankhub.cli_common import migrate as migrate_schema
@@ -163,6 +164,10 @@ def serve(
     out.print(f"bankhub listening on {base}", highlight=False)
     sys.stdout.flush()
     os.environ.setdefault("BANKHUB_PUBLIC_URL", base)
+    every_interface = host in ("0.0.0.0", "::")  # noqa: S104  # nosec B104 - compared, not bound
+    if not settings.internal_url and not settings.tls_on and not every_interface:
+        # where the other API processes pass on steps of this one's connect sessions
+        os.environ.setdefault("BANKHUB_INTERNAL_URL", f"http://{_url_host(host)}:{port}")
     from granian import Granian
     from granian.constants import Interfaces, SSLProtocols
 
@@ -183,6 +188,10 @@ def serve(
     ).serve()
     if held is not None:
         held.release()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _schema_current(settings: Settings) -> bool:
@@ -226,7 +235,11 @@ def apps_create(
     name: str,
     webhook_url: Annotated[str | None, typer.Option(help="endpoint for webhooks")] = None,
     event: Annotated[
-        list[str] | None, typer.Option(help="event type the endpoint receives (repeatable)")
+        list[str] | None,
+        typer.Option(
+            help="event type the endpoint receives (repeatable; default: transactions.new "
+            "and login.status)"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
@@ -357,6 +370,108 @@ def webhooks_rotate(
         print(json.dumps({"webhook_endpoint_id": endpoint_id, "webhook_secret": secret}))
     else:
         out.print(f"webhook-secret: {secret}", highlight=False)
+
+
+@webhooks_cli.command("list")
+def webhooks_list(
+    client_id: Annotated[
+        str | None, typer.Option("--client-id", help="only this app's endpoints")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """Webhook endpoints: the types each receives, and when and why a 410 disabled one."""
+    settings = settings_or_exit()
+    migrate_schema(settings)
+
+    async def read(session: AsyncSession) -> list[dict[str, Any]]:
+        from sqlalchemy import select
+
+        query = select(WebhookEndpoint, App.client_id).join(App, App.id == WebhookEndpoint.app_id)
+        if client_id is not None:
+            query = query.where(App.client_id == client_id)
+        rows = await session.execute(query.order_by(App.client_id, WebhookEndpoint.created_at))
+        return [
+            {
+                "id": endpoint.id,
+                "client_id": owner,
+                "url": endpoint.url,
+                "events": endpoint.events,
+                "enabled": endpoint.disabled_at is None,
+                "disabled_at": endpoint.disabled_at.isoformat() if endpoint.disabled_at else None,
+                "disabled_reason": endpoint.disabled_reason,
+            }
+            for endpoint, owner in rows.tuples()
+        ]
+
+    found = _in_db(settings, read)
+    if as_json:
+        print(json.dumps(found))
+        return
+    for hook in found:
+        state = (
+            "enabled"
+            if hook["enabled"]
+            else f"disabled since {hook['disabled_at']}: {hook['disabled_reason']}"
+        )
+        types = ", ".join(hook["events"] or [])
+        out.print(
+            f"{hook['id']}  {hook['client_id']}  {hook['url']}  [{types}]  {state}",
+            highlight=False,
+            markup=False,
+        )
+
+
+@webhooks_cli.command("enable")
+def webhooks_enable(
+    endpoint_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """Enable an endpoint a 410 disabled; what it missed is queued in order (or, past
+    BANKHUB_WEBHOOK_CATCH_UP_LIMIT, left to the event feed, whose cursor is printed)."""
+    settings = settings_or_exit()
+    migrate_schema(settings)
+
+    async def enable(session: AsyncSession) -> webhooks.CatchUp:
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        if endpoint is None:
+            raise ApiError(ErrorCode.NOT_FOUND, f"no webhook endpoint {endpoint_id}")
+        now = utcnow()
+        caught = await webhooks.enable_endpoint(
+            session, now, endpoint, limit=settings.webhook_catch_up_limit
+        )
+        if not caught.was_enabled:
+            audit.record(
+                session,
+                now=now,
+                actor="operator:cli",
+                action=webhooks.ENABLED_ACTION,
+                target_type="webhook_endpoint",
+                target_id=endpoint.id,
+                app_id=endpoint.app_id,
+                detail=caught.audit_detail(),
+            )
+        return caught
+
+    caught = _in_db(settings, enable)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "webhook_endpoint_id": endpoint_id,
+                    "enabled": True,
+                    "catch_up": {
+                        "missed": caught.missed,
+                        "queued": caught.queued,
+                        "limit": caught.limit,
+                        "first_event_id": caught.first_event_id,
+                        "feed_cursor": caught.feed_cursor,
+                        "message": caught.message,
+                    },
+                }
+            )
+        )
+    else:
+        out.print(caught.message, highlight=False, markup=False)
 
 
 @db_cli.command("create-app-role")

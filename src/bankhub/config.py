@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     kms: str | None = None
     keyring_refresh_seconds: float = 30.0
     public_url: str | None = None
+    #: where the other bankhub processes reach this one, to pass on requests for the connect
+    #: sessions it holds (docs/operations.md); ``serve`` defaults it to its own address
+    internal_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -119,6 +122,8 @@ class Settings(BaseSettings):
     sync_concurrency: int = 8
     delivery_concurrency: int = 32
     webhook_timeout_seconds: float = 10.0
+    #: the most missed events re-enabling a webhook endpoint queues again (past it: the feed)
+    webhook_catch_up_limit: int = Field(default=1000, ge=0, le=100_000)
     #: how long a claimed sync or delivery stays with its process without a heartbeat; the
     #: holder renews it every third of this while it works (docs/operations.md, "Leases")
     lease_seconds: int = Field(default=30, ge=1)
@@ -181,6 +186,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_edge(self) -> Settings:
         parse_networks(self.trusted_proxies, "BANKHUB_TRUSTED_PROXIES")
+        if self.internal_url is not None and not self.internal_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError("BANKHUB_INTERNAL_URL must be an http:// or https:// URL")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("BANKHUB_TLS_CERT and BANKHUB_TLS_KEY must be set together")
         for variable, path in (

@@ -163,7 +163,8 @@ async def test_needs_user_failures_on_refresh_set_the_status(harness: Harness) -
                 await session.execute(select(Event).where(Event.type == "login.status"))
             ).scalars()
         ]
-    assert {"status": "login_consent_expired", "login_id": payload["login_id"]} in statuses
+    expired = {"status": "login_consent_expired", "login_id": payload["login_id"]}
+    assert {**expired, "event_type": "login.status"} in statuses
 
 
 # --- a reconnect must be the same bank identity --------------------------------------------------

@@ -179,3 +179,74 @@ async def test_outside_dev_urls_resolving_to_private_addresses_are_refused(
         assert (await db.execute(select(WebhookEndpoint.url))).scalars().all() == [
             "https://93.184.216.34/in"
         ]
+
+
+async def test_a_disabled_endpoint_shows_why_and_comes_back_after_reauthentication(
+    harness: Harness, visitors: Visitors
+) -> None:
+    """The page says since when and why an endpoint is disabled; re-enabling it asks for the
+    password and code again (S7), queues what it missed in order, and is audited."""
+    h = harness
+    async with h.hub.db.transaction() as db:
+        app = (
+            await db.execute(select(App).where(App.client_id == h.creds["client_id"]))
+        ).scalar_one()
+        issued = await webhooks.create_endpoint(
+            db, h.hub.keyring, h.clock(), app.id, "https://hooks.example.com/in", allow_http=True
+        )
+        issued.endpoint.disabled_at = h.clock()
+        issued.endpoint.disabled_reason = "the endpoint answered 410 Gone"
+    endpoint_id = issued.endpoint.id
+    h.clock.advance(seconds=1)
+    missed = [await _event(h), await _event(h)]
+    base = f"/dashboard/apps/{h.creds['client_id']}/webhooks"
+    enable = f"{base}/{endpoint_id}/enable"
+
+    viewer = visitors()
+    await viewer.sign_in(await make_member(h, Role.VIEWER))
+    seen = await viewer.get(base)
+    assert "disabled</span> since 2026-11-20 09:00 UTC: the endpoint answered 410 Gone" in seen.text
+    assert "Re-enable" not in seen.text
+    assert (await viewer.post(enable)).status_code == 403
+
+    person = await make_member(h, Role.DEVELOPER)
+    v = visitors()
+    await v.sign_in(person)
+    page = await v.get(base)
+    assert f'action="{enable}"' in page.text
+    h.clock.advance(minutes=6)  # past the re-authentication window
+    await v.get(base)
+    gated = await v.post(enable, headers={"referer": f"http://testserver.local{base}"})
+    assert gated.status_code == 303
+    assert gated.headers["location"] == f"/dashboard/reauth?next={base}"
+    async with h.hub.db.transaction() as db:
+        endpoint = await db.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        assert endpoint.disabled_at is not None
+        assert (await db.execute(select(func.count(WebhookDelivery.id)))).scalar_one() == 0
+    await v.get(gated.headers["location"])
+    again = await v.post(
+        "/dashboard/reauth",
+        {"password": person.password, "code": person.code(h), "next": base},
+    )
+    assert again.status_code == 303
+    await v.get(again.headers["location"])
+    done = await v.post(enable)
+    assert done.status_code == 200, done.text
+    assert "enabled again; the 2 events it missed" in html.unescape(done.text)
+    assert "Re-enable" not in done.text
+    async with h.hub.db.transaction() as db:
+        queued = (
+            await db.execute(select(WebhookDelivery.event_id).order_by(WebhookDelivery.id))
+        ).scalars()
+        assert list(queued) == missed
+        entries = (
+            await db.execute(
+                select(AuditEntry.actor, AuditEntry.detail).where(
+                    AuditEntry.action == "webhook.endpoint_enabled"
+                )
+            )
+        ).all()
+    assert [(actor, detail["queued"]) for actor, detail in entries] == [
+        ("member:developer@example.com", 2)
+    ]

@@ -39,9 +39,8 @@ async def test_notices_at_seven_days_and_one_day_then_expiry(harness: Harness) -
     assert all(n["login_id"] == payload["login_id"] for n in notices)
     h.clock.advance(days=1)
     assert await runner.consent_sweep() == 1
-    assert {"status": "login_consent_expired", "login_id": payload["login_id"]} in await events_of(
-        h, "login.status"
-    )
+    expired = {"status": "login_consent_expired", "login_id": payload["login_id"]}
+    assert {**expired, "event_type": "login.status"} in await events_of(h, "login.status")
     async with h.hub.db.transaction() as session:
         login = await session.get(Login, payload["login_id"])
         assert login is not None
@@ -95,7 +94,9 @@ async def test_delete_login_removes_its_data_and_tells_the_partner(
         logins = await session.execute(select(Event.login_id).where(Event.login_id.is_not(None)))
         assert gone["login_id"] not in set(logins.scalars())
     assert kept_rows > 0
-    assert await events_of(h, "login.deleted") == [{"login_id": gone["login_id"], "deleted": True}]
+    assert await events_of(h, "login.deleted") == [
+        {"login_id": gone["login_id"], "deleted": True, "event_type": "login.deleted"}
+    ]
     still = await h.client.get("/v2/account", headers=h.headers(login_secret=kept["secret"]))
     assert still.status_code == 200
     assert len(still.json()["data"]) == 3

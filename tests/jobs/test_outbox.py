@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.jobs.runner import Runner
 from bankhub.logins.models import Login
@@ -66,7 +68,7 @@ async def test_connect_events_are_delivered_signed_and_readable(
     [request] = receiver.received
     assert request.target == "/hooks"
     body = verified(secret, request)
-    assert set(body) == {"login_id", "timestamp", "accounts", "new", "referenceId"}
+    assert set(body) == {"login_id", "timestamp", "accounts", "new", "referenceId", "event_type"}
     assert body["login_id"] == login["login_id"]
     assert body["new"] > 0
     assert request.headers["bankhub-event"] == "transactions.new"
@@ -236,6 +238,73 @@ async def test_endpoints_receive_only_the_types_they_asked_for(
     assert await deliveries(h) == []
     async with h.hub.db.transaction() as session:
         assert (await session.execute(select(Event.type))).scalars().all() == ["transactions.new"]
+
+
+SEED_KEYS = {
+    "transactions.new": ["login_id", "timestamp", "accounts", "new", "referenceId"],
+    "login.status": ["status", "login_id"],
+}
+
+
+async def test_every_body_names_its_type_beside_the_seed_keys(
+    harness: Harness, receiver: Receiver
+) -> None:
+    """The seed's two bodies keep exactly the seed's keys, in the seed's order, and add
+    ``event_type`` after them; the signature covers it, and the feed shows the same body."""
+    h = harness
+    _, secret = await add_endpoint(h, receiver.url)
+    await connect(h, "user_good")
+    short = await connect(h, "user_consent_short")
+    h.clock.advance(minutes=6)
+    await h.client.put("/v2/login/refresh", headers=h.headers(login_secret=short["secret"]))
+    await Runner(h.hub).run_once()
+    feed = {
+        e["id"]: e for e in (await h.client.get("/v2/event", headers=h.headers())).json()["data"]
+    }
+    seen: set[str] = set()
+    for request in receiver.received:
+        body = verified(secret, request)
+        kind = request.headers["bankhub-event"]
+        assert list(body) == [*SEED_KEYS[kind], "event_type"], body
+        assert body["event_type"] == kind
+        event = feed[int(request.headers["webhook-id"].removeprefix("evt_"))]
+        assert event["type"] == kind
+        assert event["payload"] == body
+        assert request.body == json.dumps(event["payload"], separators=(",", ":")).encode()
+        seen.add(kind)
+    assert seen == {"transactions.new", "login.status"}
+
+
+async def test_a_new_endpoint_gets_the_seeds_two_types_unless_it_asks(
+    harness: Harness, receiver: Receiver
+) -> None:
+    """Without a list, an endpoint receives ``transactions.new`` and ``login.status`` only (the
+    seed's webhook events); bankhub's other types go to endpoints that ask for them."""
+    h = harness
+    default_id, _ = await add_endpoint(h, receiver.url + "/default")
+    every_id, _ = await add_endpoint(h, receiver.url + "/every", list(events.EVENT_TYPES))
+    async with h.hub.db.transaction() as session:
+        stored = await session.get(WebhookEndpoint, default_id)
+        assert stored is not None
+        assert stored.events == ["transactions.new", "login.status"]
+    await connect(h, "user_good")
+    short = await connect(h, "user_consent_short")
+    h.clock.advance(minutes=6)
+    # the expired consent gives a login.status and a sync.failed event
+    await h.client.put("/v2/login/refresh", headers=h.headers(login_secret=short["secret"]))
+    async with h.hub.db.transaction() as session:
+        rows = (
+            await session.execute(
+                select(WebhookDelivery.endpoint_id, Event.type)
+                .join(Event, Event.id == WebhookDelivery.event_id)
+                .order_by(WebhookDelivery.id)
+            )
+        ).all()
+    got: dict[str, set[str]] = {}
+    for endpoint_id, kind in rows:
+        got.setdefault(endpoint_id, set()).add(kind)
+    assert got[default_id] == {"transactions.new", "login.status"}
+    assert got[every_id] == {"transactions.new", "login.status", "sync.failed"}
 
 
 async def test_scheduled_syncs_respect_the_daily_quota(harness: Harness) -> None:

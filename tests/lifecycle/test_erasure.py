@@ -340,7 +340,9 @@ async def test_erasing_a_customer_leaves_nothing_of_theirs_anywhere(
         assert orphans.scalar_one() == 0
         assert (await session.execute(select(func.count(WebhookAttempt.id)))).scalar_one() == 0
     deleted = [e["payload"] for e in await all_events(h) if e["type"] == "login.deleted"]
-    assert deleted == [{"login_id": i, "deleted": True} for i in a_ids]
+    assert deleted == [
+        {"login_id": i, "deleted": True, "event_type": "login.deleted"} for i in a_ids
+    ]
 
 
 async def test_erasure_withdraws_each_consent_and_survives_a_bank_that_fails(

@@ -62,6 +62,10 @@ NO_ACCOUNT_DATA: dict[tuple[str, str], str] = {
     ("GET", "/v2/event"): "event payloads: login and account ids, counts, statuses",
     ("GET", "/v2/event/{event_id:int}"): "one event payload and its webhook deliveries",
     ("POST", "/v2/event/{event_id:int}/replay"): "a count of deliveries",
+    ("GET", "/v2/webhook"): "webhook endpoint settings (URLs, types, disabled state)",
+    ("GET", "/v2/webhook/{endpoint_id:str}"): "one webhook endpoint's settings",
+    ("PUT", "/v2/webhook/{endpoint_id:str}/enable"): "an endpoint's settings and counts of "
+    "queued deliveries (audited as webhook.endpoint_enabled)",
     ("GET", "/v2/app"): "the app's own settings",
     ("PUT", "/v2/app/retention"): "settings (audited as changes)",
     ("PUT", "/v2/app/credential-vault"): "settings (audited as changes)",

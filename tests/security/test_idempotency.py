@@ -690,7 +690,7 @@ async def test_every_write_route_of_the_api_honours_the_key(harness: Harness) ->
     send: Callable[..., Awaitable[httpx.Response]] = h.client.request
     for n, (method, template) in enumerate(api):
         path = template
-        for name in ("key_id", "event_id"):
+        for name in ("key_id", "event_id", "endpoint_id"):
             path = path.replace("{" + name + "}", "999999")
         label = f"{method} {template}"
         key = f"walk-{n}"

@@ -47,6 +47,8 @@ GLOBAL_TABLES = {
     "member_sessions": "dashboard sign-ins of team members (only id hashes)",
     "member_invites": "invitations to the team (only token hashes)",
     "smtp_settings": "the installation's outgoing mail server (password encrypted)",
+    "connect_routes": "which process holds each connect session: keyed hashes of session ids, "
+    "the owner's address, the (used) connect token; read before anyone is authenticated",
 }
 #: tables an unauthenticated request reads to learn who is calling (policy ``credential_lookup``)
 LOOKUP_TABLES = {"apps", "api_keys", "oauth_token_families", "connect_tokens"}

@@ -39,6 +39,7 @@ from bankhub.db.models import Base
 from bankhub.events.models import Event
 from bankhub.partners.models import App
 from bankhub.webhooks import services as webhooks
+from bankhub.webhooks.models import WebhookEndpoint
 from tests.api.connect_client import CALLBACK, connect, create_customer
 from tests.conftest import Harness, make_settings
 
@@ -66,6 +67,8 @@ NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("POST", "/v2/keys"): "creates a key of the caller's app; takes no id",
     ("GET", "/v2/event"): "lists the caller's events (the cursor is a position, not an id); "
     "checked by the listing probe below",
+    ("GET", "/v2/webhook"): "lists the caller's webhook endpoints; checked by the listing probe "
+    "below",
     # The hosted connect page is authorised by its single-use token and then by the session
     # cookie, never by an app's credential: whoever holds the link is the user it was made for.
     ("GET", "/v2/connect/term/{token_id:str}"): "the token in the path is the credential",
@@ -99,6 +102,7 @@ class Tenant:
     account_id: int
     event_id: int
     key_id: str
+    endpoint_id: str
     refresh_token: str
     access_token: str
     statement_login_id: int
@@ -322,6 +326,20 @@ PROBES: list[Probe] = [
         _missing_number,
     ),
     Probe(
+        ("GET", "/v2/webhook/{endpoint_id:str}"),
+        "webhook endpoint",
+        lambda w, c, x: Request("GET", f"/v2/webhook/{x}", _app_headers(w, c)),
+        (("B's endpoint", lambda w: w.b.endpoint_id),),
+        _missing_uuid,
+    ),
+    Probe(
+        ("PUT", "/v2/webhook/{endpoint_id:str}/enable"),
+        "webhook endpoint",
+        lambda w, c, x: Request("PUT", f"/v2/webhook/{x}/enable", _app_headers(w, c)),
+        (("B's endpoint", lambda w: w.b.endpoint_id),),
+        _missing_uuid,
+    ),
+    Probe(
         ("POST", "/v2/keys/{key_id:str}/roll"),
         "API key",
         lambda w, c, x: Request(
@@ -378,7 +396,7 @@ PROBES: list[Probe] = [
 ]
 
 #: listings that must show none of B's ids
-LISTINGS = ("/v2/event", "/v2/keys")
+LISTINGS = ("/v2/event", "/v2/keys", "/v2/webhook")
 
 
 def app_routes() -> set[tuple[str, str]]:
@@ -464,7 +482,7 @@ async def _tenant(h: Harness, name: str) -> Tenant:
         app_id = (
             await session.execute(select(App.id).where(App.client_id == h.creds["client_id"]))
         ).scalar_one()
-        await webhooks.create_endpoint(
+        hook = await webhooks.create_endpoint(
             session,
             hub.keyring,
             hub.clock(),
@@ -472,6 +490,7 @@ async def _tenant(h: Harness, name: str) -> Tenant:
             f"https://{name}.example/hook",
             allow_http=True,
         )
+        endpoint_id = hook.endpoint.id
     identifier = f"{name}-customer"
     customer_id = await create_customer(h, identifier)
     login = await connect(h, "user_good", customer_id=customer_id)
@@ -505,6 +524,11 @@ async def _tenant(h: Harness, name: str) -> Tenant:
             .scalars()
             .first()
         )
+        # disabled, as a 410 leaves it: enabling it is a change the matrix would see
+        endpoint = await session.get(WebhookEndpoint, endpoint_id)
+        assert endpoint is not None
+        endpoint.disabled_at = hub.clock()
+        endpoint.disabled_reason = "the endpoint answered 410 Gone"
     assert account_id is not None
     assert has_transactions is not None
     assert event_id is not None
@@ -518,6 +542,7 @@ async def _tenant(h: Harness, name: str) -> Tenant:
         account_id=account_id,
         event_id=event_id,
         key_id=str(key.json()["data"]["key_id"]),
+        endpoint_id=endpoint_id,
         refresh_token=refresh,
         access_token=access,
         statement_login_id=statement_login_id,
@@ -554,6 +579,7 @@ async def _world(harness: Harness) -> World:
         account_id=account2,
         event_id=a.event_id,
         key_id=a.key_id,
+        endpoint_id=a.endpoint_id,
         refresh_token=a.refresh_token,
         access_token=a.access_token,
         statement_login_id=await _statement_login(harness, customer2),
@@ -690,6 +716,7 @@ async def _matrix(harness: Harness) -> None:
     b_ids = {
         world.b.customer_id,
         world.b.key_id,
+        world.b.endpoint_id,
     }
     for path in LISTINGS:
         for credential in ("service", "bearer"):

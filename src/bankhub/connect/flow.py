@@ -2,8 +2,10 @@
 
 State lives in process memory, keyed by a random id held in the user's cookie: the connector
 instance (which may hold credentials while it logs in) must never be written anywhere, so a
-connect session is served by the process that started it (scale-out deployments keep connect
-traffic sticky). Sessions end after 5 idle minutes or 5 wrong answers (PSD2 RTS art. 4).
+connect session is served by the process that started it. Another process that receives one of
+its requests passes it there (:mod:`bankhub.connect.routing`: the database says which process
+holds the session, never what is in it), or says plainly why it cannot. Sessions end after 5
+idle minutes or 5 wrong answers (PSD2 RTS art. 4).
 
 Every call to the bank runs in a task the session owns, one at a time: the form that started
 it is answered as soon as the bank has answered, or after ``connect_step_wait_seconds`` with a
@@ -36,6 +38,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from bankhub.api.errors import ErrorCode
 from bankhub.catalogue import Service
 from bankhub.clock import as_utc
+from bankhub.connect.routing import Elsewhere, Routing
 from bankhub.connectors.base import (
     Answer,
     AuthFlow,
@@ -51,7 +54,7 @@ from bankhub.connectors.statement import StatementConnector
 from bankhub.db import tenancy
 from bankhub.hub import Hub
 from bankhub.logins import services as logins
-from bankhub.logins.models import Login
+from bankhub.logins.models import ConnectToken, Login
 from bankhub.partners import branding, modes
 from bankhub.partners.models import App
 from bankhub.security.secrets import new_uuid_shaped_secret
@@ -82,6 +85,8 @@ MAX_CONSENT = timedelta(days=180)
 BankCall = Callable[[], Awaitable[None]]
 #: ended sessions remembered at most (the oldest go first); each is a few hundred bytes
 MAX_ENDED = 10_000
+#: what an end page says: the callback's payload, the heading, the message
+Ending = tuple[dict[str, Any], str, str]
 
 
 def grant_consent(
@@ -136,6 +141,10 @@ class EndedSession:
     heading: str
     message: str
     ended_at: datetime
+    #: where trying again may help (the session's own page), when it may
+    retry_url: str | None = None
+    #: the page's status when not the outcome's own (503: try again)
+    status: int | None = None
 
     @property
     def code(self) -> str:
@@ -144,6 +153,8 @@ class EndedSession:
     @property
     def status_code(self) -> int:
         """The page's HTTP status: ``TokenExpire``'s 400, or 200 for an outcome shown again."""
+        if self.status is not None:
+            return self.status
         return 400 if self.code == ErrorCode.TOKEN_EXPIRE else 200
 
     def callback(self) -> str:
@@ -235,6 +246,19 @@ class ConnectFlow:
         self._ended: OrderedDict[str, EndedSession] = OrderedDict()
         #: a redirect's ``state`` → the id of the session it belongs to (live or ended)
         self._states: dict[str, str] = {}
+        #: which process holds which session, for the other processes (and the hop to here)
+        self.routing = Routing(hub)
+
+    def holds(self, sid: str | None, state: str | None = None) -> bool:
+        """Whether this process holds (or remembers the end of) the session the cookie names,
+        or the one the bank redirect's ``state`` belongs to."""
+        if sid and (sid in self._sessions or sid in self._ended):
+            return True
+        return bool(state) and state in self._states
+
+    async def close(self) -> None:
+        """The process is stopping: its sessions end, and the other processes are told."""
+        await self.routing.stop()
 
     # --- session lifecycle ----------------------------------------------------------------
 
@@ -329,6 +353,7 @@ class ConnectFlow:
     async def open(self, token_id: str) -> ConnectSession:
         """Claim the single-use token and start a session (raises ``TokenUnusable``)."""
         hub = self.hub
+        sid, return_state = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         # The token names the app (claim_token chooses it), whatever session the browser had.
         tenancy.choose(None)
         async with hub.db.transaction() as db:
@@ -344,9 +369,13 @@ class ConnectFlow:
                 login = await db.get(Login, token.login_id)
                 base_state = hub.engine.state_of(login) if login else {}
             brand = branding.brand_of(app, await branding.template_of(db, app.id))
+            # claimed and held here, or neither
+            await self.routing.remember(
+                db, sid=sid, state=return_state, token_id=token.id, now=hub.clock()
+            )
         info = hub.registry.info(service.connector)
         session = ConnectSession(
-            id=secrets.token_urlsafe(32),
+            id=sid,
             token_id=token.id,
             app_id=app.id,
             app_name=app.name,
@@ -362,14 +391,19 @@ class ConnectFlow:
             vault=app.credential_vault,
             brand=brand,
             frame_origins=tuple(app.frame_origins or ()),
+            return_state=return_state,
         )
         self._sessions[session.id] = session
         self._states[session.return_state] = session.id
         return session
 
-    async def unusable_link(self, token_id: str) -> EndedSession | None:
-        """The way back for a link that is used or expired: its token still names the app and
-        its callback. ``None`` when the link names no token at all."""
+    async def _way_back(
+        self, token_id: str, ending: Callable[[ConnectToken], Ending], **page: Any
+    ) -> EndedSession | None:
+        """An end page for the connect of ``token_id``, read from its token (which names the
+        app, its branding and its callback); ``ending`` says what the page and the callback
+        say (the message may name ``{app}`` and ``{bank}``). ``None`` when the id names no
+        token at all."""
         tenancy.choose(None)
         async with self.hub.db.transaction() as db:
             token = await logins.find_token(db, token_id)
@@ -381,9 +415,8 @@ class ConnectFlow:
             if app is None or service is None:
                 return None
             brand = branding.brand_of(app, await branding.template_of(db, app.id))
-        used = token.used_at is not None
         name = (brand.display_name if brand else None) or app.name
-        why = "was used already" if used else "has expired"
+        outcome, heading, message = ending(token)
         return EndedSession(
             token_id=token.id,
             app_id=app.id,
@@ -392,10 +425,51 @@ class ConnectFlow:
             brand=brand,
             callback_url=token.callback_url,
             frame_origins=tuple(app.frame_origins or ()),
-            outcome=token_expire(f"The connect link {why}."),
-            heading="This link can no longer be used",
-            message=f"This connect link {why}. Return to {name} to start again.",
+            outcome=outcome,
+            heading=heading,
+            message=message.format(app=name, bank=service.name),
             ended_at=self.hub.clock(),
+            **page,
+        )
+
+    async def unusable_link(self, token_id: str) -> EndedSession | None:
+        """The way back for a link that is used or expired: its token still names the app and
+        its callback. ``None`` when the link names no token at all."""
+
+        def ending(token: ConnectToken) -> Ending:
+            why = "was used already" if token.used_at is not None else "has expired"
+            return (
+                token_expire(f"The connect link {why}."),
+                "This link can no longer be used",
+                f"This connect link {why}. Return to {{app}} to start again.",
+            )
+
+        return await self._way_back(token_id, ending)
+
+    async def elsewhere(self, token_id: str, why: Elsewhere) -> EndedSession | None:
+        """The page for a request this process cannot pass to the process that holds its
+        session (see :mod:`bankhub.connect.routing`): what happened, in plain words, and the
+        way back to the app. Never "expired": the link did not expire."""
+        if why is Elsewhere.STOPPED:
+            stopped: Ending = (
+                token_expire("The connect session ended: the bankhub server that held it stopped."),
+                "This connection was interrupted",
+                "The server that was handling your connection to {bank} was restarted, so "
+                "this connection cannot go on. Return to {app} to see where things stand or "
+                "to start again.",
+            )
+            return await self._way_back(token_id, lambda _: stopped)
+        unreachable: Ending = (
+            token_expire(
+                "The connect session is held by another bankhub server, which could not be reached."
+            ),
+            "Your connection is open on another server",
+            "Your connection to {bank} is being handled by another of our servers, which "
+            "could not be reached just now. Try again in a moment; if this keeps happening, "
+            "return to {app} and start again.",
+        )
+        return await self._way_back(
+            token_id, lambda _: unreachable, retry_url="/v2/connect/session", status=503
         )
 
     # --- the bank's redirect ----------------------------------------------------------------

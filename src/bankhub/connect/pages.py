@@ -193,6 +193,7 @@ def ended_page(
             "message": ended.message,
             "code": ended.code,
             "return_url": ended.callback(),
+            "retry_url": ended.retry_url,
         },
         status_code=ended.status_code,
         headers=page_headers(

@@ -1,4 +1,12 @@
-"""Recording events in the caller's unit of work, in the seed's webhook payload shapes."""
+"""Recording events in the caller's unit of work, in the seed's webhook payload shapes.
+
+Every body carries its type beside the seed's keys, in :data:`TYPE_FIELD` (``event_type``):
+the seed's own payloads use ``status``, ``login_id``, ``timestamp``, ``accounts``, ``new`` and
+``referenceId``, and its objects elsewhere use ``type`` (of an account, of a service), so a
+receiver that reads ``event_type`` can never mistake a seed field for it. The field is stored
+with the payload, so the webhook, its signature, a replay and the event feed all carry the very
+same body.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +27,10 @@ SYNC_FAILED = "sync.failed"
 CONSENT_EXPIRING = "consent.expiring"
 LOGIN_DELETED = "login.deleted"
 EVENT_TYPES = (NEW_TRANSACTIONS, LOGIN_STATUS, SYNC_FAILED, CONSENT_EXPIRING, LOGIN_DELETED)
+#: what an endpoint created without a list of types receives: the seed's two webhook events
+DEFAULT_EVENT_TYPES = (NEW_TRANSACTIONS, LOGIN_STATUS)
+#: the body's own name for its type, added beside the seed's keys
+TYPE_FIELD = "event_type"
 
 
 def reference_id() -> str:
@@ -39,9 +51,13 @@ async def record(
 
     The rows are inserted when the unit of work commits, under the app's feed lock, so that the
     event's id, the feed's cursor, is in commit order (``db.commit_order``); the returned event
-    has its id from then on. The endpoints are looked up now, outside the lock.
+    has its id from then on. The endpoints are looked up (and their rows locked, see
+    :func:`_subscribers`) now, outside the feed lock. ``payload`` is the seed's shape; the
+    stored body adds :data:`TYPE_FIELD` after its keys.
     """
-    event = Event(app_id=app_id, login_id=login_id, type=type, payload=payload, created_at=now)
+    event = Event(
+        app_id=app_id, login_id=login_id, type=type, payload=body(type, payload), created_at=now
+    )
     endpoints = await _subscribers(session, app_id, type)
 
     async def write(session: AsyncSession) -> None:
@@ -53,21 +69,50 @@ async def record(
     return event
 
 
+def body(type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What is stored and sent for an event: the seed's payload, then its type."""
+    return {**payload, TYPE_FIELD: type}
+
+
+def subscribes(types: list[str] | None, event_type: str) -> bool:
+    """Whether an endpoint's list of types takes ``event_type``.
+
+    ``None`` is how endpoints said "every type" before migration ``hooks2a`` wrote the list out;
+    no endpoint is stored that way since, but a row written so still means what it meant.
+    """
+    return types is None or event_type in types
+
+
 async def fan_out(session: AsyncSession, event: Event, now: datetime) -> int:
-    """Queue ``event`` for every enabled endpoint of its app that subscribes to its type."""
+    """Queue a stored ``event`` (a replay) for every enabled endpoint of its app that
+    subscribes to its type."""
     endpoints = await _subscribers(session, event.app_id, event.type)
     _queue(session, event, endpoints, now)
     return len(endpoints)
 
 
 async def _subscribers(session: AsyncSession, app_id: int, type: str) -> list[str]:
-    """The app's enabled endpoints that subscribe to events of ``type``."""
+    """The app's enabled endpoints that subscribe to events of ``type``.
+
+    On PostgreSQL the app's endpoint rows are read with ``FOR KEY SHARE``, disabled ones too,
+    and stay locked until the unit of work commits: re-enabling an endpoint
+    (:func:`bankhub.webhooks.services.enable_endpoint`) locks its row ``FOR UPDATE`` before it
+    looks for what the endpoint missed, so an event recorded meanwhile either waits for the
+    re-enable and is queued here, or is committed before the re-enable looks and is found
+    there; it is never left out by both. ``KEY SHARE`` does not conflict with plain updates, so
+    disabling an endpoint or rotating its secret never waits for it.
+    """
     found = await session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.events).where(
-            WebhookEndpoint.app_id == app_id, WebhookEndpoint.disabled_at.is_(None)
-        )
+        select(WebhookEndpoint.id, WebhookEndpoint.events, WebhookEndpoint.disabled_at)
+        .where(WebhookEndpoint.app_id == app_id)
+        .order_by(WebhookEndpoint.id)
+        .with_for_update(read=True, key_share=True)
     )
-    return [endpoint_id for endpoint_id, types in found if types is None or type in types]
+    return [
+        endpoint_id
+        for endpoint_id, types, disabled_at in found
+        if disabled_at is None and subscribes(types, type)
+    ]
 
 
 def _queue(session: AsyncSession, event: Event, endpoints: list[str], now: datetime) -> None:

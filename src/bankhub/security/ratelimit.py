@@ -308,6 +308,11 @@ def refusal(scope: Scope) -> ApiError | None:
     return too_many(wait, meter.address_over)
 
 
+#: ``scope["state"]`` key of a connect step another bankhub process received, counted and passed
+#: on to the process holding its session (``bankhub.connect.hop``): not counted a second time
+PASSED_ON = "bankhub.hopped"
+
+
 class RateLimitMiddleware:
     """Counts and refuses what is known before the route runs, holds the request's
     :class:`Meter` for what is known later, and adds the RateLimit fields to the answer."""
@@ -317,7 +322,11 @@ class RateLimitMiddleware:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or scope["path"] in UNLIMITED_PATHS:
+        if (
+            scope["type"] != ScopeType.HTTP
+            or scope["path"] in UNLIMITED_PATHS
+            or scope.get("state", {}).get(PASSED_ON)
+        ):
             await self.app(scope, receive, send)
             return
         limits = self.limits

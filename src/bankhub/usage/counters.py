@@ -153,6 +153,11 @@ class Counters:
             log.exception("counting usage failed; the request was served regardless")
 
 
+#: the request's ``scope["state"]`` key set when another process answered it (a connect page
+#: step passed to the process holding the session): that process counts it
+FORWARDED = "bankhub.forwarded"
+
+
 class UsageHook:
     """A Litestar ``before_send`` hook: counts each API call when its response starts."""
 
@@ -161,7 +166,7 @@ class UsageHook:
         self.clock = clock
 
     async def __call__(self, message: Message, scope: Scope) -> None:
-        if message["type"] != "http.response.start":
+        if message["type"] != "http.response.start" or scope.get("state", {}).get(FORWARDED):
             return
         try:
             app_id = _current.get()

@@ -17,7 +17,8 @@ class WebhookEndpoint(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
     url: Mapped[str] = mapped_column(Text)
-    #: event types this endpoint receives; ``None`` means every type
+    #: event types this endpoint receives, always written out (the seed's two by default);
+    #: ``None`` meant every type before migration ``hooks2a`` wrote each such list out
     events: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     #: AES-GCM envelopes of the signing secrets; the previous one signs too until it expires
     secret_enc: Mapped[str] = mapped_column(Text)
@@ -25,6 +26,9 @@ class WebhookEndpoint(Base):
     previous_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: the app's newest event when the endpoint was last re-enabled: what it missed up to
+    #: there was settled then (queued again, or left to the event feed)
+    resumed_after_event_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -1,4 +1,5 @@
-"""Webhook endpoints: creation with a signing secret shown once, rotation with an overlap."""
+"""Webhook endpoints: creation with a signing secret shown once, rotation with an overlap, and
+re-enabling an endpoint that a ``410 Gone`` disabled, with what it missed meanwhile."""
 
 from __future__ import annotations
 
@@ -9,20 +10,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.clock import as_utc
-from bankhub.events.services import EVENT_TYPES
+from bankhub.events import services as events
+from bankhub.events.models import Event
+from bankhub.events.services import DEFAULT_EVENT_TYPES, EVENT_TYPES
 from bankhub.security.crypto import Cipher, associated_data
 from bankhub.webhooks import signing
-from bankhub.webhooks.models import WebhookEndpoint
+from bankhub.webhooks.models import WebhookDelivery, WebhookEndpoint
 from bankhub.webhooks.ssrf import Resolver, UnsafeUrl, check_url_syntax, resolve_target
 
 TABLE = "webhook_endpoints"
 #: how long creating an endpoint waits for its host to resolve
 RESOLVE_SECONDS = 5.0
+#: the most missed events re-enabling an endpoint queues again; past it, the event feed
+#: (``GET /v2/event``) is the way to catch up (``BANKHUB_WEBHOOK_CATCH_UP_LIMIT``)
+CATCH_UP_LIMIT = 1000
+#: the audit action of re-enabling an endpoint (API, CLI and dashboard alike)
+ENABLED_ACTION = "webhook.endpoint_enabled"
 
 
 def _aad(endpoint: WebhookEndpoint, column: str) -> bytes:
@@ -72,6 +80,20 @@ async def check_endpoint_url(
         raise _refused(url, f"its host could not be resolved ({exc})") from None
 
 
+def subscription(types: Sequence[str] | None) -> list[str]:
+    """The event types an endpoint will receive: those given (each once, in their order), or
+    the seed's two (``transactions.new``, ``login.status``) when none are given. Raises
+    DataInvalid naming the types bankhub does not know."""
+    unknown = sorted(set(types or ()) - set(EVENT_TYPES))
+    if unknown:
+        raise ApiError(
+            ErrorCode.DATA_INVALID,
+            "unknown event types",
+            {"unknown": unknown, "known": EVENT_TYPES},
+        )
+    return list(dict.fromkeys(types)) if types else list(DEFAULT_EVENT_TYPES)
+
+
 async def create_endpoint(
     session: AsyncSession,
     box: Cipher,
@@ -84,7 +106,8 @@ async def create_endpoint(
     allow_private: bool | None = None,
     resolver: Resolver | None = None,
 ) -> IssuedEndpoint:
-    """A new endpoint with its signing secret (to be shown once).
+    """A new endpoint with its signing secret (to be shown once), for the event types given or,
+    without any, the seed's two (see :func:`subscription`).
 
     ``allow_http`` and ``allow_private`` are dev's leniencies (plain http, loopback and
     private receivers); ``allow_private`` follows ``allow_http`` unless given, as both follow
@@ -97,19 +120,13 @@ async def create_endpoint(
         allow_private=allow_http if allow_private is None else allow_private,
         resolver=resolver,
     )
-    unknown = sorted(set(events or ()) - set(EVENT_TYPES))
-    if unknown:
-        raise ApiError(
-            ErrorCode.DATA_INVALID,
-            "unknown event types",
-            {"unknown": unknown, "known": EVENT_TYPES},
-        )
+    chosen = subscription(events)
     secret = signing.new_secret()
     endpoint = WebhookEndpoint(
         id=str(uuid.uuid4()),
         app_id=app_id,
         url=url,
-        events=list(events) if events else None,
+        events=chosen,
         secret_enc="",  # encrypted below, once the row has its id  # nosec B106
         created_at=now,
         updated_at=now,
@@ -204,3 +221,194 @@ async def endpoint_of(session: AsyncSession, app_id: int, endpoint_id: str) -> W
     if endpoint is None:
         raise ApiError(ErrorCode.NOT_FOUND, f"No webhook endpoint {endpoint_id[:64]}")
     return endpoint
+
+
+# --- re-enabling --------------------------------------------------------------------------------
+
+
+def feed_cursor_before(event_id: int) -> str:
+    """The ``GET /v2/event`` cursor from which the feed's next page starts at ``event_id``
+    (a cursor names the last event already read)."""
+    return str(max(event_id - 1, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """What re-enabling an endpoint did about the events it missed while it was disabled.
+
+    ``missed``: the events of its types it has not received since it was disabled, from
+    ``first_event_id`` on. ``queued``: how many of them were queued again, in event order
+    (all of them, or none when there were more than ``limit``: then ``feed_cursor`` is where
+    ``GET /v2/event`` reads them from). ``was_enabled``: the endpoint was not disabled, and
+    nothing changed.
+    """
+
+    missed: int
+    queued: int
+    limit: int
+    first_event_id: int | None = None
+    feed_cursor: str | None = None
+    was_enabled: bool = False
+    #: when and why it had been disabled
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+
+    @property
+    def message(self) -> str:
+        if self.was_enabled:
+            return "The endpoint was enabled already; nothing changed."
+        if not self.missed:
+            return "The endpoint is enabled again; it missed no event."
+        if self.queued:
+            noun, were = ("event", "was") if self.queued == 1 else ("events", "were")
+            return (
+                f"The endpoint is enabled again; the {self.queued} {noun} it missed "
+                f"(from event {self.first_event_id} on) {were} queued for it in order."
+            )
+        return (
+            f"The endpoint is enabled again, but it missed {self.missed} events, more than the "
+            f"{self.limit} re-enabling sends again, so none was queued: read them from the event "
+            f"feed, GET /v2/event?cursor={self.feed_cursor} (from event {self.first_event_id} "
+            "on), and from there on as usual."
+        )
+
+    def audit_detail(self) -> dict[str, object]:
+        """What the audit entry of the re-enabling keeps (no URL, no secret)."""
+        return {
+            "disabled_at": self.disabled_at.isoformat() if self.disabled_at else None,
+            "disabled_reason": self.disabled_reason,
+            "missed": self.missed,
+            "queued": self.queued,
+            "first_event_id": self.first_event_id,
+            "feed_cursor": self.feed_cursor,
+        }
+
+
+async def _first_missed(session: AsyncSession, endpoint: WebhookEndpoint, after: int) -> int | None:
+    """The oldest event the endpoint missed in its latest disabled spell.
+
+    The ``410`` that disabled it abandoned that event's delivery and every delivery still
+    pending for it, and the runner abandons any it claims while the endpoint is disabled: the
+    oldest such event after ``after`` is where the spell began. Events recorded while it was
+    disabled have no delivery for it; without any abandoned delivery (a row disabled by hand),
+    the spell begins with the first event recorded since ``disabled_at``.
+    """
+    abandoned = await session.scalar(
+        select(func.min(WebhookDelivery.event_id)).where(
+            WebhookDelivery.endpoint_id == endpoint.id,
+            WebhookDelivery.status == "abandoned",
+            WebhookDelivery.event_id > after,
+        )
+    )
+    if abandoned is not None:
+        return int(abandoned)
+    if endpoint.disabled_at is None:
+        return None
+    since = await session.scalar(
+        select(func.min(Event.id)).where(
+            Event.app_id == endpoint.app_id,
+            Event.id > after,
+            Event.created_at >= endpoint.disabled_at,
+        )
+    )
+    return None if since is None else int(since)
+
+
+async def enable_endpoint(
+    session: AsyncSession,
+    now: datetime,
+    endpoint: WebhookEndpoint,
+    *,
+    limit: int = CATCH_UP_LIMIT,
+) -> CatchUp:
+    """Enable ``endpoint`` again and queue, in event order, a delivery of every event of its
+    types that it missed since it was disabled, unless there are more than ``limit``: then
+    nothing is queued and the answer names the event feed's cursor to read them from.
+
+    "Missed": from the first event of the latest disabled spell (:func:`_first_missed`) on,
+    each event of the endpoint's types without a delivery to it that is pending or was
+    delivered. The webhook-id of each is the event's own (``evt_<id>``), as on its first
+    attempt, so a receiver that saw one before de-duplicates it.
+
+    On PostgreSQL the endpoint's row is locked first (``FOR UPDATE``): events being recorded
+    for the app hold ``FOR KEY SHARE`` on it (:func:`bankhub.events.services.fan_out`), so each
+    is either committed before the search below or queued by its own fan-out once this commits.
+    """
+    locked = await session.execute(
+        select(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    endpoint = locked.scalar_one()
+    if endpoint.disabled_at is None:
+        return CatchUp(missed=0, queued=0, limit=limit, was_enabled=True)
+    disabled_at, reason = as_utc(endpoint.disabled_at), endpoint.disabled_reason
+    after = endpoint.resumed_after_event_id or 0
+    first = await _first_missed(session, endpoint, after)
+    newest = await session.scalar(select(func.max(Event.id)).where(Event.app_id == endpoint.app_id))
+    missed_ids: list[int] = []
+    total = 0
+    if first is not None:
+        received = exists().where(
+            WebhookDelivery.event_id == Event.id,
+            WebhookDelivery.endpoint_id == endpoint.id,
+            WebhookDelivery.status.in_(("pending", "delivered")),
+        )
+        wanted = [
+            Event.app_id == endpoint.app_id,
+            Event.id >= first,
+            Event.id > after,
+            ~received,
+        ]
+        if endpoint.events is not None:
+            wanted.append(Event.type.in_(endpoint.events))
+        missed_ids = list(
+            (
+                await session.execute(
+                    select(Event.id).where(*wanted).order_by(Event.id).limit(limit + 1)
+                )
+            ).scalars()
+        )
+        total = len(missed_ids)
+        if total > limit:
+            total = int(
+                await session.scalar(select(func.count()).select_from(Event).where(*wanted)) or 0
+            )
+    endpoint.disabled_at = None
+    endpoint.disabled_reason = None
+    endpoint.resumed_after_event_id = max(int(newest or 0), after)
+    endpoint.updated_at = now
+    queued, cursor = 0, None
+    if missed_ids and total > limit:
+        cursor = feed_cursor_before(missed_ids[0])
+    elif missed_ids:
+        # In event order: the runner sends due deliveries in the order of their ids (at equal
+        # times), and one multi-row insert numbers its rows in the order given.
+        await session.execute(
+            insert(WebhookDelivery),
+            [
+                {
+                    "app_id": endpoint.app_id,
+                    "event_id": event_id,
+                    "endpoint_id": endpoint.id,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for event_id in missed_ids
+            ],
+        )
+        queued = total
+        events.mark_outbox(session)
+    await session.flush()
+    return CatchUp(
+        missed=total,
+        queued=queued,
+        limit=limit,
+        first_event_id=missed_ids[0] if missed_ids else None,
+        feed_cursor=cursor,
+        disabled_at=disabled_at,
+        disabled_reason=reason,
+    )
