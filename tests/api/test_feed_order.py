@@ -563,7 +563,11 @@ async def test_a_deleted_login_s_events_leave_the_feed_and_cursors_keep_working(
     notice = after[-1]
     assert notice["type"] == "login.deleted"
     assert notice["login_id"] is None
-    assert notice["payload"] == {"login_id": erased["login_id"], "deleted": True}
+    assert notice["payload"] == {
+        "login_id": erased["login_id"],
+        "deleted": True,
+        "event_type": "login.deleted",
+    }
     assert notice["id"] > before[-1]["id"]
     # a reader at the end of the feed reads only the notice; one whose cursor named an erased
     # event reads on from there: the kept login's later events, then the notice

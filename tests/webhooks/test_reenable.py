@@ -298,15 +298,16 @@ async def _until_blocked_or_done(h: Harness, task: asyncio.Task[Any]) -> None:
     raise AssertionError("the second transaction neither finished nor waited for the first")
 
 
-async def _record(session: AsyncSession, app_id: int, now: Any) -> int:
-    event = await events.record(
+async def _record(session: AsyncSession, app_id: int, now: Any) -> Event:
+    """An event recorded in ``session``: its id is set once that unit of work commits (the
+    feed's ids are in commit order, ``db.commit_order``)."""
+    return await events.record(
         session,
         app_id=app_id,
         type=events.LOGIN_STATUS,
         payload=events.login_status_payload(7, "success"),
         now=now,
     )
-    return event.id
 
 
 async def _deliveries_of(h: Harness, event_id: int) -> list[str]:
@@ -354,7 +355,7 @@ async def test_an_event_recorded_during_the_re_enabling_is_sent_once(
             enabling = asyncio.create_task(enable())
             await _until_blocked_or_done(h, enabling)
         await enabling
-        assert await _deliveries_of(h, first) == ["pending"]
+        assert await _deliveries_of(h, first.id) == ["pending"]
 
         # 2. the re-enabling is open when the event is recorded
         await disable()
@@ -365,7 +366,8 @@ async def test_an_event_recorded_during_the_re_enabling_is_sent_once(
 
             async def record_one() -> int:
                 async with db.transaction() as session:
-                    return await _record(session, app_id, h.clock())
+                    event = await _record(session, app_id, h.clock())
+                return event.id
 
             recording_task = asyncio.create_task(record_one())
             await _until_blocked_or_done(h, recording_task)
