@@ -352,6 +352,13 @@ async def test_a_hop_not_signed_by_a_bankhub_process_is_refused(cluster: Cluster
         assert HOP_ANSWER not in served.headers
         assert served.status_code == 400  # no such session: the page says so itself
         assert 'data-code="TokenExpire"' in served.text
+        # the same hop again, young and well signed: a capture sent twice is taken once
+        replayed = await hop(fresh, _signed(c, fresh))
+        assert (replayed.status_code, replayed.headers[HOP_ANSWER]) == (403, "refused")
+        # two hops of one request are two envelopes (each has its own nonce)
+        again = pack(_scope("/v2/connect/session"), b"", owner=owner, at=c.h.clock())
+        assert again != fresh
+        assert HOP_ANSWER not in (await hop(again, _signed(c, again))).headers
         other = pack(_scope("/v2/connect/session"), b"", owner="0" * 32, at=c.h.clock())
         gone = await hop(other, _signed(c, other))
         assert (gone.status_code, gone.headers[HOP_ANSWER]) == (421, "not-here")

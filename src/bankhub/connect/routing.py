@@ -137,6 +137,8 @@ def pack(scope: dict[str, Any], body: bytes, *, owner: str, at: datetime) -> byt
         "v": 1,
         "owner": owner,
         "at": at.timestamp(),
+        # each hop is unique, so that the owner can refuse one it has seen (a replay)
+        "nonce": secrets.token_hex(16),
         "method": scope["method"],
         "path": scope["path"],
         "raw_path": _text(scope.get("raw_path") or scope["path"].encode()),
@@ -188,6 +190,8 @@ class Routing:
         self._session_key = hub.hasher.keyed(SESSION_PURPOSE)
         self._state_key = hub.hasher.keyed(STATE_PURPOSE)
         self._client: httpx.AsyncClient | None = None
+        #: signatures of the hops taken, until they are too old to be taken anyway (replays)
+        self._seen: dict[str, float] = {}
         #: the hop's transport (tests give one that reaches an in-process peer)
         self.transport: httpx.AsyncBaseTransport | None = None
 
@@ -332,9 +336,16 @@ class Routing:
         if not signature or not hmac.compare_digest(signature, self._sign(envelope)):
             raise HopRefused("bad signature")
         hop = unpack(envelope)
-        age = abs(self.hub.clock().timestamp() - hop.at)
+        now = self.hub.clock().timestamp()
+        age = abs(now - hop.at)
         if age > HOP_MAX_AGE.total_seconds():
             raise HopRefused(f"{age:.0f} s old")
+        # A hop captured on the way could be sent again while it is young enough: each is taken
+        # once. Every hop for a session comes to its owner, so this process's memory suffices.
+        if signature in self._seen:
+            raise HopRefused("replayed")
+        self._seen = {seen: until for seen, until in self._seen.items() if until > now}
+        self._seen[signature] = hop.at + HOP_MAX_AGE.total_seconds()
         return hop
 
 
