@@ -16,7 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +33,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bankhub.config import Environment, Settings
 from bankhub.security.keyring import Keyring, open_keyring
+from tests.support.postgres import PostgresServer
 
 SECRET_KEY = "scale-test-pepper-" + "k" * 40
 CALLBACK = "http://localhost:2000/v2"
@@ -118,6 +120,8 @@ class Worker:
     def __init__(self, env: Mapping[str, str], cwd: Path, log_path: Path) -> None:
         self.log_path = log_path
         self._log: IO[bytes] = log_path.open("ab")
+        #: where this process's output starts in a log that an earlier process may have written
+        self._start = self._log.tell()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bankhub", "worker"],
             stdin=subprocess.DEVNULL,
@@ -138,7 +142,9 @@ class Worker:
         pattern = re.compile(r"bankhub worker (\S+) running")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = pattern.findall(self.output())
+            self._log.flush()
+            own = self.log_path.read_bytes()[self._start :].decode(errors="replace")
+            found = pattern.findall(own)
             if found:
                 self.owner = str(found[-1])
                 return self.owner
@@ -291,11 +297,23 @@ def _csrf(page: str) -> str:
 
 
 def connect(
-    base_url: str, creds: Mapping[str, str], service_id: int, username: str, customer: str
+    base_url: str,
+    creds: Mapping[str, str],
+    service_id: int,
+    username: str,
+    customer: str,
+    *,
+    address: str | None = None,
 ) -> Connected:
-    """One whole connect, every request to ``base_url`` (a connect session is per process)."""
+    """One whole connect, every request to ``base_url`` (a connect session is per process).
+
+    ``address``: the end user's, as a trusted proxy in front of bankhub names it
+    (``X-Forwarded-For``), so that each user's page views count against their own address."""
     headers = {"client-id": creds["client_id"], "service-secret": creds["service_secret"]}
-    with httpx.Client(base_url=base_url, timeout=30.0, trust_env=False) as client:
+    forwarded = {"x-forwarded-for": address} if address else {}
+    with httpx.Client(
+        base_url=base_url, timeout=30.0, trust_env=False, headers=forwarded
+    ) as client:
         made = client.post("/v2/customer", json={"identifier": customer}, headers=headers)
         assert made.status_code == 200, made.text
         customer_id = made.json()["data"]["customer_id"]
@@ -332,6 +350,42 @@ def connect(
 
 
 # --- the database, read synchronously ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """A database on the throwaway PostgreSQL server set up as docs/operations.md deploys one."""
+
+    #: the runtime role's: bankhub's processes use it, under row-level security (S14)
+    runtime_url: str
+    #: the tables' owner's: migrations and the operator's CLI
+    owner_url: str
+    #: the superuser's: the test reads everything with it
+    superuser_url: str
+
+
+@contextlib.contextmanager
+def deployed_database(
+    server: PostgresServer, cwd: Path, env: Mapping[str, str]
+) -> Iterator[Deployed]:
+    """A fresh database owned by its own role, migrated, with a runtime role granted by
+    ``bankhub db create-app-role``; dropped with both roles afterwards."""
+    suffix = uuid.uuid4().hex[:12]
+    name, owner, runtime = f"t_{suffix}", f"owner_{suffix}", f"app_{suffix}"
+    server.run_sql(f"CREATE ROLE {owner} LOGIN NOSUPERUSER CREATEROLE")
+    server.run_sql(f"CREATE DATABASE {name} OWNER {owner}")
+    made = Deployed(
+        server.url_for(name, runtime), server.url_for(name, owner), server.url_for(name)
+    )
+    try:
+        operator = {**env, "BANKHUB_MIGRATION_DATABASE_URL": made.owner_url}
+        operator["BANKHUB_DATABASE_URL"] = made.runtime_url
+        bankhub_cli(["db", "create-app-role", runtime], operator, cwd)
+        yield made
+    finally:
+        server.drop_database(name)
+        server.run_sql(f"DROP ROLE IF EXISTS {runtime}")
+        server.run_sql(f"DROP ROLE IF EXISTS {owner}")
 
 
 def database(url: str) -> Callable[[Callable[[AsyncSession], Any]], Any]:

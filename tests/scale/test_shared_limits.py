@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.scale.support import SECRET_KEY, bankhub_cli, child_env, database
+from tests.scale.support import SECRET_KEY, bankhub_cli, child_env, database, deployed_database
 from tests.support.live_server import LiveServer
 from tests.support.postgres import PostgresServer, free_port
 from tests.support.redis import RedisServer
@@ -65,14 +64,9 @@ def cluster(
     redis_server: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Cluster]:
-    suffix = uuid.uuid4().hex[:12]
-    db, owner, runtime = f"t_{suffix}", f"owner_{suffix}", f"app_{suffix}"
-    postgres_server.run_sql(f"CREATE ROLE {owner} LOGIN NOSUPERUSER CREATEROLE")
-    postgres_server.run_sql(f"CREATE DATABASE {db} OWNER {owner}")
     redis_server.flush()
     tmp = tmp_path_factory.mktemp("shared-limits")
     env = {
-        "BANKHUB_DATABASE_URL": postgres_server.url_for(db, runtime),
         "BANKHUB_SECRET_KEY": SECRET_KEY,
         "BANKHUB_CREATE_DEMO_APP": "false",
         "BANKHUB_EMBEDDED_WORKER": "false",
@@ -86,32 +80,31 @@ def cluster(
         "BANKHUB_TRUSTED_PROXIES": "127.0.0.1",
     }
     servers: list[LiveServer] = []
-    try:
-        # as the operator: migrate as the tables' owner and grant the runtime role (S14)
+    # as the operator: migrate as the tables' owner and grant the runtime role (S14)
+    operator = {**env, "BANKHUB_DATA_DIR": str(tmp / "operator")}
+    with deployed_database(postgres_server, tmp, operator) as deployed:
+        env["BANKHUB_DATABASE_URL"] = deployed.runtime_url
         owner_env = {
-            **env,
-            "BANKHUB_MIGRATION_DATABASE_URL": postgres_server.url_for(db, owner),
-            "BANKHUB_DATA_DIR": str(tmp / "operator"),
+            **operator,
+            "BANKHUB_DATABASE_URL": deployed.runtime_url,
+            "BANKHUB_MIGRATION_DATABASE_URL": deployed.owner_url,
         }
-        bankhub_cli(["db", "create-app-role", runtime], owner_env, tmp)
-        with ThreadPoolExecutor(2) as pool:
-            apps = list(
-                pool.map(
-                    lambda name: json.loads(
-                        bankhub_cli(["apps", "create", name, "--json"], owner_env, tmp)
-                    ),
-                    ("limits", "blocks"),
+        try:
+            with ThreadPoolExecutor(2) as pool:
+                apps = list(
+                    pool.map(
+                        lambda name: json.loads(
+                            bankhub_cli(["apps", "create", name, "--json"], owner_env, tmp)
+                        ),
+                        ("limits", "blocks"),
+                    )
                 )
-            )
-            made = Cluster(servers, env, postgres_server.url_for(db), redis_server, tmp, apps)
-            servers.extend(pool.map(made.start_server, ("server-0", "server-1")))
-        yield made
-    finally:
-        for server in servers:
-            server.stop()
-        postgres_server.drop_database(db)
-        postgres_server.run_sql(f"DROP ROLE IF EXISTS {runtime}")
-        postgres_server.run_sql(f"DROP ROLE IF EXISTS {owner}")
+                made = Cluster(servers, env, deployed.superuser_url, redis_server, tmp, apps)
+                servers.extend(pool.map(made.start_server, ("server-0", "server-1")))
+            yield made
+        finally:
+            for server in servers:
+                server.stop()
 
 
 def call(

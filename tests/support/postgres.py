@@ -337,6 +337,9 @@ class PostgresServer:
             "shared_buffers": "32MB",
             "log_min_messages": "warning",
             "log_min_error_statement": "panic",
+            # the time each transaction committed (pg_xact_commit_timestamp): the scale-out
+            # tests measure commit-to-delivery from the commit itself
+            "track_commit_timestamp": "on",
         }
         body = "".join(f"{k} = {v}\n" for k, v in settings.items())
         (self.datadir / "postgresql.auto.conf").write_text(
