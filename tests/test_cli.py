@@ -200,17 +200,21 @@ def test_webhooks_list_shows_a_disabled_endpoint_and_enable_queues_what_it_misse
                     assert endpoint.events == ["transactions.new", "login.status"]
                     endpoint.disabled_at = now - timedelta(minutes=1)
                     endpoint.disabled_reason = "the endpoint answered 410 Gone"
-                    ids = []
-                    for kind, payload in (
-                        (events.LOGIN_STATUS, events.login_status_payload(1, "success")),
-                        (events.SYNC_FAILED, events.sync_failed_payload(1, "x", "m")),
-                        (events.NEW_TRANSACTIONS, events.new_transactions_payload(1, now, [2], 3)),
-                    ):
-                        event = await events.record(
+                    recorded = [
+                        await events.record(
                             session, app_id=endpoint.app_id, type=kind, payload=payload, now=now
                         )
-                        ids.append(event.id)
-                    return [ids[0], ids[2]]
+                        for kind, payload in (
+                            (events.LOGIN_STATUS, events.login_status_payload(1, "success")),
+                            (events.SYNC_FAILED, events.sync_failed_payload(1, "x", "m")),
+                            (
+                                events.NEW_TRANSACTIONS,
+                                events.new_transactions_payload(1, now, [2], 3),
+                            ),
+                        )
+                    ]
+            # an event's id is given when its unit of work commits (the feed's order)
+            return [recorded[0].id, recorded[2].id]
         finally:
             await db.dispose()
 
