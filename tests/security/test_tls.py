@@ -56,8 +56,10 @@ def test_serve_with_tls_sends_hsts(tmp_path: Path) -> None:
     """test_serve_with_tls_sends_hsts — S26: `bankhub serve` with BANKHUB_TLS_CERT/KEY serves
     https that verifies against the CA, with HSTS on every response."""
     pki = make_pki(tmp_path / "pki")
-    server_class = type("Server", (TlsServer,), {"ca": pki.ca})
-    server = server_class.start(
+    class Server(TlsServer):
+        ca = pki.ca
+
+    server = Server.start(
         data_dir=tmp_path / "data",
         env={"BANKHUB_TLS_CERT": str(pki.cert), "BANKHUB_TLS_KEY": str(pki.key)},
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -91,7 +92,7 @@ def test_institution_params_are_checked_with_clear_messages() -> None:
         }
     )
     assert params.preferred_sca_approach is ScaApproach.DECOUPLED
-    bad = [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"slug": "b"}, "base_url"),
         ({"base_url": "ftp://x"}, "base_url"),
         ({"base_url": "https://x", "sca_approaches": ["OAUTH"]}, "REDIRECT, DECOUPLED"),
