@@ -56,6 +56,7 @@ def test_serve_with_tls_sends_hsts(tmp_path: Path) -> None:
     """test_serve_with_tls_sends_hsts — S26: `bankhub serve` with BANKHUB_TLS_CERT/KEY serves
     https that verifies against the CA, with HSTS on every response."""
     pki = make_pki(tmp_path / "pki")
+
     class Server(TlsServer):
         ca = pki.ca
 
