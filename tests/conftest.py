@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.support.redis_plugin",
     "tests.support.browser_plugin",
     "tests.support.server_plugin",
+    "tests.support.peer_plugin",
 ]
 
 BASE_URL = "http://testserver.local"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -23,7 +22,7 @@ from tests.api.connect_client import (
     reconnect,
 )
 from tests.conftest import Harness
-from tests.webhooks.receiver import Receiver
+from tests.support.raw_http import Receiver
 
 DAY = timedelta(days=1)
 
@@ -156,16 +155,6 @@ async def test_login_statuses_now_and_their_changes(harness: Harness) -> None:
     assert now.deactivated == 1
     assert other.total == 0
     assert set(other.by_status) == set(series.STATUS_LABELS)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    peer = Receiver()
-    await peer.start()
-    try:
-        yield peer
-    finally:
-        await peer.stop()
 
 
 @pytest.mark.parametrize("harness", [{"webhook_timeout_seconds": 2.0}], indirect=True)
