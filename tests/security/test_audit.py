@@ -465,7 +465,9 @@ async def test_concurrent_reads_are_all_audited_in_fewer_commits(harness: Harnes
     assert 1 <= len(commits) < 50
 
 
-async def test_writer_back_pressure_and_flush_on_close(database_url: str) -> None:
+async def test_writer_back_pressure_and_flush_on_close(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """At most ``max_pending`` entries wait; every one is written; close writes what is
     counted."""
     await asyncio.to_thread(migrate.upgrade, database_url)
@@ -478,7 +480,7 @@ async def test_writer_back_pressure_and_flush_on_close(database_url: str) -> Non
         sizes.append(len(batch))
         await real(batch)
 
-    writer._insert = measured  # type: ignore[method-assign]
+    monkeypatch.setattr(writer, "_insert", measured)
     now = utcnow()
     rows = [
         audit.entry_row(now=now, actor="test", action="test.write", target_type="t", target_id=n)

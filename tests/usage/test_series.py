@@ -33,7 +33,9 @@ async def first_app(h: Harness) -> int:
         return int(found.scalar_one())
 
 
-async def around(h: Harness, name: str, bucket: series.BucketSize = "day", **kwargs: object):  # type: ignore[no-untyped-def]
+async def around(
+    h: Harness, name: str, bucket: series.BucketSize = "day", **kwargs: object
+) -> series.Series:
     """A series of the harness app over the day before and after the clock."""
     function = getattr(series, name)
     async with h.hub.db.transaction() as session:
@@ -285,6 +287,6 @@ def test_long_ranges_fit_in_days_and_app_ids_must_be_numbers() -> None:
     window = series.span(datetime(2024, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "day")
     assert window.count == 731
     with pytest.raises(ValueError, match="integers"):
-        series._app_list(["1"])  # type: ignore[list-item]
+        series._app_list(["1"])  # type: ignore[list-item]  # wrong on purpose: the run-time check
     with pytest.raises(ValueError, match="integers"):
         series._app_list([True])
