@@ -20,6 +20,7 @@ from bankhub.config import Environment, Settings
 from bankhub.db import migrate, roles, tenancy
 from bankhub.hub import Hub
 from bankhub.partners import services as partners
+from tests.support.asgi import asgi_transport
 from tests.support.postgres import PostgresRoles, PostgresServer
 
 pytest_plugins = [
@@ -27,6 +28,7 @@ pytest_plugins = [
     "tests.support.redis_plugin",
     "tests.support.browser_plugin",
     "tests.support.server_plugin",
+    "tests.support.peer_plugin",
 ]
 
 BASE_URL = "http://testserver.local"
@@ -192,7 +194,7 @@ async def run_harness(
             issued = await partners.create_app(session, hub.hasher, clock, "Test app")
     app = create_app(hub)
     # The app runs on the test's own event loop, so database connections never cross loops.
-    transport = httpx.ASGITransport(app=app)
+    transport = asgi_transport(app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
             yield Harness(hub, client, issued.as_dict())

@@ -127,7 +127,9 @@ async def test_master_app_keys_are_narrowed_to_write(database_url: str) -> None:
         await asyncio.to_thread(migrate.upgrade, database_url)
         with tenancy.everything():
             async with db.transaction() as session:
-                scopes = dict((await session.execute(select(ApiKey.key_id, ApiKey.scope))).all())
+                scopes = dict(
+                    (await session.execute(select(ApiKey.key_id, ApiKey.scope))).tuples().all()
+                )
                 entries = (
                     await session.execute(
                         select(AuditEntry.target_id, AuditEntry.app_id, AuditEntry.detail).where(
@@ -309,7 +311,9 @@ async def test_endpoints_keep_every_type_and_stored_bodies_name_their_type(
         await asyncio.to_thread(migrate.upgrade, database_url)
         async with db.transaction() as session:
             kinds = dict(
-                (await session.execute(select(WebhookEndpoint.id, WebhookEndpoint.events))).all()
+                (await session.execute(select(WebhookEndpoint.id, WebhookEndpoint.events)))
+                .tuples()
+                .all()
             )
             bodies = list(
                 (await session.execute(select(Event.payload).order_by(Event.id))).scalars()

@@ -39,6 +39,7 @@ from tests.api.connect_client import (
 )
 from tests.api.test_connect_flow import BANK_LINK, REQUEST_FIELD, RETURN_FIELD
 from tests.conftest import BASE_URL, Harness, make_settings
+from tests.support.asgi import asgi_transport
 
 A_URL = "http://a.internal:8001"
 
@@ -48,7 +49,7 @@ class Balancer(httpx.AsyncBaseTransport):
     or to the one ``pin`` names."""
 
     def __init__(self, *apps: Litestar) -> None:
-        self.transports = [httpx.ASGITransport(app=app) for app in apps]
+        self.transports = [asgi_transport(app) for app in apps]
         self._turns = itertools.cycle(range(len(apps)))
         self.pin: int | None = None
         self.served: list[int] = []
@@ -78,7 +79,7 @@ async def cluster(harness: Harness) -> AsyncIterator[Cluster]:
     a, b = create_app(harness.hub), create_app(harness.hub)
     a.state.connect.routing.url = A_URL
     b.state.connect.routing.url = "http://b.internal:8002"
-    b.state.connect.routing.transport = httpx.ASGITransport(app=a)
+    b.state.connect.routing.transport = asgi_transport(a)
     balancer = Balancer(a, b)
     async with httpx.AsyncClient(transport=balancer, base_url=BASE_URL) as browser:
         user = Harness(harness.hub, browser, harness.creds)
@@ -186,7 +187,7 @@ async def test_a_passed_on_step_is_counted_once_by_the_process_that_received_it(
     h.hub.settings.rate_limit_connect = "3/minute"
     a, b = create_app(h.hub), create_app(h.hub)
     a.state.connect.routing.url = A_URL
-    b.state.connect.routing.transport = httpx.ASGITransport(app=a, client=("203.0.113.7", 4711))
+    b.state.connect.routing.transport = asgi_transport(a, client=("203.0.113.7", 4711))
     balancer = Balancer(a, b)
     async with httpx.AsyncClient(transport=balancer, base_url=BASE_URL) as browser:
         c = Cluster(h, a, b, balancer, Harness(h.hub, browser, h.creds))
@@ -232,7 +233,7 @@ async def test_the_owner_serves_a_passed_on_step_as_the_users_own_request(
         )
     owner = a.state.connect.routing.owner
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=a, client=("203.0.113.7", 4711)), base_url=BASE_URL
+        transport=asgi_transport(a, client=("203.0.113.7", 4711)), base_url=BASE_URL
     ) as peer:
         for user, blocked in (("198.51.100.66", True), ("198.51.100.67", False)):
             scope = _scope("/v2/connect/session") | {"client": (user, 5000)}
@@ -265,7 +266,7 @@ async def test_a_restarted_process_at_the_owners_address_says_the_session_is_gon
     c = cluster
     driver = await _opened_on_a(c, "restarted")
     again = create_app(c.h.hub)  # a new process listening where A did
-    c.flow(c.b).routing.transport = httpx.ASGITransport(app=again)
+    c.flow(c.b).routing.transport = asgi_transport(again)
     page = await driver.show()
     assert driver.status == 400
     assert "This connection was interrupted" in page
@@ -333,7 +334,7 @@ def _scope(path: str) -> dict[str, object]:
 async def test_a_hop_not_signed_by_a_bankhub_process_is_refused(cluster: Cluster) -> None:
     c = cluster
     owner = c.flow(c.a).routing.owner
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=c.a), base_url=BASE_URL) as peer:
+    async with httpx.AsyncClient(transport=asgi_transport(c.a), base_url=BASE_URL) as peer:
 
         async def hop(envelope: bytes, signature: str) -> httpx.Response:
             return await peer.post(HOP_PATH, content=envelope, headers={HOP_SIGNATURE: signature})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import pytest
 from sqlalchemy import text
 
@@ -10,9 +13,9 @@ from tests.api.connect_client import CALLBACK, ConnectDriver, connect, create_cu
 from tests.conftest import Harness
 
 
-def assert_error(response: object, status: int, code: str) -> dict[str, object]:
-    assert response.status_code == status, (response.status_code, response.text)  # type: ignore[attr-defined]
-    body: dict[str, object] = response.json()  # type: ignore[attr-defined]
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.text)
+    body: dict[str, Any] = response.json()
     assert set(body) == {"error", "message", "extra"}
     assert body["error"] == code
     assert isinstance(body["message"], str)
@@ -58,7 +61,9 @@ async def test_connect_error_when_the_bank_is_down(harness: Harness) -> None:
     h = harness
     payload = await connect(h, "user_good")
     h.clock.advance(minutes=10)
-    slug = h.hub.catalogue.get(1).slug  # type: ignore[union-attr]
+    service = h.hub.catalogue.get(1)
+    assert service is not None
+    slug = service.slug
     bank.set_outage(slug, True)
     try:
         response = await h.client.put(
@@ -67,7 +72,7 @@ async def test_connect_error_when_the_bank_is_down(harness: Harness) -> None:
     finally:
         bank.set_outage(slug, False)
     body = assert_error(response, 503, "ConnectError")
-    assert body["extra"]["status"] == "login_provider_unavailable"  # type: ignore[index]
+    assert body["extra"]["status"] == "login_provider_unavailable"
     login = (
         await h.client.get("/v2/login", headers=h.headers(login_secret=payload["secret"]))
     ).json()

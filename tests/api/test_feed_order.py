@@ -445,8 +445,8 @@ async def test_a_sync_and_a_purge_of_one_account_never_hide_changes_from_the_rea
     h.clock.advance(hours=2)
     with tenancy.acting_for(app_id):
         async with h.hub.db.transaction() as session:
-            login = await session.get(Login, login_id, with_for_update=True)
-            assert login is not None
+            again = await session.get(Login, login_id, with_for_update=True)
+            assert again is not None
             kept = FetchResult(
                 [
                     FetchedAccount(ACCOUNT, []),
@@ -456,7 +456,7 @@ async def test_a_sync_and_a_purge_of_one_account_never_hide_changes_from_the_rea
                 {},
                 None,
             )
-            await h.hub.engine.apply(session, login, kept)
+            await h.hub.engine.apply(session, again, kept)
 
     # A day after the first sync its rows are past the app's window (24 h): a purge removes
     # them while a sync stores new ones.

@@ -124,7 +124,9 @@ async def test_pending_items_are_marked_and_the_booked_item_names_them(
     secret = payload["secret"]
     rows = (await _get(h, secret)).json()["data"]
     async with h.hub.db.transaction() as session:
-        status = dict((await session.execute(select(Transaction.id, Transaction.status))).all())
+        status = dict(
+            (await session.execute(select(Transaction.id, Transaction.status))).tuples().all()
+        )
     pending = {r["id"] for r in rows if status[r["id"]] == "pending"}
     assert pending
     for row in rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -100,7 +101,7 @@ async def test_sandbox_keeps_the_contract(username: str, service_id: int) -> Non
 
 async def test_the_contract_catches_a_connector_that_leaks_the_password() -> None:
     class Leaky(SandboxConnector):
-        async def authenticate(self, credentials: dict[str, str]) -> None:  # type: ignore[override]
+        async def authenticate(self, credentials: Mapping[str, str]) -> None:
             await super().authenticate(credentials)
             state = self.context.state.load()
             state["remembered"] = credentials["password"]

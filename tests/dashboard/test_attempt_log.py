@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -18,21 +18,11 @@ from bankhub.usage import series
 from tests.api.connect_client import connect
 from tests.conftest import Harness
 from tests.dashboard.support import Visitor, make_member
-from tests.jobs.gate import Gate
 from tests.jobs.test_outbox import add_endpoint
+from tests.support.raw_http import Gate
 
 Visitors = Callable[..., Visitor]
 ATTEMPTS = re.compile(r'<ol class="attempts">(.*?)</ol>', re.S)
-
-
-@pytest.fixture
-async def gate() -> AsyncIterator[Gate]:
-    peer = await Gate().start()
-    try:
-        yield peer
-    finally:
-        peer.opened.set()
-        await peer.stop()
 
 
 async def attempts_shown(v: Visitor, h: Harness) -> list[str]:

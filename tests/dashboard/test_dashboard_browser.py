@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -36,6 +35,7 @@ from tests.dashboard.images import png
 from tests.support.browser import assert_no_page_errors
 from tests.support.browser_plugin import MakePage
 from tests.support.live_server import LiveServer
+from tests.support.loopback import PartnerSite, partner_site, serving
 from tests.support.postgres import free_port
 
 PHONE_WIDTH = 360
@@ -265,22 +265,15 @@ def test_a_cross_site_form_post_is_refused(make_page: MakePage, team: Team) -> N
     _AttackerHandler.target = team.url(
         f"/dashboard/apps/{team.creds['client_id']}/keys/{target_key}/roll"
     )
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _AttackerHandler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_AttackerHandler, lifetime=300) as origin:
         # another origin (localhost, another port) in the owner's own browser
-        owner.goto(f"http://localhost:{httpd.server_address[1]}/")
+        owner.goto(origin.replace("127.0.0.1", "localhost", 1) + "/")
         with owner.expect_navigation() as navigation:
             owner.get_by_role("button", name="Claim").click()
         response = navigation.value
         assert response is not None
         assert response.status == 403
         expect(owner.get_by_text("Cross-site form submission refused.")).to_be_visible()
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
     page = _as(make_page, team, OWNER)
     page.goto(team.url(f"/dashboard/apps/{team.creds['client_id']}"))
     row = page.locator(f'tr[data-key="{target_key}"]')
@@ -309,55 +302,10 @@ def test_five_wrong_codes_block_sign_in(make_page: MakePage, team: Team) -> None
 # --- a partner's site on loopback: the connect callback and the webhook receiver -----------------
 
 
-class _PartnerHandler(BaseHTTPRequestHandler):
-    server: _PartnerSite
-
-    def do_GET(self) -> None:
-        self.server.visits.append(self.path)
-        self._answer(b"<!doctype html><html lang=en><title>Partner</title><p>Back in the app.")
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length", "0"))
-        body = self.rfile.read(length)
-        self.server.hooks.append((self.headers.get("webhook-id", ""), json.loads(body or b"{}")))
-        self._answer(b"")
-
-    def _answer(self, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-
-class _PartnerSite(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _PartnerHandler)
-        self.visits: list[str] = []
-        #: (webhook-id, payload) of every webhook received
-        self.hooks: list[tuple[str, dict[str, Any]]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
 @pytest.fixture(scope="module")
-def partner() -> Iterator[_PartnerSite]:
-    site = _PartnerSite()
-    thread = threading.Thread(target=site.serve_forever, daemon=True)
-    thread.start()
-    try:
+def partner() -> Iterator[PartnerSite]:
+    with partner_site(lifetime=3600) as site:
         yield site
-    finally:
-        site.shutdown()
-        site.server_close()
-        thread.join(timeout=5)
 
 
 def _until(check: Any, what: str, *, seconds: float = 20.0) -> None:
@@ -378,7 +326,7 @@ def _partner_api(team: Team, method: str, path: str, **kwargs: Any) -> httpx.Res
     return httpx.request(method, team.url(path), headers=headers, timeout=10, **kwargs)
 
 
-def _connect_link(team: Team, partner: _PartnerSite, identifier: str) -> str:
+def _connect_link(team: Team, partner: PartnerSite, identifier: str) -> str:
     customer = _partner_api(team, "POST", "/v2/customer", json={"identifier": identifier})
     assert customer.status_code == 200, customer.text
     token = _partner_api(
@@ -388,7 +336,7 @@ def _connect_link(team: Team, partner: _PartnerSite, identifier: str) -> str:
         json={
             "customer_id": customer.json()["data"]["customer_id"],
             "service_id": 1,
-            "callback_url": f"{partner.url}/v2",
+            "callback_url": f"{partner.origin}/v2",
         },
     )
     assert token.status_code == 200, token.text
@@ -397,7 +345,7 @@ def _connect_link(team: Team, partner: _PartnerSite, identifier: str) -> str:
 
 
 def test_webhook_endpoint_gets_real_deliveries_shown_in_the_log_and_a_replay(
-    make_page: MakePage, team: Team, partner: _PartnerSite
+    make_page: MakePage, team: Team, partner: PartnerSite
 ) -> None:
     owner = _as(make_page, team, OWNER)
     owner.goto(team.url("/dashboard/apps"))
@@ -409,7 +357,7 @@ def test_webhook_endpoint_gets_real_deliveries_shown_in_the_log_and_a_replay(
     client_id = team.app["client_id"]
 
     owner.goto(team.url(f"/dashboard/apps/{client_id}/webhooks"))
-    owner.get_by_label("URL").fill(f"{partner.url}/hooks")
+    owner.get_by_label("URL").fill(f"{partner.origin}/hooks")
     owner.get_by_role("button", name="Add endpoint").click()
     expect(owner.locator("#signing-secret")).to_be_visible()
     expect(owner.locator("tr[data-endpoint]")).to_have_count(1)
@@ -421,13 +369,13 @@ def test_webhook_endpoint_gets_real_deliveries_shown_in_the_log_and_a_replay(
     user.get_by_label("Username").fill("user_good")
     user.get_by_label("Password").fill("pass_good")
     user.get_by_role("button", name="Log in").click()
-    user.wait_for_url(re.compile(re.escape(partner.url) + "/v2/"), timeout=30_000)
+    user.wait_for_url(re.compile(re.escape(partner.origin) + "/v2/"), timeout=30_000)
     team.login = json.loads(unquote(urlsplit(user.url).path.rsplit("/", 1)[-1]))
     assert team.login["status"] == "success", team.login
     assert_no_page_errors(user)
 
     _until(lambda: partner.hooks, "a webhook at the partner's endpoint")
-    first_id, _ = partner.hooks[0]
+    first_id = partner.hooks[0].webhook_id
     assert first_id.startswith("evt_")
 
     def logged() -> bool:
@@ -440,7 +388,7 @@ def test_webhook_endpoint_gets_real_deliveries_shown_in_the_log_and_a_replay(
     expect(event.locator(".attempts li").first).to_contain_text("HTTP 200")
     event.get_by_role("button", name="Replay").click()
     _until(
-        lambda: [i for i, _ in partner.hooks].count(first_id) >= 2,
+        lambda: [hook.webhook_id for hook in partner.hooks].count(first_id) >= 2,
         "the replayed event at the partner's endpoint",
     )
     assert_no_page_errors(owner)
@@ -515,7 +463,7 @@ def test_a_login_revoked_in_consent_control_is_refused_by_the_api(
 
 
 def test_branding_change_is_visible_on_the_connect_page(
-    make_page: MakePage, team: Team, partner: _PartnerSite
+    make_page: MakePage, team: Team, partner: PartnerSite
 ) -> None:
     client_id = team.app["client_id"]
     owner = _as(make_page, team, OWNER)

@@ -27,6 +27,7 @@ from bankhub.hub import Hub
 from tests.conftest import Harness, make_settings
 from tests.dashboard.conftest import SmtpServer
 from tests.dashboard.support import PASSWORD, Person, Visitor, make_member, member_row
+from tests.support.asgi import asgi_transport
 
 Visitors = Callable[..., Visitor]
 LINK = re.compile(r"https?://\S+/dashboard/invite/[A-Za-z0-9_-]+")
@@ -85,7 +86,7 @@ async def test_a_route_without_an_action_refuses_everyone(
     app = create_app(harness.hub)
     app.register(dashboard_router([undeclared]))
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
+        transport=asgi_transport(app),
         base_url="http://testserver.local",
     ) as client:
         answer = await client.get("/dashboard/undeclared")

@@ -51,7 +51,9 @@ def row(account: Account, n: int, **overrides: Any) -> dict[str, Any]:
 async def an_account(h: Harness) -> Account:
     await connect(h, "user_good")
     async with h.hub.db.transaction() as session:
-        return (await session.execute(select(Account).order_by(Account.id))).scalars().first()  # type: ignore[return-value]
+        account = (await session.execute(select(Account).order_by(Account.id))).scalars().first()
+    assert account is not None
+    return account
 
 
 @pytest.mark.parametrize("count", [7, bulk.SMALL + 70])

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -26,6 +24,7 @@ from tests.seed_shapes import TRANSACTION_KEYS
 from tests.support.browser import assert_no_page_errors, page_errors
 from tests.support.browser_plugin import MakePage
 from tests.support.live_server import LiveServer
+from tests.support.loopback import PartnerSite, partner_site
 from tests.support.server_plugin import LiveServerFactory
 
 SERVER_ENV = {"BANKHUB_SANDBOX_DECOUPLED_DELAY_SECONDS": "1"}
@@ -39,40 +38,15 @@ CALLBACK_TIMEOUT_MS = 20_000
 # --- the partner's callback endpoint -------------------------------------------------------------
 
 
-class _CallbackHandler(BaseHTTPRequestHandler):
-    server: _CallbackHTTPServer
-
-    def do_GET(self) -> None:
-        self.server.seen.append(self.path)
-        body = b"<!doctype html><html lang=en><title>Partner app</title><p>Back in the app.</p>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: no request log on stderr."""
-
-
-class _CallbackHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _CallbackHandler)
-        self.seen: list[str] = []
-
-
 @dataclass
 class CallbackServer:
     """The partner app's loopback callback: ``url`` is what tokens are created with."""
 
-    httpd: _CallbackHTTPServer
+    site: PartnerSite
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}/v2"
+        return f"{self.site.origin}/v2"
 
     def is_callback(self, url: str) -> bool:
         return url.startswith(self.url + "/")
@@ -83,21 +57,14 @@ class CallbackServer:
         last = urlsplit(url).path.rsplit("/", 1)[-1]
         result: dict[str, Any] = json.loads(unquote(last))
         # The browser really fetched that URL from the partner's server.
-        assert urlsplit(url).path in self.httpd.seen, (url, self.httpd.seen)
+        assert urlsplit(url).path in self.site.visits, (url, self.site.visits)
         return result
 
 
 @pytest.fixture(scope="module")
 def callback_server() -> Iterator[CallbackServer]:
-    httpd = _CallbackHTTPServer()
-    thread = threading.Thread(target=httpd.serve_forever, name="callback-server", daemon=True)
-    thread.start()
-    try:
-        yield CallbackServer(httpd)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with partner_site(lifetime=3600) as site:
+        yield CallbackServer(site)
 
 
 # --- the partner's API calls ---------------------------------------------------------------------

@@ -6,56 +6,29 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from tests.support.http_connect import connect_over_http
+from tests.support.loopback import PartnerSite, partner_site
 from tests.support.server_plugin import LiveServerFactory
 
 CALLBACK = "http://localhost:2000/v2"
 
 
-class Hooks(ThreadingHTTPServer):
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), HookHandler)
-        self.received: list[tuple[dict[str, str], bytes, float]] = []
-
-
-class HookHandler(BaseHTTPRequestHandler):
-    server: Hooks
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length", "0")))
-        self.server.received.append((dict(self.headers.items()), body, time.monotonic()))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """No request log on stderr."""
-
-
 @pytest.fixture
-def hooks() -> Iterator[Hooks]:
-    server = Hooks()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def hooks() -> Iterator[PartnerSite]:
+    with partner_site() as site:
+        yield site
 
 
 def test_serve_delivers_webhooks_by_itself(
-    live_server: LiveServerFactory, hooks: Hooks, tmp_path: Path
+    live_server: LiveServerFactory, hooks: PartnerSite, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANKHUB_")}
@@ -70,7 +43,7 @@ def test_serve_delivers_webhooks_by_itself(
             "Hooked app",
             "--json",
             "--webhook-url",
-            f"http://127.0.0.1:{hooks.server_port}/hooks",
+            f"{hooks.origin}/hooks",
         ],
         capture_output=True,
         text=True,
@@ -103,14 +76,14 @@ def test_serve_delivers_webhooks_by_itself(
         result = connect_over_http(token["connect_url"], server.url, CALLBACK)
         committed = time.monotonic()
         deadline = committed + 10
-        while not hooks.received and time.monotonic() < deadline:
+        while not hooks.hooks and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert hooks.received, "no webhook arrived within 10 s"
-        request_headers, body, arrived = hooks.received[0]
-        payload = Webhook(app["webhook_secret"]).verify(body, request_headers)
+        assert hooks.hooks, "no webhook arrived within 10 s"
+        hook = hooks.hooks[0]
+        payload = Webhook(app["webhook_secret"]).verify(hook.body, hook.headers)
         assert payload["login_id"] == result["login_id"]
         assert payload["new"] > 0
         # woken by the commit, not by a poll: well under the one-second poll interval
-        assert arrived - committed < 1.0
+        assert hook.arrived - committed < 1.0
         events = api.get("/v2/event").json()["data"]
-        assert request_headers["webhook-id"] == f"evt_{events[0]['id']}"
+        assert hook.webhook_id == f"evt_{events[0]['id']}"

@@ -1,15 +1,15 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from playwright.sync_api import Page
 
 from tests.support.browser import assert_no_page_errors, page_errors
 from tests.support.browser_plugin import MakePage
+from tests.support.loopback import serving
 
 PAGES: dict[str, bytes] = {
     "/": b"""<!doctype html>
@@ -44,16 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(_Handler, lifetime=3600) as origin:
+        yield origin
 
 
 def test_phone_page_loads_at_360px(phone_page: Page, site: str) -> None:

@@ -5,7 +5,7 @@ import os
 import stat
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg  # type: ignore[import-untyped]  # ships no type hints
 
 from tests.support.postgres import PostgresServer
 

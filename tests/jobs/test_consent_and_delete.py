@@ -79,7 +79,9 @@ async def test_delete_login_removes_its_data_and_tells_the_partner(
     response = await h.client.delete("/v2/login", headers=headers)
     assert response.status_code == 200
     assert response.json()["data"] == {"id": gone["login_id"], "deleted": True}
-    assert revoked == [h.hub.catalogue.get(1).slug]  # type: ignore[union-attr]
+    service = h.hub.catalogue.get(1)
+    assert service is not None
+    assert revoked == [service.slug]
     assert (await h.client.get("/v2/account", headers=headers)).status_code == 404
 
     async with h.hub.db.transaction() as session:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -17,7 +18,7 @@ from bankhub.jobs import identity
 KEY = "Gq7tWm2Zr9vXc4Lp8Hs1Yd6Kf3Nb5Jw0Ue"
 
 
-def settings(data_dir: Path, **values: str) -> Settings:
+def settings(data_dir: Path, **values: Any) -> Settings:
     return Settings(env=Environment.TEST, data_dir=data_dir, secret_key=KEY, **values)
 
 

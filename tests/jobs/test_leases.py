@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -25,21 +25,11 @@ from bankhub.sync.models import SyncRun
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.api.connect_client import connect
 from tests.conftest import Harness
-from tests.jobs.gate import Gate
 from tests.jobs.test_outbox import add_endpoint
+from tests.support.raw_http import Gate
 
 SIXTY = timedelta(seconds=60)
 SHORT = {"lease_seconds": 1, "sandbox_slow_seconds": 0.05, "worker_poll_seconds": 0.05}
-
-
-@pytest.fixture
-async def gate() -> AsyncIterator[Gate]:
-    peer = await Gate().start()
-    try:
-        yield peer
-    finally:
-        peer.opened.set()
-        await peer.stop()
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,17 +20,7 @@ from bankhub.webhooks import services as webhooks
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tests.api.connect_client import connect
 from tests.conftest import Harness
-from tests.webhooks.receiver import Receiver
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    peer = Receiver()
-    await peer.start()
-    try:
-        yield peer
-    finally:
-        await peer.stop()
+from tests.support.raw_http import Receiver
 
 
 async def add_endpoint(h: Harness, url: str, events: list[str] | None = None) -> tuple[str, str]:

@@ -21,7 +21,9 @@ from tests.conftest import Harness
     [{"sandbox_slow_seconds": 0.05, "sync_concurrency": 2, "worker_poll_seconds": 0.05}],
     indirect=True,
 )
-async def test_a_hanging_bank_does_not_stall_other_logins(harness: Harness) -> None:
+async def test_a_hanging_bank_does_not_stall_other_logins(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     h = harness
     slow = await connect(h, "user_slow")  # mildly slow while the user connects
     quick = [await connect(h, "user_good") for _ in range(4)]
@@ -43,7 +45,7 @@ async def test_a_hanging_bank_does_not_stall_other_logins(harness: Harness) -> N
         finally:
             in_flight -= 1
 
-    runner.sync = counted  # type: ignore[method-assign]
+    monkeypatch.setattr(runner, "sync", counted)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run_forever(stop))
     started = time.monotonic()

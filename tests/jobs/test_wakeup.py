@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg  # type: ignore[import-untyped]  # ships no type hints
 import pytest
 from sqlalchemy import select, text
 
@@ -24,8 +24,8 @@ from bankhub.jobs.runner import Runner
 from bankhub.partners.models import App
 from bankhub.webhooks.models import WebhookDelivery
 from tests.conftest import Harness
-from tests.jobs.gate import Gate
 from tests.jobs.test_outbox import add_endpoint
+from tests.support.raw_http import Gate
 
 SLOW_POLL = {"worker_poll_seconds": 30.0}
 

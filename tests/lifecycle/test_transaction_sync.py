@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import select
 
 from bankhub.accounts import details
 from bankhub.accounts.models import Transaction
-from bankhub.catalogue import Service
 from bankhub.connectors.base import (
     AccountRecord,
     AccountType,
-    Answer,
     AuthFlow,
-    ConnectorContext,
     ConnectorInfo,
     TransactionRecord,
 )
@@ -26,6 +23,7 @@ from bankhub.logins.services import add_login
 from bankhub.partners.models import App
 from tests.api.connect_client import connect, create_customer, reconnect
 from tests.conftest import Harness
+from tests.support.banks import ScriptedBank, service_for
 
 Rows = dict[int, dict[str, Any]]
 
@@ -181,33 +179,11 @@ async def test_sync_needs_an_account_of_the_login(harness: Harness) -> None:
     assert bad.json()["error"] == "BadRequest"
 
 
-class RewordingBank:
+class RewordingBank(ScriptedBank):
     """A bank without transaction ids whose texts change between two answers."""
 
-    info: ClassVar[ConnectorInfo] = ConnectorInfo("rewording", "1", (), (AuthFlow.CREDENTIALS,))
-    #: what the bank lists: (day, amount, text)
-    listed: ClassVar[list[tuple[date, str, str]]] = []
-
-    def __init__(self, context: ConnectorContext) -> None:
-        self.context = context
-
-    async def authenticate(self, credentials: Any) -> None:
-        return None
-
-    async def resume(self, answer: Answer) -> None:
-        return None
-
-    async def open_session(self) -> None:
-        return None
-
-    async def fetch_accounts(self) -> list[AccountRecord]:
-        return [AccountRecord("giro", "Giro", AccountType.CURRENT, "EUR", Decimal("10.00"))]
-
-    async def fetch_transactions(self, *args: Any) -> list[TransactionRecord]:
-        return [
-            TransactionRecord(None, day, Decimal(amount), "EUR", text)
-            for day, amount, text in self.listed
-        ]
+    info = ConnectorInfo("rewording", "1", (), (AuthFlow.CREDENTIALS,))
+    accounts = (AccountRecord("giro", "Giro", AccountType.CURRENT, "EUR", Decimal("10.00")),)
 
 
 async def test_a_booking_reworded_by_a_bank_without_ids_is_modified_not_stored_twice(
@@ -220,12 +196,15 @@ async def test_a_booking_reworded_by_a_bank_without_ids_is_modified_not_stored_t
     h = harness
     h.hub.registry.register("rewording", RewordingBank)
     engine = h.hub.engine
-    service = Service(1, "x", "X", "bankhub", "bank", "DE", True, "0", "F", "rewording")
+    service = service_for("rewording")
     day = date(2026, 11, 2)
     customer = await create_customer(h, "reworded")
 
     async def sync(listed: list[tuple[date, str, str]]) -> tuple[Any, dict[int, str]]:
-        RewordingBank.listed = listed
+        RewordingBank.transactions = tuple(
+            TransactionRecord(None, day, Decimal(amount), "EUR", text)
+            for day, amount, text in listed
+        )
         with tenancy.everything():
             async with h.hub.db.transaction() as session:
                 login = (await session.execute(select(Login))).scalars().first()

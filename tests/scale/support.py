@@ -454,3 +454,13 @@ async def login_states(session: AsyncSession) -> dict[int, tuple[int, dict[str, 
     await keyring.load(session)
     logins = (await session.execute(select(Login))).scalars()
     return {login.id: (login.service_id, login_state(keyring, login)) for login in logins}
+
+
+@dataclass
+class Store:
+    """The database a scale test's processes share, and the environment that names it."""
+
+    kind: str
+    data_dir: Path
+    url: str
+    env: dict[str, str]

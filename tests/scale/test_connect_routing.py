@@ -126,7 +126,7 @@ def test_a_connect_opened_on_one_process_is_answered_on_the_other(
     finally:
         browser.close()
 
-    async def facts(session: AsyncSession) -> tuple[int, list[str]]:
+    async def facts(session: AsyncSession) -> tuple[int, list[str | None]]:
         logins = await session.scalar(select(func.count(Login.id)))
         owners = (await session.execute(select(ConnectRoute.owner_url))).scalars().all()
         return int(logins or 0), list(owners)

@@ -66,8 +66,8 @@ from bankhub.webhooks.models import WebhookDelivery
 from tests.scale.support import (
     SECRET_KEY,
     HookReceiver,
+    Store,
     Worker,
-    bankhub_cli,
     connect,
     create_app,
     database,
@@ -75,7 +75,6 @@ from tests.scale.support import (
     login_states,
     overlapping,
     service_ids,
-    sqlite_url,
     today_utc,
     wait_until,
     write_catalogue,
@@ -89,28 +88,6 @@ HISTORY_DAYS = 30
 SETTLE_SECONDS = 45.0
 
 TxKey = tuple[str, str, str, Decimal, str, str]
-
-
-@dataclass
-class Store:
-    kind: str
-    data_dir: Path
-    url: str
-    env: dict[str, str]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    env = {"BANKHUB_DATA_DIR": str(data_dir)}
-    if request.param == "sqlite":
-        yield Store("sqlite", data_dir, sqlite_url(data_dir), env)
-    else:
-        url: str = request.getfixturevalue("postgres_url")
-        env["BANKHUB_DATABASE_URL"] = url
-        bankhub_cli(["migrate"], env, tmp_path)
-        yield Store("postgres", data_dir, url, env)
 
 
 @pytest.fixture

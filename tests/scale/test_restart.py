@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,13 +29,13 @@ from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.scale.support import (
     SECRET_KEY,
     HookReceiver,
+    Store,
     Worker,
     bankhub_cli,
     connect,
     create_app,
     database,
     service_ids,
-    sqlite_url,
     wait_until,
 )
 from tests.support.server_plugin import LiveServerFactory
@@ -44,28 +43,6 @@ from tests.support.server_plugin import LiveServerFactory
 LEASE = "300"
 #: the restarted worker must finish well inside the lease
 RESUMED_WITHIN = 15.0
-
-
-@dataclass
-class Store:
-    kind: str
-    data_dir: Path
-    url: str
-    env: dict[str, str]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    env = {"BANKHUB_DATA_DIR": str(data_dir)}
-    if request.param == "sqlite":
-        yield Store("sqlite", data_dir, sqlite_url(data_dir), env)
-    else:
-        url: str = request.getfixturevalue("postgres_url")
-        env["BANKHUB_DATABASE_URL"] = url
-        bankhub_cli(["migrate"], env, tmp_path)
-        yield Store("postgres", data_dir, url, env)
 
 
 @pytest.fixture

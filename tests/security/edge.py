@@ -14,6 +14,7 @@ from bankhub.app import create_app
 from bankhub.audit.models import AuditEntry
 from bankhub.hub import Hub
 from tests.conftest import BASE_URL
+from tests.support.asgi import asgi_transport
 
 
 @asynccontextmanager
@@ -21,7 +22,7 @@ async def client_from(
     app: Litestar, address: str, *, base_url: str = BASE_URL
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client whose socket peer address, as the app sees it, is ``address``."""
-    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    transport = asgi_transport(app, client=(address, 40000))
     async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
         yield client
 

@@ -35,6 +35,7 @@ from bankhub.security import scopes
 from tests.conftest import BASE_URL, Harness
 from tests.security.test_keys_and_scopes import create_app_for_inspection
 from tests.statements.corpus import read
+from tests.support.asgi import asgi_transport
 
 ING = "csv/ing.csv"
 GENERATED = re.compile(r"[0-9a-f]{32}")
@@ -348,7 +349,7 @@ async def test_the_request_id_is_in_the_log_context(harness: Harness) -> None:
 
     app = create_app(harness.hub)
     app.register(log_context)
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    transport = asgi_transport(app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         given = await client.get("/v2/log-context", headers={"X-Request-Id": "logged-1"})
         fresh = await client.get("/v2/log-context")
@@ -383,7 +384,7 @@ async def test_a_marked_route_that_records_nothing_answers_500(harness: Harness)
 
     app = create_app(harness.hub)
     app.register(forgetful)
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    transport = asgi_transport(app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         response = await client.get("/v2/forgetful", headers=harness.headers())
     assert response.status_code == 500
@@ -464,7 +465,9 @@ async def test_concurrent_reads_are_all_audited_in_fewer_commits(harness: Harnes
     assert 1 <= len(commits) < 50
 
 
-async def test_writer_back_pressure_and_flush_on_close(database_url: str) -> None:
+async def test_writer_back_pressure_and_flush_on_close(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """At most ``max_pending`` entries wait; every one is written; close writes what is
     counted."""
     await asyncio.to_thread(migrate.upgrade, database_url)
@@ -477,7 +480,7 @@ async def test_writer_back_pressure_and_flush_on_close(database_url: str) -> Non
         sizes.append(len(batch))
         await real(batch)
 
-    writer._insert = measured  # type: ignore[method-assign]
+    monkeypatch.setattr(writer, "_insert", measured)
     now = utcnow()
     rows = [
         audit.entry_row(now=now, actor="test", action="test.write", target_type="t", target_id=n)

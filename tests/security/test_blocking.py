@@ -27,6 +27,7 @@ from bankhub.security.network import MemoryFailureCounts
 from bankhub.security.shared import SharedStore
 from tests.conftest import Harness
 from tests.security.edge import audit_entries, client_from, envelope, new_process
+from tests.support.asgi import plain_asgi
 from tests.support.postgres import PostgresRoles, free_port
 from tests.support.redis import RedisServer
 
@@ -545,5 +546,7 @@ async def test_the_block_is_stored_before_the_answer_that_completed_the_run_leav
         "client": (GUESSER, 40000),
         "server": ("testserver.local", 80),
     }
-    await app(scope, receive, send)  # the fifth failure, its answer watched as it leaves
+    await plain_asgi(app)(
+        scope, receive, send
+    )  # the fifth failure, its answer watched as it leaves
     assert at_start == {"status": 400, "block": True, "entries": 1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from ipaddress import ip_address, ip_network
 from pathlib import Path
+from typing import cast
 
 import pytest
 from litestar.types import Scope
@@ -26,8 +27,8 @@ OFFICE = "203.0.113.0/24"
 
 def _scope(peer: str, *forwarded: str) -> Scope:
     headers = [(b"x-forwarded-for", value.encode()) for value in forwarded]
-    scope: Scope = {"type": "http", "client": (peer, 5000), "headers": headers}  # type: ignore[typeddict-item]
-    return scope
+    # client_ip reads only these three keys of the scope Litestar would build in full
+    return cast(Scope, {"type": "http", "client": (peer, 5000), "headers": headers})
 
 
 def test_client_ip_comes_from_trusted_hops_only() -> None:

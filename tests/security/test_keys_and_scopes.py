@@ -13,6 +13,7 @@ from bankhub.app import create_app
 from bankhub.hub import hub_of
 from bankhub.security.scopes import DECLARATIONS
 from tests.conftest import Harness
+from tests.support.asgi import asgi_transport
 
 #: every route that changes data, with a body that would otherwise be valid
 WRITES: list[tuple[str, str, dict[str, Any] | None, str]] = [
@@ -77,7 +78,7 @@ async def test_a_route_without_a_scope_refuses_every_credential(harness: Harness
     app = create_app(harness.hub)
     app.register(undeclared)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver.local"
+        transport=asgi_transport(app), base_url="http://testserver.local"
     ) as client:
         answer = await client.get("/v2/undeclared", headers=harness.headers())
     assert answer.status_code == 403

@@ -35,7 +35,7 @@ from bankhub.webhooks import services as webhooks
 from tests.api.connect_client import connect, create_customer, create_token
 from tests.conftest import BASE_URL, Harness
 from tests.support.postgres import PostgresRoles
-from tests.webhooks.receiver import Receiver
+from tests.support.raw_http import Receiver
 
 #: tables that hold no app's data, and why
 GLOBAL_TABLES = {
@@ -240,16 +240,6 @@ async def _refused(connection: AsyncConnection, sql: str, **params: Any) -> str:
         return str(exc.orig)
     await savepoint.rollback()
     raise AssertionError(f"not refused: {sql}")
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    peer = Receiver()
-    await peer.start()
-    try:
-        yield peer
-    finally:
-        await peer.stop()
 
 
 async def test_the_runtime_role_sees_and_writes_only_the_chosen_apps_rows(

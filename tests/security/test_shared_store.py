@@ -15,6 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 IDLE = timedelta(seconds=300)
 
 
-def settings_for(tmp_path: Path, url: str, **values: object) -> Settings:
+def settings_for(tmp_path: Path, url: str, **values: Any) -> Settings:
     return Settings(data_dir=tmp_path, rate_limit_storage=url, rate_limits_enabled=True, **values)
 
 

@@ -11,20 +11,20 @@ import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import ClassVar
 
 import httpx
 import pytest
 
 from bankhub.catalogue import Catalogue, CatalogueError, Service, load_catalogue
 from bankhub.config import Environment
-from bankhub.connectors.base import AuthFlow, ConnectorContext, ConnectorInfo
+from bankhub.connectors.base import AuthFlow, ConnectorInfo
 from bankhub.connectors.registry import ConnectorRegistry
 from bankhub.hub import Hub
 from bankhub.security.tls import HSTS, InstitutionClients
 from tests.conftest import Harness, make_settings
 from tests.security.edge import envelope
 from tests.security.tlsfiles import Pki, make_pki
+from tests.support.banks import ScriptedBank
 from tests.support.live_server import LiveServer, LiveServerError
 from tests.support.postgres import free_port
 
@@ -56,8 +56,11 @@ def test_serve_with_tls_sends_hsts(tmp_path: Path) -> None:
     """test_serve_with_tls_sends_hsts — S26: `bankhub serve` with BANKHUB_TLS_CERT/KEY serves
     https that verifies against the CA, with HSTS on every response."""
     pki = make_pki(tmp_path / "pki")
-    server_class = type("Server", (TlsServer,), {"ca": pki.ca})
-    server = server_class.start(
+
+    class Server(TlsServer):
+        ca = pki.ca
+
+    server = Server.start(
         data_dir=tmp_path / "data",
         env={"BANKHUB_TLS_CERT": str(pki.cert), "BANKHUB_TLS_KEY": str(pki.key)},
     )
@@ -248,13 +251,10 @@ async def test_outbound_tls_uses_the_configured_trust_store(tmp_path: Path) -> N
         await bundled.close()
 
 
-class _Probe:
+class _Probe(ScriptedBank):
     """A connector that only keeps the context the engine built it with."""
 
-    info: ClassVar[ConnectorInfo] = ConnectorInfo("probe", "1", (), (AuthFlow.CREDENTIALS,))
-
-    def __init__(self, context: ConnectorContext) -> None:
-        self.context = context
+    info = ConnectorInfo("probe", "1", (), (AuthFlow.CREDENTIALS,))
 
 
 def _service(service_id: int, params: dict[str, str]) -> Service:
@@ -279,7 +279,7 @@ async def test_connectors_get_their_institutions_trust_store(tmp_path: Path) -> 
     connector the shared client, which does not."""
     pki = make_pki(tmp_path / "pki")
     registry = ConnectorRegistry()
-    registry.register("probe", _Probe)  # type: ignore[arg-type]
+    registry.register("probe", _Probe)
     catalogue = Catalogue(
         [_service(1, {}), _service(2, {"ca_bundle": str(pki.ca)})], tmp_path / "media"
     )

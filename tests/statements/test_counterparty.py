@@ -5,23 +5,13 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import select
 
 from bankhub.accounts import details
 from bankhub.accounts.models import Transaction
-from bankhub.catalogue import Service
-from bankhub.connectors.base import (
-    AccountRecord,
-    AccountType,
-    Answer,
-    AuthFlow,
-    ConnectorContext,
-    ConnectorInfo,
-    TransactionRecord,
-)
+from bankhub.connectors.base import AuthFlow, ConnectorInfo, TransactionRecord
 from bankhub.db import tenancy
 from bankhub.logins.services import add_login
 from bankhub.partners.models import App
@@ -31,6 +21,7 @@ from bankhub.sync.counterparty import account_shown, is_card_number
 from tests.conftest import Harness
 from tests.statements.corpus import read
 from tests.statements.uploads import new_customer, upload
+from tests.support.banks import ScriptedBank, service_for
 
 #: a Visa test number (Luhn-valid), as a card statement or a transfer to a card writes it
 PAN = "4111111111111111"
@@ -230,43 +221,26 @@ async def test_a_transfer_to_an_own_account_is_categorized_as_one(harness: Harne
     assert mine["Abschlag Strom"] == stranger["Abschlag Strom"]  # other bookings unchanged
 
 
-class NamingConnector:
+class NamingBank(ScriptedBank):
     """A bank that names the other party apart from the booking text."""
 
-    info: ClassVar[ConnectorInfo] = ConnectorInfo("naming", "1", (), (AuthFlow.CREDENTIALS,))
-
-    def __init__(self, context: ConnectorContext) -> None:
-        self.context = context
-
-    async def authenticate(self, credentials: Any) -> None:
-        return None
-
-    async def resume(self, answer: Answer) -> None:
-        return None
-
-    async def open_session(self) -> None:
-        return None
-
-    async def fetch_accounts(self) -> list[AccountRecord]:
-        return [AccountRecord("a1", "Main", AccountType.CURRENT, "EUR", Decimal("10.00"))]
-
-    async def fetch_transactions(self, *args: Any) -> list[TransactionRecord]:
-        return [
-            TransactionRecord(
-                "t1",
-                date(2025, 3, 3),
-                Decimal("-12.99"),
-                "EUR",
-                "Rechnung 4711-2025-03",
-                counterparty_name="Netflix International B.V.",
-                counterparty_account="NL22 INGB 0123 4567 89",
-            )
-        ]
+    info = ConnectorInfo("naming", "1", (), (AuthFlow.CREDENTIALS,))
+    transactions = (
+        TransactionRecord(
+            "t1",
+            date(2025, 3, 3),
+            Decimal("-12.99"),
+            "EUR",
+            "Rechnung 4711-2025-03",
+            counterparty_name="Netflix International B.V.",
+            counterparty_account="NL22 INGB 0123 4567 89",
+        ),
+    )
 
 
 async def test_every_sync_stores_and_categorizes_the_counterparty(harness: Harness) -> None:
     h = harness
-    h.hub.registry.register("naming", NamingConnector)
+    h.hub.registry.register("naming", NamingBank)
     engine = h.hub.engine
     customer = await new_customer(h, "named")
     async with h.hub.db.transaction() as session:
@@ -277,8 +251,8 @@ async def test_every_sync_stores_and_categorizes_the_counterparty(harness: Harne
             session, engine.hasher, h.hub.clock(), app_id=app.id, customer_id=customer, service_id=1
         )
         await session.flush()
-        service = Service(1, "x", "X", "bankhub", "bank", "DE", True, "0", "F", "naming")
-        await engine.apply(session, login, await engine.fetch(engine.build(service), None))
+        run = engine.build(service_for("naming"))
+        await engine.apply(session, login, await engine.fetch(run, None))
         row = (await session.execute(select(Transaction))).scalar_one()
     assert row.category == "entertainment"  # from the name alone: the text says nothing
     assert details.opened(engine.box, row).meta == {

@@ -144,8 +144,12 @@ def _app_and_customer(runner: CliRunner) -> tuple[str, str]:
 def test_a_second_import_finds_the_login_and_adds_nothing(data_dir: Path) -> None:
     runner = CliRunner()
     client_id, customer_id = _app_and_customer(runner)
-    names = ("camt/test-camt053", "mt940/vr-teilhaberbank.mta", "ofx/bank_medium.ofx")
-    names += ("csv/dkb.csv",)
+    names = (
+        "camt/test-camt053",
+        "mt940/vr-teilhaberbank.mta",
+        "ofx/bank_medium.ofx",
+        "csv/dkb.csv",
+    )
     owner = ["--customer", customer_id, "--app", client_id]
     for name in names:
         args = ["import", str(CORPUS / name), "--json", *owner]

@@ -2,70 +2,39 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any, ClassVar
-
 from sqlalchemy import select
 
-from bankhub.catalogue import Service
-from bankhub.connectors.base import (
-    AccountRecord,
-    AccountType,
-    Answer,
-    AuthFlow,
-    ConnectorContext,
-    ConnectorInfo,
-    TransactionRecord,
-)
+from bankhub.connectors.base import AuthFlow, ConnectorInfo
+from bankhub.connectors.statement.connector import StatementConnector
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
 from bankhub.security.secrets import new_uuid_shaped_secret
 from tests.conftest import Harness
+from tests.support.banks import ScriptedBank, service_for
 
 
-class NoticeConnector:
-    info: ClassVar[ConnectorInfo] = ConnectorInfo("noticer", "1", (), (AuthFlow.CREDENTIALS,))
-
-    def __init__(self, context: ConnectorContext) -> None:
-        self.context = context
-
-    async def authenticate(self, credentials: Any) -> None:
-        return None
-
-    async def resume(self, answer: Answer) -> None:
-        return None
-
-    async def open_session(self) -> None:
-        return None
-
-    async def fetch_accounts(self) -> list[AccountRecord]:
-        return [AccountRecord("a1", "Main", AccountType.CURRENT, "EUR", Decimal("0.00"))]
-
-    async def fetch_transactions(self, *args: Any) -> list[TransactionRecord]:
-        return []
+class NoticeBank(ScriptedBank):
+    info = ConnectorInfo("noticer", "1", (), (AuthFlow.CREDENTIALS,))
 
     def notices(self) -> list[str]:
         return ["Maintenance <b>tonight</b>\x07 & tomorrow"]
 
 
-def _service(connector: str) -> Service:
-    return Service(1, "x", "X", "bankhub", "bank", "DE", True, "000000", "FFFFFF", connector)
-
-
 async def test_build_passes_client_ip_and_fints_product_id(harness: Harness) -> None:
     engine = harness.hub.engine
     engine.settings.fints_product_id = "ABCDEF0123456789"
-    run = engine.build(_service("statement"), psu_ip_address="203.0.113.7")
-    context = run.connector.context  # type: ignore[attr-defined]
-    assert context.options["psu_ip_address"] == "203.0.113.7"
-    assert context.options["fints_product_id"] == "ABCDEF0123456789"
-    unattended = engine.build(_service("statement"))
-    assert "psu_ip_address" not in unattended.connector.context.options  # type: ignore[attr-defined]
+    run = engine.build(service_for("statement"), psu_ip_address="203.0.113.7")
+    assert isinstance(run.connector, StatementConnector)
+    assert run.connector.context.options["psu_ip_address"] == "203.0.113.7"
+    assert run.connector.context.options["fints_product_id"] == "ABCDEF0123456789"
+    unattended = engine.build(service_for("statement"))
+    assert isinstance(unattended.connector, StatementConnector)
+    assert "psu_ip_address" not in unattended.connector.context.options
 
 
 async def test_notices_are_stored_and_served_escaped(harness: Harness) -> None:
     h = harness
-    h.hub.registry.register("noticer", NoticeConnector)
+    h.hub.registry.register("noticer", NoticeBank)
     engine = h.hub.engine
     response = await h.client.post("/v2/customer", json={"identifier": "n"}, headers=h.headers())
     customer_id = response.json()["data"]["customer_id"]
@@ -89,7 +58,7 @@ async def test_notices_are_stored_and_served_escaped(harness: Harness) -> None:
         )
         session.add(login)
         await session.flush()
-        run = engine.build(_service("noticer"))
+        run = engine.build(service_for("noticer"))
         result = await engine.fetch(run, None)
         await engine.apply(session, login, result)
     body = (await h.client.get("/v2/login", headers=h.headers(login_secret=secret))).json()

@@ -468,10 +468,9 @@ def test_bookings_across_a_year_end_take_the_statements_year() -> None:
         (date(2020, 1, 2), date(2020, 7, 5)),  # 0102, forward-valued half a year
     ]
     # Nothing falls outside the statements' own period, 30 December to 2 January.
-    assert (account.opening_date, account.closing_date) == (date(2019, 12, 30), date(2020, 1, 2))
-    assert all(
-        account.opening_date <= t.booking_date <= account.closing_date for t in account.transactions
-    )
+    start, end = date(2019, 12, 30), date(2020, 1, 2)
+    assert (account.opening_date, account.closing_date) == (start, end)
+    assert all(start <= t.booking_date <= end for t in account.transactions)
     total = sum((t.amount for t in account.transactions), account.opening_balance or D(0))
     assert total == account.closing_balance == D("2186.00")
 

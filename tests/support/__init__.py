@@ -1,5 +1,6 @@
-"""Test support code: throwaway PostgreSQL and Redis servers, headless Chromium and a live
-bankhub server.
+"""Test support code: throwaway PostgreSQL and Redis servers, headless Chromium, a live bankhub
+server, raw HTTP peers (``raw_http``: a recording receiver, a gate that holds requests) and a
+scripted bank connector (``banks``).
 
 Load the fixtures from the top-level conftest with::
 
@@ -8,5 +9,6 @@ Load the fixtures from the top-level conftest with::
         "tests.support.redis_plugin",
         "tests.support.browser_plugin",
         "tests.support.server_plugin",
+        "tests.support.peer_plugin",
     ]
 """

@@ -99,8 +99,6 @@ def watch_errors(page: Page) -> PageErrors:
     page.on("console", on_console)
     page.on("pageerror", on_pageerror)
     _ERRORS[page] = errors
-    # Also reachable as ``page.errors`` for convenience in tests.
-    page.errors = errors  # type: ignore[attr-defined]
     return errors
 
 

@@ -8,7 +8,7 @@
 * ``phone_page`` (function): a 360x740 touch phone page.
 
 Every page collects console errors and uncaught page errors: ``page_errors(page).console`` /
-``.page`` (also ``page.errors``), and ``assert_no_page_errors(page)`` fails on any.
+``.page``, and ``assert_no_page_errors(page)`` fails on any.
 
 Chromium missing: skip locally, fail when ``CI=true``. Tests using these fixtures get the
 ``browser`` marker automatically. Browser tests must be plain ``def`` tests (sync API).

@@ -413,7 +413,9 @@ async def test_consent_lasts_90_days(make: Build, clock: FakeClock) -> None:
     connector = make()
     await connector.authenticate(creds("user_good"))
     assert connector.consent().expires_at == clock() + timedelta(days=90)
-    assert connector.consent().expires_at.tzinfo is not None  # type: ignore[union-attr]
+    expires_at = connector.consent().expires_at
+    assert expires_at is not None
+    assert expires_at.tzinfo is not None
 
 
 async def test_user_consent_short_expires_after_five_minutes(make: Build, clock: FakeClock) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from playwright.sync_api import Page
@@ -13,6 +12,7 @@ from playwright.sync_api import Page
 from bankhub.usage import charts
 from bankhub.usage.series import API_LABELS, Bucket, Series
 from tests.support.browser import page_errors
+from tests.support.loopback import serving
 
 CSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'"
 START = datetime(2026, 11, 20, 0, tzinfo=UTC)
@@ -84,16 +84,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(_Handler, lifetime=3600) as origin:
+        yield origin
 
 
 def test_charts_render_at_360px_under_a_strict_csp(phone_page: Page, site: str) -> None:

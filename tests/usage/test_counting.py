@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +22,7 @@ from bankhub.partners.models import App
 from bankhub.usage import counters, series, store
 from bankhub.usage.models import UsageCount
 from tests.conftest import BASE_URL, FakeClock, Harness, make_settings
+from tests.support.asgi import asgi_transport
 
 Expected = Counter[tuple[int | None, str, str]]
 
@@ -288,9 +289,7 @@ async def test_counts_are_flushed_at_shutdown(
     hub, creds = served
     app = create_app(hub)
     async with app.lifespan():
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=cast(Any, app)), base_url=BASE_URL
-        ) as client:
+        async with httpx.AsyncClient(transport=asgi_transport(app), base_url=BASE_URL) as client:
             for _ in range(3):
                 assert (
                     await client.get("/v2/app", headers=creds_headers(creds))
@@ -311,9 +310,7 @@ async def test_counts_are_flushed_while_serving(served: tuple[Hub, dict[str, str
     hub, creds = served
     app = create_app(hub)
     async with app.lifespan():
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=cast(Any, app)), base_url=BASE_URL
-        ) as client:
+        async with httpx.AsyncClient(transport=asgi_transport(app), base_url=BASE_URL) as client:
             assert (await client.get("/v2/app", headers=creds_headers(creds))).status_code == 200
         async with asyncio.timeout(10):  # bounded; the flusher runs every 50 ms
             while sum((await stored(hub.db)).values()) < 1:  # noqa: ASYNC110 - polls the database

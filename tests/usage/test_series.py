@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -23,7 +22,7 @@ from tests.api.connect_client import (
     reconnect,
 )
 from tests.conftest import Harness
-from tests.webhooks.receiver import Receiver
+from tests.support.raw_http import Receiver
 
 DAY = timedelta(days=1)
 
@@ -34,7 +33,9 @@ async def first_app(h: Harness) -> int:
         return int(found.scalar_one())
 
 
-async def around(h: Harness, name: str, bucket: series.BucketSize = "day", **kwargs: object):  # type: ignore[no-untyped-def]
+async def around(
+    h: Harness, name: str, bucket: series.BucketSize = "day", **kwargs: object
+) -> series.Series:
     """A series of the harness app over the day before and after the clock."""
     function = getattr(series, name)
     async with h.hub.db.transaction() as session:
@@ -156,16 +157,6 @@ async def test_login_statuses_now_and_their_changes(harness: Harness) -> None:
     assert now.deactivated == 1
     assert other.total == 0
     assert set(other.by_status) == set(series.STATUS_LABELS)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    peer = Receiver()
-    await peer.start()
-    try:
-        yield peer
-    finally:
-        await peer.stop()
 
 
 @pytest.mark.parametrize("harness", [{"webhook_timeout_seconds": 2.0}], indirect=True)
@@ -296,6 +287,6 @@ def test_long_ranges_fit_in_days_and_app_ids_must_be_numbers() -> None:
     window = series.span(datetime(2024, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "day")
     assert window.count == 731
     with pytest.raises(ValueError, match="integers"):
-        series._app_list(["1"])  # type: ignore[list-item]
+        series._app_list(["1"])  # type: ignore[list-item]  # wrong on purpose: the run-time check
     with pytest.raises(ValueError, match="integers"):
         series._app_list([True])

@@ -12,6 +12,8 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from tests.support.raw_http import RawServer, read_request
+
 Answer = Callable[[asyncio.StreamWriter, float], Awaitable[None]]
 
 BLOCK = b"x" * (64 * 1024)
@@ -107,61 +109,32 @@ BEHAVIOURS: dict[str, Answer] = {
 
 
 @dataclass
-class HostileReceiver:
+class HostileReceiver(RawServer):
     """Misbehaves per request path (a name of ``BEHAVIOURS``); ``tick`` paces the slow ones."""
 
     tick: float = 0.02
     behave: bool = False
-    port: int = 0
     #: request paths in the order they arrived
     paths: list[str] = field(default_factory=list)
     webhook_ids: list[str] = field(default_factory=list)
-    connections: int = 0
     #: connections the client closed (or reset) while the server still had things to say
     hung_up: int = 0
-    _server: asyncio.Server | None = None
-    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _hang_ups: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     def url(self, behaviour: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{behaviour}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
+        return f"{self.origin}/{behaviour}"
 
     async def wait_for_hang_ups(self, count: int, limit: float = 2.0) -> None:
         async with asyncio.timeout(limit), self._hang_ups:
             await self._hang_ups.wait_for(lambda: self.hung_up >= count)
 
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                request_line, *lines = head.decode("latin-1").split("\r\n")
-                headers = {}
-                for line in lines:
-                    if line:
-                        name, value = line.split(":", 1)
-                        headers[name.strip().lower()] = value.strip()
-                await reader.readexactly(int(headers.get("content-length", "0")))
-                path = request_line.split(" ")[1].lstrip("/")
+                request = await read_request(reader)
+                path = request.target.lstrip("/")
                 self.paths.append(path)
-                self.webhook_ids.append(headers.get("webhook-id", ""))
+                self.webhook_ids.append(request.headers.get("webhook-id", ""))
                 if self.behave:
                     writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
                     await writer.drain()

@@ -9,7 +9,6 @@ races a re-enable against an event being recorded, on PostgreSQL, in both orders
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,19 +26,9 @@ from bankhub.webhooks import services as webhooks
 from bankhub.webhooks.models import WebhookDelivery, WebhookEndpoint
 from tests.api.connect_client import connect
 from tests.conftest import Harness
-from tests.webhooks.receiver import Receiver
+from tests.support.raw_http import Receiver
 
 GONE_REASON = "the endpoint answered 410 Gone"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    peer = Receiver()
-    await peer.start()
-    try:
-        yield peer
-    finally:
-        await peer.stop()
 
 
 async def _app_id(h: Harness) -> int:

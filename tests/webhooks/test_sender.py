@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ from bankhub.webhooks.sender import (
 )
 from bankhub.webhooks.signing import new_secret, webhook_headers
 from bankhub.webhooks.transport import KeyedTransport
-from tests.webhooks.receiver import Receiver
+from tests.support.raw_http import Receiver
 from tests.webhooks.tls_material import make_tls
 
 BODY = json.dumps({"type": "accounts.updated", "data": {"account_id": "ac_1"}}).encode()
@@ -54,9 +55,8 @@ async def http(request: pytest.FixtureRequest) -> AsyncIterator[Http]:
 async def receiver() -> AsyncIterator[MakeReceiver]:
     started: list[Receiver] = []
 
-    async def make(**kwargs: object) -> Receiver:
-        peer = Receiver(**kwargs)  # type: ignore[arg-type]
-        await peer.start()
+    async def make(**kwargs: Any) -> Receiver:
+        peer = await Receiver(**kwargs).start()
         started.append(peer)
         return peer
 

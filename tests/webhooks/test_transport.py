@@ -16,7 +16,7 @@ import pytest
 from bankhub.webhooks.sender import MAX_ANSWER_BODY, AttemptResult, deliver
 from bankhub.webhooks.signing import new_secret, webhook_headers
 from bankhub.webhooks.transport import KeyedTransport
-from tests.webhooks.receiver import Receiver
+from tests.support.raw_http import Receiver
 from tests.webhooks.tls_material import make_tls
 
 BODY = json.dumps({"type": "transactions.new", "data": {"login_id": 1}}).encode()

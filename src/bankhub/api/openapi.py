@@ -41,8 +41,6 @@ APP_SECURITY: list[dict[str, list[str]]] = [
 LOGIN_SECURITY: list[dict[str, list[str]]] = [
     {**requirement, "login-secret": []} for requirement in APP_SECURITY
 ]
-#: key management and app settings: a master credential only
-MASTER_SECURITY = APP_SECURITY
 
 #: what authenticating the app can answer
 APP_AUTH = (

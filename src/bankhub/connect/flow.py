@@ -782,6 +782,3 @@ class ConnectFlow:
             ErrorCode.CREDENTIAL_INVALID,
             record=False,
         )
-
-    def idle_deadline(self, session: ConnectSession) -> datetime:
-        return as_utc(session.last_seen) + self.hub.settings.connect_idle

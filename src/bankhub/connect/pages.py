@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from litestar import Request, Response
 from litestar.datastructures import MutableScopeHeaders
@@ -84,10 +83,6 @@ def parse_frame_origins(
             {"problems": [field]},
         )
     return origins
-
-
-def same_origin(url: str, own: str) -> bool:
-    return urlsplit(url)[:2] == urlsplit(own)[:2]
 
 
 #: what every HTML answer carries, whichever handler made it

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from litestar import Request
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -507,11 +507,6 @@ async def unblock(session: AsyncSession, address: str, *, now: datetime, actor: 
         detail={"reason": row.reason, "blocked_until": row.blocked_until.isoformat()},
     )
     return True
-
-
-async def list_blocks(session: AsyncSession) -> list[BlockedAddress]:
-    rows = await session.execute(select(BlockedAddress).order_by(BlockedAddress.address))
-    return list(rows.scalars())
 
 
 class BlockMiddleware:

@@ -188,14 +188,6 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     return record
 
 
-class RedactingFilter(logging.Filter):
-    """The same redaction as a filter, for handlers configured by hand."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        redact_record(record)
-        return True
-
-
 def structlog_processor(
     logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:

@@ -50,6 +50,3 @@ class SecretHasher:
             return state.hexdigest()
 
         return digest
-
-    def matches(self, secret: str, stored_hash: str, *, purpose: str) -> bool:
-        return hmac.compare_digest(self.hash(secret, purpose=purpose), stored_hash)

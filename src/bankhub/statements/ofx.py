@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from xml.etree.ElementTree import Element  # the type only, no XML parser  # nosec B405
+from xml.etree.ElementTree import Element  # the node type only: ofxtools parses  # nosec B405
 
 from ofxtools import models
 from ofxtools.models.base import Aggregate

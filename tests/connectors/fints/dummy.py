@@ -151,7 +151,8 @@ def login_tan(
     """
 
     def wrap(handler: type, dialogs: dict[str, Any]) -> type:
-        class LoginTanHandler(handler):
+        # the handler class is python-fints' sdist's, loaded at run time and untyped
+        class LoginTanHandler(handler):  # type: ignore[misc]
             def make_answer(self, dialog_id: str, message: bytes) -> bytes:
                 answer: bytes = super().make_answer(dialog_id, message)
                 if mechanisms is not None:

@@ -32,8 +32,8 @@ from tests.connectors.simplefin.bridge import Bridge, Holder, running_bridge
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
-def ts(*args: int) -> int:
-    return int(datetime(*args, tzinfo=UTC).timestamp())  # type: ignore[misc]
+def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    return int(datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp())
 
 
 def org(domain: str, name: str | None = None) -> dict[str, str]:

@@ -7,7 +7,7 @@ spec's own examples, not about state.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -62,8 +62,11 @@ class Recorder:
 
 
 async def _client(recorder: Recorder) -> AsyncIterator[httpx.AsyncClient]:
-    hooks = {"request": [recorder.on_request], "response": [recorder.on_response]}
-    async with httpx.AsyncClient(event_hooks=hooks) as client:  # type: ignore[arg-type]
+    hooks: dict[str, list[Callable[..., Any]]] = {
+        "request": [recorder.on_request],
+        "response": [recorder.on_response],
+    }
+    async with httpx.AsyncClient(event_hooks=hooks) as client:
         yield client
 
 

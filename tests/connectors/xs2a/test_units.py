@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ from bankhub.connectors.base import (
     RateLimited,
 )
 from bankhub.connectors.xs2a import InstitutionConfigError, ScaApproach, Xs2aParams
-from bankhub.connectors.xs2a.client import Xs2aClient, failure_for
+from bankhub.connectors.xs2a.client import Stage, Xs2aClient, failure_for
 from bankhub.connectors.xs2a.parse import decimal
 
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -47,9 +48,11 @@ def test_links_to_another_host_are_not_followed() -> None:
         _client("https://api.bank.example/psd2").resolve("https://evil.example/v1/accounts")
 
 
-def _fail(status: int, *codes: str, stage: str = "read", **headers: str) -> Exception:
+def _fail(
+    status: int, *codes: str, stage: Stage = "read", headers: dict[str, str] | None = None
+) -> Exception:
     body = {"tppMessages": [{"category": "ERROR", "code": c, "text": "t"} for c in codes]}
-    return failure_for(status, body, httpx.Headers(headers), NOW, stage)  # type: ignore[arg-type]
+    return failure_for(status, body, httpx.Headers(headers or {}), NOW, stage)
 
 
 def test_error_codes_map_to_failures() -> None:
@@ -60,7 +63,7 @@ def test_error_codes_map_to_failures() -> None:
     assert isinstance(_fail(401, "PSU_CREDENTIALS_INVALID", stage="answer"), InteractionRejected)
     assert isinstance(_fail(400, "SCA_INVALID", stage="answer"), InteractionRejected)
     assert isinstance(_fail(403, "SERVICE_BLOCKED"), AccountLocked)
-    limited = _fail(429, **{"Retry-After": "120"})
+    limited = _fail(429, headers={"Retry-After": "120"})
     assert isinstance(limited, RateLimited)
     assert limited.retry_after == 120.0
     assert isinstance(_fail(400, "ACCESS_EXCEEDED"), RateLimited)
@@ -91,7 +94,7 @@ def test_institution_params_are_checked_with_clear_messages() -> None:
         }
     )
     assert params.preferred_sca_approach is ScaApproach.DECOUPLED
-    bad = [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"slug": "b"}, "base_url"),
         ({"base_url": "ftp://x"}, "base_url"),
         ({"base_url": "https://x", "sca_approaches": ["OAUTH"]}, "REDIRECT, DECOUPLED"),
