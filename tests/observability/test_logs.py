@@ -38,11 +38,13 @@ def test_library_and_bankhub_lines_share_one_json_rendering_and_the_context(
 ) -> None:
     """test_library_and_bankhub_lines_share_one_json_rendering_and_the_context — in
     production a library's stdlib record and a structlog event come out as JSON lines with the
-    request id (a caller's UUID kept as it is), the app and the job bound in the task; values
-    and tracebacks are redacted (S23); the binding ends with the request."""
+    request id (a caller's UUID kept as it is), the app and the job bound in the task; values,
+    whatever else the task bound and tracebacks are redacted (S23); the binding ends with the
+    request."""
     with logs.bound_request(CALLER_ID):
         logs.bind_app(7)
-        logging.getLogger("httpx").warning("sent %s", f"secret={SECRET}")
+        with structlog.contextvars.bound_contextvars(note=f"sent with {SECRET}"):
+            logging.getLogger("httpx").warning("sent %s", f"secret={SECRET}")
         structlog.get_logger("bankhub.test").info("event", token=SECRET, count=3)
         with logs.bound_job("sync", login_id=11):
             try:
@@ -52,6 +54,7 @@ def test_library_and_bankhub_lines_share_one_json_rendering_and_the_context(
     logging.getLogger("alembic").warning("after")
     library, event, failure, after = read(lines)
     assert library["logger"] == "httpx"
+    assert library["note"] == "sent with whsec_[REDACTED]"
     assert (library["request_id"], library["app_id"], library["level"]) == (CALLER_ID, 7, "warning")
     assert event["event"] == "event"
     assert (event["request_id"], event["app_id"], event["count"]) == (CALLER_ID, 7, 3)

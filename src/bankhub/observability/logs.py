@@ -40,8 +40,9 @@ FORMATS: Final = ("json", "console")
 LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 #: libraries that log every request they make at ``info``: quiet unless asked for debug
 _CHATTY: Final = ("httpx", "httpcore")
-#: values bankhub made itself, with nothing to redact
-_KEPT: Final = ("timestamp", "level", "logger")
+#: context bankhub binds itself, with nothing to redact: the request id is checked when it
+#: is made (``api.request_context``), the job is a name of ours
+_OWN: Final = frozenset({"request_id", "job"})
 
 
 def chosen_format(environ: Mapping[str, str]) -> Format:
@@ -63,15 +64,17 @@ def chosen_level(environ: Mapping[str, str]) -> str:
 
 
 def _redacted(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    """S23 for the whole event; a traceback keeps its lines (JSON escapes them, and a console
-    is dev's), every other value is cleaned onto one line."""
-    exception = event_dict.pop("exception", None)
-    kept = {key: event_dict.pop(key) for key in _KEPT if key in event_dict}
-    cleaned = redact.structlog_processor(logger, method_name, event_dict)
-    cleaned.update(kept)
+    """S23 for what joined the event after its record was made: the record itself (message,
+    extras, a structlog event's values) was cleaned by ``security.redact``'s record factory, so
+    only the task's context and a rendered traceback are left. A traceback keeps its lines (JSON
+    escapes them, and a console is dev's)."""
+    for key, value in structlog.contextvars.get_contextvars().items():
+        if isinstance(value, str) and key not in _OWN and key in event_dict:
+            event_dict[key] = redact.clean(value)
+    exception = event_dict.get("exception")
     if isinstance(exception, str):
-        cleaned["exception"] = redact.redact(exception)
-    return dict(cleaned)
+        event_dict["exception"] = redact.redact(exception)
+    return event_dict
 
 
 def _shared() -> list[Processor]:

@@ -164,6 +164,13 @@ _STANDARD_ATTRS = frozenset(
 )
 
 
+#: an event's exception (rendered later, then redacted); its request id: bankhub's own value,
+#: ``[A-Za-z0-9._:-]{1,64}`` (``api.request_context``), often a caller's UUID that the shape
+#: rules would hide, and what the audit log and the answer's header name it by anyway; an access
+#: line's route: a template from bankhub's route table, never the path the caller sent
+_UNTOUCHED = frozenset({"exc_info", "request_id", "route"})
+
+
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     """Rewrite a record in place: the message formatted and cleaned, extras and traceback too.
 
@@ -186,7 +193,7 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
     for key, value in list(record.__dict__.items()):
-        if key in _STANDARD_ATTRS:
+        if key in _STANDARD_ATTRS or key in _UNTOUCHED:
             continue
         if _SECRET_KEY_NAME.match(key):
             record.__dict__[key] = REDACTED
@@ -201,12 +208,6 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         redact_record(record)
         return True
-
-
-#: an event's exception (rendered later, then redacted) and its request id: bankhub's own
-#: value, ``[A-Za-z0-9._:-]{1,64}`` (``api.request_context``), often a caller's UUID that the
-#: shape rules would hide, and what the audit log and the answer's header name it by anyway
-_UNTOUCHED = frozenset({"exc_info", "request_id"})
 
 
 def structlog_processor(
