@@ -204,7 +204,8 @@ def test_every_line_is_json_and_a_request_line_names_its_request_and_app(
     """test_every_line_is_json_and_a_request_line_names_its_request_and_app — S23: each
     process's standard error is JSON lines only (granian's start-up included); the access line
     of an authenticated call carries the X-Request-Id its answer named and the app's id, the
-    refused call's line its id and no app; no issued secret appears in any line."""
+    refused call's line its id and no app; no issued secret and no connect link's token
+    appears in any line."""
     first, second = cluster.servers
     for server in cluster.servers:
         json_lines(server.stderr_text(), f"serve on {server.port}")
@@ -224,6 +225,13 @@ def test_every_line_is_json_and_a_request_line_names_its_request_and_app(
     assert "app_id" not in line
     # the other server's lines never carry this server's request ids
     assert request_id not in first.stderr_text()
+    # the connect link's token is its holder's key to the connect page
+    opened = [
+        line["event"]
+        for line in json_lines(first.stderr_text(), "the first serve")
+        if line["event"].startswith("GET /v2/connect/term/")
+    ]
+    assert opened == ["GET /v2/connect/term/[REDACTED] 303"]
     everything = "".join(s.stderr_text() for s in cluster.servers) + cluster.worker.errors()
     for secret in ("service_secret", "app_secret", "webhook_secret"):
         assert cluster.creds[secret] not in everything, secret
