@@ -45,9 +45,12 @@ from bankhub.events.routes import EVENT_ROUTES
 from bankhub.hub import Hub, hub_of
 from bankhub.jobs import serving
 from bankhub.oauth.routes import OAUTH_ROUTES
+from bankhub.observability import logs, metrics
+from bankhub.observability.http import RequestObserver
+from bankhub.operations.routes import OPERATION_ROUTES, OPERATOR_PATHS
 from bankhub.partners.key_routes import KEY_ROUTES
 from bankhub.partners.routes import APP_ROUTES
-from bankhub.security import idempotency, network, ratelimit, redact, shared
+from bankhub.security import idempotency, network, ratelimit, shared
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
 from bankhub.security.tls import HstsMiddleware, TransportMiddleware
 from bankhub.statements.routes import STATEMENT_PATH, STATEMENT_ROUTES
@@ -156,10 +159,12 @@ def handle_internal(request: AnyRequest, exc: Exception) -> Response[Any]:
 async def check_request(request: AnyRequest) -> None:
     """Before every handler: the maintenance switch, then the JSON body rules of the seed (and
     bankhub's nesting limit, before anything decodes the body)."""
+    path = request.url.path
+    if path in OPERATOR_PATHS:
+        return  # answered whatever the database and the switch say (they check for themselves)
     hub = hub_of(request)
     await hub.ready()
-    path = request.url.path
-    if path != "/healthz" and await hub.maintenance_on():
+    if await hub.maintenance_on():
         raise ApiError(ErrorCode.SERVER_MAINTENANCE, headers={"Retry-After": "300"})
     if request.method not in ("POST", "PUT", "PATCH", "DELETE") or path.startswith(FORM_PREFIXES):
         return
@@ -257,6 +262,7 @@ def create_app(hub: Hub) -> Litestar:
             await app.state.connect.close()
             await store.close()
             await hub.close()
+            metrics.process_ended()
 
     # S18, S33: rate limits, failure runs and blocks in the store every process shares
     store = shared.SharedStore(hub.settings)
@@ -310,6 +316,7 @@ def create_app(hub: Hub) -> Litestar:
             *WEBHOOK_ROUTES,
             *STATEMENT_ROUTES,
             *CONNECT_ROUTES,
+            *OPERATION_ROUTES,
             sandbox_bank_router,
             dashboard_router(),
             *([openapi_json] if docs else []),
@@ -344,6 +351,8 @@ def create_app(hub: Hub) -> Litestar:
         lifespan=[lifespan, usage_store.flusher(hub)],
         request_max_body_size=1024 * 1024,
         debug=False,
+        # logging is the process's (observability.logs), never reconfigured by the framework
+        logging_config=None,
     )
     app.state.hub = hub
     app.state.connect = ConnectFlow(hub)
@@ -357,6 +366,8 @@ def create_app(hub: Hub) -> Litestar:
         handler = network.OutcomeMiddleware(handler, guard, hub.settings)
     handler = HstsMiddleware(handler, hub.settings)
     # Outermost: a peer's hop becomes the user's own request before anything looks at it.
+    # Inside the request id, whose lines it writes: every answer's latency and access line.
+    handler = RequestObserver(handler)
     app.asgi_handler = hop.HopReceiver(
         request_context.RequestIdMiddleware(handler), app.state.connect
     )
@@ -366,7 +377,7 @@ def create_app(hub: Hub) -> Litestar:
 def create_app_from_env() -> Litestar:
     """The granian target: settings from ``BANKHUB_*``; the schema must already be migrated.
     A shared store that cannot be used stops the worker here, never a request later."""
-    redact.install()
+    logs.configure()  # the worker's own log chain, redacted (S23)
     settings = Settings()
     shared.check(settings)
     return create_app(Hub.build(settings))

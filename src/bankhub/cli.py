@@ -32,9 +32,10 @@ from bankhub.db import roles, tenancy
 from bankhub.db.engine import Database
 from bankhub.events import flags
 from bankhub.keys_cli import keys_cli
+from bankhub.observability import logs, metrics
 from bankhub.partners import services as partners
 from bankhub.partners.models import App
-from bankhub.security import network, redact, shared
+from bankhub.security import network, shared
 from bankhub.security.keyring import open_keyring
 from bankhub.security.secrets import SecretHasher
 from bankhub.webhooks import services as webhooks
@@ -168,6 +169,7 @@ def serve(
     if not settings.internal_url and not settings.tls_on and not every_interface:
         # where the other API processes pass on steps of this one's connect sessions
         os.environ.setdefault("BANKHUB_INTERNAL_URL", f"http://{_url_host(host)}:{port}")
+    _count_metrics_with_peers(settings)
     from granian import Granian
     from granian.constants import Interfaces, SSLProtocols
 
@@ -181,6 +183,8 @@ def serve(
         factory=True,
         workers=1,
         log_access=False,
+        # granian's own lines (start-up, workers) take bankhub's log chain too
+        log_dictconfig=logs.process_config(),
         # S26: TLS served directly when a certificate and key are configured
         ssl_cert=settings.tls_cert,
         ssl_key=settings.tls_key,
@@ -188,6 +192,17 @@ def serve(
     ).serve()
     if held is not None:
         held.release()
+
+
+def _count_metrics_with_peers(settings: Settings) -> None:
+    """``serve``'s worker and every ``bankhub worker`` of the host count in one directory, which
+    each ``/metrics`` adds up (``observability.metrics``)."""
+    given = os.environ.get(metrics.MULTIPROC_ENV)
+    directory = settings.metrics_dir or (Path(given) if given else None)
+    if directory is None:
+        settings.make_data_dir()
+        directory = settings.resolved_metrics_dir()
+    metrics.prepare(directory)
 
 
 def _url_host(host: str) -> str:
@@ -525,6 +540,8 @@ def worker() -> None:
         err.print(f"[red]{taken}[/red]", highlight=False)
         raise typer.Exit(2) from None
 
+    _count_metrics_with_peers(settings)
+
     async def run() -> None:
         from bankhub.hub import Hub
         from bankhub.jobs.runner import Runner
@@ -542,6 +559,7 @@ def worker() -> None:
             await runner.run_forever(stop)
         finally:
             await hub.close()
+            metrics.process_ended()
 
     asyncio.run(run())
 
@@ -684,5 +702,10 @@ def import_file(
 
 
 def main() -> None:
-    redact.install()  # S23: every bankhub process logs through the redaction
+    try:
+        # one log chain for every line of the process, redacted (S23)
+        logs.configure()
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise SystemExit(2) from None
     cli()

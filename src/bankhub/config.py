@@ -182,6 +182,12 @@ class Settings(BaseSettings):
     ca_bundle: Path | None = None
     #: S32: the API docs (/docs, /openapi.json); public in dev, off in production unless set
     docs: Literal["public", "off"] | None = None
+    #: S32: the bearer token that reads /metrics; without one /metrics is open in dev and test
+    #: and absent in production (docs/operations.md, "Metrics")
+    metrics_token: str | None = Field(default=None, repr=False)
+    #: where the processes of one host keep their metrics for /metrics to add up; by default
+    #: ``metrics`` in the data dir
+    metrics_dir: Path | None = None
 
     @model_validator(mode="after")
     def _check_edge(self) -> Settings:
@@ -190,6 +196,9 @@ class Settings(BaseSettings):
             ("http://", "https://")
         ):
             raise ConfigError("BANKHUB_INTERNAL_URL must be an http:// or https:// URL")
+        if self.metrics_token is not None and len(self.metrics_token) < 32:
+            # named, never echoed: a short token is still a secret
+            raise ConfigError("BANKHUB_METRICS_TOKEN must be at least 32 characters")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("BANKHUB_TLS_CERT and BANKHUB_TLS_KEY must be set together")
         for variable, path in (
@@ -279,6 +288,9 @@ class Settings(BaseSettings):
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(secrets.token_urlsafe(48))
         return key_file.read_text().strip().encode()
+
+    def resolved_metrics_dir(self) -> Path:
+        return self.metrics_dir or self.data_dir / "metrics"
 
     def make_data_dir(self) -> None:
         """The data dir, for its owner only (0700): the database and dev keys live in it."""

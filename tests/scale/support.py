@@ -117,16 +117,21 @@ def create_app(env: Mapping[str, str], cwd: Path, webhook_url: str) -> dict[str,
 class Worker:
     """One ``python -m bankhub worker`` process, its output in a log file."""
 
-    def __init__(self, env: Mapping[str, str], cwd: Path, log_path: Path) -> None:
+    def __init__(
+        self, env: Mapping[str, str], cwd: Path, log_path: Path, err_path: Path | None = None
+    ) -> None:
+        """``err_path``: standard error (the log lines) there instead of with the output."""
         self.log_path = log_path
+        self.err_path = err_path
         self._log: IO[bytes] = log_path.open("ab")
         #: where this process's output starts in a log that an earlier process may have written
         self._start = self._log.tell()
+        self._err: IO[bytes] | None = err_path.open("ab") if err_path is not None else None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bankhub", "worker"],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
-            stderr=subprocess.STDOUT,
+            stderr=self._err if self._err is not None else subprocess.STDOUT,
             env=child_env(env),
             cwd=cwd,
             start_new_session=True,
@@ -169,9 +174,18 @@ class Worker:
                 self.kill()
         return self.proc.returncode
 
+    def errors(self) -> str:
+        """Standard error, when kept apart (``err_path``)."""
+        if self._err is None or self.err_path is None:
+            return self.output()
+        self._err.flush()
+        return self.err_path.read_text(errors="replace")
+
     def close(self) -> None:
         self.kill()
         self._log.close()
+        if self._err is not None:
+            self._err.close()
 
 
 # --- the webhook receiver ------------------------------------------------------------------------

@@ -47,6 +47,8 @@ NO_ACCOUNT_DATA: dict[tuple[str, str], str] = {
     ("GET", "/v2/service"): "the catalogue",
     ("GET", "/media/services/{name:str}"): "catalogue images",
     ("GET", "/healthz"): "liveness",
+    ("GET", "/readyz"): "readiness: the names of checks",
+    ("GET", "/metrics"): "counts and durations by route, connector and outcome",
     (
         "GET",
         "/v2/connect/brand/{client_id:str}/{name:str}",

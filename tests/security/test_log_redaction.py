@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from bankhub.observability import logs
 from bankhub.security import redact
 from bankhub.security.secrets import new_api_secret, new_uuid_shaped_secret
 
@@ -24,7 +25,7 @@ UUID_SECRET = "6f1c2f8e-3b7a-4c2d-9e0f-1a2b3c4d5e6f"
 @pytest.fixture
 def logged() -> Iterator[tuple[logging.Logger, io.StringIO]]:
     """The redaction as every bankhub process installs it, and a handler added afterwards."""
-    redact.install()
+    logs.configure(stream=io.StringIO())
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
@@ -36,7 +37,7 @@ def logged() -> Iterator[tuple[logging.Logger, io.StringIO]]:
         yield logger, stream
     finally:
         logger.removeHandler(handler)
-        redact.uninstall()
+        logs.reset()
 
 
 def test_secrets_are_removed_from_log_records(

@@ -21,6 +21,7 @@ import pytest
 
 from bankhub.app import create_app_from_env
 from bankhub.config import ConfigError, Settings
+from bankhub.observability import logs
 from bankhub.security import shared
 from bankhub.security.network import SharedFailureCounts
 from bankhub.security.shared import SharedStore, StoreUnavailable, parse_url
@@ -204,8 +205,11 @@ def test_the_granian_factory_refuses_an_unreachable_store(
     monkeypatch.setenv("BANKHUB_ENV", "test")
     monkeypatch.setenv("BANKHUB_BLOCK_ENABLED", "true")
     monkeypatch.setenv("BANKHUB_RATE_LIMIT_STORAGE", f"redis://127.0.0.1:{free_port()}/0")
-    with pytest.raises(ConfigError, match=r"^BANKHUB_RATE_LIMIT_STORAGE: the Redis at .* is "):
-        create_app_from_env()
+    try:
+        with pytest.raises(ConfigError, match=r"^BANKHUB_RATE_LIMIT_STORAGE: the Redis at .* is "):
+            create_app_from_env()
+    finally:
+        logs.reset()  # the factory set up the process's logging, as granian's worker needs
 
 
 async def test_a_store_that_stops_answering_is_left_alone_then_used_again(

@@ -55,6 +55,8 @@ NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("GET", "/v2/service"): "the catalogue; no tenant data",
     ("GET", "/media/services/{name:str}"): "public catalogue media",
     ("GET", "/healthz"): "liveness",
+    ("GET", "/readyz"): "readiness; takes no id",
+    ("GET", "/metrics"): "the operator's totals across apps, behind its own token; takes no id",
     ("GET", "/openapi.json"): "the API description",
     ("GET", "/.well-known/jwks.json"): "public signing keys",
     ("GET", "/.well-known/oauth-authorization-server"): "public metadata",

@@ -7,7 +7,9 @@
 
 The child gets a clean environment: inherited ``BANKHUB_*`` variables are dropped, then
 ``BANKHUB_DATA_DIR``, ``BANKHUB_ENV=test`` and the caller's ``env`` are set. Its stdout and
-stderr go to ``<data_dir>/../server-<port>.log``; ``stdout_text()`` reads it.
+stderr go to ``<data_dir>/../server-<port>.log``; ``stdout_text()`` reads it. With
+``separate_stderr`` the log lines (standard error) go to ``server-<port>.err`` instead, read by
+``stderr_text()``.
 """
 
 from __future__ import annotations
@@ -55,8 +57,12 @@ class LiveServer:
         data_dir: Path,
         log_path: Path,
         log_file: IO[bytes],
+        err_path: Path | None = None,
+        err_file: IO[bytes] | None = None,
     ) -> None:
         self.proc = proc
+        self.err_path = err_path
+        self._err_file = err_file
         self.url = url
         self.port = port
         self.data_dir = data_dir
@@ -76,6 +82,7 @@ class LiveServer:
         command: Sequence[str] | None = None,
         timeout: float = START_TIMEOUT,
         health_path: str = "/healthz",
+        separate_stderr: bool = False,
     ) -> LiveServer:
         """Start the server and wait until ``GET {url}{health_path}`` answers 200.
 
@@ -105,18 +112,22 @@ class LiveServer:
         )
         child_env.update(env or {})
         log_file = log_path.open("wb")
+        err_path = data_dir.parent / f"server-{port}.err" if separate_stderr else None
+        err_file = err_path.open("wb") if err_path is not None else None
         try:
             proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
-                stderr=subprocess.STDOUT,
+                stderr=err_file if err_file is not None else subprocess.STDOUT,
                 env=child_env,
                 cwd=data_dir.parent,
                 start_new_session=True,
             )
         except BaseException:
             log_file.close()
+            if err_file is not None:
+                err_file.close()
             raise
         server = cls(
             proc,
@@ -125,6 +136,8 @@ class LiveServer:
             data_dir=data_dir,
             log_path=log_path,
             log_file=log_file,
+            err_path=err_path,
+            err_file=err_file,
         )
         try:
             server.wait_healthy(timeout=timeout, path=health_path)
@@ -176,6 +189,9 @@ class LiveServer:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        if self._err_file is not None:
+            self._err_file.close()
+            self._err_file = None
         return self.proc.returncode
 
     @property
@@ -204,6 +220,17 @@ class LiveServer:
         except FileNotFoundError:
             return ""
         return _ANSI_RE.sub("", raw.decode("utf-8", errors="replace"))
+
+    def stderr_text(self) -> str:
+        """What the server wrote to standard error (its log lines), when kept apart."""
+        if self.err_path is None:
+            return self.stdout_text()
+        if self._err_file is not None:
+            self._err_file.flush()
+        try:
+            return self.err_path.read_bytes().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def wait_for_output(self, pattern: str, *, timeout: float = 10.0) -> re.Match[str]:
         """Wait until the output matches ``pattern`` (a regex, multiline)."""

@@ -3,7 +3,8 @@
 Every HTTP request gets an id: the caller's ``X-Request-Id`` when it is sane (1 to 64 letters,
 digits, ``-``, ``_``, ``.`` or ``:``, given once), otherwise a fresh random one. It is sent back as
 ``X-Request-Id`` on every answer (errors included), bound into structlog's context for every log
-line written while the request runs, and stored with every audit entry the request causes
+line written while the request runs (``observability.logs``; the app joins it once the caller is
+authenticated), and stored with every audit entry the request causes
 (``bankhub.audit``), also by services that never see the request (through :func:`current`).
 
 :class:`RequestIdMiddleware` wraps the whole application, outside Litestar's routing, so that
@@ -18,11 +19,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from litestar import Request
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from bankhub.observability import logs
 
 if TYPE_CHECKING:
     from bankhub.hub import Principal
@@ -131,7 +133,7 @@ class RequestIdMiddleware:
 
         token = _current.set(context)
         try:
-            with structlog.contextvars.bound_contextvars(request_id=request_id):
+            with logs.bound_request(request_id):
                 await self.app(scope, receive, send_with_id)
         finally:
             _current.reset(token)

@@ -140,17 +140,6 @@ async def service_media(request: AnyRequest, name: FromPath[str]) -> File:
     )
 
 
-@get(
-    "/healthz",
-    opt=scopes.public(),
-    tags=["operations"],
-    summary="Liveness",
-    include_in_schema=False,
-)
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
 # --- customers and tokens --------------------------------------------------------------------
 
 
@@ -657,7 +646,6 @@ ROUTES = [
     service_json,
     service_list,
     service_media,
-    healthz,
     create_customer,
     create_token,
     reconnect_token,

@@ -55,6 +55,7 @@ from bankhub.db import tenancy
 from bankhub.hub import Hub
 from bankhub.logins import services as logins
 from bankhub.logins.models import ConnectToken, Login
+from bankhub.observability import metrics
 from bankhub.partners import branding, modes
 from bankhub.partners.models import App
 from bankhub.security.secrets import new_uuid_shaped_secret
@@ -85,6 +86,13 @@ MAX_CONSENT = timedelta(days=180)
 BankCall = Callable[[], Awaitable[None]]
 #: ended sessions remembered at most (the oldest go first); each is a few hundred bytes
 MAX_ENDED = 10_000
+#: how a session ended (usage counts) → its stage of the operator's funnel (metrics)
+_ENDINGS = {
+    usage.CONNECT_SUCCESS: "succeeded",
+    usage.CONNECT_FAILED: "failed",
+    usage.CONNECT_CANCELLED: "cancelled",
+    usage.CONNECT_ABANDONED: "abandoned",
+}
 #: what an end page says: the callback's payload, the heading, the message
 Ending = tuple[dict[str, Any], str, str]
 
@@ -343,6 +351,7 @@ class ConnectFlow:
 
     def _count(self, session: ConnectSession, outcome: str) -> None:
         """Usage counts (docs/usage.md): how each connect session ended, once."""
+        metrics.connect_stage(_ENDINGS[outcome])
         self.hub.usage.connect(
             self.hub.clock(),
             session.app_id,
@@ -395,6 +404,7 @@ class ConnectFlow:
         )
         self._sessions[session.id] = session
         self._states[session.return_state] = session.id
+        metrics.connect_stage("opened")
         return session
 
     async def _way_back(
@@ -558,6 +568,7 @@ class ConnectFlow:
             finally:
                 held.clear()
 
+        metrics.connect_stage("credentials_submitted")
         await self._start(session, authenticate)
 
     async def submit_statement(
@@ -571,6 +582,7 @@ class ConnectFlow:
             return
         run.connector.load(parsed)
         session.run = run
+        metrics.connect_stage("credentials_submitted")
         await self._start(session, run.connector.open_file)
 
     async def answer(self, session: ConnectSession, answer: Answer) -> None:
@@ -666,6 +678,8 @@ class ConnectFlow:
         session.step = Step.FAILED
         session.run = None
         self._count(session, counted)
+        if counted == usage.CONNECT_FAILED:
+            metrics.connect_failed(str(outcome.get("error") or outcome.get("status") or "unknown"))
 
     async def _fail(
         self,

@@ -47,6 +47,7 @@ from bankhub.jobs import leases, wakeup
 from bankhub.jobs.identity import Identity
 from bankhub.lifecycle import retention
 from bankhub.logins.models import Login
+from bankhub.observability import logs
 from bankhub.security import idempotency, rewrap
 from bankhub.sync.refresh import (
     RETRYABLE,
@@ -468,8 +469,8 @@ class Runner:
             return False
         self._syncing.add(login_id)
         try:
-            # S14: a login's sync touches its own app's rows only
-            with tenancy.acting_for(app_id):
+            # S14: a login's sync touches its own app's rows only; its log lines name it
+            with tenancy.acting_for(app_id), logs.bound_job("sync", login_id=login_id):
                 return await self._sync(app_id, login_id, claimed)
         finally:
             self._syncing.discard(login_id)
@@ -520,6 +521,10 @@ class Runner:
         The outcome is written by the outcome writer, together with the outcomes of the other
         sends that finished meanwhile, in one unit of work.
         """
+        with logs.bound_job("delivery", delivery_id=job.delivery_id, event_id=job.event_id):
+            return await self._deliver(job)
+
+    async def _deliver(self, job: Job) -> bool:
         hub = self.hub
         self._sending.add(job.delivery_id)
         try:

@@ -55,7 +55,7 @@ IPAddress = IPv4Address | IPv6Address
 #: the API surface end users reach from their browsers; never subject to an app's allow-list
 CONNECT_PREFIX = "/v2/connect/"
 #: never refused for an address block: the load balancer's health check
-UNGUARDED_PATHS = frozenset({"/healthz"})
+UNGUARDED_PATHS = frozenset({"/healthz", "/readyz"})
 MAX_CIDRS = 100
 #: where a request's authentication outcome lives in the ASGI scope's state
 OUTCOME_KEY = "bankhub.auth-outcome"

@@ -59,7 +59,7 @@ CONNECT_PREFIX = "/v2/connect/"
 #: form posts counted per address under the stricter ``connect`` limit: the connect page's, and
 #: the dashboard's sign-in, code and re-authentication steps
 FORM_LIMITED = (CONNECT_PREFIX, "/dashboard/sign-in", "/dashboard/reauth")
-UNLIMITED_PATHS = frozenset({"/healthz"})
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})
 #: where the request's :class:`Meter` lives in the ASGI scope's state
 STATE_KEY = "bankhub.rate-limits"
 

@@ -26,7 +26,7 @@ from bankhub.security.network import from_trusted_proxy
 
 HSTS = "max-age=63072000; includeSubDomains"
 #: answered over plain HTTP even in production: the load balancer's health check
-PLAIN_HTTP_PATHS = frozenset({"/healthz"})
+PLAIN_HTTP_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 # --- inbound: S26 --------------------------------------------------------------------------------

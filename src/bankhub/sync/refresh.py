@@ -18,6 +18,7 @@ import contextlib
 import logging
 import random
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +41,7 @@ from bankhub.db.engine import Database
 from bankhub.db.group import GroupCommit, Work
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
+from bankhub.observability import metrics
 from bankhub.partners.models import App
 from bankhub.security.crypto import DecryptionError
 from bankhub.sync.engine import ApplySummary, ConnectorRun, FetchResult, SyncEngine
@@ -289,6 +291,7 @@ async def refresh_login(
         return await read_claimed(engine, session, login, service, token)
 
     got = claimed if claimed is not None else await _unit(db, group, claim)
+    started = time.monotonic()
     token, service, credentials = got.token, got.service, got.credentials
     run = engine.build(service, got.state)
     failure: ConnectorFailure | None = None
@@ -368,4 +371,27 @@ async def refresh_login(
             failure=failure,
         )
 
-    return await _unit(db, group, apply)
+    def observed(what: str) -> None:
+        seconds = time.monotonic() - started
+        metrics.sync_finished(service.connector, scheduled=scheduled, outcome=what, seconds=seconds)
+        log.info(
+            "sync of login %s: %s",
+            login_id,
+            what,
+            extra={"connector": service.connector, "duration_ms": round(seconds * 1000, 1)},
+        )
+
+    try:
+        outcome = await _unit(db, group, apply)
+    except Exception:
+        observed("error")
+        raise
+    observed(_metric_outcome(outcome))
+    return outcome
+
+
+def _metric_outcome(outcome: RefreshOutcome) -> str:
+    """As ``sync_runs.outcome`` says it, or why no run was recorded."""
+    if not outcome.applied:
+        return "lost_lease"
+    return "ok" if outcome.failure is None else f"login_{outcome.failure.status}"

@@ -27,6 +27,8 @@ from typing import Final
 
 from litestar.types import Message, Scope
 
+from bankhub.observability import logs
+
 log = logging.getLogger("bankhub.usage")
 
 API: Final = "api"
@@ -79,8 +81,9 @@ _current: ContextVar[int | None] = ContextVar("bankhub_usage_app", default=None)
 
 
 def attribute(app_id: int) -> None:
-    """Count the current request as a call of ``app_id``."""
+    """Count the current request as a call of ``app_id``; its log lines name the app too."""
     _current.set(app_id)
+    logs.bind_app(app_id)
 
 
 def route_group(path: str) -> str | None:

@@ -8,18 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Literal, ParamSpec
 
 import httpx
 
+from bankhub.observability import metrics
 from bankhub.webhooks.ssrf import Resolver, Target, UnsafeUrl, resolve_target
 from bankhub.webhooks.transport import KeyedTransport
+
+P = ParamSpec("P")
+log = logging.getLogger("bankhub.webhooks")
 
 EXCERPT_BYTES = 1024
 #: the most of an answer's body that is read (and thrown away past the excerpt); an answer
@@ -226,6 +232,26 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
+def _counted(
+    send: Callable[P, Awaitable[AttemptResult]],
+) -> Callable[P, Awaitable[AttemptResult]]:
+    """Each attempt's outcome counted for the operator (``observability.metrics``)."""
+
+    @functools.wraps(send)
+    async def counted(*args: P.args, **kwargs: P.kwargs) -> AttemptResult:
+        result = await send(*args, **kwargs)
+        metrics.webhook_attempt(result.outcome)
+        log.info(
+            "webhook attempt: %s",
+            result.outcome,
+            extra={"status_code": result.status_code, "duration_ms": result.duration_ms},
+        )
+        return result
+
+    return counted
+
+
+@_counted
 async def deliver(
     http: httpx.AsyncClient | KeyedTransport,
     url: str,

@@ -1,0 +1,1 @@
+"""What an operator sees of a running bankhub: log lines, metrics, health and readiness."""

@@ -1,0 +1,1 @@
+"""The operator's endpoints: liveness, readiness and metrics (``docs/operations.md``)."""
