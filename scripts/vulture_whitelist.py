@@ -113,3 +113,6 @@ CHANGE_COLUMNS  # sync/engine.py: the change log's bulk columns, for tests/db/te
 _.account_details  # sync/engine.py: an account's opened details, for tests/security
 _.api  # usage/counters.py: count one API call; the request hook inlines it (hot path)
 _.shared_store  # app.py: app.state.shared_store, its `unavailable` count for operators
+
+# --- prometheus-client: read from its module when a metric is made -------------------------------
+_.ValueClass  # observability/metrics.py sets prometheus_client.values.ValueClass for multiprocess mode

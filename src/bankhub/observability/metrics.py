@@ -133,6 +133,9 @@ def webhook_attempt(outcome: str) -> None:
 
 
 def connect_stage(stage: str) -> None:
+    # a label value outside the funnel's fixed set would start a series of its own
+    if stage not in CONNECT_STAGES:
+        raise ValueError(f"unknown connect stage {stage!r}")
     get().connect.labels(stage).inc()
 
 

@@ -28,7 +28,6 @@ from bankhub.hub import Hub
 
 log = logging.getLogger("bankhub.readiness")
 
-CHECKS: Final = ("database", "migrations", "keys")
 TIMEOUT: Final = 5.0
 
 
