@@ -119,14 +119,15 @@ def import_banks(
         print(json.dumps(report))
         return
     for refusal in registry.refusals:
-        out.print(f"line {refusal.line}: skipped: {escape(refusal.reason)}")
+        out.print(f"line {refusal.line}: skipped: {escape(refusal.reason)}", soft_wrap=True)
     if registry.notes:
         out.print(f"{len(registry.notes)} notes on kept rows (--json lists them)")
     verb = "would be" if dry_run else "were"
     out.print(
         f"{escape(str(file))} ({registry.format}): {registry.rows} rows; "
         f"{len(outcome.added)} banks {verb} added (disabled), {len(outcome.updated)} updated, "
-        f"{outcome.unchanged} unchanged, {len(registry.refusals)} rows refused"
+        f"{outcome.unchanged} unchanged, {len(registry.refusals)} rows refused",
+        soft_wrap=True,
     )
 
 
@@ -196,6 +197,7 @@ def list_banks(
         flag = "on " if row["enabled"] else "off"
         out.print(
             f"{row['id']:>6} {flag} {escape(row['name'])}  {row['bic']} {row['blz'] or '-'} "
-            f"{row['country_code']}  {escape(str(row['base_url']))}"
+            f"{row['country_code']}  {escape(str(row['base_url']))}",
+            soft_wrap=True,
         )
     out.print(f"{len(rows)} banks")
