@@ -142,9 +142,8 @@ def _switch(ids: list[int], every: bool, enabled: bool) -> None:
 
     changed = _in_db(settings, work)
     state = "enabled" if enabled else "disabled"
-    out.print(
-        f"{len(changed)} banks {state}" + (f": {', '.join(map(str, changed))}" if changed else "")
-    )
+    named = f": {', '.join(map(str, changed))}" if 0 < len(changed) <= 20 else ""
+    out.print(f"{len(changed)} banks {state}{named}", soft_wrap=True)
 
 
 @banks_cli.command("enable")
