@@ -338,3 +338,36 @@ def test_the_documented_schema_is_the_structs() -> None:
     assert schema["properties"]["banks"]["items"] == {"$ref": "#/$defs/BankEntry"}
     documented = (Path(__file__).resolve().parents[2] / "docs" / "banks.md").read_text()
     assert json.dumps(schema, indent=2, sort_keys=True) in documented
+
+
+def test_every_imported_bank_is_a_valid_xs2a_institution() -> None:
+    """What the registry writes is what the XS2A connector reads: each bank's parameters (as
+    the sync engine hands them over) build the connector's institution without an error."""
+    from bankhub.catalogue import imported_service
+    from bankhub.connectors.xs2a.params import Xs2aParams
+
+    corpus = read_registry_file(XS2A_ADAPTER).records
+    own = read_registry(BANKHUB_JSON.encode(), name="banks.json").records
+    for number, record in enumerate([*corpus, *own], start=1001):
+        service = imported_service(
+            id=number,
+            name=record.name,
+            country_code=record.country_code,
+            connector=record.connector,
+            params={**record.params, "bic": record.bic, "blz": record.blz},
+            bic=record.bic,
+            blz=record.blz,
+            color_primary=record.color_primary,
+            color_secondary=record.color_secondary,
+            logo_url=record.logo_url,
+            enabled=True,
+        )
+        params = Xs2aParams.from_institution(
+            {**service.params, "slug": service.slug, "name": service.name}
+        )
+        assert params.base_url == record.params["base_url"]
+    musterbank = Xs2aParams.from_institution(own[0].params)
+    assert musterbank.all_psd2
+    assert musterbank.booking_status == "booked"
+    assert musterbank.history_days == 365
+    assert [a.value for a in musterbank.sca_approaches] == ["REDIRECT", "DECOUPLED"]
