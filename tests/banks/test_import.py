@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bankhub.banks import services
 from bankhub.banks.live import BanksFileError, import_file
@@ -14,7 +15,7 @@ from bankhub.banks.models import Bank
 from bankhub.hub import Hub
 from tests.api.connect_client import CALLBACK, create_customer
 from tests.banks.test_formats import XS2A_ADAPTER
-from tests.conftest import BASE_URL, FakeClock, Harness, make_settings
+from tests.conftest import BASE_URL, FakeClock, Harness, make_settings, upgrade_now
 from tests.seed_shapes import SERVICE_KEYS
 
 BANKS = {
@@ -324,3 +325,41 @@ async def test_a_malformed_banks_file_stops_start_up_naming_file_and_line(
             assert await services.list_banks(session) == []
     finally:
         await hub.close()
+
+
+@pytest.mark.postgres
+async def test_an_import_waits_for_one_under_way_and_adds_nothing_twice(
+    tmp_path: Path, postgres_url: str, clock: FakeClock
+) -> None:
+    """The version row is locked first: a second import waits for the first one's commit,
+    then finds every bank it stored (no duplicate key, no service id handed out twice)."""
+    from bankhub.banks.formats import read_registry_file
+
+    upgrade_now(postgres_url)
+    settings = make_settings(tmp_path, postgres_url)
+    first, second = Hub.build(settings, clock=clock), Hub.build(settings, clock=clock)
+    path = _file(tmp_path, BANKS)
+    records = read_registry_file(path).records
+    try:
+        async with first.db.transaction(write=True) as session:  # an earlier, empty import
+            await services.import_records(session, clock, [])
+        async with first.db.transaction(write=True) as session:
+            held = await services.import_records(session, clock, records)
+            waiting = asyncio.ensure_future(import_file(second.db, clock, second.catalogue, path))
+            async with first.db.engine.connect() as watcher:
+                for _ in range(500):  # until the second import waits on a lock, at most 5 s
+                    query = text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    )
+                    if (await watcher.execute(query)).scalar_one():
+                        break
+                    await asyncio.sleep(0.01)
+                else:
+                    pytest.fail("the second import did not wait for the first")
+            assert not waiting.done()
+        _, outcome = await waiting
+    finally:
+        await first.close()
+        await second.close()
+    assert len(held.added) == 3
+    assert (outcome.added, outcome.updated, outcome.unchanged) == ([], [], 3)
