@@ -1,5 +1,5 @@
-"""The operator's command line: serve, migrate, demo, apps, keys, team, purge, maintenance,
-unblock, import, audit."""
+"""The operator's command line: serve, migrate, demo, apps, keys, team, banks, purge,
+maintenance, unblock, import, audit."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from bankhub import supervision
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit import services as audit
 from bankhub.audit_cli import audit_log
+from bankhub.banks.cli import banks_cli
 from bankhub.cli_common import err, out, settings_or_exit
 from bankhub.cli_common import migrate as migrate_schema
 from bankhub.clock import utcnow
@@ -52,6 +53,7 @@ db_cli = typer.Typer(no_args_is_help=True, help="Database roles (PostgreSQL).")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(team_cli, name="team")
+cli.add_typer(banks_cli, name="banks")
 
 
 @cli.callback()

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     max_page_size: int = 1000
     #: a service catalogue of the operator's own instead of the built-in one
     catalogue_file: Path | None = None
+    #: a bank registry imported at start (docs/banks.md): xs2a-adapter CSV, bankhub JSON/YAML
+    banks_file: Path | None = None
+    #: its format; by default from its name (``.csv``: xs2a-adapter, else bankhub)
+    banks_format: Literal["xs2a-adapter", "bankhub"] | None = None
+    #: how often a process looks for changed imported banks (bankhub.banks.live)
+    catalogue_refresh_seconds: float = Field(default=5.0, ge=0, le=300)
 
     #: run scheduled syncs and webhook deliveries inside ``serve`` (off for API-only processes)
     embedded_worker: bool = True

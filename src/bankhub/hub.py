@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bankhub.api import request_context
 from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit.writer import AuditWriter
+from bankhub.banks.live import LiveCatalogue
 from bankhub.catalogue import Catalogue, default_catalogue, load_catalogue
 from bankhub.clock import Clock, utcnow
 from bankhub.config import Settings
@@ -87,12 +88,21 @@ class Hub:
     usage: usage_counters.Counters = field(default_factory=usage_counters.Counters)
     #: the group-commit writer of audit entries (S42)
     audit: AuditWriter = field(init=False)
+    #: the imported banks merged into ``catalogue``, kept current (bankhub.banks.live)
+    live: LiveCatalogue = field(init=False)
     #: the holder this process writes into the leases it takes (manual refreshes; the runner
     #: has its own): the process's identity once claimed (``jobs.identity``)
     lease_owner: str = field(default_factory=lambda: Identity.ephemeral().owner)
 
     def __post_init__(self) -> None:
         self.audit = AuditWriter(self.db, self.clock)
+        self.live = LiveCatalogue(
+            self.catalogue,
+            self.clock,
+            refresh_seconds=self.settings.catalogue_refresh_seconds,
+            banks_file=self.settings.banks_file,
+            banks_format=self.settings.banks_format,
+        )
         self.tokens.audit = self.audit
 
     @classmethod
@@ -115,11 +125,12 @@ class Hub:
         hasher = SecretHasher(settings.resolved_secret_key())
         registry = registry or default_registry()
         if catalogue is None:
+            # a copy of its own: the imported banks merged into it are this hub's
             catalogue = (
-                load_catalogue(settings.catalogue_file)
+                load_catalogue(settings.catalogue_file, dev=settings.is_dev)
                 if settings.catalogue_file
-                else default_catalogue()
-            )
+                else default_catalogue(dev=settings.is_dev)
+            ).copy()
         http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(settings.connector_timeout_seconds),
             follow_redirects=False,
@@ -160,8 +171,10 @@ class Hub:
         )
 
     async def ready(self) -> None:
-        """Load what must come from the database before serving (the data keyring)."""
+        """Load what must come from the database before serving (the data keyring, the
+        imported banks)."""
         await self.keyring.ensure(self.db)
+        await self.live.ensure(self.db)
 
     async def close(self) -> None:
         await self.audit.close()

@@ -99,3 +99,31 @@ def test_an_operator_catalogue_file_replaces_the_built_in_one(tmp_path: Path) ->
     )
     hub = Hub.build(settings)
     assert [s.name for s in hub.catalogue.services] == ["Operator Bank"]
+
+
+def test_the_hand_written_example_institutions_are_dev_only(tmp_path: Path) -> None:
+    """Their hosts do not exist: outside dev they would be banks that can never connect."""
+    from bankhub.config import Environment, Settings
+    from bankhub.hub import Hub
+
+    everything = {s.slug for s in load_catalogue().services}
+    production = load_catalogue(dev=False).services
+    assert everything - {s.slug for s in production} == {
+        "example-sparkasse-musterstadt-de",
+        "example-volksbank-musterstadt-de",
+        "example-musterbank-fints-de",
+        "example-ofx-direct-bank-us",
+    }
+    assert not [s for s in production if s.connector in ("xs2a", "fints", "ofx")]
+    assert [s.id for s in production if s.connector == "sandbox"] == list(range(1, 11))
+    settings = Settings(
+        env=Environment.PRODUCTION,
+        data_dir=tmp_path,
+        secret_key="Gq7tWm2Zr9vXc4Lp8Hs1Yd6Kf3Nb5Jw0Ue",
+        public_url="https://bankhub.example",
+        kek="q" * 43,
+    )
+    hub = Hub.build(settings)
+    assert hub.catalogue.get(12) is None
+    assert hub.catalogue.get(1) is not None
+    assert {s.id for s in hub.catalogue.listed()} == {s.id for s in production}

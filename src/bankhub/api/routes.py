@@ -78,22 +78,43 @@ def _service_out(service: Service, media_path: str) -> s.ServiceOut:
     )
 
 
-def _services(hub: Hub, request: AnyRequest) -> list[s.ServiceOut]:
+#: ``q``: a search of the catalogue (additive to the seed)
+SEARCH = query(
+    "Only the services whose name contains this text (any case), whose BIC starts with it "
+    "(at least 4 characters) or whose BLZ it is",
+    length=(0, 100),
+)
+
+
+def _search(q: str | None) -> str | None:
+    if q is not None and len(q) > 100:
+        raise ApiError(ErrorCode.BAD_REQUEST, "q is longer than 100 characters", {"q": q[:100]})
+    return q
+
+
+def _services(hub: Hub, request: AnyRequest, q: str | None) -> list[s.ServiceOut]:
     media_path = f"{hub.public_url(request)}{MEDIA_PREFIX}/"
-    return [_service_out(service, media_path) for service in hub.catalogue.services]
+    return [_service_out(service, media_path) for service in hub.catalogue.listed(_search(q))]
 
 
+# Not cached in the server: a cached answer would skip the catalogue's reload (``Hub.ready``),
+# and an imported bank the operator enables must show within seconds.
 @get(
     "/service.json",
     opt=scopes.public(),
     tags=["service"],
     summary="The service catalogue (public)",
-    cache=300,
     operation_class=PublicOperation,
-    responses=errors(),
+    responses=errors(E.BAD_REQUEST),
+    description=(
+        "Every service partners may connect: the sandbox banks, statement files and the "
+        "imported banks the operator has enabled. `q` narrows it (name, BIC or BLZ)."
+    ),
 )
-async def service_json(request: AnyRequest) -> list[s.ServiceOut]:
-    return _services(hub_of(request), request)
+async def service_json(
+    request: AnyRequest, q: Annotated[str | None, SEARCH] = None
+) -> list[s.ServiceOut]:
+    return _services(hub_of(request), request, q)
 
 
 @get(
@@ -106,16 +127,21 @@ async def service_json(request: AnyRequest) -> list[s.ServiceOut]:
     description=(
         "The services the calling app may connect: an app in `sandbox` mode sees only the "
         "sandbox banks, one in `live` mode only real institutions and statement files, one in "
-        "`both` mode (the default) every service. `/service.json` lists the whole catalogue."
+        "`both` mode (the default) every service. `/service.json` lists the whole catalogue. "
+        "Imported banks are listed once the operator enables them; `q` narrows the list "
+        "(name, BIC or BLZ)."
     ),
 )
-async def service_list(request: AnyRequest) -> s.ServiceListEnvelope:
+async def service_list(
+    request: AnyRequest, q: Annotated[str | None, SEARCH] = None
+) -> s.ServiceListEnvelope:
     hub = hub_of(request)
     async with hub.db.transaction() as session:
         app = await hub.authenticate(session, request)
     media_path = f"{hub.public_url(request)}{MEDIA_PREFIX}/"
+    listed = hub.catalogue.listed(_search(q))
     return s.ServiceListEnvelope(
-        data=[_service_out(sv, media_path) for sv in modes.visible(app, hub.catalogue.services)]
+        data=[_service_out(sv, media_path) for sv in modes.visible(app, listed)]
     )
 
 
@@ -128,10 +154,19 @@ async def service_list(request: AnyRequest) -> s.ServiceListEnvelope:
     operation_class=PublicOperation,
     responses=errors(E.NOT_FOUND),
 )
-async def service_media(request: AnyRequest, name: FromPath[str]) -> File:
-    path = hub_of(request).catalogue.media_file(name)
+async def service_media(request: AnyRequest, name: FromPath[str]) -> File | Response[bytes]:
+    catalogue = hub_of(request).catalogue
+    path = catalogue.media_file(name)
     if path is None:
-        raise ApiError(ErrorCode.NOT_FOUND, f"No media file named {name!r}", {"name": name[:100]})
+        imported = catalogue.imported_media(name)
+        if imported is None:
+            raise ApiError(
+                ErrorCode.NOT_FOUND, f"No media file named {name!r}", {"name": name[:100]}
+            )
+        cache = {"Cache-Control": "public, max-age=86400"}
+        if isinstance(imported, str):  # the operator's logo_url (https, checked at import)
+            return Response(b"", status_code=302, headers={**cache, "Location": imported})
+        return Response(imported, media_type="image/png", headers=cache)
     return File(
         path=path,
         media_type="image/png",

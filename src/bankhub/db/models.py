@@ -3,6 +3,7 @@
 from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Account, Transaction
 from bankhub.audit.models import AuditEntry
+from bankhub.banks.models import Bank
 from bankhub.connect.models import ConnectRoute
 from bankhub.customers.models import Customer
 from bankhub.dashboard.models import Invite, Member, MemberSession, SmtpSettings
@@ -22,6 +23,7 @@ __all__ = [
     "App",
     "AppTemplate",
     "AuditEntry",
+    "Bank",
     "Base",
     "ConnectRoute",
     "ConnectToken",

@@ -94,8 +94,9 @@ async def create_token(
 
 
 def require_service(catalogue: Catalogue, service_id: int) -> Service:
+    """A service partners may pick: an imported bank only while the operator enables it."""
     service = catalogue.get(service_id)
-    if service is None:
+    if service is None or not service.listed:
         raise ApiError(
             ErrorCode.SERVICE_NOT_FOUND,
             f"Cannot find service with id: {service_id}.",

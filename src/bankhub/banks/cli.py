@@ -1,0 +1,202 @@
+"""``bankhub banks``: import a bank registry, enable and disable imported banks, list them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.markup import escape
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.banks import services
+from bankhub.banks.formats import FORMATS, Registry, RegistryFileError, read_registry_file
+from bankhub.catalogue import default_catalogue, load_catalogue
+from bankhub.cli_common import err, migrate, out, settings_or_exit
+from bankhub.clock import utcnow
+from bankhub.config import Settings
+from bankhub.db.engine import Database
+
+T = TypeVar("T")
+banks_cli = typer.Typer(
+    no_args_is_help=True,
+    help="Banks imported from a registry (xs2a-adapter CSV, bankhub JSON/YAML): docs/banks.md.",
+)
+
+
+class _DryRun(Exception):
+    """Rolls the import's unit of work back once its outcome is known."""
+
+
+def _in_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    migrate(settings)
+
+    async def run() -> T:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.transaction(write=True) as session:
+                return await work(session)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except services.BankError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _reserved_ids(settings: Settings) -> list[int]:
+    """The catalogue file's ids, which imported banks must never take."""
+    if settings.catalogue_file:
+        return load_catalogue(settings.catalogue_file).base_ids
+    return default_catalogue().base_ids
+
+
+def _report(
+    path: Path, registry: Registry, outcome: services.ImportOutcome, dry_run: bool
+) -> dict[str, Any]:
+    return {
+        "file": str(path),
+        "format": registry.format,
+        "dry_run": dry_run,
+        "rows": registry.rows,
+        "added": len(outcome.added),
+        "updated": len(outcome.updated),
+        "unchanged": outcome.unchanged,
+        "refused": len(registry.refusals),
+        "added_ids": outcome.added,
+        "updated_ids": outcome.updated,
+        "refusals": [{"line": r.line, "reason": r.reason} for r in registry.refusals],
+        "notes": [{"line": n.line, "reason": n.reason} for n in registry.notes],
+    }
+
+
+@banks_cli.command("import")
+def import_banks(
+    file: Annotated[Path, typer.Argument(help="the registry file", dir_okay=False)],
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help=f"{' or '.join(FORMATS)}; by default from the name (.csv: xs2a)"
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="say what would change, store nothing")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,
+) -> None:
+    """Import a registry: new banks are added disabled, known ones updated in place (same
+    service id); refused rows are listed with their line and skipped; all in one transaction."""
+    settings = settings_or_exit()
+    if format is not None and format not in FORMATS:
+        err.print(f"[red]--format must be {' or '.join(FORMATS)}[/red]")
+        raise typer.Exit(2)
+    try:
+        registry = read_registry_file(file, format)
+    except RegistryFileError as exc:
+        err.print(f"[red]{escape(str(file))}: {escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    reserved = _reserved_ids(settings)
+
+    async def work(session: AsyncSession) -> services.ImportOutcome:
+        outcome = await services.import_records(
+            session, utcnow, registry.records, reserved_ids=reserved
+        )
+        if dry_run:
+            raise _DryRun(outcome)
+        return outcome
+
+    try:
+        outcome = _in_db(settings, work)
+    except _DryRun as rolled_back:
+        outcome = rolled_back.args[0]
+    report = _report(file, registry, outcome, dry_run)
+    if as_json:
+        print(json.dumps(report))
+        return
+    for refusal in registry.refusals:
+        out.print(f"line {refusal.line}: skipped: {escape(refusal.reason)}", soft_wrap=True)
+    if registry.notes:
+        out.print(f"{len(registry.notes)} notes on kept rows (--json lists them)")
+    verb = "would be" if dry_run else "were"
+    out.print(
+        f"{escape(str(file))} ({registry.format}): {registry.rows} rows; "
+        f"{len(outcome.added)} banks {verb} added (disabled), {len(outcome.updated)} updated, "
+        f"{outcome.unchanged} unchanged, {len(registry.refusals)} rows refused",
+        soft_wrap=True,
+    )
+
+
+def _switch(ids: list[int], every: bool, enabled: bool) -> None:
+    if bool(ids) == every:
+        err.print("[red]name the bank ids, or --all[/red]")
+        raise typer.Exit(2)
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> list[int]:
+        return await services.set_enabled(session, utcnow, None if every else ids, enabled)
+
+    changed = _in_db(settings, work)
+    state = "enabled" if enabled else "disabled"
+    named = f": {', '.join(map(str, changed))}" if 0 < len(changed) <= 20 else ""
+    out.print(f"{len(changed)} banks {state}{named}", soft_wrap=True)
+
+
+@banks_cli.command("enable")
+def enable(
+    ids: Annotated[list[int] | None, typer.Argument(help="service ids")] = None,
+    every: Annotated[bool, typer.Option("--all", help="every imported bank")] = False,
+) -> None:
+    """Show imported banks to partners (in /service.json and /v2/service, within seconds)."""
+    _switch(ids or [], every, True)
+
+
+@banks_cli.command("disable")
+def disable(
+    ids: Annotated[list[int] | None, typer.Argument(help="service ids")] = None,
+    every: Annotated[bool, typer.Option("--all", help="every imported bank")] = False,
+) -> None:
+    """Hide imported banks from partners; logins already made with them keep refreshing."""
+    _switch(ids or [], every, False)
+
+
+@banks_cli.command("list")
+def list_banks(
+    q: Annotated[str | None, typer.Option("--q", help="name, BIC or BLZ")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The imported banks: service id, on/off, name, BIC, BLZ, country, base URL."""
+    settings = settings_or_exit()
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": b.id,
+                "enabled": b.enabled,
+                "name": b.name,
+                "bic": b.bic,
+                "blz": b.blz,
+                "country_code": b.country_code,
+                "connector": b.connector,
+                "base_url": b.params.get("base_url"),
+                "key": b.key,
+            }
+            for b in await services.list_banks(session, q)
+        ]
+
+    rows = _in_db(settings, work)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    for row in rows:
+        flag = "on " if row["enabled"] else "off"
+        out.print(
+            f"{row['id']:>6} {flag} {escape(row['name'])}  {row['bic']} {row['blz'] or '-'} "
+            f"{row['country_code']}  {escape(str(row['base_url']))}",
+            soft_wrap=True,
+        )
+    out.print(f"{len(rows)} banks")

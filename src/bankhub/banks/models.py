@@ -1,0 +1,43 @@
+"""The imported banks: the operator's catalogue, not any app's data (no ``app_id``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Integer, String, Text, false
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bankhub.db.base import Base
+from bankhub.db.types import UTCDateTime
+
+#: the version counter every process compares with what it loaded (``bankhub.banks.live``)
+VERSION_FLAG = "catalogue_version"
+
+
+class Bank(Base):
+    """One imported institution. ``id`` is its service id, what partners store: given once,
+    kept when the bank is updated, never reused (banks are disabled, not deleted)."""
+
+    __tablename__ = "banks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: the stable identity across imports: ``xs2a-adapter:<registry id>`` or
+    #: ``bankhub:<key>`` (by default ``bankhub:<BIC>/<BLZ>``)
+    key: Mapped[str] = mapped_column(String(160), unique=True)
+    #: the registry format it came from (``xs2a-adapter`` or ``bankhub``)
+    source: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    bic: Mapped[str] = mapped_column(String(11), index=True)
+    blz: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    country_code: Mapped[str] = mapped_column(String(2))
+    connector: Mapped[str] = mapped_column(String(40))
+    #: the connector's institution parameters (base URL, SCA approaches, ...)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    logo_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    color_primary: Mapped[str] = mapped_column(String(6))
+    color_secondary: Mapped[str] = mapped_column(String(6))
+    #: shown to partners only once the operator enables it (``bankhub banks enable``)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,93 @@
+"""``bankhub banks``: import, dry run, enable and disable, list (SQLite, in-process)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bankhub.cli import cli
+from tests.banks.test_formats import XS2A_ADAPTER
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("BANKHUB_DATABASE_URL", "BANKHUB_SECRET_KEY", "BANKHUB_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BANKHUB_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+def _run(*args: str) -> dict[str, object] | list[object] | str:
+    result = CliRunner().invoke(cli, ["banks", *args])
+    assert result.exit_code == 0, result.output
+    if "--json" in args:
+        parsed: dict[str, object] | list[object] = json.loads(result.stdout)
+        return parsed
+    return result.stdout
+
+
+def test_import_reports_counts_and_each_refusal_and_a_dry_run_stores_nothing(
+    data_dir: Path,
+) -> None:
+    dry = _run("import", str(XS2A_ADAPTER), "--dry-run", "--json")
+    assert isinstance(dry, dict)
+    assert (dry["rows"], dry["added"], dry["refused"], dry["dry_run"]) == (1994, 1974, 20, True)
+    assert _run("list", "--json") == []
+    report = _run("import", str(XS2A_ADAPTER), "--json")
+    assert isinstance(report, dict)
+    assert (report["added"], report["updated"], report["unchanged"]) == (1974, 0, 0)
+    refusals = {r["line"]: r["reason"] for r in report["refusals"]}  # type: ignore[attr-defined,index]
+    assert refusals[53] == "BIC 'DEUTDE' is not a valid BIC (Invalid length '6')"
+    assert len(refusals) == 20
+    assert refusals[1461].startswith("URL 'https://simulator-xs2a.db.com/{Service Group}/DE")
+    assert refusals[899] == "duplicate of line 896 (same name, BIC, BLZ, URL and adapter)"
+    text = _run("import", str(XS2A_ADAPTER))
+    assert isinstance(text, str)
+    assert "line 805: skipped: BIC 'MARKDEF' is not a valid BIC" in text
+    assert "1994 rows; 0 banks were added (disabled), 0 updated, 1974 unchanged, 20 rows" in text
+
+
+def test_enable_disable_and_list(data_dir: Path) -> None:
+    _run("import", str(XS2A_ADAPTER))
+    assert "2 banks enabled: 1001, 1002" in str(_run("enable", "1001", "1002"))
+    assert "0 banks enabled" in str(_run("enable", "1001"))
+    found = _run("list", "--q", "NOLADE21GRW", "--json")
+    assert found == [
+        {
+            "id": 1002,
+            "enabled": True,
+            "name": "Sparkasse Vorpommern",
+            "bic": "NOLADE21GRW",
+            "blz": "15050500",
+            "country_code": "DE",
+            "connector": "xs2a",
+            "base_url": "https://xs2a-sandbox.f-i-apim.de:8444/fixs2a-env/xs2a-api/12345678",
+            "key": "xs2a-adapter:1edbdcff-ce4a-42ad-a0a5-dd4767ae0443",
+        }
+    ]
+    assert "2 banks disabled" in str(_run("disable", "--all"))
+    unknown = CliRunner().invoke(cli, ["banks", "enable", "1001", "99999"])
+    assert unknown.exit_code == 1
+    assert "no imported bank has the id 99999" in unknown.output
+    listed = _run("list", "--json")
+    assert isinstance(listed, list)
+    assert not any(b["enabled"] for b in listed)  # type: ignore[index]
+    neither = CliRunner().invoke(cli, ["banks", "enable"])
+    assert neither.exit_code == 2
+
+
+def test_a_file_broken_halfway_imports_nothing(data_dir: Path) -> None:
+    good = {"name": "Musterbank", "bic": "WELADED1BUB", "base_url": "https://a.example"}
+    text = json.dumps({"banks": [good, {**good, "key": "two"}]}, indent=2)
+    broken = data_dir / "banks.json"
+    broken.write_text(text[:-20])
+    result = CliRunner().invoke(cli, ["banks", "import", str(broken)])
+    assert result.exit_code == 1
+    assert f"{broken}: line " in result.output
+    assert "not JSON" in result.output
+    assert _run("list", "--json") == []
+    broken.write_text(text)
+    assert "2 banks were added" in str(_run("import", str(broken)))
