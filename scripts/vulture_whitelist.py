@@ -116,3 +116,9 @@ _.shared_store  # app.py: app.state.shared_store, its `unavailable` count for op
 
 # --- prometheus-client: read from its module when a metric is made -------------------------------
 _.ValueClass  # observability/metrics.py sets prometheus_client.values.ValueClass for multiprocess mode
+
+# --- bank registries --------------------------------------------------------------------------------
+import_banks  # `bankhub banks import`
+disable  # `bankhub banks disable`
+OAUTH  # banks/formats.py ScaApproach: a value registry files name (read by value, never by name)
+bank_file_schema  # the JSON Schema docs/banks.md shows; tests/banks/test_formats.py keeps them equal

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -20,12 +21,11 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def _run(*args: str) -> dict[str, object] | list[object] | str:
+def _run(*args: str) -> Any:
     result = CliRunner().invoke(cli, ["banks", *args])
     assert result.exit_code == 0, result.output
     if "--json" in args:
-        parsed: dict[str, object] | list[object] = json.loads(result.stdout)
-        return parsed
+        return json.loads(result.stdout)
     return result.stdout
 
 
@@ -39,7 +39,7 @@ def test_import_reports_counts_and_each_refusal_and_a_dry_run_stores_nothing(
     report = _run("import", str(XS2A_ADAPTER), "--json")
     assert isinstance(report, dict)
     assert (report["added"], report["updated"], report["unchanged"]) == (1974, 0, 0)
-    refusals = {r["line"]: r["reason"] for r in report["refusals"]}  # type: ignore[attr-defined,index]
+    refusals = {r["line"]: r["reason"] for r in report["refusals"]}
     assert refusals[53] == "BIC 'DEUTDE' is not a valid BIC (Invalid length '6')"
     assert len(refusals) == 20
     assert refusals[1461].startswith("URL 'https://simulator-xs2a.db.com/{Service Group}/DE")
@@ -74,7 +74,7 @@ def test_enable_disable_and_list(data_dir: Path) -> None:
     assert "no imported bank has the id 99999" in unknown.output
     listed = _run("list", "--json")
     assert isinstance(listed, list)
-    assert not any(b["enabled"] for b in listed)  # type: ignore[index]
+    assert not any(b["enabled"] for b in listed)
     neither = CliRunner().invoke(cli, ["banks", "enable"])
     assert neither.exit_code == 2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -18,7 +19,7 @@ from tests.banks.test_formats import XS2A_ADAPTER
 from tests.conftest import BASE_URL, FakeClock, Harness, make_settings, upgrade_now
 from tests.seed_shapes import SERVICE_KEYS
 
-BANKS = {
+BANKS: dict[str, Any] = {
     "version": 1,
     "banks": [
         {
