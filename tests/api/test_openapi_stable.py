@@ -6,7 +6,7 @@ committed snapshot ``snapshots/openapi.json``. Moving a route between modules, r
 or reordering the router must leave it as it is; a change to the API itself updates the snapshot
 in the same commit:
 
-    BANKHUB_UPDATE_OPENAPI_SNAPSHOT=1 scripts/test tests/api/test_openapi_stable.py -m "not postgres"
+    BANKHUB_UPDATE_OPENAPI_SNAPSHOT=1 scripts/test tests/api/test_openapi_stable.py
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 from litestar import Request
@@ -33,9 +34,10 @@ from sqlalchemy import select
 
 from bankhub.dashboard import mail, roles
 from bankhub.dashboard.models import Member
-from bankhub.hub import Hub
+from bankhub.db.engine import Database
 from bankhub.partners.models import App
 from bankhub.security import tls
+from bankhub.security.keyring import Keyring
 from bankhub.security.secrets import SecretHasher
 
 log = logging.getLogger("bankhub.dashboard.alerts")
@@ -115,16 +117,17 @@ def alert_mail(config: mail.SmtpConfig, alert: NewBrowser) -> EmailMessage:
     return mail.message(config, alert.email, "New sign-in to the bankhub dashboard", body)
 
 
-async def send_alert(hub: Hub, alert: NewBrowser) -> None:
-    """Mail the alert if outgoing mail is set up (run after the answer was sent)."""
-    async with hub.db.transaction() as db:
-        config = await mail.load(db, hub.keyring)
+async def send_alert(
+    database: Database, keyring: Keyring, ca_bundle: Path | None, alert: NewBrowser
+) -> None:
+    """Mail the alert if outgoing mail is set up (run after the answer was sent); ``ca_bundle``
+    is ``BANKHUB_CA_BUNDLE``, what the mail server's certificate is checked against."""
+    async with database.transaction() as db:
+        config = await mail.load(db, keyring)
     if config is None:
         return
     try:
-        await mail.send(
-            config, alert_mail(config, alert), tls.outbound_ssl_context(hub.settings.ca_bundle)
-        )
+        await mail.send(config, alert_mail(config, alert), tls.outbound_ssl_context(ca_bundle))
     except mail.MailError as exc:
         log.warning("sign-in alert to a member could not be mailed: %s", exc)
 
@@ -167,12 +170,17 @@ def consent_mail(
     return mail.message(config, to, subject, body)
 
 
-async def mail_consent_notices(hub: Hub, notices: Sequence[ConsentNotice]) -> int:
+async def mail_consent_notices(
+    database: Database,
+    keyring: Keyring,
+    ca_bundle: Path | None,
+    notices: Sequence[ConsentNotice],
+) -> int:
     """One summary to each member who may act on consents; returns the messages sent."""
     if not notices:
         return 0
-    async with hub.db.transaction() as db:
-        config = await mail.load(db, hub.keyring)
+    async with database.transaction() as db:
+        config = await mail.load(db, keyring)
         if config is None:
             return 0
         members = [
@@ -182,7 +190,7 @@ async def mail_consent_notices(hub: Hub, notices: Sequence[ConsentNotice]) -> in
         ]
         ids = {n.app_id for n in notices}
         apps = {a.id: a for a in (await db.execute(select(App).where(App.id.in_(ids)))).scalars()}
-    context = tls.outbound_ssl_context(hub.settings.ca_bundle)
+    context = tls.outbound_ssl_context(ca_bundle)
     sent = 0
     for member in members:
         try:

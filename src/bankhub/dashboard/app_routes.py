@@ -13,16 +13,17 @@ from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError
+from bankhub.api.principal import hub_of
 from bankhub.audit import services as audit
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import PREFIX, Refused, field_of, go, page, visit_of
 from bankhub.dashboard.roles import Action
-from bankhub.hub import hub_of
+from bankhub.errors import DomainError
 from bankhub.partners import keys, modes
 from bankhub.partners import services as partners
 from bankhub.partners.models import ApiKey, App
+from bankhub.partners.origins import parse_frame_origins
 from bankhub.security.scopes import Scope
 
 AnyRequest = Request[Any, Any, Any]
@@ -73,7 +74,7 @@ def _audit_key(
         target_id=key.key_id,
         app_id=key.app_id,
         detail={"scope": key.scope, "kind": key.kind},
-        request_id=audit.request_id(request),
+        request_id=audit.request_id(),
     )
 
 
@@ -180,7 +181,7 @@ async def create_key(request: AnyRequest, client_id: FromPath[str], data: Form) 
             issued = keys.issue(db, hub.hasher, now, app.id, scope=scope, kind=kind, name=name)
             await db.flush()
             _audit_key(db, request, "key.created", issued.key, now)
-    except ApiError as exc:  # a scope the kind cannot hold
+    except DomainError as exc:  # a scope the kind cannot hold
         return await _app_page(request, client_id, notice=exc.message)
     return page(
         request,
@@ -195,7 +196,7 @@ async def _key(db: AsyncSession, client_id: str, key_id: str) -> tuple[App, ApiK
     app = await app_of(db, client_id)
     try:
         return app, await keys.get_key(db, app, key_id)
-    except ApiError:
+    except DomainError:
         raise Refused(404, "No such key.") from None
 
 
@@ -218,7 +219,7 @@ async def roll_key(
             app, old = await _key(db, client_id, key_id)
             issued = await keys.roll(db, hub.hasher, now, old, timedelta(seconds=int(overlap)))
             _audit_key(db, request, "key.rolled", old, now)
-    except ApiError as exc:
+    except DomainError as exc:
         return await _app_page(request, client_id, notice=exc.message)
     return page(
         request,
@@ -255,7 +256,6 @@ async def key_referers(
     request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str], data: Form
 ) -> Response[Any]:
     """S17: the page origins an ``app`` key may be used from (empty: any)."""
-    from bankhub.connect.pages import parse_frame_origins
 
     hub = hub_of(request)
     now = hub.clock()
@@ -277,7 +277,7 @@ async def key_referers(
                 app_id=key.app_id,
                 detail={"old_referers": old, "new_referers": new},
             )
-    except ApiError as exc:
+    except DomainError as exc:
         return await _app_page(request, client_id, notice=exc.message)
     return go(request, f"{APPS}/{client_id}?done=referers")
 
@@ -294,7 +294,7 @@ async def _setting(request: AnyRequest, client_id: str, done: str, change: Any) 
         async with hub.db.transaction() as db:
             app = await app_of(db, client_id)
             await change(db, app, me.email, who)
-    except ApiError as exc:
+    except DomainError as exc:
         return await _app_page(request, client_id, notice=exc.message)
     return go(request, f"{APPS}/{client_id}?done={done}")
 

@@ -11,6 +11,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 from sqlalchemy import select
 
+from bankhub.api.principal import hub_of
 from bankhub.audit import services as audit
 from bankhub.customers.models import Customer
 from bankhub.dashboard import roles, services
@@ -18,7 +19,6 @@ from bankhub.dashboard.app_routes import APPS, app_of
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import Refused, go, page, visit_of
 from bankhub.dashboard.roles import Action
-from bankhub.hub import hub_of
 from bankhub.lifecycle import erasure
 from bankhub.logins.models import Login
 

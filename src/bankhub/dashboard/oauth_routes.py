@@ -13,12 +13,12 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
+from bankhub.api.principal import hub_of, public_url
 from bankhub.audit import services as audit
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.app_routes import APPS, app_of
 from bankhub.dashboard.pages import Refused, go, page, visit_of
 from bankhub.dashboard.roles import Action
-from bankhub.hub import hub_of
 from bankhub.oauth import service as oauth
 from bankhub.partners import keys
 
@@ -33,7 +33,7 @@ def _path(client_id: str) -> str:
 async def oauth_page(request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
     hub = hub_of(request)
     now = hub.clock()
-    base = hub.public_url(request)
+    base = public_url(hub, request)
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
         grants = await oauth.grants_of(db, app.id)
@@ -89,7 +89,7 @@ async def revoke_grant(
             target_id=family.id,
             app_id=app.id,
             detail={"key_id": family.key_id, "scope": family.scope},
-            request_id=audit.request_id(request),
+            request_id=audit.request_id(),
         )
     return go(request, f"{_path(client_id)}?done=revoked")
 

@@ -12,11 +12,11 @@ from litestar.exceptions import ImproperlyConfiguredException
 from sqlalchemy import select
 
 from bankhub.api.openapi import finish
+from bankhub.api.principal import hub_of
 from bankhub.audit.models import AuditEntry
 from bankhub.dashboard import roles
 from bankhub.dashboard.pages import PREFIX, page
 from bankhub.dashboard.roles import Action
-from bankhub.hub import hub_of
 from bankhub.partners.models import App
 
 AnyRequest = Request[Any, Any, Any]

@@ -16,6 +16,7 @@ from litestar.params import FromPath, URLEncodedBody
 from litestar.response import File
 from sqlalchemy import select
 
+from bankhub.api.principal import hub_of, public_url
 from bankhub.audit import services as audit
 from bankhub.dashboard import alerts, glance, mail, roles, services, totp
 from bankhub.dashboard.models import Member
@@ -35,7 +36,7 @@ from bankhub.dashboard.pages import (
 )
 from bankhub.dashboard.roles import Action, Role
 from bankhub.dashboard.services import FormError, SignInRefused
-from bankhub.hub import Hub, hub_of
+from bankhub.hub import Hub
 from bankhub.partners.models import App
 from bankhub.security import tls
 from bankhub.usage import charts
@@ -236,7 +237,9 @@ async def sign_in_code(request: AnyRequest, data: Form) -> Response[Any]:
     response.cookies.append(alerts.device_cookie(device, visit.secure))
     if alert is not None:
         # after the answer: a slow or failing mail server never holds up signing in
-        response.background = BackgroundTask(alerts.send_alert, hub, alert)
+        response.background = BackgroundTask(
+            alerts.send_alert, hub.db, hub.keyring, hub.settings.ca_bundle, alert
+        )
     return response
 
 
@@ -457,7 +460,7 @@ async def invite(request: AnyRequest, data: Form) -> Response[Any]:
             config = await mail.load(db, hub.keyring)
     except FormError as exc:
         return await _team_page(request, notice=str(exc))
-    link = invite_link(hub.public_url(request), issued.token)
+    link = invite_link(public_url(hub, request), issued.token)
     if config is None:
         note = "Outgoing mail is not set up: send this link to them yourself."
     else:

@@ -13,16 +13,16 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy import select
 
-from bankhub.api.errors import ApiError
+from bankhub.api.principal import hub_of
 from bankhub.audit import services as audit
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.app_routes import APPS, app_of
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import Refused, field_of, go, page, visit_of
 from bankhub.dashboard.roles import Action
+from bankhub.errors import DomainError
 from bankhub.events import services as events
 from bankhub.events.models import Event
-from bankhub.hub import hub_of
 from bankhub.webhooks import services as webhooks
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from bankhub.webhooks.ssrf import MAX_URL_LENGTH
@@ -163,7 +163,7 @@ async def add_endpoint(request: AnyRequest, client_id: FromPath[str]) -> Respons
                 app_id=app.id,
                 detail={"url": url[:300], "events": issued.endpoint.events},
             )
-    except ApiError as exc:
+    except DomainError as exc:
         return await _webhooks_page(request, client_id, notice=exc.message)
     return await _webhooks_page(
         request, client_id, secret=(f"Signing secret of {url[:200]}", issued.secret)
@@ -201,7 +201,7 @@ async def rotate_secret(
                 app_id=app.id,
                 detail={"overlap_seconds": int(overlap)},
             )
-    except ApiError as exc:
+    except DomainError as exc:
         return await _webhooks_page(request, client_id, notice=exc.message)
     return await _webhooks_page(
         request, client_id, secret=(f"New signing secret of {endpoint.url[:200]}", secret)
@@ -268,7 +268,7 @@ async def enable_endpoint(
                     app_id=app.id,
                     detail=caught.audit_detail(),
                 )
-    except ApiError as exc:
+    except DomainError as exc:
         return await _webhooks_page(request, client_id, notice=exc.message)
     return await _webhooks_page(request, client_id, notice=caught.message)
 
