@@ -157,6 +157,8 @@ class IdempotencyMiddleware:
             app_id, key, request.method, scope["path"], await self._fingerprint(request)
         )
         lease = timedelta(seconds=hub.settings.idempotency_lease_seconds)
+        # the store's functions go through their module: one seam, where tests stand in for a
+        # process that dies before it gives its key back
         outcome = await store.claim(hub.db, hub.keyring, keyed, hub.clock(), lease)
         if isinstance(outcome, StoredResponse):
             await replay(outcome, send)

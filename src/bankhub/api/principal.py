@@ -4,6 +4,13 @@ A route names what it needs as parameters and Litestar provides them: ``hub`` (t
 composition root: settings, database, clock, catalogue, keyring, ...) and ``auth`` (the
 authentication of this request, :class:`bankhub.api.auth.Auth`). Middleware and error handlers,
 which run outside a route, reach the hub with :func:`hub_of`.
+
+The database session is not a dependency: Litestar ends a generator dependency (here: commits)
+only after the answer is built and ``after_request`` has run, where bankhub writes the audit
+entry of an answer carrying account data (S42) once the data's unit of work is done; and some
+routes need two units of work around a call to the bank (a refresh, a deletion). So a route
+opens its own unit of work with ``hub.db.transaction()`` and authenticates in it
+(``auth.app(session)``, ``auth.login(session)``), which also scopes that unit to the app (S14).
 """
 
 from __future__ import annotations

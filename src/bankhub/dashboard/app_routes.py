@@ -13,7 +13,7 @@ from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.principal import hub_of
+from bankhub.api.principal import HubDep, hub_of
 from bankhub.audit import services as audit
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.models import Member
@@ -82,17 +82,15 @@ def _audit_key(
 
 
 @get(APPS, opt=roles.route(Action.VIEW), include_in_schema=False)
-async def apps_page(request: AnyRequest) -> Response[Any]:
-    hub = hub_of(request)
+async def apps_page(hub: HubDep, request: AnyRequest) -> Response[Any]:
     async with hub.db.transaction() as db:
         apps = list((await db.execute(select(App).order_by(App.id))).scalars())
     return page(request, "apps.html", apps=apps)
 
 
 @post(APPS, opt=roles.route(Action.APP_CREATE), include_in_schema=False)
-async def create_app(request: AnyRequest, data: Form) -> Response[Any]:
+async def create_app(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """A new app with its seed keys; their secrets are on this answer only."""
-    hub = hub_of(request)
     name = field_of(data, "name").strip()
     if not name or len(name) > 200 or not name.isprintable():
         hub_apps = await _all_apps(request)
@@ -164,8 +162,9 @@ async def app_page(request: AnyRequest, client_id: FromPath[str]) -> Response[An
 @post(
     f"{APPS}/{{client_id:str}}/keys", opt=roles.route(Action.KEYS_MANAGE), include_in_schema=False
 )
-async def create_key(request: AnyRequest, client_id: FromPath[str], data: Form) -> Response[Any]:
-    hub = hub_of(request)
+async def create_key(
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], data: Form
+) -> Response[Any]:
     now = hub.clock()
     scope = Scope.parse(field_of(data, "scope"))
     try:
@@ -206,10 +205,9 @@ async def _key(db: AsyncSession, client_id: str, key_id: str) -> tuple[App, ApiK
     include_in_schema=False,
 )
 async def roll_key(
-    request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str], data: Form
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str], data: Form
 ) -> Response[Any]:
     """A new secret of the same scope and kind; the old one works for the chosen overlap."""
-    hub = hub_of(request)
     now = hub.clock()
     overlap = field_of(data, "overlap") or "86400"
     if overlap not in OVERLAPS:
@@ -236,9 +234,8 @@ async def roll_key(
     include_in_schema=False,
 )
 async def revoke_key(
-    request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str]
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str]
 ) -> Response[Any]:
-    hub = hub_of(request)
     now = hub.clock()
     async with hub.db.transaction() as db:
         _, key = await _key(db, client_id, key_id)
@@ -253,11 +250,10 @@ async def revoke_key(
     include_in_schema=False,
 )
 async def key_referers(
-    request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str], data: Form
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str], data: Form
 ) -> Response[Any]:
     """S17: the page origins an ``app`` key may be used from (empty: any)."""
 
-    hub = hub_of(request)
     now = hub.clock()
     try:
         async with hub.db.transaction() as db:
@@ -353,12 +349,13 @@ async def retention(request: AnyRequest, client_id: FromPath[str], data: Form) -
     opt=roles.route(Action.APP_MODE),
     include_in_schema=False,
 )
-async def app_mode(request: AnyRequest, client_id: FromPath[str], data: Form) -> Response[Any]:
+async def app_mode(
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], data: Form
+) -> Response[Any]:
     """Sandbox, live or both (``bankhub.partners.modes``); owner and admin, re-authenticated."""
     value = field_of(data, "mode")
     if value not in {m.value for m in modes.Mode}:
         return await _app_page(request, client_id, notice="Choose sandbox, live or both.")
-    hub = hub_of(request)
     now = hub.clock()
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)

@@ -13,7 +13,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
-from bankhub.api.principal import hub_of, public_url
+from bankhub.api.principal import HubDep, public_url
 from bankhub.audit import services as audit
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.app_routes import APPS, app_of
@@ -30,8 +30,7 @@ def _path(client_id: str) -> str:
 
 
 @get(f"{APPS}/{{client_id:str}}/oauth", opt=roles.route(Action.VIEW), include_in_schema=False)
-async def oauth_page(request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
-    hub = hub_of(request)
+async def oauth_page(hub: HubDep, request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
     now = hub.clock()
     base = public_url(hub, request)
     async with hub.db.transaction() as db:
@@ -68,9 +67,8 @@ async def oauth_page(request: AnyRequest, client_id: FromPath[str]) -> Response[
     include_in_schema=False,
 )
 async def revoke_grant(
-    request: AnyRequest, client_id: FromPath[str], family_id: FromPath[str]
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], family_id: FromPath[str]
 ) -> Response[Any]:
-    hub = hub_of(request)
     member = visit_of(request).member
     if member is None:
         raise Refused(401, "Please sign in.")

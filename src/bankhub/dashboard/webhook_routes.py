@@ -13,7 +13,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy import select
 
-from bankhub.api.principal import hub_of
+from bankhub.api.principal import HubDep, hub_of
 from bankhub.audit import services as audit
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.app_routes import APPS, app_of
@@ -132,10 +132,9 @@ async def webhooks_page(request: AnyRequest, client_id: FromPath[str]) -> Respon
     opt=roles.route(Action.WEBHOOKS_MANAGE),
     include_in_schema=False,
 )
-async def add_endpoint(request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
+async def add_endpoint(hub: HubDep, request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
     """A new endpoint for the chosen event types (none ticked: the seed's two); secret shown
     once."""
-    hub = hub_of(request)
     form = await request.form()
     url = str(form.get("url", ""))[: MAX_URL_LENGTH + 1].strip()
     chosen = [t for t in form.getall("event") if isinstance(t, str)] if "event" in form else []
@@ -176,10 +175,13 @@ async def add_endpoint(request: AnyRequest, client_id: FromPath[str]) -> Respons
     include_in_schema=False,
 )
 async def rotate_secret(
-    request: AnyRequest, client_id: FromPath[str], endpoint_id: FromPath[str], data: Form
+    hub: HubDep,
+    request: AnyRequest,
+    client_id: FromPath[str],
+    endpoint_id: FromPath[str],
+    data: Form,
 ) -> Response[Any]:
     """A new signing secret; the old one also signs for the chosen overlap (S37)."""
-    hub = hub_of(request)
     overlap = field_of(data, "overlap") or "86400"
     if overlap not in ROTATION_OVERLAPS:
         return await _webhooks_page(request, client_id, notice="Choose one of the overlaps.")
@@ -214,10 +216,9 @@ async def rotate_secret(
     include_in_schema=False,
 )
 async def replay(
-    request: AnyRequest, client_id: FromPath[str], event_id: FromPath[int]
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], event_id: FromPath[int]
 ) -> Response[Any]:
     """Queue one event again for every enabled endpoint that subscribes to its type (S38)."""
-    hub = hub_of(request)
     now = hub.clock()
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
@@ -244,11 +245,10 @@ async def replay(
     include_in_schema=False,
 )
 async def enable_endpoint(
-    request: AnyRequest, client_id: FromPath[str], endpoint_id: FromPath[str]
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], endpoint_id: FromPath[str]
 ) -> Response[Any]:
     """Enable an endpoint a 410 disabled; what it missed is queued in order, or the page says
     from which cursor to read the event feed (docs/webhooks.md)."""
-    hub = hub_of(request)
     now = hub.clock()
     try:
         async with hub.db.transaction(write=True) as db:
