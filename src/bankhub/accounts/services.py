@@ -16,7 +16,7 @@ from bankhub.accounts.models import Account, Transaction
 from bankhub.connectors.base import TransactionStatus
 from bankhub.db import tenancy
 from bankhub.db.engine import Database
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
@@ -118,7 +118,7 @@ async def accounts_of(session: AsyncSession, login: Login) -> Sequence[Account]:
 
 
 def account_not_found(account_id: int) -> DomainError:
-    return DomainError(
+    return NotFound(
         ErrorCode.ACCOUNT_NOT_FOUND,
         f"Cannot find account with id: {account_id}.",
         {"account_id": account_id},

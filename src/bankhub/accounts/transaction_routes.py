@@ -25,7 +25,7 @@ from bankhub.api.openapi import LOGIN_AUTH, LOGIN_SECURITY, MAX_ID, E, errors, q
 from bankhub.api.principal import AuthDep, HubDep, public_url
 from bankhub.api.schemas import VERSION
 from bankhub.audit import services as audit
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.logins import services as logins
 from bankhub.security import scopes
 
@@ -209,7 +209,7 @@ async def list_transactions(
         logins.require_active(login)
         if account_id is not None:
             if wanted is None:
-                raise DomainError(
+                raise NotFound(
                     ErrorCode.ACCOUNT_NOT_FOUND,
                     f"Cannot find account with id: {account_id[:40]}.",
                     {"account_id": account_id[:40]},

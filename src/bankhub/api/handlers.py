@@ -26,7 +26,7 @@ from bankhub.api import errors, request_context
 from bankhub.connect.pages import error_page, is_page_path
 from bankhub.dashboard.pages import PREFIX as DASHBOARD_PREFIX
 from bankhub.dashboard.pages import dashboard_error_page
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.security import network, ratelimit
 
 log = logging.getLogger("bankhub")
@@ -83,7 +83,7 @@ def handle_validation(request: AnyRequest, exc: ValidationException) -> Response
 
 def handle_not_found(request: AnyRequest, exc: NotFoundException) -> Response[Any]:
     return _error_response(
-        request, DomainError(ErrorCode.NOT_FOUND, f"No resource at {request.url.path[:200]}")
+        request, NotFound(ErrorCode.NOT_FOUND, f"No resource at {request.url.path[:200]}")
     )
 
 

@@ -39,7 +39,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.connectors.statement.connector import StatementUnreadable, parse_upload
 from bankhub.db import tenancy
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.logins.services import TokenUnusable
 from bankhub.partners import branding
 from bankhub.partners.models import App
@@ -361,12 +361,12 @@ IMAGE_CSP = "default-src 'none'; img-src 'self'; style-src 'none'; sandbox"
 async def _branded_app(request: AnyRequest, client_id: str) -> App:
     """The app the URL names; its template is read acting for that app only (S14)."""
     if not _BRAND_ID.match(client_id):
-        raise DomainError(ErrorCode.NOT_FOUND)
+        raise NotFound(ErrorCode.NOT_FOUND)
     hub = hub_of(request)
     async with hub.db.transaction() as db:
         app = (await db.execute(select(App).where(App.client_id == client_id))).scalar_one_or_none()
     if app is None:
-        raise DomainError(ErrorCode.NOT_FOUND)
+        raise NotFound(ErrorCode.NOT_FOUND)
     tenancy.choose(app.id)
     return app
 
@@ -389,7 +389,7 @@ async def brand_file(
         primary = row.color_primary if row else None
         secondary = row.color_secondary if row else None
         if branding.stylesheet_hash(primary, secondary) != name[:-4]:
-            raise DomainError(ErrorCode.NOT_FOUND)
+            raise NotFound(ErrorCode.NOT_FOUND)
         return Response(
             content=branding.stylesheet(primary, secondary),
             media_type="text/css; charset=utf-8",
@@ -399,7 +399,7 @@ async def brand_file(
         async with hub.db.transaction() as db:
             found = await branding.logo_bytes(db, app.id, name[5:])
         if found is None:
-            raise DomainError(ErrorCode.NOT_FOUND)
+            raise NotFound(ErrorCode.NOT_FOUND)
         content, media_type = found
         return Response(
             content=content,
@@ -411,7 +411,7 @@ async def brand_file(
                 "Cross-Origin-Resource-Policy": "same-origin",
             },
         )
-    raise DomainError(ErrorCode.NOT_FOUND)
+    raise NotFound(ErrorCode.NOT_FOUND)
 
 
 CONNECT_ROUTES = [

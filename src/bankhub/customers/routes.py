@@ -21,7 +21,7 @@ from bankhub.audit import services as audit
 from bankhub.clock import as_utc
 from bankhub.customers import services as customers
 from bankhub.customers.schemas import CustomerEnvelope, CustomerIn, CustomerOut
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.events.schemas import EventOut
 from bankhub.lifecycle import erasure
 from bankhub.logins.schemas import LoginOut, login_out
@@ -185,7 +185,7 @@ async def erase_customer(
             withdrawn=[u.login_id for u in upstreams],
         )
         if erased is None:  # erased meanwhile by another request
-            raise DomainError(
+            raise NotFound(
                 ErrorCode.CUSTOMER_NOT_FOUND,
                 f"Cannot find customer with id: '{customer_uuid}'.",
                 {"customer_id": customer_uuid},

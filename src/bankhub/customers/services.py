@@ -14,7 +14,7 @@ from bankhub.accounts.models import Account, Transaction
 from bankhub.accounts.services import API_COLUMNS, TransactionView, accounts_of, opened_rows
 from bankhub.clock import Clock
 from bankhub.customers.models import Customer
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.events.models import Event
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
@@ -71,7 +71,7 @@ async def get_customer(session: AsyncSession, app: App, customer_id: str) -> Cus
         query = select(Customer).where(Customer.app_id == app.id, Customer.id == customer_id)
         customer = (await session.execute(query)).scalar_one_or_none()
     if customer is None:
-        raise DomainError(
+        raise NotFound(
             ErrorCode.CUSTOMER_NOT_FOUND,
             f"Cannot find customer with id: '{customer_id}'.",
             {"customer_id": customer_id},

@@ -1,7 +1,7 @@
 """Mail to the team: sign-in alerts and consent-expiry notices, through the SMTP settings.
 
 **Sign-in alerts.** Each browser that signs in gets a long-lived random cookie
-(``bankhub_dash_device``, ``__Host-`` over TLS, HttpOnly, SameSite=Strict); the member's row
+(``bankhub.dashboard.devices``); the member's row
 keeps only keyed hashes of the browsers they used (the newest :data:`MAX_DEVICES`). A full
 sign-in from a browser not on that list is mailed to the member: when, from which address, which
 browser, and what to do if it was not them. Enrolment (the first sign-in) registers the browser
@@ -20,16 +20,12 @@ Without SMTP settings nothing is mailed.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
-from litestar import Request
-from litestar.datastructures import Cookie
 from sqlalchemy import select
 
 from bankhub.dashboard import mail, roles
@@ -42,37 +38,9 @@ from bankhub.security.secrets import SecretHasher
 
 log = logging.getLogger("bankhub.dashboard.alerts")
 
-DEVICE_COOKIE = "bankhub_dash_device"
 DEVICE_PURPOSE = "dashboard-device"
 #: browsers remembered per member; the oldest is forgotten first
 MAX_DEVICES = 20
-#: how long a browser is remembered (browsers cap cookies at 400 days)
-DEVICE_SECONDS = 400 * 24 * 3600
-_MAX_AGENT = 200
-
-
-def _cookie_name(secure: bool) -> str:
-    return f"__Host-{DEVICE_COOKIE}" if secure else DEVICE_COOKIE
-
-
-def device_token(request: Request[Any, Any, Any], secure: bool) -> str:
-    """The browser's device id from its cookie, or a new one (256 bits)."""
-    value = request.cookies.get(_cookie_name(secure))
-    if value and 20 <= len(value) <= 100 and value.isascii():
-        return value
-    return secrets.token_urlsafe(32)
-
-
-def device_cookie(token: str, secure: bool) -> Cookie:
-    return Cookie(
-        key=_cookie_name(secure),
-        value=token,
-        path="/",
-        httponly=True,
-        secure=secure,
-        samesite="strict",
-        max_age=DEVICE_SECONDS,
-    )
 
 
 def remember(hasher: SecretHasher, member: Member, token: str) -> bool:
@@ -86,7 +54,8 @@ def remember(hasher: SecretHasher, member: Member, token: str) -> bool:
     return new
 
 
-def _plain(text: str, limit: int) -> str:
+def plain(text: str, limit: int) -> str:
+    """Text from a browser or an app, printable and bounded, for a mail."""
     return "".join(ch if ch.isprintable() else "?" for ch in text)[:limit]
 
 
@@ -96,12 +65,6 @@ class NewBrowser:
     at: datetime
     address: str
     agent: str
-
-
-def new_browser(request: Request[Any, Any, Any], member: Member, now: datetime) -> NewBrowser:
-    address = request.client.host if request.client else "unknown"
-    agent = request.headers.get("user-agent", "") or "unknown"
-    return NewBrowser(member.email, now, _plain(address, 64), _plain(agent, _MAX_AGENT))
 
 
 def alert_mail(config: mail.SmtpConfig, alert: NewBrowser) -> EmailMessage:
@@ -146,7 +109,7 @@ class ConsentNotice:
 
 def _line(notice: ConsentNotice, apps: dict[int, App]) -> str:
     app = apps.get(notice.app_id)
-    name = _plain(app.name, 200) if app else f"app {notice.app_id}"
+    name = plain(app.name, 200) if app else f"app {notice.app_id}"
     when = f"{notice.expires_at:%Y-%m-%d %H:%M} UTC"
     if notice.days_left <= 0:
         return f"- {name}: login {notice.login_id}: consent expired at {when}"

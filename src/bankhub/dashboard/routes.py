@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from bankhub.api.principal import HubDep, hub_of, public_url
 from bankhub.audit import services as audit
-from bankhub.dashboard import alerts, glance, mail, roles, services, totp
+from bankhub.dashboard import alerts, devices, glance, mail, roles, services, totp
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import (
     HOME,
@@ -210,10 +210,10 @@ async def sign_in_code(hub: HubDep, request: AnyRequest, data: Form) -> Response
             fresh = await services.start_session(
                 db, hub.hasher, member, services.ACTIVE, now, replacing=row
             )
-            device = alerts.device_token(request, visit.secure)
+            device = devices.device_token(request, visit.secure)
             alert = None
             if alerts.remember(hub.hasher, member, device):
-                alert = alerts.new_browser(request, member, now)
+                alert = devices.new_browser(request, member, now)
                 audit.record(
                     db,
                     now=now,
@@ -229,7 +229,7 @@ async def sign_in_code(hub: HubDep, request: AnyRequest, data: Form) -> Response
     if refused:
         return page(request, "sign_in_code.html", notice=refused)
     response = _enter(request, hub, fresh.token, HOME)
-    response.cookies.append(alerts.device_cookie(device, visit.secure))
+    response.cookies.append(devices.device_cookie(device, visit.secure))
     if alert is not None:
         # after the answer: a slow or failing mail server never holds up signing in
         response.background = BackgroundTask(
@@ -301,7 +301,7 @@ async def enrol(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
                 replacing=visit.session,
             )
             # the first sign-in: this browser is the member's own, no alert
-            device = alerts.device_token(request, visit.secure)
+            device = devices.device_token(request, visit.secure)
             alerts.remember(hub.hasher, member, device)
     except FormError as exc:
         return _enrol_form(request, str(exc))
@@ -313,7 +313,7 @@ async def enrol(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
         codes=codes,
         cookies=[
             session_cookie(hub, visit, fresh.token),
-            alerts.device_cookie(device, visit.secure),
+            devices.device_cookie(device, visit.secure),
         ],
     )
 

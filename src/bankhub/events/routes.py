@@ -14,7 +14,7 @@ from bankhub.api.openapi import APP_AUTH, APP_SECURITY, MAX_ID, E, errors, query
 from bankhub.api.principal import AuthDep, HubDep
 from bankhub.api.schemas import wire_time
 from bankhub.clock import as_utc
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.events.schemas import (
@@ -95,7 +95,7 @@ async def list_events(
 async def _event_of(session: AsyncSession, app_id: int, event_id: int) -> Event:
     event = await session.get(Event, event_id) if 0 <= event_id <= MAX_ID else None
     if event is None or event.app_id != app_id:
-        raise DomainError(ErrorCode.NOT_FOUND, f"No event {event_id}", {"event_id": event_id})
+        raise NotFound(ErrorCode.NOT_FOUND, f"No event {event_id}", {"event_id": event_id})
     return event
 
 

@@ -15,7 +15,7 @@ from bankhub.clock import Clock, as_utc
 from bankhub.connectors.base import ConnectorInfo
 from bankhub.customers.models import Customer
 from bankhub.db import tenancy
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.logins.models import ConnectToken, Login
 from bankhub.partners.models import App
 from bankhub.security.secrets import SecretHasher, new_uuid_shaped_secret
@@ -99,7 +99,7 @@ async def create_token(
 def require_service(catalogue: Catalogue, service_id: int) -> Service:
     service = catalogue.get(service_id)
     if service is None:
-        raise DomainError(
+        raise NotFound(
             ErrorCode.SERVICE_NOT_FOUND,
             f"Cannot find service with id: {service_id}.",
             {"service_id": service_id},
@@ -193,7 +193,7 @@ def secret_digest(hasher: SecretHasher, secret: str) -> str:
 
 
 def login_not_found(secret: str) -> DomainError:
-    return DomainError(
+    return NotFound(
         ErrorCode.LOGIN_NOT_FOUND,
         f"Cannot find Login with login secret: '{secret[:64]}'.",
         {"loginSecret": secret[:64]},

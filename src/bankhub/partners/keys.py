@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.db import tenancy
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.partners.models import ApiKey, App
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher, new_api_secret
@@ -115,7 +115,7 @@ async def get_key(session: AsyncSession, app: App, key_id: str) -> ApiKey:
         )
     ).scalar_one_or_none()
     if key is None:
-        raise DomainError(ErrorCode.NOT_FOUND, "No such key", {"key_id": key_id[:40]})
+        raise NotFound(ErrorCode.NOT_FOUND, "No such key", {"key_id": key_id[:40]})
     return key
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.audit import services as audit
 from bankhub.catalogue import Service
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import ErrorCode, NotFound
 from bankhub.partners.models import App
 
 SANDBOX_CONNECTOR = "sandbox"
@@ -72,7 +72,7 @@ def require_allowed(app: App, service: Service) -> Service:
     if allows(app, service):
         return service
     kind = "a sandbox bank" if is_sandbox(service) else "a live service"
-    raise DomainError(
+    raise NotFound(
         ErrorCode.SERVICE_NOT_FOUND,
         f"Service {service.id} is {kind}, and this app is in {mode_of(app).value} mode.",
         {"service_id": service.id, "mode": mode_of(app).value},

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.audit import services as audit
 from bankhub.clock import Clock
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.partners import keys
 from bankhub.partners.keys import KeyKind
 from bankhub.partners.models import ApiKey, App
@@ -97,7 +97,7 @@ async def _refusal(
         await session.execute(select(App.id).where(App.client_id == client_id))
     ).scalar_one_or_none()
     if exists is None:
-        return DomainError(
+        return NotFound(
             ErrorCode.CLIENT_NOT_FOUND,
             f"Cannot find client with id: '{client_id}'.",
             {"clientId": client_id},
@@ -125,9 +125,9 @@ async def authenticate(
     caller raising on a refusal ends the transaction, so nothing reads as that app).
     """
     if not client_id:
-        raise DomainError(ErrorCode.CLIENT_NOT_FOUND, "The client-id header is missing")
+        raise NotFound(ErrorCode.CLIENT_NOT_FOUND, "The client-id header is missing")
     if len(client_id) > 64:
-        raise DomainError(ErrorCode.CLIENT_NOT_FOUND, extra={"clientId": client_id[:64]})
+        raise NotFound(ErrorCode.CLIENT_NOT_FOUND, extra={"clientId": client_id[:64]})
     if service_secret is None and app_secret is None:
         raise await _refusal(
             session, client_id, "A service-secret or app-secret header is required"

@@ -27,7 +27,7 @@ from bankhub.categories import Category
 from bankhub.connectors.base import ConnectorInfo, TransactionRecord
 from bankhub.customers import services as customers
 from bankhub.customers.models import Customer
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import ErrorCode, NotFound
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
@@ -66,7 +66,7 @@ def statement_service(catalogue: Catalogue) -> Service:
     for service in catalogue.services:
         if service.connector == CONNECTOR_ID:
             return service
-    raise DomainError(ErrorCode.SERVICE_NOT_FOUND, "The catalogue has no statement-file service")
+    raise NotFound(ErrorCode.SERVICE_NOT_FOUND, "The catalogue has no statement-file service")
 
 
 def to_fetch_result(parsed: ParsedStatement, state: dict[str, Any]) -> FetchResult:
@@ -117,7 +117,7 @@ async def _target_login(
         or login.customer_id != customer_id
         or login.service_id != service.id
     ):
-        raise DomainError(
+        raise NotFound(
             ErrorCode.LOGIN_NOT_FOUND,
             f"Cannot find a statement login with id {login_id} for this customer.",
             {"login_id": login_id},

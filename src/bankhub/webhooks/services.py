@@ -14,7 +14,7 @@ from sqlalchemy import exists, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.clock import as_utc
-from bankhub.errors import DomainError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.events.services import DEFAULT_EVENT_TYPES, EVENT_TYPES
@@ -219,7 +219,7 @@ async def endpoint_of(session: AsyncSession, app_id: int, endpoint_id: str) -> W
     )
     endpoint = (await session.execute(query)).scalar_one_or_none()
     if endpoint is None:
-        raise DomainError(ErrorCode.NOT_FOUND, f"No webhook endpoint {endpoint_id[:64]}")
+        raise NotFound(ErrorCode.NOT_FOUND, f"No webhook endpoint {endpoint_id[:64]}")
     return endpoint
 
 
