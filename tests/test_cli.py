@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.cli import cli
 from bankhub.config import ConfigError, Environment, Settings
 from bankhub.db.engine import Database
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.events import flags
 from bankhub.partners import services as partners
 from bankhub.security.secrets import SecretHasher
@@ -80,7 +80,7 @@ def test_demo_reissues_the_demo_apps_secrets(data_dir: Path) -> None:
     assert old["client_id"] == new["client_id"]
     assert old["service_secret"] != new["service_secret"]
     assert _authenticates(new)
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         _authenticates(old)
     assert refused.value.code == ErrorCode.KEY_REVOKED
 

@@ -3,62 +3,45 @@
 from __future__ import annotations
 
 import gc
-import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, Request, Response
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
-from litestar.exceptions import (
-    HTTPException,
-    MethodNotAllowedException,
-    NotFoundException,
-    ValidationException,
-)
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
 from litestar.template import TemplateConfig
 from litestar.types import ASGIApp, Message, Middleware, Scope
 
-from bankhub import __version__
-from bankhub.accounts.routes import ACCOUNT_ROUTES
-from bankhub.api import json_bodies, request_context
-from bankhub.api.errors import ApiError, ErrorCode
-from bankhub.api.openapi import finish
-from bankhub.api.routes import ROUTES
-from bankhub.audit import services as audit
+from bankhub import supervision
+from bankhub.api import audit as edge_audit
+from bankhub.api import idempotency, json_bodies, request_context
+from bankhub.api.handlers import EXCEPTION_HANDLERS
+from bankhub.api.openapi import openapi_config
+from bankhub.api.principal import DEPENDENCIES, hub_of
+from bankhub.api.router import ROUTES, openapi_json
 from bankhub.config import Settings
 from bankhub.connect import hop
 from bankhub.connect.flow import ConnectFlow
-from bankhub.connect.pages import error_page, is_page_path, page_security_headers
-from bankhub.connect.routes import CONNECT_ROUTES
+from bankhub.connect.pages import page_security_headers
 from bankhub.connect.templates import template_engine
 from bankhub.connectors.sandbox.pages import router as sandbox_bank_router
-from bankhub.customers.routes import CUSTOMER_ROUTES
 from bankhub.dashboard.pages import PREFIX as DASHBOARD_PREFIX
-from bankhub.dashboard.pages import dashboard_error_page
 from bankhub.dashboard.router import dashboard_router
 from bankhub.db.tenancy import TenantReset
-from bankhub.events.routes import EVENT_ROUTES
-from bankhub.hub import Hub, hub_of
+from bankhub.errors import DomainError, ErrorCode
+from bankhub.hub import Hub
 from bankhub.jobs import serving
-from bankhub.oauth.routes import OAUTH_ROUTES
 from bankhub.observability import logs, metrics
 from bankhub.observability.http import RequestObserver
-from bankhub.operations.routes import OPERATION_ROUTES, OPERATOR_PATHS
-from bankhub.partners.key_routes import KEY_ROUTES
-from bankhub.partners.routes import APP_ROUTES
-from bankhub.security import idempotency, network, ratelimit, shared
+from bankhub.operations.routes import OPERATOR_PATHS
+from bankhub.security import network, shared
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
 from bankhub.security.tls import HstsMiddleware, TransportMiddleware
-from bankhub.statements.routes import STATEMENT_PATH, STATEMENT_ROUTES
+from bankhub.statements.routes import STATEMENT_PATH
 from bankhub.usage import counters as usage_counters
 from bankhub.usage import store as usage_store
-from bankhub.webhooks.routes import WEBHOOK_ROUTES
-
-log = logging.getLogger("bankhub")
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -76,86 +59,6 @@ FORM_PREFIXES = ("/v2/connect/", "/sandbox-bank/", "/oauth/", f"{DASHBOARD_PREFI
 MULTIPART_PATHS = frozenset({STATEMENT_PATH})
 
 
-def _error_response(request: AnyRequest, error: ApiError) -> Response[Any]:
-    # S33: a request whose app credential was not verified is its address's anonymous traffic,
-    # refused whatever its own error once the address is over its limit
-    refused = ratelimit.refusal(request.scope)
-    if refused is not None and error.status != 429:
-        error = refused
-    headers = {"Cache-Control": "no-store", **error.headers}
-    if request.url.path == DASHBOARD_PREFIX or request.url.path.startswith(f"{DASHBOARD_PREFIX}/"):
-        return dashboard_error_page(request, error)
-    if is_page_path(request.url.path):
-        return error_page(request, error, headers)
-    return Response(
-        content=error.body(), status_code=error.status, headers=headers, media_type=MediaType.JSON
-    )
-
-
-def handle_api_error(request: AnyRequest, exc: ApiError) -> Response[Any]:
-    if network.is_auth_failure(exc, request.headers):
-        # S18: noted here, by error code, wherever the credential was refused; counted for the
-        # address once the answer is sent (network.OutcomeMiddleware)
-        network.note_failure(request.scope)
-    audit.api_auth_failure(request, exc)  # S42: failed authentications, coalesced
-    return _error_response(request, exc)
-
-
-def _problem(item: dict[str, Any]) -> str:
-    """Litestar's message plus the field it is about, as msgspec writes it (``at `$.name```)."""
-    message, key = str(item.get("message", "")), str(item.get("key", ""))
-    if not message or not key or key == "data":
-        return message
-    where = f"$.{key}" if item.get("source") == "body" else key
-    return f"{message} - at `{where[:100]}`"
-
-
-def handle_validation(request: AnyRequest, exc: ValidationException) -> Response[Any]:
-    # Litestar raises this for bodies that are JSON but do not fit the request model.
-    detail = exc.extra if isinstance(exc.extra, list) else []
-    problems = [_problem(item) for item in detail if isinstance(item, dict)]
-    message = "; ".join(p for p in problems if p) or "Data is invalid"
-    return _error_response(
-        request, ApiError(ErrorCode.DATA_INVALID, message, {"problems": problems})
-    )
-
-
-def handle_not_found(request: AnyRequest, exc: NotFoundException) -> Response[Any]:
-    return _error_response(
-        request, ApiError(ErrorCode.NOT_FOUND, f"No resource at {request.url.path[:200]}")
-    )
-
-
-def handle_method(request: AnyRequest, exc: MethodNotAllowedException) -> Response[Any]:
-    error = ApiError(
-        ErrorCode.METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.url.path[:200]}"
-    )
-    if exc.headers and "allow" in {k.lower() for k in exc.headers}:
-        error.headers.update(exc.headers)
-    return _error_response(request, error)
-
-
-def handle_http(request: AnyRequest, exc: HTTPException) -> Response[Any]:
-    code = ErrorCode.BAD_REQUEST if exc.status_code < 500 else ErrorCode.INTERNAL_ERROR
-    error = ApiError(code, exc.detail if exc.status_code < 500 else None)
-    response = _error_response(request, error)
-    response.status_code = exc.status_code
-    return response
-
-
-def handle_internal(request: AnyRequest, exc: Exception) -> Response[Any]:
-    # Generic body, never a traceback (S32); the details go to the operator's log only.
-    log.error(
-        "unhandled error on %s %s (request %s): %s",
-        request.method,
-        request.url.path,
-        request_context.of(request).request_id,
-        type(exc).__name__,
-        exc_info=exc,
-    )
-    return _error_response(request, ApiError(ErrorCode.INTERNAL_ERROR))
-
-
 async def check_request(request: AnyRequest) -> None:
     """Before every handler: the maintenance switch, then the JSON body rules of the seed (and
     bankhub's nesting limit, before anything decodes the body)."""
@@ -165,7 +68,7 @@ async def check_request(request: AnyRequest) -> None:
     hub = hub_of(request)
     await hub.ready()
     if await hub.maintenance_on():
-        raise ApiError(ErrorCode.SERVER_MAINTENANCE, headers={"Retry-After": "300"})
+        raise DomainError(ErrorCode.SERVER_MAINTENANCE, retry_after=300)
     if request.method not in ("POST", "PUT", "PATCH", "DELETE") or path.startswith(FORM_PREFIXES):
         return
     if request.method == "POST" and path in MULTIPART_PATHS:
@@ -175,7 +78,7 @@ async def check_request(request: AnyRequest) -> None:
         return
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type not in JSON_CONTENT_TYPES:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.CONTENT_INPUT_INVALID,
             extra={"content_type": request.headers.get("content-type", "")[:100]},
         )
@@ -185,7 +88,7 @@ async def check_request(request: AnyRequest) -> None:
 async def after_handler(response: Response[Any]) -> Response[Any]:
     """After every handler, before anything is sent: the audit entry of an answer carrying
     account data is committed first (S42; a failure answers 500 instead), then headers."""
-    await audit.before_answer(response.status_code or 200)
+    await edge_audit.before_answer(response.status_code or 200)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
 
@@ -197,13 +100,6 @@ async def no_store_for_credentials(message: Message, scope: Scope) -> None:
     sent = {name.decode("latin-1").lower() for name, _ in scope.get("headers", [])}
     if scope["path"].startswith("/v2/") or sent & set(CREDENTIAL_HEADERS):
         MutableScopeHeaders.from_message(message)["Cache-Control"] = "no-store"
-
-
-@get("/openapi.json", include_in_schema=False, opt={"scope": "public"})
-async def openapi_json(request: AnyRequest) -> dict[str, Any]:
-    spec = idempotency.describe(finish(request.app.openapi_schema), request.app.routes)
-    schema: dict[str, Any] = spec.to_schema()
-    return schema
 
 
 def edge_middleware(
@@ -272,63 +168,15 @@ def create_app(hub: Hub) -> Litestar:
         else None
     )
     docs = hub.settings.docs_public  # S32
-    openapi = OpenAPIConfig(
-        title="bankhub — Finsify Hub API v2",
-        version=__version__,
-        path="/docs",
-        components=Components(
-            security_schemes={
-                "client-id": SecurityScheme(
-                    type="apiKey", name="client-id", security_scheme_in="header"
-                ),
-                "service-secret": SecurityScheme(
-                    type="apiKey", name="service-secret", security_scheme_in="header"
-                ),
-                "app-secret": SecurityScheme(
-                    type="apiKey", name="app-secret", security_scheme_in="header"
-                ),
-                "login-secret": SecurityScheme(
-                    type="apiKey", name="login-secret", security_scheme_in="header"
-                ),
-                "bearer": SecurityScheme(
-                    type="http",
-                    scheme="bearer",
-                    bearer_format="JWT",
-                    description="An access token from POST /oauth/token",
-                ),
-            }
-        ),
-        security=[
-            {"client-id": [], "service-secret": []},
-            {"client-id": [], "app-secret": []},
-            {"bearer": []},
-        ],
-    )
     app = Litestar(
         route_handlers=[
-            *ACCOUNT_ROUTES,
             *ROUTES,
-            *CUSTOMER_ROUTES,
-            *APP_ROUTES,
-            *KEY_ROUTES,
-            *OAUTH_ROUTES,
-            *EVENT_ROUTES,
-            *WEBHOOK_ROUTES,
-            *STATEMENT_ROUTES,
-            *CONNECT_ROUTES,
-            *OPERATION_ROUTES,
             sandbox_bank_router,
             dashboard_router(),
             *([openapi_json] if docs else []),
         ],
-        exception_handlers={
-            ApiError: handle_api_error,
-            ValidationException: handle_validation,
-            NotFoundException: handle_not_found,
-            MethodNotAllowedException: handle_method,
-            HTTPException: handle_http,
-            Exception: handle_internal,
-        },
+        dependencies=DEPENDENCIES,
+        exception_handlers=EXCEPTION_HANDLERS,
         before_request=check_request,
         after_request=after_handler,
         before_send=[
@@ -346,9 +194,12 @@ def create_app(hub: Hub) -> Litestar:
             hop.forwarder,
             idempotency.middleware(hub),
         ],
-        openapi_config=openapi if docs else None,
+        openapi_config=openapi_config() if docs else None,
         template_config=TemplateConfig(instance=template_engine()),
-        lifespan=[lifespan, usage_store.flusher(hub)],
+        lifespan=[
+            lifespan,
+            usage_store.flusher(hub.db, hub.usage, hub.settings.usage_flush_seconds),
+        ],
         request_max_body_size=1024 * 1024,
         debug=False,
         # logging is the process's (observability.logs), never reconfigured by the framework
@@ -381,3 +232,12 @@ def create_app_from_env() -> Litestar:
     settings = Settings()
     shared.check(settings)
     return create_app(Hub.build(settings))
+
+
+def worker_app() -> Litestar:
+    """granian's factory target in ``serve``'s worker process: tie the process to ``serve``
+    first (``bankhub.supervision``), then build the application from ``BANKHUB_*``."""
+    parent = os.environ.get(supervision.PARENT_PID_ENV, "")
+    if parent.isdigit():
+        supervision.die_with_parent(int(parent))
+    return create_app_from_env()

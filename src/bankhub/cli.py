@@ -19,7 +19,6 @@ from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub import supervision
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit import services as audit
 from bankhub.audit_cli import audit_log
 from bankhub.banks.cli import banks_cli
@@ -31,6 +30,7 @@ from bankhub.dashboard.cli import team_cli
 from bankhub.db import migrate as migrations
 from bankhub.db import roles, tenancy
 from bankhub.db.engine import Database
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.events import flags
 from bankhub.keys_cli import keys_cli
 from bankhub.observability import logs, metrics
@@ -79,7 +79,7 @@ def _in_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> 
 
     try:
         return asyncio.run(run())
-    except ApiError as exc:
+    except DomainError as exc:
         err.print(f"[red]{exc.message}[/red]")
         raise typer.Exit(2) from None
 
@@ -178,7 +178,7 @@ def serve(
     # the worker is a child of this process and dies with it, even by SIGKILL (supervision)
     supervision.mark_parent()
     Granian(
-        "bankhub.supervision:worker_app",
+        "bankhub.app:worker_app",
         address=host,
         port=port,
         interface=Interfaces.ASGI,
@@ -315,7 +315,7 @@ def apps_allow_ip(
             await session.execute(select(App).where(App.client_id == client_id))
         ).scalar_one_or_none()
         if app is None:
-            raise ApiError(ErrorCode.CLIENT_NOT_FOUND, f"no app with client-id {client_id}")
+            raise DomainError(ErrorCode.CLIENT_NOT_FOUND, f"no app with client-id {client_id}")
         await partners.set_ip_allowlist(
             session, app, None if clear else cidrs, chosen_by, now=utcnow(), actor="operator"
         )
@@ -373,7 +373,7 @@ def webhooks_rotate(
     async def rotate(session: AsyncSession) -> str:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
         if endpoint is None:
-            raise ApiError(ErrorCode.NOT_FOUND, f"no webhook endpoint {endpoint_id}")
+            raise DomainError(ErrorCode.NOT_FOUND, f"no webhook endpoint {endpoint_id}")
         return await webhooks.rotate_secret(
             session,
             await open_keyring(settings, session),
@@ -451,7 +451,7 @@ def webhooks_enable(
     async def enable(session: AsyncSession) -> webhooks.CatchUp:
         endpoint = await session.get(WebhookEndpoint, endpoint_id)
         if endpoint is None:
-            raise ApiError(ErrorCode.NOT_FOUND, f"no webhook endpoint {endpoint_id}")
+            raise DomainError(ErrorCode.NOT_FOUND, f"no webhook endpoint {endpoint_id}")
         now = utcnow()
         caught = await webhooks.enable_endpoint(
             session, now, endpoint, limit=settings.webhook_catch_up_limit
@@ -651,7 +651,7 @@ def import_file(
 ) -> None:
     """Read a statement file and show its accounts; with --customer and --app, import it."""
     from bankhub.connectors.statement import StatementUnreadable
-    from bankhub.connectors.statement import cli as statement_cli
+    from bankhub.statements import cli as statement_cli
     from bankhub.statements.routes import import_out
 
     if (customer is None) != (app is None):
@@ -675,7 +675,7 @@ def import_file(
         migrate_schema(settings)
         try:
             outcome = statement_cli.store(settings, app, customer, parsed, login)
-        except ApiError as exc:
+        except DomainError as exc:
             err.print(f"[red]{exc.message}[/red]", highlight=False)
             raise typer.Exit(2) from None
         found["import"] = msgspec.to_builtins(import_out(outcome))

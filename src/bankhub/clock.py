@@ -17,3 +17,10 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def stamp(value: datetime) -> str:
+    """A moment as bankhub writes it in records and logs: UTC to the millisecond, ``Z``
+    (``2017-08-13T09:19:08.073Z``, the seed's own format, so one moment reads the same in an
+    audit entry, a log line and an answer)."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -14,12 +14,12 @@ from rich.progress import BarColumn, Progress, TextColumn
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError
 from bankhub.audit import services as audit
 from bankhub.cli_common import err, migrate, out, settings_or_exit
 from bankhub.clock import utcnow
 from bankhub.config import Settings
 from bankhub.db.engine import Database
+from bankhub.errors import DomainError
 from bankhub.hub import Hub
 from bankhub.partners import keys as api_keys
 from bankhub.partners.models import ApiKey, App
@@ -50,7 +50,7 @@ def _run(settings: Settings, work: Callable[[Database, kr.Keyring], Awaitable[T]
 
     try:
         return asyncio.run(go())
-    except (ApiError, kr.KeyringError) as exc:
+    except (DomainError, kr.KeyringError) as exc:
         err.print(f"[red]{getattr(exc, 'message', None) or exc}[/red]")
         raise typer.Exit(2) from None
 

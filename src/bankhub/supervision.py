@@ -5,7 +5,8 @@
 answering on the port, holding the SQLite file, beside whatever starts next. Two guards:
 
 * the worker asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), set in
-  the worker's start-up (:func:`worker_app`, granian's factory target), then checks that the
+  the worker's start-up (``bankhub.app:worker_app``, granian's factory target, calls
+  :func:`die_with_parent`), then checks that the
   parent it was started by is still its parent (it may have died in between);
 * ``serve`` on SQLite holds an ``flock`` on ``serve.lock`` in the data dir for its whole life
   (the forked worker inherits it). The kernel drops it when the last holder dies, so a crash
@@ -29,10 +30,6 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from litestar import Litestar
 
 log = logging.getLogger("bankhub.supervision")
 
@@ -124,17 +121,6 @@ def die_with_parent(parent: int) -> bool:
         # the parent died between starting this process and the prctl above: no signal will come
         os.kill(os.getpid(), signal.SIGKILL)
     return True
-
-
-def worker_app() -> Litestar:
-    """granian's factory target in ``serve``'s worker process: tie the process to ``serve``
-    first, then build the application from ``BANKHUB_*``."""
-    parent = os.environ.get(PARENT_PID_ENV, "")
-    if parent.isdigit():
-        die_with_parent(int(parent))
-    from bankhub.app import create_app_from_env
-
-    return create_app_from_env()
 
 
 def mark_parent() -> None:

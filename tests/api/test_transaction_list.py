@@ -16,8 +16,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from bankhub.accounts import transaction_routes as routes
 from bankhub.accounts.models import Transaction
-from bankhub.api import routes
 from bankhub.audit import services as audit
 from bankhub.config import Environment, Settings
 from bankhub.connectors.base import AccountRecord, AccountType, TransactionRecord

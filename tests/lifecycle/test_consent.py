@@ -6,9 +6,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bankhub.connect.flow import grant_consent
 from bankhub.connectors.sandbox import SandboxConnector
 from bankhub.logins.models import Login
+from bankhub.logins.services import grant_consent
 from tests.api.connect_client import connect, reconnect
 from tests.conftest import Harness
 

@@ -14,12 +14,13 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-from litestar import Request, get
+from litestar import get
 from litestar.handlers import HTTPRouteHandler
 from sqlalchemy import event, select
 from typer.testing import CliRunner
 
 from bankhub.api import request_context
+from bankhub.api.principal import AuthDep, HubDep
 from bankhub.app import create_app
 from bankhub.audit import services as audit
 from bankhub.audit.models import AuditEntry
@@ -28,7 +29,6 @@ from bankhub.cli import cli
 from bankhub.clock import utcnow
 from bankhub.db import migrate
 from bankhub.db.engine import Database
-from bankhub.hub import hub_of
 from bankhub.lifecycle import retention
 from bankhub.partners.models import ApiKey, App
 from bankhub.security import scopes
@@ -378,10 +378,9 @@ async def test_a_marked_route_that_records_nothing_answers_500(harness: Harness)
     """The guarantee does not rest on each route remembering the helper call."""
 
     @get("/v2/forgetful", opt=audit.account_data(scopes.read()))
-    async def forgetful(request: Request[Any, Any, Any]) -> dict[str, str]:
-        hub = hub_of(request)
+    async def forgetful(hub: HubDep, auth: AuthDep) -> dict[str, str]:
         async with hub.db.transaction() as session:
-            await hub.authenticate(session, request)
+            await auth.app(session)
         return {"balance": "1234.56"}
 
     app = create_app(harness.hub)

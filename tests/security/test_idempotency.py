@@ -19,10 +19,10 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
 from sqlalchemy import delete, func, select, text
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.app import create_app
 from bankhub.customers import services as customer_services
 from bankhub.customers.models import Customer
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.jobs.runner import Runner
 from bankhub.partners.models import ApiKey, App
 from bankhub.security import idempotency, keyring, rewrap, scopes
@@ -237,7 +237,7 @@ async def test_of_many_simultaneous_claims_exactly_one_wins(harness: Harness) ->
     async def one() -> object:
         try:
             return await idempotency.claim(h.hub.db, h.hub.keyring, request, h.clock(), lease)
-        except ApiError as exc:
+        except DomainError as exc:
             return exc.code
 
     outcomes = await asyncio.gather(*(one() for _ in range(8)))

@@ -6,11 +6,12 @@ from typing import Any
 
 import httpx
 import pytest
-from litestar import Litestar, Request, get
+from litestar import Litestar, get
 from litestar.handlers import HTTPRouteHandler
 
+from bankhub.api.principal import AuthDep, HubDep
 from bankhub.app import create_app
-from bankhub.hub import hub_of
+from bankhub.hub import Hub
 from bankhub.security.scopes import DECLARATIONS
 from tests.conftest import Harness
 from tests.support.asgi import asgi_transport
@@ -60,7 +61,6 @@ def test_every_route_declares_its_scope(tmp_path: Any) -> None:
 
 
 def create_app_for_inspection(settings: Any) -> Litestar:
-    from bankhub.hub import Hub
 
     return create_app(Hub.build(settings))
 
@@ -69,10 +69,9 @@ async def test_a_route_without_a_scope_refuses_every_credential(harness: Harness
     """S15: the hub refuses a credential on a route that declared nothing."""
 
     @get("/v2/undeclared")
-    async def undeclared(request: Request[Any, Any, Any]) -> dict[str, str]:
-        hub = hub_of(request)
+    async def undeclared(hub: HubDep, auth: AuthDep) -> dict[str, str]:
         async with hub.db.transaction() as session:
-            await hub.authenticate(session, request)
+            await auth.app(session)
         return {"ok": "yes"}
 
     app = create_app(harness.hub)

@@ -8,8 +8,8 @@ from importlib.resources import files
 from pathlib import Path
 
 from bankhub.catalogue import COVER_SIZES, default_catalogue, load_catalogue
-from bankhub.catalogue.make_media import COVER_SIZES as DRAWN_SIZES
-from bankhub.catalogue.make_media import LOGO_SIZE, initials
+from bankhub.catalogue.drawing import COVER_SIZES as DRAWN_SIZES
+from bankhub.catalogue.drawing import LOGO_SIZE, initials
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

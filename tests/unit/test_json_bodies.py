@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bankhub.api.errors import ApiError
 from bankhub.api.json_bodies import MAX_DEPTH, decode, depth_exceeds
+from bankhub.errors import DomainError
 
 
 def _depth(value: object) -> int:
@@ -40,10 +40,10 @@ def test_brackets_inside_strings_nest_nothing() -> None:
 
 
 def test_decode_refuses_deep_bodies_before_the_decoder_recurses() -> None:
-    with pytest.raises(ApiError) as deep:
+    with pytest.raises(DomainError) as deep:
         decode(b"[" * 200_000 + b"]" * 200_000)
     assert deep.value.code == "DataInvalid"
-    with pytest.raises(ApiError) as broken:
+    with pytest.raises(DomainError) as broken:
         decode(b'{"a": ')
     assert broken.value.code == "ContentInputInvalid"
     assert decode(b'{"a": [1, {"b": null}]}') == {"a": [1, {"b": None}]}

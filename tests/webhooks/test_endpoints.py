@@ -10,7 +10,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.partners.models import App
 from bankhub.webhooks import services as webhooks
 from bankhub.webhooks.models import WebhookEndpoint
@@ -86,7 +86,7 @@ async def _stored(h: Harness) -> int:
 async def test_outside_dev_an_unsafe_url_is_refused_and_nothing_is_stored(
     harness: Harness, url: str, answers: list[str], reason: str
 ) -> None:
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         await _create(harness, url, dev=False, resolver=answering(*answers))
     error = refused.value
     assert error.code == ErrorCode.DATA_INVALID
@@ -103,7 +103,7 @@ async def test_outside_dev_a_host_that_does_not_resolve_is_refused(harness: Harn
     async def unknown(host: str, port: int) -> list[str]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         await _create(harness, NAME, dev=False, resolver=unknown)
     assert refused.value.message == (
         "webhook url refused: its host could not be resolved ([Errno -2] Name or service not known)"
@@ -117,7 +117,7 @@ async def test_a_resolver_that_does_not_answer_is_given_up_on() -> None:
         return []
 
     started = time.monotonic()
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         await webhooks.check_endpoint_url(
             NAME, allow_http=False, allow_private=False, resolver=stall, resolve_seconds=0.05
         )
@@ -168,7 +168,7 @@ async def test_allow_private_follows_allow_http_when_not_given(harness: Harness)
             "http://127.0.0.1:9/h",
             allow_http=True,
         )
-        with pytest.raises(ApiError):
+        with pytest.raises(DomainError):
             await webhooks.create_endpoint(
                 session,
                 harness.hub.keyring,

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts import details
 from bankhub.accounts.models import Account, Transaction
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.connectors.base import TransactionStatus
 from bankhub.db import tenancy
 from bankhub.db.engine import Database
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
@@ -117,8 +117,8 @@ async def accounts_of(session: AsyncSession, login: Login) -> Sequence[Account]:
     return (await session.execute(query)).scalars().all()
 
 
-def account_not_found(account_id: int) -> ApiError:
-    return ApiError(
+def account_not_found(account_id: int) -> DomainError:
+    return NotFound(
         ErrorCode.ACCOUNT_NOT_FOUND,
         f"Cannot find account with id: {account_id}.",
         {"account_id": account_id},

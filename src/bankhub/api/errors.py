@@ -1,50 +1,19 @@
-"""The seed's error envelope and its table of codes.
+"""The seed's error envelope at the edge: a domain error becomes an HTTP answer.
 
 Every failure leaves bankhub as ``{"error": code, "message": text, "extra": {...}}`` with the HTTP
-status the seed's table gives the code. Services raise :class:`ApiError`; the app's exception
-handlers turn anything else into a generic ``InternalError`` without leaking internals (S32).
+status the seed's table gives the code. Services raise :class:`bankhub.errors.DomainError`
+(``bankhub.errors``); the app's exception handlers (``bankhub.api.handlers``) turn it into the
+envelope here, and anything else into a generic ``InternalError`` without leaking internals (S32).
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
+from bankhub.api.schemas import wire_time
+from bankhub.errors import CooldownActive, DomainError, ErrorCode, RefreshFailed, Throttled
 
-class ErrorCode(StrEnum):
-    BAD_REQUEST = "BadRequest"
-    ACCOUNT_NOT_FOUND = "AccountNotFound"
-    CLIENT_NOT_FOUND = "ClientNotFound"
-    CONNECT_ERROR = "ConnectError"
-    CONTENT_INPUT_INVALID = "ContentInputInvalid"
-    CREDENTIAL_INVALID = "CredentialInvalid"
-    CUSTOMER_CREATE_ERROR = "CustomerCreateError"
-    CUSTOMER_EXISTS = "CustomerExists"
-    CUSTOMER_NOT_FOUND = "CustomerNotFound"
-    DATA_INVALID = "DataInvalid"
-    INTERNAL_ERROR = "InternalError"
-    LOGIN_NOT_FOUND = "LoginNotFound"
-    SERVER_MAINTENANCE = "ServerMaintenance"
-    SERVICE_NOT_FOUND = "ServiceNotFound"
-    TOKEN_CREATE_ERROR = "TokenCreateError"  # noqa: S105 - an error code  # nosec B105
-    TOKEN_EXPIRE = "TokenExpire"  # noqa: S105 - an error code  # nosec B105
-    # beyond the seed's table: plain HTTP conditions that have no seed code
-    NOT_FOUND = "NotFound"
-    METHOD_NOT_ALLOWED = "MethodNotAllowed"
-    # beyond the seed: keys with scopes and bearer tokens (S2, S10)
-    KEY_REVOKED = "KeyRevoked"
-    INSUFFICIENT_SCOPE = "InsufficientScope"
-    INVALID_TOKEN = "InvalidToken"  # noqa: S105 - an error code  # nosec B105
-    # beyond the seed: Idempotency-Key (S40)
-    IDEMPOTENCY_MISMATCH = "IdempotencyKeyReused"
-    IDEMPOTENCY_IN_PROGRESS = "IdempotencyKeyInProgress"
-    # beyond the seed's table: edge protections (S17, S18, S26, S33)
-    ADDRESS_NOT_ALLOWED = "AddressNotAllowed"
-    REFERER_NOT_ALLOWED = "RefererNotAllowed"
-    ADDRESS_BLOCKED = "AddressBlocked"
-    RATE_LIMITED = "RateLimited"
-    HTTPS_REQUIRED = "HttpsRequired"
-
+__all__ = ["STATUS", "DomainError", "ErrorCode", "Refusal", "body", "headers", "status"]
 
 #: The seed's table (code → HTTP status), plus the codes added beyond it above.
 STATUS: dict[ErrorCode, int] = {
@@ -78,41 +47,10 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.HTTPS_REQUIRED: 403,
 }
 
-#: The seed's wording for each code, used when a more specific message is not needed.
-DEFAULT_MESSAGE: dict[ErrorCode, str] = {
-    ErrorCode.BAD_REQUEST: "Invalid Request",
-    ErrorCode.ACCOUNT_NOT_FOUND: "Account is not found",
-    ErrorCode.CLIENT_NOT_FOUND: "Can't find client with your id",
-    ErrorCode.CONNECT_ERROR: "We're temporarily offline. Please try again later.",
-    ErrorCode.CONTENT_INPUT_INVALID: "Only allow data type application/json",
-    ErrorCode.CREDENTIAL_INVALID: "Credentials is invalid",
-    ErrorCode.CUSTOMER_CREATE_ERROR: "Can't create new customer. Please try later.",
-    ErrorCode.CUSTOMER_EXISTS: "Your customer is exists",
-    ErrorCode.CUSTOMER_NOT_FOUND: "Can't find your customer.",
-    ErrorCode.DATA_INVALID: "Data is invalid",
-    ErrorCode.INTERNAL_ERROR: "Sorry server is crash. Please try again.",
-    ErrorCode.LOGIN_NOT_FOUND: "Login is not found",
-    ErrorCode.SERVER_MAINTENANCE: "Servers are currently undergoing maintenance. Please try later",
-    ErrorCode.SERVICE_NOT_FOUND: "Service is not found",
-    ErrorCode.TOKEN_CREATE_ERROR: "Can't create a token. Please try again.",
-    ErrorCode.TOKEN_EXPIRE: "Your token is expired. Please create new token.",
-    ErrorCode.NOT_FOUND: "No such resource",
-    ErrorCode.METHOD_NOT_ALLOWED: "Method not allowed on this resource",
-    ErrorCode.KEY_REVOKED: "This key has been revoked or has expired",
-    ErrorCode.INSUFFICIENT_SCOPE: "This credential's scope does not allow this call",
-    ErrorCode.INVALID_TOKEN: "The access token is invalid or has expired",
-    ErrorCode.IDEMPOTENCY_MISMATCH: "This Idempotency-Key was used with a different request",
-    ErrorCode.IDEMPOTENCY_IN_PROGRESS: "A request with this Idempotency-Key is still running",
-    ErrorCode.ADDRESS_NOT_ALLOWED: "Requests from this address are not allowed for this app",
-    ErrorCode.REFERER_NOT_ALLOWED: "Requests from this page are not allowed for this key",
-    ErrorCode.ADDRESS_BLOCKED: "This address is blocked after too many failed authentications",
-    ErrorCode.RATE_LIMITED: "Too many requests. Please slow down and retry later.",
-    ErrorCode.HTTPS_REQUIRED: "This API is only served over HTTPS",
-}
 
-
-class ApiError(Exception):
-    """A failure the partner should see, in the seed's envelope."""
+class Refusal(DomainError):
+    """A refusal made by the edge itself (a method not allowed), with HTTP header fields of its
+    own (``Allow``) that its answer carries."""
 
     def __init__(
         self,
@@ -121,16 +59,44 @@ class ApiError(Exception):
         extra: dict[str, Any] | None = None,
         *,
         headers: dict[str, str] | None = None,
+        retry_after: int | None = None,
     ) -> None:
-        self.code = code
-        self.message = message or DEFAULT_MESSAGE[code]
-        self.extra = extra or {}
-        self.headers = headers or {}
-        super().__init__(f"{code}: {self.message}")
+        super().__init__(code, message, extra, retry_after=retry_after)
+        self.headers = dict(headers or {})
 
-    @property
-    def status(self) -> int:
-        return STATUS[self.code]
 
-    def body(self) -> dict[str, Any]:
-        return {"error": str(self.code), "message": self.message, "extra": self.extra}
+def status(error: DomainError) -> int:
+    return STATUS[error.code]
+
+
+def headers(error: DomainError) -> dict[str, str]:
+    """The HTTP headers an error's answer carries beyond the envelope."""
+    sent = dict(error.headers) if isinstance(error, Refusal) else {}
+    if isinstance(error, Throttled):
+        if error.policy is not None:
+            sent["RateLimit-Policy"] = error.policy
+        if error.state is not None:
+            sent["RateLimit"] = error.state
+    if error.challenge is not None:
+        sent["WWW-Authenticate"] = error.challenge
+    if error.retry_after is not None:
+        sent["Retry-After"] = str(error.retry_after)
+    return sent
+
+
+def body(error: DomainError) -> dict[str, Any]:
+    """The seed's envelope of ``error``; times a typed error carries are written as the wire
+    writes every time."""
+    message, extra = error.message, error.extra
+    if isinstance(error, CooldownActive):
+        last = error.last_refresh_at
+        when = wire_time(error.next_possible_at)
+        message = f"Login {error.login_id} can be refreshed again at {when}"
+        extra = {
+            **extra,
+            "last_refresh_at": wire_time(last) if last else None,
+            "next_refresh_possible_at": wire_time(error.next_possible_at),
+        }
+    elif isinstance(error, RefreshFailed):
+        extra = {**extra, "next_refresh_possible_at": wire_time(error.next_possible_at)}
+    return {"error": str(error.code), "message": message, "extra": extra}

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.errors import DomainError, ErrorCode
 
 #: the deepest nesting of arrays and objects a request body may have
 MAX_DEPTH = 32
@@ -45,8 +45,8 @@ def depth_exceeds(body: bytes, limit: int = MAX_DEPTH) -> bool:
     return max(accumulate(steps), default=0) > limit
 
 
-def too_deep() -> ApiError:
-    return ApiError(
+def too_deep() -> DomainError:
+    return DomainError(
         ErrorCode.DATA_INVALID,
         f"The body nests arrays and objects more than {MAX_DEPTH} levels deep",
         {"problems": [f"nesting deeper than {MAX_DEPTH} levels"], "max_depth": MAX_DEPTH},
@@ -61,6 +61,6 @@ def decode(body: bytes) -> Any:
     try:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.CONTENT_INPUT_INVALID, f"The body is not valid JSON: {exc}"
         ) from None

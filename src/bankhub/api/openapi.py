@@ -4,7 +4,7 @@ The routes name the seed's error codes they can answer; :func:`errors` groups th
 into responses whose body is the seed's envelope. Every route can also answer ``InternalError``
 (500) and ``ServerMaintenance`` (503), and every route that reads a body ``ContentInputInvalid``,
 ``DataInvalid`` (400) and 413 past the size limit. Every write that honours ``Idempotency-Key``
-gets the header and its 409 and 422 answers from :func:`bankhub.security.idempotency.describe`.
+gets the header and its 409 and 422 answers from :func:`bankhub.api.idempotency.describe`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
+    Components,
     OpenAPI,
     OpenAPIHeader,
     OpenAPIMediaType,
@@ -23,9 +25,11 @@ from litestar.openapi.spec import (
     Operation,
     Reference,
     Schema,
+    SecurityScheme,
 )
 from litestar.params import Parameter
 
+from bankhub import __version__
 from bankhub.api.errors import STATUS, ErrorCode
 from bankhub.api.schemas import ErrorBody
 
@@ -219,3 +223,39 @@ def whole_number(text: str, high: int = MAX_ID) -> int | None:
         return None
     number = int(text)
     return number if number <= high else None
+
+
+def openapi_config() -> OpenAPIConfig:
+    """The description's frame: title, version, the credentials' security schemes."""
+    return OpenAPIConfig(
+        title="bankhub — Finsify Hub API v2",
+        version=__version__,
+        path="/docs",
+        components=Components(
+            security_schemes={
+                "client-id": SecurityScheme(
+                    type="apiKey", name="client-id", security_scheme_in="header"
+                ),
+                "service-secret": SecurityScheme(
+                    type="apiKey", name="service-secret", security_scheme_in="header"
+                ),
+                "app-secret": SecurityScheme(
+                    type="apiKey", name="app-secret", security_scheme_in="header"
+                ),
+                "login-secret": SecurityScheme(
+                    type="apiKey", name="login-secret", security_scheme_in="header"
+                ),
+                "bearer": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    bearer_format="JWT",
+                    description="An access token from POST /oauth/token",
+                ),
+            }
+        ),
+        security=[
+            {"client-id": [], "service-secret": []},
+            {"client-id": [], "app-secret": []},
+            {"bearer": []},
+        ],
+    )

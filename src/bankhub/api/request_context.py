@@ -4,8 +4,9 @@ Every HTTP request gets an id: the caller's ``X-Request-Id`` when it is sane (1 
 digits, ``-``, ``_``, ``.`` or ``:``, given once), otherwise a fresh random one. It is sent back as
 ``X-Request-Id`` on every answer (errors included), bound into structlog's context for every log
 line written while the request runs (``observability.logs``; the app joins it once the caller is
-authenticated), and stored with every audit entry the request causes
-(``bankhub.audit``), also by services that never see the request (through :func:`current`).
+authenticated), and stored with every audit entry the request causes (``bankhub.audit``), also
+by services that never see the request (through :func:`bankhub.context.current`, where the
+context lives).
 
 :class:`RequestIdMiddleware` wraps the whole application, outside Litestar's routing, so that
 answers the router makes itself (404, 405) carry the id too.
@@ -13,83 +14,33 @@ answers the router makes itself (404, 405) carry the id too.
 
 from __future__ import annotations
 
-import re
-import secrets
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Request
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from bankhub import context as _context
+from bankhub.context import Caller, RequestContext, current, current_id, fresh, sane
 from bankhub.observability import logs
 
-if TYPE_CHECKING:
-    from bankhub.hub import Principal
+__all__ = [
+    "HEADER",
+    "Caller",
+    "RequestContext",
+    "RequestIdMiddleware",
+    "current",
+    "current_id",
+    "fresh",
+    "of",
+    "sane",
+]
 
 HEADER = "X-Request-Id"
 _HEADER_KEY = b"x-request-id"
-MAX_LENGTH = 64
-_SANE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 #: where the context lives in the ASGI scope's state
 STATE_KEY = "bankhub.request"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who authenticated the request, as plain values (they outlive its units of work)."""
-
-    app_id: int
-    client_id: str
-    #: the API key used, directly or through the bearer token granted with it
-    key_id: str | None
-    #: the access token's id (``jti``) when the caller presented a bearer token
-    token_id: str | None
-
-    @classmethod
-    def of(cls, principal: Principal) -> Caller:
-        app = principal.app
-        return cls(app.id, app.client_id, principal.key_id, principal.token_id)
-
-
-@dataclass(slots=True)
-class RequestContext:
-    request_id: str
-    #: the ASGI scope of the request (its route handler, once routed)
-    scope: Scope | None = None
-    #: the caller, once :meth:`bankhub.hub.Hub.principal` has authenticated it
-    caller: Caller | None = None
-    #: the audit entry of the account data this request answers with, waiting for the audit
-    #: writer (``bankhub.audit``); written before the answer leaves
-    pending_read: dict[str, Any] | None = None
-    #: the request's account-data read is recorded (pending above, or in its own unit of work)
-    read_audited: bool = False
-
-
-_current: ContextVar[RequestContext | None] = ContextVar("bankhub_request", default=None)
-
-
-def sane(value: str | None) -> str | None:
-    """The caller's id when it is one bankhub keeps, else None."""
-    if value is None or not _SANE.fullmatch(value):
-        return None
-    return value
-
-
-def fresh() -> str:
-    return secrets.token_hex(16)
-
-
-def current() -> RequestContext | None:
-    """The context of the request this task is serving, if any."""
-    return _current.get()
-
-
-def current_id() -> str | None:
-    context = _current.get()
-    return context.request_id if context is not None else None
 
 
 def of(request: Request[Any, Any, Any]) -> RequestContext:
@@ -97,7 +48,7 @@ def of(request: Request[Any, Any, Any]) -> RequestContext:
     state = request.scope.setdefault("state", {})
     context = state.get(STATE_KEY)
     if not isinstance(context, RequestContext):
-        context = _current.get() or RequestContext(fresh(), request.scope)
+        context = current() or RequestContext(fresh(), request.scope)
         state[STATE_KEY] = context
     return context
 
@@ -131,9 +82,9 @@ class RequestIdMiddleware:
                 MutableScopeHeaders.from_message(message)[HEADER] = request_id
             await send(message)
 
-        token = _current.set(context)
+        token = _context.enter(context)
         try:
             with logs.bound_request(request_id):
                 await self.app(scope, receive, send_with_id)
         finally:
-            _current.reset(token)
+            _context.leave(token)

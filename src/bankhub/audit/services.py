@@ -1,5 +1,8 @@
 """Audit entries: written in the caller's unit of work, or through the hub's audit writer.
 
+The parts that need the HTTP request (recording a request's read of account data, writing it
+before the answer leaves, counting refused credentials) are the API's edge: ``bankhub.api.audit``.
+
 What is audited (S42, docs/security.md): changes of keys, settings and data (in the unit of
 work that makes them); every answer carrying account data (one ``account_data.read``,
 ``customer.exported`` or ``statement.imported`` entry per request, durable before the answer
@@ -15,20 +18,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from litestar import Request
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api import request_context
-from bankhub.api.errors import ApiError, ErrorCode
+from bankhub import context
 from bankhub.audit.models import AuditEntry
+from bankhub.context import Caller
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.partners.models import App
 
 if TYPE_CHECKING:
     from bankhub.audit.writer import AuditWriter
-    from bankhub.hub import Hub
-
-AnyRequest = Request[Any, Any, Any]
 
 #: the route marker: ``opt={..., "audit": "account-data"}`` on every route whose answer carries
 #: account or transaction data; such an answer is refused (500) unless the route recorded it
@@ -56,11 +56,10 @@ def app_actor(app: App) -> str:
     return f"app:{app.client_id}"
 
 
-def request_id(request: AnyRequest | None = None) -> str | None:
-    """The id of the request (the caller's sane ``X-Request-Id``, or the one bankhub made)."""
-    if request is not None:
-        return request_context.of(request).request_id
-    return request_context.current_id()
+def request_id() -> str | None:
+    """The id of the request being served (the caller's sane ``X-Request-Id``, or the one
+    bankhub made), None outside a request."""
+    return context.current_id()
 
 
 def entry_row(
@@ -83,7 +82,7 @@ def entry_row(
         "target_type": target_type[:40],
         "target_id": None if target_id is None else str(target_id)[:64],
         "detail": detail or {},
-        "request_id": request_id or request_context.current_id(),
+        "request_id": request_id or context.current_id(),
         "at": now,
     }
 
@@ -117,7 +116,7 @@ def record(
     return entry
 
 
-def credential(caller: request_context.Caller | None) -> dict[str, str]:
+def credential(caller: Caller | None) -> dict[str, str]:
     """Which credential a caller used: its API key id and, for a bearer, the token's id."""
     if caller is None:
         return {}
@@ -132,70 +131,6 @@ def credential(caller: request_context.Caller | None) -> dict[str, str]:
 # --- reads of account data -----------------------------------------------------------------------
 
 
-def account_data_read(
-    request: AnyRequest,
-    *,
-    resource: str,
-    login_ids: Sequence[int],
-    customer_id: str | None,
-    account_ids: Sequence[int] = (),
-    rows: int | None = None,
-    counts: dict[str, int] | None = None,
-    action: str = READ,
-    target: tuple[str, str | int] | None = None,
-    session: AsyncSession | None = None,
-) -> None:
-    """Record that this request answers with account data of these logins (one call a request).
-
-    ``resource`` names what was read; ``rows`` how many rows the answer carries; the entry's
-    target is the login when there is one, else the customer, unless ``target`` says. Without
-    ``session`` the entry waits in the request's context and the app writes it through the audit
-    writer before the answer is sent; with one, it joins that unit of work (for a route that
-    writes anyway). The request's caller (set by ``Hub.principal``) names app and credential.
-    """
-    from bankhub.hub import hub_of  # the hub imports this module
-
-    hub = hub_of(request)
-    context = request_context.of(request)
-    caller = context.caller
-    if caller is None:
-        raise RuntimeError("account data is read before the caller was authenticated")
-    listed = sorted(set(account_ids))
-    detail: dict[str, Any] = {
-        "resource": resource,
-        "route": f"{request.method} {request.url.path}"[:200],
-        "customer_id": customer_id,
-        "login_ids": sorted(set(login_ids))[:MAX_LISTED],
-        "account_ids": listed[:MAX_LISTED],
-        **credential(caller),
-    }
-    if len(listed) > MAX_LISTED:
-        detail["accounts_total"] = len(listed)
-    if rows is not None:
-        detail["rows"] = rows
-    detail.update(counts or {})
-    if target is None:
-        single = len(set(login_ids)) == 1
-        target = ("login", login_ids[0]) if single else ("customer", customer_id or "")
-    row = entry_row(
-        now=hub.clock(),
-        actor=f"app:{caller.client_id}",
-        action=action,
-        target_type=target[0],
-        target_id=target[1],
-        app_id=caller.app_id,
-        detail=detail,
-        request_id=context.request_id,
-    )
-    if context.read_audited:
-        raise RuntimeError("a request records its account-data read once")
-    context.read_audited = True
-    if session is not None:
-        session.add(AuditEntry(**row))
-    else:
-        context.pending_read = row
-
-
 def read_unit(session: AsyncSession) -> AsyncSession | None:
     """The unit of work a read's entry should join (``account_data_read(session=...)``).
 
@@ -206,27 +141,6 @@ def read_unit(session: AsyncSession) -> AsyncSession | None:
     every read a writer, and SQLite has one writer at a time.
     """
     return session if session.bind.dialect.name == "postgresql" else None
-
-
-class AuditMissing(RuntimeError):
-    """A route marked as answering account data answered without recording the read."""
-
-
-async def before_answer(status: int) -> None:
-    """Called as the answer is about to be sent: writes the request's pending read (and waits
-    for its commit); refuses a successful answer of a marked route that recorded none."""
-    context = request_context.current()
-    if context is None or context.scope is None:
-        return
-    row, context.pending_read = context.pending_read, None
-    if row is not None:
-        hub: Hub = context.scope["litestar_app"].state.hub
-        await hub.audit.write(row)
-        return
-    handler = context.scope.get("route_handler")
-    marked = is_account_data(getattr(handler, "opt", None))
-    if marked and status < 400 and not context.read_audited:
-        raise AuditMissing(f"{getattr(handler, 'paths', '?')} answered without an audit entry")
 
 
 # --- authentication events -----------------------------------------------------------------------
@@ -242,15 +156,13 @@ _FAILURES = frozenset(
     }
 )
 #: reasons where the presented client-id names a real app (checked by the refusal itself)
-_KNOWN_APP = frozenset({ErrorCode.CREDENTIAL_INVALID, ErrorCode.KEY_REVOKED})
+KNOWN_APP = frozenset({ErrorCode.CREDENTIAL_INVALID, ErrorCode.KEY_REVOKED})
 
 
-def failure_reason(error: ApiError, headers: Any) -> str | None:
+def failure_reason(error: DomainError, headers: Any) -> str | None:
     """The reason code when ``error`` refuses a credential, else None."""
     if error.code not in _FAILURES:
-        challenge = next(
-            (v for k, v in error.headers.items() if k.lower() == "www-authenticate"), ""
-        )
+        challenge = error.challenge or ""
         return str(ErrorCode.INVALID_TOKEN) if "invalid_token" in challenge else None
     if error.code == ErrorCode.LOGIN_NOT_FOUND and "login-secret" not in headers:
         return None  # an unknown login id, not a guessed login-secret
@@ -291,30 +203,6 @@ def auth_failure(
         row,
         samples=samples,
         client_id=app_client,
-    )
-
-
-def api_auth_failure(request: AnyRequest, error: ApiError) -> None:
-    """Count ``error`` if it refused a credential presented to the API."""
-    from bankhub.hub import hub_of
-    from bankhub.security import network
-
-    reason = failure_reason(error, request.headers)
-    if reason is None:
-        return
-    hub = hub_of(request)
-    caller = request_context.of(request).caller
-    address = str(network.client_ip(request.scope, hub.settings.trusted_networks))
-    key_id = error.extra.get("key_id") if error.code == ErrorCode.KEY_REVOKED else None
-    auth_failure(
-        hub.audit,
-        address=address,
-        reason=reason,
-        path=request.url.path,
-        client_id=request.headers.get("client-id"),
-        known_app=caller is not None or error.code in _KNOWN_APP,
-        app_id=caller.app_id if caller is not None else None,
-        key_id=key_id if isinstance(key_id, str) else None,
     )
 
 

@@ -21,6 +21,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from bankhub.catalogue import drawing
+
 log = logging.getLogger("bankhub.catalogue")
 #: the slug of an imported bank: ``bank-<service id>``
 IMPORTED_SLUG = "bank-{id}"
@@ -164,12 +166,10 @@ class Catalogue:
 @lru_cache(maxsize=256)
 def _drawn(name: str, primary: str, secondary: str, size: str) -> bytes:
     """A logo (``size`` empty) or a cover, drawn once per process and name, colours and size."""
-    from bankhub.catalogue import make_media  # it imports this module: imported when used
-
     stand_in = Service(0, "", name, "", "bank", "", True, primary, secondary, "")
     if not size:
-        return make_media.logo(stand_in)
-    return make_media.cover(stand_in, make_media.COVER_SIZES[size])
+        return drawing.logo(stand_in)
+    return drawing.cover(stand_in, drawing.COVER_SIZES[size])
 
 
 def imported_service(

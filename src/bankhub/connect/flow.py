@@ -30,12 +30,11 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from bankhub.api.errors import ErrorCode
 from bankhub.catalogue import Service
 from bankhub.clock import as_utc
 from bankhub.connect.routing import Elsewhere, Routing
@@ -52,6 +51,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.connectors.statement import StatementConnector
 from bankhub.db import tenancy
+from bankhub.errors import ErrorCode
 from bankhub.hub import Hub
 from bankhub.logins import services as logins
 from bankhub.logins.models import ConnectToken, Login
@@ -77,10 +77,6 @@ class Step(StrEnum):
     FAILED = "failed"
 
 
-#: what the consent page asks the user to share
-CONSENT_SCOPES = ("accounts", "balances", "transactions")
-#: the longest consent bankhub records, whatever a bank offers (PSD2 RTS art. 10: 180 days)
-MAX_CONSENT = timedelta(days=180)
 #: a login step: made into a coroutine only once its task runs, so that a call cancelled before
 #: it started leaves nothing behind
 BankCall = Callable[[], Awaitable[None]]
@@ -95,22 +91,6 @@ _ENDINGS = {
 }
 #: what an end page says: the callback's payload, the heading, the message
 Ending = tuple[dict[str, Any], str, str]
-
-
-def grant_consent(
-    login: Login, info: ConnectorInfo, now: datetime, history_days: int | None = None
-) -> None:
-    """Record what the user agreed to on the connect page, and until when.
-
-    ``history_days``: the history depth the consent page showed (the bank's); the connector's
-    default when not given.
-    """
-    login.consent_granted_at = now
-    login.consent_scopes = list(CONSENT_SCOPES)
-    login.consent_history_days = history_days if history_days is not None else info.history_days
-    offered = min(timedelta(days=info.consent_days), MAX_CONSENT)
-    bank = as_utc(login.consent_expires_at) if login.consent_expires_at else now + offered
-    login.consent_expires_at = min(bank, now + offered)
 
 
 def sentence(text: str) -> str:
@@ -771,7 +751,7 @@ class ConnectFlow:
                     )
                 session.vault_credentials = None
                 await hub.engine.apply(db, login, result)
-                grant_consent(login, session.info, now, session.history_days)
+                logins.grant_consent(login, session.info, now, session.history_days)
                 schedule_next(hub.engine, login, session.service, now)
                 login_id = login.id
         except _NotTheSameIdentity:

@@ -29,7 +29,6 @@ from litestar.types import (
 )
 
 from bankhub.api import request_context
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.connect.flow import ConnectFlow
 from bankhub.connect.pages import CONNECT_COOKIES, CONNECT_PREFIX, ConnectEnded
 from bankhub.connect.routes import MAX_STATEMENT_BYTES
@@ -44,6 +43,7 @@ from bankhub.connect.routing import (
     Relayed,
     header,
 )
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.security.ratelimit import PASSED_ON
 from bankhub.usage.counters import FORWARDED
 
@@ -150,14 +150,14 @@ class ConnectForwarder:
             return
         ended = await flow.elsewhere(route.token_id, outcome)
         if ended is None:
-            raise ApiError(
+            raise DomainError(
                 ErrorCode.CONNECT_ERROR,
                 "Your connection is being handled by another of our servers, which this one "
                 "cannot reach. Go back to the app and start again.",
             )
         refusal = ConnectEnded(ended)
         if outcome is Elsewhere.UNREACHABLE:
-            refusal.headers["Retry-After"] = "5"
+            refusal.retry_after = 5
         raise refusal
 
 

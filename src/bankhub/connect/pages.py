@@ -6,8 +6,7 @@ page, and a connect page whose app chose none, says ``frame-ancestors 'none'``.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from litestar import Request, Response
@@ -16,16 +15,16 @@ from litestar.enums import ScopeType
 from litestar.response import Template
 from litestar.types import Message, Scope
 
-from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api import errors
+from bankhub.api.principal import hub_of, public_url
 from bankhub.catalogue import Service
 from bankhub.connect.flow import EndedSession, SessionGone
-from bankhub.hub import hub_of
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.partners.models import App
 
 PAGE_PREFIXES = ("/v2/connect/", "/sandbox-bank/")
 CONNECT_PREFIX = "/v2/connect/"
 CONNECT_COOKIES = ("__Host-bankhub_connect", "bankhub_connect")
-MAX_FRAME_ORIGINS = 20
 
 #: No inline script or style anywhere: the pages work without JavaScript at all.
 CSP_BASE = (
@@ -34,55 +33,12 @@ CSP_BASE = (
 )
 CSP = f"{CSP_BASE}; frame-ancestors 'none'"
 
-#: an origin, with an optional leading ``*.`` label: nothing a CSP directive could be broken with
-_ORIGIN = re.compile(
-    r"^(?P<scheme>https?)://(?P<host>(?:\*\.)?[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-    r"(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*)(?::(?P<port>[0-9]{1,5}))?$"
-)
-
 
 def csp(frame_origins: Sequence[str] | None = None) -> str:
     """The pages' policy; ``frame_origins`` are the only ancestors allowed (none: ``'none'``)."""
     if not frame_origins:
         return CSP
     return f"{CSP_BASE}; frame-ancestors {' '.join(frame_origins)}"
-
-
-def parse_frame_origins(
-    values: Iterable[str], *, allow_http: bool, field: str = "origins"
-) -> list[str]:
-    """Each entry as a lower-case origin (``https://host[:port]``, ``https://*.host``).
-
-    Raises DataInvalid naming every entry that is not one (in ``field``): no paths, quotes,
-    spaces or semicolons can reach the CSP header. Plain ``http`` only when ``allow_http`` (dev).
-    The same shapes serve as an app key's referer patterns.
-    """
-    origins: list[str] = []
-    bad: list[str] = []
-    for value in values:
-        text = value.strip().lower().rstrip("/")
-        match = _ORIGIN.match(text)
-        ok = match is not None and (match["scheme"] == "https" or allow_http)
-        if ok and match is not None and match["port"] is not None:
-            ok = 0 < int(match["port"]) < 65536
-        if not ok:
-            bad.append(value[:100])
-        elif text not in origins:
-            origins.append(text)
-    if bad:
-        need = "https://host[:port] or https://*.host"
-        raise ApiError(
-            ErrorCode.DATA_INVALID,
-            f"Not an origin ({need}): " + ", ".join(repr(b) for b in bad),
-            {"problems": [f"{field}: {b!r}" for b in bad]},
-        )
-    if len(origins) > MAX_FRAME_ORIGINS:
-        raise ApiError(
-            ErrorCode.DATA_INVALID,
-            f"At most {MAX_FRAME_ORIGINS} origins are allowed",
-            {"problems": [field]},
-        )
-    return origins
 
 
 #: what every HTML answer carries, whichever handler made it
@@ -158,7 +114,7 @@ def page_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
     }
 
 
-class ConnectEnded(ApiError):
+class ConnectEnded(DomainError):
     """``TokenExpire`` on a connect page, with what is known of the connect that ended there:
     the page then offers the way back to the app (``ended``; ``None`` when nothing is known)."""
 
@@ -168,7 +124,7 @@ class ConnectEnded(ApiError):
 
 
 def logo_url(request: Request[Any, Any, Any], service: Service) -> str:
-    return f"{hub_of(request).public_url(request)}/media/services/{service.logo_file_name}"
+    return f"{public_url(hub_of(request), request)}/media/services/{service.logo_file_name}"
 
 
 def ended_page(
@@ -198,7 +154,7 @@ def ended_page(
 
 
 def error_page(
-    request: Request[Any, Any, Any], error: ApiError, headers: dict[str, str]
+    request: Request[Any, Any, Any], error: DomainError, headers: dict[str, str]
 ) -> Response[Any]:
     if isinstance(error, ConnectEnded) and error.ended is not None:
         return ended_page(request, error.ended, headers)
@@ -214,6 +170,6 @@ def error_page(
             "message": friendly.get(error.code, error.message),
             "return_url": None,
         },
-        status_code=error.status,
+        status_code=errors.status(error),
         headers=page_headers(headers),
     )

@@ -19,7 +19,7 @@ from litestar.params import Body, FromPath, URLEncodedBody
 from litestar.response import File, Redirect, Template
 from sqlalchemy import select
 
-from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.principal import HubDep, hub_of, public_url
 from bankhub.connect.flow import ConnectFlow, ConnectSession, EndedSession, SessionGone, Step
 from bankhub.connect.pages import (
     ConnectEnded,
@@ -39,7 +39,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.connectors.statement.connector import StatementUnreadable, parse_upload
 from bankhub.db import tenancy
-from bankhub.hub import hub_of
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.logins.services import TokenUnusable
 from bankhub.partners import branding
 from bankhub.partners.models import App
@@ -81,12 +81,12 @@ def _check_form(request: AnyRequest, session: ConnectSession, form: dict[str, st
     """CSRF: the session's token must come back, and a browser's Origin must be our own."""
     given = form.get("csrf", "")
     if not hmac.compare_digest(given.encode(), session.csrf.encode()):
-        raise ApiError(ErrorCode.BAD_REQUEST, "This form has expired. Please start again.")
+        raise DomainError(ErrorCode.BAD_REQUEST, "This form has expired. Please start again.")
     origin = request.headers.get("origin")
     if origin and origin != "null":
-        own = hub_of(request).public_url(request)
+        own = public_url(hub_of(request), request)
         if urlsplit(origin)[:2] != urlsplit(own)[:2]:
-            raise ApiError(ErrorCode.BAD_REQUEST, "Cross-site form submission refused")
+            raise DomainError(ErrorCode.BAD_REQUEST, "Cross-site form submission refused")
 
 
 def _form_step(data: dict[str, str]) -> str | None:
@@ -104,7 +104,7 @@ def _back() -> Redirect:
 
 
 @get("/v2/connect/term/{token_id:str}", opt=scopes.connect(), include_in_schema=False)
-async def open_connect(request: AnyRequest, token_id: FromPath[str]) -> Response[Any]:
+async def open_connect(hub: HubDep, request: AnyRequest, token_id: FromPath[str]) -> Response[Any]:
     flow = flow_of(request)
     try:
         current = flow.get(_cookie_value(request))
@@ -127,7 +127,7 @@ async def open_connect(request: AnyRequest, token_id: FromPath[str]) -> Response
         httponly=True,
         secure=secure,
         samesite="lax",
-        max_age=hub_of(request).settings.token_ttl_seconds,
+        max_age=hub.settings.token_ttl_seconds,
     )
     response = _back()
     response.cookies.append(cookie)
@@ -154,7 +154,7 @@ def _render(request: AnyRequest, session: ConnectSession, name: str, **context: 
 
 
 @get(SESSION_PAGE, opt=scopes.connect(), include_in_schema=False)
-async def show_session(request: AnyRequest) -> Response[Any]:
+async def show_session(hub: HubDep, request: AnyRequest) -> Response[Any]:
     flow = flow_of(request)
     session = _session(request)
     if session.step == Step.INTERACTION and isinstance(session.interaction, NeedsDecoupledApproval):
@@ -186,9 +186,7 @@ async def show_session(request: AnyRequest) -> Response[Any]:
             # a file holds what it holds: no history depth to promise for an upload
             history=None
             if AuthFlow.FILE in session.info.auth_flows
-            else history_phrase(
-                session.history_days or hub_of(request).engine.history_days(session.service)
-            ),
+            else history_phrase(session.history_days or hub.engine.history_days(session.service)),
         )
     if session.step == Step.CREDENTIALS and AuthFlow.FILE in session.info.auth_flows:
         return _render(request, session, "upload.html", max_mb=MAX_STATEMENT_BYTES // 2**20)
@@ -204,7 +202,7 @@ async def show_session(request: AnyRequest) -> Response[Any]:
     if isinstance(interaction, NeedsDecoupledApproval):
         wait = max(1, round(interaction.poll_after_seconds))
         return _render(request, session, "decoupled.html", interaction=interaction, refresh=wait)
-    raise ApiError(ErrorCode.INTERNAL_ERROR)
+    raise DomainError(ErrorCode.INTERNAL_ERROR)
 
 
 @post("/v2/connect/consent", opt=scopes.connect(), include_in_schema=False)
@@ -216,7 +214,7 @@ async def post_consent(request: AnyRequest, data: Form) -> Redirect:
 
 
 @post("/v2/connect/credentials", opt=scopes.connect(), include_in_schema=False)
-async def post_credentials(request: AnyRequest, data: Form) -> Redirect:
+async def post_credentials(hub: HubDep, request: AnyRequest, data: Form) -> Redirect:
     session = _session(request)
     _check_form(request, session, data)
     flow = flow_of(request)
@@ -235,7 +233,7 @@ async def post_credentials(request: AnyRequest, data: Form) -> Redirect:
         credentials[declared.name] = value
     try:
         await flow.submit_credentials(
-            session, credentials, hub_of(request).public_url(request), _client_ip(request)
+            session, credentials, public_url(hub, request), _client_ip(request)
         )
     finally:
         credentials.clear()
@@ -250,6 +248,7 @@ async def post_credentials(request: AnyRequest, data: Form) -> Redirect:
     request_max_body_size=MAX_STATEMENT_BYTES,
 )
 async def post_upload(
+    hub: HubDep,
     request: AnyRequest,
     data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
 ) -> Redirect:
@@ -271,7 +270,7 @@ async def post_upload(
     except StatementUnreadable as failure:
         session.notice = f"{upload.filename or 'The file'}: {failure.message}"
         return _back()
-    await flow_of(request).submit_statement(session, parsed, hub_of(request).public_url(request))
+    await flow_of(request).submit_statement(session, parsed, public_url(hub, request))
     return _back()
 
 
@@ -362,12 +361,12 @@ IMAGE_CSP = "default-src 'none'; img-src 'self'; style-src 'none'; sandbox"
 async def _branded_app(request: AnyRequest, client_id: str) -> App:
     """The app the URL names; its template is read acting for that app only (S14)."""
     if not _BRAND_ID.match(client_id):
-        raise ApiError(ErrorCode.NOT_FOUND)
+        raise NotFound(ErrorCode.NOT_FOUND)
     hub = hub_of(request)
     async with hub.db.transaction() as db:
         app = (await db.execute(select(App).where(App.client_id == client_id))).scalar_one_or_none()
     if app is None:
-        raise ApiError(ErrorCode.NOT_FOUND)
+        raise NotFound(ErrorCode.NOT_FOUND)
     tenancy.choose(app.id)
     return app
 
@@ -378,20 +377,19 @@ async def _branded_app(request: AnyRequest, client_id: str) -> App:
     include_in_schema=False,
 )
 async def brand_file(
-    request: AnyRequest, client_id: FromPath[str], name: FromPath[str]
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], name: FromPath[str]
 ) -> Response[Any]:
     """``<hash>.css``: the app's colours; ``logo-<hash>``: its logo. Public, like the page
     that shows them; anything but the current content's hash is not found, so a page never
     gets another version than the one it names (and, under ``/v2``, nothing is cached: S24)."""
     app = await _branded_app(request, client_id)
-    hub = hub_of(request)
     if name.endswith(".css") and _BRAND_HASH.match(name[:-4]):
         async with hub.db.transaction() as db:
             row = await branding.template_of(db, app.id)
         primary = row.color_primary if row else None
         secondary = row.color_secondary if row else None
         if branding.stylesheet_hash(primary, secondary) != name[:-4]:
-            raise ApiError(ErrorCode.NOT_FOUND)
+            raise NotFound(ErrorCode.NOT_FOUND)
         return Response(
             content=branding.stylesheet(primary, secondary),
             media_type="text/css; charset=utf-8",
@@ -401,7 +399,7 @@ async def brand_file(
         async with hub.db.transaction() as db:
             found = await branding.logo_bytes(db, app.id, name[5:])
         if found is None:
-            raise ApiError(ErrorCode.NOT_FOUND)
+            raise NotFound(ErrorCode.NOT_FOUND)
         content, media_type = found
         return Response(
             content=content,
@@ -413,7 +411,7 @@ async def brand_file(
                 "Cross-Origin-Resource-Policy": "same-origin",
             },
         )
-    raise ApiError(ErrorCode.NOT_FOUND)
+    raise NotFound(ErrorCode.NOT_FOUND)
 
 
 CONNECT_ROUTES = [

@@ -1,4 +1,5 @@
-"""Customer routes beyond creation: erasure and export."""
+"""Customers' routes: ``POST /v2/customer`` (create), ``DELETE /v2/customer`` (erase) and
+``GET /v2/customer/export``."""
 
 from __future__ import annotations
 
@@ -6,20 +7,24 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, delete, get
+from litestar import Request, Response, delete, get, post
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.params import JSONBody
 from litestar.types import ControllerRouterHandler
 
+from bankhub.accounts.schemas import AccountOut, TransactionOut, account_out, transaction_out
 from bankhub.api import schemas as s
-from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.audit import account_data_read
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, errors, query
-from bankhub.api.routes import account_out, login_out, transaction_out
+from bankhub.api.principal import AuthDep, HubDep
 from bankhub.audit import services as audit
 from bankhub.clock import as_utc
 from bankhub.customers import services as customers
-from bankhub.events.routes import EventOut
-from bankhub.hub import hub_of
+from bankhub.customers.schemas import CustomerEnvelope, CustomerIn, CustomerOut
+from bankhub.errors import DomainError, ErrorCode, NotFound
+from bankhub.events.schemas import EventOut
 from bankhub.lifecycle import erasure
+from bankhub.logins.schemas import LoginOut, login_out
 from bankhub.security import scopes
 
 AnyRequest = Request[Any, Any, Any]
@@ -50,11 +55,11 @@ class ExportedCustomer(msgspec.Struct):
     created_at: str
 
 
-class ExportedLogin(s.LoginOut):
+class ExportedLogin(LoginOut):
     """The ``GET /v2/login`` object with the login's accounts, transactions and events."""
 
-    accounts: list[s.AccountOut]
-    transactions: list[s.TransactionOut]
+    accounts: list[AccountOut]
+    transactions: list[TransactionOut]
     events: list[EventOut]
 
 
@@ -81,7 +86,7 @@ async def _customer_ref(request: AnyRequest, query: str | None) -> str:
         try:
             from_body = _ref_decoder.decode(body).customer_id
         except msgspec.ValidationError as exc:
-            raise ApiError(ErrorCode.DATA_INVALID, str(exc), {"problems": [str(exc)]}) from None
+            raise DomainError(ErrorCode.DATA_INVALID, str(exc), {"problems": [str(exc)]}) from None
     if isinstance(from_body, str):
         return from_body
     return _query_ref(query, ErrorCode.DATA_INVALID)
@@ -114,11 +119,29 @@ class EraseOperation(Operation):
 def _query_ref(value: str | None, code: ErrorCode) -> str:
     if not value:
         problem = "Object missing required field `customer_id`"
-        raise ApiError(code, problem, {"problems": [problem]})
+        raise DomainError(code, problem, {"problems": [problem]})
     if len(value) > 64:
         problem = "Expected `str` of length <= 64 - at `$.customer_id`"
-        raise ApiError(code, problem, {"problems": [problem]})
+        raise DomainError(code, problem, {"problems": [problem]})
     return value
+
+
+@post(
+    "/v2/customer",
+    opt=scopes.write(),
+    status_code=200,
+    tags=["customer"],
+    summary="Create a customer",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, E.CUSTOMER_EXISTS, E.CUSTOMER_CREATE_ERROR, body=True),
+)
+async def create_customer(
+    hub: HubDep, auth: AuthDep, data: JSONBody[CustomerIn]
+) -> CustomerEnvelope:
+    async with hub.db.transaction() as session:
+        app = await auth.app(session)
+        customer = await customers.create_customer(session, hub.clock, app, data.identifier)
+    return CustomerEnvelope(CustomerOut(customer.id, customer.identifier))
 
 
 @delete(
@@ -138,12 +161,14 @@ def _query_ref(value: str | None, code: ErrorCode) -> str:
     responses=errors(*APP_AUTH, E.CUSTOMER_NOT_FOUND, body=True),
 )
 async def erase_customer(
-    request: AnyRequest, customer_id: Annotated[str | None, CUSTOMER_QUERY] = None
+    hub: HubDep,
+    auth: AuthDep,
+    request: AnyRequest,
+    customer_id: Annotated[str | None, CUSTOMER_QUERY] = None,
 ) -> ErasedEnvelope:
-    hub = hub_of(request)
     wanted = await _customer_ref(request, customer_id)
     async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         customer = await customers.get_customer(session, app, wanted)
         app_id, actor, customer_uuid = app.id, audit.app_actor(app), customer.id
         upstreams = [
@@ -160,7 +185,7 @@ async def erase_customer(
             withdrawn=[u.login_id for u in upstreams],
         )
         if erased is None:  # erased meanwhile by another request
-            raise ApiError(
+            raise NotFound(
                 ErrorCode.CUSTOMER_NOT_FOUND,
                 f"Cannot find customer with id: '{customer_uuid}'.",
                 {"customer_id": customer_uuid},
@@ -174,7 +199,7 @@ async def erase_customer(
             target_id=customer_uuid,
             app_id=app_id,
             detail=erased.detail(consents_withdrawn=withdrawn),
-            request_id=audit.request_id(request),
+            request_id=audit.request_id(),
         )
     await erasure.scrub(hub.db)  # nothing of theirs readable in the files once we answer
     if erased.late:  # logins connected while the others' consents were being withdrawn
@@ -196,18 +221,20 @@ async def erase_customer(
     responses=errors(*APP_AUTH, E.BAD_REQUEST, E.CUSTOMER_NOT_FOUND),
 )
 async def export_customer(
-    request: AnyRequest, customer_id: Annotated[str | None, CUSTOMER_QUERY] = None
+    hub: HubDep,
+    auth: AuthDep,
+    request: AnyRequest,
+    customer_id: Annotated[str | None, CUSTOMER_QUERY] = None,
 ) -> Response[ExportEnvelope]:
-    hub = hub_of(request)
     wanted = _query_ref(customer_id, ErrorCode.BAD_REQUEST)
     async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         customer = await customers.get_customer(session, app, wanted)
         held = await customers.holdings_of(session, hub.keyring, customer)
         now = hub.clock()
         exported = [
             ExportedLogin(
-                **msgspec.structs.asdict(login_out(h.login, hub)),
+                **msgspec.structs.asdict(login_out(h.login, hub.settings.refresh_cooldown)),
                 accounts=[account_out(a, hub.keyring) for a in h.accounts],
                 transactions=[transaction_out(t) for t in h.transactions],
                 events=[
@@ -219,7 +246,7 @@ async def export_customer(
             )
             for h in held
         ]
-        audit.account_data_read(
+        account_data_read(
             request,
             resource="customer_export",
             action=audit.EXPORTED,
@@ -246,4 +273,4 @@ async def export_customer(
     return Response(body, headers={"Cache-Control": "no-store"})
 
 
-CUSTOMER_ROUTES: list[ControllerRouterHandler] = [erase_customer, export_customer]
+CUSTOMER_ROUTES: list[ControllerRouterHandler] = [create_customer, erase_customer, export_customer]

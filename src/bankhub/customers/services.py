@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts.models import Account, Transaction
 from bankhub.accounts.services import API_COLUMNS, TransactionView, accounts_of, opened_rows
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.clock import Clock
 from bankhub.customers.models import Customer
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.events.models import Event
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
@@ -28,8 +28,8 @@ async def find_by_identifier(
     return (await session.execute(query)).scalar_one_or_none()
 
 
-def _exists(customer: Customer) -> ApiError:
-    return ApiError(
+def _exists(customer: Customer) -> DomainError:
+    return DomainError(
         ErrorCode.CUSTOMER_EXISTS,
         f'Customer "{customer.identifier}" is exists',
         {"identifier": customer.identifier, "customer_id": customer.id},
@@ -56,9 +56,9 @@ async def create_customer(
         raced = await find_by_identifier(session, app_id, identifier)
         if raced is not None:
             raise _exists(raced) from None
-        raise ApiError(ErrorCode.CUSTOMER_CREATE_ERROR) from None
+        raise DomainError(ErrorCode.CUSTOMER_CREATE_ERROR) from None
     except SQLAlchemyError:
-        raise ApiError(ErrorCode.CUSTOMER_CREATE_ERROR) from None
+        raise DomainError(ErrorCode.CUSTOMER_CREATE_ERROR) from None
     return customer
 
 
@@ -71,7 +71,7 @@ async def get_customer(session: AsyncSession, app: App, customer_id: str) -> Cus
         query = select(Customer).where(Customer.app_id == app.id, Customer.id == customer_id)
         customer = (await session.execute(query)).scalar_one_or_none()
     if customer is None:
-        raise ApiError(
+        raise NotFound(
             ErrorCode.CUSTOMER_NOT_FOUND,
             f"Cannot find customer with id: '{customer_id}'.",
             {"customer_id": customer_id},

@@ -1,7 +1,7 @@
 """Mail to the team: sign-in alerts and consent-expiry notices, through the SMTP settings.
 
 **Sign-in alerts.** Each browser that signs in gets a long-lived random cookie
-(``bankhub_dash_device``, ``__Host-`` over TLS, HttpOnly, SameSite=Strict); the member's row
+(``bankhub.dashboard.devices``); the member's row
 keeps only keyed hashes of the browsers they used (the newest :data:`MAX_DEVICES`). A full
 sign-in from a browser not on that list is mailed to the member: when, from which address, which
 browser, and what to do if it was not them. Enrolment (the first sign-in) registers the browser
@@ -20,57 +20,27 @@ Without SMTP settings nothing is mailed.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Any
+from pathlib import Path
 
-from litestar import Request
-from litestar.datastructures import Cookie
 from sqlalchemy import select
 
 from bankhub.dashboard import mail, roles
 from bankhub.dashboard.models import Member
-from bankhub.hub import Hub
+from bankhub.db.engine import Database
 from bankhub.partners.models import App
 from bankhub.security import tls
+from bankhub.security.keyring import Keyring
 from bankhub.security.secrets import SecretHasher
 
 log = logging.getLogger("bankhub.dashboard.alerts")
 
-DEVICE_COOKIE = "bankhub_dash_device"
 DEVICE_PURPOSE = "dashboard-device"
 #: browsers remembered per member; the oldest is forgotten first
 MAX_DEVICES = 20
-#: how long a browser is remembered (browsers cap cookies at 400 days)
-DEVICE_SECONDS = 400 * 24 * 3600
-_MAX_AGENT = 200
-
-
-def _cookie_name(secure: bool) -> str:
-    return f"__Host-{DEVICE_COOKIE}" if secure else DEVICE_COOKIE
-
-
-def device_token(request: Request[Any, Any, Any], secure: bool) -> str:
-    """The browser's device id from its cookie, or a new one (256 bits)."""
-    value = request.cookies.get(_cookie_name(secure))
-    if value and 20 <= len(value) <= 100 and value.isascii():
-        return value
-    return secrets.token_urlsafe(32)
-
-
-def device_cookie(token: str, secure: bool) -> Cookie:
-    return Cookie(
-        key=_cookie_name(secure),
-        value=token,
-        path="/",
-        httponly=True,
-        secure=secure,
-        samesite="strict",
-        max_age=DEVICE_SECONDS,
-    )
 
 
 def remember(hasher: SecretHasher, member: Member, token: str) -> bool:
@@ -84,7 +54,8 @@ def remember(hasher: SecretHasher, member: Member, token: str) -> bool:
     return new
 
 
-def _plain(text: str, limit: int) -> str:
+def plain(text: str, limit: int) -> str:
+    """Text from a browser or an app, printable and bounded, for a mail."""
     return "".join(ch if ch.isprintable() else "?" for ch in text)[:limit]
 
 
@@ -94,12 +65,6 @@ class NewBrowser:
     at: datetime
     address: str
     agent: str
-
-
-def new_browser(request: Request[Any, Any, Any], member: Member, now: datetime) -> NewBrowser:
-    address = request.client.host if request.client else "unknown"
-    agent = request.headers.get("user-agent", "") or "unknown"
-    return NewBrowser(member.email, now, _plain(address, 64), _plain(agent, _MAX_AGENT))
 
 
 def alert_mail(config: mail.SmtpConfig, alert: NewBrowser) -> EmailMessage:
@@ -115,16 +80,17 @@ def alert_mail(config: mail.SmtpConfig, alert: NewBrowser) -> EmailMessage:
     return mail.message(config, alert.email, "New sign-in to the bankhub dashboard", body)
 
 
-async def send_alert(hub: Hub, alert: NewBrowser) -> None:
-    """Mail the alert if outgoing mail is set up (run after the answer was sent)."""
-    async with hub.db.transaction() as db:
-        config = await mail.load(db, hub.keyring)
+async def send_alert(
+    database: Database, keyring: Keyring, ca_bundle: Path | None, alert: NewBrowser
+) -> None:
+    """Mail the alert if outgoing mail is set up (run after the answer was sent); ``ca_bundle``
+    is ``BANKHUB_CA_BUNDLE``, what the mail server's certificate is checked against."""
+    async with database.transaction() as db:
+        config = await mail.load(db, keyring)
     if config is None:
         return
     try:
-        await mail.send(
-            config, alert_mail(config, alert), tls.outbound_ssl_context(hub.settings.ca_bundle)
-        )
+        await mail.send(config, alert_mail(config, alert), tls.outbound_ssl_context(ca_bundle))
     except mail.MailError as exc:
         log.warning("sign-in alert to a member could not be mailed: %s", exc)
 
@@ -143,7 +109,7 @@ class ConsentNotice:
 
 def _line(notice: ConsentNotice, apps: dict[int, App]) -> str:
     app = apps.get(notice.app_id)
-    name = _plain(app.name, 200) if app else f"app {notice.app_id}"
+    name = plain(app.name, 200) if app else f"app {notice.app_id}"
     when = f"{notice.expires_at:%Y-%m-%d %H:%M} UTC"
     if notice.days_left <= 0:
         return f"- {name}: login {notice.login_id}: consent expired at {when}"
@@ -167,12 +133,17 @@ def consent_mail(
     return mail.message(config, to, subject, body)
 
 
-async def mail_consent_notices(hub: Hub, notices: Sequence[ConsentNotice]) -> int:
+async def mail_consent_notices(
+    database: Database,
+    keyring: Keyring,
+    ca_bundle: Path | None,
+    notices: Sequence[ConsentNotice],
+) -> int:
     """One summary to each member who may act on consents; returns the messages sent."""
     if not notices:
         return 0
-    async with hub.db.transaction() as db:
-        config = await mail.load(db, hub.keyring)
+    async with database.transaction() as db:
+        config = await mail.load(db, keyring)
         if config is None:
             return 0
         members = [
@@ -182,7 +153,7 @@ async def mail_consent_notices(hub: Hub, notices: Sequence[ConsentNotice]) -> in
         ]
         ids = {n.app_id for n in notices}
         apps = {a.id: a for a in (await db.execute(select(App).where(App.id.in_(ids)))).scalars()}
-    context = tls.outbound_ssl_context(hub.settings.ca_bundle)
+    context = tls.outbound_ssl_context(ca_bundle)
     sent = 0
     for member in members:
         try:

@@ -13,16 +13,17 @@ from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError
+from bankhub.api.principal import HubDep, hub_of
 from bankhub.audit import services as audit
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import PREFIX, Refused, field_of, go, page, visit_of
 from bankhub.dashboard.roles import Action
-from bankhub.hub import hub_of
+from bankhub.errors import DomainError
 from bankhub.partners import keys, modes
 from bankhub.partners import services as partners
 from bankhub.partners.models import ApiKey, App
+from bankhub.partners.origins import parse_frame_origins
 from bankhub.security.scopes import Scope
 
 AnyRequest = Request[Any, Any, Any]
@@ -73,7 +74,7 @@ def _audit_key(
         target_id=key.key_id,
         app_id=key.app_id,
         detail={"scope": key.scope, "kind": key.kind},
-        request_id=audit.request_id(request),
+        request_id=audit.request_id(),
     )
 
 
@@ -81,17 +82,15 @@ def _audit_key(
 
 
 @get(APPS, opt=roles.route(Action.VIEW), include_in_schema=False)
-async def apps_page(request: AnyRequest) -> Response[Any]:
-    hub = hub_of(request)
+async def apps_page(hub: HubDep, request: AnyRequest) -> Response[Any]:
     async with hub.db.transaction() as db:
         apps = list((await db.execute(select(App).order_by(App.id))).scalars())
     return page(request, "apps.html", apps=apps)
 
 
 @post(APPS, opt=roles.route(Action.APP_CREATE), include_in_schema=False)
-async def create_app(request: AnyRequest, data: Form) -> Response[Any]:
+async def create_app(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """A new app with its seed keys; their secrets are on this answer only."""
-    hub = hub_of(request)
     name = field_of(data, "name").strip()
     if not name or len(name) > 200 or not name.isprintable():
         hub_apps = await _all_apps(request)
@@ -163,8 +162,9 @@ async def app_page(request: AnyRequest, client_id: FromPath[str]) -> Response[An
 @post(
     f"{APPS}/{{client_id:str}}/keys", opt=roles.route(Action.KEYS_MANAGE), include_in_schema=False
 )
-async def create_key(request: AnyRequest, client_id: FromPath[str], data: Form) -> Response[Any]:
-    hub = hub_of(request)
+async def create_key(
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], data: Form
+) -> Response[Any]:
     now = hub.clock()
     scope = Scope.parse(field_of(data, "scope"))
     try:
@@ -180,7 +180,7 @@ async def create_key(request: AnyRequest, client_id: FromPath[str], data: Form) 
             issued = keys.issue(db, hub.hasher, now, app.id, scope=scope, kind=kind, name=name)
             await db.flush()
             _audit_key(db, request, "key.created", issued.key, now)
-    except ApiError as exc:  # a scope the kind cannot hold
+    except DomainError as exc:  # a scope the kind cannot hold
         return await _app_page(request, client_id, notice=exc.message)
     return page(
         request,
@@ -195,7 +195,7 @@ async def _key(db: AsyncSession, client_id: str, key_id: str) -> tuple[App, ApiK
     app = await app_of(db, client_id)
     try:
         return app, await keys.get_key(db, app, key_id)
-    except ApiError:
+    except DomainError:
         raise Refused(404, "No such key.") from None
 
 
@@ -205,10 +205,9 @@ async def _key(db: AsyncSession, client_id: str, key_id: str) -> tuple[App, ApiK
     include_in_schema=False,
 )
 async def roll_key(
-    request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str], data: Form
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str], data: Form
 ) -> Response[Any]:
     """A new secret of the same scope and kind; the old one works for the chosen overlap."""
-    hub = hub_of(request)
     now = hub.clock()
     overlap = field_of(data, "overlap") or "86400"
     if overlap not in OVERLAPS:
@@ -218,7 +217,7 @@ async def roll_key(
             app, old = await _key(db, client_id, key_id)
             issued = await keys.roll(db, hub.hasher, now, old, timedelta(seconds=int(overlap)))
             _audit_key(db, request, "key.rolled", old, now)
-    except ApiError as exc:
+    except DomainError as exc:
         return await _app_page(request, client_id, notice=exc.message)
     return page(
         request,
@@ -235,9 +234,8 @@ async def roll_key(
     include_in_schema=False,
 )
 async def revoke_key(
-    request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str]
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str]
 ) -> Response[Any]:
-    hub = hub_of(request)
     now = hub.clock()
     async with hub.db.transaction() as db:
         _, key = await _key(db, client_id, key_id)
@@ -252,12 +250,10 @@ async def revoke_key(
     include_in_schema=False,
 )
 async def key_referers(
-    request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str], data: Form
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str], data: Form
 ) -> Response[Any]:
     """S17: the page origins an ``app`` key may be used from (empty: any)."""
-    from bankhub.connect.pages import parse_frame_origins
 
-    hub = hub_of(request)
     now = hub.clock()
     try:
         async with hub.db.transaction() as db:
@@ -277,7 +273,7 @@ async def key_referers(
                 app_id=key.app_id,
                 detail={"old_referers": old, "new_referers": new},
             )
-    except ApiError as exc:
+    except DomainError as exc:
         return await _app_page(request, client_id, notice=exc.message)
     return go(request, f"{APPS}/{client_id}?done=referers")
 
@@ -294,7 +290,7 @@ async def _setting(request: AnyRequest, client_id: str, done: str, change: Any) 
         async with hub.db.transaction() as db:
             app = await app_of(db, client_id)
             await change(db, app, me.email, who)
-    except ApiError as exc:
+    except DomainError as exc:
         return await _app_page(request, client_id, notice=exc.message)
     return go(request, f"{APPS}/{client_id}?done={done}")
 
@@ -353,12 +349,13 @@ async def retention(request: AnyRequest, client_id: FromPath[str], data: Form) -
     opt=roles.route(Action.APP_MODE),
     include_in_schema=False,
 )
-async def app_mode(request: AnyRequest, client_id: FromPath[str], data: Form) -> Response[Any]:
+async def app_mode(
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], data: Form
+) -> Response[Any]:
     """Sandbox, live or both (``bankhub.partners.modes``); owner and admin, re-authenticated."""
     value = field_of(data, "mode")
     if value not in {m.value for m in modes.Mode}:
         return await _app_page(request, client_id, notice="Choose sandbox, live or both.")
-    hub = hub_of(request)
     now = hub.clock()
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)

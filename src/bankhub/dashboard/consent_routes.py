@@ -11,6 +11,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 from sqlalchemy import select
 
+from bankhub.api.principal import HubDep
 from bankhub.audit import services as audit
 from bankhub.customers.models import Customer
 from bankhub.dashboard import roles, services
@@ -18,7 +19,6 @@ from bankhub.dashboard.app_routes import APPS, app_of
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import Refused, go, page, visit_of
 from bankhub.dashboard.roles import Action
-from bankhub.hub import hub_of
 from bankhub.lifecycle import erasure
 from bankhub.logins.models import Login
 
@@ -38,9 +38,10 @@ def _me(request: AnyRequest) -> Member:
 
 
 @get(f"{APPS}/{{client_id:str}}/customers", opt=roles.route(Action.VIEW), include_in_schema=False)
-async def customers_page(request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
+async def customers_page(
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str]
+) -> Response[Any]:
     """Customers (newest first, filtered by identifier) with their logins."""
-    hub = hub_of(request)
     wanted = (request.query_params.get("q") or "")[:255].strip()
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
@@ -87,9 +88,8 @@ async def customers_page(request: AnyRequest, client_id: FromPath[str]) -> Respo
     include_in_schema=False,
 )
 async def revoke_login(
-    request: AnyRequest, client_id: FromPath[str], login_id: FromPath[int]
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], login_id: FromPath[int]
 ) -> Response[Any]:
-    hub = hub_of(request)
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
         login = await db.get(Login, login_id)
@@ -121,9 +121,8 @@ async def revoke_login(
     include_in_schema=False,
 )
 async def erase_customer(
-    request: AnyRequest, client_id: FromPath[str], customer_id: FromPath[str]
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], customer_id: FromPath[str]
 ) -> Response[Any]:
-    hub = hub_of(request)
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
         app_id = app.id

@@ -13,12 +13,12 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
 
+from bankhub.api.principal import HubDep, public_url
 from bankhub.audit import services as audit
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.app_routes import APPS, app_of
 from bankhub.dashboard.pages import Refused, go, page, visit_of
 from bankhub.dashboard.roles import Action
-from bankhub.hub import hub_of
 from bankhub.oauth import service as oauth
 from bankhub.partners import keys
 
@@ -30,10 +30,9 @@ def _path(client_id: str) -> str:
 
 
 @get(f"{APPS}/{{client_id:str}}/oauth", opt=roles.route(Action.VIEW), include_in_schema=False)
-async def oauth_page(request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
-    hub = hub_of(request)
+async def oauth_page(hub: HubDep, request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
     now = hub.clock()
-    base = hub.public_url(request)
+    base = public_url(hub, request)
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
         grants = await oauth.grants_of(db, app.id)
@@ -68,9 +67,8 @@ async def oauth_page(request: AnyRequest, client_id: FromPath[str]) -> Response[
     include_in_schema=False,
 )
 async def revoke_grant(
-    request: AnyRequest, client_id: FromPath[str], family_id: FromPath[str]
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], family_id: FromPath[str]
 ) -> Response[Any]:
-    hub = hub_of(request)
     member = visit_of(request).member
     if member is None:
         raise Refused(401, "Please sign in.")
@@ -89,7 +87,7 @@ async def revoke_grant(
             target_id=family.id,
             app_id=app.id,
             detail={"key_id": family.key_id, "scope": family.scope},
-            request_id=audit.request_id(request),
+            request_id=audit.request_id(),
         )
     return go(request, f"{_path(client_id)}?done=revoked")
 

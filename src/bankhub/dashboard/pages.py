@@ -21,12 +21,14 @@ from litestar.datastructures import Cookie
 from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Redirect
 
-from bankhub.api.errors import ApiError
+from bankhub.api import errors
+from bankhub.api.principal import hub_of, public_url
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.models import Member, MemberSession
 from bankhub.dashboard.roles import Action
 from bankhub.db import tenancy
-from bankhub.hub import Hub, hub_of
+from bankhub.errors import DomainError
+from bankhub.hub import Hub
 from bankhub.security import tls
 
 AnyRequest = Request[Any, Any, Any]
@@ -127,7 +129,7 @@ def _read_cookie(request: AnyRequest, base: str, secure: bool) -> str | None:
 
 
 def own_origin(request: AnyRequest) -> str:
-    parts = urlsplit(hub_of(request).public_url(request))
+    parts = urlsplit(public_url(hub_of(request), request))
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -312,15 +314,15 @@ def on_refused(request: AnyRequest, exc: Refused) -> Response[Any]:
     return page(request, "error.html", status=exc.status, message=exc.message)
 
 
-def on_api_error(request: AnyRequest, exc: ApiError) -> Response[Any]:
+def on_api_error(request: AnyRequest, exc: DomainError) -> Response[Any]:
     """The error page, with the error's own headers: ``Allow`` on a 405, ``Retry-After`` and
     the RateLimit fields on a 429 (a browser or a script retrying needs them as much)."""
-    response = on_refused(request, Refused(exc.status, exc.message))
-    response.headers.update(exc.headers)
+    response = on_refused(request, Refused(errors.status(exc), exc.message))
+    response.headers.update(errors.headers(exc))
     return response
 
 
-def dashboard_error_page(request: AnyRequest, error: ApiError) -> Response[Any]:
+def dashboard_error_page(request: AnyRequest, error: DomainError) -> Response[Any]:
     """The app's error handlers use this for dashboard paths (unknown page, wrong method, the
     edge's refusals)."""
     return on_api_error(request, error)

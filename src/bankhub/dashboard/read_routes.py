@@ -12,11 +12,11 @@ from litestar.exceptions import ImproperlyConfiguredException
 from sqlalchemy import select
 
 from bankhub.api.openapi import finish
+from bankhub.api.principal import HubDep
 from bankhub.audit.models import AuditEntry
 from bankhub.dashboard import roles
 from bankhub.dashboard.pages import PREFIX, page
 from bankhub.dashboard.roles import Action
-from bankhub.hub import hub_of
 from bankhub.partners.models import App
 
 AnyRequest = Request[Any, Any, Any]
@@ -34,9 +34,8 @@ def _date(text: str | None) -> datetime | None:
 
 
 @get(f"{PREFIX}/audit", opt=roles.route(Action.AUDIT_VIEW), include_in_schema=False)
-async def audit_log(request: AnyRequest) -> Response[Any]:
+async def audit_log(hub: HubDep, request: AnyRequest) -> Response[Any]:
     """Newest first, 100 a page; filters: actor (contains), action, app, from/to dates."""
-    hub = hub_of(request)
     params = request.query_params
     actor = (params.get("actor") or "")[:200].strip()
     action = (params.get("action") or "")[:60].strip()

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from litestar import Router
 from litestar.types import ControllerRouterHandler
 
-from bankhub.api.errors import ApiError
 from bankhub.dashboard.app_routes import APP_ROUTES
 from bankhub.dashboard.consent_routes import CONSENT_ROUTES
 from bankhub.dashboard.oauth_routes import OAUTH_ROUTES
@@ -23,6 +22,7 @@ from bankhub.dashboard.read_routes import READ_ROUTES
 from bankhub.dashboard.routes import DASHBOARD_ROUTES
 from bankhub.dashboard.template_routes import TEMPLATE_ROUTES
 from bankhub.dashboard.webhook_routes import WEBHOOK_ROUTES
+from bankhub.errors import DomainError
 
 ALL_ROUTES = [
     *DASHBOARD_ROUTES,
@@ -44,7 +44,7 @@ def dashboard_router(route_handlers: Sequence[ControllerRouterHandler] | None = 
         exception_handlers={
             Redirected: on_redirected,
             Refused: on_refused,
-            ApiError: on_api_error,
+            DomainError: on_api_error,
         },
         include_in_schema=False,
     )

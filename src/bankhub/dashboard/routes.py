@@ -16,8 +16,9 @@ from litestar.params import FromPath, URLEncodedBody
 from litestar.response import File
 from sqlalchemy import select
 
+from bankhub.api.principal import HubDep, hub_of, public_url
 from bankhub.audit import services as audit
-from bankhub.dashboard import alerts, glance, mail, roles, services, totp
+from bankhub.dashboard import alerts, devices, glance, mail, roles, services, totp
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import (
     HOME,
@@ -35,7 +36,7 @@ from bankhub.dashboard.pages import (
 )
 from bankhub.dashboard.roles import Action, Role
 from bankhub.dashboard.services import FormError, SignInRefused
-from bankhub.hub import Hub, hub_of
+from bankhub.hub import Hub
 from bankhub.partners.models import App
 from bankhub.security import tls
 from bankhub.usage import charts
@@ -101,8 +102,7 @@ def _open_sign_up(hub: Hub) -> None:
 
 
 @get(f"{PREFIX}/sign-up", opt=roles.route(Action.PUBLIC), include_in_schema=False)
-async def sign_up_page(request: AnyRequest) -> Response[Any]:
-    hub = hub_of(request)
+async def sign_up_page(hub: HubDep, request: AnyRequest) -> Response[Any]:
     _open_sign_up(hub)
     async with hub.db.transaction() as db:
         if await services.count_members(db):
@@ -111,9 +111,8 @@ async def sign_up_page(request: AnyRequest) -> Response[Any]:
 
 
 @post(f"{PREFIX}/sign-up", opt=roles.route(Action.PUBLIC), include_in_schema=False)
-async def sign_up(request: AnyRequest, data: Form) -> Response[Any]:
+async def sign_up(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """Only in dev, while the team has no member: the first person becomes its owner."""
-    hub = hub_of(request)
     _open_sign_up(hub)
     email, password = field_of(data, "email"), field_of(data, "password")
     if password != field_of(data, "password2"):
@@ -148,20 +147,18 @@ def _enter(request: AnyRequest, hub: Hub, token: str, location: str) -> Response
 
 
 @get(SIGN_IN, opt=roles.route(Action.PUBLIC), include_in_schema=False)
-async def sign_in_page(request: AnyRequest) -> Response[Any]:
+async def sign_in_page(hub: HubDep, request: AnyRequest) -> Response[Any]:
     visit = visit_of(request)
     if visit.session is not None and visit.session.stage == services.ACTIVE:
         return go(request, HOME)
-    hub = hub_of(request)
     async with hub.db.transaction() as db:
         first = await services.count_members(db) == 0
     return page(request, "sign_in.html", first=first, open_sign_up=hub.settings.is_dev, email="")
 
 
 @post(SIGN_IN, opt=roles.route(Action.PUBLIC), include_in_schema=False)
-async def sign_in(request: AnyRequest, data: Form) -> Response[Any]:
+async def sign_in(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """Step one: the password. A new session id either way it goes on (S6)."""
-    hub = hub_of(request)
     email = field_of(data, "email")
     now = hub.clock()
     async with hub.db.transaction() as db:
@@ -190,9 +187,8 @@ async def code_page(request: AnyRequest) -> Response[Any]:
 
 
 @post(f"{SIGN_IN}/code", opt=roles.route(Action.SIGN_IN_CODE), include_in_schema=False)
-async def sign_in_code(request: AnyRequest, data: Form) -> Response[Any]:
+async def sign_in_code(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """Step two: a TOTP code or a recovery code. Failures count towards the block (S5)."""
-    hub = hub_of(request)
     visit = visit_of(request)
     now = hub.clock()
     row = visit.session
@@ -214,10 +210,10 @@ async def sign_in_code(request: AnyRequest, data: Form) -> Response[Any]:
             fresh = await services.start_session(
                 db, hub.hasher, member, services.ACTIVE, now, replacing=row
             )
-            device = alerts.device_token(request, visit.secure)
+            device = devices.device_token(request, visit.secure)
             alert = None
             if alerts.remember(hub.hasher, member, device):
-                alert = alerts.new_browser(request, member, now)
+                alert = devices.new_browser(request, member, now)
                 audit.record(
                     db,
                     now=now,
@@ -233,17 +229,18 @@ async def sign_in_code(request: AnyRequest, data: Form) -> Response[Any]:
     if refused:
         return page(request, "sign_in_code.html", notice=refused)
     response = _enter(request, hub, fresh.token, HOME)
-    response.cookies.append(alerts.device_cookie(device, visit.secure))
+    response.cookies.append(devices.device_cookie(device, visit.secure))
     if alert is not None:
         # after the answer: a slow or failing mail server never holds up signing in
-        response.background = BackgroundTask(alerts.send_alert, hub, alert)
+        response.background = BackgroundTask(
+            alerts.send_alert, hub.db, hub.keyring, hub.settings.ca_bundle, alert
+        )
     return response
 
 
 @post(f"{PREFIX}/sign-out", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
-async def sign_out(request: AnyRequest) -> Response[Any]:
+async def sign_out(hub: HubDep, request: AnyRequest) -> Response[Any]:
     """Ends the session on the server, not only in the browser (S6)."""
-    hub = hub_of(request)
     visit = visit_of(request)
     if visit.session is not None:
         async with hub.db.transaction() as db:
@@ -274,9 +271,8 @@ def _enrol_form(request: AnyRequest, notice: str | None) -> Response[Any]:
 
 
 @post(f"{PREFIX}/enrol", opt=roles.route(Action.ENROL), include_in_schema=False)
-async def enrol(request: AnyRequest, data: Form) -> Response[Any]:
+async def enrol(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """The first code proves the app has the seed; the recovery codes are shown this once."""
-    hub = hub_of(request)
     visit = visit_of(request)
     now = hub.clock()
     try:
@@ -305,7 +301,7 @@ async def enrol(request: AnyRequest, data: Form) -> Response[Any]:
                 replacing=visit.session,
             )
             # the first sign-in: this browser is the member's own, no alert
-            device = alerts.device_token(request, visit.secure)
+            device = devices.device_token(request, visit.secure)
             alerts.remember(hub.hasher, member, device)
     except FormError as exc:
         return _enrol_form(request, str(exc))
@@ -317,7 +313,7 @@ async def enrol(request: AnyRequest, data: Form) -> Response[Any]:
         codes=codes,
         cookies=[
             session_cookie(hub, visit, fresh.token),
-            alerts.device_cookie(device, visit.secure),
+            devices.device_cookie(device, visit.secure),
         ],
     )
 
@@ -332,9 +328,8 @@ async def reauth_page(request: AnyRequest) -> Response[Any]:
 
 
 @post(f"{PREFIX}/reauth", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
-async def reauth(request: AnyRequest, data: Form) -> Response[Any]:
+async def reauth(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """Password and code again; sensitive changes are allowed for a few minutes after."""
-    hub = hub_of(request)
     visit = visit_of(request)
     nxt = safe_next(field_of(data, "next"))
     now = hub.clock()
@@ -372,9 +367,8 @@ async def reauth(request: AnyRequest, data: Form) -> Response[Any]:
 
 
 @get(PREFIX, opt=roles.route(Action.VIEW), include_in_schema=False)
-async def overview(request: AnyRequest) -> Response[Any]:
+async def overview(hub: HubDep, request: AnyRequest) -> Response[Any]:
     """At a glance: charts of the chosen period (``period``) for one app (``app``) or all."""
-    hub = hub_of(request)
     period = glance.period_of(request.query_params.get("period"))
     wanted = (request.query_params.get("app") or "")[:64]
     async with hub.db.transaction() as db:
@@ -432,9 +426,8 @@ def invite_link(base: str, token: str) -> str:
 
 
 @post(f"{PREFIX}/team/invite", opt=roles.route(Action.TEAM_INVITE), include_in_schema=False)
-async def invite(request: AnyRequest, data: Form) -> Response[Any]:
+async def invite(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """An invitation link, shown once here and mailed when outgoing mail is set up."""
-    hub = hub_of(request)
     me = _me(request)
     try:
         role = Role(field_of(data, "role"))
@@ -457,7 +450,7 @@ async def invite(request: AnyRequest, data: Form) -> Response[Any]:
             config = await mail.load(db, hub.keyring)
     except FormError as exc:
         return await _team_page(request, notice=str(exc))
-    link = invite_link(hub.public_url(request), issued.token)
+    link = invite_link(public_url(hub, request), issued.token)
     if config is None:
         note = "Outgoing mail is not set up: send this link to them yourself."
     else:
@@ -475,9 +468,8 @@ async def invite(request: AnyRequest, data: Form) -> Response[Any]:
     opt=roles.route(Action.TEAM_REMOVE),
     include_in_schema=False,
 )
-async def remove(request: AnyRequest, member_id: FromPath[int]) -> Response[Any]:
+async def remove(hub: HubDep, request: AnyRequest, member_id: FromPath[int]) -> Response[Any]:
     """Removes a member and ends every session they have (S6). The last owner stays."""
-    hub = hub_of(request)
     me = _me(request)
     now = hub.clock()
     async with hub.db.transaction() as db:
@@ -504,8 +496,7 @@ async def remove(request: AnyRequest, member_id: FromPath[int]) -> Response[Any]
 
 
 @get(f"{PREFIX}/invite/{{token:str}}", opt=roles.route(Action.PUBLIC), include_in_schema=False)
-async def invite_page(request: AnyRequest, token: FromPath[str]) -> Response[Any]:
-    hub = hub_of(request)
+async def invite_page(hub: HubDep, request: AnyRequest, token: FromPath[str]) -> Response[Any]:
     async with hub.db.transaction() as db:
         found = await services.open_invite(db, hub.hasher, token, hub.clock())
         if found is not None and services.is_bootstrap(found) and await services.count_members(db):
@@ -516,9 +507,10 @@ async def invite_page(request: AnyRequest, token: FromPath[str]) -> Response[Any
 
 
 @post(f"{PREFIX}/invite/{{token:str}}", opt=roles.route(Action.PUBLIC), include_in_schema=False)
-async def accept_invite(request: AnyRequest, token: FromPath[str], data: Form) -> Response[Any]:
+async def accept_invite(
+    hub: HubDep, request: AnyRequest, token: FromPath[str], data: Form
+) -> Response[Any]:
     """Choose a password; two-factor enrolment follows at once."""
-    hub = hub_of(request)
     now = hub.clock()
     password = field_of(data, "password")
     try:
@@ -581,8 +573,7 @@ async def smtp_page(request: AnyRequest) -> Response[Any]:
 
 
 @post(f"{PREFIX}/smtp", opt=roles.route(Action.SMTP_MANAGE), include_in_schema=False)
-async def smtp_save(request: AnyRequest, data: Form) -> Response[Any]:
-    hub = hub_of(request)
+async def smtp_save(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     me = _me(request)
     now = hub.clock()
     try:
@@ -614,9 +605,8 @@ async def smtp_save(request: AnyRequest, data: Form) -> Response[Any]:
 
 
 @post(f"{PREFIX}/smtp/test", opt=roles.route(Action.SMTP_MANAGE), include_in_schema=False)
-async def smtp_test(request: AnyRequest, data: Form) -> Response[Any]:
+async def smtp_test(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """Send a test message to the given address (or the member's own) and say how it went."""
-    hub = hub_of(request)
     me = _me(request)
     try:
         to = services.normalise_email(field_of(data, "to") or me.email)

@@ -14,12 +14,12 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.params import FromPath
 
+from bankhub.api.principal import HubDep, hub_of
 from bankhub.audit import services as audit
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.app_routes import APPS, app_of
 from bankhub.dashboard.pages import MAX_FIELD, Refused, go, page, visit_of
 from bankhub.dashboard.roles import Action
-from bankhub.hub import hub_of
 from bankhub.partners import branding
 
 AnyRequest = Request[Any, Any, Any]
@@ -76,8 +76,9 @@ async def template_page(request: AnyRequest, client_id: FromPath[str]) -> Respon
     opt=roles.route(Action.APP_TEMPLATE),
     include_in_schema=False,
 )
-async def save_template(request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
-    hub = hub_of(request)
+async def save_template(
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str]
+) -> Response[Any]:
     form = await request.form()  # already read (and CSRF-checked) by the guard
     typed: dict[str, str] = {}
     for name in FIELDS:
@@ -110,7 +111,7 @@ async def save_template(request: AnyRequest, client_id: FromPath[str]) -> Respon
             target_id=app.id,
             app_id=app.id,
             detail={"changed": changed},
-            request_id=audit.request_id(request),
+            request_id=audit.request_id(),
         )
     return go(request, f"{_path(client_id)}?done=saved")
 

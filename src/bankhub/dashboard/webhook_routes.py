@@ -13,16 +13,16 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy import select
 
-from bankhub.api.errors import ApiError
+from bankhub.api.principal import HubDep, hub_of
 from bankhub.audit import services as audit
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.app_routes import APPS, app_of
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import Refused, field_of, go, page, visit_of
 from bankhub.dashboard.roles import Action
+from bankhub.errors import DomainError
 from bankhub.events import services as events
 from bankhub.events.models import Event
-from bankhub.hub import hub_of
 from bankhub.webhooks import services as webhooks
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from bankhub.webhooks.ssrf import MAX_URL_LENGTH
@@ -132,10 +132,9 @@ async def webhooks_page(request: AnyRequest, client_id: FromPath[str]) -> Respon
     opt=roles.route(Action.WEBHOOKS_MANAGE),
     include_in_schema=False,
 )
-async def add_endpoint(request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
+async def add_endpoint(hub: HubDep, request: AnyRequest, client_id: FromPath[str]) -> Response[Any]:
     """A new endpoint for the chosen event types (none ticked: the seed's two); secret shown
     once."""
-    hub = hub_of(request)
     form = await request.form()
     url = str(form.get("url", ""))[: MAX_URL_LENGTH + 1].strip()
     chosen = [t for t in form.getall("event") if isinstance(t, str)] if "event" in form else []
@@ -163,7 +162,7 @@ async def add_endpoint(request: AnyRequest, client_id: FromPath[str]) -> Respons
                 app_id=app.id,
                 detail={"url": url[:300], "events": issued.endpoint.events},
             )
-    except ApiError as exc:
+    except DomainError as exc:
         return await _webhooks_page(request, client_id, notice=exc.message)
     return await _webhooks_page(
         request, client_id, secret=(f"Signing secret of {url[:200]}", issued.secret)
@@ -176,10 +175,13 @@ async def add_endpoint(request: AnyRequest, client_id: FromPath[str]) -> Respons
     include_in_schema=False,
 )
 async def rotate_secret(
-    request: AnyRequest, client_id: FromPath[str], endpoint_id: FromPath[str], data: Form
+    hub: HubDep,
+    request: AnyRequest,
+    client_id: FromPath[str],
+    endpoint_id: FromPath[str],
+    data: Form,
 ) -> Response[Any]:
     """A new signing secret; the old one also signs for the chosen overlap (S37)."""
-    hub = hub_of(request)
     overlap = field_of(data, "overlap") or "86400"
     if overlap not in ROTATION_OVERLAPS:
         return await _webhooks_page(request, client_id, notice="Choose one of the overlaps.")
@@ -201,7 +203,7 @@ async def rotate_secret(
                 app_id=app.id,
                 detail={"overlap_seconds": int(overlap)},
             )
-    except ApiError as exc:
+    except DomainError as exc:
         return await _webhooks_page(request, client_id, notice=exc.message)
     return await _webhooks_page(
         request, client_id, secret=(f"New signing secret of {endpoint.url[:200]}", secret)
@@ -214,10 +216,9 @@ async def rotate_secret(
     include_in_schema=False,
 )
 async def replay(
-    request: AnyRequest, client_id: FromPath[str], event_id: FromPath[int]
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], event_id: FromPath[int]
 ) -> Response[Any]:
     """Queue one event again for every enabled endpoint that subscribes to its type (S38)."""
-    hub = hub_of(request)
     now = hub.clock()
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
@@ -244,11 +245,10 @@ async def replay(
     include_in_schema=False,
 )
 async def enable_endpoint(
-    request: AnyRequest, client_id: FromPath[str], endpoint_id: FromPath[str]
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], endpoint_id: FromPath[str]
 ) -> Response[Any]:
     """Enable an endpoint a 410 disabled; what it missed is queued in order, or the page says
     from which cursor to read the event feed (docs/webhooks.md)."""
-    hub = hub_of(request)
     now = hub.clock()
     try:
         async with hub.db.transaction(write=True) as db:
@@ -268,7 +268,7 @@ async def enable_endpoint(
                     app_id=app.id,
                     detail=caught.audit_detail(),
                 )
-    except ApiError as exc:
+    except DomainError as exc:
         return await _webhooks_page(request, client_id, notice=exc.message)
     return await _webhooks_page(request, client_id, notice=caught.message)
 

@@ -5,19 +5,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Request, get, post
 from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, MAX_ID, E, errors, query, whole_number
-from bankhub.api.schemas import VERSION, wire_time
+from bankhub.api.principal import AuthDep, HubDep
+from bankhub.api.schemas import wire_time
 from bankhub.clock import as_utc
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.events import services as events
 from bankhub.events.models import Event
-from bankhub.hub import hub_of
+from bankhub.events.schemas import (
+    AttemptOut,
+    DeliveryOut,
+    EventDetailEnvelope,
+    EventDetailOut,
+    EventListEnvelope,
+    EventOut,
+    ReplayEnvelope,
+    ReplayOut,
+)
 from bankhub.security import scopes
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery
 
@@ -27,71 +36,12 @@ MAX_EVENTS = 500
 EventId = Annotated[int, Parameter(description="An event of the app", schema_extra={"minimum": 1})]
 
 
-class EventOut(msgspec.Struct):
-    id: int
-    type: str
-    login_id: int | None
-    created_at: str
-    #: exactly the body the webhook carries
-    payload: dict[str, Any]
-
-
-class EventListEnvelope(msgspec.Struct):
-    data: list[EventOut]
-    next_cursor: str | None
-    has_more: bool
-    version: str = VERSION
-
-
-class AttemptOut(msgspec.Struct):
-    attempted_at: str
-    outcome: str
-    status_code: int | None
-    error: str | None
-    duration_ms: int
-
-
-class DeliveryOut(msgspec.Struct):
-    id: int
-    endpoint_id: str
-    status: str
-    attempts: int
-    next_attempt_at: str | None
-    delivered_at: str | None
-    log: list[AttemptOut]
-
-
-class EventDetailOut(msgspec.Struct):
-    id: int
-    type: str
-    login_id: int | None
-    created_at: str
-    payload: dict[str, Any]
-    deliveries: list[DeliveryOut]
-
-
-class EventDetailEnvelope(msgspec.Struct):
-    data: EventDetailOut
-    version: str = VERSION
-
-
-class ReplayOut(msgspec.Struct):
-    id: int
-    replayed: bool
-    deliveries: int
-
-
-class ReplayEnvelope(msgspec.Struct):
-    data: ReplayOut
-    version: str = VERSION
-
-
 def _number(name: str, value: str | None, default: int, high: int) -> int:
     if value is None or value == "":
         return default
     number = whole_number(value, high)
     if number is None:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.BAD_REQUEST, f"{name} must be a whole number up to {high}", {name: value[:40]}
         )
     return number
@@ -107,6 +57,8 @@ def _number(name: str, value: str | None, default: int, high: int) -> int:
     responses=errors(*APP_AUTH, E.BAD_REQUEST),
 )
 async def list_events(
+    hub: HubDep,
+    auth: AuthDep,
     request: AnyRequest,
     cursor: Annotated[
         str | None, query("`next_cursor` of the previous page", integer=(0, 2**62))
@@ -115,11 +67,10 @@ async def list_events(
         str | None, query("Events per page, 100 by default", integer=(0, MAX_EVENTS))
     ] = None,
 ) -> EventListEnvelope:
-    hub = hub_of(request)
     after = _number("cursor", cursor, 0, 2**62)
     size = max(1, _number("limit", limit, 100, MAX_EVENTS))
     async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         rows = (
             (
                 await session.execute(
@@ -144,7 +95,7 @@ async def list_events(
 async def _event_of(session: AsyncSession, app_id: int, event_id: int) -> Event:
     event = await session.get(Event, event_id) if 0 <= event_id <= MAX_ID else None
     if event is None or event.app_id != app_id:
-        raise ApiError(ErrorCode.NOT_FOUND, f"No event {event_id}", {"event_id": event_id})
+        raise NotFound(ErrorCode.NOT_FOUND, f"No event {event_id}", {"event_id": event_id})
     return event
 
 
@@ -160,10 +111,11 @@ def _when(value: datetime | None) -> str | None:
     security=APP_SECURITY,
     responses=errors(*APP_AUTH, E.NOT_FOUND),
 )
-async def read_event(request: AnyRequest, event_id: EventId) -> EventDetailEnvelope:
-    hub = hub_of(request)
+async def read_event(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, event_id: EventId
+) -> EventDetailEnvelope:
     async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         event = await _event_of(session, app.id, event_id)
         deliveries = (
             (
@@ -230,10 +182,11 @@ async def read_event(request: AnyRequest, event_id: EventId) -> EventDetailEnvel
     security=APP_SECURITY,
     responses=errors(*APP_AUTH, E.NOT_FOUND, write=True),
 )
-async def replay_event(request: AnyRequest, event_id: EventId) -> ReplayEnvelope:
-    hub = hub_of(request)
+async def replay_event(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, event_id: EventId
+) -> ReplayEnvelope:
     async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         event = await _event_of(session, app.id, event_id)
         queued = await events.fan_out(session, event, hub.clock())
     return ReplayEnvelope(ReplayOut(event_id, True, queued))

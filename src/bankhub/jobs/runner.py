@@ -35,11 +35,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError
 from bankhub.clock import as_utc, utcnow
 from bankhub.dashboard import alerts
 from bankhub.db import tenancy
 from bankhub.db.group import GroupCommit
+from bankhub.errors import DomainError, LoginBusy
 from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.hub import Hub
@@ -52,7 +52,6 @@ from bankhub.security import idempotency, rewrap
 from bankhub.sync.refresh import (
     RETRYABLE,
     Claimed,
-    LoginBusy,
     read_claimed,
     refresh_login,
     run_token,
@@ -436,7 +435,7 @@ class Runner:
                     sent += 1
                     notices.append(alerts.ConsentNotice(app_id, login_id, expires, days_left))
         # the team hears of the same notices by mail (once: each was claimed above)
-        await alerts.mail_consent_notices(hub, notices)
+        await alerts.mail_consent_notices(hub.db, hub.keyring, hub.settings.ca_bundle, notices)
         return sent
 
     async def retention_sweep(self) -> retention.PurgeReport:
@@ -492,7 +491,7 @@ class Runner:
             )
         except LoginBusy:
             return False
-        except ApiError as exc:
+        except DomainError as exc:
             log.info("scheduled sync of login %s skipped: %s", login_id, exc.code)
             await self._push_back(login_id)
             return False

@@ -36,9 +36,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 from bankhub.accounts import changes
 from bankhub.accounts.changes import REMOVED, TransactionChange
 from bankhub.accounts.models import Account, Transaction
-from bankhub.api.schemas import wire_time
 from bankhub.audit import services as audit
-from bankhub.clock import Clock
+from bankhub.clock import Clock, stamp
 from bankhub.db.engine import Database
 from bankhub.partners.models import App
 from bankhub.usage import store as usage
@@ -75,7 +74,7 @@ class AppPurge:
             "app_id": self.app_id,
             "client_id": self.client_id,
             "retention_hours": self.retention_hours,
-            "older_than": wire_time(self.older_than),
+            "older_than": stamp(self.older_than),
             "transactions": self.transactions,
             "changes": self.changes,
             "webhook_excerpts": self.webhook_excerpts,
@@ -113,7 +112,7 @@ class PurgeReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "at": wire_time(self.at),
+            "at": stamp(self.at),
             "apps_checked": self.apps_checked,
             "transactions": self.transactions,
             "changes": self.changes,
@@ -193,12 +192,12 @@ async def _purge_audit(
             actor=ACTOR,
             action=AUDIT_ACTION,
             target_type="audit_log",
-            detail={"entries": report.audit_entries, "older_than": wire_time(older_than)},
+            detail={"entries": report.audit_entries, "older_than": stamp(older_than)},
         )
     log.info(
         "purged %d audit entries older than %s",
         report.audit_entries,
-        wire_time(older_than),
+        stamp(older_than),
         extra={"audit_entries": report.audit_entries},
     )
 
@@ -222,7 +221,7 @@ async def _purge_app(db: Database, now: datetime, result: AppPurge, batch: int) 
                 "transactions": result.transactions,
                 "changes": result.changes,
                 "webhook_excerpts": result.webhook_excerpts,
-                "older_than": wire_time(result.older_than),
+                "older_than": stamp(result.older_than),
                 "retention_hours": result.retention_hours,
             },
         )
@@ -233,7 +232,7 @@ async def _purge_app(db: Database, now: datetime, result: AppPurge, batch: int) 
         result.transactions,
         result.changes,
         result.webhook_excerpts,
-        wire_time(result.older_than),
+        stamp(result.older_than),
         extra=result.as_dict(),
     )
 

@@ -10,11 +10,12 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.catalogue import Catalogue, Service
 from bankhub.clock import Clock, as_utc
+from bankhub.connectors.base import ConnectorInfo
 from bankhub.customers.models import Customer
 from bankhub.db import tenancy
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.logins.models import ConnectToken, Login
 from bankhub.partners.models import App
 from bankhub.security.secrets import SecretHasher, new_uuid_shaped_secret
@@ -40,23 +41,25 @@ _FORBIDDEN_SCHEMES = {"javascript", "data", "vbscript", "file", "blob", "about"}
 def validate_callback_url(url: str, *, allow_plain_http: bool) -> str:
     """A callback must be a real URL of an allowed scheme with no header-splitting characters."""
     if not url or len(url) > 2000:
-        raise ApiError(ErrorCode.DATA_INVALID, "callback_url is required (at most 2000 characters)")
+        raise DomainError(
+            ErrorCode.DATA_INVALID, "callback_url is required (at most 2000 characters)"
+        )
     if any(ch in url for ch in ("\r", "\n", "\x00", " ", "\t")):
-        raise ApiError(
+        raise DomainError(
             ErrorCode.DATA_INVALID, "callback_url must not contain whitespace or control characters"
         )
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if not scheme or scheme in _FORBIDDEN_SCHEMES:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.DATA_INVALID,
             "callback_url must be an https URL or an app scheme such as yourapp://",
             {"callback_url": url},
         )
     if scheme in ("http", "https") and not parts.hostname:
-        raise ApiError(ErrorCode.DATA_INVALID, "callback_url has no host", {"callback_url": url})
+        raise DomainError(ErrorCode.DATA_INVALID, "callback_url has no host", {"callback_url": url})
     if scheme == "http" and not allow_plain_http:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.DATA_INVALID,
             "callback_url must use https outside dev",
             {"callback_url": url},
@@ -89,7 +92,7 @@ async def create_token(
     try:
         await session.flush()
     except SQLAlchemyError:
-        raise ApiError(ErrorCode.TOKEN_CREATE_ERROR) from None
+        raise DomainError(ErrorCode.TOKEN_CREATE_ERROR) from None
     return token
 
 
@@ -97,7 +100,7 @@ def require_service(catalogue: Catalogue, service_id: int) -> Service:
     """A service partners may pick: an imported bank only while the operator enables it."""
     service = catalogue.get(service_id)
     if service is None or not service.listed:
-        raise ApiError(
+        raise NotFound(
             ErrorCode.SERVICE_NOT_FOUND,
             f"Cannot find service with id: {service_id}.",
             {"service_id": service_id},
@@ -181,7 +184,7 @@ _BY_SECRET = select(Login).where(
 
 def required_secret(secret: str | None) -> str:
     if not secret:
-        raise ApiError(ErrorCode.BAD_REQUEST, "The login-secret header is required")
+        raise DomainError(ErrorCode.BAD_REQUEST, "The login-secret header is required")
     return secret
 
 
@@ -190,8 +193,8 @@ def secret_digest(hasher: SecretHasher, secret: str) -> str:
     return hasher.hash(secret, purpose=LOGIN_SECRET)
 
 
-def login_not_found(secret: str) -> ApiError:
-    return ApiError(
+def login_not_found(secret: str) -> DomainError:
+    return NotFound(
         ErrorCode.LOGIN_NOT_FOUND,
         f"Cannot find Login with login secret: '{secret[:64]}'.",
         {"loginSecret": secret[:64]},
@@ -212,7 +215,7 @@ async def login_by_secret(
 
 def require_active(login: Login) -> None:
     if not login.active:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.BAD_REQUEST,
             f"Login {login.id} is deactivated; PUT /v2/login/activate before reading its data",
             {"login_id": login.id, "active": False},
@@ -228,3 +231,25 @@ def set_status(login: Login, status: str, now: datetime, error: str | None = Non
     login.last_error = error
     login.updated_at = now
     return changed
+
+
+#: what the consent page asks the user to share
+CONSENT_SCOPES = ("accounts", "balances", "transactions")
+#: the longest consent bankhub records, whatever a bank offers (PSD2 RTS art. 10: 180 days)
+MAX_CONSENT = timedelta(days=180)
+
+
+def grant_consent(
+    login: Login, info: ConnectorInfo, now: datetime, history_days: int | None = None
+) -> None:
+    """Record what the user agreed to on the connect page, and until when.
+
+    ``history_days``: the history depth the consent page showed (the bank's); the connector's
+    default when not given.
+    """
+    login.consent_granted_at = now
+    login.consent_scopes = list(CONSENT_SCOPES)
+    login.consent_history_days = history_days if history_days is not None else info.history_days
+    offered = min(timedelta(days=info.consent_days), MAX_CONSENT)
+    bank = as_utc(login.consent_expires_at) if login.consent_expires_at else now + offered
+    login.consent_expires_at = min(bank, now + offered)

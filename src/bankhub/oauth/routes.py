@@ -18,8 +18,8 @@ from urllib.parse import unquote_plus
 from litestar import MediaType, Request, Response, get, post
 from litestar.types import ControllerRouterHandler
 
+from bankhub.api.principal import AuthDep, HubDep, hub_of, public_url
 from bankhub.audit import services as audit
-from bankhub.hub import hub_of
 from bankhub.oauth.service import OAuthError
 from bankhub.security import network, ratelimit, scopes
 
@@ -102,8 +102,7 @@ def _client(request: AnyRequest, form: dict[str, str]) -> tuple[str | None, str 
     opt=scopes.public(),
     include_in_schema=False,
 )
-async def token(request: AnyRequest) -> Response[Any]:
-    hub = hub_of(request)
+async def token(hub: HubDep, auth: AuthDep, request: AnyRequest) -> Response[Any]:
     client_id: str | None = None
     try:
         form = await _form(request)
@@ -117,7 +116,7 @@ async def token(request: AnyRequest) -> Response[Any]:
                 "Only client_credentials and refresh_token are supported",
             )
         async with hub.db.transaction() as session:
-            app, key = await hub.oauth_client(session, request, client_id, secret)
+            app, key = await auth.oauth_client(session, client_id, secret)
             if grant == "client_credentials":
                 issued = await hub.tokens.client_credentials(session, app, key, form.get("scope"))
             else:
@@ -137,14 +136,13 @@ async def token(request: AnyRequest) -> Response[Any]:
     opt=scopes.public(),
     include_in_schema=False,
 )
-async def revoke(request: AnyRequest) -> Response[Any]:
-    hub = hub_of(request)
+async def revoke(hub: HubDep, auth: AuthDep, request: AnyRequest) -> Response[Any]:
     client_id: str | None = None
     try:
         form = await _form(request)
         client_id, secret = _client(request, form)
         async with hub.db.transaction() as session:
-            app, key = await hub.oauth_client(session, request, client_id, secret)
+            app, key = await auth.oauth_client(session, client_id, secret)
             await hub.tokens.revoke(session, app, key, form.get("token", ""))
     except OAuthError as exc:
         return _error(exc, request, client_id)
@@ -159,14 +157,13 @@ async def revoke(request: AnyRequest) -> Response[Any]:
     opt=scopes.public(),
     include_in_schema=False,
 )
-async def introspect(request: AnyRequest) -> Response[Any]:
-    hub = hub_of(request)
+async def introspect(hub: HubDep, auth: AuthDep, request: AnyRequest) -> Response[Any]:
     client_id: str | None = None
     try:
         form = await _form(request)
         client_id, secret = _client(request, form)
         async with hub.db.transaction() as session:
-            app, key = await hub.oauth_client(session, request, client_id, secret)
+            app, key = await auth.oauth_client(session, client_id, secret)
             answer = await hub.tokens.introspect(session, app, key, form.get("token", ""))
     except OAuthError as exc:
         return _error(exc, request, client_id)
@@ -180,8 +177,8 @@ async def introspect(request: AnyRequest) -> Response[Any]:
     opt=scopes.public(),
     include_in_schema=False,
 )
-async def jwks(request: AnyRequest) -> Response[Any]:
-    keys = await hub_of(request).tokens.jwks()
+async def jwks(hub: HubDep, request: AnyRequest) -> Response[Any]:
+    keys = await hub.tokens.jwks()
     return Response(
         keys, headers={"Cache-Control": "public, max-age=300"}, media_type=MediaType.JSON
     )
@@ -194,9 +191,8 @@ async def jwks(request: AnyRequest) -> Response[Any]:
     opt=scopes.public(),
     include_in_schema=False,
 )
-async def metadata(request: AnyRequest) -> dict[str, Any]:
-    hub = hub_of(request)
-    base = hub.public_url(request)
+async def metadata(hub: HubDep, request: AnyRequest) -> dict[str, Any]:
+    base = public_url(hub, request)
     return {
         "issuer": hub.tokens.issuer,
         "token_endpoint": f"{base}/oauth/token",

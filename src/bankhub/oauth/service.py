@@ -23,14 +23,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit import services as audit
 from bankhub.clock import Clock, as_utc
 from bankhub.db import tenancy
 from bankhub.db.engine import Database
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
 from bankhub.partners import keys as api_keys
 from bankhub.partners.models import ApiKey, App
+from bankhub.partners.principal import Principal
 from bankhub.security.crypto import associated_data
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher
@@ -38,7 +39,6 @@ from bankhub.usage import counters as usage
 
 if TYPE_CHECKING:
     from bankhub.audit.writer import AuditWriter
-    from bankhub.hub import Principal
     from bankhub.security.keyring import Keyring
 
 ALGORITHM = "ES256"
@@ -529,8 +529,6 @@ class TokenService:
     async def verify_bearer(
         self, session: AsyncSession, authorization: str, now: datetime
     ) -> Principal:
-        from bankhub.hub import Principal
-
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _invalid_token("Authorization must be 'Bearer <access token>'")
@@ -547,11 +545,11 @@ class TokenService:
         return Principal(app, scope, key.key_id, str(claims["jti"]))
 
 
-def _invalid_token(message: str | None = None) -> ApiError:
-    return ApiError(
+def _invalid_token(message: str | None = None) -> DomainError:
+    return DomainError(
         ErrorCode.INVALID_TOKEN,
         message,
-        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        challenge='Bearer error="invalid_token"',
     )
 
 

@@ -19,9 +19,9 @@ from typing import Any
 from litestar import MediaType, Request, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.principal import HubDep
 from bankhub.config import Settings
-from bankhub.hub import hub_of
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.observability import metrics
 from bankhub.operations import gauges, readiness
 from bankhub.security import scopes
@@ -52,8 +52,8 @@ async def healthz() -> dict[str, str]:
     summary="Readiness",
     include_in_schema=False,
 )
-async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    found = await readiness.check(hub_of(request))
+async def readyz(hub: HubDep) -> Response[dict[str, Any]]:
+    found = await readiness.check(hub)
     body = {
         "status": "ok" if found.ready else "unavailable",
         "checks": {name: "ok" if ok else "failed" for name, ok in found.checks.items()},
@@ -71,15 +71,15 @@ def _admit(request: Request[Any, Any, Any], settings: Settings) -> None:
     if token is None:
         if settings.is_dev:
             return
-        raise ApiError(ErrorCode.NOT_FOUND, f"No resource at {request.url.path}")
+        raise NotFound(ErrorCode.NOT_FOUND, f"No resource at {request.url.path}")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         given.strip().encode(), token.encode()
     ):
-        raise ApiError(
+        raise DomainError(
             ErrorCode.INVALID_TOKEN,
             "The metrics need the bearer token configured as BANKHUB_METRICS_TOKEN",
-            headers={"WWW-Authenticate": 'Bearer realm="metrics", error="invalid_token"'},
+            challenge='Bearer realm="metrics", error="invalid_token"',
         )
 
 
@@ -90,8 +90,7 @@ def _admit(request: Request[Any, Any, Any], settings: Settings) -> None:
     summary="Prometheus metrics",
     include_in_schema=False,
 )
-async def metrics_text(request: Request[Any, Any, Any]) -> Response[bytes]:
-    hub = hub_of(request)
+async def metrics_text(request: Request[Any, Any, Any], hub: HubDep) -> Response[bytes]:
     _admit(request, hub.settings)
     body = generate_latest(metrics.collecting_registry())
     try:

@@ -12,14 +12,14 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api import request_context
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, errors
+from bankhub.api.principal import AuthDep, HubDep
 from bankhub.api.schemas import VERSION, wire_time
 from bankhub.audit import services as audit
-from bankhub.connect.pages import MAX_FRAME_ORIGINS, parse_frame_origins
-from bankhub.hub import hub_of
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.partners import keys
 from bankhub.partners.models import ApiKey
+from bankhub.partners.origins import MAX_FRAME_ORIGINS, parse_frame_origins
 from bankhub.security import idempotency, scopes
 from bankhub.security.scopes import Scope
 
@@ -94,10 +94,9 @@ def _out(key: ApiKey, now: datetime, secret: str | None = None) -> KeyOut:
     security=APP_SECURITY,
     responses=errors(*APP_AUTH),
 )
-async def list_keys(request: AnyRequest) -> KeyListEnvelope:
-    hub = hub_of(request)
+async def list_keys(hub: HubDep, auth: AuthDep, request: AnyRequest) -> KeyListEnvelope:
     async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         now = hub.clock()
         return KeyListEnvelope([_out(k, now) for k in await keys.list_keys(session, app)])
 
@@ -111,13 +110,14 @@ async def list_keys(request: AnyRequest) -> KeyListEnvelope:
     security=APP_SECURITY,
     responses=errors(*APP_AUTH, body=True),
 )
-async def create_key(request: AnyRequest, data: JSONBody[KeyIn]) -> KeyEnvelope:
-    hub = hub_of(request)
+async def create_key(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, data: JSONBody[KeyIn]
+) -> KeyEnvelope:
     async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         now = hub.clock()
         if data.allowed_referers and data.kind is not keys.KeyKind.APP:
-            raise ApiError(
+            raise DomainError(
                 ErrorCode.DATA_INVALID,
                 "allowed_referers applies to app keys only",
                 {"problems": ["allowed_referers"]},
@@ -151,11 +151,10 @@ async def create_key(request: AnyRequest, data: JSONBody[KeyIn]) -> KeyEnvelope:
     responses=errors(*APP_AUTH, E.NOT_FOUND, body=True),
 )
 async def roll_key(
-    request: AnyRequest, key_id: FromPath[KeyId], data: JSONBody[RollIn]
+    hub: HubDep, auth: AuthDep, request: AnyRequest, key_id: FromPath[KeyId], data: JSONBody[RollIn]
 ) -> KeyEnvelope:
-    hub = hub_of(request)
     async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         now = hub.clock()
         old = await keys.get_key(session, app, key_id)
         issued = await keys.roll(
@@ -174,16 +173,17 @@ async def roll_key(
     security=APP_SECURITY,
     responses=errors(*APP_AUTH, E.NOT_FOUND, write=True),
 )
-async def revoke_key(request: AnyRequest, key_id: FromPath[KeyId]) -> KeyEnvelope:
-    hub = hub_of(request)
+async def revoke_key(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, key_id: FromPath[KeyId]
+) -> KeyEnvelope:
     async with hub.db.transaction() as session:
-        principal = await hub.principal(session, request)
+        principal = await auth.principal(session)
         app, now = principal.app, hub.clock()
         key = await keys.get_key(session, app, key_id)
         if key.key_id == principal.key_id:
             others = [k for k in await keys.live_masters(session, app, now) if k.id != key.id]
             if not others:
-                raise ApiError(
+                raise DomainError(
                     ErrorCode.DATA_INVALID,
                     "This is the app's last live master key; create another before revoking it",
                     {"problems": ["key_id"]},
@@ -216,7 +216,7 @@ def _audit(
             "kind": key.kind,
             "by": audit.credential(request_context.of(request).caller),
         },
-        request_id=audit.request_id(request),
+        request_id=audit.request_id(),
     )
 
 

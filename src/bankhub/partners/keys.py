@@ -16,8 +16,8 @@ from enum import StrEnum
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.db import tenancy
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.partners.models import ApiKey, App
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher, new_api_secret
@@ -72,7 +72,7 @@ def issue(
 ) -> IssuedKey:
     """A new key of ``kind`` with ``scope``; ``DataInvalid`` when the kind cannot hold it."""
     if not WIDEST_SCOPE[kind].allows(scope):
-        raise ApiError(
+        raise DomainError(
             ErrorCode.DATA_INVALID,
             f"An {kind.value} key can hold {WIDEST_SCOPE[kind].value} scope at most; "
             f"use a {KeyKind.SERVICE.value} key for {scope.value}",
@@ -115,7 +115,7 @@ async def get_key(session: AsyncSession, app: App, key_id: str) -> ApiKey:
         )
     ).scalar_one_or_none()
     if key is None:
-        raise ApiError(ErrorCode.NOT_FOUND, "No such key", {"key_id": key_id[:40]})
+        raise NotFound(ErrorCode.NOT_FOUND, "No such key", {"key_id": key_id[:40]})
     return key
 
 
@@ -128,13 +128,13 @@ async def roll(
 ) -> IssuedKey:
     """A new key of the same kind and scope; the old one keeps working for ``overlap``."""
     if not is_live(key, now):
-        raise ApiError(
+        raise DomainError(
             ErrorCode.DATA_INVALID,
             "Only a live key can be rolled",
             {"problems": ["key_id"], "key_id": key.key_id},
         )
     if overlap < timedelta(0) or overlap > MAX_OVERLAP:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.DATA_INVALID,
             f"overlap must be between 0 seconds and {MAX_OVERLAP.days} days",
             {"problems": ["overlap_seconds"]},

@@ -22,9 +22,9 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit import services as audit
 from bankhub.catalogue import Service
+from bankhub.errors import ErrorCode, NotFound
 from bankhub.partners.models import App
 
 SANDBOX_CONNECTOR = "sandbox"
@@ -72,7 +72,7 @@ def require_allowed(app: App, service: Service) -> Service:
     if allows(app, service):
         return service
     kind = "a sandbox bank" if is_sandbox(service) else "a live service"
-    raise ApiError(
+    raise NotFound(
         ErrorCode.SERVICE_NOT_FOUND,
         f"Service {service.id} is {kind}, and this app is in {mode_of(app).value} mode.",
         {"service_id": service.id, "mode": mode_of(app).value},

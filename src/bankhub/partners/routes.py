@@ -11,12 +11,12 @@ from litestar.params import JSONBody
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, errors
+from bankhub.api.principal import AuthDep, HubDep
 from bankhub.api.schemas import VERSION, wire_time
 from bankhub.audit import services as audit
 from bankhub.clock import as_utc
-from bankhub.hub import hub_of
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.partners import services as partners
 from bankhub.partners.models import App
 from bankhub.security import scopes
@@ -76,7 +76,7 @@ async def _strict(request: AnyRequest, model: type[T]) -> T:
     try:
         return msgspec.json.decode(await request.body(), type=model, strict=True)
     except msgspec.ValidationError as exc:
-        raise ApiError(ErrorCode.DATA_INVALID, str(exc), {"problems": [str(exc)]}) from None
+        raise DomainError(ErrorCode.DATA_INVALID, str(exc), {"problems": [str(exc)]}) from None
 
 
 class IpAllowlistOut(msgspec.Struct):
@@ -103,20 +103,21 @@ Who = dict[str, Any]
 
 
 async def _apply_setting(
+    hub: HubDep,
+    auth: AuthDep,
     request: AnyRequest,
     model: type[T],
     write: Callable[[AsyncSession, App, T, Who], Awaitable[object]],
 ) -> App:
     """Authenticate, read the body strictly as ``model``, and let ``write`` record the setting
     with who chose it and when (``now``, ``actor``, ``request_id``), in one unit of work."""
-    hub = hub_of(request)
     async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         data = await _strict(request, model)
         who: Who = {
             "now": hub.clock(),
             "actor": audit.app_actor(app),
-            "request_id": audit.request_id(request),
+            "request_id": audit.request_id(),
         }
         await write(session, app, data, who)
     return app
@@ -149,10 +150,9 @@ def _app_out(app: App) -> AppEnvelope:
     security=APP_SECURITY,
     responses=errors(*APP_AUTH),
 )
-async def read_app(request: AnyRequest) -> AppEnvelope:
-    hub = hub_of(request)
+async def read_app(hub: HubDep, auth: AuthDep, request: AnyRequest) -> AppEnvelope:
     async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         return _app_out(app)
 
 
@@ -169,8 +169,12 @@ async def read_app(request: AnyRequest) -> AppEnvelope:
     security=APP_SECURITY,
     responses=errors(*APP_AUTH, body=True),
 )
-async def set_retention(request: AnyRequest, data: JSONBody[RetentionIn]) -> AppEnvelope:
+async def set_retention(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, data: JSONBody[RetentionIn]
+) -> AppEnvelope:
     app = await _apply_setting(
+        hub,
+        auth,
         request,
         RetentionIn,
         lambda session, app, data, who: partners.set_retention(
@@ -190,9 +194,11 @@ async def set_retention(request: AnyRequest, data: JSONBody[RetentionIn]) -> App
     responses=errors(*APP_AUTH, body=True),
 )
 async def set_credential_vault(
-    request: AnyRequest, data: JSONBody[CredentialVaultIn]
+    hub: HubDep, auth: AuthDep, request: AnyRequest, data: JSONBody[CredentialVaultIn]
 ) -> AppEnvelope:
     app = await _apply_setting(
+        hub,
+        auth,
         request,
         CredentialVaultIn,
         lambda session, app, data, who: partners.set_credential_vault(
@@ -216,9 +222,11 @@ async def set_credential_vault(
     responses=errors(*APP_AUTH, body=True),
 )
 async def set_ip_allowlist(
-    request: AnyRequest, data: JSONBody[IpAllowlistIn]
+    hub: HubDep, auth: AuthDep, request: AnyRequest, data: JSONBody[IpAllowlistIn]
 ) -> IpAllowlistEnvelope:
     app = await _apply_setting(
+        hub,
+        auth,
         request,
         IpAllowlistIn,
         lambda session, app, data, who: partners.set_ip_allowlist(
@@ -241,10 +249,12 @@ async def set_ip_allowlist(
     responses=errors(*APP_AUTH, body=True),
 )
 async def set_frame_origins(
-    request: AnyRequest, data: JSONBody[FrameOriginsIn]
+    auth: AuthDep, hub: HubDep, request: AnyRequest, data: JSONBody[FrameOriginsIn]
 ) -> FrameOriginsEnvelope:
-    allow_http = hub_of(request).settings.is_dev
+    allow_http = hub.settings.is_dev
     app = await _apply_setting(
+        hub,
+        auth,
         request,
         FrameOriginsIn,
         lambda session, app, data, who: partners.set_frame_origins(

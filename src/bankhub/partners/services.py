@@ -9,12 +9,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit import services as audit
 from bankhub.clock import Clock
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.partners import keys
 from bankhub.partners.keys import KeyKind
 from bankhub.partners.models import ApiKey, App
+from bankhub.partners.origins import parse_frame_origins
 from bankhub.security.network import parse_cidrs
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher, new_client_id
@@ -88,18 +89,20 @@ async def find_demo_app(session: AsyncSession) -> App | None:
 API_KEY_CHALLENGE = 'ApiKey realm="bankhub", headers="client-id service-secret app-secret"'
 
 
-async def _refusal(session: AsyncSession, client_id: str, message: str | None = None) -> ApiError:
+async def _refusal(
+    session: AsyncSession, client_id: str, message: str | None = None
+) -> DomainError:
     """ClientNotFound for an unknown client-id, else the seed's CredentialInvalid."""
     exists = (
         await session.execute(select(App.id).where(App.client_id == client_id))
     ).scalar_one_or_none()
     if exists is None:
-        return ApiError(
+        return NotFound(
             ErrorCode.CLIENT_NOT_FOUND,
             f"Cannot find client with id: '{client_id}'.",
             {"clientId": client_id},
         )
-    return ApiError(ErrorCode.CREDENTIAL_INVALID, message)
+    return DomainError(ErrorCode.CREDENTIAL_INVALID, message)
 
 
 async def authenticate(
@@ -122,9 +125,9 @@ async def authenticate(
     caller raising on a refusal ends the transaction, so nothing reads as that app).
     """
     if not client_id:
-        raise ApiError(ErrorCode.CLIENT_NOT_FOUND, "The client-id header is missing")
+        raise NotFound(ErrorCode.CLIENT_NOT_FOUND, "The client-id header is missing")
     if len(client_id) > 64:
-        raise ApiError(ErrorCode.CLIENT_NOT_FOUND, extra={"clientId": client_id[:64]})
+        raise NotFound(ErrorCode.CLIENT_NOT_FOUND, extra={"clientId": client_id[:64]})
     if service_secret is None and app_secret is None:
         raise await _refusal(
             session, client_id, "A service-secret or app-secret header is required"
@@ -137,10 +140,10 @@ async def authenticate(
         if found is None:
             raise await _refusal(session, client_id)
         if not keys.is_live(found[1], now):
-            raise ApiError(
+            raise DomainError(
                 ErrorCode.KEY_REVOKED,
                 extra={"key_id": found[1].key_id},
-                headers={"WWW-Authenticate": API_KEY_CHALLENGE},
+                challenge=API_KEY_CHALLENGE,
             )
         verified.append(found)
     return verified[0]
@@ -154,7 +157,7 @@ MIN_RETENTION_HOURS = 1
 def _chooser(chosen_by: str) -> str:
     name = chosen_by.strip()
     if not name or len(name) > 200 or not name.isprintable():
-        raise ApiError(
+        raise DomainError(
             ErrorCode.DATA_INVALID,
             "chosen_by must name the person or system that chose, in 1 to 200 printable characters",
             {"problems": ["chosen_by"]},
@@ -199,7 +202,7 @@ async def set_retention(
 ) -> App:
     """Record the app's retention window, who chose it and when; audited."""
     if isinstance(hours, bool) or not MIN_RETENTION_HOURS <= hours <= MAX_RETENTION_HOURS:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.DATA_INVALID,
             f"hours must be a whole number from {MIN_RETENTION_HOURS} to {MAX_RETENTION_HOURS}",
             {"problems": ["hours"]},
@@ -261,7 +264,7 @@ async def set_ip_allowlist(
     name = _chooser(chosen_by)
     new = None if cidrs is None else parse_cidrs(cidrs)
     if new == []:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.DATA_INVALID,
             "An empty allow-list would refuse every address; send null to allow any address",
             {"problems": ["cidrs"]},
@@ -291,7 +294,6 @@ async def set_frame_origins(
     request_id: str | None = None,
 ) -> App:
     """S27: the origins that may frame the app's connect page (None or []: none); audited."""
-    from bankhub.connect.pages import parse_frame_origins  # the pages import the hub, and it us
 
     name = _chooser(chosen_by)
     new = parse_frame_origins(origins, allow_http=allow_http) if origins else None

@@ -39,12 +39,12 @@ from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.audit import services as audit
 from bankhub.clock import Clock
 from bankhub.config import IPNetwork, Settings
 from bankhub.db import tenancy
 from bankhub.db.engine import Database
+from bankhub.errors import DomainError, ErrorCode, Throttled
 from bankhub.partners.models import App, BlockedAddress
 from bankhub.security.shared import SharedStore, StoreUnavailable
 
@@ -129,13 +129,13 @@ def parse_cidrs(values: Iterable[str]) -> list[str]:
         elif str(network) not in cidrs:
             cidrs.append(str(network))
     if bad:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.DATA_INVALID,
             "Not an IPv4/IPv6 address or CIDR range: " + ", ".join(repr(b) for b in bad),
             {"problems": [f"cidrs: {b!r}" for b in bad]},
         )
     if len(cidrs) > MAX_CIDRS:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.DATA_INVALID,
             f"At most {MAX_CIDRS} CIDR ranges are allowed",
             {"problems": ["cidrs"]},
@@ -149,7 +149,7 @@ def check_ip_allowed(app: App, ip: IPAddress) -> None:
         return
     if any(ip in ip_network(cidr, strict=False) for cidr in app.ip_allowlist):
         return
-    raise ApiError(
+    raise DomainError(
         ErrorCode.ADDRESS_NOT_ALLOWED,
         f"Requests from {ip} are not allowed for this app; add it to the app's IP allow-list",
         {"address": str(ip)},
@@ -219,9 +219,9 @@ FAILURE_CODES = frozenset(
 )
 
 
-def is_auth_failure(error: ApiError, headers: dict[str, str] | Any) -> bool:
+def is_auth_failure(error: DomainError, headers: dict[str, str] | Any) -> bool:
     """A failed authentication: a wrong client-id/secret, a guessed login-secret, a bad token."""
-    challenge = next((v for k, v in error.headers.items() if k.lower() == "www-authenticate"), "")
+    challenge = error.challenge or ""
     if "invalid_token" in challenge:
         return True
     if error.code == ErrorCode.LOGIN_NOT_FOUND:
@@ -462,22 +462,20 @@ class AbuseGuard:
                 return
             log.warning("blocked %s until %s: %s", address, until.isoformat(), reason)
 
-    def refusal(self, address: str, until: datetime) -> ApiError:
+    def refusal(self, address: str, until: datetime) -> DomainError:
         """429 ``AddressBlocked`` with ``Retry-After`` and the RateLimit fields of every 429:
         the block is a policy of ``BANKHUB_BLOCK_FAILURES`` failures with nothing left until
         the block ends."""
         seconds = max(1, int((until - self.clock()).total_seconds() + 0.999))
         policy = f'"block";q={self.settings.block_failures};w={self.settings.block_window_seconds}'
-        return ApiError(
+        return Throttled(
             ErrorCode.ADDRESS_BLOCKED,
             f"Requests from {address} are blocked after too many failed authentications; "
             f"retry in {seconds} seconds",
             {"address": address},
-            headers={
-                "Retry-After": str(seconds),
-                "RateLimit-Policy": policy,
-                "RateLimit": f'"block";r=0;t={seconds}',
-            },
+            retry_after=seconds,
+            policy=policy,
+            state=f'"block";r=0;t={seconds}',
         )
 
 
@@ -485,7 +483,7 @@ def address_key(address: str) -> str:
     """An address as blocks are kept under it (``2001:DB8:0::66`` is ``2001:db8::66``)."""
     parsed = _parse(address)
     if parsed is None:
-        raise ApiError(ErrorCode.DATA_INVALID, f"{address[:100]!r} is not an IP address")
+        raise DomainError(ErrorCode.DATA_INVALID, f"{address[:100]!r} is not an IP address")
     return str(parsed)
 
 

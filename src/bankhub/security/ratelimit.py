@@ -44,8 +44,8 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.config import ConfigError, Settings
+from bankhub.errors import DomainError, ErrorCode, Throttled
 from bankhub.security import scopes
 from bankhub.security.network import client_ip
 from bankhub.security.shared import SharedStore, StoreUnavailable
@@ -244,11 +244,14 @@ def fields(status: Status) -> dict[str, str]:
     }
 
 
-def too_many(seconds: int, status: Status) -> ApiError:
-    return ApiError(
+def too_many(seconds: int, status: Status) -> Throttled:
+    sent = fields(status)
+    return Throttled(
         ErrorCode.RATE_LIMITED,
         f"Too many requests; retry after {seconds} seconds",
-        headers={**fields(status), "Retry-After": str(seconds)},
+        retry_after=seconds,
+        policy=sent.get("RateLimit-Policy"),
+        state=sent.get("RateLimit"),
     )
 
 
@@ -298,7 +301,7 @@ async def admit(scope: Scope, app_id: int, key_id: str | None) -> None:
         raise too_many(meter.wait, meter.status)
 
 
-def refusal(scope: Scope) -> ApiError | None:
+def refusal(scope: Scope) -> DomainError | None:
     """The 429 that replaces the answer to a request whose app credential was not verified,
     when its address is over its limit for such requests; None otherwise."""
     meter = meter_of(scope)

@@ -20,8 +20,8 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.config import Settings
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.security.network import from_trusted_proxy
 
 HSTS = "max-age=63072000; includeSubDomains"
@@ -64,7 +64,7 @@ class TransportMiddleware:
             and scope["path"] not in PLAIN_HTTP_PATHS
             and not is_secure(scope, self.settings)
         ):
-            raise ApiError(
+            raise DomainError(
                 ErrorCode.HTTPS_REQUIRED,
                 "Plain HTTP is refused: send this request over HTTPS. Behind a TLS-terminating "
                 "proxy, list the proxy in BANKHUB_TRUSTED_PROXIES and have it send "

@@ -12,14 +12,15 @@ from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 
-from bankhub.api.errors import ApiError, ErrorCode
+from bankhub.api.audit import account_data_read
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, EnvelopeOperation, errors
+from bankhub.api.principal import AuthDep, HubDep
 from bankhub.audit import services as audit
 from bankhub.connectors.statement.connector import StatementUnreadable, parse_upload
-from bankhub.connectors.statement.importer import ImportOutcome, import_statement
-from bankhub.hub import hub_of
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.security import idempotency, scopes
 from bankhub.statements import ParsedStatement
+from bankhub.statements.importer import ImportOutcome, import_statement
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -93,7 +94,7 @@ def _login_id(value: str | None) -> int | None:
         return None
     if not value.strip().isdigit():
         extra = {"login_id": value[:40]}
-        raise ApiError(ErrorCode.DATA_INVALID, "login_id must be a login's numeric id", extra)
+        raise DomainError(ErrorCode.DATA_INVALID, "login_id must be a login's numeric id", extra)
     return int(value)
 
 
@@ -103,7 +104,7 @@ async def parse_in_thread(data: bytes, filename: str | None) -> ParsedStatement:
         return await asyncio.to_thread(parse_upload, data, filename)
     except StatementUnreadable as failure:
         extra = {"filename": (filename or "")[:200]}
-        raise ApiError(ErrorCode.DATA_INVALID, failure.message, extra) from None
+        raise DomainError(ErrorCode.DATA_INVALID, failure.message, extra) from None
 
 
 @post(
@@ -136,23 +137,24 @@ async def parse_in_thread(data: bytes, filename: str | None) -> ParsedStatement:
     ),
 )
 async def post_statement(
+    hub: HubDep,
+    auth: AuthDep,
     request: AnyRequest,
     data: Annotated[StatementUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
 ) -> StatementImportEnvelope:
-    hub = hub_of(request)
     async with hub.db.transaction() as session:
-        await hub.authenticate(session, request)
+        await auth.app(session)
     login_id = _login_id(data.login_id)
     filename = data.file.filename or None
     parsed = await parse_in_thread(await data.file.read(), filename)
     # write: on SQLite, imports in this process take turns (one customer's two imports at once
     # must not both open a login for the same accounts; PostgreSQL locks the customer's row)
     async with hub.db.transaction(write=True) as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         outcome = await import_statement(
             session, hub.engine, app, data.customer_id, parsed, login_id
         )
-        audit.account_data_read(
+        account_data_read(
             request,
             resource="statement_import",
             action=audit.IMPORTED,

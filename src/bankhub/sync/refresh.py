@@ -27,8 +27,6 @@ from typing import Any, TypeVar
 from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError, ErrorCode
-from bankhub.api.schemas import wire_time
 from bankhub.catalogue import Service
 from bankhub.clock import as_utc
 from bankhub.connectors.base import (
@@ -39,6 +37,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.db.engine import Database
 from bankhub.db.group import GroupCommit, Work
+from bankhub.errors import CooldownActive, ErrorCode, InvalidInput, LoginBusy, NotFound
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.observability import metrics
@@ -66,10 +65,6 @@ class RefreshOutcome:
     failure: ConnectorFailure | None = None
     #: False when another worker took the login over before this one could apply
     applied: bool = True
-
-
-class LoginBusy(Exception):
-    """Another sync of the login holds its lease."""
 
 
 def next_possible(login: Login, cooldown: timedelta) -> datetime | None:
@@ -246,13 +241,12 @@ async def refresh_login(
         won = getattr(claimed, "rowcount", 0) == 1
         login = await session.get(Login, login_id)
         if login is None or login.app_id != app_id:
-            raise ApiError(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
+            raise NotFound(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
         service = engine.catalogue.get(login.service_id)
         if service is not None and not engine.refreshable(service):
             # A statement login's data is its files: there is no bank to ask, so nothing may
             # change (no claim, no attempt, no status, no event).
-            raise ApiError(
-                ErrorCode.BAD_REQUEST,
+            raise InvalidInput(
                 f"Login {login.id} is a statement login: there is no bank to refresh it from. "
                 "Import a newer statement file with POST /v2/statement instead.",
                 {"id": login.id, "refreshed": False, "service_id": login.service_id},
@@ -261,26 +255,11 @@ async def refresh_login(
         possible = next_possible(login, cooldown)
         if not scheduled and possible is not None and now < possible:
             last = login.last_refresh_at
-            raise ApiError(
-                ErrorCode.BAD_REQUEST,
-                f"Login {login.id} can be refreshed again at {wire_time(possible)}",
-                {
-                    "id": login.id,
-                    "refreshed": False,
-                    "last_refresh_at": wire_time(as_utc(last)) if last else None,
-                    "next_refresh_possible_at": wire_time(possible),
-                },
-            )
+            raise CooldownActive(login.id, as_utc(last) if last else None, possible)
         if service is None:
-            raise ApiError(ErrorCode.SERVICE_NOT_FOUND, extra={"service_id": login.service_id})
+            raise NotFound(ErrorCode.SERVICE_NOT_FOUND, extra={"service_id": login.service_id})
         if not won:
-            if scheduled:
-                raise LoginBusy(login_id)
-            raise ApiError(
-                ErrorCode.BAD_REQUEST,
-                f"Login {login_id} is being refreshed right now; try again in a moment",
-                {"id": login_id, "refreshed": False, "refreshing": True},
-            )
+            raise LoginBusy(login_id)
         # The state is read only now that no other run can change it: reading before the claim
         # could sync again from what a run that just finished had already replaced.
         due = login.next_sync_at is not None and as_utc(login.next_sync_at) <= now
@@ -321,7 +300,7 @@ async def refresh_login(
     async def apply(session: AsyncSession) -> RefreshOutcome:
         login = await session.get(Login, login_id, with_for_update=True)
         if login is None:
-            raise ApiError(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
+            raise NotFound(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
         finished = engine.clock()
         if login.sync_lease_owner != token or (failure is None and result is None):
             log.warning("sync of login %s lost its lease to %s", login_id, login.sync_lease_owner)

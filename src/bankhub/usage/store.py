@@ -6,9 +6,10 @@ any number of processes flush into the same rows without reading them first. Row
 by their key, so two processes flushing at once lock rows in the same order. A flush that fails
 gives its counts back for the next one; counts of an app erased meanwhile are dropped.
 
-``flusher(hub)`` is a Litestar lifespan context: it flushes every ``BANKHUB_USAGE_FLUSH_SECONDS``
-while the server runs and once more at shutdown. Counts of the last few seconds before a crash
-(or a SIGKILL) are lost; that is the price of keeping the request path free of writes.
+``flusher(db, counters, every)`` is a Litestar lifespan context: it flushes every ``every``
+seconds (``BANKHUB_USAGE_FLUSH_SECONDS``) while the server runs and once more at shutdown.
+Counts of the last few seconds before a crash (or a SIGKILL) are lost; that is the price of
+keeping the request path free of writes.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from bankhub.usage.models import UsageCount
 
 if TYPE_CHECKING:
     from litestar import Litestar
-
-    from bankhub.hub import Hub
 
 log = logging.getLogger("bankhub.usage")
 
@@ -175,16 +174,16 @@ async def run_flusher(db: Database, counters: Counters, stop: asyncio.Event, eve
             log.exception("writing usage counts at shutdown failed; they are lost")
 
 
-def flusher(hub: Hub) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+def flusher(
+    db: Database, counters: Counters, every: float
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """A Litestar lifespan entry: flush while serving, and at shutdown (before the hub closes,
     so list it after the lifespan that closes the hub)."""
 
     @asynccontextmanager
     async def lifespan(_app: Litestar) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = asyncio.create_task(
-            run_flusher(hub.db, hub.usage, stop, hub.settings.usage_flush_seconds)
-        )
+        task = asyncio.create_task(run_flusher(db, counters, stop, every))
         try:
             yield
         finally:

@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from bankhub.api import request_context
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, errors
+from bankhub.api.principal import AuthDep, HubDep
 from bankhub.api.schemas import VERSION, wire_time
 from bankhub.audit import services as audit
 from bankhub.clock import as_utc
-from bankhub.hub import hub_of
 from bankhub.security import scopes
 from bankhub.webhooks import services as webhooks
 from bankhub.webhooks.models import WebhookEndpoint
@@ -103,10 +103,9 @@ def endpoint_out(endpoint: WebhookEndpoint) -> WebhookOut:
     security=APP_SECURITY,
     responses=errors(*APP_AUTH),
 )
-async def list_webhooks(request: AnyRequest) -> WebhookListEnvelope:
-    hub = hub_of(request)
+async def list_webhooks(hub: HubDep, auth: AuthDep, request: AnyRequest) -> WebhookListEnvelope:
     async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         rows = await session.execute(
             select(WebhookEndpoint)
             .where(WebhookEndpoint.app_id == app.id)
@@ -123,10 +122,11 @@ async def list_webhooks(request: AnyRequest) -> WebhookListEnvelope:
     security=APP_SECURITY,
     responses=errors(*APP_AUTH, E.NOT_FOUND),
 )
-async def read_webhook(request: AnyRequest, endpoint_id: FromPath[EndpointId]) -> WebhookEnvelope:
-    hub = hub_of(request)
+async def read_webhook(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, endpoint_id: FromPath[EndpointId]
+) -> WebhookEnvelope:
     async with hub.db.transaction() as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         return WebhookEnvelope(
             endpoint_out(await webhooks.endpoint_of(session, app.id, endpoint_id))
         )
@@ -149,10 +149,11 @@ async def read_webhook(request: AnyRequest, endpoint_id: FromPath[EndpointId]) -
     security=APP_SECURITY,
     responses=errors(*APP_AUTH, E.NOT_FOUND, write=True),
 )
-async def enable_webhook(request: AnyRequest, endpoint_id: FromPath[EndpointId]) -> EnabledEnvelope:
-    hub = hub_of(request)
+async def enable_webhook(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, endpoint_id: FromPath[EndpointId]
+) -> EnabledEnvelope:
     async with hub.db.transaction(write=True) as session:
-        app = await hub.authenticate(session, request)
+        app = await auth.app(session)
         now = hub.clock()
         endpoint = await webhooks.endpoint_of(session, app.id, endpoint_id)
         caught = await webhooks.enable_endpoint(
@@ -171,7 +172,7 @@ async def enable_webhook(request: AnyRequest, endpoint_id: FromPath[EndpointId])
                     **caught.audit_detail(),
                     "by": audit.credential(request_context.of(request).caller),
                 },
-                request_id=audit.request_id(request),
+                request_id=audit.request_id(),
             )
         return EnabledEnvelope(EnabledOut(endpoint_out(endpoint), catch_up_out(caught)))
 

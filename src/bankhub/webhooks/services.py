@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.clock import as_utc
+from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.events import services as events
 from bankhub.events.models import Event
 from bankhub.events.services import DEFAULT_EVENT_TYPES, EVENT_TYPES
@@ -43,8 +43,8 @@ class IssuedEndpoint:
     secret: str
 
 
-def _refused(url: str, reason: str) -> ApiError:
-    return ApiError(
+def _refused(url: str, reason: str) -> DomainError:
+    return DomainError(
         ErrorCode.DATA_INVALID,
         f"webhook url refused: {reason}",
         {"url": url, "problems": [f"url: {reason}"]},
@@ -86,7 +86,7 @@ def subscription(types: Sequence[str] | None) -> list[str]:
     DataInvalid naming the types bankhub does not know."""
     unknown = sorted(set(types or ()) - set(EVENT_TYPES))
     if unknown:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.DATA_INVALID,
             "unknown event types",
             {"unknown": unknown, "known": EVENT_TYPES},
@@ -219,7 +219,7 @@ async def endpoint_of(session: AsyncSession, app_id: int, endpoint_id: str) -> W
     )
     endpoint = (await session.execute(query)).scalar_one_or_none()
     if endpoint is None:
-        raise ApiError(ErrorCode.NOT_FOUND, f"No webhook endpoint {endpoint_id[:64]}")
+        raise NotFound(ErrorCode.NOT_FOUND, f"No webhook endpoint {endpoint_id[:64]}")
     return endpoint
 
 

@@ -10,13 +10,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from sqlalchemy import select
 
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.config import Settings
 from bankhub.connectors.statement.connector import parse_upload
-from bankhub.connectors.statement.importer import ImportOutcome, import_statement
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.hub import Hub
 from bankhub.partners.models import App
 from bankhub.statements import ParsedStatement
+from bankhub.statements.importer import ImportOutcome, import_statement
 
 CHUNK = 1024 * 1024
 
@@ -79,7 +79,7 @@ def store(
                 query = select(App).where(App.client_id == client_id)
                 app = (await session.execute(query)).scalar_one_or_none()
                 if app is None:
-                    raise ApiError(ErrorCode.BAD_REQUEST, f"No app with client id {client_id!r}")
+                    raise DomainError(ErrorCode.BAD_REQUEST, f"No app with client id {client_id!r}")
                 return await import_statement(
                     session, hub.engine, app, customer_id, parsed, login_id
                 )

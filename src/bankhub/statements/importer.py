@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bankhub.accounts import changes as changes_log
 from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Account
-from bankhub.api.errors import ApiError, ErrorCode
 from bankhub.catalogue import Catalogue, Service
 from bankhub.categories import Category
 from bankhub.connectors.base import ConnectorInfo, TransactionRecord
 from bankhub.customers import services as customers
 from bankhub.customers.models import Customer
+from bankhub.errors import ErrorCode, NotFound
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
@@ -66,7 +66,7 @@ def statement_service(catalogue: Catalogue) -> Service:
     for service in catalogue.services:
         if service.connector == CONNECTOR_ID:
             return service
-    raise ApiError(ErrorCode.SERVICE_NOT_FOUND, "The catalogue has no statement-file service")
+    raise NotFound(ErrorCode.SERVICE_NOT_FOUND, "The catalogue has no statement-file service")
 
 
 def to_fetch_result(parsed: ParsedStatement, state: dict[str, Any]) -> FetchResult:
@@ -117,7 +117,7 @@ async def _target_login(
         or login.customer_id != customer_id
         or login.service_id != service.id
     ):
-        raise ApiError(
+        raise NotFound(
             ErrorCode.LOGIN_NOT_FOUND,
             f"Cannot find a statement login with id {login_id} for this customer.",
             {"login_id": login_id},
@@ -244,8 +244,6 @@ async def import_statement(
 ) -> ImportOutcome:
     """Apply the file to the customer's statement login: the one named by ``login_id``, else
     the one holding the file's accounts, else a new one."""
-    from bankhub.connect.flow import grant_consent
-
     service = statement_service(engine.catalogue)
     info: ConnectorInfo = engine.registry.info(service.connector)
     customer = await customers.get_customer(session, app, customer_id)
@@ -274,7 +272,7 @@ async def import_statement(
     await _adopt_legacy_dates(session, engine, login, state)
     result = to_fetch_result(parsed, state)
     summary = await engine.apply(session, login, result)
-    grant_consent(login, info, now)
+    logins.grant_consent(login, info, now)
     login.next_sync_at = None
     counted = await session.execute(
         select(TransactionChange.account_id, func.count())

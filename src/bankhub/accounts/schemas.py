@@ -1,0 +1,86 @@
+"""Accounts' and transactions' wire shapes, and how a row becomes one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from bankhub.accounts import services as accounts
+from bankhub.accounts.details import account_bank_id
+from bankhub.accounts.models import Account
+from bankhub.api.schemas import VERSION
+from bankhub.money import format_amount
+from bankhub.security.crypto import Cipher
+from bankhub.security.pan import mask_pans
+
+
+class AccountOut(msgspec.Struct):
+    id: int
+    original_id: str
+    login_id: int
+    name: str
+    #: null when no source ever stated the account's balance (a statement file without one)
+    balance: str | None
+    currency: str
+    type: str
+
+
+class AccountListEnvelope(msgspec.Struct):
+    data: list[AccountOut]
+    version: str = VERSION
+
+
+class TransactionOut(msgspec.Struct):
+    id: int
+    original_id: str
+    date: str
+    amount: str
+    currency: str
+    description: str
+    category: str
+    meta: dict[str, Any] | None
+
+
+class TransactionListEnvelope(msgspec.Struct):
+    data: list[TransactionOut]
+    version: str = VERSION
+
+
+def account_out(account: Account, cipher: Cipher) -> AccountOut:
+    return AccountOut(
+        id=account.id,
+        original_id=account_bank_id(cipher, account) or f"acc-{account.id}",
+        login_id=account.login_id,
+        name=mask_pans(account.name),
+        balance=None
+        if account.balance is None
+        else format_amount(account.balance, account.currency),
+        currency=account.currency,
+        type=account.type,
+    )
+
+
+def wire_meta(row: accounts.TransactionView) -> dict[str, Any] | None:
+    """``meta`` as the API shows it: what the bank or file gave, plus bankhub's marks (added
+    keys only): ``status: "pending"`` on an item not booked yet, and on a booked item that
+    replaced one, ``pending_transaction_id``, the id the pending item had (it is gone)."""
+    meta = row.meta
+    if row.status == accounts.PENDING:
+        meta = {**(meta or {}), "status": accounts.PENDING}
+    if row.pending_transaction_id is not None:
+        meta = {**(meta or {}), "pending_transaction_id": row.pending_transaction_id}
+    return meta
+
+
+def transaction_out(row: accounts.TransactionView) -> TransactionOut:
+    return TransactionOut(
+        id=row.id,
+        original_id=row.original_id,
+        date=row.date.isoformat(),
+        amount=format_amount(row.amount, row.currency),
+        currency=row.currency,
+        description=row.description,
+        category=row.category,
+        meta=wire_meta(row),
+    )

@@ -1,0 +1,137 @@
+"""Who is calling the API: credentials checked at the edge, against the scope a route declares.
+
+The hub builds the collaborators (the token service, the secret hasher, the settings); this
+module uses them for one request. A route gets an :class:`Auth` bound to its request through
+Litestar's dependency injection (``bankhub.api.principal``) and authenticates inside its own unit
+of work, so that the tenant scope entered on PostgreSQL (S14) holds for everything the route then
+reads and writes in that unit.
+
+The order is the protection (S2, S10, S15, S17, S18, S33): the credential first, then the app's
+address allow-list, then the key's and the app's rate limits, then the scope guard, then the
+tenant scope; nothing counts against an app before its credential is verified.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.api import request_context
+from bankhub.db import tenancy
+from bankhub.errors import DomainError, ErrorCode
+from bankhub.hub import Hub
+from bankhub.logins import services as logins
+from bankhub.logins.models import Login
+from bankhub.partners import services as partners
+from bankhub.partners.models import ApiKey, App
+from bankhub.partners.principal import Principal
+from bankhub.security import network, ratelimit, scopes
+from bankhub.security.scopes import Scope
+from bankhub.usage import counters as usage_counters
+
+AnyRequest = Request[Any, Any, Any]
+
+
+def require_scope(principal: Principal, needed: str | None) -> None:
+    """The scope guard: the credential's scope must cover the one the route declares."""
+    wanted = Scope.parse(needed or "")
+    if wanted is None:
+        # Deny by default: an API route must declare the scope it needs.
+        raise DomainError(ErrorCode.INSUFFICIENT_SCOPE, "This route declares no scope")
+    if not principal.scope.allows(wanted):
+        challenge = None
+        if principal.token_id is not None:
+            challenge = f'Bearer error="insufficient_scope", scope="{wanted.value}"'
+        raise DomainError(
+            ErrorCode.INSUFFICIENT_SCOPE,
+            f"This call needs the {wanted.value} scope; the credential has {principal.scope.value}",
+            {"required": wanted.value, "granted": principal.scope.value},
+            challenge=challenge,
+        )
+
+
+async def admit(request: AnyRequest, app: App, key_id: str | None) -> None:
+    """A credential of ``app`` is verified and the address allowed: the address's run of
+    authentication failures ends (S18), and the request counts against the key's and the app's
+    rate limits, 429 when one is exhausted (S33). Never before this point, so that nobody
+    without the app's credential can use up its limits."""
+    network.note_success(request.scope)
+    await ratelimit.admit(request.scope, app.id, key_id)
+
+
+class Auth:
+    """The authentication of one request (given to routes as the ``auth`` dependency)."""
+
+    __slots__ = ("hub", "request")
+
+    def __init__(self, hub: Hub, request: AnyRequest) -> None:
+        self.hub = hub
+        self.request = request
+
+    async def principal(self, session: AsyncSession) -> Principal:
+        """Who is calling, checked against the scope the route declares (S2, S10, S15).
+
+        ``Authorization: Bearer`` (an OAuth2 access token) or the seed's ``client-id`` with
+        ``service-secret`` / ``app-secret``. A route that declares no scope refuses everyone.
+        Once the credential is verified, the app's allow-list (S17) comes before anything
+        counts against the app (:func:`admit`).
+        """
+        request, settings = self.request, self.hub.settings
+        needed = scopes.declared(request.route_handler.opt)
+        principal = await self._credential(session)
+        usage_counters.attribute(principal.app.id)
+        request_context.of(request).caller = request_context.Caller(  # for audits
+            principal.app.id, principal.app.client_id, principal.key_id, principal.token_id
+        )
+        # S17 first: a call from outside the allow-list consumes nothing of the app's limits
+        network.enforce(request, principal.app, settings)
+        await admit(request, principal.app, principal.key_id)
+        require_scope(principal, needed)
+        # S14: from here on, this transaction and the request's later ones see only this app's
+        # rows on PostgreSQL (one statement, in this transaction).
+        await tenancy.enter(session, principal.app.id)
+        return principal
+
+    async def app(self, session: AsyncSession) -> App:
+        return (await self.principal(session)).app
+
+    async def login(self, session: AsyncSession) -> tuple[App, Login]:
+        """The app, and the login its ``login-secret`` names."""
+        app = await self.app(session)
+        login = await logins.login_by_secret(
+            session, self.hub.hasher, app, self.request.headers.get("login-secret")
+        )
+        return app, login
+
+    async def oauth_client(
+        self, session: AsyncSession, client_id: str | None, client_secret: str | None
+    ) -> tuple[App, ApiKey]:
+        """The client of an OAuth token, revocation or introspection request (an app's service
+        key), held to the API's walls: the app's allow-list (S17), then :func:`admit`."""
+        app, key = await self.hub.tokens.client(session, client_id, client_secret)
+        network.enforce(self.request, app, self.hub.settings)
+        await admit(self.request, app, key.key_id)
+        return app, key
+
+    async def _credential(self, session: AsyncSession) -> Principal:
+        hub, headers = self.hub, self.request.headers
+        authorization = headers.get("authorization")
+        if authorization is not None:
+            return await hub.tokens.verify_bearer(session, authorization, hub.clock())
+        app, key = await partners.authenticate(
+            session,
+            hub.hasher,
+            headers.get("client-id"),
+            headers.get("service-secret"),
+            headers.get("app-secret"),
+            now=hub.clock(),
+            enter=True,  # tenancy.enter in principal then sends nothing
+        )
+        # S17: an app key used from a browser may be limited to the partner's own pages
+        if key.allowed_referers and not network.referer_allowed(
+            headers.get("referer"), headers.get("origin"), key.allowed_referers
+        ):
+            raise DomainError(ErrorCode.REFERER_NOT_ALLOWED, extra={"key_id": key.key_id})
+        return Principal(app, Scope(key.scope), key.key_id, None)
