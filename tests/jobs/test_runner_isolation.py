@@ -32,7 +32,7 @@ async def test_a_hanging_bank_does_not_stall_other_logins(harness: Harness) -> N
 
     runner = Runner(h.hub)
     in_flight = peak = 0
-    original = runner.sync
+    original = runner.syncs.sync
 
     async def counted(app_id: int, login_id: int, claimed: Claimed | None = None) -> bool:
         nonlocal in_flight, peak
@@ -43,7 +43,7 @@ async def test_a_hanging_bank_does_not_stall_other_logins(harness: Harness) -> N
         finally:
             in_flight -= 1
 
-    runner.sync = counted  # type: ignore[method-assign]
+    runner.syncs.sync = counted  # type: ignore[method-assign]
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run_forever(stop))
     started = time.monotonic()
