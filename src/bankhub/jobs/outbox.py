@@ -25,6 +25,7 @@ which is exactly what a persisted schedule that survives a restart is for.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -141,6 +142,8 @@ class OutboxSource:
         self._rng = random.Random()  # noqa: S311 - retry jitter  # nosec B311
         #: messages this runner is sending now, whose leases the heartbeat renews
         self._sending: set[int] = set()
+        #: outcomes being written
+        self._recording: set[asyncio.Future[bool]] = set()
 
     async def claim(self, limit: int) -> list[Awaitable[bool]]:
         return [self.send(message) for message in await self.claim_due(limit)]
@@ -213,7 +216,12 @@ class OutboxSource:
                     message.attempts,
                     error,
                 )
-            return await self._record(message, error, final=final)
+            # once the handler is done, its outcome is written even if the runner is stopping
+            # (``finish`` waits for it): a sent mail released unrecorded would go out again
+            recording = asyncio.ensure_future(self._record(message, error, final=final))
+            self._recording.add(recording)
+            recording.add_done_callback(self._recording.discard)
+            return await asyncio.shield(recording)
         finally:
             self._sending.discard(message.id)
 
@@ -256,7 +264,8 @@ class OutboxSource:
             )
 
     async def finish(self) -> None:
-        """Each outcome is written by its own attempt: nothing is left to write."""
+        """Wait for the outcomes of finished sends to be written (at a stop)."""
+        await asyncio.gather(*self._recording, return_exceptions=True)
 
 
 async def purge(db: Database, now: datetime) -> int:
