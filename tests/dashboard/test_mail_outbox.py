@@ -7,7 +7,7 @@ servers on loopback (aiosmtpd)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -20,7 +20,7 @@ from bankhub.dashboard.models import SmtpSettings
 from bankhub.dashboard.roles import Role
 from bankhub.jobs import identity, outbox
 from bankhub.jobs.outbox import OutboxMessage
-from bankhub.jobs.runner import Runner
+from bankhub.jobs.runner import Runner, Tally
 from tests.api.connect_client import connect
 from tests.conftest import Harness
 from tests.dashboard.conftest import MailSink, SmtpServer
@@ -261,3 +261,27 @@ def test_the_loop_knows_no_domain() -> None:
     ).stdout
     for domain in ("dashboard", "sync", "hub", "api", "lifecycle"):
         assert f"'{domain}'" not in found, found
+
+
+async def test_a_send_that_ends_as_the_runner_stops_is_recorded_not_sent_again(
+    harness: Harness,
+) -> None:
+    """The stop cancels the work under way; a message already handed over has its outcome
+    written all the same, or it would be released and sent a second time."""
+    h = harness
+    async with h.hub.db.transaction() as session:
+        outbox.enqueue(session, "test.note", {"text": "once"}, h.clock())
+    runner = Runner(h.hub)
+    stop = asyncio.Event()
+    handed: list[str] = []
+
+    async def note(payload: Mapping[str, Any]) -> None:
+        handed.append(str(payload["text"]))
+        stop.set()  # told to stop just as the message left
+
+    runner.outbox.handlers["test.note"] = note
+    await runner.run_forever(stop)
+    [row] = await rows(h)
+    assert (row.status, row.attempts, row.lease_owner) == (outbox.SENT, 1, None)
+    assert await Runner(h.hub).run_once() == Tally(0, 0, 0)
+    assert handed == ["once"]
