@@ -21,7 +21,6 @@ handlers for both kinds.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,8 +44,6 @@ from bankhub.partners.models import App
 from bankhub.security import tls
 from bankhub.security.crypto import Cipher
 from bankhub.security.secrets import SecretHasher
-
-log = logging.getLogger("bankhub.dashboard.alerts")
 
 #: the outbox's kinds of message (``jobs.outbox``)
 SIGN_IN_ALERT = "mail.sign_in_alert"
