@@ -247,8 +247,9 @@ async def test_consent_mails_are_queued_with_the_sweep_that_claims_the_notices(
     assert len(smtp_server.messages) == 1
 
 
-def test_the_loop_knows_no_domain() -> None:
-    """The generic loop is composed with its sources (``jobs.runner``); it imports none."""
+def test_the_loop_imports_no_dashboard_hub_api_or_sync() -> None:
+    """The generic loop is given its sources by the composition root (``jobs.runner``); it
+    imports none of the layers above it (its leases know the rows they release)."""
     import subprocess  # nosec B404 - the test's own interpreter
     import sys
 
