@@ -89,7 +89,7 @@ async def main(give_up_seconds: float) -> dict[str, object]:
             "wall_seconds": wall,
             "calls": SlowBank.calls,
             "outcomes": outcomes,
-            "concurrency": runner.sync_slots,
+            "concurrency": runner.syncs.slots,
             "timed_out": timed_out,
             "still_due": due,
             "still_leased": leased,

@@ -1,8 +1,10 @@
 """Mail to the team through the SMTP settings, caught by a real SMTP server on loopback:
-sign-in alerts for a browser not used before, and consent-expiry notices from the runner."""
+sign-in alerts for a browser not used before, and consent-expiry notices from the consent sweep,
+both mailed by the runner from the outbox (tests/dashboard/test_mail_outbox.py: its guarantees)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from email.message import EmailMessage
 
@@ -37,6 +39,12 @@ async def _smtp(h: Harness, host: str, port: int) -> None:
         )
 
 
+async def mail_out(h: Harness) -> int:
+    """What the runner's outbox sends now (its other work is left alone); how many were sent."""
+    source = Runner(h.hub).outbox
+    return sum(await asyncio.gather(*await source.claim(source.slots)))
+
+
 def _body(message: EmailMessage) -> str:
     part = message.get_body(("plain",))
     assert part is not None
@@ -52,6 +60,8 @@ async def test_a_sign_in_from_a_new_browser_is_mailed_to_the_member(
     person = await make_member(h, Role.DEVELOPER)
     first = visitors()
     await first.sign_in(person)
+    assert smtp_server.messages == []  # the answer never waits for the mail server
+    assert await mail_out(h) == 1
     (alert,) = smtp_server.messages
     assert alert["To"] == person.email
     assert alert["Subject"] == "New sign-in to the bankhub dashboard"
@@ -67,11 +77,13 @@ async def test_a_sign_in_from_a_new_browser_is_mailed_to_the_member(
     assert (await first.post("/dashboard/sign-out")).status_code == 303
     h.clock.advance(seconds=30)
     await first.sign_in(person)
+    assert await mail_out(h) == 0
     assert len(smtp_server.messages) == 1
 
     # another browser: mailed again
     h.clock.advance(seconds=30)
     await visitors().sign_in(person)
+    assert await mail_out(h) == 1
     assert len(smtp_server.messages) == 2
     async with h.hub.db.transaction() as db:
         entries = list(
@@ -106,20 +118,24 @@ async def test_consent_notices_are_mailed_to_owners_and_admins(
     payload = await connect(h, "user_good")
     login_id = payload["login_id"]
     runner = Runner(h.hub)
-    assert await runner.consent_sweep() == 0
+    assert await runner.consent.sweep() == 0
+    assert await mail_out(h) == 0
     assert smtp_server.messages == []
 
     h.clock.advance(days=83, hours=1)  # 7 days left
-    assert await runner.consent_sweep() == 1
+    assert await runner.consent.sweep() == 1
+    assert await mail_out(h) == 2
     assert sorted(m["To"] for m in smtp_server.messages) == sorted([owner.email, admin.email])
     first = smtp_server.messages[0]
     assert first["Subject"] == "bankhub: 1 consents ending soon, 0 expired"
     assert f": login {login_id}: consent ends in 7 days, at" in _body(first)
-    assert await runner.consent_sweep() == 0  # told once
+    assert await runner.consent.sweep() == 0  # told once
+    assert await mail_out(h) == 0
     assert len(smtp_server.messages) == 2
 
     h.clock.advance(days=7)  # past the end
-    assert await runner.consent_sweep() == 1
+    assert await runner.consent.sweep() == 1
+    assert await mail_out(h) == 2
     assert len(smtp_server.messages) == 4
     last = smtp_server.messages[-1]
     assert last["Subject"] == "bankhub: 0 consents ending soon, 1 expired"
@@ -130,4 +146,5 @@ async def test_without_mail_settings_the_sweep_still_works(harness: Harness) -> 
     h = harness
     await make_member(h, Role.OWNER)
     await connect(h, "user_consent_short")
-    assert await Runner(h.hub).consent_sweep() == 1
+    assert await Runner(h.hub).consent.sweep() == 1
+    assert await mail_out(h) == 0  # nothing was queued

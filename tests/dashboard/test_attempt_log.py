@@ -52,8 +52,8 @@ async def test_the_log_shows_an_attempt_under_way_and_one_cut_short(
     await add_endpoint(h, gate.url)
     await connect(h, "user_good")
     stalled = Runner(h.hub, owner="stalled")
-    [job] = await stalled.claim_deliveries(10)
-    hanging = asyncio.create_task(stalled.deliver(job))
+    [job] = await stalled.deliveries.claim_due(10)
+    hanging = asyncio.create_task(stalled.deliveries.deliver(job))
     await asyncio.wait_for(gate.arrived.wait(), 5)
 
     [under_way] = await attempts_shown(v, h)
@@ -62,8 +62,8 @@ async def test_the_log_shows_an_attempt_under_way_and_one_cut_short(
 
     h.clock.advance(seconds=5)  # the lease lapses; another runner takes the delivery over
     taker = Runner(h.hub, owner="taker")
-    [again] = await taker.claim_deliveries(10)
-    assert await taker.deliver(again) is True
+    [again] = await taker.deliveries.claim_due(10)
+    assert await taker.deliveries.deliver(again) is True
     gate.opened.set()
     assert await hanging is False
 

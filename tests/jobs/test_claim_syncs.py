@@ -8,8 +8,9 @@ import asyncio
 from sqlalchemy import select, update
 
 from bankhub.db import tenancy
-from bankhub.jobs.runner import CRASH_BACKOFF, Runner
+from bankhub.jobs.runner import Runner
 from bankhub.logins.models import Login
+from bankhub.sync.source import CRASH_BACKOFF
 from tests.api.connect_client import connect
 from tests.conftest import Harness
 
@@ -34,7 +35,7 @@ async def test_two_runners_never_claim_the_same_login(harness: Harness) -> None:
     ids = await make_due(h, 6)
     one, two = Runner(h.hub, owner="one"), Runner(h.hub, owner="two")
     with tenancy.everything():
-        first, second = await asyncio.gather(one.claim_syncs(4), two.claim_syncs(4))
+        first, second = await asyncio.gather(one.syncs.claim_due(4), two.syncs.claim_due(4))
     got = [c.login_id for c in first] + [c.login_id for c in second]
     assert sorted(got) == sorted(ids)  # all six, none twice
     assert len(first) <= 4
@@ -48,7 +49,7 @@ async def test_two_runners_never_claim_the_same_login(harness: Harness) -> None:
         assert held[claimed.login_id][0] == claimed.token
         assert claimed.token.startswith("two/")
     with tenancy.everything():
-        assert await one.claim_syncs(10) == []  # all leased now
+        assert await one.syncs.claim_due(10) == []  # all leased now
 
 
 async def test_only_due_active_retryable_unleased_logins_are_claimed(harness: Harness) -> None:
@@ -64,12 +65,12 @@ async def test_only_due_active_retryable_unleased_logins_are_claimed(harness: Ha
             await session.execute(update(Login).where(Login.id == login_id).values(**values))
     runner = Runner(h.hub, owner="one")
     with tenancy.everything():
-        claimed = await runner.claim_syncs(10)
+        claimed = await runner.syncs.claim_due(10)
     assert [c.login_id for c in claimed] == [due]
     # lapsed leases (the other runner's, and the one just taken) are free again
     h.clock.advance(seconds=CRASH_BACKOFF.total_seconds() + 1)
     with tenancy.everything():
-        again = await Runner(h.hub, owner="two").claim_syncs(10)
+        again = await Runner(h.hub, owner="two").syncs.claim_due(10)
     assert sorted(c.login_id for c in again) == sorted([due, later, leased])
 
 
@@ -80,7 +81,7 @@ async def test_a_login_whose_service_is_gone_is_pushed_back(harness: Harness) ->
         await session.execute(update(Login).where(Login.id == gone).values(service_id=999_999))
     runner = Runner(h.hub, owner="one")
     with tenancy.everything():
-        claimed = await runner.claim_syncs(10)
+        claimed = await runner.syncs.claim_due(10)
     assert [c.login_id for c in claimed] == [kept]
     async with h.hub.db.transaction() as session:
         login = await session.get(Login, gone)

@@ -28,17 +28,17 @@ async def test_notices_at_seven_days_and_one_day_then_expiry(harness: Harness) -
     h = harness
     payload = await connect(h, "user_good")
     runner = Runner(h.hub)
-    assert await runner.consent_sweep() == 0  # 90 days to go
+    assert await runner.consent.sweep() == 0  # 90 days to go
     h.clock.advance(days=83, hours=1)
-    assert await runner.consent_sweep() == 1
-    assert await runner.consent_sweep() == 0  # sent once only
+    assert await runner.consent.sweep() == 1
+    assert await runner.consent.sweep() == 0  # sent once only
     h.clock.advance(days=6)
-    assert await runner.consent_sweep() == 1
+    assert await runner.consent.sweep() == 1
     notices = await events_of(h, "consent.expiring")
     assert [n["days_left"] for n in notices] == [7, 1]
     assert all(n["login_id"] == payload["login_id"] for n in notices)
     h.clock.advance(days=1)
-    assert await runner.consent_sweep() == 1
+    assert await runner.consent.sweep() == 1
     expired = {"status": "login_consent_expired", "login_id": payload["login_id"]}
     assert {**expired, "event_type": "login.status"} in await events_of(h, "login.status")
     async with h.hub.db.transaction() as session:
@@ -46,17 +46,17 @@ async def test_notices_at_seven_days_and_one_day_then_expiry(harness: Harness) -
         assert login is not None
         assert login.status == "consent_expired"
         assert login.next_sync_at is None
-    assert await runner.consent_sweep() == 0
+    assert await runner.consent.sweep() == 0
 
 
 async def test_a_short_consent_gets_the_last_notice_only(harness: Harness) -> None:
     h = harness
     short = await connect(h, "user_consent_short")
     runner = Runner(h.hub)
-    assert await runner.consent_sweep() == 1
+    assert await runner.consent.sweep() == 1
     assert [n["days_left"] for n in await events_of(h, "consent.expiring")] == [1]
     h.clock.advance(minutes=6)
-    assert await runner.consent_sweep() == 1
+    assert await runner.consent.sweep() == 1
     read = await h.client.get("/v2/login", headers=h.headers(login_secret=short["secret"]))
     assert read.json()["data"]["status"] == "login_consent_expired"
 

@@ -138,7 +138,7 @@ async def test_the_heartbeat_keeps_a_slow_delivery_past_its_lease(
         assert row.lease_owner == "one"
         assert row.lease_until is not None
         assert as_utc(row.lease_until) > h.clock()
-        assert await Runner(h.hub, owner="two").claim_deliveries(10) == []
+        assert await Runner(h.hub, owner="two").deliveries.claim_due(10) == []
         gate.opened.set()
 
         async def delivered() -> bool:
@@ -161,8 +161,8 @@ async def test_an_attempt_is_in_the_log_from_its_start(harness: Harness, gate: G
     await connect(h, "user_good")
     runner = Runner(h.hub)
     start = h.clock()
-    [job] = await runner.claim_deliveries(10)
-    sending = asyncio.create_task(runner.deliver(job))
+    [job] = await runner.deliveries.claim_due(10)
+    sending = asyncio.create_task(runner.deliveries.deliver(job))
     await asyncio.wait_for(gate.arrived.wait(), 5)
     # the request is at the receiver: its attempt is in the log already, as under way
     [under_way] = await event_log(h)
@@ -188,13 +188,14 @@ async def test_an_attempt_cut_when_its_lease_lapsed_shows_as_interrupted(
     await add_endpoint(h, gate.url)
     await connect(h, "user_good")
     stalled = Runner(h.hub, owner="stalled")
-    [job] = await stalled.claim_deliveries(10)
-    hanging = asyncio.create_task(stalled.deliver(job))  # no heartbeat: only this attempt
+    [job] = await stalled.deliveries.claim_due(10)
+    # no heartbeat: only this attempt
+    hanging = asyncio.create_task(stalled.deliveries.deliver(job))
     await asyncio.wait_for(gate.arrived.wait(), 5)
     h.clock.advance(seconds=5)  # its lease lapses
     taker = Runner(h.hub, owner="taker")
-    [again] = await taker.claim_deliveries(10)
-    assert await taker.deliver(again) is True
+    [again] = await taker.deliveries.claim_due(10)
+    assert await taker.deliveries.deliver(again) is True
     gate.opened.set()
     assert await hanging is False  # its late answer changes nothing
     log = await event_log(h)
@@ -220,8 +221,8 @@ async def test_a_restarted_process_takes_back_its_dead_leases_at_once(
         mine = await connect(h, "user_good")
         # the predecessor was sending a delivery and syncing a login when it died
         predecessor = Runner(h.hub, owner=dead)
-        [job] = await predecessor.claim_deliveries(10)
-        cut = asyncio.create_task(predecessor.deliver(job))
+        [job] = await predecessor.deliveries.claim_due(10)
+        cut = asyncio.create_task(predecessor.deliveries.deliver(job))
         await asyncio.wait_for(gate.arrived.wait(), 5)
         cut.cancel()
         async with h.hub.db.transaction() as session:

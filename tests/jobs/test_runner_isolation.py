@@ -34,7 +34,7 @@ async def test_a_hanging_bank_does_not_stall_other_logins(
 
     runner = Runner(h.hub)
     in_flight = peak = 0
-    original = runner.sync
+    original = runner.syncs.sync
 
     async def counted(app_id: int, login_id: int, claimed: Claimed | None = None) -> bool:
         nonlocal in_flight, peak
@@ -45,7 +45,7 @@ async def test_a_hanging_bank_does_not_stall_other_logins(
         finally:
             in_flight -= 1
 
-    monkeypatch.setattr(runner, "sync", counted)
+    monkeypatch.setattr(runner.syncs, "sync", counted)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run_forever(stop))
     started = time.monotonic()

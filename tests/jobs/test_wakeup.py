@@ -1,5 +1,6 @@
-"""PostgreSQL: a commit that queued work wakes the runners of every process (LISTEN/NOTIFY), only
-once it is committed, and a runner whose listening connection dies listens again.
+"""PostgreSQL: a commit that queued work (a delivery, an outbox message, leases given back) wakes
+the runners of every process (LISTEN/NOTIFY), only once it is committed, and a runner whose
+listening connection dies listens again.
 
 "Another process" is a second ``Database`` over the same database: its own engine and pool, and
 no outbox listener, so the runner under test hears of its commits through PostgreSQL only. The
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # ships no type hints
 import pytest
@@ -19,7 +21,7 @@ from sqlalchemy import select, text
 from bankhub.db import tenancy
 from bankhub.db.engine import WORK_CHANNEL, Database
 from bankhub.events import services as events
-from bankhub.jobs import wakeup
+from bankhub.jobs import leases, outbox, wakeup
 from bankhub.jobs.runner import Runner
 from bankhub.partners.models import App
 from bankhub.webhooks.models import WebhookDelivery
@@ -168,3 +170,76 @@ async def test_a_runner_listens_again_after_its_connection_is_killed(
         stop.set()
         await running
     assert woken < 1.0
+
+
+# --- the outbox, and leases given back --------------------------------------------------------
+
+NOTE = "test.note"
+
+
+async def queue_note(db: Database, h: Harness, text_: str) -> None:
+    async with db.transaction() as session:
+        outbox.enqueue(session, NOTE, {"text": text_}, h.clock())
+
+
+@pytest.mark.parametrize("harness", [SLOW_POLL], indirect=True)
+async def test_a_message_queued_in_another_process_is_sent_at_once(
+    harness: Harness, elsewhere: Database
+) -> None:
+    h = harness
+    runner = Runner(h.hub)
+    heard: list[str] = []
+
+    async def note(payload: Mapping[str, Any]) -> None:
+        heard.append(str(payload["text"]))
+
+    runner.outbox.handlers[NOTE] = note
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run_forever(stop))
+    try:
+        await eventually(lambda: runner.listens == 1)
+        await queue_note(elsewhere, h, "hello")
+        woken = await eventually(lambda: heard == ["hello"], 5.0)
+    finally:
+        stop.set()
+        await running
+    assert woken < 1.0  # against a 30 s poll
+
+
+@pytest.mark.parametrize("harness", [{**SLOW_POLL, "lease_seconds": 300}], indirect=True)
+async def test_leases_given_back_in_another_process_wake_the_runner_at_once(
+    harness: Harness, elsewhere: Database
+) -> None:
+    """A process that stops gives back its leases (``jobs.leases``): the work is due again at
+    once, and the runners of the other processes hear of it."""
+    h = harness
+    await queue_note(h.hub.db, h, "left behind")
+    gone = Runner(h.hub, owner="stopping-process")
+    gone.outbox.handlers[NOTE] = note_nothing
+    [_claimed] = await gone.outbox.claim_due(1)  # leased for 300 s; its process stops
+
+    runner = Runner(h.hub)
+    heard: list[str] = []
+
+    async def note(payload: Mapping[str, Any]) -> None:
+        heard.append(str(payload["text"]))
+
+    runner.outbox.handlers[NOTE] = note
+    stop = asyncio.Event()
+    running = asyncio.create_task(runner.run_forever(stop))
+    try:
+        await eventually(lambda: runner.listens == 1)
+        await asyncio.sleep(0.3)
+        assert heard == []  # leased elsewhere
+        with tenancy.everything():
+            released = await leases.release_own(elsewhere, "stopping-process")
+        assert released.messages == 1
+        woken = await eventually(lambda: heard == ["left behind"], 5.0)
+    finally:
+        stop.set()
+        await running
+    assert woken < 1.0  # against a 30 s poll
+
+
+async def note_nothing(payload: Mapping[str, Any]) -> None:
+    raise AssertionError("never sent by the process that stops")

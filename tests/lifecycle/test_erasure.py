@@ -605,7 +605,7 @@ async def test_the_runner_empties_the_write_ahead_log_after_a_purge(
     wal = tmp_path / "bankhub.sqlite3-wal"
     before = await asyncio.to_thread(wal.read_bytes)
     assert marker.encode() in before  # the deleted row's page is still in the log
-    await Runner(h.hub).retention_sweep()
+    await Runner(h.hub).housekeeping.sweep()
     after = await asyncio.to_thread(wal.read_bytes)
     assert marker.encode() not in after
 

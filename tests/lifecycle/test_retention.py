@@ -503,7 +503,7 @@ async def test_the_runners_loop_purges_and_stops(
     runner = Runner(h.hub)
     swept = asyncio.Event()
     reports: list[PurgeReport] = []
-    original = runner.retention_sweep
+    original = runner.housekeeping.sweep
 
     async def spy() -> PurgeReport:
         report = await original()
@@ -511,7 +511,7 @@ async def test_the_runners_loop_purges_and_stops(
         swept.set()
         return report
 
-    monkeypatch.setattr(runner, "retention_sweep", spy)
+    monkeypatch.setattr(runner.housekeeping, "sweep", spy)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run_forever(stop))
     await asyncio.wait_for(swept.wait(), timeout=30)

@@ -1,5 +1,5 @@
-"""A worker killed mid-sync and mid-delivery, restarted: the work resumes at once, not after the
-lease; and on PostgreSQL an API process's commit wakes a separate worker at once.
+"""A worker killed mid-sync and mid-delivery, or mid-mail, restarted: the work resumes at once,
+not after the lease; and on PostgreSQL an API process's commit wakes a separate worker at once.
 
 Real processes on SQLite and on PostgreSQL: an API-only ``bankhub serve`` makes two logins
 through the connect page (``user_slow`` and ``user_good``, whose connect queues a
@@ -12,17 +12,26 @@ webhook within seconds, and the attempt A started shows in the log as interrupte
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.clock import as_utc
+from bankhub.dashboard import alerts, mail
+from bankhub.dashboard.models import SmtpSettings
+from bankhub.jobs import outbox
+from bankhub.jobs.outbox import OutboxMessage
 from bankhub.logins.models import Login
 from bankhub.sync.models import SyncRun
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery
@@ -38,6 +47,7 @@ from tests.scale.support import (
     service_ids,
     wait_until,
 )
+from tests.support.postgres import free_port
 from tests.support.server_plugin import LiveServerFactory
 
 LEASE = "300"
@@ -202,3 +212,92 @@ def test_an_api_process_commit_wakes_a_separate_worker_at_once(
         receiver.stop()
     assert waited < 1.0, f"{waited:.2f} s with a 30 s poll"
     print(f"\ndelivered {waited * 1000:.0f} ms after the API process answered")
+
+
+class HoldingMailServer:
+    """aiosmtpd's handler: holds the first message in DATA (its sender is killed meanwhile),
+    takes the others."""
+
+    def __init__(self) -> None:
+        self.arrived = threading.Event()
+        self.accepted: list[bytes] = []
+        self.held = 0
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        content = envelope.content if isinstance(envelope.content, bytes) else b""
+        if self.held == 0:
+            self.held += 1
+            self.arrived.set()
+            await asyncio.sleep(60)
+            return "451 4.3.0 too late"
+        self.accepted.append(content)
+        return "250 OK"
+
+
+def test_a_worker_killed_mid_mail_has_it_sent_once_by_its_restarted_self(
+    store: Store, tmp_path: Path
+) -> None:
+    """The outbox: a mail queued by a committed change, whose worker is SIGKILLed while the mail
+    server holds it, is sent by the restarted worker at once (not after the 300 s lease)."""
+    env = {**store.env, "BANKHUB_LEASE_SECONDS": LEASE, "BANKHUB_WORKER_POLL_SECONDS": "0.2"}
+    bankhub_cli(["migrate"], env, tmp_path)
+    handler = HoldingMailServer()
+    port = free_port("127.0.0.1")
+    controller = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10)
+    controller.start()
+    db = database(store.url)
+
+    async def queue_alert(session: AsyncSession) -> None:
+        now = datetime.now(UTC)
+        session.add(
+            SmtpSettings(
+                id=mail.ROW_ID,
+                host="127.0.0.1",
+                port=port,
+                security="none",
+                username=None,
+                password_enc=None,
+                sender="hub@example.com",
+                updated_by="test",
+                updated_at=now,
+            )
+        )
+        alert = alerts.NewBrowser("member@example.com", now, "192.0.2.7", "a browser")
+        outbox.enqueue(session, alerts.SIGN_IN_ALERT, msgspec.to_builtins(alert), now)
+
+    async def the_row(session: AsyncSession) -> OutboxMessage:
+        return (await session.execute(select(OutboxMessage))).scalar_one()
+
+    def message() -> OutboxMessage:
+        found: OutboxMessage = db(the_row)
+        return found
+
+    try:
+        db(queue_alert)
+        first = Worker(env, tmp_path, tmp_path / "a.log")
+        try:
+            owner_a = first.wait_running()
+            assert handler.arrived.wait(30), first.output()
+            assert message().lease_owner == owner_a
+            first.kill()
+        finally:
+            first.close()
+
+        second = Worker(env, tmp_path, tmp_path / "b.log")
+        try:
+            second.wait_running()
+            wait_until(
+                lambda: message().status == outbox.SENT,
+                RESUMED_WITHIN,
+                "the restarted worker sending the mail",
+                step=0.1,
+            )
+            assert second.terminate() == 0, second.output()
+        finally:
+            second.close()
+    finally:
+        controller.stop()
+    row = message()
+    assert (row.status, row.attempts, row.lease_owner) == (outbox.SENT, 2, None)
+    [mailed] = handler.accepted
+    assert b"member@example.com" in mailed

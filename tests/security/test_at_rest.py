@@ -320,7 +320,7 @@ async def test_a_sync_seals_the_plain_rows_it_reads_and_the_sweep_the_rest(
     left = await _plain_count(h)
     assert 0 < left < len(before)  # the refresh window sealed, older rows not yet
     with tenancy.everything():  # as the runner works
-        await Runner(h.hub).retention_sweep()
+        await Runner(h.hub).housekeeping.sweep()
     assert await _plain_count(h) == 0
     assert await _everything(h, secret) == after
 

@@ -312,7 +312,7 @@ async def test_after_24_hours_the_key_is_free_and_purged(harness: Harness) -> No
     assert await _customers(h) == 2
     await h.client.post("/v2/customer", json={"identifier": "judy"}, headers=_with_key(h, "b"))
     h.clock.advance(hours=24)
-    await Runner(h.hub).retention_sweep()  # the runner's periodic sweep purges expired keys
+    await Runner(h.hub).housekeeping.sweep()  # the runner's periodic sweep purges expired keys
     assert await _records(h) == []
 
 

@@ -50,6 +50,7 @@ GLOBAL_TABLES = {
     "connect_routes": "which process holds each connect session: keyed hashes of session ids, "
     "the owner's address, the (used) connect token; read before anyone is authenticated",
     "banks": "the operator's imported banks: the catalogue every app reads (docs/banks.md)",
+    "outbox": "mail to the installation's team, who serve every app (a consent summary spans apps)",
 }
 #: tables an unauthenticated request reads to learn who is calling (policy ``credential_lookup``)
 LOOKUP_TABLES = {"apps", "api_keys", "oauth_token_families", "connect_tokens"}

@@ -56,6 +56,6 @@ async def test_rows_older_than_400_days_are_purged(harness: Harness) -> None:
 async def test_the_runner_keeps_usage_for_the_configured_days(harness: Harness) -> None:
     h = harness
     await count_at(h, timedelta(days=31), timedelta(days=29))
-    report = await Runner(h.hub).retention_sweep()
+    report = await Runner(h.hub).housekeeping.sweep()
     assert report.usage_rows == 2
     assert await hours_kept(h) == 2 * [hour(h.clock() - timedelta(days=29))]

@@ -5,38 +5,46 @@
 keeps only keyed hashes of the browsers they used (the newest :data:`MAX_DEVICES`). A full
 sign-in from a browser not on that list is mailed to the member: when, from which address, which
 browser, and what to do if it was not them. Enrolment (the first sign-in) registers the browser
-without an alert. The mail leaves after the answer (a background task); a mail failure is
-logged and never blocks signing in.
+without an alert. The alert is queued in the outbox (``jobs.outbox``) in the sign-in's own
+unit of work and mailed by the runner after the commit: a slow or failing mail server never
+holds up signing in, and a mail that fails is retried.
 
-**Consent-expiry notices.** The runner's consent sweep (``bankhub.jobs.runner``) tells apps
-through ``consent.expiring`` and ``login.status`` events; it hands the same notices to
-:func:`mail_consent_notices`, which mails one summary per sweep to every member whose role may
-act on them in Consent Control (owner and admin). The webhooks stay the reliable channel: a mail
-that cannot be sent is logged, not retried.
+**Consent-expiry notices.** The consent sweep (``bankhub.logins.consent``) tells apps through
+``consent.expiring`` and ``login.status`` events; in the same unit of work it hands the notices
+to :func:`queue_consent_notices`, which queues one summary per sweep for every member whose role
+may act on them in Consent Control (owner and admin).
 
-Without SMTP settings nothing is mailed.
+Without SMTP settings when the mail would be queued, nothing is queued; settings removed
+before it was sent fail it (``failed``, with the reason). :class:`TeamMail` holds the outbox's
+handlers for both kinds.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
+import msgspec
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.dashboard import mail, roles
 from bankhub.dashboard.models import Member
 from bankhub.db.engine import Database
+from bankhub.jobs import outbox
+from bankhub.logins.consent import ConsentNotice
 from bankhub.partners.models import App
 from bankhub.security import tls
-from bankhub.security.keyring import Keyring
+from bankhub.security.crypto import Cipher
 from bankhub.security.secrets import SecretHasher
 
-log = logging.getLogger("bankhub.dashboard.alerts")
+#: the outbox's kinds of message (``jobs.outbox``)
+SIGN_IN_ALERT = "mail.sign_in_alert"
+CONSENT_NOTICES = "mail.consent_notices"
 
 DEVICE_PURPOSE = "dashboard-device"
 #: browsers remembered per member; the oldest is forgotten first
@@ -80,31 +88,15 @@ def alert_mail(config: mail.SmtpConfig, alert: NewBrowser) -> EmailMessage:
     return mail.message(config, alert.email, "New sign-in to the bankhub dashboard", body)
 
 
-async def send_alert(
-    database: Database, keyring: Keyring, ca_bundle: Path | None, alert: NewBrowser
-) -> None:
-    """Mail the alert if outgoing mail is set up (run after the answer was sent); ``ca_bundle``
-    is ``BANKHUB_CA_BUNDLE``, what the mail server's certificate is checked against."""
-    async with database.transaction() as db:
-        config = await mail.load(db, keyring)
-    if config is None:
-        return
-    try:
-        await mail.send(config, alert_mail(config, alert), tls.outbound_ssl_context(ca_bundle))
-    except mail.MailError as exc:
-        log.warning("sign-in alert to a member could not be mailed: %s", exc)
+async def queue_alert(session: AsyncSession, alert: NewBrowser, now: datetime) -> bool:
+    """Queue the alert in the sign-in's unit of work if outgoing mail is set up; whether it was."""
+    if await mail.stored(session) is None:
+        return False
+    outbox.enqueue(session, SIGN_IN_ALERT, msgspec.to_builtins(alert), now)
+    return True
 
 
 # --- consent-expiry notices ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ConsentNotice:
-    app_id: int
-    login_id: int
-    expires_at: datetime
-    #: days left (7, then 1), or 0 when the consent has expired
-    days_left: int
 
 
 def _line(notice: ConsentNotice, apps: dict[int, App]) -> str:
@@ -133,34 +125,60 @@ def consent_mail(
     return mail.message(config, to, subject, body)
 
 
-async def mail_consent_notices(
-    database: Database,
-    keyring: Keyring,
-    ca_bundle: Path | None,
-    notices: Sequence[ConsentNotice],
+async def queue_consent_notices(
+    session: AsyncSession, notices: Sequence[ConsentNotice], now: datetime
 ) -> int:
-    """One summary to each member who may act on consents; returns the messages sent."""
-    if not notices:
+    """Queue one summary for each member who may act on consents, in the sweep's unit of work;
+    how many."""
+    if not notices or await mail.stored(session) is None:
         return 0
-    async with database.transaction() as db:
-        config = await mail.load(db, keyring)
-        if config is None:
-            return 0
-        members = [
-            m
-            for m in (await db.execute(select(Member).order_by(Member.id))).scalars()
-            if roles.allows(m.role, roles.Action.CONSENT_MANAGE) and m.totp_confirmed_at
-        ]
-        ids = {n.app_id for n in notices}
-        apps = {a.id: a for a in (await db.execute(select(App).where(App.id.in_(ids)))).scalars()}
-    context = tls.outbound_ssl_context(ca_bundle)
-    sent = 0
+    members = [
+        m
+        for m in (await session.execute(select(Member).order_by(Member.id))).scalars()
+        if roles.allows(m.role, roles.Action.CONSENT_MANAGE) and m.totp_confirmed_at
+    ]
+    listed = msgspec.to_builtins(list(notices))
     for member in members:
-        try:
-            await mail.send(config, consent_mail(config, member.email, notices, apps), context)
-            sent += 1
-        except mail.MailError as exc:
-            # the server is down or refuses us: the others would wait and fail the same way
-            log.warning("consent notices could not be mailed: %s", exc)
-            break
-    return sent
+        outbox.enqueue(session, CONSENT_NOTICES, {"to": member.email, "notices": listed}, now)
+    return len(members)
+
+
+class TeamMail:
+    """Sends the outbox's mails (its handlers, by kind) through the SMTP settings of the moment.
+
+    A mail server that is down or refuses the message raises ``mail.MailError``: the outbox
+    tries again later. Settings removed since the mail was queued fail it for good.
+    """
+
+    def __init__(self, db: Database, box: Cipher, ca_bundle: Path | None) -> None:
+        self.db = db
+        self.box = box
+        self.ca_bundle = ca_bundle
+
+    @property
+    def handlers(self) -> dict[str, outbox.Handler]:
+        return {SIGN_IN_ALERT: self.sign_in_alert, CONSENT_NOTICES: self.consent_notices}
+
+    async def _config(self) -> mail.SmtpConfig:
+        async with self.db.transaction() as db:
+            config = await mail.load(db, self.box)
+        if config is None:
+            raise outbox.Permanent("outgoing mail is not set up any more")
+        return config
+
+    async def sign_in_alert(self, payload: Mapping[str, Any]) -> None:
+        alert = msgspec.convert(payload, NewBrowser)
+        config = await self._config()
+        context = tls.outbound_ssl_context(self.ca_bundle)
+        await mail.send(config, alert_mail(config, alert), context)
+
+    async def consent_notices(self, payload: Mapping[str, Any]) -> None:
+        notices = msgspec.convert(payload["notices"], list[ConsentNotice])
+        config = await self._config()
+        ids = {n.app_id for n in notices}
+        async with self.db.transaction() as db:
+            apps = {
+                a.id: a for a in (await db.execute(select(App).where(App.id.in_(ids)))).scalars()
+            }
+        message = consent_mail(config, str(payload["to"]), notices, apps)
+        await mail.send(config, message, tls.outbound_ssl_context(self.ca_bundle))

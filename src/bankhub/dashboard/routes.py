@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.background_tasks import BackgroundTask
 from litestar.params import FromPath, URLEncodedBody
 from litestar.response import File
 from sqlalchemy import select
@@ -211,7 +210,6 @@ async def sign_in_code(hub: HubDep, request: AnyRequest, data: Form) -> Response
                 db, hub.hasher, member, services.ACTIVE, now, replacing=row
             )
             device = devices.device_token(request, visit.secure)
-            alert = None
             if alerts.remember(hub.hasher, member, device):
                 alert = devices.new_browser(request, member, now)
                 audit.record(
@@ -223,6 +221,9 @@ async def sign_in_code(hub: HubDep, request: AnyRequest, data: Form) -> Response
                     target_id=member.id,
                     detail={"address": alert.address, "browser": alert.agent},
                 )
+                # mailed by the runner once this commits: a slow or failing mail server never
+                # holds up signing in, and a failed mail is retried
+                await alerts.queue_alert(db, alert, now)
     if refused and services.is_locked(member, now):
         forget_session(request)
         return page(request, "sign_in.html", first=False, email=member.email, notice=refused)
@@ -230,11 +231,6 @@ async def sign_in_code(hub: HubDep, request: AnyRequest, data: Form) -> Response
         return page(request, "sign_in_code.html", notice=refused)
     response = _enter(request, hub, fresh.token, HOME)
     response.cookies.append(devices.device_cookie(device, visit.secure))
-    if alert is not None:
-        # after the answer: a slow or failing mail server never holds up signing in
-        response.background = BackgroundTask(
-            alerts.send_alert, hub.db, hub.keyring, hub.settings.ca_bundle, alert
-        )
     return response
 
 

@@ -9,6 +9,7 @@ from bankhub.customers.models import Customer
 from bankhub.dashboard.models import Invite, Member, MemberSession, SmtpSettings
 from bankhub.db.base import Base
 from bankhub.events.models import Event, SystemFlag
+from bankhub.jobs.outbox import OutboxMessage
 from bankhub.logins.models import ConnectToken, Login
 from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
 from bankhub.partners.models import ApiKey, App, AppTemplate
@@ -35,6 +36,7 @@ __all__ = [
     "Login",
     "Member",
     "MemberSession",
+    "OutboxMessage",
     "RefreshToken",
     "SigningKey",
     "SmtpSettings",

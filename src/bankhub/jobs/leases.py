@@ -10,7 +10,11 @@ at once.
 A delivery's attempt is written when it starts (``outcome = "sending"``) and completed with its
 outcome. One still ``sending`` when its lease is released here, or when another runner takes the
 delivery over after the lease lapsed, was cut short: it becomes ``interrupted`` and counts as an
-attempt (the receiver may have had the request; webhooks are at least once).
+attempt (the receiver may have had the request; webhooks are at least once). Outbox messages
+(``jobs.outbox``) are released the same way; their attempt was counted when it was claimed.
+
+A release makes work due at once: its unit of work wakes the runners of every process as a
+commit that queued work does (``jobs.wakeup``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.db.engine import Database
+from bankhub.events.services import mark_outbox
 from bankhub.jobs.identity import INCARNATION, Identity
+from bankhub.jobs.outbox import PENDING, OutboxMessage
 from bankhub.logins.models import Login
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery
 
@@ -44,6 +50,7 @@ class Released:
     deliveries: int
     interrupted: int
     syncs: int
+    messages: int = 0
 
 
 async def interrupt(session: AsyncSession, delivery_ids: Sequence[int]) -> int:
@@ -97,13 +104,18 @@ async def reclaim(db: Database, identity: Identity) -> Released:
             Login.sync_lease_owner.startswith(mine, autoescape=True),
             Login.sync_lease_owner.not_like(f"{_escape(identity.owner)}/%", escape="\\"),
         ),
+        and_(
+            OutboxMessage.lease_owner.startswith(mine, autoescape=True),
+            OutboxMessage.lease_owner != identity.owner,
+        ),
     )
-    if released.deliveries or released.syncs:
+    if released.deliveries or released.syncs or released.messages:
         log.warning(
-            "released %s delivery and %s sync leases a previous run of %s left (%s attempts "
-            "cut short); their work is due again now",
+            "released %s delivery, %s sync and %s outbox leases a previous run of %s left (%s "
+            "attempts cut short); their work is due again now",
             released.deliveries,
             released.syncs,
+            released.messages,
             identity.name,
             released.interrupted,
         )
@@ -116,6 +128,7 @@ async def release_own(db: Database, owner: str) -> Released:
         db,
         WebhookDelivery.lease_owner == owner,
         Login.sync_lease_owner.like(f"{_escape(owner)}/%", escape="\\"),
+        OutboxMessage.lease_owner == owner,
     )
 
 
@@ -123,6 +136,7 @@ async def _release(
     db: Database,
     deliveries: ColumnElement[bool],
     logins: ColumnElement[bool],
+    messages: ColumnElement[bool],
 ) -> Released:
     async with db.transaction(write=True) as session:
         # in-flight deliveries are pending: the status index finds them
@@ -160,7 +174,23 @@ async def _release(
             .scalars()
             .all()
         )
-    return Released(len(ids), cut, len(syncs))
+        # a message cut short was counted as an attempt when it was claimed
+        sends = (
+            (
+                await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.status == PENDING, messages)
+                    .values(lease_owner=None, lease_until=None)
+                    .returning(OutboxMessage.id)
+                    .execution_options(synchronize_session=False)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if ids or syncs or sends:
+            mark_outbox(session)  # due again now: every process's runners may take it
+    return Released(len(ids), cut, len(syncs), len(sends))
 
 
 def _escape(value: str) -> str:
