@@ -30,6 +30,8 @@ from bankhub.dashboard.cli import team_cli
 from bankhub.db import migrate as migrations
 from bankhub.db import roles, tenancy
 from bankhub.db.engine import Database
+from bankhub.eidas_cli import check_or_exit as eidas_or_exit
+from bankhub.eidas_cli import eidas_cli
 from bankhub.events import flags
 from bankhub.keys_cli import keys_cli
 from bankhub.partners import services as partners
@@ -51,6 +53,7 @@ db_cli = typer.Typer(no_args_is_help=True, help="Database roles (PostgreSQL).")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(team_cli, name="team")
+cli.add_typer(eidas_cli, name="eidas")
 
 
 @cli.callback()
@@ -132,6 +135,7 @@ def serve(
     """Start bankhub: API, connect page and sandbox bank in one process."""
     settings = settings_or_exit()
     _shared_store_or_exit(settings)
+    eidas_or_exit(settings)
     host = host or settings.host
     port = port or settings.port
     held: supervision.HeldLock | None = None
@@ -510,6 +514,7 @@ def worker() -> None:
     """Run scheduled syncs and webhook deliveries (scale-out: several of these, on PostgreSQL)."""
     settings = settings_or_exit()
     _shared_store_or_exit(settings)
+    eidas_or_exit(settings)
     if settings.database_url is None:
         migrate_schema(settings)
     elif not _schema_current(settings):
