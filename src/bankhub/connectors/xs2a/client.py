@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -210,6 +211,14 @@ class Xs2aClient:
             ) from None
         except httpx.TransportError as exc:
             raise ProviderUnavailable(f"{self.params.name} cannot be reached: {exc}") from None
+        except ssl.SSLError as exc:
+            # httpcore passes a TLS alert read after the handshake (TLS 1.3: a bank refusing
+            # the client certificate) through unmapped
+            reason = getattr(exc, "reason", None) or exc
+            raise ProviderUnavailable(
+                f"{self.params.name} cannot be reached: the bank ended the TLS connection "
+                f"({reason}); check the QWAC (bankhub eidas check)"
+            ) from None
         parsed = self._json(response)
         if response.status_code >= 400:
             raise failure_for(response.status_code, parsed, response.headers, self.clock(), stage)
