@@ -354,6 +354,12 @@ def test_serve_and_worker_stop_on_a_bad_certificate(
     monkeypatch.setenv("BANKHUB_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("BANKHUB_XS2A_QSEAL_CERT_FILE", str(eidas_pki.expired.cert))
     monkeypatch.setenv("BANKHUB_XS2A_QSEAL_KEY_FILE", str(eidas_pki.expired.key))
+
+    def went_on(settings: object) -> None:
+        raise AssertionError("the command went on past the eIDAS check")
+
+    # both commands migrate the SQLite data dir first thing after their checks
+    monkeypatch.setattr("bankhub.cli.migrate_schema", went_on)
     for command in (["serve"], ["worker"], ["eidas", "check"]):
         result = CliRunner().invoke(cli, command)
         assert result.exit_code == 2, (command, result.output)
