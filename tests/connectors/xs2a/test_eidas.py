@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -371,3 +371,33 @@ def test_serve_and_worker_stop_on_a_bad_certificate(
     monkeypatch.setenv("BANKHUB_XS2A_QSEAL_KEY_FILE", str(eidas_pki.qseal.key))
     result = CliRunner().invoke(cli, ["eidas", "check"])
     assert result.exit_code == 0, result.output
+
+
+async def test_a_certificate_that_expires_while_running_stops_being_presented(
+    eidas_pki: EidasPki, tmp_path: Path
+) -> None:
+    """test_a_certificate_that_expires_while_running_stops_being_presented — eIDAS: start-up
+    accepted the QWAC, but once its validity ends the bank's connector sends nothing and fails
+    with ProviderUnavailable naming the file and the dates."""
+    clock = FakeClock()
+    with running_tls(PeerBank(), eidas_pki) as (bank, checks):
+        service = _service(bank, eidas_pki)
+        settings = make_settings(
+            tmp_path,
+            f"sqlite+aiosqlite:///{tmp_path / 'hub.sqlite3'}",
+            **_operator(eidas_pki, eidas_pki.qwac, eidas_pki.qseal),
+        )
+        hub = Hub.build(settings, catalogue=Catalogue([service], tmp_path / "media"), clock=clock)
+        try:
+            first = hub.engine.build(service, return_url=RETURN_URL, psu_ip_address=PSU_IP)
+            with pytest.raises(NeedsRedirect):
+                await first.connector.authenticate({})
+            clock.now = eidas_pki.qwac.certificate.not_valid_after_utc + timedelta(minutes=1)
+            later = hub.engine.build(service, return_url=RETURN_URL, psu_ip_address=PSU_IP)
+            with pytest.raises(ProviderUnavailable) as failed:
+                await later.connector.authenticate({})
+        finally:
+            await hub.close()
+    assert f"BANKHUB_XS2A_QWAC_CERT_FILE {eidas_pki.qwac.cert}" in failed.value.message
+    assert "is valid only from" in failed.value.message
+    assert len(checks.verdicts) == 1  # the first consent only
