@@ -1,18 +1,33 @@
 """``bankhub eidas check``: the QWAC and QSealC each XS2A bank is reached with, checked as
-start-up checks them (``serve`` and ``worker`` refuse to start on the first fault)."""
+start-up checks them (``serve`` and ``worker`` refuse to start on the first fault), and with
+``--connect`` tried on the bank itself.
+
+The try is a signed ``GET /v1/consents/{id}/status`` over mutual TLS for a consent id the bank
+cannot know: a bank that accepts the certificates and the signature answers that the consent is
+unknown; one that refuses them says so (a TLS alert, or ``CERTIFICATE_*``, ``ROLE_INVALID``,
+``SIGNATURE_*``). Nothing is created at the bank.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Annotated
 
+import httpx
 import typer
 from rich.markup import escape
 
-from bankhub.catalogue import Catalogue, default_catalogue, load_catalogue
+from bankhub.catalogue import Catalogue, Service, default_catalogue, load_catalogue
 from bankhub.cli_common import err, out, settings_or_exit
 from bankhub.clock import utcnow
 from bankhub.config import Settings
+from bankhub.connectors.base import ConnectorFailure, ConsentExpired
+from bankhub.connectors.xs2a.client import Xs2aClient
+from bankhub.connectors.xs2a.params import InstitutionConfigError, Xs2aParams
+from bankhub.connectors.xs2a.signing import RequestSigner
 from bankhub.security import eidas
+from bankhub.security.tls import InstitutionClients, outbound_ssl_context
 
 eidas_cli = typer.Typer(no_args_is_help=True, help="eIDAS certificates (QWAC, QSealC) for XS2A.")
 
@@ -25,7 +40,7 @@ def _catalogue(settings: Settings) -> Catalogue:
 
 def _services(catalogue: Catalogue, only: int | None) -> list[tuple[str, str, dict[str, object]]]:
     return [
-        (f"service {s.id} ({s.name})", s.connector, s.params)
+        (_label(s), s.connector, s.params)
         for s in catalogue.services
         if only is None or s.id == only
     ]
@@ -44,6 +59,9 @@ def check_or_exit(settings: Settings) -> None:
 @eidas_cli.command("check")
 def check(
     service: Annotated[int | None, typer.Argument(help="only this service id")] = None,
+    connect: Annotated[
+        bool, typer.Option("--connect", help="also try the certificates on each bank")
+    ] = False,
 ) -> None:
     """Check the QWAC and QSealC of every XS2A bank (or one): dates, key, PSD2 role."""
     settings = settings_or_exit()
@@ -68,3 +86,45 @@ def check(
                 out.print(f"  {label}: none configured ({variable})", highlight=False)
             else:
                 out.print(f"  ok: {credential.describe()}", highlight=False, soft_wrap=True)
+    if connect:
+        refused = 0
+        for bank in found:
+            entry = next(s for s in catalogue.services if _label(s) == bank.bank)
+            ok, said = asyncio.run(_try(settings, entry, bank))
+            refused += not ok
+            out.print(f"{bank.bank}: {said}", highlight=False, soft_wrap=True)
+        if refused:
+            raise typer.Exit(2)
+
+
+def _label(service: Service) -> str:
+    return f"service {service.id} ({service.name})"
+
+
+async def _try(
+    settings: Settings, service: Service, credentials: eidas.BankCredentials
+) -> tuple[bool, str]:
+    """Whether the bank accepts bankhub's certificates and signature, and what it said."""
+    try:
+        params = Xs2aParams.from_institution({**service.params, "name": service.name})
+    except InstitutionConfigError as exc:
+        return False, str(exc)
+    shared = httpx.AsyncClient(
+        verify=outbound_ssl_context(settings.ca_bundle), trust_env=False, follow_redirects=False
+    )
+    clients = InstitutionClients(shared, settings.connector_timeout_seconds)
+    seal = credentials.qseal
+    signer = RequestSigner(seal.certificate, seal.key, utcnow) if seal is not None else None
+    http = clients.client_for(service.params, credentials.qwac)
+    client = Xs2aClient(http, params, utcnow, lambda: None, signer)
+    probe = f"bankhub-check-{uuid.uuid4().hex[:12]}"
+    try:
+        await client.call("GET", f"/v1/consents/{probe}/status", stage="read")
+    except ConsentExpired:
+        return True, "the bank accepts the certificates and the signature"
+    except ConnectorFailure as failure:
+        return False, f"refused: {failure.message}"
+    finally:
+        await clients.aclose()
+        await shared.aclose()
+    return True, "the bank accepts the certificates and the signature"

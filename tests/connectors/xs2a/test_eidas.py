@@ -401,3 +401,48 @@ async def test_a_certificate_that_expires_while_running_stops_being_presented(
     assert f"BANKHUB_XS2A_QWAC_CERT_FILE {eidas_pki.qwac.cert}" in failed.value.message
     assert "is valid only from" in failed.value.message
     assert len(checks.verdicts) == 1  # the first consent only
+
+
+def test_eidas_check_connect_tries_the_certificates_on_the_bank(
+    eidas_pki: EidasPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_eidas_check_connect_tries_the_certificates_on_the_bank — eIDAS: ``bankhub eidas
+    check --connect`` sends one signed request over mutual TLS and reports that the bank
+    accepts the certificates; without a QWAC it reports the bank's refusal (exit 2)."""
+    for name in ("BANKHUB_DATABASE_URL", "BANKHUB_SECRET_KEY", "BANKHUB_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BANKHUB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BANKHUB_XS2A_QSEAL_CERT_FILE", str(eidas_pki.qseal.cert))
+    monkeypatch.setenv("BANKHUB_XS2A_QSEAL_KEY_FILE", str(eidas_pki.qseal.key))
+    with running_tls(PeerBank(), eidas_pki) as (bank, checks):
+        entry = {
+            "id": 77,
+            "slug": "peer-tls",
+            "name": "Peer Bank TLS",
+            "type": "bank",
+            "country_code": "DE",
+            "has_balance": True,
+            "color": {"primary": "#000000", "secondary": "#ffffff"},
+            "connector": "xs2a",
+            "params": {"base_url": bank.base_url, "ca_bundle": str(eidas_pki.bank_ca)},
+        }
+        catalogue = tmp_path / "services.json"
+        catalogue.write_text(json.dumps([entry]))
+        monkeypatch.setenv("BANKHUB_CATALOGUE_FILE", str(catalogue))
+
+        without_qwac = CliRunner().invoke(cli, ["eidas", "check", "77", "--connect"])
+        assert without_qwac.exit_code == 2, without_qwac.output
+        assert "QWAC: none configured" in without_qwac.output
+        assert "service 77 (Peer Bank TLS): refused:" in without_qwac.output
+        assert checks.verdicts == []
+
+        monkeypatch.setenv("BANKHUB_XS2A_QWAC_CERT_FILE", str(eidas_pki.qwac.cert))
+        monkeypatch.setenv("BANKHUB_XS2A_QWAC_KEY_FILE", str(eidas_pki.qwac.key))
+        accepted = CliRunner().invoke(cli, ["eidas", "check", "77", "--connect"])
+        assert accepted.exit_code == 0, accepted.output
+        assert "ok: QWAC C=DE,O=Example TPP GmbH,CN=qwac (serial" in accepted.output
+        assert ",CN=qseal (serial" in accepted.output
+        assert "roles PSP_AI, PSP_PI" in accepted.output
+        assert "the bank accepts the certificates and the signature" in accepted.output
+    assert checks.refused() == []
+    assert [v[0] for v in checks.verdicts] == ["GET"]
