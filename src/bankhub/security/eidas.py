@@ -368,22 +368,34 @@ class BankCredentials:
     qseal: Credential | None
 
 
+#: credentials already read and checked, by where they came from and the role checked for:
+#: loading an RSA key validates it (about 0.1 s), and thousands of banks share the operator's
+Loaded = dict[tuple[Source, str], Credential]
+
+
 def credentials_for(
     settings: Settings,
     connector: str,
     params: Mapping[str, Any],
     bank: str,
     now: datetime,
+    cache: Loaded | None = None,
 ) -> BankCredentials | None:
     """The checked credentials a bank served by ``connector`` is reached with; None for a
     connector that takes no eIDAS certificates."""
     role = ROLE_FOR_CONNECTOR.get(connector)
     if role is None:
         return None
+    cache = {} if cache is None else cache
     loaded: dict[Kind, Credential | None] = {}
     for kind in ("qwac", "qseal"):
         source = source_for(settings, params, kind, bank)
-        loaded[kind] = load(source, role=role, now=now) if source is not None else None
+        if source is None:
+            loaded[kind] = None
+            continue
+        if (source, role) not in cache:
+            cache[source, role] = load(source, role=role, now=now)
+        loaded[kind] = cache[source, role]
     return BankCredentials(bank, loaded["qwac"], loaded["qseal"])
 
 
@@ -396,12 +408,14 @@ def check_catalogue(
     The operator's credentials are checked even when no bank of the catalogue uses them yet.
     """
     found: list[BankCredentials] = []
+    cache: Loaded = {}
     for kind in ("qwac", "qseal"):
         source = operator_source(settings, kind)
         if source is not None:
-            load(source, role=ROLE_FOR_CONNECTOR["xs2a"], now=now)
+            role = ROLE_FOR_CONNECTOR["xs2a"]
+            cache[source, role] = load(source, role=role, now=now)
     for label, connector, params in services:
-        credentials = credentials_for(settings, connector, params, label, now)
+        credentials = credentials_for(settings, connector, params, label, now, cache)
         if credentials is not None:
             found.append(credentials)
     return found
@@ -443,6 +457,7 @@ class CredentialCache:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._loaded: dict[object, BankCredentials | None] = {}
+        self._credentials: Loaded = {}
 
     def for_bank(
         self,
@@ -453,7 +468,9 @@ class CredentialCache:
         now: datetime,
     ) -> BankCredentials | None:
         if key not in self._loaded:
-            self._loaded[key] = credentials_for(self.settings, connector, params, bank, now)
+            self._loaded[key] = credentials_for(
+                self.settings, connector, params, bank, now, self._credentials
+            )
         found = self._loaded[key]
         for credential in (found.qwac, found.qseal) if found is not None else ():
             if credential is None:
@@ -461,6 +478,7 @@ class CredentialCache:
             certificate = credential.certificate
             if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
                 del self._loaded[key]
+                self._credentials.clear()  # read again: the file may have been replaced
                 raise EidasError(
                     f"{credential.label}: the {LABELS[credential.kind]} is valid only from "
                     f"{certificate.not_valid_before_utc:%Y-%m-%d %H:%M} to "

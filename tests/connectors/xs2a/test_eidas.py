@@ -446,3 +446,35 @@ def test_eidas_check_connect_tries_the_certificates_on_the_bank(
         assert "the bank accepts the certificates and the signature" in accepted.output
     assert checks.refused() == []
     assert [v[0] for v in checks.verdicts] == ["GET"]
+
+
+def test_banks_sharing_the_operators_certificates_read_them_once(
+    eidas_pki: EidasPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_banks_sharing_the_operators_certificates_read_them_once — eIDAS: reading and
+    checking a key costs about 0.1 s (RSA key validation), so start-up with thousands of
+    imported banks reads the operator's QWAC and QSealC once each, not once per bank; a bank
+    with files of its own adds one read."""
+    reads: list[str] = []
+    real = eidas.load
+
+    def counted(source: eidas.Source, *, role: str, now: datetime) -> eidas.Credential:
+        reads.append(source.cert_label)
+        return real(source, role=role, now=now)
+
+    monkeypatch.setattr(eidas, "load", counted)
+    settings = make_settings(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'hub.sqlite3'}",
+        **_operator(eidas_pki, eidas_pki.qwac, eidas_pki.qseal),
+    )
+    own = {
+        "qseal_cert_file": str(eidas_pki.qseal_ec.cert),
+        "qseal_key_file": str(eidas_pki.qseal_ec.key),
+    }
+    services = [(f"service {i}", "xs2a", {"base_url": "https://b"}) for i in range(500)]
+    found = eidas.check_catalogue(settings, [*services, ("own", "xs2a", own)], NOW)
+    assert len(found) == 501
+    assert len(reads) == 3
+    assert found[-1].qseal is not None
+    assert found[-1].qseal.certificate == eidas_pki.qseal_ec.certificate
