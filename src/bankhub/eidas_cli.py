@@ -11,7 +11,9 @@ unknown; one that refuses them says so (a TLS alert, or ``CERTIFICATE_*``, ``ROL
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
+from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -27,6 +29,7 @@ from bankhub.connectors.xs2a.client import Xs2aClient
 from bankhub.connectors.xs2a.params import InstitutionConfigError, Xs2aParams
 from bankhub.connectors.xs2a.signing import RequestSigner
 from bankhub.security import eidas
+from bankhub.security.keyring import KeyringError, load_keks
 from bankhub.security.tls import InstitutionClients, outbound_ssl_context
 
 eidas_cli = typer.Typer(no_args_is_help=True, help="eIDAS certificates (QWAC, QSealC) for XS2A.")
@@ -95,6 +98,38 @@ def check(
             out.print(f"{bank.bank}: {said}", highlight=False, soft_wrap=True)
         if refused:
             raise typer.Exit(2)
+
+
+@eidas_cli.command("seal")
+def seal(
+    key_file: Annotated[Path, typer.Argument(help="the PEM private key to seal")],
+    out_file: Annotated[Path, typer.Option("--out", help="where to write the sealed key")],
+) -> None:
+    """Seal a QWAC or QSealC private key under the key-encryption key (BANKHUB_KEK), for
+    storage; name the sealed file in BANKHUB_XS2A_*_KEY_FILE and remove the clear one."""
+    settings = settings_or_exit()
+    try:
+        raw = key_file.read_bytes()
+    except OSError as exc:
+        err.print(f"[red]{escape(str(key_file))}: {escape(exc.strerror or str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    if eidas.is_sealed(raw) or b"PRIVATE KEY-----" not in raw:
+        err.print(f"[red]{escape(str(key_file))}: not a PEM private key[/red]")
+        raise typer.Exit(2)
+    try:
+        kek = load_keks(settings)[0]
+    except KeyringError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        # created 0600 in one step, and never over an existing file
+        descriptor = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        err.print(f"[red]{escape(str(out_file))}: {escape(exc.strerror or str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(eidas.seal_key(raw, kek))
+    out.print(f"sealed under {kek.id}: {out_file}", highlight=False)
 
 
 def _label(service: Service) -> str:

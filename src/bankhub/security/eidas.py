@@ -22,23 +22,29 @@ ASN.1 of RFC 3739 and ETSI TS 119 495 written out below.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import hashlib
 import os
 import secrets
 import ssl
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyasn1.codec.der import decoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, namedtype, univ
+
+from bankhub.security.keyring import KeyEncryptionKey, KeyringError, load_keks
 
 if TYPE_CHECKING:
     from bankhub.config import Settings
@@ -64,6 +70,55 @@ LABELS: dict[Kind, str] = {"qwac": "QWAC", "qseal": "QSealC"}
 
 class EidasError(ValueError):
     """A QWAC or QSealC cannot be used; the message names the file or setting and the fault."""
+
+
+# --- keys sealed at rest under the key-encryption key ---------------------------------------------
+
+SEALED_BEGIN = "-----BEGIN BANKHUB SEALED KEY-----"
+SEALED_END = "-----END BANKHUB SEALED KEY-----"
+_SEALED_AAD = b"bankhub eidas private key"
+
+
+def seal_key(pem: bytes, kek: KeyEncryptionKey) -> str:
+    """A private key file's bytes sealed for storage: AES-256-GCM under a fresh data key, the
+    data key wrapped by the KEK (``BANKHUB_KEK``/``_FILE`` or the KMS plug-in) as the keyring
+    wraps its own. The data keyring's keys are not used: they live in the database, which
+    start-up checks come before."""
+    data_key = AESGCM.generate_key(bit_length=256)
+    nonce = os.urandom(12)
+    sealed = AESGCM(data_key).encrypt(nonce, pem, _SEALED_AAD)
+    body = ".".join(
+        (kek.id, kek.wrap(data_key, _SEALED_AAD), base64.urlsafe_b64encode(nonce + sealed).decode())
+    )
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "\n".join([SEALED_BEGIN, *lines, SEALED_END]) + "\n"
+
+
+def is_sealed(raw: bytes) -> bool:
+    return raw.lstrip().startswith(SEALED_BEGIN.encode())
+
+
+def unseal_key(raw: bytes, keks: Sequence[KeyEncryptionKey]) -> bytes:
+    """The key file's bytes again; ``ValueError`` naming what does not fit."""
+    text = raw.decode("ascii", "replace").strip()
+    if not text.endswith(SEALED_END):
+        raise ValueError("the sealed key is cut off")
+    body = "".join(text[len(SEALED_BEGIN) : -len(SEALED_END)].split())
+    try:
+        kid, wrapped, sealed = body.split(".")
+        blob = base64.urlsafe_b64decode(sealed)
+    except ValueError:
+        raise ValueError("the sealed key is damaged") from None
+    kek = next((k for k in keks if k.id == kid), None)
+    if kek is None:
+        raise ValueError(
+            f"it is sealed under the key-encryption key {kid}, which is not configured"
+        )
+    try:
+        data_key = kek.unwrap(wrapped, _SEALED_AAD)
+        return AESGCM(data_key).decrypt(blob[:12], blob[12:], _SEALED_AAD)
+    except (KeyringError, InvalidTag, ValueError):
+        raise ValueError("the sealed key is damaged or was sealed by another KEK") from None
 
 
 # --- the ASN.1 of the PSD2 QCStatement ------------------------------------------------------------
@@ -158,6 +213,11 @@ class Source:
     key_pem: str | None = None
     passphrase: str | None = None
     passphrase_label: str = ""
+    #: the key-encryption keys that open a key sealed with ``bankhub eidas seal``, read only
+    #: when one is (a production process without a KEK may still use unsealed keys)
+    keks: Callable[[], Sequence[KeyEncryptionKey]] | None = dataclasses.field(
+        default=None, compare=False, hash=False
+    )
 
     def read_certificate(self) -> bytes:
         return _read(self.cert_label, self.cert_file, self.cert_pem)
@@ -206,6 +266,7 @@ def operator_source(settings: Settings, kind: Kind) -> Source | None:
         key_pem=key_pem,
         passphrase=passphrase,
         passphrase_label=f"{prefix}_KEY_PASSPHRASE",
+        keks=lambda: load_keks(settings),
     )
 
 
@@ -244,7 +305,10 @@ def source_for(
     settings: Settings, params: Mapping[str, Any], kind: Kind, bank: str
 ) -> Source | None:
     """The bank's own credential where its params name one, else the operator's."""
-    return bank_source(params, kind, bank) or operator_source(settings, kind)
+    own = bank_source(params, kind, bank)
+    if own is not None:
+        return dataclasses.replace(own, keks=lambda: load_keks(settings))
+    return operator_source(settings, kind)
 
 
 # --- a loaded, checked credential -----------------------------------------------------------------
@@ -284,6 +348,11 @@ class Credential:
 
 def _private_key(source: Source) -> PrivateKey:
     raw = source.read_key()
+    if is_sealed(raw):
+        try:
+            raw = unseal_key(raw, source.keks() if source.keks is not None else ())
+        except (ValueError, KeyringError) as exc:
+            raise EidasError(f"{source.key_label}: {exc}") from None
     password = source.passphrase.encode() if source.passphrase is not None else None
     try:
         key = serialization.load_pem_private_key(raw, password=password)

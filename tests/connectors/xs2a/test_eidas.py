@@ -28,6 +28,7 @@ from bankhub.connectors.xs2a import Xs2aConnector
 from bankhub.connectors.xs2a.signing import RequestSigner
 from bankhub.hub import Hub
 from bankhub.security import eidas
+from bankhub.security.keyring import new_kek_text
 from bankhub.security.tls import InstitutionClients
 from tests.conftest import FakeClock, make_settings
 from tests.connectors.xs2a.conftest import PSU_IP, RETURN_URL, login
@@ -478,3 +479,60 @@ def test_banks_sharing_the_operators_certificates_read_them_once(
     assert len(reads) == 3
     assert found[-1].qseal is not None
     assert found[-1].qseal.certificate == eidas_pki.qseal_ec.certificate
+
+
+def test_a_key_sealed_under_the_kek_is_opened_at_start_up(
+    eidas_pki: EidasPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_a_key_sealed_under_the_kek_is_opened_at_start_up — eIDAS: ``bankhub eidas seal``
+    writes the QSealC's key sealed under the KEK (0600, holding nothing of the clear key); the
+    sealed file works as the key setting, also encrypted under a passphrase; under another KEK
+    it is refused naming the file and the KEK it needs."""
+    for name in ("BANKHUB_DATABASE_URL", "BANKHUB_SECRET_KEY", "BANKHUB_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    kek, other_kek = new_kek_text(), new_kek_text()
+    monkeypatch.setenv("BANKHUB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BANKHUB_KEK", kek)
+    sealed = tmp_path / "qseal.sealed"
+    result = CliRunner().invoke(
+        cli, ["eidas", "seal", str(eidas_pki.qseal.key), "--out", str(sealed)]
+    )
+    assert result.exit_code == 0, result.output
+    assert sealed.stat().st_mode & 0o777 == 0o600
+    clear = eidas_pki.qseal.key.read_text()
+    text = sealed.read_text()
+    assert text.startswith(eidas.SEALED_BEGIN)
+    assert not any(line in text for line in clear.splitlines()[1:-1])
+    again = CliRunner().invoke(
+        cli, ["eidas", "seal", str(eidas_pki.qseal.key), "--out", str(sealed)]
+    )
+    assert again.exit_code == 2  # never over an existing file
+
+    db = f"sqlite+aiosqlite:///{tmp_path / 'hub.sqlite3'}"
+    common = {"xs2a_qseal_cert_file": eidas_pki.qseal.cert, "xs2a_qseal_key_file": sealed}
+    (found,) = eidas.check_catalogue(
+        make_settings(tmp_path, db, kek=kek, **common), [("s", "xs2a", {})], NOW
+    )
+    assert found.qseal is not None
+    assert found.qseal.certificate == eidas_pki.qseal.certificate
+
+    locked = tmp_path / "qwac.sealed"
+    monkeypatch.setenv("BANKHUB_XS2A_QWAC_KEY_PASSPHRASE", PASSPHRASE)
+    sealed_too = CliRunner().invoke(
+        cli, ["eidas", "seal", str(eidas_pki.qwac_encrypted.key), "--out", str(locked)]
+    )
+    assert sealed_too.exit_code == 0, sealed_too.output
+    settings = make_settings(
+        tmp_path,
+        db,
+        kek=kek,
+        xs2a_qwac_cert_file=eidas_pki.qwac_encrypted.cert,
+        xs2a_qwac_key_file=locked,
+        xs2a_qwac_key_passphrase=PASSPHRASE,
+    )
+    eidas.check_catalogue(settings, [], NOW)
+
+    with pytest.raises(eidas.EidasError) as refused:
+        eidas.check_catalogue(make_settings(tmp_path, db, kek=other_kek, **common), [], NOW)
+    assert f"BANKHUB_XS2A_QSEAL_KEY_FILE {sealed}" in str(refused.value)
+    assert "sealed under the key-encryption key local-" in str(refused.value)
