@@ -147,7 +147,7 @@ async def _try(
     shared = httpx.AsyncClient(
         verify=outbound_ssl_context(settings.ca_bundle), trust_env=False, follow_redirects=False
     )
-    clients = InstitutionClients(shared, settings.connector_timeout_seconds)
+    clients = InstitutionClients(shared, settings.connector_timeout_seconds, settings.ca_bundle)
     seal = credentials.qseal
     signer = RequestSigner(seal.certificate, seal.key, utcnow) if seal is not None else None
     http = clients.client_for(service.params, credentials.qwac)

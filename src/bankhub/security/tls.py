@@ -123,9 +123,14 @@ class InstitutionClients:
     server is checked against that trust store all the same (S31).
     """
 
-    def __init__(self, shared: httpx.AsyncClient, timeout: float) -> None:
+    def __init__(
+        self, shared: httpx.AsyncClient, timeout: float, ca_bundle: Path | None = None
+    ) -> None:
         self.shared = shared
         self.timeout = timeout
+        #: the shared client's trust store (``BANKHUB_CA_BUNDLE``), for a client of its own
+        #: made only to present a QWAC
+        self.ca_bundle = ca_bundle
         self._clients: dict[str, httpx.AsyncClient] = {}
 
     def client_for(
@@ -137,7 +142,7 @@ class InstitutionClients:
         key = f"{bundle or ''}|{qwac.fingerprint if qwac else ''}"
         client = self._clients.get(key)
         if client is None:
-            context = outbound_ssl_context(str(bundle) if bundle else None)
+            context = outbound_ssl_context(str(bundle) if bundle else self.ca_bundle)
             if qwac is not None:
                 present_client_certificate(context, qwac)
             client = httpx.AsyncClient(

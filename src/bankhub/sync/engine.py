@@ -340,7 +340,9 @@ class SyncEngine:
         self.hasher = hasher
         self.http = http
         #: S31: an institution whose catalogue entry names a ``ca_bundle`` gets a client trusting it
-        self.clients = InstitutionClients(http, settings.connector_timeout_seconds)
+        self.clients = InstitutionClients(
+            http, settings.connector_timeout_seconds, settings.ca_bundle
+        )
         #: the QWAC and QSealC each XS2A bank is reached with (security/eidas.py)
         self.eidas = CredentialCache(settings)
 

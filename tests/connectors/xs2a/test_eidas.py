@@ -536,3 +536,39 @@ def test_a_key_sealed_under_the_kek_is_opened_at_start_up(
         eidas.check_catalogue(make_settings(tmp_path, db, kek=other_kek, **common), [], NOW)
     assert f"BANKHUB_XS2A_QSEAL_KEY_FILE {sealed}" in str(refused.value)
     assert "sealed under the key-encryption key local-" in str(refused.value)
+
+
+async def test_behind_a_qwac_the_bank_is_checked_against_the_operators_ca_bundle(
+    eidas_pki: EidasPki, tmp_path: Path
+) -> None:
+    """test_behind_a_qwac_the_bank_is_checked_against_the_operators_ca_bundle — S31, eIDAS:
+    the client made to present the QWAC trusts what the shared client trusts
+    (``BANKHUB_CA_BUNDLE``), not some other store: with the bank's CA there the consent goes
+    through; without it the bank's server certificate is refused."""
+    with running_tls(PeerBank(), eidas_pki) as (bank, checks):
+        service = _service(bank, eidas_pki)
+        service.params.pop("ca_bundle")
+        outcomes = []
+        for bundle in (eidas_pki.bank_ca, eidas_pki.tpp_ca):
+            settings = make_settings(
+                tmp_path,
+                f"sqlite+aiosqlite:///{tmp_path / 'hub.sqlite3'}",
+                ca_bundle=bundle,
+                **_operator(eidas_pki, eidas_pki.qwac, eidas_pki.qseal),
+            )
+            hub = Hub.build(
+                settings, catalogue=Catalogue([service], tmp_path / "media"), clock=FakeClock()
+            )
+            try:
+                run = hub.engine.build(service, return_url=RETURN_URL, psu_ip_address=PSU_IP)
+                try:
+                    await run.connector.authenticate({})
+                except (NeedsRedirect, ProviderUnavailable) as outcome:
+                    outcomes.append(outcome)
+            finally:
+                await hub.close()
+    trusted, untrusted = outcomes
+    assert isinstance(trusted, NeedsRedirect)
+    assert isinstance(untrusted, ProviderUnavailable)
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.message
+    assert len(checks.verdicts) == 1
