@@ -122,3 +122,16 @@ import_banks  # `bankhub banks import`
 disable  # `bankhub banks disable`
 OAUTH  # banks/formats.py ScaApproach: a value registry files name (read by value, never by name)
 bank_file_schema  # the JSON Schema docs/banks.md shows; tests/banks/test_formats.py keeps them equal
+
+# --- eIDAS certificates -------------------------------------------------------------------------------
+componentType  # security/eidas.py: pyasn1 reads each ASN.1 type's components from this attribute
+xs2a_qwac_cert_file  # security/eidas.py reads the QWAC and QSealC settings by kind (getattr)
+xs2a_qwac_key_file
+xs2a_qwac_cert
+xs2a_qwac_key
+xs2a_qwac_key_passphrase
+xs2a_qseal_cert_file
+xs2a_qseal_key_file
+xs2a_qseal_cert
+xs2a_qseal_key
+xs2a_qseal_key_passphrase

@@ -30,6 +30,9 @@ from bankhub.dashboard.cli import team_cli
 from bankhub.db import migrate as migrations
 from bankhub.db import roles, tenancy
 from bankhub.db.engine import Database
+from bankhub.eidas_cli import check as eidas_check
+from bankhub.eidas_cli import check_or_exit as eidas_or_exit
+from bankhub.eidas_cli import eidas_cli
 from bankhub.errors import DomainError, ErrorCode
 from bankhub.events import flags
 from bankhub.keys_cli import keys_cli
@@ -54,6 +57,9 @@ cli.add_typer(db_cli, name="db")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(team_cli, name="team")
 cli.add_typer(banks_cli, name="banks")
+cli.add_typer(eidas_cli, name="eidas")
+# where an operator looks first for what works with a bank: the same check as `eidas check`
+banks_cli.command("check")(eidas_check)
 
 
 @cli.callback()
@@ -135,6 +141,7 @@ def serve(
     """Start bankhub: API, connect page and sandbox bank in one process."""
     settings = settings_or_exit()
     _shared_store_or_exit(settings)
+    eidas_or_exit(settings)
     host = host or settings.host
     port = port or settings.port
     held: supervision.HeldLock | None = None
@@ -527,6 +534,7 @@ def worker() -> None:
     """Run scheduled syncs and webhook deliveries (scale-out: several of these, on PostgreSQL)."""
     settings = settings_or_exit()
     _shared_store_or_exit(settings)
+    eidas_or_exit(settings)
     if settings.database_url is None:
         migrate_schema(settings)
     elif not _schema_current(settings):

@@ -186,6 +186,18 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     #: S31: outbound TLS trusts only this CA bundle (PEM) instead of the system store
     ca_bundle: Path | None = None
+    #: eIDAS (security/eidas.py): the QWAC presented to XS2A banks over TLS and the QSealC that
+    #: signs requests; each a file or PEM text, the key optionally under a passphrase
+    xs2a_qwac_cert_file: Path | None = None
+    xs2a_qwac_key_file: Path | None = None
+    xs2a_qwac_cert: str | None = Field(default=None, repr=False)
+    xs2a_qwac_key: str | None = Field(default=None, repr=False)
+    xs2a_qwac_key_passphrase: str | None = Field(default=None, repr=False)
+    xs2a_qseal_cert_file: Path | None = None
+    xs2a_qseal_key_file: Path | None = None
+    xs2a_qseal_cert: str | None = Field(default=None, repr=False)
+    xs2a_qseal_key: str | None = Field(default=None, repr=False)
+    xs2a_qseal_key_passphrase: str | None = Field(default=None, repr=False)
     #: S32: the API docs (/docs, /openapi.json); public in dev, off in production unless set
     docs: Literal["public", "off"] | None = None
     #: S32: the bearer token that reads /metrics; without one /metrics is open in dev and test

@@ -222,3 +222,49 @@ def test_pw_otp_and_code_keys_are_removed(logged: tuple[logging.Logger, io.Strin
         "pw": "[REDACTED]",
         "note": "kept",
     }
+
+
+def _pem_keys() -> list[str]:
+    """Private keys as operators hold them: PKCS#8, encrypted PKCS#8, traditional RSA and EC."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    pem, pkcs8, legacy = (
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+    )
+    return [
+        rsa_key.private_bytes(pem, pkcs8, serialization.NoEncryption()).decode(),
+        rsa_key.private_bytes(pem, pkcs8, serialization.BestAvailableEncryption(b"pw")).decode(),
+        rsa_key.private_bytes(pem, legacy, serialization.NoEncryption()).decode(),
+        ec_key.private_bytes(pem, legacy, serialization.NoEncryption()).decode(),
+    ]
+
+
+def test_pem_private_keys_are_removed_whole(logged: tuple[logging.Logger, io.StringIO]) -> None:
+    """test_pem_private_keys_are_removed_whole — S23, eIDAS: a QWAC or QSealC private key in a
+    log line (as text, inside a repr with its line breaks escaped, or cut off before its END
+    line) leaves no line of its base64; the kind of block stays readable."""
+    logger, stream = logged
+    keys = _pem_keys()
+    for key in keys:
+        logger.info("loaded key %s from settings", key)
+        logger.info("settings %r", {"xs2a_qseal_key_pem": key})
+    logger.info("truncated %s", keys[0][:700])
+    text = stream.getvalue()
+    for key in keys:
+        for line in key.splitlines()[1:-1]:
+            if not line.startswith(("Proc-Type", "DEK-Info")):
+                # every piece of it, even one the base64url rule would have left
+                for piece in line.replace("+", "/").split("/"):
+                    if len(piece) >= 8:
+                        assert piece not in text, piece
+    assert "-----BEGIN PRIVATE KEY-----[REDACTED]-----END PRIVATE KEY-----" in text
+    assert "-----BEGIN ENCRYPTED PRIVATE KEY-----[REDACTED]" in text
+    assert "-----BEGIN RSA PRIVATE KEY-----[REDACTED]" in text
+    assert "-----BEGIN EC PRIVATE KEY-----[REDACTED]" in text
+    assert "loaded key" in text
+    assert "from settings" in text

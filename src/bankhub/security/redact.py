@@ -4,7 +4,8 @@ Secrets and tokens are removed, IBANs, card numbers and long account numbers are
 last four characters, and CR/LF in logged values are escaped so that a value cannot forge a line.
 
 Secrets are found by the key that names them (``service-secret: ...``, ``pw=...``, ``otp=...``),
-by their scheme (``Bearer``, JWTs, ``whsec_``, the userinfo of a URL) and by their shape alone:
+by their scheme (``Bearer``, JWTs, ``whsec_``, the userinfo of a URL, PEM private keys such as
+the eIDAS QWAC's and QSealC's) and by their shape alone:
 bankhub's login-secrets are 128 random bits written like a UUID, and its other secrets 43
 characters of URL-safe base64, so a UUID-shaped value is removed unless a customer, request or
 endpoint id is named before it, and a run of 32 or more base64url characters mixing upper case,
@@ -46,6 +47,14 @@ _KEY_VALUE = re.compile(
       | (?P<scheme>(?:bearer|basic|digest)\s+)?(?P<bare>[^\s,;&}}\]\)"']+)
     )
     """
+)
+#: a PEM private key (PKCS#8, encrypted or not, or a traditional RSA/EC one), whole: the
+#: base64 of a key is standard base64, whose ``+`` and ``/`` cut it into runs too short for
+#: ``_BASE64URL_RUN``; a block cut off before its END line is removed to the end of the text
+_PEM_PRIVATE_KEY = re.compile(
+    r"-----BEGIN (?P<kind>(?:[A-Z0-9]+ )*PRIVATE KEY)-----.*?"
+    r"(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----|\Z)",
+    re.DOTALL,
 )
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9\-._~+/]+=*")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*")
@@ -135,6 +144,9 @@ def _key_value(match: re.Match[str]) -> str:
 
 def redact(text: str) -> str:
     """The text with secrets removed and account identifiers masked (CR/LF untouched)."""
+    text = _PEM_PRIVATE_KEY.sub(
+        lambda m: f"-----BEGIN {m['kind']}-----{REDACTED}-----END {m['kind']}-----", text
+    )
     text = _USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     text = _KEY_VALUE.sub(_key_value, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)

@@ -22,6 +22,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from bankhub.config import Settings
 from bankhub.errors import DomainError, ErrorCode
+from bankhub.security.eidas import Credential, present_client_certificate
 from bankhub.security.network import from_trusted_proxy
 
 HSTS = "max-age=63072000; includeSubDomains"
@@ -113,30 +114,43 @@ def outbound_ssl_context(ca_bundle: Path | str | None = None) -> ssl.SSLContext:
 
 
 class InstitutionClients:
-    """One HTTP client per institution CA bundle; the shared client for everyone else.
+    """One HTTP client per institution CA bundle and eIDAS client certificate; the shared client
+    for everyone else.
 
-    A connector reads its institution's params; ``client_for(params)`` returns the client whose
-    trust store is the ``ca_bundle`` param when there is one.
+    A connector reads its institution's params; ``client_for(params, qwac)`` returns the client
+    whose trust store is the ``ca_bundle`` param when there is one, and which presents the QWAC
+    as its TLS client certificate when one is given (XS2A banks, ``security.eidas``). The bank's
+    server is checked against that trust store all the same (S31).
     """
 
-    def __init__(self, shared: httpx.AsyncClient, timeout: float) -> None:
+    def __init__(
+        self, shared: httpx.AsyncClient, timeout: float, ca_bundle: Path | None = None
+    ) -> None:
         self.shared = shared
         self.timeout = timeout
+        #: the shared client's trust store (``BANKHUB_CA_BUNDLE``), for a client of its own
+        #: made only to present a QWAC
+        self.ca_bundle = ca_bundle
         self._clients: dict[str, httpx.AsyncClient] = {}
 
-    def client_for(self, params: Mapping[str, Any]) -> httpx.AsyncClient:
+    def client_for(
+        self, params: Mapping[str, Any], qwac: Credential | None = None
+    ) -> httpx.AsyncClient:
         bundle = params.get("ca_bundle")
-        if not bundle:
+        if not bundle and qwac is None:
             return self.shared
-        key = str(bundle)
+        key = f"{bundle or ''}|{qwac.fingerprint if qwac else ''}"
         client = self._clients.get(key)
         if client is None:
+            context = outbound_ssl_context(str(bundle) if bundle else self.ca_bundle)
+            if qwac is not None:
+                present_client_certificate(context, qwac)
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout),
                 follow_redirects=False,
                 trust_env=False,
                 limits=OUTBOUND_LIMITS,
-                verify=outbound_ssl_context(key),
+                verify=context,
             )
             self._clients[key] = client
         return client

@@ -50,11 +50,13 @@ from bankhub.connectors.base import (
     TransactionStatus,
 )
 from bankhub.connectors.registry import ConnectorRegistry
+from bankhub.connectors.xs2a.signing import RequestSigner
 from bankhub.db import bulk
 from bankhub.events import services as events
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.security.crypto import Cipher, associated_data
+from bankhub.security.eidas import CredentialCache, EidasError
 from bankhub.security.pan import mask_optional, mask_pans
 from bankhub.security.secrets import SecretHasher
 from bankhub.security.tls import InstitutionClients
@@ -338,7 +340,11 @@ class SyncEngine:
         self.hasher = hasher
         self.http = http
         #: S31: an institution whose catalogue entry names a ``ca_bundle`` gets a client trusting it
-        self.clients = InstitutionClients(http, settings.connector_timeout_seconds)
+        self.clients = InstitutionClients(
+            http, settings.connector_timeout_seconds, settings.ca_bundle
+        )
+        #: the QWAC and QSealC each XS2A bank is reached with (security/eidas.py)
+        self.eidas = CredentialCache(settings)
 
     # --- connectors ---------------------------------------------------------------------------
 
@@ -361,9 +367,24 @@ class SyncEngine:
             options["psu_ip_address"] = psu_ip_address
         if self.settings.fints_product_id:
             options["fints_product_id"] = self.settings.fints_product_id
+        qwac = None
+        try:
+            credentials = self.eidas.for_bank(
+                service.id, service.connector, service.params, service.name, self.clock()
+            )
+        except EidasError as exc:
+            # start-up checked them; one that has expired since fails the bank's calls, named
+            options["eidas_problem"] = str(exc)
+        else:
+            if credentials is not None:
+                qwac = credentials.qwac
+                if credentials.qseal is not None:
+                    options["request_signer"] = RequestSigner(
+                        credentials.qseal.certificate, credentials.qseal.key, self.clock
+                    )
         context = ConnectorContext(
             institution={**service.params, "slug": service.slug, "name": service.name},
-            http=self.clients.client_for(service.params),
+            http=self.clients.client_for(service.params, qwac),
             state=store,
             clock=self.clock,
             return_url=return_url,

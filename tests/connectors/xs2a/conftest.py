@@ -20,6 +20,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.connectors.xs2a import Xs2aConnector
 from tests.conftest import FakeClock
+from tests.connectors.xs2a.eidas_pki import EidasPki, make_eidas_pki
 from tests.connectors.xs2a.peer import PeerBank, running
 from tests.support.prism import prism_url  # noqa: F401 - the fixture, for this package
 
@@ -109,3 +110,9 @@ async def login(connector: Xs2aConnector, respond: Any, credentials: dict[str, s
             steps += 1
             assert steps < 10
             call = connector.resume(await respond(interaction))
+
+
+@pytest.fixture(scope="session")
+def eidas_pki(tmp_path_factory: pytest.TempPathFactory) -> EidasPki:
+    """A test QTSP's QWACs and QSealCs (PSD2 QCStatements) and a bank CA, made once per run."""
+    return make_eidas_pki(tmp_path_factory.mktemp("eidas"))

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bankhub.connectors.base import (
     Answer,
@@ -25,8 +27,10 @@ from bankhub.connectors.base import (
     TransactionStatus,
 )
 from bankhub.connectors.xs2a import Xs2aConnector
+from bankhub.connectors.xs2a.signing import RequestSigner
 from tests.conftest import FakeClock
 from tests.connectors.xs2a.conftest import PSU_ID, PSU_IP, RETURN_URL
+from tests.connectors.xs2a.eidas_pki import EidasPki
 from tests.support.prism import request_violations
 
 #: the spec's examples are dated October 2017
@@ -43,6 +47,7 @@ class Recorder:
     def __init__(self, consent_example: str | None) -> None:
         self.consent_example = consent_example
         self.exchanges: list[tuple[str, str, int, list[dict[str, Any]]]] = []
+        self.headers: list[httpx.Headers] = []
 
     async def on_request(self, request: httpx.Request) -> None:
         if self.consent_example and request.method == "POST" and request.url.path == "/v1/consents":
@@ -50,6 +55,7 @@ class Recorder:
 
     async def on_response(self, response: httpx.Response) -> None:
         request = response.request
+        self.headers.append(request.headers)
         self.exchanges.append(
             (request.method, request.url.path, response.status_code, request_violations(response))
         )
@@ -71,7 +77,12 @@ async def _client(recorder: Recorder) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def _connector(
-    prism_url: str, http: httpx.AsyncClient, store: MemoryStateStore, approach: str, **extra: Any
+    prism_url: str,
+    http: httpx.AsyncClient,
+    store: MemoryStateStore,
+    approach: str,
+    signer: RequestSigner | None = None,
+    **extra: Any,
 ) -> Xs2aConnector:
     return Xs2aConnector(
         ConnectorContext(
@@ -88,7 +99,7 @@ def _connector(
             state=store,
             clock=FakeClock(EXAMPLE_DAY),
             return_url=RETURN_URL,
-            options={"psu_ip_address": PSU_IP},
+            options={"psu_ip_address": PSU_IP, "request_signer": signer},
         )
     )
 
@@ -191,3 +202,39 @@ async def test_embedded_password_body_trips_only_the_specs_own_oneof(prism_url: 
             "message": "Request body must match exactly one schema in oneOf",
         }
     ]
+
+
+async def test_signed_requests_are_valid_requests(prism_url: str, eidas_pki: EidasPki) -> None:
+    """test_signed_requests_are_valid_requests — eIDAS: with the QSealC signing, every request
+    of a redirect consent, its reads and revocation, and of a decoupled consent, carries
+    Digest, Signature, TPP-Signature-Certificate and Date, and Prism finds nothing wrong with
+    any of them (the spec's ``byte`` format of the certificate header included)."""
+    key = serialization.load_pem_private_key(eidas_pki.qseal.key.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    signer = RequestSigner(eidas_pki.qseal.certificate, key, FakeClock(EXAMPLE_DAY))
+    redirect, decoupled = Recorder(None), Recorder(CONSENT_EXAMPLES["DECOUPLED"])
+    async for http in _client(redirect):
+        store = MemoryStateStore()
+        connector = _connector(prism_url, http, store, "REDIRECT", signer)
+        with pytest.raises(NeedsRedirect):
+            await connector.authenticate({})
+        await connector.resume(Answer("redirect", params={}))
+        accounts = await connector.fetch_accounts()
+        await connector.fetch_transactions(accounts[0], None, None)
+        await connector.revoke()
+    async for http in _client(decoupled):
+        connector = _connector(prism_url, http, MemoryStateStore(), "DECOUPLED", signer)
+        with pytest.raises(NeedsDecoupledApproval):
+            await connector.authenticate({"psu_id": PSU_ID})
+        await connector.resume(Answer.poll())
+    for recorder in (redirect, decoupled):
+        assert len(recorder.exchanges) >= 3
+        assert all(status < 300 for _, _, status in recorder.calls())
+        assert recorder.violations() == []
+        for headers in recorder.headers:
+            assert headers["digest"].startswith("SHA-256=")
+            assert headers["signature"].startswith('keyId="SN=')
+            assert headers["tpp-signature-certificate"]
+            assert headers["date"] == "Mon, 30 Oct 2017 09:00:00 GMT"
+    consent = decoupled.headers[0]
+    assert 'headers="digest x-request-id date psu-id tpp-redirect-uri"' in consent["signature"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -107,3 +108,31 @@ def test_institution_params_are_checked_with_clear_messages() -> None:
     for institution, problem in bad:
         with pytest.raises(InstitutionConfigError, match=problem):
             Xs2aParams.from_institution(institution)
+
+
+async def test_a_tls_alert_after_the_handshake_is_the_bank_unreachable() -> None:
+    """test_a_tls_alert_after_the_handshake_is_the_bank_unreachable — eIDAS: under TLS 1.3 a
+    bank that refuses the QWAC says so in an alert read after the handshake, which httpx passes
+    on as a bare ``ssl.SSLError``; the connector reports it as ``ProviderUnavailable`` naming
+    the QWAC, not as a crash."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] certificate required")
+
+    params = Xs2aParams.from_institution({"base_url": "https://bank.example/psd2"})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http:
+        client = Xs2aClient(http, params, lambda: NOW, lambda: None)
+        with pytest.raises(ProviderUnavailable, match=r"ended the TLS connection.*QWAC"):
+            await client.call("GET", "/v1/accounts", stage="read")
+
+
+def test_eidas_refusals_name_the_operators_certificates() -> None:
+    """test_eidas_refusals_name_the_operators_certificates — eIDAS: the Berlin Group's
+    certificate and signature codes are reported as the operator's fault, with the command
+    that checks them."""
+    for code in ("ROLE_INVALID", "CERTIFICATE_EXPIRED", "SIGNATURE_INVALID", "SIGNATURE_MISSING"):
+        body = {"tppMessages": [{"category": "ERROR", "code": code}]}
+        failure = failure_for(401, body, httpx.Headers(), NOW, "login")
+        assert isinstance(failure, ProviderUnavailable)
+        assert "eIDAS certificate or request signature" in failure.message
+        assert "bankhub eidas check" in failure.message

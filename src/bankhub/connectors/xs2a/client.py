@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from bankhub.connectors.base import (
     RateLimited,
 )
 from bankhub.connectors.xs2a.params import Xs2aParams
+from bankhub.connectors.xs2a.signing import RequestSigner
 
 #: what a call is for; the same error code means different things during login and reading
 Stage = Literal["login", "answer", "read"]
@@ -31,6 +33,19 @@ Stage = Literal["login", "answer", "read"]
 CONSENT_GONE = frozenset({"CONSENT_EXPIRED", "CONSENT_INVALID", "CONSENT_UNKNOWN"})
 CREDENTIALS_WRONG = frozenset({"PSU_CREDENTIALS_INVALID", "CORPORATE_ID_INVALID"})
 ANSWER_WRONG = frozenset({"PSU_CREDENTIALS_INVALID", "SCA_INVALID", "SCA_METHOD_UNKNOWN"})
+#: the bank refuses bankhub's eIDAS certificates or request signature: the operator's to fix
+EIDAS_REFUSED = frozenset(
+    {
+        "CERTIFICATE_INVALID",
+        "CERTIFICATE_EXPIRED",
+        "CERTIFICATE_BLOCKED",
+        "CERTIFICATE_REVOKED",
+        "CERTIFICATE_MISSING",
+        "ROLE_INVALID",
+        "SIGNATURE_INVALID",
+        "SIGNATURE_MISSING",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +111,11 @@ def failure_for(
         return InvalidCredentials(f"The bank rejected the user ID or password{said}")
     if "SERVICE_BLOCKED" in codes:
         return AccountLocked(f"The bank has blocked access for this user{said}")
+    if codes & EIDAS_REFUSED:
+        return ProviderUnavailable(
+            f"The bank refused bankhub's eIDAS certificate or request signature{said}; the "
+            "operator must check the QWAC and QSealC settings (bankhub eidas check)"
+        )
     if status >= 500:
         return ProviderUnavailable(f"The bank answered HTTP {status}{said}", retry_after=wait)
     return ProviderUnavailable(f"The bank refused the request with HTTP {status}{said}")
@@ -110,8 +130,14 @@ class Xs2aClient:
         params: Xs2aParams,
         clock: Clock,
         psu_ip_address: Callable[[], str | None],
+        signer: RequestSigner | None = None,
+        problem: str | None = None,
     ) -> None:
         self.http = http
+        #: signs every request with the QSealC, where the operator configured one
+        self.signer = signer
+        #: why the eIDAS certificates cannot be used; nothing is sent then
+        self.problem = problem
         self.params = params
         self.clock = clock
         self.psu_ip_address = psu_ip_address
@@ -164,22 +190,35 @@ class Xs2aClient:
         query: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> Reply:
+        if self.problem is not None:
+            raise ProviderUnavailable(f"{self.params.name} cannot be reached: {self.problem}")
         url = self.resolve(path_or_href)
+        request = self.http.build_request(
+            method,
+            url,
+            params=dict(query) if query else None,
+            json=dict(body) if body is not None else None,
+            headers=self.headers(consent_id, headers),
+            timeout=self.params.timeout_seconds,
+        )
+        if self.signer is not None:
+            self.signer.sign(request)
         try:
-            response = await self.http.request(
-                method,
-                url,
-                params=dict(query) if query else None,
-                json=dict(body) if body is not None else None,
-                headers=self.headers(consent_id, headers),
-                timeout=self.params.timeout_seconds,
-            )
+            response = await self.http.send(request)
         except httpx.TimeoutException:
             raise ProviderUnavailable(
                 f"{self.params.name} did not answer within {self.params.timeout_seconds:g}s"
             ) from None
         except httpx.TransportError as exc:
             raise ProviderUnavailable(f"{self.params.name} cannot be reached: {exc}") from None
+        except ssl.SSLError as exc:
+            # httpcore passes a TLS alert read after the handshake (TLS 1.3: a bank refusing
+            # the client certificate) through unmapped
+            reason = getattr(exc, "reason", None) or exc
+            raise ProviderUnavailable(
+                f"{self.params.name} cannot be reached: the bank ended the TLS connection "
+                f"({reason}); check the QWAC (bankhub eidas check)"
+            ) from None
         parsed = self._json(response)
         if response.status_code >= 400:
             raise failure_for(response.status_code, parsed, response.headers, self.clock(), stage)

@@ -10,6 +10,12 @@ Options read from :attr:`ConnectorContext.options`:
 ``psu_ip_address`` (str)
     the user's IP address; sent as ``PSU-IP-Address`` while the user is present (required by
     the spec when creating a consent) and never on unattended refreshes.
+``request_signer`` (:class:`~bankhub.connectors.xs2a.signing.RequestSigner`)
+    signs every request with the operator's QSealC (``Digest``, ``Signature``,
+    ``TPP-Signature-Certificate``); the QWAC is the TLS client certificate of ``context.http``.
+``eidas_problem`` (str)
+    why the configured eIDAS certificates cannot be used now (one expired since start-up);
+    every call then fails with it as ``ProviderUnavailable`` instead of reaching the bank.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from bankhub.connectors.xs2a.parse import (
     text,
     transaction_record,
 )
+from bankhub.connectors.xs2a.signing import RequestSigner
 
 #: consent states after which the user must connect again
 CONSENT_ENDED = frozenset({"rejected", "revokedByPsu", "expired", "terminatedByTpp"})
@@ -100,7 +107,15 @@ class Xs2aConnector:
     def __init__(self, context: ConnectorContext) -> None:
         self.context = context
         self.params = Xs2aParams.from_institution(context.institution)
-        self.client = Xs2aClient(context.http, self.params, context.clock, self._psu_ip_address)
+        signer = context.options.get("request_signer")
+        self.client = Xs2aClient(
+            context.http,
+            self.params,
+            context.clock,
+            self._psu_ip_address,
+            signer if isinstance(signer, RequestSigner) else None,
+            problem=str(context.options.get("eidas_problem") or "") or None,
+        )
         #: whether the user is at the connect page now (PSU-IP-Address is sent only then)
         self._present = False
         self._psu_id: str | None = None
