@@ -1,7 +1,7 @@
 """the outbox: one-off work a change causes, sent by the runner after commit
 
 Revision ID: jobs21
-Revises: hooks2b
+Revises: registry1
 
 Mails to the team (sign-in alerts, consent notices) are queued here in the unit of work of the
 change that causes them and sent by the runner, leased like webhook deliveries
@@ -19,7 +19,7 @@ from alembic import op
 import bankhub.db.types
 
 revision: str = "jobs21"
-down_revision: str | None = "hooks2b"
+down_revision: str | None = "registry1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
