@@ -27,12 +27,16 @@ from typing import IO, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from bankhub.config import Environment, Settings
+from bankhub.logins.models import Login
 from bankhub.security.keyring import Keyring, open_keyring
+from bankhub.sync.refresh import RETRYABLE
+from bankhub.webhooks.models import WebhookDelivery
 from tests.support.postgres import PostgresServer
 
 SECRET_KEY = "scale-test-pepper-" + "k" * 40
@@ -426,6 +430,45 @@ async def keyring_of(session: AsyncSession, data_dir: Path) -> Keyring:
     details, accounts' bank ids): in test mode the KEK derives from the shared secret key."""
     settings = Settings(env=Environment.TEST, secret_key=SECRET_KEY, data_dir=data_dir)
     return await open_keyring(settings, session)
+
+
+def idle(db: Callable[[Callable[[AsyncSession], Any]], Any], *, deliveries: bool = False) -> bool:
+    """No login due, no sync lease held (and with ``deliveries``, no delivery pending)."""
+
+    async def work(session: AsyncSession) -> bool:
+        now = datetime.now(UTC)
+        busy = await session.scalar(
+            select(func.count())
+            .select_from(Login)
+            .where(
+                (Login.sync_lease_owner.is_not(None))
+                | (
+                    Login.active.is_(True)
+                    & Login.status.in_(RETRYABLE)
+                    & (Login.next_sync_at <= now)
+                )
+            )
+        )
+        if busy or not deliveries:
+            return busy == 0
+        pending = await session.scalar(
+            select(func.count())
+            .select_from(WebhookDelivery)
+            .where(WebhookDelivery.status != "delivered")
+        )
+        return pending == 0
+
+    done: bool = db(work)
+    return done
+
+
+def mark_all_due(db: Callable[[Callable[[AsyncSession], Any]], Any]) -> None:
+    """Every login due now."""
+
+    async def work(session: AsyncSession) -> None:
+        await session.execute(update(Login).values(next_sync_at=datetime.now(UTC)))
+
+    db(work)
 
 
 def sqlite_url(data_dir: Path) -> str:

@@ -30,20 +30,18 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts import details
 from bankhub.accounts.models import Account, Transaction
-from bankhub.logins.models import Login
 from bankhub.sync.models import SyncRun
-from bankhub.sync.refresh import RETRYABLE
 from tests.scale.support import (
     SECRET_KEY,
     Connected,
@@ -52,8 +50,10 @@ from tests.scale.support import (
     connect,
     create_app,
     database,
+    idle,
     keyring_of,
     login_states,
+    mark_all_due,
     overlapping,
     service_ids,
     sqlite_url,
@@ -96,36 +96,6 @@ def connect_all(
                 range(len(pairs)),
             )
         )
-
-
-def mark_all_due(db: Any) -> None:
-    async def work(session: AsyncSession) -> None:
-        await session.execute(update(Login).values(next_sync_at=datetime.now(UTC)))
-
-    db(work)
-
-
-def idle(db: Any) -> bool:
-    """No login due, no sync lease held."""
-
-    async def work(session: AsyncSession) -> bool:
-        now = datetime.now(UTC)
-        busy = await session.scalar(
-            select(func.count())
-            .select_from(Login)
-            .where(
-                (Login.sync_lease_owner.is_not(None))
-                | (
-                    Login.active.is_(True)
-                    & Login.status.in_(RETRYABLE)
-                    & (Login.next_sync_at <= now)
-                )
-            )
-        )
-        return busy == 0
-
-    result: bool = db(work)
-    return result
 
 
 def sync_runs(db: Any) -> list[Run]:

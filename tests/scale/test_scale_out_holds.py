@@ -36,18 +36,16 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.clock import as_utc
-from bankhub.logins.models import Login
-from bankhub.sync.refresh import RETRYABLE
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.scale.support import (
     SECRET_KEY,
@@ -58,6 +56,8 @@ from tests.scale.support import (
     create_app,
     database,
     deployed_database,
+    idle,
+    mark_all_due,
     service_ids,
     wait_until,
 )
@@ -262,41 +262,6 @@ def kill_and_restart_api(cluster: Cluster, server: LiveServer) -> LiveServer:
     return restarted
 
 
-def idle(cluster: Cluster) -> bool:
-    """No login due, no lease held, no delivery pending."""
-
-    async def work(session: AsyncSession) -> bool:
-        now = datetime.now(UTC)
-        due = await session.scalar(
-            select(func.count())
-            .select_from(Login)
-            .where(
-                (Login.sync_lease_owner.is_not(None))
-                | (
-                    Login.active.is_(True)
-                    & Login.status.in_(RETRYABLE)
-                    & (Login.next_sync_at <= now)
-                )
-            )
-        )
-        pending = await session.scalar(
-            select(func.count())
-            .select_from(WebhookDelivery)
-            .where(WebhookDelivery.status != "delivered")
-        )
-        return due == 0 and pending == 0
-
-    done: bool = cluster.db()(work)
-    return done
-
-
-def mark_due(cluster: Cluster) -> None:
-    async def work(session: AsyncSession) -> None:
-        await session.execute(update(Login).values(next_sync_at=datetime.now(UTC)))
-
-    cluster.db()(work)
-
-
 def events_of_app(cluster: Cluster) -> list[tuple[int, datetime]]:
     """Every event's id and the time its transaction committed (``track_commit_timestamp``)."""
 
@@ -327,7 +292,7 @@ def write_concurrently(cluster: Cluster, logins: list[Connected]) -> None:
 
     def marking() -> None:
         while not stop_marking.wait(0.7):
-            mark_due(cluster)
+            mark_all_due(cluster.db())
 
     marker = threading.Thread(target=marking, daemon=True)
     marker.start()
@@ -465,18 +430,24 @@ def test_two_api_processes_and_two_workers_with_kills_keep_every_promise(
     started = time.monotonic()
     logins = connect_all(cluster)
     assert len({c.login_id for c in logins}) == LOGINS
-    wait_until(lambda: idle(cluster), 60, "the connects' deliveries")
+    wait_until(lambda: idle(cluster.db(), deliveries=True), 60, "the connects' deliveries")
 
     reader = FeedReader(cluster)
     reader.start()
     written_from = time.time()
     write_concurrently(cluster, logins)
-    wait_until(lambda: idle(cluster), 120, "the workers syncing and delivering everything")
+    wait_until(
+        lambda: idle(cluster.db(), deliveries=True),
+        120,
+        "the workers syncing and delivering everything",
+    )
     written_until = time.time()
 
     resumed = kill_a_worker_holding_a_delivery(cluster, logins[0])
     assert resumed <= RESUMED_WITHIN, f"{resumed:.1f} s: the restart waited on the lease"
-    wait_until(lambda: idle(cluster), 60, "everything delivered after the restart")
+    wait_until(
+        lambda: idle(cluster.db(), deliveries=True), 60, "everything delivered after the restart"
+    )
 
     reader.finish.set()
     reader.join(timeout=120)
