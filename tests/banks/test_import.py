@@ -219,6 +219,11 @@ async def test_only_an_enabled_bank_can_be_picked_for_a_token(
     assert issued.status_code == 200, issued.text
     await _switch(h, None, False)
     h.hub.live.invalidate()
+    # a link issued while the bank was enabled does not open once it is disabled
+    link = issued.json()["data"]["connect_url"]
+    opened = await h.client.get(link[link.index("/v2/connect") :])
+    assert opened.status_code == 404
+    assert "ServiceNotFound" in opened.text
     again = await h.client.post("/v2/token", json=body, headers=h.headers())
     assert again.json()["error"] == "ServiceNotFound"
     # a disabled bank stays known to the sync engine: its logins keep refreshing

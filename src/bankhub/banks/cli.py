@@ -45,7 +45,7 @@ def _in_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> 
     try:
         return asyncio.run(run())
     except services.BankError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -98,7 +98,7 @@ def import_banks(
     try:
         registry = read_registry_file(file, format)
     except RegistryFileError as exc:
-        err.print(f"[red]{escape(str(file))}: {escape(str(exc))}[/red]")
+        err.print(f"[red]{escape(str(file))}: {escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
     reserved = _reserved_ids(settings)
 

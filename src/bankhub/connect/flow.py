@@ -351,7 +351,9 @@ class ConnectFlow:
             service = hub.catalogue.get(token.service_id)
             if service is None or app is None:
                 raise logins.TokenUnusable(token_id)
-            # a token made before the app's mode changed: refused, and the token stays unused
+            # a token made before the operator disabled its bank, or before the app's mode
+            # changed: refused, and the token stays unused
+            logins.require_service(hub.catalogue, service.id)
             modes.require_allowed(app, service)
             base_state: dict[str, Any] = {}
             if token.login_id is not None:

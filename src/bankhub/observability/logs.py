@@ -9,7 +9,9 @@ formatter is structlog's ``ProcessorFormatter``, so that a record from the stand
 * JSON lines (``{"event", "level", "logger", "timestamp", ...}``) in production, readable
   console lines in dev and test; ``BANKHUB_LOG_FORMAT=json|console`` chooses either anywhere;
 * ``BANKHUB_LOG_LEVEL`` (``info`` by default) for bankhub and the libraries alike; httpx and
-  httpcore, which note every HTTP call at ``info``, speak from ``warning`` on;
+  httpcore, which note every HTTP call at ``info``, and coredis, which notes every retry of a
+  Redis command at ``info`` (bankhub says itself what an unreachable Redis means), speak from
+  ``warning`` on;
 * the context bound with ``structlog.contextvars`` in the task that logs: ``request_id``
   (``api.request_context``), ``app_id`` once the caller is authenticated (:func:`bind_app`), and
   ``job`` with ``login_id`` or ``delivery_id`` for background work (:func:`bound_job`);
@@ -38,8 +40,8 @@ from bankhub.security import redact
 Format = Literal["json", "console"]
 FORMATS: Final = ("json", "console")
 LEVELS: Final = ("debug", "info", "warning", "error", "critical")
-#: libraries that log every request they make at ``info``: quiet unless asked for debug
-_CHATTY: Final = ("httpx", "httpcore")
+#: libraries that log every request they make (or retry) at ``info``: quiet unless asked for debug
+_CHATTY: Final = ("httpx", "httpcore", "coredis")
 #: context bankhub binds itself, with nothing to redact: the request id is checked when it
 #: is made (``api.request_context``), the job is a name of ours
 _OWN: Final = frozenset({"request_id", "job"})
