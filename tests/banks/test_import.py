@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -352,16 +353,18 @@ async def test_an_import_waits_for_one_under_way_and_adds_nothing_twice(
         async with first.db.transaction(write=True) as session:
             held = await services.import_records(session, clock, records)
             waiting = asyncio.ensure_future(import_file(second.db, clock, second.catalogue, path))
+            query = text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            # until the second import waits on a lock: it may take a loaded machine some
+            # seconds to get there (its hub, the file), so the bound is generous
+            deadline = time.monotonic() + 30.0
             async with first.db.engine.connect() as watcher:
-                for _ in range(500):  # until the second import waits on a lock, at most 5 s
-                    query = text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                    )
-                    if (await watcher.execute(query)).scalar_one():
-                        break
+                while not (await watcher.execute(query)).scalar_one():
+                    if waiting.done() or time.monotonic() > deadline:
+                        pytest.fail("the second import did not wait for the first")
                     await asyncio.sleep(0.01)
-                else:
-                    pytest.fail("the second import did not wait for the first")
             assert not waiting.done()
         _, outcome = await waiting
     finally:
