@@ -240,7 +240,12 @@ def install() -> None:
     previous = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        return redact_record(previous(*args, **kwargs))
+        record = previous(*args, **kwargs)
+        if record.name is None:
+            # ``logging.makeLogRecord`` (structlog's formatter copies every record so): an empty
+            # shell that is then filled with a record already redacted when it was made
+            return record
+        return redact_record(record)
 
     logging.setLogRecordFactory(factory)
     _installed.append(previous)
