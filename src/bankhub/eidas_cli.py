@@ -6,6 +6,11 @@ The try is a signed ``GET /v1/consents/{id}/status`` over mutual TLS for a conse
 cannot know: a bank that accepts the certificates and the signature answers that the consent is
 unknown; one that refuses them says so (a TLS alert, or ``CERTIFICATE_*``, ``ROLE_INVALID``,
 ``SIGNATURE_*``). Nothing is created at the bank.
+
+The command sees the banks imported into the database (``bankhub banks import``, enabled or not)
+as well as the catalogue file's. Start-up checks only the file's banks and the operator's
+credentials: an imported bank cannot name certificate files of its own (the registry formats
+carry no such field), so it always uses the operator's, which start-up has checked.
 """
 
 from __future__ import annotations
@@ -20,14 +25,16 @@ import httpx
 import typer
 from rich.markup import escape
 
+from bankhub.banks import services as banks
 from bankhub.catalogue import Catalogue, Service, default_catalogue, load_catalogue
-from bankhub.cli_common import err, out, settings_or_exit
+from bankhub.cli_common import err, migrate, out, settings_or_exit
 from bankhub.clock import utcnow
 from bankhub.config import Settings
 from bankhub.connectors.base import ConnectorFailure, ConsentExpired
 from bankhub.connectors.xs2a.client import Xs2aClient
 from bankhub.connectors.xs2a.params import InstitutionConfigError, Xs2aParams
 from bankhub.connectors.xs2a.signing import RequestSigner
+from bankhub.db.engine import Database
 from bankhub.security import eidas
 from bankhub.security.keyring import KeyringError, load_keks
 from bankhub.security.tls import InstitutionClients, outbound_ssl_context
@@ -39,6 +46,23 @@ def _catalogue(settings: Settings) -> Catalogue:
     return (
         load_catalogue(settings.catalogue_file) if settings.catalogue_file else default_catalogue()
     )
+
+
+def _with_imported(settings: Settings, catalogue: Catalogue) -> Catalogue:
+    """The catalogue with the banks imported into the database (migrated first, as every
+    command that reads the database does)."""
+    migrate(settings)
+
+    async def read() -> list[Service]:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.transaction() as session:
+                return await banks.load_services(session)
+        finally:
+            await db.dispose()
+
+    catalogue.set_imported(asyncio.run(read()), None)
+    return catalogue
 
 
 def _services(catalogue: Catalogue, only: int | None) -> list[tuple[str, str, dict[str, object]]]:
@@ -69,6 +93,13 @@ def check(
     """Check the QWAC and QSealC of every XS2A bank (or one): dates, key, PSD2 role."""
     settings = settings_or_exit()
     catalogue = _catalogue(settings)
+    try:
+        # the operator's certificates first: a bad one stops the command before the database
+        eidas.check_catalogue(settings, [], utcnow())
+    except eidas.EidasError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    catalogue = _with_imported(settings, catalogue)
     if service is not None and catalogue.get(service) is None:
         err.print(f"[red]no service {service} in the catalogue[/red]")
         raise typer.Exit(2)

@@ -449,6 +449,58 @@ def test_eidas_check_connect_tries_the_certificates_on_the_bank(
     assert [v[0] for v in checks.verdicts] == ["GET"]
 
 
+def test_banks_check_finds_banks_imported_into_the_database(
+    eidas_pki: EidasPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_banks_check_finds_banks_imported_into_the_database — eIDAS: a bank that exists only
+    in the database (``bankhub banks import``, not yet enabled) is listed by ``bankhub banks
+    check`` and tried on the bank with ``--connect``, with the operator's certificates."""
+    for name in ("BANKHUB_DATABASE_URL", "BANKHUB_SECRET_KEY", "BANKHUB_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BANKHUB_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BANKHUB_CA_BUNDLE", str(eidas_pki.bank_ca))
+    for kind, issued in (("QWAC", eidas_pki.qwac), ("QSEAL", eidas_pki.qseal)):
+        monkeypatch.setenv(f"BANKHUB_XS2A_{kind}_CERT_FILE", str(issued.cert))
+        monkeypatch.setenv(f"BANKHUB_XS2A_{kind}_KEY_FILE", str(issued.key))
+    with running_tls(PeerBank(), eidas_pki) as (bank, checks):
+        registry = tmp_path / "banks.json"
+        registry.write_text(
+            json.dumps(
+                {
+                    "version": 1,
+                    "banks": [
+                        {
+                            "name": "Imported Peer Bank",
+                            "bic": "COBADEFFXXX",
+                            "blz": "10040000",
+                            "base_url": bank.base_url,
+                            "connector": "xs2a",
+                        }
+                    ],
+                }
+            )
+        )
+        imported = CliRunner().invoke(cli, ["banks", "import", str(registry), "--json"])
+        assert imported.exit_code == 0, imported.output
+        (service_id,) = json.loads(imported.output)["added_ids"]
+
+        listed = CliRunner().invoke(cli, ["banks", "check"])
+        assert listed.exit_code == 0, listed.output
+        assert f"service {service_id} (Imported Peer Bank):" in listed.output
+
+        tried = CliRunner().invoke(cli, ["banks", "check", str(service_id), "--connect"])
+        assert tried.exit_code == 0, tried.output
+        assert (
+            f"service {service_id} (Imported Peer Bank): the bank accepts the certificates"
+            in tried.output
+        )
+        unknown = CliRunner().invoke(cli, ["banks", "check", str(service_id + 1000)])
+        assert unknown.exit_code == 2
+        assert f"no service {service_id + 1000} in the catalogue" in unknown.output
+    assert checks.refused() == []
+    assert [v[0] for v in checks.verdicts] == ["GET"]
+
+
 def test_banks_sharing_the_operators_certificates_read_them_once(
     eidas_pki: EidasPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
