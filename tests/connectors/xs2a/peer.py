@@ -180,6 +180,8 @@ class PeerBank:
         self.consents: dict[str, Consent] = {}
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        #: the status of every answer, in order
+        self.answered: list[int] = []
         self.lock = threading.Lock()
         self.origin = ""
         self.oauth_variant = oauth_variant
@@ -617,6 +619,7 @@ class _Handler(BaseHTTPRequestHandler):
                 body = None
         headers = {k.lower(): v for k, v in self.headers.items()}
         status, extra, answer = self.bank.handle(self.command, self.path, headers, body)
+        self.bank.answered.append(status)
         payload = json.dumps(answer).encode() if answer is not None else b""
         try:
             self.send_response(status)

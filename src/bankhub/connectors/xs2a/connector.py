@@ -109,6 +109,7 @@ class Xs2aConnector:
         ),
         auth_flows=(AuthFlow.REDIRECT, AuthFlow.DECOUPLED, AuthFlow.EMBEDDED),
         unattended_refreshes_per_day=4,
+        bank_counts_unattended=True,
         history_days=730,
         consent_days=90,
         description="Banks speaking the Berlin Group NextGenPSD2 (XS2A) account information API.",
