@@ -5,7 +5,9 @@ is surfaced with its retry time."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from importlib.resources import files
@@ -306,3 +308,53 @@ async def test_the_first_sync_reads_the_banks_depth_and_later_ones_the_gap(
     later = transaction_reads(bank, seen)
     # the gap since the last refresh, with the engine's overlap for late bookings
     assert {q["dateFrom"] for q in later} == {(connected_on - timedelta(days=30)).isoformat()}
+
+
+# --- the connect page says what the bank is doing ----------------------------------------------
+
+
+def notice(page: str) -> str:
+    """The text the failure page shows the user."""
+    found = re.search(r'<p class="notice" role="alert">(.*?)</p>', page, re.S)
+    assert found, page
+    return html.unescape(found.group(1))
+
+
+async def _connect_until_failed(h: Harness, bank: PeerBank) -> ConnectDriver:
+    customer = await create_customer(h, "xs2a-failing")
+    driver = ConnectDriver(h)
+    await driver.open(await create_token(h, customer, SERVICE_ID))
+    await driver.agree()
+    await driver.post("/v2/connect/credentials", {"psu_id": PSU_ID, "password": PASSWORD})
+    await driver.answer(code=bank.code)
+    return driver
+
+
+async def test_the_connect_page_says_when_the_bank_limits_requests(
+    hub_bank: tuple[Harness, PeerBank],
+) -> None:
+    h, bank = hub_bank
+    bank.fail("/v1/accounts", 429, code="ACCESS_EXCEEDED", retry_after="5400")
+    driver = await _connect_until_failed(h, bank)
+    callback = await driver.end()
+    assert "We could not connect to Peer Bank" in driver.page
+    page = notice(driver.page)
+    # 00:10 + 90 minutes, in the user's words; the partner gets the bank's own
+    assert "Peer Bank is getting too many requests for your accounts right now" in page
+    assert "asked us to wait until 01:40 UTC" in page
+    assert "ACCESS_EXCEEDED" not in page
+    assert callback.payload["error"] == "ConnectError"
+    assert "ACCESS_EXCEEDED" in callback.payload["message"]
+
+
+async def test_the_connect_page_says_when_the_banks_consent_has_ended(
+    hub_bank: tuple[Harness, PeerBank],
+) -> None:
+    h, bank = hub_bank
+    bank.fail("/v1/accounts", 401, code="CONSENT_INVALID")
+    driver = await _connect_until_failed(h, bank)
+    callback = await driver.end()
+    page = notice(driver.page)
+    assert "your permission to share your account data has ended" in page
+    assert "CONSENT_INVALID" not in page
+    assert callback.payload["error"] == "login_consent_expired"

@@ -3,6 +3,7 @@ server is authlib's: PKCE S256, ``state``, the code exchange and the unattended 
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bankhub.banks.formats import read_bankhub
 from bankhub.connectors.base import (
     Answer,
     ConsentExpired,
@@ -221,3 +223,49 @@ def test_oauth_params_are_checked() -> None:
         Xs2aParams.from_institution({**base, "oauth_client_id": "c", "oauth_variant": "sideways"})
     params = Xs2aParams.from_institution({**base, "oauth_client_id": "c"})
     assert params.oauth_variant == "integrated"
+
+
+def test_a_registry_entry_configures_the_oauth_approach() -> None:
+    """bankhub's registry format carries the OAuth fields through to the connector; without a
+    client id a bank that also offers REDIRECT is reached by redirect."""
+    document = {
+        "version": 1,
+        "banks": [
+            {
+                "key": "oauth",
+                "name": "OAuth Bank",
+                "bic": "WELADED1BUB",
+                "base_url": "https://api.oauth-bank.example/psd2",
+                "sca_approaches": ["OAUTH", "REDIRECT"],
+                "oauth_variant": "pre-step",
+                "idp_urls": [
+                    "https://idp.oauth-bank.example/.well-known/oauth-authorization-server"
+                ],
+                "oauth_client_id": "PSDDE-BAFIN-123456",
+            },
+            {
+                "key": "plain",
+                "name": "Plain Bank",
+                "bic": "WELADED1BUB",
+                "base_url": "https://api.plain-bank.example/psd2",
+                "sca_approaches": ["OAUTH", "REDIRECT"],
+                "preferred_sca_approach": "REDIRECT",
+            },
+            {
+                "key": "bad",
+                "name": "Bad Bank",
+                "bic": "WELADED1BUB",
+                "base_url": "https://api.bad-bank.example/psd2",
+                "oauth_metadata_url": "http://idp.bad-bank.example/",
+            },
+        ],
+    }
+    registry = read_bankhub(json.dumps(document), yaml_text=False)
+    oauth, plain = (Xs2aParams.from_institution(r.params) for r in registry.records)
+    assert (oauth.preferred_sca_approach, oauth.oauth_variant) == ("OAUTH", "pre-step")
+    assert oauth.oauth_metadata_url == document["banks"][0]["idp_urls"][0]
+    assert oauth.oauth_client_id == "PSDDE-BAFIN-123456"
+    assert plain.preferred_sca_approach == "REDIRECT"
+    (refusal,) = registry.refusals
+    assert "oauth_metadata_url" in refusal.reason
+    assert "https://" in refusal.reason

@@ -71,13 +71,17 @@ class Xs2aParams:
                 "params.base_url must be the bank's XS2A API root, e.g. https://api.bank/psd2"
             )
 
+        client_id = str(institution.get("oauth_client_id") or "") or None
         try:
             approaches = tuple(
                 ScaApproach(str(a).upper()) for a in institution.get("sca_approaches", ["REDIRECT"])
             )
+            # a bank offering OAuth among others is reached another way until the operator
+            # has registered a client id with it
+            usable = [a for a in approaches if a is not ScaApproach.OAUTH or client_id]
             preferred = ScaApproach(
                 str(
-                    institution.get("preferred_sca_approach", approaches[0] if approaches else "")
+                    institution.get("preferred_sca_approach", (usable or approaches or ("",))[0])
                 ).upper()
             )
         except ValueError:
@@ -107,13 +111,15 @@ class Xs2aParams:
             variant = OAuthVariant(str(institution.get("oauth_variant", "integrated")).lower())
         except ValueError:
             raise fail("oauth_variant must be 'pre-step' or 'integrated'") from None
-        metadata_url = str(institution.get("oauth_metadata_url") or "") or None
+        idp_urls = institution.get("idp_urls")
+        # the registries' IdP URL is the authorization server of the OAuth pre-step
+        fallback = idp_urls[0] if isinstance(idp_urls, list) and idp_urls else None
+        metadata_url = str(institution.get("oauth_metadata_url") or fallback or "") or None
         if metadata_url is not None:
             meta = urlsplit(metadata_url)
             if meta.scheme not in ("http", "https") or not meta.netloc:
                 raise fail("oauth_metadata_url must be an absolute http(s) URL")
-        client_id = str(institution.get("oauth_client_id") or "") or None
-        if ScaApproach.OAUTH in approaches:
+        if preferred is ScaApproach.OAUTH:
             if client_id is None:
                 raise fail("oauth_client_id is needed for the OAUTH SCA approach")
             if variant is OAuthVariant.PRE_STEP and metadata_url is None:
