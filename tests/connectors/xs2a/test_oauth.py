@@ -228,7 +228,8 @@ def test_oauth_params_are_checked() -> None:
 def test_a_registry_entry_configures_the_oauth_approach() -> None:
     """bankhub's registry format carries the OAuth fields through to the connector; without a
     client id a bank that also offers REDIRECT is reached by redirect."""
-    document = {
+    idp = "https://idp.oauth-bank.example/.well-known/oauth-authorization-server"
+    document: dict[str, Any] = {
         "version": 1,
         "banks": [
             {
@@ -263,7 +264,7 @@ def test_a_registry_entry_configures_the_oauth_approach() -> None:
     registry = read_bankhub(json.dumps(document), yaml_text=False)
     oauth, plain = (Xs2aParams.from_institution(r.params) for r in registry.records)
     assert (oauth.preferred_sca_approach, oauth.oauth_variant) == ("OAUTH", "pre-step")
-    assert oauth.oauth_metadata_url == document["banks"][0]["idp_urls"][0]
+    assert oauth.oauth_metadata_url == idp
     assert oauth.oauth_client_id == "PSDDE-BAFIN-123456"
     assert plain.preferred_sca_approach == "REDIRECT"
     (refusal,) = registry.refusals
