@@ -9,6 +9,7 @@ be queued per path. The server runs in a thread and stops by itself after ``life
 
 from __future__ import annotations
 
+import html
 import json
 import threading
 import time
@@ -381,6 +382,8 @@ class PeerBank:
 
     def _authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         """The bank's authorization page: ``decision=approve`` is the PSU approving."""
+        if "decision" not in query:
+            return 200, {}, _decision_page("/oauth/authorize", query)
         approve = query.pop("decision", "") == "approve"
         uri = f"{self.origin}/oauth/authorize?{urlencode(query)}"
         status, headers, body, scope = self.oauth.authorize(uri, query, self.psu_id, approve)
@@ -415,6 +418,8 @@ class PeerBank:
         consent = self.consents.get(consent_id)
         if consent is None or consent.approach != "REDIRECT":
             return 404, {}, _error("RESOURCE_UNKNOWN")
+        if "decision" not in query:
+            return 200, {}, _decision_page(f"/bank/sca/{consent_id}", {})
         approved = query.get("decision") == "approve"
         consent.status = "valid" if approved else "rejected"
         target = consent.redirect_uri if approved else consent.nok_uri or consent.redirect_uri
@@ -596,6 +601,22 @@ def _challenge(auth: Authorisation, href: str) -> dict[str, Any]:
     }
 
 
+def _decision_page(action: str, keep: dict[str, str]) -> str:
+    """The bank's own page where the PSU approves or denies (a browser's way in)."""
+    hidden = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in keep.items()
+    )
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><link rel=icon href='data:,'>"
+        "<title>Peer Bank</title></head>"
+        "<body><h1>Peer Bank</h1><h2>Share your account data?</h2>"
+        f'<form method="get" action="{html.escape(action)}">{hidden}'
+        '<button name="decision" value="approve">Approve</button>'
+        '<button name="decision" value="deny">Deny</button></form></body></html>'
+    )
+
+
 def _error(code: str, text: str = "") -> dict[str, Any]:
     message = {"category": "ERROR", "code": code}
     if text:
@@ -620,7 +641,11 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         status, extra, answer = self.bank.handle(self.command, self.path, headers, body)
         self.bank.answered.append(status)
-        payload = json.dumps(answer).encode() if answer is not None else b""
+        if isinstance(answer, str):
+            payload = answer.encode()
+            extra = {**extra, "Content-Type": "text/html; charset=utf-8"}
+        else:
+            payload = json.dumps(answer).encode() if answer is not None else b""
         try:
             self.send_response(status)
             for key, value in extra.items():
