@@ -375,6 +375,12 @@ class BankEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     frequency_per_day: Annotated[int, msgspec.Meta(ge=1, le=96)] = 4
     psu_id_required: bool = False
     idp_urls: list[str] = msgspec.field(default_factory=list)
+    #: the OAUTH SCA approach (docs/connectors-xs2a.md): which variant, the authorization
+    #: server's RFC 8414 metadata URL (by default the first of ``idp_urls``), the client id
+    #: the bank registered for the operator
+    oauth_variant: Literal["pre-step", "integrated"] | None = None
+    oauth_metadata_url: str | None = None
+    oauth_client_id: str | None = None
     logo_url: str | None = None
     color: Color | None = None
 
@@ -524,6 +530,12 @@ def _bankhub_entry(raw: Any, line: int, keys: dict[str, int]) -> tuple[BankRecor
         params["history_days"] = entry.history_days
     if entry.idp_urls:
         params["idp_urls"] = [_https_url(u, "idp_urls") for u in entry.idp_urls]
+    if entry.oauth_variant is not None:
+        params["oauth_variant"] = entry.oauth_variant
+    if entry.oauth_metadata_url is not None:
+        params["oauth_metadata_url"] = _https_url(entry.oauth_metadata_url, "oauth_metadata_url")
+    if entry.oauth_client_id is not None:
+        params["oauth_client_id"] = _text(entry.oauth_client_id, "oauth_client_id")
     color = entry.color or Color(*DEFAULT_COLOR)
     record = BankRecord(
         key=f"{SOURCE_BANKHUB}:{key}",

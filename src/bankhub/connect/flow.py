@@ -30,7 +30,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -43,11 +43,13 @@ from bankhub.connectors.base import (
     AuthFlow,
     ConnectorFailure,
     ConnectorInfo,
+    ConsentExpired,
     Interaction,
     InteractionRejected,
     InvalidCredentials,
     NeedsDecoupledApproval,
     NeedsRedirect,
+    RateLimited,
 )
 from bankhub.connectors.statement import StatementConnector
 from bankhub.db import tenancy
@@ -687,7 +689,7 @@ class ConnectFlow:
         self._finish_failed(
             session,
             outcome,
-            failure.message,
+            in_plain_words(failure, session.service.name, session.display_name, self.hub.clock()),
             usage.CONNECT_CANCELLED if cancelled else usage.CONNECT_FAILED,
         )
         if session.reconnect_login_id is not None and not cancelled and record:
@@ -778,3 +780,25 @@ class ConnectFlow:
             ErrorCode.CREDENTIAL_INVALID,
             record=False,
         )
+
+
+def in_plain_words(failure: ConnectorFailure, bank: str, app: str, now: datetime) -> str:
+    """What the failure page tells the user of a bank that limits requests or whose consent
+    ended; the bank's own words stay in the partner's callback."""
+    if isinstance(failure, RateLimited):
+        until = ""
+        if failure.retry_after is not None:
+            at = now + timedelta(seconds=failure.retry_after)
+            until = f" until {at:%H:%M} UTC" + (
+                "" if at.date() == now.date() else f" on {at:%d %B}"
+            )
+        return (
+            f"{bank} is getting too many requests for your accounts right now and asked us to "
+            f"wait{until}. Nothing was shared; please try again later from {app}."
+        )
+    if isinstance(failure, ConsentExpired):
+        return (
+            f"{bank} says your permission to share your account data has ended or was "
+            f"withdrawn at the bank. Start again from {app} to give it anew."
+        )
+    return failure.message

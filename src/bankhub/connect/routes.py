@@ -317,7 +317,8 @@ async def bank_return(request: AnyRequest) -> Response[Any]:
     if session is not None and state and flow.returns_here(session, state):
         usage.attribute(session.app_id)
         if isinstance(session.interaction, NeedsRedirect):
-            params = {k: v[:MAX_FIELD] for k, v in request.query_params.items() if k != "state"}
+            # ``state`` goes along: an OAuth2 bank sends it back, and the connector checks it too
+            params = {k: v[:MAX_FIELD] for k, v in request.query_params.items()}
             await flow.answer(session, Answer("redirect", params=params))
         return _back()
     found = flow.by_state(state) if state else None

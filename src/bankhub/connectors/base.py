@@ -58,6 +58,10 @@ class ConnectorInfo:
     credential_fields: tuple[CredentialField, ...]
     auth_flows: tuple[AuthFlow, ...]
     unattended_refreshes_per_day: int = 4
+    #: the bank itself counts every read without the user (PSD2's ``frequencyPerDay``): a
+    #: partner's manual refresh uses the same daily quota as the scheduler's, and a bank's own
+    #: lower ``frequency_per_day`` (catalogue param) wins
+    bank_counts_unattended: bool = False
     history_days: int = 730
     consent_days: int = 90
     description: str = ""

@@ -70,6 +70,8 @@ class Login(Base):
     #: unattended refreshes done on ``unattended_day`` (UTC), against the connector's quota
     unattended_day: Mapped[date | None] = mapped_column(Date, nullable=True)
     unattended_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: the bank refused more requests until then (its ``Retry-After``); no refresh before it
+    bank_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: the nearest consent-expiry notice already sent, in days (7, then 1); 0 when none yet
     consent_notice_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: messages the provider attached to the last read, for the user (plain text)

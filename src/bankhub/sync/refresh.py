@@ -21,7 +21,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import or_, update
@@ -33,6 +33,7 @@ from bankhub.connectors.base import (
     ConnectorFailure,
     Interaction,
     InvalidCredentials,
+    RateLimited,
     SessionExpired,
 )
 from bankhub.db.engine import Database
@@ -68,28 +69,61 @@ class RefreshOutcome:
 
 
 def next_possible(login: Login, cooldown: timedelta) -> datetime | None:
-    if login.last_attempt_at is None:
-        return None
-    return as_utc(login.last_attempt_at) + cooldown
+    """The cool-down after the last attempt, and never before the time a bank that refused
+    more requests asked for."""
+    at = None if login.last_attempt_at is None else as_utc(login.last_attempt_at) + cooldown
+    if login.bank_retry_at is not None:
+        retry = as_utc(login.bank_retry_at)
+        at = retry if at is None else max(at, retry)
+    return at
+
+
+def unattended_quota(engine: SyncEngine, service: Service) -> int:
+    """Unattended refreshes a day: the connector's, or the bank's own lower
+    ``frequency_per_day`` where the bank counts them (XS2A's ``frequencyPerDay``)."""
+    info = engine.registry.info(service.connector)
+    per_day = info.unattended_refreshes_per_day
+    bank = service.params.get("frequency_per_day")
+    if info.bank_counts_unattended and isinstance(bank, int) and not isinstance(bank, bool):
+        per_day = min(per_day, max(1, bank))
+    return per_day
+
+
+def counts_manual(engine: SyncEngine, service: Service) -> bool:
+    """Whether a partner's manual refresh (no user present either) uses the daily quota."""
+    return engine.registry.info(service.connector).bank_counts_unattended
+
+
+def _used_on(login: Login, day: date) -> int:
+    return login.unattended_count if login.unattended_day == day else 0
+
+
+def used_up(engine: SyncEngine, login: Login, service: Service, now: datetime) -> bool:
+    """Whether today's unattended quota of ``login`` is used up."""
+    return _used_on(login, now.date()) >= unattended_quota(engine, service)
+
+
+def _next_day(at: datetime) -> datetime:
+    return datetime.combine(at.date() + timedelta(days=1), datetime.min.time(), at.tzinfo)
 
 
 def sync_interval(engine: SyncEngine, service: Service) -> timedelta:
-    per_day = max(1, engine.registry.info(service.connector).unattended_refreshes_per_day)
-    return timedelta(days=1) / per_day
+    return timedelta(days=1) / max(1, unattended_quota(engine, service))
 
 
 def schedule_next(engine: SyncEngine, login: Login, service: Service, now: datetime) -> None:
-    """Spread unattended refreshes over the day, within the connector's daily quota."""
-    info = engine.registry.info(service.connector)
-    if info.unattended_refreshes_per_day <= 0 or login.status not in RETRYABLE:
+    """Spread unattended refreshes over the day, within the daily quota, and never before the
+    time a bank that refused more requests asked for."""
+    quota = unattended_quota(engine, service)
+    if quota <= 0 or login.status not in RETRYABLE:
         login.next_sync_at = None
         return
     interval = sync_interval(engine, service)
     at = now + interval * _jitter.uniform(0.9, 1.1)
-    used = login.unattended_count if login.unattended_day == at.date() else 0
-    if used >= info.unattended_refreshes_per_day:
-        tomorrow = datetime.combine(at.date() + timedelta(days=1), datetime.min.time(), at.tzinfo)
-        at = tomorrow + interval * _jitter.uniform(0.0, 0.2)
+    if login.bank_retry_at is not None:
+        at = max(at, as_utc(login.bank_retry_at))
+    if _used_on(login, at.date()) >= quota:
+        at = _next_day(at) + interval * _jitter.uniform(0.0, 0.2)
     login.next_sync_at = at
 
 
@@ -253,11 +287,18 @@ async def refresh_login(
             )
         logins.require_active(login)
         possible = next_possible(login, cooldown)
+        last = login.last_refresh_at
         if not scheduled and possible is not None and now < possible:
-            last = login.last_refresh_at
             raise CooldownActive(login.id, as_utc(last) if last else None, possible)
         if service is None:
             raise NotFound(ErrorCode.SERVICE_NOT_FOUND, extra={"service_id": login.service_id})
+        if (
+            not scheduled
+            and counts_manual(engine, service)
+            and used_up(engine, login, service, now)
+        ):
+            # the bank would refuse this read (and count it): today's quota is used up
+            raise CooldownActive(login.id, as_utc(last) if last else None, _next_day(now))
         if not won:
             raise LoginBusy(login_id)
         # The state is read only now that no other run can change it: reading before the claim
@@ -319,7 +360,9 @@ async def refresh_login(
             assert result is not None  # noqa: S101 - set when there was no failure  # nosec B101
             summary = await engine.apply(session, login, result)
         login.last_attempt_at = now
-        if scheduled:
+        retry = failure.retry_after if isinstance(failure, RateLimited) else None
+        login.bank_retry_at = None if retry is None else now + timedelta(seconds=retry)
+        if scheduled or counts_manual(engine, service):
             if login.unattended_day != now.date():
                 login.unattended_day, login.unattended_count = now.date(), 0
             login.unattended_count += 1
@@ -345,7 +388,7 @@ async def refresh_login(
             refreshed=failure is None,
             status=login.status,
             last_refresh_at=as_utc(last) if last else None,
-            next_refresh_possible_at=now + cooldown,
+            next_refresh_possible_at=next_possible(login, cooldown) or now + cooldown,
             summary=summary,
             failure=failure,
         )

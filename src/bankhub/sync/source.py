@@ -23,6 +23,8 @@ from bankhub.sync.refresh import (
     read_claimed,
     refresh_login,
     run_token,
+    schedule_next,
+    used_up,
 )
 
 log = logging.getLogger("bankhub.jobs")
@@ -126,6 +128,13 @@ class SyncSource:
                 if service is None:
                     log.info("scheduled sync of login %s skipped: service_not_found", login.id)
                     login.next_sync_at = now + CRASH_BACKOFF
+                    login.sync_lease_owner = None
+                    login.sync_lease_until = None
+                    continue
+                if used_up(engine, login, service, now):
+                    # partners' manual refreshes used the day's quota since this was planned:
+                    # the bank would refuse (and count) the read, so the sync moves to tomorrow
+                    schedule_next(engine, login, service, now)
                     login.sync_lease_owner = None
                     login.sync_lease_until = None
                     continue

@@ -83,8 +83,9 @@ def responder(bank: PeerBank, http: httpx.AsyncClient, *, approve: bool = True) 
     async def respond(interaction: Interaction) -> Answer:
         if isinstance(interaction, NeedsRedirect):
             decision = "approve" if approve else "deny"
-            page = await http.get(interaction.url, params={"decision": decision})
-            assert page.status_code == 302
+            # the bank's page keeps the query it was given (an authorization request's)
+            page = await http.get(httpx.URL(interaction.url).copy_add_param("decision", decision))
+            assert page.status_code == 302, page.text
             back = httpx.URL(page.headers["location"])
             return Answer("redirect", params=dict(back.params))
         if isinstance(interaction, NeedsDecoupledApproval):

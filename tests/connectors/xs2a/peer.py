@@ -9,11 +9,12 @@ be queued per path. The server runs in a thread and stops by itself after ``life
 
 from __future__ import annotations
 
+import html
 import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -21,9 +22,12 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from tests.connectors.xs2a.oauth_peer import OAuthRecords, PeerAuthorizationServer, PeerClient
 from tests.support.loopback import serving
 
 PREFIX = "/psd2"
+WELL_KNOWN = "/.well-known/oauth-authorization-server"
+OAUTH_CLIENT_ID = "bankhub-tpp"
 
 
 @dataclass
@@ -55,6 +59,8 @@ class Consent:
     polls: int = 0
     authorisations: dict[str, Authorisation] = field(default_factory=dict)
     reads: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: the OAuth approach: the scope an access token must carry to use this consent
+    oauth_scope: str | None = None
 
 
 @dataclass
@@ -156,6 +162,9 @@ class PeerBank:
         max_valid_days: int = 90,
         rows_per_account: int = 60,
         today: date = date(2026, 11, 20),
+        oauth_variant: str = "integrated",
+        oauth_redirect_uris: tuple[str, ...] = ("http://127.0.0.1/v2/connect/return",),
+        token_seconds: int = 3600,
     ) -> None:
         self.approaches = approaches
         self.psu_id = psu_id
@@ -172,8 +181,18 @@ class PeerBank:
         self.consents: dict[str, Consent] = {}
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        #: the status of every answer, in order
+        self.answered: list[int] = []
         self.lock = threading.Lock()
         self.origin = ""
+        self.oauth_variant = oauth_variant
+        #: the authorization server's clock (seconds); tests point it at their FakeClock
+        self.now: Callable[[], float] = time.time
+        self.oauth_records = OAuthRecords(lambda: self.now(), token_seconds)
+        self.oauth_client = PeerClient(OAUTH_CLIENT_ID, list(oauth_redirect_uris))
+        self.oauth = PeerAuthorizationServer(
+            self.oauth_records, {OAUTH_CLIENT_ID: self.oauth_client}
+        )
 
     # --- steering -------------------------------------------------------------------------
 
@@ -220,6 +239,13 @@ class PeerBank:
     ) -> tuple[int, dict[str, str], Any]:
         if path.startswith("/bank/sca/"):
             return self._bank_page(path.rsplit("/", 1)[-1], query)
+        if path == WELL_KNOWN:
+            return 200, {}, self.oauth_metadata()
+        if path == "/oauth/authorize":
+            return self._authorize(query)
+        if path == "/oauth/token" and method == "POST":
+            raw = body if isinstance(body, bytes) else b""
+            return self.oauth.token(f"{self.origin}{path}", raw, headers)
         if not path.startswith(PREFIX + "/v1/"):
             return 404, {}, _error("RESOURCE_UNKNOWN")
         try:
@@ -248,6 +274,9 @@ class PeerBank:
         if len(parts) == 1 and method == "DELETE":
             consent.status = "terminatedByTpp"
             return 204, {}, None
+        refused = self._token_refused(consent, headers)
+        if refused is not None and method == "GET" and len(parts) == 1:
+            return refused
         if len(parts) == 1:
             return (
                 200,
@@ -289,8 +318,16 @@ class PeerBank:
             return 400, {}, _error("FORMAT_ERROR", "consent body incomplete")
         if body["recurringIndicator"] is not True or not isinstance(body["frequencyPerDay"], int):
             return 400, {}, _error("FORMAT_ERROR", "recurringIndicator/frequencyPerDay")
-        if headers.get("tpp-decoupled-preferred") == "true" and "DECOUPLED" in self.approaches:
+        token = self._bearer(headers)
+        oauth = "OAUTH" in self.approaches
+        if oauth and self.oauth_variant == "pre-step":
+            if token is None:
+                return 401, {}, _error("TOKEN_INVALID", "authorise at the bank first (pre-step)")
+            approach = "OAUTH"
+        elif headers.get("tpp-decoupled-preferred") == "true" and "DECOUPLED" in self.approaches:
             approach = "DECOUPLED"
+        elif headers.get("tpp-redirect-preferred") == "true" and oauth:
+            approach = "OAUTH"
         elif headers.get("tpp-redirect-preferred") == "true" and "REDIRECT" in self.approaches:
             approach = "REDIRECT"
         elif "EMBEDDED" in self.approaches:
@@ -311,6 +348,16 @@ class PeerBank:
         self.consents[consent.id] = consent
         here = f"{PREFIX}/v1/consents/{consent.id}"
         links: dict[str, Any] = {"status": {"href": f"{here}/status"}, "self": {"href": here}}
+        if approach == "OAUTH" and token is not None:
+            # the pre-step's token already carries the PSU's authorisation
+            consent.oauth_scope, consent.status = token.scope, "valid"
+            answer = {"consentStatus": "valid", "consentId": consent.id, "_links": links}
+            return 201, {"ASPSP-SCA-Approach": "REDIRECT"}, answer
+        if approach == "OAUTH":
+            consent.oauth_scope = f"AIS:{consent.id}"
+            links["scaOAuth"] = {"href": f"{self.origin}{WELL_KNOWN}"}
+            answer = {"consentStatus": "received", "consentId": consent.id, "_links": links}
+            return 201, {"ASPSP-SCA-Approach": "REDIRECT"}, answer
         if approach == "REDIRECT":
             links["scaRedirect"] = {"href": f"{self.origin}/bank/sca/{consent.id}"}
         elif approach == "DECOUPLED":
@@ -320,10 +367,59 @@ class PeerBank:
         answer = {"consentStatus": "received", "consentId": consent.id, "_links": links}
         return 201, {"ASPSP-SCA-Approach": approach}, answer
 
+    # the OAuth SCA approach ---------------------------------------------------------------
+
+    def oauth_metadata(self) -> dict[str, Any]:
+        return {
+            "issuer": self.origin,
+            "authorization_endpoint": f"{self.origin}/oauth/authorize",
+            "token_endpoint": f"{self.origin}/oauth/token",
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none", "tls_client_auth"],
+        }
+
+    def _authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        """The bank's authorization page: ``decision=approve`` is the PSU approving."""
+        if "decision" not in query:
+            return 200, {}, _decision_page("/oauth/authorize", query)
+        approve = query.pop("decision", "") == "approve"
+        uri = f"{self.origin}/oauth/authorize?{urlencode(query)}"
+        status, headers, body, scope = self.oauth.authorize(uri, query, self.psu_id, approve)
+        for granted in scope.split():
+            consent = self.consents.get(granted.removeprefix("AIS:"))
+            if status == 302 and consent is not None and consent.oauth_scope == granted:
+                consent.status = "valid" if approve else "rejected"
+        return status, headers, body
+
+    def _bearer(self, headers: dict[str, str]) -> Any:
+        scheme, _, value = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not value:
+            return None
+        return self.oauth_records.valid(value)
+
+    def _token_refused(
+        self, consent: Consent, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], Any] | None:
+        if consent.oauth_scope is None:
+            return None
+        scheme, _, value = headers.get("authorization", "").partition(" ")
+        token = self.oauth_records.tokens.get(value) if scheme.lower() == "bearer" else None
+        if token is None or token.is_revoked():
+            return 401, {}, _error("TOKEN_INVALID")
+        if token.is_expired():
+            return 401, {}, _error("TOKEN_EXPIRED")
+        if token.scope != consent.oauth_scope:
+            return 401, {}, _error("TOKEN_INVALID", "the token is for another consent")
+        return None
+
     def _bank_page(self, consent_id: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         consent = self.consents.get(consent_id)
         if consent is None or consent.approach != "REDIRECT":
             return 404, {}, _error("RESOURCE_UNKNOWN")
+        if "decision" not in query:
+            return 200, {}, _decision_page(f"/bank/sca/{consent_id}", {})
         approved = query.get("decision") == "approve"
         consent.status = "valid" if approved else "rejected"
         target = consent.redirect_uri if approved else consent.nok_uri or consent.redirect_uri
@@ -408,6 +504,9 @@ class PeerBank:
             return 401, {}, _error("CONSENT_EXPIRED")
         if consent.status != "valid":
             return 401, {}, _error("CONSENT_INVALID")
+        refused = self._token_refused(consent, headers)
+        if refused is not None:
+            return refused
         unattended = not headers.get("psu-ip-address")
         if unattended and "pageIndex" not in query:
             key = (self.today.isoformat(), "/".join(parts))
@@ -502,6 +601,22 @@ def _challenge(auth: Authorisation, href: str) -> dict[str, Any]:
     }
 
 
+def _decision_page(action: str, keep: dict[str, str]) -> str:
+    """The bank's own page where the PSU approves or denies (a browser's way in)."""
+    hidden = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+        for k, v in keep.items()
+    )
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8><link rel=icon href='data:,'>"
+        "<title>Peer Bank</title></head>"
+        "<body><h1>Peer Bank</h1><h2>Share your account data?</h2>"
+        f'<form method="get" action="{html.escape(action)}">{hidden}'
+        '<button name="decision" value="approve">Approve</button>'
+        '<button name="decision" value="deny">Deny</button></form></body></html>'
+    )
+
+
 def _error(code: str, text: str = "") -> dict[str, Any]:
     message = {"category": "ERROR", "code": code}
     if text:
@@ -515,19 +630,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
+        body: Any
+        if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            body = raw
+        else:
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = None
         headers = {k.lower(): v for k, v in self.headers.items()}
         status, extra, answer = self.bank.handle(self.command, self.path, headers, body)
-        payload = json.dumps(answer).encode() if answer is not None else b""
+        self.bank.answered.append(status)
+        if isinstance(answer, str):
+            payload = answer.encode()
+            extra = {**extra, "Content-Type": "text/html; charset=utf-8"}
+        else:
+            payload = json.dumps(answer).encode() if answer is not None else b""
         try:
             self.send_response(status)
             for key, value in extra.items():
                 self.send_header(key, value)
             self.send_header("X-Request-ID", headers.get("x-request-id", ""))
-            if payload:
+            if payload and "Content-Type" not in extra:
                 self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()

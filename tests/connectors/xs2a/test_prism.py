@@ -7,6 +7,7 @@ spec's own examples, not about state.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,8 +30,9 @@ from bankhub.connectors.base import (
 from bankhub.connectors.xs2a import Xs2aConnector
 from bankhub.connectors.xs2a.signing import RequestSigner
 from tests.conftest import FakeClock
-from tests.connectors.xs2a.conftest import PSU_ID, PSU_IP, RETURN_URL
+from tests.connectors.xs2a.conftest import PSU_ID, PSU_IP, RETURN_URL, responder
 from tests.connectors.xs2a.eidas_pki import EidasPki
+from tests.connectors.xs2a.peer import OAUTH_CLIENT_ID, WELL_KNOWN, PeerBank, running
 from tests.support.prism import request_violations
 
 #: the spec's examples are dated October 2017
@@ -238,3 +240,80 @@ async def test_signed_requests_are_valid_requests(prism_url: str, eidas_pki: Eid
             assert headers["date"] == "Mon, 30 Oct 2017 09:00:00 GMT"
     consent = decoupled.headers[0]
     assert 'headers="digest x-request-id date psu-id tpp-redirect-uri"' in consent["signature"]
+
+
+class _ScaOAuthLink(httpx.AsyncBaseTransport):
+    """Prism's consent examples carry ``scaRedirect``; a bank of the integrated OAuth variant
+    sends ``scaOAuth`` instead. Only that link of Prism's answer is changed, to name the peer
+    bank's authorization server; every request still goes to Prism as sent."""
+
+    def __init__(self, metadata_url: str) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.metadata_url = metadata_url
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if request.method != "POST" or request.url.path != "/v1/consents":
+            return response
+        body = json.loads(await response.aread())
+        links = body.get("_links", {})
+        links.pop("scaRedirect", None)
+        links["scaOAuth"] = {"href": self.metadata_url}
+        headers = [(k, v) for k, v in response.headers.items() if k != "content-length"]
+        return httpx.Response(response.status_code, headers=headers, json=body)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("variant", ["pre-step", "integrated"])
+async def test_oauth_consent_and_every_read_are_valid_requests(
+    prism_url: str, variant: str
+) -> None:
+    """The OAuth2 approach: the PSU authorises at the peer bank's authorization server
+    (authlib), and every XS2A request, each with its Bearer token, is valid against the spec."""
+    recorder = Recorder(None)
+    hooks: dict[str, list[Callable[..., Any]]] = {
+        "request": [recorder.on_request],
+        "response": [recorder.on_response],
+    }
+    with running(PeerBank(oauth_variant=variant)) as bank:
+        metadata = f"{bank.origin}{WELL_KNOWN}"
+        transport = _ScaOAuthLink(metadata) if variant == "integrated" else None
+        async with httpx.AsyncClient(event_hooks=hooks, transport=transport) as http:
+            store = MemoryStateStore()
+            connector = _connector(
+                prism_url,
+                http,
+                store,
+                "OAUTH",
+                sca_approaches=["OAUTH", "REDIRECT"],
+                oauth_variant=variant,
+                oauth_client_id=OAUTH_CLIENT_ID,
+                oauth_metadata_url=metadata if variant == "pre-step" else None,
+            )
+            with pytest.raises(NeedsRedirect) as redirect:
+                await connector.authenticate({})
+            assert redirect.value.url.startswith(f"{bank.origin}/oauth/authorize?")
+            answer = await responder(bank, http)(redirect.value)
+            if variant == "pre-step":
+                # Prism's consent still asks for a redirect SCA after the pre-step
+                with pytest.raises(NeedsRedirect):
+                    await connector.resume(answer)
+                answer = Answer("redirect", params={})
+            await connector.resume(answer)
+            assert store.load()["oauth"]["access_token"]
+            accounts = await connector.fetch_accounts()
+            await connector.fetch_transactions(accounts[0], None, None)
+            await connector.revoke()
+    prism = [
+        (m, p, s)
+        for (m, p, s), h in zip(recorder.calls(), recorder.headers, strict=True)
+        if h.get("host", "") in prism_url
+    ]
+    assert ("GET", "/v1/accounts/3dc3d5b3-7023-4848-9853-f5400a64e80f/transactions", 200) in prism
+    assert all(status < 300 for _, _, status in prism)
+    assert recorder.violations() == []
+    bearer = [h for h in recorder.headers if h.get("host", "") in prism_url and "consent-id" in h]
+    assert bearer
+    assert all(h["authorization"].startswith("Bearer ") for h in bearer)

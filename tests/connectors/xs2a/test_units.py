@@ -98,7 +98,8 @@ def test_institution_params_are_checked_with_clear_messages() -> None:
     bad: list[tuple[dict[str, Any], str]] = [
         ({"slug": "b"}, "base_url"),
         ({"base_url": "ftp://x"}, "base_url"),
-        ({"base_url": "https://x", "sca_approaches": ["OAUTH"]}, "REDIRECT, DECOUPLED"),
+        ({"base_url": "https://x", "sca_approaches": ["PIGEON"]}, "REDIRECT, OAUTH, DECOUPLED"),
+        ({"base_url": "https://x", "sca_approaches": ["OAUTH"]}, "oauth_client_id"),
         ({"base_url": "https://x", "preferred_sca_approach": "EMBEDDED"}, "one of sca_approaches"),
         ({"base_url": "https://x", "consent_days": 400}, "consent_days"),
         ({"base_url": "https://x", "frequency_per_day": "4"}, "frequency_per_day"),

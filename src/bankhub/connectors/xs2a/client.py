@@ -30,7 +30,18 @@ from bankhub.connectors.xs2a.signing import RequestSigner
 #: what a call is for; the same error code means different things during login and reading
 Stage = Literal["login", "answer", "read"]
 
-CONSENT_GONE = frozenset({"CONSENT_EXPIRED", "CONSENT_INVALID", "CONSENT_UNKNOWN"})
+CONSENT_GONE = frozenset(
+    {
+        "CONSENT_EXPIRED",
+        "CONSENT_INVALID",
+        "CONSENT_UNKNOWN",
+        # the OAuth approach's access token: bankhub renews it before it expires, so the bank
+        # refusing it means the PSU's authorisation is gone
+        "TOKEN_EXPIRED",
+        "TOKEN_INVALID",
+        "TOKEN_UNKNOWN",
+    }
+)
 CREDENTIALS_WRONG = frozenset({"PSU_CREDENTIALS_INVALID", "CORPORATE_ID_INVALID"})
 ANSWER_WRONG = frozenset({"PSU_CREDENTIALS_INVALID", "SCA_INVALID", "SCA_METHOD_UNKNOWN"})
 #: the bank refuses bankhub's eIDAS certificates or request signature: the operator's to fix
@@ -132,6 +143,7 @@ class Xs2aClient:
         psu_ip_address: Callable[[], str | None],
         signer: RequestSigner | None = None,
         problem: str | None = None,
+        bearer: Callable[[], str | None] | None = None,
     ) -> None:
         self.http = http
         #: signs every request with the QSealC, where the operator configured one
@@ -141,6 +153,8 @@ class Xs2aClient:
         self.params = params
         self.clock = clock
         self.psu_ip_address = psu_ip_address
+        #: the OAuth2 access token of the OAuth SCA approach, sent on every call while held
+        self.bearer = bearer
         parts = urlsplit(params.base_url)
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._root_path = parts.path.rstrip("/")
@@ -176,6 +190,9 @@ class Xs2aClient:
         ip = self.psu_ip_address()
         if ip:
             headers["PSU-IP-Address"] = ip
+        token = self.bearer() if self.bearer is not None else None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         headers.update(extra or {})
         return headers
 

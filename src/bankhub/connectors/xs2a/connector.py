@@ -21,6 +21,8 @@ Options read from :attr:`ConnectorContext.options`:
 from __future__ import annotations
 
 import contextlib
+import hmac
+import secrets
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar
@@ -48,7 +50,15 @@ from bankhub.connectors.base import (
     TransactionStatus,
 )
 from bankhub.connectors.xs2a.client import Reply, Stage, Xs2aClient
-from bankhub.connectors.xs2a.params import ScaApproach, Xs2aParams
+from bankhub.connectors.xs2a.oauth import (
+    Pkce,
+    Tokens,
+    authorization_url,
+    request_tokens,
+    server_metadata,
+    split_return_url,
+)
+from bankhub.connectors.xs2a.params import OAuthVariant, ScaApproach, Xs2aParams
 from bankhub.connectors.xs2a.parse import (
     account_record,
     items,
@@ -99,6 +109,7 @@ class Xs2aConnector:
         ),
         auth_flows=(AuthFlow.REDIRECT, AuthFlow.DECOUPLED, AuthFlow.EMBEDDED),
         unattended_refreshes_per_day=4,
+        bank_counts_unattended=True,
         history_days=730,
         consent_days=90,
         description="Banks speaking the Berlin Group NextGenPSD2 (XS2A) account information API.",
@@ -115,6 +126,7 @@ class Xs2aConnector:
             self._psu_ip_address,
             signer if isinstance(signer, RequestSigner) else None,
             problem=str(context.options.get("eidas_problem") or "") or None,
+            bearer=self._access_token,
         )
         #: whether the user is at the connect page now (PSU-IP-Address is sent only then)
         self._present = False
@@ -140,6 +152,22 @@ class Xs2aConnector:
                 "it when a consent is created"
             )
         self._psu_id, self._password = psu_id, password
+        if (
+            params.preferred_sca_approach is ScaApproach.OAUTH
+            and params.oauth_variant is OAuthVariant.PRE_STEP
+        ):
+            # the bank wants bankhub authorised by the PSU before it accepts a consent
+            self.context.state.save({"pending": {}})
+            assert params.oauth_metadata_url is not None  # noqa: S101 - checked by the params  # nosec B101
+            await self._start_oauth(
+                self.context.state.load(), params.oauth_metadata_url, params.oauth_scope
+            )
+        await self._create_consent({})
+
+    async def _create_consent(self, kept: Mapping[str, Any]) -> None:
+        """POST the consent and follow the SCA the bank asks for; ``kept`` (the pre-step's
+        tokens) goes into the fresh state."""
+        params = self.params
         today = self.context.clock().date()
         valid_until = today + timedelta(days=params.consent_days)
         access: dict[str, Any] = (
@@ -147,6 +175,7 @@ class Xs2aConnector:
             if params.all_psd2
             else {"accounts": [], "balances": [], "transactions": []}
         )
+        redirect = params.preferred_sca_approach in (ScaApproach.REDIRECT, ScaApproach.OAUTH)
         reply = await self.client.call(
             "POST",
             "/v1/consents",
@@ -154,9 +183,7 @@ class Xs2aConnector:
             headers={
                 **self._psu_headers(),
                 **self._redirect_headers(),
-                "TPP-Redirect-Preferred": _flag(
-                    params.preferred_sca_approach is ScaApproach.REDIRECT
-                ),
+                "TPP-Redirect-Preferred": _flag(redirect),
                 "TPP-Decoupled-Preferred": _flag(
                     params.preferred_sca_approach is ScaApproach.DECOUPLED
                 ),
@@ -174,6 +201,7 @@ class Xs2aConnector:
             raise ProviderUnavailable(f"{params.name} created a consent without a consentId")
         # a fresh login replaces whatever consent and half-done step the state held
         state: dict[str, Any] = {
+            **kept,
             "consent_id": consent_id,
             "requested_valid_until": valid_until.isoformat(),
             "pending": {},
@@ -187,9 +215,11 @@ class Xs2aConnector:
         state = self.context.state.load()
         pending = obj(state.get("pending"))
         step = pending.get("step")
-        if not state.get("consent_id") or not step:
+        if not (state.get("consent_id") or step == "oauth") or not step:
             raise InteractionRejected("There is no login step waiting for an answer")
-        if step == "redirect":
+        if step == "oauth":
+            await self._after_oauth(state, answer)
+        elif step == "redirect":
             await self._after_redirect(state, answer)
         elif step == "decoupled":
             await self._poll_decoupled(state)
@@ -217,6 +247,7 @@ class Xs2aConnector:
         valid_until = state.get("valid_until")
         if valid_until and date.fromisoformat(valid_until) < self.context.clock().date():
             raise ConsentExpired(f"The consent at {self.params.name} expired on {valid_until}")
+        await self._fresh_token()
         reply = await self.client.call(
             "GET", f"/v1/consents/{quote(consent_id, safe='')}/status", stage="read"
         )
@@ -229,6 +260,7 @@ class Xs2aConnector:
     async def fetch_accounts(self) -> list[AccountRecord]:
         """Every account the consent covers, with its booked and available balances."""
         consent_id = self._consent_id(self.context.state.load())
+        await self._fresh_token()
         query = {"withBalance": "true"} if self.params.with_balance else None
         reply = await self.client.call(
             "GET", "/v1/accounts", stage="read", consent_id=consent_id, query=query
@@ -258,6 +290,7 @@ class Xs2aConnector:
         consent_id = self._consent_id(self.context.state.load())
         if not account.bank_id:
             return []
+        await self._fresh_token()
         today = self.context.clock().date()
         query = {
             "bookingStatus": self.params.booking_status,
@@ -355,15 +388,17 @@ class Xs2aConnector:
         if sca_status in ("finalised", "exempted") or body.get("consentStatus") == "valid":
             await self._establish(state)
             return
-        if "scaRedirect" in links:
+        if "scaRedirect" in links and (
+            "scaOAuth" not in links or self.params.preferred_sca_approach is not ScaApproach.OAUTH
+        ):
             self._wait_for(state, step="redirect")
             raise NeedsRedirect(
                 _absolute(self.client, links["scaRedirect"]), f"Continue at {self.params.name}"
             )
         if "scaOAuth" in links:
-            raise ProviderUnavailable(
-                f"{self.params.name} asks for the OAuth2 SCA approach, which this connector "
-                "does not support"
+            # the integrated variant: the link names the bank's authorization server metadata
+            await self._start_oauth(
+                state, links["scaOAuth"], f"AIS:{state['consent_id']}", absolute=True
             )
         methods = [
             m for m in items(body.get("scaMethods")) if text(m.get("authenticationMethodId"))
@@ -486,8 +521,141 @@ class Xs2aConnector:
             raise ProviderUnavailable(
                 f"{self.params.name} sent {valid_until!r} as the consent's validUntil"
             ) from None
+        tokens = state.get("oauth")
         state.clear()
         state.update({"consent_id": consent_id, "valid_until": valid_until})
+        if tokens:
+            state["oauth"] = tokens
+        self.context.state.save(state)
+
+    # --- OAuth2 SCA ------------------------------------------------------------------------
+
+    async def _start_oauth(
+        self, state: dict[str, Any], metadata_url: str, scope: str, *, absolute: bool = False
+    ) -> None:
+        """Send the PSU to the bank's authorization endpoint (code flow with PKCE)."""
+        params = self.params
+        if not params.oauth_client_id:
+            raise ProviderUnavailable(
+                f"{params.name} asks for the OAuth2 SCA approach, but its catalogue entry has "
+                "no oauth_client_id"
+            )
+        if not self.context.return_url:
+            raise ProviderUnavailable("The OAuth2 SCA approach needs the connect page's return URL")
+        url = _absolute(self.client, metadata_url) if absolute else metadata_url
+        metadata = await server_metadata(
+            self.context.http, url, params.name, params.timeout_seconds
+        )
+        redirect_uri, session_state = split_return_url(self.context.return_url)
+        pkce = Pkce.new()
+        oauth_state = session_state or secrets.token_urlsafe(24)
+        self._wait_for(
+            state,
+            step="oauth",
+            oauth={
+                "state": oauth_state,
+                "verifier": pkce.verifier,
+                "redirect_uri": redirect_uri,
+                "token_endpoint": metadata.token_endpoint,
+            },
+        )
+        raise NeedsRedirect(
+            authorization_url(
+                metadata,
+                client_id=params.oauth_client_id,
+                redirect_uri=redirect_uri,
+                scope=scope,
+                state=oauth_state,
+                pkce=pkce,
+            ),
+            f"Continue at {params.name}",
+        )
+
+    async def _after_oauth(self, state: dict[str, Any], answer: Answer) -> None:
+        """The bank's authorization server sent the PSU back: check ``state``, exchange the code
+        for tokens, then create the consent (pre-step) or read it back (integrated)."""
+        pending = obj(state.get("pending"))
+        flow = obj(pending.get("oauth"))
+        if answer.kind != "redirect":
+            raise InteractionRejected(f"Finish the approval at {self.params.name} first")
+        returned = answer.params.get("state", "")
+        if not hmac.compare_digest(returned.encode(), str(flow.get("state", "")).encode()):
+            raise InteractionRejected(
+                f"The answer from {self.params.name} does not belong to this login"
+            )
+        if answer.params.get("error"):
+            raise InteractionRejected(
+                f"The access was not approved at {self.params.name} ({answer.params['error']})"
+            )
+        code = answer.params.get("code", "")
+        if not code:
+            raise InteractionRejected(f"{self.params.name} sent no authorization code back")
+        token_endpoint = str(flow["token_endpoint"])
+        try:
+            tokens = await request_tokens(
+                self.context.http,
+                token_endpoint,
+                {
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": str(flow["redirect_uri"]),
+                    "client_id": str(self.params.oauth_client_id),
+                    "code_verifier": str(flow["verifier"]),
+                },
+                now=self.context.clock(),
+                bank=self.params.name,
+                seconds=self.params.timeout_seconds,
+            )
+        except ConsentExpired as refused:
+            # while the user is here, a refused code is a failed approval, not an old consent
+            raise InteractionRejected(str(refused)) from None
+        state["oauth"] = tokens.to_state(token_endpoint)
+        pending.pop("oauth", None)
+        pending.pop("step", None)
+        state["pending"] = pending
+        self.context.state.save(state)
+        if state.get("consent_id"):
+            await self._establish(state)
+        else:
+            await self._create_consent({"oauth": state["oauth"]})
+
+    def _access_token(self) -> str | None:
+        token = obj(self.context.state.load().get("oauth")).get("access_token")
+        return str(token) if token else None
+
+    async def _fresh_token(self) -> None:
+        """Renew the access token with the refresh token before it expires; a refresh the bank
+        refuses means the PSU must authorise again (``ConsentExpired``)."""
+        state = self.context.state.load()
+        held = obj(state.get("oauth"))
+        if not held:
+            return
+        now = self.context.clock()
+        expires_at = datetime.fromisoformat(str(held["expires_at"]))
+        if expires_at - timedelta(seconds=self.params.oauth_refresh_margin_seconds) > now:
+            return
+        refresh = text(held.get("refresh_token"))
+        if refresh is None:
+            if expires_at <= now:
+                raise ConsentExpired(
+                    f"The access to {self.params.name} has expired and cannot be renewed"
+                )
+            return
+        token_endpoint = str(held["token_endpoint"])
+        tokens: Tokens = await request_tokens(
+            self.context.http,
+            token_endpoint,
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": refresh,
+                "client_id": str(self.params.oauth_client_id),
+            },
+            now=now,
+            bank=self.params.name,
+            seconds=self.params.timeout_seconds,
+            previous_refresh=refresh,
+        )
+        state["oauth"] = tokens.to_state(token_endpoint)
         self.context.state.save(state)
 
     # --- helpers ----------------------------------------------------------------------------

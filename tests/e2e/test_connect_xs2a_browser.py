@@ -1,0 +1,199 @@
+"""The connect page in headless Chromium against the loopback XS2A peer bank, one SCA approach
+each: redirect, OAuth2 (integrated), decoupled and embedded. One ``bankhub serve`` and two peer
+banks serve all four; each connect ends at the partner's callback with the accounts and
+transactions readable through ``/v2/account`` and ``/v2/transaction``."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from bankhub.catalogue import load_catalogue
+from bankhub.catalogue.make_media import write_media
+from tests.connectors.xs2a.conftest import PASSWORD, PSU_ID
+from tests.connectors.xs2a.peer import OAUTH_CLIENT_ID, PeerBank, running
+from tests.e2e.test_connect_browser import (
+    APP_NAME,
+    CallbackServer,
+    Partner,
+    assert_clean,
+    assert_success,
+    callback_server,  # noqa: F401 - the module-scoped fixture, shared
+    on_page,
+    wait_for_callback,
+)
+from tests.seed_shapes import TRANSACTION_KEYS
+from tests.support.live_server import LiveServer
+
+#: service id → (name, catalogue params beyond the base URL)
+SERVICES: dict[int, tuple[str, dict[str, Any]]] = {
+    901: ("Peer Bank Redirect", {"sca_approaches": ["REDIRECT"]}),
+    902: (
+        "Peer Bank OAuth",
+        {
+            "sca_approaches": ["OAUTH"],
+            "oauth_variant": "integrated",
+            "oauth_client_id": OAUTH_CLIENT_ID,
+        },
+    ),
+    903: (
+        "Peer Bank Decoupled",
+        {"sca_approaches": ["DECOUPLED"], "psu_id_required": True, "decoupled_poll_seconds": 1},
+    ),
+    904: ("Peer Bank Embedded", {"sca_approaches": ["EMBEDDED"], "psu_id_required": True}),
+}
+
+
+@pytest.fixture(scope="module")
+def peer_banks() -> Iterator[tuple[PeerBank, PeerBank]]:
+    """A bank with redirect, decoupled and embedded SCA, and one whose SCA is OAuth."""
+    today = datetime.now(UTC).date()
+    plain = PeerBank(approaches=("REDIRECT", "DECOUPLED", "EMBEDDED"), methods=("sms", "push"))
+    oauth = PeerBank(approaches=("OAUTH",), oauth_redirect_uris=())
+    for bank in (plain, oauth):
+        bank.today = today
+    with running(plain, lifetime=900), running(oauth, lifetime=900):
+        yield plain, oauth
+
+
+@pytest.fixture(scope="module")
+def xs2a_partner(
+    peer_banks: tuple[PeerBank, PeerBank],
+    callback_server: CallbackServer,  # noqa: F811 - the fixture imported above
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Partner]:
+    """One server for the four tests, its catalogue naming the peer banks."""
+    plain, oauth = peer_banks
+    root = tmp_path_factory.mktemp("xs2a-e2e")
+    shipped = json.loads(files("bankhub.catalogue").joinpath("services.json").read_text())
+    entries = [
+        {
+            "id": service_id,
+            "slug": f"peer-bank-{service_id}",
+            "name": name,
+            "type": "bank",
+            "country_code": "DE",
+            "has_balance": True,
+            "color": {"primary": "003366", "secondary": "FFFFFF"},
+            "connector": "xs2a",
+            "params": {"base_url": (oauth if service_id == 902 else plain).base_url, **params},
+        }
+        for service_id, (name, params) in SERVICES.items()
+    ]
+    catalogue = root / "catalogue.json"
+    catalogue.write_text(json.dumps([*shipped, *entries]))
+    write_media(load_catalogue(catalogue))  # the logos a catalogue file's services need
+    server = LiveServer.start(
+        data_dir=root / "data", env={"BANKHUB_CATALOGUE_FILE": str(catalogue)}
+    )
+    try:
+        # the operator registered the server's return URL with the bank
+        oauth.oauth_client.redirect_uris = [f"{server.url}/v2/connect/return"]
+        creds = server.demo_credentials()
+        headers = {"client-id": creds["client_id"], "service-secret": creds["service_secret"]}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=10.0) as client:
+            yield Partner(server, callback_server, client)
+    finally:
+        server.stop()
+
+
+def start(page: Page, partner: Partner, service_id: int) -> str:
+    name = SERVICES[service_id][0]
+    page.goto(partner.connect_url(service_id))
+    on_page(page, f"{APP_NAME} asks to read your bank data")
+    page.get_by_role("button", name="I agree, continue").click()
+    on_page(page, f"Log in to {name}")
+    return name
+
+
+def approve_at_the_bank(page: Page, partner: Partner, name: str, bank: PeerBank) -> None:
+    on_page(page, f"Continue at {name}")
+    page.get_by_role("link", name=f"Continue to {name}").click()
+    page.wait_for_url(lambda url: url.startswith(bank.origin))
+    expect(page.get_by_role("heading", name="Share your account data?")).to_be_visible()
+    page.get_by_role("button", name="Approve").click()
+
+
+def assert_readable(partner: Partner, payload: dict[str, Any]) -> None:
+    login_id, secret = assert_success(payload)
+    accounts = partner.get("/v2/account", secret)
+    assert {a["original_id"] for a in accounts} == {"acc-giro", "acc-save", "acc-usd"}, accounts
+    assert {a["login_id"] for a in accounts} == {login_id}
+    assert {a["type"] for a in accounts} == {"current", "savings"}
+    giro = next(a for a in accounts if a["original_id"] == "acc-giro")
+    assert giro["balance"] == "1523.42"
+    rows = partner.get("/v2/transaction", secret, account_id=giro["id"])
+    assert len(rows) >= 25, "the first fetch did not follow the bank's pages"
+    for row in rows[:10]:
+        assert set(row) == TRANSACTION_KEYS
+        assert isinstance(row["amount"], str)
+
+
+def test_redirect_sca_at_the_bank(
+    page: Page, xs2a_partner: Partner, peer_banks: tuple[PeerBank, PeerBank]
+) -> None:
+    name = start(page, xs2a_partner, 901)
+    page.get_by_role("button", name="Log in").click()
+    approve_at_the_bank(page, xs2a_partner, name, peer_banks[0])
+    payload = wait_for_callback(page, xs2a_partner.callback)
+    assert_clean(page)
+    assert_readable(xs2a_partner, payload)
+
+
+def test_oauth_sca_at_the_banks_authorization_server(
+    page: Page, xs2a_partner: Partner, peer_banks: tuple[PeerBank, PeerBank]
+) -> None:
+    oauth = peer_banks[1]
+    name = start(page, xs2a_partner, 902)
+    page.get_by_role("button", name="Log in").click()
+    on_page(page, f"Continue at {name}")
+    link = page.get_by_role("link", name=f"Continue to {name}").get_attribute("href")
+    assert link is not None
+    assert urlsplit(link).path == "/oauth/authorize"
+    assert "code_challenge_method=S256" in link
+    approve_at_the_bank(page, xs2a_partner, name, oauth)
+    payload = wait_for_callback(page, xs2a_partner.callback)
+    assert_clean(page)
+    assert_readable(xs2a_partner, payload)
+    assert oauth.oauth_records.token_requests[-1] == "authorization_code"
+
+
+def test_decoupled_sca_in_the_banking_app(
+    page: Page, xs2a_partner: Partner, peer_banks: tuple[PeerBank, PeerBank]
+) -> None:
+    start(page, xs2a_partner, 903)
+    page.get_by_label("Online banking user ID").fill(PSU_ID)
+    page.get_by_role("button", name="Log in").click()
+    on_page(page, "Approve in your banking app")
+    expect(page.get_by_text("Please approve in your BankApp.")).to_be_visible()
+    # no clicks: the page checks again by itself until the bank has the approval
+    payload = wait_for_callback(page, xs2a_partner.callback)
+    assert_clean(page)
+    assert_readable(xs2a_partner, payload)
+
+
+def test_embedded_sca_on_the_connect_page(
+    page: Page, xs2a_partner: Partner, peer_banks: tuple[PeerBank, PeerBank]
+) -> None:
+    start(page, xs2a_partner, 904)
+    page.get_by_label("Online banking user ID").fill(PSU_ID)
+    page.get_by_label("Online banking password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    on_page(page, "How do you want to confirm the access?")
+    page.get_by_label("PUSH_OTP (push)").check()
+    page.get_by_role("button", name="Continue").click()
+    on_page(page, re.compile("Enter the code from PUSH_OTP"))
+    page.get_by_label("Code").fill(peer_banks[0].code)
+    page.get_by_role("button", name="Continue").click()
+    payload = wait_for_callback(page, xs2a_partner.callback)
+    assert_clean(page)
+    assert_readable(xs2a_partner, payload)
