@@ -17,6 +17,7 @@ import re
 import zlib
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,7 @@ from bankhub.connectors.base import (
     InvalidCredentials,
     MemoryStateStore,
     NeedsChoice,
+    ProviderUnavailable,
     SessionExpired,
     TransactionStatus,
 )
@@ -233,3 +235,63 @@ def test_the_registry_knows_the_connector() -> None:
         ("user_id", "text"),
         ("pin", "secret"),
     ]
+
+
+def _hkkaz_requests(server: DummyServer) -> list[bytes]:
+    found = []
+    for dialog in server.dialogs.values():
+        for message in dialog["in_messages"]:
+            match = re.search(rb"'(HKKAZ:\d+:7\+[^']*)'", message)
+            if match:
+                found.append(match.group(1))
+    return found
+
+
+async def test_a_date_range_reaches_the_bank_and_bounds_the_rows(
+    build: Build, server: DummyServer
+) -> None:
+    connector = build(MemoryStateStore())
+    await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    account = (await connector.fetch_accounts())[0]
+    before = len(_hkkaz_requests(server))
+
+    since_only = await connector.fetch_transactions(account, date(2015, 2, 1), None)
+    assert [(r.booking_date, r.amount) for r in since_only] == [
+        (date(2015, 3, 1), Decimal("100.03")),
+        (date(2015, 3, 1), Decimal("100.00")),
+    ]
+    bounded = await connector.fetch_transactions(account, date(2014, 12, 1), date(2015, 1, 31))
+    assert [(r.booking_date, r.amount) for r in bounded] == [(date(2015, 1, 1), Decimal("182.34"))]
+    sent = _hkkaz_requests(server)[before:]
+    # two pages each (the dummy pages with a touchdown point); the dates go to the bank
+    assert [s.split(b"+", 2)[2] for s in sent] == [
+        b"N+20150201+++",
+        b"N+20150201+++ 1",
+        b"N+20141201+20150131++",
+        b"N+20141201+20150131++ 1",
+    ]
+    await connector.close()
+
+
+def _drop_statements(handler: type, dialogs: dict[str, Any]) -> type:
+    """A bank that leaves the statement request unanswered (no HIKAZ, no return code)."""
+
+    class Silent(handler):  # type: ignore[misc]
+        def make_answer(self, dialog_id: str, message: bytes) -> bytes:
+            answer: bytes = super().make_answer(dialog_id, message)
+            if b"'HKKAZ:" in message:
+                return answer.split(b"HIRMS::2:", 1)[0].split(b"HIKAZ::", 1)[0]
+            return answer
+
+    return Silent
+
+
+@pytest.mark.parametrize("server", [_drop_statements], indirect=True)
+async def test_an_unanswered_statement_request_is_an_error_not_an_empty_list(
+    build: Build,
+) -> None:
+    connector = build(MemoryStateStore())
+    await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    with pytest.raises(ProviderUnavailable, match="did not answer the request for"):
+        await connector.fetch_accounts()  # the balance comes from the statement
+    await connector.close()

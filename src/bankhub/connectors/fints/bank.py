@@ -272,6 +272,51 @@ class BankSession:
             )
         return statement.closing_balance, statement.closing_currency or currency or "EUR"
 
+    def _pages(self, factory: Callable[[str], Any], answer_type: str, what: str) -> list[Any]:
+        """Send a paged request (HKKAZ, HKCAZ) until the bank sets no further touchdown point.
+
+        The first page carries an empty touchdown point rather than none: FinTS lets a
+        segment's trailing empty fields be sent or left out, and servers that read the segment
+        by position (python-fints' own test server is one) find the dates only when every
+        field is there. A page the bank answers with neither its data segment nor a return
+        code for the request is an error, not an empty statement: taking it for "no
+        transactions" would lose them.
+        """
+        client = self.client
+        answers: list[Any] = []
+        touchdown = ""
+        seen: set[str] = set()
+        with client._get_dialog() as dialog:
+            while True:
+                command = factory(touchdown)
+                response = client._send_with_possible_retry(
+                    dialog, command, lambda _seg, answer: answer
+                )
+                if isinstance(response, NeedTANResponse):
+                    raise SessionExpired(f"The bank asks for a TAN to read {what}; log in again")
+                found = list(response.response_segments(command, answer_type))
+                codes = list(response.responses(command))
+                errors = [f"{c.code} {c.text}".strip() for c in codes if c.code.startswith("9")]
+                if errors:
+                    raise ProviderUnavailable(
+                        f"The bank refused to send {what} ({'; '.join(errors)})"
+                    )
+                if not found and not codes:
+                    raise ProviderUnavailable(f"The bank did not answer the request for {what}")
+                answers.extend(found)
+                # the touchdown point goes back exactly as the bank wrote it
+                following = next(
+                    (str(c.parameters[0]) for c in codes if c.code == "3040" and c.parameters), ""
+                )
+                if not following.strip():
+                    return answers
+                if following in seen:
+                    raise ProviderUnavailable(
+                        f"The bank sent the same page of {what} twice (touchdown {following!r})"
+                    )
+                seen.add(following)
+                touchdown = following
+
     def _statement(
         self, account: Any, since: date | None, until: date | None, currency: str
     ) -> records.Statement:
@@ -284,7 +329,7 @@ class BankSession:
             ) from None
         kti = hkkaz._fields["account"].type.from_sepa_account(account)
 
-        def segment(touchdown: str | None) -> Any:
+        def segment(touchdown: str) -> Any:
             return hkkaz(
                 account=kti,
                 all_accounts=False,
@@ -293,10 +338,7 @@ class BankSession:
                 touchdown_point=touchdown,
             )
 
-        with client._get_dialog() as dialog:
-            answers = client._fetch_with_touchdowns(dialog, segment, list, "HIKAZ")
-        if isinstance(answers, NeedTANResponse):
-            raise SessionExpired("The bank asks for a TAN to read older transactions; log in again")
+        answers = self._pages(segment, "HIKAZ", "the transactions")
         booked = "".join(a.statement_booked.decode("iso-8859-1") for a in answers)
         pending = "".join(
             a.statement_pending.decode("iso-8859-1") for a in answers if a.statement_pending
