@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import html
 import re
 from collections.abc import Callable, Mapping
@@ -15,6 +14,8 @@ from bankhub.connectors.base import (
     AccountRecord,
     Answer,
     AuthFlow,
+    Challenge,
+    ChallengeKind,
     Choice,
     ConnectorContext,
     ConnectorInfo,
@@ -31,6 +32,7 @@ from bankhub.connectors.base import (
     TransactionRecord,
 )
 from bankhub.connectors.fints import bank, state
+from bankhub.connectors.fints import challenge as shows
 from bankhub.connectors.fints.params import BankParams, bank_params
 
 T = TypeVar("T")
@@ -38,8 +40,6 @@ T = TypeVar("T")
 MAX_TAN_ATTEMPTS = 3
 _TAGS = re.compile(r"<[^>]*>")
 _BREAKS = re.compile(r"<\s*(br|/p|/li)\s*/?>", re.IGNORECASE)
-#: image types a matrix (photoTAN/QR) challenge may carry to the connect page
-_MATRIX_TYPES = {"image/png", "image/jpeg", "image/gif"}
 
 
 class Step(StrEnum):
@@ -50,18 +50,18 @@ class Step(StrEnum):
 
 
 class TanChallenge(NeedsCode):
-    """The bank's TAN challenge: text, plus HHD flicker data or a matrix image when present.
+    """The bank's TAN challenge: its text, plus what it shows besides (``challenge``: a
+    photoTAN/QR image, or a chipTAN flicker code with its manual fallback).
 
-    ``hhduc`` is the HHD/UC data string for a chipTAN generator (ASCII); ``matrix`` is the image
-    type and its base64 text (only image types). Neither contains anything secret.
+    ``hhduc`` is the HHD/UC data string for a chipTAN generator (ASCII); nothing here is
+    secret, and none of it is stored: it lives as long as the connect session's step.
     """
 
     def __init__(
-        self, prompt: str, *, hhduc: str | None = None, matrix: tuple[str, str] | None = None
+        self, prompt: str, *, hhduc: str | None = None, challenge: Challenge | None = None
     ) -> None:
-        super().__init__(prompt, secret=True, field_label="TAN")
+        super().__init__(prompt, secret=True, field_label="TAN", challenge=challenge)
         self.hhduc = hhduc
-        self.matrix = matrix
 
 
 def _plain(text: str) -> str:
@@ -77,12 +77,14 @@ def _interaction(challenge: Any, refused: str = "") -> Interaction:
         return NeedsDecoupledApproval(refused + prompt)
     hhduc = challenge.challenge_hhduc
     safe_hhduc = hhduc if isinstance(hhduc, str) and hhduc.isascii() else None
-    matrix = None
-    raw = challenge.challenge_matrix
-    if raw and isinstance(raw[1], bytes) and str(raw[0]).lower() in _MATRIX_TYPES:
-        matrix = (str(raw[0]).lower(), base64.b64encode(raw[1]).decode("ascii"))
-    prompt = text or "Enter the TAN the bank sent you."
-    return TanChallenge(refused + prompt, hhduc=safe_hhduc, matrix=matrix)
+    shown = shows.image(challenge.challenge_matrix) or shows.flicker(safe_hhduc)
+    if shown is not None and shown.kind == ChallengeKind.IMAGE:
+        default = "Scan the image with your banking app and enter the TAN it shows."
+    elif shown is not None:
+        default = "Hold your chipTAN reader against the flicker code and enter the TAN it shows."
+    else:
+        default = "Enter the TAN the bank sent you."
+    return TanChallenge(refused + (text or default), hhduc=safe_hhduc, challenge=shown)
 
 
 class FinTSConnector:
