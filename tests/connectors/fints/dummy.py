@@ -116,8 +116,11 @@ class DummyServer:
 
 
 @contextmanager
-def dummy_server(wrapper: Wrapper | None = None) -> Iterator[DummyServer]:
-    """Start the sdist's server on 127.0.0.1 (a free port); it stops on exit or after a while."""
+def dummy_server(
+    wrapper: Wrapper | None = None, lifetime: float = LIFETIME_SECONDS
+) -> Iterator[DummyServer]:
+    """Start the sdist's server on 127.0.0.1 (a free port); it stops on exit or after
+    ``lifetime`` seconds, whatever the test does."""
     factory = inspect.unwrap(_conftest().fints_server)
     fixture = factory()
     url = next(fixture)
@@ -126,7 +129,7 @@ def dummy_server(wrapper: Wrapper | None = None) -> Iterator[DummyServer]:
     if wrapper is not None:
         server.RequestHandlerClass = wrapper(server.RequestHandlerClass, dialogs)
     server.RequestHandlerClass.log_message = lambda *args: None
-    watchdog = threading.Timer(LIFETIME_SECONDS, server.shutdown)
+    watchdog = threading.Timer(lifetime, server.shutdown)
     watchdog.daemon = True
     watchdog.start()
     try:
@@ -140,14 +143,23 @@ _INIT_TAN = re.compile(rb"'HKTAN:(\d+):(\d+)\+4")
 _ALLOWED = b"3920::Zugelassene TAN-Verfahren fur den Benutzer:942"
 
 
+def _binary(data: bytes | None) -> bytes:
+    """An HITAN field of binary data (``@length@bytes``), or nothing."""
+    return b"" if data is None else b"+@%d@" % len(data) + data
+
+
 def login_tan(
-    tan: str = "123456", challenge: str = "Geben Sie TAN {tan} an", mechanisms: str | None = None
+    tan: str = "123456",
+    challenge: str = "Geben Sie TAN {tan} an",
+    mechanisms: str | None = None,
+    hhduc: bytes | None = None,
 ) -> Wrapper:
     """Ask for a TAN on every dialog initialisation that offers one (PSD2 strong login).
 
     The challenge is issued here; the TAN is then checked by the dummy server's own HKTAN
     process-2 code (its ``pending`` task table), as for its transfers. ``mechanisms`` (like
-    ``"942:962"``) widens the TAN methods the server allows for the user.
+    ``"942:962"``) widens the TAN methods the server allows for the user; ``hhduc`` fills the
+    challenge's binary HHD_UC field (a photoTAN image container, an HHD 1.4 code).
     """
 
     def wrap(handler: type, dialogs: dict[str, Any]) -> type:
@@ -171,12 +183,66 @@ def login_tan(
                     }
                     text = challenge.format(tan=tan)
                     answer += (
-                        f"HIRMS::2:{segment}+0030::Auftragsfreigabe erforderlich'"
-                        f"HITAN::{version}:{segment}+4++{reference}+{text}'"
-                    ).encode("iso-8859-1")
+                        (
+                            f"HIRMS::2:{segment}+0030::Auftragsfreigabe erforderlich'"
+                            f"HITAN::{version}:{segment}+4++{reference}+{text}"
+                        ).encode("iso-8859-1")
+                        + _binary(hhduc)
+                        + b"'"
+                    )
                     dialogs[dialog_id].setdefault("tan_inits", []).append(message)
                 return answer
 
         return LoginTanHandler
+
+    return wrap
+
+
+@dataclass
+class Approval:
+    """The user's banking app, for a decoupled (pushTAN) login: ``approved`` once they did."""
+
+    approved: bool = False
+    polls: int = 0
+
+
+_STATUS = re.compile(rb"'HKTAN:(\d+):(\d+)\+S\+\+\+\+([^+']+)")
+
+
+def decoupled_login(
+    approval: Approval, text: str = "Bitte bestätigen Sie den Zugriff in Ihrer App"
+) -> Wrapper:
+    """A login approved in the bank's app (decoupled SCA, return code 3955), polled with
+    HKTAN process S: 3956 (still waiting) until ``approval.approved``, then 0020."""
+
+    def wrap(handler: type, dialogs: dict[str, Any]) -> type:
+        class DecoupledHandler(handler):  # type: ignore[misc]
+            def make_answer(self, dialog_id: str, message: bytes) -> bytes:
+                answer: bytes = super().make_answer(dialog_id, message)
+                found = _INIT_TAN.search(message)
+                if found and b"'HKIDN:" in message and b"0020::" in answer:
+                    segment, version = found.group(1).decode(), found.group(2).decode()
+                    reference = uuid.uuid4().hex
+                    dialogs[dialog_id].setdefault("decoupled", set()).add(reference)
+                    answer += (
+                        f"HIRMS::2:{segment}+3955::Sicherheitsfreigabe erfolgt über anderen Kanal'"
+                        f"HITAN::{version}:{segment}+4++{reference}+{text}'"
+                    ).encode("iso-8859-1")
+                status = _STATUS.search(message)
+                if status and status.group(3).decode() in dialogs[dialog_id].get("decoupled", ()):
+                    segment, version = status.group(1).decode(), status.group(2).decode()
+                    approval.polls += 1
+                    code = (
+                        "0020::Auftrag ausgeführt"
+                        if approval.approved
+                        else "3956::Starke Kundenauthentifizierung noch ausstehend"
+                    )
+                    answer += (
+                        f"HIRMS::2:{segment}+{code}'"
+                        f"HITAN::{version}:{segment}+S++{status.group(3).decode()}'"
+                    ).encode("iso-8859-1")
+                return answer
+
+        return DecoupledHandler
 
     return wrap

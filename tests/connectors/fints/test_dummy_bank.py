@@ -29,6 +29,7 @@ from bankhub.connectors.base import (
     InvalidCredentials,
     MemoryStateStore,
     NeedsChoice,
+    NeedsDecoupledApproval,
     ProviderUnavailable,
     SessionExpired,
     TransactionStatus,
@@ -37,7 +38,15 @@ from bankhub.connectors.fints import FinTSConnector, TanChallenge
 from bankhub.connectors.registry import default_registry
 
 from .conftest import Build
-from .dummy import GOOD_PIN, LOCKED_PIN, USER, DummyServer, login_tan
+from .dummy import (
+    GOOD_PIN,
+    LOCKED_PIN,
+    USER,
+    Approval,
+    DummyServer,
+    decoupled_login,
+    login_tan,
+)
 
 IBAN = "DE111234567800000001"
 HHD = "CHLGUC  00312908{tan}1012345678900523,42CHLGTEXT0034Geben Sie den Startcode als TAN an"
@@ -294,4 +303,29 @@ async def test_an_unanswered_statement_request_is_an_error_not_an_empty_list(
     await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
     with pytest.raises(ProviderUnavailable, match="did not answer the request for"):
         await connector.fetch_accounts()  # the balance comes from the statement
+    await connector.close()
+
+
+APPROVAL = Approval()
+
+
+@pytest.mark.parametrize("server", [decoupled_login(APPROVAL)], indirect=True)
+async def test_a_login_approved_in_the_banking_app_is_polled(build: Build) -> None:
+    APPROVAL.approved, APPROVAL.polls = False, 0
+    connector = build(MemoryStateStore())
+    with pytest.raises(NeedsDecoupledApproval) as asked:
+        await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    assert asked.value.prompt == "Bitte bestätigen Sie den Zugriff in Ihrer App"
+    with pytest.raises(InteractionRejected, match="Approve"):
+        await connector.resume(Answer("code", "123456"))
+    for polls in (1, 2):
+        with pytest.raises(NeedsDecoupledApproval):
+            await connector.resume(Answer.poll())
+        assert APPROVAL.polls == polls
+    with pytest.raises(SessionExpired):
+        await connector.fetch_accounts()
+    APPROVAL.approved = True
+    await connector.resume(Answer.poll())
+    assert APPROVAL.polls == 3
+    await _read(connector)
     await connector.close()
