@@ -32,8 +32,10 @@ from tests.connectors.fints.dummy import (
     Approval,
     DummyServer,
     Wrapper,
+    chain,
     decoupled_login,
     dummy_server,
+    institute_message,
     login_tan,
 )
 from tests.e2e.test_connect_browser import (
@@ -50,7 +52,10 @@ from tests.support.loopback import partner_site
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "src" / "bankhub" / "catalogue"
 FINTS_SLUG = "example-musterbank-fints-de"
-IBAN = "DE111234567800000001"
+MAINTENANCE = (
+    "Wartungsarbeiten",
+    "Am Sonntag ist das Online-Banking von 2 bis 6 Uhr nicht erreichbar.",
+)
 
 
 @dataclass
@@ -136,9 +141,9 @@ def _log_in(page: Page, partner: Partner) -> None:
     page.get_by_role("button", name="Log in").click()
 
 
-def _linked(page: Page, partner: Partner, bank: Bank, before: int) -> None:
+def _linked(page: Page, partner: Partner, bank: Bank, before: int) -> str:
     """The callback says success, the account is readable, and the bank was asked for the
-    last year's statements."""
+    last year's statements; returns the login-secret."""
     login_id, secret = assert_success(wait_for_callback(page, partner.callback))
     assert_clean(page)
     accounts = partner.get("/v2/account", secret)
@@ -155,6 +160,7 @@ def _linked(page: Page, partner: Partner, bank: Bank, before: int) -> None:
     assert starts, f"the first fetch asked for no date range: {sent!r}"
     year_ago = datetime.now(UTC).date() - timedelta(days=365)
     assert all(abs((start - year_ago).days) <= 2 for start in starts), (starts, year_ago)
+    return secret
 
 
 def _animates(page: Page, selector: str) -> bool:
@@ -218,20 +224,26 @@ def test_phototan_image_is_shown_and_its_tan_links_the_bank(
 def test_sms_tan_after_choosing_the_method_and_a_refused_tan(
     page: Page, fints_partner: Partner, bank: Bank
 ) -> None:
-    bank.behave(login_tan(mechanisms="942:962"))
+    bank.behave(chain(institute_message(*MAINTENANCE), login_tan(mechanisms="942:962")))
     before = len(bank.statement_requests())
     _log_in(page, fints_partner)
     on_page(page, "Choose how you want to receive TANs")
+    told = page.get_by_role("region", name="Messages from your bank")
+    expect(told).to_have_text(f"{MAINTENANCE[0]}: {MAINTENANCE[1]}")
     page.get_by_label("mobile TAN").check()
     page.get_by_role("button", name="Continue").click()
     on_page(page, "Geben Sie TAN 123456 an")
     expect(page.locator("figure")).to_have_count(0)  # a code field, no image
+    expect(told).to_have_text(f"{MAINTENANCE[0]}: {MAINTENANCE[1]}")
     page.get_by_label("TAN").fill("999999")
     page.get_by_role("button", name="Continue").click()
     on_page(page, re.compile(r"The bank refused the TAN \(9941 TAN ungültig\)"))
     page.get_by_label("TAN").fill("123456")
     page.get_by_role("button", name="Continue").click()
-    _linked(page, fints_partner, bank, before)
+    secret = _linked(page, fints_partner, bank, before)
+    # the partner reads the bank's message on the login too
+    login = fints_partner.client.get("/v2/login", headers={"login-secret": secret})
+    assert login.json()["data"]["notices"] == [f"{MAINTENANCE[0]}: {MAINTENANCE[1]}"]
 
 
 def test_pushtan_approval_is_polled_by_the_page_itself(

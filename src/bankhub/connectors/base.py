@@ -70,6 +70,9 @@ class ConnectorInfo:
 class Interaction(Exception):
     """Raised by ``authenticate`` or ``resume`` when the user must do something more."""
 
+    #: what the bank says to its users alongside the step (plain text; shown on the page)
+    notices: tuple[str, ...] = ()
+
 
 class ChallengeKind(StrEnum):
     #: an image the user scans with the bank's app or reader (photoTAN, QR-TAN)

@@ -246,3 +246,31 @@ def decoupled_login(
         return DecoupledHandler
 
     return wrap
+
+
+def institute_message(subject: str, text: str) -> Wrapper:
+    """A bank that tells its users something on every dialog initialisation (HIKIM)."""
+
+    def wrap(handler: type, dialogs: dict[str, Any]) -> type:
+        class MessageHandler(handler):  # type: ignore[misc]
+            def make_answer(self, dialog_id: str, message: bytes) -> bytes:
+                answer: bytes = super().make_answer(dialog_id, message)
+                if b"'HKIDN:" in message and b"0020::" in answer:
+                    escaped = [re.sub(r"([+:'?@])", r"?\1", t) for t in (subject, text)]
+                    answer += f"HIKIM::2+{escaped[0]}+{escaped[1]}'".encode("iso-8859-1")
+                return answer
+
+        return MessageHandler
+
+    return wrap
+
+
+def chain(*wrappers: Wrapper) -> Wrapper:
+    """Several behaviours at once: the first wrapper is the innermost."""
+
+    def wrap(handler: type, dialogs: dict[str, Any]) -> type:
+        for wrapper in wrappers:
+            handler = wrapper(handler, dialogs)
+        return handler
+
+    return wrap

@@ -44,7 +44,9 @@ from .dummy import (
     USER,
     Approval,
     DummyServer,
+    chain,
     decoupled_login,
+    institute_message,
     login_tan,
 )
 
@@ -328,4 +330,36 @@ async def test_a_login_approved_in_the_banking_app_is_polled(build: Build) -> No
     await connector.resume(Answer.poll())
     assert APPROVAL.polls == 3
     await _read(connector)
+    await connector.close()
+
+
+MAINTENANCE = (
+    "Wartungsarbeiten",
+    "Am Sonntag ist das Online-Banking von 2 bis 6 Uhr: <b>nicht</b> erreichbar.",
+)
+
+
+@pytest.mark.parametrize(
+    "server", [chain(institute_message(*MAINTENANCE), login_tan())], indirect=True
+)
+async def test_the_banks_institute_message_comes_with_the_tan_and_the_notices(
+    build: Build,
+) -> None:
+    connector = build(MemoryStateStore())
+    with pytest.raises(TanChallenge) as asked:
+        await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    told = "Wartungsarbeiten: Am Sonntag ist das Online-Banking von 2 bis 6 Uhr: nicht erreichbar."
+    # heard on both dialogs so far (the PIN-only one and the login), said once
+    assert asked.value.notices == (told,)
+    await connector.resume(Answer("code", "123456"))
+    assert await connector.fetch_accounts()
+    await connector.close()
+    assert connector.notices() == [told]  # what the first fetch stores on the login
+
+
+async def test_a_bank_that_says_nothing_gives_no_notices(build: Build) -> None:
+    connector = build(MemoryStateStore())
+    await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    assert await connector.fetch_accounts()
+    assert connector.notices() == []
     await connector.close()

@@ -46,6 +46,9 @@ from bankhub.connectors.fints.state import SavedState
 T = TypeVar("T")
 #: python-fints' "one-step" pseudo mechanism: PIN only, no TAN
 ONE_STEP = "999"
+#: institute messages kept per session, and the length of one (subject and FinTS' 2048)
+MAX_MESSAGES = 10
+MAX_MESSAGE = 2100
 
 
 class TanRefused(InteractionRejected):
@@ -132,6 +135,15 @@ class BankSession:
         session.request = functools.partial(session.request, timeout=params.timeout_seconds)
         self.challenge: Any = None
         self._accounts: dict[str, Any] = {}
+        #: the bank's institute messages (HIKIM) of this session, in order, each once
+        self.messages: list[str] = []
+        process = self.client.process_response_message
+
+        def hear(dialog: Any, message: Any, internal_send: bool = True) -> Any:
+            self._hear(message)
+            return process(dialog, message, internal_send=internal_send)
+
+        self.client.process_response_message = hear
 
     def _client(self, user_id: str, pin: str, saved: SavedState) -> Any:
         def build(blob: bytes | None) -> Any:
@@ -150,6 +162,20 @@ class BankSession:
             return build(saved.client)
         except (ValueError, KeyError, TypeError):  # an unreadable blob: start afresh
             return build(None)
+
+    def _hear(self, message: Any) -> None:
+        """Keep the bank's institute messages (HIKIM, "Kreditinstitutsmeldung": a subject and
+        a text for the bank's users). python-fints has no class for the segment and keeps its
+        fields as they came."""
+        for segment in message.find_segments("HIKIM"):
+            parts = [
+                str(part).strip()
+                for part in getattr(segment, "_additional_data", ()) or ()
+                if isinstance(part, str) and part.strip()
+            ]
+            text = ": ".join(parts[:2])[:MAX_MESSAGE]
+            if text and text not in self.messages and len(self.messages) < MAX_MESSAGES:
+                self.messages.append(text)
 
     # --- login ---------------------------------------------------------------------------
 

@@ -116,6 +116,8 @@ class FinTSConnector:
         self._refused = 0
         #: the login name the bank accepted with the PIN (the identity, not a secret)
         self._user_id: str | None = None
+        #: the institute messages of the last session, kept once its dialog is closed
+        self._heard: list[str] = []
 
     # --- running blocking calls -----------------------------------------------------------
 
@@ -156,9 +158,11 @@ class FinTSConnector:
             await self._open(next(iter(self._mechanisms), None))
         else:
             self._step = Step.CHOOSE
-            raise NeedsChoice(
-                "Choose how you want to receive TANs",
-                [Choice(id=key, label=label) for key, label in self._mechanisms.items()],
+            raise self._told(
+                NeedsChoice(
+                    "Choose how you want to receive TANs",
+                    [Choice(id=key, label=label) for key, label in self._mechanisms.items()],
+                )
             )
 
     async def _open(self, mechanism: str | None) -> None:
@@ -174,7 +178,18 @@ class FinTSConnector:
             self._save()
             return
         self._step = Step.TAN
-        raise _interaction(challenge, refused)
+        raise self._told(_interaction(challenge, refused))
+
+    def _told(self, interaction: Interaction) -> Interaction:
+        """The step, with what the bank has said to the user so far (its institute messages)."""
+        interaction.notices = tuple(self.notices())
+        return interaction
+
+    def notices(self) -> list[str]:
+        """The bank's institute messages of this session, as plain text."""
+        if self._session is not None:
+            self._heard = list(self._session.messages)
+        return [text for text in (_plain(m) for m in self._heard) if text]
 
     async def resume(self, answer: Answer) -> None:
         session = self._session
@@ -221,6 +236,7 @@ class FinTSConnector:
         """End the standing dialog at the bank and forget the PIN."""
         session, self._session, self._step = self._session, None, Step.NONE
         if session is not None:
+            self._heard = list(session.messages)
             await self._run(session.close)
 
     # --- reads ----------------------------------------------------------------------------
