@@ -23,11 +23,24 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import fints.parser
+from fints.formals import (
+    KTI1,
+    Amount1,
+    Balance2,
+    BookedCamtStatements1,
+    CreditDebit2,
+    SegmentHeader,
+)
+from fints.parser import FinTS3Serializer
+from fints.segments.saldo import HISAL7
+from fints.segments.statement import HICAZ1
 
 from tests.support.locks import file_lock
 
@@ -41,6 +54,9 @@ GOOD_PIN = "1234"
 LOCKED_PIN = "3938"
 BLZ = "12345678"
 USER = "test1"
+#: the one SEPA account the dummy serves
+IBAN = "DE111234567800000001"
+BIC = "GENODE23X42"
 
 Wrapper = Callable[[type, dict[str, Any]], type]
 
@@ -272,5 +288,65 @@ def chain(*wrappers: Wrapper) -> Wrapper:
         for wrapper in wrappers:
             handler = wrapper(handler, dialogs)
         return handler
+
+    return wrap
+
+
+CAMT052 = "urn:iso:std:iso:20022:tech:xsd:camt.052.001.08"
+_HIVISS = b"'HIVISS:56:1:4+1+1+1+1;;;;'"
+_HICAZS = b"HICAZS:90:1:4+1+1+1+450:N:N:urn?:iso?:std?:iso?:20022?:tech?:xsd?:camt.052.001.08'"
+_HKCAZ = re.compile(rb"'HKCAZ:(\d+):1\+")
+_HKSAL = re.compile(rb"'HKSAL:(\d+):7\+")
+
+
+def _answer(segment: Any, reference: str) -> bytes:
+    """One answer segment, rendered by python-fints' own serializer."""
+    segment.header = SegmentHeader(segment.TYPE, 0, segment.VERSION, int(reference))
+    rendered: bytes = FinTS3Serializer().serialize_message(segment)
+    return rendered
+
+
+def camt_bank(booked: list[bytes], pending: bytes | None, balance: Decimal) -> Wrapper:
+    """A bank that offers camt.052.001.08 statements (HICAZS, HKCAZ) and balances (HKSAL 7).
+
+    HKCAZ is answered with ``booked`` (each a camt.052 document) and ``pending``; HKSAL with
+    ``balance`` in EUR. The answers are python-fints' own segments (HICAZ1, HISAL7).
+    """
+
+    def wrap(handler: type, dialogs: dict[str, Any]) -> type:
+        class CamtHandler(handler):  # type: ignore[misc]
+            def make_answer(self, dialog_id: str, message: bytes) -> bytes:
+                answer: bytes = super().make_answer(dialog_id, message)
+                answer = answer.replace(_HIVISS, _HIVISS + _HICAZS)
+                account = KTI1(iban=IBAN, bic=BIC)
+                if found := _HKCAZ.search(message):
+                    answer += f"HIRMS::2:{found.group(1).decode()}+0020::Umsätze'".encode(
+                        "iso-8859-1"
+                    ) + _answer(
+                        HICAZ1(
+                            account=account,
+                            camt_descriptor=CAMT052,
+                            statement_booked=BookedCamtStatements1(camt_statements=booked),
+                            statement_pending=pending,
+                        ),
+                        found.group(1).decode(),
+                    )
+                if found := _HKSAL.search(message):
+                    answer += _answer(
+                        HISAL7(
+                            account=account,
+                            account_product="Girokonto",
+                            currency="EUR",
+                            balance_booked=Balance2(
+                                credit_debit=CreditDebit2.CREDIT,
+                                amount=Amount1(amount=balance, currency="EUR"),
+                                date=date(2026, 11, 20),
+                            ),
+                        ),
+                        found.group(1).decode(),
+                    )
+                return answer
+
+        return CamtHandler
 
     return wrap

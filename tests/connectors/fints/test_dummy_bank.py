@@ -15,8 +15,10 @@ import base64
 import json
 import re
 import zlib
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +38,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.connectors.fints import FinTSConnector, TanChallenge
 from bankhub.connectors.registry import default_registry
+from bankhub.statements import camt
 
 from .conftest import Build
 from .dummy import (
@@ -44,6 +47,7 @@ from .dummy import (
     USER,
     Approval,
     DummyServer,
+    camt_bank,
     chain,
     decoupled_login,
     institute_message,
@@ -362,4 +366,62 @@ async def test_a_bank_that_says_nothing_gives_no_notices(build: Build) -> None:
     await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
     assert await connector.fetch_accounts()
     assert connector.notices() == []
+    await connector.close()
+
+
+CAMT = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "camt" / "camt052.v8.xml"
+REPORT = CAMT.read_bytes()
+#: the same report with its entry not yet booked (another reference and amount)
+PENDING_REPORT = (
+    REPORT.replace(b"<Cd>BOOK</Cd>", b"<Cd>PDNG</Cd>")
+    .replace(b"AAAASESS-FP-ACCR-01", b"AAAASESS-FP-ACCR-02")
+    .replace(b'<Amt Ccy="SEK">200000</Amt>', b'<Amt Ccy="SEK">150.25</Amt>')
+)
+
+
+@pytest.mark.parametrize(
+    "server", [camt_bank([REPORT], PENDING_REPORT, Decimal("1523.60"))], indirect=True
+)
+async def test_a_bank_offering_camt_is_read_with_bankhubs_camt_reader(
+    build: Build, server: DummyServer
+) -> None:
+    connector = build(MemoryStateStore())
+    await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    (account,) = await connector.fetch_accounts()
+    assert (account.iban, account.balance, account.currency) == (IBAN, Decimal("1523.60"), "EUR")
+    rows = await connector.fetch_transactions(account, date(2007, 10, 1), date(2007, 10, 31))
+    (booked,) = camt.parse(REPORT).accounts
+    (pending,) = camt.parse(PENDING_REPORT).accounts
+    assert [(r.booking_date, r.amount, r.currency, r.status, r.bank_id) for r in rows] == [
+        (
+            date(2007, 10, 18),
+            Decimal("-200000"),
+            "SEK",
+            TransactionStatus.BOOKED,
+            "AAAASESS-FP-ACCR-01",
+        ),
+        (
+            date(2007, 10, 18),
+            Decimal("-150.25"),
+            "SEK",
+            TransactionStatus.PENDING,
+            "AAAASESS-FP-ACCR-02",
+        ),
+    ]
+    # exactly what the camt reader makes of the same documents (the pending one marked so)
+    assert rows == [
+        *booked.transactions,
+        *(replace(t, status=TransactionStatus.PENDING) for t in pending.transactions),
+    ]
+    sent = [
+        found.group(1)
+        for dialog in server.dialogs.values()
+        for message in dialog["in_messages"]
+        if (found := re.search(rb"'(HKCAZ:\d+:1\+[^']*)'", message))
+    ]
+    assert sent == [
+        b"HKCAZ:3:1+DE111234567800000001:GENODE23X42+urn?:iso?:std?:iso?:20022?:tech?:xsd?:"
+        b"camt.052.001.08+N+20071001+20071031++"
+    ]
+    assert not any(b"'HKKAZ:" in m for d in server.dialogs.values() for m in d["in_messages"])
     await connector.close()

@@ -7,6 +7,7 @@ each call in a worker thread. The PIN lives only in the client object, in memory
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ from fints.exceptions import (
     FinTSSCARequiredError,
     FinTSUnsupportedOperation,
 )
+from fints.formals import SupportedMessageTypes
 from fints.segments.dialog import HIRMG2, HIRMS2
-from fints.segments.statement import HKKAZ5, HKKAZ6, HKKAZ7
+from fints.segments.statement import HKCAZ1, HKKAZ5, HKKAZ6, HKKAZ7
 
 from bankhub.connectors.base import (
     AccountLocked,
@@ -49,6 +51,9 @@ ONE_STEP = "999"
 #: institute messages kept per session, and the length of one (subject and FinTS' 2048)
 MAX_MESSAGES = 10
 MAX_MESSAGE = 2100
+#: the camt formats of HICAZS bankhub reads (camt.052 versions 02 to 08: reports, which carry
+#: booked and pending entries; HKCAZ answers camt.052)
+_READABLE_CAMT = re.compile(r"^urn:iso:std:iso:20022:tech:xsd:camt\.052\.001\.0[2-8]$")
 
 
 class TanRefused(InteractionRejected):
@@ -343,15 +348,26 @@ class BankSession:
                 seen.add(following)
                 touchdown = following
 
+    def camt_formats(self) -> list[str]:
+        """The camt.052 formats the bank offers (HICAZS) that bankhub's camt reader reads."""
+        parameters = self.client.bpd.find_segment_first("HICAZS")
+        offered = list(parameters.parameter.supported_camt_formats) if parameters else []
+        return [str(f) for f in offered if _READABLE_CAMT.match(str(f))]
+
     def _statement(
         self, account: Any, since: date | None, until: date | None, currency: str
     ) -> records.Statement:
+        """The account's statement: camt (HKCAZ) where the bank offers a camt.052 that
+        bankhub reads (structured names, references and bank transaction codes), else
+        MT940 (HKKAZ)."""
+        if self.camt_formats():
+            return self._camt_statement(account, since, until)
         client = self.client
         try:
             hkkaz = client._find_highest_supported_command(HKKAZ5, HKKAZ6, HKKAZ7)
         except FinTSUnsupportedOperation:
             raise ProviderUnavailable(
-                "The bank offers no MT940 statements (HKKAZ) over FinTS"
+                "The bank offers neither camt (HKCAZ) nor MT940 (HKKAZ) statements over FinTS"
             ) from None
         kti = hkkaz._fields["account"].type.from_sepa_account(account)
 
@@ -370,6 +386,38 @@ class BankSession:
             a.statement_pending.decode("iso-8859-1") for a in answers if a.statement_pending
         )
         return records.statement(booked, pending, currency)
+
+    def _camt_statement(
+        self, account: Any, since: date | None, until: date | None
+    ) -> records.Statement:
+        formats = self.camt_formats()
+        try:
+            hkcaz = self.client._find_highest_supported_command(HKCAZ1)
+        except FinTSUnsupportedOperation:
+            raise ProviderUnavailable(
+                "The bank lists camt formats but offers no camt statements (HKCAZ)"
+            ) from None
+        kti = hkcaz._fields["account"].type.from_sepa_account(account)
+
+        def segment(touchdown: str) -> Any:
+            return hkcaz(
+                account=kti,
+                supported_camt_messages=SupportedMessageTypes(formats),
+                all_accounts=False,
+                date_start=since,
+                date_end=until,
+                touchdown_point=touchdown,
+            )
+
+        answers = self._pages(segment, "HICAZ", "the transactions")
+        booked = [
+            bytes(document)
+            for answer in answers
+            if answer.statement_booked is not None
+            for document in answer.statement_booked.camt_statements
+        ]
+        pending = [bytes(a.statement_pending) for a in answers if a.statement_pending]
+        return records.camt_statement(booked, pending)
 
     def transactions(
         self, record: AccountRecord, since: date | None, until: date | None
