@@ -32,13 +32,20 @@ from typing import Any
 import fints.parser
 from fints.formals import (
     KTI1,
+    Account3,
     Amount1,
     Balance2,
+    BankIdentifier,
     BookedCamtStatements1,
     CreditDebit2,
     SegmentHeader,
+    TANMedia5,
+    TANMediaClass4,
+    TANMediumStatus,
+    TANUsageOption,
 )
 from fints.parser import FinTS3Serializer
+from fints.segments.auth import HITAB5
 from fints.segments.saldo import HISAL7
 from fints.segments.statement import HICAZ1
 
@@ -169,13 +176,15 @@ def login_tan(
     challenge: str = "Geben Sie TAN {tan} an",
     mechanisms: str | None = None,
     hhduc: bytes | None = None,
+    only_if: bytes | None = None,
 ) -> Wrapper:
     """Ask for a TAN on every dialog initialisation that offers one (PSD2 strong login).
 
     The challenge is issued here; the TAN is then checked by the dummy server's own HKTAN
     process-2 code (its ``pending`` task table), as for its transfers. ``mechanisms`` (like
     ``"942:962"``) widens the TAN methods the server allows for the user; ``hhduc`` fills the
-    challenge's binary HHD_UC field (a photoTAN image container, an HHD 1.4 code).
+    challenge's binary HHD_UC field (a photoTAN image container, an HHD 1.4 code);
+    ``only_if`` asks only when the message holds these bytes (a TAN medium's name).
     """
 
     def wrap(handler: type, dialogs: dict[str, Any]) -> type:
@@ -186,7 +195,8 @@ def login_tan(
                 if mechanisms is not None:
                     answer = answer.replace(_ALLOWED, _ALLOWED[:-3] + mechanisms.encode())
                 found = _INIT_TAN.search(message)
-                if found and b"'HKIDN:" in message and b"0020::" in answer:
+                asks = only_if is None or only_if in message
+                if found and asks and b"'HKIDN:" in message and b"0020::" in answer:
                     segment, version = found.group(1).decode(), found.group(2).decode()
                     reference = uuid.uuid4().hex
                     dialogs[dialog_id].setdefault("pending", {})[reference] = {
@@ -348,5 +358,57 @@ def camt_bank(booked: list[bytes], pending: bytes | None, balance: Decimal) -> W
                 return answer
 
         return CamtHandler
+
+    return wrap
+
+
+#: the mobile TAN method's parameters, once saying one medium may be named and once that the
+#: user has two and must name one (HITANS 5: "Bezeichnung des TAN-Mediums erforderlich" 2)
+_ONE_MEDIUM = b"SMS:3:1:J:1:0:N:0:2:N:J:00:1:1:"
+_NAMED_MEDIUM = b"SMS:3:1:J:1:0:N:0:2:N:J:00:2:2:"
+_HITABS = b"HITABS:91:5:4+1+1+1'"
+_HKTAB = re.compile(rb"'HKTAB:(\d+):5\+")
+
+
+def tan_media(*media: tuple[str, str]) -> Wrapper:
+    """A bank whose mobile TAN needs the name of one of the user's TAN media (name, masked
+    phone number), listed by HKTAB (HITAB 5, rendered by python-fints). Listing the media
+    needs no TAN: a dialog whose HKTAN names no medium opens without one."""
+
+    def wrap(handler: type, dialogs: dict[str, Any]) -> type:
+        class MediaHandler(handler):  # type: ignore[misc]
+            def make_answer(self, dialog_id: str, message: bytes) -> bytes:
+                answer: bytes = super().make_answer(dialog_id, message)
+                answer = answer.replace(_ONE_MEDIUM, _NAMED_MEDIUM)
+                answer = answer.replace(_HIVISS, _HIVISS + _HITABS)
+                if found := _HKTAB.search(message):
+                    dialogs[dialog_id]["listed_media"] = True
+                    answer += f"HIRMS::2:{found.group(1).decode()}+0020::TAN-Medien'".encode(
+                        "iso-8859-1"
+                    ) + _answer(
+                        HITAB5(
+                            tan_usage_option=TANUsageOption.EXACTLY_ONE,
+                            tan_media_list=[
+                                TANMedia5(
+                                    tan_medium_class=TANMediaClass4.MOBILE,
+                                    status=TANMediumStatus.ACTIVE,
+                                    # python-fints' serializer writes an empty nested group
+                                    # as one field, which its parser then misreads: fill it
+                                    account=Account3(
+                                        account_number="0000000001",
+                                        subaccount_number="",
+                                        bank_identifier=BankIdentifier("280", BLZ),
+                                    ),
+                                    tan_medium_name=name,
+                                    mobile_number_masked=masked,
+                                )
+                                for name, masked in media
+                            ],
+                        ),
+                        found.group(1).decode(),
+                    )
+                return answer
+
+        return MediaHandler
 
     return wrap

@@ -52,6 +52,7 @@ from .dummy import (
     decoupled_login,
     institute_message,
     login_tan,
+    tan_media,
 )
 
 IBAN = "DE111234567800000001"
@@ -425,3 +426,38 @@ async def test_a_bank_offering_camt_is_read_with_bankhubs_camt_reader(
     ]
     assert not any(b"'HKKAZ:" in m for d in server.dialogs.values() for m in d["in_messages"])
     await connector.close()
+
+
+PHONES = (("Handy Anna", "0170****12"), ("Handy Ben", "0151****34"))
+
+
+@pytest.mark.parametrize(
+    "server", [chain(tan_media(*PHONES), login_tan(only_if=b"+Handy Ben"))], indirect=True
+)
+async def test_the_tan_medium_is_chosen_among_the_users_devices_and_remembered(
+    build: Build, server: DummyServer
+) -> None:
+    store = MemoryStateStore()
+    connector = build(store)
+    with pytest.raises(NeedsChoice) as choice:
+        await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    assert choice.value.prompt == "Choose the device that should receive your TANs"
+    assert [(o.id, o.label) for o in choice.value.options] == [
+        ("Handy Anna", "Handy Anna (0170****12)"),
+        ("Handy Ben", "Handy Ben (0151****34)"),
+    ]
+    assert any(d.get("listed_media") for d in server.dialogs.values())
+    with pytest.raises(InteractionRejected, match="TAN devices"):
+        await connector.resume(Answer("choice", "Handy Carl"))
+    with pytest.raises(TanChallenge):  # the bank sends the TAN to the device named
+        await connector.resume(Answer("choice", "Handy Ben"))
+    await connector.resume(Answer("code", "123456"))
+    await _read(connector)
+    await connector.close()
+
+    # the next login names the same device without asking
+    again = build(MemoryStateStore(store.load()))
+    with pytest.raises(TanChallenge):
+        await again.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    await again.resume(Answer("code", "123456"))
+    await again.close()

@@ -136,6 +136,8 @@ class BankSession:
     def __init__(self, params: BankParams, user_id: str, pin: str, saved: SavedState) -> None:
         self.params = params
         self.client = self._client(user_id, pin, saved)
+        #: the TAN method of the last login: a TAN medium chosen then belongs to it
+        self._saved_mechanism = saved.tan_mechanism
         session = self.client.connection.session
         session.request = functools.partial(session.request, timeout=params.timeout_seconds)
         self.challenge: Any = None
@@ -193,6 +195,32 @@ class BankSession:
             for function, parameter in self.client.get_tan_mechanisms().items()
             if function != ONE_STEP and parameter.tan_process == "2"
         }
+
+    def media(self, mechanism: str | None) -> list[tuple[str, str]]:
+        """The TAN media (the user's devices: phones, TAN generators) to choose one from, as
+        (name, label), when the bank needs the medium's name for ``mechanism`` and none is
+        chosen yet; else empty. A medium chosen for another TAN method is forgotten."""
+        client = self.client
+        if mechanism != self._saved_mechanism:
+            client.selected_tan_medium = None
+        if not mechanism:
+            return []
+        client.set_tan_mechanism(mechanism)
+        if not client.is_tan_media_required() or client.selected_tan_medium:
+            return []
+        listed = client.get_tan_media()
+        found: list[tuple[str, str]] = []
+        for medium in (listed[1] if listed else []) or []:
+            name = str(medium.tan_medium_name or "").strip()
+            if not name or any(name == known for known, _ in found):
+                continue
+            masked = str(getattr(medium, "mobile_number_masked", None) or "").strip()
+            found.append((name, f"{name} ({masked})" if masked else name))
+        return found
+
+    def choose_medium(self, name: str) -> None:
+        """Use the TAN medium ``name`` (sent in HKTAN from now on, and kept in the state)."""
+        self.client.selected_tan_medium = name
 
     def open(self, mechanism: str | None) -> Any:
         """Open the standing dialog; returns the bank's TAN challenge, if it sends one."""

@@ -45,6 +45,7 @@ _BREAKS = re.compile(r"<\s*(br|/p|/li)\s*/?>", re.IGNORECASE)
 class Step(StrEnum):
     NONE = "none"
     CHOOSE = "choose"
+    MEDIUM = "medium"
     TAN = "tan"
     READY = "ready"
 
@@ -118,6 +119,9 @@ class FinTSConnector:
         self._user_id: str | None = None
         #: the institute messages of the last session, kept once its dialog is closed
         self._heard: list[str] = []
+        #: the TAN method chosen while the user picks a TAN medium for it, and the media
+        self._mechanism: str | None = None
+        self._media: list[tuple[str, str]] = []
 
     # --- running blocking calls -----------------------------------------------------------
 
@@ -165,9 +169,21 @@ class FinTSConnector:
                 )
             )
 
-    async def _open(self, mechanism: str | None) -> None:
+    async def _open(self, mechanism: str | None, *, medium_chosen: bool = False) -> None:
         if self._session is None:
             raise RuntimeError("the FinTS session is opened by authenticate")
+        if not medium_chosen:
+            media = await self._run(self._session.media, mechanism)
+            if len(media) > 1:
+                self._step, self._mechanism, self._media = Step.MEDIUM, mechanism, media
+                raise self._told(
+                    NeedsChoice(
+                        "Choose the device that should receive your TANs",
+                        [Choice(id=name, label=label) for name, label in media],
+                    )
+                )
+            if media:
+                self._session.choose_medium(media[0][0])
         challenge = await self._run(self._session.open, mechanism)
         self._save()
         self._settle(challenge)
@@ -193,12 +209,18 @@ class FinTSConnector:
 
     async def resume(self, answer: Answer) -> None:
         session = self._session
-        if session is None or self._step not in (Step.CHOOSE, Step.TAN):
+        if session is None or self._step not in (Step.CHOOSE, Step.MEDIUM, Step.TAN):
             raise InteractionRejected("Nothing is waiting for an answer; log in again")
         if self._step == Step.CHOOSE:
             if answer.kind != "choice" or answer.value not in self._mechanisms:
                 raise InteractionRejected("Choose one of the TAN methods the bank offers")
             await self._open(answer.value)
+            return
+        if self._step == Step.MEDIUM:
+            if answer.kind != "choice" or answer.value not in {n for n, _ in self._media}:
+                raise InteractionRejected("Choose one of your TAN devices the bank lists")
+            session.choose_medium(answer.value)
+            await self._open(self._mechanism, medium_chosen=True)
             return
         decoupled = bool(getattr(session.challenge, "decoupled", False))
         if decoupled and answer.kind != "poll":
