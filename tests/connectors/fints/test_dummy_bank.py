@@ -461,3 +461,26 @@ async def test_the_tan_medium_is_chosen_among_the_users_devices_and_remembered(
         await again.authenticate({"user_id": USER, "pin": GOOD_PIN})
     await again.resume(Answer("code", "123456"))
     await again.close()
+
+
+def _endless_pages(handler: type, dialogs: dict[str, Any]) -> type:
+    """A bank that says "more follows" on every page, with the same touchdown point."""
+
+    class Endless(handler):  # type: ignore[misc]
+        def make_answer(self, dialog_id: str, message: bytes) -> bytes:
+            answer: bytes = super().make_answer(dialog_id, message)
+            found = re.search(rb"'HKKAZ:(\d+):", message)
+            if found and b"3040::" not in answer:
+                answer += b"HIRMS::2:" + found.group(1) + b"+3040::Weitere Umsaetze: 1'"
+            return answer
+
+    return Endless
+
+
+@pytest.mark.parametrize("server", [_endless_pages], indirect=True)
+async def test_a_bank_repeating_its_touchdown_point_cannot_loop_the_read(build: Build) -> None:
+    connector = build(MemoryStateStore())
+    await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
+    with pytest.raises(ProviderUnavailable, match="same page of the transactions twice"):
+        await connector.fetch_accounts()
+    await connector.close()
