@@ -37,6 +37,7 @@ from tests.connectors.fints.dummy import (
     dummy_server,
     institute_message,
     login_tan,
+    tan_media,
 )
 from tests.e2e.test_connect_browser import (
     APP_NAME,
@@ -266,3 +267,20 @@ def test_pushtan_approval_is_polled_by_the_page_itself(
     approval.approved = True
     _linked(page, fints_partner, bank, before)
     assert approval.polls >= 1
+
+
+def test_the_tan_device_is_chosen_on_the_page(
+    page: Page, fints_partner: Partner, bank: Bank
+) -> None:
+    phones = (("Handy Anna", "0170****12"), ("Handy Ben", "0151****34"))
+    bank.behave(chain(tan_media(*phones), login_tan(only_if=b"+Handy Ben")))
+    before = len(bank.statement_requests())
+    _log_in(page, fints_partner)
+    on_page(page, "Choose the device that should receive your TANs")
+    expect(page.get_by_label("Handy Anna (0170****12)")).to_be_visible()
+    page.get_by_label("Handy Ben (0151****34)").check()
+    page.get_by_role("button", name="Continue").click()
+    on_page(page, "Geben Sie TAN 123456 an")  # sent to the device chosen
+    page.get_by_label("TAN").fill("123456")
+    page.get_by_role("button", name="Continue").click()
+    _linked(page, fints_partner, bank, before)
