@@ -484,3 +484,16 @@ async def test_a_bank_repeating_its_touchdown_point_cannot_loop_the_read(build: 
     with pytest.raises(ProviderUnavailable, match="same page of the transactions twice"):
         await connector.fetch_accounts()
     await connector.close()
+
+
+#: a photoTAN container under 256 bytes: python-fints reads such a field as ASCII text
+SMALL_IMAGE = b"\x00\x09image/png\x00\x10\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+
+
+@pytest.mark.parametrize("server", [login_tan(hhduc=SMALL_IMAGE)], indirect=True)
+async def test_a_challenge_python_fints_cannot_read_is_the_banks_fault_named(
+    build: Build,
+) -> None:
+    connector = build(MemoryStateStore())
+    with pytest.raises(ProviderUnavailable, match="TAN challenge that cannot be read"):
+        await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})

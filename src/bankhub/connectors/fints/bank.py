@@ -64,6 +64,14 @@ def _unreachable(exc: BaseException) -> ProviderUnavailable:
     return ProviderUnavailable(f"The bank's FinTS server cannot be reached ({type(exc).__name__})")
 
 
+def _unreadable_challenge() -> ProviderUnavailable:
+    # python-fints reads an HHD_UC field under 256 bytes as ASCII text: a small image (or any
+    # binary) there fails with UnicodeDecodeError before bankhub sees the challenge
+    return ProviderUnavailable(
+        "The bank sent a TAN challenge that cannot be read (binary data where text belongs)"
+    )
+
+
 @contextmanager
 def _translated() -> Iterator[None]:
     try:
@@ -80,10 +88,14 @@ def _translated() -> Iterator[None]:
         raise SessionExpired("The bank asks for a new TAN; log in again") from None
     except (FinTSConnectionError, requests.RequestException, OSError) as exc:
         raise _unreachable(exc) from None
+    except UnicodeDecodeError:
+        raise _unreadable_challenge() from None
     except FinTSDialogInitError as exc:
         cause = exc.__cause__
         if isinstance(cause, FinTSConnectionError | requests.RequestException | OSError):
             raise _unreachable(cause) from None
+        if isinstance(cause, UnicodeDecodeError):
+            raise _unreadable_challenge() from None
         raise ProviderUnavailable(f"The bank refused to open a FinTS dialog ({cause})") from None
     except FinTSError as exc:
         raise ProviderUnavailable(
