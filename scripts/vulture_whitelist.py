@@ -76,6 +76,8 @@ _.css_url  # partners/branding.py: the stylesheet's URL on the connect page and 
 last_used_at  # oauth/service.py: the dashboard's OAuth grants page
 revoked_reason  # oauth/models.py: the dashboard's OAuth grants page (why a grant ended)
 last_sign_in_at  # dashboard/models.py: the team page
+_.alt  # connectors/base.py: a TAN challenge image's text alternative (connect page, code.html)
+_.data_url  # connectors/base.py: the challenge image inline on the connect page (code.html)
 
 # --- columns written for operators (read with SQL, `bankhub audit` and the dashboard) -----------
 iban_enc  # accounts/models.py: sealed details, set and read as f"{column}_enc" (sync/engine.py)

@@ -23,7 +23,10 @@ from bankhub.db.engine import Database
 T = TypeVar("T")
 banks_cli = typer.Typer(
     no_args_is_help=True,
-    help="Banks imported from a registry (xs2a-adapter CSV, bankhub JSON/YAML): docs/banks.md.",
+    help=(
+        "Banks imported from a registry (xs2a-adapter CSV, FinTS institute directory, bankhub "
+        "JSON/YAML): docs/banks.md."
+    ),
 )
 
 
@@ -81,7 +84,8 @@ def import_banks(
     format: Annotated[
         str | None,
         typer.Option(
-            "--format", help=f"{' or '.join(FORMATS)}; by default from the name (.csv: xs2a)"
+            "--format",
+            help=f"{' or '.join(FORMATS)}; by default from the name and content (docs/banks.md)",
         ),
     ] = None,
     dry_run: Annotated[

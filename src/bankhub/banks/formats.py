@@ -1,4 +1,5 @@
-"""Reading bank registries: the xs2a-adapter CSV and bankhub's own JSON or YAML format.
+"""Reading bank registries: the xs2a-adapter CSV, the FinTS institute directory and bankhub's
+own JSON or YAML format.
 
 Nothing here touches the database. A file becomes :class:`BankRecord` s (one per bank to store)
 and :class:`Refusal` s (the line of a row that is skipped, and why). A file that cannot be read as
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import hashlib
 import io
 import json
 import json.decoder
@@ -38,7 +40,8 @@ from schwifty.registry import get_iban_spec
 
 SOURCE_XS2A_ADAPTER = "xs2a-adapter"
 SOURCE_BANKHUB = "bankhub"
-FORMATS = (SOURCE_XS2A_ADAPTER, SOURCE_BANKHUB)
+SOURCE_FINTS_INSTITUTES = "fints-institutes"
+FORMATS = (SOURCE_XS2A_ADAPTER, SOURCE_BANKHUB, SOURCE_FINTS_INSTITUTES)
 
 #: the catalogue colours of a bank whose entry names none
 DEFAULT_COLOR = ("1F3A5F", "FFFFFF")
@@ -580,27 +583,113 @@ def read_bankhub(text: str, *, yaml_text: bool) -> Registry:
     return registry
 
 
+# --- the FinTS institute directory ---------------------------------------------------------------
+
+
+def _fints_row(raw: Any) -> tuple[str, str, str | None, str]:
+    """BLZ, name, BIC (or None) and PIN/TAN URL of a directory row; a row without a URL is
+    refused: a FinTS server's address is the bank's to publish, never derived from others."""
+    if not isinstance(raw, Mapping):
+        raise _RowError("a row must be an object with blz, name, bic and pinTanURL")
+    for name in ("blz", "name", "bic", "pinTanURL"):
+        if raw.get(name) is not None and not isinstance(raw[name], str):
+            raise _RowError(f"{name} must be a string")
+    blz = _bank_code(raw.get("blz") or "", "DE")
+    if blz is None:
+        raise _RowError("blz is empty")
+    name = _text(raw.get("name") or "", "name")
+    url = (raw.get("pinTanURL") or "").strip()
+    if not url:
+        raise _RowError(
+            f"BLZ {blz} ({name}): the directory gives no PIN/TAN URL; "
+            "bankhub does not guess one (add the bank with its URL in bankhub's format)"
+        )
+    bic = _bic(raw["bic"]).compact if (raw.get("bic") or "").strip() else None
+    _https_url(url, "pinTanURL")
+    # kept exactly as published: a FinTS server may answer on its path with the slash only
+    return blz, name, bic, url
+
+
+def read_fints_institutes(text: str) -> Registry:
+    """The FinTS institute directory (``fints-institutes.json``: a JSON list of rows with
+    ``blz``, ``bic``, ``name``, ``location``, ``pinTanURL``, ...), one bank per BLZ and name.
+
+    The directory lists a bank once per branch (same BLZ, name, BIC and URL, another
+    ``location``): such rows are one bank, and each further branch is a note. Two banks may
+    share a BLZ (a brand of another bank): each is its own catalogue entry.
+    """
+    document = _json_with_lines(text)
+    if not isinstance(document, list):
+        raise RegistryFileError("not a FinTS institute directory: the file must be a JSON list", 1)
+    registry = Registry(SOURCE_FINTS_INSTITUTES)
+    seen: dict[tuple[str, str], tuple[int, str | None, str]] = {}
+    for raw in document:
+        line = raw.line if isinstance(raw, _Located) else 1
+        registry.rows += 1
+        try:
+            blz, name, bic, url = _fints_row(raw)
+        except _RowError as exc:
+            registry.refusals.append(Refusal(line, str(exc)))
+            continue
+        same = (blz, name.casefold())
+        if (first := seen.get(same)) is not None:
+            if first[1:] != (bic, url):
+                registry.refusals.append(
+                    Refusal(line, f"BLZ {blz} ({name}) has another BIC or URL on line {first[0]}")
+                )
+            else:
+                registry.notes.append(Refusal(line, f"a branch of the bank on line {first[0]}"))
+            continue
+        seen[same] = (line, bic, url)
+        digest = hashlib.sha256(name.casefold().encode()).hexdigest()[:12]
+        registry.records.append(
+            BankRecord(
+                key=f"{SOURCE_FINTS_INSTITUTES}:{blz}:{digest}",
+                line=line,
+                source=SOURCE_FINTS_INSTITUTES,
+                name=name,
+                bic=bic or "",
+                blz=blz,
+                country_code="DE",
+                connector="fints",
+                params={"blz": blz, "fints_url": url, "name": name},
+            )
+        )
+        if bic is None:
+            registry.notes.append(Refusal(line, f"BLZ {blz} ({name}) has no BIC: found by BLZ"))
+        else:
+            registry.notes.extend(Refusal(line, note) for note in _bic_notes(BIC(bic), blz))
+    return registry
+
+
 # --- files ------------------------------------------------------------------------------------
 
 
-def guess_format(path: Path) -> str:
-    """``xs2a-adapter`` for ``.csv``, else ``bankhub``."""
-    return SOURCE_XS2A_ADAPTER if path.suffix.lower() == ".csv" else SOURCE_BANKHUB
+def guess_format(path: Path, text: str = "") -> str:
+    """``xs2a-adapter`` for ``.csv``; ``fints-institutes`` for a JSON list of rows with a
+    ``pinTanURL`` (bankhub's own format is an object); else ``bankhub``."""
+    if path.suffix.lower() == ".csv":
+        return SOURCE_XS2A_ADAPTER
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("[") and '"pinTanURL"' in text:
+        return SOURCE_FINTS_INSTITUTES
+    return SOURCE_BANKHUB
 
 
 def read_registry(data: bytes, *, name: str, format: str | None = None) -> Registry:
     """Read a registry file's bytes; ``format`` is one of :data:`FORMATS` (by default from the
     file name: ``.csv`` is the xs2a-adapter format, ``.json``/``.yaml``/``.yml`` bankhub's)."""
-    chosen = format or guess_format(Path(name))
-    if chosen not in FORMATS:
-        raise RegistryFileError(f"unknown registry format {chosen!r}; use {' or '.join(FORMATS)}")
+    if format is not None and format not in FORMATS:
+        raise RegistryFileError(f"unknown registry format {format!r}; use {' or '.join(FORMATS)}")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise RegistryFileError(f"not UTF-8 text (byte {exc.start})", line) from None
+    chosen = format or guess_format(Path(name), text)
     if chosen == SOURCE_XS2A_ADAPTER:
         return read_xs2a_adapter(text)
+    if chosen == SOURCE_FINTS_INSTITUTES:
+        return read_fints_institutes(text)
     return read_bankhub(text, yaml_text=Path(name).suffix.lower() in (".yaml", ".yml"))
 
 

@@ -9,6 +9,7 @@ asks ``isinstance(connector, TransactionsCapability)`` instead of calling unimpl
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -73,15 +74,51 @@ class ConnectorInfo:
 class Interaction(Exception):
     """Raised by ``authenticate`` or ``resume`` when the user must do something more."""
 
+    #: what the bank says to its users alongside the step (plain text; shown on the page)
+    notices: tuple[str, ...] = ()
+
+
+class ChallengeKind(StrEnum):
+    #: an image the user scans with the bank's app or reader (photoTAN, QR-TAN)
+    IMAGE = "image"
+    #: an animated image a chipTAN reader reads off the screen (HHD flicker code)
+    FLICKER = "flicker"
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """What a code's challenge shows besides its text. It goes to the user's browser only:
+    the connect session holds it in memory, it is never stored nor logged."""
+
+    kind: ChallengeKind
+    #: ``image/png``, ``image/jpeg``, ``image/gif`` or ``image/svg+xml`` (a flicker code)
+    media_type: str
+    data: bytes = field(repr=False)
+    alt: str
+    #: what the user may key in instead ("chipTAN manuell"): (label, value) pairs
+    manual: tuple[tuple[str, str], ...] = ()
+
+    def data_url(self) -> str:
+        """The image inline (the connect page's policy allows ``data:`` images only)."""
+        return f"data:{self.media_type};base64,{base64.b64encode(self.data).decode('ascii')}"
+
 
 class NeedsCode(Interaction):
     """A one-time code (SMS, app, card reader) or the answer to a security question."""
 
-    def __init__(self, prompt: str, *, secret: bool = True, field_label: str = "Code") -> None:
+    def __init__(
+        self,
+        prompt: str,
+        *,
+        secret: bool = True,
+        field_label: str = "Code",
+        challenge: Challenge | None = None,
+    ) -> None:
         super().__init__(prompt)
         self.prompt = prompt
         self.secret = secret
         self.field_label = field_label
+        self.challenge = challenge
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fints.client import FinTS3PinTanClient
 
 from bankhub.connectors.base import MemoryStateStore
+from bankhub.connectors.fints.bank import BankSession
 from bankhub.statements import mt940
 from tests.statements import golden
 
@@ -21,14 +21,14 @@ async def test_the_dummy_banks_statements_read_as_their_golden(
     build: Build, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answers: list[Any] = []
-    fetch = FinTS3PinTanClient._fetch_with_touchdowns
+    fetch = BankSession._pages
 
-    def recording(self: FinTS3PinTanClient, *args: Any, **kwargs: Any) -> Any:
-        found = fetch(self, *args, **kwargs)
+    def recording(self: BankSession, *args: Any) -> list[Any]:
+        found = fetch(self, *args)
         answers.extend(found)
         return found
 
-    monkeypatch.setattr(FinTS3PinTanClient, "_fetch_with_touchdowns", recording)
+    monkeypatch.setattr(BankSession, "_pages", recording)
     connector = build(MemoryStateStore())
     await connector.authenticate({"user_id": USER, "pin": GOOD_PIN})
     accounts = await connector.fetch_accounts()

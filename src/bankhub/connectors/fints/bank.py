@@ -7,6 +7,7 @@ each call in a worker thread. The PIN lives only in the client object, in memory
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ from fints.exceptions import (
     FinTSSCARequiredError,
     FinTSUnsupportedOperation,
 )
+from fints.formals import SupportedMessageTypes
 from fints.segments.dialog import HIRMG2, HIRMS2
-from fints.segments.statement import HKKAZ5, HKKAZ6, HKKAZ7
+from fints.segments.statement import HKCAZ1, HKKAZ5, HKKAZ6, HKKAZ7
 
 from bankhub.connectors.base import (
     AccountLocked,
@@ -46,6 +48,12 @@ from bankhub.connectors.fints.state import SavedState
 T = TypeVar("T")
 #: python-fints' "one-step" pseudo mechanism: PIN only, no TAN
 ONE_STEP = "999"
+#: institute messages kept per session, and the length of one (subject and FinTS' 2048)
+MAX_MESSAGES = 10
+MAX_MESSAGE = 2100
+#: the camt formats of HICAZS bankhub reads (camt.052 versions 02 to 08: reports, which carry
+#: booked and pending entries; HKCAZ answers camt.052)
+_READABLE_CAMT = re.compile(r"^urn:iso:std:iso:20022:tech:xsd:camt\.052\.001\.0[2-8]$")
 
 
 class TanRefused(InteractionRejected):
@@ -54,6 +62,14 @@ class TanRefused(InteractionRejected):
 
 def _unreachable(exc: BaseException) -> ProviderUnavailable:
     return ProviderUnavailable(f"The bank's FinTS server cannot be reached ({type(exc).__name__})")
+
+
+def _unreadable_challenge() -> ProviderUnavailable:
+    # python-fints reads an HHD_UC field under 256 bytes as ASCII text: a small image (or any
+    # binary) there fails with UnicodeDecodeError before bankhub sees the challenge
+    return ProviderUnavailable(
+        "The bank sent a TAN challenge that cannot be read (binary data where text belongs)"
+    )
 
 
 @contextmanager
@@ -72,10 +88,14 @@ def _translated() -> Iterator[None]:
         raise SessionExpired("The bank asks for a new TAN; log in again") from None
     except (FinTSConnectionError, requests.RequestException, OSError) as exc:
         raise _unreachable(exc) from None
+    except UnicodeDecodeError:
+        raise _unreadable_challenge() from None
     except FinTSDialogInitError as exc:
         cause = exc.__cause__
         if isinstance(cause, FinTSConnectionError | requests.RequestException | OSError):
             raise _unreachable(cause) from None
+        if isinstance(cause, UnicodeDecodeError):
+            raise _unreadable_challenge() from None
         raise ProviderUnavailable(f"The bank refused to open a FinTS dialog ({cause})") from None
     except FinTSError as exc:
         raise ProviderUnavailable(
@@ -128,10 +148,21 @@ class BankSession:
     def __init__(self, params: BankParams, user_id: str, pin: str, saved: SavedState) -> None:
         self.params = params
         self.client = self._client(user_id, pin, saved)
+        #: the TAN method of the last login: a TAN medium chosen then belongs to it
+        self._saved_mechanism = saved.tan_mechanism
         session = self.client.connection.session
         session.request = functools.partial(session.request, timeout=params.timeout_seconds)
         self.challenge: Any = None
         self._accounts: dict[str, Any] = {}
+        #: the bank's institute messages (HIKIM) of this session, in order, each once
+        self.messages: list[str] = []
+        process = self.client.process_response_message
+
+        def hear(dialog: Any, message: Any, internal_send: bool = True) -> Any:
+            self._hear(message)
+            return process(dialog, message, internal_send=internal_send)
+
+        self.client.process_response_message = hear
 
     def _client(self, user_id: str, pin: str, saved: SavedState) -> Any:
         def build(blob: bytes | None) -> Any:
@@ -151,6 +182,20 @@ class BankSession:
         except (ValueError, KeyError, TypeError):  # an unreadable blob: start afresh
             return build(None)
 
+    def _hear(self, message: Any) -> None:
+        """Keep the bank's institute messages (HIKIM, "Kreditinstitutsmeldung": a subject and
+        a text for the bank's users). python-fints has no class for the segment and keeps its
+        fields as they came."""
+        for segment in message.find_segments("HIKIM"):
+            parts = [
+                str(part).strip()
+                for part in getattr(segment, "_additional_data", ()) or ()
+                if isinstance(part, str) and part.strip()
+            ]
+            text = ": ".join(parts[:2])[:MAX_MESSAGE]
+            if text and text not in self.messages and len(self.messages) < MAX_MESSAGES:
+                self.messages.append(text)
+
     # --- login ---------------------------------------------------------------------------
 
     def mechanisms(self) -> dict[str, str]:
@@ -162,6 +207,32 @@ class BankSession:
             for function, parameter in self.client.get_tan_mechanisms().items()
             if function != ONE_STEP and parameter.tan_process == "2"
         }
+
+    def media(self, mechanism: str | None) -> list[tuple[str, str]]:
+        """The TAN media (the user's devices: phones, TAN generators) to choose one from, as
+        (name, label), when the bank needs the medium's name for ``mechanism`` and none is
+        chosen yet; else empty. A medium chosen for another TAN method is forgotten."""
+        client = self.client
+        if mechanism != self._saved_mechanism:
+            client.selected_tan_medium = None
+        if not mechanism:
+            return []
+        client.set_tan_mechanism(mechanism)
+        if not client.is_tan_media_required() or client.selected_tan_medium:
+            return []
+        listed = client.get_tan_media()
+        found: list[tuple[str, str]] = []
+        for medium in (listed[1] if listed else []) or []:
+            name = str(medium.tan_medium_name or "").strip()
+            if not name or any(name == known for known, _ in found):
+                continue
+            masked = str(getattr(medium, "mobile_number_masked", None) or "").strip()
+            found.append((name, f"{name} ({masked})" if masked else name))
+        return found
+
+    def choose_medium(self, name: str) -> None:
+        """Use the TAN medium ``name`` (sent in HKTAN from now on, and kept in the state)."""
+        self.client.selected_tan_medium = name
 
     def open(self, mechanism: str | None) -> Any:
         """Open the standing dialog; returns the bank's TAN challenge, if it sends one."""
@@ -272,19 +343,75 @@ class BankSession:
             )
         return statement.closing_balance, statement.closing_currency or currency or "EUR"
 
+    def _pages(self, factory: Callable[[str], Any], answer_type: str, what: str) -> list[Any]:
+        """Send a paged request (HKKAZ, HKCAZ) until the bank sets no further touchdown point.
+
+        The first page carries an empty touchdown point rather than none: FinTS lets a
+        segment's trailing empty fields be sent or left out, and servers that read the segment
+        by position (python-fints' own test server is one) find the dates only when every
+        field is there. A page the bank answers with neither its data segment nor a return
+        code for the request is an error, not an empty statement: taking it for "no
+        transactions" would lose them.
+        """
+        client = self.client
+        answers: list[Any] = []
+        touchdown = ""
+        seen: set[str] = set()
+        with client._get_dialog() as dialog:
+            while True:
+                command = factory(touchdown)
+                response = client._send_with_possible_retry(
+                    dialog, command, lambda _seg, answer: answer
+                )
+                if isinstance(response, NeedTANResponse):
+                    raise SessionExpired(f"The bank asks for a TAN to read {what}; log in again")
+                found = list(response.response_segments(command, answer_type))
+                codes = list(response.responses(command))
+                errors = [f"{c.code} {c.text}".strip() for c in codes if c.code.startswith("9")]
+                if errors:
+                    raise ProviderUnavailable(
+                        f"The bank refused to send {what} ({'; '.join(errors)})"
+                    )
+                if not found and not codes:
+                    raise ProviderUnavailable(f"The bank did not answer the request for {what}")
+                answers.extend(found)
+                # the touchdown point goes back exactly as the bank wrote it
+                following = next(
+                    (str(c.parameters[0]) for c in codes if c.code == "3040" and c.parameters), ""
+                )
+                if not following.strip():
+                    return answers
+                if following in seen:
+                    raise ProviderUnavailable(
+                        f"The bank sent the same page of {what} twice (touchdown {following!r})"
+                    )
+                seen.add(following)
+                touchdown = following
+
+    def camt_formats(self) -> list[str]:
+        """The camt.052 formats the bank offers (HICAZS) that bankhub's camt reader reads."""
+        parameters = self.client.bpd.find_segment_first("HICAZS")
+        offered = list(parameters.parameter.supported_camt_formats) if parameters else []
+        return [str(f) for f in offered if _READABLE_CAMT.match(str(f))]
+
     def _statement(
         self, account: Any, since: date | None, until: date | None, currency: str
     ) -> records.Statement:
+        """The account's statement: camt (HKCAZ) where the bank offers a camt.052 that
+        bankhub reads (structured names, references and bank transaction codes), else
+        MT940 (HKKAZ)."""
+        if self.camt_formats():
+            return self._camt_statement(account, since, until)
         client = self.client
         try:
             hkkaz = client._find_highest_supported_command(HKKAZ5, HKKAZ6, HKKAZ7)
         except FinTSUnsupportedOperation:
             raise ProviderUnavailable(
-                "The bank offers no MT940 statements (HKKAZ) over FinTS"
+                "The bank offers neither camt (HKCAZ) nor MT940 (HKKAZ) statements over FinTS"
             ) from None
         kti = hkkaz._fields["account"].type.from_sepa_account(account)
 
-        def segment(touchdown: str | None) -> Any:
+        def segment(touchdown: str) -> Any:
             return hkkaz(
                 account=kti,
                 all_accounts=False,
@@ -293,15 +420,44 @@ class BankSession:
                 touchdown_point=touchdown,
             )
 
-        with client._get_dialog() as dialog:
-            answers = client._fetch_with_touchdowns(dialog, segment, list, "HIKAZ")
-        if isinstance(answers, NeedTANResponse):
-            raise SessionExpired("The bank asks for a TAN to read older transactions; log in again")
+        answers = self._pages(segment, "HIKAZ", "the transactions")
         booked = "".join(a.statement_booked.decode("iso-8859-1") for a in answers)
         pending = "".join(
             a.statement_pending.decode("iso-8859-1") for a in answers if a.statement_pending
         )
         return records.statement(booked, pending, currency)
+
+    def _camt_statement(
+        self, account: Any, since: date | None, until: date | None
+    ) -> records.Statement:
+        formats = self.camt_formats()
+        try:
+            hkcaz = self.client._find_highest_supported_command(HKCAZ1)
+        except FinTSUnsupportedOperation:
+            raise ProviderUnavailable(
+                "The bank lists camt formats but offers no camt statements (HKCAZ)"
+            ) from None
+        kti = hkcaz._fields["account"].type.from_sepa_account(account)
+
+        def segment(touchdown: str) -> Any:
+            return hkcaz(
+                account=kti,
+                supported_camt_messages=SupportedMessageTypes(formats),
+                all_accounts=False,
+                date_start=since,
+                date_end=until,
+                touchdown_point=touchdown,
+            )
+
+        answers = self._pages(segment, "HICAZ", "the transactions")
+        booked = [
+            bytes(document)
+            for answer in answers
+            if answer.statement_booked is not None
+            for document in answer.statement_booked.camt_statements
+        ]
+        pending = [bytes(a.statement_pending) for a in answers if a.statement_pending]
+        return records.camt_statement(booked, pending)
 
     def transactions(
         self, record: AccountRecord, since: date | None, until: date | None

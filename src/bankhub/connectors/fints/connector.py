@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import html
 import re
 from collections.abc import Callable, Mapping
@@ -15,6 +14,8 @@ from bankhub.connectors.base import (
     AccountRecord,
     Answer,
     AuthFlow,
+    Challenge,
+    ChallengeKind,
     Choice,
     ConnectorContext,
     ConnectorInfo,
@@ -31,6 +32,7 @@ from bankhub.connectors.base import (
     TransactionRecord,
 )
 from bankhub.connectors.fints import bank, state
+from bankhub.connectors.fints import challenge as shows
 from bankhub.connectors.fints.params import BankParams, bank_params
 
 T = TypeVar("T")
@@ -38,30 +40,29 @@ T = TypeVar("T")
 MAX_TAN_ATTEMPTS = 3
 _TAGS = re.compile(r"<[^>]*>")
 _BREAKS = re.compile(r"<\s*(br|/p|/li)\s*/?>", re.IGNORECASE)
-#: image types a matrix (photoTAN/QR) challenge may carry to the connect page
-_MATRIX_TYPES = {"image/png", "image/jpeg", "image/gif"}
 
 
 class Step(StrEnum):
     NONE = "none"
     CHOOSE = "choose"
+    MEDIUM = "medium"
     TAN = "tan"
     READY = "ready"
 
 
 class TanChallenge(NeedsCode):
-    """The bank's TAN challenge: text, plus HHD flicker data or a matrix image when present.
+    """The bank's TAN challenge: its text, plus what it shows besides (``challenge``: a
+    photoTAN/QR image, or a chipTAN flicker code with its manual fallback).
 
-    ``hhduc`` is the HHD/UC data string for a chipTAN generator (ASCII); ``matrix`` is the image
-    type and its base64 text (only image types). Neither contains anything secret.
+    ``hhduc`` is the HHD/UC data string for a chipTAN generator (ASCII); nothing here is
+    secret, and none of it is stored: it lives as long as the connect session's step.
     """
 
     def __init__(
-        self, prompt: str, *, hhduc: str | None = None, matrix: tuple[str, str] | None = None
+        self, prompt: str, *, hhduc: str | None = None, challenge: Challenge | None = None
     ) -> None:
-        super().__init__(prompt, secret=True, field_label="TAN")
+        super().__init__(prompt, secret=True, field_label="TAN", challenge=challenge)
         self.hhduc = hhduc
-        self.matrix = matrix
 
 
 def _plain(text: str) -> str:
@@ -77,12 +78,14 @@ def _interaction(challenge: Any, refused: str = "") -> Interaction:
         return NeedsDecoupledApproval(refused + prompt)
     hhduc = challenge.challenge_hhduc
     safe_hhduc = hhduc if isinstance(hhduc, str) and hhduc.isascii() else None
-    matrix = None
-    raw = challenge.challenge_matrix
-    if raw and isinstance(raw[1], bytes) and str(raw[0]).lower() in _MATRIX_TYPES:
-        matrix = (str(raw[0]).lower(), base64.b64encode(raw[1]).decode("ascii"))
-    prompt = text or "Enter the TAN the bank sent you."
-    return TanChallenge(refused + prompt, hhduc=safe_hhduc, matrix=matrix)
+    shown = shows.image(challenge.challenge_matrix) or shows.flicker(safe_hhduc)
+    if shown is not None and shown.kind == ChallengeKind.IMAGE:
+        default = "Scan the image with your banking app and enter the TAN it shows."
+    elif shown is not None:
+        default = "Hold your chipTAN reader against the flicker code and enter the TAN it shows."
+    else:
+        default = "Enter the TAN the bank sent you."
+    return TanChallenge(refused + (text or default), hhduc=safe_hhduc, challenge=shown)
 
 
 class FinTSConnector:
@@ -114,6 +117,11 @@ class FinTSConnector:
         self._refused = 0
         #: the login name the bank accepted with the PIN (the identity, not a secret)
         self._user_id: str | None = None
+        #: the institute messages of the last session, kept once its dialog is closed
+        self._heard: list[str] = []
+        #: the TAN method chosen while the user picks a TAN medium for it, and the media
+        self._mechanism: str | None = None
+        self._media: list[tuple[str, str]] = []
 
     # --- running blocking calls -----------------------------------------------------------
 
@@ -154,14 +162,28 @@ class FinTSConnector:
             await self._open(next(iter(self._mechanisms), None))
         else:
             self._step = Step.CHOOSE
-            raise NeedsChoice(
-                "Choose how you want to receive TANs",
-                [Choice(id=key, label=label) for key, label in self._mechanisms.items()],
+            raise self._told(
+                NeedsChoice(
+                    "Choose how you want to receive TANs",
+                    [Choice(id=key, label=label) for key, label in self._mechanisms.items()],
+                )
             )
 
-    async def _open(self, mechanism: str | None) -> None:
+    async def _open(self, mechanism: str | None, *, medium_chosen: bool = False) -> None:
         if self._session is None:
             raise RuntimeError("the FinTS session is opened by authenticate")
+        if not medium_chosen:
+            media = await self._run(self._session.media, mechanism)
+            if len(media) > 1:
+                self._step, self._mechanism, self._media = Step.MEDIUM, mechanism, media
+                raise self._told(
+                    NeedsChoice(
+                        "Choose the device that should receive your TANs",
+                        [Choice(id=name, label=label) for name, label in media],
+                    )
+                )
+            if media:
+                self._session.choose_medium(media[0][0])
         challenge = await self._run(self._session.open, mechanism)
         self._save()
         self._settle(challenge)
@@ -172,16 +194,33 @@ class FinTSConnector:
             self._save()
             return
         self._step = Step.TAN
-        raise _interaction(challenge, refused)
+        raise self._told(_interaction(challenge, refused))
+
+    def _told(self, interaction: Interaction) -> Interaction:
+        """The step, with what the bank has said to the user so far (its institute messages)."""
+        interaction.notices = tuple(self.notices())
+        return interaction
+
+    def notices(self) -> list[str]:
+        """The bank's institute messages of this session, as plain text."""
+        if self._session is not None:
+            self._heard = list(self._session.messages)
+        return [text for text in (_plain(m) for m in self._heard) if text]
 
     async def resume(self, answer: Answer) -> None:
         session = self._session
-        if session is None or self._step not in (Step.CHOOSE, Step.TAN):
+        if session is None or self._step not in (Step.CHOOSE, Step.MEDIUM, Step.TAN):
             raise InteractionRejected("Nothing is waiting for an answer; log in again")
         if self._step == Step.CHOOSE:
             if answer.kind != "choice" or answer.value not in self._mechanisms:
                 raise InteractionRejected("Choose one of the TAN methods the bank offers")
             await self._open(answer.value)
+            return
+        if self._step == Step.MEDIUM:
+            if answer.kind != "choice" or answer.value not in {n for n, _ in self._media}:
+                raise InteractionRejected("Choose one of your TAN devices the bank lists")
+            session.choose_medium(answer.value)
+            await self._open(self._mechanism, medium_chosen=True)
             return
         decoupled = bool(getattr(session.challenge, "decoupled", False))
         if decoupled and answer.kind != "poll":
@@ -219,6 +258,7 @@ class FinTSConnector:
         """End the standing dialog at the bank and forget the PIN."""
         session, self._session, self._step = self._session, None, Step.NONE
         if session is not None:
+            self._heard = list(session.messages)
             await self._run(session.close)
 
     # --- reads ----------------------------------------------------------------------------

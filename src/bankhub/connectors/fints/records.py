@@ -15,7 +15,7 @@ from datetime import date
 from decimal import Decimal
 
 from bankhub.connectors.base import ProviderUnavailable, TransactionRecord, TransactionStatus
-from bankhub.statements import mt940
+from bankhub.statements import camt, mt940
 from bankhub.statements.model import StatementAccount, StatementError
 
 
@@ -55,6 +55,51 @@ def statement(booked: str, pending: str, currency: str) -> Statement:
             rows.extend(replace(t, status=status) for t in account.transactions)
     # The reader drops a reference repeated within one text; one repeated between the booked
     # and the pending text is not unique either.
+    counts = Counter(row.bank_id for row in rows if row.bank_id)
+    rows = [replace(r, bank_id=None) if r.bank_id and counts[r.bank_id] > 1 else r for r in rows]
+    if closing is None or closing.closing_balance is None:
+        return Statement(rows)
+    return Statement(
+        rows,
+        closing_balance=closing.closing_balance,
+        closing_currency=closing.currency,
+        closing_date=closing.closing_date,
+    )
+
+
+def _newer(account: StatementAccount, than: StatementAccount | None) -> bool:
+    if account.closing_balance is None:
+        return False
+    return than is None or (account.closing_date or date.min) >= (than.closing_date or date.min)
+
+
+def camt_statement(booked: list[bytes], pending: list[bytes]) -> Statement:
+    """Parse the camt.052 documents of an HICAZ answer with bankhub's camt reader (the one
+    that imports camt files): the booked documents' entries as the reader reads them, every
+    entry of the pending document pending; the newest closing balance any report states.
+    Every camt entry states its currency, so the account's is not needed."""
+    rows: list[TransactionRecord] = []
+    closing: StatementAccount | None = None
+    for documents, status in (
+        (booked, None),
+        (pending, TransactionStatus.PENDING),
+    ):
+        for document in documents:
+            if not document.strip():
+                continue
+            try:
+                parsed = camt.parse(document)
+            except StatementError as exc:
+                raise ProviderUnavailable(
+                    f"The bank's camt statement could not be read: {exc.message}"
+                ) from None
+            for account in parsed.accounts:
+                if status is None and _newer(account, closing):
+                    closing = account
+                rows.extend(
+                    replace(t, status=status) if status is not None else t
+                    for t in account.transactions
+                )
     counts = Counter(row.bank_id for row in rows if row.bank_id)
     rows = [replace(r, bank_id=None) if r.bank_id and counts[r.bank_id] > 1 else r for r in rows]
     if closing is None or closing.closing_balance is None:
