@@ -80,9 +80,7 @@ async def clients() -> AsyncIterator[InstitutionClients]:
 
 
 @pytest.fixture
-def build(
-    bank: ObBank, ukob_pki: EidasPki, clients: InstitutionClients, clock: FakeClock
-) -> Build:
+def build(bank: ObBank, ukob_pki: EidasPki, clients: InstitutionClients, clock: FakeClock) -> Build:
     """``build(store=None, qwac=True, **params)`` → a connector for the peer bank, reached the
     way the sync engine reaches it: the bank's own transport and signing certificates, loaded
     and checked by ``security.eidas``, the transport one presented over TLS."""
@@ -99,7 +97,8 @@ def build(
         now = datetime.now(UTC)  # the certificates are checked as at start-up, not later
         transport = eidas.bank_source(institution, "qwac", "Peer Bank UK")
         seal = eidas.bank_source(institution, "qseal", "Peer Bank UK")
-        assert transport is not None and seal is not None
+        assert transport is not None
+        assert seal is not None
         loaded_qwac = eidas.load(transport, role=None, now=now) if qwac else None
         loaded_seal = eidas.load(seal, role=None, now=now)
         options: dict[str, Any] = {"signing_key": signing_key or loaded_seal.key}

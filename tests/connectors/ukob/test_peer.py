@@ -65,10 +65,12 @@ async def test_hybrid_login_then_accounts_and_paged_transactions(
 
     state = store.load()
     assert state["consent_id"] == consent.id
-    assert state["refresh_token"] and state["access_token"]
+    assert state["refresh_token"]
+    assert state["access_token"]
     assert "pending" not in state
     expiry = connector.consent().expires_at
-    assert expiry is not None and expiry.tzinfo is not None
+    assert expiry is not None
+    assert expiry.tzinfo is not None
     assert expiry == consent.expires.replace(microsecond=0)
 
     # an unattended run: a new connector from the saved state, the user not present
@@ -98,7 +100,8 @@ async def test_hybrid_login_then_accounts_and_paged_transactions(
     pages = bank.requests_to("/acc-current/transactions")
     assert [p.query.get("page") for p in pages] == [None, "2", "3"]  # Links.Next, followed
     reads = [e for e in bank.exchanges if "/open-banking/" in e.path]
-    assert reads and all("x-fapi-customer-ip-address" not in e.headers for e in reads)
+    assert reads
+    assert all("x-fapi-customer-ip-address" not in e.headers for e in reads)
     assert all(e.headers["x-fapi-financial-id"] == FINANCIAL_ID for e in reads)
     assert all(e.headers.get("x-fapi-interaction-id") for e in reads)
 
@@ -107,7 +110,8 @@ async def test_hybrid_login_then_accounts_and_paged_transactions(
 async def test_code_flow_with_pkce(build: Build, bank: ObBank) -> None:
     store = MemoryStateStore()
     reply = await login(build(store))
-    assert "id_token" not in reply and reply["code"]
+    assert "id_token" not in reply
+    assert reply["code"]
     (token_call,) = [
         e for e in bank.requests_to("/token") if e.status == 200 and "refresh_token" in e.body
     ]
@@ -124,7 +128,8 @@ async def test_the_request_object_is_signed_and_names_the_consent(
     assert url.startswith(f"{bank.public_origin}/authorize?")
     request = dict(__import__("httpx").URL(url).params)["request"]
     header = jwt.get_unverified_header(request)
-    assert header["alg"] == "PS256" and header["kid"] == "bankhub-signing-1"
+    assert header["alg"] == "PS256"
+    assert header["kid"] == "bankhub-signing-1"
     claims = jwt.decode(request, options={"verify_signature": False})
     (consent,) = bank.consents.values()
     assert claims["claims"]["id_token"]["openbanking_intent_id"] == {
@@ -254,7 +259,8 @@ async def test_history_and_consent_days_drive_the_consent(
     with pytest.raises(NeedsRedirect):
         await build(history_days=30, consent_days=7).authenticate({})
     (consent,) = bank.consents.values()
-    assert consent.expires is not None and consent.expires - clock() == timedelta(days=7)
+    assert consent.expires is not None
+    assert consent.expires - clock() == timedelta(days=7)
     assert consent.transactions_from == (
         f"{(clock() - timedelta(days=30)).date().isoformat()}T00:00:00+00:00"
     )

@@ -128,9 +128,7 @@ class UkobConnector:
                 "Data": {
                     "Permissions": list(params.permissions),
                     "ExpirationDateTime": _stamp(now + timedelta(days=params.consent_days)),
-                    "TransactionFromDateTime": _stamp(
-                        today - timedelta(days=params.history_days)
-                    ),
+                    "TransactionFromDateTime": _stamp(today - timedelta(days=params.history_days)),
                 },
                 "Risk": {},
             },
@@ -207,7 +205,9 @@ class UkobConnector:
             front = reply.get("id_token", "")
             if not front:
                 raise InteractionRejected(f"{name} sent no ID token with the code")
-            await self._check_id_token(front, pending, consent_id, code=code, state=pending["state"])
+            await self._check_id_token(
+                front, pending, consent_id, code=code, state=pending["state"]
+            )
         form = {
             "grant_type": "authorization_code",
             "code": code,

@@ -75,7 +75,10 @@ def intent_claims(consent_id: str) -> dict[str, Any]:
         "openbanking_intent_id": {"value": consent_id, "essential": True},
         "acr": {"essential": True, "values": list(ACR_VALUES)},
     }
-    return {"id_token": wanted, "userinfo": {"openbanking_intent_id": wanted["openbanking_intent_id"]}}
+    return {
+        "id_token": wanted,
+        "userinfo": {"openbanking_intent_id": wanted["openbanking_intent_id"]},
+    }
 
 
 def request_object(
@@ -155,7 +158,9 @@ def verify_id_token(
     try:
         keys = jwt.PyJWKSet.from_dict(dict(jwks)).keys
     except jwt.PyJWTError as exc:
-        raise ProviderUnavailable(f"{bank} publishes a key set bankhub cannot read ({exc})") from None
+        raise ProviderUnavailable(
+            f"{bank} publishes a key set bankhub cannot read ({exc})"
+        ) from None
     candidates = [k for k in keys if header.get("kid") in (None, k.key_id)]
     if not candidates:
         raise InteractionRejected(f"{bank} signed its ID token with a key it does not publish")
@@ -175,7 +180,9 @@ def verify_id_token(
         except jwt.InvalidSignatureError:
             continue
         except jwt.PyJWTError as exc:
-            raise InteractionRejected(f"{bank} sent an ID token that does not hold ({exc})") from None
+            raise InteractionRejected(
+                f"{bank} sent an ID token that does not hold ({exc})"
+            ) from None
     if claims is None:
         raise InteractionRejected(f"The signature of {bank}'s ID token does not verify")
     # PyJWT checks exp against its own clock; bankhub's injected clock decides as well
