@@ -614,7 +614,7 @@ class ObBank:
                 f"/authorize?{urlencode({**query, 'decision': d})}" for d in ("approve", "deny")
             )
             page = (
-                "<!doctype html><html lang=en><title>Peer Bank UK</title>"
+                "<!doctype html><html lang=en><title>Peer Bank UK</title><link rel=icon href=data:,>"
                 f"<h1>Peer Bank UK</h1><p>Allow bankhub to read your accounts ({consent_id})?"
                 f'<p><a href="{approve}">Approve</a> <a href="{deny}">Deny</a>'
             )
@@ -940,8 +940,11 @@ def tpp_jwks(certificate: x509.Certificate) -> dict[str, Any]:
 
 
 @contextmanager
-def running(bank: ObBank, pki: EidasPki, lifetime: float = 300.0) -> Iterator[ObBank]:
-    """Serve ``bank`` on two free 127.0.0.1 ports until the block ends."""
+def running(
+    bank: ObBank, pki: EidasPki, lifetime: float = 300.0, *, public_tls: bool = False
+) -> Iterator[ObBank]:
+    """Serve ``bank`` on two free 127.0.0.1 ports until the block ends; ``public_tls`` serves
+    the public listener over TLS too (without asking for a client certificate)."""
     servers: list[QuietServer] = []
     threads: list[threading.Thread] = []
     for mtls in (False, True):
@@ -951,12 +954,17 @@ def running(bank: ObBank, pki: EidasPki, lifetime: float = 300.0) -> Iterator[Ob
             server.socket = server_context(pki).wrap_socket(
                 server.socket, server_side=True, do_handshake_on_connect=False
             )
+        elif public_tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(pki.server.cert), str(pki.server.key))
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
         thread.daemon = True
         thread.start()
         servers.append(server)
         threads.append(thread)
-        origin = f"{'https' if mtls else 'http'}://127.0.0.1:{server.server_address[1]}"
+        scheme = "https" if mtls or public_tls else "http"
+        origin = f"{scheme}://127.0.0.1:{server.server_address[1]}"
         if mtls:
             bank.mtls_origin = origin
         else:
