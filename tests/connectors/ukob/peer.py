@@ -614,7 +614,8 @@ class ObBank:
                 f"/authorize?{urlencode({**query, 'decision': d})}" for d in ("approve", "deny")
             )
             page = (
-                "<!doctype html><html lang=en><title>Peer Bank UK</title><link rel=icon href=data:,>"
+                "<!doctype html><html lang=en><title>Peer Bank UK</title>"
+                "<link rel=icon href=data:,>"
                 f"<h1>Peer Bank UK</h1><p>Allow bankhub to read your accounts ({consent_id})?"
                 f'<p><a href="{approve}">Approve</a> <a href="{deny}">Deny</a>'
             )
