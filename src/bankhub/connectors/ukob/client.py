@@ -250,6 +250,16 @@ class UkobClient:
             )
         raise ProviderUnavailable(f"{self.params.name}'s token endpoint answered {detail or error}")
 
+    async def probe(self) -> str:
+        """What ``bankhub banks check --connect`` asks: a client-credentials token, which the
+        bank grants only over the registered transport certificate, with an assertion signed by
+        the registered key for the registered client id. Nothing is created at the bank."""
+        await self.token({"grant_type": "client_credentials", "scope": "accounts"}, stage="login")
+        return (
+            "the bank accepts the transport certificate, the signing key "
+            f"({self.params.signing_key_id}) and the client id ({self.params.client_id})"
+        )
+
     # --- the resource server ----------------------------------------------------------------
 
     def resolve(self, path_or_url: str) -> str:
