@@ -22,6 +22,7 @@ def test_banks_check_connect_tries_a_uk_bank(
     for name in ("BANKHUB_DATABASE_URL", "BANKHUB_SECRET_KEY", "BANKHUB_ENV"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BANKHUB_DATA_DIR", str(tmp_path))
+    own = {k: v for k, v in params(ukob_pki, bank).items() if k not in ("slug", "name")}
     entry = {
         "id": 78,
         "slug": "peer-bank-uk",
@@ -31,7 +32,7 @@ def test_banks_check_connect_tries_a_uk_bank(
         "has_balance": True,
         "color": {"primary": "#000000", "secondary": "#ffffff"},
         "connector": "ukob",
-        "params": {k: v for k, v in params(ukob_pki, bank).items() if k not in ("slug", "name")},
+        "params": own,
     }
     catalogue = tmp_path / "services.json"
     catalogue.write_text(json.dumps([entry]))
@@ -46,8 +47,8 @@ def test_banks_check_connect_tries_a_uk_bank(
     assert not bank.consents  # nothing created
 
     # a signing certificate that is not the registered one: the bank refuses the client
-    entry["params"]["qseal_cert_file"] = str(ukob_pki.qseal_ec.cert)
-    entry["params"]["qseal_key_file"] = str(ukob_pki.qseal_ec.key)
+    own["qseal_cert_file"] = str(ukob_pki.qseal_ec.cert)
+    own["qseal_key_file"] = str(ukob_pki.qseal_ec.key)
     catalogue.write_text(json.dumps([entry]))
     refused = CliRunner().invoke(cli, ["banks", "check", "78", "--connect"])
     assert refused.exit_code == 2, refused.output
