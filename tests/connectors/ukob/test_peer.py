@@ -16,6 +16,7 @@ from bankhub.connectors.base import (
     AccountType,
     Answer,
     ConsentExpired,
+    Interaction,
     InteractionRejected,
     MemoryStateStore,
     NeedsRedirect,
@@ -23,6 +24,7 @@ from bankhub.connectors.base import (
     RateLimited,
     TransactionStatus,
 )
+from bankhub.connectors.testing import ContractCase, check_contract
 from tests.conftest import FakeClock
 from tests.connectors.ukob.conftest import (
     FINANCIAL_ID,
@@ -266,3 +268,20 @@ async def test_history_and_consent_days_drive_the_consent(
     )
     (created,) = [e for e in bank.exchanges if e.method == "POST" and e.status == 201]
     assert json.dumps(created.body)  # recorded
+
+
+async def test_the_connector_keeps_the_contract(build: Build, bank: ObBank) -> None:
+    """The platform's contract suite: typed outcomes, Decimal amounts, stable ids, JSON-only
+    state, date filters that hold, unattended reopening (a fresh access token each time)."""
+
+    async def respond(interaction: Interaction) -> Answer:
+        assert isinstance(interaction, NeedsRedirect)
+        return Answer("redirect", params=await visit(interaction))
+
+    report = await check_contract(
+        ContractCase(name="ukob", build=lambda store: build(store), credentials={}, respond=respond)
+    )
+    assert report.steps == 1
+    assert report.identity is None
+    assert {a.bank_id for a in report.accounts} == {"acc-current", "acc-savings"}
+    assert len(report.transactions["acc-current"]) == 4
