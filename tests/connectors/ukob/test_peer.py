@@ -5,6 +5,7 @@ resource server (consents, accounts, balances, paged transactions, revocation)."
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -25,6 +26,7 @@ from bankhub.connectors.base import (
     TransactionStatus,
 )
 from bankhub.connectors.testing import ContractCase, check_contract
+from bankhub.connectors.ukob import fapi
 from tests.conftest import FakeClock
 from tests.connectors.ukob.conftest import (
     FINANCIAL_ID,
@@ -163,7 +165,9 @@ async def test_the_user_denies(build: Build, bank: ObBank) -> None:
         await login(build(), decision="deny")
 
 
-@pytest.mark.parametrize("fault", ["forged", "code", "nonce", "state"])
+@pytest.mark.parametrize(
+    "fault", ["forged", "c_hash", "s_hash", "intent", "expired", "audience", "nonce", "state"]
+)
 async def test_a_front_channel_answer_that_does_not_hold_is_refused(
     build: Build, bank: ObBank, fault: str
 ) -> None:
@@ -172,23 +176,31 @@ async def test_a_front_channel_answer_that_does_not_hold_is_refused(
     with pytest.raises(NeedsRedirect) as caught:
         await connector.authenticate({})
     reply = await visit(caught.value)
+    claims = jwt.decode(reply["id_token"], options={"verify_signature": False})
+    signer: rsa.RSAPrivateKey = bank.key  # the bank's own key: only the named claim is wrong
     if fault == "forged":
-        claims = jwt.decode(reply["id_token"], options={"verify_signature": False})
-        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        reply["id_token"] = jwt.encode(
-            claims, other, algorithm="PS256", headers={"kid": "bank-id-token-1"}
-        )
-    elif fault == "code":
-        reply["code"] = reply["code"][:-2] + "xx"
+        signer = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif fault == "c_hash":
+        claims["c_hash"] = fapi.half_hash("another-code")
+    elif fault == "s_hash":
+        claims["s_hash"] = fapi.half_hash("another-state")
+    elif fault == "intent":
+        claims["openbanking_intent_id"] = "aac-another-consent"
+    elif fault == "expired":
+        claims["exp"] = int(time.time()) - 3600
+    elif fault == "audience":
+        claims["aud"] = ["another-client"]
     elif fault == "nonce":
-        state = store.load()
-        state["pending"]["nonce"] = "another-login"
-        store.save(state)
+        claims["nonce"] = "another-login"
     else:
         reply["state"] = "another-session"
+    reply["id_token"] = jwt.encode(
+        claims, signer, algorithm="PS256", headers={"kid": "bank-id-token-1"}
+    )
     with pytest.raises(InteractionRejected):
         await connector.resume(Answer("redirect", params=reply))
     assert "access_token" not in store.load()
+    # the code was never exchanged
     assert not [e for e in bank.requests_to("/token") if "refresh_token" in (e.body or {})]
 
 

@@ -190,11 +190,13 @@ def verify_id_token(
         raise InteractionRejected(f"{bank} sent an ID token that has expired")
     if claims.get("nonce") != nonce:
         raise InteractionRejected(f"{bank}'s ID token does not carry this login's nonce")
-    intent = claims.get("openbanking_intent_id", consent_id)
-    if intent != consent_id:
+    # an essential claim of the request (Open Banking): a bank that leaves it out has not said
+    # which consent the user approved
+    if claims.get("openbanking_intent_id") != consent_id:
         raise InteractionRejected(f"{bank}'s ID token was issued for another consent")
     if code is not None and claims.get("c_hash") != half_hash(code):
         raise InteractionRejected(f"{bank}'s ID token does not match the authorization code")
-    if state is not None and "s_hash" in claims and claims["s_hash"] != half_hash(state):
+    # FAPI 1 Advanced 5.2.2.1: a hybrid-flow ID token carries s_hash
+    if state is not None and claims.get("s_hash") != half_hash(state):
         raise InteractionRejected(f"{bank}'s ID token does not match the state")
     return claims
