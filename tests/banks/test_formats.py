@@ -416,6 +416,7 @@ def test_a_uk_open_banking_bank_is_read_with_its_parameters() -> None:
     registry = read_bankhub(text, yaml_text=False)
     (record,) = registry.records
     assert record.connector == "ukob"
+    assert record.name == "NatWest"
     assert record.params == {
         "base_url": "https://ob.natwest.example/open-banking/v3.1/aisp",
         "name": "NatWest",

@@ -554,12 +554,12 @@ def _bankhub_entry(raw: Any, line: int, keys: dict[str, int]) -> tuple[BankRecor
         params["history_days"] = entry.history_days
     if entry.idp_urls:
         params["idp_urls"] = [_https_url(u, "idp_urls") for u in entry.idp_urls]
-    for name in _PASSED_ON:
-        if getattr(entry, name) is not None:
-            params[name] = getattr(entry, name)
+    for field_name in _PASSED_ON:
+        if getattr(entry, field_name) is not None:
+            params[field_name] = getattr(entry, field_name)
     if entry.connector == "ukob":
         params = _ukob_params(entry, params)
-    elif any(getattr(entry, name) is not None for name in _UKOB_FIELDS):
+    elif any(getattr(entry, f) is not None for f in _UKOB_FIELDS):
         raise _RowError(f"{', '.join(_UKOB_FIELDS)} are for connector: ukob")
     color = entry.color or Color(*DEFAULT_COLOR)
     record = BankRecord(
