@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from bankhub.connectors.base import (
     AccountType,
     Answer,
+    AuthFlow,
     ConsentExpired,
     Interaction,
     InteractionRejected,
@@ -25,8 +26,10 @@ from bankhub.connectors.base import (
     RateLimited,
     TransactionStatus,
 )
+from bankhub.connectors.registry import default_registry
 from bankhub.connectors.testing import ContractCase, check_contract
-from bankhub.connectors.ukob import fapi
+from bankhub.connectors.ukob import UkobParams, fapi
+from bankhub.connectors.xs2a.params import InstitutionConfigError
 from tests.conftest import FakeClock
 from tests.connectors.ukob.conftest import (
     FINANCIAL_ID,
@@ -297,3 +300,26 @@ async def test_the_connector_keeps_the_contract(build: Build, bank: ObBank) -> N
     assert report.identity is None
     assert {a.bank_id for a in report.accounts} == {"acc-current", "acc-savings"}
     assert len(report.transactions["acc-current"]) == 4
+
+
+def test_the_connector_is_built_in_and_its_params_are_checked() -> None:
+    registry = default_registry()
+    assert "ukob" in registry.ids()
+    assert registry.info("ukob").auth_flows == (AuthFlow.REDIRECT,)
+    good = {
+        "base_url": "https://ob.bank.example/open-banking/v3.1/aisp",
+        "well_known_url": "https://auth.bank.example/.well-known/openid-configuration",
+        "client_id": "c",
+        "signing_key_id": "k",
+    }
+    assert UkobParams.from_institution(good).permissions[0] == "ReadAccountsDetail"
+    for broken, problem in (
+        ({"client_id": None}, "params.client_id"),
+        ({"well_known_url": "auth.bank.example"}, "params.well_known_url"),
+        ({"permissions": ["ReadAccountsDetail"]}, "must include ReadBalances"),
+        ({"permissions": ["ReadEverything"]}, "Open Banking permission codes"),
+        ({"response_type": "token"}, "params.response_type"),
+        ({"consent_days": 0}, "params.consent_days"),
+    ):
+        with pytest.raises(InstitutionConfigError, match=problem):
+            UkobParams.from_institution({**good, **broken})
