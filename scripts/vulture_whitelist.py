@@ -124,6 +124,12 @@ import_banks  # `bankhub banks import`
 disable  # `bankhub banks disable`
 OAUTH  # banks/formats.py ScaApproach: a value registry files name (read by value, never by name)
 bank_file_schema  # the JSON Schema docs/banks.md shows; tests/banks/test_formats.py keeps them equal
+qwac_cert_file  # banks/formats.py BankEntry: a bank's own certificate files, passed on by name (getattr)
+qwac_key_file
+qwac_key_passphrase_env
+qseal_cert_file
+qseal_key_file
+qseal_key_passphrase_env
 
 # --- eIDAS certificates -------------------------------------------------------------------------------
 componentType  # security/eidas.py: pyasn1 reads each ASN.1 type's components from this attribute

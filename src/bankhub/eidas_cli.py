@@ -31,6 +31,8 @@ from bankhub.cli_common import err, migrate, out, settings_or_exit
 from bankhub.clock import utcnow
 from bankhub.config import Settings
 from bankhub.connectors.base import ConnectorFailure, ConsentExpired
+from bankhub.connectors.ukob.client import UkobClient
+from bankhub.connectors.ukob.params import UkobParams
 from bankhub.connectors.xs2a.client import Xs2aClient
 from bankhub.connectors.xs2a.params import InstitutionConfigError, Xs2aParams
 from bankhub.connectors.xs2a.signing import RequestSigner
@@ -109,7 +111,7 @@ def check(
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     if not found:
-        out.print("no XS2A bank in the catalogue")
+        out.print("no XS2A or UK Open Banking bank in the catalogue")
     for bank in found:
         out.print(f"{bank.bank}:", highlight=False)
         for label, variable, credential in (
@@ -171,6 +173,8 @@ async def _try(
     settings: Settings, service: Service, credentials: eidas.BankCredentials
 ) -> tuple[bool, str]:
     """Whether the bank accepts bankhub's certificates and signature, and what it said."""
+    if service.connector == "ukob":
+        return await _try_ukob(settings, service, credentials)
     try:
         params = Xs2aParams.from_institution({**service.params, "name": service.name})
     except InstitutionConfigError as exc:
@@ -194,3 +198,26 @@ async def _try(
         await clients.aclose()
         await shared.aclose()
     return True, "the bank accepts the certificates and the signature"
+
+
+async def _try_ukob(
+    settings: Settings, service: Service, credentials: eidas.BankCredentials
+) -> tuple[bool, str]:
+    """A UK Open Banking bank: a client-credentials token over mutual TLS (nothing created)."""
+    try:
+        params = UkobParams.from_institution({**service.params, "name": service.name})
+    except InstitutionConfigError as exc:
+        return False, str(exc)
+    shared = httpx.AsyncClient(
+        verify=outbound_ssl_context(settings.ca_bundle), trust_env=False, follow_redirects=False
+    )
+    clients = InstitutionClients(shared, settings.connector_timeout_seconds, settings.ca_bundle)
+    key = credentials.qseal.key if credentials.qseal is not None else None
+    http = clients.client_for(service.params, credentials.qwac)
+    try:
+        return True, await UkobClient(http, params, utcnow, lambda: None, key).probe()
+    except ConnectorFailure as failure:
+        return False, f"refused: {failure.message}"
+    finally:
+        await clients.aclose()
+        await shared.aclose()

@@ -10,9 +10,11 @@ import pytest
 from bankhub.banks.formats import (
     RegistryFileError,
     bank_file_schema,
+    read_bankhub,
     read_registry,
     read_registry_file,
 )
+from bankhub.connectors.ukob import UkobParams
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "registry"
 XS2A_ADAPTER = CORPUS / "xs2a-adapter-aspsp-config.csv"
@@ -371,3 +373,64 @@ def test_every_imported_bank_is_a_valid_xs2a_institution() -> None:
     assert musterbank.booking_status == "booked"
     assert musterbank.history_days == 365
     assert [a.value for a in musterbank.sca_approaches] == ["REDIRECT", "DECOUPLED"]
+
+
+def test_a_uk_open_banking_bank_is_read_with_its_parameters() -> None:
+    """``connector: ukob`` entries carry what the UK connector needs, checked as it reads them;
+    one without its client registration, or UK fields on an XS2A bank, is refused by line."""
+    text = json.dumps(
+        {
+            "version": 1,
+            "banks": [
+                {
+                    "name": "NatWest",
+                    "bic": "NWBKGB2L",
+                    "connector": "ukob",
+                    "base_url": "https://ob.natwest.example/open-banking/v3.1/aisp",
+                    "well_known_url": "https://auth.natwest.example/.well-known/openid-configuration",
+                    "client_id": "bankhub-client",
+                    "signing_key_id": "kid-1",
+                    "financial_id": "0015800000jfwxXAAQ",
+                    "history_days": 365,
+                    "qseal_cert_file": "/etc/bankhub/obseal.pem",
+                    "qseal_key_file": "/etc/bankhub/obseal.key",
+                },
+                {
+                    "key": "no-client",
+                    "name": "Barclays",
+                    "bic": "BARCGB22",
+                    "connector": "ukob",
+                    "base_url": "https://ob.barclays.example/open-banking/v3.1/aisp",
+                    "well_known_url": "https://auth.barclays.example/.well-known/openid-configuration",
+                    "signing_key_id": "kid-1",
+                },
+                {
+                    "name": "Musterbank",
+                    "bic": "WELADED1BUB",
+                    "base_url": "https://xs2a.musterbank.example/psd2",
+                    "client_id": "stray",
+                },
+            ],
+        }
+    )
+    registry = read_bankhub(text, yaml_text=False)
+    (record,) = registry.records
+    assert record.connector == "ukob"
+    assert record.name == "NatWest"
+    assert record.params == {
+        "base_url": "https://ob.natwest.example/open-banking/v3.1/aisp",
+        "name": "NatWest",
+        "consent_days": 90,
+        "history_days": 365,
+        "qseal_cert_file": "/etc/bankhub/obseal.pem",
+        "qseal_key_file": "/etc/bankhub/obseal.key",
+        "well_known_url": "https://auth.natwest.example/.well-known/openid-configuration",
+        "client_id": "bankhub-client",
+        "signing_key_id": "kid-1",
+        "financial_id": "0015800000jfwxXAAQ",
+    }
+    assert UkobParams.from_institution(record.params).client_id == "bankhub-client"
+    reasons = [r.reason for r in registry.refusals]
+    assert len(reasons) == 2
+    assert "client_id is required for connector: ukob" in reasons[0]
+    assert "are for connector: ukob" in reasons[1]

@@ -38,6 +38,9 @@ from schwifty.domain import Component
 from schwifty.exceptions import SchwiftyException
 from schwifty.registry import get_iban_spec
 
+from bankhub.connectors.ukob.params import UkobParams
+from bankhub.connectors.xs2a.params import InstitutionConfigError
+
 SOURCE_XS2A_ADAPTER = "xs2a-adapter"
 SOURCE_BANKHUB = "bankhub"
 SOURCE_FINTS_INSTITUTES = "fints-institutes"
@@ -362,7 +365,7 @@ class BankEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     country: str | None = None
     #: the bank's API root, e.g. the XS2A base URL (``https://api.bank.example/psd2``)
     base_url: str
-    connector: Literal["xs2a"] = "xs2a"
+    connector: Literal["xs2a", "ukob"] = "xs2a"
     sca_approaches: list[ScaApproach] = msgspec.field(
         default_factory=lambda: [ScaApproach.REDIRECT]
     )
@@ -386,6 +389,33 @@ class BankEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     oauth_client_id: str | None = None
     logo_url: str | None = None
     color: Color | None = None
+    #: UK Open Banking (``connector: ukob``, docs/connectors-ukob.md): the bank's OpenID
+    #: Provider metadata, the client id and signing key id registered with it, and its
+    #: ``x-fapi-financial-id``
+    well_known_url: str | None = None
+    client_id: str | None = None
+    signing_key_id: str | None = None
+    financial_id: str | None = None
+    #: this bank's own transport (QWAC/OBWAC) and signing (QSealC/OBSeal) certificates, where
+    #: they are not the operator's (security/eidas.py); passphrases only by variable name
+    qwac_cert_file: str | None = None
+    qwac_key_file: str | None = None
+    qwac_key_passphrase_env: str | None = None
+    qseal_cert_file: str | None = None
+    qseal_key_file: str | None = None
+    qseal_key_passphrase_env: str | None = None
+
+
+#: the entry fields that pass on to the connector's parameters as they are, when given
+_PASSED_ON = (
+    "qwac_cert_file",
+    "qwac_key_file",
+    "qwac_key_passphrase_env",
+    "qseal_cert_file",
+    "qseal_key_file",
+    "qseal_key_passphrase_env",
+)
+_UKOB_FIELDS = ("well_known_url", "client_id", "signing_key_id", "financial_id")
 
 
 class BankFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -539,6 +569,13 @@ def _bankhub_entry(raw: Any, line: int, keys: dict[str, int]) -> tuple[BankRecor
         params["oauth_metadata_url"] = _https_url(entry.oauth_metadata_url, "oauth_metadata_url")
     if entry.oauth_client_id is not None:
         params["oauth_client_id"] = _text(entry.oauth_client_id, "oauth_client_id")
+    for field_name in _PASSED_ON:
+        if getattr(entry, field_name) is not None:
+            params[field_name] = getattr(entry, field_name)
+    if entry.connector == "ukob":
+        params = _ukob_params(entry, params)
+    elif any(getattr(entry, f) is not None for f in _UKOB_FIELDS):
+        raise _RowError(f"{', '.join(_UKOB_FIELDS)} are for connector: ukob")
     color = entry.color or Color(*DEFAULT_COLOR)
     record = BankRecord(
         key=f"{SOURCE_BANKHUB}:{key}",
@@ -556,6 +593,25 @@ def _bankhub_entry(raw: Any, line: int, keys: dict[str, int]) -> tuple[BankRecor
     )
     keys[key] = line
     return record, _bic_notes(bic, blz)
+
+
+def _ukob_params(entry: BankEntry, params: dict[str, Any]) -> dict[str, Any]:
+    """A UK Open Banking bank's parameters, checked the way its connector reads them; the
+    Berlin Group fields mean nothing to it and are left out."""
+    for name in ("well_known_url", "client_id", "signing_key_id"):
+        if getattr(entry, name) is None:
+            raise _RowError(f"{name} is required for connector: ukob")
+    kept = {k: v for k, v in params.items() if k in ("base_url", "name", "consent_days")}
+    kept.update({k: v for k, v in params.items() if k in (*_PASSED_ON, "history_days")})
+    kept["well_known_url"] = _https_url(str(entry.well_known_url), "well_known_url")
+    for name in ("client_id", "signing_key_id", "financial_id"):
+        if getattr(entry, name) is not None:
+            kept[name] = getattr(entry, name)
+    try:
+        UkobParams.from_institution(kept)
+    except InstitutionConfigError as exc:
+        raise _RowError(str(exc)) from None
+    return kept
 
 
 def read_bankhub(text: str, *, yaml_text: bool) -> Registry:

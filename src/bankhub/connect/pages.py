@@ -87,7 +87,15 @@ async def _connect_frame_ancestors(headers: MutableScopeHeaders, scope: Scope) -
     async with litestar_app.state.hub.db.transaction() as db:
         app = await db.get(App, session.app_id)
         origins = app.frame_origins if app is not None else None
-    headers["Content-Security-Policy"] = csp(origins)
+    # only the ancestors change: a page with a policy of its own (the return step's fragment
+    # relay, which runs one script of ours) keeps the rest of it
+    kept = [
+        d.strip()
+        for d in headers["Content-Security-Policy"].split(";")
+        if d.strip() and not d.strip().startswith("frame-ancestors")
+    ]
+    ancestors = " ".join(origins) if origins else "'none'"
+    headers["Content-Security-Policy"] = "; ".join([*kept, f"frame-ancestors {ancestors}"])
 
 
 def history_phrase(days: int) -> str:

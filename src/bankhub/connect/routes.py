@@ -54,6 +54,8 @@ SECURE_COOKIE = "__Host-bankhub_connect"
 SESSION_PAGE = "/v2/connect/session"
 STATIC = Path(__file__).parent / "static"
 MAX_FIELD = 256
+#: a bank's answer may carry a signed ID token (OpenID hybrid flow), a few kilobytes
+MAX_RETURN_VALUE = 8192
 #: the largest statement file the upload step takes (the rest of the app keeps 1 MB)
 MAX_STATEMENT_BYTES = 20 * 1024 * 1024
 
@@ -309,6 +311,8 @@ async def bank_return(request: AnyRequest) -> Response[Any]:
     not hold, the bank sent the user back to another browser: that connect ends there with
     the way back to the app.
     """
+    if not request.url.query:
+        return _fragment_relay()
     flow = flow_of(request)
     state = request.query_params.get("state", "")[:MAX_FIELD]
     session: ConnectSession | None = None
@@ -318,7 +322,7 @@ async def bank_return(request: AnyRequest) -> Response[Any]:
         usage.attribute(session.app_id)
         if isinstance(session.interaction, NeedsRedirect):
             # ``state`` goes along: an OAuth2 bank sends it back, and the connector checks it too
-            params = {k: v[:MAX_FIELD] for k, v in request.query_params.items()}
+            params = {k: v[:MAX_RETURN_VALUE] for k, v in request.query_params.items()}
             await flow.answer(session, Answer("redirect", params=params))
         return _back()
     found = flow.by_state(state) if state else None
@@ -330,6 +334,39 @@ async def bank_return(request: AnyRequest) -> Response[Any]:
         usage.attribute(session.app_id)
         return _back()  # not this session's redirect (a cross-site link): nothing happens
     raise ConnectEnded(None)
+
+
+#: the return step's page for a bank that answered in the fragment (the only script of the
+#: connect pages: a fragment reaches no server, so only the browser can pass it on)
+RELAY_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Back from your bank'
+    '</title><script src="/v2/connect/static/return.js"></script></head><body><main><p>'
+    'Back from your bank. <a href="/v2/connect/session">Continue</a></p><noscript><p>Your '
+    "bank sent its answer in a form that needs JavaScript to be read.</p></noscript></main>"
+    "</body></html>"
+)
+RELAY_CSP = (
+    "default-src 'none'; script-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
+def _fragment_relay() -> Response[str]:
+    return Response(
+        RELAY_PAGE,
+        media_type="text/html",
+        headers=page_headers({"Content-Security-Policy": RELAY_CSP}),
+    )
+
+
+@get("/v2/connect/static/return.js", opt=scopes.connect(), include_in_schema=False)
+async def fragment_script() -> File:
+    return File(
+        path=STATIC / "return.js",
+        media_type="text/javascript",
+        content_disposition_type="inline",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
 
 
 @post("/v2/connect/cancel", opt=scopes.connect(), include_in_schema=False)
@@ -423,6 +460,7 @@ CONNECT_ROUTES = [
     post_upload,
     post_answer,
     bank_return,
+    fragment_script,
     post_cancel,
     stylesheet,
     brand_file,

@@ -53,12 +53,14 @@ def default_registry() -> ConnectorRegistry:
     from bankhub.connectors.sandbox import SandboxConnector
     from bankhub.connectors.simplefin import SimplefinConnector
     from bankhub.connectors.statement import StatementConnector
+    from bankhub.connectors.ukob import UkobConnector
     from bankhub.connectors.xs2a import Xs2aConnector
 
     registry = ConnectorRegistry()
     for connector in (
         SandboxConnector,
         Xs2aConnector,
+        UkobConnector,
         FinTSConnector,
         SimplefinConnector,
         OfxDirectConnector,

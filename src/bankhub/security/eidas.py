@@ -63,8 +63,11 @@ PSD2_ROLES = {
     "0.4.0.19495.1.3": "PSP_AI",
     "0.4.0.19495.1.4": "PSP_IC",
 }
-#: the PSD2 role each connector's calls need: account information
-ROLE_FOR_CONNECTOR = {"xs2a": "PSP_AI"}
+#: the PSD2 role each connector's calls need: account information. UK Open Banking banks take
+#: the certificates the Open Banking directory issues (OBWAC, OBSeal), which carry no PSD2
+#: QCStatement, as well as eIDAS ones: None checks dates and key, not a role.
+ROLE_FOR_CONNECTOR: dict[str, str | None] = {"xs2a": "PSP_AI", "ukob": None}
+
 LABELS: dict[Kind, str] = {"qwac": "QWAC", "qseal": "QSealC"}
 
 
@@ -159,6 +162,10 @@ class Psd2Statement:
     roles: frozenset[str]
     nca_name: str
     nca_id: str
+
+
+#: what a certificate used without a PSD2 QCStatement (an Open Banking directory one) holds
+NO_STATEMENT = Psd2Statement(frozenset(), "", "")
 
 
 def psd2_statement(certificate: x509.Certificate) -> Psd2Statement | None:
@@ -339,10 +346,14 @@ class Credential:
         """One line for the operator: whose certificate, which roles, until when."""
         cert = self.certificate
         roles = ", ".join(sorted(self.statement.roles))
+        granted = (
+            f"roles {roles} granted by {self.statement.nca_name} ({self.statement.nca_id})"
+            if roles
+            else "no PSD2 roles (not needed by the bank)"
+        )
         return (
             f"{LABELS[self.kind]} {cert.subject.rfc4514_string()} (serial {cert.serial_number:X}, "
-            f"issuer {cert.issuer.rfc4514_string()}), roles {roles} granted by "
-            f"{self.statement.nca_name} ({self.statement.nca_id}), "
+            f"issuer {cert.issuer.rfc4514_string()}), {granted}, "
             f"valid until {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, from {self.label}"
         )
 
@@ -387,9 +398,10 @@ def _spki(key: Any) -> bytes:
     )
 
 
-def load(source: Source, *, role: str, now: datetime) -> Credential:
+def load(source: Source, *, role: str | None, now: datetime) -> Credential:
     """Read and check a credential: a PEM certificate (chain), valid at ``now``, whose key is
-    the one given and whose PSD2 QCStatement grants ``role``. One line on the first fault."""
+    the one given and whose PSD2 QCStatement grants ``role`` (``None``: no role is needed, and
+    a certificate without the statement is taken). One line on the first fault."""
     label = source.cert_label
     try:
         chain = tuple(x509.load_pem_x509_certificates(source.read_certificate()))
@@ -413,6 +425,8 @@ def load(source: Source, *, role: str, now: datetime) -> Credential:
         statement = psd2_statement(certificate)
     except ValueError as exc:
         raise EidasError(f"{label}: {exc}") from None
+    if role is None:
+        return Credential(source.kind, label, chain, key, statement or NO_STATEMENT)
     if statement is None:
         raise EidasError(
             f"{label}: the {LABELS[source.kind]} carries no PSD2 QCStatement "
@@ -440,7 +454,7 @@ class BankCredentials:
 
 #: credentials already read and checked, by where they came from and the role checked for:
 #: loading an RSA key validates it (about 0.1 s), and thousands of banks share the operator's
-Loaded = dict[tuple[Source, str], Credential]
+Loaded = dict[tuple[Source, str | None], Credential]
 
 
 def credentials_for(
@@ -453,9 +467,9 @@ def credentials_for(
 ) -> BankCredentials | None:
     """The checked credentials a bank served by ``connector`` is reached with; None for a
     connector that takes no eIDAS certificates."""
-    role = ROLE_FOR_CONNECTOR.get(connector)
-    if role is None:
+    if connector not in ROLE_FOR_CONNECTOR:
         return None
+    role = ROLE_FOR_CONNECTOR[connector]
     cache = {} if cache is None else cache
     loaded: dict[Kind, Credential | None] = {}
     for kind in ("qwac", "qseal"):

@@ -379,6 +379,8 @@ class SyncEngine:
             if credentials is not None:
                 qwac = credentials.qwac
                 if credentials.qseal is not None:
+                    # UK Open Banking signs its JWTs (private_key_jwt, request objects) with it
+                    options["signing_key"] = credentials.qseal.key
                     options["request_signer"] = RequestSigner(
                         credentials.qseal.certificate, credentials.qseal.key, self.clock
                     )
