@@ -8,9 +8,9 @@ unknown; one that refuses them says so (a TLS alert, or ``CERTIFICATE_*``, ``ROL
 ``SIGNATURE_*``). Nothing is created at the bank.
 
 The command sees the banks imported into the database (``bankhub banks import``, enabled or not)
-as well as the catalogue file's. Start-up checks only the file's banks and the operator's
-credentials: an imported bank cannot name certificate files of its own (the registry formats
-carry no such field), so it always uses the operator's, which start-up has checked.
+as well as the catalogue file's. Start-up checks the file's banks and the enabled imported ones
+that the database already holds (an imported bank may name certificate files of its own); a
+database not created or not migrated yet holds none.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Annotated
 import httpx
 import typer
 from rich.markup import escape
+from sqlalchemy import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from bankhub.banks import services as banks
 from bankhub.catalogue import Catalogue, Service, default_catalogue, load_catalogue
@@ -50,21 +52,35 @@ def _catalogue(settings: Settings) -> Catalogue:
     )
 
 
+async def _imported(settings: Settings) -> list[Service]:
+    db = Database(settings.resolved_database_url())
+    try:
+        async with db.transaction() as session:
+            return await banks.load_services(session)
+    finally:
+        await db.dispose()
+
+
 def _with_imported(settings: Settings, catalogue: Catalogue) -> Catalogue:
     """The catalogue with the banks imported into the database (migrated first, as every
     command that reads the database does)."""
     migrate(settings)
-
-    async def read() -> list[Service]:
-        db = Database(settings.resolved_database_url())
-        try:
-            async with db.transaction() as session:
-                return await banks.load_services(session)
-        finally:
-            await db.dispose()
-
-    catalogue.set_imported(asyncio.run(read()), None)
+    catalogue.set_imported(asyncio.run(_imported(settings)), None)
     return catalogue
+
+
+def _enabled_imported(settings: Settings) -> list[Service]:
+    """Start-up's view of the imported banks: the enabled ones, read without creating or
+    migrating anything (that comes after the checks). A database that is not there yet, or has
+    no ``banks`` table yet, holds none; one that cannot be reached is reported by what follows
+    the checks, with its own message."""
+    url = make_url(settings.resolved_database_url())
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        return []
+    try:
+        return [s for s in asyncio.run(_imported(settings)) if s.listed]
+    except (SQLAlchemyError, OSError):
+        return []
 
 
 def _services(catalogue: Catalogue, only: int | None) -> list[tuple[str, str, dict[str, object]]]:
@@ -80,6 +96,9 @@ def check_or_exit(settings: Settings) -> None:
     command stops with one line naming the file (or setting) and what is wrong."""
     try:
         eidas.check_catalogue(settings, _services(_catalogue(settings), None), utcnow())
+        imported = [(_label(s), s.connector, s.params) for s in _enabled_imported(settings)]
+        if imported:
+            eidas.check_catalogue(settings, imported, utcnow())
     except eidas.EidasError as exc:
         err.print(f"[red]configuration error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None

@@ -501,6 +501,57 @@ def test_banks_check_finds_banks_imported_into_the_database(
     assert [v[0] for v in checks.verdicts] == ["GET"]
 
 
+def test_start_up_checks_the_certificates_an_enabled_imported_bank_names(
+    eidas_pki: EidasPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_start_up_checks_the_certificates_an_enabled_imported_bank_names — eIDAS: a bank
+    imported into the database with certificate files of its own has them checked at start-up
+    once it is enabled: an expired one stops ``serve`` and ``worker`` naming the bank and the
+    file; while the bank is disabled it stops nothing."""
+    for name in ("BANKHUB_DATABASE_URL", "BANKHUB_SECRET_KEY", "BANKHUB_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BANKHUB_DATA_DIR", str(tmp_path))
+    registry = tmp_path / "banks.json"
+    registry.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "banks": [
+                    {
+                        "name": "Own Certificates Bank",
+                        "bic": "COBADEFFXXX",
+                        "blz": "10040000",
+                        "base_url": "https://xs2a.own-certificates.example/psd2",
+                        "connector": "xs2a",
+                        "qwac_cert_file": str(eidas_pki.expired.cert),
+                        "qwac_key_file": str(eidas_pki.expired.key),
+                    }
+                ],
+            }
+        )
+    )
+    imported = CliRunner().invoke(cli, ["banks", "import", str(registry), "--json"])
+    assert imported.exit_code == 0, imported.output
+    (service_id,) = json.loads(imported.output)["added_ids"]
+
+    def went_on(settings: object) -> None:
+        raise AssertionError("the command went on past the eIDAS check")
+
+    monkeypatch.setattr("bankhub.cli.migrate_schema", went_on)
+    with pytest.raises(AssertionError, match="went on past"):
+        CliRunner().invoke(cli, ["worker"], catch_exceptions=False)  # disabled: not checked
+
+    enabled = CliRunner().invoke(cli, ["banks", "enable", str(service_id)])
+    assert enabled.exit_code == 0, enabled.output
+    for command in (["serve"], ["worker"]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert (
+            f"service {service_id} (Own Certificates Bank): params.qwac_cert_file "
+            f"{eidas_pki.expired.cert}" in " ".join(result.output.split())
+        )
+
+
 def test_banks_sharing_the_operators_certificates_read_them_once(
     eidas_pki: EidasPki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
