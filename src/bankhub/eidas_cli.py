@@ -47,9 +47,11 @@ eidas_cli = typer.Typer(no_args_is_help=True, help="eIDAS certificates (QWAC, QS
 
 
 def _catalogue(settings: Settings) -> Catalogue:
-    return (
-        load_catalogue(settings.catalogue_file) if settings.catalogue_file else default_catalogue()
-    )
+    """A catalogue of this command's own: imported banks are set on it, never on the shared
+    default."""
+    if settings.catalogue_file:
+        return load_catalogue(settings.catalogue_file)
+    return default_catalogue().copy()
 
 
 async def _imported(settings: Settings) -> list[Service]:
