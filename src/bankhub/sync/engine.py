@@ -779,6 +779,7 @@ class SyncEngine:
                 record.amount,
                 record.category,
                 record.counterparty_name,
+                meta=record.meta,
             )
             fields = details.masked(
                 row["original_id"],
