@@ -144,6 +144,39 @@ def parse_with_mapping(data: bytes, mapping: CsvMapping) -> ParsedStatement:
     return _read(sheet, profile, header_index, f"{profile.file}:generic")
 
 
+@dataclass(frozen=True, slots=True)
+class TableLayout:
+    """Where a table's header seems to be, for a user to map its columns: the delimiter, the
+    number of rows above the header, and the header's cells."""
+
+    delimiter: str
+    skip_lines: int
+    columns: tuple[str, ...]
+
+
+def table_layout(data: bytes) -> TableLayout | None:
+    """The header of a CSV or spreadsheet file no profile knows: of the first rows, the first
+    that has the most named cells (three at least), with the delimiter that gives it. None
+    when nothing in the file looks like a header."""
+    try:
+        sheet = _Sheet(data[:65536] if not xlsx.is_xlsx(data) else data, None, partial=True)
+    except StatementError:
+        return None
+    best: TableLayout | None = None
+    for delimiter in _DELIMITERS[:1] if sheet.xlsx else _DELIMITERS:
+        for index, (_, row) in enumerate(sheet.head(delimiter)):
+            cells = tuple(c for c in row if c)
+            # a header names its columns: no cell of it is a number
+            if len(cells) < 3 or len(set(cells)) != len(cells) or len(cells) != len(row):
+                continue
+            if any(re.fullmatch(r"[\d\s.,+\-/:]+", c) for c in cells):
+                continue
+            if best is None or len(cells) > len(best.columns):
+                best = TableLayout(delimiter, index, cells)
+            break
+    return best
+
+
 def explain(data: bytes) -> str | None:
     """Why no profile claims a file that looks like a table: the closest profile and the header
     cells it misses. None when the file does not look like a CSV or spreadsheet at all."""
@@ -647,8 +680,10 @@ __all__ = [
     "PROFILES",
     "CsvMapping",
     "Profile",
+    "TableLayout",
     "explain",
     "parse",
     "parse_with_mapping",
     "sniff",
+    "table_layout",
 ]
