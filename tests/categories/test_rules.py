@@ -110,3 +110,20 @@ def test_the_shipped_rules_cover_every_category_and_three_languages() -> None:
     assert named == {c.value for c in categories.Category} - {"uncategorized"}
     words = {w for _, _, keys in categories._RULES for w in keys}
     assert {"gehalt", "salary", "luong", "tien dien", "miete", "rent"} <= words
+
+
+def test_an_ofx_sic_code_reaches_the_categorizer() -> None:
+    from bankhub.statements import ofx
+    from tests.statements.corpus import read
+
+    data = read("ofx/checking.ofx")
+    # the second transaction: "AUTOMATIC WITHDRAWAL, ELECTRIC BILL"; a card issuer's SIC says
+    # the payee is a utility (4900)
+    marked = data.replace(b"<TRNTYPE>DEBIT", b"<TRNTYPE>DEBIT\n<SIC>4900", 1)
+    plain = ofx.parse(data).accounts[0].transactions[1]
+    coded = ofx.parse(marked).accounts[0].transactions[1]
+    assert coded.meta is not None
+    assert coded.meta["sic"] == "4900"
+    args = (coded.description, coded.merchant, coded.amount)
+    assert categorize(*args, meta=plain.meta) == "uncategorized"
+    assert categorize(*args, meta=coded.meta) == "bills_and_utilities"
