@@ -288,3 +288,10 @@ def test_an_xlsx_that_inflates_beyond_the_limit_is_refused(monkeypatch: pytest.M
     monkeypatch.setattr(xlsx, "MAX_UNPACKED_BYTES", 1_000_000)
     with pytest.raises(StatementError, match="unpacks to"):
         xlsx.read_rows(data)
+
+
+def test_the_documented_schema_names_every_key() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "statements.md").read_text("utf-8")
+    table = docs[docs.index("### The profile schema") : docs.index("### The profiles")]
+    for key in profiles.ProfileSpec.__struct_fields__:
+        assert f"`{key}`" in table, f"docs/statements.md does not describe the key {key!r}"
