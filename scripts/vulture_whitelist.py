@@ -143,3 +143,22 @@ xs2a_qseal_key_file
 xs2a_qseal_cert
 xs2a_qseal_key
 xs2a_qseal_key_passphrase
+
+# --- categories: the taxonomy's members are wire values, named by value in category_rules.yaml --
+AUTO_AND_TRANSPORT  # categories.Category: read by value from the rules file and app rules
+BILLS_AND_UTILITIES
+EDUCATION
+ENTERTAINMENT
+FEES_AND_CHARGES
+FOOD_AND_DINING
+GIFTS_AND_DONATIONS
+HEALTH_AND_FITNESS
+INCOME
+INVESTMENTS
+KIDS
+LOANS
+PERSONAL_CARE
+PETS
+SHOPPING
+TAXES
+TRAVEL

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
 
 
 class Category(StrEnum):
@@ -61,603 +66,65 @@ class Category(StrEnum):
 
 _VALID = frozenset(c.value for c in Category)
 Sign = Literal["credit", "debit", "any"]
+RULES_FILE = Path(__file__).with_name("category_rules.yaml")
 
-# (category, sign it applies to, keyword patterns); earlier rules win over later ones, so specific
-# merchants ("uber eats", "pret a manger") come before the generic word they contain. Patterns are
-# written against normalized text: lower case, accents stripped, "đ" as "d", "ß" as "ss".
-_RULES: tuple[tuple[Category, Sign, tuple[str, ...]], ...] = (
-    (
-        Category.INCOME,
-        "credit",
-        (
-            "salary",
-            "salaire",
-            "payroll",
-            "direct dep",
-            "wage",
-            "wages",
-            "gehalt",
-            "lohn",
-            "bezuge",
-            "paie",
-            "luong",
-            "gaji",
-            "interest",
-            "zinsgutschrift",
-            "zinsen",
-            "interet",
-            "interets",
-            "tra lai",
-            "hibah",
-        ),
-    ),
-    (
-        Category.FOOD_AND_DINING,
-        "any",
-        (
-            "uber eats",
-            "ubereats",
-            "grab food",
-            "grabfood",
-            "shopee food",
-            "shopeefood",
-            "pret a manger",
-            "lieferando",
-            "deliveroo",
-            "doordash",
-            "grubhub",
-            "foodpanda",
-            "just eat",
-            "justeat",
-            "baemin",
-        ),
-    ),
-    (
-        Category.TAXES,
-        "any",
-        (
-            "council tax",
-            "tax",
-            "steuer*",
-            "*steuer",
-            "finanzamt",
-            "impot",
-            "impots",
-            "dgfip",
-            "thue tncn",
-            "nop thue",
-            "irs",
-            "hmrc",
-            "lhdn",
-        ),
-    ),
-    (
-        Category.TRANSFER,
-        "any",
-        (
-            "credit card payment",
-            "autopay payment",
-            "payment received",
-            "kreditkartenabrechnung",
-            "kreditkarten*",
-            "carte differee",
-            "remboursement carte",
-            "du no the",
-        ),
-    ),
-    (
-        Category.LOANS,
-        "debit",
-        (
-            "loan",
-            "mortgage",
-            "darlehen",
-            "tilgung",
-            "kreditrate",
-            "emprunt",
-            "echeance pret",
-            "pret immo*",
-            "tra no vay",
-            "khoan vay",
-            "pinjaman",
-        ),
-    ),
-    # "hoc phi" is tuition, though "phi" alone is a fee
-    (Category.EDUCATION, "any", ("hoc phi", "tuition fee", "tuition fees")),
-    (
-        Category.FEES_AND_CHARGES,
-        "debit",
-        (
-            "fee",
-            "fees",
-            "service charge",
-            "service charges",
-            "gebuhr*",
-            "*gebuhr",
-            "*gebuhren",
-            "gebuehr*",
-            "*gebuehr",
-            "*gebuehren",
-            "*entgelt",
-            "kontofuhrung*",
-            "frais",
-            "commission",
-            "cotisation",
-            "phi",
-            "caj",
-            "overdraft",
-        ),
-    ),
-    (
-        Category.HOME,
-        "debit",
-        (
-            "rent",
-            "miete",
-            "loyer",
-            "thue nha",
-            "tien nha",
-            "sewa",
-            "ikea",
-            "bauhaus",
-            "hornbach",
-            "obi",
-            "leroy merlin",
-            "castorama",
-            "home depot",
-            "lowes",
-            "lowe s",
-        ),
-    ),
-    (
-        Category.BILLS_AND_UTILITIES,
-        "debit",
-        (
-            "electricity",
-            "strom",
-            "stadtwerke",
-            "edf",
-            "engie",
-            "evn*",
-            "tien dien",
-            "tien nuoc",
-            "water",
-            "eau de",
-            "british gas",
-            "pg e",
-            "pg and e",
-            "pgande",
-            "internet",
-            "broadband",
-            "telekom",
-            "vodafone",
-            "orange",
-            "free mobile",
-            "sfr",
-            "bouygues",
-            "verizon",
-            "vzwrlss",
-            "comcast",
-            "xfinity",
-            "bt group",
-            "vnpt",
-            "viettel",
-            "sawaco",
-            "tenaga",
-            "tnb",
-            "unifi",
-            "maxis",
-            "air selangor",
-            "rundfunk",
-            "utilities",
-            "mobilfunk",
-        ),
-    ),
-    (
-        Category.AUTO_AND_TRANSPORT,
-        "any",
-        (
-            "uber",
-            "grab",
-            "lyft",
-            "bolt",
-            "taxi",
-            "be group",
-            "gojek",
-            "xanh sm",
-            "db vertrieb",
-            "deutsche bahn",
-            "bvg",
-            "mvg",
-            "hvv",
-            "sncf",
-            "ratp",
-            "navigo",
-            "tfl",
-            "trainline",
-            "national rail",
-            "mta",
-            "shell",
-            "aral",
-            "esso",
-            "bp",
-            "totalenergies",
-            "petronas",
-            "petrolimex",
-            "chevron",
-            "exxon",
-            "tankstelle",
-            "fuel",
-            "petrol",
-            "carburant",
-            "xang dau",
-            "parking",
-            "parken",
-            "parkhaus",
-            "stationnement",
-            "toll",
-            "maut",
-            "peage",
-            "tng",
-            "touch n go",
-            "touchngo",
-            "vetc",
-        ),
-    ),
-    (
-        Category.TRAVEL,
-        "any",
-        (
-            "airline",
-            "airlines",
-            "airways",
-            "air france",
-            "lufthansa",
-            "easyjet",
-            "ryanair",
-            "vietjet",
-            "airasia",
-            "hotel",
-            "hotels",
-            "airbnb",
-            "booking com",
-            "expedia",
-            "agoda",
-            "marriott",
-            "hilton",
-            "hostel",
-            "khach san",
-            "ve may bay",
-        ),
-    ),
-    (
-        Category.FOOD_AND_DINING,
-        "any",
-        (
-            "rewe",
-            "edeka",
-            "lidl",
-            "aldi",
-            "netto",
-            "kaufland",
-            "carrefour",
-            "monoprix",
-            "franprix",
-            "picard",
-            "auchan",
-            "leclerc",
-            "intermarche",
-            "tesco",
-            "sainsbury",
-            "sainsburys",
-            "sainsbury s",
-            "asda",
-            "morrisons",
-            "waitrose",
-            "greggs",
-            "whole foods",
-            "wholefoods",
-            "wholefds",
-            "trader joe s",
-            "trader joes",
-            "safeway",
-            "kroger",
-            "winmart",
-            "coopmart",
-            "co op mart",
-            "coop mart",
-            "bach hoa xanh",
-            "circle k",
-            "7 eleven",
-            "family mart",
-            "familymart",
-            "99 speedmart",
-            "jaya grocer",
-            "mydin",
-            "grocery",
-            "supermarket",
-            "supermarkt",
-            "supermarche",
-            "restaurant",
-            "brasserie",
-            "boulangerie",
-            "backerei",
-            "baeckerei",
-            "bakery",
-            "cafe",
-            "coffee",
-            "starbucks",
-            "highlands",
-            "phuc long",
-            "tealive",
-            "pho",
-            "nha hang",
-            "quan an",
-            "mcdonald",
-            "mcdonalds",
-            "mcdonald s",
-            "burger",
-            "kfc",
-            "pizza",
-            "chipotle",
-            "sushi",
-        ),
-    ),
-    (
-        Category.HEALTH_AND_FITNESS,
-        "any",
-        (
-            "pharmacy",
-            "pharmacie",
-            "apotheke",
-            "nha thuoc",
-            "pharmacity",
-            "long chau",
-            "guardian",
-            "cvs",
-            "walgreens",
-            "boots",
-            "doctor",
-            "arzt",
-            "zahnarzt",
-            "medecin",
-            "hospital",
-            "krankenhaus",
-            "benh vien",
-            "phong kham",
-            "clinic",
-            "dentist",
-            "gym",
-            "fitness",
-            "puregym",
-            "mcfit",
-            "krankenkasse",
-        ),
-    ),
-    (
-        Category.PERSONAL_CARE,
-        "any",
-        (
-            "friseur",
-            "coiffeur",
-            "hair*",
-            "barber",
-            "salon",
-            "spa",
-            "nail",
-            "nails",
-            "dm drogerie",
-            "drogerie",
-            "rossmann",
-            "douglas",
-            "sephora",
-            "watsons",
-            "cat toc",
-        ),
-    ),
-    (
-        Category.PETS,
-        "any",
-        (
-            "pet",
-            "pets",
-            "fressnapf",
-            "zooplus",
-            "petsmart",
-            "petco",
-            "tierarzt",
-            "veterinaire",
-            "vet",
-            "thu y",
-            "animalerie",
-        ),
-    ),
-    (
-        Category.KIDS,
-        "any",
-        (
-            "kita",
-            "kindergarten",
-            "creche",
-            "babysitter",
-            "nounou",
-            "toys r us",
-            "mytoys",
-            "smyths",
-            "do choi",
-        ),
-    ),
-    (
-        Category.EDUCATION,
-        "any",
-        (
-            "school",
-            "schule",
-            "ecole",
-            "universit*",
-            "tuition",
-            "hoc phi",
-            "coursera",
-            "udemy",
-            "duolingo",
-        ),
-    ),
-    (
-        Category.ENTERTAINMENT,
-        "any",
-        (
-            "netflix",
-            "spotify",
-            "disney",
-            "youtube",
-            "steam",
-            "playstation",
-            "xbox",
-            "nintendo",
-            "cinema",
-            "cinemas",
-            "cine",
-            "kino",
-            "cinemaxx",
-            "cgv",
-            "ugc",
-            "amc",
-            "odeon",
-            "gsc",
-            "theatre",
-            "theatres",
-            "theater",
-            "concert",
-            "ticketmaster",
-            "eventim",
-        ),
-    ),
-    (
-        Category.SHOPPING,
-        "any",
-        (
-            "amazon",
-            "amzn",
-            "ebay",
-            "zalando",
-            "otto",
-            "fnac",
-            "darty",
-            "cdiscount",
-            "target",
-            "walmart",
-            "best buy",
-            "argos",
-            "primark",
-            "zara",
-            "uniqlo",
-            "decathlon",
-            "mediamarkt",
-            "saturn",
-            "shopee",
-            "lazada",
-            "tiki",
-            "tiki vn",
-        ),
-    ),
-    (
-        Category.INVESTMENTS,
-        "any",
-        (
-            "broker*",
-            "trade republic",
-            "scalable capital",
-            "degiro",
-            "vanguard",
-            "fidelity",
-            "robinhood",
-            "etoro",
-            "coinbase",
-            "binance",
-            "wertpapier*",
-            "etf",
-            "chung khoan",
-            "amanah saham",
-        ),
-    ),
-    (
-        Category.GIFTS_AND_DONATIONS,
-        "any",
-        (
-            "donation",
-            "spende",
-            "charity",
-            "unicef",
-            "red cross",
-            "rotes kreuz",
-            "croix rouge",
-            "oxfam",
-            "gofundme",
-            "gift",
-            "geschenk",
-            "cadeau",
-            "qua tang",
-            "tu thien",
-            "ung ho",
-        ),
-    ),
-    (
-        Category.TRANSFER,
-        "any",
-        (
-            "transfer",
-            "uberweisung",
-            "ueberweisung",
-            "umbuchung",
-            "virement",
-            "vir",
-            "chuyen tien",
-            "chuyen khoan",
-            "zelle",
-            "venmo",
-            "standing order",
-            "dauerauftrag",
-            "faster payment",
-            "duitnow",
-            "ibg",
-            "paypal",
-        ),
-    ),
-)
 
-_SIGNS = tuple(sign for _, sign, _ in _RULES)
-_CATEGORIES = tuple(category for category, _, _ in _RULES)
+class RulesError(ValueError):
+    """A rules file (or an app's rule) breaks the schema; the message says where."""
+
+
+class _KeywordSpec(msgspec.Struct, forbid_unknown_fields=True):
+    category: Category
+    words: list[str]
+    sign: Sign = "any"
+
+
+class _CodeSpec(msgspec.Struct, forbid_unknown_fields=True):
+    category: Category
+    sign: Sign = "any"
+    camt: list[str] = []
+    gvc: list[str] = []
+    ofx: list[str] = []
+
+
+class _MccSpec(msgspec.Struct, forbid_unknown_fields=True):
+    category: Category
+    codes: list[str]
+
+
+class _RulesSpec(msgspec.Struct, forbid_unknown_fields=True):
+    keywords: list[_KeywordSpec]
+    codes: list[_CodeSpec] = []
+    mcc: list[_MccSpec] = []
+
+
+def _load(path: Path) -> _RulesSpec:
+    try:
+        spec = msgspec.convert(yaml.safe_load(path.read_text(encoding="utf-8")), _RulesSpec)
+    except (yaml.YAMLError, msgspec.ValidationError) as exc:
+        raise RulesError(f"{path.name}: {exc}") from None
+    for rule in spec.keywords:
+        for word in rule.words:
+            if not _TOKEN.findall(word.strip("*")) or normalize(word) != word:
+                raise RulesError(
+                    f"{path.name}: keyword {word!r} is not lower case, unaccented text"
+                )
+    for code_rule in spec.codes:
+        for camt in code_rule.camt:
+            if not re.fullmatch(r"(?:[A-Z]{4}|\*)/(?:[A-Z]{4}|\*)/(?:[A-Z]{4}|\*)", camt):
+                raise RulesError(f"{path.name}: camt code {camt!r} is not DOMN/FMLY/SUBF")
+        for gvc in code_rule.gvc:
+            if not re.fullmatch(r"\d{3}", gvc):
+                raise RulesError(f"{path.name}: GVC {gvc!r} is not three digits")
+    for mcc_rule in spec.mcc:
+        for code in mcc_rule.codes:
+            if not re.fullmatch(r"\d{4}(?:-\d{4})?", code):
+                raise RulesError(f"{path.name}: MCC {code!r} is not NNNN or NNNN-NNNN")
+    return spec
+
+
 _TOKEN = re.compile(r"[a-z0-9]+")
 _FOLD = str.maketrans({"đ": "d", "Đ": "D", "ß": "ss", "ø": "o", "æ": "ae", "œ": "oe"})
-
-
-def _compile() -> tuple[dict[str, int], frozenset[str], int, dict[str, int], dict[str, int]]:
-    """Keywords become a phrase table looked up by whole words (so "phi" never fires inside
-    "phim", nor "tax" inside "taxi"); ``word*`` and ``*word`` become prefix and suffix tables
-    for compound words ("Kontoführungsentgelt")."""
-    phrases: dict[str, int] = {}
-    prefixes: dict[str, int] = {}
-    suffixes: dict[str, int] = {}
-    starters: set[str] = set()
-    longest = 1
-    for index, (_, _, keywords) in enumerate(_RULES):
-        for keyword in keywords:
-            if keyword.endswith("*"):
-                prefixes.setdefault(keyword[:-1], index)
-            elif keyword.startswith("*"):
-                suffixes.setdefault(keyword[1:], index)
-            else:
-                words = _TOKEN.findall(keyword)
-                phrases.setdefault(" ".join(words), index)
-                if len(words) > 1:
-                    starters.add(words[0])
-                    longest = max(longest, len(words))
-    return phrases, frozenset(starters), longest, prefixes, suffixes
-
-
-_PHRASES, _STARTERS, _LONGEST, _PREFIXES, _SUFFIXES = _compile()
-_PREFIX_KEYS = tuple(_PREFIXES)
-_SUFFIX_KEYS = tuple(_SUFFIXES)
 
 
 def normalize(text: str) -> str:
@@ -668,25 +135,193 @@ def normalize(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
 
-_SINGLE = frozenset(key for key in _PHRASES if " " not in key)
-#: the phrases of several words, by their first word
-_MULTI: dict[str, tuple[tuple[str, int], ...]] = {
-    starter: tuple(
-        (f" {key} ", index) for key, index in _PHRASES.items() if key.startswith(starter + " ")
-    )
-    for starter in _STARTERS
-}
-#: a text without any of these in it has no token that starts or ends with a prefix or suffix
-#: key (a cheap screen before testing each token)
-_AFFIX_SCREEN = tuple(
-    key
-    for key in sorted({*_PREFIX_KEYS, *_SUFFIX_KEYS})
-    if not any(other != key and other in key for other in (*_PREFIX_KEYS, *_SUFFIX_KEYS))
+_SPEC = _load(RULES_FILE)
+#: (category, sign it applies to, keyword patterns); earlier rules win over later ones
+_RULES: tuple[tuple[Category, Sign, tuple[str, ...]], ...] = tuple(
+    (rule.category, rule.sign, tuple(rule.words)) for rule in _SPEC.keywords
 )
+
+
+class Keywords:
+    """Keyword rules compiled for lookup by whole words (so "phi" never fires inside "phim",
+    nor "tax" inside "taxi"); ``word*`` and ``*word`` become prefix and suffix tables for
+    compound words ("Kontoführungsentgelt"). The defaults and each app's own rules are one
+    of these each."""
+
+    def __init__(self, rules: tuple[tuple[Category, Sign, tuple[str, ...]], ...]) -> None:
+        self.signs = tuple(sign for _, sign, _ in rules)
+        self.categories = tuple(category for category, _, _ in rules)
+        phrases: dict[str, int] = {}
+        prefixes: dict[str, int] = {}
+        suffixes: dict[str, int] = {}
+        starters: set[str] = set()
+        longest = 1
+        for index, (_, _, keywords) in enumerate(rules):
+            for keyword in keywords:
+                if keyword.endswith("*"):
+                    prefixes.setdefault(keyword[:-1], index)
+                elif keyword.startswith("*"):
+                    suffixes.setdefault(keyword[1:], index)
+                else:
+                    words = _TOKEN.findall(keyword)
+                    phrases.setdefault(" ".join(words), index)
+                    if len(words) > 1:
+                        starters.add(words[0])
+                        longest = max(longest, len(words))
+        self.phrases, self.prefixes, self.suffixes = phrases, prefixes, suffixes
+        self.starters, self.longest = frozenset(starters), longest
+        self.prefix_keys, self.suffix_keys = tuple(prefixes), tuple(suffixes)
+        self.single = frozenset(key for key in phrases if " " not in key)
+        #: the phrases of several words, by their first word
+        self.multi: dict[str, tuple[tuple[str, int], ...]] = {
+            starter: tuple(
+                (f" {key} ", index)
+                for key, index in phrases.items()
+                if key.startswith(starter + " ")
+            )
+            for starter in starters
+        }
+        affixes = (*self.prefix_keys, *self.suffix_keys)
+        #: a text without any of these in it has no token that starts or ends with a prefix
+        #: or suffix key (a cheap screen before testing each token)
+        self.affix_screen = tuple(
+            key
+            for key in sorted(set(affixes))
+            if not any(other != key and other in key for other in affixes)
+        )
+
+    def best(self, text: str, credit: bool) -> Category | None:
+        """The first rule (in priority order) with a keyword in ``text`` (normalized) that
+        applies to the amount's sign."""
+        tokens = _TOKEN.findall(text)
+        words = set(tokens)
+        # Which rules fire does not depend on where or how often a keyword occurs: the
+        # candidates are a set, and the best is the lowest index among those for the sign.
+        phrases = self.phrases
+        candidates = [phrases[word] for word in words.intersection(self.single)]
+        starters = words.intersection(self.starters)
+        if starters:
+            # tokens hold no spaces: " a b " is in the spaced sequence exactly when a, b follow
+            spaced = f" {' '.join(tokens)} "
+            for starter in starters:
+                candidates.extend(i for phrase, i in self.multi[starter] if phrase in spaced)
+        for screen in self.affix_screen:
+            if screen in text:
+                for token in words:
+                    if token.startswith(self.prefix_keys):
+                        candidates.extend(
+                            i for key, i in self.prefixes.items() if token.startswith(key)
+                        )
+                    if token.endswith(self.suffix_keys):
+                        candidates.extend(
+                            i for key, i in self.suffixes.items() if token.endswith(key)
+                        )
+                break
+        signs, sign = self.signs, "credit" if credit else "debit"
+        best = min((i for i in candidates if signs[i] in ("any", sign)), default=None)
+        return self.categories[best] if best is not None else None
+
+
+_DEFAULT = Keywords(_RULES)
+# the default tables under their own names, for the tests that walk them
+_SIGNS, _CATEGORIES = _DEFAULT.signs, _DEFAULT.categories
+_PHRASES, _LONGEST = _DEFAULT.phrases, _DEFAULT.longest
+_PREFIXES, _SUFFIXES = _DEFAULT.prefixes, _DEFAULT.suffixes
+
+
+def _camt_pattern(code: str) -> re.Pattern[str]:
+    return re.compile("/".join("[A-Z]{4}" if p == "*" else p for p in code.split("/")))
+
+
+#: the bank's own codes: (category, sign, camt patterns, GVCs, OFX TRNTYPEs), in order
+_CODES = tuple(
+    (r.category, r.sign, tuple(_camt_pattern(c) for c in r.camt), frozenset(r.gvc),
+     frozenset(r.ofx))
+    for r in _SPEC.codes
+)  # fmt: skip
+
+
+def _mcc_table() -> dict[int, Category]:
+    table: dict[int, Category] = {}
+    for rule in _SPEC.mcc:
+        for code in rule.codes:
+            low, _, high = code.partition("-")
+            for value in range(int(low), int(high or low) + 1):
+                table.setdefault(value, rule.category)
+    return table
+
+
+_MCC = _mcc_table()
+
+
+def codes_of(meta: Mapping[str, Any] | None) -> tuple[str, str, str, str]:
+    """The codes a transaction's source gave that the rules read: camt BkTxCd, GVC, OFX
+    TRNTYPE and the merchant category code (empty where absent)."""
+    if not meta:
+        return "", "", "", ""
+    mcc = meta.get("mcc") or meta.get("merchant_category_code") or meta.get("sic") or ""
+    return (
+        str(meta.get("bank_transaction_code") or ""),
+        str(meta.get("gvc") or ""),
+        str(meta.get("trntype") or "").upper(),
+        str(mcc).strip(),
+    )
+
+
+def _by_code(codes: tuple[str, str, str, str], credit: bool) -> Category | None:
+    camt, gvc, trntype, mcc = codes
+    sign = "credit" if credit else "debit"
+    if camt or gvc or trntype:
+        for category, applies, patterns, gvcs, trntypes in _CODES:
+            if applies not in ("any", sign):
+                continue
+            if (
+                gvc in gvcs
+                or trntype in trntypes
+                or (camt and any(p.fullmatch(camt) for p in patterns))
+            ):
+                return category
+    if mcc.isdigit() and len(mcc) <= 4:
+        return _MCC.get(int(mcc))
+    return None
+
+
+class AppRule(msgspec.Struct, frozen=True):
+    """A rule an app adds: transactions whose text holds ``keyword`` (a word or phrase, or
+    ``word*``/``*word``) and whose amount has ``sign`` get ``category``."""
+
+    category: str
+    keyword: str
+    sign: Sign = "any"
+
+
+def app_rules(rules: list[AppRule]) -> Keywords:
+    """An app's rules, compiled; a rule that names no taxonomy member or no words is refused.
+    Earlier rules win, as in the defaults."""
+    compiled: list[tuple[Category, Sign, tuple[str, ...]]] = []
+    for rule in rules:
+        if rule.category not in _VALID or rule.category == Category.UNCATEGORIZED:
+            raise RulesError(f"{rule.category!r} is not a category")
+        keyword = normalize(rule.keyword.strip())
+        core = " ".join(_TOKEN.findall(keyword.strip("*")))
+        if not core:
+            raise RulesError(f"the keyword {rule.keyword!r} has no letters or digits")
+        if keyword.endswith("*") and " " not in core:
+            keyword = core + "*"
+        elif keyword.startswith("*") and " " not in core:
+            keyword = "*" + core
+        else:
+            keyword = core
+        compiled.append((Category(rule.category), rule.sign, (keyword,)))
+    return Keywords(tuple(compiled))
+
+
 #: an exact memo of :func:`categorize` by everything it reads (descriptions repeat heavily:
 #: the same shop, the same standing order); cleared when it holds this many answers
 MEMO_SIZE = 65_536
-_memo: dict[tuple[str, str | None, bool, str | None, str | None], str] = {}
+_memo: dict[
+    tuple[str, str | None, bool, str | None, str | None, tuple[str, str, str, str]], str
+] = {}
 
 
 def categorize(
@@ -695,25 +330,32 @@ def categorize(
     amount: Decimal,
     connector_category: str | None = None,
     counterparty: str | None = None,
+    *,
+    meta: Mapping[str, Any] | None = None,
+    overrides: Keywords | None = None,
 ) -> str:
     """The category of one transaction: always a :class:`Category` value.
 
-    A ``connector_category`` that is a member of the taxonomy is kept. Otherwise the first rule
-    (in priority order) with a keyword in the merchant, the counterparty's name (the payer of a
-    credit, the payee of a debit, which statement files name apart from the purpose text) or
-    the description wins, among the rules that apply to the amount's sign (income only for
-    credits; rent, bills, fees, loans only for debits). Nothing matching gives
-    ``uncategorized``.
+    In this order: an app's own rules (``overrides``) that match; a ``connector_category``
+    that is a member of the taxonomy; the bank's own transaction code or the merchant category
+    code in ``meta`` when a rule names it; then the first keyword rule (in priority order) with
+    a keyword in the merchant, the counterparty's name or the description, among the rules
+    that apply to the amount's sign (income only for credits; rent, bills, fees, loans only
+    for debits). Nothing matching gives ``uncategorized``.
     """
     credit = amount > 0
-    key = (description, merchant, credit, connector_category, counterparty)
+    named = _named(merchant, counterparty)
+    if overrides is not None:
+        mine = overrides.best(normalize(f"{named} {description}" if named else description), credit)
+        if mine is not None:
+            return mine.value
+    codes = codes_of(meta)
+    key = (description, merchant, credit, connector_category, counterparty, codes)
     found = _memo.get(key)
     if found is None:
         if len(_memo) >= MEMO_SIZE:
             _memo.clear()
-        found = _memo[key] = _categorize(
-            description, _named(merchant, counterparty), credit, connector_category
-        )
+        found = _memo[key] = _categorize(description, named, credit, connector_category, codes)
     return found
 
 
@@ -727,33 +369,19 @@ def _named(merchant: str | None, counterparty: str | None) -> str | None:
 
 
 def _categorize(
-    description: str, merchant: str | None, credit: bool, connector_category: str | None
+    description: str,
+    merchant: str | None,
+    credit: bool,
+    connector_category: str | None,
+    codes: tuple[str, str, str, str] = ("", "", "", ""),
 ) -> str:
     if connector_category:
         known = connector_category.strip().lower()
         if known in _VALID:
             return known
+    by_code = _by_code(codes, credit) if any(codes) else None
+    if by_code is not None:
+        return by_code.value
     text = normalize(f"{merchant} {description}" if merchant else description)
-    tokens = _TOKEN.findall(text)
-    words = set(tokens)
-    # Which rules fire does not depend on where or how often a keyword occurs: the candidates
-    # are a set, and the best is the lowest index among those that apply to the sign.
-    phrases = _PHRASES
-    candidates = [phrases[word] for word in words.intersection(_SINGLE)]
-    starters = words.intersection(_STARTERS)
-    if starters:
-        # tokens hold no spaces: " a b " is in the spaced sequence exactly when a, b follow
-        spaced = f" {' '.join(tokens)} "
-        for starter in starters:
-            candidates.extend(index for phrase, index in _MULTI[starter] if phrase in spaced)
-    for screen in _AFFIX_SCREEN:
-        if screen in text:
-            for token in words:
-                if token.startswith(_PREFIX_KEYS):
-                    candidates.extend(i for key, i in _PREFIXES.items() if token.startswith(key))
-                if token.endswith(_SUFFIX_KEYS):
-                    candidates.extend(i for key, i in _SUFFIXES.items() if token.endswith(key))
-            break
-    signs, sign = _SIGNS, "credit" if credit else "debit"
-    best = min((i for i in candidates if signs[i] in ("any", sign)), default=len(_RULES))
-    return _CATEGORIES[best].value if best < len(_RULES) else Category.UNCATEGORIZED.value
+    best = _DEFAULT.best(text, credit)
+    return best.value if best is not None else Category.UNCATEGORIZED.value

@@ -641,7 +641,7 @@ def maintenance(state: Annotated[str, typer.Argument(help="on or off")]) -> None
 
 @cli.command("import")
 def import_file(
-    file: Annotated[Path, typer.Argument(help="statement file (OFX, camt, MT940, CSV)")],
+    file: Annotated[Path, typer.Argument(help="statement file (OFX, camt, MT940, QIF, CSV, XLSX)")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
     customer: Annotated[
         str | None, typer.Option("--customer", help="import for this customer id")
@@ -655,6 +655,9 @@ def import_file(
             "file's accounts, else a new one)",
             min=1,
         ),
+    ] = None,
+    currency: Annotated[
+        str | None, typer.Option("--currency", help="the account's currency, for a QIF file")
     ] = None,
 ) -> None:
     """Read a statement file and show its accounts; with --customer and --app, import it."""
@@ -673,7 +676,7 @@ def import_file(
         raise typer.Exit(2)
     data = statement_cli.read_file(file, None if as_json else err)
     try:
-        parsed = statement_cli.parse(data, file.name)
+        parsed = statement_cli.parse(data, file.name, currency)
     except StatementUnreadable as failure:
         err.print(f"{file.name}: {failure.message}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(2) from None

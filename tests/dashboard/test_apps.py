@@ -185,3 +185,33 @@ async def test_a_viewer_sees_no_key_buttons_and_a_forged_roll_is_refused(
     assert forged.status_code == 403
     assert await _api_status(harness, client_id, harness.creds["service_secret"]) == (200, "")
     assert (await v.get("/dashboard/apps/no-such-app")).status_code == 404
+
+
+async def test_the_apps_category_rules_from_the_dashboard(
+    harness: Harness, visitors: Visitors
+) -> None:
+    v = await _signed_in(harness, visitors, Role.ADMIN)
+    client_id = harness.creds["client_id"]
+    base = f"/dashboard/apps/{client_id}"
+    await v.get(base)
+    bad = await v.post(f"{base}/category-rules", {"rules": "home: rewe\nrewe is groceries"})
+    assert bad.status_code == 200
+    assert "Line 2: write a rule as" in bad.text
+    await v.get(base)
+    unknown = await v.post(f"{base}/category-rules", {"rules": "groceries: rewe"})
+    assert "&#39;groceries&#39; is not a category" in unknown.text
+    await v.get(base)
+    saved = await v.post(
+        f"{base}/category-rules", {"rules": "home: rewe (debit)\n\nkids: taschengeld*\n"}
+    )
+    assert saved.status_code == 303
+    async with harness.hub.db.transaction() as db:
+        app = (await db.execute(select(App).where(App.client_id == client_id))).scalar_one()
+    assert app.category_rules == [
+        {"category": "home", "keyword": "rewe", "sign": "debit"},
+        {"category": "kids", "keyword": "taschengeld*", "sign": "any"},
+    ]
+    page = await v.get(base)
+    assert "home: rewe (debit)\nkids: taschengeld*\n" in page.text
+    changes = [e for e in await _audit(harness) if e.action == "app.category_rules_changed"]
+    assert [e.actor for e in changes] == ["member:admin@example.com"]

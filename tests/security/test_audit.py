@@ -74,6 +74,8 @@ NO_ACCOUNT_DATA: dict[tuple[str, str], str] = {
     ("PUT", "/v2/app/credential-vault"): "settings (audited as changes)",
     ("PUT", "/v2/app/ip-allowlist"): "settings (audited as changes)",
     ("PUT", "/v2/app/frame-origins"): "settings (audited as changes)",
+    ("GET", "/v2/app/category-rules"): "the app's own categorization rules",
+    ("PUT", "/v2/app/category-rules"): "settings (audited as changes)",
     ("GET", "/v2/keys"): "API key metadata (never secrets)",
     ("POST", "/v2/keys"): "a new API key (audited as key.created)",
     ("POST", "/v2/keys/{key_id:str}/roll"): "a new API key (audited as key.rolled)",

@@ -65,6 +65,8 @@ NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("PUT", "/v2/app/credential-vault"): "the caller's own app; takes no id",
     ("PUT", "/v2/app/ip-allowlist"): "the caller's own app; takes no id",
     ("PUT", "/v2/app/frame-origins"): "the caller's own app; takes no id",
+    ("GET", "/v2/app/category-rules"): "the caller's own app; takes no id",
+    ("PUT", "/v2/app/category-rules"): "the caller's own app; takes no id",
     ("GET", "/v2/keys"): "lists the caller's keys; checked by the listing probe below",
     ("POST", "/v2/keys"): "creates a key of the caller's app; takes no id",
     ("GET", "/v2/event"): "lists the caller's events (the cursor is a position, not an id); "

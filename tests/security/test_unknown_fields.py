@@ -50,6 +50,7 @@ async def body_routes(h: Harness) -> list[BodyRoute]:
         BodyRoute("PUT", "/v2/app/credential-vault", {"enabled": False, "chosen_by": "ops"}),
         BodyRoute("PUT", "/v2/app/ip-allowlist", {"cidrs": None, "chosen_by": "ops"}),
         BodyRoute("PUT", "/v2/app/frame-origins", {"origins": None, "chosen_by": "ops"}),
+        BodyRoute("PUT", "/v2/app/category-rules", {"rules": [], "chosen_by": "ops"}),
         BodyRoute("POST", "/v2/keys", {"scope": "read", "name": "checked"}),
         BodyRoute(
             "POST",

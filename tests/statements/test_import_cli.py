@@ -228,3 +228,19 @@ async def _transactions() -> int:
             ).scalar_one()
     finally:
         await db.dispose()
+
+
+def test_a_qif_file_needs_its_currency(data_dir: Path) -> None:
+    qif = Path(__file__).parent / "data" / "profiles" / "quicken.qif"
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["import", str(qif), "--json"])
+    assert refused.exit_code == 2
+    assert "states no currency" in refused.output
+    bad = runner.invoke(cli, ["import", str(qif), "--json", "--currency", "dollars"])
+    assert bad.exit_code == 2
+    assert "is not an ISO 4217 code" in bad.output
+    read = runner.invoke(cli, ["import", str(qif), "--json", "--currency", "usd"])
+    assert read.exit_code == 0, read.output
+    found = json.loads(read.output)
+    assert found["format"] == "qif"
+    assert [(a["currency"], a["transactions"]) for a in found["accounts"]] == [("USD", 4)]

@@ -170,6 +170,8 @@ class ConnectSession:
     step: Step = Step.CONSENT
     attempts: int = 0
     notice: str | None = None
+    #: the header cells of an uploaded table no bank profile knows, offered for column mapping
+    upload_columns: tuple[str, ...] = ()
     run: ConnectorRun | None = None
     interaction: Interaction | None = None
     #: the decoupled prompt has been shown once; later visits of the page poll the bank

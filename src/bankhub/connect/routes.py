@@ -44,6 +44,7 @@ from bankhub.logins.services import TokenUnusable
 from bankhub.partners import branding
 from bankhub.partners.models import App
 from bankhub.security import scopes
+from bankhub.statements.csvfiles import CsvMapping, table_layout
 from bankhub.usage import counters as usage
 
 AnyRequest = Request[Any, Any, Any]
@@ -191,7 +192,14 @@ async def show_session(hub: HubDep, request: AnyRequest) -> Response[Any]:
             else history_phrase(session.history_days or hub.engine.history_days(session.service)),
         )
     if session.step == Step.CREDENTIALS and AuthFlow.FILE in session.info.auth_flows:
-        return _render(request, session, "upload.html", max_mb=MAX_STATEMENT_BYTES // 2**20)
+        return _render(
+            request,
+            session,
+            "upload.html",
+            max_mb=MAX_STATEMENT_BYTES // 2**20,
+            columns=session.upload_columns,
+            date_formats=DATE_FORMATS,
+        )
     if session.step == Step.CREDENTIALS:
         fields = [f for f in session.info.credential_fields if f.kind != FieldKind.FILE]
         return _render(request, session, "credentials.html", fields=fields)
@@ -267,13 +275,78 @@ async def post_upload(
         session.notice = "Please choose a statement file."
         return _back()
     content = await upload.read()
+    form = {k: v for k, v in data.items() if isinstance(v, str)}
     try:
-        parsed = await asyncio.to_thread(parse_upload, content, upload.filename or None)
+        mapping = _upload_mapping(form, content)
+        currency = _currency(form.get("currency", ""))
+        parsed = await asyncio.to_thread(
+            parse_upload, content, upload.filename or None, currency, mapping
+        )
     except StatementUnreadable as failure:
         session.notice = f"{upload.filename or 'The file'}: {failure.message}"
+        # a table no profile knows: the page offers its header cells for a column mapping
+        layout = await asyncio.to_thread(table_layout, content)
+        session.upload_columns = layout.columns if layout else ()
         return _back()
     await flow_of(request).submit_statement(session, parsed, public_url(hub, request))
     return _back()
+
+
+#: the date forms the upload step's column mapping offers (value, as the user reads it)
+DATE_FORMATS = (
+    ("%d.%m.%Y", "31.12.2025"),
+    ("%d/%m/%Y", "31/12/2025"),
+    ("%m/%d/%Y", "12/31/2025"),
+    ("%Y-%m-%d", "2025-12-31"),
+    ("%d.%m.%y", "31.12.25"),
+    ("%d %b %Y", "31 Dec 2025"),
+)
+_ROLES = ("map_date", "map_amount", "map_debit", "map_credit", "map_description", "map_payee")
+
+
+def _currency(value: str) -> str | None:
+    code = value.strip().upper()
+    if not code:
+        return None
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        raise StatementUnreadable("The currency must be a three-letter code such as EUR.")
+    return code
+
+
+def _upload_mapping(form: dict[str, str], content: bytes) -> CsvMapping | None:
+    """The column roles the user chose for a table no profile knows (None: none chosen). Only
+    the file's own header cells may be chosen; the delimiter and the rows above the header are
+    the file's, as :func:`table_layout` finds them."""
+    if not form.get("map_date"):
+        return None
+    layout = table_layout(content)
+    if layout is None:
+        raise StatementUnreadable("No header row was found in the file to map its columns.")
+    chosen = {k: form.get(k, "") for k in _ROLES}
+    unknown = [v for v in chosen.values() if v and v not in layout.columns]
+    if unknown:
+        raise StatementUnreadable(f"The file has no column {unknown[0][:80]!r}.")
+    currency = _currency(form.get("map_currency", ""))
+    if currency is None:
+        raise StatementUnreadable("Please give the currency of the account (such as EUR).")
+    date_format = form.get("map_date_format", "")
+    if date_format not in {value for value, _ in DATE_FORMATS}:
+        raise StatementUnreadable("Please choose how the dates are written.")
+    decimal = "." if form.get("map_decimal") == "." else ","
+    return CsvMapping(
+        date_column=chosen["map_date"],
+        amount_column=chosen["map_amount"] or None,
+        debit_column=chosen["map_debit"] or None,
+        credit_column=chosen["map_credit"] or None,
+        description_columns=tuple(v for v in (chosen["map_description"],) if v),
+        merchant_column=chosen["map_payee"] or None,
+        currency=currency,
+        date_format=date_format,
+        delimiter=layout.delimiter,
+        skip_lines=layout.skip_lines,
+        decimal_separator=decimal,
+        thousands_separator="," if decimal == "." else ".",
+    )
 
 
 @post("/v2/connect/answer", opt=scopes.connect(), include_in_schema=False)

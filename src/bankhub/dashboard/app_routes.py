@@ -5,6 +5,7 @@ clear and never shown again. Key changes and network settings need a recent re-a
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.principal import HubDep, hub_of
 from bankhub.audit import services as audit
+from bankhub.categories import AppRule, Sign
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import PREFIX, Refused, field_of, go, page, visit_of
 from bankhub.dashboard.roles import Action
-from bankhub.errors import DomainError
+from bankhub.errors import DomainError, ErrorCode, InvalidInput
 from bankhub.partners import keys, modes
 from bankhub.partners import services as partners
 from bankhub.partners.models import ApiKey, App
@@ -40,6 +42,7 @@ DONE = {
     "referers": "The key's allowed referers were saved.",
     "reauth": "Thank you. You can make the change now.",
     "mode": "The app's mode was saved.",
+    "category-rules": "The categorization rules were saved; they apply to new transactions.",
 }
 
 
@@ -328,6 +331,46 @@ async def frame_origins(request: AnyRequest, client_id: FromPath[str], data: For
     )
 
 
+def _category_rules(text: str) -> list[AppRule]:
+    """One rule a line, as the form shows them: ``category: keyword``, optionally followed by
+    ``(credit)`` or ``(debit)``."""
+    rules: list[AppRule] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        m = re.fullmatch(r"\s*([a-z_]+)\s*:\s*(.+?)\s*(?:\((credit|debit)\))?\s*", line)
+        if m is None:
+            raise InvalidInput(
+                f"Line {number}: write a rule as 'category: keyword', optionally with "
+                "(credit) or (debit).",
+                code=ErrorCode.DATA_INVALID,
+            )
+        sign: Sign = "credit" if m[3] == "credit" else "debit" if m[3] == "debit" else "any"
+        rules.append(AppRule(m[1], m[2], sign))
+    return rules
+
+
+@post(
+    f"{APPS}/{{client_id:str}}/category-rules",
+    opt=roles.route(Action.APP_SETTINGS),
+    include_in_schema=False,
+)
+async def category_rules(
+    request: AnyRequest, client_id: FromPath[str], data: Form
+) -> Response[Any]:
+    """The app's own categorization rules (``PUT /v2/app/category-rules`` from the dashboard)."""
+    try:
+        rules = _category_rules(field_of(data, "rules"))
+    except DomainError as exc:
+        return await _app_page(request, client_id, notice=exc.message)
+    return await _setting(
+        request,
+        client_id,
+        "category-rules",
+        lambda db, app, name, who: partners.set_category_rules(db, app, rules, name, **who),
+    )
+
+
 @post(
     f"{APPS}/{{client_id:str}}/retention",
     opt=roles.route(Action.APP_SETTINGS),
@@ -373,6 +416,7 @@ APP_ROUTES = [
     key_referers,
     ip_allowlist,
     frame_origins,
+    category_rules,
     retention,
     app_mode,
 ]

@@ -39,6 +39,9 @@ class App(Base):
     ip_allowlist: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     #: S27: origins that may frame the connect page; null lets no one frame it
     frame_origins: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    #: the app's own categorization rules ({"category", "keyword", "sign"}, in priority
+    #: order), which win over bankhub's defaults; null: none
+    category_rules: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, nullable=True)
     #: which services of the catalogue the app may connect (``bankhub.partners.modes``):
     #: ``sandbox`` (the simulated banks only), ``live`` (real institutions only) or ``both``
     mode: Mapped[str] = mapped_column(String(8), default="both", server_default="both")

@@ -1,9 +1,10 @@
-"""The app's own settings: retention window, credential vault, IP allow-list, frame origins."""
+"""The app's own settings: retention window, credential vault, IP allow-list, frame origins,
+categorization rules."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from litestar import Request, get, put
@@ -15,6 +16,7 @@ from bankhub.api.openapi import APP_AUTH, APP_SECURITY, errors
 from bankhub.api.principal import AuthDep, HubDep
 from bankhub.api.schemas import VERSION, wire_time
 from bankhub.audit import services as audit
+from bankhub.categories import AppRule
 from bankhub.clock import as_utc
 from bankhub.errors import DomainError, ErrorCode
 from bankhub.partners import services as partners
@@ -52,6 +54,31 @@ class IpAllowlistIn(msgspec.Struct, forbid_unknown_fields=True):
 class FrameOriginsIn(msgspec.Struct, forbid_unknown_fields=True):
     origins: Annotated[list[Origin], msgspec.Meta(max_length=20)] | None
     chosen_by: ChosenBy
+
+
+CategoryName = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+Keyword = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class CategoryRuleIn(msgspec.Struct, forbid_unknown_fields=True):
+    category: CategoryName
+    keyword: Keyword
+    sign: Literal["credit", "debit", "any"] = "any"
+
+
+class CategoryRulesIn(msgspec.Struct, forbid_unknown_fields=True):
+    rules: Annotated[list[CategoryRuleIn], msgspec.Meta(max_length=partners.MAX_CATEGORY_RULES)]
+    chosen_by: ChosenBy
+
+
+class CategoryRulesOut(msgspec.Struct):
+    client_id: str
+    rules: list[CategoryRuleIn]
+
+
+class CategoryRulesEnvelope(msgspec.Struct):
+    data: CategoryRulesOut
+    version: str = VERSION
 
 
 class AppOut(msgspec.Struct):
@@ -264,10 +291,68 @@ async def set_frame_origins(
     return FrameOriginsEnvelope(FrameOriginsOut(app.client_id, app.frame_origins))
 
 
+def _rules_out(app: App) -> CategoryRulesEnvelope:
+    rules = [CategoryRuleIn(**rule) for rule in app.category_rules or []]  # type: ignore[arg-type]
+    return CategoryRulesEnvelope(CategoryRulesOut(app.client_id, rules))
+
+
+@get(
+    "/v2/app/category-rules",
+    opt=scopes.read(),
+    tags=["app"],
+    summary="The app's own categorization rules",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH),
+)
+async def read_category_rules(
+    hub: HubDep, auth: AuthDep, request: AnyRequest
+) -> CategoryRulesEnvelope:
+    async with hub.db.transaction() as session:
+        return _rules_out(await auth.app(session))
+
+
+@put(
+    "/v2/app/category-rules",
+    opt=scopes.master(),
+    tags=["app"],
+    summary="Set the app's own categorization rules, which win over bankhub's",
+    description=(
+        "`rules` (at most 200, in priority order) replaces the app's rules; `[]` removes them. "
+        "A transaction stored from now on whose merchant, counterparty or description holds "
+        "a rule's `keyword` (a word or phrase; `word*` for words that start with it, `*word` "
+        "for words that end with it; case and accents do not matter) and whose amount has the "
+        "rule's `sign` (`credit`, `debit` or `any`) gets the rule's `category`, one of the "
+        "`category` values of `GET /v2/transaction` (not `uncategorized`). `chosen_by` names "
+        "who chose; audited."
+    ),
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, body=True),
+)
+async def set_category_rules(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, data: JSONBody[CategoryRulesIn]
+) -> CategoryRulesEnvelope:
+    app = await _apply_setting(
+        hub,
+        auth,
+        request,
+        CategoryRulesIn,
+        lambda session, app, data, who: partners.set_category_rules(
+            session,
+            app,
+            [AppRule(r.category, r.keyword, r.sign) for r in data.rules],
+            data.chosen_by,
+            **who,
+        ),
+    )
+    return _rules_out(app)
+
+
 APP_ROUTES: list[ControllerRouterHandler] = [
     read_app,
     set_retention,
     set_credential_vault,
     set_ip_allowlist,
     set_frame_origins,
+    read_category_rules,
+    set_category_rules,
 ]

@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.audit import services as audit
+from bankhub.categories import AppRule, RulesError, app_rules
 from bankhub.clock import Clock
-from bankhub.errors import DomainError, ErrorCode, NotFound
+from bankhub.errors import DomainError, ErrorCode, InvalidInput, NotFound
 from bankhub.partners import keys
 from bankhub.partners.keys import KeyKind
 from bankhub.partners.models import ApiKey, App
@@ -304,6 +305,45 @@ async def set_frame_origins(
         app,
         "app.frame_origins_changed",
         {"old_origins": old, "new_origins": new, "chosen_by": name},
+        now,
+        actor,
+        request_id,
+    )
+
+
+#: the most rules an app may add (each is a keyword lookup on every new transaction)
+MAX_CATEGORY_RULES = 200
+
+
+async def set_category_rules(
+    session: AsyncSession,
+    app: App,
+    rules: list[AppRule],
+    chosen_by: str,
+    *,
+    now: datetime,
+    actor: str,
+    request_id: str | None = None,
+) -> App:
+    """The app's own categorization rules, replacing the ones before (an empty list removes
+    them); they apply to transactions stored from now on. Audited."""
+    name = _chooser(chosen_by)
+    if len(rules) > MAX_CATEGORY_RULES:
+        extra = {"rules": len(rules)}
+        message = f"at most {MAX_CATEGORY_RULES} rules"
+        raise InvalidInput(message, extra, code=ErrorCode.DATA_INVALID)
+    try:
+        app_rules(rules)
+    except RulesError as exc:
+        raise InvalidInput(str(exc), {"field": "rules"}, code=ErrorCode.DATA_INVALID) from None
+    old = app.category_rules
+    new = [{"category": r.category, "keyword": r.keyword, "sign": r.sign} for r in rules] or None
+    app.category_rules = new
+    return await _recorded(
+        session,
+        app,
+        "app.category_rules_changed",
+        {"old_rules": len(old or []), "new_rules": len(new or []), "chosen_by": name},
         now,
         actor,
         request_id,

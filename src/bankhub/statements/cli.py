@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from sqlalchemy import select
 
 from bankhub.config import Settings
-from bankhub.connectors.statement.connector import parse_upload
+from bankhub.connectors.statement.connector import StatementUnreadable, parse_upload
 from bankhub.errors import DomainError, ErrorCode
 from bankhub.hub import Hub
 from bankhub.partners.models import App
@@ -56,9 +57,12 @@ def summary(parsed: ParsedStatement) -> dict[str, Any]:
     }
 
 
-def parse(data: bytes, filename: str) -> ParsedStatement:
-    """Parse or raise :class:`StatementUnreadable` with the parser's message."""
-    return parse_upload(data, filename)
+def parse(data: bytes, filename: str, currency: str | None = None) -> ParsedStatement:
+    """Parse or raise :class:`StatementUnreadable` with the parser's message; ``currency`` is
+    the account's, for a format that states none (QIF)."""
+    if currency is not None and not re.fullmatch(r"[A-Z]{3}", currency.strip().upper()):
+        raise StatementUnreadable(f"--currency {currency[:10]!r} is not an ISO 4217 code")
+    return parse_upload(data, filename, currency.strip().upper() if currency else None)
 
 
 def store(

@@ -1,13 +1,14 @@
-"""Bank CSV exports, recognised by their header row, and any other CSV through a column mapping.
+"""Bank CSV and spreadsheet exports, recognised by their header row, and any other table
+through a column mapping.
 
-Each known export is one :class:`Profile` declaration (``PROFILES``); adding a bank is adding a
-profile. A file whose header matches no profile is not claimed; it can still be read with
-:func:`parse_with_mapping` and a :class:`CsvMapping`.
+Each known layout is a profile file in ``statements/profiles/`` (``PROFILES``); adding a bank is
+adding a file. A file whose header matches no profile is not claimed (:func:`explain` names the
+closest profile and the cells it lacks); it can still be read with :func:`parse_with_mapping`
+and a :class:`CsvMapping`.
 
-Readings: a two-digit year ``yy`` is 20yy; a booking date is the date as written. PayPal's
-account movement is the net amount (``Netto`` = ``Brutto`` + ``Gebühr``), and a row is booked
-when it changed the PayPal balance (``Auswirkung auf Guthaben`` is ``Soll`` or ``Haben``,
-holds included, as the ``Guthaben`` column shows); ``Memo`` rows are pending.
+Readings: a two-digit year ``yy`` is 20yy; a booking date is the date as written; ``%b`` is an
+English month abbreviation. Spreadsheet cells typed as numbers or dates are rendered in the
+profile's decimal mark and date format before they are read like a CSV file's cells.
 """
 
 from __future__ import annotations
@@ -18,147 +19,30 @@ import io
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
+from functools import partial
+from itertools import islice
 
-from bankhub.connectors.base import AccountType, TransactionRecord, TransactionStatus
+from bankhub.connectors.base import TransactionRecord, TransactionStatus
+from bankhub.statements import xlsx
 from bankhub.statements.model import ParsedStatement, StatementAccount, StatementError
+from bankhub.statements.profiles import Column, Profile, load_all
 
-Column = str | int
 #: how far down a file the header row may be (after a preamble)
 _HEADER_SEARCH_ROWS = 40
 _IBAN = re.compile(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}")
-_CURRENCY_SIGNS = {"€": "EUR", "$": "USD", "£": "GBP"}
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """How one CSV layout is read. Columns are header names, or 0-based positions."""
-
-    id: str
-    columns: tuple[str, ...]  # header cells that identify the layout (all must be present)
-    date: Column
-    description: tuple[Column, ...]
-    amount: Column | None = None
-    debit: Column | None = None  # an outflow column, when the layout splits debit and credit
-    credit: Column | None = None
-    delimiter: str = ";"
-    date_format: str = "%d.%m.%Y"
-    decimal: str = ","
-    thousands: str = "."
-    currency: Column | None = None
-    fixed_currency: str | None = None
-    value_date: Column | None = None
-    merchant: Column | None = None
-    #: the counterparty column for outflows, when it differs from ``merchant`` (inflows)
-    merchant_debit: Column | None = None
-    #: the counterparty's IBAN or account number
-    counterparty_account: Column | None = None
-    bank_id: Column | None = None
-    account: Column | None = None  # a column naming the account's IBAN, when there is one
-    status: Column | None = None
-    statuses: tuple[tuple[str, TransactionStatus], ...] = ()
-    #: the balance after each row (PayPal); gives opening and closing balances
-    running_balance: Column | None = None
-    #: the amount must equal the sum of these two columns (gross + fee)
-    sum_of: tuple[Column, Column] | None = None
-    #: a text column some rows of this export leave out (they have one field fewer)
-    optional: str | None = None
-    meta: tuple[tuple[Column, str], ...] = ()
-    #: preamble rows before the header: (label pattern, field); fields: account, iban, name,
-    #: holder, balance (the label pattern's group 1 is the balance date)
-    preamble: tuple[tuple[str, str], ...] = ()
-    name: str | None = None
-    iban: str | None = None
-    number: str | None = None
-    account_type: AccountType = AccountType.CURRENT
-    header_row: bool = True
-    skip_rows: int = 0
-    encoding: str | None = None
+_CURRENCY_SIGNS = {"€": "EUR", "$": "USD", "£": "GBP", "₫": "VND"}
+#: %b in a date format: English month abbreviations, whatever the machine's locale
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 
 
 _BOOKED = TransactionStatus.BOOKED
 _PENDING = TransactionStatus.PENDING
 
-PROFILES: tuple[Profile, ...] = (
-    Profile(
-        id="dkb",
-        columns=("Buchungsdatum", "Wertstellung", "Status", "Zahlungspflichtige*r",
-                 "Zahlungsempfänger*in", "Verwendungszweck", "Betrag (€)"),
-        date="Buchungsdatum",
-        date_format="%d.%m.%y",
-        value_date="Wertstellung",
-        amount="Betrag (€)",
-        fixed_currency="EUR",
-        description=("Verwendungszweck",),
-        merchant="Zahlungspflichtige*r",
-        merchant_debit="Zahlungsempfänger*in",
-        counterparty_account="IBAN",
-        status="Status",
-        statuses=(("Gebucht", _BOOKED), ("Vorgemerkt", _PENDING)),
-        meta=(("Umsatztyp", "kind"), ("IBAN", "counterparty_iban"),
-              ("Gläubiger-ID", "creditor_id"), ("Mandatsreferenz", "mandate_reference"),
-              ("Kundenreferenz", "customer_reference")),
-        preamble=((r"Kontostand vom (\d\d\.\d\d\.\d{4}):?", "balance"), (r".*", "account")),
-    ),
-    Profile(
-        id="ing",
-        columns=("Buchung", "Wertstellungsdatum", "Auftraggeber/Empfänger", "Buchungstext",
-                 "Verwendungszweck", "Betrag", "Währung"),
-        date="Buchung",
-        value_date="Wertstellungsdatum",
-        amount="Betrag",
-        currency="Währung",
-        description=("Verwendungszweck",),
-        merchant="Auftraggeber/Empfänger",
-        optional="Buchungstext",
-        meta=(("Buchungstext", "booking_text"),),
-        preamble=((r"IBAN", "iban"), (r"Kontoname", "name"), (r"Kunde", "holder")),
-    ),
-    Profile(
-        id="sparkasse",
-        columns=("Auftragskonto", "Buchungstag", "Valutadatum", "Buchungstext",
-                 "Verwendungszweck", "Beguenstigter/Zahlungspflichtiger", "Betrag", "Waehrung",
-                 "Info"),
-        date="Buchungstag",
-        date_format="%d.%m.%y",
-        value_date="Valutadatum",
-        amount="Betrag",
-        currency="Waehrung",
-        description=("Verwendungszweck",),
-        merchant="Beguenstigter/Zahlungspflichtiger",
-        counterparty_account="Kontonummer/IBAN",
-        account="Auftragskonto",
-        status="Info",
-        statuses=(("Umsatz gebucht", _BOOKED), ("Umsatz vorgemerkt", _PENDING)),
-        meta=(("Buchungstext", "booking_text"), ("Kontonummer/IBAN", "counterparty_iban"),
-              ("BIC (SWIFT-Code)", "counterparty_bic"), ("Glaeubiger ID", "creditor_id"),
-              ("Mandatsreferenz", "mandate_reference"),
-              ("Kundenreferenz (End-to-End)", "end_to_end_reference")),
-    ),
-    Profile(
-        id="paypal",
-        columns=("Datum", "Uhrzeit", "Zeitzone", "Name", "Typ", "Status", "Währung", "Brutto",
-                 "Gebühr", "Netto", "Transaktionscode", "Guthaben", "Auswirkung auf Guthaben"),
-        delimiter=",",
-        date="Datum",
-        amount="Netto",
-        sum_of=("Brutto", "Gebühr"),
-        currency="Währung",
-        description=("Typ", "Artikelbezeichnung", "Betreff"),
-        merchant="Name",
-        bank_id="Transaktionscode",
-        status="Auswirkung auf Guthaben",
-        statuses=(("Soll", _BOOKED), ("Haben", _BOOKED), ("Memo", _PENDING)),
-        running_balance="Guthaben",
-        meta=(("Uhrzeit", "time"), ("Zeitzone", "timezone"), ("Status", "paypal_status"),
-              ("Zugehöriger Transaktionscode", "related_id"),
-              ("Rechnungsnummer", "invoice_number")),
-        name="PayPal",
-        account_type=AccountType.OTHER,
-    ),
-)  # fmt: skip
+#: every layout in ``statements/profiles/``, in file-name order
+PROFILES: tuple[Profile, ...] = load_all()
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,29 +120,75 @@ class CsvMapping:
 
 def sniff(data: bytes) -> bool:
     try:
-        return _find_profile(_decode(data[:65536], None, partial=True)) is not None
+        sheet = _Sheet(data if xlsx.is_xlsx(data) else data[:65536], None, partial=True)
+        return _find_profile(sheet) is not None
     except StatementError:
         return False
 
 
 def parse(data: bytes) -> ParsedStatement:
-    text = _decode(data, None)
-    found = _find_profile(text)
+    sheet = _Sheet(data, None)
+    found = _find_profile(sheet)
     if found is None:
-        names = ", ".join(p.id for p in PROFILES)
-        raise StatementError(
-            f"the CSV header matches no known bank export ({names}); "
-            "read it with a column mapping instead",
-            format="csv",
-        )
+        raise StatementError(_no_profile(sheet), format="xlsx" if sheet.xlsx else "csv")
     profile, header_index = found
-    return _read(text, profile, header_index, f"csv:{profile.id}")
+    return _read(sheet, profile, header_index, f"{profile.file}:{profile.id}")
 
 
 def parse_with_mapping(data: bytes, mapping: CsvMapping) -> ParsedStatement:
     profile = mapping.to_profile()
-    text = _decode(data, profile.encoding)
-    return _read(text, profile, profile.skip_rows if profile.header_row else None, "csv:generic")
+    sheet = _Sheet(data, profile.encoding)
+    if sheet.xlsx:
+        profile = replace(profile, file="xlsx")
+    header_index = profile.skip_rows if profile.header_row else None
+    return _read(sheet, profile, header_index, f"{profile.file}:generic")
+
+
+@dataclass(frozen=True, slots=True)
+class TableLayout:
+    """Where a table's header seems to be, for a user to map its columns: the delimiter, the
+    number of rows above the header, and the header's cells."""
+
+    delimiter: str
+    skip_lines: int
+    columns: tuple[str, ...]
+
+
+def table_layout(data: bytes) -> TableLayout | None:
+    """The header of a CSV or spreadsheet file no profile knows: of the first rows, the first
+    that has the most named cells (three at least), with the delimiter that gives it. None
+    when nothing in the file looks like a header."""
+    try:
+        sheet = _Sheet(data[:65536] if not xlsx.is_xlsx(data) else data, None, partial=True)
+    except StatementError:
+        return None
+    best: TableLayout | None = None
+    for delimiter in _DELIMITERS[:1] if sheet.xlsx else _DELIMITERS:
+        for index, (_, row) in enumerate(sheet.head(delimiter)):
+            cells = tuple(c for c in row if c)
+            # a header names its columns: no cell of it is a number
+            if len(cells) < 3 or len(set(cells)) != len(cells) or len(cells) != len(row):
+                continue
+            if any(re.fullmatch(r"[\d\s.,+\-/:]+", c) for c in cells):
+                continue
+            if best is None or len(cells) > len(best.columns):
+                best = TableLayout(delimiter, index, cells)
+            break
+    return best
+
+
+def explain(data: bytes) -> str | None:
+    """Why no profile claims a file that looks like a table: the closest profile and the header
+    cells it misses. None when the file does not look like a CSV or spreadsheet at all."""
+    try:
+        sheet = _Sheet(data[:65536] if not xlsx.is_xlsx(data) else data, None, partial=True)
+        if not sheet.xlsx and not any(
+            len(row) > 2 for d in _DELIMITERS for _, row in sheet.head(d)
+        ):
+            return None
+        return _no_profile(sheet)
+    except StatementError:
+        return None
 
 
 # --- decoding and layout ------------------------------------------------------------------------
@@ -318,14 +248,108 @@ def _rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
         raise StatementError(f"line {reader.line_num}: {exc}", format="csv") from None
 
 
-def _find_profile(text: str) -> tuple[Profile, int] | None:
-    for profile in PROFILES:
-        for index, (_, row) in enumerate(_rows(text, profile.delimiter)):
-            if index >= _HEADER_SEARCH_ROWS:
-                break
+_DELIMITERS = (";", ",", "\t", "|")
+Rows = list[tuple[int, list[str]]]
+
+
+class _Sheet:
+    """A file's rows: a CSV file's, split by each delimiter asked for (once), or the first
+    worksheet's, rendered as text for the profile that reads them."""
+
+    def __init__(self, data: bytes, encoding: str | None, *, partial: bool = False) -> None:
+        self.xlsx = xlsx.is_xlsx(data)
+        self._cells = xlsx.read_rows(data) if self.xlsx else []
+        self._text = "" if self.xlsx else _decode(data, encoding, partial=partial)
+        self._heads: dict[str, Rows] = {}
+
+    def head(self, delimiter: str) -> Rows:
+        """The first rows, where a header may be (a preamble comes before it)."""
+        found = self._heads.get(delimiter)
+        if found is None:
+            if self.xlsx:
+                found = self.rows(replace(_HEADER_TEXT, delimiter=delimiter))
+                found = found[:_HEADER_SEARCH_ROWS]
+            else:
+                found = list(islice(_rows(self._text, delimiter), _HEADER_SEARCH_ROWS))
+            self._heads[delimiter] = found
+        return found
+
+    def rows(self, profile: Profile) -> Rows:
+        if not self.xlsx:
+            return list(_rows(self._text, profile.delimiter))
+        render = partial(xlsx.text, decimal=profile.decimal, date_format=profile.date_format)
+        out: Rows = []
+        for number, cells in self._cells:
+            texts = [_cell(render(c)) for c in cells]
+            while texts and not texts[-1]:
+                texts.pop()  # a sheet's rows are as wide as its widest; a CSV row ends at its data
+            out.append((number, texts))
+        return out
+
+
+#: how header rows of a spreadsheet are rendered for matching (header cells are text)
+_HEADER_TEXT = Profile(id="header", columns=(), date=0, description=(), decimal=".", thousands=",")
+
+
+def _candidates(sheet: _Sheet) -> tuple[Profile, ...]:
+    return tuple(p for p in PROFILES if (p.file == "xlsx") == sheet.xlsx)
+
+
+def _find_profile(sheet: _Sheet) -> tuple[Profile, int | None] | None:
+    """The profile whose header cells are all in one of the first rows; of several, the one
+    that names the most cells (a layout that extends another is the more specific). A layout
+    without a header row is tried only when no header matched."""
+    best: tuple[Profile, int | None] | None = None
+    for profile in _candidates(sheet):
+        if not profile.columns:
+            continue
+        for index, (_, row) in enumerate(sheet.head(profile.delimiter)):
             if set(profile.columns) <= set(row):
-                return profile, index
+                if best is None or len(profile.columns) > len(best[0].columns):
+                    best = profile, index
+                break
+    if best is not None:
+        return best
+    for profile in _candidates(sheet):
+        if profile.row_match and _row_matches(sheet, profile):
+            return profile, None
     return None
+
+
+def _row_matches(sheet: _Sheet, profile: Profile) -> bool:
+    rows = [row for _, row in sheet.head(profile.delimiter)[profile.skip_rows :] if any(row)]
+    if not rows:
+        return False
+    return all(
+        len(row) == len(profile.row_match)
+        and all(re.fullmatch(p, cell) for p, cell in zip(profile.row_match, row, strict=True))
+        for row in rows[:-1] or rows  # the last row of a sniffed window may be cut short
+    )
+
+
+def _no_profile(sheet: _Sheet) -> str:
+    """The error for a table no profile claims, naming the closest profile."""
+    kind = "spreadsheet" if sheet.xlsx else "CSV"
+    closest: tuple[float, Profile, list[str]] | None = None
+    for profile in _candidates(sheet):
+        wanted = set(profile.columns)
+        if not wanted:
+            continue
+        for _, row in sheet.head(profile.delimiter):
+            share = len(wanted & set(row)) / len(wanted)
+            if share > 0 and (closest is None or share > closest[0]):
+                missing = [c for c in profile.columns if c not in row]
+                closest = share, profile, missing
+    advice = "import it with a column mapping instead"
+    if closest is None:
+        return f"the {kind} header matches no known bank export; {advice}"
+    _, profile, missing = closest
+    found = len(profile.columns) - len(missing)
+    return (
+        f"the {kind} header matches no known bank export; the closest is {profile.id!r} "
+        f"({profile.bank}: {found} of {len(profile.columns)} header cells, missing "
+        f"{', '.join(repr(c) for c in missing)}); {advice}"
+    )
 
 
 # --- reading rows --------------------------------------------------------------------------------
@@ -338,8 +362,8 @@ class _Account:
     rows: list[tuple[TransactionRecord, Decimal | None]] = field(default_factory=list)
 
 
-def _read(text: str, profile: Profile, header_index: int | None, fmt: str) -> ParsedStatement:
-    rows = list(_rows(text, profile.delimiter))
+def _read(sheet: _Sheet, profile: Profile, header_index: int | None, fmt: str) -> ParsedStatement:
+    rows = sheet.rows(profile)
     first = header_index + 1 if header_index is not None else profile.skip_rows
     if header_index is not None:
         if header_index >= len(rows):
@@ -350,13 +374,20 @@ def _read(text: str, profile: Profile, header_index: int | None, fmt: str) -> Pa
     else:
         header = [str(i) for i in range(max((len(r) for _, r in rows[first:]), default=0))]
     preamble = _preamble(rows[: header_index or 0], profile, fmt)
+    skipped: Rows = []
     index = _Columns(header, profile, fmt, rows[header_index][0] if header_index is not None else 0)
     accounts: dict[tuple[str | None, str], _Account] = {}
     for line, row in rows[first:]:
         if not any(row):
             continue
+        if profile.footer is not None and re.fullmatch(profile.footer, row[0]):
+            break
         cells = index.fit(row, line)
-        record, balance, iban = _record(cells, index, profile, line, fmt)
+        read = _record(cells, index, profile, line, fmt)
+        if read is None:
+            skipped.append((line, row))
+            continue
+        record, balance, iban = read
         ident = iban or preamble.iban or profile.iban
         account = accounts.get((ident, record.currency))
         if account is None:
@@ -364,6 +395,8 @@ def _read(text: str, profile: Profile, header_index: int | None, fmt: str) -> Pa
         account.rows.append((record, balance))
     if not accounts:
         raise StatementError("the file has a header but no transactions", format=fmt)
+    if skipped and any(what == "closing" for _, what in profile.preamble):
+        preamble = _preamble(skipped, profile, fmt, preamble)
     return ParsedStatement(
         format=fmt,
         accounts=tuple(_statement(a, profile, preamble, len(accounts)) for a in accounts.values()),
@@ -412,7 +445,10 @@ class _Columns:
 
 def _record(
     cells: list[str], cols: _Columns, p: Profile, line: int, fmt: str
-) -> tuple[TransactionRecord, Decimal | None, str | None]:
+) -> tuple[TransactionRecord, Decimal | None, str | None] | None:
+    """One row's transaction, its running balance and account; None for a row that is not a
+    transaction (``skip_without_amount``)."""
+
     def get(column: Column | None) -> str:
         at = cols.at(column)
         return cells[at] if at is not None else ""
@@ -420,8 +456,12 @@ def _record(
     def amount(column: Column) -> Decimal:
         return _amount(get(column), p, line, _label(column), fmt)
 
+    if p.skip_without_amount and not any(get(c) for c in (p.amount, p.debit, p.credit) if c):
+        return None
     if p.amount is not None:
         value = amount(p.amount)
+        if p.indicator is not None:
+            value = _indicated(abs(value), get(p.indicator), p, line, fmt)
     else:
         debit = amount(p.debit) if p.debit is not None and get(p.debit) else None
         credit = amount(p.credit) if p.credit is not None and get(p.credit) else None
@@ -430,6 +470,8 @@ def _record(
         if debit is None and credit is None:
             raise StatementError(f"line {line} has no amount", format=fmt)
         value = -abs(debit) if debit else abs(credit or Decimal(0))
+    if p.negate:
+        value = -value
     meta = {key: get(column) for column, key in p.meta if get(column)}
     if not _IBAN.fullmatch(meta.get("counterparty_iban", "").replace(" ", "")):
         meta.pop("counterparty_iban", None)  # an IBAN column may hold a card or account number
@@ -528,8 +570,11 @@ class _Preamble:
     balance: tuple[Decimal, date] | None = None
 
 
-def _preamble(rows: Sequence[tuple[int, list[str]]], p: Profile, fmt: str) -> _Preamble:
-    found = _Preamble()
+def _preamble(
+    rows: Sequence[tuple[int, list[str]]], p: Profile, fmt: str, found: _Preamble | None = None
+) -> _Preamble:
+    """What labelled rows above the header (or, for ``closing``, below the data) say."""
+    found = found or _Preamble()
     for line, row in rows:
         cells = [c for c in row if c]
         if len(cells) < 2:
@@ -542,6 +587,10 @@ def _preamble(rows: Sequence[tuple[int, list[str]]], p: Profile, fmt: str) -> _P
             if what == "balance":
                 amount = _amount(_strip_currency(value), p, line, label, fmt)
                 found.balance = amount, _date(m.group(1), "%d.%m.%Y", line, label, fmt)
+            elif what == "closing" and len(cells) >= 3:
+                # "Kontostand";"31.03.2025";"4.949,29";"EUR": the label, the day, the balance
+                day = _date(value, p.date_format, line, label, fmt)
+                found.balance = _amount(_strip_currency(cells[2]), p, line, label, fmt), day
             elif what == "account":
                 # a row naming the account and giving its IBAN: "Girokonto";"DE42..."
                 iban = value.replace(" ", "")
@@ -564,12 +613,26 @@ def _label(column: Column | None) -> str:
     return repr(column) if isinstance(column, str) else f"column {column}"
 
 
+def _indicated(value: Decimal, raw: str, p: Profile, line: int, fmt: str) -> Decimal:
+    """An unsigned amount signed by the layout's debit/credit indicator column."""
+    if raw in p.debit_values:
+        return -value
+    if raw in p.credit_values:
+        return value
+    known = ", ".join(repr(v) for v in (*p.debit_values, *p.credit_values))
+    raise StatementError(
+        f"line {line}: {_label(p.indicator)} {raw!r} is not one of {known}", format=fmt
+    )
+
+
 def _strip_currency(value: str) -> str:
     return re.sub(r"\s*(?:[A-Z]{3}|[€$£])$", "", value.replace("\u00a0", " ").strip())
 
 
 def _amount(raw: str, p: Profile, line: int, label: str, fmt: str) -> Decimal:
+    # a currency sign or code next to the number (Nationwide's "£12.50", "1.234,56 €")
     text = re.sub(r"[\s\u00a0\u202f]", "", raw)
+    text = re.sub(r"^([+-]?)(?:[€$£₫]|[A-Z]{3})|(?:[€$£₫]|[A-Z]{3})$", r"\1", text)
     negative = text.endswith("-") and not text.startswith(("-", "+"))
     text = text[:-1] if negative else text
     dec, thou = re.escape(p.decimal), re.escape(p.thousands) if p.thousands else None
@@ -585,19 +648,21 @@ def _amount(raw: str, p: Profile, line: int, label: str, fmt: str) -> Decimal:
 
 def _date(raw: str, pattern: str, line: int, label: str, fmt: str) -> date:
     regex = ""
-    for piece in re.split(r"(%[dmYy])", pattern):
+    for piece in re.split(r"(%[dmYyb])", pattern):
         regex += {
             "%d": r"(?P<d>\d{1,2})",
             "%m": r"(?P<m>\d{1,2})",
             "%Y": r"(?P<Y>\d{4})",
             "%y": r"(?P<y>\d{2})",
+            "%b": r"(?P<b>[A-Za-z]{3})",
         }.get(piece, re.escape(piece))
     m = re.fullmatch(regex, raw.strip())
     try:
         if m is None:
             raise ValueError(raw)
         year = int(m["Y"]) if "Y" in m.groupdict() else 2000 + int(m["y"])
-        return date(year, int(m["m"]), int(m["d"]))
+        month = _MONTHS.index(m["b"].lower()) + 1 if "b" in m.groupdict() else int(m["m"])
+        return date(year, month, int(m["d"]))
     except (ValueError, IndexError):
         raise StatementError(
             f"line {line}: {label} {raw!r} is not a date in the form {pattern}", format=fmt
@@ -611,4 +676,14 @@ def _currency(raw: str, line: int, fmt: str) -> str:
     return code
 
 
-__all__ = ["PROFILES", "CsvMapping", "Profile", "parse", "parse_with_mapping", "sniff"]
+__all__ = [
+    "PROFILES",
+    "CsvMapping",
+    "Profile",
+    "TableLayout",
+    "explain",
+    "parse",
+    "parse_with_mapping",
+    "sniff",
+    "table_layout",
+]

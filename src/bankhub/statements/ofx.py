@@ -443,7 +443,9 @@ def _transaction(row: Node, currency: str) -> TransactionRecord:
     meta: dict[str, Any] = {}
     if row.value("TRNTYPE"):
         meta["trntype"] = row.value("TRNTYPE").upper()
-    for tag, key in (("CHECKNUM", "checknum"), ("REFNUM", "refnum")):
+    # SIC: the payee's Standard Industrial Classification, which card issuers fill with the
+    # merchant category code; the categorizer reads it
+    for tag, key in (("CHECKNUM", "checknum"), ("REFNUM", "refnum"), ("SIC", "sic")):
         if row.value(tag):
             meta[key] = row.value(tag)
     for tag, key in (("DTAVAIL", "dtavail"), ("DTUSER", "dtuser")):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from bankhub.connectors.statement.connector import StatementUnreadable, parse_up
 from bankhub.errors import DomainError, ErrorCode
 from bankhub.security import idempotency, scopes
 from bankhub.statements import ParsedStatement
+from bankhub.statements.csvfiles import CsvMapping
 from bankhub.statements.importer import ImportOutcome, import_statement
 
 AnyRequest = Request[Any, Any, Any]
@@ -31,11 +33,91 @@ MAX_STATEMENT_BYTES = 20 * 1024 * 1024
 
 @dataclass
 class StatementUpload:
-    """The multipart form: ``customer_id``, ``file`` and, to add to a login, ``login_id``."""
+    """The multipart form: ``customer_id``, ``file`` and, to add to a login, ``login_id``;
+    ``mapping`` (JSON) for a table no bank profile knows, ``currency`` for a QIF file."""
 
     customer_id: str
     file: UploadFile
     login_id: str | None = None
+    mapping: str | None = None
+    currency: str | None = None
+
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Col = Name | Annotated[int, msgspec.Meta(ge=0, le=500)]
+
+
+class ColumnMappingIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Which column holds what, for a CSV or XLSX layout no bank profile knows. Columns are
+    header cells as written, or 0-based positions when ``header_row`` is false. Give ``amount``
+    (signed) or ``debit``/``credit``, and ``currency`` or ``currency_column``."""
+
+    date: Col
+    amount: Col | None = None
+    debit: Col | None = None
+    credit: Col | None = None
+    description: Annotated[list[Col], msgspec.Meta(max_length=10)] = []
+    counterparty: Col | None = None
+    counterparty_account: Col | None = None
+    value_date: Col | None = None
+    id: Col | None = None
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")] | None = None
+    currency_column: Col | None = None
+    date_format: Annotated[str, msgspec.Meta(pattern=r"^(?:%[dmYyb]|[^%]){2,20}$")] = "%d.%m.%Y"
+    delimiter: Annotated[str, msgspec.Meta(min_length=1, max_length=1)] = ";"
+    encoding: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+    skip_lines: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 0
+    header_row: bool = True
+    decimal_separator: Annotated[str, msgspec.Meta(min_length=1, max_length=1)] = ","
+    thousands_separator: Annotated[str, msgspec.Meta(max_length=1)] = "."
+    account_number: Name | None = None
+    iban: Name | None = None
+    account_name: Name | None = None
+
+    def to_mapping(self) -> CsvMapping:
+        return CsvMapping(
+            date_column=self.date,
+            amount_column=self.amount,
+            debit_column=self.debit,
+            credit_column=self.credit,
+            description_columns=tuple(self.description),
+            currency=self.currency,
+            currency_column=self.currency_column,
+            id_column=self.id,
+            value_date_column=self.value_date,
+            merchant_column=self.counterparty,
+            counterparty_account_column=self.counterparty_account,
+            account_number=self.account_number,
+            iban=self.iban,
+            account_name=self.account_name,
+            date_format=self.date_format,
+            delimiter=self.delimiter,
+            encoding=self.encoding,
+            skip_lines=self.skip_lines,
+            header_row=self.header_row,
+            decimal_separator=self.decimal_separator,
+            thousands_separator=self.thousands_separator,
+        )
+
+
+def read_mapping(value: str | None) -> CsvMapping | None:
+    """The ``mapping`` form field, or a DataInvalid error naming what is wrong in it."""
+    if value is None or not value.strip():
+        return None
+    try:
+        return msgspec.json.decode(value, type=ColumnMappingIn).to_mapping()
+    except msgspec.DecodeError as exc:
+        raise DomainError(ErrorCode.DATA_INVALID, f"mapping: {exc}", {"field": "mapping"}) from None
+
+
+def read_currency(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    code = value.strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        extra = {"field": "currency", "currency": value[:10]}
+        raise DomainError(ErrorCode.DATA_INVALID, "currency must be an ISO 4217 code", extra)
+    return code
 
 
 class ImportedAccountOut(msgspec.Struct):
@@ -98,10 +180,15 @@ def _login_id(value: str | None) -> int | None:
     return int(value)
 
 
-async def parse_in_thread(data: bytes, filename: str | None) -> ParsedStatement:
+async def parse_in_thread(
+    data: bytes,
+    filename: str | None,
+    currency: str | None = None,
+    mapping: CsvMapping | None = None,
+) -> ParsedStatement:
     """Parse off the event loop; a file bankhub cannot read is a DataInvalid error."""
     try:
-        return await asyncio.to_thread(parse_upload, data, filename)
+        return await asyncio.to_thread(parse_upload, data, filename, currency, mapping)
     except StatementUnreadable as failure:
         extra = {"filename": (filename or "")[:200]}
         raise DomainError(ErrorCode.DATA_INVALID, failure.message, extra) from None
@@ -112,10 +199,17 @@ async def parse_in_thread(data: bytes, filename: str | None) -> ParsedStatement:
     opt=idempotency.shows_secret(audit.account_data(scopes.write()), "data", "secret"),
     status_code=200,
     tags=["statement"],
-    summary="Import a statement file (OFX, camt, MT940, CSV)",
+    summary="Import a statement file (OFX, camt, MT940, QIF, CSV, XLSX)",
     description=(
         "A `multipart/form-data` upload with the fields `customer_id`, `file` (up to 20 MB) and "
-        "optionally `login_id`. With `login_id` the file is added to that statement login of the "
+        "optionally `login_id`. The format is found from the content: OFX/QFX, camt, MT940, "
+        "QIF (give its `currency`), or a CSV/XLSX export of a bank bankhub has a profile for. "
+        "A table of any other layout is read with `mapping`, a JSON object naming its columns, "
+        'e.g. `{"date": "Date", "amount": "Amount", "description": ["Text"], "currency": "EUR", '
+        '"date_format": "%d/%m/%Y", "delimiter": ",", "decimal_separator": ".", '
+        '"thousands_separator": ","}` (or `debit` and `credit` columns; `counterparty`, '
+        "`value_date`, `id`, `skip_lines`, `header_row`, `encoding`). "
+        "With `login_id` the file is added to that statement login of the "
         "customer. Without it, the file goes to the customer's statement login that already "
         "holds its accounts (by IBAN or account number and currency); only a file of accounts "
         "not seen before creates a new login of the statement-file service, whose `secret` (the "
@@ -146,7 +240,8 @@ async def post_statement(
         await auth.app(session)
     login_id = _login_id(data.login_id)
     filename = data.file.filename or None
-    parsed = await parse_in_thread(await data.file.read(), filename)
+    mapping, currency = read_mapping(data.mapping), read_currency(data.currency)
+    parsed = await parse_in_thread(await data.file.read(), filename, currency, mapping)
     # write: on SQLite, imports in this process take turns (one customer's two imports at once
     # must not both open a login for the same accounts; PostgreSQL locks the customer's row)
     async with hub.db.transaction(write=True) as session:

@@ -30,7 +30,7 @@ from bankhub.accounts import changes as changes_log
 from bankhub.accounts import details
 from bankhub.accounts.models import Account, Transaction
 from bankhub.catalogue import Catalogue, Service
-from bankhub.categories import categorize
+from bankhub.categories import Keywords, categorize
 from bankhub.clock import Clock, as_utc
 from bankhub.config import Settings
 from bankhub.connectors.base import (
@@ -61,6 +61,7 @@ from bankhub.security.pan import mask_optional, mask_pans
 from bankhub.security.secrets import SecretHasher
 from bankhub.security.tls import InstitutionClients
 from bankhub.sync import counterparty
+from bankhub.sync.category_rules import app_category_rules
 
 T = TypeVar("T")
 log = logging.getLogger("bankhub.sync")
@@ -770,9 +771,14 @@ class SyncEngine:
         return len(added), len(modified), len(removed)
 
     def _finish_rows(
-        self, account: Account, rows: list[dict[str, Any]], records: list[TransactionRecord]
+        self,
+        account: Account,
+        rows: list[dict[str, Any]],
+        records: list[TransactionRecord],
+        overrides: Keywords | None = None,
     ) -> None:
-        """Categorize new rows and seal their details (card numbers masked first)."""
+        """Categorize new rows (the app's own rules first) and seal their details (card
+        numbers masked first)."""
         app_id, account_id, box = account.app_id, account.id, self.box
         for row, record in zip(rows, records, strict=True):
             row["category"] = categorize(
@@ -781,6 +787,8 @@ class SyncEngine:
                 record.amount,
                 record.category,
                 record.counterparty_name,
+                meta=record.meta,
+                overrides=overrides,
             )
             fields = details.masked(
                 row["original_id"],
@@ -801,9 +809,10 @@ class SyncEngine:
         """Store the new rows (categorized and sealed here); their ids, in order."""
         table = cast(Table, Transaction.__table__)
         scope = ("account_id", account.id)
+        overrides = await app_category_rules(session, account.app_id)
         if len(new_rows) <= bulk.SMALL:
             # A refresh's few new rows: one INSERT ... RETURNING.
-            self._finish_rows(account, new_rows, records)
+            self._finish_rows(account, new_rows, records, overrides)
             by_key = await bulk.insert_many_with_ids(
                 session, table, new_rows, TRANSACTION_COLUMNS, key="dedupe_key", scope=scope
             )
@@ -823,7 +832,7 @@ class SyncEngine:
                 stop = min(start + INSERT_BATCH, len(new_rows))
                 for first in range(start, stop, SLICE):
                     part = new_rows[first : min(first + SLICE, stop)]
-                    self._finish_rows(account, part, records[first : first + len(part)])
+                    self._finish_rows(account, part, records[first : first + len(part)], overrides)
                     values += encode(part)
                     if turns.due():
                         await turns.give()

@@ -26,6 +26,7 @@ from bankhub.connectors.base import (
     TransactionRecord,
 )
 from bankhub.statements import ParsedStatement, StatementError, parse_statement
+from bankhub.statements.csvfiles import CsvMapping, parse_with_mapping
 
 FILE_FIELD = "file"
 NAME_FIELD = "filename"
@@ -43,12 +44,21 @@ def encode_file(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def parse_upload(data: bytes, filename: str | None) -> ParsedStatement:
-    """Parse a file, turning the parser's error into a failure with its message."""
+def parse_upload(
+    data: bytes,
+    filename: str | None,
+    currency: str | None = None,
+    mapping: CsvMapping | None = None,
+) -> ParsedStatement:
+    """Parse a file, turning the parser's error into a failure with its message. With a
+    ``mapping`` the file is read as a table with the columns it names (a layout no profile
+    knows); ``currency`` is for a format that states none (QIF)."""
     if not data:
         raise StatementUnreadable("The file is empty.")
     try:
-        return parse_statement(data, filename)
+        if mapping is not None:
+            return parse_with_mapping(data, mapping)
+        return parse_statement(data, filename, currency)
     except StatementError as error:
         raise StatementUnreadable(error.message) from None
 
@@ -64,7 +74,7 @@ class StatementConnector:
                 FILE_FIELD,
                 "Statement file",
                 FieldKind.FILE,
-                help="OFX/QFX, camt.052/053/054, MT940/MT942 or a bank's CSV export",
+                help="OFX/QFX, camt.052/053/054, MT940/MT942, QIF or a bank's CSV or XLSX export",
             ),
         ),
         auth_flows=(AuthFlow.FILE,),
