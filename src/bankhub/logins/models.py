@@ -64,6 +64,8 @@ class Login(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: when the scheduler should refresh this login next (``None``: never unattended)
     next_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+    #: the earliest moment the bank lets this login be read again (a provider's daily limit)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: a sync holds the login until ``sync_lease_until``; no second sync starts meanwhile
     sync_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     sync_lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -345,6 +345,9 @@ class SyncEngine:
         )
         #: the QWAC and QSealC each XS2A bank is reached with (security/eidas.py)
         self.eidas = CredentialCache(settings)
+        #: what the composition root adds to a connector's options, by connector id (the
+        #: installation's shared upstream access, such as GoCardless' token keeper)
+        self.connector_options: dict[str, Mapping[str, Any]] = {}
 
     # --- connectors ---------------------------------------------------------------------------
 
@@ -367,6 +370,7 @@ class SyncEngine:
             options["psu_ip_address"] = psu_ip_address
         if self.settings.fints_product_id:
             options["fints_product_id"] = self.settings.fints_product_id
+        options.update(self.connector_options.get(service.connector, {}))
         qwac = None
         try:
             credentials = self.eidas.for_bank(
