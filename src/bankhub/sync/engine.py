@@ -44,6 +44,8 @@ from bankhub.connectors.base import (
     MemoryStateStore,
     NoticesCapability,
     ProviderUnavailable,
+    RateLimited,
+    ReadLimitCapability,
     RevokeCapability,
     TransactionRecord,
     TransactionsCapability,
@@ -84,6 +86,8 @@ class FetchResult:
     consent_expires_at: datetime | None
     #: what a NoticesCapability connector attached to this read; None when it has no notices
     notices: list[str] | None = None
+    #: when the bank lets the login be read again, if this read used up its limit
+    not_before: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -490,7 +494,12 @@ class SyncEngine:
             if isinstance(connector, NoticesCapability)
             else None
         )
-        return FetchResult(fetched, since, run.state.load(), consent, notices)
+        not_before = (
+            connector.next_read_possible_at()
+            if isinstance(connector, ReadLimitCapability)
+            else None
+        )
+        return FetchResult(fetched, since, run.state.load(), consent, notices, not_before)
 
     def refreshable(self, service: Service) -> bool:
         """Whether a login of ``service`` has a bank to refresh from (a statement file's has
@@ -880,6 +889,7 @@ class SyncEngine:
             summary.removed += removed
         self.keep_state(login, result.state)
         login.consent_expires_at = result.consent_expires_at
+        login.not_before = result.not_before
         if result.notices is not None:
             login.notices = list(result.notices)
         login.last_refresh_at = now
@@ -917,6 +927,9 @@ class SyncEngine:
         now = self.clock()
         if state is not None:
             self.keep_state(login, state)
+        if isinstance(failure, RateLimited) and failure.retry_after:
+            # the bank said when it takes requests again: no refresh is tried before that
+            login.not_before = now + timedelta(seconds=failure.retry_after)
         if logins.set_status(login, failure.status, now, failure.message):
             await events.record(
                 session,

@@ -68,9 +68,13 @@ class RefreshOutcome:
 
 
 def next_possible(login: Login, cooldown: timedelta) -> datetime | None:
+    """The cooldown after the last attempt, or later where the bank said when it takes
+    requests again (``not_before``: a rate limit, a provider's daily quota)."""
+    bank = as_utc(login.not_before) if login.not_before is not None else None
     if login.last_attempt_at is None:
-        return None
-    return as_utc(login.last_attempt_at) + cooldown
+        return bank
+    ours = as_utc(login.last_attempt_at) + cooldown
+    return max(ours, bank) if bank is not None else ours
 
 
 def sync_interval(engine: SyncEngine, service: Service) -> timedelta:
@@ -90,6 +94,8 @@ def schedule_next(engine: SyncEngine, login: Login, service: Service, now: datet
     if used >= info.unattended_refreshes_per_day:
         tomorrow = datetime.combine(at.date() + timedelta(days=1), datetime.min.time(), at.tzinfo)
         at = tomorrow + interval * _jitter.uniform(0.0, 0.2)
+    if login.not_before is not None and at < as_utc(login.not_before):
+        at = as_utc(login.not_before)
     login.next_sync_at = at
 
 
@@ -345,7 +351,7 @@ async def refresh_login(
             refreshed=failure is None,
             status=login.status,
             last_refresh_at=as_utc(last) if last else None,
-            next_refresh_possible_at=now + cooldown,
+            next_refresh_possible_at=next_possible(login, cooldown) or now + cooldown,
             summary=summary,
             failure=failure,
         )
