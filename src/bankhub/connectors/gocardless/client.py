@@ -161,12 +161,19 @@ def failure_for(reply: Reply, stage: Stage) -> ConnectorFailure:
         return RateLimited(f"GoCardless refuses more requests for now{suffix}", retry_after=wait)
     if kind in ACCESS_GONE:
         return ConsentExpired(f"The access through GoCardless has ended{suffix}")
-    if reply.status == 401 and kind == "FailedAuthentication" and stage == "login":
-        return InteractionRejected(f"The bank refused the authentication{suffix}")
-    if reply.status in (401, 403) and kind == "AccountEUAScopeError":
-        return ConsentExpired(f"The agreement does not cover this data{suffix}")
-    if reply.status == 409 or kind in ("AccountProcessing", "AccountProcessingError"):
-        return ProviderUnavailable(f"GoCardless is still preparing the account{suffix}")
+    if kind == "FailedAuthentication":
+        if stage == "login":
+            return InteractionRejected(f"The bank refused the authentication{suffix}")
+        return ConsentExpired(f"The bank no longer accepts the authentication{suffix}")
+    if reply.status == 403 and stage == "read":
+        # no valid agreement, a scope it does not cover, access withdrawn at the bank
+        return ConsentExpired(f"The agreement no longer allows this read{suffix}")
+    if reply.status == 404 and stage == "read":
+        return ConsentExpired(f"GoCardless no longer knows this link or account{suffix}")
+    if reply.status == 409 and "suspended" in said.lower():
+        return ConsentExpired(f"GoCardless suspended the account after repeated errors{suffix}")
+    if reply.status == 409:
+        return ProviderUnavailable(f"GoCardless is not ready to read the account{suffix}")
     if reply.status >= 500:
         return ProviderUnavailable(f"GoCardless answered HTTP {reply.status}{suffix}")
     return ProviderUnavailable(f"GoCardless refused the request with HTTP {reply.status}{suffix}")
