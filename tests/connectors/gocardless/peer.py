@@ -367,7 +367,8 @@ class PeerProvider:
         choice = query.get("choice")
         if choice is None:
             page = (
-                "<!doctype html><title>Peer Bank</title><h1>Peer Bank</h1>"
+                '<!doctype html><link rel="icon" href="data:,"><title>Peer Bank</title>'
+                "<h1>Peer Bank</h1>"
                 f'<a id="approve" href="/start/{html.escape(requisition_id)}?choice=approve">'
                 "Approve</a> "
                 f'<a id="decline" href="/start/{html.escape(requisition_id)}?choice=decline">'
