@@ -5,6 +5,7 @@ on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import html
+import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -194,16 +195,38 @@ async def test_daily_refresh_imports_each_country_once_a_day(
 
 
 async def test_a_failed_import_is_tried_again_within_the_hour(
-    gc: Harness, peer: PeerProvider
+    gc: Harness, peer: PeerProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
     h = gc
     await configure(h, secret_key="wrong")
     refresh = InstitutionRefresh(h.hub.gocardless)
-    with pytest.raises(Exception, match="refused the operator's secret"):
-        await refresh.sweep()
-    await configure(h)  # new secrets make the import due at once
-    h.clock.advance(minutes=61)
-    assert await refresh.sweep() is not None
+    with caplog.at_level(logging.DEBUG):
+        assert await refresh.sweep() is None
+    assert "refused the operator's secret id and key" in caplog.text
+    h.clock.advance(minutes=30)
+    assert await refresh.sweep() is None
+    assert len(peer.calls("POST", "/token/new/")) == 1  # not tried again yet
+    h.clock.advance(minutes=31)
+    peer.fail("/token/new/", 503, {"summary": "Service unavailable", "status_code": 503})
+    assert await refresh.sweep() is None
+    assert len(peer.calls("POST", "/token/new/")) == 2
+
+
+async def test_secrets_and_tokens_never_logged(
+    gc: Harness, peer: PeerProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = gc
+    with caplog.at_level(logging.DEBUG):
+        await configure(h)
+        await InstitutionRefresh(h.hub.gocardless).sweep()
+        token = await h.hub.gocardless.keeper.access_token()
+        stored = await DbTokenVault(h.hub.db, h.hub.keyring, h.clock).load()
+        logging.getLogger("bankhub.test").warning("%r %r", stored.secrets, stored.pair)
+    assert "GoCardless institutions imported" in caplog.text
+    assert SECRET_KEY not in caplog.text
+    assert token not in caplog.text
+    assert stored.pair is not None
+    assert stored.pair.refresh not in caplog.text
 
 
 # --- a login through the connect page ------------------------------------------------------------

@@ -28,6 +28,7 @@ from bankhub.banks.formats import DEFAULT_COLOR, BankRecord
 from bankhub.banks.models import GoCardlessSettings
 from bankhub.banks.services import ImportOutcome, import_records
 from bankhub.clock import Clock, as_utc
+from bankhub.connectors.base import ConnectorFailure
 from bankhub.connectors.gocardless.client import (
     GoCardlessClient,
     Secrets,
@@ -301,13 +302,15 @@ class InstitutionRefresh:
             outcome, skipped = await self.gocardless.import_institutions(
                 reserved_ids=self.reserved_ids
             )
-        except Exception as exc:
-            # the next runner tries again in an hour, not in a day
-            log.warning("importing the GoCardless institutions failed: %s", type(exc).__name__)
+        except (ConnectorFailure, httpx.HTTPError, OSError) as exc:
+            # the provider's own words (never a secret or a token); the next runner tries
+            # again in an hour, not in a day
+            reason = exc.message if isinstance(exc, ConnectorFailure) else type(exc).__name__
+            log.warning("importing the GoCardless institutions failed: %s", reason)
             async with self.gocardless.db.transaction(write=True) as session:
                 row = await _row(session, self.gocardless.clock, lock=True)
                 row.institutions_due_at = self.gocardless.clock() + RETRY_AFTER
-            raise
+            return None
         log.info(
             "GoCardless institutions imported: %d added, %d updated, %d unchanged, %d skipped",
             len(outcome.added),

@@ -57,6 +57,9 @@ class TokenPair:
     refresh: str
     refresh_expires_at: datetime
 
+    def __repr__(self) -> str:  # the tokens are bearer credentials: never in a log line
+        return f"TokenPair(<hidden>, access until {self.access_expires_at.isoformat()})"
+
 
 @dataclass(frozen=True, slots=True)
 class Secrets:
