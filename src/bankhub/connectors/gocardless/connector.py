@@ -137,7 +137,6 @@ class GoCardlessConnector:
         self.client = GoCardlessClient(context.http, base_url, provider)
         #: the per-account limit headers of this run's reads
         self._limits: dict[str, RateLimit] = {}
-        self._notices: list[str] = []
 
     # --- the Connector protocol -------------------------------------------------------------
 
@@ -305,9 +304,6 @@ class GoCardlessConnector:
     def identity(self) -> str | None:
         """The provider does not say who the user is; the accounts decide."""
         return None
-
-    def notices(self) -> list[str]:
-        return list(self._notices)
 
     def next_read_possible_at(self) -> datetime | None:
         """When the provider's per-account daily limit lets every account be read again, if
