@@ -331,3 +331,41 @@ async def test_expired_requisition_ends_the_consent(gc: Harness, peer: PeerProvi
     assert login["status"] == "login_consent_expired", login
     accounts = (await h.client.get("/v2/account", headers=headers)).json()["data"]
     assert len(accounts) == len(IBANS)  # what was read stays readable
+
+
+async def test_a_429_holds_the_login_until_the_providers_reset(
+    gc: Harness, peer: PeerProvider
+) -> None:
+    """A read the provider refuses with 429 and a reset: the login is rate limited, and
+    neither a manual refresh nor the scheduler tries before that reset."""
+    h = gc
+    service_id = await enable_peer_bank(h)
+    callback = await link_through_the_page(h, service_id)
+    headers = h.headers(login_secret=callback.payload["secret"])
+    peer.fail(
+        "/balances/",
+        429,
+        {"summary": "Rate limit exceeded", "detail": "Try again in 3600 s", "status_code": 429},
+        headers={"HTTP_X_RATELIMIT_RESET": "3600", "HTTP_X_RATELIMIT_REMAINING": "0"},
+    )
+    h.clock.advance(minutes=10)
+    response = await h.client.put("/v2/login/refresh", headers=headers)
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["error"] == "ConnectError"
+    assert body["extra"]["status"] == "login_rate_limited"
+    reset = h.clock() + timedelta(hours=1)
+    wire = reset.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert body["extra"]["next_refresh_possible_at"] == wire
+    assert response.headers["retry-after"] == "3600"
+    login = (await h.client.get("/v2/login", headers=headers)).json()["data"]
+    assert login["status"] == "login_rate_limited"
+    h.clock.advance(minutes=30)
+    refused = await h.client.put("/v2/login/refresh", headers=headers)
+    assert refused.status_code == 400, refused.text
+    async with h.hub.db.transaction() as session:
+        stored = (await session.execute(select(Login))).scalar_one()
+    assert stored.next_sync_at is not None
+    assert stored.next_sync_at.replace(tzinfo=UTC) >= reset
+    h.clock.advance(minutes=31)
+    assert (await h.client.put("/v2/login/refresh", headers=headers)).status_code == 200
