@@ -281,6 +281,11 @@ def gocardless_import(
         try:
             async with db.transaction() as session:
                 keyring = await kr.open_keyring(settings, session)
+                if not await gocardless.configured(session):
+                    raise gocardless.GoCardlessError(
+                        "GoCardless is not configured: set the secret id and key first "
+                        "(bankhub banks gocardless-secret)"
+                    )
             access = gocardless.GoCardless(db, keyring, http, utcnow, settings.gocardless_url)
             return await access.import_institutions(codes, reserved_ids=reserved)
         finally:
@@ -289,6 +294,9 @@ def gocardless_import(
 
     try:
         outcome, skipped = asyncio.run(run())
+    except gocardless.GoCardlessError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
     except ConnectorFailure as exc:
         err.print(f"[red]GoCardless: {escape(exc.message)}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None

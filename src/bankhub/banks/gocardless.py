@@ -195,8 +195,6 @@ class GoCardless:
             skipped.extend(found.skipped)
         async with self.db.transaction(write=True) as session:
             outcome = await import_records(session, self.clock, records, reserved_ids=reserved_ids)
-            row = await _row(session, self.clock, lock=True)
-            row.institutions_refreshed_at = self.clock()
         return outcome, skipped
 
 

@@ -64,5 +64,4 @@ class GoCardlessSettings(Base):
     token_version: Mapped[int] = mapped_column(Integer, server_default="0")
     #: when the institution lists are next imported (the daily refresh claims it)
     institutions_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    institutions_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

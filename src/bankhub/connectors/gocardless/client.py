@@ -285,8 +285,6 @@ class GoCardlessClient:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
-        #: the per-account limit headers of the last account read, by account id
-        self.account_limits: dict[str, RateLimit] = {}
 
     def url(self, *segments: str) -> str:
         path = "/".join(quote(s, safe="") for s in segments)

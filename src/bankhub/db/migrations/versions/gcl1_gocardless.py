@@ -36,11 +36,6 @@ def upgrade() -> None:
         sa.Column(
             "institutions_due_at", bankhub.db.types.UTCDateTime(timezone=True), nullable=True
         ),
-        sa.Column(
-            "institutions_refreshed_at",
-            bankhub.db.types.UTCDateTime(timezone=True),
-            nullable=True,
-        ),
         sa.Column("updated_at", bankhub.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_gocardless_settings")),
     )
