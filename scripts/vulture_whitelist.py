@@ -122,6 +122,8 @@ _.ValueClass  # observability/metrics.py sets prometheus_client.values.ValueClas
 # --- bank registries --------------------------------------------------------------------------------
 import_banks  # `bankhub banks import`
 disable  # `bankhub banks disable`
+gocardless_secret  # `bankhub banks gocardless-secret`
+gocardless_import  # `bankhub banks gocardless-import`
 OAUTH  # banks/formats.py ScaApproach: a value registry files name (read by value, never by name)
 bank_file_schema  # the JSON Schema docs/banks.md shows; tests/banks/test_formats.py keeps them equal
 qwac_cert_file  # banks/formats.py BankEntry: a bank's own certificate files, passed on by name (getattr)

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     sandbox_slow_seconds: float = 60.0
     #: the FinTS product registration id (Deutsche Kreditwirtschaft), passed to the connector
     fints_product_id: str | None = None
+    #: GoCardless Bank Account Data (docs/connectors-gocardless.md): its API root, and the
+    #: countries (ISO 3166 alpha-2, comma-separated) whose institutions are imported daily
+    gocardless_url: str = "https://bankaccountdata.gocardless.com"
+    gocardless_countries: str = Field(
+        default="", pattern=r"^\s*([A-Za-z]{2}\s*(,\s*[A-Za-z]{2}\s*)*)?$"
+    )
     maintenance: bool = False
     create_demo_app: bool = True
     max_page_size: int = 1000
@@ -280,6 +286,10 @@ class Settings(BaseSettings):
         if self.migration_database_url:
             return _async_url(self.migration_database_url)
         return self.resolved_database_url()
+
+    @property
+    def gocardless_country_codes(self) -> list[str]:
+        return [c.strip().upper() for c in self.gocardless_countries.split(",") if c.strip()]
 
     def resolved_secret_key(self) -> bytes:
         """The server pepper for keyed hashes; in dev it is kept in the data dir for good."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from bankhub.audit.writer import AuditWriter
+from bankhub.banks.gocardless import GoCardless
 from bankhub.banks.live import LiveCatalogue
 from bankhub.catalogue import Catalogue, default_catalogue, load_catalogue
 from bankhub.clock import Clock, utcnow
@@ -59,6 +60,8 @@ class Hub:
     #: the holder this process writes into the leases it takes (manual refreshes; the runner
     #: has its own): the process's identity once claimed (``jobs.identity``)
     lease_owner: str = field(default_factory=lambda: Identity.ephemeral().owner)
+    #: the installation's GoCardless access: one token keeper for every login of the process
+    gocardless: GoCardless = field(init=False)
 
     def __post_init__(self) -> None:
         self.audit = AuditWriter(self.db, self.clock)
@@ -70,6 +73,15 @@ class Hub:
             banks_format=self.settings.banks_format,
         )
         self.tokens.audit = self.audit
+        self.gocardless = GoCardless(
+            self.db,
+            self.keyring,
+            self.http,
+            self.clock,
+            self.settings.gocardless_url,
+            self.settings.gocardless_country_codes,
+        )
+        self.engine.connector_options["gocardless"] = self.gocardless.options()
 
     @classmethod
     def build(

@@ -91,3 +91,25 @@ def test_a_file_broken_halfway_imports_nothing(data_dir: Path) -> None:
     assert _run("list", "--json") == []
     broken.write_text(text)
     assert "2 banks were added" in str(_run("import", str(broken)))
+
+
+def test_gocardless_import_before_the_secrets_says_what_to_do(data_dir: Path) -> None:
+    result = CliRunner().invoke(cli, ["banks", "gocardless-import", "DE"])
+    assert result.exit_code == 2, result.output
+    assert "bankhub banks gocardless-secret" in result.output
+    refused = CliRunner().invoke(cli, ["banks", "gocardless-import", "Germany"])
+    assert refused.exit_code == 2, refused.output
+
+
+def test_gocardless_secret_prompts_for_the_key_without_echoing_it(data_dir: Path) -> None:
+    key = "k-" + "s" * 40
+    result = CliRunner().invoke(
+        cli, ["banks", "gocardless-secret", "--secret-id", "sid-1"], input=f"{key}\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "stored (encrypted)" in result.output
+    assert key not in result.output
+    empty = CliRunner().invoke(
+        cli, ["banks", "gocardless-secret", "--secret-id", "sid-1", "--secret-key", " "]
+    )
+    assert empty.exit_code == 2, empty.output

@@ -8,17 +8,21 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import typer
 from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.banks import services
+from bankhub.banks import gocardless, services
 from bankhub.banks.formats import FORMATS, Registry, RegistryFileError, read_registry_file
 from bankhub.catalogue import default_catalogue, load_catalogue
 from bankhub.cli_common import err, migrate, out, settings_or_exit
 from bankhub.clock import utcnow
 from bankhub.config import Settings
+from bankhub.connectors.base import ConnectorFailure
 from bankhub.db.engine import Database
+from bankhub.security import keyring as kr
+from bankhub.security import tls
 
 T = TypeVar("T")
 banks_cli = typer.Typer(
@@ -204,3 +208,119 @@ def list_banks(
             soft_wrap=True,
         )
     out.print(f"{len(rows)} banks")
+
+
+# --- GoCardless Bank Account Data (docs/connectors-gocardless.md) --------------------------------
+
+
+@banks_cli.command("gocardless-secret")
+def gocardless_secret(
+    secret_id: Annotated[
+        str,
+        typer.Option(
+            "--secret-id",
+            envvar="BANKHUB_GOCARDLESS_SECRET_ID",
+            prompt="GoCardless secret id",
+            help="the user secret's id (GoCardless portal → User secrets)",
+        ),
+    ],
+    secret_key: Annotated[
+        str,
+        typer.Option(
+            "--secret-key",
+            envvar="BANKHUB_GOCARDLESS_SECRET_KEY",
+            prompt="GoCardless secret key",
+            hide_input=True,
+            help="the secret key; prompted for (not echoed) when not given",
+        ),
+    ],
+) -> None:
+    """Store the operator's GoCardless secret id and key, encrypted under the keyring; the
+    next call obtains a token pair with them and the institutions are imported again."""
+    settings = settings_or_exit()
+    migrate(settings)
+
+    async def run() -> None:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.transaction(write=True) as session:
+                keyring = await kr.open_keyring(settings, session)
+                await gocardless.set_secrets(session, keyring, utcnow, secret_id, secret_key)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except gocardless.GoCardlessError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    out.print("GoCardless secret id and key stored (encrypted)")
+
+
+@banks_cli.command("gocardless-import")
+def gocardless_import(
+    countries: Annotated[
+        list[str] | None,
+        typer.Argument(help="ISO 3166 country codes; by default BANKHUB_GOCARDLESS_COUNTRIES"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,
+) -> None:
+    """Import the GoCardless institutions of the countries now (the background work does it
+    daily): new banks are added disabled, known ones updated in place."""
+    settings = settings_or_exit()
+    codes = [c.strip().upper() for c in countries or settings.gocardless_country_codes]
+    if not codes or not all(len(c) == 2 and c.isalpha() for c in codes):
+        err.print("[red]name the countries (DE GB ...) or set BANKHUB_GOCARDLESS_COUNTRIES[/red]")
+        raise typer.Exit(2)
+    migrate(settings)
+    reserved = _reserved_ids(settings)
+
+    async def run() -> tuple[services.ImportOutcome, list[str]]:
+        db = Database(settings.resolved_database_url())
+        http = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.connector_timeout_seconds),
+            trust_env=False,
+            verify=tls.outbound_ssl_context(settings.ca_bundle),
+        )
+        try:
+            async with db.transaction() as session:
+                keyring = await kr.open_keyring(settings, session)
+                if not await gocardless.configured(session):
+                    raise gocardless.GoCardlessError(
+                        "GoCardless is not configured: set the secret id and key first "
+                        "(bankhub banks gocardless-secret)"
+                    )
+            access = gocardless.GoCardless(db, keyring, http, utcnow, settings.gocardless_url)
+            return await access.import_institutions(codes, reserved_ids=reserved)
+        finally:
+            await http.aclose()
+            await db.dispose()
+
+    try:
+        outcome, skipped = asyncio.run(run())
+    except gocardless.GoCardlessError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except ConnectorFailure as exc:
+        err.print(f"[red]GoCardless: {escape(exc.message)}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "countries": codes,
+                    "added": len(outcome.added),
+                    "updated": len(outcome.updated),
+                    "unchanged": outcome.unchanged,
+                    "skipped": skipped,
+                }
+            )
+        )
+        return
+    for reason in skipped:
+        out.print(f"skipped: {escape(reason)}", soft_wrap=True)
+    out.print(
+        f"GoCardless {', '.join(codes)}: {len(outcome.added)} banks added (disabled), "
+        f"{len(outcome.updated)} updated, {outcome.unchanged} unchanged, {len(skipped)} skipped",
+        soft_wrap=True,
+    )

@@ -41,3 +41,27 @@ class Bank(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class GoCardlessSettings(Base):
+    """The installation's GoCardless Bank Account Data access; one row, id 1.
+
+    The operator's secret id and key and the provider's token pair are encrypted under the
+    keyring. ``token_version`` grows with every stored pair: a process stores a renewed pair
+    only over the version it read (``bankhub.banks.gocardless``), so two processes renewing at
+    once do not overwrite each other's newer pair with an older one.
+    """
+
+    __tablename__ = "gocardless_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    secret_id_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    secret_key_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    access_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    access_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    refresh_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    token_version: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: when the institution lists are next imported (the daily refresh claims it)
+    institutions_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

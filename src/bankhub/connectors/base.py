@@ -421,3 +421,12 @@ class NoticesCapability(Protocol):
     def notices(self) -> list[str]:
         """Messages the provider attached to the last read, meant for the user (plain text)."""
         ...
+
+
+@runtime_checkable
+class ReadLimitCapability(Protocol):
+    def next_read_possible_at(self) -> datetime | None:
+        """When the bank lets this login's accounts be read again, if the last read used up
+        its limit (a provider's daily quota per account); None when it did not say or
+        did not run out."""
+        ...

@@ -49,6 +49,7 @@ class ConnectorRegistry:
 
 def default_registry() -> ConnectorRegistry:
     from bankhub.connectors.fints import FinTSConnector
+    from bankhub.connectors.gocardless import GoCardlessConnector
     from bankhub.connectors.ofxdirect import OfxDirectConnector
     from bankhub.connectors.sandbox import SandboxConnector
     from bankhub.connectors.simplefin import SimplefinConnector
@@ -65,6 +66,7 @@ def default_registry() -> ConnectorRegistry:
         SimplefinConnector,
         OfxDirectConnector,
         StatementConnector,
+        GoCardlessConnector,
     ):
         registry.register(connector.info.id, connector)
     registry.load_entry_points()

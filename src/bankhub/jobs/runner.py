@@ -9,7 +9,8 @@ and ``bankhub worker`` processes on PostgreSQL; ``jobs.loop`` says why that matt
 - the consent sweep: notices before consents end, and their end (``logins.consent``), which
   queues the team's consent mail in its unit of work;
 - housekeeping: retention, expired Idempotency-Keys, sealing rows stored in clear, finished
-  outbox rows (``lifecycle.housekeeping``).
+  outbox rows (``lifecycle.housekeeping``);
+- the daily import of GoCardless' institution lists (``banks.gocardless``).
 
 This module is the composition root of background work: the only one here that knows which
 domains there are. The loop knows its sources only as ``jobs.loop.Source`` and ``Sweep``.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from bankhub.banks.gocardless import InstitutionRefresh
 from bankhub.dashboard.alerts import TeamMail, queue_consent_notices
 from bankhub.hub import Hub
 from bankhub.jobs import outbox
@@ -95,9 +97,11 @@ class Runner:
             audit_retention_days=settings.audit_retention_days,
             also=[lambda now: outbox.purge(hub.db, now)],
         )
+        #: the GoCardless institution lists, imported again once a day
+        self.institutions = InstitutionRefresh(hub.gocardless, reserved_ids=hub.catalogue.base_ids)
         for source in (self.syncs, self.deliveries, self.outbox):
             self.loop.add(source)
-        for sweep in (self.consent, self.housekeeping):
+        for sweep in (self.consent, self.housekeeping, self.institutions):
             self.loop.every(sweep)
 
     @property

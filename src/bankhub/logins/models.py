@@ -64,14 +64,15 @@ class Login(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: when the scheduler should refresh this login next (``None``: never unattended)
     next_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+    #: the earliest moment the bank lets this login be read again: its retry time after it
+    #: refused more requests (``Retry-After``), or a provider's daily limit; no refresh before it
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: a sync holds the login until ``sync_lease_until``; no second sync starts meanwhile
     sync_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     sync_lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: unattended refreshes done on ``unattended_day`` (UTC), against the connector's quota
     unattended_day: Mapped[date | None] = mapped_column(Date, nullable=True)
     unattended_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    #: the bank refused more requests until then (its ``Retry-After``); no refresh before it
-    bank_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: the nearest consent-expiry notice already sent, in days (7, then 1); 0 when none yet
     consent_notice_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: messages the provider attached to the last read, for the user (plain text)

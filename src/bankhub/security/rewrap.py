@@ -72,6 +72,10 @@ ENCRYPTED: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("idempotency_keys", "response_enc", "response"),
     EncryptedColumn("members", "totp_seed_enc", "totp_seed", tenant=None),
     EncryptedColumn("smtp_settings", "password_enc", "password", tenant=None),
+    EncryptedColumn("gocardless_settings", "secret_id_enc", "secret_id", tenant=None),
+    EncryptedColumn("gocardless_settings", "secret_key_enc", "secret_key", tenant=None),
+    EncryptedColumn("gocardless_settings", "access_enc", "access", tenant=None),
+    EncryptedColumn("gocardless_settings", "refresh_enc", "refresh", tenant=None),
 )
 
 Progress = Callable[[str, int], None]

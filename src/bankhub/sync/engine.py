@@ -44,6 +44,8 @@ from bankhub.connectors.base import (
     MemoryStateStore,
     NoticesCapability,
     ProviderUnavailable,
+    RateLimited,
+    ReadLimitCapability,
     RevokeCapability,
     TransactionRecord,
     TransactionsCapability,
@@ -85,6 +87,8 @@ class FetchResult:
     consent_expires_at: datetime | None
     #: what a NoticesCapability connector attached to this read; None when it has no notices
     notices: list[str] | None = None
+    #: when the bank lets the login be read again, if this read used up its limit
+    not_before: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -346,6 +350,9 @@ class SyncEngine:
         )
         #: the QWAC and QSealC each XS2A bank is reached with (security/eidas.py)
         self.eidas = CredentialCache(settings)
+        #: what the composition root adds to a connector's options, by connector id (the
+        #: installation's shared upstream access, such as GoCardless' token keeper)
+        self.connector_options: dict[str, Mapping[str, Any]] = {}
 
     # --- connectors ---------------------------------------------------------------------------
 
@@ -368,6 +375,7 @@ class SyncEngine:
             options["psu_ip_address"] = psu_ip_address
         if self.settings.fints_product_id:
             options["fints_product_id"] = self.settings.fints_product_id
+        options.update(self.connector_options.get(service.connector, {}))
         qwac = None
         try:
             credentials = self.eidas.for_bank(
@@ -489,7 +497,12 @@ class SyncEngine:
             if isinstance(connector, NoticesCapability)
             else None
         )
-        return FetchResult(fetched, since, run.state.load(), consent, notices)
+        not_before = (
+            connector.next_read_possible_at()
+            if isinstance(connector, ReadLimitCapability)
+            else None
+        )
+        return FetchResult(fetched, since, run.state.load(), consent, notices, not_before)
 
     def refreshable(self, service: Service) -> bool:
         """Whether a login of ``service`` has a bank to refresh from (a statement file's has
@@ -887,6 +900,7 @@ class SyncEngine:
             summary.removed += removed
         self.keep_state(login, result.state)
         login.consent_expires_at = result.consent_expires_at
+        login.not_before = result.not_before
         if result.notices is not None:
             login.notices = list(result.notices)
         login.last_refresh_at = now
@@ -924,6 +938,9 @@ class SyncEngine:
         now = self.clock()
         if state is not None:
             self.keep_state(login, state)
+        if isinstance(failure, RateLimited) and failure.retry_after:
+            # the bank said when it takes requests again: no refresh is tried before that
+            login.not_before = now + timedelta(seconds=failure.retry_after)
         if logins.set_status(login, failure.status, now, failure.message):
             await events.record(
                 session,

@@ -33,7 +33,6 @@ from bankhub.connectors.base import (
     ConnectorFailure,
     Interaction,
     InvalidCredentials,
-    RateLimited,
     SessionExpired,
 )
 from bankhub.db.engine import Database
@@ -69,11 +68,11 @@ class RefreshOutcome:
 
 
 def next_possible(login: Login, cooldown: timedelta) -> datetime | None:
-    """The cool-down after the last attempt, and never before the time a bank that refused
-    more requests asked for."""
+    """The cool-down after the last attempt, or later where the bank said when it takes
+    requests again (``not_before``: a rate limit's retry time, a provider's daily quota)."""
     at = None if login.last_attempt_at is None else as_utc(login.last_attempt_at) + cooldown
-    if login.bank_retry_at is not None:
-        retry = as_utc(login.bank_retry_at)
+    if login.not_before is not None:
+        retry = as_utc(login.not_before)
         at = retry if at is None else max(at, retry)
     return at
 
@@ -120,8 +119,8 @@ def schedule_next(engine: SyncEngine, login: Login, service: Service, now: datet
         return
     interval = sync_interval(engine, service)
     at = now + interval * _jitter.uniform(0.9, 1.1)
-    if login.bank_retry_at is not None:
-        at = max(at, as_utc(login.bank_retry_at))
+    if login.not_before is not None:
+        at = max(at, as_utc(login.not_before))
     if _used_on(login, at.date()) >= quota:
         at = _next_day(at) + interval * _jitter.uniform(0.0, 0.2)
     login.next_sync_at = at
@@ -360,8 +359,6 @@ async def refresh_login(
             assert result is not None  # noqa: S101 - set when there was no failure  # nosec B101
             summary = await engine.apply(session, login, result)
         login.last_attempt_at = now
-        retry = failure.retry_after if isinstance(failure, RateLimited) else None
-        login.bank_retry_at = None if retry is None else now + timedelta(seconds=retry)
         if scheduled or counts_manual(engine, service):
             if login.unattended_day != now.date():
                 login.unattended_day, login.unattended_count = now.date(), 0

@@ -1,7 +1,7 @@
 """apps: the app's own categorization rules
 
 Revision ID: csvcat1
-Revises: sca1
+Revises: gcl1
 
 A JSON list of ``{"category", "keyword", "sign"}`` on the app's row (``PUT
 /v2/app/category-rules``); null for an app that has none. The apps table already sits behind
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "csvcat1"
-down_revision: str | None = "sca1"
+down_revision: str | None = "gcl1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
