@@ -130,8 +130,8 @@ def test_uk_open_banking_redirect_reaches_the_callback_with_data(
     on_page(page, f"{APP_NAME} asks to read your bank data")
     page.get_by_role("button", name="I agree, continue").click()
     # nothing to type: the user authenticates at the bank, not here
-    on_page(page, f"Log in to {UK_BANK}")
-    page.get_by_role("button", name="Log in").click()
+    on_page(page, f"Connect to {UK_BANK}")  # nothing to type: the user logs in at the bank
+    page.get_by_role("button", name="Continue").click()
     on_page(page, f"Continue at {UK_BANK}")
     page.get_by_role("link", name=f"Continue to {UK_BANK}").click()
     page.wait_for_url(re.compile(r"/authorize\?"))

@@ -95,6 +95,7 @@ NO_ACCOUNT_DATA: dict[tuple[str, str], str] = {
     ("GET", "/v2/connect/return"): "connect page: a redirect",
     ("POST", "/v2/connect/cancel"): "connect page: a redirect",
     ("GET", "/v2/connect/static/connect.css"): "a stylesheet",
+    ("GET", "/v2/connect/static/return.js"): "a script",
 }
 #: the routes that answer with account data (marked, and each exercised below)
 ACCOUNT_DATA = {
