@@ -55,16 +55,7 @@ def statement(booked: str, pending: str, currency: str) -> Statement:
             rows.extend(replace(t, status=status) for t in account.transactions)
     # The reader drops a reference repeated within one text; one repeated between the booked
     # and the pending text is not unique either.
-    counts = Counter(row.bank_id for row in rows if row.bank_id)
-    rows = [replace(r, bank_id=None) if r.bank_id and counts[r.bank_id] > 1 else r for r in rows]
-    if closing is None or closing.closing_balance is None:
-        return Statement(rows)
-    return Statement(
-        rows,
-        closing_balance=closing.closing_balance,
-        closing_currency=closing.currency,
-        closing_date=closing.closing_date,
-    )
+    return _statement(rows, closing)
 
 
 def _newer(account: StatementAccount, than: StatementAccount | None) -> bool:
@@ -100,16 +91,7 @@ def camt_statement(booked: list[bytes], pending: list[bytes]) -> Statement:
                     replace(t, status=status) if status is not None else t
                     for t in account.transactions
                 )
-    counts = Counter(row.bank_id for row in rows if row.bank_id)
-    rows = [replace(r, bank_id=None) if r.bank_id and counts[r.bank_id] > 1 else r for r in rows]
-    if closing is None or closing.closing_balance is None:
-        return Statement(rows)
-    return Statement(
-        rows,
-        closing_balance=closing.closing_balance,
-        closing_currency=closing.currency,
-        closing_date=closing.closing_date,
-    )
+    return _statement(rows, closing)
 
 
 def within(
@@ -121,3 +103,18 @@ def within(
         for r in rows
         if (since is None or r.booking_date >= since) and (until is None or r.booking_date <= until)
     ]
+
+
+def _statement(rows: list[TransactionRecord], closing: StatementAccount | None) -> Statement:
+    """The rows with a bank reference kept only where it is unique in the answer, and the
+    closing balance of ``closing`` where it states one."""
+    counts = Counter(row.bank_id for row in rows if row.bank_id)
+    rows = [replace(r, bank_id=None) if r.bank_id and counts[r.bank_id] > 1 else r for r in rows]
+    if closing is None or closing.closing_balance is None:
+        return Statement(rows)
+    return Statement(
+        rows,
+        closing_balance=closing.closing_balance,
+        closing_currency=closing.currency,
+        closing_date=closing.closing_date,
+    )

@@ -9,7 +9,6 @@ issues to it (FAPI 1 Advanced 5.2.2, RFC 8705).
 
 from __future__ import annotations
 
-import json
 import ssl
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,7 +29,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.connectors.ukob.fapi import SigningKey, client_assertion
 from bankhub.connectors.ukob.params import UkobParams
-from bankhub.connectors.xs2a.client import retry_after
+from bankhub.connectors.xs2a.client import json_object, retry_after
 from bankhub.connectors.xs2a.parse import obj, text
 
 #: what a call is for: a 401/403 while reading means the consent is gone; at login it does not
@@ -131,23 +130,7 @@ class UkobClient:
             ) from None
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
-        if not response.content:
-            return {}
-        try:
-            parsed = json.loads(response.content)
-        except ValueError:
-            if response.status_code >= 400:
-                return {}
-            raise ProviderUnavailable(
-                f"{self.params.name} answered {response.request.url.path} with something "
-                "that is not JSON"
-            ) from None
-        if not isinstance(parsed, dict):
-            raise ProviderUnavailable(
-                f"{self.params.name} answered {response.request.url.path} with a JSON "
-                f"{type(parsed).__name__} instead of an object"
-            )
-        return parsed
+        return json_object(response, self.params.name)
 
     async def _get_json(self, url: str, what: str) -> dict[str, Any]:
         request = self.http.build_request(

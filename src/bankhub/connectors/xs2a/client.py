@@ -242,20 +242,25 @@ class Xs2aClient:
         return Reply(response.status_code, parsed, response.headers)
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
-        if not response.content:
+        return json_object(response, self.params.name)
+
+
+def json_object(response: httpx.Response, bank: str) -> dict[str, Any]:
+    """The answer's JSON object; an empty body is ``{}``, and so is an error answer that is not
+    JSON (its status tells enough). A success that is not a JSON object is the bank's fault."""
+    if not response.content:
+        return {}
+    try:
+        parsed = json.loads(response.content)
+    except ValueError:
+        if response.status_code >= 400:
             return {}
-        try:
-            parsed = json.loads(response.content)
-        except ValueError:
-            if response.status_code >= 400:
-                return {}
-            raise ProviderUnavailable(
-                f"{self.params.name} answered {response.request.url.path} with something "
-                "that is not JSON"
-            ) from None
-        if not isinstance(parsed, dict):
-            raise ProviderUnavailable(
-                f"{self.params.name} answered {response.request.url.path} with a JSON "
-                f"{type(parsed).__name__} instead of an object"
-            )
-        return parsed
+        raise ProviderUnavailable(
+            f"{bank} answered {response.request.url.path} with something that is not JSON"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ProviderUnavailable(
+            f"{bank} answered {response.request.url.path} with a JSON "
+            f"{type(parsed).__name__} instead of an object"
+        )
+    return parsed
