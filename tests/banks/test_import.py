@@ -360,7 +360,11 @@ async def test_an_import_waits_for_one_under_way_and_adds_nothing_twice(
             # until the second import waits on a lock: it may take a loaded machine some
             # seconds to get there (its hub, the file), so the bound is generous
             deadline = time.monotonic() + 30.0
-            async with first.db.engine.connect() as watcher:
+            # each look in a transaction of its own: PostgreSQL keeps pg_stat_activity as it
+            # was at its first read in a transaction, so one long transaction would never see
+            # the second import arrive at the lock
+            autocommit = first.db.engine.execution_options(isolation_level="AUTOCOMMIT")
+            async with autocommit.connect() as watcher:
                 while not (await watcher.execute(query)).scalar_one():
                     if waiting.done() or time.monotonic() > deadline:
                         pytest.fail("the second import did not wait for the first")
