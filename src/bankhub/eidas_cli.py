@@ -24,7 +24,7 @@ from typing import Annotated
 import httpx
 import typer
 from rich.markup import escape
-from sqlalchemy import make_url
+from sqlalchemy import inspect, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from bankhub.banks import services as banks
@@ -54,9 +54,13 @@ def _catalogue(settings: Settings) -> Catalogue:
     return default_catalogue().copy()
 
 
-async def _imported(settings: Settings) -> list[Service]:
+async def _imported(settings: Settings, *, if_migrated: bool = False) -> list[Service]:
     db = Database(settings.resolved_database_url())
     try:
+        if if_migrated:
+            async with db.engine.connect() as connection:
+                if not await connection.run_sync(lambda c: inspect(c).has_table("banks")):
+                    return []  # not migrated to the registry yet: nothing imported
         async with db.transaction() as session:
             return await banks.load_services(session)
     finally:
@@ -74,14 +78,19 @@ def _with_imported(settings: Settings, catalogue: Catalogue) -> Catalogue:
 def _enabled_imported(settings: Settings) -> list[Service]:
     """Start-up's view of the imported banks: the enabled ones, read without creating or
     migrating anything (that comes after the checks). A database that is not there yet, or has
-    no ``banks`` table yet, holds none; one that cannot be reached is reported by what follows
-    the checks, with its own message."""
+    no ``banks`` table yet, holds none. One that cannot be read is said in a warning line and
+    start-up goes on: what follows the checks reports an unreachable database its own way."""
     url = make_url(settings.resolved_database_url())
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
         return []
     try:
-        return [s for s in asyncio.run(_imported(settings)) if s.listed]
-    except (SQLAlchemyError, OSError):
+        return [s for s in asyncio.run(_imported(settings, if_migrated=True)) if s.listed]
+    except (SQLAlchemyError, OSError) as exc:
+        err.print(
+            "[yellow]warning:[/yellow] the certificates of imported banks were not checked: "
+            f"the database cannot be read ({escape(type(exc).__name__)})",
+            soft_wrap=True,
+        )
         return []
 
 

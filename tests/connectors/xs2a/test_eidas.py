@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -550,6 +551,33 @@ def test_start_up_checks_the_certificates_an_enabled_imported_bank_names(
             f"service {service_id} (Own Certificates Bank): params.qwac_cert_file "
             f"{eidas_pki.expired.cert}" in " ".join(result.output.split())
         )
+
+
+def test_start_up_says_when_it_cannot_read_the_imported_banks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_start_up_says_when_it_cannot_read_the_imported_banks — eIDAS: a database file with
+    no ``banks`` table yet holds no imported bank (start-up goes on without a word); one that is
+    not a database is named in a warning that the imported banks' certificates were not
+    checked, and start-up goes on to report it its own way."""
+    for name in ("BANKHUB_DATABASE_URL", "BANKHUB_SECRET_KEY", "BANKHUB_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BANKHUB_DATA_DIR", str(tmp_path))
+
+    def went_on(settings: object) -> None:
+        raise AssertionError("went on past the eIDAS check")
+
+    monkeypatch.setattr("bankhub.cli.migrate_schema", went_on)
+    database = tmp_path / "bankhub.sqlite3"
+    sqlite3.connect(database).close()  # an empty database: not migrated yet
+    quiet = CliRunner().invoke(cli, ["worker"])
+    assert isinstance(quiet.exception, AssertionError), quiet.output
+    assert "warning" not in quiet.output
+
+    database.write_bytes(b"not a database at all " * 100)
+    warned = CliRunner().invoke(cli, ["worker"])
+    assert isinstance(warned.exception, AssertionError), warned.output
+    assert "the certificates of imported banks were not checked" in " ".join(warned.output.split())
 
 
 def test_banks_sharing_the_operators_certificates_read_them_once(
