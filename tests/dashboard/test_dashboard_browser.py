@@ -480,7 +480,8 @@ def test_branding_change_is_visible_on_the_connect_page(
     expect(owner.get_by_text("The connect page's branding was saved.")).to_be_visible()
     preview = owner.locator("#preview")
     expect(preview.locator(".app-name")).to_have_text("Acme Budget")
-    assert owner.locator("#preview-logo").evaluate("img => img.naturalWidth") == 120
+    # the image loads after the page: wait for it rather than read it half-way
+    expect(owner.locator("#preview-logo")).to_have_js_property("naturalWidth", 120)
     button = preview.locator(".preview-button")
     assert button.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(192, 57, 43)"
     assert_no_page_errors(owner)
@@ -494,7 +495,8 @@ def test_branding_change_is_visible_on_the_connect_page(
     expect(user.locator(".welcome")).to_have_text("Welcome to Acme <b>Budget</b>!")
     expect(user.locator(".app-footer")).to_have_text("Acme Ltd, 1 Main Street")
     logo = user.locator(".app-logo")
-    assert logo.evaluate("img => img.complete && img.naturalWidth") == 120
+    expect(logo).to_have_js_property("complete", True)
+    expect(logo).to_have_js_property("naturalWidth", 120)
     agree = user.get_by_role("button", name="I agree, continue")
     assert agree.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(192, 57, 43)"
     assert agree.evaluate("b => getComputedStyle(b).color") == "rgb(255, 255, 255)"

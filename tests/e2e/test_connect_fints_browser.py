@@ -184,7 +184,8 @@ def test_chiptan_flicker_code_with_the_manual_fallback(
     source = flicker.get_attribute("src")
     assert source is not None
     assert source.startswith("data:image/svg+xml;base64,")
-    assert page.evaluate("document.querySelector('figure img').naturalWidth") > 0
+    # a data: image still decodes after it is attached: wait for it rather than read it half-way
+    page.wait_for_function("document.querySelector('figure img').naturalWidth > 0")
     assert _animates(page, "figure img"), "the flicker code does not animate"
     expect(page.get_by_text(tan)).to_be_hidden()  # the manual fallback is folded away
 
@@ -213,7 +214,7 @@ def test_phototan_image_is_shown_and_its_tan_links_the_bank(
     image = page.get_by_role("img", name=re.compile("Scan this image"))
     expect(image).to_be_visible()
     width, _ = segno.make("photoTAN:" + "4711-0815-" * 30, error="h").symbol_size(scale=8)
-    assert page.evaluate("document.querySelector('figure img').naturalWidth") == width
+    expect(page.locator("figure img")).to_have_js_property("naturalWidth", width)
     page.get_by_label("TAN").fill("123456")
     page.get_by_role("button", name="Continue").click()
     _linked(page, fints_partner, bank, before)

@@ -275,10 +275,13 @@ def events_of_app(cluster: Cluster) -> list[tuple[int, datetime]]:
     return found
 
 
-def write_concurrently(cluster: Cluster, logins: list[Connected]) -> None:
+def write_concurrently(cluster: Cluster, logins: list[Connected]) -> int:
     """Partners' refreshes through both API processes while the workers sync the same logins;
-    one API process is killed and restarted halfway."""
+    one API process is killed and restarted halfway. Returns how many refreshes were answered
+    200: each of those committed at least one event (the bank shows new transactions on every
+    refresh); a refresh refused as busy committed none, the run holding the login did."""
     stop_marking = threading.Event()
+    accepted: list[int] = []
 
     def refresh(n: int) -> None:
         login = logins[n % len(logins)]
@@ -289,6 +292,8 @@ def write_concurrently(cluster: Cluster, logins: list[Connected]) -> None:
             # a login a worker is syncing right now is said to be busy, in the seed's envelope
             busy = answer.status_code == 400 and answer.json()["extra"].get("refreshing")
             assert answer.status_code == 200 or busy, answer.text
+            if answer.status_code == 200:
+                accepted.append(n)
 
     def marking() -> None:
         while not stop_marking.wait(0.7):
@@ -306,6 +311,7 @@ def write_concurrently(cluster: Cluster, logins: list[Connected]) -> None:
     finally:
         stop_marking.set()
         marker.join(timeout=10)
+    return len(accepted)
 
 
 def held_delivery_owner(cluster: Cluster) -> tuple[int, str] | None:
@@ -435,7 +441,7 @@ def test_two_api_processes_and_two_workers_with_kills_keep_every_promise(
     reader = FeedReader(cluster)
     reader.start()
     written_from = time.time()
-    write_concurrently(cluster, logins)
+    accepted = write_concurrently(cluster, logins)
     wait_until(
         lambda: idle(cluster.db(), deliveries=True),
         120,
@@ -471,7 +477,10 @@ def test_two_api_processes_and_two_workers_with_kills_keep_every_promise(
         for i, at in stored
         if written_from <= at.timestamp() <= written_until
     ]
-    assert len(latencies) >= LOGINS * REFRESH_ROUNDS
+    # at least one event per accepted refresh (a refresh cut by the kill leaves its lease to
+    # expire, so its retry is refused as busy and commits nothing)
+    assert accepted >= LOGINS
+    assert len(latencies) >= accepted, (len(latencies), accepted)
     median = statistics.median(latencies)
     assert median <= COMMIT_TO_DELIVERY_MS, f"commit-to-delivery median {median:.0f} ms"
 
