@@ -268,3 +268,27 @@ def test_pem_private_keys_are_removed_whole(logged: tuple[logging.Logger, io.Str
     assert "-----BEGIN EC PRIVATE KEY-----[REDACTED]" in text
     assert "loaded key" in text
     assert "from settings" in text
+
+
+def test_values_cleaned_once_are_remembered_without_the_secret_they_held(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
+    """Short values are cleaned once per process (a log line's main cost): the memo keeps only
+    cleaned text, keyed by a hash, so a logged secret is not kept alive in it; it is bounded."""
+    logger, stream = logged
+    secret = new_api_secret()
+    for _ in range(3):
+        logger.info("service-secret: %s from %s", secret, IBAN)
+    lines = stream.getvalue().splitlines()
+    assert len(set(lines)) == 1
+    assert secret not in lines[0]
+    assert IBAN not in lines[0]
+    assert all(not isinstance(key, str) for key in redact._MEMO)
+    assert not any(secret in value for value in redact._MEMO.values())
+    assert redact.clean(f"token={secret}") == redact.clean(f"token={secret}") == "token=[REDACTED]"
+    for n in range(redact._MEMO_LIMIT + 10):
+        redact.clean(f"value {n}")
+    assert len(redact._MEMO) <= redact._MEMO_LIMIT
+    # a value too long to remember is still cleaned
+    long = "x" * redact._MEMO_LONGEST + f" bearer {secret}"
+    assert secret not in redact.clean(long)

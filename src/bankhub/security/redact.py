@@ -165,9 +165,28 @@ def escape_lines(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+#: short values a process logs again and again ("webhook attempt: delivered", a route's
+#: template, a status) are cleaned once: thirteen patterns per value were most of a log line's
+#: cost. The memo is keyed by the text's hash, never by the text, so a secret that was logged
+#: is not kept alive in it; only cleaned text is. A hash collision (64 bits, salted per
+#: process) could at worst print another cleaned value. Bounded: emptied when full.
+_MEMO: dict[tuple[int, int], str] = {}
+_MEMO_LIMIT = 4096
+_MEMO_LONGEST = 256
+
+
 def clean(text: str) -> str:
     """What a logged value becomes: redacted, then on one line."""
-    return escape_lines(redact(text))
+    if len(text) > _MEMO_LONGEST:
+        return escape_lines(redact(text))
+    key = (len(text), hash(text))
+    cleaned = _MEMO.get(key)
+    if cleaned is None:
+        cleaned = escape_lines(redact(text))
+        if len(_MEMO) >= _MEMO_LIMIT:
+            _MEMO.clear()
+        _MEMO[key] = cleaned
+    return cleaned
 
 
 _SECRET_KEY_NAME = re.compile(rf"(?i)^(?:{KEY_NAMES})$")
