@@ -103,7 +103,7 @@ def test_lloyds_reads_the_real_rows_cells() -> None:
     assert fx.meta == {"kind": "DEB"}
     # the anonymised file's balances do not chain at one row (its amount was changed): the
     # balances are the file's own, never recomputed from the rows
-    assert account.opening_balance is not None and account.closing_balance is not None
+    assert account.opening_balance is not None
     assert account.opening_balance + sum(t.amount for t in account.transactions) == D("2044.71")
 
 
@@ -146,14 +146,16 @@ async def test_a_real_export_uploaded_by_a_partner_is_stored_exactly(
     (account,) = data["accounts"]
     assert (account["currency"], account["imported"]) == (real.currency, real.count)
     stated = account["closing_balance"]
-    assert (D(stated) if stated is not None else None) == (real.closing[0] if real.closing else None)
+    closing = real.closing[0] if real.closing else None
+    assert (D(stated) if stated is not None else None) == closing
     listed = await h.client.get("/v2/transaction", headers=h.headers(login_secret=data["secret"]))
     assert listed.status_code == 200, listed.text
     rows = listed.json()["data"]
     assert len(rows) == real.count
     assert sum((D(t["amount"]) for t in rows), D(0)) == real.total
     days = sorted(t["date"] for t in rows)
-    assert (days[0], days[-1]) == tuple(sorted(d.isoformat() for d in (real.first[0], real.last[0])))
+    ends = sorted(d.isoformat() for d in (real.first[0], real.last[0]))
+    assert [days[0], days[-1]] == ends
 
 
 def test_a_bank_written_qif_is_read_exactly() -> None:
@@ -195,4 +197,5 @@ def test_postbank_names_the_account_from_the_rows_above_the_header() -> None:
     first = account.transactions[0]
     assert first.counterparty_name == "Mecklenburgische Versicherungs-Gese llschaft aG"
     assert first.counterparty_account == "DE50250500000101412112"
-    assert first.meta is not None and first.meta["kind"] == "SEPA Lastschrift"
+    assert first.meta is not None
+    assert first.meta["kind"] == "SEPA Lastschrift"
