@@ -371,6 +371,9 @@ def _read(sheet: _Sheet, profile: Profile, header_index: int | None, fmt: str) -
                 f"the file has no header row at line {header_index + 1}", format=fmt
             )
         header = rows[header_index][1]
+        while header and not header[-1]:
+            # Lloyds ends its header row with a comma and its data rows without one
+            header = header[:-1]
     else:
         header = [str(i) for i in range(max((len(r) for _, r in rows[first:]), default=0))]
     preamble = _preamble(rows[: header_index or 0], profile, fmt)
@@ -381,6 +384,7 @@ def _read(sheet: _Sheet, profile: Profile, header_index: int | None, fmt: str) -
         if not any(row):
             continue
         if profile.footer is not None and re.fullmatch(profile.footer, row[0]):
+            skipped.append((line, row))  # it may be the closing balance (Postbank's Kontostand)
             break
         cells = index.fit(row, line)
         read = _record(cells, index, profile, line, fmt)
@@ -592,9 +596,11 @@ def _preamble(
                 day = _date(value, p.date_format, line, label, fmt)
                 found.balance = _amount(_strip_currency(cells[2]), p, line, label, fmt), day
             elif what == "account":
-                # a row naming the account and giving its IBAN: "Girokonto";"DE42..."
-                iban = value.replace(" ", "")
-                if _IBAN.fullmatch(iban) and found.iban is None:
+                # a row naming the account and giving its IBAN: "Girokonto";"DE42..." (DKB), or
+                # "Giro direkt";"123 4567890 00";"DE89...";"EUR" (Postbank)
+                ibans = [c.replace(" ", "") for c in cells[1:]]
+                iban = next((i for i in ibans if _IBAN.fullmatch(i)), None)
+                if iban is not None and found.iban is None:
                     found.iban, found.name = iban, label
             elif what == "iban":
                 found.iban = value.replace(" ", "")
