@@ -125,7 +125,9 @@ def test_every_line_names_its_source_and_a_category_of_the_taxonomy() -> None:
 def test_the_split_is_fixed_and_both_halves_are_used() -> None:
     data = rows()
     development = [r for r in data if in_development_half(r)]
-    assert 0.35 < len(development) / len(data) < 0.65
+    # the figures in data/README.md are of these halves: a new line or another hash is a new
+    # split, to be measured again before the rules are touched
+    assert (len(development), len(data) - len(development)) == (126, 144)
     # the same shop in the same export never lands in both halves
     halves: dict[tuple[str, str], set[bool]] = {}
     for row in data:
