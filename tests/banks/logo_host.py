@@ -74,7 +74,7 @@ def logo_host(directory: Path, lifetime: float = 120.0) -> Iterator[LogoHost]:
             elif self.path == "/hangs.png":
                 host.release.wait(lifetime)
             elif self.path == "/to-http.png":
-                self._redirect(f"http://127.0.0.1:{self.server.server_address[1]}/logo.png")
+                self._redirect(f"http://127.0.0.1:{port}/logo.png")
             elif self.path == "/moved.png":
                 self._redirect("/logo.png")
             else:
@@ -111,6 +111,7 @@ def logo_host(directory: Path, lifetime: float = 120.0) -> Iterator[LogoHost]:
             """Quiet."""
 
     server = QuietServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(host.pki.cert, host.pki.key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -120,7 +121,7 @@ def logo_host(directory: Path, lifetime: float = 120.0) -> Iterator[LogoHost]:
     watchdog = threading.Timer(lifetime, server.shutdown)
     watchdog.daemon = True
     watchdog.start()
-    host.origin = f"https://127.0.0.1:{server.server_address[1]}"
+    host.origin = f"https://127.0.0.1:{port}"
     try:
         yield host
     finally:

@@ -39,7 +39,7 @@ from urllib.parse import urljoin
 
 import httpx
 import sqlalchemy as sa
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.banks.models import Bank, BankLogo
@@ -110,7 +110,7 @@ def _decode(data: bytes) -> Logo:
             pixels = ImageOps.exif_transpose(image).convert("RGBA")
     except LogoRefused:
         raise
-    except Image.UnidentifiedImageError:
+    except UnidentifiedImageError:
         raise LogoRefused(f"not an image bankhub accepts ({', '.join(FORMATS)})") from None
     except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many kinds for a broken file
         raise LogoRefused(f"the image cannot be decoded: {type(exc).__name__}") from None
