@@ -15,6 +15,7 @@ from bankhub.banks import logos, services
 from bankhub.banks.formats import BankRecord
 from bankhub.banks.models import BankLogo
 from bankhub.catalogue import drawing
+from bankhub.jobs.runner import Runner
 from tests.banks.logo_host import LogoHost, picture
 from tests.conftest import Harness
 
@@ -196,3 +197,24 @@ async def test_an_image_too_large_to_decode_is_refused_before_its_pixels_are() -
     Image.new("1", (5000, 300)).save(out, format="PNG")  # a few KB, 1.5 M pixels
     with pytest.raises(logos.LogoRefused, match="5000×300 pixels, more than 4096 a side"):
         await logos.check_image(out.getvalue())
+
+
+async def test_the_background_sweep_fetches_a_bounded_batch_of_due_logos(
+    harness: Harness, host: LogoHost, outbound: httpx.AsyncClient
+) -> None:
+    h = harness
+    ids = await _import(h, host)
+    runner = Runner(h.hub)
+    assert runner.logos in runner.loop.sweeps  # registered with the background work
+    sweep = logos.LogoSweep(
+        h.hub.db, h.clock, logos.LogoFetcher(outbound, allow_private=True, timeout=HANG_SECONDS)
+    )
+    sweep.batch = 4
+    first = await sweep.sweep()
+    assert first.kept == sorted(ids[p] for p in PATHS[:4])  # the first four due, by bank id
+    assert first.refused == []
+    second = await sweep.sweep()
+    assert sorted(r.bank_id for r in second.refused) == sorted(ids[p] for p in PATHS[4:8])
+    third = await sweep.sweep()
+    assert [r.bank_id for r in third.refused] == [ids["/to-http.png"]]
+    assert (await sweep.sweep()).refused == []  # nothing due until a day has passed
