@@ -8,6 +8,11 @@ the provider's link, approves there and comes back through ``/v2/connect/return`
 partner's callback; the partner then reads ``/v2/account`` and ``/v2/transaction``. The
 provider expires the requisition, and the next refresh turns the login to
 ``login_consent_expired``.
+
+The bank's logo is on a loopback https host (a throwaway CA that bankhub is told to trust):
+the import fetches it, and the connect page shows it from bankhub's own origin, under the
+page's unchanged Content-Security-Policy, without the browser asking any other host. The whole
+flow runs on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import pytest
 from playwright.sync_api import Page, Request, expect
 
 from tests.banks.logo_host import LogoHost, logo_host
+from tests.conftest import upgrade_now
 from tests.connectors.gocardless.peer import (
     INSTITUTION,
     SECRET_ID,
@@ -98,17 +104,30 @@ def _bankhub(partner: Partner, peer: PeerProvider, *args: str, **extra: str) -> 
     return done.stdout
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The live server's database, and so the operator's commands': its data dir's SQLite
+    file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return {}
+    url = str(request.getfixturevalue("postgres_url"))
+    upgrade_now(url)  # as the operator does before serving on PostgreSQL
+    return {"BANKHUB_DATABASE_URL": url}
+
+
 @pytest.fixture
 def gc_partner(
     live_server: LiveServerFactory,
     callback_server: CallbackServer,  # noqa: F811 - the shared fixture
     peer: PeerProvider,
     logo_site: LogoHost,
+    database: dict[str, str],
 ) -> Iterator[Partner]:
     env = {
         "BANKHUB_GOCARDLESS_URL": peer.base_url,
         "BANKHUB_CATALOGUE_REFRESH_SECONDS": "0",
         **_trust(logo_site),
+        **database,
     }
     yield from _partner(live_server, callback_server, env)
 
@@ -119,6 +138,7 @@ def test_link_redirect_linked_expired(
     callback_server: CallbackServer,  # noqa: F811 - the shared fixture
     peer: PeerProvider,
     logo_site: LogoHost,
+    database: dict[str, str],
 ) -> None:
     partner = gc_partner
     said = _bankhub(
@@ -129,16 +149,23 @@ def test_link_redirect_linked_expired(
         "--secret-id",
         SECRET_ID,
         BANKHUB_GOCARDLESS_SECRET_KEY=SECRET_KEY,
+        **database,
     )
     assert SECRET_KEY not in said
     report = json.loads(
-        _bankhub(partner, peer, "banks", "gocardless-import", "DE", "--json", **_trust(logo_site))
+        _bankhub(
+            partner,
+            peer,
+            *("banks", "gocardless-import", "DE", "--json"),
+            **_trust(logo_site),
+            **database,
+        )
     )
     assert report["added"] == 1, report
     assert report["logos"] == {"kept": 1, "refused": [], "deferred": 0}, report
-    listed = json.loads(_bankhub(partner, peer, "banks", "list", "--json"))
+    listed = json.loads(_bankhub(partner, peer, "banks", "list", "--json", **database))
     (bank,) = [b for b in listed if b["key"] == f"gocardless:DE:{INSTITUTION}"]
-    _bankhub(partner, peer, "banks", "enable", str(bank["id"]))
+    _bankhub(partner, peer, "banks", "enable", str(bank["id"]), **database)
 
     # the consent page shows the bank's own logo, from bankhub, under the page's own policy
     asked: list[str] = []
