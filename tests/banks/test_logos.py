@@ -15,6 +15,7 @@ from bankhub.banks import logos, services
 from bankhub.banks.formats import BankRecord
 from bankhub.banks.models import BankLogo
 from bankhub.catalogue import drawing
+from bankhub.db import tenancy
 from bankhub.jobs.runner import Runner
 from tests.banks.logo_host import LogoHost, picture
 from tests.conftest import Harness
@@ -218,3 +219,27 @@ async def test_the_background_sweep_fetches_a_bounded_batch_of_due_logos(
     third = await sweep.sweep()
     assert [r.bank_id for r in third.refused] == [ids["/to-http.png"]]
     assert (await sweep.sweep()).refused == []  # nothing due until a day has passed
+
+
+async def test_the_runtime_role_keeps_and_serves_logos_under_row_level_security(
+    app_role_harness: Harness, host: LogoHost, outbound: httpx.AsyncClient
+) -> None:
+    """Banks and their logos are the operator's, read by every app's users: the runtime role,
+    bound by row-level security and owning no table, stores them (the background work runs as
+    it) and the public media route reads them with no app chosen."""
+    h = app_role_harness
+    with tenancy.everything():  # the operator's import
+        ids = await _import(h, host)
+    fetcher = logos.LogoFetcher(outbound, allow_private=True, timeout=HANG_SECONDS)
+    report = await logos.refresh_logos(
+        h.hub.db, h.clock, fetcher, [ids["/logo.png"], ids["/script.svg"]], budget=30.0
+    )
+    assert (report.kept, [r.bank_id for r in report.refused]) == (
+        [ids["/logo.png"]],
+        [ids["/script.svg"]],
+    )
+    await h.hub.ready()
+    answer = await h.client.get(f"/media/services/bank-{ids['/logo.png']}-logo.png")
+    assert answer.status_code == 200
+    with Image.open(io.BytesIO(answer.content)) as image:
+        assert image.size == (128, 85)
