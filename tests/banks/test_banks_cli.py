@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bankhub.cli import cli
+from tests.banks.logo_host import LogoHost
 from tests.banks.test_formats import XS2A_ADAPTER
 
 
@@ -48,6 +49,34 @@ def test_import_reports_counts_and_each_refusal_and_a_dry_run_stores_nothing(
     assert isinstance(text, str)
     assert "line 805: skipped: BIC 'MARKDEF' is not a valid BIC" in text
     assert "1994 rows; 0 banks were added (disabled), 0 updated, 1974 unchanged, 20 rows" in text
+
+
+def test_import_fetches_the_logos_and_reports_each_refusal(
+    data_dir: Path, host: LogoHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert host.pki is not None
+    monkeypatch.setenv("BANKHUB_CA_BUNDLE", str(host.pki.ca))
+    banks = [
+        {"name": f"Logo Bank {path}", "bic": "WELADED1BUB", "blz": blz, "logo_url": host.url(path)}
+        | {"base_url": "https://xs2a.example/psd2"}
+        for path, blz in (("/logo.jpg", "46051240"), ("/to-http.png", "69490000"))
+    ]
+    registry = data_dir / "banks.json"
+    registry.write_text(json.dumps({"version": 1, "banks": banks}))
+    report = _run("import", str(registry), "--json")
+    assert report["added"] == 2
+    assert report["logos"]["kept"] == 1
+    assert report["logos"]["deferred"] == 0
+    (refused,) = report["logos"]["refused"]
+    assert refused["id"] == 1002
+    assert refused["url"] == host.url("/to-http.png")
+    assert "URL scheme must be https" in refused["reason"]
+    # a second import fetches nothing that is not due; --no-logos fetches nothing at all
+    asked = len(host.asked)
+    again = _run("import", str(registry))
+    assert "logos: 0 kept, 0 refused, 0 left for the background work" in again
+    assert "logos" not in _run("import", str(registry), "--no-logos", "--json")
+    assert len(host.asked) == asked
 
 
 def test_enable_disable_and_list(data_dir: Path) -> None:

@@ -18,10 +18,12 @@ from sqlalchemy import select, text
 
 from bankhub.banks import gocardless, services
 from bankhub.banks.gocardless import DbTokenVault, GoCardless, InstitutionRefresh
-from bankhub.banks.models import Bank
+from bankhub.banks.logos import LogoFetcher
+from bankhub.banks.models import Bank, BankLogo
 from bankhub.connectors.gocardless.client import TokenPair
 from bankhub.logins.models import Login
 from tests.api.connect_client import ConnectDriver, create_customer, create_token
+from tests.banks.logo_host import LogoHost
 from tests.conftest import BASE_URL, FakeClock, Harness, make_settings, run_harness
 from tests.connectors.gocardless.peer import (
     IBANS,
@@ -192,6 +194,35 @@ async def test_daily_refresh_imports_each_country_once_a_day(
     assert again is not None
     assert again.updated == [peer_bank.id]
     assert again.added == []
+
+
+async def test_the_daily_refresh_fetches_the_logos_of_the_banks_it_stored(
+    gc: Harness, peer: PeerProvider, host: LogoHost, outbound: httpx.AsyncClient
+) -> None:
+    h = gc
+    await configure(h)
+    peer.institutions[INSTITUTION]["logo"] = host.url("/logo.png")
+    for institution_id, institution in peer.institutions.items():
+        if institution_id != INSTITUTION:
+            institution["logo"] = host.url("/script.svg")
+    fetcher = LogoFetcher(outbound, allow_private=True, timeout=2.0)
+    refresh = InstitutionRefresh(
+        h.hub.gocardless, reserved_ids=h.hub.catalogue.base_ids, logos=fetcher
+    )
+    assert await refresh.sweep() is not None
+    async with h.hub.db.transaction() as session:
+        banks = {b.id: b.key for b in (await session.execute(select(Bank))).scalars()}
+        kept = {r.bank_id: r for r in (await session.execute(select(BankLogo))).scalars()}
+    assert set(kept) == set(banks)  # each bank with a logo URL was tried once
+    for bank_id, row in kept.items():
+        if banks[bank_id] == f"gocardless:DE:{INSTITUTION}":
+            assert row.png is not None
+            assert row.failure is None
+        else:
+            assert row.png is None
+            assert row.failure is not None
+            assert "SVG" in row.failure
+    assert sorted(host.asked) == sorted(["/logo.png"] + ["/script.svg"] * (len(banks) - 1))
 
 
 async def test_a_failed_import_is_tried_again_within_the_hour(

@@ -8,6 +8,11 @@ the provider's link, approves there and comes back through ``/v2/connect/return`
 partner's callback; the partner then reads ``/v2/account`` and ``/v2/transaction``. The
 provider expires the requisition, and the next refresh turns the login to
 ``login_consent_expired``.
+
+The bank's logo is on a loopback https host (a throwaway CA that bankhub is told to trust):
+the import fetches it, and the connect page shows it from bankhub's own origin, under the
+page's unchanged Content-Security-Policy, without the browser asking any other host. The whole
+flow runs on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, Request, expect
 
+from tests.banks.logo_host import LogoHost, logo_host
+from tests.conftest import upgrade_now
 from tests.connectors.gocardless.peer import (
     INSTITUTION,
     SECRET_ID,
@@ -46,16 +54,29 @@ from tests.seed_shapes import TRANSACTION_KEYS
 from tests.support.server_plugin import LiveServerFactory
 
 BANK = "Peer Bank"
+#: the connect page's policy, as it was before banks had logos of their own
+CONNECT_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 @pytest.fixture
-def peer() -> Iterator[PeerProvider]:
+def logo_site(tmp_path: Path) -> Iterator[LogoHost]:
+    with logo_host(tmp_path, lifetime=600.0) as host:
+        yield host
+
+
+def _trust(logo_site: LogoHost) -> dict[str, str]:
+    assert logo_site.pki is not None
+    return {"BANKHUB_CA_BUNDLE": str(logo_site.pki.ca)}
+
+
+@pytest.fixture
+def peer(logo_site: LogoHost) -> Iterator[PeerProvider]:
     with running(PeerProvider(lambda: datetime.now(UTC))) as provider:
-        # An imported logo is answered with a redirect to its https URL, which the connect
-        # page's Content-Security-Policy (img-src 'self' data:) does not load; the bank here
-        # has none, so that the page logs no error (docs/connectors-gocardless.md, Logos).
         for institution in provider.institutions.values():
-            institution["logo"] = ""
+            institution["logo"] = logo_site.url("/logo.jpg")
         yield provider
 
 
@@ -83,15 +104,30 @@ def _bankhub(partner: Partner, peer: PeerProvider, *args: str, **extra: str) -> 
     return done.stdout
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The live server's database, and so the operator's commands': its data dir's SQLite
+    file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return {}
+    url = str(request.getfixturevalue("postgres_url"))
+    upgrade_now(url)  # as the operator does before serving on PostgreSQL
+    return {"BANKHUB_DATABASE_URL": url}
+
+
 @pytest.fixture
 def gc_partner(
     live_server: LiveServerFactory,
     callback_server: CallbackServer,  # noqa: F811 - the shared fixture
     peer: PeerProvider,
+    logo_site: LogoHost,
+    database: dict[str, str],
 ) -> Iterator[Partner]:
     env = {
         "BANKHUB_GOCARDLESS_URL": peer.base_url,
         "BANKHUB_CATALOGUE_REFRESH_SECONDS": "0",
+        **_trust(logo_site),
+        **database,
     }
     yield from _partner(live_server, callback_server, env)
 
@@ -101,6 +137,8 @@ def test_link_redirect_linked_expired(
     gc_partner: Partner,
     callback_server: CallbackServer,  # noqa: F811 - the shared fixture
     peer: PeerProvider,
+    logo_site: LogoHost,
+    database: dict[str, str],
 ) -> None:
     partner = gc_partner
     said = _bankhub(
@@ -111,17 +149,48 @@ def test_link_redirect_linked_expired(
         "--secret-id",
         SECRET_ID,
         BANKHUB_GOCARDLESS_SECRET_KEY=SECRET_KEY,
+        **database,
     )
     assert SECRET_KEY not in said
-    report = json.loads(_bankhub(partner, peer, "banks", "gocardless-import", "DE", "--json"))
+    report = json.loads(
+        _bankhub(
+            partner,
+            peer,
+            *("banks", "gocardless-import", "DE", "--json"),
+            **_trust(logo_site),
+            **database,
+        )
+    )
     assert report["added"] == 1, report
-    listed = json.loads(_bankhub(partner, peer, "banks", "list", "--json"))
+    assert report["logos"] == {"kept": 1, "refused": [], "deferred": 0}, report
+    listed = json.loads(_bankhub(partner, peer, "banks", "list", "--json", **database))
     (bank,) = [b for b in listed if b["key"] == f"gocardless:DE:{INSTITUTION}"]
-    _bankhub(partner, peer, "banks", "enable", str(bank["id"]))
+    _bankhub(partner, peer, "banks", "enable", str(bank["id"]), **database)
+
+    # the consent page shows the bank's own logo, from bankhub, under the page's own policy
+    asked: list[str] = []
+
+    def record(request: Request) -> None:
+        asked.append(request.url)
+
+    page.on("request", record)
+    shown = page.goto(partner.connect_url(bank["id"]))
+    assert shown is not None
+    assert shown.headers["content-security-policy"] == CONNECT_CSP
+    logo = page.locator("header.brand img")
+    expect(logo).to_have_js_property("complete", True)
+    expect(logo).to_have_js_property("naturalWidth", 128)  # re-encoded: 256 px at most 128
+    assert logo.get_attribute("src") == (
+        f"{partner.server.url}/media/services/bank-{bank['id']}-logo.png"
+    )
+    page.remove_listener("request", record)
+    ours = urlsplit(partner.server.url).netloc
+    assert asked
+    assert {urlsplit(url).netloc for url in asked if not url.startswith("data:")} == {ours}, asked
+    logo_site.asked.clear()
 
     # declined: refusing at the bank is the user's choice not to connect; the page says so
     # and offers the way back, which tells the partner the user cancelled
-    page.goto(partner.connect_url(bank["id"]))
     page.get_by_role("button", name="I agree, continue").click()
     page.get_by_role("button", name="Continue").click()
     page.get_by_role("link", name=f"Continue to {BANK}").click()
@@ -169,3 +238,4 @@ def test_link_redirect_linked_expired(
         login = client.get("/v2/login", headers={"login-secret": secret})
     assert refreshed.status_code in (200, 400), refreshed.text
     assert login.json()["data"]["status"] == "login_consent_expired", login.text
+    assert logo_site.asked == []  # the browser never asked the logo host

@@ -50,6 +50,7 @@ GLOBAL_TABLES = {
     "connect_routes": "which process holds each connect session: keyed hashes of session ids, "
     "the owner's address, the (used) connect token; read before anyone is authenticated",
     "banks": "the operator's imported banks: the catalogue every app reads (docs/banks.md)",
+    "bank_logos": "the imported banks' logos bankhub fetched and serves to every app's users",
     "gocardless_settings": "the installation's GoCardless access: the operator's secrets and "
     "the provider's token pair (encrypted), shared by every app's logins",
     "outbox": "mail to the installation's team, who serve every app (a consent summary spans apps)",

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.banks import gocardless, services
+from bankhub.banks import gocardless, logos, services
 from bankhub.banks.formats import FORMATS, Registry, RegistryFileError, read_registry_file
 from bankhub.catalogue import default_catalogue, load_catalogue
 from bankhub.cli_common import err, migrate, out, settings_or_exit
@@ -63,6 +63,47 @@ def _reserved_ids(settings: Settings) -> list[int]:
     return default_catalogue().base_ids
 
 
+def _outbound(settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.connector_timeout_seconds),
+        follow_redirects=False,
+        trust_env=False,
+        verify=tls.outbound_ssl_context(settings.ca_bundle),
+    )
+
+
+def _fetch_logos(settings: Settings) -> logos.LogoReport:
+    """The imported banks' logos that are due, fetched now (bounded: docs/banks.md)."""
+
+    async def run() -> logos.LogoReport:
+        db = Database(settings.resolved_database_url())
+        http = _outbound(settings)
+        try:
+            fetcher = logos.LogoFetcher(http, allow_private=settings.is_dev)
+            return await logos.refresh_logos(db, utcnow, fetcher, budget=logos.IMPORT_BUDGET)
+        finally:
+            await http.aclose()
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def _say_logos(report: logos.LogoReport) -> None:
+    for refusal in report.refused:
+        out.print(
+            f"bank {refusal.bank_id}: logo {escape(refusal.url)} refused: {escape(refusal.reason)}",
+            soft_wrap=True,
+        )
+    out.print(
+        f"logos: {len(report.kept)} kept, {len(report.refused)} refused, "
+        f"{len(report.deferred)} left for the background work",
+        soft_wrap=True,
+    )
+
+
+LOGOS_HELP = "fetch the logos that are due once the banks are stored (docs/banks.md)"
+
+
 def _report(
     path: Path, registry: Registry, outcome: services.ImportOutcome, dry_run: bool
 ) -> dict[str, Any]:
@@ -96,6 +137,7 @@ def import_banks(
         bool, typer.Option("--dry-run", help="say what would change, store nothing")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,
+    fetch_logos: Annotated[bool, typer.Option("--logos/--no-logos", help=LOGOS_HELP)] = True,
 ) -> None:
     """Import a registry: new banks are added disabled, known ones updated in place (same
     service id); refused rows are listed with their line and skipped; all in one transaction."""
@@ -123,6 +165,9 @@ def import_banks(
     except _DryRun as rolled_back:
         outcome = rolled_back.args[0]
     report = _report(file, registry, outcome, dry_run)
+    fetched = _fetch_logos(settings) if fetch_logos and not dry_run else None
+    if fetched is not None:
+        report["logos"] = fetched.as_dict()
     if as_json:
         print(json.dumps(report))
         return
@@ -137,6 +182,8 @@ def import_banks(
         f"{outcome.unchanged} unchanged, {len(registry.refusals)} rows refused",
         soft_wrap=True,
     )
+    if fetched is not None:
+        _say_logos(fetched)
 
 
 def _switch(ids: list[int], every: bool, enabled: bool) -> None:
@@ -264,6 +311,7 @@ def gocardless_import(
         typer.Argument(help="ISO 3166 country codes; by default BANKHUB_GOCARDLESS_COUNTRIES"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,
+    fetch_logos: Annotated[bool, typer.Option("--logos/--no-logos", help=LOGOS_HELP)] = True,
 ) -> None:
     """Import the GoCardless institutions of the countries now (the background work does it
     daily): new banks are added disabled, known ones updated in place."""
@@ -277,11 +325,7 @@ def gocardless_import(
 
     async def run() -> tuple[services.ImportOutcome, list[str]]:
         db = Database(settings.resolved_database_url())
-        http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.connector_timeout_seconds),
-            trust_env=False,
-            verify=tls.outbound_ssl_context(settings.ca_bundle),
-        )
+        http = _outbound(settings)
         try:
             async with db.transaction() as session:
                 keyring = await kr.open_keyring(settings, session)
@@ -304,18 +348,18 @@ def gocardless_import(
     except ConnectorFailure as exc:
         err.print(f"[red]GoCardless: {escape(exc.message)}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
+    fetched = _fetch_logos(settings) if fetch_logos else None
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "countries": codes,
-                    "added": len(outcome.added),
-                    "updated": len(outcome.updated),
-                    "unchanged": outcome.unchanged,
-                    "skipped": skipped,
-                }
-            )
-        )
+        report: dict[str, Any] = {
+            "countries": codes,
+            "added": len(outcome.added),
+            "updated": len(outcome.updated),
+            "unchanged": outcome.unchanged,
+            "skipped": skipped,
+        }
+        if fetched is not None:
+            report["logos"] = fetched.as_dict()
+        print(json.dumps(report))
         return
     for reason in skipped:
         out.print(f"skipped: {escape(reason)}", soft_wrap=True)
@@ -324,3 +368,5 @@ def gocardless_import(
         f"{len(outcome.updated)} updated, {outcome.unchanged} unchanged, {len(skipped)} skipped",
         soft_wrap=True,
     )
+    if fetched is not None:
+        _say_logos(fetched)

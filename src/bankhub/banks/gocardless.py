@@ -25,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.banks.formats import DEFAULT_COLOR, BankRecord
+from bankhub.banks.logos import IMPORT_BUDGET, LogoFetcher, refresh_logos
 from bankhub.banks.models import GoCardlessSettings
 from bankhub.banks.services import ImportOutcome, import_records
 from bankhub.clock import Clock, as_utc
@@ -267,11 +268,17 @@ class InstitutionRefresh:
     first = False
 
     def __init__(
-        self, gocardless: GoCardless, every: float = 600.0, reserved_ids: Iterable[int] = ()
+        self,
+        gocardless: GoCardless,
+        every: float = 600.0,
+        reserved_ids: Iterable[int] = (),
+        logos: LogoFetcher | None = None,
     ) -> None:
         self.gocardless = gocardless
         self.every = every
         self.reserved_ids = tuple(reserved_ids)
+        #: fetches the logos due once the institutions are stored (``bankhub.banks.logos``)
+        self.logos = logos
 
     async def _claim(self) -> bool:
         now = self.gocardless.clock()
@@ -316,4 +323,8 @@ class InstitutionRefresh:
             outcome.unchanged,
             len(skipped),
         )
+        if self.logos is not None:
+            await refresh_logos(
+                self.gocardless.db, self.gocardless.clock, self.logos, budget=IMPORT_BUDGET
+            )
         return outcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Integer, String, Text, false
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bankhub.db.base import Base
@@ -41,6 +41,31 @@ class Bank(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BankLogo(Base):
+    """An imported bank's logo as bankhub serves it (``bankhub.banks.logos``): fetched from the
+    bank's ``logo_url``, checked and re-encoded as PNG. A row whose ``png`` is null holds only
+    the last refusal; a refused newer URL leaves an earlier PNG in place."""
+
+    __tablename__ = "bank_logos"
+
+    bank_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("banks.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    #: the URL last fetched
+    url: Mapped[str] = mapped_column(Text)
+    png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    #: hex SHA-256 of ``png``: the media route's ETag
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: when ``png`` was fetched
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: the last fetch, kept or refused
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: why the last fetch was refused; null when it was kept
+    failure: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class GoCardlessSettings(Base):

@@ -7,7 +7,8 @@ whose hosts do not exist) are left out outside dev.
 
 Banks imported from a registry (``bankhub.banks``) live in the database; each process merges
 them in with :meth:`Catalogue.set_imported` (``bankhub.banks.live``). Their media are drawn from
-their colours and initials, or their logo is the operator's ``logo_url``.
+their colours and initials; a logo fetched from the bank's ``logo_url`` (``bankhub.banks.logos``)
+is served from the database instead where one is kept.
 """
 
 from __future__ import annotations
@@ -149,15 +150,23 @@ class Catalogue:
         path = self.media_dir / name
         return path if path.is_file() else None
 
-    def imported_media(self, name: str) -> str | bytes | None:
-        """An imported bank's logo or cover: the operator's ``logo_url`` (a URL to redirect
-        to) or a PNG drawn from its colours and initials; None for any other name."""
+    def fetched_logo_of(self, name: str) -> int | None:
+        """The bank id if ``name`` is the logo of an imported bank with a ``logo_url``: its
+        logo may be kept in the database (``bankhub.banks.logos``)."""
         match = _IMPORTED_MEDIA.match(name)
         service = self._by_id.get(int(match.group(1))) if match else None
         if match is None or service is None or not service.imported:
             return None
-        if match.group(2) == "logo" and service.logo_url:
-            return service.logo_url
+        return service.id if match.group(2) == "logo" and service.logo_url else None
+
+    def imported_media(self, name: str) -> bytes | None:
+        """An imported bank's logo or cover drawn from its colours and initials (a logo
+        fetched from its ``logo_url`` is served instead where one is kept); None for any
+        other name. Never a redirect: the end user's browser talks to bankhub only."""
+        match = _IMPORTED_MEDIA.match(name)
+        service = self._by_id.get(int(match.group(1))) if match else None
+        if match is None or service is None or not service.imported:
+            return None
         return _drawn(
             service.name, service.color_primary, service.color_secondary, match.group(3) or ""
         )

@@ -3,6 +3,7 @@ media files."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
@@ -11,7 +12,9 @@ from litestar.response import File
 
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, PublicOperation, errors, query
 from bankhub.api.principal import AuthDep, HubDep, public_url
+from bankhub.banks import logos
 from bankhub.catalogue.schemas import ServiceListEnvelope, ServiceOut, service_out
+from bankhub.connect.pages import IMAGE_CSP
 from bankhub.errors import ErrorCode, InvalidInput, NotFound
 from bankhub.partners import modes
 from bankhub.security import scopes
@@ -87,6 +90,25 @@ async def service_list(
     )
 
 
+#: what every image answer carries: opened on its own it is inert (no script, no plugins)
+MEDIA_HEADERS = {
+    "Cache-Control": "public, max-age=86400",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": IMAGE_CSP,
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def _image(request: AnyRequest, content: bytes, digest: str | None = None) -> Response[bytes]:
+    """A PNG with its ETag; ``304`` when the browser holds that version already."""
+    etag = f'"{digest or hashlib.sha256(content).hexdigest()}"'
+    headers = {**MEDIA_HEADERS, "ETag": etag}
+    held = request.headers.get("if-none-match", "")
+    if etag in {tag.strip() for tag in held.split(",")}:
+        return Response(b"", status_code=304, headers=headers)
+    return Response(content, media_type="image/png", headers=headers)
+
+
 @get(
     f"{MEDIA_PREFIX}/{{name:str}}",
     opt=scopes.public(),
@@ -96,24 +118,32 @@ async def service_list(
     operation_class=PublicOperation,
     responses=errors(E.NOT_FOUND),
 )
-async def service_media(hub: HubDep, name: FromPath[str]) -> File | Response[bytes]:
+async def service_media(
+    request: AnyRequest, hub: HubDep, name: FromPath[str]
+) -> File | Response[bytes]:
+    # An imported bank's logo is the one bankhub fetched from its logo URL, checked and
+    # re-encoded (bankhub.banks.logos), or drawn: never a redirect, so the end user's browser
+    # asks no other host (the connect page's img-src 'self' would refuse one anyway).
     catalogue = hub.catalogue
     path = catalogue.media_file(name)
     if path is None:
-        imported = catalogue.imported_media(name)
-        if imported is None:
+        bank_id = catalogue.fetched_logo_of(name)
+        if bank_id is not None:
+            async with hub.db.transaction() as session:
+                kept = await logos.stored_logo(session, bank_id)
+            if kept is not None:
+                return _image(request, kept.png, kept.sha256)
+        drawn = catalogue.imported_media(name)
+        if drawn is None:
             raise NotFound(
                 ErrorCode.NOT_FOUND, f"No media file named {name!r}", {"name": name[:100]}
             )
-        cache = {"Cache-Control": "public, max-age=86400"}
-        if isinstance(imported, str):  # the operator's logo_url (https, checked at import)
-            return Response(b"", status_code=302, headers={**cache, "Location": imported})
-        return Response(imported, media_type="image/png", headers=cache)
+        return _image(request, drawn)
     return File(
         path=path,
         media_type="image/png",
         content_disposition_type="inline",
-        headers={"Cache-Control": "public, max-age=86400"},
+        headers=MEDIA_HEADERS,
     )
 
 

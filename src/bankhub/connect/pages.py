@@ -32,6 +32,8 @@ CSP_BASE = (
     "object-src 'none'; base-uri 'none'"
 )
 CSP = f"{CSP_BASE}; frame-ancestors 'none'"
+#: an image opened on its own (a brand or bank logo) is inert: no script, no plugins, no navigation
+IMAGE_CSP = "default-src 'none'; img-src 'self'; style-src 'none'; sandbox"
 
 
 def csp(frame_origins: Sequence[str] | None = None) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from bankhub.api.principal import HubDep, hub_of, public_url
 from bankhub.connect.flow import ConnectFlow, ConnectSession, EndedSession, SessionGone, Step
 from bankhub.connect.pages import (
+    IMAGE_CSP,
     ConnectEnded,
     ended_page,
     history_phrase,
@@ -465,8 +466,6 @@ async def stylesheet() -> File:
 #: a client-id as ``partners.services`` makes them, and the hashes in the URLs
 _BRAND_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _BRAND_HASH = re.compile(r"^[0-9a-f]{32}$")
-#: an image opened on its own is inert: no script, no plugins, no navigation
-IMAGE_CSP = "default-src 'none'; img-src 'self'; style-src 'none'; sandbox"
 
 
 async def _branded_app(request: AnyRequest, client_id: str) -> App:

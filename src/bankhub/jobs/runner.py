@@ -10,7 +10,8 @@ and ``bankhub worker`` processes on PostgreSQL; ``jobs.loop`` says why that matt
   queues the team's consent mail in its unit of work;
 - housekeeping: retention, expired Idempotency-Keys, sealing rows stored in clear, finished
   outbox rows (``lifecycle.housekeeping``);
-- the daily import of GoCardless' institution lists (``banks.gocardless``).
+- the daily import of GoCardless' institution lists (``banks.gocardless``);
+- imported banks' logos fetched and kept (``banks.logos``).
 
 This module is the composition root of background work: the only one here that knows which
 domains there are. The loop knows its sources only as ``jobs.loop.Source`` and ``Sweep``.
@@ -22,6 +23,7 @@ import asyncio
 from dataclasses import dataclass
 
 from bankhub.banks.gocardless import InstitutionRefresh
+from bankhub.banks.logos import LogoFetcher, LogoSweep
 from bankhub.dashboard.alerts import TeamMail, queue_consent_notices
 from bankhub.hub import Hub
 from bankhub.jobs import outbox
@@ -97,11 +99,16 @@ class Runner:
             audit_retention_days=settings.audit_retention_days,
             also=[lambda now: outbox.purge(hub.db, now)],
         )
-        #: the GoCardless institution lists, imported again once a day
-        self.institutions = InstitutionRefresh(hub.gocardless, reserved_ids=hub.catalogue.base_ids)
+        #: imported banks' logos, fetched and kept (dev and test allow loopback logo hosts)
+        fetcher = LogoFetcher(hub.http, allow_private=settings.is_dev)
+        self.logos = LogoSweep(hub.db, hub.clock, fetcher)
+        #: the GoCardless institution lists, imported again once a day, then their logos
+        self.institutions = InstitutionRefresh(
+            hub.gocardless, reserved_ids=hub.catalogue.base_ids, logos=fetcher
+        )
         for source in (self.syncs, self.deliveries, self.outbox):
             self.loop.add(source)
-        for sweep in (self.consent, self.housekeeping, self.institutions):
+        for sweep in (self.consent, self.housekeeping, self.institutions, self.logos):
             self.loop.every(sweep)
 
     @property
