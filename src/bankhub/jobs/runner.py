@@ -10,7 +10,9 @@ and ``bankhub worker`` processes on PostgreSQL; ``jobs.loop`` says why that matt
   queues the team's consent mail in its unit of work;
 - housekeeping: retention, expired Idempotency-Keys, sealing rows stored in clear, finished
   outbox rows (``lifecycle.housekeeping``);
-- the daily import of GoCardless' institution lists (``banks.gocardless``).
+- the daily import of GoCardless' institution lists (``banks.gocardless``);
+- the payments sweep: status polls, reconciling payments sent and never answered, expiring
+  payments nobody authorised (``payments.sweep``).
 
 This module is the composition root of background work: the only one here that knows which
 domains there are. The loop knows its sources only as ``jobs.loop.Source`` and ``Sweep``.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 
 from bankhub.banks.gocardless import InstitutionRefresh
 from bankhub.dashboard.alerts import TeamMail, queue_consent_notices
@@ -29,6 +32,7 @@ from bankhub.jobs.identity import Identity
 from bankhub.jobs.loop import Loop
 from bankhub.lifecycle.housekeeping import Housekeeping
 from bankhub.logins.consent import ConsentSweep
+from bankhub.payments.sweep import PaymentSweep
 from bankhub.sync.source import SyncSource
 from bankhub.webhooks.source import DeliverySource
 
@@ -101,7 +105,17 @@ class Runner:
         self.institutions = InstitutionRefresh(hub.gocardless, reserved_ids=hub.catalogue.base_ids)
         for source in (self.syncs, self.deliveries, self.outbox):
             self.loop.add(source)
-        for sweep in (self.consent, self.housekeeping, self.institutions):
+        self.payments = PaymentSweep(
+            hub.db,
+            hub.clock,
+            hub.keyring,
+            hub.engine,
+            hub.catalogue,
+            every=settings.payment_sweep_seconds,
+            grace=timedelta(seconds=settings.connector_timeout_seconds + 5),
+            unauthorised_after=settings.token_ttl + settings.connect_idle,
+        )
+        for sweep in (self.consent, self.housekeeping, self.institutions, self.payments):
             self.loop.every(sweep)
 
     @property
