@@ -43,6 +43,7 @@ class BodyRoute:
 async def body_routes(h: Harness) -> list[BodyRoute]:
     """A valid body for every route that reads one, with the login it needs."""
     customer_id = await create_customer(h, "fields-check")
+    payer = await create_customer(h, "fields-check-payer")  # the one above is erased first
     login = await connect(h, "user_good")
     made = await h.client.post("/v2/keys", headers=h.headers(), json={"scope": "read"})
     key_id = made.json()["data"]["key_id"]
@@ -68,12 +69,12 @@ async def body_routes(h: Harness) -> list[BodyRoute]:
             template="/v2/keys/{key_id}/roll",
         ),
         BodyRoute("PUT", "/v2/payment/settings", {"enabled": True, "chosen_by": "owner"}),
-        BodyRoute("POST", "/v2/payment", {**payment, "customer_id": customer_id}, keyed=True),
+        BodyRoute("POST", "/v2/payment", {**payment, "customer_id": payer}, keyed=True),
         BodyRoute(
             "POST",
             "/v2/payment/batch",
             {
-                "customer_id": customer_id,
+                "customer_id": payer,
                 "service_id": 3,
                 "callback_url": CALLBACK,
                 "payments": [{k: v for k, v in payment.items() if k not in ROUTING}],
