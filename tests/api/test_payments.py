@@ -450,15 +450,29 @@ async def test_a_payment_sent_and_never_answered_is_reconciled_not_sent_again(
         assert row is not None
         assert row.bank_payment_id is not None
         assert row.bank_payment_id.startswith("sbx-")
+    assert [e["status"] for e in await status_events(h)].count("executed") == 1
     # sending again (a second submit) asks the bank and makes no second payment
     await authorisation_again(h, created["id"], run)
-    assert [e["status"] for e in await status_events(h)].count("executed") == 1
 
 
 async def authorisation_again(h: Harness, payment_id: str, run: Any) -> None:
+    """Sending a payment that was sent before asks the bank; it never initiates again."""
+    initiated: list[Any] = []
+    initiate = run.connector.initiate_payment
+
+    async def counted(order: Any) -> Any:
+        initiated.append(order)
+        return await initiate(order)
+
+    run.connector.initiate_payment = counted
+    async with h.hub.db.transaction() as session:
+        row = await session.get(Payment, payment_id)
+        assert row is not None
+        row.status = PaymentStatus.PENDING_AUTHORISATION  # as if the answer were not in yet
     again = PaymentAuthorisation(h.hub.db, h.hub.keyring, h.hub.clock, await app_id(h), payment_id)
     await again.send(run.connector, run.state)
-    assert again.status == PaymentStatus.EXECUTED
+    assert initiated == []
+    assert again.bank_payment_id is not None
 
 
 async def app_id(h: Harness) -> int:
