@@ -5,6 +5,7 @@ bank about payments bankhub is not sure of."""
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from tests.api.connect_client import CALLBACK, Callback, ConnectDriver, connect,
 from tests.conftest import Harness
 
 SPARBANK = 3  # a sandbox bank in Germany (EUR)
+CHOICE = re.compile(r'name="choice" value="([^"]+)"')
 CREDITOR_IBAN = "DE89370400440532013000"
 
 
@@ -69,9 +71,21 @@ async def authorise(
     await driver.login(username)
     if code is not None:
         await driver.answer(code=code)  # the login's code
+    if "be paid from?" in driver.page:  # no debtor account named: chosen at the bank
+        await choose_account(driver)
+    if code is not None:
         assert "To approve" in driver.page, driver.page
         await driver.answer(code=code)  # the payment's
     return await driver.end()
+
+
+async def choose_account(driver: ConnectDriver) -> str:
+    """No debtor account was named: the user picks one at the bank (the first offered)."""
+    assert "be paid from?" in driver.page, driver.page
+    offered = CHOICE.findall(driver.page)
+    assert len(offered) == 2, offered  # the current and the savings account, not the card
+    await driver.answer(choice=offered[0])
+    return str(offered[0])
 
 
 async def payment(h: Harness, payment_id: str) -> dict[str, Any]:
@@ -260,6 +274,7 @@ async def test_a_payment_that_needs_a_code(harness: Harness) -> None:
     await driver.login("user_otp")
     assert "To approve" not in driver.page  # the login's own code first
     await driver.answer(code="123456")
+    await choose_account(driver)
     assert "12.50 EUR to Jurgen Muller" in driver.page, driver.page
     await driver.answer(code="000000")
     assert "not valid" in driver.page
@@ -295,7 +310,7 @@ async def test_a_decoupled_approval(harness: Harness) -> None:
     await driver.login("user_decoupled")
     h.clock.advance(seconds=5)  # the login's approval arrives
     await driver.show()
-    await driver.show()
+    await choose_account(driver)
     assert "in your Sandbox Bank app" in driver.page, driver.page
     assert "12.50 EUR" in driver.page, driver.page
     h.clock.advance(seconds=5)  # the payment's approval arrives
@@ -418,8 +433,10 @@ async def test_a_payment_sent_and_never_answered_is_reconciled_not_sent_again(
     the sweep asks the bank by bankhub's request id and records what it made of it."""
     h = harness
     customer = await create_customer(h)
+    login = await connect(h, "user_good", SPARBANK, customer)
+    accounts = await h.client.get("/v2/account", headers=h.headers(login_secret=login["secret"]))
     await switch_on(h)
-    created = await initiate(h, customer)
+    created = await initiate(h, customer, account_id=accounts.json()["data"][0]["id"])
     login_state: dict[str, Any] = {}
     service = h.hub.catalogue.get(SPARBANK)
     assert service is not None
@@ -590,3 +607,26 @@ async def test_payment_reads_are_audited_as_account_data(harness: Harness) -> No
             ).scalars()
         assert entry.detail["resource"] == resource
         assert entry.detail["customer_id"] == customer
+
+
+async def test_a_payment_approved_and_one_declined_on_the_banks_own_page(
+    harness: Harness,
+) -> None:
+    from tests.api.test_connect_flow import _through_the_bank
+
+    h = harness
+    customer = await create_customer(h)
+    await switch_on(h)
+    for decision, status in (("approve", "executed"), ("deny", "rejected")):
+        created = await initiate(h, customer)
+        driver = ConnectDriver(h)
+        await driver.open(created["connect_url"])
+        await driver.agree()
+        await driver.login("user_redirect")
+        await _through_the_bank(h, driver, "approve")  # the login's consent
+        await choose_account(driver)
+        assert "Approve the payment of 12.50 EUR" in driver.page, driver.page
+        await _through_the_bank(h, driver, decision)  # the payment's
+        callback = await driver.end()
+        assert callback.payload["payment_id"] == created["id"]
+        assert (await payment(h, created["id"]))["status"] == status

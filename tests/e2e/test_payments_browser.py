@@ -69,6 +69,13 @@ def _log_in(page: Page, username: str) -> None:
     page.get_by_role("button", name="Log in").click()
 
 
+def _choose_account(page: Page) -> None:
+    """No debtor account named: the user picks one at the bank."""
+    expect(page.get_by_role("heading", name="be paid from?")).to_be_visible()
+    page.get_by_role("radio").first.check()
+    page.get_by_role("button", name="Continue").click()
+
+
 def _code(page: Page) -> None:
     page.get_by_label("Code").fill("123456")
     page.get_by_role("button", name="Continue").click()
@@ -102,6 +109,7 @@ def test_a_single_payment_authorised_with_a_code(
     _clean(page)
     _log_in(page, "user_otp")
     _code(page)  # the login's code
+    _choose_account(page)
     expect(page.get_by_text("To approve the payment of 23.40 EUR to Cafe Zoe")).to_be_visible()
     _code(page)  # the payment's
     assert _callback(page, site) == {"status": "success", "payment_id": data["id"]}
@@ -134,6 +142,7 @@ def test_a_batch_authorised_once(page: Page, api: httpx.Client, site: PartnerSit
     expect(page.locator("#count")).to_have_text("5")
     expect(page.locator("#amount")).to_have_text("50.00 EUR")
     _log_in(page, "user_good")
+    _choose_account(page)
     assert _callback(page, site) == {"status": "success", "payment_id": data["id"]}
     seen = api.get(f"/v2/payment/batch/{data['id']}").json()["data"]
     assert [p["status"] for p in seen["payments"]] == ["executed"] * 5

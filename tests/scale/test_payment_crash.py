@@ -20,7 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.scale.support import SECRET_KEY, HookReceiver, Store, bankhub_cli, wait_until
+from tests.scale.support import (
+    SECRET_KEY,
+    HookReceiver,
+    Store,
+    bankhub_cli,
+    connect,
+    wait_until,
+)
 from tests.support.server_plugin import LiveServerFactory
 
 CALLBACK = "http://localhost:2000/v2"
@@ -74,8 +81,14 @@ def test_a_kill_between_sending_and_recording_leaves_one_payment_reconciled(
                 headers=headers,
             )
             assert on.status_code == 200, on.text
-            customer = client.post("/v2/customer", json={"identifier": "payer"}, headers=headers)
-            customer_id = customer.json()["data"]["customer_id"]
+            # the payer's bank login first: the partner names the debtor account
+            login = connect(server.url, creds, SPARBANK, "user_good", "payer")
+            accounts = client.get(
+                "/v2/account", headers={**headers, "login-secret": login.secret}
+            ).json()["data"]
+            customer_id = client.get(
+                "/v2/login", headers={**headers, "login-secret": login.secret}
+            ).json()["data"]["customer_id"]
             made = client.post(
                 "/v2/payment",
                 json={
@@ -86,6 +99,7 @@ def test_a_kill_between_sending_and_recording_leaves_one_payment_reconciled(
                     "creditor_iban": "DE89370400440532013000",
                     "amount": "42.00",
                     "currency": "EUR",
+                    "account_id": accounts[0]["id"],
                 },
                 headers={**headers, "idempotency-key": uuid.uuid4().hex},
             )

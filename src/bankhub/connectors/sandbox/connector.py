@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 from bankhub.connectors.base import (
     AccountLocked,
+    AccountType,
     AccountRecord,
     Answer,
     AuthFlow,
@@ -311,11 +312,8 @@ class SandboxConnector:
         debtor = next(
             (a for a in accounts if order.debtor_iban and a.iban == order.debtor_iban), None
         )
-        if debtor is None and order.debtor_iban is None:
-            debtor = accounts[0]  # the user chooses at the bank: their current account
-        step = _payment_step(username)
-        if step == "decoupled":
-            step = f"decoupled:{self.context.clock().isoformat()}"
+        # no debtor named: the user chooses the account at the bank first
+        step = "account" if order.debtor_iban is None else self._authorisation_step(username)
         request = _order_json(order, debtor.iban if debtor else None)
         now = self.context.clock()
         payment, _ = self._ledger().put(
@@ -327,7 +325,7 @@ class SandboxConnector:
             order=request,
             now=now,
         )
-        if debtor is None:
+        if debtor is None and order.debtor_iban is not None:
             self._ledger().update(
                 payment.bank_id,
                 status=PaymentStatus.REJECTED,
@@ -350,6 +348,20 @@ class SandboxConnector:
         step = payment.step or ""
         if payment.status != PaymentStatus.PENDING_AUTHORISATION or not step:
             return self._answer(bank_payment_id)
+        if step == "account":
+            chosen = {a.iban for a in self._payable_accounts(payment.username)}
+            if answer.kind != "choice" or answer.value not in chosen:
+                raise InteractionRejected("Choose one of your accounts")
+            following = self._authorisation_step(payment.username)
+            self._ledger().update(
+                bank_payment_id,
+                status=PaymentStatus.PENDING_AUTHORISATION,
+                reason=None,
+                step=following,
+                now=self.context.clock(),
+                order={**payment.order, "debtor_iban": answer.value},
+            )
+            return self._answer(bank_payment_id, ask=True)
         if step == "code":
             if answer.kind != "code" or not _same(answer.value.strip(), ONE_TIME_CODE):
                 raise InteractionRejected("The code is not valid")
@@ -420,6 +432,18 @@ class SandboxConnector:
             )
         return self._answer(bank_payment_id)
 
+    def _authorisation_step(self, username: str) -> str | None:
+        step = _payment_step(username)
+        if step == "decoupled":
+            return f"decoupled:{self.context.clock().isoformat()}"
+        return step
+
+    def _payable_accounts(self, username: str) -> list[AccountRecord]:
+        """The user's accounts a transfer may leave from (not the credit card)."""
+        state = {"username": username}
+        accounts = ledger(self._profile(state)).accounts
+        return [a for a in accounts if a.iban and a.type != AccountType.CREDIT_CARD]
+
     def _payment(self, bank_payment_id: str) -> BankPayment:
         payment = self._ledger().get(self.slug, bank_payment_id)
         if payment is None:
@@ -463,6 +487,14 @@ class SandboxConnector:
     def _payment_sca(self, payment: BankPayment) -> Interaction:
         step = payment.step or ""
         what = _describe(payment.order)
+        if step == "account":
+            return NeedsChoice(
+                f"Which account should {what} be paid from?",
+                [
+                    Choice(a.iban or "", f"{a.name} ({a.iban})")
+                    for a in self._payable_accounts(payment.username)
+                ],
+            )
         if step == "code":
             return NeedsCode(
                 f"To approve {what}, enter the code we sent to your phone (hint: 123456)"

@@ -161,6 +161,7 @@ class Ledger:
         step: str | None,
         now: datetime,
         settle_at: datetime | None = None,
+        order: dict[str, Any] | None = None,
     ) -> None:
         with self._connect() as db:
             db.execute(
@@ -175,6 +176,11 @@ class Ledger:
                     bank_id,
                 ),
             )
+            if order is not None:
+                db.execute(
+                    "UPDATE payments SET order_json = ? WHERE bank_id = ?",
+                    (json.dumps(order), bank_id),
+                )
 
     def executed(self, slug: str, username: str) -> list[BankPayment]:
         """The user's executed payments at this bank, oldest first (their debits)."""
