@@ -37,8 +37,8 @@ from urllib.parse import quote
 
 from bankhub.connectors.base import (
     AccountLocked,
-    AccountType,
     AccountRecord,
+    AccountType,
     Answer,
     AuthFlow,
     Choice,

@@ -184,6 +184,8 @@ class Ledger:
 
     def executed(self, slug: str, username: str) -> list[BankPayment]:
         """The user's executed payments at this bank, oldest first (their debits)."""
+        if self.path is not None and not self.path.exists():
+            return []  # no payment was ever made here: every read of accounts asks this
         with self._connect() as db:
             rows = db.execute(
                 "SELECT * FROM payments WHERE slug = ? AND username = ? AND status = 'executed'"
