@@ -630,3 +630,21 @@ async def test_a_payment_approved_and_one_declined_on_the_banks_own_page(
         callback = await driver.end()
         assert callback.payload["payment_id"] == created["id"]
         assert (await payment(h, created["id"]))["status"] == status
+
+
+async def test_erasing_the_customer_erases_their_payments_and_payment_events(
+    harness: Harness,
+) -> None:
+    h = harness
+    customer = await create_customer(h)
+    other = await create_customer(h, "another-payer")
+    await switch_on(h)
+    await initiate(h, customer)
+    kept = await initiate(h, other)
+    erased = await h.client.request(
+        "DELETE", "/v2/customer", json={"customer_id": customer}, headers=h.headers()
+    )
+    assert erased.status_code == 200, erased.text
+    assert await count(h, Payment) == 1
+    assert await count(h, PaymentItem) == 1
+    assert [e["payment_id"] for e in await status_events(h)] == [kept["id"]]
