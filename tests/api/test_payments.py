@@ -648,3 +648,22 @@ async def test_erasing_the_customer_erases_their_payments_and_payment_events(
     assert await count(h, Payment) == 1
     assert await count(h, PaymentItem) == 1
     assert [e["payment_id"] for e in await status_events(h)] == [kept["id"]]
+
+
+async def test_a_payment_left_at_the_banks_authorisation_step_expires(harness: Harness) -> None:
+    h = harness
+    customer = await create_customer(h)
+    await switch_on(h)
+    left = await initiate(h, customer)
+    driver = ConnectDriver(h)
+    await driver.open(left["connect_url"])
+    await driver.agree()
+    await driver.login("user_good")
+    # the user walks away at the bank's account choice
+    assert await sweep(h).sweep() == 0
+    assert (await payment(h, left["id"]))["status"] == "pending_authorisation"
+    h.clock.advance(hours=2)
+    assert await sweep(h).sweep() >= 1
+    seen = await payment(h, left["id"])
+    assert seen["status"] == "expired"
+    assert seen["reason"] == "The payment was not authorised at the bank in time"

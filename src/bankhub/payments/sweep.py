@@ -9,7 +9,9 @@ Three kinds of payment are looked at, in every runner (``bankhub serve``, ``bank
 * taken by the bank but not final (``authorised``, ``accepted``, or waiting at the bank for
   an authorisation): the bank is asked for the status, so an execution or a cancellation by
   the bank reaches the partner as a ``payment.status`` event;
-* never sent and older than the connect link: the user never authorised; it expires.
+* never sent and older than the connect link: the user never authorised; it expires. One the
+  bank still waits to see authorised that long after it was sent is cancelled at the bank
+  (so that it can never execute later) and expires too.
 
 Several runners may ask about the same payment at once: the bank is only read, and recording
 is idempotent (a status that did not change records nothing).
@@ -128,9 +130,23 @@ class PaymentSweep:
                 as_utc(payment.sent_at).isoformat() if payment.sent_at else "?",
             )
         run = self.engine.build(service, state)
+        abandoned = False
         try:
             bank = payments_of(run.connector, batch=payment.kind == BATCH)
             answer = await self.engine.guarded(ask_bank(bank, payment))
+            if (
+                answer is not None
+                and answer.status == PaymentStatus.PENDING_AUTHORISATION
+                and payment.sent_at is not None
+                and as_utc(payment.sent_at) < now - self.unauthorised_after
+            ):
+                # the user left the bank's authorisation step long ago: withdrawn at the bank
+                # so that it can never execute later, and expired here
+                answer = await self.engine.guarded(bank.cancel_payment(answer.bank_payment_id))
+                abandoned = answer.status in (
+                    PaymentStatus.CANCELLED,
+                    PaymentStatus.PENDING_AUTHORISATION,
+                )
         except ConnectorFailure as failure:
             log.info("the bank of payment %s did not answer: %s", payment.id, failure.message)
             return 0
@@ -139,4 +155,16 @@ class PaymentSweep:
             fresh = await services.find(session, payment.app_id, payment.id)
             if fresh is None:
                 return 0
+            if abandoned and answer is not None:
+                if fresh.bank_payment_id is None:
+                    fresh.bank_payment_id = answer.bank_payment_id
+                return int(
+                    await services.set_status(
+                        session,
+                        fresh,
+                        PaymentStatus.EXPIRED,
+                        "The payment was not authorised at the bank in time",
+                        self.clock(),
+                    )
+                )
             return int(await record_reconciled(session, fresh, answer, self.clock))
