@@ -4,6 +4,7 @@ bank about payments bankhub is not sure of."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import secrets
@@ -667,3 +668,19 @@ async def test_a_payment_left_at_the_banks_authorisation_step_expires(harness: H
     seen = await payment(h, left["id"])
     assert seen["status"] == "expired"
     assert seen["reason"] == "The payment was not authorised at the bank in time"
+
+
+async def test_concurrent_payments_never_pass_the_daily_limit_together(harness: Harness) -> None:
+    h = harness
+    customer = await create_customer(h)
+    await switch_on(h, daily_count=1)
+
+    async def attempt() -> int:
+        response = await h.client.post(
+            "/v2/payment", json=single(customer), headers={**h.headers(), **key()}
+        )
+        return response.status_code
+
+    codes = await asyncio.gather(*(attempt() for _ in range(4)))
+    assert sorted(codes) == [200, 429, 429, 429], codes
+    assert await count(h, Payment) == 1

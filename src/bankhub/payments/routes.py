@@ -101,7 +101,9 @@ async def _create(
     transfers: list[validation.Transfer],
     problems: validation.Problems,
 ) -> tuple[Payment, payments.PaymentView]:
-    async with hub.db.transaction() as session:
+    # a writer's unit of work: on SQLite the process's writers take turns, so two payments of
+    # one app never both pass the daily limits (PostgreSQL: the settings row's lock)
+    async with hub.db.transaction(write=True) as session:
         app = await auth.app(session)
         callback = logins.validate_callback_url(callback_url, allow_plain_http=hub.settings.is_dev)
         customer = await customers.get_customer(session, app, customer_id)

@@ -279,11 +279,14 @@ async def create(
     now = clock()
     currency = new.transfers[0].currency
     total = sum((t.amount for t in new.transfers), Decimal(0))
+    # the app's settings row locked (PostgreSQL) until this unit of work ends: concurrent
+    # payments of one app take turns at the limits instead of both passing them
+    settings = await session.get(PaymentSettings, app.id, with_for_update=True)
     await check_limits(
         session,
         cipher,
         app,
-        await settings_of(session, app.id),
+        settings,
         count=len(new.transfers),
         amount=total,
         currency=currency,
