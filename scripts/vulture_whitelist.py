@@ -164,3 +164,7 @@ PETS
 SHOPPING
 TAXES
 TRAVEL
+
+# --- payments ----------------------------------------------------------------------------------
+row_factory  # connectors/sandbox/ledger.py: sqlite3 reads the connection's row factory
+creditor  # payments.services.PaymentSummary: read by the connect page's payment.html template

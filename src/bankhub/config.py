@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     connector_timeout_seconds: float = 30.0
     sandbox_decoupled_delay_seconds: float = 3.0
     sandbox_slow_seconds: float = 60.0
+    #: how long the sandbox bank keeps ``user_pending``'s payments accepted before executing
+    sandbox_payment_settle_seconds: float = 60.0
+    #: how often a runner asks the banks about payments not final yet (docs/payments.md)
+    payment_sweep_seconds: float = Field(default=15.0, gt=0)
     #: the FinTS product registration id (Deutsche Kreditwirtschaft), passed to the connector
     fints_product_id: str | None = None
     #: GoCardless Bank Account Data (docs/connectors-gocardless.md): its API root, and the

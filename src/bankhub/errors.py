@@ -47,6 +47,11 @@ class ErrorCode(StrEnum):
     ADDRESS_BLOCKED = "AddressBlocked"
     RATE_LIMITED = "RateLimited"
     HTTPS_REQUIRED = "HttpsRequired"
+    # beyond the seed: payment initiation (docs/payments.md)
+    PAYMENT_NOT_FOUND = "PaymentNotFound"
+    PAYMENTS_NOT_ENABLED = "PaymentsNotEnabled"
+    PAYMENT_LIMIT_REACHED = "PaymentLimitReached"
+    PAYMENT_NOT_CANCELLABLE = "PaymentNotCancellable"
 
 
 #: The seed's wording for each code, used when a more specific message is not needed.
@@ -79,6 +84,10 @@ DEFAULT_MESSAGE: dict[ErrorCode, str] = {
     ErrorCode.ADDRESS_BLOCKED: "This address is blocked after too many failed authentications",
     ErrorCode.RATE_LIMITED: "Too many requests. Please slow down and retry later.",
     ErrorCode.HTTPS_REQUIRED: "This API is only served over HTTPS",
+    ErrorCode.PAYMENT_NOT_FOUND: "Payment is not found",
+    ErrorCode.PAYMENTS_NOT_ENABLED: "Payment initiation is not switched on for this app",
+    ErrorCode.PAYMENT_LIMIT_REACHED: "This app's daily payment limit is reached",
+    ErrorCode.PAYMENT_NOT_CANCELLABLE: "The bank no longer allows this payment to be cancelled",
 }
 
 

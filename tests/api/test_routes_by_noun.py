@@ -21,6 +21,7 @@ HOME = {
     "event": "bankhub.events.routes",
     "keys": "bankhub.partners.key_routes",
     "login": "bankhub.logins.routes",
+    "payment": "bankhub.payments.routes",
     "service": "bankhub.catalogue.routes",
     "statement": "bankhub.statements.routes",
     "token": "bankhub.logins.token_routes",

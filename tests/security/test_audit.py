@@ -76,6 +76,13 @@ NO_ACCOUNT_DATA: dict[tuple[str, str], str] = {
     ("PUT", "/v2/app/frame-origins"): "settings (audited as changes)",
     ("GET", "/v2/app/category-rules"): "the app's own categorization rules",
     ("PUT", "/v2/app/category-rules"): "settings (audited as changes)",
+    ("GET", "/v2/payment/settings"): "the app's own payment switch and limits",
+    ("PUT", "/v2/payment/settings"): "settings (audited as payments.settings)",
+    ("POST", "/v2/payment"): "what the app sent and a connect URL (audited as payment.created)",
+    ("POST", "/v2/payment/batch"): "what the app sent and a connect URL (audited as "
+    "payment.created)",
+    ("DELETE", "/v2/payment/{payment_id:str}"): "the payment the app sent (audited as "
+    "payment.cancelled)",
     ("GET", "/v2/keys"): "API key metadata (never secrets)",
     ("POST", "/v2/keys"): "a new API key (audited as key.created)",
     ("POST", "/v2/keys/{key_id:str}/roll"): "a new API key (audited as key.rolled)",
@@ -97,6 +104,12 @@ NO_ACCOUNT_DATA: dict[tuple[str, str], str] = {
     ("GET", "/v2/connect/static/connect.css"): "a stylesheet",
     ("GET", "/v2/connect/static/return.js"): "a script",
 }
+#: payment reads, exercised with their entries in tests/api/test_payments.py
+PAYMENT_READS = {
+    ("GET", "/v2/payment"),
+    ("GET", "/v2/payment/{payment_id:str}"),
+    ("GET", "/v2/payment/batch/{batch_id:str}"),
+}
 #: the routes that answer with account data (marked, and each exercised below)
 ACCOUNT_DATA = {
     ("GET", "/v2/login"),
@@ -105,6 +118,7 @@ ACCOUNT_DATA = {
     ("GET", "/v2/transaction/sync"),
     ("GET", "/v2/customer/export"),
     ("POST", "/v2/statement"),
+    *PAYMENT_READS,
 }
 
 
@@ -272,7 +286,7 @@ CALLS: dict[tuple[str, str], tuple[Call, str, str]] = {
 
 async def test_each_account_data_route_writes_exactly_one_entry(harness: Harness) -> None:
     h = harness
-    assert set(CALLS) == ACCOUNT_DATA  # every marked route is exercised
+    assert set(CALLS) | PAYMENT_READS == ACCOUNT_DATA  # every marked route is exercised
     held = await holdings(h)
     app_id, key_id = await app_and_key(h)
     for n, ((method, path), (call, action, resource)) in enumerate(sorted(CALLS.items())):

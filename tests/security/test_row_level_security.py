@@ -173,6 +173,24 @@ async def _populate(h: Harness, receiver: Receiver, name: str) -> dict[str, Any]
     login = await connect(h, "user_good")
     customer = await create_customer(h, f"{name}-waiting")
     await create_token(h, customer)  # a connect token nobody opened yet
+    switched = await h.client.put(
+        "/v2/payment/settings", headers=h.headers(), json={"enabled": True, "chosen_by": name}
+    )
+    assert switched.status_code == 200, switched.text  # payment settings
+    paid = await h.client.post(
+        "/v2/payment",
+        headers=h.headers() | {"idempotency-key": f"{name}-payment-1"},
+        json={
+            "customer_id": customer,
+            "service_id": 3,
+            "callback_url": "http://localhost:2000/v2",
+            "creditor_name": "Creditor",
+            "creditor_iban": "DE89370400440532013000",
+            "amount": "1.00",
+            "currency": "EUR",
+        },
+    )
+    assert paid.status_code == 200, paid.text  # a payment, its transfer and status history
     key = await h.client.post(
         "/v2/keys",
         headers=h.headers() | {"idempotency-key": f"{name}-key-1"},

@@ -66,6 +66,8 @@ NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("PUT", "/v2/app/ip-allowlist"): "the caller's own app; takes no id",
     ("PUT", "/v2/app/frame-origins"): "the caller's own app; takes no id",
     ("GET", "/v2/app/category-rules"): "the caller's own app; takes no id",
+    ("GET", "/v2/payment/settings"): "the caller's own app; takes no id",
+    ("PUT", "/v2/payment/settings"): "the caller's own app; takes no id",
     ("PUT", "/v2/app/category-rules"): "the caller's own app; takes no id",
     ("GET", "/v2/keys"): "lists the caller's keys; checked by the listing probe below",
     ("POST", "/v2/keys"): "creates a key of the caller's app; takes no id",
@@ -111,6 +113,8 @@ class Tenant:
     refresh_token: str
     access_token: str
     statement_login_id: int
+    payment_id: str = ""
+    batch_id: str = ""
 
 
 @dataclass
@@ -400,8 +404,99 @@ PROBES: list[Probe] = [
     _oauth("/oauth/introspect", lambda w, x: _client_form(w, token=x), "token"),
 ]
 
+
+def _payment_body(w: World, customer_id: str, account_id: int | None = None) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "service_id": 1,
+        "callback_url": CALLBACK,
+        "creditor_name": "Creditor",
+        "creditor_iban": "DE89370400440532013000",
+        "amount": "1.00",
+        "currency": "EUR",
+        **({"account_id": account_id} if account_id is not None else {}),
+    }
+
+
+def _fresh_key(w: World, c: str) -> dict[str, str]:
+    return _app_headers(w, c, **{"idempotency-key": uuid.uuid4().hex})
+
+
+PROBES += [
+    Probe(
+        ("GET", "/v2/payment/{payment_id:str}"),
+        "payment",
+        lambda w, c, x: Request("GET", f"/v2/payment/{x}", _app_headers(w, c)),
+        (("B's payment", lambda w: w.b.payment_id),),
+        _missing_uuid,
+    ),
+    Probe(
+        ("DELETE", "/v2/payment/{payment_id:str}"),
+        "payment",
+        lambda w, c, x: Request("DELETE", f"/v2/payment/{x}", _app_headers(w, c)),
+        (("B's payment", lambda w: w.b.payment_id),),
+        _missing_uuid,
+    ),
+    Probe(
+        ("GET", "/v2/payment/batch/{batch_id:str}"),
+        "batch",
+        lambda w, c, x: Request("GET", f"/v2/payment/batch/{x}", _app_headers(w, c)),
+        (("B's batch", lambda w: w.b.batch_id),),
+        _missing_uuid,
+    ),
+    Probe(
+        ("POST", "/v2/payment"),
+        "customer",
+        lambda w, c, x: Request("POST", "/v2/payment", _fresh_key(w, c), json=_payment_body(w, x)),
+        OTHER_APP_CUSTOMER,
+        _missing_uuid,
+    ),
+    Probe(
+        ("POST", "/v2/payment"),
+        "debtor account (for A's own customer)",
+        lambda w, c, x: Request(
+            "POST",
+            "/v2/payment",
+            _fresh_key(w, c),
+            json=_payment_body(w, w.a.customer_id, int(x)),
+        ),
+        OTHER_ACCOUNTS,
+        _missing_number,
+    ),
+    Probe(
+        ("POST", "/v2/payment/batch"),
+        "customer",
+        lambda w, c, x: Request(
+            "POST",
+            "/v2/payment/batch",
+            _fresh_key(w, c),
+            json={
+                "customer_id": x,
+                "service_id": 1,
+                "callback_url": CALLBACK,
+                "payments": [
+                    {
+                        k: v
+                        for k, v in _payment_body(w, x).items()
+                        if k.startswith(("cred", "am", "cur"))
+                    }
+                ],
+            },
+        ),
+        OTHER_APP_CUSTOMER,
+        _missing_uuid,
+    ),
+    Probe(
+        ("GET", "/v2/payment"),
+        "customer (a filter of the caller's own payments)",
+        lambda w, c, x: Request("GET", f"/v2/payment?customer_id={x}", _app_headers(w, c)),
+        OTHER_APP_CUSTOMER,
+        _missing_uuid,
+    ),
+]
+
 #: listings that must show none of B's ids
-LISTINGS = ("/v2/event", "/v2/keys", "/v2/webhook")
+LISTINGS = ("/v2/event", "/v2/keys", "/v2/webhook", "/v2/payment")
 
 
 def app_routes() -> set[tuple[str, str]]:
@@ -503,6 +598,7 @@ async def _tenant(h: Harness, name: str) -> Tenant:
     key = await h.client.post("/v2/keys", headers=h.headers(), json={"scope": "read"})
     assert key.status_code == 200, key.text
     access, refresh = await _oauth_grant(h)
+    payment_id, batch_id = await _payments(h, customer_id)
     async with _everything(hub.db) as session:
         account_id = (
             (
@@ -551,7 +647,41 @@ async def _tenant(h: Harness, name: str) -> Tenant:
         refresh_token=refresh,
         access_token=access,
         statement_login_id=statement_login_id,
+        payment_id=payment_id,
+        batch_id=batch_id,
     )
+
+
+async def _payments(h: Harness, customer_id: str) -> tuple[str, str]:
+    """A payment and a batch of the app, awaiting authorisation."""
+    switched = await h.client.put(
+        "/v2/payment/settings", headers=h.headers(), json={"enabled": True, "chosen_by": "owner"}
+    )
+    assert switched.status_code == 200, switched.text
+    transfer = {
+        "creditor_name": "Creditor",
+        "creditor_iban": "DE89370400440532013000",
+        "amount": "1.00",
+        "currency": "EUR",
+    }
+    single = await h.client.post(
+        "/v2/payment",
+        headers={**h.headers(), "idempotency-key": uuid.uuid4().hex},
+        json={"customer_id": customer_id, "service_id": 1, "callback_url": CALLBACK, **transfer},
+    )
+    assert single.status_code == 200, single.text
+    batch = await h.client.post(
+        "/v2/payment/batch",
+        headers={**h.headers(), "idempotency-key": uuid.uuid4().hex},
+        json={
+            "customer_id": customer_id,
+            "service_id": 1,
+            "callback_url": CALLBACK,
+            "payments": [transfer, transfer],
+        },
+    )
+    assert batch.status_code == 200, batch.text
+    return str(single.json()["data"]["id"]), str(batch.json()["data"]["id"])
 
 
 async def _world(harness: Harness) -> World:

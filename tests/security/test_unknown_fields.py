@@ -6,6 +6,7 @@ body below, so a new body route fails here until it is covered.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,14 @@ class BodyRoute:
     login_secret: str | None = None
     #: the path as the description writes it, when the route has path parameters
     template: str | None = None
+    #: the route needs an ``Idempotency-Key`` (a fresh one is sent each time)
+    keyed: bool = False
+
+    def headers(self, h: Harness) -> dict[str, str]:
+        headers = h.headers(login_secret=self.login_secret)
+        if self.keyed:
+            headers["idempotency-key"] = uuid.uuid4().hex
+        return headers
 
     @property
     def label(self) -> str:
@@ -34,6 +43,7 @@ class BodyRoute:
 async def body_routes(h: Harness) -> list[BodyRoute]:
     """A valid body for every route that reads one, with the login it needs."""
     customer_id = await create_customer(h, "fields-check")
+    payer = await create_customer(h, "fields-check-payer")  # the one above is erased first
     login = await connect(h, "user_good")
     made = await h.client.post("/v2/keys", headers=h.headers(), json={"scope": "read"})
     key_id = made.json()["data"]["key_id"]
@@ -58,7 +68,31 @@ async def body_routes(h: Harness) -> list[BodyRoute]:
             {"overlap_seconds": 60},
             template="/v2/keys/{key_id}/roll",
         ),
+        BodyRoute("PUT", "/v2/payment/settings", {"enabled": True, "chosen_by": "owner"}),
+        BodyRoute("POST", "/v2/payment", {**payment, "customer_id": payer}, keyed=True),
+        BodyRoute(
+            "POST",
+            "/v2/payment/batch",
+            {
+                "customer_id": payer,
+                "service_id": 3,
+                "callback_url": CALLBACK,
+                "payments": [{k: v for k, v in payment.items() if k not in ROUTING}],
+            },
+            keyed=True,
+        ),
     ]
+
+
+ROUTING = ("customer_id", "service_id", "callback_url")
+payment = {
+    "service_id": 3,
+    "callback_url": CALLBACK,
+    "creditor_name": "Creditor",
+    "creditor_iban": "DE89370400440532013000",
+    "amount": "1.00",
+    "currency": "EUR",
+}
 
 
 async def documented_body_routes(h: Harness) -> dict[str, dict[str, Any]]:
@@ -96,10 +130,7 @@ async def test_an_unknown_field_is_data_invalid(harness: Harness, extra: dict[st
     for route in await body_routes(h):
         body = {**route.body, **extra}
         response = await h.client.request(
-            route.method,
-            route.path,
-            json=body,
-            headers=h.headers(login_secret=route.login_secret),
+            route.method, route.path, json=body, headers=route.headers(h)
         )
         assert response.status_code == 400, (route.label, response.text)
         answer = response.json()
@@ -114,9 +145,6 @@ async def test_the_same_bodies_without_the_unknown_field_pass(harness: Harness) 
     h = harness
     for route in await body_routes(h):
         response = await h.client.request(
-            route.method,
-            route.path,
-            json=route.body,
-            headers=h.headers(login_secret=route.login_secret),
+            route.method, route.path, json=route.body, headers=route.headers(h)
         )
         assert response.status_code == 200, (route.label, response.text)

@@ -10,6 +10,7 @@ from bankhub.accounts import services as accounts
 from bankhub.accounts.details import account_bank_id
 from bankhub.accounts.models import Account
 from bankhub.api.schemas import VERSION
+from bankhub.connectors.base import payment_of
 from bankhub.money import format_amount
 from bankhub.security.crypto import Cipher
 from bankhub.security.pan import mask_pans
@@ -31,7 +32,7 @@ class AccountListEnvelope(msgspec.Struct):
     version: str = VERSION
 
 
-class TransactionOut(msgspec.Struct):
+class TransactionOut(msgspec.Struct, omit_defaults=True):
     id: int
     original_id: str
     date: str
@@ -40,6 +41,8 @@ class TransactionOut(msgspec.Struct):
     description: str
     category: str
     meta: dict[str, Any] | None
+    #: the payment bankhub initiated that this debit is (docs/payments.md); present only then
+    payment_id: str | None = None
 
 
 class TransactionListEnvelope(msgspec.Struct):
@@ -83,4 +86,14 @@ def transaction_out(row: accounts.TransactionView) -> TransactionOut:
         description=row.description,
         category=row.category,
         meta=wire_meta(row),
+        payment_id=_payment_id(row),
     )
+
+
+def _payment_id(row: accounts.TransactionView) -> str | None:
+    """The payment a debit carries bankhub's ``EndToEndId`` of (``connectors.base``)."""
+    if row.amount >= 0 or not row.meta:
+        return None
+    reference = row.meta.get("end_to_end_id")
+    found = payment_of(reference) if isinstance(reference, str) else None
+    return found[0] if found else None

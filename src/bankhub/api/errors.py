@@ -45,6 +45,10 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.ADDRESS_BLOCKED: 429,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.HTTPS_REQUIRED: 403,
+    ErrorCode.PAYMENT_NOT_FOUND: 404,
+    ErrorCode.PAYMENTS_NOT_ENABLED: 403,
+    ErrorCode.PAYMENT_LIMIT_REACHED: 429,
+    ErrorCode.PAYMENT_NOT_CANCELLABLE: 409,
 }
 
 

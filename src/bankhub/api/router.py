@@ -10,6 +10,7 @@ A newcomer looking for an endpoint opens the package named after its noun:
 ``/v2/account``                                   ``bankhub.accounts.routes``
 ``/v2/transaction``, ``/v2/transaction/sync``     ``bankhub.accounts.transaction_routes``
 ``/v2/statement``                                 ``bankhub.statements.routes``
+``/v2/payment``, ``/v2/payment/*``                ``bankhub.payments.routes``
 ``/v2/event``, ``/v2/event/*``                    ``bankhub.events.routes``
 ``/v2/webhook``, ``/v2/webhook/*``                ``bankhub.webhooks.routes``
 ``/v2/app``, ``/v2/app/*``                        ``bankhub.partners.routes``
@@ -46,6 +47,7 @@ from bankhub.oauth.routes import OAUTH_ROUTES
 from bankhub.operations.routes import OPERATION_ROUTES
 from bankhub.partners.key_routes import KEY_ROUTES
 from bankhub.partners.routes import APP_ROUTES
+from bankhub.payments.routes import PAYMENT_ROUTES
 from bankhub.statements.routes import STATEMENT_ROUTES
 from bankhub.webhooks.routes import WEBHOOK_ROUTES
 
@@ -59,6 +61,7 @@ ROUTES: list[ControllerRouterHandler] = [
     *ACCOUNT_ROUTES,
     *TRANSACTION_ROUTES,
     *STATEMENT_ROUTES,
+    *PAYMENT_ROUTES,
     *EVENT_ROUTES,
     *WEBHOOK_ROUTES,
     *APP_ROUTES,

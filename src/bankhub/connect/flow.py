@@ -60,6 +60,8 @@ from bankhub.logins.models import ConnectToken, Login
 from bankhub.observability import metrics
 from bankhub.partners import branding, modes
 from bankhub.partners.models import App
+from bankhub.payments import services as payments
+from bankhub.payments.sending import PaymentAuthorisation
 from bankhub.security.secrets import new_uuid_shaped_secret
 from bankhub.statements import ParsedStatement
 from bankhub.sync import identity
@@ -197,6 +199,10 @@ class ConnectSession:
     brand: branding.Brand | None = None
     #: the origins the app allowed to frame the connect page when the session opened
     frame_origins: tuple[str, ...] = ()
+    #: a payment's authorisation (docs/payments.md): the login is followed by the payment,
+    #: not by the first fetch
+    payment: PaymentAuthorisation | None = None
+    payment_summary: payments.PaymentSummary | None = None
 
     @property
     def finished(self) -> bool:
@@ -289,6 +295,9 @@ class ConnectFlow:
         elif outcome.get("status") == "cancelled":
             heading = "This connection was cancelled"
             message = f"Nothing was shared with {session.display_name}."
+        elif session.step == Step.DONE and session.payment is not None:
+            heading = "This payment was sent to your bank"
+            message = f"Return to {session.display_name} to see where it stands."
         elif session.step == Step.DONE:
             # The success callback carried the login-secret once; it is never shown again.
             heading = f"{bank} is connected"
@@ -364,6 +373,10 @@ class ConnectFlow:
                 login = await db.get(Login, token.login_id)
                 base_state = hub.engine.state_of(login) if login else {}
             brand = branding.brand_of(app, await branding.template_of(db, app.id))
+            paid = await payments.for_token(db, token.id)
+            if paid is not None and (paid.status != "pending_authorisation" or paid.sent_at):
+                raise logins.TokenUnusable(token_id)  # cancelled or expired meanwhile
+            shown = None if paid is None else await payments.summary(db, hub.keyring, paid)
             # claimed and held here, or neither
             await self.routing.remember(
                 db, sid=sid, state=return_state, token_id=token.id, now=hub.clock()
@@ -387,6 +400,10 @@ class ConnectFlow:
             brand=brand,
             frame_origins=tuple(app.frame_origins or ()),
             return_state=return_state,
+            payment=None
+            if paid is None
+            else PaymentAuthorisation(hub.db, hub.keyring, hub.clock, app.id, paid.id),
+            payment_summary=shown,
         )
         self._sessions[session.id] = session
         self._states[session.return_state] = session.id
@@ -517,8 +534,18 @@ class ConnectFlow:
             session.task.cancel()
         if not session.finished:
             session.outcome = {"status": "cancelled"}
+            if session.payment is not None:
+                session.outcome["payment_id"] = session.payment.payment_id
             session.step = Step.DONE
             self._count(session, usage.CONNECT_CANCELLED)
+
+    async def cancel_payment(self, session: ConnectSession) -> None:
+        """The user cancelled a payment's authorisation: a payment not sent yet is cancelled."""
+        if session.payment is not None and session.outcome == {
+            "status": "cancelled",
+            "payment_id": session.payment.payment_id,
+        }:
+            await session.payment.cancelled_by_user()
 
     def is_current(self, session: ConnectSession, form_step: str | None) -> bool:
         """Whether a form was shown for the step the session is at now (a form without the
@@ -575,6 +602,11 @@ class ConnectFlow:
         if session.step != Step.INTERACTION or session.run is None or session.busy:
             return
         connector = session.run.connector
+        payment, state = session.payment, session.run.state
+        if payment is not None and payment.bank_payment_id is not None:
+            # the bank's authorisation of the payment, not the login
+            await self._start(session, lambda: payment.authorise(connector, state, answer))
+            return
         await self._start(session, lambda: connector.resume(answer))
 
     async def poll(self, session: ConnectSession) -> None:
@@ -606,10 +638,35 @@ class ConnectFlow:
         """The session's task: one login step, then the first fetch once the bank let us in."""
         try:
             logged_in = await self._login_step(session, call)
+            if logged_in and session.payment is not None:
+                await self._pay(session, session.payment)
         finally:
             answered.set()
-        if logged_in:
+        if logged_in and session.payment is None:
             await self._first_fetch(session)
+
+    async def _pay(self, session: ConnectSession, payment: PaymentAuthorisation) -> None:
+        """Logged in (or the bank's authorisation step answered): send the payment once, and
+        end the flow when the bank asks nothing more of the user."""
+        run = session.run
+        assert run is not None  # noqa: S101 - set before the task starts  # nosec B101
+        if payment.bank_payment_id is None:
+            sent = await self._login_step(session, lambda: payment.send(run.connector, run.state))
+            if not sent:
+                return
+        session.run = None
+        outcome = session.outcome = payment.outcome()
+        if outcome["status"] == "success":
+            session.step = Step.DONE
+            self._count(session, usage.CONNECT_SUCCESS)
+        else:
+            message = sentence(str(outcome.get("message", "")))
+            self._finish_failed(
+                session,
+                outcome,
+                f"{session.service.name} did not make the payment: {message}",
+                usage.CONNECT_FAILED,
+            )
 
     async def _login_step(self, session: ConnectSession, call: BankCall) -> bool:
         """Run one connector call and move the session to wherever its outcome leads; True
@@ -688,6 +745,8 @@ class ConnectFlow:
             outcome = {"status": "cancelled", "message": failure.message}
         else:
             outcome = {"status": "error", "error": error, "message": failure.message}
+        if session.payment is not None:
+            outcome["payment_id"] = session.payment.payment_id
         self._finish_failed(
             session,
             outcome,

@@ -181,6 +181,8 @@ async def show_session(hub: HubDep, request: AnyRequest) -> Response[Any]:
     if session.busy and not isinstance(interaction, NeedsDecoupledApproval):
         # The bank has not answered the last step yet: this page asks again every second.
         return _render(request, session, "waiting.html", refresh=1)
+    if session.step == Step.CONSENT and session.payment_summary is not None:
+        return _render(request, session, "payment.html", payment=session.payment_summary)
     if session.step == Step.CONSENT:
         return _render(
             request,
@@ -448,6 +450,7 @@ async def post_cancel(request: AnyRequest, data: Form) -> Redirect:
     session = _session(request)
     _check_form(request, session, data)
     flow_of(request).cancel(session)
+    await flow_of(request).cancel_payment(session)
     return _back()
 
 

@@ -10,6 +10,7 @@ asks ``isinstance(connector, TransactionsCapability)`` instead of calling unimpl
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -429,4 +430,132 @@ class ReadLimitCapability(Protocol):
         """When the bank lets this login's accounts be read again, if the last read used up
         its limit (a provider's daily quota per account); None when it did not say or
         did not run out."""
+        ...
+
+
+# --- payment initiation --------------------------------------------------------------------------
+
+
+class PaymentStatus(StrEnum):
+    """A payment's status, the same words at the bank and on bankhub's API."""
+
+    PENDING_AUTHORISATION = "pending_authorisation"
+    AUTHORISED = "authorised"
+    ACCEPTED = "accepted"
+    EXECUTED = "executed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def final(self) -> bool:
+        return self in _FINAL_PAYMENT_STATUSES
+
+
+_FINAL_PAYMENT_STATUSES = frozenset(
+    {
+        PaymentStatus.EXECUTED,
+        PaymentStatus.REJECTED,
+        PaymentStatus.CANCELLED,
+        PaymentStatus.EXPIRED,
+    }
+)
+
+
+def end_to_end_id(payment_id: str, position: int) -> str:
+    """bankhub's ``EndToEndId`` of transfer ``position`` of payment ``payment_id`` (a UUID):
+    its 32 hex digits and three of the position, 35 characters, SEPA's limit."""
+    return f"{uuid.UUID(payment_id).hex}{position:03d}"
+
+
+def payment_of(reference: str | None) -> tuple[str, int] | None:
+    """The payment id and position an ``EndToEndId`` of :func:`end_to_end_id` names."""
+    if not reference or len(reference) != 35 or not reference[32:].isdigit():
+        return None
+    try:
+        return str(uuid.UUID(hex=reference[:32])), int(reference[32:])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CreditTransfer:
+    """One credit transfer, as bankhub checked it (SEPA characters, the currency's scale)."""
+
+    #: bankhub's reference of the transfer, carried to the creditor and back in the debtor's
+    #: statement (ISO 20022 ``EndToEndId``, at most 35 characters)
+    end_to_end_id: str
+    creditor_name: str
+    amount: Decimal
+    currency: str
+    creditor_iban: str | None = None
+    #: a local account number where the creditor has no IBAN
+    creditor_account: str | None = None
+    creditor_bic: str | None = None
+    remittance: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOrder:
+    """What bankhub asks a bank to execute: one transfer, or a batch under one authorisation."""
+
+    #: bankhub's id of the order: the bank's idempotency reference (XS2A ``X-Request-ID``),
+    #: so asking twice with it never makes two payments
+    request_id: str
+    transfers: tuple[CreditTransfer, ...]
+    batch: bool = False
+    #: the debtor's account; ``None`` lets the user choose it at the bank
+    debtor_iban: str | None = None
+    execution_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentAnswer:
+    """The bank's answer about a payment. ``bank_payment_id`` comes first: the platform
+    records it before it acts on anything else the answer says."""
+
+    bank_payment_id: str
+    status: PaymentStatus
+    #: the bank's own words or code for the status (``AM04`` insufficient funds...)
+    reason: str | None = None
+    #: the step the user must take at the bank to authorise the payment, if any
+    sca: Interaction | None = None
+    #: per transfer of a batch, in the order's order: (status, reason)
+    items: tuple[tuple[PaymentStatus, str | None], ...] = ()
+
+
+@runtime_checkable
+class PaymentsCapability(Protocol):
+    """Payment initiation (PSD2 PIS). Every call may raise a :class:`ConnectorFailure`."""
+
+    async def initiate_payment(self, order: PaymentOrder) -> PaymentAnswer:
+        """Submit ``order`` (idempotent on ``order.request_id``); the answer names the bank's
+        payment id and, in ``sca``, the step that authorises it."""
+        ...
+
+    async def authorise_payment(self, bank_payment_id: str, answer: Answer) -> PaymentAnswer:
+        """The user's answer to the payment's ``sca`` step; a new ``sca`` when the bank asks
+        more (a decoupled approval not given yet), else the status after authorisation."""
+        ...
+
+    async def payment_status(self, bank_payment_id: str) -> PaymentAnswer:
+        """The payment's status at the bank now."""
+        ...
+
+    async def find_payment(self, request_id: str) -> PaymentAnswer | None:
+        """The payment the bank made of the order ``request_id``, or ``None`` when the order
+        never reached it (asked after a crash between sending and recording)."""
+        ...
+
+    async def cancel_payment(self, bank_payment_id: str) -> PaymentAnswer:
+        """Cancel at the bank; the answer's status says whether the bank did."""
+        ...
+
+
+@runtime_checkable
+class BulkPaymentsCapability(PaymentsCapability, Protocol):
+    """Batches: many transfers from one account under one authorisation."""
+
+    async def initiate_bulk_payment(self, order: PaymentOrder) -> PaymentAnswer:
+        """As :meth:`PaymentsCapability.initiate_payment`, for ``order.batch`` orders."""
         ...

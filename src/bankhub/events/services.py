@@ -26,7 +26,16 @@ LOGIN_STATUS = "login.status"
 SYNC_FAILED = "sync.failed"
 CONSENT_EXPIRING = "consent.expiring"
 LOGIN_DELETED = "login.deleted"
-EVENT_TYPES = (NEW_TRANSACTIONS, LOGIN_STATUS, SYNC_FAILED, CONSENT_EXPIRING, LOGIN_DELETED)
+#: a payment's status changed (docs/payments.md)
+PAYMENT_STATUS = "payment.status"
+EVENT_TYPES = (
+    NEW_TRANSACTIONS,
+    LOGIN_STATUS,
+    SYNC_FAILED,
+    CONSENT_EXPIRING,
+    LOGIN_DELETED,
+    PAYMENT_STATUS,
+)
 #: what an endpoint created without a list of types receives: the seed's two webhook events
 DEFAULT_EVENT_TYPES = (NEW_TRANSACTIONS, LOGIN_STATUS)
 #: the body's own name for its type, added beside the seed's keys

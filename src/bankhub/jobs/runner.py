@@ -11,7 +11,9 @@ and ``bankhub worker`` processes on PostgreSQL; ``jobs.loop`` says why that matt
 - housekeeping: retention, expired Idempotency-Keys, sealing rows stored in clear, finished
   outbox rows (``lifecycle.housekeeping``);
 - the daily import of GoCardless' institution lists (``banks.gocardless``);
-- imported banks' logos fetched and kept (``banks.logos``).
+- imported banks' logos fetched and kept (``banks.logos``);
+- the payments sweep: status polls, reconciling payments sent and never answered, expiring
+  payments nobody authorised (``payments.sweep``).
 
 This module is the composition root of background work: the only one here that knows which
 domains there are. The loop knows its sources only as ``jobs.loop.Source`` and ``Sweep``.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 
 from bankhub.banks.gocardless import InstitutionRefresh
 from bankhub.banks.logos import LogoFetcher, LogoSweep
@@ -31,6 +34,7 @@ from bankhub.jobs.identity import Identity
 from bankhub.jobs.loop import Loop
 from bankhub.lifecycle.housekeeping import Housekeeping
 from bankhub.logins.consent import ConsentSweep
+from bankhub.payments.sweep import PaymentSweep
 from bankhub.sync.source import SyncSource
 from bankhub.webhooks.source import DeliverySource
 
@@ -108,7 +112,23 @@ class Runner:
         )
         for source in (self.syncs, self.deliveries, self.outbox):
             self.loop.add(source)
-        for sweep in (self.consent, self.housekeeping, self.institutions, self.logos):
+        self.payments = PaymentSweep(
+            hub.db,
+            hub.clock,
+            hub.keyring,
+            hub.engine,
+            hub.catalogue,
+            every=settings.payment_sweep_seconds,
+            grace=timedelta(seconds=settings.connector_timeout_seconds + 5),
+            unauthorised_after=settings.token_ttl + settings.connect_idle,
+        )
+        for sweep in (
+            self.consent,
+            self.housekeeping,
+            self.institutions,
+            self.logos,
+            self.payments,
+        ):
             self.loop.every(sweep)
 
     @property

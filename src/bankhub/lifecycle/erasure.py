@@ -213,6 +213,15 @@ async def erase_customer(
     erased = await erase_logins(
         session, app_id=app_id, login_ids=login_ids, now=now, withdrawn=withdrawn
     )
+    # A payment's events name the customer, not a login: erased with the customer (their
+    # payments and transfers go with the customer's row, by its foreign keys).
+    await session.execute(
+        delete(Event).where(
+            Event.app_id == app_id,
+            Event.type == events.PAYMENT_STATUS,
+            Event.payload["customer_id"].as_string() == customer_id,
+        )
+    )
     gone = await session.execute(
         delete(Customer)
         .where(Customer.app_id == app_id, Customer.id == customer_id)

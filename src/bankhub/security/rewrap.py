@@ -66,6 +66,9 @@ ENCRYPTED: tuple[EncryptedColumn, ...] = (
     EncryptedColumn(
         "transactions", "details_enc", details.COLUMN, row=("account_id", "dedupe_key")
     ),
+    EncryptedColumn("payments", "details_enc", "details"),
+    EncryptedColumn("payments", "connector_state_enc", "connector_state"),
+    EncryptedColumn("payment_items", "details_enc", "details", row=("payment_id", "position")),
     EncryptedColumn("webhook_endpoints", "secret_enc", "secret"),
     EncryptedColumn("webhook_endpoints", "previous_secret_enc", "previous_secret"),
     EncryptedColumn("signing_keys", "private_key_enc", "private_key", key="kid", tenant=None),

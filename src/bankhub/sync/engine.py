@@ -370,6 +370,8 @@ class SyncEngine:
         options: dict[str, Any] = {
             "decoupled_delay_seconds": self.settings.sandbox_decoupled_delay_seconds,
             "slow_seconds": self.settings.sandbox_slow_seconds,
+            "payment_settle_seconds": self.settings.sandbox_payment_settle_seconds,
+            "sandbox_bank_dir": str(self.settings.data_dir),
         }
         if psu_ip_address:
             options["psu_ip_address"] = psu_ip_address

@@ -10,6 +10,18 @@ Options read from :attr:`ConnectorContext.options`:
     how long after the first request ``user_decoupled``'s approval arrives (clock time).
 ``slow_seconds`` (float, default 60.0)
     how long ``user_slow`` waits before answering any call.
+``payment_settle_seconds`` (float, default 60.0)
+    how long ``user_pending``'s and ``user_bankcancel``'s payments stay ``accepted`` before the
+    bank executes (or cancels) them.
+``sandbox_bank_dir`` (str)
+    where the bank keeps its record of payments (:mod:`bankhub.connectors.sandbox.ledger`).
+
+Payments (docs/payments.md): the user who logs in at the bank picks the scenario as for reads.
+``user_good`` and the others are executed at once (the login was the authorisation);
+``user_otp`` authorises with the code ``123456``, ``user_decoupled`` in the bank's app,
+``user_redirect`` on the bank's page; ``user_nofunds`` is rejected for insufficient funds
+(``AM04``); ``user_pending`` stays ``accepted`` until the bank executes it later;
+``user_bankcancel``'s payment is accepted, then cancelled by the bank.
 """
 
 from __future__ import annotations
@@ -19,12 +31,14 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from bankhub.connectors.base import (
     AccountLocked,
     AccountRecord,
+    AccountType,
     Answer,
     AuthFlow,
     Choice,
@@ -34,6 +48,7 @@ from bankhub.connectors.base import (
     ConsentInfo,
     CredentialField,
     FieldKind,
+    Interaction,
     InteractionRejected,
     InvalidCredentials,
     NeedsChoice,
@@ -41,6 +56,9 @@ from bankhub.connectors.base import (
     NeedsDecoupledApproval,
     NeedsRedirect,
     PasswordExpired,
+    PaymentAnswer,
+    PaymentOrder,
+    PaymentStatus,
     ProviderUnavailable,
     RateLimited,
     SessionExpired,
@@ -48,6 +66,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.connectors.sandbox import bank
 from bankhub.connectors.sandbox.history import Profile, ledger
+from bankhub.connectors.sandbox.ledger import BankPayment, Ledger
 
 PASSWORD = "pass_good"  # noqa: S105 - the sandbox's published test password  # nosec B105
 ONE_TIME_CODE = "123456"
@@ -70,6 +89,9 @@ SCENARIOS = frozenset(
         "user_remint",
         "user_consent_short",
         "user_session",
+        "user_nofunds",
+        "user_pending",
+        "user_bankcancel",
     }
 )
 #: how long a ``user_session`` bank session lasts before the bank wants the password again
@@ -220,12 +242,42 @@ class SandboxConnector:
                 ):
                     transactions = book.transactions[known.bank_id or ""]
                     break
+        booked = list(transactions or ())
+        paid = self._paid_from(state, account)
+        if paid:
+            booked = sorted([*booked, *paid], key=lambda t: t.booking_date, reverse=True)
         return [
             t
-            for t in transactions or ()
+            for t in booked
             if (since is None or t.booking_date >= since)
             and (until is None or t.booking_date <= until)
         ]
+
+    def _paid_from(
+        self, state: Mapping[str, Any], account: AccountRecord
+    ) -> list[TransactionRecord]:
+        """The debits of the user's executed payments from ``account``, each carrying the
+        ``EndToEndId`` bankhub gave the transfer."""
+        if not account.iban:
+            return []
+        debits: list[TransactionRecord] = []
+        for payment in self._ledger().executed(self.slug, str(state.get("username", ""))):
+            if payment.order.get("debtor_iban") != account.iban:
+                continue
+            for position, t in enumerate(payment.order.get("transfers", [])):
+                debits.append(
+                    TransactionRecord(
+                        bank_id=f"{payment.bank_id}-{position}",
+                        booking_date=(payment.settle_at or payment.created_at).date(),
+                        amount=-Decimal(t["amount"]),
+                        currency=t["currency"],
+                        description=t["remittance"] or f"Transfer to {t['creditor_name']}",
+                        counterparty_name=t["creditor_name"],
+                        counterparty_account=t["creditor_iban"] or t["creditor_account"],
+                        meta={"end_to_end_id": t["end_to_end_id"]},
+                    )
+                )
+        return debits
 
     def identity(self) -> str | None:
         """The bank's user: the username picks the person, whatever the scenario does."""
@@ -244,6 +296,214 @@ class SandboxConnector:
         for key in ("session", "consent_expires_at", "pending"):
             state.pop(key, None)
         self.context.state.save(state)
+
+    # --- payments ---------------------------------------------------------------------------
+
+    def _ledger(self) -> Ledger:
+        directory = self.context.options.get("sandbox_bank_dir")
+        return Ledger(str(directory) if directory else None)
+
+    async def initiate_payment(self, order: PaymentOrder) -> PaymentAnswer:
+        """Record the order at the bank (once per ``request_id``) and ask for the scenario's
+        authorisation; a user who needs no more than the login is authorised at once."""
+        state = await self._session()
+        username = str(state["username"])
+        accounts = ledger(self._profile(state)).accounts
+        debtor = next(
+            (a for a in accounts if order.debtor_iban and a.iban == order.debtor_iban), None
+        )
+        # no debtor named: the user chooses the account at the bank first
+        step = "account" if order.debtor_iban is None else self._authorisation_step(username)
+        request = _order_json(order, debtor.iban if debtor else None)
+        now = self.context.clock()
+        payment, _ = self._ledger().put(
+            slug=self.slug,
+            request_id=order.request_id,
+            username=username,
+            status=PaymentStatus.PENDING_AUTHORISATION,
+            step=step,
+            order=request,
+            now=now,
+        )
+        if debtor is None and order.debtor_iban is not None:
+            self._ledger().update(
+                payment.bank_id,
+                status=PaymentStatus.REJECTED,
+                reason="AC01 the debtor account is not one of this user's accounts",
+                step=None,
+                now=now,
+            )
+            return self._answer(payment.bank_id)
+        if payment.step is None:
+            return self._answer(payment.bank_id)
+        return self._answer(payment.bank_id, ask=True)
+
+    async def initiate_bulk_payment(self, order: PaymentOrder) -> PaymentAnswer:
+        """A batch: one record, one authorisation, a status per transfer."""
+        return await self.initiate_payment(order)
+
+    async def authorise_payment(self, bank_payment_id: str, answer: Answer) -> PaymentAnswer:
+        payment = self._payment(bank_payment_id)
+        await self._bank_answers(payment.username)
+        step = payment.step or ""
+        if payment.status != PaymentStatus.PENDING_AUTHORISATION or not step:
+            return self._answer(bank_payment_id)
+        if step == "account":
+            chosen = {a.iban for a in self._payable_accounts(payment.username)}
+            if answer.kind != "choice" or answer.value not in chosen:
+                raise InteractionRejected("Choose one of your accounts")
+            following = self._authorisation_step(payment.username)
+            self._ledger().update(
+                bank_payment_id,
+                status=PaymentStatus.PENDING_AUTHORISATION,
+                reason=None,
+                step=following,
+                now=self.context.clock(),
+                order={**payment.order, "debtor_iban": answer.value},
+            )
+            return self._answer(bank_payment_id, ask=True)
+        if step == "code":
+            if answer.kind != "code" or not _same(answer.value.strip(), ONE_TIME_CODE):
+                raise InteractionRejected("The code is not valid")
+        elif step.startswith("decoupled:"):
+            requested = datetime.fromisoformat(step.partition(":")[2])
+            delay = float(self.context.options.get("decoupled_delay_seconds", 3.0))
+            if self.context.clock() - requested < timedelta(seconds=delay):
+                return self._answer(bank_payment_id, ask=True)
+        elif step == "redirect":
+            if answer.kind != "redirect":
+                raise InteractionRejected("Expected the bank's redirect")
+            if answer.params.get("error") == "access_denied":
+                self._ledger().update(
+                    bank_payment_id,
+                    status=PaymentStatus.REJECTED,
+                    reason="The user declined the payment at the bank",
+                    step=None,
+                    now=self.context.clock(),
+                )
+                return self._answer(bank_payment_id)
+            if not (
+                _same(answer.params.get("request", ""), bank_payment_id)
+                and bank.is_valid_consent_code(bank_payment_id, answer.params.get("code", ""))
+            ):
+                raise InteractionRejected("The bank's answer could not be verified")
+        self._settle(payment)
+        return self._answer(bank_payment_id)
+
+    async def payment_status(self, bank_payment_id: str) -> PaymentAnswer:
+        payment = self._payment(bank_payment_id)
+        await self._bank_answers(payment.username)
+        if (
+            payment.status == PaymentStatus.ACCEPTED
+            and payment.settle_at is not None
+            and self.context.clock() >= payment.settle_at
+        ):
+            if payment.username == "user_bankcancel":
+                status, reason = PaymentStatus.CANCELLED, "DS02 cancelled by the bank"
+            else:
+                status, reason = PaymentStatus.EXECUTED, None
+            self._ledger().update(
+                bank_payment_id, status=status, reason=reason, step=None, now=self.context.clock()
+            )
+        return self._answer(bank_payment_id)
+
+    async def find_payment(self, request_id: str) -> PaymentAnswer | None:
+        found = self._ledger().by_request(self.slug, request_id)
+        if found is None:
+            return None
+        await self._bank_answers(found.username)
+        return self._answer(found.bank_id, ask=found.step is not None)
+
+    async def cancel_payment(self, bank_payment_id: str) -> PaymentAnswer:
+        """The bank cancels what it has not executed yet."""
+        payment = self._payment(bank_payment_id)
+        await self._bank_answers(payment.username)
+        if payment.status in (
+            PaymentStatus.PENDING_AUTHORISATION,
+            PaymentStatus.AUTHORISED,
+            PaymentStatus.ACCEPTED,
+        ):
+            self._ledger().update(
+                bank_payment_id,
+                status=PaymentStatus.CANCELLED,
+                reason="cancelled at the debtor's request",
+                step=None,
+                now=self.context.clock(),
+            )
+        return self._answer(bank_payment_id)
+
+    def _authorisation_step(self, username: str) -> str | None:
+        step = _payment_step(username)
+        if step == "decoupled":
+            return f"decoupled:{self.context.clock().isoformat()}"
+        return step
+
+    def _payable_accounts(self, username: str) -> list[AccountRecord]:
+        """The user's accounts a transfer may leave from (not the credit card)."""
+        state = {"username": username}
+        accounts = ledger(self._profile(state)).accounts
+        return [a for a in accounts if a.iban and a.type != AccountType.CREDIT_CARD]
+
+    def _payment(self, bank_payment_id: str) -> BankPayment:
+        payment = self._ledger().get(self.slug, bank_payment_id)
+        if payment is None:
+            raise InteractionRejected("The bank knows no such payment")
+        return payment
+
+    def _settle(self, payment: BankPayment) -> None:
+        """The authorised payment goes the scenario's way."""
+        now = self.context.clock()
+        settle_at = None
+        if payment.username == "user_nofunds":
+            status, reason = PaymentStatus.REJECTED, "AM04 insufficient funds"
+        elif payment.username in ("user_pending", "user_bankcancel"):
+            status, reason = PaymentStatus.ACCEPTED, None
+            delay = float(self.context.options.get("payment_settle_seconds", 60.0))
+            settle_at = now + timedelta(seconds=delay)
+        else:
+            status, reason = PaymentStatus.EXECUTED, None
+        self._ledger().update(
+            payment.bank_id, status=status, reason=reason, step=None, now=now, settle_at=settle_at
+        )
+
+    def _answer(self, bank_payment_id: str, *, ask: bool = False) -> PaymentAnswer:
+        payment = self._payment(bank_payment_id)
+        if payment.status == PaymentStatus.PENDING_AUTHORISATION and payment.step is None:
+            # authorised by the login alone: settle now
+            self._settle(payment)
+            payment = self._payment(bank_payment_id)
+        status = PaymentStatus(payment.status)
+        count = len(payment.order.get("transfers", ()))
+        items = (
+            tuple((status, payment.reason) for _ in range(count))
+            if payment.order.get("batch")
+            else ()
+        )
+        sca: Interaction | None = None
+        if ask and status == PaymentStatus.PENDING_AUTHORISATION and payment.step:
+            sca = self._payment_sca(payment)
+        return PaymentAnswer(payment.bank_id, status, payment.reason, sca, items)
+
+    def _payment_sca(self, payment: BankPayment) -> Interaction:
+        step = payment.step or ""
+        what = _describe(payment.order)
+        if step == "account":
+            return NeedsChoice(
+                f"Which account should {what} be paid from?",
+                [
+                    Choice(a.iban or "", f"{a.name} ({a.iban})")
+                    for a in self._payable_accounts(payment.username)
+                ],
+            )
+        if step == "code":
+            return NeedsCode(
+                f"To approve {what}, enter the code we sent to your phone (hint: 123456)"
+            )
+        if step == "redirect":
+            return NeedsRedirect(
+                self._consent_page(payment.bank_id), f"Approve {what} at {self.bank_name}"
+            )
+        return NeedsDecoupledApproval(f"Approve {what} in your Sandbox Bank app")
 
     # --- the simulated bank -----------------------------------------------------------------
 
@@ -340,6 +600,46 @@ class SandboxConnector:
             pending=username in {"user_good", "user_dynamic"},
             refresh_dates=tuple(date.fromisoformat(d) for d in state.get("refresh_dates", ())),
         )
+
+
+def _payment_step(username: str) -> str | None:
+    """The authorisation a payment of ``username`` asks for beyond the login."""
+    return {
+        "user_otp": "code",
+        "user_question": "code",
+        "user_decoupled": "decoupled",
+        "user_redirect": "redirect",
+    }.get(username)
+
+
+def _order_json(order: PaymentOrder, debtor_iban: str | None) -> dict[str, Any]:
+    return {
+        "batch": order.batch,
+        "debtor_iban": debtor_iban,
+        "execution_date": order.execution_date.isoformat() if order.execution_date else None,
+        "transfers": [
+            {
+                "end_to_end_id": t.end_to_end_id,
+                "creditor_name": t.creditor_name,
+                "creditor_iban": t.creditor_iban,
+                "creditor_account": t.creditor_account,
+                "amount": str(t.amount),
+                "currency": t.currency,
+                "remittance": t.remittance,
+            }
+            for t in order.transfers
+        ],
+    }
+
+
+def _describe(order: Mapping[str, Any]) -> str:
+    transfers = order.get("transfers", [])
+    if len(transfers) == 1:
+        t = transfers[0]
+        return f"the payment of {t['amount']} {t['currency']} to {t['creditor_name']}"
+    total = sum((Decimal(t["amount"]) for t in transfers), Decimal(0))
+    currency = transfers[0]["currency"] if transfers else ""
+    return f"the batch of {len(transfers)} payments ({total} {currency})"
 
 
 def _same(given: str, expected: str) -> bool:

@@ -1,0 +1,1 @@
+"""Payment initiation: single credit transfers and batches, authorised on the connect page."""

@@ -1,0 +1,494 @@
+"""Payments' routes: ``/v2/payment`` (a single credit transfer), ``/v2/payment/batch``, the
+list, cancellation, and the app's switch and limits (``/v2/payment/settings``)."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from litestar import Request, delete, get, post, put
+from litestar.params import FromPath, JSONBody
+from litestar.types import ControllerRouterHandler
+
+from bankhub.api.audit import account_data_read
+from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, errors, query, whole_number
+from bankhub.api.principal import AuthDep, HubDep, public_url
+from bankhub.api.schemas import wire_time
+from bankhub.audit import services as audit
+from bankhub.clock import as_utc
+from bankhub.connectors.base import ConnectorFailure, PaymentStatus
+from bankhub.customers import services as customers
+from bankhub.db import tenancy
+from bankhub.errors import DomainError, ErrorCode
+from bankhub.logins import services as logins
+from bankhub.partners import modes
+from bankhub.payments import services as payments
+from bankhub.payments import validation
+from bankhub.payments.models import BATCH, SINGLE, Payment
+from bankhub.payments.schemas import (
+    BatchEnvelope,
+    BatchIn,
+    PaymentEnvelope,
+    PaymentIn,
+    PaymentListEnvelope,
+    PaymentSettingsEnvelope,
+    PaymentSettingsIn,
+    PaymentSettingsOut,
+    PaymentSummaryOut,
+    TransferIn,
+    batch_out,
+    payment_out,
+)
+from bankhub.payments.sending import payments_of
+from bankhub.security import scopes
+from bankhub.security.idempotency import KEY_HEADER
+
+AnyRequest = Request[Any, Any, Any]
+CREATE_ERRORS = (
+    *APP_AUTH,
+    E.CUSTOMER_NOT_FOUND,
+    E.SERVICE_NOT_FOUND,
+    E.ACCOUNT_NOT_FOUND,
+    E.PAYMENTS_NOT_ENABLED,
+    E.PAYMENT_LIMIT_REACHED,
+    E.TOKEN_CREATE_ERROR,
+)
+IDEMPOTENCY_NOTE = (
+    " Requires an `Idempotency-Key` header: a retry with the same key gets the first answer "
+    "and never a second payment."
+)
+
+
+def _require_key(request: AnyRequest) -> None:
+    if not request.headers.get(KEY_HEADER):
+        problem = f"the {KEY_HEADER} header is required to initiate a payment"
+        raise DomainError(
+            ErrorCode.DATA_INVALID,
+            f"{KEY_HEADER} is required",
+            {"problems": [problem], "header": KEY_HEADER},
+        )
+
+
+def _transfer(t: TransferIn | PaymentIn) -> validation.TransferInput:
+    return validation.TransferInput(
+        creditor_name=t.creditor_name,
+        amount=t.amount,
+        currency=t.currency,
+        creditor_iban=t.creditor_iban,
+        creditor_account=t.creditor_account,
+        creditor_bic=t.creditor_bic,
+        remittance=t.remittance_information,
+    )
+
+
+def _connect_url(hub: HubDep, request: AnyRequest, payment: Payment) -> str | None:
+    if payment.status != PaymentStatus.PENDING_AUTHORISATION or payment.sent_at is not None:
+        return None
+    return f"{public_url(hub, request)}/v2/connect/term/{payment.token_id}"
+
+
+async def _create(
+    hub: HubDep,
+    auth: AuthDep,
+    request: AnyRequest,
+    *,
+    kind: str,
+    customer_id: str,
+    service_id: int,
+    callback_url: str,
+    account_id: int | None,
+    execution_date: str | None,
+    transfers: list[validation.Transfer],
+    problems: validation.Problems,
+) -> tuple[Payment, payments.PaymentView]:
+    # a writer's unit of work: on SQLite the process's writers take turns, so two payments of
+    # one app never both pass the daily limits (PostgreSQL: the settings row's lock)
+    async with hub.db.transaction(write=True) as session:
+        app = await auth.app(session)
+        callback = logins.validate_callback_url(callback_url, allow_plain_http=hub.settings.is_dev)
+        customer = await customers.get_customer(session, app, customer_id)
+        service = modes.require_allowed(app, logins.require_service(hub.catalogue, service_id))
+        account = await payments.debtor_account(session, app, customer, account_id, service)
+        sepa = bool(transfers) and all(
+            t.currency == "EUR" and t.creditor_iban is not None for t in transfers
+        )
+        when = validation.check_execution_date(
+            problems, execution_date, hub.clock().date(), target2=sepa
+        )
+        problems.raise_any()
+        debtor_iban = hub.engine.account_details(account)["iban"] if account else None
+        payment = await payments.create(
+            session,
+            clock=hub.clock,
+            cipher=hub.keyring,
+            token_ttl_seconds=hub.settings.token_ttl_seconds,
+            app=app,
+            new=payments.NewPayment(
+                kind=kind,
+                customer=customer,
+                service=service,
+                callback_url=callback,
+                transfers=transfers,
+                execution_date=when,
+                account=account,
+                debtor_iban=debtor_iban,
+            ),
+        )
+        await session.flush()
+        return payment, await payments.view(session, hub.keyring, payment)
+
+
+@post(
+    "/v2/payment",
+    opt=scopes.write(),
+    status_code=200,
+    tags=["payment"],
+    summary="Initiate a payment (one credit transfer)",
+    description=(
+        "Checks the transfer as a bank would first (IBAN and BIC, the currency's minor units, "
+        "SEPA characters, a TARGET2 business day for euro transfers) and answers every problem "
+        "at once in `DataInvalid`'s `extra.problems`; nothing is stored then. Else the payment "
+        "waits in `pending_authorisation` for the user, who authorises it at `connect_url`; the "
+        'partner\'s callback then gets `{"status":"success","payment_id":...}`. Needs '
+        "payments switched on for the app (`PUT /v2/payment/settings`) and counts against its "
+        "daily limits." + IDEMPOTENCY_NOTE
+    ),
+    security=APP_SECURITY,
+    responses=errors(*CREATE_ERRORS, body=True),
+)
+async def create_payment(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, data: JSONBody[PaymentIn]
+) -> PaymentEnvelope:
+    _require_key(request)
+    problems = validation.Problems()
+    transfer = validation.check_transfer(problems, "$", _transfer(data))
+    payment, seen = await _create(
+        hub,
+        auth,
+        request,
+        kind=SINGLE,
+        customer_id=data.customer_id,
+        service_id=data.service_id,
+        callback_url=data.callback_url,
+        account_id=data.account_id,
+        execution_date=data.execution_date,
+        transfers=[transfer] if transfer else [],
+        problems=problems,
+    )
+    return PaymentEnvelope(payment_out(seen, _connect_url(hub, request, payment)))
+
+
+@post(
+    "/v2/payment/batch",
+    opt=scopes.write(),
+    status_code=200,
+    tags=["payment"],
+    summary="Initiate a batch of payments, authorised once",
+    description=(
+        "Up to 1,000 credit transfers in one currency from one debtor account, authorised by "
+        "the user once at `connect_url`; each transfer has its own status. `total`, when sent, "
+        "must equal the transfers' sum. Checked, switched on and limited as `POST /v2/payment` "
+        "(a batch counts its transfers against the daily count)." + IDEMPOTENCY_NOTE
+    ),
+    security=APP_SECURITY,
+    responses=errors(*CREATE_ERRORS, body=True),
+)
+async def create_batch(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, data: JSONBody[BatchIn]
+) -> BatchEnvelope:
+    _require_key(request)
+    problems = validation.Problems()
+    transfers = validation.check_batch(
+        problems, [_transfer(t) for t in data.payments], total=data.total
+    )
+    payment, seen = await _create(
+        hub,
+        auth,
+        request,
+        kind=BATCH,
+        customer_id=data.customer_id,
+        service_id=data.service_id,
+        callback_url=data.callback_url,
+        account_id=data.account_id,
+        execution_date=data.execution_date,
+        transfers=transfers,
+        problems=problems,
+    )
+    return BatchEnvelope(batch_out(seen, _connect_url(hub, request, payment)))
+
+
+def _read_audit(request: AnyRequest, payment: Payment, resource: str) -> None:
+    account_data_read(
+        request,
+        resource=resource,
+        login_ids=[],
+        customer_id=payment.customer_id,
+        account_ids=[payment.account_id] if payment.account_id else [],
+        rows=payment.item_count,
+        target=("payment", payment.id),
+    )
+
+
+@get(
+    "/v2/payment/{payment_id:str}",
+    opt=audit.account_data(scopes.read()),
+    tags=["payment"],
+    summary="A payment: its status (with the bank's reason) and history",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, E.PAYMENT_NOT_FOUND),
+)
+async def read_payment(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, payment_id: FromPath[str]
+) -> PaymentEnvelope:
+    async with hub.db.transaction() as session:
+        app = await auth.app(session)
+        payment = await payments.get(session, app.id, payment_id, kind=SINGLE)
+        seen = await payments.view(session, hub.keyring, payment)
+        _read_audit(request, payment, "payment")
+        return PaymentEnvelope(payment_out(seen, _connect_url(hub, request, payment)))
+
+
+@get(
+    "/v2/payment/batch/{batch_id:str}",
+    opt=audit.account_data(scopes.read()),
+    tags=["payment"],
+    summary="A batch: its status, history and each transfer's status",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, E.PAYMENT_NOT_FOUND),
+)
+async def read_batch(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, batch_id: FromPath[str]
+) -> BatchEnvelope:
+    async with hub.db.transaction() as session:
+        app = await auth.app(session)
+        payment = await payments.get(session, app.id, batch_id, kind=BATCH)
+        seen = await payments.view(session, hub.keyring, payment)
+        _read_audit(request, payment, "payment_batch")
+        return BatchEnvelope(batch_out(seen, _connect_url(hub, request, payment)))
+
+
+@get(
+    "/v2/payment",
+    opt=audit.account_data(scopes.read()),
+    tags=["payment"],
+    summary="The app's payments and batches, newest first",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, E.BAD_REQUEST),
+)
+async def list_payments(
+    hub: HubDep,
+    auth: AuthDep,
+    request: AnyRequest,
+    status: Annotated[str | None, query("Only payments in this status", length=(1, 30))] = None,
+    customer_id: Annotated[str | None, query("Only this customer's", length=(1, 64))] = None,
+    limit: Annotated[str | None, query("At most this many (1 to 200)", integer=(1, 200))] = None,
+) -> PaymentListEnvelope:
+    size = 50 if not limit else whole_number(limit, 200)
+    if not size:
+        raise DomainError(ErrorCode.BAD_REQUEST, "limit must be a whole number from 1 to 200")
+    status = status or None
+    customer_id = customer_id or None
+    if status is not None and status not in set(PaymentStatus):
+        raise DomainError(
+            ErrorCode.BAD_REQUEST,
+            f"Unknown status {status!r}",
+            {"status": status, "known": [str(s) for s in PaymentStatus]},
+        )
+    async with hub.db.transaction() as session:
+        app = await auth.app(session)
+        found = await payments.listed(
+            session, app.id, status=status, customer_id=customer_id, limit=size, before=None
+        )
+        listed = [
+            PaymentSummaryOut(
+                id=p.id,
+                kind=p.kind,
+                status=p.status,
+                reason=p.status_reason,
+                customer_id=p.customer_id,
+                service_id=p.service_id,
+                count=p.item_count,
+                total=payments.open_payment(hub.keyring, p)["total"],
+                currency=p.currency,
+                created_at=wire_time(as_utc(p.created_at)) or "",
+                updated_at=wire_time(as_utc(p.updated_at)) or "",
+            )
+            for p in found
+        ]
+        account_data_read(
+            request,
+            resource="payment_list",
+            login_ids=[],
+            customer_id=customer_id,
+            rows=len(listed),
+        )
+        return PaymentListEnvelope(listed)
+
+
+@delete(
+    "/v2/payment/{payment_id:str}",
+    opt=scopes.write(),
+    status_code=200,
+    tags=["payment"],
+    summary="Cancel a payment, where the bank allows",
+    description=(
+        "A payment not sent to the bank yet is cancelled at once; one the bank holds is "
+        "cancelled there when the bank still allows it, else `PaymentNotCancellable` names the "
+        "payment's status."
+    ),
+    security=APP_SECURITY,
+    responses=errors(
+        *APP_AUTH, E.PAYMENT_NOT_FOUND, E.PAYMENT_NOT_CANCELLABLE, E.CONNECT_ERROR, write=True
+    ),
+)
+async def cancel_payment(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, payment_id: FromPath[str]
+) -> PaymentEnvelope:
+    async with hub.db.transaction() as session:
+        app = await auth.app(session)
+        app_id, actor = app.id, audit.app_actor(app)
+        payment = await payments.get(session, app_id, payment_id, kind=SINGLE)
+        if PaymentStatus(payment.status).final:
+            raise _not_cancellable(payment)
+        if payment.sent_at is None:
+            await payments.set_status(
+                session,
+                payment,
+                PaymentStatus.CANCELLED,
+                "Cancelled by the partner before it was authorised",
+                hub.clock(),
+            )
+            payments.audit_action(
+                session, payment, "payment.cancelled", actor=actor, now=hub.clock()
+            )
+            seen = await payments.view(session, hub.keyring, payment)
+            return PaymentEnvelope(payment_out(seen, None))
+        if payment.bank_payment_id is None:
+            raise DomainError(
+                ErrorCode.PAYMENT_NOT_CANCELLABLE,
+                "The payment is on its way to the bank; try again in a minute.",
+                {"id": payment.id, "status": payment.status},
+                retry_after=60,
+            )
+        service = hub.catalogue.get(payment.service_id)
+        state = payments.open_state(hub.keyring, payment)
+        bank_payment_id = payment.bank_payment_id
+    if service is None:
+        raise DomainError(ErrorCode.CONNECT_ERROR, "The payment's bank is no longer available")
+    run = hub.engine.build(service, state)
+    try:
+        bank = payments_of(run.connector, batch=False)
+        answer = await hub.engine.guarded(bank.cancel_payment(bank_payment_id))
+    except ConnectorFailure as failure:
+        raise DomainError(ErrorCode.CONNECT_ERROR, failure.message, {"id": payment_id}) from None
+    async with hub.db.transaction() as session:
+        await tenancy.enter(session, app_id)
+        payment = await payments.get(session, app_id, payment_id, kind=SINGLE)
+        await payments.apply_answer(session, payment, answer, hub.clock())
+        done = payment.status == PaymentStatus.CANCELLED
+        payments.audit_action(
+            session,
+            payment,
+            "payment.cancelled" if done else "payment.cancel_refused",
+            actor=actor,
+            now=hub.clock(),
+        )
+        seen = await payments.view(session, hub.keyring, payment)
+    if not done:
+        raise _not_cancellable(payment)
+    return PaymentEnvelope(payment_out(seen, None))
+
+
+def _not_cancellable(payment: Payment) -> DomainError:
+    return DomainError(
+        ErrorCode.PAYMENT_NOT_CANCELLABLE,
+        f"The payment is {payment.status}; the bank no longer allows cancelling it.",
+        {"id": payment.id, "status": payment.status},
+    )
+
+
+def _settings_out(settings: Any) -> PaymentSettingsEnvelope:
+    if settings is None:
+        return PaymentSettingsEnvelope(
+            PaymentSettingsOut(
+                False,
+                payments.DEFAULT_DAILY_COUNT,
+                str(payments.DEFAULT_DAILY_AMOUNT),
+                None,
+                None,
+            )
+        )
+    return PaymentSettingsEnvelope(
+        PaymentSettingsOut(
+            settings.enabled,
+            settings.daily_count,
+            format(settings.daily_amount.normalize(), "f"),
+            settings.set_by,
+            wire_time(as_utc(settings.set_at)),
+        )
+    )
+
+
+@get(
+    "/v2/payment/settings",
+    opt=scopes.read(),
+    tags=["payment"],
+    summary="Whether payment initiation is on for the app, and its daily limits",
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH),
+)
+async def read_payment_settings(hub: HubDep, auth: AuthDep) -> PaymentSettingsEnvelope:
+    async with hub.db.transaction() as session:
+        app = await auth.app(session)
+        return _settings_out(await payments.settings_of(session, app.id))
+
+
+@put(
+    "/v2/payment/settings",
+    opt=scopes.master(),
+    tags=["payment"],
+    summary="Switch payment initiation on or off for the app, and set its daily limits",
+    description=(
+        "Off by default. Only a `master` credential (the app's owner) may switch it; "
+        "`daily_count` caps the transfers initiated per UTC day (a batch counts each), "
+        "`daily_amount` their sum per currency. `chosen_by` names who chose; audited."
+    ),
+    security=APP_SECURITY,
+    responses=errors(*APP_AUTH, body=True),
+)
+async def set_payment_settings(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, data: JSONBody[PaymentSettingsIn]
+) -> PaymentSettingsEnvelope:
+    try:
+        amount = Decimal(data.daily_amount)
+    except InvalidOperation:
+        amount = Decimal(-1)
+    if not amount.is_finite() or amount <= 0:
+        problem = "must be a positive decimal amount - at `$.daily_amount`"
+        raise DomainError(ErrorCode.DATA_INVALID, problem, {"problems": [problem]})
+    async with hub.db.transaction() as session:
+        app = await auth.app(session)
+        settings = await payments.set_settings(
+            session,
+            app,
+            enabled=data.enabled,
+            daily_count=data.daily_count,
+            daily_amount=amount,
+            chosen_by=data.chosen_by,
+            now=hub.clock(),
+            actor=audit.app_actor(app),
+            request_id=audit.request_id(),
+        )
+        return _settings_out(settings)
+
+
+PAYMENT_ROUTES: list[ControllerRouterHandler] = [
+    create_payment,
+    create_batch,
+    read_payment,
+    read_batch,
+    list_payments,
+    cancel_payment,
+    read_payment_settings,
+    set_payment_settings,
+]
