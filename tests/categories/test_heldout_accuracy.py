@@ -1,13 +1,14 @@
-"""The categorizer measured on statement lines that real banks printed, collected from public
-repositories and labelled apart from the rules (``data/heldout.csv``; how it was made is in
-``data/README.md``).
+"""The categorizer measured on statement lines rewritten from what real banks printed (booking
+words and public names kept, private names and identifiers invented; see ``data/README.md``),
+collected from public repositories and labelled apart from the rules (``data/heldout.csv``).
 
 The set was split once, by a hash of each line's source and text, into a development half (the
 rules were extended from what its misses show in general) and a held-out half that no rule was
 written from; each line's ``half`` column keeps that assignment, so the halves stay the ones the
-figures were measured on now that the lines' invented parts no longer hash as they did. The test prints both halves' figures and fails when the held-out half falls below
-what it measured: the target of at most 15% uncategorized and at least 85% correct is not met
-on this set, and the floors say by how much (see ``data/README.md``).
+figures were measured on now that the lines' invented parts no longer hash as they did. The
+test prints both halves' figures and fails when the held-out half falls below what it
+measured: the target of at most 15% uncategorized and at least 85% correct is not met on this
+set, and the floors say by how much (see ``data/README.md``).
 
     BANKHUB_TEST_FAST=1 BANKHUB_TEST_WORKERS=0 \\
         scripts/test tests/categories/test_heldout_accuracy.py -s
