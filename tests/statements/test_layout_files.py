@@ -48,8 +48,8 @@ LAYOUT_FILES = (
            opening=(D("612.35"), date(2024, 3, 1)), closing=(D("2242.33"), date(2024, 3, 12)),
            currency="GBP"),
     # the current layout: "IBAN Kontoinhaber" and "Kategorie"; two informative rows of 0
-    Layout("commerzbank.csv", "csv:commerzbank", 7, D("1782.71"),
-           (date(2024, 9, 30), D("-10.7")), (date(2024, 12, 2), D("0")),
+    Layout("commerzbank.csv", "csv:commerzbank", 7, D("1785.91"),
+           (date(2024, 9, 30), D("-7.5")), (date(2024, 12, 2), D("0")),
            iban="DE13200400000612345800"),
     # the 2018 layout: the account's number, bank code and IBAN on every row
     Layout("Umsaetze_KtoNr471102300_EUR_14-03-2018_0932.CSV", "csv:commerzbank_legacy", 3,
@@ -71,7 +71,7 @@ LAYOUT_FILES = (
 
 
 QIF = "targobank.qif"
-FIRST = (date(2025, 11, 3), D("-12.00"))
+FIRST = (date(2025, 12, 1), D("-12.00"))
 
 # what each file reproduces byte for byte: byte order mark, line ending, encoding
 BYTES = {
@@ -236,11 +236,11 @@ def test_a_bank_written_qif_is_read_exactly() -> None:
     assert (account.currency, len(txs)) == ("EUR", 8)
     assert sum((t.amount for t in txs), D(0)) == D("898.08")
     assert (txs[0].booking_date, txs[0].amount) == FIRST
-    assert (txs[-1].booking_date, txs[-1].amount) == (date(2025, 11, 10), D("-3.50"))
+    assert (txs[-1].booking_date, txs[-1].amount) == (date(2025, 12, 8), D("-3.50"))
     # the record with an empty line before its "^" is one transaction, its payee whole
     visa = txs[3]
     assert visa.amount == D("-214.08")
-    assert visa.merchant == "Lastschrift ; TARGOBANK VISA SERVICE ; RG. 11 10 4539120000118840"
+    assert visa.merchant == "Lastschrift ; TARGOBANK VISA SERVICE ; RG. 12 02 4539120000118840"
     assert "" in lines(QIF)
     assert {line[0] for line in lines(QIF) if line} == {"!", "D", "T", "P", "^"}
 
