@@ -15,7 +15,7 @@ import pytest
 from bankhub.connectors.base import AccountType, TransactionStatus
 from bankhub.statements import csvfiles, parse_statement, profiles, qif, xlsx
 from bankhub.statements.model import StatementError
-from tests.statements.test_real_exports import REAL_EXPORTS
+from tests.statements.test_layout_files import LAYOUT_FILES
 
 DATA = Path(__file__).parent / "data" / "profiles"
 README = DATA / "README.md"
@@ -102,7 +102,7 @@ def test_profile_reads_its_export_exactly(expected: Expected) -> None:
 
 def test_every_profile_has_an_export_file_and_a_provenance_row() -> None:
     readme = README.read_text(encoding="utf-8")
-    tested = {e.format.split(":")[1] for e in (*EXPECTED, *REAL_EXPORTS)}
+    tested = {e.format.split(":")[1] for e in (*EXPECTED, *LAYOUT_FILES)}
     tested |= {"dkb", "ing", "sparkasse", "paypal"}
     for profile in csvfiles.PROFILES:
         assert profile.id in tested, f"profile {profile.id} has no export file in the tests"
