@@ -168,6 +168,8 @@ class Brands:
         self.multi = {
             first: tuple(sorted(rest, key=lambda r: -len(r[0]))) for first, rest in multi.items()
         }
+        #: the words a brand name starts with
+        self.firsts = frozenset(names).union(multi)
 
     @classmethod
     def load(cls, path: Path = BRANDS_FILE) -> Brands:
@@ -179,6 +181,9 @@ class Brands:
     def best(self, text: str) -> Category | None:
         """The category of the first brand named in ``text`` (normalized), if any."""
         tokens = _TOKEN.findall(text)
+        # most texts name no brand: one set intersection says so without a walk
+        if self.firsts.isdisjoint(tokens):
+            return None
         names, multi = self.names, self.multi
         for at, token in enumerate(tokens):
             longer = multi.get(token)
@@ -198,7 +203,7 @@ _brands: Brands | None = None
 def brands() -> Brands:
     """The shipped brand table, read on first use (most processes that import this module
     never categorize)."""
-    global _brands  # noqa: PLW0603 - a lazily built read-only table
+    global _brands
     if _brands is None:
         _brands = Brands.load()
     return _brands
