@@ -20,7 +20,9 @@ normalization (the form statement texts are matched in), a single word must be a
 ``min_single_word_length`` letters long and not an ordinary word of any language bankhub reads
 (wordfreq's Zipf frequency below ``ordinary_zipf``, plus the reviewed ``ordinary_words``), and
 a name that brands of different categories share goes to the category most of them have (a
-tie to the category listed first in the mapping, unless the mapping's ``names`` settles it).
+tie to the category listed first in the mapping, unless the mapping's ``names`` settles it);
+brands whose tag the mapping leaves out (banks, insurers) count as a category of their own,
+listed before all, and a name they win is dropped.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TAGS = Path(__file__).with_name("merchant_brand_tags.yaml")
 OUT = ROOT / "src" / "bankhub" / "merchant_brands.tsv"
 LICENCE_FILE = "LICENSE.md"
+#: the category of a brand whose tag the mapping leaves out
+NONE = ""
 
 
 def _git(repo: Path, *args: str, data: bytes | None = None) -> bytes:
@@ -155,7 +159,12 @@ def keep_reason(name: str, config: dict[str, Any], ordinary: Ordinary) -> str | 
 def build(repo: Path, config: dict[str, Any]) -> tuple[str, Counter[str]]:
     commit = config["source"]["commit"]
     mapping = tag_categories(config)
-    paths = sorted(f"data/brands/{tag.replace('=', '/')}.json" for tag in mapping)
+    mapped = sorted(f"data/brands/{tag.replace('=', '/')}.json" for tag in mapping)
+    listed = _git(repo, "ls-tree", "-r", "--name-only", commit, "data/brands/").decode()
+    # every brand file votes, the ones the mapping leaves out for "no category": a name that
+    # is mostly a bank's or an insurer's is not a shop's (Raiffeisen banks, not the fuel
+    # stations of that name)
+    paths = sorted({p for p in listed.splitlines() if p.endswith(".json")} | set(mapped))
     files = read_files(repo, commit, [*paths, LICENCE_FILE])
     digest = hashlib.sha256()
     for path in paths:
@@ -167,7 +176,7 @@ def build(repo: Path, config: dict[str, Any]) -> tuple[str, Counter[str]]:
     countries: dict[tuple[str, str], set[str]] = defaultdict(set)
     for path in paths:
         tag = path.removeprefix("data/brands/").removesuffix(".json").replace("/", "=")
-        category = mapping[tag]
+        category = mapping.get(tag, NONE)
         for item in json.loads(files[path])["items"]:
             stats["brands"] += 1
             keys: set[str] = set()
@@ -180,7 +189,7 @@ def build(repo: Path, config: dict[str, Any]) -> tuple[str, Counter[str]]:
             for key in keys:  # each brand votes once for each of its names
                 votes[key][category] += 1
                 countries[key, category].update(countries_of(item) or ["001"])
-    order = list(config["categories"])
+    order = [NONE, *config["categories"]]
     settled: dict[str, str] = config.get("names") or {}
     rows: list[str] = []
     for key in sorted(votes):
@@ -192,6 +201,9 @@ def build(repo: Path, config: dict[str, Any]) -> tuple[str, Counter[str]]:
             stats["names shared by brands of several categories"] += 1
         if category not in votes[key]:
             raise SystemExit(f"names: {key!r} has no brand of {category}")
+        if category == NONE:
+            stats["names dropped: mostly brands of no category"] += 1
+            continue
         rows.append(f"{key}\t{category}\t{','.join(sorted(countries[key, category]))}\n")
     stats["names kept"] = len(rows)
     licence_sha = hashlib.sha256(files[LICENCE_FILE]).hexdigest()

@@ -175,9 +175,6 @@ class Brands:
     def load(cls, path: Path = BRANDS_FILE) -> Brands:
         return cls(path.read_text(encoding="utf-8").splitlines())
 
-    def __len__(self) -> int:
-        return len(self.names) + sum(len(rest) for rest in self.multi.values())
-
     def best(self, text: str) -> Category | None:
         """The category of the first brand named in ``text`` (normalized), if any."""
         tokens = _TOKEN.findall(text)
