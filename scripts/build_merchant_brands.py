@@ -197,13 +197,13 @@ def build(repo: Path, config: dict[str, Any]) -> tuple[str, Counter[str]]:
         category = settled.get(key) or min(
             votes[key], key=lambda c: (-votes[key][c], order.index(c))
         )
-        if len(votes[key]) > 1:
-            stats["names shared by brands of several categories"] += 1
         if category not in votes[key]:
             raise SystemExit(f"names: {key!r} has no brand of {category}")
         if category == NONE:
             stats["names dropped: mostly brands of no category"] += 1
             continue
+        if len(votes[key].keys() - {NONE}) > 1:
+            stats["names kept that brands of several categories share"] += 1
         rows.append(f"{key}\t{category}\t{','.join(sorted(countries[key, category]))}\n")
     stats["names kept"] = len(rows)
     licence_sha = hashlib.sha256(files[LICENCE_FILE]).hexdigest()
