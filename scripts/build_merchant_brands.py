@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""Build ``src/bankhub/merchant_brands.tsv`` from a pinned commit of the OpenStreetMap
+"""Build ``src/bankhub/merchant_brands.tsv`` from a pinned npm release of the OpenStreetMap
 name-suggestion-index (NSI, BSD-3-Clause).
 
-    git clone https://github.com/osmlab/name-suggestion-index /tmp/nsi
-    .venv/bin/python scripts/build_merchant_brands.py /tmp/nsi
+    .venv/bin/python scripts/build_merchant_brands.py            # .cache/, else the registry
+    .venv/bin/python scripts/build_merchant_brands.py NSI.tgz    # a tarball at hand
 
-The argument is any git repository of NSI that holds the commit pinned in
-``scripts/merchant_brand_tags.yaml`` (a clone, or a bare mirror): the script reads the files of
-that commit with git itself, so a newer checkout builds the same file. It writes the TSV (or
-``--out``) and prints what it kept and dropped.
+The source is the npm package ``name-suggestion-index`` at the version pinned in
+``scripts/merchant_brand_tags.yaml`` with its ``dist.integrity`` (the sha512 npm publishes).
+Without an argument the script reads the tarball from ``.cache/name-suggestion-index/`` or
+downloads it from the npm registry into that place; it refuses a tarball whose digest is not
+the pinned one, then reads ``package/dist/json/nsi.min.json`` and ``package/LICENSE.md`` out of
+it. It writes the TSV (or ``--out``) and prints what it kept and dropped.
 
 Why a script of our own and not a library: NSI is published as JSON for its own JavaScript
 tooling; no maintained Python package ships it. What bankhub needs from it is small (brand
@@ -28,10 +30,13 @@ listed before all, and a name they win is dropped.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
+import io
 import json
-import subprocess  # nosec B404: git is run on a repository path the operator names
 import sys
+import tarfile
+import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -43,35 +48,72 @@ from bankhub.categories import Category, brand_key, normalize
 ROOT = Path(__file__).resolve().parent.parent
 TAGS = Path(__file__).with_name("merchant_brand_tags.yaml")
 OUT = ROOT / "src" / "bankhub" / "merchant_brands.tsv"
-LICENCE_FILE = "LICENSE.md"
+CACHE = ROOT / ".cache" / "name-suggestion-index"
+DATA_FILE = "package/dist/json/nsi.min.json"
+LICENCE_FILE = "package/LICENSE.md"
+#: the trees of nsi.min.json read: ``brands/<key>/<value>``, one per OSM tag
+TREE = "brands/"
 #: the category of a brand whose tag the mapping leaves out
 NONE = ""
 
 
-def _git(repo: Path, *args: str, data: bytes | None = None) -> bytes:
-    return subprocess.run(  # noqa: S603 - fixed git arguments, no shell
-        ["git", "-C", str(repo), *args],  # noqa: S607 - git from PATH, as a developer runs it
-        input=data,
-        capture_output=True,
-        check=True,
-    ).stdout
+def tarball_name(source: dict[str, Any]) -> str:
+    return f"{source['package']}-{source['version']}.tgz"
 
 
-def read_files(repo: Path, commit: str, paths: list[str]) -> dict[str, bytes]:
-    """The bytes of ``paths`` at ``commit`` (one ``git cat-file --batch``)."""
-    request = "".join(f"{commit}:{path}\n" for path in paths).encode()
-    out = _git(repo, "cat-file", "--batch", data=request)
+def tarball_url(source: dict[str, Any]) -> str:
+    """Where the npm registry serves the pinned tarball (``npm view PACKAGE@VERSION
+    dist.tarball``)."""
+    registry = str(source["registry"]).rstrip("/")
+    return f"{registry}/{source['package']}/-/{tarball_name(source)}"
+
+
+def integrity(data: bytes) -> str:
+    """The npm ``dist.integrity`` of a tarball: ``sha512-`` and the base64 of its digest."""
+    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode("ascii")
+
+
+def check(data: bytes, source: dict[str, Any], where: str) -> bytes:
+    if integrity(data) != source["integrity"]:
+        raise SystemExit(
+            f"{where} is not {source['package']}@{source['version']}: its integrity is"
+            f" {integrity(data)}, merchant_brand_tags.yaml pins {source['integrity']}"
+        )
+    return data
+
+
+def fetch_tarball(source: dict[str, Any], cache: Path = CACHE) -> bytes:
+    """The pinned tarball from ``cache``, else from the registry (kept in ``cache`` once its
+    integrity is checked)."""
+    path = cache / tarball_name(source)
+    if path.is_file():
+        return check(path.read_bytes(), source, str(path))
+    url = tarball_url(source)
+    if not url.startswith("https://"):
+        raise SystemExit(f"{url}: the registry must be reached over https")
+    print(f"downloading {url}", file=sys.stderr)
+    with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310  # nosec B310: https only, checked above
+        data = check(response.read(), source, url)
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    partial.write_bytes(data)
+    partial.replace(path)
+    return data
+
+
+def read_package(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """The parsed ``nsi.min.json`` and the bytes of ``LICENSE.md`` of a package tarball."""
     files: dict[str, bytes] = {}
-    at = 0
-    for path in paths:
-        header_end = out.index(b"\n", at)
-        header = out[at:header_end].split()
-        if header[-1] == b"missing":
-            raise SystemExit(f"{path} is not in {commit}: fix merchant_brand_tags.yaml")
-        size = int(header[2])
-        files[path] = out[header_end + 1 : header_end + 1 + size]
-        at = header_end + 1 + size + 1
-    return files
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        for member in tar:
+            if member.isfile() and member.name in (DATA_FILE, LICENCE_FILE):
+                extracted = tar.extractfile(member)
+                if extracted is not None:
+                    files[member.name] = extracted.read()
+    for name in (DATA_FILE, LICENCE_FILE):
+        if name not in files:
+            raise SystemExit(f"the tarball has no {name}")
+    return json.loads(files[DATA_FILE]), files[LICENCE_FILE]
 
 
 def load_config(path: Path = TAGS) -> dict[str, Any]:
@@ -156,28 +198,38 @@ def keep_reason(name: str, config: dict[str, Any], ordinary: Ordinary) -> str | 
     return None
 
 
-def build(repo: Path, config: dict[str, Any]) -> tuple[str, Counter[str]]:
-    commit = config["source"]["commit"]
+def build(tarball: bytes, config: dict[str, Any]) -> tuple[str, Counter[str]]:
+    """The TSV built from the package ``tarball`` (checked against the pinned integrity)."""
+    source = config["source"]
+    pinned = f"{source['package']}@{source['version']}"
+    nsi, licence = read_package(check(tarball, source, "the tarball"))
+    if nsi.get("_meta", {}).get("version") != source["version"]:
+        raise SystemExit(f"nsi.min.json is not of version {source['version']}")
     mapping = tag_categories(config)
-    mapped = sorted(f"data/brands/{tag.replace('=', '/')}.json" for tag in mapping)
-    listed = _git(repo, "ls-tree", "-r", "--name-only", commit, "data/brands/").decode()
-    # every brand file votes, the ones the mapping leaves out for "no category": a name that
+    # every brand tree votes, the ones the mapping leaves out for "no category": a name that
     # is mostly a bank's or an insurer's is not a shop's (Raiffeisen banks, not the fuel
     # stations of that name)
-    paths = sorted({p for p in listed.splitlines() if p.endswith(".json")} | set(mapped))
-    files = read_files(repo, commit, [*paths, LICENCE_FILE])
+    trees = sorted(key for key in nsi["nsi"] if key.startswith(TREE))
+    for tag in sorted(mapping):
+        if f"{TREE}{tag.replace('=', '/')}" not in trees:
+            raise SystemExit(f"{TREE}{tag.replace('=', '/')} is not in {pinned}: fix {TAGS.name}")
     digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.encode() + b"\0" + files[path] + b"\0")
+    for tree in trees:
+        digest.update(tree.encode() + b"\0")
+        digest.update(json.dumps(nsi["nsi"][tree]["items"], sort_keys=True).encode() + b"\0")
     ordinary = Ordinary(config)
     stats: Counter[str] = Counter()
     # name key → category → number of brands, and the countries of those brands
     votes: dict[str, Counter[str]] = defaultdict(Counter)
     countries: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for path in paths:
-        tag = path.removeprefix("data/brands/").removesuffix(".json").replace("/", "=")
-        category = mapping.get(tag, NONE)
-        for item in json.loads(files[path])["items"]:
+    for tree in trees:
+        category = mapping.get(tree.removeprefix(TREE).replace("/", "="), NONE)
+        for item in nsi["nsi"][tree]["items"]:
+            if item.get("fromTemplate"):
+                # a copy of another tree's brand made by NSI's build (every fuel brand's
+                # advertising totem, every bank's ATM): the brand votes once, in its own tree
+                stats["brands skipped: copies made from templates"] += 1
+                continue
             stats["brands"] += 1
             keys: set[str] = set()
             for name in names_of(item):
@@ -206,15 +258,16 @@ def build(repo: Path, config: dict[str, Any]) -> tuple[str, Counter[str]]:
             stats["names kept that brands of several categories share"] += 1
         rows.append(f"{key}\t{category}\t{','.join(sorted(countries[key, category]))}\n")
     stats["names kept"] = len(rows)
-    licence_sha = hashlib.sha256(files[LICENCE_FILE]).hexdigest()
+    licence_sha = hashlib.sha256(licence).hexdigest()
     header = (
         "# bankhub merchant brands: normalized brand name -> category -> countries (ISO 3166,"
         " 001 = anywhere)\n"
         "# built by scripts/build_merchant_brands.py with scripts/merchant_brand_tags.yaml;"
         " do not edit by hand\n"
-        f"# source: {config['source']['repository']} commit {commit}\n"
-        f"# source files: {len(paths)} of data/brands, sha256 {digest.hexdigest()}\n"
-        f"# licence: {config['source']['licence']} ({LICENCE_FILE} sha256 {licence_sha}),"
+        f"# source: npm {pinned}, integrity {source['integrity']}\n"
+        f"# source data: {DATA_FILE}, {len(trees)} {TREE} trees ({stats['brands']} brands),"
+        f" items sha256 {digest.hexdigest()}\n"
+        f"# licence: {source['licence']} ({LICENCE_FILE} sha256 {licence_sha}),"
         " Copyright name-suggestion-index contributors; see LICENSES/name-suggestion-index.txt\n"
         f"# mapping sha256 {hashlib.sha256(TAGS.read_bytes()).hexdigest()}\n"
         f"# word lists: {'; '.join(ordinary.digests)}\n"
@@ -224,10 +277,20 @@ def build(repo: Path, config: dict[str, Any]) -> tuple[str, Counter[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("repo", type=Path, help="a git repository of name-suggestion-index")
+    parser.add_argument(
+        "tarball",
+        type=Path,
+        nargs="?",
+        help="the pinned tarball (default: .cache/name-suggestion-index/, else the registry)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    text, stats = build(args.repo, load_config())
+    config = load_config()
+    if args.tarball:
+        data = check(args.tarball.read_bytes(), config["source"], str(args.tarball))
+    else:
+        data = fetch_tarball(config["source"])
+    text, stats = build(data, config)
     args.out.write_text(text, encoding="utf-8")
     for what, count in sorted(stats.items()):
         print(f"{what}: {count}")
