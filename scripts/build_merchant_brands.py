@@ -4,6 +4,7 @@ name-suggestion-index (NSI, BSD-3-Clause).
 
     .venv/bin/python scripts/build_merchant_brands.py            # .cache/, else the registry
     .venv/bin/python scripts/build_merchant_brands.py NSI.tgz    # a tarball at hand
+    .venv/bin/python scripts/build_merchant_brands.py --fetch-only   # only fill .cache/
 
 The source is the npm package ``name-suggestion-index`` at the version pinned in
 ``scripts/merchant_brand_tags.yaml`` with its ``dist.integrity`` (the sha512 npm publishes).
@@ -284,8 +285,16 @@ def main(argv: list[str] | None = None) -> int:
         help="the pinned tarball (default: .cache/name-suggestion-index/, else the registry)",
     )
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--fetch-only",
+        action="store_true",
+        help="only make sure the pinned tarball is in .cache/ (scripts/bootstrap's test set-up)",
+    )
     args = parser.parse_args(argv)
     config = load_config()
+    if args.fetch_only:
+        fetch_tarball(config["source"])
+        return 0
     if args.tarball:
         data = check(args.tarball.read_bytes(), config["source"], str(args.tarball))
     else:
