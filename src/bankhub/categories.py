@@ -67,6 +67,7 @@ class Category(StrEnum):
 _VALID = frozenset(c.value for c in Category)
 Sign = Literal["credit", "debit", "any"]
 RULES_FILE = Path(__file__).with_name("category_rules.yaml")
+BRANDS_FILE = Path(__file__).with_name("merchant_brands.tsv")
 
 
 class RulesError(ValueError):
@@ -133,6 +134,76 @@ def normalize(text: str) -> str:
         return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.translate(_FOLD))
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+def brand_key(text: str) -> str:
+    """A normalized text as the words the brand table is keyed by ("Carrefour-Market" →
+    "carrefour market")."""
+    return " ".join(_TOKEN.findall(text))
+
+
+class Brands:
+    """Chains and what they sell, from the OpenStreetMap name-suggestion-index
+    (``merchant_brands.tsv``, built by ``scripts/build_merchant_brands.py``; see
+    docs/categories.md). Names are matched as whole words in one pass over a text's words:
+    at each word, the longest brand name that starts there; the first word that starts one
+    wins (the merchant and counterparty come before the description)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        names: dict[str, Category] = {}
+        #: first word → the names of several words that start with it, longest first
+        multi: dict[str, list[tuple[tuple[str, ...], Category]]] = {}
+        for line in lines:
+            if not line.strip() or line.startswith("#"):
+                continue
+            key, category, _countries = line.rstrip("\n").split("\t")
+            if key != brand_key(key) or category not in _VALID:
+                raise RulesError(f"{BRANDS_FILE.name}: bad row {line!r}")
+            words = key.split(" ")
+            if len(words) == 1:
+                names[key] = Category(category)
+            else:
+                multi.setdefault(words[0], []).append((tuple(words[1:]), Category(category)))
+        self.names = names
+        self.multi = {
+            first: tuple(sorted(rest, key=lambda r: -len(r[0]))) for first, rest in multi.items()
+        }
+        #: the words a brand name starts with
+        self.firsts = frozenset(names).union(multi)
+
+    @classmethod
+    def load(cls, path: Path = BRANDS_FILE) -> Brands:
+        return cls(path.read_text(encoding="utf-8").splitlines())
+
+    def best(self, text: str) -> Category | None:
+        """The category of the first brand named in ``text`` (normalized), if any."""
+        tokens = _TOKEN.findall(text)
+        # most texts name no brand: one set intersection says so without a walk
+        if self.firsts.isdisjoint(tokens):
+            return None
+        names, multi = self.names, self.multi
+        for at, token in enumerate(tokens):
+            longer = multi.get(token)
+            if longer is not None:
+                for rest, category in longer:
+                    if tuple(tokens[at + 1 : at + 1 + len(rest)]) == rest:
+                        return category
+            found = names.get(token)
+            if found is not None:
+                return found
+        return None
+
+
+_brands: Brands | None = None
+
+
+def brands() -> Brands:
+    """The shipped brand table, read on first use (most processes that import this module
+    never categorize)."""
+    global _brands
+    if _brands is None:
+        _brands = Brands.load()
+    return _brands
 
 
 _SPEC = _load(RULES_FILE)
@@ -384,4 +455,9 @@ def _categorize(
         return by_code.value
     text = normalize(f"{merchant} {description}" if merchant else description)
     best = _DEFAULT.best(text, credit)
+    if best is None and not credit:
+        # After every keyword rule, so that a rule's specific merchant or word wins; debits
+        # only: a chain that pays money in is refunding or paying wages, neither of which is
+        # what it sells.
+        best = brands().best(text)
     return best.value if best is not None else Category.UNCATEGORIZED.value

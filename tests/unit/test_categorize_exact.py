@@ -1,7 +1,8 @@
 """The categorizer's fast path and memo give exactly what the rules say, for every input.
 
 ``reference`` is the rule walk written plainly (every token in order, every phrase, prefix and
-suffix tried on it); ``categorize`` screens with sets and substrings and memoizes its answers.
+suffix tried on it, then every brand name at every word); ``categorize`` screens with sets and
+substrings and memoizes its answers.
 They must agree on every text, including keyword soups built to hit phrase, prefix and suffix
 boundaries.
 """
@@ -38,13 +39,32 @@ def reference(
         candidates.extend(i for key, i in categories._PREFIXES.items() if token.startswith(key))
         candidates.extend(i for key, i in categories._SUFFIXES.items() if token.endswith(key))
     allowed = [i for i in candidates if categories._SIGNS[i] in ("any", sign)]
-    return categories._CATEGORIES[min(allowed)].value if allowed else "uncategorized"
+    if allowed:
+        return categories._CATEGORIES[min(allowed)].value
+    if sign == "debit":
+        # the brand table read plainly: at each word in order, the longest name starting there
+        for position in range(len(tokens)):
+            for length in range(BRAND_LONGEST, 0, -1):
+                found = BRANDS.get(" ".join(tokens[position : position + length]))
+                if found is not None:
+                    return found
+    return "uncategorized"
+
+
+def _brand_rows() -> dict[str, str]:
+    lines = categories.BRANDS_FILE.read_text(encoding="utf-8").splitlines()
+    return dict(line.split("\t")[:2] for line in lines if not line.startswith("#"))
+
+
+BRANDS = _brand_rows()
+BRAND_LONGEST = max(name.count(" ") + 1 for name in BRANDS)
 
 
 def keyword_soup(rng: random.Random) -> str:
     """Words of the rules, whole, glued into compounds, cut, accented and mixed with noise."""
     words: list[str] = []
     keywords = [k.strip("*") for _, _, keys in categories._RULES for k in keys]
+    keywords += rng.sample(sorted(BRANDS), 200)  # and chains' names, for the brand step
     for _ in range(rng.randint(1, 8)):
         pick = rng.random()
         word = rng.choice(keywords)
