@@ -396,18 +396,18 @@ async def get(
     return payment
 
 
-async def view(session: AsyncSession, cipher: Cipher, payment: Payment) -> PaymentView:
-    items = (
-        (
-            await session.execute(
-                select(PaymentItem)
-                .where(PaymentItem.app_id == payment.app_id, PaymentItem.payment_id == payment.id)
-                .order_by(PaymentItem.position)
-            )
-        )
-        .scalars()
-        .all()
+async def _items(session: AsyncSession, payment: Payment) -> Sequence[PaymentItem]:
+    """A payment's transfers in the order the partner gave them."""
+    found = await session.execute(
+        select(PaymentItem)
+        .where(PaymentItem.app_id == payment.app_id, PaymentItem.payment_id == payment.id)
+        .order_by(PaymentItem.position)
     )
+    return found.scalars().all()
+
+
+async def view(session: AsyncSession, cipher: Cipher, payment: Payment) -> PaymentView:
+    items = await _items(session, payment)
     history = (
         (
             await session.execute(
@@ -522,17 +522,7 @@ async def apply_answer(
         payment.bank_payment_id = answer.bank_payment_id
     if PaymentStatus(payment.status).final:
         return False  # a final status never moves (a late answer of a cancelled payment)
-    items = (
-        (
-            await session.execute(
-                select(PaymentItem)
-                .where(PaymentItem.app_id == payment.app_id, PaymentItem.payment_id == payment.id)
-                .order_by(PaymentItem.position)
-            )
-        )
-        .scalars()
-        .all()
-    )
+    items = await _items(session, payment)
     for position, item in enumerate(items):
         status, reason = (
             answer.items[position]
