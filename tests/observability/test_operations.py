@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,9 @@ async def test_not_ready_while_the_database_cannot_be_reached(
 ) -> None:
     """test_not_ready_while_the_database_cannot_be_reached — a process whose database does not
     answer (a PostgreSQL port nobody listens on, a SQLite file in a directory that is gone) is
-    503 naming every check, within the checks' time limit; /healthz still answers 200."""
+    503 naming every check, within the checks' time limit; /healthz still answers 200. The
+    failed connects leave no database thread behind to die once the event loop has closed."""
+    threads_before = set(threading.enumerate())
     if dialect == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'gone' / 'bankhub.sqlite3'}"
     else:
@@ -119,6 +122,9 @@ async def test_not_ready_while_the_database_cannot_be_reached(
         "status": "unavailable",
         "checks": {"database": "failed", "migrations": "failed", "keys": "failed"},
     }
+    # (the event loop's own executor threads stop with the loop)
+    left = [t.name for t in threading.enumerate() if t not in threads_before]
+    assert [name for name in left if not name.startswith("asyncio_")] == []
 
 
 # --- who reads /metrics -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event, make_url, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -97,10 +98,36 @@ def private_sqlite_files(url: str) -> None:
             part.chmod(0o600)
 
 
+#: how long a failed SQLite connect waits for aiosqlite's worker thread to stop
+_THREAD_STOP_WAIT = 5.0
+
+
+async def _open_sqlite(*args: Any, **kwargs: Any) -> aiosqlite.Connection:
+    """aiosqlite's connect, which waits for the connection's worker thread when connecting fails.
+
+    aiosqlite (0.22) stops the thread of a failed connect without waiting for it; if the event
+    loop closes first (a process shutting down right after a failed readiness probe, or a
+    command that could not open its database) the thread dies on "Event loop is closed" and
+    prints a traceback. Waiting here means a failed connect leaves no thread behind. A
+    cancelled connect does not wait: whoever cancelled it wants control back now.
+    """
+    connection = aiosqlite.connect(*args, **kwargs)
+    # as SQLAlchemy's own aiosqlite adapter does: the thread never keeps a process alive
+    worker = connection._thread  # aiosqlite has no public handle on it
+    worker.daemon = True
+    try:
+        return await connection
+    except Exception:
+        await asyncio.to_thread(worker.join, _THREAD_STOP_WAIT)
+        raise
+
+
 def make_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         private_sqlite_files(url)
-        engine = create_async_engine(url, connect_args={"timeout": 10})
+        engine = create_async_engine(
+            url, connect_args={"timeout": 10, "async_creator_fn": _open_sqlite}
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
