@@ -18,7 +18,7 @@ from sqlalchemy import select, text
 from bankhub.accounts.models import Account
 from bankhub.audit.models import AuditEntry
 from bankhub.db import tenancy
-from bankhub.payments import export, pain001
+from bankhub.payments import export, pain001, services
 from bankhub.payments.models import SINGLE, Payment
 from bankhub.payments.sending import PaymentAuthorisation
 from bankhub.payments.validation import next_target2_day
@@ -474,3 +474,31 @@ async def test_an_export_and_another_decision_at_once_never_both_happen(
         "pending_authorisation",
         "exported",
     ]
+
+
+async def test_a_payment_sent_while_the_file_was_asked_for_is_not_exported(
+    harness: Harness,
+) -> None:
+    """The connect page sends the payment (its ``sent_at`` committed under the row's lock)
+    while the partner asks for the file: the export waits, then sees it sent and refuses."""
+    h = harness
+    customer = await create_customer(h)
+    account = await linked_account(h, customer)
+    await switch_on(h)
+    created = await initiate(h, customer, account_id=account["id"])
+    tenant = await app_id(h)
+    async with h.hub.db.transaction(write=True) as session:
+        await tenancy.enter(session, tenant)
+        row = await services.get(session, tenant, created["id"], lock=True)
+        task = asyncio.create_task(
+            h.client.get(f"/v2/payment/{created['id']}/pain.001", headers=h.headers())
+        )
+        await until_waiting(h, task)
+        row.sent_at = h.clock()
+    refused = await task
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"] == "PaymentNotExportable"
+    assert "on its way to the bank" in refused.json()["message"]
+    assert (await h.client.get(f"/v2/payment/{created['id']}", headers=h.headers())).json()["data"][
+        "status"
+    ] == "pending_authorisation"

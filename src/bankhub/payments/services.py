@@ -382,7 +382,9 @@ async def find(
         return None
     query = select(Payment).where(Payment.app_id == app_id, Payment.id == payment_id)
     if lock:
-        query = query.with_for_update()
+        # populate_existing: a row this unit of work read before is read again under the lock,
+        # not taken from the session as it was
+        query = query.with_for_update().execution_options(populate_existing=True)
     return (await session.execute(query)).scalar_one_or_none()
 
 
