@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -428,18 +428,19 @@ async def test_an_export_and_another_decision_at_once_never_both_happen(
     assert service is not None
     run = h.hub.engine.build(service, {})
     await run.connector.authenticate({"username": "user_good", "password": "pass_good"})
+    bank: Any = run.connector
     initiated: list[Any] = []
-    initiate_at_bank = run.connector.initiate_payment
+    initiate_at_bank = bank.initiate_payment
 
     async def counted(order: Any) -> Any:
         initiated.append(order)
         return await initiate_at_bank(order)
 
-    run.connector.initiate_payment = counted
+    bank.initiate_payment = counted
     tenant = await app_id(h)
     if other == "sweep":
         h.clock.advance(hours=2)  # unauthorised long enough to expire
-    deciding: dict[str, Callable[[], Awaitable[Any]]] = {
+    deciding: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
         "send": lambda: PaymentAuthorisation(
             h.hub.db, h.hub.keyring, h.hub.clock, tenant, created["id"]
         ).send(run.connector, run.state),
@@ -461,7 +462,7 @@ async def test_an_export_and_another_decision_at_once_never_both_happen(
             debtor_name=None,
         )
         assert exported.first
-        task = asyncio.create_task(deciding[other]())
+        task: asyncio.Task[Any] = asyncio.create_task(deciding[other]())
         await until_waiting(h, task)
     await task
     assert initiated == []
