@@ -36,6 +36,7 @@ from tests.api.test_payments import (
 )
 from tests.conftest import Harness
 from tests.security.test_audit import PAYMENT_FILES
+from tests.statements.uploads import upload
 from tests.support import iso20022
 
 
@@ -503,3 +504,75 @@ async def test_a_payment_sent_while_the_file_was_asked_for_is_not_exported(
     assert (await h.client.get(f"/v2/payment/{created['id']}", headers=h.headers())).json()["data"][
         "status"
     ] == "pending_authorisation"
+
+
+def bank_statement(iban: str, debits: list[tuple[str, str, str]], day: str) -> bytes:
+    """A camt.053 statement of the debtor's account as the bank would give it after executing
+    an uploaded file: one booked debit per (EndToEndId, amount, creditor)."""
+    entries = "".join(
+        f"""<Ntry><Amt Ccy="EUR">{amount}</Amt><CdtDbtInd>DBIT</CdtDbtInd><Sts>BOOK</Sts>
+<BookgDt><Dt>{day}</Dt></BookgDt><ValDt><Dt>{day}</Dt></ValDt><BkTxCd/>
+<NtryDtls><TxDtls><Refs><EndToEndId>{reference}</EndToEndId></Refs>
+<RltdPties><Cdtr><Nm>{creditor}</Nm></Cdtr></RltdPties>
+<RmtInf><Ustrd>Transfer {n}</Ustrd></RmtInf></TxDtls></NtryDtls></Ntry>"""
+        for n, (reference, amount, creditor) in enumerate(debits)
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt>
+<GrpHdr><MsgId>statement-1</MsgId><CreDtTm>{day}T18:00:00</CreDtTm></GrpHdr>
+<Stmt><Id>1</Id><CreDtTm>{day}T18:00:00</CreDtTm>
+<Acct><Id><IBAN>{iban}</IBAN></Id><Ccy>EUR</Ccy></Acct>{entries}</Stmt>
+</BkToCstmrStmt></Document>""".encode()
+
+
+async def test_the_executed_transfers_of_a_file_are_linked_to_the_payment(
+    harness: Harness,
+) -> None:
+    """The user uploaded the file and the bank executed it: the debits that come back in the
+    account's statement carry the file's EndToEndIds and are linked to the batch."""
+    h = harness
+    customer = await create_customer(h)
+    account = await linked_account(h, customer)
+    await switch_on(h)
+    batch = await create_batch(
+        h,
+        customer,
+        [
+            {
+                "creditor_name": "Supplier A",
+                "creditor_iban": CREDITOR_IBAN,
+                "amount": "10.00",
+                "currency": "EUR",
+            },
+            {
+                "creditor_name": "Supplier B",
+                "creditor_iban": CREDITOR_IBAN,
+                "amount": "20.50",
+                "currency": "EUR",
+            },
+        ],
+        account_id=account["id"],
+    )
+    exported = await h.client.get(f"/v2/payment/batch/{batch['id']}/pain.001", headers=h.headers())
+    assert exported.status_code == 200, exported.text
+    day = h.clock().date().isoformat()
+    read = iso20022.transfers(iso20022.read(exported.content, pain001.V03))
+    statement = bank_statement(
+        account["iban"],
+        [
+            (tx["PmtId"]["EndToEndId"], str(tx["Amt"]["InstdAmt"]["$"]), tx["Cdtr"]["Nm"])
+            for tx in read
+        ],
+        day,
+    )
+    uploaded = await upload(h, customer, "statement.xml", statement)
+    assert uploaded.status_code == 200, uploaded.text
+    login_secret = uploaded.json()["data"]["secret"]
+    rows = (
+        await h.client.get("/v2/transaction", headers=h.headers(login_secret=login_secret))
+    ).json()["data"]
+    linked = sorted((r["amount"], r["payment_id"]) for r in rows if r.get("payment_id"))
+    assert linked == [("-10.00", batch["id"]), ("-20.50", batch["id"])]
+    assert {r["meta"]["end_to_end_id"] for r in rows} == {
+        p["end_to_end_id"] for p in batch["payments"]
+    }
