@@ -161,7 +161,7 @@ async def export(
         first_problem = problems[0] if len(problems) == 1 else f"{len(problems)} problems"
         raise _refuse(payment, f"The payment cannot be exported: {first_problem}", problems)
     content = pain001.credit_transfer_file(
-        message_id=payment_id.replace("-", ""),
+        message_id=payment.id.replace("-", ""),
         created_at=created_at or now,
         debtor=pain001.Debtor(name, debtor_iban, _debtor_bic(debtor_iban, service)),
         transfers=[
