@@ -1,4 +1,4 @@
-"""Payments exported as ISO 20022 pain.001 files (``GET /v2/payment[/batch]/{id}/pain.001``), on
+"""Payments exported as ISO 20022 pain.001 files (``POST /v2/payment[/batch]/{id}/pain.001``), on
 both databases: each file is validated against ISO 20022's schema from a source other than the
 generator and read back with an independent parser, and must equal what is stored; the export
 moves the payment to ``exported``, after which nothing sends, cancels or expires it."""
@@ -117,7 +117,7 @@ async def test_a_batch_exports_as_a_valid_file_that_reads_back_as_stored(harness
         "data"
     ]
     for version in (pain001.V03, pain001.V09):
-        response = await h.client.get(
+        response = await h.client.post(
             f"/v2/payment/batch/{batch['id']}/pain.001",
             params={"version": version},
             headers=h.headers(),
@@ -187,10 +187,10 @@ async def test_downloading_again_gives_the_same_file_and_each_download_is_audite
     await switch_on(h)
     created = await initiate(h, customer, account_id=account["id"])
     path = f"/v2/payment/{created['id']}/pain.001"
-    first = await h.client.get(path, headers=h.headers())
+    first = await h.client.post(path, headers=h.headers())
     assert first.status_code == 200, first.text
     h.clock.advance(minutes=5)
-    again = await h.client.get(path, headers=h.headers())
+    again = await h.client.post(path, headers=h.headers())
     assert again.status_code == 200, again.text
     assert again.content == first.content
     [tx] = iso20022.transfers(iso20022.read(first.content, pain001.V03))
@@ -201,13 +201,13 @@ async def test_downloading_again_gives_the_same_file_and_each_download_is_audite
         [{"creditor_name": "A", "creditor_iban": CREDITOR_IBAN, "amount": "1", "currency": "EUR"}],
         account_id=account["id"],
     )
-    batch_file = await h.client.get(
+    batch_file = await h.client.post(
         f"/v2/payment/batch/{batch['id']}/pain.001", headers=h.headers()
     )
     assert batch_file.status_code == 200, batch_file.text
     downloads = {
-        ("GET", "/v2/payment/{payment_id:str}/pain.001"): [first, again],
-        ("GET", "/v2/payment/batch/{batch_id:str}/pain.001"): [batch_file],
+        ("POST", "/v2/payment/{payment_id:str}/pain.001"): [first, again],
+        ("POST", "/v2/payment/batch/{batch_id:str}/pain.001"): [batch_file],
     }
     assert set(downloads) == PAYMENT_FILES
     seen = []
@@ -249,7 +249,7 @@ async def test_an_exported_payment_is_never_sent_cancelled_or_expired(harness: H
     driver = ConnectDriver(h)
     await driver.open(created["connect_url"])
     await driver.agree()
-    exported = await h.client.get(f"/v2/payment/{created['id']}/pain.001", headers=h.headers())
+    exported = await h.client.post(f"/v2/payment/{created['id']}/pain.001", headers=h.headers())
     assert exported.status_code == 200, exported.text
     await driver.login("user_good")
     callback = await driver.end()
@@ -299,7 +299,9 @@ async def test_what_cannot_be_exported_is_refused_with_every_problem(harness: Ha
             },
         ],
     )
-    refused = await h.client.get(f"/v2/payment/batch/{unnamed['id']}/pain.001", headers=h.headers())
+    refused = await h.client.post(
+        f"/v2/payment/batch/{unnamed['id']}/pain.001", headers=h.headers()
+    )
     assert refused.status_code == 409, refused.text
     body = refused.json()
     assert body["error"] == "PaymentNotExportable"
@@ -312,7 +314,7 @@ async def test_what_cannot_be_exported_is_refused_with_every_problem(harness: Ha
     ]["status"] == "pending_authorisation"
     # not in euros
     pounds = await initiate(h, customer, account_id=account["id"], currency="GBP")
-    refused = await h.client.get(f"/v2/payment/{pounds['id']}/pain.001", headers=h.headers())
+    refused = await h.client.post(f"/v2/payment/{pounds['id']}/pain.001", headers=h.headers())
     assert refused.status_code == 409
     assert any("`$.currency`" in p for p in refused.json()["extra"]["problems"])
     # already sent to the bank (executed), or cancelled: not a file any more
@@ -321,16 +323,16 @@ async def test_what_cannot_be_exported_is_refused_with_every_problem(harness: Ha
     cancelled = await initiate(h, customer, account_id=account["id"])
     await h.client.delete(f"/v2/payment/{cancelled['id']}", headers=h.headers())
     for payment_id, status in ((executed["id"], "executed"), (cancelled["id"], "cancelled")):
-        refused = await h.client.get(f"/v2/payment/{payment_id}/pain.001", headers=h.headers())
+        refused = await h.client.post(f"/v2/payment/{payment_id}/pain.001", headers=h.headers())
         assert refused.status_code == 409, refused.text
         assert refused.json()["error"] == "PaymentNotExportable"
         assert refused.json()["extra"]["status"] == status
     # a batch is not a payment, an unknown version is a bad request
     assert (
-        await h.client.get(f"/v2/payment/{unnamed['id']}/pain.001", headers=h.headers())
+        await h.client.post(f"/v2/payment/{unnamed['id']}/pain.001", headers=h.headers())
     ).json()["error"] == "PaymentNotFound"
     single = await initiate(h, customer, account_id=account["id"])
-    unknown = await h.client.get(
+    unknown = await h.client.post(
         f"/v2/payment/{single['id']}/pain.001",
         params={"version": "pain.001.001.02"},
         headers=h.headers(),
@@ -338,14 +340,14 @@ async def test_what_cannot_be_exported_is_refused_with_every_problem(harness: Ha
     assert unknown.status_code == 400
     assert unknown.json()["error"] == "BadRequest"
     # a holder name outside the SEPA characters given instead is named
-    greek = await h.client.get(
+    greek = await h.client.post(
         f"/v2/payment/{single['id']}/pain.001",
         params={"debtor_name": "Αλέξης"},
         headers=h.headers(),
     )
     assert greek.status_code == 409
     assert any("`$.debtor_name`" in p for p in greek.json()["extra"]["problems"])
-    named = await h.client.get(
+    named = await h.client.post(
         f"/v2/payment/{single['id']}/pain.001",
         params={"debtor_name": "Müller GmbH"},
         headers=h.headers(),
@@ -372,7 +374,7 @@ async def test_a_1000_transfer_batch_exports_valid_and_adds_up(harness: Harness)
     ]
     batch = await create_batch(h, customer, transfers, account_id=account["id"])
     started = time.perf_counter()
-    response = await h.client.get(f"/v2/payment/batch/{batch['id']}/pain.001", headers=h.headers())
+    response = await h.client.post(f"/v2/payment/batch/{batch['id']}/pain.001", headers=h.headers())
     took = time.perf_counter() - started
     assert response.status_code == 200, response.text
     assert took < 10, took
@@ -493,7 +495,7 @@ async def test_a_payment_sent_while_the_file_was_asked_for_is_not_exported(
         await tenancy.enter(session, tenant)
         row = await services.get(session, tenant, created["id"], lock=True)
         task = asyncio.create_task(
-            h.client.get(f"/v2/payment/{created['id']}/pain.001", headers=h.headers())
+            h.client.post(f"/v2/payment/{created['id']}/pain.001", headers=h.headers())
         )
         await until_waiting(h, task)
         row.sent_at = h.clock()
@@ -553,7 +555,7 @@ async def test_the_executed_transfers_of_a_file_are_linked_to_the_payment(
         ],
         account_id=account["id"],
     )
-    exported = await h.client.get(f"/v2/payment/batch/{batch['id']}/pain.001", headers=h.headers())
+    exported = await h.client.post(f"/v2/payment/batch/{batch['id']}/pain.001", headers=h.headers())
     assert exported.status_code == 200, exported.text
     day = h.clock().date().isoformat()
     read = iso20022.transfers(iso20022.read(exported.content, pain001.V03))

@@ -113,8 +113,8 @@ PAYMENT_READS = {
 #: payment files (the debtor account's IBAN and holder), exercised with their entries in
 #: tests/api/test_payment_export.py
 PAYMENT_FILES = {
-    ("GET", "/v2/payment/{payment_id:str}/pain.001"),
-    ("GET", "/v2/payment/batch/{batch_id:str}/pain.001"),
+    ("POST", "/v2/payment/{payment_id:str}/pain.001"),
+    ("POST", "/v2/payment/batch/{batch_id:str}/pain.001"),
 }
 #: the routes that answer with account data (marked, and each exercised below)
 ACCOUNT_DATA = {

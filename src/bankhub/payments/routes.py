@@ -402,9 +402,10 @@ async def cancel_payment(
 EXPORT_DESCRIPTION = (
     "For banks without a payments API: the user uploads the file to their online banking. "
     "Allowed while the payment waits for the user and was never sent to the bank; the first "
-    "download moves it to `exported` (final: bankhub no longer sends it, and cannot cancel "
-    "it), a later one gives the same file. The transfers carry the `EndToEndId`s the API "
-    "shows, by which they are linked when they appear in the debtor account's transactions. "
+    "export moves it to `exported` (final: bankhub no longer sends it, and cannot cancel "
+    "it), hence a `POST`; repeating it gives the same file (no `Idempotency-Key` needed). "
+    "The transfers carry the `EndToEndId`s the API shows, by which they are linked when "
+    "they appear in the debtor account's transactions. "
     "`version`: `pain.001.001.03` (the default, taken by every SEPA bank) or "
     "`pain.001.001.09` (the current EPC rulebook's). `debtor_name` replaces the account "
     "holder name the bank gave (needed where it gave none). Euros to IBANs only, from the "
@@ -484,9 +485,10 @@ EXPORT_QUERY_NAME = query(
 EXPORT_ERRORS = (*APP_AUTH, E.BAD_REQUEST, E.PAYMENT_NOT_FOUND, E.PAYMENT_NOT_EXPORTABLE)
 
 
-@get(
+@post(
     "/v2/payment/{payment_id:str}/pain.001",
     opt=audit.account_data(scopes.write()),
+    status_code=200,
     tags=["payment"],
     summary="A payment as an ISO 20022 pain.001 file, for upload at the bank",
     description=EXPORT_DESCRIPTION,
@@ -506,9 +508,10 @@ async def export_payment(
     return await _export(hub, auth, request, payment_id, SINGLE, version, debtor_name)
 
 
-@get(
+@post(
     "/v2/payment/batch/{batch_id:str}/pain.001",
     opt=audit.account_data(scopes.write()),
+    status_code=200,
     tags=["payment"],
     summary="A batch as an ISO 20022 pain.001 file, for upload at the bank",
     description=EXPORT_DESCRIPTION
