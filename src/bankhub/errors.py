@@ -52,6 +52,7 @@ class ErrorCode(StrEnum):
     PAYMENTS_NOT_ENABLED = "PaymentsNotEnabled"
     PAYMENT_LIMIT_REACHED = "PaymentLimitReached"
     PAYMENT_NOT_CANCELLABLE = "PaymentNotCancellable"
+    PAYMENT_NOT_EXPORTABLE = "PaymentNotExportable"
 
 
 #: The seed's wording for each code, used when a more specific message is not needed.
@@ -88,6 +89,7 @@ DEFAULT_MESSAGE: dict[ErrorCode, str] = {
     ErrorCode.PAYMENTS_NOT_ENABLED: "Payment initiation is not switched on for this app",
     ErrorCode.PAYMENT_LIMIT_REACHED: "This app's daily payment limit is reached",
     ErrorCode.PAYMENT_NOT_CANCELLABLE: "The bank no longer allows this payment to be cancelled",
+    ErrorCode.PAYMENT_NOT_EXPORTABLE: "This payment cannot be exported as a pain.001 file",
 }
 
 

@@ -110,6 +110,12 @@ PAYMENT_READS = {
     ("GET", "/v2/payment/{payment_id:str}"),
     ("GET", "/v2/payment/batch/{batch_id:str}"),
 }
+#: payment files (the debtor account's IBAN and holder), exercised with their entries in
+#: tests/api/test_payment_export.py
+PAYMENT_FILES = {
+    ("POST", "/v2/payment/{payment_id:str}/pain.001"),
+    ("POST", "/v2/payment/batch/{batch_id:str}/pain.001"),
+}
 #: the routes that answer with account data (marked, and each exercised below)
 ACCOUNT_DATA = {
     ("GET", "/v2/login"),
@@ -119,6 +125,7 @@ ACCOUNT_DATA = {
     ("GET", "/v2/customer/export"),
     ("POST", "/v2/statement"),
     *PAYMENT_READS,
+    *PAYMENT_FILES,
 }
 
 
@@ -286,7 +293,8 @@ CALLS: dict[tuple[str, str], tuple[Call, str, str]] = {
 
 async def test_each_account_data_route_writes_exactly_one_entry(harness: Harness) -> None:
     h = harness
-    assert set(CALLS) | PAYMENT_READS == ACCOUNT_DATA  # every marked route is exercised
+    # every marked route is exercised (payment reads and files in their own tests)
+    assert set(CALLS) | PAYMENT_READS | PAYMENT_FILES == ACCOUNT_DATA
     held = await holdings(h)
     app_id, key_id = await app_and_key(h)
     for n, ((method, path), (call, action, resource)) in enumerate(sorted(CALLS.items())):

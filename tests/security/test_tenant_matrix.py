@@ -445,6 +445,20 @@ PROBES += [
         _missing_uuid,
     ),
     Probe(
+        ("POST", "/v2/payment/{payment_id:str}/pain.001"),
+        "payment",
+        lambda w, c, x: Request("POST", f"/v2/payment/{x}/pain.001", _app_headers(w, c)),
+        (("B's payment", lambda w: w.b.payment_id),),
+        _missing_uuid,
+    ),
+    Probe(
+        ("POST", "/v2/payment/batch/{batch_id:str}/pain.001"),
+        "batch",
+        lambda w, c, x: Request("POST", f"/v2/payment/batch/{x}/pain.001", _app_headers(w, c)),
+        (("B's batch", lambda w: w.b.batch_id),),
+        _missing_uuid,
+    ),
+    Probe(
         ("POST", "/v2/payment"),
         "customer",
         lambda w, c, x: Request("POST", "/v2/payment", _fresh_key(w, c), json=_payment_body(w, x)),

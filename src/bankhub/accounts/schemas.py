@@ -90,10 +90,18 @@ def transaction_out(row: accounts.TransactionView) -> TransactionOut:
     )
 
 
+#: where a row's meta keeps the ``EndToEndId``: statement files (camt, MT940 ``EREF``) and the
+#: sandbox write ``end_to_end_id``, Berlin Group banks (XS2A, GoCardless) ``endToEndId``
+END_TO_END_KEYS = ("end_to_end_id", "endToEndId")
+
+
 def _payment_id(row: accounts.TransactionView) -> str | None:
     """The payment a debit carries bankhub's ``EndToEndId`` of (``connectors.base``)."""
     if row.amount >= 0 or not row.meta:
         return None
-    reference = row.meta.get("end_to_end_id")
-    found = payment_of(reference) if isinstance(reference, str) else None
-    return found[0] if found else None
+    for key in END_TO_END_KEYS:
+        reference = row.meta.get(key)
+        found = payment_of(reference) if isinstance(reference, str) else None
+        if found:
+            return found[0]
+    return None

@@ -49,6 +49,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.PAYMENTS_NOT_ENABLED: 403,
     ErrorCode.PAYMENT_LIMIT_REACHED: 429,
     ErrorCode.PAYMENT_NOT_CANCELLABLE: 409,
+    ErrorCode.PAYMENT_NOT_EXPORTABLE: 409,
 }
 
 

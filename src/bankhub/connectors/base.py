@@ -446,6 +446,10 @@ class PaymentStatus(StrEnum):
     REJECTED = "rejected"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    #: handed to the user as a pain.001 file to upload at their bank: never sent by bankhub,
+    #: whose part ends there (the bank's own record follows it; its transfers are linked at
+    #: the account's refresh by their EndToEndId)
+    EXPORTED = "exported"
 
     @property
     def final(self) -> bool:
@@ -458,6 +462,7 @@ _FINAL_PAYMENT_STATUSES = frozenset(
         PaymentStatus.REJECTED,
         PaymentStatus.CANCELLED,
         PaymentStatus.EXPIRED,
+        PaymentStatus.EXPORTED,
     }
 )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from litestar import Request, delete, get, post, put
+from litestar import Request, Response, delete, get, post, put
 from litestar.params import FromPath, JSONBody
 from litestar.types import ControllerRouterHandler
 
@@ -22,8 +22,8 @@ from bankhub.db import tenancy
 from bankhub.errors import DomainError, ErrorCode
 from bankhub.logins import services as logins
 from bankhub.partners import modes
+from bankhub.payments import export, pain001, validation
 from bankhub.payments import services as payments
-from bankhub.payments import validation
 from bankhub.payments.models import BATCH, SINGLE, Payment
 from bankhub.payments.schemas import (
     BatchEnvelope,
@@ -347,7 +347,7 @@ async def cancel_payment(
     async with hub.db.transaction() as session:
         app = await auth.app(session)
         app_id, actor = app.id, audit.app_actor(app)
-        payment = await payments.get(session, app_id, payment_id, kind=SINGLE)
+        payment = await payments.get(session, app_id, payment_id, kind=SINGLE, lock=True)
         if PaymentStatus(payment.status).final:
             raise _not_cancellable(payment)
         if payment.sent_at is None:
@@ -397,6 +397,139 @@ async def cancel_payment(
     if not done:
         raise _not_cancellable(payment)
     return PaymentEnvelope(payment_out(seen, None))
+
+
+EXPORT_DESCRIPTION = (
+    "For banks without a payments API: the user uploads the file to their online banking. "
+    "Allowed while the payment waits for the user and was never sent to the bank; the first "
+    "export moves it to `exported` (final: bankhub no longer sends it, and cannot cancel "
+    "it), hence a `POST`; repeating it gives the same file (no `Idempotency-Key` needed). "
+    "The transfers carry the `EndToEndId`s the API shows, by which they are linked when "
+    "they appear in the debtor account's transactions. "
+    "`version`: `pain.001.001.03` (the default, taken by every SEPA bank) or "
+    "`pain.001.001.09` (the current EPC rulebook's). `debtor_name` replaces the account "
+    "holder name the bank gave (needed where it gave none). Euros to IBANs only, from the "
+    "debtor account named with `account_id`; else `PaymentNotExportable` lists every "
+    "problem."
+)
+
+
+def _version(value: str | None) -> str:
+    if not value:
+        return pain001.DEFAULT_VERSION
+    if value not in pain001.VERSIONS:
+        raise DomainError(
+            ErrorCode.BAD_REQUEST,
+            f"Unknown pain.001 version {value!r}",
+            {"version": value, "known": list(pain001.VERSIONS)},
+        )
+    return value
+
+
+async def _export(
+    hub: HubDep,
+    auth: AuthDep,
+    request: AnyRequest,
+    payment_id: str,
+    kind: str,
+    version: str | None,
+    debtor_name: str | None,
+) -> Response[bytes]:
+    chosen = _version(version)
+    # a writer's unit of work: the payment's row is locked while it is decided where it goes
+    async with hub.db.transaction(write=True) as session:
+        app = await auth.app(session)
+        payment = await payments.get(session, app.id, payment_id, kind=kind)
+        exported = await export.export(
+            session,
+            cipher=hub.keyring,
+            clock=hub.clock,
+            account_details=hub.engine.account_details,
+            service=hub.catalogue.get(payment.service_id),
+            app_id=app.id,
+            payment_id=payment.id,
+            kind=kind,
+            version=chosen,
+            debtor_name=debtor_name or None,
+        )
+        paid = exported.payment
+        account_data_read(
+            request,
+            resource=f"{'payment_batch' if kind == BATCH else 'payment'}_file",
+            login_ids=[],
+            customer_id=paid.customer_id,
+            account_ids=[paid.account_id] if paid.account_id else [],
+            rows=paid.item_count,
+            counts={"first_export": int(exported.first)},
+            action="payment.exported",
+            target=("payment", paid.id),
+            session=session,
+        )
+    return Response(
+        exported.content,
+        media_type=exported.media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{exported.name}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+EXPORT_QUERY_VERSION = query(
+    "`pain.001.001.03` (default) or `pain.001.001.09`", pattern=r"pain\.001\.001\.0[39]"
+)
+EXPORT_QUERY_NAME = query(
+    "The debtor's name in the file, instead of the account holder name the bank gave",
+    length=(1, 200),
+)
+EXPORT_ERRORS = (*APP_AUTH, E.BAD_REQUEST, E.PAYMENT_NOT_FOUND, E.PAYMENT_NOT_EXPORTABLE)
+
+
+@post(
+    "/v2/payment/{payment_id:str}/pain.001",
+    opt=audit.account_data(scopes.write()),
+    status_code=200,
+    tags=["payment"],
+    summary="A payment as an ISO 20022 pain.001 file, for upload at the bank",
+    description=EXPORT_DESCRIPTION,
+    media_type=pain001.MEDIA_TYPE,
+    response_description="The pain.001 file (UTF-8 XML), as an attachment",
+    security=APP_SECURITY,
+    responses=errors(*EXPORT_ERRORS),
+)
+async def export_payment(
+    hub: HubDep,
+    auth: AuthDep,
+    request: AnyRequest,
+    payment_id: FromPath[str],
+    version: Annotated[str | None, EXPORT_QUERY_VERSION] = None,
+    debtor_name: Annotated[str | None, EXPORT_QUERY_NAME] = None,
+) -> Response[bytes]:
+    return await _export(hub, auth, request, payment_id, SINGLE, version, debtor_name)
+
+
+@post(
+    "/v2/payment/batch/{batch_id:str}/pain.001",
+    opt=audit.account_data(scopes.write()),
+    status_code=200,
+    tags=["payment"],
+    summary="A batch as an ISO 20022 pain.001 file, for upload at the bank",
+    description=EXPORT_DESCRIPTION
+    + " The transfers are grouped into one payment information block per execution date.",
+    media_type=pain001.MEDIA_TYPE,
+    response_description="The pain.001 file (UTF-8 XML), as an attachment",
+    security=APP_SECURITY,
+    responses=errors(*EXPORT_ERRORS),
+)
+async def export_batch(
+    hub: HubDep,
+    auth: AuthDep,
+    request: AnyRequest,
+    batch_id: FromPath[str],
+    version: Annotated[str | None, EXPORT_QUERY_VERSION] = None,
+    debtor_name: Annotated[str | None, EXPORT_QUERY_NAME] = None,
+) -> Response[bytes]:
+    return await _export(hub, auth, request, batch_id, BATCH, version, debtor_name)
 
 
 def _not_cancellable(payment: Payment) -> DomainError:
@@ -489,6 +622,8 @@ PAYMENT_ROUTES: list[ControllerRouterHandler] = [
     read_batch,
     list_payments,
     cancel_payment,
+    export_payment,
+    export_batch,
     read_payment_settings,
     set_payment_settings,
 ]

@@ -87,7 +87,7 @@ class PaymentAuthorisation:
 
     async def _load(self, session: AsyncSession) -> Payment:
         await tenancy.enter(session, self.app_id)
-        return await services.get(session, self.app_id, self.payment_id)
+        return await services.get(session, self.app_id, self.payment_id, lock=True)
 
     async def send(self, connector: object, state: MemoryStateStore) -> None:
         """Send the order (once), record the bank's id, then raise the bank's authorisation

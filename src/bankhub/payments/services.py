@@ -370,22 +370,33 @@ class PaymentView:
     history: list[PaymentStatusChange]
 
 
-async def find(session: AsyncSession, app_id: int, payment_id: str) -> Payment | None:
+async def find(
+    session: AsyncSession, app_id: int, payment_id: str, *, lock: bool = False
+) -> Payment | None:
+    """``lock``: the row stays locked (PostgreSQL) until the unit of work ends, so two units of
+    work that both decide where a payment goes (sent to the bank, exported as a file) take
+    turns and the second sees what the first decided."""
     try:
         uuid.UUID(payment_id)
     except ValueError:
         return None
-    return (
-        await session.execute(
-            select(Payment).where(Payment.app_id == app_id, Payment.id == payment_id)
-        )
-    ).scalar_one_or_none()
+    query = select(Payment).where(Payment.app_id == app_id, Payment.id == payment_id)
+    if lock:
+        # populate_existing: a row this unit of work read before is read again under the lock,
+        # not taken from the session as it was
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def get(
-    session: AsyncSession, app_id: int, payment_id: str, *, kind: str | None = None
+    session: AsyncSession,
+    app_id: int,
+    payment_id: str,
+    *,
+    kind: str | None = None,
+    lock: bool = False,
 ) -> Payment:
-    payment = await find(session, app_id, payment_id)
+    payment = await find(session, app_id, payment_id, lock=lock)
     if payment is None or (kind is not None and payment.kind != kind):
         what = "batch" if kind == BATCH else "payment"
         raise NotFound(

@@ -78,11 +78,14 @@ class PaymentSweep:
             async with self.db.transaction(write=True) as session:
                 stale = (
                     await session.execute(
-                        select(Payment).where(
+                        select(Payment)
+                        .where(
                             Payment.status == PaymentStatus.PENDING_AUTHORISATION,
                             Payment.sent_at.is_(None),
                             Payment.created_at < now - self.unauthorised_after,
                         )
+                        # locked: one exported or sent meanwhile is seen so, never expired
+                        .with_for_update()
                     )
                 ).scalars()
                 for payment in stale:
