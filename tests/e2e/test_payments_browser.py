@@ -1,9 +1,16 @@
 """Payments on the hosted connect page in headless Chromium, against one real ``bankhub serve``
-shared by the module: a single payment authorised with a code, and a batch authorised once."""
+shared by the module: every sandbox scenario (docs/payments.md "The sandbox bank"), single and
+batch, and the user cancelling on the page, each checked at the partner's callback, in
+``GET /v2/payment/{id}`` (or the batch) with its history, and in the event feed's
+``payment.status`` events; a pending or bank-cancelled payment's later status comes through the
+server's own payments sweep (its period, the bank's settling time and the decoupled approval's
+delay are set short for the module, so no test waits long)."""
 
 from __future__ import annotations
 
 import json
+import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -30,12 +37,27 @@ def site() -> Iterator[PartnerSite]:
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    server = LiveServer.start(data_dir=tmp_path_factory.mktemp("payments") / "data")
+    server = LiveServer.start(
+        data_dir=tmp_path_factory.mktemp("payments") / "data",
+        env={
+            "BANKHUB_PAYMENT_SWEEP_SECONDS": "0.3",
+            "BANKHUB_SANDBOX_PAYMENT_SETTLE_SECONDS": "1",
+            "BANKHUB_SANDBOX_DECOUPLED_DELAY_SECONDS": "0.5",
+        },
+    )
     try:
         creds = server.demo_credentials()
         headers = {"client-id": creds["client_id"], "service-secret": creds["service_secret"]}
         with httpx.Client(base_url=server.url, headers=headers, timeout=10.0) as client:
-            on = client.put("/v2/payment/settings", json={"enabled": True, "chosen_by": "e2e"})
+            on = client.put(
+                "/v2/payment/settings",
+                json={
+                    "enabled": True,
+                    "chosen_by": "e2e",
+                    "daily_count": 1000,
+                    "daily_amount": "100000",
+                },
+            )
             assert on.status_code == 200, on.text
             yield client
     finally:
@@ -146,4 +168,154 @@ def test_a_batch_authorised_once(page: Page, api: httpx.Client, site: PartnerSit
     assert _callback(page, site) == {"status": "success", "payment_id": data["id"]}
     seen = api.get(f"/v2/payment/batch/{data['id']}").json()["data"]
     assert [p["status"] for p in seen["payments"]] == ["executed"] * 5
+    _clean(page)
+
+
+# --- every scenario of the sandbox bank ----------------------------------------------------------
+
+#: user → (the callback's status, the status when the flow ends, the final status, the history)
+SCENARIOS: dict[str, tuple[str, str, str, list[str]]] = {
+    "user_good": ("success", "executed", "executed", ["pending_authorisation", "executed"]),
+    "user_otp": ("success", "executed", "executed", ["pending_authorisation", "executed"]),
+    "user_decoupled": ("success", "executed", "executed", ["pending_authorisation", "executed"]),
+    "user_redirect": ("success", "executed", "executed", ["pending_authorisation", "executed"]),
+    "user_nofunds": ("error", "rejected", "rejected", ["pending_authorisation", "rejected"]),
+    "user_pending": (
+        "success",
+        "accepted",
+        "executed",
+        ["pending_authorisation", "accepted", "executed"],
+    ),
+    "user_bankcancel": (
+        "success",
+        "accepted",
+        "cancelled",
+        ["pending_authorisation", "accepted", "cancelled"],
+    ),
+    "cancel": ("cancelled", "cancelled", "cancelled", ["pending_authorisation", "cancelled"]),
+}
+
+
+def _create(api: httpx.Client, site: PartnerSite, kind: str) -> dict[str, Any]:
+    base = {"customer_id": _customer(api), "service_id": SPARBANK}
+    if kind == "single":
+        body = {
+            **base,
+            "callback_url": f"{site.origin}/v2",
+            "creditor_name": "Café Zoë",
+            "creditor_iban": IBAN,
+            "amount": "23.40",
+            "currency": "EUR",
+        }
+        answer = api.post("/v2/payment", json=body, headers={"idempotency-key": uuid.uuid4().hex})
+    else:
+        transfers = [
+            {"creditor_name": f"Supplier {n}", "creditor_iban": IBAN, "amount": "10"}
+            | {"currency": "EUR"}
+            for n in range(3)
+        ]
+        body = {**base, "callback_url": f"{site.origin}/v2", "payments": transfers}
+        answer = api.post(
+            "/v2/payment/batch", json=body, headers={"idempotency-key": uuid.uuid4().hex}
+        )
+    assert answer.status_code == 200, answer.text
+    data: dict[str, Any] = answer.json()["data"]
+    return data
+
+
+def _at_the_bank(page: Page) -> None:
+    """The bank's own page (redirect): continue there and approve."""
+    page.get_by_role("link", name=f"Continue to {BANK_NAME}").click()
+    page.wait_for_url(re.compile(r"/sandbox-bank/"))
+    page.get_by_role("button", name="Approve").click()
+
+
+def _authorise(page: Page, user: str) -> None:
+    """The user's way through the login and the payment's authorisation at the bank."""
+    _log_in(page, user)
+    if user == "user_otp":
+        _code(page)
+    elif user == "user_redirect":
+        _at_the_bank(page)
+    # user_decoupled: the page checks again by itself (meta refresh) until the app approved
+    _choose_account(page)
+    if user == "user_otp":
+        expect(page.get_by_text("To approve")).to_be_visible()
+        _code(page)
+    elif user == "user_redirect":
+        _at_the_bank(page)
+
+
+def _read(api: httpx.Client, kind: str, payment_id: str) -> dict[str, Any]:
+    path = f"/v2/payment/{payment_id}" if kind == "single" else f"/v2/payment/batch/{payment_id}"
+    answer = api.get(path)
+    assert answer.status_code == 200, answer.text
+    data: dict[str, Any] = answer.json()["data"]
+    return data
+
+
+def _events(api: httpx.Client, payment_id: str) -> list[str]:
+    """The payment's ``payment.status`` events in the feed, read to its end."""
+    statuses: list[str] = []
+    cursor = "0"
+    while True:
+        answer = api.get("/v2/event", params={"limit": "500", "cursor": cursor})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        statuses += [
+            e["payload"]["status"]
+            for e in body["data"]
+            if e["type"] == "payment.status" and e["payload"]["payment_id"] == payment_id
+        ]
+        if not body["data"]:
+            return statuses
+        cursor = body["next_cursor"]
+
+
+def _eventually(api: httpx.Client, kind: str, payment_id: str, status: str) -> dict[str, Any]:
+    """The sweep's later status (the bank settles after 1 s, the sweep runs every 0.3 s)."""
+    deadline = time.monotonic() + 15
+    while True:
+        seen = _read(api, kind, payment_id)
+        if seen["status"] == status or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("kind", ["single", "batch"])
+@pytest.mark.parametrize("user", list(SCENARIOS))
+def test_every_sandbox_scenario_end_to_end(
+    page: Page, api: httpx.Client, site: PartnerSite, user: str, kind: str
+) -> None:
+    told, ended, final, history = SCENARIOS[user]
+    data = _create(api, site, kind)
+    page.goto(data["connect_url"])
+    what = "a batch of payments" if kind == "batch" else "a payment"
+    heading = f"{APP_NAME} asks you to approve {what}"
+    expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    if user == "cancel":
+        page.get_by_role("button", name=f"Cancel and return to {APP_NAME}").click()
+    else:
+        _authorise(page, user)
+    if user == "user_nofunds":
+        # the page says why, and its only way on is back to the app
+        expect(page.get_by_role("alert")).to_contain_text("AM04 insufficient funds")
+        page.get_by_role("link", name=f"Return to {APP_NAME}").click()
+    payload = _callback(page, site)
+    assert payload["status"] == told, payload
+    assert payload["payment_id"] == data["id"]
+    if told == "error":
+        assert payload["error"] == f"payment_{ended}"
+        assert payload["message"] == "AM04 insufficient funds"
+    seen = _read(api, kind, data["id"])
+    assert seen["status"] == ended, seen
+    if final != ended:
+        seen = _eventually(api, kind, data["id"], final)
+    assert seen["status"] == final, seen
+    assert [h["status"] for h in seen["history"]] == history
+    if user == "user_bankcancel":
+        assert seen["reason"] == "DS02 cancelled by the bank"
+    if kind == "batch":
+        assert [p["status"] for p in seen["payments"]] == [final] * 3
+    assert _events(api, data["id"]) == history
     _clean(page)
