@@ -342,6 +342,7 @@ def test_every_sandbox_scenario_end_to_end(
 # --- the dashboard's Payments pages ---------------------------------------------------------------
 
 OWNER, DEVELOPER, VIEWER = "owner@example.com", "dev@example.com", "viewer@example.com"
+PHONE_WIDTH = 360
 PASSWORDS = {
     OWNER: "lighthouse keepers count the waves",
     DEVELOPER: "a builder tests on quiet evenings",
@@ -387,8 +388,14 @@ def _enrol(page: Page, team: Team, email: str) -> None:
     team.states[email] = page.context.storage_state()
 
 
-def _as(make_page: MakePage, team: Team, email: str) -> Page:
-    return make_page(storage_state=team.states[email])
+def _as(make_page: MakePage, team: Team, email: str, **options: Any) -> Page:
+    return make_page(storage_state=team.states[email], **options)
+
+
+def _fits_a_phone(page: Page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert isinstance(width, int)
+    assert width <= PHONE_WIDTH, f"{page.url} scrolls sideways: {width}px > {PHONE_WIDTH}px"
 
 
 def _payments_path(server: LiveServer) -> str:
@@ -454,8 +461,9 @@ def test_the_owner_switches_payments_and_the_mode_after_reauthentication(
 def test_a_developer_makes_a_test_payment_through_the_sandbox_bank(
     make_page: MakePage, team: Team, api: httpx.Client
 ) -> None:
-    page = _as(make_page, team, DEVELOPER)
+    page = _as(make_page, team, DEVELOPER, phone=True)
     page.goto(team.url(_payments_path(team.server)))
+    _fits_a_phone(page)
     form = page.locator("#test-payment")
     form.get_by_label("Sandbox bank").select_option(str(SPARBANK))
     form.get_by_label("Creditor name").fill("Bäckerei Groß")
@@ -516,12 +524,14 @@ def test_the_list_filters_and_opens_a_batch(
 def test_a_viewer_sees_payments_masked_and_cannot_make_one(
     make_page: MakePage, team: Team, api: httpx.Client
 ) -> None:
-    page = _as(make_page, team, VIEWER)
+    page = _as(make_page, team, VIEWER, phone=True)
     page.goto(team.url(_payments_path(team.server)))
     expect(page.locator(f'tr[data-payment="{team.test_payment}"]')).to_be_visible()
     expect(page.locator("#test-payment")).to_have_count(0)
     expect(page.locator("#test-payment-role")).to_be_visible()
+    _fits_a_phone(page)
     page.goto(team.url(f"{_payments_path(team.server)}/{team.test_payment}"))
+    _fits_a_phone(page)
     expect(page.locator("#transfers")).to_contain_text("DE•••• 3000")
     expect(page.locator("#transfers")).not_to_contain_text(IBAN)
     csrf = page.locator("input[name=csrf]").first.get_attribute("value")
