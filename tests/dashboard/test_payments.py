@@ -163,10 +163,18 @@ async def test_an_amount_filter_pages_through_what_it_opened(
             older = re.search(r'<a rel="next" href="([^"]+)"', answer.text)
             if older is None:
                 break
+            assert "payments looked at for this page" in answer.text
             path = older.group(1).replace("&amp;", "&")
+        else:
+            raise AssertionError("the pages never ended")
+        assert seen == list(reversed(big))
+        # a page that holds the last match offers no next page, however many rows follow it
+        payment_routes.SCAN_LIMIT, payment_routes.PAGE_SIZE = 100, 3
+        whole = await v.get(f"{_payments(h)}?min=500")
+        assert _rows(whole.text) == list(reversed(big))
+        assert 'rel="next"' not in whole.text
     finally:
         payment_routes.SCAN_LIMIT, payment_routes.PAGE_SIZE = limit, page_size
-    assert seen == list(reversed(big))
 
 
 async def test_a_payments_detail_shows_history_and_transfers_masked_for_viewers(
@@ -260,6 +268,10 @@ async def test_a_test_payment_goes_through_the_connect_page_once_however_often_i
     assert first.status_code == again.status_code == 303, first.text
     assert first.headers["location"] == again.headers["location"]
     assert first.headers["location"].startswith(f"{BASE_URL}/v2/connect/term/")
+    assert await _count(h) == 1
+    changed = await v.post(f"{_payments(h)}/test", {**form, "amount": "5.00"})
+    assert changed.status_code == 409  # the form's key with another payment: refused
+    assert "This form made a test payment already" in changed.text
     assert await _count(h) == 1
     created = await _audit(h, "payment.created")
     assert [e.actor for e in created] == [f"member:{dev.email}"]

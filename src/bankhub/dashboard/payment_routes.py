@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -28,7 +29,7 @@ from urllib.parse import urlencode
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, URLEncodedBody
 from litestar.response import Redirect
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.principal import HubDep, hub_of, public_url
@@ -41,7 +42,7 @@ from bankhub.dashboard.app_routes import APPS, _app_page, app_of
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import HEADERS, PREFIX, Refused, field_of, go, page, visit_of
 from bankhub.dashboard.roles import Action
-from bankhub.errors import DomainError
+from bankhub.errors import DomainError, ErrorCode
 from bankhub.hub import Hub
 from bankhub.partners import modes
 from bankhub.partners.models import App
@@ -61,6 +62,8 @@ SCAN_LIMIT = 2000
 _CHUNK = 200
 #: the customer every test payment of an app belongs to (made on first use)
 TEST_CUSTOMER = "dashboard-test-payments"
+#: the idempotency key a test payment form carries (``secrets.token_urlsafe``)
+_FORM_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 #: the API's bound on the daily count (``PaymentSettingsIn``)
 MAX_DAILY_COUNT = 1_000_000
 #: a test batch holds this many transfers at most
@@ -167,10 +170,6 @@ def _filters(params: Any, problems: list[str]) -> Filters:
     return Filters(status, kind, currency, since, until, low, high, after)
 
 
-def _cursor(payment: Payment) -> str:
-    return f"{as_utc(payment.created_at).isoformat()}~{payment.id}"
-
-
 @dataclass(frozen=True, slots=True)
 class Row:
     payment: Payment
@@ -203,31 +202,41 @@ async def _listing(db: AsyncSession, hub: Hub, app: App, wanted: Filters) -> Lis
     by_amount = wanted.min_amount is not None or wanted.max_amount is not None
     after, scanned = wanted.after, 0
     rows: list[Row] = []
+
+    async def stop_here() -> Listing:
+        """The page ends at the last row looked at; a next page when any row follows it."""
+        if after is None:
+            return Listing(rows, None, scanned)
+        following = await db.execute(_following(query, after).limit(1))
+        if following.first() is None:
+            return Listing(rows, None, scanned)
+        return Listing(rows, f"{after[0].isoformat()}~{after[1]}", scanned)
+
     while True:
-        chunk_query = query
-        if after is not None:
-            moment, last_id = after
-            chunk_query = query.where(
-                or_(
-                    Payment.created_at < moment,
-                    and_(Payment.created_at == moment, Payment.id < last_id),
-                )
-            )
-        chunk = list((await db.execute(chunk_query.limit(_CHUNK))).scalars())
+        chunk = list((await db.execute(_following(query, after).limit(_CHUNK))).scalars())
         for payment in chunk:
             scanned += 1
             after = (as_utc(payment.created_at), payment.id)
             total = Decimal(payments.open_payment(hub.keyring, payment)["total"])
-            if by_amount and not _within(total, wanted):
-                if scanned >= SCAN_LIMIT:
-                    return Listing(rows, _cursor(payment), scanned)
-                continue
-            rows.append(Row(payment, _plain(total)))
+            if not by_amount or _within(total, wanted):
+                rows.append(Row(payment, _plain(total)))
             if len(rows) == PAGE_SIZE or scanned >= SCAN_LIMIT:
-                # one more row decides whether there is a next page
-                return Listing(rows, _cursor(payment), scanned)
+                return await stop_here()
         if len(chunk) < _CHUNK:
             return Listing(rows, None, scanned)
+
+
+def _following(query: Select[tuple[Payment]], after: tuple[datetime, str] | None) -> Any:
+    """The rows of ``query`` (newest first) after the one at ``after``."""
+    if after is None:
+        return query
+    moment, last_id = after
+    return query.where(
+        or_(
+            Payment.created_at < moment,
+            and_(Payment.created_at == moment, Payment.id < last_id),
+        )
+    )
 
 
 def _within(total: Decimal, wanted: Filters) -> bool:
@@ -441,7 +450,7 @@ async def test_payment(
 ) -> Response[Any]:
     """Create a test payment (or a small batch) to a sandbox bank and open its connect page."""
     key = field_of(data, "idempotency_key")
-    if not 16 <= len(key) <= 64 or not key.isascii():
+    if not _FORM_KEY.fullmatch(key):
         raise Refused(400, "This form has expired. Go back, reload the page and try again.")
     me = _me(request)
     async with hub.db.transaction() as db:
@@ -460,7 +469,11 @@ async def test_payment(
     try:
         claimed = await idempotency.claim(hub.db, hub.keyring, keyed, hub.clock(), lease)
     except DomainError as exc:
-        raise Refused(409, f"This test payment is being made already: {exc.message}") from None
+        if exc.code is ErrorCode.IDEMPOTENCY_IN_PROGRESS:
+            raise Refused(409, "This test payment is being made; wait a moment.") from None
+        raise Refused(
+            409, "This form made a test payment already; reload the page to make another."
+        ) from None
     if isinstance(claimed, idempotency.StoredResponse):
         # the same form again: the first answer, never a second payment
         location = dict(claimed.headers).get("location", f"{APPS}/{client_id}/payments")
