@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.principal import HubDep, hub_of, public_url
 from bankhub.audit import services as audit
+from bankhub.catalogue import Catalogue
 from bankhub.clock import as_utc
 from bankhub.connectors.base import PaymentStatus
 from bankhub.customers import services as customers
@@ -43,13 +44,14 @@ from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import HEADERS, PREFIX, Refused, field_of, go, page, visit_of
 from bankhub.dashboard.roles import Action
 from bankhub.errors import DomainError, ErrorCode
-from bankhub.hub import Hub
 from bankhub.partners import modes
 from bankhub.partners.models import App
 from bankhub.payments import services as payments
 from bankhub.payments import validation
 from bankhub.payments.models import BATCH, SINGLE, Payment
 from bankhub.security import idempotency
+from bankhub.security.crypto import Cipher
+from bankhub.security.secrets import SecretHasher
 
 AnyRequest = Request[Any, Any, Any]
 Form = URLEncodedBody[dict[str, str]]
@@ -184,7 +186,7 @@ class Listing:
     scanned: int
 
 
-async def _listing(db: AsyncSession, hub: Hub, app: App, wanted: Filters) -> Listing:
+async def _listing(db: AsyncSession, cipher: Cipher, app: App, wanted: Filters) -> Listing:
     query = select(Payment).where(Payment.app_id == app.id)
     if wanted.status:
         query = query.where(Payment.status == wanted.status)
@@ -217,7 +219,7 @@ async def _listing(db: AsyncSession, hub: Hub, app: App, wanted: Filters) -> Lis
         for payment in chunk:
             scanned += 1
             after = (as_utc(payment.created_at), payment.id)
-            total = Decimal(payments.open_payment(hub.keyring, payment)["total"])
+            total = Decimal(payments.open_payment(cipher, payment)["total"])
             if not by_amount or _within(total, wanted):
                 rows.append(Row(payment, _plain(total)))
             if len(rows) == PAGE_SIZE or scanned >= SCAN_LIMIT:
@@ -245,13 +247,13 @@ def _within(total: Decimal, wanted: Filters) -> bool:
     return wanted.max_amount is None or total <= wanted.max_amount
 
 
-def _sandbox_banks(hub: Hub, app: App) -> list[tuple[int, str]]:
+def _sandbox_banks(catalogue: Catalogue, app: App) -> list[tuple[int, str]]:
     """The sandbox banks a test payment can go to, when the app is a sandbox app."""
     if modes.mode_of(app) is not modes.Mode.SANDBOX:
         return []
     return [
         (s.id, s.name)
-        for s in modes.visible(app, hub.catalogue.services)
+        for s in modes.visible(app, catalogue.services)
         if modes.is_sandbox(s) and s.listed
     ]
 
@@ -269,7 +271,7 @@ async def _payments_page(
     wanted = _filters(request.query_params, problems)
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
-        listing = await _listing(db, hub, app, wanted)
+        listing = await _listing(db, hub.keyring, app, wanted)
         settings = await payments.settings_of(db, app.id)
     return page(
         request,
@@ -279,7 +281,7 @@ async def _payments_page(
         wanted=wanted,
         statuses=[s.value for s in PaymentStatus],
         settings=settings,
-        banks=_sandbox_banks(hub, app),
+        banks=_sandbox_banks(hub.catalogue, app),
         sandbox=modes.mode_of(app) is modes.Mode.SANDBOX,
         form=form or {},
         form_key=secrets.token_urlsafe(24),
@@ -402,11 +404,11 @@ async def payment_returned(
 # --- a test payment ----------------------------------------------------------------------
 
 
-def _fingerprint(hub: Hub, client_id: str, data: dict[str, str]) -> str:
+def _fingerprint(hasher: SecretHasher, client_id: str, data: dict[str, str]) -> str:
     """What "the same form" means: every field but the CSRF token, keyed like the API's."""
     fields = sorted((k, v) for k, v in data.items() if k != "csrf")
     body = json.dumps([client_id, fields], separators=(",", ":")).encode()
-    return hub.hasher.hash(hashlib.sha256(body).hexdigest(), purpose="dashboard-idempotency")[:64]
+    return hasher.hash(hashlib.sha256(body).hexdigest(), purpose="dashboard-idempotency")[:64]
 
 
 def _test_transfers(data: dict[str, str], problems: validation.Problems) -> tuple[str, list[Any]]:
@@ -463,7 +465,7 @@ async def test_payment(
         key=f"dashboard:{key}",
         method="POST",
         path=request.url.path,
-        fingerprint=_fingerprint(hub, client_id, data),
+        fingerprint=_fingerprint(hub.hasher, client_id, data),
     )
     lease = timedelta(seconds=hub.settings.idempotency_lease_seconds)
     try:
@@ -499,7 +501,7 @@ def _said(exc: DomainError) -> str:
 
 
 async def _create_test_payment(
-    hub: Hub, request: AnyRequest, client_id: str, data: dict[str, str], me: Member
+    hub: HubDep, request: AnyRequest, client_id: str, data: dict[str, str], me: Member
 ) -> str:
     problems = validation.Problems()
     kind, transfers = _test_transfers(data, problems)
@@ -508,7 +510,7 @@ async def _create_test_payment(
     base = public_url(hub, request)
     async with hub.db.transaction(write=True) as db:
         app = await app_of(db, client_id)
-        if service_id not in {bank for bank, _ in _sandbox_banks(hub, app)}:
+        if service_id not in {bank for bank, _ in _sandbox_banks(hub.catalogue, app)}:
             problems.add("$.service_id", "choose one of the sandbox banks")
             problems.raise_any()
         customer = await customers.find_by_identifier(db, app.id, TEST_CUSTOMER)
