@@ -134,6 +134,17 @@ async def test_the_list_filters_by_status_kind_dates_and_amounts_and_pages(
     assert "From must be a date" in bad.text
     # a viewer sees the list, never the test payment's form
     assert 'id="test-payment"' not in first.text
+    listed = [
+        e.detail
+        for e in await _audit(h, "account_data.read")
+        if e.detail.get("resource") == "dashboard_payment_list"
+    ]
+    assert listed[0] == {
+        "resource": "dashboard_payment_list",
+        "route": f"GET {_payments(h)}",
+        "rows": 50,
+        "opened": 50,
+    }
 
 
 async def test_an_amount_filter_pages_through_what_it_opened(

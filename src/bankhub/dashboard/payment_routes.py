@@ -6,8 +6,8 @@ What is paid and to whom is sealed at rest (``bankhub.payments.models``), so the
 opens each candidate row: the clear columns (app, status, kind, currency, creation time) narrow
 the rows first, then at most :data:`SCAN_LIMIT` of them are opened for one page, and the page
 says how far it looked. Viewers see amounts and creditor names, but creditor accounts only
-masked and no remittance text (``roles.Action.PAYMENTS_DETAILS``). Opening a payment's detail is
-audited as a read of account data, by the member.
+masked and no remittance text (``roles.Action.PAYMENTS_DETAILS``). A page of the list and a
+payment's detail are audited as reads of account data, by the member.
 
 A test payment goes through the very service the API uses (``payments.initiate``: the same
 checks, switch and daily limits) and the same ``Idempotency-Key`` store: the form carries a key
@@ -273,6 +273,23 @@ async def _payments_page(
         app = await app_of(db, client_id)
         listing = await _listing(db, hub.keyring, app, wanted)
         settings = await payments.settings_of(db, app.id)
+        # amounts were opened for the page: a read of account data, as GET /v2/payment is
+        audit.record(
+            db,
+            now=hub.clock(),
+            actor=services.member_actor(_me(request)),
+            action=audit.READ,
+            target_type="app",
+            target_id=app.id,
+            app_id=app.id,
+            detail={
+                "resource": "dashboard_payment_list",
+                "route": f"{request.method} {request.url.path}"[:200],
+                "rows": len(listing.rows),
+                "opened": listing.scanned,
+            },
+            request_id=audit.request_id(),
+        )
     return page(
         request,
         "payments.html",
