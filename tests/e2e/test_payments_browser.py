@@ -120,74 +120,6 @@ def _code(page: Page) -> None:
     page.get_by_role("button", name="Continue").click()
 
 
-def test_a_single_payment_authorised_with_a_code(
-    page: Page, api: httpx.Client, site: PartnerSite
-) -> None:
-    created = api.post(
-        "/v2/payment",
-        json={
-            "customer_id": _customer(api),
-            "service_id": SPARBANK,
-            "callback_url": f"{site.origin}/v2",
-            "creditor_name": "Café Zoë",
-            "creditor_iban": IBAN,
-            "amount": "23.40",
-            "currency": "EUR",
-            "remittance_information": "Table 7",
-        },
-        headers={"idempotency-key": uuid.uuid4().hex},
-    )
-    assert created.status_code == 200, created.text
-    data = created.json()["data"]
-    page.goto(data["connect_url"])
-    expect(
-        page.get_by_role("heading", name=f"{APP_NAME} asks you to approve a payment")
-    ).to_be_visible()
-    expect(page.locator("#creditor")).to_have_text("Cafe Zoe")
-    expect(page.locator("#amount")).to_have_text("23.40 EUR")
-    _clean(page)
-    _log_in(page, "user_otp")
-    _code(page)  # the login's code
-    _choose_account(page)
-    expect(page.get_by_text("To approve the payment of 23.40 EUR to Cafe Zoe")).to_be_visible()
-    _code(page)  # the payment's
-    assert _callback(page, site) == {"status": "success", "payment_id": data["id"]}
-    seen = api.get(f"/v2/payment/{data['id']}").json()["data"]
-    assert seen["status"] == "executed"
-
-
-def test_a_batch_authorised_once(page: Page, api: httpx.Client, site: PartnerSite) -> None:
-    transfers = [
-        {"creditor_name": f"Supplier {n}", "creditor_iban": IBAN, "amount": "10", "currency": "EUR"}
-        for n in range(5)
-    ]
-    created = api.post(
-        "/v2/payment/batch",
-        json={
-            "customer_id": _customer(api),
-            "service_id": SPARBANK,
-            "callback_url": f"{site.origin}/v2",
-            "payments": transfers,
-            "total": "50.00",
-        },
-        headers={"idempotency-key": uuid.uuid4().hex},
-    )
-    assert created.status_code == 200, created.text
-    data = created.json()["data"]
-    page.goto(data["connect_url"])
-    expect(
-        page.get_by_role("heading", name=f"{APP_NAME} asks you to approve a batch of payments")
-    ).to_be_visible()
-    expect(page.locator("#count")).to_have_text("5")
-    expect(page.locator("#amount")).to_have_text("50.00 EUR")
-    _log_in(page, "user_good")
-    _choose_account(page)
-    assert _callback(page, site) == {"status": "success", "payment_id": data["id"]}
-    seen = api.get(f"/v2/payment/batch/{data['id']}").json()["data"]
-    assert [p["status"] for p in seen["payments"]] == ["executed"] * 5
-    _clean(page)
-
-
 # --- every scenario of the sandbox bank ----------------------------------------------------------
 
 #: user → (the callback's status, the status when the flow ends, the final status, the history)
@@ -258,7 +190,7 @@ def _authorise(page: Page, user: str) -> None:
     _choose_account(page)
     if user == "user_otp":
         expect(page.get_by_text("To approve")).to_be_visible()
-        _code(page)
+        _code(page)  # the payment's, after the login's own
     elif user == "user_redirect":
         _at_the_bank(page)
 
@@ -310,6 +242,13 @@ def test_every_sandbox_scenario_end_to_end(
     what = "a batch of payments" if kind == "batch" else "a payment"
     heading = f"{APP_NAME} asks you to approve {what}"
     expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    if kind == "single":
+        expect(page.locator("#creditor")).to_have_text("Cafe Zoe")  # in SEPA's characters
+        expect(page.locator("#amount")).to_have_text("23.40 EUR")
+    else:
+        expect(page.locator("#count")).to_have_text("3")
+        expect(page.locator("#amount")).to_have_text("30.00 EUR")
+    _clean(page)
     if user == "cancel":
         page.get_by_role("button", name=f"Cancel and return to {APP_NAME}").click()
     else:
