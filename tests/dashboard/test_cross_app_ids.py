@@ -4,8 +4,8 @@ a missing id, and changes nothing of B.
 Team members run every app, so the dashboard has no tenant wall between apps for them to cross;
 what it must never do is act on B's customer, login, key, event or endpoint through A's pages
 (a pasted or forged URL). Generated from the dashboard's route table: every route whose path
-names an app and another object is probed, and a new one with an id kind this test does not
-know fails here, by name.
+names an app and another object (a payment too) is probed, and a new one with an id kind this
+test does not know fails here, by name.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ MISSING: dict[str, str] = {
     "key_id": "key_0000000000000000",
     "endpoint_id": "we_missing",
     "family_id": "fam_000000000000000000000000",
+    "payment_id": "00000000-0000-4000-8000-000000000000",
 }
 
 
@@ -99,6 +100,7 @@ def _ids_of(b: Tenant, endpoint_id: str, family_id: str) -> dict[str, str]:
         "event_id": str(b.event_id),
         "key_id": b.key_id,
         "endpoint_id": endpoint_id,
+        "payment_id": b.payment_id,
     }
 
 

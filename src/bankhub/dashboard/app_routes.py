@@ -26,6 +26,7 @@ from bankhub.partners import keys, modes
 from bankhub.partners import services as partners
 from bankhub.partners.models import ApiKey, App
 from bankhub.partners.origins import parse_frame_origins
+from bankhub.payments import services as payments
 from bankhub.security.scopes import Scope
 
 AnyRequest = Request[Any, Any, Any]
@@ -43,6 +44,7 @@ DONE = {
     "reauth": "Thank you. You can make the change now.",
     "mode": "The app's mode was saved.",
     "category-rules": "The categorization rules were saved; they apply to new transactions.",
+    "payments": "The payment settings were saved.",
 }
 
 
@@ -138,6 +140,7 @@ async def _app_page(
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
         rows = await keys.list_keys(db, app)
+        payment_settings = await payments.settings_of(db, app.id)
     return page(
         request,
         "app.html",
@@ -147,6 +150,8 @@ async def _app_page(
         kinds=[k.value for k in keys.KeyKind],
         overlaps=OVERLAPS,
         mode=modes.mode_of(app).value,
+        payment_settings=payment_settings,
+        payment_defaults=(payments.DEFAULT_DAILY_COUNT, payments.DEFAULT_DAILY_AMOUNT),
         modes=[(m.value, modes.DESCRIPTIONS[m]) for m in modes.Mode],
         notice=notice,
         done=DONE.get(request.query_params.get("done", "")),

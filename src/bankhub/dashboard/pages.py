@@ -23,6 +23,7 @@ from litestar.response import Redirect
 
 from bankhub.api import errors
 from bankhub.api.principal import hub_of, public_url
+from bankhub.audit import services as audit
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.models import Member, MemberSession
 from bankhub.dashboard.roles import Action
@@ -200,11 +201,38 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     if request.method not in ("GET", "HEAD"):
         check_origin(request)
         await check_csrf(request, visit)
-    _authorise(request, visit, now)
+    try:
+        _authorise(request, visit, now)
+    except Refused as refused:
+        if refused.status == 403 and request.method not in ("GET", "HEAD"):
+            await _audit_refusal(hub, request, visit, now)
+        raise
     if visit.member is not None:
         # S14: the team runs the whole installation, so a signed-in member's pages see every
         # app's rows; before sign-in only the team's own tables (no tenant rows) are reachable.
         tenancy.choose(tenancy.ALL)
+
+
+async def _audit_refusal(hub: Hub, request: AnyRequest, visit: Visit, now: Any) -> None:
+    """A signed-in member's post that their role may not make is a forged form (the pages
+    offer no such button): kept in the audit log with who, what and where."""
+    member = visit.member
+    if member is None:
+        return
+    # an entry about no app; written with the whole installation in view, as the member's
+    # session would be, so that the ORM reads back the row it inserts (S14)
+    tenancy.choose(tenancy.ALL)
+    async with hub.db.transaction() as db:
+        audit.record(
+            db,
+            now=now,
+            actor=services.member_actor(member),
+            action="member.refused",
+            target_type="route",
+            target_id=f"{request.method} {request.url.path}"[:200],
+            detail={"action": visit.action.value, "role": member.role},
+            request_id=audit.request_id(),
+        )
 
 
 def _bind_to_pre_cookie(request: AnyRequest, visit: Visit) -> None:

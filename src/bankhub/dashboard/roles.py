@@ -53,11 +53,18 @@ class Action(StrEnum):
     TEAM_REMOVE = "team.remove"
     SMTP_MANAGE = "smtp.manage"
     AUDIT_VIEW = "audit.view"
+    #: a payment's creditor accounts in full and its remittance text (others see them masked)
+    PAYMENTS_DETAILS = "payments.details"
+    #: start a test payment on a sandbox app
+    PAYMENTS_TEST = "payments.test"
+    #: switch payment initiation on or off and set the daily limits
+    PAYMENTS_SWITCH = "payments.switch"
 
 
 _ALL = frozenset(Role)
 _STAFF = frozenset({Role.OWNER, Role.ADMIN})
 _BUILDERS = frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER})
+_OWNER = frozenset({Role.OWNER})
 
 #: the matrix: action → the roles that may perform it
 MATRIX: dict[Action, frozenset[Role]] = {
@@ -79,6 +86,10 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.TEAM_REMOVE: _STAFF,
     Action.SMTP_MANAGE: _STAFF,
     Action.AUDIT_VIEW: _BUILDERS,
+    Action.PAYMENTS_DETAILS: _BUILDERS,
+    Action.PAYMENTS_TEST: _BUILDERS,
+    # moving money is the owner's decision, as the API's master credential is the owner's
+    Action.PAYMENTS_SWITCH: _OWNER,
 }
 
 #: S7: actions that need the password and a code given within the re-authentication window
@@ -89,6 +100,7 @@ REAUTH: frozenset[Action] = frozenset(
         Action.APP_MODE,
         Action.WEBHOOKS_MANAGE,
         Action.OAUTH_REVOKE,
+        Action.PAYMENTS_SWITCH,
     }
 )
 

@@ -18,6 +18,7 @@ from bankhub.dashboard.pages import (
     on_redirected,
     on_refused,
 )
+from bankhub.dashboard.payment_routes import PAYMENT_ROUTES
 from bankhub.dashboard.read_routes import READ_ROUTES
 from bankhub.dashboard.routes import DASHBOARD_ROUTES
 from bankhub.dashboard.template_routes import TEMPLATE_ROUTES
@@ -32,6 +33,7 @@ ALL_ROUTES = [
     *READ_ROUTES,
     *TEMPLATE_ROUTES,
     *OAUTH_ROUTES,
+    *PAYMENT_ROUTES,
 ]
 
 

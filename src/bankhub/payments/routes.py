@@ -17,11 +17,8 @@ from bankhub.api.schemas import wire_time
 from bankhub.audit import services as audit
 from bankhub.clock import as_utc
 from bankhub.connectors.base import ConnectorFailure, PaymentStatus
-from bankhub.customers import services as customers
 from bankhub.db import tenancy
 from bankhub.errors import DomainError, ErrorCode
-from bankhub.logins import services as logins
-from bankhub.partners import modes
 from bankhub.payments import export, pain001, validation
 from bankhub.payments import services as payments
 from bankhub.payments.models import BATCH, SINGLE, Payment
@@ -105,34 +102,25 @@ async def _create(
     # one app never both pass the daily limits (PostgreSQL: the settings row's lock)
     async with hub.db.transaction(write=True) as session:
         app = await auth.app(session)
-        callback = logins.validate_callback_url(callback_url, allow_plain_http=hub.settings.is_dev)
-        customer = await customers.get_customer(session, app, customer_id)
-        service = modes.require_allowed(app, logins.require_service(hub.catalogue, service_id))
-        account = await payments.debtor_account(session, app, customer, account_id, service)
-        sepa = bool(transfers) and all(
-            t.currency == "EUR" and t.creditor_iban is not None for t in transfers
-        )
-        when = validation.check_execution_date(
-            problems, execution_date, hub.clock().date(), target2=sepa
-        )
-        problems.raise_any()
-        debtor_iban = hub.engine.account_details(account)["iban"] if account else None
-        payment = await payments.create(
+        payment = await payments.initiate(
             session,
             clock=hub.clock,
             cipher=hub.keyring,
+            catalogue=hub.catalogue,
+            account_details=hub.engine.account_details,
             token_ttl_seconds=hub.settings.token_ttl_seconds,
+            allow_plain_http=hub.settings.is_dev,
             app=app,
-            new=payments.NewPayment(
+            order=payments.Order(
                 kind=kind,
-                customer=customer,
-                service=service,
-                callback_url=callback,
+                customer_id=customer_id,
+                service_id=service_id,
+                callback_url=callback_url,
+                account_id=account_id,
+                execution_date=execution_date,
                 transfers=transfers,
-                execution_date=when,
-                account=account,
-                debtor_iban=debtor_iban,
             ),
+            problems=problems,
         )
         await session.flush()
         return payment, await payments.view(session, hub.keyring, payment)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts.models import Account
 from bankhub.audit import services as audit
-from bankhub.catalogue import Service
+from bankhub.catalogue import Catalogue, Service
 from bankhub.clock import Clock, as_utc
 from bankhub.connectors.base import (
     CreditTransfer,
@@ -29,12 +29,15 @@ from bankhub.connectors.base import (
     PaymentStatus,
     end_to_end_id,
 )
+from bankhub.customers import services as customers
 from bankhub.customers.models import Customer
 from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.events import services as events
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
+from bankhub.partners import modes
 from bankhub.partners.models import App
+from bankhub.payments import validation
 from bankhub.payments.models import (
     BATCH,
     SINGLE,
@@ -43,7 +46,7 @@ from bankhub.payments.models import (
     PaymentSettings,
     PaymentStatusChange,
 )
-from bankhub.payments.validation import Transfer
+from bankhub.payments.validation import Problems, Transfer
 
 __all__ = ["BATCH", "SINGLE"]
 from bankhub.security.crypto import Cipher, associated_data
@@ -273,9 +276,11 @@ async def create(
     token_ttl_seconds: int,
     app: App,
     new: NewPayment,
+    actor: str | None = None,
 ) -> Payment:
     """Store a checked payment (or batch) awaiting the user's authorisation, with the connect
-    token it is authorised through; its ``payment.status`` event and audit entry."""
+    token it is authorised through; its ``payment.status`` event and audit entry (by ``actor``,
+    else the app)."""
     now = clock()
     currency = new.transfers[0].currency
     total = sum((t.amount for t in new.transfers), Decimal(0))
@@ -342,7 +347,7 @@ async def create(
     audit.record(
         session,
         now=now,
-        actor=audit.app_actor(app),
+        actor=actor or audit.app_actor(app),
         action="payment.created",
         target_type="payment",
         target_id=payment_id,
@@ -357,6 +362,69 @@ async def create(
         request_id=audit.request_id(),
     )
     return payment
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A payment or batch as asked for (by a partner's API call or a member's test payment),
+    its transfers already checked into ``problems``; what the rest of the checks need."""
+
+    kind: str
+    customer_id: str
+    service_id: int
+    callback_url: str
+    account_id: int | None
+    execution_date: str | None
+    transfers: Sequence[Transfer]
+
+
+async def initiate(
+    session: AsyncSession,
+    *,
+    clock: Clock,
+    cipher: Cipher,
+    catalogue: Catalogue,
+    account_details: Callable[[Account], dict[str, str | None]],
+    token_ttl_seconds: int,
+    allow_plain_http: bool,
+    app: App,
+    order: Order,
+    problems: Problems,
+    actor: str | None = None,
+) -> Payment:
+    """The whole of initiating: the callback, customer, bank (within the app's mode) and debtor
+    account, the execution date, then every problem at once (``DataInvalid``), then the switch,
+    the limits and storing (:func:`create`). The API and the dashboard's test payment both come
+    here, so a test payment is checked and limited exactly as a partner's."""
+    callback = logins.validate_callback_url(order.callback_url, allow_plain_http=allow_plain_http)
+    customer = await customers.get_customer(session, app, order.customer_id)
+    service = modes.require_allowed(app, logins.require_service(catalogue, order.service_id))
+    account = await debtor_account(session, app, customer, order.account_id, service)
+    sepa = bool(order.transfers) and all(
+        t.currency == "EUR" and t.creditor_iban is not None for t in order.transfers
+    )
+    when = validation.check_execution_date(
+        problems, order.execution_date, clock().date(), target2=sepa
+    )
+    problems.raise_any()
+    return await create(
+        session,
+        clock=clock,
+        cipher=cipher,
+        token_ttl_seconds=token_ttl_seconds,
+        app=app,
+        new=NewPayment(
+            kind=order.kind,
+            customer=customer,
+            service=service,
+            callback_url=callback,
+            transfers=order.transfers,
+            execution_date=when,
+            account=account,
+            debtor_iban=account_details(account)["iban"] if account else None,
+        ),
+        actor=actor,
+    )
 
 
 # --- reading ------------------------------------------------------------------------------
