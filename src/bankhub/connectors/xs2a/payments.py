@@ -203,10 +203,23 @@ class Xs2aPayments:
         return await self._initiate(order, BULK)
 
     async def authorise_payment(self, bank_payment_id: str, answer: Answer) -> PaymentAnswer:
-        """The user's answer to the step the bank asked for the payment (or its cancellation)."""
+        """The user's answer to the step the bank asked for the payment (or its cancellation);
+        the next step, if the bank asks one, comes back as the answer's ``sca``."""
         self._present = True
         state = self.context.state.load()
         pis = self._pay_state(state, bank_payment_id)
+        try:
+            return await self._pay_answer_step(state, pis, answer)
+        except (NeedsRedirect, NeedsDecoupledApproval, NeedsChoice, NeedsCode) as step:
+            waiting = PaymentStatus(
+                self.context.state.load().get("pis", {}).get("held_status")
+                or PaymentStatus.PENDING_AUTHORISATION
+            )
+            return PaymentAnswer(bank_payment_id, waiting, None, sca=step)
+
+    async def _pay_answer_step(
+        self, state: dict[str, Any], pis: dict[str, Any], answer: Answer
+    ) -> PaymentAnswer:
         pending = obj(pis.get("pending"))
         step = pending.get("step")
         if step == "redirect":
@@ -257,7 +270,13 @@ class Xs2aPayments:
         state = self.context.state.load()
         pis = self._pay_state(state, bank_payment_id)
         await self._fresh_token()
-        reply = await self.client.call("DELETE", self._pay_path(pis), stage="read")
+        try:
+            reply = await self.client.call("DELETE", self._pay_path(pis), stage="read")
+        except ProviderUnavailable as refused:
+            if "CANCELLATION_INVALID" not in refused.message:
+                raise
+            # the bank no longer allows it (executed, or past its cut-off): its status says why
+            return await self._pay_status(pis, authorised=True)
         if reply.status == 204:
             return PaymentAnswer(bank_payment_id, PaymentStatus.CANCELLED, None)
         code = text(reply.body.get("transactionStatus"))
@@ -267,6 +286,7 @@ class Xs2aPayments:
         if code == "CANC" or not starts:
             return answer
         pis["cancelling"] = True
+        pis["held_status"] = answer.status.value
         pis["pending"] = {}
         state["pis"] = pis
         self.context.state.save(state)
