@@ -251,6 +251,7 @@ class PaymentsPeer:
         base = f"{PREFIX}/v1/{payment.service}/sepa-credit-transfers/{payment.id}"
         href = f"{base}/{kind}/{auth.id}"
         store = payment.cancellations if cancelling else payment.authorisations
+        answer: dict[str, Any]
         if payment.approach == "REDIRECT":
             store[auth.id] = auth
             answer = {
