@@ -445,6 +445,13 @@ PROBES += [
         _missing_uuid,
     ),
     Probe(
+        ("DELETE", "/v2/payment/batch/{batch_id:str}"),
+        "batch",
+        lambda w, c, x: Request("DELETE", f"/v2/payment/batch/{x}", _app_headers(w, c)),
+        (("B's batch", lambda w: w.b.batch_id),),
+        _missing_uuid,
+    ),
+    Probe(
         ("POST", "/v2/payment"),
         "customer",
         lambda w, c, x: Request("POST", "/v2/payment", _fresh_key(w, c), json=_payment_body(w, x)),
