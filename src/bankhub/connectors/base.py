@@ -522,6 +522,9 @@ class PaymentAnswer:
     sca: Interaction | None = None
     #: per transfer of a batch, in the order's order: (status, reason)
     items: tuple[tuple[PaymentStatus, str | None], ...] = ()
+    #: the bank does what was asked (a cancellation) only once the account holder authorises
+    #: it; ``sca`` is that step where the bank let it start without the user
+    needs_authorisation: bool = False
 
 
 @runtime_checkable

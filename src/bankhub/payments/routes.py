@@ -420,7 +420,7 @@ async def _cancel(hub: HubDep, auth: AuthDep, payment_id: str, kind: str) -> pay
         payments.seal_state(hub.keyring, payment, run.state.load())
         await payments.apply_answer(session, payment, answer, hub.clock())
         done = payment.status == PaymentStatus.CANCELLED
-        detail = {"bank_needs_authorisation": True} if answer.sca is not None else None
+        detail = {"bank_needs_authorisation": True} if answer.needs_authorisation else None
         payments.audit_action(
             session,
             payment,
@@ -430,7 +430,7 @@ async def _cancel(hub: HubDep, auth: AuthDep, payment_id: str, kind: str) -> pay
             detail=detail,
         )
         seen = await payments.view(session, hub.keyring, payment)
-    if not done and answer.sca is not None:
+    if not done and answer.needs_authorisation:
         raise DomainError(
             ErrorCode.PAYMENT_NOT_CANCELLABLE,
             f"The bank allows cancelling this {'batch' if kind == BATCH else 'payment'} only "

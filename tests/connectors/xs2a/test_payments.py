@@ -197,6 +197,7 @@ async def test_the_state_carries_polls_and_cancellation_to_another_process(
     assert "psu-ip-address" not in bank.requests[-1][2]
     cancelled = await later.cancel_payment(first.bank_payment_id)
     assert cancelled.status == PaymentStatus.CANCELLED
+    assert not cancelled.needs_authorisation
     assert bank.payments[first.bank_payment_id].status == "CANC"
     # final at the bank: it says so, and the answer is its status, not a failure
     refused = await later.cancel_payment(first.bank_payment_id)
@@ -217,7 +218,8 @@ async def test_a_cancellation_the_bank_wants_authorised_is_started_and_answered(
     answer = await connector.cancel_payment(first.bank_payment_id)
     assert answer.status == PaymentStatus.AUTHORISED
     assert isinstance(answer.sca, NeedsRedirect)
-    assert answer.reason == "Peer Bank asks the user to authorise the cancellation"
+    assert answer.reason == "Peer Bank asks the account holder to authorise the cancellation"
+    assert answer.needs_authorisation
     held = bank.payments[first.bank_payment_id]
     assert list(held.cancellations)
     assert held.status != "CANC"
@@ -252,3 +254,31 @@ async def test_the_peer_refuses_a_body_the_spec_does_not_allow(
     )
     assert response.status_code == 400
     assert "creditorAccount" in response.text
+
+
+async def test_a_cancellation_needing_the_users_password_is_left_to_the_user(
+    bank: PeerBank, http: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Without the user (the partner's DELETE), an embedded bank's cancellation authorisation
+    cannot start: the answer says the bank needs it, and nothing is sent for it."""
+    bank.cancel_needs_authorisation = True
+    bank.methods = ("sms",)
+    connector = payer(bank, http, clock, "EMBEDDED")
+    await connector.authenticate({"psu_id": PSU_ID, "password": PASSWORD})
+    first = await connector.initiate_payment(order())
+    await authorise(connector, bank, http, first)
+    later = Xs2aConnector(
+        ConnectorContext(
+            institution=institution(bank, "EMBEDDED"),
+            http=http,
+            state=MemoryStateStore(connector.context.state.load()),
+            clock=clock,
+        )
+    )
+    answer = await later.cancel_payment(first.bank_payment_id)
+    assert (answer.status, answer.sca, answer.needs_authorisation) == (
+        PaymentStatus.AUTHORISED,
+        None,
+        True,
+    )
+    assert not bank.payments[first.bank_payment_id].cancellations

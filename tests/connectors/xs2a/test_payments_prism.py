@@ -225,7 +225,9 @@ async def test_cancellation_done_and_cancellation_needing_authorisation(prism_ur
         # the example's ACTC, while the payment's own authorisation was never finished
         assert asked.status == PaymentStatus.PENDING_AUTHORISATION
         assert asked.sca is not None
-        assert asked.reason == "Prism Testbank asks the user to authorise the cancellation"
+        assert (
+            asked.reason == "Prism Testbank asks the account holder to authorise the cancellation"
+        )
     assert recorder.violations() == []
     base = "/v1/payments/sepa-credit-transfers/1234-wertiq-983"
     assert recorder.calls()[1:] == [

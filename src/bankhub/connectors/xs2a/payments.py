@@ -285,6 +285,10 @@ class Xs2aPayments:
         starts = {n for n in _links(reply.body) if n.startswith("startAuthorisation")}
         if code == "CANC" or not starts:
             return answer
+        asked = f"{self.params.name} asks the account holder to authorise the cancellation"
+        if starts != {"startAuthorisation"} and not self._psu_id:
+            # the bank wants the user's ID or password to start it: only the user can
+            return PaymentAnswer(bank_payment_id, answer.status, asked, needs_authorisation=True)
         pis["cancelling"] = True
         pis["held_status"] = answer.status.value
         pis["pending"] = {}
@@ -294,10 +298,7 @@ class Xs2aPayments:
             await self._pay_advance(state, pis, reply)
         except (NeedsRedirect, NeedsDecoupledApproval, NeedsChoice, NeedsCode) as step:
             return PaymentAnswer(
-                bank_payment_id,
-                answer.status,
-                f"{self.params.name} asks the user to authorise the cancellation",
-                sca=step,
+                bank_payment_id, answer.status, asked, sca=step, needs_authorisation=True
             )
         return await self._pay_status(pis, authorised=True)
 
