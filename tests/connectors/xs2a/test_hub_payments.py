@@ -6,22 +6,35 @@ wants the account holder to authorise the cancellation)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import secrets
-from datetime import timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from bankhub.audit.models import AuditEntry
 from bankhub.payments.sweep import PaymentSweep
-from tests.api.connect_client import CALLBACK, ConnectDriver, create_customer, create_token
-from tests.conftest import FakeClock, Harness
+from tests.api.connect_client import (
+    CALLBACK,
+    Callback,
+    ConnectDriver,
+    create_customer,
+    create_token,
+)
+from tests.conftest import FakeClock, Harness, make_settings, run_harness
 from tests.connectors.xs2a.conftest import PASSWORD, PSU_ID
-from tests.connectors.xs2a.peer import PeerBank
-from tests.connectors.xs2a.test_hub import SERVICE_ID
+from tests.connectors.xs2a.peer import PeerBank, running
+from tests.connectors.xs2a.test_hub import SERVICE_ID, peer_service
 from tests.connectors.xs2a.test_hub import hub_bank as hub_bank  # the fixture
 
 CREDITOR_IBAN = "FR1420041010050500013M02606"
+CHOICE = re.compile(r'name="choice" value="([^"]+)"')
 
 
 def key() -> dict[str, str]:
@@ -198,4 +211,92 @@ async def test_a_batch_cancelled_at_the_bank_and_one_the_bank_wants_authorised(
         (second["id"], "payment.cancel_refused"),
     ]
     assert audited[1][2]["bank_needs_authorisation"] is True
+    assert bank.spec_problems_seen == []
+
+
+@pytest.fixture
+async def approach_bank(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_database_url: str, clock: FakeClock
+) -> AsyncIterator[tuple[Harness, PeerBank]]:
+    """The hub with a peer bank offering only the approach the test names, two SCA methods."""
+    approach: str = request.param
+    clock.now = datetime(2026, 11, 20, 0, 10, tzinfo=UTC)
+    with running(PeerBank(approaches=(approach,), methods=("sms", "push"))) as bank:
+        shipped = json.loads(files("bankhub.catalogue").joinpath("services.json").read_text())
+        catalogue = tmp_path / "catalogue.json"
+        entry = peer_service(bank, sca_approaches=[approach], decoupled_poll_seconds=0)
+        catalogue.write_text(json.dumps([*shipped, entry]))
+        settings = make_settings(tmp_path, migrated_database_url, catalogue_file=catalogue)
+        async for h in run_harness(settings, clock, migrated=True):
+            yield h, bank
+
+
+async def through_the_bank(
+    driver: ConnectDriver, bank: PeerBank, asked: list[str] | None = None
+) -> Callback:
+    """The user answers whatever the bank asks on bankhub's page, to the end of the flow;
+    ``asked`` gathers what the pages asked."""
+    asked = [] if asked is None else asked
+    page = await driver.post("/v2/connect/credentials", {"psu_id": PSU_ID, "password": PASSWORD})
+    for _ in range(400):
+        if driver.status == 303 and driver.location.startswith(CALLBACK):
+            return await driver.end()
+        if "How do you want to confirm" in page:
+            asked.append("method")
+            assert CHOICE.findall(page) == ["sms", "push"], page[:3000]
+            page = await driver.answer(choice="push")
+        elif 'name="code"' in page:
+            asked.append("code")
+            assert "PUSH_OTP" in page, page[:3000]
+            page = await driver.answer(code=bank.code)
+        else:  # the progress page, or the bank's app: the page checks by itself
+            if "banking app" in page and "app" not in asked[-1:]:
+                asked.append("app")
+            assert "Fetching your accounts" in page or "banking app" in page, page[:3000]
+            await asyncio.sleep(0.02)
+            page = await driver.show()
+    raise AssertionError("the flow never ended")
+
+
+@pytest.mark.parametrize("approach_bank", ["DECOUPLED", "EMBEDDED"], indirect=True)
+async def test_decoupled_polls_and_embedded_asks_the_method_and_the_code(
+    approach_bank: tuple[Harness, PeerBank],
+) -> None:
+    h, bank = approach_bank
+    assert (
+        await h.client.put(
+            "/v2/payment/settings",
+            json={"enabled": True, "chosen_by": "owner@example.com"},
+            headers=h.headers(),
+        )
+    ).status_code == 200
+    customer = await create_customer(h, "xs2a-payer")
+    driver = ConnectDriver(h)
+    await driver.open(await create_token(h, customer, SERVICE_ID))
+    await driver.agree()
+    login = (await through_the_bank(driver, bank)).payload
+    assert login["status"] == "success", login
+    accounts = await h.client.get("/v2/account", headers=h.headers(login_secret=login["secret"]))
+    account = accounts.json()["data"][0]["id"]
+    created = await create(
+        h,
+        "/v2/payment",
+        {
+            "customer_id": customer,
+            "service_id": SERVICE_ID,
+            "account_id": account,
+            "callback_url": CALLBACK,
+            **transfer(),
+        },
+    )
+    driver = ConnectDriver(h)
+    await driver.open(created["connect_url"])
+    await driver.agree()
+    asked: list[str] = []
+    callback = await through_the_bank(driver, bank, asked)
+    assert callback.payload == {"status": "success", "payment_id": created["id"]}
+    assert asked == (["app"] if bank.approaches == ("DECOUPLED",) else ["method", "code"])
+    (held,) = bank.payments.values()
+    assert held.approach == bank.approaches[0]
+    assert (await read(h, f"/v2/payment/{created['id']}"))["status"] == "authorised"
     assert bank.spec_problems_seen == []
