@@ -396,6 +396,8 @@ class PeerBank(PaymentsPeer):
         uri = f"{self.origin}/oauth/authorize?{urlencode(query)}"
         status, headers, body, scope = self.oauth.authorize(uri, query, self.psu_id, approve)
         for granted in scope.split():
+            if status == 302 and granted.startswith("PIS:"):
+                self.pis_oauth_decision(granted.removeprefix("PIS:"), approve)
             consent = self.consents.get(granted.removeprefix("AIS:"))
             if status == 302 and consent is not None and consent.oauth_scope == granted:
                 consent.status = "valid" if approve else "rejected"

@@ -178,7 +178,9 @@ class PaymentsPeer:
         if problems:
             self.spec_problems_seen.extend(f"request {schema}: {p}" for p in problems)
             return 400, {}, _error("FORMAT_ERROR", "; ".join(problems)[:500])
-        if headers.get("tpp-decoupled-preferred") == "true" and "DECOUPLED" in self.approaches:
+        if "OAUTH" in self.approaches and headers.get("tpp-redirect-preferred") == "true":
+            approach = "OAUTH"
+        elif headers.get("tpp-decoupled-preferred") == "true" and "DECOUPLED" in self.approaches:
             approach = "DECOUPLED"
         elif headers.get("tpp-redirect-preferred") == "true" and "REDIRECT" in self.approaches:
             approach = "REDIRECT"
@@ -199,16 +201,30 @@ class PaymentsPeer:
         )
         self.payments[payment.id] = payment
         here = f"{PREFIX}/v1/{service}/sepa-credit-transfers/{payment.id}"
-        start = START_LINKS[approach]
-        links = {
-            "self": {"href": here},
-            "status": {"href": f"{here}/status"},
-            start: {"href": f"{here}/authorisations"},
-        }
+        links: dict[str, Any] = {"self": {"href": here}, "status": {"href": f"{here}/status"}}
+        if approach == "OAUTH":
+            # the spec's OAuth2 example: the authorisation is created with the payment, and
+            # the PSU authorises scope PIS:<paymentId> at the authorization server
+            auth = PeerAuthorisation(uuid.uuid4().hex[:8], "received")
+            payment.authorisations[auth.id] = auth
+            links["scaOAuth"] = {"href": f"{self.origin}/.well-known/oauth-authorization-server"}
+            links["scaStatus"] = {"href": f"{here}/authorisations/{auth.id}"}
+        else:
+            links[START_LINKS[approach]] = {"href": f"{here}/authorisations"}
         answer = {"transactionStatus": "RCVD", "paymentId": payment.id, "_links": links}
         return self._answer(
             201, {"ASPSP-SCA-Approach": approach}, answer, "paymentInitiationRequestResponse-201"
         )
+
+    def pis_oauth_decision(self, payment_id: str, approved: bool) -> None:
+        """The PSU approved (or refused) scope ``PIS:<paymentId>`` at the authorization server."""
+        payment = self.payments.get(payment_id)
+        if payment is None:
+            return
+        for auth in payment.authorisations.values():
+            if auth.sca_status == "received":
+                auth.sca_status = "finalised" if approved else "failed"
+                self._settle(payment, approved, cancelling=False)
 
     def _status(self, payment: PeerPayment) -> tuple[int, dict[str, str], Any]:
         payment.status_reads += 1

@@ -30,7 +30,7 @@ from bankhub.connectors.xs2a import Xs2aConnector
 from tests.conftest import FakeClock
 from tests.connectors.xs2a.conftest import PASSWORD, PSU_ID, PSU_IP, RETURN_URL, institution
 from tests.connectors.xs2a.conftest import responder as consent_responder
-from tests.connectors.xs2a.peer import PeerBank
+from tests.connectors.xs2a.peer import OAUTH_CLIENT_ID, WELL_KNOWN, PeerBank
 
 DEBTOR = "DE89370400440532013000"
 
@@ -282,3 +282,71 @@ async def test_a_cancellation_needing_the_users_password_is_left_to_the_user(
         True,
     )
     assert not bank.payments[first.bank_payment_id].cancellations
+
+
+@pytest.mark.parametrize(
+    "bank", [{"approaches": ("OAUTH",), "oauth_variant": "integrated"}], indirect=True
+)
+async def test_oauth_integrated_authorises_the_payment_scope(
+    bank: PeerBank, http: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """The bank's answer names its authorization server; the PSU grants ``PIS:<paymentId>``
+    there (PKCE), bankhub exchanges the code and reads the authorisation's status."""
+    bank.now = lambda: clock().timestamp()
+    connector = payer(
+        bank,
+        http,
+        clock,
+        "OAUTH",
+        oauth_client_id=OAUTH_CLIENT_ID,
+        sca_approaches=["OAUTH"],
+        psu_id_required=False,
+    )
+    await connector.authenticate({})
+    first = await connector.initiate_payment(order())
+    assert isinstance(first.sca, NeedsRedirect)
+    assert f"scope=PIS%3A{first.bank_payment_id}" in first.sca.url
+    assert "code_challenge_method=S256" in first.sca.url
+    done, steps = await authorise(connector, bank, http, first)
+    assert (steps, done.status) == (["NeedsRedirect"], PaymentStatus.AUTHORISED)
+    assert bank.oauth_records.token_requests[-1] == "authorization_code"
+    # every later call carries the token
+    await connector.payment_status(first.bank_payment_id)
+    assert bank.requests[-1][2]["authorization"].startswith("Bearer ")
+    assert bank.spec_problems_seen == []
+
+
+@pytest.mark.parametrize(
+    "bank", [{"approaches": ("OAUTH",), "oauth_variant": "pre-step"}], indirect=True
+)
+async def test_oauth_pre_step_asks_the_pis_scope_before_the_payment(
+    bank: PeerBank, http: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    bank.now = lambda: clock().timestamp()
+    connector = payer(
+        bank,
+        http,
+        clock,
+        "OAUTH",
+        oauth_client_id=OAUTH_CLIENT_ID,
+        sca_approaches=["OAUTH"],
+        psu_id_required=False,
+        oauth_variant="pre-step",
+        oauth_metadata_url=f"{bank.origin}{WELL_KNOWN}",
+    )
+    with pytest.raises(NeedsRedirect) as pre_step:
+        await connector.authenticate({})
+    assert "scope=PIS&" in pre_step.value.url
+    respond = consent_responder(bank, http)
+    await connector.resume(await respond(pre_step.value))
+    assert not bank.consents  # the token, and no account consent
+    first = await connector.initiate_payment(order())
+    (initiation,) = [
+        r
+        for r in bank.requests
+        if r[0] == "POST" and r[1].endswith("/payments/sepa-credit-transfers")
+    ]
+    assert initiation[2]["authorization"].startswith("Bearer ")
+    assert first.bank_payment_id in bank.payments
+    # the payment itself is still authorised by the PSU (PSD2: SCA linked to the payment)
+    assert isinstance(first.sca, NeedsRedirect)
