@@ -350,3 +350,32 @@ async def test_oauth_pre_step_asks_the_pis_scope_before_the_payment(
     assert first.bank_payment_id in bank.payments
     # the payment itself is still authorised by the PSU (PSD2: SCA linked to the payment)
     assert isinstance(first.sca, NeedsRedirect)
+
+
+@pytest.mark.parametrize("approve", [True, False], ids=["approved", "left"])
+async def test_a_user_who_never_came_back_from_the_bank_page(
+    bank: PeerBank, http: httpx.AsyncClient, clock: FakeClock, approve: bool
+) -> None:
+    """The connect page closed while the user was at the bank: the sweep reads the
+    authorisation's scaStatus, so a payment approved there is authorised, not abandoned."""
+    connector = payer(bank, http, clock, "REDIRECT")
+    await connector.authenticate({})
+    first = await connector.initiate_payment(order())
+    assert isinstance(first.sca, NeedsRedirect)
+    if approve:
+        page = await http.get(httpx.URL(first.sca.url).copy_add_param("decision", "approve"))
+        assert page.status_code == 302
+    later = Xs2aConnector(
+        ConnectorContext(
+            institution=institution(bank, "REDIRECT"),
+            http=http,
+            state=MemoryStateStore(connector.context.state.load()),
+            clock=clock,
+        )
+    )
+    answer = await later.payment_status(first.bank_payment_id)
+    expected = PaymentStatus.AUTHORISED if approve else PaymentStatus.PENDING_AUTHORISATION
+    assert answer.status == expected
+    assert bank.requests[-2][1].endswith(
+        f"/authorisations/{next(iter(bank.payments[first.bank_payment_id].authorisations))}"
+    )

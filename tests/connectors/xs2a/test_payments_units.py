@@ -113,3 +113,11 @@ def test_bulk_body_names_the_debtor_once_and_local_accounts_as_bban() -> None:
             },
         ],
     }
+
+
+@pytest.mark.parametrize("code", sorted(SPEC_CODES))
+def test_unknown_authorisation_lets_the_code_tell(code: str) -> None:
+    """The user left for the bank's page and never came back: a payment past received was
+    authorised there."""
+    expected = PaymentStatus.PENDING_AUTHORISATION if code in ("RCVD", "PATC") else SPEC_CODES[code]
+    assert payment_status_of(code, authorised=None) == expected

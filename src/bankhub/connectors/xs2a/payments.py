@@ -73,6 +73,8 @@ TRANSACTION_STATUSES: Mapping[str, PaymentStatus] = {
     "RJCT": PaymentStatus.REJECTED,
     "CANC": PaymentStatus.CANCELLED,
 }
+#: the codes of a payment still waiting for (all of) its authorisation
+AWAITING_SCA = frozenset({"RCVD", "PATC"})
 #: the words bankhub adds to a code that tells the partner something beyond the status
 _CODE_WORDS = {
     "RJCT": "rejected by the bank",
@@ -86,14 +88,18 @@ SCA_DONE = frozenset({"finalised", "exempted"})
 SCA_FAILED = frozenset({"failed"})
 
 
-def payment_status_of(code: str | None, *, authorised: bool) -> PaymentStatus:
-    """bankhub's status for the bank's ``transactionStatus``; ``authorised`` says whether the
-    user's SCA is done (a received payment is still waiting for it otherwise). An unknown code
-    is the bank's fault, not a status to guess."""
+def payment_status_of(code: str | None, *, authorised: bool | None) -> PaymentStatus:
+    """bankhub's status for the bank's ``transactionStatus``. ``authorised`` says whether the
+    user's SCA is done: while it is not, every status that is not final is
+    ``pending_authorisation``; ``None`` (nobody knows: the user left for the bank's page and
+    never came back) lets the code tell, as a bank moves a payment past received (``RCVD``,
+    ``PATC``) only once it is authorised. An unknown code is the bank's fault, not a status
+    to guess."""
     if code is None or code not in TRANSACTION_STATUSES:
         raise ProviderUnavailable(f"The bank sent {code!r} as the payment's transactionStatus")
     status = TRANSACTION_STATUSES[code]
-    if not authorised and not status.final:
+    waiting = not authorised if authorised is not None else code in AWAITING_SCA
+    if waiting and not status.final:
         return PaymentStatus.PENDING_AUTHORISATION
     return status
 
@@ -245,13 +251,21 @@ class Xs2aPayments:
         raise InteractionRejected("There is no payment step waiting for an answer")
 
     async def payment_status(self, bank_payment_id: str) -> PaymentAnswer:
-        """``GET …/status``; the authorisation counts as done unless a step is still pending."""
+        """``GET …/status``. Where the user left a step unanswered (the connect page closed
+        while they were at the bank), the authorisation's own ``scaStatus`` says whether they
+        finished it there; without an authorisation id, the status code tells."""
         state = self.context.state.load()
         pis = self._pay_state(state, bank_payment_id)
         await self._fresh_token()
+        pending = obj(pis.get("pending"))
+        authorised: bool | None = True
+        if pending.get("step") and not pis.get("cancelling"):
+            authorised = None
+            if pending.get("authorisation_id"):
+                sca = await self.client.call("GET", self._pay_authorisation(pis), stage="read")
+                authorised = text(sca.body.get("scaStatus")) in SCA_DONE
         reply = await self.client.call("GET", f"{self._pay_path(pis)}/status", stage="read")
-        pending = bool(obj(pis.get("pending")).get("step")) and not pis.get("cancelling")
-        return self._pay_answer(pis, reply.body, authorised=not pending)
+        return self._pay_answer(pis, reply.body, authorised=authorised)
 
     async def find_payment(self, request_id: str) -> PaymentAnswer | None:
         """NextGenPSD2 has no search by ``X-Request-ID``; a payment resource the bank may have
@@ -280,7 +294,8 @@ class Xs2aPayments:
         if reply.status == 204:
             return PaymentAnswer(bank_payment_id, PaymentStatus.CANCELLED, None)
         code = text(reply.body.get("transactionStatus"))
-        authorised = not obj(pis.get("pending")).get("step")
+        # as a status read: a step left unanswered leaves it to the code
+        authorised = None if obj(pis.get("pending")).get("step") else True
         answer = self._pay_answer(pis, reply.body, authorised=authorised)
         starts = {n for n in _links(reply.body) if n.startswith("startAuthorisation")}
         if code == "CANC" or not starts:
@@ -484,7 +499,7 @@ class Xs2aPayments:
         return self._pay_answer(pis, reply.body, authorised=authorised)
 
     def _pay_answer(
-        self, pis: Mapping[str, Any], body: Mapping[str, Any], *, authorised: bool
+        self, pis: Mapping[str, Any], body: Mapping[str, Any], *, authorised: bool | None
     ) -> PaymentAnswer:
         code = text(body.get("transactionStatus"))
         status = payment_status_of(code, authorised=authorised)
