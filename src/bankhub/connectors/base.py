@@ -67,6 +67,9 @@ class ConnectorInfo:
     history_days: int = 730
     consent_days: int = 90
     description: str = ""
+    #: the bank's payments API needs the debtor account: the user cannot choose it at the
+    #: bank, so a payment must name one (``account_id``)
+    payment_needs_debtor: bool = False
 
 
 # --- interactions: the bank needs more from the user ---------------------------------------------

@@ -109,6 +109,12 @@ async def _create(
         customer = await customers.get_customer(session, app, customer_id)
         service = modes.require_allowed(app, logins.require_service(hub.catalogue, service_id))
         account = await payments.debtor_account(session, app, customer, account_id, service)
+        if account is None and hub.registry.info(service.connector).payment_needs_debtor:
+            problems.add(
+                "$.account_id",
+                f"{service.name} needs the account the payment leaves from; name one of the "
+                "customer's accounts there",
+            )
         sepa = bool(transfers) and all(
             t.currency == "EUR" and t.creditor_iban is not None for t in transfers
         )

@@ -300,3 +300,34 @@ async def test_decoupled_polls_and_embedded_asks_the_method_and_the_code(
     assert held.approach == bank.approaches[0]
     assert (await read(h, f"/v2/payment/{created['id']}"))["status"] == "authorised"
     assert bank.spec_problems_seen == []
+
+
+async def test_a_payment_without_its_debtor_account_is_refused_and_not_stored(
+    hub_bank: tuple[Harness, PeerBank],
+) -> None:
+    """An XS2A bank cannot let the user choose the account: the partner hears it at once."""
+    h, bank = hub_bank
+    customer, _ = await ready(h, bank)
+    response = await h.client.post(
+        "/v2/payment",
+        json={
+            "customer_id": customer,
+            "service_id": SERVICE_ID,
+            "callback_url": CALLBACK,
+            **transfer(),
+            "amount": "-1",
+        },
+        headers={**h.headers(), **key()},
+    )
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["error"] == "DataInvalid"
+    problems = body["extra"]["problems"]
+    assert len(problems) == 2  # every problem at once: the amount and the account
+    assert (
+        "Peer Bank needs the account the payment leaves from; name one of the customer's "
+        "accounts there - at `$.account_id`"
+    ) in problems
+    listed = await h.client.get("/v2/payment", headers=h.headers())
+    assert listed.json()["data"] == []
+    assert not bank.payments

@@ -118,7 +118,11 @@ class Xs2aConnector(Xs2aPayments):
         bank_counts_unattended=True,
         history_days=730,
         consent_days=90,
-        description="Banks speaking the Berlin Group NextGenPSD2 (XS2A) account information API.",
+        description=(
+            "Banks speaking the Berlin Group NextGenPSD2 (XS2A) account information and "
+            "payment initiation API."
+        ),
+        payment_needs_debtor=True,
     )
 
     def __init__(self, context: ConnectorContext) -> None:
