@@ -278,17 +278,18 @@ class Xs2aPayments:
         return None
 
     async def cancel_payment(self, bank_payment_id: str) -> PaymentAnswer:
-        """``DELETE`` the payment resource. 204 (or ``CANC``) is done; a 202 naming a start of
-        authorisation means the bank wants the user to authorise the cancellation: it is
-        started, and its step comes back as the answer's ``sca`` for the user."""
+        """``DELETE`` the payment resource. 204 (or ``CANC``) is done; ``CANCELLATION_INVALID``
+        is the bank's status; a 202 naming a start of authorisation means the bank wants the
+        account holder to authorise the cancellation (``needs_authorisation``): it is started
+        where the bank needs nothing of the user for that, and its step is the answer's
+        ``sca``."""
         state = self.context.state.load()
         pis = self._pay_state(state, bank_payment_id)
         await self._fresh_token()
-        try:
-            reply = await self.client.call("DELETE", self._pay_path(pis), stage="read")
-        except ProviderUnavailable as refused:
-            if "CANCELLATION_INVALID" not in refused.message:
-                raise
+        reply = await self.client.call(
+            "DELETE", self._pay_path(pis), stage="read", answers=frozenset({"CANCELLATION_INVALID"})
+        )
+        if reply.status >= 400:
             # the bank no longer allows it (executed, or past its cut-off): its status says why
             return await self._pay_status(pis, authorised=True)
         if reply.status == 204:
