@@ -9,6 +9,8 @@ bank in test_payments.py.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
@@ -17,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bankhub.connectors.base import (
     Answer,
@@ -31,8 +35,10 @@ from bankhub.connectors.base import (
     end_to_end_id,
 )
 from bankhub.connectors.xs2a import Xs2aConnector
+from bankhub.connectors.xs2a.signing import RequestSigner
 from tests.conftest import FakeClock
 from tests.connectors.xs2a.conftest import PASSWORD, PSU_ID, PSU_IP, RETURN_URL
+from tests.connectors.xs2a.eidas_pki import EidasPki
 from tests.support.prism import request_violations
 
 EXAMPLE_DAY = datetime(2017, 10, 30, 9, 0, tzinfo=UTC)
@@ -89,7 +95,9 @@ async def _client(recorder: Recorder) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def _payer(prism_url: str, http: httpx.AsyncClient, approach: str) -> Xs2aConnector:
+def _payer(
+    prism_url: str, http: httpx.AsyncClient, approach: str, signer: RequestSigner | None = None
+) -> Xs2aConnector:
     return Xs2aConnector(
         ConnectorContext(
             institution={
@@ -104,7 +112,11 @@ def _payer(prism_url: str, http: httpx.AsyncClient, approach: str) -> Xs2aConnec
             state=MemoryStateStore(),
             clock=FakeClock(EXAMPLE_DAY),
             return_url=RETURN_URL,
-            options={"psu_ip_address": PSU_IP, "payment_initiation": True},
+            options={
+                "psu_ip_address": PSU_IP,
+                "payment_initiation": True,
+                "request_signer": signer,
+            },
         )
     )
 
@@ -258,3 +270,38 @@ async def test_a_malformed_initiation_is_reported_by_prism(prism_url: str) -> No
     (flagged,) = recorder.violations()
     assert flagged[0] == "POST"
     assert any("creditorAccount" in v["message"] for v in flagged[2])
+
+
+async def test_signed_payment_requests_are_valid_requests(
+    prism_url: str, eidas_pki: EidasPki
+) -> None:
+    """eIDAS: with the QSealC, the initiation, the status reads and the cancellation carry
+    Digest (of the body sent), Signature over bankhub's X-Request-ID, and the certificate;
+    Prism finds nothing wrong with any of them."""
+    key = serialization.load_pem_private_key(eidas_pki.qseal.key.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    signer = RequestSigner(eidas_pki.qseal.certificate, key, FakeClock(EXAMPLE_DAY))
+    recorder = Recorder(INITIATION_EXAMPLES["REDIRECT"], cancel_code=204)
+    bodies: list[bytes] = []
+
+    async def keep_body(request: httpx.Request) -> None:
+        bodies.append(request.content)
+
+    async for http in _client(recorder):
+        http.event_hooks["request"].append(keep_body)
+        connector = _payer(prism_url, http, "REDIRECT", signer)
+        await connector.authenticate({})
+        sent = _order()
+        first = await connector.initiate_payment(sent)
+        await connector.authorise_payment(first.bank_payment_id, Answer("redirect", params={}))
+        await connector.cancel_payment(first.bank_payment_id)
+    assert recorder.violations() == []
+    assert [m for m, _, _ in recorder.calls()] == ["POST", "GET", "DELETE"]
+    for headers, body in zip(recorder.headers, bodies, strict=True):
+        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        assert headers["digest"] == f"SHA-256={digest}"
+        assert headers["signature"].startswith('keyId="SN=')
+        assert headers["tpp-signature-certificate"]
+    initiation = recorder.headers[0]
+    assert initiation["x-request-id"] == sent.request_id
+    assert 'headers="digest x-request-id date tpp-redirect-uri"' in initiation["signature"]
