@@ -72,12 +72,24 @@ async def authorise(
     await driver.login(username)
     if code is not None:
         await driver.answer(code=code)  # the login's code
+    await past_progress(driver)
     if "be paid from?" in driver.page:  # no debtor account named: chosen at the bank
         await choose_account(driver)
+        await past_progress(driver)
     if code is not None:
         assert "To approve" in driver.page, driver.page
         await driver.answer(code=code)  # the payment's
     return await driver.end()
+
+
+async def past_progress(driver: ConnectDriver) -> None:
+    """On a busy machine the bank's next step may take longer than the page waits: the
+    progress page shows meanwhile, and refreshes (as a browser would) until the step."""
+    for _ in range(400):
+        if "Fetching your accounts" not in driver.page or driver.status == 303:
+            return
+        await asyncio.sleep(0.02)
+        await driver.show()
 
 
 async def choose_account(driver: ConnectDriver) -> str:
