@@ -72,12 +72,24 @@ async def authorise(
     await driver.login(username)
     if code is not None:
         await driver.answer(code=code)  # the login's code
+    await past_progress(driver)
     if "be paid from?" in driver.page:  # no debtor account named: chosen at the bank
         await choose_account(driver)
+        await past_progress(driver)
     if code is not None:
         assert "To approve" in driver.page, driver.page
         await driver.answer(code=code)  # the payment's
     return await driver.end()
+
+
+async def past_progress(driver: ConnectDriver) -> None:
+    """On a busy machine the bank's next step may take longer than the page waits: the
+    progress page shows meanwhile, and refreshes (as a browser would) until the step."""
+    for _ in range(400):
+        if "Fetching your accounts" not in driver.page or driver.status == 303:
+            return
+        await asyncio.sleep(0.02)
+        await driver.show()
 
 
 async def choose_account(driver: ConnectDriver) -> str:
@@ -422,6 +434,90 @@ async def test_cancel_before_authorisation_and_not_after_execution(harness: Harn
     at_bank = await h.client.delete(f"/v2/payment/{pending['id']}", headers=h.headers())
     assert at_bank.status_code == 200, at_bank.text
     assert at_bank.json()["data"]["status"] == "cancelled"
+
+
+async def batch_of(h: Harness, customer: str, count: int = 3) -> dict[str, Any]:
+    transfers = [
+        {
+            "creditor_name": f"Supplier {i}",
+            "creditor_iban": CREDITOR_IBAN,
+            "amount": f"{i}.10",
+            "currency": "EUR",
+        }
+        for i in range(1, count + 1)
+    ]
+    response = await h.client.post(
+        "/v2/payment/batch",
+        json={
+            "customer_id": customer,
+            "service_id": SPARBANK,
+            "callback_url": CALLBACK,
+            "payments": transfers,
+        },
+        headers={**h.headers(), **key()},
+    )
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+async def test_cancel_a_batch_here_at_the_bank_and_not_when_final(harness: Harness) -> None:
+    h = harness
+    customer = await create_customer(h)
+    await switch_on(h)
+    # not sent yet: cancelled here, every transfer with it
+    unsent = await batch_of(h, customer)
+    cancelled = await h.client.delete(f"/v2/payment/batch/{unsent['id']}", headers=h.headers())
+    assert cancelled.status_code == 200, cancelled.text
+    body = cancelled.json()["data"]
+    assert body["status"] == "cancelled"
+    assert [p["status"] for p in body["payments"]] == ["cancelled"] * 3
+    # accepted at the bank and not executed yet: the bank cancels the whole batch
+    held = await batch_of(h, customer)
+    await authorise(h, held["connect_url"], "user_pending")
+    assert (await h.client.get(f"/v2/payment/batch/{held['id']}", headers=h.headers())).json()[
+        "data"
+    ]["status"] == "accepted"
+    at_bank = await h.client.delete(f"/v2/payment/batch/{held['id']}", headers=h.headers())
+    assert at_bank.status_code == 200, at_bank.text
+    body = at_bank.json()["data"]
+    assert body["status"] == "cancelled"
+    assert body["reason"] == "cancelled at the debtor's request"
+    assert [p["status"] for p in body["payments"]] == ["cancelled"] * 3
+    assert "cancelled" in [
+        e["status"] for e in await status_events(h) if e["payment_id"] == held["id"]
+    ]
+    # final: refused in the seed's envelope, and nothing moves
+    again = await h.client.delete(f"/v2/payment/batch/{held['id']}", headers=h.headers())
+    assert again.status_code == 409
+    assert again.json()["error"] == "PaymentNotCancellable"
+    assert again.json()["extra"] == {"id": held["id"], "status": "cancelled"}
+    executed = await batch_of(h, customer)
+    await authorise(h, executed["connect_url"], "user_good")
+    refused = await h.client.delete(f"/v2/payment/batch/{executed['id']}", headers=h.headers())
+    assert refused.status_code == 409
+    assert refused.json()["extra"]["status"] == "executed"
+    # a batch is not a single payment, and the reverse
+    single_payment = await initiate(h, customer)
+    wrong_kind = await h.client.delete(
+        f"/v2/payment/batch/{single_payment['id']}", headers=h.headers()
+    )
+    assert wrong_kind.status_code == 404
+    assert wrong_kind.json()["error"] == "PaymentNotFound"
+    assert (
+        await h.client.delete(f"/v2/payment/{executed['id']}", headers=h.headers())
+    ).status_code == 404
+    async with h.hub.db.transaction() as session:
+        audited = (
+            await session.execute(
+                select(AuditEntry.target_id, AuditEntry.action).where(
+                    AuditEntry.action.like("payment.cancel%")
+                )
+            )
+        ).all()
+    assert sorted(audited) == sorted(
+        [(unsent["id"], "payment.cancelled"), (held["id"], "payment.cancelled")]
+    )
 
 
 # --- exactly once, and the executed payment in the account's transactions -----------------------

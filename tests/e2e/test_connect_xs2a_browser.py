@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -197,3 +198,73 @@ def test_embedded_sca_on_the_connect_page(
     payload = wait_for_callback(page, xs2a_partner.callback)
     assert_clean(page)
     assert_readable(xs2a_partner, payload)
+
+
+def test_a_payment_approved_on_the_banks_page(
+    page: Page, xs2a_partner: Partner, peer_banks: tuple[PeerBank, PeerBank]
+) -> None:
+    """An XS2A payment (redirect) from an account the customer connected before: the
+    connect page shows it, the bank's page approves it, the partner's callback names it, and
+    the bank holds exactly one payment with bankhub's request id."""
+    plain = peer_banks[0]
+    client = xs2a_partner.client
+    assert (
+        client.put("/v2/payment/settings", json={"enabled": True, "chosen_by": "e2e"}).status_code
+        == 200
+    )
+    customer = client.post("/v2/customer", json={"identifier": f"payer-{uuid.uuid4()}"})
+    customer_id = customer.json()["data"]["customer_id"]
+    token = client.post(
+        "/v2/token",
+        json={
+            "customer_id": customer_id,
+            "service_id": 901,
+            "callback_url": xs2a_partner.callback.url,
+        },
+    ).json()["data"]
+    name = SERVICES[901][0]
+    page.goto(token["connect_url"])
+    page.get_by_role("button", name="I agree, continue").click()
+    page.get_by_role("button", name="Log in").click()
+    approve_at_the_bank(page, xs2a_partner, name, plain)
+    _, secret = assert_success(wait_for_callback(page, xs2a_partner.callback))
+    giro = next(
+        a for a in xs2a_partner.get("/v2/account", secret) if a["original_id"] == "acc-giro"
+    )
+    held_before = set(plain.payments)
+    created = client.post(
+        "/v2/payment",
+        json={
+            "customer_id": customer_id,
+            "service_id": 901,
+            "account_id": giro["id"],
+            "callback_url": xs2a_partner.callback.url,
+            "creditor_name": "Café Zoë",
+            "creditor_iban": "FR1420041010050500013M02606",
+            "amount": "23.40",
+            "currency": "EUR",
+            "remittance_information": "Table 7",
+        },
+        headers={"idempotency-key": uuid.uuid4().hex},
+    )
+    assert created.status_code == 200, created.text
+    data = created.json()["data"]
+    page.goto(data["connect_url"])
+    on_page(page, f"{APP_NAME} asks you to approve a payment")
+    expect(page.locator("#amount")).to_have_text("23.40 EUR")
+    page.get_by_role("button", name=f"Continue to {name}").click()
+    on_page(page, f"Log in to {name}")
+    page.get_by_role("button", name="Log in").click()
+    on_page(page, f"Continue at {name}")
+    page.get_by_role("link", name=f"Continue to {name}").click()
+    page.wait_for_url(lambda url: url.startswith(plain.origin))
+    page.get_by_role("button", name="Approve").click()
+    payload = wait_for_callback(page, xs2a_partner.callback)
+    assert_clean(page)
+    assert payload == {"status": "success", "payment_id": data["id"]}
+    (bank_id,) = set(plain.payments) - held_before
+    assert plain.payments[bank_id].request_id == data["id"]
+    assert plain.payments[bank_id].body["creditorName"] == "Cafe Zoe"
+    seen = client.get(f"/v2/payment/{data['id']}").json()["data"]
+    assert seen["status"] == "authorised"
+    assert plain.spec_problems_seen == []

@@ -83,6 +83,8 @@ NO_ACCOUNT_DATA: dict[tuple[str, str], str] = {
     "payment.created)",
     ("DELETE", "/v2/payment/{payment_id:str}"): "the payment the app sent (audited as "
     "payment.cancelled)",
+    ("DELETE", "/v2/payment/batch/{batch_id:str}"): "the batch the app sent (audited as "
+    "payment.cancelled)",
     ("GET", "/v2/keys"): "API key metadata (never secrets)",
     ("POST", "/v2/keys"): "a new API key (audited as key.created)",
     ("POST", "/v2/keys/{key_id:str}/roll"): "a new API key (audited as key.rolled)",

@@ -445,6 +445,13 @@ PROBES += [
         _missing_uuid,
     ),
     Probe(
+        ("DELETE", "/v2/payment/batch/{batch_id:str}"),
+        "batch",
+        lambda w, c, x: Request("DELETE", f"/v2/payment/batch/{x}", _app_headers(w, c)),
+        (("B's batch", lambda w: w.b.batch_id),),
+        _missing_uuid,
+    ),
+    Probe(
         ("POST", "/v2/payment/{payment_id:str}/pain.001"),
         "payment",
         lambda w, c, x: Request("POST", f"/v2/payment/{x}/pain.001", _app_headers(w, c)),

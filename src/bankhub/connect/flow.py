@@ -567,6 +567,7 @@ class ConnectFlow:
             return_url=self.return_url(session, public_url),
             public_url=public_url,
             psu_ip_address=client_ip,
+            payment=session.payment is not None,
         )
         session.run = run
         if session.vault:

@@ -67,6 +67,9 @@ class ConnectorInfo:
     history_days: int = 730
     consent_days: int = 90
     description: str = ""
+    #: the bank's payments API needs the debtor account: the user cannot choose it at the
+    #: bank, so a payment must name one (``account_id``)
+    payment_needs_debtor: bool = False
 
 
 # --- interactions: the bank needs more from the user ---------------------------------------------
@@ -527,6 +530,9 @@ class PaymentAnswer:
     sca: Interaction | None = None
     #: per transfer of a batch, in the order's order: (status, reason)
     items: tuple[tuple[PaymentStatus, str | None], ...] = ()
+    #: the bank does what was asked (a cancellation) only once the account holder authorises
+    #: it; ``sca`` is that step where the bank let it start without the user
+    needs_authorisation: bool = False
 
 
 @runtime_checkable

@@ -539,6 +539,7 @@ async def _create_test_payment(
             cipher=hub.keyring,
             catalogue=hub.catalogue,
             account_details=hub.engine.account_details,
+            needs_debtor=lambda connector: hub.registry.info(connector).payment_needs_debtor,
             token_ttl_seconds=hub.settings.token_ttl_seconds,
             allow_plain_http=hub.settings.is_dev,
             app=app,

@@ -108,6 +108,7 @@ async def _create(
             cipher=hub.keyring,
             catalogue=hub.catalogue,
             account_details=hub.engine.account_details,
+            needs_debtor=lambda connector: hub.registry.info(connector).payment_needs_debtor,
             token_ttl_seconds=hub.settings.token_ttl_seconds,
             allow_plain_http=hub.settings.is_dev,
             app=app,
@@ -313,6 +314,14 @@ async def list_payments(
         return PaymentListEnvelope(listed)
 
 
+CANCEL_ERRORS = (
+    *APP_AUTH,
+    E.PAYMENT_NOT_FOUND,
+    E.PAYMENT_NOT_CANCELLABLE,
+    E.CONNECT_ERROR,
+)
+
+
 @delete(
     "/v2/payment/{payment_id:str}",
     opt=scopes.write(),
@@ -325,17 +334,42 @@ async def list_payments(
         "payment's status."
     ),
     security=APP_SECURITY,
-    responses=errors(
-        *APP_AUTH, E.PAYMENT_NOT_FOUND, E.PAYMENT_NOT_CANCELLABLE, E.CONNECT_ERROR, write=True
-    ),
+    responses=errors(*CANCEL_ERRORS, write=True),
 )
 async def cancel_payment(
     hub: HubDep, auth: AuthDep, request: AnyRequest, payment_id: FromPath[str]
 ) -> PaymentEnvelope:
+    return PaymentEnvelope(payment_out(await _cancel(hub, auth, payment_id, SINGLE), None))
+
+
+@delete(
+    "/v2/payment/batch/{batch_id:str}",
+    opt=scopes.write(),
+    status_code=200,
+    tags=["payment"],
+    summary="Cancel a batch, where the bank allows",
+    description=(
+        "The whole batch: cancelled at once when not sent to the bank yet; else at the bank "
+        "when it still allows cancelling the batch (each transfer's status follows the "
+        "bank's answer), else `PaymentNotCancellable` names the batch's status."
+    ),
+    security=APP_SECURITY,
+    responses=errors(*CANCEL_ERRORS, write=True),
+)
+async def cancel_batch(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, batch_id: FromPath[str]
+) -> BatchEnvelope:
+    return BatchEnvelope(batch_out(await _cancel(hub, auth, batch_id, BATCH), None))
+
+
+async def _cancel(hub: HubDep, auth: AuthDep, payment_id: str, kind: str) -> payments.PaymentView:
+    """Cancel a payment or a batch: here when the bank has not seen it, else at the bank.
+    Either way audited; a refusal (final, or the bank no longer allows it) is
+    ``PaymentNotCancellable``."""
     async with hub.db.transaction() as session:
         app = await auth.app(session)
         app_id, actor = app.id, audit.app_actor(app)
-        payment = await payments.get(session, app_id, payment_id, kind=SINGLE, lock=True)
+        payment = await payments.get(session, app_id, payment_id, kind=kind, lock=True)
         if PaymentStatus(payment.status).final:
             raise _not_cancellable(payment)
         if payment.sent_at is None:
@@ -349,8 +383,7 @@ async def cancel_payment(
             payments.audit_action(
                 session, payment, "payment.cancelled", actor=actor, now=hub.clock()
             )
-            seen = await payments.view(session, hub.keyring, payment)
-            return PaymentEnvelope(payment_out(seen, None))
+            return await payments.view(session, hub.keyring, payment)
         if payment.bank_payment_id is None:
             raise DomainError(
                 ErrorCode.PAYMENT_NOT_CANCELLABLE,
@@ -365,26 +398,37 @@ async def cancel_payment(
         raise DomainError(ErrorCode.CONNECT_ERROR, "The payment's bank is no longer available")
     run = hub.engine.build(service, state)
     try:
-        bank = payments_of(run.connector, batch=False)
+        bank = payments_of(run.connector, batch=kind == BATCH)
         answer = await hub.engine.guarded(bank.cancel_payment(bank_payment_id))
     except ConnectorFailure as failure:
         raise DomainError(ErrorCode.CONNECT_ERROR, failure.message, {"id": payment_id}) from None
     async with hub.db.transaction() as session:
         await tenancy.enter(session, app_id)
-        payment = await payments.get(session, app_id, payment_id, kind=SINGLE)
+        payment = await payments.get(session, app_id, payment_id, kind=kind)
+        # the bank's side of a cancellation it wants authorised stays with the payment
+        payments.seal_state(hub.keyring, payment, run.state.load())
         await payments.apply_answer(session, payment, answer, hub.clock())
         done = payment.status == PaymentStatus.CANCELLED
+        detail = {"bank_needs_authorisation": True} if answer.needs_authorisation else None
         payments.audit_action(
             session,
             payment,
             "payment.cancelled" if done else "payment.cancel_refused",
             actor=actor,
             now=hub.clock(),
+            detail=detail,
         )
         seen = await payments.view(session, hub.keyring, payment)
+    if not done and answer.needs_authorisation:
+        raise DomainError(
+            ErrorCode.PAYMENT_NOT_CANCELLABLE,
+            f"The bank allows cancelling this {'batch' if kind == BATCH else 'payment'} only "
+            "with the account holder's own authorisation at the bank.",
+            {"id": payment.id, "status": payment.status, "bank_needs_authorisation": True},
+        )
     if not done:
         raise _not_cancellable(payment)
-    return PaymentEnvelope(payment_out(seen, None))
+    return seen
 
 
 EXPORT_DESCRIPTION = (
@@ -610,6 +654,7 @@ PAYMENT_ROUTES: list[ControllerRouterHandler] = [
     read_batch,
     list_payments,
     cancel_payment,
+    cancel_batch,
     export_payment,
     export_batch,
     read_payment_settings,

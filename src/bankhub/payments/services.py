@@ -385,6 +385,7 @@ async def initiate(
     cipher: Cipher,
     catalogue: Catalogue,
     account_details: Callable[[Account], dict[str, str | None]],
+    needs_debtor: Callable[[str], bool],
     token_ttl_seconds: int,
     allow_plain_http: bool,
     app: App,
@@ -395,11 +396,19 @@ async def initiate(
     """The whole of initiating: the callback, customer, bank (within the app's mode) and debtor
     account, the execution date, then every problem at once (``DataInvalid``), then the switch,
     the limits and storing (:func:`create`). The API and the dashboard's test payment both come
-    here, so a test payment is checked and limited exactly as a partner's."""
+    here, so a test payment is checked and limited exactly as a partner's. ``needs_debtor``:
+    whether a connector must be told the debtor account (it cannot let the user choose it at
+    the bank)."""
     callback = logins.validate_callback_url(order.callback_url, allow_plain_http=allow_plain_http)
     customer = await customers.get_customer(session, app, order.customer_id)
     service = modes.require_allowed(app, logins.require_service(catalogue, order.service_id))
     account = await debtor_account(session, app, customer, order.account_id, service)
+    if account is None and needs_debtor(service.connector):
+        problems.add(
+            "$.account_id",
+            f"{service.name} needs the account the payment leaves from; name one of the "
+            "customer's accounts there",
+        )
     sepa = bool(order.transfers) and all(
         t.currency == "EUR" and t.creditor_iban is not None for t in order.transfers
     )

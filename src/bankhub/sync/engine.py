@@ -364,8 +364,10 @@ class SyncEngine:
         return_url: str = "",
         public_url: str = "",
         psu_ip_address: str | None = None,
+        payment: bool = False,
     ) -> ConnectorRun:
-        """A connector for one run; ``psu_ip_address`` only while the user is on the page."""
+        """A connector for one run; ``psu_ip_address`` only while the user is on the page;
+        ``payment`` when the user logs in to authorise a payment (no data access is asked)."""
         store = MemoryStateStore(dict(state or {}))
         options: dict[str, Any] = {
             "decoupled_delay_seconds": self.settings.sandbox_decoupled_delay_seconds,
@@ -375,6 +377,8 @@ class SyncEngine:
         }
         if psu_ip_address:
             options["psu_ip_address"] = psu_ip_address
+        if payment:
+            options["payment_initiation"] = True
         if self.settings.fints_product_id:
             options["fints_product_id"] = self.settings.fints_product_id
         options.update(self.connector_options.get(service.connector, {}))

@@ -44,7 +44,7 @@ class PeerClient(ClientMixin):
 
     def get_allowed_scope(self, scope: Any) -> str:
         asked = scope.split() if isinstance(scope, str) else list(scope or ())
-        allowed = [s for s in asked if s == "AIS" or s.startswith("AIS:")]
+        allowed = [s for s in asked if s in ("AIS", "PIS") or s.startswith(("AIS:", "PIS:"))]
         return " ".join(allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:

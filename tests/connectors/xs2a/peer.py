@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from tests.connectors.xs2a.oauth_peer import OAuthRecords, PeerAuthorizationServer, PeerClient
+from tests.connectors.xs2a.pis_peer import PaymentsPeer
 from tests.support.loopback import serving
 
 PREFIX = "/psd2"
@@ -144,8 +145,9 @@ ACCOUNTS = (
 )
 
 
-class PeerBank:
-    """The bank's state; tests read and steer it between connector calls."""
+class PeerBank(PaymentsPeer):
+    """The bank's state; tests read and steer it between connector calls (payments:
+    :class:`~tests.connectors.xs2a.pis_peer.PaymentsPeer`)."""
 
     def __init__(
         self,
@@ -193,6 +195,7 @@ class PeerBank:
         self.oauth = PeerAuthorizationServer(
             self.oauth_records, {OAUTH_CLIENT_ID: self.oauth_client}
         )
+        self._pis_init()
 
     # --- steering -------------------------------------------------------------------------
 
@@ -237,6 +240,9 @@ class PeerBank:
     def _route(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
     ) -> tuple[int, dict[str, str], Any]:
+        if path.startswith("/bank/pay/"):
+            page = self.pis_bank_page(path.rsplit("/", 1)[-1], query)
+            return page or (404, {}, _error("RESOURCE_UNKNOWN"))
         if path.startswith("/bank/sca/"):
             return self._bank_page(path.rsplit("/", 1)[-1], query)
         if path == WELL_KNOWN:
@@ -257,6 +263,8 @@ class PeerBank:
             return self._consents(method, parts[1:], headers, body)
         if parts[0] == "accounts":
             return self._accounts(parts[1:], query, headers)
+        if parts[0] in ("payments", "bulk-payments"):
+            return self.pis_route(method, parts, headers, body)
         return 404, {}, _error("RESOURCE_UNKNOWN")
 
     # consents ----------------------------------------------------------------------------
@@ -388,6 +396,8 @@ class PeerBank:
         uri = f"{self.origin}/oauth/authorize?{urlencode(query)}"
         status, headers, body, scope = self.oauth.authorize(uri, query, self.psu_id, approve)
         for granted in scope.split():
+            if status == 302 and granted.startswith("PIS:"):
+                self.pis_oauth_decision(granted.removeprefix("PIS:"), approve)
             consent = self.consents.get(granted.removeprefix("AIS:"))
             if status == 302 and consent is not None and consent.oauth_scope == granted:
                 consent.status = "valid" if approve else "rejected"

@@ -1,4 +1,5 @@
-"""Berlin Group NextGenPSD2 (XS2A) account information; banks are catalogue data."""
+"""Berlin Group NextGenPSD2 (XS2A) account information and payment initiation; banks are
+catalogue data."""
 
 from bankhub.connectors.xs2a.connector import Xs2aConnector
 from bankhub.connectors.xs2a.params import InstitutionConfigError, ScaApproach, Xs2aParams

@@ -206,7 +206,10 @@ class Xs2aClient:
         headers: Mapping[str, str] | None = None,
         query: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
+        answers: frozenset[str] = frozenset(),
     ) -> Reply:
+        """The bank's answer; an error raises its typed failure, except one carrying a code of
+        ``answers``, which the caller reads as an answer (a refused cancellation)."""
         if self.problem is not None:
             raise ProviderUnavailable(f"{self.params.name} cannot be reached: {self.problem}")
         url = self.resolve(path_or_href)
@@ -237,7 +240,7 @@ class Xs2aClient:
                 f"({reason}); check the QWAC (bankhub eidas check)"
             ) from None
         parsed = self._json(response)
-        if response.status_code >= 400:
+        if response.status_code >= 400 and not set(error_codes(parsed)) & answers:
             raise failure_for(response.status_code, parsed, response.headers, self.clock(), stage)
         return Reply(response.status_code, parsed, response.headers)
 

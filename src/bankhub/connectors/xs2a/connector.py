@@ -16,6 +16,10 @@ Options read from :attr:`ConnectorContext.options`:
 ``eidas_problem`` (str)
     why the configured eIDAS certificates cannot be used now (one expired since start-up);
     every call then fails with it as ``ProviderUnavailable`` instead of reaching the bank.
+``payment_initiation`` (bool)
+    the login is for a payment (:mod:`~bankhub.connectors.xs2a.payments`): no account
+    consent is created, the user's ID and password are kept in memory for the payment's own
+    authorisation, and an OAuth2 pre-step asks for the ``PIS`` scope.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ from bankhub.connectors.xs2a.parse import (
     text,
     transaction_record,
 )
+from bankhub.connectors.xs2a.payments import Xs2aPayments
 from bankhub.connectors.xs2a.signing import RequestSigner
 
 #: consent states after which the user must connect again
@@ -85,9 +90,10 @@ def _links(body: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
-class Xs2aConnector:
+class Xs2aConnector(Xs2aPayments):
     """One login at one XS2A bank. State holds the consent id, its validity and a pending SCA
-    step; the PSU's password and one-time codes stay in memory only."""
+    step (or, for a payment, the payment's: ``Xs2aPayments``); the PSU's password and one-time
+    codes stay in memory only."""
 
     info: ClassVar[ConnectorInfo] = ConnectorInfo(
         id="xs2a",
@@ -112,7 +118,11 @@ class Xs2aConnector:
         bank_counts_unattended=True,
         history_days=730,
         consent_days=90,
-        description="Banks speaking the Berlin Group NextGenPSD2 (XS2A) account information API.",
+        description=(
+            "Banks speaking the Berlin Group NextGenPSD2 (XS2A) account information and "
+            "payment initiation API."
+        ),
+        payment_needs_debtor=True,
     )
 
     def __init__(self, context: ConnectorContext) -> None:
@@ -159,9 +169,10 @@ class Xs2aConnector:
             # the bank wants bankhub authorised by the PSU before it accepts a consent
             self.context.state.save({"pending": {}})
             assert params.oauth_metadata_url is not None  # noqa: S101 - checked by the params  # nosec B101
-            await self._start_oauth(
-                self.context.state.load(), params.oauth_metadata_url, params.oauth_scope
-            )
+            scope = "PIS" if self._for_payment else params.oauth_scope
+            await self._start_oauth(self.context.state.load(), params.oauth_metadata_url, scope)
+        if self._for_payment:
+            return  # the payment's own authorisation is the user's SCA: no account consent
         await self._create_consent({})
 
     async def _create_consent(self, kept: Mapping[str, Any]) -> None:
@@ -574,6 +585,16 @@ class Xs2aConnector:
     async def _after_oauth(self, state: dict[str, Any], answer: Answer) -> None:
         """The bank's authorization server sent the PSU back: check ``state``, exchange the code
         for tokens, then create the consent (pre-step) or read it back (integrated)."""
+        await self._exchange_oauth_code(state, answer)
+        if self._for_payment:
+            return  # a payment's pre-step: the payment is initiated with the token next
+        if state.get("consent_id"):
+            await self._establish(state)
+        else:
+            await self._create_consent({"oauth": state["oauth"]})
+
+    async def _exchange_oauth_code(self, state: dict[str, Any], answer: Answer) -> None:
+        """Check the return's ``state`` and exchange its code for tokens, kept in ``state``."""
         pending = obj(state.get("pending"))
         flow = obj(pending.get("oauth"))
         if answer.kind != "redirect":
@@ -614,10 +635,6 @@ class Xs2aConnector:
         pending.pop("step", None)
         state["pending"] = pending
         self.context.state.save(state)
-        if state.get("consent_id"):
-            await self._establish(state)
-        else:
-            await self._create_consent({"oauth": state["oauth"]})
 
     def _access_token(self) -> str | None:
         token = obj(self.context.state.load().get("oauth")).get("access_token")
@@ -659,6 +676,10 @@ class Xs2aConnector:
         self.context.state.save(state)
 
     # --- helpers ----------------------------------------------------------------------------
+
+    @property
+    def _for_payment(self) -> bool:
+        return bool(self.context.options.get("payment_initiation"))
 
     async def _send(
         self, step: Mapping[str, Any], body: Mapping[str, Any], state: dict[str, Any], stage: Stage
