@@ -103,10 +103,18 @@ class ConnectDriver:
         await self.show()
         return await self.settle()
 
+    #: the progress page may stand before a further bank step (see :class:`PaymentDriver`)
+    waits_past_progress = False
+
+    def _waiting(self) -> bool:
+        if WAITING in self.page:
+            return True
+        return self.waits_past_progress and "Fetching your accounts" in self.page
+
     async def settle(self, rounds: int = 400) -> str:
         """Past the waiting page, as its refresh would: the page after the bank's answer."""
         for _ in range(rounds):
-            if WAITING not in self.page:
+            if not self._waiting():
                 return self.page
             await asyncio.sleep(0.02)
             await self.show()
@@ -148,6 +156,15 @@ class ConnectDriver:
             await asyncio.sleep(0.02)
             await self.show()
         raise AssertionError("the flow did not end")
+
+
+class PaymentDriver(ConnectDriver):
+    """A user authorising a payment: after a step the page may show progress while the bank
+    prepares the next one (the account choice, the payment's own code), and on a busy machine
+    for longer than the step's wait; the page refreshes past it, as a browser would, until the
+    next step or the end of the flow."""
+
+    waits_past_progress = True
 
 
 async def connect(

@@ -22,7 +22,7 @@ from bankhub.payments import export, pain001, services
 from bankhub.payments.models import SINGLE, Payment
 from bankhub.payments.sending import PaymentAuthorisation
 from bankhub.payments.validation import next_target2_day
-from tests.api.connect_client import CALLBACK, ConnectDriver, connect, create_customer
+from tests.api.connect_client import CALLBACK, PaymentDriver, connect, create_customer
 from tests.api.test_payments import (
     CREDITOR_IBAN,
     SPARBANK,
@@ -246,7 +246,7 @@ async def test_an_exported_payment_is_never_sent_cancelled_or_expired(harness: H
     created = await initiate(h, customer, account_id=account["id"])
     # the user opened the connect page before the file was downloaded, and logs in after:
     # the bank is never asked
-    driver = ConnectDriver(h)
+    driver = PaymentDriver(h)
     await driver.open(created["connect_url"])
     await driver.agree()
     exported = await h.client.post(f"/v2/payment/{created['id']}/pain.001", headers=h.headers())

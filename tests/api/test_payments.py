@@ -18,7 +18,14 @@ from bankhub.connectors.base import PaymentStatus
 from bankhub.payments.models import Payment, PaymentItem, PaymentStatusChange
 from bankhub.payments.sending import PaymentAuthorisation
 from bankhub.payments.sweep import PaymentSweep
-from tests.api.connect_client import CALLBACK, Callback, ConnectDriver, connect, create_customer
+from tests.api.connect_client import (
+    CALLBACK,
+    Callback,
+    ConnectDriver,
+    PaymentDriver,
+    connect,
+    create_customer,
+)
 from tests.conftest import Harness
 
 SPARBANK = 3  # a sandbox bank in Germany (EUR)
@@ -65,31 +72,19 @@ async def initiate(h: Harness, customer_id: str, **fields: Any) -> dict[str, Any
 async def authorise(
     h: Harness, connect_url: str, username: str, code: str | None = None
 ) -> Callback:
-    driver = ConnectDriver(h)
+    driver = PaymentDriver(h)
     page = await driver.open(connect_url)
     assert "12.50 EUR" in page or "payments" in page, page
     await driver.agree()
     await driver.login(username)
     if code is not None:
         await driver.answer(code=code)  # the login's code
-    await past_progress(driver)
     if "be paid from?" in driver.page:  # no debtor account named: chosen at the bank
         await choose_account(driver)
-        await past_progress(driver)
     if code is not None:
         assert "To approve" in driver.page, driver.page
         await driver.answer(code=code)  # the payment's
     return await driver.end()
-
-
-async def past_progress(driver: ConnectDriver) -> None:
-    """On a busy machine the bank's next step may take longer than the page waits: the
-    progress page shows meanwhile, and refreshes (as a browser would) until the step."""
-    for _ in range(400):
-        if "Fetching your accounts" not in driver.page or driver.status == 303:
-            return
-        await asyncio.sleep(0.02)
-        await driver.show()
 
 
 async def choose_account(driver: ConnectDriver) -> str:
@@ -281,7 +276,7 @@ async def test_a_payment_that_needs_a_code(harness: Harness) -> None:
     customer = await create_customer(h)
     await switch_on(h)
     created = await initiate(h, customer)
-    driver = ConnectDriver(h)
+    driver = PaymentDriver(h)
     await driver.open(created["connect_url"])
     await driver.agree()
     await driver.login("user_otp")
@@ -317,7 +312,7 @@ async def test_a_decoupled_approval(harness: Harness) -> None:
     customer = await create_customer(h)
     await switch_on(h)
     created = await initiate(h, customer)
-    driver = ConnectDriver(h)
+    driver = PaymentDriver(h)
     await driver.open(created["connect_url"])
     await driver.agree()
     await driver.login("user_decoupled")
@@ -716,7 +711,7 @@ async def test_a_payment_approved_and_one_declined_on_the_banks_own_page(
     await switch_on(h)
     for decision, status in (("approve", "executed"), ("deny", "rejected")):
         created = await initiate(h, customer)
-        driver = ConnectDriver(h)
+        driver = PaymentDriver(h)
         await driver.open(created["connect_url"])
         await driver.agree()
         await driver.login("user_redirect")
@@ -752,7 +747,7 @@ async def test_a_payment_left_at_the_banks_authorisation_step_expires(harness: H
     customer = await create_customer(h)
     await switch_on(h)
     left = await initiate(h, customer)
-    driver = ConnectDriver(h)
+    driver = PaymentDriver(h)
     await driver.open(left["connect_url"])
     await driver.agree()
     await driver.login("user_good")

@@ -19,7 +19,7 @@ from bankhub.partners.models import App
 from bankhub.payments.models import Payment
 from tests.api.connect_client import (
     WAITING,
-    ConnectDriver,
+    PaymentDriver,
     create_customer,
     parse_callback,
 )
@@ -246,7 +246,7 @@ async def _test_form(v: Visitor, h: Harness) -> dict[str, str]:
 
 async def _walk(h: Harness, connect_url: str, username: str) -> str:
     """The member on the connect page as the scenario's user, back to the dashboard."""
-    driver = ConnectDriver(h)
+    driver = PaymentDriver(h)
     await driver.open(connect_url)
     await driver.agree()
     await driver.login(username)

@@ -24,6 +24,7 @@ from tests.api.connect_client import (
     CALLBACK,
     Callback,
     ConnectDriver,
+    PaymentDriver,
     create_customer,
     create_token,
 )
@@ -50,7 +51,7 @@ async def ready(h: Harness, bank: PeerBank) -> tuple[str, str]:
     )
     assert switched.status_code == 200, switched.text
     customer = await create_customer(h, "xs2a-payer")
-    driver = ConnectDriver(h)
+    driver = PaymentDriver(h)
     await driver.open(await create_token(h, customer, SERVICE_ID))
     await driver.agree()
     await driver.post("/v2/connect/credentials", {"psu_id": PSU_ID, "password": PASSWORD})
@@ -81,7 +82,7 @@ def transfer(n: int = 1) -> dict[str, Any]:
 
 async def authorise_embedded(h: Harness, bank: PeerBank, connect_url: str) -> dict[str, Any]:
     """The user on the connect page: the payment, the bank's user ID and password, the code."""
-    driver = ConnectDriver(h)
+    driver = PaymentDriver(h)
     page = await driver.open(connect_url)
     assert "asks you to approve a" in page, page[:2000]
     await driver.agree()
@@ -271,7 +272,7 @@ async def test_decoupled_polls_and_embedded_asks_the_method_and_the_code(
         )
     ).status_code == 200
     customer = await create_customer(h, "xs2a-payer")
-    driver = ConnectDriver(h)
+    driver = PaymentDriver(h)
     await driver.open(await create_token(h, customer, SERVICE_ID))
     await driver.agree()
     login = (await through_the_bank(driver, bank)).payload
@@ -289,7 +290,7 @@ async def test_decoupled_polls_and_embedded_asks_the_method_and_the_code(
             **transfer(),
         },
     )
-    driver = ConnectDriver(h)
+    driver = PaymentDriver(h)
     await driver.open(created["connect_url"])
     await driver.agree()
     asked: list[str] = []
