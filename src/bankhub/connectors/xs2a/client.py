@@ -159,6 +159,10 @@ class Xs2aClient:
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._root_path = parts.path.rstrip("/")
 
+    def absolute(self, href: str) -> str:
+        """The bank's SCA page; an absolute link is passed on as is (it may be another host)."""
+        return href if "://" in href else self.resolve(href)
+
     def resolve(self, href: str) -> str:
         """An absolute URL for a path or an ASPSP ``href`` (absolute, host-relative or relative).
 

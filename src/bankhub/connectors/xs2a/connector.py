@@ -65,6 +65,8 @@ from bankhub.connectors.xs2a.oauth import (
 from bankhub.connectors.xs2a.params import OAuthVariant, ScaApproach, Xs2aParams
 from bankhub.connectors.xs2a.parse import (
     account_record,
+    code_prompt,
+    flag,
     items,
     obj,
     text,
@@ -194,8 +196,8 @@ class Xs2aConnector(Xs2aPayments):
             headers={
                 **self._psu_headers(),
                 **self._redirect_headers(),
-                "TPP-Redirect-Preferred": _flag(redirect),
-                "TPP-Decoupled-Preferred": _flag(
+                "TPP-Redirect-Preferred": flag(redirect),
+                "TPP-Decoupled-Preferred": flag(
                     params.preferred_sca_approach is ScaApproach.DECOUPLED
                 ),
             },
@@ -404,7 +406,7 @@ class Xs2aConnector(Xs2aPayments):
         ):
             self._wait_for(state, step="redirect")
             raise NeedsRedirect(
-                _absolute(self.client, links["scaRedirect"]), f"Continue at {self.params.name}"
+                self.client.absolute(links["scaRedirect"]), f"Continue at {self.params.name}"
             )
         if "scaOAuth" in links:
             # the integrated variant: the link names the bank's authorization server metadata
@@ -475,7 +477,7 @@ class Xs2aConnector(Xs2aPayments):
             )
         if code_href is not None:
             self._wait_for(state, step="code", href=code_href, method=code_method)
-            raise NeedsCode(_code_prompt(body, self.params.name))
+            raise NeedsCode(code_prompt(body, self.params.name))
         if approach == ScaApproach.DECOUPLED or pending.get("sca_status_href") or sca_status:
             self._wait_for(state, step="decoupled")
             raise NeedsDecoupledApproval(
@@ -553,7 +555,7 @@ class Xs2aConnector(Xs2aPayments):
             )
         if not self.context.return_url:
             raise ProviderUnavailable("The OAuth2 SCA approach needs the connect page's return URL")
-        url = _absolute(self.client, metadata_url) if absolute else metadata_url
+        url = self.client.absolute(metadata_url) if absolute else metadata_url
         metadata = await server_metadata(
             self.context.http, url, params.name, params.timeout_seconds
         )
@@ -734,22 +736,3 @@ class Xs2aConnector(Xs2aPayments):
             return {}
         joiner = "&" if "?" in url else "?"
         return {"TPP-Redirect-URI": url, "TPP-Nok-Redirect-URI": f"{url}{joiner}sca=nok"}
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _absolute(client: Xs2aClient, href: str) -> str:
-    """The bank's SCA page; an absolute link is passed on as is (it may be another host)."""
-    return href if "://" in href else client.resolve(href)
-
-
-def _code_prompt(body: Mapping[str, Any], bank: str) -> str:
-    method = obj(body.get("chosenScaMethod"))
-    extra = text(obj(body.get("challengeData")).get("additionalInformation"))
-    label = text(method.get("name")) or text(method.get("authenticationType"))
-    prompt = text(body.get("psuMessage")) or (
-        f"Enter the code from {label}" if label else f"Enter the one-time code from {bank}"
-    )
-    return f"{prompt} ({extra})" if extra else prompt

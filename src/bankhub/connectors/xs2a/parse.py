@@ -190,3 +190,23 @@ def transaction_record(
         status=status,
         meta=_meta(node) or None,
     )
+
+
+def flag(value: bool) -> str:
+    """A boolean request header's value (``TPP-Redirect-Preferred: true``)."""
+    return "true" if value else "false"
+
+
+def code_prompt(body: Mapping[str, Any], bank: str, purpose: str = "") -> str:
+    """What the user is asked for the bank's one-time code: the bank's own words when it
+    gives them, else the chosen method's name; ``purpose`` (" to confirm the payment") says
+    what the code is for when the bank does not."""
+    method = obj(body.get("chosenScaMethod"))
+    extra = text(obj(body.get("challengeData")).get("additionalInformation"))
+    label = text(method.get("name")) or text(method.get("authenticationType"))
+    prompt = text(body.get("psuMessage")) or (
+        f"Enter the code from {label}{purpose}"
+        if label
+        else f"Enter the one-time code from {bank}{purpose}"
+    )
+    return f"{prompt} ({extra})" if extra else prompt

@@ -40,7 +40,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.connectors.xs2a.client import Reply, Stage, Xs2aClient, error_codes, error_text
 from bankhub.connectors.xs2a.params import ScaApproach, Xs2aParams
-from bankhub.connectors.xs2a.parse import items, obj, text
+from bankhub.connectors.xs2a.parse import code_prompt, flag, items, obj, text
 
 PRODUCT = "sepa-credit-transfers"
 SINGLE = "payments"
@@ -339,8 +339,8 @@ class Xs2aPayments:
                 "X-Request-ID": order.request_id,
                 **self._psu_headers(),
                 **self._redirect_headers(),
-                "TPP-Redirect-Preferred": _flag(redirect),
-                "TPP-Decoupled-Preferred": _flag(
+                "TPP-Redirect-Preferred": flag(redirect),
+                "TPP-Decoupled-Preferred": flag(
                     params.preferred_sca_approach is ScaApproach.DECOUPLED
                 ),
                 "TPP-Explicit-Authorisation-Preferred": "true",
@@ -401,9 +401,7 @@ class Xs2aPayments:
         ):
             self._pay_wait(state, pis, step="redirect")
             href = obj(obj(body.get("_links")).get("scaRedirect")).get("href")
-            raise NeedsRedirect(
-                _absolute(self.client, str(href)), f"Continue at {self.params.name}"
-            )
+            raise NeedsRedirect(self.client.absolute(str(href)), f"Continue at {self.params.name}")
         if "scaOAuth" in links:
             href = str(obj(obj(body.get("_links")).get("scaOAuth")).get("href"))
             self._pay_wait(state, pis, step="oauth")
@@ -458,7 +456,7 @@ class Xs2aPayments:
             )
         ):
             self._pay_wait(state, pis, step="code")
-            raise NeedsCode(_code_prompt(body, self.params.name))
+            raise NeedsCode(code_prompt(body, self.params.name, " to confirm the payment"))
         if pending.get("authorisation_id") and (approach == ScaApproach.DECOUPLED or sca_status):
             self._pay_wait(state, pis, step="decoupled")
             raise NeedsDecoupledApproval(
@@ -561,23 +559,3 @@ class Xs2aPayments:
         pending.update(step)
         pis["pending"] = pending
         self._pay_save(state, pis)
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _absolute(client: Xs2aClient, href: str) -> str:
-    return href if "://" in href else client.resolve(href)
-
-
-def _code_prompt(body: Mapping[str, Any], bank: str) -> str:
-    method = obj(body.get("chosenScaMethod"))
-    extra = text(obj(body.get("challengeData")).get("additionalInformation"))
-    label = text(method.get("name")) or text(method.get("authenticationType"))
-    prompt = text(body.get("psuMessage")) or (
-        f"Enter the code from {label} to confirm the payment"
-        if label
-        else f"Enter the one-time code from {bank} to confirm the payment"
-    )
-    return f"{prompt} ({extra})" if extra else prompt
