@@ -27,9 +27,11 @@ from bankhub.events.models import Event
 from bankhub.lifecycle import erasure
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
+from bankhub.payments.models import Payment, PaymentItem, PaymentStatusChange
 from bankhub.webhooks import services as webhooks
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery
 from tests.api.connect_client import connect, create_customer
+from tests.api.test_payments import initiate, switch_on
 from tests.conftest import BASE_URL, Harness
 
 NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
@@ -343,6 +345,36 @@ async def test_erasing_a_customer_leaves_nothing_of_theirs_anywhere(
     assert deleted == [
         {"login_id": i, "deleted": True, "event_type": "login.deleted"} for i in a_ids
     ]
+
+
+async def test_erasing_a_customer_erases_their_payments_and_keeps_the_others(
+    harness: Harness,
+) -> None:
+    """A payment is the customer's: erasing the customer takes their payments, transfers,
+    status history and ``payment.status`` events; another customer's payment stays as it was."""
+    h = harness
+    await switch_on(h)
+    customer_a = await create_customer(h, f"erase-me-{secrets.token_hex(6)}")
+    customer_b = await create_customer(h, f"keep-me-{secrets.token_hex(6)}")
+    a_payment = await initiate(h, customer_a)
+    b_payment = await initiate(h, customer_b)
+    b_before = (await h.client.get(f"/v2/payment/{b_payment['id']}", headers=h.headers())).json()
+
+    assert (await erase(h, customer_a)).status_code == 200
+
+    gone = await h.client.get(f"/v2/payment/{a_payment['id']}", headers=h.headers())
+    assert_error(gone, 404, "PaymentNotFound")
+    after = await h.client.get(f"/v2/payment/{b_payment['id']}", headers=h.headers())
+    assert after.json() == b_before
+    async with h.hub.db.transaction() as session:
+        for column in (Payment.id, PaymentItem.payment_id, PaymentStatusChange.payment_id):
+            left = await session.execute(
+                select(func.count()).select_from(column.class_).where(column == a_payment["id"])
+            )
+            assert left.scalar_one() == 0, column
+    events = [e["payload"].get("payment_id") for e in await all_events(h)]
+    assert a_payment["id"] not in events
+    assert b_payment["id"] in events
 
 
 async def test_erasure_withdraws_each_consent_and_survives_a_bank_that_fails(
