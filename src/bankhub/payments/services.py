@@ -378,16 +378,27 @@ class Order:
     transfers: Sequence[Transfer]
 
 
+@dataclass(frozen=True, slots=True)
+class Initiation:
+    """What initiating a payment needs beyond the unit of work, handed over by whoever holds
+    it (the API's route and the dashboard's test payment alike).
+
+    ``needs_debtor``: whether a connector must be told the debtor account (it cannot let the
+    user choose it at the bank)."""
+
+    clock: Clock
+    cipher: Cipher
+    catalogue: Catalogue
+    account_details: Callable[[Account], dict[str, str | None]]
+    needs_debtor: Callable[[str], bool]
+    token_ttl_seconds: int
+    allow_plain_http: bool
+
+
 async def initiate(
     session: AsyncSession,
+    wiring: Initiation,
     *,
-    clock: Clock,
-    cipher: Cipher,
-    catalogue: Catalogue,
-    account_details: Callable[[Account], dict[str, str | None]],
-    needs_debtor: Callable[[str], bool],
-    token_ttl_seconds: int,
-    allow_plain_http: bool,
     app: App,
     order: Order,
     problems: Problems,
@@ -396,14 +407,14 @@ async def initiate(
     """The whole of initiating: the callback, customer, bank (within the app's mode) and debtor
     account, the execution date, then every problem at once (``DataInvalid``), then the switch,
     the limits and storing (:func:`create`). The API and the dashboard's test payment both come
-    here, so a test payment is checked and limited exactly as a partner's. ``needs_debtor``:
-    whether a connector must be told the debtor account (it cannot let the user choose it at
-    the bank)."""
-    callback = logins.validate_callback_url(order.callback_url, allow_plain_http=allow_plain_http)
+    here, so a test payment is checked and limited exactly as a partner's."""
+    callback = logins.validate_callback_url(
+        order.callback_url, allow_plain_http=wiring.allow_plain_http
+    )
     customer = await customers.get_customer(session, app, order.customer_id)
-    service = modes.require_allowed(app, logins.require_service(catalogue, order.service_id))
+    service = modes.require_allowed(app, logins.require_service(wiring.catalogue, order.service_id))
     account = await debtor_account(session, app, customer, order.account_id, service)
-    if account is None and needs_debtor(service.connector):
+    if account is None and wiring.needs_debtor(service.connector):
         problems.add(
             "$.account_id",
             f"{service.name} needs the account the payment leaves from; name one of the "
@@ -413,14 +424,14 @@ async def initiate(
         t.currency == "EUR" and t.creditor_iban is not None for t in order.transfers
     )
     when = validation.check_execution_date(
-        problems, order.execution_date, clock().date(), target2=sepa
+        problems, order.execution_date, wiring.clock().date(), target2=sepa
     )
     problems.raise_any()
     return await create(
         session,
-        clock=clock,
-        cipher=cipher,
-        token_ttl_seconds=token_ttl_seconds,
+        clock=wiring.clock,
+        cipher=wiring.cipher,
+        token_ttl_seconds=wiring.token_ttl_seconds,
         app=app,
         new=NewPayment(
             kind=order.kind,
@@ -430,7 +441,7 @@ async def initiate(
             transfers=order.transfers,
             execution_date=when,
             account=account,
-            debtor_iban=account_details(account)["iban"] if account else None,
+            debtor_iban=wiring.account_details(account)["iban"] if account else None,
         ),
         actor=actor,
     )
