@@ -34,7 +34,7 @@ from bankhub.customers.models import Customer
 from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.events import services as events
 from bankhub.logins import services as logins
-from bankhub.logins.models import Login
+from bankhub.logins.models import ConnectToken, Login
 from bankhub.partners import modes
 from bankhub.partners.models import App
 from bankhub.payments import validation
@@ -662,6 +662,60 @@ async def for_token(session: AsyncSession, token_id: str) -> Payment | None:
     return (
         await session.execute(select(Payment).where(Payment.token_id == token_id))
     ).scalar_one_or_none()
+
+
+def final(payment: Payment) -> bool:
+    return PaymentStatus(payment.status).final
+
+
+async def for_cancel_token(session: AsyncSession, token_id: str) -> Payment | None:
+    """The payment whose cancellation a connect token authorises, if it is one's."""
+    return (
+        await session.execute(select(Payment).where(Payment.cancel_token_id == token_id))
+    ).scalar_one_or_none()
+
+
+async def cancellation_link(
+    session: AsyncSession, clock: Clock, ttl_seconds: int, payment: Payment
+) -> str:
+    """A connect token with which the account holder authorises the cancellation the bank
+    asked for: the payment's customer, bank and partner callback, the life of every connect
+    link. It replaces one made before (whose link then no longer opens)."""
+    first = await logins.find_token(session, payment.token_id)
+    customer = await session.get(Customer, payment.customer_id)
+    if first is None or customer is None:
+        raise DomainError(ErrorCode.TOKEN_CREATE_ERROR)
+    token = ConnectToken(
+        id=str(uuid.uuid4()),
+        app_id=payment.app_id,
+        customer_id=customer.id,
+        service_id=payment.service_id,
+        callback_url=first.callback_url,
+        created_at=clock(),
+        expires_at=clock() + timedelta(seconds=ttl_seconds),
+    )
+    if payment.cancel_token_id is not None:
+        # the link made before ends now: unlinked, it would open an account connect
+        before = await logins.find_token(session, payment.cancel_token_id)
+        if before is not None and as_utc(before.expires_at) > token.created_at:
+            before.expires_at = token.created_at
+    session.add(token)
+    payment.cancel_token_id = token.id
+    await session.flush()
+    return token.id
+
+
+def cancellation_detail(state: dict[str, Any]) -> dict[str, Any]:
+    """What ``payment.cancelled`` says of a cancellation the account holder authorised: the
+    bank's id of the authorisation (never the connect link itself, which opens the page)."""
+    pis = state.get("pis")
+    cancelling = isinstance(pis, dict) and bool(pis.get("cancelling"))
+    pending = pis.get("pending") if cancelling and isinstance(pis, dict) else None
+    authorisation = pending.get("authorisation_id") if isinstance(pending, dict) else None
+    return {
+        "authorised_by": "account_holder",
+        "cancellation_authorisation_id": authorisation,
+    }
 
 
 def audit_action(
