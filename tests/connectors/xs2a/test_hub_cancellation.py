@@ -36,13 +36,35 @@ BANK_PAGE = re.compile(r'href="(http://127\.0\.0\.1:\d+/bank/[^"]+)"')
 CHOICE = re.compile(r'name="choice" value="([^"]+)"')
 
 
+#: how long the peer bank takes for a stalled call: longer than the connect page waits for
+#: the bank before it shows the progress page (``connect_step_wait_seconds``)
+STALL = 1.0
+
+
+async def logged_in(driver: ConnectDriver) -> str:
+    """The user logs in; the page right after, without waiting past any progress page."""
+    form = {"csrf": driver.csrf(), **driver.form_step(), "psu_id": PSU_ID, "password": PASSWORD}
+    sent = await driver.h.client.post("/v2/connect/credentials", data=form)
+    assert sent.status_code == 303, sent.text
+    return await driver.show()
+
+
 async def through_the_bank(
-    driver: ConnectDriver, bank: PeerBank, asked: list[str], *, leave_at_app: bool = False
+    driver: ConnectDriver,
+    bank: PeerBank,
+    asked: list[str],
+    *,
+    leave_at_app: bool = False,
+    page: str | None = None,
 ) -> Callback | None:
-    """The user logs in and answers whatever the bank asks (its own page too), to the end of
-    the flow; ``asked`` gathers what was asked. ``leave_at_app``: the user closes the page
-    once the bank asks for an approval in its app (``None`` then)."""
-    page = await driver.post("/v2/connect/credentials", {"psu_id": PSU_ID, "password": PASSWORD})
+    """The user logs in (unless ``page``, the page after the login, is given) and answers
+    whatever the bank asks (its own page too), to the end of the flow; ``asked`` gathers what
+    was asked. ``leave_at_app``: the user closes the page once the bank asks for an approval
+    in its app (``None`` then)."""
+    if page is None:
+        page = await driver.post(
+            "/v2/connect/credentials", {"psu_id": PSU_ID, "password": PASSWORD}
+        )
     for _ in range(400):
         if driver.status == 303 and driver.location.startswith(CALLBACK):
             return await driver.end()
@@ -76,9 +98,12 @@ async def through_the_bank(
     raise AssertionError("the flow never ended")
 
 
-async def paid_at_the_bank(h: Harness, bank: PeerBank) -> dict[str, Any]:
+async def paid_at_the_bank(
+    h: Harness, bank: PeerBank, progress: list[str] | None = None
+) -> dict[str, Any]:
     """Payments on, an account connected at the peer bank, and a payment the user authorised
-    there, which the bank accepted (and does not execute in the test)."""
+    there, which the bank accepted (and does not execute in the test). ``progress``: the bank
+    is slow to take the payment, and the page the user sees meanwhile goes there."""
     switched = await h.client.put(
         "/v2/payment/settings",
         json={"enabled": True, "chosen_by": "owner@example.com"},
@@ -111,7 +136,12 @@ async def paid_at_the_bank(h: Harness, bank: PeerBank) -> dict[str, Any]:
     driver = PaymentDriver(h)
     await driver.open(created["connect_url"])
     await driver.agree()
-    callback = await through_the_bank(driver, bank, [])
+    page = None
+    if progress is not None:
+        bank.fail("/v1/payments/sepa-credit-transfers", stall=STALL)
+        page = await logged_in(driver)
+        progress.append(page)
+    callback = await through_the_bank(driver, bank, [], page=page)
     assert callback is not None
     assert callback.payload == {"status": "success", "payment_id": created["id"]}
     return created
@@ -249,3 +279,27 @@ async def test_the_sweep_finishes_a_cancellation_approved_after_the_page_was_lef
     assert (action, actor) == ("payment.cancelled", "system:payments-sweep")
     assert detail["cancellation_authorisation_id"] == next(iter(held.cancellations))
     assert bank.spec_problems_seen == []
+
+
+@pytest.mark.parametrize("approach_bank", ["EMBEDDED"], indirect=True)
+async def test_the_progress_page_says_the_payment_or_its_cancellation_is_on_its_way(
+    approach_bank: tuple[Harness, PeerBank],
+) -> None:
+    h, bank = approach_bank
+    seen: list[str] = []
+    created = await paid_at_the_bank(h, bank, progress=seen)
+    assert "Sending your payment to Peer Bank…" in seen[0], seen[0][:3000]
+    assert "Fetching your accounts" not in seen[0]
+    bank.cancel_needs_authorisation = True
+    waiting = await ask_to_cancel(h, created["id"])
+    driver = PaymentDriver(h)
+    await driver.open(waiting["connect_url"])
+    await driver.agree()
+    bank.fail("/cancellation-authorisations", stall=STALL)
+    page = await logged_in(driver)
+    assert "Asking Peer Bank to cancel your payment…" in page, page[:3000]
+    assert "Fetching your accounts" not in page
+    assert "Sending your payment" not in page
+    callback = await through_the_bank(driver, bank, [], page=page)
+    assert callback is not None
+    assert callback.payload == {"status": "success", "payment_id": created["id"]}
