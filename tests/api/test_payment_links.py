@@ -13,8 +13,8 @@ from tests.conftest import Harness
 async def opened(h: Harness, connect_url: str) -> str:
     driver = ConnectDriver(h)
     page = await driver.open(connect_url)
-    # the payment's outcome shown again, not TokenExpire's 400
-    assert driver.status == 200, page[:2000]
+    # the link cannot be used: TokenExpire's status, whatever the page says
+    assert driver.status == 400, page[:2000]
     assert "has expired" not in page, page[:3000]
     # the status only: never the creditor, the amount or the bank's words
     assert "Jürgen" not in page

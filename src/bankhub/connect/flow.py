@@ -521,7 +521,8 @@ class ConnectFlow:
                 f"This connect link {why}. Return to {{app}} to start again.",
             )
 
-        return await self._way_back(token_id, ending)
+        # the link cannot be used, whatever the page says of its payment: TokenExpire's 400
+        return await self._way_back(token_id, ending, status=400)
 
     async def _payment_of_link(self, token_id: str) -> tuple[str, PaymentStatus, bool] | None:
         """The payment a connect link authorises (or whose cancellation it authorises):
