@@ -197,6 +197,19 @@ async def test_a_batch_cancelled_at_the_bank_and_one_the_bank_wants_authorised(
     assert waiting["status"] == "authorised"
     assert waiting["connect_url"].startswith(f"{BASE_URL}/v2/connect/term/")
     assert [p["status"] for p in waiting["payments"]] == ["authorised"] * 3
+    # the account holder authorises it on the connect page: the whole batch is cancelled
+    driver = PaymentDriver(h)
+    page = await driver.open(waiting["connect_url"])
+    assert "asks you to cancel a batch of payments" in page, page[:3000]
+    await driver.agree()
+    page = await driver.post("/v2/connect/credentials", {"psu_id": PSU_ID, "password": PASSWORD})
+    assert "to confirm the cancellation of the payment" in page, page[:3000]
+    await driver.answer(code=bank.code)
+    callback = await driver.end()
+    assert callback.payload == {"status": "success", "payment_id": second["id"]}
+    done = await read(h, f"/v2/payment/batch/{second['id']}")
+    assert done["status"] == "cancelled"
+    assert [p["status"] for p in done["payments"]] == ["cancelled"] * 3
     async with h.hub.db.transaction() as session:
         audited = (
             await session.execute(
@@ -208,6 +221,7 @@ async def test_a_batch_cancelled_at_the_bank_and_one_the_bank_wants_authorised(
     assert [(t, a) for t, a, _ in audited] == [
         (batch["id"], "payment.cancelled"),
         (second["id"], "payment.cancel_requested"),
+        (second["id"], "payment.cancelled"),
     ]
     assert audited[1][2]["bank_needs_authorisation"] is True
     assert bank.spec_problems_seen == []

@@ -434,6 +434,8 @@ class Xs2aPayments:
         if announced in ScaApproach.__members__:
             pending["approach"] = announced
         approach = pending.get("approach") or self.params.preferred_sca_approach.value
+        # what the user confirms, in the bank's steps' words
+        what = "cancellation of the payment" if pis.get("cancelling") else "payment"
         pis["pending"] = pending
         self._pay_save(state, pis)
         sca_status = text(body.get("scaStatus"))
@@ -471,7 +473,7 @@ class Xs2aPayments:
                 nxt = await self._pay_send(pis, choice)
                 return await self._pay_advance(state, pis, nxt, depth + 1)
             self._pay_wait(state, pis, step="choice", options=[o.id for o in options])
-            raise NeedsChoice("How do you want to confirm the payment?", options)
+            raise NeedsChoice(f"How do you want to confirm the {what}?", options)
         if "startAuthorisationWithPsuAuthentication" in links or (
             "updatePsuAuthentication" in links
         ):
@@ -501,12 +503,12 @@ class Xs2aPayments:
             )
         ):
             self._pay_wait(state, pis, step="code")
-            raise NeedsCode(code_prompt(body, self.params.name, " to confirm the payment"))
+            raise NeedsCode(code_prompt(body, self.params.name, f" to confirm the {what}"))
         if pending.get("authorisation_id") and (approach == ScaApproach.DECOUPLED or sca_status):
             self._pay_wait(state, pis, step="decoupled")
             raise NeedsDecoupledApproval(
                 text(body.get("psuMessage"))
-                or f"Approve the payment in your {self.params.name} app",
+                or f"Approve the {what} in your {self.params.name} app",
                 poll_after_seconds=self.params.decoupled_poll_seconds,
             )
         if not pending.get("authorisation_id") and not links & {"scaStatus", "self", "status"}:
