@@ -309,3 +309,24 @@ async def test_the_progress_page_says_the_payment_or_its_cancellation_is_on_its_
     callback = await through_the_bank(driver, bank, [], page=page)
     assert callback is not None
     assert callback.payload == {"status": "success", "payment_id": created["id"]}
+
+
+@pytest.mark.parametrize("approach_bank", ["EMBEDDED"], indirect=True)
+async def test_giving_up_the_cancellation_on_the_page_leaves_the_payment_as_it_was(
+    approach_bank: tuple[Harness, PeerBank],
+) -> None:
+    h, bank = approach_bank
+    created = await paid_at_the_bank(h, bank)
+    bank.cancel_needs_authorisation = True
+    waiting = await ask_to_cancel(h, created["id"])
+    driver = PaymentDriver(h)
+    await driver.open(waiting["connect_url"])
+    await driver.agree()
+    callback = await driver.cancel()
+    assert callback.payload == {"status": "cancelled", "payment_id": created["id"]}
+    seen = await read(h, f"/v2/payment/{created['id']}")
+    assert seen["status"] in ("authorised", "accepted")
+    (held,) = bank.payments.values()
+    assert held.status != "CANC"
+    assert not held.cancellations
+    assert "payment.cancelled" not in [a for a, _, _ in await audited(h, created["id"])]
