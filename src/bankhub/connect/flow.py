@@ -62,7 +62,7 @@ from bankhub.observability import metrics
 from bankhub.partners import branding, modes
 from bankhub.partners.models import App
 from bankhub.payments import services as payments
-from bankhub.payments.sending import PaymentAuthorisation, outcome_of
+from bankhub.payments.sending import PaymentAuthorisation, link_ending
 from bankhub.security.secrets import new_uuid_shaped_secret
 from bankhub.statements import ParsedStatement
 from bankhub.sync import identity
@@ -115,51 +115,6 @@ def callback_location(callback_url: str, payload: dict[str, Any]) -> str:
 def token_expire(message: str) -> dict[str, Any]:
     """The callback of a connect that can go no further (docs/api.md: ``TokenExpire``)."""
     return {"status": "error", "error": str(ErrorCode.TOKEN_EXPIRE), "message": message}
-
-
-def payment_link_ending(payment_id: str, status: PaymentStatus, cancelling: bool) -> Ending | None:
-    """What the link of a payment that can no longer be authorised says, instead of "expired"
-    (``None``: nothing better to say than that). Its status only, which the partner's callback
-    carries too: never the bank's reason, the creditor or the amount."""
-    if status == PaymentStatus.EXPORTED:
-        return (
-            {
-                "status": "error",
-                "error": f"payment_{status}",
-                "message": "The payment was handed out as a file for the bank",
-                "payment_id": payment_id,
-            },
-            "This payment was handed to your bank as a file",
-            "{app} gave this payment to you as a file to upload to your online banking at "
-            "{bank}, so there is nothing to approve here. Return to {app} to see where it "
-            "stands.",
-        )
-    if not status.final and not cancelling and status != PaymentStatus.PENDING_AUTHORISATION:
-        return (
-            outcome_of(payment_id, status, None),
-            "This payment was sent to your bank already",
-            "There is nothing left to approve here. Return to {app} to see where it stands.",
-        )
-    if not status.final:
-        return None
-    if cancelling:
-        outcome: dict[str, Any] = (
-            {"status": "success", "payment_id": payment_id}
-            if status == PaymentStatus.CANCELLED
-            else {
-                "status": "error",
-                "error": str(ErrorCode.PAYMENT_NOT_CANCELLABLE),
-                "message": f"The payment is {status}",
-                "payment_id": payment_id,
-            }
-        )
-    else:
-        outcome = outcome_of(payment_id, status, None)
-    return (
-        outcome,
-        f"This payment is already {status}",
-        "There is nothing left to do here. Return to {app} to see where it stands.",
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,7 +466,7 @@ class ConnectFlow:
         paid = await self._payment_of_link(token_id)
 
         def ending(token: ConnectToken) -> Ending:
-            said = None if paid is None else payment_link_ending(*paid)
+            said = None if paid is None else link_ending(*paid)
             if said is not None:
                 return said
             why = "was used already" if token.used_at is not None else "has expired"

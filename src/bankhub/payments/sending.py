@@ -250,3 +250,52 @@ async def record_reconciled(
             now,
         )
     return await services.apply_answer(session, payment, answer, now)
+
+
+def link_ending(
+    payment_id: str, status: PaymentStatus, cancelling: bool
+) -> tuple[dict[str, Any], str, str] | None:
+    """What the connect link of a payment (or of its cancellation) that can no longer be used
+    says, instead of "expired": the callback's payload, the heading and the message (which may
+    name ``{app}`` and ``{bank}``); ``None``: nothing better to say than that. Its status only,
+    which the partner's callback carries too: never the bank's reason, the creditor or the
+    amount."""
+    if status == PaymentStatus.EXPORTED:
+        return (
+            {
+                "status": "error",
+                "error": f"payment_{status}",
+                "message": "The payment was handed out as a file for the bank",
+                "payment_id": payment_id,
+            },
+            "This payment was handed to your bank as a file",
+            "{app} gave this payment to you as a file to upload to your online banking at "
+            "{bank}, so there is nothing to approve here. Return to {app} to see where it "
+            "stands.",
+        )
+    if not status.final and not cancelling and status != PaymentStatus.PENDING_AUTHORISATION:
+        return (
+            outcome_of(payment_id, status, None),
+            "This payment was sent to your bank already",
+            "There is nothing left to approve here. Return to {app} to see where it stands.",
+        )
+    if not status.final:
+        return None
+    if cancelling:
+        outcome: dict[str, Any] = (
+            {"status": "success", "payment_id": payment_id}
+            if status == PaymentStatus.CANCELLED
+            else {
+                "status": "error",
+                "error": str(ErrorCode.PAYMENT_NOT_CANCELLABLE),
+                "message": f"The payment is {status}",
+                "payment_id": payment_id,
+            }
+        )
+    else:
+        outcome = outcome_of(payment_id, status, None)
+    return (
+        outcome,
+        f"This payment is already {status}",
+        "There is nothing left to do here. Return to {app} to see where it stands.",
+    )

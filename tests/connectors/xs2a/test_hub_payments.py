@@ -205,8 +205,8 @@ async def test_a_batch_cancelled_at_the_bank_and_one_the_bank_wants_authorised(
     page = await driver.post("/v2/connect/credentials", {"psu_id": PSU_ID, "password": PASSWORD})
     assert "to confirm the cancellation of the payment" in page, page[:3000]
     await driver.answer(code=bank.code)
-    callback = await driver.end()
-    assert callback.payload == {"status": "success", "payment_id": second["id"]}
+    ended = await driver.end()
+    assert ended.payload == {"status": "success", "payment_id": second["id"]}
     done = await read(h, f"/v2/payment/batch/{second['id']}")
     assert done["status"] == "cancelled"
     assert [p["status"] for p in done["payments"]] == ["cancelled"] * 3
