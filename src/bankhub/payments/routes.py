@@ -11,6 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from litestar.types import ControllerRouterHandler
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.audit import account_data_read
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, errors, query, whole_number
@@ -95,6 +96,18 @@ def _connect_url(hub: HubDep, request: AnyRequest, payment: Payment) -> str | No
     if payment.status != PaymentStatus.PENDING_AUTHORISATION or payment.sent_at is not None:
         return None
     return f"{public_url(hub, request)}/v2/connect/term/{payment.token_id}"
+
+
+async def _read_connect_url(
+    hub: HubDep, request: AnyRequest, session: AsyncSession, payment: Payment
+) -> str | None:
+    """The link the user still has to open: the payment's own while it waits for them, else
+    that of a cancellation the bank wants them to authorise."""
+    own = _connect_url(hub, request, payment)
+    if own is not None:
+        return own
+    token_id = await payments.open_cancellation_link(session, payment, hub.clock())
+    return None if token_id is None else f"{public_url(hub, request)}/v2/connect/term/{token_id}"
 
 
 async def _create(
@@ -241,7 +254,8 @@ async def read_payment(
         payment = await payments.get(session, app.id, payment_id, kind=SINGLE)
         seen = await payments.view(session, hub.keyring, payment)
         _read_audit(request, payment, "payment")
-        return PaymentEnvelope(payment_out(seen, _connect_url(hub, request, payment)))
+        link = await _read_connect_url(hub, request, session, payment)
+        return PaymentEnvelope(payment_out(seen, link))
 
 
 @get(
@@ -260,7 +274,8 @@ async def read_batch(
         payment = await payments.get(session, app.id, batch_id, kind=BATCH)
         seen = await payments.view(session, hub.keyring, payment)
         _read_audit(request, payment, "payment_batch")
-        return BatchEnvelope(batch_out(seen, _connect_url(hub, request, payment)))
+        link = await _read_connect_url(hub, request, session, payment)
+        return BatchEnvelope(batch_out(seen, link))
 
 
 @get(

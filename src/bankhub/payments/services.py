@@ -705,6 +705,19 @@ async def cancellation_link(
     return token.id
 
 
+async def open_cancellation_link(
+    session: AsyncSession, payment: Payment, now: datetime
+) -> str | None:
+    """The token of the cancellation link the account holder has yet to open, while it can
+    still be opened (unused, not expired, the payment not final)."""
+    if payment.cancel_token_id is None or final(payment):
+        return None
+    token = await logins.find_token(session, payment.cancel_token_id)
+    if token is None or token.used_at is not None or as_utc(token.expires_at) <= now:
+        return None
+    return token.id
+
+
 def cancellation_detail(state: dict[str, Any]) -> dict[str, Any]:
     """What ``payment.cancelled`` says of a cancellation the account holder authorised: the
     bank's id of the authorisation (never the connect link itself, which opens the page)."""

@@ -189,6 +189,8 @@ async def test_the_account_holder_authorises_the_cancellation_on_the_connect_pag
     assert waiting["status"] in ("authorised", "accepted")
     assert held.status != "CANC"
     assert not held.cancellations
+    # the payment's GET carries the link while the user has yet to open it
+    assert (await read(h, f"/v2/payment/{created['id']}"))["connect_url"] == waiting["connect_url"]
 
     driver = PaymentDriver(h)
     page = await driver.open(waiting["connect_url"])
@@ -215,6 +217,7 @@ async def test_the_account_holder_authorises_the_cancellation_on_the_connect_pag
     seen = await read(h, f"/v2/payment/{created['id']}")
     assert seen["status"] == "cancelled"
     assert seen["history"][-1]["status"] == "cancelled"
+    assert seen["connect_url"] is None
     assert (await status_events(h, created["id"]))[-1] == "cancelled"
     actions = await audited(h, created["id"])
     assert [a for a, _, _ in actions] == [
@@ -246,7 +249,10 @@ async def test_a_cancellation_link_expires_like_every_connect_link(
     second = await ask_to_cancel(h, created["id"])
     page = await ConnectDriver(h).open(first["connect_url"])
     assert "This link can no longer be used" in page, page[:3000]
+    seen = await read(h, f"/v2/payment/{created['id']}")
+    assert seen["connect_url"] == second["connect_url"]
     clock.advance(seconds=h.hub.settings.token_ttl_seconds + 1)
+    assert (await read(h, f"/v2/payment/{created['id']}"))["connect_url"] is None
     page = await ConnectDriver(h).open(second["connect_url"])
     assert "This link can no longer be used" in page, page[:3000]
     assert "has expired" in page
