@@ -24,6 +24,7 @@ from bankhub.db.engine import Database
 from bankhub.events import flags
 from bankhub.jobs.identity import Identity
 from bankhub.oauth.service import TokenService
+from bankhub.payments import services as payments
 from bankhub.security import tls
 from bankhub.security.keyring import Keyring, load_keks
 from bankhub.security.secrets import SecretHasher
@@ -146,6 +147,18 @@ class Hub:
             tokens,
             webhook_transport,
             webhook_http,
+        )
+
+    def payment_initiation(self) -> payments.Initiation:
+        """What initiating a payment takes from this process (``payments.initiate``)."""
+        return payments.Initiation(
+            clock=self.clock,
+            cipher=self.keyring,
+            catalogue=self.catalogue,
+            account_details=self.engine.account_details,
+            needs_debtor=lambda connector: self.registry.info(connector).payment_needs_debtor,
+            token_ttl_seconds=self.settings.token_ttl_seconds,
+            allow_plain_http=self.settings.is_dev,
         )
 
     async def ready(self) -> None:

@@ -18,6 +18,10 @@ FORM_STEP = re.compile(r'name="step" value="([^"]+)"')
 WAY_BACK = re.compile(r'id="return" href="([^"]+)"')
 #: the page shown while the bank has not answered a login step yet
 WAITING = "is taking a moment to answer"
+#: the progress page of an account connect (the first fetch)
+FETCHING = "Fetching your accounts"
+#: the progress page while a payment (or the cancellation of one) goes to the bank
+PAYMENT_PROGRESS = ("Sending your payment to", "to cancel your payment…")
 CALLBACK = "http://localhost:2000/v2"
 
 
@@ -105,11 +109,16 @@ class ConnectDriver:
 
     #: the progress page may stand before a further bank step (see :class:`PaymentDriver`)
     waits_past_progress = False
+    #: what the progress page says
+    progress: tuple[str, ...] = (FETCHING,)
+
+    def in_progress(self) -> bool:
+        return any(words in self.page for words in self.progress)
 
     def _waiting(self) -> bool:
         if WAITING in self.page:
             return True
-        return self.waits_past_progress and "Fetching your accounts" in self.page
+        return self.waits_past_progress and self.in_progress()
 
     async def settle(self, rounds: int = 400) -> str:
         """Past the waiting page, as its refresh would: the page after the bank's answer."""
@@ -140,7 +149,7 @@ class ConnectDriver:
         for _ in range(rounds):
             if self.status == 303 and self.location.startswith(CALLBACK):
                 return Callback(parse_callback(self.location), self.location)
-            if "Fetching your accounts" not in self.page and WAITING not in self.page:
+            if not self.in_progress() and WAITING not in self.page:
                 raise AssertionError(f"not on the progress page: {self.page[:2000]}")
             await asyncio.sleep(0.02)
             await self.show()
@@ -151,7 +160,7 @@ class ConnectDriver:
         for _ in range(rounds):
             if self.status == 303 and self.location.startswith(CALLBACK):
                 return Callback(parse_callback(self.location), self.location)
-            if "Fetching your accounts" not in self.page and WAITING not in self.page:
+            if not self.in_progress() and WAITING not in self.page:
                 return way_back(self.page)
             await asyncio.sleep(0.02)
             await self.show()
@@ -165,6 +174,7 @@ class PaymentDriver(ConnectDriver):
     next step or the end of the flow."""
 
     waits_past_progress = True
+    progress = PAYMENT_PROGRESS
 
 
 async def connect(

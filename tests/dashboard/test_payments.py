@@ -256,7 +256,7 @@ async def _walk(h: Harness, connect_url: str, username: str) -> str:
     for _ in range(400):
         if driver.status == 303 and "/payments/returned/" in driver.location:
             return str(driver.location)
-        if "Fetching your accounts" not in driver.page and WAITING not in driver.page:
+        if not driver.in_progress() and WAITING not in driver.page:
             # a payment that failed: the page's way back to the dashboard
             found = re.search(r'id="return" href="([^"]+)"', driver.page)
             assert found, driver.page

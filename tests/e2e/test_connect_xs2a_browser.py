@@ -200,13 +200,32 @@ def test_embedded_sca_on_the_connect_page(
     assert_readable(xs2a_partner, payload)
 
 
-def test_a_payment_approved_on_the_banks_page(
-    page: Page, xs2a_partner: Partner, peer_banks: tuple[PeerBank, PeerBank]
+#: how long the peer bank takes for a stalled call: the progress page stands meanwhile
+STALL = 2.0
+
+
+@pytest.fixture
+def slow_to_execute(peer_banks: tuple[PeerBank, PeerBank]) -> Iterator[PeerBank]:
+    """The plain bank accepts payments and never executes them (the server's payments sweep
+    polls meanwhile), and wants the account holder to authorise a cancellation."""
+    plain = peer_banks[0]
+    plain.payment_statuses = ("ACTC", "ACSP")
+    try:
+        yield plain
+    finally:
+        plain.payment_statuses = ("ACTC", "ACSP", "ACSC")
+        plain.cancel_needs_authorisation = False
+
+
+def test_a_payment_approved_on_the_banks_page_then_its_cancellation(
+    page: Page, xs2a_partner: Partner, slow_to_execute: PeerBank
 ) -> None:
     """An XS2A payment (redirect) from an account the customer connected before: the
     connect page shows it, the bank's page approves it, the partner's callback names it, and
-    the bank holds exactly one payment with bankhub's request id."""
-    plain = peer_banks[0]
+    the bank holds exactly one payment with bankhub's request id. Then the partner cancels it,
+    the bank wants the account holder to authorise that: the cancellation's connect link shows
+    the payment, the bank's page approves, the callback says success, and it is cancelled."""
+    plain = slow_to_execute
     client = xs2a_partner.client
     assert (
         client.put("/v2/payment/settings", json={"enabled": True, "chosen_by": "e2e"}).status_code
@@ -254,7 +273,9 @@ def test_a_payment_approved_on_the_banks_page(
     expect(page.locator("#amount")).to_have_text("23.40 EUR")
     page.get_by_role("button", name=f"Continue to {name}").click()
     on_page(page, f"Log in to {name}")
+    plain.fail("/v1/payments/sepa-credit-transfers", stall=STALL)
     page.get_by_role("button", name="Log in").click()
+    on_page(page, f"Sending your payment to {name}…")
     on_page(page, f"Continue at {name}")
     page.get_by_role("link", name=f"Continue to {name}").click()
     page.wait_for_url(lambda url: url.startswith(plain.origin))
@@ -266,5 +287,28 @@ def test_a_payment_approved_on_the_banks_page(
     assert plain.payments[bank_id].request_id == data["id"]
     assert plain.payments[bank_id].body["creditorName"] == "Cafe Zoe"
     seen = client.get(f"/v2/payment/{data['id']}").json()["data"]
-    assert seen["status"] == "authorised"
+    assert seen["status"] in ("authorised", "accepted")
+
+    plain.cancel_needs_authorisation = True
+    asked = client.delete(f"/v2/payment/{data['id']}")
+    assert asked.status_code == 202, asked.text
+    page.goto(asked.json()["data"]["connect_url"])
+    on_page(page, f"{APP_NAME} asks you to cancel a payment")
+    expect(page.locator("#amount")).to_have_text("23.40 EUR")
+    expect(page.locator("#creditor")).to_have_text("Cafe Zoe")
+    page.get_by_role("button", name=f"Continue to {name}").click()
+    on_page(page, f"Log in to {name}")
+    plain.fail("/cancellation-authorisations", stall=STALL)
+    page.get_by_role("button", name="Log in").click()
+    on_page(page, f"Asking {name} to cancel your payment…")
+    on_page(page, f"Continue at {name}")
+    page.get_by_role("link", name=f"Continue to {name}").click()
+    page.wait_for_url(lambda url: url.startswith(plain.origin))
+    page.get_by_role("button", name="Approve").click()
+    payload = wait_for_callback(page, xs2a_partner.callback)
+    assert_clean(page)
+    assert payload == {"status": "success", "payment_id": data["id"]}
+    assert plain.payments[bank_id].status == "CANC"
+    seen = client.get(f"/v2/payment/{data['id']}").json()["data"]
+    assert seen["status"] == "cancelled"
     assert plain.spec_problems_seen == []

@@ -49,6 +49,7 @@ from bankhub.connectors.base import (
     InvalidCredentials,
     NeedsDecoupledApproval,
     NeedsRedirect,
+    PaymentStatus,
     RateLimited,
 )
 from bankhub.connectors.statement import StatementConnector
@@ -61,7 +62,7 @@ from bankhub.observability import metrics
 from bankhub.partners import branding, modes
 from bankhub.partners.models import App
 from bankhub.payments import services as payments
-from bankhub.payments.sending import PaymentAuthorisation
+from bankhub.payments.sending import PaymentAuthorisation, link_ending
 from bankhub.security.secrets import new_uuid_shaped_secret
 from bankhub.statements import ParsedStatement
 from bankhub.sync import identity
@@ -296,7 +297,11 @@ class ConnectFlow:
             heading = "This connection was cancelled"
             message = f"Nothing was shared with {session.display_name}."
         elif session.step == Step.DONE and session.payment is not None:
-            heading = "This payment was sent to your bank"
+            heading = (
+                "This payment was cancelled"
+                if session.payment.cancelling
+                else "This payment was sent to your bank"
+            )
             message = f"Return to {session.display_name} to see where it stands."
         elif session.step == Step.DONE:
             # The success callback carried the login-secret once; it is never shown again.
@@ -376,6 +381,13 @@ class ConnectFlow:
             paid = await payments.for_token(db, token.id)
             if paid is not None and (paid.status != "pending_authorisation" or paid.sent_at):
                 raise logins.TokenUnusable(token_id)  # cancelled or expired meanwhile
+            cancelled = None if paid else await payments.for_cancel_token(db, token.id)
+            if cancelled is not None:
+                if payments.final(cancelled) or cancelled.bank_payment_id is None:
+                    raise logins.TokenUnusable(token_id)  # final meanwhile: nothing to cancel
+                # the account holder authorises the cancellation in the payment's bank session
+                base_state = payments.open_state(hub.keyring, cancelled)
+                paid = cancelled
             shown = None if paid is None else await payments.summary(db, hub.keyring, paid)
             # claimed and held here, or neither
             await self.routing.remember(
@@ -402,7 +414,9 @@ class ConnectFlow:
             return_state=return_state,
             payment=None
             if paid is None
-            else PaymentAuthorisation(hub.db, hub.keyring, hub.clock, app.id, paid.id),
+            else PaymentAuthorisation(
+                hub.db, hub.keyring, hub.clock, app.id, paid.id, cancelling=cancelled is not None
+            ),
             payment_summary=shown,
         )
         self._sessions[session.id] = session
@@ -449,7 +463,12 @@ class ConnectFlow:
         """The way back for a link that is used or expired: its token still names the app and
         its callback. ``None`` when the link names no token at all."""
 
+        paid = await self._payment_of_link(token_id)
+
         def ending(token: ConnectToken) -> Ending:
+            said = None if paid is None else link_ending(*paid)
+            if said is not None:
+                return said
             why = "was used already" if token.used_at is not None else "has expired"
             return (
                 token_expire(f"The connect link {why}."),
@@ -457,7 +476,25 @@ class ConnectFlow:
                 f"This connect link {why}. Return to {{app}} to start again.",
             )
 
-        return await self._way_back(token_id, ending)
+        # the link cannot be used, whatever the page says of its payment: TokenExpire's 400
+        return await self._way_back(token_id, ending, status=400)
+
+    async def _payment_of_link(self, token_id: str) -> tuple[str, PaymentStatus, bool] | None:
+        """The payment a connect link authorises (or whose cancellation it authorises):
+        its id, its status, and whether the link is the cancellation's."""
+        tenancy.choose(None)
+        async with self.hub.db.transaction() as db:
+            token = await logins.find_token(db, token_id)
+            if token is None:
+                return None
+            await tenancy.enter(db, token.app_id)
+            paid = await payments.for_token(db, token.id)
+            cancelling = paid is None
+            if paid is None:
+                paid = await payments.for_cancel_token(db, token.id)
+            if paid is None:
+                return None
+            return paid.id, PaymentStatus(paid.status), cancelling
 
     async def elsewhere(self, token_id: str, why: Elsewhere) -> EndedSession | None:
         """The page for a request this process cannot pass to the process that holds its
@@ -651,7 +688,13 @@ class ConnectFlow:
         end the flow when the bank asks nothing more of the user."""
         run = session.run
         assert run is not None  # noqa: S101 - set before the task starts  # nosec B101
-        if payment.bank_payment_id is None:
+        if payment.cancelling and not payment.cancellation_started:
+            started = await self._login_step(
+                session, lambda: payment.start_cancellation(run.connector, run.state)
+            )
+            if not started:
+                return
+        elif payment.bank_payment_id is None:
             sent = await self._login_step(session, lambda: payment.send(run.connector, run.state))
             if not sent:
                 return
@@ -662,10 +705,11 @@ class ConnectFlow:
             self._count(session, usage.CONNECT_SUCCESS)
         else:
             message = sentence(str(outcome.get("message", "")))
+            what = "cancel the payment" if payment.cancelling else "make the payment"
             self._finish_failed(
                 session,
                 outcome,
-                f"{session.service.name} did not make the payment: {message}",
+                f"{session.service.name} did not {what}: {message}",
                 usage.CONNECT_FAILED,
             )
 

@@ -564,6 +564,18 @@ class PaymentsCapability(Protocol):
 
 
 @runtime_checkable
+class CancellationAuthorisationCapability(Protocol):
+    """A bank that may want the account holder to authorise a cancellation
+    (``PaymentAnswer.needs_authorisation``): the user does it on the connect page."""
+
+    async def authorise_cancellation(self, bank_payment_id: str) -> PaymentAnswer:
+        """Start the cancellation's authorisation with the user present (logged in on the
+        connect page); its step comes back as the answer's ``sca`` and is answered with
+        :meth:`PaymentsCapability.authorise_payment`, else the status after it."""
+        ...
+
+
+@runtime_checkable
 class BulkPaymentsCapability(PaymentsCapability, Protocol):
     """Batches: many transfers from one account under one authorisation."""
 

@@ -535,13 +535,7 @@ async def _create_test_payment(
             customer = await customers.create_customer(db, hub.clock, app, TEST_CUSTOMER)
         payment = await payments.initiate(
             db,
-            clock=hub.clock,
-            cipher=hub.keyring,
-            catalogue=hub.catalogue,
-            account_details=hub.engine.account_details,
-            needs_debtor=lambda connector: hub.registry.info(connector).payment_needs_debtor,
-            token_ttl_seconds=hub.settings.token_ttl_seconds,
-            allow_plain_http=hub.settings.is_dev,
+            hub.payment_initiation(),
             app=app,
             order=payments.Order(
                 kind=kind,

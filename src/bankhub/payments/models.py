@@ -44,6 +44,9 @@ class Payment(Base):
     )
     #: the connect token the user authorises with (its callback is the partner's)
     token_id: Mapped[str] = mapped_column(String(36), unique=True)
+    #: the connect token with which the account holder authorises the cancellation the bank
+    #: asked for (the latest one: asking again replaces it), None while none was asked
+    cancel_token_id: Mapped[str | None] = mapped_column(String(36), unique=True, nullable=True)
     currency: Mapped[str] = mapped_column(String(3))
     item_count: Mapped[int] = mapped_column(Integer)
     execution_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)

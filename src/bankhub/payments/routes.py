@@ -7,8 +7,11 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from litestar.types import ControllerRouterHandler
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.audit import account_data_read
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, errors, query, whole_number
@@ -50,6 +53,17 @@ CREATE_ERRORS = (
     E.PAYMENT_LIMIT_REACHED,
     E.TOKEN_CREATE_ERROR,
 )
+AUTHORISED_CANCEL_NOTE = (
+    " A bank that cancels only once the account holder authorises it: `202` with the "
+    "payment, its status unchanged, and `connect_url`, where the user authorises the "
+    "cancellation at the bank; the partner's callback then gets "
+    '`{"status":"success","payment_id":...}`, and the status becomes `cancelled` (with a '
+    "`payment.status` event) when the bank says so."
+)
+ACCEPTED_DESCRIPTION = (
+    "The bank waits for the account holder to authorise the cancellation: the status is "
+    "unchanged, and `connect_url` opens the connect page where they do."
+)
 IDEMPOTENCY_NOTE = (
     " Requires an `Idempotency-Key` header: a retry with the same key gets the first answer "
     "and never a second payment."
@@ -84,6 +98,18 @@ def _connect_url(hub: HubDep, request: AnyRequest, payment: Payment) -> str | No
     return f"{public_url(hub, request)}/v2/connect/term/{payment.token_id}"
 
 
+async def _read_connect_url(
+    hub: HubDep, request: AnyRequest, session: AsyncSession, payment: Payment
+) -> str | None:
+    """The link the user still has to open: the payment's own while it waits for them, else
+    that of a cancellation the bank wants them to authorise."""
+    own = _connect_url(hub, request, payment)
+    if own is not None:
+        return own
+    token_id = await payments.open_cancellation_link(session, payment, hub.clock())
+    return None if token_id is None else f"{public_url(hub, request)}/v2/connect/term/{token_id}"
+
+
 async def _create(
     hub: HubDep,
     auth: AuthDep,
@@ -104,13 +130,7 @@ async def _create(
         app = await auth.app(session)
         payment = await payments.initiate(
             session,
-            clock=hub.clock,
-            cipher=hub.keyring,
-            catalogue=hub.catalogue,
-            account_details=hub.engine.account_details,
-            needs_debtor=lambda connector: hub.registry.info(connector).payment_needs_debtor,
-            token_ttl_seconds=hub.settings.token_ttl_seconds,
-            allow_plain_http=hub.settings.is_dev,
+            hub.payment_initiation(),
             app=app,
             order=payments.Order(
                 kind=kind,
@@ -234,7 +254,8 @@ async def read_payment(
         payment = await payments.get(session, app.id, payment_id, kind=SINGLE)
         seen = await payments.view(session, hub.keyring, payment)
         _read_audit(request, payment, "payment")
-        return PaymentEnvelope(payment_out(seen, _connect_url(hub, request, payment)))
+        link = await _read_connect_url(hub, request, session, payment)
+        return PaymentEnvelope(payment_out(seen, link))
 
 
 @get(
@@ -253,7 +274,8 @@ async def read_batch(
         payment = await payments.get(session, app.id, batch_id, kind=BATCH)
         seen = await payments.view(session, hub.keyring, payment)
         _read_audit(request, payment, "payment_batch")
-        return BatchEnvelope(batch_out(seen, _connect_url(hub, request, payment)))
+        link = await _read_connect_url(hub, request, session, payment)
+        return BatchEnvelope(batch_out(seen, link))
 
 
 @get(
@@ -331,15 +353,23 @@ CANCEL_ERRORS = (
     description=(
         "A payment not sent to the bank yet is cancelled at once; one the bank holds is "
         "cancelled there when the bank still allows it, else `PaymentNotCancellable` names the "
-        "payment's status."
+        "payment's status." + AUTHORISED_CANCEL_NOTE
     ),
     security=APP_SECURITY,
-    responses=errors(*CANCEL_ERRORS, write=True),
+    responses={
+        **errors(*CANCEL_ERRORS, write=True),
+        202: ResponseSpec(
+            data_container=PaymentEnvelope,
+            description=ACCEPTED_DESCRIPTION,
+            generate_examples=False,
+        ),
+    },
 )
 async def cancel_payment(
     hub: HubDep, auth: AuthDep, request: AnyRequest, payment_id: FromPath[str]
-) -> PaymentEnvelope:
-    return PaymentEnvelope(payment_out(await _cancel(hub, auth, payment_id, SINGLE), None))
+) -> Response[PaymentEnvelope]:
+    seen, link = await _cancel(hub, auth, request, payment_id, SINGLE)
+    return Response(PaymentEnvelope(payment_out(seen, link)), status_code=_cancel_status(link))
 
 
 @delete(
@@ -352,17 +382,34 @@ async def cancel_payment(
         "The whole batch: cancelled at once when not sent to the bank yet; else at the bank "
         "when it still allows cancelling the batch (each transfer's status follows the "
         "bank's answer), else `PaymentNotCancellable` names the batch's status."
+        + AUTHORISED_CANCEL_NOTE
     ),
     security=APP_SECURITY,
-    responses=errors(*CANCEL_ERRORS, write=True),
+    responses={
+        **errors(*CANCEL_ERRORS, write=True),
+        202: ResponseSpec(
+            data_container=BatchEnvelope,
+            description=ACCEPTED_DESCRIPTION,
+            generate_examples=False,
+        ),
+    },
 )
 async def cancel_batch(
     hub: HubDep, auth: AuthDep, request: AnyRequest, batch_id: FromPath[str]
-) -> BatchEnvelope:
-    return BatchEnvelope(batch_out(await _cancel(hub, auth, batch_id, BATCH), None))
+) -> Response[BatchEnvelope]:
+    seen, link = await _cancel(hub, auth, request, batch_id, BATCH)
+    return Response(BatchEnvelope(batch_out(seen, link)), status_code=_cancel_status(link))
 
 
-async def _cancel(hub: HubDep, auth: AuthDep, payment_id: str, kind: str) -> payments.PaymentView:
+def _cancel_status(link: str | None) -> int:
+    """202 while the bank waits for the account holder to authorise the cancellation at
+    ``connect_url``; 200 when it is done."""
+    return HTTP_202_ACCEPTED if link else HTTP_200_OK
+
+
+async def _cancel(
+    hub: HubDep, auth: AuthDep, request: AnyRequest, payment_id: str, kind: str
+) -> tuple[payments.PaymentView, str | None]:
     """Cancel a payment or a batch: here when the bank has not seen it, else at the bank.
     Either way audited; a refusal (final, or the bank no longer allows it) is
     ``PaymentNotCancellable``."""
@@ -383,7 +430,7 @@ async def _cancel(hub: HubDep, auth: AuthDep, payment_id: str, kind: str) -> pay
             payments.audit_action(
                 session, payment, "payment.cancelled", actor=actor, now=hub.clock()
             )
-            return await payments.view(session, hub.keyring, payment)
+            return await payments.view(session, hub.keyring, payment), None
         if payment.bank_payment_id is None:
             raise DomainError(
                 ErrorCode.PAYMENT_NOT_CANCELLABLE,
@@ -409,26 +456,22 @@ async def _cancel(hub: HubDep, auth: AuthDep, payment_id: str, kind: str) -> pay
         payments.seal_state(hub.keyring, payment, run.state.load())
         await payments.apply_answer(session, payment, answer, hub.clock())
         done = payment.status == PaymentStatus.CANCELLED
+        asked = not done and answer.needs_authorisation and not PaymentStatus(payment.status).final
         detail = {"bank_needs_authorisation": True} if answer.needs_authorisation else None
-        payments.audit_action(
-            session,
-            payment,
-            "payment.cancelled" if done else "payment.cancel_refused",
-            actor=actor,
-            now=hub.clock(),
-            detail=detail,
-        )
+        action = "payment.cancelled" if done else "payment.cancel_refused"
+        link = None
+        if asked:
+            # the account holder authorises it on the connect page, at a link of its own
+            action = "payment.cancel_requested"
+            token_id = await payments.cancellation_link(
+                session, hub.clock, hub.settings.token_ttl_seconds, payment
+            )
+            link = f"{public_url(hub, request)}/v2/connect/term/{token_id}"
+        payments.audit_action(session, payment, action, actor=actor, now=hub.clock(), detail=detail)
         seen = await payments.view(session, hub.keyring, payment)
-    if not done and answer.needs_authorisation:
-        raise DomainError(
-            ErrorCode.PAYMENT_NOT_CANCELLABLE,
-            f"The bank allows cancelling this {'batch' if kind == BATCH else 'payment'} only "
-            "with the account holder's own authorisation at the bank.",
-            {"id": payment.id, "status": payment.status, "bank_needs_authorisation": True},
-        )
-    if not done:
+    if not done and not asked:
         raise _not_cancellable(payment)
-    return seen
+    return seen, link
 
 
 EXPORT_DESCRIPTION = (

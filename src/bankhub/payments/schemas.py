@@ -110,7 +110,8 @@ class PaymentOut(msgspec.Struct):
     id: str
     status: str
     reason: str | None
-    #: where the user authorises the payment; null once it can no longer be authorised
+    #: where the user authorises the payment (or a cancellation the bank wants them to
+    #: authorise); null while there is nothing for them to open
     connect_url: str | None
     customer_id: str
     service_id: int

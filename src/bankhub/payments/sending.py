@@ -29,6 +29,7 @@ from bankhub.clock import Clock
 from bankhub.connectors.base import (
     Answer,
     BulkPaymentsCapability,
+    CancellationAuthorisationCapability,
     ConnectorFailure,
     MemoryStateStore,
     PaymentAnswer,
@@ -38,6 +39,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.db import tenancy
 from bankhub.db.engine import Database
+from bankhub.errors import ErrorCode
 from bankhub.payments import services
 from bankhub.payments.models import BATCH, Payment
 from bankhub.security.crypto import Cipher
@@ -84,6 +86,10 @@ class PaymentAuthorisation:
     status: PaymentStatus = PaymentStatus.PENDING_AUTHORISATION
     reason: str | None = None
     bank_payment_id: str | None = None
+    #: the account holder authorises the cancellation the bank asked for, not the payment
+    cancelling: bool = False
+    #: the cancellation's authorisation was started at the bank in this session
+    cancellation_started: bool = False
 
     async def _load(self, session: AsyncSession) -> Payment:
         await tenancy.enter(session, self.app_id)
@@ -130,8 +136,24 @@ class PaymentAuthorisation:
         if result.sca is not None:
             raise result.sca
 
+    async def start_cancellation(self, connector: object, state: MemoryStateStore) -> None:
+        """The account holder is logged in: start the cancellation's authorisation at the
+        bank, and raise its step."""
+        async with self.db.transaction(write=True) as session:
+            self._keep(await self._load(session))
+        if self.bank_payment_id is None or self.status.final:
+            return  # final meanwhile (the bank executed or cancelled it): nothing to authorise
+        if not isinstance(connector, CancellationAuthorisationCapability):
+            raise NoPayments("This bank cannot have a cancellation authorised through bankhub")
+        answer = await connector.authorise_cancellation(self.bank_payment_id)
+        self.cancellation_started = True
+        await self.record(answer, state)
+        if answer.sca is not None:
+            raise answer.sca
+
     async def record(self, answer: PaymentAnswer, state: MemoryStateStore | None = None) -> None:
-        """The bank's payment id first, in its own transaction; then what the answer says."""
+        """The bank's payment id first, in its own transaction; then what the answer says (and,
+        for a cancellation the account holder authorised, its audit entry)."""
         async with self.db.transaction(write=True) as session:
             payment = await self._load(session)
             if payment.bank_payment_id is None:
@@ -140,7 +162,16 @@ class PaymentAuthorisation:
             payment = await self._load(session)
             if state is not None:
                 services.seal_state(self.cipher, payment, state.load())
-            await services.apply_answer(session, payment, answer, self.clock())
+            moved = await services.apply_answer(session, payment, answer, self.clock())
+            if moved and self.cancelling and payment.status == PaymentStatus.CANCELLED:
+                services.audit_action(
+                    session,
+                    payment,
+                    "payment.cancelled",
+                    actor=f"customer:{payment.customer_id}",
+                    now=self.clock(),
+                    detail=services.cancellation_detail(services.open_state(self.cipher, payment)),
+                )
             self._keep(payment)
 
     async def cancelled_by_user(self) -> None:
@@ -165,21 +196,33 @@ class PaymentAuthorisation:
 
     def outcome(self) -> dict[str, Any]:
         """The partner's callback once the flow ends: success for a payment the bank took
-        (authorised, accepted or executed), else the seed's failure form with the reason."""
-        if self.status in (
-            PaymentStatus.AUTHORISED,
-            PaymentStatus.ACCEPTED,
-            PaymentStatus.EXECUTED,
-        ):
-            return {"status": "success", "payment_id": self.payment_id}
-        if self.status == PaymentStatus.CANCELLED:
-            return {"status": "cancelled", "payment_id": self.payment_id}
-        return {
-            "status": "error",
-            "error": f"payment_{self.status}",
-            "message": self.reason or f"The payment is {self.status}",
-            "payment_id": self.payment_id,
-        }
+        (authorised, accepted or executed), else the seed's failure form with the reason. For
+        a cancellation: success once the bank cancelled it, else ``PaymentNotCancellable``."""
+        if self.cancelling:
+            if self.status == PaymentStatus.CANCELLED:
+                return {"status": "success", "payment_id": self.payment_id}
+            return {
+                "status": "error",
+                "error": str(ErrorCode.PAYMENT_NOT_CANCELLABLE),
+                "message": f"The bank did not cancel the payment; it is {self.status}",
+                "payment_id": self.payment_id,
+            }
+        return outcome_of(self.payment_id, self.status, self.reason)
+
+
+def outcome_of(payment_id: str, status: PaymentStatus, reason: str | None) -> dict[str, Any]:
+    """The partner's callback for a payment in ``status`` (see
+    :meth:`PaymentAuthorisation.outcome`)."""
+    if status in (PaymentStatus.AUTHORISED, PaymentStatus.ACCEPTED, PaymentStatus.EXECUTED):
+        return {"status": "success", "payment_id": payment_id}
+    if status == PaymentStatus.CANCELLED:
+        return {"status": "cancelled", "payment_id": payment_id}
+    return {
+        "status": "error",
+        "error": f"payment_{status}",
+        "message": reason or f"The payment is {status}",
+        "payment_id": payment_id,
+    }
 
 
 async def ask_bank(bank: PaymentsCapability, payment: Payment) -> PaymentAnswer | None:
@@ -207,3 +250,52 @@ async def record_reconciled(
             now,
         )
     return await services.apply_answer(session, payment, answer, now)
+
+
+def link_ending(
+    payment_id: str, status: PaymentStatus, cancelling: bool
+) -> tuple[dict[str, Any], str, str] | None:
+    """What the connect link of a payment (or of its cancellation) that can no longer be used
+    says, instead of "expired": the callback's payload, the heading and the message (which may
+    name ``{app}`` and ``{bank}``); ``None``: nothing better to say than that. Its status only,
+    which the partner's callback carries too: never the bank's reason, the creditor or the
+    amount."""
+    if status == PaymentStatus.EXPORTED:
+        return (
+            {
+                "status": "error",
+                "error": f"payment_{status}",
+                "message": "The payment was handed out as a file for the bank",
+                "payment_id": payment_id,
+            },
+            "This payment was handed to your bank as a file",
+            "{app} gave this payment to you as a file to upload to your online banking at "
+            "{bank}, so there is nothing to approve here. Return to {app} to see where it "
+            "stands.",
+        )
+    if not status.final and not cancelling and status != PaymentStatus.PENDING_AUTHORISATION:
+        return (
+            outcome_of(payment_id, status, None),
+            "This payment was sent to your bank already",
+            "There is nothing left to approve here. Return to {app} to see where it stands.",
+        )
+    if not status.final:
+        return None
+    if cancelling:
+        outcome: dict[str, Any] = (
+            {"status": "success", "payment_id": payment_id}
+            if status == PaymentStatus.CANCELLED
+            else {
+                "status": "error",
+                "error": str(ErrorCode.PAYMENT_NOT_CANCELLABLE),
+                "message": f"The payment is {status}",
+                "payment_id": payment_id,
+            }
+        )
+    else:
+        outcome = outcome_of(payment_id, status, None)
+    return (
+        outcome,
+        f"This payment is already {status}",
+        "There is nothing left to do here. Return to {app} to see where it stands.",
+    )

@@ -34,7 +34,7 @@ from bankhub.customers.models import Customer
 from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.events import services as events
 from bankhub.logins import services as logins
-from bankhub.logins.models import Login
+from bankhub.logins.models import ConnectToken, Login
 from bankhub.partners import modes
 from bankhub.partners.models import App
 from bankhub.payments import validation
@@ -378,16 +378,27 @@ class Order:
     transfers: Sequence[Transfer]
 
 
+@dataclass(frozen=True, slots=True)
+class Initiation:
+    """What initiating a payment needs beyond the unit of work, handed over by whoever holds
+    it (the API's route and the dashboard's test payment alike).
+
+    ``needs_debtor``: whether a connector must be told the debtor account (it cannot let the
+    user choose it at the bank)."""
+
+    clock: Clock
+    cipher: Cipher
+    catalogue: Catalogue
+    account_details: Callable[[Account], dict[str, str | None]]
+    needs_debtor: Callable[[str], bool]
+    token_ttl_seconds: int
+    allow_plain_http: bool
+
+
 async def initiate(
     session: AsyncSession,
+    wiring: Initiation,
     *,
-    clock: Clock,
-    cipher: Cipher,
-    catalogue: Catalogue,
-    account_details: Callable[[Account], dict[str, str | None]],
-    needs_debtor: Callable[[str], bool],
-    token_ttl_seconds: int,
-    allow_plain_http: bool,
     app: App,
     order: Order,
     problems: Problems,
@@ -396,14 +407,14 @@ async def initiate(
     """The whole of initiating: the callback, customer, bank (within the app's mode) and debtor
     account, the execution date, then every problem at once (``DataInvalid``), then the switch,
     the limits and storing (:func:`create`). The API and the dashboard's test payment both come
-    here, so a test payment is checked and limited exactly as a partner's. ``needs_debtor``:
-    whether a connector must be told the debtor account (it cannot let the user choose it at
-    the bank)."""
-    callback = logins.validate_callback_url(order.callback_url, allow_plain_http=allow_plain_http)
+    here, so a test payment is checked and limited exactly as a partner's."""
+    callback = logins.validate_callback_url(
+        order.callback_url, allow_plain_http=wiring.allow_plain_http
+    )
     customer = await customers.get_customer(session, app, order.customer_id)
-    service = modes.require_allowed(app, logins.require_service(catalogue, order.service_id))
+    service = modes.require_allowed(app, logins.require_service(wiring.catalogue, order.service_id))
     account = await debtor_account(session, app, customer, order.account_id, service)
-    if account is None and needs_debtor(service.connector):
+    if account is None and wiring.needs_debtor(service.connector):
         problems.add(
             "$.account_id",
             f"{service.name} needs the account the payment leaves from; name one of the "
@@ -413,14 +424,14 @@ async def initiate(
         t.currency == "EUR" and t.creditor_iban is not None for t in order.transfers
     )
     when = validation.check_execution_date(
-        problems, order.execution_date, clock().date(), target2=sepa
+        problems, order.execution_date, wiring.clock().date(), target2=sepa
     )
     problems.raise_any()
     return await create(
         session,
-        clock=clock,
-        cipher=cipher,
-        token_ttl_seconds=token_ttl_seconds,
+        clock=wiring.clock,
+        cipher=wiring.cipher,
+        token_ttl_seconds=wiring.token_ttl_seconds,
         app=app,
         new=NewPayment(
             kind=order.kind,
@@ -430,7 +441,7 @@ async def initiate(
             transfers=order.transfers,
             execution_date=when,
             account=account,
-            debtor_iban=account_details(account)["iban"] if account else None,
+            debtor_iban=wiring.account_details(account)["iban"] if account else None,
         ),
         actor=actor,
     )
@@ -651,6 +662,73 @@ async def for_token(session: AsyncSession, token_id: str) -> Payment | None:
     return (
         await session.execute(select(Payment).where(Payment.token_id == token_id))
     ).scalar_one_or_none()
+
+
+def final(payment: Payment) -> bool:
+    return PaymentStatus(payment.status).final
+
+
+async def for_cancel_token(session: AsyncSession, token_id: str) -> Payment | None:
+    """The payment whose cancellation a connect token authorises, if it is one's."""
+    return (
+        await session.execute(select(Payment).where(Payment.cancel_token_id == token_id))
+    ).scalar_one_or_none()
+
+
+async def cancellation_link(
+    session: AsyncSession, clock: Clock, ttl_seconds: int, payment: Payment
+) -> str:
+    """A connect token with which the account holder authorises the cancellation the bank
+    asked for: the payment's customer, bank and partner callback, the life of every connect
+    link. It replaces one made before (whose link then no longer opens)."""
+    first = await logins.find_token(session, payment.token_id)
+    customer = await session.get(Customer, payment.customer_id)
+    if first is None or customer is None:
+        raise DomainError(ErrorCode.TOKEN_CREATE_ERROR)
+    token = ConnectToken(
+        id=str(uuid.uuid4()),
+        app_id=payment.app_id,
+        customer_id=customer.id,
+        service_id=payment.service_id,
+        callback_url=first.callback_url,
+        created_at=clock(),
+        expires_at=clock() + timedelta(seconds=ttl_seconds),
+    )
+    if payment.cancel_token_id is not None:
+        # the link made before ends now: unlinked, it would open an account connect
+        before = await logins.find_token(session, payment.cancel_token_id)
+        if before is not None and as_utc(before.expires_at) > token.created_at:
+            before.expires_at = token.created_at
+    session.add(token)
+    payment.cancel_token_id = token.id
+    await session.flush()
+    return token.id
+
+
+async def open_cancellation_link(
+    session: AsyncSession, payment: Payment, now: datetime
+) -> str | None:
+    """The token of the cancellation link the account holder has yet to open, while it can
+    still be opened (unused, not expired, the payment not final)."""
+    if payment.cancel_token_id is None or final(payment):
+        return None
+    token = await logins.find_token(session, payment.cancel_token_id)
+    if token is None or token.used_at is not None or as_utc(token.expires_at) <= now:
+        return None
+    return token.id
+
+
+def cancellation_detail(state: dict[str, Any]) -> dict[str, Any]:
+    """What ``payment.cancelled`` says of a cancellation the account holder authorised: the
+    bank's id of the authorisation (never the connect link itself, which opens the page)."""
+    pis = state.get("pis")
+    cancelling = isinstance(pis, dict) and bool(pis.get("cancelling"))
+    pending = pis.get("pending") if cancelling and isinstance(pis, dict) else None
+    authorisation = pending.get("authorisation_id") if isinstance(pending, dict) else None
+    return {
+        "authorised_by": "account_holder",
+        "cancellation_authorisation_id": authorisation,
+    }
 
 
 def audit_action(

@@ -170,4 +170,23 @@ class PaymentSweep:
                         self.clock(),
                     )
                 )
-            return int(await record_reconciled(session, fresh, answer, self.clock))
+            moved = await record_reconciled(session, fresh, answer, self.clock)
+            held = run.state.load()
+            if (
+                moved
+                and fresh.status == PaymentStatus.CANCELLED
+                and fresh.cancel_token_id is not None
+                and services.cancellation_detail(held)["cancellation_authorisation_id"]
+            ):
+                # a cancellation the account holder authorised after leaving the connect page
+                # (an approval in the bank's app): the poll is what learnt it
+                services.seal_state(self.cipher, fresh, held)
+                services.audit_action(
+                    session,
+                    fresh,
+                    "payment.cancelled",
+                    actor="system:payments-sweep",
+                    now=self.clock(),
+                    detail=services.cancellation_detail(held),
+                )
+            return int(moved)

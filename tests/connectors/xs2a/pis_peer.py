@@ -62,6 +62,10 @@ class PeerAuthorisation:
     sca_status: str
     method: str | None = None
     polls: int = 0
+    #: where the bank's page sends the PSU back (the start's ``TPP-Redirect-URI``, else the
+    #: payment's): a cancellation is authorised from another connect session than the payment
+    redirect_uri: str | None = None
+    nok_uri: str | None = None
 
 
 @dataclass
@@ -160,8 +164,9 @@ class PaymentsPeer:
                 if auth.sca_status == "received":
                     auth.sca_status = "finalised" if approved else "failed"
                     self._settle(payment, approved, cancelling=cancelling)
-                    target = payment.redirect_uri if approved else payment.nok_uri
-                    return 302, {"Location": target or payment.redirect_uri or "/"}, None
+                    back = auth.redirect_uri or payment.redirect_uri
+                    target = back if approved else auth.nok_uri or payment.nok_uri
+                    return 302, {"Location": target or back or "/"}, None
         return 409, {}, _error("STATUS_INVALID")
 
     # --- the resource -----------------------------------------------------------------------
@@ -271,6 +276,8 @@ class PaymentsPeer:
         store = payment.cancellations if cancelling else payment.authorisations
         answer: dict[str, Any]
         if payment.approach == "REDIRECT":
+            auth.redirect_uri = headers.get("tpp-redirect-uri")
+            auth.nok_uri = headers.get("tpp-nok-redirect-uri")
             store[auth.id] = auth
             answer = {
                 "scaStatus": "received",

@@ -28,7 +28,7 @@ from tests.api.connect_client import (
     create_customer,
     create_token,
 )
-from tests.conftest import FakeClock, Harness, make_settings, run_harness
+from tests.conftest import BASE_URL, FakeClock, Harness, make_settings, run_harness
 from tests.connectors.xs2a.conftest import PASSWORD, PSU_ID
 from tests.connectors.xs2a.peer import PeerBank, running
 from tests.connectors.xs2a.test_hub import SERVICE_ID, peer_service
@@ -51,7 +51,7 @@ async def ready(h: Harness, bank: PeerBank) -> tuple[str, str]:
     )
     assert switched.status_code == 200, switched.text
     customer = await create_customer(h, "xs2a-payer")
-    driver = PaymentDriver(h)
+    driver = ConnectDriver(h)
     await driver.open(await create_token(h, customer, SERVICE_ID))
     await driver.agree()
     await driver.post("/v2/connect/credentials", {"psu_id": PSU_ID, "password": PASSWORD})
@@ -88,7 +88,7 @@ async def authorise_embedded(h: Harness, bank: PeerBank, connect_url: str) -> di
     await driver.agree()
     page = await driver.post("/v2/connect/credentials", {"psu_id": PSU_ID, "password": PASSWORD})
     for _ in range(400):  # the progress page while the payment reaches the bank
-        if "Fetching your accounts" not in page:
+        if not driver.in_progress():
             break
         await asyncio.sleep(0.02)
         page = await driver.show()
@@ -192,13 +192,24 @@ async def test_a_batch_cancelled_at_the_bank_and_one_the_bank_wants_authorised(
     second = await create(h, "/v2/payment/batch", body)
     await authorise_embedded(h, bank, second["connect_url"])
     asked = await h.client.delete(f"/v2/payment/batch/{second['id']}", headers=h.headers())
-    assert asked.status_code == 409, asked.text
-    assert asked.json()["error"] == "PaymentNotCancellable"
-    assert asked.json()["extra"] == {
-        "id": second["id"],
-        "status": "authorised",
-        "bank_needs_authorisation": True,
-    }
+    assert asked.status_code == 202, asked.text
+    waiting = asked.json()["data"]
+    assert waiting["status"] == "authorised"
+    assert waiting["connect_url"].startswith(f"{BASE_URL}/v2/connect/term/")
+    assert [p["status"] for p in waiting["payments"]] == ["authorised"] * 3
+    # the account holder authorises it on the connect page: the whole batch is cancelled
+    driver = PaymentDriver(h)
+    page = await driver.open(waiting["connect_url"])
+    assert "asks you to cancel a batch of payments" in page, page[:3000]
+    await driver.agree()
+    page = await driver.post("/v2/connect/credentials", {"psu_id": PSU_ID, "password": PASSWORD})
+    assert "to confirm the cancellation of the payment" in page, page[:3000]
+    await driver.answer(code=bank.code)
+    ended = await driver.end()
+    assert ended.payload == {"status": "success", "payment_id": second["id"]}
+    done = await read(h, f"/v2/payment/batch/{second['id']}")
+    assert done["status"] == "cancelled"
+    assert [p["status"] for p in done["payments"]] == ["cancelled"] * 3
     async with h.hub.db.transaction() as session:
         audited = (
             await session.execute(
@@ -209,7 +220,8 @@ async def test_a_batch_cancelled_at_the_bank_and_one_the_bank_wants_authorised(
         ).all()
     assert [(t, a) for t, a, _ in audited] == [
         (batch["id"], "payment.cancelled"),
-        (second["id"], "payment.cancel_refused"),
+        (second["id"], "payment.cancel_requested"),
+        (second["id"], "payment.cancelled"),
     ]
     assert audited[1][2]["bank_needs_authorisation"] is True
     assert bank.spec_problems_seen == []
@@ -253,7 +265,7 @@ async def through_the_bank(
         else:  # the progress page, or the bank's app: the page checks by itself
             if "banking app" in page and "app" not in asked[-1:]:
                 asked.append("app")
-            assert "Fetching your accounts" in page or "banking app" in page, page[:3000]
+            assert driver.in_progress() or "banking app" in page, page[:3000]
             await asyncio.sleep(0.02)
             page = await driver.show()
     raise AssertionError("the flow never ended")
@@ -272,7 +284,7 @@ async def test_decoupled_polls_and_embedded_asks_the_method_and_the_code(
         )
     ).status_code == 200
     customer = await create_customer(h, "xs2a-payer")
-    driver = PaymentDriver(h)
+    driver = ConnectDriver(h)
     await driver.open(await create_token(h, customer, SERVICE_ID))
     await driver.agree()
     login = (await through_the_bank(driver, bank)).payload

@@ -228,6 +228,59 @@ async def test_a_cancellation_the_bank_wants_authorised_is_started_and_answered(
     assert bank.spec_problems_seen == []
 
 
+async def test_a_cancellation_asked_without_the_user_is_authorised_by_them_later(
+    bank: PeerBank, http: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """An API call (no user) only learns that the bank wants the cancellation authorised; the
+    user, logged in on another connect session, starts it with their address and their own
+    session's return URL, which the bank's page sends them back to."""
+    bank.cancel_needs_authorisation = True
+    bank.payment_statuses = ("ACTC", "ACSP")
+    connector = payer(bank, http, clock, "REDIRECT")
+    await connector.authenticate({})
+    first = await connector.initiate_payment(order())
+    await authorise(connector, bank, http, first)
+    sealed = connector.context.state.load()
+    api = Xs2aConnector(
+        ConnectorContext(
+            institution=institution(bank, "REDIRECT"),
+            http=http,
+            state=MemoryStateStore(sealed),
+            clock=clock,
+        )
+    )
+    asked = await api.cancel_payment(first.bank_payment_id)
+    assert asked.needs_authorisation
+    assert asked.sca is None
+    held = bank.payments[first.bank_payment_id]
+    assert not held.cancellations  # nothing started without the user
+    elsewhere = f"{RETURN_URL}-cancel"
+    user = Xs2aConnector(
+        ConnectorContext(
+            institution=institution(bank, "REDIRECT"),
+            http=http,
+            state=MemoryStateStore(api.context.state.load()),
+            clock=clock,
+            return_url=elsewhere,
+            options={"psu_ip_address": PSU_IP, "payment_initiation": True},
+        )
+    )
+    await user.authenticate({})
+    started = await user.authorise_cancellation(first.bank_payment_id)
+    assert isinstance(started.sca, NeedsRedirect)
+    assert started.status in (PaymentStatus.AUTHORISED, PaymentStatus.ACCEPTED)
+    method, target, headers = bank.requests[-1]
+    assert (method, target.rsplit("/", 1)[-1]) == ("POST", "cancellation-authorisations")
+    assert headers["psu-ip-address"] == PSU_IP
+    assert headers["tpp-redirect-uri"] == elsewhere
+    (authorisation,) = held.cancellations.values()
+    assert authorisation.redirect_uri == elsewhere
+    done, _ = await authorise(user, bank, http, started)
+    assert done.status == PaymentStatus.CANCELLED
+    assert held.status == "CANC"
+    assert bank.spec_problems_seen == []
+
+
 async def test_no_debtor_account_is_refused_before_the_bank_is_asked(
     bank: PeerBank, http: httpx.AsyncClient, clock: FakeClock
 ) -> None:

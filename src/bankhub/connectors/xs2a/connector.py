@@ -169,7 +169,9 @@ class Xs2aConnector(Xs2aPayments):
             and params.oauth_variant is OAuthVariant.PRE_STEP
         ):
             # the bank wants bankhub authorised by the PSU before it accepts a consent
-            self.context.state.save({"pending": {}})
+            # (a cancellation's login keeps the payment it is about)
+            kept = {k: v for k, v in self.context.state.load().items() if k == "pis"}
+            self.context.state.save({**kept, "pending": {}})
             assert params.oauth_metadata_url is not None  # noqa: S101 - checked by the params  # nosec B101
             scope = "PIS" if self._for_payment else params.oauth_scope
             await self._start_oauth(self.context.state.load(), params.oauth_metadata_url, scope)

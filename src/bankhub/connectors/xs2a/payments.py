@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+
 from bankhub.connectors.base import (
     Answer,
     Choice,
@@ -259,7 +261,15 @@ class Xs2aPayments:
         await self._fresh_token()
         pending = obj(pis.get("pending"))
         authorised: bool | None = True
-        if pending.get("step") and not pis.get("cancelling"):
+        if pending.get("step") and pis.get("cancelling"):
+            if pending.get("authorisation_id"):
+                # a cancellation the user left half-done (an approval in the bank's app given
+                # later): reading its scaStatus is what a decoupled bank settles on
+                sca = await self.client.call("GET", self._pay_authorisation(pis), stage="read")
+                if text(sca.body.get("scaStatus")) in SCA_DONE | SCA_FAILED:
+                    pis["pending"] = {k: v for k, v in pending.items() if k != "step"}
+                    self._pay_save(state, pis)
+        elif pending.get("step"):
             authorised = None
             if pending.get("authorisation_id"):
                 sca = await self.client.call("GET", self._pay_authorisation(pis), stage="read")
@@ -301,20 +311,55 @@ class Xs2aPayments:
         starts = {n for n in _links(reply.body) if n.startswith("startAuthorisation")}
         if code == "CANC" or not starts:
             return answer
-        asked = f"{self.params.name} asks the account holder to authorise the cancellation"
-        if starts != {"startAuthorisation"} and not self._psu_id:
-            # the bank wants the user's ID or password to start it: only the user can
-            return PaymentAnswer(bank_payment_id, answer.status, asked, needs_authorisation=True)
         pis["cancelling"] = True
         pis["held_status"] = answer.status.value
         pis["pending"] = {}
-        state["pis"] = pis
-        self.context.state.save(state)
+        # how the bank asked to start it, for the connect page to start it with the user
+        pis["cancel_start"] = sorted(starts)
+        self._pay_save(state, pis)
+        if not self._present:
+            # without the user (an API call): the bank wants the user's IP address, ID or
+            # password, and a redirect back to the user's own connect session
+            return PaymentAnswer(
+                bank_payment_id, answer.status, self._cancel_asked(), needs_authorisation=True
+            )
+        return await self._pay_start_cancellation(state, pis, reply)
+
+    async def authorise_cancellation(self, bank_payment_id: str) -> PaymentAnswer:
+        """The account holder, logged in on the connect page, authorises the cancellation the
+        bank asked for (:meth:`cancel_payment`): a fresh cancellation-authorisation
+        sub-resource, started as the bank's ``startAuthorisation…`` link said."""
+        self._present = True
+        state = self.context.state.load()
+        pis = self._pay_state(state, bank_payment_id)
+        starts = [str(n) for n in pis.get("cancel_start") or []]
+        if not pis.get("cancelling") or not starts:
+            raise InteractionRejected(
+                f"{self.params.name} asks for no authorisation to cancel this payment"
+            )
+        await self._fresh_token()
+        pis["pending"] = {}
+        self._pay_save(state, pis)
+        href = self._pay_sub_resource(pis)
+        asked = Reply(202, {"_links": {name: {"href": href} for name in starts}}, httpx.Headers())
+        return await self._pay_start_cancellation(state, pis, asked)
+
+    def _cancel_asked(self) -> str:
+        return f"{self.params.name} asks the account holder to authorise the cancellation"
+
+    async def _pay_start_cancellation(
+        self, state: dict[str, Any], pis: dict[str, Any], reply: Reply
+    ) -> PaymentAnswer:
+        held = PaymentStatus(pis.get("held_status") or PaymentStatus.AUTHORISED)
         try:
             await self._pay_advance(state, pis, reply)
         except (NeedsRedirect, NeedsDecoupledApproval, NeedsChoice, NeedsCode) as step:
             return PaymentAnswer(
-                bank_payment_id, answer.status, asked, sca=step, needs_authorisation=True
+                str(pis["payment_id"]),
+                held,
+                self._cancel_asked(),
+                sca=step,
+                needs_authorisation=True,
             )
         return await self._pay_status(pis, authorised=True)
 
@@ -389,6 +434,8 @@ class Xs2aPayments:
         if announced in ScaApproach.__members__:
             pending["approach"] = announced
         approach = pending.get("approach") or self.params.preferred_sca_approach.value
+        # what the user confirms, in the bank's steps' words
+        what = "cancellation of the payment" if pis.get("cancelling") else "payment"
         pis["pending"] = pending
         self._pay_save(state, pis)
         sca_status = text(body.get("scaStatus"))
@@ -426,7 +473,7 @@ class Xs2aPayments:
                 nxt = await self._pay_send(pis, choice)
                 return await self._pay_advance(state, pis, nxt, depth + 1)
             self._pay_wait(state, pis, step="choice", options=[o.id for o in options])
-            raise NeedsChoice("How do you want to confirm the payment?", options)
+            raise NeedsChoice(f"How do you want to confirm the {what}?", options)
         if "startAuthorisationWithPsuAuthentication" in links or (
             "updatePsuAuthentication" in links
         ):
@@ -456,12 +503,12 @@ class Xs2aPayments:
             )
         ):
             self._pay_wait(state, pis, step="code")
-            raise NeedsCode(code_prompt(body, self.params.name, " to confirm the payment"))
+            raise NeedsCode(code_prompt(body, self.params.name, f" to confirm the {what}"))
         if pending.get("authorisation_id") and (approach == ScaApproach.DECOUPLED or sca_status):
             self._pay_wait(state, pis, step="decoupled")
             raise NeedsDecoupledApproval(
                 text(body.get("psuMessage"))
-                or f"Approve the payment in your {self.params.name} app",
+                or f"Approve the {what} in your {self.params.name} app",
                 poll_after_seconds=self.params.decoupled_poll_seconds,
             )
         if not pending.get("authorisation_id") and not links & {"scaStatus", "self", "status"}:
