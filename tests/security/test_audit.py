@@ -89,6 +89,10 @@ NO_ACCOUNT_DATA: dict[tuple[str, str], str] = {
     ("POST", "/v2/keys"): "a new API key (audited as key.created)",
     ("POST", "/v2/keys/{key_id:str}/roll"): "a new API key (audited as key.rolled)",
     ("DELETE", "/v2/keys/{key_id:str}"): "API key metadata (audited as key.revoked)",
+    ("GET", "/v2/signature/key"): "public keys of the app",
+    ("POST", "/v2/signature/key"): "a public key (audited as signature_key.added)",
+    ("DELETE", "/v2/signature/key/{key_id:str}"): "a public key (audited as "
+    "signature_key.revoked)",
     ("POST", "/oauth/token"): "tokens (audited as oauth.token_granted / oauth.refreshed)",
     ("POST", "/oauth/revoke"): "nothing (audited as oauth.revoked)",
     ("POST", "/oauth/introspect"): "token metadata (counted as oauth.introspected)",

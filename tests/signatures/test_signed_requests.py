@@ -348,3 +348,19 @@ async def test_refused_signatures_count_towards_the_address_block(harness: Harne
             assert envelope(tampered)["error"] == "SignatureInvalid"
         blocked = await attacker.get("/v2/signature/key", headers=h.headers())
         assert envelope(blocked)["error"] == "AddressBlocked"
+
+
+async def test_refused_signatures_are_audited_as_failed_authentications(harness: Harness) -> None:
+    """A refused signature is written to the audit log like a refused secret: one
+    ``auth.failed`` entry per address, reason and app a minute, with its count."""
+    h = harness
+    signer = await new_signer(h, required=True)
+    for _ in range(2):
+        assert envelope(await h.client.get("/v2/signature/key", headers=h.headers()))["error"] == (
+            "SignatureRequired"
+        )
+    await h.hub.audit.flush()
+    failed = await audit_entries(h.hub, "auth.failed")
+    assert [(e.detail["reason"], e.detail["count"]) for e in failed] == [("SignatureRequired", 2)]
+    assert failed[0].app_id is not None
+    assert signer.keyid not in str(failed[0].detail)

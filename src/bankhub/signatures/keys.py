@@ -27,7 +27,6 @@ RSA_PSS = "rsa-pss-sha512"
 RSA_V15 = "rsa-v1_5-sha256"
 #: the RFC 9421 algorithms a key of each type may be registered for (the first is the default)
 RSA_ALGORITHMS = (RSA_PSS, RSA_V15)
-ALGORITHMS = (ED25519, ECDSA_P256, *RSA_ALGORITHMS)
 MIN_RSA_BITS = 3072
 MAX_KEY_TEXT = 16_384
 
