@@ -15,7 +15,8 @@ from datetime import datetime
 
 from bankhub.security.shared import SharedStore, StoreUnavailable
 
-#: the most nonces one process keeps (the oldest expiry goes first past it)
+#: the most nonces one process keeps (past it the oldest go first: a bound on memory, reached
+#: only by more than 600 verified signed requests a second for the five-minute window)
 MAX_REMEMBERED = 200_000
 
 
@@ -32,8 +33,8 @@ class NonceStore:
             return False
         if len(self._seen) >= MAX_REMEMBERED:
             self._seen = {k: v for k, v in self._seen.items() if v > now}
-            while len(self._seen) >= MAX_REMEMBERED:
-                del self._seen[min(self._seen, key=self._seen.__getitem__)]
+            while len(self._seen) >= MAX_REMEMBERED:  # the oldest first (insertion order)
+                del self._seen[next(iter(self._seen))]
         self._seen[key] = until
         return True
 
