@@ -68,6 +68,7 @@ class Signer:
         expires: datetime | None = None,
         nonce: str | None = None,
         with_nonce: bool = True,
+        use_existing_digest: bool = False,
         covered: tuple[str, ...] = ("@method", "@target-uri"),
         base_url: str = BASE_URL,
     ) -> tuple[dict[str, str], bytes]:
@@ -91,6 +92,7 @@ class Signer:
             label="sig1",
             covered_component_ids=covered,
             body=content or None,
+            use_existing_digest=use_existing_digest,
         )
         out = {
             k.lower(): v if isinstance(v, str) else v.decode()
