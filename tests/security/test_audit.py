@@ -91,8 +91,7 @@ NO_ACCOUNT_DATA: dict[tuple[str, str], str] = {
     ("DELETE", "/v2/keys/{key_id:str}"): "API key metadata (audited as key.revoked)",
     ("GET", "/v2/signature/key"): "public keys of the app",
     ("POST", "/v2/signature/key"): "a public key (audited as signature_key.added)",
-    ("DELETE", "/v2/signature/key/{key_id:str}"): "a public key (audited as "
-    "signature_key.revoked)",
+    ("DELETE", "/v2/signature/key/{key_id:str}"): "a public key (audited as signature_key.revoked)",
     ("POST", "/oauth/token"): "tokens (audited as oauth.token_granted / oauth.refreshed)",
     ("POST", "/oauth/revoke"): "nothing (audited as oauth.revoked)",
     ("POST", "/oauth/introspect"): "token metadata (counted as oauth.introspected)",
