@@ -364,3 +364,16 @@ async def test_refused_signatures_are_audited_as_failed_authentications(harness:
     assert [(e.detail["reason"], e.detail["count"]) for e in failed] == [("SignatureRequired", 2)]
     assert failed[0].app_id is not None
     assert signer.keyid not in str(failed[0].detail)
+
+
+async def test_registering_a_key_honours_idempotency_key(harness: Harness) -> None:
+    h = harness
+    body = {"public_key": openssh(new_private_key("ed25519")), "label": "once"}
+    headers = {**h.headers(), "idempotency-key": "register-once"}
+    first = await h.client.post("/v2/signature/key", headers=headers, json=body)
+    again = await h.client.post("/v2/signature/key", headers=headers, json=body)
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json() == first.json()
+    listed = (await h.client.get("/v2/signature/key", headers=h.headers())).json()["data"]
+    assert [k["id"] for k in listed] == [first.json()["data"]["id"]]
