@@ -280,9 +280,12 @@ async def test_keys_in_bad_shape_are_refused_by_field(harness: Harness) -> None:
     private_pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+    private_jwk = json.dumps({"kty": "OKP", "crv": "Ed25519", "x": "AAAA", "d": "AAAA"})
     for public_key, field in [
         ("not a key", "public_key"),
         (private_pem, "public_key"),
+        (private_jwk, "public_key"),
+        ('{"kty": "oct", "k": "c2VjcmV0"}', "public_key"),
     ]:
         answer = await h.client.post(
             "/v2/signature/key", headers=h.headers(), json={"public_key": public_key}

@@ -88,7 +88,10 @@ def _load(text: str) -> object:
     stripped = text.strip()
     try:
         if stripped.startswith("{"):
-            return jwt.PyJWK(json.loads(stripped)).key
+            jwk = json.loads(stripped)
+            if isinstance(jwk, dict) and "d" in jwk:
+                raise _invalid("This JWK holds a private key: register the public key only")
+            return jwt.PyJWK(jwk).key
         if stripped.startswith("-----BEGIN"):
             if "PRIVATE KEY" in stripped.split("\n", 1)[0]:
                 raise _invalid("This is a private key: register the public key only")
