@@ -39,6 +39,7 @@ from bankhub.operations.routes import OPERATOR_PATHS
 from bankhub.security import network, shared
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
 from bankhub.security.tls import HstsMiddleware, TransportMiddleware
+from bankhub.signatures.guard import SignatureGuard
 from bankhub.statements.routes import STATEMENT_PATH
 from bankhub.usage import counters as usage_counters
 from bankhub.usage import store as usage_store
@@ -210,6 +211,8 @@ def create_app(hub: Hub) -> Litestar:
     app.state.guard = guard
     #: ``app.state.shared_store.unavailable``: operations that went without the shared store
     app.state.shared_store = store
+    # signed requests (docs/signatures.md): nonces in the same store, keys' absence cached
+    app.state.signatures = SignatureGuard(store, hub.clock)
     # Outside the router, so that every answer carries the request id, the router's own too,
     # and HSTS (S26); the outcome of each authentication counts once its answer is sent (S18).
     handler = app.asgi_handler

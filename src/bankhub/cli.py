@@ -42,6 +42,7 @@ from bankhub.partners.models import App
 from bankhub.security import network, shared
 from bankhub.security.keyring import open_keyring
 from bankhub.security.secrets import SecretHasher
+from bankhub.signatures_cli import signatures_cli
 from bankhub.webhooks import services as webhooks
 from bankhub.webhooks.models import WebhookEndpoint
 
@@ -58,6 +59,7 @@ cli.add_typer(keys_cli, name="keys")
 cli.add_typer(team_cli, name="team")
 cli.add_typer(banks_cli, name="banks")
 cli.add_typer(eidas_cli, name="eidas")
+cli.add_typer(signatures_cli, name="signatures")
 # where an operator looks first for what works with a bank: the same check as `eidas check`
 banks_cli.command("check")(eidas_check)
 

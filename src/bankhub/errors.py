@@ -53,6 +53,11 @@ class ErrorCode(StrEnum):
     PAYMENT_LIMIT_REACHED = "PaymentLimitReached"
     PAYMENT_NOT_CANCELLABLE = "PaymentNotCancellable"
     PAYMENT_NOT_EXPORTABLE = "PaymentNotExportable"
+    # beyond the seed: signed requests (RFC 9421, docs/signatures.md)
+    SIGNATURE_INVALID = "SignatureInvalid"
+    SIGNATURE_EXPIRED = "SignatureExpired"
+    SIGNATURE_REPLAYED = "SignatureReplayed"
+    SIGNATURE_REQUIRED = "SignatureRequired"
 
 
 #: The seed's wording for each code, used when a more specific message is not needed.
@@ -90,6 +95,10 @@ DEFAULT_MESSAGE: dict[ErrorCode, str] = {
     ErrorCode.PAYMENT_LIMIT_REACHED: "This app's daily payment limit is reached",
     ErrorCode.PAYMENT_NOT_CANCELLABLE: "The bank no longer allows this payment to be cancelled",
     ErrorCode.PAYMENT_NOT_EXPORTABLE: "This payment cannot be exported as a pain.001 file",
+    ErrorCode.SIGNATURE_INVALID: "The request's signature is invalid",
+    ErrorCode.SIGNATURE_EXPIRED: "The request's signature is expired or not yet valid",
+    ErrorCode.SIGNATURE_REPLAYED: "The request's signature was already used",
+    ErrorCode.SIGNATURE_REQUIRED: "This app requires signed requests",
 }
 
 

@@ -23,6 +23,7 @@ HOME = {
     "login": "bankhub.logins.routes",
     "payment": "bankhub.payments.routes",
     "service": "bankhub.catalogue.routes",
+    "signature": "bankhub.signatures.routes",
     "statement": "bankhub.statements.routes",
     "token": "bankhub.logins.token_routes",
     "transaction": "bankhub.accounts.transaction_routes",

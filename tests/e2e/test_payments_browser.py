@@ -493,3 +493,69 @@ def test_a_viewer_sees_payments_masked_and_cannot_make_one(
     assert forged.status == 403
     assert len(api.get("/v2/payment", params={"limit": "200"}).json()["data"]) == before
     assert_no_page_errors(page)
+
+
+# --- the dashboard's Signatures page (the team above, on the same server) ---------------------
+
+
+def test_signature_keys_added_and_revoked_after_reauthentication(
+    make_page: MakePage, team: Team, api: httpx.Client
+) -> None:
+    """A developer adds a required Ed25519 key on the Signatures page only after password and
+    code again, the API then refuses the app's unsigned requests, and revoking the key serves
+    them again; a viewer sees the key but no form, and a forged post is refused."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    path = f"/dashboard/apps/{team.server.demo_credentials()['client_id']}/signatures"
+    public = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    with sqlite3.connect(team.server.data_dir / "bankhub.sqlite3") as db:
+        db.execute("UPDATE member_sessions SET reauth_at = NULL")
+    developer = _as(make_page, team, DEVELOPER)
+    developer.goto(team.url(path.rsplit("/", 1)[0]))
+    developer.get_by_role("link", name="Signatures", exact=True).click()
+    expect(developer.get_by_role("heading", name="Signatures of")).to_be_visible()
+
+    def fill() -> None:
+        developer.get_by_label("Public key: PEM").fill(public)
+        developer.get_by_label("Label (optional)").fill("browser")
+        developer.get_by_label("Required: refuse the app's unsigned requests").check()
+        developer.get_by_role("button", name="Add key").click()
+
+    fill()
+    expect(developer.get_by_role("heading", name="Confirm it is you")).to_be_visible()
+    assert api.get("/v2/signature/key").status_code == 200
+    developer.get_by_label("Password").fill(PASSWORDS[DEVELOPER])
+    developer.get_by_label("Code from your authenticator app").fill(team.code(DEVELOPER))
+    developer.get_by_role("button", name="Confirm").click()
+    fill()
+    expect(developer.get_by_text("The key was added.")).to_be_visible()
+    row = developer.locator("table.signature-keys tbody tr").first
+    expect(row).to_contain_text("required")
+    expect(row).to_contain_text("ed25519")
+    assert api.get("/v2/signature/key").json()["error"] == "SignatureRequired"
+
+    viewer = _as(make_page, team, VIEWER)
+    viewer.goto(team.url(path))
+    expect(viewer.locator("table.signature-keys")).to_contain_text("browser")
+    expect(viewer.locator("#add-signature-key")).to_have_count(0)
+    expect(viewer.get_by_role("button", name="Revoke")).to_have_count(0)
+    csrf = viewer.locator("input[name=csrf]").first.get_attribute("value")
+    forged = viewer.request.post(
+        team.url(path),
+        form={"csrf": csrf or "", "public_key": public, "label": "mallory"},
+        headers={"origin": team.server.url},
+    )
+    assert forged.status == 403
+
+    developer.get_by_role("button", name="Revoke").click()
+    expect(developer.get_by_text("The key was revoked; it no longer signs.")).to_be_visible()
+    expect(row).to_contain_text("revoked")
+    assert api.get("/v2/signature/key").status_code == 200
+    assert_no_page_errors(developer)
+    assert_no_page_errors(viewer)

@@ -8,7 +8,8 @@ under row-level security, sharing one throwaway ``redis-server`` (``BANKHUB_RATE
   shared store can tell it in time), for the configured 900 s;
 * the block is in the database with its ``address.blocked`` entry, and a process started after
   Redis lost every key still refuses the address;
-* a process started with a Redis it cannot use stops with one line naming the variable.
+* a process started with a Redis it cannot use stops with one line naming the variable;
+* a signed request's nonce, accepted by one process, is refused by the other (RFC 9421).
 
 The two servers are started once for the module; each test uses its own client addresses
 (``X-Forwarded-For`` from 127.0.0.1, a trusted proxy here) and its own app.
@@ -23,15 +24,18 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.scale.support import SECRET_KEY, bankhub_cli, child_env, database, deployed_database
+from tests.signatures.signing import Signer
 from tests.support.live_server import LiveServer
 from tests.support.postgres import PostgresServer, free_port
 from tests.support.redis import RedisServer
@@ -96,7 +100,7 @@ def cluster(
                         lambda name: json.loads(
                             bankhub_cli(["apps", "create", name, "--json"], owner_env, tmp)
                         ),
-                        ("limits", "blocks"),
+                        ("limits", "blocks", "signatures"),
                     )
                 )
                 made = Cluster(servers, env, deployed.superuser_url, redis_server, tmp, apps)
@@ -234,3 +238,50 @@ def test_a_process_with_a_store_it_cannot_use_does_not_start(tmp_path: Path) -> 
         assert len(lines) == 1, lines
         assert lines[0].startswith("configuration error: BANKHUB_RATE_LIMIT_STORAGE: "), lines
         assert expected in lines[0], lines
+
+
+def test_a_signed_request_replayed_to_the_other_process_is_refused(cluster: Cluster) -> None:
+    """test_a_signed_request_replayed_to_the_other_process_is_refused — a request signed by
+    http-message-signatures is served by one process; the same request sent to the other is
+    SignatureReplayed: the nonce is in the store both share, and nothing is stored twice."""
+    app = cluster.apps[2]
+    a, b = cluster.servers
+    key = ed25519.Ed25519PrivateKey.generate()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    with httpx.Client(base_url=a.url, timeout=30.0, trust_env=False) as client:
+        added = client.post(
+            "/v2/signature/key",
+            headers={**keys(app), "x-forwarded-for": "203.0.113.70"},
+            json={"public_key": public.decode(), "required": True},
+        )
+    assert added.status_code == 200, added.text
+    signer = Signer(key, "ed25519", added.json()["data"]["keyid"])
+    # one request, signed once for the address both processes are reached at (a load
+    # balancer's; the Host the client sends), then sent to each process in turn
+    headers, body = signer.headers(
+        "POST",
+        "/v2/customer",
+        now=datetime.now(UTC),
+        body={"identifier": "signed-once"},
+        headers={**keys(app), "content-type": "application/json"},
+        base_url="http://api.bankhub.test",
+    )
+    answers = []
+    for server in (a, b):
+        with httpx.Client(base_url=server.url, timeout=30.0, trust_env=False) as client:
+            answers.append(
+                client.post(
+                    "/v2/customer",
+                    headers={
+                        **headers,
+                        "host": "api.bankhub.test",
+                        "x-forwarded-for": "203.0.113.70",
+                    },
+                    content=body,
+                )
+            )
+    assert answers[0].status_code == 200, answers[0].text
+    assert answers[1].status_code == 401, answers[1].text
+    assert answers[1].json()["error"] == "SignatureReplayed"

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Table, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -197,6 +199,15 @@ async def _populate(h: Harness, receiver: Receiver, name: str) -> dict[str, Any]
         json={"scope": "read"},
     )
     assert key.status_code == 200, key.text  # an api key, an audit entry, a stored answer
+    public = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    )
+    signing = await h.client.post(
+        "/v2/signature/key", headers=h.headers(), json={"public_key": public.decode()}
+    )
+    assert signing.status_code == 200, signing.text  # a signature key
     grant = await h.client.post(
         "/oauth/token",
         data={"grant_type": "client_credentials"},

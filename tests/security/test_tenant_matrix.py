@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from litestar.handlers import HTTPRouteHandler
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,6 +73,9 @@ NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("PUT", "/v2/app/category-rules"): "the caller's own app; takes no id",
     ("GET", "/v2/keys"): "lists the caller's keys; checked by the listing probe below",
     ("POST", "/v2/keys"): "creates a key of the caller's app; takes no id",
+    ("GET", "/v2/signature/key"): "lists the caller's signature keys; checked by the listing "
+    "probe below",
+    ("POST", "/v2/signature/key"): "registers a signature key of the caller's app; takes no id",
     ("GET", "/v2/event"): "lists the caller's events (the cursor is a position, not an id); "
     "checked by the listing probe below",
     ("GET", "/v2/webhook"): "lists the caller's webhook endpoints; checked by the listing probe "
@@ -115,6 +120,7 @@ class Tenant:
     statement_login_id: int
     payment_id: str = ""
     batch_id: str = ""
+    signature_key_id: str = ""
 
 
 @dataclass
@@ -173,6 +179,16 @@ def _multipart(w: World, credential: str) -> dict[str, str]:
     headers = _app_headers(w, credential)
     del headers["content-type"]
     return headers
+
+
+#: an optional signature key per tenant: its requests may still go unsigned
+SIGNATURE_KEYS = {
+    name: ed25519.Ed25519PrivateKey.generate()
+    .public_key()
+    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    .decode()
+    for name in ("a", "b")
+}
 
 
 def _missing_number() -> str:
@@ -365,6 +381,13 @@ PROBES: list[Probe] = [
         _missing_key,
     ),
     Probe(
+        ("DELETE", "/v2/signature/key/{key_id:str}"),
+        "signature key",
+        lambda w, c, x: Request("DELETE", f"/v2/signature/key/{x}", _app_headers(w, c)),
+        (("B's signature key", lambda w: w.b.signature_key_id),),
+        lambda: "sk_" + uuid.uuid4().hex[:24],
+    ),
+    Probe(
         ("POST", "/v2/statement"),
         "customer",
         lambda w, c, x: Request(
@@ -517,7 +540,7 @@ PROBES += [
 ]
 
 #: listings that must show none of B's ids
-LISTINGS = ("/v2/event", "/v2/keys", "/v2/webhook", "/v2/payment")
+LISTINGS = ("/v2/event", "/v2/keys", "/v2/webhook", "/v2/payment", "/v2/signature/key")
 
 
 def app_routes() -> set[tuple[str, str]]:
@@ -620,6 +643,12 @@ async def _tenant(h: Harness, name: str) -> Tenant:
     assert key.status_code == 200, key.text
     access, refresh = await _oauth_grant(h)
     payment_id, batch_id = await _payments(h, customer_id)
+    signature_key = await h.client.post(
+        "/v2/signature/key",
+        headers=h.headers(),
+        json={"public_key": SIGNATURE_KEYS[name], "label": f"{name}-signer"},
+    )
+    assert signature_key.status_code == 200, signature_key.text
     async with _everything(hub.db) as session:
         account_id = (
             (
@@ -670,6 +699,7 @@ async def _tenant(h: Harness, name: str) -> Tenant:
         statement_login_id=statement_login_id,
         payment_id=payment_id,
         batch_id=batch_id,
+        signature_key_id=str(signature_key.json()["data"]["id"]),
     )
 
 
@@ -873,6 +903,7 @@ async def _matrix(harness: Harness) -> None:
         world.b.customer_id,
         world.b.key_id,
         world.b.endpoint_id,
+        world.b.signature_key_id,
     }
     for path in LISTINGS:
         for credential in ("service", "bearer"):

@@ -27,11 +27,17 @@ from bankhub.logins.models import Login
 from bankhub.partners import services as partners
 from bankhub.partners.models import ApiKey, App
 from bankhub.partners.principal import Principal
-from bankhub.security import network, ratelimit, scopes
+from bankhub.security import network, ratelimit, scopes, tls
 from bankhub.security.scopes import Scope
+from bankhub.signatures import verify as signatures
+from bankhub.signatures.guard import SignatureGuard
 from bankhub.usage import counters as usage_counters
 
 AnyRequest = Request[Any, Any, Any]
+
+#: ``scope["state"]`` key: the app whose signature this request already passed (the
+#: Idempotency-Key middleware authenticates before the route does; a nonce is spent once)
+SIGNATURE_CHECKED = "bankhub.signature-checked"
 
 
 def require_scope(principal: Principal, needed: str | None) -> None:
@@ -87,6 +93,8 @@ class Auth:
         )
         # S17 first: a call from outside the allow-list consumes nothing of the app's limits
         network.enforce(request, principal.app, settings)
+        # the signature is part of the credential: checked before anything counts
+        await self._signature(session, principal.app.id)
         await admit(request, principal.app, principal.key_id)
         require_scope(principal, needed)
         # S14: from here on, this transaction and the request's later ones see only this app's
@@ -115,6 +123,29 @@ class Auth:
         await admit(self.request, app, key.key_id)
         return app, key
 
+    async def _signature(self, session: AsyncSession, app_id: int) -> None:
+        """RFC 9421: a signed request is verified against the app's keys; an unsigned one is
+        refused when one of them is required (docs/signatures.md)."""
+        request = self.request
+        guard = request.app.state.get("signatures")
+        state = request.scope.setdefault("state", {})
+        if not isinstance(guard, SignatureGuard) or state.get(SIGNATURE_CHECKED) == app_id:
+            return
+        await tenancy.enter(session, app_id)  # S14: the keys are the app's rows
+        headers = {name: request.headers.getall(name, []) for name in _SIGNATURE_FIELDS}
+
+        async def signed() -> signatures.SignedRequest:
+            fields: dict[str, list[str]] = {}
+            for raw_name, raw_value in request.scope["headers"]:
+                name = raw_name.decode("latin-1").lower()
+                fields.setdefault(name, []).append(raw_value.decode("latin-1"))
+            return signatures.SignedRequest(
+                request.method, target_uri(request, self.hub), fields, await request.body()
+            )
+
+        await guard.check(session, app_id, headers, signed)
+        state[SIGNATURE_CHECKED] = app_id
+
     async def _credential(self, session: AsyncSession) -> Principal:
         hub, headers = self.hub, self.request.headers
         authorization = headers.get("authorization")
@@ -135,3 +166,19 @@ class Auth:
         ):
             raise DomainError(ErrorCode.REFERER_NOT_ALLOWED, extra={"key_id": key.key_id})
         return Principal(app, Scope(key.scope), key.key_id, None)
+
+
+_SIGNATURE_FIELDS = ("signature-input", "signature")
+
+
+def target_uri(request: AnyRequest, hub: Hub) -> str:
+    """The URI the client addressed (RFC 9421 ``@target-uri``): the scheme a trusted proxy
+    reports (``X-Forwarded-Proto``, as the HTTPS check reads it), the Host the client sent,
+    the path and query as they came on the wire."""
+    scope = request.scope
+    scheme = "https" if tls.is_secure(scope, hub.settings) else str(scope.get("scheme", "http"))
+    host = request.headers.get("host", "")
+    path = scope.get("raw_path") or scope["path"].encode("utf-8")
+    query = scope.get("query_string", b"")
+    uri = f"{scheme}://{host}{path.decode('latin-1')}"
+    return uri + ("?" + query.decode("latin-1") if query else "")

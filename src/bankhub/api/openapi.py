@@ -58,6 +58,11 @@ APP_AUTH = (
     E.ADDRESS_BLOCKED,
     E.RATE_LIMITED,
     E.HTTPS_REQUIRED,
+    # an app with signature keys (docs/signatures.md)
+    E.SIGNATURE_INVALID,
+    E.SIGNATURE_EXPIRED,
+    E.SIGNATURE_REPLAYED,
+    E.SIGNATURE_REQUIRED,
 )
 #: what authenticating the app and its login can answer (a missing login-secret is BadRequest)
 LOGIN_AUTH = (*APP_AUTH, E.BAD_REQUEST, E.LOGIN_NOT_FOUND)

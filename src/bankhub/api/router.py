@@ -15,6 +15,7 @@ A newcomer looking for an endpoint opens the package named after its noun:
 ``/v2/webhook``, ``/v2/webhook/*``                ``bankhub.webhooks.routes``
 ``/v2/app``, ``/v2/app/*``                        ``bankhub.partners.routes``
 ``/v2/keys``, ``/v2/keys/*``                      ``bankhub.partners.key_routes``
+``/v2/signature/key``, ``/v2/signature/key/*``    ``bankhub.signatures.routes``
 ``/oauth/*``, ``/.well-known/*``                  ``bankhub.oauth.routes``
 ``/v2/connect/*`` (the hosted pages)              ``bankhub.connect.routes``
 ``/healthz``                                      ``bankhub.api.health``
@@ -48,6 +49,7 @@ from bankhub.operations.routes import OPERATION_ROUTES
 from bankhub.partners.key_routes import KEY_ROUTES
 from bankhub.partners.routes import APP_ROUTES
 from bankhub.payments.routes import PAYMENT_ROUTES
+from bankhub.signatures.routes import SIGNATURE_ROUTES
 from bankhub.statements.routes import STATEMENT_ROUTES
 from bankhub.webhooks.routes import WEBHOOK_ROUTES
 
@@ -66,6 +68,7 @@ ROUTES: list[ControllerRouterHandler] = [
     *WEBHOOK_ROUTES,
     *APP_ROUTES,
     *KEY_ROUTES,
+    *SIGNATURE_ROUTES,
     *OAUTH_ROUTES,
     *CONNECT_ROUTES,
 ]

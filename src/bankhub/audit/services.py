@@ -153,6 +153,11 @@ _FAILURES = frozenset(
         ErrorCode.KEY_REVOKED,
         ErrorCode.INVALID_TOKEN,
         ErrorCode.LOGIN_NOT_FOUND,
+        # a request signature refused for the app's verified credential (docs/signatures.md)
+        ErrorCode.SIGNATURE_INVALID,
+        ErrorCode.SIGNATURE_EXPIRED,
+        ErrorCode.SIGNATURE_REPLAYED,
+        ErrorCode.SIGNATURE_REQUIRED,
     }
 )
 #: reasons where the presented client-id names a real app (checked by the refusal itself)

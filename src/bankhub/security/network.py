@@ -215,7 +215,16 @@ def referer_allowed(referer: str | None, origin: str | None, patterns: Sequence[
 
 #: error codes that mean a wrong or unknown credential
 FAILURE_CODES = frozenset(
-    {ErrorCode.CREDENTIAL_INVALID, ErrorCode.CLIENT_NOT_FOUND, ErrorCode.LOGIN_NOT_FOUND}
+    {
+        ErrorCode.CREDENTIAL_INVALID,
+        ErrorCode.CLIENT_NOT_FOUND,
+        ErrorCode.LOGIN_NOT_FOUND,
+        # a refused request signature is a refused credential (docs/signatures.md)
+        ErrorCode.SIGNATURE_INVALID,
+        ErrorCode.SIGNATURE_EXPIRED,
+        ErrorCode.SIGNATURE_REPLAYED,
+        ErrorCode.SIGNATURE_REQUIRED,
+    }
 )
 
 

@@ -348,6 +348,22 @@ class SharedStore:
 
         return await self.run("lifting a block", remove) > 0
 
+    # --- nonces of signed requests (docs/signatures.md) -------------------------------------
+
+    async def claim_once(self, key: str, until: datetime, now: datetime) -> bool:
+        """Remember ``key`` until ``until``; False when it was already remembered (one atomic
+        SET NX, so two processes given the same nonce at once accept it once)."""
+        client = self._connect()
+        from coredis.tokens import PureToken  # installed with the client _connect checked
+
+        ttl = max(1, _ms(until) - _ms(now))
+
+        async def claim() -> bool:
+            stored = await client.set(f"{PREFIX}nonce:{key}", "1", px=ttl, condition=PureToken.NX)
+            return bool(stored)
+
+        return await self.run("remembering a nonce", claim)
+
 
 def _in_a_loop_of_its_own(work: Coroutine[Any, Any, T]) -> T:
     """Run ``work`` to its end from synchronous code, whether or not this thread already runs

@@ -1,0 +1,187 @@
+"""Registering, listing and revoking an app's signature keys, and the keys a request is checked
+against (docs/signatures.md). Every change is audited in the caller's unit of work."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.audit import services as audit
+from bankhub.errors import DomainError, ErrorCode, NotFound
+from bankhub.signatures import keys
+from bankhub.signatures.models import SignatureKey
+
+#: how long a process trusts that an app has no active key (an unsigned request of such an
+#: app then costs no query); a key added by another process is in force at most this late
+NO_KEYS_SECONDS = 5.0
+MAX_ACTIVE_KEYS = 20
+UPLOADED = "uploaded"
+
+
+class KeyCache:
+    """Which apps have no active signature key, per process. Only the absence is cached: keys
+    that exist are always read afresh, so a revocation counts from the next request."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.monotonic = monotonic
+        self._none_until: dict[int, float] = {}
+
+    def has_none(self, app_id: int) -> bool:
+        until = self._none_until.get(app_id)
+        return until is not None and self.monotonic() < until
+
+    def note_none(self, app_id: int) -> None:
+        if len(self._none_until) > 100_000:
+            self._none_until.clear()
+        self._none_until[app_id] = self.monotonic() + NO_KEYS_SECONDS
+
+    def forget(self, app_id: int) -> None:
+        self._none_until.pop(app_id, None)
+
+
+async def active_keys(
+    session: AsyncSession, app_id: int, cache: KeyCache | None = None
+) -> list[SignatureKey]:
+    if cache is not None and cache.has_none(app_id):
+        return []
+    found = list(
+        await session.scalars(
+            select(SignatureKey).where(
+                SignatureKey.app_id == app_id, SignatureKey.revoked_at.is_(None)
+            )
+        )
+    )
+    if not found and cache is not None:
+        cache.note_none(app_id)
+    return found
+
+
+async def list_keys(session: AsyncSession, app_id: int) -> list[SignatureKey]:
+    return list(
+        await session.scalars(
+            select(SignatureKey).where(SignatureKey.app_id == app_id).order_by(SignatureKey.id)
+        )
+    )
+
+
+async def get_key(session: AsyncSession, app_id: int, public_id: str) -> SignatureKey:
+    key = await session.scalar(
+        select(SignatureKey).where(
+            SignatureKey.app_id == app_id, SignatureKey.public_id == public_id
+        )
+    )
+    if key is None:
+        raise NotFound(ErrorCode.NOT_FOUND, "No such signature key", {"id": public_id})
+    return key
+
+
+def _detail(key: SignatureKey, by: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "keyid": key.keyid,
+        "label": key.label,
+        "algorithm": key.algorithm,
+        "fingerprint": key.fingerprint,
+        "required": key.required,
+        "source": key.source,
+        "by": by,
+    }
+
+
+async def add_key(
+    session: AsyncSession,
+    app_id: int,
+    *,
+    public_key: str,
+    label: str | None,
+    algorithm: str | None,
+    required: bool,
+    now: datetime,
+    actor: str,
+    by: dict[str, Any] | None = None,
+    cache: KeyCache | None = None,
+) -> SignatureKey:
+    """Register a public key for ``app_id`` (``DataInvalid`` names the field at fault)."""
+    parsed = keys.parse(public_key, algorithm)
+    active = await active_keys(session, app_id)
+    if any(k.keyid == parsed.keyid for k in active):
+        raise DomainError(
+            ErrorCode.DATA_INVALID,
+            "This key is already registered for the app",
+            {"problems": ["public_key"], "keyid": parsed.keyid},
+        )
+    if label is not None and any(label in (k.label, k.keyid) for k in active):
+        raise DomainError(
+            ErrorCode.DATA_INVALID,
+            "Another active key of the app has this label",
+            {"problems": ["label"]},
+        )
+    if len(active) >= MAX_ACTIVE_KEYS:
+        raise DomainError(
+            ErrorCode.DATA_INVALID,
+            f"An app has at most {MAX_ACTIVE_KEYS} active signature keys; revoke one first",
+            {"problems": ["public_key"]},
+        )
+    key = SignatureKey(
+        app_id=app_id,
+        public_id="sk_" + secrets.token_hex(12),
+        keyid=parsed.keyid,
+        label=label,
+        algorithm=parsed.algorithm,
+        fingerprint=parsed.fingerprint,
+        public_key_pem=parsed.pem,
+        required=required,
+        source=UPLOADED,
+        created_at=now,
+        created_by=actor,
+    )
+    session.add(key)
+    await session.flush()
+    if cache is not None:
+        cache.forget(app_id)
+    audit.record(
+        session,
+        now=now,
+        actor=actor,
+        action="signature_key.added",
+        target_type="signature_key",
+        target_id=key.public_id,
+        app_id=app_id,
+        detail=_detail(key, by or {}),
+        request_id=audit.request_id(),
+    )
+    return key
+
+
+async def revoke_key(
+    session: AsyncSession,
+    app_id: int,
+    public_id: str,
+    *,
+    now: datetime,
+    actor: str,
+    by: dict[str, Any] | None = None,
+) -> SignatureKey:
+    """Revoke a key at once; revoking a revoked key changes nothing and records nothing."""
+    key = await get_key(session, app_id, public_id)
+    if key.revoked_at is not None:
+        return key
+    key.revoked_at, key.revoked_by = now, actor
+    await session.flush()
+    audit.record(
+        session,
+        now=now,
+        actor=actor,
+        action="signature_key.revoked",
+        target_type="signature_key",
+        target_id=key.public_id,
+        app_id=app_id,
+        detail=_detail(key, by or {}),
+        request_id=audit.request_id(),
+    )
+    return key

@@ -1,0 +1,146 @@
+"""``bankhub signatures``: the public keys an app's API requests are signed with."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bankhub.cli_common import err, migrate, out, settings_or_exit
+from bankhub.clock import utcnow
+from bankhub.db.engine import Database
+from bankhub.errors import DomainError
+from bankhub.partners.models import App
+from bankhub.signatures import services
+from bankhub.signatures.models import SignatureKey
+
+T = TypeVar("T")
+signatures_cli = typer.Typer(
+    no_args_is_help=True, help="Public keys that sign an app's API requests (RFC 9421)."
+)
+OPERATOR = "operator:cli"
+AppOption = Annotated[str, typer.Option("--app", help="the app's client-id")]
+JsonOption = Annotated[bool, typer.Option("--json")]
+
+
+def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    settings = settings_or_exit()
+    migrate(settings)
+
+    async def go() -> T:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.transaction() as session:
+                return await work(session)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(go())
+    except DomainError as exc:
+        problems = exc.extra.get("problems")
+        err.print(f"[red]{exc.message}[/red]" + (f" ({', '.join(problems)})" if problems else ""))
+        raise typer.Exit(2) from None
+
+
+async def _app_id(session: AsyncSession, client_id: str) -> int:
+    app_id = await session.scalar(select(App.id).where(App.client_id == client_id))
+    if app_id is None:
+        err.print(f"[red]no app with client-id {client_id!r}[/red]")
+        raise typer.Exit(2)
+    return app_id
+
+
+def _row(key: SignatureKey) -> dict[str, Any]:
+    return {
+        "id": key.public_id,
+        "keyid": key.keyid,
+        "label": key.label,
+        "algorithm": key.algorithm,
+        "fingerprint": key.fingerprint,
+        "required": key.required,
+        "source": key.source,
+        "created_at": key.created_at.isoformat(),
+        "created_by": key.created_by,
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+        "revoked_by": key.revoked_by,
+    }
+
+
+def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows))
+        return
+    for row in rows:
+        out.print("  ".join(f"{k}={v}" for k, v in row.items() if v is not None), highlight=False)
+
+
+@signatures_cli.command("list")
+def list_(app: AppOption, as_json: JsonOption = False) -> None:
+    """An app's signature keys, revoked ones included."""
+
+    async def work(session: AsyncSession) -> list[dict[str, Any]]:
+        return [_row(k) for k in await services.list_keys(session, await _app_id(session, app))]
+
+    _print(_run(work), as_json)
+
+
+@signatures_cli.command("add")
+def add(
+    app: AppOption,
+    key_file: Annotated[
+        str,
+        typer.Argument(
+            help="a PEM public key, an OpenSSH public-key line or a JWK; - reads standard input"
+        ),
+    ],
+    label: Annotated[str | None, typer.Option(help="the partner's name for the key")] = None,
+    algorithm: Annotated[
+        str | None, typer.Option(help="RSA only: rsa-pss-sha512 (default) or rsa-v1_5-sha256")
+    ] = None,
+    required: Annotated[
+        bool, typer.Option("--required", help="refuse the app's unsigned requests")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a public key for an app."""
+    text = sys.stdin.read() if key_file == "-" else Path(key_file).read_text(encoding="utf-8")
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        key = await services.add_key(
+            session,
+            await _app_id(session, app),
+            public_key=text,
+            label=label,
+            algorithm=algorithm,
+            required=required,
+            now=utcnow(),
+            actor=OPERATOR,
+        )
+        return _row(key)
+
+    _print([_run(work)], as_json)
+
+
+@signatures_cli.command("revoke")
+def revoke(
+    app: AppOption,
+    key_id: Annotated[str, typer.Argument(help="the key's id (sk_…)")],
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke an app's signature key at once."""
+
+    async def work(session: AsyncSession) -> dict[str, Any]:
+        key = await services.revoke_key(
+            session, await _app_id(session, app), key_id, now=utcnow(), actor=OPERATOR
+        )
+        return _row(key)
+
+    _print([_run(work)], as_json)
