@@ -1,7 +1,7 @@
 """signature keys: the public keys an app signs its API requests with (RFC 9421)
 
 Revision ID: sig1
-Revises: pay1
+Revises: xcancel1
 
 On PostgreSQL the table joins the tenant tables of ``rls1`` (S14).
 """
@@ -15,7 +15,7 @@ import bankhub.db.types
 from bankhub.db import tenancy
 
 revision: str = "sig1"
-down_revision: str | None = "pay1"
+down_revision: str | None = "xcancel1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
