@@ -44,6 +44,7 @@ MISSING: dict[str, str] = {
     "endpoint_id": "we_missing",
     "family_id": "fam_000000000000000000000000",
     "payment_id": "00000000-0000-4000-8000-000000000000",
+    "signature_key_id": "sk_missing",
 }
 
 
@@ -101,6 +102,7 @@ def _ids_of(b: Tenant, endpoint_id: str, family_id: str) -> dict[str, str]:
         "key_id": b.key_id,
         "endpoint_id": endpoint_id,
         "payment_id": b.payment_id,
+        "signature_key_id": b.signature_key_id,
     }
 
 

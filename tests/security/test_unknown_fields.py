@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.api.connect_client import connect, create_customer
 from tests.conftest import Harness
@@ -81,7 +83,18 @@ async def body_routes(h: Harness) -> list[BodyRoute]:
             },
             keyed=True,
         ),
+        BodyRoute("POST", "/v2/signature/key", {"public_key": _public_key(), "label": "checked"}),
     ]
+
+
+def _public_key() -> str:
+    """A fresh Ed25519 public key as an OpenSSH line (a key may be registered once)."""
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
 
 
 ROUTING = ("customer_id", "service_id", "callback_url")

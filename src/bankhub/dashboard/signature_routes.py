@@ -92,18 +92,27 @@ async def add_signature_key(
 
 
 @post(
-    f"{APPS}/{{client_id:str}}/signatures/{{key_id:str}}/revoke",
+    f"{APPS}/{{client_id:str}}/signatures/{{signature_key_id:str}}/revoke",
     opt=roles.route(Action.KEYS_MANAGE),
     include_in_schema=False,
 )
 async def revoke_signature_key(
-    hub: HubDep, request: AnyRequest, client_id: FromPath[str], key_id: FromPath[str]
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], signature_key_id: FromPath[str]
 ) -> Response[Any]:
     try:
         async with hub.db.transaction() as db:
             app = await app_of(db, client_id)
+            try:
+                # S13: another app's key, like a missing one, is a 404 (as for API keys)
+                await services.get_key(db, app.id, signature_key_id[:40])
+            except DomainError:
+                raise Refused(404, "No such signature key.") from None
             await services.revoke_key(
-                db, app.id, key_id[:40], now=hub.clock(), actor=team.member_actor(_me(request))
+                db,
+                app.id,
+                signature_key_id[:40],
+                now=hub.clock(),
+                actor=team.member_actor(_me(request)),
             )
     except DomainError as exc:
         return await _signatures_page(request, client_id, notice=exc.message)
