@@ -18,8 +18,7 @@ from bankhub.api.principal import HubDep, hub_of
 from bankhub.audit import services as audit
 from bankhub.categories import AppRule, Sign
 from bankhub.dashboard import roles, services
-from bankhub.dashboard.models import Member
-from bankhub.dashboard.pages import PREFIX, Refused, field_of, go, page, visit_of
+from bankhub.dashboard.pages import PREFIX, Refused, field_of, go, member_of, page
 from bankhub.dashboard.roles import Action
 from bankhub.errors import DomainError, ErrorCode, InvalidInput
 from bankhub.partners import keys, modes
@@ -48,13 +47,6 @@ DONE = {
 }
 
 
-def _me(request: AnyRequest) -> Member:
-    member = visit_of(request).member
-    if member is None:
-        raise Refused(401, "Please sign in.")
-    return member
-
-
 async def app_of(db: AsyncSession, client_id: str) -> App:
     query = select(App).where(App.client_id == client_id[:64])
     found = (await db.execute(query)).scalar_one_or_none()
@@ -73,7 +65,7 @@ def _audit_key(
     audit.record(
         db,
         now=now,
-        actor=services.member_actor(_me(request)),
+        actor=services.member_actor(member_of(request)),
         action=action,
         target_type="api_key",
         target_id=key.key_id,
@@ -106,7 +98,7 @@ async def create_app(hub: HubDep, request: AnyRequest, data: Form) -> Response[A
         audit.record(
             db,
             now=now,
-            actor=services.member_actor(_me(request)),
+            actor=services.member_actor(member_of(request)),
             action="app.created",
             target_type="app",
             target_id=issued.app.id,
@@ -274,7 +266,7 @@ async def key_referers(
             audit.record(
                 db,
                 now=now,
-                actor=services.member_actor(_me(request)),
+                actor=services.member_actor(member_of(request)),
                 action="key.referers_changed",
                 target_type="api_key",
                 target_id=key.key_id,
@@ -292,7 +284,7 @@ async def key_referers(
 async def _setting(request: AnyRequest, client_id: str, done: str, change: Any) -> Response[Any]:
     """Apply one of the partner services' audited setters as the signed-in member."""
     hub = hub_of(request)
-    me = _me(request)
+    me = member_of(request)
     who = {"now": hub.clock(), "actor": services.member_actor(me)}
     try:
         async with hub.db.transaction() as db:
@@ -407,7 +399,9 @@ async def app_mode(
     now = hub.clock()
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
-        await modes.set_mode(db, app, value, actor=services.member_actor(_me(request)), now=now)
+        await modes.set_mode(
+            db, app, value, actor=services.member_actor(member_of(request)), now=now
+        )
     return go(request, f"{APPS}/{client_id}?done=mode")
 
 

@@ -16,8 +16,7 @@ from bankhub.audit import services as audit
 from bankhub.customers.models import Customer
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.app_routes import APPS, app_of
-from bankhub.dashboard.models import Member
-from bankhub.dashboard.pages import Refused, go, page, visit_of
+from bankhub.dashboard.pages import Refused, go, member_of, page
 from bankhub.dashboard.roles import Action
 from bankhub.lifecycle import erasure
 from bankhub.logins.models import Login
@@ -28,13 +27,6 @@ DONE = {
     "login-revoked": "The login was revoked: consent withdrawn and its data erased.",
     "customer-erased": "The customer and everything fetched for them were erased.",
 }
-
-
-def _me(request: AnyRequest) -> Member:
-    member = visit_of(request).member
-    if member is None:
-        raise Refused(401, "Please sign in.")
-    return member
 
 
 @get(f"{APPS}/{{client_id:str}}/customers", opt=roles.route(Action.VIEW), include_in_schema=False)
@@ -104,7 +96,7 @@ async def revoke_login(
         audit.record(
             db,
             now=hub.clock(),
-            actor=services.member_actor(_me(request)),
+            actor=services.member_actor(member_of(request)),
             action="login.erased",
             target_type="login",
             target_id=login_id,
@@ -144,7 +136,7 @@ async def erase_customer(
         audit.record(
             db,
             now=hub.clock(),
-            actor=services.member_actor(_me(request)),
+            actor=services.member_actor(member_of(request)),
             action="customer.erased",
             target_type="customer",
             target_id=customer_id[:36],

@@ -97,6 +97,14 @@ def visit_of(request: AnyRequest) -> Visit:
     return visit
 
 
+def member_of(request: AnyRequest) -> Member:
+    """The signed-in member a page acts for (the guard lets no visit without one through)."""
+    member = visit_of(request).member
+    if member is None:
+        raise Refused(401, "Please sign in.")
+    return member
+
+
 def cookie_name(base: str, secure: bool) -> str:
     """``__Host-`` prefixed (Secure, path /, no domain) whenever served over TLS (S6)."""
     return f"__Host-{base}" if secure else base

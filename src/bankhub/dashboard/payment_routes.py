@@ -41,7 +41,16 @@ from bankhub.customers import services as customers
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.app_routes import APPS, _app_page, app_of
 from bankhub.dashboard.models import Member
-from bankhub.dashboard.pages import HEADERS, PREFIX, Refused, field_of, go, page, visit_of
+from bankhub.dashboard.pages import (
+    HEADERS,
+    PREFIX,
+    Refused,
+    field_of,
+    go,
+    member_of,
+    page,
+    visit_of,
+)
 from bankhub.dashboard.roles import Action
 from bankhub.errors import DomainError, ErrorCode
 from bankhub.partners import modes
@@ -76,13 +85,6 @@ DONE = {
     "cancelled": "The test payment was cancelled on the connect page.",
     "error": "The test payment did not go through; its status says why.",
 }
-
-
-def _me(request: AnyRequest) -> Member:
-    member = visit_of(request).member
-    if member is None:
-        raise Refused(401, "Please sign in.")
-    return member
 
 
 # --- the list ----------------------------------------------------------------------------
@@ -277,7 +279,7 @@ async def _payments_page(
         audit.record(
             db,
             now=hub.clock(),
-            actor=services.member_actor(_me(request)),
+            actor=services.member_actor(member_of(request)),
             action=audit.READ,
             target_type="app",
             target_id=app.id,
@@ -345,7 +347,7 @@ async def payment_page(
         audit.record(
             db,
             now=hub.clock(),
-            actor=services.member_actor(_me(request)),
+            actor=services.member_actor(member_of(request)),
             action=audit.READ,
             target_type="payment",
             target_id=payment.id,
@@ -471,7 +473,7 @@ async def test_payment(
     key = field_of(data, "idempotency_key")
     if not _FORM_KEY.fullmatch(key):
         raise Refused(400, "This form has expired. Go back, reload the page and try again.")
-    me = _me(request)
+    me = member_of(request)
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
         app_id, sandbox = app.id, modes.mode_of(app) is modes.Mode.SANDBOX
@@ -565,7 +567,7 @@ async def payment_settings(
 ) -> Response[Any]:
     """The same setting as ``PUT /v2/payment/settings``: owner only, re-authenticated (the
     guard), audited as ``payments.settings`` with the member as actor."""
-    me = _me(request)
+    me = member_of(request)
     enabled = field_of(data, "enabled") == "on"
     count_text = field_of(data, "daily_count").strip()
     digits = count_text.isascii() and count_text.isdigit() and len(count_text) < 8

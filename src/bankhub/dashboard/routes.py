@@ -28,6 +28,7 @@ from bankhub.dashboard.pages import (
     field_of,
     forget_session,
     go,
+    member_of,
     page,
     safe_next,
     session_cookie,
@@ -53,13 +54,6 @@ DONE = {
 
 def _done(request: AnyRequest) -> str | None:
     return DONE.get(request.query_params.get("done", ""))
-
-
-def _me(request: AnyRequest) -> Member:
-    member = visit_of(request).member
-    if member is None:  # the guard lets no such request through
-        raise Refused(401, "Please sign in.")
-    return member
 
 
 @get(f"{PREFIX}/static/dashboard.css", opt=roles.route(Action.PUBLIC), include_in_schema=False)
@@ -192,7 +186,7 @@ async def sign_in_code(hub: HubDep, request: AnyRequest, data: Form) -> Response
     now = hub.clock()
     row = visit.session
     async with hub.db.transaction() as db:
-        member = await db.get(Member, _me(request).id)
+        member = await db.get(Member, member_of(request).id)
         if member is None or row is None:
             raise Refused(401, "Please sign in again.")
         try:
@@ -254,7 +248,7 @@ async def enrol_page(request: AnyRequest) -> Response[Any]:
 
 def _enrol_form(request: AnyRequest, notice: str | None) -> Response[Any]:
     hub = hub_of(request)
-    member = _me(request)
+    member = member_of(request)
     seed = services.seed_of(hub.keyring, member)
     uri = totp.provisioning_uri(seed, member.email)
     return page(
@@ -273,7 +267,7 @@ async def enrol(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     now = hub.clock()
     try:
         async with hub.db.transaction() as db:
-            member = await db.get(Member, _me(request).id)
+            member = await db.get(Member, member_of(request).id)
             if member is None or visit.session is None:
                 raise Refused(401, "Please sign in again.")
             codes = services.confirm_enrolment(
@@ -329,7 +323,7 @@ async def reauth(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     visit = visit_of(request)
     nxt = safe_next(field_of(data, "next"))
     now = hub.clock()
-    me = _me(request)
+    me = member_of(request)
     async with hub.db.transaction() as db:
         refused = ""
         try:
@@ -393,7 +387,7 @@ async def _team_page(
     request: AnyRequest, *, notice: str | None = None, link: str | None = None, status: int = 200
 ) -> Response[Any]:
     hub = hub_of(request)
-    me = _me(request)
+    me = member_of(request)
     async with hub.db.transaction() as db:
         members = await services.list_members(db)
         invites = await services.open_invites(db, hub.clock())
@@ -424,7 +418,7 @@ def invite_link(base: str, token: str) -> str:
 @post(f"{PREFIX}/team/invite", opt=roles.route(Action.TEAM_INVITE), include_in_schema=False)
 async def invite(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """An invitation link, shown once here and mailed when outgoing mail is set up."""
-    me = _me(request)
+    me = member_of(request)
     try:
         role = Role(field_of(data, "role"))
     except ValueError:
@@ -466,7 +460,7 @@ async def invite(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
 )
 async def remove(hub: HubDep, request: AnyRequest, member_id: FromPath[int]) -> Response[Any]:
     """Removes a member and ends every session they have (S6). The last owner stays."""
-    me = _me(request)
+    me = member_of(request)
     now = hub.clock()
     async with hub.db.transaction() as db:
         target = await db.get(Member, member_id)
@@ -570,7 +564,7 @@ async def smtp_page(request: AnyRequest) -> Response[Any]:
 
 @post(f"{PREFIX}/smtp", opt=roles.route(Action.SMTP_MANAGE), include_in_schema=False)
 async def smtp_save(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
-    me = _me(request)
+    me = member_of(request)
     now = hub.clock()
     try:
         async with hub.db.transaction() as db:
@@ -603,7 +597,7 @@ async def smtp_save(hub: HubDep, request: AnyRequest, data: Form) -> Response[An
 @post(f"{PREFIX}/smtp/test", opt=roles.route(Action.SMTP_MANAGE), include_in_schema=False)
 async def smtp_test(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """Send a test message to the given address (or the member's own) and say how it went."""
-    me = _me(request)
+    me = member_of(request)
     try:
         to = services.normalise_email(field_of(data, "to") or me.email)
     except FormError as exc:

@@ -14,8 +14,7 @@ from bankhub.api.principal import HubDep, hub_of
 from bankhub.dashboard import roles
 from bankhub.dashboard import services as team
 from bankhub.dashboard.app_routes import APPS, app_of
-from bankhub.dashboard.models import Member
-from bankhub.dashboard.pages import Refused, field_of, go, page, visit_of
+from bankhub.dashboard.pages import Refused, field_of, go, member_of, page
 from bankhub.dashboard.roles import Action
 from bankhub.errors import DomainError
 from bankhub.signatures import services
@@ -28,13 +27,6 @@ DONE = {
     "revoked": "The key was revoked; it no longer signs.",
     "reauth": "Thank you. You can make the change now.",
 }
-
-
-def _me(request: AnyRequest) -> Member:
-    member = visit_of(request).member
-    if member is None:
-        raise Refused(401, "Please sign in.")
-    return member
 
 
 def _page_path(client_id: str) -> str:
@@ -83,7 +75,7 @@ async def add_signature_key(
                 algorithm=field_of(data, "algorithm") or None,
                 required=data.get("required") == "on",
                 now=hub.clock(),
-                actor=team.member_actor(_me(request)),
+                actor=team.member_actor(member_of(request)),
                 cache=guard.cache if isinstance(guard, SignatureGuard) else None,
             )
     except DomainError as exc:
@@ -112,7 +104,7 @@ async def revoke_signature_key(
                 app.id,
                 signature_key_id[:40],
                 now=hub.clock(),
-                actor=team.member_actor(_me(request)),
+                actor=team.member_actor(member_of(request)),
             )
     except DomainError as exc:
         return await _signatures_page(request, client_id, notice=exc.message)

@@ -17,8 +17,7 @@ from bankhub.api.principal import HubDep, hub_of
 from bankhub.audit import services as audit
 from bankhub.dashboard import roles, services
 from bankhub.dashboard.app_routes import APPS, app_of
-from bankhub.dashboard.models import Member
-from bankhub.dashboard.pages import Refused, field_of, go, page, visit_of
+from bankhub.dashboard.pages import Refused, field_of, go, member_of, page
 from bankhub.dashboard.roles import Action
 from bankhub.errors import DomainError
 from bankhub.events import services as events
@@ -36,13 +35,6 @@ DONE = {
     "replayed": "The event was queued again for every endpoint that wants it.",
     "reauth": "Thank you. You can make the change now.",
 }
-
-
-def _me(request: AnyRequest) -> Member:
-    member = visit_of(request).member
-    if member is None:
-        raise Refused(401, "Please sign in.")
-    return member
 
 
 def _hooks(client_id: str) -> str:
@@ -155,7 +147,7 @@ async def add_endpoint(hub: HubDep, request: AnyRequest, client_id: FromPath[str
             audit.record(
                 db,
                 now=now,
-                actor=services.member_actor(_me(request)),
+                actor=services.member_actor(member_of(request)),
                 action="webhook.endpoint_created",
                 target_type="webhook_endpoint",
                 target_id=issued.endpoint.id,
@@ -196,7 +188,7 @@ async def rotate_secret(
             audit.record(
                 db,
                 now=now,
-                actor=services.member_actor(_me(request)),
+                actor=services.member_actor(member_of(request)),
                 action="webhook.secret_rotated",
                 target_type="webhook_endpoint",
                 target_id=endpoint.id,
@@ -229,7 +221,7 @@ async def replay(
         audit.record(
             db,
             now=now,
-            actor=services.member_actor(_me(request)),
+            actor=services.member_actor(member_of(request)),
             action="event.replayed",
             target_type="event",
             target_id=event.id,
@@ -261,7 +253,7 @@ async def enable_endpoint(
                 audit.record(
                     db,
                     now=now,
-                    actor=services.member_actor(_me(request)),
+                    actor=services.member_actor(member_of(request)),
                     action=webhooks.ENABLED_ACTION,
                     target_type="webhook_endpoint",
                     target_id=endpoint.id,
