@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bankhub.cli_common import err, migrate, out, settings_or_exit
 from bankhub.clock import utcnow
 from bankhub.config import Settings
-from bankhub.db import tenancy
 from bankhub.db.engine import Database
 from bankhub.errors import DomainError
 from bankhub.partners.models import App
@@ -176,8 +175,7 @@ def _with_fetcher(
             verify=tls.outbound_ssl_context(settings.ca_bundle),
         )
         try:
-            with tenancy.everything():
-                return await work(db, sync.fetcher_for(settings, http), settings)
+            return await work(db, sync.fetcher_for(settings, http), settings)
         finally:
             await http.aclose()
             await db.dispose()
