@@ -8,6 +8,7 @@ source and to its redirects. The mail and dashboard side: tests/dashboard/test_k
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -182,6 +183,13 @@ async def test_two_runners_fetch_a_source_once_per_period(harness: Harness, host
     h.clock.advance(seconds=PERIOD.total_seconds())
     with tenancy.everything():
         one, two = Runner(h.hub).key_sources, Runner(h.hub).key_sources
+        # both find the source due before either claims it: one claim wins
+        both = await asyncio.gather(
+            sync.claim_due(h.hub.db, h.clock(), PERIOD, 10),
+            sync.claim_due(h.hub.db, h.clock(), PERIOD, 10),
+        )
+        assert sorted(len(taken) for taken in both) == [0, 1]
+        h.clock.advance(seconds=PERIOD.total_seconds())
         assert await one.sweep() == {"ok": 1}
         assert await two.sweep() == {}
         h.clock.advance(seconds=PERIOD.total_seconds() - 1)
