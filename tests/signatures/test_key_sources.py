@@ -473,3 +473,15 @@ async def test_synced_keys_never_exceed_the_apps_key_limit(harness: Harness, hos
         async with h.hub.db.transaction() as db:
             count = len(list(await db.scalars(select(SignatureKey))))
     assert count == 20
+
+
+async def test_the_background_runner_syncs_key_sources(harness: Harness, host: KeyHost) -> None:
+    """The runner's loop has the sweep: one pass after the period takes a key added there."""
+    h = harness
+    host.keys_file("/user.keys", ssh(new_private_key("ed25519")))
+    await add_source(h, host.url("/user.keys"))
+    host.keys_file("/user.keys", ssh(new_private_key("ed25519")), ssh(new_private_key("ed25519")))
+    h.clock.advance(seconds=h.hub.settings.signature_sync_seconds)
+    await Runner(h.hub).run_once()
+    (state,) = await sources(h)
+    assert state["keys"] == 2
