@@ -287,7 +287,9 @@ async def sync_source(
     except FetchFailed as exc:
         error = str(exc)
     async with db.transaction(write=True) as session:
-        source = await session.get(SignatureKeySource, source_id)
+        # one apply at a time per source (a "sync now" beside the runner's): PostgreSQL locks
+        # the row, SQLite has one writer anyway
+        source = await session.get(SignatureKeySource, source_id, with_for_update=True)
         if source is None or source.url != url:
             return None
         now = clock()
