@@ -140,6 +140,16 @@ async def list_signature_sources(hub: HubDep, auth: AuthDep) -> SignatureSourceL
     status_code=200,
     tags=["signatures"],
     summary="Sync the app's signature keys from a URL (OpenSSH lines or a JWKS); synced at once",
+    description=(
+        "Names an https URL that serves the app's public keys as OpenSSH `authorized_keys` "
+        "lines (what `https://github.com/USER.keys` serves) or as a JWKS; at most 3 per app. "
+        "It is fetched now and then every `BANKHUB_SIGNATURE_SYNC_SECONDS` (with "
+        "`If-None-Match`): its keys are added with the source's `required` choice, keys gone "
+        "from it are revoked, an empty answer revokes them all. A failing source keeps the "
+        "keys of its last good sync until `grace_until`, then they are revoked until a good "
+        "sync. The answer is the source's state after the first fetch; the keys are listed by "
+        "`GET /v2/signature/key` with `source: synced:<url>` and `source_id`."
+    ),
     opt=scopes.master(),
     security=APP_SECURITY,
     responses=errors(*APP_AUTH, body=True),
