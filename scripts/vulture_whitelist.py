@@ -28,6 +28,10 @@ import_file  # `bankhub import FILE`
 rewrap_kek  # `bankhub keys rewrap-kek`
 rotate_signing  # `bankhub keys rotate-signing`
 list_  # `bankhub keys list`
+source_list  # `bankhub signatures source list`
+source_add  # `bankhub signatures source add`
+source_sync  # `bankhub signatures source sync`
+source_remove  # `bankhub signatures source remove`
 
 # --- pydantic-settings reads these by name -----------------------------------------------------
 model_config  # config.Settings: where settings come from (BANKHUB_* variables)

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     sandbox_payment_settle_seconds: float = 60.0
     #: how often a runner asks the banks about payments not final yet (docs/payments.md)
     payment_sweep_seconds: float = Field(default=15.0, gt=0)
+    #: how often each signature key source is fetched, and how long after its last good sync a
+    #: failing one keeps its keys (docs/signatures.md)
+    signature_sync_seconds: float = Field(default=300.0, ge=10)
+    signature_sync_grace_seconds: float = Field(default=86400.0, ge=0)
     #: the FinTS product registration id (Deutsche Kreditwirtschaft), passed to the connector
     fints_product_id: str | None = None
     #: GoCardless Bank Account Data (docs/connectors-gocardless.md): its API root, and the
@@ -271,6 +275,10 @@ class Settings(BaseSettings):
     @property
     def lease(self) -> timedelta:
         return timedelta(seconds=self.lease_seconds)
+
+    @property
+    def signature_sync_grace(self) -> timedelta:
+        return timedelta(seconds=self.signature_sync_grace_seconds)
 
     @property
     def refresh_cooldown(self) -> timedelta:

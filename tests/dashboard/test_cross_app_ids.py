@@ -45,6 +45,7 @@ MISSING: dict[str, str] = {
     "family_id": "fam_000000000000000000000000",
     "payment_id": "00000000-0000-4000-8000-000000000000",
     "signature_key_id": "sk_missing",
+    "signature_source_id": "ks_missing",
 }
 
 
@@ -103,6 +104,7 @@ def _ids_of(b: Tenant, endpoint_id: str, family_id: str) -> dict[str, str]:
         "endpoint_id": endpoint_id,
         "payment_id": b.payment_id,
         "signature_key_id": b.signature_key_id,
+        "signature_source_id": b.signature_source_id,
     }
 
 

@@ -519,6 +519,7 @@ def test_every_page_fits_360px_without_console_errors(make_page: MakePage, team:
         "/dashboard/apps",
         f"/dashboard/apps/{client_id}",
         f"/dashboard/apps/{client_id}/webhooks",
+        f"/dashboard/apps/{client_id}/signatures",
         f"/dashboard/apps/{client_id}/customers",
         "/dashboard/team",
         "/dashboard/smtp",

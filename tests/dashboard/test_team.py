@@ -117,6 +117,7 @@ async def test_forged_posts_are_refused_by_role_on_every_route(
         "customer_id": "no-such-customer",
         "family_id": "fam_no_such_grant",
         "signature_key_id": "no-such-signature-key",
+        "signature_source_id": "no-such-key-source",
     }
 
     posts = [

@@ -559,3 +559,73 @@ def test_signature_keys_added_and_revoked_after_reauthentication(
     assert api.get("/v2/signature/key").status_code == 200
     assert_no_page_errors(developer)
     assert_no_page_errors(viewer)
+
+
+def test_key_sources_added_synced_and_removed_on_the_signatures_page(
+    make_page: MakePage, team: Team, api: httpx.Client
+) -> None:
+    """A developer points the app at a loopback ``.keys`` URL on the Signatures page (password
+    and code again when the window has passed): the page shows the source's state, the key it
+    brought and the line it skipped; a key added there appears after "Sync now"; removing the
+    source revokes its keys; a viewer sees the sources but no form."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from tests.signatures.key_host import key_host
+
+    def line() -> str:
+        return (
+            ed25519.Ed25519PrivateKey.generate()
+            .public_key()
+            .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            .decode()
+        )
+
+    path = f"/dashboard/apps/{team.server.demo_credentials()['client_id']}/signatures"
+    with sqlite3.connect(team.server.data_dir / "bankhub.sqlite3") as db:
+        db.execute("UPDATE member_sessions SET reauth_at = NULL")
+    with key_host() as host:
+        host.keys_file("/partner.keys", line() + " laptop", "ssh-dss AAAAB3NzaC1kc3M= old")
+        developer = _as(make_page, team, DEVELOPER)
+        developer.goto(team.url(path))
+
+        def add() -> None:
+            developer.get_by_label("URL (https)").fill(host.url("/partner.keys"))
+            developer.get_by_role("button", name="Add source").click()
+
+        add()
+        expect(developer.get_by_role("heading", name="Confirm it is you")).to_be_visible()
+        assert host.asked == []
+        developer.get_by_label("Password").fill(PASSWORDS[DEVELOPER])
+        developer.get_by_label("Code from your authenticator app").fill(team.code(DEVELOPER))
+        developer.get_by_role("button", name="Confirm").click()
+        add()
+        expect(developer.get_by_text("The key source was added and synced")).to_be_visible()
+        row = developer.locator("table.signature-sources tbody tr").first
+        expect(row.locator("td.state")).to_have_text("ok")
+        expect(row.locator("td.keys")).to_have_text("1")
+        expect(row.locator("td.skipped")).to_contain_text("key type ssh-dss is not accepted")
+        expect(row.locator("td.last-good")).not_to_have_text("never")
+        expect(developer.locator("table.signature-keys")).to_contain_text("synced:")
+
+        host.keys_file("/partner.keys", line() + " ci")
+        row.get_by_role("button", name="Sync now").click()
+        expect(developer.get_by_text("The key source was synced")).to_be_visible()
+        expect(row.locator("td.keys")).to_have_text("1")
+        keys = api.get("/v2/signature/key").json()["data"]
+        synced = [k for k in keys if k["source"].startswith("synced:")]
+        assert [k["revoked_by"] is None for k in synced] == [False, True]
+
+        viewer = _as(make_page, team, VIEWER)
+        viewer.goto(team.url(path))
+        expect(viewer.locator("table.signature-sources")).to_contain_text("/partner.keys")
+        expect(viewer.locator("#add-signature-source")).to_have_count(0)
+        expect(viewer.get_by_role("button", name="Sync now")).to_have_count(0)
+
+        row.get_by_role("button", name="Remove").click()
+        expect(developer.get_by_text("The key source was removed")).to_be_visible()
+        expect(developer.locator("table.signature-sources")).to_contain_text("No key sources")
+    keys = api.get("/v2/signature/key").json()["data"]
+    assert all(k["revoked_at"] for k in keys if k["source"].startswith("synced:"))
+    assert_no_page_errors(developer)
+    assert_no_page_errors(viewer)

@@ -92,6 +92,10 @@ NO_ACCOUNT_DATA: dict[tuple[str, str], str] = {
     ("GET", "/v2/signature/key"): "public keys of the app",
     ("POST", "/v2/signature/key"): "a public key (audited as signature_key.added)",
     ("DELETE", "/v2/signature/key/{key_id:str}"): "a public key (audited as signature_key.revoked)",
+    ("GET", "/v2/signature/source"): "the app's key source URLs and their state",
+    ("POST", "/v2/signature/source"): "a key source (audited as signature_source.added)",
+    ("DELETE", "/v2/signature/source/{source_id:str}"): "a key source (audited as "
+    "signature_source.removed)",
     ("POST", "/oauth/token"): "tokens (audited as oauth.token_granted / oauth.refreshed)",
     ("POST", "/oauth/revoke"): "nothing (audited as oauth.revoked)",
     ("POST", "/oauth/introspect"): "token metadata (counted as oauth.introspected)",

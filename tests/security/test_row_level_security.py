@@ -208,6 +208,12 @@ async def _populate(h: Harness, receiver: Receiver, name: str) -> dict[str, Any]
         "/v2/signature/key", headers=h.headers(), json={"public_key": public.decode()}
     )
     assert signing.status_code == 200, signing.text  # a signature key
+    source = await h.client.post(
+        "/v2/signature/source",
+        headers=h.headers(),
+        json={"url": f"http://127.0.0.1:9/{name}.keys"},  # nobody serves it: its sync failed
+    )
+    assert source.status_code == 200, source.text  # a signature key source
     grant = await h.client.post(
         "/oauth/token",
         data={"grant_type": "client_credentials"},

@@ -76,6 +76,9 @@ NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("GET", "/v2/signature/key"): "lists the caller's signature keys; checked by the listing "
     "probe below",
     ("POST", "/v2/signature/key"): "registers a signature key of the caller's app; takes no id",
+    ("GET", "/v2/signature/source"): "lists the caller's key sources; checked by the listing "
+    "probe below",
+    ("POST", "/v2/signature/source"): "names a key source of the caller's app; takes no id",
     ("GET", "/v2/event"): "lists the caller's events (the cursor is a position, not an id); "
     "checked by the listing probe below",
     ("GET", "/v2/webhook"): "lists the caller's webhook endpoints; checked by the listing probe "
@@ -121,6 +124,7 @@ class Tenant:
     payment_id: str = ""
     batch_id: str = ""
     signature_key_id: str = ""
+    signature_source_id: str = ""
 
 
 @dataclass
@@ -388,6 +392,13 @@ PROBES: list[Probe] = [
         lambda: "sk_" + uuid.uuid4().hex[:24],
     ),
     Probe(
+        ("DELETE", "/v2/signature/source/{source_id:str}"),
+        "signature key source",
+        lambda w, c, x: Request("DELETE", f"/v2/signature/source/{x}", _app_headers(w, c)),
+        (("B's key source", lambda w: w.b.signature_source_id),),
+        lambda: "ks_" + uuid.uuid4().hex[:24],
+    ),
+    Probe(
         ("POST", "/v2/statement"),
         "customer",
         lambda w, c, x: Request(
@@ -540,7 +551,14 @@ PROBES += [
 ]
 
 #: listings that must show none of B's ids
-LISTINGS = ("/v2/event", "/v2/keys", "/v2/webhook", "/v2/payment", "/v2/signature/key")
+LISTINGS = (
+    "/v2/event",
+    "/v2/keys",
+    "/v2/webhook",
+    "/v2/payment",
+    "/v2/signature/key",
+    "/v2/signature/source",
+)
 
 
 def app_routes() -> set[tuple[str, str]]:
@@ -649,6 +667,13 @@ async def _tenant(h: Harness, name: str) -> Tenant:
         json={"public_key": SIGNATURE_KEYS[name], "label": f"{name}-signer"},
     )
     assert signature_key.status_code == 200, signature_key.text
+    # a source nobody serves (the discard port): stored, its first sync failed
+    signature_source = await h.client.post(
+        "/v2/signature/source",
+        headers=h.headers(),
+        json={"url": f"http://127.0.0.1:9/{name}.keys"},
+    )
+    assert signature_source.status_code == 200, signature_source.text
     async with _everything(hub.db) as session:
         account_id = (
             (
@@ -700,6 +725,7 @@ async def _tenant(h: Harness, name: str) -> Tenant:
         payment_id=payment_id,
         batch_id=batch_id,
         signature_key_id=str(signature_key.json()["data"]["id"]),
+        signature_source_id=str(signature_source.json()["data"]["id"]),
     )
 
 
@@ -904,6 +930,7 @@ async def _matrix(harness: Harness) -> None:
         world.b.key_id,
         world.b.endpoint_id,
         world.b.signature_key_id,
+        world.b.signature_source_id,
     }
     for path in LISTINGS:
         for credential in ("service", "bearer"):

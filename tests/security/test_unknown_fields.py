@@ -84,6 +84,8 @@ async def body_routes(h: Harness) -> list[BodyRoute]:
             keyed=True,
         ),
         BodyRoute("POST", "/v2/signature/key", {"public_key": _public_key(), "label": "checked"}),
+        # a source nobody serves (the discard port): stored, its first sync failed
+        BodyRoute("POST", "/v2/signature/source", {"url": "http://127.0.0.1:9/checked.keys"}),
     ]
 
 

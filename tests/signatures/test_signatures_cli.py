@@ -61,3 +61,41 @@ def test_a_weak_key_is_refused_naming_the_field(data_dir: Path) -> None:
     assert _json(["signatures", "list", "--app", app, "--json"]) == []
     unknown = CliRunner().invoke(cli, ["signatures", "revoke", "--app", app, "sk_nothing"])
     assert unknown.exit_code == 2
+
+
+def test_key_sources_added_listed_synced_and_removed(data_dir: Path) -> None:
+    """``bankhub signatures source``: a loopback ``.keys`` URL (development allows it) is synced
+    when added, again on ``sync`` (with its ETag: a 304), and removing it revokes its keys."""
+    from tests.signatures.key_host import key_host
+
+    app = _json(["apps", "create", "Signing app", "--json"])["client_id"]
+    with key_host() as host:
+        host.keys_file("/user.keys", openssh(new_private_key("ed25519")) + " ci", "ssh-dss AAAA x")
+        url = host.url("/user.keys")
+        (added,) = _json(["signatures", "source", "add", "--app", app, url, "--required", "--json"])
+        assert (added["state"], added["keys"], added["required"]) == ("ok", 1, True)
+        assert added["skipped"] == ["line 2: key type ssh-dss is not accepted"]
+        (synced,) = _json(["signatures", "source", "sync", "--app", app, added["id"], "--json"])
+        assert synced["state"] == "ok"
+        assert host.not_modified == 1
+        (key,) = _json(["signatures", "list", "--app", app, "--json"])
+        assert key["source"] == f"synced:{url}"
+        assert key["created_by"] == f"sync:{added['id']}"
+        host.stop()
+        failing = CliRunner().invoke(
+            cli, ["signatures", "source", "sync", "--app", app, added["id"]]
+        )
+        assert failing.exit_code == 1
+        assert "state=failing" in failing.output
+    (listed,) = _json(["signatures", "source", "list", "--app", app, "--json"])
+    assert listed["state"] == "failing"
+    assert "ConnectError" in listed["last_error"]
+    _json(["signatures", "source", "remove", "--app", app, added["id"], "--json"])
+    assert _json(["signatures", "source", "list", "--app", app, "--json"]) == []
+    (key,) = _json(["signatures", "list", "--app", app, "--json"])
+    assert key["revoked_by"] == "operator:cli"
+    refused = CliRunner().invoke(
+        cli, ["signatures", "source", "add", "--app", app, "ftp://example.com/keys"]
+    )
+    assert refused.exit_code == 2
+    assert "This URL cannot be a key source" in refused.output

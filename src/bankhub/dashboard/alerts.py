@@ -14,6 +14,10 @@ holds up signing in, and a mail that fails is retried.
 to :func:`queue_consent_notices`, which queues one summary per sweep for every member whose role
 may act on them in Consent Control (owner and admin).
 
+**Key source alerts.** A key source (``bankhub.signatures.sync``) whose sync fails after a
+good one, or whose grace runs out, is told in one mail to every member whose role may manage the
+app's keys (owner and admin).
+
 Without SMTP settings when the mail would be queued, nothing is queued; settings removed
 before it was sent fail it (``failed``, with the reason). :class:`TeamMail` holds the outbox's
 handlers for both kinds.
@@ -45,6 +49,7 @@ from bankhub.security.secrets import SecretHasher
 #: the outbox's kinds of message (``jobs.outbox``)
 SIGN_IN_ALERT = "mail.sign_in_alert"
 CONSENT_NOTICES = "mail.consent_notices"
+KEY_SOURCE_ALERT = "mail.key_source_alert"
 
 DEVICE_PURPOSE = "dashboard-device"
 #: browsers remembered per member; the oldest is forgotten first
@@ -143,6 +148,70 @@ async def queue_consent_notices(
     return len(members)
 
 
+# --- key source alerts --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KeySourceAlert:
+    """A key source of an app failed after a good sync (``failing``), or its grace ran out and
+    its keys were revoked (``expired``)."""
+
+    event: str
+    app_name: str
+    client_id: str
+    url: str
+    error: str
+    at: datetime
+    #: when the source's keys stop working unless a sync succeeds first
+    grace_until: datetime | None
+
+
+def key_source_mail(config: mail.SmtpConfig, to: str, alert: KeySourceAlert) -> EmailMessage:
+    app = plain(alert.app_name, 200)
+    if alert.event == "expired":
+        subject = f"bankhub: the signature keys synced for {app} were revoked"
+        what = (
+            "The source's grace time ran out without a good sync: the keys it brought are "
+            "revoked, and requests signed with them are refused. They come back at the next good "
+            "sync."
+        )
+    else:
+        until = f"{alert.grace_until:%Y-%m-%d %H:%M} UTC" if alert.grace_until else "soon"
+        subject = f"bankhub: the signature key source of {app} cannot be synced"
+        what = (
+            "bankhub keeps the keys of the last good sync until "
+            f"{until}; if no sync succeeds by then, they are revoked."
+        )
+    body = (
+        f"A signature key source of the app {app} ({plain(alert.client_id, 100)}) failed.\n\n"
+        f"Source: {plain(alert.url, 300)}\n"
+        f"When: {alert.at:%Y-%m-%d %H:%M} UTC\n"
+        f"Error: {plain(alert.error, 300)}\n\n"
+        f"{what}\n\n"
+        "The app's Signatures page in the dashboard shows the source's state and syncs it on "
+        "demand.\n"
+    )
+    return mail.message(config, to, subject, body)
+
+
+async def queue_key_source_alert(
+    session: AsyncSession, alert: KeySourceAlert, now: datetime
+) -> int:
+    """Queue the alert for each member who may manage keys, in the sync's unit of work; how
+    many."""
+    if await mail.stored(session) is None:
+        return 0
+    members = [
+        m
+        for m in (await session.execute(select(Member).order_by(Member.id))).scalars()
+        if roles.allows(m.role, roles.Action.KEYS_MANAGE) and m.totp_confirmed_at
+    ]
+    payload = msgspec.to_builtins(alert)
+    for member in members:
+        outbox.enqueue(session, KEY_SOURCE_ALERT, {"to": member.email, "alert": payload}, now)
+    return len(members)
+
+
 class TeamMail:
     """Sends the outbox's mails (its handlers, by kind) through the SMTP settings of the moment.
 
@@ -157,7 +226,11 @@ class TeamMail:
 
     @property
     def handlers(self) -> dict[str, outbox.Handler]:
-        return {SIGN_IN_ALERT: self.sign_in_alert, CONSENT_NOTICES: self.consent_notices}
+        return {
+            SIGN_IN_ALERT: self.sign_in_alert,
+            CONSENT_NOTICES: self.consent_notices,
+            KEY_SOURCE_ALERT: self.key_source_alert,
+        }
 
     async def _config(self) -> mail.SmtpConfig:
         async with self.db.transaction() as db:
@@ -181,4 +254,10 @@ class TeamMail:
                 a.id: a for a in (await db.execute(select(App).where(App.id.in_(ids)))).scalars()
             }
         message = consent_mail(config, str(payload["to"]), notices, apps)
+        await mail.send(config, message, tls.outbound_ssl_context(self.ca_bundle))
+
+    async def key_source_alert(self, payload: Mapping[str, Any]) -> None:
+        alert = msgspec.convert(payload["alert"], KeySourceAlert)
+        config = await self._config()
+        message = key_source_mail(config, str(payload["to"]), alert)
         await mail.send(config, message, tls.outbound_ssl_context(self.ca_bundle))

@@ -14,7 +14,7 @@ from bankhub.logins.models import ConnectToken, Login
 from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
 from bankhub.partners.models import ApiKey, App, AppTemplate
 from bankhub.security.models import DataKey, IdempotencyRecord
-from bankhub.signatures.models import SignatureKey
+from bankhub.signatures.models import SignatureKey, SignatureKeySource
 from bankhub.sync.models import SyncRun
 from bankhub.usage.models import UsageCount
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -40,6 +40,7 @@ __all__ = [
     "OutboxMessage",
     "RefreshToken",
     "SignatureKey",
+    "SignatureKeySource",
     "SigningKey",
     "SmtpSettings",
     "SyncRun",

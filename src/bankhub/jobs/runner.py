@@ -13,7 +13,8 @@ and ``bankhub worker`` processes on PostgreSQL; ``jobs.loop`` says why that matt
 - the daily import of GoCardless' institution lists (``banks.gocardless``);
 - imported banks' logos fetched and kept (``banks.logos``);
 - the payments sweep: status polls, reconciling payments sent and never answered, expiring
-  payments nobody authorised (``payments.sweep``).
+  payments nobody authorised (``payments.sweep``);
+- signature keys synced from the URLs apps name (``signatures.sync``).
 
 This module is the composition root of background work: the only one here that knows which
 domains there are. The loop knows its sources only as ``jobs.loop.Source`` and ``Sweep``.
@@ -35,6 +36,7 @@ from bankhub.jobs.loop import Loop
 from bankhub.lifecycle.housekeeping import Housekeeping
 from bankhub.logins.consent import ConsentSweep
 from bankhub.payments.sweep import PaymentSweep
+from bankhub.signatures.sync import KeySourceSweep, fetcher_for
 from bankhub.sync.source import SyncSource
 from bankhub.webhooks.source import DeliverySource
 
@@ -122,12 +124,20 @@ class Runner:
             grace=timedelta(seconds=settings.connector_timeout_seconds + 5),
             unauthorised_after=settings.token_ttl + settings.connect_idle,
         )
+        self.key_sources = KeySourceSweep(
+            hub.db,
+            hub.clock,
+            fetcher_for(settings, hub.http),
+            every=settings.signature_sync_seconds,
+            grace=settings.signature_sync_grace,
+        )
         for sweep in (
             self.consent,
             self.housekeeping,
             self.institutions,
             self.logos,
             self.payments,
+            self.key_sources,
         ):
             self.loop.every(sweep)
 

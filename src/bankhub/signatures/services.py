@@ -89,6 +89,7 @@ def _detail(key: SignatureKey, by: dict[str, Any]) -> dict[str, Any]:
         "fingerprint": key.fingerprint,
         "required": key.required,
         "source": key.source,
+        "source_id": key.source_id,
         "by": by,
     }
 
@@ -105,8 +106,11 @@ async def add_key(
     actor: str,
     by: dict[str, Any] | None = None,
     cache: KeyCache | None = None,
+    source: str = UPLOADED,
+    source_id: str | None = None,
 ) -> SignatureKey:
-    """Register a public key for ``app_id`` (``DataInvalid`` names the field at fault)."""
+    """Register a public key for ``app_id`` (``DataInvalid`` names the field at fault).
+    ``source`` and ``source_id`` name the key source that brought it (``signatures.sync``)."""
     parsed = keys.parse(public_key, algorithm)
     active = await active_keys(session, app_id)
     if any(k.keyid == parsed.keyid for k in active):
@@ -136,7 +140,8 @@ async def add_key(
         fingerprint=parsed.fingerprint,
         public_key_pem=parsed.pem,
         required=required,
-        source=UPLOADED,
+        source=source,
+        source_id=source_id,
         created_at=now,
         created_by=actor,
     )
