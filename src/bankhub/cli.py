@@ -22,7 +22,7 @@ from bankhub import supervision
 from bankhub.audit import services as audit
 from bankhub.audit_cli import audit_log
 from bankhub.banks.cli import banks_cli
-from bankhub.cli_common import err, out, settings_or_exit
+from bankhub.cli_common import base_url, err, out, settings_or_exit, url_host
 from bankhub.cli_common import migrate as migrate_schema
 from bankhub.clock import utcnow
 from bankhub.config import ConfigError, Settings
@@ -163,7 +163,10 @@ def serve(
         err.print("[red]the database schema is behind: run `bankhub migrate` first[/red]")
         raise typer.Exit(2)
     scheme = "https" if settings.tls_on else "http"
-    base = settings.public_url or f"{scheme}://{host}:{port}"
+    base = (settings.public_url or f"{scheme}://{url_host(host)}:{port}").rstrip("/")
+    if held is not None:
+        # what `bankhub demo` and `bankhub team invite` print links to (cli_common.base_url)
+        held.note(base)
     if settings.is_dev:
         out.print(f"environment: {settings.env} (plain http and loopback URLs allowed)")
     if settings.create_demo_app and settings.is_dev:
@@ -179,7 +182,7 @@ def serve(
     every_interface = host in ("0.0.0.0", "::")  # noqa: S104  # nosec B104 - compared, not bound
     if not settings.internal_url and not settings.tls_on and not every_interface:
         # where the other API processes pass on steps of this one's connect sessions
-        os.environ.setdefault("BANKHUB_INTERNAL_URL", f"http://{_url_host(host)}:{port}")
+        os.environ.setdefault("BANKHUB_INTERNAL_URL", f"http://{url_host(host)}:{port}")
     _count_metrics_with_peers(settings)
     from granian import Granian
     from granian.constants import Interfaces, SSLProtocols
@@ -216,10 +219,6 @@ def _count_metrics_with_peers(settings: Settings) -> None:
     metrics.prepare(directory)
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 def _schema_current(settings: Settings) -> bool:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import Connection
@@ -253,7 +252,7 @@ def demo() -> None:
     migrate_schema(settings)
     issued = _demo_app(settings, reissue=True)
     assert issued is not None  # noqa: S101 - reissue always returns the app  # nosec B101
-    _print_credentials(issued, settings.public_url or f"http://{settings.host}:{settings.port}")
+    _print_credentials(issued, base_url(settings))
 
 
 @apps_cli.command("create")

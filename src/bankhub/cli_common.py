@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from bankhub import supervision
 from bankhub.config import ConfigError, Settings
 from bankhub.db import migrate as migrations
 
@@ -21,6 +22,25 @@ def settings_or_exit() -> Settings:
         err.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(2) from None
     return settings
+
+
+def base_url(settings: Settings) -> str:
+    """Where links printed by a command point: the configured public URL, else the address the
+    ``serve`` running on this data dir listens on (it may have been given ``--port``), else
+    the configured host and port."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    if settings.database_url is None:
+        served = supervision.served_url(settings.data_dir)
+        if served:
+            return served.rstrip("/")
+    scheme = "https" if settings.tls_on else "http"
+    return f"{scheme}://{url_host(settings.host)}:{settings.port}"
+
+
+def url_host(host: str) -> str:
+    """``host`` as it stands in a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def migrate(settings: Settings) -> None:

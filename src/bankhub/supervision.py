@@ -57,6 +57,10 @@ class HeldLock:
     path: Path
     fd: int
 
+    def note(self, text: str) -> None:
+        """Write ``text`` as the lock file's second line, after the pid (e.g. the URL served)."""
+        os.pwrite(self.fd, f"{os.getpid()}\n{text}\n".encode(), 0)
+
     def release(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -82,8 +86,9 @@ def hold(path: Path) -> HeldLock:
 
 
 def _pid_in(fd: int) -> int | None:
-    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-    return int(text) if text.isdigit() else None
+    lines = os.pread(fd, 32, 0).decode(errors="replace").splitlines()
+    first = lines[0].strip() if lines else ""
+    return int(first) if first.isdigit() else None
 
 
 class DataDirBusy(Exception):
@@ -105,6 +110,28 @@ def lock_data_dir(data_dir: Path) -> HeldLock:
         return hold(data_dir / SERVE_LOCK)
     except Locked as busy:
         raise DataDirBusy(data_dir.resolve(), busy.holder) from None
+
+
+def served_url(data_dir: Path) -> str | None:
+    """The base URL the ``serve`` that holds ``data_dir``'s lock wrote beside its pid, while
+    that process lives; None when no serve runs there (or it wrote none).
+
+    Only reads: taking the lock to test it, even for a moment, could make a ``serve`` starting
+    at that instant refuse the data dir as busy."""
+    try:
+        lines = (data_dir / SERVE_LOCK).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    if len(lines) < 2 or not lines[0].strip().isdigit():
+        return None
+    try:
+        os.kill(int(lines[0]), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    url = lines[1].strip()
+    return url if url.startswith(("http://", "https://")) else None
 
 
 def die_with_parent(parent: int) -> bool:

@@ -507,10 +507,16 @@ def test_branding_change_is_visible_on_the_connect_page(
     assert_no_page_errors(user)  # a CSP refusal would be a console error
 
 
+#: one charset parameter, as a browser and every HTTP library read it
+HTML = "text/html; charset=utf-8"
+
+
 def test_every_page_fits_360px_without_console_errors(make_page: MakePage, team: Team) -> None:
     anonymous = make_page(phone=True)
     for path in ("/dashboard/sign-in",):
-        anonymous.goto(team.url(path))
+        answer = anonymous.goto(team.url(path))
+        assert answer is not None
+        assert answer.headers["content-type"] == HTML, path
         _fits(anonymous)
     page = _as(make_page, team, OWNER, phone=True)
     client_id = team.creds["client_id"]
@@ -535,6 +541,7 @@ def test_every_page_fits_360px_without_console_errors(make_page: MakePage, team:
         response = page.goto(team.url(path))
         assert response is not None
         assert response.status == 200, path
+        assert response.headers["content-type"] == HTML, path
         _fits(page)
     assert_no_page_errors(anonymous)
     assert_no_page_errors(page)

@@ -38,6 +38,9 @@ async def test_the_audit_log_lists_and_filters(harness: Harness, visitors: Visit
         "/dashboard/audit", params={"from": "2026-11-20", "to": "2026-11-20", "actor": "owner@"}
     )
     assert 'data-action="member.signed_in"' in same_day.text
+    # who acted, in the team's words: the member's address, not the stored "member:" form
+    assert f"<td>{owner.email}</td>" in same_day.text
+    assert "member:" not in same_day.text
     junk = await v.get("/dashboard/audit", params={"from": "yesterday", "before": "x"})
     assert junk.status_code == 200
 

@@ -175,7 +175,7 @@ async def test_branding_is_saved_previewed_and_shown_on_the_connect_page(
 
     css = await h.client.get(css_url.group(1))
     assert css.status_code == 200
-    assert css.headers["content-type"].startswith("text/css")
+    assert css.headers["content-type"] == "text/css; charset=utf-8"
     assert css.headers["x-content-type-options"] == "nosniff"
     assert "--accent: #c0392b;" in css.text
     assert "--brand-bar: #102030;" in css.text

@@ -123,6 +123,14 @@ def test_a_second_serve_on_the_data_dir_refuses_and_other_commands_run_beside_it
         done = bankhub(args, data_dir)
         assert done.returncode == 0, (args, done.stdout, done.stderr)
 
+    # links printed beside the serve point at it, on the port it was given (not the default)
+    invited = bankhub(["team", "invite", "new@example.com"], data_dir)
+    assert invited.returncode == 0, invited.stdout + invited.stderr
+    assert f"{server.url}/dashboard/invite/" in invited.stdout
+    demo = bankhub(["demo"], data_dir)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert f"curl -X POST {server.url}/v2/customer" in demo.stdout
+
     # and so does a worker (an API-only serve beside `bankhub worker`, or a second runner)
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANKHUB_")}
     env.update(BANKHUB_DATA_DIR=str(data_dir), BANKHUB_ENV="test", **ENV)

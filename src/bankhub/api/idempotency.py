@@ -294,8 +294,8 @@ def describe(spec: OpenAPI, routes: Iterable[BaseRoute]) -> OpenAPI:
         responses.setdefault(
             "409",
             _error(
-                "The seed's error envelope; `error` is `IdempotencyKeyInProgress`: a request "
-                "with this Idempotency-Key is still running",
+                "The error envelope (`error`, `message`, `extra`); `error` is "
+                "`IdempotencyKeyInProgress`: a request with this Idempotency-Key is still running",
                 {
                     "Retry-After": OpenAPIHeader(
                         schema=Schema(type=OpenAPIType.STRING),
@@ -308,9 +308,10 @@ def describe(spec: OpenAPI, routes: Iterable[BaseRoute]) -> OpenAPI:
         responses.setdefault(
             "422",
             _error(
-                "The seed's error envelope; `error` is `IdempotencyKeyReused`: this "
-                "Idempotency-Key was used with a different request, its stored answer was "
-                "erased, or its answer issued a secret, which is shown once "
+                "The error envelope (`error`, `message`, `extra`); `error` is "
+                "`IdempotencyKeyReused`: this Idempotency-Key was used with a different "
+                "request, its stored answer was erased, or its answer issued a secret, which "
+                "is shown once "
                 "(`extra.reason`: `different_request`, `erased`, `secret_shown_once`)"
             ),
         )

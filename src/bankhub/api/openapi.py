@@ -105,7 +105,9 @@ def errors(*codes: ErrorCode, body: bool = False, write: bool = False) -> dict[i
 def _describe(status: int, names: list[str]) -> str:
     if status == 413:
         return "The body is larger than the limit (1 MiB); `error` is `BadRequest`."
-    return "The seed's error envelope; `error` is one of: " + ", ".join(f"`{n}`" for n in names)
+    return "The error envelope (`error`, `message`, `extra`); `error` is one of: " + ", ".join(
+        f"`{n}`" for n in names
+    )
 
 
 @dataclass
@@ -135,7 +137,7 @@ class EnvelopeOperation(Operation):
         for status, response in responses.items():
             if _is_framework_error(response):
                 responses[status] = OpenAPIResponse(
-                    description="The seed's error envelope",
+                    description="The error envelope (`error`, `message`, `extra`)",
                     content={
                         "application/json": OpenAPIMediaType(
                             schema=Reference(ref="#/components/schemas/ErrorBody")

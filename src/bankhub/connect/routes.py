@@ -505,7 +505,7 @@ async def brand_file(
             raise NotFound(ErrorCode.NOT_FOUND)
         return Response(
             content=branding.stylesheet(primary, secondary),
-            media_type="text/css; charset=utf-8",
+            media_type="text/css",
             headers={"X-Content-Type-Options": "nosniff"},
         )
     if name.startswith("logo-") and _BRAND_HASH.match(name[5:]):

@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from bankhub.cli_common import err, migrate, out, settings_or_exit
+from bankhub.cli_common import base_url, err, migrate, out, settings_or_exit
 from bankhub.clock import utcnow
-from bankhub.config import Settings
 from bankhub.dashboard import mail, services
 from bankhub.dashboard.pages import PREFIX
 from bankhub.dashboard.roles import Role
@@ -21,13 +20,6 @@ from bankhub.security.secrets import SecretHasher
 
 team_cli = typer.Typer(no_args_is_help=True, help="The dashboard's team: invitations, members.")
 OPERATOR = "operator:cli"
-
-
-def base_url(settings: Settings) -> str:
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
-    scheme = "https" if settings.tls_on else "http"
-    return f"{scheme}://{settings.host}:{settings.port}"
 
 
 @team_cli.command("invite")

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from litestar import Request, Response
+from litestar import MediaType, Request, Response
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 from litestar.handlers.base import BaseRouteHandler
@@ -322,7 +322,7 @@ def page(
     return Response(
         content=html,
         status_code=status,
-        media_type="text/html; charset=utf-8",
+        media_type=MediaType.HTML,
         headers=HEADERS,
         cookies=[*visit.cookies, *(cookies or [])],
     )

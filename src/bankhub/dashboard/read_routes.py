@@ -33,6 +33,28 @@ def _date(text: str | None) -> datetime | None:
         return None
 
 
+#: how the audit log names who acted, by the stored actor's kind (``kind:who``)
+_ACTOR_KINDS = {
+    "member": "{}",
+    "app": "app {} (API)",
+    "customer": "end user (customer {})",
+    "operator": "operator ({})",
+    "system": "bankhub ({})",
+}
+_OPERATOR_WAYS = {"cli": "command line", "bootstrap": "first owner's link"}
+
+
+def actor_label(actor: str) -> str:
+    """The stored actor (``member:alice@example.com``, ``operator:cli``) in a team's words."""
+    kind, _, who = actor.partition(":")
+    shape = _ACTOR_KINDS.get(kind)
+    if shape is None or not who:
+        return actor
+    if kind == "operator":
+        who = _OPERATOR_WAYS.get(who, who)
+    return shape.format(who.replace("-", " ") if kind == "system" else who)
+
+
 @get(f"{PREFIX}/audit", opt=roles.route(Action.AUDIT_VIEW), include_in_schema=False)
 async def audit_log(hub: HubDep, request: AnyRequest) -> Response[Any]:
     """Newest first, 100 a page; filters: actor (contains), action, app, from/to dates."""
@@ -66,7 +88,7 @@ async def audit_log(hub: HubDep, request: AnyRequest) -> Response[Any]:
         {
             "id": e.id,
             "at": e.at.strftime("%Y-%m-%d %H:%M:%S"),
-            "actor": e.actor,
+            "actor": actor_label(e.actor),
             "action": e.action,
             "target": f"{e.target_type} {e.target_id or ''}".strip(),
             "app": apps[e.app_id].name if e.app_id in apps else (e.app_id or ""),

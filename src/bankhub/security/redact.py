@@ -9,8 +9,8 @@ the eIDAS QWAC's and QSealC's) and by their shape alone:
 bankhub's login-secrets are 128 random bits written like a UUID, and its other secrets 43
 characters of URL-safe base64, so a UUID-shaped value is removed unless a customer, request or
 endpoint id is named before it, and a run of 32 or more base64url characters mixing upper case,
-lower case and digits (or ``-``/``_``), or letters alone with a quarter or more of them upper
-case, is removed wherever it stands. Hex digests, request ids and
+lower case and digits (or ``-``/``_``), or letters alone that do not read as CamelCase words,
+is removed wherever it stands. Hex digests, request ids and
 identifiers (no mix of cases) stay readable. No library does this for free text; the patterns are
 ours, and the tests name what each one catches and leaves.
 ``install()`` applies it to every ``logging`` record (through the record factory, so handlers
@@ -70,6 +70,7 @@ _UUID = re.compile(
     r"\b(?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b"
 )
 _BASE64URL_RUN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{32,}(?![A-Za-z0-9_-])")
+_CAMEL_CASE_WORDS = re.compile(r"(?:[A-Z]?[a-z]{2,})+")
 _CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _ACCOUNT_NEAR_KEY = re.compile(
     r"(?i)(\b(?:account|acct|acc)(?:[-_ ]?(?:number|no|num|id))?\b[\"']?\s*[:=#]?\s*[\"']?)(\d{5,})"
@@ -133,10 +134,12 @@ def _base64url_run(match: re.Match[str]) -> str:
         return run
     if any(c.isdigit() or c in "-_" for c in run):
         return REDACTED
-    # Letters only: about one secret in 7,500 draws no digit, '-' or '_'. Half of a random run's
-    # letters are upper case (fewer than a quarter: about one such secret in 3,000); a CamelCase
-    # name (an exception class, say) has one capital per word, so it stays readable.
-    return REDACTED if 4 * upper >= len(run) else run
+    # Letters only: about one secret in 7,500 draws no digit, '-' or '_'. A CamelCase name (an
+    # exception class, say) is words of a capital and two or more small letters; a random run
+    # of 32+ letters reads so in fewer than one draw in 100,000 (any capital followed by a
+    # capital or by one small letter breaks it). Counting capitals instead let about one such
+    # secret in 3,000 through: a random run with few capitals is not rare enough.
+    return run if _CAMEL_CASE_WORDS.fullmatch(run) else REDACTED
 
 
 def _key_value(match: re.Match[str]) -> str:
