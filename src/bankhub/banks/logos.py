@@ -35,7 +35,6 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from urllib.parse import urljoin
 
 import httpx
 import sqlalchemy as sa
@@ -45,7 +44,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bankhub.banks.models import Bank, BankLogo
 from bankhub.clock import Clock, as_utc
 from bankhub.db.engine import Database
-from bankhub.webhooks.ssrf import Resolver, UnsafeUrl, resolve_target
+from bankhub.webhooks.guarded import Limits, Refused, guarded_get
+from bankhub.webhooks.ssrf import Resolver, UnsafeUrl
 
 log = logging.getLogger("bankhub.banks.logos")
 
@@ -155,64 +155,21 @@ class LogoFetcher:
         return await check_image(data)
 
     async def _download(self, url: str) -> bytes:
-        for _hop in range(MAX_REDIRECTS + 1):
-            try:
-                target = await resolve_target(
-                    url, allow_private=self.allow_private, allow_http=False, resolver=self.resolver
-                )
-            except UnsafeUrl as exc:
-                raise LogoRefused(f"{url[:200]}: {exc}") from None
-            request = self.http.build_request(
-                "GET",
-                httpx.URL(
-                    scheme=target.scheme,
-                    host=target.address,
-                    port=target.port,
-                    raw_path=target.path_and_query.encode("ascii"),
-                ),
-                headers={
-                    "Host": target.host_header,
-                    "Accept": ACCEPT,
-                    # raw bytes are counted against the cap; a compressed body could be a bomb
-                    "Accept-Encoding": "identity",
-                    # an address-keyed pool must not reuse a TLS session verified for this name
-                    "Connection": "close",
-                },
-                # the fetch's own deadline (below) ends it first, whichever step it is at
-                timeout=self.timeout + 1,
-                extensions={"sni_hostname": target.host},
+        try:
+            got = await guarded_get(
+                self.http,
+                url,
+                # the fetch's own deadline (above) ends it first, whichever step it is at
+                Limits(ACCEPT, MAX_BODY_BYTES, MAX_REDIRECTS, self.timeout + 1),
+                allow_private=self.allow_private,
+                allow_http=False,
+                resolver=self.resolver,
             )
-            response = await self.http.send(request, stream=True, follow_redirects=False)
-            try:
-                if response.status_code in (301, 302, 303, 307, 308):
-                    location = response.headers.get("location")
-                    if not location:
-                        raise LogoRefused(f"status {response.status_code} without a Location")
-                    url = urljoin(url, location)
-                    continue
-                if response.status_code != 200:
-                    raise LogoRefused(f"status {response.status_code}")
-                return await _body(response)
-            finally:
-                await response.aclose()
-        raise LogoRefused(f"more than {MAX_REDIRECTS} redirects")
-
-
-async def _body(response: httpx.Response) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise LogoRefused(
-            f"the answer announces {int(declared)} bytes, more than the "
-            f"{MAX_BODY_BYTES // 1024} KiB bankhub reads"
-        )
-    data = bytearray()
-    async for chunk in response.aiter_raw():
-        data += chunk
-        if len(data) > MAX_BODY_BYTES:
-            raise LogoRefused(
-                f"the body goes on past the {MAX_BODY_BYTES // 1024} KiB bankhub reads"
-            )
-    return bytes(data)
+        except UnsafeUrl as exc:
+            raise LogoRefused(f"{url[:200]}: {exc}") from None
+        except Refused as exc:
+            raise LogoRefused(str(exc)) from None
+        return got.body
 
 
 # --- what is stored -----------------------------------------------------------------------------

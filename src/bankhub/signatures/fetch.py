@@ -27,12 +27,13 @@ import asyncio
 import json
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from bankhub.errors import DomainError
 from bankhub.signatures import keys
+from bankhub.webhooks.guarded import Limits, Refused, guarded_get
 from bankhub.webhooks.ssrf import Resolver, UnsafeUrl, resolve_target
 
 #: the whole exchange with the key source, redirects included
@@ -140,75 +141,21 @@ class KeyFetcher:
             raise FetchFailed(_describe(exc)) from None
 
     async def _download(self, url: str, etag: str | None) -> Answer:
-        for _hop in range(MAX_REDIRECTS + 1):
-            target = await resolve_target(
+        try:
+            got = await guarded_get(
+                self.http,
                 url,
+                Limits(ACCEPT, MAX_BODY_BYTES, MAX_REDIRECTS, self.timeout + 1),
                 allow_private=self.allow_private,
                 allow_http=self.allow_http,
                 resolver=self.resolver,
+                etag=etag,
             )
-            headers = {
-                "Host": target.host_header,
-                "Accept": ACCEPT,
-                # raw bytes are counted against the cap; a compressed body could be a bomb
-                "Accept-Encoding": "identity",
-                # an address-keyed pool must not reuse a TLS session verified for this name
-                "Connection": "close",
-            }
-            if etag:
-                headers["If-None-Match"] = etag
-            request = self.http.build_request(
-                "GET",
-                httpx.URL(
-                    scheme=target.scheme,
-                    host=target.address,
-                    port=target.port,
-                    raw_path=target.path_and_query.encode("ascii"),
-                ),
-                headers=headers,
-                timeout=self.timeout + 1,
-                extensions={"sni_hostname": target.host},
-            )
-            response = await self.http.send(request, stream=True, follow_redirects=False)
-            try:
-                status = response.status_code
-                if status in (301, 302, 303, 307, 308):
-                    location = response.headers.get("location")
-                    if not location:
-                        raise FetchFailed(f"status {status} without a Location")
-                    url = urljoin(url, location)
-                    continue
-                if status == 304 and etag:
-                    return Answer(304, b"", etag, "")
-                if status != 200:
-                    raise FetchFailed(f"status {status}")
-                body = await _body(response)
-                return Answer(
-                    200,
-                    body,
-                    response.headers.get("etag"),
-                    response.headers.get("content-type", ""),
-                )
-            finally:
-                await response.aclose()
-        raise FetchFailed(f"more than {MAX_REDIRECTS} redirects")
-
-
-async def _body(response: httpx.Response) -> bytes:
-    declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise FetchFailed(
-            f"the answer announces {int(declared)} bytes, more than the "
-            f"{MAX_BODY_BYTES // 1024} KiB bankhub reads"
-        )
-    data = bytearray()
-    async for chunk in response.aiter_raw():
-        data += chunk
-        if len(data) > MAX_BODY_BYTES:
-            raise FetchFailed(
-                f"the body goes on past the {MAX_BODY_BYTES // 1024} KiB bankhub reads"
-            )
-    return bytes(data)
+        except Refused as exc:
+            raise FetchFailed(str(exc)) from None
+        if got.status == 304:
+            return Answer(304, b"", etag, "")
+        return Answer(200, got.body, got.headers.get("etag"), got.headers.get("content-type", ""))
 
 
 # --- reading -------------------------------------------------------------------------------------
