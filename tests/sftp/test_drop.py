@@ -25,7 +25,7 @@ from bankhub.db import tenancy
 from bankhub.events.models import Event
 from bankhub.jobs.runner import Runner
 from bankhub.security.network import AbuseGuard
-from bankhub.sftp import hostkey
+from bankhub.sftp import hostkey, pinning
 from bankhub.sftp.models import DroppedFile
 from bankhub.sftp.server import Collaborators, DropServer
 from tests.conftest import Harness
@@ -411,11 +411,11 @@ async def test_the_host_key_is_kept_and_its_fingerprint_printed(
     drop: Drop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = drop.h.hub.settings
-    path = hostkey.key_path(settings.data_dir)
+    path = pinning.key_path(settings.data_dir)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = DropServer(drop.server.parts)
     assert again.fingerprint == drop.server.fingerprint
-    assert hostkey.published_fingerprint(settings.data_dir) == drop.server.fingerprint
+    assert pinning.published_fingerprint(settings.data_dir) == drop.server.fingerprint
     for name in ("BANKHUB_DATABASE_URL", "BANKHUB_ENV", "BANKHUB_KEK"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BANKHUB_DATA_DIR", str(settings.data_dir))

@@ -15,16 +15,11 @@ from pathlib import Path
 
 import asyncssh
 
-#: the private key's file name in the data dir (OpenSSH format); ``.pub`` beside it
-FILE_NAME = "sftp_host_ed25519_key"
+from bankhub.sftp.pinning import key_path, public_path
 
 
 class HostKeyError(Exception):
     """The host key file exists but cannot be used (its mode, its content)."""
-
-
-def key_path(data_dir: Path) -> Path:
-    return data_dir / FILE_NAME
 
 
 def load_or_create(data_dir: Path) -> asyncssh.SSHKey:
@@ -42,12 +37,8 @@ def load_or_create(data_dir: Path) -> asyncssh.SSHKey:
         return _load(path)
     with os.fdopen(descriptor, "wb") as file:
         file.write(key.export_private_key("openssh"))
-    _public_path(path).write_bytes(key.export_public_key("openssh"))
+    public_path(data_dir).write_bytes(key.export_public_key("openssh"))
     return key
-
-
-def _public_path(path: Path) -> Path:
-    return path.with_name(path.name + ".pub")
 
 
 def _load(path: Path) -> asyncssh.SSHKey:
@@ -60,7 +51,7 @@ def _load(path: Path) -> asyncssh.SSHKey:
         key = asyncssh.read_private_key(path)
     except (asyncssh.KeyImportError, ValueError) as exc:
         raise HostKeyError(f"{path} is not an SSH private key: {exc}") from None
-    public = _public_path(path)
+    public = path.with_name(path.name + ".pub")
     if not public.exists():
         public.write_bytes(key.export_public_key("openssh"))
     return key
@@ -69,13 +60,3 @@ def _load(path: Path) -> asyncssh.SSHKey:
 def fingerprint(key: asyncssh.SSHKey) -> str:
     """``SHA256:…``, as ``ssh-keygen -l`` and an SFTP client's first-connection prompt show it."""
     return key.get_fingerprint("sha256")
-
-
-def published_fingerprint(data_dir: Path) -> str | None:
-    """The fingerprint of the host key the SFTP server made, from its public half; None while
-    the server has never started on this data dir."""
-    try:
-        public = asyncssh.import_public_key(_public_path(key_path(data_dir)).read_bytes())
-    except (OSError, asyncssh.KeyImportError):
-        return None
-    return public.get_fingerprint("sha256")
