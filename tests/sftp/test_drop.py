@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import stat
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,16 +89,22 @@ class Drop:
         )
 
 
-@pytest.fixture
-async def drop(harness: Harness) -> AsyncIterator[Drop]:
-    hub = harness.hub
+@asynccontextmanager
+async def started(h: Harness) -> AsyncIterator[Drop]:
+    hub = h.hub
     guard = AbuseGuard(hub.settings, hub.db, hub.clock)
     server = DropServer(Collaborators(hub.settings, hub.db, hub.engine, hub.clock, guard))
     port = await server.start("127.0.0.1", 0)
     try:
-        yield Drop(harness, server, port, guard)
+        yield Drop(h, server, port, guard)
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def drop(harness: Harness) -> AsyncIterator[Drop]:
+    async with started(harness) as running:
+        yield running
 
 
 async def put(sftp: asyncssh.SFTPClient, path: str, data: bytes) -> None:
@@ -429,3 +436,24 @@ async def test_the_host_key_is_kept_and_its_fingerprint_printed(
     path.chmod(0o644)
     with pytest.raises(hostkey.HostKeyError, match="chmod 600"):
         DropServer(drop.server.parts)
+
+
+@pytest.mark.postgres
+async def test_the_drop_works_as_the_runtime_role(app_role_harness: Harness) -> None:
+    """S14: logins, listings, the import and its result under row-level security."""
+    h = app_role_harness
+    async with started(h) as drop:
+        await new_customer(h, "alice")
+        key = await drop.app_key()
+        async with await drop.connect(key) as conn, conn.start_sftp_client() as sftp:
+            await put(sftp, "/inbox/alice/a.sta", read("mt940/ASNB/mt940.txt"))
+            dropped = await result(sftp, "/inbox/alice/a.sta")
+            assert [a["imported"] for a in dropped["data"]["accounts"]] == [8]
+            assert await sftp.listdir("/inbox") == [".", "..", "alice"]
+        other = await h.new_app("other")
+        other_key = await drop.app_key(other)
+        async with (
+            await drop.connect(other_key, other["client_id"]) as conn,
+            conn.start_sftp_client() as sftp,
+        ):
+            assert await sftp.listdir("/inbox") == [".", ".."]

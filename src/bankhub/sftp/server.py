@@ -534,12 +534,15 @@ class DropServer:
         with tenancy.everything():  # the app is not known yet: its client id names it
             async with self.parts.db.transaction() as session:
                 app = await services.app_by_client_id(session, username)
-                if app is None:
-                    return None
+                app_id = app.id if app is not None else None
+        if app_id is None:
+            return None
+        with tenancy.acting_for(app_id):  # S14: its keys are read as the app's own rows
+            async with self.parts.db.transaction() as session:
                 found = services.key_matching(
-                    await services.login_keys(session, app.id), offered_der
+                    await services.login_keys(session, app_id), offered_der
                 )
-                return (app.id, found.public_id) if found is not None else None
+                return (app_id, found.public_id) if found is not None else None
 
     async def note_failure(self, address: str) -> None:
         guard = self.parts.guard
