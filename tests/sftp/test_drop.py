@@ -26,7 +26,7 @@ from bankhub.db import tenancy
 from bankhub.events.models import Event
 from bankhub.jobs.runner import Runner
 from bankhub.security.network import AbuseGuard
-from bankhub.sftp import hostkey, pinning
+from bankhub.sftp import hostkey, pinning, services
 from bankhub.sftp.models import DroppedFile
 from bankhub.sftp.server import Collaborators, DropServer
 from tests.conftest import Harness
@@ -412,6 +412,17 @@ async def test_erasing_the_customer_erases_their_files(drop: Drop) -> None:
     assert await count(h, Event) == 1  # the login.deleted event only
     async with await drop.connect(key) as conn, conn.start_sftp_client() as sftp:
         assert await sftp.listdir("/inbox") == [".", ".."]
+        # a customer erased while their file is written: refused, nothing kept
+        late = await new_customer(h, "late")
+        file = await sftp.open("/inbox/late/a.sta", "wb")
+        await file.write(read("mt940/ASNB/mt940.txt"))
+        gone = await h.client.request(
+            "DELETE", "/v2/customer", headers=h.headers(), json={"customer_id": late}
+        )
+        assert gone.status_code == 200, gone.text
+        with pytest.raises(asyncssh.SFTPFailure, match="was not imported"):
+            await file.close()
+    assert await count(h, DroppedFile) == 0
 
 
 async def test_the_host_key_is_kept_and_its_fingerprint_printed(
@@ -457,3 +468,19 @@ async def test_the_drop_works_as_the_runtime_role(app_role_harness: Harness) -> 
             conn.start_sftp_client() as sftp,
         ):
             assert await sftp.listdir("/inbox") == [".", ".."]
+
+
+async def test_an_internal_failure_is_not_told_to_the_client(
+    drop: Drop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await new_customer(drop.h, "alice")
+    key = await drop.app_key()
+
+    async def broken(*args: object) -> None:
+        raise RuntimeError("SELECT result FROM sftp_files WHERE app_id = 1")
+
+    monkeypatch.setattr(services, "files", broken)
+    async with await drop.connect(key) as conn, conn.start_sftp_client() as sftp:
+        with pytest.raises(asyncssh.SFTPFailure) as failed:
+            await sftp.listdir("/inbox/alice")
+    assert failed.value.reason == "bankhub could not complete this operation; nothing was changed"

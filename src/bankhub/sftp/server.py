@@ -18,7 +18,8 @@ import asyncio
 import logging
 import stat
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -212,6 +213,21 @@ def parse_path(raw: bytes) -> tuple[str, ...]:
             raise asyncssh.SFTPInvalidFilename(f"a name is at most {MAX_NAME} characters")
         segments.append(segment)
     return tuple(segments)
+
+
+@contextmanager
+def _internal_errors_hidden() -> Iterator[None]:
+    """asyncssh sends an unexpected exception's text to the client ("Uncaught exception: …",
+    SQL included): bankhub's own failures are logged here and answered in general terms."""
+    try:
+        yield
+    except (asyncssh.SFTPError, DomainError):
+        raise
+    except Exception:
+        log.exception("sftp: an operation failed")
+        raise asyncssh.SFTPFailure(
+            "bankhub could not complete this operation; nothing was changed"
+        ) from None
 
 
 def _only_inbox() -> asyncssh.SFTPError:
@@ -560,7 +576,7 @@ class DropServer:
     # -- the app's tree -------------------------------------------------------------------
 
     async def _read(self, app_id: int, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        with tenancy.acting_for(app_id):
+        with _internal_errors_hidden(), tenancy.acting_for(app_id):
             async with self.parts.db.transaction() as session:
                 return await work(session)
 
@@ -594,14 +610,14 @@ class DropServer:
         await self._read(app_id, check)
 
     async def remove(self, app_id: int, customer_id: str, name: str) -> bool:
-        with tenancy.acting_for(app_id):
+        with _internal_errors_hidden(), tenancy.acting_for(app_id):
             async with self.parts.db.transaction(write=True) as session:
                 return await services.remove(session, app_id, customer_id, name)
 
     async def rename(
         self, app_id: int, customer_id: str, old: str, new: str, *, replace: bool
     ) -> None:
-        with tenancy.acting_for(app_id):
+        with _internal_errors_hidden(), tenancy.acting_for(app_id):
             async with self.parts.db.transaction(write=True) as session:
                 if await services.file_named(session, app_id, customer_id, new) is not None:
                     if not replace:
@@ -625,7 +641,7 @@ class DropServer:
             key_id=principal.key_id,
             address=principal.address,
         )
-        with tenancy.acting_for(principal.app_id):
+        with _internal_errors_hidden(), tenancy.acting_for(principal.app_id):
             try:
                 parsed = await parse_file(data, name)
                 async with self.parts.db.transaction(write=True) as session:

@@ -166,7 +166,9 @@ async def _keep(
     row = await file_named(session, dropped.app_id, dropped.customer_id, dropped.name)
     if row is None:
         row = DroppedFile(app_id=dropped.app_id, customer_id=dropped.customer_id, name=dropped.name)
-        session.add(row)
+        # a customer erased while their file was written keeps nothing (only the audit entry)
+        if await session.get(Customer, dropped.customer_id) is not None:
+            session.add(row)
     row.size = len(dropped.data)
     row.sha256 = str(detail["sha256"])
     row.imported = bool(detail["imported"])
