@@ -172,9 +172,13 @@ class _Upload:
     refused: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Result:
     data: bytes
+    #: the sealed login-secret this reading shows, erased once the client read to the end
+    row_id: int
+    secret_enc: str | None
+    read_to_end: bool = False
 
 
 def _dir_attrs() -> SFTPAttrs:
@@ -339,7 +343,8 @@ class _Inbox(asyncssh.SFTPServer):
                 base = name.removesuffix(RESULT_SUFFIX)
                 row = await self.drop.row(self.principal.app_id, customer.id, base)
                 if row is not None:
-                    return _Result(services.result_of(row, self.drop.parts.engine.box))
+                    data = services.result_of(row, self.drop.parts.engine.box)
+                    return _Result(data, row.id, row.secret_enc)
             elif await self.drop.row(self.principal.app_id, customer.id, name) is not None:
                 raise asyncssh.SFTPPermissionDenied(
                     f"statement files are not kept once imported; read {name}{RESULT_SUFFIX}"
@@ -382,9 +387,17 @@ class _Inbox(asyncssh.SFTPServer):
     def read(self, file_obj: object, offset: int, size: int) -> bytes:
         if not isinstance(file_obj, _Result):
             raise asyncssh.SFTPPermissionDenied("this file is open to write")
+        if offset + size >= len(file_obj.data):
+            file_obj.read_to_end = True
         return file_obj.data[offset : offset + size]
 
     async def close(self, file_obj: object) -> None:
+        if isinstance(file_obj, _Result):
+            if file_obj.read_to_end and file_obj.secret_enc is not None:
+                await self.drop.secret_shown(
+                    self.principal.app_id, file_obj.row_id, file_obj.secret_enc
+                )
+            return
         if not isinstance(file_obj, _Upload):
             return
         self.uploads.discard(id(file_obj))
@@ -608,6 +621,11 @@ class DropServer:
                 )
 
         await self._read(app_id, check)
+
+    async def secret_shown(self, app_id: int, row_id: int, secret_enc: str) -> None:
+        with _internal_errors_hidden(), tenancy.acting_for(app_id):
+            async with self.parts.db.transaction(write=True) as session:
+                await services.forget_secret(session, app_id, row_id, secret_enc)
 
     async def remove(self, app_id: int, customer_id: str, name: str) -> bool:
         with _internal_errors_hidden(), tenancy.acting_for(app_id):

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import msgspec
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.audit import services as audit
@@ -247,6 +247,20 @@ def result_of(row: DroppedFile, box: Cipher) -> bytes:
     body = msgspec.json.decode(row.result)
     body["data"]["secret"] = box.decrypt_text(row.secret_enc, secret_aad(row))
     return msgspec.json.encode(body)
+
+
+async def forget_secret(session: AsyncSession, app_id: int, row_id: int, secret_enc: str) -> None:
+    """The client read the result file to its end: the login-secret in it has been shown, and
+    is erased (only that one: a newer import of the same name may have sealed another)."""
+    await session.execute(
+        update(DroppedFile)
+        .where(
+            DroppedFile.app_id == app_id,
+            DroppedFile.id == row_id,
+            DroppedFile.secret_enc == secret_enc,
+        )
+        .values(secret_enc=None)
+    )
 
 
 async def keep_refused(
