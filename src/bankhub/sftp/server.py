@@ -498,6 +498,8 @@ class DropServer:
 
     def __init__(self, parts: Collaborators) -> None:
         self.parts = parts
+        # asyncssh narrates every channel at info level; bankhub logs what it decides itself
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
         self.host_key = hostkey.load_or_create(parts.settings.data_dir)
         self.fingerprint = hostkey.fingerprint(self.host_key)
         self._acceptor: asyncssh.SSHAcceptor | None = None
