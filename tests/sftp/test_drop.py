@@ -7,6 +7,7 @@ port, a few milliseconds).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 from collections.abc import AsyncIterator
@@ -24,9 +25,10 @@ from bankhub.audit.models import AuditEntry
 from bankhub.cli import cli
 from bankhub.db import tenancy
 from bankhub.events.models import Event
+from bankhub.hub import Hub
 from bankhub.jobs.runner import Runner
 from bankhub.security.network import AbuseGuard
-from bankhub.sftp import hostkey, pinning, services
+from bankhub.sftp import command, hostkey, pinning, services
 from bankhub.sftp.models import DroppedFile
 from bankhub.sftp.server import Collaborators, DropServer
 from tests.conftest import Harness
@@ -493,3 +495,41 @@ async def test_an_internal_failure_is_not_told_to_the_client(
         with pytest.raises(asyncssh.SFTPFailure) as failed:
             await sftp.listdir("/inbox/alice")
     assert failed.value.reason == "bankhub could not complete this operation; nothing was changed"
+
+
+async def test_bankhub_sftp_serves_until_stopped(harness: Harness) -> None:
+    """``bankhub sftp``'s own loop: its hub, the address block in the shared store, the
+    listener, and a clean stop."""
+    h = harness
+    lines: list[str] = []
+    stop = asyncio.Event()
+    listening = asyncio.Event()
+
+    def say(line: str) -> None:
+        lines.append(line)
+        listening.set()
+
+    def build() -> Hub:
+        return Hub.build(h.hub.settings, clock=h.clock)
+
+    serving = asyncio.create_task(command.serve(build, "127.0.0.1", 0, say, stop))
+    await listening.wait()
+    port = int(lines[0].rsplit(":", 1)[1])
+    assert lines[1].startswith("host key SHA256:")
+    # the client pins the key under the data dir: the one the command serves with
+    drop = Drop(
+        h,
+        DropServer(Collaborators(h.hub.settings, h.hub.db, h.hub.engine, h.clock, None)),
+        port,
+        AbuseGuard(h.hub.settings, h.hub.db, h.clock),
+    )
+    await new_customer(h, "alice")
+    key = await drop.app_key()
+    async with await drop.connect(key) as conn, conn.start_sftp_client() as sftp:
+        await put(sftp, "/inbox/alice/a.sta", read("mt940/ASNB/mt940.txt"))
+        dropped = await result(sftp, "/inbox/alice/a.sta")
+    assert [a["imported"] for a in dropped["data"]["accounts"]] == [8]
+    stop.set()
+    await serving
+    with pytest.raises(ConnectionRefusedError):
+        await drop.connect(key)
