@@ -533,3 +533,22 @@ async def test_bankhub_sftp_serves_until_stopped(harness: Harness) -> None:
     await serving
     with pytest.raises(ConnectionRefusedError):
         await drop.connect(key)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "key_size"), [("ecdsa-sha2-nistp256", None), ("ssh-rsa", 3072)]
+)
+async def test_p256_and_rsa_keys_log_in(drop: Drop, algorithm: str, key_size: int | None) -> None:
+    key = (
+        asyncssh.generate_private_key(algorithm, key_size=key_size)
+        if key_size
+        else asyncssh.generate_private_key(algorithm)
+    )
+    answer = await drop.h.client.post(
+        "/v2/signature/key",
+        headers=drop.h.headers(),
+        json={"public_key": key.export_public_key("openssh").decode()},
+    )
+    assert answer.status_code == 200, answer.text
+    async with await drop.connect(key) as conn, conn.start_sftp_client() as sftp:
+        assert await sftp.listdir("/") == [".", "..", "inbox"]
