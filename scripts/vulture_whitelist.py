@@ -172,3 +172,41 @@ TRAVEL
 # --- payments ----------------------------------------------------------------------------------
 row_factory  # connectors/sandbox/ledger.py: sqlite3 reads the connection's row factory
 creditor  # payments.services.PaymentSummary: read by the connect page's payment.html template
+
+# --- sftp: asyncssh calls these overrides of SSHServer and SFTPServer (bankhub.sftp.server) ----
+begin_auth  # SSHServer: called by asyncssh as a client starts authenticating
+password_auth_supported
+kbdint_auth_supported
+host_based_auth_supported
+public_key_auth_supported
+validate_public_key
+auth_completed
+connection_requested  # SSHServer: port forwarding requests, each refused
+server_requested
+unix_connection_requested
+unix_server_requested
+tun_requested
+dest_host  # the arguments of the refused requests above, part of asyncssh's signatures
+dest_port
+orig_host
+orig_port
+listen_host
+listen_port
+dest_path
+listen_path
+realpath  # SFTPServer: the SFTP operations asyncssh dispatches to the server object
+lstat
+scandir
+rmdir
+fstat
+setstat
+lsetstat
+fsetstat
+fsync
+posix_rename
+readlink
+symlink
+statvfs
+fstatvfs
+unlock
+exit

@@ -39,6 +39,7 @@ from bankhub.operations.routes import OPERATOR_PATHS
 from bankhub.security import network, shared
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
 from bankhub.security.tls import HstsMiddleware, TransportMiddleware
+from bankhub.sftp import embedded as sftp
 from bankhub.signatures.guard import SignatureGuard
 from bankhub.statements.routes import STATEMENT_PATH
 from bankhub.usage import counters as usage_counters
@@ -153,7 +154,9 @@ def create_app(hub: Hub) -> Litestar:
         await hub.ready()
         freeze_start_up()
         try:
-            async with serving.background(hub):
+            # the SFTP statement drop, when BANKHUB_SFTP_PORT is set (docs/sftp.md)
+            drop = sftp.running(hub.settings, hub.db, hub.engine, hub.clock, guard)
+            async with serving.background(hub), drop:
                 yield
         finally:
             await app.state.connect.close()

@@ -576,6 +576,39 @@ def worker() -> None:
 
 
 @cli.command()
+def sftp(
+    fingerprint: Annotated[
+        bool, typer.Option("--fingerprint", help="print the host key's fingerprint and exit")
+    ] = False,
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+) -> None:
+    """Run the SFTP statement drop (docs/sftp.md), or print its host key's fingerprint."""
+    settings = settings_or_exit()
+    from bankhub.sftp import command
+
+    if fingerprint:
+        out.print(command.fingerprint(settings), highlight=False)
+        return
+    if port is None and settings.sftp_port is None:
+        err.print("[red]no port: set BANKHUB_SFTP_PORT or give --port[/red]")
+        raise typer.Exit(2)
+    _shared_store_or_exit(settings)
+    if settings.database_url is None:
+        migrate_schema(settings)
+    elif not _schema_current(settings):
+        err.print("[red]the database schema is behind: run `bankhub migrate` first[/red]")
+        raise typer.Exit(2)
+    from bankhub.hub import Hub
+
+    def say(line: str) -> None:
+        out.print(line, highlight=False)
+        sys.stdout.flush()
+
+    asyncio.run(command.serve(lambda: Hub.build(settings), host, port, say))
+
+
+@cli.command()
 def purge(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
@@ -664,7 +697,7 @@ def import_file(
     """Read a statement file and show its accounts; with --customer and --app, import it."""
     from bankhub.connectors.statement import StatementUnreadable
     from bankhub.statements import cli as statement_cli
-    from bankhub.statements.routes import import_out
+    from bankhub.statements.schemas import import_out
 
     if (customer is None) != (app is None):
         err.print("[red]--customer and --app go together[/red]")

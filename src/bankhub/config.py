@@ -139,6 +139,13 @@ class Settings(BaseSettings):
 
     #: run scheduled syncs and webhook deliveries inside ``serve`` (off for API-only processes)
     embedded_worker: bool = True
+    #: the SFTP statement drop (docs/sftp.md): off unless a port is set; ``serve`` runs it too
+    sftp_port: int | None = Field(default=None, ge=0, le=65535)
+    sftp_host: str = "127.0.0.1"
+    #: the largest file one upload may be (the API's ``POST /v2/statement`` limit by default)
+    sftp_max_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, le=20 * 1024 * 1024)
+    #: the most files (with their results) an app keeps in its inbox
+    sftp_max_files: int = Field(default=1000, ge=1, le=100_000)
     sync_concurrency: int = 8
     delivery_concurrency: int = 32
     webhook_timeout_seconds: float = 10.0

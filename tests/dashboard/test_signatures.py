@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy import select
 
 from bankhub.audit.models import AuditEntry
 from bankhub.dashboard.roles import Role
+from bankhub.sftp import hostkey
 from bankhub.signatures.models import SignatureKey
 from tests.conftest import BASE_URL, Harness
 from tests.dashboard.support import Visitor, make_member
@@ -95,3 +97,19 @@ async def test_a_viewer_sees_the_keys_but_no_form_and_a_forged_post_is_refused(
     assert await _keys(h) == []
     refused = await _audit(h, "member.refused")
     assert [e.detail["action"] for e in refused] == ["keys.manage"]
+
+
+@pytest.mark.parametrize("harness", [{"sftp_port": 2222}], indirect=True)
+async def test_the_page_shows_the_sftp_host_key_to_pin(
+    harness: Harness, visitors: Visitors
+) -> None:
+    h = harness
+    person = await make_member(h, Role.VIEWER)
+    v = visitors()
+    await v.sign_in(person)
+    text = (await v.get(_page(h))).text
+    assert "bankhub sftp --fingerprint" in text  # the drop never started on this data dir
+    key = hostkey.load_or_create(h.hub.settings.data_dir)
+    text = (await v.get(_page(h))).text
+    assert f"ED25519 {hostkey.fingerprint(key)}" in text
+    assert f"-P 2222 {h.creds['client_id']}@" in text

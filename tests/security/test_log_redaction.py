@@ -3,6 +3,7 @@ escaped, whatever logger or handler they pass through."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import logging
@@ -88,6 +89,23 @@ def test_account_identifiers_are_masked(logged: tuple[logging.Logger, io.StringI
     assert "12345678" not in lines[2]
     assert "****5678" in lines[2]
     assert lines[3] == "INFO sync run 42 took 1.5 s at 2026-11-20T09:00:00Z, amount 1234.56"
+
+
+def test_a_public_key_fingerprint_stays_readable(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
+    """The SFTP drop logs its host key's fingerprint for pinning (``SHA256:`` and 43 base64
+    characters, as ``ssh-keygen -l`` prints it); a secret in its place but of another length,
+    or a run of that length without the prefix, is still removed."""
+    logger, stream = logged
+    digest = hashlib.sha256(b"host key").digest()
+    fingerprint = "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    one_run = "SHA256:" + "Ab1" * 14 + "C"  # no '+' or '/': a single run of 43
+    logger.info("sftp host key %s, or %s", fingerprint, one_run)
+    logger.info("SHA256:%s and %s", secrets.token_urlsafe(40), secrets.token_urlsafe(32))
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == f"INFO sftp host key {fingerprint}, or {one_run}"
+    assert lines[1] == f"INFO SHA256:{redact.REDACTED} and {redact.REDACTED}"
 
 
 def test_crlf_injection_is_escaped(logged: tuple[logging.Logger, io.StringIO]) -> None:

@@ -32,10 +32,12 @@ from bankhub.db.models import Base
 from bankhub.jobs.runner import Runner
 from bankhub.partners import branding
 from bankhub.partners.models import App
+from bankhub.sftp.server import Collaborators, DropServer, Principal
 from bankhub.usage import store as usage_store
 from bankhub.webhooks import services as webhooks
 from tests.api.connect_client import connect, create_customer, create_token
 from tests.conftest import BASE_URL, Harness
+from tests.statements.corpus import read
 from tests.support.postgres import PostgresRoles
 from tests.support.raw_http import Receiver
 
@@ -225,6 +227,12 @@ async def _populate(h: Harness, receiver: Receiver, name: str) -> dict[str, Any]
         "/v2/login/refresh", headers=h.headers(login_secret=login["secret"])
     )
     assert refreshed.status_code == 200, refreshed.text  # a sync run
+    # a statement file dropped over SFTP, through the drop's own calls (an sftp_files row)
+    drop = DropServer(Collaborators(h.hub.settings, h.hub.db, h.hub.engine, h.hub.clock, None))
+    owner = await drop.customer(app_id, f"{name}-waiting")
+    assert owner is not None
+    principal = Principal(app_id, h.creds["client_id"], "sk_rls", "127.0.0.1")
+    assert await drop.receive(principal, owner, "a.sta", read("mt940/ASNB/mt940.txt")) is None
     await usage_store.flush(h.hub.db, h.hub.usage)  # usage counts of these calls
     return {"app_id": app_id, "login": login, "bearer": grant.json()["access_token"]}
 

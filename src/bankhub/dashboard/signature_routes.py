@@ -9,17 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, URLEncodedBody
 
 from bankhub.api.principal import HubDep, hub_of
+from bankhub.config import Settings
 from bankhub.dashboard import roles
 from bankhub.dashboard import services as team
 from bankhub.dashboard.app_routes import APPS, app_of
 from bankhub.dashboard.pages import Refused, field_of, go, member_of, page
 from bankhub.dashboard.roles import Action
 from bankhub.errors import DomainError
+from bankhub.sftp import pinning
 from bankhub.signatures import services, sync
 from bankhub.signatures.guard import SignatureGuard
 from bankhub.signatures.models import SignatureKeySource
@@ -50,6 +53,26 @@ def _cache(request: AnyRequest) -> KeyCache | None:
     return guard.cache if isinstance(guard, SignatureGuard) else None
 
 
+@dataclass(frozen=True, slots=True)
+class SftpDrop:
+    host: str
+    port: int
+    fingerprint: str | None
+
+
+def _sftp_drop(settings: Settings) -> SftpDrop | None:
+    """Where the app drops statement files and the host key to pin (docs/sftp.md); None while
+    the drop is off."""
+    if settings.sftp_port is None:
+        return None
+    host = urlsplit(settings.public_url).hostname if settings.public_url else None
+    return SftpDrop(
+        host or settings.sftp_host,
+        settings.sftp_port,
+        pinning.published_fingerprint(settings.data_dir),
+    )
+
+
 def _page_path(client_id: str) -> str:
     return f"{APPS}/{client_id}/signatures"
 
@@ -74,6 +97,7 @@ async def _signatures_page(
             for s in sources
         ],
         failing=[s for s in sources if sync.state(s) in (sync.FAILING, sync.EXPIRED)],
+        sftp=_sftp_drop(hub.settings),
         notice=notice,
         done=DONE.get(request.query_params.get("done", "")),
     )

@@ -14,6 +14,7 @@ from bankhub.logins.models import ConnectToken, Login
 from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
 from bankhub.partners.models import ApiKey, App, AppTemplate
 from bankhub.security.models import DataKey, IdempotencyRecord
+from bankhub.sftp.models import DroppedFile
 from bankhub.signatures.models import SignatureKey, SignatureKeySource
 from bankhub.sync.models import SyncRun
 from bankhub.usage.models import UsageCount
@@ -31,6 +32,7 @@ __all__ = [
     "ConnectToken",
     "Customer",
     "DataKey",
+    "DroppedFile",
     "Event",
     "IdempotencyRecord",
     "Invite",

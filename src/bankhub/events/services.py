@@ -28,6 +28,8 @@ CONSENT_EXPIRING = "consent.expiring"
 LOGIN_DELETED = "login.deleted"
 #: a payment's status changed (docs/payments.md)
 PAYMENT_STATUS = "payment.status"
+#: a statement file was imported, over the API or the SFTP drop (docs/sftp.md)
+STATEMENT_IMPORTED = "statement.imported"
 EVENT_TYPES = (
     NEW_TRANSACTIONS,
     LOGIN_STATUS,
@@ -35,6 +37,7 @@ EVENT_TYPES = (
     CONSENT_EXPIRING,
     LOGIN_DELETED,
     PAYMENT_STATUS,
+    STATEMENT_IMPORTED,
 )
 #: what an endpoint created without a list of types receives: the seed's two webhook events
 DEFAULT_EVENT_TYPES = (NEW_TRANSACTIONS, LOGIN_STATUS)

@@ -127,6 +127,25 @@ def _uuid(match: re.Match[str]) -> str:
     return REDACTED
 
 
+#: ``ssh-keygen -l``'s form of a public key's fingerprint, a public value the SFTP drop logs for
+#: pinning its host key: kept readable
+_FINGERPRINT = re.compile(r"(?<![A-Za-z0-9+/])SHA256:[A-Za-z0-9+/]{43}(?![A-Za-z0-9+/=])")
+
+
+def _runs_outside_fingerprints(text: str) -> str:
+    spans = [m.span() for m in _FINGERPRINT.finditer(text)] if "SHA256:" in text else []
+    if not spans:
+        return _BASE64URL_RUN.sub(_base64url_run, text)
+
+    def run(match: re.Match[str]) -> str:
+        start, end = match.span()
+        if any(low <= start and end <= high for low, high in spans):
+            return match.group(0)
+        return _base64url_run(match)
+
+    return _BASE64URL_RUN.sub(run, text)
+
+
 def _base64url_run(match: re.Match[str]) -> str:
     run = match.group(0)
     upper = sum(1 for c in run if c.isupper())
@@ -161,7 +180,7 @@ def redact(text: str) -> str:
     text = _JWT.sub(REDACTED, text)
     text = _WHSEC.sub("whsec_" + REDACTED, text)
     text = _UUID.sub(_uuid, text)
-    text = _BASE64URL_RUN.sub(_base64url_run, text)
+    text = _runs_outside_fingerprints(text)
     text = _IBAN.sub(lambda m: _last4(m.group(0)), text)
     text = _ANY_CASE_IBAN.sub(_lenient_iban, text)
     text = _CARD.sub(_card, text)

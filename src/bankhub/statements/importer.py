@@ -10,9 +10,10 @@ fingerprints: importing the same file twice, or an overlapping one, adds nothing
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -25,14 +26,17 @@ from bankhub.accounts.models import Account
 from bankhub.catalogue import Catalogue, Service
 from bankhub.categories import Category
 from bankhub.connectors.base import ConnectorInfo, TransactionRecord
+from bankhub.connectors.statement.connector import StatementUnreadable, parse_upload
 from bankhub.customers import services as customers
 from bankhub.customers.models import Customer
-from bankhub.errors import ErrorCode, NotFound
+from bankhub.errors import DomainError, ErrorCode, NotFound
+from bankhub.events import services as events
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
 from bankhub.partners.models import App
 from bankhub.security.pan import mask_pans
 from bankhub.statements import ParsedStatement
+from bankhub.statements.csvfiles import CsvMapping
 from bankhub.sync.engine import FetchedAccount, FetchResult, SyncEngine, mask_number
 
 CONNECTOR_ID = "statement"
@@ -301,4 +305,58 @@ async def import_statement(
         )
     return ImportOutcome(
         login.id, secret, parsed.format, accounts, login_created=secret is not None
+    )
+
+
+async def parse_file(
+    data: bytes,
+    filename: str | None,
+    currency: str | None = None,
+    mapping: CsvMapping | None = None,
+) -> ParsedStatement:
+    """Parse off the event loop; a file bankhub cannot read is a DataInvalid error."""
+    try:
+        return await asyncio.to_thread(parse_upload, data, filename, currency, mapping)
+    except StatementUnreadable as failure:
+        extra = {"filename": (filename or "")[:200]}
+        raise DomainError(ErrorCode.DATA_INVALID, failure.message, extra) from None
+
+
+def imported_payload(
+    customer_id: str, outcome: ImportOutcome, *, file_name: str | None, source: str, now: datetime
+) -> dict[str, Any]:
+    """The ``statement.imported`` body: where the file went and what it added, never its
+    contents (no numbers, no balances)."""
+    return {
+        "customer_id": customer_id,
+        "login_id": outcome.login_id,
+        "login_created": outcome.login_created,
+        "format": outcome.format,
+        "accounts": [{"id": a.id, "imported": a.imported} for a in outcome.accounts],
+        "imported": sum(a.imported for a in outcome.accounts),
+        "file_name": file_name,
+        "source": source,
+        "timestamp": int(now.timestamp() * 1000),
+    }
+
+
+async def announce_import(
+    session: AsyncSession,
+    app_id: int,
+    customer_id: str,
+    outcome: ImportOutcome,
+    *,
+    file_name: str | None,
+    source: str,
+    now: datetime,
+) -> None:
+    """Record the ``statement.imported`` event in the import's unit of work. It names the
+    login, so erasing the login (or its customer) erases the event with it."""
+    await events.record(
+        session,
+        app_id=app_id,
+        type=events.STATEMENT_IMPORTED,
+        payload=imported_payload(customer_id, outcome, file_name=file_name, source=source, now=now),
+        now=now,
+        login_id=outcome.login_id,
     )

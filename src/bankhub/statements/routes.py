@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -17,12 +16,11 @@ from bankhub.api.audit import account_data_read
 from bankhub.api.openapi import APP_AUTH, APP_SECURITY, E, EnvelopeOperation, errors
 from bankhub.api.principal import AuthDep, HubDep
 from bankhub.audit import services as audit
-from bankhub.connectors.statement.connector import StatementUnreadable, parse_upload
 from bankhub.errors import DomainError, ErrorCode
 from bankhub.security import idempotency, scopes
-from bankhub.statements import ParsedStatement
 from bankhub.statements.csvfiles import CsvMapping
-from bankhub.statements.importer import ImportOutcome, import_statement
+from bankhub.statements.importer import announce_import, import_statement, parse_file
+from bankhub.statements.schemas import StatementImportEnvelope, import_out
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -120,57 +118,6 @@ def read_currency(value: str | None) -> str | None:
     return code
 
 
-class ImportedAccountOut(msgspec.Struct):
-    id: int
-    #: the IBAN or account number with all but the last four characters hidden
-    number_masked: str | None
-    currency: str
-    #: transactions this import added (those already stored are not counted)
-    imported: int
-    #: the closing balance the file states, exactly as written (None when it states none)
-    closing_balance: str | None
-    closing_date: str | None
-
-
-class StatementImportOut(msgspec.Struct):
-    #: the login the file went to: the one named, else the customer's statement login that
-    #: holds the file's accounts, else a new one
-    login_id: int
-    #: the login-secret, only when this import created the login; it is shown this once
-    secret: str | None
-    format: str
-    accounts: list[ImportedAccountOut]
-    #: whether this import created the login
-    login_created: bool
-
-
-class StatementImportEnvelope(msgspec.Struct):
-    data: StatementImportOut
-    version: str = "v2"
-
-
-def import_out(outcome: ImportOutcome) -> StatementImportOut:
-    return StatementImportOut(
-        login_id=outcome.login_id,
-        secret=outcome.secret,
-        login_created=outcome.login_created,
-        format=outcome.format,
-        accounts=[
-            ImportedAccountOut(
-                id=a.id,
-                number_masked=a.number_masked,
-                currency=a.currency,
-                imported=a.imported,
-                closing_balance=format(a.closing_balance, "f")
-                if a.closing_balance is not None
-                else None,
-                closing_date=a.closing_date.isoformat() if a.closing_date else None,
-            )
-            for a in outcome.accounts
-        ],
-    )
-
-
 def _login_id(value: str | None) -> int | None:
     if value is None or value.strip() == "":
         return None
@@ -178,20 +125,6 @@ def _login_id(value: str | None) -> int | None:
         extra = {"login_id": value[:40]}
         raise DomainError(ErrorCode.DATA_INVALID, "login_id must be a login's numeric id", extra)
     return int(value)
-
-
-async def parse_in_thread(
-    data: bytes,
-    filename: str | None,
-    currency: str | None = None,
-    mapping: CsvMapping | None = None,
-) -> ParsedStatement:
-    """Parse off the event loop; a file bankhub cannot read is a DataInvalid error."""
-    try:
-        return await asyncio.to_thread(parse_upload, data, filename, currency, mapping)
-    except StatementUnreadable as failure:
-        extra = {"filename": (filename or "")[:200]}
-        raise DomainError(ErrorCode.DATA_INVALID, failure.message, extra) from None
 
 
 @post(
@@ -241,7 +174,7 @@ async def post_statement(
     login_id = _login_id(data.login_id)
     filename = data.file.filename or None
     mapping, currency = read_mapping(data.mapping), read_currency(data.currency)
-    parsed = await parse_in_thread(await data.file.read(), filename, currency, mapping)
+    parsed = await parse_file(await data.file.read(), filename, currency, mapping)
     # write: on SQLite, imports in this process take turns (one customer's two imports at once
     # must not both open a login for the same accounts; PostgreSQL locks the customer's row)
     async with hub.db.transaction(write=True) as session:
@@ -258,6 +191,15 @@ async def post_statement(
             account_ids=[a.id for a in outcome.accounts],
             rows=sum(a.imported for a in outcome.accounts),
             session=session,
+        )
+        await announce_import(
+            session,
+            app.id,
+            data.customer_id,
+            outcome,
+            file_name=filename,
+            source="api",
+            now=hub.clock(),
         )
     return StatementImportEnvelope(import_out(outcome))
 
