@@ -28,11 +28,13 @@ from bankhub.events.models import Event
 from bankhub.hub import Hub
 from bankhub.jobs.runner import Runner
 from bankhub.security.network import AbuseGuard
-from bankhub.sftp import command, hostkey, pinning, services
+from bankhub.sftp import command, hostkey, pinning, server, services
 from bankhub.sftp.models import DroppedFile
 from bankhub.sftp.server import Collaborators, DropServer
 from tests.conftest import Harness
 from tests.jobs.test_outbox import add_endpoint, verified
+from tests.signatures.key_host import key_host
+from tests.signatures.test_key_sources import add_source, sweep
 from tests.statements.corpus import read
 from tests.statements.uploads import new_customer, upload
 from tests.support.raw_http import Receiver
@@ -552,3 +554,81 @@ async def test_p256_and_rsa_keys_log_in(drop: Drop, algorithm: str, key_size: in
     assert answer.status_code == 200, answer.text
     async with await drop.connect(key) as conn, conn.start_sftp_client() as sftp:
         assert await sftp.listdir("/") == [".", "..", "inbox"]
+
+
+async def test_a_key_synced_from_the_partners_keys_url_logs_in_until_removed_there(
+    drop: Drop,
+) -> None:
+    """The partner keeps its key where GitHub would serve it (a ``.keys`` file on a loopback
+    host): bankhub syncs it, the SFTP client logs in with it and drops a corpus file that is
+    imported with its exact count; once the key is gone from the file, one sync later the same
+    key no longer logs in."""
+    h = drop.h
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    line = key.export_public_key("openssh").decode().strip()
+    with key_host() as host:
+        host.keys_file("/partner.keys", line + " laptop")
+        source = await add_source(h, host.url("/partner.keys"))
+        assert (source["state"], source["keys"]) == ("ok", 1)
+        await new_customer(h, "synced-key-user")
+        corpus, name, accounts = CORPUS[2]
+        async with await drop.connect(key) as conn, conn.start_sftp_client() as sftp:
+            await sftp.mkdir("/inbox/synced-key-user")
+            await put(sftp, f"/inbox/synced-key-user/{name}", read(corpus))
+            outcome = await result(sftp, f"/inbox/synced-key-user/{name}")
+        assert [(a["currency"], a["imported"]) for a in outcome["data"]["accounts"]] == accounts
+
+        host.keys_file("/partner.keys")  # the partner removed the key there
+        assert await sweep(h) == {"ok": 1}
+        with pytest.raises(asyncssh.PermissionDenied):
+            await drop.connect(key)
+
+
+async def test_open_uploads_are_bounded_per_app_and_in_bytes_over_all_connections(
+    drop: Drop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Uploads are held in memory until closed: an app cannot hold more than
+    OPEN_UPLOADS_PER_APP of them over several connections, the drop refuses a write that
+    would hold more than MAX_HELD_BYTES in all, and what a cut connection held is freed."""
+    h = drop.h
+    await new_customer(h, "alice")
+    key = await drop.app_key()
+    first = await drop.connect(key)
+    second = await drop.connect(key)
+    one = await first.start_sftp_client()
+    two = await second.start_sftp_client()
+    held = [await one.open(f"/inbox/alice/{i}.sta", "wb") for i in range(server.OPEN_UPLOADS)]
+    held += [
+        await two.open(f"/inbox/alice/{i}.sta", "wb")
+        for i in range(server.OPEN_UPLOADS, server.OPEN_UPLOADS_PER_APP)
+    ]
+    third = await drop.connect(key)
+    three = await third.start_sftp_client()
+    with pytest.raises(asyncssh.SFTPFailure, match="per app"):
+        await three.open("/inbox/alice/more.sta", "wb")
+
+    monkeypatch.setattr(server, "MAX_HELD_BYTES", 1000)
+    await held[0].write(b"x" * 600)
+    assert drop.server.held_bytes == 600
+    with pytest.raises(asyncssh.SFTPFailure, match="try this write again"):
+        await held[1].write(b"y" * 600)
+    await held[1].write(b"y" * 400)  # within what is left
+    assert drop.server.held_bytes == 1000
+
+    # a connection cut with uploads open frees their bytes and slots; nothing is imported
+    first.close()
+    await first.wait_closed()
+    second.close()
+    await second.wait_closed()
+    for _ in range(100):
+        if drop.server.held_bytes == 0 and not +drop.server.open_by_app:
+            break
+        await asyncio.sleep(0.01)
+    assert drop.server.held_bytes == 0
+    assert not +drop.server.open_by_app
+    await asyncio.sleep(0.2)  # what a cut upload's import would take on this loop, and more
+    assert await count(h, DroppedFile) == 0  # the cut uploads were not imported, even in part
+    monkeypatch.undo()
+    await put(three, "/inbox/alice/after.sta", read("mt940/ASNB/mt940.txt"))
+    third.close()
+    assert await count(h, DroppedFile) == 1

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import stat
 import unicodedata
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +50,12 @@ INBOX = "inbox"
 RESULT_SUFFIX = ".result.json"
 #: uploads one connection may have open at once (each is held in memory until it closes)
 OPEN_UPLOADS = 4
+#: uploads one app may have open at once over all its connections
+OPEN_UPLOADS_PER_APP = 8
+#: the bytes of open uploads the drop holds in memory at once, over every app: a write that
+#: would pass it is refused (the client may try again shortly), so many connections of many
+#: apps cannot together exhaust the server's memory
+MAX_HELD_BYTES = 256 * 1024 * 1024
 #: the longest file name (the ``sftp_files.name`` column)
 MAX_NAME = 200
 
@@ -251,7 +258,7 @@ class _Inbox(asyncssh.SFTPServer):
             )
         self.principal: Principal = owner.principal
         self.drop = drop
-        self.uploads: set[int] = set()
+        self.uploads: dict[int, _Upload] = {}
 
     # -- the tree -------------------------------------------------------------------------
 
@@ -360,10 +367,24 @@ class _Inbox(asyncssh.SFTPServer):
             raise asyncssh.SFTPFailure(
                 f"at most {OPEN_UPLOADS} uploads at once per connection: close one first"
             )
+        if self.drop.open_by_app[self.principal.app_id] >= OPEN_UPLOADS_PER_APP:
+            raise asyncssh.SFTPFailure(
+                f"at most {OPEN_UPLOADS_PER_APP} uploads at once per app, over all its "
+                "connections: close one first"
+            )
         await self.drop.room_for(self.principal.app_id, customer.id, name)
         upload = _Upload(customer, name)
-        self.uploads.add(id(upload))
+        self.uploads[id(upload)] = upload
+        self.drop.open_by_app[self.principal.app_id] += 1
         return upload
+
+    def _release(self, upload: _Upload) -> None:
+        """Forget an upload that ended (closed, refused or cut): its bytes and its slot."""
+        if self.uploads.pop(id(upload), None) is None:
+            return
+        self.drop.held_bytes -= len(upload.data)
+        upload.data = bytearray()
+        self.drop.open_by_app[self.principal.app_id] -= 1
 
     def write(self, file_obj: object, offset: int, data: bytes) -> int:
         if not isinstance(file_obj, _Upload):
@@ -375,12 +396,21 @@ class _Inbox(asyncssh.SFTPServer):
                 f"{file_obj.name} is over the {limit} bytes a statement file may have; "
                 "nothing of it is imported"
             )
+            self.drop.held_bytes -= len(file_obj.data)
             file_obj.data = bytearray()
         if file_obj.refused is not None:
             raise asyncssh.SFTPQuotaExceeded(file_obj.refused)
         end = offset + len(data)
-        if end > len(file_obj.data):
-            file_obj.data.extend(bytes(end - len(file_obj.data)))
+        growth = end - len(file_obj.data)
+        if growth > 0 and self.drop.held_bytes + growth > MAX_HELD_BYTES:
+            # not the file's fault: the write is refused, the upload may go on after a pause
+            raise asyncssh.SFTPFailure(
+                "bankhub is holding as many uploads as it can at the moment; try this write "
+                "again shortly"
+            )
+        if growth > 0:
+            file_obj.data.extend(bytes(growth))
+            self.drop.held_bytes += growth
         file_obj.data[offset:end] = data
         return len(data)
 
@@ -400,12 +430,16 @@ class _Inbox(asyncssh.SFTPServer):
             return
         if not isinstance(file_obj, _Upload):
             return
-        self.uploads.discard(id(file_obj))
+        if self.channel.is_closing():
+            # asyncssh closes the files still open when a connection is lost: such an upload
+            # was cut, not finished, and is discarded, never imported half
+            self._release(file_obj)
+            return
+        data = bytes(file_obj.data)
+        self._release(file_obj)
         if file_obj.refused is not None:
             raise asyncssh.SFTPQuotaExceeded(file_obj.refused)
-        refused = await self.drop.receive(
-            self.principal, file_obj.customer, file_obj.name, bytes(file_obj.data)
-        )
+        refused = await self.drop.receive(self.principal, file_obj.customer, file_obj.name, data)
         if refused is not None:
             raise asyncssh.SFTPFailure(
                 f"{file_obj.name} was not imported: {refused.message} "
@@ -481,7 +515,8 @@ class _Inbox(asyncssh.SFTPServer):
 
     def exit(self) -> None:
         # uploads never closed (a dropped connection) are discarded, never half imported
-        self.uploads.clear()
+        for upload in list(self.uploads.values()):
+            self._release(upload)
 
 
 def result_file(outcome: ImportOutcome) -> bytes:
@@ -507,6 +542,10 @@ class DropServer:
         #: the connections open now, and a signal each time one ends
         self.live: set[_Login] = set()
         self._ended = asyncio.Condition()
+        #: open uploads per app, and the bytes all open uploads hold (OPEN_UPLOADS_PER_APP,
+        #: MAX_HELD_BYTES)
+        self.open_by_app: Counter[int] = Counter()
+        self.held_bytes = 0
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         """Listen; the port bound (an ephemeral one when ``port`` is 0)."""
