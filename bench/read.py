@@ -1,21 +1,38 @@
-"""Read: ``GET /v2/transaction``, a 100-row page, against a bare app on the same data.
+"""Read: ``GET /v2/transaction`` (a 100-row page) and ``GET /v2/account``, against the
+physical limit of this machine, measured on the same data in the same run.
 
 The benchmark: a database of 1,000,000 transactions over 10,000 accounts (1,000 logins
 of 10 accounts, 100 transactions each), on SQLite and on PostgreSQL, built through the real
 migrations; the app, its keys, the customers and the logins are made by bankhub's own services,
 the accounts and transactions by bulk inserts (SQLite ``executemany`` in one transaction,
-PostgreSQL ``COPY``). bankhub runs as ``python -m bankhub serve`` (API only: no embedded worker) and
-answers with real authentication (client-id + service-secret, login-secret through the keyed
-hashes), tenant scoping (the account must belong to the login of the app) and its ORM unit of
-work. The baseline (``bench/read_baseline.py``) is Litestar + msgspec on the same granian
-server, started the same way, running the same SQL through the same driver and returning the
-same JSON, with none of that. One request of each is checked by hand (100 rows, same body).
+PostgreSQL ``COPY``). bankhub runs as ``python -m bankhub serve`` (API only: no embedded
+worker; on PostgreSQL as the runtime role of docs/operations.md, bound by row-level security,
+the owner as its maintenance role) and answers with real authentication (client-id +
+service-secret, login-secret through the keyed hashes), tenant scoping and the audit entry of
+every read (S42).
+
+Beside it, on the same database and rows, three baselines, each a server of its own started
+the same way:
+
+* **bare driver** (``read_bare.py``, the target's baseline): granian + msgspec, no framework,
+  the standard ``sqlite3`` module / ``asyncpg`` (the runtime role, row-level security), the
+  page by id: the least work that gives the same bytes;
+* **bare driver + duties** (``read_bare.py``): the same plus the minimum of bankhub's duties
+  (key and login by keyed hash, the tenant check, one audit row per request): what the duties
+  cost, and so what the framework and bankhub's own code cost on top;
+* **same stack** (``read_baseline.py``): Litestar + SQLAlchemy Core over aiosqlite/asyncpg with
+  no auth (the former baseline; as the owner on PostgreSQL).
+
+Before measuring, one page and one account list of each server are compared with bankhub's
+answer byte for byte (the same-stack app: the same JSON document), and bankhub and the bare
+driver with duties are shown to refuse another login's account.
 
 Load: ``wrk`` on loopback, a Lua script rotating over up to 1,000 (account, login-secret)
-pairs, a warm-up first; the two servers are measured alternately, ``ctx.repeats`` times each,
-and the medians of requests/s and p99 are compared: throughput ≥ 70 % of the baseline's, p99 ≤
-2 × the baseline's. When bankhub misses a target, ``py-spy`` records it under the same load and
-a summary goes to ``bench/results/read-<db>-profile.txt``.
+pairs, a warm-up first; the four servers are measured in turn, ``ctx.repeats`` rounds (3 at
+full size), and the medians compared: throughput ≥ 0.5 × the bare driver's, p99 ≤ 2 × its p99
+(issue targets), each run listed, with p50 and the CPU per request from /proc (the server's
+processes, and PostgreSQL's). A full-size run records ``py-spy`` profiles of bankhub and the
+bare driver under the page load (``bench/results/read-<db>-profile.txt``).
 
 Tiny mode: 1,000 transactions over 10 accounts (still 100-row pages), 2-second runs.
 """
@@ -818,6 +835,79 @@ class Profile:
         return tails
 
 
+#: where a request's time goes, by what bankhub is doing (the first rule that matches any
+#: frame of a sample's stack): the read path's map (bench/README.md, "Where a read's time goes")
+_DUTIES = (
+    ("audit entry (recorded, written)", ("(bankhub/audit/", "account_data_read ")),
+    (
+        "auth look-ups (key and app, login and account)",
+        ("principal (bankhub/api/auth.py)", "login_with_account ", "login_by_secret "),
+    ),
+    ("page query (transactions_of)", ("transactions_of ",)),
+    ("opening sealed rows (opened_rows: AES-GCM, JSON of details)", ("opened_rows ",)),
+    ("JSON encoding of the answer", ("encode_json ", "(msgspec/", "to_asgi_response ")),
+    (
+        "transaction begin/commit and session",
+        ("_unit (bankhub/db/engine.py)", "transaction (bankhub/db/engine.py)"),
+    ),
+    ("aiosqlite's thread (SQLite's own work, the queue)", ("run (aiosqlite/core.py)",)),
+)
+#: the package of a sample's innermost frame, within a duty
+_LAYERS = (
+    ("sqlalchemy/", "SQLAlchemy"),
+    ("aiosqlite/", "aiosqlite"),
+    ("asyncpg/", "asyncpg"),
+    ("litestar/", "Litestar"),
+    ("asyncio/", "asyncio"),
+)
+
+
+def _duty(frames: Sequence[str]) -> str:
+    for name, needles in _DUTIES:
+        if any(needle in frame for frame in frames for needle in needles):
+            return name
+    leaf = frames[-1]
+    if "litestar/" in leaf or "granian/" in leaf:
+        return "framework (Litestar routing, middleware, DI; granian)"
+    if "asyncio/" in leaf or "selectors.py" in leaf:
+        return "event loop (callbacks, waking for I/O and thread results)"
+    if "(bankhub/" in leaf:
+        return "other bankhub code (hooks, request context, route)"
+    return "other"
+
+
+def _layer(frames: Sequence[str]) -> str:
+    leaf = frames[-1]
+    for prefix, name in _LAYERS:
+        if f"({prefix}" in leaf or f"/{prefix}" in leaf:
+            return name
+    return "bankhub" if "(bankhub/" in leaf else "other"
+
+
+def read_map(profile: Profile) -> list[str]:
+    """A numbered breakdown of bankhub's thread time per request by duty, each split by the
+    package that was running (SQLAlchemy, the driver, Litestar, ...)."""
+    duties: Counter[str] = Counter()
+    layers: dict[str, Counter[str]] = {}
+    for frames, count in profile.stacks:
+        duty = _duty(frames)
+        duties[duty] += count
+        layers.setdefault(duty, Counter())[_layer(frames)] += count
+    total = max(1, profile.samples)
+    lines = [f"{'µs/req':>8} {'share':>6}  duty (of which: package running)"]
+    for n, (duty, count) in enumerate(duties.most_common(), start=1):
+        split = ", ".join(
+            f"{name} {1000 * profile.ms_per_request(k):.0f}"
+            for name, k in layers[duty].most_common(4)
+        )
+        lines.append(
+            f"{1000 * profile.ms_per_request(count):8.0f} {100 * count / total:5.1f}%  "
+            f"{n}. {duty} ({split})"
+        )
+    lines.append(f"{1000 * profile.ms_per_request(total):8.0f} 100.0%  total thread time")
+    return lines
+
+
 def summarize(ours: Profile, bare: Profile, top: int = 25) -> str:
     """Thread time per request by area, bankhub against the baseline, then bankhub's hot spots."""
 
@@ -844,6 +934,9 @@ def summarize(ours: Profile, bare: Profile, top: int = 25) -> str:
             "",
             "-- where the time goes, per request --",
             *comparison,
+            "",
+            "-- bankhub: the read path's map (thread time per request by duty) --",
+            *read_map(ours),
             "",
             "-- bankhub: its own functions, inclusive (event-loop time under them) --",
             *rows(ours, ours.inclusive("(bankhub/")),
