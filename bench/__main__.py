@@ -34,6 +34,9 @@ def main() -> int:
         help="no py-spy profiles (they are recorded in full-size runs by default)",
     )
     parser.add_argument(
+        "--profile", action="store_true", help="py-spy profiles in a --tiny run too"
+    )
+    parser.add_argument(
         "--logins",
         type=int,
         default=None,
@@ -50,7 +53,7 @@ def main() -> int:
             repeats=args.repeats or (1 if args.tiny else 3),
             logins=args.logins,
             results=args.results,
-            profile=not args.tiny and not args.no_profile,
+            profile=(args.profile or not args.tiny) and not args.no_profile,
         )
         ctx.wrk = find_wrk()
         from tests.support.postgres import PostgresServer

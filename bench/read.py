@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import random
 import re
 import shutil
@@ -794,16 +795,27 @@ class Profile:
 
     folded: str
     requests: float
+    #: CPU time per request of each group of the server's threads (/proc, during the same
+    #: load), in ms; and of the database server's processes (PostgreSQL)
+    threads: dict[str, float] = field(default_factory=dict)
+    database_cpu_ms: float = 0.0
     samples: int = field(default=0, init=False)
     stacks: list[tuple[list[str], int]] = field(default_factory=list, init=False)
+    #: the samples of the worker's main thread (granian's event loop: all the Python work of a
+    #: request but the driver's thread)
+    loop_stacks: list[tuple[list[str], int]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         for line in self.folded.splitlines():
             stack, _, count_text = line.rpartition(" ")
-            frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+            parts = stack.split(";")
+            frames = [f for f in parts if not f.startswith(("process ", "thread "))]
             if frames and count_text.isdigit():
                 self.stacks.append((frames, int(count_text)))
                 self.samples += int(count_text)
+                worker = sum(f.startswith("process ") for f in parts) >= 2
+                if worker and frames[0].startswith("_run_module_as_main "):
+                    self.loop_stacks.append((frames, int(count_text)))
 
     def ms_per_request(self, samples: int) -> float:
         return samples / PROFILE_RATE * 1000 / max(1.0, self.requests)
@@ -885,26 +897,40 @@ def _layer(frames: Sequence[str]) -> str:
 
 
 def read_map(profile: Profile) -> list[str]:
-    """A numbered breakdown of bankhub's thread time per request by duty, each split by the
-    package that was running (SQLAlchemy, the driver, Litestar, ...)."""
+    """A numbered breakdown of bankhub's CPU per request: the event loop's thread by duty (its
+    CPU time from /proc, shared out by py-spy's samples of that thread, each split by the
+    package that was running), then the other threads and the database from /proc.
+
+    py-spy's samples are wall-clock: on a loaded machine a thread waiting for a CPU is sampled
+    too, so its counts give shares, and /proc the microseconds."""
     duties: Counter[str] = Counter()
     layers: dict[str, Counter[str]] = {}
-    for frames, count in profile.stacks:
+    for frames, count in profile.loop_stacks:
         duty = _duty(frames)
         duties[duty] += count
         layers.setdefault(duty, Counter())[_layer(frames)] += count
-    total = max(1, profile.samples)
-    lines = [f"{'µs/req':>8} {'share':>6}  duty (of which: package running)"]
-    for n, (duty, count) in enumerate(duties.most_common(), start=1):
+    loop_samples = max(1, sum(duties.values()))
+    loop_ms = profile.threads.get(LOOP_THREAD, 0.0)
+    total_ms = sum(profile.threads.values()) + profile.database_cpu_ms
+    rows: list[tuple[float, str]] = []
+    for duty, count in duties.items():
+        us = 1000 * loop_ms * count / loop_samples
         split = ", ".join(
-            f"{name} {1000 * profile.ms_per_request(k):.0f}"
+            f"{name} {1000 * loop_ms * k / loop_samples:.0f}"
             for name, k in layers[duty].most_common(4)
         )
-        lines.append(
-            f"{1000 * profile.ms_per_request(count):8.0f} {100 * count / total:5.1f}%  "
-            f"{n}. {duty} ({split})"
-        )
-    lines.append(f"{1000 * profile.ms_per_request(total):8.0f} 100.0%  total thread time")
+        rows.append((us, f"event loop: {duty} ({split})"))
+    for name, ms in profile.threads.items():
+        if name != LOOP_THREAD:
+            rows.append((1000 * ms, f"thread(s) {name}"))
+    if profile.database_cpu_ms:
+        rows.append((1000 * profile.database_cpu_ms, "PostgreSQL's processes"))
+    rows.sort(reverse=True)
+    lines = [f"{'µs/req':>8} {'share':>6}  where (of which: package running, µs)"]
+    for n, (us, label) in enumerate(rows, start=1):
+        share = 100 * us / (1000 * total_ms) if total_ms else 0.0
+        lines.append(f"{us:8.0f} {share:5.1f}%  {n}. {label}")
+    lines.append(f"{1000 * total_ms:8.0f} 100.0%  CPU per request (/proc)")
     return lines
 
 
@@ -935,7 +961,7 @@ def summarize(ours: Profile, bare: Profile, top: int = 25) -> str:
             "-- where the time goes, per request --",
             *comparison,
             "",
-            "-- bankhub: the read path's map (thread time per request by duty) --",
+            "-- bankhub: the read path's map (CPU per request; the event loop by duty) --",
             *read_map(ours),
             "",
             "-- bankhub: its own functions, inclusive (event-loop time under them) --",
@@ -993,11 +1019,58 @@ def record(ctx: Context, spy: str, target: Target, out: Path) -> Profile:
         stderr=subprocess.STDOUT,
     )
     time.sleep(0.5)
+    before = thread_cpu(target.process.pid)
     load = measure(ctx, target, "transaction", seconds + 1)
+    after = thread_cpu(target.process.pid)
     log, _ = recorder.communicate(timeout=seconds + 60)
     if recorder.returncode != 0 or not out.exists():
         raise RuntimeError(f"py-spy failed ({recorder.returncode}): {log.decode()[-1000:]}")
-    return Profile(out.read_text(), load.rps * seconds)
+    requests = max(1, load.requests)
+    threads: dict[str, float] = {}
+    for key, (group, used) in after.items():
+        spent = 1000 * (used - before.get(key, (group, 0.0))[1]) / requests
+        threads[group] = threads.get(group, 0.0) + spent
+    return Profile(
+        out.read_text(),
+        load.rps * seconds,
+        {k: v for k, v in threads.items() if v > 0.001},
+        load.database_cpu_ms,
+    )
+
+
+#: the group of the worker process's main thread (granian runs the event loop there)
+LOOP_THREAD = "event loop (the worker's main thread)"
+
+
+def thread_cpu(pid: int) -> dict[tuple[int, int], tuple[str, float]]:
+    """CPU seconds of every thread of ``pid``'s process tree, with its group: the worker's main
+    thread, or the thread's name (aiosqlite's threads are Python threads named after the
+    process's; granian's own are its runtime's)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[tuple[int, int], tuple[str, float]] = {}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{current}/task/{task}/comm") as comm:
+                    name = comm.read().strip()
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    pending += [int(child) for child in children.read().split()]
+            except OSError:
+                continue
+            main = int(task) == current and current != pid
+            group = (
+                LOOP_THREAD if main else f"'{name}'" + (" (supervisor)" if current == pid else "")
+            )
+            found[(current, int(task))] = (group, (int(fields[11]) + int(fields[12])) / tick)
+    return found
 
 
 def profile(ctx: Context, bankhub: Target, baseline: Target, db: str) -> str:
