@@ -125,6 +125,8 @@ def run_worker(ctx: Context, url: str, data_dir: Path, profile: Path | None) -> 
 def run(ctx: Context) -> list[Result]:
     started = time.monotonic()
     logins = ctx.logins or ctx.size(10_000, 200)
+    if logins < 10_000 and not ctx.tiny:
+        ctx.partial["concurrency"] = f"{logins:,} logins (--logins), not 10,000"
     data_dir = ctx.work / "concurrency"
     data_dir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite+aiosqlite:///{data_dir / 'bankhub.sqlite3'}"

@@ -15,6 +15,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +37,10 @@ class Result:
     target: str
     met: bool
     note: str = ""
+    #: the individual runs whose median ``value`` is
+    runs: list[float] = field(default_factory=list)
+    #: further figures of the comparison (the read benchmark: every server's)
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 def at_least(
@@ -142,6 +147,11 @@ class Context:
     logins: int | None = None
     #: where reports and profiles go (``--results``)
     results: Path = RESULTS
+    #: record py-spy profiles where a benchmark does (full-size runs)
+    profile: bool = False
+    #: why a benchmark ran below full size, by benchmark (``--tiny`` or a budget cut); set by
+    #: the benchmark, written into ``latest.json``
+    partial: dict[str, str] = field(default_factory=dict)
 
     def size(self, full: int, tiny: int) -> int:
         return tiny if self.tiny else full
@@ -196,29 +206,84 @@ def find_wrk() -> str | None:
     return shutil.which("wrk")
 
 
+class LoadSampler:
+    """The machine's 1-minute load average, sampled every ``every`` seconds while a benchmark
+    runs (a thread): what else shared the CPUs with it."""
+
+    def __init__(self, every: float = 2.0) -> None:
+        self.every = every
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append(round(os.getloadavg()[0], 2))
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(round(os.getloadavg()[0], 2))
+
+    def summary(self) -> dict[str, Any]:
+        samples = self.samples or [round(os.getloadavg()[0], 2)]
+        return {"min": min(samples), "max": max(samples), "samples": len(samples)}
+
+
+@dataclass
+class Run:
+    """One benchmark's part of a run: its results, the load while it ran, whether it was full."""
+
+    name: str
+    results: list[Result]
+    load: dict[str, Any]
+    seconds: float
+    #: None at full size, else why not
+    partial: str | None = None
+
+
+def report(runs: list[Run], notes: list[str], elapsed: float, not_run: list[str]) -> dict[str, Any]:
+    """``latest.json``: the machine, each benchmark's load and size, every result with its runs.
+
+    ``not_run``: the benchmarks of the suite this run left out; with any, or with a benchmark
+    below full size, the file says it is partial."""
+    return {
+        "machine": {"cpus": os.cpu_count()},
+        "partial": bool(not_run) or any(r.partial for r in runs),
+        "not_run": not_run,
+        "benchmarks": {
+            run.name: {
+                "load_average_1m": run.load,
+                "seconds": round(run.seconds),
+                "full_size": run.partial is None,
+                **({"partial": run.partial} if run.partial else {}),
+                "results": [asdict(r) for r in run.results],
+            }
+            for run in runs
+        },
+        "notes": notes,
+        "seconds": round(elapsed),
+    }
+
+
 def write_report(
-    results: list[Result], notes: list[str], elapsed: float, out: Path = RESULTS
+    runs: list[Run], notes: list[str], elapsed: float, out: Path, not_run: list[str]
 ) -> str:
+    from bench.table import table
+
     out.mkdir(parents=True, exist_ok=True)
-    (out / "latest.json").write_text(
-        json.dumps([{k: v for k, v in asdict(r).items() if k != "note"} for r in results], indent=2)
-        + "\n"
-    )
-    lines = [
-        "| benchmark | value | baseline | ratio | target | met |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        baseline = "" if r.baseline is None else f"{r.baseline:g} {r.unit}"
-        ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
-        lines.append(
-            f"| {r.name} | {r.value:g} {r.unit} | {baseline} | {ratio} | {r.target} | "
-            f"{'yes' if r.met else 'NO'} |"
-        )
-    extra = [f"- {r.name}: {r.note}" for r in results if r.note] + [f"- {n}" for n in notes]
-    table = "\n".join(lines)
+    document = report(runs, notes, elapsed, not_run)
+    (out / "latest.json").write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    extra = [f"- {r.name}: {r.note}" for run in runs for r in run.results if r.note]
+    extra += [f"- {n}" for n in notes]
     body = (
-        table
+        table(document)
         + ("\n\nNotes:\n" + "\n".join(extra) if extra else "")
         + f"\n\nRun took {elapsed:.0f} s.\n"
     )

@@ -1,21 +1,38 @@
-"""Read: ``GET /v2/transaction``, a 100-row page, against a bare app on the same data.
+"""Read: ``GET /v2/transaction`` (a 100-row page) and ``GET /v2/account``, against the
+physical limit of this machine, measured on the same data in the same run.
 
 The benchmark: a database of 1,000,000 transactions over 10,000 accounts (1,000 logins
 of 10 accounts, 100 transactions each), on SQLite and on PostgreSQL, built through the real
 migrations; the app, its keys, the customers and the logins are made by bankhub's own services,
 the accounts and transactions by bulk inserts (SQLite ``executemany`` in one transaction,
-PostgreSQL ``COPY``). bankhub runs as ``python -m bankhub serve`` (API only: no embedded worker) and
-answers with real authentication (client-id + service-secret, login-secret through the keyed
-hashes), tenant scoping (the account must belong to the login of the app) and its ORM unit of
-work. The baseline (``bench/read_baseline.py``) is Litestar + msgspec on the same granian
-server, started the same way, running the same SQL through the same driver and returning the
-same JSON, with none of that. One request of each is checked by hand (100 rows, same body).
+PostgreSQL ``COPY``). bankhub runs as ``python -m bankhub serve`` (API only: no embedded
+worker; on PostgreSQL as the runtime role of docs/operations.md, bound by row-level security,
+the owner as its maintenance role) and answers with real authentication (client-id +
+service-secret, login-secret through the keyed hashes), tenant scoping and the audit entry of
+every read (S42).
+
+Beside it, on the same database and rows, three baselines, each a server of its own started
+the same way:
+
+* **bare driver** (``read_bare.py``, the target's baseline): granian + msgspec, no framework,
+  the standard ``sqlite3`` module / ``asyncpg`` (the runtime role, row-level security), the
+  page by id: the least work that gives the same bytes;
+* **bare driver + duties** (``read_bare.py``): the same plus the minimum of bankhub's duties
+  (key and login by keyed hash, the tenant check, one audit row per request): what the duties
+  cost, and so what the framework and bankhub's own code cost on top;
+* **same stack** (``read_baseline.py``): Litestar + SQLAlchemy Core over aiosqlite/asyncpg with
+  no auth (the former baseline; as the owner on PostgreSQL).
+
+Before measuring, one page and one account list of each server are compared with bankhub's
+answer byte for byte (the same-stack app: the same JSON document), and bankhub and the bare
+driver with duties are shown to refuse another login's account.
 
 Load: ``wrk`` on loopback, a Lua script rotating over up to 1,000 (account, login-secret)
-pairs, a warm-up first; the two servers are measured alternately, ``ctx.repeats`` times each,
-and the medians of requests/s and p99 are compared: throughput ≥ 70 % of the baseline's, p99 ≤
-2 × the baseline's. When bankhub misses a target, ``py-spy`` records it under the same load and
-a summary goes to ``bench/results/read-<db>-profile.txt``.
+pairs, a warm-up first; the four servers are measured in turn, ``ctx.repeats`` rounds (3 at
+full size), and the medians compared: throughput ≥ 0.5 × the bare driver's, p99 ≤ 2 × its p99
+(issue targets), each run listed, with p50 and the CPU per request from /proc (the server's
+processes, and PostgreSQL's). A full-size run records ``py-spy`` profiles of bankhub and the
+bare driver under the page load (``bench/results/read-<db>-profile.txt``).
 
 Tiny mode: 1,000 transactions over 10 accounts (still 100-row pages), 2-second runs.
 """
@@ -23,6 +40,7 @@ Tiny mode: 1,000 transactions over 10 accounts (still 100-row pages), 2-second r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -77,6 +95,8 @@ class Dataset:
     pairs: list[tuple[int, str]]
     transactions: int
     accounts: int
+    #: the login id of each pair (the bare driver's ``/v2/account`` names it in the query)
+    login_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,7 @@ class Parties:
             pairs=[(account, self.logins[n][1]) for account, n in rows.pairs],
             transactions=len(rows.accounts) * PAGE,
             accounts=len(rows.accounts),
+            login_ids=[self.logins[n][0] for _, n in rows.pairs],
         )
 
     def account_rows(self, rows: Rows) -> list[dict[str, Any]]:
@@ -452,8 +473,22 @@ async def _fill_pg(dsn: str, rows: Rows, parties: Parties) -> None:
         await connection.close()
 
 
-def load_postgres(ctx: Context, rows: Rows) -> tuple[str, Dataset]:
+#: the runtime role bankhub and the bare driver serve with on PostgreSQL (docs/operations.md,
+#: "PostgreSQL roles and row-level security"): rights on rows, no ownership, no BYPASSRLS
+RUNTIME_ROLE = "bench_runtime"
+
+
+@dataclass(frozen=True)
+class PgUrls:
+    #: the owner of the tables (the cluster's superuser here): migrations, the fixture
+    owner: str
+    #: the runtime role, bound by row-level security: what bankhub and the bare driver use
+    runtime: str
+
+
+def load_postgres(ctx: Context, rows: Rows) -> tuple[PgUrls, Dataset]:
     from bankhub.db.migrate import upgrade
+    from bankhub.db.roles import grant_app_role
 
     if ctx.postgres_url is None:
         raise RuntimeError("no PostgreSQL server")
@@ -467,7 +502,9 @@ def load_postgres(ctx: Context, rows: Rows) -> tuple[str, Dataset]:
     parties = asyncio.run(_make_parties(ctx, rendered, rows))
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
     asyncio.run(_fill_pg(dsn, rows, parties))
-    return rendered, parties.dataset(rows)
+    asyncio.run(grant_app_role(rendered, RUNTIME_ROLE))
+    runtime = url.set(username=RUNTIME_ROLE).render_as_string(hide_password=False)
+    return PgUrls(rendered, runtime), parties.dataset(rows)
 
 
 # --- load ---------------------------------------------------------------------------------------
@@ -482,16 +519,41 @@ class Load:
     #: (PostgreSQL's processes; SQLite runs inside the server), in ms
     server_cpu_ms: float = 0.0
     database_cpu_ms: float = 0.0
+    p50_ms: float = 0.0
+
+
+#: the routes measured: ``GET /v2/transaction`` (one account's 100-row page) and
+#: ``GET /v2/account`` (the login's accounts)
+ROUTES = ("transaction", "account")
+
+#: the servers measured, each on the same database and rows: bankhub, the bare driver
+#: (``read_bare.py``), the bare driver with bankhub's minimum duties, the same-stack app
+#: (``read_baseline.py``: Litestar + SQLAlchemy Core, no auth)
+BANKHUB, BARE, DUTIES, STACK = "bankhub", "bare driver", "bare driver + duties", "same stack"
+TARGETS = (BANKHUB, BARE, DUTIES, STACK)
+#: which of them send bankhub's credentials
+AUTHENTICATED = {BANKHUB: True, BARE: False, DUTIES: True, STACK: False}
 
 
 def _path(account_id: int) -> str:
     return f"/v2/transaction?account_id={account_id}&per_page={PAGE}"
 
 
-def _lua(dataset: Dataset, *, authenticated: bool) -> str:
+def _route_path(route: str, target: str, account_id: int, login_id: int) -> str:
+    if route == "transaction":
+        return _path(account_id)
+    # without credentials the login is named in the query (bankhub ignores no such parameter:
+    # it never sees one)
+    return "/v2/account" if AUTHENTICATED[target] else f"/v2/account?login_id={login_id}"
+
+
+def _lua(
+    dataset: Dataset, *, authenticated: bool, route: str = "transaction", target: str = BANKHUB
+) -> str:
     """A wrk script: pre-built requests, each thread starting at a different pair."""
     lines = []
-    for account_id, secret in dataset.pairs:
+    login_ids = dataset.login_ids or [0] * len(dataset.pairs)
+    for (account_id, secret), login_id in zip(dataset.pairs, login_ids, strict=True):
         headers = (
             f'["client-id"]="{dataset.client_id}", '
             f'["service-secret"]="{dataset.service_secret}", '
@@ -499,7 +561,8 @@ def _lua(dataset: Dataset, *, authenticated: bool) -> str:
             if authenticated
             else ""
         )
-        lines.append(f'  {{"{_path(account_id)}", {{{headers}}}}},')
+        path = _route_path(route, target, account_id, login_id)
+        lines.append(f'  {{"{path}", {{{headers}}}}},')
     return (
         "local pairs = {\n" + "\n".join(lines) + "\n}\n"
         "local threads = 0\n"
@@ -535,13 +598,14 @@ def _ms(text: str) -> float:
 def parse_wrk(output: str) -> Load:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     p99 = re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.MULTILINE)
     total = re.search(r"(\d+) requests in", output)
     if rps is None or p99 is None or total is None:
         raise RuntimeError(f"cannot read wrk's output:\n{output}")
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if bad is not None:
         raise RuntimeError(f"{bad[1]} requests failed under load:\n{output}")
-    return Load(float(rps[1]), _ms(p99[1]), int(total[1]))
+    return Load(float(rps[1]), _ms(p99[1]), int(total[1]), p50_ms=_ms(p50[1]) if p50 else 0.0)
 
 
 def wrk(ctx: Context, port: int, script: Path, seconds: float) -> Load:
@@ -565,21 +629,34 @@ def wrk(ctx: Context, port: int, script: Path, seconds: float) -> Load:
     return parse_wrk(done.stdout)
 
 
-async def _python_load(port: int, dataset: Dataset, *, authenticated: bool, seconds: float) -> Load:
+def _requests(dataset: Dataset, route: str, target: str) -> list[tuple[str, dict[str, str]]]:
+    """The requests a load rotates over, as (path, headers)."""
+    base = {"client-id": dataset.client_id, "service-secret": dataset.service_secret}
+    login_ids = dataset.login_ids or [0] * len(dataset.pairs)
+    return [
+        (
+            _route_path(route, target, account_id, login_id),
+            {**base, "login-secret": secret} if AUTHENTICATED[target] else {},
+        )
+        for (account_id, secret), login_id in zip(dataset.pairs, login_ids, strict=True)
+    ]
+
+
+async def _python_load(
+    requests: list[tuple[str, dict[str, str]]], port: int, seconds: float
+) -> Load:
     """wrk's stand-in when it is missing: keep-alive connections, closed loop, the same requests."""
     latencies: list[float] = []
     stop = time.monotonic() + seconds
-    base = {"client-id": dataset.client_id, "service-secret": dataset.service_secret}
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
 
     async def user(client: httpx.AsyncClient, start: int) -> None:
         n = start
         while time.monotonic() < stop:
-            account_id, secret = dataset.pairs[n % len(dataset.pairs)]
+            path, headers = requests[n % len(requests)]
             n += 1
-            headers = {**base, "login-secret": secret} if authenticated else {}
             began = time.perf_counter()
-            response = await client.get(_path(account_id), headers=headers)
+            response = await client.get(path, headers=headers)
             latencies.append(time.perf_counter() - began)
             if response.status_code != 200:
                 raise RuntimeError(f"{response.status_code} under load: {response.text[:300]}")
@@ -590,31 +667,36 @@ async def _python_load(port: int, dataset: Dataset, *, authenticated: bool, seco
     ) as client:
         await asyncio.gather(*(user(client, 97 * k) for k in range(CONNECTIONS)))
     elapsed = time.monotonic() - started
-    return Load(len(latencies) / elapsed, harness.percentile(latencies, 99) * 1000, len(latencies))
+    return Load(
+        len(latencies) / elapsed,
+        harness.percentile(latencies, 99) * 1000,
+        len(latencies),
+        p50_ms=harness.percentile(latencies, 50) * 1000,
+    )
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
     port: int
-    script: Path
-    authenticated: bool
+    #: the wrk script of each route
+    scripts: dict[str, Path]
     process: subprocess.Popen[bytes]
     #: "sqlite" or "postgresql"
     database: str
+    #: the requests of each route (the Python load's, and the check's)
+    requests: dict[str, list[tuple[str, dict[str, str]]]] = field(default_factory=dict)
 
 
-def measure(ctx: Context, target: Target, dataset: Dataset, seconds: float) -> Load:
+def measure(ctx: Context, target: Target, route: str, seconds: float) -> Load:
     """One load of ``seconds``, with the CPU time it cost the server and the database."""
     database = ctx.postgres_pid if target.database == "postgresql" else None
     server_before = harness.cpu_seconds(target.process.pid)
     database_before = harness.cpu_seconds(database, reaped=True) if database else 0.0
     if ctx.wrk is not None:
-        load = wrk(ctx, target.port, target.script, seconds)
+        load = wrk(ctx, target.port, target.scripts[route], seconds)
     else:
-        load = asyncio.run(
-            _python_load(target.port, dataset, authenticated=target.authenticated, seconds=seconds)
-        )
+        load = asyncio.run(_python_load(target.requests[route], target.port, seconds))
     requests = max(1, load.requests)
     server = harness.cpu_seconds(target.process.pid) - server_before
     used = harness.cpu_seconds(database, reaped=True) - database_before if database else 0.0
@@ -631,27 +713,42 @@ def _cpu(loads: list[Load], db: str) -> str:
     return f"{server:.2f} ms server + {database:.2f} ms PostgreSQL"
 
 
-def check_by_hand(bankhub: Target, baseline: Target, dataset: Dataset) -> None:
-    """One request to each: 200, a full page, and the very same body."""
-    account_id, secret = dataset.pairs[len(dataset.pairs) // 2]
-    headers = {
-        "client-id": dataset.client_id,
-        "service-secret": dataset.service_secret,
-        "login-secret": secret,
-    }
-    ours = httpx.get(f"http://127.0.0.1:{bankhub.port}{_path(account_id)}", headers=headers)
-    bare = httpx.get(f"http://127.0.0.1:{baseline.port}{_path(account_id)}")
-    for name, response in (("bankhub", ours), ("baseline", bare)):
-        if response.status_code != 200 or len(response.json()["data"]) != PAGE:
-            raise RuntimeError(f"{name}: {response.status_code} {response.text[:500]}")
-    if ours.json() != bare.json():
-        raise RuntimeError("bankhub and the baseline answer differently")
-    # The scoping is real: another login's secret does not read this account.
-    other = {**headers, "login-secret": dataset.pairs[0][1]}
+def check_by_hand(targets: dict[str, Target], dataset: Dataset) -> None:
+    """One request of each route to each server: 200, a full answer, and the very same bytes as
+    bankhub's (the same-stack app: the same JSON document), so no baseline can drift from
+    what bankhub answers."""
+    index = len(dataset.pairs) // 2
+    for route in ROUTES:
+        bodies: dict[str, httpx.Response] = {}
+        for name, target in targets.items():
+            path, headers = target.requests[route][index]
+            response = httpx.get(f"http://127.0.0.1:{target.port}{path}", headers=headers)
+            rows = len(response.json().get("data", [])) if response.status_code == 200 else 0
+            if response.status_code != 200 or rows < (PAGE if route == "transaction" else 1):
+                raise RuntimeError(f"{name} {path}: {response.status_code} {response.text[:500]}")
+            bodies[name] = response
+        ours = bodies[BANKHUB]
+        for name, response in bodies.items():
+            if name == STACK:
+                same = response.json() == ours.json()
+            else:
+                same = response.content == ours.content
+            if not same:
+                raise RuntimeError(
+                    f"{route}: bankhub and the {name} answer differently:\n"
+                    f"{ours.content[:400]!r}\n{response.content[:400]!r}"
+                )
+    # The scoping is real: another login's secret does not read this account, in bankhub and
+    # in the bare driver with duties.
+    account_id = dataset.pairs[index][0]
     if account_id != dataset.pairs[0][0]:
-        refused = httpx.get(f"http://127.0.0.1:{bankhub.port}{_path(account_id)}", headers=other)
-        if refused.status_code == 200:
-            raise RuntimeError("bankhub served an account to a login that does not own it")
+        for name in (BANKHUB, DUTIES):
+            target = targets[name]
+            _, headers = target.requests["transaction"][index]
+            other = {**headers, "login-secret": dataset.pairs[0][1]}
+            refused = httpx.get(f"http://127.0.0.1:{target.port}{_path(account_id)}", headers=other)
+            if refused.status_code == 200:
+                raise RuntimeError(f"{name} served an account to a login that does not own it")
 
 
 # --- profile ------------------------------------------------------------------------------------
@@ -698,16 +795,27 @@ class Profile:
 
     folded: str
     requests: float
+    #: CPU time per request of each group of the server's threads (/proc, during the same
+    #: load), in ms; and of the database server's processes (PostgreSQL)
+    threads: dict[str, float] = field(default_factory=dict)
+    database_cpu_ms: float = 0.0
     samples: int = field(default=0, init=False)
     stacks: list[tuple[list[str], int]] = field(default_factory=list, init=False)
+    #: the samples of the worker's main thread (granian's event loop: all the Python work of a
+    #: request but the driver's thread)
+    loop_stacks: list[tuple[list[str], int]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         for line in self.folded.splitlines():
             stack, _, count_text = line.rpartition(" ")
-            frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+            parts = stack.split(";")
+            frames = [f for f in parts if not f.startswith(("process ", "thread "))]
             if frames and count_text.isdigit():
                 self.stacks.append((frames, int(count_text)))
                 self.samples += int(count_text)
+                worker = sum(f.startswith("process ") for f in parts) >= 2
+                if worker and frames[0].startswith("_run_module_as_main "):
+                    self.loop_stacks.append((frames, int(count_text)))
 
     def ms_per_request(self, samples: int) -> float:
         return samples / PROFILE_RATE * 1000 / max(1.0, self.requests)
@@ -739,6 +847,93 @@ class Profile:
         return tails
 
 
+#: where a request's time goes, by what bankhub is doing (the first rule that matches any
+#: frame of a sample's stack): the read path's map (bench/README.md, "Where a read's time goes")
+_DUTIES = (
+    ("audit entry (recorded, written)", ("(bankhub/audit/", "account_data_read ")),
+    (
+        "auth look-ups (key and app, login and account)",
+        ("principal (bankhub/api/auth.py)", "login_with_account ", "login_by_secret "),
+    ),
+    ("page query (transactions_of)", ("transactions_of ",)),
+    ("opening sealed rows (opened_rows: AES-GCM, JSON of details)", ("opened_rows ",)),
+    ("JSON encoding of the answer", ("encode_json ", "(msgspec/", "to_asgi_response ")),
+    (
+        "transaction begin/commit and session",
+        ("_unit (bankhub/db/engine.py)", "transaction (bankhub/db/engine.py)"),
+    ),
+    ("aiosqlite's thread (SQLite's own work, the queue)", ("run (aiosqlite/core.py)",)),
+)
+#: the package of a sample's innermost frame, within a duty
+_LAYERS = (
+    ("sqlalchemy/", "SQLAlchemy"),
+    ("aiosqlite/", "aiosqlite"),
+    ("asyncpg/", "asyncpg"),
+    ("litestar/", "Litestar"),
+    ("asyncio/", "asyncio"),
+)
+
+
+def _duty(frames: Sequence[str]) -> str:
+    for name, needles in _DUTIES:
+        if any(needle in frame for frame in frames for needle in needles):
+            return name
+    leaf = frames[-1]
+    if "litestar/" in leaf or "granian/" in leaf:
+        return "framework (Litestar routing, middleware, DI; granian)"
+    if "asyncio/" in leaf or "selectors.py" in leaf:
+        return "event loop (callbacks, waking for I/O and thread results)"
+    if "(bankhub/" in leaf:
+        return "other bankhub code (hooks, request context, route)"
+    return "other"
+
+
+def _layer(frames: Sequence[str]) -> str:
+    leaf = frames[-1]
+    for prefix, name in _LAYERS:
+        if f"({prefix}" in leaf or f"/{prefix}" in leaf:
+            return name
+    return "bankhub" if "(bankhub/" in leaf else "other"
+
+
+def read_map(profile: Profile) -> list[str]:
+    """A numbered breakdown of bankhub's CPU per request: the event loop's thread by duty (its
+    CPU time from /proc, shared out by py-spy's samples of that thread, each split by the
+    package that was running), then the other threads and the database from /proc.
+
+    py-spy's samples are wall-clock: on a loaded machine a thread waiting for a CPU is sampled
+    too, so its counts give shares, and /proc the microseconds."""
+    duties: Counter[str] = Counter()
+    layers: dict[str, Counter[str]] = {}
+    for frames, count in profile.loop_stacks:
+        duty = _duty(frames)
+        duties[duty] += count
+        layers.setdefault(duty, Counter())[_layer(frames)] += count
+    loop_samples = max(1, sum(duties.values()))
+    loop_ms = profile.threads.get(LOOP_THREAD, 0.0)
+    total_ms = sum(profile.threads.values()) + profile.database_cpu_ms
+    rows: list[tuple[float, str]] = []
+    for duty, count in duties.items():
+        us = 1000 * loop_ms * count / loop_samples
+        split = ", ".join(
+            f"{name} {1000 * loop_ms * k / loop_samples:.0f}"
+            for name, k in layers[duty].most_common(4)
+        )
+        rows.append((us, f"event loop: {duty} ({split})"))
+    for name, ms in profile.threads.items():
+        if name != LOOP_THREAD:
+            rows.append((1000 * ms, f"thread(s) {name}"))
+    if profile.database_cpu_ms:
+        rows.append((1000 * profile.database_cpu_ms, "PostgreSQL's processes"))
+    rows.sort(reverse=True)
+    lines = [f"{'µs/req':>8} {'share':>6}  where (of which: package running, µs)"]
+    for n, (us, label) in enumerate(rows, start=1):
+        share = 100 * us / (1000 * total_ms) if total_ms else 0.0
+        lines.append(f"{us:8.0f} {share:5.1f}%  {n}. {label}")
+    lines.append(f"{1000 * total_ms:8.0f} 100.0%  CPU per request (/proc)")
+    return lines
+
+
 def summarize(ours: Profile, bare: Profile, top: int = 25) -> str:
     """Thread time per request by area, bankhub against the baseline, then bankhub's hot spots."""
 
@@ -765,6 +960,9 @@ def summarize(ours: Profile, bare: Profile, top: int = 25) -> str:
             "",
             "-- where the time goes, per request --",
             *comparison,
+            "",
+            "-- bankhub: the read path's map (CPU per request; the event loop by duty) --",
+            *read_map(ours),
             "",
             "-- bankhub: its own functions, inclusive (event-loop time under them) --",
             *rows(ours, ours.inclusive("(bankhub/")),
@@ -797,7 +995,7 @@ def _py_spy() -> str | None:
     return shutil.which("py-spy")
 
 
-def record(ctx: Context, spy: str, target: Target, dataset: Dataset, out: Path) -> Profile:
+def record(ctx: Context, spy: str, target: Target, out: Path) -> Profile:
     """py-spy on a server (granian's supervisor and worker) during one load run."""
     seconds = 2 if ctx.tiny else PROFILE_SECONDS
     recorder = subprocess.Popen(  # noqa: S603 - our own arguments
@@ -821,14 +1019,61 @@ def record(ctx: Context, spy: str, target: Target, dataset: Dataset, out: Path) 
         stderr=subprocess.STDOUT,
     )
     time.sleep(0.5)
-    load = measure(ctx, target, dataset, seconds + 1)
+    before = thread_cpu(target.process.pid)
+    load = measure(ctx, target, "transaction", seconds + 1)
+    after = thread_cpu(target.process.pid)
     log, _ = recorder.communicate(timeout=seconds + 60)
     if recorder.returncode != 0 or not out.exists():
         raise RuntimeError(f"py-spy failed ({recorder.returncode}): {log.decode()[-1000:]}")
-    return Profile(out.read_text(), load.rps * seconds)
+    requests = max(1, load.requests)
+    threads: dict[str, float] = {}
+    for key, (group, used) in after.items():
+        spent = 1000 * (used - before.get(key, (group, 0.0))[1]) / requests
+        threads[group] = threads.get(group, 0.0) + spent
+    return Profile(
+        out.read_text(),
+        load.rps * seconds,
+        {k: v for k, v in threads.items() if v > 0.001},
+        load.database_cpu_ms,
+    )
 
 
-def profile(ctx: Context, bankhub: Target, baseline: Target, dataset: Dataset, db: str) -> str:
+#: the group of the worker process's main thread (granian runs the event loop there)
+LOOP_THREAD = "event loop (the worker's main thread)"
+
+
+def thread_cpu(pid: int) -> dict[tuple[int, int], tuple[str, float]]:
+    """CPU seconds of every thread of ``pid``'s process tree, with its group: the worker's main
+    thread, or the thread's name (aiosqlite's threads are Python threads named after the
+    process's; granian's own are its runtime's)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[tuple[int, int], tuple[str, float]] = {}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{current}/task/{task}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{current}/task/{task}/comm") as comm:
+                    name = comm.read().strip()
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    pending += [int(child) for child in children.read().split()]
+            except OSError:
+                continue
+            main = int(task) == current and current != pid
+            group = (
+                LOOP_THREAD if main else f"'{name}'" + (" (supervisor)" if current == pid else "")
+            )
+            found[(current, int(task))] = (group, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def profile(ctx: Context, bankhub: Target, baseline: Target, db: str) -> str:
     """Profiles of bankhub and the baseline under load; a pointer to the summary."""
     spy = _py_spy()
     if spy is None:
@@ -836,8 +1081,8 @@ def profile(ctx: Context, bankhub: Target, baseline: Target, dataset: Dataset, d
     harness.RESULTS.mkdir(parents=True, exist_ok=True)
     summary = harness.RESULTS / f"read-{db}-profile.txt"
     try:
-        ours = record(ctx, spy, bankhub, dataset, harness.RESULTS / f"read-{db}-bankhub.folded")
-        bare = record(ctx, spy, baseline, dataset, harness.RESULTS / f"read-{db}-baseline.folded")
+        ours = record(ctx, spy, bankhub, harness.RESULTS / f"read-{db}-bankhub.folded")
+        bare = record(ctx, spy, baseline, harness.RESULTS / f"read-{db}-baseline.folded")
     except (RuntimeError, subprocess.SubprocessError) as exc:
         summary.write_text(f"{exc}\n")
         return f"profiling failed, see {summary.relative_to(harness.ROOT)}"
@@ -852,70 +1097,126 @@ def profile(ctx: Context, bankhub: Target, baseline: Target, dataset: Dataset, d
 # --- the benchmark ------------------------------------------------------------------------------
 
 
-def bench_database(ctx: Context, db: str, url: str, dataset: Dataset) -> list[Result]:
+def _median(loads: list[Load], attribute: str) -> float:
+    return float(statistics.median(getattr(x, attribute) for x in loads))
+
+
+def _figures(loads: list[Load], db: str) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "rps": round(_median(loads, "rps"), 1),
+        "runs": [round(x.rps, 1) for x in loads],
+        "p50_ms": round(_median(loads, "p50_ms"), 2),
+        "p99_ms": round(_median(loads, "p99_ms"), 2),
+        "p99_runs": [round(x.p99_ms, 2) for x in loads],
+        "server_cpu_ms": round(_median(loads, "server_cpu_ms"), 3),
+    }
+    if db == "postgresql":
+        figures["database_cpu_ms"] = round(_median(loads, "database_cpu_ms"), 3)
+    return figures
+
+
+def route_results(
+    db: str, route: str, loads: dict[str, list[Load]], seconds: float
+) -> list[Result]:
+    """bankhub against the bare driver (the target), with every baseline's figures and
+    bankhub's ratio to each beside it."""
+    figures = {name: _figures(runs, db) for name, runs in loads.items()}
+    ours = figures[BANKHUB]
+    for name, theirs in figures.items():
+        if name != BANKHUB:
+            theirs["bankhub_ratio"] = round(ours["rps"] / theirs["rps"], 3) if theirs["rps"] else 0
+            theirs["bankhub_p99_ratio"] = (
+                round(ours["p99_ms"] / theirs["p99_ms"], 3) if theirs["p99_ms"] else 0
+            )
+    path = "/v2/transaction (100-row page)" if route == "transaction" else "/v2/account"
+    note = f"GET {path}, {CONNECTIONS} connections, {seconds:g} s per run; " + "; ".join(
+        f"{name} {f['rps']:.0f} req/s (runs {', '.join(f'{r:.0f}' for r in f['runs'])}), "
+        f"p50 {f['p50_ms']:.1f} ms, p99 {f['p99_ms']:.1f} ms, CPU per request "
+        f"{_cpu(loads[name], db)}"
+        + ("" if name == BANKHUB else f", bankhub {f['bankhub_ratio']:.2f}×")
+        for name, f in figures.items()
+    )
+    label = f"read {db} {route}"
+    throughput = at_least(
+        f"{label} throughput", ours["rps"], figures[BARE]["rps"], "req/s", 0.5, note
+    )
+    latency = at_most(f"{label} p99", ours["p99_ms"], figures[BARE]["p99_ms"], "ms", 2.0)
+    return [
+        dataclasses.replace(throughput, runs=ours["runs"], detail={"servers": figures}),
+        dataclasses.replace(latency, runs=ours["p99_runs"]),
+    ]
+
+
+def bench_database(ctx: Context, db: str, urls: PgUrls, dataset: Dataset) -> list[Result]:
+    """bankhub and its three baselines on one database, each route in alternating rounds."""
     seconds = 2.0 if ctx.tiny else 10.0
     warmup = 1.0 if ctx.tiny else 2.0
     data_dir = ctx.work / f"read-{db}-data"
     data_dir.mkdir(exist_ok=True)
     env = ctx.env(
         BANKHUB_DATA_DIR=str(data_dir),
-        BANKHUB_DATABASE_URL=url,
+        BANKHUB_DATABASE_URL=urls.runtime,
+        BANKHUB_MIGRATION_DATABASE_URL=urls.owner,
         BANKHUB_EMBEDDED_WORKER="false",
         BANKHUB_CREATE_DEMO_APP="false",
     )
-    ours_port, bare_port = harness.free_port(), harness.free_port()
-    ours_script = ctx.work / f"read-{db}-bankhub.lua"
-    bare_script = ctx.work / f"read-{db}-baseline.lua"
-    ours_script.write_text(_lua(dataset, authenticated=True))
-    bare_script.write_text(_lua(dataset, authenticated=False))
-    bare_env = {
-        **env,
-        "READ_BASELINE_DATABASE_URL": url,
-        "READ_BASELINE_APP_ID": str(dataset.app_id),
-    }
-    serve = [ctx.python(), "-m", "bankhub", "serve", "--host", "127.0.0.1", "--port"]
-    bare = [ctx.python(), "-m", "bench.read_baseline", "--host", "127.0.0.1", "--port"]
-    with (
-        harness.server([*serve, str(ours_port)], env, ours_port) as ours_process,
-        harness.server([*bare, str(bare_port)], bare_env, bare_port) as bare_process,
-    ):
-        bankhub = Target("bankhub", ours_port, ours_script, True, ours_process, db)
-        baseline = Target("baseline", bare_port, bare_script, False, bare_process, db)
-        check_by_hand(bankhub, baseline, dataset)
-        for target in (baseline, bankhub):
-            measure(ctx, target, dataset, warmup)
-        ours: list[Load] = []
-        theirs: list[Load] = []
-        for _ in range(ctx.repeats):  # alternate, so drift hits both alike
-            theirs.append(measure(ctx, baseline, dataset, seconds))
-            ours.append(measure(ctx, bankhub, dataset, seconds))
-        ours_rps = statistics.median(x.rps for x in ours)
-        bare_rps = statistics.median(x.rps for x in theirs)
-        ours_p99 = statistics.median(x.p99_ms for x in ours)
-        bare_p99 = statistics.median(x.p99_ms for x in theirs)
-        note = (
-            f"{dataset.transactions:,} transactions / {dataset.accounts:,} accounts, "
-            f"{len(dataset.pairs)} (account, login) pairs, {CONNECTIONS} connections, "
-            f"{seconds:g} s × {ctx.repeats}; runs bankhub "
-            + ", ".join(f"{x.rps:.0f}" for x in ours)
-            + " / baseline "
-            + ", ".join(f"{x.rps:.0f}" for x in theirs)
-            + " req/s"
+    bare_database = urls.runtime
+    if db == "postgresql":
+        bare_database = (
+            make_url(urls.runtime)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
         )
-        cpu = f"; CPU per request (medians) bankhub {_cpu(ours, db)}, baseline {_cpu(theirs, db)}"
-        note += cpu
-        results = [
-            at_least(f"read {db} throughput", ours_rps, bare_rps, "req/s", 0.70, note),
-            at_most(f"read {db} p99", ours_p99, bare_p99, "ms", 2.0),
-        ]
-        if not all(r.met for r in results):
-            pointer = profile(ctx, bankhub, baseline, dataset, db)
-            results = [
-                at_least(
-                    f"read {db} throughput", ours_rps, bare_rps, "req/s", 0.70, f"{note}; {pointer}"
-                ),
-                at_most(f"read {db} p99", ours_p99, bare_p99, "ms", 2.0, pointer),
-            ]
+    else:
+        bare_database = make_url(urls.runtime).database or ""
+    bare_env = {**env, "READ_BARE_DATABASE": bare_database, "READ_BARE_APP_ID": str(dataset.app_id)}
+    commands = {
+        BANKHUB: ([ctx.python(), "-m", "bankhub", "serve", "--host", "127.0.0.1"], env),
+        BARE: ([ctx.python(), "-m", "bench.read_bare"], {**bare_env, "READ_BARE_DUTIES": "0"}),
+        DUTIES: ([ctx.python(), "-m", "bench.read_bare"], {**bare_env, "READ_BARE_DUTIES": "1"}),
+        # the same-stack app reads as the owner: it chooses no tenant, so row-level security
+        # would show it nothing (it is the old baseline, kept as it was)
+        STACK: (
+            [ctx.python(), "-m", "bench.read_baseline", "--host", "127.0.0.1"],
+            {
+                **env,
+                "READ_BASELINE_DATABASE_URL": urls.owner,
+                "READ_BASELINE_APP_ID": str(dataset.app_id),
+            },
+        ),
+    }
+    with contextlib.ExitStack() as stack:
+        targets: dict[str, Target] = {}
+        for name in TARGETS:
+            command, target_env = commands[name]
+            port = harness.free_port()
+            if "--host" not in command:
+                command = [*command, "--host", "127.0.0.1"]
+            process = stack.enter_context(
+                harness.server([*command, "--port", str(port)], target_env, port)
+            )
+            scripts = {}
+            for route in ROUTES:
+                script = ctx.work / f"read-{db}-{route}-{name.replace(' ', '-')}.lua"
+                script.write_text(
+                    _lua(dataset, authenticated=AUTHENTICATED[name], route=route, target=name)
+                )
+                scripts[route] = script
+            requests = {route: _requests(dataset, route, name) for route in ROUTES}
+            targets[name] = Target(name, port, scripts, process, db, requests)
+        check_by_hand(targets, dataset)
+        results: list[Result] = []
+        for route in ROUTES:
+            for target in targets.values():
+                measure(ctx, target, route, warmup)
+            loads: dict[str, list[Load]] = {name: [] for name in TARGETS}
+            for _ in range(ctx.repeats):  # alternate, so drift hits every server alike
+                for name, target in targets.items():
+                    loads[name].append(measure(ctx, target, route, seconds))
+            results += route_results(db, route, loads, seconds)
+        if ctx.profile:
+            pointer = profile(ctx, targets[BANKHUB], targets[BARE], db)
+            results[0] = dataclasses.replace(results[0], note=f"{results[0].note}; {pointer}")
     return results
 
 
@@ -926,28 +1227,27 @@ def run(ctx: Context) -> list[Result]:
             "which is slower than the servers it loads: the ratios understate the gap"
         )
     started = time.monotonic()
-    load_before = os.getloadavg()[0]
     rows = _make_rows(ctx)
     results: list[Result] = []
 
     began = time.monotonic()
     sqlite_url, dataset = load_sqlite(ctx, ctx.work / "read.sqlite3", rows)
     loaded = [f"SQLite {time.monotonic() - began:.1f} s"]
-    results += bench_database(ctx, "sqlite", sqlite_url, dataset)
+    results += bench_database(ctx, "sqlite", PgUrls(sqlite_url, sqlite_url), dataset)
 
     if ctx.postgres_url is None:
         ctx.notes.append("read: no PostgreSQL server; the PostgreSQL read benchmark did not run")
     else:
         began = time.monotonic()
-        pg_url, dataset = load_postgres(ctx, rows)
+        pg_urls, dataset = load_postgres(ctx, rows)
         loaded.append(f"PostgreSQL {time.monotonic() - began:.1f} s")
-        results += bench_database(ctx, "postgresql", pg_url, dataset)
+        results += bench_database(ctx, "postgresql", pg_urls, dataset)
     ctx.notes.append(
         f"read: data load ({dataset.transactions:,} transactions, "
         f"{dataset.accounts:,} accounts, migrations and bankhub's services for the app, "
         f"keys, customers and logins included): {', '.join(loaded)}; "
-        f"whole read benchmark {time.monotonic() - started:.0f} s; 1-minute load average "
-        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs "
-        "(anything else running shares the CPUs with the servers, wrk and the database)"
+        f"whole read benchmark {time.monotonic() - started:.0f} s; bankhub and the bare "
+        f"driver serve PostgreSQL as the runtime role ({RUNTIME_ROLE}, row-level security), "
+        "the same-stack app as the owner"
     )
     return results

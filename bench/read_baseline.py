@@ -1,11 +1,15 @@
-"""The bare baseline of ``bench/read.py``: what this machine serves without bankhub's own work.
+"""The same-stack baseline of ``bench/read.py``: bankhub's stack without bankhub's own work.
+
+Kept beside the bare-driver baselines (``read_bare.py``): the gap between it and bankhub is
+bankhub's duties and route code, the gap between it and the bare driver what the stack costs.
 
 The same framework (Litestar, msgspec), the same server started the same way as ``bankhub
 serve`` (granian, ASGI, one worker, no access log), the same database through the same driver
 and engine settings (``bankhub.db.engine.make_engine``: pool, SQLite pragmas), the same SQL as
 ``bankhub.accounts.services.transactions_of`` for one account (``app_id = ? AND account_id IN
 (?) ORDER BY date DESC, id DESC LIMIT ? OFFSET ?``) with the same column types, and the same
-JSON (``{"data": [...], "version": "v2"}``, amounts formatted by ``bankhub.money``).
+JSON (``{"data": [...], "version": "v2"}``, amounts formatted by ``bankhub.money``); and
+``GET /v2/account?login_id=N``, the login's accounts.
 
 What it leaves out is what the benchmark measures: no authentication (no app or login lookup,
 no keyed hashes), no tenant scoping of the account, no ORM unit of work (Core rows), no
@@ -27,7 +31,7 @@ import msgspec
 from litestar import Litestar, get
 from sqlalchemy import Table, select
 
-from bankhub.accounts.models import Transaction
+from bankhub.accounts.models import Account, Transaction
 from bankhub.db.engine import make_engine
 from bankhub.money import format_amount
 
@@ -48,6 +52,21 @@ class TransactionOut(msgspec.Struct):
 
 class TransactionListEnvelope(msgspec.Struct):
     data: list[TransactionOut]
+    version: str = "v2"
+
+
+class AccountOut(msgspec.Struct):
+    id: int
+    original_id: str
+    login_id: int
+    name: str
+    balance: str | None
+    currency: str
+    type: str
+
+
+class AccountListEnvelope(msgspec.Struct):
+    data: list[AccountOut]
     version: str = "v2"
 
 
@@ -92,6 +111,35 @@ def create_app() -> Litestar:
             ]
         )
 
+    accounts_table: Table = Account.__table__  # type: ignore[assignment]
+    a = accounts_table.c
+
+    @get("/v2/account")
+    async def list_accounts(login_id: str) -> AccountListEnvelope:
+        query = (
+            select(accounts_table)
+            .where(a.app_id == app_id, a.login_id == int(login_id))
+            .order_by(a.id)
+        )
+        async with engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return AccountListEnvelope(
+            [
+                AccountOut(
+                    id=row.id,
+                    original_id=row.bank_id,
+                    login_id=row.login_id,
+                    name=row.name,
+                    balance=None
+                    if row.balance is None
+                    else format_amount(row.balance, row.currency),
+                    currency=row.currency,
+                    type=row.type,
+                )
+                for row in rows
+            ]
+        )
+
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         try:
@@ -99,7 +147,9 @@ def create_app() -> Litestar:
         finally:
             await engine.dispose()
 
-    return Litestar(route_handlers=[healthz, list_transactions], lifespan=[lifespan], debug=False)
+    return Litestar(
+        route_handlers=[healthz, list_transactions, list_accounts], lifespan=[lifespan], debug=False
+    )
 
 
 def main() -> None:

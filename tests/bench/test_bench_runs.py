@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FIELDS = {"name", "value", "unit", "baseline", "ratio", "target", "met"}
+FIELDS = {"name", "value", "unit", "baseline", "ratio", "target", "met", "note", "runs", "detail"}
 
 
 @pytest.mark.postgres
@@ -37,7 +37,15 @@ def test_tiny_ingest_and_concurrency_run_and_report(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
-    results = json.loads((out / "latest.json").read_text())
+    document = json.loads((out / "latest.json").read_text())
+    # a tiny run says so, per benchmark, and that the others did not run
+    assert document["partial"] is True
+    assert set(document["not_run"]) == {"read", "webhooks", "connect", "connect_hop"}
+    for benchmark in ("ingest", "concurrency"):
+        assert document["benchmarks"][benchmark]["partial"] == "tiny sizes (--tiny)"
+        load = document["benchmarks"][benchmark]["load_average_1m"]
+        assert 0 <= load["min"] <= load["max"]
+    results = [r for b in document["benchmarks"].values() for r in b["results"]]
     by_name = {r["name"]: r for r in results}
     assert set(by_name) == {
         "ingest sqlite",

@@ -54,6 +54,35 @@ ORDER BY c.relname
 """
 
 
+#: PostgreSQL: a unit of work that added at least this many rows to a table, and more than
+#: ``ANALYZE_FRACTION`` of the rows the planner believes it holds, has it analyzed after the
+#: commit (a refresh's few rows never pay for it)
+ANALYZE_MIN_ROWS = 1_000
+#: autovacuum's own default (``autovacuum_analyze_scale_factor``), applied at once instead of
+#: at its next round
+ANALYZE_FRACTION = 0.1
+#: how long that ANALYZE waits for a table another ANALYZE or VACUUM holds (then it has fresh
+#: statistics anyway, or soon)
+ANALYZE_LOCK_TIMEOUT = "2s"
+#: ``session.info`` key: rows added per table by the unit of work (:func:`note_growth`)
+_GROWN = "bankhub.grown"
+#: the planner's idea of a table's size (-1: never analyzed nor vacuumed)
+_RELTUPLES = text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:name)")
+
+
+def note_growth(session: AsyncSession, table: str, rows: int) -> None:
+    """``rows`` were added to ``table`` in this unit of work; after a large ingest the table's
+    planner statistics are refreshed once it commits (:meth:`Database.refresh_statistics`).
+
+    Why: right after a large first sync, before autovacuum's next round, PostgreSQL's planner
+    still believes the table small; it then plans an account's newest-first page as a bitmap
+    scan of the account's rows and a sort (milliseconds a page, growing with the account)
+    instead of reading the index backwards (docs/operations.md, "Planner statistics")."""
+    if rows >= ANALYZE_MIN_ROWS:
+        grown: dict[str, int] = session.info.setdefault(_GROWN, {})
+        grown[table] = grown.get(table, 0) + rows
+
+
 @dataclass(frozen=True, slots=True)
 class Scrubbed:
     """What :meth:`Database.scrub` achieved."""
@@ -196,11 +225,55 @@ class Database:
                 await session.commit()
             except BaseException:
                 commit_order.drop_appends(session)
+                session.info.pop(_GROWN, None)
                 await session.rollback()
                 raise
             if session.info.pop("outbox", False):
                 for listener in self.outbox_listeners:
                     listener()
+            grown = session.info.pop(_GROWN, None)
+        if grown and self.dialect == "postgresql":
+            await self.refresh_statistics(grown)
+
+    async def refresh_statistics(self, grown: dict[str, int]) -> list[str]:
+        """PostgreSQL: ANALYZE each table of ``grown`` (rows added by a committed unit of work)
+        that grew by more than ``ANALYZE_FRACTION`` of its planner size; the tables analyzed.
+
+        ANALYZE reads a bounded sample (``default_statistics_target``: 30,000 rows), so its
+        cost does not grow with the table. Only the tables' owner may run it: the maintenance
+        role (``BANKHUB_MIGRATION_DATABASE_URL``), else the runtime role where it may; a table
+        neither may analyze is left to autovacuum. A failure is logged, never raised: the
+        rows are committed, and statistics only make later reads faster.
+        """
+        maintenance = create_async_engine(self.maintenance_url or self.url, poolclass=NullPool)
+        analyzed: list[str] = []
+        try:
+            async with maintenance.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                due = []
+                for name, rows in grown.items():
+                    believed = (await autocommit.execute(_RELTUPLES, {"name": name})).scalar()
+                    if believed is not None and rows > ANALYZE_FRACTION * max(0.0, believed):
+                        due.append(name)
+                allowed = await _vacuumable(autocommit, due) if due else []
+                if allowed:
+                    await autocommit.exec_driver_sql(f"SET lock_timeout = '{ANALYZE_LOCK_TIMEOUT}'")
+                for name in allowed:
+                    # the names are the schema's own, found in pg_class
+                    await autocommit.exec_driver_sql(f'ANALYZE "{name}"')
+                    analyzed.append(name)
+                if set(due) - set(allowed):
+                    log.warning(
+                        "this role may not ANALYZE %s after a large ingest: reads may be slow "
+                        "until autovacuum analyzes it; give bankhub "
+                        "BANKHUB_MIGRATION_DATABASE_URL (docs/operations.md)",
+                        ", ".join(sorted(set(due) - set(allowed))),
+                    )
+        except (DBAPIError, OSError) as exc:
+            log.warning("refreshing planner statistics after a large ingest failed: %s", exc)
+        finally:
+            await maintenance.dispose()
+        return analyzed
 
     async def checkpoint(self) -> None:
         """On SQLite, fold the write-ahead log into the file and empty it.

@@ -54,6 +54,7 @@ from bankhub.connectors.base import (
 from bankhub.connectors.registry import ConnectorRegistry
 from bankhub.connectors.xs2a.signing import RequestSigner
 from bankhub.db import bulk
+from bankhub.db.engine import note_growth
 from bankhub.events import services as events
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
@@ -920,6 +921,8 @@ class SyncEngine:
                 payload=events.login_status_payload(login.id, logins.ACTIVE),
                 now=now,
             )
+        # a large first sync leaves the planner's statistics behind: refreshed after the commit
+        note_growth(session, "transactions", summary.inserted)
         if summary.inserted:
             await events.record(
                 session,
