@@ -168,3 +168,7 @@ TRAVEL
 # --- payments ----------------------------------------------------------------------------------
 row_factory  # connectors/sandbox/ledger.py: sqlite3 reads the connection's row factory
 creditor  # payments.services.PaymentSummary: read by the connect page's payment.html template
+
+# --- db ------------------------------------------------------------------------------------------
+put_nowait  # db/inline_sqlite.py: SQLAlchemy's aiosqlite dialect sets isolation levels by it
+_tx  # db/inline_sqlite.py: the same, reached as the connection's _tx

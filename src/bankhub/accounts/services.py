@@ -283,7 +283,7 @@ async def transaction_slices(
     with tenancy.acting_for(login.app_id):
         while True:
             values.update(after_date=after.date, after_id=after.id)
-            async with db.transaction() as session:
+            async with db.read() as session:
                 rows = (await (await _core(session)).execute(query, values)).all()
                 if not rows:
                     return
