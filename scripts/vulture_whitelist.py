@@ -210,3 +210,7 @@ statvfs
 fstatvfs
 unlock
 exit
+
+# --- db ------------------------------------------------------------------------------------------
+put_nowait  # db/inline_sqlite.py: SQLAlchemy's aiosqlite dialect sets isolation levels by it
+_tx  # db/inline_sqlite.py: the same, reached as the connection's _tx

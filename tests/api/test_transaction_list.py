@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from bankhub.accounts import transaction_routes as routes
 from bankhub.accounts.models import Transaction
@@ -95,6 +96,34 @@ async def test_without_paging_the_whole_range_is_answered(
         )
     one = (await _get(h, secret, account_id=str(account_id))).json()["data"]
     assert one == [accounts[i] for i in (r["id"] for r in paged) if i in ids]
+
+
+async def test_pages_of_transactions_are_read_without_the_orm(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page and the streamed slices are plain rows executed on the session's connection:
+    no statement on ``transactions`` goes through the ORM's execution (its row loading costs
+    more than a 100-row page's query), paged or streamed, and the answer is the same."""
+    h = harness
+    monkeypatch.setattr(routes, "STREAM_SLICE", 97)
+    payload = await connect(h, "user_good")
+    secret = payload["secret"]
+    through_orm: list[str] = []
+
+    def seen(state: ORMExecuteState) -> None:
+        sql = str(state.statement)
+        if "FROM transactions" in sql:
+            through_orm.append(sql)
+
+    event.listen(Session, "do_orm_execute", seen)
+    try:
+        streamed = (await _get(h, secret)).json()["data"]
+        paged = await _paged(h, secret)
+    finally:
+        event.remove(Session, "do_orm_execute", seen)
+    assert len(streamed) > 97
+    assert streamed == paged
+    assert [q for q in through_orm if "count(" not in q] == []
 
 
 async def test_the_streamed_read_is_audited_once_with_its_row_count(

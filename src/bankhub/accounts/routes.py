@@ -27,7 +27,7 @@ AnyRequest = Request[Any, Any, Any]
     responses=errors(*LOGIN_AUTH),
 )
 async def list_accounts(hub: HubDep, auth: AuthDep, request: AnyRequest) -> AccountListEnvelope:
-    async with hub.db.transaction() as session:
+    async with hub.db.read() as session:
         _, login = await auth.login(session)
         logins.require_active(login)
         rows = await accounts.accounts_of(session, login)

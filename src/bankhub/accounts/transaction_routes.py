@@ -196,7 +196,7 @@ async def list_transactions(
     if not paged:
         limit, page_no = STREAM_SLICE, 1
     wanted = None if account_id is None else whole_number(account_id)
-    async with hub.db.transaction() as session:
+    async with hub.db.read() as session:
         app = await auth.app(session)
         secret = request.headers.get("login-secret")
         account: Account | None = None

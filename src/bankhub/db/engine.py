@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from bankhub.db import commit_order
+from bankhub.db import commit_order, inline_sqlite
 from bankhub.db.tenancy import TenantSession
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,30 @@ def make_engine(url: str) -> AsyncEngine:
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
+#: SQLite: read connections kept open (reads need no lock in WAL mode; each is a file handle)
+READ_POOL_SIZE = 8
+READ_POOL_OVERFLOW = 24
+
+
+def make_read_engine(url: str) -> AsyncEngine | None:
+    """SQLite: an engine whose connections read on the event loop (``inline_sqlite``); None
+    where that does not apply (PostgreSQL, an in-memory database each connection would see
+    empty)."""
+    parsed = make_url(url)
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:":
+        return None
+    if "mode=memory" in name or parsed.query.get("mode") == "memory":
+        return None
+    uri = parsed.query.get("uri") == "true"
+    return create_async_engine(
+        url,
+        pool_size=READ_POOL_SIZE,
+        max_overflow=READ_POOL_OVERFLOW,
+        connect_args={"async_creator_fn": inline_sqlite.reader(name, uri=uri)},
+    )
+
+
 class Database:
     """Owns the engine; hands out one session per unit of work.
 
@@ -184,6 +208,13 @@ class Database:
         self.outbox_listeners: list[Callable[[], None]] = []
         #: SQLite: the lock writing units of work take turns on (per event loop)
         self._writers: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        #: SQLite: the engine of :meth:`read` (None: reads share :attr:`engine`)
+        self.read_engine = make_read_engine(url)
+        self._read_sessions = (
+            None
+            if self.read_engine is None
+            else async_sessionmaker(self.read_engine, expire_on_commit=False)
+        )
 
     @property
     def dialect(self) -> str:
@@ -210,6 +241,19 @@ class Database:
                 yield session
             return
         async with self._unit() as session:
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work that only reads a bounded amount (the API's key, login, account and
+        page look-ups). On SQLite its statements run on the event loop over a read-only
+        connection (``bankhub.db.inline_sqlite``: no hand-off to aiosqlite's thread; a write
+        in it fails); elsewhere it is :meth:`transaction`."""
+        if self._read_sessions is None:
+            async with self._unit() as session:
+                yield session
+            return
+        async with self._read_sessions() as session:
             yield session
 
     @asynccontextmanager
@@ -363,6 +407,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not None:
+            await self.read_engine.dispose()
 
 
 async def _vacuumable(connection: AsyncConnection, tables: Sequence[str]) -> list[str]:
