@@ -150,9 +150,8 @@ async def test_corpus_files_are_imported_as_the_api_imports_them(
         results: dict[str, Any] = {}
         for corpus, name, accounts in CORPUS:
             await put(sftp, f"/inbox/alice/{name}", read(corpus))
-            if name == "bank_medium.ofx":  # the file that opens the login: its secret sealed
-                unread = await stored_row(h, name)
-                assert unread.secret_enc is not None
+            if name == "bank_medium.ofx":  # the file that opens the login: its secret held
+                unread = await stored_row(h, name)  # in memory only, never stored (S1)
                 assert '"secret":null' in unread.result
             dropped = results[name] = await result(sftp, f"/inbox/alice/{name}")
             assert [(a["currency"], a["imported"]) for a in dropped["data"]["accounts"]] == (
@@ -188,7 +187,7 @@ async def test_corpus_files_are_imported_as_the_api_imports_them(
         assert (await sftp.stat("/inbox/alice/ing.csv")).size == len(read("csv/ing.csv"))
     row = await stored_row(h, "bank_medium.ofx")
     assert first["data"]["secret"] not in row.result
-    assert row.secret_enc is None
+    assert drop.server.unshown == {}
 
     tally = await Runner(h.hub).run_once()
     assert tally.deliveries == 2 * len(CORPUS) + 1

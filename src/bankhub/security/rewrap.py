@@ -73,7 +73,6 @@ ENCRYPTED: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("webhook_endpoints", "previous_secret_enc", "previous_secret"),
     EncryptedColumn("signing_keys", "private_key_enc", "private_key", key="kid", tenant=None),
     EncryptedColumn("idempotency_keys", "response_enc", "response"),
-    EncryptedColumn("sftp_files", "secret_enc", "secret"),
     EncryptedColumn("members", "totp_seed_enc", "totp_seed", tenant=None),
     EncryptedColumn("smtp_settings", "password_enc", "password", tenant=None),
     EncryptedColumn("gocardless_settings", "secret_id_enc", "secret_id", tenant=None),

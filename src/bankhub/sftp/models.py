@@ -33,7 +33,4 @@ class DroppedFile(Base):
     imported: Mapped[bool] = mapped_column(Boolean)
     #: the ``<file>.result.json`` body, exactly as the client reads it, but for ``secret``
     result: Mapped[str] = mapped_column(Text)
-    #: the login-secret of a login this file's import created, sealed (S-rules on secrets at
-    #: rest); put back into the result file's ``secret`` as the client reads it
-    secret_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -56,6 +56,8 @@ OPEN_UPLOADS_PER_APP = 8
 #: would pass it is refused (the client may try again shortly), so many connections of many
 #: apps cannot together exhaust the server's memory
 MAX_HELD_BYTES = 256 * 1024 * 1024
+#: login-secrets held for result files not read yet (each a few dozen bytes)
+MAX_UNSHOWN = 10_000
 #: the longest file name (the ``sftp_files.name`` column)
 MAX_NAME = 200
 
@@ -182,9 +184,9 @@ class _Upload:
 @dataclass(slots=True)
 class _Result:
     data: bytes
-    #: the sealed login-secret this reading shows, erased once the client read to the end
-    row_id: int
-    secret_enc: str | None
+    #: the login-secret this reading shows (held by the drop, never stored), forgotten once
+    #: the client read the result to its end
+    unshown: tuple[int, str, int] | None
     read_to_end: bool = False
 
 
@@ -262,6 +264,11 @@ class _Inbox(asyncssh.SFTPServer):
 
     # -- the tree -------------------------------------------------------------------------
 
+    def _result(self, customer_id: str, row: DroppedFile) -> bytes:
+        """The result file as the client reads it now (with a login-secret not shown yet)."""
+        secret = self.drop.unshown.get((self.principal.app_id, customer_id, row.id))
+        return services.result_of(row, secret)
+
     async def _customer(self, identifier: str) -> Customer:
         customer = await self.drop.customer(self.principal.app_id, identifier)
         if customer is None:
@@ -295,9 +302,7 @@ class _Inbox(asyncssh.SFTPServer):
         if row is None:
             raise asyncssh.SFTPNoSuchFile(f"no file {name!r} in this folder")
         if name.endswith(RESULT_SUFFIX):
-            return _file_attrs(
-                len(services.result_of(row, self.drop.parts.engine.box)), row.created_at, 0o400
-            )
+            return _file_attrs(len(self._result(customer.id, row)), row.created_at, 0o400)
         # the statement itself is not kept: listed with its size, not readable
         return _file_attrs(row.size, row.created_at, 0o200)
 
@@ -326,9 +331,7 @@ class _Inbox(asyncssh.SFTPServer):
             yield SFTPName(row.name.encode(), attrs=_file_attrs(row.size, row.created_at, 0o200))
             yield SFTPName(
                 (row.name + RESULT_SUFFIX).encode(),
-                attrs=_file_attrs(
-                    len(services.result_of(row, self.drop.parts.engine.box)), row.created_at, 0o400
-                ),
+                attrs=_file_attrs(len(self._result(customer.id, row)), row.created_at, 0o400),
             )
 
     async def mkdir(self, path: bytes, attrs: SFTPAttrs) -> None:
@@ -350,8 +353,9 @@ class _Inbox(asyncssh.SFTPServer):
                 base = name.removesuffix(RESULT_SUFFIX)
                 row = await self.drop.row(self.principal.app_id, customer.id, base)
                 if row is not None:
-                    data = services.result_of(row, self.drop.parts.engine.box)
-                    return _Result(data, row.id, row.secret_enc)
+                    held = (self.principal.app_id, customer.id, row.id)
+                    data = self._result(customer.id, row)
+                    return _Result(data, held if held in self.drop.unshown else None)
             elif await self.drop.row(self.principal.app_id, customer.id, name) is not None:
                 raise asyncssh.SFTPPermissionDenied(
                     f"statement files are not kept once imported; read {name}{RESULT_SUFFIX}"
@@ -423,10 +427,8 @@ class _Inbox(asyncssh.SFTPServer):
 
     async def close(self, file_obj: object) -> None:
         if isinstance(file_obj, _Result):
-            if file_obj.read_to_end and file_obj.secret_enc is not None:
-                await self.drop.secret_shown(
-                    self.principal.app_id, file_obj.row_id, file_obj.secret_enc
-                )
+            if file_obj.read_to_end and file_obj.unshown is not None:
+                self.drop.unshown.pop(file_obj.unshown, None)
             return
         if not isinstance(file_obj, _Upload):
             return
@@ -521,7 +523,7 @@ class _Inbox(asyncssh.SFTPServer):
 
 def result_file(outcome: ImportOutcome) -> bytes:
     """The ``.result.json`` of an imported file as stored: ``POST /v2/statement``'s answer,
-    the login-secret left out (it is sealed apart, see ``services.result_of``)."""
+    the login-secret left out (held apart until shown, see ``services.result_of``)."""
     answer = import_out(outcome)
     answer.secret = None
     return msgspec.json.encode(StatementImportEnvelope(answer))
@@ -546,6 +548,11 @@ class DropServer:
         #: MAX_HELD_BYTES)
         self.open_by_app: Counter[int] = Counter()
         self.held_bytes = 0
+        #: login-secrets of logins a dropped file opened, not yet shown in its result file, by
+        #: (app, customer, row; a rename keeps the row): S1 keeps secrets only as keyed
+        #: hashes, so these live in this process alone and are gone if it stops first
+        #: (docs/sftp.md)
+        self.unshown: dict[tuple[int, str, int], str] = {}
 
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         """Listen; the port bound (an ephemeral one when ``port`` is 0)."""
@@ -663,15 +670,20 @@ class DropServer:
 
         await self._read(app_id, check)
 
-    async def secret_shown(self, app_id: int, row_id: int, secret_enc: str) -> None:
-        with _internal_errors_hidden(), tenancy.acting_for(app_id):
-            async with self.parts.db.transaction(write=True) as session:
-                await services.forget_secret(session, app_id, row_id, secret_enc)
+    def hold_secret(self, where: tuple[int, str, int], secret: str) -> None:
+        if len(self.unshown) >= MAX_UNSHOWN:
+            # the oldest goes first; its login can be deleted and its file dropped again
+            del self.unshown[next(iter(self.unshown))]
+        self.unshown[where] = secret
 
     async def remove(self, app_id: int, customer_id: str, name: str) -> bool:
         with _internal_errors_hidden(), tenancy.acting_for(app_id):
             async with self.parts.db.transaction(write=True) as session:
-                return await services.remove(session, app_id, customer_id, name)
+                gone = await services.remove(session, app_id, customer_id, name)
+        if gone is None:
+            return False
+        self.unshown.pop((app_id, customer_id, gone), None)
+        return True
 
     async def rename(
         self, app_id: int, customer_id: str, old: str, new: str, *, replace: bool
@@ -704,9 +716,11 @@ class DropServer:
             try:
                 parsed = await parse_file(data, name)
                 async with self.parts.db.transaction(write=True) as session:
-                    await services.import_dropped(
+                    kept = await services.import_dropped(
                         session, self.parts.engine, dropped, parsed, self.parts.clock(), result_file
                     )
+                if kept.secret is not None:
+                    self.hold_secret((principal.app_id, customer.id, kept.row.id), kept.secret)
             except DomainError as refused:
                 async with self.parts.db.transaction(write=True) as session:
                     await services.keep_refused(session, dropped, refused, self.parts.clock())

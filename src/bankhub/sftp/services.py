@@ -14,14 +14,13 @@ from datetime import datetime
 
 import msgspec
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.audit import services as audit
 from bankhub.customers.models import Customer
 from bankhub.errors import DomainError, ErrorCode
 from bankhub.partners.models import App
-from bankhub.security.crypto import Cipher, associated_data
 from bankhub.sftp.models import DroppedFile
 from bankhub.signatures import keys
 from bankhub.signatures import services as signature_keys
@@ -101,7 +100,8 @@ async def files_kept(session: AsyncSession, app_id: int) -> int:
     return int(found.scalar_one())
 
 
-async def remove(session: AsyncSession, app_id: int, customer_id: str, name: str) -> bool:
+async def remove(session: AsyncSession, app_id: int, customer_id: str, name: str) -> int | None:
+    """Remove one of the customer's files; the row it was, None when there was none."""
     gone = await session.execute(
         delete(DroppedFile)
         .where(
@@ -111,7 +111,7 @@ async def remove(session: AsyncSession, app_id: int, customer_id: str, name: str
         )
         .returning(DroppedFile.id)
     )
-    return gone.scalar_one_or_none() is not None
+    return gone.scalar_one_or_none()
 
 
 async def rename(session: AsyncSession, app_id: int, customer_id: str, old: str, new: str) -> bool:
@@ -173,7 +173,6 @@ async def _keep(
     row.sha256 = str(detail["sha256"])
     row.imported = bool(detail["imported"])
     row.result = result.decode()
-    row.secret_enc = None
     row.created_at = now
     audit.record(
         session,
@@ -188,6 +187,16 @@ async def _keep(
     return row
 
 
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """An imported file's result as stored, its row, and the login-secret of a login the import
+    created: never stored (S1), held by the drop until the client reads the result."""
+
+    result: bytes
+    row: DroppedFile
+    secret: str | None
+
+
 async def import_dropped(
     session: AsyncSession,
     engine: SyncEngine,
@@ -195,15 +204,16 @@ async def import_dropped(
     parsed: ParsedStatement,
     now: datetime,
     answer: Callable[[ImportOutcome], bytes],
-) -> bytes:
+) -> Kept:
     """Import a parsed file for the customer with the calls ``POST /v2/statement`` makes,
-    announce it, keep its outcome and audit it, in the caller's unit of work; the result
-    file's body. A refusal is raised (a DomainError) and nothing is written: the caller
-    keeps it with :func:`keep_refused` in a unit of work of its own.
+    announce it, keep its outcome and audit it, in the caller's unit of work. A refusal is
+    raised (a DomainError) and nothing is written: the caller keeps it with
+    :func:`keep_refused` in a unit of work of its own.
 
     ``answer`` renders the outcome as the API answers it (its wire shape lives with the API),
-    without the login-secret of a login the import created: that is sealed apart
-    (``secret_enc``) and put back as the client reads the result (:func:`result_of`).
+    without the login-secret of a login the import created: S1 keeps a secret only as a keyed
+    hash, so the secret is returned to the caller and never written (:func:`result_of` puts it
+    into the result file the one time it is shown).
     """
     app = await session.get(App, dropped.app_id)
     if app is None:  # the app was deleted while its client was connected
@@ -229,38 +239,18 @@ async def import_dropped(
         rows=sum(a.imported for a in outcome.accounts),
     )
     row = await _keep(session, dropped, detail, result, now)
-    if outcome.secret is not None:
-        await session.flush()  # the row's id is bound into the sealed value
-        row.secret_enc = engine.box.encrypt_text(outcome.secret, secret_aad(row))
-    return result
+    await session.flush()
+    return Kept(result, row, outcome.secret)
 
 
-def secret_aad(row: DroppedFile) -> bytes:
-    return associated_data(row.app_id, DroppedFile.__tablename__, "secret", row.id)
-
-
-def result_of(row: DroppedFile, box: Cipher) -> bytes:
+def result_of(row: DroppedFile, secret: str | None) -> bytes:
     """The result file as the client reads it: the stored answer, with the login-secret of a
-    login its import created put back."""
-    if row.secret_enc is None:
+    login its import created put in the one time it is shown."""
+    if secret is None:
         return row.result.encode()
     body = msgspec.json.decode(row.result)
-    body["data"]["secret"] = box.decrypt_text(row.secret_enc, secret_aad(row))
+    body["data"]["secret"] = secret
     return msgspec.json.encode(body)
-
-
-async def forget_secret(session: AsyncSession, app_id: int, row_id: int, secret_enc: str) -> None:
-    """The client read the result file to its end: the login-secret in it has been shown, and
-    is erased (only that one: a newer import of the same name may have sealed another)."""
-    await session.execute(
-        update(DroppedFile)
-        .where(
-            DroppedFile.app_id == app_id,
-            DroppedFile.id == row_id,
-            DroppedFile.secret_enc == secret_enc,
-        )
-        .values(secret_enc=None)
-    )
 
 
 async def keep_refused(

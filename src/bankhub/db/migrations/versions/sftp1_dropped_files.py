@@ -31,7 +31,6 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("imported", sa.Boolean(), nullable=False),
         sa.Column("result", sa.Text(), nullable=False),
-        sa.Column("secret_enc", sa.Text(), nullable=True),
         sa.Column("created_at", bankhub.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["app_id"], ["apps.id"], name=op.f("fk_sftp_files_app_id_apps"), ondelete="CASCADE"
