@@ -85,7 +85,8 @@ async def _page_statement(
         if "FROM transactions" in statement and "ORDER BY" in statement:
             sent.append((statement, parameters))
 
-    engine = h.hub.db.engine.sync_engine
+    # the read routes read through the read-only engine where the database has one (SQLite)
+    engine = (h.hub.db.read_engine or h.hub.db.engine).sync_engine
     event.listen(engine, "before_cursor_execute", capture)
     try:
         headers = {
