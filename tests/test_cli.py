@@ -7,6 +7,7 @@ import contextlib
 import json
 import secrets
 import sqlite3
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -300,3 +301,16 @@ def test_apps_create_outside_dev_refuses_a_private_webhook_and_creates_nothing(
     with contextlib.closing(sqlite3.connect(data_dir / "bankhub.sqlite3")) as database:
         apps = database.execute("SELECT count(*) FROM apps WHERE name = 'Hooked'").fetchone()
     assert apps == (0,)  # the app was not created either
+
+
+def test_the_sftp_drop_without_asyncssh_says_which_extra_to_install(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncssh is the optional ``bankhub[sftp]`` extra: without it, ``bankhub sftp`` and a
+    ``serve`` with BANKHUB_SFTP_PORT stop with a line that says so, not a traceback."""
+    monkeypatch.setitem(sys.modules, "asyncssh", None)  # what a missing package looks like
+    monkeypatch.setenv("BANKHUB_SFTP_PORT", "2222")
+    for args in (["sftp", "--fingerprint"], ["serve"]):
+        done = CliRunner().invoke(cli, args)
+        assert done.exit_code == 2, (args, done.output)
+        assert "pip install 'bankhub[sftp]'" in " ".join(done.output.split()), done.output

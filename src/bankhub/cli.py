@@ -144,6 +144,8 @@ def serve(
     settings = settings_or_exit()
     _shared_store_or_exit(settings)
     eidas_or_exit(settings)
+    if settings.sftp_port is not None:
+        _asyncssh_or_exit()
     host = host or settings.host
     port = port or settings.port
     held: supervision.HeldLock | None = None
@@ -575,6 +577,18 @@ def worker() -> None:
     asyncio.run(run())
 
 
+def _asyncssh_or_exit() -> None:
+    """The SFTP drop needs the optional extra ``bankhub[sftp]``; say so, not a traceback."""
+    try:
+        import asyncssh  # noqa: F401
+    except ImportError:
+        err.print(
+            "[red]the SFTP drop needs asyncssh: install bankhub with its sftp extra "
+            "(pip install 'bankhub\\[sftp]')[/red]"
+        )
+        raise typer.Exit(2) from None
+
+
 @cli.command()
 def sftp(
     fingerprint: Annotated[
@@ -585,6 +599,7 @@ def sftp(
 ) -> None:
     """Run the SFTP statement drop (docs/sftp.md), or print its host key's fingerprint."""
     settings = settings_or_exit()
+    _asyncssh_or_exit()
     from bankhub.sftp import command
 
     if fingerprint:
