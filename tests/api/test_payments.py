@@ -89,6 +89,8 @@ async def authorise(
 
 async def choose_account(driver: ConnectDriver) -> str:
     """No debtor account was named: the user picks one at the bank (the first offered)."""
+    # back from the bank, the page may still say the payment is being handed over
+    await driver.settle()
     assert "be paid from?" in driver.page, driver.page
     offered = CHOICE.findall(driver.page)
     assert len(offered) == 2, offered  # the current and the savings account, not the card

@@ -264,7 +264,11 @@ def test_pushtan_approval_is_polled_by_the_page_itself(
             break
         page.wait_for_timeout(100)
     assert approval.polls, "the page never asked the bank again"
-    expect(page.get_by_role("heading", name="Approve in your banking app")).to_be_visible()
+    # a poll the bank is slow to answer shows the waiting page, which reloads itself until
+    # the bank's answer (still "not approved") brings the approval step back
+    expect(page.get_by_role("heading", name="Approve in your banking app")).to_be_visible(
+        timeout=30_000
+    )
     approval.approved = True
     _linked(page, fints_partner, bank, before)
     assert approval.polls >= 1
