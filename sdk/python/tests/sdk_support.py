@@ -93,8 +93,9 @@ class Server:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if proc.poll() is not None:
+                said = server.output()
                 server.stop()
-                raise RuntimeError(f"bankhub serve exited early:\n{server.output()}")
+                raise RuntimeError(f"bankhub serve exited early:\n{said}")
             try:
                 with urllib.request.urlopen(f"{server.url}/healthz", timeout=2) as answer:  # noqa: S310
                     if answer.status == 200:
@@ -106,7 +107,8 @@ class Server:
         raise RuntimeError(f"bankhub serve did not answer /healthz:\n{server.output()}")
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
