@@ -121,6 +121,10 @@ class Core:
             raise ValueError("give service_secret or app_secret")
         if service_secret is not None and app_secret is not None:
             raise ValueError("give one of service_secret and app_secret, not both")
+        if use_oauth and service_secret is None:
+            # bankhub's token endpoint authenticates a server's key; an app key sits in code
+            # that anyone can read (docs/api.md, OAuth2)
+            raise ValueError("oauth=True takes a service_secret (a server's key)")
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
         self.service_secret = service_secret
