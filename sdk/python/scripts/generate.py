@@ -281,11 +281,12 @@ def operation_list(spec: dict[str, Any]) -> list[dict[str, Any]]:
             for field in REQUIRED_FIELDS.get((method.upper(), path), ()):
                 body_fields[field] = (body_fields[field][0], True)
             # the body wins where a query parameter says the same (DELETE /v2/customer)
-            query = [
+            # by name: a live description and the committed (canonical) one order them apart
+            query = sorted(
                 (p["name"], _param_type(p["schema"]), bool(p.get("required")))
                 for p in params
                 if p["in"] == "query" and p["name"] not in body_fields
-            ]
+            )
             ok = op["responses"].get("200") or op["responses"]["202"]
             media_type, entry = next(iter(ok["content"].items()))
             envelope = _ref(entry["schema"]) if media_type == "application/json" else None
@@ -326,7 +327,9 @@ def _method(op: dict[str, Any], *, asynchronous: bool) -> list[str]:
     args = ["self"] + [f"{p}: str" for p in op["path_params"]] + ["*"]
     if op["login_secret"]:
         args.append("login_secret: str")
-    for field, (text, required) in sorted(op["body_fields"].items(), key=lambda f: not f[1][1]):
+    for field, (text, required) in sorted(
+        op["body_fields"].items(), key=lambda f: (not f[1][1], f[0])
+    ):
         if field == "file" and op["multipart"]:
             args.append("file: bytes | IO[bytes]")
             args.append('filename: str = "statement"')
@@ -451,6 +454,10 @@ def operations(spec: dict[str, Any]) -> str:
     if "Decimal" not in text.split("T = TypeVar", 1)[1]:
         text = text.replace("from decimal import Decimal\n", "")
     return text
+
+
+#: the modules :func:`render` writes
+render_names = ("_models.py", "_operations.py")
 
 
 def render(spec: dict[str, Any]) -> dict[str, str]:

@@ -342,14 +342,14 @@ class SyncOperations:
     def list_events(
         self,
         *,
-        limit: int | None = None,
         cursor: int | None = None,
+        limit: int | None = None,
     ) -> EventListEnvelope:
         """``GET /v2/event``: Events of the app in order, from a cursor."""
         return self._call(
             "GET",
             "/v2/event",
-            query={"limit": limit, "cursor": cursor},
+            query={"cursor": cursor, "limit": limit},
             into=EventListEnvelope,
         )
 
@@ -523,15 +523,15 @@ class SyncOperations:
     def list_payments(
         self,
         *,
+        customer_id: str | None = None,
         limit: int | None = None,
         status: str | None = None,
-        customer_id: str | None = None,
     ) -> list[PaymentSummaryOut]:
         """``GET /v2/payment``: The app's payments and batches, newest first."""
         answer = self._call(
             "GET",
             "/v2/payment",
-            query={"limit": limit, "status": status, "customer_id": customer_id},
+            query={"customer_id": customer_id, "limit": limit, "status": status},
             into=PaymentListEnvelope,
         )
         return answer.data
@@ -901,11 +901,11 @@ class SyncOperations:
         *,
         login_secret: str,
         account_id: int | None = None,
+        end_date: _dt.date | str | None = None,
         from_date: _dt.date | str | None = None,
-        to_date: _dt.date | str | None = None,
         page: int | None = None,
         per_page: int | None = None,
-        end_date: _dt.date | str | None = None,
+        to_date: _dt.date | str | None = None,
     ) -> list[TransactionOut]:
         """``GET /v2/transaction``: Transactions of an account (newest first)."""
         answer = self._call(
@@ -913,11 +913,11 @@ class SyncOperations:
             "/v2/transaction",
             query={
                 "account_id": account_id,
+                "end_date": end_date,
                 "from_date": from_date,
-                "to_date": to_date,
                 "page": page,
                 "per_page": per_page,
-                "end_date": end_date,
+                "to_date": to_date,
             },
             login_secret=login_secret,
             into=TransactionListEnvelope,
@@ -928,15 +928,15 @@ class SyncOperations:
         self,
         *,
         login_secret: str,
-        count: int | None = None,
         account_id: int | None = None,
+        count: int | None = None,
         cursor: int | None = None,
     ) -> SyncOut:
         """``GET /v2/transaction/sync``: What changed in an account's transactions since a cursor."""
         answer = self._call(
             "GET",
             "/v2/transaction/sync",
-            query={"count": count, "account_id": account_id, "cursor": cursor},
+            query={"account_id": account_id, "count": count, "cursor": cursor},
             login_secret=login_secret,
             into=SyncEnvelope,
         )
@@ -1168,14 +1168,14 @@ class AsyncOperations:
     async def list_events(
         self,
         *,
-        limit: int | None = None,
         cursor: int | None = None,
+        limit: int | None = None,
     ) -> EventListEnvelope:
         """``GET /v2/event``: Events of the app in order, from a cursor."""
         return await self._call(
             "GET",
             "/v2/event",
-            query={"limit": limit, "cursor": cursor},
+            query={"cursor": cursor, "limit": limit},
             into=EventListEnvelope,
         )
 
@@ -1349,15 +1349,15 @@ class AsyncOperations:
     async def list_payments(
         self,
         *,
+        customer_id: str | None = None,
         limit: int | None = None,
         status: str | None = None,
-        customer_id: str | None = None,
     ) -> list[PaymentSummaryOut]:
         """``GET /v2/payment``: The app's payments and batches, newest first."""
         answer = await self._call(
             "GET",
             "/v2/payment",
-            query={"limit": limit, "status": status, "customer_id": customer_id},
+            query={"customer_id": customer_id, "limit": limit, "status": status},
             into=PaymentListEnvelope,
         )
         return answer.data
@@ -1727,11 +1727,11 @@ class AsyncOperations:
         *,
         login_secret: str,
         account_id: int | None = None,
+        end_date: _dt.date | str | None = None,
         from_date: _dt.date | str | None = None,
-        to_date: _dt.date | str | None = None,
         page: int | None = None,
         per_page: int | None = None,
-        end_date: _dt.date | str | None = None,
+        to_date: _dt.date | str | None = None,
     ) -> list[TransactionOut]:
         """``GET /v2/transaction``: Transactions of an account (newest first)."""
         answer = await self._call(
@@ -1739,11 +1739,11 @@ class AsyncOperations:
             "/v2/transaction",
             query={
                 "account_id": account_id,
+                "end_date": end_date,
                 "from_date": from_date,
-                "to_date": to_date,
                 "page": page,
                 "per_page": per_page,
-                "end_date": end_date,
+                "to_date": to_date,
             },
             login_secret=login_secret,
             into=TransactionListEnvelope,
@@ -1754,15 +1754,15 @@ class AsyncOperations:
         self,
         *,
         login_secret: str,
-        count: int | None = None,
         account_id: int | None = None,
+        count: int | None = None,
         cursor: int | None = None,
     ) -> SyncOut:
         """``GET /v2/transaction/sync``: What changed in an account's transactions since a cursor."""
         answer = await self._call(
             "GET",
             "/v2/transaction/sync",
-            query={"count": count, "account_id": account_id, "cursor": cursor},
+            query={"account_id": account_id, "count": count, "cursor": cursor},
             login_secret=login_secret,
             into=SyncEnvelope,
         )
