@@ -8,6 +8,7 @@ import pytest
 from sdk_support import (
     CALLBACK,
     SANDBOX_SERVICE,
+    TOKENS_PER_SECOND,
     Bankhub,
     Linked,
     Receiver,
@@ -18,6 +19,18 @@ from sdk_support import (
 
 from bankhub_client import BankhubClient
 
+#: rate limits on, as in production, generous for the API; the token endpoint's low enough for
+#: a test to reach a real 429 (test_retries.py); no address blocks (tests send wrong secrets)
+LIMITS = {
+    "BANKHUB_RATE_LIMITS_ENABLED": "true",
+    "BANKHUB_RATE_LIMIT_PER_CREDENTIAL": "6000/minute",
+    "BANKHUB_RATE_LIMIT_PER_APP": "12000/minute",
+    "BANKHUB_RATE_LIMIT_PER_IP": "6000/minute",
+    "BANKHUB_RATE_LIMIT_CONNECT": "6000/minute",
+    "BANKHUB_RATE_LIMIT_TOKEN": f"{TOKENS_PER_SECOND}/second",
+    "BANKHUB_BLOCK_ENABLED": "false",
+}
+
 
 @pytest.fixture(scope="session")
 def bankhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bankhub]:
@@ -25,7 +38,7 @@ def bankhub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bankhub]:
     data_dir.mkdir()
     receiver = Receiver().start()
     app = create_app(data_dir, receiver.url)
-    server = Server.start(data_dir, {})
+    server = Server.start(data_dir, LIMITS)
     try:
         yield Bankhub(server.url, app, data_dir, receiver, server)
     finally:

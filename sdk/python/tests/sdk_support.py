@@ -37,6 +37,8 @@ CALLBACK = "http://localhost:2000/done"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 #: the sandbox bank's first service (Vietnam); its users log in with any name and this password
 SANDBOX_SERVICE = 1
+#: the session server's limit on POST /oauth/token per key
+TOKENS_PER_SECOND = 3
 SANDBOX_PASSWORD = "pass_good"
 #: real statement files (the repository's shared corpus, beside the checkout)
 CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpus"

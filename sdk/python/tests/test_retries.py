@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import email.utils
 import json
-import shutil
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
-from sdk_support import Bankhub, Server, free_port
+from sdk_support import TOKENS_PER_SECOND, Bankhub, free_port
 
 from bankhub_client import (
     APIConnectionError,
@@ -41,41 +39,12 @@ APP = {
 CUSTOMER = {"customer_id": "6f1c0d5e-0000-4000-8000-000000000001", "identifier": "x"}
 
 
-# --- 429 from bankhub itself -------------------------------------------------------------------
+# --- 429 from bankhub itself ------------------------------------------------------------------
+# The session's server allows TOKENS_PER_SECOND calls of POST /oauth/token a second per key.
 
 
-@pytest.fixture(scope="module")
-def limited(bankhub: Bankhub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A second server on the same database, 3 calls a second per key, no worker of its own.
-
-    A data directory belongs to one server (a lock), so it gets its own, with the first one's
-    secret key (API keys are stored as keyed hashes) and the first one's database."""
-    data_dir = tmp_path_factory.mktemp("limited") / "data"
-    data_dir.mkdir()
-    shutil.copy2(bankhub.data_dir / "secret.key", data_dir / "secret.key")
-    database = (bankhub.data_dir / "bankhub.sqlite3").resolve()
-    server = Server.start(
-        data_dir,
-        {
-            "BANKHUB_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
-            "BANKHUB_RATE_LIMITS_ENABLED": "true",
-            "BANKHUB_RATE_LIMIT_PER_CREDENTIAL": "3/second",
-            "BANKHUB_EMBEDDED_WORKER": "false",
-        },
-    )
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-def test_a_429_is_a_typed_rate_limit_error(bankhub: Bankhub, limited: str) -> None:
-    with BankhubClient(
-        limited,
-        client_id=bankhub.app.client_id,
-        service_secret=bankhub.app.service_secret,
-        retry=RetryPolicy(max_retries=0),
-    ) as client:
+def test_a_429_is_a_typed_rate_limit_error(bankhub: Bankhub) -> None:
+    with bankhub.client(retry=RetryPolicy(max_retries=0)) as client:
         refused = _first_refusal(client)
     assert refused.code == "RateLimited"
     assert refused.status == 429
@@ -85,16 +54,16 @@ def test_a_429_is_a_typed_rate_limit_error(bankhub: Bankhub, limited: str) -> No
 
 
 def _first_refusal(client: BankhubClient) -> RateLimitError:
-    # a burst goes over 3 a second within a few calls, wherever the window's edge falls
+    # a burst goes over the limit within a few calls, wherever the window's edge falls
     for _ in range(20):
         try:
-            client.read_app()
+            client.oauth_token()
         except RateLimitError as exc:
             return exc
-    raise AssertionError("20 calls at once were never refused")
+    raise AssertionError("20 token requests at once were never refused")
 
 
-def test_a_429_is_retried_after_its_retry_after(bankhub: Bankhub, limited: str) -> None:
+def test_a_429_is_retried_after_its_retry_after(bankhub: Bankhub) -> None:
     answers: list[httpx.Response] = []
     slept: list[float] = []
 
@@ -102,17 +71,13 @@ def test_a_429_is_retried_after_its_retry_after(bankhub: Bankhub, limited: str) 
         slept.append(seconds)
         time.sleep(seconds)  # the server's window must really pass
 
-    with BankhubClient(
-        limited,
-        client_id=bankhub.app.client_id,
-        service_secret=bankhub.app.service_secret,
-        http_client=httpx.Client(event_hooks={"response": [answers.append]}),
-        sleep=sleep,
+    with bankhub.client(
+        http_client=httpx.Client(event_hooks={"response": [answers.append]}), sleep=sleep
     ) as client:
-        for _ in range(8):
-            assert client.read_app().client_id == bankhub.app.client_id
+        for _ in range(3 * TOKENS_PER_SECOND):
+            assert client.oauth_token().access_token
     refused = [r for r in answers if r.status_code == 429]
-    assert refused, "eight calls at once go over 3 a second"
+    assert refused, "a burst of token requests goes over the limit"
     assert slept == [float(r.headers["retry-after"]) for r in refused]
 
 
