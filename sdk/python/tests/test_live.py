@@ -252,3 +252,14 @@ def test_the_oauth_calls(bankhub: Bankhub, client: BankhubClient) -> None:
         wrong.oauth_token()
     assert refused.value.code == "invalid_client"
     assert refused.value.status == 401
+
+
+def test_the_public_oauth_documents_are_read_without_credentials(bankhub: Bankhub) -> None:
+    recorder = Recorder()
+    with bankhub.client(http_client=recorder.client()) as client:
+        assert client.oauth_metadata()["issuer"]
+        assert client.oauth_jwks()["keys"]
+    for request in recorder.requests:
+        assert "authorization" not in request.headers
+        assert "service-secret" not in request.headers
+        assert request.headers["user-agent"].startswith("bankhub-client/")

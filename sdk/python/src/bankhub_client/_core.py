@@ -182,7 +182,10 @@ class Core:
         oauth: bool = False,
     ) -> httpx.Request:
         headers = self.headers()
-        headers.update(self.basic() if oauth else self.credential_headers(token))
+        if not oauth:
+            headers.update(self.credential_headers(token))
+        elif method == "POST":  # the token endpoints; the .well-known documents are public
+            headers.update(self.basic())
         if login_secret is not None:
             headers["login-secret"] = login_secret
         if idempotency_key is not None:
