@@ -268,3 +268,40 @@ def finish_connect(base_url: str, connect_url: str, username: str) -> tuple[int,
             assert "rejected" not in shown.text, shown.text[:2000]
             time.sleep(0.05)
     raise AssertionError("the connect flow did not finish within 60 s")
+
+
+# --- watching the SDK's requests ---------------------------------------------------------------
+
+
+class Recorder:
+    """The requests and answers an httpx client saw (its event hooks)."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.responses: list[httpx.Response] = []
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            timeout=30.0,
+            event_hooks={"request": [self.requests.append], "response": [self.responses.append]},
+        )
+
+
+class LoseFirstAnswer(httpx.HTTPTransport):
+    """Sends every request to the server, but loses the first answer to a POST: the server
+    carried it out, the client saw the connection drop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[httpx.Request] = []
+        self.answers: list[httpx.Response] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        response = super().handle_request(request)
+        if request.method == "POST" and len(self.sent) == 1:
+            response.read()
+            response.close()
+            raise httpx.ReadError("connection reset after the request was carried out")
+        self.answers.append(response)
+        return response

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
-from sdk_support import CORPUS, Bankhub, Linked
+from sdk_support import CORPUS, Bankhub, Linked, LoseFirstAnswer, Recorder
 
 from bankhub_client import (
     AccountOut,
@@ -20,20 +20,6 @@ from bankhub_client import (
     NotFoundError,
     TransactionOut,
 )
-
-
-class Recorder:
-    """The requests and answers an httpx client saw (its event hooks)."""
-
-    def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
-        self.responses: list[httpx.Response] = []
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(
-            timeout=30.0,
-            event_hooks={"request": [self.requests.append], "response": [self.responses.append]},
-        )
 
 
 def test_a_linked_login_reads_back_typed(client: BankhubClient, linked: Linked) -> None:
@@ -156,26 +142,6 @@ def test_a_caller_key_makes_a_repeated_call_run_once(client: BankhubClient) -> N
     one = client.create_customer(identifier="chosen-key", idempotency_key=key)
     two = client.create_customer(identifier="chosen-key", idempotency_key=key)
     assert one.customer_id == two.customer_id
-
-
-class LoseFirstAnswer(httpx.HTTPTransport):
-    """Sends every request to the server, but loses the first answer to a POST: the server
-    carried it out, the client saw the connection drop."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[httpx.Request] = []
-        self.answers: list[httpx.Response] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent.append(request)
-        response = super().handle_request(request)
-        if request.method == "POST" and len(self.sent) == 1:
-            response.read()
-            response.close()
-            raise httpx.ReadError("connection reset after the request was carried out")
-        self.answers.append(response)
-        return response
 
 
 def test_a_lost_answer_is_retried_with_the_same_key_and_replayed(bankhub: Bankhub) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 
 import bankhub_client
-from bankhub_client import webhooks
+from bankhub_client import signing
 
 SNAPSHOT = Path(__file__).parent / "surface.txt"
 
@@ -33,11 +33,10 @@ def _signature(member: object) -> str:
 
 def _describe(name: str, value: object) -> list[str]:
     if inspect.ismodule(value):
-        return [
-            f"{name}.{attr}{_signature(member)}"
-            for attr in sorted(getattr(value, "__all__", []))
-            if callable(member := getattr(value, attr)) and not isinstance(member, type)
-        ] + [f"{name}.{attr}" for attr in sorted(getattr(value, "__all__", []))]
+        lines: list[str] = []
+        for attr in sorted(getattr(value, "__all__", [])):
+            lines += _describe(f"{name}.{attr}", getattr(value, attr))
+        return lines
     if isinstance(value, type) and issubclass(value, msgspec.Struct):
         fields = ", ".join(f"{f.name}: {_type(f.type)}" for f in msgspec.structs.fields(value))
         return [f"{name}({fields})"]
@@ -62,7 +61,7 @@ def surface() -> str:
     lines: list[str] = []
     for name in sorted(bankhub_client.__all__):
         lines += _describe(name, getattr(bankhub_client, name))
-    lines += _describe("webhooks", webhooks)
+    lines += _describe("signing", signing)  # not imported by the package: its extra is optional
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ from bankhub_client._core import (
     Files,
     Introspection,
     OAuthToken,
+    Signer,
     next_page_query,
 )
 from bankhub_client._models import (
@@ -50,7 +51,9 @@ class BankhubClient(SyncOperations):
     access token at ``/oauth/token`` (client credentials), cached and renewed before it ends and
     once when bankhub refuses it. Every write carries an ``Idempotency-Key`` (a fresh UUID4 per
     call unless given), so it is retried like a ``GET`` on 429, 503 and connection failures
-    (``retry``; ``Retry-After`` honoured). Use it as a context manager or call :meth:`close`.
+    (``retry``; ``Retry-After`` honoured). With a ``signer``
+    (:class:`bankhub_client.signing.RequestSigner`) every request is signed (RFC 9421). Use it as
+    a context manager or call :meth:`close`.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class BankhubClient(SyncOperations):
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
+        signer: Signer | None = None,
         http_client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -79,6 +83,7 @@ class BankhubClient(SyncOperations):
             scope=scope,
             retry=retry or RetryPolicy(),
             user_agent=user_agent,
+            signer=signer,
             clock=clock,
             random=random,
         )
@@ -304,6 +309,7 @@ class AsyncBankhubClient(AsyncOperations):
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         user_agent: str | None = None,
+        signer: Signer | None = None,
         http_client: httpx.AsyncClient | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
@@ -318,6 +324,7 @@ class AsyncBankhubClient(AsyncOperations):
             scope=scope,
             retry=retry or RetryPolicy(),
             user_agent=user_agent,
+            signer=signer,
             clock=clock,
             random=random,
         )

@@ -8,7 +8,7 @@ import platform
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
@@ -35,6 +35,12 @@ USER_AGENT = (
 TOKEN_RENEW_MARGIN = 60.0
 
 Files = dict[str, tuple[str, bytes | IO[bytes]]]
+
+
+class Signer(Protocol):
+    """Signs a request before it is sent (``bankhub_client.signing.RequestSigner``)."""
+
+    def sign(self, request: httpx.Request) -> None: ...
 
 
 class OAuthToken(msgspec.Struct, kw_only=True, frozen=True):
@@ -112,6 +118,7 @@ class Core:
         scope: str | None,
         retry: RetryPolicy,
         user_agent: str | None,
+        signer: Signer | None,
         clock: Callable[[], float],
         random: Callable[[], float],
     ) -> None:
@@ -133,6 +140,7 @@ class Core:
         self.scope = scope
         self.retry = retry
         self.user_agent = f"{user_agent} {USER_AGENT}" if user_agent else USER_AGENT
+        self.signer = signer
         self.clock = clock
         self.random = random
         self.tokens = TokenCache(clock)
@@ -198,7 +206,7 @@ class Core:
             content = msgspec.json.encode(body)
             headers["content-type"] = "application/json"
         data = {k: str(v) for k, v in _drop_unset(form or {}).items()} if form else None
-        return http.build_request(
+        request = http.build_request(
             method,
             self.base_url + path,
             params=params or None,
@@ -207,6 +215,11 @@ class Core:
             files=dict(files) if files is not None else None,
             headers=headers,
         )
+        if self.signer is not None and not oauth:
+            # per attempt: bankhub accepts a signature's nonce once
+            request.read()
+            self.signer.sign(request)
+        return request
 
     @staticmethod
     def read_files(files: Files | None) -> dict[str, tuple[str, bytes]] | None:
