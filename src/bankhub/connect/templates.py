@@ -32,11 +32,12 @@ def environment(locale: str = i18n.DEFAULT) -> Environment:
     )
     env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]
 
-    def amount(value: Decimal, currency: str | None = None) -> str:
-        return i18n.amount(value, currency, locale)
+    def amount(value: Decimal | str, currency: str | None = None) -> str:
+        # a summary carries the amount as the API writes it ("12.50"): exact, never a float
+        return i18n.amount(Decimal(value), currency, locale)
 
-    def day(value: date) -> str:
-        return i18n.day(value, locale)
+    def day(value: date | str) -> str:
+        return i18n.day(date.fromisoformat(value) if isinstance(value, str) else value, locale)
 
     env.globals.update(
         locale=locale,
