@@ -4,6 +4,7 @@ every step of the session; the end user's errors written to them in that languag
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -182,3 +183,44 @@ async def test_the_five_attempt_limit_is_said_in_the_users_language(harness: Har
     for _ in range(4):
         page = await driver.login("user_good", "not-the-password")
     assert "Quý khách đã nhập sai tên đăng nhập hoặc mật khẩu 5 lần" in page
+
+
+async def test_the_waiting_pages_poll_with_one_script_of_ours(harness: Harness) -> None:
+    """A waiting page may run static/poll.js (``script-src 'self'``, no inline script); the
+    other pages run none; the script's background check never ends a finished session."""
+    h = harness
+    driver = ConnectDriver(h)
+    consent = await h.client.get(
+        (await create_token(h, await create_customer(h, "poll"))).removeprefix(BASE_URL)
+    )
+    page = await h.client.get("/v2/connect/session")
+    assert "script-src 'none'" in page.headers["content-security-policy"]
+    assert "<script" not in page.text
+    assert consent.status_code in (200, 303)
+    driver.page = page.text
+    await driver.agree()
+    await driver.login("user_decoupled")
+    waiting = await h.client.get("/v2/connect/session")
+    policy = waiting.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "'unsafe-inline'" not in policy
+    assert '<script src="/v2/connect/static/poll.js" defer></script>' in waiting.text
+    assert '<noscript><meta http-equiv="refresh"' in waiting.text
+    assert (await h.client.get("/v2/connect/static/poll.js")).status_code == 200
+
+    # the flow ends (the sandbox app approves after a moment): the background check says so
+    # but leaves the session to the page, whose own request then goes back to the app
+    await h.client.get("/v2/connect/session", headers={"X-Bankhub-Poll": "1"})
+    h.clock.advance(seconds=4)
+    for _ in range(300):
+        polled = await h.client.get(
+            "/v2/connect/session", headers={"X-Bankhub-Poll": "1"}, follow_redirects=False
+        )
+        if 'data-state="finished"' in polled.text:
+            break
+        await asyncio.sleep(0.02)
+    assert polled.status_code == 200
+    assert 'data-state="finished"' in polled.text
+    ended = await h.client.get("/v2/connect/session", follow_redirects=False)
+    assert ended.status_code == 303
+    assert ended.headers["location"].startswith(CALLBACK)

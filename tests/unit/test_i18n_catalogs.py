@@ -75,9 +75,7 @@ def test_every_msgid_is_translated(locale: str) -> None:
         assert not message.fuzzy, f"{locale}: fuzzy {msgid!r}"
         strings = message.string if isinstance(message.string, tuple) else (message.string,)
         assert len(strings) == catalog.num_plurals or not isinstance(message.id, tuple)
-        for english, text in zip(
-            _english(message) * len(strings), strings, strict=False
-        ):
+        for english, text in zip(_english(message) * len(strings), strings, strict=False):
             assert text.strip(), f"{locale}: untranslated {msgid!r}"
             assert sorted(set(PLACEHOLDER.findall(text))) == sorted(
                 set(PLACEHOLDER.findall(english))
@@ -268,14 +266,14 @@ def test_every_step_in_every_language_leaves_no_english_sentence(
 
 @pytest.mark.parametrize("locale", TRANSLATED)
 def test_the_sandbox_bank_page_speaks_the_language(locale: str) -> None:
-    page = sandbox_pages._templates(locale).get_template("authorize.html")  # noqa: SLF001
+    page = sandbox_pages._templates(locale).get_template("authorize.html")
     context = {
         "bank_name": "Sandbox Bank",
         "request_id": "r",
         "return_url": "https://x.example/",
         "return_host": "x.example",
     }
-    english = _text(sandbox_pages._templates("en").get_template("authorize.html").render(context))  # noqa: SLF001
+    english = _text(sandbox_pages._templates("en").get_template("authorize.html").render(context))
     html = page.render(context)
     assert f'<html lang="{locale}">' in html
     shown = [s for s in _sentences() if s in english]

@@ -24,6 +24,7 @@ from bankhub.api.principal import HubDep, hub_of, public_url
 from bankhub.connect import templates
 from bankhub.connect.flow import ConnectFlow, ConnectSession, EndedSession, SessionGone, Step
 from bankhub.connect.pages import (
+    CSP,
     IMAGE_CSP,
     ConnectEnded,
     browser_language,
@@ -169,6 +170,8 @@ def _render(
         "idle_minutes": hub.settings.connect_idle_seconds // 60,
         "refresh": None,
         "brand": brand,
+        # what static/poll.js compares: the page and the bank step it was shown for
+        "state": f"{name}:{session.form_step}:{bool(session.notice)}",
         "kept": session.kept_fields,
         "invalid": session.invalid_fields,
         # the app's own privacy link and words, else the operator's link and our sentence
@@ -180,7 +183,11 @@ def _render(
         ).format(operator=hub.settings.operator_name, app=session.display_name),
     }
     base.update(context)
-    return templates.render(name, base, session.locale, headers=page_headers())
+    headers = page_headers()
+    if base["refresh"]:
+        # the waiting pages' one script of ours (static/poll.js); still no inline script
+        headers["Content-Security-Policy"] = POLL_CSP
+    return templates.render(name, base, session.locale, headers=headers)
 
 
 @get(SESSION_PAGE, opt=scopes.connect(), include_in_schema=False)
@@ -195,6 +202,14 @@ async def show_session(hub: HubDep, request: AnyRequest) -> Response[Any]:
         return _back()
     if session.step == Step.INTERACTION and isinstance(session.interaction, NeedsDecoupledApproval):
         await flow.poll(session)
+    if session.finished and request.headers.get(POLL_HEADER):
+        # static/poll.js asks: the flow ended, and the page itself (not this background
+        # request) must be the one that ends the session and goes back to the app
+        return Response(
+            '<main data-state="finished"></main>',
+            media_type="text/html",
+            headers=page_headers(),
+        )
     if session.step == Step.DONE:
         flow.end(session)
         return Redirect(session.callback(), status_code=303, headers=page_headers())
@@ -496,6 +511,22 @@ async def fragment_script() -> File:
     )
 
 
+#: sent by static/poll.js: the background check must not end a finished session itself
+POLL_HEADER = "x-bankhub-poll"
+#: the waiting pages' policy: the connect pages' own, with our one polling script
+POLL_CSP = CSP.replace("script-src 'none'", "script-src 'self'; connect-src 'self'")
+
+
+@get("/v2/connect/static/poll.js", opt=scopes.connect(), include_in_schema=False)
+async def poll_script() -> File:
+    return File(
+        path=STATIC / "poll.js",
+        media_type="text/javascript",
+        content_disposition_type="inline",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
 @post("/v2/connect/cancel", opt=scopes.connect(), include_in_schema=False)
 async def post_cancel(request: AnyRequest, data: Form) -> Redirect:
     session = _session(request)
@@ -587,6 +618,7 @@ CONNECT_ROUTES = [
     post_answer,
     bank_return,
     fragment_script,
+    poll_script,
     post_cancel,
     stylesheet,
     brand_file,
