@@ -44,7 +44,8 @@ def _messages(catalog: Catalog) -> list[Message]:
 
 
 def _english(message: Message) -> list[str]:
-    return list(message.id) if isinstance(message.id, tuple) else [message.id]
+    ids = message.id if isinstance(message.id, tuple | list) else (message.id,)
+    return [str(i) for i in ids]
 
 
 def test_the_committed_template_is_what_extraction_finds(tmp_path: Path) -> None:
@@ -73,7 +74,10 @@ def test_every_msgid_is_translated(locale: str) -> None:
     for msgid in wanted:
         message = have[msgid]
         assert not message.fuzzy, f"{locale}: fuzzy {msgid!r}"
-        strings = message.string if isinstance(message.string, tuple) else (message.string,)
+        given = message.string
+        strings = (
+            [str(t or "") for t in given] if isinstance(given, tuple | list) else [given or ""]
+        )
         assert len(strings) == catalog.num_plurals or not isinstance(message.id, tuple)
         for english, text in zip(_english(message) * len(strings), strings, strict=False):
             assert text.strip(), f"{locale}: untranslated {msgid!r}"
