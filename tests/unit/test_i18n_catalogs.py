@@ -226,6 +226,7 @@ def _steps() -> Iterator[tuple[str, str, dict[str, Any]]]:
         },
     )
     yield "error", "error.html", {"code": "TokenExpire", "message": ""}
+    yield "relay", "relay.html", {}
 
 
 def _render(template: str, context: dict[str, Any], locale: str) -> str:

@@ -454,7 +454,7 @@ async def bank_return(request: AnyRequest) -> Response[Any]:
     the way back to the app.
     """
     if not request.url.query:
-        return _fragment_relay()
+        return _fragment_relay(request)
     flow = flow_of(request)
     state = request.query_params.get("state", "")[:MAX_FIELD]
     session: ConnectSession | None = None
@@ -478,26 +478,22 @@ async def bank_return(request: AnyRequest) -> Response[Any]:
     raise ConnectEnded(None)
 
 
-#: the return step's page for a bank that answered in the fragment (the only script of the
-#: connect pages: a fragment reaches no server, so only the browser can pass it on)
-RELAY_PAGE = (
-    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Back from your bank'
-    '</title><script src="/v2/connect/static/return.js"></script></head><body><main><p>'
-    'Back from your bank. <a href="/v2/connect/session">Continue</a></p><noscript><p>Your '
-    "bank sent its answer in a form that needs JavaScript to be read.</p></noscript></main>"
-    "</body></html>"
-)
+#: the return step's page for a bank that answered in the fragment (templates/relay.html: the
+#: only script of the connect pages besides the waiting pages' poll; a fragment reaches no
+#: server, so only the browser can pass it on)
 RELAY_CSP = (
     "default-src 'none'; script-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )
 
 
-def _fragment_relay() -> Response[str]:
-    return Response(
-        RELAY_PAGE,
-        media_type="text/html",
-        headers=page_headers({"Content-Security-Policy": RELAY_CSP}),
+def _fragment_relay(request: AnyRequest) -> Response[str]:
+    # the session's language when this browser holds one, else the browser's
+    locale = i18n.from_browser(browser_language(request)) or i18n.DEFAULT
+    with contextlib.suppress(SessionGone):
+        locale = flow_of(request).get(_cookie_value(request)).locale
+    return templates.render(
+        "relay.html", {}, locale, headers=page_headers({"Content-Security-Policy": RELAY_CSP})
     )
 
 
