@@ -597,8 +597,9 @@ def test_the_language_comes_from_the_token_the_browser_or_the_bank_country(
     assert _lang(page) == "de"
     page.get_by_role("button", name="Ich stimme zu, weiter").click()
     on_page(page, f"Bei {BANK_NAME} anmelden")
-    page.get_by_label("Username").fill("user_redirect")
-    page.get_by_label("Password").fill("pass_good")
+    # the sandbox bank's own words are in its catalog too
+    page.get_by_label("Benutzername").fill("user_redirect")
+    page.get_by_label("Passwort").fill("pass_good")
     page.get_by_role("button", name="Anmelden").click()
     page.get_by_role("link", name=f"Weiter zu {BANK_NAME}").click()
     page.wait_for_url(re.compile(r"/sandbox-bank/authorize\?"))
@@ -634,14 +635,14 @@ def test_a_wrong_password_in_german_keeps_the_username_and_says_what_to_do(
         page = make_page(phone=phone)
         page.goto(partner.connect_url(locale="de"))
         page.get_by_role("button", name="Ich stimme zu, weiter").click()
-        page.get_by_label("Username").fill("user_good")
-        page.get_by_label("Password").fill("pass_wrong")
+        page.get_by_label("Benutzername").fill("user_good")
+        page.get_by_label("Passwort").fill("pass_wrong")
         page.get_by_role("button", name="Anmelden").click()
         on_page(page, f"Bei {BANK_NAME} anmelden")
         said = notice(page)
         assert f"{BANK_NAME} hat den Benutzernamen oder das Passwort nicht akzeptiert." in said
         assert "Sie haben noch 4 Versuche. Nach 5 falschen Versuchen" in said
-        username, password = page.get_by_label("Username"), page.get_by_label("Password")
+        username, password = page.get_by_label("Benutzername"), page.get_by_label("Passwort")
         expect(username).to_have_value("user_good")
         expect(password).to_have_value("")
         for field in (username, password):
@@ -718,7 +719,10 @@ def test_screenshots_of_consent_and_credentials_in_vi_and_de(
     make_page: MakePage, partner: Partner
 ) -> None:
     """Looked at by a person (not compared): each language on a desk and on a phone."""
-    for locale, agree_button in (("vi", "Tôi đồng ý, tiếp tục"), ("de", "Ich stimme zu, weiter")):
+    for locale, agree_button, username, password in (
+        ("vi", "Tôi đồng ý, tiếp tục", "Tên đăng nhập", "Mật khẩu"),
+        ("de", "Ich stimme zu, weiter", "Benutzername", "Passwort"),
+    ):
         for phone in (False, True):
             page = make_page(phone=phone)
             page.goto(partner.connect_url(locale=locale))
@@ -727,8 +731,8 @@ def test_screenshots_of_consent_and_credentials_in_vi_and_de(
             _shot(page, f"consent-{locale}-{view}")
             assert_accessible(page, f"consent in {locale} on {view}")
             page.get_by_role("button", name=agree_button).click()
-            page.get_by_label("Username").fill("user_good")
-            page.get_by_label("Password").fill("pass_wrong")
+            page.get_by_label(username).fill("user_good")
+            page.get_by_label(password).fill("pass_wrong")
             page.get_by_role("button", name=re.compile("Đăng nhập|Anmelden")).click()
             expect(page.get_by_role("alert")).to_be_visible()
             _shot(page, f"credentials-{locale}-{view}")

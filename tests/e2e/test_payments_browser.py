@@ -296,10 +296,10 @@ def test_every_sandbox_scenario_end_to_end(
     expect(page.get_by_role("heading", name=heading)).to_be_visible()
     if kind == "single":
         expect(page.locator("#creditor")).to_have_text("Cafe Zoe")  # in SEPA's characters
-        expect(page.locator("#amount")).to_have_text("23.40 EUR")
+        expect(page.locator("#amount")).to_have_text("€23.40")
     else:
         expect(page.locator("#count")).to_have_text("3")
-        expect(page.locator("#amount")).to_have_text("30.00 EUR")
+        expect(page.locator("#amount")).to_have_text("€30.00")
     _clean(page)
     if user == "cancel":
         page.get_by_role("button", name=f"Cancel and return to {APP_NAME}").click()

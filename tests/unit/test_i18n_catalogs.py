@@ -298,3 +298,15 @@ def test_a_payment_amount_and_date_are_written_for_the_language() -> None:
 def test_the_amount_helper_takes_the_summary_text_exactly() -> None:
     assert i18n.amount(Decimal("1234.50"), "EUR", "fr") == "1\u202f234,50\xa0€"
     assert i18n.day(date(2026, 12, 24), "fr") == "24 décembre 2026"
+
+
+def test_the_sandbox_banks_own_words_are_shown_in_the_language() -> None:
+    """The sandbox bank marks its words for the catalog; a bank's word the catalog does not
+    hold is shown as the bank wrote it."""
+    asked = _interaction(prompt="Enter the code we sent to your phone (hint: 123456)")
+    page = _render("code.html", {"interaction": asked}, "vi")
+    assert "Nhập mã chúng tôi đã gửi đến điện thoại" in page
+    assert "Enter the code we sent" not in page
+    fields = {"fields": FIELDS}
+    assert ">Benutzername</label>" in _render("credentials.html", fields, "de")
+    assert ">Bank prompt</h2>" in _render("code.html", {"interaction": _interaction()}, "de")

@@ -864,6 +864,7 @@ class ConnectFlow:
                 self.hub.clock(),
                 session.locale,
                 tried=session.attempts if code == ErrorCode.CREDENTIAL_INVALID else 0,
+                declined=cancelled,
             ),
             usage.CONNECT_CANCELLED if cancelled else usage.CONNECT_FAILED,
         )
@@ -989,13 +990,20 @@ def in_plain_words(
     locale: str = i18n.DEFAULT,
     *,
     tried: int = 0,
+    declined: bool = False,
 ) -> str:
     """What the failure page tells the user, in their language, in the second person, with
     what to do next; the bank's own words stay in the partner's callback. ``tried``: the
-    wrong answers that ended the connection (the attempt limit)."""
+    wrong answers that ended the connection (the attempt limit); ``declined``: the user refused
+    the access on the bank's own page."""
     t = i18n.gettext_for(locale)
     _ = t.gettext
-    if isinstance(failure, OtherIdentity):
+    if declined:
+        said = _(
+            "You declined the consent at {bank}, so nothing was shared with {app}. To connect "
+            "after all, start again from {app}."
+        )
+    elif isinstance(failure, OtherIdentity):
         said = _(
             "You logged in to {bank} as a different user than the one this connection belongs "
             "to. Nothing was changed. To connect that user's accounts, start a new connection "

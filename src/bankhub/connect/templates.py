@@ -39,7 +39,11 @@ def environment(locale: str = i18n.DEFAULT) -> Environment:
     def day(value: date | str) -> str:
         return i18n.day(date.fromisoformat(value) if isinstance(value, str) else value, locale)
 
+    # a bank's own word (a field's label, a prompt) in the page's language where the catalog
+    # has it (the sandbox bank marks its words), else as the bank wrote it
+    bank_word = i18n.translations(locale).gettext
     env.globals.update(
+        bank_word=bank_word,
         locale=locale,
         amount=amount,
         day=day,
