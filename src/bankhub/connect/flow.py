@@ -1044,7 +1044,8 @@ def in_plain_words(
             ).format(
                 bank="{bank}",
                 app="{app}",
-                time=format_time(at, "short", locale=locale),
+                # 24-hour in every language: unambiguous beside "UTC"
+                time=format_time(at, "HH:mm", locale=locale),
                 day=i18n.day(at.date(), locale),
             )
     elif isinstance(failure, ConsentExpired):
