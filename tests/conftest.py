@@ -196,7 +196,11 @@ async def run_harness(
     # The app runs on the test's own event loop, so database connections never cross loops.
     transport = asgi_transport(app)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        # a browser's language, as every browser sends one (the sandbox banks' countries
+        # would otherwise choose the connect page's language: tests/unit/test_i18n.py)
+        async with httpx.AsyncClient(
+            transport=transport, base_url=BASE_URL, headers={"Accept-Language": "en"}
+        ) as client:
             yield Harness(hub, client, issued.as_dict())
     finally:
         await hub.close()

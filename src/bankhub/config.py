@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     kms: str | None = None
     keyring_refresh_seconds: float = 30.0
     public_url: str | None = None
+    #: the operator's privacy notice (https), linked on the connect page's consent step for
+    #: every app that gives none of its own; and the operator's name, which the default "who
+    #: handles your data" sentence names (docs/connect.md)
+    privacy_url: str | None = Field(default=None, pattern=r"^https://\S+$")
+    operator_name: str = Field(default="bankhub", min_length=1, max_length=100)
     #: where the other bankhub processes reach this one, to pass on requests for the connect
     #: sessions it holds (docs/operations.md); ``serve`` defaults it to its own address
     internal_url: str | None = None

@@ -121,7 +121,7 @@ async def test_security_question_then_device_choice(harness: Harness) -> None:
     await driver.answer(code="Blue")
     assert 'type="radio"' in driver.page
     await driver.answer(choice="not-a-device")
-    assert "pick one of the options" in driver.page
+    assert "choose one of the options" in driver.page
     option = re.search(r'name="choice" value="([^"]+)"', driver.page)
     assert option
     await driver.answer(choice=option.group(1))
@@ -132,7 +132,7 @@ async def test_five_wrong_passwords_end_the_session(harness: Harness) -> None:
     driver = await _driver(harness, "wrong")
     for left in (4, 3, 2, 1):
         await driver.login("user_good", "not-the-password")
-        assert f". You have {left} attempt" in driver.page
+        assert f"you have {left} attempt" in driver.page
     await driver.login("user_good", "not-the-password")
     assert (await _final_payload(driver))["error"] == "CredentialInvalid"
     assert await _logins(harness) == 0

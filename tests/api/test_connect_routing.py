@@ -81,7 +81,9 @@ async def cluster(harness: Harness) -> AsyncIterator[Cluster]:
     b.state.connect.routing.url = "http://b.internal:8002"
     b.state.connect.routing.transport = asgi_transport(a)
     balancer = Balancer(a, b)
-    async with httpx.AsyncClient(transport=balancer, base_url=BASE_URL) as browser:
+    async with httpx.AsyncClient(
+        transport=balancer, base_url=BASE_URL, headers={"Accept-Language": "en"}
+    ) as browser:
         user = Harness(harness.hub, browser, harness.creds)
         try:
             yield Cluster(harness, a, b, balancer, user)
@@ -169,7 +171,9 @@ async def test_the_banks_redirect_reaching_the_other_process_finds_its_session(
             await driver.show()
             assert (await driver.finish()).payload["status"] == "success"
         else:
-            async with httpx.AsyncClient(transport=c.balancer, base_url=BASE_URL) as other:
+            async with httpx.AsyncClient(
+                transport=c.balancer, base_url=BASE_URL, headers={"Accept-Language": "en"}
+            ) as other:
                 elsewhere = await other.get(location, follow_redirects=False)
             assert elsewhere.status_code == 400
             assert "another browser" in way_back(elsewhere.text).payload["message"]
@@ -189,7 +193,9 @@ async def test_a_passed_on_step_is_counted_once_by_the_process_that_received_it(
     a.state.connect.routing.url = A_URL
     b.state.connect.routing.transport = asgi_transport(a, client=("203.0.113.7", 4711))
     balancer = Balancer(a, b)
-    async with httpx.AsyncClient(transport=balancer, base_url=BASE_URL) as browser:
+    async with httpx.AsyncClient(
+        transport=balancer, base_url=BASE_URL, headers={"Accept-Language": "en"}
+    ) as browser:
         c = Cluster(h, a, b, balancer, Harness(h.hub, browser, h.creds))
         driver = await _opened_on_a(c, "limits")
         csrf = driver.csrf()
@@ -203,7 +209,9 @@ async def test_a_passed_on_step_is_counted_once_by_the_process_that_received_it(
         assert sent.headers["retry-after"]
         # A counted none of the three B passed on: from the same address, a form is taken
         # there (and refused on B)
-        async with httpx.AsyncClient(transport=balancer, base_url=BASE_URL) as fresh:
+        async with httpx.AsyncClient(
+            transport=balancer, base_url=BASE_URL, headers={"Accept-Language": "en"}
+        ) as fresh:
             balancer.pin = 0
             on_a = await fresh.post("/v2/connect/consent", data={}, follow_redirects=False)
             balancer.pin = 1

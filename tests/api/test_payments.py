@@ -74,7 +74,7 @@ async def authorise(
 ) -> Callback:
     driver = PaymentDriver(h)
     page = await driver.open(connect_url)
-    assert "12.50 EUR" in page or "payments" in page, page
+    assert "€12.50" in page or "payments" in page, page
     await driver.agree()
     await driver.login(username)
     if code is not None:
@@ -287,7 +287,7 @@ async def test_a_payment_that_needs_a_code(harness: Harness) -> None:
     await choose_account(driver)
     assert "12.50 EUR to Jurgen Muller" in driver.page, driver.page
     await driver.answer(code="000000")
-    assert "not valid" in driver.page
+    assert "did not accept your answer" in driver.page
     await driver.answer(code="123456")
     callback = await driver.end()
     assert callback.payload == {"status": "success", "payment_id": created["id"]}

@@ -264,3 +264,51 @@ async def test_a_connect_page_without_a_template_is_unbranded(harness: Harness) 
     assert response.status_code == 200
     assert "<body>" in page
     assert "/v2/connect/brand/" not in page
+
+
+async def test_the_privacy_link_and_who_handles_the_data_are_set_per_app(
+    harness: Harness, visitors: Visitors
+) -> None:
+    """The consent step's "who handles your data" and privacy link: the operator's defaults
+    (translated), else the app's own, saved on the branding page and checked first."""
+    h = harness
+    h.hub.settings.privacy_url = "https://operator.example/privacy"
+
+    async def consent(name: str) -> str:
+        driver = ConnectDriver(h)
+        await driver.open(await create_token(h, await create_customer(h, name)))
+        return driver.page
+
+    page = await consent("privacy-default")
+    assert 'id="privacy" href="https://operator.example/privacy"' in page
+    assert "bankhub runs this secure connection and passes your bank data only to Test app" in page
+
+    v = await _member(h, visitors, Role.ADMIN)
+    for fields, message in (
+        ({"privacy_url": "http://app.example/privacy"}, "https:// address"),
+        ({"privacy_url": "javascript:alert(1)"}, "https:// address"),
+        ({"privacy_url": "https://app.example/a b"}, "https:// address"),
+        ({"data_notice": "x" * 301}, "at most 300 characters"),
+        ({"data_notice": "two\nlines"}, "printable"),
+    ):
+        refused = await _save(v, h, fields)
+        assert refused.status_code == 400, fields
+        assert message in refused.text.replace("&#39;", "'"), refused.text[-2000:]
+    assert await _template(h) is None  # nothing of the refused forms was kept
+
+    saved = await _save(
+        v,
+        h,
+        {
+            "privacy_url": "https://app.example/privacy?lang=en",
+            "data_notice": "Acme Ltd handles your data <under> its notice.",
+        },
+    )
+    assert saved.status_code == 303
+    row = await _template(h)
+    assert row is not None
+    assert row.privacy_url == "https://app.example/privacy?lang=en"
+    page = await consent("privacy-own")
+    assert 'href="https://app.example/privacy?lang=en"' in page
+    assert "Acme Ltd handles your data &lt;under&gt; its notice." in page
+    assert "runs this secure connection" not in page

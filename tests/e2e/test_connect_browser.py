@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -21,6 +22,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.seed_shapes import TRANSACTION_KEYS
+from tests.support.axe import assert_accessible
 from tests.support.browser import assert_no_page_errors, page_errors
 from tests.support.browser_plugin import MakePage
 from tests.support.live_server import LiveServer
@@ -78,7 +80,7 @@ class Partner:
     callback: CallbackServer
     client: httpx.Client
 
-    def connect_url(self, service_id: int = SERVICE_ID) -> str:
+    def connect_url(self, service_id: int = SERVICE_ID, locale: str | None = None) -> str:
         customer = self.client.post("/v2/customer", json={"identifier": f"e2e-{uuid.uuid4()}"})
         assert customer.status_code == 200, customer.text
         customer_id = customer.json()["data"]["customer_id"]
@@ -88,6 +90,7 @@ class Partner:
                 "customer_id": customer_id,
                 "service_id": service_id,
                 "callback_url": self.callback.url,
+                **({"locale": locale} if locale else {}),
             },
         )
         assert token.status_code == 200, token.text
@@ -252,7 +255,7 @@ def test_happy_path_with_one_time_code_on_a_phone(
     page.get_by_role("button", name="Continue").click()
     on_page(page, re.compile(r"Enter the code we sent to your phone"))
     message = notice(page)
-    assert "code is not valid" in message
+    assert f"{BANK_NAME} did not accept your answer." in message
     assert "4 attempts left" in message
     fits_phone(page)
 
@@ -275,13 +278,18 @@ def test_wrong_password_counts_down_then_fails(
         log_in(page, "user_good", "pass_wrong")
         on_page(page, f"Log in to {BANK_NAME}")
         message = notice(page)
-        assert "rejected the username or password" in message
+        assert f"{BANK_NAME} did not accept the username or password." in message
         plural = "s" if left != 1 else ""
-        assert f"You have {left} attempt{plural} left." in message
+        assert f"you have {left} attempt{plural} left. After 5 wrong attempts" in message
+        # the username stays, the password never comes back
+        expect(page.get_by_label("Username")).to_have_value("user_good")
+        expect(page.get_by_label("Password")).to_have_value("")
 
     log_in(page, "user_good", "pass_wrong")
     on_page(page, f"We could not connect to {BANK_NAME}")
-    assert "rejected the username or password" in notice(page)
+    said = notice(page)
+    assert "You have entered a wrong username or password 5 times." in said
+    assert f"Check your login details with {BANK_NAME}, then start again from {APP_NAME}" in said
     page.get_by_role("link", name=f"Return to {APP_NAME}").click()
 
     payload = wait_for_callback(page, callback_server)
@@ -373,9 +381,12 @@ def test_decoupled_approval_refreshes_by_itself(
     log_in(page, "user_decoupled")
     on_page(page, "Approve in your banking app")
     expect(page.get_by_text("this page checks again by itself")).to_be_visible()
-    expect(page.locator('meta[http-equiv="refresh"]')).to_have_count(1)
+    # with JavaScript the page asks in the background (no reload every second); without it,
+    # the meta refresh does (test_a_slow_bank_shows_the_progress_page_without_javascript)
+    expect(page.locator('script[src="/v2/connect/static/poll.js"]')).to_have_count(1)
+    expect(page.locator('meta[name="bankhub-poll"]')).to_have_attribute("content", "1")
 
-    # No clicks: the page's meta refresh polls the bank until the approval arrives.
+    # No clicks: the page polls the bank until the approval arrives.
     login_id, secret = assert_success(wait_for_callback(page, callback_server))
     assert_clean(page)
     assert_data_readable(partner, login_id, secret)
@@ -550,3 +561,181 @@ def test_a_slow_bank_shows_the_progress_page_without_javascript(
     expect(page.get_by_text("no need to send the form again")).to_be_visible()
     login_id, secret = assert_success(wait_for_callback(page, callback_server))
     assert_data_readable(slow_partner, login_id, secret)
+
+
+# --- the end user's language, words and accessibility ---------------------------------------------
+
+SPARBANK_DE = 3
+STATEMENT_FILE = 11
+#: where the screenshots of the consent and credentials steps go to be looked at (not committed)
+SHOTS = Path("/work/benchruns/i18n/shots")
+
+
+def _lang(page: Page) -> str:
+    value = page.evaluate("document.documentElement.lang")
+    assert isinstance(value, str)
+    return value
+
+
+def _shot(page: Page, name: str) -> None:
+    """A full-page screenshot for a person to look at (skipped where the folder cannot be)."""
+    try:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_the_language_comes_from_the_token_the_browser_or_the_bank_country(
+    make_page: MakePage, partner: Partner, callback_server: CallbackServer
+) -> None:
+    # the partner's locale wins over the browser's English, and holds across the bank's
+    # redirect: the page the user sees after the round trip is still German
+    page = make_page()
+    page.goto(partner.connect_url(locale="de"))
+    on_page(page, f"{APP_NAME} bittet um Zugriff auf Ihre Bankdaten")
+    assert _lang(page) == "de"
+    page.get_by_role("button", name="Ich stimme zu, weiter").click()
+    on_page(page, f"Bei {BANK_NAME} anmelden")
+    # the sandbox bank's own words are in its catalog too
+    page.get_by_label("Benutzername").fill("user_redirect")
+    page.get_by_label("Passwort").fill("pass_good")
+    page.get_by_role("button", name="Anmelden").click()
+    page.get_by_role("link", name=f"Weiter zu {BANK_NAME}").click()
+    page.wait_for_url(re.compile(r"/sandbox-bank/authorize\?"))
+    page.get_by_role("button", name="Approve").click()  # the bank speaks the browser's English
+    assert_success(wait_for_callback(page, callback_server))
+    page.goto(f"{partner.server.url}/v2/connect/session")  # back to the connect page
+    on_page(page, f"{BANK_NAME} ist verbunden", ended=True)
+    assert _lang(page) == "de"
+
+    # no locale with the token: the browser's Accept-Language (a Vietnamese phone)
+    phone = make_page(phone=True, locale="vi-VN")
+    phone.goto(partner.connect_url())
+    on_page(phone, f"{APP_NAME} đề nghị được xem dữ liệu ngân hàng của Quý khách")
+    assert _lang(phone) == "vi"
+    # the switcher: a link per language, the chosen one kept for the next steps
+    phone.get_by_role("link", name="Français").click()
+    on_page(phone, f"{APP_NAME} demande à consulter vos données bancaires")
+    phone.get_by_role("button", name="J’accepte, continuer").click()
+    on_page(phone, f"Connexion à {BANK_NAME}")
+    assert _lang(phone) == "fr"
+
+    # a browser language the page does not speak: the bank's country chooses
+    japanese = make_page(locale="ja-JP")
+    japanese.goto(partner.connect_url(SPARBANK_DE))  # the browser says only ja-JP
+    on_page(japanese, f"{APP_NAME} bittet um Zugriff auf Ihre Bankdaten")
+    assert _lang(japanese) == "de"
+
+
+def test_a_wrong_password_in_german_keeps_the_username_and_says_what_to_do(
+    make_page: MakePage, partner: Partner
+) -> None:
+    for phone in (False, True):
+        page = make_page(phone=phone)
+        page.goto(partner.connect_url(locale="de"))
+        page.get_by_role("button", name="Ich stimme zu, weiter").click()
+        page.get_by_label("Benutzername").fill("user_good")
+        page.get_by_label("Passwort").fill("pass_wrong")
+        page.get_by_role("button", name="Anmelden").click()
+        on_page(page, f"Bei {BANK_NAME} anmelden")
+        said = notice(page)
+        assert f"{BANK_NAME} hat den Benutzernamen oder das Passwort nicht akzeptiert." in said
+        assert "Sie haben noch 4 Versuche. Nach 5 falschen Versuchen" in said
+        username, password = page.get_by_label("Benutzername"), page.get_by_label("Passwort")
+        expect(username).to_have_value("user_good")
+        expect(password).to_have_value("")
+        for field in (username, password):
+            expect(field).to_have_attribute("aria-invalid", "true")
+            described = field.get_attribute("aria-describedby") or ""
+            assert "notice" in described.split(), described
+        help_id = (username.get_attribute("aria-describedby") or "").split()[0]
+        expect(page.locator(f"#{help_id}")).to_have_class("help")
+        assert_accessible(page, f"the credentials step after a wrong password (phone={phone})")
+
+
+def _walk(page: Page, partner: Partner, where: str) -> None:
+    """Every step of the connect page, each checked by axe."""
+    page.goto(partner.connect_url())
+    on_page(page, f"{APP_NAME} asks to read your bank data")
+    assert_accessible(page, f"{where}: consent")
+    page.get_by_role("button", name="I agree, continue").click()
+    on_page(page, f"Log in to {BANK_NAME}")
+    assert_accessible(page, f"{where}: credentials")
+
+    # a security question (code step), then a device choice (a fieldset with its legend)
+    log_in(page, "user_question")
+    expect(page.get_by_label(re.compile("Answer", re.IGNORECASE))).to_be_visible()
+    assert_accessible(page, f"{where}: code")
+    page.get_by_role("textbox").fill("wrong")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    expect(page.get_by_role("textbox")).to_have_attribute("aria-invalid", "true")
+    assert_accessible(page, f"{where}: code after a wrong answer")
+    page.get_by_role("textbox").fill("Blue")
+    page.get_by_role("button", name="Continue").click()
+    group = page.get_by_role("group", name="Where should we send login notifications?")
+    expect(group).to_be_visible()
+    assert page.locator("fieldset > legend").count() == 1
+    assert_accessible(page, f"{where}: choice")
+
+    page.goto(partner.connect_url())
+    page.get_by_role("button", name="I agree, continue").click()
+    log_in(page, "user_decoupled")
+    on_page(page, "Approve in your banking app")
+    assert_accessible(page, f"{where}: decoupled")
+
+    page.goto(partner.connect_url())
+    page.get_by_role("button", name="I agree, continue").click()
+    log_in(page, "user_redirect")
+    on_page(page, f"Continue at {BANK_NAME}")
+    assert_accessible(page, f"{where}: redirect")
+    page.get_by_role("link", name=f"Continue to {BANK_NAME}").click()
+    on_page(page, "Share your account data?")
+    assert_accessible(page, f"{where}: the sandbox bank")
+
+    page.goto(partner.connect_url())
+    page.get_by_role("button", name="I agree, continue").click()
+    log_in(page, "user_locked")
+    on_page(page, f"We could not connect to {BANK_NAME}")
+    assert_accessible(page, f"{where}: failed")
+    page.goto(partner.connect_url(STATEMENT_FILE))
+    page.get_by_role("button", name="I agree, continue").click()
+    on_page(page, "Upload a statement file")
+    assert_accessible(page, f"{where}: upload")
+    page.goto(f"{partner.server.url}/v2/connect/term/{uuid.uuid4()}")
+    on_page(page, "Connection unavailable", ended=True)
+    assert_accessible(page, f"{where}: error")
+
+
+def test_axe_finds_no_serious_violation_on_any_step(make_page: MakePage, partner: Partner) -> None:
+    _walk(make_page(), partner, "desktop")
+    phone = make_page(phone=True)
+    _walk(phone, partner, "phone")
+    fits_phone(phone)
+
+
+def test_screenshots_of_consent_and_credentials_in_vi_and_de(
+    make_page: MakePage, partner: Partner
+) -> None:
+    """Looked at by a person (not compared): each language on a desk and on a phone."""
+    for locale, agree_button, username, password in (
+        ("vi", "Tôi đồng ý, tiếp tục", "Tên đăng nhập", "Mật khẩu"),
+        ("de", "Ich stimme zu, weiter", "Benutzername", "Passwort"),
+    ):
+        for phone in (False, True):
+            page = make_page(phone=phone)
+            page.goto(partner.connect_url(locale=locale))
+            expect(page.get_by_role("button", name=agree_button)).to_be_visible()
+            view = "phone" if phone else "desktop"
+            _shot(page, f"consent-{locale}-{view}")
+            assert_accessible(page, f"consent in {locale} on {view}")
+            page.get_by_role("button", name=agree_button).click()
+            page.get_by_label(username).fill("user_good")
+            page.get_by_label(password).fill("pass_wrong")
+            page.get_by_role("button", name=re.compile("Đăng nhập|Anmelden")).click()
+            expect(page.get_by_role("alert")).to_be_visible()
+            _shot(page, f"credentials-{locale}-{view}")
+            assert_accessible(page, f"credentials in {locale} on {view}")
+            if phone:
+                fits_phone(page)

@@ -257,8 +257,9 @@ def test_pushtan_approval_is_polled_by_the_page_itself(
     _log_in(page, fints_partner)
     on_page(page, "Approve in your banking app")
     expect(page.get_by_text("Bitte bestätigen Sie den Zugriff in Ihrer App")).to_be_visible()
-    expect(page.locator('meta[http-equiv="refresh"]')).to_have_count(1)
-    # the page's meta refresh polls the bank (no script): wait for a poll that found no approval
+    expect(page.locator('meta[name="bankhub-poll"]')).to_have_count(1)
+    # the page polls the bank (static/poll.js; a meta refresh without JavaScript): wait for a
+    # poll that found no approval
     for _ in range(100):
         if approval.polls:
             break

@@ -277,7 +277,7 @@ def test_a_payment_approved_on_the_banks_page_then_its_cancellation(
     data = created.json()["data"]
     page.goto(data["connect_url"])
     on_page(page, f"{APP_NAME} asks you to approve a payment")
-    expect(page.locator("#amount")).to_have_text("23.40 EUR")
+    expect(page.locator("#amount")).to_have_text("€23.40")
     page.get_by_role("button", name=f"Continue to {name}").click()
     on_page(page, f"Log in to {name}")
     plain.fail("/v1/payments/sepa-credit-transfers", stall=STALL)
@@ -301,7 +301,7 @@ def test_a_payment_approved_on_the_banks_page_then_its_cancellation(
     assert asked.status_code == 202, asked.text
     page.goto(asked.json()["data"]["connect_url"])
     on_page(page, f"{APP_NAME} asks you to cancel a payment")
-    expect(page.locator("#amount")).to_have_text("23.40 EUR")
+    expect(page.locator("#amount")).to_have_text("€23.40")
     expect(page.locator("#creditor")).to_have_text("Cafe Zoe")
     page.get_by_role("button", name=f"Continue to {name}").click()
     on_page(page, f"Log in to {name}")

@@ -196,7 +196,8 @@ def test_link_redirect_linked_expired(
     page.get_by_role("link", name=f"Continue to {BANK}").click()
     page.get_by_role("link", name="Decline").click()
     on_page(page, f"We could not connect to {BANK}")
-    assert "rejected the access" in page.get_by_role("alert").inner_text()
+    # the user declined: the page says it as their choice (the bank's words go to the callback)
+    assert f"You declined the consent at {BANK}" in page.get_by_role("alert").inner_text()
     page.get_by_role("link", name=f"Return to {APP_NAME}").click()
     assert wait_for_callback(page, callback_server)["status"] == "cancelled"
     assert not peer.requisitions  # the rejected requisition was deleted at the provider

@@ -22,15 +22,19 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
 import pyotp
 import pytest
+from babel.dates import format_date
 from playwright.sync_api import Page, expect
 
 from bankhub.dashboard import totp
+from bankhub.payments.validation import is_target2_day
+from tests.support.axe import assert_accessible
 from tests.support.browser import assert_no_page_errors, page_errors
 from tests.support.browser_plugin import MakePage
 from tests.support.live_server import LiveServer
@@ -231,6 +235,54 @@ def _eventually(api: httpx.Client, kind: str, payment_id: str, status: str) -> d
         time.sleep(0.2)
 
 
+def _next_target2_day() -> date:
+    day = datetime.now(UTC).date() + timedelta(days=10)
+    while not is_target2_day(day):
+        day += timedelta(days=1)
+    return day
+
+
+@pytest.mark.parametrize(
+    ("locale", "amount", "month"),
+    [("de-DE", "1.234,50\xa0€", "Zahlung freizugeben"), ("vi-VN", "1.234,50\xa0€", "phê duyệt")],
+)
+def test_the_payment_page_writes_the_amount_and_date_for_the_language(
+    make_page: MakePage, api: httpx.Client, site: PartnerSite, locale: str, amount: str, month: str
+) -> None:
+    """The amount (a Decimal from the API's text, never a float) and the execution date as
+    the end user's language writes them, with Babel's CLDR data."""
+    day = _next_target2_day()
+    body = {
+        "customer_id": _customer(api),
+        "service_id": SPARBANK,
+        "callback_url": f"{site.origin}/v2",
+        "creditor_name": "Café Zoë",
+        "creditor_iban": IBAN,
+        "amount": "1234.50",
+        "currency": "EUR",
+        "execution_date": day.isoformat(),
+    }
+    answer = api.post("/v2/payment", json=body, headers={"idempotency-key": uuid.uuid4().hex})
+    assert answer.status_code == 200, answer.text
+    for phone in (False, True):
+        page = make_page(locale=locale, phone=phone)
+        if phone:  # a link is used once: the phone gets a payment of its own
+            answer = api.post(
+                "/v2/payment", json=body, headers={"idempotency-key": uuid.uuid4().hex}
+            )
+            assert answer.status_code == 200, answer.text
+        page.goto(answer.json()["data"]["connect_url"])
+        expect(page.get_by_role("heading", name=re.compile(month))).to_be_visible()
+        expect(page.locator("#amount")).to_have_text(amount)
+        language = locale[:2]
+        expect(page.locator("#execution-date")).to_have_text(
+            format_date(day, "long", locale=language)
+        )
+        assert page.evaluate("document.documentElement.lang") == language
+        assert_accessible(page, f"the payment step in {language} (phone={phone})")
+        _clean(page)
+
+
 @pytest.mark.parametrize("kind", ["single", "batch"])
 @pytest.mark.parametrize("user", list(SCENARIOS))
 def test_every_sandbox_scenario_end_to_end(
@@ -244,10 +296,10 @@ def test_every_sandbox_scenario_end_to_end(
     expect(page.get_by_role("heading", name=heading)).to_be_visible()
     if kind == "single":
         expect(page.locator("#creditor")).to_have_text("Cafe Zoe")  # in SEPA's characters
-        expect(page.locator("#amount")).to_have_text("23.40 EUR")
+        expect(page.locator("#amount")).to_have_text("€23.40")
     else:
         expect(page.locator("#count")).to_have_text("3")
-        expect(page.locator("#amount")).to_have_text("30.00 EUR")
+        expect(page.locator("#amount")).to_have_text("€30.00")
     _clean(page)
     if user == "cancel":
         page.get_by_role("button", name=f"Cancel and return to {APP_NAME}").click()

@@ -45,7 +45,7 @@ def test_camt_upload_through_the_connect_page(
     broken.write_bytes(CAMT.read_bytes()[:700])
     page.get_by_label("Statement file").set_input_files(str(broken))
     page.get_by_role("button", name="Import").click()
-    assert "broken.xml:" in notice(page)
+    assert "broken.xml could not be read:" in notice(page)
     on_page(page, "Upload a statement file")
 
     page.get_by_label("Statement file").set_input_files(str(CAMT))

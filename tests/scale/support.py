@@ -329,8 +329,12 @@ def connect(
     (``X-Forwarded-For``), so that each user's page views count against their own address."""
     headers = {"client-id": creds["client_id"], "service-secret": creds["service_secret"]}
     forwarded = {"x-forwarded-for": address} if address else {}
+    # a browser's language (the sandbox bank's country would otherwise choose the page's)
     with httpx.Client(
-        base_url=base_url, timeout=30.0, trust_env=False, headers=forwarded
+        base_url=base_url,
+        timeout=30.0,
+        trust_env=False,
+        headers={**forwarded, "Accept-Language": "en"},
     ) as client:
         made = client.post("/v2/customer", json={"identifier": customer}, headers=headers)
         assert made.status_code == 200, made.text

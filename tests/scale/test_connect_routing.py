@@ -42,7 +42,8 @@ class Browser:
     """One user's browser, its cookie kept across both processes (cookies ignore ports)."""
 
     def __init__(self) -> None:
-        self.client = httpx.Client(timeout=30.0, trust_env=False)
+        # a browser's language (the sandbox bank's country would otherwise choose the page's)
+        self.client = httpx.Client(timeout=30.0, trust_env=False, headers={"Accept-Language": "en"})
         self.page = ""
         self.status = 0
         self.location = ""

@@ -112,6 +112,7 @@ NO_ACCOUNT_DATA: dict[tuple[str, str], str] = {
     ("POST", "/v2/connect/cancel"): "connect page: a redirect",
     ("GET", "/v2/connect/static/connect.css"): "a stylesheet",
     ("GET", "/v2/connect/static/return.js"): "a script",
+    ("GET", "/v2/connect/static/poll.js"): "a script",
 }
 #: payment reads, exercised with their entries in tests/api/test_payments.py
 PAYMENT_READS = {

@@ -95,6 +95,7 @@ NO_FOREIGN_ID: dict[tuple[str, str], str] = {
     ("POST", "/v2/connect/cancel"): "the connect session (cookie) is the credential",
     ("GET", "/v2/connect/static/connect.css"): "a static file",
     ("GET", "/v2/connect/static/return.js"): "a static file",
+    ("GET", "/v2/connect/static/poll.js"): "a static file",
     ("GET", "/v2/connect/brand/{client_id:str}/{name:str}"): "an app's public branding (its "
     "stylesheet and logo, shown to anyone with a connect link), named by the app itself; no "
     "credential, nothing of another tenant to reach",

@@ -18,7 +18,7 @@ def connect_over_http(
 ) -> dict[str, Any]:
     """Consent and log in with the sandbox password; the callback's JSON result."""
     with httpx.Client(base_url=base_url, timeout=10.0) as client:
-        opened = client.get(connect_url, follow_redirects=False)
+        opened = client.get(connect_url, follow_redirects=False, headers={"Accept-Language": "en"})
         assert opened.status_code == 303, opened.text
         assert opened.headers["location"] == "/v2/connect/session"
 

@@ -35,10 +35,14 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from babel.dates import format_time
+
+from bankhub import i18n
 from bankhub.catalogue import Service
 from bankhub.clock import as_utc
 from bankhub.connect.routing import Elsewhere, Routing
 from bankhub.connectors.base import (
+    AccountLocked,
     Answer,
     AuthFlow,
     ConnectorFailure,
@@ -49,7 +53,9 @@ from bankhub.connectors.base import (
     InvalidCredentials,
     NeedsDecoupledApproval,
     NeedsRedirect,
+    PasswordExpired,
     PaymentStatus,
+    ProviderUnavailable,
     RateLimited,
 )
 from bankhub.connectors.statement import StatementConnector
@@ -96,6 +102,8 @@ _ENDINGS = {
 }
 #: what an end page says: the callback's payload, the heading, the message
 Ending = tuple[dict[str, Any], str, str]
+#: a message in the page's language (``gettext`` of its catalog)
+Translate = Callable[[str], str]
 
 
 def sentence(text: str) -> str:
@@ -138,6 +146,8 @@ class EndedSession:
     retry_url: str | None = None
     #: the page's status when not the outcome's own (503: try again)
     status: int | None = None
+    #: the language the page speaks (the session's, else the link's or the bank's country's)
+    locale: str = i18n.DEFAULT
 
     @property
     def code(self) -> str:
@@ -204,6 +214,13 @@ class ConnectSession:
     #: not by the first fetch
     payment: PaymentAuthorisation | None = None
     payment_summary: payments.PaymentSummary | None = None
+    #: the language of every page of this connect (:func:`bankhub.i18n.choose`)
+    locale: str = i18n.DEFAULT
+    #: what the user typed in the credentials form's plain text fields (the username), shown
+    #: again after a wrong password; never a secret field. Memory only, like the session.
+    kept_fields: dict[str, str] = field(default_factory=dict)
+    #: the credentials form's fields the last notice is about (``aria-invalid``)
+    invalid_fields: tuple[str, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -290,34 +307,36 @@ class ConnectFlow:
     def _ended_record(self, session: ConnectSession) -> EndedSession:
         """How the page answers once ``session`` is over (see :class:`EndedSession`)."""
         outcome = session.outcome or {}
-        bank = session.service.name
+        bank, app = session.service.name, session.display_name
+        _ = i18n.gettext_for(session.locale).gettext
         if session.step == Step.FAILED:
-            heading, message = f"We could not connect to {bank}", session.failure_message or ""
+            heading = _("We could not connect to {bank}").format(bank=bank)
+            message = session.failure_message or ""
         elif outcome.get("status") == "cancelled":
-            heading = "This connection was cancelled"
-            message = f"Nothing was shared with {session.display_name}."
+            heading = _("This connection was cancelled")
+            message = _("Nothing was shared with {app}.").format(app=app)
         elif session.step == Step.DONE and session.payment is not None:
             heading = (
-                "This payment was cancelled"
+                _("This payment was cancelled")
                 if session.payment.cancelling
-                else "This payment was sent to your bank"
+                else _("This payment was sent to your bank")
             )
-            message = f"Return to {session.display_name} to see where it stands."
+            message = _("Return to {app} to see where it stands.").format(app=app)
         elif session.step == Step.DONE:
             # The success callback carried the login-secret once; it is never shown again.
-            heading = f"{bank} is connected"
-            message = (
-                f"This connection was completed already. Return to {session.display_name} to "
-                "see it; to connect again, start from there."
-            )
+            heading = _("{bank} is connected").format(bank=bank)
+            message = _(
+                "This connection was completed already. Return to {app} to see it; to connect "
+                "again, start from there."
+            ).format(app=app)
             outcome = token_expire("This connect link was used already; its connection stands.")
         else:
             minutes = self.hub.settings.connect_idle_seconds // 60
-            heading = "This connection has timed out"
-            message = (
-                f"Nothing happened here for {minutes} minutes, so the connection to {bank} "
-                f"was stopped. Return to {session.display_name} to start again."
-            )
+            heading = _("This connection has timed out")
+            message = _(
+                "Nothing happened here for {minutes} minutes, so the connection to {bank} was "
+                "stopped. Return to {app} to start again."
+            ).format(minutes=minutes, bank=bank, app=app)
             outcome = token_expire(f"The connect session ended after {minutes} idle minutes.")
         return EndedSession(
             token_id=session.token_id,
@@ -331,6 +350,7 @@ class ConnectFlow:
             heading=heading,
             message=message,
             ended_at=self.hub.clock(),
+            locale=session.locale,
         )
 
     def get(self, sid: str | None) -> ConnectSession:
@@ -357,8 +377,9 @@ class ConnectFlow:
             reconnect=session.reconnect_login_id is not None,
         )
 
-    async def open(self, token_id: str) -> ConnectSession:
-        """Claim the single-use token and start a session (raises ``TokenUnusable``)."""
+    async def open(self, token_id: str, accept_language: str | None = None) -> ConnectSession:
+        """Claim the single-use token and start a session (raises ``TokenUnusable``); its
+        language is the token's, else the browser's, else the bank's country's."""
         hub = self.hub
         sid, return_state = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         # The token names the app (claim_token chooses it), whatever session the browser had.
@@ -418,6 +439,7 @@ class ConnectFlow:
                 hub.db, hub.keyring, hub.clock, app.id, paid.id, cancelling=cancelled is not None
             ),
             payment_summary=shown,
+            locale=i18n.choose(token.locale, accept_language, service.country_code),
         )
         self._sessions[session.id] = session
         self._states[session.return_state] = session.id
@@ -425,7 +447,11 @@ class ConnectFlow:
         return session
 
     async def _way_back(
-        self, token_id: str, ending: Callable[[ConnectToken], Ending], **page: Any
+        self,
+        token_id: str,
+        ending: Callable[[ConnectToken, Translate], Ending],
+        accept_language: str | None = None,
+        **page: Any,
     ) -> EndedSession | None:
         """An end page for the connect of ``token_id``, read from its token (which names the
         app, its branding and its callback); ``ending`` says what the page and the callback
@@ -443,7 +469,8 @@ class ConnectFlow:
                 return None
             brand = branding.brand_of(app, await branding.template_of(db, app.id))
         name = (brand.display_name if brand else None) or app.name
-        outcome, heading, message = ending(token)
+        locale = i18n.choose(token.locale, accept_language, service.country_code)
+        outcome, heading, message = ending(token, i18n.gettext_for(locale).gettext)
         return EndedSession(
             token_id=token.id,
             app_id=app.id,
@@ -456,28 +483,34 @@ class ConnectFlow:
             heading=heading,
             message=message.format(app=name, bank=service.name),
             ended_at=self.hub.clock(),
+            locale=locale,
             **page,
         )
 
-    async def unusable_link(self, token_id: str) -> EndedSession | None:
+    async def unusable_link(
+        self, token_id: str, accept_language: str | None = None
+    ) -> EndedSession | None:
         """The way back for a link that is used or expired: its token still names the app and
         its callback. ``None`` when the link names no token at all."""
 
         paid = await self._payment_of_link(token_id)
 
-        def ending(token: ConnectToken) -> Ending:
-            said = None if paid is None else link_ending(*paid)
+        def ending(token: ConnectToken, _: Translate) -> Ending:
+            said = None if paid is None else link_ending(*paid, translate=_)
             if said is not None:
                 return said
-            why = "was used already" if token.used_at is not None else "has expired"
+            used = token.used_at is not None
+            why = "was used already" if used else "has expired"
             return (
                 token_expire(f"The connect link {why}."),
-                "This link can no longer be used",
-                f"This connect link {why}. Return to {{app}} to start again.",
+                _("This link can no longer be used"),
+                _("This connect link was used already. Return to {app} to start again.")
+                if used
+                else _("This connect link has expired. Return to {app} to start again."),
             )
 
         # the link cannot be used, whatever the page says of its payment: TokenExpire's 400
-        return await self._way_back(token_id, ending, status=400)
+        return await self._way_back(token_id, ending, accept_language, status=400)
 
     async def _payment_of_link(self, token_id: str) -> tuple[str, PaymentStatus, bool] | None:
         """The payment a connect link authorises (or whose cancellation it authorises):
@@ -496,30 +529,45 @@ class ConnectFlow:
                 return None
             return paid.id, PaymentStatus(paid.status), cancelling
 
-    async def elsewhere(self, token_id: str, why: Elsewhere) -> EndedSession | None:
+    async def elsewhere(
+        self, token_id: str, why: Elsewhere, accept_language: str | None = None
+    ) -> EndedSession | None:
         """The page for a request this process cannot pass to the process that holds its
         session (see :mod:`bankhub.connect.routing`): what happened, in plain words, and the
         way back to the app. Never "expired": the link did not expire."""
         if why is Elsewhere.STOPPED:
-            stopped: Ending = (
-                token_expire("The connect session ended: the bankhub server that held it stopped."),
-                "This connection was interrupted",
-                "The server that was handling your connection to {bank} was restarted, so "
-                "this connection cannot go on. Return to {app} to see where things stand or "
-                "to start again.",
+
+            def stopped(_token: ConnectToken, _: Translate) -> Ending:
+                return (
+                    token_expire(
+                        "The connect session ended: the bankhub server that held it stopped."
+                    ),
+                    _("This connection was interrupted"),
+                    _(
+                        "The server that was handling your connection to {bank} was restarted, "
+                        "so this connection cannot go on. Return to {app} to see where things "
+                        "stand or to start again."
+                    ),
+                )
+
+            return await self._way_back(token_id, stopped, accept_language)
+
+        def unreachable(_token: ConnectToken, _: Translate) -> Ending:
+            return (
+                token_expire(
+                    "The connect session is held by another bankhub server, which could not "
+                    "be reached."
+                ),
+                _("Your connection is open on another server"),
+                _(
+                    "Your connection to {bank} is being handled by another of our servers, "
+                    "which could not be reached just now. Try again in a moment; if this keeps "
+                    "happening, return to {app} and start again."
+                ),
             )
-            return await self._way_back(token_id, lambda _: stopped)
-        unreachable: Ending = (
-            token_expire(
-                "The connect session is held by another bankhub server, which could not be reached."
-            ),
-            "Your connection is open on another server",
-            "Your connection to {bank} is being handled by another of our servers, which "
-            "could not be reached just now. Try again in a moment; if this keeps happening, "
-            "return to {app} and start again.",
-        )
+
         return await self._way_back(
-            token_id, lambda _: unreachable, retry_url="/v2/connect/session", status=503
+            token_id, unreachable, accept_language, retry_url="/v2/connect/session", status=503
         )
 
     # --- the bank's redirect ----------------------------------------------------------------
@@ -547,12 +595,15 @@ class ConnectFlow:
             if session.task is not None and not session.task.done():
                 session.task.cancel()
             bank = session.service.name
+            _ = i18n.gettext_for(session.locale).gettext
             self._finish_failed(
                 session,
                 token_expire(f"The user came back from {bank} in another browser."),
-                f"You came back from {bank} in another browser than the one you started "
-                f"in, so this connection cannot go on. Return to {session.display_name} "
-                "and start again in one browser.",
+                _(
+                    "You came back from {bank} in another browser than the one you started "
+                    "in, so this connection cannot go on. Return to {app} and start again in "
+                    "one browser."
+                ).format(bank=bank, app=session.display_name),
                 usage.CONNECT_FAILED,
             )
         return self._ended_record(session)
@@ -705,11 +756,16 @@ class ConnectFlow:
             self._count(session, usage.CONNECT_SUCCESS)
         else:
             message = sentence(str(outcome.get("message", "")))
-            what = "cancel the payment" if payment.cancelling else "make the payment"
+            _ = i18n.gettext_for(session.locale).gettext
+            said = (
+                _("{bank} did not cancel the payment: {message}")
+                if payment.cancelling
+                else _("{bank} did not make the payment: {message}")
+            )
             self._finish_failed(
                 session,
                 outcome,
-                f"{session.service.name} did not {what}: {message}",
+                said.format(bank=session.service.name, message=message),
                 usage.CONNECT_FAILED,
             )
 
@@ -733,11 +789,17 @@ class ConnectFlow:
             if session.attempts >= self.hub.settings.connect_max_attempts:
                 await self._fail(session, failure, ErrorCode.CREDENTIAL_INVALID)
             else:
-                left = self.hub.settings.connect_max_attempts - session.attempts
-                session.notice = (
-                    f"{sentence(failure.message)} "
-                    f"You have {left} attempt{'s' if left != 1 else ''} left."
+                session.notice = wrong_answer(
+                    session.locale,
+                    session.service.name,
+                    tried=session.attempts,
+                    limit=self.hub.settings.connect_max_attempts,
+                    login=session.step == Step.CREDENTIALS,
                 )
+                if session.step == Step.CREDENTIALS:
+                    session.invalid_fields = tuple(
+                        f.name for f in session.info.credential_fields if f.kind != "file"
+                    )
             return False
         except ConnectorFailure as failure:
             await self._fail(session, failure, None)
@@ -795,7 +857,15 @@ class ConnectFlow:
         self._finish_failed(
             session,
             outcome,
-            in_plain_words(failure, session.service.name, session.display_name, self.hub.clock()),
+            in_plain_words(
+                failure,
+                session.service.name,
+                session.display_name,
+                self.hub.clock(),
+                session.locale,
+                tried=session.attempts if code == ErrorCode.CREDENTIAL_INVALID else 0,
+                declined=cancelled,
+            ),
             usage.CONNECT_CANCELLED if cancelled else usage.CONNECT_FAILED,
         )
         if session.reconnect_login_id is not None and not cancelled and record:
@@ -878,33 +948,139 @@ class ConnectFlow:
         await self.hub.engine.revoke(session.service, state)
         await self._fail(
             session,
-            InvalidCredentials(
-                f"You logged in to {session.service.name} as a different user than the one "
-                f"this connection belongs to. Nothing was changed. To connect that user's "
-                f"accounts, start a new connection in {session.display_name}."
+            OtherIdentity(
+                f"The user logged in to {session.service.name} as a different bank user than "
+                "the one this connection belongs to; nothing was changed."
             ),
             ErrorCode.CREDENTIAL_INVALID,
             record=False,
         )
 
 
-def in_plain_words(failure: ConnectorFailure, bank: str, app: str, now: datetime) -> str:
-    """What the failure page tells the user of a bank that limits requests or whose consent
-    ended; the bank's own words stay in the partner's callback."""
-    if isinstance(failure, RateLimited):
-        until = ""
-        if failure.retry_after is not None:
-            at = now + timedelta(seconds=failure.retry_after)
-            until = f" until {at:%H:%M} UTC" + (
-                "" if at.date() == now.date() else f" on {at:%d %B}"
+class OtherIdentity(InvalidCredentials):
+    """A reconnect logged in as another bank user than the login's."""
+
+
+def wrong_answer(locale: str, bank: str, *, tried: int, limit: int, login: bool) -> str:
+    """The notice after a wrong password or code, under the limit: what was wrong, how many
+    tries are left, and what happens at the limit. The bank's own words stay in the
+    partner's callback: they are in the bank's language and often written for its staff."""
+    t = i18n.gettext_for(locale)
+    left = limit - tried
+    what = (
+        t.gettext("{bank} did not accept the username or password.")
+        if login
+        else t.gettext("{bank} did not accept your answer.")
+    )
+    remaining = t.ngettext(
+        "Check it and try again: you have {left} attempt left. After {limit} wrong attempts "
+        "this connection stops, for your security.",
+        "Check it and try again: you have {left} attempts left. After {limit} wrong attempts "
+        "this connection stops, for your security.",
+        left,
+    )
+    return f"{what.format(bank=bank)} {remaining.format(left=left, limit=limit)}"
+
+
+def in_plain_words(
+    failure: ConnectorFailure,
+    bank: str,
+    app: str,
+    now: datetime,
+    locale: str = i18n.DEFAULT,
+    *,
+    tried: int = 0,
+    declined: bool = False,
+) -> str:
+    """What the failure page tells the user, in their language, in the second person, with
+    what to do next; the bank's own words stay in the partner's callback. ``tried``: the
+    wrong answers that ended the connection (the attempt limit); ``declined``: the user refused
+    the access on the bank's own page."""
+    t = i18n.gettext_for(locale)
+    _ = t.gettext
+    if declined:
+        said = _(
+            "You declined the consent at {bank}, so nothing was shared with {app}. To connect "
+            "after all, start again from {app}."
+        )
+    elif isinstance(failure, OtherIdentity):
+        said = _(
+            "You logged in to {bank} as a different user than the one this connection belongs "
+            "to. Nothing was changed. To connect that user's accounts, start a new connection "
+            "in {app}."
+        )
+    elif tried and isinstance(failure, InvalidCredentials):
+        said = t.ngettext(
+            "You have entered a wrong username or password {tried} time. For your security "
+            "this connection was stopped. Check your login details with {bank}, then start "
+            "again from {app}.",
+            "You have entered a wrong username or password {tried} times. For your security "
+            "this connection was stopped. Check your login details with {bank}, then start "
+            "again from {app}.",
+            tried,
+        )
+    elif tried:
+        said = t.ngettext(
+            "You have given a wrong answer {tried} time. For your security this connection "
+            "was stopped. Start again from {app}, or contact {bank} if the codes do not "
+            "arrive or are not accepted.",
+            "You have given a wrong answer {tried} times. For your security this connection "
+            "was stopped. Start again from {app}, or contact {bank} if the codes do not "
+            "arrive or are not accepted.",
+            tried,
+        )
+    elif isinstance(failure, RateLimited):
+        if failure.retry_after is None:
+            said = _(
+                "{bank} is getting too many requests for your accounts right now and asked us "
+                "to wait. Nothing was shared; please try again later from {app}."
             )
-        return (
-            f"{bank} is getting too many requests for your accounts right now and asked us to "
-            f"wait{until}. Nothing was shared; please try again later from {app}."
+        else:
+            at = now + timedelta(seconds=failure.retry_after)
+            said = _(
+                "{bank} is getting too many requests for your accounts right now and asked us "
+                "to wait until {time} UTC on {day}. Nothing was shared; please try again then "
+                "from {app}."
+            ).format(
+                bank="{bank}",
+                app="{app}",
+                # 24-hour in every language: unambiguous beside "UTC"
+                time=format_time(at, "HH:mm", locale=locale),
+                day=i18n.day(at.date(), locale),
+            )
+    elif isinstance(failure, ConsentExpired):
+        said = _(
+            "{bank} says your permission to share your account data has ended or was "
+            "withdrawn at the bank. Start again from {app} to give it anew."
         )
-    if isinstance(failure, ConsentExpired):
-        return (
-            f"{bank} says your permission to share your account data has ended or was "
-            f"withdrawn at the bank. Start again from {app} to give it anew."
+    elif isinstance(failure, AccountLocked):
+        said = _(
+            "{bank} has locked your online banking access. Contact {bank} to unlock it, then "
+            "start again from {app}."
         )
-    return failure.message
+    elif isinstance(failure, PasswordExpired):
+        said = _(
+            "Your {bank} password has expired. Change it in {bank}'s online banking, then "
+            "start again from {app}."
+        )
+    elif isinstance(failure, InvalidCredentials):
+        said = _(
+            "{bank} did not accept your login. Check your details with {bank}, then start "
+            "again from {app}."
+        )
+    elif isinstance(failure, InteractionRejected):
+        said = _(
+            "{bank} did not accept your answer, so this connection was stopped. Start again "
+            "from {app}."
+        )
+    elif isinstance(failure, ProviderUnavailable):
+        said = _(
+            "{bank} cannot be reached right now. Nothing was shared. Please try again in a few "
+            "minutes from {app}."
+        )
+    else:
+        said = _(
+            "{bank} could not complete the connection. Nothing was shared. Please try again "
+            "later from {app}; if this keeps happening, contact {app}."
+        )
+    return said.format(bank=bank, app=app, tried=tried)

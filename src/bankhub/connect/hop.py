@@ -148,7 +148,11 @@ class ConnectForwarder:
             scope["state"][FORWARDED] = True
             await _answer(send, outcome.status, outcome.headers, outcome.body)
             return
-        ended = await flow.elsewhere(route.token_id, outcome)
+        language = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"accept-language"),
+            None,
+        )
+        ended = await flow.elsewhere(route.token_id, outcome, language)
         if ended is None:
             raise DomainError(
                 ErrorCode.CONNECT_ERROR,

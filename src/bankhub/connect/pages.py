@@ -12,12 +12,13 @@ from typing import Any
 from litestar import Request, Response
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
-from litestar.response import Template
 from litestar.types import Message, Scope
 
+from bankhub import i18n
 from bankhub.api import errors
 from bankhub.api.principal import hub_of, public_url
 from bankhub.catalogue import Service
+from bankhub.connect import templates
 from bankhub.connect.flow import EndedSession, SessionGone
 from bankhub.errors import DomainError, ErrorCode
 from bankhub.partners.models import App
@@ -100,13 +101,19 @@ async def _connect_frame_ancestors(headers: MutableScopeHeaders, scope: Scope) -
     headers["Content-Security-Policy"] = "; ".join([*kept, f"frame-ancestors {ancestors}"])
 
 
-def history_phrase(days: int) -> str:
+def history_phrase(days: int, locale: str = i18n.DEFAULT) -> str:
     """A history depth as the consent page says it: in years from a year on (a leap day
-    more or less is still whole years), else in days."""
+    more or less is still whole years), else in days; in the page's language."""
+    t = i18n.gettext_for(locale)
     years, rest = divmod(days, 365)
     if years >= 1 and rest <= years:
-        return f"{years} year{'s' if years != 1 else ''}"
-    return f"{days} day{'s' if days != 1 else ''}"
+        return t.ngettext("{count} year", "{count} years", years).format(count=years)
+    return t.ngettext("{count} day", "{count} days", days).format(count=days)
+
+
+def browser_language(request: Request[Any, Any, Any]) -> str | None:
+    """The browser's ``Accept-Language`` header (:func:`bankhub.i18n.from_browser` reads it)."""
+    return request.headers.get("accept-language")
 
 
 def is_page_path(path: str) -> bool:
@@ -139,11 +146,11 @@ def logo_url(request: Request[Any, Any, Any], service: Service) -> str:
 
 def ended_page(
     request: Request[Any, Any, Any], ended: EndedSession, headers: dict[str, str] | None = None
-) -> Template:
+) -> Response[str]:
     """The page of a connect that can go no further: why, and the way back to the app."""
-    return Template(
-        template_name="ended.html",
-        context={
+    return templates.render(
+        "ended.html",
+        {
             "service": ended.service,
             "app_name": ended.app_name,
             "brand": ended.brand,
@@ -156,6 +163,7 @@ def ended_page(
             "return_url": ended.callback(),
             "retry_url": ended.retry_url,
         },
+        ended.locale,
         status_code=ended.status_code,
         headers=page_headers(
             {**(headers or {}), "Content-Security-Policy": csp(ended.frame_origins)}
@@ -168,18 +176,36 @@ def error_page(
 ) -> Response[Any]:
     if isinstance(error, ConnectEnded) and error.ended is not None:
         return ended_page(request, error.ended, headers)
+    locale = i18n.from_browser(browser_language(request)) or i18n.DEFAULT
+    _ = i18n.gettext_for(locale).gettext
     friendly = {
-        ErrorCode.TOKEN_EXPIRE: "This link has expired or was already used. "
-        "Go back to the app and start again.",
-        ErrorCode.SERVER_MAINTENANCE: "We are doing some maintenance. Please try again shortly.",
+        ErrorCode.TOKEN_EXPIRE: _(
+            "This link has expired or was already used. Go back to the app and start again."
+        ),
+        ErrorCode.SERVER_MAINTENANCE: _(
+            "We are doing some maintenance. Please try again in a few minutes."
+        ),
+        ErrorCode.RATE_LIMITED: _(
+            "You have made many requests in a short time. For your security, wait a minute, "
+            "then try again."
+        ),
+        ErrorCode.ADDRESS_BLOCKED: _(
+            "For your security, connections from your network are paused after too many "
+            "failed attempts. Wait 15 minutes, then try again."
+        ),
+        ErrorCode.NOT_FOUND: _(
+            "This page does not exist. Go back to the app and start the connection again."
+        ),
     }
-    return Template(
-        template_name="error.html",
-        context={
-            "code": str(error.code),
-            "message": friendly.get(error.code, error.message),
-            "return_url": None,
-        },
+    friendly[ErrorCode.INTERNAL_ERROR] = _(
+        "Something went wrong on our side. Go back to the app and try again."
+    )
+    # else the error's own message: a form's error is written in the user's language already
+    message = friendly.get(error.code, error.message)
+    return templates.render(
+        "error.html",
+        {"code": str(error.code), "message": message, "return_url": None},
+        locale,
         status_code=errors.status(error),
         headers=page_headers(headers),
     )

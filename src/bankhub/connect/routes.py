@@ -16,14 +16,18 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie, UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, URLEncodedBody
-from litestar.response import File, Redirect, Template
+from litestar.response import File, Redirect
 from sqlalchemy import select
 
+from bankhub import i18n
 from bankhub.api.principal import HubDep, hub_of, public_url
+from bankhub.connect import templates
 from bankhub.connect.flow import ConnectFlow, ConnectSession, EndedSession, SessionGone, Step
 from bankhub.connect.pages import (
+    CSP,
     IMAGE_CSP,
     ConnectEnded,
+    browser_language,
     ended_page,
     history_phrase,
     logo_url,
@@ -85,12 +89,22 @@ def _check_form(request: AnyRequest, session: ConnectSession, form: dict[str, st
     """CSRF: the session's token must come back, and a browser's Origin must be our own."""
     given = form.get("csrf", "")
     if not hmac.compare_digest(given.encode(), session.csrf.encode()):
-        raise DomainError(ErrorCode.BAD_REQUEST, "This form has expired. Please start again.")
+        _ = i18n.gettext_for(session.locale).gettext
+        raise DomainError(
+            ErrorCode.BAD_REQUEST,
+            _("This form has expired. Go back to the app and start again."),
+        )
     origin = request.headers.get("origin")
     if origin and origin != "null":
         own = public_url(hub_of(request), request)
         if urlsplit(origin)[:2] != urlsplit(own)[:2]:
-            raise DomainError(ErrorCode.BAD_REQUEST, "Cross-site form submission refused")
+            raise DomainError(
+                ErrorCode.BAD_REQUEST,
+                i18n.gettext_for(session.locale).gettext(
+                    "This form was sent from another site, so it was refused. Go back to the "
+                    "app and start again."
+                ),
+            )
 
 
 def _form_step(data: dict[str, str]) -> str | None:
@@ -117,10 +131,10 @@ async def open_connect(hub: HubDep, request: AnyRequest, token_id: FromPath[str]
     except SessionGone:
         pass
     try:
-        session = await flow.open(token_id)
+        session = await flow.open(token_id, browser_language(request))
     except TokenUnusable:
         # Used or expired: the token still names its app, so the page shows the way back.
-        ended = await flow.unusable_link(token_id)
+        ended = await flow.unusable_link(token_id, browser_language(request))
         raise ConnectEnded(ended, extra={"token": token_id[:64]}) from None
     usage.attribute(session.app_id)
     secure = request.url.scheme == "https"
@@ -138,8 +152,12 @@ async def open_connect(hub: HubDep, request: AnyRequest, token_id: FromPath[str]
     return response
 
 
-def _render(request: AnyRequest, session: ConnectSession, name: str, **context: Any) -> Template:
+def _render(
+    request: AnyRequest, session: ConnectSession, name: str, **context: Any
+) -> Response[str]:
     hub = hub_of(request)
+    brand = session.brand
+    _ = i18n.gettext_for(session.locale).gettext
     base = {
         "session": session,
         "service": session.service,
@@ -151,18 +169,47 @@ def _render(request: AnyRequest, session: ConnectSession, name: str, **context: 
         "notice": session.notice,
         "idle_minutes": hub.settings.connect_idle_seconds // 60,
         "refresh": None,
-        "brand": session.brand,
+        "brand": brand,
+        # what static/poll.js compares: the page and the bank step it was shown for
+        "state": f"{name}:{session.form_step}:{bool(session.notice)}",
+        "kept": session.kept_fields,
+        "invalid": session.invalid_fields,
+        # the app's own privacy link and words, else the operator's link and our sentence
+        "privacy_url": (brand.privacy_url if brand else None) or hub.settings.privacy_url,
+        "data_notice": (brand.data_notice if brand else None)
+        or _(
+            "{operator} runs this secure connection and passes your bank data only to {app}. "
+            "{app} decides how your data is used, as its privacy notice says."
+        ).format(operator=hub.settings.operator_name, app=session.display_name),
     }
     base.update(context)
-    return Template(template_name=name, context=base, headers=page_headers())
+    headers = page_headers()
+    if base["refresh"]:
+        # the waiting pages' one script of ours (static/poll.js); still no inline script
+        headers["Content-Security-Policy"] = POLL_CSP
+    return templates.render(name, base, session.locale, headers=headers)
 
 
 @get(SESSION_PAGE, opt=scopes.connect(), include_in_schema=False)
 async def show_session(hub: HubDep, request: AnyRequest) -> Response[Any]:
     flow = flow_of(request)
     session = _session(request)
+    chosen = request.query_params.get("lang")
+    if chosen:
+        # the language switcher: a link, so it works without JavaScript; the page keeps it
+        with contextlib.suppress(i18n.UnsupportedLocale):
+            session.locale = i18n.supported(chosen[:35])
+        return _back()
     if session.step == Step.INTERACTION and isinstance(session.interaction, NeedsDecoupledApproval):
         await flow.poll(session)
+    if session.finished and request.headers.get(POLL_HEADER):
+        # static/poll.js asks: the flow ended, and the page itself (not this background
+        # request) must be the one that ends the session and goes back to the app
+        return Response(
+            '<main data-state="finished"></main>',
+            media_type="text/html",
+            headers=page_headers(),
+        )
     if session.step == Step.DONE:
         flow.end(session)
         return Redirect(session.callback(), status_code=303, headers=page_headers())
@@ -192,7 +239,9 @@ async def show_session(hub: HubDep, request: AnyRequest) -> Response[Any]:
             # a file holds what it holds: no history depth to promise for an upload
             history=None
             if AuthFlow.FILE in session.info.auth_flows
-            else history_phrase(session.history_days or hub.engine.history_days(session.service)),
+            else history_phrase(
+                session.history_days or hub.engine.history_days(session.service), session.locale
+            ),
         )
     if session.step == Step.CREDENTIALS and AuthFlow.FILE in session.info.auth_flows:
         return _render(
@@ -235,15 +284,28 @@ async def post_credentials(hub: HubDep, request: AnyRequest, data: Form) -> Redi
         data.clear()
         return _back()  # the same form again (a double click, a resent page): nothing new
     credentials: dict[str, str] = {}
+    _ = i18n.gettext_for(session.locale).gettext
+    # the plain text fields (the username) are shown again after a wrong password; a secret
+    # field never is
+    session.kept_fields = {
+        f.name: data.get(f.name, "")[:MAX_FIELD]
+        for f in session.info.credential_fields
+        if f.kind == FieldKind.TEXT
+    }
     for declared in session.info.credential_fields:
         value = data.get(declared.name, "")
         if len(value) > MAX_FIELD:
-            session.notice = f"{declared.label} is too long."
+            session.notice = _("{field} is too long: shorten it and try again.").format(
+                field=declared.label
+            )
+            session.invalid_fields = (declared.name,)
             return _back()
         if not value and not declared.optional:
-            session.notice = f"Please fill in {declared.label}."
+            session.notice = _("Please fill in {field}.").format(field=declared.label)
+            session.invalid_fields = (declared.name,)
             return _back()
         credentials[declared.name] = value
+    session.invalid_fields = ()
     try:
         await flow.submit_credentials(
             session, credentials, public_url(hub, request), _client_ip(request)
@@ -274,8 +336,9 @@ async def post_upload(
     if not flow_of(request).is_current(session, step if isinstance(step, str) else None):
         return _back()
     upload = data.get("file")
+    _ = i18n.gettext_for(session.locale).gettext
     if not isinstance(upload, UploadFile):
-        session.notice = "Please choose a statement file."
+        session.notice = _("Please choose a statement file.")
         return _back()
     content = await upload.read()
     form = {k: v for k, v in data.items() if isinstance(v, str)}
@@ -286,7 +349,9 @@ async def post_upload(
             parse_upload, content, upload.filename or None, currency, mapping
         )
     except StatementUnreadable as failure:
-        session.notice = f"{upload.filename or 'The file'}: {failure.message}"
+        session.notice = _("{file} could not be read: {reason}").format(
+            file=upload.filename or _("The file"), reason=failure.message
+        )
         # a table no profile knows: the page offers its header cells for a column mapping
         layout = await asyncio.to_thread(table_layout, content)
         session.upload_columns = layout.columns if layout else ()
@@ -360,16 +425,17 @@ async def post_answer(request: AnyRequest, data: Form) -> Redirect:
     flow = flow_of(request)
     if session.busy or not flow.is_current(session, _form_step(data)):
         return _back()  # the same form again while (or after) the bank answered it
+    _ = i18n.gettext_for(session.locale).gettext
     if isinstance(interaction, NeedsCode):
         code = data.get("code", "").strip()
         if not code or len(code) > MAX_FIELD:
-            session.notice = f"Please enter the {interaction.field_label.lower()}."
+            session.notice = _("Please enter {field}.").format(field=interaction.field_label)
             return _back()
         await flow.answer(session, Answer("code", code))
     elif isinstance(interaction, NeedsChoice):
         choice = data.get("choice", "")
         if choice not in {option.id for option in interaction.options}:
-            session.notice = "Please pick one of the options."
+            session.notice = _("Please choose one of the options.")
             return _back()
         await flow.answer(session, Answer("choice", choice))
     elif isinstance(interaction, NeedsDecoupledApproval):
@@ -388,7 +454,7 @@ async def bank_return(request: AnyRequest) -> Response[Any]:
     the way back to the app.
     """
     if not request.url.query:
-        return _fragment_relay()
+        return _fragment_relay(request)
     flow = flow_of(request)
     state = request.query_params.get("state", "")[:MAX_FIELD]
     session: ConnectSession | None = None
@@ -412,26 +478,22 @@ async def bank_return(request: AnyRequest) -> Response[Any]:
     raise ConnectEnded(None)
 
 
-#: the return step's page for a bank that answered in the fragment (the only script of the
-#: connect pages: a fragment reaches no server, so only the browser can pass it on)
-RELAY_PAGE = (
-    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Back from your bank'
-    '</title><script src="/v2/connect/static/return.js"></script></head><body><main><p>'
-    'Back from your bank. <a href="/v2/connect/session">Continue</a></p><noscript><p>Your '
-    "bank sent its answer in a form that needs JavaScript to be read.</p></noscript></main>"
-    "</body></html>"
-)
+#: the return step's page for a bank that answered in the fragment (templates/relay.html: the
+#: only script of the connect pages besides the waiting pages' poll; a fragment reaches no
+#: server, so only the browser can pass it on)
 RELAY_CSP = (
     "default-src 'none'; script-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )
 
 
-def _fragment_relay() -> Response[str]:
-    return Response(
-        RELAY_PAGE,
-        media_type="text/html",
-        headers=page_headers({"Content-Security-Policy": RELAY_CSP}),
+def _fragment_relay(request: AnyRequest) -> Response[str]:
+    # the session's language when this browser holds one, else the browser's
+    locale = i18n.from_browser(browser_language(request)) or i18n.DEFAULT
+    with contextlib.suppress(SessionGone):
+        locale = flow_of(request).get(_cookie_value(request)).locale
+    return templates.render(
+        "relay.html", {}, locale, headers=page_headers({"Content-Security-Policy": RELAY_CSP})
     )
 
 
@@ -439,6 +501,22 @@ def _fragment_relay() -> Response[str]:
 async def fragment_script() -> File:
     return File(
         path=STATIC / "return.js",
+        media_type="text/javascript",
+        content_disposition_type="inline",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
+#: sent by static/poll.js: the background check must not end a finished session itself
+POLL_HEADER = "x-bankhub-poll"
+#: the waiting pages' policy: the connect pages' own, with our one polling script
+POLL_CSP = CSP.replace("script-src 'none'", "script-src 'self'; connect-src 'self'")
+
+
+@get("/v2/connect/static/poll.js", opt=scopes.connect(), include_in_schema=False)
+async def poll_script() -> File:
+    return File(
+        path=STATIC / "poll.js",
         media_type="text/javascript",
         content_disposition_type="inline",
         headers={"Cache-Control": "public, max-age=3600"},
@@ -536,6 +614,7 @@ CONNECT_ROUTES = [
     post_answer,
     bank_return,
     fragment_script,
+    poll_script,
     post_cancel,
     stylesheet,
     brand_file,

@@ -24,7 +24,15 @@ from bankhub.partners import branding
 
 AnyRequest = Request[Any, Any, Any]
 
-FIELDS = ("display_name", "welcome_text", "footer_text", "color_primary", "color_secondary")
+FIELDS = (
+    "display_name",
+    "welcome_text",
+    "footer_text",
+    "color_primary",
+    "color_secondary",
+    "privacy_url",
+    "data_notice",
+)
 
 
 def _path(client_id: str) -> str:
@@ -56,6 +64,8 @@ async def _template_page(
             "name": branding.MAX_NAME,
             "welcome": branding.MAX_WELCOME,
             "footer": branding.MAX_FOOTER,
+            "privacy_url": branding.MAX_PRIVACY_URL,
+            "data_notice": branding.MAX_DATA_NOTICE,
             "logo_kb": branding.MAX_LOGO_BYTES // 1024,
             "side": branding.MAX_LOGO_SIDE,
         },

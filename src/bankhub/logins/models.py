@@ -27,6 +27,9 @@ class ConnectToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: the connect page's language the partner chose (``bankhub.i18n.SUPPORTED``); else the
+    #: browser's, else the bank's country's
+    locale: Mapped[str | None] = mapped_column(String(8), nullable=True)
 
 
 class Login(Base):

@@ -19,10 +19,15 @@ class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
     customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     service_id: int
     callback_url: CallbackUrl
+    #: beyond the seed: the connect page's language (``en``, ``vi``, ``de``, ``fr``, ``ms``;
+    #: a region such as ``de-DE`` is accepted); else the browser's, else the bank's country's
+    locale: Annotated[str, msgspec.Meta(min_length=1, max_length=35)] | None = None
 
 
 class ReconnectIn(msgspec.Struct, forbid_unknown_fields=True):
     callback_url: CallbackUrl
+    #: beyond the seed: as ``TokenIn.locale``
+    locale: Annotated[str, msgspec.Meta(min_length=1, max_length=35)] | None = None
 
 
 class TokenOut(msgspec.Struct):

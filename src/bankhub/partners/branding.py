@@ -21,6 +21,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +31,8 @@ from bankhub.partners.models import App, AppTemplate
 MAX_NAME = 60
 MAX_WELCOME = 500
 MAX_FOOTER = 300
+MAX_PRIVACY_URL = 500
+MAX_DATA_NOTICE = 300
 MAX_LOGO_BYTES = 200 * 1024
 MAX_LOGO_SIDE = 1024
 MIN_LOGO_SIDE = 16
@@ -71,6 +74,8 @@ class Brand:
     logo_hash: str | None
     logo_width: int | None
     logo_height: int | None
+    privacy_url: str | None = None
+    data_notice: str | None = None
 
     @property
     def has_colours(self) -> bool:
@@ -105,6 +110,22 @@ def clean_text(value: str, *, limit: int, label: str, multiline: bool) -> str | 
     allowed = {"\n"} if multiline else set()
     if any(not ch.isprintable() and ch not in allowed for ch in text):
         raise BrandingError(f"{label} may hold only printable characters.")
+    return text
+
+
+def clean_https_url(value: str, *, limit: int, label: str) -> str | None:
+    """An https URL with a host and no spaces or control characters; ``None`` when empty."""
+    text = value.strip()
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if (
+        len(text) > limit
+        or parts.scheme != "https"
+        or not parts.hostname
+        or any(ch.isspace() or not ch.isprintable() for ch in text)
+    ):
+        raise BrandingError(f"{label} must be an https:// address of at most {limit} characters.")
     return text
 
 
@@ -255,6 +276,8 @@ def brand_of(app: App, row: AppTemplate | None) -> Brand | None:
         logo_hash=row.logo_hash,
         logo_width=row.logo_width,
         logo_height=row.logo_height,
+        privacy_url=row.privacy_url,
+        data_notice=row.data_notice,
     )
 
 
@@ -267,6 +290,8 @@ class TemplateChange:
     footer_text: str | None
     color_primary: str | None
     color_secondary: str | None
+    privacy_url: str | None = None
+    data_notice: str | None = None
     #: a new logo, or None to keep the one there is
     logo: Logo | None = None
     remove_logo: bool = False
@@ -281,6 +306,8 @@ def check_change(
     color_secondary: str,
     logo: bytes | None,
     remove_logo: bool,
+    privacy_url: str = "",
+    data_notice: str = "",
 ) -> TemplateChange:
     """Every field checked at once; BrandingError names the first problem."""
     return TemplateChange(
@@ -293,6 +320,12 @@ def check_change(
         ),
         color_primary=clean_colour(color_primary, label="The primary colour"),
         color_secondary=clean_colour(color_secondary, label="The secondary colour"),
+        privacy_url=clean_https_url(
+            privacy_url, limit=MAX_PRIVACY_URL, label="The privacy and terms link"
+        ),
+        data_notice=clean_text(
+            data_notice, limit=MAX_DATA_NOTICE, label="Who handles the data", multiline=False
+        ),
         logo=check_logo(logo) if logo else None,
         remove_logo=remove_logo and not logo,
     )
@@ -307,7 +340,15 @@ async def save(
         row = AppTemplate(app_id=app.id, updated_by=actor[:260], updated_at=now)
         session.add(row)
     changed: dict[str, object] = {}
-    for name in ("display_name", "welcome_text", "footer_text", "color_primary", "color_secondary"):
+    for name in (
+        "display_name",
+        "welcome_text",
+        "footer_text",
+        "color_primary",
+        "color_secondary",
+        "privacy_url",
+        "data_notice",
+    ):
         value = getattr(change, name)
         if getattr(row, name) != value:
             changed[name] = value

@@ -119,5 +119,10 @@ class AppTemplate(Base):
     logo_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     logo_width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     logo_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: the app's privacy notice and terms (https), linked on the consent step; else the
+    #: operator's (``BANKHUB_PRIVACY_URL``)
+    privacy_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    #: "who handles your data", in the app's words; else a sentence naming the app and operator
+    data_notice: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_by: Mapped[str] = mapped_column(String(260))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,13 +254,17 @@ async def record_reconciled(
 
 
 def link_ending(
-    payment_id: str, status: PaymentStatus, cancelling: bool
+    payment_id: str,
+    status: PaymentStatus,
+    cancelling: bool,
+    translate: Callable[[str], str] = str,
 ) -> tuple[dict[str, Any], str, str] | None:
     """What the connect link of a payment (or of its cancellation) that can no longer be used
     says, instead of "expired": the callback's payload, the heading and the message (which may
     name ``{app}`` and ``{bank}``); ``None``: nothing better to say than that. Its status only,
     which the partner's callback carries too: never the bank's reason, the creditor or the
-    amount."""
+    amount. ``translate`` puts the page's words in the end user's language (``gettext``)."""
+    _ = translate
     if status == PaymentStatus.EXPORTED:
         return (
             {
@@ -268,16 +273,18 @@ def link_ending(
                 "message": "The payment was handed out as a file for the bank",
                 "payment_id": payment_id,
             },
-            "This payment was handed to your bank as a file",
-            "{app} gave this payment to you as a file to upload to your online banking at "
-            "{bank}, so there is nothing to approve here. Return to {app} to see where it "
-            "stands.",
+            _("This payment was handed to your bank as a file"),
+            _(
+                "{app} gave this payment to you as a file to upload to your online banking at "
+                "{bank}, so there is nothing to approve here. Return to {app} to see where it "
+                "stands."
+            ),
         )
     if not status.final and not cancelling and status != PaymentStatus.PENDING_AUTHORISATION:
         return (
             outcome_of(payment_id, status, None),
-            "This payment was sent to your bank already",
-            "There is nothing left to approve here. Return to {app} to see where it stands.",
+            _("This payment was sent to your bank already"),
+            _("There is nothing left to approve here. Return to {app} to see where it stands."),
         )
     if not status.final:
         return None
@@ -296,6 +303,6 @@ def link_ending(
         outcome = outcome_of(payment_id, status, None)
     return (
         outcome,
-        f"This payment is already {status}",
-        "There is nothing left to do here. Return to {app} to see where it stands.",
+        _("This payment is already {status}").format(status=status),
+        _("There is nothing left to do here. Return to {app} to see where it stands."),
     )

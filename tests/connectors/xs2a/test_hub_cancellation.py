@@ -197,7 +197,7 @@ async def test_the_account_holder_authorises_the_cancellation_on_the_connect_pag
     # which payment is being cancelled: who is paid, how much
     assert "asks you to cancel a payment" in page, page[:3000]
     assert "Supplier 1" in page
-    assert "1.25 EUR" in page
+    assert "€1.25" in page
     await driver.agree()
     asked: list[str] = []
     callback = await through_the_bank(driver, bank, asked)

@@ -97,7 +97,18 @@ SCENARIOS = frozenset(
 #: how long a ``user_session`` bank session lasts before the bank wants the password again
 SESSION_LIFETIME = timedelta(hours=1)
 
-DEVICES = (Choice("phone", "Phone ending in 42"), Choice("tablet", "Tablet (Sandbox Bank app)"))
+
+def N_(text: str) -> str:
+    """Marks the sandbox bank's own words for the catalogs (``scripts/i18n extract``): the
+    connect page shows them in the end user's language, as a real bank would show its own in
+    the language of its site. A marker only: the connector stays free of the page's locale."""
+    return text
+
+
+DEVICES = (
+    Choice("phone", N_("Phone ending in 42")),
+    Choice("tablet", N_("Tablet (Sandbox Bank app)")),
+)
 BIG_HISTORY_DAYS = 5 * 365 + 1
 #: how old an ordinary scenario user's accounts are (about two years of history)
 USER_HISTORY_DAYS = 730
@@ -117,8 +128,8 @@ class SandboxConnector:
         id="sandbox",
         version="1.0",
         credential_fields=(
-            CredentialField("username", "Username", help="user_good, user_otp, user_redirect…"),
-            CredentialField("password", "Password", FieldKind.SECRET, help="pass_good"),
+            CredentialField("username", N_("Username"), help="user_good, user_otp, user_redirect…"),
+            CredentialField("password", N_("Password"), FieldKind.SECRET, help="pass_good"),
         ),
         auth_flows=(AuthFlow.CREDENTIALS, AuthFlow.REDIRECT, AuthFlow.DECOUPLED),
         unattended_refreshes_per_day=4,
@@ -159,13 +170,13 @@ class SandboxConnector:
         state["username"] = username
         if username == "user_otp":
             self._ask(state, {"step": "code"})
-            raise NeedsCode("Enter the code we sent to your phone (hint: 123456)")
+            raise NeedsCode(N_("Enter the code we sent to your phone (hint: 123456)"))
         if username == "user_question":
             self._ask(state, {"step": "question"})
             raise NeedsCode(
-                "Security question: what is your favourite colour?",
+                N_("Security question: what is your favourite colour?"),
                 secret=False,
-                field_label="Answer",
+                field_label=N_("Answer"),
             )
         if username == "user_redirect":
             request_id = secrets.token_urlsafe(16)
@@ -174,7 +185,7 @@ class SandboxConnector:
         if username == "user_decoupled":
             now = self.context.clock().isoformat()
             self._ask(state, {"step": "decoupled", "requested_at": now})
-            raise NeedsDecoupledApproval("Approve the login in your Sandbox Bank app")
+            raise NeedsDecoupledApproval(N_("Approve the login in your Sandbox Bank app"))
         self._establish(state)
 
     async def resume(self, answer: Answer) -> None:
@@ -193,7 +204,7 @@ class SandboxConnector:
             if answer.kind != "code" or answer.value.strip().casefold() != SECURITY_ANSWER:
                 raise InteractionRejected("That is not the answer we have on file")
             self._ask(state, {"step": "device"})
-            raise NeedsChoice("Where should we send login notifications?", list(DEVICES))
+            raise NeedsChoice(N_("Where should we send login notifications?"), list(DEVICES))
         elif step == "device":
             if answer.kind != "choice" or answer.value not in {d.id for d in DEVICES}:
                 raise InteractionRejected("Choose one of the devices offered")
@@ -203,7 +214,7 @@ class SandboxConnector:
             requested = datetime.fromisoformat(str(pending["requested_at"]))
             delay = float(self.context.options.get("decoupled_delay_seconds", 3.0))
             if self.context.clock() - requested < timedelta(seconds=delay):
-                raise NeedsDecoupledApproval("Still waiting for approval in the app")
+                raise NeedsDecoupledApproval(N_("Still waiting for approval in the app"))
         else:
             raise InteractionRejected("There is no login step waiting for an answer")
         self._establish(state)

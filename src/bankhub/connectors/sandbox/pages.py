@@ -1,31 +1,44 @@
 """The sandbox bank's own consent page, the far end of the ``user_redirect`` scenario.
 
 A real bank hosts this page itself; bankhub serves it so the redirect flow can be tried without
-one. The user approves or denies, and the page sends the browser back to ``return_url`` with
-``request`` and ``code`` (or ``error=access_denied``) in the query, as an OAuth server would.
-It is a simulation: there is no CSRF token, and any http(s) ``return_url`` is accepted.
+one. It speaks the browser's language (``Accept-Language``) when it is one of bankhub's, else
+its country's, as a bank's own site would. The user approves or denies, and the page sends the
+browser back to ``return_url`` with ``request`` and ``code`` (or ``error=access_denied``) in
+the query, as an OAuth server would. It is a simulation: there is no CSRF token, and any
+http(s) ``return_url`` is accepted.
 """
 
 from __future__ import annotations
 
+import functools
 from importlib.resources import files
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from litestar import Response, Router, get, post
+from litestar import Request, Response, Router, get, post
 from litestar.enums import MediaType, RequestEncodingType
 from litestar.exceptions import ValidationException
 from litestar.params import Body, QueryParameter
 from litestar.response import Redirect
 
-from bankhub.catalogue import default_catalogue
+from bankhub import i18n
+from bankhub.catalogue import Service, default_catalogue
 from bankhub.connectors.sandbox import bank
 
-_templates = Environment(
-    loader=PackageLoader("bankhub.connectors.sandbox", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-)
+
+@functools.cache
+def _templates(locale: str) -> Environment:
+    env = Environment(
+        loader=PackageLoader("bankhub.connectors.sandbox", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_translations(i18n.translations(locale), newstyle=True)  # type: ignore[attr-defined]
+    env.globals["locale"] = locale
+    return env
+
+
 _STYLE = files("bankhub.connectors.sandbox").joinpath("templates/style.css").read_text("utf-8")
 
 
@@ -36,12 +49,12 @@ def _checked_return_url(url: str) -> str:
     return url
 
 
-def _bank_name(slug: str | None) -> str:
+def _bank(slug: str | None) -> Service | None:
     if slug:
         for service in default_catalogue().services:
             if service.slug == slug:
-                return service.name
-    return "Sandbox Bank"
+                return service
+    return None
 
 
 def _with_query(url: str, params: dict[str, str]) -> str:
@@ -52,14 +65,19 @@ def _with_query(url: str, params: dict[str, str]) -> str:
 
 @get("/authorize", media_type=MediaType.HTML, sync_to_thread=False)
 def authorize_page(
+    request: Request[Any, Any, Any],
     request_id: Annotated[str, QueryParameter(name="request", min_length=1, max_length=200)],
     return_url: Annotated[str, QueryParameter(max_length=2000)],
     bank_slug: Annotated[str | None, QueryParameter(name="bank", max_length=100)] = None,
 ) -> str:
     """Ask the user to approve or deny sharing their data."""
-    page = _templates.get_template("authorize.html")
+    service = _bank(bank_slug)
+    locale = i18n.choose(
+        None, request.headers.get("accept-language"), service.country_code if service else None
+    )
+    page = _templates(locale).get_template("authorize.html")
     return page.render(
-        bank_name=_bank_name(bank_slug),
+        bank_name=service.name if service else "Sandbox Bank",
         request_id=request_id,
         return_url=_checked_return_url(return_url),
         return_host=urlsplit(return_url).netloc,
