@@ -653,6 +653,7 @@ class PaymentSettingsIn(Struct, kw_only=True):
 
 class ReconnectIn(Struct, kw_only=True):
     callback_url: str
+    locale: str | UnsetType | None = UNSET
 
 
 class RefreshOut(Struct, kw_only=True, frozen=True):
@@ -836,6 +837,7 @@ class TokenIn(Struct, kw_only=True):
     callback_url: str
     customer_id: str
     service_id: int
+    locale: str | UnsetType | None = UNSET
 
 
 class TransactionListEnvelope(Struct, kw_only=True, frozen=True):

@@ -866,13 +866,19 @@ class SyncOperations:
         callback_url: str,
         customer_id: str,
         service_id: int,
+        locale: str | UnsetType | None = UNSET,
         idempotency_key: str | None = None,
     ) -> TokenOut:
         """``POST /v2/token``: Create a connect token."""
         answer = self._call(
             "POST",
             "/v2/token",
-            body=TokenIn(callback_url=callback_url, customer_id=customer_id, service_id=service_id),
+            body=TokenIn(
+                callback_url=callback_url,
+                customer_id=customer_id,
+                locale=locale,
+                service_id=service_id,
+            ),
             idempotency_key=idempotency_key,
             into=TokenEnvelope,
         )
@@ -883,13 +889,14 @@ class SyncOperations:
         *,
         login_secret: str,
         callback_url: str,
+        locale: str | UnsetType | None = UNSET,
         idempotency_key: str | None = None,
     ) -> TokenOut:
         """``POST /v2/token/reconnect``: A connect token to re-login."""
         answer = self._call(
             "POST",
             "/v2/token/reconnect",
-            body=ReconnectIn(callback_url=callback_url),
+            body=ReconnectIn(callback_url=callback_url, locale=locale),
             login_secret=login_secret,
             idempotency_key=idempotency_key,
             into=TokenEnvelope,
@@ -1692,13 +1699,19 @@ class AsyncOperations:
         callback_url: str,
         customer_id: str,
         service_id: int,
+        locale: str | UnsetType | None = UNSET,
         idempotency_key: str | None = None,
     ) -> TokenOut:
         """``POST /v2/token``: Create a connect token."""
         answer = await self._call(
             "POST",
             "/v2/token",
-            body=TokenIn(callback_url=callback_url, customer_id=customer_id, service_id=service_id),
+            body=TokenIn(
+                callback_url=callback_url,
+                customer_id=customer_id,
+                locale=locale,
+                service_id=service_id,
+            ),
             idempotency_key=idempotency_key,
             into=TokenEnvelope,
         )
@@ -1709,13 +1722,14 @@ class AsyncOperations:
         *,
         login_secret: str,
         callback_url: str,
+        locale: str | UnsetType | None = UNSET,
         idempotency_key: str | None = None,
     ) -> TokenOut:
         """``POST /v2/token/reconnect``: A connect token to re-login."""
         answer = await self._call(
             "POST",
             "/v2/token/reconnect",
-            body=ReconnectIn(callback_url=callback_url),
+            body=ReconnectIn(callback_url=callback_url, locale=locale),
             login_secret=login_secret,
             idempotency_key=idempotency_key,
             into=TokenEnvelope,
