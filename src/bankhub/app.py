@@ -16,7 +16,7 @@ from litestar.types import ASGIApp, Message, Middleware, Scope
 
 from bankhub import supervision
 from bankhub.api import audit as edge_audit
-from bankhub.api import idempotency, json_bodies, request_context
+from bankhub.api import edge, idempotency, json_bodies
 from bankhub.api.handlers import EXCEPTION_HANDLERS
 from bankhub.api.openapi import openapi_config
 from bankhub.api.principal import DEPENDENCIES, hub_of
@@ -29,16 +29,14 @@ from bankhub.connect.templates import template_engine
 from bankhub.connectors.sandbox.pages import router as sandbox_bank_router
 from bankhub.dashboard.pages import PREFIX as DASHBOARD_PREFIX
 from bankhub.dashboard.router import dashboard_router
-from bankhub.db.tenancy import TenantReset
 from bankhub.errors import DomainError, ErrorCode
 from bankhub.hub import Hub
 from bankhub.jobs import serving
 from bankhub.observability import logs, metrics
-from bankhub.observability.http import RequestObserver
 from bankhub.operations.routes import OPERATOR_PATHS
 from bankhub.security import network, shared
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
-from bankhub.security.tls import HstsMiddleware, TransportMiddleware
+from bankhub.security.tls import TransportMiddleware
 from bankhub.sftp import embedded as sftp
 from bankhub.signatures.guard import SignatureGuard
 from bankhub.statements.routes import STATEMENT_PATH
@@ -183,17 +181,10 @@ def create_app(hub: Hub) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=check_request,
         after_request=after_handler,
-        before_send=[
-            no_store_for_credentials,
-            page_security_headers,
-            usage_counters.hook(hub.usage, hub.clock),
-        ],
-        # S14: no request inherits another's tenant; TenantReset wraps everything else.
         # Once the edge has checked and counted it, a connect step for a session another
         # process holds goes there. Innermost: Idempotency-Key (S40) sees the route's own
         # answer, errors included.
         middleware=[
-            TenantReset,
             *edge_middleware(hub, guard, store),
             hop.forwarder,
             idempotency.middleware(hub),
@@ -216,17 +207,18 @@ def create_app(hub: Hub) -> Litestar:
     app.state.shared_store = store
     # signed requests (docs/signatures.md): nonces in the same store, keys' absence cached
     app.state.signatures = SignatureGuard(store, hub.clock)
-    # Outside the router, so that every answer carries the request id, the router's own too,
-    # and HSTS (S26); the outcome of each authentication counts once its answer is sent (S18).
-    handler = app.asgi_handler
-    if guard is not None:
-        handler = network.OutcomeMiddleware(handler, guard, hub.settings)
-    handler = HstsMiddleware(handler, hub.settings)
-    # Outermost: a peer's hop becomes the user's own request before anything looks at it.
-    # Inside the request id, whose lines it writes: every answer's latency and access line.
-    handler = RequestObserver(handler)
+    # One layer outside the router (api.edge), so that every answer, the router's own too,
+    # carries the request id and HSTS (S26), starts with no tenant (S14), counts the outcome of
+    # its authentication before it leaves (S18), is observed, and gets the answer's hooks: no
+    # caching (S24), the pages' headers, the usage counters. Outermost: a peer's hop becomes
+    # the user's own request before anything looks at it.
+    hooks: list[edge.AnswerHook] = [
+        no_store_for_credentials,
+        page_security_headers,
+        usage_counters.hook(hub.usage, hub.clock),
+    ]
     app.asgi_handler = hop.HopReceiver(
-        request_context.RequestIdMiddleware(handler), app.state.connect
+        edge.Edge(app.asgi_handler, hub.settings, guard, hooks), app.state.connect
     )
     return app
 

@@ -23,13 +23,14 @@ from bankhub.audit import services as audit
 from bankhub.config import Environment, Settings
 from bankhub.connectors.base import AccountRecord, AccountType, TransactionRecord
 from bankhub.customers import services as customers
-from bankhub.db import tenancy
+from bankhub.db import roles, tenancy
 from bankhub.hub import Hub
 from bankhub.logins import services as logins
 from bankhub.partners import services as partners
 from bankhub.sync.engine import FetchedAccount, FetchResult
 from tests.api.connect_client import connect
 from tests.conftest import Harness, upgrade_now
+from tests.support.postgres import PostgresRoles
 from tests.support.server_plugin import LiveServerFactory
 
 
@@ -190,12 +191,13 @@ BIG = 100_000
 SECRET_KEY = "stream-test-pepper-" + "s" * 40
 
 
-async def _big_login(data_dir: Path) -> tuple[dict[str, str], str]:
+async def _big_login(settings: Settings, app_role: str | None) -> tuple[dict[str, str], str]:
     """A login with BIG transactions over five years, stored by bankhub's own sync engine
     (cheaper than connecting the sandbox's user_big, the same size)."""
-    settings = Settings(env=Environment.TEST, data_dir=data_dir, secret_key=SECRET_KEY)
     settings.make_data_dir()
-    upgrade_now(settings.resolved_database_url())
+    upgrade_now(settings.resolved_migration_url())
+    if app_role is not None:  # as deployed: the runtime role under row-level security (S14)
+        await roles.grant_app_role(settings.resolved_migration_url(), app_role)
     hub = Hub.build(settings)
     try:
         await hub.ready()
@@ -259,16 +261,34 @@ def _tree_rss_kb(pid: int) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def test_the_whole_range_is_streamed_with_bounded_server_memory(
-    live_server: LiveServerFactory, tmp_path: Path
+    live_server: LiveServerFactory,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    database: str,
 ) -> None:
-    """100,000 rows in one answer: the server's memory grows by at most 50 MB meanwhile."""
+    """100,000 rows in one answer: the server's memory grows by at most 50 MB meanwhile, on
+    SQLite and on PostgreSQL (as deployed: the runtime role under row-level security)."""
     data_dir = tmp_path / "big"
-    creds, secret = asyncio.run(_big_login(data_dir))
-    server = live_server(
-        {"BANKHUB_SECRET_KEY": SECRET_KEY, "BANKHUB_EMBEDDED_WORKER": "false"},
+    env = {"BANKHUB_SECRET_KEY": SECRET_KEY, "BANKHUB_EMBEDDED_WORKER": "false"}
+    app_role = None
+    if database == "postgres":
+        deployed: PostgresRoles = request.getfixturevalue("postgres_roles")
+        env["BANKHUB_DATABASE_URL"] = deployed.app_url
+        env["BANKHUB_MIGRATION_DATABASE_URL"] = deployed.owner_url
+        app_role = deployed.app
+    settings = Settings(
+        env=Environment.TEST,
         data_dir=data_dir,
+        secret_key=SECRET_KEY,
+        database_url=env.get("BANKHUB_DATABASE_URL"),
+        migration_database_url=env.get("BANKHUB_MIGRATION_DATABASE_URL"),
     )
+    creds, secret = asyncio.run(_big_login(settings, app_role))
+    server = live_server(env, data_dir=data_dir)
     headers = {
         "client-id": creds["client_id"],
         "service-secret": creds["service_secret"],

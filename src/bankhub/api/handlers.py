@@ -56,7 +56,7 @@ def _error_response(request: AnyRequest, error: DomainError) -> Response[Any]:
 def handle_api_error(request: AnyRequest, exc: DomainError) -> Response[Any]:
     if network.is_auth_failure(exc, request.headers):
         # S18: noted here, by error code, wherever the credential was refused; counted for the
-        # address once the answer is sent (network.OutcomeMiddleware)
+        # address once the answer is sent (network.Settlement, settled by the edge)
         network.note_failure(request.scope)
     edge_audit.api_auth_failure(request, exc)  # S42: failed authentications, coalesced
     return _error_response(request, exc)

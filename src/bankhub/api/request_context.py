@@ -8,8 +8,8 @@ authenticated), and stored with every audit entry the request causes (``bankhub.
 by services that never see the request (through :func:`bankhub.context.current`, where the
 context lives).
 
-:class:`RequestIdMiddleware` wraps the whole application, outside Litestar's routing, so that
-answers the router makes itself (404, 405) carry the id too.
+The edge (:class:`bankhub.api.edge.Edge`) wraps the whole application, outside Litestar's
+routing, so that answers the router makes itself (404, 405) carry the id too.
 """
 
 from __future__ import annotations
@@ -17,22 +17,18 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
-from litestar.datastructures import MutableScopeHeaders
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Scope
 
-from bankhub import context as _context
 from bankhub.context import Caller, RequestContext, current, current_id, fresh, sane
-from bankhub.observability import logs
 
 __all__ = [
     "HEADER",
     "Caller",
     "RequestContext",
-    "RequestIdMiddleware",
     "current",
     "current_id",
     "fresh",
+    "given",
     "of",
     "sane",
 ]
@@ -53,7 +49,8 @@ def of(request: Request[Any, Any, Any]) -> RequestContext:
     return context
 
 
-def _given(scope: Scope) -> str | None:
+def given(scope: Scope) -> str | None:
+    """The caller's ``X-Request-Id`` when sane and given once."""
     found = [value for name, value in scope.get("headers", ()) if name.lower() == _HEADER_KEY]
     if len(found) != 1:  # none, or ambiguous
         return None
@@ -61,30 +58,3 @@ def _given(scope: Scope) -> str | None:
         return sane(found[0].decode("ascii"))
     except UnicodeDecodeError:
         return None
-
-
-class RequestIdMiddleware:
-    """Gives each HTTP request its id and context, and sends the id back on the answer."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await self.app(scope, receive, send)
-            return
-        request_id = _given(scope) or fresh()
-        context = RequestContext(request_id, scope)
-        scope.setdefault("state", {})[STATE_KEY] = context
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableScopeHeaders.from_message(message)[HEADER] = request_id
-            await send(message)
-
-        token = _context.enter(context)
-        try:
-            with logs.bound_request(request_id):
-                await self.app(scope, receive, send_with_id)
-        finally:
-            _context.leave(token)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, String, cast, event, func, literal, text
@@ -60,7 +60,7 @@ def _values(tenant: Tenant) -> dict[str, str]:
 def choose(tenant: Tenant) -> None:
     """From now on, in this task and the tasks it starts, transactions act for ``tenant``.
 
-    Requests choose without undoing: :class:`TenantReset` gives each request a fresh start.
+    Requests choose without undoing: :func:`fresh_start` gives each request a fresh start.
     """
     _current.set(tenant)
 
@@ -137,19 +137,14 @@ class TenantSession(Session):
 event.listen(TenantSession, "after_begin", _after_begin)
 
 
-class TenantReset:
-    """ASGI middleware: each request starts with no tenant, whatever ran before it in the same
-    context, and leaves no choice behind."""
+def fresh_start() -> Token[Tenant]:
+    """As a request starts (the API's edge): no tenant, whatever ran before it in the same
+    context; :func:`restore` with the token as it ends leaves no choice behind."""
+    return _current.set(None)
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
 
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        token = _current.set(None)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            _current.reset(token)
+def restore(token: Token[Tenant]) -> None:
+    _current.reset(token)
 
 
 def tenant_table_sql(table: str) -> list[str]:

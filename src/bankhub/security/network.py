@@ -6,7 +6,7 @@ is walked from the right while each hop is trusted, and the first untrusted hop 
 Automatic blocks count *consecutive* authentication failures per address (S5): wherever a
 credential is refused or verified, the request's :class:`AuthOutcome` is marked
 (:func:`note_failure`, :func:`note_success`), and once the answer is sent
-:class:`OutcomeMiddleware` hands the outcome to the :class:`AbuseGuard`, which keeps the counts
+:class:`Settlement` hands the outcome to the :class:`AbuseGuard`, which keeps the counts
 in one :class:`FailureCounts` store: a failure adds one to the address's run, a success from
 the address ends the run, and the run reaching ``BANKHUB_BLOCK_FAILURES`` blocks the address.
 
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from litestar import Request
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -535,43 +535,31 @@ class BlockMiddleware:
         await self.app(scope, receive, send)
 
 
-class OutcomeMiddleware:
-    """Outside everything (the error handlers too): the request's authentication outcome is
-    counted for its address, and any block it caused stored, before its answer leaves. So the
-    failure that completes a run is answered only once every process refuses the address, and
-    nothing is left to fail after the answer started (where no error handler could report it).
-    A request that sends no answer is settled when it ends."""
+class Settlement:
+    """The request's authentication outcome, counted for its address and any block it caused
+    stored (the edge, :class:`bankhub.api.edge.Edge`, settles it as the answer starts, outside
+    the error handlers too). So the failure that completes a run is answered only once every
+    process refuses the address, and nothing is left to fail after the answer started (where no
+    error handler could report it). A request that sends no answer is settled when it ends;
+    :meth:`settle` acts once."""
 
-    def __init__(self, app: ASGIApp, guard: AbuseGuard, settings: Settings) -> None:
-        self.app = app
-        self.guard = guard
-        self.trusted = settings.trusted_networks
+    __slots__ = ("_guard", "_outcome", "_scope", "_settled", "_trusted")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await self.app(scope, receive, send)
+    def __init__(self, scope: Scope, guard: AbuseGuard) -> None:
+        self._scope = scope
+        self._guard = guard
+        self._trusted = guard.settings.trusted_networks
+        self._outcome = outcome_of(scope)
+        self._settled = False
+
+    async def settle(self) -> None:
+        outcome = self._outcome
+        if self._settled or not (outcome.failed or outcome.succeeded):
             return
-        outcome = outcome_of(scope)
-        settled = False
-
-        async def settle() -> None:
-            nonlocal settled
-            if settled or not (outcome.failed or outcome.succeeded):
-                return
-            settled = True
-            address = str(client_ip(scope, self.trusted))
-            try:
-                await self.guard.settle(address, outcome)
-            except Exception:
-                # the answer is decided and must leave; what went wrong goes to the log
-                log.exception("could not count the authentication outcome of %s", address)
-
-        async def settle_then_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                await settle()
-            await send(message)
-
+        self._settled = True
+        address = str(client_ip(self._scope, self._trusted))
         try:
-            await self.app(scope, receive, settle_then_send)
-        finally:
-            await settle()
+            await self._guard.settle(address, outcome)
+        except Exception:
+            # the answer is decided and must leave; what went wrong goes to the log
+            log.exception("could not count the authentication outcome of %s", address)

@@ -16,9 +16,8 @@ from typing import Any
 
 import httpx
 import truststore
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from bankhub.config import Settings
 from bankhub.errors import DomainError, ErrorCode
@@ -72,28 +71,6 @@ class TransportMiddleware:
                 "X-Forwarded-Proto: https.",
             )
         await self.app(scope, receive, send)
-
-
-class HstsMiddleware:
-    """HSTS on every answer served over TLS. It wraps the whole application, outside
-    Litestar's routing and error handlers: answers the router makes itself (404, 405) and
-    refusals raised by the edge middleware (429 and the like) carry it too."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.settings = settings
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or not is_secure(scope, self.settings):
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_hsts(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableScopeHeaders.from_message(message)["Strict-Transport-Security"] = HSTS
-            await send(message)
-
-        await self.app(scope, receive, send_with_hsts)
 
 
 # --- outbound: S31 -------------------------------------------------------------------------------
