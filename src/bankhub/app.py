@@ -215,7 +215,8 @@ def create_app(hub: Hub) -> Litestar:
     #: ``app.state.shared_store.unavailable``: operations that went without the shared store
     app.state.shared_store = store
     # signed requests (docs/signatures.md): nonces in the same store, keys' absence cached
-    app.state.signatures = SignatureGuard(store, hub.clock)
+    # under the authentication cache's invalidation
+    app.state.signatures = SignatureGuard(store, hub.clock, hub.auth_cache)
     # Outside the router, so that every answer carries the request id, the router's own too,
     # and HSTS (S26); the outcome of each authentication counts once its answer is sent (S18).
     handler = app.asgi_handler
