@@ -333,7 +333,7 @@ class Listener:
             lost.set()
 
         connection.add_termination_listener(terminated)
-        await connection.add_listener(CHANNEL, lambda *_notice: self.cache.invalidate())
+        await connection.add_listener(CHANNEL, self.on_notice)
         self.connection = connection
         self.cache.listening(True)
         while not self.stop.is_set():
@@ -343,6 +343,9 @@ class Listener:
                 log.warning("authentication cache off until its listener reconnects")
                 return
             await asyncio.wait_for(connection.fetchval("SELECT 1"), TIMEOUT_SECONDS)
+
+    def on_notice(self, *_notice: Any) -> None:
+        self.cache.invalidate()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
