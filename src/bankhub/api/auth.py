@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts import services as accounts
@@ -91,9 +92,16 @@ class Auth:
         """
         request, settings = self.request, self.hub.settings
         needed = scopes.declared(request.route_handler.opt)
-        principal = await self._credential(session)
-        if not await self._confirmed(session, principal.app.id):
-            principal = await self._credential(session)  # the cache was dropped: read through
+        first_use = not session.in_transaction()
+        try:
+            principal = await self._checked_credential(session)
+        except DBAPIError as error:
+            # a pooled connection that died while idle (the read pool has no pre-ping): it is
+            # gone now; nothing was done in this unit of work, so its first step runs again
+            if not (first_use and error.connection_invalidated):
+                raise
+            await session.rollback()
+            principal = await self._checked_credential(session)
         usage_counters.attribute(principal.app.id)
         request_context.of(request).caller = request_context.Caller(  # for audits
             principal.app.id, principal.app.client_id, principal.key_id, principal.token_id
@@ -187,6 +195,12 @@ class Auth:
 
         await guard.check(session, app_id, headers, signed, self.ticket)
         state[SIGNATURE_CHECKED] = app_id
+
+    async def _checked_credential(self, session: AsyncSession) -> Principal:
+        principal = await self._credential(session)
+        if not await self._confirmed(session, principal.app.id):
+            principal = await self._credential(session)  # the cache was dropped: read through
+        return principal
 
     async def _confirmed(self, session: AsyncSession, app_id: int) -> bool:
         """PostgreSQL: whether what the cache answered still holds, read in the statement that
