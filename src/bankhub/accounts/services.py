@@ -19,7 +19,6 @@ from bankhub.db.engine import Database
 from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
-from bankhub.partners.models import App
 from bankhub.security.authcache import AuthCache, LoginView, Ticket
 from bankhub.security.crypto import Cipher
 from bankhub.security.secrets import SecretHasher
@@ -155,26 +154,6 @@ _LOGIN_WITH_ACCOUNT = (
 )
 
 
-async def login_with_account(
-    session: AsyncSession, hasher: SecretHasher, app: App, secret: str | None, account_id: int
-) -> tuple[Login, Account | None]:
-    """``logins.login_by_secret`` and the account ``account_id`` of that login (None when the
-    login has no such account) in one round trip; the same errors for the login."""
-    secret = logins.required_secret(secret)
-    found = await session.execute(
-        _LOGIN_WITH_ACCOUNT,
-        {
-            "app_id": app.id,
-            "digest": logins.secret_digest(hasher, secret),
-            "account_id": account_id,
-        },
-    )
-    row = found.one_or_none()
-    if row is None:
-        raise logins.login_not_found(secret)
-    return row[0], row[1]
-
-
 async def login_view_with_account(
     session: AsyncSession,
     hasher: SecretHasher,
@@ -185,8 +164,10 @@ async def login_view_with_account(
     cache: AuthCache | None = None,
     ticket: Ticket | None = None,
 ) -> tuple[LoginView, Account | None]:
-    """:func:`login_with_account` with the login as plain values, from ``cache`` when it holds
-    it (then only the account is read); the same errors, in the same order."""
+    """The login a login-secret names (as plain values, from ``cache`` when it holds it) and
+    its account ``account_id`` (None when the login has no such account): one statement for
+    both when the login is not cached, only the account's when it is. The errors of
+    ``logins.login_view_by_secret``, before anything about the account."""
     secret = logins.required_secret(secret)
     digest = logins.secret_digest(hasher, secret)
     if cache is not None and (hit := cache.login(ticket, (app_id, digest))) is not None:
