@@ -853,7 +853,7 @@ _DUTIES = (
     ("audit entry (recorded, written)", ("(bankhub/audit/", "account_data_read ")),
     (
         "auth look-ups (key and app, login and account)",
-        ("principal (bankhub/api/auth.py)", "login_with_account ", "login_by_secret "),
+        ("principal (bankhub/api/auth.py)", "login_view_with_account ", "login_by_secret "),
     ),
     ("page query (transactions_of)", ("transactions_of ",)),
     ("opening sealed rows (opened_rows: AES-GCM, JSON of details)", ("opened_rows ",)),

@@ -206,7 +206,8 @@ def create_app(hub: Hub) -> Litestar:
     #: ``app.state.shared_store.unavailable``: operations that went without the shared store
     app.state.shared_store = store
     # signed requests (docs/signatures.md): nonces in the same store, keys' absence cached
-    app.state.signatures = SignatureGuard(store, hub.clock)
+    # under the authentication cache's invalidation
+    app.state.signatures = SignatureGuard(store, hub.clock, hub.auth_cache)
     # One layer outside the router (api.edge), so that every answer, the router's own too,
     # carries the request id and HSTS (S26), starts with no tenant (S14), counts the outcome of
     # its authentication before it leaves (S18), is observed, and gets the answer's hooks: no

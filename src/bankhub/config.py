@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     #: how often each signature key source is fetched, and how long after its last good sync a
     #: failing one keeps its keys (docs/signatures.md)
     signature_sync_seconds: float = Field(default=300.0, ge=10)
+    #: the per-process cache of credential look-ups, invalidated on every change
+    #: (docs/architecture.md); ``BANKHUB_AUTH_CACHE=off`` reads through, for diagnosis
+    auth_cache: bool = True
     signature_sync_grace_seconds: float = Field(default=86400.0, ge=0)
     #: the FinTS product registration id (Deutsche Kreditwirtschaft), passed to the connector
     fints_product_id: str | None = None

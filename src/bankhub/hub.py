@@ -25,7 +25,7 @@ from bankhub.events import flags
 from bankhub.jobs.identity import Identity
 from bankhub.oauth.service import TokenService
 from bankhub.payments import services as payments
-from bankhub.security import tls
+from bankhub.security import authcache, tls
 from bankhub.security.keyring import Keyring, load_keks
 from bankhub.security.secrets import SecretHasher
 from bankhub.sync.engine import SyncEngine
@@ -63,9 +63,14 @@ class Hub:
     lease_owner: str = field(default_factory=lambda: Identity.ephemeral().owner)
     #: the installation's GoCardless access: one token keeper for every login of the process
     gocardless: GoCardless = field(init=False)
+    #: what authenticating a request reads, per process, dropped on any change
+    #: (``security.authcache``); PostgreSQL: its listener, from :meth:`ready` on
+    auth_cache: authcache.AuthCache = field(init=False)
+    auth_listener: authcache.Listener | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.audit = AuditWriter(self.db, self.clock)
+        self.auth_cache = authcache.AuthCache(enabled=self.settings.auth_cache)
         self.live = LiveCatalogue(
             self.catalogue,
             self.clock,
@@ -166,8 +171,12 @@ class Hub:
         imported banks)."""
         await self.keyring.ensure(self.db)
         await self.live.ensure(self.db)
+        if not self.auth_cache.served:  # once: this runs before every request
+            self.auth_listener = await authcache.serve(self.auth_cache, self.db.engine)
 
     async def close(self) -> None:
+        if self.auth_listener is not None:
+            await self.auth_listener.close()
         await self.audit.close()
         await self.engine.clients.aclose()
         await self.http.aclose()

@@ -7,8 +7,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import httpx
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from bankhub.audit import services as audit
 from tests.conftest import Harness
@@ -58,3 +61,44 @@ async def test_reads_of_the_api_run_on_the_event_loop(harness: Harness, path: st
         assert any("FROM transactions" in sql and thread == loop for thread, sql in seen)
     # the S42 entry is stored as before, by the writer
     assert len(await entries(h, request_id="traced", action=audit.READ)) == 1
+
+
+async def test_a_read_whose_pooled_connection_died_is_answered_on_a_fresh_one(
+    harness: Harness,
+) -> None:
+    """test_a_read_whose_pooled_connection_died_is_answered_on_a_fresh_one — PostgreSQL: the
+    read pool checks no connection before use (no pre-ping round trip); every server process
+    of the database killed (a restart, an idle timeout), the next read fails its first
+    statement, and its authentication runs again on a new connection: the answer is the
+    same."""
+    h = harness
+    if h.hub.db.dialect != "postgresql":
+        pytest.skip("SQLite has no server to lose")
+    held = await holdings(h)
+
+    async def read() -> httpx.Response:
+        return await h.client.get(
+            "/v2/transaction",
+            params={"account_id": held.account_id},
+            headers=h.headers(login_secret=held.secret),
+        )
+
+    first = await read()
+    assert first.status_code == 200, first.text
+    engine = create_async_engine(h.hub.settings.resolved_database_url(), poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            killed = (
+                await connection.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+            ).scalar_one()
+        assert killed >= 1
+    finally:
+        await engine.dispose()
+    again = await read()
+    assert again.status_code == 200, again.text
+    assert again.content == first.content

@@ -35,6 +35,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.scale.support import SECRET_KEY, bankhub_cli, child_env, database, deployed_database
+from tests.scale.test_auth_cache import revoked_in_one_refused_by_the_other
 from tests.signatures.signing import Signer
 from tests.support.live_server import LiveServer
 from tests.support.postgres import PostgresServer, free_port
@@ -100,7 +101,7 @@ def cluster(
                         lambda name: json.loads(
                             bankhub_cli(["apps", "create", name, "--json"], owner_env, tmp)
                         ),
-                        ("limits", "blocks", "signatures"),
+                        ("limits", "blocks", "signatures", "cache"),
                     )
                 )
                 made = Cluster(servers, env, deployed.superuser_url, redis_server, tmp, apps)
@@ -285,3 +286,11 @@ def test_a_signed_request_replayed_to_the_other_process_is_refused(cluster: Clus
     assert answers[0].status_code == 200, answers[0].text
     assert answers[1].status_code == 401, answers[1].text
     assert answers[1].json()["error"] == "SignatureReplayed"
+
+
+def test_a_key_revoked_in_one_process_is_refused_by_the_other(cluster: Cluster) -> None:
+    """test_a_key_revoked_in_one_process_is_refused_by_the_other — S1: the second process had
+    the key in its authentication cache; the revocation through the first reaches it (the
+    counter read with the tenant, and the notice its listener hears) before its next request."""
+    a, b = cluster.servers
+    revoked_in_one_refused_by_the_other(a, b, cluster.apps[3], "198.51.100.90")

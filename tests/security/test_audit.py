@@ -440,15 +440,18 @@ async def test_an_entry_that_cannot_be_stored_answers_500_and_no_data_leaves(
         if statement.lstrip().upper().startswith("INSERT INTO AUDIT_LOG"):
             raise OSError("disk full")
 
-    engine = h.hub.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", broken)
+    # the writer's engine, and the read's own (PostgreSQL: its pool without the pre-ping)
+    engines = [e.sync_engine for e in (h.hub.db.engine, h.hub.db.read_engine) if e is not None]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", broken)
     try:
         response = await h.client.get(
             "/v2/transaction",
             headers={**h.headers(login_secret=held.secret), "X-Request-Id": "lost-audit"},
         )
     finally:
-        event.remove(engine, "before_cursor_execute", broken)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", broken)
     assert response.status_code == 500
     body = response.json()
     assert body["error"] == "InternalError"

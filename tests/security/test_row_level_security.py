@@ -58,6 +58,8 @@ GLOBAL_TABLES = {
     "gocardless_settings": "the installation's GoCardless access: the operator's secrets and "
     "the provider's token pair (encrypted), shared by every app's logins",
     "outbox": "mail to the installation's team, who serve every app (a consent summary spans apps)",
+    "auth_version": "one counter of credential changes, read before anyone is authenticated "
+    "(security.authcache)",
 }
 #: tables an unauthenticated request reads to learn who is calling (policy ``credential_lookup``)
 LOOKUP_TABLES = {"apps", "api_keys", "oauth_token_families", "connect_tokens"}

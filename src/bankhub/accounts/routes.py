@@ -28,7 +28,7 @@ AnyRequest = Request[Any, Any, Any]
 )
 async def list_accounts(hub: HubDep, auth: AuthDep, request: AnyRequest) -> AccountListEnvelope:
     async with hub.db.read() as session:
-        _, login = await auth.login(session)
+        login = await auth.login_view(session)
         logins.require_active(login)
         rows = await accounts.accounts_of(session, login)
         account_data_read(

@@ -19,7 +19,7 @@ from bankhub.db.engine import Database
 from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.logins import services as logins
 from bankhub.logins.models import Login
-from bankhub.partners.models import App
+from bankhub.security.authcache import AuthCache, LoginView, Ticket
 from bankhub.security.crypto import Cipher
 from bankhub.security.secrets import SecretHasher
 
@@ -108,7 +108,11 @@ async def opened_rows(
     return views
 
 
-async def accounts_of(session: AsyncSession, login: Login) -> Sequence[Account]:
+#: a login as the data reads take it: its row, or the plain values the cache keeps
+LoginRef = Login | LoginView
+
+
+async def accounts_of(session: AsyncSession, login: LoginRef) -> Sequence[Account]:
     query = (
         select(Account)
         .where(Account.app_id == login.app_id, Account.login_id == login.id)
@@ -125,7 +129,7 @@ def account_not_found(account_id: int) -> DomainError:
     )
 
 
-async def account_of(session: AsyncSession, login: Login, account_id: int) -> Account:
+async def account_of(session: AsyncSession, login: LoginRef, account_id: int) -> Account:
     query = select(Account).where(
         Account.app_id == login.app_id, Account.login_id == login.id, Account.id == account_id
     )
@@ -150,24 +154,37 @@ _LOGIN_WITH_ACCOUNT = (
 )
 
 
-async def login_with_account(
-    session: AsyncSession, hasher: SecretHasher, app: App, secret: str | None, account_id: int
-) -> tuple[Login, Account | None]:
-    """``logins.login_by_secret`` and the account ``account_id`` of that login (None when the
-    login has no such account) in one round trip; the same errors for the login."""
+async def login_view_with_account(
+    session: AsyncSession,
+    hasher: SecretHasher,
+    app_id: int,
+    secret: str | None,
+    account_id: int,
+    *,
+    cache: AuthCache | None = None,
+    ticket: Ticket | None = None,
+) -> tuple[LoginView, Account | None]:
+    """The login a login-secret names (as plain values, from ``cache`` when it holds it) and
+    its account ``account_id`` (None when the login has no such account): one statement for
+    both when the login is not cached, only the account's when it is. The errors of
+    ``logins.login_view_by_secret``, before anything about the account."""
     secret = logins.required_secret(secret)
+    digest = logins.secret_digest(hasher, secret)
+    if cache is not None and (hit := cache.login(ticket, (app_id, digest))) is not None:
+        query = select(Account).where(
+            Account.app_id == hit.app_id, Account.login_id == hit.id, Account.id == account_id
+        )
+        return hit, (await session.execute(query)).scalar_one_or_none()
     found = await session.execute(
-        _LOGIN_WITH_ACCOUNT,
-        {
-            "app_id": app.id,
-            "digest": logins.secret_digest(hasher, secret),
-            "account_id": account_id,
-        },
+        _LOGIN_WITH_ACCOUNT, {"app_id": app_id, "digest": digest, "account_id": account_id}
     )
     row = found.one_or_none()
     if row is None:
         raise logins.login_not_found(secret)
-    return row[0], row[1]
+    view = logins.login_view(row[0])
+    if cache is not None:
+        cache.keep_login(ticket, (app_id, digest), view)
+    return view, row[1]
 
 
 def _transactions_query(since: bool, until: bool, after: bool = False) -> Any:
@@ -216,7 +233,7 @@ async def _core(session: AsyncSession) -> AsyncConnection:
 
 
 def _values(
-    login: Login, account_ids: Sequence[int], from_date: date | None, to_date: date | None
+    login: LoginRef, account_ids: Sequence[int], from_date: date | None, to_date: date | None
 ) -> dict[str, Any]:
     values: dict[str, Any] = {"app_id": login.app_id, "account_ids": list(account_ids)}
     if from_date is not None:
@@ -228,7 +245,7 @@ def _values(
 
 async def transactions_of(
     session: AsyncSession,
-    login: Login,
+    login: LoginRef,
     account_ids: Sequence[int],
     from_date: date | None,
     to_date: date | None,
@@ -248,7 +265,7 @@ async def transactions_of(
 
 async def count_transactions(
     session: AsyncSession,
-    login: Login,
+    login: LoginRef,
     account_ids: Sequence[int],
     from_date: date | None,
     to_date: date | None,
@@ -266,7 +283,7 @@ async def count_transactions(
 async def transaction_slices(
     db: Database,
     cipher: Cipher,
-    login: Login,
+    login: LoginRef,
     account_ids: Sequence[int],
     from_date: date | None,
     to_date: date | None,

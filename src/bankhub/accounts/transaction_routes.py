@@ -197,15 +197,11 @@ async def list_transactions(
         limit, page_no = STREAM_SLICE, 1
     wanted = None if account_id is None else whole_number(account_id)
     async with hub.db.read() as session:
-        app = await auth.app(session)
-        secret = request.headers.get("login-secret")
         account: Account | None = None
         if wanted is None:
-            login = await logins.login_by_secret(session, hub.hasher, app, secret)
-        else:  # the login and the account in one round trip
-            login, account = await accounts.login_with_account(
-                session, hub.hasher, app, secret, wanted
-            )
+            login = await auth.login_view(session)
+        else:  # the login and the account in one round trip (one statement when cached)
+            login, account = await auth.login_view_with_account(session, wanted)
         logins.require_active(login)
         if account_id is not None:
             if wanted is None:

@@ -16,8 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub.accounts import services as accounts
+from bankhub.accounts.models import Account
 from bankhub.api import request_context
 from bankhub.db import tenancy
 from bankhub.errors import DomainError, ErrorCode
@@ -28,6 +31,7 @@ from bankhub.partners import services as partners
 from bankhub.partners.models import ApiKey, App
 from bankhub.partners.principal import Principal
 from bankhub.security import network, ratelimit, scopes, tls
+from bankhub.security.authcache import AppView, LoginView, Ticket
 from bankhub.security.scopes import Scope
 from bankhub.signatures import verify as signatures
 from bankhub.signatures.guard import SignatureGuard
@@ -58,7 +62,7 @@ def require_scope(principal: Principal, needed: str | None) -> None:
         )
 
 
-async def admit(request: AnyRequest, app: App, key_id: str | None) -> None:
+async def admit(request: AnyRequest, app: App | AppView, key_id: str | None) -> None:
     """A credential of ``app`` is verified and the address allowed: the address's run of
     authentication failures ends (S18), and the request counts against the key's and the app's
     rate limits, 429 when one is exhausted (S33). Never before this point, so that nobody
@@ -70,11 +74,13 @@ async def admit(request: AnyRequest, app: App, key_id: str | None) -> None:
 class Auth:
     """The authentication of one request (given to routes as the ``auth`` dependency)."""
 
-    __slots__ = ("hub", "request")
+    __slots__ = ("hub", "request", "ticket")
 
     def __init__(self, hub: Hub, request: AnyRequest) -> None:
         self.hub = hub
         self.request = request
+        #: this request's use of the process's authentication cache (``security.authcache``)
+        self.ticket: Ticket | None = None
 
     async def principal(self, session: AsyncSession) -> Principal:
         """Who is calling, checked against the scope the route declares (S2, S10, S15).
@@ -86,7 +92,16 @@ class Auth:
         """
         request, settings = self.request, self.hub.settings
         needed = scopes.declared(request.route_handler.opt)
-        principal = await self._credential(session)
+        first_use = not session.in_transaction()
+        try:
+            principal = await self._checked_credential(session)
+        except DBAPIError as error:
+            # a pooled connection that died while idle (the read pool has no pre-ping): it is
+            # gone now; nothing was done in this unit of work, so its first step runs again
+            if not (first_use and error.connection_invalidated):
+                raise
+            await session.rollback()
+            principal = await self._checked_credential(session)
         usage_counters.attribute(principal.app.id)
         request_context.of(request).caller = request_context.Caller(  # for audits
             principal.app.id, principal.app.client_id, principal.key_id, principal.token_id
@@ -103,7 +118,13 @@ class Auth:
         return principal
 
     async def app(self, session: AsyncSession) -> App:
-        return (await self.principal(session)).app
+        """The caller's app as a row of ``session`` (for the routes that read or change more
+        of it than authentication does)."""
+        principal = await self.principal(session)
+        app = await session.get(App, principal.app.id)
+        if app is None:  # deleted since its key was read: the credential names nothing
+            raise DomainError(ErrorCode.CLIENT_NOT_FOUND)
+        return app
 
     async def login(self, session: AsyncSession) -> tuple[App, Login]:
         """The app, and the login its ``login-secret`` names."""
@@ -112,6 +133,35 @@ class Auth:
             session, self.hub.hasher, app, self.request.headers.get("login-secret")
         )
         return app, login
+
+    async def login_view(self, session: AsyncSession) -> LoginView:
+        """The login the ``login-secret`` names, as plain values (the data reads: no ORM
+        object, answered from the authentication cache when it holds the login)."""
+        principal = await self.principal(session)
+        return await logins.login_view_by_secret(
+            session,
+            self.hub.hasher,
+            principal.app.id,
+            self.request.headers.get("login-secret"),
+            cache=self.hub.auth_cache,
+            ticket=self.ticket,
+        )
+
+    async def login_view_with_account(
+        self, session: AsyncSession, account_id: int
+    ) -> tuple[LoginView, Account | None]:
+        """:meth:`login_view` and that login's account ``account_id`` (None when it has no
+        such account), in one round trip when the login is not cached."""
+        principal = await self.principal(session)
+        return await accounts.login_view_with_account(
+            session,
+            self.hub.hasher,
+            principal.app.id,
+            self.request.headers.get("login-secret"),
+            account_id,
+            cache=self.hub.auth_cache,
+            ticket=self.ticket,
+        )
 
     async def oauth_client(
         self, session: AsyncSession, client_id: str | None, client_secret: str | None
@@ -143,11 +193,32 @@ class Auth:
                 request.method, target_uri(request, self.hub), fields, await request.body()
             )
 
-        await guard.check(session, app_id, headers, signed)
+        await guard.check(session, app_id, headers, signed, self.ticket)
         state[SIGNATURE_CHECKED] = app_id
+
+    async def _checked_credential(self, session: AsyncSession) -> Principal:
+        principal = await self._credential(session)
+        if not await self._confirmed(session, principal.app.id):
+            principal = await self._credential(session)  # the cache was dropped: read through
+        return principal
+
+    async def _confirmed(self, session: AsyncSession, app_id: int) -> bool:
+        """PostgreSQL: whether what the cache answered still holds, read in the statement that
+        makes the app the transaction's tenant (``AuthCache.confirm``); a look-up that went to
+        the database has read both already."""
+        cache = self.hub.auth_cache
+        if self.ticket is None or cache.dialect != "postgresql":
+            return True
+        if tenancy.sent(session) == app_id:
+            return True
+        confirmed = await cache.confirm(session, app_id)
+        self.ticket = await cache.ticket(session)
+        return confirmed
 
     async def _credential(self, session: AsyncSession) -> Principal:
         hub, headers = self.hub, self.request.headers
+        # before anything the cache would answer: on SQLite this reads whether it still holds
+        self.ticket = await hub.auth_cache.ticket(session)
         authorization = headers.get("authorization")
         if authorization is not None:
             return await hub.tokens.verify_bearer(session, authorization, hub.clock())
@@ -159,6 +230,8 @@ class Auth:
             headers.get("app-secret"),
             now=hub.clock(),
             enter=True,  # tenancy.enter in principal then sends nothing
+            cache=hub.auth_cache,
+            ticket=self.ticket,
         )
         # S17: an app key used from a browser may be limited to the partner's own pages
         if key.allowed_referers and not network.referer_allowed(

@@ -167,12 +167,27 @@ READ_POOL_SIZE = 8
 READ_POOL_OVERFLOW = 24
 
 
+#: PostgreSQL: the read pool's connections (the API's account and transaction reads)
+PG_READ_POOL_SIZE = 5
+PG_READ_POOL_OVERFLOW = 10
+
+
 def make_read_engine(url: str) -> AsyncEngine | None:
-    """SQLite: an engine whose connections read on the event loop (``inline_sqlite``); None
-    where that does not apply (PostgreSQL, an in-memory database each connection would see
-    empty)."""
+    """The engine of :meth:`Database.read`, or None where reads share the main one (an
+    in-memory SQLite database each connection would see empty).
+
+    SQLite: connections that read on the event loop (``inline_sqlite``). PostgreSQL: a pool of
+    its own without ``pool_pre_ping``, whose check before every checkout cost a round trip of
+    its own (a transaction: BEGIN, the ping, ROLLBACK) on every read. A pooled connection found
+    dead instead fails its first statement, is thrown away with the pool's other connections of
+    its age, and the read's authentication, which sends that first statement, retries once on
+    a fresh one (``api.auth``): nothing of the read was done yet."""
     parsed = make_url(url)
     name = parsed.database
+    if parsed.get_backend_name() == "postgresql":
+        return create_async_engine(
+            url, pool_size=PG_READ_POOL_SIZE, max_overflow=PG_READ_POOL_OVERFLOW
+        )
     if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:":
         return None
     if "mode=memory" in name or parsed.query.get("mode") == "memory":
@@ -213,7 +228,9 @@ class Database:
         self._read_sessions = (
             None
             if self.read_engine is None
-            else async_sessionmaker(self.read_engine, expire_on_commit=False)
+            else async_sessionmaker(
+                self.read_engine, expire_on_commit=False, sync_session_class=sync_session
+            )
         )
 
     @property
@@ -248,17 +265,24 @@ class Database:
         """A unit of work that only reads a bounded amount (the API's key, login, account and
         page look-ups). On SQLite its statements run on the event loop over a read-only
         connection (``bankhub.db.inline_sqlite``: no hand-off to aiosqlite's thread; a write
-        in it fails); elsewhere it is :meth:`transaction`."""
+        in it fails); on PostgreSQL it is :meth:`transaction` on a pool without the pre-ping
+        (:func:`make_read_engine`)."""
         if self._read_sessions is None:
             async with self._unit() as session:
+                yield session
+            return
+        if self.dialect == "postgresql":  # the read's audit entry commits with it
+            async with self._unit(self._read_sessions) as session:
                 yield session
             return
         async with self._read_sessions() as session:
             yield session
 
     @asynccontextmanager
-    async def _unit(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session:
+    async def _unit(
+        self, sessions: async_sessionmaker[AsyncSession] | None = None
+    ) -> AsyncIterator[AsyncSession]:
+        async with (sessions or self._sessions)() as session:
             try:
                 yield session
                 # the feeds' rows go in last, under their apps' feed locks (db.commit_order)

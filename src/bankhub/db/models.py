@@ -13,7 +13,7 @@ from bankhub.jobs.outbox import OutboxMessage
 from bankhub.logins.models import ConnectToken, Login
 from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
 from bankhub.partners.models import ApiKey, App, AppTemplate
-from bankhub.security.models import DataKey, IdempotencyRecord
+from bankhub.security.models import AuthVersion, DataKey, IdempotencyRecord
 from bankhub.sftp.models import DroppedFile
 from bankhub.signatures.models import SignatureKey, SignatureKeySource
 from bankhub.sync.models import SyncRun
@@ -26,6 +26,7 @@ __all__ = [
     "App",
     "AppTemplate",
     "AuditEntry",
+    "AuthVersion",
     "Bank",
     "Base",
     "ConnectRoute",

@@ -114,6 +114,12 @@ def entered(session: AsyncSession, app_id: int) -> None:
     session.info[_SENT] = app_id
 
 
+def sent(session: AsyncSession) -> Tenant:
+    """The app this session's transaction was last told it acts for (None: not told)."""
+    value: Tenant = session.info.get(_SENT)
+    return value
+
+
 async def span_every_app(connection: AsyncConnection) -> None:
     """The transaction just begun on a Core ``connection`` (not a session) acts for every app:
     the audit writer's batches hold entries of many apps."""

@@ -18,6 +18,7 @@ from bankhub.db import tenancy
 from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.logins.models import ConnectToken, Login
 from bankhub.partners.models import App
+from bankhub.security.authcache import AuthCache, LoginView, Ticket
 from bankhub.security.secrets import SecretHasher, new_uuid_shaped_secret
 
 LOGIN_SECRET = "login-secret"  # noqa: S105 - the purpose label of a keyed hash  # nosec B105
@@ -213,7 +214,45 @@ async def login_by_secret(
     return login
 
 
-def require_active(login: Login) -> None:
+#: the same as plain values, for the data reads (``login_view_by_secret``)
+_VIEW_BY_SECRET = select(Login.id, Login.app_id, Login.customer_id, Login.active).where(
+    Login.app_id == bindparam("app_id"), Login.secret_hash == bindparam("digest")
+)
+
+
+def login_view(login: Login) -> LoginView:
+    return LoginView(login.id, login.app_id, login.customer_id, login.active)
+
+
+async def login_view_by_secret(
+    session: AsyncSession,
+    hasher: SecretHasher,
+    app_id: int,
+    secret: str | None,
+    *,
+    cache: AuthCache | None = None,
+    ticket: Ticket | None = None,
+) -> LoginView:
+    """:func:`login_by_secret` as plain values, answered from ``cache`` when it holds the
+    login (``security.authcache``); the same errors."""
+    secret = required_secret(secret)
+    digest = secret_digest(hasher, secret)
+    found = (app_id, digest)
+    if cache is not None and (hit := cache.login(ticket, found)) is not None:
+        return hit
+    connection = await session.connection()
+    row = (
+        await connection.execute(_VIEW_BY_SECRET, {"app_id": app_id, "digest": digest})
+    ).one_or_none()
+    if row is None:
+        raise login_not_found(secret)
+    view = LoginView(row[0], row[1], row[2], bool(row[3]))
+    if cache is not None:
+        cache.keep_login(ticket, found, view)
+    return view
+
+
+def require_active(login: Login | LoginView) -> None:
     if not login.active:
         raise DomainError(
             ErrorCode.BAD_REQUEST,

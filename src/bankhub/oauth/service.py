@@ -31,7 +31,7 @@ from bankhub.errors import DomainError, ErrorCode
 from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
 from bankhub.partners import keys as api_keys
 from bankhub.partners.models import ApiKey, App
-from bankhub.partners.principal import Principal
+from bankhub.partners.principal import Principal, app_view
 from bankhub.security.crypto import associated_data
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher
@@ -542,7 +542,7 @@ class TokenService:
         scope = Scope.parse(str(claims.get("scope")))
         if scope is None:
             raise _invalid_token()
-        return Principal(app, scope, key.key_id, str(claims["jti"]))
+        return Principal(app_view(app), scope, key.key_id, str(claims["jti"]))
 
 
 def _invalid_token(message: str | None = None) -> DomainError:

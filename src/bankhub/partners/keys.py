@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bankhub.db import tenancy
 from bankhub.errors import DomainError, ErrorCode, NotFound
 from bankhub.partners.models import ApiKey, App
+from bankhub.security.authcache import AppView, AuthCache, KeyView, Ticket
+from bankhub.security.models import AuthVersion
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher, new_api_secret
 
@@ -100,14 +102,14 @@ def is_live(key: ApiKey, now: datetime) -> bool:
     return key.expires_at is None or key.expires_at > now
 
 
-async def list_keys(session: AsyncSession, app: App) -> list[ApiKey]:
+async def list_keys(session: AsyncSession, app: App | AppView) -> list[ApiKey]:
     result = await session.execute(
         select(ApiKey).where(ApiKey.app_id == app.id).order_by(ApiKey.id)
     )
     return list(result.scalars())
 
 
-async def get_key(session: AsyncSession, app: App, key_id: str) -> ApiKey:
+async def get_key(session: AsyncSession, app: App | AppView, key_id: str) -> ApiKey:
     """The app's key named ``key_id``; another app's key answers exactly like a missing one."""
     key = (
         await session.execute(
@@ -163,7 +165,7 @@ async def revoke(session: AsyncSession, now: datetime, key: ApiKey) -> None:
     await session.flush()
 
 
-async def live_masters(session: AsyncSession, app: App, now: datetime) -> list[ApiKey]:
+async def live_masters(session: AsyncSession, app: App | AppView, now: datetime) -> list[ApiKey]:
     keys = await list_keys(session, app)
     return [k for k in keys if k.scope == Scope.MASTER.value and is_live(k, now)]
 
@@ -211,3 +213,81 @@ async def find(
     if enter:
         tenancy.entered(session, row[0].id)
     return (row[0], row[1])
+
+
+#: the API's look-up of a presented secret as plain columns (no ORM objects: it runs on every
+#: request it is not answered from the cache), choosing the app as the tenant in the same
+#: statement on PostgreSQL (S14)
+_FIND_PLAIN = (
+    select(
+        App.id,
+        App.client_id,
+        App.ip_allowlist,
+        ApiKey.key_id,
+        ApiKey.scope,
+        ApiKey.allowed_referers,
+        ApiKey.expires_at,
+        ApiKey.revoked_at,
+    )
+    .join_from(App, ApiKey, ApiKey.app_id == App.id)
+    .where(
+        App.client_id == bindparam("client_id"),
+        ApiKey.secret_hash == bindparam("digest"),
+        ApiKey.kind == bindparam("kind"),
+    )
+)
+#: PostgreSQL: the same, also choosing the app as the tenant (S14) and reading the counter
+#: the authentication cache is checked against (``security.authcache``)
+_FIND_PLAIN_AND_ENTER = _FIND_PLAIN.add_columns(
+    select(AuthVersion.version).where(AuthVersion.id == 1).scalar_subquery(),
+    *tenancy.chosen_by(App.id),
+)
+
+
+def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
+
+
+async def find_view(
+    session: AsyncSession,
+    hasher: SecretHasher,
+    client_id: str,
+    secret: str,
+    kind: KeyKind,
+    *,
+    cache: AuthCache | None = None,
+    ticket: Ticket | None = None,
+    enter: bool = False,
+) -> tuple[AppView, KeyView] | None:
+    """:func:`find` as plain values, answered from ``cache`` when it holds the key (the keyed
+    hash is computed every time; only the look-up is cached). ``enter`` as in :func:`find`,
+    for a look-up that reaches the database."""
+    if not secret or len(secret) > 200:
+        return None
+    digest = hasher.hash(secret, purpose=kind.purpose)
+    found = (client_id, kind.value, digest)
+    if cache is not None:
+        hit = cache.key(ticket, found)
+        if hit is not None:
+            return hit
+    enter = enter and session.bind.dialect.name == "postgresql"
+    connection = await session.connection()
+    row = (
+        await connection.execute(
+            _FIND_PLAIN_AND_ENTER if enter else _FIND_PLAIN,
+            {"client_id": client_id, "digest": digest, "kind": kind.value},
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    if enter:
+        tenancy.entered(session, row[0])
+        if cache is not None and not cache.observe(int(row[8])):
+            ticket = None  # the cache was dropped: this value was read after, keep it next time
+    value = (
+        AppView(row[0], row[1], _tuple(row[2])),
+        KeyView(row[3], row[4], _tuple(row[5]), row[6], row[7]),
+    )
+    if cache is not None:
+        cache.keep_key(ticket, found, value)
+    return value

@@ -15,8 +15,9 @@ from bankhub.clock import Clock
 from bankhub.errors import DomainError, ErrorCode, InvalidInput, NotFound
 from bankhub.partners import keys
 from bankhub.partners.keys import KeyKind
-from bankhub.partners.models import ApiKey, App
+from bankhub.partners.models import App
 from bankhub.partners.origins import parse_frame_origins
+from bankhub.security.authcache import AppView, AuthCache, KeyView, Ticket
 from bankhub.security.network import parse_cidrs
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher, new_client_id
@@ -115,8 +116,11 @@ async def authenticate(
     *,
     now: datetime,
     enter: bool = False,
-) -> tuple[App, ApiKey]:
-    """The app named by ``client-id`` and the live key a ``service-secret`` or ``app-secret`` is.
+    cache: AuthCache | None = None,
+    ticket: Ticket | None = None,
+) -> tuple[AppView, KeyView]:
+    """The app named by ``client-id`` and the live key a ``service-secret`` or ``app-secret`` is,
+    as plain values (answered from ``cache`` under ``ticket`` when it holds them).
 
     Every secret presented must be right: a wrong one is the seed's ``CredentialInvalid`` even
     beside a right one (else the right one would let wrong guesses of the other pass
@@ -133,14 +137,16 @@ async def authenticate(
         raise await _refusal(
             session, client_id, "A service-secret or app-secret header is required"
         )
-    verified: list[tuple[App, ApiKey]] = []
+    verified: list[tuple[AppView, KeyView]] = []
     for secret, kind in ((service_secret, KeyKind.SERVICE), (app_secret, KeyKind.APP)):
         if secret is None:
             continue
-        found = await keys.find(session, hasher, client_id, secret, kind, enter=enter)
+        found = await keys.find_view(
+            session, hasher, client_id, secret, kind, cache=cache, ticket=ticket, enter=enter
+        )
         if found is None:
             raise await _refusal(session, client_id)
-        if not keys.is_live(found[1], now):
+        if not found[1].live(now):
             raise DomainError(
                 ErrorCode.KEY_REVOKED,
                 extra={"key_id": found[1].key_id},

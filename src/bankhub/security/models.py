@@ -54,3 +54,15 @@ class IdempotencyRecord(Base):
     response_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class AuthVersion(Base):
+    """SQLite: one row whose ``version`` the triggers of migration ``authcache1`` bump whenever
+    an app, an API key, a signature key or a login's credential fields change; each request
+    reads it to know whether its process's cache of those rows still holds
+    (``bankhub.security.authcache``). PostgreSQL notifies instead and leaves it at 0."""
+
+    __tablename__ = "auth_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -46,6 +46,7 @@ from bankhub.db import tenancy
 from bankhub.db.engine import Database
 from bankhub.errors import DomainError, ErrorCode, Throttled
 from bankhub.partners.models import App, BlockedAddress
+from bankhub.security.authcache import AppView
 from bankhub.security.shared import SharedStore, StoreUnavailable
 
 log = logging.getLogger("bankhub.security")
@@ -143,7 +144,7 @@ def parse_cidrs(values: Iterable[str]) -> list[str]:
     return cidrs
 
 
-def check_ip_allowed(app: App, ip: IPAddress) -> None:
+def check_ip_allowed(app: App | AppView, ip: IPAddress) -> None:
     """Raise ``AddressNotAllowed`` unless the app allows any address or ``ip`` is in its list."""
     if app.ip_allowlist is None:
         return
@@ -156,7 +157,7 @@ def check_ip_allowed(app: App, ip: IPAddress) -> None:
     )
 
 
-def enforce(request: Request[Any, Any, Any], app: App, settings: Settings) -> None:
+def enforce(request: Request[Any, Any, Any], app: App | AppView, settings: Settings) -> None:
     """The allow-list check after authentication; connect pages belong to end users, not apps."""
     if request.url.path.startswith(CONNECT_PREFIX):
         return

@@ -4,8 +4,6 @@ against (docs/signatures.md). Every change is audited in the caller's unit of wo
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -14,41 +12,45 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.audit import services as audit
 from bankhub.errors import DomainError, ErrorCode, NotFound
+from bankhub.security.authcache import AuthCache, Ticket
 from bankhub.signatures import keys
 from bankhub.signatures.models import SignatureKey
 
-#: how long a process trusts that an app has no active key (an unsigned request of such an
-#: app then costs no query); a key added by another process is in force at most this late
-NO_KEYS_SECONDS = 5.0
 MAX_ACTIVE_KEYS = 20
 UPLOADED = "uploaded"
 
 
 class KeyCache:
-    """Which apps have no active signature key, per process. Only the absence is cached: keys
-    that exist are always read afresh, so a revocation counts from the next request."""
+    """Which apps have no active signature key, per process, kept in the process's
+    authentication cache under its invalidation (``security.authcache``): a key added or
+    revoked anywhere, by anyone, counts from the next request in every process. Only the
+    absence is kept: keys that exist are always read afresh. Without an authentication cache
+    (or while it is not live) nothing is kept."""
 
-    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.monotonic = monotonic
-        self._none_until: dict[int, float] = {}
+    def __init__(self, auth: AuthCache | None = None) -> None:
+        self.auth = auth
 
-    def has_none(self, app_id: int) -> bool:
-        until = self._none_until.get(app_id)
-        return until is not None and self.monotonic() < until
+    def has_none(self, app_id: int, ticket: Ticket | None) -> bool:
+        return self.auth is not None and self.auth.unsigned(ticket, app_id)
 
-    def note_none(self, app_id: int) -> None:
-        if len(self._none_until) > 100_000:
-            self._none_until.clear()
-        self._none_until[app_id] = self.monotonic() + NO_KEYS_SECONDS
+    def note_none(self, app_id: int, ticket: Ticket | None) -> None:
+        if self.auth is not None:
+            self.auth.keep_unsigned(ticket, app_id)
 
     def forget(self, app_id: int) -> None:
-        self._none_until.pop(app_id, None)
+        """A key of ``app_id`` was added here: this process stops trusting what it kept of
+        the app at once (every process drops it all when the change commits)."""
+        if self.auth is not None:
+            self.auth.drop_unsigned(app_id)
 
 
 async def active_keys(
-    session: AsyncSession, app_id: int, cache: KeyCache | None = None
+    session: AsyncSession,
+    app_id: int,
+    cache: KeyCache | None = None,
+    ticket: Ticket | None = None,
 ) -> list[SignatureKey]:
-    if cache is not None and cache.has_none(app_id):
+    if cache is not None and cache.has_none(app_id, ticket):
         return []
     found = list(
         await session.scalars(
@@ -58,7 +60,7 @@ async def active_keys(
         )
     )
     if not found and cache is not None:
-        cache.note_none(app_id)
+        cache.note_none(app_id, ticket)
     return found
 
 
