@@ -23,7 +23,6 @@ from bankhub.customers import services as customers
 from bankhub.db import bulk, tenancy
 from bankhub.logins import services as logins
 from bankhub.partners import services as partners
-from bankhub.sync import engine as sync_engine
 from bankhub.sync.engine import INSERT_BATCH, FetchedAccount, FetchResult, SyncEngine
 from tests.conftest import Harness
 
@@ -74,7 +73,7 @@ async def test_the_next_batch_is_prepared_while_the_previous_is_written(
         return ids
 
     monkeypatch.setattr(SyncEngine, "_finish_rows", counting_finish)
-    monkeypatch.setattr(sync_engine.bulk, "insert_encoded_with_ids", waiting_insert)
+    monkeypatch.setattr(bulk, "insert_encoded_with_ids", waiting_insert)
     account = AccountRecord(
         bank_id="overlap",
         name="Giro",
@@ -105,5 +104,6 @@ async def test_the_next_batch_is_prepared_while_the_previous_is_written(
             )
     assert summary.inserted == stored == ROWS
     # the first write ended only once the second batch was (being) prepared
-    assert writes[0][0] == "start" and writes[0][1] >= INSERT_BATCH
+    assert writes[0][0] == "start"
+    assert writes[0][1] >= INSERT_BATCH
     assert next(n for kind, n in writes if kind == "end") > INSERT_BATCH
