@@ -52,14 +52,23 @@ def test_tiny_ingest_and_concurrency_run_and_report(tmp_path: Path) -> None:
         "ingest postgresql",
         "concurrency wall time",
         "concurrency peak RSS",
+        "concurrency wall time, 2 workers, postgresql",
+        "concurrency peak RSS, 2 workers, postgresql",
     }
     for result in results:
         assert set(result) == FIELDS
         assert result["value"] > 0
     # Each comparison had its same-run baseline (a failed runner reports a baseline of 0).
-    for name in ("ingest sqlite", "ingest postgresql", "concurrency wall time"):
+    for name in (
+        "ingest sqlite",
+        "ingest postgresql",
+        "concurrency wall time",
+        "concurrency wall time, 2 workers, postgresql",
+    ):
         assert by_name[name]["baseline"] > 0
         assert by_name[name]["ratio"] > 0
-    # every login was refreshed, none failed
-    assert "only " not in (out / "latest.md").read_text()
-    assert "{'ok': 200}" in (out / "latest.md").read_text()
+    # every login was refreshed, none failed; with two workers, each exactly once
+    report = (out / "latest.md").read_text()
+    assert "only " not in report
+    assert report.count("{'ok': 200}") == 2
+    assert "at most 1 run(s) of any login" in report

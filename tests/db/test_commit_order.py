@@ -37,11 +37,13 @@ async def feed(h: Harness) -> list[str]:
     return [event["payload"]["ref"] for event in response.json()["data"]]
 
 
+@pytest.mark.parametrize("by_app", [False, True])
 async def test_grouped_units_of_work_write_their_events_only_when_they_succeed(
-    harness: Harness,
+    harness: Harness, by_app: bool
 ) -> None:
-    """On SQLite the units of work share one transaction, a savepoint each: a unit that fails
-    after recording events leaves none of them, and takes none of the others' with it."""
+    """On SQLite, and on PostgreSQL for units of work given their app, the units of work share
+    one transaction, a savepoint each: a unit that fails after recording events leaves none of
+    them, and takes none of the others' with it."""
     h = harness
     app_id = await app_id_of(h)
     grouped = GroupCommit(h.hub.db)
@@ -64,7 +66,10 @@ async def test_grouped_units_of_work_write_their_events_only_when_they_succeed(
 
     with tenancy.acting_for(app_id):
         results = await asyncio.gather(
-            *(grouped.run(work(n, fail=n in (3, 6))) for n in range(1, 7)),
+            *(
+                grouped.run(work(n, fail=n in (3, 6)), app_id=app_id if by_app else None)
+                for n in range(1, 7)
+            ),
             return_exceptions=True,
         )
     assert [r if not isinstance(r, Refused) else "refused" for r in results] == [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
@@ -70,10 +72,15 @@ async def test_units_of_work_ready_together_commit_together(tmp_path: object) ->
     db = await make_db(f"sqlite+aiosqlite:///{tmp_path}/group.sqlite3")
     commits = 0
 
-    @event.listens_for(db.engine.sync_engine, "commit")
     def counted(_connection: object) -> None:
         nonlocal commits
         commits += 1
+
+    # the batches commit on the engine whose statements run on the loop; other units of work
+    # (the read in ``names``) on the ordinary one
+    assert db.batch_engine is not None
+    for engine in (db.engine, db.batch_engine):
+        event.listen(engine.sync_engine, "commit", counted)
 
     try:
         grouped = GroupCommit(db)
@@ -122,5 +129,93 @@ async def test_a_cancelled_caller_s_work_is_not_done(tmp_path: object, size: int
         await grouped.finish()
         expected = [*(f"i{n}" for n in range(2, size + 1)), *(f"i{n}" for n in full)]
         assert sorted(await names(db)) == sorted(expected)
+    finally:
+        await db.dispose()
+
+
+async def test_a_batch_s_statements_run_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a batch's statements are not handed to aiosqlite's thread one by one: the
+    thread answers each hand-off through ``call_soon_threadsafe``, and a batch makes none."""
+    db = await make_db(f"sqlite+aiosqlite:///{tmp_path}/group.sqlite3")
+    loop = asyncio.get_running_loop()
+    handed_back = 0
+    original = type(loop).call_soon_threadsafe
+
+    def counting(self: asyncio.AbstractEventLoop, *args: object, **kwargs: object) -> object:
+        nonlocal handed_back
+        handed_back += 1
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    try:
+        grouped = GroupCommit(db)
+        await grouped.run(insert(1))  # the batch engine's connection is opened
+        monkeypatch.setattr(type(loop), "call_soon_threadsafe", counting)
+        results = await asyncio.gather(*(grouped.run(insert(n)) for n in range(2, 42)))
+        monkeypatch.undo()
+        assert results == list(range(2, 42))
+        # 40 units of work: BEGIN, 40 savepoints, inserts and releases, the commit
+        assert handed_back == 0
+        assert await names(db) == [f"i{n}" for n in range(1, 42)]
+    finally:
+        await db.dispose()
+
+
+async def test_a_batch_waits_for_another_process_s_write_lock_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    """While another connection (another process) holds SQLite's write lock, the batch waits
+    for it without holding the event loop, then writes once the lock is free."""
+    path = tmp_path / "group.sqlite3"
+    db = await make_db(f"sqlite+aiosqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO gc_items (id, name) VALUES (100, 'other')")
+        grouped = GroupCommit(db)
+        writing = asyncio.ensure_future(grouped.run(insert(1)))
+        turns = 0
+        while turns < 20:  # the loop keeps turning while the batch waits for the lock
+            await asyncio.sleep(0.001)
+            turns += 1
+        assert not writing.done()
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(writing, 10) == 1
+        assert await names(db) == ["i1", "other"]
+    finally:
+        other.close()
+        await db.dispose()
+
+
+async def test_one_app_s_units_of_work_commit_together_on_postgresql(database_url: str) -> None:
+    """Units of work given their app share a batch on PostgreSQL too (on SQLite every unit of
+    work does): one app's refreshes no longer commit one by one, each waiting for the app's
+    feed lock; without an app a unit of work keeps its own transaction there."""
+    db = await make_db(database_url)
+    commits = 0
+
+    def counted(_connection: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    for engine in (db.engine, db.batch_engine):
+        if engine is not None:
+            event.listen(engine.sync_engine, "commit", counted)
+    try:
+        grouped = GroupCommit(db)
+        results = await asyncio.gather(
+            *(grouped.run(insert(n, fail=n == 7), app_id=1) for n in range(1, 121)),
+            return_exceptions=True,
+        )
+        assert isinstance(results[6], Refused)
+        assert [r for r in results if not isinstance(r, Refused)] == [
+            n for n in range(1, 121) if n != 7
+        ]
+        assert commits <= -(-120 // group_module.MAX_BATCH)
+        alone = commits
+        await grouped.run(insert(500))
+        assert commits == alone + 1
+        assert await names(db) == [f"i{n}" for n in [*range(1, 121), 500] if n != 7]
     finally:
         await db.dispose()

@@ -81,6 +81,8 @@ _LOCK = text(
 class _Queued:
     apps: set[int] = field(default_factory=set)
     writes: list[Write] = field(default_factory=list)
+    #: each write's app, in the writes' order
+    apps_in_order: list[int] = field(default_factory=list)
 
 
 def append(session: AsyncSession, app_id: int, write: Write) -> None:
@@ -89,6 +91,7 @@ def append(session: AsyncSession, app_id: int, write: Write) -> None:
     queued: _Queued = session.info.setdefault(_QUEUED, _Queued())
     queued.apps.add(app_id)
     queued.writes.append(write)
+    queued.apps_in_order.append(app_id)
 
 
 async def write_appends(session: AsyncSession) -> None:
@@ -108,6 +111,26 @@ async def write_appends(session: AsyncSession) -> None:
     for write in queued.writes:
         await write(session)
     await session.flush()
+
+
+#: the feed writes a unit of work queued, taken out of its session (``db.group``)
+Appends = _Queued | None
+
+
+def take_appends(session: AsyncSession) -> Appends:
+    """Take the writes queued so far out of the session, to be put back later."""
+    queued: _Queued | None = session.info.pop(_QUEUED, None)
+    return queued
+
+
+def put_appends(session: AsyncSession, taken: list[Appends]) -> None:
+    """Queue again, in their order, writes taken by :func:`take_appends`: the group commit's
+    batch writes the events of the units of work that succeeded when it commits."""
+    for queued in taken:
+        if queued is None:
+            continue
+        for app_id, write in zip(queued.apps_in_order, queued.writes, strict=True):
+            append(session, app_id, write)
 
 
 def drop_appends(session: AsyncSession) -> None:

@@ -182,12 +182,24 @@ def make_read_engine(url: str) -> AsyncEngine | None:
     dead instead fails its first statement, is thrown away with the pool's other connections of
     its age, and the read's authentication, which sends that first statement, retries once on
     a fresh one (``api.auth``): nothing of the read was done yet."""
-    parsed = make_url(url)
-    name = parsed.database
-    if parsed.get_backend_name() == "postgresql":
+    if make_url(url).get_backend_name() == "postgresql":
         return create_async_engine(
             url, pool_size=PG_READ_POOL_SIZE, max_overflow=PG_READ_POOL_OVERFLOW
         )
+    return _inline_engine(url, inline_sqlite.reader, READ_POOL_SIZE, READ_POOL_OVERFLOW)
+
+
+def make_batch_engine(url: str) -> AsyncEngine | None:
+    """SQLite: an engine whose connections write on the event loop (``inline_sqlite.writer``),
+    for the group commit's batches; None elsewhere (PostgreSQL, an in-memory database)."""
+    return _inline_engine(url, inline_sqlite.writer, 1, 1)
+
+
+def _inline_engine(
+    url: str, creator: Callable[..., Any], pool_size: int, overflow: int
+) -> AsyncEngine | None:
+    parsed = make_url(url)
+    name = parsed.database
     if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:":
         return None
     if "mode=memory" in name or parsed.query.get("mode") == "memory":
@@ -195,9 +207,9 @@ def make_read_engine(url: str) -> AsyncEngine | None:
     uri = parsed.query.get("uri") == "true"
     return create_async_engine(
         url,
-        pool_size=READ_POOL_SIZE,
-        max_overflow=READ_POOL_OVERFLOW,
-        connect_args={"async_creator_fn": inline_sqlite.reader(name, uri=uri)},
+        pool_size=pool_size,
+        max_overflow=overflow,
+        connect_args={"async_creator_fn": creator(name, uri=uri)},
     )
 
 
@@ -232,6 +244,13 @@ class Database:
                 self.read_engine, expire_on_commit=False, sync_session_class=sync_session
             )
         )
+        #: SQLite: the engine of :meth:`transaction`'s ``batch`` units of work
+        self.batch_engine = make_batch_engine(url)
+        self._batch_sessions = (
+            None
+            if self.batch_engine is None
+            else async_sessionmaker(self.batch_engine, expire_on_commit=False)
+        )
 
     @property
     def dialect(self) -> str:
@@ -244,7 +263,9 @@ class Database:
         return self._writers[1]
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:
+    async def transaction(
+        self, *, write: bool = False, batch: bool = False
+    ) -> AsyncIterator[AsyncSession]:
         """One unit of work: commits when the block ends normally, rolls back otherwise.
 
         ``write``: the unit of work is known to write (background jobs' claims and syncs'
@@ -252,9 +273,15 @@ class Database:
         process take turns on an in-process lock first: waiting there costs nothing, while
         waiting in SQLite's busy handler sleeps in growing steps and starves throughput when
         many syncs finish at once. Other processes still meet SQLite's own lock as before.
+
+        ``batch`` (with ``write``): the group commit's batch of many small units of work. On
+        SQLite its statements run on the event loop (``inline_sqlite.writer``: no hand-off to
+        aiosqlite's thread per statement; SQLite's lock is waited for off the loop); the batch
+        must open its transaction with ``BEGIN IMMEDIATE``.
         """
         if write and self.dialect == "sqlite":
-            async with self._writer_lock(), self._unit() as session:
+            sessions = self._batch_sessions if batch else None
+            async with self._writer_lock(), self._unit(sessions) as session:
                 yield session
             return
         async with self._unit() as session:
@@ -433,6 +460,8 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not None:
             await self.read_engine.dispose()
+        if self.batch_engine is not None:
+            await self.batch_engine.dispose()
 
 
 async def _vacuumable(connection: AsyncConnection, tables: Sequence[str]) -> list[str]:

@@ -13,8 +13,18 @@ earlier unit of work loaded is never handed to a later one. The events a unit of
 (inserted at commit, ``db.commit_order``) are written before its savepoint ends; a unit of work
 that fails leaves none of them behind.
 
-On PostgreSQL (any number of writers, and row-level security that names one app per
-transaction, S14) a unit of work keeps a transaction of its own.
+On SQLite a batch's statements run on the event loop (``Database.transaction``'s ``batch``,
+``db.inline_sqlite``): a batch is a chain of small statements, and through aiosqlite each was a
+hand-off to its thread and back, which is what a refresh at scale waited on.
+
+On PostgreSQL units of work are batched per app (``run``'s ``app_id``): row-level security
+names one app per transaction (S14), and the app's feed lock (``db.commit_order``) orders its
+commits, so one app's refreshes committed one by one waited on each other's commits. A batch is
+one transaction acting for its app, a savepoint per unit of work as on SQLite; the events of the
+units that succeeded are written at the end of the batch, under the feed lock taken last, as a
+lone unit of work takes it: the batch never waits for a row while holding the lock, so it
+cannot close a cycle with another transaction waiting for the lock. A unit of work given without
+an app keeps a transaction of its own.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ from typing import Any, TypeVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.db import commit_order
+from bankhub.db import commit_order, tenancy
 from bankhub.db.engine import Database
 
 T = TypeVar("T")
@@ -47,39 +57,62 @@ class GroupCommit:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._queue: list[tuple[Work[Any], asyncio.Future[Any]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._sqlite = db.dialect == "sqlite"
+        #: by app on PostgreSQL; one queue (key None) on SQLite
+        self._queues: dict[int | None, list[tuple[Work[Any], asyncio.Future[Any]]]] = {}
+        self._tasks: dict[int | None, asyncio.Task[None]] = {}
 
-    async def run(self, work: Work[T]) -> T:
-        """Run ``work`` with a session, in the next batch; its result once committed."""
-        if self.db.dialect != "sqlite":
+    async def run(self, work: Work[T], *, app_id: int | None = None) -> T:
+        """Run ``work`` with a session, in the next batch; its result once committed.
+
+        ``app_id``: the app whose rows ``work`` touches; on PostgreSQL only units of work of
+        the same app share a batch, and without one ``work`` has a transaction of its own."""
+        if not self._sqlite and app_id is None:
             async with self.db.transaction(write=True) as session:
                 return await work(session)
+        key = None if self._sqlite else app_id
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((work, done))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
+        self._queues.setdefault(key, []).append((work, done))
+        task = self._tasks.get(key)
+        if task is None or task.done():
+            self._tasks[key] = asyncio.create_task(self._drain(key))
         return await done
 
-    async def _drain(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            # a caller that was cancelled while waiting (shutdown) no longer wants its work done
-            batch = [(work, done) for work, done in batch if not done.done()]
-            if batch:
-                await self._write(batch)
+    async def _drain(self, key: int | None) -> None:
+        with contextlib.ExitStack() as scope:
+            if key is not None:
+                scope.enter_context(tenancy.acting_for(key))
+            while queue := self._queues.get(key):
+                batch, self._queues[key] = queue[:MAX_BATCH], queue[MAX_BATCH:]
+                # a caller that was cancelled while waiting (shutdown) no longer wants its work
+                batch = [(work, done) for work, done in batch if not done.done()]
+                if batch:
+                    await self._write(batch)
+            self._queues.pop(key, None)
 
     async def _write(self, batch: list[tuple[Work[Any], asyncio.Future[Any]]]) -> None:
         settled: list[tuple[asyncio.Future[Any], BaseException | None, Any]] = []
         try:
-            async with self.db.transaction(write=True) as session:
-                await session.execute(_BEGIN)
-                for work, done in batch:
+            async with self.db.transaction(write=True, batch=True) as session:
+                if self._sqlite:
+                    await session.execute(_BEGIN)
+                appends: list[commit_order.Appends] = []
+                for position, (work, done) in enumerate(batch):
+                    if position:
+                        # on SQLite the batch's statements run on the event loop: the loop
+                        # turns between its units of work (requests, heartbeats, the bank)
+                        await asyncio.sleep(0)
                     try:
                         async with session.begin_nested():
                             value = await work(session)
-                            # its events are written within its own savepoint
-                            await commit_order.write_appends(session)
+                            if self._sqlite:
+                                # its events are written within its own savepoint
+                                await commit_order.write_appends(session)
+                            else:
+                                # its changes reach the database within its savepoint; its
+                                # events wait for the end of the batch (see the module's text)
+                                await session.flush()
+                                appends.append(commit_order.take_appends(session))
                     except Exception as exc:  # noqa: BLE001 - its caller hears of it
                         commit_order.drop_appends(session)
                         settled.append((done, exc, None))
@@ -87,6 +120,8 @@ class GroupCommit:
                         settled.append((done, None, value))
                     finally:
                         session.expunge_all()
+                # the units of work that succeeded: their events, written as the batch commits
+                commit_order.put_appends(session, appends)
         except BaseException as exc:
             # The batch did not commit: no unit of work of it took effect.
             for _, done in batch:
@@ -109,6 +144,6 @@ class GroupCommit:
 
     async def finish(self) -> None:
         """Wait for the units of work already handed over to be written (at shutdown)."""
-        if self._task is not None:
+        for task in list(self._tasks.values()):
             with contextlib.suppress(Exception):
-                await self._task
+                await task

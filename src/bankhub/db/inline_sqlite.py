@@ -11,21 +11,36 @@ inline: nothing is awaited, so the loop is held only for the statement's own tim
 It is written here because no maintained package offers it: aiosqlite always hands off, and
 SQLAlchemy's synchronous ``pysqlite`` dialect cannot back an ``AsyncSession``.
 
-Only for reads of bounded cost: :class:`bankhub.db.engine.Database` opens these connections
-``query_only`` and uses them for the units of work a route declares as reads
-(``Database.read``); every writer keeps aiosqlite's thread (a write may wait for SQLite's lock,
-which must not hold the loop). In WAL mode a reader never waits for the writer.
+Reads: :class:`bankhub.db.engine.Database` opens these connections ``query_only`` and uses
+them for the units of work a route declares as reads (``Database.read``). In WAL mode a reader
+never waits for the writer.
+
+Writes: the runner's group commit (``bankhub.db.group``) writes the small statements of many
+refreshes in one transaction, one after the other: through aiosqlite each is a hand-off, and the
+chain of hand-offs, not SQLite, was what a refresh at scale waited on (bench/concurrency.py).
+Its batches run over a :func:`writer` connection. A write may meet SQLite's lock (another
+process writing), which must not hold the loop: the writer's busy timeout is zero, and a
+statement SQLite refuses as busy is tried again after an ``await asyncio.sleep`` that lets the
+loop run, in growing steps, for as long as aiosqlite's connections would wait. The batch opens
+its transaction with ``BEGIN IMMEDIATE``, so the lock is taken (or waited for) by that first
+statement and no later one of the batch meets it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 #: how long a read waits on SQLite's busy handler, holding the loop (a reader in WAL mode
 #: meets it only while a crashed writer's log is recovered)
 READ_BUSY_TIMEOUT_MS = 1000
+#: how long a writer's statement is tried again while SQLite's lock is held elsewhere (as long
+#: as aiosqlite's connections wait in SQLite's busy handler), and its first and longest pause
+WRITE_BUSY_SECONDS = 10.0
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.001, 0.05
 
 
 class InlineCursor:
@@ -72,6 +87,29 @@ class InlineCursor:
         return self._cursor.lastrowid
 
 
+def _busy(error: sqlite3.OperationalError) -> bool:
+    return getattr(error, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+class WriterCursor(InlineCursor):
+    """An :class:`InlineCursor` whose statements wait for SQLite's lock off the loop."""
+
+    __slots__ = ()
+
+    async def execute(self, sql: str, parameters: Any = None) -> InlineCursor:
+        deadline = time.monotonic() + WRITE_BUSY_SECONDS
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                return await super().execute(sql, parameters)
+            except sqlite3.OperationalError as error:
+                if not _busy(error) or time.monotonic() + pause > deadline:
+                    raise
+            # a refused statement had no effect: the same one is sent again
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _LONGEST_PAUSE)
+
+
 class _Immediate:
     """Stands for aiosqlite's request queue, which SQLAlchemy uses directly to set the
     isolation level: the call runs at once and its future is resolved."""
@@ -94,6 +132,8 @@ class _Immediate:
 class InlineConnection:
     """aiosqlite's ``Connection`` as SQLAlchemy calls it, run inline."""
 
+    cursor_class: type[InlineCursor] = InlineCursor
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._tx = _Immediate(conn)
@@ -103,10 +143,10 @@ class InlineConnection:
         return self._conn.isolation_level
 
     async def cursor(self) -> InlineCursor:
-        return InlineCursor(self._conn.cursor())
+        return self.cursor_class(self._conn.cursor())
 
     async def execute(self, sql: str, parameters: Any = None) -> InlineCursor:
-        return await InlineCursor(self._conn.cursor()).execute(sql, parameters)
+        return await self.cursor_class(self._conn.cursor()).execute(sql, parameters)
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
         self._conn.create_function(*args, **kwargs)
@@ -137,5 +177,29 @@ def reader(database: str, *, uri: bool = False) -> Callable[..., Any]:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA query_only=ON")
         return InlineConnection(conn)
+
+    return connect
+
+
+class WriterConnection(InlineConnection):
+    cursor_class = WriterCursor
+
+
+def writer(database: str, *, uri: bool = False) -> Callable[..., Any]:
+    """An ``async_creator_fn`` for SQLAlchemy's aiosqlite dialect: an inline connection that
+    writes, with the writers' pragmas (``bankhub.db.engine``) but no busy handler: a statement
+    refused as busy waits on the loop instead (:class:`WriterCursor`)."""
+
+    async def connect(*_args: Any, **_kwargs: Any) -> InlineConnection:
+        conn = sqlite3.connect(database, uri=uri, check_same_thread=False)
+        for pragma in (
+            "busy_timeout=0",
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "foreign_keys=ON",
+            "secure_delete=ON",
+        ):
+            await WriterCursor(conn.cursor()).execute(f"PRAGMA {pragma}")
+        return WriterConnection(conn)
 
     return connect

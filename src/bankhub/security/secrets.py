@@ -9,6 +9,9 @@ import string
 from collections.abc import Callable
 
 _CLIENT_ID_ALPHABET = string.ascii_letters + string.digits
+#: RFC 2104's inner and outer pads, as translation tables applied to the padded key
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 def new_client_id() -> str:
@@ -41,12 +44,24 @@ class SecretHasher:
 
     def keyed(self, purpose: str) -> Callable[[str], str]:
         """``hash(value, purpose=purpose)`` as a function, for hashing many values: the HMAC
-        state of the pepper and the purpose is prepared once and copied for each value."""
-        prepared = hmac.new(self._pepper, purpose.encode() + b"\x00", hashlib.sha256)
+        state of the pepper and the purpose is prepared once and copied for each value.
+
+        HMAC (RFC 2104) by its two SHA-256 states rather than through ``hmac.HMAC``: a first
+        sync hashes two values per transaction, and ``HMAC.copy``/``hexdigest`` are Python
+        wrappers around the same two hash states that cost more than the hashing itself
+        (4.7 against 7.4 µs a value). ``tests/unit/test_secrets.py`` holds it to ``hmac``."""
+        block = hashlib.sha256().block_size
+        key = self._pepper if len(self._pepper) <= block else hashlib.sha256(self._pepper).digest()
+        key = key.ljust(block, b"\x00")
+        inner = hashlib.sha256(key.translate(_IPAD))
+        inner.update(purpose.encode() + b"\x00")
+        start_inner, start_outer = inner.copy, hashlib.sha256(key.translate(_OPAD)).copy
 
         def digest(value: str) -> str:
-            state = prepared.copy()
+            state = start_inner()
             state.update(value.encode())
-            return state.hexdigest()
+            outer = start_outer()
+            outer.update(state.digest())
+            return outer.hexdigest()
 
         return digest

@@ -220,10 +220,11 @@ async def read_claimed(
     )
 
 
-async def _unit(db: Database, group: GroupCommit | None, work: Work[T]) -> T:
-    """A writing unit of work of its own, or a savepoint in ``group``'s next batch."""
+async def _unit(db: Database, group: GroupCommit | None, work: Work[T], app_id: int) -> T:
+    """A writing unit of work of its own, or a savepoint in ``group``'s next batch (of
+    ``app_id``'s units of work on PostgreSQL)."""
     if group is not None:
-        return await group.run(work)
+        return await group.run(work, app_id=app_id)
     async with db.transaction(write=True) as session:
         return await work(session)
 
@@ -309,7 +310,7 @@ async def refresh_login(
             raise LoginBusy(login_id)
         return await read_claimed(engine, session, login, service, token)
 
-    got = claimed if claimed is not None else await _unit(db, group, claim)
+    got = claimed if claimed is not None else await _unit(db, group, claim, app_id)
     started = time.monotonic()
     token, service, credentials = got.token, got.service, got.credentials
     run = engine.build(service, got.state)
@@ -401,7 +402,7 @@ async def refresh_login(
         )
 
     try:
-        outcome = await _unit(db, group, apply)
+        outcome = await _unit(db, group, apply, app_id)
     except Exception:
         observed("error")
         raise
