@@ -3,7 +3,6 @@ memory), pages when asked for, and pending items marked in ``meta``."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -20,17 +19,11 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from bankhub.accounts import transaction_routes as routes
 from bankhub.accounts.models import Transaction
 from bankhub.audit import services as audit
-from bankhub.config import Environment, Settings
-from bankhub.connectors.base import AccountRecord, AccountType, TransactionRecord
-from bankhub.customers import services as customers
-from bankhub.db import roles, tenancy
-from bankhub.hub import Hub
-from bankhub.logins import services as logins
-from bankhub.partners import services as partners
-from bankhub.sync.engine import FetchedAccount, FetchResult
+from bankhub.connectors.base import TransactionRecord
+from bankhub.db import tenancy
 from tests.api.connect_client import connect
-from tests.conftest import Harness, upgrade_now
-from tests.support.postgres import PostgresRoles
+from tests.conftest import Harness
+from tests.support.served_login import served_login
 from tests.support.server_plugin import LiveServerFactory
 
 
@@ -191,56 +184,21 @@ BIG = 100_000
 SECRET_KEY = "stream-test-pepper-" + "s" * 40
 
 
-async def _big_login(settings: Settings, app_role: str | None) -> tuple[dict[str, str], str]:
-    """A login with BIG transactions over five years, stored by bankhub's own sync engine
-    (cheaper than connecting the sandbox's user_big, the same size)."""
-    settings.make_data_dir()
-    upgrade_now(settings.resolved_migration_url())
-    if app_role is not None:  # as deployed: the runtime role under row-level security (S14)
-        await roles.grant_app_role(settings.resolved_migration_url(), app_role)
-    hub = Hub.build(settings)
-    try:
-        await hub.ready()
-        start = date(2021, 1, 1)
-        records = [
-            TransactionRecord(
-                bank_id=f"big-{n}",
-                booking_date=start + timedelta(days=n * 5 * 365 // BIG),
-                amount=Decimal(-(n % 9973) - 1) / 100,
-                currency="EUR",
-                description=f"CARD PAYMENT MERCHANT {n % 500} BERLIN REF {n:08d}",
-                merchant=f"MERCHANT {n % 500}",
-                meta={"mcc": str(5000 + n % 900)} if n % 3 == 0 else None,
-            )
-            for n in range(BIG)
-        ]
-        account = AccountRecord(
-            bank_id="big-account",
-            name="Business",
-            type=AccountType.CURRENT,
+def _big_records() -> list[TransactionRecord]:
+    """BIG transactions over five years."""
+    start = date(2021, 1, 1)
+    return [
+        TransactionRecord(
+            bank_id=f"big-{n}",
+            booking_date=start + timedelta(days=n * 5 * 365 // BIG),
+            amount=Decimal(-(n % 9973) - 1) / 100,
             currency="EUR",
-            balance=Decimal("1000.00"),
+            description=f"CARD PAYMENT MERCHANT {n % 500} BERLIN REF {n:08d}",
+            merchant=f"MERCHANT {n % 500}",
+            meta={"mcc": str(5000 + n % 900)} if n % 3 == 0 else None,
         )
-        with tenancy.everything():
-            async with hub.db.transaction() as session:
-                issued = await partners.create_app(session, hub.hasher, hub.clock, "big")
-                app = issued.app
-                customer = await customers.create_customer(session, hub.clock, app, "big")
-                login, secret = logins.add_login(
-                    session,
-                    hub.hasher,
-                    hub.clock(),
-                    app_id=app.id,
-                    customer_id=customer.id,
-                    service_id=1,
-                )
-                await session.flush()
-                result = FetchResult([FetchedAccount(account, records)], None, {}, None)
-                summary = await hub.engine.apply(session, login, result)
-        assert summary.inserted == BIG
-        return issued.as_dict(), secret
-    finally:
-        await hub.close()
+        for n in range(BIG)
+    ]
 
 
 def _tree_rss_kb(pid: int) -> int:
@@ -272,28 +230,16 @@ def test_the_whole_range_is_streamed_with_bounded_server_memory(
 ) -> None:
     """100,000 rows in one answer: the server's memory grows by at most 50 MB meanwhile, on
     SQLite and on PostgreSQL (as deployed: the runtime role under row-level security)."""
-    data_dir = tmp_path / "big"
-    env = {"BANKHUB_SECRET_KEY": SECRET_KEY, "BANKHUB_EMBEDDED_WORKER": "false"}
-    app_role = None
-    if database == "postgres":
-        deployed: PostgresRoles = request.getfixturevalue("postgres_roles")
-        env["BANKHUB_DATABASE_URL"] = deployed.app_url
-        env["BANKHUB_MIGRATION_DATABASE_URL"] = deployed.owner_url
-        app_role = deployed.app
-    settings = Settings(
-        env=Environment.TEST,
-        data_dir=data_dir,
+    served = served_login(
+        live_server,
+        request,
+        tmp_path / "big",
+        database,
         secret_key=SECRET_KEY,
-        database_url=env.get("BANKHUB_DATABASE_URL"),
-        migration_database_url=env.get("BANKHUB_MIGRATION_DATABASE_URL"),
+        name="big",
+        records=_big_records(),
     )
-    creds, secret = asyncio.run(_big_login(settings, app_role))
-    server = live_server(env, data_dir=data_dir)
-    headers = {
-        "client-id": creds["client_id"],
-        "service-secret": creds["service_secret"],
-        "login-secret": secret,
-    }
+    server, headers = served.server, served.headers
     url = f"{server.url}/v2/transaction"
     with httpx.Client(timeout=120) as client:
         warm = client.get(url, params={"per_page": "1000"}, headers=headers)

@@ -25,16 +25,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bankhub.config import Environment, Settings
-from bankhub.connectors.base import AccountRecord, AccountType, TransactionRecord
-from bankhub.customers import services as customers
-from bankhub.db import roles, tenancy
-from bankhub.hub import Hub
-from bankhub.logins import services as logins
-from bankhub.partners import services as partners
-from bankhub.sync.engine import FetchedAccount, FetchResult
-from tests.conftest import upgrade_now
-from tests.support.postgres import PostgresRoles
+from bankhub.connectors.base import TransactionRecord
+from tests.support.served_login import served_login
 from tests.support.server_plugin import LiveServerFactory
 
 SECRET_KEY = "audit-crash-pepper-" + "c" * 40
@@ -44,50 +36,17 @@ CLIENTS = 4
 BEFORE_KILL = 60
 
 
-async def _reader_login(settings: Settings, app_role: str | None) -> tuple[dict[str, str], str]:
-    """An app and a login with ROWS transactions, stored by bankhub's own sync engine."""
-    settings.make_data_dir()
-    upgrade_now(settings.resolved_migration_url())
-    if app_role is not None:  # as deployed: the runtime role under row-level security (S14)
-        await roles.grant_app_role(settings.resolved_migration_url(), app_role)
-    hub = Hub.build(settings)
-    try:
-        await hub.ready()
-        records = [
-            TransactionRecord(
-                bank_id=f"crash-{n}",
-                booking_date=date(2026, 1, 1) + timedelta(days=n % 300),
-                amount=Decimal(-n - 1) / 100,
-                currency="EUR",
-                description=f"CARD PAYMENT {n}",
-            )
-            for n in range(ROWS)
-        ]
-        account = AccountRecord(
-            bank_id="crash-account",
-            name="Current",
-            type=AccountType.CURRENT,
+def _records() -> list[TransactionRecord]:
+    return [
+        TransactionRecord(
+            bank_id=f"crash-{n}",
+            booking_date=date(2026, 1, 1) + timedelta(days=n % 300),
+            amount=Decimal(-n - 1) / 100,
             currency="EUR",
-            balance=Decimal("10.00"),
+            description=f"CARD PAYMENT {n}",
         )
-        with tenancy.everything():
-            async with hub.db.transaction() as session:
-                issued = await partners.create_app(session, hub.hasher, hub.clock, "crash")
-                customer = await customers.create_customer(session, hub.clock, issued.app, "crash")
-                login, secret = logins.add_login(
-                    session,
-                    hub.hasher,
-                    hub.clock(),
-                    app_id=issued.app.id,
-                    customer_id=customer.id,
-                    service_id=1,
-                )
-                await session.flush()
-                result = FetchResult([FetchedAccount(account, records)], None, {}, None)
-                await hub.engine.apply(session, login, result)
-        return issued.as_dict(), secret
-    finally:
-        await hub.close()
+        for n in range(ROWS)
+    ]
 
 
 async def _audited_ids(url: str) -> set[str]:
@@ -123,28 +82,16 @@ def test_every_answer_received_before_a_kill_has_its_audit_entry(
     database: str,
 ) -> None:
     data_dir = tmp_path / "data"
-    env = {"BANKHUB_SECRET_KEY": SECRET_KEY, "BANKHUB_EMBEDDED_WORKER": "false"}
-    app_role = None
-    superuser_url = ""
-    if database == "postgres":
-        deployed: PostgresRoles = request.getfixturevalue("postgres_roles")
-        env["BANKHUB_DATABASE_URL"] = deployed.app_url
-        env["BANKHUB_MIGRATION_DATABASE_URL"] = deployed.owner_url
-        app_role, superuser_url = deployed.app, deployed.superuser_url
-    settings = Settings(
-        env=Environment.TEST,
-        data_dir=data_dir,
+    served = served_login(
+        live_server,
+        request,
+        data_dir,
+        database,
         secret_key=SECRET_KEY,
-        database_url=env.get("BANKHUB_DATABASE_URL"),
-        migration_database_url=env.get("BANKHUB_MIGRATION_DATABASE_URL"),
+        name="crash",
+        records=_records(),
     )
-    creds, secret = asyncio.run(_reader_login(settings, app_role))
-    server = live_server(env, data_dir=data_dir)
-    headers = {
-        "client-id": creds["client_id"],
-        "service-secret": creds["service_secret"],
-        "login-secret": secret,
-    }
+    server, headers = served.server, served.headers
     url = f"{server.url}/v2/transaction"
     received: list[str] = []
     lock = threading.Lock()
@@ -188,10 +135,10 @@ def test_every_answer_received_before_a_kill_has_its_audit_entry(
             thread.join(30)
     assert time.monotonic() - killed_at < 30
     # started again on the same database (SQLite recovers its write-ahead log here)
-    restarted = live_server(env, data_dir=data_dir)
+    restarted = live_server(served.env, data_dir=data_dir)
     restarted.stop()
     if database == "postgres":
-        audited = asyncio.run(_audited_ids(superuser_url))
+        audited = asyncio.run(_audited_ids(served.superuser_url))
     else:
         audited = _sqlite_audited_ids(data_dir / "bankhub.sqlite3")
     with lock:
