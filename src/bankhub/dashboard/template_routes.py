@@ -24,15 +24,7 @@ from bankhub.partners import branding
 
 AnyRequest = Request[Any, Any, Any]
 
-FIELDS = (
-    "display_name",
-    "welcome_text",
-    "footer_text",
-    "color_primary",
-    "color_secondary",
-    "privacy_url",
-    "data_notice",
-)
+FIELDS = branding.FIELDS
 
 
 def _path(client_id: str) -> str:

@@ -44,6 +44,17 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: JPEG start-of-frame markers that carry the image size (not DHT C4, JPG C8, DAC CC)
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
+#: what an app's branding sets, as the dashboard's form and a change name them
+FIELDS = (
+    "display_name",
+    "welcome_text",
+    "footer_text",
+    "color_primary",
+    "color_secondary",
+    "privacy_url",
+    "data_notice",
+)
+
 
 class BrandingError(ValueError):
     """A value the connect page must not show; the text says what to change."""
@@ -340,15 +351,7 @@ async def save(
         row = AppTemplate(app_id=app.id, updated_by=actor[:260], updated_at=now)
         session.add(row)
     changed: dict[str, object] = {}
-    for name in (
-        "display_name",
-        "welcome_text",
-        "footer_text",
-        "color_primary",
-        "color_secondary",
-        "privacy_url",
-        "data_notice",
-    ):
+    for name in FIELDS:
         value = getattr(change, name)
         if getattr(row, name) != value:
             changed[name] = value
