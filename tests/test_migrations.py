@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from bankhub.db import migrate
 from bankhub.db.engine import Database
 from bankhub.db.models import Base
+from bankhub.security import authcache
 
 
 async def test_migrations_match_the_models(database_url: str) -> None:
@@ -48,6 +49,19 @@ async def test_upgrading_twice_is_harmless(database_url: str) -> None:
     finally:
         await db.dispose()
     assert len(migrate.current_heads()) == 1  # one line of history, no forks
+
+
+async def test_at_head_the_authentication_caches_triggers_exist(database_url: str) -> None:
+    """A later SQLite batch migration rebuilds its table and drops the table's triggers; the
+    authentication cache would then switch itself off at start-up (read through, slower, and
+    silent but for a warning). A migration that rebuilds ``apps``, ``api_keys``,
+    ``signature_keys`` or ``logins`` must create their ``authcache1`` triggers again."""
+    await asyncio.to_thread(migrate.upgrade, database_url)
+    db = Database(database_url)
+    try:
+        assert await authcache.AuthCache().verify(db.engine)
+    finally:
+        await db.dispose()
 
 
 async def test_cursor_ids_are_never_reused(database_url: str) -> None:
