@@ -225,7 +225,7 @@ async def test_a_reconnect_as_another_bank_user_is_refused_and_changes_nothing(
     callback = await _reconnect_as(h, first["secret"], "user_dynamic")
     assert callback.payload["status"] == "error"
     assert callback.payload["error"] == "CredentialInvalid"
-    assert "different user" in callback.payload["message"]
+    assert "different bank user" in callback.payload["message"]
     assert "secret" not in callback.payload
     assert await _data_rows(h) == before  # the login, its accounts and history as they were
     assert await _login_status(h, first["secret"]) == "login_active"  # the secret still works

@@ -155,12 +155,14 @@ async def test_a_runner_listens_again_after_its_connection_is_killed(
     try:
         await eventually(lambda: runner.listens == 1)
         async with elsewhere.engine.connect() as connection:
+            # the runner's listener only (the authentication cache listens on its own channel)
             killed = await connection.scalar(
                 text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE query LIKE 'LISTEN%' AND datname = current_database() "
+                    "WHERE query LIKE :listen AND datname = current_database() "
                     "AND pid <> pg_backend_pid()"
-                )
+                ),
+                {"listen": f"LISTEN%{WORK_CHANNEL}%"},
             )
         assert killed == 1
         await eventually(lambda: runner.listens == 2, 5.0)

@@ -26,7 +26,9 @@ def client() -> Iterator[TestClient[Litestar]]:
 
 def page(client: TestClient[Litestar], **params: str) -> httpx.Response:
     query = {"request": "req-1", "return_url": RETURN_URL, **params}
-    return client.get("/sandbox-bank/authorize", params=query)
+    # an English-speaking browser: without a language the page speaks its bank's country's
+    # (tests/unit/test_i18n_catalogs.py)
+    return client.get("/sandbox-bank/authorize", params=query, headers={"accept-language": "en"})
 
 
 def test_page_asks_to_approve_or_deny(client: TestClient[Litestar]) -> None:

@@ -290,8 +290,9 @@ async def list_payments(
     hub: HubDep,
     auth: AuthDep,
     request: AnyRequest,
-    status: Annotated[str | None, query("Only payments in this status", length=(1, 30))] = None,
-    customer_id: Annotated[str | None, query("Only this customer's", length=(1, 64))] = None,
+    # an empty value is read as left out (a form's "any"), so the description allows it
+    status: Annotated[str | None, query("Only payments in this status", length=(0, 30))] = None,
+    customer_id: Annotated[str | None, query("Only this customer's", length=(0, 64))] = None,
     limit: Annotated[str | None, query("At most this many (1 to 200)", integer=(1, 200))] = None,
 ) -> PaymentListEnvelope:
     size = 50 if not limit else whole_number(limit, 200)
