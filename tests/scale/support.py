@@ -28,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -467,12 +468,20 @@ def idle(db: Callable[[Callable[[AsyncSession], Any]], Any], *, deliveries: bool
 
 
 def mark_all_due(db: Callable[[Callable[[AsyncSession], Any]], Any]) -> None:
-    """Every login due now."""
+    """Every login due now. One statement over every login meets the workers' batches, which
+    hold the rows of one app's refreshes until they commit: PostgreSQL may find a deadlock and
+    abort this statement, which is then sent again (as any client of a busy database would)."""
 
     async def work(session: AsyncSession) -> None:
         await session.execute(update(Login).values(next_sync_at=datetime.now(UTC)))
 
-    db(work)
+    for attempt in range(5):
+        try:
+            db(work)
+            return
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) != "40P01" or attempt == 4:
+                raise
 
 
 def sqlite_url(data_dir: Path) -> str:
