@@ -114,7 +114,13 @@ class ConnectUser:
     """One user on the connect page with a cookie jar of its own; every request is timed."""
 
     def __init__(self, base: str, steps: Steps | None = None) -> None:
-        self.client = httpx.Client(base_url=base, follow_redirects=False, timeout=30.0)
+        # The driver reads the page's English words; a sandbox bank otherwise speaks its country's.
+        self.client = httpx.Client(
+            base_url=base,
+            follow_redirects=False,
+            timeout=30.0,
+            headers={"Accept-Language": "en"},
+        )
         self.steps = steps or Steps()
         self.page = ""
 

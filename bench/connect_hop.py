@@ -70,7 +70,7 @@ def run(ctx: Context) -> list[Result]:
     ):
         a = Served(f"http://127.0.0.1:{a_port}", creds, a_process)
         b_base = f"http://127.0.0.1:{b_port}"
-        with httpx.Client(timeout=30, trust_env=False) as client:
+        with httpx.Client(timeout=30, trust_env=False, headers={"Accept-Language": "en"}) as client:
             with httpx.Client(base_url=a.base, timeout=30) as api:
                 link = new_connect_url(api, a, "hop")
             if client.get(link).status_code != 303:
