@@ -1,8 +1,10 @@
 """The benchmark suite still runs on the current schema (it is not part of CI otherwise).
 
-Runs ``python -m bench --tiny --only ingest concurrency``: the two that seed databases through
-bankhub's services and sync engine and finish in seconds. Nothing here looks at timings; a
-benchmark that breaks (a column gone, a service renamed) exits non-zero or reports its failure.
+Runs ``python -m bench --tiny --only ingest concurrency connect connect_hop``: the two that seed
+databases through bankhub's services and sync engine, and the two that drive the connect page as a
+browser would (they read its words, so a change of the page's wording or language breaks them);
+each finishes in seconds. Nothing here looks at timings; a benchmark that breaks (a column gone,
+a service renamed, words it waits for) exits non-zero or reports its failure.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ FIELDS = {"name", "value", "unit", "baseline", "ratio", "target", "met", "note",
 
 
 @pytest.mark.postgres
-def test_tiny_ingest_and_concurrency_run_and_report(tmp_path: Path) -> None:
+def test_tiny_benchmarks_run_and_report(tmp_path: Path) -> None:
     out = tmp_path / "results"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BANKHUB_")}
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT / "src"), str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
     )
     command = [sys.executable, "-m", "bench", "--tiny", "--only", "ingest", "concurrency"]
+    command += ["connect", "connect_hop"]
     done = subprocess.run(
         [*command, "--results", str(out)],
         cwd=ROOT,
@@ -40,7 +43,7 @@ def test_tiny_ingest_and_concurrency_run_and_report(tmp_path: Path) -> None:
     document = json.loads((out / "latest.json").read_text())
     # a tiny run says so, per benchmark, and that the others did not run
     assert document["partial"] is True
-    assert set(document["not_run"]) == {"read", "webhooks", "connect", "connect_hop"}
+    assert set(document["not_run"]) == {"read", "webhooks"}
     for benchmark in ("ingest", "concurrency"):
         assert document["benchmarks"][benchmark]["partial"] == "tiny sizes (--tiny)"
         load = document["benchmarks"][benchmark]["load_average_1m"]
@@ -54,6 +57,8 @@ def test_tiny_ingest_and_concurrency_run_and_report(tmp_path: Path) -> None:
         "concurrency peak RSS",
         "concurrency wall time, 2 workers, postgresql",
         "concurrency peak RSS, 2 workers, postgresql",
+        "connect step p99",
+        "connect step passed on, p99",
     }
     for result in results:
         assert set(result) == FIELDS
