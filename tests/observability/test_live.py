@@ -114,7 +114,9 @@ def cluster(
     try:
         creds = create_app(env, tmp, receiver.url + "/hook")
         receiver.secret = creds["webhook_secret"]
-        worker = Worker(env, tmp, tmp / "worker.out", err_path=tmp / "worker.err")
+        # at debug, so that a delivered attempt is logged too (at info only one that failed is)
+        worker_env = {**env, "BANKHUB_LOG_LEVEL": "debug"}
+        worker = Worker(worker_env, tmp, tmp / "worker.out", err_path=tmp / "worker.err")
 
         def start(name: str) -> LiveServer:
             return LiveServer.start(
@@ -239,8 +241,9 @@ def test_every_line_is_json_and_a_request_line_names_its_request_and_app(
 
 def test_a_job_line_of_the_worker_names_the_job_and_the_login(cluster: Cluster) -> None:
     """test_a_job_line_of_the_worker_names_the_job_and_the_login — the worker's standard error
-    is JSON lines; its scheduled sync's line carries ``job: sync`` and the login's id, and each
-    delivery attempt's line ``job: delivery`` with the delivery's id."""
+    is JSON lines (at ``debug``, libraries' lines included); its scheduled sync's line carries
+    ``job: sync`` and the login's id, and each delivery attempt's line ``job: delivery`` with the
+    delivery's id."""
     lines = json_lines(cluster.worker.errors(), "the worker")
     syncs = [line for line in lines if line.get("job") == "sync"]
     assert syncs, lines

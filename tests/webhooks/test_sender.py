@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import ssl
 import time
@@ -130,6 +131,23 @@ async def test_500_is_retried(http: Http, receiver: MakeReceiver) -> None:
     result = await send(http, peer.url)
     assert (result.outcome, result.status_code, result.error) == ("retry", 500, "status 500")
     assert result.response_excerpt == "boom"
+
+
+async def test_a_delivered_attempt_is_logged_at_debug_one_that_failed_at_info(
+    http: Http, receiver: MakeReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A line per delivered attempt at ``info`` repeated the delivery log at the rate of the
+    deliveries (and cost the worker a fifth of its throughput); failures stay at ``info``."""
+    ok = await receiver()
+    failing = await receiver(status=500, reason="Internal Server Error")
+    with caplog.at_level(logging.DEBUG, logger="bankhub.webhooks"):
+        await send(http, ok.url)
+        await send(http, failing.url)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "bankhub.webhooks"]
+    assert lines == [
+        (logging.DEBUG, "webhook attempt: delivered"),
+        (logging.INFO, "webhook attempt: retry"),
+    ]
 
 
 async def test_429_retry_after_seconds(http: Http, receiver: MakeReceiver) -> None:

@@ -235,13 +235,19 @@ def _describe(exc: BaseException) -> str:
 def _counted(
     send: Callable[P, Awaitable[AttemptResult]],
 ) -> Callable[P, Awaitable[AttemptResult]]:
-    """Each attempt's outcome counted for the operator (``observability.metrics``)."""
+    """Each attempt's outcome counted for the operator (``observability.metrics``), and logged:
+    an attempt that did not deliver at ``info``, a delivered one at ``debug`` only. Every attempt
+    is already a row of the delivery log (the dashboard's and ``GET`` of the deliveries) and a
+    count in ``/metrics``; a line per delivered attempt at ``info`` repeated that at the rate of
+    the deliveries and cost a worker a fifth of its deliveries per second (bench/webhooks.py).
+    """
 
     @functools.wraps(send)
     async def counted(*args: P.args, **kwargs: P.kwargs) -> AttemptResult:
         result = await send(*args, **kwargs)
         metrics.webhook_attempt(result.outcome)
-        log.info(
+        log.log(
+            logging.DEBUG if result.outcome == "delivered" else logging.INFO,
             "webhook attempt: %s",
             result.outcome,
             extra={"status_code": result.status_code, "duration_ms": result.duration_ms},
