@@ -128,7 +128,8 @@ async def test_work_is_announced_only_once_committed(harness: Harness, elsewhere
     heard: list[str] = []
     listener = await asyncpg.connect(**wakeup.connect_args(h.hub.db.engine))
     try:
-        await listener.add_listener(WORK_CHANNEL, lambda *args: heard.append(args[2]))
+        # (connection, pid, channel, payload): the payload names the kinds of work queued
+        await listener.add_listener(WORK_CHANNEL, lambda *args: heard.append(args[3]))
         await add_endpoint(h, "http://127.0.0.1:9/hooks")
         with pytest.raises(RuntimeError):
             await queue_event(h, elsewhere, then_fail=True)
@@ -138,7 +139,9 @@ async def test_work_is_announced_only_once_committed(harness: Harness, elsewhere
         await asyncio.sleep(0.3)
         assert heard == []
         await queue_event(h, elsewhere)
-        await eventually(lambda: heard == [WORK_CHANNEL], 2.0)
+        await eventually(lambda: heard == ["deliveries"], 2.0)
+        await queue_note(elsewhere, h, "hello")
+        await eventually(lambda: heard == ["deliveries", "outbox"], 2.0)
     finally:
         await listener.close()
 

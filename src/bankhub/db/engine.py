@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiosqlite
 from sqlalchemy import event, make_url, text
@@ -30,9 +30,15 @@ from bankhub.db.tenancy import TenantSession
 log = logging.getLogger(__name__)
 
 #: PostgreSQL: the channel a unit of work that queued background work notifies on commit, and
-#: runners listen on (``bankhub.jobs.wakeup``)
+#: runners listen on (``bankhub.jobs.wakeup``); the payload names the kinds of work queued
 WORK_CHANNEL = "bankhub_work"
-_NOTIFY_WORK = text(f"SELECT pg_notify('{WORK_CHANNEL}', '')")
+_NOTIFY_WORK = text(f"SELECT pg_notify('{WORK_CHANNEL}', :kinds)")
+#: the kinds of background work a unit of work can queue: the names of the runner's sources
+#: (``events.mark_outbox``). A commit wakes only the sources of the kinds it queued: every
+#: source's claim is a writing unit of work, and on SQLite the writers take turns, so waking
+#: them all after each event made the deliveries' claim wait behind the others' (a fifth more
+#: commit-to-delivery time, bench/webhooks.py).
+WORK_KINDS: Final = frozenset({"deliveries", "outbox", "syncs"})
 
 #: SQLite: how many times a scrub's checkpoint waits out the busy timeout for readers
 SCRUB_CHECKPOINT_TRIES = 3
@@ -232,7 +238,7 @@ class Database:
         #: called after a commit that queued background work (see ``events.mark_outbox``): the
         #: runner in this process; on PostgreSQL the commit also notifies the runners of every
         #: process (``WORK_CHANNEL``)
-        self.outbox_listeners: list[Callable[[], None]] = []
+        self.outbox_listeners: list[Callable[[frozenset[str]], None]] = []
         #: SQLite: the lock writing units of work take turns on (per event loop)
         self._writers: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         #: SQLite: the engine of :meth:`read` (None: reads share :attr:`engine`)
@@ -314,18 +320,19 @@ class Database:
                 yield session
                 # the feeds' rows go in last, under their apps' feed locks (db.commit_order)
                 await commit_order.write_appends(session)
-                if session.info.get("outbox") and self.dialect == "postgresql":
+                queued: set[str] | None = session.info.get("outbox")
+                if queued and self.dialect == "postgresql":
                     # inside the transaction: PostgreSQL delivers it only if the commit succeeds
-                    await session.execute(_NOTIFY_WORK)
+                    await session.execute(_NOTIFY_WORK, {"kinds": ",".join(sorted(queued))})
                 await session.commit()
             except BaseException:
                 commit_order.drop_appends(session)
                 session.info.pop(_GROWN, None)
                 await session.rollback()
                 raise
-            if session.info.pop("outbox", False):
+            if queued := session.info.pop("outbox", None):
                 for listener in self.outbox_listeners:
-                    listener()
+                    listener(frozenset(queued))
             grown = session.info.pop(_GROWN, None)
         if grown and self.dialect == "postgresql":
             await self.refresh_statistics(grown)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.db import commit_order
+from bankhub.db.engine import WORK_KINDS
 from bankhub.events.models import Event
 from bankhub.webhooks.models import WebhookDelivery, WebhookEndpoint
 
@@ -141,12 +142,17 @@ def _queue(session: AsyncSession, event: Event, endpoints: list[str], now: datet
             )
         )
     if endpoints:
-        mark_outbox(session)
+        mark_outbox(session, "deliveries")
 
 
-def mark_outbox(session: AsyncSession) -> None:
-    """Tell the unit of work that it queued background work (the runner is woken on commit)."""
-    session.info["outbox"] = True
+def mark_outbox(session: AsyncSession, *kinds: str) -> None:
+    """Tell the unit of work which kinds of background work it queued (``db.engine.WORK_KINDS``):
+    on commit the runners' sources of those kinds are woken, in this process and (PostgreSQL)
+    in every other."""
+    unknown = set(kinds) - WORK_KINDS
+    if unknown or not kinds:
+        raise ValueError(f"kinds of background work are {sorted(WORK_KINDS)}, not {kinds}")
+    session.info.setdefault("outbox", set()).update(kinds)
 
 
 def new_transactions_payload(

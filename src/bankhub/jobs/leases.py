@@ -188,8 +188,10 @@ async def _release(
             .scalars()
             .all()
         )
-        if ids or syncs or sends:
-            mark_outbox(session)  # due again now: every process's runners may take it
+        # due again now: every process's runners may take them
+        due = {"deliveries": ids, "syncs": syncs, "outbox": sends}
+        if kinds := [kind for kind, again in due.items() if again]:
+            mark_outbox(session, *kinds)
     return Released(len(ids), cut, len(syncs), len(sends))
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Protocol
 
@@ -131,10 +131,13 @@ class Loop:
     def every(self, sweep: Sweep) -> None:
         self.sweeps.append(sweep)
 
-    def wake(self) -> None:
-        """Something was queued: look for work now instead of at the next poll."""
-        for woken in self._woken.values():
-            woken.set()
+    def wake(self, kinds: Collection[str] | None = None) -> None:
+        """Work of ``kinds`` (the sources' names; None: any) was queued: those sources look for
+        work now instead of at the next poll, the others wait for theirs (``db.engine.WORK_KINDS``
+        says why)."""
+        for name, woken in self._woken.items():
+            if kinds is None or name in kinds:
+                woken.set()
 
     async def run_once(self) -> dict[str, int]:
         """Sweep, claim what is due now and work it to the end (tests and one-shot runs); how

@@ -96,7 +96,7 @@ def enqueue(session: AsyncSession, kind: str, payload: dict[str, Any], now: date
             created_at=now,
         )
     )
-    mark_outbox(session)
+    mark_outbox(session, "outbox")
 
 
 def retry_delay(attempts: int, rng: random.Random) -> float | None:

@@ -23,6 +23,7 @@ domains there are. The loop knows its sources only as ``jobs.loop.Source`` and `
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -145,8 +146,8 @@ class Runner:
     def listens(self) -> int:
         return self.loop.listens
 
-    def wake(self) -> None:
-        self.loop.wake()
+    def wake(self, kinds: Collection[str] | None = None) -> None:
+        self.loop.wake(kinds)
 
     async def run_once(self) -> Tally:
         done = await self.loop.run_once()

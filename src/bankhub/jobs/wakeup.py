@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # ships no type hints
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bankhub.db.engine import WORK_CHANNEL
+from bankhub.db.engine import WORK_CHANNEL, WORK_KINDS
 
 log = logging.getLogger("bankhub.jobs")
 
@@ -33,6 +33,8 @@ PING_SECONDS = 30.0
 TIMEOUT_SECONDS = 10.0
 #: the first pause before connecting again, doubled after each failure up to the last
 RETRY_SECONDS = (0.5, 30.0)
+#: what a notification wakes: the sources of the kinds of work it names (None: every source)
+Wake = Callable[[Collection[str] | None], None]
 #: options of SQLAlchemy's own in the URL, which asyncpg does not take
 _NOT_ASYNCPG = ("prepared_statement_cache_size", "prepared_statement_name_func")
 
@@ -48,7 +50,7 @@ def connect_args(engine: AsyncEngine) -> dict[str, Any]:
 
 async def listen(
     engine: AsyncEngine,
-    wake: Callable[[], None],
+    wake: Wake,
     stop: asyncio.Event,
     *,
     listening: Callable[[], None] | None = None,
@@ -79,18 +81,26 @@ async def listen(
         await _pause(stop, pause)
 
 
+def _kinds(payload: str) -> frozenset[str] | None:
+    """The kinds of work a notification names; None (wake every source) when it names none
+    this process knows (a process of an older release notifies with an empty payload)."""
+    return frozenset(payload.split(",")) & WORK_KINDS or None
+
+
 async def _listen_on(
     connection: Any,
-    wake: Callable[[], None],
+    wake: Wake,
     stop: asyncio.Event,
     listening: Callable[[], None] | None,
 ) -> None:
     lost = asyncio.Event()
     connection.add_termination_listener(lambda _connection: lost.set())
-    await connection.add_listener(WORK_CHANNEL, lambda *_notification: wake())
+    await connection.add_listener(
+        WORK_CHANNEL, lambda _connection, _pid, _channel, payload: wake(_kinds(payload))
+    )
     if listening is not None:
         listening()
-    wake()  # what was queued while nobody listened
+    wake(None)  # what was queued while nobody listened
     while not stop.is_set():
         ended = await _first(stop, lost, PING_SECONDS)
         if lost.is_set() or connection.is_closed():

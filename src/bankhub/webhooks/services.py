@@ -401,7 +401,7 @@ async def enable_endpoint(
             ],
         )
         queued = total
-        events.mark_outbox(session)
+        events.mark_outbox(session, "deliveries")
     await session.flush()
     return CatchUp(
         missed=total,
