@@ -23,7 +23,7 @@ import httpx
 
 from bench._connect_driver import ConnectUser, Served, Steps, new_connect_url, serve
 from bench._webhooks_profile import profiled, write_summary
-from bench.harness import RESULTS, Context, Result, absolute, percentile
+from bench.harness import Context, Result, absolute, percentile
 
 TARGET_P99_MS = 20.0
 #: the progress page refreshes itself every second; polling faster keeps the run short and
@@ -109,13 +109,13 @@ def run(ctx: Context) -> list[Result]:
         result = absolute(
             "connect step p99", p99, "ms", TARGET_P99_MS, lower_is_better=True, note=note
         )
-        if not result.met:
-            raw = RESULTS / "connect-profile.raw.txt"
+        if not result.met and ctx.profile:
+            raw = ctx.results / "connect-profile.raw.txt"
             with profiled(served.process.pid, raw, subprocesses=True) as running:
                 if running:
                     flows(served, 10, Steps(), "profiled")
             own, inclusive = write_summary(
-                raw, RESULTS / "connect-profile.txt", "bankhub serve during connect flows"
+                raw, ctx.results / "connect-profile.txt", "bankhub serve during connect flows"
             )
             if own:
                 ctx.notes.append(

@@ -1078,20 +1078,20 @@ def profile(ctx: Context, bankhub: Target, baseline: Target, db: str) -> str:
     spy = _py_spy()
     if spy is None:
         return "py-spy unavailable: no profile"
-    harness.RESULTS.mkdir(parents=True, exist_ok=True)
-    summary = harness.RESULTS / f"read-{db}-profile.txt"
+    ctx.results.mkdir(parents=True, exist_ok=True)
+    summary = ctx.results / f"read-{db}-profile.txt"
     try:
-        ours = record(ctx, spy, bankhub, harness.RESULTS / f"read-{db}-bankhub.folded")
-        bare = record(ctx, spy, baseline, harness.RESULTS / f"read-{db}-baseline.folded")
+        ours = record(ctx, spy, bankhub, ctx.results / f"read-{db}-bankhub.folded")
+        bare = record(ctx, spy, baseline, ctx.results / f"read-{db}-baseline.folded")
     except (RuntimeError, subprocess.SubprocessError) as exc:
         summary.write_text(f"{exc}\n")
-        return f"profiling failed, see {summary.relative_to(harness.ROOT)}"
+        return f"profiling failed, see {summary}"
     summary.write_text(
         f"GET /v2/transaction on {db}: py-spy at {PROFILE_RATE} Hz under the same wrk load "
         f"(raw stacks: read-{db}-bankhub.folded, read-{db}-baseline.folded)\n\n"
         + summarize(ours, bare)
     )
-    return f"profile: {summary.relative_to(harness.ROOT)}"
+    return f"profile: {summary}"
 
 
 # --- the benchmark ------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ import httpx
 
 from bench._connect_driver import ConnectUser, new_connect_url, serve
 from bench._webhooks_profile import profiled, write_summary
-from bench.harness import RESULTS, Context, Result, absolute, free_port, percentile, server
+from bench.harness import Context, Result, absolute, free_port, percentile, server
 
 DELIVERY_CONCURRENCY = 64
 TARGET_DPS = 1000.0
@@ -433,12 +433,12 @@ def throughput(ctx: Context, peer: Receiver, label: str, url: str, n: int) -> Re
         lower_is_better=False,
         note=note,
     )
-    if not result.met:
+    if not result.met and ctx.profile:
         slug = label.lower()
-        raw = RESULTS / f"webhooks-{slug}-profile.raw.txt"
+        raw = ctx.results / f"webhooks-{slug}-profile.raw.txt"
         profiled_drain = drain_once(ctx, peer, url, n, min(cap, 10), profile=raw)
         own, inclusive = write_summary(
-            raw, RESULTS / f"webhooks-{slug}-profile.txt", f"bankhub worker draining ({label})"
+            raw, ctx.results / f"webhooks-{slug}-profile.txt", f"bankhub worker draining ({label})"
         )
         ctx.notes.append(
             f"webhooks {label} worker under py-spy ({profiled_drain.rate:.0f}/s; "
@@ -591,11 +591,11 @@ def run(ctx: Context) -> list[Result]:
             ),
         )
         results.append(result)
-        if not result.met:
-            raw = RESULTS / "webhooks-latency-profile.raw.txt"
+        if not result.met and ctx.profile:
+            raw = ctx.results / "webhooks-latency-profile.raw.txt"
             latency(ctx, peer, events, raw)
             own, _ = write_summary(
-                raw, RESULTS / "webhooks-latency-profile.txt", "bankhub serve (latency)"
+                raw, ctx.results / "webhooks-latency-profile.txt", "bankhub serve (latency)"
             )
             ctx.notes.append(f"webhooks latency profile, top own frames: {'; '.join(own[:6])}")
         if ctx.postgres_url:
