@@ -632,6 +632,10 @@ def test_lists_page_past_their_first_page(make_page: MakePage, team: Team) -> No
     desk.get_by_role("link", name="Previous page").click()
     expect(desk.locator("section[data-customer]")).to_have_count(50)
     _shot(desk, "customers-desktop")
+    for name in ("webhooks", "payments"):
+        desk.goto(team.url(f"/dashboard/apps/{team.app['client_id']}/{name}?size=25"))
+        expect(desk.locator("#pager-count")).to_be_visible()
+        _shot(desk, f"{name}-desktop")
     assert_no_page_errors(desk)
 
     phone = _as(make_page, team, OWNER, phone=True)
@@ -849,6 +853,7 @@ def test_team_roles_invitations_password_and_recovery_in_the_browser(
     lost.get_by_role("button", name="Continue").click()
     lost.get_by_role("link", name=re.compile("Lost your authenticator app")).click()
     _heading(lost, "Lost your authenticator app?")
+    _shot(lost, "recover-phone")
     lost.get_by_label("Recovery code").fill(codes[2])
     lost.get_by_role("button", name="Continue").click()
     assert _notice(lost) == services.REFUSED  # an old code: replaced above
