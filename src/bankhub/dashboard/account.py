@@ -26,7 +26,7 @@ from bankhub.dashboard.services import FormError
 from bankhub.security.crypto import Cipher
 from bankhub.security.secrets import SecretHasher
 
-WRONG_PASSWORD = "The current password is not right."  # noqa: S105 - a message
+WRONG_PASSWORD = "The current password is not right."  # noqa: S105 - a message  # nosec B105
 WRONG_CODE = "That code is not right. Use the code your authenticator app shows now."
 LAST_OWNER = "The team needs an owner: make another member owner first."
 

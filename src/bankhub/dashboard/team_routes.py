@@ -40,7 +40,7 @@ TEAM = f"{PREFIX}/team"
 ACCOUNT = f"{PREFIX}/account"
 RECOVER = f"{SIGN_IN}/recover"
 DONE = {
-    "password": "Your password was changed. Your other sessions were signed out.",
+    "password-changed": "Your password was changed. Your other sessions were signed out.",
 }
 GONE = "This invitation was used, revoked or has expired."
 
@@ -208,7 +208,7 @@ async def change_password(hub: HubDep, request: AnyRequest, data: Form) -> Respo
         return _blocked(request, member)
     if refused:
         return await _account_page(request, notice=refused, status=400)
-    return go(request, f"{ACCOUNT}?done=password")
+    return go(request, f"{ACCOUNT}?done=password-changed")
 
 
 @post(f"{ACCOUNT}/recovery-codes", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
