@@ -82,6 +82,7 @@ revoked_reason  # oauth/models.py: the dashboard's OAuth grants page (why a gran
 last_sign_in_at  # dashboard/models.py: the team page
 _.alt  # connectors/base.py: a TAN challenge image's text alternative (connect page, code.html)
 _.data_url  # connectors/base.py: the challenge image inline on the connect page (code.html)
+_.sizes  # dashboard/paging.py: the page sizes a list offers (_pager.html)
 
 # --- columns written for operators (read with SQL, `bankhub audit` and the dashboard) -----------
 iban_enc  # accounts/models.py: sealed details, set and read as f"{column}_enc" (sync/engine.py)

@@ -16,11 +16,13 @@ proven with the injected clock in ``test_sign_in.py``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -32,6 +34,7 @@ from playwright.sync_api import Page, expect
 from bankhub.dashboard import services, totp
 from tests.dashboard.conftest import MailSink, SmtpServer
 from tests.dashboard.images import png
+from tests.support.axe import assert_accessible
 from tests.support.browser import assert_no_page_errors
 from tests.support.browser_plugin import MakePage
 from tests.support.live_server import LiveServer
@@ -551,3 +554,323 @@ def _fits(page: Page) -> None:
     width = page.evaluate("document.documentElement.scrollWidth")
     assert isinstance(width, int)
     assert width <= PHONE_WIDTH, f"{page.url} scrolls sideways: {width}px > {PHONE_WIDTH}px"
+
+
+# --- paged lists, the audit table, dark mode, recovery codes on a phone, the team ---------------
+
+DEV = "dev@example.com"
+DEV_PASSWORD = "a developer walks the long pier"
+DEV_NEW_PASSWORD = "cormorants dry their wings at noon"
+LONG = "a-rather-long-address-kept-whole-in-the-audit-log@example.com"
+CODE = re.compile(r"^[a-z2-7]{5}-[a-z2-7]{5}$")
+
+
+def _shot(page: Page, name: str) -> None:
+    """A full-page screenshot for a person to look at, when ``BANKHUB_SHOTS`` names a folder."""
+    folder = os.environ.get("BANKHUB_SHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def _luminance(rgb: str) -> float:
+    channels = [int(c) / 255 for c in re.findall(r"\d+(?:\.\d+)?", rgb)[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def _background(page: Page, selector: str) -> str:
+    """The first opaque background colour at or above the element."""
+    found: str = page.locator(selector).first.evaluate(
+        """e => { for (; e; e = e.parentElement) {
+            const c = getComputedStyle(e).backgroundColor;
+            if (c && c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c; }
+            return 'rgb(255, 255, 255)'; }"""
+    )
+    return found
+
+
+def _mailed_link(message: Any) -> re.Match[str] | None:
+    body = message.get_body(("plain",))
+    assert body is not None
+    return LINK.search(body.get_content())
+
+
+def test_lists_page_past_their_first_page(make_page: MakePage, team: Team) -> None:
+    """Consent Control showed 200 customers at most, and nothing said more were hidden."""
+    with httpx.Client(timeout=10) as client:
+        for n in range(205):
+            made = client.post(
+                team.url("/v2/customer"),
+                json={"identifier": f"paged-{n:03}"},
+                headers={
+                    "client-id": team.app["client_id"],
+                    "service-secret": team.app["service_secret"],
+                },
+            )
+            assert made.status_code == 200, made.text
+    path = f"/dashboard/apps/{team.app['client_id']}/customers"
+    desk = _as(make_page, team, OWNER)
+    desk.goto(team.url(path))
+    total = int(desk.locator("#pager-count").inner_text().split(" of ")[1].split()[0])
+    assert total >= 205
+    expect(desk.locator("#pager-count")).to_contain_text(f"50 shown of {total} customers")
+    seen: list[str] = []
+    for _ in range(10):
+        seen += desk.locator("section[data-customer]").evaluate_all(
+            "s => s.map(e => e.dataset.customer)"
+        )
+        following = desk.get_by_role("link", name="Next page")
+        if following.count() == 0:
+            break
+        following.click()
+    assert len(seen) == total == len(set(seen))
+    desk.get_by_role("link", name="Previous page").click()
+    expect(desk.locator("section[data-customer]")).to_have_count(50)
+    _shot(desk, "customers-desktop")
+    for name in ("webhooks", "payments"):
+        desk.goto(team.url(f"/dashboard/apps/{team.app['client_id']}/{name}?size=25"))
+        expect(desk.locator("#pager-count")).to_be_visible()
+        _shot(desk, f"{name}-desktop")
+    assert_no_page_errors(desk)
+
+    phone = _as(make_page, team, OWNER, phone=True)
+    phone.goto(team.url(path))
+    phone.get_by_label("Rows per page").select_option("200")
+    phone.get_by_role("button", name="Show").click()
+    expect(phone.locator("section[data-customer]")).to_have_count(200)
+    _fits(phone)
+    phone.get_by_role("link", name="Next page").click()
+    expect(phone.locator("section[data-customer]")).to_have_count(total - 200)
+    expect(phone.get_by_role("link", name="First page")).to_be_visible()
+    _fits(phone)
+    _shot(phone, "customers-phone")
+    assert_no_page_errors(phone)
+
+
+def test_the_audit_table_reads_at_1440px_and_on_a_phone(make_page: MakePage, team: Team) -> None:
+    owner = _as(make_page, team, OWNER, viewport={"width": 1440, "height": 900})
+    owner.goto(team.url("/dashboard/team"))
+    owner.get_by_label("Email").fill(LONG)
+    owner.get_by_label("Role").select_option("viewer")
+    owner.get_by_role("button", name="Invite").click()
+    expect(owner.get_by_text(f"The invitation was mailed to {LONG}.")).to_be_visible()
+    owner.goto(team.url("/dashboard/audit"))
+    table = owner.locator("#audit-log")
+    width = owner.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1440, f"the page scrolls sideways at 1440 px: {width}"
+    box = table.bounding_box()
+    assert box is not None
+    assert box["width"] >= 1200, box  # the width there is, not a 1,024 px column
+    assert table.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth")
+    for header in table.locator("thead th").all():
+        cell = header.bounding_box()
+        assert cell is not None
+        assert cell["x"] + cell["width"] <= 1440, header.inner_text()
+        assert cell["width"] >= 80, header.inner_text()
+    row = table.locator("tr[data-action='member.invited']").first
+    detail = row.locator("details.detail")
+    expect(detail.locator("summary")).to_contain_text("…")
+    assert (row.bounding_box() or {"height": 999})["height"] < 90  # one glance, not a wall
+    expect(detail.locator("pre")).to_be_hidden()
+    detail.locator("summary").click()
+    expect(detail.locator("pre")).to_contain_text(LONG)
+    _shot(owner, "audit-1440")
+    assert_no_page_errors(owner)
+
+    phone = _as(make_page, team, OWNER, phone=True)
+    phone.goto(team.url("/dashboard/audit?size=25"))
+    _fits(phone)
+    first = phone.locator("#audit-log tbody tr").first
+    expect(first.locator("td[data-label='Action']")).to_be_visible()
+    assert "Action" in first.locator("td[data-label='Action']").evaluate(
+        "td => getComputedStyle(td, '::before').content"
+    )
+    phone.get_by_role("link", name="Next page").click()
+    expect(phone.get_by_role("link", name="Previous page")).to_be_visible()
+    _fits(phone)
+    _shot(phone, "audit-phone")
+    assert_no_page_errors(phone)
+
+
+def test_dark_mode_is_readable_charts_included(make_page: MakePage, team: Team) -> None:
+    client_id = team.app["client_id"]
+    pages = (
+        ("overview", f"/dashboard?period=24h&app={client_id}"),
+        ("audit", "/dashboard/audit"),
+        ("team", "/dashboard/team"),
+        ("customers", f"/dashboard/apps/{client_id}/customers"),
+        ("account", "/dashboard/account"),
+    )
+    for phone in (False, True):
+        page = _as(make_page, team, OWNER, phone=phone, color_scheme="dark")
+        for name, path in pages:
+            page.goto(team.url(path))
+            ground = _background(page, "main")
+            assert _luminance(ground) < 0.05, f"{name}: not dark ({ground})"
+            ink = page.locator("h1").evaluate("e => getComputedStyle(e).color")
+            assert _contrast(ink, ground) >= 4.5, name
+            field = page.locator("select, input[type=text], input[type=email]").first
+            if field.count():
+                border = field.evaluate("e => getComputedStyle(e).borderTopColor")
+                assert _contrast(border, _background(page, "main")) >= 3, (name, border)
+            assert_accessible(page, f"{name} in dark mode (phone={phone})")
+            if phone:
+                _fits(page)
+            _shot(page, f"{name}-dark-{'phone' if phone else 'desktop'}")
+        page.goto(team.url(pages[0][1]))
+        behind = _background(page, "#connects svg")
+        for text in page.locator("#connects svg text").all()[:6]:
+            fill = text.evaluate("t => getComputedStyle(t).fill")
+            assert _contrast(fill, behind) >= 4.5, (fill, behind)
+        assert_no_page_errors(page)
+    light = _as(make_page, team, OWNER, color_scheme="light")
+    for name, path in pages[1:]:
+        light.goto(team.url(path))
+        assert_accessible(light, f"{name} in light mode")
+    light.goto(team.url("/dashboard/team"))
+    border = light.get_by_label("Email").evaluate("e => getComputedStyle(e).borderTopColor")
+    assert _contrast(border, _background(light, "main")) >= 3
+    assert_no_page_errors(light)
+
+
+def test_team_roles_invitations_password_and_recovery_in_the_browser(
+    make_page: MakePage, team: Team
+) -> None:
+    owner = _as(make_page, team, OWNER)
+    owner.goto(team.url("/dashboard/team"))
+    for email in (DEV, "gone@example.com"):
+        owner.get_by_label("Email").fill(email)
+        owner.get_by_label("Role").select_option("developer")
+        owner.get_by_role("button", name="Invite").click()
+        expect(owner.get_by_text(f"The invitation was mailed to {email}.")).to_be_visible()
+    first_link = _mailed_link(team.smtp.messages[-1])
+    assert first_link is not None
+    gone = owner.locator("li[data-invite]", has_text="gone@example.com")
+    gone.get_by_role("button", name=re.compile("^Send again")).click()
+    expect(owner.get_by_text("A new invitation was mailed")).to_be_visible()
+    second_link = _mailed_link(team.smtp.messages[-1])
+    assert second_link is not None
+    assert second_link.group(0) != first_link.group(0)
+    owner.locator("li[data-invite]", has_text="gone@example.com").get_by_role(
+        "button", name=re.compile("^Revoke")
+    ).click()
+    expect(owner.get_by_text("The invitation was revoked")).to_be_visible()
+    _shot(owner, "team-desktop")
+    stranger = make_page()
+    for link in (first_link.group(0), second_link.group(0)):
+        answer = stranger.goto(link)
+        assert answer is not None
+        assert answer.status == 404, link
+
+    # the developer joins on a phone: a tap adds the account to the authenticator app
+    dev_mail = next(m for m in reversed(team.smtp.messages) if m["To"] == DEV)
+    dev_link = _mailed_link(dev_mail)
+    assert dev_link is not None
+    phone = make_page(phone=True)
+    phone.goto(dev_link.group(0))
+    phone.get_by_label("Choose a password").fill(DEV_PASSWORD)
+    phone.get_by_label("Password again").fill(DEV_PASSWORD)
+    phone.get_by_role("button", name="Continue").click()
+    _heading(phone, "Set up two-factor sign-in")
+    team.seeds[DEV] = phone.locator("#manual-key").inner_text().strip()
+    tap = phone.get_by_role("link", name="add the account to your authenticator app")
+    href = tap.get_attribute("href") or ""
+    assert href.startswith("otpauth://totp/bankhub%3Adev%40example.com?"), href
+    assert f"secret={team.seeds[DEV]}" in href
+    assert "issuer=bankhub" in href
+    _fits(phone)
+    _shot(phone, "enrol-phone")
+    phone.get_by_label("The 6-digit code the app shows now").fill(team.code(DEV))
+    phone.get_by_role("button", name="Confirm").click()
+    codes = [c.strip() for c in phone.locator("#recovery-codes li").all_inner_texts()]
+    assert len(codes) == 10
+    assert all(CODE.match(c) for c in codes)
+    assert_no_page_errors(phone)
+
+    # the owner makes them an admin
+    owner.goto(team.url("/dashboard/team"))
+    row = owner.locator(f'tr[data-email="{DEV}"]')
+    row.get_by_label(f"Change {DEV} to").select_option("admin")
+    row.get_by_role("button", name="Change role").click()
+    expect(owner.get_by_text("The member's role was changed")).to_be_visible()
+    expect(owner.locator(f'tr[data-email="{DEV}"] select')).to_have_value("admin")
+    assert_no_page_errors(owner)
+
+    # on the phone, a recovery code typed on a text keyboard, with capitals and a space
+    signed_out = make_page(phone=True)
+    signed_out.goto(team.url("/dashboard/sign-in"))
+    signed_out.get_by_label("Email").fill(DEV)
+    signed_out.get_by_label("Password").fill(DEV_PASSWORD)
+    signed_out.get_by_role("button", name="Continue").click()
+    field = signed_out.get_by_label(re.compile("or a recovery code"))
+    assert field.evaluate("e => e.inputMode") in ("", "text"), "a numeric keypad has no letters"
+    _shot(signed_out, "sign-in-code-phone")
+    field.press_sequentially(codes[0].upper().replace("-", " "))
+    signed_out.get_by_role("button", name="Sign in").click()
+    _heading(signed_out, "Overview")
+    expect(signed_out.get_by_text(f"{DEV} · admin")).to_be_visible()
+
+    # on a desk: a new password signs the phone out
+    desk = make_page()
+    desk.goto(team.url("/dashboard/sign-in"))
+    desk.get_by_label("Email").fill(DEV)
+    desk.get_by_label("Password").fill(DEV_PASSWORD)
+    desk.get_by_role("button", name="Continue").click()
+    desk.get_by_label(re.compile("or a recovery code")).fill(codes[1])
+    desk.get_by_role("button", name="Sign in").click()
+    desk.get_by_role("link", name=f"{DEV} · admin").click()
+    _heading(desk, "Your account")
+    expect(desk.locator("#codes-left")).to_have_text("You have 8 unused recovery codes.")
+    desk.get_by_label("Current password").fill(DEV_PASSWORD)
+    desk.get_by_label("New password", exact=True).fill(DEV_NEW_PASSWORD)
+    desk.get_by_label("New password again").fill(DEV_NEW_PASSWORD)
+    desk.get_by_role("button", name="Change password").click()
+    expect(desk.get_by_text("Your password was changed")).to_be_visible()
+    _shot(desk, "account-desktop")
+    signed_out.reload()
+    _heading(signed_out, "Sign in")
+
+    # new recovery codes: the old ones stop working
+    desk.get_by_label("The 6-digit code your authenticator app shows now").fill(team.code(DEV))
+    desk.get_by_role("button", name="Make new recovery codes").click()
+    expect(desk.get_by_text("These new codes replace your earlier ones")).to_be_visible()
+    renewed = [c.strip() for c in desk.locator("#recovery-codes li").all_inner_texts()]
+    assert len(renewed) == 10
+    assert not set(renewed) & set(codes)
+    _shot(desk, "recovery-codes-renewed")
+    assert_no_page_errors(desk)
+
+    # the phone is lost: a recovery code, then a new authenticator
+    lost = make_page(phone=True)
+    lost.goto(team.url("/dashboard/sign-in"))
+    lost.get_by_label("Email").fill(DEV)
+    lost.get_by_label("Password").fill(DEV_NEW_PASSWORD)
+    lost.get_by_role("button", name="Continue").click()
+    lost.get_by_role("link", name=re.compile("Lost your authenticator app")).click()
+    _heading(lost, "Lost your authenticator app?")
+    _shot(lost, "recover-phone")
+    lost.get_by_label("Recovery code").fill(codes[2])
+    lost.get_by_role("button", name="Continue").click()
+    assert _notice(lost) == services.REFUSED  # an old code: replaced above
+    lost.get_by_label("Recovery code").fill(renewed[0])
+    lost.get_by_role("button", name="Continue").click()
+    _heading(lost, "Set up two-factor sign-in")
+    expect(lost.locator("#reset-note")).to_be_visible()
+    new_seed = lost.locator("#manual-key").inner_text().strip()
+    assert new_seed != team.seeds[DEV]
+    _shot(lost, "enrol-reset-phone")
+    team.seeds[f"{DEV} (new)"] = new_seed
+    lost.get_by_label("The 6-digit code the app shows now").fill(team.code(f"{DEV} (new)"))
+    lost.get_by_role("button", name="Confirm").click()
+    expect(lost.locator("#recovery-codes li")).to_have_count(10)
+    lost.get_by_role("link", name="I have saved them: continue").click()
+    _heading(lost, "Overview")
+    _fits(lost)
+    assert_no_page_errors(lost)
+    desk.goto(team.url("/dashboard"))
+    _heading(desk, "Sign in")  # the reset signed every other session out

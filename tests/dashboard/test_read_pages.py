@@ -39,7 +39,7 @@ async def test_the_audit_log_lists_and_filters(harness: Harness, visitors: Visit
     )
     assert 'data-action="member.signed_in"' in same_day.text
     # who acted, in the team's words: the member's address, not the stored "member:" form
-    assert f"<td>{owner.email}</td>" in same_day.text
+    assert f'<td data-label="Who">{owner.email}</td>' in same_day.text
     assert "member:" not in same_day.text
     junk = await v.get("/dashboard/audit", params={"from": "yesterday", "before": "x"})
     assert junk.status_code == 200

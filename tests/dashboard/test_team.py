@@ -111,6 +111,7 @@ async def test_forged_posts_are_refused_by_role_on_every_route(
         "client_id": client_id,
         "key_id": key_id,
         "member_id": str(target_row.id),
+        "invite_id": "1",
         "endpoint_id": "no-such-endpoint",
         "event_id": "1",
         "login_id": "1",

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bankhub.api.principal import HubDep
 from bankhub.audit import services as audit
 from bankhub.customers.models import Customer
-from bankhub.dashboard import roles, services
+from bankhub.dashboard import paging, roles, services
 from bankhub.dashboard.app_routes import APPS, app_of
 from bankhub.dashboard.pages import Refused, go, member_of, page
 from bankhub.dashboard.roles import Action
@@ -22,7 +22,8 @@ from bankhub.lifecycle import erasure
 from bankhub.logins.models import Login
 
 AnyRequest = Request[Any, Any, Any]
-MAX_CUSTOMERS = 200
+#: newest first; the id orders customers made in the same instant
+CUSTOMERS = paging.Keyset((paging.Key(Customer.created_at, "time"), paging.Key(Customer.id, "str")))
 DONE = {
     "login-revoked": "The login was revoked: consent withdrawn and its data erased.",
     "customer-erased": "The customer and everything fetched for them were erased.",
@@ -33,19 +34,16 @@ DONE = {
 async def customers_page(
     hub: HubDep, request: AnyRequest, client_id: FromPath[str]
 ) -> Response[Any]:
-    """Customers (newest first, filtered by identifier) with their logins."""
+    """Customers (newest first, filtered by identifier, paged) with their logins."""
     wanted = (request.query_params.get("q") or "")[:255].strip()
+    window = paging.window_of(request.query_params, default=50)
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
-        query = (
-            select(Customer)
-            .where(Customer.app_id == app.id)
-            .order_by(Customer.created_at.desc())
-            .limit(MAX_CUSTOMERS)
-        )
+        query = select(Customer).where(Customer.app_id == app.id)
         if wanted:
             query = query.where(Customer.identifier.contains(wanted, autoescape=True))
-        customers = list((await db.execute(query)).scalars())
+        found = await paging.fetch(db, query, CUSTOMERS, window, count=True)
+        customers: list[Customer] = found.rows
         logins = list(
             (
                 await db.execute(
@@ -67,9 +65,12 @@ async def customers_page(
         "customers.html",
         app=app,
         customers=[(c, by_customer.get(c.id, [])) for c in customers],
+        found=found,
+        filters={"q": wanted},
         services=names,
         q=wanted,
         now=hub.clock(),
+        notice=found.problem,
         done=DONE.get(request.query_params.get("done", "")),
     )
 

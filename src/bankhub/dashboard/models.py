@@ -25,6 +25,9 @@ class Member(Base):
     role: Mapped[str] = mapped_column(String(12))
     #: the TOTP seed, AES-256-GCM under the keyring (S4, S19); set before enrolment is confirmed
     totp_seed_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: a new seed (as ``totp_seed_enc``) after a reset with a recovery code, until its first
+    #: code confirms it; the old seed works meanwhile
+    totp_pending_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     totp_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: the newest 30-second step a code was accepted for: no code is accepted twice
     totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)

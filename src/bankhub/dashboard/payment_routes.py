@@ -29,16 +29,15 @@ from urllib.parse import urlencode
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, URLEncodedBody
 from litestar.response import Redirect
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.principal import HubDep, hub_of, public_url
 from bankhub.audit import services as audit
 from bankhub.catalogue import Catalogue
-from bankhub.clock import as_utc
 from bankhub.connectors.base import PaymentStatus
 from bankhub.customers import services as customers
-from bankhub.dashboard import roles, services
+from bankhub.dashboard import paging, roles, services
 from bankhub.dashboard.app_routes import APPS, _app_page, app_of
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import (
@@ -70,7 +69,6 @@ RETURNED = f"{PREFIX}/payments/returned"
 PAGE_SIZE = 50
 #: rows opened at most to fill one page of an amount filter (each is decrypted)
 SCAN_LIMIT = 2000
-_CHUNK = 200
 #: the customer every test payment of an app belongs to (made on first use)
 TEST_CUSTOMER = "dashboard-test-payments"
 #: the idempotency key a test payment form carries (``secrets.token_urlsafe``)
@@ -99,11 +97,10 @@ class Filters:
     until: date | None
     min_amount: Decimal | None
     max_amount: Decimal | None
-    #: where the previous page ended: (created_at, id) of its last row scanned
-    after: tuple[datetime, str] | None
 
-    def query(self, **extra: str) -> str:
-        values = {
+    def params(self) -> dict[str, str]:
+        """The filters as a link's query carries them (empty ones too)."""
+        return {
             "status": self.status,
             "kind": self.kind,
             "currency": self.currency,
@@ -111,9 +108,10 @@ class Filters:
             "to": self.until.isoformat() if self.until else "",
             "min": _plain(self.min_amount) if self.min_amount is not None else "",
             "max": _plain(self.max_amount) if self.max_amount is not None else "",
-            **extra,
         }
-        return urlencode({k: v for k, v in values.items() if v})
+
+    def query(self) -> str:
+        return urlencode({k: v for k, v in self.params().items() if v})
 
 
 def _plain(amount: Decimal) -> str:
@@ -163,15 +161,7 @@ def _filters(params: Any, problems: list[str]) -> Filters:
 
     since, until = day("from", "From"), day("to", "To")
     low, high = amount("min", "Minimum amount"), amount("max", "Maximum amount")
-    after = None
-    cursor = text("after", 100)
-    if cursor:
-        moment, _, last_id = cursor.partition("~")
-        try:
-            after = (as_utc(datetime.fromisoformat(moment)), last_id[:36])
-        except ValueError:
-            problems.append("The page link is broken; start again from the first page.")
-    return Filters(status, kind, currency, since, until, low, high, after)
+    return Filters(status, kind, currency, since, until, low, high)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,15 +170,15 @@ class Row:
     total: str
 
 
-@dataclass(frozen=True, slots=True)
-class Listing:
-    rows: list[Row]
-    #: the next page's cursor, None on the last page
-    more: str | None
-    scanned: int
+#: newest first; the id orders payments made in the same instant
+PAYMENTS = paging.Keyset((paging.Key(Payment.created_at, "time"), paging.Key(Payment.id, "str")))
 
 
-async def _listing(db: AsyncSession, cipher: Cipher, app: App, wanted: Filters) -> Listing:
+async def _listing(
+    db: AsyncSession, cipher: Cipher, app: App, wanted: Filters, window: paging.Window
+) -> paging.Page[Row]:
+    """A page of the app's payments; with an amount filter, a page opens at most
+    ``SCAN_LIMIT`` payments (each is decrypted) and its next link goes on from there."""
     query = select(Payment).where(Payment.app_id == app.id)
     if wanted.status:
         query = query.where(Payment.status == wanted.status)
@@ -202,45 +192,12 @@ async def _listing(db: AsyncSession, cipher: Cipher, app: App, wanted: Filters) 
     if wanted.until:
         end = datetime.combine(wanted.until + timedelta(days=1), time.min, tzinfo=UTC)
         query = query.where(Payment.created_at < end)
-    query = query.order_by(Payment.created_at.desc(), Payment.id.desc())
-    by_amount = wanted.min_amount is not None or wanted.max_amount is not None
-    after, scanned = wanted.after, 0
-    rows: list[Row] = []
 
-    async def stop_here() -> Listing:
-        """The page ends at the last row looked at; a next page when any row follows it."""
-        if after is None:
-            return Listing(rows, None, scanned)
-        following = await db.execute(_following(query, after).limit(1))
-        if following.first() is None:
-            return Listing(rows, None, scanned)
-        return Listing(rows, f"{after[0].isoformat()}~{after[1]}", scanned)
+    def keep(payment: Payment) -> Row | None:
+        total = Decimal(payments.open_payment(cipher, payment)["total"])
+        return Row(payment, _plain(total)) if _within(total, wanted) else None
 
-    while True:
-        chunk = list((await db.execute(_following(query, after).limit(_CHUNK))).scalars())
-        for payment in chunk:
-            scanned += 1
-            after = (as_utc(payment.created_at), payment.id)
-            total = Decimal(payments.open_payment(cipher, payment)["total"])
-            if not by_amount or _within(total, wanted):
-                rows.append(Row(payment, _plain(total)))
-            if len(rows) == PAGE_SIZE or scanned >= SCAN_LIMIT:
-                return await stop_here()
-        if len(chunk) < _CHUNK:
-            return Listing(rows, None, scanned)
-
-
-def _following(query: Select[tuple[Payment]], after: tuple[datetime, str] | None) -> Any:
-    """The rows of ``query`` (newest first) after the one at ``after``."""
-    if after is None:
-        return query
-    moment, last_id = after
-    return query.where(
-        or_(
-            Payment.created_at < moment,
-            and_(Payment.created_at == moment, Payment.id < last_id),
-        )
-    )
+    return await paging.fetch(db, query, PAYMENTS, window, keep=keep, scan_limit=SCAN_LIMIT)
 
 
 def _within(total: Decimal, wanted: Filters) -> bool:
@@ -273,7 +230,10 @@ async def _payments_page(
     wanted = _filters(request.query_params, problems)
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
-        listing = await _listing(db, hub.keyring, app, wanted)
+        window = paging.window_of(request.query_params, default=PAGE_SIZE)
+        listing = await _listing(db, hub.keyring, app, wanted, window)
+        if listing.problem:
+            problems.append(listing.problem)
         settings = await payments.settings_of(db, app.id)
         # amounts were opened for the page: a read of account data, as GET /v2/payment is
         audit.record(

@@ -14,13 +14,17 @@ from sqlalchemy import select
 from bankhub.api.openapi import finish
 from bankhub.api.principal import HubDep
 from bankhub.audit.models import AuditEntry
-from bankhub.dashboard import roles
+from bankhub.dashboard import paging, roles
 from bankhub.dashboard.pages import PREFIX, page
 from bankhub.dashboard.roles import Action
 from bankhub.partners.models import App
 
 AnyRequest = Request[Any, Any, Any]
 PAGE_SIZE = 100
+#: newest first (ids grow with time)
+AUDIT_ORDER = paging.Keyset((paging.Key(AuditEntry.id, "int"),))
+#: a detail longer than this is shown cut, with the whole of it one click away
+DETAIL_SHOWN = 90
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -57,14 +61,14 @@ def actor_label(actor: str) -> str:
 
 @get(f"{PREFIX}/audit", opt=roles.route(Action.AUDIT_VIEW), include_in_schema=False)
 async def audit_log(hub: HubDep, request: AnyRequest) -> Response[Any]:
-    """Newest first, 100 a page; filters: actor (contains), action, app, from/to dates."""
+    """Newest first, paged; filters: actor (contains), action, app, from/to dates."""
     params = request.query_params
     actor = (params.get("actor") or "")[:200].strip()
     action = (params.get("action") or "")[:60].strip()
     client_id = (params.get("app") or "")[:64].strip()
     since, until = _date(params.get("from")), _date(params.get("to"))
-    before = params.get("before") or ""
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(PAGE_SIZE + 1)
+    window = paging.window_of(params, default=PAGE_SIZE)
+    query = select(AuditEntry)
     async with hub.db.transaction() as db:
         apps = {a.id: a for a in (await db.execute(select(App).order_by(App.id))).scalars()}
         if actor:
@@ -78,24 +82,9 @@ async def audit_log(hub: HubDep, request: AnyRequest) -> Response[Any]:
             query = query.where(AuditEntry.at >= since)
         if until is not None:
             query = query.where(AuditEntry.at < until + timedelta(days=1))
-        if before.isascii() and before.isdigit() and len(before) < 19:
-            query = query.where(AuditEntry.id < int(before))
-        rows = list((await db.execute(query)).scalars())
+        found = await paging.fetch(db, query, AUDIT_ORDER, window)
         actions = sorted(set((await db.execute(select(AuditEntry.action).distinct())).scalars()))
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    entries = [
-        {
-            "id": e.id,
-            "at": e.at.strftime("%Y-%m-%d %H:%M:%S"),
-            "actor": actor_label(e.actor),
-            "action": e.action,
-            "target": f"{e.target_type} {e.target_id or ''}".strip(),
-            "app": apps[e.app_id].name if e.app_id in apps else (e.app_id or ""),
-            "detail": json.dumps(e.detail, sort_keys=True, default=str)[:500] if e.detail else "",
-        }
-        for e in rows
-    ]
+    entries = [_entry(e, apps) for e in found.rows]
     filters = {
         "actor": actor,
         "action": action,
@@ -103,10 +92,6 @@ async def audit_log(hub: HubDep, request: AnyRequest) -> Response[Any]:
         "from": params.get("from", "")[:10],
         "to": params.get("to", "")[:10],
     }
-    older = None
-    if more and rows:
-        kept = {k: v for k, v in filters.items() if v}
-        older = {**kept, "before": str(rows[-1].id)}
     return page(
         request,
         "audit.html",
@@ -114,8 +99,25 @@ async def audit_log(hub: HubDep, request: AnyRequest) -> Response[Any]:
         actions=actions,
         apps=list(apps.values()),
         filters=filters,
-        older=older,
+        found=found,
+        notice=found.problem,
     )
+
+
+def _entry(e: AuditEntry, apps: dict[int, App]) -> dict[str, Any]:
+    """One row as the page shows it: the detail cut short, its whole text kept beside."""
+    detail = json.dumps(e.detail, sort_keys=True, default=str) if e.detail else ""
+    full = json.dumps(e.detail, sort_keys=True, default=str, indent=1) if e.detail else ""
+    return {
+        "id": e.id,
+        "at": e.at.strftime("%Y-%m-%d %H:%M:%S"),
+        "actor": actor_label(e.actor),
+        "action": e.action,
+        "target": f"{e.target_type} {e.target_id or ''}".strip(),
+        "app": apps[e.app_id].name if e.app_id in apps else (e.app_id or ""),
+        "detail": detail if len(detail) <= DETAIL_SHOWN else detail[: DETAIL_SHOWN - 1] + "…",
+        "detail_full": full[:4000] if len(detail) > DETAIL_SHOWN else "",
+    }
 
 
 def _operations(spec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -51,6 +51,8 @@ class Action(StrEnum):
     CONSENT_MANAGE = "consent.manage"
     TEAM_INVITE = "team.invite"
     TEAM_REMOVE = "team.remove"
+    #: change a member's role (within what ``may_manage`` allows; the last owner stays one)
+    TEAM_ROLE = "team.role"
     SMTP_MANAGE = "smtp.manage"
     AUDIT_VIEW = "audit.view"
     #: a payment's creditor accounts in full and its remittance text (others see them masked)
@@ -84,6 +86,7 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.CONSENT_MANAGE: _STAFF,
     Action.TEAM_INVITE: _STAFF,
     Action.TEAM_REMOVE: _STAFF,
+    Action.TEAM_ROLE: _STAFF,
     Action.SMTP_MANAGE: _STAFF,
     Action.AUDIT_VIEW: _BUILDERS,
     Action.PAYMENTS_DETAILS: _BUILDERS,
@@ -101,6 +104,8 @@ REAUTH: frozenset[Action] = frozenset(
         Action.WEBHOOKS_MANAGE,
         Action.OAUTH_REVOKE,
         Action.PAYMENTS_SWITCH,
+        # a role is access to every app's keys and data
+        Action.TEAM_ROLE,
     }
 )
 

@@ -22,6 +22,7 @@ from bankhub.dashboard.payment_routes import PAYMENT_ROUTES
 from bankhub.dashboard.read_routes import READ_ROUTES
 from bankhub.dashboard.routes import DASHBOARD_ROUTES
 from bankhub.dashboard.signature_routes import SIGNATURE_ROUTES
+from bankhub.dashboard.team_routes import TEAM_ROUTES
 from bankhub.dashboard.template_routes import TEMPLATE_ROUTES
 from bankhub.dashboard.webhook_routes import WEBHOOK_ROUTES
 from bankhub.errors import DomainError
@@ -36,6 +37,7 @@ ALL_ROUTES = [
     *OAUTH_ROUTES,
     *PAYMENT_ROUTES,
     *SIGNATURE_ROUTES,
+    *TEAM_ROUTES,
 ]
 
 

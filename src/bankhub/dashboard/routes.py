@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from bankhub.api.principal import HubDep, hub_of, public_url
 from bankhub.audit import services as audit
-from bankhub.dashboard import alerts, devices, glance, mail, roles, services, totp
+from bankhub.dashboard import alerts, devices, glance, mail, paging, roles, services, totp
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import (
     HOME,
@@ -44,11 +44,16 @@ from bankhub.usage import charts
 AnyRequest = Request[Any, Any, Any]
 Form = URLEncodedBody[dict[str, str]]
 STATIC = Path(__file__).parent / "static"
+#: the team in the order its members joined
+MEMBERS = paging.Keyset((paging.Key(Member.id, "int"),), descending=False)
 
 DONE = {
     "removed": "The member was removed and their sessions ended.",
     "smtp-saved": "The mail settings were saved.",
     "reauth": "Thank you. You can make the change now.",
+    "role-changed": "The member's role was changed; it applies from their next page.",
+    "invite-revoked": "The invitation was revoked: its link no longer works.",
+    "invite-resent": "A new invitation was mailed; the earlier link no longer works.",
 }
 
 
@@ -249,13 +254,15 @@ async def enrol_page(request: AnyRequest) -> Response[Any]:
 def _enrol_form(request: AnyRequest, notice: str | None) -> Response[Any]:
     hub = hub_of(request)
     member = member_of(request)
-    seed = services.seed_of(hub.keyring, member)
+    seed = services.enrolment_seed(hub.keyring, member)
     uri = totp.provisioning_uri(seed, member.email)
     return page(
         request,
         "enrol.html",
         qr=totp.qr_data_uri(uri),
+        otpauth=uri,
         manual_key=totp.seed_text(seed),
+        reset=member.totp_pending_enc is not None,
         notice=notice,
     )
 
@@ -270,15 +277,18 @@ async def enrol(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
             member = await db.get(Member, member_of(request).id)
             if member is None or visit.session is None:
                 raise Refused(401, "Please sign in again.")
+            reset = member.totp_pending_enc is not None
             codes = services.confirm_enrolment(
                 hub.keyring, hub.hasher, member, field_of(data, "code"), now
             )
+            if reset:  # whoever held the lost authenticator's sessions is signed out
+                await services.end_sessions_of(db, member.id)
             services.signed_in(db, member, now, "enrolment")
             audit.record(
                 db,
                 now=now,
                 actor=services.member_actor(member),
-                action="member.mfa_enrolled",
+                action="member.mfa_reset" if reset else "member.mfa_enrolled",
                 target_type="member",
                 target_id=member.id,
             )
@@ -389,18 +399,22 @@ async def _team_page(
     hub = hub_of(request)
     me = member_of(request)
     async with hub.db.transaction() as db:
-        members = await services.list_members(db)
+        found = await paging.fetch(
+            db, select(Member), MEMBERS, paging.window_of(request.query_params), count=True
+        )
         invites = await services.open_invites(db, hub.clock())
     assignable = [r.value for r in Role if roles.may_manage(me.role, r)]
     return page(
         request,
         "team.html",
-        members=members,
+        members=found.rows,
+        found=found,
         invites=invites,
         roles=assignable,
         may_remove=lambda m: m.id != me.id and roles.may_manage(me.role, m.role),
+        may_manage=lambda role: roles.may_manage(me.role, role),
         link=link,
-        notice=notice,
+        notice=notice or found.problem,
         done=_done(request),
         status=status,
     )

@@ -133,18 +133,39 @@ def enrolled(member: Member) -> bool:
     return member.totp_confirmed_at is not None
 
 
+def _pending_aad(member: Member) -> bytes:
+    return associated_data("-", "members", "totp_pending_enc", member.id)
+
+
+def enrolment_seed(box: Cipher, member: Member) -> bytes:
+    """The seed an enrolment shows: a reset's new one (``begin_reset``), else the first one."""
+    if member.totp_pending_enc is not None:
+        return box.decrypt(member.totp_pending_enc, _pending_aad(member))
+    return seed_of(box, member)
+
+
+def begin_reset(box: Cipher, member: Member) -> None:
+    """A new seed for a member who lost their authenticator; the old one works until the new
+    one is confirmed (``confirm_enrolment``)."""
+    member.totp_pending_enc = box.encrypt(totp.new_seed(), _pending_aad(member))
+
+
 def confirm_enrolment(
     box: Cipher, hasher: SecretHasher, member: Member, code: str, now: datetime
 ) -> list[str]:
-    """The first code from the member's app proves the seed arrived; returns recovery codes."""
-    step = totp.matching_step(seed_of(box, member), code, now, member.totp_last_step)
+    """The first code from the member's app proves the seed arrived; returns recovery codes
+    (they replace any earlier ones)."""
+    seed = enrolment_seed(box, member)
+    reset = member.totp_pending_enc is not None
+    step = totp.matching_step(seed, code, now, None if reset else member.totp_last_step)
     if step is None:
         raise FormError("That code is not right. Check the time on your phone and try again.")
+    if reset:
+        member.totp_seed_enc = box.encrypt(seed, _seed_aad(member))
+        member.totp_pending_enc = None
     member.totp_last_step = step
     member.totp_confirmed_at = now
-    codes = totp.new_recovery_codes()
-    member.recovery_hashes = [_recovery_hash(hasher, member, c) for c in codes]
-    return codes
+    return new_recovery_codes(hasher, member)
 
 
 def _recovery_hash(hasher: SecretHasher, member: Member, code: str) -> str:
@@ -228,15 +249,31 @@ def check_code(
     if step is not None:
         member.totp_last_step = step
         return "totp"
-    recovery = totp.normalise_recovery_code(code)
-    if recovery:
-        digest = _recovery_hash(hasher, member, recovery)
-        remaining = [h for h in member.recovery_hashes if not secrets.compare_digest(h, digest)]
-        if len(remaining) < len(member.recovery_hashes):
-            member.recovery_hashes = remaining
-            return "recovery"
+    if use_recovery_code(hasher, member, code):
+        return "recovery"
     note_failure(session, member, now, settings, "code")
     raise SignInRefused()
+
+
+def use_recovery_code(hasher: SecretHasher, member: Member, code: str) -> bool:
+    """True, and the code is used up, when ``code`` is one of the member's unused recovery
+    codes (spaces, dashes and case do not matter)."""
+    recovery = totp.normalise_recovery_code(code)
+    if not recovery:
+        return False
+    digest = _recovery_hash(hasher, member, recovery)
+    remaining = [h for h in member.recovery_hashes if not secrets.compare_digest(h, digest)]
+    if len(remaining) == len(member.recovery_hashes):
+        return False
+    member.recovery_hashes = remaining
+    return True
+
+
+def new_recovery_codes(hasher: SecretHasher, member: Member) -> list[str]:
+    """Fresh recovery codes for the member; the earlier ones stop working."""
+    codes = totp.new_recovery_codes()
+    member.recovery_hashes = [_recovery_hash(hasher, member, c) for c in codes]
+    return codes
 
 
 def signed_in(session: AsyncSession, member: Member, now: datetime, how: str) -> None:

@@ -50,7 +50,8 @@ def code_at(seed: bytes, step: int) -> str:
 
 def matching_step(seed: bytes, code: str, now: datetime, last_step: int | None) -> int | None:
     """The step ``code`` belongs to, if it is within the window and newer than ``last_step``."""
-    given = "".join(code.split())
+    # spaces and dashes as an app groups the digits ("123 456", "123-456")
+    given = "".join(ch for ch in code if not ch.isspace() and ch != "-")
     if len(given) != DIGITS or not given.isdigit():
         return None
     current = step_of(now)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bankhub.api.principal import HubDep, hub_of
 from bankhub.audit import services as audit
-from bankhub.dashboard import roles, services
+from bankhub.dashboard import paging, roles, services
 from bankhub.dashboard.app_routes import APPS, app_of
 from bankhub.dashboard.pages import Refused, field_of, go, member_of, page
 from bankhub.dashboard.roles import Action
@@ -29,6 +29,8 @@ from bankhub.webhooks.ssrf import MAX_URL_LENGTH
 AnyRequest = Request[Any, Any, Any]
 Form = URLEncodedBody[dict[str, str]]
 RECENT_EVENTS = 50
+#: the delivery log: events newest first, each with its deliveries and attempts
+EVENTS = paging.Keyset((paging.Key(Event.id, "int"),))
 #: how long the previous signing secret keeps signing after a rotation, as offered by the form
 ROTATION_OVERLAPS = {"0": "none", "3600": "1 hour", "86400": "24 hours"}
 DONE = {
@@ -60,16 +62,14 @@ async def _webhooks_page(
                 )
             ).scalars()
         )
-        recent = list(
-            (
-                await db.execute(
-                    select(Event)
-                    .where(Event.app_id == app.id)
-                    .order_by(Event.id.desc())
-                    .limit(RECENT_EVENTS)
-                )
-            ).scalars()
+        found = await paging.fetch(
+            db,
+            select(Event).where(Event.app_id == app.id),
+            EVENTS,
+            paging.window_of(request.query_params, default=RECENT_EVENTS),
+            count=True,
         )
+        recent: list[Event] = found.rows
         deliveries = list(
             (
                 await db.execute(
@@ -106,10 +106,11 @@ async def _webhooks_page(
         app=app,
         endpoints=endpoints,
         events=[(e, by_event.get(e.id, [])) for e in recent],
+        found=found,
         event_types=events.EVENT_TYPES,
         overlaps=ROTATION_OVERLAPS,
         secret=secret,
-        notice=notice,
+        notice=notice or found.problem,
         done=DONE.get(request.query_params.get("done", "")),
     )
 

@@ -11,8 +11,9 @@ The SVG scales to its container (``viewBox``, ``width="100%"``) and stays legibl
 Colours and fonts are presentation attributes (``fill``, ``stroke``, ``font-size``), which a
 strict CSP (``style-src 'self'``) allows; there is no ``style`` attribute and no ``<style>``
 element. Every element also has a class (``bankhub-chart``, ``axis``, ``grid``, ``series-N``,
-``legend``, ``empty``), so the static stylesheet ``STYLESHEET`` (or the page's own) can restyle
-it. The output depends on its input only: the same series always gives the same bytes.
+``legend``, ``empty``, and ``ink`` on what is drawn in black), so the static stylesheet
+``STYLESHEET`` (or the page's own) can restyle it, as it does for a dark page. The output
+depends on its input only: the same series always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -197,6 +198,11 @@ def _n(value: float) -> str:
     return "0" if text == "-0" else text
 
 
+def _ink(color: str) -> str:
+    """`` ink`` on what is drawn in black, which a dark page's stylesheet must lighten."""
+    return " ink" if color.lower() in ("#000", "#000000") else ""
+
+
 def _ident(value: str) -> str:
     ident = re.sub(r"[^A-Za-z0-9_-]", "-", value)[:60]
     return ident if ident[:1].isalpha() else f"c-{ident}"
@@ -332,7 +338,8 @@ def _bars(series: Series, palette: Mapping[str, str], box: _Box, top: int) -> li
             )
             base -= h
     return [
-        f'<g class="series series-{i}" data-key="{_text(key)}" fill="{palette[key]}">'
+        f'<g class="series series-{i}{_ink(palette[key])}" data-key="{_text(key)}" '
+        f'fill="{palette[key]}">'
         f"{''.join(groups[key])}</g>"
         for i, key in enumerate(series.keys)
     ]
@@ -350,7 +357,7 @@ def _lines(series: Series, palette: Mapping[str, str], box: _Box, top: int) -> l
         color = palette[key]
         path = " ".join(f"{_n(x)},{_n(y)}" for x, y in points)
         parts = [
-            f'<g class="series series-{i}" data-key="{_text(key)}">'
+            f'<g class="series series-{i}{_ink(color)}" data-key="{_text(key)}">'
             f'<polyline fill="none" stroke="{color}" stroke-width="2" '
             f'stroke-linejoin="round" points="{path}"/>'
         ]
@@ -449,7 +456,7 @@ def _legend(
         y = top + r * _ROW
         for x, key, text in row:
             out.append(
-                f'<g class="legend-item" data-key="{_text(key)}">'
+                f'<g class="legend-item{_ink(palette[key])}" data-key="{_text(key)}">'
                 f'<rect x="{_n(x)}" y="{_n(y)}" width="10" height="10" fill="{palette[key]}"/>'
                 f'<text x="{_n(x + 14)}" y="{_n(y + 5)}" dominant-baseline="middle">'
                 f"{_text(text)}</text></g>"
