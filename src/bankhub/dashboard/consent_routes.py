@@ -176,8 +176,12 @@ def _erase_confirmation(
         request,
         title=f"Erase customer {customer.identifier}?",
         consequences=[
-            f"The consent of each of their {logins} login{'' if logins == 1 else 's'} is "
-            "withdrawn at the bank where the bank allows it.",
+            (
+                f"The consent of each of their {logins} login{'' if logins == 1 else 's'} is "
+                "withdrawn at the bank where the bank allows it."
+                if logins
+                else "They have no login: no bank is asked anything."
+            ),
             f"The customer {customer.identifier} ({customer.id}), their logins, accounts and "
             "every transaction fetched for them are erased.",
             "The app gets a login.deleted event for each login. This cannot be undone.",
