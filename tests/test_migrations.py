@@ -104,9 +104,8 @@ async def old_app(session: Any, now: Any) -> int:
 
     from bankhub.partners.models import App
 
-    table = App.__table__
     made = await session.execute(
-        insert(table).values(name="a", client_id="c", created_at=now).returning(table.c.id)
+        insert(App).values(name="a", client_id="c", created_at=now).returning(App.id)
     )
     return int(made.scalar_one())
 
