@@ -97,6 +97,19 @@ async def test_cursor_ids_are_never_reused(database_url: str) -> None:
         await db.dispose()
 
 
+async def old_app(session: Any, now: Any) -> int:
+    """An app row as an older schema holds it: only the columns named here and those with a
+    default in the model (a newer model's other columns do not exist yet at that revision)."""
+    from sqlalchemy import insert
+
+    from bankhub.partners.models import App
+
+    made = await session.execute(
+        insert(App).values(name="a", client_id="c", created_at=now).returning(App.id)
+    )
+    return int(made.scalar_one())
+
+
 async def test_master_app_keys_are_narrowed_to_write(database_url: str) -> None:
     """edge2: an app key created with master scope before the rule is narrowed to write, with
     an audit entry; service keys keep theirs, and the database refuses a master app key."""
@@ -108,7 +121,7 @@ async def test_master_app_keys_are_narrowed_to_write(database_url: str) -> None:
 
     from bankhub.audit.models import AuditEntry
     from bankhub.db import tenancy
-    from bankhub.partners.models import ApiKey, App
+    from bankhub.partners.models import ApiKey
 
     await asyncio.to_thread(migrate.upgrade, database_url, "connect1")
     db = Database(database_url)
@@ -128,14 +141,12 @@ async def test_master_app_keys_are_narrowed_to_write(database_url: str) -> None:
     try:
         with tenancy.everything():
             async with db.transaction() as session:
-                app = App(name="a", client_id="c", created_at=now)
-                session.add(app)
-                await session.flush()
+                app_id = await old_app(session, now)
                 session.add_all(
                     [
-                        key(app.id, "key_app_master", "app", "master"),
-                        key(app.id, "key_app_write", "app", "write"),
-                        key(app.id, "key_service_master", "service", "master"),
+                        key(app_id, "key_app_master", "app", "master"),
+                        key(app_id, "key_app_write", "app", "write"),
+                        key(app_id, "key_service_master", "service", "master"),
                     ]
                 )
         await asyncio.to_thread(migrate.upgrade, database_url)
@@ -157,11 +168,11 @@ async def test_master_app_keys_are_narrowed_to_write(database_url: str) -> None:
                 "key_service_master": "master",
             }
             assert [(e[0], e[1], e[2]["old_scope"]) for e in entries] == [
-                ("key_app_master", app.id, "master")
+                ("key_app_master", app_id, "master")
             ]
             with pytest.raises(IntegrityError):
                 async with db.transaction() as session:
-                    session.add(key(app.id, "key_again", "app", "master"))
+                    session.add(key(app_id, "key_again", "app", "master"))
     finally:
         await db.dispose()
 
@@ -282,7 +293,6 @@ async def test_endpoints_keep_every_type_and_stored_bodies_name_their_type(
     from sqlalchemy import insert, select, table
 
     from bankhub.events.models import Event
-    from bankhub.partners.models import App
     from bankhub.webhooks.models import WebhookEndpoint
 
     await asyncio.to_thread(migrate.upgrade, database_url, "ids1")
@@ -294,9 +304,7 @@ async def test_endpoints_keep_every_type_and_stored_bodies_name_their_type(
     old_endpoints = table("webhook_endpoints", *(col(name) for name in names))
     try:
         async with db.transaction() as session:
-            app = App(name="a", client_id="c", created_at=now)
-            session.add(app)
-            await session.flush()
+            app_id = await old_app(session, now)
             rows: list[dict[str, Any]] = [
                 {"id": "json-null", "events": "null"},
                 {"id": "sql-null", "events": None},
@@ -305,7 +313,7 @@ async def test_endpoints_keep_every_type_and_stored_bodies_name_their_type(
             for row in rows:
                 await session.execute(
                     insert(old_endpoints).values(
-                        app_id=app.id,
+                        app_id=app_id,
                         url="https://h.example/",
                         secret_enc="x",
                         created_at=now,
@@ -313,10 +321,10 @@ async def test_endpoints_keep_every_type_and_stored_bodies_name_their_type(
                         **row,
                     )
                 )
-            session.add(Event(app_id=app.id, type="transactions.new", payload=seed, created_at=now))
+            session.add(Event(app_id=app_id, type="transactions.new", payload=seed, created_at=now))
             session.add(
                 Event(
-                    app_id=app.id,
+                    app_id=app_id,
                     type="login.status",
                     payload={"status": "login_success", "login_id": 21000},
                     created_at=now,

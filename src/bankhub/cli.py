@@ -18,6 +18,7 @@ import typer
 from rich.markup import escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bankhub import apps_cli as apps_commands
 from bankhub import supervision
 from bankhub.audit import services as audit
 from bankhub.audit_cli import audit_log
@@ -51,6 +52,10 @@ T = TypeVar("T")
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="bankhub: a bank-data hub.")
 apps_cli = typer.Typer(no_args_is_help=True, help="Partner apps.")
 cli.add_typer(apps_cli, name="apps")
+apps_cli.command("list")(apps_commands.apps_list)
+apps_cli.command("archive")(apps_commands.apps_archive)
+apps_cli.command("restore")(apps_commands.apps_restore)
+apps_cli.command("rename")(apps_commands.apps_rename)
 webhooks_cli = typer.Typer(no_args_is_help=True, help="Webhook endpoints.")
 cli.add_typer(webhooks_cli, name="webhooks")
 db_cli = typer.Typer(no_args_is_help=True, help="Database roles (PostgreSQL).")

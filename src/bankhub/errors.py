@@ -58,6 +58,8 @@ class ErrorCode(StrEnum):
     SIGNATURE_EXPIRED = "SignatureExpired"
     SIGNATURE_REPLAYED = "SignatureReplayed"
     SIGNATURE_REQUIRED = "SignatureRequired"
+    # beyond the seed: an app the team archived (docs/dashboard.md)
+    APP_ARCHIVED = "AppArchived"
 
 
 #: The seed's wording for each code, used when a more specific message is not needed.
@@ -99,6 +101,8 @@ DEFAULT_MESSAGE: dict[ErrorCode, str] = {
     ErrorCode.SIGNATURE_EXPIRED: "The request's signature is expired or not yet valid",
     ErrorCode.SIGNATURE_REPLAYED: "The request's signature was already used",
     ErrorCode.SIGNATURE_REQUIRED: "This app requires signed requests",
+    ErrorCode.APP_ARCHIVED: "This app is archived: its keys and tokens are refused until it is "
+    "restored",
 }
 
 

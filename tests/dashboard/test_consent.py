@@ -64,10 +64,16 @@ async def test_list_revoke_a_login_and_erase_a_customer(
     assert alice not in (await v.get(base, params={"q": "bo"})).text
 
     await v.get(base)
-    revoked = await v.post(f"/dashboard/apps/{harness.creds['client_id']}/logins/{first}/revoke")
+    revoke = f"/dashboard/apps/{harness.creds['client_id']}/logins/{first}/revoke"
+    asked = await v.get(revoke)
+    assert asked.status_code == 200
+    assert "erased" in asked.text  # what will happen, before anything does
+    unconfirmed = await v.post(revoke)
+    assert unconfirmed.status_code == 200
+    revoked = await v.post(revoke, {"confirm": "yes"})
     assert revoked.status_code == 303
     await v.get(base)
-    erased = await v.post(f"{base}/{alice}/erase")
+    erased = await v.post(f"{base}/{alice}/erase", {"confirm": "yes"})
     assert erased.status_code == 303
     async with harness.hub.db.transaction() as db:
         left = list((await db.execute(select(Login.id))).scalars())
@@ -89,8 +95,9 @@ async def test_developers_see_but_cannot_revoke(harness: Harness, visitors: Visi
     page = await v.get(f"{base}/customers")
     assert f'data-login="{login_id}"' in page.text
     assert "Revoke login" not in page.text
-    forged = await v.post(f"{base}/logins/{login_id}/revoke")
+    forged = await v.post(f"{base}/logins/{login_id}/revoke", {"confirm": "yes"})
     assert forged.status_code == 403
+    assert (await v.get(f"{base}/logins/{login_id}/revoke")).status_code == 403
     other = await harness.new_app()
     foreign = await v.get(f"/dashboard/apps/{other['client_id']}/customers")
     assert f'data-login="{login_id}"' not in foreign.text

@@ -33,7 +33,7 @@ from tests.security.test_tenant_matrix import (
 
 Visitors = Callable[..., Visitor]
 #: a valid form for every probed POST (each route reads the fields it knows): a leak would act
-FORM = {"overlap": "86400", "referers": "https://shop.example.com"}
+FORM = {"overlap": "86400", "referers": "https://shop.example.com", "confirm": "yes"}
 PARAM = re.compile(r"\{(\w+):\w+\}")
 #: each id kind a dashboard path takes besides the app: B's object, and one that exists nowhere
 MISSING: dict[str, str] = {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from bankhub.dashboard import services, totp
 from tests.dashboard.conftest import MailSink, SmtpServer
 from tests.dashboard.images import png
 from tests.support.axe import assert_accessible
-from tests.support.browser import assert_no_page_errors
+from tests.support.browser import assert_no_page_errors, page_errors
 from tests.support.browser_plugin import MakePage
 from tests.support.live_server import LiveServer
 from tests.support.loopback import PartnerSite, partner_site, serving
@@ -226,16 +227,39 @@ def test_roll_and_revoke_then_the_api_refuses_the_old_keys(make_page: MakePage, 
     first = page.locator("tr[data-key]").first
     first.get_by_label("Old key keeps working for").select_option("0")
     first.get_by_role("button", name="Roll").click()
+    # no overlap: a confirmation says the old key stops at once, and nothing happened yet
+    _heading(page, re.compile("with no overlap"))
+    assert _api(team, team.creds["service_secret"]) == (200, "")
+    page.get_by_role("button", name="Roll now, stop the old key").click()
     _heading(page, re.compile("rolled"))
     new_secret = page.locator("code.secret").first.inner_text().strip()
     new_key = page.locator(".secrets dt").first.inner_text().split(" ", 1)[0]
     assert _api(team, team.creds["service_secret"]) == (401, "KeyRevoked")
     assert _api(team, new_secret) == (200, "")
     page.get_by_role("link", name="Back to Demo app").click()
-    page.locator(f'tr[data-key="{new_key}"]').get_by_role("button", name="Revoke").click()
+    # the app's only live master key cannot be revoked
+    page.locator(f'tr[data-key="{new_key}"]').get_by_role("link", name="Revoke").click()
+    expect(page.get_by_text("last live master key")).to_be_visible()
+    assert _api(team, new_secret) == (200, "")
+    page.get_by_label("Scope").select_option("master")
+    page.get_by_role("button", name="Create key").click()
+    _heading(page, "New master key")
+    second = page.locator("code.secret").first.inner_text().strip()
+    page.get_by_role("link", name="Back to Demo app").click()
+    page.locator(f'tr[data-key="{new_key}"]').get_by_role("link", name="Revoke").click()
+    expect(page.locator("#consequences")).to_contain_text("cannot be undone")
+    page.get_by_role("button", name="Revoke key").click()
     expect(page.get_by_text("The key was revoked")).to_be_visible()
     assert _api(team, new_secret) == (401, "KeyRevoked")
-    assert_no_page_errors(page)
+    assert _api(team, second) == (200, "")
+    _no_errors_but(page, 409)
+
+
+def _no_errors_but(page: Page, status: int) -> None:
+    """No console or page error, but the one the browser logs for a page answered ``status``
+    on purpose (the 409 of a refused revocation, the 410 of secrets already shown)."""
+    left = [e for e in page_errors(page).all if f"status of {status}" not in e]
+    assert not left, left
 
 
 class _AttackerHandler(BaseHTTPRequestHandler):
@@ -456,7 +480,12 @@ def test_a_login_revoked_in_consent_control_is_refused_by_the_api(
     owner.goto(team.url(f"/dashboard/apps/{team.app['client_id']}/customers"))
     row = owner.locator(f'tr[data-login="{team.login["login_id"]}"]')
     expect(row).to_contain_text("active")
-    row.get_by_role("button", name="Revoke login").click()
+    row.get_by_role("link", name="Revoke login").click()
+    expect(owner.locator("#consequences")).to_contain_text("erased")
+    assert (
+        _partner_api(team, "GET", "/v2/login", headers={"login-secret": secret}).status_code == 200
+    )
+    owner.get_by_role("button", name="Revoke login and erase its data").click()
     expect(owner.get_by_text("The login was revoked")).to_be_visible()
     expect(owner.locator(f'tr[data-login="{team.login["login_id"]}"]')).to_have_count(0)
     refused = _partner_api(team, "GET", "/v2/login", headers={"login-secret": secret})
@@ -537,6 +566,8 @@ def test_every_page_fits_360px_without_console_errors(make_page: MakePage, team:
         f"/dashboard/reauth?next=/dashboard/apps/{client_id}",
         f"/dashboard/apps/{client_id}/template",
         f"/dashboard/apps/{client_id}/oauth",
+        "/dashboard/apps?show=archived",
+        f"/dashboard/apps/{client_id}/archive",
         "/dashboard?period=7d",
         "/dashboard?period=30d",
         f"/dashboard/apps/{team.app.get('client_id', client_id)}/template",
@@ -563,13 +594,6 @@ DEV_PASSWORD = "a developer walks the long pier"
 DEV_NEW_PASSWORD = "cormorants dry their wings at noon"
 LONG = "a-rather-long-address-kept-whole-in-the-audit-log@example.com"
 CODE = re.compile(r"^[a-z2-7]{5}-[a-z2-7]{5}$")
-
-
-def _shot(page: Page, name: str) -> None:
-    """A full-page screenshot for a person to look at, when ``BANKHUB_SHOTS`` names a folder."""
-    folder = os.environ.get("BANKHUB_SHOTS")
-    if folder:
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 def _luminance(rgb: str) -> float:
@@ -874,3 +898,203 @@ def test_team_roles_invitations_password_and_recovery_in_the_browser(
     assert_no_page_errors(lost)
     desk.goto(team.url("/dashboard"))
     _heading(desk, "Sign in")  # the reset signed every other session out
+
+
+# --- secrets shown once, apps archived, confirmations, re-authentication, field errors ----------
+
+
+def _shot(page: Page, name: str) -> None:
+    """A full-page screenshot for a person to look at, where ``BANKHUB_SHOTS`` names a folder
+    (never committed)."""
+    folder = os.environ.get("BANKHUB_SHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def _app_rows(page: Page, team: Team) -> int:
+    page.goto(team.url("/dashboard/apps?show=all"))
+    return page.locator("tr[data-app]").count()
+
+
+@pytest.mark.parametrize("phone", [False, True], ids=["desktop", "phone"])
+def test_secrets_are_shown_once_and_a_reload_creates_nothing(
+    make_page: MakePage, team: Team, phone: bool
+) -> None:
+    page = _as(make_page, team, OWNER, phone=phone)
+    before = _app_rows(page, team)
+    page.goto(team.url("/dashboard/apps"))
+    page.get_by_label("Name").fill(f"Once app {'phone' if phone else 'desk'}")
+    page.get_by_role("button", name="Create").click()
+    _heading(page, "App created")
+    assert "/dashboard/shown/" in page.url
+    shown = page.locator("code.secret").all_inner_texts()
+    assert len(shown) == 3
+    assert all(secret not in page.url for secret in shown)
+    _shot(page, f"secret-shown-{'phone' if phone else 'desktop'}")
+    if phone:
+        _fits(page)
+    answer = page.reload()
+    assert answer is not None
+    assert answer.status == 410
+    assert answer.headers["cache-control"] == "no-store"
+    expect(page.locator("#already-shown")).to_contain_text("already shown")
+    expect(page.locator("code.secret")).to_have_count(0)
+    _shot(page, f"secret-already-shown-{'phone' if phone else 'desktop'}")
+    page.go_back()  # the apps page the form was on: nothing is posted again
+    assert _app_rows(page, team) == before + 1
+    if phone:
+        _fits(page)
+    _no_errors_but(page, 410)
+
+
+def test_an_archived_app_is_refused_hidden_and_restored(make_page: MakePage, team: Team) -> None:
+    client_id = team.app["client_id"]
+    assert _partner_api(team, "GET", "/v2/app").status_code == 200
+    phone = _as(make_page, team, OWNER, phone=True)
+    phone.goto(team.url(f"/dashboard/apps/{client_id}"))
+    phone.get_by_role("link", name="Archive app…").click()
+    expect(phone.locator("#consequences")).to_contain_text("AppArchived")
+    _shot(phone, "archive-confirm-phone")
+    _fits(phone)
+    phone.get_by_role("button", name="Archive app").click()
+    expect(phone.locator("#archived")).to_contain_text("This app is archived")
+    _shot(phone, "app-archived-phone")
+    _fits(phone)
+    refused = _partner_api(team, "GET", "/v2/app")
+    assert refused.status_code == 403
+    assert refused.json()["error"] == "AppArchived"
+
+    desk = _as(make_page, team, OWNER)
+    desk.goto(team.url("/dashboard/apps"))
+    expect(desk.locator(f'tr[data-app="{client_id}"]')).to_have_count(0)
+    desk.get_by_role("link", name=re.compile(r"Archived \(\d+\)")).click()
+    expect(desk.locator(f'tr[data-app="{client_id}"]')).to_contain_text("archived")
+    _shot(desk, "apps-archived-filter-desktop")
+    desk.locator(f'tr[data-app="{client_id}"]').get_by_role("link").click()
+    desk.get_by_role("button", name="Restore app").click()
+    expect(desk.get_by_text("The app was restored")).to_be_visible()
+    assert _partner_api(team, "GET", "/v2/app").status_code == 200
+    assert_no_page_errors(desk)
+    assert_no_page_errors(phone)
+
+
+def _stale_reauthentication(team: Team) -> None:
+    """The owner's last password and code are older than the window (as an injected clock
+    would have it): the server forgets when they were given."""
+    with sqlite3.connect(team.server.data_dir / "bankhub.sqlite3") as db:
+        db.execute("UPDATE member_sessions SET reauth_at = NULL")
+
+
+def test_erasing_a_customer_is_confirmed_then_carried_out_after_reauthentication(
+    make_page: MakePage, team: Team
+) -> None:
+    made = _partner_api(team, "POST", "/v2/customer", json={"identifier": "to-be-erased"})
+    assert made.status_code == 200, made.text
+    customer_id = made.json()["data"]["customer_id"]
+    _stale_reauthentication(team)
+    page = _as(make_page, team, OWNER, phone=True)
+    page.goto(team.url(f"/dashboard/apps/{team.app['client_id']}/customers?q=to-be-erased"))
+    page.get_by_role("link", name="Erase customer and all their data").click()
+    _heading(page, "Erase customer to-be-erased?")
+    _shot(page, "erase-confirm-phone")
+    _fits(page)
+    page.get_by_role("button", name="Erase customer and all their data").click()
+    _heading(page, "Confirm it is you")
+    expect(page.locator("#waiting")).to_contain_text("the erasure you confirmed")
+    _shot(page, "reauth-pending-phone")
+    _fits(page)
+    assert _customer(team, customer_id) == 200  # nothing happened yet
+    page.get_by_label("Password").fill(OWNER_PASSWORD)
+    page.get_by_label("Code from your authenticator app").fill(team.code(OWNER))
+    page.get_by_role("button", name="Confirm").click()
+    # carried out, without asking again
+    expect(
+        page.get_by_text("The customer and everything fetched for them were erased.")
+    ).to_be_visible()
+    assert _customer(team, customer_id) == 404
+    assert_no_page_errors(page)
+
+
+def _customer(team: Team, customer_id: str) -> int:
+    return _partner_api(
+        team, "GET", "/v2/customer/export", params={"customer_id": customer_id}
+    ).status_code
+
+
+def test_removing_a_member_and_revoking_a_grant_are_confirmed(
+    make_page: MakePage, team: Team
+) -> None:
+    page = _as(make_page, team, OWNER)
+    page.goto(team.url("/dashboard/team"))
+    page.locator(f'tr[data-email="{VIEWER}"]').get_by_role("link", name="Remove").click()
+    _heading(page, f"Remove {VIEWER}?")
+    expect(page.locator("#consequences")).to_contain_text("every session they have ends")
+    _shot(page, "remove-member-confirm-desktop")
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.locator(f'tr[data-email="{VIEWER}"]')).to_have_count(1)
+    page.locator(f'tr[data-email="{VIEWER}"]').get_by_role("link", name="Remove").click()
+    page.get_by_role("button", name="Remove member").click()
+    expect(page.get_by_text("The member was removed")).to_be_visible()
+    expect(page.locator(f'tr[data-email="{VIEWER}"]')).to_have_count(0)
+
+    token = httpx.post(
+        team.url("/oauth/token"),
+        data={"grant_type": "client_credentials"},
+        auth=(team.app["client_id"], team.app["service_secret"]),
+        timeout=10,
+    )
+    assert token.status_code == 200, token.text
+    bearer = {"authorization": f"Bearer {token.json()['access_token']}"}
+    assert httpx.get(team.url("/v2/app"), headers=bearer, timeout=10).status_code == 200
+    phone = _as(make_page, team, OWNER, phone=True)
+    phone.goto(team.url(f"/dashboard/apps/{team.app['client_id']}/oauth"))
+    phone.get_by_role("link", name="Revoke grant").first.click()
+    expect(phone.locator("#consequences")).to_contain_text("InvalidToken")
+    _shot(phone, "revoke-grant-confirm-phone")
+    _fits(phone)
+    phone.get_by_role("button", name="Revoke grant").click()
+    expect(phone.get_by_text("The grant was revoked")).to_be_visible()
+    assert httpx.get(team.url("/v2/app"), headers=bearer, timeout=10).status_code == 401
+    assert_no_page_errors(page)
+    assert_no_page_errors(phone)
+
+
+@pytest.mark.parametrize("phone", [False, True], ids=["desktop", "phone"])
+def test_forms_keep_their_input_and_show_the_error_at_the_field(
+    make_page: MakePage, team: Team, phone: bool
+) -> None:
+    page = _as(make_page, team, OWNER, phone=phone)
+    where = "phone" if phone else "desktop"
+    page.goto(team.url("/dashboard/apps"))
+    name = page.get_by_label("Name")
+    name.fill("   ")
+    page.get_by_role("button", name="Create").click()
+    name = page.get_by_label("Name")
+    expect(name).to_have_attribute("aria-invalid", "true")
+    expect(name).to_have_accessible_description(re.compile("Name the app"))
+    _shot(page, f"field-error-app-name-{where}")
+
+    page.goto(team.url(f"/dashboard/apps/{team.app['client_id']}/webhooks"))
+    page.get_by_label("URL").fill("ftp://example.com/hooks")
+    page.get_by_label("login.status", exact=True).check()
+    page.get_by_role("button", name="Add endpoint").click()
+    url = page.get_by_label("URL")
+    expect(url).to_have_value("ftp://example.com/hooks")
+    expect(url).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("login.status", exact=True)).to_be_checked()
+    _shot(page, f"field-error-webhook-url-{where}")
+
+    page.goto(team.url("/dashboard/team"))
+    page.get_by_label("Email").fill(OWNER)  # a valid address the server refuses
+    page.get_by_label("Role").select_option("admin")
+    page.get_by_role("button", name="Invite").click()
+    email = page.get_by_label("Email")
+    expect(email).to_have_value(OWNER)
+    expect(email).to_have_attribute("aria-invalid", "true")
+    expect(email).to_have_accessible_description(re.compile("already a member"))
+    expect(page.get_by_label("Role")).to_have_value("admin")
+    _shot(page, f"field-error-invite-{where}")
+    if phone:
+        _fits(page)
+    assert_no_page_errors(page)

@@ -58,7 +58,7 @@ async def test_the_page_shows_endpoints_and_grants_and_revokes_one(
     # S7: past the re-authentication window the revoke waits for password and code
     h.clock.advance(minutes=6)
     await v.get(path)
-    gated = await v.post(f"{path}/{grants[0]}/revoke")
+    gated = await v.post(f"{path}/{grants[0]}/revoke", {"confirm": "yes"})
     assert gated.status_code == 303
     assert gated.headers["location"].startswith("/dashboard/reauth")
     assert await _bearer_status(h, second["access_token"]) == 200
@@ -66,7 +66,11 @@ async def test_the_page_shows_endpoints_and_grants_and_revokes_one(
     v2 = visitors()
     await v2.sign_in(await make_member(h, Role.ADMIN))
     await v2.get(path)
-    done = await v2.post(f"{path}/{grants[0]}/revoke")  # the newest: the second grant
+    asked = await v2.post(f"{path}/{grants[0]}/revoke")  # confirmed first
+    assert asked.status_code == 200
+    assert "InvalidToken" in asked.text
+    assert await _bearer_status(h, second["access_token"]) == 200
+    done = await v2.post(f"{path}/{grants[0]}/revoke", {"confirm": "yes"})  # the newest
     assert done.status_code == 303
     after = await v2.get(done.headers["location"])
     assert "The grant was revoked" in after.text
@@ -81,7 +85,7 @@ async def test_the_page_shows_endpoints_and_grants_and_revokes_one(
     )
     assert refreshed.status_code == 400
     assert refreshed.json()["error"] == "invalid_grant"
-    missing = await v2.post(f"{path}/fam_nothing/revoke")
+    missing = await v2.post(f"{path}/fam_nothing/revoke", {"confirm": "yes"})
     assert missing.status_code == 404
 
     async with h.hub.db.transaction() as db:
@@ -100,6 +104,6 @@ async def test_a_viewer_sees_grants_but_cannot_revoke(harness: Harness, visitors
     page = await v.get(path)
     (family,) = GRANT.findall(page.text)
     assert "Revoke grant" not in page.text
-    refused = await v.post(f"{path}/{family}/revoke")
+    refused = await v.post(f"{path}/{family}/revoke", {"confirm": "yes"})
     assert refused.status_code == 403
     assert await _bearer_status(h, grant["access_token"]) == 200

@@ -290,7 +290,11 @@ async def test_removing_a_member_ends_their_sessions(harness: Harness, visitors:
     row = await member_row(harness, dev.email)
     assert row is not None
     assert f"/dashboard/team/{row.id}/remove" in team.text
-    removed = await v.post(f"/dashboard/team/{row.id}/remove")
+    asked = await v.get(f"/dashboard/team/{row.id}/remove")
+    assert "every session they have ends" in asked.text
+    assert (await v.post(f"/dashboard/team/{row.id}/remove")).status_code == 200  # asks again
+    assert await member_row(harness, dev.email) is not None
+    removed = await v.post(f"/dashboard/team/{row.id}/remove", {"confirm": "yes"})
     assert removed.status_code == 303
     after = await theirs.get("/dashboard")
     assert after.status_code == 303

@@ -50,6 +50,8 @@ GLOBAL_TABLES = {
     "members": "the installation's dashboard team, who run every app",
     "member_sessions": "dashboard sign-ins of team members (only id hashes)",
     "member_invites": "invitations to the team (only token hashes)",
+    "member_pending": "what a member's session holds for one use (secrets to show once, a post "
+    "waiting for re-authentication), encrypted, going with the session",
     "smtp_settings": "the installation's outgoing mail server (password encrypted)",
     "connect_routes": "which process holds each connect session: keyed hashes of session ids, "
     "the owner's address, the (used) connect token; read before anyone is authenticated",

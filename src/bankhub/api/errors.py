@@ -54,6 +54,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.SIGNATURE_EXPIRED: 401,
     ErrorCode.SIGNATURE_REPLAYED: 401,
     ErrorCode.SIGNATURE_REQUIRED: 401,
+    ErrorCode.APP_ARCHIVED: 403,
 }
 
 

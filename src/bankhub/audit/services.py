@@ -151,6 +151,7 @@ _FAILURES = frozenset(
         ErrorCode.CLIENT_NOT_FOUND,
         ErrorCode.CREDENTIAL_INVALID,
         ErrorCode.KEY_REVOKED,
+        ErrorCode.APP_ARCHIVED,
         ErrorCode.INVALID_TOKEN,
         ErrorCode.LOGIN_NOT_FOUND,
         # a request signature refused for the app's verified credential (docs/signatures.md)
@@ -161,7 +162,7 @@ _FAILURES = frozenset(
     }
 )
 #: reasons where the presented client-id names a real app (checked by the refusal itself)
-KNOWN_APP = frozenset({ErrorCode.CREDENTIAL_INVALID, ErrorCode.KEY_REVOKED})
+KNOWN_APP = frozenset({ErrorCode.CREDENTIAL_INVALID, ErrorCode.KEY_REVOKED, ErrorCode.APP_ARCHIVED})
 
 
 def failure_reason(error: DomainError, headers: Any) -> str | None:

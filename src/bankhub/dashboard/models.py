@@ -94,3 +94,27 @@ class SmtpSettings(Base):
     sender: Mapped[str] = mapped_column(String(254))
     updated_by: Mapped[str] = mapped_column(String(260))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PendingItem(Base):
+    """Something a member's session holds for one use (``bankhub.dashboard.pending``): a new
+    app's or key's secrets until the page that shows them once, or a form post that waits for
+    the member's password and code. Encrypted under the data keyring, bound to the session (its
+    rows go with it) and short-lived; the payload is dropped the moment it is used."""
+
+    __tablename__ = "member_pending"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    #: random, named in the one-time page's path or the re-authentication form; never a secret
+    #: alone (only the session that made it finds it)
+    handle: Mapped[str] = mapped_column(String(43), unique=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("member_sessions.id", ondelete="CASCADE"), index=True
+    )
+    #: secret | action
+    kind: Mapped[str] = mapped_column(String(8))
+    #: JSON, AES-256-GCM under the keyring bound to this row; NULL once used
+    payload_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -24,7 +24,7 @@ from litestar.response import Redirect
 from bankhub.api import errors
 from bankhub.api.principal import hub_of, public_url
 from bankhub.audit import services as audit
-from bankhub.dashboard import roles, services
+from bankhub.dashboard import pending, roles, services
 from bankhub.dashboard.models import Member, MemberSession
 from bankhub.dashboard.roles import Action
 from bankhub.db import tenancy
@@ -64,6 +64,10 @@ class Redirected(Exception):
     def __init__(self, location: str) -> None:
         super().__init__(location)
         self.location = location
+
+
+class ReauthNeeded(Redirected):
+    """The action needs the password and code again (S7); a form post waits for them."""
 
 
 class Refused(Exception):
@@ -211,6 +215,11 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
         await check_csrf(request, visit)
     try:
         _authorise(request, visit, now)
+    except ReauthNeeded:
+        handle = await _keep_post(request, hub, visit, now)
+        if handle is None:
+            raise
+        raise Redirected(f"{PREFIX}/reauth?pending={handle}") from None
     except Refused as refused:
         if refused.status == 403 and request.method not in ("GET", "HEAD"):
             await _audit_refusal(hub, request, visit, now)
@@ -219,6 +228,29 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
         # S14: the team runs the whole installation, so a signed-in member's pages see every
         # app's rows; before sign-in only the team's own tables (no tenant rows) are reachable.
         tenancy.choose(tenancy.ALL)
+
+
+async def _keep_post(request: AnyRequest, hub: Hub, visit: Visit, now: Any) -> str | None:
+    """A form post that waits for re-authentication, kept for the session
+    (``dashboard.pending``): carried out once the password and code are given. None for what
+    cannot wait (a GET, a file upload, an outsized form): that is asked for again."""
+    if request.method != "POST" or visit.session is None:
+        return None
+    form = await request.form()
+    fields = [(name, value) for name, value in form.multi_items() if name != "csrf"]
+    if not all(isinstance(value, str) for _, value in fields):
+        return None
+    payload = {
+        "path": request.url.path,
+        "fields": fields,
+        "action": visit.action.value,
+        "back": _next_after_reauth(request),
+    }
+    try:
+        async with hub.db.transaction() as db:
+            return await pending.keep(db, hub.keyring, now, visit.session.id, "action", payload)
+    except pending.PayloadTooLarge:
+        return None
 
 
 async def _audit_refusal(hub: Hub, request: AnyRequest, visit: Visit, now: Any) -> None:
@@ -279,7 +311,7 @@ def _authorise(request: AnyRequest, visit: Visit, now: Any) -> None:
         raise Refused(403, "Your role does not allow this.")
     settings = hub_of(request).settings
     if action in roles.REAUTH and not services.reauth_fresh(row, now, settings):
-        raise Redirected(f"{PREFIX}/reauth?next={quote(_next_after_reauth(request), safe='/')}")
+        raise ReauthNeeded(f"{PREFIX}/reauth?next={quote(_next_after_reauth(request), safe='/')}")
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -362,6 +394,37 @@ def dashboard_error_page(request: AnyRequest, error: DomainError) -> Response[An
     """The app's error handlers use this for dashboard paths (unknown page, wrong method, the
     edge's refusals)."""
     return on_api_error(request, error)
+
+
+def confirm_page(
+    request: AnyRequest,
+    *,
+    title: str,
+    consequences: list[str],
+    action: str,
+    button: str,
+    back: str,
+    fields: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response[str]:
+    """The step before a destructive change: what will happen, in words, and a form that posts
+    the change with ``confirm=yes`` (or a way back). Works without JavaScript."""
+    return page(
+        request,
+        "confirm.html",
+        title=title,
+        consequences=consequences,
+        action=action,
+        button=button,
+        back=back,
+        fields=fields or {},
+        status=status,
+    )
+
+
+def confirmed(form: dict[str, str]) -> bool:
+    """The post came from a confirmation step (:func:`confirm_page`)."""
+    return form.get("confirm") == "yes"
 
 
 def field_of(form: dict[str, str], name: str) -> str:

@@ -33,6 +33,8 @@ class Action(StrEnum):
     #: read-only pages: overview, apps and their keys (never secrets), team list, API reference
     VIEW = "view"
     APP_CREATE = "app.create"
+    #: rename an app, archive it (its keys are refused) and restore it
+    APP_MANAGE = "app.manage"
     #: create, roll and revoke API keys
     KEYS_MANAGE = "keys.manage"
     #: IP allow-list, referers of app keys, frame origins, retention window
@@ -76,6 +78,7 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.ACCOUNT: _ALL,
     Action.VIEW: _ALL,
     Action.APP_CREATE: _BUILDERS,
+    Action.APP_MANAGE: _STAFF,
     Action.KEYS_MANAGE: _BUILDERS,
     Action.APP_SETTINGS: _STAFF,
     Action.APP_MODE: _STAFF,
@@ -95,10 +98,14 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.PAYMENTS_SWITCH: _OWNER,
 }
 
-#: S7: actions that need the password and a code given within the re-authentication window
+#: S7: actions that need the password and a code given within the re-authentication window.
+#: Erasing a customer or a login, and removing a member, cannot be undone: they need it too.
 REAUTH: frozenset[Action] = frozenset(
     {
         Action.KEYS_MANAGE,
+        Action.APP_MANAGE,
+        Action.CONSENT_MANAGE,
+        Action.TEAM_REMOVE,
         Action.APP_SETTINGS,
         Action.APP_MODE,
         Action.WEBHOOKS_MANAGE,

@@ -7,8 +7,10 @@ once (recovery codes, invitation links), which is rendered in the answer itself 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, URLEncodedBody
@@ -17,7 +19,7 @@ from sqlalchemy import select
 
 from bankhub.api.principal import HubDep, hub_of, public_url
 from bankhub.audit import services as audit
-from bankhub.dashboard import alerts, devices, glance, mail, paging, roles, services, totp
+from bankhub.dashboard import alerts, devices, glance, mail, paging, pending, roles, services, totp
 from bankhub.dashboard.models import Member
 from bankhub.dashboard.pages import (
     HOME,
@@ -25,10 +27,13 @@ from bankhub.dashboard.pages import (
     SIGN_IN,
     Refused,
     clear_session_cookie,
+    confirm_page,
+    confirmed,
     field_of,
     forget_session,
     go,
     member_of,
+    own_origin,
     page,
     safe_next,
     session_cookie,
@@ -105,7 +110,12 @@ async def sign_up_page(hub: HubDep, request: AnyRequest) -> Response[Any]:
     async with hub.db.transaction() as db:
         if await services.count_members(db):
             return go(request, SIGN_IN)
-    return page(request, "sign_up.html", email="")
+    return page(request, "sign_up.html", email="", errors={})
+
+
+def _errors(exc: FormError, default: str) -> dict[str, str]:
+    """A form's error at its field (the one the message is about, else ``default``)."""
+    return {exc.field or default: str(exc)}
 
 
 @post(f"{PREFIX}/sign-up", opt=roles.route(Action.PUBLIC), include_in_schema=False)
@@ -114,7 +124,9 @@ async def sign_up(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]
     _open_sign_up(hub)
     email, password = field_of(data, "email"), field_of(data, "password")
     if password != field_of(data, "password2"):
-        return page(request, "sign_up.html", email=email, notice="The passwords differ.")
+        return page(
+            request, "sign_up.html", email=email, errors={"password2": "The passwords differ."}
+        )
     now = hub.clock()
     try:
         async with hub.db.transaction() as db:
@@ -132,7 +144,7 @@ async def sign_up(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]
             )
             started = await services.start_session(db, hub.hasher, member, services.ENROL, now)
     except FormError as exc:
-        return page(request, "sign_up.html", email=email, notice=str(exc))
+        return page(request, "sign_up.html", email=email, errors=_errors(exc, "password"))
     return _enter(request, hub, started.token, f"{PREFIX}/enrol")
 
 
@@ -320,18 +332,58 @@ async def enrol(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
 
 # --- re-authentication (S7) ---------------------------------------------------------------------
 
+#: what a waiting change is, in the words of the re-authentication page
+WAITING = {
+    Action.KEYS_MANAGE.value: "the change to the app's API keys",
+    Action.APP_SETTINGS.value: "the change to the app's settings",
+    Action.APP_MODE.value: "the app's new mode",
+    Action.APP_MANAGE.value: "the change to the app",
+    Action.CONSENT_MANAGE.value: "the erasure you confirmed",
+    Action.TEAM_REMOVE.value: "removing the member",
+    Action.WEBHOOKS_MANAGE.value: "the change to the webhook endpoint",
+    Action.OAUTH_REVOKE.value: "revoking the grant",
+    Action.PAYMENTS_SWITCH.value: "the payment settings",
+}
+
+
+async def _waiting(request: AnyRequest, handle: str) -> dict[str, Any] | None:
+    hub = hub_of(request)
+    session = visit_of(request).session
+    if not handle or session is None:
+        return None
+    async with hub.db.transaction() as db:
+        return await pending.peek(db, hub.keyring, hub.clock(), session.id, handle, "action")
+
+
+def _reauth_form(
+    request: AnyRequest, nxt: str, handle: str, waiting: dict[str, Any] | None, **extra: Any
+) -> Response[Any]:
+    what = WAITING.get(str(waiting.get("action")), "your change") if waiting else ""
+    return page(
+        request,
+        "reauth.html",
+        next=nxt,
+        pending=handle if waiting else "",
+        waiting=what,
+        **extra,
+    )
+
 
 @get(f"{PREFIX}/reauth", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
 async def reauth_page(request: AnyRequest) -> Response[Any]:
-    nxt = safe_next(request.query_params.get("next"))
-    return page(request, "reauth.html", next=nxt)
+    handle = (request.query_params.get("pending") or "")[:43]
+    waiting = await _waiting(request, handle)
+    nxt = safe_next(str(waiting["back"]) if waiting else request.query_params.get("next"))
+    return _reauth_form(request, nxt, handle, waiting)
 
 
 @post(f"{PREFIX}/reauth", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
 async def reauth(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
-    """Password and code again; sensitive changes are allowed for a few minutes after."""
+    """Password and code again; sensitive changes are allowed for a few minutes after. A change
+    that waited for them (``pending``) is carried out now, once."""
     visit = visit_of(request)
     nxt = safe_next(field_of(data, "next"))
+    handle = field_of(data, "pending")[:43]
     now = hub.clock()
     me = member_of(request)
     async with hub.db.transaction() as db:
@@ -358,9 +410,89 @@ async def reauth(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
                 target_id=member.id,
             )
     if refused:
-        return page(request, "reauth.html", next=nxt, notice=refused)
+        waiting = await _waiting(request, handle)
+        return _reauth_form(request, nxt, handle, waiting, notice=refused)
+    if handle and visit.session is not None:
+        async with hub.db.transaction() as db:
+            taken = await pending.take(db, hub.keyring, now, visit.session.id, handle, "action")
+        if taken.state == "fresh" and taken.payload is not None:
+            return await _replay(request, taken.payload)
     separator = "&" if "?" in nxt else "?"
     return go(request, f"{nxt}{separator}done=reauth")
+
+
+#: request headers the replayed post does not inherit (it sets its own body and Origin)
+_NOT_REPLAYED = {b"content-type", b"content-length", b"origin", b"referer", b"transfer-encoding"}
+
+
+async def _replay(request: AnyRequest, waiting: dict[str, Any]) -> Response[Any]:
+    """Carry out a post that waited for re-authentication: the same form, sent through the
+    whole application again as this browser (its cookie, a fresh CSRF token, our Origin), so
+    that the guard checks it as any post (role, CSRF, the fresh re-authentication) and the
+    route answers as it would have. Its answer (a redirect, mostly) is this one's."""
+    path = safe_next(str(waiting.get("path", "")))
+    fields = [(str(k), str(v)) for k, v in waiting.get("fields", [])]
+    body = urlencode([*fields, ("csrf", visit_of(request).csrf)]).encode()
+    headers = [(k, v) for k, v in request.scope["headers"] if k.lower() not in _NOT_REPLAYED]
+    headers += [
+        (b"content-type", b"application/x-www-form-urlencoded"),
+        (b"content-length", str(len(body)).encode()),
+        (b"origin", own_origin(request).encode("latin-1")),
+    ]
+    scope: dict[str, Any] = {
+        key: request.scope[key]
+        for key in ("type", "asgi", "http_version", "scheme", "server", "client", "root_path")
+        if key in request.scope
+    }
+    scope.update(
+        method="POST",
+        path=path,
+        raw_path=path.encode(),
+        query_string=b"",
+        headers=headers,
+        state={},
+    )
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # nothing more: the peer stays connected
+        return {"type": "http.disconnect"}
+
+    answer: dict[str, Any] = {"status": 500, "headers": [], "body": []}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+            answer["headers"] = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            answer["body"].append(message.get("body", b""))
+
+    # a task of its own: the context the inner request sets (tenant, request id) stays there
+    await asyncio.create_task(request.app(scope, receive, send))  # type: ignore[arg-type]
+    kept = {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in answer["headers"]
+        if name.lower() not in (b"set-cookie", b"content-length", b"content-type")
+    }
+    # the media type alone: the response adds its own charset parameter
+    media = next(
+        (
+            v.decode("latin-1").split(";", 1)[0].strip()
+            for n, v in answer["headers"]
+            if n.lower() == b"content-type"
+        ),
+        None,
+    )
+    return Response(
+        content=b"".join(answer["body"]),
+        status_code=int(answer["status"]),
+        headers=kept,
+        media_type=media,
+    )
 
 
 # --- overview -----------------------------------------------------------------------------------
@@ -394,7 +526,13 @@ async def overview(hub: HubDep, request: AnyRequest) -> Response[Any]:
 
 
 async def _team_page(
-    request: AnyRequest, *, notice: str | None = None, link: str | None = None, status: int = 200
+    request: AnyRequest,
+    *,
+    notice: str | None = None,
+    link: str | None = None,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
 ) -> Response[Any]:
     hub = hub_of(request)
     me = member_of(request)
@@ -415,6 +553,8 @@ async def _team_page(
         may_manage=lambda role: roles.may_manage(me.role, role),
         link=link,
         notice=notice or found.problem,
+        errors=errors or {},
+        values=values or {},
         done=_done(request),
         status=status,
     )
@@ -433,10 +573,11 @@ def invite_link(base: str, token: str) -> str:
 async def invite(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """An invitation link, shown once here and mailed when outgoing mail is set up."""
     me = member_of(request)
+    given = {"email": field_of(data, "email"), "role": field_of(data, "role")}
     try:
-        role = Role(field_of(data, "role"))
+        role = Role(given["role"])
     except ValueError:
-        return await _team_page(request, notice="Choose a role.")
+        return await _team_page(request, errors={"role": "Choose a role."}, values=given)
     if not roles.may_manage(me.role, role):
         raise Refused(403, "Your role cannot invite a member with this role.")
     now = hub.clock()
@@ -453,7 +594,7 @@ async def invite(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
             )
             config = await mail.load(db, hub.keyring)
     except FormError as exc:
-        return await _team_page(request, notice=str(exc))
+        return await _team_page(request, errors=_errors(exc, "email"), values=given)
     link = invite_link(public_url(hub, request), issued.token)
     if config is None:
         note = "Outgoing mail is not set up: send this link to them yourself."
@@ -467,25 +608,64 @@ async def invite(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     return await _team_page(request, notice=note, link=link)
 
 
+async def _removable(db: Any, me: Member, member_id: int) -> Member:
+    target: Member | None = await db.get(Member, member_id)
+    if target is None:
+        raise Refused(404, "No such member.")
+    if target.id == me.id:
+        raise Refused(403, "You cannot remove yourself; ask another owner or admin.")
+    if not roles.may_manage(me.role, target.role):
+        raise Refused(403, "Your role cannot remove this member.")
+    if target.role == Role.OWNER and await services.owners(db) <= 1:
+        raise Refused(403, "The team needs an owner.")
+    return target
+
+
+def _remove_confirmation(request: AnyRequest, target: Member) -> Response[Any]:
+    return confirm_page(
+        request,
+        title=f"Remove {target.email}?",
+        consequences=[
+            f"{target.email} ({target.role}) leaves the team: every session they have ends at "
+            "once and they cannot sign in again.",
+            "What they did stays in the audit log. To come back they need a new invitation.",
+        ],
+        action=f"{PREFIX}/team/{target.id}/remove",
+        button="Remove member",
+        back=f"{PREFIX}/team",
+    )
+
+
+@get(
+    f"{PREFIX}/team/{{member_id:int}}/remove",
+    opt=roles.route(Action.VIEW),
+    include_in_schema=False,
+)
+async def remove_page(hub: HubDep, request: AnyRequest, member_id: FromPath[int]) -> Response[Any]:
+    me = member_of(request)
+    if not roles.allows(me.role, Action.TEAM_REMOVE):
+        raise Refused(403, "Your role does not allow this.")
+    async with hub.db.transaction() as db:
+        target = await _removable(db, me, member_id)
+    return _remove_confirmation(request, target)
+
+
 @post(
     f"{PREFIX}/team/{{member_id:int}}/remove",
     opt=roles.route(Action.TEAM_REMOVE),
     include_in_schema=False,
 )
-async def remove(hub: HubDep, request: AnyRequest, member_id: FromPath[int]) -> Response[Any]:
-    """Removes a member and ends every session they have (S6). The last owner stays."""
+async def remove(
+    hub: HubDep, request: AnyRequest, member_id: FromPath[int], data: Form
+) -> Response[Any]:
+    """Removes a member and ends every session they have (S6). The last owner stays.
+    Confirmed first, and after the password and code again (S7)."""
     me = member_of(request)
     now = hub.clock()
     async with hub.db.transaction() as db:
-        target = await db.get(Member, member_id)
-        if target is None:
-            raise Refused(404, "No such member.")
-        if target.id == me.id:
-            raise Refused(403, "You cannot remove yourself; ask another owner or admin.")
-        if not roles.may_manage(me.role, target.role):
-            raise Refused(403, "Your role cannot remove this member.")
-        if target.role == Role.OWNER and await services.owners(db) <= 1:
-            raise Refused(403, "The team needs an owner.")
+        target = await _removable(db, me, member_id)
+        if not confirmed(data):
+            return _remove_confirmation(request, target)
         audit.record(
             db,
             now=now,
@@ -507,7 +687,7 @@ async def invite_page(hub: HubDep, request: AnyRequest, token: FromPath[str]) ->
             found = None  # the team got its owner meanwhile
     if found is None:
         raise Refused(404, "This invitation is not valid: it was used, replaced or expired.")
-    return page(request, "invite.html", invite=found, token=token)
+    return page(request, "invite.html", invite=found, token=token, errors={})
 
 
 @post(f"{PREFIX}/invite/{{token:str}}", opt=roles.route(Action.PUBLIC), include_in_schema=False)
@@ -525,7 +705,7 @@ async def accept_invite(
                     404, "This invitation is not valid: it was used, replaced or expired."
                 )
             if password != field_of(data, "password2"):
-                raise FormError("The passwords differ.")
+                raise FormError("The passwords differ.", "password2")
             first_owner = services.is_bootstrap(found)
             if first_owner:
                 await services.lock_first_owner(db)
@@ -550,7 +730,9 @@ async def accept_invite(
             again = await services.open_invite(db, hub.hasher, token, now)
         if again is None:
             raise Refused(404, "This invitation is not valid any more.") from None
-        return page(request, "invite.html", invite=again, token=token, notice=str(exc))
+        return page(
+            request, "invite.html", invite=again, token=token, errors=_errors(exc, "password")
+        )
     return _enter(request, hub, started.token, f"{PREFIX}/enrol")
 
 
@@ -645,6 +827,7 @@ DASHBOARD_ROUTES = [
     overview,
     team,
     invite,
+    remove_page,
     remove,
     invite_page,
     accept_invite,

@@ -40,7 +40,12 @@ REFUSED = "The email, password or code is not right, or sign-in is blocked for a
 
 
 class FormError(ValueError):
-    """Input a form must show again with this message; nothing was changed."""
+    """Input a form must show again with this message; nothing was changed. ``field``: the
+    form field it is about, where the page shows it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class SignInRefused(Exception):
@@ -57,7 +62,7 @@ def member_actor(member: Member) -> str:
 def normalise_email(text: str) -> str:
     email = text.strip().lower()
     if len(email) > 254 or not _EMAIL.match(email):
-        raise FormError("Enter an email address like name@example.com.")
+        raise FormError("Enter an email address like name@example.com.", "email")
     return email
 
 
@@ -111,9 +116,9 @@ async def create_member(
     try:
         passwords.check_new(password, _context(email))
     except passwords.WeakPassword as exc:
-        raise FormError(str(exc)) from None
+        raise FormError(str(exc), "password") from None
     if await member_by_email(session, email) is not None:
-        raise FormError("There is already a member with this email.")
+        raise FormError("There is already a member with this email.", "email")
     member = Member(
         email=email,
         password_hash=passwords.hash_password(password),
@@ -412,7 +417,7 @@ async def invite(
     ``lifetime``: how long it works (``BANKHUB_DASHBOARD_INVITE_DAYS`` unless given)."""
     address = normalise_email(email)
     if await member_by_email(session, address) is not None:
-        raise FormError("There is already a member with this email.")
+        raise FormError("There is already a member with this email.", "email")
     await session.execute(
         delete(Invite).where(Invite.email == address, Invite.accepted_at.is_(None))
     )

@@ -49,6 +49,8 @@ async def _webhooks_page(
     *,
     notice: str | None = None,
     secret: tuple[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
 ) -> Response[Any]:
     hub = hub_of(request)
     async with hub.db.transaction() as db:
@@ -111,6 +113,8 @@ async def _webhooks_page(
         overlaps=ROTATION_OVERLAPS,
         secret=secret,
         notice=notice or found.problem,
+        errors=errors or {},
+        values=values or {},
         done=DONE.get(request.query_params.get("done", "")),
     )
 
@@ -156,7 +160,15 @@ async def add_endpoint(hub: HubDep, request: AnyRequest, client_id: FromPath[str
                 detail={"url": url[:300], "events": issued.endpoint.events},
             )
     except DomainError as exc:
-        return await _webhooks_page(request, client_id, notice=exc.message)
+        # at the field it is about, with what was typed and ticked kept
+        problems = " ".join(str(p) for p in exc.extra.get("problems", []))
+        field = "url" if "url" in problems or "event" not in problems else "event"
+        return await _webhooks_page(
+            request,
+            client_id,
+            errors={field: exc.message},
+            values={"url": url, "events": chosen},
+        )
     return await _webhooks_page(
         request, client_id, secret=(f"Signing secret of {url[:200]}", issued.secret)
     )

@@ -6,7 +6,7 @@ from bankhub.audit.models import AuditEntry
 from bankhub.banks.models import Bank
 from bankhub.connect.models import ConnectRoute
 from bankhub.customers.models import Customer
-from bankhub.dashboard.models import Invite, Member, MemberSession, SmtpSettings
+from bankhub.dashboard.models import Invite, Member, MemberSession, PendingItem, SmtpSettings
 from bankhub.db.base import Base
 from bankhub.events.models import Event, SystemFlag
 from bankhub.jobs.outbox import OutboxMessage
@@ -41,6 +41,7 @@ __all__ = [
     "Member",
     "MemberSession",
     "OutboxMessage",
+    "PendingItem",
     "RefreshToken",
     "SignatureKey",
     "SignatureKeySource",

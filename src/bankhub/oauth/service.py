@@ -215,6 +215,8 @@ class TokenService:
         )
         if found is None or not api_keys.is_live(found[1], self.clock()):
             raise OAuthError("invalid_client", "Client authentication failed", 401)
+        if found[0].archived_at is not None:
+            raise OAuthError("invalid_client", "This app is archived", 401)
         await tenancy.enter(session, found[0].id)  # S14: the grant tables of this app only
         usage.attribute(found[0].id)
         return found
@@ -539,6 +541,8 @@ class TokenService:
         if grant is None:
             raise _invalid_token("The access token was revoked")
         app, _, key = grant
+        if app.archived_at is not None:
+            raise DomainError(ErrorCode.APP_ARCHIVED, extra={"clientId": app.client_id})
         scope = Scope.parse(str(claims.get("scope")))
         if scope is None:
             raise _invalid_token()

@@ -228,6 +228,7 @@ _FIND_PLAIN = (
         ApiKey.allowed_referers,
         ApiKey.expires_at,
         ApiKey.revoked_at,
+        App.archived_at,
     )
     .join_from(App, ApiKey, ApiKey.app_id == App.id)
     .where(
@@ -282,10 +283,10 @@ async def find_view(
         return None
     if enter:
         tenancy.entered(session, row[0])
-        if cache is not None and not cache.observe(int(row[8])):
+        if cache is not None and not cache.observe(int(row[9])):
             ticket = None  # the cache was dropped: this value was read after, keep it next time
     value = (
-        AppView(row[0], row[1], _tuple(row[2])),
+        AppView(row[0], row[1], _tuple(row[2]), row[8] is not None),
         KeyView(row[3], row[4], _tuple(row[5]), row[6], row[7]),
     )
     if cache is not None:

@@ -48,6 +48,10 @@ class App(Base):
     mode_set_by: Mapped[str | None] = mapped_column(String(260), nullable=True)
     mode_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: set while the app is archived: its keys and tokens are refused (``AppArchived``) and
+    #: the dashboard lists it only when asked; cleared by a restore
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    archived_by: Mapped[str | None] = mapped_column(String(260), nullable=True)
 
 
 class BlockedAddress(Base):

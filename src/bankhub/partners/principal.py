@@ -12,7 +12,12 @@ from bankhub.security.scopes import Scope
 def app_view(app: App) -> AppView:
     """The plain values of an app the authentication of a request needs."""
     allowlist = app.ip_allowlist
-    return AppView(app.id, app.client_id, None if allowlist is None else tuple(allowlist))
+    return AppView(
+        app.id,
+        app.client_id,
+        None if allowlist is None else tuple(allowlist),
+        app.archived_at is not None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,11 @@ async def _refusal(
     return DomainError(ErrorCode.CREDENTIAL_INVALID, message)
 
 
+def archived_error(client_id: str) -> DomainError:
+    """The refusal of every credential of an archived app (its secret was right)."""
+    return DomainError(ErrorCode.APP_ARCHIVED, extra={"clientId": client_id[:64]})
+
+
 async def authenticate(
     session: AsyncSession,
     hasher: SecretHasher,
@@ -146,6 +151,8 @@ async def authenticate(
         )
         if found is None:
             raise await _refusal(session, client_id)
+        if found[0].archived:
+            raise archived_error(client_id)
         if not found[1].live(now):
             raise DomainError(
                 ErrorCode.KEY_REVOKED,
@@ -354,3 +361,59 @@ async def set_category_rules(
         actor,
         request_id,
     )
+
+
+# --- the app itself: its name, archiving -------------------------------------------------------
+
+
+def app_name(text: str) -> str:
+    """An app's name: 1 to 200 printable characters, spaces at either end dropped."""
+    name = text.strip()
+    if not name or len(name) > 200 or not name.isprintable():
+        raise InvalidInput(
+            "Name the app in 1 to 200 printable characters",
+            {"problems": ["name"]},
+            code=ErrorCode.DATA_INVALID,
+        )
+    return name
+
+
+async def rename_app(
+    session: AsyncSession, app: App, name: str, *, now: datetime, actor: str
+) -> App:
+    """A new name (the client-id stays); audited as ``app.renamed`` with both names."""
+    new = app_name(name)
+    old, app.name = app.name, new
+    return await _recorded(
+        session, app, "app.renamed", {"old_name": old, "new_name": new}, now, actor, None
+    )
+
+
+async def archive_app(session: AsyncSession, app: App, *, now: datetime, actor: str) -> bool:
+    """Archive the app: from the next request on its keys and tokens are refused
+    (``AppArchived``; the authentication cache is dropped by the change itself). Nothing of its
+    data, keys or settings is deleted. False when it was archived already."""
+    if app.archived_at is not None:
+        return False
+    app.archived_at, app.archived_by = now, actor[:260]
+    await _recorded(session, app, "app.archived", {"name": app.name}, now, actor, None)
+    return True
+
+
+async def restore_app(session: AsyncSession, app: App, *, now: datetime, actor: str) -> bool:
+    """Undo :func:`archive_app`: its live keys work again. False when it was not archived."""
+    if app.archived_at is None:
+        return False
+    detail = {"name": app.name, "archived_at": app.archived_at.isoformat()}
+    app.archived_at, app.archived_by = None, None
+    await _recorded(session, app, "app.restored", detail, now, actor, None)
+    return True
+
+
+async def list_apps(session: AsyncSession, *, archived: bool | None = False) -> list[App]:
+    """Apps in the order they were made: only live ones (``archived=False``), only archived
+    ones (True) or all (None)."""
+    query = select(App).order_by(App.id)
+    if archived is not None:
+        query = query.where(App.archived_at.is_not(None) if archived else App.archived_at.is_(None))
+    return list((await session.execute(query)).scalars())

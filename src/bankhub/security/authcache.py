@@ -90,6 +90,8 @@ class AppView:
     client_id: str
     #: S17: CIDRs the app's calls may come from; None allows any address
     ip_allowlist: tuple[str, ...] | None
+    #: the team archived the app: its credentials are refused (``AppArchived``)
+    archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)

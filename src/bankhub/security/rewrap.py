@@ -74,6 +74,9 @@ ENCRYPTED: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("signing_keys", "private_key_enc", "private_key", key="kid", tenant=None),
     EncryptedColumn("idempotency_keys", "response_enc", "response"),
     EncryptedColumn("members", "totp_seed_enc", "totp_seed", tenant=None),
+    EncryptedColumn(
+        "member_pending", "payload_enc", "payload", tenant=None, row=("session_id", "handle")
+    ),
     EncryptedColumn("smtp_settings", "password_enc", "password", tenant=None),
     EncryptedColumn("gocardless_settings", "secret_id_enc", "secret_id", tenant=None),
     EncryptedColumn("gocardless_settings", "secret_key_enc", "secret_key", tenant=None),

@@ -125,7 +125,7 @@ _AUTH_CODES = frozenset(
     }
 )
 _PERMISSION_CODES = frozenset(
-    {"InsufficientScope", "AddressNotAllowed", "RefererNotAllowed", "HttpsRequired"}
+    {"InsufficientScope", "AddressNotAllowed", "RefererNotAllowed", "HttpsRequired", "AppArchived"}
 )
 _CONFLICT_CODES = frozenset({"CustomerExists", "IdempotencyKeyReused", "IdempotencyKeyInProgress"})
 

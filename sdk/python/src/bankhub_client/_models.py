@@ -389,6 +389,7 @@ ErrorCode: TypeAlias = Literal[
     "SignatureExpired",
     "SignatureReplayed",
     "SignatureRequired",
+    "AppArchived",
 ]
 """ErrorCode"""
 
