@@ -21,12 +21,9 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Final, cast
+from typing import Final, cast
 
-from litestar.types import Message, Scope
-
-if TYPE_CHECKING:
-    from litestar.types import HTTPScope
+from litestar.types import HTTPScope, Message, Scope
 
 from bankhub.context import RequestContext
 
@@ -97,7 +94,7 @@ class RequestLogHook:
                 buffer.dropped += 1
                 return
             caller = context.caller
-            http = cast("HTTPScope", scope)  # the edge calls its hooks for HTTP only
+            http = cast(HTTPScope, scope)  # the edge calls its hooks for HTTP only
             buffer.rows.append(
                 (
                     caller.app_id,
