@@ -181,6 +181,7 @@ async def test_a_failed_flush_keeps_its_rows_and_the_buffer_is_bounded(
     h = harness
     await _calls(h)
     pending = len(h.hub.request_log)
+    assert pending == 3
 
     async def failing(*_: object, **__: object) -> int:
         raise ConnectionError("the database is away")
