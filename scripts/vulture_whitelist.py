@@ -80,6 +80,7 @@ _.css_url  # partners/branding.py: the stylesheet's URL on the connect page and 
 last_used_at  # oauth/service.py: the dashboard's OAuth grants page
 revoked_reason  # oauth/models.py: the dashboard's OAuth grants page (why a grant ended)
 last_sign_in_at  # dashboard/models.py: the team page
+latency_us  # requestlog/models.py: a call's time to answer, shown by requests.html
 _.alt  # connectors/base.py: a TAN challenge image's text alternative (connect page, code.html)
 _.data_url  # connectors/base.py: the challenge image inline on the connect page (code.html)
 _.sizes  # dashboard/paging.py: the page sizes a list offers (_pager.html)

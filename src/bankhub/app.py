@@ -34,6 +34,8 @@ from bankhub.hub import Hub
 from bankhub.jobs import serving
 from bankhub.observability import logs, metrics
 from bankhub.operations.routes import OPERATOR_PATHS
+from bankhub.requestlog import buffer as request_log
+from bankhub.requestlog import store as request_log_store
 from bankhub.security import network, shared
 from bankhub.security.ratelimit import RateLimitMiddleware, RateLimits
 from bankhub.security.tls import TransportMiddleware
@@ -194,6 +196,7 @@ def create_app(hub: Hub) -> Litestar:
         lifespan=[
             lifespan,
             usage_store.flusher(hub.db, hub.usage, hub.settings.usage_flush_seconds),
+            request_log_store.flusher(hub.db, hub.request_log, hub.settings.usage_flush_seconds),
         ],
         request_max_body_size=1024 * 1024,
         debug=False,
@@ -217,6 +220,7 @@ def create_app(hub: Hub) -> Litestar:
         no_store_for_credentials,
         page_security_headers,
         usage_counters.hook(hub.usage, hub.clock),
+        request_log.RequestLogHook(hub.request_log, hub.clock),
     ]
     app.asgi_handler = hop.HopReceiver(
         edge.Edge(app.asgi_handler, hub.settings, guard, hooks), app.state.connect

@@ -174,6 +174,8 @@ class Settings(BaseSettings):
     #: usage counts (docs/usage.md): written every this many seconds, kept this many days
     usage_flush_seconds: float = Field(default=5.0, gt=0)
     usage_retention_days: int = Field(default=400, ge=1)
+    #: the apps' API request log (docs/dashboard.md): kept this many days
+    request_log_days: int = Field(default=14, ge=1, le=400)
 
     #: S40: how long the first request with an Idempotency-Key holds it before another process
     #: may take over (a crashed process never blocks the key for longer)

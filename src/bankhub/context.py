@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 MAX_LENGTH = 64
@@ -42,6 +43,10 @@ class RequestContext:
     pending_read: dict[str, Any] | None = None
     #: the request's account-data read is recorded (pending above, or in its own unit of work)
     read_audited: bool = False
+    #: ``time.perf_counter()`` as the edge took the request (its latency in the request log)
+    started: float = field(default_factory=time.perf_counter)
+    #: the envelope's ``error`` when the answer is a refusal (for the request log)
+    error_code: str | None = None
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("bankhub_request", default=None)

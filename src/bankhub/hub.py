@@ -25,6 +25,7 @@ from bankhub.events import flags
 from bankhub.jobs.identity import Identity
 from bankhub.oauth.service import TokenService
 from bankhub.payments import services as payments
+from bankhub.requestlog.buffer import RequestLog
 from bankhub.security import authcache, tls
 from bankhub.security.keyring import Keyring, load_keks
 from bankhub.security.secrets import SecretHasher
@@ -54,6 +55,8 @@ class Hub:
     )
     #: API calls and connect outcomes counted in this process, not yet written (docs/usage.md)
     usage: usage_counters.Counters = field(default_factory=usage_counters.Counters)
+    #: the apps' API calls recorded in this process, not yet written (``bankhub.requestlog``)
+    request_log: RequestLog = field(default_factory=RequestLog)
     #: the group-commit writer of audit entries (S42)
     audit: AuditWriter = field(init=False)
     #: the imported banks merged into ``catalogue``, kept current (bankhub.banks.live)

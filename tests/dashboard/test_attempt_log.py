@@ -28,7 +28,7 @@ ATTEMPTS = re.compile(r'<ol class="attempts">(.*?)</ol>', re.S)
 async def attempts_shown(v: Visitor, h: Harness) -> list[str]:
     page = await v.get(f"/dashboard/apps/{h.creds['client_id']}/webhooks")
     found = ATTEMPTS.findall(page.text)
-    return [] if not found else re.findall(r"<li>(.*?)</li>", found[-1], re.S)
+    return [] if not found else re.findall(r"<li data-attempt=\"\d+\">(.*?)</li>", found[-1], re.S)
 
 
 async def chart(h: Harness) -> dict[str, int]:

@@ -33,6 +33,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from bankhub.dashboard import services, totp
+from bankhub.webhooks import signing
 from tests.dashboard.conftest import MailSink, SmtpServer
 from tests.dashboard.images import png
 from tests.support.axe import assert_accessible
@@ -421,6 +422,161 @@ def test_webhook_endpoint_gets_real_deliveries_shown_in_the_log_and_a_replay(
     assert_no_page_errors(owner)
 
 
+#: screenshots of the debugging pages, looked at by whoever changes them (outside the repo)
+SHOTS = Path(os.environ.get("BANKHUB_SHOTS", "/work/shots/dashdebug"))
+
+
+def _shoot(page: Page, name: str) -> None:
+    """A full-page screenshot for people to look at; a machine without the folder skips it."""
+    try:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_the_request_log_finds_a_partners_call_by_its_request_id(
+    make_page: MakePage, team: Team
+) -> None:
+    client_id = team.app["client_id"]
+    sent = _partner_api(
+        team,
+        "GET",
+        "/v2/account?login_secret=browser-secret-query",
+        headers={"X-Request-Id": "browser-trace-1"},
+    )
+    assert sent.status_code >= 400, sent.text
+    code = sent.json()["error"]
+    assert sent.headers["x-request-id"] == "browser-trace-1"
+    owner = _as(make_page, team, OWNER)
+    path = f"/dashboard/apps/{client_id}/requests"
+
+    def recorded() -> bool:  # the server writes its request log every few seconds
+        owner.goto(team.url(path))
+        return owner.locator('tr[data-request="browser-trace-1"]').count() == 1
+
+    _until(recorded, "the partner's call in the request log")
+    owner.get_by_label("Request id").fill("browser-trace-1")
+    owner.get_by_role("button", name="Search").click()
+    row = owner.locator("table.requests tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("GET /v2/account")
+    expect(row).to_contain_text(str(sent.status_code))
+    expect(row).to_contain_text(code)
+    assert "browser-secret-query" not in owner.content()
+    _shoot(owner, "requests-desktop")
+    assert_no_page_errors(owner)
+
+    phone = _as(make_page, team, OWNER, phone=True)
+    phone.goto(team.url(f"{path}?status={sent.status_code}"))
+    expect(phone.locator('tr[data-request="browser-trace-1"]')).to_be_visible()
+    _fits(phone)
+    _shoot(phone, "requests-phone")
+    assert_no_page_errors(phone)
+
+
+def test_the_login_page_tells_the_logins_story_and_refreshes_it(
+    make_page: MakePage, team: Team
+) -> None:
+    client_id, login_id = team.app["client_id"], team.login["login_id"]
+    owner = _as(make_page, team, OWNER)
+    owner.goto(team.url(f"/dashboard/apps/{client_id}/customers"))
+    owner.get_by_role("link", name=f"Login {login_id}").click()
+    _heading(owner, f"Login {login_id} at ")
+    expect(owner.locator("#login-status")).to_contain_text("login_active")
+    expect(owner.locator("tr[data-account]").first).to_be_visible()
+    expect(owner.locator("table.sent tr[data-delivery]").first).to_be_visible()
+    expect(owner.locator("table.runs tr[data-run]")).to_have_count(0)
+    owner.get_by_role("button", name="Refresh now").click()
+    expect(owner.get_by_text("The login was refreshed.")).to_be_visible()
+    expect(owner.locator("table.runs tr[data-run]")).to_have_count(1)
+    expect(owner.locator("table.runs tr[data-run]")).to_contain_text("ok")
+    _shoot(owner, "login-desktop")
+    owner.get_by_role("button", name="Refresh now").click()  # within the cool-down
+    expect(owner.locator(".notice")).to_contain_text("can be refreshed again at")
+    expect(owner.locator("table.runs tr[data-run]")).to_have_count(1)
+    assert_no_page_errors(owner)
+
+    phone = _as(make_page, team, OWNER, phone=True)
+    phone.goto(team.url(f"/dashboard/apps/{client_id}/logins/{login_id}"))
+    expect(phone.get_by_role("button", name="Refresh now")).to_be_visible()
+    _fits(phone)
+    _shoot(phone, "login-phone")
+    assert_no_page_errors(phone)
+
+
+def test_webhook_endpoint_tools_and_a_signed_test_event(
+    make_page: MakePage, team: Team, partner: PartnerSite
+) -> None:
+    client_id = team.app["client_id"]
+    owner = _as(make_page, team, OWNER)
+    owner.goto(team.url(f"/dashboard/apps/{client_id}/webhooks"))
+    # a second endpoint on the partner's site, whose secret we keep to check the signature
+    owner.locator("#hook-url").fill(f"{partner.origin}/tests")
+    owner.get_by_role("button", name="Add endpoint").click()
+    secret = owner.locator("#signing-secret").inner_text().strip()
+    row = owner.locator("tr[data-endpoint]").filter(has_text="/tests")
+    endpoint_id = row.get_attribute("data-endpoint")
+    assert endpoint_id
+    expect(row.locator(".endpoint-id")).to_have_text(endpoint_id)
+
+    row.get_by_role("button", name="Send test event").click()
+    expect(owner.get_by_text("A test event was queued")).to_be_visible()
+    _until(lambda: any(h.path == "/tests" for h in partner.hooks), "the test event at the partner")
+    hook = next(h for h in partner.hooks if h.path == "/tests")
+    assert hook.json()["event_type"] == "webhook.test"
+    assert hook.json()["test"] is True
+    assert hook.headers["bankhub-event"] == "webhook.test"
+    expected = signing.sign(
+        secret, hook.webhook_id, int(hook.headers["webhook-timestamp"]), hook.body
+    )
+    assert expected in hook.headers["webhook-signature"].split(" ")
+
+    def delivered() -> bool:
+        owner.goto(team.url(f"/dashboard/apps/{client_id}/webhooks?type=webhook.test#log"))
+        return owner.locator("section.event .status-delivered").count() == 1
+
+    _until(delivered, "the test event delivered in the log")
+    event = owner.locator("section.event")
+    expect(event).to_have_count(1)
+    expect(event.locator(".tag")).to_have_text("test")
+    event.get_by_text("Payload sent").click()
+    expect(event.locator("details.payload pre")).to_contain_text('"test": true')
+    event.get_by_text("Response").click()
+    expect(event.locator("details.answer")).to_contain_text("HTTP 200 in")
+    _shoot(owner, "webhooks-desktop")
+
+    # edit it to one event type, disable it, enable it, delete it
+    owner.goto(team.url(f"/dashboard/apps/{client_id}/webhooks"))
+    row = owner.locator(f'tr[data-endpoint="{endpoint_id}"]')
+    row.get_by_text("Edit").click()
+    row.get_by_label("URL").fill(f"{partner.origin}/tests-v2")
+    row.get_by_label("login.deleted").check()
+    row.get_by_role("button", name="Save endpoint").click()
+    expect(owner.get_by_text("The endpoint was changed.")).to_be_visible()
+    row = owner.locator(f'tr[data-endpoint="{endpoint_id}"]')
+    expect(row).to_contain_text("/tests-v2")
+    expect(row).to_contain_text("login.deleted")
+    row.get_by_role("button", name="Disable").click()
+    row = owner.locator(f'tr[data-endpoint="{endpoint_id}"]')
+    expect(row.locator(".status-disabled")).to_be_visible()
+    row.get_by_role("button", name="Re-enable and send what it missed").click()
+    row = owner.locator(f'tr[data-endpoint="{endpoint_id}"]')
+    expect(row).to_contain_text("enabled")
+    expect(row.get_by_role("button", name="Disable")).to_be_visible()
+    row.get_by_role("button", name="Delete endpoint").click()
+    expect(owner.get_by_text("The endpoint and its deliveries were deleted.")).to_be_visible()
+    expect(owner.locator(f'tr[data-endpoint="{endpoint_id}"]')).to_have_count(0)
+    assert_no_page_errors(owner)
+
+    phone = _as(make_page, team, OWNER, phone=True)
+    phone.goto(team.url(f"/dashboard/apps/{client_id}/webhooks"))
+    expect(phone.locator(".endpoint-id").first).to_be_visible()
+    _fits(phone)
+    _shoot(phone, "webhooks-phone")
+    assert_no_page_errors(phone)
+
+
 def test_charts_render_the_apps_activity(make_page: MakePage, team: Team) -> None:
     page = _as(make_page, team, OWNER)
     path = f"/dashboard?period=24h&app={team.app['client_id']}"
@@ -568,6 +724,7 @@ def test_every_page_fits_360px_without_console_errors(make_page: MakePage, team:
         f"/dashboard/apps/{client_id}/oauth",
         "/dashboard/apps?show=archived",
         f"/dashboard/apps/{client_id}/archive",
+        f"/dashboard/apps/{client_id}/requests",
         "/dashboard?period=7d",
         "/dashboard?period=30d",
         f"/dashboard/apps/{team.app.get('client_id', client_id)}/template",

@@ -32,6 +32,7 @@ from bankhub.db.models import Base
 from bankhub.jobs.runner import Runner
 from bankhub.partners import branding
 from bankhub.partners.models import App
+from bankhub.requestlog import store as request_log
 from bankhub.sftp.server import Collaborators, DropServer, Principal
 from bankhub.usage import store as usage_store
 from bankhub.webhooks import services as webhooks
@@ -238,6 +239,7 @@ async def _populate(h: Harness, receiver: Receiver, name: str) -> dict[str, Any]
     principal = Principal(app_id, h.creds["client_id"], "sk_rls", "127.0.0.1")
     assert await drop.receive(principal, owner, "a.sta", read("mt940/ASNB/mt940.txt")) is None
     await usage_store.flush(h.hub.db, h.hub.usage)  # usage counts of these calls
+    await request_log.flush(h.hub.db, h.hub.request_log)  # the request log of these calls
     return {"app_id": app_id, "login": login, "bearer": grant.json()["access_token"]}
 
 

@@ -169,6 +169,9 @@ class Auth:
         """The client of an OAuth token, revocation or introspection request (an app's service
         key), held to the API's walls: the app's allow-list (S17), then :func:`admit`."""
         app, key = await self.hub.tokens.client(session, client_id, client_secret)
+        request_context.of(self.request).caller = request_context.Caller(
+            app.id, app.client_id, key.key_id, None
+        )
         network.enforce(self.request, app, self.hub.settings)
         await admit(self.request, app, key.key_id)
         return app, key

@@ -40,6 +40,7 @@ def _error_response(request: AnyRequest, error: DomainError) -> Response[Any]:
     refused = ratelimit.refusal(request.scope)
     if refused is not None and errors.status(error) != 429:
         error = refused
+    request_context.of(request).error_code = str(error.code)  # for the request log
     headers = {"Cache-Control": "no-store", **errors.headers(error)}
     if request.url.path == DASHBOARD_PREFIX or request.url.path.startswith(f"{DASHBOARD_PREFIX}/"):
         return dashboard_error_page(request, error)

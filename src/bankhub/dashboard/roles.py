@@ -47,8 +47,10 @@ class Action(StrEnum):
     OAUTH_REVOKE = "oauth.revoke"
     #: add webhook endpoints, rotate their signing secrets
     WEBHOOKS_MANAGE = "webhooks.manage"
-    #: send one event again to the app's endpoints
+    #: send one event again to the app's endpoints, or a test event to one
     EVENTS_REPLAY = "events.replay"
+    #: refresh a login now (as ``PUT /v2/login/refresh``, its limits included)
+    LOGINS_REFRESH = "logins.refresh"
     #: revoke a login, erase a customer (Consent Control)
     CONSENT_MANAGE = "consent.manage"
     TEAM_INVITE = "team.invite"
@@ -86,6 +88,7 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.OAUTH_REVOKE: _BUILDERS,
     Action.WEBHOOKS_MANAGE: _BUILDERS,
     Action.EVENTS_REPLAY: _BUILDERS,
+    Action.LOGINS_REFRESH: _BUILDERS,
     Action.CONSENT_MANAGE: _STAFF,
     Action.TEAM_INVITE: _STAFF,
     Action.TEAM_REMOVE: _STAFF,

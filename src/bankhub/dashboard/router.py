@@ -9,6 +9,7 @@ from litestar.types import ControllerRouterHandler
 
 from bankhub.dashboard.app_routes import APP_ROUTES
 from bankhub.dashboard.consent_routes import CONSENT_ROUTES
+from bankhub.dashboard.login_routes import LOGIN_ROUTES
 from bankhub.dashboard.oauth_routes import OAUTH_ROUTES
 from bankhub.dashboard.pages import (
     Redirected,
@@ -20,6 +21,7 @@ from bankhub.dashboard.pages import (
 )
 from bankhub.dashboard.payment_routes import PAYMENT_ROUTES
 from bankhub.dashboard.read_routes import READ_ROUTES
+from bankhub.dashboard.request_routes import REQUEST_ROUTES
 from bankhub.dashboard.routes import DASHBOARD_ROUTES
 from bankhub.dashboard.signature_routes import SIGNATURE_ROUTES
 from bankhub.dashboard.team_routes import TEAM_ROUTES
@@ -38,6 +40,8 @@ ALL_ROUTES = [
     *PAYMENT_ROUTES,
     *SIGNATURE_ROUTES,
     *TEAM_ROUTES,
+    *REQUEST_ROUTES,
+    *LOGIN_ROUTES,
 ]
 
 

@@ -1,17 +1,20 @@
-"""Webhooks and signatures of an app: endpoints and the events each receives, signing secrets and
-their rotation, re-enabling an endpoint a ``410 Gone`` disabled (with what it missed), the
-delivery log with every attempt, and replaying one event. The same services as the API and the
-CLI; adding or re-enabling an endpoint or rotating a secret needs a recent re-authentication
-(S7); every change is audited with the member's name."""
+"""Webhooks and signatures of an app: endpoints (their ids, the events each receives), adding,
+editing, disabling, re-enabling (with what it missed) and deleting them, signing secrets and
+their rotation, a test event to one endpoint, the delivery log with every attempt's payload and
+redacted answer (filtered by endpoint, event type and outcome, paged), and replaying one event.
+The same services as the API and the CLI; every change of an endpoint needs a recent
+re-authentication (S7) and is audited with the member's name."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, URLEncodedBody
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from bankhub.api.principal import HubDep, hub_of
 from bankhub.audit import services as audit
@@ -22,25 +25,71 @@ from bankhub.dashboard.roles import Action
 from bankhub.errors import DomainError
 from bankhub.events import services as events
 from bankhub.events.models import Event
+from bankhub.security import redact
 from bankhub.webhooks import services as webhooks
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from bankhub.webhooks.ssrf import MAX_URL_LENGTH
 
 AnyRequest = Request[Any, Any, Any]
 Form = URLEncodedBody[dict[str, str]]
-RECENT_EVENTS = 50
+#: events a page of the delivery log shows unless the reader picks another size
+EVENTS_PER_PAGE = 25
 #: the delivery log: events newest first, each with its deliveries and attempts
 EVENTS = paging.Keyset((paging.Key(Event.id, "int"),))
+#: a delivery's states, as the log's outcome filter offers them
+OUTCOMES = ("delivered", "failed", "pending", "abandoned")
+#: the most of a receiver's answer the page shows (the sender keeps the first KiB)
+EXCERPT_CHARS = 1024
 #: how long the previous signing secret keeps signing after a rotation, as offered by the form
 ROTATION_OVERLAPS = {"0": "none", "3600": "1 hour", "86400": "24 hours"}
 DONE = {
     "replayed": "The event was queued again for every endpoint that wants it.",
+    "tested": "A test event was queued for the endpoint; its attempts appear in the log below.",
+    "edited": "The endpoint was changed.",
+    "disabled": "The endpoint was disabled: nothing is sent to it until it is enabled again.",
+    "deleted": "The endpoint and its deliveries were deleted.",
     "reauth": "Thank you. You can make the change now.",
 }
 
 
 def _hooks(client_id: str) -> str:
     return f"{APPS}/{client_id}/webhooks"
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """The delivery log's filters (each optional; the page is ``paging``'s)."""
+
+    endpoint: str = ""
+    type: str = ""
+    outcome: str = ""
+
+    def query(self) -> dict[str, str]:
+        return {"endpoint": self.endpoint, "type": self.type, "outcome": self.outcome}
+
+
+def _log_filter(request: AnyRequest) -> LogFilter:
+    query = request.query_params
+    outcome = (query.get("outcome") or "")[:12]
+    kind = (query.get("type") or "")[:60]
+    return LogFilter(
+        endpoint=(query.get("endpoint") or "")[:36],
+        type=kind if kind in (*events.EVENT_TYPES, events.TEST_EVENT) else "",
+        outcome=outcome if outcome in OUTCOMES else "",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """An attempt as the page shows it: the receiver's answer redacted and bounded."""
+
+    attempt: WebhookAttempt
+    excerpt: str
+
+
+def _excerpt(text: str) -> str:
+    # the receiver's answer is the partner's text, which may echo a secret or an account
+    return redact.redact(text[:EXCERPT_CHARS])
 
 
 async def _webhooks_page(
@@ -53,6 +102,7 @@ async def _webhooks_page(
     values: dict[str, Any] | None = None,
 ) -> Response[Any]:
     hub = hub_of(request)
+    wanted = _log_filter(request)
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
         endpoints = list(
@@ -64,11 +114,21 @@ async def _webhooks_page(
                 )
             ).scalars()
         )
+        matching = [WebhookDelivery.app_id == app.id]
+        if wanted.endpoint:
+            matching.append(WebhookDelivery.endpoint_id == wanted.endpoint)
+        if wanted.outcome:
+            matching.append(WebhookDelivery.status == wanted.outcome)
+        which = [Event.app_id == app.id]
+        if wanted.type:
+            which.append(Event.type == wanted.type)
+        if wanted.endpoint or wanted.outcome:
+            which.append(exists().where(WebhookDelivery.event_id == Event.id, *matching))
         found = await paging.fetch(
             db,
-            select(Event).where(Event.app_id == app.id),
+            select(Event).where(*which),
             EVENTS,
-            paging.window_of(request.query_params, default=RECENT_EVENTS),
+            paging.window_of(request.query_params, default=EVENTS_PER_PAGE),
             count=True,
         )
         recent: list[Event] = found.rows
@@ -76,10 +136,7 @@ async def _webhooks_page(
             (
                 await db.execute(
                     select(WebhookDelivery)
-                    .where(
-                        WebhookDelivery.app_id == app.id,
-                        WebhookDelivery.event_id.in_([e.id for e in recent]),
-                    )
+                    .where(*matching, WebhookDelivery.event_id.in_([e.id for e in recent]))
                     .order_by(WebhookDelivery.id)
                 )
             ).scalars()
@@ -96,10 +153,11 @@ async def _webhooks_page(
                 )
             ).scalars()
         )
-    by_event: dict[int, list[tuple[WebhookDelivery, list[WebhookAttempt]]]] = {}
-    tries: dict[int, list[WebhookAttempt]] = {}
+    by_event: dict[int, list[tuple[WebhookDelivery, list[Shown]]]] = {}
+    tries: dict[int, list[Shown]] = {}
     for attempt in attempts:
-        tries.setdefault(attempt.delivery_id, []).append(attempt)
+        shown = Shown(attempt, _excerpt(attempt.response_excerpt or ""))
+        tries.setdefault(attempt.delivery_id, []).append(shown)
     for delivery in deliveries:
         by_event.setdefault(delivery.event_id, []).append((delivery, tries.get(delivery.id, [])))
     return page(
@@ -107,9 +165,16 @@ async def _webhooks_page(
         "webhooks.html",
         app=app,
         endpoints=endpoints,
-        events=[(e, by_event.get(e.id, [])) for e in recent],
+        events=[
+            (e, by_event.get(e.id, []), json.dumps(e.payload, indent=2, sort_keys=True))
+            for e in recent
+        ],
         found=found,
         event_types=events.EVENT_TYPES,
+        log_types=(*events.EVENT_TYPES, events.TEST_EVENT),
+        outcomes=OUTCOMES,
+        log=wanted,
+        filtered=any(wanted.query().values()),
         overlaps=ROTATION_OVERLAPS,
         secret=secret,
         notice=notice or found.problem,
@@ -278,4 +343,127 @@ async def enable_endpoint(
     return await _webhooks_page(request, client_id, notice=caught.message)
 
 
-WEBHOOK_ROUTES = [webhooks_page, add_endpoint, rotate_secret, enable_endpoint, replay]
+def _audit(
+    db: Any, request: AnyRequest, now: Any, action: str, endpoint: WebhookEndpoint, detail: Any
+) -> None:
+    audit.record(
+        db,
+        now=now,
+        actor=services.member_actor(member_of(request)),
+        action=action,
+        target_type="webhook_endpoint",
+        target_id=endpoint.id,
+        app_id=endpoint.app_id,
+        detail=detail,
+    )
+
+
+@post(
+    f"{APPS}/{{client_id:str}}/webhooks/{{endpoint_id:str}}/edit",
+    opt=roles.route(Action.WEBHOOKS_MANAGE),
+    include_in_schema=False,
+)
+async def edit_endpoint(
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], endpoint_id: FromPath[str]
+) -> Response[Any]:
+    """A new URL and event types (none ticked: the seed's two), checked as a new endpoint's;
+    the signing secret stays."""
+    form = await request.form()
+    url = str(form.get("url", ""))[: MAX_URL_LENGTH + 1].strip()
+    chosen = [t for t in form.getall("event") if isinstance(t, str)] if "event" in form else []
+    now = hub.clock()
+    try:
+        async with hub.db.transaction() as db:
+            app = await app_of(db, client_id)
+            endpoint = await webhooks.endpoint_of(db, app.id, endpoint_id[:64])
+            changed = await webhooks.update_endpoint(
+                db,
+                now,
+                endpoint,
+                url,
+                chosen or None,
+                allow_http=hub.settings.is_dev,
+                allow_private=hub.settings.is_dev,
+            )
+            if changed:
+                _audit(db, request, now, "webhook.endpoint_changed", endpoint, changed)
+    except DomainError as exc:
+        return await _webhooks_page(request, client_id, notice=exc.message)
+    return go(request, f"{_hooks(client_id)}?done=edited")
+
+
+@post(
+    f"{APPS}/{{client_id:str}}/webhooks/{{endpoint_id:str}}/disable",
+    opt=roles.route(Action.WEBHOOKS_MANAGE),
+    include_in_schema=False,
+)
+async def disable_endpoint(
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], endpoint_id: FromPath[str]
+) -> Response[Any]:
+    now = hub.clock()
+    try:
+        async with hub.db.transaction() as db:
+            app = await app_of(db, client_id)
+            endpoint = await webhooks.endpoint_of(db, app.id, endpoint_id[:64])
+            if await webhooks.disable_endpoint(db, now, endpoint):
+                _audit(db, request, now, "webhook.endpoint_disabled", endpoint, {})
+    except DomainError as exc:
+        return await _webhooks_page(request, client_id, notice=exc.message)
+    return go(request, f"{_hooks(client_id)}?done=disabled")
+
+
+@post(
+    f"{APPS}/{{client_id:str}}/webhooks/{{endpoint_id:str}}/delete",
+    opt=roles.route(Action.WEBHOOKS_MANAGE),
+    include_in_schema=False,
+)
+async def delete_endpoint(
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], endpoint_id: FromPath[str]
+) -> Response[Any]:
+    now = hub.clock()
+    try:
+        async with hub.db.transaction() as db:
+            app = await app_of(db, client_id)
+            endpoint = await webhooks.endpoint_of(db, app.id, endpoint_id[:64])
+            _audit(
+                db, request, now, "webhook.endpoint_deleted", endpoint, {"url": endpoint.url[:300]}
+            )
+            await webhooks.delete_endpoint(db, endpoint)
+    except DomainError as exc:
+        return await _webhooks_page(request, client_id, notice=exc.message)
+    return go(request, f"{_hooks(client_id)}?done=deleted")
+
+
+@post(
+    f"{APPS}/{{client_id:str}}/webhooks/{{endpoint_id:str}}/test",
+    opt=roles.route(Action.EVENTS_REPLAY),
+    include_in_schema=False,
+)
+async def test_endpoint(
+    hub: HubDep, request: AnyRequest, client_id: FromPath[str], endpoint_id: FromPath[str]
+) -> Response[Any]:
+    """A ``webhook.test`` event for this endpoint alone, signed and sent by the runner like any
+    delivery (docs/webhooks.md)."""
+    now = hub.clock()
+    try:
+        async with hub.db.transaction() as db:
+            app = await app_of(db, client_id)
+            endpoint = await webhooks.endpoint_of(db, app.id, endpoint_id[:64])
+            await webhooks.send_test_event(db, now, endpoint)
+            _audit(db, request, now, "webhook.test_sent", endpoint, {})
+    except DomainError as exc:
+        return await _webhooks_page(request, client_id, notice=exc.message)
+    return go(request, f"{_hooks(client_id)}?done=tested&endpoint={endpoint_id[:36]}")
+
+
+WEBHOOK_ROUTES = [
+    webhooks_page,
+    add_endpoint,
+    rotate_secret,
+    enable_endpoint,
+    replay,
+    edit_endpoint,
+    disable_endpoint,
+    delete_endpoint,
+    test_endpoint,
+]

@@ -13,6 +13,7 @@ from bankhub.jobs.outbox import OutboxMessage
 from bankhub.logins.models import ConnectToken, Login
 from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
 from bankhub.partners.models import ApiKey, App, AppTemplate
+from bankhub.requestlog.models import ApiRequest
 from bankhub.security.models import AuthVersion, DataKey, IdempotencyRecord
 from bankhub.sftp.models import DroppedFile
 from bankhub.signatures.models import SignatureKey, SignatureKeySource
@@ -23,6 +24,7 @@ from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndp
 __all__ = [
     "Account",
     "ApiKey",
+    "ApiRequest",
     "App",
     "AppTemplate",
     "AuditEntry",

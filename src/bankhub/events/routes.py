@@ -75,7 +75,9 @@ async def list_events(
             (
                 await session.execute(
                     select(Event)
-                    .where(Event.app_id == app.id, Event.id > after)
+                    .where(
+                        Event.app_id == app.id, Event.id > after, Event.type != events.TEST_EVENT
+                    )
                     .order_by(Event.id)
                     .limit(size + 1)
                 )

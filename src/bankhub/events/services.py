@@ -40,6 +40,9 @@ EVENT_TYPES = (
     PAYMENT_STATUS,
     STATEMENT_IMPORTED,
 )
+#: a test event a member sends one endpoint from the dashboard: not a type an endpoint
+#: subscribes to, never in the event feed, never caught up on re-enabling
+TEST_EVENT = "webhook.test"
 #: what an endpoint created without a list of types receives: the seed's two webhook events
 DEFAULT_EVENT_TYPES = (NEW_TRANSACTIONS, LOGIN_STATUS)
 #: the body's own name for its type, added beside the seed's keys
@@ -59,8 +62,10 @@ async def record(
     payload: dict[str, Any],
     now: datetime,
     login_id: int | None = None,
+    only: list[str] | None = None,
 ) -> Event:
-    """Store an event and one pending delivery per endpoint that wants it, in the caller's work.
+    """Store an event and one pending delivery per endpoint that wants it, in the caller's work
+    (or, with ``only``, for exactly those endpoints: a test event).
 
     The rows are inserted when the unit of work commits, under the app's feed lock, so that the
     event's id, the feed's cursor, is in commit order (``db.commit_order``); the returned event
@@ -71,7 +76,7 @@ async def record(
     event = Event(
         app_id=app_id, login_id=login_id, type=type, payload=body(type, payload), created_at=now
     )
-    endpoints = await _subscribers(session, app_id, type)
+    endpoints = await _subscribers(session, app_id, type) if only is None else only
 
     async def write(session: AsyncSession) -> None:
         session.add(event)
@@ -176,6 +181,15 @@ def consent_expiring_payload(login_id: int, expires_at: datetime, days_left: int
         "login_id": login_id,
         "consent_expires_at": expires_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "days_left": days_left,
+    }
+
+
+def test_payload(endpoint_id: str) -> dict[str, Any]:
+    """What a test event carries: marked as a test twice over (its type and ``test``)."""
+    return {
+        "test": True,
+        "endpoint_id": endpoint_id,
+        "message": "A test event sent from the bankhub dashboard",
     }
 
 

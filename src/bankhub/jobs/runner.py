@@ -37,6 +37,7 @@ from bankhub.jobs.loop import Loop
 from bankhub.lifecycle.housekeeping import Housekeeping
 from bankhub.logins.consent import ConsentSweep
 from bankhub.payments.sweep import PaymentSweep
+from bankhub.requestlog import store as request_log
 from bankhub.signatures.sync import KeySourceSweep, fetcher_for
 from bankhub.sync.source import SyncSource
 from bankhub.webhooks.source import DeliverySource
@@ -104,7 +105,10 @@ class Runner:
             every=settings.retention_sweep_seconds,
             usage_days=settings.usage_retention_days,
             audit_retention_days=settings.audit_retention_days,
-            also=[lambda now: outbox.purge(hub.db, now)],
+            also=[
+                lambda now: outbox.purge(hub.db, now),
+                lambda now: request_log.purge(hub.db, now, days=settings.request_log_days),
+            ],
         )
         #: imported banks' logos, fetched and kept (dev and test allow loopback logo hosts)
         fetcher = LogoFetcher(hub.http, allow_private=settings.is_dev)

@@ -18,6 +18,7 @@ from urllib.parse import unquote_plus
 from litestar import MediaType, Request, Response, get, post
 from litestar.types import ControllerRouterHandler
 
+from bankhub.api import request_context
 from bankhub.api.principal import AuthDep, HubDep, hub_of, public_url
 from bankhub.audit import services as audit
 from bankhub.oauth.service import OAuthError
@@ -34,6 +35,7 @@ _FAILED_AUTH = frozenset({"invalid_client", "invalid_grant"})
 
 
 def _error(exc: OAuthError, request: AnyRequest, client_id: str | None = None) -> Response[Any]:
+    request_context.of(request).error_code = exc.error  # for the request log
     if exc.error in _FAILED_AUTH:
         hub = hub_of(request)
         audit.auth_failure(

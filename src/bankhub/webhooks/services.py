@@ -1,5 +1,7 @@
-"""Webhook endpoints: creation with a signing secret shown once, rotation with an overlap, and
-re-enabling an endpoint that a ``410 Gone`` disabled, with what it missed meanwhile."""
+"""Webhook endpoints: creation with a signing secret shown once, rotation with an overlap,
+changing an endpoint's URL and types, disabling it by hand, deleting it, a test event, and
+re-enabling an endpoint that was disabled (by a ``410 Gone`` or by hand), with what it missed
+meanwhile."""
 
 from __future__ import annotations
 
@@ -135,6 +137,81 @@ async def create_endpoint(
     session.add(endpoint)
     await session.flush()
     return IssuedEndpoint(endpoint, secret)
+
+
+async def update_endpoint(
+    session: AsyncSession,
+    now: datetime,
+    endpoint: WebhookEndpoint,
+    url: str,
+    events: Sequence[str] | None,
+    *,
+    allow_http: bool,
+    allow_private: bool | None = None,
+    resolver: Resolver | None = None,
+) -> dict[str, object]:
+    """A new URL and list of types for ``endpoint``, checked as a new endpoint's are (S39); its
+    signing secret stays. What changed, for the audit."""
+    await check_endpoint_url(
+        url,
+        allow_http=allow_http,
+        allow_private=allow_http if allow_private is None else allow_private,
+        resolver=resolver,
+    )
+    chosen = subscription(events)
+    changed: dict[str, object] = {}
+    if url != endpoint.url:
+        changed["url"] = url[:300]
+        endpoint.url = url
+    if chosen != endpoint.events:
+        changed["events"] = chosen
+        endpoint.events = chosen
+    if changed:
+        endpoint.updated_at = now
+        await session.flush()
+    return changed
+
+
+#: why an endpoint a member disabled is disabled (shown on the page and over the API)
+DISABLED_BY_HAND = "disabled from the dashboard"
+
+
+async def disable_endpoint(
+    session: AsyncSession, now: datetime, endpoint: WebhookEndpoint, reason: str = DISABLED_BY_HAND
+) -> bool:
+    """Stop sending to ``endpoint``: what is queued for it is abandoned when its turn comes,
+    nothing new is queued, and re-enabling it sends what it missed (:func:`enable_endpoint`).
+    False when it was disabled already."""
+    if endpoint.disabled_at is not None:
+        return False
+    endpoint.disabled_at = now
+    endpoint.disabled_reason = reason
+    endpoint.updated_at = now
+    await session.flush()
+    return True
+
+
+async def delete_endpoint(session: AsyncSession, endpoint: WebhookEndpoint) -> None:
+    """Delete ``endpoint`` with its deliveries and their attempts (the foreign keys cascade);
+    the events stay, in the feed."""
+    await session.delete(endpoint)
+    await session.flush()
+
+
+async def send_test_event(session: AsyncSession, now: datetime, endpoint: WebhookEndpoint) -> Event:
+    """A ``webhook.test`` event queued for ``endpoint`` alone: signed and sent by the runner as
+    every delivery is, with its attempts in the delivery log. Refused for a disabled endpoint,
+    which is sent nothing."""
+    if endpoint.disabled_at is not None:
+        raise DomainError(ErrorCode.BAD_REQUEST, "Enable the endpoint before sending it a test.")
+    return await events.record(
+        session,
+        app_id=endpoint.app_id,
+        type=events.TEST_EVENT,
+        payload=events.test_payload(endpoint.id),
+        now=now,
+        only=[endpoint.id],
+    )
 
 
 async def rotate_secret(

@@ -1,0 +1,202 @@
+"""The API request log: every call an app's credentials made, recorded off the request path
+(one tuple in memory, written in batches), never a body, query string, header or secret,
+searchable and paged newest first on the app's dashboard page, and purged after its days."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import delete, select
+
+from bankhub.dashboard.roles import Role
+from bankhub.db import tenancy
+from bankhub.jobs.runner import Runner
+from bankhub.partners.models import App
+from bankhub.requestlog import store
+from bankhub.requestlog.buffer import RequestLog
+from bankhub.requestlog.models import ApiRequest
+from tests.conftest import Harness
+from tests.dashboard.support import Visitor, make_member
+
+Visitors = Callable[..., Visitor]
+#: what a caller sends that must never be recorded (a body, a query string, a header)
+MARKER = "sekrit-marker-7c1f"
+ROW = re.compile(r'<tr data-request="([^"]+)"')
+
+
+async def _rows(h: Harness) -> list[ApiRequest]:
+    with tenancy.everything():
+        async with h.hub.db.transaction() as db:
+            return list((await db.execute(select(ApiRequest).order_by(ApiRequest.id))).scalars())
+
+
+async def _calls(h: Harness) -> None:
+    """A few calls of the harness's app: answered, refused, with a body, with a query string."""
+    headers = h.headers()
+    ok = await h.client.get("/v2/app", headers={**headers, "X-Request-Id": "trace-ok-1"})
+    assert ok.status_code == 200, ok.text
+    made = await h.client.post(
+        "/v2/customer", json={"identifier": f"{MARKER}-body"}, headers=headers
+    )
+    assert made.status_code == 200, made.text
+    missing = await h.client.get(
+        f"/v2/account?login_secret={MARKER}",
+        headers={**headers, "login-secret": MARKER, "X-Request-Id": "trace-404"},
+    )
+    assert missing.status_code in (401, 404), missing.text
+    # a wrong secret names the app but proves nothing: nobody's call, not logged
+    wrong = await h.client.get("/v2/app", headers={**headers, "service-secret": MARKER})
+    assert wrong.status_code in (400, 401), wrong.text
+
+
+async def test_calls_are_recorded_off_the_request_path_without_secrets(harness: Harness) -> None:
+    h = harness
+    await _calls(h)
+    assert await _rows(h) == []  # nothing written on the request path
+    assert len(h.hub.request_log) == 3
+    assert await store.flush(h.hub.db, h.hub.request_log) == 3
+    assert len(h.hub.request_log) == 0
+    rows = await _rows(h)
+    async with h.hub.db.transaction() as db:
+        app = (
+            await db.execute(select(App).where(App.client_id == h.creds["client_id"]))
+        ).scalar_one()
+    assert [(r.method, r.route, r.status) for r in rows] == [
+        ("GET", "/v2/app", 200),
+        ("POST", "/v2/customer", 200),
+        ("GET", "/v2/account", rows[2].status),
+    ]
+    assert {r.app_id for r in rows} == {app.id}
+    assert rows[0].request_id == "trace-ok-1"
+    assert rows[0].error_code is None
+    assert rows[2].request_id == "trace-404"
+    assert rows[2].error_code in ("LoginNotFound", "CredentialInvalid")
+    assert all(r.key_id and r.key_id.startswith("key_") and r.via == "key" for r in rows)
+    assert all(0 < r.latency_us < 60_000_000 for r in rows)
+    assert all(r.at.tzinfo is not None for r in rows)
+    for row in rows:
+        for column in ApiRequest.__table__.columns:
+            value = getattr(row, column.key)
+            assert MARKER not in str(value), (column.key, value)
+            assert h.creds["service_secret"] not in str(value)
+
+
+async def test_the_page_searches_pages_newest_first_and_a_viewer_reads_it(
+    harness: Harness, visitors: Visitors
+) -> None:
+    h = harness
+    await _calls(h)
+    for n in range(store.PAGE_SIZE):
+        answer = await h.client.get(
+            "/v2/app", headers={**h.headers(), "X-Request-Id": f"trace-many-{n}"}
+        )
+        assert answer.status_code == 200
+    await store.flush(h.hub.db, h.hub.request_log)
+    v = visitors()
+    await v.sign_in(await make_member(h, Role.VIEWER))
+    base = f"/dashboard/apps/{h.creds['client_id']}/requests"
+    first = await v.get(base)
+    assert first.status_code == 200, first.text
+    shown = ROW.findall(first.text)
+    assert len(shown) == store.PAGE_SIZE
+    assert shown[0] == f"trace-many-{store.PAGE_SIZE - 1}"  # newest first
+    assert MARKER not in first.text
+    older = re.search(r'rel="next" href="([^"]+)"', first.text)
+    assert older is not None
+    second = await v.get(older.group(1).replace("&amp;", "&"))
+    assert ROW.findall(second.text) == ["trace-404", ROW.findall(second.text)[1], "trace-ok-1"]
+    assert 'rel="next"' not in second.text
+
+    by_id = await v.get(f"{base}?request_id=trace-404")
+    assert ROW.findall(by_id.text) == ["trace-404"]
+    assert "LoginNotFound" in by_id.text or "CredentialInvalid" in by_id.text
+    refused = await v.get(f"{base}?status=4xx")
+    assert ROW.findall(refused.text) == ["trace-404"]
+    exact = await v.get(f"{base}?status=200&route=customer")
+    assert len(ROW.findall(exact.text)) == 1
+    assert "POST /v2/customer" in exact.text
+    code = (await _rows(h))[2].error_code
+    assert code is not None
+    by_code = await v.get(f"{base}?error_code={code}")
+    assert ROW.findall(by_code.text) == ["trace-404"]
+    nothing = await v.get(f"{base}?request_id=nope")
+    assert ROW.findall(nothing.text) == []
+    assert "No call matches." in nothing.text
+
+
+async def test_another_apps_calls_are_not_on_this_apps_page(
+    harness: Harness, visitors: Visitors
+) -> None:
+    h = harness
+    other = await h.new_app("other")
+    answer = await h.client.get(
+        "/v2/app",
+        headers={
+            "client-id": other["client_id"],
+            "service-secret": other["service_secret"],
+            "X-Request-Id": "trace-other-app",
+        },
+    )
+    assert answer.status_code == 200
+    await _calls(h)
+    await store.flush(h.hub.db, h.hub.request_log)
+    v = visitors()
+    await v.sign_in(await make_member(h, Role.OWNER))
+    mine = await v.get(f"/dashboard/apps/{h.creds['client_id']}/requests")
+    theirs = await v.get(f"/dashboard/apps/{other['client_id']}/requests")
+    assert "trace-other-app" not in mine.text
+    assert ROW.findall(theirs.text) == ["trace-other-app"]
+
+
+async def test_old_calls_are_purged_and_an_erased_apps_calls_dropped(harness: Harness) -> None:
+    h = harness
+    await _calls(h)
+    await store.flush(h.hub.db, h.hub.request_log)
+    h.clock.advance(days=store.RETENTION_DAYS, seconds=1)
+    answer = await h.client.get("/v2/app", headers={**h.headers(), "X-Request-Id": "trace-new"})
+    assert answer.status_code == 200
+    await store.flush(h.hub.db, h.hub.request_log)
+    # the runner's housekeeping purges them, with BANKHUB_REQUEST_LOG_DAYS (14) as the window
+    assert h.hub.settings.request_log_days == store.RETENTION_DAYS
+    await Runner(h.hub).housekeeping.sweep()
+    assert [r.request_id for r in await _rows(h)] == ["trace-new"]
+    assert await store.purge(h.hub.db, h.clock(), days=store.RETENTION_DAYS) == 0
+
+    # rows of an app erased between the call and the flush are dropped, the rest written
+    other = await h.new_app("gone")
+    await h.client.get(
+        "/v2/app",
+        headers={"client-id": other["client_id"], "service-secret": other["service_secret"]},
+    )
+    await h.client.get("/v2/app", headers={**h.headers(), "X-Request-Id": "trace-kept"})
+    with tenancy.everything():
+        async with h.hub.db.transaction() as db:
+            await db.execute(delete(App).where(App.client_id == other["client_id"]))
+    assert await store.flush(h.hub.db, h.hub.request_log) == 1
+    assert [r.request_id for r in await _rows(h)] == ["trace-new", "trace-kept"]
+
+
+async def test_a_failed_flush_keeps_its_rows_and_the_buffer_is_bounded(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = harness
+    await _calls(h)
+    pending = len(h.hub.request_log)
+    assert pending == 3
+
+    async def failing(*_: object, **__: object) -> int:
+        raise ConnectionError("the database is away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "write", failing)
+        with pytest.raises(ConnectionError):
+            await store.flush(h.hub.db, h.hub.request_log)
+    assert len(h.hub.request_log) == pending
+    assert await store.flush(h.hub.db, h.hub.request_log) == pending
+
+    bounded = RequestLog(limit=2)
+    bounded.give_back([(1, h.clock(), "GET", "/v2/app", 200, 1, "a", None, None, "key")] * 3)
+    assert len(bounded) == 2
+    assert bounded.dropped == 1
