@@ -9,6 +9,7 @@ from litestar.types import ControllerRouterHandler
 
 from bankhub.dashboard.app_routes import APP_ROUTES
 from bankhub.dashboard.consent_routes import CONSENT_ROUTES
+from bankhub.dashboard.feed_routes import FEED_ROUTES
 from bankhub.dashboard.oauth_routes import OAUTH_ROUTES
 from bankhub.dashboard.pages import (
     Redirected,
@@ -36,6 +37,7 @@ ALL_ROUTES = [
     *OAUTH_ROUTES,
     *PAYMENT_ROUTES,
     *SIGNATURE_ROUTES,
+    *FEED_ROUTES,
 ]
 
 
