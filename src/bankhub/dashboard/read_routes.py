@@ -146,7 +146,7 @@ def _resolve(schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
 
 
 def type_of(schema: dict[str, Any]) -> str:
-    """A field's type in a reader's words: ``string (date)``, ``array of Account``,
+    """A field's type in a reader's words: ``string (date)``, ``array of Customer``,
     ``integer or null``, a model's name."""
     ref = schema.get("$ref")
     if isinstance(ref, str):
