@@ -559,12 +559,13 @@ def _fits(page: Page) -> None:
 # --- the Bank Feed and the API reference ----------------------------------------------------------
 
 
-def _shot(page: Page, name: str) -> None:
-    """A full-page screenshot for a person to look at, where ``BANKHUB_SHOTS`` names a folder."""
+def _shot(page: Page, name: str, *, full_page: bool = True) -> None:
+    """A screenshot for a person to look at, where ``BANKHUB_SHOTS`` names a folder (the API
+    reference is too long a page for a whole one: there, what the window shows)."""
     folder = os.environ.get("BANKHUB_SHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=full_page)
 
 
 def test_the_bank_feed_connects_a_test_bank_and_follows_new_runs_live(
@@ -633,7 +634,8 @@ def test_the_api_reference_shows_body_fields_examples_and_the_oauth_endpoints(
     expect(customer.locator("pre.curl")).to_contain_text("-H 'service-secret: <service-secret>'")
     customer.get_by_text("Example answer").click()
     expect(customer.locator("pre.answer")).to_contain_text('"data"')
-    _shot(page, "api-desktop")
+    customer.scroll_into_view_if_needed()
+    _shot(page, "api-desktop", full_page=False)
     assert_no_page_errors(page)
 
 
@@ -652,5 +654,6 @@ def test_the_bank_feed_and_the_api_reference_on_a_phone(make_page: MakePage, tea
     section.get_by_text("Example request").click()
     expect(section.locator("pre.curl")).to_contain_text("<client-id>")
     _fits(page)
-    _shot(page, "api-phone")
+    section.scroll_into_view_if_needed()
+    _shot(page, "api-phone", full_page=False)
     assert_no_page_errors(page)

@@ -939,7 +939,7 @@ class ConnectFlow:
                     kind="connect",
                     connector=session.service.connector,
                     started_at=started,
-                    finished_at=now,
+                    finished_at=hub.clock(),
                     summary=summary,
                 )
                 logins.grant_consent(login, session.info, now, session.history_days)
