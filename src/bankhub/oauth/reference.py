@@ -14,6 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 _FORM = "application/x-www-form-urlencoded"
+#: the token type of every token bankhub issues
+_BEARER = "Bearer"
+
+
+def _placeholder(name: str) -> str:
+    """``<name>``: what an example shows where the caller puts their own value (never a real
+    credential)."""
+    return f"<{name}>"
+
+
 _JSON = "application/json"
 
 _CLIENT_FIELDS: dict[str, Any] = {
@@ -67,7 +77,7 @@ _TOKEN_ANSWER: dict[str, Any] = {
     "type": "object",
     "properties": {
         "access_token": {"type": "string", "description": "An ES256 JWT, sent as Bearer."},
-        "token_type": {"type": "string", "enum": ["Bearer"]},
+        "token_type": {"type": "string", "enum": [_BEARER]},
         "expires_in": {"type": "integer", "maximum": 3600},
         "refresh_token": {"type": "string", "description": "Opaque; rotated on each use."},
         "scope": {"type": "string", "enum": ["read", "write", "master"]},
@@ -106,8 +116,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                     },
                     "example": {
                         "grant_type": "client_credentials",
-                        "client_id": "<client-id>",
-                        "client_secret": "<service-secret>",
+                        "client_id": _placeholder("client-id"),
+                        "client_secret": _placeholder("service-secret"),
                         "scope": "read",
                     },
                 }
@@ -120,10 +130,10 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                     _JSON: {
                         "schema": _TOKEN_ANSWER,
                         "example": {
-                            "access_token": "<access-token>",
-                            "token_type": "Bearer",
+                            "access_token": _placeholder("access-token"),
+                            "token_type": _BEARER,
                             "expires_in": 3600,
-                            "refresh_token": "<refresh-token>",
+                            "refresh_token": _placeholder("refresh-token"),
                             "scope": "read",
                         },
                     }
@@ -155,9 +165,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                         },
                     },
                     "example": {
-                        "token": "<refresh-token>",
-                        "client_id": "<client-id>",
-                        "client_secret": "<service-secret>",
+                        "token": _placeholder("refresh-token"),
+                        "client_id": _placeholder("client-id"),
+                        "client_secret": _placeholder("service-secret"),
                     },
                 }
             }
@@ -183,9 +193,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                         },
                     },
                     "example": {
-                        "token": "<access-token>",
-                        "client_id": "<client-id>",
-                        "client_secret": "<service-secret>",
+                        "token": _placeholder("access-token"),
+                        "client_id": _placeholder("client-id"),
+                        "client_secret": _placeholder("service-secret"),
                     },
                 }
             }
@@ -207,9 +217,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                         },
                         "example": {
                             "active": True,
-                            "token_type": "Bearer",
+                            "token_type": _BEARER,
                             "scope": "read",
-                            "client_id": "<client-id>",
+                            "client_id": _placeholder("client-id"),
                             "exp": 1767225600,
                         },
                     }
@@ -256,7 +266,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                     _JSON: {
                         "example": {
                             "issuer": "<issuer>",
-                            "token_endpoint": "<base-url>/oauth/token",
+                            "token_endpoint": _placeholder("base-url") + "/oauth/token",
                             "grant_types_supported": ["client_credentials", "refresh_token"],
                         }
                     }
