@@ -739,7 +739,9 @@ def import_file(
         settings = settings_or_exit()
         migrate_schema(settings)
         try:
-            outcome = statement_cli.store(settings, app, customer, parsed, login)
+            outcome = statement_cli.store(
+                settings, app, customer, parsed, login, file_name=file.name
+            )
         except DomainError as exc:
             err.print(f"[red]{exc.message}[/red]", highlight=False)
             raise typer.Exit(2) from None

@@ -36,6 +36,7 @@ from bankhub.dashboard import services, totp
 from bankhub.webhooks import signing
 from tests.dashboard.conftest import MailSink, SmtpServer
 from tests.dashboard.images import png
+from tests.statements.corpus import read
 from tests.support.axe import assert_accessible
 from tests.support.browser import assert_no_page_errors, page_errors
 from tests.support.browser_plugin import MakePage
@@ -1254,4 +1255,106 @@ def test_forms_keep_their_input_and_show_the_error_at_the_field(
     _shot(page, f"field-error-invite-{where}")
     if phone:
         _fits(page)
+
+
+# --- the Bank Feed and the API reference ----------------------------------------------------------
+
+
+def _shot(page: Page, name: str, *, full_page: bool = True) -> None:
+    """A screenshot for a person to look at, where ``BANKHUB_SHOTS`` names a folder (the API
+    reference is too long a page for a whole one: there, what the window shows)."""
+    folder = os.environ.get("BANKHUB_SHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=full_page)
+
+
+def test_the_bank_feed_connects_a_test_bank_and_follows_new_runs_live(
+    make_page: MakePage, team: Team
+) -> None:
+    owner = _as(make_page, team, OWNER)
+    client_id = team.app["client_id"]
+    owner.goto(team.url(f"/dashboard/apps/{client_id}"))
+    owner.get_by_role("link", name="Bank Feed").click()
+    _heading(owner, "Bank Feed: Browser app")
+    expect(owner.locator("#sandbox-users")).to_contain_text("user_good")
+    expect(owner.locator("#sandbox-secrets")).to_contain_text("pass_good")
+
+    # the real connect page, from the dashboard, and back to the new login and its accounts
+    owner.get_by_role("button", name="Connect a test bank").click()
+    owner.get_by_role("button", name="I agree, continue").click()
+    owner.get_by_label("Username").fill("user_good")
+    owner.get_by_label("Password").fill("pass_good")
+    owner.get_by_role("button", name="Log in").click()
+    owner.wait_for_url(re.compile(r"/feed\?login=\d+"), timeout=30_000)
+    _heading(owner, "Connected: login")
+    expect(owner.locator("#tested tr[data-account]")).to_have_count(3)
+    rows = owner.locator("#feed tbody tr")
+    expect(rows.first).to_contain_text("connect page")
+    expect(rows.first).to_contain_text("dashboard-test-bank")
+    before = rows.count()
+    _shot(owner, "feed-desktop-connected")
+
+    # a statement file over the API while the page is open: it shows up without a reload
+    owner.evaluate("window.stillTheSamePage = true")
+    customer = _partner_api(team, "POST", "/v2/customer", json={"identifier": "feed-live"})
+    assert customer.status_code == 200, customer.text
+    uploaded = _partner_api(
+        team,
+        "POST",
+        "/v2/statement",
+        data={"customer_id": customer.json()["data"]["customer_id"]},
+        files={"file": ("live.ofx", read("ofx/bank_medium.ofx"), "application/octet-stream")},
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    expect(rows).to_have_count(before + 1, timeout=20_000)
+    expect(rows.first).to_contain_text("statement upload (API)")
+    expect(rows.first).to_contain_text("live.ofx")
+    expect(rows.first.locator("td.num").first).to_have_text("3")
+    expect(owner.locator("#feed-live")).to_have_text("1 new run.")
+    assert owner.evaluate("window.stillTheSamePage") is True
+    _shot(owner, "feed-desktop-live")
+    assert_no_page_errors(owner)
+
+
+def test_the_api_reference_shows_body_fields_examples_and_the_oauth_endpoints(
+    make_page: MakePage, team: Team
+) -> None:
+    page = _as(make_page, team, OWNER)
+    page.goto(team.url("/dashboard/api"))
+    page.get_by_role("link", name="POST /oauth/token").click()
+    token = page.locator("section#post--oauth-token")
+    expect(token.locator('tr[data-field="grant_type"]')).to_contain_text("client_credentials")
+    token.get_by_text("Example request").click()
+    expect(token.locator("pre.curl")).to_contain_text(
+        "--data-urlencode 'grant_type=client_credentials'"
+    )
+    customer = page.locator("section#post--v2-customer")
+    expect(customer.locator('tr[data-field="identifier"]')).to_contain_text("yes")
+    customer.get_by_text("Example request").click()
+    expect(customer.locator("pre.curl")).to_contain_text("-H 'service-secret: <service-secret>'")
+    customer.get_by_text("Example answer").click()
+    expect(customer.locator("pre.answer")).to_contain_text('"data"')
+    customer.scroll_into_view_if_needed()
+    _shot(page, "api-desktop", full_page=False)
+    assert_no_page_errors(page)
+
+
+def test_the_bank_feed_and_the_api_reference_on_a_phone(make_page: MakePage, team: Team) -> None:
+    page = _as(make_page, team, OWNER, phone=True)
+    page.goto(team.url(f"/dashboard/apps/{team.app['client_id']}/feed"))
+    _heading(page, "Bank Feed")
+    expect(page.get_by_role("button", name="Connect a test bank")).to_be_visible()
+    expect(page.locator("#sandbox-users")).to_be_visible()
+    expect(page.locator("#feed tbody tr").first).to_contain_text("statement upload (API)")
+    _fits(page)
+    _shot(page, "feed-phone")
+    page.goto(team.url("/dashboard/api#post--v2-token"))
+    section = page.locator("section#post--v2-token")
+    expect(section.locator('tr[data-field="locale"]')).to_be_visible()
+    section.get_by_text("Example request").click()
+    expect(section.locator("pre.curl")).to_contain_text("<client-id>")
+    _fits(page)
+    section.scroll_into_view_if_needed()
+    _shot(page, "api-phone", full_page=False)
     assert_no_page_errors(page)

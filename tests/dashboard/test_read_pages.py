@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 
 import pytest
@@ -75,3 +77,83 @@ async def test_the_api_reference_says_when_docs_are_off(
     page = await v.get("/dashboard/api")
     assert page.status_code == 200
     assert "switched off" in page.text
+
+
+def _operation(text: str, anchor: str) -> str:
+    """One operation's section of the API reference page."""
+    start = text.index(f'<section class="operation" id="{anchor}">')
+    return text[start : text.index("</section>", start)]
+
+
+async def test_the_api_reference_shows_each_bodys_fields_and_an_example_call_and_answer(
+    harness: Harness, visitors: Visitors
+) -> None:
+    v = visitors()
+    await v.sign_in(await make_member(harness, Role.VIEWER))
+    page = (await v.get("/dashboard/api")).text
+    customer = html.unescape(_operation(page, "post--v2-customer"))
+    assert re.search(
+        r'<tr data-field="identifier"><td><code>identifier</code></td><td>string', customer
+    )
+    assert "<td>yes</td>" in customer
+    assert re.search(r"curl -X POST 'https?://[^']+/v2/customer'", customer)
+    assert "-H 'client-id: <client-id>'" in customer
+    assert "-H 'service-secret: <service-secret>'" in customer
+    assert '-d \'{"identifier":' in customer
+    assert '"data": {' in customer  # the answer's example, from the envelope's schema
+    assert '"version": "v2"' in customer
+    assert "1 to 255 characters" in customer  # the field's bounds
+    keys = _operation(page, "post--v2-keys")
+    assert re.search(r'data-field="scope"><td><code>scope</code></td><td>Scope</td>', keys)
+    assert "One of: " in keys
+    assert "<code>read</code>" in keys
+    token = _operation(page, "post--v2-token")
+    assert re.search(r'data-field="locale">.*string or null', token)
+    login = html.unescape(_operation(page, "get--v2-account"))
+    assert "-H 'login-secret: <login-secret>'" in login
+    transactions = html.unescape(_operation(page, "get--v2-transaction"))
+    assert "from_date=<from_date>&to_date=<to_date>" in transactions
+    statement = html.unescape(_operation(page, "post--v2-statement"))
+    assert "-F 'file=@statement.ofx'" in statement
+    # placeholders only: none of the app's real secrets is ever on the page
+    for secret in (harness.creds["service_secret"], harness.creds["app_secret"]):
+        assert secret not in page
+
+
+async def test_the_oauth_endpoints_are_described_beside_the_api(
+    harness: Harness, visitors: Visitors
+) -> None:
+    from bankhub.dashboard.read_routes import oauth_routes
+    from bankhub.oauth.reference import OPERATIONS
+    from tests.security.test_keys_and_scopes import create_app_for_inspection
+    from tests.security.test_tenant_matrix import make_settings_for_inspection
+
+    app = create_app_for_inspection(make_settings_for_inspection())
+    served = {(method, path) for method, path, _ in oauth_routes(app)}
+    assert served == set(OPERATIONS), "an OAuth route and its description parted"
+    v = visitors()
+    await v.sign_in(await make_member(harness, Role.VIEWER))
+    page = (await v.get("/dashboard/api")).text
+    token = html.unescape(_operation(page, "post--oauth-token"))
+    assert "<code>POST /oauth/token</code>" in token
+    assert re.search(r'data-field="grant_type".*<code>client_credentials</code>', token)
+    assert "--data-urlencode 'grant_type=client_credentials'" in token
+    assert '"token_type": "Bearer"' in token
+    assert 'id="get--well-known-jwksjson"' in page
+    assert 'id="get--well-known-oauth-authorization-server"' in page
+    # the described form is the one the endpoint takes
+    example = dict(
+        OPERATIONS[("post", "/oauth/token")]["requestBody"]["content"][
+            "application/x-www-form-urlencoded"
+        ]["example"]
+    )
+    example.update(
+        client_id=harness.creds["client_id"], client_secret=harness.creds["service_secret"]
+    )
+    answer = await harness.client.post("/oauth/token", data=example)
+    assert answer.status_code == 200, answer.text
+    assert set(answer.json()) == set(
+        OPERATIONS[("post", "/oauth/token")]["responses"]["200"]["content"]["application/json"][
+            "schema"
+        ]["properties"]
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import logging
 import random
 import secrets
@@ -339,3 +340,19 @@ def test_values_cleaned_once_are_remembered_without_the_secret_they_held(
     # a value too long to remember is still cleaned
     long = "x" * redact._MEMO_LONGEST + f" bearer {secret}"
     assert secret not in redact.clean(long)
+
+
+def test_a_test_connects_callback_path_keeps_no_login_secret(
+    logged: tuple[logging.Logger, io.StringIO],
+) -> None:
+    """The Bank Feed's test connect comes back to the dashboard with the seed's callback in
+    the path, login-secret and all: the access line of that request (which logs the ASGI
+    scope's decoded path) keeps the login id and drops the secret."""
+    logger, stream = logged
+    secret = new_uuid_shaped_secret()
+    said = json.dumps({"status": "success", "login_id": 7, "secret": secret}, separators=(",", ":"))
+    path = f"/dashboard/feed/returned/Tu5dvG07KVpx6bQ2/{said}"
+    logger.info("%s %s", "GET", path, extra={"route": "/dashboard/feed/returned/{outcome:path}"})
+    text = stream.getvalue()
+    assert secret not in text
+    assert '"login_id":7' in text

@@ -71,7 +71,7 @@ from bankhub.payments import services as payments
 from bankhub.payments.sending import PaymentAuthorisation, link_ending
 from bankhub.security.secrets import new_uuid_shaped_secret
 from bankhub.statements import ParsedStatement
-from bankhub.sync import identity
+from bankhub.sync import feed, identity
 from bankhub.sync.engine import ConnectorRun
 from bankhub.sync.refresh import schedule_next
 from bankhub.usage import counters as usage
@@ -879,6 +879,7 @@ class ConnectFlow:
         hub = self.hub
         run = session.run
         assert run is not None  # noqa: S101 - set before the task starts  # nosec B101
+        started = hub.clock()
         try:
             # A file holds what it holds: no fixed history window for a statement upload.
             since = (
@@ -930,7 +931,17 @@ class ConnectFlow:
                         login, session.vault_credentials
                     )
                 session.vault_credentials = None
-                await hub.engine.apply(db, login, result)
+                summary = await hub.engine.apply(db, login, result)
+                feed.record(
+                    db,
+                    app_id=login.app_id,
+                    login_id=login.id,
+                    kind="connect",
+                    connector=session.service.connector,
+                    started_at=started,
+                    finished_at=hub.clock(),
+                    summary=summary,
+                )
                 logins.grant_consent(login, session.info, now, session.history_days)
                 schedule_next(hub.engine, login, session.service, now)
                 login_id = login.id

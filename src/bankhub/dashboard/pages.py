@@ -41,6 +41,9 @@ SESSION_COOKIE = "bankhub_dash"
 PRE_COOKIE = "bankhub_dash_pre"
 #: the longest value any dashboard form field may carry
 MAX_FIELD = 2000
+#: a route's ``opt`` key: its requests are a page's script polling, not the member's activity,
+#: so they do not keep the session from its idle timeout (S6)
+PASSIVE = "passive"
 
 #: scripts only from our own origin (the dashboard needs none today), no inline anything
 CSP = (
@@ -201,7 +204,8 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
                 await services.end_session(db, found[0])
                 found = None
             if found is not None:
-                found[0].last_seen_at = now
+                if not handler.opt.get(PASSIVE):
+                    found[0].last_seen_at = now
                 visit.session, visit.member = found
                 visit.bound_to = token
         if found is None:

@@ -65,6 +65,8 @@ class Action(StrEnum):
     PAYMENTS_TEST = "payments.test"
     #: switch payment initiation on or off and set the daily limits
     PAYMENTS_SWITCH = "payments.switch"
+    #: run the connect page against a sandbox bank from the Bank Feed
+    CONNECT_TEST = "connect.test"
 
 
 _ALL = frozenset(Role)
@@ -99,6 +101,7 @@ MATRIX: dict[Action, frozenset[Role]] = {
     Action.PAYMENTS_TEST: _BUILDERS,
     # moving money is the owner's decision, as the API's master credential is the owner's
     Action.PAYMENTS_SWITCH: _OWNER,
+    Action.CONNECT_TEST: _BUILDERS,
 }
 
 #: S7: actions that need the password and a code given within the re-authentication window.

@@ -9,6 +9,7 @@ from litestar.types import ControllerRouterHandler
 
 from bankhub.dashboard.app_routes import APP_ROUTES
 from bankhub.dashboard.consent_routes import CONSENT_ROUTES
+from bankhub.dashboard.feed_routes import FEED_ROUTES
 from bankhub.dashboard.login_routes import LOGIN_ROUTES
 from bankhub.dashboard.oauth_routes import OAUTH_ROUTES
 from bankhub.dashboard.pages import (
@@ -42,6 +43,7 @@ ALL_ROUTES = [
     *TEAM_ROUTES,
     *REQUEST_ROUTES,
     *LOGIN_ROUTES,
+    *FEED_ROUTES,
 ]
 
 

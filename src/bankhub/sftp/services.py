@@ -27,6 +27,7 @@ from bankhub.signatures import services as signature_keys
 from bankhub.signatures.models import SignatureKey
 from bankhub.statements import ParsedStatement
 from bankhub.statements.importer import ImportOutcome, announce_import, import_statement
+from bankhub.sync import feed
 from bankhub.sync.engine import SyncEngine
 
 #: the ``source`` of the ``statement.imported`` events and audit entries of dropped files
@@ -218,7 +219,9 @@ async def import_dropped(
     app = await session.get(App, dropped.app_id)
     if app is None:  # the app was deleted while its client was connected
         raise DomainError(ErrorCode.CLIENT_NOT_FOUND)
-    outcome = await import_statement(session, engine, app, dropped.customer_id, parsed)
+    outcome = await import_statement(
+        session, engine, app, dropped.customer_id, parsed, source=SOURCE, file_name=dropped.name
+    )
     await announce_import(
         session,
         dropped.app_id,
@@ -262,6 +265,16 @@ async def keep_refused(
     detail = _detail(dropped)
     detail.update(imported=False, error=refused.code.value, message=refused.message)
     await _keep(session, dropped, detail, result, now)
+    await feed.record_refused_file(
+        session,
+        app_id=dropped.app_id,
+        kind=SOURCE,
+        customer_id=dropped.customer_id,
+        at=now,
+        outcome=refused.code.value,
+        error=refused.message,
+        file_name=dropped.name,
+    )
     return result
 
 

@@ -71,9 +71,12 @@ def store(
     customer_id: str,
     parsed: ParsedStatement,
     login_id: int | None = None,
+    *,
+    file_name: str | None = None,
 ) -> Any:
     """Import for the app's customer, exactly like ``POST /v2/statement``: into ``login_id``,
-    else the customer's statement login holding the file's accounts, else a new login."""
+    else the customer's statement login holding the file's accounts, else a new login. The
+    Bank Feed shows it as an import from the command line, with ``file_name``."""
 
     async def run() -> ImportOutcome:
         hub = Hub.build(settings)
@@ -85,7 +88,14 @@ def store(
                 if app is None:
                     raise DomainError(ErrorCode.BAD_REQUEST, f"No app with client id {client_id!r}")
                 return await import_statement(
-                    session, hub.engine, app, customer_id, parsed, login_id
+                    session,
+                    hub.engine,
+                    app,
+                    customer_id,
+                    parsed,
+                    login_id,
+                    source="cli",
+                    file_name=file_name,
                 )
         finally:
             await hub.close()

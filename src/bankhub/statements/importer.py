@@ -37,6 +37,7 @@ from bankhub.partners.models import App
 from bankhub.security.pan import mask_pans
 from bankhub.statements import ParsedStatement
 from bankhub.statements.csvfiles import CsvMapping
+from bankhub.sync import feed
 from bankhub.sync.engine import FetchedAccount, FetchResult, SyncEngine, mask_number
 
 CONNECTOR_ID = "statement"
@@ -245,9 +246,14 @@ async def import_statement(
     customer_id: str,
     parsed: ParsedStatement,
     login_id: int | None = None,
+    *,
+    source: str = "api",
+    file_name: str | None = None,
 ) -> ImportOutcome:
     """Apply the file to the customer's statement login: the one named by ``login_id``, else
-    the one holding the file's accounts, else a new one."""
+    the one holding the file's accounts, else a new one. The import is a run of the Bank Feed
+    (``bankhub.sync.feed``): ``source`` is where the file came from (``api``, ``cli``,
+    ``sftp``), ``file_name`` its name as given."""
     service = statement_service(engine.catalogue)
     info: ConnectorInfo = engine.registry.info(service.connector)
     customer = await customers.get_customer(session, app, customer_id)
@@ -278,6 +284,17 @@ async def import_statement(
     summary = await engine.apply(session, login, result)
     logins.grant_consent(login, info, now)
     login.next_sync_at = None
+    feed.record(
+        session,
+        app_id=app.id,
+        login_id=login.id,
+        kind=source,
+        connector=service.connector,
+        started_at=now,
+        finished_at=engine.clock(),
+        summary=summary,
+        file_name=file_name,
+    )
     counted = await session.execute(
         select(TransactionChange.account_id, func.count())
         .where(
@@ -289,18 +306,18 @@ async def import_statement(
     )
     added: dict[int, int] = {account_id: count for account_id, count in counted.all()}
     accounts: list[ImportedAccount] = []
-    for account_id, source in zip(summary.account_ids, parsed.accounts, strict=True):
+    for account_id, in_file in zip(summary.account_ids, parsed.accounts, strict=True):
         row = await session.get(Account, account_id)
         if row is None:  # pragma: no cover - apply() just wrote it
             continue
         accounts.append(
             ImportedAccount(
                 id=account_id,
-                number_masked=row.number_masked or mask_number(source.iban or source.number),
+                number_masked=row.number_masked or mask_number(in_file.iban or in_file.number),
                 currency=row.currency,
                 imported=int(added.get(account_id, 0)),
-                closing_balance=source.closing_balance,
-                closing_date=source.closing_date,
+                closing_balance=in_file.closing_balance,
+                closing_date=in_file.closing_date,
             )
         )
     return ImportOutcome(

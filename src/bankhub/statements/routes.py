@@ -18,9 +18,11 @@ from bankhub.api.principal import AuthDep, HubDep
 from bankhub.audit import services as audit
 from bankhub.errors import DomainError, ErrorCode
 from bankhub.security import idempotency, scopes
+from bankhub.statements import ParsedStatement
 from bankhub.statements.csvfiles import CsvMapping
 from bankhub.statements.importer import announce_import, import_statement, parse_file
 from bankhub.statements.schemas import StatementImportEnvelope, import_out
+from bankhub.sync import feed
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -173,14 +175,60 @@ async def post_statement(
         await auth.app(session)
     login_id = _login_id(data.login_id)
     filename = data.file.filename or None
-    mapping, currency = read_mapping(data.mapping), read_currency(data.currency)
-    parsed = await parse_file(await data.file.read(), filename, currency, mapping)
+    try:
+        mapping, currency = read_mapping(data.mapping), read_currency(data.currency)
+        parsed = await parse_file(await data.file.read(), filename, currency, mapping)
+    except DomainError as refused:
+        await _feed_refused(hub, auth, data.customer_id, filename, refused)
+        raise
     # write: on SQLite, imports in this process take turns (one customer's two imports at once
     # must not both open a login for the same accounts; PostgreSQL locks the customer's row)
+    try:
+        return await _imported(hub, auth, request, data, parsed, login_id, filename)
+    except DomainError as refused:
+        await _feed_refused(hub, auth, data.customer_id, filename, refused)
+        raise
+
+
+async def _feed_refused(
+    hub: HubDep, auth: AuthDep, customer_id: str, filename: str | None, refused: DomainError
+) -> None:
+    """A refused file is a line of the Bank Feed too, with its error, in a unit of work of its
+    own (the import's rolled back)."""
+    async with hub.db.transaction(write=True) as session:
+        app = await auth.app(session)
+        await feed.record_refused_file(
+            session,
+            app_id=app.id,
+            kind="api",
+            customer_id=customer_id,
+            at=hub.clock(),
+            outcome=refused.code.value,
+            error=refused.message,
+            file_name=filename,
+        )
+
+
+async def _imported(
+    hub: HubDep,
+    auth: AuthDep,
+    request: AnyRequest,
+    data: StatementUpload,
+    parsed: ParsedStatement,
+    login_id: int | None,
+    filename: str | None,
+) -> StatementImportEnvelope:
     async with hub.db.transaction(write=True) as session:
         app = await auth.app(session)
         outcome = await import_statement(
-            session, hub.engine, app, data.customer_id, parsed, login_id
+            session,
+            hub.engine,
+            app,
+            data.customer_id,
+            parsed,
+            login_id,
+            source="api",
+            file_name=filename,
         )
         account_data_read(
             request,

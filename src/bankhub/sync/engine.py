@@ -99,6 +99,8 @@ class ApplySummary:
     inserted: int = 0
     updated: int = 0
     removed: int = 0
+    #: transactions the fetch held (those not inserted were stored already, or listed twice)
+    received: int = 0
 
 
 @dataclass(slots=True)
@@ -907,6 +909,7 @@ class SyncEngine:
                 session, account, fetched.transactions, result.since, now
             )
             summary.inserted += inserted
+            summary.received += len(fetched.transactions)
             summary.updated += updated
             summary.removed += removed
         self.keep_state(login, result.state)

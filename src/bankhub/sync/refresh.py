@@ -43,8 +43,8 @@ from bankhub.logins.models import Login
 from bankhub.observability import metrics
 from bankhub.partners.models import App
 from bankhub.security.crypto import DecryptionError
+from bankhub.sync import feed
 from bankhub.sync.engine import ApplySummary, ConnectorRun, FetchResult, SyncEngine
-from bankhub.sync.models import SyncRun
 
 T = TypeVar("T")
 log = logging.getLogger("bankhub.sync")
@@ -367,18 +367,18 @@ async def refresh_login(
         schedule_next(engine, login, service, finished)
         login.sync_lease_owner = None
         login.sync_lease_until = None
-        session.add(
-            SyncRun(
-                app_id=login.app_id,
-                login_id=login.id,
-                kind="scheduled" if scheduled else "manual",
-                worker=owner,
-                started_at=now,
-                finished_at=finished,
-                outcome="ok" if failure is None else f"login_{failure.status}",
-                inserted=summary.inserted if summary else 0,
-                error=failure.message if failure else None,
-            )
+        feed.record(
+            session,
+            app_id=login.app_id,
+            login_id=login.id,
+            kind="scheduled" if scheduled else "manual",
+            worker=owner,
+            connector=service.connector,
+            started_at=now,
+            finished_at=finished,
+            summary=summary,
+            outcome="ok" if failure is None else f"login_{failure.status}",
+            error=failure.message if failure else None,
         )
         last = login.last_refresh_at
         return RefreshOutcome(

@@ -71,29 +71,31 @@ from bankhub.connectors.sandbox.ledger import BankPayment, Ledger
 PASSWORD = "pass_good"  # noqa: S105 - the sandbox's published test password  # nosec B105
 ONE_TIME_CODE = "123456"
 SECURITY_ANSWER = "blue"
+RETRY_AFTER_SECONDS = 60.0
 
-SCENARIOS = frozenset(
-    {
-        "user_good",
-        "user_otp",
-        "user_question",
-        "user_redirect",
-        "user_decoupled",
-        "user_locked",
-        "user_expired",
-        "user_slow",
-        "user_down",
-        "user_ratelimited",
-        "user_big",
-        "user_dynamic",
-        "user_remint",
-        "user_consent_short",
-        "user_session",
-        "user_nofunds",
-        "user_pending",
-        "user_bankcancel",
-    }
-)
+#: every username the bank accepts (with :data:`PASSWORD`) and what the bank does for it; the
+#: dashboard's Bank Feed lists these for developers, and docs/sandbox.md describes them
+USERS: Mapping[str, str] = {
+    "user_good": "logs in; 3 accounts (current, savings, credit card), about 2 years of history",
+    "user_otp": f"asks for a one-time code ({ONE_TIME_CODE})",
+    "user_question": f"asks a security question (answer {SECURITY_ANSWER}), then a device",
+    "user_redirect": "sends the user to the bank's own consent page and back",
+    "user_decoupled": "asks the user to approve in the bank's app; approval arrives later",
+    "user_locked": "account locked (login_account_locked)",
+    "user_expired": "password expired (login_password_expired)",
+    "user_slow": "answers every call slowly, so bankhub's timeout applies",
+    "user_down": "the bank is unreachable (ConnectError)",
+    "user_ratelimited": f"refuses with a retry-after of {RETRY_AFTER_SECONDS:.0f} seconds",
+    "user_big": "100,000 transactions over 5 years",
+    "user_dynamic": "new transactions on every refresh; pending items book later",
+    "user_remint": "re-mints its account and transaction ids on every reconnect",
+    "user_consent_short": "consent expires 5 minutes after it is given",
+    "user_session": "its bank session lasts an hour; then the bank wants the password again",
+    "user_nofunds": "logs in like user_good; a payment is rejected for insufficient funds",
+    "user_pending": "logs in like user_good; a payment is executed later",
+    "user_bankcancel": "logs in like user_good; a payment is cancelled by the bank",
+}
+SCENARIOS = frozenset(USERS)
 #: how long a ``user_session`` bank session lasts before the bank wants the password again
 SESSION_LIFETIME = timedelta(hours=1)
 
@@ -113,7 +115,6 @@ BIG_HISTORY_DAYS = 5 * 365 + 1
 #: how old an ordinary scenario user's accounts are (about two years of history)
 USER_HISTORY_DAYS = 730
 BIG_TOTAL = 100_000
-RETRY_AFTER_SECONDS = 60.0
 
 
 class SandboxConnector:
