@@ -38,13 +38,14 @@ def revoked_in_one_refused_by_the_other(
 def grant_revoked_in_one_refused_by_the_other(
     a: LiveServer, b: LiveServer, app: dict[str, str], address: str
 ) -> None:
-    """An access token used twice on ``b`` (the second answered from its cache), its grant
-    revoked on ``a`` (RFC 7009): the next request to ``b`` with it is refused."""
+    """An access token of ``b`` used twice there (the second answered from its cache), its
+    grant revoked through ``a`` (RFC 7009, by the grant's refresh token: each server issues
+    tokens for its own address): the next request to ``b`` with it is refused."""
     client_auth = (app["client_id"], app["service_secret"])
     forwarded = {"x-forwarded-for": address}
     with httpx.Client(timeout=30.0, trust_env=False, headers=forwarded) as client:
         granted = client.post(
-            f"{a.url}/oauth/token", data={"grant_type": "client_credentials"}, auth=client_auth
+            f"{b.url}/oauth/token", data={"grant_type": "client_credentials"}, auth=client_auth
         )
         assert granted.status_code == 200, granted.text
         token = granted.json()["access_token"]
@@ -52,7 +53,11 @@ def grant_revoked_in_one_refused_by_the_other(
         for _ in range(2):
             used = client.get(f"{b.url}/v2/app", headers=bearer)
             assert used.status_code == 200, used.text
-        revoked = client.post(f"{a.url}/oauth/revoke", data={"token": token}, auth=client_auth)
+        revoked = client.post(
+            f"{a.url}/oauth/revoke",
+            data={"token": granted.json()["refresh_token"]},
+            auth=client_auth,
+        )
         assert revoked.status_code == 200, revoked.text
         refused = client.get(f"{b.url}/v2/app", headers=bearer)
         assert refused.status_code == 401, refused.text

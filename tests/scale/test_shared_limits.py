@@ -104,7 +104,7 @@ def cluster(
                         lambda name: json.loads(
                             bankhub_cli(["apps", "create", name, "--json"], owner_env, tmp)
                         ),
-                        ("limits", "blocks", "signatures", "cache"),
+                        ("limits", "blocks", "signatures", "cache", "grants"),
                     )
                 )
                 made = Cluster(servers, env, deployed.superuser_url, redis_server, tmp, apps)
@@ -304,4 +304,4 @@ def test_a_grant_revoked_in_one_process_is_refused_by_the_other(cluster: Cluster
     process had the access token in its authentication cache; the grant's revocation through
     the first reaches it before its next request."""
     a, b = cluster.servers
-    grant_revoked_in_one_refused_by_the_other(a, b, cluster.apps[3], "198.51.100.91")
+    grant_revoked_in_one_refused_by_the_other(a, b, cluster.apps[4], "198.51.100.91")
