@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.db import tenancy
@@ -52,17 +52,19 @@ async def someone_waits_for_a_lock(h: Harness) -> None:
     raise AssertionError("the erasure never waited for the batch's lock")
 
 
-async def test_a_batch_of_refreshes_and_an_erasure_of_the_same_logins_meet_no_deadlock(
-    harness: Harness,
-) -> None:
-    """The batch is handed the higher login's refresh first. It takes the lower one's lock
-    first all the same, so the erasure (which locks both in ascending order) waits for it
-    holding nothing, and both finish: before, the batch held the higher login while the
-    erasure held the lower one, each waiting for the other."""
-    h = harness
+async def batch_meets_erasure(h: Harness, *, scanned_in_heap_order: bool) -> None:
+    """A batch handed the higher login's refresh first, its first unit of work waiting while
+    it holds its login; meanwhile an erasure of both logins; then the batch goes on. Both must
+    finish. ``scanned_in_heap_order``: the erasure's statements read the logins in the order
+    of the table's heap, where the lower login's row was rewritten after the higher one's."""
     if h.hub.db.dialect != "postgresql":
         pytest.skip("SQLite has one writer at a time: no row locks to meet in a cycle")
     app_id, low, high = await two_logins(h)
+    if scanned_in_heap_order:
+        async with h.hub.db.transaction(write=True) as session:  # its new version goes last
+            await session.execute(
+                update(Login).where(Login.id == low).values(last_attempt_at=h.clock())
+            )
     holding, go_on = asyncio.Event(), asyncio.Event()
 
     def refresh_of(login_id: int) -> Work[int]:
@@ -92,6 +94,10 @@ async def test_a_batch_of_refreshes_and_an_erasure_of_the_same_logins_meet_no_de
     async def erase() -> erasure.Erased:
         with tenancy.acting_for(app_id):
             async with h.hub.db.transaction(write=True) as session:
+                if scanned_in_heap_order:
+                    # as a large table's plan may: no index, the heap's order
+                    await session.execute(text("SET LOCAL enable_indexscan = off"))
+                    await session.execute(text("SET LOCAL enable_bitmapscan = off"))
                 return await erasure.erase_logins(
                     session, app_id=app_id, login_ids=[high, low], now=h.clock()
                 )
@@ -106,6 +112,26 @@ async def test_a_batch_of_refreshes_and_an_erasure_of_the_same_logins_meet_no_de
     async with h.hub.db.transaction() as session:
         left = await session.scalars(select(Login.id).where(Login.id.in_([low, high])))
         assert list(left) == []
+
+
+async def test_a_batch_of_refreshes_and_an_erasure_of_the_same_logins_meet_no_deadlock(
+    harness: Harness,
+) -> None:
+    """The batch is handed the higher login's refresh first. It takes the lower one's lock
+    first all the same, so the erasure (which locks both in ascending order) waits for it
+    holding nothing, and both finish: before, the batch held the higher login while the
+    erasure held the lower one, each waiting for the other."""
+    await batch_meets_erasure(harness, scanned_in_heap_order=False)
+
+
+async def test_an_erasure_locks_its_logins_in_order_whatever_order_it_reads_them_in(
+    harness: Harness,
+) -> None:
+    """The erasure's delete reads the logins in the heap's order (the higher first) while the
+    batch holds the lower one: it locks both up front in ascending order, so it waits holding
+    nothing. Before, its delete took the higher login and waited for the lower one, which the
+    batch held while it went on to wait for the higher one."""
+    await batch_meets_erasure(harness, scanned_in_heap_order=True)
 
 
 async def test_a_refresh_hands_its_batch_the_login_it_locks_first(harness: Harness) -> None:
