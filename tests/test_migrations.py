@@ -55,7 +55,8 @@ async def test_at_head_the_authentication_caches_triggers_exist(database_url: st
     """A later SQLite batch migration rebuilds its table and drops the table's triggers; the
     authentication cache would then switch itself off at start-up (read through, slower, and
     silent but for a warning). A migration that rebuilds ``apps``, ``api_keys``,
-    ``signature_keys`` or ``logins`` must create their ``authcache1`` triggers again."""
+    ``signature_keys``, ``logins`` or ``oauth_token_families`` must create their ``authcache1``
+    (``perf1``) triggers again."""
     await asyncio.to_thread(migrate.upgrade, database_url)
     db = Database(database_url)
     try:

@@ -35,7 +35,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.scale.support import SECRET_KEY, bankhub_cli, child_env, database, deployed_database
-from tests.scale.test_auth_cache import revoked_in_one_refused_by_the_other
+from tests.scale.test_auth_cache import (
+    grant_revoked_in_one_refused_by_the_other,
+    revoked_in_one_refused_by_the_other,
+)
 from tests.signatures.signing import Signer
 from tests.support.live_server import LiveServer
 from tests.support.postgres import PostgresServer, free_port
@@ -101,7 +104,7 @@ def cluster(
                         lambda name: json.loads(
                             bankhub_cli(["apps", "create", name, "--json"], owner_env, tmp)
                         ),
-                        ("limits", "blocks", "signatures", "cache"),
+                        ("limits", "blocks", "signatures", "cache", "grants"),
                     )
                 )
                 made = Cluster(servers, env, deployed.superuser_url, redis_server, tmp, apps)
@@ -294,3 +297,11 @@ def test_a_key_revoked_in_one_process_is_refused_by_the_other(cluster: Cluster) 
     counter read with the tenant, and the notice its listener hears) before its next request."""
     a, b = cluster.servers
     revoked_in_one_refused_by_the_other(a, b, cluster.apps[3], "198.51.100.90")
+
+
+def test_a_grant_revoked_in_one_process_is_refused_by_the_other(cluster: Cluster) -> None:
+    """test_a_grant_revoked_in_one_process_is_refused_by_the_other — S1, S9: the second
+    process had the access token in its authentication cache; the grant's revocation through
+    the first reaches it before its next request."""
+    a, b = cluster.servers
+    grant_revoked_in_one_refused_by_the_other(a, b, cluster.apps[4], "198.51.100.91")

@@ -272,3 +272,76 @@ async def test_a_database_without_the_triggers_is_read_through(harness: Harness)
         assert not cache.enabled
     finally:
         await engine.dispose()
+
+
+async def _access_token(h: Harness) -> str:
+    answer = await h.client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(h.creds["client_id"], h.creds["service_secret"]),
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+async def _read_as_bearer(h: Harness, held: Holdings, token: str) -> httpx.Response:
+    return await h.client.get(
+        "/v2/transaction",
+        params={"account_id": held.account_id},
+        headers={"authorization": f"Bearer {token}", "login-secret": held.secret},
+    )
+
+
+BEARER_CHANGES: dict[str, tuple[str, str]] = {
+    "grant revoked": (
+        "UPDATE oauth_token_families SET revoked_at = :now WHERE app_id = "
+        "(SELECT id FROM apps WHERE client_id = :client)",
+        "InvalidToken",
+    ),
+    "key revoked": (
+        "UPDATE api_keys SET revoked_at = :now WHERE kind = 'service' AND app_id = "
+        "(SELECT id FROM apps WHERE client_id = :client)",
+        "InvalidToken",
+    ),
+}
+
+
+@pytest.mark.parametrize("change", list(BEARER_CHANGES))
+async def test_a_cached_access_token_is_refused_from_the_request_after_its_grant_ends(
+    harness: Harness, change: str
+) -> None:
+    """test_a_cached_access_token_is_refused_from_the_request_after_its_grant_ends — S1, S9:
+    an access token verified once is answered from the cache (neither its grant nor its key
+    read again); its grant or its key revoked by another writer, the very next request with it
+    is refused."""
+    h = harness
+    held = await holdings(h)
+    token = await _access_token(h)
+    await _live(h)
+    first = await _read_as_bearer(h, held, token)
+    assert first.status_code == 200, first.text
+    seen = _statements(h)
+    second = await _read_as_bearer(h, held, token)
+    assert second.status_code == 200, second.text
+    assert second.content == first.content
+    assert not any("oauth_token_families" in statement for statement in seen), seen
+    statement, error = BEARER_CHANGES[change]
+    await _as_another_writer(h, statement, now=datetime.now(UTC), client=h.creds["client_id"])
+    refused = await _read_as_bearer(h, held, token)
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["error"] == error
+
+
+async def test_a_cached_access_token_is_refused_once_it_expires(harness: Harness) -> None:
+    """test_a_cached_access_token_is_refused_once_it_expires — S9: the cache keeps a token's
+    own times and checks them on every use."""
+    h = harness
+    held = await holdings(h)
+    token = await _access_token(h)
+    await _live(h)
+    for _ in range(2):
+        assert (await _read_as_bearer(h, held, token)).status_code == 200
+    h.clock.advance(seconds=3601)
+    refused = await _read_as_bearer(h, held, token)
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["error"] == "InvalidToken"

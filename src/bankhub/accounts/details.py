@@ -187,7 +187,15 @@ async def seal_plain_rows(
 def account_bank_id(cipher: Cipher, account: Account) -> str | None:
     """The account's bank id (``original_id`` in the API): sealed, or plain in a row stored
     before bank ids were sealed (masked on the way out)."""
-    if account.bank_id_enc:
-        aad = associated_data(account.app_id, "accounts", "bank_id", account.id)
-        return cipher.decrypt_text(account.bank_id_enc, aad)
-    return mask_optional(account.bank_id)
+    return bank_id_of(cipher, account.app_id, account.id, account.bank_id_enc, account.bank_id)
+
+
+def bank_id_of(
+    cipher: Cipher, app_id: int, account_id: int, sealed: str | None, plain: str | None
+) -> str | None:
+    """:func:`account_bank_id` from the row's columns (the account list reads plain rows)."""
+    if sealed:
+        return cipher.decrypt_text(
+            sealed, associated_data(app_id, "accounts", "bank_id", account_id)
+        )
+    return mask_optional(plain)

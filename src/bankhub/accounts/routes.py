@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request, get
 
 from bankhub.accounts import services as accounts
-from bankhub.accounts.schemas import AccountListEnvelope, account_out
+from bankhub.accounts.schemas import AccountListEnvelope, account_row_out
 from bankhub.api.audit import account_data_read
 from bankhub.api.openapi import LOGIN_AUTH, LOGIN_SECURITY, errors
 from bankhub.api.principal import AuthDep, HubDep
@@ -30,17 +30,17 @@ async def list_accounts(hub: HubDep, auth: AuthDep, request: AnyRequest) -> Acco
     async with hub.db.read() as session:
         login = await auth.login_view(session)
         logins.require_active(login)
-        rows = await accounts.accounts_of(session, login)
+        rows = await accounts.account_rows(session, login)
         account_data_read(
             request,
             resource="accounts",
             login_ids=[login.id],
             customer_id=login.customer_id,
-            account_ids=[a.id for a in rows],
+            account_ids=[row[0] for row in rows],
             rows=len(rows),
             session=audit.read_unit(session),
         )
-        return AccountListEnvelope([account_out(a, hub.keyring) for a in rows])
+        return AccountListEnvelope([account_row_out(row, hub.keyring) for row in rows])
 
 
 ACCOUNT_ROUTES = [list_accounts]

@@ -224,7 +224,9 @@ class Auth:
         self.ticket = await hub.auth_cache.ticket(session)
         authorization = headers.get("authorization")
         if authorization is not None:
-            return await hub.tokens.verify_bearer(session, authorization, hub.clock())
+            return await hub.tokens.verify_bearer(
+                session, authorization, hub.clock(), cache=hub.auth_cache, ticket=self.ticket
+            )
         app, key = await partners.authenticate(
             session,
             hub.hasher,

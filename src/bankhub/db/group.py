@@ -25,6 +25,17 @@ units that succeeded are written at the end of the batch, under the feed lock ta
 lone unit of work takes it: the batch never waits for a row while holding the lock, so it
 cannot close a cycle with another transaction waiting for the lock. A unit of work given without
 an app keeps a transaction of its own.
+
+A batch holds the rows of all its units of work until it commits, so it takes them in one fixed
+order: a unit of work given the id of the row it locks first (``run``'s ``order``: a refresh's
+login, which its claim updates and its apply selects ``FOR UPDATE`` before anything else) runs
+in ascending order of that id, whatever the order the units were handed over in. Every writer of
+several logins takes their locks in the same order (``lifecycle.erasure``, ``logins.consent``,
+``jobs.leases``), so none of them can hold a login the batch waits for while waiting for one the
+batch holds: on PostgreSQL that cycle was a deadlock, one side aborted (a whole batch of
+refreshes, or the erasure). Ordering, not retrying, because it removes the cycle instead of
+paying for it: a batch aborted by a deadlock would have to run every unit of work again, and an
+erasure's caller would see it fail.
 """
 
 from __future__ import annotations
@@ -52,6 +63,15 @@ _BEGIN = text("BEGIN IMMEDIATE")
 MAX_BATCH = 50
 
 
+#: a unit of work waiting for a batch: the id of the row it locks first (-1: none), the work
+#: and the future its caller waits on
+_Unit = tuple[int, Work[Any], asyncio.Future[Any]]
+
+
+def _first_lock(unit: _Unit) -> int:
+    return unit[0]
+
+
 class GroupCommit:
     """Runs writing units of work in shared transactions (see the module's text)."""
 
@@ -59,20 +79,22 @@ class GroupCommit:
         self.db = db
         self._sqlite = db.dialect == "sqlite"
         #: by app on PostgreSQL; one queue (key None) on SQLite
-        self._queues: dict[int | None, list[tuple[Work[Any], asyncio.Future[Any]]]] = {}
+        self._queues: dict[int | None, list[_Unit]] = {}
         self._tasks: dict[int | None, asyncio.Task[None]] = {}
 
-    async def run(self, work: Work[T], *, app_id: int | None = None) -> T:
+    async def run(self, work: Work[T], *, app_id: int | None = None, order: int | None = None) -> T:
         """Run ``work`` with a session, in the next batch; its result once committed.
 
         ``app_id``: the app whose rows ``work`` touches; on PostgreSQL only units of work of
-        the same app share a batch, and without one ``work`` has a transaction of its own."""
+        the same app share a batch, and without one ``work`` has a transaction of its own.
+        ``order``: the id of the login ``work`` locks first; the batch runs its units of work
+        in ascending order of it (see the module's text), those without one first."""
         if not self._sqlite and app_id is None:
             async with self.db.transaction(write=True) as session:
                 return await work(session)
         key = None if self._sqlite else app_id
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(key, []).append((work, done))
+        self._queues.setdefault(key, []).append((-1 if order is None else order, work, done))
         task = self._tasks.get(key)
         if task is None or task.done():
             self._tasks[key] = asyncio.create_task(self._drain(key))
@@ -83,8 +105,11 @@ class GroupCommit:
             if key is not None:
                 scope.enter_context(tenancy.acting_for(key))
             while queue := self._queues.get(key):
-                batch, self._queues[key] = queue[:MAX_BATCH], queue[MAX_BATCH:]
-                # a caller that was cancelled while waiting (shutdown) no longer wants its work
+                taken, self._queues[key] = queue[:MAX_BATCH], queue[MAX_BATCH:]
+                # the rows the units of work lock first, in ascending order (a stable sort:
+                # units of work of the same row keep the order they were handed over in); a
+                # caller that was cancelled while waiting (shutdown) no longer wants its work
+                batch = [(work, done) for _, work, done in sorted(taken, key=_first_lock)]
                 batch = [(work, done) for work, done in batch if not done.done()]
                 if batch:
                     await self._write(batch)

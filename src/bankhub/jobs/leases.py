@@ -161,11 +161,20 @@ async def _release(
             )
         # a sync that never applied left its login due as it was: it runs again from the state
         # the interrupted run started from
+        # the logins locked first, in ascending order of id: a batch of refreshes still being
+        # written holds some of them and takes its own in that order (``db.group``)
+        releasing = (
+            select(Login.id)
+            .where(Login.sync_lease_owner.is_not(None), logins)
+            .order_by(Login.id)
+            .with_for_update()
+            .cte("releasing")
+        )
         syncs = (
             (
                 await session.execute(
                     update(Login)
-                    .where(Login.sync_lease_owner.is_not(None), logins)
+                    .where(Login.id.in_(select(releasing.c.id)), logins)
                     .values(sync_lease_owner=None, sync_lease_until=None)
                     .returning(Login.id)
                     .execution_options(synchronize_session=False)

@@ -144,12 +144,16 @@ async def erase_logins(
     erased = Erased()
     if not login_ids:
         return erased
+    # Locked up front, in ascending order of id, as every writer of several logins takes them
+    # (``db.group``): the deletes below would lock them in whatever order their plan reads the
+    # rows, and meet a refresh batch holding some of them in a deadlock (PostgreSQL).
     rows = (
         (
             await session.execute(
                 select(Login)
                 .where(Login.app_id == app_id, Login.id.in_(login_ids))
                 .order_by(Login.id)
+                .with_for_update()
             )
         )
         .scalars()

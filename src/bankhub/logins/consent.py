@@ -63,11 +63,15 @@ class ConsentSweep:
         async with self.db.transaction() as session:
             logins = (
                 await session.execute(
-                    select(Login.id, Login.app_id, Login.consent_expires_at, Login.status).where(
+                    select(Login.id, Login.app_id, Login.consent_expires_at, Login.status)
+                    .where(
                         Login.consent_expires_at.is_not(None),
                         Login.consent_expires_at <= now + CONSENT_NOTICES[0],
                         Login.status != CONSENT_EXPIRED,
                     )
+                    # updated one by one in this transaction: in ascending order of id, the
+                    # order every writer of several logins locks them in (``db.group``)
+                    .order_by(Login.id)
                 )
             ).all()
             for login_id, app_id, expires_at, status in logins:

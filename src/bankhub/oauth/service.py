@@ -11,6 +11,7 @@ again revokes the whole family and is audited as a security event.
 from __future__ import annotations
 
 import base64
+import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from bankhub.oauth.models import RefreshToken, SigningKey, TokenFamily
 from bankhub.partners import keys as api_keys
 from bankhub.partners.models import ApiKey, App
 from bankhub.partners.principal import Principal, app_view
+from bankhub.security.authcache import AuthCache, BearerView, KeyView, Ticket
 from bankhub.security.crypto import associated_data
 from bankhub.security.scopes import Scope
 from bankhub.security.secrets import SecretHasher
@@ -529,12 +531,30 @@ class TokenService:
         return claims
 
     async def verify_bearer(
-        self, session: AsyncSession, authorization: str, now: datetime
+        self,
+        session: AsyncSession,
+        authorization: str,
+        now: datetime,
+        *,
+        cache: AuthCache | None = None,
+        ticket: Ticket | None = None,
     ) -> Principal:
+        """The caller an access token names, checked in full, or answered from ``cache`` when
+        it holds the token: its signature and grant were verified by an earlier request and
+        nothing the check read changed since (``security.authcache``); its times and its key's
+        end are checked again every time."""
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise _invalid_token("Authorization must be 'Bearer <access token>'")
-        claims = await self._verified_claims(session, token.strip())
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        if cache is not None:
+            held = cache.bearer(ticket, digest)
+            if held is not None:
+                if not held.live(now):
+                    raise _invalid_token()
+                return Principal(held.app, Scope(held.scope), held.key.key_id, held.token_id)
+        claims = await self._verified_claims(session, token)
         if claims is None:
             raise _invalid_token()
         grant = await self._live_grant(session, claims, now)
@@ -546,7 +566,28 @@ class TokenService:
         scope = Scope.parse(str(claims.get("scope")))
         if scope is None:
             raise _invalid_token()
-        return Principal(app_view(app), scope, key.key_id, str(claims["jti"]))
+        principal = Principal(app_view(app), scope, key.key_id, str(claims["jti"]))
+        if cache is not None:
+            referers = key.allowed_referers
+            cache.keep_bearer(
+                ticket,
+                digest,
+                BearerView(
+                    principal.app,
+                    KeyView(
+                        key.key_id,
+                        key.scope,
+                        None if referers is None else tuple(referers),
+                        key.expires_at,
+                        key.revoked_at,
+                    ),
+                    scope.value,
+                    str(claims["jti"]),
+                    int(claims["nbf"]),
+                    int(claims["exp"]),
+                ),
+            )
+        return principal
 
 
 def _invalid_token(message: str | None = None) -> DomainError:

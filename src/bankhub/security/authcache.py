@@ -7,18 +7,22 @@ each process keeps them here as plain values, keyed by the keyed hash (never the
 * an API key, by ``(client-id, kind, digest)``: the key's id, scope, overlap end and revocation,
   its referers, and its app's id, client id and address allow-list;
 * a login, by ``(app id, digest)``: its id, app, customer and whether it is active;
-* which apps have no active signature key (``signatures.services.KeyCache``).
+* which apps have no active signature key (``signatures.services.KeyCache``);
+* an OAuth2 access token whose signature and grant were verified, by the SHA-256 of the token:
+  its app, its key, its scope, its id and its validity (``oauth.service``). Its times and its
+  key's end are checked on every use; its grant's revocation and its key's drop the cache.
 
 Nothing expires by time: a time-based cache would let a revoked key work until it expires,
 which the security bar forbids. Instead the database says when anything cached changed, and
 the whole cache is dropped before the next request uses it, in every process:
 
 * **SQLite**: triggers on ``apps``, ``api_keys``, ``signature_keys`` and the fields of
-  ``logins`` the check reads bump the one-row counter ``auth_version`` (migration
-  ``authcache1``). Each request reads the counter first, in one indexed statement on its own
-  connection (``db.inline_sqlite`` for reads), and drops the cache when it moved. ``PRAGMA
-  data_version`` was not used: it moves on every commit of any table, and the audit entry each
-  read writes would empty the cache all the time.
+  ``logins`` and ``oauth_token_families`` the check reads bump the one-row counter
+  ``auth_version`` (migrations ``authcache1``, ``perf1``). Each request reads the counter
+  first, in one indexed statement on its own connection (``db.inline_sqlite`` for reads), and
+  drops the cache when it moved. ``PRAGMA data_version`` was not used: it moves on every
+  commit of any table, and the audit entry each read writes would empty the cache all the
+  time.
 * **PostgreSQL**: the same triggers ``NOTIFY bankhub_auth`` in the changing transaction, so the
   notice leaves when, and only if, it commits, whoever wrote it (API, dashboard, CLI, a
   migration). Each process listens on a connection of its own (:class:`Listener`); while it is
@@ -54,16 +58,20 @@ from bankhub.jobs import wakeup
 
 log = logging.getLogger("bankhub.security.authcache")
 
-#: PostgreSQL: the channel the triggers of migration ``authcache1`` notify on
+#: PostgreSQL: the channel the triggers of migrations ``authcache1`` and ``perf1`` notify on
 CHANNEL: Final = "bankhub_auth"
-#: the tables whose changes drop the cache (``logins``: only the fields the check reads)
-WATCHED: Final = ("apps", "api_keys", "signature_keys", "logins")
-#: the triggers migration ``authcache1`` makes, one per watched table (SQLite: per event)
+#: the tables whose changes drop the cache (``logins``, ``oauth_token_families``: only the
+#: fields the check reads)
+WATCHED: Final = ("apps", "api_keys", "signature_keys", "logins", "oauth_token_families")
+#: tables whose new rows drop nothing: what a look-up did not find is never kept
+_NO_INSERT_TRIGGER: Final = ("logins", "oauth_token_families")
+#: the triggers migrations ``authcache1`` and ``perf1`` make, one per watched table (SQLite:
+#: per event)
 SQLITE_TRIGGERS: Final = tuple(
     f"auth_version_{table}_{event}"
     for table in WATCHED
     for event in ("insert", "update", "delete")
-    if not (table == "logins" and event == "insert")
+    if not (table in _NO_INSERT_TRIGGER and event == "insert")
 )
 PG_TRIGGERS: Final = tuple(f"auth_notify_{table}" for table in WATCHED)
 #: the most keys, and the most logins, one process keeps (then the oldest go first)
@@ -121,6 +129,22 @@ class LoginView:
 
 
 @dataclass(frozen=True, slots=True)
+class BearerView:
+    """A verified access token: whom it names, and until when it may be used."""
+
+    app: AppView
+    key: KeyView
+    scope: str
+    token_id: str
+    not_before: int
+    expires: int
+
+    def live(self, now: datetime) -> bool:
+        """Within its own times (seconds since the epoch, as its claims say) and its key's."""
+        return self.not_before <= int(now.timestamp()) < self.expires and self.key.live(now)
+
+
+@dataclass(frozen=True, slots=True)
 class Ticket:
     """A request's permission to use the cache: the generation it was valid at."""
 
@@ -160,6 +184,7 @@ class AuthCache:
         self.served = False
         self._keys = _Bounded(limit)
         self._logins = _Bounded(limit)
+        self._tokens = _Bounded(limit)
         self._unsigned: set[int] = set()
 
     # --- validity ---------------------------------------------------------------------------
@@ -169,6 +194,7 @@ class AuthCache:
         self.generation += 1
         self._keys.items.clear()
         self._logins.items.clear()
+        self._tokens.items.clear()
         self._unsigned.clear()
 
     def listening(self, live: bool) -> None:
@@ -266,6 +292,17 @@ class AuthCache:
     def keep_login(self, ticket: Ticket | None, found: tuple[int, str], value: LoginView) -> None:
         if self._valid(ticket):
             self._logins.put(found, value)
+
+    def bearer(self, ticket: Ticket | None, digest: bytes) -> BearerView | None:
+        """The access token whose SHA-256 is ``digest``, when cached."""
+        if not self._valid(ticket):
+            return None
+        value: BearerView | None = self._tokens.items.get(digest)
+        return value
+
+    def keep_bearer(self, ticket: Ticket | None, digest: bytes, value: BearerView) -> None:
+        if self._valid(ticket):
+            self._tokens.put(digest, value)
 
     def unsigned(self, ticket: Ticket | None, app_id: int) -> bool:
         """The app had no active signature key when last read, and nothing changed since."""

@@ -220,11 +220,14 @@ async def read_claimed(
     )
 
 
-async def _unit(db: Database, group: GroupCommit | None, work: Work[T], app_id: int) -> T:
+async def _unit(
+    db: Database, group: GroupCommit | None, work: Work[T], app_id: int, login_id: int
+) -> T:
     """A writing unit of work of its own, or a savepoint in ``group``'s next batch (of
-    ``app_id``'s units of work on PostgreSQL)."""
+    ``app_id``'s units of work on PostgreSQL), where it runs in the order of ``login_id``, the
+    row it locks first (``db.group``: a batch takes its logins' locks in ascending order)."""
     if group is not None:
-        return await group.run(work, app_id=app_id)
+        return await group.run(work, app_id=app_id, order=login_id)
     async with db.transaction(write=True) as session:
         return await work(session)
 
@@ -310,7 +313,7 @@ async def refresh_login(
             raise LoginBusy(login_id)
         return await read_claimed(engine, session, login, service, token)
 
-    got = claimed if claimed is not None else await _unit(db, group, claim, app_id)
+    got = claimed if claimed is not None else await _unit(db, group, claim, app_id, login_id)
     started = time.monotonic()
     token, service, credentials = got.token, got.service, got.credentials
     run = engine.build(service, got.state)
@@ -402,7 +405,7 @@ async def refresh_login(
         )
 
     try:
-        outcome = await _unit(db, group, apply, app_id)
+        outcome = await _unit(db, group, apply, app_id, login_id)
     except Exception:
         observed("error")
         raise
