@@ -1,7 +1,7 @@
 """auth version: a revoked OAuth grant drops the cached bearer tokens too
 
 Revision ID: perf1
-Revises: authcache1
+Revises: dashfeed1
 
 The authentication cache (``bankhub.security.authcache``) now also keeps verified access tokens.
 A token ends with its grant (``oauth_token_families.revoked_at``: a revocation, a rotated refresh
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "perf1"
-down_revision: str | None = "authcache1"
+down_revision: str | None = "dashfeed1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
