@@ -115,6 +115,10 @@ async def test_the_api_reference_shows_each_bodys_fields_and_an_example_call_and
     assert "from_date=<from_date>&to_date=<to_date>" in transactions
     statement = html.unescape(_operation(page, "post--v2-statement"))
     assert "-F 'file=@statement.ofx'" in statement
+    # the description's `code` spans read as code, not as backticks
+    raw = _operation(page, "post--v2-customer")
+    assert "<code>CustomerExists</code>" in raw
+    assert "`" not in raw.split("Example answer")[-1]
     # placeholders only: none of the app's real secrets is ever on the page
     for secret in (harness.creds["service_secret"], harness.creds["app_secret"]):
         assert secret not in page
@@ -156,4 +160,14 @@ async def test_the_oauth_endpoints_are_described_beside_the_api(
         OPERATIONS[("post", "/oauth/token")]["responses"]["200"]["content"]["application/json"][
             "schema"
         ]["properties"]
+    )
+
+
+def test_the_references_prose_is_escaped_and_its_code_spans_set_as_code() -> None:
+    from bankhub.dashboard.read_routes import prose
+
+    shown = prose("The envelope (`error`, `message`); <b>bold</b> and `a<b` too")
+    assert str(shown) == (
+        "The envelope (<code>error</code>, <code>message</code>); &lt;b&gt;bold&lt;/b&gt; and "
+        "<code>a&lt;b</code> too"
     )

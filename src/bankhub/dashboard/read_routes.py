@@ -5,12 +5,14 @@ curl call and answer, and the OAuth endpoints described beside it)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from litestar import Request, Response, get
 from litestar.exceptions import ImproperlyConfiguredException
 from litestar.handlers import HTTPRouteHandler
+from markupsafe import Markup, escape
 from sqlalchemy import select
 
 from bankhub.api.openapi import finish
@@ -123,6 +125,20 @@ def _entry(e: AuditEntry, apps: dict[int, App]) -> dict[str, Any]:
     }
 
 
+#: a span of code in the description's prose (CommonMark's backticks, the only markup it uses)
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def prose(text: str) -> Markup:
+    """The description's text for the page: escaped, its `code` spans set as code (shown as
+    backticks otherwise)."""
+    parts = _CODE_SPAN.split(text)  # prose, code, prose, code, ..., prose
+    return Markup("").join(
+        Markup("<code>{}</code>").format(part) if n % 2 else escape(part)
+        for n, part in enumerate(parts)
+    )
+
+
 #: how deep an example follows nested models (the descriptions have no cycles today; a bound
 #: keeps a future one from hanging the page)
 _DEPTH = 6
@@ -227,7 +243,7 @@ def fields_of(schema: dict[str, Any], schemas: dict[str, Any]) -> list[dict[str,
                 "name": name,
                 "type": type_of(field),
                 "required": name in required,
-                "description": described,
+                "description": prose(described),
                 "limits": limits_of(field),
                 "enum": _enum(field, schemas),
             }
@@ -375,7 +391,7 @@ def _operations(spec: dict[str, Any], base: str) -> list[dict[str, Any]]:
                     "name": p.get("name", ""),
                     "in": p.get("in", ""),
                     "required": bool(p.get("required")),
-                    "description": p.get("description", ""),
+                    "description": prose(p.get("description", "")),
                     "example": _query_value(p, schemas),
                 }
                 for p in operation.get("parameters", [])
@@ -409,7 +425,7 @@ def _operations(spec: dict[str, Any], base: str) -> list[dict[str, Any]]:
                     "path": path,
                     "tag": (operation.get("tags") or ["other"])[0],
                     "summary": operation.get("summary", ""),
-                    "description": operation.get("description", ""),
+                    "description": prose(operation.get("description", "")),
                     "parameters": parameters,
                     "body": schema.get("$ref", "").rsplit("/", 1)[-1],
                     "media": media,
@@ -425,7 +441,7 @@ def _operations(spec: dict[str, Any], base: str) -> list[dict[str, Any]]:
                         body,
                     ),
                     "answer": json.dumps(answer, indent=2) if answer is not None else "",
-                    "responses": [(code, a.get("description", "")) for code, a in answered],
+                    "responses": [(code, prose(a.get("description", ""))) for code, a in answered],
                 }
             )
     return found
