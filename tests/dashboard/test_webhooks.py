@@ -50,11 +50,20 @@ async def test_add_endpoint_log_every_attempt_replay_and_rotate(
     assert "webhook url refused" in refused.text
     form = {"csrf": v.csrf, "url": "https://hooks.example.com/in", "event": "login.status"}
     added = await v.client.post(base, data=form, headers={"origin": "http://testserver.local"})
-    assert added.status_code == 200, added.text
-    found = SECRET.search(added.text)
+    # post/redirect/get: the secret is shown once on the page the answer leads to
+    assert added.status_code == 303, added.text
+    shown = await v.open(added.headers["location"])
+    assert shown.headers["cache-control"] == "no-store"
+    found = SECRET.search(shown.text)
     assert found is not None
     secret = found.group(1)
     assert secret.startswith("whsec_")
+    # a reload shows nothing again and adds no second endpoint
+    again = await v.open(added.headers["location"])
+    assert again.status_code == 410
+    assert SECRET.search(again.text) is None
+    async with harness.hub.db.transaction() as db:
+        assert (await db.execute(select(func.count(WebhookEndpoint.id)))).scalar_one() == 1
     async with harness.hub.db.transaction() as db:
         endpoint = (await db.execute(select(WebhookEndpoint))).scalar_one()
         assert secret not in endpoint.secret_enc
@@ -95,7 +104,8 @@ async def test_add_endpoint_log_every_attempt_replay_and_rotate(
     page = await v.get(base)
     endpoint_id = re.findall(r'data-endpoint="([^"]+)"', page.text)[0]
     rotated = await v.post(f"{base}/{endpoint_id}/rotate", {"overlap": "3600"})
-    found = SECRET.search(rotated.text)
+    assert rotated.status_code == 303, rotated.text
+    found = SECRET.search((await v.open(rotated.headers["location"])).text)
     assert found is not None
     new = found.group(1)
     assert new != secret
@@ -174,7 +184,7 @@ async def test_outside_dev_urls_resolving_to_private_addresses_are_refused(
     async with harness.hub.db.transaction() as db:
         assert (await db.execute(select(func.count(WebhookEndpoint.id)))).scalar_one() == 0
     added = await v.post(base, {"url": "https://93.184.216.34/in"}, headers=ours)
-    assert SECRET.search(added.text) is not None, added.text
+    assert SECRET.search((await v.open(added.headers["location"])).text) is not None
     async with harness.hub.db.transaction() as db:
         assert (await db.execute(select(WebhookEndpoint.url))).scalars().all() == [
             "https://93.184.216.34/in"

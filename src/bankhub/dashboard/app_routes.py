@@ -30,6 +30,7 @@ from bankhub.dashboard.pages import (
     go,
     member_of,
     page,
+    safe_next,
     visit_of,
 )
 from bankhub.dashboard.roles import Action
@@ -135,20 +136,27 @@ def _session_id(request: AnyRequest) -> int:
     return session.id
 
 
-async def _show_once(
+async def show_once(
     request: AnyRequest,
     db: AsyncSession,
     app: App,
     title: str,
     secrets: list[tuple[str, str]],
+    *,
+    back: tuple[str, str] | None = None,
+    mark: str = "",
 ) -> str:
-    """Keep new secrets for this session's one-time page; its address (no secret in it)."""
+    """Keep new secrets for this session's one-time page; its address (no secret in it).
+    ``back``: the page it leads back to, and that page's name (the app's page by default);
+    ``mark``: the element id of the last secret (a webhook's signing secret is found by it)."""
     hub = hub_of(request)
     payload = {
         "title": title,
         "client_id": app.client_id,
         "app_name": app.name,
         "secrets": [list(pair) for pair in secrets],
+        "back": list(back) if back else [],
+        "mark": mark,
     }
     handle = await pending.keep(
         db, hub.keyring, hub.clock(), _session_id(request), "secret", payload
@@ -177,7 +185,7 @@ async def create_app(hub: HubDep, request: AnyRequest, data: Form) -> Response[A
             app_id=issued.app.id,
             detail={"name": name},
         )
-        shown = await _show_once(
+        shown = await show_once(
             request,
             db,
             issued.app,
@@ -189,6 +197,12 @@ async def create_app(hub: HubDep, request: AnyRequest, data: Form) -> Response[A
             ],
         )
     return go(request, shown)
+
+
+def _back(kept: object) -> tuple[str, str] | None:
+    if isinstance(kept, list) and len(kept) == 2:
+        return safe_next(str(kept[0])), str(kept[1])
+    return None
 
 
 @get(f"{PREFIX}/shown/{{handle:str}}", opt=roles.route(Action.VIEW), include_in_schema=False)
@@ -209,6 +223,8 @@ async def shown_once(hub: HubDep, request: AnyRequest, handle: FromPath[str]) ->
             secrets=secrets,
             app_client_id=str(values.get("client_id", "")),
             app_name=str(values.get("app_name", "")),
+            back=_back(values.get("back")),
+            mark=str(values.get("mark", "")),
             gone="",
         )
     if taken.state == "used" and taken.used_at is not None:
@@ -230,6 +246,8 @@ async def shown_once(hub: HubDep, request: AnyRequest, handle: FromPath[str]) ->
         secrets=[],
         app_client_id="",
         app_name="",
+        back=None,
+        mark="",
         gone=gone,
         status=status,
     )
@@ -399,7 +417,7 @@ async def create_key(
             issued = keys.issue(db, hub.hasher, now, app.id, scope=scope, kind=kind, name=name)
             await db.flush()
             _audit_key(db, request, "key.created", issued.key, now)
-            shown = await _show_once(
+            shown = await show_once(
                 request,
                 db,
                 app,
@@ -455,7 +473,7 @@ async def roll_key(
                 )
             issued = await keys.roll(db, hub.hasher, now, old, timedelta(seconds=int(overlap)))
             _audit_key(db, request, "key.rolled", old, now)
-            shown = await _show_once(
+            shown = await show_once(
                 request,
                 db,
                 app,

@@ -19,7 +19,7 @@ from sqlalchemy import exists, select
 from bankhub.api.principal import HubDep, hub_of
 from bankhub.audit import services as audit
 from bankhub.dashboard import paging, roles, services
-from bankhub.dashboard.app_routes import APPS, app_of
+from bankhub.dashboard.app_routes import APPS, app_of, show_once
 from bankhub.dashboard.pages import Refused, field_of, go, member_of, page
 from bankhub.dashboard.roles import Action
 from bankhub.errors import DomainError
@@ -97,7 +97,6 @@ async def _webhooks_page(
     client_id: str,
     *,
     notice: str | None = None,
-    secret: tuple[str, str] | None = None,
     errors: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
 ) -> Response[Any]:
@@ -176,7 +175,6 @@ async def _webhooks_page(
         log=wanted,
         filtered=any(wanted.query().values()),
         overlaps=ROTATION_OVERLAPS,
-        secret=secret,
         notice=notice or found.problem,
         errors=errors or {},
         values=values or {},
@@ -224,6 +222,19 @@ async def add_endpoint(hub: HubDep, request: AnyRequest, client_id: FromPath[str
                 app_id=app.id,
                 detail={"url": url[:300], "events": issued.endpoint.events},
             )
+            # post/redirect/get: a reload shows nothing again and adds no second endpoint
+            shown = await show_once(
+                request,
+                db,
+                app,
+                "Webhook endpoint added",
+                [
+                    ("Endpoint id", issued.endpoint.id),
+                    (f"Signing secret of {url[:200]}", issued.secret),
+                ],
+                back=(_hooks(client_id), f"{app.name}'s webhooks"),
+                mark="signing-secret",
+            )
     except DomainError as exc:
         # at the field it is about, with what was typed and ticked kept
         problems = " ".join(str(p) for p in exc.extra.get("problems", []))
@@ -234,9 +245,7 @@ async def add_endpoint(hub: HubDep, request: AnyRequest, client_id: FromPath[str
             errors={field: exc.message},
             values={"url": url, "events": chosen},
         )
-    return await _webhooks_page(
-        request, client_id, secret=(f"Signing secret of {url[:200]}", issued.secret)
-    )
+    return go(request, shown)
 
 
 @post(
@@ -273,11 +282,21 @@ async def rotate_secret(
                 app_id=app.id,
                 detail={"overlap_seconds": int(overlap)},
             )
+            shown = await show_once(
+                request,
+                db,
+                app,
+                "Signing secret rotated",
+                [
+                    ("Endpoint id", endpoint.id),
+                    (f"New signing secret of {endpoint.url[:200]}", secret),
+                ],
+                back=(_hooks(client_id), f"{app.name}'s webhooks"),
+                mark="signing-secret",
+            )
     except DomainError as exc:
         return await _webhooks_page(request, client_id, notice=exc.message)
-    return await _webhooks_page(
-        request, client_id, secret=(f"New signing secret of {endpoint.url[:200]}", secret)
-    )
+    return go(request, shown)
 
 
 @post(
