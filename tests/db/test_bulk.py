@@ -210,9 +210,7 @@ async def test_encoded_rows_get_their_ids_in_order_without_being_read_back(
             session, TRANSACTIONS, [row(account, 999)], TRANSACTION_COLUMNS,
             key="dedupe_key", scope=("account_id", account.id),
         )  # fmt: skip
-        await session.execute(
-            Transaction.__table__.delete().where(Transaction.id == doomed["b:bulk-999"])
-        )
+        await session.execute(TRANSACTIONS.delete().where(Transaction.id == doomed["b:bulk-999"]))
     rows = [row(account, n) for n in range(120)]
     sent: list[str] = []
 
