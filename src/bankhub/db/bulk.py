@@ -211,8 +211,9 @@ async def insert_encoded_with_ids(
     scope: tuple[str, Any],
 ) -> list[int]:
     """Insert rows encoded by :func:`encoder` (``keys``: each row's value of ``key``, a column
-    unique within ``scope``); their new ids, in the rows' order. Ids are found as in
-    :func:`insert_many_with_ids`."""
+    unique within ``scope``); their new ids, in the rows' order. On SQLite, a table with
+    ``AUTOINCREMENT`` has them counted (:func:`_insert_counted`); otherwise ids are found as
+    in :func:`insert_many_with_ids`."""
     if not values:
         return []
     connection = await session.connection()
