@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, event, func, select
 
 from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Account, Transaction
@@ -195,3 +195,53 @@ async def test_the_change_log_is_made_by_the_database_in_the_ids_order(harness: 
     }
     assert {r.changed_at for r in rows} == {at.astimezone(UTC)}
     assert all(r.changed_at.tzinfo is not None for r in rows)
+
+
+async def test_encoded_rows_get_their_ids_in_order_without_being_read_back(
+    harness: Harness,
+) -> None:
+    """The ids of a batch come back in the rows' order and name the rows stored under them, also
+    when the newest row was deleted before (SQLite's ``AUTOINCREMENT`` never hands its id out
+    again); on SQLite they are counted from the table's sequence, not read back by key."""
+    h = harness
+    account = await an_account(h)
+    async with h.hub.db.transaction() as session:
+        doomed = await bulk.insert_many_with_ids(
+            session, TRANSACTIONS, [row(account, 999)], TRANSACTION_COLUMNS,
+            key="dedupe_key", scope=("account_id", account.id),
+        )  # fmt: skip
+        await session.execute(TRANSACTIONS.delete().where(Transaction.id == doomed["b:bulk-999"]))
+    rows = [row(account, n) for n in range(120)]
+    sent: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, sql: str, *_rest: Any) -> None:
+        sent.append(sql)
+
+    engine = h.hub.db.engine.sync_engine
+    async with h.hub.db.transaction() as session:
+        dialect = (await session.connection()).dialect
+        values = bulk.encoder(TRANSACTIONS, TRANSACTION_COLUMNS, dialect)(rows)
+        event.listen(engine, "before_cursor_execute", note)
+        try:
+            ids = await bulk.insert_encoded_with_ids(
+                session, TRANSACTIONS, TRANSACTION_COLUMNS, values,
+                [r["dedupe_key"] for r in rows], key="dedupe_key",
+                scope=("account_id", account.id),
+            )  # fmt: skip
+        finally:
+            event.remove(engine, "before_cursor_execute", note)
+    assert len(set(ids)) == len(rows)
+    assert min(ids) > doomed["b:bulk-999"]
+    async with h.hub.db.transaction() as session:
+        stored = dict(
+            (
+                await session.execute(
+                    select(Transaction.id, Transaction.dedupe_key).where(Transaction.id.in_(ids))
+                )
+            )
+            .tuples()
+            .all()
+        )
+    assert [stored[i] for i in ids] == [r["dedupe_key"] for r in rows]
+    if dialect.name == "sqlite":
+        assert not [sql for sql in sent if "dedupe_key" in sql and sql.startswith("SELECT")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,6 +23,9 @@ class CountingBox:
 
     def encrypt(self, plaintext: bytes, aad: bytes) -> str:
         return self.box.encrypt(plaintext, aad)
+
+    def encrypt_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[str]:
+        return self.box.encrypt_many(items)
 
     def decrypt(self, ciphertext: str, aad: bytes) -> bytes:
         self.opened += 1

@@ -171,6 +171,35 @@ async def insert_many_with_ids(
     return ids
 
 
+async def _sequence(connection: AsyncConnection, table: Table) -> int:
+    """SQLite: the largest id an ``AUTOINCREMENT`` table has ever handed out (0 before any)."""
+    found = await connection.exec_driver_sql(
+        "SELECT seq FROM sqlite_sequence WHERE name = ?", (table.name,)
+    )
+    return int(found.scalar() or 0)
+
+
+async def _insert_counted(
+    connection: AsyncConnection,
+    session: AsyncSession,
+    table: Table,
+    columns: Sequence[str],
+    values: list[tuple[Any, ...]],
+) -> list[int]:
+    """SQLite, ``AUTOINCREMENT`` table: the new ids are counted, not read back.
+
+    Each row inserted without an id gets the table's sequence plus one and moves the sequence
+    to it, and from its first insert the unit of work holds SQLite's only write lock, so the
+    rows of one executemany get the last ``n`` ids of the sequence, in their order. Reading
+    the batch's keys and ids back instead cost, per batch, a query of ``n`` rows and its
+    answer through SQLAlchemy's result machinery on the event loop, and one more round trip
+    to find the largest id before the insert.
+    """
+    await insert_encoded(session, table, columns, values)
+    last = await _sequence(connection, table)
+    return list(range(last - len(values) + 1, last + 1))
+
+
 async def insert_encoded_with_ids(
     session: AsyncSession,
     table: Table,
@@ -182,8 +211,9 @@ async def insert_encoded_with_ids(
     scope: tuple[str, Any],
 ) -> list[int]:
     """Insert rows encoded by :func:`encoder` (``keys``: each row's value of ``key``, a column
-    unique within ``scope``); their new ids, in the rows' order. Ids are found as in
-    :func:`insert_many_with_ids`."""
+    unique within ``scope``); their new ids, in the rows' order. On SQLite, a table with
+    ``AUTOINCREMENT`` has them counted (:func:`_insert_counted`); otherwise ids are found as
+    in :func:`insert_many_with_ids`."""
     if not values:
         return []
     connection = await session.connection()
@@ -193,6 +223,8 @@ async def insert_encoded_with_ids(
         with_ids = [(new_id, *row) for new_id, row in zip(ids, values, strict=True)]
         await insert_encoded(session, table, ["id", *columns], with_ids)
         return ids
+    if table.dialect_options["sqlite"]["autoincrement"]:
+        return await _insert_counted(connection, session, table, columns, values)
     newest = await _newest_id(connection, table)
     await insert_encoded(session, table, columns, values)
     scope_column, scope_value = scope

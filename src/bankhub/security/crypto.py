@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from collections.abc import Sequence
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 FORMAT = "v1"
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class DecryptionError(ValueError):
@@ -40,6 +42,8 @@ class Cipher(Protocol):
     """What code that encrypts fields needs: a :class:`Box`, or the database-backed keyring."""
 
     def encrypt(self, plaintext: bytes, aad: bytes) -> str: ...
+
+    def encrypt_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[str]: ...
 
     def decrypt(self, ciphertext: str, aad: bytes) -> bytes: ...
 
@@ -72,6 +76,22 @@ class Box:
         sealed = self._keys[self.current].encrypt(nonce, plaintext, aad)
         token = base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
         return f"{FORMAT}.{self.current}.{token}"
+
+    def encrypt_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[str]:
+        """:meth:`encrypt` of each ``(plaintext, aad)``, as many fresh random nonces drawn
+        from the OS in one call. A bulk ingest seals every row it stores: one ``os.urandom``
+        per row and ``base64``'s layers cost about as much as the AES-GCM itself."""
+        aes = self._keys[self.current].encrypt
+        prefix = f"{FORMAT}.{self.current}."
+        nonces = os.urandom(12 * len(items))
+        to_text = binascii.b2a_base64
+        out: list[str] = []
+        append = out.append
+        for at, (plaintext, aad) in enumerate(items):
+            nonce = nonces[12 * at : 12 * at + 12]
+            raw = to_text(nonce + aes(nonce, plaintext, aad), newline=False)
+            append(prefix + raw.translate(_TO_URLSAFE).rstrip(b"=").decode())
+        return out
 
     def decrypt(self, ciphertext: str, aad: bytes) -> bytes:
         try:

@@ -18,7 +18,7 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -235,6 +235,9 @@ class Keyring:
 
     def encrypt(self, plaintext: bytes, aad: bytes) -> str:
         return self._require().encrypt(plaintext, aad)
+
+    def encrypt_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[str]:
+        return self._require().encrypt_many(items)
 
     def decrypt(self, ciphertext: str, aad: bytes) -> bytes:
         return self._require().decrypt(ciphertext, aad)

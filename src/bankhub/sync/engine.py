@@ -801,7 +801,7 @@ class SyncEngine:
     ) -> None:
         """Categorize new rows (the app's own rules first) and seal their details (card
         numbers masked first)."""
-        app_id, account_id, box = account.app_id, account.id, self.box
+        to_seal: list[tuple[str, details.Details]] = []
         for row, record in zip(rows, records, strict=True):
             row["category"] = categorize(
                 record.description,
@@ -818,7 +818,10 @@ class SyncEngine:
                 record.merchant,
                 counterparty.stored_meta(record),
             )
-            row["details_enc"] = details.seal(box, app_id, account_id, row["dedupe_key"], fields)
+            to_seal.append((row["dedupe_key"], fields))
+        sealed = details.seal_many(self.box, account.app_id, account.id, to_seal)
+        for row, envelope in zip(rows, sealed, strict=True):
+            row["details_enc"] = envelope
 
     async def _insert_new(
         self,
