@@ -3,9 +3,7 @@ own: the state each app is in, and an archived app's keys refused until it is re
 
 from __future__ import annotations
 
-import asyncio
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +14,8 @@ from typer.testing import CliRunner
 from bankhub.audit.models import AuditEntry
 from bankhub.cli import cli
 from bankhub.config import Settings
-from bankhub.db import tenancy
-from bankhub.db.engine import Database
 from bankhub.errors import DomainError, ErrorCode
-from bankhub.partners import services as partners
-from bankhub.security.secrets import SecretHasher
+from tests.support.cli import authenticate, in_db
 
 
 @pytest.fixture
@@ -43,46 +38,15 @@ def _create(name: str) -> dict[str, str]:
     return created
 
 
-def _in_db(work: Any) -> Any:
-    settings = Settings()
-
-    async def run() -> Any:
-        db = Database(settings.resolved_database_url())
-        try:
-            with tenancy.everything():
-                async with db.transaction() as session:
-                    return await work(session, settings)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(run())
-
-
-def _authenticate(creds: dict[str, str]) -> str:
-    async def check(session: Any, settings: Settings) -> str:
-        app, _ = await partners.authenticate(
-            session,
-            SecretHasher(settings.resolved_secret_key()),
-            creds["client_id"],
-            creds["service_secret"],
-            None,
-            now=datetime.now(UTC),
-        )
-        return app.client_id
-
-    result: str = _in_db(check)
-    return result
-
-
 def test_list_archive_restore_and_rename(data_dir: Path) -> None:
     kept, gone = _create("Kept app"), _create("Old app")
     archived = _run("apps", "archive", gone["client_id"])
     assert archived.exit_code == 0, archived.output
     assert f"{gone['client_id']}: archived" in archived.stdout
     with pytest.raises(DomainError) as refused:
-        _authenticate(gone)
+        authenticate(gone)
     assert refused.value.code == ErrorCode.APP_ARCHIVED
-    assert _authenticate(kept) == kept["client_id"]
+    assert authenticate(kept) == kept["client_id"]
 
     live = _run("apps", "list").stdout
     assert kept["client_id"] in live
@@ -100,7 +64,7 @@ def test_list_archive_restore_and_rename(data_dir: Path) -> None:
 
     restored = _run("apps", "restore", gone["client_id"])
     assert restored.exit_code == 0, restored.output
-    assert _authenticate(gone) == gone["client_id"]
+    assert authenticate(gone) == gone["client_id"]
     assert "not archived" in _run("apps", "restore", gone["client_id"]).stdout
 
     renamed = _run("apps", "rename", kept["client_id"], "Renamed app")
@@ -117,7 +81,7 @@ def test_list_archive_restore_and_rename(data_dir: Path) -> None:
         entries = (await session.execute(select(AuditEntry).order_by(AuditEntry.id))).scalars()
         return [(e.action, e.actor) for e in entries if e.action.startswith("app.")]
 
-    assert [a for a in _in_db(actions) if a[0] != "app.created"] == [
+    assert [a for a in in_db(actions) if a[0] != "app.created"] == [
         ("app.archived", "operator"),
         ("app.restored", "operator"),
         ("app.renamed", "operator"),

@@ -19,8 +19,7 @@ from bankhub.config import ConfigError, Environment, Settings
 from bankhub.db.engine import Database
 from bankhub.errors import DomainError, ErrorCode
 from bankhub.events import flags
-from bankhub.partners import services as partners
-from bankhub.security.secrets import SecretHasher
+from tests.support.cli import authenticate
 
 
 @pytest.fixture
@@ -32,25 +31,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _authenticates(creds: dict[str, str]) -> bool:
-    settings = Settings()
-
-    async def check() -> bool:
-        db = Database(settings.resolved_database_url())
-        try:
-            async with db.transaction() as session:
-                app, _ = await partners.authenticate(
-                    session,
-                    SecretHasher(settings.resolved_secret_key()),
-                    creds["client_id"],
-                    creds["service_secret"],
-                    None,
-                    now=datetime.now(UTC),
-                )
-                return app.client_id == creds["client_id"]
-        finally:
-            await db.dispose()
-
-    return asyncio.run(check())
+    return authenticate(creds) == creds["client_id"]
 
 
 def test_apps_create_json_prints_working_secrets_once(data_dir: Path) -> None:

@@ -4,7 +4,6 @@ the same services and audit entries as the dashboard's (``bankhub apps create`` 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
@@ -13,10 +12,9 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.cli_common import err, migrate, out, settings_or_exit
+from bankhub.cli_common import in_one_transaction, migrate, out, settings_or_exit
 from bankhub.clock import utcnow
-from bankhub.db.engine import Database
-from bankhub.errors import DomainError, ErrorCode, NotFound
+from bankhub.errors import ErrorCode, NotFound
 from bankhub.partners import services as partners
 from bankhub.partners.models import App
 
@@ -28,21 +26,8 @@ OPERATOR = "operator"
 def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     settings = settings_or_exit()
     migrate(settings)
-
-    async def run() -> T:
-        db = Database(settings.resolved_database_url())
-        try:
-            # S14: the command's callback (``bankhub.cli``) chose every app's rows
-            async with db.transaction() as session:
-                return await work(session)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(run())
-    except DomainError as exc:
-        err.print(f"[red]{exc.message}[/red]", highlight=False)
-        raise typer.Exit(2) from None
+    # S14: the command's callback (``bankhub.cli``) chose every app's rows
+    return in_one_transaction(settings, work, highlight=False)
 
 
 async def _app(session: AsyncSession, client_id: str) -> App:

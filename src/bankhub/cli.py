@@ -23,7 +23,7 @@ from bankhub import supervision
 from bankhub.audit import services as audit
 from bankhub.audit_cli import audit_log
 from bankhub.banks.cli import banks_cli
-from bankhub.cli_common import base_url, err, out, settings_or_exit, url_host
+from bankhub.cli_common import base_url, err, in_one_transaction, out, settings_or_exit, url_host
 from bankhub.cli_common import migrate as migrate_schema
 from bankhub.clock import utcnow
 from bankhub.config import ConfigError, Settings
@@ -81,20 +81,7 @@ cli.command("audit")(audit_log)
 
 def _in_db(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run ``work`` in one unit of work on the configured database; API errors end the command."""
-
-    async def run() -> T:
-        db = Database(settings.resolved_database_url())
-        try:
-            async with db.transaction() as session:
-                return await work(session)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(run())
-    except DomainError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(2) from None
+    return in_one_transaction(settings, work)
 
 
 def _demo_app(settings: Settings, *, reissue: bool) -> partners.IssuedApp | None:

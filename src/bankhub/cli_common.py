@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import typer
 from rich.console import Console
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub import supervision
 from bankhub.config import ConfigError, Settings
 from bankhub.db import migrate as migrations
+from bankhub.db.engine import Database
+from bankhub.errors import DomainError
+
+T = TypeVar("T")
 
 out = Console()
 err = Console(stderr=True)
@@ -47,3 +56,28 @@ def migrate(settings: Settings) -> None:
     if settings.database_url is None:
         settings.make_data_dir()
     migrations.upgrade(settings.resolved_migration_url())
+
+
+def in_one_transaction(
+    settings: Settings,
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    describe: Callable[[DomainError], str] = lambda exc: exc.message,
+    highlight: bool | None = None,
+) -> T:
+    """Run ``work`` in one unit of work on the configured database; a refusal of the domain
+    ends the command with exit 2 and ``describe(error)`` in red."""
+
+    async def run() -> T:
+        db = Database(settings.resolved_database_url())
+        try:
+            async with db.transaction() as session:
+                return await work(session)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except DomainError as exc:
+        err.print(f"[red]{describe(exc)}[/red]", highlight=highlight)
+        raise typer.Exit(2) from None

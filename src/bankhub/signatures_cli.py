@@ -15,7 +15,7 @@ import typer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bankhub.cli_common import err, migrate, out, settings_or_exit
+from bankhub.cli_common import err, in_one_transaction, migrate, out, settings_or_exit
 from bankhub.clock import utcnow
 from bankhub.config import Settings
 from bankhub.db.engine import Database
@@ -38,21 +38,12 @@ JsonOption = Annotated[bool, typer.Option("--json")]
 def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     settings = settings_or_exit()
     migrate(settings)
+    return in_one_transaction(settings, work, describe=_with_problems)
 
-    async def go() -> T:
-        db = Database(settings.resolved_database_url())
-        try:
-            async with db.transaction() as session:
-                return await work(session)
-        finally:
-            await db.dispose()
 
-    try:
-        return asyncio.run(go())
-    except DomainError as exc:
-        problems = exc.extra.get("problems")
-        err.print(f"[red]{exc.message}[/red]" + (f" ({', '.join(problems)})" if problems else ""))
-        raise typer.Exit(2) from None
+def _with_problems(exc: DomainError) -> str:
+    problems = exc.extra.get("problems")
+    return exc.message + (f" ({', '.join(problems)})" if problems else "")
 
 
 async def _app_id(session: AsyncSession, client_id: str) -> int:

@@ -316,14 +316,21 @@ async def rename_app(
     return go(request, f"{APPS}/{client_id}?done=renamed")
 
 
-def _archive_consequences(app: App) -> list[str]:
-    return [
-        f"Every API key of {app.name} is refused from the next request on, with the error "
-        "AppArchived; so are its OAuth tokens.",
-        "Its data, keys, webhooks and settings are kept; nothing is deleted.",
-        "The app leaves the list of apps (it stays under “Archived”) until it is restored, "
-        "which makes its live keys work again.",
-    ]
+def _archive_confirmation(request: AnyRequest, app: App) -> Response[Any]:
+    return confirm_page(
+        request,
+        title=f"Archive {app.name}?",
+        consequences=[
+            f"Every API key of {app.name} is refused from the next request on, with the error "
+            "AppArchived; so are its OAuth tokens.",
+            "Its data, keys, webhooks and settings are kept; nothing is deleted.",
+            "The app leaves the list of apps (it stays under “Archived”) until it is restored, "
+            "which makes its live keys work again.",
+        ],
+        action=f"{APPS}/{app.client_id}/archive",
+        button="Archive app",
+        back=f"{APPS}/{app.client_id}",
+    )
 
 
 @get(f"{APPS}/{{client_id:str}}/archive", opt=roles.route(Action.VIEW), include_in_schema=False)
@@ -331,14 +338,7 @@ async def archive_page(hub: HubDep, request: AnyRequest, client_id: FromPath[str
     _may(request, Action.APP_MANAGE)
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
-    return confirm_page(
-        request,
-        title=f"Archive {app.name}?",
-        consequences=_archive_consequences(app),
-        action=f"{APPS}/{client_id}/archive",
-        button="Archive app",
-        back=f"{APPS}/{client_id}",
-    )
+    return _archive_confirmation(request, app)
 
 
 @post(
@@ -351,14 +351,7 @@ async def archive_app(
     async with hub.db.transaction() as db:
         app = await app_of(db, client_id)
         if not confirmed(data):
-            return confirm_page(
-                request,
-                title=f"Archive {app.name}?",
-                consequences=_archive_consequences(app),
-                action=f"{APPS}/{client_id}/archive",
-                button="Archive app",
-                back=f"{APPS}/{client_id}",
-            )
+            return _archive_confirmation(request, app)
         await partners.archive_app(
             db, app, now=hub.clock(), actor=services.member_actor(member_of(request))
         )

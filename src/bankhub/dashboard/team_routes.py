@@ -177,6 +177,20 @@ async def account_page(request: AnyRequest) -> Response[Any]:
     return await _account_page(request)
 
 
+async def _signed_in(db: AsyncSession, request: AnyRequest) -> Member:
+    member = await db.get(Member, member_of(request).id)
+    if member is None:
+        raise Refused(401, "Please sign in again.")
+    return member
+
+
+async def _refusal(db: AsyncSession, member: Member, now: datetime, exc: Exception) -> str:
+    """The refusal's message; a refusal that locked the member ends every session of theirs."""
+    if services.is_locked(member, now):
+        await services.end_sessions_of(db, member.id)
+    return str(exc)
+
+
 @post(f"{ACCOUNT}/password", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
 async def change_password(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
     """The current password, then the new one twice; every other session is signed out."""
@@ -184,9 +198,7 @@ async def change_password(hub: HubDep, request: AnyRequest, data: Form) -> Respo
     now = hub.clock()
     keep = visit.session.id if visit.session is not None else None
     async with hub.db.transaction() as db:
-        member = await db.get(Member, member_of(request).id)
-        if member is None:
-            raise Refused(401, "Please sign in again.")
+        member = await _signed_in(db, request)
         try:
             await account.change_password(
                 db,
@@ -199,9 +211,7 @@ async def change_password(hub: HubDep, request: AnyRequest, data: Form) -> Respo
                 keep_session=keep,
             )
         except FormError as exc:
-            refused = str(exc)
-            if services.is_locked(member, now):
-                await services.end_sessions_of(db, member.id)
+            refused = await _refusal(db, member, now, exc)
         else:
             refused = ""
     if refused and services.is_locked(member, now):
@@ -216,17 +226,13 @@ async def renew_recovery_codes(hub: HubDep, request: AnyRequest, data: Form) -> 
     """New recovery codes, shown this once; the old ones stop working."""
     now = hub.clock()
     async with hub.db.transaction() as db:
-        member = await db.get(Member, member_of(request).id)
-        if member is None:
-            raise Refused(401, "Please sign in again.")
+        member = await _signed_in(db, request)
         try:
             codes = account.renew_recovery_codes(
                 db, hub.keyring, hub.hasher, member, field_of(data, "code"), now, hub.settings
             )
         except FormError as exc:
-            refused = str(exc)
-            if services.is_locked(member, now):
-                await services.end_sessions_of(db, member.id)
+            refused = await _refusal(db, member, now, exc)
         else:
             refused = ""
     if refused and services.is_locked(member, now):
@@ -259,9 +265,7 @@ async def recover(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]
                 db, hub.keyring, hub.hasher, member, field_of(data, "code"), now, hub.settings
             )
         except SignInRefused as exc:
-            refused = str(exc)
-            if services.is_locked(member, now):
-                await services.end_sessions_of(db, member.id)
+            refused = await _refusal(db, member, now, exc)
         else:
             refused = ""
             started = await services.start_session(

@@ -8,8 +8,9 @@ re-authentication (S7) and is audited with the member's name."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -25,6 +26,7 @@ from bankhub.dashboard.roles import Action
 from bankhub.errors import DomainError
 from bankhub.events import services as events
 from bankhub.events.models import Event
+from bankhub.hub import Hub
 from bankhub.security import redact
 from bankhub.webhooks import services as webhooks
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -347,16 +349,7 @@ async def enable_endpoint(
                 db, now, endpoint, limit=hub.settings.webhook_catch_up_limit
             )
             if not caught.was_enabled:
-                audit.record(
-                    db,
-                    now=now,
-                    actor=services.member_actor(member_of(request)),
-                    action=webhooks.ENABLED_ACTION,
-                    target_type="webhook_endpoint",
-                    target_id=endpoint.id,
-                    app_id=app.id,
-                    detail=caught.audit_detail(),
-                )
+                _audit(db, request, now, webhooks.ENABLED_ACTION, endpoint, caught.audit_detail())
     except DomainError as exc:
         return await _webhooks_page(request, client_id, notice=exc.message)
     return await _webhooks_page(request, client_id, notice=caught.message)
@@ -377,6 +370,27 @@ def _audit(
     )
 
 
+async def _change_endpoint(
+    hub: Hub,
+    request: AnyRequest,
+    client_id: str,
+    endpoint_id: str,
+    change: Callable[[Any, datetime, WebhookEndpoint], Awaitable[None]],
+    done: str,
+) -> Response[Any]:
+    """Find the app's endpoint, apply ``change`` in one transaction and go back to the list
+    with ``done``; a refused change shows the page with its message."""
+    now = hub.clock()
+    try:
+        async with hub.db.transaction() as db:
+            app = await app_of(db, client_id)
+            endpoint = await webhooks.endpoint_of(db, app.id, endpoint_id[:64])
+            await change(db, now, endpoint)
+    except DomainError as exc:
+        return await _webhooks_page(request, client_id, notice=exc.message)
+    return go(request, f"{_hooks(client_id)}?done={done}")
+
+
 @post(
     f"{APPS}/{{client_id:str}}/webhooks/{{endpoint_id:str}}/edit",
     opt=roles.route(Action.WEBHOOKS_MANAGE),
@@ -390,25 +404,21 @@ async def edit_endpoint(
     form = await request.form()
     url = str(form.get("url", ""))[: MAX_URL_LENGTH + 1].strip()
     chosen = [t for t in form.getall("event") if isinstance(t, str)] if "event" in form else []
-    now = hub.clock()
-    try:
-        async with hub.db.transaction() as db:
-            app = await app_of(db, client_id)
-            endpoint = await webhooks.endpoint_of(db, app.id, endpoint_id[:64])
-            changed = await webhooks.update_endpoint(
-                db,
-                now,
-                endpoint,
-                url,
-                chosen or None,
-                allow_http=hub.settings.is_dev,
-                allow_private=hub.settings.is_dev,
-            )
-            if changed:
-                _audit(db, request, now, "webhook.endpoint_changed", endpoint, changed)
-    except DomainError as exc:
-        return await _webhooks_page(request, client_id, notice=exc.message)
-    return go(request, f"{_hooks(client_id)}?done=edited")
+
+    async def change(db: Any, now: datetime, endpoint: WebhookEndpoint) -> None:
+        changed = await webhooks.update_endpoint(
+            db,
+            now,
+            endpoint,
+            url,
+            chosen or None,
+            allow_http=hub.settings.is_dev,
+            allow_private=hub.settings.is_dev,
+        )
+        if changed:
+            _audit(db, request, now, "webhook.endpoint_changed", endpoint, changed)
+
+    return await _change_endpoint(hub, request, client_id, endpoint_id, change, "edited")
 
 
 @post(
@@ -419,16 +429,12 @@ async def edit_endpoint(
 async def disable_endpoint(
     hub: HubDep, request: AnyRequest, client_id: FromPath[str], endpoint_id: FromPath[str]
 ) -> Response[Any]:
-    now = hub.clock()
-    try:
-        async with hub.db.transaction() as db:
-            app = await app_of(db, client_id)
-            endpoint = await webhooks.endpoint_of(db, app.id, endpoint_id[:64])
-            if await webhooks.disable_endpoint(db, now, endpoint):
-                _audit(db, request, now, "webhook.endpoint_disabled", endpoint, {})
-    except DomainError as exc:
-        return await _webhooks_page(request, client_id, notice=exc.message)
-    return go(request, f"{_hooks(client_id)}?done=disabled")
+
+    async def change(db: Any, now: datetime, endpoint: WebhookEndpoint) -> None:
+        if await webhooks.disable_endpoint(db, now, endpoint):
+            _audit(db, request, now, "webhook.endpoint_disabled", endpoint, {})
+
+    return await _change_endpoint(hub, request, client_id, endpoint_id, change, "disabled")
 
 
 @post(
@@ -439,18 +445,13 @@ async def disable_endpoint(
 async def delete_endpoint(
     hub: HubDep, request: AnyRequest, client_id: FromPath[str], endpoint_id: FromPath[str]
 ) -> Response[Any]:
-    now = hub.clock()
-    try:
-        async with hub.db.transaction() as db:
-            app = await app_of(db, client_id)
-            endpoint = await webhooks.endpoint_of(db, app.id, endpoint_id[:64])
-            _audit(
-                db, request, now, "webhook.endpoint_deleted", endpoint, {"url": endpoint.url[:300]}
-            )
-            await webhooks.delete_endpoint(db, endpoint)
-    except DomainError as exc:
-        return await _webhooks_page(request, client_id, notice=exc.message)
-    return go(request, f"{_hooks(client_id)}?done=deleted")
+
+    async def change(db: Any, now: datetime, endpoint: WebhookEndpoint) -> None:
+        detail = {"url": endpoint.url[:300]}
+        _audit(db, request, now, "webhook.endpoint_deleted", endpoint, detail)
+        await webhooks.delete_endpoint(db, endpoint)
+
+    return await _change_endpoint(hub, request, client_id, endpoint_id, change, "deleted")
 
 
 @post(
@@ -463,16 +464,13 @@ async def test_endpoint(
 ) -> Response[Any]:
     """A ``webhook.test`` event for this endpoint alone, signed and sent by the runner like any
     delivery (docs/webhooks.md)."""
-    now = hub.clock()
-    try:
-        async with hub.db.transaction() as db:
-            app = await app_of(db, client_id)
-            endpoint = await webhooks.endpoint_of(db, app.id, endpoint_id[:64])
-            await webhooks.send_test_event(db, now, endpoint)
-            _audit(db, request, now, "webhook.test_sent", endpoint, {})
-    except DomainError as exc:
-        return await _webhooks_page(request, client_id, notice=exc.message)
-    return go(request, f"{_hooks(client_id)}?done=tested&endpoint={endpoint_id[:36]}")
+
+    async def change(db: Any, now: datetime, endpoint: WebhookEndpoint) -> None:
+        await webhooks.send_test_event(db, now, endpoint)
+        _audit(db, request, now, "webhook.test_sent", endpoint, {})
+
+    done = f"tested&endpoint={endpoint_id[:36]}"
+    return await _change_endpoint(hub, request, client_id, endpoint_id, change, done)
 
 
 WEBHOOK_ROUTES = [

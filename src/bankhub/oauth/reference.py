@@ -73,6 +73,30 @@ def _refused(description: str) -> dict[str, Any]:
     }
 
 
+def _token_form(description: str, example: str) -> dict[str, Any]:
+    """The form of ``/oauth/revoke`` and ``/oauth/introspect``: a token and the client's
+    credentials."""
+    return {
+        "content": {
+            _FORM: {
+                "schema": {
+                    "type": "object",
+                    "required": ["token"],
+                    "properties": {
+                        "token": {"type": "string", "description": description},
+                        **_CLIENT_FIELDS,
+                    },
+                },
+                "example": {
+                    "token": _placeholder(example),
+                    "client_id": _placeholder("client-id"),
+                    "client_secret": _placeholder("service-secret"),
+                },
+            }
+        }
+    }
+
+
 _TOKEN_ANSWER: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -150,28 +174,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "description": "End a refresh token's grant (and every access token from it) or one "
         "access token (RFC 7009). Always `200` for an authenticated client, whatever the token.",
         "security": [],
-        "requestBody": {
-            "content": {
-                _FORM: {
-                    "schema": {
-                        "type": "object",
-                        "required": ["token"],
-                        "properties": {
-                            "token": {
-                                "type": "string",
-                                "description": "A refresh or access token of this app.",
-                            },
-                            **_CLIENT_FIELDS,
-                        },
-                    },
-                    "example": {
-                        "token": _placeholder("refresh-token"),
-                        "client_id": _placeholder("client-id"),
-                        "client_secret": _placeholder("service-secret"),
-                    },
-                }
-            }
-        },
+        "requestBody": _token_form("A refresh or access token of this app.", "refresh-token"),
         "responses": {
             "200": {"description": "Revoked, or nothing to revoke (empty body)"},
             "401": _refused("The client is not known or its secret is wrong"),
@@ -181,25 +184,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "description": "Whether a token is active, and its claims (RFC 7662). Another app's "
         'token, or anything not active, is `{"active": false}`.',
         "security": [],
-        "requestBody": {
-            "content": {
-                _FORM: {
-                    "schema": {
-                        "type": "object",
-                        "required": ["token"],
-                        "properties": {
-                            "token": {"type": "string", "description": "The token to look at."},
-                            **_CLIENT_FIELDS,
-                        },
-                    },
-                    "example": {
-                        "token": _placeholder("access-token"),
-                        "client_id": _placeholder("client-id"),
-                        "client_secret": _placeholder("service-secret"),
-                    },
-                }
-            }
-        },
+        "requestBody": _token_form("The token to look at.", "access-token"),
         "responses": {
             "200": {
                 "description": "The token's state",

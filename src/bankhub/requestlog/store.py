@@ -12,19 +12,19 @@ without writes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, delete, insert, select
+from sqlalchemy import ColumnElement, and_, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.db import tenancy
+from bankhub.db.batches import loop_lifespan, purge_in_batches, run_flush_loop
 from bankhub.db.engine import Database
 from bankhub.partners.models import App
 from bankhub.requestlog.buffer import RequestLog, Row
@@ -90,18 +90,15 @@ async def flush(db: Database, buffer: RequestLog) -> int:
 
 
 async def run_flusher(db: Database, buffer: RequestLog, stop: asyncio.Event, every: float) -> None:
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every)
-        try:
-            await flush(db, buffer)
-        except Exception:
-            log.exception("writing the request log failed; its rows are kept for the next try")
-    if len(buffer):
-        try:
-            await flush(db, buffer)
-        except Exception:
-            log.exception("writing the request log at shutdown failed; its rows are lost")
+    await run_flush_loop(
+        lambda: flush(db, buffer),
+        lambda: len(buffer),
+        stop,
+        every,
+        log=log,
+        failed="writing the request log failed; its rows are kept for the next try",
+        lost="writing the request log at shutdown failed; its rows are lost",
+    )
 
 
 def flusher(
@@ -109,48 +106,16 @@ def flusher(
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """A Litestar lifespan entry: flush while serving, and at shutdown (list it after the
     lifespan that closes the hub)."""
-
-    @asynccontextmanager
-    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_flusher(db, buffer, stop, every))
-        try:
-            yield
-        finally:
-            stop.set()
-            await task
-
-    return lifespan
+    return loop_lifespan(lambda stop: run_flusher(db, buffer, stop, every))
 
 
 async def purge(
     db: Database, now: datetime, *, days: int = RETENTION_DAYS, batch: int = PURGE_BATCH
 ) -> int:
     """Delete calls older than ``days`` before ``now``, in short batches; how many went."""
-    cutoff = now - timedelta(days=days)
-    old: ColumnElement[bool] = ApiRequest.at < cutoff
-    removed = 0
+    old: ColumnElement[bool] = ApiRequest.at < now - timedelta(days=days)
     with tenancy.everything():  # S14: the sweep purges every app's rows
-        while True:
-            async with db.transaction() as session:
-                ids = list(
-                    (
-                        await session.execute(
-                            select(ApiRequest.id).where(old).order_by(ApiRequest.id).limit(batch)
-                        )
-                    ).scalars()
-                )
-                if not ids:
-                    return removed
-                gone = await session.execute(
-                    delete(ApiRequest)
-                    .where(ApiRequest.id.in_(ids), old)
-                    .returning(ApiRequest.id)
-                    .execution_options(synchronize_session=False)
-                )
-                removed += len(gone.all())
-            if len(ids) < batch:
-                return removed
+        return await purge_in_batches(db, ApiRequest, ApiRequest.id, old, batch)
 
 
 # --- the dashboard's page ------------------------------------------------------------------------

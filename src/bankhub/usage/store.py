@@ -15,19 +15,19 @@ keeping the request path free of writes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ColumnElement, Insert, Table, delete, select
+from sqlalchemy import ColumnElement, Insert, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.db import tenancy
+from bankhub.db.batches import loop_lifespan, purge_in_batches, run_flush_loop
 from bankhub.db.engine import Database
 from bankhub.partners.models import App
 from bankhub.usage.counters import Counters, Key
@@ -131,47 +131,23 @@ async def purge(
 
     In short batches like the rest of the retention purge; safe in several runners at once.
     """
-    cutoff = now - timedelta(days=days)
-    old: ColumnElement[bool] = UsageCount.hour < cutoff
-    removed = 0
-    while True:
-        async with db.transaction() as session:
-            ids = list(
-                (
-                    await session.execute(
-                        select(UsageCount.id).where(old).order_by(UsageCount.id).limit(batch)
-                    )
-                ).scalars()
-            )
-            if not ids:
-                return removed
-            gone = await session.execute(
-                delete(UsageCount)
-                .where(UsageCount.id.in_(ids), old)
-                .returning(UsageCount.id)
-                .execution_options(synchronize_session=False)
-            )
-            removed += len(gone.all())
-        if len(ids) < batch:
-            return removed
+    old: ColumnElement[bool] = UsageCount.hour < now - timedelta(days=days)
+    return await purge_in_batches(db, UsageCount, UsageCount.id, old, batch)
 
 
 async def run_flusher(db: Database, counters: Counters, stop: asyncio.Event, every: float) -> None:
     """Flush every ``every`` seconds until ``stop``, then once more."""
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every)
-        try:
-            await flush(db, counters)
-        except Exception:
-            log.exception("writing usage counts failed; they are kept for the next try")
-    # ``stop`` set: the loop's last flush above already ran after it; nothing is left unless
-    # a request finished in between, so flush once more.
-    if len(counters):
-        try:
-            await flush(db, counters)
-        except Exception:
-            log.exception("writing usage counts at shutdown failed; they are lost")
+    # ``stop`` set: the loop's last flush already ran after it; nothing is left unless a request
+    # finished in between, so the loop flushes once more when ``counters`` is not empty.
+    await run_flush_loop(
+        lambda: flush(db, counters),
+        lambda: len(counters),
+        stop,
+        every,
+        log=log,
+        failed="writing usage counts failed; they are kept for the next try",
+        lost="writing usage counts at shutdown failed; they are lost",
+    )
 
 
 def flusher(
@@ -179,15 +155,4 @@ def flusher(
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """A Litestar lifespan entry: flush while serving, and at shutdown (before the hub closes,
     so list it after the lifespan that closes the hub)."""
-
-    @asynccontextmanager
-    async def lifespan(_app: Litestar) -> AsyncIterator[None]:
-        stop = asyncio.Event()
-        task = asyncio.create_task(run_flusher(db, counters, stop, every))
-        try:
-            yield
-        finally:
-            stop.set()
-            await task
-
-    return lifespan
+    return loop_lifespan(lambda stop: run_flusher(db, counters, stop, every))

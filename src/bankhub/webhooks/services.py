@@ -96,6 +96,24 @@ def subscription(types: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(types)) if types else list(DEFAULT_EVENT_TYPES)
 
 
+async def _checked(
+    url: str,
+    events: Sequence[str] | None,
+    allow_http: bool,
+    allow_private: bool | None,
+    resolver: Resolver | None,
+) -> list[str]:
+    """The event types an endpoint at ``url`` gets, once the URL passed the checks a new and a
+    changed endpoint both go through (S39)."""
+    await check_endpoint_url(
+        url,
+        allow_http=allow_http,
+        allow_private=allow_http if allow_private is None else allow_private,
+        resolver=resolver,
+    )
+    return subscription(events)
+
+
 async def create_endpoint(
     session: AsyncSession,
     box: Cipher,
@@ -116,13 +134,7 @@ async def create_endpoint(
     the environment. Outside dev the URL's host is resolved and checked before anything is
     stored: see :func:`check_endpoint_url`.
     """
-    await check_endpoint_url(
-        url,
-        allow_http=allow_http,
-        allow_private=allow_http if allow_private is None else allow_private,
-        resolver=resolver,
-    )
-    chosen = subscription(events)
+    chosen = await _checked(url, events, allow_http, allow_private, resolver)
     secret = signing.new_secret()
     endpoint = WebhookEndpoint(
         id=str(uuid.uuid4()),
@@ -152,13 +164,7 @@ async def update_endpoint(
 ) -> dict[str, object]:
     """A new URL and list of types for ``endpoint``, checked as a new endpoint's are (S39); its
     signing secret stays. What changed, for the audit."""
-    await check_endpoint_url(
-        url,
-        allow_http=allow_http,
-        allow_private=allow_http if allow_private is None else allow_private,
-        resolver=resolver,
-    )
-    chosen = subscription(events)
+    chosen = await _checked(url, events, allow_http, allow_private, resolver)
     changed: dict[str, object] = {}
     if url != endpoint.url:
         changed["url"] = url[:300]
