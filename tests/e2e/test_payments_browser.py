@@ -585,7 +585,7 @@ def test_signature_keys_added_and_revoked_after_reauthentication(
     developer.get_by_label("Password").fill(PASSWORDS[DEVELOPER])
     developer.get_by_label("Code from your authenticator app").fill(team.code(DEVELOPER))
     developer.get_by_role("button", name="Confirm").click()
-    fill()
+    # the change waited for the password and code and is carried out, not typed again
     expect(developer.get_by_text("The key was added.")).to_be_visible()
     row = developer.locator("table.signature-keys tbody tr").first
     expect(row).to_contain_text("required")
@@ -651,7 +651,7 @@ def test_key_sources_added_synced_and_removed_on_the_signatures_page(
         developer.get_by_label("Password").fill(PASSWORDS[DEVELOPER])
         developer.get_by_label("Code from your authenticator app").fill(team.code(DEVELOPER))
         developer.get_by_role("button", name="Confirm").click()
-        add()
+        # the change waited for the password and code and is carried out, not typed again
         expect(developer.get_by_text("The key source was added and synced")).to_be_visible()
         row = developer.locator("table.signature-sources tbody tr").first
         expect(row.locator("td.state")).to_have_text("ok")

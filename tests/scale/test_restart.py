@@ -72,7 +72,10 @@ def state(db: Any, login_id: int) -> tuple[str | None, list[tuple[str, str]], li
         assert login is not None
         runs = (
             await session.execute(
-                select(SyncRun.worker, SyncRun.outcome).where(SyncRun.login_id == login_id)
+                # the scheduled runs (a connect's first sync is a run of its own, by "request")
+                select(SyncRun.worker, SyncRun.outcome).where(
+                    SyncRun.login_id == login_id, SyncRun.kind == "scheduled"
+                )
             )
         ).all()
         attempts = (
