@@ -81,3 +81,16 @@ async def test_an_unknown_kind_of_work_is_refused(harness: Harness) -> None:
             mark_outbox(session, "mail")
         with pytest.raises(ValueError, match="kinds of background work"):
             mark_outbox(session)
+
+
+def test_a_notification_naming_no_known_kind_wakes_every_source() -> None:
+    """A process of an older release notifies with an empty payload, and a payload is text any
+    process with the runtime role could send: what names no known kind wakes every source (a
+    claim that finds nothing costs one unit of work), never none."""
+    from bankhub.jobs.wakeup import _kinds
+
+    assert _kinds("deliveries") == frozenset({"deliveries"})
+    assert _kinds("outbox,syncs") == frozenset({"outbox", "syncs"})
+    assert _kinds("deliveries,nonsense") == frozenset({"deliveries"})
+    assert _kinds("") is None
+    assert _kinds("nonsense," * 1000) is None
