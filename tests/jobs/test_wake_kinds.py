@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
 
 import pytest
 
@@ -44,33 +44,60 @@ async def test_a_commit_wakes_the_sources_of_the_work_it_queued_and_no_other(
         return None
 
     runner.outbox.handlers[NOTE] = note
+    woken: list[frozenset[str] | None] = []  # every wake-up, in-process or by notification
+    wake = runner.loop.wake
+
+    def heard(kinds: Collection[str] | None = None) -> None:
+        woken.append(None if kinds is None else frozenset(kinds))
+        wake(kinds)
+
+    runner.loop.wake = heard  # type: ignore[method-assign]
     h.hub.db.outbox_listeners.append(runner.wake)  # as `serve` wires its embedded runner
+    # a commit wakes its own process's runner, and on PostgreSQL every runner by notification
+    wakes_per_commit = 2 if h.hub.db.dialect == "postgresql" else 1
     stop = asyncio.Event()
     running = asyncio.create_task(runner.run_forever(stop))
     try:
         if h.hub.db.dialect == "postgresql":  # listening wakes every source once
             await eventually(lambda: runner.listens == 1)
         await eventually(lambda: set(claims) == {"deliveries", "syncs", "outbox"})
-        await asyncio.sleep(0.2)
+        await settled(claims)
         before = dict(claims)
+        woken.clear()
 
         await queue_event(h, h.hub.db)
         await eventually(lambda: len(receiver.received) == 1)
-        await asyncio.sleep(0.2)
+        await eventually(lambda: len(woken) == wakes_per_commit)
+        await settled(claims)
+        assert set(woken) == {frozenset({"deliveries"})}
         assert claims["syncs"] == before["syncs"]
         assert claims["outbox"] == before["outbox"]
         assert claims["deliveries"] > before["deliveries"]
 
         during = dict(claims)
+        woken.clear()
         await queue_note(h.hub.db, h, "hello")
         await eventually(lambda: claims["outbox"] > during["outbox"])
-        await asyncio.sleep(0.2)
+        await eventually(lambda: len(woken) == wakes_per_commit)
+        await settled(claims)
+        assert set(woken) == {frozenset({"outbox"})}
         assert claims["syncs"] == during["syncs"]
         assert claims["deliveries"] == during["deliveries"]
     finally:
         stop.set()
         await running
         h.hub.db.outbox_listeners.remove(runner.wake)
+
+
+async def settled(claims: collections.Counter[str], quiet: float = 0.3) -> None:
+    """Until no source has claimed for ``quiet`` seconds: the claims a piece of work causes
+    after it is done (its freed slot asks for more) are over before the next step counts."""
+    seen = dict(claims)
+    while True:
+        await asyncio.sleep(quiet)
+        if dict(claims) == seen:
+            return
+        seen = dict(claims)
 
 
 async def test_an_unknown_kind_of_work_is_refused(harness: Harness) -> None:
