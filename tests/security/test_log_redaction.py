@@ -356,3 +356,27 @@ def test_a_test_connects_callback_path_keeps_no_login_secret(
     text = stream.getvalue()
     assert secret not in text
     assert '"login_id":7' in text
+
+
+def test_percent_encoded_secrets_are_removed(logged: tuple[logging.Logger, io.StringIO]) -> None:
+    """S23: a URL or a form body logged as it was sent hides a secret behind percent-escapes:
+    ``%22`` before a UUID-shaped login-secret is no word boundary, and ``%3D`` or ``%3A`` is no
+    ``=`` or ``:`` after a secret's key. What is encoded once or twice is read decoded too;
+    text with nothing to remove keeps its escapes as written."""
+    logger, stream = logged
+    secrets_ = [new_uuid_shaped_secret() for _ in range(20)]
+    for secret in secrets_:
+        logger.info("body %%7B%%22login-secret%%22%%3A%%22%s%%22%%7D", secret)
+        logger.info("query ?q=%%22%s", secret)
+        logger.info("redirect to /cb?x=1%%20%s", secret)
+    logger.info("form login%2Dsecret%3Dhunter2&pw%253Dsecond-layer")
+    logger.info("next page /v2/transaction?account_id=7&from_date=2024-01-01&q=caf%C3%A9%20au")
+    logger.info("import 50% done")
+    text = stream.getvalue()
+    assert [s for s in secrets_ if s in text] == []
+    assert "hunter2" not in text
+    assert "second-layer" not in text
+    assert text.count("[REDACTED]") >= 3 * len(secrets_) + 2
+    # nothing to remove: as written
+    assert "/v2/transaction?account_id=7&from_date=2024-01-01&q=caf%C3%A9%20au" in text
+    assert "import 50% done" in text

@@ -24,6 +24,7 @@ import logging
 import re
 from collections.abc import Callable, MutableMapping
 from typing import Any
+from urllib.parse import unquote
 
 import structlog
 
@@ -169,8 +170,37 @@ def _key_value(match: re.Match[str]) -> str:
     return f"{match.group('key')}{match.group('scheme') or ''}{REDACTED}"
 
 
+#: a percent-encoded octet (``%22``, ``%3D``): a URL or a form body logged as sent
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+#: how many layers of percent-encoding are undone (a value encoded twice, ``%253D``)
+_DECODE_LAYERS = 3
+
+
+def _decoded(text: str) -> str:
+    for _ in range(_DECODE_LAYERS):
+        if not _PERCENT_ESCAPE.search(text):
+            break
+        text = unquote(text)
+    return text
+
+
 def redact(text: str) -> str:
-    """The text with secrets removed and account identifiers masked (CR/LF untouched)."""
+    """The text with secrets removed and account identifiers masked (CR/LF untouched).
+
+    Percent-encoded text (a query string or a form body logged as it came) is read decoded as
+    well: encoded, ``%22login-secret%22%3A%22<uuid>%22`` hides the key's separators and the
+    value's edges from the patterns. When the decoded text holds anything to remove, the
+    decoded text, redacted, is what is kept; otherwise the text stays as it was written."""
+    if "%" in text:
+        decoded = _decoded(text)
+        if decoded != text:
+            cleaned = _redact(decoded)
+            if cleaned != decoded:
+                return cleaned
+    return _redact(text)
+
+
+def _redact(text: str) -> str:
     text = _PEM_PRIVATE_KEY.sub(
         lambda m: f"-----BEGIN {m['kind']}-----{REDACTED}-----END {m['kind']}-----", text
     )
