@@ -622,23 +622,36 @@ def purge(
     """Purge now what is older than each app's retention window, and print the counts."""
     settings = settings_or_exit()
     migrate_schema(settings)
+    from bankhub.jobs import outbox
     from bankhub.lifecycle import retention
+    from bankhub.requestlog import store as request_log
+    from bankhub.sync import feed
 
-    async def run() -> retention.PurgeReport:
+    async def run() -> tuple[retention.PurgeReport, dict[str, int]]:
         db = Database(settings.resolved_database_url())
         try:
-            return await retention.purge(
+            report = await retention.purge(
                 db,
                 utcnow,
                 usage_days=settings.usage_retention_days,
                 audit_retention_days=settings.audit_retention_days,
             )
+            now = utcnow()
+            # what the retention sweep of the runner purges besides (``jobs.runner``)
+            records = {
+                "request_log_rows": await request_log.purge(
+                    db, now, days=settings.request_log_days
+                ),
+                "sync_runs": await feed.purge(db, now, days=settings.sync_run_days),
+                "outbox_messages": await outbox.purge(db, now),
+            }
+            return report, records
         finally:
             await db.dispose()
 
-    report = asyncio.run(run())
+    report, records = asyncio.run(run())
     if as_json:
-        print(json.dumps(report.as_dict()))
+        print(json.dumps({**report.as_dict(), **records}))
     else:
         out.print(
             f"purged {report.transactions} transactions, {report.changes} change-log rows, "
@@ -656,6 +669,12 @@ def purge(
             )
         if report.audit_entries:
             out.print(f"purged {report.audit_entries} audit entries", highlight=False)
+        out.print(
+            f"purged {records['request_log_rows']} API request log rows, "
+            f"{records['sync_runs']} sync runs, {records['outbox_messages']} outbox messages",
+            highlight=False,
+            soft_wrap=True,
+        )
     if report.failed:
         err.print(f"[red]the purge of {len(report.failed)} app(s) failed; see the log[/red]")
         raise typer.Exit(1)

@@ -176,6 +176,8 @@ class Settings(BaseSettings):
     usage_retention_days: int = Field(default=400, ge=1)
     #: the apps' API request log (docs/dashboard.md): kept this many days
     request_log_days: int = Field(default=14, ge=1, le=400)
+    #: the Bank Feed's record of sync runs (docs/dashboard.md): kept this many days
+    sync_run_days: int = Field(default=90, ge=1, le=3650)
 
     #: S40: how long the first request with an Idempotency-Key holds it before another process
     #: may take over (a crashed process never blocks the key for longer)

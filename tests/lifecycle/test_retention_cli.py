@@ -157,3 +157,75 @@ def test_purge_in_words_names_each_app(data_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "purged 4 transactions" in result.stdout
     assert f"{client_id}: 4 transactions" in result.stdout
+
+
+def test_purge_also_purges_the_request_log_and_the_bank_feed(data_dir: Path) -> None:
+    """What the runner's retention sweep purges besides the apps' data, `bankhub purge` purges
+    too: API request log rows older than BANKHUB_REQUEST_LOG_DAYS and sync runs that finished
+    more than BANKHUB_SYNC_RUN_DAYS ago; newer ones stay."""
+    from bankhub.requestlog.models import ApiRequest
+    from bankhub.sync.models import SyncRun
+
+    created = CliRunner().invoke(cli, ["apps", "create", "Budget app", "--json"])
+    client_id = json.loads(created.stdout)["client_id"]
+
+    async def seed() -> None:
+        db = Database(Settings().resolved_database_url())
+        now = utcnow()
+        try:
+            async with db.transaction() as session:
+                app = (
+                    await session.execute(select(App).where(App.client_id == client_id))
+                ).scalar_one()
+                for days in (1, 13, 15, 30):
+                    session.add(
+                        ApiRequest(
+                            app_id=app.id,
+                            at=now - timedelta(days=days),
+                            method="GET",
+                            route="/v2/account",
+                            status=200,
+                            latency_us=900,
+                            request_id=f"req-{days}",
+                            via="key",
+                        )
+                    )
+                for days in (1, 89, 91, 400):
+                    at = now - timedelta(days=days)
+                    session.add(
+                        SyncRun(
+                            app_id=app.id,
+                            kind="api",
+                            worker="request",
+                            started_at=at,
+                            finished_at=at,
+                            outcome="refused",
+                            file_name=f"statement-{days}.csv",
+                        )
+                    )
+        finally:
+            await db.dispose()
+
+    async def left() -> tuple[list[str], list[str | None]]:
+        db = Database(Settings().resolved_database_url())
+        try:
+            async with db.transaction() as session:
+                requests = await session.execute(
+                    select(ApiRequest.request_id).order_by(ApiRequest.id)
+                )
+                runs = await session.execute(select(SyncRun.file_name).order_by(SyncRun.id))
+                return list(requests.scalars()), list(runs.scalars())
+        finally:
+            await db.dispose()
+
+    asyncio.run(seed())
+    result = CliRunner().invoke(cli, ["purge", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["request_log_rows"], report["sync_runs"]) == (2, 2)
+    assert asyncio.run(left()) == (
+        ["req-1", "req-13"],
+        ["statement-1.csv", "statement-89.csv"],
+    )
+    words = CliRunner().invoke(cli, ["purge"])
+    assert "purged 0 API request log rows, 0 sync runs" in words.stdout

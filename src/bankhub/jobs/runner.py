@@ -39,6 +39,7 @@ from bankhub.logins.consent import ConsentSweep
 from bankhub.payments.sweep import PaymentSweep
 from bankhub.requestlog import store as request_log
 from bankhub.signatures.sync import KeySourceSweep, fetcher_for
+from bankhub.sync import feed
 from bankhub.sync.source import SyncSource
 from bankhub.webhooks.source import DeliverySource
 
@@ -108,6 +109,7 @@ class Runner:
             also=[
                 lambda now: outbox.purge(hub.db, now),
                 lambda now: request_log.purge(hub.db, now, days=settings.request_log_days),
+                lambda now: feed.purge(hub.db, now, days=settings.sync_run_days),
             ],
         )
         #: imported banks' logos, fetched and kept (dev and test allow loopback logo hosts)

@@ -12,14 +12,17 @@ again, an overlapping statement, the bank listing the same months once more.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts.models import Account, Transaction
 from bankhub.catalogue import Catalogue
 from bankhub.customers.models import Customer
+from bankhub.db import tenancy
+from bankhub.db.batches import purge_in_batches
+from bankhub.db.engine import Database
 from bankhub.logins.models import Login
 from bankhub.sync.engine import ApplySummary
 from bankhub.sync.models import SyncRun
@@ -37,6 +40,16 @@ SOURCES = {
 BY_REQUEST = "request"
 #: the longest error text kept and shown
 ERROR_LIMIT = 500
+#: runs deleted per transaction by the retention sweep
+PURGE_BATCH = 1000
+
+
+async def purge(db: Database, now: datetime, *, days: int, batch: int = PURGE_BATCH) -> int:
+    """Delete the runs that finished more than ``days`` before ``now`` (the retention sweep's
+    and ``bankhub purge``'s), in short batches; how many went."""
+    old: ColumnElement[bool] = SyncRun.finished_at < now - timedelta(days=days)
+    with tenancy.everything():  # S14: the sweep purges every app's rows
+        return await purge_in_batches(db, SyncRun, SyncRun.id, old, batch)
 
 
 def skipped(summary: ApplySummary) -> int:

@@ -37,7 +37,8 @@ class SyncRun(Base):
     #: the connector that ran (``sandbox``, ``statement``, ``xs2a``…); empty on older rows
     connector: Mapped[str | None] = mapped_column(String(40), nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: runs are purged this long after (``BANKHUB_SYNC_RUN_DAYS``, ``sync.feed.purge``)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     outcome: Mapped[str] = mapped_column(String(40))
     inserted: Mapped[int] = mapped_column(Integer, default=0)
     #: rows of the answer or file that were stored already (duplicates, not added again)
