@@ -4,13 +4,15 @@ and only logins that are due, active, retryable and not leased."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from sqlalchemy import select, update
 
 from bankhub.db import tenancy
 from bankhub.jobs.runner import Runner
 from bankhub.logins.models import Login
-from bankhub.sync.source import CRASH_BACKOFF
+from bankhub.partners.models import App
+from bankhub.sync.source import ARCHIVED_PAUSE, CRASH_BACKOFF
 from tests.api.connect_client import connect
 from tests.conftest import Harness
 
@@ -91,3 +93,37 @@ async def test_a_login_whose_service_is_gone_is_pushed_back(harness: Harness) ->
     assert login.next_sync_at is not None
     pushed = login.next_sync_at.replace(tzinfo=None) - h.clock().replace(tzinfo=None)
     assert pushed == CRASH_BACKOFF
+
+
+async def test_the_logins_of_an_archived_app_are_not_refreshed_until_it_is_restored(
+    harness: Harness,
+) -> None:
+    """An archived app's keys are refused, so nobody could read what a refresh fetched: its
+    logins' banks are not asked. Each due login is pushed back by ARCHIVED_PAUSE; once the app
+    is restored they are claimed again."""
+    h = harness
+    ids = await make_due(h, 2)
+    async with h.hub.db.transaction() as session:
+        await session.execute(
+            update(App).where(App.client_id == h.creds["client_id"]).values(archived_at=h.clock())
+        )
+    runner = Runner(h.hub, owner="one")
+    with tenancy.everything():
+        assert await runner.syncs.claim_due(10) == []
+    held = await leases(h)
+    for login_id in ids:
+        owner, at = held[login_id]
+        assert owner is None
+        assert isinstance(at, datetime)
+        assert at.replace(tzinfo=None) - h.clock().replace(tzinfo=None) == ARCHIVED_PAUSE
+
+    async with h.hub.db.transaction() as session:
+        await session.execute(
+            update(App).where(App.client_id == h.creds["client_id"]).values(archived_at=None)
+        )
+    with tenancy.everything():
+        assert await runner.syncs.claim_due(10) == []  # not due again yet
+    h.clock.advance(seconds=ARCHIVED_PAUSE.total_seconds())
+    with tenancy.everything():
+        claimed = await runner.syncs.claim_due(10)
+    assert sorted(c.login_id for c in claimed) == sorted(ids)

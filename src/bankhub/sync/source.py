@@ -16,6 +16,7 @@ from bankhub.db.group import GroupCommit
 from bankhub.errors import DomainError, LoginBusy
 from bankhub.logins.models import Login
 from bankhub.observability import logs
+from bankhub.partners.models import App
 from bankhub.sync.engine import SyncEngine
 from bankhub.sync.refresh import (
     RETRYABLE,
@@ -31,6 +32,10 @@ log = logging.getLogger("bankhub.jobs")
 
 #: how far a login whose sync crashed unexpectedly is pushed back, so it cannot spin
 CRASH_BACKOFF = timedelta(minutes=15)
+#: how far a login of an archived app is pushed back: nobody can read what a refresh would
+#: fetch (the app's keys are refused), so its bank is not asked; once the app is restored, its
+#: logins are refreshed again within this time
+ARCHIVED_PAUSE = timedelta(hours=6)
 
 
 class SyncSource:
@@ -78,7 +83,8 @@ class SyncSource:
         wins each login), one query reads them, and each gets what its fetch needs.
 
         A login whose service left the catalogue is pushed back (``CRASH_BACKOFF``) there and
-        then instead of being returned, as a refresh that could not start would be.
+        then instead of being returned, as a refresh that could not start would be; one whose
+        app is archived is pushed back by ``ARCHIVED_PAUSE``.
         """
         engine = self.engine
         now = self.clock()
@@ -120,10 +126,19 @@ class SyncSource:
             if not ids:
                 return []
             rows = await session.execute(
-                select(Login).where(Login.id.in_(ids)).order_by(Login.next_sync_at, Login.id)
+                select(Login, App.archived_at)
+                .join(App, App.id == Login.app_id)
+                .where(Login.id.in_(ids))
+                .order_by(Login.next_sync_at, Login.id)
             )
             claimed: list[Claimed] = []
-            for login in rows.scalars():
+            for login, archived_at in rows.tuples():
+                if archived_at is not None:
+                    log.info("scheduled sync of login %s paused: its app is archived", login.id)
+                    login.next_sync_at = now + ARCHIVED_PAUSE
+                    login.sync_lease_owner = None
+                    login.sync_lease_until = None
+                    continue
                 service = engine.catalogue.get(login.service_id)
                 if service is None:
                     log.info("scheduled sync of login %s skipped: service_not_found", login.id)
