@@ -117,3 +117,17 @@ def csrf_of(text: str) -> str:
     found = _CSRF.search(text)
     assert found, text[:2000]
     return found.group(1)
+
+
+async def invitation_page(v: Visitor, posted: httpx.Response) -> httpx.Response:
+    """Follow an invitation's post (a new one, or one sent again) to the one page that shows
+    its outcome; a reload of that page invites nobody again and shows nothing (410)."""
+    assert posted.status_code == 303, posted.text
+    location = posted.headers["location"]
+    assert location.startswith("/dashboard/team/invited/"), location
+    shown = await v.get(location)
+    assert shown.status_code == 200, shown.text
+    again = await v.get(location)
+    assert again.status_code == 410
+    assert "shown once already" in again.text
+    return shown

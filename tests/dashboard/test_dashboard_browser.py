@@ -182,6 +182,12 @@ def test_invite_by_mail_and_a_viewer_cannot_roll_a_key(make_page: MakePage, team
     owner.get_by_role("button", name="Invite").click()
     expect(owner.get_by_text(f"The invitation was mailed to {VIEWER}.")).to_be_visible()
     assert_no_page_errors(owner)
+    # a reload shows the page again and invites nobody again (post, redirect, get)
+    sent = len(team.smtp.messages)
+    owner.reload()
+    expect(owner.get_by_text("This invitation was shown once already")).to_be_visible()
+    assert len(team.smtp.messages) == sent
+    _no_errors_but(owner, 410)
 
     mailed = team.smtp.messages[-1]
     assert mailed["To"] == VIEWER

@@ -29,12 +29,17 @@ from bankhub.clock import as_utc
 from bankhub.dashboard.models import PendingItem
 from bankhub.security.crypto import Cipher, associated_data
 
-Kind = Literal["secret", "action"]
+Kind = Literal["secret", "action", "invite"]
 #: how long secrets wait for the page that shows them (it is the redirect's target: seconds)
 SECRET_LIFETIME = timedelta(minutes=5)
 #: how long a change waits for the member's password and code
 ACTION_LIFETIME = timedelta(minutes=10)
-LIFETIMES: dict[str, timedelta] = {"secret": SECRET_LIFETIME, "action": ACTION_LIFETIME}
+LIFETIMES: dict[str, timedelta] = {
+    "secret": SECRET_LIFETIME,
+    "action": ACTION_LIFETIME,
+    # an invitation's outcome (and its link when it was not mailed), for the team page
+    "invite": SECRET_LIFETIME,
+}
 #: the largest payload kept (a form of the dashboard is far smaller)
 MAX_PAYLOAD = 64_000
 

@@ -605,7 +605,46 @@ async def invite(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
             note = f"The invitation was mailed to {issued.invite.email}."
         except mail.MailError as exc:
             note = f"The invitation could not be mailed ({exc}); send this link yourself."
-    return await _team_page(request, notice=note, link=link)
+    return await show_invitation(hub, request, note, link)
+
+
+async def show_invitation(
+    hub: Hub, request: AnyRequest, notice: str, link: str | None
+) -> Response[Any]:
+    """Post/redirect/get for an invitation: its outcome (and the link, when it was not mailed)
+    waits for this session's next page, shown once. Rendered at the POST's address, a reload
+    invited again: a new link, the old one dead, another mail and audit entry."""
+    session = visit_of(request).session
+    if session is None:  # the guard lets no member's page through without one
+        raise Refused(401, "Please sign in.")
+    payload = {"notice": notice, "link": link}
+    async with hub.db.transaction() as db:
+        handle = await pending.keep(db, hub.keyring, hub.clock(), session.id, "invite", payload)
+    return go(request, f"{PREFIX}/team/invited/{handle}")
+
+
+@get(f"{PREFIX}/team/invited/{{handle:str}}", opt=roles.route(Action.VIEW), include_in_schema=False)
+async def invited(hub: HubDep, request: AnyRequest, handle: FromPath[str]) -> Response[Any]:
+    """The one showing of an invitation's outcome; a reload finds it shown (410), never
+    invites again."""
+    session = visit_of(request).session
+    if session is None:
+        raise Refused(401, "Please sign in.")
+    async with hub.db.transaction() as db:
+        taken = await pending.take(db, hub.keyring, hub.clock(), session.id, handle, "invite")
+    values = taken.payload or {}
+    if taken.state == "fresh":
+        link = values.get("link")
+        return await _team_page(
+            request, notice=str(values.get("notice", "")), link=str(link) if link else None
+        )
+    if taken.state == "used":
+        notice = (
+            "This invitation was shown once already. To get a new link, send the invitation "
+            "again from the list below."
+        )
+        return await _team_page(request, notice=notice, status=410)
+    return await _team_page(request, notice="There is no invitation to show here.", status=404)
 
 
 async def _removable(db: Any, me: Member, member_id: int) -> Member:
@@ -827,6 +866,7 @@ DASHBOARD_ROUTES = [
     overview,
     team,
     invite,
+    invited,
     remove_page,
     remove,
     invite_page,

@@ -2,8 +2,9 @@
 one's own account: password, new recovery codes, and a new authenticator after a lost one.
 
 The same pattern as ``routes``: each handler declares its action, forms are posted, checked and
-answered with a redirect, except where a secret is shown once (recovery codes, an invitation
-link without mail), which is rendered in the answer and never stored.
+answered with a redirect, except where a secret is shown once: recovery codes are rendered in
+the answer and never stored; an invitation link without mail waits, sealed, for the one page
+that shows it (``routes.show_invitation``), so that a reload cannot invite again.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from bankhub.dashboard.pages import (
     visit_of,
 )
 from bankhub.dashboard.roles import Action, Role
-from bankhub.dashboard.routes import _enter, _team_page, invite_link
+from bankhub.dashboard.routes import _enter, _team_page, invite_link, show_invitation
 from bankhub.dashboard.services import FormError, SignInRefused
 from bankhub.security import tls
 
@@ -145,13 +146,13 @@ async def resend_invite(
     if config is None:
         note = f"A new invitation link for {email} (the old one no longer works). Outgoing "
         note += "mail is not set up: send this link to them yourself."
-        return await _team_page(request, notice=note, link=link)
+        return await show_invitation(hub, request, note, link)
     try:
         message = mail.invite_mail(config, email, link, role.value, me.email)
         await mail.send(config, message, tls.outbound_ssl_context(hub.settings.ca_bundle))
     except mail.MailError as exc:
         note = f"The new invitation could not be mailed ({exc}); send this link yourself."
-        return await _team_page(request, notice=note, link=link)
+        return await show_invitation(hub, request, note, link)
     return go(request, f"{TEAM}?done=invite-resent")
 
 
