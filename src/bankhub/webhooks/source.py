@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, bindparam, insert, or_, select, update
+from sqlalchemy import Table, Update, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.clock import utcnow
@@ -40,41 +40,35 @@ from bankhub.webhooks.transport import KeyedTransport
 _ATTEMPTS: Table = WebhookAttempt.__table__  # type: ignore[assignment]
 _DELIVERIES: Table = WebhookDelivery.__table__  # type: ignore[assignment]
 _START_ATTEMPTS = insert(_ATTEMPTS).returning(_ATTEMPTS.c.id, _ATTEMPTS.c.delivery_id)
-_END_ATTEMPTS = (
-    update(_ATTEMPTS)
-    .where(_ATTEMPTS.c.id == bindparam("attempt"))
-    .values(
-        {
-            name: bindparam(name)
-            for name in (
-                "attempted_at",
-                "duration_ms",
-                "outcome",
-                "status_code",
-                "error",
-                "response_excerpt",
-            )
-        }
+
+
+def _set_by_id(table: Table, key: str, columns: tuple[str, ...]) -> Update:
+    """``UPDATE table SET column = :column, ... WHERE id = :key``, for many parameter sets."""
+    return (
+        update(table)
+        .where(table.c.id == bindparam(key))
+        .values({name: bindparam(name) for name in columns})
     )
+
+
+_END_ATTEMPTS = _set_by_id(
+    _ATTEMPTS,
+    "attempt",
+    ("attempted_at", "duration_ms", "outcome", "status_code", "error", "response_excerpt"),
 )
-_MOVE_DELIVERIES = (
-    update(_DELIVERIES)
-    .where(_DELIVERIES.c.id == bindparam("delivery"))
-    .values(
-        {
-            name: bindparam(name)
-            for name in (
-                "status",
-                "attempts",
-                "last_status_code",
-                "last_error",
-                "lease_owner",
-                "lease_until",
-                "delivered_at",
-                "next_attempt_at",
-            )
-        }
-    )
+_MOVE_DELIVERIES = _set_by_id(
+    _DELIVERIES,
+    "delivery",
+    (
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "lease_owner",
+        "lease_until",
+        "delivered_at",
+        "next_attempt_at",
+    ),
 )
 
 
