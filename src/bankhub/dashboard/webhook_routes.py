@@ -16,6 +16,7 @@ from typing import Any
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, URLEncodedBody
 from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.principal import HubDep, hub_of
 from bankhub.audit import services as audit
@@ -356,7 +357,12 @@ async def enable_endpoint(
 
 
 def _audit(
-    db: Any, request: AnyRequest, now: Any, action: str, endpoint: WebhookEndpoint, detail: Any
+    db: AsyncSession,
+    request: AnyRequest,
+    now: datetime,
+    action: str,
+    endpoint: WebhookEndpoint,
+    detail: dict[str, Any] | None,
 ) -> None:
     audit.record(
         db,
