@@ -17,8 +17,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench.harness import RESULTS
-
 
 def find_py_spy() -> str | None:
     beside = Path(sys.executable).parent / "py-spy"
@@ -85,26 +83,36 @@ def summarize(raw: Path, top: int = 6) -> str:
         return ", ".join(f"{frame} {100 * n / total:.0f}%" for frame, n in counter.most_common(top))
 
     return (
-        f"py-spy ({total} samples, raw stacks in bench/results/{raw.name}; "
+        f"py-spy ({total} samples, raw stacks in {raw.name} beside the report; "
         f"{100 * idle / total:.0f}% of them threads waiting: event loop select, idle DB thread): "
         "top self time: "
         f"{listing(self_time)}; bankhub frames by inclusive time: {listing(inclusive)}"
     )
 
 
-async def profile_ingest(measure: Callable[[], Awaitable[object]], name: str) -> str:
-    """Run ``measure`` once more under py-spy attached to this process; the summary."""
+def profile_path(results: Path, name: str) -> Path:
+    """Where the raw stacks of ``name`` go in the run's ``--results`` (emptied first)."""
+    results.mkdir(parents=True, exist_ok=True)
+    output = results / f"{name}-profile.txt"
+    output.unlink(missing_ok=True)
+    return output
+
+
+async def profile_ingest(measure: Callable[[], Awaitable[object]], output: Path) -> str:
+    """Run ``measure`` once more under py-spy attached to this process, its raw stacks into
+    ``output`` (:func:`profile_path`); the summary."""
     if find_py_spy() is None:
         return "py-spy is not installed: no profile"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    output = RESULTS / f"{name}-profile.txt"
-    output.unlink(missing_ok=True)
     spy = start_py_spy(os.getpid(), output)
     await asyncio.sleep(1.0)  # let it attach
     try:
         await measure()
     finally:
         stop_py_spy(spy)
+    return _summary(output)
+
+
+def _summary(output: Path) -> str:
     if not output.is_file():
         return "py-spy wrote no profile (ptrace not permitted?)"
     return summarize(output)

@@ -54,7 +54,7 @@ from bench._ingest_data import (
     service,
     stored_rows,
 )
-from bench._ingest_profile import profile_ingest
+from bench._ingest_profile import profile_ingest, profile_path
 from bench.harness import Context, Result, at_least
 
 ACCOUNTS = 100
@@ -371,8 +371,9 @@ def run(ctx: Context) -> list[Result]:
                 0.50,
                 note,
             )
-            if not result.met and not ctx.tiny:
-                summary = asyncio.run(profile(dbs, kind, dataset, ctx.work))
+            if not result.met and ctx.profile:
+                output = profile_path(ctx.results, f"ingest-{kind}")
+                summary = asyncio.run(profile(dbs, kind, dataset, ctx.work, output))
                 result = at_least(
                     result.name,
                     dataset.rows / bankhub_s,
@@ -403,7 +404,7 @@ def record_bankhub(m: Measure, measured: tuple[float, float, float]) -> None:
 PROFILE_ACCOUNTS = 5
 
 
-async def profile(dbs: Databases, kind: str, dataset: Dataset, work: Path) -> str:
+async def profile(dbs: Databases, kind: str, dataset: Dataset, work: Path, output: Path) -> str:
     """A profiled rerun on the first few accounts (same 10,000 rows per account), with the
     statements it sent counted: what the time goes to, bounded to about a minute."""
     part = Dataset(
@@ -414,8 +415,6 @@ async def profile(dbs: Databases, kind: str, dataset: Dataset, work: Path) -> st
         },
     )
     statements: Counter[str] = Counter()
-    summary = await profile_ingest(
-        partial(bankhub_once, dbs, kind, part, work, statements), f"ingest-{kind}"
-    )
+    summary = await profile_ingest(partial(bankhub_once, dbs, kind, part, work, statements), output)
     sent = ", ".join(f"{n:,} × {sql}" for sql, n in statements.most_common(3))
     return f"profiled rerun of {part.rows:,} rows: statements sent: {sent}; {summary}"
