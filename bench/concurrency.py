@@ -334,7 +334,7 @@ def run(ctx: Context) -> list[Result]:
     migrate.upgrade(url)
     asyncio.run(seed(ctx, url, data_dir, logins))
     seeded = time.monotonic() - started
-    profile = None if ctx.tiny else ctx.results / "concurrency-profile.txt"
+    profile = ctx.results / "concurrency-profile.txt" if ctx.profile else None
     if profile is not None:
         ctx.results.mkdir(parents=True, exist_ok=True)
         profile.unlink(missing_ok=True)
