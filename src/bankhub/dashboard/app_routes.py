@@ -323,9 +323,10 @@ def _archive_confirmation(request: AnyRequest, app: App) -> Response[Any]:
         consequences=[
             f"Every API key of {app.name} is refused from the next request on, with the error "
             "AppArchived; so are its OAuth tokens.",
+            "Its logins are not refreshed while it is archived: their banks are not asked.",
             "Its data, keys, webhooks and settings are kept; nothing is deleted.",
             "The app leaves the list of apps (it stays under “Archived”) until it is restored, "
-            "which makes its live keys work again.",
+            "which makes its live keys work again and its logins refreshed within six hours.",
         ],
         action=f"{APPS}/{app.client_id}/archive",
         button="Archive app",
