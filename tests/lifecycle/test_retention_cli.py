@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from typer.testing import CliRunner
 
 from bankhub.accounts.changes import REMOVED, TransactionChange
@@ -33,6 +34,10 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+async def _app(session: AsyncSession, client_id: str) -> App:
+    return (await session.execute(select(App).where(App.client_id == client_id))).scalar_one()
+
+
 def _seed(client_id: str, stale: int, fresh: int) -> None:
     """One login with ``stale`` transactions fetched two days ago and ``fresh`` ones just now."""
 
@@ -41,9 +46,7 @@ def _seed(client_id: str, stale: int, fresh: int) -> None:
         now = utcnow()
         try:
             async with db.transaction() as session:
-                app = (
-                    await session.execute(select(App).where(App.client_id == client_id))
-                ).scalar_one()
+                app = await _app(session, client_id)
                 customer = Customer(
                     id=str(uuid.uuid4()), app_id=app.id, identifier="c-1", created_at=now
                 )
@@ -174,9 +177,7 @@ def test_purge_also_purges_the_request_log_and_the_bank_feed(data_dir: Path) -> 
         now = utcnow()
         try:
             async with db.transaction() as session:
-                app = (
-                    await session.execute(select(App).where(App.client_id == client_id))
-                ).scalar_one()
+                app = await _app(session, client_id)
                 for days in (1, 13, 15, 30):
                     session.add(
                         ApiRequest(
