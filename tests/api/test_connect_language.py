@@ -5,8 +5,10 @@ every step of the session; the end user's errors written to them in that languag
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -224,3 +226,29 @@ async def test_the_waiting_pages_poll_with_one_script_of_ours(harness: Harness) 
     ended = await h.client.get("/v2/connect/session", follow_redirects=False)
     assert ended.status_code == 303
     assert ended.headers["location"].startswith(CALLBACK)
+
+
+async def test_the_banks_own_page_is_told_the_language_the_connect_page_speaks(
+    harness: Harness,
+) -> None:
+    """A redirect bank gets the page's language (the token's, or the one switched to since)
+    as OpenID Connect's ``ui_locales``; the sandbox bank's page speaks it to an English
+    browser, on a Vietnamese bank."""
+    h = harness
+    created = await _token(h, await create_customer(h, "lang-bank"), locale="de")
+    driver = ConnectDriver(h)
+    await driver.open(created.json()["data"]["connect_url"])
+    await driver.agree()
+    switched = await h.client.get("/v2/connect/session?lang=fr", follow_redirects=False)
+    assert switched.status_code == 303
+    page = await driver.show()
+    assert _lang(page) == "fr"
+    page = await driver.login("user_redirect")
+    link = re.search(r'href="' + re.escape(BASE_URL) + r'(/sandbox-bank/authorize[^"]+)"', page)
+    assert link, page
+    target = html.unescape(link.group(1))
+    assert parse_qs(urlsplit(target).query)["ui_locales"] == ["fr"]
+    bank_page = await h.client.get(target, headers={"accept-language": "en"})
+    assert bank_page.status_code == 200
+    assert _lang(bank_page.text) == "fr"
+    assert ">Approve</button>" not in bank_page.text

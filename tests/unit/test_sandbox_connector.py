@@ -381,6 +381,14 @@ async def test_user_redirect_with_a_valid_code(make: Build) -> None:
     assert await connector.fetch_accounts()
 
 
+async def test_the_bank_page_is_told_the_connect_pages_language(make: Build) -> None:
+    # OpenID Connect's ui_locales, only when the connect page said its language
+    _, hinted = await redirect_request(make(user_language="vi"))
+    assert hinted["ui_locales"] == ["vi"]
+    _, plain = await redirect_request(make())
+    assert "ui_locales" not in plain
+
+
 async def test_user_redirect_rejects_forged_codes_and_keeps_waiting(make: Build) -> None:
     connector = make()
     request_id, _ = await redirect_request(connector)

@@ -47,6 +47,19 @@ def test_page_asks_to_approve_or_deny(client: TestClient[Litestar]) -> None:
     assert "<script" not in html
 
 
+def test_page_speaks_the_language_the_connect_page_hinted(client: TestClient[Litestar]) -> None:
+    # ui_locales (best first) wins over the English browser: the connect page spoke Vietnamese
+    hinted = page(client, bank="sandbox-bank-de", ui_locales="vi de").text
+    assert '<html lang="vi">' in hinted
+    assert "Đồng ý" in hinted
+    # a hint of languages the pages do not speak is passed over, the next one taken
+    assert '<html lang="de">' in page(client, bank="sandbox-bank-vn", ui_locales="ja de-DE").text
+    # none of them spoken: the browser's language, as without a hint
+    unspoken = page(client, bank="sandbox-bank-vn", ui_locales="ja zz-ZZ").text
+    assert '<html lang="en">' in unspoken
+    assert ">Approve</button>" in unspoken
+
+
 def test_page_escapes_what_it_is_given(client: TestClient[Litestar]) -> None:
     html = page(client, request='"><script>alert(1)</script>').text
     assert "<script>" not in html

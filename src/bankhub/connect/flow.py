@@ -655,6 +655,7 @@ class ConnectFlow:
             return_url=self.return_url(session, public_url),
             public_url=public_url,
             psu_ip_address=client_ip,
+            language=session.locale,
             payment=session.payment is not None,
         )
         session.run = run

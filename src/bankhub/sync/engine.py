@@ -367,9 +367,11 @@ class SyncEngine:
         return_url: str = "",
         public_url: str = "",
         psu_ip_address: str | None = None,
+        language: str | None = None,
         payment: bool = False,
     ) -> ConnectorRun:
-        """A connector for one run; ``psu_ip_address`` only while the user is on the page;
+        """A connector for one run; ``psu_ip_address`` and ``language`` (the connect page's
+        locale, which a bank's own pages may follow) only while the user is on the page;
         ``payment`` when the user logs in to authorise a payment (no data access is asked)."""
         store = MemoryStateStore(dict(state or {}))
         options: dict[str, Any] = {
@@ -380,6 +382,8 @@ class SyncEngine:
         }
         if psu_ip_address:
             options["psu_ip_address"] = psu_ip_address
+        if language:
+            options["user_language"] = language
         if payment:
             options["payment_initiation"] = True
         if self.settings.fints_product_id:

@@ -88,14 +88,19 @@ def build(
 ) -> Build:
     """``build(store=None, **params)`` → a connector for the peer's Peer Bank."""
 
-    def make(store: MemoryStateStore | None = None, **extra: Any) -> GoCardlessConnector:
+    def make(
+        store: MemoryStateStore | None = None, *, language: str | None = None, **extra: Any
+    ) -> GoCardlessConnector:
+        options: dict[str, Any] = {"gocardless_tokens": keeper, "gocardless_url": peer.base_url}
+        if language is not None:
+            options["user_language"] = language
         context = ConnectorContext(
             institution=institution(**extra),
             http=http,
             state=store if store is not None else MemoryStateStore(),
             clock=clock,
             return_url=RETURN_URL,
-            options={"gocardless_tokens": keeper, "gocardless_url": peer.base_url},
+            options=options,
         )
         return GoCardlessConnector(context)
 

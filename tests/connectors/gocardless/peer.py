@@ -65,6 +65,7 @@ class Requisition:
     agreement: str
     redirect: str
     reference: str
+    user_language: str | None = None
     status: str = "CR"
     accounts: list[str] = field(default_factory=list)
 
@@ -96,8 +97,12 @@ class PeerProvider:
         access_seconds: int = 86_400,
         refresh_seconds: int = 2_592_000,
         per_account_limit: int = 4,
+        languages: frozenset[str] | None = None,
     ) -> None:
         self.clock = clock
+        #: the ``user_language`` values it takes (None: any); others are refused as the
+        #: provider refuses them, with a 400 naming the field
+        self.languages = languages
         self.access_seconds = access_seconds
         self.refresh_seconds = refresh_seconds
         self.per_account_limit = per_account_limit
@@ -313,12 +318,28 @@ class PeerProvider:
                         "status_code": 400,
                     },
                 )
+            language = body.get("user_language")
+            if language is not None and self.languages is not None:
+                if language not in self.languages:
+                    said = f"'{language}' is invalid or not supported language"
+                    return (
+                        400,
+                        {},
+                        {
+                            "user_language": {
+                                "summary": "Provided user_language is invalid or not supported",
+                                "detail": said,
+                            },
+                            "status_code": 400,
+                        },
+                    )
             requisition = Requisition(
                 str(uuid.uuid4()),
                 str(body["institution_id"]),
                 agreement["id"],
                 str(body.get("redirect") or ""),
                 str(body.get("reference") or ""),
+                str(language) if language is not None else None,
             )
             self.requisitions[requisition.id] = requisition
             return 201, {}, self._requisition(requisition)

@@ -112,6 +112,23 @@ async def test_link_redirect_linked_then_reads_and_expiry(
         await connector.fetch_accounts()
 
 
+@pytest.mark.parametrize("peer", [{"languages": frozenset({"EN", "DE"})}], indirect=True)
+async def test_the_users_language_is_asked_for_and_one_refused_is_left_out(
+    build: Build, peer: PeerProvider
+) -> None:
+    await start(build(language="de"))
+    assert peer.only_requisition().user_language == "DE"
+    # Malay is not among the provider's languages: it answers 400 naming the field; the
+    # requisition is made again without it, and the user goes on in the provider's choice
+    peer.requisitions.clear()
+    link = await start(build(language="ms"))
+    requisition = peer.only_requisition()
+    assert requisition.user_language is None
+    assert link == f"{peer.base_url}/start/{requisition.id}"
+    posts = [r for r in peer.requests if r[0] == "POST" and "requisitions" in r[1]]
+    assert [p[3].get("user_language") for p in posts] == ["DE", "MS", None]
+
+
 async def test_history_is_asked_within_the_agreement(
     build: Build, http: httpx.AsyncClient, peer: PeerProvider, clock: FakeClock
 ) -> None:

@@ -104,6 +104,7 @@ def build(bank: ObBank, ukob_pki: EidasPki, clients: InstitutionClients, clock: 
         options: dict[str, Any] = {"signing_key": signing_key or loaded_seal.key}
         if present:
             options["psu_ip_address"] = PSU_IP
+            options["user_language"] = "vi"
         context = ConnectorContext(
             institution=institution,
             http=clients.client_for(institution, loaded_qwac),

@@ -148,6 +148,9 @@ async def test_the_request_object_is_signed_and_names_the_consent(
     assert claims["aud"] == bank.public_origin
     assert claims["exp"] - claims["iat"] <= 3600
     assert claims["code_challenge_method"] == "S256"
+    # the connect page's language, inside the signed request only (FAPI 1 Advanced 5.2.2)
+    assert claims["ui_locales"] == "vi"
+    assert "ui_locales" not in dict(__import__("httpx").URL(url).params)
 
 
 async def test_a_key_the_bank_does_not_know_is_refused(build: Build, bank: ObBank) -> None:

@@ -26,6 +26,8 @@ from tests.support.prism import prism_url  # noqa: F401 - the fixture, for this 
 
 RETURN_URL = "http://127.0.0.1/v2/connect/return"
 PSU_IP = "192.0.2.10"
+#: the connect page's language, forwarded as PSU-Accept-Language while the user is present
+PSU_LANGUAGE = "de"
 PSU_ID = "erika"
 PASSWORD = "open-sesame"
 
@@ -70,7 +72,7 @@ def build(bank: PeerBank, http: httpx.AsyncClient, clock: FakeClock) -> Build:
             state=store if store is not None else MemoryStateStore(),
             clock=clock,
             return_url=RETURN_URL,
-            options={"psu_ip_address": PSU_IP},
+            options={"psu_ip_address": PSU_IP, "user_language": PSU_LANGUAGE},
         )
         return Xs2aConnector(context)
 

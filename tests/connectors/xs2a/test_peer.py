@@ -33,6 +33,7 @@ from tests.connectors.xs2a.conftest import (
     PASSWORD,
     PSU_ID,
     PSU_IP,
+    PSU_LANGUAGE,
     RETURN_URL,
     Build,
     login,
@@ -297,6 +298,7 @@ async def test_unattended_reads_beyond_frequency_per_day_are_rate_limited(
     assert limited.value.retry_after == 3600.0
     for _, _, headers in bank.requests[before:]:
         assert "psu-ip-address" not in headers  # unattended: no PSU-IP-Address
+        assert "psu-accept-language" not in headers  # nor the user's language
     bank.advance(1)
     assert len(await unattended.fetch_accounts()) == 3
 
@@ -361,6 +363,7 @@ async def test_every_request_carries_the_protocol_headers(
     assert all(uuid.UUID(i).version == 4 for i in ids)
     for method, target, headers in bank.requests:
         assert headers["psu-ip-address"] == PSU_IP  # the user was present for all of these
+        assert headers["psu-accept-language"] == PSU_LANGUAGE
         if "/v1/accounts" in target:
             assert headers["consent-id"] == store.load()["consent_id"]
         if method in ("POST", "PUT"):

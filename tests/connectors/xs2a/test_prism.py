@@ -30,7 +30,7 @@ from bankhub.connectors.base import (
 from bankhub.connectors.xs2a import Xs2aConnector
 from bankhub.connectors.xs2a.signing import RequestSigner
 from tests.conftest import FakeClock
-from tests.connectors.xs2a.conftest import PSU_ID, PSU_IP, RETURN_URL, responder
+from tests.connectors.xs2a.conftest import PSU_ID, PSU_IP, PSU_LANGUAGE, RETURN_URL, responder
 from tests.connectors.xs2a.eidas_pki import EidasPki
 from tests.connectors.xs2a.peer import OAUTH_CLIENT_ID, WELL_KNOWN, PeerBank, running
 from tests.support.prism import request_violations
@@ -101,7 +101,11 @@ def _connector(
             state=store,
             clock=FakeClock(EXAMPLE_DAY),
             return_url=RETURN_URL,
-            options={"psu_ip_address": PSU_IP, "request_signer": signer},
+            options={
+                "psu_ip_address": PSU_IP,
+                "user_language": PSU_LANGUAGE,
+                "request_signer": signer,
+            },
         )
     )
 

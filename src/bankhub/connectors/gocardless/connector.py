@@ -29,6 +29,10 @@ Options read from :attr:`ConnectorContext.options`:
     the API root (by default the provider's production URL).
 ``psu_ip_address`` (str)
     unused by the provider's API; accepted like every redirect connector's.
+``user_language`` (str)
+    the connect page's language, asked of the provider's pages as the requisition's
+    ``user_language``; a language the provider refuses is dropped and the requisition made
+    without it (its pages then choose), rather than failing the user's connect.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ from bankhub.connectors.gocardless.client import (
     RateLimit,
     Reply,
     TokenProvider,
+    failure_for,
 )
 from bankhub.connectors.xs2a.parse import account_record, items, obj, text, transaction_record
 
@@ -84,6 +89,11 @@ class _Unconfigured:
             "GoCardless is not configured: the operator must set the secret id and key "
             "(bankhub banks gocardless-secret)"
         )
+
+
+def _refuses_language(body: Any) -> bool:
+    """A requisition refused for its ``user_language`` (the field named in the error)."""
+    return isinstance(body, Mapping) and "user_language" in body
 
 
 def _days(institution: Mapping[str, Any], key: str, default: int, highest: int) -> int:
@@ -171,8 +181,15 @@ class GoCardlessConnector:
         if language:
             body["user_language"] = language[:5].upper()
         requisition = await self.client.call(
-            "POST", "requisitions", stage="login", body=body, ok=(200, 201)
+            "POST", "requisitions", stage="login", body=body, ok=(200, 201, 400)
         )
+        if requisition.status == 400 and language and _refuses_language(requisition.body):
+            del body["user_language"]
+            requisition = await self.client.call(
+                "POST", "requisitions", stage="login", body=body, ok=(200, 201, 400)
+            )
+        if requisition.status == 400:
+            raise failure_for(requisition, "login")
         node = obj(requisition.body)
         requisition_id, link = text(node.get("id")), text(node.get("link"))
         if not requisition_id or not link:

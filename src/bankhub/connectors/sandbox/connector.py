@@ -15,6 +15,9 @@ Options read from :attr:`ConnectorContext.options`:
     bank executes (or cancels) them.
 ``sandbox_bank_dir`` (str)
     where the bank keeps its record of payments (:mod:`bankhub.connectors.sandbox.ledger`).
+``user_language`` (str)
+    the connect page's language while the user is on it; the bank's own consent page is sent
+    it as OpenID Connect's ``ui_locales``, so it speaks the language the page spoke.
 
 Payments (docs/payments.md): the user who logs in at the bank picks the scenario as for reads.
 ``user_good`` and the others are executed at once (the login was the authorisation);
@@ -570,9 +573,11 @@ class SandboxConnector:
 
     def _consent_page(self, request_id: str) -> str:
         base = self.context.public_url.rstrip("/")
+        language = str(self.context.options.get("user_language") or "")
         return (
             f"{base}/sandbox-bank/authorize?request={quote(request_id)}"
             f"&return_url={quote(self.context.return_url, safe='')}&bank={quote(self.slug)}"
+            + (f"&ui_locales={quote(language)}" if language else "")
         )
 
     def _check_redirect(self, state: dict[str, Any], request_id: str, answer: Answer) -> None:

@@ -1,8 +1,9 @@
 """The sandbox bank's own consent page, the far end of the ``user_redirect`` scenario.
 
 A real bank hosts this page itself; bankhub serves it so the redirect flow can be tried without
-one. It speaks the browser's language (``Accept-Language``) when it is one of bankhub's, else
-its country's, as a bank's own site would. The user approves or denies, and the page sends the
+one. It speaks the language the connect page spoke (``ui_locales``, OpenID Connect's hint of
+the user's languages, best first, which the connector sends), else the browser's
+(``Accept-Language``) when it is one of bankhub's, else its country's, as a bank's own site would. The user approves or denies, and the page sends the
 browser back to ``return_url`` with ``request`` and ``code`` (or ``error=access_denied``) in
 the query, as an OAuth server would. It is a simulation: there is no CSRF token, and any
 http(s) ``return_url`` is accepted.
@@ -69,11 +70,14 @@ def authorize_page(
     request_id: Annotated[str, QueryParameter(name="request", min_length=1, max_length=200)],
     return_url: Annotated[str, QueryParameter(max_length=2000)],
     bank_slug: Annotated[str | None, QueryParameter(name="bank", max_length=100)] = None,
+    ui_locales: Annotated[str | None, QueryParameter(max_length=200)] = None,
 ) -> str:
     """Ask the user to approve or deny sharing their data."""
     service = _bank(bank_slug)
+    # ui_locales is a space-separated list, best first: read as an Accept-Language list is
+    hinted = i18n.from_browser(",".join((ui_locales or "").split()))
     locale = i18n.choose(
-        None, request.headers.get("accept-language"), service.country_code if service else None
+        hinted, request.headers.get("accept-language"), service.country_code if service else None
     )
     page = _templates(locale).get_template("authorize.html")
     return page.render(

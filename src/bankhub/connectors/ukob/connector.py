@@ -17,6 +17,9 @@ Options read from :attr:`ConnectorContext.options`:
 
 ``psu_ip_address`` (str)
     the user's IP address, sent as ``x-fapi-customer-ip-address`` only while the user is present.
+``user_language`` (str)
+    the connect page's language, asked of the bank's authorization pages as OpenID Connect's
+    ``ui_locales`` inside the signed request object (a bank without the language ignores it).
 ``signing_key`` (an RSA or EC private key)
     the key of the signing certificate registered in the Open Banking directory (the operator's
     QSealC or OBSeal, ``security/eidas.py``); ``params.signing_key_id`` names it to the bank.
@@ -153,6 +156,7 @@ class UkobConnector:
             consent_id=consent_id,
             now=now,
             code_challenge=challenge,
+            ui_locales=str(self.context.options.get("user_language") or "") or None,
         )
         # a fresh login replaces whatever consent and tokens the state held
         self.context.state.save(

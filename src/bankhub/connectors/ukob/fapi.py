@@ -95,8 +95,10 @@ def request_object(
     consent_id: str,
     now: datetime,
     code_challenge: str | None = None,
+    ui_locales: str | None = None,
 ) -> str:
-    """The signed authorization request (every parameter inside it, FAPI 1 Advanced 5.2.2)."""
+    """The signed authorization request (every parameter inside it, FAPI 1 Advanced 5.2.2);
+    ``ui_locales`` (OpenID Connect Core 3.1.2.1) asks the bank's pages for the user's language."""
     issued = int(now.timestamp())
     claims: dict[str, Any] = {
         "iss": client_id,
@@ -116,6 +118,8 @@ def request_object(
     if code_challenge is not None:
         claims["code_challenge"] = code_challenge
         claims["code_challenge_method"] = "S256"
+    if ui_locales:
+        claims["ui_locales"] = ui_locales
     return _sign(claims, key, kid, typ="oauth-authz-req+jwt")
 
 

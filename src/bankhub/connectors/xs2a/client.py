@@ -144,6 +144,7 @@ class Xs2aClient:
         signer: RequestSigner | None = None,
         problem: str | None = None,
         bearer: Callable[[], str | None] | None = None,
+        psu_language: Callable[[], str | None] | None = None,
     ) -> None:
         self.http = http
         #: signs every request with the QSealC, where the operator configured one
@@ -153,6 +154,8 @@ class Xs2aClient:
         self.params = params
         self.clock = clock
         self.psu_ip_address = psu_ip_address
+        #: the user's language while they are present (``PSU-Accept-Language``)
+        self.psu_language = psu_language
         #: the OAuth2 access token of the OAuth SCA approach, sent on every call while held
         self.bearer = bearer
         parts = urlsplit(params.base_url)
@@ -194,6 +197,9 @@ class Xs2aClient:
         ip = self.psu_ip_address()
         if ip:
             headers["PSU-IP-Address"] = ip
+        language = self.psu_language() if self.psu_language is not None else None
+        if language:
+            headers["PSU-Accept-Language"] = language
         token = self.bearer() if self.bearer is not None else None
         if token:
             headers["Authorization"] = f"Bearer {token}"

@@ -10,6 +10,9 @@ Options read from :attr:`ConnectorContext.options`:
 ``psu_ip_address`` (str)
     the user's IP address; sent as ``PSU-IP-Address`` while the user is present (required by
     the spec when creating a consent) and never on unattended refreshes.
+``user_language`` (str)
+    the connect page's language; sent as ``PSU-Accept-Language`` while the user is present, so
+    a bank that words its SCA messages and pages for the user can use it.
 ``request_signer`` (:class:`~bankhub.connectors.xs2a.signing.RequestSigner`)
     signs every request with the operator's QSealC (``Digest``, ``Signature``,
     ``TPP-Signature-Certificate``); the QWAC is the TLS client certificate of ``context.http``.
@@ -139,6 +142,7 @@ class Xs2aConnector(Xs2aPayments):
             signer if isinstance(signer, RequestSigner) else None,
             problem=str(context.options.get("eidas_problem") or "") or None,
             bearer=self._access_token,
+            psu_language=self._psu_language,
         )
         #: whether the user is at the connect page now (PSU-IP-Address is sent only then)
         self._present = False
@@ -722,6 +726,12 @@ class Xs2aConnector(Xs2aPayments):
         if not self._present:
             return None
         value = self.context.options.get("psu_ip_address")
+        return str(value) if value else None
+
+    def _psu_language(self) -> str | None:
+        if not self._present:
+            return None
+        value = self.context.options.get("user_language")
         return str(value) if value else None
 
     def _psu_headers(self) -> dict[str, str]:
