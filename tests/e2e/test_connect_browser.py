@@ -603,7 +603,9 @@ def test_the_language_comes_from_the_token_the_browser_or_the_bank_country(
     page.get_by_role("button", name="Anmelden").click()
     page.get_by_role("link", name=f"Weiter zu {BANK_NAME}").click()
     page.wait_for_url(re.compile(r"/sandbox-bank/authorize\?"))
-    page.get_by_role("button", name="Approve").click()  # the bank speaks the browser's English
+    # the bank is told the page's language (ui_locales) and speaks it, not the browser's
+    assert _lang(page) == "de"
+    page.get_by_role("button", name="Freigeben").click()
     assert_success(wait_for_callback(page, callback_server))
     page.goto(f"{partner.server.url}/v2/connect/session")  # back to the connect page
     on_page(page, f"{BANK_NAME} ist verbunden", ended=True)
