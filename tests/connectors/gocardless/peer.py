@@ -319,20 +319,20 @@ class PeerProvider:
                     },
                 )
             language = body.get("user_language")
-            if language is not None and self.languages is not None:
-                if language not in self.languages:
-                    said = f"'{language}' is invalid or not supported language"
-                    return (
-                        400,
-                        {},
-                        {
-                            "user_language": {
-                                "summary": "Provided user_language is invalid or not supported",
-                                "detail": said,
-                            },
-                            "status_code": 400,
+            refused = self.languages is not None and language not in self.languages
+            if language is not None and refused:
+                said = f"'{language}' is invalid or not supported language"
+                return (
+                    400,
+                    {},
+                    {
+                        "user_language": {
+                            "summary": "Provided user_language is invalid or not supported",
+                            "detail": said,
                         },
-                    )
+                        "status_code": 400,
+                    },
+                )
             requisition = Requisition(
                 str(uuid.uuid4()),
                 str(body["institution_id"]),

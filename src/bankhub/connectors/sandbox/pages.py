@@ -3,7 +3,8 @@
 A real bank hosts this page itself; bankhub serves it so the redirect flow can be tried without
 one. It speaks the language the connect page spoke (``ui_locales``, OpenID Connect's hint of
 the user's languages, best first, which the connector sends), else the browser's
-(``Accept-Language``) when it is one of bankhub's, else its country's, as a bank's own site would. The user approves or denies, and the page sends the
+(``Accept-Language``) when it is one of bankhub's, else its country's, as a bank's own site
+would. The user approves or denies, and the page sends the
 browser back to ``return_url`` with ``request`` and ``code`` (or ``error=access_denied``) in
 the query, as an OAuth server would. It is a simulation: there is no CSRF token, and any
 http(s) ``return_url`` is accepted.
