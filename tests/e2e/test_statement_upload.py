@@ -40,12 +40,17 @@ def test_camt_upload_through_the_connect_page(
     assert page.locator("form[enctype='multipart/form-data'] input[name=csrf]").count() == 1
     assert page.locator("script").count() == 0
 
-    # A broken file: the parser's message on the page, and the form again.
+    # A broken file: what to do in the user's words, the parser's message as the technical
+    # detail (read with the field), and the form again.
     broken = tmp_path / "broken.xml"
     broken.write_bytes(CAMT.read_bytes()[:700])
     page.get_by_label("Statement file").set_input_files(str(broken))
     page.get_by_role("button", name="Import").click()
-    assert "broken.xml could not be read:" in notice(page)
+    assert "broken.xml could not be read. Download it from your bank again" in notice(page)
+    detail = page.locator("#notice-detail [lang=en]")
+    assert "the camt XML is not well-formed" in detail.inner_text()
+    described = page.get_by_label("Statement file").get_attribute("aria-describedby") or ""
+    assert "notice-detail" in described.split()
     on_page(page, "Upload a statement file")
 
     page.get_by_label("Statement file").set_input_files(str(CAMT))

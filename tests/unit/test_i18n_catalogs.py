@@ -190,11 +190,10 @@ def _steps() -> Iterator[tuple[str, str, dict[str, Any]]]:
     yield "consent-upload", "consent.html", {"history": None, "consent_days": 90}
     yield "credentials", "credentials.html", {"fields": FIELDS}
     yield "credentials-redirect", "credentials.html", {"fields": []}
-    yield (
-        "upload",
-        "upload.html",
-        {"max_mb": 20, "columns": ("Datum", "Betrag"), "date_formats": [("%d.%m.%Y", "x")]},
-    )
+    upload = {"max_mb": 20, "columns": ("Datum", "Betrag"), "date_formats": [("%d.%m.%Y", "x")]}
+    yield "upload", "upload.html", {**upload, "detail": None}
+    # a file the parser refused: its own words (English, marked so) under the notice
+    yield "upload-refused", "upload.html", {**upload, "detail": "line 5: 'x' is not an amount"}
     yield "code", "code.html", {"interaction": _interaction()}
     yield "choice", "choice.html", {"interaction": _interaction()}
     yield "redirect", "redirect.html", {"interaction": _interaction()}

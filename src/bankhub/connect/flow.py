@@ -185,6 +185,9 @@ class ConnectSession:
     notice: str | None = None
     #: the header cells of an uploaded table no bank profile knows, offered for column mapping
     upload_columns: tuple[str, ...] = ()
+    #: what the parser said of the last file it could not read: the technical detail (in
+    #: English) shown under the upload step's notice, which says it in the user's language
+    upload_detail: str | None = None
     run: ConnectorRun | None = None
     interaction: Interaction | None = None
     #: the decoupled prompt has been shown once; later visits of the page poll the bank

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import hmac
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -50,6 +51,7 @@ from bankhub.partners import branding
 from bankhub.partners.models import App
 from bankhub.security import scopes
 from bankhub.statements.csvfiles import CsvMapping, table_layout
+from bankhub.statements.model import Problem
 from bankhub.usage import counters as usage
 
 AnyRequest = Request[Any, Any, Any]
@@ -251,6 +253,7 @@ async def show_session(hub: HubDep, request: AnyRequest) -> Response[Any]:
             max_mb=MAX_STATEMENT_BYTES // 2**20,
             columns=session.upload_columns,
             date_formats=DATE_FORMATS,
+            detail=session.upload_detail if session.notice else None,
         )
     if session.step == Step.CREDENTIALS:
         fields = [f for f in session.info.credential_fields if f.kind != FieldKind.FILE]
@@ -337,27 +340,77 @@ async def post_upload(
         return _back()
     upload = data.get("file")
     _ = i18n.gettext_for(session.locale).gettext
+    session.upload_detail = None
     if not isinstance(upload, UploadFile):
         session.notice = _("Please choose a statement file.")
         return _back()
     content = await upload.read()
     form = {k: v for k, v in data.items() if isinstance(v, str)}
+    file = upload.filename or _("The file")
     try:
-        mapping = _upload_mapping(form, content)
-        currency = _currency(form.get("currency", ""))
+        mapping = _upload_mapping(form, content, _, file)
+        currency = _currency(form.get("currency", ""), _)
         parsed = await asyncio.to_thread(
             parse_upload, content, upload.filename or None, currency, mapping
         )
+    except UploadRefused as refused:
+        session.notice = refused.text
+        return _back()
     except StatementUnreadable as failure:
-        session.notice = _("{file} could not be read: {reason}").format(
-            file=upload.filename or _("The file"), reason=failure.message
-        )
         # a table no profile knows: the page offers its header cells for a column mapping
         layout = await asyncio.to_thread(table_layout, content)
         session.upload_columns = layout.columns if layout else ()
+        said = _unreadable(failure.problem, _, session.upload_columns)
+        session.notice = said.format(file=file, app=session.display_name)
+        session.upload_detail = failure.message
         return _back()
     await flow_of(request).submit_statement(session, parsed, public_url(hub, request))
     return _back()
+
+
+class UploadRefused(Exception):
+    """A choice on the upload form that cannot be used; ``text`` says so in the user's words."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+def _unreadable(problem: Problem, _: Callable[[str], str], columns: tuple[str, ...]) -> str:
+    """What the upload step says of a file the parser refused, in the user's language and
+    with what to do next (``{file}`` and ``{app}`` still to fill); the parser's own words go
+    under it as the technical detail."""
+    if problem == "empty":
+        return _("{file} is empty. Download the statement from your bank again and choose it here.")
+    if problem == "no_transactions":
+        return _(
+            "{file} holds no transactions. At your bank, choose a period with transactions, "
+            "download the statement again and choose it here."
+        )
+    if problem == "too_large":
+        return _(
+            "{file} is too large to read here. At your bank, download a shorter period and "
+            "choose that file."
+        )
+    if problem == "no_currency":
+        return _(
+            "{file} does not say its currency. Enter the account's currency (such as EUR) and "
+            "choose the file again."
+        )
+    if problem == "unknown_format" and columns:
+        return _(
+            "We do not know the layout of {file}. Below, choose which column holds what, then "
+            "choose the same file again."
+        )
+    if problem == "unknown_format":
+        return _(
+            "{file} is not a statement format we can read. At your bank, download it as OFX, "
+            "camt, MT940, QIF, CSV or Excel and choose that file."
+        )
+    return _(
+        "{file} could not be read. Download it from your bank again and choose the new file. "
+        "If this keeps happening, send the technical detail below to {app}."
+    )
 
 
 #: the date forms the upload step's column mapping offers (value, as the user reads it)
@@ -372,16 +425,20 @@ DATE_FORMATS = (
 _ROLES = ("map_date", "map_amount", "map_debit", "map_credit", "map_description", "map_payee")
 
 
-def _currency(value: str) -> str | None:
+def _currency(value: str, _: Callable[[str], str]) -> str | None:
     code = value.strip().upper()
     if not code:
         return None
     if not re.fullmatch(r"[A-Z]{3}", code):
-        raise StatementUnreadable("The currency must be a three-letter code such as EUR.")
+        raise UploadRefused(
+            _("Enter the currency as three letters, such as EUR, and choose the file again.")
+        )
     return code
 
 
-def _upload_mapping(form: dict[str, str], content: bytes) -> CsvMapping | None:
+def _upload_mapping(
+    form: dict[str, str], content: bytes, _: Callable[[str], str], file: str
+) -> CsvMapping | None:
     """The column roles the user chose for a table no profile knows (None: none chosen). Only
     the file's own header cells may be chosen; the delimiter and the rows above the header are
     the file's, as :func:`table_layout` finds them."""
@@ -389,17 +446,29 @@ def _upload_mapping(form: dict[str, str], content: bytes) -> CsvMapping | None:
         return None
     layout = table_layout(content)
     if layout is None:
-        raise StatementUnreadable("No header row was found in the file to map its columns.")
+        raise UploadRefused(
+            _(
+                "{file} has no row of column names to choose from. At your bank, download the "
+                "statement with column names and choose that file."
+            ).format(file=file)
+        )
     chosen = {k: form.get(k, "") for k in _ROLES}
     unknown = [v for v in chosen.values() if v and v not in layout.columns]
     if unknown:
-        raise StatementUnreadable(f"The file has no column {unknown[0][:80]!r}.")
-    currency = _currency(form.get("map_currency", ""))
+        raise UploadRefused(
+            _(
+                "{file} has no column “{column}”. Choose the columns again from the lists, "
+                "then the same file."
+            ).format(file=file, column=unknown[0][:80])
+        )
+    currency = _currency(form.get("map_currency", ""), _)
     if currency is None:
-        raise StatementUnreadable("Please give the currency of the account (such as EUR).")
+        raise UploadRefused(
+            _("Enter the currency of the account, such as EUR, and choose the file again.")
+        )
     date_format = form.get("map_date_format", "")
-    if date_format not in {value for value, _ in DATE_FORMATS}:
-        raise StatementUnreadable("Please choose how the dates are written.")
+    if date_format not in {value for value, _label in DATE_FORMATS}:
+        raise UploadRefused(_("Choose how the dates are written, then choose the file again."))
     decimal = "." if form.get("map_decimal") == "." else ","
     return CsvMapping(
         date_column=chosen["map_date"],

@@ -130,7 +130,9 @@ def parse(data: bytes) -> ParsedStatement:
     sheet = _Sheet(data, None)
     found = _find_profile(sheet)
     if found is None:
-        raise StatementError(_no_profile(sheet), format="xlsx" if sheet.xlsx else "csv")
+        raise StatementError(
+            _no_profile(sheet), format="xlsx" if sheet.xlsx else "csv", problem="unknown_format"
+        )
     profile, header_index = found
     return _read(sheet, profile, header_index, f"{profile.file}:{profile.id}")
 
@@ -398,7 +400,9 @@ def _read(sheet: _Sheet, profile: Profile, header_index: int | None, fmt: str) -
             account = accounts[(ident, record.currency)] = _Account(record.currency, ident)
         account.rows.append((record, balance))
     if not accounts:
-        raise StatementError("the file has a header but no transactions", format=fmt)
+        raise StatementError(
+            "the file has a header but no transactions", format=fmt, problem="no_transactions"
+        )
     if skipped and any(what == "closing" for _, what in profile.preamble):
         preamble = _preamble(skipped, profile, fmt, preamble)
     return ParsedStatement(

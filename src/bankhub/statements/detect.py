@@ -12,9 +12,11 @@ def parse(data: bytes, filename: str | None = None, currency: str | None = None)
     """The file read by the format its content shows; ``currency`` is for formats that state
     none (QIF)."""
     if not data.strip():
-        raise StatementError("the file is empty")
+        raise StatementError("the file is empty", problem="empty")
     if len(data) > MAX_FILE_BYTES:
-        raise StatementError(f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        raise StatementError(
+            f"the file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB", problem="too_large"
+        )
     from bankhub.statements import camt, csvfiles, mt940, ofx, qif
 
     if qif.sniff(data):
@@ -30,8 +32,9 @@ def parse(data: bytes, filename: str | None = None, currency: str | None = None)
     hint = f" ({filename})" if filename else ""
     table = csvfiles.explain(data)
     if table is not None:
-        raise StatementError(f"the file{hint}: {table}", format="csv")
+        raise StatementError(f"the file{hint}: {table}", format="csv", problem="unknown_format")
     raise StatementError(
         f"the file{hint} is not OFX/QFX, camt.052/053/054, MT940/MT942, QIF or a known CSV or "
-        "spreadsheet export"
+        "spreadsheet export",
+        problem="unknown_format",
     )

@@ -5,17 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import Literal
 
 from bankhub.connectors.base import AccountRecord, AccountType, TransactionRecord
+
+#: what is wrong with a file, in the terms the end user's page words it (the connect page's
+#: upload step says each in the user's language, with what to do; the message stays the
+#: technical detail, in English, for a developer or the bank's support)
+Problem = Literal[
+    "empty", "no_transactions", "too_large", "unknown_format", "no_currency", "unreadable"
+]
 
 
 class StatementError(ValueError):
     """The file is not a statement bankhub can read; the message says what is wrong and where."""
 
-    def __init__(self, message: str, *, format: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, format: str | None = None, problem: Problem = "unreadable"
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.format = format
+        self.problem: Problem = problem
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,9 +58,12 @@ def parse(
         raise StatementError(
             "a QIF file states no currency: give the account's currency with the file",
             format=_FORMAT,
+            problem="no_currency",
         )
     if not re.fullmatch(r"[A-Z]{3}", currency):
-        raise StatementError(f"{currency!r} is not a currency code", format=_FORMAT)
+        raise StatementError(
+            f"{currency!r} is not a currency code", format=_FORMAT, problem="no_currency"
+        )
     account_type: AccountType | None = None
     records: list[dict[str, tuple[int, str]]] = []
     current: dict[str, tuple[int, str]] = {}
@@ -91,7 +94,9 @@ def parse(
     if current:
         records.append(current)
     if account_type is None or not records:
-        raise StatementError("the QIF file holds no transactions", format=_FORMAT)
+        raise StatementError(
+            "the QIF file holds no transactions", format=_FORMAT, problem="no_transactions"
+        )
     order = day_first if day_first is not None else _day_first(records)
     transactions = tuple(_record(r, order, currency) for r in records)
     return ParsedStatement(

@@ -43,12 +43,16 @@ def _check_archive(data: bytes) -> None:
     except zipfile.BadZipFile as exc:
         raise StatementError(f"the spreadsheet is not a readable .xlsx file ({exc})") from None
     if len(members) > MAX_MEMBERS:
-        raise StatementError(f"the spreadsheet holds {len(members)} parts, more than a statement")
+        raise StatementError(
+            f"the spreadsheet holds {len(members)} parts, more than a statement",
+            problem="too_large",
+        )
     unpacked = sum(m.file_size for m in members)
     if unpacked > MAX_UNPACKED_BYTES:
         raise StatementError(
             f"the spreadsheet unpacks to {unpacked // (1024 * 1024)} MB, more than the "
-            f"{MAX_UNPACKED_BYTES // (1024 * 1024)} MB a statement may hold"
+            f"{MAX_UNPACKED_BYTES // (1024 * 1024)} MB a statement may hold",
+            problem="too_large",
         )
 
 
@@ -66,7 +70,9 @@ def read_rows(data: bytes) -> list[tuple[int, list[Cell]]]:
         rows: list[tuple[int, list[Cell]]] = []
         for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
             if number > MAX_ROWS:
-                raise StatementError(f"the spreadsheet has more than {MAX_ROWS} rows")
+                raise StatementError(
+                    f"the spreadsheet has more than {MAX_ROWS} rows", problem="too_large"
+                )
             rows.append((number, list(values)))
         return rows
     finally:

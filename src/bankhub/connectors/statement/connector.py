@@ -27,6 +27,7 @@ from bankhub.connectors.base import (
 )
 from bankhub.statements import ParsedStatement, StatementError, parse_statement
 from bankhub.statements.csvfiles import CsvMapping, parse_with_mapping
+from bankhub.statements.model import Problem
 
 FILE_FIELD = "file"
 NAME_FIELD = "filename"
@@ -37,6 +38,11 @@ class StatementUnreadable(ConnectorFailure):
 
     status = "wrong_credentials"
     needs_user = True
+
+    def __init__(self, message: str = "", *, problem: Problem = "unreadable") -> None:
+        super().__init__(message)
+        #: what is wrong, for the end user's words (the message is the technical detail)
+        self.problem: Problem = problem
 
 
 def encode_file(data: bytes) -> str:
@@ -54,13 +60,13 @@ def parse_upload(
     ``mapping`` the file is read as a table with the columns it names (a layout no profile
     knows); ``currency`` is for a format that states none (QIF)."""
     if not data:
-        raise StatementUnreadable("The file is empty.")
+        raise StatementUnreadable("The file is empty.", problem="empty")
     try:
         if mapping is not None:
             return parse_with_mapping(data, mapping)
         return parse_statement(data, filename, currency)
     except StatementError as error:
-        raise StatementUnreadable(error.message) from None
+        raise StatementUnreadable(error.message, problem=error.problem) from None
 
 
 class StatementConnector:
