@@ -1043,6 +1043,12 @@ def test_team_roles_invitations_password_and_recovery_in_the_browser(
     assert not set(renewed) & set(codes)
     _shot(desk, "recovery-codes-renewed")
     assert_no_page_errors(desk)
+    # a reload shows them no more and makes no other set (post, redirect, get): those shown work
+    assert "/dashboard/account/recovery-codes/" in desk.url
+    desk.reload()
+    expect(desk.get_by_text("These recovery codes were shown once already")).to_be_visible()
+    expect(desk.locator("#recovery-codes li")).to_have_count(0)
+    _no_errors_but(desk, 410)
 
     # the phone is lost: a recovery code, then a new authenticator
     lost = make_page(phone=True)
