@@ -131,3 +131,25 @@ async def invitation_page(v: Visitor, posted: httpx.Response) -> httpx.Response:
     assert again.status_code == 410
     assert "shown once already" in again.text
     return shown
+
+
+_RECOVERY_CODE = re.compile(r"<li><code>([a-z2-7]{5}-[a-z2-7]{5})</code></li>")
+
+
+async def recovery_codes_page(
+    v: Visitor, posted: httpx.Response
+) -> tuple[httpx.Response, list[str]]:
+    """Follow a post that made new recovery codes (an enrolment, a reset, a renewal) to the one
+    page that shows them, and its codes; a reload of that page shows none (410) and makes none."""
+    assert posted.status_code == 303, posted.text
+    location = posted.headers["location"]
+    assert location.startswith("/dashboard/account/recovery-codes/"), location
+    shown = await v.get(location)
+    assert shown.status_code == 200, shown.text
+    codes = _RECOVERY_CODE.findall(shown.text)
+    assert len(codes) == 10, shown.text
+    again = await v.get(location)
+    assert again.status_code == 410
+    assert "shown once already" in again.text
+    assert not _RECOVERY_CODE.findall(again.text)
+    return shown, codes

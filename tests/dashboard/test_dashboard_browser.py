@@ -118,6 +118,16 @@ def _notice(page: Page) -> str:
     return page.locator(".notice").inner_text()
 
 
+def _shot(page: Page, name: str, *, full_page: bool = True) -> None:
+    """A screenshot for a person to look at, only where ``BANKHUB_SHOTS`` names a folder (a
+    test writes nothing outside the repository by default; the API reference is too long a
+    page for a whole one: there, what the window shows)."""
+    folder = os.environ.get("BANKHUB_SHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=full_page)
+
+
 # --- the tests, in order -------------------------------------------------------------------------
 
 
@@ -436,19 +446,6 @@ def test_webhook_endpoint_gets_real_deliveries_shown_in_the_log_and_a_replay(
     _no_errors_but(owner, 410)  # the secrets page, visited again on purpose
 
 
-#: screenshots of the debugging pages, looked at by whoever changes them (outside the repo)
-SHOTS = Path(os.environ.get("BANKHUB_SHOTS", "/work/shots/dashdebug"))
-
-
-def _shoot(page: Page, name: str) -> None:
-    """A full-page screenshot for people to look at; a machine without the folder skips it."""
-    try:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
 def test_the_request_log_finds_a_partners_call_by_its_request_id(
     make_page: MakePage, team: Team
 ) -> None:
@@ -478,14 +475,14 @@ def test_the_request_log_finds_a_partners_call_by_its_request_id(
     expect(row).to_contain_text(str(sent.status_code))
     expect(row).to_contain_text(code)
     assert "browser-secret-query" not in owner.content()
-    _shoot(owner, "requests-desktop")
+    _shot(owner, "requests-desktop")
     assert_no_page_errors(owner)
 
     phone = _as(make_page, team, OWNER, phone=True)
     phone.goto(team.url(f"{path}?status={sent.status_code}"))
     expect(phone.locator('tr[data-request="browser-trace-1"]')).to_be_visible()
     _fits(phone)
-    _shoot(phone, "requests-phone")
+    _shot(phone, "requests-phone")
     assert_no_page_errors(phone)
 
 
@@ -508,7 +505,7 @@ def test_the_login_page_tells_the_logins_story_and_refreshes_it(
     expect(owner.get_by_text("The login was refreshed.")).to_be_visible()
     expect(owner.locator("table.runs tr[data-run]")).to_have_count(before + 1)
     expect(owner.locator("table.runs tr[data-run]").first).to_contain_text("ok")  # newest first
-    _shoot(owner, "login-desktop")
+    _shot(owner, "login-desktop")
     owner.get_by_role("button", name="Refresh now").click()  # within the cool-down
     expect(owner.locator(".notice")).to_contain_text("can be refreshed again at")
     expect(owner.locator("table.runs tr[data-run]")).to_have_count(before + 1)
@@ -518,7 +515,7 @@ def test_the_login_page_tells_the_logins_story_and_refreshes_it(
     phone.goto(team.url(f"/dashboard/apps/{client_id}/logins/{login_id}"))
     expect(phone.get_by_role("button", name="Refresh now")).to_be_visible()
     _fits(phone)
-    _shoot(phone, "login-phone")
+    _shot(phone, "login-phone")
     assert_no_page_errors(phone)
 
 
@@ -562,7 +559,7 @@ def test_webhook_endpoint_tools_and_a_signed_test_event(
     expect(event.locator("details.payload pre")).to_contain_text('"test": true')
     event.get_by_text("Response").click()
     expect(event.locator("details.answer")).to_contain_text("HTTP 200 in")
-    _shoot(owner, "webhooks-desktop")
+    _shot(owner, "webhooks-desktop")
 
     # edit it to one event type, disable it, enable it, delete it
     owner.goto(team.url(f"/dashboard/apps/{client_id}/webhooks"))
@@ -591,7 +588,7 @@ def test_webhook_endpoint_tools_and_a_signed_test_event(
     phone.goto(team.url(f"/dashboard/apps/{client_id}/webhooks"))
     expect(phone.locator(".endpoint-id").first).to_be_visible()
     _fits(phone)
-    _shoot(phone, "webhooks-phone")
+    _shot(phone, "webhooks-phone")
     assert_no_page_errors(phone)
 
 
@@ -1043,6 +1040,12 @@ def test_team_roles_invitations_password_and_recovery_in_the_browser(
     assert not set(renewed) & set(codes)
     _shot(desk, "recovery-codes-renewed")
     assert_no_page_errors(desk)
+    # a reload shows them no more and makes no other set (post, redirect, get): those shown work
+    assert "/dashboard/account/recovery-codes/" in desk.url
+    desk.reload()
+    expect(desk.get_by_text("These recovery codes were shown once already")).to_be_visible()
+    expect(desk.locator("#recovery-codes li")).to_have_count(0)
+    _no_errors_but(desk, 410)
 
     # the phone is lost: a recovery code, then a new authenticator
     lost = make_page(phone=True)
@@ -1076,15 +1079,6 @@ def test_team_roles_invitations_password_and_recovery_in_the_browser(
 
 
 # --- secrets shown once, apps archived, confirmations, re-authentication, field errors ----------
-
-
-def _shot(page: Page, name: str, *, full_page: bool = True) -> None:
-    """A screenshot for a person to look at, where ``BANKHUB_SHOTS`` names a folder (the API
-    reference is too long a page for a whole one: there, what the window shows)."""
-    folder = os.environ.get("BANKHUB_SHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=full_page)
 
 
 def _app_rows(page: Page, team: Team) -> int:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import delete, select
 
+from bankhub.dashboard import paging
+from bankhub.dashboard.request_routes import PAGE_SIZE
 from bankhub.dashboard.roles import Role
 from bankhub.db import tenancy
 from bankhub.jobs.runner import Runner
@@ -24,6 +26,13 @@ Visitors = Callable[..., Visitor]
 #: what a caller sends that must never be recorded (a body, a query string, a header)
 MARKER = "sekrit-marker-7c1f"
 ROW = re.compile(r'<tr data-request="([^"]+)"')
+NEXT = re.compile(r'<a rel="next" href="([^"]+)"')
+PREVIOUS = re.compile(r'<a rel="prev" href="([^"]+)"')
+
+
+def _link(pattern: re.Pattern[str], text: str) -> str | None:
+    found = pattern.search(text)
+    return found.group(1).replace("&amp;", "&") if found else None
 
 
 async def _rows(h: Harness) -> list[ApiRequest]:
@@ -88,7 +97,7 @@ async def test_the_page_searches_pages_newest_first_and_a_viewer_reads_it(
 ) -> None:
     h = harness
     await _calls(h)
-    for n in range(store.PAGE_SIZE):
+    for n in range(PAGE_SIZE):
         answer = await h.client.get(
             "/v2/app", headers={**h.headers(), "X-Request-Id": f"trace-many-{n}"}
         )
@@ -100,12 +109,12 @@ async def test_the_page_searches_pages_newest_first_and_a_viewer_reads_it(
     first = await v.get(base)
     assert first.status_code == 200, first.text
     shown = ROW.findall(first.text)
-    assert len(shown) == store.PAGE_SIZE
-    assert shown[0] == f"trace-many-{store.PAGE_SIZE - 1}"  # newest first
+    assert len(shown) == PAGE_SIZE
+    assert shown[0] == f"trace-many-{PAGE_SIZE - 1}"  # newest first
     assert MARKER not in first.text
-    older = re.search(r'rel="next" href="([^"]+)"', first.text)
+    older = _link(NEXT, first.text)
     assert older is not None
-    second = await v.get(older.group(1).replace("&amp;", "&"))
+    second = await v.get(older)
     assert ROW.findall(second.text) == ["trace-404", ROW.findall(second.text)[1], "trace-ok-1"]
     assert 'rel="next"' not in second.text
 
@@ -124,6 +133,68 @@ async def test_the_page_searches_pages_newest_first_and_a_viewer_reads_it(
     nothing = await v.get(f"{base}?request_id=nope")
     assert ROW.findall(nothing.text) == []
     assert "No call matches." in nothing.text
+
+
+async def test_the_log_pages_as_every_list_keeping_its_search(
+    harness: Harness, visitors: Visitors
+) -> None:
+    """The shared pager: next and previous links that keep the search and the page size, the
+    page size chosen, no count (the log can be large), and a forged or old-style link gives the
+    first page and says so."""
+    h = harness
+    for n in range(30):  # answered calls between refused ones, which the search leaves out
+        ok = await h.client.get("/v2/app", headers={**h.headers(), "X-Request-Id": f"ok-{n}"})
+        assert ok.status_code == 200
+        refused = await h.client.get(
+            "/v2/account",
+            headers={**h.headers(), "login-secret": "nope", "X-Request-Id": f"no-{n}"},
+        )
+        assert refused.status_code >= 400
+    await store.flush(h.hub.db, h.hub.request_log)
+    v = visitors()
+    await v.sign_in(await make_member(h, Role.VIEWER))
+    base = f"/dashboard/apps/{h.creds['client_id']}/requests"
+
+    first = await v.get(base, params={"status": "2xx", "route": "/v2/app", "size": "25"})
+    assert first.status_code == 200, first.text
+    assert ROW.findall(first.text) == [f"ok-{n}" for n in range(29, 4, -1)]
+    assert "25 calls shown, more follow." in first.text
+    assert " shown of " not in first.text  # never counted
+    assert '<option value="25" selected>' in first.text
+    assert 'rel="prev"' not in first.text
+    older = _link(NEXT, first.text)
+    assert older is not None
+    assert "status=2xx" in older
+    assert "route=%2Fv2%2Fapp" in older
+    assert "size=25" in older
+    # the size form keeps the search too
+    assert '<input type="hidden" name="status" value="2xx">' in first.text
+
+    second = await v.get(older)
+    assert ROW.findall(second.text) == [f"ok-{n}" for n in range(4, -1, -1)]
+    assert _link(NEXT, second.text) is None
+    assert "First page" in second.text
+    newer = _link(PREVIOUS, second.text)
+    assert newer is not None
+    assert "status=2xx" in newer
+    assert "size=25" in newer
+    back = await v.get(newer)
+    assert ROW.findall(back.text) == ROW.findall(first.text)
+
+    # the default size, and one not offered, is 50 a page; the search alone keeps to it
+    whole = await v.get(base, params={"status": "2xx", "size": "7"})
+    assert ROW.findall(whole.text) == [f"ok-{n}" for n in range(29, -1, -1)]
+    everything = await v.get(base)
+    assert len(ROW.findall(everything.text)) == PAGE_SIZE
+    assert ROW.findall(everything.text)[:2] == ["no-29", "ok-29"]
+
+    # a forged cursor, or a link of the page's own paging before the shared pager (an id):
+    # the first page of the same search, and the page says why
+    for cursor in ({"after": "bm90IGEgY3Vyc29y"}, {"before": "12"}, {"after": "x" * 500}):
+        broken = await v.get(base, params={"status": "2xx", "size": "25", **cursor})
+        assert broken.status_code == 200, cursor
+        assert paging.BROKEN in broken.text
+        assert ROW.findall(broken.text) == ROW.findall(first.text), cursor
 
 
 async def test_another_apps_calls_are_not_on_this_apps_page(

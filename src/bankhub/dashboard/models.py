@@ -111,7 +111,7 @@ class PendingItem(Base):
     session_id: Mapped[int] = mapped_column(
         ForeignKey("member_sessions.id", ondelete="CASCADE"), index=True
     )
-    #: secret | action
+    #: secret | action | invite | recovery (``pending.Kind``; a free string, at most 8 long)
     kind: Mapped[str] = mapped_column(String(8))
     #: JSON, AES-256-GCM under the keyring bound to this row; NULL once used
     payload_enc: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,10 +1,11 @@
 """What a member's session holds for one use: secrets to show once, and a form post that waits
 for the member's password and code.
 
-* **Secrets** (a new app's, a new or rolled key's): the post that made them keeps them here and
-  answers with a redirect to a page that shows them once (post/redirect/get). A reload, the
-  back button or a second tab finds them used and creates nothing; the secret is never in a URL,
-  a log line or a cache (the page is ``no-store``).
+* **Secrets** (a new app's, a new or rolled key's, an invitation's link, a member's new recovery
+  codes): the post that made them keeps them here and answers with a redirect to a page that
+  shows them once (post/redirect/get). A reload, the back button or a second tab finds them used
+  and creates nothing; the secret is never in a URL, a log line or a cache (the page is
+  ``no-store``).
 * **Actions**: a change that needs a recent re-authentication (S7), posted when the last one is
   too old, is kept with its form; once the member gives password and code it is carried out,
   once, instead of being thrown away.
@@ -29,7 +30,7 @@ from bankhub.clock import as_utc
 from bankhub.dashboard.models import PendingItem
 from bankhub.security.crypto import Cipher, associated_data
 
-Kind = Literal["secret", "action", "invite"]
+Kind = Literal["secret", "action", "invite", "recovery"]
 #: how long secrets wait for the page that shows them (it is the redirect's target: seconds)
 SECRET_LIFETIME = timedelta(minutes=5)
 #: how long a change waits for the member's password and code
@@ -39,6 +40,8 @@ LIFETIMES: dict[str, timedelta] = {
     "action": ACTION_LIFETIME,
     # an invitation's outcome (and its link when it was not mailed), for the team page
     "invite": SECRET_LIFETIME,
+    # a member's new recovery codes (after enrolment, a reset or a renewal), for their one page
+    "recovery": SECRET_LIFETIME,
 }
 #: the largest payload kept (a form of the dashboard is far smaller)
 MAX_PAYLOAD = 64_000

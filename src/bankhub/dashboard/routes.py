@@ -1,8 +1,9 @@
 """Signing up, in and out, enrolment, re-authentication, the team and the mail settings.
 
 Every handler declares its action (``roles.route``); the router's guard enforces it. Forms are
-posted, checked and answered with a redirect (post/redirect/get), except where a secret is shown
-once (recovery codes, invitation links), which is rendered in the answer itself and never stored.
+posted, checked and answered with a redirect (post/redirect/get), also where a secret is shown
+once (recovery codes, invitation links): it waits, sealed in the session's pending store, for
+the one page that shows it, so that a reload shows nothing and makes nothing again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, URLEncodedBody
 from litestar.response import File
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.api.principal import HubDep, hub_of, public_url
 from bankhub.audit import services as audit
@@ -49,6 +51,8 @@ from bankhub.usage import charts
 AnyRequest = Request[Any, Any, Any]
 Form = URLEncodedBody[dict[str, str]]
 STATIC = Path(__file__).parent / "static"
+#: new recovery codes, shown once at ``<this>/<handle>`` after the post that made them
+RECOVERY_CODES = f"{PREFIX}/account/recovery-codes"
 #: the team in the order its members joined
 MEMBERS = paging.Keyset((paging.Key(Member.id, "int"),), descending=False)
 
@@ -281,7 +285,8 @@ def _enrol_form(request: AnyRequest, notice: str | None) -> Response[Any]:
 
 @post(f"{PREFIX}/enrol", opt=roles.route(Action.ENROL), include_in_schema=False)
 async def enrol(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
-    """The first code proves the app has the seed; the recovery codes are shown this once."""
+    """The first code proves the app has the seed; the recovery codes are shown once, on the
+    page it leads to."""
     visit = visit_of(request)
     now = hub.clock()
     try:
@@ -315,19 +320,58 @@ async def enrol(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
             # the first sign-in: this browser is the member's own, no alert
             device = devices.device_token(request, visit.secure)
             alerts.remember(hub.hasher, member, device)
+            # kept for the new session: ending the enrolment's session took what it held
+            shown = await keep_recovery_codes(db, hub, fresh.row.id, codes, renewed=False)
     except FormError as exc:
         return _enrol_form(request, str(exc))
-    visit.member = member
-    visit.csrf = services.csrf_token(hub.hasher, fresh.token)
-    return page(
+    return go(
         request,
-        "recovery_codes.html",
-        codes=codes,
+        shown,
         cookies=[
             session_cookie(hub, visit, fresh.token),
             devices.device_cookie(device, visit.secure),
         ],
     )
+
+
+async def keep_recovery_codes(
+    db: AsyncSession, hub: Hub, session_id: int, codes: list[str], *, renewed: bool
+) -> str:
+    """Post/redirect/get for new recovery codes: they wait, sealed, for the session's one page
+    that shows them (its address is returned). Rendered at the POST's address, a reload posted
+    the form again: a renewal made yet another set, and the set just written down stopped
+    working."""
+    payload = {"codes": codes, "renewed": renewed}
+    handle = await pending.keep(db, hub.keyring, hub.clock(), session_id, "recovery", payload)
+    return f"{RECOVERY_CODES}/{handle}"
+
+
+@get(f"{RECOVERY_CODES}/{{handle:str}}", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
+async def recovery_codes(hub: HubDep, request: AnyRequest, handle: FromPath[str]) -> Response[Any]:
+    """The one showing of new recovery codes; a reload finds them shown (410) and makes
+    nothing: the codes shown keep working."""
+    session = visit_of(request).session
+    if session is None:  # the guard lets no member's page through without one
+        raise Refused(401, "Please sign in.")
+    async with hub.db.transaction() as db:
+        taken = await pending.take(db, hub.keyring, hub.clock(), session.id, handle, "recovery")
+    values = taken.payload or {}
+    if taken.state == "fresh":
+        codes = [str(code) for code in values.get("codes", [])]
+        return page(
+            request, "recovery_codes.html", codes=codes, renewed=bool(values.get("renewed"))
+        )
+    if taken.state == "used" and taken.used_at is not None:
+        gone = (
+            "These recovery codes were shown once already, at "
+            f"{taken.used_at.strftime('%H:%M:%S UTC')}, and are not shown again."
+        )
+        return page(request, "recovery_codes.html", codes=[], gone=gone, status=410)
+    gone = (
+        "There are no recovery codes to show here: new codes wait a few minutes for this page, "
+        "in the browser session that made them."
+    )
+    return page(request, "recovery_codes.html", codes=[], gone=gone, status=404)
 
 
 # --- re-authentication (S7) ---------------------------------------------------------------------
@@ -861,6 +905,7 @@ DASHBOARD_ROUTES = [
     sign_out,
     enrol_page,
     enrol,
+    recovery_codes,
     reauth_page,
     reauth,
     overview,

@@ -2,9 +2,10 @@
 one's own account: password, new recovery codes, and a new authenticator after a lost one.
 
 The same pattern as ``routes``: each handler declares its action, forms are posted, checked and
-answered with a redirect, except where a secret is shown once: recovery codes are rendered in
-the answer and never stored; an invitation link without mail waits, sealed, for the one page
-that shows it (``routes.show_invitation``), so that a reload cannot invite again.
+answered with a redirect, also where a secret is shown once: new recovery codes and an
+invitation link without mail wait, sealed, for the one page that shows them
+(``routes.keep_recovery_codes``, ``routes.show_invitation``), so that a reload can neither make
+another set of codes nor invite again.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from bankhub.dashboard.pages import (
     visit_of,
 )
 from bankhub.dashboard.roles import Action, Role
-from bankhub.dashboard.routes import _enter, _team_page, invite_link, show_invitation
+from bankhub.dashboard.routes import (
+    _enter,
+    _team_page,
+    invite_link,
+    keep_recovery_codes,
+    show_invitation,
+)
 from bankhub.dashboard.services import FormError, SignInRefused
 from bankhub.security import tls
 
@@ -224,8 +231,12 @@ async def change_password(hub: HubDep, request: AnyRequest, data: Form) -> Respo
 
 @post(f"{ACCOUNT}/recovery-codes", opt=roles.route(Action.ACCOUNT), include_in_schema=False)
 async def renew_recovery_codes(hub: HubDep, request: AnyRequest, data: Form) -> Response[Any]:
-    """New recovery codes, shown this once; the old ones stop working."""
+    """New recovery codes, shown once on the page it leads to; the old ones stop working."""
+    session = visit_of(request).session
+    if session is None:  # the guard lets no member's page through without one
+        raise Refused(401, "Please sign in.")
     now = hub.clock()
+    shown = ""
     async with hub.db.transaction() as db:
         member = await _signed_in(db, request)
         try:
@@ -236,11 +247,12 @@ async def renew_recovery_codes(hub: HubDep, request: AnyRequest, data: Form) -> 
             refused = await _refusal(db, member, now, exc)
         else:
             refused = ""
+            shown = await keep_recovery_codes(db, hub, session.id, codes, renewed=True)
     if refused and services.is_locked(member, now):
         return _blocked(request, member)
     if refused:
         return await _account_page(request, notice=refused, status=400)
-    return page(request, "recovery_codes.html", codes=codes, renewed=True)
+    return go(request, shown)
 
 
 # --- a lost authenticator -----------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Writing the recorded calls to ``api_requests`` in batches, reading them for the dashboard,
-and purging them past their retention (``BANKHUB_REQUEST_LOG_DAYS``).
+"""Writing the recorded calls to ``api_requests`` in batches, the query of the dashboard's search
+(its paging is the dashboard's), and purging them past their retention
+(``BANKHUB_REQUEST_LOG_DAYS``).
 
 A flush takes every call recorded so far and inserts it in one transaction (rows of every app:
 the tenant wall is opened for it, S14). A flush that fails gives its rows back for the next one;
@@ -19,9 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, and_, insert, select
+from sqlalchemy import ColumnElement, Select, and_, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.db import tenancy
 from bankhub.db.batches import loop_lifespan, purge_in_batches, run_flush_loop
@@ -38,7 +38,6 @@ log = logging.getLogger("bankhub.requestlog")
 #: calls are kept this long by default
 RETENTION_DAYS = 14
 PURGE_BATCH = 5000
-PAGE_SIZE = 50
 
 
 def _values(row: Row) -> dict[str, Any]:
@@ -131,8 +130,6 @@ class Search:
     #: the route template contains this
     route: str = ""
     error_code: str = ""
-    #: the page: calls older than this id
-    before: int | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
@@ -148,29 +145,10 @@ class Search:
             found.append(ApiRequest.route.contains(self.route, autoescape=True))
         if self.error_code:
             found.append(ApiRequest.error_code == self.error_code)
-        if self.before is not None:
-            found.append(ApiRequest.id < self.before)
         return found
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    rows: list[ApiRequest]
-    #: the ``before`` of the next (older) page, None on the last
-    older: int | None
-
-
-async def search(
-    session: AsyncSession, app_id: int, wanted: Search, *, size: int = PAGE_SIZE
-) -> Page:
-    """One page of the app's calls matching ``wanted``, newest first."""
-    query = (
-        select(ApiRequest)
-        .where(ApiRequest.app_id == app_id, *wanted.conditions())
-        .order_by(ApiRequest.id.desc())
-        .limit(size + 1)
-    )
-    rows = list((await session.execute(query)).scalars())
-    more = len(rows) > size
-    rows = rows[:size]
-    return Page(rows, rows[-1].id if more and rows else None)
+def search(app_id: int, wanted: Search) -> Select[tuple[ApiRequest]]:
+    """The app's calls matching ``wanted``, in no order: the caller pages them (the dashboard
+    newest first by id, on the ``(app_id, id)`` index)."""
+    return select(ApiRequest).where(ApiRequest.app_id == app_id, *wanted.conditions())
