@@ -831,7 +831,7 @@ def test_lists_page_past_their_first_page(make_page: MakePage, team: Team) -> No
     for name in ("webhooks", "payments"):
         desk.goto(team.url(f"/dashboard/apps/{team.app['client_id']}/{name}?size=25"))
         expect(desk.locator("#pager-count")).to_be_visible()
-        _shot(desk, f"{name}-desktop")
+        _shot(desk, f"{name}-paged-desktop")
     assert_no_page_errors(desk)
 
     phone = _as(make_page, team, OWNER, phone=True)

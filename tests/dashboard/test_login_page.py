@@ -5,6 +5,7 @@ button is ``PUT /v2/login/refresh``'s service, cool-down included, for the roles
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 
 from sqlalchemy import func, select
@@ -56,6 +57,10 @@ async def test_the_login_page_shows_its_story_and_refreshes_within_the_limits(
     assert text.count("data-run=") == 1
     assert '<table class="sent' in text
     assert text.count("<tr data-delivery=") >= 1  # the connect's events, queued for the hook
+    # each delivery with the time it was queued (a replay is another delivery of the event)
+    assert re.search(
+        r'<tr data-delivery=[^\n]*<span class="help">queued \d\d:\d\d:\d\d</span>', text
+    )
 
     async with h.hub.db.transaction() as db:
         reads = list(

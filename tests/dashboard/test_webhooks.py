@@ -100,8 +100,17 @@ async def test_add_endpoint_log_every_attempt_replay_and_rotate(
     async with harness.hub.db.transaction() as db:
         count = (await db.execute(select(func.count(WebhookDelivery.id)))).scalar_one()
         assert count == 2
+        queued = [
+            d.created_at.strftime("%H:%M:%S")
+            for d in (await db.execute(select(WebhookDelivery))).scalars()
+        ]
     await v.get(base)
     page = await v.get(base)
+    # the replay is a second delivery of the event, each with the time it was queued
+    section = page.text.split(f'data-event="{event_id}"', 1)[1].split("</section>", 1)[0]
+    assert section.count("<li data-delivery=") == 2
+    for when in queued:
+        assert f"queued {when}," in section
     endpoint_id = re.findall(r'data-endpoint="([^"]+)"', page.text)[0]
     rotated = await v.post(f"{base}/{endpoint_id}/rotate", {"overlap": "3600"})
     assert rotated.status_code == 303, rotated.text
