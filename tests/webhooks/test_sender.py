@@ -26,6 +26,7 @@ from bankhub.webhooks.sender import (
     parse_retry_after,
 )
 from bankhub.webhooks.signing import new_secret, webhook_headers
+from bankhub.webhooks.ssrf import CheckedTargets
 from bankhub.webhooks.transport import KeyedTransport
 from tests.support.raw_http import Receiver
 from tests.webhooks.tls_material import make_tls
@@ -124,6 +125,44 @@ async def test_localhost_name_keeps_its_host_header(http: Http, receiver: MakeRe
 
 async def _answer(addresses: list[str]) -> list[str]:
     return addresses
+
+
+async def test_kept_targets_resolve_a_busy_receiver_once_and_again_after_it_moved(
+    http: Http, receiver: MakeReceiver
+) -> None:
+    peer = await receiver()
+    # the name first points at 127.0.0.2, where nothing listens (the receiver moved)
+    answers, asked = ["127.0.0.2"], []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return list(answers)
+
+    targets = CheckedTargets(resolver=resolve)
+    url = f"http://receiver.test:{peer.port}/h"
+
+    async def attempt() -> AttemptResult:
+        return await deliver(
+            http,
+            url,
+            BODY,
+            headers(),
+            allow_private=True,
+            allow_http=True,
+            timeout=5,
+            keep_alive=isinstance(http, KeyedTransport),
+            targets=targets,
+        )
+
+    refused = await attempt()
+    assert refused.outcome == "retry"
+    answers[:] = ["127.0.0.1"]
+    # the address that did not answer was forgotten: the next attempt asks the resolver again
+    for _ in range(3):
+        assert (await attempt()).outcome == "delivered"
+    assert len(asked) == 2
+    assert len(peer.received) == 3
+    assert peer.received[0].headers["host"] == f"receiver.test:{peer.port}"
 
 
 async def test_500_is_retried(http: Http, receiver: MakeReceiver) -> None:

@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 
 from bankhub.webhooks.ssrf import (
+    CheckedTargets,
     Resolver,
     Target,
     UnsafeUrl,
@@ -214,3 +215,73 @@ def test_good_syntax_passes() -> None:
 )
 def test_unsafe_reason(address: str, safe: bool) -> None:
     assert (unsafe_reason(ipaddress.ip_address(address)) is None) is safe
+
+
+class CountingResolver:
+    """Answers from ``answers`` (changeable) and counts the questions."""
+
+    def __init__(self, answers: list[str]) -> None:
+        self.answers = answers
+        self.asked = 0
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.asked += 1
+        return list(self.answers)
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_checked_target_is_kept_for_a_while_then_checked_again() -> None:
+    resolver, clock = CountingResolver([PUBLIC]), Ticks()
+    targets = CheckedTargets(seconds=30, resolver=resolver, clock=clock)
+    url = "https://hooks.example.com/in"
+    first = await targets.target(url, allow_private=False, allow_http=False)
+    assert (first.address, resolver.asked) == (PUBLIC, 1)
+    clock.now += 29
+    assert await targets.target(url, allow_private=False, allow_http=False) is first
+    assert resolver.asked == 1
+    # past its time the name is resolved and checked anew: a rebinding meets the guard then
+    resolver.answers = ["10.0.0.7"]
+    clock.now += 2
+    with pytest.raises(UnsafeUrl, match="private"):
+        await targets.target(url, allow_private=False, allow_http=False)
+    # a refusal is not kept: the next attempt asks again
+    with pytest.raises(UnsafeUrl):
+        await targets.target(url, allow_private=False, allow_http=False)
+    assert resolver.asked == 3
+
+
+async def test_a_forgotten_or_differently_allowed_target_is_resolved_again() -> None:
+    resolver = CountingResolver(["127.0.0.1"])
+    targets = CheckedTargets(resolver=resolver, clock=Ticks())
+    url = "http://receiver.test:8080/h"
+    dev = await targets.target(url, allow_private=True, allow_http=True)
+    assert dev.address == "127.0.0.1"
+    # what the development allowances let through is never served to a production check
+    with pytest.raises(UnsafeUrl):
+        await targets.target(url, allow_private=False, allow_http=True)
+    assert resolver.asked == 2
+    await targets.target(url, allow_private=True, allow_http=True)
+    assert resolver.asked == 2
+    targets.forget(url)
+    await targets.target(url, allow_private=True, allow_http=True)
+    assert resolver.asked == 3
+
+
+async def test_the_least_recently_used_target_goes_first() -> None:
+    resolver = CountingResolver([PUBLIC])
+    targets = CheckedTargets(size=2, resolver=resolver, clock=Ticks())
+    a, b, c = (f"https://{name}.example.com/" for name in "abc")
+    for url in (a, b, a, c):  # a used again after b: b is the oldest when c comes
+        await targets.target(url, allow_private=False, allow_http=False)
+    assert resolver.asked == 3
+    await targets.target(a, allow_private=False, allow_http=False)
+    assert resolver.asked == 3
+    await targets.target(b, allow_private=False, allow_http=False)
+    assert resolver.asked == 4

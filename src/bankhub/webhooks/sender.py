@@ -21,7 +21,7 @@ from typing import Literal, ParamSpec
 import httpx
 
 from bankhub.observability import metrics
-from bankhub.webhooks.ssrf import Resolver, Target, UnsafeUrl, resolve_target
+from bankhub.webhooks.ssrf import CheckedTargets, Resolver, Target, UnsafeUrl, resolve_target
 from bankhub.webhooks.transport import KeyedTransport
 
 P = ParamSpec("P")
@@ -269,6 +269,7 @@ async def deliver(
     timeout: float,  # noqa: ASYNC109 - one budget for DNS, connect and answer
     resolver: Resolver | None = None,
     keep_alive: bool = False,
+    targets: CheckedTargets | None = None,
 ) -> AttemptResult:
     """POST ``body`` with ``headers`` to ``url`` once, within ``timeout`` seconds in all.
 
@@ -284,6 +285,8 @@ async def deliver(
     be closed, which an HTTP/2 connection would ignore; with ``keep_alive`` it does not, which
     is only safe when ``http``'s pool keys connections by the TLS name as well as the address
     (``bankhub.webhooks.transport.KeyedTransport``).
+    With ``targets`` the checked target is taken from (and kept in) that per-process store
+    instead of being resolved for this attempt alone; a network failure forgets it.
     """
     loop = asyncio.get_running_loop()
     started = time.monotonic()
@@ -303,9 +306,14 @@ async def deliver(
     try:
         async with asyncio.timeout_at(deadline):
             try:
-                target = await resolve_target(
-                    url, allow_private=allow_private, allow_http=allow_http, resolver=resolver
-                )
+                if targets is not None:
+                    target = await targets.target(
+                        url, allow_private=allow_private, allow_http=allow_http
+                    )
+                else:
+                    target = await resolve_target(
+                        url, allow_private=allow_private, allow_http=allow_http, resolver=resolver
+                    )
             except UnsafeUrl as exc:
                 return result("rejected", error=str(exc))
             if isinstance(http, KeyedTransport):
@@ -326,8 +334,12 @@ async def deliver(
                 request = _request(http, target, body, headers, timeout, keep_alive=keep_alive)
                 response = await http.send(request, stream=True, follow_redirects=False)
     except (TimeoutError, httpx.ReadTimeout, httpx.WriteTimeout):
+        if targets is not None:
+            targets.forget(url)
         return result("retry", error=f"TimeoutError: no answer within {timeout:g} s")
     except (httpx.HTTPError, OSError) as exc:
+        if targets is not None:
+            targets.forget(url)
         return result("retry", error=_describe(exc))
 
     if isinstance(http, KeyedTransport):

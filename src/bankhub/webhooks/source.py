@@ -31,6 +31,7 @@ from bankhub.security.keyring import Keyring
 from bankhub.webhooks import sender, signing
 from bankhub.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from bankhub.webhooks.services import SecretCache
+from bankhub.webhooks.ssrf import CheckedTargets
 from bankhub.webhooks.transport import KeyedTransport
 
 # The attempts and deliveries of a batch are written as Core statements on the tables, run once
@@ -147,6 +148,7 @@ class DeliverySource:
         slots: int,
         timeout: float,
         dev: bool,
+        targets: CheckedTargets | None = None,
     ) -> None:
         self.db = db
         self.keyring = keyring
@@ -163,6 +165,8 @@ class DeliverySource:
         self._sending: set[int] = set()
         self._secrets = SecretCache()
         self._outcomes = OutcomeWriter(self._record_attempts)
+        #: receivers' checked addresses, kept a short while (ssrf.CheckedTargets)
+        self.targets = targets if targets is not None else CheckedTargets()
 
     async def claim(self, limit: int) -> list[Awaitable[bool]]:
         return [self.deliver(job) for job in await self.claim_due(limit)]
@@ -345,6 +349,7 @@ class DeliverySource:
                 allow_http=self.dev,
                 timeout=self.timeout,
                 keep_alive=True,
+                targets=self.targets,
             )
             return await self._outcomes.record(job, started, result)
         finally:

@@ -2,6 +2,11 @@
 
 A URL is checked for syntax, its host is resolved once, every resolved address is checked, and the
 sender then connects to the checked address itself, so a second DNS answer cannot redirect it.
+
+The delivery worker keeps the targets it checked for a short while (:class:`CheckedTargets`), so
+a busy receiver's name is not resolved again for every delivery; what is kept is the checked
+address, so keeping it weakens nothing: a name that later resolves elsewhere is met by the next
+check, at the latest when the kept target expires.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
@@ -225,3 +232,56 @@ async def resolve_target(
         path_and_query=path_and_query,
         address=addresses[0].compressed,
     )
+
+
+#: how long a checked target is used again before its host is resolved and checked anew
+TARGET_SECONDS = 30.0
+#: how many checked targets one process keeps (the least recently used go first)
+TARGETS_KEPT = 4096
+
+
+class CheckedTargets:
+    """Targets that passed :func:`resolve_target`, kept per process for ``seconds``.
+
+    A worker delivering hundreds of events a second to one receiver otherwise asks the
+    resolver (a thread of the loop's pool, and the network) the same question for every one.
+    A target is kept by its URL and the guard's two allowances; a refusal (``UnsafeUrl``) or
+    a resolver's error is not kept. The caller :meth:`forget` s a URL whose address did not
+    answer, so a receiver that moved is found again at the next attempt, not after the
+    target expires.
+    """
+
+    def __init__(
+        self,
+        *,
+        seconds: float = TARGET_SECONDS,
+        size: int = TARGETS_KEPT,
+        resolver: Resolver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.seconds = seconds
+        self.size = size
+        self.resolver = resolver
+        self._clock = clock
+        self._kept: OrderedDict[tuple[str, bool, bool], tuple[float, Target]] = OrderedDict()
+
+    async def target(self, url: str, *, allow_private: bool, allow_http: bool) -> Target:
+        key = (url, allow_private, allow_http)
+        now = self._clock()
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] > now:
+            self._kept.move_to_end(key)
+            return kept[1]
+        target = await resolve_target(
+            url, allow_private=allow_private, allow_http=allow_http, resolver=self.resolver
+        )
+        self._kept[key] = (self._clock() + self.seconds, target)
+        self._kept.move_to_end(key)
+        while len(self._kept) > self.size:
+            self._kept.popitem(last=False)
+        return target
+
+    def forget(self, url: str) -> None:
+        """Resolve ``url``'s host again next time (its address did not answer)."""
+        for key in [key for key in self._kept if key[0] == url]:
+            del self._kept[key]
