@@ -9,6 +9,7 @@ the browser's last redirect lands on a real page whose URL carries the result.
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -567,8 +568,6 @@ def test_a_slow_bank_shows_the_progress_page_without_javascript(
 
 SPARBANK_DE = 3
 STATEMENT_FILE = 11
-#: where the screenshots of the consent and credentials steps go to be looked at (not committed)
-SHOTS = Path("/work/benchruns/i18n/shots")
 
 
 def _lang(page: Page) -> str:
@@ -577,13 +576,13 @@ def _lang(page: Page) -> str:
     return value
 
 
-def _shot(page: Page, name: str) -> None:
-    """A full-page screenshot for a person to look at (skipped where the folder cannot be)."""
-    try:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+def shot(page: Page, name: str) -> None:
+    """A full-page screenshot for a person to look at, where ``BANKHUB_SHOTS`` names a folder
+    (a test writes nothing outside the repository by default)."""
+    folder = os.environ.get("BANKHUB_SHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
 def test_the_language_comes_from_the_token_the_browser_or_the_bank_country(
@@ -730,14 +729,14 @@ def test_screenshots_of_consent_and_credentials_in_vi_and_de(
             page.goto(partner.connect_url(locale=locale))
             expect(page.get_by_role("button", name=agree_button)).to_be_visible()
             view = "phone" if phone else "desktop"
-            _shot(page, f"consent-{locale}-{view}")
+            shot(page, f"consent-{locale}-{view}")
             assert_accessible(page, f"consent in {locale} on {view}")
             page.get_by_role("button", name=agree_button).click()
             page.get_by_label(username).fill("user_good")
             page.get_by_label(password).fill("pass_wrong")
             page.get_by_role("button", name=re.compile("Đăng nhập|Anmelden")).click()
             expect(page.get_by_role("alert")).to_be_visible()
-            _shot(page, f"credentials-{locale}-{view}")
+            shot(page, f"credentials-{locale}-{view}")
             assert_accessible(page, f"credentials in {locale} on {view}")
             if phone:
                 fits_phone(page)

@@ -13,11 +13,15 @@ from tests.e2e.test_connect_browser import (  # noqa: F401 - fixtures shared wit
     Partner,
     assert_success,
     callback_server,
+    fits_phone,
     notice,
     on_page,
     partner,
+    shot,
     wait_for_callback,
 )
+from tests.support.axe import assert_accessible
+from tests.support.browser_plugin import MakePage
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
 STATEMENT_SERVICE_ID = 11
@@ -66,3 +70,33 @@ def test_camt_upload_through_the_connect_page(
     assert [a["balance"] for a in accounts] == ["20.00"]
     assert all(a["login_id"] == login_id for a in accounts)
     expect(page.get_by_text("Back in the app.")).to_be_visible()
+
+
+def test_a_refused_file_is_explained_in_vietnamese_on_a_desk_and_a_phone(
+    make_page: MakePage,
+    partner: Partner,  # noqa: F811 - the shared fixture
+    tmp_path: Path,
+) -> None:
+    """What to do next in the user's language, the parser's words beside it as the technical
+    detail (marked English, read with the field), on both screens, with no serious axe finding."""
+    pdf = tmp_path / "saoke.pdf"
+    pdf.write_bytes(b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n")
+    for phone in (False, True):
+        page = make_page(phone=phone)
+        page.goto(partner.connect_url(STATEMENT_SERVICE_ID, locale="vi"))
+        page.get_by_role("button", name="Tôi đồng ý, tiếp tục").click()
+        page.get_by_label("Tệp sao kê").set_input_files(str(pdf))
+        page.get_by_role("button", name="Nhập dữ liệu").click()
+        expect(page.get_by_role("alert")).to_contain_text(
+            "saoke.pdf không thuộc định dạng sao kê mà chúng tôi đọc được"
+        )
+        detail = page.locator("#notice-detail")
+        expect(detail).to_contain_text("Chi tiết kỹ thuật:")
+        expect(detail.locator("[lang=en]")).to_contain_text("is not OFX/QFX")
+        described = page.get_by_label("Tệp sao kê").get_attribute("aria-describedby") or ""
+        assert described.split() == ["help-file", "notice", "notice-detail"]
+        view = "phone" if phone else "desktop"
+        shot(page, f"upload-refused-vi-{view}")
+        assert_accessible(page, f"a refused upload in vi on {view}")
+        if phone:
+            fits_phone(page)
