@@ -72,6 +72,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 LOGINS = 6
 #: refreshes per login through the API processes, while the workers sync
 REFRESH_ROUNDS = 6
+#: how long a partner goes on trying a busy login again (a login whose refresh the API kill cut
+#: stays busy until that run's lease expires, longer than this)
+BUSY_RETRY_SECONDS = 15.0
 LEASE_SECONDS = 60
 #: the restarted worker must deliver what its predecessor held well inside the lease
 RESUMED_WITHIN = 5.0
@@ -285,21 +288,29 @@ def write_concurrently(cluster: Cluster, logins: list[Connected]) -> int:
     """Partners' refreshes through both API processes while the workers sync the same logins;
     one API process is killed and restarted halfway. Returns how many refreshes were answered
     200: each of those committed at least one event (the bank shows new transactions on every
-    refresh); a refresh refused as busy committed none, the run holding the login did."""
+    refresh); a refresh refused as busy committed none, the run holding the login did, and is
+    tried again after a moment, as a partner would."""
     stop_marking = threading.Event()
     accepted: list[int] = []
 
     def refresh(n: int) -> None:
         login = logins[n % len(logins)]
-        for round_ in range(REFRESH_ROUNDS):
+        given_up = time.monotonic() + BUSY_RETRY_SECONDS
+        done = attempt = 0
+        while done < REFRESH_ROUNDS and time.monotonic() < given_up:
             answer = call(
-                cluster, "PUT", "/v2/login/refresh", n + round_, partner(cluster, login.secret)
+                cluster, "PUT", "/v2/login/refresh", n + attempt, partner(cluster, login.secret)
             )
-            # a login a worker is syncing right now is said to be busy, in the seed's envelope
+            attempt += 1
+            # a login a worker is syncing right now is said to be busy, in the seed's envelope;
+            # the partner tries again in a moment, as the message says
             busy = answer.status_code == 400 and answer.json()["extra"].get("refreshing")
             assert answer.status_code == 200 or busy, answer.text
             if answer.status_code == 200:
                 accepted.append(n)
+                done += 1
+            else:
+                time.sleep(0.2)
 
     def marking() -> None:
         while not stop_marking.wait(0.7):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -131,18 +130,16 @@ def test_normalize_folds_case_and_accents() -> None:
     assert normalize("ĐÀ NẴNG Überweisung Straße") == "da nang uberweisung strasse"
 
 
-def test_every_sandbox_transaction_gets_a_member_quickly() -> None:
+def test_every_sandbox_transaction_gets_a_member() -> None:
+    # what categorizing costs a row is measured in bench/ingest.py against the machine, not here
     valid = {c.value for c in Category}
     rows: list[TransactionRecord] = []
     for country, currency in [("VN", "VND"), ("DE", "EUR"), ("GB", "GBP"), ("US", "USD")]:
         book = ledger(Profile("s", 5, currency, country, "user_good", date(2025, 3, 14)))
         rows.extend(t for txs in book.transactions.values() for t in txs)
-    started = time.perf_counter()
     found = [categorize(t.description, t.merchant, t.amount, t.category) for t in rows]
-    per_row = (time.perf_counter() - started) / len(rows)
     assert set(found) <= valid
     assert found.count("uncategorized") < len(found) * 0.05
-    assert per_row < 100e-6
 
 
 def test_docs_describe_every_category() -> None:
