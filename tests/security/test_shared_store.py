@@ -39,6 +39,11 @@ def settings_for(tmp_path: Path, url: str, **values: Any) -> Settings:
 @pytest.fixture
 async def two_processes(tmp_path: Path, redis_url: str) -> AsyncIterator[list[SharedStore]]:
     stores = [SharedStore(settings_for(tmp_path, redis_url)) for _ in range(2)]
+    # connected first, as a process is by its first request: a test's first operation must not
+    # carry the connection's set-up within the store's one-second bound (on a loaded CI machine
+    # it once did not, and the store rightly went on without Redis)
+    for store in stores:
+        await store.ping()
     try:
         yield stores
     finally:
