@@ -387,12 +387,56 @@ def app_rules(rules: list[AppRule]) -> Keywords:
     return Keywords(tuple(compiled))
 
 
-#: an exact memo of :func:`categorize` by everything it reads (descriptions repeat heavily:
-#: the same shop, the same standing order); cleared when it holds this many answers
+#: a memo of :func:`categorize` (descriptions repeat heavily: the same shop, the same standing
+#: order), cleared when it holds this many answers. Two kinds of key: everything ``categorize``
+#: reads, exactly; and, for the keyword and brand rules, the text's words with the numbers
+#: that no rule or brand uses blanked out (see :func:`_words_key`)
 MEMO_SIZE = 65_536
-_memo: dict[
-    tuple[str, str | None, bool, str | None, str | None, tuple[str, str, str, str]], str
-] = {}
+_memo: dict[tuple[Any, ...], str] = {}
+#: the brand table the digit words below were taken from, and those words (None: numbers can
+#: matter to a prefix or suffix rule, so texts are not keyed by their words)
+_digit_words: tuple[Brands | None, frozenset[str] | None] = (None, None)
+
+
+def _numbers_that_matter(table: Brands) -> frozenset[str] | None:
+    """The words of digits only that a default keyword or a brand name contains; None when a
+    prefix or suffix key is digits only (then a number could match a rule in part)."""
+    if any(key.isdigit() for key in (*_DEFAULT.prefix_keys, *_DEFAULT.suffix_keys)):
+        return None
+    words = {word for phrase in _DEFAULT.phrases for word in phrase.split(" ")}
+    words.update(table.names)
+    words.update(table.multi)
+    for rest in table.multi.values():
+        for names, _ in rest:
+            words.update(names)
+    return frozenset(word for word in words if word.isdigit())
+
+
+def _words_key(tokens: list[str], credit: bool) -> tuple[Any, ...] | None:
+    """The key under which texts share their keyword and brand answer: the words in order,
+    each number that no keyword or brand name uses blanked out. Those rules compare whole
+    words only (a number no rule names matches none of them, and a blank keeps the words
+    around it apart as the number did), so every text with the same key gets the same answer:
+    "CARD PAYMENT TESCO 4711 LONDON" and "... 4712 LONDON" are categorized once."""
+    global _digit_words
+    table = brands()
+    if _digit_words[0] is not table:
+        _digit_words = (table, _numbers_that_matter(table))
+    matter = _digit_words[1]
+    if matter is None:
+        return None
+    return (
+        "words",
+        credit,
+        tuple("" if word.isdigit() and word not in matter else word for word in tokens),
+    )
+
+
+def _remember(key: tuple[Any, ...], found: str) -> str:
+    if len(_memo) >= MEMO_SIZE:
+        _memo.clear()
+    _memo[key] = found
+    return found
 
 
 def categorize(
@@ -424,9 +468,7 @@ def categorize(
     key = (description, merchant, credit, connector_category, counterparty, codes)
     found = _memo.get(key)
     if found is None:
-        if len(_memo) >= MEMO_SIZE:
-            _memo.clear()
-        found = _memo[key] = _categorize(description, named, credit, connector_category, codes)
+        found = _remember(key, _categorize(description, named, credit, connector_category, codes))
     return found
 
 
@@ -454,10 +496,16 @@ def _categorize(
     if by_code is not None:
         return by_code.value
     text = normalize(f"{merchant} {description}" if merchant else description)
+    words = _words_key(_TOKEN.findall(text), credit)
+    if words is not None:
+        found = _memo.get(words)
+        if found is not None:
+            return found
     best = _DEFAULT.best(text, credit)
     if best is None and not credit:
         # After every keyword rule, so that a rule's specific merchant or word wins; debits
         # only: a chain that pays money in is refunding or paying wages, neither of which is
         # what it sells.
         best = brands().best(text)
-    return best.value if best is not None else Category.UNCATEGORIZED.value
+    answer = best.value if best is not None else Category.UNCATEGORIZED.value
+    return _remember(words, answer) if words is not None else answer

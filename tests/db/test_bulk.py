@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, event, func, select
+from sqlalchemy import Table, event, func, select, text
 
 from bankhub.accounts.changes import TransactionChange
 from bankhub.accounts.models import Account, Transaction
 from bankhub.db import bulk
+from bankhub.db.engine import SQLITE_SWITCH_INTERVAL, Database
 from bankhub.sync.engine import CHANGE_COLUMNS, TRANSACTION_COLUMNS
 from tests.api.connect_client import connect
 from tests.conftest import Harness
@@ -245,3 +248,78 @@ async def test_encoded_rows_get_their_ids_in_order_without_being_read_back(
     assert [stored[i] for i in ids] == [r["dedupe_key"] for r in rows]
     if dialect.name == "sqlite":
         assert not [sql for sql in sent if "dedupe_key" in sql and sql.startswith("SELECT")]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_one_step_on_sqlite_stores_exactly_what_executemany_stores(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-step insert (every row taken from one JSON parameter) stores each value with the
+    same SQLite type and bytes as ``executemany`` — text with quotes, backslashes, non-ASCII and
+    emoji, NULLs, integers, dates, timestamps, the largest amount — keeps the rows' order for
+    their counted ids across several statements, and sends a batch holding a NUL character
+    (where SQLite's JSON functions would end the text) by ``executemany``."""
+    h = harness
+    account = await an_account(h)
+    monkeypatch.setattr(bulk, "JSON_ROWS", 40)  # several statements for one call
+    odd = ["plain", "quote ' and \" here", "back\\slash \\u0000 written out", "ü « » 🦀 \u2028"]
+
+    def rows(tag: str, n: int, nul: bool) -> list[dict[str, Any]]:
+        made = [
+            row(account, i, dedupe_key=f"b:{tag}-{i}", details_enc=f"{odd[i % 4]} {i}")
+            for i in range(n)
+        ]
+        if nul:
+            made[-1]["details_enc"] = "before\x00after"
+        return made
+
+    stored: dict[str, list[tuple[Any, ...]]] = {}
+    for one_step in (False, True):
+        for nul in (False, True):
+            tag = f"{one_step}-{nul}"
+            batch = rows(tag, 101, nul)
+            async with h.hub.db.transaction() as session:
+                dialect = (await session.connection()).dialect
+                values = bulk.encoder(TRANSACTIONS, TRANSACTION_COLUMNS, dialect)(batch)
+                ids = await bulk.insert_encoded_with_ids(
+                    session, TRANSACTIONS, TRANSACTION_COLUMNS, values,
+                    [r["dedupe_key"] for r in batch], key="dedupe_key",
+                    scope=("account_id", account.id), one_step=one_step,
+                )  # fmt: skip
+            columns = [c for c in TRANSACTION_COLUMNS if c != "dedupe_key"]
+            picked = ", ".join(f"typeof({c}), hex(CAST({c} AS BLOB))" for c in columns)
+            async with h.hub.db.transaction() as session:
+                sql = f"SELECT id, dedupe_key, {picked} FROM transactions"  # noqa: S608 - our own columns
+                mine = text(f"{sql} WHERE dedupe_key LIKE :tag ORDER BY id")
+                found = await session.execute(mine.bindparams(tag=f"b:{tag}-%"))
+                got = [tuple(r) for r in found]
+            assert [r[0] for r in got] == ids
+            assert [r[1] for r in got] == [r["dedupe_key"] for r in batch]
+            stored[tag] = [r[2:] for r in got]
+    assert stored["True-False"] == stored["False-False"]
+    assert stored["True-True"] == stored["False-True"]
+    details_hex = 2 * columns.index("details_enc") + 1
+    assert bytes.fromhex(stored["True-True"][-1][details_hex]).decode() == "before\x00after"
+
+
+async def test_sqlite_shortens_the_switch_interval_and_postgresql_leaves_it(
+    tmp_path: Path,
+) -> None:
+    """A process that writes SQLite through aiosqlite's threads gets the GIL switched every
+    millisecond (the one-step batch writes beside the next batch's preparing, db/engine.py);
+    a PostgreSQL process keeps Python's default, and a shorter interval set before is kept."""
+    before = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        postgres = Database("postgresql+asyncpg://bankhub@127.0.0.1:1/bankhub")
+        await postgres.dispose()
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+        sqlite = Database(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        await sqlite.dispose()
+        assert sys.getswitchinterval() == pytest.approx(SQLITE_SWITCH_INTERVAL)
+        sys.setswitchinterval(0.0002)
+        again = Database(f"sqlite+aiosqlite:///{tmp_path / 'b.db'}")
+        await again.dispose()
+        assert sys.getswitchinterval() == pytest.approx(0.0002)
+    finally:
+        sys.setswitchinterval(before)

@@ -128,3 +128,39 @@ def test_the_memo_is_bounded_and_keyed_by_the_sign(monkeypatch: pytest.MonkeyPat
     for n in range(25):
         categorize(f"shop {n}", None, Decimal("-1"))
         assert len(categories._memo) <= 10
+
+
+def test_texts_that_differ_only_in_numbers_no_rule_names_share_one_answer() -> None:
+    """The memo keys the keyword and brand answer by the text's words with the numbers no rule
+    or brand uses blanked out: shop receipts with other reference numbers are one entry, and a
+    number a brand's name holds ("7 eleven") still decides."""
+    matter = categories._numbers_that_matter(categories.brands())
+    assert matter is not None
+    assert "7" in matter
+    assert "4711" not in matter
+    key = categories._words_key
+    assert key(["tesco", "4711", "london"], False) == key(["tesco", "4712", "london"], False)
+    assert key(["tesco", "4711", "london"], False) != key(["tesco", "london"], False)
+    assert key(["7", "eleven"], False) != key(["8123", "eleven"], False)
+    assert key(["tesco"], False) != key(["tesco"], True)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_soups_whose_numbers_rules_and_brands_use_agree_with_the_reference(seed: int) -> None:
+    """Keyword soups and brand names holding numbers, half of them numbers that some keyword or
+    brand name uses, against the reference, with the memo warm from the same words before."""
+    rng = random.Random(100 + seed)
+    matter = sorted(categories._numbers_that_matter(categories.brands()) or ())
+    numbered = [name for name in BRANDS if any(word.isdigit() for word in name.split(" "))]
+    categories._memo.clear()
+    for _ in range(3000):
+        words = [
+            rng.choice(matter) if rng.random() < 0.5 else str(rng.randint(0, 10**6))
+            for _ in range(rng.randint(1, 3))
+        ]
+        words.insert(rng.randint(0, len(words)), rng.choice(numbered))
+        if rng.random() < 0.5:
+            words.insert(rng.randint(0, len(words)), keyword_soup(rng))
+        text = " ".join(words)
+        amount = Decimal(rng.choice(["-3.00", "12.00"]))
+        assert categorize(text, None, amount) == reference(text, None, amount, None), text

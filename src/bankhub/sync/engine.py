@@ -846,17 +846,13 @@ class SyncEngine:
                 session, table, new_rows, TRANSACTION_COLUMNS, key="dedupe_key", scope=scope
             )
             return [by_key[row["dedupe_key"]] for row in new_rows]
-        # Straight to the driver (executemany on SQLite, COPY on PostgreSQL): the rows are
-        # categorized and encoded a slice at a time. On PostgreSQL each batch is prepared while
-        # the server writes the previous one. Not on SQLite: its executemany runs in
-        # aiosqlite's thread and takes this process's GIL back after every row, so preparing
-        # beside it starves the requests served on the same loop (the connect page's progress
-        # polls during a first sync: step p99 34 and 60 ms with it against 26 and 18 ms without,
-        # bench/connect.py --tiny, alternated), for a gain on the ingest alone that a loaded
-        # machine could not tell from its noise.
+        # Straight to the driver, the rows categorized and encoded a slice at a time; each
+        # batch is prepared while the database writes the previous one. On SQLite the batch is
+        # written in one step without the GIL (bulk.insert_encoded's one_step: an executemany
+        # would take the GIL back after every row and starve both the preparing and the
+        # requests served on this loop, such as the connect page's progress polls).
         dialect = (await session.connection()).dialect
         encode = bulk.encoder(table, TRANSACTION_COLUMNS, dialect)
-        overlap = dialect.name == "postgresql"
         added: list[int] = []
         writing: asyncio.Future[list[int]] | None = None
         try:
@@ -880,11 +876,9 @@ class SyncEngine:
                         [row["dedupe_key"] for row in new_rows[start:stop]],
                         key="dedupe_key",
                         scope=scope,
+                        one_step=True,
                     )
                 )
-                if not overlap:
-                    added += await writing
-                    writing = None
             if writing is not None:
                 added += await writing
                 writing = None
