@@ -254,14 +254,13 @@ async def test_encoded_rows_get_their_ids_in_order_without_being_read_back(
 async def test_one_step_on_sqlite_stores_exactly_what_executemany_stores(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The one-step insert (every row taken from one JSON parameter) stores each value with the
-    same SQLite type and bytes as ``executemany`` — text with quotes, backslashes, non-ASCII and
-    emoji, NULLs, integers, dates, timestamps, the largest amount — keeps the rows' order for
-    their counted ids across several statements, and sends a batch holding a NUL character
-    (where SQLite's JSON functions would end the text) by ``executemany``."""
+    """The one-step insert (multi-row statements, each run in one step) stores each value with
+    the same SQLite type and bytes as ``executemany`` — text with quotes, backslashes, a NUL,
+    non-ASCII and emoji, NULLs, integers, dates, timestamps, the largest amount — and keeps the
+    rows' order for their counted ids across several statements."""
     h = harness
     account = await an_account(h)
-    monkeypatch.setattr(bulk, "JSON_ROWS", 40)  # several statements for one call
+    monkeypatch.setattr(bulk, "STEP_ROWS", 40)  # several statements for one call
     odd = ["plain", "quote ' and \" here", "back\\slash \\u0000 written out", "ü « » 🦀 \u2028"]
 
     def rows(tag: str, n: int, nul: bool) -> list[dict[str, Any]]:

@@ -2,33 +2,33 @@
 
 A first sync stores tens of thousands of rows at once. Going through SQLAlchemy's statement
 machinery costs more per row than the database does, so rows go straight to the driver:
-one ``INSERT ... SELECT FROM json_each(?)`` per batch on SQLite (``executemany`` where a column
-cannot travel as JSON), ``COPY`` on PostgreSQL (a pipelined ``executemany`` where row-level
-security binds the role, which ``COPY FROM`` does not support). Values are still converted by the
-columns' own types (``Money``, ``UTCDateTime``, ``JSON``...), so what is stored is exactly what
-the ORM would have stored, and the rows are part of the session's transaction like any other
-write.
+``executemany`` on SQLite (or, for a caller that prepares more rows meanwhile, multi-row
+``INSERT ... VALUES`` statements of up to 2,000 rows), ``COPY`` on PostgreSQL (a pipelined
+``executemany`` where row-level security binds the role, which ``COPY FROM`` does not support).
+Values are still converted by the columns' own types (``Money``, ``UTCDateTime``, ``JSON``...),
+so what is stored is exactly what the ORM would have stored, and the rows are part of the
+session's transaction like any other write.
 
-Why one JSON parameter on SQLite and not ``executemany``: the ``sqlite3`` module releases the GIL
-only inside each step, so an ``executemany`` in aiosqlite's thread takes the GIL back after every
-row. A process that prepares the next batch while one is written (the sync engine does) then
-waits on the GIL at every row, and the overlap gains nothing (measured: 2,000-row batches beside
-Python work, overlapped 10.8–11.4 s against 10.8 s in turn). One statement whose rows SQLite
-takes from one text parameter runs a whole batch in a single step without the GIL: overlapped,
-the batch's write disappears behind the preparing (6.5–6.7 s against 6.1–6.3 s of preparing
-alone). On its own it costs SQLite ~40 % more than ``executemany`` (parsing the JSON), which is
-why it is chosen only where writing overlaps other work.
+Why multi-row statements when writing overlaps preparing: the ``sqlite3`` module releases the
+GIL only inside each step, so an ``executemany`` in aiosqlite's thread takes the GIL back after
+every row, and a process that prepares the next batch meanwhile (the sync engine does) waits on
+the GIL at every row: the overlap gained nothing (2,000-row batches beside Python work,
+overlapped 10.8–11.4 s against 10.8 s in turn). A multi-row statement binds its values once and
+runs the whole batch in one step without the GIL (raw ``sqlite3``, 100,000 rows beside 3.9 s of
+Python: 6.0–6.3 s overlapped against 8.5 s for ``executemany``; alone 3.8 s against 3.35 s).
+One ``INSERT ... SELECT FROM json_each(?)`` a batch was tried first: as fast in bankhub, slower
+alone (4.3 s), and JSON would end text at a NUL and cannot carry bytes.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import msgspec
 from sqlalchemy import Table, bindparam, insert, select, text
-from sqlalchemy import types as sqltypes
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 _MISSING = object()
@@ -83,23 +83,11 @@ def _encode(
     return encoder(table, columns, dialect)(rows)
 
 
-#: SQLite: most rows one ``INSERT ... SELECT FROM json_each`` carries (its parameter stays ~2 MB)
-JSON_ROWS = 5_000
-#: column types whose SQLite driver values are only ``str``, ``int`` and ``None``: JSON carries
-#: them exactly (not floats, which may round; not bytes, which JSON has no form for)
-_JSON_SAFE = (sqltypes.String, sqltypes.Integer, sqltypes.Date, sqltypes.DateTime, sqltypes.Boolean)
-#: a NUL character: SQLite's JSON functions end the text there, so such a batch takes executemany
-_NUL = b"\\u0000"
-
-
-def _json_carriable(table: Table, columns: Sequence[str], dialect: Any) -> bool:
-    for name in columns:
-        impl = table.c[name].type.dialect_impl(dialect)
-        if isinstance(impl, sqltypes.TypeDecorator):
-            impl = impl.load_dialect_impl(dialect)
-        if not isinstance(impl, _JSON_SAFE):
-            return False
-    return True
+#: SQLite: the most bound parameters one statement may have (SQLITE_MAX_VARIABLE_NUMBER's
+#: default since 3.32.0; 999 before)
+_VARIABLES = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+#: SQLite: the most rows one multi-row INSERT carries
+STEP_ROWS = 2_000
 
 
 async def _insert_sqlite(
@@ -112,21 +100,18 @@ async def _insert_sqlite(
 ) -> None:
     quote = connection.dialect.identifier_preparer.quote
     names = ", ".join(quote(c) for c in columns)
-    marks = ", ".join("?" for _ in columns)
-    plain = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608 - names from the table's own metadata  # nosec B608
-    if not one_step or not _json_carriable(table, columns, connection.dialect):
-        await connection.exec_driver_sql(plain, values)
+    head = f"INSERT INTO {quote(table.name)} ({names}) VALUES "  # noqa: S608 - names from the table's own metadata  # nosec B608
+    row = f"({', '.join('?' for _ in columns)})"
+    if not one_step:
+        await connection.exec_driver_sql(head + row, values)
         return
-    picks = ", ".join(f"json_extract(value, '$[{n}]')" for n in range(len(columns)))
-    # ORDER BY the array's index: an AUTOINCREMENT table's counted ids rely on the rows' order
-    sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT {picks} FROM json_each(?) ORDER BY key"  # noqa: S608 - names from the table's own metadata  # nosec B608
-    for start in range(0, len(values), JSON_ROWS):
-        part = values[start : start + JSON_ROWS]
-        payload = msgspec.json.encode(part)
-        if _NUL in payload:
-            await connection.exec_driver_sql(plain, part)
-        else:
-            await connection.exec_driver_sql(sql, (payload.decode(),))
+    per = max(1, min(STEP_ROWS, _VARIABLES // len(columns)))
+    for start in range(0, len(values), per):
+        part = values[start : start + per]
+        # the rows in the order given (an AUTOINCREMENT table's counted ids rely on it); a
+        # full part's text is the same each time, so the driver's statement cache keeps it
+        sql = head + ", ".join(itertools.repeat(row, len(part)))
+        await connection.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(part)))
 
 
 async def insert_encoded(
@@ -138,8 +123,8 @@ async def insert_encoded(
     one_step: bool = False,
 ) -> None:
     """Insert rows already encoded by :func:`encoder` for the session's dialect. ``one_step``:
-    on SQLite, write each batch in one step without the GIL (for callers that prepare more
-    rows while this runs; see the module's note)."""
+    on SQLite, write up to :data:`STEP_ROWS` rows a step without the GIL (for callers that
+    prepare more rows while this runs; see the module's note)."""
     if not values:
         return
     connection = await session.connection()
