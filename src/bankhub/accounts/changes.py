@@ -88,14 +88,16 @@ async def log(
     accounts = sorted({account_id for account_id, _, ids in entries if ids})
     if not accounts:
         return
-    # key_share: FOR NO KEY UPDATE, what an UPDATE of the row takes (a sync's); the foreign-key
-    # checks of rows inserted beside it stay free
-    await session.execute(
-        select(Account.id)
-        .where(Account.id.in_(accounts))
-        .order_by(Account.id)
-        .with_for_update(key_share=True)
-    )
+    if session.bind.dialect.name == "postgresql":
+        # key_share: FOR NO KEY UPDATE, what an UPDATE of the row takes (a sync's); the
+        # foreign-key checks of rows inserted beside it stay free. SQLite has no row locks (it
+        # would run the query and lock nothing): its one writer keeps the ids in commit order.
+        await session.execute(
+            select(Account.id)
+            .where(Account.id.in_(accounts))
+            .order_by(Account.id)
+            .with_for_update(key_share=True)
+        )
     table = cast(Table, TransactionChange.__table__)
     for account_id, kind, ids in entries:
         constants = {"app_id": app_id, "account_id": account_id, "kind": kind, "changed_at": now}

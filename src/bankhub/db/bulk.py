@@ -22,13 +22,15 @@ alone (4.3 s), and JSON would end text at a NUL and cannot carry bytes.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, text
+from sqlalchemy import Insert, Table, TextClause, bindparam, insert, select, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 _MISSING = object()
@@ -196,8 +198,7 @@ async def insert_many_with_ids(
     if len(rows) <= SMALL:
         # A refresh's few new rows: one INSERT ... RETURNING beats three round trips.
         returned = await connection.execute(
-            insert(table).returning(id_column, table.c[key]),
-            [{c: row[c] for c in columns} for row in rows],
+            _returning(table, key), [{c: row[c] for c in columns} for row in rows]
         )
         return {k: int(i) for i, k in returned.tuples()}
     if connection.dialect.name == "postgresql":
@@ -293,6 +294,36 @@ async def insert_encoded_with_ids(
         raise RuntimeError(f"{missing} inserted rows of {table.name} not found") from None
 
 
+@functools.cache
+def _returning(table: Table, key: str) -> Insert:
+    """``INSERT ... RETURNING id, key`` for ``table``, built once (a statement built per call
+    costs its construction and its cache key every time, see ``sync.engine``'s statements)."""
+    return insert(table).returning(table.c.id, table.c[key])
+
+
+@functools.lru_cache(maxsize=64)
+def _per_id(table: Table, column: str, names: tuple[str, ...], dialect: Dialect) -> TextClause:
+    """The statement of :func:`insert_per_id`, built once per table, columns and engine's
+    dialect; its parameters are ``names`` (each converted by its column's type) and ``ids``."""
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(c) for c in (*names, column))
+    params = [bindparam(name, type_=table.c[name].type) for name in names]
+    if dialect.name == "postgresql":
+        # without a cast, parameters in a SELECT list are text to PostgreSQL
+        values = ", ".join(
+            f"CAST(:{name} AS {table.c[name].type.compile(dialect)})" for name in names
+        )
+        source = (
+            "unnest(CAST(:ids AS BIGINT[])) WITH ORDINALITY AS given(value, position)"
+            " ORDER BY given.position"
+        )
+    else:
+        values = ", ".join(f":{name}" for name in names)
+        source = "json_each(:ids) AS given ORDER BY given.key"
+    sql = f"INSERT INTO {quote(table.name)} ({columns}) SELECT {values}, given.value FROM {source}"  # noqa: S608 - names from the table's own metadata  # nosec B608
+    return text(sql).bindparams(*params, bindparam("ids"))
+
+
 async def insert_per_id(
     session: AsyncSession,
     table: Table,
@@ -307,23 +338,8 @@ async def insert_per_id(
     if not ids:
         return
     connection = await session.connection()
-    quote = connection.dialect.identifier_preparer.quote
-    names = ", ".join(quote(c) for c in (*constants, column))
-    params = [bindparam(name, value, type_=table.c[name].type) for name, value in constants.items()]
-    if connection.dialect.name == "postgresql":
-        # without a cast, parameters in a SELECT list are text to PostgreSQL
-        casts = ", ".join(
-            f"CAST(:{name} AS {table.c[name].type.compile(connection.dialect)})"
-            for name in constants
-        )
-        source = (
-            "unnest(CAST(:ids AS BIGINT[])) WITH ORDINALITY AS given(value, position)"
-            " ORDER BY given.position"
-        )
-        params.append(bindparam("ids", [int(i) for i in ids]))
-    else:
-        casts = ", ".join(f":{name}" for name in constants)
-        source = "json_each(:ids) AS given ORDER BY given.key"
-        params.append(bindparam("ids", json.dumps([int(i) for i in ids])))
-    sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT {casts}, given.value FROM {source}"  # noqa: S608 - names from the table's own metadata  # nosec B608
-    await connection.execute(text(sql).bindparams(*params))
+    dialect = connection.dialect
+    numbers = [int(i) for i in ids]
+    statement = _per_id(table, column, tuple(constants), dialect)
+    given = numbers if dialect.name == "postgresql" else json.dumps(numbers)
+    await connection.execute(statement, {**constants, "ids": given})

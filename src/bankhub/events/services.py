@@ -14,7 +14,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.db import commit_order
@@ -76,7 +76,15 @@ async def record(
     event = Event(
         app_id=app_id, login_id=login_id, type=type, payload=body(type, payload), created_at=now
     )
-    endpoints = await _subscribers(session, app_id, type) if only is None else only
+    if only is not None:
+        endpoints = only
+    elif _touches_endpoints(session):
+        endpoints = await _subscribers(session, app_id, type)
+    else:
+        # Nothing pending can change the answer, so nothing is flushed for it: a sync's changes
+        # to its login then go out in one UPDATE at commit rather than two.
+        with session.no_autoflush:
+            endpoints = await _subscribers(session, app_id, type)
 
     async def write(session: AsyncSession) -> None:
         session.add(event)
@@ -109,6 +117,24 @@ async def fan_out(session: AsyncSession, event: Event, now: datetime) -> int:
     return len(endpoints)
 
 
+#: built once: every sync that records an event reads it (see ``sync.engine``'s statements)
+_ENDPOINTS = (
+    select(WebhookEndpoint.id, WebhookEndpoint.events, WebhookEndpoint.disabled_at)
+    .where(WebhookEndpoint.app_id == bindparam("app_id"))
+    .order_by(WebhookEndpoint.id)
+    .with_for_update(read=True, key_share=True)
+)
+
+
+def _touches_endpoints(session: AsyncSession) -> bool:
+    """Whether the session holds unflushed changes to webhook endpoints."""
+    return any(
+        isinstance(item, WebhookEndpoint)
+        for pending in (session.new, session.dirty, session.deleted)
+        for item in pending
+    )
+
+
 async def _subscribers(session: AsyncSession, app_id: int, type: str) -> list[str]:
     """The app's enabled endpoints that subscribe to events of ``type``.
 
@@ -120,12 +146,7 @@ async def _subscribers(session: AsyncSession, app_id: int, type: str) -> list[st
     there; it is never left out by both. ``KEY SHARE`` does not conflict with plain updates, so
     disabling an endpoint or rotating its secret never waits for it.
     """
-    found = await session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.events, WebhookEndpoint.disabled_at)
-        .where(WebhookEndpoint.app_id == app_id)
-        .order_by(WebhookEndpoint.id)
-        .with_for_update(read=True, key_share=True)
-    )
+    found = await session.execute(_ENDPOINTS, {"app_id": app_id})
     return [
         endpoint_id
         for endpoint_id, types, disabled_at in found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.categories import AppRule, Keywords, RulesError, app_rules
@@ -13,15 +13,15 @@ from bankhub.partners.models import App
 #: compiled rule sets by their JSON text: apps change their rules rarely, syncs read them often
 _compiled: dict[str, Keywords | None] = {}
 _MAX_COMPILED = 1024
+#: built once (every sync reads it; see ``sync.engine``'s statements)
+_RULES = select(App.category_rules).where(App.id == bindparam("app_id"))
 
 
 async def app_category_rules(session: AsyncSession, app_id: int) -> Keywords | None:
     """The app's rules compiled, or None when it has none. Rules stored before a change of the
     taxonomy that no longer compile are skipped as a whole (the defaults apply), not fatal to
     the sync."""
-    stored = (
-        await session.execute(select(App.category_rules).where(App.id == app_id))
-    ).scalar_one_or_none()
+    stored = (await session.execute(_RULES, {"app_id": app_id})).scalar_one_or_none()
     if not stored:
         return None
     key = json.dumps(stored, sort_keys=True)

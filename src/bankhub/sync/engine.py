@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 
 import httpx
 import msgspec
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.accounts import changes as changes_log
@@ -198,6 +198,27 @@ SLICE = 32
 TURN_SECONDS = 0.001
 #: how far a booked item's amount may differ from its pending one (tips, currency conversion)
 PENDING_AMOUNT_TOLERANCE = Decimal("0.30")
+
+# The statements every refresh sends, built once with their values as parameters: one built per
+# call costs its construction and its cache key each time (SQLAlchemy keeps a statement's key on
+# the statement object), a tenth of a refresh's CPU at scale (bench/README.md, "Refresh").
+_LOGIN_ACCOUNTS = select(Account).where(Account.login_id == bindparam("login_id"))
+_WINDOW = select(
+    Transaction.id,
+    Transaction.dedupe_key,
+    Transaction.fingerprint,
+    Transaction.status,
+    Transaction.amount,
+    Transaction.currency,
+    Transaction.date,
+    Transaction.details_enc,
+).where(Transaction.account_id == bindparam("account_id"), Transaction.date >= bindparam("low"))
+_TOUCH = (
+    update(Transaction)
+    .where(Transaction.id.in_(bindparam("ids", expanding=True)))
+    .values(fetched_at=bindparam("seen_at", type_=Transaction.__table__.c.fetched_at.type))
+    .execution_options(synchronize_session=False)
+)
 PENDING_DAYS_BEFORE = 2
 PENDING_DAYS_AFTER = 10
 PENDING_MIN_SIMILARITY = 0.6
@@ -611,17 +632,8 @@ class SyncEngine:
         """The stored rows of the account from ``low`` on, with keyed keys: rows stored before
         keys were keyed and details sealed are sealed first, so that the records of this sync
         find them (the rewrap command does the same for the rest)."""
-        query = select(
-            Transaction.id,
-            Transaction.dedupe_key,
-            Transaction.fingerprint,
-            Transaction.status,
-            Transaction.amount,
-            Transaction.currency,
-            Transaction.date,
-            Transaction.details_enc,
-        ).where(Transaction.account_id == account_id, Transaction.date >= low)
-        rows = list((await session.execute(query)).all())
+        window = {"account_id": account_id, "low": low}
+        rows = list((await session.execute(_WINDOW, window)).all())
         if any(row.details_enc is None for row in rows):
             plain = (
                 await session.execute(
@@ -633,7 +645,7 @@ class SyncEngine:
                 )
             ).all()
             await details.seal_plain_rows(session, self.box, self.keys, plain)
-            rows = list((await session.execute(query)).all())
+            rows = list((await session.execute(_WINDOW, window)).all())
         return rows
 
     def _stored(self, app_id: int, account_id: int, row: Any) -> details.Details:
@@ -778,10 +790,7 @@ class SyncEngine:
         seen = sorted(claimed - set(modified))
         for start in range(0, len(seen), TOUCH_BATCH):
             await session.execute(
-                update(Transaction)
-                .where(Transaction.id.in_(seen[start : start + TOUCH_BATCH]))
-                .values(fetched_at=now)
-                .execution_options(synchronize_session=False)
+                _TOUCH, {"ids": seen[start : start + TOUCH_BATCH], "seen_at": now}
             )
         # The change log, in this order; the database makes its rows from the ids.
         await changes_log.log(
@@ -894,9 +903,7 @@ class SyncEngine:
     async def apply(self, session: AsyncSession, login: Login, result: FetchResult) -> ApplySummary:
         """Store a fetch for ``login``: accounts matched to their stable ids, rows deduplicated."""
         now = self.clock()
-        existing = list(
-            (await session.execute(select(Account).where(Account.login_id == login.id))).scalars()
-        )
+        existing = list((await session.execute(_LOGIN_ACCOUNTS, {"login_id": login.id})).scalars())
         summary = ApplySummary()
         claimed: set[int] = set()
         for fetched in result.accounts:
