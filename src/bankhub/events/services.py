@@ -88,8 +88,10 @@ async def record(
 
     async def write(session: AsyncSession) -> None:
         session.add(event)
-        await session.flush()
-        _queue(session, event, endpoints, now)
+        if endpoints:
+            await session.flush()  # the deliveries name the event's id
+            _queue(session, event, endpoints, now)
+        # else the flush that ends the feed's writes inserts it (``db.commit_order``)
 
     commit_order.append(session, app_id, write)
     return event

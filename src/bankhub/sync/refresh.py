@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bankhub.catalogue import Service
@@ -48,6 +48,14 @@ from bankhub.sync.engine import ApplySummary, ConnectorRun, FetchResult, SyncEng
 
 T = TypeVar("T")
 log = logging.getLogger("bankhub.sync")
+#: a refresh's apply reads its login locked, fresh from the database: built once, as the sync
+#: engine's own statements are (``sync.engine``)
+_LOCKED = (
+    select(Login)
+    .where(Login.id == bindparam("login_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 
 #: statuses the scheduler keeps refreshing; the others wait for the user to reconnect
 RETRYABLE = (logins.ACTIVE, "provider_unavailable", "rate_limited")
@@ -342,7 +350,7 @@ async def refresh_login(
             failure = exc
 
     async def apply(session: AsyncSession) -> RefreshOutcome:
-        login = await session.get(Login, login_id, with_for_update=True)
+        login = (await session.execute(_LOCKED, {"login_id": login_id})).scalar_one_or_none()
         if login is None:
             raise NotFound(ErrorCode.LOGIN_NOT_FOUND, extra={"login_id": login_id})
         finished = engine.clock()
