@@ -198,6 +198,9 @@ SLICE = 32
 TURN_SECONDS = 0.001
 #: how far a booked item's amount may differ from its pending one (tips, currency conversion)
 PENDING_AMOUNT_TOLERANCE = Decimal("0.30")
+PENDING_DAYS_BEFORE = 2
+PENDING_DAYS_AFTER = 10
+PENDING_MIN_SIMILARITY = 0.6
 
 # The statements every refresh sends, built once with their values as parameters: one built per
 # call costs its construction and its cache key each time (SQLAlchemy keeps a statement's key on
@@ -219,9 +222,6 @@ _TOUCH = (
     .values(fetched_at=bindparam("seen_at", type_=Transaction.__table__.c.fetched_at.type))
     .execution_options(synchronize_session=False)
 )
-PENDING_DAYS_BEFORE = 2
-PENDING_DAYS_AFTER = 10
-PENDING_MIN_SIMILARITY = 0.6
 
 
 def _similarity(a: str, b: str) -> float:
